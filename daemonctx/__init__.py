@@ -1,0 +1,24 @@
+"""daemonctx: turn a Python program into a well-behaved Unix daemon (PEP 3143)."""
+
+from __future__ import annotations
+
+from .context import DaemonContext
+from .errors import (
+    DaemonError,
+    DaemonOptionError,
+    DaemonOSEnvironmentError,
+    DaemonProcessDetachError,
+    Terminated,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DaemonContext",
+    "DaemonError",
+    "DaemonOSEnvironmentError",
+    "DaemonOptionError",
+    "DaemonProcessDetachError",
+    "Terminated",
+    "__version__",
+]

@@ -1,0 +1,267 @@
+"""``DaemonContext``: PEP 3143's daemon context, with a start-up handoff.
+
+``open()`` checks every option in the foreground, then (when detaching)
+forks twice. The launching process waits on a pipe until the daemon reports
+ready, then exits 0, or raises the daemon's error. Every step that changes
+process state runs in the daemon, after the forks, so a launcher that raises
+is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from . import environment, fds, process
+from .errors import DaemonOptionError
+from .handoff import Handoff
+from .options import CHECKERS
+from .signals import default_signal_map, install, resolve_signal_map
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+    from typing import Any, NoReturn
+
+    from .signals import Handler
+
+# Signals a terminal sends to its foreground group. They are blocked across
+# the first fork: until setsid() the child is still in that group, and a
+# SIGHUP there (a launching ssh -t session ending) would kill it.
+_TERMINAL_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP}
+
+
+class _Plan:
+    """What ``open()`` resolved in the foreground, for the daemon to apply."""
+
+    __slots__ = ("gid", "handlers", "keep_fds", "stream_fds", "uid", "user_name")
+
+    def __init__(self) -> None:
+        self.handlers: dict[int, Handler] = {}
+        self.keep_fds: set[int] = set()
+        self.stream_fds: list[int | None] = [None, None, None]
+        self.uid = 0
+        self.gid = 0
+        self.user_name: str | None = None
+
+
+class DaemonContext:
+    """Context for turning the current program into a daemon process.
+
+    Every option may be given to the constructor or set as an attribute
+    before ``open()``; a bad value raises ``DaemonOptionError`` at once.
+    See docs/options.md for each option.
+    """
+
+    # Stored types: assignment goes through ``options.CHECKERS``, which
+    # normalises (paths become str, the signal map a new dict).
+    chroot_directory: str | None
+    working_directory: str
+
+    def __init__(
+        self,
+        chroot_directory: str | os.PathLike[str] | None = None,
+        working_directory: str | os.PathLike[str] = "/",
+        umask: int = 0,
+        uid: int | None = None,
+        gid: int | None = None,
+        initgroups: bool = False,
+        prevent_core: bool = True,
+        detach_process: bool | None = None,
+        files_preserve: list[Any] | tuple[Any, ...] | None = None,
+        pidfile: Any = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        signal_map: dict[int, Any] | None = None,
+        ready_on_open: bool = True,
+        ready_timeout: float | None = None,
+    ) -> None:
+        self.chroot_directory = chroot_directory  # type: ignore[assignment]
+        self.working_directory = working_directory  # type: ignore[assignment]
+        self.umask = umask
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self.initgroups = initgroups
+        self.prevent_core = prevent_core
+        self.detach_process = detach_process
+        self.files_preserve = files_preserve
+        self.pidfile = pidfile
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        # Your map is laid over the defaults, so adding SIGHUP keeps SIGTERM.
+        self.signal_map = {**default_signal_map(), **(signal_map or {})}
+        self.ready_on_open = ready_on_open
+        self.ready_timeout = ready_timeout
+        self._is_open = False
+        self._handoff: Handoff | None = None
+        self._pidfile_entered: Any = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = CHECKERS.get(name)
+        if check is not None:
+            if self.__dict__.get("_is_open"):
+                raise DaemonOptionError(name, value, "cannot change an option of an open context")
+            value = check(value)
+        object.__setattr__(self, name, value)
+
+    @property
+    def is_open(self) -> bool:
+        """True once ``open()`` has completed, until ``close()``."""
+        return self._is_open
+
+    def __enter__(self) -> DaemonContext:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        handoff = self._handoff
+        if handoff is not None and handoff.write_fd is not None and exc_value is not None:
+            # Failed before reporting ready: the launcher raises this error.
+            self._release_pidfile()
+            handoff.fail_and_exit(exc_value)
+        self.close()
+
+    # -- open ----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Become a daemon. Does nothing if this context is already open.
+
+        In the launching process (when detaching) this returns only by
+        raising ``DaemonStartupError``; on success the launcher exits 0.
+        """
+        if self._is_open:
+            return
+        plan = self._preflight()
+        detach = self.detach_process
+        if detach is None:
+            detach = environment.detach_required()
+        process.flush_standard_streams()
+        if detach:
+            process.warn_if_threads_alive()
+            self._handoff = Handoff()
+            self._detach()
+            plan.keep_fds.add(self._handoff.write_fd)  # type: ignore[arg-type]
+        try:
+            self._become_daemon(plan)
+        except BaseException as exc:
+            self._release_pidfile()
+            if self._handoff is not None:
+                self._handoff.fail_and_exit(exc)
+            raise
+        self._is_open = True
+        import atexit
+
+        atexit.register(self.close)
+        if self.ready_on_open:
+            self.notify_ready()
+
+    def notify_ready(self) -> None:
+        """Tell the launcher that the daemon is up: it exits 0 now."""
+        if self._handoff is not None:
+            self._handoff.send_ready()
+
+    def _preflight(self) -> _Plan:
+        """Check everything that can be checked before forking; resolve the options."""
+        from .preflight import check_directories, check_owner, check_pidfile, stream_fd
+
+        plan = _Plan()
+        check_directories(self.chroot_directory, self.working_directory)
+        plan.keep_fds = fds.resolve_files_preserve(self.files_preserve)
+        for index, name in enumerate(("stdin", "stdout", "stderr")):
+            fd = stream_fd(name, getattr(self, name))
+            plan.stream_fds[index] = fd
+            if fd is not None:
+                plan.keep_fds.add(fd)
+        plan.uid, plan.gid, plan.user_name = check_owner(self.uid, self.gid, self.initgroups)
+        plan.handlers = resolve_signal_map(self.signal_map, self)
+        check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
+        return plan
+
+    def _detach(self) -> None:
+        """Fork twice with setsid between; return in the daemon only."""
+        handoff = self._handoff
+        assert handoff is not None
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINAL_SIGNALS)
+        try:
+            child = process.fork("first fork")
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        if child:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self._wait_in_launcher(handoff, child)
+        try:
+            handoff.in_daemon()
+            process.start_new_session()
+            if process.fork("second fork"):
+                os._exit(0)  # the session leader leaves: the daemon can never get a tty
+            handoff.send_pid()
+        except BaseException as exc:
+            handoff.fail_and_exit(exc)
+
+    def _wait_in_launcher(self, handoff: Handoff, child: int) -> NoReturn:
+        handoff.in_launcher()
+        try:
+            handoff.wait(self.ready_timeout)
+        finally:
+            os.waitpid(child, 0)  # the first child exits right after the second fork
+            self._handoff = None
+        os._exit(0)
+
+    def _become_daemon(self, plan: _Plan) -> None:
+        """The daemon's steps, in order; each line says why it is where it is."""
+        # A mask inherited from the launcher would hold signals back forever.
+        process.reset_signal_mask()
+        # Close inherited fds first, while /proc/self/fd is still reachable
+        # (not inside a chroot); 0-2 stay until they are replaced below.
+        fds.close_all_except(plan.keep_fds | set(process.STANDARD_FDS))
+        # /dev/null is opened before chroot: an empty chroot has none.
+        devnull = process.open_devnull() if None in plan.stream_fds else None
+        if self.prevent_core:
+            process.prevent_core_dump()
+        if self.chroot_directory is not None:
+            process.change_root_directory(self.chroot_directory)
+        process.change_working_directory(self.working_directory)
+        process.change_file_creation_mask(self.umask)
+        sources = [devnull if fd is None else fd for fd in plan.stream_fds]
+        process.redirect_standard_streams(sources)  # type: ignore[arg-type]
+        if devnull is not None:
+            os.close(devnull)
+        # The pidfile is written before privileges drop, so a root-started
+        # daemon can keep it in a root-owned directory such as /run.
+        if self.pidfile is not None:
+            self.pidfile.__enter__()
+            self._pidfile_entered = self.pidfile
+        process.change_process_owner(plan.uid, plan.gid, plan.user_name)
+        # Handlers last: nothing above may be interrupted by a user handler.
+        install(plan.handlers)
+
+    # -- close ---------------------------------------------------------------
+
+    def _release_pidfile(self) -> None:
+        pidfile, self._pidfile_entered = self._pidfile_entered, None
+        if pidfile is not None:
+            pidfile.__exit__(None, None, None)
+
+    def close(self) -> None:
+        """Release the pidfile and mark the context closed. Harmless when closed."""
+        if not self._is_open:
+            return
+        self._release_pidfile()
+        if self._handoff is not None:
+            self._handoff.close()  # closing before ready: the launcher reports it
+        self._is_open = False
+
+    def terminate(self, signal_number: int, stack_frame: FrameType | None) -> None:
+        """Handler for SIGTERM: raise ``Terminated``, a ``SystemExit`` with status 0,
+        so ``with`` blocks and ``finally`` clauses unwind and the context closes."""
+        from .errors import Terminated
+
+        raise Terminated(signal_number)

@@ -1,0 +1,103 @@
+"""Exceptions raised by daemonctx.
+
+The names python-daemon users already catch (``DaemonError``,
+``DaemonOSEnvironmentError``, ``DaemonProcessDetachError``) are kept, with the
+same bases, so ``except`` clauses written for python-daemon keep working.
+"""
+
+from __future__ import annotations
+
+import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class DaemonError(Exception):
+    """Base class of every error daemonctx raises."""
+
+
+class DaemonOptionError(DaemonError, ValueError):
+    """A ``DaemonContext`` option has a bad type or value.
+
+    Raised in the foreground, before any fork. ``option`` and ``value`` name
+    the culprit so that programs can report it without parsing the message.
+    """
+
+    def __init__(self, option: str, value: Any, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{option}={value!r}: {reason}")
+
+
+class DaemonOSEnvironmentError(DaemonError, OSError):
+    """An operating-system step of daemonization failed (chroot, setuid, ...)."""
+
+
+class DaemonProcessDetachError(DaemonError, OSError):
+    """Forking or starting a new session failed while detaching."""
+
+
+class Terminated(SystemExit):
+    """Raised by ``DaemonContext.terminate`` when a stop signal arrives.
+
+    It is a ``SystemExit`` whose exit status is 0, because a requested stop is
+    a clean stop (systemd counts anything else as a failure), while ``str()``
+    still says which signal asked for it.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(0)
+        self.signal_number = signal_number
+
+    def __str__(self) -> str:
+        try:
+            name = signal.Signals(self.signal_number).name
+        except ValueError:
+            name = str(self.signal_number)
+        return f"Terminating on signal {name}"
+
+
+class RemoteTraceback(Exception):
+    """Carries the daemon's traceback text as the ``__cause__`` of a startup error,
+    so an uncaught error prints both tracebacks (as ``concurrent.futures`` does)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\nTraceback in the daemon:\n{self.text.rstrip()}"
+
+
+class DaemonStartupError(DaemonError):
+    """The daemon failed, or died, before it reported ready.
+
+    Raised in the launching process. ``remote_type`` and ``remote_message``
+    are the daemon's exception type name and message (None when it died
+    without a word), ``remote_traceback`` its traceback text, ``daemon_pid``
+    its pid when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remote_type: str | None = None,
+        remote_message: str | None = None,
+        remote_traceback: str | None = None,
+        daemon_pid: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        self.daemon_pid = daemon_pid
+        if remote_traceback:
+            self.__cause__ = RemoteTraceback(remote_traceback)
+
+
+class DaemonReadyTimeout(DaemonStartupError):
+    """The daemon did not report ready within ``ready_timeout`` seconds."""

@@ -1,0 +1,209 @@
+"""The start-up pipe between the launching process and the daemon.
+
+The launcher forks, then blocks reading this pipe, and leaves only when the
+daemon says it is ready (systemd daemon(7), steps 14-15). A failure in the
+daemon comes back as an error record and is raised in the launcher, in the
+terminal that started it; a daemon that dies without a word is seen as
+end-of-file. The pattern is CPython's ``subprocess`` error pipe.
+
+Records are ``b"<KIND> <pid> <length>\\n"`` followed by ``length`` bytes of
+payload: ``PID`` (the daemon exists), ``READY``, and ``ERROR`` whose payload is
+a small JSON object. Nothing is unpickled; sizes are bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .errors import DaemonReadyTimeout, DaemonStartupError
+from .process import dup_above_standard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+MAX_PAYLOAD = 64 * 1024  # fits the pipe buffer, so the daemon never blocks on it
+_EOF_GRACE = 5.0  # how long the launcher waits for a failed daemon to finish exiting
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+class Handoff:
+    """Both ends of the start-up pipe; each process closes the end it does not use."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()  # close-on-exec on both ends
+        self.read_fd = self._lift(read_fd)
+        self.write_fd: int | None = self._lift(write_fd)
+
+    @staticmethod
+    def _lift(fd: int) -> int:
+        high = dup_above_standard(fd)
+        if high != fd:
+            os.close(fd)
+        return high
+
+    # -- daemon side ---------------------------------------------------------
+
+    def in_daemon(self) -> None:
+        """Called in the child after fork: the launcher's end is not ours."""
+        os.close(self.read_fd)
+
+    def _send(self, kind: str, payload: bytes = b"") -> None:
+        if self.write_fd is None:
+            return
+        header = f"{kind} {os.getpid()} {len(payload)}\n".encode()
+        try:
+            _write_all(self.write_fd, header + payload)
+        except OSError:  # the launcher is gone (killed): nobody left to tell
+            pass
+
+    def send_pid(self) -> None:
+        self._send("PID")
+
+    def send_ready(self) -> None:
+        """Tell the launcher we are up, and let go of the pipe."""
+        self._send("READY")
+        self.close()
+
+    def send_error(self, exc: BaseException) -> None:
+        """Report ``exc`` (type, message, traceback text) and let go of the pipe."""
+        import json
+        import traceback
+
+        kind = type(exc)
+        name = kind.__qualname__
+        if kind.__module__ not in ("builtins", "__main__"):
+            name = f"{kind.__module__}.{name}"
+        text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        record = {"type": name, "message": str(exc), "traceback": text[-MAX_PAYLOAD // 2 :]}
+        self._send("ERROR", json.dumps(record).encode()[:MAX_PAYLOAD])
+        self.close()
+
+    def fail_and_exit(self, exc: BaseException, status: int = 1) -> NoReturn:
+        """Report ``exc`` and end this process at once, running no user cleanup:
+        the user's code still has to run, once, in the launcher."""
+        self.send_error(exc)
+        os._exit(status)
+
+    def close(self) -> None:
+        if self.write_fd is not None:
+            os.close(self.write_fd)
+            self.write_fd = None
+
+    # -- launcher side -------------------------------------------------------
+
+    def in_launcher(self) -> None:
+        """Called in the parent after fork, so EOF means every daemon side is gone."""
+        self.close()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the daemon is ready and return its pid, or raise.
+
+        Raises ``DaemonStartupError`` on an error record or EOF, and
+        ``DaemonReadyTimeout`` when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reader = _RecordReader(self.read_fd)
+        pid: int | None = None
+        try:
+            while True:
+                record = reader.next(deadline)
+                if record is None:
+                    raise DaemonStartupError(
+                        "the daemon exited before it was ready"
+                        + (f" (pid {pid})" if pid else "")
+                        + "; it was killed, or its code called os._exit()",
+                        daemon_pid=pid,
+                    )
+                kind, pid, payload = record
+                if kind == "READY":
+                    return pid
+                if kind == "ERROR":
+                    reader.wait_eof(time.monotonic() + _EOF_GRACE)
+                    raise _startup_error(pid, payload)
+        except TimeoutError:
+            raise DaemonReadyTimeout(
+                f"the daemon did not report ready within {timeout} s"
+                + (f" (pid {pid})" if pid else ""),
+                daemon_pid=pid,
+            ) from None
+        finally:
+            os.close(self.read_fd)
+
+
+def _startup_error(pid: int, payload: bytes) -> DaemonStartupError:
+    import json
+
+    try:
+        record = json.loads(payload.decode("utf-8", "replace"))
+        remote_type = str(record["type"])
+        message = str(record["message"])
+        text = str(record["traceback"])
+    except (ValueError, KeyError, TypeError):
+        remote_type, message, text = "unknown", payload[:200].decode("utf-8", "replace"), ""
+    summary = f"{remote_type}: {message}" if message else remote_type
+    return DaemonStartupError(
+        f"the daemon (pid {pid}) failed to start: {summary}",
+        remote_type=remote_type,
+        remote_message=message,
+        remote_traceback=text or None,
+        daemon_pid=pid,
+    )
+
+
+class _RecordReader:
+    """Reads whole records from the pipe, with an optional deadline."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.eof = False
+
+    def _fill(self, deadline: float | None) -> None:
+        if deadline is not None:
+            import select
+
+            remaining = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(self.fd, 65536)
+        if chunk:
+            self.buffer += chunk
+        else:
+            self.eof = True
+
+    def next(self, deadline: float | None) -> tuple[str, int, bytes] | None:
+        while True:
+            header, sep, rest = self.buffer.partition(b"\n")
+            if sep:
+                try:
+                    kind, pid, length = header.decode("ascii").split(" ")
+                    size = int(length)
+                    if size > MAX_PAYLOAD:
+                        raise ValueError(length)
+                except ValueError:
+                    raise DaemonStartupError(f"garbled start-up record {header[:80]!r}") from None
+                if len(rest) >= size:
+                    self.buffer = rest[size:]
+                    return kind, int(pid), rest[:size]
+            elif len(self.buffer) > 256:
+                raise DaemonStartupError("garbled start-up record: header too long")
+            if self.eof:
+                return None
+            self._fill(deadline)
+
+    def wait_eof(self, deadline: float) -> None:
+        """Read until every write end is closed, so the daemon has finished exiting."""
+        try:
+            while not self.eof:
+                self._fill(deadline)
+                self.buffer = b""
+        except TimeoutError:
+            pass

@@ -1,0 +1,206 @@
+"""One small function per operating-system step of daemonization.
+
+Each step wraps its system call and turns a failure into a
+``DaemonOSEnvironmentError`` that says which step failed, so the error that
+reaches the terminal reads "cannot change working directory to '/srv/x'"
+rather than a bare ``[Errno 2]``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from .errors import DaemonOSEnvironmentError, DaemonProcessDetachError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+STANDARD_FDS = (0, 1, 2)
+
+
+def _fail(step: str, exc: OSError) -> DaemonOSEnvironmentError:
+    err = DaemonOSEnvironmentError(exc.errno, f"{step}: {exc.strerror or exc}")
+    err.__cause__ = exc
+    return err
+
+
+def flush_standard_streams() -> None:
+    """Flush Python's stdout/stderr so buffered output is written once, not per fork."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or broken stream: nothing to save
+                pass
+
+
+def reset_signal_mask() -> None:
+    """Unblock every signal: a mask inherited from the launcher would silently
+    hold back SIGTERM and friends for the daemon's whole life (daemon(7) step 3)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def prevent_core_dump() -> None:
+    """Set RLIMIT_CORE to zero so a crash cannot write memory (secrets) to disk."""
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as exc:
+        raise DaemonOSEnvironmentError(f"cannot set RLIMIT_CORE to 0: {exc}") from exc
+
+
+def change_root_directory(path: str) -> None:
+    """chdir into ``path`` first, then chroot, so the cwd is never outside the new root."""
+    try:
+        os.chdir(path)
+        os.chroot(path)
+    except OSError as exc:
+        raise _fail(f"cannot change root directory to {path!r}", exc) from exc
+
+
+def change_working_directory(path: str) -> None:
+    """Leave the launcher's cwd so the daemon does not pin a mount point."""
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        raise _fail(f"cannot change working directory to {path!r}", exc) from exc
+
+
+def change_file_creation_mask(mask: int) -> None:
+    """Set the umask the daemon's files are created with."""
+    os.umask(mask)
+
+
+def _setgroups(gid: int, user_name: str | None) -> None:
+    if user_name is not None:
+        os.initgroups(user_name, gid)
+    else:
+        os.setgroups([])
+
+
+def _ids() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    if hasattr(os, "getresuid"):
+        return os.getresuid(), os.getresgid()
+    uid, euid, gid, egid = os.getuid(), os.geteuid(), os.getgid(), os.getegid()
+    return (uid, euid, euid), (gid, egid, egid)  # no saved ids to see (macOS)
+
+
+def change_process_owner(uid: int, gid: int, user_name: str | None) -> None:
+    """Drop to ``uid``/``gid``: supplementary groups, then gid, then uid.
+
+    Groups go first because only root may set them; gid before uid for the
+    same reason. Root's groups are cleared (or replaced by the user's groups
+    when ``user_name`` is given, as ``initgroups`` does), because a daemon that
+    keeps group 0 ("root") can still read root-group files. Real, effective
+    and saved ids are all set, and afterwards we check that root cannot be
+    regained.
+    """
+    if _ids() == ((uid, uid, uid), (gid, gid, gid)):
+        return
+    try:
+        if os.geteuid() == 0:
+            _setgroups(gid, user_name)
+        if hasattr(os, "setresuid"):
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        else:
+            os.setgid(gid)
+            os.setuid(uid)
+    except OSError as exc:
+        raise _fail(f"cannot change process owner to uid {uid}, gid {gid}", exc) from exc
+    if uid != 0:
+        _check_root_not_regainable(uid, gid)
+
+
+def _check_root_not_regainable(uid: int, gid: int) -> None:
+    if _ids() != ((uid, uid, uid), (gid, gid, gid)):
+        raise DaemonOSEnvironmentError(f"privilege drop incomplete: (uids, gids) = {_ids()}")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise DaemonOSEnvironmentError(f"privilege drop failed: uid {uid} could regain root")
+
+
+def fork(step: str) -> int:
+    """``os.fork`` with a clear error; returns the child's pid in the parent, 0 in the child."""
+    try:
+        return os.fork()
+    except OSError as exc:
+        err = DaemonProcessDetachError(exc.errno, f"{step}: {exc.strerror}")
+        raise err from exc
+
+
+def start_new_session() -> None:
+    """Become the leader of a new session with no controlling terminal."""
+    try:
+        os.setsid()
+    except OSError as exc:
+        err = DaemonProcessDetachError(exc.errno, f"setsid failed: {exc.strerror}")
+        raise err from exc
+
+
+def dup_above_standard(fd: int) -> int:
+    """Return ``fd`` if it is 3 or more, else a close-on-exec copy at 3 or more.
+
+    When the launcher was started with 0, 1 or 2 closed, the files we open
+    land on those numbers and would be overwritten by stream redirection.
+    """
+    if fd > 2:
+        return fd
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def open_devnull() -> int:
+    """Open /dev/null for reading and writing (before chroot: it may not exist inside)."""
+    try:
+        return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _fail(f"cannot open {os.devnull}", exc) from exc
+
+
+def redirect_standard_streams(sources: Sequence[int]) -> None:
+    """Make fds 0, 1 and 2 copies of ``sources`` (three fds, in that order).
+
+    Sources below 3 are first copied out of the way so one redirection cannot
+    clobber the source of the next. The new 0, 1, 2 are inheritable, as
+    standard streams should be. Python's ``sys.stdin``/``stdout``/``stderr``
+    are rebound when they were ``None`` (Python does that when it starts with
+    the fd closed), so ``print`` works in the daemon.
+    """
+    safe = [dup_above_standard(fd) for fd in sources]
+    for target, fd in enumerate(safe):
+        os.dup2(fd, target)
+    for original, fd in zip(sources, safe):
+        if fd != original:
+            os.close(fd)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+def warn_if_threads_alive() -> None:
+    """Warn when other threads exist: only the forking thread survives a fork,
+    and any lock another thread held stays locked forever in the daemon."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
+    count = threading.active_count()
+    if count > 1:
+        import warnings
+
+        warnings.warn(
+            f"daemonizing with {count - 1} other thread(s) alive: they do not survive the "
+            "fork, and locks they hold stay locked in the daemon; start threads after open()",
+            RuntimeWarning,
+            stacklevel=4,
+        )
