@@ -8,6 +8,8 @@ from .errors import (
     DaemonOptionError,
     DaemonOSEnvironmentError,
     DaemonProcessDetachError,
+    DaemonReadyTimeout,
+    DaemonStartupError,
     Terminated,
 )
 
@@ -19,6 +21,8 @@ __all__ = [
     "DaemonOSEnvironmentError",
     "DaemonOptionError",
     "DaemonProcessDetachError",
+    "DaemonReadyTimeout",
+    "DaemonStartupError",
     "Terminated",
     "__version__",
 ]

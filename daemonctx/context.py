@@ -169,16 +169,21 @@ class DaemonContext:
 
     def _preflight(self) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
-        from .preflight import check_directories, check_owner, check_pidfile, stream_fd
+        from .preflight import (
+            check_directories,
+            check_owner,
+            check_pidfile,
+            check_standard_fd_conflicts,
+            stream_fd,
+        )
 
         plan = _Plan()
         check_directories(self.chroot_directory, self.working_directory)
-        plan.keep_fds = fds.resolve_files_preserve(self.files_preserve)
         for index, name in enumerate(("stdin", "stdout", "stderr")):
-            fd = stream_fd(name, getattr(self, name))
-            plan.stream_fds[index] = fd
-            if fd is not None:
-                plan.keep_fds.add(fd)
+            plan.stream_fds[index] = stream_fd(name, getattr(self, name))
+        plan.keep_fds = fds.resolve_files_preserve(self.files_preserve)
+        check_standard_fd_conflicts(plan.keep_fds, plan.stream_fds)
+        plan.keep_fds.update(fd for fd in plan.stream_fds if fd is not None)
         plan.uid, plan.gid, plan.user_name = check_owner(self.uid, self.gid, self.initgroups)
         plan.handlers = resolve_signal_map(self.signal_map, self)
         check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
@@ -232,7 +237,7 @@ class DaemonContext:
         process.change_file_creation_mask(self.umask)
         sources = [devnull if fd is None else fd for fd in plan.stream_fds]
         process.redirect_standard_streams(sources)  # type: ignore[arg-type]
-        if devnull is not None:
+        if devnull is not None and devnull > 2:  # below 3 it is a standard fd now
             os.close(devnull)
         # The pidfile is written before privileges drop, so a root-started
         # daemon can keep it in a root-owned directory such as /run.

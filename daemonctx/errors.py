@@ -31,6 +31,9 @@ class DaemonOptionError(DaemonError, ValueError):
         self.reason = reason
         super().__init__(f"{option}={value!r}: {reason}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
+        return (type(self), (self.option, self.value, self.reason))
+
 
 class DaemonOSEnvironmentError(DaemonError, OSError):
     """An operating-system step of daemonization failed (chroot, setuid, ...)."""

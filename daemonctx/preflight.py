@@ -45,6 +45,27 @@ def stream_fd(name: str, stream: Any) -> int | None:
     return fd
 
 
+_STREAM_NAMES = ("stdin", "stdout", "stderr")
+
+
+def check_standard_fd_conflicts(preserved: set[int], stream_fds: list[int | None]) -> None:
+    """A preserved fd on 0, 1 or 2 would be silently replaced by a standard stream.
+
+    It happens when the launcher starts with those fds closed and opens a file
+    before ``open()``. Refuse it rather than lose the file.
+    """
+    for fd in sorted(preserved):
+        if fd < 3 and stream_fds[fd] != fd:
+            name = _STREAM_NAMES[fd]
+            raise DaemonOptionError(
+                "files_preserve",
+                fd,
+                f"fd {fd} is where {name} goes and would be replaced; the process started "
+                f"with fd {fd} closed: open this file after fds 0-2 are open, or pass it as "
+                f"{name}=",
+            )
+
+
 def check_owner(uid: int | None, gid: int | None, initgroups: bool) -> tuple[int, int, str | None]:
     """Resolve ``uid``/``gid`` and check that this process may switch to them.
 

@@ -1,0 +1,119 @@
+"""A small daemon the tests start: configured by a JSON argument, it reports
+what it sees to a report file that it keeps open through fd closing (so it
+works inside a chroot and after dropping privileges).
+
+Config keys:
+  report      path of the report file (JSON lines); always preserved
+  options     DaemonContext keyword arguments, with paths for stdin/stdout/
+              stderr, "pidfile" as a path, and "preserve" as a list of paths
+              to open and pass in files_preserve
+  before      list of actions to run before open(): "print", "thread",
+              "block_sigusr1", "session_with_tty", "close_std_fds"
+  hup_report  install a SIGHUP handler that reports {"event": "signal"}
+  ready_late  with ready_on_open=False: call notify_ready() after this
+              many seconds (0 means at once)
+  fail_in_block  raise this message inside the with block
+  exit_after  leave the with block on its own after reporting
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from daemonctx import DaemonContext  # noqa: E402
+
+config = json.loads(sys.argv[1])
+options = dict(config.get("options", {}))
+# With "report_after_open" the report is opened inside the daemon, for tests
+# whose launcher starts with fds 0-2 closed (it would land on one of them).
+late_report = config.get("report_after_open", False)
+report = None if late_report else open(config["report"], "a", buffering=1)  # noqa: SIM115
+
+
+def emit(**event: object) -> None:
+    global report
+    if report is None:
+        report = open(config["report"], "a", buffering=1)  # noqa: SIM115
+    event.setdefault("pid", os.getpid())
+    report.write(json.dumps(event) + "\n")
+    report.flush()
+
+
+class SimplePidfile:
+    """A plain PEP 3143 pidfile (writes the pid, removes it on exit)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> SimplePidfile:
+        with open(self.path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.unlink(self.path)
+
+
+for action in config.get("before", []):
+    if action == "print":
+        print("printed-before-open")  # no flush: open() must flush it exactly once
+    elif action == "thread":
+        import threading
+
+        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+    elif action == "block_sigusr1":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    elif action == "session_with_tty":
+        # Be what `ssh -t host cmd` makes: a session leader owning a terminal.
+        os.setsid()
+        master, slave = os.openpty()
+        os.close(os.open(os.ttyname(slave), os.O_RDWR))  # acquire as controlling tty
+        config["_tty_master"] = master
+
+for key in ("stdin", "stdout", "stderr"):
+    if isinstance(options.get(key), str):
+        options[key] = open(options[key], "r" if key == "stdin" else "a")  # noqa: SIM115
+if isinstance(options.get("pidfile"), str):
+    if config.get("pidfile_class") == "daemonctx":
+        from daemonctx.pidfile import PIDLockFile
+
+        options["pidfile"] = PIDLockFile(options["pidfile"])
+    else:
+        options["pidfile"] = SimplePidfile(options["pidfile"])
+preserved = [open(path, "a") for path in options.pop("preserve", [])]  # noqa: SIM115
+options["files_preserve"] = [
+    *([report] if report else []),
+    *preserved,
+    *options.get("files_preserve", []),
+]
+if "signal_map" in options:
+    options["signal_map"] = {int(k): v for k, v in options["signal_map"].items()}
+if config.get("hup_report"):
+    options.setdefault("signal_map", {})[signal.SIGHUP] = lambda signum, frame: emit(
+        event="signal", signum=signum
+    )
+
+context = DaemonContext(**options)
+try:
+    with context:
+        emit(event="open", ppid=os.getppid())
+        if "ready_late" in config:
+            time.sleep(config["ready_late"])
+            context.notify_ready()
+            emit(event="ready")
+        if config.get("fail_in_block"):
+            raise RuntimeError(config["fail_in_block"])
+        try:
+            if not config.get("exit_after"):
+                while True:
+                    signal.pause()
+        finally:
+            emit(event="closing", is_open=context.is_open)
+finally:
+    emit(event="closed", is_open=context.is_open)

@@ -1,0 +1,188 @@
+"""Detaching: double fork, new session, no terminal; and when not to detach."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import (
+    DAEMON,
+    Daemons,
+    pid_alive,
+    proc_stat,
+    proc_status,
+    read_events,
+    wait_for,
+)
+
+
+def test_detached_daemon_is_orphaned_in_its_own_session_without_a_terminal(
+    daemons: Daemons,
+) -> None:
+    result, report = daemons.launch({})
+    assert result.returncode == 0, result.stderr
+    event = daemons.event(report, "open")
+    pid = event["pid"]
+    state, ppid, pgrp, session, tty_nr = proc_stat(pid)[:5]
+    assert pid_alive(pid)
+    assert int(tty_nr) == 0, "the daemon must have no controlling terminal"
+    assert int(session) != pid, "not a session leader, so it can never acquire a terminal"
+    assert int(pgrp) == int(session)  # the session the first child created
+    assert int(session) != os.getsid(0)
+    assert event["ppid"] != os.getpid()
+
+
+def test_launcher_returns_only_once_the_daemon_is_open(daemons: Daemons, tmp_path) -> None:
+    """At the instant the launcher exits, the pidfile names the live daemon."""
+    for attempt in range(10):
+        pidfile = tmp_path / f"app-{attempt}.pid"
+        result, report = daemons.launch({"options": {"pidfile": str(pidfile)}})
+        assert result.returncode == 0, result.stderr
+        text = pidfile.read_text()  # no waiting: it must be there already
+        daemon_pid = int(text)
+        daemons.pids.add(daemon_pid)
+        assert pid_alive(daemon_pid)
+        assert daemons.event(report, "open")["pid"] == daemon_pid
+
+
+def test_detach_process_false_stays_in_the_foreground(daemons: Daemons, tmp_path) -> None:
+    report = tmp_path / "fg.jsonl"
+    config = {"report": str(report), "options": {"detach_process": False}}
+    proc = subprocess.Popen([sys.executable, str(DAEMON), json.dumps(config)])
+    daemons.pids.add(proc.pid)
+    try:
+        event = daemons.event(report, "open")
+        assert event["pid"] == proc.pid
+        proc.terminate()
+        assert proc.wait(10) == 0, "SIGTERM is a clean stop: exit status 0"
+        assert daemons.event(report, "closed")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_started_by_inetd_does_not_detach(daemons: Daemons, tmp_path) -> None:
+    """stdin is a socket: a super-server handed us a connection."""
+    report = tmp_path / "inetd.jsonl"
+    ours, theirs = socket.socketpair()
+    config = {"report": str(report)}
+    with ours, theirs:
+        proc = subprocess.Popen(
+            [sys.executable, str(DAEMON), json.dumps(config)], stdin=theirs
+        )
+        daemons.pids.add(proc.pid)
+        try:
+            event = daemons.event(report, "open")
+            assert event["pid"] == proc.pid, "auto-detect must not fork under inetd"
+            assert proc.poll() is None
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("shell", "expected_pid"),
+    [
+        # python is PID 1 of a new PID namespace (a container's main process)
+        ("exec {cmd}", 1),
+        # python's parent is PID 1 (started by init): "; true" stops sh from exec'ing
+        ("{cmd}; true", 2),
+    ],
+    ids=["pid-1", "parent-is-init"],
+)
+def test_no_detach_as_container_init_or_under_init(
+    daemons: Daemons, tmp_path, shell: str, expected_pid: int
+) -> None:
+    report = tmp_path / "ns.jsonl"
+    config = json.dumps({"report": str(report), "exit_after": True})
+    cmd = f"{sys.executable} {DAEMON} '{config}'"
+    result = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", shell.format(cmd=cmd)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    events = read_events(report)
+    assert [e["event"] for e in events] == ["open", "closing", "closed"]
+    assert events[0]["pid"] == expected_pid, "it must not have forked"
+
+
+def test_survives_sighup_when_launched_by_a_session_leader_with_a_tty(daemons: Daemons) -> None:
+    """`ssh -t host cmd`: the launcher leads a session that owns a terminal.
+    When it exits, the kernel sends SIGHUP to the terminal's foreground group;
+    python-daemon loses most daemons that way. Every one of ours must live."""
+    pids = []
+    for _ in range(20):
+        result, report = daemons.launch({"before": ["session_with_tty"]})
+        assert result.returncode == 0, result.stderr
+        pids.append(daemons.event(report, "open")["pid"])
+    # The SIGHUP, if any, was sent when each launcher exited; all must still live.
+    dead = [pid for pid in pids if not pid_alive(pid)]
+    assert dead == []
+
+
+def test_buffered_output_is_written_once(daemons: Daemons, tmp_path) -> None:
+    out = tmp_path / "launcher.out"
+    with out.open("w") as handle:
+        result, report = daemons.launch(
+            {"before": ["print"], "options": {"stdout": str(out)}},
+            stdout=handle,
+            capture_output=False,
+            stderr=subprocess.PIPE,
+        )
+    assert result.returncode == 0, result.stderr
+    daemons.event(report, "open")
+    assert out.read_text().count("printed-before-open") == 1
+
+
+def test_warns_when_other_threads_are_alive(daemons: Daemons) -> None:
+    result, report = daemons.launch({"before": ["thread"]})
+    assert result.returncode == 0, result.stderr
+    daemons.event(report, "open")
+    assert "RuntimeWarning" in result.stderr
+    assert "other thread(s) alive" in result.stderr
+
+
+def test_no_warning_without_threads(daemons: Daemons) -> None:
+    result, report = daemons.launch({})
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_signal_mask_is_reset(daemons: Daemons) -> None:
+    event, _ = daemons.start({"before": ["block_sigusr1"]})
+    status = proc_status(event["pid"])
+    assert int(status["SigBlk"], 16) == 0
+
+
+def test_launcher_is_left_unchanged_when_it_raises(tmp_path) -> None:
+    """A failing start raises in the launcher, whose cwd, umask and fds are untouched."""
+    code = f"""
+import os, sys
+sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})
+from daemonctx import DaemonContext, DaemonStartupError
+class Bad:
+    def __enter__(self): raise RuntimeError("boom")
+    def __exit__(self, *a): pass
+keep = open({str(tmp_path / "keep")!r}, "w")
+os.chdir({str(tmp_path)!r}); os.umask(0o022)
+before = (os.getcwd(), os.umask(0o022), sorted(os.listdir("/proc/self/fd")))
+try:
+    DaemonContext(pidfile=Bad(), working_directory="/tmp", umask=0o077).open()
+except DaemonStartupError as exc:
+    after = (os.getcwd(), os.umask(0o022), sorted(os.listdir("/proc/self/fd")))
+    print(before == after, exc.remote_type, exc.remote_message)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "RuntimeError", "boom"], result.stderr
+
+
+def test_daemons_started_back_to_back_are_independent(daemons: Daemons) -> None:
+    pids = {daemons.start({})[0]["pid"] for _ in range(3)}
+    assert len(pids) == 3
+    wait_for(lambda: all(pid_alive(p) for p in pids), 5, "all daemons alive")

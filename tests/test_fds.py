@@ -1,0 +1,192 @@
+"""File descriptors: what the daemon keeps, what it closes, and fds 0-2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DAEMON, Daemons, proc_fds
+
+from daemonctx import DaemonContext, DaemonOptionError
+from daemonctx.fds import close_all_except, open_fds, resolve_files_preserve
+
+
+def test_standard_streams_go_to_devnull_by_default(daemons: Daemons) -> None:
+    event, _ = daemons.start({})
+    fds = proc_fds(event["pid"])
+    assert [fds[0], fds[1], fds[2]] == ["/dev/null"] * 3
+
+
+def test_standard_streams_bound_to_files(daemons: Daemons, tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("")
+    event, _ = daemons.start(
+        {
+            "options": {
+                "stdin": str(tmp_path / "in"),
+                "stdout": str(tmp_path / "out"),
+                "stderr": str(tmp_path / "err"),
+            }
+        }
+    )
+    fds = proc_fds(event["pid"])
+    assert fds[0] == str(tmp_path / "in")
+    assert fds[1] == str(tmp_path / "out")
+    assert fds[2] == str(tmp_path / "err")
+
+
+def test_only_preserved_fds_survive(daemons: Daemons, tmp_path: Path) -> None:
+    """The report file and one preserved file stay; an fd leaked by the launcher goes."""
+    leaked = tmp_path / "leaked"
+
+    def leak() -> None:
+        fd = os.open(leaked, os.O_WRONLY | os.O_CREAT)
+        os.set_inheritable(fd, True)
+        os.dup2(fd, 40)
+
+    result, report = daemons.launch(
+        {"options": {"preserve": [str(tmp_path / "kept")]}}, preexec_fn=leak, close_fds=False
+    )
+    assert result.returncode == 0, result.stderr
+    pid = daemons.event(report, "open")["pid"]
+    targets = set(proc_fds(pid).values())
+    assert str(tmp_path / "kept") in targets
+    assert str(report) in targets
+    assert str(leaked) not in targets
+    assert sorted(proc_fds(pid)) == [0, 1, 2, 3, 4], proc_fds(pid)
+
+
+def test_high_fds_are_closed_with_a_huge_fd_limit(daemons: Daemons, tmp_path: Path) -> None:
+    """A container may set RLIMIT_NOFILE to a million: an fd up there is still closed,
+    and the start does not loop over the whole range (it would take seconds)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 1 << 20:
+        hard = 1 << 20
+    if hard < 10000:
+        pytest.skip(f"hard RLIMIT_NOFILE is only {hard}")
+    high = hard - 1
+
+    def leak_high() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, high)
+
+    result, report = daemons.launch({}, preexec_fn=leak_high, close_fds=False, timeout=30)
+    assert result.returncode == 0, result.stderr
+    pid = daemons.event(report, "open")["pid"]
+    assert high not in proc_fds(pid)
+
+
+def test_launched_with_standard_fds_closed(daemons: Daemons, tmp_path: Path) -> None:
+    """Python starts with sys.stdout None and the stdout file lands on fd 0. The
+    daemon must still start, with 0-2 bound to the requested streams."""
+    report = tmp_path / "closed.jsonl"
+    out = tmp_path / "out"
+    config = json.dumps(
+        {"report": str(report), "report_after_open": True, "options": {"stdout": str(out)}}
+    )
+    script = f"exec {sys.executable} {DAEMON} '{config}' <&- >&- 2>&-"
+    result = subprocess.run(["sh", "-c", script], timeout=20)
+    daemons.track(report)
+    assert result.returncode == 0
+    pid = daemons.event(report, "open")["pid"]
+    fds = proc_fds(pid)
+    assert fds[0] == "/dev/null"
+    assert fds[1] == str(out)
+    assert fds[2] == "/dev/null"
+    assert str(report) in fds.values()
+
+
+def test_a_preserved_file_on_a_standard_fd_is_refused(tmp_path: Path) -> None:
+    """Launched with fd 0 closed, a file opened before open() lands on fd 0; it
+    cannot be both kept and replaced by stdin, so the start fails, loudly."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})\n"
+        "from daemonctx import DaemonContext\n"
+        f"log = open({str(tmp_path / 'log')!r}, 'a')\n"
+        "assert log.fileno() == 0\n"
+        "DaemonContext(files_preserve=[log]).open()\n"
+    )
+    result = subprocess.run(
+        ["sh", "-c", f'exec {sys.executable} -c "$0" <&-', code],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1
+    assert "DaemonOptionError: files_preserve=0: fd 0 is where stdin goes" in result.stderr
+
+
+def test_print_works_in_a_daemon_launched_with_stdout_closed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = (
+        f"import sys; sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})\n"
+        "from daemonctx import DaemonContext\n"
+        f"with DaemonContext(stdout=open({str(out)!r}, 'a'), detach_process=False):\n"
+        "    print('hello from the daemon', flush=True)\n"
+    )
+    result = subprocess.run(["sh", "-c", f'exec {sys.executable} -c "$0" >&-', code], timeout=20)
+    assert result.returncode == 0
+    assert out.read_text() == "hello from the daemon\n"
+
+
+@pytest.mark.forked
+def test_files_preserve_accepts_ints_files_sockets_and_handlers(tmp_path: Path) -> None:
+    handle = open(tmp_path / "file", "w")  # noqa: SIM115
+    sock_a, sock_b = socket.socketpair()
+    handler = logging.FileHandler(tmp_path / "log")
+    delayed = logging.FileHandler(tmp_path / "later", delay=True)
+    raw = os.open(tmp_path / "raw", os.O_WRONLY | os.O_CREAT)
+    items = [raw, handle, sock_a, handler, delayed]
+    given = list(items)
+    fds = resolve_files_preserve(given)
+    assert fds == {raw, handle.fileno(), sock_a.fileno(), handler.stream.fileno()}
+    assert given == items, "files_preserve must never be modified in place"
+    assert resolve_files_preserve((raw,)) == {raw}
+    del sock_b
+
+
+def test_close_all_except_keeps_exactly_what_is_asked() -> None:
+    code = (
+        f"import sys, os, json; sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})\n"
+        "from daemonctx.fds import close_all_except\n"
+        "opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(6)]\n"
+        "keep = {0, 1, 2, opened[1], opened[4]}\n"
+        "close_all_except(keep)\n"
+        "print(json.dumps([sorted(keep), sorted(map(int, os.listdir('/proc/self/fd')))]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    keep, still_open = json.loads(result.stdout)
+    # The listing's own directory fd shows up once in the listing.
+    assert len(still_open) == len(keep) + 1
+    assert set(keep) <= set(still_open)
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [("not a file", "not a file descriptor"), (3.5, "not a file descriptor"), (True, "bool")],
+)
+def test_files_preserve_rejects_non_files(item: object, reason: str) -> None:
+    with pytest.raises(DaemonOptionError, match=reason) as info:
+        resolve_files_preserve([item])
+    assert info.value.option == "files_preserve"
+    assert info.value.value == item
+
+
+def test_files_preserve_rejects_an_fd_that_is_not_open() -> None:
+    unused = max(open_fds() or [0]) + 100
+    with pytest.raises(DaemonOptionError, match=f"fd {unused} is not open"):
+        resolve_files_preserve([unused])
+
+
+def test_files_preserve_must_be_a_list_or_tuple() -> None:
+    with pytest.raises(DaemonOptionError, match="list or tuple"):
+        DaemonContext(files_preserve=3)  # type: ignore[arg-type]
+    with pytest.raises(DaemonOptionError, match="list or tuple"):
+        DaemonContext(files_preserve="/var/log/app.log")  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""What the daemon process looks like from /proc: cwd, root, umask, core
+limit, owner and groups. We run as root, so privileges and chroot are real."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Daemons, proc_fds, proc_status, run_in_child
+
+from daemonctx import DaemonContext, DaemonOptionError
+from daemonctx.process import change_process_owner
+
+NOBODY = 65534
+_serial = itertools.count()
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def test_defaults_cwd_root_umask_and_core_limit(daemons: Daemons) -> None:
+    event, _ = daemons.start({})
+    pid = event["pid"]
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
+    assert os.readlink(f"/proc/{pid}/root") == "/"
+    assert proc_status(pid)["Umask"] == "0000"
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+
+
+def test_working_directory_and_umask(daemons: Daemons, tmp_path: Path) -> None:
+    event, _ = daemons.start({"options": {"working_directory": str(tmp_path), "umask": 0o027}})
+    pid = event["pid"]
+    assert os.readlink(f"/proc/{pid}/cwd") == str(tmp_path)
+    assert proc_status(pid)["Umask"] == "0027"
+
+
+def test_prevent_core_false_keeps_the_core_limit(daemons: Daemons) -> None:
+    import resource
+
+    soft = 4096 * 1024
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+
+    def raise_core_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+
+    result, report = daemons.launch(
+        {"options": {"prevent_core": False}}, preexec_fn=raise_core_limit
+    )
+    assert result.returncode == 0, result.stderr
+    pid = daemons.event(report, "open")["pid"]
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4] == str(soft)
+
+
+@needs_root
+def test_chroot_into_an_empty_directory_with_default_streams(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    event, _ = daemons.start({"options": {"chroot_directory": str(jail)}})
+    pid = event["pid"]
+    assert os.readlink(f"/proc/{pid}/root") == str(jail)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(jail)
+    fds = proc_fds(pid)
+    assert [fds[0], fds[1], fds[2]] == ["/dev/null"] * 3
+
+
+@needs_root
+def test_chroot_with_a_working_directory_inside_it(daemons: Daemons, tmp_path: Path) -> None:
+    (tmp_path / "jail" / "srv").mkdir(parents=True)
+    event, _ = daemons.start(
+        {"options": {"chroot_directory": str(tmp_path / "jail"), "working_directory": "/srv"}}
+    )
+    assert os.readlink(f"/proc/{event['pid']}/cwd") == str(tmp_path / "jail" / "srv")
+
+
+@needs_root
+def test_drop_from_root_clears_groups_and_sets_all_ids(daemons: Daemons) -> None:
+    event, _ = daemons.start({"options": {"uid": NOBODY, "gid": NOBODY}})
+    status = proc_status(event["pid"])
+    assert status["Uid"].split() == [str(NOBODY)] * 4
+    assert status["Gid"].split() == [str(NOBODY)] * 4
+    assert status["Groups"] == "", "root's supplementary groups must not survive"
+    assert int(status["CapEff"], 16) == 0
+
+
+@pytest.fixture
+def user_with_groups() -> Iterator[tuple[str, int, int, int]]:
+    """A throwaway user whose primary group is one group and who is a member of another."""
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("needs root and useradd")
+    # Requested before `daemons`, so its daemons are killed before userdel runs.
+    tag = f"{os.getpid() % 10000}{next(_serial)}"
+    name, extra = f"dctx{tag}", f"dctxg{tag}"
+    subprocess.run(["groupadd", extra], check=True)
+    try:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--user-group", "--groups", extra, name], check=True
+        )
+        try:
+            import grp
+            import pwd
+
+            entry = pwd.getpwnam(name)
+            yield name, entry.pw_uid, entry.pw_gid, grp.getgrnam(extra).gr_gid
+        finally:
+            subprocess.run(["userdel", name], check=False)
+    finally:
+        subprocess.run(["groupdel", extra], check=False)
+
+
+def test_initgroups_sets_the_users_groups(
+    user_with_groups: tuple[str, int, int, int], daemons: Daemons
+) -> None:
+    _name, uid, gid, extra_gid = user_with_groups
+    event, _ = daemons.start({"options": {"uid": uid, "gid": gid, "initgroups": True}})
+    status = proc_status(event["pid"])
+    assert status["Uid"].split() == [str(uid)] * 4
+    assert status["Gid"].split() == [str(gid)] * 4
+    assert sorted(int(g) for g in status["Groups"].split()) == sorted({gid, extra_gid})
+
+
+def test_without_initgroups_the_users_groups_are_not_set(
+    user_with_groups: tuple[str, int, int, int], daemons: Daemons
+) -> None:
+    _name, uid, gid, _extra = user_with_groups
+    event, _ = daemons.start({"options": {"uid": uid, "gid": gid}})
+    assert proc_status(event["pid"])["Groups"] == ""
+
+
+@needs_root
+def test_root_cannot_be_regained_after_the_drop() -> None:
+    def check() -> None:
+        change_process_owner(NOBODY, NOBODY, None)
+        assert os.getresuid() == (NOBODY,) * 3
+        assert os.getgroups() == []
+        with pytest.raises(PermissionError):
+            os.setuid(0)
+        with pytest.raises(PermissionError):
+            os.setgid(0)
+
+    run_in_child(check)
+
+
+@needs_root
+def test_unprivileged_process_may_not_switch_uid() -> None:
+    def check() -> None:
+        change_process_owner(NOBODY, NOBODY, None)
+        context = DaemonContext(uid=0, detach_process=False)
+        with pytest.raises(DaemonOptionError) as info:
+            context.open()
+        assert info.value.option == "uid"
+        assert info.value.value == 0
+        assert "not root" in str(info.value)
+        assert not context.is_open
+
+    run_in_child(check)
+
+
+@needs_root
+def test_unprivileged_process_may_not_set_groups() -> None:
+    def check() -> None:
+        change_process_owner(NOBODY, NOBODY, None)
+        with pytest.raises(DaemonOptionError, match="initgroups"):
+            DaemonContext(initgroups=True, detach_process=False).open()
+
+    run_in_child(check)
+
+
+@needs_root
+@pytest.mark.forked
+def test_initgroups_needs_a_passwd_entry() -> None:
+    with pytest.raises(DaemonOptionError, match="passwd entry") as info:
+        DaemonContext(uid=4_000_000, gid=4_000_000, initgroups=True, detach_process=False).open()
+    assert info.value.option == "uid"
+
+
+def test_pidfile_is_written_before_privileges_drop(daemons: Daemons, tmp_path: Path) -> None:
+    """A root-only directory, like /run: the pidfile is there and names the daemon."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    pidfile = run / "app.pid"
+    event, _ = daemons.start(
+        {"options": {"uid": NOBODY, "gid": NOBODY, "pidfile": str(pidfile)}}
+    )
+    assert pidfile.read_text().strip() == str(event["pid"])
+    assert proc_status(event["pid"])["Uid"].split()[0] == str(NOBODY)
