@@ -16,7 +16,7 @@ from . import environment, fds, process
 from .errors import DaemonOptionError
 from .handoff import Handoff
 from .options import CHECKERS
-from .signals import default_signal_map, install, resolve_signal_map
+from .signals import check_signal_map, default_signal_map, install, resolve_signal_map
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class DaemonContext:
         self.stdout = stdout
         self.stderr = stderr
         # Your map is laid over the defaults, so adding SIGHUP keeps SIGTERM.
-        self.signal_map = {**default_signal_map(), **(signal_map or {})}
+        self.signal_map = {**default_signal_map(), **check_signal_map(signal_map or {})}
         self.ready_on_open = ready_on_open
         self.ready_timeout = ready_timeout
         self._is_open = False

@@ -174,3 +174,17 @@ def run_in_child(func: Callable[[], None]) -> None:
         message = pipe.read().decode()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, message
+
+
+def run_script(code: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that imports this checkout; require exit 0.
+
+    For in-process tests whose open() succeeds: it closes every fd the test
+    runner holds, so it must happen in a process of its own.
+    """
+    prelude = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr
+    return result

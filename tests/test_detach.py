@@ -27,7 +27,7 @@ def test_detached_daemon_is_orphaned_in_its_own_session_without_a_terminal(
     assert result.returncode == 0, result.stderr
     event = daemons.event(report, "open")
     pid = event["pid"]
-    state, ppid, pgrp, session, tty_nr = proc_stat(pid)[:5]
+    _state, _ppid, pgrp, session, tty_nr = proc_stat(pid)[:5]
     assert pid_alive(pid)
     assert int(tty_nr) == 0, "the daemon must have no controlling terminal"
     assert int(session) != pid, "not a session leader, so it can never acquire a terminal"
@@ -71,9 +71,7 @@ def test_started_by_inetd_does_not_detach(daemons: Daemons, tmp_path) -> None:
     ours, theirs = socket.socketpair()
     config = {"report": str(report)}
     with ours, theirs:
-        proc = subprocess.Popen(
-            [sys.executable, str(DAEMON), json.dumps(config)], stdin=theirs
-        )
+        proc = subprocess.Popen([sys.executable, str(DAEMON), json.dumps(config)], stdin=theirs)
         daemons.pids.add(proc.pid)
         try:
             event = daemons.event(report, "open")
@@ -149,7 +147,7 @@ def test_warns_when_other_threads_are_alive(daemons: Daemons) -> None:
 
 
 def test_no_warning_without_threads(daemons: Daemons) -> None:
-    result, report = daemons.launch({})
+    result, _report = daemons.launch({})
     assert result.returncode == 0
     assert result.stderr == ""
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import DAEMON, Daemons, proc_fds
 
 from daemonctx import DaemonContext, DaemonOptionError
-from daemonctx.fds import close_all_except, open_fds, resolve_files_preserve
+from daemonctx.fds import open_fds, resolve_files_preserve
 
 
 def test_standard_streams_go_to_devnull_by_default(daemons: Daemons) -> None:

@@ -189,8 +189,6 @@ def test_pidfile_is_written_before_privileges_drop(daemons: Daemons, tmp_path: P
     run = tmp_path / "run"
     run.mkdir(mode=0o755)
     pidfile = run / "app.pid"
-    event, _ = daemons.start(
-        {"options": {"uid": NOBODY, "gid": NOBODY, "pidfile": str(pidfile)}}
-    )
+    event, _ = daemons.start({"options": {"uid": NOBODY, "gid": NOBODY, "pidfile": str(pidfile)}})
     assert pidfile.read_text().strip() == str(event["pid"])
     assert proc_status(event["pid"])["Uid"].split()[0] == str(NOBODY)

@@ -10,6 +10,7 @@ Config keys:
   before      list of actions to run before open(): "print", "thread",
               "block_sigusr1", "session_with_tty", "close_std_fds"
   hup_report  install a SIGHUP handler that reports {"event": "signal"}
+  report_signals  the same for these signal numbers
   ready_late  with ready_on_open=False: call notify_ready() after this
               many seconds (0 means at once)
   fail_in_block  raise this message inside the with block
@@ -26,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from daemonctx import DaemonContext  # noqa: E402
+from daemonctx import DaemonContext
 
 config = json.loads(sys.argv[1])
 options = dict(config.get("options", {}))
@@ -94,8 +95,9 @@ options["files_preserve"] = [
 ]
 if "signal_map" in options:
     options["signal_map"] = {int(k): v for k, v in options["signal_map"].items()}
-if config.get("hup_report"):
-    options.setdefault("signal_map", {})[signal.SIGHUP] = lambda signum, frame: emit(
+reported = [signal.SIGHUP] if config.get("hup_report") else []
+for number in reported + config.get("report_signals", []):
+    options.setdefault("signal_map", {})[number] = lambda signum, frame: emit(
         event="signal", signum=signum
     )
 

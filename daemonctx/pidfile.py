@@ -1,0 +1,446 @@
+"""Pidfiles that cannot go stale and cannot race.
+
+The holder keeps an ``flock`` on the pidfile for its whole life. The kernel drops that
+lock when the process dies, so a pidfile is *stale* exactly when it exists but nobody
+holds its lock, and the next ``acquire`` simply takes it over: no ``kill(pid, 0)``
+guessing, no trust in a pid that may have been reused.
+
+The classes keep the API of lockfile's ``PIDLockFile`` and python-daemon's
+``TimeoutPIDLockFile`` and raise lockfile's exceptions. lockfile (which pulls in
+``socket`` and ``threading``) is imported only at the moment one of them is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Union
+
+from .errors import DaemonOptionError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["PIDLockFile", "PidfileStatus", "TimeoutPIDLockFile", "read_pidfile_status"]
+
+PathArg = Union[str, "os.PathLike[str]"]
+_Self = TypeVar("_Self", bound="PIDLockFile")
+
+_PROC_LOCKS = "/proc/locks"
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+_MAX_DELAY = 0.05  # cap of the exponential backoff while waiting for a holder
+_READER_RETRIES = (0.001, 0.002, 0.004, 0.008)  # see _try_lock
+_MAX_REPLACED = 1000  # consecutive "file was replaced under us" retries before giving up
+_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _lockfile_error(name: str, message: str) -> Exception:
+    """Build lockfile's exception *name*; importing lockfile only here keeps imports lean."""
+    import lockfile  # type: ignore[import-untyped]
+
+    cls: type[Exception] = getattr(lockfile, name)
+    return cls(message)
+
+
+class _Unusable(Exception):
+    """The path cannot be used as a pidfile; public callers turn this into LockFailed."""
+
+
+def _refuse(path: str, what: str) -> _Unusable:
+    return _Unusable(f"{path} is {what}, not a regular file; refusing to use it as a pidfile")
+
+
+def _open(path: str, writable: bool) -> int | None:
+    """Open *path* as a pidfile: never through a symlink, and only if it is a regular file.
+
+    ``writable`` opens read-write and creates the file (mode 0o644 less the umask);
+    otherwise a missing file gives None. ``lstat`` refuses a FIFO or device before it is
+    opened (opening one can block or have side effects); O_NOFOLLOW, O_NONBLOCK and the
+    ``fstat`` of the open fd close the race with a file swapped in meanwhile.
+    """
+    flags = _OPEN_FLAGS | (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY)
+    try:
+        kind = stat.S_IFMT(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        if not writable:
+            return None
+    except OSError as exc:
+        raise _Unusable(f"cannot open pidfile {path}: {exc.strerror}") from exc
+    else:
+        if kind != stat.S_IFREG:
+            raise _refuse(path, _KINDS.get(kind, "not a regular file"))
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError as exc:
+        if not writable:
+            return None
+        raise _Unusable(f"cannot create pidfile {path}: {exc.strerror}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refuse(path, _KINDS[stat.S_IFLNK]) from exc
+        raise _Unusable(f"cannot open pidfile {path}: {exc.strerror}") from exc
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise _refuse(path, _KINDS.get(kind, "not a regular file"))
+    return fd
+
+
+def _open_or_fail(path: str, writable: bool) -> int | None:
+    try:
+        return _open(path, writable)
+    except _Unusable as exc:
+        raise _lockfile_error("LockFailed", str(exc)) from exc.__cause__
+
+
+def _pid_in(fd: int) -> int | None:
+    """The pid written in the open pidfile; None when empty (not yet written) or not a pid."""
+    try:
+        line = os.pread(fd, 64, 0).split(b"\n", 1)[0].strip()
+    except OSError:
+        return None
+    return int(line) if line.isdigit() and int(line) > 0 else None
+
+
+def _is_at_path(path: str, fd: int) -> bool:
+    """True while *fd* is still the file linked at *path* (not unlinked, not replaced)."""
+    mine = os.fstat(fd)
+    try:
+        there = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return mine.st_nlink > 0 and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _exclusive_holder(fd: int) -> int | None:
+    """The pid /proc/locks lists for an exclusive flock on fd's file, or None if none is listed.
+
+    Lines look like ``1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF`` (device numbers
+    in hex); waiters have ``->`` after the ordinal. The pid may be 0 or negative when the
+    locker is outside our pid namespace; callers then fall back to the file's content.
+    """
+    st = os.fstat(fd)
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    try:
+        with open(_PROC_LOCKS, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != b"FLOCK" or fields[3] != b"WRITE":
+            continue
+        with contextlib.suppress(ValueError):
+            major, minor, ino = fields[5].split(b":")
+            if (int(major, 16), int(minor, 16), int(ino)) == want:
+                return int(fields[4])
+    return None
+
+
+def _is_held(fd: int) -> bool:
+    """Whether any open file description holds an exclusive flock on fd's file right now."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _try_lock(fd: int) -> tuple[bool, int | None]:
+    """Try once to take the exclusive lock: (True, None), or (False, holder pid if known).
+
+    A failure that /proc/locks does not pin on an exclusive holder is retried over ~15 ms:
+    it is usually a reader's momentary shared lock (``read_pidfile_status``), which must
+    not make a starting daemon fail.
+    """
+    for delay in (0.0, *_READER_RETRIES):
+        if delay:
+            time.sleep(delay)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _exclusive_holder(fd)
+            if holder is not None:
+                return False, holder if holder > 0 else _pid_in(fd)
+        else:
+            return True, None
+    return False, _pid_in(fd)
+
+
+def _pause(pid: int | None, seconds: float) -> bool:
+    """Sleep up to *seconds*, waking at once if process *pid* exits; True if it did."""
+    if pid is not None and hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pass
+        else:
+            import select
+
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                return bool(poller.poll(max(1, int(seconds * 1000))))
+            finally:
+                os.close(pidfd)
+    time.sleep(seconds)
+    return False
+
+
+def _let_go(path: str, fd: int) -> None:
+    """Unlink *path* if it is still fd's file, then unlock and close *fd*.
+
+    Unlinking before unlocking means a reader can never find this file locked by anyone
+    but us. If the unlink is refused (a root-owned directory after dropping root), the file
+    is emptied instead so that it names no pid; left unlocked, it is stale, and the next
+    acquire takes it over.
+    """
+    try:
+        if _is_at_path(path, fd):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)  # also for copies of fd inherited by children
+        os.close(fd)
+
+
+def _abspath(path: PathArg) -> str:
+    p = os.fspath(path)
+    if not isinstance(p, str) or not p:
+        raise DaemonOptionError("path", path, "must be a non-empty str path")
+    return p if os.path.isabs(p) else os.path.join(os.getcwd(), p)
+
+
+def _check_timeout(name: str, value: float | None) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise DaemonOptionError(name, value, "must be a number of seconds or None")
+    return value
+
+
+def _held_message(path: str, pid: int | None) -> str:
+    who = f"running process {pid}" if pid else "a running process (its pid is not written yet)"
+    return f"{path} is locked by {who}"
+
+
+class PIDLockFile:
+    """A pidfile locked with ``flock`` for as long as its holder lives (lockfile's API).
+
+    ``timeout`` is the default for ``acquire``: None or <= 0 fails at once when a live
+    process holds the lock, > 0 waits up to that many seconds. A pidfile left by a dead
+    process never blocks. ``path`` is made absolute here, so a later chdir (DaemonContext
+    changes to ``/``) does not move it. ``threaded`` is accepted and ignored, as in lockfile.
+    """
+
+    def __init__(self, path: PathArg, threaded: bool = False, timeout: float | None = None):
+        self.path = _abspath(path)
+        self.timeout = _check_timeout("timeout", timeout)
+        self._fd: int | None = None
+        self._owner = 0  # pid of the process that acquired; a forked child is not the owner
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the lock and write our pid; raise AlreadyLocked or LockTimeout naming the holder."""
+        if timeout is None:
+            timeout = self.timeout
+        if self._fd is not None:
+            if self._owner == os.getpid():
+                raise _lockfile_error(
+                    "AlreadyLocked",
+                    f"{self.path} is already locked by this object in this process ({self._owner})",
+                )
+            # A forked child: the inherited fd shares the parent's lock. Drop our copy
+            # without unlocking (that would unlock the parent) and compete like anyone else.
+            os.close(self._fd)
+            self._fd = None
+        deadline = time.monotonic() + timeout if timeout is not None and timeout > 0 else None
+        delay, woken, replaced = 0.001, None, 0
+        while True:
+            fd = _open_or_fail(self.path, writable=True)
+            if fd is None:  # pragma: no cover - O_CREAT never reports a missing file
+                continue
+            locked, holder = _try_lock(fd)
+            if locked and _is_at_path(self.path, fd):
+                try:
+                    data = b"%d\n" % os.getpid()
+                    os.ftruncate(fd, 0)  # readers see empty ("not yet written") or the full pid
+                    if os.pwrite(fd, data, 0) != len(data):
+                        raise OSError(errno.EIO, "short write")
+                except OSError as exc:
+                    _let_go(self.path, fd)
+                    msg = f"cannot write pid to {self.path}: {exc.strerror}"
+                    raise _lockfile_error("LockFailed", msg) from exc
+                self._fd, self._owner = fd, os.getpid()
+                return
+            moved = locked or not _is_at_path(self.path, fd)
+            os.close(fd)  # also drops a lock won on a file that is no longer at the path
+            if moved:  # unlinked or replaced between our open and our lock: start over
+                replaced += 1
+                if replaced > _MAX_REPLACED:
+                    raise _lockfile_error("LockFailed", f"{self.path} keeps being replaced")
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                raise _lockfile_error("AlreadyLocked", _held_message(self.path, holder))
+            if now >= deadline:
+                msg = f"{_held_message(self.path, holder)} after waiting {timeout:g} s"
+                raise _lockfile_error("LockTimeout", msg)
+            if _pause(holder if holder != woken else None, min(delay, deadline - now)):
+                woken = holder  # it exited; if the lock outlives it, poll instead of spinning
+            delay = min(delay * 2, _MAX_DELAY)
+
+    def release(self) -> None:
+        """Unlink the pidfile, then unlock it. Never fails once we hold it (see _let_go)."""
+        fd = self._fd
+        if fd is None:
+            held = False
+            with contextlib.suppress(Exception):
+                held = self.is_locked()
+            if held:
+                raise _lockfile_error("NotMyLock", f"{self.path} is locked, but not by this object")
+            raise _lockfile_error("NotLocked", f"{self.path} is not locked")
+        if self._owner != os.getpid():
+            raise _lockfile_error(
+                "NotMyLock",
+                f"{self.path} is locked by process {self._owner}, "
+                f"not by this process ({os.getpid()})",
+            )
+        self._fd = None
+        _let_go(self.path, fd)
+
+    def read_pid(self) -> int | None:
+        """The pid written in the file; None if missing, empty, not a pid or not a regular file."""
+        try:
+            fd = _open(self.path, writable=False)
+        except _Unusable:
+            return None
+        if fd is None:
+            return None
+        try:
+            return _pid_in(fd)
+        finally:
+            os.close(fd)
+
+    def is_locked(self) -> bool:
+        """Whether a live process (this one included) holds the lock, not merely whether the
+        file exists as in lockfile."""
+        return read_pidfile_status(self.path).running
+
+    def i_am_locking(self) -> bool:
+        """Whether this object holds the lock in this process (false in a forked child)."""
+        return self._fd is not None and self._owner == os.getpid()
+
+    def break_lock(self) -> None:
+        """Remove a stale pidfile. A lock held by a live process is never stolen: that
+        raises AlreadyLocked. If this object holds the lock, this is ``release()``."""
+        if self.i_am_locking():
+            self.release()
+            return
+        fd = _open_or_fail(self.path, writable=False)
+        if fd is None:
+            return
+        try:
+            locked, holder = _try_lock(fd)
+            if not locked:
+                raise _lockfile_error(
+                    "AlreadyLocked",
+                    _held_message(self.path, holder) + "; break_lock never steals a live lock",
+                )
+            if _is_at_path(self.path, fd):
+                os.unlink(self.path)
+        finally:
+            os.close(fd)
+
+    def fileno(self) -> int:
+        """The fd that holds the lock (close-on-exec); make it inheritable to keep the lock
+        across exec. Raises NotLocked unless this object holds the lock in this process."""
+        fd = self._fd
+        if fd is None or self._owner != os.getpid():
+            raise _lockfile_error("NotLocked", f"{self.path} is not locked by this process")
+        return fd
+
+    def __enter__(self: _Self) -> _Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.path!r}>"
+
+
+class TimeoutPIDLockFile(PIDLockFile):
+    """python-daemon's ``TimeoutPIDLockFile``: ``acquire_timeout`` is acquire's default."""
+
+    def __init__(
+        self, path: PathArg, acquire_timeout: float | None = None, *args: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(path, *args, **kwargs)
+        self.acquire_timeout = _check_timeout("acquire_timeout", acquire_timeout)
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Like ``PIDLockFile.acquire``, with ``acquire_timeout`` when *timeout* is None."""
+        super().acquire(self.acquire_timeout if timeout is None else timeout)
+
+
+class PidfileStatus(NamedTuple):
+    """What a pidfile says about its daemon (see ``read_pidfile_status``).
+
+    ``pid`` is set only while ``running``: the lock holder's pid, safe to signal.
+    ``recorded_pid`` is whatever pid the file contains, even when nobody holds the lock:
+    that process is dead, or its pid has been reused, so it is for messages only.
+    """
+
+    path: str
+    exists: bool
+    running: bool
+    pid: int | None
+    recorded_pid: int | None
+
+
+def read_pidfile_status(path: PathArg) -> PidfileStatus:
+    """Tell whether the pidfile's daemon is running, and its pid, without trusting pids.
+
+    "Running" means the file's lock is held right now (tested with a momentary shared lock
+    on a fresh read-only descriptor; the file is never created). The pid comes from
+    /proc/locks, else from the file. If the file is replaced while we look, we look again.
+    Raises lockfile.LockFailed if the path is a symlink or not a regular file.
+    """
+    path = _abspath(path)
+    status = PidfileStatus(path, False, False, None, None)
+    for _ in range(10):
+        fd = _open_or_fail(path, writable=False)
+        if fd is None:
+            return PidfileStatus(path, False, False, None, None)
+        try:
+            running = _is_held(fd)
+            holder = _exclusive_holder(fd) if running else None
+            recorded = _pid_in(fd)
+            pid = (holder if holder is not None and holder > 0 else recorded) if running else None
+            status = PidfileStatus(path, True, running, pid, recorded)
+            if _is_at_path(path, fd):
+                return status
+        finally:
+            os.close(fd)
+    return status

@@ -1,0 +1,186 @@
+"""Options: PEP 3143 defaults, attribute setting, and clear errors for bad values.
+
+Every failure here happens before any fork. A test that expects an error but
+gets none would daemonize the test process, so calls to open() that are
+expected to fail run in a forked child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import run_script
+
+import daemonctx
+from daemonctx import DaemonContext, DaemonError, DaemonOptionError
+
+
+def test_pep_3143_defaults() -> None:
+    context = DaemonContext()
+    assert context.chroot_directory is None
+    assert context.working_directory == "/"
+    assert context.umask == 0
+    assert context.uid == os.getuid()
+    assert context.gid == os.getgid()
+    assert context.initgroups is False
+    assert context.prevent_core is True
+    assert context.detach_process is None
+    assert context.files_preserve is None
+    assert context.pidfile is None
+    assert (context.stdin, context.stdout, context.stderr) == (None, None, None)
+    assert context.signal_map == {
+        signal.SIGTSTP: None,
+        signal.SIGTTIN: None,
+        signal.SIGTTOU: None,
+        signal.SIGTERM: "terminate",
+    }
+    assert context.is_open is False
+
+
+def test_options_can_be_set_as_attributes(tmp_path: Path) -> None:
+    context = DaemonContext()
+    context.working_directory = tmp_path
+    context.umask = 0o022
+    context.files_preserve = [3]
+    assert context.working_directory == str(tmp_path), "paths are stored as str"
+    assert context.umask == 0o022
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("umask", -1, "must be from 0 to 0o777"),
+        ("umask", 0o1000, "must be from 0 to 0o777"),
+        ("umask", "022", "must be an int"),
+        ("uid", -5, "at least 0"),
+        ("gid", "root", "must be an int"),
+        ("uid", True, "must be an int"),
+        ("working_directory", "", "non-empty"),
+        ("working_directory", 42, "must be a path"),
+        ("chroot_directory", b"/srv", "must be a path"),
+        ("prevent_core", "yes", "True or False"),
+        ("detach_process", 1, "True or False"),
+        ("initgroups", None, "True or False"),
+        ("stdout", "/var/log/app.log", "file object with fileno"),
+        ("pidfile", "/run/app.pid", "must be a context manager"),
+        ("ready_timeout", 0, "> 0"),
+        ("ready_on_open", None, "True or False"),
+    ],
+)
+def test_bad_values_name_the_option_and_the_value(option: str, value: object, reason: str) -> None:
+    with pytest.raises(DaemonOptionError, match=reason) as info:
+        DaemonContext(**{option: value})
+    assert info.value.option == option
+    assert info.value.value == value
+    assert f"{option}={value!r}" in str(info.value)
+    with pytest.raises(DaemonOptionError):
+        setattr(DaemonContext(), option, value)
+
+
+def test_option_errors_are_daemon_errors_and_value_errors() -> None:
+    with pytest.raises(DaemonError):
+        DaemonContext(umask=-1)
+    with pytest.raises(ValueError):
+        DaemonContext(umask=-1)
+
+
+@pytest.mark.forked
+@pytest.mark.parametrize(
+    ("options", "option", "reason"),
+    [
+        ({"working_directory": "/no/such/dir"}, "working_directory", "no such directory"),
+        ({"chroot_directory": "/no/such/root"}, "chroot_directory", "no such directory"),
+        (
+            {"chroot_directory": "/tmp", "working_directory": "/nope"},
+            "working_directory",
+            "inside chroot_directory",
+        ),
+        ({"files_preserve": [987]}, "files_preserve", "fd 987 is not open"),
+    ],
+)
+def test_system_checks_fail_in_the_foreground(
+    options: dict[str, object], option: str, reason: str
+) -> None:
+    context = DaemonContext(detach_process=False, **options)  # type: ignore[arg-type]
+    with pytest.raises(DaemonOptionError, match=reason) as info:
+        context.open()
+    assert info.value.option == option
+    assert not context.is_open
+
+
+@pytest.mark.forked
+def test_a_closed_stream_is_refused(tmp_path: Path) -> None:
+    stream = open(tmp_path / "out", "w")  # noqa: SIM115
+    stream.close()
+    with pytest.raises(DaemonOptionError, match="stdout") as info:
+        DaemonContext(stdout=stream, detach_process=False).open()
+    assert info.value.option == "stdout"
+
+
+@pytest.mark.forked
+def test_pidfile_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    class Pidfile:
+        path = str(tmp_path / "missing" / "app.pid")
+
+        def __enter__(self) -> None: ...
+        def __exit__(self, *exc: object) -> None: ...
+
+    with pytest.raises(DaemonOptionError, match="does not exist") as info:
+        DaemonContext(pidfile=Pidfile(), detach_process=False).open()
+    assert info.value.option == "pidfile"
+
+
+def test_open_twice_and_close_twice_are_harmless(tmp_path: Path) -> None:
+    result = run_script(
+        """
+from daemonctx import DaemonContext
+entered = []
+class Pidfile:
+    def __enter__(self): entered.append("enter")
+    def __exit__(self, *exc): entered.append("exit")
+context = DaemonContext(detach_process=False, pidfile=Pidfile(), stderr=sys.stderr)
+with context as entered_context:
+    assert entered_context is context
+    assert context.is_open
+    context.open()
+    assert entered == ["enter"], entered
+assert not context.is_open
+context.close()
+assert entered == ["enter", "exit"], entered
+print("ok", file=sys.stderr)
+"""
+    )
+    assert result.stderr == "ok\n"
+
+
+def test_options_cannot_change_while_open() -> None:
+    result = run_script(
+        """
+from daemonctx import DaemonContext, DaemonOptionError
+context = DaemonContext(detach_process=False, stderr=sys.stderr)
+context.open()
+try:
+    context.umask = 0o077
+except DaemonOptionError as exc:
+    print(exc, file=sys.stderr)
+"""
+    )
+    assert "umask=63: cannot change an option of an open context" in result.stderr
+
+
+def test_public_api() -> None:
+    names = set(daemonctx.__all__)
+    assert {
+        "DaemonContext",
+        "DaemonError",
+        "DaemonOSEnvironmentError",
+        "DaemonProcessDetachError",
+        "DaemonOptionError",
+        "Terminated",
+    } <= names
+    assert daemonctx.__version__
+    assert issubclass(daemonctx.DaemonOSEnvironmentError, OSError)
+    assert issubclass(daemonctx.DaemonProcessDetachError, OSError)
