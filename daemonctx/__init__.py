@@ -12,6 +12,7 @@ from .errors import (
     DaemonStartupError,
     Terminated,
 )
+from .systemd import notify
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,5 @@ __all__ = [
     "DaemonStartupError",
     "Terminated",
     "__version__",
+    "notify",
 ]

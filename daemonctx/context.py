@@ -13,10 +13,11 @@ import os
 import signal
 
 from . import environment, fds, process
-from .errors import DaemonOptionError
+from .errors import DaemonOptionError, DaemonReadyTimeout
 from .handoff import Handoff
 from .options import CHECKERS
 from .signals import check_signal_map, default_signal_map, install, resolve_signal_map
+from .systemd import notify
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from .signals import Handler
+
+_STOP_GRACE = 5.0  # seconds a daemon that missed ready_timeout gets after SIGTERM
 
 # Signals a terminal sends to its foreground group. They are blocked across
 # the first fork: until setsid() the child is still in that group, and a
@@ -96,6 +99,7 @@ class DaemonContext:
         self.ready_timeout = ready_timeout
         self._is_open = False
         self._handoff: Handoff | None = None
+        self._ready = False
         self._pidfile_entered: Any = None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -163,9 +167,19 @@ class DaemonContext:
             self.notify_ready()
 
     def notify_ready(self) -> None:
-        """Tell the launcher that the daemon is up: it exits 0 now."""
+        """Report that the daemon is up. Harmless when called again.
+
+        When detached, the launcher exits 0 now (and, under systemd, sends
+        ``MAINPID=<daemon>`` and ``READY=1`` for it, as the process systemd
+        started). Otherwise ``READY=1`` goes straight to ``NOTIFY_SOCKET``.
+        """
+        if self._ready:
+            return
+        self._ready = True
         if self._handoff is not None:
             self._handoff.send_ready()
+        elif "NOTIFY_SOCKET" in os.environ:
+            notify("READY=1")
 
     def _preflight(self) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
@@ -212,12 +226,24 @@ class DaemonContext:
             handoff.fail_and_exit(exc)
 
     def _wait_in_launcher(self, handoff: Handoff, child: int) -> NoReturn:
+        """Wait for the daemon's word, then exit 0; or raise its error here.
+
+        When the wait ends without ready (timeout, or Ctrl-C in the terminal)
+        the daemon is stopped: a start that the user saw fail must not leave
+        a daemon behind.
+        """
         handoff.in_launcher()
         try:
-            handoff.wait(self.ready_timeout)
+            pid = handoff.wait(self.ready_timeout)
+        except (DaemonReadyTimeout, KeyboardInterrupt):
+            if handoff.daemon_pid is not None:
+                process.stop_process(handoff.daemon_pid, grace=_STOP_GRACE)
+            raise
         finally:
             os.waitpid(child, 0)  # the first child exits right after the second fork
             self._handoff = None
+        if "NOTIFY_SOCKET" in os.environ:
+            notify(f"MAINPID={pid}", "READY=1")
         os._exit(0)
 
     def _become_daemon(self, plan: _Plan) -> None:
@@ -259,6 +285,8 @@ class DaemonContext:
         """Release the pidfile and mark the context closed. Harmless when closed."""
         if not self._is_open:
             return
+        if "NOTIFY_SOCKET" in os.environ:
+            notify("STOPPING=1")
         self._release_pidfile()
         if self._handoff is not None:
             self._handoff.close()  # closing before ready: the launcher reports it

@@ -40,6 +40,7 @@ class Handoff:
         read_fd, write_fd = os.pipe()  # close-on-exec on both ends
         self.read_fd = self._lift(read_fd)
         self.write_fd: int | None = self._lift(write_fd)
+        self.daemon_pid: int | None = None  # learnt by the launcher from the first record
 
     @staticmethod
     def _lift(fd: int) -> int:
@@ -114,6 +115,8 @@ class Handoff:
         try:
             while True:
                 record = reader.next(deadline)
+                if record is not None:
+                    self.daemon_pid = record[1]
                 if record is None:
                     raise DaemonStartupError(
                         "the daemon exited before it was ready"

@@ -204,3 +204,35 @@ def warn_if_threads_alive() -> None:
             RuntimeWarning,
             stacklevel=4,
         )
+
+
+def stop_process(pid: int, grace: float) -> bool:
+    """SIGTERM ``pid``, wait up to ``grace`` seconds for it to exit, then SIGKILL.
+
+    Uses a pidfd where the system has one, so the signal cannot hit another
+    process that reused the pid, and waiting needs no polling. Returns True
+    once the process is gone (or was already).
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):  # no pidfd here: plain kill, no wait
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        return False
+    import select
+
+    try:
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                signal.pidfd_send_signal(pidfd, signum)
+            except ProcessLookupError:
+                return True
+            if select.select([pidfd], [], [], grace)[0]:
+                return True
+        return False
+    finally:
+        os.close(pidfd)

@@ -1,0 +1,244 @@
+"""The start-up handoff: the launcher exits 0 only once the daemon is ready,
+and a failure before that comes back to the terminal, leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import DAEMON, Daemons, pid_alive, read_events, run_script, wait_for, wait_gone
+
+
+def _daemon_pid_from(stderr: str) -> int:
+    match = re.search(r"pid (\d+)", stderr)
+    assert match, stderr
+    return int(match.group(1))
+
+
+def test_exception_in_the_block_before_ready_reaches_the_terminal(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "app.pid"
+    result, report = daemons.launch(
+        {
+            "options": {"ready_on_open": False, "pidfile": str(pidfile)},
+            "fail_in_block": "cannot bind port 80",
+        }
+    )
+    assert result.returncode == 1
+    assert "DaemonStartupError" in result.stderr
+    assert "RuntimeError: cannot bind port 80" in result.stderr
+    assert "Traceback in the daemon" in result.stderr
+    assert 'in <module>\n    raise RuntimeError(config["fail_in_block"])' in result.stderr
+    pid = _daemon_pid_from(result.stderr)
+    assert not pid_alive(pid), "the failed daemon is gone when the launcher returns"
+    assert not pidfile.exists()
+    by_daemon = [e["event"] for e in read_events(report) if e["pid"] == pid]
+    by_launcher = [e["event"] for e in read_events(report) if e["pid"] != pid]
+    assert by_daemon == ["open"], "the daemon ran none of the launcher's cleanup code"
+    assert by_launcher == ["closed"], "the launcher's own finally ran, once"
+
+
+def test_failure_inside_open_reaches_the_terminal(tmp_path: Path) -> None:
+    code = """
+from daemonctx import DaemonContext
+class Pidfile:
+    def __enter__(self): raise PermissionError(13, "Permission denied", "/run/app.pid")
+    def __exit__(self, *exc): pass
+DaemonContext(pidfile=Pidfile()).open()
+"""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(DAEMON.parents[2])!r})\n{code}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("daemonctx.errors.DaemonStartupError: the daemon (pid ")
+    assert last.endswith(
+        "failed to start: PermissionError: [Errno 13] Permission denied: '/run/app.pid'"
+    )
+    assert not pid_alive(_daemon_pid_from(last))
+
+
+def test_second_instance_fails_naming_the_running_pid(daemons: Daemons, tmp_path: Path) -> None:
+    pidfile = tmp_path / "app.pid"
+    config = {"options": {"pidfile": str(pidfile)}, "pidfile_class": "daemonctx"}
+    first, _ = daemons.start(config)
+    result, _ = daemons.launch(config)
+    assert result.returncode == 1
+    assert f"locked by running process {first['pid']}" in result.stderr
+    assert int(pidfile.read_text()) == first["pid"]
+    assert pid_alive(first["pid"])
+
+
+def test_launcher_waits_for_notify_ready(daemons: Daemons) -> None:
+    started = time.monotonic()
+    result, report = daemons.launch({"options": {"ready_on_open": False}, "ready_late": 0.3})
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 0.3
+    assert "open" in [e["event"] for e in read_events(report)], "written before notify_ready()"
+
+
+def test_daemon_killed_before_ready(daemons: Daemons, tmp_path: Path) -> None:
+    report = tmp_path / "killed.jsonl"
+    config = {"report": str(report), "options": {"ready_on_open": False}, "ready_late": 60}
+    launcher = subprocess.Popen(
+        [sys.executable, str(DAEMON), json.dumps(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = daemons.event(report, "open")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        _, stderr = launcher.communicate(timeout=10)
+        assert launcher.returncode == 1
+        assert f"the daemon exited before it was ready (pid {pid})" in stderr
+    finally:
+        launcher.kill()
+        launcher.wait()
+
+
+def test_ready_timeout_stops_the_slow_daemon(daemons: Daemons, tmp_path: Path) -> None:
+    pidfile = tmp_path / "slow.pid"
+    result, report = daemons.launch(
+        {
+            "options": {"ready_on_open": False, "ready_timeout": 0.5, "pidfile": str(pidfile)},
+            "ready_late": 60,
+        }
+    )
+    assert result.returncode == 1
+    assert "DaemonReadyTimeout: the daemon did not report ready within 0.5 s" in result.stderr
+    pid = daemons.event(report, "open")["pid"]
+    wait_gone(pid, 10)
+    assert not pidfile.exists(), "SIGTERM let the daemon release its pidfile"
+
+
+def test_launcher_that_catches_the_error_goes_on_once(tmp_path: Path) -> None:
+    result = run_script(
+        """
+from daemonctx import DaemonContext, DaemonStartupError
+class Pidfile:
+    def __enter__(self): raise OSError("no space left")
+    def __exit__(self, *exc): pass
+try:
+    with DaemonContext(pidfile=Pidfile()):
+        print("daemon body ran", flush=True)
+except DaemonStartupError as exc:
+    print("caught", exc.remote_type, exc.remote_message, flush=True)
+print("launcher goes on", flush=True)
+"""
+    )
+    assert result.stdout.splitlines() == ["caught OSError no space left", "launcher goes on"]
+
+
+# -- sd_notify -------------------------------------------------------------------
+
+
+@pytest.fixture(params=["path", "abstract"])
+def notify_socket(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[socket.socket, str]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if request.param == "path":
+        address = str(tmp_path / "notify.sock")
+        sock.bind(address)
+        env_value = address
+    else:
+        name = f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind("\0" + name)
+        env_value = "@" + name
+    sock.settimeout(10)
+    with sock:
+        yield sock, env_value
+
+
+def _receive(sock: socket.socket) -> list[str]:
+    return sock.recv(4096).decode().split("\n")
+
+
+def test_detached_launcher_sends_mainpid_and_ready(
+    notify_socket: tuple[socket.socket, str], daemons: Daemons
+) -> None:
+    sock, address = notify_socket
+    result, report = daemons.launch({}, env={**os.environ, "NOTIFY_SOCKET": address})
+    assert result.returncode == 0, result.stderr
+    pid = daemons.event(report, "open")["pid"]
+    assert _receive(sock) == [f"MAINPID={pid}", "READY=1"]
+    os.kill(pid, signal.SIGTERM)
+    assert _receive(sock) == ["STOPPING=1"]
+    wait_gone(pid)
+
+
+def test_foreground_daemon_sends_ready_itself(
+    notify_socket: tuple[socket.socket, str], tmp_path: Path
+) -> None:
+    sock, address = notify_socket
+    report = tmp_path / "fg.jsonl"
+    config = {
+        "report": str(report),
+        "options": {"detach_process": False, "ready_on_open": False},
+        "ready_late": 0,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(DAEMON), json.dumps(config)],
+        env={**os.environ, "NOTIFY_SOCKET": address},
+    )
+    try:
+        assert _receive(sock) == ["READY=1"]
+        wait_for(lambda: "ready" in [e["event"] for e in read_events(report)], 10, "ready")
+        proc.terminate()
+        assert _receive(sock) == ["STOPPING=1"]
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_notify_sends_fields(notify_socket: tuple[socket.socket, str]) -> None:
+    sock, address = notify_socket
+    code = (
+        "import os\n"
+        f"os.environ['NOTIFY_SOCKET'] = {address!r}\n"
+        "from daemonctx import notify\n"
+        "assert notify('RELOADING=1', STATUS='Loading data', WATCHDOG=1)\n"
+    )
+    run_script(code)
+    assert _receive(sock) == ["RELOADING=1", "STATUS=Loading data", "WATCHDOG=1"]
+
+
+def test_notify_without_notify_socket_does_nothing() -> None:
+    result = run_script(
+        "import os, sys\n"
+        "os.environ.pop('NOTIFY_SOCKET', None)\n"
+        "from daemonctx import notify\n"
+        "print(notify(READY=1), 'socket' in sys.modules)\n"
+    )
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_notify_to_a_missing_socket_raises(tmp_path: Path) -> None:
+    result = run_script(
+        "import os\n"
+        f"os.environ['NOTIFY_SOCKET'] = {str(tmp_path / 'none.sock')!r}\n"
+        "from daemonctx import notify, DaemonOSEnvironmentError\n"
+        "try:\n"
+        "    notify(READY=1)\n"
+        "except DaemonOSEnvironmentError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert "cannot notify the service manager at" in result.stdout
