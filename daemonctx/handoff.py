@@ -121,7 +121,8 @@ class Handoff:
                     raise DaemonStartupError(
                         "the daemon exited before it was ready"
                         + (f" (pid {pid})" if pid else "")
-                        + "; it was killed, or its code called os._exit()",
+                        + ": it was killed, called os._exit(), or left its with block"
+                        " without calling notify_ready()",
                         daemon_pid=pid,
                     )
                 kind, pid, payload = record
