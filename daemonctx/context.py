@@ -181,6 +181,28 @@ class DaemonContext:
         elif "NOTIFY_SOCKET" in os.environ:
             notify("READY=1")
 
+    def notify_ready_on_exec(self) -> None:
+        """Make a successful ``os.exec*()`` from the daemon count as ready.
+
+        For a daemon that replaces itself with another program (what
+        ``daemonctx start -- COMMAND`` does): the launcher exits 0 once the
+        exec has happened, and if the exec fails its error reaches the
+        launcher as usual. Call it with ``ready_on_open=False``, just before exec.
+        """
+        if self._handoff is not None and not self._ready:
+            self._handoff.send_exec()
+
+    def launcher_ready(self, daemon_pid: int) -> None:
+        """Called in the launcher once the daemon is ready, just before it exits 0.
+
+        Under systemd it sends ``MAINPID=`` and ``READY=1`` for the daemon.
+        Override it (calling ``super()``) to print a message or to wait for
+        more; an exception raised here is raised by ``open()`` in the launcher,
+        and the daemon keeps running.
+        """
+        if "NOTIFY_SOCKET" in os.environ:
+            notify(f"MAINPID={daemon_pid}", "READY=1")
+
     def _preflight(self) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
         from .preflight import (
@@ -242,8 +264,8 @@ class DaemonContext:
         finally:
             os.waitpid(child, 0)  # the first child exits right after the second fork
             self._handoff = None
-        if "NOTIFY_SOCKET" in os.environ:
-            notify(f"MAINPID={pid}", "READY=1")
+        self.launcher_ready(pid)
+        process.flush_standard_streams()
         os._exit(0)
 
     def _become_daemon(self, plan: _Plan) -> None:

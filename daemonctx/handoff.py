@@ -7,8 +7,9 @@ terminal that started it; a daemon that dies without a word is seen as
 end-of-file. The pattern is CPython's ``subprocess`` error pipe.
 
 Records are ``b"<KIND> <pid> <length>\\n"`` followed by ``length`` bytes of
-payload: ``PID`` (the daemon exists), ``READY``, and ``ERROR`` whose payload is
-a small JSON object. Nothing is unpickled; sizes are bounded.
+payload: ``PID`` (the daemon exists), ``READY``, ``EXEC`` (end-of-file after
+it means a successful exec, which closed the pipe) and ``ERROR`` whose payload
+is a small JSON object. Nothing is unpickled; sizes are bounded.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class Handoff:
     def send_pid(self) -> None:
         self._send("PID")
 
+    def send_exec(self) -> None:
+        """The next successful exec means ready: the launcher then takes the
+        pipe closing (it is close-on-exec) as the ready signal."""
+        self._send("EXEC")
+
     def send_ready(self) -> None:
         """Tell the launcher we are up, and let go of the pipe."""
         self._send("READY")
@@ -112,11 +118,14 @@ class Handoff:
         deadline = None if timeout is None else time.monotonic() + timeout
         reader = _RecordReader(self.read_fd)
         pid: int | None = None
+        exec_is_ready = False
         try:
             while True:
                 record = reader.next(deadline)
                 if record is not None:
                     self.daemon_pid = record[1]
+                elif exec_is_ready and pid is not None:
+                    return pid  # closed by a successful exec
                 if record is None:
                     raise DaemonStartupError(
                         "the daemon exited before it was ready"
@@ -128,6 +137,8 @@ class Handoff:
                 kind, pid, payload = record
                 if kind == "READY":
                     return pid
+                if kind == "EXEC":
+                    exec_is_ready = True
                 if kind == "ERROR":
                     reader.wait_eof(time.monotonic() + _EOF_GRACE)
                     raise _startup_error(pid, payload)

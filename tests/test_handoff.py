@@ -242,3 +242,73 @@ def test_notify_to_a_missing_socket_raises(tmp_path: Path) -> None:
         "    print(exc)\n"
     )
     assert "cannot notify the service manager at" in result.stdout
+
+
+# -- hooks for programs built on DaemonContext (the daemonctx command) ------------
+
+
+EXEC_SCRIPT = """
+import os, sys
+from daemonctx import DaemonContext
+from daemonctx.pidfile import PIDLockFile
+pidfile = PIDLockFile({pidfile!r})
+context = DaemonContext(pidfile=pidfile, ready_on_open=False)
+with context:
+    os.set_inheritable(pidfile.fileno(), True)  # the program keeps the lock
+    context.notify_ready_on_exec()
+    os.execvp({program!r}, [{program!r}, "60"])
+"""
+
+
+def test_successful_exec_counts_as_ready(daemons: Daemons, tmp_path: Path) -> None:
+    from daemonctx.pidfile import read_pidfile_status
+
+    pidfile = tmp_path / "sleep.pid"
+    run_script(EXEC_SCRIPT.format(pidfile=str(pidfile), program="sleep"))
+    state = read_pidfile_status(pidfile)
+    assert state.pid is not None
+    daemons.pids.add(state.pid)
+    assert state.running, "the exec'd program holds the pidfile's lock"
+    assert Path(f"/proc/{state.pid}/comm").read_text().strip() == "sleep"
+
+
+def test_failed_exec_reaches_the_terminal(tmp_path: Path) -> None:
+    pidfile = tmp_path / "none.pid"
+    code = EXEC_SCRIPT.format(pidfile=str(pidfile), program="no-such-program-dctx")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(DAEMON.parents[2])!r})\n{code}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1
+    # os.execvp's error does not name the program: callers check it in the foreground.
+    assert "failed to start: FileNotFoundError: [Errno 2]" in result.stderr
+    assert not pidfile.exists()
+
+
+def test_launcher_ready_runs_in_the_launcher(daemons: Daemons, tmp_path: Path) -> None:
+    report = tmp_path / "hook.jsonl"
+    result = run_script(
+        f"""
+import os, signal
+from daemonctx import DaemonContext
+class Announcing(DaemonContext):
+    def launcher_ready(self, daemon_pid):
+        super().launcher_ready(daemon_pid)
+        print(f"started app (pid {{daemon_pid}}) from {{os.getpid()}}")
+with Announcing(files_preserve=[report := open({str(report)!r}, "a")]):
+    report.write(f"{{os.getpid()}}\\n"); report.flush()
+    signal.pause()
+"""
+    )
+    daemon_pid = int(wait_for(lambda: report.read_text().strip(), 10, "daemon pid"))
+    daemons.pids.add(daemon_pid)
+    words = result.stdout.split()
+    assert words[:3] == ["started", "app", "(pid"]
+    assert int(words[3].rstrip(")")) == daemon_pid
+    assert int(words[-1]) != daemon_pid, "printed by the launcher"
