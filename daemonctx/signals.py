@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 
 
+_VALID: set[int] = set()
+
+
+def _valid_signals() -> set[int]:
+    """``signal.valid_signals()`` as ints, computed once: each call builds ~60 enums."""
+    if not _VALID:
+        _VALID.update(int(number) for number in signal.valid_signals())
+    return _VALID
+
+
 def default_signal_map() -> SignalMap:
     """Ignore terminal job-control signals; SIGTERM stops the daemon cleanly."""
     return {
@@ -37,7 +47,7 @@ def check_signal_number(key: Any) -> int:
     """Return ``key`` as a signal number, or raise naming it."""
     if isinstance(key, bool) or not isinstance(key, int):
         raise DaemonOptionError("signal_map", key, "keys must be signal numbers (signal.SIGHUP)")
-    if key not in signal.valid_signals():
+    if key not in _valid_signals():
         raise DaemonOptionError("signal_map", key, "unknown signal number")
     if key in _UNCATCHABLE:
         name = signal.Signals(key).name
