@@ -17,7 +17,6 @@ from .errors import DaemonOptionError, DaemonReadyTimeout
 from .handoff import Handoff
 from .options import CHECKERS
 from .signals import check_signal_map, default_signal_map, install, resolve_signal_map
-from .systemd import notify
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -179,6 +178,8 @@ class DaemonContext:
         if self._handoff is not None:
             self._handoff.send_ready()
         elif "NOTIFY_SOCKET" in os.environ:
+            from .systemd import notify
+
             notify("READY=1")
 
     def notify_ready_on_exec(self) -> None:
@@ -201,6 +202,8 @@ class DaemonContext:
         and the daemon keeps running.
         """
         if "NOTIFY_SOCKET" in os.environ:
+            from .systemd import notify
+
             notify(f"MAINPID={daemon_pid}", "READY=1")
 
     def _preflight(self) -> _Plan:
@@ -214,6 +217,9 @@ class DaemonContext:
         )
 
         plan = _Plan()
+        if self.prevent_core:
+            import resource  # noqa: F401 - here, not after fork: 4x cheaper before
+
         check_directories(self.chroot_directory, self.working_directory)
         for index, name in enumerate(("stdin", "stdout", "stderr")):
             plan.stream_fds[index] = stream_fd(name, getattr(self, name))
@@ -241,9 +247,10 @@ class DaemonContext:
         try:
             handoff.in_daemon()
             process.start_new_session()
-            if process.fork("second fork"):
+            daemon = process.fork("second fork")
+            if daemon:
+                handoff.send_pid(daemon)
                 os._exit(0)  # the session leader leaves: the daemon can never get a tty
-            handoff.send_pid()
         except BaseException as exc:
             handoff.fail_and_exit(exc)
 
@@ -308,6 +315,8 @@ class DaemonContext:
         if not self._is_open:
             return
         if "NOTIFY_SOCKET" in os.environ:
+            from .systemd import notify
+
             notify("STOPPING=1")
         self._release_pidfile()
         if self._handoff is not None:

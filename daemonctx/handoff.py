@@ -15,6 +15,7 @@ is a small JSON object. Nothing is unpickled; sizes are bounded.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from .errors import DaemonReadyTimeout, DaemonStartupError
@@ -24,7 +25,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
-MAX_PAYLOAD = 64 * 1024  # fits the pipe buffer, so the daemon never blocks on it
+MAX_PAYLOAD = 64 * 1024  # what the launcher accepts at most
+# Two processes write records (the first child sends PID): each record must be
+# one atomic write, at most PIPE_BUF bytes (4096 on Linux, 512 by POSIX).
+_ATOMIC_WRITE = 4096 if sys.platform.startswith("linux") else 512
 _EOF_GRACE = 5.0  # how long the launcher waits for a failed daemon to finish exiting
 
 
@@ -56,17 +60,20 @@ class Handoff:
         """Called in the child after fork: the launcher's end is not ours."""
         os.close(self.read_fd)
 
-    def _send(self, kind: str, payload: bytes = b"") -> None:
+    def _send(self, kind: str, payload: bytes = b"", pid: int | None = None) -> None:
         if self.write_fd is None:
             return
-        header = f"{kind} {os.getpid()} {len(payload)}\n".encode()
+        header = f"{kind} {pid or os.getpid()} {len(payload)}\n".encode()
         try:
             _write_all(self.write_fd, header + payload)
         except OSError:  # the launcher is gone (killed): nobody left to tell
             pass
 
-    def send_pid(self) -> None:
-        self._send("PID")
+    def send_pid(self, pid: int) -> None:
+        """Sent by the first child, which learns the daemon's pid from fork(), so
+        the daemon itself loses no time; the launcher needs it to stop the daemon
+        after a timeout or Ctrl-C."""
+        self._send("PID", pid=pid)
 
     def send_exec(self) -> None:
         """The next successful exec means ready: the launcher then takes the
@@ -87,9 +94,24 @@ class Handoff:
         name = kind.__qualname__
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
-        text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
-        record = {"type": name, "message": str(exc), "traceback": text[-MAX_PAYLOAD // 2 :]}
-        self._send("ERROR", json.dumps(record).encode()[:MAX_PAYLOAD])
+        last = "".join(traceback.format_exception_only(kind, exc))
+        if len(last) > 512:
+            last = last[:512] + "...\n"
+        every_frame = traceback.format_tb(exc.__traceback__)
+        frames = every_frame
+        record = {"type": name, "message": str(exc)[:1024], "traceback": ""}
+        limit = _ATOMIC_WRITE - 64  # room for the header
+        while True:
+            # Drop the outermost frames until the record fits: the innermost
+            # frames and the error line are what explain a failure.
+            elided = "  ...\n" if len(frames) < len(every_frame) else ""
+            text = "".join(frames)
+            record["traceback"] = f"Traceback (most recent call last):\n{elided}{text}{last}"
+            payload = json.dumps(record).encode()
+            if len(payload) <= limit or not frames:
+                break
+            frames = frames[1:]
+        self._send("ERROR", payload[:limit])
         self.close()
 
     def fail_and_exit(self, exc: BaseException, status: int = 1) -> NoReturn:

@@ -12,23 +12,24 @@ The classes keep the API of lockfile's ``PIDLockFile`` and python-daemon's
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Union
 
 from .errors import DaemonOptionError
 
+# typing costs ~5 ms of every daemon's start-up: annotations only (see DESIGN.md).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
+    from typing import Any, TypeVar, Union
+
+    PathArg = Union[str, "os.PathLike[str]"]
+    _Self = TypeVar("_Self", bound="PIDLockFile")
 
 __all__ = ["PIDLockFile", "PidfileStatus", "TimeoutPIDLockFile", "read_pidfile_status"]
-
-PathArg = Union[str, "os.PathLike[str]"]
-_Self = TypeVar("_Self", bound="PIDLockFile")
 
 _PROC_LOCKS = "/proc/locks"
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
@@ -141,10 +142,12 @@ def _exclusive_holder(fd: int) -> int | None:
         fields = line.split()
         if len(fields) < 6 or fields[1] != b"FLOCK" or fields[3] != b"WRITE":
             continue
-        with contextlib.suppress(ValueError):
+        try:
             major, minor, ino = fields[5].split(b":")
             if (int(major, 16), int(minor, 16), int(ino)) == want:
                 return int(fields[4])
+        except ValueError:
+            continue
     return None
 
 
@@ -159,7 +162,7 @@ def _is_held(fd: int) -> bool:
 
 
 def _try_lock(fd: int) -> tuple[bool, int | None]:
-    """Try once to take the exclusive lock: (True, None), or (False, holder pid if known).
+    """Take the exclusive lock without blocking: (True, None), or (False, holder pid if known).
 
     A failure that /proc/locks does not pin on an exclusive holder is retried over ~15 ms:
     it is usually a reader's momentary shared lock (``read_pidfile_status``), which must
@@ -203,29 +206,34 @@ def _let_go(path: str, fd: int) -> None:
     """Unlink *path* if it is still fd's file, then unlock and close *fd*.
 
     Unlinking before unlocking means a reader can never find this file locked by anyone
-    but us. If the unlink is refused (a root-owned directory after dropping root), the file
-    is emptied instead so that it names no pid; left unlocked, it is stale, and the next
-    acquire takes it over.
+    but us. If the file was not unlinked (a root-owned directory after dropping root, or
+    the path no longer names it), it is emptied instead so that it names no pid; left
+    unlocked, it is stale, and the next acquire takes it over.
     """
     try:
-        if _is_at_path(path, fd):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        with contextlib.suppress(OSError):
+        try:
+            if _is_at_path(path, fd):
+                os.unlink(path)
+                return
+        except OSError:
+            pass
+        try:
             os.ftruncate(fd, 0)
+        except OSError:
+            pass
     finally:
-        with contextlib.suppress(OSError):
+        try:
             fcntl.flock(fd, fcntl.LOCK_UN)  # also for copies of fd inherited by children
+        except OSError:
+            pass
         os.close(fd)
 
 
-def _abspath(path: PathArg) -> str:
+def _check_path(path: PathArg) -> str:
     p = os.fspath(path)
     if not isinstance(p, str) or not p:
         raise DaemonOptionError("path", path, "must be a non-empty str path")
-    return p if os.path.isabs(p) else os.path.join(os.getcwd(), p)
+    return p
 
 
 def _check_timeout(name: str, value: float | None) -> float | None:
@@ -244,15 +252,33 @@ class PIDLockFile:
 
     ``timeout`` is the default for ``acquire``: None or <= 0 fails at once when a live
     process holds the lock, > 0 waits up to that many seconds. A pidfile left by a dead
-    process never blocks. ``path`` is made absolute here, so a later chdir (DaemonContext
-    changes to ``/``) does not move it. ``threaded`` is accepted and ignored, as in lockfile.
+    process never blocks. As in lockfile, a relative ``path`` is resolved when the lock is
+    taken (inside a DaemonContext: after its chroot and chdir), and ``threaded`` is ignored.
     """
 
     def __init__(self, path: PathArg, threaded: bool = False, timeout: float | None = None):
-        self.path = _abspath(path)
+        self.path = _check_path(path)
         self.timeout = _check_timeout("timeout", timeout)
         self._fd: int | None = None
         self._owner = 0  # pid of the process that acquired; a forked child is not the owner
+
+    def _default_timeout(self) -> float | None:
+        return self.timeout
+
+    def fail_if_held(self, path: str | None = None) -> None:
+        """Raise ``AlreadyLocked`` naming the holder if a live process holds the lock
+        and ``acquire()`` would not wait for it.
+
+        ``DaemonContext.open()`` calls it in the foreground, so a second instance
+        fails before it forks. ``path`` is where the file is seen from the calling
+        process, when a chroot or a relative path puts it elsewhere.
+        """
+        timeout = self._default_timeout()
+        if timeout is not None and timeout > 0:
+            return  # acquire() will wait for the holder to go (a restart)
+        status = read_pidfile_status(path or self.path)
+        if status.running:
+            raise _lockfile_error("AlreadyLocked", _held_message(self.path, status.pid))
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take the lock and write our pid; raise AlreadyLocked or LockTimeout naming the holder."""
@@ -308,9 +334,10 @@ class PIDLockFile:
         """Unlink the pidfile, then unlock it. Never fails once we hold it (see _let_go)."""
         fd = self._fd
         if fd is None:
-            held = False
-            with contextlib.suppress(Exception):
+            try:
                 held = self.is_locked()
+            except Exception:
+                held = False
             if held:
                 raise _lockfile_error("NotMyLock", f"{self.path} is locked, but not by this object")
             raise _lockfile_error("NotLocked", f"{self.path} is not locked")
@@ -399,24 +426,49 @@ class TimeoutPIDLockFile(PIDLockFile):
         super().__init__(path, *args, **kwargs)
         self.acquire_timeout = _check_timeout("acquire_timeout", acquire_timeout)
 
+    def _default_timeout(self) -> float | None:
+        return self.acquire_timeout
+
     def acquire(self, timeout: float | None = None) -> None:
         """Like ``PIDLockFile.acquire``, with ``acquire_timeout`` when *timeout* is None."""
         super().acquire(self.acquire_timeout if timeout is None else timeout)
 
 
-class PidfileStatus(NamedTuple):
+class PidfileStatus:
     """What a pidfile says about its daemon (see ``read_pidfile_status``).
 
-    ``pid`` is set only while ``running``: the lock holder's pid, safe to signal.
-    ``recorded_pid`` is whatever pid the file contains, even when nobody holds the lock:
-    that process is dead, or its pid has been reused, so it is for messages only.
+    ``pid`` is set only when ``running``: the pid of the lock holder when we looked.
+    ``recorded_pid`` is whatever pid the file contains, even when nobody holds the lock
+    (then that process is dead, or its pid has been reused): for messages only, never
+    for signals. (A plain class: a namedtuple costs ~2 ms of start-up to define.)
     """
 
-    path: str
-    exists: bool
-    running: bool
-    pid: int | None
-    recorded_pid: int | None
+    __slots__ = ("exists", "path", "pid", "recorded_pid", "running")
+
+    def __init__(
+        self, path: str, exists: bool, running: bool, pid: int | None, recorded_pid: int | None
+    ) -> None:
+        self.path = path
+        self.exists = exists
+        self.running = running
+        self.pid = pid
+        self.recorded_pid = recorded_pid
+
+    def _fields(self) -> tuple[str, bool, bool, int | None, int | None]:
+        return (self.path, self.exists, self.running, self.pid, self.recorded_pid)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PidfileStatus):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"PidfileStatus(path={self.path!r}, exists={self.exists}, running={self.running},"
+            f" pid={self.pid}, recorded_pid={self.recorded_pid})"
+        )
 
 
 def read_pidfile_status(path: PathArg) -> PidfileStatus:
@@ -427,7 +479,7 @@ def read_pidfile_status(path: PathArg) -> PidfileStatus:
     /proc/locks, else from the file. If the file is replaced while we look, we look again.
     Raises lockfile.LockFailed if the path is a symlink or not a regular file.
     """
-    path = _abspath(path)
+    path = _check_path(path)
     status = PidfileStatus(path, False, False, None, None)
     for _ in range(10):
         fd = _open_or_fail(path, writable=False)

@@ -105,7 +105,9 @@ def _held_ids() -> tuple[set[int], set[int]]:
 
 
 def check_pidfile(pidfile: Any, chroot_directory: str | None, working_directory: str) -> None:
-    """For a pidfile with a ``path`` (ours, lockfile's): its directory must exist.
+    """For a pidfile with a ``path`` (ours, lockfile's): its directory must exist,
+    and for ours, no running process may hold it (unless it was given a timeout
+    to wait for one).
 
     The daemon opens the path after chroot and chdir, so that is where it is
     resolved here too.
@@ -113,7 +115,10 @@ def check_pidfile(pidfile: Any, chroot_directory: str | None, working_directory:
     path = getattr(pidfile, "path", None)
     if not isinstance(path, str):
         return
-    daemon_path = os.path.join(working_directory, path)
-    directory = os.path.dirname(inside_root(chroot_directory, daemon_path))
+    seen_from_here = inside_root(chroot_directory, os.path.join(working_directory, path))
+    directory = os.path.dirname(seen_from_here)
     if not os.path.isdir(directory):
         raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")
+    fail_if_held = getattr(pidfile, "fail_if_held", None)
+    if callable(fail_if_held):  # ours: a second instance fails here, before forking
+        fail_if_held(seen_from_here)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DAEMON, Daemons, pid_alive, read_events, run_script, wait_for, wait_gone
+from conftest import DAEMON, ROOT, Daemons, pid_alive, read_events, run_script, wait_for, wait_gone
 
 
 def _daemon_pid_from(stderr: str) -> int:
@@ -60,7 +60,7 @@ DaemonContext(pidfile=Pidfile()).open()
         [
             sys.executable,
             "-c",
-            f"import sys; sys.path.insert(0, {str(DAEMON.parents[2])!r})\n{code}",
+            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}",
         ],
         capture_output=True,
         text=True,
@@ -81,7 +81,13 @@ def test_second_instance_fails_naming_the_running_pid(daemons: Daemons, tmp_path
     first, _ = daemons.start(config)
     result, _ = daemons.launch(config)
     assert result.returncode == 1
-    assert f"locked by running process {first['pid']}" in result.stderr
+    # Checked in the foreground: lockfile's own exception, raised before any fork.
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert (
+        last_line
+        == f"lockfile.AlreadyLocked: {pidfile} is locked by running process {first['pid']}"
+    )
+    assert "Traceback in the daemon" not in result.stderr
     assert int(pidfile.read_text()) == first["pid"]
     assert pid_alive(first["pid"])
 
@@ -279,7 +285,7 @@ def test_failed_exec_reaches_the_terminal(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"import sys; sys.path.insert(0, {str(DAEMON.parents[2])!r})\n{code}",
+            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}",
         ],
         capture_output=True,
         text=True,
@@ -312,3 +318,36 @@ with Announcing(files_preserve=[report := open({str(report)!r}, "a")]):
     assert words[:3] == ["started", "app", "(pid"]
     assert int(words[3].rstrip(")")) == daemon_pid
     assert int(words[-1]) != daemon_pid, "printed by the launcher"
+
+
+def test_a_huge_error_still_arrives_whole(tmp_path: Path) -> None:
+    """Records are single atomic pipe writes: a deep traceback and a long message are
+    trimmed from the front, keeping the type, the message start and the innermost frame."""
+    code = """
+from daemonctx import DaemonContext
+def deep(n):
+    if n == 0:
+        raise ValueError("x" * 5000)
+    if n % 2:  # two call sites: frames differ, so Python cannot fold them
+        deep(n - 1)
+    else:
+        deep(n - 1)
+class Pidfile:
+    def __enter__(self): deep(200)
+    def __exit__(self, *exc): pass
+DaemonContext(pidfile=Pidfile()).open()
+"""
+    program = tmp_path / "huge.py"  # a file, so the traceback shows source lines
+    program.write_text(f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}")
+    result = subprocess.run(
+        [sys.executable, str(program)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1
+    assert "failed to start: ValueError: xxxx" in result.stderr
+    assert 'raise ValueError("x" * 5000)' in result.stderr, "innermost frame kept"
+    assert "Traceback in the daemon:\nTraceback (most recent call last):\n  ...\n" in (
+        result.stderr
+    ), "outer frames trimmed"

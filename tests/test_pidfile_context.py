@@ -1,0 +1,118 @@
+"""Pidfiles used through a real DaemonContext: ours, and lockfile's own."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import Daemons, proc_status, run_script, wait_gone
+
+from daemonctx.pidfile import PIDLockFile, read_pidfile_status
+
+NOBODY = 65534
+OURS = {"pidfile_class": "daemonctx"}
+
+
+def test_detached_daemon_holds_its_own_pid_in_the_pidfile(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "app.pid"
+    result, report = daemons.launch({"options": {"pidfile": str(pidfile)}, **OURS})
+    assert result.returncode == 0, result.stderr
+    state = read_pidfile_status(pidfile)  # at once: the launcher has exited
+    assert state.running
+    event = daemons.event(report, "open")
+    assert state.pid == event["pid"] == int(pidfile.read_text())
+    assert event["ppid"] != os.getpid()
+    os.kill(event["pid"], signal.SIGTERM)
+    wait_gone(event["pid"])
+    assert not pidfile.exists(), "close() unlinked it"
+
+
+def test_killed_daemon_never_blocks_the_next_start(daemons: Daemons, tmp_path: Path) -> None:
+    pidfile = tmp_path / "app.pid"
+    config = {"options": {"pidfile": str(pidfile)}, **OURS}
+    first, _ = daemons.start(config)
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_gone(first["pid"])
+    assert pidfile.exists(), "a SIGKILLed daemon leaves its file behind"
+    assert not read_pidfile_status(pidfile).running
+    second, _ = daemons.start(config)
+    assert int(pidfile.read_text()) == second["pid"] != first["pid"]
+
+
+def test_root_owned_directory_with_a_privilege_drop(daemons: Daemons, tmp_path: Path) -> None:
+    """Written as root in a root-only directory (like /run), then the daemon runs as
+    nobody: at stop it cannot unlink the file, so it empties it and lets go of the
+    lock. The file is stale but unlocked, and the next start takes it over."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    pidfile = run / "app.pid"
+    config = {"options": {"pidfile": str(pidfile), "uid": NOBODY, "gid": NOBODY}, **OURS}
+    first, _ = daemons.start(config)
+    assert proc_status(first["pid"])["Uid"].split()[0] == str(NOBODY)
+    assert pidfile.stat().st_uid == 0
+    os.kill(first["pid"], signal.SIGTERM)
+    wait_gone(first["pid"])
+    assert pidfile.exists()
+    assert pidfile.read_text() == "", "emptied: no reader sees a dead pid"
+    assert not read_pidfile_status(pidfile).running
+    second, _ = daemons.start(config)
+    assert int(pidfile.read_text()) == second["pid"]
+
+
+def test_relative_pidfile_path_is_inside_the_working_directory(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    event, _ = daemons.start(
+        {"options": {"pidfile": "app.pid", "working_directory": str(tmp_path)}, **OURS}
+    )
+    assert int((tmp_path / "app.pid").read_text()) == event["pid"]
+
+
+def test_a_timeout_lets_a_restart_wait_for_the_old_daemon(tmp_path: Path) -> None:
+    """With acquire_timeout the foreground check lets the start through; acquire()
+    in the daemon then waits for the holder to go."""
+    holder = PIDLockFile(tmp_path / "app.pid")
+    holder.acquire()
+    try:
+        result = run_script(
+            f"""
+import os, time
+from daemonctx import DaemonContext, DaemonStartupError
+from daemonctx.pidfile import TimeoutPIDLockFile
+try:
+    DaemonContext(pidfile=TimeoutPIDLockFile({str(tmp_path / "app.pid")!r}, 0.3)).open()
+except DaemonStartupError as exc:
+    print(exc.remote_type)
+"""
+        )
+        assert result.stdout.strip() == "lockfile.LockTimeout"
+    finally:
+        holder.release()
+
+
+def test_lockfiles_own_pidlockfile_works_as_the_pep_says(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    result = run_script(
+        f"""
+import os, signal
+import lockfile.pidlockfile
+from daemonctx import DaemonContext
+path = {str(tmp_path / "lf.pid")!r}
+with DaemonContext(pidfile=lockfile.pidlockfile.PIDLockFile(path)):
+    signal.pause()
+"""
+    )
+    assert result.returncode == 0
+    pid = int((tmp_path / "lf.pid").read_text())
+    daemons.pids.add(pid)
+    assert Path(f"/proc/{pid}").exists()
+    os.kill(pid, signal.SIGTERM)
+    wait_gone(pid)
+    assert not (tmp_path / "lf.pid").exists(), "lockfile's release removed it"
