@@ -124,11 +124,8 @@ class DaemonContext:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        handoff = self._handoff
-        if handoff is not None and handoff.write_fd is not None and exc_value is not None:
-            # Failed before reporting ready: the launcher raises this error.
-            self._release_pidfile()
-            handoff.fail_and_exit(exc_value)
+        if exc_value is not None and self._launcher_waiting():
+            self._abort_start(exc_value)  # the launcher raises this error instead
         self.close()
 
     # -- open ----------------------------------------------------------------
@@ -148,15 +145,14 @@ class DaemonContext:
         process.flush_standard_streams()
         if detach:
             process.warn_if_threads_alive()
-            self._handoff = Handoff()
+            handoff = self._handoff = Handoff()
             self._detach()
-            plan.keep_fds.add(self._handoff.write_fd)  # type: ignore[arg-type]
+            assert handoff.write_fd is not None  # the daemon's end, open until ready
+            plan.keep_fds.add(handoff.write_fd)
         try:
             self._become_daemon(plan)
         except BaseException as exc:
-            self._release_pidfile()
-            if self._handoff is not None:
-                self._handoff.fail_and_exit(exc)
+            self._abort_start(exc)
             raise
         self._is_open = True
         import atexit
@@ -164,6 +160,18 @@ class DaemonContext:
         atexit.register(self.close)
         if self.ready_on_open:
             self.notify_ready()
+
+    def _launcher_waiting(self) -> bool:
+        return self._handoff is not None and self._handoff.write_fd is not None
+
+    def _abort_start(self, exc: BaseException) -> None:
+        """A failure before ready: release the pidfile; when a launcher waits,
+        report ``exc`` to it and end this process at once (``os._exit``), so no
+        cleanup of the user's runs here: the user's code goes on in the launcher."""
+        self._release_pidfile()
+        handoff = self._handoff
+        if handoff is not None and handoff.write_fd is not None:
+            handoff.fail_and_exit(exc)
 
     def notify_ready(self) -> None:
         """Report that the daemon is up. Harmless when called again.
