@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import signal
 
-from . import environment, fds, process
-from .errors import DaemonOptionError, DaemonReadyTimeout
+# Everything the daemon may need is imported here, in the foreground: after
+# chroot or a privilege drop the package's files may be out of reach.
+from . import environment, fds, preflight, process
+from .errors import DaemonOptionError, DaemonReadyTimeout, Terminated
 from .handoff import Handoff
 from .options import CHECKERS
 from .signals import check_signal_map, default_signal_map, install, resolve_signal_map
+from .systemd import notify
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -186,8 +189,6 @@ class DaemonContext:
         if self._handoff is not None:
             self._handoff.send_ready()
         elif "NOTIFY_SOCKET" in os.environ:
-            from .systemd import notify
-
             notify("READY=1")
 
     def notify_ready_on_exec(self) -> None:
@@ -210,33 +211,23 @@ class DaemonContext:
         and the daemon keeps running.
         """
         if "NOTIFY_SOCKET" in os.environ:
-            from .systemd import notify
-
             notify(f"MAINPID={daemon_pid}", "READY=1")
 
     def _preflight(self) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
-        from .preflight import (
-            check_directories,
-            check_owner,
-            check_pidfile,
-            check_standard_fd_conflicts,
-            stream_fd,
-        )
-
         plan = _Plan()
-        if self.prevent_core:
-            import resource  # noqa: F401 - here, not after fork: 4x cheaper before
-
-        check_directories(self.chroot_directory, self.working_directory)
+        preflight.preload(self.prevent_core, self.chroot_directory, self.pidfile)
+        preflight.check_directories(self.chroot_directory, self.working_directory)
         for index, name in enumerate(("stdin", "stdout", "stderr")):
-            plan.stream_fds[index] = stream_fd(name, getattr(self, name))
+            plan.stream_fds[index] = preflight.stream_fd(name, getattr(self, name))
         plan.keep_fds = fds.resolve_files_preserve(self.files_preserve)
-        check_standard_fd_conflicts(plan.keep_fds, plan.stream_fds)
+        preflight.check_standard_fd_conflicts(plan.keep_fds, plan.stream_fds)
         plan.keep_fds.update(fd for fd in plan.stream_fds if fd is not None)
-        plan.uid, plan.gid, plan.user_name = check_owner(self.uid, self.gid, self.initgroups)
+        plan.uid, plan.gid, plan.user_name = preflight.check_owner(
+            self.uid, self.gid, self.initgroups
+        )
         plan.handlers = resolve_signal_map(self.signal_map, self)
-        check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
+        preflight.check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
         return plan
 
     def _detach(self) -> None:
@@ -323,8 +314,6 @@ class DaemonContext:
         if not self._is_open:
             return
         if "NOTIFY_SOCKET" in os.environ:
-            from .systemd import notify
-
             notify("STOPPING=1")
         self._release_pidfile()
         if self._handoff is not None:
@@ -334,6 +323,4 @@ class DaemonContext:
     def terminate(self, signal_number: int, stack_frame: FrameType | None) -> None:
         """Handler for SIGTERM: raise ``Terminated``, a ``SystemExit`` with status 0,
         so ``with`` blocks and ``finally`` clauses unwind and the context closes."""
-        from .errors import Terminated
-
         raise Terminated(signal_number)

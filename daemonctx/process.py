@@ -8,6 +8,7 @@ rather than a bare ``[Errno 2]``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
@@ -152,8 +153,6 @@ def dup_above_standard(fd: int) -> int:
     """
     if fd > 2:
         return fd
-    import fcntl
-
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 

@@ -351,3 +351,28 @@ DaemonContext(pidfile=Pidfile()).open()
     assert "Traceback in the daemon:\nTraceback (most recent call last):\n  ...\n" in (
         result.stderr
     ), "outer frames trimmed"
+
+
+def test_failure_inside_a_chroot_is_still_reported(tmp_path: Path) -> None:
+    """No module file is reachable inside an empty chroot: what the error report
+    needs was imported before it, so the launcher still gets the whole error."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    code = f"""
+from daemonctx import DaemonContext
+class Pidfile:
+    def __enter__(self): raise RuntimeError("inside the jail: " + os.getcwd())
+    def __exit__(self, *exc): pass
+import os
+DaemonContext(pidfile=Pidfile(), chroot_directory={str(jail)!r}).open()
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1
+    assert "failed to start: RuntimeError: inside the jail: /" in result.stderr
