@@ -382,12 +382,18 @@ class PIDLockFile:
         if fd is None:
             return
         try:
-            locked, holder = _try_lock(fd)
-            if not locked:
+            # A shared lock, like a status reader's: granted only when no live
+            # process holds the pidfile, and a start racing with us sees a
+            # reader, waits a moment and retries instead of failing.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _exclusive_holder(fd)
+                pid = holder if holder is not None and holder > 0 else _pid_in(fd)
                 raise _lockfile_error(
                     "AlreadyLocked",
-                    _held_message(self.path, holder) + "; break_lock never steals a live lock",
-                )
+                    _held_message(self.path, pid) + "; break_lock never steals a live lock",
+                ) from None
             if _is_at_path(self.path, fd):
                 os.unlink(self.path)
         finally:

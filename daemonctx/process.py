@@ -205,33 +205,60 @@ def warn_if_threads_alive() -> None:
         )
 
 
+def wait_exit(pidfd: int, timeout: float | None) -> bool:
+    """Wait on a pidfd until its process has exited; False if ``timeout`` passed first.
+
+    The pidfd becomes readable at the exit itself (before the parent reaps the
+    process), and by then the process's files, and so its pidfile lock, are closed.
+    """
+    import select
+
+    if timeout is not None:
+        timeout = max(0.0, timeout)
+    ready, _, _ = select.select([pidfd], [], [], timeout)
+    return bool(ready)
+
+
+def signal_and_wait(
+    pidfd: int, signum: int, timeout: float, kill_timeout: float
+) -> tuple[bool, bool]:
+    """Send ``signum`` through ``pidfd``, wait up to ``timeout`` s, then SIGKILL and
+    wait up to ``kill_timeout`` s. Returns (exited, killed).
+
+    A pidfd names one process: the signal cannot reach another that reused
+    the pid. Raises ``PermissionError`` when we may not signal the process.
+    """
+    killed = False
+    for number, wait in ((signum, timeout), (signal.SIGKILL, kill_timeout)):
+        try:
+            signal.pidfd_send_signal(pidfd, number)
+        except ProcessLookupError:
+            return True, killed
+        killed = number == signal.SIGKILL
+        if wait_exit(pidfd, wait):
+            return True, killed
+    return False, killed
+
+
 def stop_process(pid: int, grace: float) -> bool:
     """SIGTERM ``pid``, wait up to ``grace`` seconds for it to exit, then SIGKILL.
 
-    Uses a pidfd where the system has one, so the signal cannot hit another
-    process that reused the pid, and waiting needs no polling. Returns True
-    once the process is gone (or was already).
+    Returns True once the process is gone (or was already). Without pidfds
+    (old kernels, other systems) it sends SIGTERM and does not wait.
     """
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
-    except (AttributeError, OSError):  # no pidfd here: plain kill, no wait
+    except (AttributeError, OSError):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
+            return True
         return False
-    import select
-
     try:
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                signal.pidfd_send_signal(pidfd, signum)
-            except ProcessLookupError:
-                return True
-            if select.select([pidfd], [], [], grace)[0]:
-                return True
+        return signal_and_wait(pidfd, signal.SIGTERM, grace, grace)[0]
+    except PermissionError:
         return False
     finally:
         os.close(pidfd)

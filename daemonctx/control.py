@@ -1,0 +1,427 @@
+"""Status and stop of a daemon, found through its pidfile.
+
+A daemon is *running* when its pidfile's lock is held (see ``pidfile``), never
+because the pid written in the file exists: that pid may have been reused by
+an unrelated process. Stopping signals the process through a pidfd, so the
+signal cannot reach a process that reused the pid, and waits for its exit on
+that pidfd (no sleep loop): ``stop`` returns within a scheduler tick of the
+exit.
+
+``status`` answers with the LSB exit codes of an init script's ``status``
+action: 0 running, 1 dead but the pidfile exists, 3 not running, 4 unknown.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal as _signal
+import time
+
+from .errors import DaemonError, DaemonStartupError
+from .pidfile import PIDLockFile, read_pidfile_status
+from .process import signal_and_wait, wait_exit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .pidfile import PathArg, PidfileStatus
+
+__all__ = [
+    "AlreadyRunning",
+    "ControlError",
+    "ServiceState",
+    "ServiceStatus",
+    "StopResult",
+    "check_not_running",
+    "default_name",
+    "format_duration",
+    "parse_signal",
+    "process_command",
+    "process_uptime",
+    "remove_stale_pidfile",
+    "startup_failure",
+    "status",
+    "stop",
+    "terminate",
+    "wait_exit",
+]
+
+STOP_TIMEOUT = 10.0  # seconds between the stop signal and SIGKILL
+KILL_TIMEOUT = 5.0  # seconds to wait for the exit after SIGKILL before giving up
+_TARGET_ATTEMPTS = 5  # re-reads of the pidfile when its holder changes under us
+
+
+class ControlError(DaemonError):
+    """A status or stop could not be carried out; ``exit_code`` is the LSB code to exit with."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class AlreadyRunning(ControlError):
+    """A start found the daemon already running; ``pid`` is its pid."""
+
+    def __init__(self, name: str, pid: int | None) -> None:
+        where = f" (pid {pid})" if pid else ""
+        super().__init__(f"{name} is already running{where}")
+        self.pid = pid
+
+
+class ServiceState(enum.IntEnum):
+    """The state of a daemon; each value is its LSB ``status`` exit code."""
+
+    RUNNING = 0  # the pidfile's lock is held
+    DEAD = 1  # the pidfile exists, but nothing holds its lock
+    STOPPED = 3  # no pidfile
+    UNKNOWN = 4  # the pidfile cannot be read (permission, not a regular file)
+
+
+class ServiceStatus:
+    """What ``status()`` found: the state, and for a running daemon its pid,
+    uptime (seconds) and command line. ``recorded_pid`` is the pid a stale
+    pidfile names (for messages only); ``reason`` says why the state is unknown.
+    """
+
+    __slots__ = ("command", "path", "pid", "reason", "recorded_pid", "state", "uptime")
+
+    def __init__(
+        self,
+        path: str,
+        state: ServiceState,
+        *,
+        pid: int | None = None,
+        recorded_pid: int | None = None,
+        uptime: float | None = None,
+        command: tuple[str, ...] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.path = path
+        self.state = state
+        self.pid = pid
+        self.recorded_pid = recorded_pid
+        self.uptime = uptime
+        self.command = command
+        self.reason = reason
+
+    @property
+    def running(self) -> bool:
+        return self.state is ServiceState.RUNNING
+
+    @property
+    def exit_code(self) -> int:
+        """The LSB exit code of ``status``: 0, 1, 3 or 4."""
+        return int(self.state)
+
+    def message(self, name: str) -> str:
+        """One line for a human: "app is running (pid 1234, up 5 s): sleep 1000"."""
+        if self.state is ServiceState.RUNNING:
+            return self._running_message(name)
+        if self.state is ServiceState.DEAD:
+            named = f" naming pid {self.recorded_pid}" if self.recorded_pid else ""
+            return f"{name} is not running, but its pidfile {self.path} remains{named}"
+        if self.state is ServiceState.STOPPED:
+            return f"{name} is not running"
+        return f"{name} status is unknown: {self.reason}"
+
+    def _running_message(self, name: str) -> str:
+        details = [f"pid {self.pid}"] if self.pid else []
+        if self.uptime is not None:
+            details.append(f"up {format_duration(self.uptime)}")
+        line = f"{name} is running" + (f" ({', '.join(details)})" if details else "")
+        return f"{line}: {' '.join(self.command)}" if self.command else line
+
+    def __repr__(self) -> str:
+        return (
+            f"ServiceStatus({self.path!r}, {self.state.name}, pid={self.pid}, "
+            f"recorded_pid={self.recorded_pid}, uptime={self.uptime}, "
+            f"command={self.command}, reason={self.reason!r})"
+        )
+
+
+class StopResult:
+    """What ``stop()`` did. ``pid`` is None when the daemon was not running.
+
+    ``exited`` is False only when the process outlived SIGKILL's wait (a
+    process stuck in the kernel). ``killed`` says SIGKILL was needed;
+    ``seconds`` runs from the first signal to the exit seen on the pidfd.
+    ``pidfile_removed`` is True when a pidfile nobody held was removed.
+    """
+
+    __slots__ = ("exited", "killed", "path", "pid", "pidfile_removed", "seconds", "signal")
+
+    def __init__(
+        self,
+        path: str,
+        pid: int | None,
+        *,
+        signal: int = _signal.SIGTERM,
+        exited: bool = True,
+        killed: bool = False,
+        seconds: float = 0.0,
+        pidfile_removed: bool = False,
+    ) -> None:
+        self.path = path
+        self.pid = pid
+        self.signal = signal
+        self.exited = exited
+        self.killed = killed
+        self.seconds = seconds
+        self.pidfile_removed = pidfile_removed
+
+    @property
+    def was_running(self) -> bool:
+        return self.pid is not None
+
+    def message(self, name: str, timeout: float | None = None) -> str:
+        """One line for a human: "stopped app (pid 1234) in 0.02 s"."""
+        if self.pid is None:
+            return f"{name} is not running"
+        if not self.exited:
+            return f"{name} (pid {self.pid}) did not exit, even after SIGKILL"
+        line = f"stopped {name} (pid {self.pid}) in {self.seconds:.2f} s"
+        if self.killed:
+            after = f" after {timeout:g} s" if timeout is not None else ""
+            line += f" (sent SIGKILL{after})"
+        return line
+
+    def __repr__(self) -> str:
+        return (
+            f"StopResult({self.path!r}, pid={self.pid}, signal={self.signal}, "
+            f"exited={self.exited}, killed={self.killed}, seconds={self.seconds:.6f}, "
+            f"pidfile_removed={self.pidfile_removed})"
+        )
+
+
+def startup_failure(name: str, exc: DaemonError) -> ControlError:
+    """A one-line ``ControlError`` for a start that failed in the foreground or in
+    the daemon: "app failed to start: PermissionError: [Errno 13] ..."."""
+    if isinstance(exc, DaemonStartupError) and exc.remote_type:
+        return ControlError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
+    return ControlError(f"{name} failed to start: {exc}")
+
+
+# -- reading the pidfile ------------------------------------------------------
+
+
+def _is_pidfile_error(exc: BaseException) -> bool:
+    """lockfile's errors (raised by our pidfiles) and OS errors, without importing
+    lockfile up front: it is already imported when one of its errors is raised."""
+    if isinstance(exc, (OSError, ValueError)):
+        return True
+    import lockfile  # type: ignore[import-untyped]
+
+    return isinstance(exc, lockfile.Error)
+
+
+def _read(path: str) -> PidfileStatus:
+    """``read_pidfile_status``; its failures become ``ControlError`` (exit code 4,
+    "insufficient privilege", for a permission error, else 1)."""
+    try:
+        return read_pidfile_status(path)
+    except Exception as exc:
+        if not _is_pidfile_error(exc):
+            raise
+        denied = isinstance(exc, PermissionError) or isinstance(exc.__cause__, PermissionError)
+        raise ControlError(str(exc), exit_code=4 if denied else 1) from exc
+
+
+def default_name(pidfile: PathArg) -> str:
+    """The name used in messages when none is given: the pidfile's name without
+    its extension ("/run/app.pid" gives "app")."""
+    base = os.path.basename(os.fspath(pidfile).rstrip("/")) or "daemon"
+    stem, _ext = os.path.splitext(base)
+    return stem or base
+
+
+def check_not_running(pidfile: PathArg, name: str) -> None:
+    """Raise ``AlreadyRunning`` (naming the pid) when the pidfile's lock is held,
+    ``ControlError`` when the pidfile cannot be read."""
+    found = _read(os.fspath(pidfile))
+    if found.running:
+        raise AlreadyRunning(name, found.pid)
+
+
+def remove_stale_pidfile(pidfile: PathArg) -> bool:
+    """Remove the pidfile if it exists and nobody holds its lock; True if removed.
+
+    A pidfile whose lock is held (a daemon started meanwhile) is left alone.
+    """
+    path = os.fspath(pidfile)
+    if not os.path.lexists(path):
+        return False
+    try:
+        PIDLockFile(path).break_lock()
+    except Exception as exc:
+        if not _is_pidfile_error(exc):
+            raise
+        return False  # held by a live process, or not ours to remove
+    return not os.path.lexists(path)
+
+
+# -- /proc --------------------------------------------------------------------
+
+
+def process_uptime(pid: int) -> float | None:
+    """Seconds since ``pid`` started: its start time in /proc/<pid>/stat (clock
+    ticks since boot) against CLOCK_BOOTTIME. None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat(5)
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+
+
+def process_command(pid: int) -> tuple[str, ...] | None:
+    """The command line of ``pid`` from /proc/<pid>/cmdline; None if it is gone or
+    has none (a kernel thread, a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    words = raw.rstrip(b"\0").split(b"\0") if raw else []
+    return tuple(os.fsdecode(word) for word in words) or None
+
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: "0.4 s", "42 s", "5 min 3 s", "2 h 7 min", "3 d 4 h"."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+# -- status -------------------------------------------------------------------
+
+
+def status(pidfile: PathArg) -> ServiceStatus:
+    """The state of the daemon behind ``pidfile``, with LSB ``exit_code``.
+
+    Running means the lock is held; then ``pid``, ``uptime`` and ``command``
+    describe the holder. A pidfile whose pid was reused by another process is
+    not running (it is DEAD: the file exists, nobody holds its lock).
+    """
+    path = os.fspath(pidfile)
+    try:
+        found = _read(path)
+    except ControlError as exc:
+        return ServiceStatus(path, ServiceState.UNKNOWN, reason=str(exc))
+    if found.running:
+        pid = found.pid
+        uptime = process_uptime(pid) if pid else None
+        command = process_command(pid) if pid else None
+        return ServiceStatus(path, ServiceState.RUNNING, pid=pid, uptime=uptime, command=command)
+    if found.exists:
+        return ServiceStatus(path, ServiceState.DEAD, recorded_pid=found.recorded_pid)
+    return ServiceStatus(path, ServiceState.STOPPED)
+
+
+# -- stop ---------------------------------------------------------------------
+
+
+def parse_signal(value: str | int) -> int:
+    """A signal from a number or a name with or without "SIG" ("TERM", "sigterm", "15").
+
+    Raises ValueError for an unknown signal or 0.
+    """
+    if isinstance(value, int) or value.strip().isdigit():
+        number = int(value)
+        if number in _signal.valid_signals() and number > 0:
+            return number
+        raise ValueError(f"unknown signal number {value}")
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    member = getattr(_signal.Signals, name, None) if name.isidentifier() else None
+    if member is None:
+        raise ValueError(f"unknown signal {value!r}")
+    return int(member)
+
+
+def terminate(
+    pidfd: int,
+    signum: int = _signal.SIGTERM,
+    timeout: float = STOP_TIMEOUT,
+    kill_timeout: float = KILL_TIMEOUT,
+) -> tuple[bool, bool]:
+    """``process.signal_and_wait`` with control's defaults. Returns (exited, killed).
+
+    Raises ``ControlError`` (LSB code 4) when we may not signal the process.
+    """
+    try:
+        return signal_and_wait(pidfd, signum, timeout, kill_timeout)
+    except PermissionError as exc:
+        raise ControlError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
+
+
+def _open_target(path: str) -> tuple[int, int] | None:
+    """(pid, pidfd) of the pidfile's lock holder, or None when nobody holds it.
+
+    The pidfd is opened first and the lock checked again after, so the pidfd
+    names the holder: had the pid been reused between the two looks, the
+    second would see the lock free (or held by another pid, and we look again).
+    """
+    for _ in range(_TARGET_ATTEMPTS):
+        found = _read(path)
+        if not found.running or not found.pid:
+            return None
+        try:
+            pidfd = os.pidfd_open(found.pid)
+        except ProcessLookupError:
+            continue  # it just exited (or a child it forked holds the lock): look again
+        again = _read(path)
+        if again.running and again.pid == found.pid:
+            return found.pid, pidfd
+        os.close(pidfd)
+    return None
+
+
+def stop(
+    pidfile: PathArg,
+    timeout: float = STOP_TIMEOUT,
+    signal: int = _signal.SIGTERM,
+    *,
+    kill_timeout: float = KILL_TIMEOUT,
+) -> StopResult:
+    """Stop the daemon behind ``pidfile`` and wait until it has exited.
+
+    Sends ``signal``; after ``timeout`` seconds, SIGKILL. Once the process is
+    gone, removes the pidfile if nobody holds its lock (an exec'd program
+    cannot remove it itself). A daemon that is not running is not an error
+    (LSB): the result has ``pid=None``, and a stale pidfile is removed.
+    Raises ``ControlError`` when the pidfile is unusable or the process may
+    not be signalled.
+    """
+    path = os.fspath(pidfile)
+    target = _open_target(path)
+    if target is None:
+        return StopResult(path, None, signal=signal, pidfile_removed=remove_stale_pidfile(path))
+    pid, pidfd = target
+    try:
+        started = time.monotonic()
+        exited, killed = terminate(pidfd, signal, timeout, kill_timeout)
+        seconds = time.monotonic() - started
+    finally:
+        os.close(pidfd)
+    removed = remove_stale_pidfile(path) if exited else False
+    return StopResult(
+        path,
+        pid,
+        signal=signal,
+        exited=exited,
+        killed=killed,
+        seconds=seconds,
+        pidfile_removed=removed,
+    )

@@ -1,0 +1,297 @@
+"""``Service``: a daemon program with ``start``, ``stop``, ``restart``, ``status``
+and ``run`` commands, built on ``DaemonContext`` and its start-up handoff.
+
+Subclass it, override ``run()``, and call ``MyService(pidfile=...).main()``.
+``start`` returns 0 once ``run()``'s context is open (or once ``run()`` calls
+``self.notify_ready()``, with ``ready_on_open = False``); a failure before that
+is printed in the terminal and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from . import control
+from .context import DaemonContext
+from .errors import DaemonError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
+
+    from .control import ServiceStatus, StopResult
+
+__all__ = ["CONTEXT_OPTIONS", "Service"]
+
+# DaemonContext options a Service takes as constructor arguments or class
+# attributes. detach_process and pidfile are the Service's own business.
+CONTEXT_OPTIONS = (
+    "chroot_directory",
+    "working_directory",
+    "umask",
+    "uid",
+    "gid",
+    "initgroups",
+    "prevent_core",
+    "files_preserve",
+    "stdin",
+    "stdout",
+    "stderr",
+    "signal_map",
+    "ready_on_open",
+    "ready_timeout",
+)
+_STREAM_MODES = {"stdin": "rb", "stdout": "ab", "stderr": "ab"}
+_MISSING = object()
+
+
+class _ServiceContext(DaemonContext):
+    """A DaemonContext that tells its Service when the launcher sees the daemon ready."""
+
+    def __init__(self, service: Service, **options: Any) -> None:
+        self._service = service
+        super().__init__(**options)
+
+    def launcher_ready(self, daemon_pid: int) -> None:
+        super().launcher_ready(daemon_pid)
+        self._service.launcher_ready(daemon_pid)
+
+
+class Service:
+    """Base class of a daemon program; override ``run()``.
+
+    Options are constructor arguments or class attributes (the constructor
+    wins): ``pidfile`` (a path, required), ``name`` (for messages; default the
+    pidfile's name without extension), ``stop_timeout`` and ``stop_signal``,
+    and the ``DaemonContext`` options in ``CONTEXT_OPTIONS``. ``stdin``,
+    ``stdout`` and ``stderr`` may also be paths, opened (for appending) in the
+    foreground. A string handler in ``signal_map`` names a method of the
+    Service (or, failing that, of the context, such as ``"terminate"``).
+
+    To be ready only once ``run()`` has done its set-up, set ``ready_on_open =
+    False`` and call ``self.notify_ready()`` from ``run()``.
+    """
+
+    pidfile: str | os.PathLike[str] | None = None
+    name: str | None = None
+    ready_on_open: bool = True
+    stop_timeout: float = control.STOP_TIMEOUT
+    stop_signal: int = signal.SIGTERM
+
+    def __init__(
+        self,
+        pidfile: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        stop_timeout: float | None = None,
+        stop_signal: int | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = sorted(set(options) - set(CONTEXT_OPTIONS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unknown options: {', '.join(unknown)}")
+        if pidfile is not None:
+            self.pidfile = pidfile
+        if self.pidfile is None:
+            raise TypeError(f"{type(self).__name__} needs a pidfile (argument or class attribute)")
+        # Absolute: the daemon changes directory before it takes the pidfile.
+        self._pidfile = os.path.abspath(os.fspath(self.pidfile))
+        if name is not None:
+            self.name = name
+        if stop_timeout is not None:
+            self.stop_timeout = stop_timeout
+        if stop_signal is not None:
+            self.stop_signal = stop_signal
+        self._options = options
+        self._notified = False
+        self.context: DaemonContext | None = None
+
+    # -- to override ---------------------------------------------------------
+
+    def run(self) -> None:
+        """The daemon's work. Runs inside the open context; SIGTERM raises
+        ``daemonctx.Terminated`` here (a ``SystemExit`` with status 0)."""
+        raise NotImplementedError(f"{type(self).__name__}.run()")
+
+    def launcher_ready(self, daemon_pid: int) -> None:
+        """Runs in the launching process once the daemon is ready: says so."""
+        try:
+            print(f"started {self.display_name} (pid {daemon_pid})", flush=True)
+        except OSError:
+            pass
+
+    # -- from run() ----------------------------------------------------------
+
+    def notify_ready(self) -> None:
+        """Report that the daemon is up (with ``ready_on_open = False``): ``start``
+        returns 0 now; under systemd, READY=1 is sent. Harmless when called again."""
+        if self.context is None:
+            raise RuntimeError("notify_ready() is for run(), inside the open context")
+        self._notified = True
+        self.context.notify_ready()
+
+    # -- configuration -------------------------------------------------------
+
+    @property
+    def display_name(self) -> str:
+        return self.name or control.default_name(self.pidfile_path)
+
+    def _option(self, option: str) -> Any:
+        if option in self._options:
+            return self._options[option]
+        return getattr(self, option, _MISSING)
+
+    @property
+    def pidfile_path(self) -> str:
+        """The pidfile as seen from here (inside ``chroot_directory`` when there is one)."""
+        root = self._option("chroot_directory")
+        if root is _MISSING or root is None:
+            return self._pidfile
+        return os.path.join(os.fspath(root), self._pidfile.lstrip("/"))
+
+    def _resolve(self, option: str, value: Any) -> Any:
+        if option in _STREAM_MODES and isinstance(value, (str, os.PathLike)):
+            mode = _STREAM_MODES[option]
+            try:
+                return open(value, mode, buffering=0)  # the daemon's for its life
+            except OSError as exc:
+                raise control.ControlError(f"cannot open {option} {value}: {exc.strerror}") from exc
+        if option == "signal_map" and value is not None:
+            return {number: self._handler(handler) for number, handler in value.items()}
+        return value
+
+    def _handler(self, handler: Any) -> Any:
+        """A handler named by a string is a Service method if it has one."""
+        if isinstance(handler, str) and callable(getattr(self, handler, None)):
+            return getattr(self, handler)
+        return handler
+
+    def make_context(self, detach: bool) -> DaemonContext:
+        """The ``DaemonContext`` for ``start`` (``detach=True``) or ``run``.
+
+        Opens the stream files here, in the foreground. In the foreground
+        (``run``), unset ``stdout``/``stderr`` keep ours, for journald and
+        debugging.
+        """
+        from .pidfile import PIDLockFile
+
+        options: dict[str, Any] = {}
+        for option in CONTEXT_OPTIONS:
+            value = self._option(option)
+            if value is not _MISSING:
+                options[option] = self._resolve(option, value)
+        if not detach:
+            options.setdefault("stdout", sys.stdout)
+            options.setdefault("stderr", sys.stderr)
+        return _ServiceContext(
+            self, pidfile=PIDLockFile(self._pidfile), detach_process=detach, **options
+        )
+
+    # -- the commands --------------------------------------------------------
+
+    def _serve(self, context: DaemonContext) -> None:
+        """Open ``context`` (nothing may hold the pidfile) and call ``run()`` in it."""
+        control.check_not_running(self.pidfile_path, self.display_name)
+        try:
+            context.open()  # the launcher leaves here: exit 0 once ready, or raise
+        except DaemonError as exc:
+            raise control.startup_failure(self.display_name, exc) from exc
+        self.context = context
+        with context:  # already open: an exception before ready is reported to the launcher
+            self.run()
+            if context.detach_process and not (context.ready_on_open or self._notified):
+                raise RuntimeError("run() returned without calling self.notify_ready()")
+
+    def start(self) -> None:
+        """Start the daemon. The launching process exits 0 once it is ready, or
+        this raises ``ControlError``; in the daemon, returns when ``run()`` does."""
+        self._serve(self.make_context(detach=True))
+
+    def run_in_foreground(self) -> None:
+        """The ``run`` command: the same context without detaching, then ``run()``."""
+        self._serve(self.make_context(detach=False))
+
+    def status(self) -> ServiceStatus:
+        return control.status(self.pidfile_path)
+
+    def stop(self, timeout: float | None = None, signal: int | None = None) -> StopResult:
+        """Stop the daemon and wait until it has exited (see ``control.stop``)."""
+        return control.stop(
+            self.pidfile_path,
+            timeout=self.stop_timeout if timeout is None else timeout,
+            signal=self.stop_signal if signal is None else signal,
+        )
+
+    def restart(self, timeout: float | None = None, signal: int | None = None) -> None:
+        """Stop the daemon if it runs (saying so), wait until it is gone, then start.
+
+        The new context is made first, so a bad option fails before the stop.
+        """
+        context = self.make_context(detach=True)
+        self._report_stop(self.stop(timeout, signal), timeout)
+        self._serve(context)
+
+    def _report_stop(self, result: StopResult, timeout: float | None) -> None:
+        if not result.exited:
+            raise control.ControlError(result.message(self.display_name))
+        print(result.message(self.display_name, timeout or self.stop_timeout), flush=True)
+
+    # -- the command line ----------------------------------------------------
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        """The command line: start, stop, restart, status, run."""
+        import argparse
+
+        from .cli import add_stop_options
+
+        parser = argparse.ArgumentParser(description=type(self).__doc__)
+        commands = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
+        commands.add_parser("start", help=f"start {self.display_name} as a daemon")
+        stop = commands.add_parser("stop", help="stop the daemon and wait until it is gone")
+        add_stop_options(stop, "--timeout", self.stop_timeout, self.stop_signal)
+        restart = commands.add_parser("restart", help="stop the daemon if it runs, then start")
+        add_stop_options(restart, "--timeout", self.stop_timeout, self.stop_signal)
+        commands.add_parser("status", help="tell whether the daemon runs (LSB exit codes)")
+        commands.add_parser("run", help="run in the foreground, with the pidfile")
+        return parser
+
+    def dispatch(self, argv: Sequence[str] | None = None) -> int:
+        """Parse ``argv`` (default ``sys.argv[1:]``), run the command; return the exit status."""
+        parser = self.build_parser()
+        args = parser.parse_args(argv)
+        try:
+            return self._command(args)
+        except control.ControlError as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            return 130
+
+    def _command(self, args: argparse.Namespace) -> int:
+        if args.action == "status":
+            found = self.status()
+            print(found.message(self.display_name), flush=True)
+            return found.exit_code
+        if args.action == "stop":
+            self._report_stop(self.stop(args.stop_timeout, args.signal), args.stop_timeout)
+        elif args.action == "restart":
+            self.restart(args.stop_timeout, args.signal)
+        elif args.action == "start":
+            self.start()
+        else:
+            self.run_in_foreground()
+        return 0
+
+    def main(self, argv: Sequence[str] | None = None) -> NoReturn:
+        """Run the command in ``argv`` (default ``sys.argv[1:]``) and exit with its status."""
+        from .cli import prepare_exit
+
+        try:
+            status = self.dispatch(argv)
+        finally:
+            prepare_exit()
+        sys.exit(status)

@@ -1,0 +1,61 @@
+"""A ``daemonctx.Service`` for tests/test_service.py: ``service_app.py COMMAND``.
+
+Configured by environment variables (all paths absolute):
+  SERVICE_PIDFILE  the pidfile
+  SERVICE_REPORT   JSON lines {"event", "pid"}: "run", "ready", "reload", "stopping"
+  SERVICE_STDOUT   a path for the daemon's stdout (run() prints a line to it)
+  SERVICE_READY_DELAY  seconds run() waits before notify_ready()
+  SERVICE_FAIL     run() raises RuntimeError(this) before notify_ready()
+  SERVICE_RETURN   run() returns before notify_ready()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from daemonctx import Service
+
+ENV = os.environ
+
+
+def report(event: str) -> None:
+    with open(ENV["SERVICE_REPORT"], "a") as f:
+        f.write(json.dumps({"event": event, "pid": os.getpid()}) + "\n")
+
+
+class App(Service):
+    """A test service."""
+
+    ready_on_open = False  # run() calls notify_ready() once it is set up
+    signal_map = {signal.SIGHUP: "reload"}  # noqa: RUF012 - read once, never modified
+    stop_timeout = 5.0
+
+    def run(self) -> None:
+        report("run")
+        time.sleep(float(ENV.get("SERVICE_READY_DELAY", "0")))
+        if "SERVICE_FAIL" in ENV:
+            raise RuntimeError(ENV["SERVICE_FAIL"])
+        if "SERVICE_RETURN" in ENV:
+            return
+        print(f"serving from {os.getpid()}", flush=True)
+        self.notify_ready()
+        report("ready")
+        try:
+            while True:
+                signal.pause()
+        finally:
+            report("stopping")
+
+    def reload(self, signum: int, frame: object) -> None:
+        report("reload")
+
+
+if __name__ == "__main__":
+    options = {"stdout": ENV["SERVICE_STDOUT"]} if "SERVICE_STDOUT" in ENV else {}
+    App(ENV["SERVICE_PIDFILE"], name="app", **options).main(sys.argv[1:])

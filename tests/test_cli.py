@@ -1,0 +1,691 @@
+"""The ``daemonctx`` command on real processes: start, stop, restart, status, run,
+and how its answers compare with Debian's ``start-stop-daemon``.
+
+Every process a test starts carries a unique token in its environment (the
+launcher passes its environment on to the program), so the ``tracker`` fixture
+can list them, assert that a failed start left none behind, and kill every
+survivor when the test ends (by pidfd, after checking the token again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROGRAMS, ROOT, pid_alive, proc_stat, proc_status, wait_for, wait_gone
+
+from daemonctx.pidfile import read_pidfile_status
+
+PROGRAM = PROGRAMS / "cli_program.py"
+SSD = "/usr/sbin/start-stop-daemon"
+TOKEN_VAR = "DAEMONCTX_TEST_TOKEN"
+STARTED = re.compile(r"started (\S+) \(pid (\d+)\)\n")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+needs_ssd = pytest.mark.skipif(not os.access(SSD, os.X_OK), reason="needs start-stop-daemon")
+
+
+class Tracker:
+    """Runs ``daemonctx`` with a token in the environment and finds every
+    process that inherited it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.token = uuid.uuid4().hex
+        self.env = {**os.environ, TOKEN_VAR: self.token}
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.pidfile = str(tmp_path / "app.pid")
+
+    def daemonctx(
+        self, *args: str, timeout: float = 30, **popen: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m daemonctx ARGS`` to completion."""
+        popen.setdefault("env", self.env)
+        return subprocess.run(
+            [sys.executable, "-m", "daemonctx", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **popen,
+        )
+
+    def start(self, *command: str, options: tuple[str, ...] = ()) -> int:
+        """``daemonctx start --pidfile app.pid OPTIONS -- COMMAND``; require success; the pid."""
+        result = self.daemonctx("start", "--pidfile", self.pidfile, *options, "--", *command)
+        assert result.returncode == 0, result.stderr
+        match = STARTED.fullmatch(result.stdout)
+        assert match, result.stdout
+        return int(match.group(2))
+
+    def ssd_status(self, *extra: str) -> int:
+        """``start-stop-daemon --status --pidfile app.pid``'s exit code."""
+        args = [SSD, "--status", "--pidfile", self.pidfile, *extra]
+        return subprocess.run(args, env=self.env, timeout=30).returncode
+
+    def has_token(self, pid: int) -> bool:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"{TOKEN_VAR}={self.token}".encode() in environ.split(b"\0")
+
+    def processes(self) -> list[int]:
+        """Live processes (not zombies) started by this test."""
+        pids = (int(name) for name in os.listdir("/proc") if name.isdigit())
+        return sorted(pid for pid in pids if self.has_token(pid) and pid_alive(pid))
+
+    def kill_all(self) -> None:
+        for _ in range(5):
+            pids = self.processes()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    pidfd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+                try:
+                    if self.has_token(pid):  # the pidfd names the process we checked
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                        select.select([pidfd], [], [], 5)
+                except ProcessLookupError:
+                    pass
+                finally:
+                    os.close(pidfd)
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[Tracker]:
+    tmp_path.chmod(0o755)  # reachable after dropping privileges
+    manager = Tracker(tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+def wait_reaped(pid: int) -> None:
+    """Gone from /proc (not even a zombie): start-stop-daemon counts a zombie as alive."""
+    wait_gone(pid)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what=f"pid {pid} reaped")
+
+
+def kill(pid: int) -> None:
+    pidfd = os.pidfd_open(pid)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    wait_reaped(pid)
+
+
+def python_program(*args: str) -> tuple[str, ...]:
+    return (sys.executable, str(PROGRAM), *args)
+
+
+# -- the command ----------------------------------------------------------------
+
+
+def test_help_for_the_command_and_each_subcommand(tracker: Tracker) -> None:
+    result = tracker.daemonctx("--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: daemonctx ")
+    for command in ("start", "stop", "restart", "status", "run"):
+        assert f"    {command} " in result.stdout
+        sub = tracker.daemonctx(command, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert "--pidfile PATH" in sub.stdout
+        assert ("-- COMMAND [ARG...]" in sub.stdout) == (command in ("start", "restart", "run"))
+
+
+def test_console_script_is_declared_and_runs(tracker: Tracker) -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["daemonctx"] == "daemonctx.cli:main"
+    script = Path(sys.executable).parent / "daemonctx"
+    if not script.exists():
+        pytest.skip("the console script is not installed in this environment (reinstall)")
+    result = subprocess.run(
+        [str(script), "status", "--pidfile", tracker.pidfile],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout) == (3, "app is not running\n")
+
+
+def test_usage_errors_exit_2(tracker: Tracker) -> None:
+    for args in (
+        ("start", "--pidfile", tracker.pidfile),  # no COMMAND
+        ("stop", "--pidfile", tracker.pidfile, "--signal", "NOPE"),
+        ("stop", "--pidfile", tracker.pidfile, "--", "sleep"),
+        ("start", "--pidfile", tracker.pidfile, "--umask", "999", "--", "sleep", "1"),
+        ("status",),  # no --pidfile
+    ):
+        result = tracker.daemonctx(*args)
+        assert result.returncode == 2, args
+        assert "daemonctx" in result.stderr and "error" in result.stderr
+    assert (
+        "unknown signal 'NOPE'"
+        in tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--signal", "NOPE").stderr
+    )
+
+
+# -- start, status, stop -----------------------------------------------------------
+
+
+def test_start_status_stop(tracker: Tracker) -> None:
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "daemonctx", "start", "--pidfile", "app.pid", "--", "sleep", "1000"],
+        cwd=tracker.tmp_path,
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = launcher.communicate(timeout=30)
+    assert (launcher.returncode, err) == (0, "")
+    match = STARTED.fullmatch(out)
+    assert match and match.group(1) == "sleep", out
+    pid = int(match.group(2))
+
+    # By the time start returns, the pidfile (relative to our cwd) names the daemon,
+    # which holds its lock, and the daemon is the program itself.
+    assert Path(tracker.pidfile).read_text() == f"{pid}\n"
+    found = read_pidfile_status(tracker.pidfile)
+    assert found.running and found.pid == pid
+    assert os.readlink(f"/proc/{pid}/exe") == os.path.realpath(shutil.which("sleep") or "")
+    assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00"
+    _state, ppid, _pgrp, session, tty = proc_stat(pid)[:5]
+    assert int(ppid) != launcher.pid and int(session) != pid and tty == "0"
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
+    fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    assert [fds.pop(fd) for fd in (0, 1, 2)] == ["/dev/null"] * 3
+    assert list(fds.values()) == [tracker.pidfile], "only the lock is inherited"
+    status = proc_status(pid)
+    assert status["Umask"] == "0022"
+    assert int(status["SigIgn"], 16) == 0, "Python's ignored SIGPIPE must not reach the program"
+    assert int(status["SigBlk"], 16) == 0
+
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0
+    assert re.fullmatch(rf"app is running \(pid {pid}, up \d+\.\d s\): sleep 1000\n", result.stdout)
+
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(rf"stopped app \(pid {pid}\) in \d+\.\d\d s\n", result.stdout)
+    assert not pid_alive(pid)
+    assert not os.path.exists(tracker.pidfile), "stop removes the program's pidfile"
+
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stdout) == (3, "app is not running\n")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--name", "web")
+    assert (result.returncode, result.stdout) == (0, "web is not running\n"), "LSB: stop succeeds"
+
+
+@pytest.mark.parametrize(
+    ("options", "command", "message"),
+    [
+        (
+            (),
+            ("no-such-program-xyz",),
+            "no-such-program-xyz: command not found: no-such-program-xyz",
+        ),
+        (
+            ("--pidfile", "/nonexistent/dir/app.pid"),
+            ("sleep", "1000"),
+            "pidfile directory /nonexistent/dir does not exist",
+        ),
+        (("--user", "no-such-user-xyz"), ("sleep", "1000"), "unknown user 'no-such-user-xyz'"),
+        (("--group", "no-such-group-xyz"), ("sleep", "1000"), "unknown group 'no-such-group-xyz'"),
+        (("--chdir", "/nonexistent"), ("sleep", "1000"), "--chdir /nonexistent: no such directory"),
+        (
+            ("--stdout", "/nonexistent/out"),
+            ("sleep", "1000"),
+            "cannot open --stdout /nonexistent/out: No such file or directory",
+        ),
+    ],
+    ids=["program", "pidfile-directory", "user", "group", "chdir", "stdout"],
+)
+def test_start_fails_in_the_foreground_and_leaves_nothing(
+    tracker: Tracker, options: tuple[str, ...], command: tuple[str, ...], message: str
+) -> None:
+    if "--pidfile" not in options:
+        options = ("--pidfile", tracker.pidfile, *options)
+    result = tracker.daemonctx("start", *options, "--", *command)
+    assert result.returncode == 1
+    assert (result.stdout, result.stderr) == ("", f"daemonctx: error: {message}\n")
+    assert not os.path.exists(tracker.pidfile)
+    assert tracker.processes() == []
+
+
+def test_start_refuses_a_running_daemon_naming_its_pid(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    assert result.returncode == 1
+    assert result.stderr == f"daemonctx: error: sleep is already running (pid {pid})\n"
+    assert tracker.processes() == [pid]
+    assert read_pidfile_status(tracker.pidfile).pid == pid
+
+
+def test_a_failed_exec_is_reported_and_leaves_nothing(tracker: Tracker) -> None:
+    program = tracker.tmp_path / "notaprogram"
+    program.write_bytes(b"\x00\x01 neither ELF nor #!\n")
+    program.chmod(0o755)  # shutil.which finds it; execve refuses it
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", str(program))
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"daemonctx: error: notaprogram failed to start: OSError: \[Errno 8\] "
+        r"Exec format error: '.*notaprogram'\n",
+        result.stderr,
+    ), result.stderr
+    assert not os.path.exists(tracker.pidfile)
+    assert tracker.processes() == []
+
+
+def test_chdir_umask_and_output_files(tracker: Tracker) -> None:
+    out, err = tracker.tmp_path / "out.log", tracker.tmp_path / "err.log"
+    script = "pwd; umask; echo oops >&2; exec sleep 1000"
+    pid = tracker.start(
+        "sh",
+        "-c",
+        script,
+        options=(
+            "--chdir",
+            str(tracker.tmp_path),
+            "--umask",
+            "027",
+            "--stdout",
+            str(out),
+            "--stderr",
+            str(err),
+        ),
+    )
+    wait_for(
+        lambda: (
+            out.exists()
+            and out.read_text().count("\n") == 2
+            and err.exists()
+            and err.read_text() == "oops\n"
+        ),
+        what="the program's output",
+    )
+    assert out.read_text() == f"{tracker.tmp_path}\n0027\n"
+    assert os.readlink(f"/proc/{pid}/fd/1") == str(out)
+    assert os.readlink(f"/proc/{pid}/fd/2") == str(err)
+
+
+@needs_root
+def test_user_drops_privileges_for_real(tracker: Tracker) -> None:
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    pid = tracker.start("sleep", "1000", options=("--user", "nobody"))
+    status = proc_status(pid)
+    assert status["Uid"].split() == [str(nobody.pw_uid)] * 4
+    assert status["Gid"].split() == [str(nobody.pw_gid)] * 4
+    members = {g.gr_gid for g in grp.getgrall() if "nobody" in g.gr_mem} | {nobody.pw_gid}
+    assert {int(g) for g in status["Groups"].split()} == members
+    assert int(status["CapEff"], 16) == 0
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if item
+    )
+    assert (environ["HOME"], environ["USER"], environ["LOGNAME"]) == (
+        nobody.pw_dir,
+        "nobody",
+        "nobody",
+    )
+    assert os.stat(tracker.pidfile).st_uid == 0, "written as root, before the drop"
+    assert read_pidfile_status(tracker.pidfile).pid == pid
+    assert tracker.daemonctx("stop", "--pidfile", tracker.pidfile).returncode == 0
+    assert not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+def test_group_overrides_the_users_primary_group(tracker: Tracker) -> None:
+    import grp
+
+    daemon_gid = grp.getgrnam("daemon").gr_gid
+    pid = tracker.start("sleep", "1000", options=("--user", "nobody", "--group", "daemon"))
+    assert proc_status(pid)["Gid"].split() == [str(daemon_gid)] * 4
+
+
+# -- --notify ---------------------------------------------------------------------
+
+
+def test_notify_waits_for_ready(tracker: Tracker) -> None:
+    marker = tracker.tmp_path / "ready.jsonl"
+    before = time.monotonic()
+    pid = tracker.start(
+        *python_program("--ready-after", "0.3", "--marker", str(marker)),
+        options=("--notify", "--name", "app"),
+    )
+    returned = time.monotonic()
+    record = json.loads(marker.read_text())  # written just before READY=1: already there
+    assert record["pid"] == pid == read_pidfile_status(tracker.pidfile).pid
+    assert before + 0.3 <= record["time"] <= returned
+    assert record["notify_socket"].startswith("@daemonctx/")
+
+
+def test_notify_program_that_exits_first_fails_the_start(tracker: Tracker) -> None:
+    before = time.monotonic()
+    result = tracker.daemonctx(
+        "start",
+        "--pidfile",
+        tracker.pidfile,
+        "--notify",
+        "--name",
+        "app",
+        "--",
+        *python_program("--ready-after", "0.1", "--exit-before-ready", "3"),
+    )
+    assert time.monotonic() - before < 10, "seen at once through the pidfd, not at --timeout"
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"daemonctx: error: app \(pid \d+\) exited before it sent READY=1\n", result.stderr
+    ), result.stderr
+    assert not os.path.exists(tracker.pidfile)
+    assert tracker.processes() == []
+
+
+def test_notify_timeout_stops_the_program(tracker: Tracker) -> None:
+    before = time.monotonic()
+    result = tracker.daemonctx(
+        "start",
+        "--pidfile",
+        tracker.pidfile,
+        "--notify",
+        "--timeout",
+        "0.5",
+        "--name",
+        "app",
+        "--",
+        *python_program("--never-ready"),
+    )
+    elapsed = time.monotonic() - before
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"daemonctx: error: app \(pid \d+\) did not send READY=1 within 0\.5 s; stopped it\n",
+        result.stderr,
+    ), result.stderr
+    assert 0.5 <= elapsed < 5
+    assert not os.path.exists(tracker.pidfile)
+    assert tracker.processes() == []
+
+
+def _manager_socket(tracker: Tracker) -> socket.socket:
+    """A stand-in for systemd's notification socket."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tracker.tmp_path / "notify.sock"))
+    tracker.env["NOTIFY_SOCKET"] = str(tracker.tmp_path / "notify.sock")
+    return sock
+
+
+def _datagrams(sock: socket.socket) -> list[bytes]:
+    found = []
+    while select.select([sock], [], [], 0)[0]:
+        found.append(sock.recv(4096))
+    return found
+
+
+def test_start_notify_under_a_service_manager(tracker: Tracker) -> None:
+    """Type=forking/notify units: the program gets our socket; the manager hears
+    MAINPID and READY=1 from the launcher, once, after the program was ready."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    with _manager_socket(tracker) as manager:
+        pid = tracker.start(*python_program("--marker", str(marker)), options=("--notify",))
+        assert _datagrams(manager) == [f"MAINPID={pid}\nREADY=1".encode()]
+    assert json.loads(marker.read_text())["notify_socket"].startswith("@daemonctx/")
+
+
+def test_run_passes_the_managers_socket_to_the_program(tracker: Tracker) -> None:
+    """Type=notify units with ``daemonctx run``: the program itself says READY=1."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    with _manager_socket(tracker) as manager:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daemonctx",
+                "run",
+                "--pidfile",
+                tracker.pidfile,
+                "--",
+                *python_program("--marker", str(marker)),
+            ],
+            env=tracker.env,
+        )
+        try:
+            assert select.select([manager], [], [], 20)[0], "no READY=1"
+            assert _datagrams(manager) == [b"STATUS=up\nREADY=1"]
+            record = json.loads(marker.read_text())
+            assert record["pid"] == proc.pid
+            assert record["notify_socket"] == tracker.env["NOTIFY_SOCKET"]
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+# -- stop -------------------------------------------------------------------------
+
+
+def test_stop_escalates_to_sigkill_after_the_timeout(tracker: Tracker) -> None:
+    pid = tracker.start(*python_program("--ignore-term"), options=("--notify", "--name", "app"))
+    before = time.monotonic()
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--timeout", "0.5")
+    elapsed = time.monotonic() - before
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(
+        rf"stopped app \(pid {pid}\) in (\d+\.\d\d) s \(sent SIGKILL after 0\.5 s\)\n",
+        result.stdout,
+    )
+    assert match, result.stdout
+    assert 0.5 <= float(match.group(1)) < 1.5
+    assert 0.5 <= elapsed < 2.5
+    assert not pid_alive(pid)
+    assert not os.path.exists(tracker.pidfile)
+
+
+@pytest.mark.parametrize(
+    ("given", "name"), [("HUP", "SIGHUP"), ("SIGINT", "SIGINT"), ("10", "SIGUSR1")]
+)
+def test_stop_sends_the_signal_given(tracker: Tracker, given: str, name: str) -> None:
+    record = tracker.tmp_path / "signal"
+    pid = tracker.start(*python_program("--signals", str(record)), options=("--notify",))
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--signal", given)
+    assert result.returncode == 0, result.stderr
+    assert record.read_text() == name
+    assert not pid_alive(pid)
+
+
+# -- stale pidfiles, reused pids and start-stop-daemon ----------------------------------
+
+
+@needs_ssd
+def test_status_agrees_with_start_stop_daemon(tracker: Tracker) -> None:
+    def ours() -> int:
+        return tracker.daemonctx("status", "--pidfile", tracker.pidfile).returncode
+
+    assert ours() == tracker.ssd_status() == 3, "no pidfile"
+    pid = tracker.start("sleep", "1000")
+    assert ours() == tracker.ssd_status() == 0, "running"
+    kill(pid)
+    assert ours() == tracker.ssd_status() == 1, "dead, pidfile left"
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.stdout == (
+        f"app is not running, but its pidfile {tracker.pidfile} remains naming pid {pid}\n"
+    )
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stdout) == (0, "app is not running\n")
+    assert ours() == tracker.ssd_status() == 3, "stop removed the stale pidfile"
+    os.mkdir(tracker.pidfile)
+    assert ours() == tracker.ssd_status() == 4, "not a file: unknown"
+
+
+@needs_ssd
+@needs_root
+def test_start_stop_daemon_stops_our_daemon(tracker: Tracker) -> None:
+    def ours() -> int:
+        return tracker.daemonctx("status", "--pidfile", tracker.pidfile).returncode
+
+    def ssd_stop(*extra: str) -> int:
+        args = [SSD, "--stop", "--pidfile", tracker.pidfile, "--retry", "TERM/5", *extra]
+        return subprocess.run(args, env=tracker.env, capture_output=True, timeout=30).returncode
+
+    pid = tracker.start("sleep", "1000")
+    assert ssd_stop() == 0
+    wait_reaped(pid)
+    assert ours() == tracker.ssd_status() == 1, "it leaves the pidfile: dead"
+
+    pid = tracker.start("sleep", "1000")  # takes the stale pidfile over
+    assert ssd_stop("--remove-pidfile") == 0
+    wait_reaped(pid)
+    assert ours() == tracker.ssd_status() == 3
+
+
+def _spawn_with_pid(
+    pid: int, argv: list[str], env: dict[str, str]
+) -> subprocess.Popen[bytes] | None:
+    """Start ``argv`` as process ``pid`` (root: /proc/sys/kernel/ns_last_pid), or None."""
+    for _ in range(200):
+        try:
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(pid - 1))
+        except OSError:
+            return None
+        child = subprocess.Popen(argv, env=env)
+        if child.pid == pid:
+            return child
+        child.kill()
+        child.wait()
+    return None
+
+
+@needs_ssd
+@needs_root
+def test_a_reused_pid_is_not_running(tracker: Tracker) -> None:
+    """The daemon dies and an unrelated process gets its pid: the pidfile names a live
+    process. Ours says "dead, pidfile exists" (1: nobody holds the lock). Plain
+    start-stop-daemon --status says 0, since it only checks that the pid exists; with
+    --exec naming the daemon's program it checks the identity too, and agrees with us."""
+    pid = tracker.start("sleep", "1000")
+    kill(pid)
+    impostor = _spawn_with_pid(pid, ["tail", "-f", "/dev/null"], tracker.env)
+    if impostor is None:
+        pytest.skip(f"could not get pid {pid} reused")
+    try:
+        result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+        assert result.returncode == 1, result.stdout
+        assert tracker.ssd_status() == 0, "start-stop-daemon trusts the pid"
+        assert tracker.ssd_status("--exec", os.path.realpath(shutil.which("sleep") or "")) == 1
+
+        result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+        assert (result.returncode, result.stdout) == (0, "app is not running\n")
+        assert impostor.poll() is None, "stop must not signal the process that reused the pid"
+        assert not os.path.exists(tracker.pidfile)
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+# -- run and restart ------------------------------------------------------------------
+
+
+def test_run_stays_in_the_foreground(tracker: Tracker) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daemonctx",
+            "run",
+            "--pidfile",
+            tracker.pidfile,
+            "--",
+            "sh",
+            "-c",
+            "echo hello from $$; exec sleep 1000",
+        ],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"hello from {proc.pid}\n", "our stdout, same process"
+        found = read_pidfile_status(tracker.pidfile)
+        assert found.running and found.pid == proc.pid
+        assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached: still our child"
+        result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+        assert result.returncode == 0, result.stderr
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert not os.path.exists(tracker.pidfile)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_run_keeps_socket_activation_fds(tracker: Tracker) -> None:
+    passed = tracker.tmp_path / "socket-stand-in"
+    passed.write_text("")
+    script = (
+        f'exec 3<"{passed}"; LISTEN_PID=$$ LISTEN_FDS=1 exec "{sys.executable}" -m daemonctx run'
+        f' --pidfile "{tracker.pidfile}" -- sleep 1000'
+    )
+    proc = subprocess.Popen(["sh", "-c", script], env=tracker.env)
+    try:
+        found = wait_for(lambda: read_pidfile_status(tracker.pidfile).running, what="pidfile")
+        assert found
+        assert os.readlink(f"/proc/{proc.pid}/fd/3") == str(passed)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_run_fails_in_the_foreground(tracker: Tracker) -> None:
+    result = tracker.daemonctx("run", "--pidfile", tracker.pidfile, "--", "/nonexistent/prog")
+    assert result.returncode == 1
+    assert result.stderr == "daemonctx: error: prog: command not found: /nonexistent/prog\n"
+    assert tracker.processes() == []
+
+
+def test_restart_gives_a_new_pid(tracker: Tracker) -> None:
+    old = tracker.start("sleep", "1000")
+    result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines(keepends=True)
+    assert re.fullmatch(rf"stopped sleep \(pid {old}\) in \d+\.\d\d s\n", lines[0])
+    match = STARTED.fullmatch(lines[1])
+    assert match
+    new = int(match.group(2))
+    assert new != old and not pid_alive(old)
+    assert read_pidfile_status(tracker.pidfile).pid == new
+    assert tracker.processes() == [new]
+
+
+def test_restart_when_stopped_starts(tracker: Tracker) -> None:
+    result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sleep is not running\nstarted sleep (pid ")
+
+
+def test_restart_with_a_bad_option_keeps_the_daemon(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    result = tracker.daemonctx(
+        "restart", "--pidfile", tracker.pidfile, "--user", "no-such-user-xyz", "--", "sleep", "1"
+    )
+    assert result.returncode == 1
+    assert result.stderr == "daemonctx: error: unknown user 'no-such-user-xyz'\n"
+    assert tracker.processes() == [pid]

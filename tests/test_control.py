@@ -1,0 +1,235 @@
+"""The Python API behind ``daemonctx status`` and ``stop``: ``daemonctx.control``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import pid_alive, run_in_child, wait_for
+from test_cli import Tracker, kill, python_program
+
+from daemonctx import ServiceState, ServiceStatus, StopResult, status, stop
+from daemonctx.control import (
+    AlreadyRunning,
+    ControlError,
+    check_not_running,
+    default_name,
+    format_duration,
+    parse_signal,
+    process_command,
+    process_uptime,
+    remove_stale_pidfile,
+    startup_failure,
+    terminate,
+    wait_exit,
+)
+from daemonctx.errors import DaemonOptionError, DaemonStartupError
+from daemonctx.pidfile import PIDLockFile
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[Tracker]:
+    tmp_path.chmod(0o755)
+    manager = Tracker(tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "1000"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("TERM", 15), ("sigterm", 15), ("SIGTERM", 15), ("15", 15), (" hup ", 1), ("KILL", 9)],
+)
+def test_parse_signal(text: str, number: int) -> None:
+    assert parse_signal(text) == number
+
+
+@pytest.mark.parametrize("text", ["NOPE", "0", "", "999", "SIG_DFL", "-1"])
+def test_parse_signal_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="unknown signal"):
+        parse_signal(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.04, "0.0 s"),
+        (3.25, "3.2 s"),
+        (42.9, "42 s"),
+        (303, "5 min 3 s"),
+        (7620, "2 h 7 min"),
+        (273600, "3 d 4 h"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_default_name() -> None:
+    assert default_name("/run/app.pid") == "app"
+    assert default_name("/run/app") == "app"
+    assert default_name("/run/web.v2.pid") == "web.v2"
+
+
+def test_process_uptime_and_command() -> None:
+    started = time.monotonic()
+    other = subprocess.Popen(["sleep", "1000", "0"])
+    try:
+        uptime = process_uptime(other.pid)
+        elapsed = time.monotonic() - started
+        assert uptime is not None
+        assert 0 <= uptime <= elapsed + 0.02, "start time counts whole clock ticks (10 ms)"
+        wait_for(lambda: process_command(other.pid) == ("sleep", "1000", "0"), what="exec")
+    finally:
+        other.kill()
+        other.wait()
+    assert process_uptime(other.pid) is None and process_command(other.pid) is None
+
+
+def test_status_of_each_state(tracker: Tracker) -> None:
+    missing = status(tracker.pidfile)
+    assert (missing.state, missing.exit_code, missing.running) == (ServiceState.STOPPED, 3, False)
+
+    before = time.monotonic()
+    pid = tracker.start("sleep", "1000")
+    found = status(Path(tracker.pidfile))
+    assert isinstance(found, ServiceStatus)
+    assert (found.state, found.exit_code, found.running, found.pid) == (
+        ServiceState.RUNNING,
+        0,
+        True,
+        pid,
+    )
+    assert found.uptime is not None and 0 <= found.uptime <= time.monotonic() - before + 0.02
+    assert found.command == ("sleep", "1000")
+    assert "RUNNING" in repr(found)
+    assert found.message("web").startswith(f"web is running (pid {pid}, up ")
+
+    kill(pid)
+    dead = status(tracker.pidfile)
+    assert (dead.state, dead.exit_code, dead.pid, dead.recorded_pid) == (
+        ServiceState.DEAD,
+        1,
+        None,
+        pid,
+    )
+
+    os.unlink(tracker.pidfile)
+    os.symlink("/etc/passwd", tracker.pidfile)
+    unknown = status(tracker.pidfile)
+    assert (unknown.state, unknown.exit_code) == (ServiceState.UNKNOWN, 4)
+    assert unknown.reason and "symbolic link" in unknown.reason
+
+
+def test_stop_result(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    result = stop(tracker.pidfile)
+    assert isinstance(result, StopResult)
+    assert (result.pid, result.was_running, result.exited, result.killed) == (
+        pid,
+        True,
+        True,
+        False,
+    )
+    assert result.signal == signal.SIGTERM
+    assert 0 <= result.seconds < 1
+    assert result.pidfile_removed and not os.path.exists(tracker.pidfile)
+    assert not pid_alive(pid)
+
+    again = stop(tracker.pidfile)
+    assert (again.pid, again.was_running, again.pidfile_removed) == (None, False, False)
+    assert again.message("app") == "app is not running"
+
+
+def test_stop_kills_after_the_timeout(tracker: Tracker) -> None:
+    pid = tracker.start(*python_program("--ignore-term"), options=("--notify",))
+    result = stop(tracker.pidfile, timeout=0.3)
+    assert (result.pid, result.exited, result.killed) == (pid, True, True)
+    assert 0.3 <= result.seconds < 1.3
+    assert result.message("app", 0.3).endswith("(sent SIGKILL after 0.3 s)")
+
+
+def test_stop_with_a_stale_pidfile_removes_it(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    kill(pid)
+    result = stop(tracker.pidfile)
+    assert (result.pid, result.pidfile_removed) == (None, True)
+    assert not os.path.exists(tracker.pidfile)
+
+
+def test_a_held_pidfile_is_never_removed(tmp_path: Path) -> None:
+    path = str(tmp_path / "app.pid")
+    lock = PIDLockFile(path)
+    lock.acquire()
+    try:
+        assert remove_stale_pidfile(path) is False
+        assert os.path.exists(path)
+        with pytest.raises(
+            AlreadyRunning, match=rf"app is already running \(pid {os.getpid()}\)"
+        ) as info:
+            check_not_running(path, "app")
+        assert info.value.pid == os.getpid() and info.value.exit_code == 1
+    finally:
+        lock.release()
+    check_not_running(path, "app")
+    assert remove_stale_pidfile(path) is False, "nothing to remove"
+
+
+def test_terminate_and_wait_exit_on_a_pidfd(child: subprocess.Popen[bytes]) -> None:
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        assert wait_exit(pidfd, 0) is False
+        assert terminate(pidfd, signal.SIGTERM, timeout=5) == (True, False)
+        assert wait_exit(pidfd, 0) is True
+        assert terminate(pidfd) == (True, False), "already gone: nothing to do"
+    finally:
+        os.close(pidfd)
+    assert child.wait(timeout=5) == -signal.SIGTERM
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_unreadable_pidfile_is_unknown_and_stop_reports_privilege(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    path = str(private / "app.pid")
+    Path(path).write_text("1\n")
+
+    def as_nobody() -> None:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        found = status(path)
+        assert (found.state, found.exit_code) == (ServiceState.UNKNOWN, 4), found
+        with pytest.raises(ControlError, match="Permission denied") as info:
+            stop(path)
+        assert info.value.exit_code == 4
+
+    run_in_child(as_nobody)
+
+
+def test_startup_failure_messages() -> None:
+    remote = DaemonStartupError(
+        "the daemon (pid 7) failed to start: ...",
+        remote_type="OSError",
+        remote_message="boom",
+        daemon_pid=7,
+    )
+    assert str(startup_failure("app", remote)) == "app failed to start: OSError: boom"
+    local = DaemonOptionError("uid", 5, "cannot switch to it")
+    assert str(startup_failure("app", local)) == "app failed to start: uid=5: cannot switch to it"

@@ -1,0 +1,213 @@
+"""``daemonctx.Service`` end to end: tests/programs/service_app.py is a Service
+subclass whose ``main()`` gives it start, stop, restart, status and run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROGRAMS, pid_alive, proc_stat, read_events, wait_for
+from test_cli import STARTED, Tracker
+
+from daemonctx import DaemonContext, Service
+from daemonctx.pidfile import read_pidfile_status
+
+APP = PROGRAMS / "service_app.py"
+
+
+class App:
+    """Runs service_app.py with its configuration in the environment."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        tmp = tracker.tmp_path
+        self.pidfile = tracker.pidfile
+        self.report = tmp / "report.jsonl"
+        self.stdout = tmp / "stdout.log"
+        self.env = {
+            **tracker.env,
+            "SERVICE_PIDFILE": self.pidfile,
+            "SERVICE_REPORT": str(self.report),
+            "SERVICE_STDOUT": str(self.stdout),
+        }
+
+    def __call__(self, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(APP), *argv],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def start(self, **env: str) -> int:
+        result = self("start", **env)
+        assert result.returncode == 0, result.stderr
+        match = STARTED.fullmatch(result.stdout)
+        assert match and match.group(1) == "app", result.stdout
+        return int(match.group(2))
+
+    def events(self, pid: int) -> list[str]:
+        return [e["event"] for e in read_events(self.report) if e["pid"] == pid]
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    tmp_path.chmod(0o755)
+    tracker = Tracker(tmp_path)
+    try:
+        yield App(tracker)
+    finally:
+        tracker.kill_all()
+
+
+def test_start_status_reload_restart_stop(app: App) -> None:
+    pid = app.start()
+    assert read_pidfile_status(app.pidfile).pid == pid
+    assert "ready" in app.events(pid) or wait_for(lambda: "ready" in app.events(pid))
+    assert app.stdout.read_text() == f"serving from {pid}\n", "stdout= a path, opened for it"
+
+    result = app("status")
+    assert result.returncode == 0
+    assert re.fullmatch(
+        rf"app is running \(pid {pid}, up \d+\.\d s\): .*service_app\.py start\n", result.stdout
+    )
+
+    os.kill(pid, signal.SIGHUP)  # signal_map = {SIGHUP: "reload"}, a method of the Service
+    wait_for(lambda: "reload" in app.events(pid), what="reload")
+
+    result = app("restart")
+    assert result.returncode == 0, result.stderr
+    stopped, started = result.stdout.splitlines(keepends=True)
+    assert re.fullmatch(rf"stopped app \(pid {pid}\) in \d+\.\d\d s\n", stopped)
+    match = STARTED.fullmatch(started)
+    assert match
+    new = int(match.group(2))
+    assert new != pid and not pid_alive(pid)
+    assert app.events(pid) == ["run", "ready", "reload", "stopping"], "SIGTERM unwound run()"
+
+    result = app("stop")
+    assert result.returncode == 0
+    assert re.fullmatch(rf"stopped app \(pid {new}\) in \d+\.\d\d s\n", result.stdout)
+    assert not pid_alive(new)
+    assert not os.path.exists(app.pidfile), "the context released (and removed) it"
+    assert (app("status").returncode, app("stop").stdout) == (3, "app is not running\n")
+
+
+def test_start_returns_once_run_says_ready(app: App) -> None:
+    before = time.monotonic()
+    pid = app.start(SERVICE_READY_DELAY="0.3")
+    assert time.monotonic() - before >= 0.3
+    assert read_pidfile_status(app.pidfile).pid == pid
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SERVICE_FAIL": "cannot bind port 80"}, "RuntimeError: cannot bind port 80"),
+        (
+            {"SERVICE_RETURN": "1"},
+            "RuntimeError: run() returned without calling self.notify_ready()",
+        ),
+    ],
+    ids=["exception", "returned"],
+)
+def test_failure_before_ready_fails_the_start(app: App, env: dict[str, str], message: str) -> None:
+    result = app("start", **env)
+    assert result.returncode == 1
+    assert (result.stdout, result.stderr) == (
+        "",
+        f"service_app.py: error: app failed to start: {message}\n",
+    )
+    assert not os.path.exists(app.pidfile)
+    assert app.tracker.processes() == []
+
+
+def test_start_refuses_a_running_service(app: App) -> None:
+    pid = app.start()
+    result = app("start")
+    assert result.returncode == 1
+    assert result.stderr == f"service_app.py: error: app is already running (pid {pid})\n"
+    assert app.tracker.processes() == [pid]
+
+
+def test_run_in_the_foreground(app: App) -> None:
+    env = dict(app.env)
+    del env["SERVICE_STDOUT"]  # unset: run keeps our stdout
+    proc = subprocess.Popen(
+        [sys.executable, str(APP), "run"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"serving from {proc.pid}\n"
+        assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached"
+        wait_for(lambda: read_pidfile_status(app.pidfile).pid == proc.pid, what="pidfile")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, "SIGTERM is a clean stop"
+        assert app.events(proc.pid) == ["run", "ready", "stopping"]
+        assert not os.path.exists(app.pidfile)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- in this process: options, no fork ---------------------------------------------
+
+
+class Configured(Service):
+    umask = 0o027
+    working_directory = "/tmp"
+    ready_on_open = False
+    signal_map = {signal.SIGHUP: "reload", signal.SIGUSR1: "terminate"}  # noqa: RUF012
+
+    def reload(self, signum: int, frame: Any) -> None:
+        pass
+
+
+def test_options_from_class_attributes_and_the_constructor(tmp_path: Path) -> None:
+    service = Configured(tmp_path / "x.pid", umask=0o077, stderr=str(tmp_path / "err.log"))
+    context = service.make_context(detach=True)
+    assert isinstance(context, DaemonContext)
+    assert (context.umask, context.working_directory, context.ready_on_open) == (
+        0o077,
+        "/tmp",
+        False,
+    )
+    assert context.detach_process is True
+    assert context.pidfile.path == str(tmp_path / "x.pid")
+    assert context.stderr.name == str(tmp_path / "err.log") and context.stdout is None
+    assert context.signal_map[signal.SIGHUP] == service.reload, "a Service method by name"
+    assert context.signal_map[signal.SIGUSR1] == "terminate", "else the context's"
+    context.stderr.close()
+    foreground = service.make_context(detach=False)
+    assert foreground.detach_process is False
+    assert foreground.stdout is sys.stdout, "run keeps our stdout when none is set"
+    foreground.stderr.close()
+    assert service.display_name == "x"
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(TypeError, match="needs a pidfile"):
+        Service()
+    with pytest.raises(TypeError, match="unknown options: colour"):
+        Service("/run/x.pid", colour="blue")
+    with pytest.raises(RuntimeError, match="inside the open context"):
+        Service("/run/x.pid").notify_ready()
+
+
+def test_main_exits_with_the_lsb_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        Service(tmp_path / "app.pid", name="web").main(["status"])
+    assert info.value.code == 3
+    assert capsys.readouterr().out == "web is not running\n"
+    (tmp_path / "app.pid").write_text(json.dumps(99999999) + "\n")
+    assert Service(tmp_path / "app.pid").dispatch(["status"]) == 1
