@@ -348,7 +348,8 @@ def resolve_program(command: str, name: str) -> str:
 
     found = shutil.which(command)
     if found is None:
-        raise control.ControlError(f"{name}: command not found: {command}")
+        prefix = "" if name == os.path.basename(command) else f"{name}: "
+        raise control.ControlError(f"{prefix}command not found: {command}")
     return os.path.abspath(found)
 
 

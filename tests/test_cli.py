@@ -241,7 +241,7 @@ def test_start_status_stop(tracker: Tracker) -> None:
         (
             (),
             ("no-such-program-xyz",),
-            "no-such-program-xyz: command not found: no-such-program-xyz",
+            "command not found: no-such-program-xyz",
         ),
         (
             ("--pidfile", "/nonexistent/dir/app.pid"),
@@ -657,7 +657,7 @@ def test_run_keeps_socket_activation_fds(tracker: Tracker) -> None:
 def test_run_fails_in_the_foreground(tracker: Tracker) -> None:
     result = tracker.daemonctx("run", "--pidfile", tracker.pidfile, "--", "/nonexistent/prog")
     assert result.returncode == 1
-    assert result.stderr == "daemonctx: error: prog: command not found: /nonexistent/prog\n"
+    assert result.stderr == "daemonctx: error: command not found: /nonexistent/prog\n"
     assert tracker.processes() == []
 
 
