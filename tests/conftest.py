@@ -176,15 +176,19 @@ def run_in_child(func: Callable[[], None]) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, message
 
 
-def run_script(code: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter that imports this checkout; require exit 0.
+def run_script(
+    code: str, timeout: float = 20, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that imports this checkout.
 
-    For in-process tests whose open() succeeds: it closes every fd the test
-    runner holds, so it must happen in a process of its own.
+    With ``check`` (the default) it must exit 0. For in-process tests whose
+    open() succeeds (it closes every fd the test runner holds, so it must run
+    in a process of its own) and for launchers expected to fail.
     """
     prelude = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout
     )
-    assert result.returncode == 0, result.stderr
+    if check:
+        assert result.returncode == 0, result.stderr
     return result

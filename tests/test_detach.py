@@ -16,6 +16,7 @@ from conftest import (
     proc_stat,
     proc_status,
     read_events,
+    run_script,
     wait_for,
 )
 
@@ -161,8 +162,7 @@ def test_signal_mask_is_reset(daemons: Daemons) -> None:
 def test_launcher_is_left_unchanged_when_it_raises(tmp_path) -> None:
     """A failing start raises in the launcher, whose cwd, umask and fds are untouched."""
     code = f"""
-import os, sys
-sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})
+import os
 from daemonctx import DaemonContext, DaemonStartupError
 class Bad:
     def __enter__(self): raise RuntimeError("boom")
@@ -176,7 +176,7 @@ except DaemonStartupError as exc:
     after = (os.getcwd(), os.umask(0o022), sorted(os.listdir("/proc/self/fd")))
     print(before == after, exc.remote_type, exc.remote_message)
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_script(code)
     assert result.stdout.split() == ["True", "RuntimeError", "boom"], result.stderr
 
 

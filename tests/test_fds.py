@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DAEMON, Daemons, proc_fds
+from conftest import DAEMON, Daemons, proc_fds, run_script
 
 from daemonctx import DaemonContext, DaemonOptionError
 from daemonctx.fds import open_fds, resolve_files_preserve
@@ -154,15 +154,14 @@ def test_files_preserve_accepts_ints_files_sockets_and_handlers(tmp_path: Path) 
 
 def test_close_all_except_keeps_exactly_what_is_asked() -> None:
     code = (
-        f"import sys, os, json; sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})\n"
+        "import os, json\n"
         "from daemonctx.fds import close_all_except\n"
         "opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(6)]\n"
         "keep = {0, 1, 2, opened[1], opened[4]}\n"
         "close_all_except(keep)\n"
         "print(json.dumps([sorted(keep), sorted(map(int, os.listdir('/proc/self/fd')))]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    keep, still_open = json.loads(result.stdout)
+    keep, still_open = json.loads(run_script(code).stdout)
     # The listing's own directory fd shows up once in the listing.
     assert len(still_open) == len(keep) + 1
     assert set(keep) <= set(still_open)

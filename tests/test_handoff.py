@@ -56,16 +56,7 @@ class Pidfile:
     def __exit__(self, *exc): pass
 DaemonContext(pidfile=Pidfile()).open()
 """
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_script(code, check=False)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("daemonctx.errors.DaemonStartupError: the daemon (pid ")
@@ -281,16 +272,7 @@ def test_successful_exec_counts_as_ready(daemons: Daemons, tmp_path: Path) -> No
 def test_failed_exec_reaches_the_terminal(tmp_path: Path) -> None:
     pidfile = tmp_path / "none.pid"
     code = EXEC_SCRIPT.format(pidfile=str(pidfile), program="no-such-program-dctx")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_script(code, check=False)
     assert result.returncode == 1
     # os.execvp's error does not name the program: callers check it in the foreground.
     assert "failed to start: FileNotFoundError: [Errno 2]" in result.stderr
@@ -368,11 +350,6 @@ class Pidfile:
 import os
 DaemonContext(pidfile=Pidfile(), chroot_directory={str(jail)!r}).open()
 """
-    result = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_script(code, check=False)
     assert result.returncode == 1
     assert "failed to start: RuntimeError: inside the jail: /" in result.stderr
