@@ -55,7 +55,7 @@ class DaemonContext:
 
     Every option may be given to the constructor or set as an attribute
     before ``open()``; a bad value raises ``DaemonOptionError`` at once.
-    See docs/options.md for each option.
+    See the Options section of docs/index.md for each option.
     """
 
     # Stored types: assignment goes through ``options.CHECKERS``, which

@@ -331,7 +331,11 @@ class PIDLockFile:
             delay = min(delay * 2, _MAX_DELAY)
 
     def release(self) -> None:
-        """Unlink the pidfile, then unlock it. Never fails once we hold it (see _let_go)."""
+        """Unlink the pidfile, then unlock it.
+
+        Never fails once we hold it: if it can no longer unlink the file (a
+        root-owned directory after dropping root), it empties it instead.
+        """
         fd = self._fd
         if fd is None:
             try:
