@@ -15,9 +15,7 @@ NOBODY = 65534
 OURS = {"pidfile_class": "daemonctx"}
 
 
-def test_detached_daemon_holds_its_own_pid_in_the_pidfile(
-    daemons: Daemons, tmp_path: Path
-) -> None:
+def test_detached_daemon_holds_its_own_pid_in_the_pidfile(daemons: Daemons, tmp_path: Path) -> None:
     pidfile = tmp_path / "app.pid"
     result, report = daemons.launch({"options": {"pidfile": str(pidfile)}, **OURS})
     assert result.returncode == 0, result.stderr
@@ -96,9 +94,7 @@ except DaemonStartupError as exc:
         holder.release()
 
 
-def test_lockfiles_own_pidlockfile_works_as_the_pep_says(
-    daemons: Daemons, tmp_path: Path
-) -> None:
+def test_lockfiles_own_pidlockfile_works_as_the_pep_says(daemons: Daemons, tmp_path: Path) -> None:
     result = run_script(
         f"""
 import os, signal
@@ -116,3 +112,53 @@ with DaemonContext(pidfile=lockfile.pidlockfile.PIDLockFile(path)):
     os.kill(pid, signal.SIGTERM)
     wait_gone(pid)
     assert not (tmp_path / "lf.pid").exists(), "lockfile's release removed it"
+
+
+def test_twenty_simultaneous_starts_leave_exactly_one_daemon(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conftest import DAEMON, read_events
+
+    pidfile = tmp_path / "race.pid"
+    report = tmp_path / "race.jsonl"
+    gate_read, gate_write = os.pipe()
+    launchers = []
+    try:
+        for _ in range(20):
+            config = {
+                "report": str(report),
+                "barrier_fd": gate_read,
+                "options": {"pidfile": str(pidfile)},
+                **OURS,
+            }
+            launchers.append(
+                subprocess.Popen(
+                    [sys.executable, str(DAEMON), json.dumps(config)],
+                    pass_fds=(gate_read,),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        os.close(gate_read)
+        os.close(gate_write)  # all twenty read EOF and start together
+        results = [(proc.wait(30), proc.stderr.read()) for proc in launchers]  # type: ignore[union-attr]
+    finally:
+        for proc in launchers:
+            proc.kill()
+            proc.wait()
+    daemons.track(report)
+    winners = [err for code, err in results if code == 0]
+    losers = [err for code, err in results if code != 0]
+    assert len(winners) == 1, results
+    state = read_pidfile_status(pidfile)
+    assert state.running
+    assert state.pid is not None
+    daemons.pids.add(state.pid)
+    assert len(losers) == 19
+    assert all(f"locked by running process {state.pid}" in err for err in losers), losers
+    opened = {e["pid"] for e in read_events(report) if e["event"] == "open"}
+    assert opened == {state.pid}, "only the winner got past open()"

@@ -15,6 +15,7 @@ Config keys:
               many seconds (0 means at once)
   fail_in_block  raise this message inside the with block
   exit_after  leave the with block on its own after reporting
+  barrier_fd  an inherited pipe fd to read from first (EOF releases the start)
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class SimplePidfile:
     def __exit__(self, *exc: object) -> None:
         os.unlink(self.path)
 
+
+if "barrier_fd" in config:  # block until the test closes the pipe: start all at once
+    os.read(config["barrier_fd"], 1)
+    os.close(config["barrier_fd"])
 
 for action in config.get("before", []):
     if action == "print":
