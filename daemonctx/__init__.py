@@ -12,12 +12,12 @@ from .errors import (
     DaemonStartupError,
     Terminated,
 )
-from .systemd import notify
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .control import ServiceState, ServiceStatus, StopResult, status, stop
     from .service import Service
+    from .systemd import notify
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,8 @@ __all__ = [
     "stop",
 ]
 
-# Imported on first use: a daemon that only needs DaemonContext must not pay for them.
+# Imported on first use: a daemon that only needs DaemonContext must not pay for
+# them (every module costs start-up time, and the launcher waits for the daemon).
 _LAZY = {
     "Service": "service",
     "ServiceState": "control",
@@ -48,6 +49,7 @@ _LAZY = {
     "StopResult": "control",
     "status": "control",
     "stop": "control",
+    "notify": "systemd",
 }
 
 
@@ -55,8 +57,8 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    # __import__, not importlib (itself a module to load, maybe inside a chroot)
+    __import__(f"{__name__}.{module}")
+    value = getattr(globals()[module], name)
     globals()[name] = value
     return value

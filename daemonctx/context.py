@@ -9,24 +9,23 @@ is left exactly as it was.
 
 from __future__ import annotations
 
+import atexit  # builtin; imported here, since an import after the fork is slow
 import os
 import signal
 
 # Everything the daemon may need is imported here, in the foreground: after
 # chroot or a privilege drop the package's files may be out of reach.
-from . import environment, fds, preflight, process
+from . import options, process
 from .errors import DaemonOptionError, DaemonReadyTimeout, Terminated
 from .handoff import Handoff
-from .options import CHECKERS
-from .signals import check_signal_map, default_signal_map, install, resolve_signal_map
-from .systemd import notify
+from .options import CHECKERS, check_signal_map, default_signal_map
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
     from typing import Any, NoReturn
 
-    from .signals import Handler
+    from .process import Handler
 
 _STOP_GRACE = 5.0  # seconds a daemon that missed ready_timeout gets after SIGTERM
 
@@ -36,14 +35,21 @@ _STOP_GRACE = 5.0  # seconds a daemon that missed ready_timeout gets after SIGTE
 _TERMINAL_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP}
 
 
+def _notify(*lines: str) -> None:
+    from .systemd import notify  # imported only under a service manager
+
+    notify(*lines)
+
+
 class _Plan:
     """What ``open()`` resolved in the foreground, for the daemon to apply."""
 
-    __slots__ = ("gid", "handlers", "keep_fds", "stream_fds", "uid", "user_name")
+    __slots__ = ("close_gaps", "gid", "handlers", "keep_fds", "stream_fds", "uid", "user_name")
 
     def __init__(self) -> None:
         self.handlers: dict[int, Handler] = {}
         self.keep_fds: set[int] = set()
+        self.close_gaps: list[tuple[int, int]] = []
         self.stream_fds: list[int | None] = [None, None, None]
         self.uid = 0
         self.gid = 0
@@ -144,22 +150,24 @@ class DaemonContext:
         plan = self._preflight()
         detach = self.detach_process
         if detach is None:
-            detach = environment.detach_required()
+            detach = process.detach_required()
         process.flush_standard_streams()
+        keep = plan.keep_fds | set(process.STANDARD_FDS)  # 0-2 are replaced, not closed
         if detach:
             process.warn_if_threads_alive()
             handoff = self._handoff = Handoff()
-            self._detach()
             assert handoff.write_fd is not None  # the daemon's end, open until ready
-            plan.keep_fds.add(handoff.write_fd)
+            keep.add(handoff.write_fd)
+        # Listed here, before the fork: the daemon only calls closerange.
+        plan.close_gaps = process.fd_gaps(keep)
+        if detach:
+            self._detach()
         try:
             self._become_daemon(plan)
         except BaseException as exc:
             self._abort_start(exc)
             raise
         self._is_open = True
-        import atexit
-
         atexit.register(self.close)
         if self.ready_on_open:
             self.notify_ready()
@@ -189,7 +197,7 @@ class DaemonContext:
         if self._handoff is not None:
             self._handoff.send_ready()
         elif "NOTIFY_SOCKET" in os.environ:
-            notify("READY=1")
+            _notify("READY=1")
 
     def notify_ready_on_exec(self) -> None:
         """Make a successful ``os.exec*()`` from the daemon count as ready.
@@ -211,37 +219,37 @@ class DaemonContext:
         and the daemon keeps running.
         """
         if "NOTIFY_SOCKET" in os.environ:
-            notify(f"MAINPID={daemon_pid}", "READY=1")
+            _notify(f"MAINPID={daemon_pid}", "READY=1")
 
     def _preflight(self) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
         plan = _Plan()
-        preflight.preload(self.prevent_core, self.chroot_directory, self.pidfile)
-        preflight.check_directories(self.chroot_directory, self.working_directory)
+        options.preload(self.prevent_core, self.chroot_directory, self.pidfile)
+        options.check_directories(self.chroot_directory, self.working_directory)
         for index, name in enumerate(("stdin", "stdout", "stderr")):
-            plan.stream_fds[index] = preflight.stream_fd(name, getattr(self, name))
-        plan.keep_fds = fds.resolve_files_preserve(self.files_preserve)
-        preflight.check_standard_fd_conflicts(plan.keep_fds, plan.stream_fds)
+            plan.stream_fds[index] = options.stream_fd(name, getattr(self, name))
+        plan.keep_fds = options.resolve_files_preserve(self.files_preserve)
+        options.check_standard_fd_conflicts(plan.keep_fds, plan.stream_fds)
         plan.keep_fds.update(fd for fd in plan.stream_fds if fd is not None)
-        plan.uid, plan.gid, plan.user_name = preflight.check_owner(
+        plan.uid, plan.gid, plan.user_name = options.check_owner(
             self.uid, self.gid, self.initgroups
         )
-        plan.handlers = resolve_signal_map(self.signal_map, self)
-        preflight.check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
+        plan.handlers = options.resolve_signal_map(self.signal_map, self)
+        options.check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
         return plan
 
     def _detach(self) -> None:
         """Fork twice with setsid between; return in the daemon only."""
         handoff = self._handoff
         assert handoff is not None
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINAL_SIGNALS)
+        mask = process.block_signals(_TERMINAL_SIGNALS)
         try:
             child = process.fork("first fork")
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            process.set_signal_mask(mask)
             raise
         if child:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            process.set_signal_mask(mask)
             self._wait_in_launcher(handoff, child)
         try:
             handoff.in_daemon()
@@ -278,9 +286,9 @@ class DaemonContext:
         """The daemon's steps, in order; each line says why it is where it is."""
         # A mask inherited from the launcher would hold signals back forever.
         process.reset_signal_mask()
-        # Close inherited fds first, while /proc/self/fd is still reachable
-        # (not inside a chroot); 0-2 stay until they are replaced below.
-        fds.close_all_except(plan.keep_fds | set(process.STANDARD_FDS))
+        # Close inherited fds first (the gaps listed before the fork); 0-2
+        # stay until they are replaced below.
+        process.close_fds(plan.close_gaps)
         # /dev/null is opened before chroot: an empty chroot has none.
         devnull = process.open_devnull() if None in plan.stream_fds else None
         if self.prevent_core:
@@ -300,7 +308,7 @@ class DaemonContext:
             self._pidfile_entered = self.pidfile
         process.change_process_owner(plan.uid, plan.gid, plan.user_name)
         # Handlers last: nothing above may be interrupted by a user handler.
-        install(plan.handlers)
+        process.install_signal_handlers(plan.handlers)
 
     # -- close ---------------------------------------------------------------
 
@@ -314,7 +322,7 @@ class DaemonContext:
         if not self._is_open:
             return
         if "NOTIFY_SOCKET" in os.environ:
-            notify("STOPPING=1")
+            _notify("STOPPING=1")
         self._release_pidfile()
         if self._handoff is not None:
             self._handoff.close()  # closing before ready: the launcher reports it

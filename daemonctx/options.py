@@ -1,22 +1,174 @@
-"""Type and value checks for ``DaemonContext`` options.
+"""Checking and resolving ``DaemonContext`` options, all in the foreground.
 
-Each checker takes the value a user gave and returns the value to store,
-or raises ``DaemonOptionError`` naming the option and the value. They run at
-assignment time (constructor or attribute), so a bad value fails on the line
-that set it. Checks that depend on the system (does the directory exist, may
-we switch to that uid) run in ``open()``, before any fork: see ``preflight``.
+Two kinds of checks, both before any fork, so a bad value fails in the
+terminal with the option and the value in the message:
+
+- at assignment (constructor or attribute), each option's type and value:
+  ``CHECKERS`` maps a name to a function that returns the value to store or
+  raises ``DaemonOptionError``;
+- in ``open()``, what depends on the system: directories exist, the owner may
+  be switched to, fds are open, the pidfile is not held. These also resolve
+  the options into what the daemon applies after the fork (fd numbers, ids,
+  signal handlers), so the daemon does as little as possible there.
 """
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found] # signal's C half, without enums
 import os
+import signal
+import sys
 
 from .errors import DaemonOptionError
-from .signals import check_signal_map
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from typing import Any, Callable
+
+    from .process import Handler
+
+    SignalMap = dict[int, Any]
+
+
+# -- the signal map ---------------------------------------------------------
+# A value may be a callable handler(signum, frame), None (ignore the signal),
+# signal.SIG_IGN/SIG_DFL, or the name of a method of the DaemonContext
+# ("terminate").
+
+# Signals a process can never catch or ignore.
+_UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+_VALID: set[int] = set()
+
+
+def _valid_signals() -> set[int]:
+    """The valid signal numbers as plain ints (``signal.valid_signals()`` makes ~60 enums)."""
+    if not _VALID:
+        _VALID.update(_signal.valid_signals())
+    return _VALID
+
+
+def default_signal_map() -> SignalMap:
+    """Ignore terminal job-control signals; SIGTERM stops the daemon cleanly."""
+    return {
+        signal.SIGTSTP: None,
+        signal.SIGTTIN: None,
+        signal.SIGTTOU: None,
+        signal.SIGTERM: "terminate",
+    }
+
+
+def check_signal_number(key: Any) -> int:
+    """Return ``key`` as a signal number, or raise naming it."""
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise DaemonOptionError("signal_map", key, "keys must be signal numbers (signal.SIGHUP)")
+    if key not in _valid_signals():
+        raise DaemonOptionError("signal_map", key, "unknown signal number")
+    if key in _UNCATCHABLE:
+        name = signal.Signals(key).name
+        raise DaemonOptionError("signal_map", key, f"{name} cannot be caught or ignored")
+    return int(key)
+
+
+def check_signal_map(value: Any) -> SignalMap:
+    """Validate a whole map's keys and value types (names are checked at open())."""
+    if not callable(getattr(value, "items", None)):
+        raise DaemonOptionError("signal_map", value, "must be a dict of signal -> handler")
+    checked: SignalMap = {}
+    for key, handler in value.items():
+        number = check_signal_number(key)
+        if not (handler is None or isinstance(handler, (str, int)) or callable(handler)):
+            raise DaemonOptionError(
+                "signal_map",
+                {key: handler},
+                "a handler must be a callable, None, SIG_IGN, SIG_DFL or a method name",
+            )
+        checked[number] = handler
+    return checked
+
+
+def resolve_signal_map(signal_map: Mapping[int, Any], context: object) -> dict[int, Handler]:
+    """Turn map values into what ``_signal.signal`` takes (a callable, or the
+    plain ints SIG_IGN and SIG_DFL); method names are looked up on ``context``.
+    Raises ``DaemonOptionError`` for a name it lacks."""
+    resolved: dict[int, Handler] = {}
+    for number, handler in check_signal_map(signal_map).items():  # it may have been edited
+        if handler is None:
+            handler = _signal.SIG_IGN
+        elif isinstance(handler, str):
+            method = getattr(context, handler, None)
+            if not callable(method):
+                raise DaemonOptionError(
+                    "signal_map", {number: handler}, f"the context has no method {handler!r}"
+                )
+            handler = method
+        elif isinstance(handler, int):
+            if handler not in (_signal.SIG_IGN, _signal.SIG_DFL):
+                raise DaemonOptionError(
+                    "signal_map", {number: handler}, "an int handler must be SIG_IGN or SIG_DFL"
+                )
+            handler = int(handler)
+        resolved[int(number)] = handler
+    return resolved
+
+
+# -- files_preserve ----------------------------------------------------------
+
+
+def fd_of(obj: Any) -> int | None:
+    """Return the fd behind ``obj``: an int, anything with ``fileno()``, or a
+    ``logging.Handler`` (its stream, or the socket of a socket-based handler).
+
+    Returns None for a handler with nothing open yet (``FileHandler(delay=True)``).
+    """
+    if isinstance(obj, bool):
+        raise TypeError("a bool is not a file descriptor")
+    if isinstance(obj, int):
+        return obj
+    logging = sys.modules.get("logging")  # a Handler can only exist if logging is imported
+    if logging is not None and isinstance(obj, logging.Handler):
+        for attr in ("stream", "socket", "sock"):
+            inner = getattr(obj, attr, None)
+            if inner is not None:
+                return fd_of(inner)
+        return None
+    fileno = getattr(obj, "fileno", None)
+    if fileno is None:
+        raise TypeError(f"{type(obj).__name__} has no fileno()")
+    result = fileno()
+    if not isinstance(result, int):
+        raise TypeError(f"fileno() returned {result!r}")
+    return result
+
+
+def check_open(fd: int) -> bool:
+    """Is ``fd`` an open file descriptor of this process?"""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def resolve_files_preserve(items: Iterable[Any] | None) -> set[int]:
+    """Turn ``files_preserve`` into a set of open fds, or raise naming the bad item."""
+    result: set[int] = set()
+    for item in items or ():
+        try:
+            fd = fd_of(item)
+        except (TypeError, ValueError, OSError) as exc:
+            raise DaemonOptionError(
+                "files_preserve", item, f"not a file descriptor, file, socket or handler: {exc}"
+            ) from exc
+        if fd is None:
+            continue
+        if fd < 0 or not check_open(fd):
+            raise DaemonOptionError("files_preserve", item, f"fd {fd} is not open")
+        result.add(fd)
+    return result
+
+
+# -- assignment checks ---------------------------------------------------------
 
 
 def _path(name: str, value: Any, *, allow_none: bool) -> str | None:
@@ -102,7 +254,141 @@ CHECKERS: dict[str, Callable[[Any], Any]] = {
     "stdin": _stream("stdin"),
     "stdout": _stream("stdout"),
     "stderr": _stream("stderr"),
-    "signal_map": check_signal_map,
+    "signal_map": lambda v: check_signal_map(v),
     "ready_on_open": lambda v: _bool("ready_on_open", v),
     "ready_timeout": _ready_timeout,
 }
+
+
+# -- system checks, in open() before the fork ---------------------------------
+
+
+def preload(prevent_core: bool, chroot_directory: str | None, pidfile: Any) -> None:
+    """Import now what the daemon will need later.
+
+    ``resource`` costs four times more after the fork (copy-on-write faults).
+    Inside a chroot no module file is reachable, so what the error paths use
+    is loaded up front there: the error report (json, traceback), for our
+    pidfile lockfile, whose exceptions it raises, and under a service manager
+    the sd_notify code.
+    """
+    if prevent_core:
+        import resource  # noqa: F401
+    if chroot_directory is not None:
+        import json  # noqa: F401
+        import traceback  # noqa: F401
+
+        if callable(getattr(pidfile, "fail_if_held", None)):
+            import lockfile  # type: ignore[import-untyped] # noqa: F401
+        if "NOTIFY_SOCKET" in os.environ:  # an @abstract socket is reachable from a chroot
+            import socket  # noqa: F401
+
+            from . import systemd  # noqa: F401
+
+
+def inside_root(chroot_directory: str | None, path: str) -> str:
+    """Where ``path``, as the daemon will see it after chroot, is seen from here."""
+    if chroot_directory is None or not os.path.isabs(path):
+        return path
+    return os.path.join(chroot_directory, path.lstrip("/"))
+
+
+def check_directories(chroot_directory: str | None, working_directory: str) -> None:
+    if chroot_directory is not None and not os.path.isdir(chroot_directory):
+        raise DaemonOptionError("chroot_directory", chroot_directory, "no such directory")
+    seen_from_here = inside_root(chroot_directory, working_directory)
+    if not os.path.isdir(seen_from_here):
+        where = f" (inside chroot_directory {chroot_directory!r})" if chroot_directory else ""
+        raise DaemonOptionError("working_directory", working_directory, f"no such directory{where}")
+
+
+def stream_fd(name: str, stream: Any) -> int | None:
+    """The fd a ``stdin``/``stdout``/``stderr`` option will be bound from."""
+    if stream is None:
+        return None
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError) as exc:  # closed file, or io.UnsupportedOperation
+        raise DaemonOptionError(name, stream, f"has no usable file descriptor: {exc}") from exc
+    if not isinstance(fd, int) or not check_open(fd):
+        raise DaemonOptionError(name, stream, f"fd {fd!r} is not open")
+    return fd
+
+
+_STREAM_NAMES = ("stdin", "stdout", "stderr")
+
+
+def check_standard_fd_conflicts(preserved: set[int], stream_fds: list[int | None]) -> None:
+    """A preserved fd on 0, 1 or 2 would be silently replaced by a standard stream.
+
+    It happens when the launcher starts with those fds closed and opens a file
+    before ``open()``. Refuse it rather than lose the file.
+    """
+    for fd in sorted(preserved):
+        if fd < 3 and stream_fds[fd] != fd:
+            name = _STREAM_NAMES[fd]
+            raise DaemonOptionError(
+                "files_preserve",
+                fd,
+                f"fd {fd} is where {name} goes and would be replaced; the process started "
+                f"with fd {fd} closed: open this file after fds 0-2 are open, or pass it as "
+                f"{name}=",
+            )
+
+
+def check_owner(uid: int | None, gid: int | None, initgroups: bool) -> tuple[int, int, str | None]:
+    """Resolve ``uid``/``gid`` and check that this process may switch to them.
+
+    Returns (uid, gid, user name for initgroups or None).
+    """
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    if os.geteuid() != 0:
+        held_uids, held_gids = _held_ids()
+        if uid not in held_uids:
+            raise DaemonOptionError(
+                "uid", uid, f"cannot switch to it as uid {os.geteuid()} (not root)"
+            )
+        if gid not in held_gids:
+            raise DaemonOptionError(
+                "gid", gid, f"cannot switch to it as uid {os.geteuid()} (not root)"
+            )
+        if initgroups:
+            raise DaemonOptionError("initgroups", True, "setting groups needs root")
+    user_name = None
+    if initgroups:
+        import pwd
+
+        try:
+            user_name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            raise DaemonOptionError(
+                "uid", uid, "initgroups=True needs a user name and this uid has no passwd entry"
+            ) from None
+    return uid, gid, user_name
+
+
+def _held_ids() -> tuple[set[int], set[int]]:
+    if hasattr(os, "getresuid"):
+        return set(os.getresuid()), set(os.getresgid())
+    return {os.getuid(), os.geteuid()}, {os.getgid(), os.getegid()}
+
+
+def check_pidfile(pidfile: Any, chroot_directory: str | None, working_directory: str) -> None:
+    """For a pidfile with a ``path`` (ours, lockfile's): its directory must exist,
+    and for ours, no running process may hold it (unless it was given a timeout
+    to wait for one).
+
+    The daemon opens the path after chroot and chdir, so that is where it is
+    resolved here too.
+    """
+    path = getattr(pidfile, "path", None)
+    if not isinstance(path, str):
+        return
+    seen_from_here = inside_root(chroot_directory, os.path.join(working_directory, path))
+    directory = os.path.dirname(seen_from_here)
+    if not os.path.isdir(directory):
+        raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")
+    fail_if_held = getattr(pidfile, "fail_if_held", None)
+    if callable(fail_if_held):  # ours: a second instance fails here, before forking
+        fail_if_held(seen_from_here)

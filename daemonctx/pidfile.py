@@ -71,6 +71,14 @@ def _open(path: str, writable: bool) -> int | None:
     ``fstat`` of the open fd close the race with a file swapped in meanwhile.
     """
     flags = _OPEN_FLAGS | (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY)
+    if writable:
+        # The common case, a fresh start: create the file. A new file is a
+        # regular file, so none of the checks below is needed (nor the
+        # exception of a failed lstat, costly just after a fork).
+        try:
+            return os.open(path, flags | os.O_EXCL, 0o644)
+        except OSError:
+            pass  # it exists (or cannot be created): the checks below say which
     try:
         kind = stat.S_IFMT(os.lstat(path).st_mode)
     except FileNotFoundError:

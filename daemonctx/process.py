@@ -4,20 +4,31 @@ Each step wraps its system call and turns a failure into a
 ``DaemonOSEnvironmentError`` that says which step failed, so the error that
 reaches the terminal reads "cannot change working directory to '/srv/x'"
 rather than a bare ``[Errno 2]``.
+
+The steps that run in the daemon run right after a fork, while the launcher
+still shares every memory page: each page they write is copied first, so they
+are kept to plain system calls on values prepared before the fork. Work that
+needs Python objects (listing fds, resolving the signal map) is done in the
+launcher.
 """
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found] # signal's C half, without enums
 import fcntl
 import os
 import signal
+import stat
 import sys
 
 from .errors import DaemonOSEnvironmentError, DaemonProcessDetachError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, Callable, Union
+
+    Handler = Union[Callable[[int, Any], Any], int, signal.Handlers, None]
 
 STANDARD_FDS = (0, 1, 2)
 
@@ -38,10 +49,124 @@ def flush_standard_streams() -> None:
                 pass
 
 
+# -- where are we running? (decides detach_process=None) ---------------------
+# A daemon started by init or a service manager, by a super-server (inetd,
+# systemd socket activation with Accept=yes), or running as PID 1 in a
+# container must not fork into the background: its supervisor tracks the
+# process it started, and PID 1 leaving would stop the container.
+
+
+def is_pid_one() -> bool:
+    """This process is the init of its PID namespace (a container's main process)."""
+    return os.getpid() == 1
+
+
+def is_started_by_init() -> bool:
+    """Our parent is PID 1: init, systemd, or a container's init started us."""
+    return os.getppid() == 1
+
+
+def is_socket(fd: int) -> bool:
+    """``fd`` is an open socket (checked with fstat, without importing socket)."""
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def is_started_by_superserver() -> bool:
+    """inetd-style start: the connection is handed to us as stdin."""
+    return is_socket(0)
+
+
+def detach_required() -> bool:
+    """True when forking into the background is right for this process."""
+    return not (is_pid_one() or is_started_by_init() or is_started_by_superserver())
+
+
+# -- signals ------------------------------------------------------------------
+
+
+def block_signals(numbers: Iterable[int]) -> set[int]:
+    """Block ``numbers``; return the previous mask (plain ints) for ``set_signal_mask``."""
+    return _signal.pthread_sigmask(signal.SIG_BLOCK, numbers)  # type: ignore[no-any-return]
+
+
+def set_signal_mask(numbers: Iterable[int]) -> None:
+    _signal.pthread_sigmask(signal.SIG_SETMASK, numbers)
+
+
 def reset_signal_mask() -> None:
     """Unblock every signal: a mask inherited from the launcher would silently
     hold back SIGTERM and friends for the daemon's whole life (daemon(7) step 3)."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    _signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def install_signal_handlers(handlers: Mapping[int, Handler]) -> None:
+    """Set each signal's disposition (``handlers`` as resolved by ``options``)."""
+    for number, handler in handlers.items():
+        _signal.signal(number, handler)
+
+
+# -- file descriptors ---------------------------------------------------------
+# Closing costs follow the number of open fds, not RLIMIT_NOFILE: the launcher
+# lists /proc/self/fd (or /dev/fd) before the fork, and the daemon closes the
+# gaps between the fds it keeps with os.closerange, which uses close_range(2)
+# where the kernel has it. Looping up to the limit, as python-daemon does,
+# takes seconds when a container sets the limit to a billion.
+
+_FD_DIRS = ("/proc/self/fd", "/dev/fd")
+
+
+def open_fds() -> list[int] | None:
+    """Return the open fds of this process, sorted, or None if they cannot be listed."""
+    for directory in _FD_DIRS:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        # The listing's own directory fd shows up too; closing it later is harmless.
+        return sorted(int(name) for name in names if name.isdigit())
+    return None
+
+
+def _fallback_max_fd() -> int:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft > 65536:
+        soft = 65536  # only reached with no /proc and no /dev/fd: bound the loop
+    return soft
+
+
+def fd_gaps(keep: Iterable[int]) -> list[tuple[int, int]]:
+    """The ``os.closerange`` arguments that close every open fd not in ``keep``.
+
+    Computed in the launcher just before the fork: the daemon inherits exactly
+    these fds, and a single-threaded process opens none in between.
+    """
+    fds = open_fds()
+    end = (fds[-1] + 1) if fds else 0
+    if fds is None:
+        end = _fallback_max_fd()
+    gaps = []
+    start = 0
+    for fd in [*sorted(set(keep)), end]:
+        if fd > start and start < end:
+            gaps.append((start, min(fd, end)))
+        start = max(start, fd + 1)
+    return gaps
+
+
+def close_fds(gaps: Iterable[tuple[int, int]]) -> None:
+    """Close the ranges ``fd_gaps`` computed."""
+    for low, high in gaps:
+        os.closerange(low, high)
+
+
+def close_all_except(keep: Iterable[int]) -> None:
+    """Close every open fd that is not in ``keep``."""
+    close_fds(fd_gaps(keep))
 
 
 def prevent_core_dump() -> None:

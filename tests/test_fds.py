@@ -15,7 +15,8 @@ import pytest
 from conftest import DAEMON, Daemons, proc_fds, run_script
 
 from daemonctx import DaemonContext, DaemonOptionError
-from daemonctx.fds import open_fds, resolve_files_preserve
+from daemonctx.options import resolve_files_preserve
+from daemonctx.process import open_fds
 
 
 def test_standard_streams_go_to_devnull_by_default(daemons: Daemons) -> None:
@@ -155,7 +156,7 @@ def test_files_preserve_accepts_ints_files_sockets_and_handlers(tmp_path: Path) 
 def test_close_all_except_keeps_exactly_what_is_asked() -> None:
     code = (
         "import os, json\n"
-        "from daemonctx.fds import close_all_except\n"
+        "from daemonctx.process import close_all_except\n"
         "opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(6)]\n"
         "keep = {0, 1, 2, opened[1], opened[4]}\n"
         "close_all_except(keep)\n"

@@ -353,3 +353,28 @@ DaemonContext(pidfile=Pidfile(), chroot_directory={str(jail)!r}).open()
     result = run_script(code, check=False)
     assert result.returncode == 1
     assert "failed to start: RuntimeError: inside the jail: /" in result.stderr
+
+
+def test_notify_works_inside_an_empty_chroot(tmp_path: Path) -> None:
+    """sd_notify is loaded before the chroot, where no module file is reachable
+    (an @abstract socket is: it lives in the network namespace, not the filesystem)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    name = f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(10)
+        run_script(
+            "import os\n"
+            f"os.environ['NOTIFY_SOCKET'] = '@{name}'\n"
+            "from daemonctx import DaemonContext\n"
+            f"with DaemonContext(chroot_directory={str(root)!r}, detach_process=False):\n"
+            "    assert not os.path.exists('/usr')\n"
+            "    from daemonctx import notify\n"
+            "    notify(STATUS='inside')\n"
+        )
+        assert [_receive(sock) for _ in range(3)] == [
+            ["READY=1"],
+            ["STATUS=inside"],
+            ["STOPPING=1"],
+        ]

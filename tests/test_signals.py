@@ -9,7 +9,16 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DAEMON, Daemons, pid_alive, proc_status, read_events, wait_for, wait_gone
+from conftest import (
+    DAEMON,
+    Daemons,
+    pid_alive,
+    proc_status,
+    read_events,
+    run_script,
+    wait_for,
+    wait_gone,
+)
 
 from daemonctx import DaemonContext, DaemonOptionError, Terminated
 
@@ -120,3 +129,23 @@ def test_unknown_method_name_is_refused_before_forking() -> None:
     with pytest.raises(DaemonOptionError, match="no method 'reload'"):
         context.open()
     assert not context.is_open
+
+
+def test_handler_values_are_installed_as_given() -> None:
+    """signal.SIG_DFL / SIG_IGN (enums), None, a callable and a method name, as
+    ``signal.getsignal`` sees them in the daemon (not detached: a fresh process)."""
+    result = run_script(
+        "import signal, sys\n"
+        "from daemonctx import DaemonContext\n"
+        "def on_hup(signum, frame): pass\n"
+        "ctx = DaemonContext(detach_process=False, stdout=sys.stdout, signal_map={\n"
+        "    signal.SIGTSTP: signal.SIG_DFL, signal.SIGUSR1: signal.SIG_IGN,\n"
+        "    signal.SIGUSR2: None, signal.SIGHUP: on_hup, signal.SIGINT: 'terminate'})\n"
+        "with ctx:\n"
+        "    got = {s: signal.getsignal(s) for s in (signal.SIGTSTP, signal.SIGUSR1,\n"
+        "           signal.SIGUSR2, signal.SIGHUP, signal.SIGINT, signal.SIGTERM)}\n"
+        "    print(got[signal.SIGTSTP] is signal.SIG_DFL, got[signal.SIGUSR1] is signal.SIG_IGN,\n"
+        "          got[signal.SIGUSR2] is signal.SIG_IGN, got[signal.SIGHUP] is on_hup,\n"
+        "          got[signal.SIGINT] == ctx.terminate, got[signal.SIGTERM] == ctx.terminate)\n"
+    )
+    assert result.stdout.split() == ["True"] * 6, result.stdout + result.stderr

@@ -68,7 +68,7 @@ def main() -> None:
         mark("import daemonctx.pidfile", start)
         pidfile_class = TimeoutPIDLockFile
 
-    from daemonctx import context, environment, fds, handoff, process
+    from daemonctx import handoff, process
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import daemonctx_daemon as program
@@ -79,7 +79,8 @@ def main() -> None:
     for owner, name, label in (
         (ctx_class, "__init__", "DaemonContext() (option checks)"),
         (ctx_class, "_preflight", "open: preflight checks"),
-        (environment, "detach_required", "open: detach_required"),
+        (process, "detach_required", "open: detach_required"),
+        (process, "fd_gaps", "open: list fds to close"),
         (process, "flush_standard_streams", "open: flush stdio"),
         (process, "warn_if_threads_alive", "open: threads check"),
         (handoff.Handoff, "__init__", "open: handoff pipe"),
@@ -87,7 +88,7 @@ def main() -> None:
         (process, "start_new_session", "setsid"),
         (handoff.Handoff, "send_pid", "send PID record"),
         (process, "reset_signal_mask", "reset signal mask"),
-        (fds, "close_all_except", "close fds"),
+        (process, "close_fds", "close fds"),
         (process, "open_devnull", "open /dev/null"),
         (process, "prevent_core_dump", "prevent core (import resource)"),
         (process, "change_working_directory", "chdir"),
@@ -95,7 +96,7 @@ def main() -> None:
         (process, "redirect_standard_streams", "redirect stdio"),
         (pidfile_class, "__enter__", "pidfile enter"),
         (process, "change_process_owner", "change owner"),
-        (context, "install", "install signal handlers"),
+        (process, "install_signal_handlers", "install signal handlers"),
         (handoff.Handoff, "send_ready", "send READY record"),
     ):
         wrap(owner, name, label)
