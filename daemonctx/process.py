@@ -93,6 +93,7 @@ def block_signals(numbers: Iterable[int]) -> set[int]:
 
 
 def set_signal_mask(numbers: Iterable[int]) -> None:
+    """Set the mask to exactly ``numbers`` (to restore what ``block_signals`` returned)."""
     _signal.pthread_sigmask(signal.SIG_SETMASK, numbers)
 
 
@@ -162,11 +163,6 @@ def close_fds(gaps: Iterable[tuple[int, int]]) -> None:
     """Close the ranges ``fd_gaps`` computed."""
     for low, high in gaps:
         os.closerange(low, high)
-
-
-def close_all_except(keep: Iterable[int]) -> None:
-    """Close every open fd that is not in ``keep``."""
-    close_fds(fd_gaps(keep))
 
 
 def prevent_core_dump() -> None:

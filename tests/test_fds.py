@@ -153,13 +153,13 @@ def test_files_preserve_accepts_ints_files_sockets_and_handlers(tmp_path: Path) 
     del sock_b
 
 
-def test_close_all_except_keeps_exactly_what_is_asked() -> None:
+def test_closing_the_listed_gaps_keeps_exactly_what_is_asked() -> None:
     code = (
         "import os, json\n"
-        "from daemonctx.process import close_all_except\n"
+        "from daemonctx.process import close_fds, fd_gaps\n"
         "opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(6)]\n"
         "keep = {0, 1, 2, opened[1], opened[4]}\n"
-        "close_all_except(keep)\n"
+        "close_fds(fd_gaps(keep))\n"
         "print(json.dumps([sorted(keep), sorted(map(int, os.listdir('/proc/self/fd')))]))\n"
     )
     keep, still_open = json.loads(run_script(code).stdout)
