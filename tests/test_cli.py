@@ -61,6 +61,10 @@ class Tracker:
             **popen,
         )
 
+    def run_argv(self, *command: str) -> list[str]:
+        """The argv of ``python -m daemonctx run --pidfile app.pid -- COMMAND``, for Popen."""
+        return [sys.executable, "-m", "daemonctx", "run", "--pidfile", self.pidfile, "--", *command]
+
     def start(self, *command: str, options: tuple[str, ...] = ()) -> int:
         """``daemonctx start --pidfile app.pid OPTIONS -- COMMAND``; require success; the pid."""
         result = self.daemonctx("start", "--pidfile", self.pidfile, *options, "--", *command)
@@ -456,17 +460,7 @@ def test_run_passes_the_managers_socket_to_the_program(tracker: Tracker) -> None
     marker = tracker.tmp_path / "ready.jsonl"
     with _manager_socket(tracker) as manager:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daemonctx",
-                "run",
-                "--pidfile",
-                tracker.pidfile,
-                "--",
-                *python_program("--marker", str(marker)),
-            ],
-            env=tracker.env,
+            tracker.run_argv(*python_program("--marker", str(marker))), env=tracker.env
         )
         try:
             assert select.select([manager], [], [], 20)[0], "no READY=1"
@@ -606,18 +600,7 @@ def test_a_reused_pid_is_not_running(tracker: Tracker) -> None:
 
 def test_run_stays_in_the_foreground(tracker: Tracker) -> None:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daemonctx",
-            "run",
-            "--pidfile",
-            tracker.pidfile,
-            "--",
-            "sh",
-            "-c",
-            "echo hello from $$; exec sleep 1000",
-        ],
+        tracker.run_argv("sh", "-c", "echo hello from $$; exec sleep 1000"),
         env=tracker.env,
         stdout=subprocess.PIPE,
         text=True,
