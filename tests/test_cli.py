@@ -54,16 +54,21 @@ class Tracker:
         """Run ``python -m daemonctx ARGS`` to completion."""
         popen.setdefault("env", self.env)
         return subprocess.run(
-            [sys.executable, "-m", "daemonctx", *args],
+            [*self.command(), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             **popen,
         )
 
+    @staticmethod
+    def command() -> list[str]:
+        """How the tests invoke the command: ``python -m daemonctx``."""
+        return [sys.executable, "-m", "daemonctx"]
+
     def run_argv(self, *command: str) -> list[str]:
         """The argv of ``python -m daemonctx run --pidfile app.pid -- COMMAND``, for Popen."""
-        return [sys.executable, "-m", "daemonctx", "run", "--pidfile", self.pidfile, "--", *command]
+        return [*self.command(), "run", "--pidfile", self.pidfile, "--", *command]
 
     def start(self, *command: str, options: tuple[str, ...] = ()) -> int:
         """``daemonctx start --pidfile app.pid OPTIONS -- COMMAND``; require success; the pid."""
@@ -192,7 +197,7 @@ def test_usage_errors_exit_2(tracker: Tracker) -> None:
 
 def test_start_status_stop(tracker: Tracker) -> None:
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "daemonctx", "start", "--pidfile", "app.pid", "--", "sleep", "1000"],
+        [*tracker.command(), "start", "--pidfile", "app.pid", "--", "sleep", "1000"],
         cwd=tracker.tmp_path,
         env=tracker.env,
         stdout=subprocess.PIPE,
