@@ -16,15 +16,16 @@ from __future__ import annotations
 import enum
 import os
 import signal as _signal
-import time
 
+from . import identity, procfs
 from .errors import DaemonError, DaemonStartupError
-from .pidfile import PIDLockFile, read_pidfile_status
+from .pidfile import PIDLockFile
 from .process import signal_and_wait, wait_exit
+from .procfs import process_command, process_uptime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .pidfile import PathArg, PidfileStatus
+    from .pidfile import PathArg
 
 __all__ = [
     "AlreadyRunning",
@@ -62,19 +63,19 @@ class ControlError(DaemonError):
 class AlreadyRunning(ControlError):
     """A start found the daemon already running; ``pid`` is its pid."""
 
-    def __init__(self, name: str, pid: int | None) -> None:
+    def __init__(self, name: str, pid: int | None, message: str | None = None) -> None:
         where = f" (pid {pid})" if pid else ""
-        super().__init__(f"{name} is already running{where}")
+        super().__init__(message or f"{name} is already running{where}")
         self.pid = pid
 
 
 class ServiceState(enum.IntEnum):
     """The state of a daemon; each value is its LSB ``status`` exit code."""
 
-    RUNNING = 0  # the pidfile's lock is held
-    DEAD = 1  # the pidfile exists, but nothing holds its lock
-    STOPPED = 3  # no pidfile
-    UNKNOWN = 4  # the pidfile cannot be read (permission, not a regular file)
+    RUNNING = 0  # the process named in the pidfile holds its lock
+    DEAD = 1  # the pidfile exists, but its process is gone (children may hold the lock)
+    STOPPED = 3  # no pidfile, and no process holds the lock of a deleted one
+    UNKNOWN = 4  # the pidfile cannot be read or trusted (permission, another user's)
 
 
 class ServiceStatus:
@@ -83,7 +84,17 @@ class ServiceStatus:
     pidfile names (for messages only); ``reason`` says why the state is unknown.
     """
 
-    __slots__ = ("command", "path", "pid", "reason", "recorded_pid", "state", "uptime")
+    __slots__ = (
+        "command",
+        "deleted",
+        "holders",
+        "path",
+        "pid",
+        "reason",
+        "recorded_pid",
+        "state",
+        "uptime",
+    )
 
     def __init__(
         self,
@@ -95,6 +106,8 @@ class ServiceStatus:
         uptime: float | None = None,
         command: tuple[str, ...] | None = None,
         reason: str | None = None,
+        holders: tuple[int, ...] = (),
+        deleted: bool = False,
     ) -> None:
         self.path = path
         self.state = state
@@ -103,6 +116,8 @@ class ServiceStatus:
         self.uptime = uptime
         self.command = command
         self.reason = reason
+        self.holders = holders
+        self.deleted = deleted
 
     @property
     def running(self) -> bool:
@@ -117,6 +132,8 @@ class ServiceStatus:
         """One line for a human: "app is running (pid 1234, up 5 s): sleep 1000"."""
         if self.state is ServiceState.RUNNING:
             return self._running_message(name)
+        if self.state is ServiceState.DEAD and self.holders:
+            return _leftover_message(name, self.recorded_pid, self.holders)
         if self.state is ServiceState.DEAD:
             named = f" naming pid {self.recorded_pid}" if self.recorded_pid else ""
             return f"{name} is not running, but its pidfile {self.path} remains{named}"
@@ -129,13 +146,18 @@ class ServiceStatus:
         if self.uptime is not None:
             details.append(f"up {format_duration(self.uptime)}")
         line = f"{name} is running" + (f" ({', '.join(details)})" if details else "")
-        return f"{line}: {' '.join(self.command)}" if self.command else line
+        if self.command:
+            line = f"{line}: {' '.join(self.command)}"
+        if self.deleted:
+            line += f"; its pidfile {self.path} was deleted or replaced"
+        return line
 
     def __repr__(self) -> str:
         return (
             f"ServiceStatus({self.path!r}, {self.state.name}, pid={self.pid}, "
             f"recorded_pid={self.recorded_pid}, uptime={self.uptime}, "
-            f"command={self.command}, reason={self.reason!r})"
+            f"command={self.command}, reason={self.reason!r}, holders={self.holders}, "
+            f"deleted={self.deleted})"
         )
 
 
@@ -146,9 +168,21 @@ class StopResult:
     process stuck in the kernel). ``killed`` says SIGKILL was needed;
     ``seconds`` runs from the first signal to the exit seen on the pidfd.
     ``pidfile_removed`` is True when a pidfile nobody held was removed.
+    ``others`` are the processes that still held the daemon's lock after it (its
+    children), stopped too; when the daemon itself had exited, ``pid`` is None
+    and only ``others`` were stopped.
     """
 
-    __slots__ = ("exited", "killed", "path", "pid", "pidfile_removed", "seconds", "signal")
+    __slots__ = (
+        "exited",
+        "killed",
+        "others",
+        "path",
+        "pid",
+        "pidfile_removed",
+        "seconds",
+        "signal",
+    )
 
     def __init__(
         self,
@@ -160,9 +194,11 @@ class StopResult:
         killed: bool = False,
         seconds: float = 0.0,
         pidfile_removed: bool = False,
+        others: tuple[int, ...] = (),
     ) -> None:
         self.path = path
         self.pid = pid
+        self.others = others
         self.signal = signal
         self.exited = exited
         self.killed = killed
@@ -171,16 +207,23 @@ class StopResult:
 
     @property
     def was_running(self) -> bool:
-        return self.pid is not None
+        return self.pid is not None or bool(self.others)
 
     def message(self, name: str, timeout: float | None = None) -> str:
         """One line for a human: "stopped app (pid 1234) in 0.02 s"."""
-        if self.pid is None:
+        if not self.was_running:
             return f"{name} is not running"
+        pids = ", ".join(str(pid) for pid in ((self.pid,) if self.pid else ()) + self.others)
         if not self.exited:
-            return f"{name} (pid {self.pid}) did not exit, even after SIGKILL"
-        line = f"stopped {name} (pid {self.pid}) in {self.seconds:.2f} s"
-        if self.killed:
+            return f"{name} (pid {pids}) did not exit, even after SIGKILL"
+        held = f"pid {_pid_list(self.others)}, which still held its lock"
+        if self.pid is None:
+            line = f"stopped {held} ({name} itself had exited) in {self.seconds:.2f} s"
+        else:
+            line = f"stopped {name} (pid {self.pid}) in {self.seconds:.2f} s"
+            if self.others:
+                line += f", and {held}"
+        if self.killed and self.signal != _signal.SIGKILL:
             after = f" after {timeout:g} s" if timeout is not None else ""
             line += f" (sent SIGKILL{after})"
         return line
@@ -189,8 +232,19 @@ class StopResult:
         return (
             f"StopResult({self.path!r}, pid={self.pid}, signal={self.signal}, "
             f"exited={self.exited}, killed={self.killed}, seconds={self.seconds:.6f}, "
-            f"pidfile_removed={self.pidfile_removed})"
+            f"pidfile_removed={self.pidfile_removed}, others={self.others})"
         )
+
+
+def _pid_list(pids: tuple[int, ...]) -> str:
+    return ", ".join(str(pid) for pid in pids)
+
+
+def _leftover_message(name: str, pid: int | None, holders: tuple[int, ...]) -> str:
+    """"app (pid 1234) exited; pid 1240 still holds its lock"."""
+    where = f" (pid {pid})" if pid else ""
+    verb = "holds" if len(holders) == 1 else "hold"
+    return f"{name}{where} exited; pid {_pid_list(holders)} still {verb} its lock"
 
 
 def startup_failure(name: str, exc: DaemonError) -> ControlError:
@@ -214,11 +268,11 @@ def _is_pidfile_error(exc: BaseException) -> bool:
     return isinstance(exc, lockfile.Error)
 
 
-def _read(path: str) -> PidfileStatus:
-    """``read_pidfile_status``; its failures become ``ControlError`` (exit code 4,
-    "insufficient privilege", for a permission error, else 1)."""
+def _find(path: str, every_holder: bool = False) -> identity.Found:
+    """``identity.find``; its failures become ``ControlError`` (exit code 4,
+    "insufficient privilege", for a permission error or an untrusted pidfile, else 1)."""
     try:
-        return read_pidfile_status(path)
+        return identity.find(path, every_holder=every_holder)
     except Exception as exc:
         if not _is_pidfile_error(exc):
             raise
@@ -235,11 +289,23 @@ def default_name(pidfile: PathArg) -> str:
 
 
 def check_not_running(pidfile: PathArg, name: str) -> None:
-    """Raise ``AlreadyRunning`` (naming the pid) when the pidfile's lock is held,
-    ``ControlError`` when the pidfile cannot be read."""
-    found = _read(os.fspath(pidfile))
-    if found.running:
-        raise AlreadyRunning(name, found.pid)
+    """Raise ``AlreadyRunning`` (naming the pid) when a process holds the pidfile's lock,
+    or the lock of a pidfile deleted while its daemon runs; ``ControlError`` when the
+    pidfile cannot be read or trusted."""
+    found = _find(os.fspath(pidfile))
+    if not found.held:
+        return
+    if found.main_pid is None and found.holders:
+        leftover = _leftover_message(name, found.recorded_pid, found.holders)
+        raise AlreadyRunning(name, found.holders[0], f"{leftover}; stop it first")
+    message: str | None = None
+    if found.deleted:
+        where = f" (pid {found.main_pid})" if found.main_pid else ""
+        message = (
+            f"{name} is already running{where}, though its pidfile {found.path} "
+            "was deleted or replaced"
+        )
+    raise AlreadyRunning(name, found.main_pid, message)
 
 
 def remove_stale_pidfile(pidfile: PathArg) -> bool:
@@ -257,33 +323,6 @@ def remove_stale_pidfile(pidfile: PathArg) -> bool:
             raise
         return False  # held by a live process, or not ours to remove
     return not os.path.lexists(path)
-
-
-# -- /proc --------------------------------------------------------------------
-
-
-def process_uptime(pid: int) -> float | None:
-    """Seconds since ``pid`` started: its start time in /proc/<pid>/stat (clock
-    ticks since boot) against CLOCK_BOOTTIME. None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat(5)
-    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
-
-
-def process_command(pid: int) -> tuple[str, ...] | None:
-    """The command line of ``pid`` from /proc/<pid>/cmdline; None if it is gone or
-    has none (a kernel thread, a zombie)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    words = raw.rstrip(b"\0").split(b"\0") if raw else []
-    return tuple(os.fsdecode(word) for word in words) or None
 
 
 def format_duration(seconds: float) -> str:
@@ -309,22 +348,38 @@ def format_duration(seconds: float) -> str:
 def status(pidfile: PathArg) -> ServiceStatus:
     """The state of the daemon behind ``pidfile``, with LSB ``exit_code``.
 
-    Running means the lock is held; then ``pid``, ``uptime`` and ``command``
-    describe the holder. A pidfile whose pid was reused by another process is
-    not running (it is DEAD: the file exists, nobody holds its lock).
+    Running means the process the pidfile names holds its lock (proven through
+    /proc, see ``identity``); then ``pid``, ``uptime`` and ``command`` describe
+    it. When it has exited and children still hold the lock, the state is DEAD
+    and ``holders`` names them. A pidfile whose pid was reused by another
+    process is DEAD too. A pidfile another user controls is UNKNOWN (4).
     """
     path = os.fspath(pidfile)
     try:
-        found = _read(path)
+        found = _find(path)
     except ControlError as exc:
         return ServiceStatus(path, ServiceState.UNKNOWN, reason=str(exc))
-    if found.running:
-        pid = found.pid
-        uptime = process_uptime(pid) if pid else None
-        command = process_command(pid) if pid else None
-        return ServiceStatus(path, ServiceState.RUNNING, pid=pid, uptime=uptime, command=command)
-    if found.exists:
-        return ServiceStatus(path, ServiceState.DEAD, recorded_pid=found.recorded_pid)
+    path = found.path
+    if found.held and (found.main_pid is not None or not found.holders):
+        pid = found.main_pid
+        return ServiceStatus(
+            path,
+            ServiceState.RUNNING,
+            pid=pid,
+            recorded_pid=found.recorded_pid,
+            uptime=procfs.process_uptime(pid) if pid else None,
+            command=procfs.process_command(pid) if pid else None,
+            holders=found.holders,
+            deleted=found.deleted,
+        )
+    if found.held or found.exists:
+        return ServiceStatus(
+            path,
+            ServiceState.DEAD,
+            recorded_pid=found.recorded_pid,
+            holders=found.holders,
+            deleted=found.deleted,
+        )
     return ServiceStatus(path, ServiceState.STOPPED)
 
 
@@ -366,28 +421,6 @@ def terminate(
         raise ControlError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
 
 
-def _open_target(path: str) -> tuple[int, int] | None:
-    """(pid, pidfd) of the pidfile's lock holder, or None when nobody holds it.
-
-    The pidfd is opened first and the lock checked again after, so the pidfd
-    names the holder: had the pid been reused between the two looks, the
-    second would see the lock free (or held by another pid, and we look again).
-    """
-    for _ in range(_TARGET_ATTEMPTS):
-        found = _read(path)
-        if not found.running or not found.pid:
-            return None
-        try:
-            pidfd = os.pidfd_open(found.pid)
-        except ProcessLookupError:
-            continue  # it just exited (or a child it forked holds the lock): look again
-        again = _read(path)
-        if again.running and again.pid == found.pid:
-            return found.pid, pidfd
-        os.close(pidfd)
-    return None
-
-
 def stop(
     pidfile: PathArg,
     timeout: float = STOP_TIMEOUT,
@@ -395,33 +428,41 @@ def stop(
     *,
     kill_timeout: float = KILL_TIMEOUT,
 ) -> StopResult:
-    """Stop the daemon behind ``pidfile`` and wait until it has exited.
+    """Stop the daemon behind ``pidfile`` and wait until nothing of it runs.
 
-    Sends ``signal``; after ``timeout`` seconds, SIGKILL. Once the process is
-    gone, removes the pidfile if nobody holds its lock (an exec'd program
-    cannot remove it itself). A daemon that is not running is not an error
-    (LSB): the result has ``pid=None``, and a stale pidfile is removed.
-    Raises ``ControlError`` when the pidfile is unusable or the process may
-    not be signalled.
+    Sends ``signal`` to the process the pidfile names, waits for its exit, then
+    sends it to every process that still holds the pidfile's lock (children that
+    inherited it); after ``timeout`` seconds in all, SIGKILL to what remains.
+    Only processes proven to hold the lock are signalled, each through a pidfd
+    (see ``identity``). Then removes the pidfile if nobody holds its lock (an
+    exec'd program cannot remove it itself). A daemon that is not running is not
+    an error (LSB): the result has ``pid=None``, and a stale pidfile is removed.
+    Raises ``ControlError`` when the pidfile is unusable or untrusted, or the
+    processes may not be signalled (exit code 4).
     """
     path = os.fspath(pidfile)
-    target = _open_target(path)
-    if target is None:
+    found = _find(path, every_holder=True)
+    if not found.held:
         return StopResult(path, None, signal=signal, pidfile_removed=remove_stale_pidfile(path))
-    pid, pidfd = target
+    if not found.holders and found.main_pid is None:
+        raise ControlError(
+            f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
+            exit_code=4,
+        )
     try:
-        started = time.monotonic()
-        exited, killed = terminate(pidfd, signal, timeout, kill_timeout)
-        seconds = time.monotonic() - started
-    finally:
-        os.close(pidfd)
-    removed = remove_stale_pidfile(path) if exited else False
+        done = identity.stop_daemon(found, signal, timeout, kill_timeout)
+    except PermissionError as exc:
+        raise ControlError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
+    main = found.main_pid if found.main_pid in done.signalled else None
+    others = tuple(pid for pid in done.signalled if pid != main)
+    removed = remove_stale_pidfile(found.path) if done.exited else False
     return StopResult(
         path,
-        pid,
+        main,
         signal=signal,
-        exited=exited,
-        killed=killed,
-        seconds=seconds,
+        exited=done.exited,
+        killed=done.killed,
+        seconds=done.seconds,
         pidfile_removed=removed,
+        others=others,
     )

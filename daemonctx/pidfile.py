@@ -106,6 +106,46 @@ def _open(path: str, writable: bool) -> int | None:
     return fd
 
 
+def _untrusted(path: str, st: os.stat_result) -> str | None:
+    """Why a pidfile (or its directory) must not be trusted, as start-stop-daemon rules:
+    owned by a user other than us or root, or writable by someone else. None if trusted."""
+    if st.st_uid not in (0, os.geteuid()):
+        return f"{path} is owned by uid {st.st_uid}, not by root or uid {os.geteuid()}"
+    mode = st.st_mode
+    if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+        return None  # sticky: others may add files, but not replace ours
+    if mode & stat.S_IWOTH:
+        return f"{path} is writable by others (mode {stat.S_IMODE(mode):04o})"
+    if mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid()):
+        return f"{path} is writable by group {st.st_gid} (mode {stat.S_IMODE(mode):04o})"
+    return None
+
+
+def _read_only_twin(path: str, fd: int) -> int | None:
+    """A read-only fd on fd's file (the one that will hold the lock), or None if
+    *path* names another file by now. Refuses a file, or a directory, another user
+    controls: a pidfile that user could rewrite must not steer root."""
+    st = os.fstat(fd)
+    reason = _untrusted(path, st)
+    if reason is None:
+        directory = os.path.dirname(path) or "."
+        try:
+            reason = _untrusted(directory, os.stat(directory))
+        except OSError:
+            reason = None  # it was just there: the open below says what is wrong
+    if reason is not None:
+        raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
+    try:
+        twin = os.open(path, _OPEN_FLAGS | os.O_RDONLY)
+    except OSError:
+        return None
+    mine = os.fstat(twin)
+    if (mine.st_dev, mine.st_ino) != (st.st_dev, st.st_ino):
+        os.close(twin)
+        return None
+    return twin
+
+
 def _open_or_fail(path: str, writable: bool) -> int | None:
     try:
         return _open(path, writable)
@@ -132,31 +172,67 @@ def _is_at_path(path: str, fd: int) -> bool:
     return mine.st_nlink > 0 and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _exclusive_holder(fd: int) -> int | None:
-    """The pid /proc/locks lists for an exclusive flock on fd's file, or None if none is listed.
-
-    Lines look like ``1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF`` (device numbers
-    in hex); waiters have ``->`` after the ordinal. The pid may be 0 or negative when the
-    locker is outside our pid namespace; callers then fall back to the file's content.
-    """
-    st = os.fstat(fd)
-    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+def _flock_keys(device: int | None = None) -> list[tuple[int, tuple[int, int, int]]] | None:
+    """(locker pid, (major, minor, inode)) of every active exclusive flock in /proc/locks,
+    only those on ``device`` when given. Lines look like
+    ``1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF`` (device numbers in hex);
+    waiters have ``->`` after the ordinal. The pid is the process that *took* the
+    lock: a hint, never an identity (see ``procfs``). None where there is no
+    /proc/locks to read (not Linux)."""
     try:
         with open(_PROC_LOCKS, "rb") as f:
             lines = f.read().splitlines()
     except OSError:
         return None
+    found = []
     for line in lines:
         fields = line.split()
         if len(fields) < 6 or fields[1] != b"FLOCK" or fields[3] != b"WRITE":
             continue
         try:
             major, minor, ino = fields[5].split(b":")
-            if (int(major, 16), int(minor, 16), int(ino)) == want:
-                return int(fields[4])
+            key = (int(major, 16), int(minor, 16), int(ino))
+            pid = int(fields[4])
         except ValueError:
             continue
-    return None
+        if device is None or key[:2] == (os.major(device), os.minor(device)):
+            found.append((pid, key))
+    return found
+
+
+def _exclusive_holder(fd: int) -> int | None:
+    """A live process that holds the exclusive flock on fd's file, or None if none does.
+
+    The pid written in the file is preferred when that process really holds the
+    lock (its fdinfo shows it); otherwise any verified holder, for instance a child
+    that inherited the lock from a daemon that has exited. When holders cannot be
+    looked at (another user's processes, as non-root), the written pid is returned
+    if that process started before the pid was written (a pid reused later did not).
+    """
+    st = os.fstat(fd)
+    key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    recorded = _pid_in(fd)
+    flocks = _flock_keys()
+    if flocks is None:  # no /proc: nothing to verify with, the file is all we have
+        return recorded
+    lockers = [pid for pid, locked in flocks if locked == key]
+    if not lockers:
+        return None
+    from . import procfs  # only when the lock is held: never on a fresh start
+
+    if recorded is not None:
+        fds = procfs.holding_fds(recorded, key)
+        if fds:
+            return recorded
+        if fds is None and procfs.started_before(recorded, st.st_mtime):
+            return recorded
+    holders = procfs.find_lock_holders(key, lockers)
+    return holders.pids[0] if holders.pids else None
+
+
+def _key(fd: int) -> tuple[int, int, int]:
+    st = os.fstat(fd)
+    return os.major(st.st_dev), os.minor(st.st_dev), st.st_ino
 
 
 def _is_held(fd: int) -> bool:
@@ -182,12 +258,12 @@ def _try_lock(fd: int) -> tuple[bool, int | None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _exclusive_holder(fd)
-            if holder is not None:
-                return False, holder if holder > 0 else _pid_in(fd)
+            flocks = _flock_keys()
+            if flocks is None or any(locked == _key(fd) for _pid, locked in flocks):
+                return False, _exclusive_holder(fd)
         else:
             return True, None
-    return False, _pid_in(fd)
+    return False, _exclusive_holder(fd)
 
 
 def _pause(pid: int | None, seconds: float) -> bool:
@@ -214,19 +290,15 @@ def _let_go(path: str, fd: int) -> None:
     """Unlink *path* if it is still fd's file, then unlock and close *fd*.
 
     Unlinking before unlocking means a reader can never find this file locked by anyone
-    but us. If the file was not unlinked (a root-owned directory after dropping root, or
-    the path no longer names it), it is emptied instead so that it names no pid; left
-    unlocked, it is stale, and the next acquire takes it over.
+    but us. If the file cannot be unlinked (a root-owned directory after dropping root,
+    or the path no longer names it), it stays: unlocked, so stale. Its pid is then never
+    trusted (``read_pid`` and ``status`` verify it), the next acquire takes it over, and
+    ``daemonctx stop`` removes it. (The lock fd is read-only: it cannot empty the file.)
     """
     try:
         try:
             if _is_at_path(path, fd):
                 os.unlink(path)
-                return
-        except OSError:
-            pass
-        try:
-            os.ftruncate(fd, 0)
         except OSError:
             pass
     finally:
@@ -255,6 +327,34 @@ def _held_message(path: str, pid: int | None) -> str:
     return f"{path} is locked by {who}"
 
 
+def _former_holder(path: str, st: os.stat_result | None, wait: float | None) -> int | None:
+    """A live process holding the lock of a file that was at *path* and was deleted,
+    after waiting up to *wait* seconds for such processes to exit; None if none.
+
+    One read of /proc/locks when no other flock is held on the directory's device
+    (the common case); only then is /proc searched for a ``<path> (deleted)``.
+    """
+    try:
+        device = os.stat(os.path.dirname(path) or ".").st_dev
+    except OSError:
+        return None
+    current = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) if st is not None else None
+    flocks = _flock_keys(device)
+    if not flocks or all(key == current for _pid, key in flocks):
+        return None
+    from . import procfs
+
+    deadline = time.monotonic() + (wait or 0.0)
+    while True:
+        former = procfs.deleted_lock_holders(path, device)
+        if not former:
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return former[0][0]
+        _pause(former[0][0], min(remaining, _MAX_DELAY))
+
+
 class PIDLockFile:
     """A pidfile locked with ``flock`` for as long as its holder lives (lockfile's API).
 
@@ -274,19 +374,47 @@ class PIDLockFile:
         return self.timeout
 
     def fail_if_held(self, path: str | None = None) -> None:
-        """Raise ``AlreadyLocked`` naming the holder if a live process holds the lock
-        and ``acquire()`` would not wait for it.
+        """Check the pidfile in the foreground: refuse one another user controls
+        (``paths.UnsafePathError``), and raise ``AlreadyLocked`` naming the holder
+        if a live process holds the lock and ``acquire()`` would not wait for it.
 
-        ``DaemonContext.open()`` calls it in the foreground, so a second instance
-        fails before it forks. ``path`` is where the file is seen from the calling
-        process, when a chroot or a relative path puts it elsewhere.
+        Held includes a pidfile deleted or replaced while its daemon runs (an
+        operator's ``rm``, systemd after a failed start): that daemon still holds
+        the lock of the old file, and a second one must not start beside it.
+
+        ``DaemonContext.open()`` calls it, so a second instance fails before it
+        forks. ``path`` is where the file is seen from the calling process, when a
+        chroot or a relative path puts it elsewhere.
         """
+        from .paths import UnsafePathError, check_path
+
+        seen = os.path.abspath(path or self.path)
+        try:  # directories through trusted symlinks only; the file itself is no symlink
+            directory = check_path(os.path.dirname(seen), "pidfile")
+            real = os.path.join(directory, os.path.basename(seen))
+        except UnsafePathError as exc:
+            raise UnsafePathError("pidfile", seen, exc.reason) from None
+        try:
+            st = os.lstat(real)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            reason = _untrusted(seen, st)
+            if reason is not None:
+                raise UnsafePathError("pidfile", seen, reason)
         timeout = self._default_timeout()
-        if timeout is not None and timeout > 0:
-            return  # acquire() will wait for the holder to go (a restart)
-        status = read_pidfile_status(path or self.path)
+        waits = timeout is not None and timeout > 0
+        status = read_pidfile_status(real)
         if status.running:
+            if waits:
+                return  # acquire() will wait for the holder to go (a restart)
             raise _lockfile_error("AlreadyLocked", _held_message(self.path, status.pid))
+        former = _former_holder(real, st, timeout if waits else None)
+        if former is not None:
+            raise _lockfile_error(
+                "AlreadyLocked",
+                f"{self.path} was deleted or replaced, but process {former} still holds its lock",
+            )
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take the lock and write our pid; raise AlreadyLocked or LockTimeout naming the holder."""
@@ -308,21 +436,38 @@ class PIDLockFile:
             fd = _open_or_fail(self.path, writable=True)
             if fd is None:  # pragma: no cover - O_CREAT never reports a missing file
                 continue
-            locked, holder = _try_lock(fd)
-            if locked and _is_at_path(self.path, fd):
+            try:
+                lock_fd = _read_only_twin(self.path, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if lock_fd is None:  # replaced between the two opens
+                os.close(fd)
+                continue
+            locked, holder = _try_lock(lock_fd)
+            if locked and _is_at_path(self.path, lock_fd):
                 try:
                     data = b"%d\n" % os.getpid()
                     os.ftruncate(fd, 0)  # readers see empty ("not yet written") or the full pid
                     if os.pwrite(fd, data, 0) != len(data):
                         raise OSError(errno.EIO, "short write")
                 except OSError as exc:
-                    _let_go(self.path, fd)
+                    try:
+                        os.ftruncate(fd, 0)  # no half-written pid left behind
+                    except OSError:
+                        pass
+                    os.close(fd)
+                    _let_go(self.path, lock_fd)
                     msg = f"cannot write pid to {self.path}: {exc.strerror}"
                     raise _lockfile_error("LockFailed", msg) from exc
-                self._fd, self._owner = fd, os.getpid()
+                # Only the read-only twin is kept: a daemon that drops privileges
+                # holds the lock but can never rewrite (or grow) its pidfile.
+                os.close(fd)
+                self._fd, self._owner = lock_fd, os.getpid()
                 return
-            moved = locked or not _is_at_path(self.path, fd)
-            os.close(fd)  # also drops a lock won on a file that is no longer at the path
+            moved = locked or not _is_at_path(self.path, lock_fd)
+            os.close(fd)
+            os.close(lock_fd)  # also drops a lock won on a file that is no longer at the path
             if moved:  # unlinked or replaced between our open and our lock: start over
                 replaced += 1
                 if replaced > _MAX_REPLACED:
@@ -347,7 +492,7 @@ class PIDLockFile:
         fd = self._fd
         if fd is None:
             try:
-                held = self.is_locked()
+                held = read_pidfile_status(self.path).running
             except Exception:
                 held = False
             if held:
@@ -363,7 +508,15 @@ class PIDLockFile:
         _let_go(self.path, fd)
 
     def read_pid(self) -> int | None:
-        """The pid written in the file; None if missing, empty, not a pid or not a regular file."""
+        """The daemon's pid from the file, never a stranger's.
+
+        While the lock is held: the pid written in the file if that process holds
+        the lock, else the pid of a process that does (a child that inherited it).
+        For a stale file (nobody holds the lock): the written pid while it names no
+        process, or the very process that wrote it (it started before the write);
+        None once the pid belongs to another process. Also None if the file is
+        missing, empty, not a pid or not a regular file.
+        """
         try:
             fd = _open(self.path, writable=False)
         except _Unusable:
@@ -371,14 +524,36 @@ class PIDLockFile:
         if fd is None:
             return None
         try:
-            return _pid_in(fd)
+            if _is_held(fd):
+                return _exclusive_holder(fd)
+            recorded = _pid_in(fd)
+            if recorded is None:
+                return None
+            from . import procfs
+
+            if procfs.process_start_time(recorded) is None:
+                return recorded  # names no process: harmless, and shows the file is stale
+            written = os.fstat(fd).st_mtime
+            return recorded if procfs.started_before(recorded, written) else None
         finally:
             os.close(fd)
 
     def is_locked(self) -> bool:
-        """Whether a live process (this one included) holds the lock, not merely whether the
-        file exists as in lockfile."""
-        return read_pidfile_status(self.path).running
+        """Whether the pidfile exists, held or stale, as lockfile's ``is_locked``.
+
+        python-daemon-era code relies on it: a runner's ``stop`` checks
+        ``is_locked()``, then ``read_pid()`` and ``break_lock()`` to clear the file
+        of a daemon that was SIGKILLed. Whether a live process holds the lock is
+        ``read_pidfile_status(path).running``.
+        """
+        try:
+            fd = _open(self.path, writable=False)
+        except _Unusable as exc:
+            raise _lockfile_error("LockFailed", str(exc)) from exc.__cause__
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
 
     def i_am_locking(self) -> bool:
         """Whether this object holds the lock in this process (false in a forked child)."""
@@ -400,8 +575,7 @@ class PIDLockFile:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _exclusive_holder(fd)
-                pid = holder if holder is not None and holder > 0 else _pid_in(fd)
+                pid = _exclusive_holder(fd)
                 raise _lockfile_error(
                     "AlreadyLocked",
                     _held_message(self.path, pid) + "; break_lock never steals a live lock",
@@ -505,9 +679,8 @@ def read_pidfile_status(path: PathArg) -> PidfileStatus:
             return PidfileStatus(path, False, False, None, None)
         try:
             running = _is_held(fd)
-            holder = _exclusive_holder(fd) if running else None
+            pid = _exclusive_holder(fd) if running else None
             recorded = _pid_in(fd)
-            pid = (holder if holder is not None and holder > 0 else recorded) if running else None
             status = PidfileStatus(path, True, running, pid, recorded)
             if _is_at_path(path, fd):
                 return status

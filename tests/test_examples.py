@@ -371,9 +371,10 @@ def test_unprivileged_daemon_keeps_its_pidfile_in_a_root_owned_directory(
     assert status["Groups"] == "", "root's supplementary groups are gone"
 
     stop(pid)
-    # Not root any more, it could not unlink the pidfile: it emptied it instead, so
-    # the file names nobody, and the next start takes it over.
-    assert pidfile.read_text() == ""
+    # Not root any more, it could neither unlink the pidfile nor write it (its lock fd
+    # is read-only): the file stays, unlocked, naming the pid that is gone, and the
+    # next start takes it over.
+    assert pidfile.read_text() == f"{pid}\n"
     assert not read_pidfile_status(pidfile).running
     again = run_example(*args)
     assert again.returncode == 0, again.stderr

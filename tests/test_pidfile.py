@@ -476,9 +476,10 @@ def test_release_in_root_owned_dir_after_dropping_root(spawn: Callable[..., Chil
         child.close_stdin()
         assert child.expect("released")[2] == "False"
         assert child.wait() == 0  # release did not raise
-        # nobody may not unlink in a root-owned dir: the file stays, emptied and unlocked
-        assert os.path.exists(path) and os.path.getsize(path) == 0
-        assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, None)
+        # nobody may not unlink in a root-owned dir, nor write the file (its lock fd
+        # is read-only): the file stays, unlocked, naming the pid that is gone
+        assert Path(path).read_text() == f"{child.pid}\n"
+        assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, child.pid)
         lock = PIDLockFile(path)
         lock.acquire()  # no stale lock left behind
         assert lock.read_pid() == os.getpid()
@@ -578,7 +579,7 @@ def test_status_does_not_trust_a_reused_pid(path: str) -> None:
             Path(path).write_text(f"{live_pid}\n")
             status = read_pidfile_status(path)
             assert status == PidfileStatus(path, True, False, None, live_pid)
-            assert not PIDLockFile(path).is_locked()
+            assert PIDLockFile(path).is_locked()  # lockfile's meaning: the file exists
         Path(path).write_text("garbage\n")
         assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, None)
     finally:

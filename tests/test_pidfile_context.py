@@ -43,8 +43,9 @@ def test_killed_daemon_never_blocks_the_next_start(daemons: Daemons, tmp_path: P
 
 def test_root_owned_directory_with_a_privilege_drop(daemons: Daemons, tmp_path: Path) -> None:
     """Written as root in a root-only directory (like /run), then the daemon runs as
-    nobody: at stop it cannot unlink the file, so it empties it and lets go of the
-    lock. The file is stale but unlocked, and the next start takes it over."""
+    nobody: at stop it can neither unlink the file nor write it (its lock fd is
+    read-only), so it lets go of the lock. The file is stale, still naming the pid
+    that is gone, never trusted, and the next start takes it over."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     run = tmp_path / "run"
@@ -57,8 +58,9 @@ def test_root_owned_directory_with_a_privilege_drop(daemons: Daemons, tmp_path: 
     os.kill(first["pid"], signal.SIGTERM)
     wait_gone(first["pid"])
     assert pidfile.exists()
-    assert pidfile.read_text() == "", "emptied: no reader sees a dead pid"
+    assert pidfile.read_text() == f"{first['pid']}\n"
     assert not read_pidfile_status(pidfile).running
+    assert PIDLockFile(str(pidfile)).read_pid() == first["pid"]  # gone: harmless to name
     second, _ = daemons.start(config)
     assert int(pidfile.read_text()) == second["pid"]
 

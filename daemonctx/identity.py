@@ -1,0 +1,262 @@
+"""Which processes are the daemon behind a pidfile: found, proven, then signalled.
+
+The daemon holds its pidfile's lock for its whole life (see ``pidfile``), and
+so does any child that inherited the lock's descriptor. Those processes, and
+only those, are "the daemon" here. Each is proven by ``/proc/<pid>/fdinfo``
+(its descriptor owns the lock: nobody else can show that), pinned with a pidfd
+*before* it is proven, and signalled only through that pidfd, so no pid
+reused meanwhile can be hit. The pid written in the file is a hint: it names
+the main process when that process holds the lock, and nothing otherwise.
+
+A pidfile deleted or replaced while its daemon runs (systemd unlinks
+``PIDFile=`` after a failed start; an operator's ``rm``) leaves the lock on the
+old inode; the kernel still names it ``<path> (deleted)`` in ``/proc``, and
+``find`` follows it there, so mutual exclusion does not depend on the path.
+
+As root, a pidfile another user owns or can replace is refused, as
+start-stop-daemon refuses it: ``paths.UnsafePathError``, LSB code 4.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal as _signal
+import time
+from dataclasses import dataclass, field
+
+from . import pidfile as _pidfile
+from . import procfs
+from .paths import UnsafePathError, check_path
+
+__all__ = ["Found", "find", "stop_daemon"]
+
+FileKey = tuple[int, int, int]
+_ATTEMPTS = 10  # looks at the pidfile when it is replaced while we look
+
+
+@dataclass
+class Found:
+    """What a pidfile says about its daemon, with every pid proven.
+
+    ``held``: some process holds the lock (of the file at ``path``, or of a former
+    file there, then ``deleted``). ``main_pid``: the pid written in the file, when
+    that process holds the lock (or, when ``hidden`` holders cannot be looked at,
+    when it started before the file was written). ``holders``: every process proven
+    to hold the lock. ``recorded_pid``: whatever pid the file names, for messages.
+    """
+
+    path: str
+    exists: bool = False
+    held: bool = False
+    recorded_pid: int | None = None
+    main_pid: int | None = None
+    holders: tuple[int, ...] = ()
+    hidden: bool = False
+    deleted: bool = False
+    keys: tuple[FileKey, ...] = field(default=(), repr=False)
+
+    @property
+    def leftovers(self) -> tuple[int, ...]:
+        """Holders other than the main process: children that inherited the lock."""
+        return tuple(pid for pid in self.holders if pid != self.main_pid)
+
+
+def _refuse(path: str, reason: str) -> UnsafePathError:
+    return UnsafePathError("pidfile", path, reason)
+
+
+def _look(path: str, every_holder: bool) -> Found | None:
+    """One look at the file at ``path``; None when it was replaced while we looked."""
+    try:
+        fd = _pidfile._open(path, writable=False)
+    except _pidfile._Unusable as exc:
+        if isinstance(exc.__cause__, PermissionError):
+            raise exc.__cause__ from None
+        raise _refuse(path, str(exc).split(": ", 1)[-1]) from None
+    if fd is None:
+        return Found(path)
+    try:
+        st = os.fstat(fd)
+        reason = _pidfile._untrusted(path, st)
+        if reason is not None:
+            raise _refuse(path, reason)
+        key = procfs.file_key(st)
+        found = Found(path, exists=True, recorded_pid=_pidfile._pid_in(fd), keys=(key,))
+        found.held = _pidfile._is_held(fd)
+        if found.held:
+            _prove(found, st.st_mtime, every_holder)
+        return found if _pidfile._is_at_path(path, fd) else None
+    finally:
+        os.close(fd)
+
+
+def _prove(found: Found, written: float, every_holder: bool) -> None:
+    """Fill ``holders`` and ``main_pid`` from /proc (``found.keys`` are held)."""
+    recorded = found.recorded_pid
+    if recorded is not None and not every_holder:
+        fds = procfs.holding_fds(recorded, found.keys[0])
+        if fds:
+            found.main_pid, found.holders = recorded, (recorded,)
+            return
+    holders: set[int] = set()
+    for key in found.keys:
+        result = procfs.find_lock_holders(key, [recorded] if recorded else [])
+        holders.update(result.pids)
+        found.hidden = found.hidden or result.hidden
+    found.holders = tuple(sorted(holders))
+    if recorded is not None and recorded in holders:
+        found.main_pid = recorded
+    elif recorded is not None and found.hidden and procfs.started_before(recorded, written):
+        found.main_pid = recorded  # cannot look as this user; the file cannot lie (see pidfile)
+
+
+def _former_file(found: Found, real: str, every_holder: bool) -> None:
+    """Follow a lock still held on a file that was at ``real`` and has been deleted."""
+    try:
+        device = os.stat(os.path.dirname(real)).st_dev
+    except OSError:
+        return
+    former = procfs.deleted_lock_holders(real, device)
+    if not former:
+        return
+    found.held, found.deleted = True, True
+    found.keys = tuple(sorted({key for _pid, key in former}))
+    pid, key = former[0]
+    written = 0.0
+    for name in procfs.holding_fds(pid, key) or []:
+        try:  # the old file is still readable through the holder's descriptor
+            old = os.open(f"/proc/{pid}/fd/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            found.recorded_pid = _pidfile._pid_in(old)
+            written = os.fstat(old).st_mtime
+        finally:
+            os.close(old)
+        break
+    _prove(found, written, every_holder)
+
+
+def find(path: str, *, every_holder: bool = True) -> Found:
+    """Look at the pidfile at ``path`` and prove which processes are its daemon.
+
+    ``every_holder=False`` stops at the main process when it holds the lock (a
+    status or a start check); a stop needs them all. Raises ``UnsafePathError``
+    for a pidfile another user controls, ``PermissionError`` when it cannot be read.
+    """
+    typed = os.path.abspath(path)
+    try:  # the directories, through trusted symlinks only; the file itself is no symlink
+        directory = check_path(os.path.dirname(typed), "pidfile")
+    except UnsafePathError as exc:
+        raise _refuse(typed, exc.reason) from None
+    real = os.path.join(directory, os.path.basename(typed))
+    found: Found | None = None
+    for _ in range(_ATTEMPTS):
+        found = _look(real, every_holder)
+        if found is not None:
+            break
+    if found is None:
+        found = Found(real, exists=True)
+    if not found.held:
+        _former_file(found, real, every_holder)
+    found.path = typed
+    return found
+
+
+# -- stopping -----------------------------------------------------------------
+
+
+def _exited(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
+def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
+    """A pidfd for ``pid`` if, once pinned, it is proven to hold one of ``keys``.
+
+    The pidfd comes first: if the check then sees the lock in /proc/<pid> while the
+    pidfd's process is still alive, that /proc entry was this very process.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if any(procfs.holding_fds(pid, key) for key in keys) and not _exited(pidfd):
+        return pidfd
+    os.close(pidfd)
+    return None
+
+
+def _current_holders(keys: tuple[FileKey, ...]) -> list[int]:
+    pids: set[int] = set()
+    for key in keys:
+        pids.update(procfs.find_lock_holders(key).pids)
+    return sorted(pids)
+
+
+@dataclass
+class Stopped:
+    """What ``stop_daemon`` did: ``signalled`` pids in order (the main one first),
+    ``exited`` False if one outlived SIGKILL's wait, ``killed`` if SIGKILL was sent."""
+
+    signalled: list[int]
+    exited: bool
+    killed: bool
+    seconds: float
+
+
+def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) -> Stopped:
+    """Signal the main process, wait for it, then every process still holding the lock;
+    after ``timeout`` seconds SIGKILL whatever remains, and wait ``kill_timeout`` more.
+
+    Only pinned, proven holders are signalled (``_pin``). Raises ``PermissionError``
+    when we may not signal them.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    pinned: dict[int, int] = {}
+    killed = False
+    targets = [found.main_pid] if found.main_pid else list(found.holders)
+    try:
+        while True:
+            new = [pid for pid in targets if pid not in pinned]
+            for pid in new:
+                pidfd = _pin(pid, found.keys)
+                if pidfd is None:
+                    continue
+                pinned[pid] = pidfd
+                try:
+                    _signal.pidfd_send_signal(pidfd, _signal.SIGKILL if killed else signum)
+                except ProcessLookupError:
+                    pass
+            alive = [fd for fd in pinned.values() if not _exited(fd)]
+            if not alive:
+                targets = _current_holders(found.keys)  # children that kept the lock
+                if not any(pid not in pinned for pid in targets):
+                    if not targets:
+                        return Stopped(list(pinned), True, killed, time.monotonic() - started)
+                    if killed and time.monotonic() >= deadline:
+                        break  # holders we could not pin (not ours to signal)
+                    if not killed and time.monotonic() >= deadline:
+                        killed = True
+                        deadline = time.monotonic() + kill_timeout
+                    select.select([], [], [], 0.001)  # a holder between exit and reaping
+                continue
+            now = time.monotonic()
+            if now >= deadline:
+                if killed:
+                    break
+                killed = True
+                for pidfd in alive:
+                    try:
+                        _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                targets = _current_holders(found.keys)
+                deadline = now + kill_timeout
+                continue
+            select.select(alive, [], [], deadline - now)
+    finally:
+        for pidfd in pinned.values():
+            os.close(pidfd)
+    return Stopped(list(pinned), False, killed, time.monotonic() - started)

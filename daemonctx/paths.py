@@ -1,0 +1,244 @@
+"""Which paths root may trust, and a safe opener for a daemon's log files.
+
+daemonctx runs as root and opens files at paths the operator names (pidfiles,
+``--stdout``, ``--stderr``). A local user who owns a directory on the way, or can
+write one (/tmp), could plant a symlink, a hard link or a file there and have
+root write where they choose. ``check_path`` applies start-stop-daemon's rules
+to every component before anything is opened; ``open_log`` then opens without
+following a symlink and checks the open file again, which closes the window
+between the check and the open.
+
+Imported on a daemon's start-up path: only ``os``, ``stat`` and ``errno``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from .errors import DaemonError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["UnsafePathError", "check_owned_file", "check_path", "open_log", "trusted_uids"]
+
+_MAX_LINKS = 40  # the kernel's limit too
+# O_NONBLOCK only so that opening a FIFO nobody reads fails (ENXIO) instead of hanging.
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+
+
+def _show(path: str) -> str:
+    """``path`` for a one-line message: quoted when it holds a newline or the like."""
+    return path if path.isprintable() else repr(path)
+
+
+class UnsafePathError(DaemonError, PermissionError):
+    """A path another user could control; ``path`` is what the user typed, ``reason`` why it
+    is refused. A ``PermissionError`` with errno EPERM: "insufficient privilege" (LSB code 4).
+    """
+
+    def __init__(self, what: str, path: str, reason: str) -> None:
+        super().__init__(errno.EPERM, f"refusing {what} {_show(path)}: {reason}")
+        self.what = what
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"refusing {self.what} {_show(self.path)}: {self.reason}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
+        return (type(self), (self.what, self.path, self.reason))
+
+
+def trusted_uids() -> set[int]:
+    """The owners whose files and directories we trust: root and ourselves."""
+    return {0, os.geteuid()}
+
+
+def _mode(st: os.stat_result) -> str:
+    return f"{stat.S_IMODE(st.st_mode):04o}"
+
+
+def _writers(st: os.stat_result) -> str | None:
+    """Who besides trusted users may write ``st``: "others", "group N", or None."""
+    if st.st_mode & stat.S_IWOTH:
+        return "others"
+    if st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid()):
+        return f"group {st.st_gid}"
+    return None
+
+
+def _is_own_fd_dir(directory: str) -> bool:
+    """/proc/self/fd or /proc/thread-self/fd as the walk resolves them: /proc/<our pid>/fd,
+    /proc/<our pid>/task/<tid>/fd. Their links name our own open files ("pipe:[1234]")."""
+    own = f"/proc/{os.getpid()}"
+    if directory == f"{own}/fd":
+        return True
+    head, _, tid = os.path.dirname(directory).rpartition("/")
+    return directory.endswith("/fd") and head == f"{own}/task" and tid.isdigit()
+
+
+def _names(path: str) -> list[str]:
+    """The components of ``path``, last first (a stack to pop)."""
+    return [name for name in reversed(path.split("/")) if name not in ("", ".")]
+
+
+def _walk(path: str, what: str) -> tuple[str, bool]:
+    """``check_path``'s walk. Also returns True when it stopped at one of our own /proc fd
+    links, which must be opened through the link (no O_NOFOLLOW) and never created."""
+    trusted = trusted_uids()
+
+    def refuse(reason: str) -> UnsafePathError:
+        return UnsafePathError(what, path, reason)
+
+    def enter(directory: str, st: os.stat_result) -> tuple[str, str | None]:
+        if st.st_uid not in trusted:
+            raise refuse(f"{_show(directory)} is owned by uid {st.st_uid}")
+        writers = _writers(st)
+        if writers and not st.st_mode & stat.S_ISVTX:
+            raise refuse(
+                f"{_show(directory)} is writable by {writers} (mode {_mode(st)}) and not sticky"
+            )
+        return directory, writers
+
+    # The directories walked into, each with who else may write it (sticky if anyone).
+    chain = [enter("/", os.lstat("/"))]
+    todo = _names(os.path.abspath(path))
+    links = 0
+    while todo:
+        name = todo.pop()
+        current, writers = chain[-1]
+        if name == "..":  # every directory in chain is real (no symlink), so this is its parent
+            if len(chain) > 1:
+                chain.pop()
+            continue
+        entry = os.path.join(current, name)
+        try:
+            st = os.lstat(entry)
+        except FileNotFoundError:
+            if not todo:
+                return entry, False  # a file to create
+            message = f"{what} {_show(path)}: no such directory {_show(entry)}"
+            raise FileNotFoundError(errno.ENOENT, message) from None
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot check {what} {_show(path)}: {exc.strerror}") from exc
+        is_link = stat.S_ISLNK(st.st_mode)
+        if st.st_uid not in trusted and is_link:
+            raise refuse(f"{_show(entry)} is a symbolic link owned by uid {st.st_uid}")
+        if st.st_uid not in trusted and writers:
+            raise refuse(
+                f"{_show(entry)} is owned by uid {st.st_uid}, in {_show(current)}"
+                f" writable by {writers}"
+            )
+        if is_link:
+            if not todo and _is_own_fd_dir(current):
+                return entry, True
+            links += 1
+            if links > _MAX_LINKS:
+                raise refuse("too many symbolic links")
+            target = os.readlink(entry)
+            if target.startswith("/"):
+                del chain[1:]
+            todo.extend(_names(target))
+        elif stat.S_ISDIR(st.st_mode):
+            chain.append(enter(entry, st))
+        elif todo:
+            message = f"{what} {_show(path)}: {_show(entry)} is not a directory"
+            raise NotADirectoryError(errno.ENOTDIR, message)
+        else:
+            return entry, False
+    return chain[-1][0], False
+
+
+def check_path(path: str, what: str) -> str:
+    """Return ``path`` resolved (absolute, symlinks followed; a missing last component kept)
+    after checking, from "/" down, that no other user could have chosen what it names.
+
+    Refused (``UnsafePathError``): a directory owned by another user, or writable by others
+    (or a group other than ours) and not sticky; in a sticky one, an entry of another user's;
+    a symbolic link of another user's; more than 40 links. A missing directory on the way
+    raises ``FileNotFoundError``. A link in /proc/self/fd (our own open file, such as
+    /dev/stdout's) ends the walk: that link's path is returned, to be opened as it is.
+    """
+    return _walk(path, what)[0]
+
+
+def check_owned_file(st: os.stat_result, path: str, what: str) -> None:
+    """Refuse a pidfile another user owns or may write, as start-stop-daemon does: we would
+    trust the pid in it (and signal that process)."""
+    writers = _writers(st)
+    if st.st_uid not in trusted_uids():
+        raise UnsafePathError(what, path, f"the file is owned by uid {st.st_uid}")
+    if writers:
+        raise UnsafePathError(what, path, f"the file is writable by {writers} (mode {_mode(st)})")
+
+
+def _open(resolved: str, own_fd: bool, mode: int) -> int:
+    if own_fd:
+        return os.open(resolved, _LOG_FLAGS)
+    flags = _LOG_FLAGS | os.O_NOFOLLOW
+    try:
+        fd = os.open(resolved, flags | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return os.open(resolved, flags)
+    try:
+        os.fchmod(fd, mode)  # exactly `mode`: the process's own umask applied too
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_error(exc: OSError, what: str, path: str, resolved: str) -> OSError:
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW: a symlink appeared after check_path
+        return UnsafePathError(what, path, f"{_show(resolved)} is a symbolic link")
+    reason = exc.strerror
+    if exc.errno == errno.ENXIO:
+        try:
+            if stat.S_ISFIFO(os.stat(resolved).st_mode):
+                reason = "no process reads the FIFO"
+        except OSError:
+            pass
+    return OSError(exc.errno, f"cannot open {what} {_show(path)}: {reason}")
+
+
+def _check_opened(fd: int, resolved: str, what: str, path: str) -> None:
+    """In a directory others can write, what we opened must be ours, not swapped in or
+    planted there after ``check_path`` looked; a regular file with several links may be
+    another user's hard link to a file of ours."""
+    directory = os.path.dirname(resolved)
+    writers = _writers(os.stat(directory))
+    if not writers:
+        return
+    st = os.fstat(fd)
+    where = f"in {_show(directory)} writable by {writers}"
+    if st.st_uid not in trusted_uids():
+        raise UnsafePathError(what, path, f"the file is another user's (uid {st.st_uid}), {where}")
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        raise UnsafePathError(what, path, f"the file has {st.st_nlink} hard links, {where}")
+
+
+def open_log(path: str, what: str, umask: int = 0o022) -> int:
+    """Open ``path`` to append a daemon's stdout or stderr to; return the fd (close-on-exec,
+    blocking). A new file gets mode ``0o640 & ~umask``, whatever the process's umask.
+
+    ``check_path`` first, then the open: without following a symlink, and not hanging on a
+    FIFO nobody reads. Devices, FIFOs and sockets are fine. Errors name ``what`` and
+    ``path`` on one line: ``UnsafePathError``, or an ``OSError`` (``IsADirectoryError``...).
+    """
+    resolved, own_fd = _walk(path, what)
+    try:
+        fd = _open(resolved, own_fd, 0o640 & ~umask)
+    except OSError as exc:
+        raise _open_error(exc, what, path, resolved) from exc
+    try:
+        if not own_fd:
+            _check_opened(fd, resolved, what, path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,260 @@
+"""Readers of ``/proc``: who holds a lock, and what a process is.
+
+The question they answer is "which processes hold *this* lock right now?".
+``/proc/locks`` cannot answer it: it names the process that *took* a lock,
+which may have exited while a child that inherited the descriptor keeps the
+lock, and whose pid may since belong to someone else. What cannot be forged is
+``/proc/<pid>/fdinfo/<fd>``: it lists a ``lock:`` line only on a descriptor
+whose open file description owns the lock. A process shows that line only if
+it took the lock or received the very descriptor from the one that did.
+
+Nothing here signals anything; callers pin a pid with a pidfd first, then
+check it here, then signal through the pidfd (see ``identity``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    FileKey = tuple[int, int, int]  # (major, minor, inode), as /proc/locks writes it
+
+__all__ = [
+    "Holders",
+    "boot_time",
+    "deleted_lock_holders",
+    "exclusive_flocks",
+    "file_key",
+    "find_lock_holders",
+    "holding_fds",
+    "process_command",
+    "process_start_time",
+    "process_uptime",
+    "session_id",
+    "started_before",
+]
+
+_PROC_LOCKS = "/proc/locks"
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    """The (major, minor, inode) that /proc/locks and fdinfo name a file by."""
+    return os.major(st.st_dev), os.minor(st.st_dev), st.st_ino
+
+
+def _parse_lock(fields: list[bytes]) -> tuple[int, FileKey] | None:
+    """(pid, key) of an active exclusive flock, from the fields after the ordinal."""
+    if len(fields) < 5 or fields[0] != b"FLOCK" or fields[2] != b"WRITE":
+        return None
+    try:
+        major, minor, ino = fields[4].split(b":")
+        return int(fields[3]), (int(major, 16), int(minor, 16), int(ino))
+    except ValueError:
+        return None
+
+
+def exclusive_flocks() -> list[tuple[int, FileKey]]:
+    """Every active exclusive ``flock`` in /proc/locks: (pid that took it, file key).
+
+    Lines look like ``1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF``; waiters
+    (``1: -> FLOCK ...``) are skipped. The pid is a hint only (see the module doc),
+    and is 0 or negative for a locker outside our pid namespace.
+    """
+    try:
+        with open(_PROC_LOCKS, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        parsed = _parse_lock(line.split()[1:])
+        if parsed is not None:
+            found.append(parsed)
+    return found
+
+
+def holding_fds(pid: int, key: FileKey) -> list[int] | None:
+    """The fds of ``pid`` whose open file description holds an exclusive flock on ``key``.
+
+    Returns [] when it holds none (or is gone), None when we may not look
+    (another user's process, as non-root).
+    """
+    base = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(base)
+    except PermissionError:
+        return None
+    except OSError:
+        return []
+    held = []
+    for name in fds:
+        try:
+            st = os.stat(f"{base}/{name}")
+        except OSError:
+            continue
+        if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) != key:
+            continue
+        try:
+            with open(f"/proc/{pid}/fdinfo/{name}", "rb") as f:
+                info = f.read()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            parsed = _parse_lock(line.split()[2:]) if line.startswith(b"lock:") else None
+            if parsed is not None and parsed[1] == key:
+                held.append(int(name))
+                break
+    return held
+
+
+def _all_pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+class Holders:
+    """The processes found holding a lock: ``pids`` (sorted), and ``hidden`` when some
+    process could not be looked at (another user's, as non-root)."""
+
+    __slots__ = ("hidden", "pids")
+
+    def __init__(self, pids: list[int], hidden: bool) -> None:
+        self.pids = sorted(pids)
+        self.hidden = hidden
+
+    def __repr__(self) -> str:
+        return f"Holders(pids={self.pids}, hidden={self.hidden})"
+
+
+def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
+    """Every process holding an exclusive flock on ``key``, by its fdinfo.
+
+    When /proc/locks lists no such lock, nobody holds it and nothing is scanned.
+    Otherwise every process is looked at (a holder can be any descendant of the
+    locker, reparented anywhere); ``hints`` only order the search.
+    """
+    if not any(locked == key for _pid, locked in exclusive_flocks()):
+        return Holders([], False)
+    pids: list[int] = []
+    hidden = False
+    seen: set[int] = set()
+    for pid in [*hints, *_all_pids()]:
+        if pid <= 0 or pid in seen:
+            continue
+        seen.add(pid)
+        fds = holding_fds(pid, key)
+        if fds is None:
+            hidden = True
+        elif fds:
+            pids.append(pid)
+    return Holders(pids, hidden)
+
+
+def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
+    """Processes holding an exclusive flock on an *unlinked* file that was named ``path``.
+
+    A pidfile deleted (or replaced by a rename) while its daemon runs: the lock
+    lives on with the old inode, and the kernel still names the file
+    ``<path> (deleted)`` in ``/proc/<pid>/fd``. Only locks on ``device`` (the
+    pidfile directory's) are considered, so an idle system costs one read of
+    /proc/locks. Returns (pid, key) pairs, a verified holder each.
+    """
+    where = (os.major(device), os.minor(device))
+    candidates = {key for _pid, key in exclusive_flocks() if (key[0], key[1]) == where}
+    if not candidates:
+        return []
+    wanted = path + " (deleted)"
+    found = []
+    for pid in _all_pids():
+        base = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                st = os.stat(f"{base}/{name}")
+            except OSError:
+                continue
+            key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+            if key not in candidates or st.st_nlink != 0:
+                continue
+            try:
+                if os.readlink(f"{base}/{name}") != wanted:
+                    continue
+            except OSError:
+                continue
+            fds = holding_fds(pid, key)
+            if fds:
+                found.append((pid, key))
+                break
+    return found
+
+
+# -- what a process is --------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat after the command name: [0] state, [1] ppid,
+    [2] pgrp, [3] session, [19] start time in clock ticks since boot."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since boot (clock-tick resolution); None if gone."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def session_id(pid: int) -> int | None:
+    """The session ``pid`` belongs to; None if it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[3]) if fields is not None and len(fields) > 3 else None
+
+
+def boot_time() -> float:
+    """The wall-clock time (``time.time()``) of boot, to compare start times with mtimes."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def started_before(pid: int, wall_time: float, slack: float = 0.05) -> bool:
+    """Whether ``pid`` started before ``wall_time`` (a file's mtime, say).
+
+    A pidfile is written by the daemon after it started; a process that reused
+    the pid started after the daemon was gone, so after the write. ``slack``
+    covers the clock-tick resolution of start times.
+    """
+    started = process_start_time(pid)
+    return started is not None and boot_time() + started <= wall_time + slack
+
+
+def process_uptime(pid: int) -> float | None:
+    """Seconds since ``pid`` started; None if it is gone."""
+    started = process_start_time(pid)
+    if started is None:
+        return None
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+
+
+def process_command(pid: int) -> tuple[str, ...] | None:
+    """The command line of ``pid`` from /proc/<pid>/cmdline; None if it is gone or
+    has none (a kernel thread, a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    words = raw.rstrip(b"\0").split(b"\0") if raw else []
+    return tuple(os.fsdecode(word) for word in words) or None
