@@ -338,7 +338,7 @@ class Launch:
             elif path in opened:
                 value = opened[path]
             else:
-                value = opened[path] = open_output(path, stream)
+                value = opened[path] = open_output(path, stream, self.umask)
             setattr(self, stream, value)
 
 
@@ -390,12 +390,9 @@ def resolve_owner(
     return uid, gid, user is not None
 
 
-def open_output(path: str, option: str) -> Any:
-    """Open ``path`` for appending (created 0644 less the umask)."""
-    try:
-        return open(path, "ab", buffering=0)  # handed to the daemon, never closed here
-    except OSError as exc:
-        raise control.ControlError(f"cannot open --{option} {path}: {exc.strerror}") from exc
+def open_output(path: str, option: str, umask: int = DEFAULT_UMASK) -> Any:
+    """Open --stdout/--stderr ``path`` for appending (``control.open_output``)."""
+    return control.open_output(path, f"--{option}", umask)
 
 
 def _prepare(args: argparse.Namespace, inherit_streams: bool) -> Launch:

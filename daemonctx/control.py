@@ -25,6 +25,8 @@ from .procfs import process_command, process_uptime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from .pidfile import PathArg
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "check_not_running",
     "default_name",
     "format_duration",
+    "open_output",
     "parse_signal",
     "process_command",
     "process_uptime",
@@ -245,6 +248,24 @@ def _leftover_message(name: str, pid: int | None, holders: tuple[int, ...]) -> s
     where = f" (pid {pid})" if pid else ""
     verb = "holds" if len(holders) == 1 else "hold"
     return f"{name}{where} exited; pid {_pid_list(holders)} still {verb} its lock"
+
+
+def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO:
+    """Open a daemon's output file for appending, as root may safely do it
+    (``paths.open_log``): never through a symlink another user owns nor in a
+    directory another user can replace files in; created 0640 less ``umask``.
+    A refused path is a ``ControlError`` with LSB code 4, other failures code 1."""
+    from .paths import UnsafePathError, open_log
+
+    try:
+        fd = open_log(os.fspath(path), what, umask)
+    except UnsafePathError as exc:
+        raise ControlError(str(exc), exit_code=4) from exc
+    except OSError as exc:
+        raise ControlError(exc.strerror or str(exc)) from exc
+    stream = open(fd, "ab", buffering=0)  # the daemon's for its life
+    stream.name = os.fspath(path)  # as open(path) would name it
+    return stream
 
 
 def startup_failure(name: str, exc: DaemonError) -> ControlError:

@@ -45,7 +45,7 @@ CONTEXT_OPTIONS = (
     "ready_on_open",
     "ready_timeout",
 )
-_STREAM_MODES = {"stdin": "rb", "stdout": "ab", "stderr": "ab"}
+_STREAM_MODES = ("stdin", "stdout", "stderr")
 _MISSING = object()
 
 
@@ -155,9 +155,11 @@ class Service:
 
     def _resolve(self, option: str, value: Any) -> Any:
         if option in _STREAM_MODES and isinstance(value, (str, os.PathLike)):
-            mode = _STREAM_MODES[option]
+            if option != "stdin":  # created as root: the same rules as daemonctx --stdout
+                umask = self._option("umask")
+                return control.open_output(value, option, 0 if umask is _MISSING else umask)
             try:
-                return open(value, mode, buffering=0)  # the daemon's for its life
+                return open(value, "rb", buffering=0)  # the daemon's for its life
             except OSError as exc:
                 raise control.ControlError(f"cannot open {option} {value}: {exc.strerror}") from exc
         if option == "signal_map" and value is not None:

@@ -263,7 +263,7 @@ def test_start_status_stop(tracker: Tracker) -> None:
         (
             ("--stdout", "/nonexistent/out"),
             ("sleep", "1000"),
-            "cannot open --stdout /nonexistent/out: No such file or directory",
+            "--stdout /nonexistent/out: no such directory /nonexistent",
         ),
     ],
     ids=["program", "pidfile-directory", "user", "group", "chdir", "stdout"],

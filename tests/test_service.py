@@ -185,6 +185,7 @@ def test_options_from_class_attributes_and_the_constructor(tmp_path: Path) -> No
     assert context.detach_process is True
     assert context.pidfile.path == str(tmp_path / "x.pid")
     assert context.stderr.name == str(tmp_path / "err.log") and context.stdout is None
+    assert (tmp_path / "err.log").stat().st_mode & 0o777 == 0o600, "0640 less umask 077"
     assert context.signal_map[signal.SIGHUP] == service.reload, "a Service method by name"
     assert context.signal_map[signal.SIGUSR1] == "terminate", "else the context's"
     context.stderr.close()
