@@ -263,7 +263,7 @@ def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO
         raise ControlError(str(exc), exit_code=4) from exc
     except OSError as exc:
         raise ControlError(exc.strerror or str(exc)) from exc
-    stream = open(fd, "ab", buffering=0)  # the daemon's for its life
+    stream = open(fd, "ab", buffering=0)  # noqa: SIM115 - the daemon's for its life
     stream.name = os.fspath(path)  # as open(path) would name it
     return stream
 
@@ -465,7 +465,7 @@ def stop(
     found = _find(path, every_holder=True)
     if not found.held:
         return StopResult(path, None, signal=signal, pidfile_removed=remove_stale_pidfile(path))
-    if not found.holders and found.main_pid is None:
+    if not found.holders:  # held, but by no process we may look at: we cannot prove one
         raise ControlError(
             f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
             exit_code=4,

@@ -229,12 +229,12 @@ def boot_time() -> float:
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def started_before(pid: int, wall_time: float, slack: float = 0.05) -> bool:
+def started_before(pid: int, wall_time: float, slack: float = 0.02) -> bool:
     """Whether ``pid`` started before ``wall_time`` (a file's mtime, say).
 
     A pidfile is written by the daemon after it started; a process that reused
     the pid started after the daemon was gone, so after the write. ``slack``
-    covers the clock-tick resolution of start times.
+    covers the coarse clock of file times (a jiffy); start times are rounded down.
     """
     started = process_start_time(pid)
     return started is not None and boot_time() + started <= wall_time + slack

@@ -1,0 +1,506 @@
+"""Which process is the daemon? Attacks on the answer, as root, on real processes.
+
+Each test plays one of the ways the answer used to be wrong: a pid reused by an
+unrelated process (forced through /proc/sys/kernel/ns_last_pid), a child that
+inherits the daemon's lock, a daemon running as nobody trying to rewrite its
+root-owned pidfile, a pidfile or log path planted by nobody in a world-writable
+directory, and a pidfile deleted under a running daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PROGRAMS, ROOT, pid_alive, run_in_child, wait_for, wait_gone
+from test_cli import Tracker, wait_reaped
+
+from daemonctx import ServiceState, status, stop
+from daemonctx.control import ControlError
+from daemonctx.identity import find
+from daemonctx.pidfile import PIDLockFile, read_pidfile_status
+
+NOBODY = 65534
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[Tracker]:
+    tmp_path.chmod(0o755)
+    manager = Tracker(tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+@pytest.fixture
+def open_tracker() -> Iterator[Tracker]:
+    """A tracker whose directory nobody can reach (pytest's tmp_path is 0700 root's)."""
+    path = Path(tempfile.mkdtemp(prefix="daemonctx-open-", dir="/tmp"))
+    path.chmod(0o755)
+    manager = Tracker(path)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def python_for_nobody(program: Path) -> str:
+    """An interpreter nobody may run ``program`` with (the venv's may live in /root)."""
+    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", f"open({str(program)!r}).close(); import daemonctx"],
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                capture_output=True,
+                env=ENV,
+                check=False,
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return candidate
+    pytest.skip(f"no Python interpreter nobody may run {program} with")
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A world-writable sticky directory like /tmp, reachable by nobody."""
+    path = Path(tempfile.mkdtemp(prefix="daemonctx-shared-", dir="/tmp"))
+    path.chmod(0o1777)
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+@pytest.fixture
+def victims() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Unrelated processes a test starts; killed at the end, by pid."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+
+
+def spawn_as_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` so that it gets ``pid``: root chooses the next pid through
+    /proc/sys/kernel/ns_last_pid (retried: other processes may fork meanwhile)."""
+    if not os.access(NS_LAST_PID, os.W_OK):
+        pytest.skip(f"{NS_LAST_PID} is not writable here")
+    for _ in range(100):
+        with open(NS_LAST_PID, "w") as f:
+            f.write(str(pid - 1))
+        proc = subprocess.Popen(argv)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    pytest.fail(f"could not start a process as pid {pid}")
+
+
+def as_nobody(argv: list[str], **popen: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+        argv, user=NOBODY, group=NOBODY, extra_groups=[], env=ENV, **popen
+    )
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
+    return result.returncode, result.stdout, result.stderr
+
+
+# -- 1. pid reuse ------------------------------------------------------------------
+
+
+@needs_root
+def test_stop_never_signals_a_process_that_reused_the_daemons_pid(
+    tracker: Tracker, victims: list[subprocess.Popen[bytes]]
+) -> None:
+    """The program exits, its child keeps the lock, /proc/locks still names the
+    program's pid, and that pid now belongs to an unrelated process."""
+    program = tracker.start("sh", "-c", "sleep 1000 & exit 0")
+    wait_reaped(program)
+    (child,) = tracker.processes()
+    victim = spawn_as_pid(program, ["sleep", "1000"])
+    victims.append(victim)
+    assert int(Path(tracker.pidfile).read_text()) == program == victim.pid
+
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert lines(result) == (
+        1,
+        f"app (pid {program}) exited; pid {child} still holds its lock\n",
+        "",
+    )
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"stopped pid {child}, which still held its lock")
+    assert victim.poll() is None and pid_alive(victim.pid), "the unrelated process lives"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+    assert tracker.daemonctx("status", "--pidfile", tracker.pidfile).returncode == 3
+    tracker.start("sleep", "1000")  # and a start works again
+
+
+@needs_root
+def test_read_pid_of_a_stale_pidfile_never_names_a_reused_pid(
+    tmp_path: Path, victims: list[subprocess.Popen[bytes]]
+) -> None:
+    path = str(tmp_path / "app.pid")
+    holder = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "pidfile_holder.py"), path, "--die", "--hold", "0"],
+        stdout=subprocess.PIPE,
+        env=ENV,
+    )
+    holder.communicate(timeout=30)
+    assert int(Path(path).read_text()) == holder.pid
+    wait_reaped(holder.pid)
+    written = os.stat(path).st_mtime - 60  # a daemon that ran for a minute
+    os.utime(path, (written, written))
+    lock = PIDLockFile(path)
+    # lockfile's meaning: the file exists; python-daemon-era runners rely on it
+    assert lock.is_locked() and not read_pidfile_status(path).running
+    assert lock.read_pid() == holder.pid, "names no process: harmless, and shows it is stale"
+    victim = spawn_as_pid(holder.pid, ["sleep", "1000"])
+    victims.append(victim)
+    assert lock.read_pid() is None, "the pid is another process's now"
+    assert stop(path).pid is None and victim.poll() is None
+    assert not os.path.exists(path), "the stale pidfile was removed"
+
+
+# -- 2. a child inherits the lock ----------------------------------------------------
+
+
+def test_a_child_holding_the_lock_is_reported_and_stopped(tracker: Tracker) -> None:
+    program = tracker.start("sh", "-c", "sleep 1000; :")
+    child = wait_for(lambda: [p for p in tracker.processes() if p != program], what="child")[0]
+    found = find(tracker.pidfile)
+    assert (found.main_pid, found.holders) == (program, tuple(sorted((program, child))))
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"app is running (pid {program}")
+
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"stopped app (pid {program}) in ")
+    assert result.stdout.endswith(f", and pid {child}, which still held its lock\n")
+    assert tracker.processes() == [], "nothing of the daemon runs after stop exits 0"
+    assert not os.path.exists(tracker.pidfile)
+    assert tracker.daemonctx("status", "--pidfile", tracker.pidfile).returncode == 3
+    tracker.start("sleep", "1000")
+
+
+def test_the_daemon_gone_and_its_child_holding_the_lock(tracker: Tracker) -> None:
+    program = tracker.start("sh", "-c", "sleep 1000; :")
+    child = wait_for(lambda: [p for p in tracker.processes() if p != program], what="child")[0]
+    os.kill(program, signal.SIGKILL)
+    wait_gone(program)
+    expected = f"app (pid {program}) exited; pid {child} still holds its lock"
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert lines(result) == (1, expected + "\n", "")
+    found = status(tracker.pidfile)
+    assert (found.state, found.pid, found.holders) == (ServiceState.DEAD, None, (child,))
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    # start names the daemon after its COMMAND (here "sleep")
+    assert lines(result) == (1, "", f"daemonctx: error: sleep{expected[3:]}; stop it first\n")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and f"stopped pid {child}" in result.stdout
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def test_stop_kills_a_child_that_ignores_the_stop_signal(tracker: Tracker) -> None:
+    program = tracker.start("sh", "-c", "trap '' TERM; sh -c 'trap \"\" TERM; sleep 1000'; :")
+    wait_for(lambda: len(tracker.processes()) == 3, what="both children")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--timeout", "0.3")
+    assert result.returncode == 0, result.stderr
+    assert f"stopped app (pid {program})" in result.stdout and "SIGKILL" in result.stdout
+    assert tracker.processes() == []
+
+
+# -- 3. the daemon cannot rewrite its pidfile ------------------------------------------
+
+
+@needs_root
+def test_a_daemon_running_as_nobody_cannot_write_its_pidfile(open_tracker: Tracker) -> None:
+    tracker = open_tracker
+    report = tracker.tmp_path / "report.json"
+    program = PROGRAMS / "pidfile_writer.py"
+    pid = tracker.start(
+        python_for_nobody(program),
+        str(program),
+        tracker.pidfile,
+        options=("--user", "nobody", "--stdout", str(report)),
+    )
+    found = json.loads(wait_for(report.read_text, what="report"))
+    assert (found["pid"], found["uid"]) == (pid, NOBODY)
+    assert found["fds"], "it holds the lock through a descriptor"
+    assert all(result != "succeeded" for result in found["attempts"].values()), found
+    assert Path(tracker.pidfile).read_text() == f"{pid}\n"
+    assert status(tracker.pidfile).pid == pid
+
+
+@needs_root
+def test_a_context_dropping_to_nobody_cannot_write_its_pidfile(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    pidfile, report = tmp_path / "app.pid", tmp_path / "report.json"
+    launcher = subprocess.run(
+        [
+            sys.executable,
+            str(PROGRAMS / "pidfile_writer.py"),
+            "--context",
+            str(pidfile),
+            str(report),
+        ],
+        env=ENV,
+        timeout=30,
+    )
+    assert launcher.returncode == 0
+    found = json.loads(wait_for(report.read_text, what="report"))
+    try:
+        assert found["uid"] == NOBODY and found["fds"]
+        assert all(result != "succeeded" for result in found["attempts"].values()), found
+        assert pidfile.read_text() == f"{found['pid']}\n"
+    finally:
+        os.kill(found["pid"], signal.SIGKILL)
+        wait_gone(found["pid"])
+
+
+# -- 4. root trusts no pidfile another user controls -----------------------------------
+
+
+@needs_root
+def test_root_refuses_a_pidfile_nobody_planted_and_locked(
+    tracker: Tracker, shared_dir: Path, victims: list[subprocess.Popen[bytes]]
+) -> None:
+    path = str(shared_dir / "app.pid")
+    program = PROGRAMS / "pidfile_holder.py"
+    holder = as_nobody(
+        [python_for_nobody(program), str(program), path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    victims.append(holder)
+    assert holder.stdout is not None
+    wait_for(lambda: b"locked" in holder.stdout.readline(), what="nobody's lock")  # type: ignore[union-attr]
+    assert os.stat(path).st_uid == NOBODY
+    refusal = f"refusing pidfile {path}: {path} is owned by uid {NOBODY}, not by root or uid 0"
+
+    result = tracker.daemonctx("status", "--pidfile", path)
+    assert lines(result) == (4, f"app status is unknown: {refusal}\n", "")
+    result = tracker.daemonctx("stop", "--pidfile", path)
+    assert lines(result) == (4, "", f"daemonctx: error: {refusal}\n")
+    result = tracker.daemonctx("start", "--pidfile", path, "--", "sleep", "1000")
+    assert lines(result) == (4, "", f"daemonctx: error: {refusal}\n")
+    assert holder.poll() is None and tracker.processes() == []
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["world-writable file", "group-writable file", "nobody's dir"])
+def test_root_refuses_a_pidfile_others_can_rewrite(tracker: Tracker, how: str) -> None:
+    directory = tracker.tmp_path / "run"
+    directory.mkdir()
+    path = directory / "app.pid"
+    if how == "nobody's dir":
+        os.chown(directory, NOBODY, NOBODY)
+        reason = f"{directory} is owned by uid {NOBODY}"
+    else:
+        path.write_text("1\n")
+        if how == "world-writable file":
+            path.chmod(0o646)
+            reason = f"{path} is writable by others (mode 0646)"
+        else:
+            os.chown(path, 0, NOBODY)
+            path.chmod(0o664)
+            reason = f"{path} is writable by group {NOBODY} (mode 0664)"
+    result = tracker.daemonctx("start", "--pidfile", str(path), "--", "sleep", "1000")
+    assert result.returncode == 4 and reason in result.stderr, result.stderr
+    assert tracker.processes() == []
+    assert tracker.daemonctx("status", "--pidfile", str(path)).returncode == 4
+
+
+@needs_root
+def test_a_context_refuses_a_planted_pidfile_in_the_foreground(shared_dir: Path) -> None:
+    path = shared_dir / "app.pid"
+    subprocess.run(["touch", str(path)], user=NOBODY, group=NOBODY, check=True)
+    code = f"""
+from daemonctx import DaemonContext
+from daemonctx.paths import UnsafePathError
+from daemonctx.pidfile import PIDLockFile
+try:
+    DaemonContext(pidfile=PIDLockFile({str(path)!r})).open()
+except UnsafePathError as exc:
+    print(exc)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
+    )
+    assert result.stdout == (
+        f"refusing pidfile {path}: {path} is owned by uid {NOBODY}, not by root or uid 0\n"
+    )
+
+
+# -- 5. a pidfile deleted under a running daemon ------------------------------------
+
+
+@pytest.mark.parametrize("how", ["rm", "replaced"])
+def test_a_deleted_pidfile_does_not_let_a_second_daemon_start(tracker: Tracker, how: str) -> None:
+    pid = tracker.start("sleep", "1000")
+    if how == "rm":
+        os.unlink(tracker.pidfile)
+    else:
+        Path(tracker.pidfile + ".new").write_text("garbage\n")
+        os.rename(tracker.pidfile + ".new", tracker.pidfile)
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    message = f"sleep is already running (pid {pid}), though its pidfile {tracker.pidfile}"
+    assert lines(result) == (1, "", f"daemonctx: error: {message} was deleted or replaced\n")
+    assert tracker.processes() == [pid]
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"app is running (pid {pid}")
+    assert result.stdout.endswith(
+        "; its pidfile was deleted or replaced\n".replace(
+            "its pidfile", f"its pidfile {tracker.pidfile}"
+        )
+    )
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"stopped app (pid {pid})")
+    assert tracker.processes() == []
+    tracker.start("sleep", "1000")
+
+
+def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
+    tmp_path: Path,
+) -> None:
+    """examples/systemd/forking_daemon.py, as systemd runs it: after a failed start
+    systemd unlinks PIDFile=, and Restart=on-failure starts it again."""
+    pidfile = tmp_path / "app-forking.pid"
+    argv = [
+        sys.executable,
+        str(ROOT / "examples/systemd/forking_daemon.py"),
+        "--pidfile",
+        str(pidfile),
+    ]
+    first = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    daemon = int(pidfile.read_text())
+    try:
+        second = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1 and "AlreadyLocked" in second.stderr
+        pidfile.unlink()  # what systemd does after that failed start
+        third = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
+        assert third.returncode == 1
+        assert f"was deleted or replaced, but process {daemon} still holds its lock" in third.stderr
+        assert not pidfile.exists() and pid_alive(daemon)
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+        wait_gone(daemon)
+
+
+# -- 6. log files -------------------------------------------------------------------
+
+
+@needs_root
+def test_a_log_symlink_planted_by_nobody_is_refused(tracker: Tracker, shared_dir: Path) -> None:
+    target = tracker.tmp_path / "precious"
+    target.write_text("root's data\n")
+    log = shared_dir / "out.log"
+    subprocess.run(["ln", "-s", str(target), str(log)], user=NOBODY, group=NOBODY, check=True)
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--stdout", str(log), "--", "sleep", "1000"
+    )
+    assert result.returncode == 4
+    assert result.stderr.startswith(f"daemonctx: error: refusing --stdout {log}: ")
+    assert result.stderr.count("\n") == 1
+    assert target.read_text() == "root's data\n"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+def test_a_log_in_a_directory_others_can_write_is_refused(tracker: Tracker) -> None:
+    open_dir = tracker.tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--stderr", str(open_dir / "e.log"), "--", "true"
+    )
+    assert result.returncode == 4 and "writable by others" in result.stderr
+    assert not (open_dir / "e.log").exists() and tracker.processes() == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(None, 0o640), ("077", 0o600), ("0", 0o640)])
+def test_logs_are_created_0640_less_the_umask(
+    tracker: Tracker, umask: str | None, mode: int
+) -> None:
+    log = tracker.tmp_path / "out.log"
+    options = ("--stdout", str(log), *(("--umask", umask) if umask else ()))
+    tracker.start("sh", "-c", "echo hello; exec sleep 1000", options=options)
+    wait_for(lambda: log.read_text() == "hello\n", what="output")
+    assert log.stat().st_mode & 0o777 == mode
+
+
+# -- python-daemon-era code -----------------------------------------------------------
+
+
+def runner(action: str, pidfile: Path, log: Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, str(PROGRAMS / "service_runner.py"), action, str(pidfile), str(log)]
+    return subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
+
+
+def test_a_python_daemon_style_runner_stops_after_its_daemon_was_killed(tmp_path: Path) -> None:
+    pidfile, log = tmp_path / "runner.pid", tmp_path / "runner.log"
+    assert runner("start", pidfile, log).returncode == 0
+    daemon = int(pidfile.read_text())
+    try:
+        assert runner("stop", pidfile, log).returncode == 0
+        wait_gone(daemon)
+        assert not pidfile.exists()
+        assert runner("start", pidfile, log).returncode == 0
+        daemon = int(pidfile.read_text())
+        os.kill(daemon, signal.SIGKILL)
+        wait_reaped(daemon)  # as init does
+        assert pidfile.exists(), "a SIGKILLed daemon leaves its pidfile"
+        stopped = runner("stop", pidfile, log)
+        assert (stopped.returncode, stopped.stderr) == (0, "")
+        assert not pidfile.exists(), "stop cleared the stale pidfile"
+        assert runner("start", pidfile, log).returncode == 0
+        daemon = int(pidfile.read_text())
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+        wait_gone(daemon)
+
+
+# -- who may look ----------------------------------------------------------------------
+
+
+@needs_root
+def test_nobody_sees_roots_daemon_running_but_may_not_stop_it(open_tracker: Tracker) -> None:
+    tracker = open_tracker
+    pid = tracker.start("sleep", "1000")
+
+    def look() -> None:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
+        found = status(tracker.pidfile)
+        assert (found.state, found.pid) == (ServiceState.RUNNING, pid), found
+        with pytest.raises(ControlError) as refused:
+            stop(tracker.pidfile)
+        assert refused.value.exit_code == 4
+        assert str(refused.value) == (
+            f"{tracker.pidfile} is locked, but uid {NOBODY} may not see by which process"
+        )
+
+    run_in_child(look)
+    assert tracker.processes() == [pid]
