@@ -537,10 +537,8 @@ class ProgramContext(DaemonContext):
     def _await_program(self, pid: int, listener: NotifyListener) -> None:
         import time
 
-        try:
-            pidfd: int | None = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pidfd = None
+        # The pidfd the handoff opened when it learnt the pid (a pid may be reused)
+        pidfd = None if self.daemon_pidfd is None else os.dup(self.daemon_pidfd)
         timeout = max(0.0, self._deadline - time.monotonic())
         try:
             outcome = listener.wait_ready(pidfd, timeout)

@@ -41,6 +41,17 @@ def _notify(*lines: str) -> None:
     notify(*lines)
 
 
+def _stop_started_daemon(handoff: Handoff, session: int) -> None:
+    """SIGTERM, then SIGKILL, the daemon of a start that failed in the launcher."""
+    pidfd, pid = handoff.daemon_pidfd, handoff.daemon_pid
+    if pidfd is None or pid is None:
+        return
+    from .procfs import session_id  # a failed start only
+
+    if session_id(pid) == session:  # read while the pidfd holds the process
+        process.stop_pidfd(pidfd, grace=_STOP_GRACE)
+
+
 class _Plan:
     """What ``open()`` resolved in the foreground, for the daemon to apply."""
 
@@ -109,6 +120,8 @@ class DaemonContext:
         self._handoff: Handoff | None = None
         self._ready = False
         self._pidfile_entered: Any = None
+        # In the launcher, during launcher_ready(): a pidfd on the daemon.
+        self.daemon_pidfd: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = CHECKERS.get(name)
@@ -266,19 +279,31 @@ class DaemonContext:
 
         When the wait ends without ready (timeout, or Ctrl-C in the terminal)
         the daemon is stopped: a start that the user saw fail must not leave
-        a daemon behind.
+        a daemon behind. It is signalled through the pidfd opened when its pid
+        was learnt, and only while it is still in the session our first child
+        created (that child is not reaped yet, so the session id is not reused).
         """
         handoff.in_launcher()
         try:
             pid = handoff.wait(self.ready_timeout)
         except (DaemonReadyTimeout, KeyboardInterrupt):
-            if handoff.daemon_pid is not None:
-                process.stop_process(handoff.daemon_pid, grace=_STOP_GRACE)
+            _stop_started_daemon(handoff, child)
+            handoff.close_pidfd()
+            raise
+        except BaseException:
+            handoff.close_pidfd()
             raise
         finally:
             os.waitpid(child, 0)  # the first child exits right after the second fork
             self._handoff = None
-        self.launcher_ready(pid)
+        self.daemon_pidfd = handoff.daemon_pidfd
+        try:
+            self.launcher_ready(pid)
+        except BaseException:
+            if self.daemon_pidfd is not None:
+                os.close(self.daemon_pidfd)
+                self.daemon_pidfd = None
+            raise
         process.flush_standard_streams()
         os._exit(0)
 

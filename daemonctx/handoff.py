@@ -46,6 +46,9 @@ class Handoff:
         self.read_fd = self._lift(read_fd)
         self.write_fd: int | None = self._lift(write_fd)
         self.daemon_pid: int | None = None  # learnt by the launcher from the first record
+        # A pidfd opened the moment the pid is learnt: it names the daemon even if
+        # the pid is reused later (when the daemon dies and a child keeps the pipe).
+        self.daemon_pidfd: int | None = None
 
     @staticmethod
     def _lift(fd: int) -> int:
@@ -145,7 +148,8 @@ class Handoff:
             while True:
                 record = reader.next(deadline)
                 if record is not None:
-                    self.daemon_pid = record[1]
+                    if record[1] != self.daemon_pid:
+                        self._pin(record[1])
                 elif exec_is_ready and pid is not None:
                     return pid  # closed by a successful exec
                 if record is None:
@@ -172,6 +176,20 @@ class Handoff:
             ) from None
         finally:
             os.close(self.read_fd)
+
+
+    def _pin(self, pid: int) -> None:
+        self.close_pidfd()
+        self.daemon_pid = pid
+        try:
+            self.daemon_pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfds here, or it is gone already
+            pass
+
+    def close_pidfd(self) -> None:
+        if self.daemon_pidfd is not None:
+            os.close(self.daemon_pidfd)
+            self.daemon_pidfd = None
 
 
 def _startup_error(pid: int, payload: bytes) -> DaemonStartupError:

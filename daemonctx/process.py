@@ -361,25 +361,10 @@ def signal_and_wait(
     return False, killed
 
 
-def stop_process(pid: int, grace: float) -> bool:
-    """SIGTERM ``pid``, wait up to ``grace`` seconds for it to exit, then SIGKILL.
-
-    Returns True once the process is gone (or was already). Without pidfds
-    (old kernels, other systems) it sends SIGTERM and does not wait.
-    """
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except (AttributeError, OSError):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return True
-        return False
+def stop_pidfd(pidfd: int, grace: float) -> bool:
+    """SIGTERM the process behind ``pidfd``, wait up to ``grace`` seconds for it to
+    exit, then SIGKILL. Returns True once it is gone (or was already)."""
     try:
         return signal_and_wait(pidfd, signal.SIGTERM, grace, grace)[0]
     except PermissionError:
         return False
-    finally:
-        os.close(pidfd)

@@ -504,3 +504,46 @@ def test_nobody_sees_roots_daemon_running_but_may_not_stop_it(open_tracker: Trac
 
     run_in_child(look)
     assert tracker.processes() == [pid]
+
+
+# -- the launcher stopping a daemon that missed ready_timeout --------------------------
+
+
+@needs_root
+def test_a_timed_out_start_never_signals_a_process_that_reused_the_daemons_pid(
+    tmp_path: Path, victims: list[subprocess.Popen[bytes]]
+) -> None:
+    """The daemon dies before ready while its child keeps the start-up pipe open;
+    its pid is reused; at ready_timeout the launcher stops "the daemon"."""
+    pids = tmp_path / "pids"
+    code = f"""
+import os, time
+from daemonctx import DaemonContext
+with DaemonContext(ready_on_open=False, ready_timeout=4):
+    child = os.fork()
+    if child == 0:
+        time.sleep(1000)   # keeps the start-up pipe open
+    with open({str(pids)!r}, "w") as f:
+        f.write(f"{{os.getpid()}} {{child}}")
+    os._exit(0)
+"""
+    launcher = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "reaper.py"), sys.executable, "-c", code],
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
+    daemon, child = map(
+        int, wait_for(lambda: pids.exists() and pids.read_text(), what="pids").split()
+    )
+    try:
+        wait_reaped(daemon)
+        victim = spawn_as_pid(daemon, ["sleep", "1000"])
+        victims.append(victim)
+        _, stderr = launcher.communicate(timeout=30)
+        assert launcher.returncode == 1
+        assert "DaemonReadyTimeout" in stderr
+        assert victim.poll() is None, "the process that reused the pid lives"
+    finally:
+        os.kill(child, signal.SIGKILL)
+        wait_gone(child)
