@@ -397,11 +397,17 @@ def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
     daemon = int(pidfile.read_text())
     try:
         second = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
-        assert second.returncode == 1 and "AlreadyLocked" in second.stderr
+        assert (second.returncode, second.stderr) == (
+            69,
+            f"forking_daemon: already running: {pidfile} is locked by running process {daemon}\n",
+        )
         pidfile.unlink()  # what systemd does after that failed start
         third = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
-        assert third.returncode == 1
-        assert f"was deleted or replaced, but process {daemon} still holds its lock" in third.stderr
+        assert (third.returncode, third.stderr) == (
+            69,
+            f"forking_daemon: already running: {pidfile} was deleted or replaced, "
+            f"but process {daemon} still holds its lock\n",
+        )
         assert not pidfile.exists() and pid_alive(daemon)
     finally:
         os.kill(daemon, signal.SIGKILL)

@@ -7,16 +7,27 @@ has written its pidfile and finished ``open()``, so systemd never reads a
 missing or stale pidfile; a failure before that makes the launcher exit 1 with
 the daemon's error, in the journal.
 
+When the daemon already runs (started by hand, say), the start fails with exit
+status 69 (EX_UNAVAILABLE), which the unit's ``RestartPreventExitStatus=`` does
+not retry. systemd deletes ``PIDFile=`` after that failed start; the running
+daemon still holds the lock of the deleted file, and daemonctx finds it there,
+so no later start runs a second daemon beside it.
+
     python examples/systemd/forking_daemon.py --pidfile /tmp/app-forking.pid
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+
+import lockfile
 
 from daemonctx import DaemonContext
 from daemonctx.pidfile import TimeoutPIDLockFile
+
+EXIT_ALREADY_RUNNING = 69  # EX_UNAVAILABLE; see RestartPreventExitStatus= in the unit
 
 
 def main() -> None:
@@ -28,7 +39,12 @@ def main() -> None:
         pidfile=TimeoutPIDLockFile(args.pidfile),
         umask=0o022,
     )
-    with context:  # the launcher exits 0 here, once the pidfile names the daemon
+    try:
+        context.open()  # the launcher exits 0 here, once the pidfile names the daemon
+    except lockfile.AlreadyLocked as exc:  # raised here, in the foreground, before any fork
+        print(f"forking_daemon: already running: {exc}", file=sys.stderr)
+        sys.exit(EXIT_ALREADY_RUNNING)
+    with context:
         while True:  # your work; SIGTERM (systemctl stop) ends it with exit status 0
             time.sleep(60)
 
