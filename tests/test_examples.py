@@ -290,7 +290,7 @@ def test_forking_service_second_start_fails_and_keeps_the_pidfile(
     assert run_example(*args).returncode == 0
     pid = running_pid(pidfile)
     second = run_example(*args)
-    assert second.returncode == 69, "EX_UNAVAILABLE: RestartPreventExitStatus= in the unit"
+    assert second.returncode == 69, "EX_UNAVAILABLE: already running"
     assert f"{pidfile} is locked by running process {pid}" in second.stderr
     assert running_pid(pidfile) == pid, "the running daemon's pidfile is untouched"
     stop(pid)

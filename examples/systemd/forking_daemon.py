@@ -7,11 +7,11 @@ has written its pidfile and finished ``open()``, so systemd never reads a
 missing or stale pidfile; a failure before that makes the launcher exit 1 with
 the daemon's error, in the journal.
 
-When the daemon already runs (started by hand, say), the start fails with exit
-status 69 (EX_UNAVAILABLE), which the unit's ``RestartPreventExitStatus=`` does
-not retry. systemd deletes ``PIDFile=`` after that failed start; the running
-daemon still holds the lock of the deleted file, and daemonctx finds it there,
-so no later start runs a second daemon beside it.
+When the daemon already runs (started by hand, say), the start fails at once,
+in the foreground, with one line and exit status 69 (EX_UNAVAILABLE). systemd
+deletes ``PIDFile=`` after that failed start; the running daemon still holds
+the lock of the deleted file and daemonctx finds it there, so the restarts
+``Restart=on-failure`` makes fail the same way: never a second daemon.
 
     python examples/systemd/forking_daemon.py --pidfile /tmp/app-forking.pid
 """
@@ -27,7 +27,7 @@ import lockfile
 from daemonctx import DaemonContext
 from daemonctx.pidfile import TimeoutPIDLockFile
 
-EXIT_ALREADY_RUNNING = 69  # EX_UNAVAILABLE; see RestartPreventExitStatus= in the unit
+EXIT_ALREADY_RUNNING = 69  # EX_UNAVAILABLE: tells "already running" from other failures
 
 
 def main() -> None:
