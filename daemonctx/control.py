@@ -19,7 +19,7 @@ import signal as _signal
 
 from . import identity, procfs
 from .errors import DaemonError, DaemonStartupError
-from .pidfile import PIDLockFile
+from .pidfile import PIDLockFile, restore_pidfile
 from .process import signal_and_wait, wait_exit
 from .procfs import process_command, process_uptime
 
@@ -322,9 +322,10 @@ def check_not_running(pidfile: PathArg, name: str) -> None:
     message: str | None = None
     if found.deleted:
         where = f" (pid {found.main_pid})" if found.main_pid else ""
+        restored = "; put it back" if restore_pidfile(found.path) else ""
         message = (
             f"{name} is already running{where}, though its pidfile {found.path} "
-            "was deleted or replaced"
+            f"was deleted or replaced{restored}"
         )
     raise AlreadyRunning(name, found.main_pid, message)
 

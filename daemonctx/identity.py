@@ -111,8 +111,35 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
         found.main_pid = recorded  # cannot look as this user; the file cannot lie (see pidfile)
 
 
+def _guarded(found: Found, real: str, every_holder: bool) -> bool:
+    """Follow the guard link (``pidfile.guard_path``) to a held pidfile that is no
+    longer at ``real``; True if a live process holds it."""
+    guard = _pidfile.guard_path(real)
+    try:
+        fd = _pidfile._open(guard, writable=False)
+    except _pidfile._Unusable:
+        return False
+    if fd is None:
+        return False
+    try:
+        st = os.fstat(fd)
+        if _pidfile._untrusted(guard, st) is not None or not _pidfile._is_held(fd):
+            return False
+        found.held, found.deleted = True, True
+        found.keys = (procfs.file_key(st),)
+        found.recorded_pid = _pidfile._pid_in(fd)
+        _prove(found, st.st_mtime, every_holder)
+        return True
+    finally:
+        os.close(fd)
+
+
 def _former_file(found: Found, real: str, every_holder: bool) -> None:
-    """Follow a lock still held on a file that was at ``real`` and has been deleted."""
+    """Follow a lock still held on a file that was at ``real`` and has been deleted:
+    through its guard link, else through ``/proc/<pid>/fd`` (both names deleted,
+    or a daemon that could not link one)."""
+    if _guarded(found, real, every_holder):
+        return
     try:
         device = os.stat(os.path.dirname(real)).st_dev
     except OSError:

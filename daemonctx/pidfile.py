@@ -287,7 +287,7 @@ def _pause(pid: int | None, seconds: float) -> bool:
 
 
 def _let_go(path: str, fd: int) -> None:
-    """Unlink *path* if it is still fd's file, then unlock and close *fd*.
+    """Unlink *path* and its guard if they are still fd's file, then unlock and close *fd*.
 
     Unlinking before unlocking means a reader can never find this file locked by anyone
     but us. If the file cannot be unlinked (a root-owned directory after dropping root,
@@ -296,17 +296,117 @@ def _let_go(path: str, fd: int) -> None:
     ``daemonctx stop`` removes it. (The lock fd is read-only: it cannot empty the file.)
     """
     try:
-        try:
-            if _is_at_path(path, fd):
-                os.unlink(path)
-        except OSError:
-            pass
+        for name in (guard_path(path), path):
+            try:
+                if _is_at_path(name, fd):
+                    os.unlink(name)
+            except OSError:
+                pass
     finally:
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)  # also for copies of fd inherited by children
         except OSError:
             pass
         os.close(fd)
+
+
+def guard_path(path: str) -> str:
+    """The pidfile's second name, a hidden hard link beside it: ``/run/.app.pid.lock``.
+
+    The holder links its pidfile there, so the lock keeps a name when the pidfile
+    is deleted or replaced by another tool (an ``rm``, systemd after a failed
+    start): a second start finds the lock there, fails, and puts the pidfile back.
+    """
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.lock")
+
+
+def _held_guard(path: str, ours: os.stat_result | None) -> tuple[int, int | None] | None:
+    """(fd, holder) of a guard that a live process holds and that is not *ours*;
+    None when there is no guard, or nobody holds it (stale)."""
+    try:
+        fd = os.open(guard_path(path), _OPEN_FLAGS | os.O_RDONLY)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if ours is not None and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+        os.close(fd)
+        return None
+    if stat.S_ISREG(st.st_mode) and _untrusted(path, st) is None:
+        locked, holder = _try_lock(fd)
+        if not locked:
+            return fd, holder
+    os.close(fd)
+    return None
+
+
+def _remove_stale_guard(path: str) -> None:
+    """Unlink the guard if nobody holds it (a shared lock, as ``break_lock`` takes)."""
+    guard = guard_path(path)
+    try:
+        fd = os.open(guard, _OPEN_FLAGS | os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        if _is_at_path(guard, fd):
+            os.unlink(guard)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _restore(path: str, guard_fd: int) -> bool:
+    """Put the guard's file back at *path* (missing or replaced): True if done."""
+    guard = guard_path(path)
+    spare = f"{guard}.{os.getpid()}"
+    try:
+        if not _is_at_path(guard, guard_fd):
+            return False
+        os.link(guard, spare)
+        os.rename(spare, path)
+    except OSError:
+        try:
+            os.unlink(spare)
+        except OSError:
+            pass
+        return False
+    return True
+
+
+def restore_pidfile(path: str) -> bool:
+    """Put a live daemon's pidfile back at *path* from its guard link, after *path* was
+    deleted or replaced; True if done. A guard nobody holds is left alone."""
+    held = _held_guard(path, None)
+    if held is None:
+        return False
+    try:
+        return _restore(path, held[0])
+    finally:
+        os.close(held[0])
+
+
+def _link_guard(path: str, fd: int) -> None:
+    """Link the pidfile we hold (fd) at its guard name, replacing a stale guard.
+    Best effort: a file system without hard links keeps the path as the only name."""
+    guard = guard_path(path)
+    try:
+        os.link(path, guard)
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return
+    spare = f"{guard}.{os.getpid()}"
+    try:
+        os.link(path, spare)
+        os.rename(spare, guard)  # the stale guard (checked by our caller) is replaced
+    except OSError:
+        try:
+            os.unlink(spare)
+        except OSError:
+            pass
 
 
 def _check_path(path: PathArg) -> str:
@@ -322,37 +422,15 @@ def _check_timeout(name: str, value: float | None) -> float | None:
     return value
 
 
+def _deleted_message(path: str, pid: int | None, restored: bool) -> str:
+    who = f"process {pid}" if pid else "a running process"
+    done = "; put it back" if restored else ""
+    return f"{path} was deleted or replaced, but {who} still holds its lock{done}"
+
+
 def _held_message(path: str, pid: int | None) -> str:
     who = f"running process {pid}" if pid else "a running process (its pid is not written yet)"
     return f"{path} is locked by {who}"
-
-
-def _former_holder(path: str, st: os.stat_result | None, wait: float | None) -> int | None:
-    """A live process holding the lock of a file that was at *path* and was deleted,
-    after waiting up to *wait* seconds for such processes to exit; None if none.
-
-    One read of /proc/locks when no other flock is held on the directory's device
-    (the common case); only then is /proc searched for a ``<path> (deleted)``.
-    """
-    try:
-        device = os.stat(os.path.dirname(path) or ".").st_dev
-    except OSError:
-        return None
-    current = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) if st is not None else None
-    flocks = _flock_keys(device)
-    if not flocks or all(key == current for _pid, key in flocks):
-        return None
-    from . import procfs
-
-    deadline = time.monotonic() + (wait or 0.0)
-    while True:
-        former = procfs.deleted_lock_holders(path, device)
-        if not former:
-            return None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return former[0][0]
-        _pause(former[0][0], min(remaining, _MAX_DELAY))
 
 
 class PIDLockFile:
@@ -409,12 +487,14 @@ class PIDLockFile:
             if waits:
                 return  # acquire() will wait for the holder to go (a restart)
             raise _lockfile_error("AlreadyLocked", _held_message(self.path, status.pid))
-        former = _former_holder(real, st, timeout if waits else None)
-        if former is not None:
-            raise _lockfile_error(
-                "AlreadyLocked",
-                f"{self.path} was deleted or replaced, but process {former} still holds its lock",
-            )
+        held = _held_guard(real, None)
+        if held is not None:
+            guard_fd, holder = held
+            try:
+                restored = _restore(real, guard_fd)
+            finally:
+                os.close(guard_fd)
+            raise _lockfile_error("AlreadyLocked", _deleted_message(self.path, holder, restored))
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take the lock and write our pid; raise AlreadyLocked or LockTimeout naming the holder."""
@@ -446,6 +526,17 @@ class PIDLockFile:
                 continue
             locked, holder = _try_lock(lock_fd)
             if locked and _is_at_path(self.path, lock_fd):
+                held = _held_guard(self.path, os.fstat(lock_fd))
+                if held is not None:  # the pidfile we replaced is a live daemon's
+                    guard_fd, holder = held
+                    os.close(fd)
+                    _let_go(self.path, lock_fd)
+                    try:
+                        restored = _restore(self.path, guard_fd)
+                    finally:
+                        os.close(guard_fd)
+                    message = _deleted_message(self.path, holder, restored)
+                    raise _lockfile_error("AlreadyLocked", message)
                 try:
                     data = b"%d\n" % os.getpid()
                     os.ftruncate(fd, 0)  # readers see empty ("not yet written") or the full pid
@@ -463,6 +554,7 @@ class PIDLockFile:
                 # Only the read-only twin is kept: a daemon that drops privileges
                 # holds the lock but can never rewrite (or grow) its pidfile.
                 os.close(fd)
+                _link_guard(self.path, lock_fd)
                 self._fd, self._owner = lock_fd, os.getpid()
                 return
             moved = locked or not _is_at_path(self.path, lock_fd)
@@ -567,6 +659,7 @@ class PIDLockFile:
             return
         fd = _open_or_fail(self.path, writable=False)
         if fd is None:
+            _remove_stale_guard(self.path)
             return
         try:
             # A shared lock, like a status reader's: granted only when no live
@@ -584,6 +677,7 @@ class PIDLockFile:
                 os.unlink(self.path)
         finally:
             os.close(fd)
+        _remove_stale_guard(self.path)
 
     def fileno(self) -> int:
         """The fd that holds the lock (close-on-exec); make it inheritable to keep the lock

@@ -156,43 +156,71 @@ def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
     return Holders(pids, hidden)
 
 
+def _fds_on(pid: int, keys: set[FileKey]) -> dict[FileKey, tuple[str, bool]]:
+    """{key: (fd name, unlinked)} for the fds of ``pid`` open on one of ``keys``
+    ({} if none, or if we may not look)."""
+    base = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return {}
+    found: dict[FileKey, tuple[str, bool]] = {}
+    for name in names:
+        try:
+            st = os.stat(f"{base}/{name}")
+        except OSError:
+            continue
+        key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+        if key in keys:
+            found.setdefault(key, (name, st.st_nlink == 0))
+    return found
+
+
+def _named(pid: int, name: str, wanted: str, key: FileKey) -> bool:
+    try:
+        if os.readlink(f"/proc/{pid}/fd/{name}") != wanted:
+            return False
+    except OSError:
+        return False
+    return bool(holding_fds(pid, key))
+
+
 def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
     """Processes holding an exclusive flock on an *unlinked* file that was named ``path``.
 
     A pidfile deleted (or replaced by a rename) while its daemon runs: the lock
     lives on with the old inode, and the kernel still names the file
     ``<path> (deleted)`` in ``/proc/<pid>/fd``. Only locks on ``device`` (the
-    pidfile directory's) are considered, so an idle system costs one read of
-    /proc/locks. Returns (pid, key) pairs, a verified holder each.
+    pidfile directory's) are considered, and the process /proc/locks names for
+    each is looked at first: when it still holds the file, nothing else is. Only
+    a lock whose taker is gone (a child kept it) costs a search of /proc.
+    Returns (pid, key) pairs, a verified holder each.
     """
     where = (os.major(device), os.minor(device))
-    candidates = {key for _pid, key in exclusive_flocks() if (key[0], key[1]) == where}
-    if not candidates:
-        return []
+    hints: dict[FileKey, list[int]] = {}
+    for pid, key in exclusive_flocks():
+        if (key[0], key[1]) == where:
+            hints.setdefault(key, []).append(pid)
     wanted = path + " (deleted)"
     found = []
-    for pid in _all_pids():
-        base = f"/proc/{pid}/fd"
-        try:
-            names = os.listdir(base)
-        except OSError:
-            continue
-        for name in names:
-            try:
-                st = os.stat(f"{base}/{name}")
-            except OSError:
-                continue
-            key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-            if key not in candidates or st.st_nlink != 0:
-                continue
-            try:
-                if os.readlink(f"{base}/{name}") != wanted:
-                    continue
-            except OSError:
-                continue
-            fds = holding_fds(pid, key)
-            if fds:
-                found.append((pid, key))
+    unresolved: set[FileKey] = set()
+    for key, pids in hints.items():
+        for pid in pids:
+            fds = _fds_on(pid, {key}) if pid > 0 else {}
+            if key in fds:  # its taker still has it open: the answer is here
+                name, unlinked = fds[key]
+                if unlinked and _named(pid, name, wanted, key):
+                    found.append((pid, key))
+                break
+        else:
+            unresolved.add(key)  # its taker is gone, or outside our pid namespace
+    if unresolved:
+        for pid in _all_pids():
+            for key, (name, unlinked) in _fds_on(pid, unresolved).items():
+                if unlinked and _named(pid, name, wanted, key):
+                    found.append((pid, key))
+                    unresolved.discard(key)
+            if not unresolved:
                 break
     return found
 
