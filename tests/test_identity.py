@@ -559,3 +559,74 @@ with DaemonContext(ready_on_open=False, ready_timeout=4):
     finally:
         os.kill(child, signal.SIGKILL)
         wait_gone(child)
+
+
+def test_restart_stops_the_child_that_kept_the_lock(tracker: Tracker) -> None:
+    program = tracker.start("sh", "-c", "sleep 1000; :")
+    child = wait_for(lambda: [p for p in tracker.processes() if p != program], what="child")[0]
+    os.kill(program, signal.SIGKILL)
+    wait_gone(program)
+    result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith(f"stopped pid {child}, which still held its lock")
+    new = int(second.split("pid ")[1].rstrip(")"))
+    assert tracker.processes() == [new] and int(Path(tracker.pidfile).read_text()) == new
+
+
+@needs_root
+def test_nobodys_helper_that_exits_leaves_a_lock_root_will_not_touch(
+    tracker: Tracker, shared_dir: Path, victims: list[subprocess.Popen[bytes]]
+) -> None:
+    """A local user plants a pidfile, locks it from a short-lived helper whose child
+    keeps the lock, and waits for the helper's pid to be reused by root's process."""
+    path = shared_dir / "app.pid"
+    code = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, b'%d\\n' % os.getpid())\n"
+        "if os.fork() == 0:\n"
+        "    os.dup2(os.open('/dev/null', os.O_WRONLY), 1)\n"
+        "    os.setsid(); time.sleep(1000)\n"
+        "print(os.getpid(), flush=True)\n"
+    )
+    python = python_for_nobody(PROGRAMS / "reaper.py")
+    helper = as_nobody([python, "-c", code], stdout=subprocess.PIPE)
+    out, _ = helper.communicate(timeout=30)
+    helper_pid = int(out)
+    keeper = find_lock_holders_of(path)  # the helper's child, which kept the lock
+    try:
+        assert keeper and helper_pid not in keeper
+        wait_reaped(helper_pid)
+        victim = spawn_as_pid(helper_pid, ["sleep", "1000"])
+        victims.append(victim)
+        result = tracker.daemonctx("stop", "--pidfile", str(path))
+        assert result.returncode == 4 and "refusing pidfile" in result.stderr
+        assert victim.poll() is None
+    finally:
+        for pid in keeper:
+            os.kill(pid, signal.SIGKILL)
+            wait_gone(pid)
+
+
+def find_lock_holders_of(path: Path) -> list[int]:
+    from daemonctx import procfs
+
+    return procfs.find_lock_holders(procfs.file_key(os.stat(path))).pids
+
+
+@needs_root
+def test_a_service_refuses_an_output_path_nobody_planted(shared_dir: Path, tmp_path: Path) -> None:
+    from daemonctx import Service
+
+    target = tmp_path / "precious"
+    target.write_text("root's data\n")
+    log = shared_dir / "service.log"
+    subprocess.run(["ln", "-s", str(target), str(log)], user=NOBODY, group=NOBODY, check=True)
+    service = Service(tmp_path / "svc.pid", stderr=str(log))
+    with pytest.raises(ControlError) as refused:
+        service.make_context(detach=True)
+    assert refused.value.exit_code == 4
+    assert str(refused.value).startswith(f"refusing stderr {log}: ")
+    assert target.read_text() == "root's data\n"
