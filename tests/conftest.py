@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +23,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 DAEMON = PROGRAMS / "daemon.py"
+NOBODY = 65534
+TOKEN_VAR = "DAEMONCTX_TEST_TOKEN"
+STARTED = re.compile(r"started (\S+) \(pid (\d+)\)\n")
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+SSD = "/usr/sbin/start-stop-daemon"
+# For subprocesses that import this checkout (as nobody, with a Python that is not ours).
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -192,3 +204,177 @@ def run_script(
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+# -- processes started through the daemonctx command ---------------------------------
+
+
+class Tracker:
+    """Runs ``daemonctx`` with a token in the environment and finds every
+    process that inherited it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.token = uuid.uuid4().hex
+        self.env = {**os.environ, TOKEN_VAR: self.token}
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.pidfile = str(tmp_path / "app.pid")
+
+    def daemonctx(
+        self, *args: str, timeout: float = 30, **popen: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m daemonctx ARGS`` to completion."""
+        popen.setdefault("env", self.env)
+        return subprocess.run(
+            [*self.command(), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **popen,
+        )
+
+    @staticmethod
+    def command() -> list[str]:
+        """How the tests invoke the command: ``python -m daemonctx``."""
+        return [sys.executable, "-m", "daemonctx"]
+
+    def run_argv(self, *command: str) -> list[str]:
+        """The argv of ``python -m daemonctx run --pidfile app.pid -- COMMAND``, for Popen."""
+        return [*self.command(), "run", "--pidfile", self.pidfile, "--", *command]
+
+    def start(self, *command: str, options: tuple[str, ...] = ()) -> int:
+        """``daemonctx start --pidfile app.pid OPTIONS -- COMMAND``; require success; the pid."""
+        result = self.daemonctx("start", "--pidfile", self.pidfile, *options, "--", *command)
+        assert result.returncode == 0, result.stderr
+        match = STARTED.fullmatch(result.stdout)
+        assert match, result.stdout
+        return int(match.group(2))
+
+    def ssd_status(self, *extra: str) -> int:
+        """``start-stop-daemon --status --pidfile app.pid``'s exit code."""
+        args = [SSD, "--status", "--pidfile", self.pidfile, *extra]
+        return subprocess.run(args, env=self.env, timeout=30).returncode
+
+    def has_token(self, pid: int) -> bool:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"{TOKEN_VAR}={self.token}".encode() in environ.split(b"\0")
+
+    def processes(self) -> list[int]:
+        """Live processes (not zombies) started by this test."""
+        pids = (int(name) for name in os.listdir("/proc") if name.isdigit())
+        return sorted(pid for pid in pids if self.has_token(pid) and pid_alive(pid))
+
+    def kill_all(self) -> None:
+        for _ in range(5):
+            pids = self.processes()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    pidfd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+                try:
+                    if self.has_token(pid):  # the pidfd names the process we checked
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                        select.select([pidfd], [], [], 5)
+                except ProcessLookupError:
+                    pass
+                finally:
+                    os.close(pidfd)
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[Tracker]:
+    tmp_path.chmod(0o755)  # reachable after dropping privileges
+    manager = Tracker(tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+def wait_reaped(pid: int) -> None:
+    """Gone from /proc (not even a zombie): start-stop-daemon counts a zombie as alive."""
+    wait_gone(pid)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what=f"pid {pid} reaped")
+
+
+def kill(pid: int) -> None:
+    pidfd = os.pidfd_open(pid)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    wait_reaped(pid)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A 0755 directory of ours under /tmp, which nobody can reach but not write
+    (pytest's tmp_path is inside a 0700 directory)."""
+    directory = Path(tempfile.mkdtemp(prefix="daemonctx-test-", dir="/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_dir(open_dir: Path) -> Path:
+    """A directory like /tmp: anyone may create entries, only their owner remove them."""
+    directory = open_dir / "shared"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    return directory
+
+
+@pytest.fixture
+def open_tracker(open_dir: Path) -> Iterator[Tracker]:
+    """A tracker whose directory nobody can reach."""
+    manager = Tracker(open_dir)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+def spawn_as_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` so that it gets ``pid``: root chooses the next pid through
+    /proc/sys/kernel/ns_last_pid (retried: other processes may fork meanwhile)."""
+    if not os.access(NS_LAST_PID, os.W_OK):
+        pytest.skip(f"{NS_LAST_PID} is not writable here")
+    for _ in range(100):
+        with open(NS_LAST_PID, "w") as f:
+            f.write(str(pid - 1))
+        proc = subprocess.Popen(argv)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    pytest.fail(f"could not start a process as pid {pid}")
+
+
+def python_for_nobody(program: Path) -> str:
+    """An interpreter nobody may run ``program`` with, importing this checkout
+    (the venv's may live under /root); skip the test when there is none."""
+    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", f"open({str(program)!r}).close(); import daemonctx"],
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                capture_output=True,
+                env=ENV,
+                check=False,
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return candidate
+    pytest.skip(f"no Python interpreter nobody may run {program} with")

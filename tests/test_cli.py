@@ -19,125 +19,28 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import PROGRAMS, ROOT, pid_alive, proc_stat, proc_status, wait_for, wait_gone
+from conftest import (
+    PROGRAMS,
+    ROOT,
+    SSD,
+    STARTED,
+    Tracker,
+    kill,
+    needs_root,
+    pid_alive,
+    proc_stat,
+    proc_status,
+    wait_for,
+    wait_reaped,
+)
 
 from daemonctx.pidfile import read_pidfile_status
 
 PROGRAM = PROGRAMS / "cli_program.py"
-SSD = "/usr/sbin/start-stop-daemon"
-TOKEN_VAR = "DAEMONCTX_TEST_TOKEN"
-STARTED = re.compile(r"started (\S+) \(pid (\d+)\)\n")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 needs_ssd = pytest.mark.skipif(not os.access(SSD, os.X_OK), reason="needs start-stop-daemon")
-
-
-class Tracker:
-    """Runs ``daemonctx`` with a token in the environment and finds every
-    process that inherited it."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.token = uuid.uuid4().hex
-        self.env = {**os.environ, TOKEN_VAR: self.token}
-        self.env.pop("NOTIFY_SOCKET", None)
-        self.pidfile = str(tmp_path / "app.pid")
-
-    def daemonctx(
-        self, *args: str, timeout: float = 30, **popen: Any
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m daemonctx ARGS`` to completion."""
-        popen.setdefault("env", self.env)
-        return subprocess.run(
-            [*self.command(), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **popen,
-        )
-
-    @staticmethod
-    def command() -> list[str]:
-        """How the tests invoke the command: ``python -m daemonctx``."""
-        return [sys.executable, "-m", "daemonctx"]
-
-    def run_argv(self, *command: str) -> list[str]:
-        """The argv of ``python -m daemonctx run --pidfile app.pid -- COMMAND``, for Popen."""
-        return [*self.command(), "run", "--pidfile", self.pidfile, "--", *command]
-
-    def start(self, *command: str, options: tuple[str, ...] = ()) -> int:
-        """``daemonctx start --pidfile app.pid OPTIONS -- COMMAND``; require success; the pid."""
-        result = self.daemonctx("start", "--pidfile", self.pidfile, *options, "--", *command)
-        assert result.returncode == 0, result.stderr
-        match = STARTED.fullmatch(result.stdout)
-        assert match, result.stdout
-        return int(match.group(2))
-
-    def ssd_status(self, *extra: str) -> int:
-        """``start-stop-daemon --status --pidfile app.pid``'s exit code."""
-        args = [SSD, "--status", "--pidfile", self.pidfile, *extra]
-        return subprocess.run(args, env=self.env, timeout=30).returncode
-
-    def has_token(self, pid: int) -> bool:
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            return False
-        return f"{TOKEN_VAR}={self.token}".encode() in environ.split(b"\0")
-
-    def processes(self) -> list[int]:
-        """Live processes (not zombies) started by this test."""
-        pids = (int(name) for name in os.listdir("/proc") if name.isdigit())
-        return sorted(pid for pid in pids if self.has_token(pid) and pid_alive(pid))
-
-    def kill_all(self) -> None:
-        for _ in range(5):
-            pids = self.processes()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    pidfd = os.pidfd_open(pid)
-                except ProcessLookupError:
-                    continue
-                try:
-                    if self.has_token(pid):  # the pidfd names the process we checked
-                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                        select.select([pidfd], [], [], 5)
-                except ProcessLookupError:
-                    pass
-                finally:
-                    os.close(pidfd)
-
-
-@pytest.fixture
-def tracker(tmp_path: Path) -> Iterator[Tracker]:
-    tmp_path.chmod(0o755)  # reachable after dropping privileges
-    manager = Tracker(tmp_path)
-    try:
-        yield manager
-    finally:
-        manager.kill_all()
-
-
-def wait_reaped(pid: int) -> None:
-    """Gone from /proc (not even a zombie): start-stop-daemon counts a zombie as alive."""
-    wait_gone(pid)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what=f"pid {pid} reaped")
-
-
-def kill(pid: int) -> None:
-    pidfd = os.pidfd_open(pid)
-    try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    finally:
-        os.close(pidfd)
-    wait_reaped(pid)
 
 
 def python_program(*args: str) -> tuple[str, ...]:

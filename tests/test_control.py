@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive, run_in_child, wait_for
-from test_cli import Tracker, kill, python_program
+from conftest import Tracker, kill, pid_alive, run_in_child, wait_for
+from test_cli import python_program
 
 from daemonctx import ServiceState, ServiceStatus, StopResult, status, stop
 from daemonctx.control import (
@@ -30,16 +30,6 @@ from daemonctx.control import (
 )
 from daemonctx.errors import DaemonOptionError, DaemonStartupError
 from daemonctx.pidfile import PIDLockFile
-
-
-@pytest.fixture
-def tracker(tmp_path: Path) -> Iterator[Tracker]:
-    tmp_path.chmod(0o755)
-    manager = Tracker(tmp_path)
-    try:
-        yield manager
-    finally:
-        manager.kill_all()
 
 
 @pytest.fixture

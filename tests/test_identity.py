@@ -14,77 +14,30 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, ROOT, pid_alive, run_in_child, wait_for, wait_gone
-from test_cli import Tracker, wait_reaped
+from conftest import (
+    ENV,
+    NOBODY,
+    PROGRAMS,
+    ROOT,
+    Tracker,
+    needs_root,
+    pid_alive,
+    python_for_nobody,
+    run_in_child,
+    spawn_as_pid,
+    wait_for,
+    wait_gone,
+    wait_reaped,
+)
 
 from daemonctx import ServiceState, status, stop
 from daemonctx.control import ControlError
 from daemonctx.identity import find
 from daemonctx.pidfile import PIDLockFile, read_pidfile_status
-
-NOBODY = 65534
-NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-@pytest.fixture
-def tracker(tmp_path: Path) -> Iterator[Tracker]:
-    tmp_path.chmod(0o755)
-    manager = Tracker(tmp_path)
-    try:
-        yield manager
-    finally:
-        manager.kill_all()
-
-
-@pytest.fixture
-def open_tracker() -> Iterator[Tracker]:
-    """A tracker whose directory nobody can reach (pytest's tmp_path is 0700 root's)."""
-    path = Path(tempfile.mkdtemp(prefix="daemonctx-open-", dir="/tmp"))
-    path.chmod(0o755)
-    manager = Tracker(path)
-    try:
-        yield manager
-    finally:
-        manager.kill_all()
-        subprocess.run(["rm", "-rf", str(path)], check=False)
-
-
-def python_for_nobody(program: Path) -> str:
-    """An interpreter nobody may run ``program`` with (the venv's may live in /root)."""
-    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-        try:
-            probe = subprocess.run(
-                [candidate, "-c", f"open({str(program)!r}).close(); import daemonctx"],
-                user=NOBODY,
-                group=NOBODY,
-                extra_groups=[],
-                capture_output=True,
-                env=ENV,
-                check=False,
-            )
-        except OSError:
-            continue
-        if probe.returncode == 0:
-            return candidate
-    pytest.skip(f"no Python interpreter nobody may run {program} with")
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A world-writable sticky directory like /tmp, reachable by nobody."""
-    path = Path(tempfile.mkdtemp(prefix="daemonctx-shared-", dir="/tmp"))
-    path.chmod(0o1777)
-    try:
-        yield path
-    finally:
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 @pytest.fixture
@@ -97,22 +50,6 @@ def victims() -> Iterator[list[subprocess.Popen[bytes]]]:
         for proc in started:
             proc.kill()
             proc.wait()
-
-
-def spawn_as_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` so that it gets ``pid``: root chooses the next pid through
-    /proc/sys/kernel/ns_last_pid (retried: other processes may fork meanwhile)."""
-    if not os.access(NS_LAST_PID, os.W_OK):
-        pytest.skip(f"{NS_LAST_PID} is not writable here")
-    for _ in range(100):
-        with open(NS_LAST_PID, "w") as f:
-            f.write(str(pid - 1))
-        proc = subprocess.Popen(argv)
-        if proc.pid == pid:
-            return proc
-        proc.kill()
-        proc.wait()
-    pytest.fail(f"could not start a process as pid {pid}")
 
 
 def as_nobody(argv: list[str], **popen: object) -> subprocess.Popen[bytes]:

@@ -11,17 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import pickle
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import ROOT, run_in_child
+from conftest import NOBODY, ROOT, needs_root, run_in_child
 
 from daemonctx import paths
 from daemonctx.errors import DaemonError
@@ -35,28 +32,17 @@ from daemonctx.paths import (
 
 pytestmark = pytest.mark.timeout(30)
 
-NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as uid 65534")
-
 
 @pytest.fixture
-def base() -> Iterator[Path]:
+def base(open_dir: Path) -> Path:
     """A 0755 directory of ours, which nobody can reach but not write."""
-    directory = Path(tempfile.mkdtemp(prefix="daemonctx-paths-", dir="/tmp"))
-    directory.chmod(0o755)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory)
+    return open_dir
 
 
 @pytest.fixture
-def shared(base: Path) -> Path:
+def shared(shared_dir: Path) -> Path:
     """A directory like /tmp: anyone may create entries, only their owner remove them."""
-    directory = base / "shared"
-    directory.mkdir()
-    directory.chmod(0o1777)
-    return directory
+    return shared_dir
 
 
 @pytest.fixture

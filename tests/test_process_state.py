@@ -11,14 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemons, proc_fds, proc_status, run_in_child
+from conftest import Daemons, needs_root, proc_fds, proc_status, run_in_child
 
 from daemonctx import DaemonContext, DaemonOptionError
 from daemonctx.process import change_process_owner
 
 NOBODY = 65534
 _serial = itertools.count()
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def test_defaults_cwd_root_umask_and_core_limit(daemons: Daemons) -> None:

@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROGRAMS, pid_alive, proc_stat, read_events, wait_for
-from test_cli import STARTED, Tracker
+from conftest import PROGRAMS, STARTED, Tracker, pid_alive, proc_stat, read_events, wait_for
 
 from daemonctx import DaemonContext, Service
 from daemonctx.pidfile import read_pidfile_status
@@ -61,13 +59,8 @@ class App:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    tmp_path.chmod(0o755)
-    tracker = Tracker(tmp_path)
-    try:
-        yield App(tracker)
-    finally:
-        tracker.kill_all()
+def app(tracker: Tracker) -> App:
+    return App(tracker)
 
 
 def test_start_status_reload_restart_stop(app: App) -> None:
