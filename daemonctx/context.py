@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
     from .process import Handler
 
-_STOP_GRACE = 5.0  # seconds a daemon that missed ready_timeout gets after SIGTERM
-
 # Signals a terminal sends to its foreground group. They are blocked across
 # the first fork: until setsid() the child is still in that group, and a
 # SIGHUP there (a launching ssh -t session ending) would kill it.
@@ -43,13 +41,14 @@ def _notify(*lines: str) -> None:
 
 def _stop_started_daemon(handoff: Handoff, session: int) -> None:
     """SIGTERM, then SIGKILL, the daemon of a start that failed in the launcher."""
-    pidfd, pid = handoff.daemon_pidfd, handoff.daemon_pid
-    if pidfd is None or pid is None:
+    daemon, pid = handoff.daemon_pidfd, handoff.daemon_pid
+    if daemon is None or pid is None:
         return
-    from .procfs import session_id  # a failed start only
+    from .pidfd import terminate  # a failed start only
+    from .procfs import session_id
 
     if session_id(pid) == session:  # read while the pidfd holds the process
-        process.stop_pidfd(pidfd, grace=_STOP_GRACE)
+        terminate(daemon)
 
 
 class _Plan:

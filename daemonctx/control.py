@@ -18,9 +18,9 @@ import os
 import signal as _signal
 
 from . import identity, procfs
-from .errors import DaemonError, DaemonStartupError
+from .errors import CommandError, ControlError, DaemonError, DaemonStartupError
+from .pidfd import GRACE, signal_and_wait, wait_exit
 from .pidfile import PIDLockFile, restore_pidfile
-from .process import signal_and_wait, wait_exit
 from .procfs import process_command, process_uptime
 
 TYPE_CHECKING = False
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlreadyRunning",
+    "CommandError",
     "ControlError",
     "ServiceState",
     "ServiceStatus",
@@ -51,19 +52,11 @@ __all__ = [
 ]
 
 STOP_TIMEOUT = 10.0  # seconds between the stop signal and SIGKILL
-KILL_TIMEOUT = 5.0  # seconds to wait for the exit after SIGKILL before giving up
+KILL_TIMEOUT = GRACE  # seconds to wait for the exit after SIGKILL before giving up
 _TARGET_ATTEMPTS = 5  # re-reads of the pidfile when its holder changes under us
 
 
-class ControlError(DaemonError):
-    """A status or stop could not be carried out; ``exit_code`` is the LSB code to exit with."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class AlreadyRunning(ControlError):
+class AlreadyRunning(CommandError):
     """A start found the daemon already running; ``pid`` is its pid."""
 
     def __init__(self, name: str, pid: int | None, message: str | None = None) -> None:
@@ -260,20 +253,20 @@ def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO
     try:
         fd = open_log(os.fspath(path), what, umask)
     except UnsafePathError as exc:
-        raise ControlError(str(exc), exit_code=4) from exc
+        raise CommandError(str(exc), exit_code=4) from exc
     except OSError as exc:
-        raise ControlError(exc.strerror or str(exc)) from exc
+        raise CommandError(exc.strerror or str(exc)) from exc
     stream = open(fd, "ab", buffering=0)  # noqa: SIM115 - the daemon's for its life
     stream.name = os.fspath(path)  # as open(path) would name it
     return stream
 
 
-def startup_failure(name: str, exc: DaemonError) -> ControlError:
+def startup_failure(name: str, exc: DaemonError) -> CommandError:
     """A one-line ``ControlError`` for a start that failed in the foreground or in
     the daemon: "app failed to start: PermissionError: [Errno 13] ..."."""
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
-        return ControlError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
-    return ControlError(f"{name} failed to start: {exc}")
+        return CommandError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
+    return CommandError(f"{name} failed to start: {exc}")
 
 
 # -- reading the pidfile ------------------------------------------------------
@@ -298,7 +291,7 @@ def _find(path: str, every_holder: bool = False) -> identity.Found:
         if not _is_pidfile_error(exc):
             raise
         denied = isinstance(exc, PermissionError) or isinstance(exc.__cause__, PermissionError)
-        raise ControlError(str(exc), exit_code=4 if denied else 1) from exc
+        raise CommandError(str(exc), exit_code=4 if denied else 1) from exc
 
 
 def default_name(pidfile: PathArg) -> str:
@@ -379,7 +372,7 @@ def status(pidfile: PathArg) -> ServiceStatus:
     path = os.fspath(pidfile)
     try:
         found = _find(path)
-    except ControlError as exc:
+    except CommandError as exc:
         return ServiceStatus(path, ServiceState.UNKNOWN, reason=str(exc))
     path = found.path
     if found.held and (found.main_pid is not None or not found.holders):
@@ -440,7 +433,7 @@ def terminate(
     try:
         return signal_and_wait(pidfd, signum, timeout, kill_timeout)
     except PermissionError as exc:
-        raise ControlError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
+        raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
 
 
 def stop(
@@ -467,14 +460,14 @@ def stop(
     if not found.held:
         return StopResult(path, None, signal=signal, pidfile_removed=remove_stale_pidfile(path))
     if not found.holders:  # held, but by no process we may look at: we cannot prove one
-        raise ControlError(
+        raise CommandError(
             f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
             exit_code=4,
         )
     try:
         done = identity.stop_daemon(found, signal, timeout, kill_timeout)
     except PermissionError as exc:
-        raise ControlError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
+        raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
     main = found.main_pid if found.main_pid in done.signalled else None
     others = tuple(pid for pid in done.signalled if pid != main)
     removed = remove_stale_pidfile(found.path) if done.exited else False

@@ -104,3 +104,21 @@ class DaemonStartupError(DaemonError):
 
 class DaemonReadyTimeout(DaemonStartupError):
     """The daemon did not report ready within ``ready_timeout`` seconds."""
+
+
+class CommandError(DaemonError):
+    """A command (``daemonctx start``, ``Service.stop``, ...) could not be carried out.
+
+    ``exit_code`` is the LSB code the command exits with: 1 generic, 4 permission
+    denied or an untrusted path. The message is one line naming what the user gave.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.exit_code))
+
+
+ControlError = CommandError  # its name before 0.2, kept for code that catches it

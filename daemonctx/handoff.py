@@ -19,7 +19,7 @@ import sys
 import time
 
 from .errors import DaemonReadyTimeout, DaemonStartupError
-from .process import dup_above_standard
+from .process import GRACE, dup_above_standard
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ MAX_PAYLOAD = 64 * 1024  # what the launcher accepts at most
 # Two processes write records (the first child sends PID): each record must be
 # one atomic write, at most PIPE_BUF bytes (4096 on Linux, 512 by POSIX).
 _ATOMIC_WRITE = 4096 if sys.platform.startswith("linux") else 512
-_EOF_GRACE = 5.0  # how long the launcher waits for a failed daemon to finish exiting
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -166,7 +165,7 @@ class Handoff:
                 if kind == "EXEC":
                     exec_is_ready = True
                 if kind == "ERROR":
-                    reader.wait_eof(time.monotonic() + _EOF_GRACE)
+                    reader.wait_eof(time.monotonic() + GRACE)  # it finishes exiting
                     raise _startup_error(pid, payload)
         except TimeoutError:
             raise DaemonReadyTimeout(

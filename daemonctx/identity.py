@@ -20,7 +20,6 @@ start-stop-daemon refuses it: ``paths.UnsafePathError``, LSB code 4.
 from __future__ import annotations
 
 import os
-import select
 import signal as _signal
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from . import pidfile as _pidfile
 from . import procfs
 from .paths import UnsafePathError, check_path
+from .pidfd import exited as _exited
+from .pidfd import wait_any
 
 __all__ = ["Found", "find", "stop_daemon"]
 
@@ -194,10 +195,6 @@ def find(path: str, *, every_holder: bool = True) -> Found:
 # -- stopping -----------------------------------------------------------------
 
 
-def _exited(pidfd: int) -> bool:
-    return bool(select.select([pidfd], [], [], 0)[0])
-
-
 def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
     """A pidfd for ``pid`` if, once pinned, it is proven to hold one of ``keys``.
 
@@ -267,7 +264,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                     if not killed and time.monotonic() >= deadline:
                         killed = True
                         deadline = time.monotonic() + kill_timeout
-                    select.select([], [], [], 0.001)  # a holder between exit and reaping
+                    time.sleep(0.001)  # a holder we may not pin: look again until the deadline
                 continue
             now = time.monotonic()
             if now >= deadline:
@@ -282,7 +279,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                 targets = _current_holders(found.keys)
                 deadline = now + kill_timeout
                 continue
-            select.select(alive, [], [], deadline - now)
+            wait_any(alive, deadline - now)
     finally:
         for pidfd in pinned.values():
             os.close(pidfd)

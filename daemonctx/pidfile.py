@@ -268,18 +268,13 @@ def _try_lock(fd: int) -> tuple[bool, int | None]:
 
 def _pause(pid: int | None, seconds: float) -> bool:
     """Sleep up to *seconds*, waking at once if process *pid* exits; True if it did."""
-    if pid is not None and hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            pass
-        else:
-            import select
+    if pid is not None:
+        from .pidfd import open_pidfd, wait_exit  # waiting for a holder: not the fast path
 
+        pidfd = open_pidfd(pid)
+        if pidfd is not None:
             try:
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                return bool(poller.poll(max(1, int(seconds * 1000))))
+                return wait_exit(pidfd, max(0.001, seconds))
             finally:
                 os.close(pidfd)
     time.sleep(seconds)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     Handler = Union[Callable[[int, Any], Any], int, signal.Handlers, None]
 
 STANDARD_FDS = (0, 1, 2)
+# Seconds a process gets to exit when we chose no timeout for it: a daemon whose
+# start failed, after SIGTERM and again after SIGKILL, or finishing its exit.
+GRACE = 5.0
 
 
 def _fail(step: str, exc: OSError) -> DaemonOSEnvironmentError:
@@ -324,47 +327,3 @@ def warn_if_threads_alive() -> None:
             RuntimeWarning,
             stacklevel=4,
         )
-
-
-def wait_exit(pidfd: int, timeout: float | None) -> bool:
-    """Wait on a pidfd until its process has exited; False if ``timeout`` passed first.
-
-    The pidfd becomes readable at the exit itself (before the parent reaps the
-    process), and by then the process's files, and so its pidfile lock, are closed.
-    """
-    import select
-
-    if timeout is not None:
-        timeout = max(0.0, timeout)
-    ready, _, _ = select.select([pidfd], [], [], timeout)
-    return bool(ready)
-
-
-def signal_and_wait(
-    pidfd: int, signum: int, timeout: float, kill_timeout: float
-) -> tuple[bool, bool]:
-    """Send ``signum`` through ``pidfd``, wait up to ``timeout`` s, then SIGKILL and
-    wait up to ``kill_timeout`` s. Returns (exited, killed).
-
-    A pidfd names one process: the signal cannot reach another that reused
-    the pid. Raises ``PermissionError`` when we may not signal the process.
-    """
-    killed = False
-    for number, wait in ((signum, timeout), (signal.SIGKILL, kill_timeout)):
-        try:
-            signal.pidfd_send_signal(pidfd, number)
-        except ProcessLookupError:
-            return True, killed
-        killed = number == signal.SIGKILL
-        if wait_exit(pidfd, wait):
-            return True, killed
-    return False, killed
-
-
-def stop_pidfd(pidfd: int, grace: float) -> bool:
-    """SIGTERM the process behind ``pidfd``, wait up to ``grace`` seconds for it to
-    exit, then SIGKILL. Returns True once it is gone (or was already)."""
-    try:
-        return signal_and_wait(pidfd, signal.SIGTERM, grace, grace)[0]
-    except PermissionError:
-        return False

@@ -14,8 +14,9 @@ import signal
 import sys
 
 from . import control
+from .commands import add_stop_options, prepare_exit, report_stop, run_command, say
 from .context import DaemonContext
-from .errors import DaemonError
+from .errors import CommandError, DaemonError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,10 +120,7 @@ class Service:
 
     def launcher_ready(self, daemon_pid: int) -> None:
         """Runs in the launching process once the daemon is ready: says so."""
-        try:
-            print(f"started {self.display_name} (pid {daemon_pid})", flush=True)
-        except OSError:
-            pass
+        say(f"started {self.display_name} (pid {daemon_pid})")
 
     # -- from run() ----------------------------------------------------------
 
@@ -161,7 +159,7 @@ class Service:
             try:
                 return open(value, "rb", buffering=0)  # the daemon's for its life
             except OSError as exc:
-                raise control.ControlError(f"cannot open {option} {value}: {exc.strerror}") from exc
+                raise CommandError(f"cannot open {option} {value}: {exc.strerror}") from exc
         if option == "signal_map" and value is not None:
             return {number: self._handler(handler) for number, handler in value.items()}
         return value
@@ -210,7 +208,7 @@ class Service:
 
     def start(self) -> None:
         """Start the daemon. The launching process exits 0 once it is ready, or
-        this raises ``ControlError``; in the daemon, returns when ``run()`` does."""
+        this raises ``CommandError``; in the daemon, returns when ``run()`` does."""
         self._serve(self.make_context(detach=True))
 
     def run_in_foreground(self) -> None:
@@ -238,17 +236,13 @@ class Service:
         self._serve(context)
 
     def _report_stop(self, result: StopResult, timeout: float | None) -> None:
-        if not result.exited:
-            raise control.ControlError(result.message(self.display_name))
-        print(result.message(self.display_name, timeout or self.stop_timeout), flush=True)
+        report_stop(result, self.display_name, timeout or self.stop_timeout)
 
     # -- the command line ----------------------------------------------------
 
     def build_parser(self) -> argparse.ArgumentParser:
         """The command line: start, stop, restart, status, run."""
         import argparse
-
-        from .cli import add_stop_options
 
         parser = argparse.ArgumentParser(description=type(self).__doc__)
         commands = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
@@ -265,18 +259,12 @@ class Service:
         """Parse ``argv`` (default ``sys.argv[1:]``), run the command; return the exit status."""
         parser = self.build_parser()
         args = parser.parse_args(argv)
-        try:
-            return self._command(args)
-        except control.ControlError as exc:
-            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            return 130
+        return run_command(parser.prog, lambda: self._command(args))
 
     def _command(self, args: argparse.Namespace) -> int:
         if args.action == "status":
             found = self.status()
-            print(found.message(self.display_name), flush=True)
+            say(found.message(self.display_name))
             return found.exit_code
         if args.action == "stop":
             self._report_stop(self.stop(args.stop_timeout, args.signal), args.stop_timeout)
@@ -290,8 +278,6 @@ class Service:
 
     def main(self, argv: Sequence[str] | None = None) -> NoReturn:
         """Run the command in ``argv`` (default ``sys.argv[1:]``) and exit with its status."""
-        from .cli import prepare_exit
-
         try:
             status = self.dispatch(argv)
         finally:

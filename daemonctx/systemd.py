@@ -13,9 +13,7 @@ import os
 
 from .errors import DaemonOSEnvironmentError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
+__all__ = ["NotifyListener", "notify", "notify_socket_address"]
 
 
 def notify_socket_address() -> str | None:
@@ -53,3 +51,60 @@ def notify(*lines: str, **fields: object) -> bool:
             exc.errno, f"cannot notify the service manager at {where!r}: {exc.strerror}"
         ) from exc
     return True
+
+
+class NotifyListener:
+    """The receiving end of sd_notify: a datagram socket of our own, passed to a
+    program as ``NOTIFY_SOCKET``, so that it can tell us when it is ready.
+
+    It has an abstract address (no file to clean up, no permissions to fix
+    after a privilege drop) made unguessable with random bytes.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}"
+        self._socket.bind("\0" + name)
+        self.address = "@" + name
+
+    def fileno(self) -> int:
+        """The socket's fd, readable when a message waits (for a selector loop)."""
+        return self._socket.fileno()
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def _ready_received(self) -> bool:
+        """Read every waiting datagram; True if one said READY=1."""
+        import socket
+
+        ready = False
+        while True:
+            try:
+                data = self._socket.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return ready
+            ready = ready or b"READY=1" in data.split(b"\n")
+
+    def wait_ready(self, pidfd: int | None, timeout: float) -> str:
+        """Wait for READY=1 while watching the program's pidfd: "ready", "exited" or "timeout"."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        watched = [self._socket.fileno()] + ([] if pidfd is None else [pidfd])
+        while True:
+            if self._ready_received():
+                return "ready"
+            if pidfd is None:
+                return "exited"
+            remaining = deadline - time.monotonic()
+            readable = (
+                select.select(watched, [], [], max(0.0, remaining))[0] if remaining > 0 else []
+            )
+            if not readable:
+                return "ready" if self._ready_received() else "timeout"
+            if pidfd in readable:
+                return "ready" if self._ready_received() else "exited"

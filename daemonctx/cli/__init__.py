@@ -1,0 +1,71 @@
+"""The ``daemonctx`` command (also ``python -m daemonctx``).
+
+One module per family of subcommands: ``daemon`` (start, stop, restart,
+status, run: a program as a daemon with a pidfile). This package is the top
+layer: nothing else in daemonctx imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Callable
+
+from .. import __version__
+from ..commands import prepare_exit, run_command
+from . import daemon
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main", "split_command"]
+
+COMMANDS = daemon.COMMANDS
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Split at the first "--": (daemonctx's arguments, the program's command or None)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, None
+    index = argv.index("--")
+    return argv[:index], argv[index + 1 :]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="daemonctx",
+        description="Run a program as a daemon with a pidfile, and control it.",
+        epilog="Run 'daemonctx COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"daemonctx {__version__}")
+    subparsers = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
+    daemon.add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``daemonctx`` command; returns its exit status.
+
+    Without ``argv`` (the command itself, which exits next) it calls
+    ``prepare_exit()`` on the way out.
+    """
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:
+            prepare_exit()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    head, command = split_command(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(head)
+    if args.takes_command and not command:
+        parser.error(f"{args.action}: missing -- COMMAND [ARG...]")
+    if not args.takes_command and command is not None:
+        parser.error(f"{args.action} takes no COMMAND")
+    args.command = command
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return run_command("daemonctx", lambda: handler(args))

@@ -1,0 +1,184 @@
+"""``daemonctx start|stop|restart|status|run``: any program as a daemon with a pidfile.
+
+``start`` checks everything it can in the foreground (the program exists, the
+pidfile's directory, the user and group, nothing running already), then
+detaches with a ``DaemonContext`` and execs the program in the daemon, so the
+daemon *is* the program and keeps the pidfile's lock for its life (the lock's
+fd is inherited across exec). It returns 0 once the exec has happened, or with
+``--notify`` once the program has sent ``READY=1`` on a ``NOTIFY_SOCKET`` of
+our own; anything that fails before that fails here, in the terminal. The
+work is done by ``daemonctx.program`` and ``daemonctx.control``; this module
+only parses and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from .. import control
+from ..commands import add_stop_options, octal_mask, report_stop, say, seconds
+from ..program import DEFAULT_UMASK, START_TIMEOUT, Launch, run_program, start_program
+
+__all__ = ["COMMANDS", "add_commands"]
+
+COMMANDS = ("start", "stop", "restart", "status", "run")
+
+
+# -- the parser ---------------------------------------------------------------
+
+
+def _add_name_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--name", metavar="NAME", help=f"name used in messages (default: {default})"
+    )
+
+
+def _add_context_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the daemon's context, for start, restart and run."""
+    group = parser.add_argument_group("the program's context")
+    group.add_argument(
+        "--chdir", "-d", metavar="DIR", default="/", help="working directory (default: /)"
+    )
+    group.add_argument(
+        "--umask",
+        "-k",
+        metavar="MASK",
+        type=octal_mask,
+        default=DEFAULT_UMASK,
+        help="file creation mask, octal (default: 022)",
+    )
+    group.add_argument(
+        "--user",
+        metavar="USER",
+        help="run as this user (name or uid): its uid, primary group and groups",
+    )
+    group.add_argument(
+        "--group", "-g", metavar="GROUP", help="run with this group (name or gid) instead"
+    )
+    group.add_argument("--stdout", metavar="FILE", help="append standard output to FILE")
+    group.add_argument("--stderr", metavar="FILE", help="append standard error to FILE")
+
+
+def _add_start_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="wait until the program sends READY=1 on $NOTIFY_SOCKET (sd_notify)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="S",
+        type=seconds,
+        default=START_TIMEOUT,
+        help=f"seconds to wait for the program to be up; then stop it (default: {START_TIMEOUT:g})",
+    )
+
+
+def _subcommand(
+    subparsers: Any,
+    name: str,
+    summary: str,
+    handler: Callable[[argparse.Namespace], int],
+    takes_command: bool,
+) -> argparse.ArgumentParser:
+    usage = f"daemonctx {name} --pidfile PATH [options]"
+    if takes_command:
+        usage += " -- COMMAND [ARG...]"
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=summary, description=summary, usage=usage
+    )
+    parser.set_defaults(handler=handler, takes_command=takes_command)
+    parser.add_argument(
+        "--pidfile", "-p", required=True, metavar="PATH", help="the daemon's pidfile"
+    )
+    return parser
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add start, stop, restart, status and run to ``subparsers``."""
+    start = _subcommand(subparsers, "start", "start COMMAND as a daemon", cmd_start, True)
+    _add_context_options(start)
+    _add_start_options(start)
+    _add_name_option(start, "the basename of COMMAND")
+
+    stop = _subcommand(
+        subparsers, "stop", "stop the daemon and wait until it is gone", cmd_stop, False
+    )
+    add_stop_options(stop, "--timeout")
+    _add_name_option(stop, "the pidfile's name without extension")
+
+    restart = _subcommand(
+        subparsers, "restart", "stop the daemon if it runs, then start COMMAND", cmd_restart, True
+    )
+    _add_context_options(restart)
+    _add_start_options(restart)
+    add_stop_options(restart, "--stop-timeout")
+    _add_name_option(restart, "the basename of COMMAND")
+
+    status = _subcommand(
+        subparsers, "status", "tell whether the daemon runs (LSB exit codes)", cmd_status, False
+    )
+    _add_name_option(status, "the pidfile's name without extension")
+
+    run = _subcommand(
+        subparsers, "run", "run COMMAND in the foreground with the pidfile", cmd_run, True
+    )
+    _add_context_options(run)
+    _add_name_option(run, "the basename of COMMAND")
+
+
+# -- the commands ---------------------------------------------------------------
+
+
+def _launch(args: argparse.Namespace) -> Launch:
+    return Launch.resolve(
+        args.command,
+        args.pidfile,
+        name=args.name,
+        chdir=args.chdir,
+        umask=args.umask,
+        user=args.user,
+        group=args.group,
+    )
+
+
+def _prepare(args: argparse.Namespace, inherit_streams: bool) -> Launch:
+    """Every foreground check of start/run; the output files are opened last."""
+    launch = _launch(args)
+    control.check_not_running(launch.pidfile, launch.name)
+    launch.open_outputs(args.stdout, args.stderr, inherit_streams)
+    return launch
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    found = control.status(args.pidfile)
+    say(found.message(args.name or control.default_name(args.pidfile)))
+    return found.exit_code
+
+
+def _stop(pidfile: str, name: str, timeout: float, signum: int) -> None:
+    result = control.stop(pidfile, timeout=timeout, signal=signum)
+    report_stop(result, name, timeout)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    name = args.name or control.default_name(args.pidfile)
+    _stop(args.pidfile, name, args.stop_timeout, args.signal)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    start_program(_prepare(args, inherit_streams=False), notify=args.notify, timeout=args.timeout)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    launch = _launch(args)  # checked first: a typo must not stop the running daemon
+    launch.open_outputs(args.stdout, args.stderr, inherit=False)
+    _stop(launch.pidfile, launch.name, args.stop_timeout, args.signal)
+    control.check_not_running(launch.pidfile, launch.name)
+    start_program(launch, notify=args.notify, timeout=args.timeout)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run_program(_prepare(args, inherit_streams=True))

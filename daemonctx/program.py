@@ -1,0 +1,308 @@
+"""Run a program you did not write as a daemon: what ``daemonctx start`` and
+``run`` do, and what the supervisor builds on.
+
+Everything that can be checked is resolved in the foreground (``Launch``):
+the program is found, the pidfile's directory exists, the user and group
+exist, nothing runs already, the output files open. Then a ``DaemonContext``
+detaches and the daemon execs the program, which keeps the pidfile's lock
+(its fd is inherited across exec) for its whole life. The launcher returns
+once the exec has happened, or with a notify listener once the program has
+sent ``READY=1``; a failure before that is raised in the launcher.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, NoReturn
+
+from . import control
+from .commands import say
+from .context import DaemonContext
+from .errors import CommandError, DaemonError, DaemonReadyTimeout
+from .pidfd import GRACE, terminate
+from .pidfile import PIDLockFile
+from .systemd import NotifyListener
+
+__all__ = [
+    "DEFAULT_UMASK",
+    "START_TIMEOUT",
+    "Launch",
+    "ProgramContext",
+    "exec_program",
+    "reset_signal_dispositions",
+    "resolve_owner",
+    "resolve_pidfile",
+    "resolve_program",
+    "run_program",
+    "socket_activation_fds",
+    "start_program",
+]
+
+START_TIMEOUT = 60.0  # seconds start waits for the exec (or READY=1): start-stop-daemon's
+DEFAULT_UMASK = 0o022  # systemd's default UMask=
+_ENVIRONMENT_OF_USER = ("HOME", "USER", "LOGNAME")
+
+
+@dataclass
+class Launch:
+    """Everything resolved in the foreground before the program is started."""
+
+    argv: list[str]
+    name: str
+    path: str
+    pidfile: str
+    chdir: str
+    umask: int
+    environment: dict[str, str]
+    uid: int | None = None
+    gid: int | None = None
+    initgroups: bool = False
+    stdout: IO[Any] | None = field(default=None, repr=False)
+    stderr: IO[Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        argv: list[str],
+        pidfile: str,
+        *,
+        name: str | None = None,
+        chdir: str = "/",
+        umask: int = DEFAULT_UMASK,
+        user: str | None = None,
+        group: str | None = None,
+    ) -> Launch:
+        """Check and resolve a program's start; raise ``CommandError`` naming what is wrong."""
+        name = name or os.path.basename(argv[0]) or argv[0]
+        path = resolve_program(argv[0], name)
+        directory = os.path.abspath(chdir)
+        if not os.path.isdir(directory):
+            raise CommandError(f"--chdir {directory}: no such directory")
+        environment = dict(os.environ)
+        uid, gid, initgroups = resolve_owner(user, group, environment)
+        return cls(
+            list(argv),
+            name,
+            path,
+            resolve_pidfile(pidfile),
+            directory,
+            umask,
+            environment,
+            uid,
+            gid,
+            initgroups,
+        )
+
+    def open_outputs(self, stdout: str | None, stderr: str | None, inherit: bool) -> None:
+        """Open the output files here, so a bad path fails in the foreground; with
+        ``inherit`` (run), keep our own streams when none is given."""
+        opened: dict[str, IO[Any]] = {}
+        for stream, path in (("stdout", stdout), ("stderr", stderr)):
+            value: IO[Any] | None
+            if path is None:
+                value = getattr(sys, stream) if inherit else None
+            elif path in opened:
+                value = opened[path]
+            else:
+                value = opened[path] = control.open_output(path, f"--{stream}", self.umask)
+            setattr(self, stream, value)
+
+    def context_options(self, lock: PIDLockFile) -> dict[str, Any]:
+        """The ``DaemonContext`` options of this program's daemon."""
+        return {
+            "working_directory": self.chdir,
+            "umask": self.umask,
+            "uid": self.uid,
+            "gid": self.gid,
+            "initgroups": self.initgroups,
+            "pidfile": lock,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "ready_on_open": False,
+        }
+
+
+def resolve_program(command: str, name: str) -> str:
+    """The absolute path to exec, found in PATH as the shell would."""
+    import shutil
+
+    found = shutil.which(command)
+    if found is None:
+        prefix = "" if name == os.path.basename(command) else f"{name}: "
+        raise CommandError(f"{prefix}command not found: {command}")
+    return os.path.abspath(found)
+
+
+def resolve_pidfile(path: str) -> str:
+    """The pidfile as an absolute path (the daemon changes directory), in an existing directory."""
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise CommandError(f"pidfile directory {directory} does not exist")
+    return path
+
+
+def resolve_owner(
+    user: str | None, group: str | None, environment: dict[str, str]
+) -> tuple[int | None, int | None, bool]:
+    """(uid, gid, initgroups) for --user/--group; None keeps ours.
+
+    --user gives the user's uid, primary group and supplementary groups, and
+    sets HOME, USER and LOGNAME in ``environment``; --group overrides the gid.
+    """
+    uid = gid = None
+    if user is not None:
+        import pwd
+
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise CommandError(f"unknown user {user!r}") from None
+        uid, gid = entry.pw_uid, entry.pw_gid
+        environment.update(zip(_ENVIRONMENT_OF_USER, (entry.pw_dir, entry.pw_name, entry.pw_name)))
+    if group is not None:
+        import grp
+
+        try:
+            gid = (grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)).gr_gid
+        except KeyError:
+            raise CommandError(f"unknown group {group!r}") from None
+    return uid, gid, user is not None
+
+
+# -- the daemon's side: exec --------------------------------------------------
+
+
+def reset_signal_dispositions() -> None:
+    """Give the program every signal's default action, as systemd does.
+
+    Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored
+    across exec; the signal mask was reset when the context opened.
+    """
+    for number in signal.valid_signals():
+        if number in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals the C library reserves
+            pass
+
+
+def exec_program(context: DaemonContext, launch: Launch, lock: PIDLockFile) -> NoReturn:
+    """Replace the daemon with the program, keeping the pidfile lock (call inside ``with``).
+
+    A failed exec raises here, and the context reports it to the launcher.
+    """
+    context.notify_ready_on_exec()
+    os.set_inheritable(lock.fileno(), True)
+    reset_signal_dispositions()
+    os.execve(launch.path, launch.argv, launch.environment)
+
+
+def socket_activation_fds() -> list[int]:
+    """fds passed by socket activation ($LISTEN_FDS, when $LISTEN_PID is us), to keep open."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = os.environ.get("LISTEN_FDS", "")
+    return list(range(3, 3 + int(count))) if count.isdigit() else []
+
+
+# -- start --------------------------------------------------------------------
+
+
+class ProgramContext(DaemonContext):
+    """The context ``start`` uses: in the launcher, once the program is exec'd,
+    optionally waits for its READY=1, then says "started NAME (pid N)".
+
+    With a listener, the service manager above us (if any) hears READY=1 only
+    after the program said it: ``super().launcher_ready()`` comes after the wait.
+    """
+
+    def __init__(
+        self, name: str, listener: NotifyListener | None, timeout: float, **options: Any
+    ) -> None:
+        self._name = name
+        self._listener = listener
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        super().__init__(ready_timeout=timeout, **options)
+
+    def launcher_ready(self, daemon_pid: int) -> None:
+        if self._listener is not None:
+            self._await_program(daemon_pid, self._listener)
+        super().launcher_ready(daemon_pid)
+        say(f"started {self._name} (pid {daemon_pid})")
+
+    def _await_program(self, pid: int, listener: NotifyListener) -> None:
+        # The pidfd the handoff opened when it learnt the pid (a pid may be reused)
+        pidfd = None if self.daemon_pidfd is None else os.dup(self.daemon_pidfd)
+        timeout = max(0.0, self._deadline - time.monotonic())
+        try:
+            outcome = listener.wait_ready(pidfd, timeout)
+            if outcome == "timeout" and pidfd is not None:
+                terminate(pidfd, GRACE)
+        except KeyboardInterrupt:
+            if pidfd is not None:
+                terminate(pidfd, GRACE)
+            control.remove_stale_pidfile(self.pidfile.path)
+            raise
+        finally:
+            listener.close()
+            if pidfd is not None:
+                os.close(pidfd)
+        if outcome == "ready":
+            return
+        control.remove_stale_pidfile(self.pidfile.path)
+        if outcome == "timeout":
+            raise CommandError(
+                f"{self._name} (pid {pid}) did not send READY=1 within {self._timeout:g} s;"
+                " stopped it"
+            )
+        raise CommandError(f"{self._name} (pid {pid}) exited before it sent READY=1")
+
+
+def start_program(
+    launch: Launch, *, notify: bool = False, timeout: float = START_TIMEOUT
+) -> NoReturn:
+    """Detach and exec; in the launcher this exits 0 once the program is up, or raises
+    ``CommandError``. With ``notify``, up means the program sent READY=1."""
+    listener = NotifyListener() if notify else None
+    if listener is not None:
+        launch.environment["NOTIFY_SOCKET"] = listener.address
+    lock = PIDLockFile(launch.pidfile)
+    context = ProgramContext(
+        launch.name, listener, timeout, detach_process=True, **launch.context_options(lock)
+    )
+    try:
+        with context:
+            exec_program(context, launch, lock)
+    except CommandError:
+        raise
+    except DaemonError as exc:
+        if isinstance(exc, DaemonReadyTimeout) and exc.daemon_pid:
+            control.remove_stale_pidfile(launch.pidfile)
+        raise control.startup_failure(launch.name, exc) from exc
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def run_program(launch: Launch) -> NoReturn:
+    """The same context without detaching: take the pidfile, then exec in place."""
+    lock = PIDLockFile(launch.pidfile)
+    context = DaemonContext(
+        detach_process=False,
+        files_preserve=socket_activation_fds(),
+        **launch.context_options(lock),
+    )
+    try:
+        with context:
+            exec_program(context, launch, lock)
+    except DaemonError as exc:
+        raise control.startup_failure(launch.name, exc) from exc
+    except OSError as exc:
+        raise CommandError(f"cannot run {launch.path}: {exc.strerror}") from exc
