@@ -80,8 +80,9 @@ class DaemonStartupError(DaemonError):
 
     Raised in the launching process. ``remote_type`` and ``remote_message``
     are the daemon's exception type name and message (None when it died
-    without a word), ``remote_traceback`` its traceback text, ``daemon_pid``
-    its pid when known.
+    without a word), ``remote_errno`` its ``errno`` when it was an ``OSError``
+    (a caller can tell ENOENT from EACCES), ``remote_traceback`` its traceback
+    text, ``daemon_pid`` its pid when known.
     """
 
     def __init__(
@@ -92,12 +93,14 @@ class DaemonStartupError(DaemonError):
         remote_message: str | None = None,
         remote_traceback: str | None = None,
         daemon_pid: int | None = None,
+        remote_errno: int | None = None,
     ) -> None:
         super().__init__(message)
         self.remote_type = remote_type
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
         self.daemon_pid = daemon_pid
+        self.remote_errno = remote_errno
         if remote_traceback:
             self.__cause__ = RemoteTraceback(remote_traceback)
 

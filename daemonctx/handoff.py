@@ -101,7 +101,9 @@ class Handoff:
             last = last[:512] + "...\n"
         every_frame = traceback.format_tb(exc.__traceback__)
         frames = every_frame
-        record = {"type": name, "message": str(exc)[:1024], "traceback": ""}
+        record: dict[str, object] = {"type": name, "message": str(exc)[:1024], "traceback": ""}
+        if isinstance(exc, OSError) and isinstance(exc.errno, int):
+            record["errno"] = exc.errno  # the launcher can tell ENOENT from EACCES
         limit = _ATOMIC_WRITE - 64  # room for the header
         while True:
             # Drop the outermost frames until the record fits: the innermost
@@ -194,12 +196,16 @@ class Handoff:
 def _startup_error(pid: int, payload: bytes) -> DaemonStartupError:
     import json
 
+    remote_errno: int | None = None
     try:
         record = json.loads(payload.decode("utf-8", "replace"))
         remote_type = str(record["type"])
         message = str(record["message"])
         text = str(record["traceback"])
-    except (ValueError, KeyError, TypeError):
+        number = record.get("errno")
+        if isinstance(number, int) and not isinstance(number, bool):
+            remote_errno = number
+    except (ValueError, KeyError, TypeError, AttributeError):
         remote_type, message, text = "unknown", payload[:200].decode("utf-8", "replace"), ""
     summary = f"{remote_type}: {message}" if message else remote_type
     return DaemonStartupError(
@@ -208,6 +214,7 @@ def _startup_error(pid: int, payload: bytes) -> DaemonStartupError:
         remote_message=message,
         remote_traceback=text or None,
         daemon_pid=pid,
+        remote_errno=remote_errno,
     )
 
 
