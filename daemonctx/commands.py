@@ -11,8 +11,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Callable
 
-from . import control
-from .errors import CommandError
+from . import control, options
+from .errors import CommandError, DaemonOptionError
 
 if TYPE_CHECKING:
     import argparse
@@ -81,14 +81,15 @@ def _argument_error(message: str) -> Exception:
 
 
 def octal_mask(text: str) -> int:
-    """``--umask``: an octal file creation mask, 000 to 777."""
+    """``--umask``: an octal file creation mask, checked as the ``umask`` option is."""
     try:
         value = int(text, 8)
     except ValueError:
         raise _argument_error(f"not an octal mask: {text!r}") from None
-    if not 0 <= value <= 0o777:
-        raise _argument_error(f"must be from 000 to 777: {text!r}")
-    return value
+    try:
+        return int(options.check("umask", value))
+    except DaemonOptionError as exc:
+        raise _argument_error(f"{exc.reason}: {text!r}") from None
 
 
 def seconds(text: str) -> float:

@@ -18,14 +18,16 @@ import signal
 from . import options, process
 from .errors import DaemonOptionError, DaemonReadyTimeout, Terminated
 from .handoff import Handoff
-from .options import CHECKERS, check_signal_map, default_signal_map
+from .options import OPTIONS, check_signal_map, default_signal_map
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from types import FrameType, TracebackType
     from typing import Any, NoReturn
 
     from .process import Handler
+    from .types import FilePreserved, Pidfile, SignalHandler, SupportsFileno
 
 # Signals a terminal sends to its foreground group. They are blocked across
 # the first fork: until setsid() the child is still in that group, and a
@@ -74,10 +76,25 @@ class DaemonContext:
     See the Options section of docs/index.md for each option.
     """
 
-    # Stored types: assignment goes through ``options.CHECKERS``, which
-    # normalises (paths become str, the signal map a new dict).
+    # Stored types. Each option is declared once, in ``options.OPTIONS``, whose
+    # check runs on every assignment and normalises (paths become str, the
+    # signal map a new dict); tests/test_options.py holds this signature to it.
     chroot_directory: str | None
     working_directory: str
+    umask: int
+    uid: int
+    gid: int
+    initgroups: bool
+    prevent_core: bool
+    detach_process: bool | None
+    files_preserve: Sequence[FilePreserved] | None
+    pidfile: Pidfile | None
+    stdin: SupportsFileno | None
+    stdout: SupportsFileno | None
+    stderr: SupportsFileno | None
+    signal_map: dict[int, SignalHandler]
+    ready_on_open: bool
+    ready_timeout: float | None
 
     def __init__(
         self,
@@ -89,16 +106,16 @@ class DaemonContext:
         initgroups: bool = False,
         prevent_core: bool = True,
         detach_process: bool | None = None,
-        files_preserve: list[Any] | tuple[Any, ...] | None = None,
-        pidfile: Any = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
-        signal_map: dict[int, Any] | None = None,
+        files_preserve: Sequence[FilePreserved] | None = None,
+        pidfile: Pidfile | None = None,
+        stdin: SupportsFileno | None = None,
+        stdout: SupportsFileno | None = None,
+        stderr: SupportsFileno | None = None,
+        signal_map: Mapping[int, SignalHandler] | None = None,
         ready_on_open: bool = True,
         ready_timeout: float | None = None,
     ) -> None:
-        self.chroot_directory = chroot_directory  # type: ignore[assignment]
+        self.chroot_directory = chroot_directory  # type: ignore[assignment] # made a str
         self.working_directory = working_directory  # type: ignore[assignment]
         self.umask = umask
         self.uid = os.getuid() if uid is None else uid
@@ -123,11 +140,11 @@ class DaemonContext:
         self.daemon_pidfd: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        check = CHECKERS.get(name)
-        if check is not None:
+        option = OPTIONS.get(name)
+        if option is not None:
             if self.__dict__.get("_is_open"):
                 raise DaemonOptionError(name, value, "cannot change an option of an open context")
-            value = check(value)
+            value = option.check(name, value)
         object.__setattr__(self, name, value)
 
     @property

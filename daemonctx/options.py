@@ -4,8 +4,8 @@ Two kinds of checks, both before any fork, so a bad value fails in the
 terminal with the option and the value in the message:
 
 - at assignment (constructor or attribute), each option's type and value:
-  ``CHECKERS`` maps a name to a function that returns the value to store or
-  raises ``DaemonOptionError``;
+  ``OPTIONS`` declares every option once (name, default, check), and its check
+  returns the value to store or raises ``DaemonOptionError``;
 - in ``open()``, what depends on the system: directories exist, the owner may
   be switched to, fds are open, the pidfile is not held. These also resolve
   the options into what the daemon applies after the fork (fd numbers, ids,
@@ -168,12 +168,12 @@ def resolve_files_preserve(items: Iterable[Any] | None) -> set[int]:
     return result
 
 
-# -- assignment checks ---------------------------------------------------------
+# -- the options: each declared once ---------------------------------------------
+# A check takes (option name, value) and returns the value to store, or raises
+# DaemonOptionError naming the option and the value.
 
 
-def _path(name: str, value: Any, *, allow_none: bool) -> str | None:
-    if value is None and allow_none:
-        return None
+def _path(name: str, value: Any) -> str:
     if not isinstance(value, (str, os.PathLike)):
         raise DaemonOptionError(name, value, "must be a path (str or os.PathLike)")
     path = os.fspath(value)
@@ -182,13 +182,21 @@ def _path(name: str, value: Any, *, allow_none: bool) -> str | None:
     return path
 
 
-def _int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
+def _optional_path(name: str, value: Any) -> str | None:
+    return None if value is None else _path(name, value)
+
+
+def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise DaemonOptionError(name, value, "must be an int")
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high:#o}" if high is not None else f"at least {low}"
         raise DaemonOptionError(name, value, f"must be {bound}")
     return value
+
+
+def _mask(name: str, value: Any) -> int:
+    return _int(name, value, 0, 0o777)
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -198,66 +206,91 @@ def _bool(name: str, value: Any) -> bool:
 
 
 def _optional_bool(name: str, value: Any) -> bool | None:
-    if value is None:
-        return None
-    return _bool(name, value)
+    return None if value is None else _bool(name, value)
 
 
 def _id(name: str, value: Any) -> int | None:
-    if value is None:
-        return None  # resolved at open(): the real id of the process
-    return _int(name, value, low=0)
+    # None is resolved by the constructor to the process's real id
+    return None if value is None else _int(name, value, 0)
 
 
-def _files_preserve(value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple, set, frozenset)):
-        raise DaemonOptionError("files_preserve", value, "must be a list or tuple")
+def _files_preserve(name: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, (list, tuple, set, frozenset)):
+        raise DaemonOptionError(name, value, "must be a list or tuple")
     return value  # stored as given, never modified: resolved to fds at open()
 
 
-def _stream(name: str) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value is not None and not callable(getattr(value, "fileno", None)):
-            raise DaemonOptionError(name, value, "must be None or a file object with fileno()")
-        return value
-
-    return check
-
-
-def _pidfile(value: Any) -> Any:
-    if value is not None and not (hasattr(value, "__enter__") and hasattr(value, "__exit__")):
-        raise DaemonOptionError("pidfile", value, "must be a context manager (a PIDLockFile)")
+def _stream(name: str, value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "fileno", None)):
+        raise DaemonOptionError(name, value, "must be None or a file object with fileno()")
     return value
 
 
-def _ready_timeout(value: Any) -> float | None:
+def _pidfile(name: str, value: Any) -> Any:
+    if value is not None and not (hasattr(value, "__enter__") and hasattr(value, "__exit__")):
+        raise DaemonOptionError(name, value, "must be a context manager (a PIDLockFile)")
+    return value
+
+
+def _signal_map(name: str, value: Any) -> SignalMap:
+    return check_signal_map(value)
+
+
+def _seconds(name: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise DaemonOptionError("ready_timeout", value, "must be None or a number of seconds > 0")
+        raise DaemonOptionError(name, value, "must be None or a number of seconds > 0")
     return float(value)
 
 
-CHECKERS: dict[str, Callable[[Any], Any]] = {
-    "chroot_directory": lambda v: _path("chroot_directory", v, allow_none=True),
-    "working_directory": lambda v: _path("working_directory", v, allow_none=False),
-    "umask": lambda v: _int("umask", v, low=0, high=0o777),
-    "uid": lambda v: _id("uid", v),
-    "gid": lambda v: _id("gid", v),
-    "initgroups": lambda v: _bool("initgroups", v),
-    "prevent_core": lambda v: _bool("prevent_core", v),
-    "detach_process": lambda v: _optional_bool("detach_process", v),
-    "files_preserve": _files_preserve,
-    "pidfile": _pidfile,
-    "stdin": _stream("stdin"),
-    "stdout": _stream("stdout"),
-    "stderr": _stream("stderr"),
-    "signal_map": lambda v: check_signal_map(v),
-    "ready_on_open": lambda v: _bool("ready_on_open", v),
-    "ready_timeout": _ready_timeout,
+class Option:
+    """One ``DaemonContext`` option: its name, its default, its check, and whether a
+    ``Service`` takes it (``detach_process`` and ``pidfile`` are the Service's own).
+    A plain class: a dataclass would cost every daemon's start-up its import."""
+
+    __slots__ = ("check", "default", "name", "service")
+
+    def __init__(
+        self, name: str, default: Any, check: Callable[[str, Any], Any], service: bool = True
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.check = check
+        self.service = service
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, default={self.default!r})"
+
+
+# Every option, in PEP 3143's order then ours. DaemonContext's signature and
+# attributes, Service's options and tests/test_options.py derive from this table.
+OPTIONS: dict[str, Option] = {
+    option.name: option
+    for option in (
+        Option("chroot_directory", None, _optional_path),
+        Option("working_directory", "/", _path),
+        Option("umask", 0, _mask),
+        Option("uid", None, _id),
+        Option("gid", None, _id),
+        Option("initgroups", False, _bool),
+        Option("prevent_core", True, _bool),
+        Option("detach_process", None, _optional_bool, service=False),
+        Option("files_preserve", None, _files_preserve),
+        Option("pidfile", None, _pidfile, service=False),
+        Option("stdin", None, _stream),
+        Option("stdout", None, _stream),
+        Option("stderr", None, _stream),
+        Option("signal_map", None, _signal_map),
+        Option("ready_on_open", True, _bool),
+        Option("ready_timeout", None, _seconds),
+    )
 }
+
+
+def check(name: str, value: Any) -> Any:
+    """Check option ``name``'s ``value``; return what to store."""
+    return OPTIONS[name].check(name, value)
 
 
 # -- system checks, in open() before the fork ---------------------------------

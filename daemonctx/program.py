@@ -229,6 +229,7 @@ class ProgramContext(DaemonContext):
         self._listener = listener
         self._timeout = timeout
         self._deadline = time.monotonic() + timeout
+        self._pidfile_path: str = options["pidfile"].path
         super().__init__(ready_timeout=timeout, **options)
 
     def launcher_ready(self, daemon_pid: int) -> None:
@@ -248,7 +249,7 @@ class ProgramContext(DaemonContext):
         except KeyboardInterrupt:
             if pidfd is not None:
                 terminate(pidfd, GRACE)
-            control.remove_stale_pidfile(self.pidfile.path)
+            control.remove_stale_pidfile(self._pidfile_path)
             raise
         finally:
             listener.close()
@@ -256,7 +257,7 @@ class ProgramContext(DaemonContext):
                 os.close(pidfd)
         if outcome == "ready":
             return
-        control.remove_stale_pidfile(self.pidfile.path)
+        control.remove_stale_pidfile(self._pidfile_path)
         if outcome == "timeout":
             raise CommandError(
                 f"{self._name} (pid {pid}) did not send READY=1 within {self._timeout:g} s;"

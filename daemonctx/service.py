@@ -17,6 +17,7 @@ from . import control
 from .commands import add_stop_options, prepare_exit, report_stop, run_command, say
 from .context import DaemonContext
 from .errors import CommandError, DaemonError
+from .options import OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,23 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["CONTEXT_OPTIONS", "Service"]
 
 # DaemonContext options a Service takes as constructor arguments or class
-# attributes. detach_process and pidfile are the Service's own business.
-CONTEXT_OPTIONS = (
-    "chroot_directory",
-    "working_directory",
-    "umask",
-    "uid",
-    "gid",
-    "initgroups",
-    "prevent_core",
-    "files_preserve",
-    "stdin",
-    "stdout",
-    "stderr",
-    "signal_map",
-    "ready_on_open",
-    "ready_timeout",
-)
+# attributes (declared in options.OPTIONS). detach_process and pidfile are
+# the Service's own business.
+CONTEXT_OPTIONS = tuple(name for name, option in OPTIONS.items() if option.service)
 _STREAM_MODES = ("stdin", "stdout", "stderr")
 _MISSING = object()
 

@@ -22,6 +22,7 @@ PACKAGE = ROOT / "daemonctx"
 # layer and the ones below, never one above; nothing but __main__ imports the cli.
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "types": 0,  # annotations only: imported under TYPE_CHECKING
     "process": 1,
     "pidfd": 1,
     "procfs": 1,
@@ -191,3 +192,21 @@ except DaemonStartupError as exc:
     )
     assert result.stdout.split() == [error, str(number)]
     assert DaemonStartupError("x").remote_errno is None
+
+
+def test_each_option_is_declared_once() -> None:
+    """DaemonContext's signature, its attribute types and Service's options all
+    follow options.OPTIONS: add an option there, and here is what else to change."""
+    import inspect
+
+    from daemonctx import DaemonContext
+    from daemonctx.options import OPTIONS
+    from daemonctx.service import CONTEXT_OPTIONS
+
+    parameters = list(inspect.signature(DaemonContext.__init__).parameters.values())[1:]
+    assert [p.name for p in parameters] == list(OPTIONS)
+    assert {p.name: p.default for p in parameters} == {
+        name: option.default for name, option in OPTIONS.items()
+    }
+    assert set(OPTIONS) <= set(DaemonContext.__annotations__), "a stored type for each"
+    assert tuple(n for n in OPTIONS if n not in ("detach_process", "pidfile")) == CONTEXT_OPTIONS
