@@ -58,7 +58,10 @@ PYTHON_FLAGS = ("-E", "-s")
 
 # Goals for daemonctx (DESIGN.md, "Start-up time is part of the product").
 GOAL_READY_RATIO = 1.10
-GOAL_EXIT_RATIO = 1.20
+# Our launcher waits for ready by design, so its floor is the plain daemon's
+# *ready*, not the plain launcher's exit (which leaves before its daemon exists).
+GOAL_EXIT_RATIO = 1.10
+GOAL_STOP_RATIO = 1.15
 
 
 @dataclass
@@ -515,18 +518,25 @@ def report(
     rng = random.Random(seed)
     all_rounds = list(range(rounds))
     dc, plain = summaries["daemonctx"], summaries["plain"]
-    for label, key, attr, limit in (
-        ("ready latency", "ready_ms", "ready_median", GOAL_READY_RATIO),
-        ("launcher exit", "exit_ms", "exit_median", GOAL_EXIT_RATIO),
+    for label, key, plain_key, limit in (
+        ("ready latency vs plain ready", "ready_ms", "ready_ms", GOAL_READY_RATIO),
+        ("launcher exit vs plain ready", "exit_ms", "ready_ms", GOAL_EXIT_RATIO),
+        ("stop latency vs plain stop", "stop_ms", "stop_ms", GOAL_STOP_RATIO),
     ):
-        value = ratio(getattr(dc, attr), getattr(plain, attr))
+        value = ratio(
+            getattr(dc, key.replace("_ms", "_median")),
+            getattr(plain, plain_key.replace("_ms", "_median")),
+        )
         ci = ratio_ci(
-            all_rounds, by_round(launches, "daemonctx", key), by_round(launches, "plain", key), rng
+            all_rounds,
+            by_round(launches, "daemonctx", key),
+            by_round(launches, "plain", plain_key),
+            rng,
         )
         met = value is not None and value <= limit
         ci_text = f"  (90% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
         print(
-            f"  {label + ' vs plain':<34} <= {limit:.2f}x: {fmt(value, '.2f')}x{ci_text}"
+            f"  {label:<34} <= {limit:.2f}x: {fmt(value, '.2f')}x{ci_text}"
             f"  {'MET' if met else 'MISSED'}"
         )
         goals.append({"goal": f"{label} ratio <= {limit}", "value": value, "ci90": ci, "met": met})

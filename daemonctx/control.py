@@ -16,6 +16,8 @@ from __future__ import annotations
 import enum
 import os
 import signal as _signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import identity, procfs
 from .errors import CommandError, ControlError, DaemonError, DaemonStartupError
@@ -23,7 +25,6 @@ from .pidfd import GRACE, signal_and_wait, wait_exit
 from .pidfile import PIDLockFile, restore_pidfile
 from .procfs import process_command, process_uptime
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
 
@@ -74,46 +75,25 @@ class ServiceState(enum.IntEnum):
     UNKNOWN = 4  # the pidfile cannot be read or trusted (permission, another user's)
 
 
+@dataclass
 class ServiceStatus:
     """What ``status()`` found: the state, and for a running daemon its pid,
     uptime (seconds) and command line. ``recorded_pid`` is the pid a stale
-    pidfile names (for messages only); ``reason`` says why the state is unknown.
+    pidfile names (for messages only); ``reason`` says why the state is unknown;
+    ``holders`` are the processes proven to hold the lock (a child that outlived
+    the daemon, for a DEAD state); ``deleted`` says the lock was found through a
+    pidfile that had been deleted or replaced.
     """
 
-    __slots__ = (
-        "command",
-        "deleted",
-        "holders",
-        "path",
-        "pid",
-        "reason",
-        "recorded_pid",
-        "state",
-        "uptime",
-    )
-
-    def __init__(
-        self,
-        path: str,
-        state: ServiceState,
-        *,
-        pid: int | None = None,
-        recorded_pid: int | None = None,
-        uptime: float | None = None,
-        command: tuple[str, ...] | None = None,
-        reason: str | None = None,
-        holders: tuple[int, ...] = (),
-        deleted: bool = False,
-    ) -> None:
-        self.path = path
-        self.state = state
-        self.pid = pid
-        self.recorded_pid = recorded_pid
-        self.uptime = uptime
-        self.command = command
-        self.reason = reason
-        self.holders = holders
-        self.deleted = deleted
+    path: str
+    state: ServiceState
+    pid: int | None = None
+    recorded_pid: int | None = None
+    uptime: float | None = None
+    command: tuple[str, ...] | None = None
+    reason: str | None = None
+    holders: tuple[int, ...] = ()
+    deleted: bool = False
 
     @property
     def running(self) -> bool:
@@ -148,58 +128,27 @@ class ServiceStatus:
             line += f"; its pidfile {self.path} was deleted or replaced"
         return line
 
-    def __repr__(self) -> str:
-        return (
-            f"ServiceStatus({self.path!r}, {self.state.name}, pid={self.pid}, "
-            f"recorded_pid={self.recorded_pid}, uptime={self.uptime}, "
-            f"command={self.command}, reason={self.reason!r}, holders={self.holders}, "
-            f"deleted={self.deleted})"
-        )
 
-
+@dataclass
 class StopResult:
     """What ``stop()`` did. ``pid`` is None when the daemon was not running.
 
-    ``exited`` is False only when the process outlived SIGKILL's wait (a
-    process stuck in the kernel). ``killed`` says SIGKILL was needed;
-    ``seconds`` runs from the first signal to the exit seen on the pidfd.
-    ``pidfile_removed`` is True when a pidfile nobody held was removed.
-    ``others`` are the processes that still held the daemon's lock after it (its
-    children), stopped too; when the daemon itself had exited, ``pid`` is None
-    and only ``others`` were stopped.
+    ``exited`` is False only when a process outlived SIGKILL's wait (stuck in
+    the kernel). ``killed`` says SIGKILL was needed; ``seconds`` runs from the
+    first signal to the last exit seen on a pidfd. ``pidfile_removed`` is True
+    when a pidfile nobody held was removed. ``others`` are the processes that
+    still held the daemon's lock after it (its children), stopped too; when the
+    daemon itself had exited, ``pid`` is None and only ``others`` were stopped.
     """
 
-    __slots__ = (
-        "exited",
-        "killed",
-        "others",
-        "path",
-        "pid",
-        "pidfile_removed",
-        "seconds",
-        "signal",
-    )
-
-    def __init__(
-        self,
-        path: str,
-        pid: int | None,
-        *,
-        signal: int = _signal.SIGTERM,
-        exited: bool = True,
-        killed: bool = False,
-        seconds: float = 0.0,
-        pidfile_removed: bool = False,
-        others: tuple[int, ...] = (),
-    ) -> None:
-        self.path = path
-        self.pid = pid
-        self.others = others
-        self.signal = signal
-        self.exited = exited
-        self.killed = killed
-        self.seconds = seconds
-        self.pidfile_removed = pidfile_removed
+    path: str
+    pid: int | None
+    signal: int = _signal.SIGTERM
+    exited: bool = True
+    killed: bool = False
+    seconds: float = 0.0
+    pidfile_removed: bool = False
+    others: tuple[int, ...] = ()
 
     @property
     def was_running(self) -> bool:
@@ -224,20 +173,13 @@ class StopResult:
             line += f" (sent SIGKILL{after})"
         return line
 
-    def __repr__(self) -> str:
-        return (
-            f"StopResult({self.path!r}, pid={self.pid}, signal={self.signal}, "
-            f"exited={self.exited}, killed={self.killed}, seconds={self.seconds:.6f}, "
-            f"pidfile_removed={self.pidfile_removed}, others={self.others})"
-        )
-
 
 def _pid_list(pids: tuple[int, ...]) -> str:
     return ", ".join(str(pid) for pid in pids)
 
 
 def _leftover_message(name: str, pid: int | None, holders: tuple[int, ...]) -> str:
-    """"app (pid 1234) exited; pid 1240 still holds its lock"."""
+    """ "app (pid 1234) exited; pid 1240 still holds its lock"."""
     where = f" (pid {pid})" if pid else ""
     verb = "holds" if len(holders) == 1 else "hold"
     return f"{name}{where} exited; pid {_pid_list(holders)} still {verb} its lock"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from . import control
 from .commands import add_stop_options, prepare_exit, report_stop, run_command, say
@@ -19,7 +20,6 @@ from .context import DaemonContext
 from .errors import CommandError, DaemonError
 from .options import OPTIONS
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
