@@ -31,7 +31,8 @@ def open_pidfd(pid: int) -> int | None:
 def wait_any(pidfds: Sequence[int], timeout: float | None) -> list[int]:
     """Wait until one of ``pidfds`` has exited, at most ``timeout`` seconds (None:
     forever); return those that have. The fd is readable from the exit itself,
-    before the process is reaped, and by then its files (and locks) are closed."""
+    before the process is reaped, and by then its files (and locks) are closed.
+    Other fds may be watched beside them (a socket): they are returned when readable."""
     import select
 
     if timeout is not None:

@@ -90,8 +90,9 @@ class NotifyListener:
 
     def wait_ready(self, pidfd: int | None, timeout: float) -> str:
         """Wait for READY=1 while watching the program's pidfd: "ready", "exited" or "timeout"."""
-        import select
         import time
+
+        from .pidfd import wait_any
 
         deadline = time.monotonic() + timeout
         watched = [self._socket.fileno()] + ([] if pidfd is None else [pidfd])
@@ -101,9 +102,7 @@ class NotifyListener:
             if pidfd is None:
                 return "exited"
             remaining = deadline - time.monotonic()
-            readable = (
-                select.select(watched, [], [], max(0.0, remaining))[0] if remaining > 0 else []
-            )
+            readable = wait_any(watched, remaining) if remaining > 0 else []
             if not readable:
                 return "ready" if self._ready_received() else "timeout"
             if pidfd in readable:
