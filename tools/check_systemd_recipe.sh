@@ -29,7 +29,7 @@
 #                    (.git, virtualenvs, caches and build output left out);
 #                    by default the committed HEAD is checked (git archive HEAD)
 #     --workdir DIR  where the rootfs, the host venv and logs live
-#                    (default /var/tmp/daemonctx-nspawn, about 0.5 GB); the
+#                    (default /var/tmp/daemonctx-nspawn, about 400 MB); the
 #                    rootfs is built once and reused by later runs
 # Environment:
 #   DEBIAN_MIRROR    mirror for debootstrap (default: the host's Debian apt
@@ -146,7 +146,8 @@ ensure_rootfs() {
     local mirror=${DEBIAN_MIRROR:-$(host_debian_mirror || true)}
     mirror=${mirror:-$DEFAULT_MIRROR}
     remove_tree "$ROOT.new"
-    log "building the $SUITE rootfs with debootstrap from $mirror (a few minutes; log: $RUN/debootstrap.log)"
+    log "building the $SUITE rootfs with debootstrap from $mirror (log: $RUN/debootstrap.log)"
+    local t0=$SECONDS
     if ! debootstrap --variant=minbase --include="$PACKAGES" \
             --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
             "$SUITE" "$ROOT.new" "$mirror" >"$RUN/debootstrap.log" 2>&1; then
@@ -155,6 +156,7 @@ ensure_rootfs() {
     fi
     echo daemonctx-check > "$ROOT.new/etc/hostname"
     mv "$ROOT.new" "$ROOT"
+    log "rootfs built in $(( SECONDS - t0 )) s: $ROOT ($(du -sh "$ROOT" | cut -f1))"
 }
 
 # rm -rf a directory, after unmounting anything an interrupted debootstrap
@@ -341,9 +343,12 @@ show_daemons() {
     done
 }
 
-show_unit() {  # $1: journal since
+show_status() {
     echo "--- systemctl status $UNIT"
     C systemctl status "$UNIT" --no-pager -l 2>&1 | sed 's/^/    /' || true
+}
+
+show_journal() {  # $1: since
     echo "--- journalctl -u $UNIT (this scenario)"
     C journalctl -u "$UNIT" --no-pager --since "$1" -o short-precise 2>&1 | sed 's/^/    /' || true
 }
@@ -397,7 +402,8 @@ scenario_already_running() {
     echo "--- daemons: $n"
     show_daemons
     echo "--- $PIDFILE: $pidfile${pid:+ (contains $pid)}"
-    show_unit "$since"
+    show_status
+    show_journal "$since"
     [ "$n" = 1 ] && PASS1=yes
     SUM1="SCENARIO already-running: $(verdict $PASS1) daemons=$n survivor=$survivor manual_pid=${manual:-none} start_rc=$rc unit=$state NRestarts=$restarts pidfile=$pidfile pidfile_pid=${pid:-none}"
     echo "$SUM1"
@@ -420,11 +426,13 @@ scenario_clean_start() {
     echo "--- daemons: $n"
     show_daemons
     echo "--- $PIDFILE: $(pidfile_state)${pid:+ (contains $pid)}"
+    show_status
     out=$(C timeout --foreground 60 systemctl stop "$UNIT" 2>&1) || stop_rc=$?
     log "systemctl stop: exit status $stop_rc${out:+: ${out%%$'\n'*}}"
     sleep 1
     n_after=$(count_daemons) pf_after=$(pidfile_state) state_after=$(unit_state) result=$(unit_prop Result)
-    show_unit "$since"
+    echo "--- after stop: daemons=$n_after pidfile=$pf_after unit=$state_after result=$result"
+    show_journal "$since"
     [ "$before $rc $n $state $match" = "0 0 1 active/running yes" ] \
         && [ "$stop_rc $n_after $pf_after $state_after" = "0 0 absent inactive/dead" ] && PASS2=yes
     SUM2="SCENARIO clean-start: $(verdict $PASS2) daemons_before=$before start_rc=$rc daemons=$n unit=$state MainPID=$main pidfile_pid=${pid:-none} match=$match stop_rc=$stop_rc daemons_after_stop=$n_after pidfile_after_stop=$pf_after unit_after_stop=$state_after result=$result"
