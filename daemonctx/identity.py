@@ -108,7 +108,7 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
     found.holders = tuple(sorted(holders))
     if recorded is not None and recorded in holders:
         found.main_pid = recorded
-    elif recorded is not None and found.hidden and procfs.started_before(recorded, written):
+    elif recorded is not None and found.hidden and procfs.is_original(recorded, written):
         found.main_pid = recorded  # cannot look as this user; the file cannot lie (see pidfile)
 
 

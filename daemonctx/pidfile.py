@@ -224,7 +224,7 @@ def _exclusive_holder(fd: int) -> int | None:
         fds = procfs.holding_fds(recorded, key)
         if fds:
             return recorded
-        if fds is None and procfs.started_before(recorded, st.st_mtime):
+        if fds is None and procfs.is_original(recorded, st.st_mtime):
             return recorded
     holders = procfs.find_lock_holders(key, lockers)
     return holders.pids[0] if holders.pids else None

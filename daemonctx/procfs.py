@@ -31,6 +31,8 @@ __all__ = [
     "file_key",
     "find_lock_holders",
     "holding_fds",
+    "is_original",
+    "is_running",
     "process_command",
     "process_start_time",
     "process_uptime",
@@ -246,6 +248,12 @@ def process_start_time(pid: int) -> float | None:
     return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: not gone, not a zombie waiting to be reaped."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in (b"Z", b"X")
+
+
 def session_id(pid: int) -> int | None:
     """The session ``pid`` belongs to; None if it is gone."""
     fields = _stat_fields(pid)
@@ -266,6 +274,12 @@ def started_before(pid: int, wall_time: float, slack: float = 0.02) -> bool:
     """
     started = process_start_time(pid)
     return started is not None and boot_time() + started <= wall_time + slack
+
+
+def is_original(pid: int, wall_time: float) -> bool:
+    """Whether ``pid`` is alive and is the process that wrote a file at ``wall_time``
+    (it started before), when its fds cannot be looked at to prove more."""
+    return is_running(pid) and started_before(pid, wall_time)
 
 
 def process_uptime(pid: int) -> float | None:

@@ -1,5 +1,12 @@
-"""Shared helpers: start daemons as subprocesses, read their /proc state, and
-kill every one of them by pid when the test ends."""
+"""Shared helpers for every test module: one process tracker (``ProcessTracker``,
+and its two kinds ``Daemons`` and ``Tracker``), the marks that skip a test this
+machine or user cannot run, and ways to read a process's /proc state.
+
+Every process a test starts is remembered by one of the tracker fixtures
+(``processes``, ``daemons``, ``tracker``, ``open_tracker``) and killed, by pid,
+when the test ends, whatever happened. No test module defines its own tracker or
+imports helpers from another test module: what two modules share lives here.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 DAEMON = PROGRAMS / "daemon.py"
+CLI_PROGRAM = PROGRAMS / "cli_program.py"
 NOBODY = 65534
 TOKEN_VAR = "DAEMONCTX_TEST_TOKEN"
 STARTED = re.compile(r"started (\S+) \(pid (\d+)\)\n")
@@ -30,7 +38,48 @@ NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
 SSD = "/usr/sbin/start-stop-daemon"
 # For subprocesses that import this checkout (as nobody, with a Python that is not ours).
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+# A pid namespace of its own: what a container's PID 1 gets (see needs_pid_namespace).
+UNSHARE_PID = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+# -- marks: what a test needs from the machine and the user running it -----------------
+
+# Switching users, chroot, mknod, writing root-owned files and directories, raising
+# limits, planting another user's files, forcing pids through ns_last_pid: root only.
+# Run as anyone else, such a test skips (README: "others skip without root").
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def needs_tools(*names: str) -> pytest.MarkDecorator:
+    """Skip unless every one of the programs ``names`` is on PATH."""
+    missing = [name for name in names if shutil.which(name) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (not on PATH)")
+
+
+needs_ssd = pytest.mark.skipif(
+    not os.access(SSD, os.X_OK), reason=f"needs Debian's start-stop-daemon ({SSD})"
+)
+
+
+def _pid_namespace_works() -> bool:
+    """``unshare --pid --fork --mount-proc`` works here (root, and a kernel or
+    container that allows new pid namespaces). Asked once, at collection."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    try:
+        probe = subprocess.run([*UNSHARE_PID, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+needs_pid_namespace = pytest.mark.skipif(
+    not _pid_namespace_works(),
+    reason="needs a new pid namespace: root and a working `unshare --pid --fork --mount-proc`",
+)
+
+
+# -- waiting and /proc ------------------------------------------------------------------
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -94,13 +143,134 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-class Daemons:
-    """Starts tests/programs/daemon.py and remembers every pid it learns of."""
+def wait_reaped(pid: int) -> None:
+    """Gone from /proc (not even a zombie): start-stop-daemon counts a zombie as alive."""
+    wait_gone(pid)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what=f"pid {pid} reaped")
+
+
+def kill(pid: int) -> None:
+    pidfd = os.pidfd_open(pid)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    wait_reaped(pid)
+
+
+# -- the process tracker ---------------------------------------------------------------
+
+
+class ProcessTracker:
+    """Every process a test starts, killed by pid when the test ends.
+
+    A test hands each process over in one of three ways:
+
+    - ``add(pid)``: a pid it learnt (from a report, a pidfile, stdout);
+    - ``popen(args)``, or ``adopt(proc)`` for one started elsewhere: a child of
+      ours, killed if still running, then reaped, and its pipes closed;
+    - ``watch(finder)``: a function that names more pids when the test ends, such
+      as the holder of a pidfile (``Daemons`` watches its reports, ``Tracker`` the
+      processes carrying its token).
+
+    ``kill_all`` SIGKILLs every live one through a pidfd, checking with ``owns``
+    that the pid still names a process of the test, and goes round again (up to
+    five times) for processes that appeared meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.finders: list[Callable[[], Iterable[int]]] = []
+
+    def add(self, pid: int) -> int:
+        self.pids.add(pid)
+        return pid
+
+    def popen(self, args: list[str], **popen: Any) -> subprocess.Popen[Any]:
+        """``subprocess.Popen(args, **popen)``, killed and reaped at the end."""
+        return self.adopt(subprocess.Popen(args, **popen))
+
+    def adopt(self, proc: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+        self.procs.append(proc)
+        return proc
+
+    def watch(self, finder: Callable[[], Iterable[int]]) -> None:
+        self.finders.append(finder)
+
+    def find(self) -> set[int]:
+        """The pids to kill: those added and those the finders name now."""
+        found = set(self.pids)
+        for finder in self.finders:
+            try:
+                found.update(finder())
+            except Exception:  # a half-written report or pidfile names nothing
+                continue
+        return found
+
+    def owns(self, pid: int) -> bool:
+        """Whether ``pid`` (pinned by a pidfd) is still a process of this test."""
+        return True
+
+    def kill_all(self) -> None:
+        for _ in range(5):
+            pids = sorted(pid for pid in self.find() if pid != os.getpid() and pid_alive(pid))
+            if not pids:
+                break
+            for pid in pids:
+                self._kill(pid)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def _kill(self, pid: int) -> None:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            if self.owns(pid):  # asked after the pidfd pinned the process
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                select.select([pidfd], [], [], 5)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+
+@pytest.fixture
+def processes() -> Iterator[ProcessTracker]:
+    """Processes a test starts itself (Popen, pids, pidfile holders)."""
+    manager = ProcessTracker()
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+# -- daemons started through tests/programs/daemon.py ----------------------------------
+
+
+class Daemons(ProcessTracker):
+    """Starts tests/programs/daemon.py and remembers every pid it learns of: its
+    report files (``report-N.jsonl`` in ``tmp_path``) name each process that wrote one."""
 
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
         self.tmp_path = tmp_path
-        self.pids: set[int] = set()
         self.count = 0
+        self.watch(self._reported)
+
+    def _reported(self) -> set[int]:
+        return {
+            event["pid"]
+            for report in self.tmp_path.glob("report-*.jsonl")
+            for event in read_events(report)
+        }
 
     def launch(
         self, config: dict[str, Any], *, wait: bool = True, timeout: float = 20, **popen: Any
@@ -138,16 +308,9 @@ class Daemons:
         return found
 
     def track(self, report: Path) -> None:
+        """Remember every pid in ``report`` (one with a name of its own, too)."""
         for event in read_events(report):
             self.pids.add(event["pid"])
-
-    def kill_all(self) -> None:
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            wait_gone(pid, 5)
 
 
 @pytest.fixture
@@ -157,68 +320,24 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     try:
         yield manager
     finally:
-        for report in tmp_path.glob("report-*.jsonl"):
-            manager.track(report)
         manager.kill_all()
-
-
-def run_in_child(func: Callable[[], None]) -> None:
-    """Run ``func`` in a forked child and re-raise its failure here.
-
-    For tests that drop privileges: pytest-forked's child can no longer write
-    its result file once it is not root, so this child reports over a pipe.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        status = 0
-        try:
-            func()
-        except BaseException:
-            import traceback
-
-            os.write(write_fd, traceback.format_exc().encode()[-8000:])
-            status = 1
-        os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        message = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, message
-
-
-def run_script(
-    code: str, timeout: float = 20, *, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter that imports this checkout.
-
-    With ``check`` (the default) it must exit 0. For in-process tests whose
-    open() succeeds (it closes every fd the test runner holds, so it must run
-    in a process of its own) and for launchers expected to fail.
-    """
-    prelude = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-    result = subprocess.run(
-        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 # -- processes started through the daemonctx command ---------------------------------
 
 
-class Tracker:
+class Tracker(ProcessTracker):
     """Runs ``daemonctx`` with a token in the environment and finds every
-    process that inherited it."""
+    process that inherited it (the launcher passes its environment on)."""
 
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
         self.tmp_path = tmp_path
         self.token = uuid.uuid4().hex
         self.env = {**os.environ, TOKEN_VAR: self.token}
         self.env.pop("NOTIFY_SOCKET", None)
         self.pidfile = str(tmp_path / "app.pid")
+        self.watch(self.processes)
 
     def daemonctx(
         self, *args: str, timeout: float = 30, **popen: Any
@@ -267,24 +386,9 @@ class Tracker:
         pids = (int(name) for name in os.listdir("/proc") if name.isdigit())
         return sorted(pid for pid in pids if self.has_token(pid) and pid_alive(pid))
 
-    def kill_all(self) -> None:
-        for _ in range(5):
-            pids = self.processes()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    pidfd = os.pidfd_open(pid)
-                except ProcessLookupError:
-                    continue
-                try:
-                    if self.has_token(pid):  # the pidfd names the process we checked
-                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                        select.select([pidfd], [], [], 5)
-                except ProcessLookupError:
-                    pass
-                finally:
-                    os.close(pidfd)
+    def owns(self, pid: int) -> bool:
+        """A pid the test added, or one still carrying the token."""
+        return pid in self.pids or self.has_token(pid)
 
 
 @pytest.fixture
@@ -295,21 +399,6 @@ def tracker(tmp_path: Path) -> Iterator[Tracker]:
         yield manager
     finally:
         manager.kill_all()
-
-
-def wait_reaped(pid: int) -> None:
-    """Gone from /proc (not even a zombie): start-stop-daemon counts a zombie as alive."""
-    wait_gone(pid)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what=f"pid {pid} reaped")
-
-
-def kill(pid: int) -> None:
-    pidfd = os.pidfd_open(pid)
-    try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    finally:
-        os.close(pidfd)
-    wait_reaped(pid)
 
 
 @pytest.fixture
@@ -341,6 +430,86 @@ def open_tracker(open_dir: Path) -> Iterator[Tracker]:
         yield manager
     finally:
         manager.kill_all()
+
+
+def python_program(*args: str) -> tuple[str, ...]:
+    """The argv of tests/programs/cli_program.py (an sd_notify program) with ``args``."""
+    return (sys.executable, str(CLI_PROGRAM), *args)
+
+
+# -- running code elsewhere: a forked child, a fresh interpreter, as nobody --------------
+
+
+def run_in_child(func: Callable[[], None]) -> None:
+    """Run ``func`` in a forked child and re-raise its failure here.
+
+    For tests that drop privileges: pytest-forked's child can no longer write
+    its result file once it is not root, so this child reports over a pipe.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        status = 0
+        try:
+            func()
+        except BaseException:
+            import traceback
+
+            os.write(write_fd, traceback.format_exc().encode()[-8000:])
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        message = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, message
+
+
+def run_as_nobody(action: Callable[[], None]) -> None:
+    """Run ``action`` in a forked child as uid and gid 65534 with no other groups (root only)."""
+
+    def drop_then_act() -> None:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
+        action()
+
+    run_in_child(drop_then_act)
+
+
+def run_script(
+    code: str,
+    timeout: float = 20,
+    *,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that imports this checkout.
+
+    With ``check`` (the default) it must exit 0. For in-process tests whose
+    open() succeeds (it closes every fd the test runner holds, so it must run
+    in a process of its own) and for launchers expected to fail.
+    """
+    prelude = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def searchable_path() -> str:
+    """$PATH without the directories this user may not search (root's PATH, kept by
+    runuser, names /root/... which nobody cannot enter): execvp reports EACCES for
+    those rather than ENOENT for a program that is nowhere."""
+    dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(d for d in dirs if d and os.access(d, os.X_OK))
 
 
 def spawn_as_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes]:

@@ -23,29 +23,22 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    PROGRAMS,
     ROOT,
     SSD,
     STARTED,
     Tracker,
     kill,
     needs_root,
+    needs_ssd,
     pid_alive,
     proc_stat,
     proc_status,
+    python_program,
     wait_for,
     wait_reaped,
 )
 
 from daemonctx.pidfile import read_pidfile_status
-
-PROGRAM = PROGRAMS / "cli_program.py"
-needs_ssd = pytest.mark.skipif(not os.access(SSD, os.X_OK), reason="needs start-stop-daemon")
-
-
-def python_program(*args: str) -> tuple[str, ...]:
-    return (sys.executable, str(PROGRAM), *args)
-
 
 # -- the command ----------------------------------------------------------------
 
@@ -99,7 +92,7 @@ def test_usage_errors_exit_2(tracker: Tracker) -> None:
 
 
 def test_start_status_stop(tracker: Tracker) -> None:
-    launcher = subprocess.Popen(
+    launcher = tracker.popen(
         [*tracker.command(), "start", "--pidfile", "app.pid", "--", "sleep", "1000"],
         cwd=tracker.tmp_path,
         env=tracker.env,
@@ -367,18 +360,14 @@ def test_run_passes_the_managers_socket_to_the_program(tracker: Tracker) -> None
     """Type=notify units with ``daemonctx run``: the program itself says READY=1."""
     marker = tracker.tmp_path / "ready.jsonl"
     with _manager_socket(tracker) as manager:
-        proc = subprocess.Popen(
+        proc = tracker.popen(
             tracker.run_argv(*python_program("--marker", str(marker))), env=tracker.env
         )
-        try:
-            assert select.select([manager], [], [], 20)[0], "no READY=1"
-            assert _datagrams(manager) == [b"STATUS=up\nREADY=1"]
-            record = json.loads(marker.read_text())
-            assert record["pid"] == proc.pid
-            assert record["notify_socket"] == tracker.env["NOTIFY_SOCKET"]
-        finally:
-            proc.kill()
-            proc.wait()
+        assert select.select([manager], [], [], 20)[0], "no READY=1"
+        assert _datagrams(manager) == [b"STATUS=up\nREADY=1"]
+        record = json.loads(marker.read_text())
+        assert record["pid"] == proc.pid
+        assert record["notify_socket"] == tracker.env["NOTIFY_SOCKET"]
 
 
 # -- stop -------------------------------------------------------------------------
@@ -488,44 +477,37 @@ def test_a_reused_pid_is_not_running(tracker: Tracker) -> None:
     impostor = _spawn_with_pid(pid, ["tail", "-f", "/dev/null"], tracker.env)
     if impostor is None:
         pytest.skip(f"could not get pid {pid} reused")
-    try:
-        result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
-        assert result.returncode == 1, result.stdout
-        assert tracker.ssd_status() == 0, "start-stop-daemon trusts the pid"
-        assert tracker.ssd_status("--exec", os.path.realpath(shutil.which("sleep") or "")) == 1
+    tracker.adopt(impostor)
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 1, result.stdout
+    assert tracker.ssd_status() == 0, "start-stop-daemon trusts the pid"
+    assert tracker.ssd_status("--exec", os.path.realpath(shutil.which("sleep") or "")) == 1
 
-        result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
-        assert (result.returncode, result.stdout) == (0, "app is not running\n")
-        assert impostor.poll() is None, "stop must not signal the process that reused the pid"
-        assert not os.path.exists(tracker.pidfile)
-    finally:
-        impostor.kill()
-        impostor.wait()
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stdout) == (0, "app is not running\n")
+    assert impostor.poll() is None, "stop must not signal the process that reused the pid"
+    assert not os.path.exists(tracker.pidfile)
 
 
 # -- run and restart ------------------------------------------------------------------
 
 
 def test_run_stays_in_the_foreground(tracker: Tracker) -> None:
-    proc = subprocess.Popen(
+    proc = tracker.popen(
         tracker.run_argv("sh", "-c", "echo hello from $$; exec sleep 1000"),
         env=tracker.env,
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == f"hello from {proc.pid}\n", "our stdout, same process"
-        found = read_pidfile_status(tracker.pidfile)
-        assert found.running and found.pid == proc.pid
-        assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached: still our child"
-        result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
-        assert result.returncode == 0, result.stderr
-        assert proc.wait(timeout=10) == -signal.SIGTERM
-        assert not os.path.exists(tracker.pidfile)
-    finally:
-        proc.kill()
-        proc.wait()
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == f"hello from {proc.pid}\n", "our stdout, same process"
+    found = read_pidfile_status(tracker.pidfile)
+    assert found.running and found.pid == proc.pid
+    assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached: still our child"
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert proc.wait(timeout=10) == -signal.SIGTERM
+    assert not os.path.exists(tracker.pidfile)
 
 
 def test_run_keeps_socket_activation_fds(tracker: Tracker) -> None:
@@ -535,14 +517,10 @@ def test_run_keeps_socket_activation_fds(tracker: Tracker) -> None:
         f'exec 3<"{passed}"; LISTEN_PID=$$ LISTEN_FDS=1 exec "{sys.executable}" -m daemonctx run'
         f' --pidfile "{tracker.pidfile}" -- sleep 1000'
     )
-    proc = subprocess.Popen(["sh", "-c", script], env=tracker.env)
-    try:
-        found = wait_for(lambda: read_pidfile_status(tracker.pidfile).running, what="pidfile")
-        assert found
-        assert os.readlink(f"/proc/{proc.pid}/fd/3") == str(passed)
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = tracker.popen(["sh", "-c", script], env=tracker.env)
+    found = wait_for(lambda: read_pidfile_status(tracker.pidfile).running, what="pidfile")
+    assert found
+    assert os.readlink(f"/proc/{proc.pid}/fd/3") == str(passed)
 
 
 def test_run_fails_in_the_foreground(tracker: Tracker) -> None:

@@ -6,12 +6,19 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Tracker, kill, pid_alive, run_in_child, wait_for
-from test_cli import python_program
+from conftest import (
+    ProcessTracker,
+    Tracker,
+    kill,
+    needs_root,
+    pid_alive,
+    python_program,
+    run_as_nobody,
+    wait_for,
+)
 
 from daemonctx import ServiceState, ServiceStatus, StopResult, status, stop
 from daemonctx.control import (
@@ -33,13 +40,8 @@ from daemonctx.pidfile import PIDLockFile
 
 
 @pytest.fixture
-def child() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "1000"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
+def child(processes: ProcessTracker) -> subprocess.Popen[bytes]:
+    return processes.popen(["sleep", "1000"])
 
 
 @pytest.mark.parametrize(
@@ -77,18 +79,16 @@ def test_default_name() -> None:
     assert default_name("/run/web.v2.pid") == "web.v2"
 
 
-def test_process_uptime_and_command() -> None:
+def test_process_uptime_and_command(processes: ProcessTracker) -> None:
     started = time.monotonic()
-    other = subprocess.Popen(["sleep", "1000", "0"])
-    try:
-        uptime = process_uptime(other.pid)
-        elapsed = time.monotonic() - started
-        assert uptime is not None
-        assert 0 <= uptime <= elapsed + 0.02, "start time counts whole clock ticks (10 ms)"
-        wait_for(lambda: process_command(other.pid) == ("sleep", "1000", "0"), what="exec")
-    finally:
-        other.kill()
-        other.wait()
+    other = processes.popen(["sleep", "1000", "0"])
+    uptime = process_uptime(other.pid)
+    elapsed = time.monotonic() - started
+    assert uptime is not None
+    assert 0 <= uptime <= elapsed + 0.02, "start time counts whole clock ticks (10 ms)"
+    wait_for(lambda: process_command(other.pid) == ("sleep", "1000", "0"), what="exec")
+    other.kill()
+    other.wait()
     assert process_uptime(other.pid) is None and process_command(other.pid) is None
 
 
@@ -193,24 +193,21 @@ def test_terminate_and_wait_exit_on_a_pidfd(child: subprocess.Popen[bytes]) -> N
     assert child.wait(timeout=5) == -signal.SIGTERM
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+@needs_root  # switches to nobody
 def test_unreadable_pidfile_is_unknown_and_stop_reports_privilege(tmp_path: Path) -> None:
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     path = str(private / "app.pid")
     Path(path).write_text("1\n")
 
-    def as_nobody() -> None:
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
+    def look() -> None:
         found = status(path)
         assert (found.state, found.exit_code) == (ServiceState.UNKNOWN, 4), found
         with pytest.raises(ControlError, match="Permission denied") as info:
             stop(path)
         assert info.value.exit_code == 4
 
-    run_in_child(as_nobody)
+    run_as_nobody(look)
 
 
 def test_startup_failure_messages() -> None:

@@ -11,7 +11,10 @@ import sys
 import pytest
 from conftest import (
     DAEMON,
+    UNSHARE_PID,
     Daemons,
+    needs_pid_namespace,
+    needs_root,
     pid_alive,
     proc_stat,
     proc_status,
@@ -53,17 +56,12 @@ def test_launcher_returns_only_once_the_daemon_is_open(daemons: Daemons, tmp_pat
 def test_detach_process_false_stays_in_the_foreground(daemons: Daemons, tmp_path) -> None:
     report = tmp_path / "fg.jsonl"
     config = {"report": str(report), "options": {"detach_process": False}}
-    proc = subprocess.Popen([sys.executable, str(DAEMON), json.dumps(config)])
-    daemons.pids.add(proc.pid)
-    try:
-        event = daemons.event(report, "open")
-        assert event["pid"] == proc.pid
-        proc.terminate()
-        assert proc.wait(10) == 0, "SIGTERM is a clean stop: exit status 0"
-        assert daemons.event(report, "closed")
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = daemons.popen([sys.executable, str(DAEMON), json.dumps(config)])
+    event = daemons.event(report, "open")
+    assert event["pid"] == proc.pid
+    proc.terminate()
+    assert proc.wait(10) == 0, "SIGTERM is a clean stop: exit status 0"
+    assert daemons.event(report, "closed")
 
 
 def test_started_by_inetd_does_not_detach(daemons: Daemons, tmp_path) -> None:
@@ -72,17 +70,14 @@ def test_started_by_inetd_does_not_detach(daemons: Daemons, tmp_path) -> None:
     ours, theirs = socket.socketpair()
     config = {"report": str(report)}
     with ours, theirs:
-        proc = subprocess.Popen([sys.executable, str(DAEMON), json.dumps(config)], stdin=theirs)
-        daemons.pids.add(proc.pid)
-        try:
-            event = daemons.event(report, "open")
-            assert event["pid"] == proc.pid, "auto-detect must not fork under inetd"
-            assert proc.poll() is None
-        finally:
-            proc.kill()
-            proc.wait()
+        proc = daemons.popen([sys.executable, str(DAEMON), json.dumps(config)], stdin=theirs)
+        event = daemons.event(report, "open")
+        assert event["pid"] == proc.pid, "auto-detect must not fork under inetd"
+        assert proc.poll() is None
 
 
+@needs_root
+@needs_pid_namespace
 @pytest.mark.parametrize(
     ("shell", "expected_pid"),
     [
@@ -100,7 +95,7 @@ def test_no_detach_as_container_init_or_under_init(
     config = json.dumps({"report": str(report), "exit_after": True})
     cmd = f"{sys.executable} {DAEMON} '{config}'"
     result = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", shell.format(cmd=cmd)],
+        [*UNSHARE_PID, "sh", "-c", shell.format(cmd=cmd)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,8 +1,9 @@
 """The recipes in docs/recipes/ are the files in examples/: run each one for real,
 as a user would, and check what the user would check.
 
-Every process a test starts is killed by pid when the test ends (the ``started``
-fixture), whatever happened; waits are on events (a pidfd, a socket, a pipe),
+Every process a test starts is killed by pid when the test ends (conftest's
+``processes`` tracker, which also kills whoever holds a pidfile it watches),
+whatever happened; waits are on events (a pidfd, a socket, a pipe),
 never on a fixed sleep.
 """
 
@@ -11,19 +12,30 @@ from __future__ import annotations
 import configparser
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, pid_alive, proc_fds, proc_stat, proc_status, wait_for, wait_gone
+from conftest import (
+    ROOT,
+    UNSHARE_PID,
+    ProcessTracker,
+    needs_pid_namespace,
+    needs_root,
+    needs_tools,
+    pid_alive,
+    proc_fds,
+    proc_stat,
+    proc_status,
+    wait_for,
+    wait_gone,
+)
 
 from daemonctx.pidfile import read_pidfile_status
 
@@ -33,47 +45,14 @@ SYSTEMD = EXAMPLES / "systemd"
 pytestmark = pytest.mark.timeout(30)
 
 
-class Started:
-    """What a test started, to be killed by pid at its end: pids, the holders of
-    pidfiles, and child processes."""
+def watch_pidfile(processes: ProcessTracker, pidfile: Path) -> None:
+    """Kill whoever holds ``pidfile`` when the test ends."""
 
-    def __init__(self) -> None:
-        self.pids: set[int] = set()
-        self.pidfiles: list[Path] = []
-        self.procs: list[subprocess.Popen[bytes]] = []
+    def holder() -> list[int]:
+        found = read_pidfile_status(pidfile)
+        return [found.pid] if found.running and found.pid else []
 
-    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(args, **kwargs)
-        self.procs.append(proc)
-        return proc
-
-    def cleanup(self) -> None:
-        for path in self.pidfiles:
-            try:
-                found = read_pidfile_status(path)
-            except Exception:
-                continue
-            if found.running and found.pid:
-                self.pids.add(found.pid)
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            wait_gone(pid, 5)
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-
-
-@pytest.fixture
-def started() -> Iterator[Started]:
-    tracker = Started()
-    try:
-        yield tracker
-    finally:
-        tracker.cleanup()
+    processes.watch(holder)
 
 
 def run_example(name: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -120,10 +99,10 @@ def stop(pid: int) -> None:
 
 
 def test_echo_server_answers_as_soon_as_the_command_returns(
-    tmp_path: Path, started: Started
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     pidfile, port_file = tmp_path / "echo.pid", tmp_path / "port"
-    started.pidfiles.append(pidfile)
+    watch_pidfile(processes, pidfile)
     result = run_example(
         "echo_server.py", "--port", "0", "--port-file", str(port_file), "--pidfile", str(pidfile)
     )
@@ -139,9 +118,11 @@ def test_echo_server_answers_as_soon_as_the_command_returns(
     assert not pidfile.exists()
 
 
-def test_echo_server_port_in_use_fails_in_the_terminal(tmp_path: Path, started: Started) -> None:
+def test_echo_server_port_in_use_fails_in_the_terminal(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
     pidfile = tmp_path / "echo.pid"
-    started.pidfiles.append(pidfile)
+    watch_pidfile(processes, pidfile)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -164,9 +145,11 @@ def heartbeats(path: Path) -> list[int]:
     return [int(line.rsplit(" ", 1)[1]) for line in lines if " heartbeat " in line]
 
 
-def test_logging_daemon_reopens_its_log_on_sighup(tmp_path: Path, started: Started) -> None:
+def test_logging_daemon_reopens_its_log_on_sighup(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
     log, rotated, pidfile = tmp_path / "app.log", tmp_path / "app.log.1", tmp_path / "app.pid"
-    started.pidfiles.append(pidfile)
+    watch_pidfile(processes, pidfile)
     result = run_example(
         "logging_daemon.py", "--log", str(log), "--pidfile", str(pidfile), "--interval", "0.02"
     )
@@ -234,10 +217,12 @@ class NotifySocket:
         self.sock.close()
 
 
-def test_notify_service_reports_ready_and_stopping(tmp_path: Path, started: Started) -> None:
+def test_notify_service_reports_ready_and_stopping(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
     manager = NotifySocket(tmp_path / "notify")
     try:
-        proc = started.popen(
+        proc = processes.popen(
             [sys.executable, str(SYSTEMD / "notify_daemon.py")],
             env={**os.environ, "NOTIFY_SOCKET": manager.path},
             stdout=subprocess.PIPE,
@@ -259,13 +244,13 @@ def test_notify_service_reports_ready_and_stopping(tmp_path: Path, started: Star
 
 
 def test_forking_service_launcher_exits_once_pidfile_names_the_daemon(
-    tmp_path: Path, started: Started
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     pidfile = tmp_path / "app-forking.pid"
-    started.pidfiles.append(pidfile)
+    watch_pidfile(processes, pidfile)
     script = str(SYSTEMD / "forking_daemon.py")
     for _ in range(3):  # start, check, stop: each round is what systemd does
-        launcher = started.popen(
+        launcher = processes.popen(
             [sys.executable, script, "--pidfile", str(pidfile)], stderr=subprocess.PIPE
         )
         _, errors = launcher.communicate(timeout=20)
@@ -282,10 +267,10 @@ def test_forking_service_launcher_exits_once_pidfile_names_the_daemon(
 
 
 def test_forking_service_second_start_fails_and_keeps_the_pidfile(
-    tmp_path: Path, started: Started
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     pidfile = tmp_path / "app-forking.pid"
-    started.pidfiles.append(pidfile)
+    watch_pidfile(processes, pidfile)
     args = ["systemd/forking_daemon.py", "--pidfile", str(pidfile)]
     assert run_example(*args).returncode == 0
     pid = running_pid(pidfile)
@@ -299,15 +284,7 @@ def test_forking_service_second_start_fails_and_keeps_the_pidfile(
 # -- 4. PID 1 in a container ----------------------------------------------------------------
 
 
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]  # a container's pid namespace
 ORPHAN = "sleep 60 </dev/null >/dev/null 2>&1 &"
-
-
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nsenter")):
-        return False
-    probe = subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=10)
-    return probe.returncode == 0
 
 
 def children(pid: int) -> list[int]:
@@ -315,18 +292,20 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare --pid")
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
 def test_container_init_runs_as_pid_1_reaps_orphans_and_stops_on_sigterm(
-    started: Started,
+    processes: ProcessTracker,
 ) -> None:
-    container = started.popen(
-        [*UNSHARE, sys.executable, str(EXAMPLES / "container_init.py")],
+    container = processes.popen(
+        [*UNSHARE_PID, sys.executable, str(EXAMPLES / "container_init.py")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     assert container.stdout is not None
     init = wait_for(lambda: children(container.pid), what="the container's init")[0]
-    started.pids.add(init)  # SIGKILL to a namespace's init kills the whole namespace
+    processes.add(init)  # SIGKILL to a namespace's init kills the whole namespace
     output = read_until(container.stdout.fileno(), b"\n")
     assert output == b"running as pid 1\n", "the context did not fork: it is still PID 1"
     assert proc_status(init)["NSpid"].split() == [str(init), "1"]
@@ -350,15 +329,15 @@ def test_container_init_runs_as_pid_1_reaps_orphans_and_stops_on_sigterm(
 # -- 5. dropping to an unprivileged user ----------------------------------------------------
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+@needs_root  # switches to nobody, and starts with supplementary groups
 def test_unprivileged_daemon_keeps_its_pidfile_in_a_root_owned_directory(
-    tmp_path: Path, started: Started
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     tmp_path.chmod(0o755)  # like /run: others may look, only root may write
     run = tmp_path / "run"
     run.mkdir(mode=0o755)
     pidfile = run / "app.pid"
-    started.pidfiles.append(pidfile)
+    watch_pidfile(processes, pidfile)
     args = ["unprivileged.py", "--user", "65534", "--group", "65534", "--pidfile", str(pidfile)]
     # Started by root with supplementary groups, which the daemon must not keep.
     result = run_example(*args, extra_groups=[0, 4])
@@ -384,11 +363,11 @@ def test_unprivileged_daemon_keeps_its_pidfile_in_a_root_owned_directory(
 # -- 6. started by inetd --------------------------------------------------------------------
 
 
-def test_inetd_service_answers_on_stdin_without_detaching(started: Started) -> None:
+def test_inetd_service_answers_on_stdin_without_detaching(processes: ProcessTracker) -> None:
     client, server_end = socket.socketpair()
     with client:
         with server_end:  # inetd's accepted connection, as the program's stdin and stdout
-            proc = started.popen(
+            proc = processes.popen(
                 [sys.executable, str(EXAMPLES / "inetd_echo.py")],
                 stdin=server_end,
                 stdout=server_end,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DAEMON, Daemons, proc_fds, run_script
+from conftest import DAEMON, ROOT, Daemons, proc_fds, run_script
 
 from daemonctx import DaemonContext, DaemonOptionError
 from daemonctx.options import resolve_files_preserve
@@ -108,7 +108,7 @@ def test_a_preserved_file_on_a_standard_fd_is_refused(tmp_path: Path) -> None:
     """Launched with fd 0 closed, a file opened before open() lands on fd 0; it
     cannot be both kept and replaced by stdin, so the start fails, loudly."""
     code = (
-        f"import sys; sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})\n"
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from daemonctx import DaemonContext\n"
         f"log = open({str(tmp_path / 'log')!r}, 'a')\n"
         "assert log.fileno() == 0\n"
@@ -127,7 +127,7 @@ def test_a_preserved_file_on_a_standard_fd_is_refused(tmp_path: Path) -> None:
 def test_print_works_in_a_daemon_launched_with_stdout_closed(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = (
-        f"import sys; sys.path.insert(0, {str(DAEMON.parent.parent.parent)!r})\n"
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from daemonctx import DaemonContext\n"
         f"with DaemonContext(stdout=open({str(out)!r}, 'a'), detach_process=False):\n"
         "    print('hello from the daemon', flush=True)\n"

@@ -15,7 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DAEMON, ROOT, Daemons, pid_alive, read_events, run_script, wait_for, wait_gone
+from conftest import (
+    DAEMON,
+    ROOT,
+    Daemons,
+    ProcessTracker,
+    needs_root,
+    pid_alive,
+    read_events,
+    run_script,
+    searchable_path,
+    wait_for,
+    wait_gone,
+)
 
 
 def _daemon_pid_from(stderr: str) -> int:
@@ -94,20 +106,16 @@ def test_launcher_waits_for_notify_ready(daemons: Daemons) -> None:
 def test_daemon_killed_before_ready(daemons: Daemons, tmp_path: Path) -> None:
     report = tmp_path / "killed.jsonl"
     config = {"report": str(report), "options": {"ready_on_open": False}, "ready_late": 60}
-    launcher = subprocess.Popen(
+    launcher = daemons.popen(
         [sys.executable, str(DAEMON), json.dumps(config)],
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        pid = daemons.event(report, "open")["pid"]
-        os.kill(pid, signal.SIGKILL)
-        _, stderr = launcher.communicate(timeout=10)
-        assert launcher.returncode == 1
-        assert f"the daemon exited before it was ready (pid {pid})" in stderr
-    finally:
-        launcher.kill()
-        launcher.wait()
+    pid = daemons.event(report, "open")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _, stderr = launcher.communicate(timeout=10)
+    assert launcher.returncode == 1
+    assert f"the daemon exited before it was ready (pid {pid})" in stderr
 
 
 def test_ready_timeout_stops_the_slow_daemon(daemons: Daemons, tmp_path: Path) -> None:
@@ -182,7 +190,7 @@ def test_detached_launcher_sends_mainpid_and_ready(
 
 
 def test_foreground_daemon_sends_ready_itself(
-    notify_socket: tuple[socket.socket, str], tmp_path: Path
+    notify_socket: tuple[socket.socket, str], tmp_path: Path, processes: ProcessTracker
 ) -> None:
     sock, address = notify_socket
     report = tmp_path / "fg.jsonl"
@@ -191,19 +199,15 @@ def test_foreground_daemon_sends_ready_itself(
         "options": {"detach_process": False, "ready_on_open": False},
         "ready_late": 0,
     }
-    proc = subprocess.Popen(
+    proc = processes.popen(
         [sys.executable, str(DAEMON), json.dumps(config)],
         env={**os.environ, "NOTIFY_SOCKET": address},
     )
-    try:
-        assert _receive(sock) == ["READY=1"]
-        wait_for(lambda: "ready" in [e["event"] for e in read_events(report)], 10, "ready")
-        proc.terminate()
-        assert _receive(sock) == ["STOPPING=1"]
-        assert proc.wait(10) == 0
-    finally:
-        proc.kill()
-        proc.wait()
+    assert _receive(sock) == ["READY=1"]
+    wait_for(lambda: "ready" in [e["event"] for e in read_events(report)], 10, "ready")
+    proc.terminate()
+    assert _receive(sock) == ["STOPPING=1"]
+    assert proc.wait(10) == 0
 
 
 def test_notify_sends_fields(notify_socket: tuple[socket.socket, str]) -> None:
@@ -272,7 +276,8 @@ def test_successful_exec_counts_as_ready(daemons: Daemons, tmp_path: Path) -> No
 def test_failed_exec_reaches_the_terminal(tmp_path: Path) -> None:
     pidfile = tmp_path / "none.pid"
     code = EXEC_SCRIPT.format(pidfile=str(pidfile), program="no-such-program-dctx")
-    result = run_script(code, check=False)
+    # A PATH directory we may not search would make execvp report EACCES, not ENOENT.
+    result = run_script(code, check=False, env={**os.environ, "PATH": searchable_path()})
     assert result.returncode == 1
     # os.execvp's error does not name the program: callers check it in the foreground.
     assert "failed to start: FileNotFoundError: [Errno 2]" in result.stderr
@@ -335,11 +340,10 @@ DaemonContext(pidfile=Pidfile()).open()
     ), "outer frames trimmed"
 
 
+@needs_root  # chroot
 def test_failure_inside_a_chroot_is_still_reported(tmp_path: Path) -> None:
     """No module file is reachable inside an empty chroot: what the error report
     needs was imported before it, so the launcher still gets the whole error."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     jail = tmp_path / "jail"
     jail.mkdir()
     code = f"""
@@ -355,6 +359,7 @@ DaemonContext(pidfile=Pidfile(), chroot_directory={str(jail)!r}).open()
     assert "failed to start: RuntimeError: inside the jail: /" in result.stderr
 
 
+@needs_root  # chroot
 def test_notify_works_inside_an_empty_chroot(tmp_path: Path) -> None:
     """sd_notify is loaded before the chroot, where no module file is reachable
     (an @abstract socket is: it lives in the network namespace, not the filesystem)."""

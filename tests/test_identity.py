@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,12 @@ from conftest import (
     NOBODY,
     PROGRAMS,
     ROOT,
+    ProcessTracker,
     Tracker,
     needs_root,
     pid_alive,
     python_for_nobody,
-    run_in_child,
+    run_as_nobody,
     spawn_as_pid,
     wait_for,
     wait_gone,
@@ -40,22 +40,11 @@ from daemonctx.identity import find
 from daemonctx.pidfile import PIDLockFile, read_pidfile_status
 
 
-@pytest.fixture
-def victims() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Unrelated processes a test starts; killed at the end, by pid."""
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
-
-
-def as_nobody(argv: list[str], **popen: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
-        argv, user=NOBODY, group=NOBODY, extra_groups=[], env=ENV, **popen
-    )
+def as_nobody(
+    processes: ProcessTracker, argv: list[str], **popen: object
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as uid and gid 65534 with no other groups, tracked by ``processes``."""
+    return processes.popen(argv, user=NOBODY, group=NOBODY, extra_groups=[], env=ENV, **popen)
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
@@ -67,7 +56,7 @@ def lines(result: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
 
 @needs_root
 def test_stop_never_signals_a_process_that_reused_the_daemons_pid(
-    tracker: Tracker, victims: list[subprocess.Popen[bytes]]
+    tracker: Tracker, processes: ProcessTracker
 ) -> None:
     """The program exits, its child keeps the lock, /proc/locks still names the
     program's pid, and that pid now belongs to an unrelated process."""
@@ -75,7 +64,7 @@ def test_stop_never_signals_a_process_that_reused_the_daemons_pid(
     wait_reaped(program)
     (child,) = tracker.processes()
     victim = spawn_as_pid(program, ["sleep", "1000"])
-    victims.append(victim)
+    processes.adopt(victim)
     assert int(Path(tracker.pidfile).read_text()) == program == victim.pid
 
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
@@ -95,10 +84,10 @@ def test_stop_never_signals_a_process_that_reused_the_daemons_pid(
 
 @needs_root
 def test_read_pid_of_a_stale_pidfile_never_names_a_reused_pid(
-    tmp_path: Path, victims: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     path = str(tmp_path / "app.pid")
-    holder = subprocess.Popen(
+    holder = processes.popen(
         [sys.executable, str(PROGRAMS / "pidfile_holder.py"), path, "--die", "--hold", "0"],
         stdout=subprocess.PIPE,
         env=ENV,
@@ -113,7 +102,7 @@ def test_read_pid_of_a_stale_pidfile_never_names_a_reused_pid(
     assert lock.is_locked() and not read_pidfile_status(path).running
     assert lock.read_pid() == holder.pid, "names no process: harmless, and shows it is stale"
     victim = spawn_as_pid(holder.pid, ["sleep", "1000"])
-    victims.append(victim)
+    processes.adopt(victim)
     assert lock.read_pid() is None, "the pid is another process's now"
     assert stop(path).pid is None and victim.poll() is None
     assert not os.path.exists(path), "the stale pidfile was removed"
@@ -145,6 +134,10 @@ def test_the_daemon_gone_and_its_child_holding_the_lock(tracker: Tracker) -> Non
     child = wait_for(lambda: [p for p in tracker.processes() if p != program], what="child")[0]
     os.kill(program, signal.SIGKILL)
     wait_gone(program)
+    if os.geteuid() != 0:
+        # Not root, status cannot look into other users' processes, so it trusts the
+        # pidfile's pid while that pid is in /proc, as a zombie too: wait for init.
+        wait_reaped(program)
     expected = f"app (pid {program}) exited; pid {child} still holds its lock"
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
     assert lines(result) == (1, expected + "\n", "")
@@ -190,7 +183,9 @@ def test_a_daemon_running_as_nobody_cannot_write_its_pidfile(open_tracker: Track
 
 
 @needs_root
-def test_a_context_dropping_to_nobody_cannot_write_its_pidfile(tmp_path: Path) -> None:
+def test_a_context_dropping_to_nobody_cannot_write_its_pidfile(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
     tmp_path.chmod(0o755)
     pidfile, report = tmp_path / "app.pid", tmp_path / "report.json"
     launcher = subprocess.run(
@@ -206,13 +201,10 @@ def test_a_context_dropping_to_nobody_cannot_write_its_pidfile(tmp_path: Path) -
     )
     assert launcher.returncode == 0
     found = json.loads(wait_for(report.read_text, what="report"))
-    try:
-        assert found["uid"] == NOBODY and found["fds"]
-        assert all(result != "succeeded" for result in found["attempts"].values()), found
-        assert pidfile.read_text() == f"{found['pid']}\n"
-    finally:
-        os.kill(found["pid"], signal.SIGKILL)
-        wait_gone(found["pid"])
+    processes.add(found["pid"])
+    assert found["uid"] == NOBODY and found["fds"]
+    assert all(result != "succeeded" for result in found["attempts"].values()), found
+    assert pidfile.read_text() == f"{found['pid']}\n"
 
 
 # -- 4. root trusts no pidfile another user controls -----------------------------------
@@ -220,16 +212,16 @@ def test_a_context_dropping_to_nobody_cannot_write_its_pidfile(tmp_path: Path) -
 
 @needs_root
 def test_root_refuses_a_pidfile_nobody_planted_and_locked(
-    tracker: Tracker, shared_dir: Path, victims: list[subprocess.Popen[bytes]]
+    tracker: Tracker, shared_dir: Path, processes: ProcessTracker
 ) -> None:
     path = str(shared_dir / "app.pid")
     program = PROGRAMS / "pidfile_holder.py"
     holder = as_nobody(
+        processes,
         [python_for_nobody(program), str(program), path],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
-    victims.append(holder)
     assert holder.stdout is not None
     wait_for(lambda: b"locked" in holder.stdout.readline(), what="nobody's lock")  # type: ignore[union-attr]
     assert os.stat(path).st_uid == NOBODY
@@ -321,7 +313,7 @@ def test_a_deleted_pidfile_does_not_let_a_second_daemon_start(tracker: Tracker, 
 
 
 def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
-    tmp_path: Path,
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     """examples/systemd/forking_daemon.py, as systemd runs it: after a failed start
     systemd unlinks PIDFile=, and Restart=on-failure starts it again."""
@@ -334,27 +326,23 @@ def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
     ]
     first = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
-    daemon = int(pidfile.read_text())
-    try:
-        second = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
-        assert (second.returncode, second.stderr) == (
+    daemon = processes.add(int(pidfile.read_text()))
+    processes.watch(lambda: [int(pidfile.read_text())] if pidfile.exists() else [])
+    second = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
+    assert (second.returncode, second.stderr) == (
+        69,
+        f"forking_daemon: already running: {pidfile} is locked by running process {daemon}\n",
+    )
+    for _ in range(2):  # what systemd does after that failed start, then a retry
+        pidfile.unlink()
+        again = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
+        assert (again.returncode, again.stderr) == (
             69,
-            f"forking_daemon: already running: {pidfile} is locked by running process {daemon}\n",
+            f"forking_daemon: already running: {pidfile} was deleted or replaced, "
+            f"but process {daemon} still holds its lock; put it back\n",
         )
-        for _ in range(2):  # what systemd does after that failed start, then a retry
-            pidfile.unlink()
-            again = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=30)
-            assert (again.returncode, again.stderr) == (
-                69,
-                f"forking_daemon: already running: {pidfile} was deleted or replaced, "
-                f"but process {daemon} still holds its lock; put it back\n",
-            )
-            assert int(pidfile.read_text()) == daemon, "the pidfile names the daemon again"
-            assert read_pidfile_status(pidfile).pid == daemon
-    finally:
-        for pid in {daemon, int(pidfile.read_text()) if pidfile.exists() else daemon}:
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid)
+        assert int(pidfile.read_text()) == daemon, "the pidfile names the daemon again"
+        assert read_pidfile_status(pidfile).pid == daemon
 
 
 # -- 6. log files -------------------------------------------------------------------
@@ -407,27 +395,25 @@ def runner(action: str, pidfile: Path, log: Path) -> subprocess.CompletedProcess
     return subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
 
 
-def test_a_python_daemon_style_runner_stops_after_its_daemon_was_killed(tmp_path: Path) -> None:
+def test_a_python_daemon_style_runner_stops_after_its_daemon_was_killed(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
     pidfile, log = tmp_path / "runner.pid", tmp_path / "runner.log"
     assert runner("start", pidfile, log).returncode == 0
-    daemon = int(pidfile.read_text())
-    try:
-        assert runner("stop", pidfile, log).returncode == 0
-        wait_gone(daemon)
-        assert not pidfile.exists()
-        assert runner("start", pidfile, log).returncode == 0
-        daemon = int(pidfile.read_text())
-        os.kill(daemon, signal.SIGKILL)
-        wait_reaped(daemon)  # as init does
-        assert pidfile.exists(), "a SIGKILLed daemon leaves its pidfile"
-        stopped = runner("stop", pidfile, log)
-        assert (stopped.returncode, stopped.stderr) == (0, "")
-        assert not pidfile.exists(), "stop cleared the stale pidfile"
-        assert runner("start", pidfile, log).returncode == 0
-        daemon = int(pidfile.read_text())
-    finally:
-        os.kill(daemon, signal.SIGKILL)
-        wait_gone(daemon)
+    daemon = processes.add(int(pidfile.read_text()))
+    assert runner("stop", pidfile, log).returncode == 0
+    wait_gone(daemon)
+    assert not pidfile.exists()
+    assert runner("start", pidfile, log).returncode == 0
+    daemon = processes.add(int(pidfile.read_text()))
+    os.kill(daemon, signal.SIGKILL)
+    wait_reaped(daemon)  # as init does
+    assert pidfile.exists(), "a SIGKILLed daemon leaves its pidfile"
+    stopped = runner("stop", pidfile, log)
+    assert (stopped.returncode, stopped.stderr) == (0, "")
+    assert not pidfile.exists(), "stop cleared the stale pidfile"
+    assert runner("start", pidfile, log).returncode == 0
+    processes.add(int(pidfile.read_text()))
 
 
 # -- who may look ----------------------------------------------------------------------
@@ -439,9 +425,6 @@ def test_nobody_sees_roots_daemon_running_but_may_not_stop_it(open_tracker: Trac
     pid = tracker.start("sleep", "1000")
 
     def look() -> None:
-        os.setgroups([])
-        os.setresgid(NOBODY, NOBODY, NOBODY)
-        os.setresuid(NOBODY, NOBODY, NOBODY)
         found = status(tracker.pidfile)
         assert (found.state, found.pid) == (ServiceState.RUNNING, pid), found
         with pytest.raises(ControlError) as refused:
@@ -451,7 +434,7 @@ def test_nobody_sees_roots_daemon_running_but_may_not_stop_it(open_tracker: Trac
             f"{tracker.pidfile} is locked, but uid {NOBODY} may not see by which process"
         )
 
-    run_in_child(look)
+    run_as_nobody(look)
     assert tracker.processes() == [pid]
 
 
@@ -460,7 +443,7 @@ def test_nobody_sees_roots_daemon_running_but_may_not_stop_it(open_tracker: Trac
 
 @needs_root
 def test_a_timed_out_start_never_signals_a_process_that_reused_the_daemons_pid(
-    tmp_path: Path, victims: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: ProcessTracker
 ) -> None:
     """The daemon dies before ready while its child keeps the start-up pipe open;
     its pid is reused; at ready_timeout the launcher stops "the daemon"."""
@@ -476,7 +459,7 @@ with DaemonContext(ready_on_open=False, ready_timeout=4):
         f.write(f"{{os.getpid()}} {{child}}")
     os._exit(0)
 """
-    launcher = subprocess.Popen(
+    launcher = processes.popen(
         [sys.executable, str(PROGRAMS / "reaper.py"), sys.executable, "-c", code],
         stderr=subprocess.PIPE,
         env=ENV,
@@ -485,17 +468,14 @@ with DaemonContext(ready_on_open=False, ready_timeout=4):
     daemon, child = map(
         int, wait_for(lambda: pids.exists() and pids.read_text(), what="pids").split()
     )
-    try:
-        wait_reaped(daemon)
-        victim = spawn_as_pid(daemon, ["sleep", "1000"])
-        victims.append(victim)
-        _, stderr = launcher.communicate(timeout=30)
-        assert launcher.returncode == 1
-        assert "DaemonReadyTimeout" in stderr
-        assert victim.poll() is None, "the process that reused the pid lives"
-    finally:
-        os.kill(child, signal.SIGKILL)
-        wait_gone(child)
+    processes.add(child)
+    wait_reaped(daemon)
+    victim = spawn_as_pid(daemon, ["sleep", "1000"])
+    processes.adopt(victim)
+    _, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 1
+    assert "DaemonReadyTimeout" in stderr
+    assert victim.poll() is None, "the process that reused the pid lives"
 
 
 def test_restart_stops_the_child_that_kept_the_lock(tracker: Tracker) -> None:
@@ -513,7 +493,7 @@ def test_restart_stops_the_child_that_kept_the_lock(tracker: Tracker) -> None:
 
 @needs_root
 def test_nobodys_helper_that_exits_leaves_a_lock_root_will_not_touch(
-    tracker: Tracker, shared_dir: Path, victims: list[subprocess.Popen[bytes]]
+    tracker: Tracker, shared_dir: Path, processes: ProcessTracker
 ) -> None:
     """A local user plants a pidfile, locks it from a short-lived helper whose child
     keeps the lock, and waits for the helper's pid to be reused by root's process."""
@@ -529,22 +509,18 @@ def test_nobodys_helper_that_exits_leaves_a_lock_root_will_not_touch(
         "print(os.getpid(), flush=True)\n"
     )
     python = python_for_nobody(PROGRAMS / "reaper.py")
-    helper = as_nobody([python, "-c", code], stdout=subprocess.PIPE)
+    helper = as_nobody(processes, [python, "-c", code], stdout=subprocess.PIPE)
     out, _ = helper.communicate(timeout=30)
     helper_pid = int(out)
     keeper = find_lock_holders_of(path)  # the helper's child, which kept the lock
-    try:
-        assert keeper and helper_pid not in keeper
-        wait_reaped(helper_pid)
-        victim = spawn_as_pid(helper_pid, ["sleep", "1000"])
-        victims.append(victim)
-        result = tracker.daemonctx("stop", "--pidfile", str(path))
-        assert result.returncode == 4 and "refusing pidfile" in result.stderr
-        assert victim.poll() is None
-    finally:
-        for pid in keeper:
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid)
+    processes.pids.update(keeper)
+    assert keeper and helper_pid not in keeper
+    wait_reaped(helper_pid)
+    victim = spawn_as_pid(helper_pid, ["sleep", "1000"])
+    processes.adopt(victim)
+    result = tracker.daemonctx("stop", "--pidfile", str(path))
+    assert result.returncode == 4 and "refusing pidfile" in result.stderr
+    assert victim.poll() is None
 
 
 def find_lock_holders_of(path: Path) -> list[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import NOBODY, ROOT, needs_root, run_in_child
+from conftest import NOBODY, ROOT, needs_root, run_as_nobody
 
 from daemonctx import paths
 from daemonctx.errors import DaemonError
@@ -51,18 +51,6 @@ def secret(base: Path) -> Path:
     path = base / "secret"
     path.write_bytes(b"root's data\n")
     return path
-
-
-def as_nobody(action: Callable[[], None]) -> None:
-    """Run ``action`` in a forked child as uid and gid 65534 with no other groups."""
-
-    def drop_then_act() -> None:
-        os.setgroups([])
-        os.setresgid(NOBODY, NOBODY, NOBODY)
-        os.setresuid(NOBODY, NOBODY, NOBODY)
-        action()
-
-    run_in_child(drop_then_act)
 
 
 def write_log(path: Path | str, data: bytes, **kwargs: int) -> None:
@@ -140,7 +128,7 @@ def test_sticky_dir_new_file_is_created_as_root(shared: Path) -> None:
 @needs_root
 def test_sticky_dir_symlink_planted_by_nobody_is_refused(shared: Path, secret: Path) -> None:
     link = shared / "out.log"
-    as_nobody(lambda: os.symlink(secret, link))
+    run_as_nobody(lambda: os.symlink(secret, link))
     assert link.lstat().st_uid == NOBODY
     check_secret = unchanged(secret)
     expected = f"refusing --stdout {link}: {link} is a symbolic link owned by uid {NOBODY}"
@@ -156,7 +144,7 @@ def test_sticky_dir_symlink_planted_by_nobody_is_refused(shared: Path, secret: P
 @needs_root
 def test_sticky_dir_file_planted_by_nobody_is_refused(shared: Path) -> None:
     log = shared / "out.log"
-    as_nobody(lambda: log.write_bytes(b"nobody's\n"))
+    run_as_nobody(lambda: log.write_bytes(b"nobody's\n"))
     with pytest.raises(UnsafePathError) as info:
         write_log(log, b"root's output\n")
     assert str(info.value) == (
@@ -192,9 +180,9 @@ def test_entry_planted_between_check_and_open_is_refused(
     def walk_then_plant(path: str, what: str) -> tuple[str, bool]:
         result = real_walk(path, what)
         if plant == "symlink":
-            as_nobody(lambda: os.symlink(secret, log))
+            run_as_nobody(lambda: os.symlink(secret, log))
         else:
-            as_nobody(lambda: log.write_bytes(b""))
+            run_as_nobody(lambda: log.write_bytes(b""))
         return result
 
     monkeypatch.setattr(paths, "_walk", walk_then_plant)
@@ -282,7 +270,7 @@ def test_trusted_symlink_as_last_component_opens_its_target(base: Path) -> None:
 def test_symlinked_dir_owned_by_nobody_is_refused(base: Path, shared: Path) -> None:
     (base / "real").mkdir()
     # nobody makes the link where it may, root moves it (still nobody's) where nobody may not write
-    as_nobody(lambda: os.symlink(base / "real", shared / "link"))
+    run_as_nobody(lambda: os.symlink(base / "real", shared / "link"))
     os.rename(shared / "link", base / "link")
     assert (base / "link").lstat().st_uid == NOBODY
     log = base / "link" / "out.log"
@@ -453,7 +441,7 @@ def test_as_nobody_nobody_is_trusted(base: Path, shared: Path) -> None:
         write_log(shared / "mine.log", b"nobody's log\n")  # nobody's own file in /tmp-like dir
         assert (shared / "mine.log").stat().st_uid == NOBODY
 
-    as_nobody(check)
+    run_as_nobody(check)
     assert (shared / "mine.log").read_bytes() == b"nobody's log\n"
 
 

@@ -1,8 +1,9 @@
 """Tests for daemonctx.pidfile, on real processes.
 
 Holders run tests/programs/pidfile_holder.py (or pidfile_cycler.py) in subprocesses; each
-is killed by pid at teardown. Waits are on pipes (a line from the child, EOF on a barrier),
-never on a sleep. The pytest process itself only takes and releases locks.
+is killed by pid at teardown (conftest's ``processes`` tracker). Waits are on pipes (a line
+from the child, EOF on a barrier), never on a sleep. The pytest process itself only takes
+and releases locks.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import lockfile  # type: ignore[import-untyped]
 import pytest
+from conftest import ENV, PROGRAMS, ProcessTracker, needs_root
 
 from daemonctx.errors import DaemonOptionError
 from daemonctx.pidfile import (
@@ -34,16 +35,14 @@ from daemonctx.pidfile import (
 
 pytestmark = pytest.mark.timeout(30)
 
-REPO = Path(__file__).absolute().parents[1]
-PROGRAMS = REPO / "tests" / "programs"
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
 
 class Child:
     """A Python subprocess that reports on stdout, one line per step."""
 
-    def __init__(self, args: list[str], pass_fds: tuple[int, ...] = ()) -> None:
-        self.proc = subprocess.Popen(
+    def __init__(
+        self, processes: ProcessTracker, args: list[str], pass_fds: tuple[int, ...] = ()
+    ) -> None:
+        self.proc = processes.popen(
             [sys.executable, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -83,22 +82,13 @@ class Child:
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., Child]]:
-    children: list[Child] = []
+def spawn(processes: ProcessTracker) -> Callable[..., Child]:
+    """Start a Child; the tracker kills it, reaps it and closes its pipes at teardown."""
 
     def start(*args: str, pass_fds: tuple[int, ...] = ()) -> Child:
-        child = Child(list(args), pass_fds)
-        children.append(child)
-        return child
+        return Child(processes, list(args), pass_fds)
 
-    yield start
-    for child in children:
-        if child.proc.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.proc.wait()
-        for stream in (child.proc.stdin, child.proc.stdout):
-            if stream is not None:
-                stream.close()
+    return start
 
 
 @pytest.fixture
@@ -264,7 +254,16 @@ def plant(path: str, kind: str, target: Path) -> None:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "fifo", "directory", "device"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "symlink",
+        "dangling symlink",
+        "fifo",
+        "directory",
+        pytest.param("device", marks=needs_root),  # mknod(2) of a device needs CAP_MKNOD
+    ],
+)
 def test_refuses_what_is_not_a_regular_file(path: str, tmp_path: Path, kind: str) -> None:
     target = tmp_path / "target"
     plant(path, kind, target)
@@ -454,9 +453,8 @@ def test_timeouts_that_expire_name_the_holder(spawn: Callable[..., Child], path:
     assert not lock.i_am_locking()
 
 
+@needs_root
 def test_release_in_root_owned_dir_after_dropping_root(spawn: Callable[..., Child]) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     rundir = tempfile.mkdtemp(prefix="daemonctx-run-", dir="/tmp")
     try:
         os.chmod(rundir, 0o755)
@@ -574,16 +572,12 @@ def test_status_of_missing_held_and_dead_pidfiles(spawn: Callable[..., Child], p
     assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, os.getpid())
 
 
-def test_status_does_not_trust_a_reused_pid(path: str) -> None:
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        for live_pid in (sleeper.pid, os.getpid()):
-            Path(path).write_text(f"{live_pid}\n")
-            status = read_pidfile_status(path)
-            assert status == PidfileStatus(path, True, False, None, live_pid)
-            assert PIDLockFile(path).is_locked()  # lockfile's meaning: the file exists
-        Path(path).write_text("garbage\n")
-        assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, None)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+def test_status_does_not_trust_a_reused_pid(path: str, processes: ProcessTracker) -> None:
+    sleeper = processes.popen(["sleep", "30"])
+    for live_pid in (sleeper.pid, os.getpid()):
+        Path(path).write_text(f"{live_pid}\n")
+        status = read_pidfile_status(path)
+        assert status == PidfileStatus(path, True, False, None, live_pid)
+        assert PIDLockFile(path).is_locked()  # lockfile's meaning: the file exists
+    Path(path).write_text("garbage\n")
+    assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, None)

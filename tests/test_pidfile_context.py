@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-from conftest import Daemons, proc_status, run_script, wait_gone
+from conftest import (
+    DAEMON,
+    NOBODY,
+    Daemons,
+    needs_root,
+    proc_status,
+    read_events,
+    run_script,
+    wait_gone,
+)
 
 from daemonctx.pidfile import PIDLockFile, read_pidfile_status
 
-NOBODY = 65534
 OURS = {"pidfile_class": "daemonctx"}
 
 
@@ -41,13 +51,12 @@ def test_killed_daemon_never_blocks_the_next_start(daemons: Daemons, tmp_path: P
     assert int(pidfile.read_text()) == second["pid"] != first["pid"]
 
 
+@needs_root
 def test_root_owned_directory_with_a_privilege_drop(daemons: Daemons, tmp_path: Path) -> None:
     """Written as root in a root-only directory (like /run), then the daemon runs as
     nobody: at stop it can neither unlink the file nor write it (its lock fd is
     read-only), so it lets go of the lock. The file is stale, still naming the pid
     that is gone, never trusted, and the next start takes it over."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     run = tmp_path / "run"
     run.mkdir(mode=0o755)
     pidfile = run / "app.pid"
@@ -119,12 +128,6 @@ with DaemonContext(pidfile=lockfile.pidlockfile.PIDLockFile(path)):
 def test_twenty_simultaneous_starts_leave_exactly_one_daemon(
     daemons: Daemons, tmp_path: Path
 ) -> None:
-    import json
-    import subprocess
-    import sys
-
-    from conftest import DAEMON, read_events
-
     pidfile = tmp_path / "race.pid"
     report = tmp_path / "race.jsonl"
     gate_read, gate_write = os.pipe()
@@ -138,20 +141,17 @@ def test_twenty_simultaneous_starts_leave_exactly_one_daemon(
                 **OURS,
             }
             launchers.append(
-                subprocess.Popen(
+                daemons.popen(
                     [sys.executable, str(DAEMON), json.dumps(config)],
                     pass_fds=(gate_read,),
                     stderr=subprocess.PIPE,
                     text=True,
                 )
             )
+    finally:
         os.close(gate_read)
         os.close(gate_write)  # all twenty read EOF and start together
-        results = [(proc.wait(30), proc.stderr.read()) for proc in launchers]  # type: ignore[union-attr]
-    finally:
-        for proc in launchers:
-            proc.kill()
-            proc.wait()
+    results = [(proc.wait(30), proc.stderr.read()) for proc in launchers]  # type: ignore[union-attr]
     daemons.track(report)
     winners = [err for code, err in results if code == 0]
     losers = [err for code, err in results if code != 0]

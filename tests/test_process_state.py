@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemons, needs_root, proc_fds, proc_status, run_in_child
+from conftest import NOBODY, Daemons, needs_root, needs_tools, proc_fds, proc_status, run_in_child
 
 from daemonctx import DaemonContext, DaemonOptionError
 from daemonctx.process import change_process_owner
 
-NOBODY = 65534
 _serial = itertools.count()
 
 
@@ -90,11 +88,14 @@ def test_drop_from_root_clears_groups_and_sets_all_ids(daemons: Daemons) -> None
     assert int(status["CapEff"], 16) == 0
 
 
+# What the user_with_groups fixture needs besides root: every test requesting it has both marks.
+needs_useradd = needs_tools("useradd", "userdel", "groupadd", "groupdel")
+
+
 @pytest.fixture
 def user_with_groups() -> Iterator[tuple[str, int, int, int]]:
-    """A throwaway user whose primary group is one group and who is a member of another."""
-    if os.geteuid() != 0 or not shutil.which("useradd"):
-        pytest.skip("needs root and useradd")
+    """A throwaway user whose primary group is one group and who is a member of another
+    (tests that request it are marked ``needs_root`` and ``needs_useradd``)."""
     # Requested before `daemons`, so its daemons are killed before userdel runs.
     tag = f"{os.getpid() % 10000}{next(_serial)}"
     name, extra = f"dctx{tag}", f"dctxg{tag}"
@@ -115,6 +116,8 @@ def user_with_groups() -> Iterator[tuple[str, int, int, int]]:
         subprocess.run(["groupdel", extra], check=False)
 
 
+@needs_root
+@needs_useradd
 def test_initgroups_sets_the_users_groups(
     user_with_groups: tuple[str, int, int, int], daemons: Daemons
 ) -> None:
@@ -126,6 +129,8 @@ def test_initgroups_sets_the_users_groups(
     assert sorted(int(g) for g in status["Groups"].split()) == sorted({gid, extra_gid})
 
 
+@needs_root
+@needs_useradd
 def test_without_initgroups_the_users_groups_are_not_set(
     user_with_groups: tuple[str, int, int, int], daemons: Daemons
 ) -> None:
@@ -181,10 +186,9 @@ def test_initgroups_needs_a_passwd_entry() -> None:
     assert info.value.option == "uid"
 
 
+@needs_root
 def test_pidfile_is_written_before_privileges_drop(daemons: Daemons, tmp_path: Path) -> None:
     """A root-only directory, like /run: the pidfile is there and names the daemon."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     run = tmp_path / "run"
     run.mkdir(mode=0o755)
     pidfile = run / "app.pid"

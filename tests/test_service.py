@@ -136,21 +136,17 @@ def test_start_refuses_a_running_service(app: App) -> None:
 def test_run_in_the_foreground(app: App) -> None:
     env = dict(app.env)
     del env["SERVICE_STDOUT"]  # unset: run keeps our stdout
-    proc = subprocess.Popen(
+    proc = app.tracker.popen(
         [sys.executable, str(APP), "run"], env=env, stdout=subprocess.PIPE, text=True
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == f"serving from {proc.pid}\n"
-        assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached"
-        wait_for(lambda: read_pidfile_status(app.pidfile).pid == proc.pid, what="pidfile")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, "SIGTERM is a clean stop"
-        assert app.events(proc.pid) == ["run", "ready", "stopping"]
-        assert not os.path.exists(app.pidfile)
-    finally:
-        proc.kill()
-        proc.wait()
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == f"serving from {proc.pid}\n"
+    assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached"
+    wait_for(lambda: read_pidfile_status(app.pidfile).pid == proc.pid, what="pidfile")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0, "SIGTERM is a clean stop"
+    assert app.events(proc.pid) == ["run", "ready", "stopping"]
+    assert not os.path.exists(app.pidfile)
 
 
 # -- in this process: options, no fork ---------------------------------------------

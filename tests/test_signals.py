@@ -12,6 +12,7 @@ import pytest
 from conftest import (
     DAEMON,
     Daemons,
+    ProcessTracker,
     pid_alive,
     proc_status,
     read_events,
@@ -23,9 +24,13 @@ from conftest import (
 from daemonctx import DaemonContext, DaemonOptionError, Terminated
 
 
+def _bits(mask: int) -> set[int]:
+    """The signal numbers set in a /proc/<pid>/status mask."""
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
 def _mask(status: dict[str, str], key: str) -> set[int]:
-    bits = int(status[key], 16)
-    return {n for n in range(1, 65) if bits & (1 << (n - 1))}
+    return _bits(int(status[key], 16))
 
 
 def test_default_map_ignores_job_control_and_catches_sigterm(daemons: Daemons) -> None:
@@ -48,19 +53,81 @@ def test_sigterm_unwinds_and_closes_the_context(daemons: Daemons, tmp_path) -> N
     assert not pidfile.exists(), "close() released the pidfile"
 
 
-def test_sigterm_exit_status_is_zero() -> None:
+def test_sigterm_exit_status_is_zero(processes: ProcessTracker) -> None:
     """A requested stop is a clean stop: systemd must not count it as a failure."""
     config = '{"report": "/dev/null", "options": {"detach_process": false}}'
-    proc = subprocess.Popen([sys.executable, str(DAEMON), config], stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: signal.SIGTERM in _mask(proc_status(proc.pid), "SigCgt"), 10, "handler")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-        assert proc.stderr is not None
-        assert proc.stderr.read() == b"", "a clean stop prints nothing"
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = processes.popen([sys.executable, str(DAEMON), config], stderr=subprocess.PIPE)
+    wait_for(lambda: signal.SIGTERM in _mask(proc_status(proc.pid), "SigCgt"), 10, "handler")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert proc.stderr is not None
+    assert proc.stderr.read() == b"", "a clean stop prints nothing"
+
+
+# -- the first fork: terminal signals held until the child has a session of its own ---------
+
+# Run in a fresh interpreter: wraps the call the first child makes to leave the
+# launcher's session, so that just before setsid() the child notes its signal mask,
+# sends itself the SIGHUP a terminal would send (`ssh -t host cmd` ending), and notes
+# that it lived on with the signal pending. Nothing in daemonctx is changed.
+FIRST_CHILD_PROBE = """
+import json, os, signal
+import daemonctx.process
+from daemonctx import DaemonContext
+from daemonctx.pidfile import PIDLockFile
+
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # what a terminal's SIGHUP does: kill
+
+def mask(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1], 16)
+    raise LookupError(field)
+
+def note(**fields):
+    with open({record!r}, "a") as f:
+        f.write(json.dumps(fields) + "\\n")
+
+start_new_session = daemonctx.process.start_new_session
+
+def probe():
+    note(pid=os.getpid(), sid=os.getsid(0), blocked=mask("SigBlk"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    note(pid=os.getpid(), pending=mask("ShdPnd"))
+    start_new_session()
+
+daemonctx.process.start_new_session = probe
+with DaemonContext(pidfile=PIDLockFile({pidfile!r})):
+    signal.pause()
+"""
+
+
+def test_first_child_holds_terminal_signals_until_it_has_its_own_session(
+    tmp_path, processes: ProcessTracker
+) -> None:
+    """DaemonContext blocks SIGHUP, SIGINT, SIGQUIT and SIGTSTP across the first fork:
+    until setsid() the child is in the terminal's foreground group, and one of them
+    would kill (or stop) it there. A SIGHUP sent in that window waits, and the daemon
+    comes up. (The ssh -t test cannot fail on a machine where no SIGHUP comes.)"""
+    record, pidfile = tmp_path / "first-child.jsonl", tmp_path / "app.pid"
+    processes.watch(lambda: [int(pidfile.read_text())])
+    result = run_script(
+        FIRST_CHILD_PROBE.format(record=str(record), pidfile=str(pidfile)), check=False
+    )
+    notes = read_events(record)
+    assert notes, f"the first child never called start_new_session(): {result.stderr}"
+    before = notes[0]
+    assert before["sid"] == os.getsid(0), "seen before setsid(), in the launcher's session"
+    terminal = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP}
+    blocked = _bits(before["blocked"])
+    assert terminal <= blocked, f"not blocked: {sorted(map(int, terminal - blocked))}"
+    assert len(notes) == 2, f"the SIGHUP killed the first child: {result.stderr}"
+    assert signal.SIGHUP in _bits(notes[1]["pending"]), "the SIGHUP is held, pending"
+    assert result.returncode == 0, result.stderr
+    daemon = int(pidfile.read_text())
+    assert daemon != before["pid"] and pid_alive(daemon), "the daemon came up and lives"
+    assert int(proc_status(daemon)["SigBlk"], 16) == 0, "and nothing stays blocked in it"
 
 
 def test_user_map_is_laid_over_the_defaults(daemons: Daemons) -> None:
