@@ -121,6 +121,22 @@ def _untrusted(path: str, st: os.stat_result) -> str | None:
     return None
 
 
+def _plain_trusted_directories(directory: str) -> bool:
+    """Whether every directory from / down to *directory* (absolute) is a real directory,
+    no symlink, owned by root or us and writable by nobody else (or sticky): the common
+    case, checked with a few lstat calls. Otherwise ``paths.check_path`` decides."""
+    current = "/"
+    for part in ["", *directory.strip("/").split("/")]:
+        current = os.path.join(current, part) if part else current
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(st.st_mode) or _untrusted(current, st) is not None:
+            return False
+    return True
+
+
 def _read_only_twin(path: str, fd: int) -> int | None:
     """A read-only fd on fd's file (the one that will hold the lock), or None if
     *path* names another file by now. Refuses a file, or a directory, another user
@@ -459,14 +475,16 @@ class PIDLockFile:
         forks. ``path`` is where the file is seen from the calling process, when a
         chroot or a relative path puts it elsewhere.
         """
-        from .paths import UnsafePathError, check_path
-
         seen = os.path.abspath(path or self.path)
-        try:  # directories through trusted symlinks only; the file itself is no symlink
-            directory = check_path(os.path.dirname(seen), "pidfile")
+        real = seen
+        if not _plain_trusted_directories(os.path.dirname(seen)):
+            from .paths import UnsafePathError, check_path  # symlinks, or a refusal to explain
+
+            try:  # directories through trusted symlinks only; the file itself is no symlink
+                directory = check_path(os.path.dirname(seen), "pidfile")
+            except UnsafePathError as exc:
+                raise UnsafePathError("pidfile", seen, exc.reason) from None
             real = os.path.join(directory, os.path.basename(seen))
-        except UnsafePathError as exc:
-            raise UnsafePathError("pidfile", seen, exc.reason) from None
         try:
             st = os.lstat(real)
         except OSError:
@@ -474,6 +492,8 @@ class PIDLockFile:
         if st is not None and stat.S_ISREG(st.st_mode):
             reason = _untrusted(seen, st)
             if reason is not None:
+                from .paths import UnsafePathError
+
                 raise UnsafePathError("pidfile", seen, reason)
         timeout = self._default_timeout()
         waits = timeout is not None and timeout > 0

@@ -53,7 +53,8 @@ START_UP_MODULES = {
     "daemonctx.pidfile",
     "daemonctx.process",
 }
-# Imported in the foreground of open() (the pidfile's trust check) and on failure paths.
+# Imported in the foreground of open() when the pidfile's path has a symlink to check,
+# and on failure paths.
 FOREGROUND_MODULES = {"daemonctx.paths"}
 # Never at import time on the start-up path: each costs milliseconds per start.
 HEAVY = {"typing", "dataclasses", "socket", "threading", "json", "logging", "lockfile"}
@@ -151,22 +152,30 @@ print(json.dumps(sorted(loaded)))
     assert not HEAVY & loaded, sorted(HEAVY & loaded)
 
 
-def test_the_foreground_check_stays_lean(tmp_path: Path) -> None:
-    """open() checks the pidfile's path in the foreground: paths.py, still lean."""
+@pytest.mark.parametrize("through", ["directory", "symlinked directory"])
+def test_the_foreground_check_stays_lean(tmp_path: Path, through: str) -> None:
+    """open() checks the pidfile's path in the foreground with a few lstat calls;
+    paths.py (still lean) is loaded only for a symlink on the way, or a refusal."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    if through == "symlinked directory":
+        (tmp_path / "link").symlink_to(directory)
+        directory = tmp_path / "link"
     result = run_script(
         f"""
 import sys
 before = set(sys.modules)
 from daemonctx.pidfile import PIDLockFile
-PIDLockFile({str(tmp_path / "app.pid")!r}).fail_if_held()
+PIDLockFile({str(directory / "app.pid")!r}).fail_if_held()
 loaded = sorted(set(sys.modules) - before)
 import json
 print(json.dumps(loaded))
 """
     )
     loaded = set(json.loads(result.stdout))
-    assert {m for m in loaded if m.startswith("daemonctx")} <= START_UP_MODULES | FOREGROUND_MODULES
-    assert "daemonctx.paths" in loaded
+    ours = {m for m in loaded if m.startswith("daemonctx")}
+    expected = FOREGROUND_MODULES if through == "symlinked directory" else set()
+    assert ours - START_UP_MODULES == expected
     assert not HEAVY & loaded, sorted(HEAVY & loaded)
 
 
