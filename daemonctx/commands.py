@@ -26,6 +26,7 @@ __all__ = [
     "report_stop",
     "run_command",
     "say",
+    "say_started",
     "seconds",
     "signal_argument",
 ]
@@ -38,6 +39,11 @@ def say(line: str) -> None:
         print(line, flush=True)
     except OSError:
         pass
+
+
+def say_started(name: str, pid: int) -> None:
+    """What a start prints once the daemon is up: "started app (pid 4242)"."""
+    say(f"started {name} (pid {pid})")
 
 
 def run_command(prog: str, handler: Callable[[], int]) -> int:

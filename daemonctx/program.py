@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
 from . import control
-from .commands import say
+from .commands import say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonReadyTimeout
 from .pidfd import GRACE, terminate
@@ -236,7 +236,7 @@ class ProgramContext(DaemonContext):
         if self._listener is not None:
             self._await_program(daemon_pid, self._listener)
         super().launcher_ready(daemon_pid)
-        say(f"started {self._name} (pid {daemon_pid})")
+        say_started(self._name, daemon_pid)
 
     def _await_program(self, pid: int, listener: NotifyListener) -> None:
         # The pidfd the handoff opened when it learnt the pid (a pid may be reused)

@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import control
-from .commands import add_stop_options, prepare_exit, report_stop, run_command, say
+from .commands import add_stop_options, prepare_exit, report_stop, run_command, say, say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError
 from .options import OPTIONS
@@ -107,7 +107,7 @@ class Service:
 
     def launcher_ready(self, daemon_pid: int) -> None:
         """Runs in the launching process once the daemon is ready: says so."""
-        say(f"started {self.display_name} (pid {daemon_pid})")
+        say_started(self.display_name, daemon_pid)
 
     # -- from run() ----------------------------------------------------------
 
