@@ -18,7 +18,7 @@ import signal
 from . import options, process
 from .errors import DaemonOptionError, DaemonReadyTimeout, Terminated
 from .handoff import Handoff
-from .options import OPTIONS, check_signal_map, default_signal_map
+from .options import OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -128,8 +128,8 @@ class DaemonContext:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
-        # Your map is laid over the defaults, so adding SIGHUP keeps SIGTERM.
-        self.signal_map = {**default_signal_map(), **check_signal_map(signal_map or {})}
+        # Laid over the defaults (by the option's check), so adding SIGHUP keeps SIGTERM.
+        self.signal_map = signal_map or {}  # type: ignore[assignment]
         self.ready_on_open = ready_on_open
         self.ready_timeout = ready_timeout
         self._is_open = False
@@ -253,7 +253,8 @@ class DaemonContext:
     def _preflight(self) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
         plan = _Plan()
-        options.preload(self.prevent_core, self.chroot_directory, self.pidfile)
+        drops = os.geteuid() == 0 and (self.uid, self.gid) != (os.getuid(), os.getgid())
+        options.preload(self.prevent_core, self.chroot_directory, self.pidfile, drops)
         options.check_directories(self.chroot_directory, self.working_directory)
         for index, name in enumerate(("stdin", "stdout", "stderr")):
             plan.stream_fds[index] = options.stream_fd(name, getattr(self, name))

@@ -29,7 +29,8 @@ class DaemonOptionError(DaemonError, ValueError):
         self.option = option
         self.value = value
         self.reason = reason
-        super().__init__(f"{option}={value!r}: {reason}")
+        shown = f"{value:#o}" if option == "umask" and type(value) is int else repr(value)
+        super().__init__(f"{option}={shown}: {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
         return (type(self), (self.option, self.value, self.reason))

@@ -77,7 +77,9 @@ def check_signal_map(value: Any) -> SignalMap:
     checked: SignalMap = {}
     for key, handler in value.items():
         number = check_signal_number(key)
-        if not (handler is None or isinstance(handler, (str, int)) or callable(handler)):
+        if isinstance(handler, bool) or not (
+            handler is None or isinstance(handler, (str, int)) or callable(handler)
+        ):
             raise DaemonOptionError(
                 "signal_map",
                 {key: handler},
@@ -150,8 +152,22 @@ def check_open(fd: int) -> bool:
     return True
 
 
+_FD_LIMIT = 2**31  # an fd is a C int
+
+
+def _is_standard_stream(item: Any) -> bool:
+    """``sys.stdout`` and friends, or a logging handler writing to one: python-daemon
+    programs preserve them out of habit, and the standard fds are replaced anyway."""
+    streams = (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    inner = getattr(item, "stream", None) if not isinstance(item, int) else None
+    return any(item is s or (inner is not None and inner is s) for s in streams if s is not None)
+
+
 def resolve_files_preserve(items: Iterable[Any] | None) -> set[int]:
-    """Turn ``files_preserve`` into a set of open fds, or raise naming the bad item."""
+    """Turn ``files_preserve`` into a set of open fds, or raise naming the bad item.
+
+    A standard stream (``sys.stdout``, or a handler on it) is left out: fds 0-2 are
+    the ``stdin``/``stdout``/``stderr`` options' business."""
     result: set[int] = set()
     for item in items or ():
         try:
@@ -160,9 +176,9 @@ def resolve_files_preserve(items: Iterable[Any] | None) -> set[int]:
             raise DaemonOptionError(
                 "files_preserve", item, f"not a file descriptor, file, socket or handler: {exc}"
             ) from exc
-        if fd is None:
+        if fd is None or (fd < 3 and _is_standard_stream(item)):
             continue
-        if fd < 0 or not check_open(fd):
+        if not 0 <= fd < _FD_LIMIT or not check_open(fd):
             raise DaemonOptionError("files_preserve", item, f"fd {fd} is not open")
         result.add(fd)
     return result
@@ -209,9 +225,16 @@ def _optional_bool(name: str, value: Any) -> bool | None:
     return None if value is None else _bool(name, value)
 
 
+_ID_MAX = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "leave unchanged", for setresuid
+
+
 def _id(name: str, value: Any) -> int | None:
     # None is resolved by the constructor to the process's real id
-    return None if value is None else _int(name, value, 0)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > _ID_MAX:
+        raise DaemonOptionError(name, value, f"must be from 0 to {_ID_MAX}")
+    return _int(name, value, 0)
 
 
 def _files_preserve(name: str, value: Any) -> Any:
@@ -233,7 +256,10 @@ def _pidfile(name: str, value: Any) -> Any:
 
 
 def _signal_map(name: str, value: Any) -> SignalMap:
-    return check_signal_map(value)
+    # Laid over the defaults, whether given to the constructor or assigned later:
+    # adding SIGHUP must not drop SIGTERM's clean stop. Map a default to SIG_DFL
+    # (or anything else) to change it.
+    return {**default_signal_map(), **check_signal_map(value)}
 
 
 def _seconds(name: str, value: Any) -> float | None:
@@ -296,7 +322,9 @@ def check(name: str, value: Any) -> Any:
 # -- system checks, in open() before the fork ---------------------------------
 
 
-def preload(prevent_core: bool, chroot_directory: str | None, pidfile: Any) -> None:
+def preload(
+    prevent_core: bool, chroot_directory: str | None, pidfile: Any, drops_privileges: bool = False
+) -> None:
     """Import now what the daemon will need later.
 
     ``resource`` costs four times more after the fork (copy-on-write faults).
@@ -307,7 +335,7 @@ def preload(prevent_core: bool, chroot_directory: str | None, pidfile: Any) -> N
     """
     if prevent_core:
         import resource  # noqa: F401
-    if chroot_directory is not None:
+    if chroot_directory is not None or drops_privileges:
         import json  # noqa: F401
         import traceback  # noqa: F401
 

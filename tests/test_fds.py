@@ -183,6 +183,27 @@ def test_files_preserve_rejects_an_fd_that_is_not_open() -> None:
     unused = max(open_fds() or [0]) + 100
     with pytest.raises(DaemonOptionError, match=f"fd {unused} is not open"):
         resolve_files_preserve([unused])
+    for huge in (2**31, 2**63, -1):  # not a traceback from os.fstat
+        with pytest.raises(DaemonOptionError, match=f"fd {huge} is not open"):
+            resolve_files_preserve([huge])
+
+
+def test_files_preserve_takes_the_standard_streams_as_python_daemon_does() -> None:
+    """Real programs pass [sys.stdout, sys.stderr] or their console handler's stream
+    with stdout=None; fds 0-2 are replaced anyway, so they are simply left out."""
+    code = (
+        "import logging, sys\n"
+        "from daemonctx import DaemonContext\n"
+        "console = logging.StreamHandler(sys.stderr)\n"
+        "context = DaemonContext(files_preserve=[sys.stdout, sys.stderr, console], "
+        "detach_process=False)\n"
+        "context.open()\n"
+        "print('opened', flush=True)\n"
+    )
+    result = run_script(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "", "stdout is /dev/null in the daemon, as asked"
+    assert result.stderr == ""
 
 
 def test_files_preserve_must_be_a_list_or_tuple() -> None:

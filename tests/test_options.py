@@ -68,6 +68,9 @@ def test_options_can_be_set_as_attributes(tmp_path: Path) -> None:
         ("pidfile", "/run/app.pid", "must be a context manager"),
         ("ready_timeout", 0, "> 0"),
         ("ready_on_open", None, "True or False"),
+        ("uid", 2**32, "from 0 to 4294967294"),
+        ("gid", 2**32 - 1, "from 0 to 4294967294"),  # (gid_t)-1: "no change", root's gid
+        ("gid", 2**64, "from 0 to 4294967294"),
     ],
 )
 def test_bad_values_name_the_option_and_the_value(option: str, value: object, reason: str) -> None:
@@ -75,7 +78,9 @@ def test_bad_values_name_the_option_and_the_value(option: str, value: object, re
         DaemonContext(**{option: value})
     assert info.value.option == option
     assert info.value.value == value
-    assert f"{option}={value!r}" in str(info.value)
+    shown = f"{value:#o}" if option == "umask" and type(value) is int else repr(value)
+    assert f"{option}={shown}" in str(info.value)
+    assert "\n" not in str(info.value)
     with pytest.raises(DaemonOptionError):
         setattr(DaemonContext(), option, value)
 
@@ -168,7 +173,7 @@ except DaemonOptionError as exc:
     print(exc, file=sys.stderr)
 """
     )
-    assert "umask=63: cannot change an option of an open context" in result.stderr
+    assert "umask=0o77: cannot change an option of an open context" in result.stderr
 
 
 def test_public_api() -> None:

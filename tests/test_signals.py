@@ -182,6 +182,7 @@ def test_terminated_is_a_clean_system_exit() -> None:
         ({signal.SIGKILL: None}, "SIGKILL cannot be caught"),
         ({signal.SIGSTOP: "terminate"}, "SIGSTOP cannot be caught"),
         ({signal.SIGHUP: 3.5}, "a handler must be"),
+        ({signal.SIGHUP: True}, "a handler must be"),  # not taken as 1 (SIG_IGN)
         ([signal.SIGHUP], "must be a dict"),
     ],
 )
@@ -189,6 +190,28 @@ def test_bad_signal_maps_are_refused_at_once(signal_map: object, reason: str) ->
     with pytest.raises(DaemonOptionError, match=reason) as info:
         DaemonContext(signal_map=signal_map)  # type: ignore[arg-type]
     assert info.value.option == "signal_map"
+
+
+def test_a_map_given_or_assigned_is_laid_over_the_defaults() -> None:
+    """python-daemon code assigns ``context.signal_map = {...}`` (PEP 3143's example);
+    either way, adding SIGHUP keeps SIGTERM's clean stop and the ignored tty signals."""
+
+    def reload(signum: int, frame: object) -> None: ...
+
+    given = DaemonContext(signal_map={signal.SIGHUP: reload})
+    assigned = DaemonContext()
+    assigned.signal_map = {signal.SIGHUP: reload}
+    for context in (given, assigned):
+        assert context.signal_map == {
+            signal.SIGTSTP: None,
+            signal.SIGTTIN: None,
+            signal.SIGTTOU: None,
+            signal.SIGTERM: "terminate",
+            signal.SIGHUP: reload,
+        }
+    replaced = DaemonContext()
+    replaced.signal_map = {signal.SIGTERM: signal.SIG_DFL}
+    assert replaced.signal_map[signal.SIGTERM] == signal.SIG_DFL, "a default can be changed"
 
 
 def test_unknown_method_name_is_refused_before_forking() -> None:
