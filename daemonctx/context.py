@@ -16,7 +16,7 @@ import signal
 # Everything the daemon may need is imported here, in the foreground: after
 # chroot or a privilege drop the package's files may be out of reach.
 from . import options, process
-from .errors import DaemonOptionError, DaemonReadyTimeout, Terminated
+from .errors import DaemonOptionError, DaemonOSEnvironmentError, DaemonReadyTimeout, Terminated
 from .handoff import Handoff
 from .options import OPTIONS
 
@@ -184,7 +184,12 @@ class DaemonContext:
         keep = plan.keep_fds | set(process.STANDARD_FDS)  # 0-2 are replaced, not closed
         if detach:
             process.warn_if_threads_alive()
-            handoff = self._handoff = Handoff()
+            try:
+                handoff = self._handoff = Handoff()
+            except OSError as exc:  # EMFILE under a tiny fd limit, say
+                raise DaemonOSEnvironmentError(
+                    exc.errno, f"cannot create the start-up pipe: {exc.strerror}"
+                ) from exc
             assert handoff.write_fd is not None  # the daemon's end, open until ready
             keep.add(handoff.write_fd)
         # Listed here, before the fork: the daemon only calls closerange.

@@ -22,7 +22,7 @@ from typing import IO, Any, NoReturn
 from . import control
 from .commands import say_started
 from .context import DaemonContext
-from .errors import CommandError, DaemonError, DaemonReadyTimeout
+from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
 from .pidfd import GRACE, terminate
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
@@ -61,6 +61,8 @@ class Launch:
     uid: int | None = None
     gid: int | None = None
     initgroups: bool = False
+    user: str | None = None  # as typed, for messages
+    group: str | None = None
     stdout: IO[Any] | None = field(default=None, repr=False)
     stderr: IO[Any] | None = field(default=None, repr=False)
 
@@ -76,9 +78,13 @@ class Launch:
         user: str | None = None,
         group: str | None = None,
     ) -> Launch:
-        """Check and resolve a program's start; raise ``CommandError`` naming what is wrong."""
-        name = name or os.path.basename(argv[0]) or argv[0]
-        path = resolve_program(argv[0], name)
+        """Check and resolve a program's start; raise ``CommandError`` naming what is wrong.
+
+        ``name`` (for messages) defaults to the pidfile's name without extension, the
+        name ``status`` and ``stop`` use too: "/run/app.pid" gives "app".
+        """
+        name = name or control.default_name(pidfile)
+        path = resolve_program(argv[0])
         directory = os.path.abspath(chdir)
         if not os.path.isdir(directory):
             raise CommandError(f"--chdir {directory}: no such directory")
@@ -95,6 +101,8 @@ class Launch:
             uid,
             gid,
             initgroups,
+            user,
+            group,
         )
 
     def open_outputs(self, stdout: str | None, stderr: str | None, inherit: bool) -> None:
@@ -111,6 +119,24 @@ class Launch:
                 value = opened[path] = control.open_output(path, f"--{stream}", self.umask)
             setattr(self, stream, value)
 
+    def flag_error(self, exc: DaemonOptionError) -> CommandError:
+        """A ``DaemonContext`` option's error, told with the flag the user typed:
+        "--user nobody: cannot switch to it as uid 1000 (not root)"."""
+        flags = {
+            "uid": ("--user", self.user),
+            "initgroups": ("--user", self.user),
+            "gid": ("--group", self.group) if self.group is not None else ("--user", self.user),
+            "working_directory": ("--chdir", self.chdir),
+            "umask": ("--umask", f"{self.umask:03o}"),
+            "pidfile": ("--pidfile", self.pidfile),
+        }
+        flag, typed = flags.get(exc.option, (None, None))
+        if flag is None or typed is None:
+            return CommandError(f"{self.name}: {exc}")
+        # LSB 4, insufficient privilege: only root may switch users (check_owner)
+        denied = exc.option in ("uid", "gid", "initgroups") and "root" in exc.reason
+        return CommandError(f"{flag} {typed}: {exc.reason}", exit_code=4 if denied else 1)
+
     def context_options(self, lock: PIDLockFile) -> dict[str, Any]:
         """The ``DaemonContext`` options of this program's daemon."""
         return {
@@ -126,14 +152,18 @@ class Launch:
         }
 
 
-def resolve_program(command: str, name: str) -> str:
+def resolve_program(command: str) -> str:
     """The absolute path to exec, found in PATH as the shell would."""
     import shutil
 
+    if "/" in command:  # a path: say what is wrong with it, as a shell would
+        if os.path.isdir(command):
+            raise CommandError(f"{command}: is a directory")
+        if os.path.exists(command) and not os.access(command, os.X_OK):
+            raise CommandError(f"{command}: permission denied (not executable)")
     found = shutil.which(command)
     if found is None:
-        prefix = "" if name == os.path.basename(command) else f"{name}: "
-        raise CommandError(f"{prefix}command not found: {command}")
+        raise CommandError(f"command not found: {command}")
     return os.path.abspath(found)
 
 
@@ -160,8 +190,8 @@ def resolve_owner(
 
         try:
             entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        except KeyError:
-            raise CommandError(f"unknown user {user!r}") from None
+        except (KeyError, OverflowError, ValueError):  # a uid past uid_t overflows
+            raise CommandError(f"--user {user}: no such user") from None
         uid, gid = entry.pw_uid, entry.pw_gid
         environment.update(zip(_ENVIRONMENT_OF_USER, (entry.pw_dir, entry.pw_name, entry.pw_name)))
     if group is not None:
@@ -169,8 +199,8 @@ def resolve_owner(
 
         try:
             gid = (grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)).gr_gid
-        except KeyError:
-            raise CommandError(f"unknown group {group!r}") from None
+        except (KeyError, OverflowError, ValueError):
+            raise CommandError(f"--group {group}: no such group") from None
     return uid, gid, user is not None
 
 
@@ -283,10 +313,19 @@ def start_program(
             exec_program(context, launch, lock)
     except CommandError:
         raise
+    except DaemonOptionError as exc:
+        raise launch.flag_error(exc) from exc
     except DaemonError as exc:
         if isinstance(exc, DaemonReadyTimeout) and exc.daemon_pid:
             control.remove_stale_pidfile(launch.pidfile)
         raise control.startup_failure(launch.name, exc) from exc
+    except OSError as exc:  # in the foreground: nothing was started
+        raise CommandError(f"{launch.name} failed to start: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        refused = _lock_error(launch, exc)
+        if refused is None:
+            raise
+        raise refused from exc
     finally:
         if listener is not None:
             listener.close()
@@ -303,7 +342,26 @@ def run_program(launch: Launch) -> NoReturn:
     try:
         with context:
             exec_program(context, launch, lock)
+    except DaemonOptionError as exc:
+        raise launch.flag_error(exc) from exc
     except DaemonError as exc:
         raise control.startup_failure(launch.name, exc) from exc
     except OSError as exc:
         raise CommandError(f"cannot run {launch.path}: {exc.strerror}") from exc
+    except Exception as exc:
+        refused = _lock_error(launch, exc)
+        if refused is None:
+            raise
+        raise refused from exc
+
+
+def _lock_error(launch: Launch, exc: Exception) -> CommandError | None:
+    """The pidfile's lockfile errors, raised in the foreground (another start won the
+    race between our two looks at the pidfile): one line, not a traceback."""
+    import lockfile  # type: ignore[import-untyped]  # loaded already, if it is one of its
+
+    if not isinstance(exc, lockfile.Error):
+        return None
+    if isinstance(exc, lockfile.AlreadyLocked):
+        return CommandError(f"{launch.name} is already running: {exc}")
+    return CommandError(f"{launch.name}: {exc}")

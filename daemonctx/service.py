@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from . import control
 from .commands import add_stop_options, prepare_exit, report_stop, run_command, say, say_started
 from .context import DaemonContext
-from .errors import CommandError, DaemonError
+from .errors import CommandError, DaemonError, DaemonOptionError
 from .options import OPTIONS
+from .options import check as check_option
 
 if TYPE_CHECKING:
     import argparse
@@ -49,6 +50,22 @@ class _ServiceContext(DaemonContext):
         self._service.launcher_ready(daemon_pid)
 
 
+def _check_stop_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
+        raise DaemonOptionError("stop_timeout", value, "must be a number of seconds > 0")
+    return float(value)
+
+
+def _check_stop_signal(value: Any) -> int:
+    """A signal number, or a name ("TERM", "SIGTERM") as the command line takes it."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DaemonOptionError("stop_signal", value, "must be a signal number or name")
+    try:
+        return control.parse_signal(value)
+    except ValueError as exc:
+        raise DaemonOptionError("stop_signal", value, str(exc)) from None
+
+
 class Service:
     """Base class of a daemon program; override ``run()``.
 
@@ -68,7 +85,7 @@ class Service:
     name: str | None = None
     ready_on_open: bool = True
     stop_timeout: float = control.STOP_TIMEOUT
-    stop_signal: int = signal.SIGTERM
+    stop_signal: int = signal.SIGTERM  # a name ("TERM") is taken too, made a number
 
     def __init__(
         self,
@@ -76,7 +93,7 @@ class Service:
         *,
         name: str | None = None,
         stop_timeout: float | None = None,
-        stop_signal: int | None = None,
+        stop_signal: int | str | None = None,
         **options: Any,
     ) -> None:
         unknown = sorted(set(options) - set(CONTEXT_OPTIONS))
@@ -90,11 +107,19 @@ class Service:
         self._pidfile = os.path.abspath(os.fspath(self.pidfile))
         if name is not None:
             self.name = name
-        if stop_timeout is not None:
-            self.stop_timeout = stop_timeout
-        if stop_signal is not None:
-            self.stop_signal = stop_signal
+        self.stop_timeout = _check_stop_timeout(
+            self.stop_timeout if stop_timeout is None else stop_timeout
+        )
+        self.stop_signal = _check_stop_signal(
+            self.stop_signal if stop_signal is None else stop_signal
+        )
         self._options = options
+        for option in CONTEXT_OPTIONS:  # a bad value fails here, not at every command
+            value = self._option(option)
+            if value is not _MISSING and not (
+                option in _STREAM_MODES and isinstance(value, (str, os.PathLike))
+            ):
+                check_option(option, value)
         self._notified = False
         self.context: DaemonContext | None = None
 

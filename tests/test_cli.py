@@ -103,7 +103,7 @@ def test_start_status_stop(tracker: Tracker) -> None:
     out, err = launcher.communicate(timeout=30)
     assert (launcher.returncode, err) == (0, "")
     match = STARTED.fullmatch(out)
-    assert match and match.group(1) == "sleep", out
+    assert match and match.group(1) == "app", "one default name: the pidfile's"
     pid = int(match.group(2))
 
     # By the time start returns, the pidfile (relative to our cwd) names the daemon,
@@ -153,8 +153,20 @@ def test_start_status_stop(tracker: Tracker) -> None:
             ("sleep", "1000"),
             "pidfile directory /nonexistent/dir does not exist",
         ),
-        (("--user", "no-such-user-xyz"), ("sleep", "1000"), "unknown user 'no-such-user-xyz'"),
-        (("--group", "no-such-group-xyz"), ("sleep", "1000"), "unknown group 'no-such-group-xyz'"),
+        (
+            ("--user", "no-such-user-xyz"),
+            ("sleep", "1000"),
+            "--user no-such-user-xyz: no such user",
+        ),
+        (
+            ("--group", "no-such-group-xyz"),
+            ("sleep", "1000"),
+            "--group no-such-group-xyz: no such group",
+        ),
+        (("--group", "4294967296"), ("sleep", "1000"), "--group 4294967296: no such group"),
+        (("--user", str(2**64)), ("sleep", "1000"), f"--user {2**64}: no such user"),
+        ((), ("/",), "/: is a directory"),
+        ((), ("/etc/passwd",), "/etc/passwd: permission denied (not executable)"),
         (("--chdir", "/nonexistent"), ("sleep", "1000"), "--chdir /nonexistent: no such directory"),
         (
             ("--stdout", "/nonexistent/out"),
@@ -162,7 +174,18 @@ def test_start_status_stop(tracker: Tracker) -> None:
             "--stdout /nonexistent/out: no such directory /nonexistent",
         ),
     ],
-    ids=["program", "pidfile-directory", "user", "group", "chdir", "stdout"],
+    ids=[
+        "program",
+        "pidfile-directory",
+        "user",
+        "group",
+        "group-past-gid_t",
+        "user-past-uid_t",
+        "directory",
+        "not-executable",
+        "chdir",
+        "stdout",
+    ],
 )
 def test_start_fails_in_the_foreground_and_leaves_nothing(
     tracker: Tracker, options: tuple[str, ...], command: tuple[str, ...], message: str
@@ -180,7 +203,7 @@ def test_start_refuses_a_running_daemon_naming_its_pid(tracker: Tracker) -> None
     pid = tracker.start("sleep", "1000")
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
     assert result.returncode == 1
-    assert result.stderr == f"daemonctx: error: sleep is already running (pid {pid})\n"
+    assert result.stderr == f"daemonctx: error: app is already running (pid {pid})\n"
     assert tracker.processes() == [pid]
     assert read_pidfile_status(tracker.pidfile).pid == pid
 
@@ -192,7 +215,7 @@ def test_a_failed_exec_is_reported_and_leaves_nothing(tracker: Tracker) -> None:
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", str(program))
     assert result.returncode == 1
     assert re.fullmatch(
-        r"daemonctx: error: notaprogram failed to start: OSError: \[Errno 8\] "
+        r"daemonctx: error: app failed to start: OSError: \[Errno 8\] "
         r"Exec format error: '.*notaprogram'\n",
         result.stderr,
     ), result.stderr
@@ -535,7 +558,7 @@ def test_restart_gives_a_new_pid(tracker: Tracker) -> None:
     result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines(keepends=True)
-    assert re.fullmatch(rf"stopped sleep \(pid {old}\) in \d+\.\d\d s\n", lines[0])
+    assert re.fullmatch(rf"stopped app \(pid {old}\) in \d+\.\d\d s\n", lines[0])
     match = STARTED.fullmatch(lines[1])
     assert match
     new = int(match.group(2))
@@ -547,7 +570,7 @@ def test_restart_gives_a_new_pid(tracker: Tracker) -> None:
 def test_restart_when_stopped_starts(tracker: Tracker) -> None:
     result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("sleep is not running\nstarted sleep (pid ")
+    assert result.stdout.startswith("app is not running\nstarted app (pid ")
 
 
 def test_restart_with_a_bad_option_keeps_the_daemon(tracker: Tracker) -> None:
@@ -556,5 +579,5 @@ def test_restart_with_a_bad_option_keeps_the_daemon(tracker: Tracker) -> None:
         "restart", "--pidfile", tracker.pidfile, "--user", "no-such-user-xyz", "--", "sleep", "1"
     )
     assert result.returncode == 1
-    assert result.stderr == "daemonctx: error: unknown user 'no-such-user-xyz'\n"
+    assert result.stderr == "daemonctx: error: --user no-such-user-xyz: no such user\n"
     assert tracker.processes() == [pid]

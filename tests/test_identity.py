@@ -144,8 +144,7 @@ def test_the_daemon_gone_and_its_child_holding_the_lock(tracker: Tracker) -> Non
     found = status(tracker.pidfile)
     assert (found.state, found.pid, found.holders) == (ServiceState.DEAD, None, (child,))
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
-    # start names the daemon after its COMMAND (here "sleep")
-    assert lines(result) == (1, "", f"daemonctx: error: sleep{expected[3:]}; stop it first\n")
+    assert lines(result) == (1, "", f"daemonctx: error: {expected}; stop it first\n")
     result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
     assert result.returncode == 0 and f"stopped pid {child}" in result.stdout
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
@@ -296,7 +295,7 @@ def test_a_deleted_pidfile_does_not_let_a_second_daemon_start(tracker: Tracker, 
     assert result.returncode == 0 and result.stdout.startswith(f"app is running (pid {pid}")
     assert result.stdout.endswith(f"; its pidfile {tracker.pidfile} was deleted or replaced\n")
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
-    message = f"sleep is already running (pid {pid}), though its pidfile {tracker.pidfile}"
+    message = f"app is already running (pid {pid}), though its pidfile {tracker.pidfile}"
     assert lines(result) == (
         1,
         "",

@@ -23,6 +23,7 @@ from ..program import DEFAULT_UMASK, START_TIMEOUT, Launch, run_program, start_p
 __all__ = ["COMMANDS", "add_commands"]
 
 COMMANDS = ("start", "stop", "restart", "status", "run")
+_DEFAULT_NAME = "the pidfile's name without extension"
 
 
 # -- the parser ---------------------------------------------------------------
@@ -100,13 +101,13 @@ def add_commands(subparsers: Any) -> None:
     start = _subcommand(subparsers, "start", "start COMMAND as a daemon", cmd_start, True)
     _add_context_options(start)
     _add_start_options(start)
-    _add_name_option(start, "the basename of COMMAND")
+    _add_name_option(start, _DEFAULT_NAME)
 
     stop = _subcommand(
         subparsers, "stop", "stop the daemon and wait until it is gone", cmd_stop, False
     )
     add_stop_options(stop, "--timeout")
-    _add_name_option(stop, "the pidfile's name without extension")
+    _add_name_option(stop, _DEFAULT_NAME)
 
     restart = _subcommand(
         subparsers, "restart", "stop the daemon if it runs, then start COMMAND", cmd_restart, True
@@ -114,18 +115,18 @@ def add_commands(subparsers: Any) -> None:
     _add_context_options(restart)
     _add_start_options(restart)
     add_stop_options(restart, "--stop-timeout")
-    _add_name_option(restart, "the basename of COMMAND")
+    _add_name_option(restart, _DEFAULT_NAME)
 
     status = _subcommand(
         subparsers, "status", "tell whether the daemon runs (LSB exit codes)", cmd_status, False
     )
-    _add_name_option(status, "the pidfile's name without extension")
+    _add_name_option(status, _DEFAULT_NAME)
 
     run = _subcommand(
         subparsers, "run", "run COMMAND in the foreground with the pidfile", cmd_run, True
     )
     _add_context_options(run)
-    _add_name_option(run, "the basename of COMMAND")
+    _add_name_option(run, _DEFAULT_NAME)
 
 
 # -- the commands ---------------------------------------------------------------
