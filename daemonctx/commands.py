@@ -99,12 +99,12 @@ def octal_mask(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """A timeout in seconds, more than 0 and finite."""
+    """A timeout in seconds, more than 0; ``inf`` (or any wait past ~24 days) waits forever."""
     try:
         value = float(text)
     except ValueError:
         raise _argument_error(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not value > 0:  # NaN too
         raise _argument_error(f"must be more than 0: {text!r}")
     return value
 

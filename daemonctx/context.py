@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit  # builtin; imported here, since an import after the fork is slow
 import os
 import signal
+import sys
 
 # Everything the daemon may need is imported here, in the foreground: after
 # chroot or a privilege drop the package's files may be out of reach.
@@ -36,21 +37,45 @@ _TERMINAL_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTST
 
 
 def _notify(*lines: str) -> None:
+    """Tell the service manager in NOTIFY_SOCKET, if any. An unusable NOTIFY_SOCKET
+    (garbage, a path that does not exist, nobody bound there) is a warning on
+    stderr, never a failed start: the daemon runs either way, and a start that
+    reports failure must not leave it running."""
     from .systemd import notify  # imported only under a service manager
 
-    notify(*lines)
+    try:
+        notify(*lines)
+    except DaemonOSEnvironmentError as exc:
+        try:
+            sys.stderr.write(f"daemonctx: warning: {exc.strerror}\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
 
 
-def _stop_started_daemon(handoff: Handoff, session: int) -> None:
-    """SIGTERM, then SIGKILL, the daemon of a start that failed in the launcher."""
-    daemon, pid = handoff.daemon_pidfd, handoff.daemon_pid
-    if daemon is None or pid is None:
-        return
-    from .pidfd import terminate  # a failed start only
-    from .procfs import session_id
+def _stop_started_daemon(handoff: Handoff, first_child: int) -> None:
+    """Stop what a start that failed in the launcher left: the first child (it may be
+    stalled before its fork), then, SIGTERM first, every process of the session it
+    created, the daemon included, whether or not its pid reached us. The first child
+    is not reaped yet, so its pid, which is the session's id, cannot be reused."""
+    from .pidfd import open_pidfd, terminate  # a failed start only
+    from .procfs import session_id, session_members
 
-    if session_id(pid) == session:  # read while the pidfd holds the process
-        terminate(daemon)
+    try:
+        os.kill(first_child, signal.SIGKILL)  # our own unreaped child: no pid reuse
+    except ProcessLookupError:
+        pass
+    pids = {*session_members(first_child), handoff.daemon_pid} - {first_child, None}
+    for pid in sorted(pid for pid in pids if pid is not None):
+        pidfd = handoff.daemon_pidfd if pid == handoff.daemon_pid else open_pidfd(pid)
+        if pidfd is None:
+            continue
+        try:
+            if session_id(pid) == first_child:  # read while the pidfd holds the process
+                terminate(pidfd)
+        finally:
+            if pidfd != handoff.daemon_pidfd:
+                os.close(pidfd)
 
 
 class _Plan:

@@ -206,6 +206,9 @@ def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO
 def startup_failure(name: str, exc: DaemonError) -> CommandError:
     """A one-line ``ControlError`` for a start that failed in the foreground or in
     the daemon: "app failed to start: PermissionError: [Errno 13] ..."."""
+    if isinstance(exc, DaemonStartupError) and exc.remote_type == "lockfile.AlreadyLocked":
+        # another start won the race for the pidfile, after our check in the foreground
+        return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
         return CommandError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
     return CommandError(f"{name} failed to start: {exc}")

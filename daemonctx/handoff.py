@@ -19,7 +19,7 @@ import sys
 import time
 
 from .errors import DaemonReadyTimeout, DaemonStartupError
-from .process import GRACE, dup_above_standard
+from .process import GRACE, dup_above_standard, finite_timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -141,7 +141,8 @@ class Handoff:
         Raises ``DaemonStartupError`` on an error record or EOF, and
         ``DaemonReadyTimeout`` when ``timeout`` seconds pass first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = finite_timeout(timeout)
+        deadline = None if wait is None else time.monotonic() + wait
         reader = _RecordReader(self.read_fd)
         pid: int | None = None
         exec_is_ready = False

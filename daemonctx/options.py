@@ -20,6 +20,7 @@ import signal
 import sys
 
 from .errors import DaemonOptionError
+from .process import finite_timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -263,11 +264,13 @@ def _signal_map(name: str, value: Any) -> SignalMap:
 
 
 def _seconds(name: str, value: Any) -> float | None:
+    """A timeout: None, or seconds > 0; infinity (or a wait too long for the kernel's
+    calls) is stored as None, "wait forever"."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise DaemonOptionError(name, value, "must be None or a number of seconds > 0")
-    return float(value)
+    return finite_timeout(float(value))
 
 
 class Option:

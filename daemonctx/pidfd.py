@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 
-from .process import GRACE
+from .process import GRACE, finite_timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def wait_any(pidfds: Sequence[int], timeout: float | None) -> list[int]:
     Other fds may be watched beside them (a socket): they are returned when readable."""
     import select
 
+    timeout = finite_timeout(timeout)
     if timeout is not None:
         timeout = max(0.0, timeout)
     poller = select.poll()

@@ -175,7 +175,8 @@ def _pid_in(fd: int) -> int | None:
         line = os.pread(fd, 64, 0).split(b"\n", 1)[0].strip()
     except OSError:
         return None
-    return int(line) if line.isdigit() and int(line) > 0 else None
+    # Linux pids go up to 2**22 (PID_MAX_LIMIT): anything longer is not a pid
+    return int(line) if line.isdigit() and len(line) <= 7 and 0 < int(line) <= 2**22 else None
 
 
 def _is_at_path(path: str, fd: int) -> bool:

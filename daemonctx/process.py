@@ -31,9 +31,20 @@ if TYPE_CHECKING:
     Handler = Union[Callable[[int, Any], Any], int, signal.Handlers, None]
 
 STANDARD_FDS = (0, 1, 2)
+# Timeouts from this many seconds up (about 24 days: poll's limit in milliseconds
+# is a C int), and infinity, mean "wait forever".
+FOREVER = (2**31 - 1) / 1000
 # Seconds a process gets to exit when we chose no timeout for it: a daemon whose
 # start failed, after SIGTERM and again after SIGKILL, or finishing its exit.
 GRACE = 5.0
+
+
+def finite_timeout(seconds: float | None) -> float | None:
+    """``seconds``, or None (wait forever) for None, infinity and waits too long to
+    express (select and poll overflow); so no huge timeout fails after the fork."""
+    if seconds is None or seconds >= FOREVER:
+        return None
+    return seconds
 
 
 def _fail(step: str, exc: OSError) -> DaemonOSEnvironmentError:

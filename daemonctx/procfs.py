@@ -37,6 +37,7 @@ __all__ = [
     "process_start_time",
     "process_uptime",
     "session_id",
+    "session_members",
     "started_before",
 ]
 
@@ -258,6 +259,17 @@ def session_id(pid: int) -> int | None:
     """The session ``pid`` belongs to; None if it is gone."""
     fields = _stat_fields(pid)
     return int(fields[3]) if fields is not None and len(fields) > 3 else None
+
+
+def session_members(sid: int) -> list[int]:
+    """The live processes in session ``sid`` (a scan of /proc)."""
+    members = []
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        live = fields is not None and len(fields) > 3 and fields[0] not in (b"Z", b"X")
+        if live and int(fields[3]) == sid:  # type: ignore[index]
+            members.append(pid)
+    return members
 
 
 def boot_time() -> float:

@@ -51,7 +51,7 @@ class _ServiceContext(DaemonContext):
 
 
 def _check_stop_timeout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise DaemonOptionError("stop_timeout", value, "must be a number of seconds > 0")
     return float(value)
 

@@ -1,0 +1,310 @@
+"""Every failure is one true line, and a start's result matches reality.
+
+Each test plays a case that used to give a traceback, a false "failed to start"
+while the daemon ran, or a launcher that waited past its timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    NOBODY,
+    ROOT,
+    STARTED,
+    ProcessTracker,
+    Tracker,
+    needs_root,
+    pid_alive,
+    run_in_child,
+    run_script,
+    wait_for,
+    wait_gone,
+)
+
+from daemonctx import DaemonContext, Service
+from daemonctx.errors import DaemonOptionError
+
+
+def started_pid(result: subprocess.CompletedProcess[str]) -> int:
+    match = STARTED.fullmatch(result.stdout)
+    assert match, (result.stdout, result.stderr)
+    return int(match.group(2))
+
+
+# -- NOTIFY_SOCKET that nobody listens on ------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["garbage", "/nonexistent/notify.sock", "@unbound-abstract"])
+def test_a_bad_notify_socket_is_a_warning_not_a_failed_start(
+    tracker: Tracker, address: str
+) -> None:
+    env = {**tracker.env, "NOTIFY_SOCKET": address}
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--", "sleep", "1000", env=env
+    )
+    assert result.returncode == 0
+    pid = started_pid(result)
+    assert result.stderr.startswith("daemonctx: warning: cannot notify the service manager at ")
+    assert result.stderr.count("\n") == 1
+    assert tracker.processes() == [pid]
+    stopped = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, env=env)
+    assert stopped.returncode == 0 and tracker.processes() == []
+
+
+def test_a_bad_notify_socket_does_not_fail_a_detaching_context(processes: ProcessTracker) -> None:
+    code = """
+import signal
+from daemonctx import DaemonContext
+with DaemonContext(detach_process=True):
+    signal.pause()
+"""
+    marker = "daemonctx-test-notify-context"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}", marker],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "NOTIFY_SOCKET": "@unbound-abstract"},
+    )
+    processes.watch(lambda: holders_of(marker))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("daemonctx: warning: cannot notify")
+    assert holders_of(marker), "the daemon runs"
+
+
+def holders_of(marker: str) -> list[int]:
+    """Live processes whose command line ends with ``marker``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                words = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker.encode() in words and pid_alive(int(name)):
+                found.append(int(name))
+    return found
+
+
+# -- huge and infinite timeouts ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", ["1e10", "inf"])
+def test_huge_timeouts_mean_wait_forever(tracker: Tracker, timeout: str) -> None:
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--timeout", timeout, "--", "sleep", "1000"
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    first = started_pid(result)
+    result = tracker.daemonctx(
+        "restart",
+        "--pidfile",
+        tracker.pidfile,
+        "--stop-timeout",
+        timeout,
+        "--timeout",
+        timeout,
+        "--",
+        "sleep",
+        "1000",
+    )
+    assert result.returncode == 0, result.stderr
+    second = int(result.stdout.splitlines()[1].split("pid ")[1].rstrip(")"))
+    assert second != first and not pid_alive(first)
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--timeout", timeout)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert tracker.processes() == []
+
+
+def test_an_infinite_ready_timeout_waits_forever() -> None:
+    assert DaemonContext(ready_timeout=float("inf")).ready_timeout is None
+    assert DaemonContext(ready_timeout=1e12).ready_timeout is None
+    assert DaemonContext(ready_timeout=5).ready_timeout == 5.0
+    with pytest.raises(DaemonOptionError, match="> 0"):
+        DaemonContext(ready_timeout=float("nan"))
+    result = run_script(
+        """
+from daemonctx import DaemonContext
+with DaemonContext(ready_timeout=float("inf"), ready_on_open=False) as context:
+    context.notify_ready()
+"""
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+# -- a ready_timeout bounds the whole start ----------------------------------------------
+
+STALL = """
+import os, sys, time
+from daemonctx import DaemonContext, handoff, process
+stall_at = sys.argv[1]
+real_setsid, real_send_pid = process.start_new_session, handoff.Handoff.send_pid
+
+def stall():
+    open(sys.argv[3], "w").write(str(os.getpid()))  # the first child, stalled
+    time.sleep(30)
+
+def slow_setsid():
+    if stall_at == "before-setsid":
+        stall()
+    real_setsid()
+
+def slow_send_pid(self, pid):
+    if stall_at == "before-pid-record":
+        stall()
+    real_send_pid(self, pid)
+
+process.start_new_session = slow_setsid
+handoff.Handoff.send_pid = slow_send_pid
+with DaemonContext(ready_timeout=0.5, ready_on_open=False):  # never ready
+    open(sys.argv[2], "w").write(str(os.getpid()))
+    time.sleep(1000)
+"""
+
+
+@pytest.mark.parametrize("stall_at", ["before-setsid", "before-pid-record"])
+def test_a_timed_out_start_returns_in_time_and_leaves_nothing(
+    tmp_path: Path, processes: ProcessTracker, stall_at: str
+) -> None:
+    """The first child stalls (before it forks the daemon, or after, before telling
+    the launcher the daemon's pid): the launcher still gives up at ready_timeout, and
+    no daemon comes up after DaemonReadyTimeout was raised."""
+    up, first = tmp_path / "daemon-up", tmp_path / "first-child"
+    processes.watch(lambda: [int(f.read_text()) for f in (up, first) if f.exists()])
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{STALL}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code, stall_at, str(up), str(first)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 1
+    assert "DaemonReadyTimeout: the daemon did not report ready within 0.5 s" in result.stderr
+    assert took < 3, f"the launcher waited {took:.1f} s for a 0.5 s ready_timeout"
+    # The stalled first child is gone, so no daemon can come up after this; and none
+    # that it forked is left in its session.
+    stalled = int(first.read_text())
+    wait_gone(stalled)
+    from daemonctx.procfs import session_members
+
+    assert session_members(stalled) == []
+    assert not up.exists() or not pid_alive(int(up.read_text()))
+    assert (stall_at == "before-setsid") == (not up.exists())
+
+
+# -- Service options ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"stop_signal": 999}, "stop_signal=999: unknown signal number 999"),
+        ({"stop_signal": "NOPE"}, "stop_signal='NOPE': unknown signal 'NOPE'"),
+        ({"stop_timeout": "5"}, "stop_timeout='5': must be a number of seconds > 0"),
+        ({"stop_timeout": 0}, "stop_timeout=0: must be a number of seconds > 0"),
+        ({"umask": 0o1777}, "umask=0o1777: must be from 0 to 0o777"),
+    ],
+)
+def test_a_service_refuses_bad_options_when_made(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(DaemonOptionError) as info:
+        Service(tmp_path / "svc.pid", **options)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_a_service_takes_a_signal_by_name(tmp_path: Path) -> None:
+    import signal
+
+    assert Service(tmp_path / "svc.pid", stop_signal="TERM").stop_signal == signal.SIGTERM
+    assert Service(tmp_path / "svc.pid", stop_signal="SIGHUP").stop_signal == signal.SIGHUP
+
+    class Bad(Service):
+        umask = 0o1777
+
+    with pytest.raises(DaemonOptionError, match="umask=0o1777"):
+        Bad(tmp_path / "svc.pid")
+
+
+# -- the command's own words ---------------------------------------------------------
+
+
+@needs_root
+def test_the_command_names_the_flag_the_user_typed(open_tracker: Tracker) -> None:
+    """Not root: --user fails in the foreground, told as --user, with LSB code 4."""
+    tracker = open_tracker
+    tracker.tmp_path.chmod(0o1777)  # nobody may create its pidfile there, like /tmp
+
+    def as_nobody() -> None:
+        import io
+        from contextlib import redirect_stderr
+
+        from daemonctx.cli import main
+
+        # Loaded while root: nobody may not read this interpreter's lib directory.
+        for module in ("grp", "json", "pwd", "resource", "shutil", "traceback"):
+            __import__(module)
+
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
+        err = io.StringIO()
+        with redirect_stderr(err):
+            code = main(["start", "--pidfile", tracker.pidfile, "--user", "root", "--", "true"])
+        assert (code, err.getvalue()) == (
+            4,
+            f"daemonctx: error: --user root: cannot switch to it as uid {NOBODY} (not root)\n",
+        )
+
+    run_in_child(as_nobody)
+    assert tracker.processes() == []
+
+
+def test_a_huge_pid_in_a_pidfile_is_not_a_pid(tracker: Tracker) -> None:
+    Path(tracker.pidfile).write_text("9" * 64 + "\n")
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stdout) == (
+        1,
+        f"app is not running, but its pidfile {tracker.pidfile} remains\n",
+    )
+
+
+def test_stop_with_sigkill_does_not_claim_a_second_sigkill(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--signal", "KILL")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"stopped app (pid {pid}) in ")
+    assert "SIGKILL" not in result.stdout
+
+
+def test_concurrent_starts_fail_in_one_line(tracker: Tracker) -> None:
+    """Losing the race between start's two looks at the pidfile was a traceback."""
+    for _ in range(2):
+        launchers = [
+            subprocess.Popen(
+                [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--", "sleep", "1000"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=tracker.env,
+            )
+            for _ in range(12)
+        ]
+        results = [(p.wait(60), *p.communicate()) for p in launchers]
+        winners = [r for r in results if r[0] == 0]
+        assert len(winners) == 1, results
+        for code, out, err in results:
+            if code:
+                assert out == "" and err.count("\n") == 1, err
+                assert err.startswith("daemonctx: error: app is already running"), err
+        assert len(tracker.processes()) == 1
+        assert tracker.daemonctx("stop", "--pidfile", tracker.pidfile).returncode == 0
+        wait_for(lambda: not tracker.processes(), what="stopped")
