@@ -379,11 +379,12 @@ def _restore(path: str, guard_fd: int) -> bool:
         os.link(guard, spare)
         os.rename(spare, path)
     except OSError:
+        return False
+    finally:
         try:
-            os.unlink(spare)
+            os.unlink(spare)  # left when rename found both names on one file
         except OSError:
             pass
-        return False
     return True
 
 
@@ -407,7 +408,8 @@ def _link_guard(path: str, fd: int) -> None:
         os.link(path, guard)
         return
     except FileExistsError:
-        pass
+        if _is_at_path(guard, fd):
+            return  # a stale pidfile taken over: its guard is this very file
     except OSError:
         return
     spare = f"{guard}.{os.getpid()}"
@@ -415,8 +417,10 @@ def _link_guard(path: str, fd: int) -> None:
         os.link(path, spare)
         os.rename(spare, guard)  # the stale guard (checked by our caller) is replaced
     except OSError:
+        pass
+    finally:
         try:
-            os.unlink(spare)
+            os.unlink(spare)  # left when rename found both names on one file
         except OSError:
             pass
 

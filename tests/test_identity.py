@@ -542,3 +542,20 @@ def test_a_service_refuses_an_output_path_nobody_planted(shared_dir: Path, tmp_p
     assert refused.value.exit_code == 4
     assert str(refused.value).startswith(f"refusing stderr {log}: ")
     assert target.read_text() == "root's data\n"
+
+
+def test_the_pidfile_has_two_names_and_leaves_none(tracker: Tracker) -> None:
+    """The hidden second name comes and goes with the pidfile, also when a start
+    takes over the stale pidfile of a SIGKILLed daemon (both names on one file)."""
+    directory = Path(tracker.pidfile).parent
+    names = lambda: sorted(p.name for p in directory.iterdir() if "app" in p.name)  # noqa: E731
+    pid = tracker.start("sleep", "1000")
+    assert names() == [".app.pid.lock", "app.pid"]
+    assert os.stat(tracker.pidfile).st_ino == os.stat(directory / ".app.pid.lock").st_ino
+    os.kill(pid, signal.SIGKILL)
+    wait_reaped(pid)
+    again = tracker.start("sleep", "1000")
+    assert names() == [".app.pid.lock", "app.pid"]
+    assert Path(tracker.pidfile).read_text() == f"{again}\n"
+    assert tracker.daemonctx("stop", "--pidfile", tracker.pidfile).returncode == 0
+    assert names() == []
