@@ -56,7 +56,7 @@ VARIANTS = tuple(PROGRAMS)
 # The same interpreter flags for every variant: no PYTHON* environment, no user site.
 PYTHON_FLAGS = ("-E", "-s")
 
-# Goals for daemonctx (DESIGN.md, "Start-up time is part of the product").
+# Goals for daemonctx (docs/benchmarks.md, "Goals").
 GOAL_READY_RATIO = 1.10
 # Our launcher waits for ready by design, so its floor is the plain daemon's
 # *ready*, not the plain launcher's exit (which leaves before its daemon exists).

@@ -20,7 +20,7 @@ import time
 
 from .errors import DaemonOptionError
 
-# typing costs ~5 ms of every daemon's start-up: annotations only (see DESIGN.md).
+# typing costs ~5 ms of every daemon's start-up: annotations only (docs/architecture.md).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType

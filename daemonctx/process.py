@@ -93,9 +93,53 @@ def is_started_by_superserver() -> bool:
     return is_socket(0)
 
 
+def _parent_is_a_service_manager() -> bool:
+    """Our parent is a process named ``systemd``: the system manager, or a user's
+    (``systemctl --user`` units), whose pid is not 1."""
+    try:
+        with open(f"/proc/{os.getppid()}/comm", "rb") as f:
+            return f.read().strip() == b"systemd"
+    except OSError:
+        return False
+
+
+def _stdio_is_the_journal() -> bool:
+    """systemd connected our stdout or stderr to the journal, as it does for a
+    service's own process: ``JOURNAL_STREAM`` names that very stream (children of
+    a service inherit the variable, not the match), with ``INVOCATION_ID`` set."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if "INVOCATION_ID" not in os.environ or ":" not in stream:
+        return False
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stream == f"{st.st_dev}:{st.st_ino}":
+            return True
+    return False
+
+
+def is_started_by_service_manager() -> bool:
+    """systemd (or another manager) started this very process: our parent is a
+    ``systemd``, we were socket-activated (``LISTEN_PID`` is our pid), or our
+    output goes straight to the journal. ``NOTIFY_SOCKET`` alone does not count:
+    every child of a service inherits it."""
+    return (
+        os.environ.get("LISTEN_PID") == str(os.getpid())
+        or _stdio_is_the_journal()
+        or _parent_is_a_service_manager()
+    )
+
+
 def detach_required() -> bool:
     """True when forking into the background is right for this process."""
-    return not (is_pid_one() or is_started_by_init() or is_started_by_superserver())
+    return not (
+        is_pid_one()
+        or is_started_by_init()
+        or is_started_by_superserver()
+        or is_started_by_service_manager()
+    )
 
 
 # -- signals ------------------------------------------------------------------

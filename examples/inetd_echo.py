@@ -4,7 +4,7 @@ socket as its stdin and stdout. It echoes that client's lines and exits when
 the client closes the connection.
 
     # /etc/inetd.conf
-    7007 stream tcp nowait nobody /usr/bin/python3 python3 /opt/app/inetd_echo.py
+    7007 stream tcp nowait nobody /opt/app/venv/bin/python python /opt/app/inetd_echo.py
 
 ``detach_process=None`` sees that stdin is a socket and does not fork: the
 super-server keeps track of the process it started.

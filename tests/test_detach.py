@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -179,3 +181,63 @@ def test_daemons_started_back_to_back_are_independent(daemons: Daemons) -> None:
     pids = {daemons.start({})[0]["pid"] for _ in range(3)}
     assert len(pids) == 3
     wait_for(lambda: all(pid_alive(p) for p in pids), 5, "all daemons alive")
+
+
+def run_daemon_program(
+    daemons: Daemons, tmp_path: Path, argv_prefix: list[str], env: dict[str, str], **popen: Any
+) -> tuple[int, dict[str, Any]]:
+    """Start tests/programs/daemon.py (detach_process=None) behind ``argv_prefix``;
+    return the pid the launcher had and the daemon's open event."""
+    report = tmp_path / f"sm-{len(list(tmp_path.iterdir()))}.jsonl"
+    config = json.dumps({"report": str(report)})
+    proc = daemons.popen([*argv_prefix, sys.executable, str(DAEMON), config], env=env, **popen)
+    return proc.pid, daemons.event(report, "open")
+
+
+def test_no_detach_under_a_user_service_manager(daemons: Daemons, tmp_path: Path) -> None:
+    """`systemctl --user` units: the parent is the user's `systemd`, not PID 1."""
+    manager = (
+        "import subprocess, sys; open('/proc/self/comm', 'w').write('systemd'); "
+        "sys.exit(subprocess.call(sys.argv[1:]))"
+    )
+    _, event = run_daemon_program(
+        daemons, tmp_path, [sys.executable, "-c", manager], dict(os.environ)
+    )
+    assert Path(f"/proc/{event['ppid']}/comm").read_text().strip() == "systemd"
+    assert event["ppid"] != 1
+
+
+def test_no_detach_when_socket_activated(daemons: Daemons, tmp_path: Path) -> None:
+    pid, event = run_daemon_program(
+        daemons,
+        tmp_path,
+        ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=0 exec "$@"', "sh"],
+        dict(os.environ),
+    )
+    assert event["pid"] == pid, "LISTEN_PID names it: it must not fork"
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_journal_stream_counts_only_when_it_is_our_stderr(
+    daemons: Daemons, tmp_path: Path, connected: bool
+) -> None:
+    """A service's own process writes to the journal socket that JOURNAL_STREAM names;
+    its children (a shell in a terminal started by a user service) inherit the
+    variable but not the stream, and must still detach."""
+    ours, journal = socket.socketpair()
+    with ours, journal:
+        st = os.fstat(journal.fileno())
+        env = {
+            **os.environ,
+            "INVOCATION_ID": "0123abcd",
+            "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}",
+        }
+        stderr = journal if connected else subprocess.DEVNULL
+        pid, event = run_daemon_program(daemons, tmp_path, [], env, stderr=stderr)
+    assert (event["pid"] == pid) is connected
+
+
+def test_notify_socket_alone_does_not_stop_the_fork(daemons: Daemons, tmp_path: Path) -> None:
+    env = {**os.environ, "NOTIFY_SOCKET": "@inherited-from-a-service"}
+    pid, event = run_daemon_program(daemons, tmp_path, [], env, stderr=subprocess.DEVNULL)
+    assert event["pid"] != pid, "a service's child that asks to daemonize still forks"

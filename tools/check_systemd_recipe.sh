@@ -313,11 +313,11 @@ install_into_container() {
         | awk '$1 == "daemonctx" || $1 == "lockfile" { printf "%s %s  ", $1, $2 }')"
     mkdir -p "$ROOT/opt/app"
     cp "$STAGE/src/examples/systemd/forking_daemon.py" "$ROOT/opt/app/"
-    # The unit runs /usr/bin/python3; here daemonctx is in /opt/venv.
-    sed -E "s#^ExecStart=/usr/bin/python3 #ExecStart=$PY #" \
+    # The unit runs /opt/app/venv/bin/python; here daemonctx is in /opt/venv.
+    sed -E "s#^ExecStart=/opt/app/venv/bin/python #ExecStart=$PY #" \
         "$STAGE/src/examples/systemd/$UNIT" > "$ROOT/etc/systemd/system/$UNIT"
     grep -q "^ExecStart=$PY /opt/app/forking_daemon.py" "$ROOT/etc/systemd/system/$UNIT" \
-        || die "ExecStart= of examples/systemd/$UNIT is not '/usr/bin/python3 /opt/app/forking_daemon.py ...'; update this script"
+        || die "ExecStart= of examples/systemd/$UNIT is not '/opt/app/venv/bin/python /opt/app/forking_daemon.py ...'; update this script"
     C systemctl daemon-reload
     log "installed unit (without comments):"
     grep -Ev '^[[:space:]]*(#|$)' "$ROOT/etc/systemd/system/$UNIT" | sed 's/^/    /'
