@@ -81,7 +81,16 @@ def _stop_started_daemon(handoff: Handoff, first_child: int) -> None:
 class _Plan:
     """What ``open()`` resolved in the foreground, for the daemon to apply."""
 
-    __slots__ = ("close_gaps", "gid", "handlers", "keep_fds", "stream_fds", "uid", "user_name")
+    __slots__ = (
+        "close_gaps",
+        "gid",
+        "handlers",
+        "keep_fds",
+        "pidfile_step",
+        "stream_fds",
+        "uid",
+        "user_name",
+    )
 
     def __init__(self) -> None:
         self.handlers: dict[int, Handler] = {}
@@ -91,6 +100,7 @@ class _Plan:
         self.uid = 0
         self.gid = 0
         self.user_name: str | None = None
+        self.pidfile_step = b""
 
 
 class DaemonContext:
@@ -280,7 +290,14 @@ class DaemonContext:
         if "NOTIFY_SOCKET" in os.environ:
             _notify(f"MAINPID={daemon_pid}", "READY=1")
 
-    def _preflight(self) -> _Plan:
+    def check(self, *, pidfile_held_ok: bool = False) -> None:
+        """Run every check ``open()`` runs before it forks, and nothing else: a bad
+        directory, user or fd raises here. ``pidfile_held_ok`` leaves out "the pidfile
+        is held", for a restart that checks its new context before stopping the old
+        daemon (``Service.restart``)."""
+        self._preflight(pidfile_held_ok)
+
+    def _preflight(self, pidfile_held_ok: bool = False) -> _Plan:
         """Check everything that can be checked before forking; resolve the options."""
         plan = _Plan()
         drops = os.geteuid() == 0 and (self.uid, self.gid) != (os.getuid(), os.getgid())
@@ -295,7 +312,13 @@ class DaemonContext:
             self.uid, self.gid, self.initgroups
         )
         plan.handlers = options.resolve_signal_map(self.signal_map, self)
-        options.check_pidfile(self.pidfile, self.chroot_directory, self.working_directory)
+        options.check_pidfile(
+            self.pidfile, self.chroot_directory, self.working_directory, pidfile_held_ok
+        )
+        if self.pidfile is not None:  # what the launcher says if the daemon stalls there
+            where = getattr(self.pidfile, "path", None)
+            kind = type(self.pidfile).__name__
+            plan.pidfile_step = f"take its pidfile {where or ''} ({kind})".encode()
         return plan
 
     def _detach(self) -> None:
@@ -376,6 +399,8 @@ class DaemonContext:
         # The pidfile is written before privileges drop, so a root-started
         # daemon can keep it in a root-owned directory such as /run.
         if self.pidfile is not None:
+            if self._handoff is not None:
+                self._handoff.send_step(plan.pidfile_step)
             self.pidfile.__enter__()
             self._pidfile_entered = self.pidfile
         process.change_process_owner(plan.uid, plan.gid, plan.user_name)

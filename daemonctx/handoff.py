@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 MAX_PAYLOAD = 64 * 1024  # what the launcher accepts at most
+NAG_AFTER = 3.0  # seconds of silence from the daemon before the launcher says what it waits for
 # Two processes write records (the first child sends PID): each record must be
 # one atomic write, at most PIPE_BUF bytes (4096 on Linux, 512 by POSIX).
 _ATOMIC_WRITE = 4096 if sys.platform.startswith("linux") else 512
@@ -81,6 +82,11 @@ class Handoff:
         """The next successful exec means ready: the launcher then takes the
         pipe closing (it is close-on-exec) as the ready signal."""
         self._send("EXEC")
+
+    def send_step(self, what: bytes) -> None:
+        """Say what the daemon does next, for the launcher to tell the user if it
+        takes long ("take its pidfile /run/app.pid"): prepared before the fork."""
+        self._send("STEP", what[:512])
 
     def send_ready(self) -> None:
         """Tell the launcher we are up, and let go of the pipe."""
@@ -139,16 +145,28 @@ class Handoff:
         """Block until the daemon is ready and return its pid, or raise.
 
         Raises ``DaemonStartupError`` on an error record or EOF, and
-        ``DaemonReadyTimeout`` when ``timeout`` seconds pass first.
+        ``DaemonReadyTimeout`` when ``timeout`` seconds pass first. When the daemon
+        says nothing for ``NAG_AFTER`` seconds, one line on stderr says what it is
+        doing (a pidfile of another library that waits for a stale lock, say).
         """
         wait = finite_timeout(timeout)
         deadline = None if wait is None else time.monotonic() + wait
+        nag_at: float | None = time.monotonic() + NAG_AFTER
         reader = _RecordReader(self.read_fd)
         pid: int | None = None
+        step = "report ready"
         exec_is_ready = False
         try:
             while True:
-                record = reader.next(deadline)
+                nagging = nag_at is not None and (deadline is None or nag_at < deadline)
+                try:
+                    record = reader.next(nag_at if nagging else deadline)
+                except TimeoutError:
+                    if not nagging:
+                        raise
+                    _say_waiting(pid or self.daemon_pid, step)
+                    nag_at = None
+                    continue
                 if record is not None:
                     if record[1] != self.daemon_pid:
                         self._pin(record[1])
@@ -167,6 +185,9 @@ class Handoff:
                     return pid
                 if kind == "EXEC":
                     exec_is_ready = True
+                if kind == "STEP":
+                    step = payload.decode("utf-8", "replace")
+                    nag_at = time.monotonic() + NAG_AFTER
                 if kind == "ERROR":
                     reader.wait_eof(time.monotonic() + GRACE)  # it finishes exiting
                     raise _startup_error(pid, payload)
@@ -178,7 +199,6 @@ class Handoff:
             ) from None
         finally:
             os.close(self.read_fd)
-
 
     def _pin(self, pid: int) -> None:
         self.close_pidfd()
@@ -192,6 +212,19 @@ class Handoff:
         if self.daemon_pidfd is not None:
             os.close(self.daemon_pidfd)
             self.daemon_pidfd = None
+
+
+def _say_waiting(pid: int | None, step: str) -> None:
+    """One line on stderr while the launcher waits on a daemon that says nothing."""
+    who = f"the daemon (pid {pid})" if pid else "the daemon"
+    try:
+        sys.stderr.write(
+            f"daemonctx: still waiting for {who} to {step} ({NAG_AFTER:g} s so far;"
+            " Ctrl-C stops it)\n"
+        )
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _startup_error(pid: int, payload: bytes) -> DaemonStartupError:

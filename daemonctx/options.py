@@ -438,10 +438,12 @@ def _held_ids() -> tuple[set[int], set[int]]:
     return {os.getuid(), os.geteuid()}, {os.getgid(), os.getegid()}
 
 
-def check_pidfile(pidfile: Any, chroot_directory: str | None, working_directory: str) -> None:
+def check_pidfile(
+    pidfile: Any, chroot_directory: str | None, working_directory: str, held_ok: bool = False
+) -> None:
     """For a pidfile with a ``path`` (ours, lockfile's): its directory must exist,
-    and for ours, no running process may hold it (unless it was given a timeout
-    to wait for one).
+    and for ours, it must be trusted and no running process may hold it (unless it
+    was given a timeout to wait for one, or ``held_ok``).
 
     The daemon opens the path after chroot and chdir, so that is where it is
     resolved here too.
@@ -455,4 +457,7 @@ def check_pidfile(pidfile: Any, chroot_directory: str | None, working_directory:
         raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")
     fail_if_held = getattr(pidfile, "fail_if_held", None)
     if callable(fail_if_held):  # ours: a second instance fails here, before forking
-        fail_if_held(seen_from_here)
+        if held_ok:
+            fail_if_held(seen_from_here, held_ok=True)
+        else:
+            fail_if_held(seen_from_here)

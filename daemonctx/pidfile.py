@@ -467,7 +467,7 @@ class PIDLockFile:
     def _default_timeout(self) -> float | None:
         return self.timeout
 
-    def fail_if_held(self, path: str | None = None) -> None:
+    def fail_if_held(self, path: str | None = None, *, held_ok: bool = False) -> None:
         """Check the pidfile in the foreground: refuse one another user controls
         (``paths.UnsafePathError``), and raise ``AlreadyLocked`` naming the holder
         if a live process holds the lock and ``acquire()`` would not wait for it.
@@ -500,6 +500,8 @@ class PIDLockFile:
                 from .paths import UnsafePathError
 
                 raise UnsafePathError("pidfile", seen, reason)
+        if held_ok:
+            return  # only the path's trust was asked for (a restart's check)
         timeout = self._default_timeout()
         waits = timeout is not None and timeout > 0
         status = read_pidfile_status(real)

@@ -23,7 +23,7 @@ from . import control
 from .commands import say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
-from .pidfd import GRACE, terminate
+from .pidfd import GRACE, terminate, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
 
@@ -32,6 +32,7 @@ __all__ = [
     "START_TIMEOUT",
     "Launch",
     "ProgramContext",
+    "check_start",
     "exec_program",
     "reset_signal_dispositions",
     "resolve_owner",
@@ -253,10 +254,16 @@ class ProgramContext(DaemonContext):
     """
 
     def __init__(
-        self, name: str, listener: NotifyListener | None, timeout: float, **options: Any
+        self,
+        name: str,
+        listener: NotifyListener | None,
+        timeout: float,
+        ready_after: float = 0.0,
+        **options: Any,
     ) -> None:
         self._name = name
         self._listener = listener
+        self._ready_after = ready_after
         self._timeout = timeout
         self._deadline = time.monotonic() + timeout
         self._pidfile_path: str = options["pidfile"].path
@@ -265,8 +272,28 @@ class ProgramContext(DaemonContext):
     def launcher_ready(self, daemon_pid: int) -> None:
         if self._listener is not None:
             self._await_program(daemon_pid, self._listener)
+        if self._ready_after > 0:
+            self._see_it_run(daemon_pid)
         super().launcher_ready(daemon_pid)
         say_started(self._name, daemon_pid)
+
+    def _see_it_run(self, pid: int) -> None:
+        """supervisord's ``startsecs``: the program must still run ``ready_after``
+        seconds after its exec (or its READY=1), or the start failed."""
+        if self.daemon_pidfd is None:
+            return
+        try:
+            gone = wait_exit(self.daemon_pidfd, self._ready_after)
+        except KeyboardInterrupt:
+            terminate(self.daemon_pidfd, GRACE)
+            control.remove_stale_pidfile(self._pidfile_path)
+            raise
+        if gone:
+            control.remove_stale_pidfile(self._pidfile_path)
+            raise CommandError(
+                f"{self._name} (pid {pid}) exited within {self._ready_after:g} s of its start"
+                f" (--ready-after {self._ready_after:g})"
+            )
 
     def _await_program(self, pid: int, listener: NotifyListener) -> None:
         # The pidfd the handoff opened when it learnt the pid (a pid may be reused)
@@ -297,16 +324,26 @@ class ProgramContext(DaemonContext):
 
 
 def start_program(
-    launch: Launch, *, notify: bool = False, timeout: float = START_TIMEOUT
+    launch: Launch,
+    *,
+    notify: bool = False,
+    timeout: float = START_TIMEOUT,
+    ready_after: float = 0.0,
 ) -> NoReturn:
     """Detach and exec; in the launcher this exits 0 once the program is up, or raises
-    ``CommandError``. With ``notify``, up means the program sent READY=1."""
+    ``CommandError``. Up means exec'd; with ``notify``, it sent READY=1; with
+    ``ready_after``, it was still running that many seconds later."""
     listener = NotifyListener() if notify else None
     if listener is not None:
         launch.environment["NOTIFY_SOCKET"] = listener.address
     lock = PIDLockFile(launch.pidfile)
     context = ProgramContext(
-        launch.name, listener, timeout, detach_process=True, **launch.context_options(lock)
+        launch.name,
+        listener,
+        timeout,
+        ready_after,
+        detach_process=True,
+        **launch.context_options(lock),
     )
     try:
         with context:
@@ -329,6 +366,20 @@ def start_program(
     finally:
         if listener is not None:
             listener.close()
+
+
+def check_start(launch: Launch) -> None:
+    """Every check a start runs before it forks, but "the pidfile is held": for a
+    restart, so that a bad option fails before the running daemon is stopped."""
+    context = DaemonContext(
+        detach_process=True, **launch.context_options(PIDLockFile(launch.pidfile))
+    )
+    try:
+        context.check(pidfile_held_ok=True)
+    except DaemonOptionError as exc:
+        raise launch.flag_error(exc) from exc
+    except DaemonError as exc:
+        raise control.startup_failure(launch.name, exc) from exc
 
 
 def run_program(launch: Launch) -> NoReturn:

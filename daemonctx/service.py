@@ -241,9 +241,15 @@ class Service:
     def restart(self, timeout: float | None = None, signal: int | None = None) -> None:
         """Stop the daemon if it runs (saying so), wait until it is gone, then start.
 
-        The new context is made first, so a bad option fails before the stop.
+        The new context is made and checked first (every check of its ``open()``
+        but "the pidfile is held"), so a bad option fails before the stop and the
+        running daemon is left alone.
         """
         context = self.make_context(detach=True)
+        try:
+            context.check(pidfile_held_ok=True)
+        except DaemonError as exc:
+            raise control.startup_failure(self.display_name, exc) from exc
         self._report_stop(self.stop(timeout, signal), timeout)
         self._serve(context)
 

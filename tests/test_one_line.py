@@ -308,3 +308,61 @@ def test_concurrent_starts_fail_in_one_line(tracker: Tracker) -> None:
         assert len(tracker.processes()) == 1
         assert tracker.daemonctx("stop", "--pidfile", tracker.pidfile).returncode == 0
         wait_for(lambda: not tracker.processes(), what="stopped")
+
+
+# -- what "started" means --------------------------------------------------------------
+
+
+def test_ready_after_fails_a_program_that_does_not_stay(tracker: Tracker) -> None:
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--ready-after", "0.5", "--", "sh", "-c", "exit 0"
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("daemonctx: error: app (pid ")
+    assert result.stderr.endswith(" exited within 0.5 s of its start (--ready-after 0.5)\n")
+    assert not os.path.exists(tracker.pidfile) and tracker.processes() == []
+    started = time.monotonic()
+    pid = started_pid(
+        tracker.daemonctx(
+            "start", "--pidfile", tracker.pidfile, "--ready-after", "0.5", "--", "sleep", "1000"
+        )
+    )
+    assert time.monotonic() - started >= 0.5
+    assert tracker.processes() == [pid]
+    help_text = tracker.daemonctx("start", "--help").stdout
+    assert "'started NAME (pid N)' means" in " ".join(help_text.split())
+
+
+def test_the_launcher_says_what_a_silent_daemon_waits_for(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """A third-party pidfile (lockfile's, as in PEP 3143's example) on a stale .lock
+    blocks forever in the daemon: the launcher says so, and Ctrl-C stops both."""
+    import select
+    import signal
+
+    pidfile = tmp_path / "app.pid"
+    (tmp_path / "app.pid.lock").write_text("")  # a lock left by a process long gone
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import lockfile
+from daemonctx import DaemonContext
+with DaemonContext(pidfile=lockfile.FileLock({str(pidfile)!r})):
+    pass
+"""
+    launcher = processes.popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert launcher.stderr is not None
+    ready, _, _ = select.select([launcher.stderr], [], [], 15)
+    assert ready, "the launcher said nothing"
+    line = launcher.stderr.readline()
+    assert line.startswith("daemonctx: still waiting for the daemon (pid ")
+    assert line.endswith(
+        f" to take its pidfile {pidfile} (LinkLockFile) (3 s so far; Ctrl-C stops it)\n"
+    )
+    daemon = int(line.split("(pid ")[1].split(")")[0])
+    processes.add(daemon)
+    os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C in the terminal
+    assert launcher.wait(15) != 0
+    wait_gone(daemon)

@@ -201,3 +201,17 @@ def test_main_exits_with_the_lsb_status(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().out == "web is not running\n"
     (tmp_path / "app.pid").write_text(json.dumps(99999999) + "\n")
     assert Service(tmp_path / "app.pid").dispatch(["status"]) == 1
+
+
+def test_restart_checks_the_new_context_before_stopping(app: App) -> None:
+    """A working_directory that does not exist fails in the new daemon: the restart
+    must say so before it stops the running one, and leave it running."""
+    pid = app.start()
+    result = app("restart", SERVICE_CHDIR="/nonexistent")
+    assert result.returncode == 1
+    assert result.stdout == "", "nothing was stopped"
+    assert result.stderr == (
+        "service_app.py: error: app failed to start: "
+        "working_directory='/nonexistent': no such directory\n"
+    )
+    assert pid_alive(pid) and read_pidfile_status(app.pidfile).pid == pid

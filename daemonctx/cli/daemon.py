@@ -18,7 +18,14 @@ from typing import Any, Callable
 
 from .. import control
 from ..commands import add_stop_options, octal_mask, report_stop, say, seconds
-from ..program import DEFAULT_UMASK, START_TIMEOUT, Launch, run_program, start_program
+from ..program import (
+    DEFAULT_UMASK,
+    START_TIMEOUT,
+    Launch,
+    check_start,
+    run_program,
+    start_program,
+)
 
 __all__ = ["COMMANDS", "add_commands"]
 
@@ -68,6 +75,14 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
         help="wait until the program sends READY=1 on $NOTIFY_SOCKET (sd_notify)",
     )
     parser.add_argument(
+        "--ready-after",
+        metavar="S",
+        type=seconds,
+        default=0.0,
+        help="the program must still run S seconds after it started (or sent READY=1), "
+        "else the start fails (supervisord's startsecs; default: 0, no wait)",
+    )
+    parser.add_argument(
         "--timeout",
         metavar="S",
         type=seconds,
@@ -99,6 +114,12 @@ def _subcommand(
 def add_commands(subparsers: Any) -> None:
     """Add start, stop, restart, status and run to ``subparsers``."""
     start = _subcommand(subparsers, "start", "start COMMAND as a daemon", cmd_start, True)
+    start.epilog = (
+        "'started NAME (pid N)' means: COMMAND was exec'd in the daemon, which holds the "
+        "pidfile; with --notify, it also sent READY=1; with --ready-after S, it was still "
+        "running S seconds later. Without either, a program that exits at once was still "
+        "'started'."
+    )
     _add_context_options(start)
     _add_start_options(start)
     _add_name_option(start, _DEFAULT_NAME)
@@ -170,15 +191,21 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    start_program(_prepare(args, inherit_streams=False), notify=args.notify, timeout=args.timeout)
+    start_program(
+        _prepare(args, inherit_streams=False),
+        notify=args.notify,
+        timeout=args.timeout,
+        ready_after=args.ready_after,
+    )
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     launch = _launch(args)  # checked first: a typo must not stop the running daemon
     launch.open_outputs(args.stdout, args.stderr, inherit=False)
+    check_start(launch)
     _stop(launch.pidfile, launch.name, args.stop_timeout, args.signal)
     control.check_not_running(launch.pidfile, launch.name)
-    start_program(launch, notify=args.notify, timeout=args.timeout)
+    start_program(launch, notify=args.notify, timeout=args.timeout, ready_after=args.ready_after)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

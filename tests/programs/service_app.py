@@ -7,6 +7,7 @@ Configured by environment variables (all paths absolute):
   SERVICE_READY_DELAY  seconds run() waits before notify_ready()
   SERVICE_FAIL     run() raises RuntimeError(this) before notify_ready()
   SERVICE_RETURN   run() returns before notify_ready()
+  SERVICE_CHDIR    the working_directory option
 """
 
 from __future__ import annotations
@@ -58,4 +59,6 @@ class App(Service):
 
 if __name__ == "__main__":
     options = {"stdout": ENV["SERVICE_STDOUT"]} if "SERVICE_STDOUT" in ENV else {}
+    if "SERVICE_CHDIR" in ENV:
+        options["working_directory"] = ENV["SERVICE_CHDIR"]
     App(ENV["SERVICE_PIDFILE"], name="app", **options).main(sys.argv[1:])
