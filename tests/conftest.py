@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -340,12 +340,12 @@ class Tracker(ProcessTracker):
         self.watch(self.processes)
 
     def daemonctx(
-        self, *args: str, timeout: float = 30, **popen: Any
+        self, *args: str, timeout: float = 30, prefix: Sequence[str] = (), **popen: Any
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m daemonctx ARGS`` to completion."""
+        """Run ``python -m daemonctx ARGS`` to completion (behind ``prefix``: prlimit...)."""
         popen.setdefault("env", self.env)
         return subprocess.run(
-            [*self.command(), *args],
+            [*prefix, *self.command(), *args],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -366,3 +366,40 @@ with DaemonContext(pidfile=lockfile.FileLock({str(pidfile)!r})):
     os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C in the terminal
     assert launcher.wait(15) != 0
     wait_gone(daemon)
+
+
+@needs_root
+def test_an_error_after_the_privilege_drop_still_reaches_the_launcher(tmp_path: Path) -> None:
+    """The new user may not read the interpreter's library (a Python under /root, as
+    here): what the error report needs is imported before the drop."""
+    result = run_script(
+        f"""
+from daemonctx import DaemonContext, DaemonStartupError
+try:
+    with DaemonContext(uid={NOBODY}, gid={NOBODY}, ready_on_open=False):
+        raise RuntimeError("after the drop")
+except DaemonStartupError as exc:
+    print(exc.remote_type, exc.remote_message, flush=True)
+"""
+    )
+    assert result.stdout == "RuntimeError after the drop\n", result.stderr
+
+
+def test_a_tiny_fd_limit_is_one_line(tracker: Tracker) -> None:
+    out, err = tracker.tmp_path / "out.log", tracker.tmp_path / "err.log"
+    result = tracker.daemonctx(
+        "start",
+        "--pidfile",
+        tracker.pidfile,
+        "--stdout",
+        str(out),
+        "--stderr",
+        str(err),
+        "--",
+        "sleep",
+        "1000",
+        prefix=["prlimit", "--nofile=6"],
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Too many open files" in result.stderr
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)

@@ -1,0 +1,66 @@
+"""The README's command example, run as written (with its paths moved to a
+temporary directory and a free port), and its output compared line by line."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+from pathlib import Path
+
+from conftest import ROOT, Tracker, wait_for
+
+
+def readme_console_block() -> list[tuple[str, str]]:
+    """(command, expected output) pairs of the README's ``console`` block that runs
+    ``daemonctx start``."""
+    text = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        if "daemonctx start" in block:
+            pairs: list[tuple[str, str]] = []
+            for line in block.splitlines():
+                if line.startswith("$ "):
+                    pairs.append((line[2:], ""))
+                else:
+                    command, output = pairs[-1]
+                    pairs[-1] = (command, output + line + "\n")
+            return pairs
+    raise AssertionError("README.md shows no daemonctx console example")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def as_pattern(expected: str) -> str:
+    """The README's output with pids and times made wildcards."""
+    pattern = re.escape(expected)
+    pattern = re.sub(r"pid\\ \d+", r"pid\\ \\d+", pattern)
+    pattern = re.sub(r"\d+\\\.\d+\\ s", r"\\d+\\.\\d+\\ s", pattern)
+    # the command line as the kernel shows it: python3 may be found as a full path
+    return pattern.replace("python3", r"\S*python3")
+
+
+def test_the_readme_command_example_runs_as_shown(tracker: Tracker) -> None:
+    site = tracker.tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hello\n")
+    port = str(free_port())
+    for command, expected in readme_console_block():
+        words = shlex.split(command.replace("/tmp/site", str(site)).replace("8000", port))
+        assert words[0] == "daemonctx"
+        result = tracker.daemonctx(*words[1:])
+        assert result.returncode == 0, (command, result.stderr)
+        assert re.fullmatch(as_pattern(expected.replace("8000", port)), result.stdout), (
+            command,
+            result.stdout,
+        )
+        if words[1] == "start":  # the server really serves the directory
+            log = Path(str(site) + ".log")
+            wait_for(lambda log=log: "Serving HTTP" in log.read_text(), what="serving")
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as conn:
+                conn.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                assert b"hello" in conn.makefile("rb").read()
+    assert tracker.processes() == []
