@@ -102,10 +102,13 @@ class Handoff:
         name = kind.__qualname__
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
-        last = "".join(traceback.format_exception_only(kind, exc))
+        try:
+            last = "".join(traceback.format_exception_only(kind, exc))
+            every_frame = traceback.format_tb(exc.__traceback__)
+        except Exception:  # a module out of reach (chroot, privileges): type and message
+            last, every_frame = f"{name}: {exc}\n", []
         if len(last) > 512:
             last = last[:512] + "...\n"
-        every_frame = traceback.format_tb(exc.__traceback__)
         frames = every_frame
         record: dict[str, object] = {"type": name, "message": str(exc)[:1024], "traceback": ""}
         if isinstance(exc, OSError) and isinstance(exc.errno, int):
@@ -126,9 +129,12 @@ class Handoff:
 
     def fail_and_exit(self, exc: BaseException, status: int = 1) -> NoReturn:
         """Report ``exc`` and end this process at once, running no user cleanup:
-        the user's code still has to run, once, in the launcher."""
-        self.send_error(exc)
-        os._exit(status)
+        the user's code still has to run, once, in the launcher. Ends the process
+        even if the report itself fails."""
+        try:
+            self.send_error(exc)
+        finally:
+            os._exit(status)
 
     def close(self) -> None:
         if self.write_fd is not None:

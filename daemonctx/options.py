@@ -340,6 +340,7 @@ def preload(
         import resource  # noqa: F401
     if chroot_directory is not None or drops_privileges:
         import json  # noqa: F401
+        import tokenize  # noqa: F401 # 3.13's linecache imports it on first use (format_tb)
         import traceback  # noqa: F401
 
         if callable(getattr(pidfile, "fail_if_held", None)):

@@ -298,6 +298,21 @@ def _pause(pid: int | None, seconds: float) -> bool:
     return False
 
 
+def _pid_of(fd: int) -> int | None:
+    """``read_pid``'s answer for the open file *fd* (see there)."""
+    if _is_held(fd):
+        return _exclusive_holder(fd)
+    recorded = _pid_in(fd)
+    if recorded is None:
+        return None
+    from . import procfs
+
+    if procfs.process_start_time(recorded) is None:
+        return recorded  # names no process: harmless, and shows the file is stale
+    written = os.fstat(fd).st_mtime
+    return recorded if procfs.started_before(recorded, written) else None
+
+
 def _let_go(path: str, fd: int) -> None:
     """Unlink *path* and its guard if they are still fd's file, then unlock and close *fd*.
 
@@ -631,26 +646,20 @@ class PIDLockFile:
         None once the pid belongs to another process. Also None if the file is
         missing, empty, not a pid or not a regular file.
         """
-        try:
-            fd = _open(self.path, writable=False)
-        except _Unusable:
-            return None
-        if fd is None:
-            return None
-        try:
-            if _is_held(fd):
-                return _exclusive_holder(fd)
-            recorded = _pid_in(fd)
-            if recorded is None:
+        for _ in range(10):  # the file may be replaced while we look: look again
+            try:
+                fd = _open(self.path, writable=False)
+            except _Unusable:
                 return None
-            from . import procfs
-
-            if procfs.process_start_time(recorded) is None:
-                return recorded  # names no process: harmless, and shows the file is stale
-            written = os.fstat(fd).st_mtime
-            return recorded if procfs.started_before(recorded, written) else None
-        finally:
-            os.close(fd)
+            if fd is None:
+                return None
+            try:
+                pid = _pid_of(fd)
+                if _is_at_path(self.path, fd):
+                    return pid
+            finally:
+                os.close(fd)
+        return None
 
     def is_locked(self) -> bool:
         """Whether the pidfile exists, held or stale, as lockfile's ``is_locked``.

@@ -56,7 +56,10 @@ def test_help_for_the_command_and_each_subcommand(tracker: Tracker) -> None:
 
 
 def test_console_script_is_declared_and_runs(tracker: Tracker) -> None:
-    tomllib = pytest.importorskip("tomllib")
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        tomllib = pytest.importorskip("tomli")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["daemonctx"] == "daemonctx.cli:main"
     script = Path(sys.executable).parent / "daemonctx"

@@ -145,9 +145,10 @@ def test_warns_when_other_threads_are_alive(daemons: Daemons) -> None:
 
 
 def test_no_warning_without_threads(daemons: Daemons) -> None:
-    result, _report = daemons.launch({})
+    result, report = daemons.launch({})
     assert result.returncode == 0
     assert result.stderr == ""
+    daemons.event(report, "open")  # its pid, for the kill at the end
 
 
 def test_signal_mask_is_reset(daemons: Daemons) -> None:

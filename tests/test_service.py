@@ -143,6 +143,7 @@ def test_run_in_the_foreground(app: App) -> None:
     assert proc.stdout.readline() == f"serving from {proc.pid}\n"
     assert int(proc_stat(proc.pid)[1]) == os.getpid(), "not detached"
     wait_for(lambda: read_pidfile_status(app.pidfile).pid == proc.pid, what="pidfile")
+    wait_for(lambda: "ready" in app.events(proc.pid), what="the ready event")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0, "SIGTERM is a clean stop"
     assert app.events(proc.pid) == ["run", "ready", "stopping"]

@@ -44,10 +44,10 @@ class App(Service):
             raise RuntimeError(ENV["SERVICE_FAIL"])
         if "SERVICE_RETURN" in ENV:
             return
-        print(f"serving from {os.getpid()}", flush=True)
-        self.notify_ready()
-        report("ready")
-        try:
+        try:  # a SIGTERM from here on is a stop after run() began serving
+            print(f"serving from {os.getpid()}", flush=True)
+            self.notify_ready()
+            report("ready")
             while True:
                 signal.pause()
         finally:
