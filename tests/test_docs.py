@@ -64,3 +64,45 @@ def test_the_readme_command_example_runs_as_shown(tracker: Tracker) -> None:
                 conn.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
                 assert b"hello" in conn.makefile("rb").read()
     assert tracker.processes() == []
+
+
+def test_the_quickstart_runs_as_shown(tracker: Tracker) -> None:
+    """docs/index.md's quickstart, with its paths in a temporary directory and
+    serve_forever() a loop that logs: the command returns once the daemon runs,
+    the log reopened after logrotate is rw-r-----, and SIGTERM stops it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_gone
+
+    text = (ROOT / "docs" / "index.md").read_text()
+    quickstart = text.split("## Quickstart", 1)[1]
+    code = re.search(r"```python\n(.*?)```", quickstart, re.S)
+    assert code, "the quickstart has no python block"
+    log, pidfile = tracker.tmp_path / "app.log", tracker.tmp_path / "app.pid"
+    program = (
+        code.group(1).replace("/var/log/app.log", str(log)).replace("/run/app.pid", str(pidfile))
+    )
+    serve = (
+        "def serve_forever():\n    import time\n    while True:\n"
+        "        logging.info('tick'); time.sleep(0.05)\n"
+    )
+    program = program.replace("context = DaemonContext(", serve + "context = DaemonContext(", 1)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{program}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=tracker.env,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    pid = int(pidfile.read_text())
+    wait_for(lambda: "tick" in log.read_text(), what="the daemon's log")
+    log.rename(str(log) + ".1")  # logrotate: the daemon opens a new one, rw-r-----
+    wait_for(lambda: log.exists() and "tick" in log.read_text(), what="the reopened log")
+    assert log.stat().st_mode & 0o777 == 0o640
+    os.kill(pid, signal.SIGTERM)
+    wait_gone(pid)
+    assert not pidfile.exists()
