@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
@@ -346,23 +348,8 @@ def start_program(
         **launch.context_options(lock),
     )
     try:
-        with context:
+        with _one_line_failures(launch, f"{launch.name} failed to start"), context:
             exec_program(context, launch, lock)
-    except CommandError:
-        raise
-    except DaemonOptionError as exc:
-        raise launch.flag_error(exc) from exc
-    except DaemonError as exc:
-        if isinstance(exc, DaemonReadyTimeout) and exc.daemon_pid:
-            control.remove_stale_pidfile(launch.pidfile)
-        raise control.startup_failure(launch.name, exc) from exc
-    except OSError as exc:  # in the foreground: nothing was started
-        raise CommandError(f"{launch.name} failed to start: {exc.strerror or exc}") from exc
-    except Exception as exc:
-        refused = _lock_error(launch, exc)
-        if refused is None:
-            raise
-        raise refused from exc
     finally:
         if listener is not None:
             listener.close()
@@ -390,15 +377,27 @@ def run_program(launch: Launch) -> NoReturn:
         files_preserve=socket_activation_fds(),
         **launch.context_options(lock),
     )
+    with _one_line_failures(launch, f"cannot run {launch.path}"), context:
+        exec_program(context, launch, lock)
+
+
+@contextmanager
+def _one_line_failures(launch: Launch, what_failed: str) -> Iterator[None]:
+    """Turn what a start or run can raise into one ``CommandError`` line: option
+    errors told with the user's flags, the daemon's error, an ``OSError`` in the
+    foreground (``what_failed: strerror``), and a lost race for the pidfile."""
     try:
-        with context:
-            exec_program(context, launch, lock)
+        yield
+    except CommandError:
+        raise
     except DaemonOptionError as exc:
         raise launch.flag_error(exc) from exc
     except DaemonError as exc:
+        if isinstance(exc, DaemonReadyTimeout) and exc.daemon_pid:
+            control.remove_stale_pidfile(launch.pidfile)
         raise control.startup_failure(launch.name, exc) from exc
-    except OSError as exc:
-        raise CommandError(f"cannot run {launch.path}: {exc.strerror}") from exc
+    except OSError as exc:  # in the foreground: nothing was started
+        raise CommandError(f"{what_failed}: {exc.strerror or exc}") from exc
     except Exception as exc:
         refused = _lock_error(launch, exc)
         if refused is None:
