@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "commands": 3,
     "program": 3,
     "service": 3,
+    "supervisor": 3,  # daemonctx/supervisor/: config, state, protocol, ... (layer 3 and below)
     "": 4,  # the package itself (daemonctx/__init__.py): the public API
     "cli": 5,
     "__main__": 6,
