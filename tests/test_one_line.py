@@ -403,3 +403,15 @@ def test_a_tiny_fd_limit_is_one_line(tracker: Tracker) -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Too many open files" in result.stderr
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def test_check_finds_what_would_fail_in_the_daemon_without_forking(tmp_path: Path) -> None:
+    """Service.restart and the command's restart run these checks before they stop
+    the running daemon (DaemonContext.check)."""
+    missing = Service(tmp_path / "svc.pid", working_directory="/nonexistent")
+    with pytest.raises(DaemonOptionError, match="working_directory='/nonexistent'"):
+        missing.make_context(detach=True).check(pidfile_held_ok=True)
+    if os.geteuid() == 0:
+        nameless = Service(tmp_path / "svc.pid", uid=54321, gid=54321, initgroups=True)
+        with pytest.raises(DaemonOptionError, match="no passwd entry"):
+            nameless.make_context(detach=True).check(pidfile_held_ok=True)
