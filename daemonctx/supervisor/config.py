@@ -1,0 +1,788 @@
+"""The supervisor's configuration: one TOML file, and the same model in Python.
+
+Every key of a ``[program.NAME]`` table is declared once, as a field of
+``Program``: its name, its type and its default in the field, its check and a
+line of documentation in the field's metadata. ``PROGRAM_KEYS`` is derived from
+those fields, and from it the TOML loader, ``Program``'s own checks (so
+``Program("web", ["x"], restart="sometimes")`` fails as the file does) and,
+later, the documentation and the flags of ``daemonctx supervise -- COMMAND``.
+``SupervisorConfig`` and ``SUPERVISOR_KEYS`` do the same for ``[supervisor]``.
+
+Every bad key, type or value is a ``ConfigError`` with a one-line message
+naming the file, the table and the key. Nothing here touches the system except
+``load`` (it reads the file) and ``check_system`` (users and groups exist).
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import json
+import os
+import pwd
+import re
+import shlex
+import signal
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, NamedTuple
+
+from ..control import parse_signal
+from ..errors import DaemonError
+from ..process import FOREVER
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the tomli package, a dependency on Python < 3.11
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "PROGRAM_KEYS",
+    "READY_CHOICES",
+    "RESTART_CHOICES",
+    "SUPERVISOR_KEYS",
+    "ConfigError",
+    "Key",
+    "Program",
+    "SupervisorConfig",
+    "check_system",
+    "load",
+    "parse",
+    "start_order",
+    "stop_order",
+]
+
+RESTART_CHOICES = ("always", "on-failure", "never")
+READY_CHOICES = ("started", "notify")
+# No ':' in a name: "web:0" is instance 0 of program "web".
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+# sockaddr_un.sun_path holds 108 bytes, the last one a NUL.
+MAX_SOCKET_PATH = 107
+
+
+class ConfigError(DaemonError, ValueError):
+    """A bad configuration, found before anything starts. ``str()`` is one line:
+
+    - from a file: ``shop.toml: [program.web] restart: expected one of always,
+      on-failure, never, got 'sometimes'``; a TOML syntax error: ``shop.toml:
+      line 3, column 9: Expected '=' after a key in a key/value pair``;
+    - from Python (no file): ``program 'web': restart: ...`` for a ``Program``,
+      ``supervisor: control: ...`` for a ``SupervisorConfig``.
+
+    ``file`` is the path as the user gave it (None from Python), ``table`` the
+    table as its TOML header reads (``"supervisor"``, ``"program.web"``,
+    ``'program."a b"'``; None at the top level), ``key`` the key (or None),
+    ``reason`` the rest, ``program`` the program's name when the error concerns
+    one, ``line`` and ``column`` where a syntax error is.
+    """
+
+    def __init__(
+        self,
+        file: str | None,
+        table: str | None,
+        key: str | None,
+        reason: str,
+        program: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.file = file
+        self.table = table
+        self.key = key
+        self.reason = reason
+        self.program = program
+        self.line = line
+        self.column = column
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        parts = []
+        if self.file is not None:
+            parts.append(f"{self.file}:")
+            if self.line is not None:
+                column = f", column {self.column}" if self.column is not None else ""
+                parts.append(f"line {self.line}{column}:")
+            if self.table is not None:
+                parts.append(f"[{self.table}]")
+        elif self.program is not None:
+            parts.append(f"program {self.program!r}:")
+        elif self.table is not None:
+            parts.append(f"{self.table}:")
+        if self.key is not None:
+            parts.append(f"{_toml_key(self.key)}:")
+        parts.append(self.reason)
+        return " ".join(parts)
+
+    def located(self, file: str | None) -> ConfigError:
+        """The same error, from ``file``."""
+        return type(self)(
+            file, self.table, self.key, self.reason, self.program, self.line, self.column
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
+        args = (self.file, self.table, self.key, self.reason, self.program, self.line, self.column)
+        return (type(self), args)
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as TOML writes it: bare, or quoted (and escaped, so always one line)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _program_table(name: str) -> str:
+    return f"program.{_toml_key(name)}"
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- checks: each takes a value, returns what to store or raises ValueError(reason) --
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _no_nul(text: str) -> str:
+    if "\0" in text:
+        raise ValueError(f"contains a NUL character, got {_got(text)}")
+    return text
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {_got(value)}")
+    return _no_nul(value)
+
+
+def _optional_string(value: Any) -> str | None:
+    return None if value is None else _string(value)
+
+
+def _path(value: Any) -> str:
+    if isinstance(value, os.PathLike):  # from Python; TOML has only strings
+        value = os.fspath(value)
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise ValueError(f"expected an absolute path, got {_got(value)}")
+    return _no_nul(value)
+
+
+def _optional_path(value: Any) -> str | None:
+    return None if value is None else _path(value)
+
+
+def _socket_path(value: Any) -> str:
+    path = _path(value)
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        raise ValueError(f"too long for a Unix socket ({size} bytes, at most {MAX_SOCKET_PATH})")
+    return path
+
+
+def _command(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ValueError(f"expected a list of strings (no shell splits it), got {_got(value)}")
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(arg, str) for arg in value)
+    ):
+        raise ValueError(f"expected a non-empty list of strings, got {_got(value)}")
+    if not value[0]:
+        raise ValueError("the program to run (the first item) is an empty string")
+    return tuple(_no_nul(arg) for arg in value)
+
+
+def _environment(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(name, str) and isinstance(text, str) for name, text in value.items()
+    ):
+        raise ValueError(f'expected a table of strings (NAME = "value"), got {_got(value)}')
+    for name, text in value.items():
+        if not name or "=" in name:
+            raise ValueError(f"invalid variable name {name!r}")
+        _no_nul(name)
+        _no_nul(text)
+    return dict(value)
+
+
+def _restart(value: Any) -> str:
+    if not isinstance(value, str) or value not in RESTART_CHOICES:
+        raise ValueError(f"expected one of {', '.join(RESTART_CHOICES)}, got {_got(value)}")
+    return value
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    """``value`` as seconds, None when it is no number > 0. A timer's length must fit
+    in poll's int of milliseconds (about 24 days), so the event loop never overflows."""
+    if not _is_number(value) or not value > 0:  # NaN too
+        return None
+    if value >= FOREVER:
+        raise ValueError(f"expected less than {FOREVER} seconds (24 days), got {_got(value)}")
+    return float(value)
+
+
+def _seconds(value: Any) -> float:
+    seconds = _seconds_or_none(value)
+    if seconds is None:
+        raise ValueError(f"expected a number of seconds > 0, got {_got(value)}")
+    return seconds
+
+
+def _ready(value: Any) -> str | float:
+    if isinstance(value, str) and value in READY_CHOICES:
+        return value
+    seconds = _seconds_or_none(value)
+    if seconds is None:
+        raise ValueError(
+            f"expected 'started', 'notify' or a number of seconds > 0, got {_got(value)}"
+        )
+    return seconds
+
+
+def _signal(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected a signal name or number, got {_got(value)}")
+    return parse_signal(value)  # ValueError: unknown signal 'TERMINATE'
+
+
+def _int_at_least(low: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"expected an integer >= {low}, got {_got(value)}")
+        return int(value)
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_got(value)}")
+    return value
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not all(isinstance(name, str) for name in value)
+    ):
+        raise ValueError(f"expected a list of program names, got {_got(value)}")
+    for index, name in enumerate(value):
+        if name in value[:index]:
+            raise ValueError(f"names {name!r} twice")
+    return tuple(value)
+
+
+# -- command-line text to a value; what is not understood is passed on to the check,
+# which rejects it with the usual message ("expected an integer >= 1, got 'x'").
+
+
+def _text(text: str) -> Any:
+    return text
+
+
+def _text_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _text_float(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _text_ready(text: str) -> Any:
+    return text if text in READY_CHOICES else _text_float(text)
+
+
+def _text_bool(text: str) -> Any:
+    words = {"true": True, "yes": True, "on": True, "1": True}
+    words.update({"false": False, "no": False, "off": False, "0": False})
+    return words.get(text.lower(), text)
+
+
+def _text_list(text: str) -> Any:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _text_environment(text: str) -> Any:
+    name, equals, value = text.partition("=")
+    return {name: value} if equals else text
+
+
+class _Type(NamedTuple):
+    """What a key's values are: a label for docs and --help, the check, and how to
+    read one from command-line text."""
+
+    label: str
+    check: Callable[[Any], Any]
+    convert: Callable[[str], Any] = _text
+
+
+_SECONDS = _Type("seconds", _seconds, _text_float)
+_PATH = _Type("absolute path", _path)
+_OPTIONAL_PATH = _Type("absolute path", _optional_path)
+_NAME = _Type("name", _optional_string)
+
+_META = "daemonctx.config"
+
+
+def _meta(type_: _Type, doc: str) -> dict[str, Any]:
+    return {_META: (type_, doc)}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a table: ``PROGRAM_KEYS["restart"].default``, ``.doc``, ...
+
+    ``check(value)`` returns the value to store or raises ``ValueError(reason)``;
+    ``from_text(text)`` reads a command-line argument into a checked value.
+    ``default`` is None for a required key.
+    """
+
+    name: str
+    type: str
+    default: Any
+    doc: str
+    required: bool
+    check: Callable[[Any], Any] = field(repr=False, compare=False)
+    convert: Callable[[str], Any] = field(repr=False, compare=False)
+
+    def from_text(self, text: str) -> Any:
+        return self.check(self.convert(text))
+
+
+def _keys(cls: type) -> dict[str, Key]:
+    """The keys declared by ``cls``'s fields, in order."""
+    keys = {}
+    for item in fields(cls):
+        if _META not in item.metadata:
+            continue
+        type_, doc = item.metadata[_META]
+        if item.default is not MISSING:
+            default: Any = item.default
+        elif callable(item.default_factory):
+            default = item.default_factory()
+        else:
+            default = None
+        required = item.default is MISSING and item.default_factory is MISSING
+        keys[item.name] = Key(
+            item.name, type_.label, default, doc, required, type_.check, type_.convert
+        )
+    return keys
+
+
+def _check(key: Key, value: Any, file: str | None, table: str, program: str | None) -> Any:
+    """``key.check(value)``, its ``ValueError`` made a ``ConfigError``."""
+    try:
+        return key.check(value)
+    except ValueError as exc:
+        raise ConfigError(file, table, key.name, str(exc), program) from None
+
+
+def _checked(
+    obj: Any, keys: Mapping[str, Key], file: str | None, table: str, program: str | None
+) -> None:
+    """Check and normalize ``obj``'s key attributes in place (a frozen dataclass's
+    ``__post_init__``), raising ``ConfigError``."""
+    for key in keys.values():
+        value = _check(key, getattr(obj, key.name), file, table, program)
+        object.__setattr__(obj, key.name, value)
+
+
+# -- the model ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program the supervisor keeps running: a ``[program.NAME]`` table.
+
+    Each field after ``name`` is a key of the table, declared here only. Values
+    are checked and normalized on creation (lists become tuples, seconds floats,
+    ``stop_signal`` an int); a bad one raises ``ConfigError``.
+    """
+
+    name: str
+    command: Sequence[str] = field(
+        metadata=_meta(
+            _Type("list of strings", _command, shlex.split),
+            "the program and its arguments (required); no shell is involved",
+        )
+    )
+    directory: str = field(
+        default="/", metadata=_meta(_PATH, "the working directory of the program")
+    )
+    environment: Mapping[str, str] = field(
+        default_factory=dict,
+        hash=False,
+        metadata=_meta(
+            _Type("table of strings", _environment, _text_environment),
+            "variables added to the supervisor's environment",
+        ),
+    )
+    user: str | None = field(default=None, metadata=_meta(_NAME, "the user (name or id) to run as"))
+    group: str | None = field(
+        default=None, metadata=_meta(_NAME, "the group (name or id) to run as")
+    )
+    restart: str = field(
+        default="on-failure",
+        metadata=_meta(
+            _Type(" | ".join(RESTART_CHOICES), _restart),
+            "when to start it again after it exits: always, on-failure (exit status"
+            " not 0, or killed by a signal) or never",
+        ),
+    )
+    ready: str | float = field(
+        default="started",
+        metadata=_meta(
+            _Type("started | notify | seconds", _ready, _text_ready),
+            "when it is ready: once started, when it sends READY=1 to NOTIFY_SOCKET,"
+            " or once it has run this many seconds",
+        ),
+    )
+    stop_signal: int = field(
+        default=int(signal.SIGTERM),
+        metadata=_meta(
+            _Type("signal", _signal), "the signal that asks it to stop (a name or a number)"
+        ),
+    )
+    stop_timeout: float = field(
+        default=10.0, metadata=_meta(_SECONDS, "seconds from stop_signal to SIGKILL")
+    )
+    instances: int = field(
+        default=1,
+        metadata=_meta(
+            _Type("integer >= 1", _int_at_least(1), _text_int),
+            "how many copies to run, named NAME:0 .. NAME:N-1 when more than one",
+        ),
+    )
+    after: Sequence[str] = field(
+        default=(),
+        metadata=_meta(
+            _Type("list of program names", _names, _text_list),
+            "programs that must be ready before this one starts",
+        ),
+    )
+    critical: bool = field(
+        default=False,
+        metadata=_meta(
+            _Type("boolean", _bool, _text_bool),
+            "when it fails for good, the supervisor stops every program and exits",
+        ),
+    )
+    restart_delay: float = field(
+        default=0.1,
+        metadata=_meta(
+            _SECONDS,
+            (
+                "the first non-zero delay before a restart (the first crash after a stable"
+                " run restarts at once); it doubles on each further crash"
+            ),
+        ),
+    )
+    restart_delay_max: float = field(
+        default=30.0, metadata=_meta(_SECONDS, "the longest delay before a restart")
+    )
+    stable_seconds: float = field(
+        default=30.0,
+        metadata=_meta(_SECONDS, "ready for this long, it is stable: the delay starts over"),
+    )
+    start_limit: int = field(
+        default=5,
+        metadata=_meta(
+            _Type("integer >= 0", _int_at_least(0), _text_int),
+            "give up after this many starts within start_limit_interval (0: never)",
+        ),
+    )
+    start_limit_interval: float = field(
+        default=60.0, metadata=_meta(_SECONDS, "the window start_limit counts starts in")
+    )
+    start_timeout: float = field(
+        default=60.0, metadata=_meta(_SECONDS, "seconds to become ready, or the start failed")
+    )
+    pidfile: str | None = field(
+        default=None,
+        metadata=_meta(
+            _OPTIONAL_PATH,
+            "for a program that forks into the background by itself (systemd"
+            " Type=forking): the pidfile it writes",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str):
+            raise ConfigError(None, None, "name", f"expected a string, got {_got(name)}")
+        table = _program_table(name)
+        if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+            reason = "invalid name: use letters, digits, '_', '.' and '-' (':' marks instances)"
+            raise ConfigError(None, table, None, reason, name)
+        _checked(self, PROGRAM_KEYS, None, table, name)
+        if self.restart_delay_max < self.restart_delay:
+            reason = (
+                f"expected at least restart_delay ({self.restart_delay}),"
+                f" got {self.restart_delay_max}"
+            )
+            raise ConfigError(None, table, "restart_delay_max", reason, name)
+        if name in self.after:
+            raise ConfigError(None, table, "after", "a program cannot start after itself", name)
+        if self.pidfile is not None and self.instances > 1:
+            reason = f"{self.instances} instances cannot share one pidfile"
+            raise ConfigError(None, table, "pidfile", reason, name)
+
+    def instance_names(self) -> list[str]:
+        """``["web"]``, or ``["web:0", "web:1", ...]`` when ``instances`` > 1."""
+        if self.instances == 1:
+            return [self.name]
+        return [f"{self.name}:{index}" for index in range(self.instances)]
+
+
+PROGRAM_KEYS: dict[str, Key] = _keys(Program)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """The whole configuration: the ``[supervisor]`` table and the programs, in order.
+
+    ``path`` is the file it was read from (shown in errors), None from Python.
+    Checked on creation: keys, at least one program, unique names and pidfiles,
+    ``after`` naming known programs and no cycle; a bad one raises ``ConfigError``.
+    """
+
+    control: str = field(
+        metadata=_meta(_Type("absolute path", _socket_path), "the control socket's path (required)")
+    )
+    programs: tuple[Program, ...]
+    pidfile: str | None = field(
+        default=None, metadata=_meta(_OPTIONAL_PATH, "the supervisor's own pidfile")
+    )
+    control_group: str | None = field(
+        default=None,
+        metadata=_meta(_Type("group name", _optional_string), "its members may run every command"),
+    )
+    observer_group: str | None = field(
+        default=None,
+        metadata=_meta(
+            _Type("group name", _optional_string), "its members may run read-only commands"
+        ),
+    )
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        path = os.fspath(self.path) if self.path is not None else None
+        object.__setattr__(self, "path", path)
+        _checked(self, SUPERVISOR_KEYS, path, "supervisor", None)
+        programs = self.programs
+        if not isinstance(programs, (list, tuple)) or not all(
+            isinstance(program, Program) for program in programs
+        ):
+            reason = f"expected a list of Program, got {_got(programs)}"
+            raise ConfigError(path, None, "programs", reason)
+        object.__setattr__(self, "programs", tuple(programs))
+        if not self.programs:
+            reason = "no programs: add a [program.NAME] table" if path else "no programs"
+            raise ConfigError(path, None, None, reason)
+        pidfiles = {self.pidfile: "the supervisor"} if self.pidfile else {}
+        for program in self.programs:
+            if program.pidfile in pidfiles:
+                reason = f"{program.pidfile!r} is the pidfile of {pidfiles[program.pidfile]} too"
+                raise ConfigError(
+                    path, _program_table(program.name), "pidfile", reason, program.name
+                )
+            if program.pidfile is not None:
+                pidfiles[program.pidfile] = f"program {program.name!r}"
+        _waves(self.programs, path)
+
+
+SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
+
+
+# -- order ---------------------------------------------------------------------------------
+
+
+def _waves(programs: Sequence[Program], file: str | None) -> list[list[str]]:
+    """Names in waves, each ready before the next starts; raise on a bad ``after``."""
+    by_name: dict[str, Program] = {}
+    for program in programs:
+        if program.name in by_name:
+            table = _program_table(program.name)
+            raise ConfigError(file, table, None, "two programs have this name", program.name)
+        by_name[program.name] = program
+    for program in programs:
+        for name in program.after:
+            if name not in by_name:
+                reason = f"unknown program {name!r}{_did_you_mean(name, by_name)}"
+                table = _program_table(program.name)
+                raise ConfigError(file, table, "after", reason, program.name)
+    waves: list[list[str]] = []
+    started: set[str] = set()
+    waiting = list(programs)
+    while waiting:
+        wave = [program.name for program in waiting if started.issuperset(program.after)]
+        if not wave:
+            cycle = _cycle(waiting)
+            reason = f"dependency cycle: {' -> '.join(cycle)}"
+            raise ConfigError(file, _program_table(cycle[0]), "after", reason, cycle[0])
+        waves.append(wave)
+        started.update(wave)
+        waiting = [program for program in waiting if program.name not in started]
+    return waves
+
+
+def _cycle(waiting: list[Program]) -> list[str]:
+    """A cycle among ``waiting``, each of which waits for another of them:
+    follow the first such dependency from the first program until a name repeats."""
+    left = {program.name: program for program in waiting}
+    path = [waiting[0].name]
+    while True:
+        after = next(name for name in left[path[-1]].after if name in left)
+        if after in path:
+            return [*path[path.index(after) :], after]
+        path.append(after)
+
+
+def start_order(programs: Iterable[Program]) -> list[list[str]]:
+    """Program names in waves, in file order within each: every program of a wave
+    may start once the previous waves are ready. Raises ``ConfigError`` for an
+    unknown name in ``after`` or a cycle (``dependency cycle: web -> db -> web``)."""
+    return _waves(list(programs), None)
+
+
+def stop_order(programs: Iterable[Program]) -> list[list[str]]:
+    """``start_order`` reversed: a program stops before those it started after."""
+    return start_order(programs)[::-1]
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _check_table(
+    table: Mapping[str, Any],
+    keys: Mapping[str, Key],
+    file: str | None,
+    where: str,
+    program: str | None,
+) -> None:
+    """No unknown key, no required key missing, each value valid (so that errors
+    come in the file's order; the dataclass checks values again, the same way)."""
+    for name in table:
+        if name not in keys:
+            reason = f"unknown key{_did_you_mean(name, keys)}"
+            raise ConfigError(file, where, name, reason, program)
+    for key in keys.values():
+        if key.required and key.name not in table:
+            raise ConfigError(file, where, key.name, "required key is missing", program)
+    for name, value in table.items():
+        _check(keys[name], value, file, where, program)
+
+
+def parse(data: Mapping[str, Any], path: str | None = None) -> SupervisorConfig:
+    """The configuration from an already parsed TOML document; ``path`` is shown in
+    errors. Raises ``ConfigError`` for anything unknown, missing or invalid."""
+    for name, value in data.items():
+        if name not in ("supervisor", "program"):
+            if isinstance(value, Mapping):
+                hint = _did_you_mean(name, ("supervisor", "program"))
+                reason = f"unknown table{hint or ': expected [supervisor] and [program.NAME]'}"
+                raise ConfigError(path, _toml_key(name), None, reason)
+            raise ConfigError(path, None, name, f"unknown key{_did_you_mean(name, ('program',))}")
+    supervisor = data.get("supervisor", {})
+    if not isinstance(supervisor, Mapping):
+        raise ConfigError(path, None, "supervisor", f"expected a table, got {_got(supervisor)}")
+    _check_table(supervisor, SUPERVISOR_KEYS, path, "supervisor", None)
+    tables = data.get("program", {})
+    if not isinstance(tables, Mapping):
+        reason = f"expected [program.NAME] tables, got {_got(tables)}"
+        raise ConfigError(path, None, "program", reason)
+    programs = []
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            reason = f"expected a table [program.{_toml_key(name)}], got {_got(table)}"
+            raise ConfigError(path, "program", name, reason)
+        _check_table(table, PROGRAM_KEYS, path, _program_table(name), name)
+        try:
+            programs.append(Program(name, **table))
+        except ConfigError as exc:
+            raise exc.located(path) from None
+    return SupervisorConfig(programs=tuple(programs), path=path, **supervisor)
+
+
+_LOCATION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
+
+
+def load(path: str | os.PathLike[str]) -> SupervisorConfig:
+    """Read and check the TOML file at ``path``. Raises ``ConfigError`` (one line,
+    naming ``path`` as given) when it cannot be read, is not TOML, or is invalid."""
+    shown = os.fspath(path)
+    try:
+        with open(shown, "rb") as file:
+            raw = file.read()
+    except OSError as exc:
+        raise ConfigError(shown, None, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(shown, None, None, "not UTF-8 text", line=line) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _LOCATION.search(message)
+        if match is None:
+            raise ConfigError(shown, None, None, message) from None
+        if match.group(1):
+            line, column = int(match.group(1)), int(match.group(2))
+        else:  # at the end of the document: its last line
+            line, column = max(1, len(text.splitlines())), None
+        reason = message[: match.start()]
+        raise ConfigError(shown, None, None, reason, line=line, column=column) from None
+    return parse(data, shown)
+
+
+# -- the system -------------------------------------------------------------------------------
+
+
+def _exists(name: str, lookup: Callable[[str], Any]) -> bool:
+    """A name found by ``lookup`` (getpwnam, getgrnam), or a numeric id."""
+    if name.isdigit():
+        return True
+    try:
+        lookup(name)
+    except KeyError:
+        return False
+    return True
+
+
+def check_system(config: SupervisorConfig) -> None:
+    """Check what ``config`` names on this system: its users and groups exist.
+
+    Apart from ``load``, so that a file can be checked on another machine (and
+    tests need no such users). Numeric ids are taken as they are. Raises
+    ``ConfigError``.
+    """
+    for key in ("control_group", "observer_group"):
+        name = getattr(config, key)
+        if name is not None and not _exists(name, grp.getgrnam):
+            raise ConfigError(config.path, "supervisor", key, f"no such group {name!r}")
+    for program in config.programs:
+        table = _program_table(program.name)
+        if program.user is not None and not _exists(program.user, pwd.getpwnam):
+            reason = f"no such user {program.user!r}"
+            raise ConfigError(config.path, table, "user", reason, program.name)
+        if program.group is not None and not _exists(program.group, grp.getgrnam):
+            reason = f"no such group {program.group!r}"
+            raise ConfigError(config.path, table, "group", reason, program.name)

@@ -1,0 +1,496 @@
+r"""The control socket's protocol: versioned JSON lines, one module for server and client.
+
+Pure (bytes in, bytes out, no sockets), so that the framing and every error
+answer are tested without a server, and so that the server and the client
+cannot disagree about the format.
+
+Protocol, version 1
+-------------------
+
+The supervisor listens on a Unix stream socket. A client writes requests, one
+JSON object per line (UTF-8, ended by ``\n`` or ``\r\n``), and reads one
+response line for each request, in the order it sent them::
+
+    {"id": 1, "command": "status", "args": {"program": "web"}, "version": 1}
+
+- ``command`` (required): a name matching ``[a-z][a-z0-9_-]*``, at most 64
+  characters. ``commands`` lists the ones the server knows.
+- ``args`` (optional, default ``{}``): a JSON object, the command's arguments.
+- ``id`` (optional): an integer (signed 64-bit) or a string, echoed back in
+  the response so that a client can match answers to questions. Without one,
+  the response's ``id`` is ``null``.
+- ``version`` (optional, default 1): the protocol version the client speaks.
+  A server answers a version it does not support with ``unsupported-version``,
+  naming the versions it does support.
+
+Any other field is refused, so that a typo is not silently ignored. Blank lines
+are skipped without an answer. A request line is at most ``MAX_LINE`` bytes
+(its line ending not counted); a longer one is discarded up to its newline and
+answered with one ``too-large`` error.
+
+Responses::
+
+    {"id": 1, "ok": true, "result": ...}
+    {"id": 1, "ok": false, "error": {"type": "not-found", "message": "no program named 'web'"}}
+
+The ``result`` depends on the command. ``error.message`` is one line for a
+human; ``error.type`` is one of these stable names, for programs:
+
+- ``bad-request``: not UTF-8, not JSON, not an object, a field missing,
+  invalid or unknown;
+- ``too-large``: the request line is longer than ``MAX_LINE`` bytes;
+- ``unknown-command``: no command of that name;
+- ``bad-arguments``: the command's ``args`` are wrong;
+- ``permission-denied``: the caller may not run that command (observers may
+  run only ``READ_ONLY_COMMANDS``);
+- ``not-found``: no such program;
+- ``failed``: the command ran and failed;
+- ``unsupported-version``: the request's ``version`` is not supported;
+- ``internal``: a bug in the supervisor.
+
+From a shell::
+
+    $ printf '{"id":1,"command":"ping"}\n' | socat - UNIX-CONNECT:/run/shop/control.sock
+    {"id": 1, "ok": true, "result": "pong"}
+
+From Python (three lines)::
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect("/run/shop/control.sock"); sock.sendall(b'{"id":1,"command":"status"}\n')
+        print(sock.makefile().readline())
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, Union
+
+from ..errors import DaemonError
+
+__all__ = [
+    "BAD_ARGUMENTS",
+    "BAD_REQUEST",
+    "BAD_RESPONSE",
+    "ERROR_TYPES",
+    "FAILED",
+    "INTERNAL",
+    "MAX_LINE",
+    "NOT_FOUND",
+    "PERMISSION_DENIED",
+    "PROTOCOL_VERSION",
+    "READ_ONLY_COMMANDS",
+    "SUPPORTED_VERSIONS",
+    "TOO_LARGE",
+    "UNKNOWN_COMMAND",
+    "UNSUPPORTED_VERSION",
+    "BadLine",
+    "Line",
+    "LineDecoder",
+    "ProtocolError",
+    "RemoteError",
+    "Request",
+    "RequestId",
+    "Response",
+    "encode_error",
+    "encode_request",
+    "encode_result",
+    "parse_request",
+    "parse_response",
+]
+
+PROTOCOL_VERSION = 1
+"""The version this module speaks, and sends in every request."""
+
+SUPPORTED_VERSIONS = frozenset({1})
+"""The request versions a server built on this module answers."""
+
+MAX_LINE = 64 * 1024
+"""The longest request line, in bytes, its line ending not counted."""
+
+READ_ONLY_COMMANDS = frozenset({"status", "ping", "commands"})
+"""The commands an observer (a peer without control rights) may run."""
+
+# Error types: stable names a program may test for.
+BAD_REQUEST = "bad-request"
+TOO_LARGE = "too-large"
+UNKNOWN_COMMAND = "unknown-command"
+BAD_ARGUMENTS = "bad-arguments"
+PERMISSION_DENIED = "permission-denied"
+NOT_FOUND = "not-found"
+FAILED = "failed"
+UNSUPPORTED_VERSION = "unsupported-version"
+INTERNAL = "internal"
+
+ERROR_TYPES = frozenset(
+    {
+        BAD_REQUEST,
+        TOO_LARGE,
+        UNKNOWN_COMMAND,
+        BAD_ARGUMENTS,
+        PERMISSION_DENIED,
+        NOT_FOUND,
+        FAILED,
+        UNSUPPORTED_VERSION,
+        INTERNAL,
+    }
+)
+"""Every error type a server sends."""
+
+BAD_RESPONSE = "bad-response"
+"""The type of the ``ProtocolError`` a client raises for a response it cannot
+read. Local to the client: never sent on the wire, so not in ``ERROR_TYPES``."""
+
+RequestId = Union[int, str, None]
+"""A request's id: an int, a str, or None when the request had none."""
+
+COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
+_REQUEST_FIELDS = frozenset({"id", "command", "args", "version"})
+
+
+class ProtocolError(DaemonError):
+    """A request (or, in a client, a response) that breaks the protocol.
+
+    ``type`` is one of ``ERROR_TYPES`` (``BAD_RESPONSE`` in a client),
+    ``message`` one line for a human, and ``id`` the request's id when it could
+    be read, so that the error response still reaches the right question.
+    """
+
+    def __init__(self, type: str, message: str, id: RequestId = None) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+        self.id = id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type, self.message, self.id))
+
+    def encode(self) -> bytes:
+        """The error response line for this error."""
+        return encode_error(self.id, self.type, self.message)
+
+
+class RemoteError(DaemonError):
+    """The server answered a request with an error (``Response.unwrap``).
+
+    ``type`` is the server's error type (see ``ERROR_TYPES``; a newer server may
+    send others), ``message`` its one-line explanation, also ``str(error)``.
+    """
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type, self.message))
+
+
+@dataclass(frozen=True)
+class Request:
+    """A well-formed request, as the server receives it."""
+
+    id: RequestId
+    command: str
+    args: dict[str, Any] = field(default_factory=dict)
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A request line that could not be read: answer it with ``response``."""
+
+    error: ProtocolError
+
+    @property
+    def response(self) -> bytes:
+        """The error response line to send back."""
+        return self.error.encode()
+
+
+Line = Union[Request, BadLine]
+"""What ``LineDecoder.feed`` yields for each line: a request, or a bad line."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response, as the client receives it.
+
+    ``result`` is set when ``ok``; ``error_type`` and ``error_message`` when not.
+    """
+
+    id: RequestId
+    ok: bool
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+    def unwrap(self) -> Any:
+        """The result, or ``RemoteError`` when the server answered with an error."""
+        if not self.ok:
+            raise RemoteError(self.error_type or INTERNAL, self.error_message or "")
+        return self.result
+
+
+# Encoding. ensure_ascii keeps every line valid UTF-8 (even a lone surrogate a
+# client sent as "\ud800" is echoed as an escape), allow_nan=False keeps it JSON.
+
+
+def _dump(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=True, allow_nan=False).encode("ascii") + b"\n"
+
+
+def _check_id(id: object) -> None:
+    if id is not None and not _is_id(id):
+        raise ValueError(f"a request id is an int (64-bit) or a str, not {id!r}")
+
+
+def _is_id(id: object) -> bool:
+    if isinstance(id, str):
+        return True
+    return type(id) is int and _ID_MIN <= id <= _ID_MAX
+
+
+def _one_line(message: str) -> str:
+    """``message`` with its line breaks (and runs of blanks) made single spaces."""
+    return " ".join(message.split())
+
+
+def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = None) -> bytes:
+    """A request line (``\\n``-ended), stamped with ``PROTOCOL_VERSION``.
+
+    Raises ``ValueError`` for an invalid id or command name, ``TypeError`` or
+    ``ValueError`` for args that are not a JSON-serializable object.
+    """
+    _check_id(id)
+    if not isinstance(command, str) or not COMMAND_NAME.fullmatch(command):
+        raise ValueError(f"a command name matches [a-z][a-z0-9_-]*, not {command!r}")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise TypeError(f"args must be a dict, not {type(args).__name__}")
+    line = _dump({"id": id, "command": command, "args": args, "version": PROTOCOL_VERSION})
+    if len(line) - 1 > MAX_LINE:
+        raise ValueError(f"the request is longer than {MAX_LINE} bytes")
+    return line
+
+
+def encode_result(id: RequestId, result: Any) -> bytes:
+    """A success response line (``\\n``-ended).
+
+    Raises ``TypeError`` or ``ValueError`` when ``result`` is not JSON
+    (a server answers ``internal`` then).
+    """
+    _check_id(id)
+    return _dump({"id": id, "ok": True, "result": result})
+
+
+def encode_error(id: RequestId, type: str, message: str) -> bytes:
+    """An error response line (``\\n``-ended); ``id`` is None when the request had none.
+
+    ``type`` must be one of ``ERROR_TYPES`` (a ``ValueError`` otherwise: a typo
+    in the server); ``message`` is made one line.
+    """
+    _check_id(id)
+    if type not in ERROR_TYPES:
+        raise ValueError(f"unknown error type {type!r}")
+    return _dump({"id": id, "ok": False, "error": {"type": type, "message": _one_line(message)}})
+
+
+# Decoding.
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """A short, one-line rendering of a client's value, for an error message."""
+    text = json.dumps(value, ensure_ascii=True, default=repr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {_shown(key)}")
+            seen.add(key)
+    return result
+
+
+def _load(line: bytes, type: str) -> Any:
+    """The JSON value of ``line``; ``ProtocolError(type, ...)`` when it is not one.
+
+    Strict: UTF-8 only, no NaN or Infinity, no duplicate keys (JSON leaves
+    their meaning open), and deep nesting or an int too long for Python is an
+    error, not a crash.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ProtocolError(type, f"not UTF-8 (byte {error.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise ProtocolError(type, "not JSON: nested too deeply") from None
+    except ValueError as error:  # json.JSONDecodeError, and our hooks' refusals
+        raise ProtocolError(type, _one_line(f"not JSON: {error}")) from None
+
+
+def parse_request(line: bytes) -> Request:
+    """The request on one line (its line ending optional).
+
+    Raises ``ProtocolError`` (``bad-request``, ``too-large`` or
+    ``unsupported-version``) whose ``id`` is the request's when it was readable.
+    """
+    if len(line.rstrip(b"\r\n")) > MAX_LINE:
+        raise ProtocolError(TOO_LARGE, f"request line longer than {MAX_LINE} bytes")
+    message = _load(line, BAD_REQUEST)
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_REQUEST, f"a request is a JSON object, not {_shown(message)}")
+
+    id = message.get("id")
+    if not _is_id(id) and id is not None:
+        raise ProtocolError(BAD_REQUEST, f"id must be an int (64-bit) or a string: {_shown(id)}")
+
+    # The version first: a newer client's request may well be invalid in version 1.
+    version = message.get("version", PROTOCOL_VERSION)
+    if type(version) is not int:
+        raise ProtocolError(BAD_REQUEST, f"version must be an int: {_shown(version)}", id)
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+        raise ProtocolError(
+            UNSUPPORTED_VERSION,
+            f"protocol version {_shown(version)} is not supported (supported: {supported})",
+            id,
+        )
+
+    unknown = sorted(set(message) - _REQUEST_FIELDS)
+    if unknown:
+        names = ", ".join(_shown(name) for name in unknown[:5])
+        raise ProtocolError(BAD_REQUEST, f"unknown field(s): {names}", id)
+
+    if "command" not in message:
+        raise ProtocolError(BAD_REQUEST, "no command", id)
+    command = message["command"]
+    if not isinstance(command, str) or not COMMAND_NAME.fullmatch(command):
+        raise ProtocolError(
+            BAD_REQUEST,
+            f"command must be a name matching [a-z][a-z0-9_-]* (64 at most): {_shown(command)}",
+            id,
+        )
+
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError(BAD_REQUEST, f"args must be a JSON object: {_shown(args)}", id)
+    return Request(id=id, command=command, args=args, version=version)
+
+
+class LineDecoder:
+    """Incremental framing of a connection's requests, in bounded memory.
+
+    Feed it whatever each read returned: it keeps the incomplete last line
+    (at most ``MAX_LINE`` + 1 bytes), and returns one ``Line`` for each line
+    completed, in order. An over-long line is answered as soon as it is known
+    to be one (one ``too-large`` ``BadLine``) and its remaining bytes are
+    dropped as they arrive, up to its newline.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._discarding = False
+
+    @property
+    def pending(self) -> int:
+        """How many bytes of an incomplete line are held."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Line]:
+        """The lines ``data`` completes (none for a partial line, several at once)."""
+        lines: list[Line] = []
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                self._hold(data, start, lines)
+                return lines
+            self._complete(data, start, newline, lines)
+            start = newline + 1
+
+    def feed_eof(self) -> list[Line]:
+        """At end of input: the last line, if it had no newline."""
+        lines: list[Line] = []
+        self._complete(b"", 0, 0, lines)
+        return lines
+
+    def _hold(self, data: bytes, start: int, lines: list[Line]) -> None:
+        if self._discarding or start == len(data):
+            return
+        # MAX_LINE + 1: a line of MAX_LINE bytes may still end with "\r\n".
+        if len(self._buffer) + len(data) - start > MAX_LINE + 1:
+            self._buffer.clear()
+            self._discarding = True
+            lines.append(_too_large())
+        else:
+            self._buffer += data[start:]
+
+    def _complete(self, data: bytes, start: int, end: int, lines: list[Line]) -> None:
+        if self._discarding:  # already answered
+            self._discarding = False
+            return
+        if len(self._buffer) + end - start > MAX_LINE + 1:  # checked before copying it
+            self._buffer.clear()
+            lines.append(_too_large())
+            return
+        line = bytes(self._buffer) + data[start:end]
+        self._buffer.clear()
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            return
+        try:
+            lines.append(parse_request(line))
+        except ProtocolError as error:
+            lines.append(BadLine(error))
+
+
+def _too_large() -> BadLine:
+    return BadLine(ProtocolError(TOO_LARGE, f"request line longer than {MAX_LINE} bytes"))
+
+
+def parse_response(line: bytes) -> Response:
+    """The response on one line (its line ending optional), for a client.
+
+    Raises ``ProtocolError`` of type ``BAD_RESPONSE`` when the line is not a
+    response. An error type this module does not know is kept as it is (a newer
+    server may send one). Responses have no length limit here: a client bounds
+    its reads itself.
+    """
+    message = _load(line, BAD_RESPONSE)
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_RESPONSE, f"a response is a JSON object, not {_shown(message)}")
+    id = message.get("id")
+    if not _is_id(id) and id is not None:
+        raise ProtocolError(BAD_RESPONSE, f"bad id in the response: {_shown(id)}")
+    ok = message.get("ok")
+    if ok is True:
+        return Response(id=id, ok=True, result=message.get("result"))
+    if ok is not False:
+        raise ProtocolError(BAD_RESPONSE, f"ok must be true or false: {_shown(ok)}", id)
+    error = message.get("error")
+    if not (
+        isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and isinstance(error.get("message"), str)
+    ):
+        raise ProtocolError(
+            BAD_RESPONSE, f"error must be an object with a type and message: {_shown(error)}", id
+        )
+    return Response(
+        id=id, ok=False, error_type=error["type"], error_message=_one_line(error["message"])
+    )

@@ -1,0 +1,662 @@
+"""One program's state machine: events in, actions out, no I/O.
+
+The event loop feeds it what happened (``start``, ``spawned``, ``spawn_failed``,
+``ready``, ``exited``, ``stop``, ``timer``), each with the current monotonic
+time, and performs the actions it returns (``Spawn``, ``SignalGroup``,
+``ArmTimer``, ``CancelTimer``, ``Report``). The clock and the jitter's
+randomness come from outside, so every rule below is a fast unit test:
+
+- readiness: ``"started"`` at spawn, ``"notify"`` on READY=1 (stopped and
+  counted as a failed start if ``start_timeout`` passes first), or after the
+  program has run a number of seconds; an exit before ready is a failed start;
+- backoff that cannot loop: the first crash after a stable run (ready for
+  ``stable_seconds``) restarts at once, each further one waits twice as long
+  (``restart_delay`` up to ``restart_delay_max``) with +-15 % jitter;
+- start limit: ``start_limit`` starts within ``start_limit_interval`` seconds
+  and the program is ``failed`` until the next ``start()``;
+- the stop ladder: ``stop_signal``, ``stop_timeout`` later SIGKILL, and
+  ``KILL_GRACE`` after that a report that the process is stuck.
+
+Where the rules leave a choice: every start counts towards the start limit
+(the operator's too, and ``start()`` clears the count and the crash streak);
+the limit is checked against when the next start would happen, so a long
+backoff that ends outside the window is allowed; with ``restart = "never"`` an
+exit after ready ends in ``exited`` (whatever the status) and a start that never
+became ready ends in ``failed``; an exit 0 before ready is a failed start, so
+``"on-failure"`` restarts it; ``start()`` while stopping starts again once the
+process is gone; an infinite ``start_timeout`` or ``stop_timeout`` arms no timer.
+
+Events that do not apply in the current state (a READY=1 after a stop, a timer
+that is no longer armed, ...) are ignored: they race with the machine's own
+decisions and are harmless. Every event does a constant amount of work.
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+import math
+import os
+import random
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from signal import SIGKILL, Signals
+from typing import TYPE_CHECKING, Protocol, Union
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "KILL_GRACE",
+    "PERMANENT_ERRNOS",
+    "Action",
+    "ArmTimer",
+    "CancelTimer",
+    "DefaultPolicy",
+    "ExitStatus",
+    "Policy",
+    "ProgramStatus",
+    "Report",
+    "SignalGroup",
+    "Spawn",
+    "State",
+    "StateMachine",
+    "check_policy",
+    "format_seconds",
+    "signal_name",
+]
+
+#: Seconds after SIGKILL before the machine reports the process as stuck (it
+#: keeps waiting: a process in uninterruptible sleep may still exit).
+KILL_GRACE = 5.0
+
+#: Spawn errors that retrying cannot fix: no such file, no permission, not an
+#: executable format. Any other errno (EAGAIN, ENOMEM, ...) goes through backoff.
+PERMANENT_ERRNOS = frozenset({errnos.ENOENT, errnos.EACCES, errnos.ENOEXEC})
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+READY_WORDS = ("started", "notify")
+JITTER = 0.15
+
+
+class Policy(Protocol):
+    """The settings the machine reads (a config ``Program`` has them all).
+
+    Read-only properties, so frozen dataclasses and plain objects both match.
+    """
+
+    @property
+    def restart(self) -> str:
+        """``"always"``, ``"on-failure"`` or ``"never"``."""
+
+    @property
+    def ready(self) -> str | float:
+        """``"started"``, ``"notify"``, or seconds the program must run."""
+
+    @property
+    def stop_signal(self) -> int:
+        """The first signal of the stop ladder."""
+
+    @property
+    def stop_timeout(self) -> float:
+        """Seconds from ``stop_signal`` to SIGKILL (infinite: never kill)."""
+
+    @property
+    def restart_delay(self) -> float:
+        """The first non-zero backoff delay."""
+
+    @property
+    def restart_delay_max(self) -> float:
+        """The longest nominal backoff delay."""
+
+    @property
+    def stable_seconds(self) -> float:
+        """How long a run must stay ready for the backoff to reset."""
+
+    @property
+    def start_limit(self) -> int:
+        """Starts allowed within ``start_limit_interval`` (0: never give up)."""
+
+    @property
+    def start_limit_interval(self) -> float:
+        """The start limit's window, in seconds."""
+
+    @property
+    def start_timeout(self) -> float:
+        """Seconds to wait for READY=1 with ``ready = "notify"`` (infinite: forever)."""
+
+
+@dataclass(frozen=True)
+class DefaultPolicy:
+    """A ``Policy`` with the documented defaults, for tests and callers."""
+
+    restart: str = "on-failure"
+    ready: str | float = "started"
+    stop_signal: int = 15  # SIGTERM
+    stop_timeout: float = 10.0
+    restart_delay: float = 0.1
+    restart_delay_max: float = 30.0
+    stable_seconds: float = 30.0
+    start_limit: int = 5
+    start_limit_interval: float = 60.0
+    start_timeout: float = 60.0
+
+
+def check_policy(policy: Policy) -> None:
+    """Raise ``ValueError`` for a ``restart`` or ``ready`` the machine cannot follow."""
+    if policy.restart not in RESTART_POLICIES:
+        raise ValueError(f"restart={policy.restart!r}: expected one of {RESTART_POLICIES}")
+    ready = policy.ready
+    if isinstance(ready, str):
+        if ready not in READY_WORDS:
+            raise ValueError(f"ready={ready!r}: expected 'started', 'notify' or seconds")
+    elif isinstance(ready, bool) or not isinstance(ready, (int, float)) or not ready >= 0:
+        raise ValueError(f"ready={ready!r}: expected 'started', 'notify' or seconds >= 0")
+
+
+def signal_name(number: int) -> str:
+    """``SIGTERM`` for 15; ``signal 77`` for a number without a name."""
+    try:
+        return Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a process ended: an exit ``code``, or the ``signal`` that killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+    core: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.code is None) == (self.signal is None):
+            raise ValueError("an exit status has either a code or a signal")
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> ExitStatus:
+        """From ``os.waitpid``'s status word."""
+        if os.WIFSIGNALED(status):
+            return cls(signal=os.WTERMSIG(status), core=os.WCOREDUMP(status))
+        return cls(code=os.WEXITSTATUS(status))
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """From ``subprocess.Popen.returncode`` (negative: killed by that signal)."""
+        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
+
+    @property
+    def success(self) -> bool:
+        """Exit code 0."""
+        return self.code == 0
+
+    def describe(self) -> str:
+        """``exited 1``, ``killed by SIGKILL``, ``killed by SIGSEGV (core dumped)``."""
+        if self.signal is None:
+            return f"exited {self.code}"
+        core = " (core dumped)" if self.core else ""
+        return f"killed by {signal_name(self.signal)}{core}"
+
+
+class State(Enum):
+    """A program's state; the values are the words ``ctl status`` shows."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    EXITED = "exited"  # ended as its restart policy allows
+    FAILED = "failed"  # gave up (start limit) or cannot be executed
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Start the program; answer with ``spawned`` or ``spawn_failed``."""
+
+
+@dataclass(frozen=True)
+class SignalGroup:
+    """Send ``signal`` to the program's process group."""
+
+    signal: int
+
+
+@dataclass(frozen=True)
+class ArmTimer:
+    """Call ``timer`` at ``deadline``; replaces any timer armed before."""
+
+    deadline: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    """Forget the armed timer."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Something to log: a state change (``text`` is ``describe(now)``) or a stuck stop."""
+
+    state: State
+    text: str
+
+
+Action = Union[Spawn, SignalGroup, ArmTimer, CancelTimer, Report]
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    """What a status API shows about one program, at one moment."""
+
+    state: State
+    text: str  # describe(now)
+    pid: int | None
+    since: float  # time of the last state change
+    restarts: int  # automatic restarts since the last start()
+    attempt: int  # starts in the current crash streak, the next or current one included
+    last_exit: ExitStatus | None
+    last_exit_at: float | None
+    next_start: float | None  # in backoff: when the next start is due
+    status_text: str  # the program's last STATUS=
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration the way ``describe`` writes it: ``0.25 s``, ``1.5 s``, ``42 s``,
+    ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
+    seconds = max(0.0, seconds)
+    if math.isinf(seconds):
+        return "forever"
+    if seconds < 10:  # 0.05 s, 1.5 s, 5 s
+        text = f"{seconds:.2f}" if seconds < 0.995 else f"{seconds:.1f}"
+        return text.rstrip("0").rstrip(".") + " s"
+    whole = round(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 2 * 3600:
+        (high, low), (high_unit, low_unit) = divmod(whole, 60), ("min", "s")
+    elif whole < 2 * 86400:
+        (high, low), (high_unit, low_unit) = divmod(whole // 60, 60), ("h", "min")
+    else:
+        (high, low), (high_unit, low_unit) = divmod(whole // 3600, 24), ("d", "h")
+    return f"{high} {high_unit}" + (f" {low} {low_unit}" if low else "")
+
+
+class StateMachine:
+    """One program's supervision: call an event method, perform the actions it returns.
+
+    Starts ``stopped``; the supervisor calls ``start(now)`` for programs that
+    start at boot. ``rng`` is a ``random.Random`` or a callable returning a
+    float in [0, 1) for the backoff jitter (default: a fresh ``random.Random``).
+    ``policy`` is read at each event, so a reload may replace it.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        rng: random.Random | Callable[[], float] | None = None,
+        *,
+        now: float = 0.0,
+    ) -> None:
+        check_policy(policy)
+        self.policy = policy
+        self._random: Callable[[], float] = (
+            rng.random if isinstance(rng, random.Random) else rng or random.Random().random
+        )
+        self.state = State.STOPPED
+        self.since = now
+        self.pid: int | None = None
+        self.restarts = 0
+        self.last_exit: ExitStatus | None = None
+        self.last_exit_at: float | None = None
+        self.next_start: float | None = None
+        self.status_text = ""  # the program's STATUS=, set by the event loop
+        self.reason: str | None = None  # why the last run ended, or why we gave up
+        self._deadline: float | None = None
+        self._spawned_at: float | None = None
+        self._ready_at: float | None = None
+        self._ran = 0.0  # how long the last run lasted
+        self._streak = 0  # restarts since the last stable run or start()
+        self._starts: deque[float] = deque()  # recent start times, for the start limit
+        self._stop_cause: str | None = None  # None: the operator's stop; else a failed start
+        self._stop_phase = 0  # 0: stop_signal sent, 1: SIGKILL sent, 2: stuck
+        self._signalled_at = now
+        self._start_pending = False  # start() while stopping: start again once stopped
+
+    # -- what the loop and the status API read ------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """The armed timer's deadline, or None."""
+        return self._deadline
+
+    @property
+    def attempt(self) -> int:
+        """The number of the current (or, in backoff, next) start in this crash streak."""
+        return self._streak + 1
+
+    @property
+    def started_at(self) -> float | None:
+        """When the current (or the last) process was spawned."""
+        return self._spawned_at
+
+    @property
+    def ready_at(self) -> float | None:
+        """When the current (or the last) process became ready."""
+        return self._ready_at
+
+    def status(self, now: float) -> ProgramStatus:
+        """A snapshot for the status API."""
+        return ProgramStatus(
+            state=self.state,
+            text=self.describe(now),
+            pid=self.pid,
+            since=self.since,
+            restarts=self.restarts,
+            attempt=self.attempt,
+            last_exit=self.last_exit,
+            last_exit_at=self.last_exit_at,
+            next_start=self.next_start,
+            status_text=self.status_text,
+        )
+
+    # -- events -------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """A start requested (operator or boot): spawn now, with a fresh start count."""
+        if self.state in (State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF):
+            return self._cancel() + self._fresh_start(now)
+        if self.state is State.STOPPING:
+            self._start_pending = True
+        return []
+
+    def spawned(self, now: float, pid: int) -> list[Action]:
+        """The program runs as ``pid`` (its process group leader)."""
+        if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
+            return []
+        self.pid = pid
+        self._spawned_at = now
+        if self.state is State.STOPPING:  # stop() came before the pid: stop it now
+            return self._begin_stop(now)
+        ready = self.policy.ready
+        if ready == "notify":
+            timeout = self.policy.start_timeout
+            return [self._arm(now + timeout)] if math.isfinite(timeout) else []
+        if ready == "started" or float(ready) <= 0:
+            return self._become_ready(now)
+        seconds = float(ready)
+        return [self._arm(now + seconds)] if math.isfinite(seconds) else []
+
+    def spawn_failed(self, now: float, errno: int, message: str) -> list[Action]:
+        """The program could not be started; ``message`` names the file and the
+        reason, e.g. ``/srv/x: No such file or directory``."""
+        if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
+            return []
+        cause = f"cannot execute {message}"
+        if self.state is State.STOPPING:
+            return self._cancel() + self._after_stop(now)
+        if errno in PERMANENT_ERRNOS:
+            return self._fail(now, cause)
+        return self._failed_start(now, cause, cause)
+
+    def ready(self, now: float) -> list[Action]:
+        """READY=1 from the program's notify socket."""
+        if self.state is State.STARTING and self.pid is not None and self.policy.ready == "notify":
+            return self._cancel() + self._become_ready(now)
+        return []
+
+    def exited(self, now: float, status: ExitStatus) -> list[Action]:
+        """The program's process ended with ``status``."""
+        if self.pid is None or self.state not in (State.STARTING, State.RUNNING, State.STOPPING):
+            return []
+        cancel = self._cancel()
+        spawned_at = self._spawned_at if self._spawned_at is not None else now
+        self._ran = now - spawned_at
+        self.pid = None
+        self.last_exit, self.last_exit_at = status, now
+        described = status.describe()
+        ready_at = self._ready_at
+        if self.state is State.STOPPING:
+            if self._stop_cause is None or self._start_pending:
+                after = self._after_stop(now)
+            else:
+                after = self._failed_start(now, self._stop_cause, self._stop_cause)
+        elif ready_at is None:
+            when = f"{format_seconds(self._ran)} after start, before ready"
+            after = self._failed_start(now, f"{described} {when}", described)
+        else:
+            since = "start" if self.policy.ready == "started" else "ready"
+            after = self._after_run(
+                now,
+                failure=not status.success,
+                failed_start=False,
+                stable=now - ready_at >= self.policy.stable_seconds,
+                cause=f"{described} {format_seconds(now - ready_at)} after {since}",
+                last=described,
+            )
+        if any(isinstance(action, ArmTimer) for action in after):
+            return after  # arming replaces the old timer: no CancelTimer first
+        return cancel + after
+
+    def stop(self, now: float) -> list[Action]:
+        """A stop requested: signal the group (running, starting) or give up the wait
+        (backoff). A stop is never followed by a restart."""
+        if self.state in (State.STARTING, State.RUNNING):
+            self._stop_cause = None
+            return self._begin_stop(now)
+        if self.state is State.BACKOFF:
+            self.next_start = None
+            return self._cancel() + self._enter(now, State.STOPPED)
+        if self.state is State.STOPPING:  # a start timeout's stop becomes the operator's
+            self._stop_cause = None
+            self._start_pending = False
+        return []
+
+    def timer(self, now: float) -> list[Action]:
+        """The armed deadline passed. A call before it (a stale heap entry) does
+        nothing and leaves the timer armed."""
+        deadline = self._deadline
+        if deadline is None or now < deadline:
+            return []
+        self._deadline = None
+        if self.state is State.BACKOFF:
+            return self._spawn(now, automatic=True)
+        if self.state is State.STARTING:
+            if self.policy.ready == "notify":
+                timeout = format_seconds(self.policy.start_timeout)
+                self._stop_cause = f"no READY=1 within {timeout}"
+                return self._begin_stop(now)
+            return self._become_ready(now)
+        if self.state is State.STOPPING and self.pid is not None:
+            if self._stop_phase == 0:
+                self._stop_phase = 1
+                self._signalled_at = now
+                text = self.describe(now)
+                return [
+                    SignalGroup(SIGKILL),
+                    self._arm(now + KILL_GRACE),
+                    Report(State.STOPPING, text),
+                ]
+            self._stop_phase = 2
+            return [Report(State.STOPPING, self.describe(now))]
+        return []
+
+    # -- the decision text ----------------------------------------------------------
+
+    def describe(self, now: float) -> str:
+        """The one line ``ctl status`` shows, e.g. ``running (pid 1234, up 5 s)``."""
+        state = self.state
+        if state is State.STARTING:
+            text = "starting" + _parens(self._starting_details(now))
+        elif state is State.RUNNING:
+            up = format_seconds(now - (now if self._spawned_at is None else self._spawned_at))
+            text = f"running (pid {self.pid}, up {up})"
+        elif state is State.BACKOFF:
+            wait = format_seconds((now if self.next_start is None else self.next_start) - now)
+            text = f"backoff {wait} (attempt {self.attempt}, {self.reason})"
+        elif state is State.STOPPING:
+            text = "stopping" + _parens(self._stopping_details(now))
+        elif state is State.FAILED:
+            return f"failed: {self.reason}"
+        elif self.last_exit is None or self.last_exit_at is None:
+            return str(state.value)
+        else:
+            ago = format_seconds(now - self.last_exit_at)
+            described = self.last_exit.describe()
+            if state is State.STOPPED:
+                return f"stopped ({described} {ago} ago)"
+            head = described if self.last_exit.code is not None else f"exited: {described}"
+            return f"{head} ({ago} ago, ran {format_seconds(self._ran)})"
+        return f"{text}: {self.status_text}" if self.status_text else text
+
+    def _starting_details(self, now: float) -> list[str]:
+        parts = [f"pid {self.pid}"] if self.pid is not None else []
+        if self.attempt > 1:
+            parts.append(f"attempt {self.attempt}")
+        if self._spawned_at is not None:
+            up = format_seconds(now - self._spawned_at)
+            ready = self.policy.ready
+            if ready == "notify":
+                limit = self.policy.start_timeout
+                of = f" of {format_seconds(limit)}" if math.isfinite(limit) else ""
+                parts.append(f"waiting for READY=1 {up}{of}")
+            elif not isinstance(ready, str):
+                parts.append(f"up {up} of {format_seconds(float(ready))}")
+        if self.attempt > 1 and self.reason:
+            parts.append(f"last: {self.reason}")
+        return parts
+
+    def _stopping_details(self, now: float) -> list[str]:
+        if self.pid is None:
+            return ["not spawned yet"]
+        ago = format_seconds(now - self._signalled_at)
+        if self._stop_phase == 0:
+            sent = f"{signal_name(self.policy.stop_signal)} sent {ago} ago"
+        elif self._stop_phase == 1:
+            ignored = signal_name(self.policy.stop_signal)
+            timeout = format_seconds(self.policy.stop_timeout)
+            sent = f"SIGKILL sent {ago} ago, {ignored} ignored for {timeout}"
+        else:
+            sent = f"stuck: alive {ago} after SIGKILL"
+        parts = [f"pid {self.pid}", sent]
+        if self._stop_cause is not None:
+            parts.append(self._stop_cause)
+        return parts
+
+    # -- transitions ------------------------------------------------------------------
+
+    def _enter(self, now: float, state: State) -> list[Action]:
+        self.state = state
+        self.since = now
+        return [Report(state, self.describe(now))]
+
+    def _arm(self, deadline: float) -> ArmTimer:
+        self._deadline = deadline
+        return ArmTimer(deadline)
+
+    def _cancel(self) -> list[Action]:
+        if self._deadline is None:
+            return []
+        self._deadline = None
+        return [CancelTimer()]
+
+    def _fresh_start(self, now: float) -> list[Action]:
+        """An operator's start: forget the crash streak and the start count."""
+        self._streak = 0
+        self._starts.clear()
+        self.restarts = 0
+        return self._spawn(now, automatic=False)
+
+    def _spawn(self, now: float, *, automatic: bool) -> list[Action]:
+        self._starts.append(now)
+        limit = self.policy.start_limit
+        while len(self._starts) > max(limit, 1):
+            self._starts.popleft()
+        if automatic:
+            self.restarts += 1
+        else:
+            self.reason = None
+        self.pid = None
+        self.next_start = None
+        self._spawned_at = self._ready_at = None
+        self._stop_cause = None
+        self._start_pending = False
+        self.status_text = ""
+        return [Spawn(), *self._enter(now, State.STARTING)]
+
+    def _become_ready(self, now: float) -> list[Action]:
+        self._ready_at = now
+        return self._enter(now, State.RUNNING)
+
+    def _begin_stop(self, now: float) -> list[Action]:
+        self._stop_phase = 0
+        self._signalled_at = now
+        actions: list[Action] = []
+        if self.pid is not None:
+            actions.append(SignalGroup(self.policy.stop_signal))
+        timeout = self.policy.stop_timeout
+        actions += [self._arm(now + timeout)] if math.isfinite(timeout) else self._cancel()
+        return actions + self._enter(now, State.STOPPING)
+
+    def _after_stop(self, now: float) -> list[Action]:
+        """The process is gone after a stop: stopped, or started again if asked meanwhile."""
+        if self._start_pending:
+            return self._fresh_start(now)
+        return self._enter(now, State.STOPPED)
+
+    def _failed_start(self, now: float, cause: str, last: str) -> list[Action]:
+        """The start did not reach ready: a failure whatever the exit status."""
+        return self._after_run(
+            now, failure=True, failed_start=True, stable=False, cause=cause, last=last
+        )
+
+    def _after_run(
+        self,
+        now: float,
+        *,
+        failure: bool,
+        failed_start: bool,
+        stable: bool,
+        cause: str,
+        last: str,
+    ) -> list[Action]:
+        """A run (or a start) ended without a stop request: restart, back off, or end.
+        ``cause`` is the long story (backoff text), ``last`` the short one (start limit)."""
+        self.reason = cause
+        restart = self.policy.restart
+        if restart == "never" or (restart == "on-failure" and not failure):
+            if failed_start:  # it never became ready: a failure, not an end
+                return self._fail(now, cause)
+            return self._enter(now, State.EXITED)
+        if stable:
+            self._streak = 0
+        self._streak += 1
+        delay = self._delay(self._streak)
+        at = now + delay
+        limit, window = self.policy.start_limit, self.policy.start_limit_interval
+        if limit > 0 and len(self._starts) >= limit and at - self._starts[-limit] < window:
+            return self._fail(now, f"{limit} starts within {format_seconds(window)} (last: {last})")
+        if delay <= 0:
+            return self._spawn(now, automatic=True)
+        self.next_start = at
+        return [self._arm(at), *self._enter(now, State.BACKOFF)]
+
+    def _delay(self, streak: int) -> float:
+        """The wait before restart number ``streak`` of a crash streak: 0 for the
+        first, then ``restart_delay`` doubling up to ``restart_delay_max``, jittered."""
+        if streak <= 1:
+            return 0.0
+        policy = self.policy
+        nominal = min(policy.restart_delay * 2.0 ** min(streak - 2, 64), policy.restart_delay_max)
+        u = min(max(self._random(), 0.0), 1.0)
+        return nominal * (1.0 - JITTER + 2.0 * JITTER * u)
+
+    def _fail(self, now: float, reason: str) -> list[Action]:
+        self.reason = reason
+        self.next_start = None
+        return self._enter(now, State.FAILED)
+
+
+def _parens(parts: list[str]) -> str:
+    return f" ({', '.join(parts)})" if parts else ""

@@ -1,0 +1,468 @@
+"""The supervisor's configuration: the TOML file and the Python model agree, and
+every bad key, type or value is one exact line naming the file, table and key.
+
+Pure unit tests: no process starts; files are written to tmp_path.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import math
+import os
+import pickle
+import pwd
+import signal
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemonctx.errors import DaemonError
+from daemonctx.supervisor.config import (
+    PROGRAM_KEYS,
+    SUPERVISOR_KEYS,
+    ConfigError,
+    Program,
+    SupervisorConfig,
+    check_system,
+    load,
+    parse,
+    start_order,
+    stop_order,
+)
+
+SUPERVISOR = '[supervisor]\ncontrol = "/run/shop/control.sock"\n'
+WEB = '[program.web]\ncommand = ["/srv/web"]\n'
+
+
+@pytest.fixture
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``shop.toml`` in the current directory, so errors show that relative path."""
+    monkeypatch.chdir(tmp_path)
+    return Path("shop.toml")
+
+
+def load_text(path: Path, text: str) -> SupervisorConfig:
+    path.write_text(text)
+    return load(path)
+
+
+def error_of(path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_text(path, text)
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+def toml(value: Any) -> str:
+    """``value`` written as a TOML value (enough for these tests)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are TOML's
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml(item) for item in value) + "]"
+    assert isinstance(value, dict)
+    return "{ " + ", ".join(f"{toml(k)} = {toml(v)}" for k, v in value.items()) + " }"
+
+
+# -- a full file ------------------------------------------------------------------------
+
+FULL = """\
+[supervisor]
+control = "/run/shop/control.sock"
+pidfile = "/run/shop/supervisor.pid"
+control_group = "shop-admins"
+observer_group = "shop-staff"
+
+[program.web]
+command = ["/srv/shop/bin/gunicorn", "shop:app", "-b", "127.0.0.1:8000"]
+directory = "/srv/shop"
+environment = { SHOP_ENV = "prod" }
+user = "shop"
+group = "shop"
+restart = "always"
+ready = 2.5
+stop_signal = "SIGHUP"
+stop_timeout = 20
+instances = 2
+after = ["db"]
+critical = true
+restart_delay = 0.5
+restart_delay_max = 60
+stable_seconds = 10
+start_limit = 0
+start_limit_interval = 120
+start_timeout = 30
+
+[program.db]
+command = ["/usr/bin/postgres", "-D", "/var/lib/pg"]
+ready = "notify"
+stop_signal = 2
+pidfile = "/run/pg.pid"
+"""
+
+
+def test_a_full_file(shop: Path) -> None:
+    config = load_text(shop, FULL)
+    web = Program(
+        "web",
+        ("/srv/shop/bin/gunicorn", "shop:app", "-b", "127.0.0.1:8000"),
+        directory="/srv/shop",
+        environment={"SHOP_ENV": "prod"},
+        user="shop",
+        group="shop",
+        restart="always",
+        ready=2.5,
+        stop_signal=signal.SIGHUP,
+        stop_timeout=20.0,
+        instances=2,
+        after=("db",),
+        critical=True,
+        restart_delay=0.5,
+        restart_delay_max=60.0,
+        stable_seconds=10.0,
+        start_limit=0,
+        start_limit_interval=120.0,
+        start_timeout=30.0,
+    )
+    db = Program(
+        "db",
+        ["/usr/bin/postgres", "-D", "/var/lib/pg"],
+        ready="notify",
+        stop_signal=signal.SIGINT,
+        pidfile="/run/pg.pid",
+    )
+    assert config == SupervisorConfig(
+        control="/run/shop/control.sock",
+        programs=(web, db),
+        pidfile="/run/shop/supervisor.pid",
+        control_group="shop-admins",
+        observer_group="shop-staff",
+        path="shop.toml",
+    )
+    got = config.programs[0]
+    # stored types: what the state machine and the spawner read
+    assert got.command == ("/srv/shop/bin/gunicorn", "shop:app", "-b", "127.0.0.1:8000")
+    assert type(got.stop_signal) is int and got.stop_signal == signal.SIGHUP
+    assert type(got.stop_timeout) is float and type(got.ready) is float
+    assert got.after == ("db",)
+    assert got.instance_names() == ["web:0", "web:1"]
+    assert config.programs[1].instance_names() == ["db"]
+    assert start_order(config.programs) == [["db"], ["web"]]
+    assert hash(got) == hash(web)  # frozen, hashable (environment is left out of the hash)
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_defaults(shop: Path) -> None:
+    config = load_text(shop, SUPERVISOR + WEB)
+    assert (config.pidfile, config.control_group, config.observer_group) == (None, None, None)
+    (web,) = config.programs
+    assert web == Program("web", ["/srv/web"])
+    assert web.directory == "/"
+    assert web.environment == {}
+    assert (web.user, web.group, web.pidfile) == (None, None, None)
+    assert web.restart == "on-failure"
+    assert web.ready == "started"
+    assert web.stop_signal == signal.SIGTERM and type(web.stop_signal) is int
+    assert web.stop_timeout == 10.0
+    assert web.instances == 1 and web.instance_names() == ["web"]
+    assert web.after == ()
+    assert web.critical is False
+    assert (web.restart_delay, web.restart_delay_max, web.stable_seconds) == (0.1, 30.0, 30.0)
+    assert (web.start_limit, web.start_limit_interval, web.start_timeout) == (5, 60.0, 60.0)
+
+
+def test_each_key_is_declared_once() -> None:
+    """Program's fields are the table's keys, in order; defaults pass their own check."""
+    assert [item.name for item in fields(Program)] == ["name", *PROGRAM_KEYS]
+    assert PROGRAM_KEYS["restart"].default == "on-failure"
+    assert PROGRAM_KEYS["command"].required and not PROGRAM_KEYS["directory"].required
+    program = Program("web", ["/srv/web"])
+    for key in PROGRAM_KEYS.values():
+        assert key.doc and "\n" not in key.doc
+        if not key.required:
+            assert getattr(program, key.name) == key.check(key.default), key.name
+    assert list(SUPERVISOR_KEYS) == ["control", "pidfile", "control_group", "observer_group"]
+
+
+def test_keys_from_command_line_text() -> None:
+    assert PROGRAM_KEYS["restart"].from_text("always") == "always"
+    assert PROGRAM_KEYS["ready"].from_text("notify") == "notify"
+    assert PROGRAM_KEYS["ready"].from_text("2") == 2.0
+    assert PROGRAM_KEYS["stop_signal"].from_text("hup") == signal.SIGHUP
+    assert PROGRAM_KEYS["instances"].from_text("3") == 3
+    assert PROGRAM_KEYS["stop_timeout"].from_text("1.5") == 1.5
+    assert PROGRAM_KEYS["critical"].from_text("yes") is True
+    assert PROGRAM_KEYS["after"].from_text("db, cache") == ("db", "cache")
+    assert PROGRAM_KEYS["environment"].from_text("A=b=c") == {"A": "b=c"}
+    assert PROGRAM_KEYS["command"].from_text("app --flag 'a b'") == ("app", "--flag", "a b")
+    with pytest.raises(ValueError, match=r"^expected an integer >= 1, got 'x'$"):
+        PROGRAM_KEYS["instances"].from_text("x")
+    with pytest.raises(ValueError, match=r"^expected true or false, got 'maybe'$"):
+        PROGRAM_KEYS["critical"].from_text("maybe")
+
+
+# -- bad values: the same reason from the file and from Python ---------------------------
+
+SECONDS = "expected a number of seconds > 0, got"
+LIST = "expected a non-empty list of strings, got"
+RESTART = "expected one of always, on-failure, never, got"
+ENVIRONMENT = 'expected a table of strings (NAME = "value"), got'
+READY = "expected 'started', 'notify' or a number of seconds > 0, got"
+DELAY = "expected at least restart_delay"
+
+BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
+    # (keys of [program.web] besides command, key named, reason)
+    ({"restart": "sometimes"}, "restart", f"{RESTART} 'sometimes'"),
+    ({"restart": True}, "restart", f"{RESTART} True"),
+    ({"command": []}, "command", f"{LIST} []"),
+    ({"command": ["/bin/app", 1]}, "command", f"{LIST} ['/bin/app', 1]"),
+    ({"command": "gunicorn app"}, "command",
+     "expected a list of strings (no shell splits it), got 'gunicorn app'"),
+    ({"command": ["", "x"]}, "command", "the program to run (the first item) is an empty string"),
+    ({"command": ["/bin/a\0b"]}, "command", "contains a NUL character, got '/bin/a\\x00b'"),
+    ({"directory": "srv/shop"}, "directory", "expected an absolute path, got 'srv/shop'"),
+    ({"directory": 1}, "directory", "expected an absolute path, got 1"),
+    ({"environment": {"A": 1}}, "environment", f"{ENVIRONMENT} {{'A': 1}}"),
+    ({"environment": ["A=1"]}, "environment", f"{ENVIRONMENT} ['A=1']"),
+    ({"environment": {"A=B": "1"}}, "environment", "invalid variable name 'A=B'"),
+    ({"user": 1000}, "user", "expected a non-empty string, got 1000"),
+    ({"group": ""}, "group", "expected a non-empty string, got ''"),
+    ({"ready": "ready"}, "ready", f"{READY} 'ready'"),
+    ({"ready": 0}, "ready", f"{READY} 0"),
+    ({"ready": True}, "ready", f"{READY} True"),
+    ({"stop_signal": "TERMINATE"}, "stop_signal", "unknown signal 'TERMINATE'"),
+    ({"stop_signal": 0}, "stop_signal", "unknown signal number 0"),
+    ({"stop_signal": 1.5}, "stop_signal", "expected a signal name or number, got 1.5"),
+    ({"stop_signal": False}, "stop_signal", "expected a signal name or number, got False"),
+    ({"stop_timeout": True}, "stop_timeout", f"{SECONDS} True"),
+    ({"stop_timeout": "10"}, "stop_timeout", f"{SECONDS} '10'"),
+    ({"stop_timeout": 0}, "stop_timeout", f"{SECONDS} 0"),
+    ({"start_timeout": -1.5}, "start_timeout", f"{SECONDS} -1.5"),
+    ({"stable_seconds": math.nan}, "stable_seconds", f"{SECONDS} nan"),
+    ({"start_limit_interval": math.inf}, "start_limit_interval",
+     "expected less than 2147483.647 seconds (24 days), got inf"),
+    ({"instances": 0}, "instances", "expected an integer >= 1, got 0"),
+    ({"instances": 2.0}, "instances", "expected an integer >= 1, got 2.0"),
+    ({"instances": True}, "instances", "expected an integer >= 1, got True"),
+    ({"start_limit": -1}, "start_limit", "expected an integer >= 0, got -1"),
+    ({"critical": "yes"}, "critical", "expected true or false, got 'yes'"),
+    ({"critical": 1}, "critical", "expected true or false, got 1"),
+    ({"after": "db"}, "after", "expected a list of program names, got 'db'"),
+    ({"after": ["web"]}, "after", "a program cannot start after itself"),
+    ({"after": ["db", "db"]}, "after", "names 'db' twice"),
+    ({"pidfile": "web.pid"}, "pidfile", "expected an absolute path, got 'web.pid'"),
+    ({"pidfile": "/run/web.pid", "instances": 2}, "pidfile",
+     "2 instances cannot share one pidfile"),
+    ({"restart_delay": 5, "restart_delay_max": 1}, "restart_delay_max", f"{DELAY} (5.0), got 1.0"),
+    ({"restart_delay": 60}, "restart_delay_max", f"{DELAY} (60.0), got 30.0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("keys", "key", "reason"), BAD_VALUES)
+def test_a_bad_value_in_the_file(shop: Path, keys: dict[str, Any], key: str, reason: str) -> None:
+    table = {"command": ["/srv/web"], **keys}
+    text = SUPERVISOR + "[program.web]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in table.items())
+    error = error_of(shop, text)
+    assert str(error) == f"shop.toml: [program.web] {key}: {reason}"
+    assert (error.file, error.table, error.key, error.program) == (
+        "shop.toml",
+        "program.web",
+        key,
+        "web",
+    )
+    assert error.reason == reason
+
+
+@pytest.mark.parametrize(("keys", "key", "reason"), BAD_VALUES)
+def test_the_same_bad_value_from_python(keys: dict[str, Any], key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Program(**{"name": "web", "command": ["/srv/web"], **keys})
+    assert str(info.value) == f"program 'web': {key}: {reason}"
+    assert (info.value.file, info.value.table, info.value.key) == (None, "program.web", key)
+    assert info.value.reason == reason
+
+
+# -- bad files: structure, names, order --------------------------------------------------
+
+BAD_FILES: list[tuple[str, str]] = [
+    (SUPERVISOR + WEB + "restrat = 'always'\n",
+     "shop.toml: [program.web] restrat: unknown key (did you mean 'restart'?)"),
+    (SUPERVISOR + WEB + "name = 'www'\n", "shop.toml: [program.web] name: unknown key"),
+    (SUPERVISOR + WEB + "[program.web.logs]\nfile = '/x'\n",
+     "shop.toml: [program.web] logs: unknown key"),
+    (SUPERVISOR + "[program.web]\ndirectory = '/srv'\n",
+     "shop.toml: [program.web] command: required key is missing"),
+    (SUPERVISOR + WEB + "[programs.db]\ncommand = ['/x']\n",
+     "shop.toml: [programs] unknown table (did you mean 'program'?)"),
+    (SUPERVISOR + WEB + "[logging]\nlevel = 'debug'\n",
+     "shop.toml: [logging] unknown table: expected [supervisor] and [program.NAME]"),
+    ("debug = true\n" + SUPERVISOR + WEB, "shop.toml: debug: unknown key"),
+    ("supervisor = 1\n" + WEB, "shop.toml: supervisor: expected a table, got 1"),
+    ("program = 1\n" + SUPERVISOR, "shop.toml: program: expected [program.NAME] tables, got 1"),
+    ("program = { web = 1 }\n" + SUPERVISOR,
+     "shop.toml: [program] web: expected a table [program.web], got 1"),
+    (SUPERVISOR, "shop.toml: no programs: add a [program.NAME] table"),
+    (WEB, "shop.toml: [supervisor] control: required key is missing"),
+    ("[supervisor]\ncontrol = 'run/control.sock'\n" + WEB,
+     "shop.toml: [supervisor] control: expected an absolute path, got 'run/control.sock'"),
+    ("[supervisor]\ncontrol = '/" + "x" * 107 + "'\n" + WEB,
+     "shop.toml: [supervisor] control: too long for a Unix socket (108 bytes, at most 107)"),
+    (SUPERVISOR + "pid_file = '/run/s.pid'\n" + WEB,
+     "shop.toml: [supervisor] pid_file: unknown key (did you mean 'pidfile'?)"),
+    (SUPERVISOR + "pidfile = 'run/s.pid'\n" + WEB,
+     "shop.toml: [supervisor] pidfile: expected an absolute path, got 'run/s.pid'"),
+    (SUPERVISOR + "control_group = 5\n" + WEB,
+     "shop.toml: [supervisor] control_group: expected a non-empty string, got 5"),
+    # the first error in the file is the one shown
+    ("[supervisor]\ncontrol = 'c.sock'\n" + WEB + "restart = 'sometimes'\n",
+     "shop.toml: [supervisor] control: expected an absolute path, got 'c.sock'"),
+    (SUPERVISOR + "[program.'a:b']\ncommand = ['/x']\n",
+     "shop.toml: [program.\"a:b\"] invalid name: use letters, digits, '_', '.' and '-'"
+     " (':' marks instances)"),
+    (SUPERVISOR + "[program.'..']\ncommand = ['/x']\n",
+     "shop.toml: [program.\"..\"] invalid name: use letters, digits, '_', '.' and '-'"
+     " (':' marks instances)"),
+    (SUPERVISOR + WEB + "after = ['dbb']\n[program.db]\ncommand = ['/x']\n",
+     "shop.toml: [program.web] after: unknown program 'dbb' (did you mean 'db'?)"),
+    (SUPERVISOR + WEB + "after = ['db']\n[program.db]\ncommand = ['/x']\nafter = ['web']\n",
+     "shop.toml: [program.web] after: dependency cycle: web -> db -> web"),
+    (SUPERVISOR + "pidfile = '/run/x.pid'\n" + WEB + "pidfile = '/run/x.pid'\n",
+     "shop.toml: [program.web] pidfile: '/run/x.pid' is the pidfile of the supervisor too"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_FILES)
+def test_a_bad_file(shop: Path, text: str, message: str) -> None:
+    assert str(error_of(shop, text)) == message
+
+
+def test_a_toml_syntax_error_names_the_line(shop: Path) -> None:
+    error = error_of(shop, SUPERVISOR + "this is wrong\n" + WEB)
+    assert str(error) == (
+        "shop.toml: line 3, column 6: Expected '=' after a key in a key/value pair"
+    )
+    assert (error.line, error.column) == (3, 6)
+    error = error_of(shop, SUPERVISOR + WEB + 'directory = "/srv\n')
+    assert error.line == 5 and str(error).startswith("shop.toml: line 5, column ")
+    # at the end of the document: its last line
+    error = error_of(shop, SUPERVISOR + "x = [1,")
+    assert error.line == 3 and str(error).startswith("shop.toml: line 3: ")
+
+
+def test_a_file_that_cannot_be_read(shop: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^shop\.toml: cannot read: No such file or directory$"):
+        load(shop)
+    shop.write_bytes(b"[supervisor]\ncontrol = '/caf\xe9'\n")
+    with pytest.raises(ConfigError, match=r"^shop\.toml: line 2: not UTF-8 text$"):
+        load(shop)
+
+
+def test_the_path_is_shown_as_given(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "shop.toml"
+    path.parent.mkdir()
+    error = error_of(path, SUPERVISOR + WEB + "restart = 'sometimes'\n")
+    assert error.file == str(path)
+    assert str(error).startswith(f"{path}: [program.web] restart: ")
+    assert load_text(path, SUPERVISOR + WEB).path == str(path)
+
+
+def test_parse_takes_a_parsed_document() -> None:
+    web: dict[str, Any] = {"command": ["/w"]}
+    data = {"supervisor": {"control": "/c.sock"}, "program": {"web": web}}
+    assert parse(data) == SupervisorConfig("/c.sock", (Program("web", ["/w"]),))
+    web["restart"] = "sometimes"
+    with pytest.raises(ConfigError, match=r"^program 'web': restart: expected one of "):
+        parse(data)
+    with pytest.raises(ConfigError, match=r"^x\.toml: \[program\.web\] restart: "):
+        parse(data, "x.toml")
+
+
+# -- the Python API ------------------------------------------------------------------------
+
+
+def test_program_names_from_python() -> None:
+    with pytest.raises(ConfigError) as info:
+        Program("web:1", ["/w"])
+    assert str(info.value) == (
+        "program 'web:1': invalid name: use letters, digits, '_', '.' and '-' (':' marks instances)"
+    )
+    assert info.value.table == 'program."web:1"'
+    with pytest.raises(ConfigError, match=r"^name: expected a string, got 1$"):
+        Program(1, ["/w"])  # type: ignore[arg-type]
+    assert Program("web.v2_a-1", ["/w"]).instance_names() == ["web.v2_a-1"]
+
+
+def test_supervisor_config_from_python() -> None:
+    web = Program("web", ["/w"])
+    absolute = r"^supervisor: control: expected an absolute path, got 'c'$"
+    with pytest.raises(ConfigError, match=absolute):
+        SupervisorConfig("c", (web,))
+    with pytest.raises(ConfigError, match=r"^no programs$"):
+        SupervisorConfig("/c", ())
+    with pytest.raises(ConfigError, match=r"^program 'web': two programs have this name$"):
+        SupervisorConfig("/c", (web, Program("web", ["/v"])))
+    with pytest.raises(ConfigError, match=r"^programs: expected a list of Program, got \['/w'\]$"):
+        SupervisorConfig("/c", ["/w"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^programs: expected a list of Program, got 5$"):
+        SupervisorConfig("/c", 5)  # type: ignore[arg-type]
+    config = SupervisorConfig("/c", [web])  # type: ignore[arg-type]
+    assert config.programs == (web,) and config.path is None
+
+
+def test_a_config_error_is_one_picklable_value_error() -> None:
+    error = ConfigError("shop.toml", "program.web", "restart", "bad", "web")
+    assert isinstance(error, DaemonError) and isinstance(error, ValueError)
+    for original in (error, ConfigError("shop.toml", None, None, "oops", line=3, column=2)):
+        copy = pickle.loads(pickle.dumps(original))
+        assert type(copy) is ConfigError and str(copy) == str(original)
+        assert vars(copy) == vars(original)
+    assert str(ConfigError("s.toml", None, "a\nb", "unknown key")) == 's.toml: "a\\nb": unknown key'
+
+
+# -- order -----------------------------------------------------------------------------------
+
+
+def programs(**after: list[str]) -> list[Program]:
+    return [Program(name, ["/x"], after=names) for name, names in after.items()]
+
+
+def test_start_and_stop_order_in_waves() -> None:
+    shop = programs(db=[], cache=[], web=["db", "cache"], worker=["db"], nginx=["web"])
+    assert start_order(shop) == [["db", "cache"], ["web", "worker"], ["nginx"]]
+    assert stop_order(shop) == [["nginx"], ["web", "worker"], ["db", "cache"]]
+    assert start_order(programs(a=[], b=[])) == [["a", "b"]]
+
+
+def test_a_dependency_cycle_is_named() -> None:
+    cyclic = programs(x=["a"], a=["b"], b=["c"], c=["a"], d=[])
+    with pytest.raises(ConfigError) as info:
+        start_order(cyclic)
+    assert str(info.value) == "program 'a': after: dependency cycle: a -> b -> c -> a"
+    with pytest.raises(ConfigError, match=r"^program 'x': after: unknown program 'z'$"):
+        stop_order(programs(x=["z"]))
+
+
+# -- the system ------------------------------------------------------------------------------
+
+
+def test_check_system_finds_missing_users_and_groups(shop: Path) -> None:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    text = SUPERVISOR + f"control_group = '{group}'\n" + WEB + f"user = '{user}'\ngroup = '4242'\n"
+    check_system(load_text(shop, text))
+    missing = "no-such-user-daemonctx"
+    config = load_text(shop, SUPERVISOR + WEB + f"user = '{missing}'\n")
+    with pytest.raises(ConfigError) as info:
+        check_system(config)
+    assert str(info.value) == f"shop.toml: [program.web] user: no such user '{missing}'"
+    config = load_text(shop, SUPERVISOR + f"observer_group = '{missing}'\n" + WEB)
+    with pytest.raises(ConfigError, match=r"^shop\.toml: \[supervisor\] observer_group: no such"):
+        check_system(config)

@@ -1,0 +1,355 @@
+"""The control socket's protocol (daemonctx.supervisor.protocol): encoding, framing
+and every error answer, without a socket."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import pytest
+
+from daemonctx.errors import DaemonError
+from daemonctx.supervisor.protocol import (
+    BAD_REQUEST,
+    BAD_RESPONSE,
+    ERROR_TYPES,
+    MAX_LINE,
+    PROTOCOL_VERSION,
+    READ_ONLY_COMMANDS,
+    TOO_LARGE,
+    UNSUPPORTED_VERSION,
+    BadLine,
+    Line,
+    LineDecoder,
+    ProtocolError,
+    RemoteError,
+    Request,
+    Response,
+    encode_error,
+    encode_request,
+    encode_result,
+    parse_request,
+    parse_response,
+)
+
+STREAM = (
+    b'{"id": 1, "command": "status", "args": {"program": "web"}}\n'
+    b'{"id": "two", "command": "stop", "args": {"program": "caf\xc3\xa9"}, "version": 1}\n'
+    b'{"command": "ping"}\n'
+)
+EXPECTED = [
+    Request(id=1, command="status", args={"program": "web"}),
+    Request(id="two", command="stop", args={"program": "café"}),
+    Request(id=None, command="ping"),
+]
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """A response line, checked to be one line of JSON."""
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    value = json.loads(line)
+    assert isinstance(value, dict)
+    return value
+
+
+def error_of(line: bytes) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse_request(line)
+    return caught.value
+
+
+# Encoding and round trips.
+
+
+def test_the_documented_ping_answer() -> None:
+    assert encode_result(1, "pong") == b'{"id": 1, "ok": true, "result": "pong"}\n'
+    assert parse_request(b'{"id":1,"command":"ping"}\n') == Request(1, "ping", {}, 1)
+
+
+@pytest.mark.parametrize("id", [1, 0, -5, 2**63 - 1, -(2**63), "abc", "", None])
+@pytest.mark.parametrize("args", [None, {}, {"program": "web", "signal": "HUP", "n": [1, None]}])
+def test_request_round_trip(id: int | str | None, args: dict[str, Any] | None) -> None:
+    line = encode_request(id, "restart", args)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode(line)["version"] == PROTOCOL_VERSION
+    assert parse_request(line) == Request(id, "restart", args or {}, PROTOCOL_VERSION)
+
+
+@pytest.mark.parametrize(
+    "result", [None, "pong", 3, [1, "x"], {"web": {"state": "running", "pid": 42}}, "a\nb"]
+)
+def test_result_round_trip(result: object) -> None:
+    response = parse_response(encode_result("x", result))
+    assert response == Response(id="x", ok=True, result=result)
+    assert response.unwrap() == result
+
+
+@pytest.mark.parametrize("error_type", sorted(ERROR_TYPES))
+def test_error_round_trip(error_type: str) -> None:
+    line = encode_error(7, error_type, "no program named 'web'")
+    assert decode(line) == {
+        "id": 7,
+        "ok": False,
+        "error": {"type": error_type, "message": "no program named 'web'"},
+    }
+    response = parse_response(line)
+    assert (response.id, response.ok) == (7, False)
+    assert (response.error_type, response.error_message) == (error_type, "no program named 'web'")
+    with pytest.raises(RemoteError) as caught:
+        response.unwrap()
+    assert isinstance(caught.value, DaemonError)
+    assert (caught.value.type, caught.value.message) == (error_type, "no program named 'web'")
+    assert str(caught.value) == "no program named 'web'"
+
+
+def test_error_messages_are_one_line_and_ids_may_be_none() -> None:
+    line = encode_error(None, "failed", "exec failed:\n  No such file\r\n")
+    assert decode(line) == {
+        "id": None,
+        "ok": False,
+        "error": {"type": "failed", "message": "exec failed: No such file"},
+    }
+
+
+def test_output_is_ascii_even_for_a_lone_surrogate() -> None:
+    request = parse_request(b'{"id": "\\ud800", "command": "ping"}')
+    line = encode_result(request.id, "caf\xe9")
+    line.decode("ascii")
+    assert parse_response(line) == Response(id="\ud800", ok=True, result="caf\xe9")
+
+
+@pytest.mark.parametrize(
+    ("call", "exception"),
+    [
+        (lambda: encode_request(True, "ping"), ValueError),
+        (lambda: encode_request(1.5, "ping"), ValueError),  # type: ignore[arg-type]
+        (lambda: encode_request(2**63, "ping"), ValueError),
+        (lambda: encode_request(1, "Ping"), ValueError),
+        (lambda: encode_request(1, "ping", [1]), TypeError),  # type: ignore[arg-type]
+        (lambda: encode_request(1, "ping", {"x": float("nan")}), ValueError),
+        (lambda: encode_request(1, "ping", {"x": "y" * MAX_LINE}), ValueError),
+        (lambda: encode_result(1, object()), TypeError),
+        (lambda: encode_error(1, "oops", "message"), ValueError),
+    ],
+)
+def test_encoding_refuses_what_the_other_side_would(call: Any, exception: type) -> None:
+    with pytest.raises(exception):
+        call()
+
+
+def test_errors_pickle() -> None:
+    error = pickle.loads(pickle.dumps(ProtocolError(BAD_REQUEST, "no command", "a")))
+    assert (error.type, error.message, error.id) == (BAD_REQUEST, "no command", "a")
+    remote = pickle.loads(pickle.dumps(RemoteError("failed", "it broke")))
+    assert (remote.type, remote.message) == ("failed", "it broke")
+
+
+def test_read_only_commands() -> None:
+    assert frozenset({"status", "ping", "commands"}) == READ_ONLY_COMMANDS
+
+
+# Framing.
+
+
+def test_one_feed_many_lines() -> None:
+    assert LineDecoder().feed(STREAM) == EXPECTED
+
+
+def test_split_at_every_byte_boundary() -> None:
+    for cut in range(len(STREAM) + 1):
+        decoder = LineDecoder()
+        assert decoder.feed(STREAM[:cut]) + decoder.feed(STREAM[cut:]) == EXPECTED, cut
+        assert decoder.pending == 0
+
+
+def test_split_at_every_pair_of_boundaries() -> None:
+    for first in range(0, len(STREAM) + 1, 3):
+        for second in range(first, len(STREAM) + 1):
+            decoder = LineDecoder()
+            lines = decoder.feed(STREAM[:first])
+            lines += decoder.feed(STREAM[first:second])
+            lines += decoder.feed(STREAM[second:])
+            assert lines == EXPECTED, (first, second)
+
+
+def test_byte_at_a_time() -> None:
+    decoder = LineDecoder()
+    lines: list[Line] = []
+    for i in range(len(STREAM)):
+        lines += decoder.feed(STREAM[i : i + 1])
+    assert lines == EXPECTED
+
+
+def test_crlf_and_blank_lines() -> None:
+    data = STREAM.replace(b"\n", b"\r\n")
+    data = b"\r\n\n   \n" + data.replace(b"\r\n", b"\r\n\r\n", 1)
+    for cut in range(len(data) + 1):
+        decoder = LineDecoder()
+        assert decoder.feed(data[:cut]) + decoder.feed(data[cut:]) == EXPECTED, cut
+
+
+def test_a_last_line_without_newline_is_read_at_eof() -> None:
+    decoder = LineDecoder()
+    assert decoder.feed(b'{"id": 9, "command": "ping"}') == []
+    assert decoder.feed_eof() == [Request(9, "ping")]
+    assert decoder.feed_eof() == []
+
+
+def too_large(lines: list[Line]) -> None:
+    assert len(lines) == 1 and isinstance(lines[0], BadLine), lines
+    assert (lines[0].error.type, lines[0].error.id) == (TOO_LARGE, None)
+    assert decode(lines[0].response)["error"]["type"] == TOO_LARGE
+
+
+def test_an_over_long_line_is_refused_in_bounded_memory() -> None:
+    decoder = LineDecoder()
+    chunk = 4096
+    data = b'{"id": 1, "command": "status", "args": {"x": "' + b"y" * (1 << 20)
+    lines: list[Line] = []
+    for i in range(0, len(data), chunk):
+        lines += decoder.feed(data[i : i + chunk])
+        assert decoder.pending <= MAX_LINE + chunk
+    too_large(lines)  # answered once, before the line even ended
+    assert decoder.feed(b'"}}\n{"id": 2, "command": "ping"}\n') == [Request(2, "ping")]
+    assert decoder.feed(b'{"id": 3, "command": "ping"}\n') == [Request(3, "ping")]
+
+
+def test_an_over_long_line_in_one_read() -> None:
+    decoder = LineDecoder()
+    lines = decoder.feed(b"x" * (MAX_LINE + 2) + b'\n{"command": "ping"}\n')
+    too_large(lines[:1])
+    assert lines[1:] == [Request(None, "ping")]
+    assert decoder.pending == 0
+
+
+def test_the_limit_is_exact() -> None:
+    """A line of MAX_LINE bytes (its ending not counted) is read; one byte more is not."""
+    head = b'{"command": "ping", "id": "'
+    fits = head + b"x" * (MAX_LINE - len(head) - 2) + b'"}'
+    assert len(fits) == MAX_LINE
+    for ending in (b"\n", b"\r\n"):
+        for cut in (0, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, MAX_LINE + len(ending)):
+            decoder = LineDecoder()
+            data = fits + ending
+            lines = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+            assert len(lines) == 1 and isinstance(lines[0], Request), (ending, cut)
+            longer = fits.replace(b'"x', b'"xx') + ending
+            decoder = LineDecoder()
+            too_large(decoder.feed(longer[:cut]) + decoder.feed(longer[cut:]))
+    too_large([BadLine(error_of(fits.replace(b'"x', b'"xx')))])
+
+
+def test_a_bad_line_does_not_stop_the_next() -> None:
+    lines = LineDecoder().feed(b'nonsense\n{"id": 1, "command": "ping"}\n')
+    assert isinstance(lines[0], BadLine) and lines[0].error.type == BAD_REQUEST
+    assert lines[1:] == [Request(1, "ping")]
+
+
+# Garbage: the right error type, and the id echoed when it was readable.
+
+
+@pytest.mark.parametrize(
+    ("line", "id"),
+    [
+        (b"not json", None),
+        (b"{", None),
+        (b'{"id": 1, "command": "ping"} {}', None),
+        (b"[1, 2]", None),
+        (b"42", None),
+        (b'"ping"', None),
+        (b"null", None),
+        (b"\xff\xfe{}", None),
+        (b'{"id": 1, "command": "p\xe9ng"}', None),  # Latin-1, not UTF-8
+        (b"\xef\xbb\xbf{}", None),  # a byte-order mark
+        (b'{"id": NaN, "command": "ping"}', None),
+        (b'{"id": 1, "id": 2, "command": "ping"}', None),
+        (b"[" * 30_000 + b"]" * 30_000, None),
+        (b'{"id": true, "command": "ping"}', None),
+        (b'{"id": 1.0, "command": "ping"}', None),
+        (b'{"id": [1], "command": "ping"}', None),
+        (b'{"id": 9223372036854775808, "command": "ping"}', None),
+        (b'{"id": ' + b"9" * 5000 + b', "command": "ping"}', None),
+        (b'{"id": 1}', 1),
+        (b'{"id": "a", "command": null}', "a"),
+        (b'{"id": 1, "command": 7}', 1),
+        (b'{"id": 1, "command": ""}', 1),
+        (b'{"id": 1, "command": "Status"}', 1),
+        (b'{"id": 1, "command": "1status"}', 1),
+        (b'{"id": 1, "command": "status\\n"}', 1),
+        (b'{"id": 1, "command": "st atus"}', 1),
+        (b'{"id": 1, "command": "' + b"a" * 65 + b'"}', 1),
+        (b'{"id": 1, "command": "status", "args": [1]}', 1),
+        (b'{"id": 1, "command": "status", "args": null}', 1),
+        (b'{"id": 1, "command": "status", "args": "web"}', 1),
+        (b'{"id": 1, "command": "status", "arg": {}}', 1),
+        (b'{"id": 1, "command": "status", "version": "1"}', 1),
+        (b'{"id": 1, "command": "status", "version": true}', 1),
+        (b'{"id": 1, "command": "status", "args": {"n": Infinity}}', None),
+    ],
+    ids=lambda value: repr(value)[:40],
+)
+def test_garbage_is_a_bad_request(line: bytes, id: int | str | None) -> None:
+    error = error_of(line)
+    assert (error.type, error.id) == (BAD_REQUEST, id), error.message
+    assert "\n" not in error.message and len(error.message) < 200
+    [bad] = LineDecoder().feed(line + b"\n")
+    assert isinstance(bad, BadLine)
+    assert decode(bad.response) == {
+        "id": id,
+        "ok": False,
+        "error": {"type": BAD_REQUEST, "message": error.message},
+    }
+
+
+def test_messages_name_the_culprit() -> None:
+    assert "unknown field" in error_of(b'{"command": "x", "arg": {}}').message
+    assert '"arg"' in error_of(b'{"command": "x", "arg": {}}').message
+    assert '"Status"' in error_of(b'{"command": "Status"}').message
+    assert "no command" in error_of(b"{}").message
+    assert "UTF-8" in error_of(b"\xff").message
+
+
+@pytest.mark.parametrize("version", [2, 0, -1, 10**30])
+def test_unsupported_version(version: int) -> None:
+    line = json.dumps({"id": "v", "command": "ping", "version": version, "new": 1}).encode()
+    error = error_of(line)
+    assert (error.type, error.id) == (UNSUPPORTED_VERSION, "v")
+    assert "supported: 1" in error.message
+
+
+def test_a_request_may_ask_for_version_1() -> None:
+    assert parse_request(b'{"command": "ping", "version": 1}').version == 1
+
+
+# Responses, in the client.
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"nope",
+        b"\xff",
+        b"[]",
+        b'{"id": 1}',
+        b'{"id": 1, "ok": 1, "result": 2}',
+        b'{"id": 1, "ok": false}',
+        b'{"id": 1, "ok": false, "error": "failed"}',
+        b'{"id": 1, "ok": false, "error": {"type": "failed"}}',
+        b'{"id": 1, "ok": false, "error": {"type": 1, "message": "m"}}',
+        b'{"id": true, "ok": true}',
+    ],
+)
+def test_a_bad_response(line: bytes) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_response(line)
+    assert caught.value.type == BAD_RESPONSE
+
+
+def test_a_response_from_a_newer_server() -> None:
+    """An error type this client does not know still reaches the caller."""
+    line = b'{"id": 1, "ok": false, "error": {"type": "busy", "message": "try later"}}\n'
+    with pytest.raises(RemoteError) as caught:
+        parse_response(line).unwrap()
+    assert (caught.value.type, caught.value.message) == ("busy", "try later")
+    assert parse_response(b'{"id": null, "ok": true}').unwrap() is None
