@@ -1,0 +1,340 @@
+"""Starting one program instance, and the few system calls the loop needs on it.
+
+``spawn`` is a thin wrapper around ``subprocess.Popen``, which already does the
+error pipe (an exec failure comes back as an ``OSError`` with its errno), fd
+closing, ``setsid``, the working directory, the environment and the
+credential change (``user``/``group``/``extra_groups``). Its ``preexec_fn``
+does only what Popen cannot:
+
+- ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so that a program dies with the
+  supervisor. Popen changes credentials *before* it calls ``preexec_fn``
+  (``_posixsubprocess.c``: chdir, umask, restore_signals, setsid, setgroups,
+  setregid, setreuid, then preexec_fn; checked on CPython 3.9 to 3.13), so the
+  death signal is set after the change that would clear it (prctl(2)). It then
+  checks that the supervisor did not die before that: ``getppid()`` must still
+  be the supervisor's pid, or the child exits at once.
+- every ignored signal back to its default action (``restore_signals`` covers
+  only SIGPIPE and SIGXFSZ, which Python ignores; an ignored signal stays
+  ignored across exec), and an empty signal mask.
+
+The parent-death signal fires when the *thread* that forked the child exits,
+not the process: call ``spawn`` from the supervisor's long-lived loop thread.
+
+Tracking (docs/DESIGN "Tracking"): the leader is kept unreaped until its group
+is killed. While it is unreaped its pid, which is also its process group's id,
+cannot be reused, so ``signal_group`` may signal ``-pid``. ``exited`` tells that
+the leader has exited without reaping it; ``reap`` reaps it. The loop must not
+reap leaders behind our back (a subreaper's ``waitpid(-1)`` would): reap the
+adopted orphans by pid, the leaders through ``reap``.
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import pidfd as pidfds
+from ..errors import DaemonError
+from .config import Program
+from .state import ExitStatus
+
+__all__ = [
+    "SpawnError",
+    "Spawned",
+    "exited",
+    "reap",
+    "set_child_subreaper",
+    "signal_group",
+    "spawn",
+]
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+_USER_VARIABLES = ("HOME", "USER", "LOGNAME")
+# restore_signals=True gives these back their default action already.
+_RESTORED_BY_POPEN = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+
+
+class SpawnError(DaemonError, OSError):
+    """The program could not be started. ``errno`` is the exec's (or the
+    lookup's) error number, ``message`` one line naming the file and the reason,
+    ``/srv/x: No such file or directory``, as ``StateMachine.spawn_failed`` takes them."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(errno, message)
+        self.errno = errno
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errno, self.message))
+
+
+@dataclass
+class Spawned:
+    """A started program instance: its ``pid`` (also its session and process
+    group id), a ``pidfd`` naming it, the ``popen`` that started it, and when
+    (``started``, monotonic seconds). ``status`` is set once ``reap`` has reaped it."""
+
+    name: str
+    pid: int
+    pidfd: int
+    popen: subprocess.Popen[bytes] = field(repr=False)
+    started: float
+    status: ExitStatus | None = None
+
+    @property
+    def reaped(self) -> bool:
+        return self.status is not None
+
+    def close(self) -> None:
+        """Close the pidfd (once the loop no longer watches it). Idempotent."""
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+# -- libc ---------------------------------------------------------------------------------
+
+_libc: Any = None
+
+
+def _load_libc() -> Any:
+    """libc through ctypes, loaded once, in the parent (never in a forked child)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl.restype = ctypes.c_int
+        libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.signal.restype = ctypes.c_void_p
+        _libc = libc
+    return _libc
+
+
+def _prctl(option: int, value: int) -> int:
+    import ctypes
+
+    ulong = ctypes.c_ulong
+    result: int = _load_libc().prctl(option, ulong(value), ulong(0), ulong(0), ulong(0))
+    return result
+
+
+def set_child_subreaper() -> None:
+    """Make this process a child subreaper: orphaned descendants (a daemon that
+    forked away from its program) are reparented to us, not to init."""
+    import ctypes
+
+    if _prctl(PR_SET_CHILD_SUBREAPER, 1) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(number)}")
+
+
+def _ignored_signals() -> list[int]:
+    """The signals this process ignores, but those Popen restores itself."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"SigIgn:"):
+                    mask = int(line.split()[1], 16)
+                    break
+            else:
+                return []
+    except OSError:
+        return []
+    ignored = []
+    for number in range(1, mask.bit_length() + 1):
+        if mask >> (number - 1) & 1 and number not in _RESTORED_BY_POPEN:
+            ignored.append(number)
+    return ignored
+
+
+def _child_setup(supervisor: int, ignored: list[int]) -> Callable[[], None]:
+    """The ``preexec_fn``: run in the child after its credential change, before exec.
+    Everything it calls is looked up here, in the parent."""
+    import ctypes
+
+    libc = _load_libc()
+    prctl = libc.prctl
+    set_signal = libc.signal
+    ulong = ctypes.c_ulong
+    death_args = (PR_SET_PDEATHSIG, ulong(signal.SIGKILL), ulong(0), ulong(0), ulong(0))
+    getppid, exit_now = os.getppid, os._exit
+    sigmask, setmask = signal.pthread_sigmask, signal.SIG_SETMASK
+    empty: tuple[int, ...] = ()
+
+    def setup() -> None:
+        for number in ignored:
+            set_signal(number, None)  # SIG_DFL
+        sigmask(setmask, empty)
+        if prctl(*death_args) != 0:
+            exit_now(127)
+        if getppid() != supervisor:  # the supervisor died before the prctl
+            exit_now(1)
+
+    return setup
+
+
+# -- spawning -----------------------------------------------------------------------------
+
+
+def _resolve_user(
+    program: Program, argv0: str, environment: dict[str, str]
+) -> tuple[int | None, int | None, list[int] | None]:
+    """(uid, gid, supplementary groups) to pass to Popen; None keeps ours.
+
+    ``user`` gives its uid, primary group (unless ``group`` is set) and groups
+    (``getgrouplist``), and sets HOME, USER and LOGNAME. A numeric uid with no
+    passwd entry runs with gid ``group``, or the same number, and no other groups.
+    Without ``user``, a root supervisor that switches group drops its own groups.
+    """
+    import grp
+    import pwd
+
+    uid = gid = None
+    groups: list[int] | None = None
+    name = None
+    if program.user is not None:
+        user = program.user
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except (KeyError, OverflowError, ValueError):
+            if not user.isdigit():
+                raise SpawnError(errnos.ENOENT, f"{argv0}: no such user {user!r}") from None
+            uid = gid = int(user)
+        else:
+            uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+            environment.update(zip(_USER_VARIABLES, (entry.pw_dir, name, name)))
+    if program.group is not None:
+        group = program.group
+        try:
+            gid = (grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)).gr_gid
+        except (KeyError, OverflowError, ValueError):
+            if not group.isdigit():
+                raise SpawnError(errnos.ENOENT, f"{argv0}: no such group {group!r}") from None
+            gid = int(group)
+    if name is not None and gid is not None:
+        groups = os.getgrouplist(name, gid)
+    elif (uid is not None or gid is not None) and os.geteuid() == 0:
+        groups = []
+    return uid, gid, groups
+
+
+def spawn(
+    program: Program,
+    *,
+    name: str,
+    environment: Mapping[str, str],
+    notify_socket: str | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> Spawned:
+    """Start ``program`` (the instance ``name``): in a session and process group
+    of its own, in ``program.directory``, with ``environment`` (the supervisor's)
+    plus ``program.environment`` (and ``NOTIFY_SOCKET`` when ``notify_socket`` is
+    given, none otherwise), as ``program.user``/``group``, stdin from /dev/null,
+    stdout and stderr to the given fds (else /dev/null), no other fd, default
+    signal actions, an empty signal mask, and SIGKILL when the supervisor dies.
+
+    Raises ``SpawnError`` when it cannot be started (the exec's errno, or ENOENT
+    for a user or group that is no more).
+    """
+    argv = list(program.command)
+    env = {key: value for key, value in environment.items() if key != "NOTIFY_SOCKET"}
+    uid, gid, groups = _resolve_user(program, argv[0], env)
+    env.update(program.environment)
+    env.pop("NOTIFY_SOCKET", None)
+    if notify_socket is not None:
+        env["NOTIFY_SOCKET"] = notify_socket
+    setup = _child_setup(os.getpid(), _ignored_signals())
+    try:
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL if stdout is None else stdout,
+            stderr=subprocess.DEVNULL if stderr is None else stderr,
+            close_fds=True,
+            cwd=program.directory,
+            env=env,
+            start_new_session=True,
+            restore_signals=True,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+            preexec_fn=setup,
+        )
+    except OSError as exc:
+        number = exc.errno or errnos.EIO
+        filename = exc.filename if exc.filename is not None else argv[0]
+        reason = exc.strerror or os.strerror(number)
+        raise SpawnError(number, f"{os.fsdecode(filename)}: {reason}") from None
+    except subprocess.SubprocessError as exc:  # preexec_fn raised (it should not)
+        raise SpawnError(errnos.EIO, f"{argv[0]}: {exc}") from None
+    started = time.monotonic()
+    try:
+        pidfd = os.pidfd_open(popen.pid)  # ours and unreaped: the pid is still its own
+    except OSError as exc:
+        popen.kill()
+        popen.wait()
+        number = exc.errno or errnos.EIO
+        raise SpawnError(number, f"{argv[0]}: pidfd_open: {os.strerror(number)}") from None
+    return Spawned(name=name, pid=popen.pid, pidfd=pidfd, popen=popen, started=started)
+
+
+# -- after the start ----------------------------------------------------------------------
+
+
+def exited(spawned: Spawned) -> bool:
+    """Whether the leader has exited (a zombie counts), without reaping it."""
+    return spawned.reaped or pidfds.exited(spawned.pidfd)
+
+
+def reap(spawned: Spawned) -> ExitStatus | None:
+    """Reap the leader if it has exited and return how it ended; None while it
+    runs. Never blocks. Once reaped, returns the same status again. Kill its
+    group (``signal_group``) first: after this its pid may be reused."""
+    if spawned.status is not None:
+        return spawned.status
+    if not pidfds.exited(spawned.pidfd):
+        return None
+    popen = spawned.popen
+    if popen.returncode is not None:  # reaped through the Popen elsewhere
+        spawned.status = ExitStatus.from_returncode(popen.returncode)
+        return spawned.status
+    pid, status = os.waitpid(spawned.pid, os.WNOHANG)
+    if pid == 0:
+        return None
+    # tell the Popen, or it would waitpid (a reused pid, by then) when collected
+    popen.returncode = os.waitstatus_to_exitcode(status)
+    spawned.status = ExitStatus.from_wait_status(status)
+    return spawned.status
+
+
+def signal_group(spawned: Spawned, signum: int) -> None:
+    """Send ``signum`` to the program's process group (``-pid``) and to its leader
+    through the pidfd.
+
+    Safe only while the leader is unreaped: until then its pid, the group's id,
+    cannot name another process or group. Raises ``RuntimeError`` once it is reaped.
+    A group with no process left (the leader moved out of it) is not an error.
+    """
+    if spawned.reaped or spawned.popen.returncode is not None:
+        raise RuntimeError(f"{spawned.name} (pid {spawned.pid}) was reaped: its group id is stale")
+    try:
+        os.killpg(spawned.pid, signum)
+    except ProcessLookupError:
+        pass
+    try:
+        signal.pidfd_send_signal(spawned.pidfd, signum)
+    except ProcessLookupError:
+        pass

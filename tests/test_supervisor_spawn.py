@@ -1,0 +1,286 @@
+"""supervisor.spawn: starting a program instance, checked from outside through
+/proc, pidfds and what the program writes. Real processes, each killed at the end."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import (
+    ENV,
+    NOBODY,
+    ProcessTracker,
+    needs_root,
+    proc_stat,
+    proc_status,
+    run_in_child,
+    wait_for,
+    wait_gone,
+)
+
+from daemonctx.supervisor.config import Program
+from daemonctx.supervisor.spawn import (
+    Spawned,
+    SpawnError,
+    exited,
+    reap,
+    set_child_subreaper,
+    signal_group,
+    spawn,
+)
+from daemonctx.supervisor.state import ExitStatus
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def started(processes: ProcessTracker) -> Iterator[list[Spawned]]:
+    """Spawned instances: killed (by the tracker, through their Popen), reaped, pidfds closed."""
+    spawned: list[Spawned] = []
+    try:
+        yield spawned
+    finally:
+        for one in spawned:
+            if not one.reaped:
+                processes.adopt(one.popen)
+        processes.kill_all()
+        for one in spawned:
+            one.close()
+
+
+def start(started: list[Spawned], program: Program, **options: object) -> Spawned:
+    options.setdefault("environment", dict(os.environ))
+    one = spawn(program, name=program.name, **options)  # type: ignore[arg-type]
+    started.append(one)
+    return one
+
+
+def read_lines(fd: int, count: int, timeout: float = 5) -> list[str]:
+    data = b""
+    while data.count(b"\n") < count:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no output after {timeout} s: {data!r}"
+        chunk = os.read(fd, 4096)
+        assert chunk, f"output ended: {data!r}"
+        data += chunk
+    return data.decode().splitlines()
+
+
+def exec_done(pid: int, comm: str = "sleep") -> bool:
+    return Path(f"/proc/{pid}/comm").read_text().strip() == comm
+
+
+@pytest.fixture
+def odd_signals() -> Iterator[None]:
+    """The supervisor ignores SIGHUP and blocks SIGUSR1: its programs must not inherit that."""
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGHUP, old)
+
+
+@pytest.mark.usefixtures("odd_signals")
+def test_environment_directory_session_fds_signals(started: list[Spawned], tmp_path: Path) -> None:
+    script = "echo $FOO $NOTIFY_SOCKET; pwd; exec sleep 1000"
+    program = Program(
+        "web", ["sh", "-c", script], directory=str(tmp_path), environment={"FOO": "bar"}
+    )
+    read_fd, write_fd = os.pipe()
+    try:
+        environment = {**os.environ, "NOTIFY_SOCKET": "/inherited", "FOO": "ours"}
+        one = start(
+            started, program, environment=environment, notify_socket="/run/n.sock", stdout=write_fd
+        )
+        os.close(write_fd)
+        write_fd = -1
+        assert read_lines(read_fd, 2) == ["bar /run/n.sock", str(tmp_path)]
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+    pid = one.pid
+    wait_for(lambda: exec_done(pid), what="exec sleep")
+    assert one.name == "web" and one.popen.pid == pid
+    stat = proc_stat(pid)
+    assert (int(stat[2]), int(stat[3])) == (pid, pid)  # its own process group and session
+    # sh's close-on-exec fds go at the end of its exec, and sleep itself opens its
+    # locale for a moment: wait until only 0-2 are left (a leaked fd never would go)
+    listed = lambda: sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))  # noqa: E731
+    wait_for(lambda: listed() == [0, 1, 2], what="only fds 0, 1 and 2")
+    assert os.readlink(f"/proc/{pid}/fd/0") == os.readlink(f"/proc/{pid}/fd/2") == "/dev/null"
+    status = proc_status(pid)
+    assert int(status["SigBlk"], 16) == 0
+    assert int(status["SigIgn"], 16) == 0  # SIGHUP, SIGPIPE, SIGXFSZ: default
+    assert not exited(one) and reap(one) is None
+
+
+def test_inherited_notify_socket_removed(started: list[Spawned]) -> None:
+    program = Program("p", ["sh", "-c", 'echo "[$NOTIFY_SOCKET]"; exec sleep 1000'])
+    read_fd, write_fd = os.pipe()
+    try:
+        environment = {**os.environ, "NOTIFY_SOCKET": "/inherited"}
+        start(started, program, environment=environment, stdout=write_fd)
+        assert read_lines(read_fd, 1) == ["[]"]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def _failure(tmp_path: Path, name: str, content: bytes | None, mode: int) -> SpawnError:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+        path.chmod(mode)
+    with pytest.raises(SpawnError) as caught:
+        spawn(Program("p", [str(path)]), name="p", environment=dict(os.environ))
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "number"),
+    [
+        (None, 0, errno.ENOENT),
+        (b"#!/bin/sh\nexit 0\n", 0o644, errno.EACCES),
+        (b"\x7fgarbage\x00\x01\x02 not a program\n", 0o755, errno.ENOEXEC),
+    ],
+    ids=["ENOENT", "EACCES", "ENOEXEC"],
+)
+def test_exec_failures(tmp_path: Path, content: bytes | None, mode: int, number: int) -> None:
+    error = _failure(tmp_path, "x", content, mode)
+    assert error.errno == number
+    assert error.message == f"{tmp_path / 'x'}: {os.strerror(number)}"
+    assert str(error) == error.message
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    program = Program("p", ["true"], directory=str(missing))
+    with pytest.raises(SpawnError) as caught:
+        spawn(program, name="p", environment=dict(os.environ))
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.message == f"{missing}: No such file or directory"
+
+
+def test_unknown_user() -> None:
+    program = Program("p", ["true"], user="no-such-user-daemonctx")
+    with pytest.raises(SpawnError) as caught:
+        spawn(program, name="p", environment=dict(os.environ))
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.message == "true: no such user 'no-such-user-daemonctx'"
+
+
+@needs_root
+def test_user_nobody(started: list[Spawned]) -> None:
+    import pwd
+
+    entry = pwd.getpwnam("nobody")
+    program = Program(
+        "p", ["sh", "-c", "echo $USER $LOGNAME $HOME; exec sleep 1000"], user="nobody"
+    )
+    read_fd, write_fd = os.pipe()
+    try:
+        one = start(started, program, stdout=write_fd)
+        assert read_lines(read_fd, 1) == [f"nobody nobody {entry.pw_dir}"]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    wait_for(lambda: exec_done(one.pid), what="exec sleep")
+    status = proc_status(one.pid)
+    assert status["Uid"].split() == [str(entry.pw_uid)] * 4
+    assert status["Gid"].split() == [str(entry.pw_gid)] * 4
+    groups = {int(group) for group in status["Groups"].split()}
+    assert groups == set(os.getgrouplist("nobody", entry.pw_gid))
+
+
+@needs_root
+def test_group_only_drops_supplementary_groups(started: list[Spawned]) -> None:
+    one = start(started, Program("p", ["sleep", "1000"], group=str(NOBODY)))
+    wait_for(lambda: exec_done(one.pid), what="exec sleep")
+    status = proc_status(one.pid)
+    assert status["Uid"].split()[0] == str(os.getuid())
+    assert status["Gid"].split() == [str(NOBODY)] * 4
+    assert status["Groups"] == ""
+
+
+# The intermediate supervisor: spawns sleep (as USER), prints its pid, waits to be killed.
+INTERMEDIATE = """
+import os, sys, time
+from daemonctx.supervisor.config import Program
+from daemonctx.supervisor.spawn import spawn
+user = sys.argv[1] or None
+one = spawn(Program("p", ["sleep", "1000"], user=user), name="p", environment=dict(os.environ))
+print(one.pid, flush=True)
+time.sleep(1000)
+"""
+
+
+@pytest.mark.parametrize("user", [pytest.param("nobody", marks=needs_root), ""])
+def test_dies_with_the_supervisor(processes: ProcessTracker, user: str) -> None:
+    intermediate = processes.popen(
+        [sys.executable, "-c", INTERMEDIATE, user], stdout=subprocess.PIPE, env=ENV
+    )
+    assert intermediate.stdout is not None
+    line = intermediate.stdout.readline()
+    child = processes.add(int(line))
+    wait_for(lambda: exec_done(child), what="exec sleep")
+    if user:
+        assert proc_status(child)["Uid"].split()[0] == str(NOBODY)
+    intermediate.kill()
+    intermediate.wait(5)
+    wait_gone(child, 5)
+
+
+def test_signal_group_kills_the_group(started: list[Spawned], processes: ProcessTracker) -> None:
+    one = start(started, Program("p", ["sh", "-c", "sleep 1000 & wait"]))
+    children = Path(f"/proc/{one.pid}/task/{one.pid}/children")
+    grandchild = int(wait_for(lambda: children.read_text().split(), what="sleep forked")[0])
+    processes.add(grandchild)
+    wait_for(lambda: exec_done(grandchild), what="exec sleep")
+    assert int(proc_stat(grandchild)[2]) == one.pid
+    assert not exited(one) and reap(one) is None
+    signal_group(one, signal.SIGTERM)
+    wait_gone(grandchild, 5)
+    wait_for(lambda: exited(one), timeout=5, what="leader exited")
+    assert os.path.exists(f"/proc/{one.pid}")  # exited, not reaped
+    status = reap(one)
+    assert status == ExitStatus(signal=signal.SIGTERM)
+    assert reap(one) == status and one.popen.returncode == -signal.SIGTERM
+    assert not os.path.exists(f"/proc/{one.pid}")
+    with pytest.raises(RuntimeError, match="reaped"):
+        signal_group(one, signal.SIGTERM)
+
+
+def test_reap_exit_code(started: list[Spawned]) -> None:
+    one = start(started, Program("p", ["sh", "-c", "exit 3"]))
+    wait_for(lambda: exited(one), timeout=5, what="exit")
+    assert reap(one) == ExitStatus(code=3)
+
+
+def test_set_child_subreaper() -> None:
+    def adopt_orphan() -> None:
+        set_child_subreaper()
+        read_fd, write_fd = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            orphan = os.fork()
+            if orphan == 0:
+                os._exit(7)
+            os.write(write_fd, str(orphan).encode())
+            os._exit(0)
+        os.close(write_fd)
+        orphan = int(os.read(read_fd, 100))
+        os.waitpid(middle, 0)
+        pid, status = os.waitpid(orphan, 0)  # ours now: only a subreaper may wait for it
+        assert pid == orphan and os.waitstatus_to_exitcode(status) == 7
+
+    run_in_child(adopt_orphan)
