@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar, Union
 
     PathArg = Union[str, "os.PathLike[str]"]
+    FileKey = tuple[int, int, int]
     _Self = TypeVar("_Self", bound="PIDLockFile")
 
 __all__ = ["PIDLockFile", "PidfileStatus", "TimeoutPIDLockFile", "read_pidfile_status"]
 
-_PROC_LOCKS = "/proc/locks"
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _MAX_DELAY = 0.05  # cap of the exponential backoff while waiting for a holder
 _READER_RETRIES = (0.001, 0.002, 0.004, 0.008)  # see _try_lock
@@ -189,35 +189,7 @@ def _is_at_path(path: str, fd: int) -> bool:
     return mine.st_nlink > 0 and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _flock_keys(device: int | None = None) -> list[tuple[int, tuple[int, int, int]]] | None:
-    """(locker pid, (major, minor, inode)) of every active exclusive flock in /proc/locks,
-    only those on ``device`` when given. Lines look like
-    ``1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF`` (device numbers in hex);
-    waiters have ``->`` after the ordinal. The pid is the process that *took* the
-    lock: a hint, never an identity (see ``procfs``). None where there is no
-    /proc/locks to read (not Linux)."""
-    try:
-        with open(_PROC_LOCKS, "rb") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    found = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 6 or fields[1] != b"FLOCK" or fields[3] != b"WRITE":
-            continue
-        try:
-            major, minor, ino = fields[5].split(b":")
-            key = (int(major, 16), int(minor, 16), int(ino))
-            pid = int(fields[4])
-        except ValueError:
-            continue
-        if device is None or key[:2] == (os.major(device), os.minor(device)):
-            found.append((pid, key))
-    return found
-
-
-def _exclusive_holder(fd: int) -> int | None:
+def _exclusive_holder(fd: int, flocks: list[tuple[int, FileKey]] | None = None) -> int | None:
     """A live process that holds the exclusive flock on fd's file, or None if none does.
 
     The pid written in the file is preferred when that process really holds the
@@ -226,17 +198,18 @@ def _exclusive_holder(fd: int) -> int | None:
     looked at (another user's processes, as non-root), the written pid is returned
     if that process started before the pid was written (a pid reused later did not).
     """
+    from . import procfs  # only when the lock is held: never on a fresh start
+
     st = os.fstat(fd)
-    key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    key = procfs.file_key(st)
     recorded = _pid_in(fd)
-    flocks = _flock_keys()
+    if flocks is None:
+        flocks = procfs.exclusive_flocks()
     if flocks is None:  # no /proc: nothing to verify with, the file is all we have
         return recorded
     lockers = [pid for pid, locked in flocks if locked == key]
     if not lockers:
         return None
-    from . import procfs  # only when the lock is held: never on a fresh start
-
     if recorded is not None:
         fds = procfs.holding_fds(recorded, key)
         if fds:
@@ -245,11 +218,6 @@ def _exclusive_holder(fd: int) -> int | None:
             return recorded
     holders = procfs.find_lock_holders(key, lockers)
     return holders.pids[0] if holders.pids else None
-
-
-def _key(fd: int) -> tuple[int, int, int]:
-    st = os.fstat(fd)
-    return os.major(st.st_dev), os.minor(st.st_dev), st.st_ino
 
 
 def _is_held(fd: int) -> bool:
@@ -275,9 +243,12 @@ def _try_lock(fd: int) -> tuple[bool, int | None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            flocks = _flock_keys()
-            if flocks is None or any(locked == _key(fd) for _pid, locked in flocks):
-                return False, _exclusive_holder(fd)
+            from . import procfs  # contention only: never on a fresh start
+
+            flocks = procfs.exclusive_flocks()  # read once, for both questions
+            key = procfs.file_key(os.fstat(fd))
+            if flocks is None or any(locked == key for _pid, locked in flocks):
+                return False, _exclusive_holder(fd, flocks)
         else:
             return True, None
     return False, _exclusive_holder(fd)

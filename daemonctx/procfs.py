@@ -60,23 +60,49 @@ def _parse_lock(fields: list[bytes]) -> tuple[int, FileKey] | None:
         return None
 
 
-def exclusive_flocks() -> list[tuple[int, FileKey]]:
+def exclusive_flocks() -> list[tuple[int, FileKey]] | None:
     """Every active exclusive ``flock`` in /proc/locks: (pid that took it, file key).
 
     Lines look like ``1: FLOCK  ADVISORY  WRITE 1234 fd:01:123456 0 EOF``; waiters
     (``1: -> FLOCK ...``) are skipped. The pid is a hint only (see the module doc),
-    and is 0 or negative for a locker outside our pid namespace.
+    and is 0 or negative for a locker outside our pid namespace. None where there
+    is no /proc/locks to read (not Linux). Its first read in a process can take
+    milliseconds (the kernel waits for an RCU grace period): keep it off fast paths.
     """
     try:
         with open(_PROC_LOCKS, "rb") as f:
             lines = f.read().splitlines()
     except OSError:
-        return []
+        return None
     found = []
     for line in lines:
         parsed = _parse_lock(line.split()[1:])
         if parsed is not None:
             found.append(parsed)
+    return found
+
+
+def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, FileKey, bool]] | None:
+    """(fd name, key, unlinked) for each fd of ``pid`` open on one of ``keys``;
+    [] when it has none or is gone, None when we may not look (another user's
+    process, as non-root)."""
+    wanted = set(keys)
+    base = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except PermissionError:
+        return None
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            st = os.stat(f"{base}/{name}")
+        except OSError:
+            continue
+        key = file_key(st)
+        if key in wanted:
+            found.append((name, key, st.st_nlink == 0))
     return found
 
 
@@ -86,21 +112,11 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
     Returns [] when it holds none (or is gone), None when we may not look
     (another user's process, as non-root).
     """
-    base = f"/proc/{pid}/fd"
-    try:
-        fds = os.listdir(base)
-    except PermissionError:
+    files = _open_files(pid, (key,))
+    if files is None:
         return None
-    except OSError:
-        return []
     held = []
-    for name in fds:
-        try:
-            st = os.stat(f"{base}/{name}")
-        except OSError:
-            continue
-        if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) != key:
-            continue
+    for name, _key, _unlinked in files:
         try:
             with open(f"/proc/{pid}/fdinfo/{name}", "rb") as f:
                 info = f.read()
@@ -142,7 +158,7 @@ def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
     Otherwise every process is looked at (a holder can be any descendant of the
     locker, reparented anywhere); ``hints`` only order the search.
     """
-    if not any(locked == key for _pid, locked in exclusive_flocks()):
+    if not any(locked == key for _pid, locked in exclusive_flocks() or []):
         return Holders([], False)
     pids: list[int] = []
     hidden = False
@@ -160,22 +176,11 @@ def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
 
 
 def _fds_on(pid: int, keys: set[FileKey]) -> dict[FileKey, tuple[str, bool]]:
-    """{key: (fd name, unlinked)} for the fds of ``pid`` open on one of ``keys``
+    """{key: (fd name, unlinked)}, the first fd of ``pid`` on each of ``keys``
     ({} if none, or if we may not look)."""
-    base = f"/proc/{pid}/fd"
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return {}
     found: dict[FileKey, tuple[str, bool]] = {}
-    for name in names:
-        try:
-            st = os.stat(f"{base}/{name}")
-        except OSError:
-            continue
-        key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-        if key in keys:
-            found.setdefault(key, (name, st.st_nlink == 0))
+    for name, key, unlinked in _open_files(pid, keys) or []:
+        found.setdefault(key, (name, unlinked))
     return found
 
 
@@ -201,7 +206,7 @@ def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
     """
     where = (os.major(device), os.minor(device))
     hints: dict[FileKey, list[int]] = {}
-    for pid, key in exclusive_flocks():
+    for pid, key in exclusive_flocks() or []:
         if (key[0], key[1]) == where:
             hints.setdefault(key, []).append(pid)
     wanted = path + " (deleted)"

@@ -361,7 +361,7 @@ def test_reader_never_sees_another_pid_than_the_holders(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if source == "file content":
-        monkeypatch.setattr("daemonctx.pidfile._PROC_LOCKS", str(tmp_path / "no-proc-locks"))
+        monkeypatch.setattr("daemonctx.procfs._PROC_LOCKS", str(tmp_path / "no-proc-locks"))
     log = tmp_path / "wins.log"
     cyclers = [spawn(str(PROGRAMS / "pidfile_cycler.py"), path, str(log), "0.8") for _ in range(3)]
     for cycler in cyclers:
