@@ -432,13 +432,19 @@ def test_stop_before_the_pid_is_known_signals_once_it_is() -> None:
     assert m.state is State.STOPPED
 
 
-def test_stop_during_backoff_stops_at_once() -> None:
+def in_backoff() -> StateMachine:
+    """A machine whose program crashed twice: the second crash waits in backoff."""
     m = machine()
     running(m)
     m.exited(1, EXIT_1)
     m.spawned(1, 43)
     m.exited(2, EXIT_1)
     assert m.state is State.BACKOFF
+    return m
+
+
+def test_stop_during_backoff_stops_at_once() -> None:
+    m = in_backoff()
     actions = m.stop(2.05)
     assert without_reports(actions) == [CancelTimer()]
     assert m.state is State.STOPPED and m.next_start is None and m.deadline is None
@@ -489,12 +495,7 @@ def test_start_while_running_or_starting_does_nothing() -> None:
 
 
 def test_start_during_backoff_spawns_now() -> None:
-    m = machine()
-    running(m)
-    m.exited(1, EXIT_1)
-    m.spawned(1, 43)
-    m.exited(2, EXIT_1)
-    assert m.state is State.BACKOFF
+    m = in_backoff()
     actions = m.start(2.01)
     assert without_reports(actions) == [CancelTimer(), Spawn()]
     assert m.state is State.STARTING and m.attempt == 1 and m.restarts == 0
