@@ -26,13 +26,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Holders",
     "boot_time",
+    "children",
     "deleted_lock_holders",
+    "environment_value",
     "exclusive_flocks",
     "file_key",
     "find_lock_holders",
     "holding_fds",
     "is_original",
     "is_running",
+    "parent_pid",
     "process_command",
     "process_start_time",
     "process_uptime",
@@ -317,3 +320,43 @@ def process_command(pid: int) -> tuple[str, ...] | None:
         return None
     words = raw.rstrip(b"\0").split(b"\0") if raw else []
     return tuple(os.fsdecode(word) for word in words) or None
+
+
+def children(pid: int) -> list[int]:
+    """The children of ``pid`` (every thread's), from ``/proc/<pid>/task/*/children``;
+    a scan of /proc for their parent pid where the kernel lacks that file."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                found.extend(int(word) for word in f.read().split())
+        except FileNotFoundError:
+            return [child for child in _all_pids() if parent_pid(child) == pid]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid``; None if it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None and len(fields) > 1 else None
+
+
+def environment_value(pid: int, name: str) -> str | None:
+    """The value of ``name`` in the environment ``pid`` was exec'd with; None if unset
+    or unreadable. A hint only: the process may have written its own."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    prefix = os.fsencode(name) + b"="
+    for entry in raw.split(b"\0"):
+        if entry.startswith(prefix):
+            return os.fsdecode(entry[len(prefix) :])
+    return None

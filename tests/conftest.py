@@ -547,3 +547,121 @@ def python_for_nobody(program: Path) -> str:
         if probe.returncode == 0:
             return candidate
     pytest.skip(f"no Python interpreter nobody may run {program} with")
+
+
+# -- supervisors (daemonctx supervise) ----------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as TOML: strings, numbers, booleans, lists, tables of strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+class Supervisors(Tracker):
+    """Writes supervisor configurations and runs ``daemonctx supervise`` on them.
+
+    Every process carries the tracker's token (programs inherit the supervisor's
+    environment), so the supervisor, its programs and their descendants are all
+    killed by pid when the test ends. ``control`` is the socket of ``config()``.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        self.control = str(tmp_path / "control.sock")
+        self.config_path = tmp_path / "supervisor.toml"
+        self.log = tmp_path / "supervisor.log"
+        self.foreground_pid = 0  # the last foreground() supervisor's pid
+
+    def config(self, programs: dict[str, dict[str, Any]], **supervisor: Any) -> Path:
+        """Write the TOML file: ``[supervisor]`` (control, log by default) and one
+        ``[program.NAME]`` table per entry; return its path."""
+        supervisor.setdefault("control", self.control)
+        supervisor.setdefault("log", str(self.log))
+        lines = ["[supervisor]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in supervisor.items()]
+        for name, keys in programs.items():
+            lines.append(f"\n[program.{json.dumps(name)}]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        return self.config_path
+
+    def supervise(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """``daemonctx supervise --config FILE ARGS`` to completion (it daemonizes)."""
+        return self.daemonctx(
+            "supervise", "--config", str(self.config_path), *args, timeout=timeout
+        )
+
+    def foreground(self, *args: str, config: bool = True) -> subprocess.Popen[str]:
+        """``daemonctx supervise [--config FILE] --foreground ARGS`` as a child,
+        returned once its socket answers (or it has exited)."""
+        head = ["--config", str(self.config_path)] if config else []
+        proc = self.popen(
+            [*self.command(), "supervise", *head, "--foreground", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.foreground_pid = proc.pid
+        self.wait_answering(proc)
+        return proc
+
+    def wait_answering(
+        self, proc: subprocess.Popen[str] | None = None, timeout: float = 20
+    ) -> None:
+        from daemonctx.supervisor import Client
+
+        def answering() -> bool:
+            if proc is not None and proc.poll() is not None:
+                return True
+            try:
+                with Client(self.control, timeout=5) as client:
+                    return client.ping() == "pong"
+            except Exception:
+                return False
+
+        wait_for(answering, timeout, what="the supervisor to answer")
+
+    def client(self, timeout: float | None = 30) -> Any:
+        from daemonctx.supervisor import Client
+
+        return Client(self.control, timeout=timeout)
+
+    def status(self, name: str) -> Any:
+        """The ``ProgramInfo`` of ``name``."""
+        with self.client() as client:
+            (info,) = client.status(name)
+        return info
+
+    def wait_state(self, name: str, state: str, timeout: float = 20) -> Any:
+        """Poll ``status`` until ``name`` is in ``state``; its ``ProgramInfo``."""
+
+        def reached() -> Any:
+            info = self.status(name)
+            return info if info.state == state else None
+
+        return wait_for(reached, timeout, what=f"{name} to be {state}")
+
+    def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """``daemonctx ctl --control SOCK ARGS``."""
+        return self.daemonctx("ctl", "--control", self.control, *args, timeout=timeout)
+
+
+@pytest.fixture
+def supervisors(tmp_path: Path) -> Iterator[Supervisors]:
+    tmp_path.chmod(0o755)  # reachable by programs that run as another user
+    manager = Supervisors(tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()

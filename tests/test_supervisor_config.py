@@ -189,7 +189,7 @@ def test_each_key_is_declared_once() -> None:
         assert key.doc and "\n" not in key.doc
         if not key.required:
             assert getattr(program, key.name) == key.check(key.default), key.name
-    assert list(SUPERVISOR_KEYS) == ["control", "pidfile", "control_group", "observer_group"]
+    assert list(SUPERVISOR_KEYS) == ["control", "pidfile", "log", "control_group", "observer_group"]
 
 
 def test_keys_from_command_line_text() -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .. import __version__
 from ..commands import prepare_exit, run_command
-from . import daemon
+from . import ctl, daemon, supervise
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"daemonctx {__version__}")
     subparsers = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
     daemon.add_commands(subparsers)
+    supervise.add_commands(subparsers)
+    ctl.add_commands(subparsers)
     return parser
 
 
@@ -64,7 +66,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(head)
     if args.takes_command and not command:
         parser.error(f"{args.action}: missing -- COMMAND [ARG...]")
-    if not args.takes_command and command is not None:
+    if args.takes_command is False and command is not None:
         parser.error(f"{args.action} takes no COMMAND")
     args.command = command
     handler: Callable[[argparse.Namespace], int] = args.handler

@@ -1,13 +1,74 @@
-"""The supervisor: keep many programs running (work in progress, see the issue
-"A supervisor that keeps programs running").
+"""The supervisor: keep many programs running, and control them through a socket.
 
-Built so far, each a pure module with fast unit tests, on which the event loop,
-the control server and client, and ``daemonctx supervise``/``ctl`` will stand:
+::
 
-- ``config``: the TOML file and the ``Program`` model, every key declared once;
-- ``state``: one program's state machine (backoff, start limits, stop ladder),
-  events in and actions out, no I/O, the clock passed in;
-- ``protocol``: the control socket's versioned JSON-lines protocol;
-- ``spawn``: starting one program (its own session, PDEATHSIG after the
-  credential change, exec errors with their errno) and signalling its group.
+    from daemonctx.supervisor import Program, Supervisor, Client
+
+    sup = Supervisor(control="/run/shop/control.sock",
+                     programs=[Program("web", ["gunicorn", "shop:app"], restart="always")])
+    sup.serve()
+
+Modules, each with one job: ``config`` (the TOML file and the ``Program``
+model), ``state`` (one program's state machine, pure), ``protocol`` (the
+control socket's JSON lines, pure), ``results`` (what commands answer),
+``spawn`` (starting one program), ``loop`` (the event loop), ``server`` (the
+control socket's server side), ``core`` (``Supervisor``), ``client``
+(``Client``).
+
+The names below are loaded on first use, so that ``daemonctx ctl`` (which
+needs only the client) does not pay for the server's imports.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import Client, SupervisorNotRunning
+    from .config import ConfigError, Program, SupervisorConfig
+    from .core import Supervisor, SupervisorStartError
+    from .protocol import RemoteError
+    from .results import CommandInfo, ExitInfo, ProgramInfo
+
+__all__ = [
+    "Client",
+    "CommandInfo",
+    "ConfigError",
+    "ExitInfo",
+    "Program",
+    "ProgramInfo",
+    "RemoteError",
+    "Supervisor",
+    "SupervisorConfig",
+    "SupervisorNotRunning",
+    "SupervisorStartError",
+]
+
+_WHERE = {
+    "Client": "client",
+    "SupervisorNotRunning": "client",
+    "ConfigError": "config",
+    "Program": "config",
+    "SupervisorConfig": "config",
+    "Supervisor": "core",
+    "SupervisorStartError": "core",
+    "RemoteError": "protocol",
+    "CommandInfo": "results",
+    "ExitInfo": "results",
+    "ProgramInfo": "results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

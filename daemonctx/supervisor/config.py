@@ -179,6 +179,33 @@ def _optional_path(value: Any) -> str | None:
     return None if value is None else _path(value)
 
 
+OUTPUT_WORDS = ("inherit", "null")
+
+
+def _output(value: Any) -> str:
+    """Where a program's stdout or stderr goes: inherit, null, or an absolute path."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    text = _string(value)
+    if text in OUTPUT_WORDS:
+        return text
+    if not os.path.isabs(text):
+        raise ValueError(f"expected inherit, null or an absolute path, got {text!r}")
+    return _path(text)
+
+
+def _umask(value: Any) -> int:
+    """A file creation mask: an integer (TOML ``0o022``) or an octal string (``"022"``)."""
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal mask such as '022', got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise ValueError(f"expected a mask from 0o000 to 0o777, got {_got(value)}")
+    return value
+
+
 def _socket_path(value: Any) -> str:
     path = _path(value)
     size = len(os.fsencode(path))
@@ -434,6 +461,12 @@ class Program:
         ),
     )
     user: str | None = field(default=None, metadata=_meta(_NAME, "the user (name or id) to run as"))
+    umask: int = field(
+        default=0o022,
+        metadata=_meta(
+            _Type("octal mask", _umask), "its file creation mask (0o022, or the string '022')"
+        ),
+    )
     group: str | None = field(
         default=None, metadata=_meta(_NAME, "the group (name or id) to run as")
     )
@@ -511,7 +544,10 @@ class Program:
         default=60.0, metadata=_meta(_SECONDS, "the window start_limit counts starts in")
     )
     start_timeout: float = field(
-        default=60.0, metadata=_meta(_SECONDS, "seconds to become ready, or the start failed")
+        default=60.0,
+        metadata=_meta(
+            _SECONDS, 'with ready = "notify": seconds to send READY=1, or the start failed'
+        ),
     )
     pidfile: str | None = field(
         default=None,
@@ -519,6 +555,23 @@ class Program:
             _OPTIONAL_PATH,
             "for a program that forks into the background by itself (systemd"
             " Type=forking): the pidfile it writes",
+        ),
+    )
+
+    stdout: str = field(
+        default="inherit",
+        metadata=_meta(
+            _Type("inherit | null | absolute path", _output),
+            "where its standard output goes: the supervisor's own (inherit), /dev/null,"
+            " or appended to a file",
+        ),
+    )
+    stderr: str = field(
+        default="inherit",
+        metadata=_meta(
+            _Type("inherit | null | absolute path", _output),
+            "where its standard error goes (through the supervisor, which keeps its last"
+            " lines for failure messages): inherit, null, or appended to a file",
         ),
     )
 
@@ -568,6 +621,14 @@ class SupervisorConfig:
     programs: tuple[Program, ...]
     pidfile: str | None = field(
         default=None, metadata=_meta(_OPTIONAL_PATH, "the supervisor's own pidfile")
+    )
+    log: str | None = field(
+        default=None,
+        metadata=_meta(
+            _OPTIONAL_PATH,
+            "the supervisor's own log (state changes, control requests); default:"
+            " its standard error",
+        ),
     )
     control_group: str | None = field(
         default=None,

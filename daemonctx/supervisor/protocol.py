@@ -11,7 +11,7 @@ The supervisor listens on a Unix stream socket. A client writes requests, one
 JSON object per line (UTF-8, ended by ``\n`` or ``\r\n``), and reads one
 response line for each request, in the order it sent them::
 
-    {"id": 1, "command": "status", "args": {"program": "web"}, "version": 1}
+    {"id": 1, "command": "status", "args": {"names": ["web"]}, "version": 1}
 
 - ``command`` (required): a name matching ``[a-z][a-z0-9_-]*``, at most 64
   characters. ``commands`` lists the ones the server knows.

@@ -265,6 +265,7 @@ def spawn(
             stderr=subprocess.DEVNULL if stderr is None else stderr,
             close_fds=True,
             cwd=program.directory,
+            umask=program.umask,
             env=env,
             start_new_session=True,
             restore_signals=True,

@@ -43,6 +43,8 @@ from enum import Enum
 from signal import SIGKILL, Signals
 from typing import TYPE_CHECKING, Protocol, Union
 
+from .results import format_seconds
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -260,27 +262,6 @@ class ProgramStatus:
     last_exit_at: float | None
     next_start: float | None  # in backoff: when the next start is due
     status_text: str  # the program's last STATUS=
-
-
-def format_seconds(seconds: float) -> str:
-    """A duration the way ``describe`` writes it: ``0.25 s``, ``1.5 s``, ``42 s``,
-    ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
-    seconds = max(0.0, seconds)
-    if math.isinf(seconds):
-        return "forever"
-    if seconds < 10:  # 0.05 s, 1.5 s, 5 s
-        text = f"{seconds:.2f}" if seconds < 0.995 else f"{seconds:.1f}"
-        return text.rstrip("0").rstrip(".") + " s"
-    whole = round(seconds)
-    if whole < 120:
-        return f"{whole} s"
-    if whole < 2 * 3600:
-        (high, low), (high_unit, low_unit) = divmod(whole, 60), ("min", "s")
-    elif whole < 2 * 86400:
-        (high, low), (high_unit, low_unit) = divmod(whole // 60, 60), ("h", "min")
-    else:
-        (high, low), (high_unit, low_unit) = divmod(whole // 3600, 24), ("d", "h")
-    return f"{high} {high_unit}" + (f" {low} {low_unit}" if low else "")
 
 
 class StateMachine:

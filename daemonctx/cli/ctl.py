@@ -1,0 +1,264 @@
+"""``daemonctx ctl``: control a running supervisor through its control socket.
+
+``daemonctx ctl (--control SOCK | --config FILE) [--json] [--timeout S] COMMAND``,
+COMMAND one of status, start, stop, restart, signal, ping, shutdown, commands
+and call. The work is done by ``daemonctx.supervisor.client``, imported when a
+command runs (not when another subcommand's parser is built); this module only
+parses and reports.
+
+Exit codes: ``status`` 0 when every program it shows is running, else 3;
+``start``/``restart`` 0 when every program ended running, else 1; ``stop`` 0
+when every one is stopped, else 1; 3 when the supervisor is not running; for an
+error the supervisor answered, 4 permission denied, 2 bad arguments or an
+unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..commands import say, seconds, signal_argument
+from ..errors import CommandError
+
+if TYPE_CHECKING:
+    from ..supervisor.client import Client
+    from ..supervisor.results import ProgramInfo
+
+__all__ = ["COMMANDS", "QUICK_TIMEOUT", "add_commands", "cmd_ctl"]
+
+COMMANDS = (
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "signal",
+    "ping",
+    "shutdown",
+    "commands",
+    "call",
+)
+
+QUICK_TIMEOUT = 30.0
+"""The default ``--timeout`` of status, ping and commands, which answer at once;
+the others wait as long as the supervisor takes (a start waits for the programs)."""
+_QUICK = frozenset({"status", "ping", "commands"})
+
+# The exit code of an error the supervisor answered, by its type (1 for the others).
+_REMOTE_EXIT = {"permission-denied": 4, "bad-arguments": 2, "unknown-command": 2}
+
+_ACTIVE = frozenset({"running", "starting"})
+
+
+# -- the parser ---------------------------------------------------------------
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``ctl`` and its commands to ``subparsers``."""
+    summary = "control a running supervisor through its control socket"
+    ctl: argparse.ArgumentParser = subparsers.add_parser(
+        "ctl",
+        help=summary,
+        description=summary + ".",
+        usage="daemonctx ctl (--control SOCK | --config FILE) [--json] [--timeout S] "
+        "COMMAND [ARG...]",
+        epilog="Exit codes: status: 0 every program running, 3 not; start, restart: 0 every "
+        "program running, 1 not; stop: 0 every program stopped; 3 the supervisor is not "
+        "running; 4 permission denied; 2 bad arguments.",
+    )
+    ctl.set_defaults(handler=cmd_ctl, takes_command=False)
+    where = ctl.add_mutually_exclusive_group(required=True)
+    where.add_argument("--control", "-c", metavar="SOCK", help="the supervisor's control socket")
+    where.add_argument(
+        "--config", "-f", metavar="FILE", help="the supervisor's TOML file (its control socket)"
+    )
+    ctl.add_argument("--json", action="store_true", help="print the supervisor's answer as JSON")
+    ctl.add_argument(
+        "--timeout",
+        metavar="S",
+        type=seconds,
+        default=None,
+        help=f"seconds to wait for the answer (default: {QUICK_TIMEOUT:g} for status, ping "
+        "and commands; as long as it takes for the others)",
+    )
+    commands = ctl.add_subparsers(
+        dest="ctl_command", metavar="COMMAND", required=True, prog="daemonctx ctl [options]"
+    )
+
+    def command(
+        name: str, summary: str, run: Callable[[Client, argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=summary, description=summary
+        )
+        parser.set_defaults(ctl_run=run)
+        return parser
+
+    status = command("status", "show programs (all of them without NAME)", _status)
+    status.add_argument("names", nargs="*", metavar="NAME")
+    for name, summary in (
+        ("start", "start programs and wait until they run (or gave up)"),
+        ("stop", "stop programs and wait until no process is left"),
+        ("restart", "stop then start programs, and wait until they run (or gave up)"),
+    ):
+        parser = command(name, summary, _change)
+        parser.add_argument("names", nargs="+", metavar="NAME", help="a program, or all")
+    signal = command("signal", "send a signal to programs", _signal)
+    signal.add_argument("signal", metavar="SIG", type=signal_argument, help="HUP, SIGHUP or 1")
+    signal.add_argument("names", nargs="+", metavar="NAME", help="a program, or all")
+    command("ping", "check that the supervisor answers", _ping)
+    command("shutdown", "stop every program and the supervisor, and wait until it exits", _shutdown)
+    command("commands", "list the commands the supervisor knows", _commands)
+    call = command("call", "run a command the application registered", _call)
+    call.add_argument("command_name", metavar="COMMAND")
+    call.add_argument(
+        "arguments", metavar="JSON", nargs="?", help='its arguments, a JSON object: {"n": 2}'
+    )
+
+
+# -- the commands ---------------------------------------------------------------
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from ..supervisor.client import Client
+    from ..supervisor.protocol import ProtocolError, RemoteError
+
+    timeout = args.timeout
+    if timeout is None and args.ctl_command in _QUICK:
+        timeout = QUICK_TIMEOUT
+    run: Callable[[Client, argparse.Namespace], int] = args.ctl_run
+    try:
+        with Client(_control_path(args), timeout=timeout) as client:
+            return run(client, args)
+    except RemoteError as exc:
+        raise CommandError(exc.message, _REMOTE_EXIT.get(exc.type, 1)) from None
+    except ProtocolError as exc:
+        raise CommandError(exc.message) from None
+
+
+def _control_path(args: argparse.Namespace) -> str:
+    if args.control is not None:
+        return str(args.control)
+    from ..supervisor.config import ConfigError, load
+
+    try:
+        return load(args.config).control
+    except ConfigError as exc:
+        raise CommandError(str(exc), exit_code=2) from None
+
+
+def _print_json(value: Any) -> None:
+    import json
+
+    say(json.dumps(value))
+
+
+def _status(client: Client, args: argparse.Namespace) -> int:
+    programs = _show(client, args, "status", {"names": args.names})
+    return 0 if all(program.running for program in programs) else 3
+
+
+def _change(client: Client, args: argparse.Namespace) -> int:
+    programs = _show(client, args, args.ctl_command, {"names": args.names})
+    if args.ctl_command == "stop":
+        return 0 if all(program.stopped for program in programs) else 1
+    return 0 if all(program.running for program in programs) else 1
+
+
+def _signal(client: Client, args: argparse.Namespace) -> int:
+    _show(client, args, "signal", {"signal": args.signal, "names": args.names})
+    return 0
+
+
+def _show(
+    client: Client, args: argparse.Namespace, command: str, arguments: dict[str, Any]
+) -> list[ProgramInfo]:
+    from ..supervisor.client import programs_of
+
+    result = client.request(command, arguments)
+    programs = programs_of(command, result)
+    if args.json:
+        _print_json(result)
+    elif not programs:
+        say("no programs")
+    else:
+        width = max(len(program.name) for program in programs)
+        for program in programs:
+            say(f"{program.name:<{width}}  {describe(program)}")
+    return programs
+
+
+def describe(program: ProgramInfo) -> str:
+    """What ``status`` prints after a program's name: its ``text``, and while it
+    runs its restarts and how its last run ended."""
+    text = program.text
+    if program.state not in _ACTIVE:
+        return text
+    if program.restarts > 0:
+        text += f", {program.restarts} restart{'' if program.restarts == 1 else 's'}"
+    last = program.last_exit
+    if last is not None and last.text and last.text not in program.text:
+        from ..supervisor.results import format_seconds
+
+        text += f"; last: {last.text} {format_seconds(last.ago)} ago"
+    return text
+
+
+def _ping(client: Client, args: argparse.Namespace) -> int:
+    answer = client.ping()
+    if args.json:
+        _print_json(answer)
+    else:
+        say(answer)
+    return 0
+
+
+def _shutdown(client: Client, args: argparse.Namespace) -> int:
+    pid = client.shutdown(wait=True)
+    if args.json:
+        _print_json({"pid": pid})
+    else:
+        say(f"supervisor (pid {pid}) stopped every program and exited")
+    return 0
+
+
+def _commands(client: Client, args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(client.request("commands"))
+        return 0
+    found = client.commands()
+    heads = [f"{info.name}{info.signature}" for info in found]
+    width = max((len(head) for head in heads), default=0)
+    for head, info in zip(heads, found):
+        say(f"{head:<{width}}  {info.doc}" if info.doc else head)
+    return 0
+
+
+def _call(client: Client, args: argparse.Namespace) -> int:
+    from ..supervisor.protocol import COMMAND_NAME
+
+    name = args.command_name
+    if not COMMAND_NAME.fullmatch(name):
+        raise CommandError(f"call: not a command name: {name!r}", exit_code=2)
+    result = client.request(name, _call_arguments(args.arguments))
+    if isinstance(result, str) and not args.json:
+        say(result)
+    else:
+        _print_json(result)
+    return 0
+
+
+def _call_arguments(text: str | None) -> dict[str, Any]:
+    """``call``'s JSON argument: an object (``{}`` without one)."""
+    if text is None:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise CommandError(f"call: not JSON: {text!r} ({reason})", exit_code=2) from None
+    if not isinstance(value, dict):
+        raise CommandError(f"call: the arguments must be a JSON object: {text!r}", exit_code=2)
+    return value

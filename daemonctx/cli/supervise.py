@@ -1,0 +1,199 @@
+"""``daemonctx supervise``: keep programs running, from a TOML file or one COMMAND.
+
+``--config FILE`` supervises the file's programs; without it, ``--control SOCK
+-- COMMAND [ARG...]`` supervises one program (zdaemon-style), named after
+COMMAND's basename or ``--name``. Everything checkable is checked here, in the
+foreground; then the supervisor becomes a daemon (``DaemonContext`` with the
+start-up handoff) and this command returns 0 only once every program is ready,
+or fails with the program's reason and nothing left running. ``--foreground``,
+and the cases ``DaemonContext`` detects by itself (under systemd, as PID 1),
+keep it in the foreground. The work is in ``daemonctx.supervisor``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..commands import octal_mask, seconds
+from ..errors import CommandError, DaemonError
+
+__all__ = ["add_commands", "cmd_supervise"]
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``supervise`` to ``subparsers``."""
+    summary = "keep programs running (a supervisor), from a TOML file or one COMMAND"
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "supervise",
+        help=summary,
+        description=summary,
+        usage=(
+            "daemonctx supervise --config FILE [--foreground] [--log FILE]\n"
+            "       daemonctx supervise --control SOCK [options] -- COMMAND [ARG...]"
+        ),
+        epilog=(
+            "It returns once every program is ready; then control it with "
+            "'daemonctx ctl --control SOCK status|stop|start|restart|shutdown'."
+        ),
+    )
+    parser.set_defaults(handler=cmd_supervise, takes_command=None)
+    parser.add_argument("--config", "-f", metavar="FILE", help="the TOML file of programs")
+    parser.add_argument(
+        "--foreground", action="store_true", help="stay in the foreground (do not daemonize)"
+    )
+    parser.add_argument(
+        "--log", metavar="FILE", help="append the supervisor's own log to FILE (default: stderr)"
+    )
+    one = parser.add_argument_group("one program, without a file (-- COMMAND [ARG...])")
+    one.add_argument("--control", "-c", metavar="SOCK", help="the control socket's path")
+    one.add_argument("--pidfile", "-p", metavar="PATH", help="the supervisor's own pidfile")
+    one.add_argument("--name", metavar="NAME", help="the program's name (default: COMMAND's)")
+    one.add_argument(
+        "--restart",
+        metavar="POLICY",
+        choices=("always", "on-failure", "never"),
+        default="on-failure",
+        help="always, on-failure (default) or never",
+    )
+    one.add_argument("--user", metavar="USER", help="run the program as this user")
+    one.add_argument("--group", "-g", metavar="GROUP", help="and with this group")
+    one.add_argument(
+        "--chdir", "-d", metavar="DIR", default="/", help="its working directory (default: /)"
+    )
+    one.add_argument(
+        "--umask", "-k", metavar="MASK", type=octal_mask, default=0o022, help="default: 022"
+    )
+    one.add_argument("--stdout", metavar="FILE", help="append its standard output to FILE")
+    one.add_argument("--stderr", metavar="FILE", help="append its standard error to FILE")
+    one.add_argument(
+        "--notify", action="store_true", help="it is ready when it sends READY=1 (sd_notify)"
+    )
+    one.add_argument(
+        "--ready-after",
+        metavar="S",
+        type=seconds,
+        help="it is ready once it has run S seconds",
+    )
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The configuration: the file, or one program from the command line."""
+    from ..supervisor.config import Program, SupervisorConfig, load
+
+    single = [
+        flag
+        for flag, value in (
+            ("--control", args.control),
+            ("--pidfile", args.pidfile),
+            ("--name", args.name),
+            ("--user", args.user),
+            ("--group", args.group),
+            ("--stdout", args.stdout),
+            ("--stderr", args.stderr),
+        )
+        if value is not None
+    ]
+    if args.config is not None:
+        if args.command is not None or single:
+            what = "-- COMMAND" if args.command is not None else single[0]
+            raise CommandError(f"--config {args.config}: cannot be used with {what}", exit_code=2)
+        config = load(args.config)
+        if args.log is not None:
+            import dataclasses
+
+            config = dataclasses.replace(config, log=_absolute(args.log))
+        return config
+    if args.control is None or not args.command:
+        raise CommandError("give --config FILE, or --control SOCK -- COMMAND [ARG...]", exit_code=2)
+    name = args.name or os.path.basename(args.command[0]) or "program"
+    ready: str | float = "started"
+    if args.notify:
+        ready = "notify"
+    elif args.ready_after is not None:
+        ready = args.ready_after
+    program = Program(
+        name,
+        tuple(args.command),
+        directory=_absolute(args.chdir),
+        user=args.user,
+        group=args.group,
+        umask=args.umask,
+        restart=args.restart,
+        ready=ready,
+        stdout=_absolute(args.stdout) if args.stdout else "inherit",
+        stderr=_absolute(args.stderr) if args.stderr else "inherit",
+    )
+    return SupervisorConfig(
+        control=_absolute(args.control),
+        programs=(program,),
+        pidfile=_absolute(args.pidfile) if args.pidfile else None,
+        log=_absolute(args.log) if args.log else None,
+    )
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(path)
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from ..supervisor.core import Supervisor
+
+    try:
+        config = _config(args)
+        supervisor = Supervisor(config=config)
+        supervisor.check()
+        if config.pidfile is not None:
+            from .. import control
+
+            control.check_not_running(config.pidfile, "the supervisor")
+        daemon = _daemon_context(config, args.foreground)
+        status = supervisor.serve(daemon)
+    except CommandError:
+        raise
+    except DaemonError as exc:
+        raise CommandError(_failure(exc)) from exc
+    except OSError as exc:
+        raise CommandError(f"supervise: {exc.strerror or exc}") from exc
+    return status
+
+
+def _daemon_context(config: Any, foreground: bool) -> Any:
+    """The supervisor's ``DaemonContext``: umask 022 (its programs inherit it
+    unless they set theirs), its pidfile, no detach with ``--foreground``."""
+    from .. import process
+    from ..context import DaemonContext
+
+    detach = False if foreground else process.detach_required()
+    pidfile = None
+    if config.pidfile is not None:
+        from ..pidfile import TimeoutPIDLockFile
+
+        pidfile = TimeoutPIDLockFile(config.pidfile, 0)
+    return DaemonContext(
+        umask=0o022,
+        pidfile=pidfile,
+        detach_process=detach,
+        # In the foreground (a terminal, systemd's journal, a container's log) the
+        # streams stay; a daemon's go to /dev/null (its log: --log or [supervisor] log).
+        stdout=None if detach else _stream("stdout"),
+        stderr=None if detach else _stream("stderr"),
+        ready_on_open=False,
+    )
+
+
+def _stream(name: str) -> Any:
+    import sys
+
+    return getattr(sys, name)
+
+
+def _failure(exc: DaemonError) -> str:
+    """The daemon's error as the user should read it: its own message, without
+    the exception's type when it is ours."""
+    from ..errors import DaemonStartupError
+
+    if isinstance(exc, DaemonStartupError) and exc.remote_message:
+        return exc.remote_message
+    return str(exc)

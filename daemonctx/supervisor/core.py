@@ -1,0 +1,1399 @@
+"""The supervisor: programs, their state machines, and the loop that drives them.
+
+A thin shell around the pure parts: each program instance has a
+``StateMachine`` (state.py); this module feeds it events (a pidfd readable, a
+READY=1, a timer, a control request) and performs the actions it returns
+(spawn.py's spawn and group signals). Everything happens in one thread, in
+``EventLoop.run``.
+
+Tracking, as docs/DESIGN.md says: a program's leader is watched through its
+pidfd and stays unreaped until what is left of its process group has been
+killed; the supervisor is a child subreaper, so descendants that escape the
+group come back to it as children. They carry ``DAEMONCTX_PROGRAM`` in their
+environment (set at spawn), which attributes them to their program: they get
+its stop signals and are killed when its leader exits. SIGCHLD reaps those
+orphans by pid, after a ``WNOWAIT`` look, so a leader is never reaped behind
+the state machine's back.
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+import inspect
+import logging
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from .. import procfs, systemd
+from ..errors import CommandError, DaemonError
+from ..paths import open_log
+from ..pidfd import open_pidfd, signal_and_wait
+from . import protocol
+from .config import ConfigError, Program, SupervisorConfig, check_system, load, start_order
+from .loop import EventLoop, Timer
+from .protocol import Request
+from .results import CommandInfo, ExitInfo, ProgramInfo
+from .server import Connection, ControlServer, check_control_path, live_owner
+from .spawn import Spawned, SpawnError, reap, set_child_subreaper, signal_group, spawn
+from .state import (
+    KILL_GRACE,
+    ArmTimer,
+    CancelTimer,
+    ExitStatus,
+    Report,
+    SignalGroup,
+    Spawn,
+    State,
+    StateMachine,
+    signal_name,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from ..context import DaemonContext
+    from .state import Action
+
+__all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Supervisor", "SupervisorStartError"]
+
+#: Set in each program's environment to its instance name (like supervisord's
+#: SUPERVISOR_PROCESS_NAME); attributes escaped descendants to their program.
+PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
+
+#: Set in each program's environment to the control socket's path: what a
+#: restarted supervisor looks for in processes its dead predecessor left.
+SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
+
+#: How much of a program's standard error is kept for failure messages.
+TAIL_BYTES = 4096
+TAIL_LINES = 5
+
+_BUILTINS = ("ping", "status", "start", "stop", "restart", "signal", "shutdown", "commands")
+_DONE_STARTING = frozenset(
+    {State.RUNNING, State.BACKOFF, State.FAILED, State.EXITED, State.STOPPED}
+)
+_NO_PROCESS = frozenset({State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF})
+
+log = logging.getLogger("daemonctx.supervisor")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SupervisorStartError(CommandError):
+    """``serve`` could not bring every program up; nothing was left running."""
+
+
+@dataclass
+class _Command:
+    function: Callable[..., Any]
+    signature: inspect.Signature
+    read_only: bool
+    doc: str
+
+
+class Instance:
+    """One running copy of a program: its state machine and its process."""
+
+    def __init__(self, supervisor: Supervisor, program: Program, name: str, now: float) -> None:
+        self.supervisor = supervisor
+        self.program = program
+        self.name = name
+        self.machine = StateMachine(program, now=now)
+        self.spawned: Spawned | None = None  # the leader, until reaped
+        self.main: _Main | None = None  # MAINPID=, or the pid in ``pidfile``
+        self.session = 0  # the leader's pid: its session id, for notifications
+        self.pidfile_wait: Timer | None = None  # a forking program's daemon is due
+        self.timer: Timer | None = None
+        self.tail = bytearray()  # the end of its standard error
+        self.stderr_target: int | None = None
+        self.dropped = 0  # stderr bytes the target could not take
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    @property
+    def alive(self) -> bool:
+        """Whether a process of this run is still tracked (leader or main)."""
+        return (
+            self.spawned is not None
+            or (self.main is not None and self.main.adopted)
+            or self.pidfile_wait is not None
+        )
+
+    def info(self, now: float) -> ProgramInfo:
+        status = self.machine.status(now)
+        last = status.last_exit
+        started = self.machine.started_at
+        return ProgramInfo(
+            name=self.name,
+            program=self.program.name,
+            state=status.state.value,
+            text=status.text,
+            pid=status.pid,
+            uptime=None if status.pid is None or started is None else now - started,
+            since=now - status.since,
+            restarts=status.restarts,
+            attempt=status.attempt,
+            last_exit=None
+            if last is None or status.last_exit_at is None
+            else ExitInfo(
+                last.code, last.signal, last.core, last.describe(), now - status.last_exit_at
+            ),
+            next_start=None if status.next_start is None else status.next_start - now,
+            status_text=status.status_text,
+        )
+
+    def last_lines(self) -> list[str]:
+        text = bytes(self.tail).decode("utf-8", "replace")
+        return [line for line in text.splitlines() if line.strip()][-TAIL_LINES:]
+
+
+class _Main:
+    """A program's main process when it is not the leader: named by ``MAINPID=``
+    or by the program's ``pidfile``, pinned by a pidfd. Once the leader has
+    exited it is ``adopted``: our child (we are a subreaper), watched, and its
+    exit ends the program's run."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.adopted = False
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+class _Waiter:
+    """A control request waiting for programs to reach a state."""
+
+    def __init__(
+        self,
+        instances: list[Instance],
+        done: Callable[[Instance], bool],
+        finish: Callable[[], None],
+    ) -> None:
+        self.instances = instances
+        self.done = done
+        self.finish = finish
+
+    def check(self) -> bool:
+        if all(self.done(instance) for instance in self.instances):
+            self.finish()
+            return True
+        return False
+
+
+class Supervisor:
+    """Keep ``programs`` running and answer the control socket at ``control``.
+
+    Build it from Python (``Supervisor(control=..., programs=[Program(...)])``)
+    or from a TOML file (``Supervisor.from_config(path)``); register commands
+    with ``@sup.command``; then ``serve()``.
+    """
+
+    def __init__(
+        self,
+        control: str | os.PathLike[str] | None = None,
+        programs: Sequence[Program] = (),
+        *,
+        pidfile: str | None = None,
+        log: str | None = None,
+        control_group: str | None = None,
+        observer_group: str | None = None,
+        config: SupervisorConfig | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
+        if config is None:
+            if control is None:
+                raise ConfigError(None, "supervisor", "control", "required")
+            config = SupervisorConfig(
+                control=os.fspath(control),
+                programs=tuple(programs),
+                pidfile=pidfile,
+                log=log,
+                control_group=control_group,
+                observer_group=observer_group,
+            )
+        self.config = config
+        self._commands: dict[str, _Command] = {}
+        self._idle_timeout = idle_timeout
+        self.instances: dict[str, Instance] = {}
+        self._by_program: dict[str, list[Instance]] = {}
+        self._leaders: dict[int, Instance] = {}
+        self._sessions: dict[int, Instance] = {}
+        self._mains: dict[int, Instance] = {}
+        self._waiters: list[_Waiter] = []
+        self._loop: EventLoop | None = None
+        self._server: ControlServer | None = None
+        self._notify: socket.socket | None = None
+        self._notify_address: str | None = None
+        self._phase = "new"  # new, boot, running, shutdown, done
+        self._waves: list[list[str]] = []
+        self._wave = 0
+        self._boot_error: str | None = None
+        self._in_wave = False
+        self.exit_status = 0
+        self._daemon: DaemonContext | None = None
+        self._shutdown_waiters: list[Callable[[], None]] = []
+        self._summary = ""
+        self._summary_timer: Timer | None = None
+        self._environment: dict[str, str] = {}
+        self._stderr_default: int | None = None
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str]) -> Supervisor:
+        """A supervisor for the TOML file at ``path`` (``ConfigError`` when it is bad)."""
+        return cls(config=load(path))
+
+    # -- registered commands ----------------------------------------------------------
+
+    def command(
+        self, function: Any = None, /, *, name: str | None = None, read_only: bool = False
+    ) -> Any:
+        """Register ``function`` as a control command: ``ctl call NAME '{"arg": 1}'``
+        calls it with those keyword arguments, in the supervisor's loop (keep it
+        quick), and answers with its return value (JSON). ``read_only`` lets
+        observers call it."""
+
+        def register(function: F) -> F:
+            command = name or function.__name__
+            if not protocol.COMMAND_NAME.fullmatch(command):
+                raise ValueError(f"invalid command name {command!r}: use [a-z][a-z0-9_-]*")
+            if command in _BUILTINS or command in self._commands:
+                raise ValueError(f"a command named {command!r} exists already")
+            doc = (inspect.getdoc(function) or "").strip().split("\n", 1)[0]
+            self._commands[command] = _Command(
+                function, inspect.signature(function), read_only, doc
+            )
+            return function
+
+        if function is not None:
+            return register(function)
+        return register
+
+    # -- foreground checks --------------------------------------------------------------
+
+    def check(self) -> None:
+        """Everything checkable before anything starts: users and groups, each
+        command's executable, the control socket's directory, and that no other
+        supervisor owns the socket. Raises a one-line ``DaemonError``."""
+        config = self.config
+        check_system(config)
+        for program in config.programs:
+            _check_executable(config, program)
+        check_control_path(config.control)
+        owner = _lock_holder(config.control)
+        if owner is not None:
+            raise CommandError(
+                f"control socket {config.control}: another supervisor{owner} is running there",
+                exit_code=1,
+            )
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def serve(self, daemon: DaemonContext | None = None) -> int:
+        """Start every program (in ``after`` order) and supervise them until
+        ``shutdown``; return the exit status (0, or a failed critical program's).
+
+        With ``daemon`` (a ``DaemonContext``), become that daemon first: the
+        launching process returns from ``open()`` only once every program is
+        ready (its ``ready_on_open`` is set to False), or raises the reason one
+        could not start. Raises ``SupervisorStartError`` when a program cannot
+        start; then nothing is left running.
+        """
+        self.check()
+        pidfile = self.config.pidfile
+        if daemon is None:
+            if pidfile is None:
+                return self._serve()
+            from ..pidfile import TimeoutPIDLockFile
+
+            with TimeoutPIDLockFile(pidfile, 0):
+                return self._serve()
+        daemon.ready_on_open = False
+        if daemon.pidfile is None and pidfile is not None:
+            from ..pidfile import TimeoutPIDLockFile
+
+            daemon.pidfile = TimeoutPIDLockFile(pidfile, 0)
+        self._daemon = daemon
+        with daemon:
+            return self._serve()
+
+    def _serve(self) -> int:
+        loop = self._loop = EventLoop()
+        try:
+            self._setup(loop)
+            self._boot()
+            loop.run()
+        finally:
+            self._teardown()
+        if self._boot_error is not None:
+            raise SupervisorStartError(self._boot_error)
+        return self.exit_status
+
+    def _setup(self, loop: EventLoop) -> None:
+        _raise_fd_limit()
+        self._setup_logging()
+        set_child_subreaper()
+        now = loop.time()
+        environment = dict(os.environ)
+        for key in ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            environment.pop(key, None)
+        self._environment = environment
+        self._stderr_default = _nonblocking_copy(2)
+        for program in self.config.programs:
+            instances = [Instance(self, program, name, now) for name in program.instance_names()]
+            self._by_program[program.name] = instances
+            for instance in instances:
+                self.instances[instance.name] = instance
+        if any(program.ready == "notify" for program in self.config.programs):
+            self._open_notify_socket(loop)
+        loop.watch_signals(
+            {
+                signal.SIGTERM: self._on_terminate,
+                signal.SIGINT: self._on_terminate,
+                signal.SIGHUP: self._on_hangup,
+                signal.SIGCHLD: self._on_child,
+            }
+        )
+        server = self._server = ControlServer(
+            loop,
+            self.config.control,
+            self._handle,
+            control_group=self.config.control_group,
+            observer_group=self.config.observer_group,
+            read_only=self._read_only,
+            **({} if self._idle_timeout is None else {"idle_timeout": self._idle_timeout}),
+        )
+        server.listen()
+        log.info("supervisor (pid %d) listening on %s", os.getpid(), self.config.control)
+        self._kill_survivors()
+
+    def _kill_survivors(self) -> None:
+        """Kill what a previous supervisor on this socket left running.
+
+        Its programs died with it (their parent-death signal), but not their
+        descendants: they carry ``SUPERVISOR_VARIABLE`` with our socket's path.
+        We hold the socket's lock, so that supervisor is gone: none of them is
+        supervised. Only processes of the users our programs run as are
+        considered, so that another user cannot have one of theirs killed.
+        """
+        control = self.config.control
+        users = {os.geteuid()}
+        for program in self.config.programs:
+            uid = _user_id(program.user)
+            if uid is not None:
+                users.add(uid)
+        own = os.getpid()
+        for pid in _all_pids():
+            if pid == own or procfs.environment_value(pid, SUPERVISOR_VARIABLE) != control:
+                continue
+            pidfd = open_pidfd(pid)
+            if pidfd is None:
+                continue
+            try:  # pinned: now look again, and at its owner
+                if procfs.environment_value(pid, SUPERVISOR_VARIABLE) != control:
+                    continue
+                if _owner(pid) not in users:
+                    continue
+                name = procfs.environment_value(pid, PROGRAM_VARIABLE)
+                log.info("killing pid %d (%s), left running by a previous supervisor", pid, name)
+                try:
+                    gone = signal_and_wait(pidfd, signal.SIGKILL, KILL_GRACE, 0)[0]
+                except PermissionError:
+                    gone = False
+                if not gone:
+                    log.info("pid %d did not exit after SIGKILL", pid)
+            finally:
+                os.close(pidfd)
+
+    def _setup_logging(self) -> None:
+        if log.handlers:
+            return
+        handler: logging.Handler
+        if self.config.log is not None:
+            from logging.handlers import WatchedFileHandler
+
+            fd = open_log(self.config.log, "supervisor log")
+            os.close(fd)  # checked and created safely; the handler reopens it by name
+            handler = WatchedFileHandler(self.config.log)
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    def _open_notify_socket(self, loop: EventLoop) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}/notify"
+        sock.bind("\0" + name)
+        sock.setblocking(False)
+        self._notify = sock
+        self._notify_address = "@" + name
+        loop.add_reader(sock.fileno(), self._on_notify)
+
+    def _teardown(self) -> None:
+        for instance in self.instances.values():
+            spawned = instance.spawned
+            if spawned is not None and not spawned.reaped:  # only after an internal error
+                try:
+                    signal_group(spawned, signal.SIGKILL)
+                except (RuntimeError, OSError):
+                    pass
+                spawned.popen.wait()
+                spawned.close()
+            main = instance.main
+            if main is not None and main.pidfd >= 0:  # only after an internal error
+                try:
+                    signal.pidfd_send_signal(main.pidfd, signal.SIGKILL)
+                except OSError:
+                    pass
+                self._forget_main(instance)
+            if instance.stderr_target is not None:
+                os.close(instance.stderr_target)
+                instance.stderr_target = None
+        if self._server is not None:
+            self._server.close_all()
+        if self._notify is not None:
+            self._notify.close()
+        if self._loop is not None:
+            self._loop.close()
+        if self._phase != "done":
+            self._phase = "done"
+        for waiter in self._shutdown_waiters:
+            waiter()
+
+    # -- boot and shutdown --------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        self._phase = "boot"
+        self._waves = start_order(self.config.programs)
+        self._wave = 0
+        self._start_wave()
+
+    def _wave_instances(self, wave: list[str]) -> list[Instance]:
+        return [instance for name in wave for instance in self._by_program[name]]
+
+    def _start_wave(self) -> None:
+        self._in_wave = True
+        try:
+            for instance in self._wave_instances(self._waves[self._wave]):
+                self._event(instance, instance.machine.start)
+        finally:
+            self._in_wave = False
+        self._boot_progress()
+
+    def _boot_progress(self) -> None:
+        if self._phase != "boot":
+            return
+        wave = self._wave_instances(self._waves[self._wave])
+        for instance in wave:
+            state = instance.state
+            if instance.machine.restarts > 0 or state not in (State.STARTING, State.RUNNING):
+                reason = instance.machine.reason or state.value
+                message = f"{instance.name} failed to start: {reason}"
+                lines = instance.last_lines()
+                if lines:
+                    message += "".join(f"\n  {instance.name}: {line}" for line in lines)
+                self._boot_error = message
+                log.info("%s", message)
+                self._begin_shutdown(1)
+                return
+        if all(instance.state is State.RUNNING for instance in wave):
+            self._wave += 1
+            if self._wave < len(self._waves):
+                self._start_wave()
+            else:
+                self._phase = "running"
+                self._ready()
+
+    def _ready(self) -> None:
+        log.info("every program is ready")
+        if self._daemon is not None:
+            self._daemon.notify_ready()
+        else:
+            _notify_systemd("READY=1")
+        self._schedule_summary()
+
+    def _begin_shutdown(self, status: int = 0) -> None:
+        if self._phase in ("shutdown", "done"):
+            return
+        self.exit_status = status
+        self._phase = "shutdown"
+        _notify_systemd("STOPPING=1")
+        for waiter in self._waiters:
+            waiter.finish()
+        self._waiters.clear()
+        self._waves = [list(wave) for wave in reversed(start_order(self.config.programs))]
+        self._wave = 0
+        self._stop_wave()
+
+    def _stop_wave(self) -> None:
+        while self._wave < len(self._waves):
+            instances = self._wave_instances(self._waves[self._wave])
+            self._in_wave = True
+            try:
+                for instance in instances:
+                    self._event(instance, instance.machine.stop)
+                    if not instance.alive and instance.state is State.STOPPING:
+                        # a start held back (at boot, or racing the shutdown): none to wait for
+                        self._event(instance, instance.machine.spawn_failed, 0, "not started")
+            finally:
+                self._in_wave = False
+            if any(instance.alive for instance in instances):
+                return  # _shutdown_progress continues once they are gone
+            self._wave += 1
+        self._finish()
+
+    def _shutdown_progress(self) -> None:
+        if self._wave >= len(self._waves):
+            return
+        instances = self._wave_instances(self._waves[self._wave])
+        if not any(instance.alive for instance in instances):
+            self._wave += 1
+            self._stop_wave()
+
+    def _finish(self) -> None:
+        if self._phase == "done":
+            return
+        self._phase = "done"
+        log.info("every program is stopped; exiting with status %d", self.exit_status)
+        assert self._loop is not None
+        self._loop.stop()
+
+    # -- events in, actions out ------------------------------------------------------------
+
+    def _event(self, instance: Instance, event: Callable[..., list[Action]], *args: Any) -> None:
+        assert self._loop is not None
+        actions = event(self._loop.time(), *args)
+        self._perform(instance, actions)
+        self._changed(instance)
+
+    def _perform(self, instance: Instance, actions: list[Action]) -> None:
+        loop = self._loop
+        assert loop is not None
+        spawn = False
+        for action in actions:
+            if isinstance(action, Spawn):
+                spawn = True  # after the reports: "starting" is logged before "running"
+            elif isinstance(action, SignalGroup):
+                self._signal(instance, action.signal)
+            elif isinstance(action, ArmTimer):
+                loop.cancel(instance.timer)
+                instance.timer = loop.call_at(
+                    action.deadline, lambda: self._event(instance, instance.machine.timer)
+                )
+            elif isinstance(action, CancelTimer):
+                loop.cancel(instance.timer)
+                instance.timer = None
+            elif isinstance(action, Report):
+                log.info("%s: %s", instance.name, action.text)
+        if spawn:
+            if self._phase == "boot" and instance.machine.restarts > 0:
+                return  # a failed start at boot: no second try, _boot_progress reports it
+            self._spawn(instance)
+
+    def _changed(self, instance: Instance) -> None:
+        if self._waiters:
+            self._waiters = [waiter for waiter in self._waiters if not waiter.check()]
+        phase = self._phase
+        if self._in_wave:
+            pass
+        elif phase == "boot":
+            self._boot_progress()
+        elif phase == "shutdown":
+            self._shutdown_progress()
+        elif phase == "running":
+            self._check_critical(instance)
+            if os.getpid() == 1:
+                self._check_all_done()
+        self._schedule_summary()
+
+    def _check_critical(self, instance: Instance) -> None:
+        if not instance.program.critical:
+            return
+        machine = instance.machine
+        last = machine.last_exit
+        failed = machine.state is State.FAILED or (
+            machine.state is State.EXITED and last is not None and not last.success
+        )
+        if failed:
+            status = _exit_code(last) if last is not None and not last.success else 1
+            log.info("%s is critical and failed for good: stopping everything", instance.name)
+            self._begin_shutdown(status)
+
+    def _check_all_done(self) -> None:
+        """As PID 1 (a container), end once no program runs or will run again."""
+        if all(
+            instance.state in (State.STOPPED, State.EXITED, State.FAILED)
+            for instance in self.instances.values()
+        ):
+            failed = [i for i in self.instances.values() if i.state is State.FAILED]
+            self._begin_shutdown(1 if failed else 0)
+
+    # -- spawning and signalling ---------------------------------------------------------------
+
+    def _spawn(self, instance: Instance) -> None:
+        loop = self._loop
+        assert loop is not None
+        program = instance.program
+        environment = dict(self._environment)
+        environment[PROGRAM_VARIABLE] = instance.name
+        environment[SUPERVISOR_VARIABLE] = self.config.control
+        notify = self._notify_address if program.ready == "notify" else None
+        opened: list[int] = []
+        try:
+            stdout = self._output_fd(program.stdout, "stdout", 1, opened)
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            opened.append(write_end)
+            self._attach_stderr(instance, read_end)
+            spawned = spawn(
+                program,
+                name=instance.name,
+                environment=environment,
+                notify_socket=notify,
+                stdout=stdout,
+                stderr=write_end,
+            )
+        except (SpawnError, OSError) as exc:
+            number = exc.errno or errnos.EIO
+            message = str(exc) if isinstance(exc, SpawnError) else f"{program.command[0]}: {exc}"
+            self._perform(instance, instance.machine.spawn_failed(loop.time(), number, message))
+            return
+        finally:
+            for fd in opened:
+                os.close(fd)
+        instance.spawned = spawned
+        self._leaders[spawned.pid] = instance
+        self._sessions.pop(instance.session, None)
+        instance.session = spawned.pid
+        self._sessions[spawned.pid] = instance
+        loop.add_reader(spawned.pidfd, lambda: self._leader_exited(instance, spawned))
+        self._perform(instance, instance.machine.spawned(loop.time(), spawned.pid))
+
+    def _output_fd(self, target: str, what: str, inherit: int, opened: list[int]) -> int | None:
+        if target == "null":
+            return None
+        if target == "inherit":
+            return inherit
+        fd = open_log(target, what)
+        opened.append(fd)
+        return fd
+
+    def _attach_stderr(self, instance: Instance, read_end: int) -> None:
+        """The program's stderr goes through us: to its target, and its end kept."""
+        loop = self._loop
+        assert loop is not None
+        os.set_blocking(read_end, False)
+        if instance.stderr_target is None:
+            target = instance.program.stderr
+            if target == "inherit":
+                if self._stderr_default is not None:
+                    instance.stderr_target = os.dup(self._stderr_default)
+            elif target != "null":
+                instance.stderr_target = open_log(target, "stderr")
+
+        def readable() -> None:
+            try:
+                data = os.read(read_end, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(read_end)
+                os.close(read_end)
+                return
+            tail = instance.tail
+            tail += data
+            if len(tail) > TAIL_BYTES:
+                del tail[: len(tail) - TAIL_BYTES]
+            target = instance.stderr_target
+            if target is not None:
+                try:
+                    written = os.write(target, data)
+                except OSError:  # EAGAIN (a slow reader), ENOSPC: dropped, not blocked
+                    written = 0
+                instance.dropped += len(data) - written
+
+        loop.add_reader(read_end, readable)
+
+    def _signal(self, instance: Instance, signum: int) -> None:
+        spawned = instance.spawned
+        if spawned is not None and not spawned.reaped:
+            try:
+                signal_group(spawned, signum)
+            except (RuntimeError, OSError):
+                pass
+        main = instance.main
+        if main is not None and main.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(main.pidfd, signum)
+                if main.adopted and os.getpgid(main.pid) == main.pid:
+                    os.killpg(main.pid, signum)  # our unreaped child: its group id is its own
+            except OSError:
+                pass
+        elif spawned is None:
+            return
+        for pid in self._escaped(instance):
+            try:
+                os.kill(pid, signum)  # our child, unreaped: its pid is its own
+            except OSError:
+                pass
+
+    def _escaped(self, instance: Instance) -> list[int]:
+        """Our children that escaped ``instance``'s process group (adopted orphans)."""
+        own = os.getpid()
+        found = []
+        for pid in procfs.children(own):
+            if pid in self._leaders or pid in self._mains:
+                continue
+            if procfs.environment_value(pid, PROGRAM_VARIABLE) == instance.name:
+                found.append(pid)
+        return found
+
+    def _leader_exited(self, instance: Instance, spawned: Spawned) -> None:
+        """The leader's pidfd is readable: kill what is left of its group and its
+        escaped descendants, reap it, and tell its machine. Unless the run goes
+        on in a main process (MAINPID=, or a forking program's pidfile)."""
+        loop = self._loop
+        assert loop is not None
+        if instance.spawned is not spawned or spawned.reaped:
+            return
+        if not _has_exited(spawned):
+            return
+        main = self._main_after_leader(instance)
+        forking = (
+            main is None
+            and instance.program.pidfile is not None
+            and instance.state is not State.STOPPING
+            and _peek_success(spawned.pid)
+        )
+        if main is None and not forking:  # the run ends with its leader: kill what is left
+            self._signal(instance, signal.SIGKILL)
+        status = reap(spawned)
+        if status is None:  # not a zombie yet: the pidfd woke early
+            return
+        loop.remove_reader(spawned.pidfd)
+        spawned.close()
+        self._leaders.pop(spawned.pid, None)
+        instance.spawned = None
+        if main is not None:
+            self._adopt(instance, main, status)
+        elif forking:
+            self._await_pidfile(instance, status, loop.time(), 0.005)
+        else:
+            self._forget_main(instance)
+            self._event(instance, instance.machine.exited, status)
+
+    def _adopt(self, instance: Instance, main: _Main, leader: ExitStatus) -> None:
+        """The main process goes on without its leader: its exit ends the run."""
+        loop = self._loop
+        assert loop is not None
+        instance.main = main
+        main.adopted = True
+        instance.machine.pid = main.pid
+        self._mains[main.pid] = instance
+        loop.add_reader(main.pidfd, lambda: self._main_exited(instance, main))
+        log.info("%s: leader %s; main process %d", instance.name, leader.describe(), main.pid)
+        if _pidfd_exited(main.pidfd):
+            self._main_exited(instance, main)
+        elif instance.state is State.STOPPING:  # a stop came while we waited for it
+            self._signal(instance, instance.program.stop_signal)
+
+    def _await_pidfile(
+        self, instance: Instance, leader: ExitStatus, since: float, delay: float
+    ) -> None:
+        """A forking program's leader exited 0: its daemon writes the pidfile now
+        or soon (systemd waits too). Look again, more and more rarely, until
+        ``start_timeout``; then the run has ended with the leader's status."""
+        loop = self._loop
+        assert loop is not None
+        path = instance.program.pidfile
+        assert path is not None
+        main = self._read_main_pidfile(instance, path, quiet=True)
+        if main is not None and procfs.parent_pid(main.pid) == os.getpid():
+            instance.pidfile_wait = None
+            self._adopt(instance, main, leader)
+            return
+        if main is not None:
+            main.close()
+        now = loop.time()
+        if now - since >= instance.program.start_timeout or instance.state is State.STOPPING:
+            instance.pidfile_wait = None
+            log.info("%s: no live process of its own in %s", instance.name, path)
+            self._event(instance, instance.machine.exited, leader)
+            return
+        instance.pidfile_wait = loop.call_at(
+            min(now + delay, since + instance.program.start_timeout),
+            lambda: self._await_pidfile(instance, leader, since, min(delay * 2, 0.5)),
+        )
+
+    def _main_after_leader(self, instance: Instance) -> _Main | None:
+        """The main process MAINPID= named, if it outlives the leader as our child."""
+        main = instance.main
+        if main is None or _pidfd_exited(main.pidfd) or procfs.parent_pid(main.pid) != os.getpid():
+            return None
+        return main
+
+    def _read_main_pidfile(
+        self, instance: Instance, path: str, quiet: bool = False
+    ) -> _Main | None:
+        try:
+            with open(path, "rb") as file:
+                pid = int(file.read(64).split()[0])
+        except (OSError, ValueError, IndexError) as exc:
+            if not quiet:
+                log.info("%s: no pid in %s: %s", instance.name, path, exc)
+            return None
+        return self._pin_main(instance, pid)
+
+    def _pin_main(self, instance: Instance, pid: int) -> _Main | None:
+        """A pidfd on ``pid`` if it is a process of this program: in its session,
+        or our child carrying its name (checked after the pidfd pinned it)."""
+        if pid <= 1 or pid == os.getpid():
+            return None
+        pidfd = open_pidfd(pid)
+        if pidfd is None:
+            return None
+        ours = procfs.session_id(pid) == instance.session or (
+            procfs.parent_pid(pid) == os.getpid()
+            and procfs.environment_value(pid, PROGRAM_VARIABLE) == instance.name
+        )
+        if not ours:
+            os.close(pidfd)
+            log.info("%s: ignored main pid %d: not one of its processes", instance.name, pid)
+            return None
+        return _Main(pid, pidfd)
+
+    def _main_exited(self, instance: Instance, main: _Main) -> None:
+        """The adopted main process exited: kill what is left, reap it, tell the machine."""
+        loop = self._loop
+        assert loop is not None
+        if instance.main is not main or main.pidfd < 0 or not _pidfd_exited(main.pidfd):
+            return
+        self._signal(instance, signal.SIGKILL)
+        try:
+            pid, wait_status = os.waitpid(main.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, wait_status = main.pid, 0
+        if pid == 0:
+            return
+        status = ExitStatus.from_wait_status(wait_status)
+        self._forget_main(instance)
+        self._event(instance, instance.machine.exited, status)
+
+    def _forget_main(self, instance: Instance) -> None:
+        main = instance.main
+        if main is None:
+            return
+        instance.main = None
+        if self._loop is not None and main.pidfd >= 0:
+            self._loop.remove_reader(main.pidfd)
+        self._mains.pop(main.pid, None)
+        main.close()
+
+    def _on_child(self, signum: int) -> None:
+        """SIGCHLD: reap adopted orphans; hand a leader's exit to its handler."""
+        while True:
+            try:
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if found is None or found.si_pid == 0:
+                return
+            pid = found.si_pid
+            owner = self._mains.get(pid)
+            if owner is not None and owner.main is not None:
+                self._main_exited(owner, owner.main)
+                if pid in self._mains:
+                    return
+                continue
+            instance = self._leaders.get(pid)
+            if instance is not None and instance.spawned is not None:
+                self._leader_exited(instance, instance.spawned)
+                if pid in self._leaders:  # could not be reaped: leave it to its pidfd
+                    return
+                continue
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    # -- notifications ---------------------------------------------------------------------
+
+    def _on_notify(self) -> None:
+        sock = self._notify
+        assert sock is not None
+        size = socket.CMSG_SPACE(struct.calcsize("3i"))
+        for _ in range(64):
+            try:
+                data, ancillary, _flags, _address = sock.recvmsg(4096, size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sender = _sender_pid(ancillary)
+            instance = self._sender_instance(sender)
+            if instance is None:
+                log.info("ignored a notification from pid %s: not a supervised program", sender)
+                continue
+            self._notified(instance, data)
+
+    def _sender_instance(self, pid: int | None) -> Instance | None:
+        if pid is None or pid <= 0:
+            return None
+        instance = self._sessions.get(pid) or self._mains.get(pid)
+        if instance is not None:
+            return instance
+        session = procfs.session_id(pid)
+        return None if session is None else self._sessions.get(session)
+
+    def _notified(self, instance: Instance, data: bytes) -> None:
+        ready = False
+        for line in data.split(b"\n"):
+            key, _, value = line.partition(b"=")
+            if key == b"READY" and value == b"1":
+                ready = True
+            elif key == b"MAINPID" and instance.main is None and instance.spawned is not None:
+                try:
+                    pid = int(value)
+                except ValueError:
+                    continue
+                if pid != instance.spawned.pid:
+                    instance.main = self._pin_main(instance, pid)
+                    if instance.main is not None:
+                        instance.machine.pid = pid
+            elif key == b"STATUS":
+                text = value.decode("utf-8", "replace").replace("\r", " ")
+                instance.machine.status_text = text[:200]
+        if ready:
+            self._event(instance, instance.machine.ready)
+        else:
+            self._changed(instance)
+
+    def _schedule_summary(self) -> None:
+        if "NOTIFY_SOCKET" not in os.environ or self._summary_timer is not None:
+            return
+        loop = self._loop
+        assert loop is not None
+
+        def send() -> None:
+            self._summary_timer = None
+            counts: dict[str, int] = {}
+            for instance in self.instances.values():
+                counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
+            summary = ", ".join(f"{count} {state}" for state, count in counts.items())
+            if summary != self._summary:
+                self._summary = summary
+                _notify_systemd(f"STATUS={summary}")
+
+        self._summary_timer = loop.call_at(loop.time(), send)
+
+    # -- signals to the supervisor --------------------------------------------------------------
+
+    def _on_terminate(self, signum: int) -> None:
+        log.info("%s: shutting down", signal_name(signum))
+        self._begin_shutdown(self.exit_status)
+
+    def _on_hangup(self, signum: int) -> None:
+        """SIGHUP: reopen the files programs' standard error goes to (logrotate)."""
+        for instance in self.instances.values():
+            target = instance.program.stderr
+            if instance.stderr_target is not None and target not in ("inherit", "null"):
+                try:
+                    fd = open_log(target, "stderr")
+                except OSError as exc:
+                    log.info("%s: cannot reopen %s: %s", instance.name, target, exc)
+                    continue
+                os.dup2(fd, instance.stderr_target)
+                os.close(fd)
+        log.info("SIGHUP: log files reopened")
+
+    # -- the control socket --------------------------------------------------------------------
+
+    def _read_only(self, command: str) -> bool:
+        if command in protocol.READ_ONLY_COMMANDS:
+            return True
+        registered = self._commands.get(command)
+        return registered is not None and registered.read_only
+
+    def _handle(self, connection: Connection, request: Request) -> None:
+        respond = connection.answer_later()
+        command = request.command
+        try:
+            if command not in protocol.READ_ONLY_COMMANDS:
+                peer = connection.peer
+                log.info(
+                    "uid %d (pid %d): %s %s", peer.uid, peer.pid, command, _shown_args(request.args)
+                )
+            handler = getattr(self, f"_command_{command}", None)
+            if handler is not None:
+                handler(request, respond)
+            elif command in self._commands:
+                self._call(self._commands[command], request, respond)
+            else:
+                raise _Refused(protocol.UNKNOWN_COMMAND, f"unknown command {command!r}")
+        except _Refused as exc:
+            respond(protocol.encode_error(request.id, exc.type, exc.message))
+        except Exception as exc:  # a bug: answer, log, keep serving
+            log.exception("internal error in %s", command)
+            respond(
+                protocol.encode_error(request.id, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
+            )
+
+    def _names(self, request: Request, required: bool) -> list[Instance]:
+        names = request.args.get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _Refused(protocol.BAD_ARGUMENTS, "names: expected a list of strings")
+        if not names:
+            if required:
+                raise _Refused(protocol.BAD_ARGUMENTS, "name at least one program, or all")
+            return list(self.instances.values())
+        found: dict[str, Instance] = {}
+        for name in names:
+            if name == "all":
+                found.update(self.instances)
+            elif name in self.instances:
+                found[name] = self.instances[name]
+            elif name in self._by_program:
+                found.update((i.name, i) for i in self._by_program[name])
+            else:
+                raise _Refused(protocol.NOT_FOUND, f"no program named {name!r}")
+        return list(found.values())
+
+    def _infos(self, instances: Iterable[Instance]) -> dict[str, Any]:
+        assert self._loop is not None
+        now = self._loop.time()
+        return {"programs": [instance.info(now).to_json() for instance in instances]}
+
+    def _not_shutting_down(self) -> None:
+        if self._phase in ("shutdown", "done"):
+            raise _Refused(protocol.FAILED, "the supervisor is shutting down")
+
+    def _wait(
+        self,
+        instances: list[Instance],
+        done: Callable[[Instance], bool],
+        respond: Callable[[], None],
+    ) -> None:
+        waiter = _Waiter(instances, done, respond)
+        if not waiter.check():
+            self._waiters.append(waiter)
+
+    def _command_ping(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        respond(protocol.encode_result(request.id, "pong"))
+
+    def _command_status(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        respond(protocol.encode_result(request.id, self._infos(self._names(request, False))))
+
+    def _command_commands(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        infos = [
+            CommandInfo(
+                name,
+                f"({', '.join(_BUILTIN_SIGNATURES[name])})",
+                doc,
+                name in protocol.READ_ONLY_COMMANDS,
+                True,
+            )
+            for name, doc in _BUILTIN_DOCS.items()
+        ]
+        infos += [
+            CommandInfo(name, _signature_text(command.signature), command.doc, command.read_only, False)
+            for name, command in self._commands.items()
+        ]
+        respond(protocol.encode_result(request.id, {"commands": [i.to_json() for i in infos]}))
+
+    def _reply_when(
+        self,
+        request: Request,
+        respond: Callable[[bytes], None],
+        instances: list[Instance],
+        done: Callable[[Instance], bool],
+    ) -> None:
+        self._wait(
+            instances,
+            done,
+            lambda: respond(protocol.encode_result(request.id, self._infos(instances))),
+        )
+
+    def _command_start(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        self._not_shutting_down()
+        instances = self._names(request, True)
+        for instance in instances:
+            if instance.state is not State.RUNNING and instance.state is not State.STARTING:
+                self._event(instance, instance.machine.start)
+        self._reply_when(request, respond, instances, lambda i: i.state in _DONE_STARTING)
+
+    def _command_stop(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        self._not_shutting_down()
+        instances = self._names(request, True)
+        for instance in instances:
+            self._event(instance, instance.machine.stop)
+        self._reply_when(
+            request, respond, instances, lambda i: not i.alive and i.state in _NO_PROCESS
+        )
+
+    def _command_restart(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        self._not_shutting_down()
+        instances = self._names(request, True)
+        for instance in instances:
+            self._event(instance, instance.machine.stop)
+            self._event(instance, instance.machine.start)
+        self._reply_when(request, respond, instances, lambda i: i.state in _DONE_STARTING)
+
+    def _command_signal(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        from ..control import parse_signal
+
+        raw = request.args.get("signal")
+        if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+            raise _Refused(protocol.BAD_ARGUMENTS, "signal: expected a signal name or number")
+        try:
+            signum = parse_signal(raw)
+        except ValueError as exc:
+            raise _Refused(protocol.BAD_ARGUMENTS, str(exc)) from None
+        instances = self._names(request, True)
+        idle = [i.name for i in instances if not i.alive]
+        if idle:
+            raise _Refused(protocol.FAILED, f"not running: {', '.join(idle)}")
+        for instance in instances:
+            self._signal(instance, signum)
+        respond(protocol.encode_result(request.id, self._infos(instances)))
+
+    def _command_shutdown(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        respond(protocol.encode_result(request.id, {"pid": os.getpid()}))
+        self._begin_shutdown(self.exit_status)
+
+    def _call(self, command: _Command, request: Request, respond: Callable[[bytes], None]) -> None:
+        try:
+            bound = command.signature.bind(**request.args)
+        except TypeError as exc:
+            raise _Refused(protocol.BAD_ARGUMENTS, f"{request.command}: {exc}") from None
+        try:
+            result = command.function(*bound.args, **bound.kwargs)
+        except Exception as exc:
+            message = f"{request.command}: {type(exc).__name__}: {exc}".splitlines()[0]
+            raise _Refused(protocol.FAILED, message) from None
+        try:
+            respond(protocol.encode_result(request.id, result))
+        except (TypeError, ValueError) as exc:
+            raise _Refused(
+                protocol.FAILED, f"{request.command}: result is not JSON: {exc}"
+            ) from None
+
+
+_BUILTIN_DOCS = {
+    "ping": "check that the supervisor answers",
+    "status": "the state of the named programs (all by default)",
+    "start": "start programs and wait until they are ready",
+    "stop": "stop programs and wait until they are gone",
+    "restart": "stop, then start programs",
+    "signal": "send a signal to programs' process groups",
+    "shutdown": "stop every program, then exit",
+    "commands": "list the commands",
+}
+_BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "ping": (),
+    "status": ("names: list[str] = []",),
+    "start": ("names: list[str]",),
+    "stop": ("names: list[str]",),
+    "restart": ("names: list[str]",),
+    "signal": ("signal: str | int", "names: list[str]"),
+    "shutdown": (),
+    "commands": (),
+}
+
+
+class _Refused(Exception):
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+
+
+def _annotation_text(annotation: Any) -> str:
+    """An annotation as written: ``str``, ``list[int]``; string annotations (from
+    ``from __future__ import annotations``) without their quotes."""
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return inspect.formatannotation(annotation)
+
+
+def _signature_text(signature: inspect.Signature) -> str:
+    """``(region: str, limit: int = 10) -> int``, whatever the annotations' form."""
+    empty = inspect.Parameter.empty
+    replaced = signature.replace(
+        parameters=[
+            p.replace(annotation=_Written(_annotation_text(p.annotation)))
+            if p.annotation is not empty
+            else p
+            for p in signature.parameters.values()
+        ],
+        return_annotation=empty
+        if signature.return_annotation is empty
+        else _Written(_annotation_text(signature.return_annotation)),
+    )
+    return str(replaced)
+
+
+class _Written:
+    """An annotation that ``inspect`` prints as it is."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shown_args(args: dict[str, Any]) -> str:
+    text = repr(args) if args else ""
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _user_id(user: str | None) -> int | None:
+    if user is None:
+        return None
+    if user.isdigit():
+        return int(user)
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def _has_exited(spawned: Spawned) -> bool:
+    return _pidfd_exited(spawned.pidfd)
+
+
+def _peek_success(pid: int) -> bool:
+    """Whether our exited child ``pid`` exited 0, without reaping it."""
+    try:
+        found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return found is not None and found.si_code == os.CLD_EXITED and found.si_status == 0
+
+
+def _pidfd_exited(pidfd: int) -> bool:
+    from ..pidfd import exited
+
+    return exited(pidfd)
+
+
+def _exit_code(status: ExitStatus) -> int:
+    """The shell's convention: the exit code, or 128 + the signal."""
+    return status.code if status.code is not None else 128 + (status.signal or 0)
+
+
+def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+            pid, _uid, _gid = struct.unpack("3i", data[:12])
+            return int(pid)
+    return None
+
+
+def _notify_systemd(line: str) -> None:
+    try:
+        systemd.notify(line)
+    except DaemonError as exc:
+        log.info("%s", exc)
+
+
+def _raise_fd_limit() -> None:
+    """A descriptor or two per program: take the hard limit of RLIMIT_NOFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _nonblocking_copy(fd: int) -> int | None:
+    """A non-blocking descriptor on what ``fd`` names, without making ``fd`` itself
+    non-blocking (others share its open file): a fresh open of /proc/self/fd/N
+    for a pipe, a tty or a file; a plain dup for a socket (the journal's stream)."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return None
+    try:
+        copy = os.open(
+            f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+    except OSError:
+        try:
+            return os.dup(fd)
+        except OSError:
+            return None
+    return copy
+
+
+def _lock_holder(control: str) -> str | None:
+    """`` (pid N)`` when a live supervisor owns ``control``, else None."""
+    import fcntl
+
+    try:
+        fd = os.open(control + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = live_owner(control)
+        return f" (pid {owner})" if owner is not None else ""
+    finally:
+        os.close(fd)
+    return None
+
+
+def _check_executable(config: SupervisorConfig, program: Program) -> None:
+    """The command must name an executable file (PATH searched, as Popen does)."""
+    import shutil
+
+    command = program.command[0]
+    where = f"program.{program.name}" if config.path else None
+    if "/" in command:
+        found = command if os.path.isabs(command) else os.path.join(program.directory, command)
+        if not os.path.exists(found):
+            raise ConfigError(
+                config.path, where, "command", f"{command}: no such file", program.name
+            )
+        if os.path.isdir(found) or not os.access(found, os.X_OK):
+            raise ConfigError(
+                config.path, where, "command", f"{command}: not executable", program.name
+            )
+        return
+    path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(command, path=path) is None:
+        raise ConfigError(
+            config.path, where, "command", f"{command}: not found in PATH", program.name
+        )

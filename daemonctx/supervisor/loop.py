@@ -1,0 +1,182 @@
+"""The supervisor's event loop: one thread, one selector, one heap of deadlines.
+
+Readers are file descriptors (pidfds, sockets, pipes, the signal wake-up fd)
+with a callback; timers are deadlines on the monotonic clock. ``run`` blocks in
+``select`` with the nearest deadline as its timeout, or with no timeout at all
+when no timer is armed: an idle supervisor makes no wake-ups.
+
+Signals arrive through ``signal.set_wakeup_fd``: the handlers installed by
+``watch_signals`` do nothing in Python; the interpreter's C handler writes the
+signal's number to a non-blocking socket the loop reads, so a signal is an
+event like any other and no callback runs inside a signal handler.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import selectors
+import signal
+import socket
+import time
+from typing import Callable
+
+__all__ = ["EventLoop", "Timer"]
+
+
+class Timer:
+    """A deadline armed with ``EventLoop.call_at``; ``cancel()`` disarms it."""
+
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class EventLoop:
+    """Readers and timers, run in one thread until ``stop()``."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._sequence = itertools.count()
+        self._cancelled = 0
+        self._stopping = False
+        self._signal_socket: socket.socket | None = None
+        self._signal_handlers: dict[int, Callable[[int], None]] = {}
+        self._old_wakeup_fd = -1
+
+    @staticmethod
+    def time() -> float:
+        """The loop's clock: ``time.monotonic()``."""
+        return time.monotonic()
+
+    # -- readers ----------------------------------------------------------------------
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever ``fd`` is readable (replaces an earlier one)."""
+        try:
+            self._selector.register(fd, selectors.EVENT_READ, callback)
+        except KeyError:
+            self._selector.modify(fd, selectors.EVENT_READ, callback)
+
+    def watch(self, fd: int, callback: Callable[[], None], *, read: bool, write: bool) -> None:
+        """Call ``callback()`` when ``fd`` is readable (``read``) or writable (``write``);
+        neither: stop watching it."""
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
+        if not events:
+            self.remove_reader(fd)
+            return
+        try:
+            self._selector.register(fd, events, callback)
+        except KeyError:
+            self._selector.modify(fd, events, callback)
+
+    def remove_reader(self, fd: int) -> None:
+        """Stop watching ``fd``; harmless when it is not watched. Call before closing it."""
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    # -- timers -----------------------------------------------------------------------
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback()`` once, at ``deadline`` (``time()``'s clock) or soon after."""
+        timer = Timer(deadline, callback)
+        heapq.heappush(self._timers, (deadline, next(self._sequence), timer))
+        return timer
+
+    def cancel(self, timer: Timer | None) -> None:
+        """Disarm ``timer`` (None is fine). Cancelled entries leave the heap lazily."""
+        if timer is not None and not timer.cancelled:
+            timer.cancel()
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled > len(self._timers) // 2:
+                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+                heapq.heapify(self._timers)
+                self._cancelled = 0
+
+    # -- signals ------------------------------------------------------------------------
+
+    def watch_signals(self, handlers: dict[int, Callable[[int], None]]) -> None:
+        """Deliver each signal in ``handlers`` as a loop event: ``handler(signum)``."""
+        if self._signal_socket is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._signal_socket = reader
+            self._signal_writer = writer
+            self._old_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            self.add_reader(reader.fileno(), self._read_signals)
+        for signum, handler in handlers.items():
+            self._signal_handlers[signum] = handler
+            signal.signal(signum, _ignore_in_python)
+
+    def _read_signals(self) -> None:
+        assert self._signal_socket is not None
+        try:
+            data = self._signal_socket.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in dict.fromkeys(data):  # each signal once per read, in order
+            handler = self._signal_handlers.get(signum)
+            if handler is not None:
+                handler(signum)
+
+    # -- running --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make ``run`` return after the current event."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Wait for events and call their callbacks until ``stop()``."""
+        self._stopping = False
+        select = self._selector.select
+        timers = self._timers
+        while not self._stopping:
+            timeout: float | None = None
+            while timers and timers[0][2].cancelled:
+                heapq.heappop(timers)
+                self._cancelled -= 1
+            if timers:
+                timeout = max(0.0, timers[0][0] - time.monotonic())
+            for key, _events in select(timeout):
+                key.data()
+                if self._stopping:
+                    return
+            self._run_due_timers()
+
+    def _run_due_timers(self) -> None:
+        timers = self._timers
+        now = time.monotonic()
+        while timers and (timers[0][0] <= now or timers[0][2].cancelled):
+            _deadline, _sequence, timer = heapq.heappop(timers)
+            if timer.cancelled:
+                self._cancelled -= 1
+                continue
+            timer.cancelled = True  # fired: a later cancel() is a no-op
+            timer.callback()
+            if self._stopping:
+                return
+
+    def close(self) -> None:
+        """Restore the signal wake-up fd and close the selector."""
+        if self._signal_socket is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            for signum in self._signal_handlers:
+                signal.signal(signum, signal.SIG_DFL)
+            self._signal_socket.close()
+            self._signal_writer.close()
+            self._signal_socket = None
+        self._selector.close()
+
+
+def _ignore_in_python(signum: int, frame: object) -> None:
+    """The Python-level handler: nothing; the wake-up fd carries the signal."""

@@ -1,0 +1,193 @@
+"""What the control commands answer: typed values with their JSON form.
+
+The server builds them (``to_json``), the client reads them back
+(``from_json``), so the two agree on every field. Times are relative
+(seconds ago, seconds from now) because the two sides share no clock.
+
+Kept light: the client's import path is part of ``ctl``'s speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "RUNNING",
+    "STOPPED_STATES",
+    "CommandInfo",
+    "ExitInfo",
+    "ProgramInfo",
+    "format_seconds",
+]
+
+#: The state in which a program counts as up: running and ready.
+RUNNING = "running"
+
+#: States in which a program has no process.
+STOPPED_STATES = frozenset({"stopped", "exited", "failed"})
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration the way ``describe`` writes it: ``0.25 s``, ``1.5 s``, ``42 s``,
+    ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
+    seconds = max(0.0, seconds)
+    if seconds == float("inf"):
+        return "forever"
+    if 0 < seconds < 0.1:  # a start that failed at once: 3 ms, not 0 s
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:  # 0.05 s, 1.5 s, 5 s
+        text = f"{seconds:.2f}" if seconds < 0.995 else f"{seconds:.1f}"
+        return text.rstrip("0").rstrip(".") + " s"
+    whole = round(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 2 * 3600:
+        (high, low), (high_unit, low_unit) = divmod(whole, 60), ("min", "s")
+    elif whole < 2 * 86400:
+        (high, low), (high_unit, low_unit) = divmod(whole // 60, 60), ("h", "min")
+    else:
+        (high, low), (high_unit, low_unit) = divmod(whole // 3600, 24), ("d", "h")
+    return f"{high} {high_unit}" + (f" {low} {low_unit}" if low else "")
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a run ended: ``code`` or ``signal`` (a number), ``core`` dumped,
+    ``text`` such as ``exited 1`` or ``killed by SIGKILL``, and ``ago`` seconds."""
+
+    code: int | None
+    signal: int | None
+    core: bool
+    text: str
+    ago: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "signal": self.signal,
+            "core": self.core,
+            "text": self.text,
+            "ago": self.ago,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExitInfo:
+        return cls(
+            code=data.get("code"),
+            signal=data.get("signal"),
+            core=bool(data.get("core", False)),
+            text=str(data.get("text", "")),
+            ago=float(data.get("ago", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """One program instance as ``status`` shows it.
+
+    ``name`` is the instance's name (``web`` or ``web:0``), ``program`` the
+    ``[program.NAME]`` it comes from; ``state`` one of starting, running,
+    backoff, stopping, stopped, exited, failed; ``text`` the one line
+    ``ctl status`` prints after the name, e.g. ``running (pid 12, up 5 s)``.
+    ``uptime`` is seconds since the current process started (None without
+    one), ``since`` seconds since the last state change, ``restarts`` the
+    automatic restarts since the last start, ``attempt`` the start number in
+    the current crash streak, ``next_start`` seconds until a restart (in
+    backoff), ``status_text`` the program's last ``STATUS=``.
+    """
+
+    name: str
+    program: str
+    state: str
+    text: str
+    pid: int | None
+    uptime: float | None
+    since: float
+    restarts: int
+    attempt: int
+    last_exit: ExitInfo | None
+    next_start: float | None
+    status_text: str
+
+    @property
+    def running(self) -> bool:
+        """Running and ready (``starting`` and ``backoff`` are not)."""
+        return self.state == RUNNING
+
+    @property
+    def stopped(self) -> bool:
+        """No process: stopped, exited or failed."""
+        return self.state in STOPPED_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "program": self.program,
+            "state": self.state,
+            "text": self.text,
+            "pid": self.pid,
+            "uptime": self.uptime,
+            "since": self.since,
+            "restarts": self.restarts,
+            "attempt": self.attempt,
+            "last_exit": None if self.last_exit is None else self.last_exit.to_json(),
+            "next_start": self.next_start,
+            "status_text": self.status_text,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProgramInfo:
+        last_exit = data.get("last_exit")
+        pid = data.get("pid")
+        return cls(
+            name=str(data["name"]),
+            program=str(data.get("program", data["name"])),
+            state=str(data["state"]),
+            text=str(data.get("text", data["state"])),
+            pid=None if pid is None else int(pid),
+            uptime=_number(data.get("uptime")),
+            since=float(data.get("since", 0.0)),
+            restarts=int(data.get("restarts", 0)),
+            attempt=int(data.get("attempt", 1)),
+            last_exit=None if last_exit is None else ExitInfo.from_json(last_exit),
+            next_start=_number(data.get("next_start")),
+            status_text=str(data.get("status_text", "")),
+        )
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """A command ``commands`` lists: its ``name``, ``signature`` as Python writes
+    it (``(region: str) -> int``), first line of its docstring ``doc``, and
+    whether observers may run it (``read_only``); ``builtin`` for the
+    supervisor's own commands."""
+
+    name: str
+    signature: str
+    doc: str
+    read_only: bool
+    builtin: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "signature": self.signature,
+            "doc": self.doc,
+            "read_only": self.read_only,
+            "builtin": self.builtin,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CommandInfo:
+        return cls(
+            name=str(data["name"]),
+            signature=str(data.get("signature", "()")),
+            doc=str(data.get("doc", "")),
+            read_only=bool(data.get("read_only", False)),
+            builtin=bool(data.get("builtin", False)),
+        )

@@ -1,0 +1,474 @@
+"""The control socket's server side: binding it safely, connections, and who may do what.
+
+- **One owner.** A lock file beside the socket (``control.sock.lock``), held
+  with ``flock`` for the supervisor's life, decides who owns the socket: the
+  holder is alive, so its socket is live and is never taken over; without a
+  holder any socket file there is stale and is replaced. A second supervisor
+  fails at once, naming the first one's pid (learnt from the live socket's
+  ``SO_PEERCRED``).
+- **No window wider than the final mode.** The socket is created by ``bind``
+  under a umask that gives exactly 0600 (0660 when a group may connect, with
+  the effective gid switched to that group around ``bind`` when we are root;
+  others bind it 0600, then chown and chmod it), and its directory must not be
+  writable by other users. With both a control and an observer group it is
+  0666: a socket has one group, and every request is checked anyway.
+- **Credentials, per connection.** ``SO_PEERCRED`` (and ``SO_PEERGROUPS``) at
+  accept: root and our own uid may run everything, members of the control
+  group too, members of the observer group the read-only commands; anyone else
+  gets ``permission-denied`` for every request, and nothing runs.
+- **Never blocked by a client.** Non-blocking sockets, requests bounded by the
+  protocol's ``MAX_LINE``, answers queued in order and dropped with the
+  connection when a client stops reading, idle connections closed.
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+import fcntl
+import grp
+import os
+import pwd
+import socket
+import stat
+import struct
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import DaemonError
+from ..paths import UnsafePathError, check_path
+from . import protocol
+from .protocol import BadLine, Request
+
+if TYPE_CHECKING:
+    from .loop import EventLoop, Timer
+
+__all__ = [
+    "ADMIN",
+    "OBSERVER",
+    "Connection",
+    "ControlServer",
+    "ControlSocketError",
+    "Peer",
+    "check_control_path",
+]
+
+ADMIN = "admin"
+OBSERVER = "observer"
+
+#: A connection with no request in progress is closed after this many seconds.
+IDLE_TIMEOUT = 60.0
+#: Answers a client has not read yet; past this the connection is dropped.
+MAX_PENDING_OUTPUT = 4 * 1024 * 1024
+MAX_CONNECTIONS = 512
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+class ControlSocketError(DaemonError, OSError):
+    """The control socket cannot be used: one line naming the path and why."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Peer:
+    """Who is on the other end of a connection, as the kernel saw it at connect."""
+
+    __slots__ = ("gid", "groups", "pid", "role", "uid")
+
+    def __init__(self, pid: int, uid: int, gid: int, groups: tuple[int, ...]) -> None:
+        self.pid, self.uid, self.gid, self.groups = pid, uid, gid, groups
+        self.role: str | None = None
+
+    def __repr__(self) -> str:
+        return f"uid {self.uid} pid {self.pid}"
+
+
+def _group_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    return grp.getgrnam(name).gr_gid
+
+
+def _peer(sock: socket.socket) -> Peer:
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    groups: tuple[int, ...] = ()
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * 256)
+        groups = struct.unpack(f"{len(raw) // 4}I", raw)
+    except OSError:  # before Linux 4.13: the user's groups from the group database
+        try:
+            name = pwd.getpwuid(uid).pw_name
+            groups = tuple(os.getgrouplist(name, gid))
+        except (KeyError, OSError):
+            groups = ()
+    return Peer(pid, uid, gid, groups)
+
+
+def check_control_path(path: str) -> str:
+    """Check the control socket's directory (exists, and no other user can write
+    it or anything above it) before anything starts. Returns ``path``."""
+    directory = os.path.dirname(path) or "."
+    try:
+        check_path(directory, "control socket directory")
+        st = os.stat(directory)
+    except UnsafePathError as exc:
+        raise ControlSocketError(errnos.EPERM, str(exc)) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ControlSocketError(
+            exc.errno or errnos.EIO, f"control socket {path}: {directory}: {reason}"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ControlSocketError(
+            errnos.ENOTDIR, f"control socket {path}: {directory} is not a directory"
+        )
+    if st.st_mode & 0o022:
+        raise ControlSocketError(
+            errnos.EPERM,
+            f"control socket {path}: {directory} is writable by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); use a directory only the supervisor can write",
+        )
+    return path
+
+
+def live_owner(path: str) -> int | None:
+    """The pid of the process listening on ``path``, or None when nothing listens."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return None
+        return int(_peer(probe).pid)
+
+
+class Connection:
+    """One client: a decoder for its requests, its answers in order, its role."""
+
+    def __init__(self, server: ControlServer, sock: socket.socket, peer: Peer) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.decoder = protocol.LineDecoder()
+        self.slots: list[bytes | None] = []  # answers in request order; None: pending
+        self.output = bytearray()
+        self.closed = False
+        self.reading = True
+        self.idle_timer: Timer | None = None
+        self.on_ready = lambda: server._ready(self)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.slots) or bool(self.output)
+
+    def answer_later(self) -> Callable[[bytes], None]:
+        """Reserve the next answer's place; call the returned function with it."""
+        index = len(self.slots)
+        self.slots.append(None)
+        base = self._base
+
+        def respond(data: bytes) -> None:
+            if self.closed:
+                return
+            self.slots[index - (self._base - base)] = data
+            self._flush_slots()
+
+        return respond
+
+    _base = 0  # answers already moved out of ``slots``, so indexes stay valid
+
+    def answer(self, data: bytes) -> None:
+        self.answer_later()(data)
+
+    def _flush_slots(self) -> None:
+        moved = 0
+        for data in self.slots:
+            if data is None:
+                break
+            self.output += data
+            moved += 1
+        if moved:
+            del self.slots[:moved]
+            self._base += moved
+            self.write()
+
+    def write(self) -> None:
+        if self.closed:
+            return
+        while self.output:
+            try:
+                sent = self.sock.send(self.output)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.server.close(self)
+                return
+            del self.output[:sent]
+        if len(self.output) > MAX_PENDING_OUTPUT:
+            self.server.close(self)
+            return
+        self.server.update(self)
+
+
+class ControlServer:
+    """Listen on ``path``; hand each request to ``handler(connection, request)``.
+
+    ``handler`` must answer each request exactly once, at once or later
+    (``connection.answer`` / ``connection.answer_later``); permission checks are
+    done before it is called. ``read_only`` names the commands observers may run.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        path: str,
+        handler: Callable[[Connection, Request], None],
+        *,
+        control_group: str | None = None,
+        observer_group: str | None = None,
+        read_only: Callable[[str], bool] = lambda command: command in protocol.READ_ONLY_COMMANDS,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.loop = loop
+        self.path = path
+        self.handler = handler
+        self.control_gid = _group_id(control_group)
+        self.observer_gid = _group_id(observer_group)
+        self.read_only = read_only
+        self.idle_timeout = idle_timeout
+        self.connections: dict[int, Connection] = {}
+        self._listener: socket.socket | None = None
+        self._lock_fd: int | None = None
+        self._uid = os.geteuid()
+
+    # -- the socket -----------------------------------------------------------------------
+
+    def _lock_path(self) -> str:
+        return self.path + ".lock"
+
+    def _take_lock(self) -> None:
+        path = self._lock_path()
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise ControlSocketError(
+                exc.errno or errnos.EIO, f"control socket {self.path}: {path}: {exc.strerror}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            owner = live_owner(self.path)
+            who = f" (pid {owner})" if owner is not None else ""
+            raise ControlSocketError(
+                errnos.EADDRINUSE,
+                f"control socket {self.path}: another supervisor{who} is running there",
+            ) from None
+        self._lock_fd = fd
+
+    def listen(self) -> None:
+        """Take the socket: the lock, a stale socket file removed, then ``bind``."""
+        check_control_path(self.path)
+        self._take_lock()
+        try:
+            self._bind()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _bind(self) -> None:
+        path = self.path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise ControlSocketError(
+                    errnos.EEXIST, f"control socket {path}: a file that is not a socket is there"
+                )
+            os.unlink(path)  # we hold the lock: nobody listens on it
+        group, mode = self._group_and_mode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        # Born with its final mode (root switches its gid for the bind) or
+        # narrower (0600, then chown, then chmod): never wider than ``mode``.
+        switched = group is not None and self._uid == 0
+        born = mode if group is None or switched else 0o600
+        old_mask = os.umask(0o777 & ~born)
+        try:
+            if switched:
+                assert group is not None
+                os.setegid(group)
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ControlSocketError(
+                exc.errno or errnos.EIO, f"control socket {path}: {exc.strerror}"
+            ) from None
+        finally:
+            os.umask(old_mask)
+            if switched:
+                os.setegid(os.getgid())
+        if group is not None and not switched:
+            try:
+                os.chown(path, -1, group)
+                os.chmod(path, mode)
+            except OSError as exc:
+                sock.close()
+                os.unlink(path)
+                raise ControlSocketError(
+                    exc.errno or errnos.EPERM,
+                    f"control socket {path}: cannot give it group {group}: {exc.strerror}",
+                ) from None
+        sock.listen(128)
+        sock.setblocking(False)
+        self._listener = sock
+        self.loop.add_reader(sock.fileno(), self._accept)
+
+    def _group_and_mode(self) -> tuple[int | None, int]:
+        """0600; 0660 with the one group that may connect; 0666 when two different
+        groups may (a socket has one group: every request is checked anyway)."""
+        groups = {gid for gid in (self.control_gid, self.observer_gid) if gid is not None}
+        if not groups:
+            return None, 0o600
+        if len(groups) == 1:
+            return groups.pop(), 0o660
+        return None, 0o666
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def close_all(self) -> None:
+        """Close every connection, remove the socket, release the lock."""
+        for connection in list(self.connections.values()):
+            self.close(connection)
+        listener = self._listener
+        if listener is not None:
+            self.loop.remove_reader(listener.fileno())
+            listener.close()
+            self._listener = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self._release_lock()
+
+    # -- connections --------------------------------------------------------------------
+
+    def _role(self, peer: Peer) -> str | None:
+        if peer.uid in (0, self._uid):
+            return ADMIN
+        ids = {peer.gid, *peer.groups}
+        if self.control_gid is not None and self.control_gid in ids:
+            return ADMIN
+        if self.observer_gid is not None and self.observer_gid in ids:
+            return OBSERVER
+        return None
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(64):  # a burst of clients, a bounded amount of work per event
+            try:
+                sock, _address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EMFILE: the client waits in the backlog
+                return
+            if len(self.connections) >= MAX_CONNECTIONS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            try:
+                peer = _peer(sock)
+            except OSError:
+                sock.close()
+                continue
+            peer.role = self._role(peer)
+            connection = Connection(self, sock, peer)
+            self.connections[sock.fileno()] = connection
+            self.update(connection)
+
+    def update(self, connection: Connection) -> None:
+        """Watch the connection for what it waits on: requests while we may read,
+        writability while answers wait; arm the idle timer when it has nothing."""
+        if connection.closed:
+            return
+        self.loop.watch(
+            connection.sock.fileno(),
+            connection.on_ready,
+            read=connection.reading,
+            write=bool(connection.output),
+        )
+        self.loop.cancel(connection.idle_timer)
+        connection.idle_timer = None
+        if not connection.busy:
+            if not connection.reading:  # the client closed its end and has every answer
+                self.close(connection)
+                return
+            deadline = self.loop.time() + self.idle_timeout
+            connection.idle_timer = self.loop.call_at(deadline, lambda: self.close(connection))
+
+    def _ready(self, connection: Connection) -> None:
+        if connection.output:
+            connection.write()
+            if connection.closed:
+                return
+        if connection.reading:
+            self._read(connection)
+
+    def _read(self, connection: Connection) -> None:
+        try:
+            data = connection.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(connection)
+            return
+        if data:
+            lines = connection.decoder.feed(data)
+        else:
+            connection.reading = False
+            lines = connection.decoder.feed_eof()
+        for line in lines:
+            if connection.closed:
+                return
+            if isinstance(line, BadLine):
+                connection.answer(line.response)
+            else:
+                self._dispatch(connection, line)
+        self.update(connection)
+
+    def _dispatch(self, connection: Connection, request: Request) -> None:
+        role = connection.peer.role
+        if role is None or (role == OBSERVER and not self.read_only(request.command)):
+            who = f"uid {connection.peer.uid}"
+            what = "any command" if role is None else f"{request.command!r}"
+            connection.answer(
+                protocol.encode_error(
+                    request.id,
+                    protocol.PERMISSION_DENIED,
+                    f"permission denied: {who} may not run {what}",
+                )
+            )
+            if role is None:  # nothing more to say to it: closed once answered
+                connection.reading = False
+            return
+        self.handler(connection, request)
+
+    def close(self, connection: Connection) -> None:
+        if connection.closed:
+            return
+        connection.closed = True
+        self.loop.cancel(connection.idle_timer)
+        fd = connection.sock.fileno()
+        self.loop.remove_reader(fd)
+        self.connections.pop(fd, None)
+        connection.sock.close()

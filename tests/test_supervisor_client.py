@@ -1,0 +1,472 @@
+"""The control socket's client (daemonctx.supervisor.client) and ``daemonctx ctl``,
+against fake supervisors on real Unix sockets: a thread answering canned lines,
+or a subprocess for ``shutdown``, which waits for the supervisor's exit."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from conftest import ENV, ProcessTracker, pid_alive
+
+from daemonctx.cli import main
+from daemonctx.errors import CommandError
+from daemonctx.supervisor.client import Client, SupervisorNotRunning
+from daemonctx.supervisor.protocol import (
+    BAD_RESPONSE,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    ProtocolError,
+    RemoteError,
+)
+from daemonctx.supervisor.results import CommandInfo, ExitInfo, ProgramInfo
+
+# What the fake server answers a request (a dict): a response (a dict, sent as a
+# JSON line), raw bytes sent as they are, or None for no answer at all.
+Answer = Callable[[dict[str, Any]], "dict[str, Any] | bytes | None"]
+
+
+def program(name: str, state: str = "running", **fields: Any) -> dict[str, Any]:
+    """A program's JSON as the server sends it."""
+    running = state == "running"
+    info = ProgramInfo(
+        name=name,
+        program=name.partition(":")[0],
+        state=state,
+        text=fields.pop("text", f"{state} (pid 12, up 5 s)" if running else state),
+        pid=12 if running else None,
+        uptime=5.0 if running else None,
+        since=5.0,
+        restarts=fields.pop("restarts", 0),
+        attempt=1,
+        last_exit=fields.pop("last_exit", None),
+        next_start=None,
+        status_text="",
+    )
+    return {**info.to_json(), **fields}
+
+
+def ok(request: dict[str, Any], result: Any) -> dict[str, Any]:
+    return {"id": request["id"], "ok": True, "result": result}
+
+
+def error(request: dict[str, Any], type: str, message: str) -> dict[str, Any]:
+    return {"id": request["id"], "ok": False, "error": {"type": type, "message": message}}
+
+
+class FakeServer:
+    """A supervisor's control socket served by a thread: each request line is
+    recorded in ``requests`` and answered by ``answer``, one connection at a time;
+    with ``hang_up``, the connection is closed after the first answer."""
+
+    def __init__(self, path: Path, answer: Answer) -> None:
+        self.path = path
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.connections = 0
+        self.hang_up = False
+        self.stopping = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(4)
+        self.listener.settimeout(0.01)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(0.01)
+                self._answer_lines(conn)
+
+    def _answer_lines(self, conn: socket.socket) -> None:
+        buffer = b""
+        while not self.stopping.is_set():
+            line, newline, rest = buffer.partition(b"\n")
+            if not newline:
+                try:
+                    data = conn.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                buffer += data
+                continue
+            buffer = rest
+            request = json.loads(line)
+            self.requests.append(request)
+            reply = self.answer(request)
+            if reply is not None:
+                conn.sendall(
+                    reply if isinstance(reply, bytes) else json.dumps(reply).encode() + b"\n"
+                )
+            if self.hang_up:
+                return
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def sock(tmp_path: Path) -> Path:
+    return tmp_path / "ctl.sock"
+
+
+@pytest.fixture
+def serve(sock: Path) -> Iterator[Callable[[Answer], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(answer: Answer) -> FakeServer:
+        servers.append(FakeServer(sock, answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def by_command(**results: Any) -> Answer:
+    """An answer function: each command's canned result (a function of the request,
+    or a value); an unknown command gets unknown-command."""
+
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        if request["command"] not in results:
+            return error(request, "unknown-command", f"no command {request['command']!r}")
+        result = results[request["command"]]
+        return ok(request, result(request) if callable(result) else result)
+
+    return answer
+
+
+# -- the client ---------------------------------------------------------------------------
+
+
+def test_ping_reuses_one_connection_with_numbered_requests(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    server = serve(by_command(ping="pong"))
+    with Client(sock, timeout=5) as client:
+        assert client.ping() == "pong"
+        assert client.ping() == "pong"
+    assert [r["id"] for r in server.requests] == [1, 2]
+    assert server.requests[0] == {"id": 1, "command": "ping", "args": {}, "version": 1}
+    assert server.connections == 1
+
+
+def test_status_is_parsed_into_program_infos(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    last = ExitInfo(code=1, signal=None, core=False, text="exited 1", ago=30.0)
+    programs = [program("web:0", last_exit=last, restarts=2), program("worker", "backoff")]
+    server = serve(by_command(status={"programs": programs}))
+    with Client(sock, timeout=5) as client:
+        found = client.status("web")
+    assert server.requests[0]["args"] == {"names": ["web"]}
+    assert [(p.name, p.program, p.state, p.running) for p in found] == [
+        ("web:0", "web", "running", True),
+        ("worker", "worker", "backoff", False),
+    ]
+    assert found[0].last_exit == last
+    assert found[0].restarts == 2
+
+
+def test_commands_signal_and_call(sock: Path, serve: Callable[[Answer], FakeServer]) -> None:
+    info = CommandInfo("flush", "(region: str) -> int", "Flush a region.", False, False)
+    server = serve(
+        by_command(
+            commands={"commands": [info.to_json()]},
+            signal={"programs": [program("web")]},
+            flush=lambda request: {"flushed": request["args"]["region"]},
+        )
+    )
+    with Client(sock, timeout=5) as client:
+        assert client.commands() == [info]
+        assert [p.name for p in client.signal("HUP", "web")] == ["web"]
+        assert client.call("flush", region="eu") == {"flushed": "eu"}
+    assert server.requests[1]["args"] == {"signal": "HUP", "names": ["web"]}
+    assert server.requests[2]["args"] == {"region": "eu"}
+
+
+def test_a_remote_error_keeps_its_type(sock: Path, serve: Callable[[Answer], FakeServer]) -> None:
+    serve(lambda request: error(request, NOT_FOUND, "no program named 'db'"))
+    with Client(sock, timeout=5) as client, pytest.raises(RemoteError) as info:
+        client.status("db")
+    assert (info.value.type, str(info.value)) == (NOT_FOUND, "no program named 'db'")
+
+
+def test_not_running_when_there_is_no_socket(sock: Path) -> None:
+    with pytest.raises(SupervisorNotRunning) as info:
+        Client(sock, timeout=5).ping()
+    assert isinstance(info.value, CommandError)
+    assert info.value.exit_code == 3
+    assert str(info.value) == f"supervisor is not running (nothing listens on {sock})"
+
+
+def test_not_running_when_the_socket_is_stale(sock: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))  # bound, never listening, then closed: the file stays
+    stale.close()
+    assert sock.is_socket()
+    with pytest.raises(SupervisorNotRunning) as info:
+        Client(sock, timeout=5).status()
+    assert info.value.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (lambda r: {"id": r["id"] + 1, "ok": True, "result": "pong"}, "to request 2, not 1"),
+        (lambda r: b"<html>\n", "not JSON"),
+        (lambda r: b'{"id": 1, "ok": "yes"}\n', "ok must be true or false"),
+        (lambda r: ok(r, 42), "bad answer from the supervisor to ping: 42"),
+    ],
+    ids=["id mismatch", "garbage", "not a response", "wrong result"],
+)
+def test_a_bad_answer_is_a_clear_error(
+    sock: Path, serve: Callable[[Answer], FakeServer], reply: Answer, expected: str
+) -> None:
+    server = serve(reply)
+    client = Client(sock, timeout=5)
+    with pytest.raises(ProtocolError) as info:
+        client.ping()
+    assert info.value.type == BAD_RESPONSE
+    assert expected in str(info.value)
+    assert str(info.value).startswith("bad answer from the supervisor")
+    server.answer = by_command(ping="pong")  # the connection was closed: a new one is in step
+    assert client.ping() == "pong"
+    client.close()
+    assert server.connections == 2
+
+
+def test_the_connection_closed_before_an_answer(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    server = serve(lambda request: b'{"id": 1, "ok": tr')  # half a line, then it hangs up
+    server.hang_up = True
+    with pytest.raises(CommandError, match=r"^the supervisor closed the connection$") as info:
+        Client(sock, timeout=5).ping()
+    assert info.value.exit_code == 1
+
+
+def test_no_answer_within_the_timeout(sock: Path, serve: Callable[[Answer], FakeServer]) -> None:
+    serve(lambda request: None)
+    started = time.monotonic()
+    with pytest.raises(CommandError, match=r"^no answer from the supervisor within 0\.2 s$"):
+        Client(sock, timeout=0.2).status()
+    assert time.monotonic() - started < 2
+
+
+# -- shutdown: the supervisor is a real process ------------------------------------------------
+
+# Listens on argv[1], says "listening", answers one shutdown with its pid, closes the
+# connection, and exits a moment later (stopping its programs).
+FAKE_SUPERVISOR = """
+import json, os, socket, sys, time
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(1)
+if sys.argv[2] == "fork" and os.fork():  # a launcher whose daemon serves
+    os._exit(0)
+print(os.getpid(), flush=True)
+conn, _ = listener.accept()
+request = json.loads(conn.makefile().readline())
+answer = {"id": request["id"], "ok": True, "result": {"pid": os.getpid()}}
+conn.sendall(json.dumps(answer).encode() + b"\\n")
+conn.close()
+time.sleep(0.2)
+"""
+
+
+@pytest.mark.parametrize("how", ["listener", "fork"])
+def test_shutdown_waits_until_the_supervisor_is_gone(
+    sock: Path, processes: ProcessTracker, how: str
+) -> None:
+    """The process is found through SO_PEERCRED; when the listener has gone (it
+    forked after listen()), through the pid in the answer."""
+    proc = processes.popen(
+        [sys.executable, "-c", FAKE_SUPERVISOR, str(sock), how],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    assert proc.stdout is not None
+    pid = processes.add(int(proc.stdout.readline()))
+    if how == "fork":
+        assert proc.wait(5) == 0 and pid != proc.pid
+    with Client(sock, timeout=5) as client:
+        assert client.shutdown() == pid
+    assert not pid_alive(pid)
+
+
+def test_shutdown_without_waiting(sock: Path, serve: Callable[[Answer], FakeServer]) -> None:
+    serve(by_command(shutdown={"pid": 4242}))
+    with Client(sock, timeout=5) as client:
+        assert client.shutdown(wait=False) == 4242
+
+
+# -- daemonctx ctl ----------------------------------------------------------------------------
+
+
+def ctl(sock: Path, *args: str) -> int:
+    return main(["ctl", "--control", str(sock), *args])
+
+
+def test_ctl_status_lines(
+    sock: Path, serve: Callable[[Answer], FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    last = ExitInfo(code=None, signal=9, core=False, text="killed by SIGKILL", ago=125.0)
+    programs = [
+        program("web:0", restarts=2, last_exit=last),
+        program("web:1", restarts=1),
+        program("worker", text="running (pid 14, up 1 s, last: killed by SIGKILL)", last_exit=last),
+    ]
+    serve(by_command(status={"programs": programs}))
+    assert ctl(sock, "status") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "web:0   running (pid 12, up 5 s), 2 restarts; last: killed by SIGKILL 2 min 5 s ago",
+        "web:1   running (pid 12, up 5 s), 1 restart",
+        "worker  running (pid 14, up 1 s, last: killed by SIGKILL)",
+    ]
+
+
+def test_ctl_status_is_3_unless_every_program_runs(
+    sock: Path, serve: Callable[[Answer], FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    programs = [program("web"), program("db", "backoff", text="backoff (restart in 2 s)")]
+    server = serve(by_command(status={"programs": programs}))
+    assert ctl(sock, "status", "web", "db") == 3
+    assert (
+        capsys.readouterr().out == "web  running (pid 12, up 5 s)\ndb   backoff (restart in 2 s)\n"
+    )
+    assert server.requests[0]["args"] == {"names": ["web", "db"]}
+
+
+def test_ctl_json_prints_the_raw_result(
+    sock: Path, serve: Callable[[Answer], FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = {"programs": [program("web", extra="kept")]}
+    serve(by_command(status=result))
+    assert main(["ctl", "--control", str(sock), "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out) == result
+
+
+@pytest.mark.parametrize(
+    ("command", "state", "code"),
+    [
+        ("start", "running", 0),
+        ("start", "failed", 1),
+        ("stop", "stopped", 0),
+        ("stop", "running", 1),
+    ],
+)
+def test_ctl_start_and_stop_exit_codes(
+    sock: Path,
+    serve: Callable[[Answer], FakeServer],
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    state: str,
+    code: int,
+) -> None:
+    serve(by_command(**{command: {"programs": [program("web", state)]}}))
+    assert ctl(sock, command, "all") == code
+    assert capsys.readouterr().out.startswith(f"web  {state}")
+
+
+@pytest.mark.parametrize(
+    ("type", "code"),
+    [(PERMISSION_DENIED, 4), ("bad-arguments", 2), ("unknown-command", 2), ("failed", 1)],
+)
+def test_ctl_remote_errors(
+    sock: Path,
+    serve: Callable[[Answer], FakeServer],
+    capsys: pytest.CaptureFixture[str],
+    type: str,
+    code: int,
+) -> None:
+    serve(lambda request: error(request, type, "no way"))
+    assert ctl(sock, "signal", "HUP", "web") == code
+    assert capsys.readouterr() == ("", "daemonctx: error: no way\n")
+
+
+@pytest.mark.parametrize("command", [["status"], ["ping"], ["stop", "web"]])
+def test_ctl_when_the_supervisor_is_not_running(
+    sock: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    assert ctl(sock, *command) == 3
+    message = f"daemonctx: error: supervisor is not running (nothing listens on {sock})\n"
+    assert capsys.readouterr() == ("", message)
+
+
+def test_ctl_ping_commands_and_call(
+    sock: Path, serve: Callable[[Answer], FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    commands = [
+        CommandInfo("status", "(names: list[str] = [])", "Show programs.", True, True).to_json(),
+        CommandInfo("flush", "(region: str) -> int", "", False, False).to_json(),
+    ]
+    server = serve(
+        by_command(
+            ping="pong",
+            commands={"commands": commands},
+            flush=lambda request: request["args"],
+            hello="hi there",
+        )
+    )
+    assert ctl(sock, "ping") == 0
+    assert ctl(sock, "commands") == 0
+    assert ctl(sock, "call", "flush", '{"region": "eu", "n": 2}') == 0
+    assert ctl(sock, "call", "hello") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "pong",
+        "status(names: list[str] = [])  Show programs.",
+        "flush(region: str) -> int",
+        '{"region": "eu", "n": 2}',
+        "hi there",
+    ]
+    assert server.requests[3]["args"] == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{region: eu}", "call: not JSON: '{region: eu}' ("), ("[1]", "must be a JSON object: '[1]'")],
+)
+def test_ctl_call_with_bad_json(
+    sock: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    assert ctl(sock, "call", "flush", text) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("daemonctx: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_ctl_finds_the_socket_in_the_config_file(
+    tmp_path: Path,
+    sock: Path,
+    serve: Callable[[Answer], FakeServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serve(by_command(ping="pong"))
+    config = tmp_path / "shop.toml"
+    config.write_text(f'[supervisor]\ncontrol = "{sock}"\n[program.web]\ncommand = ["/srv/web"]\n')
+    assert main(["ctl", "--config", str(config), "ping"]) == 0
+    assert capsys.readouterr().out == "pong\n"
+    assert main(["ctl", "--config", str(tmp_path / "none.toml"), "ping"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"daemonctx: error: {tmp_path / 'none.toml'}") and err.count("\n") == 1

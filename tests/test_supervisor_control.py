@@ -1,0 +1,1001 @@
+"""The supervisor's control socket and commands, on real processes and sockets.
+
+Every supervisor here is a real ``daemonctx supervise`` (or an application built
+with the Python API, tests/programs/ctl_app.py) started by the ``supervisors``
+fixture, which kills every process carrying its token when the test ends. The
+clients are ``daemonctx ctl``, ``Client``, or raw sockets speaking the protocol
+line by line; clients of another user run in a forked child as ``nobody``.
+
+What a user would check: the socket's mode and owner from the moment it exists,
+who may do what, what the log records, that no client can block the supervisor,
+the exit codes and one-line errors of ``ctl``, and that a refused request
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import grp
+import json
+import os
+import re
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from conftest import (
+    NOBODY,
+    PROGRAMS,
+    ROOT,
+    Supervisors,
+    needs_root,
+    needs_tools,
+    pid_alive,
+    proc_stat,
+    python_program,
+    run_as_nobody,
+    run_in_child,
+    wait_for,
+    wait_gone,
+)
+
+from daemonctx.supervisor import Program, Supervisor
+from daemonctx.supervisor.protocol import MAX_LINE, RemoteError, encode_request
+from daemonctx.supervisor.results import ProgramInfo
+from daemonctx.supervisor.server import live_owner
+
+CTL_APP = PROGRAMS / "ctl_app.py"
+SLEEP = ["/bin/sleep", "1000"]
+NOT_RUNNING = "supervisor is not running"
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def one_line(text: str) -> str:
+    """``text`` (a command's stderr) is exactly one non-empty line: return it."""
+    lines = text.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].strip(), f"expected one line, got {text!r}"
+    return lines[0]
+
+
+def config_at(
+    supervisors: Supervisors, path: Path, programs: dict[str, dict[str, Any]], **keys: Any
+) -> Path:
+    """``supervisors.config(...)`` written to ``path`` instead of the default file."""
+    saved = supervisors.config_path
+    supervisors.config_path = path
+    try:
+        return supervisors.config(programs, **keys)
+    finally:
+        supervisors.config_path = saved
+
+
+def launch(supervisors: Supervisors, config: Path) -> subprocess.Popen[str]:
+    """``supervise --config CONFIG --foreground`` as a child, not waited for."""
+    return supervisors.popen(
+        [*supervisors.command(), "supervise", "--config", str(config), "--foreground"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def start_app(supervisors: Supervisors, **options: Any) -> subprocess.Popen[str]:
+    """tests/programs/ctl_app.py (the Python API) on ``supervisors.control``,
+    returned once it answers."""
+    options = {"control": supervisors.control, "log": str(supervisors.log), **options}
+    proc = supervisors.popen(
+        [sys.executable, str(CTL_APP), json.dumps(options)],
+        env={**supervisors.env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisors.wait_answering(proc)
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def web_pid(supervisors: Supervisors) -> int:
+    info = supervisors.status("web")
+    assert info.state == "running" and info.pid is not None, info
+    return int(info.pid)
+
+
+def log_text(supervisors: Supervisors) -> str:
+    return supervisors.log.read_text() if supervisors.log.exists() else ""
+
+
+def exited(pidfd: int) -> bool:
+    """The process pinned by ``pidfd`` has exited already (no waiting)."""
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
+class LineClient:
+    """A raw client: protocol lines written and read on a Unix socket, with a bound."""
+
+    def __init__(self, path: str, timeout: float = 10) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+
+    def __enter__(self) -> LineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(self, id: int, command: str, args: dict[str, Any] | None = None) -> None:
+        self.send(encode_request(id, command, args))
+
+    def read(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            data = self.sock.recv(65536)
+            assert data, f"connection closed; unanswered: {self.buffer!r}"
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def nothing_pending(self) -> bool:
+        """No answer waiting and the connection still open (a closed one is readable)."""
+        return not self.buffer and not select.select([self.sock], [], [], 0)[0]
+
+
+def error_type(answer: dict[str, Any]) -> str | None:
+    return None if answer["ok"] else str(answer["error"]["type"])
+
+
+# inotify, through libc: which events the socket's directory saw, and when.
+IN_ATTRIB = 0x004
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+
+
+class DirectoryWatch:
+    """An inotify watch on a directory for entries created, moved in, or whose
+    attributes (mode, owner) change."""
+
+    def __init__(self, directory: Path) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        mask = IN_CREATE | IN_MOVED_TO | IN_ATTRIB
+        if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+            os.close(fd)
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
+        self.fd = fd
+
+    def events(self, timeout: float) -> list[tuple[int, str]]:
+        """The events that arrive within ``timeout`` seconds (at least one, or none)."""
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return []
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        found = []
+        offset = 0
+        while offset < len(data):
+            _wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+            name = data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+            found.append((mask, name))
+            offset += 16 + length
+        return found
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def new_group() -> Iterator[Callable[[], tuple[str, int]]]:
+    """Create groups (``groupadd``) for the test; each removed at the end."""
+    created: list[str] = []
+
+    def make() -> tuple[str, int]:
+        name = f"dctl{uuid.uuid4().hex[:12]}"
+        subprocess.run(["groupadd", name], check=True, capture_output=True, timeout=30)
+        created.append(name)
+        return name, grp.getgrnam(name).gr_gid
+
+    try:
+        yield make
+    finally:
+        for name in created:
+            subprocess.run(["groupdel", name], capture_output=True, timeout=30)
+
+
+def as_nobody_with_groups(groups: list[int], action: Callable[[], None]) -> None:
+    """Run ``action`` in a forked child as uid/gid 65534 with supplementary ``groups``."""
+
+    def drop_then_act() -> None:
+        os.setgroups(groups)
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
+        action()
+
+    run_in_child(drop_then_act)
+
+
+def open_control(supervisors: Supervisors, directory: Path) -> None:
+    """Put the control socket in ``directory`` (one nobody can reach)."""
+    supervisors.control = str(directory / "control.sock")
+
+
+# -- 1. the socket's mode, from its first moment -------------------------------------------------
+
+
+GROUP_PARAM_MARKS = [needs_root, needs_tools("groupadd", "groupdel")]
+
+
+@pytest.mark.parametrize(
+    "group_key",
+    [
+        None,
+        pytest.param("control_group", marks=GROUP_PARAM_MARKS),
+        pytest.param("observer_group", marks=GROUP_PARAM_MARKS),
+    ],
+)
+def test_socket_mode_is_final_from_the_moment_it_exists(
+    supervisors: Supervisors,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    group_key: str | None,
+) -> None:
+    """0600 and ours without a group; 0660 and the group's with one. An inotify
+    watch on the directory stats the socket as soon as it is created, and sees
+    every later change of its mode or owner (IN_ATTRIB): a chmod or chown after
+    bind, or a socket renamed into place (IN_MOVED_TO), would show here."""
+    keys: dict[str, Any] = {}
+    gid = os.getgid()
+    if group_key is not None:
+        name, gid = request.getfixturevalue("new_group")()
+        keys[group_key] = name
+    config = supervisors.config({"web": {"command": SLEEP}}, **keys)
+    path = Path(supervisors.control)
+    watch = DirectoryWatch(tmp_path)
+    try:
+        proc = launch(supervisors, config)
+        first: os.stat_result | None = None
+        seen: list[int] = []
+        deadline = time.monotonic() + 20
+        while first is None and time.monotonic() < deadline and proc.poll() is None:
+            for mask, entry in watch.events(0.5):
+                if entry == path.name:
+                    if first is None:
+                        first = os.stat(path)  # at once: the first moment we can look
+                    seen.append(mask)
+        assert first is not None, f"no socket created; supervisor: {proc.poll()}"
+        supervisors.wait_answering(proc)
+        assert proc.poll() is None
+        seen += [mask for mask, entry in watch.events(0) if entry == path.name]  # queued by now
+    finally:
+        watch.close()
+    assert stat.S_ISSOCK(first.st_mode)
+    mode = 0o600 if group_key is None else 0o660
+    assert stat.S_IMODE(first.st_mode) == mode, oct(first.st_mode)
+    assert (first.st_uid, first.st_gid) == (os.geteuid(), gid)
+    assert seen == [IN_CREATE], f"events on the socket: {[hex(mask) for mask in seen]}"
+    now = os.stat(path)
+    assert (stat.S_IMODE(now.st_mode), now.st_uid, now.st_gid) == (mode, os.geteuid(), gid)
+
+
+# -- 2. a socket directory others may write to --------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777])
+def test_socket_directory_writable_by_others_is_refused(
+    supervisors: Supervisors, tmp_path: Path, mode: int
+) -> None:
+    directory = tmp_path / "open"
+    directory.mkdir()
+    directory.chmod(mode)
+    supervisors.control = str(directory / "control.sock")
+    supervisors.config({"web": {"command": SLEEP}})
+    result = supervisors.supervise(timeout=20)
+    assert result.returncode != 0
+    line = one_line(result.stderr)
+    assert str(directory) in line and "writable" in line, line
+    assert supervisors.processes() == []  # neither a supervisor nor its program
+    assert list(directory.iterdir()) == []  # no socket, no lock file
+    assert "web" not in log_text(supervisors)
+
+
+# -- 3. two supervisors, one socket ---------------------------------------------------------------
+
+
+def test_a_second_supervisor_fails_at_once_naming_the_first(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    first = supervisors.foreground()
+    pid = web_pid(supervisors)
+    inode = os.stat(supervisors.control).st_ino
+    other = config_at(
+        supervisors,
+        tmp_path / "other.toml",
+        {"other": {"command": ["/bin/sleep", "1001"]}},
+        log=str(tmp_path / "other.log"),
+    )
+    for form in ((), ("--foreground",)):
+        result = supervisors.daemonctx("supervise", "--config", str(other), *form, timeout=15)
+        assert result.returncode != 0, form
+        line = one_line(result.stderr)
+        assert f"(pid {first.pid})" in line and supervisors.control in line, line
+    # The first one still owns the socket, answers, and its program was not touched.
+    assert first.poll() is None
+    assert live_owner(supervisors.control) == first.pid
+    assert os.stat(supervisors.control).st_ino == inode
+    assert web_pid(supervisors) == pid
+    assert supervisors.status("web").restarts == 0
+    commands = [Path(f"/proc/{p}/cmdline").read_bytes() for p in supervisors.processes()]
+    assert not any(b"1001" in command for command in commands), commands
+    other_log = tmp_path / "other.log"
+    assert "other" not in (other_log.read_text() if other_log.exists() else "")
+
+
+def test_two_supervisors_started_at_once_exactly_one_wins(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    configs = [
+        config_at(
+            supervisors,
+            tmp_path / f"{name}.toml",
+            {name: {"command": ["/bin/sleep", str(1001 + index)]}},
+            log=str(tmp_path / f"{name}.log"),
+        )
+        for index, name in enumerate(("one", "two"))
+    ]
+    for _ in range(3):
+        for name in ("one", "two"):
+            (tmp_path / f"{name}.log").unlink(missing_ok=True)
+        procs = [launch(supervisors, config) for config in configs]  # back to back
+        wait_for(
+            lambda procs=procs: any(proc.poll() is not None for proc in procs),
+            timeout=20,
+            what="one of the two supervisors to give up",
+        )
+        losers = [index for index, proc in enumerate(procs) if proc.poll() is not None]
+        assert len(losers) == 1, [proc.poll() for proc in procs]
+        (lost,) = losers
+        loser, winner = procs[lost], procs[1 - lost]
+        _, err = loser.communicate(timeout=10)
+        assert loser.returncode != 0
+        assert "another supervisor" in one_line(err), err
+        supervisors.wait_answering(winner)
+        assert winner.poll() is None
+        assert live_owner(supervisors.control) == winner.pid
+        with supervisors.client() as client:
+            assert [info.name for info in client.status()] == [("one", "two")[1 - lost]]
+        lost_log = tmp_path / f"{('one', 'two')[lost]}.log"
+        assert "starting" not in (lost_log.read_text() if lost_log.exists() else "")
+        with supervisors.client() as client:
+            client.shutdown(wait=True)
+        assert winner.wait(10) == 0
+
+
+# -- 4. a stale socket --------------------------------------------------------------------------
+
+
+def test_the_stale_socket_of_a_killed_supervisor_is_replaced(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    first = supervisors.foreground()
+    old = web_pid(supervisors)
+    first.kill()
+    first.wait(10)
+    wait_gone(old)  # its program dies with it
+    assert stat.S_ISSOCK(os.stat(supervisors.control).st_mode)  # left behind
+    result = supervisors.ctl("status")
+    assert result.returncode == 3
+    assert NOT_RUNNING in one_line(result.stderr)
+    second = supervisors.foreground()
+    assert second.poll() is None
+    assert live_owner(supervisors.control) == second.pid
+    new = web_pid(supervisors)
+    assert new != old and pid_alive(new)
+    assert supervisors.ctl("status").returncode == 0
+
+
+# -- 5. another uid -----------------------------------------------------------------------------
+
+
+@needs_root
+def test_another_uid_is_refused_even_when_the_socket_lets_it_connect(
+    supervisors: Supervisors, open_dir: Path
+) -> None:
+    """A permission mistake (the socket made 0666 by hand) does not let another
+    user in: SO_PEERCRED still refuses every request of uid 65534."""
+    open_control(supervisors, open_dir)
+    supervisors.config({"web": {"command": SLEEP}})
+    proc = supervisors.foreground()
+    pid = web_pid(supervisors)
+    os.chmod(supervisors.control, 0o666)
+    requests = [
+        ("ping", {}),
+        ("status", {}),
+        ("commands", {}),
+        ("stop", {"names": ["web"]}),
+        ("signal", {"signal": "KILL", "names": ["web"]}),
+        ("shutdown", {}),
+    ]
+
+    def try_everything() -> None:
+        for number, (command, args) in enumerate(requests, 1):
+            with LineClient(supervisors.control) as client:  # it may hang up after answering
+                client.request(number, command, args)
+                answer = client.read()
+            assert answer["id"] == number, answer
+            assert error_type(answer) == "permission-denied", answer
+            assert "uid 65534" in answer["error"]["message"], answer
+
+    run_as_nobody(try_everything)
+    assert proc.poll() is None
+    assert web_pid(supervisors) == pid
+    assert supervisors.status("web").restarts == 0
+    log = log_text(supervisors)
+    assert "uid 65534" not in log and "stopping" not in log, log
+
+
+# -- 6. observers and the control group -----------------------------------------------------------
+
+
+@needs_root
+@needs_tools("groupadd", "groupdel")
+def test_the_observer_group_may_only_read(
+    supervisors: Supervisors, open_dir: Path, new_group: Callable[[], tuple[str, int]]
+) -> None:
+    observers, gid = new_group()
+    open_control(supervisors, open_dir)
+    app = start_app(supervisors, observer_group=observers)
+    pid = web_pid(supervisors)
+    st = os.stat(supervisors.control)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, gid)
+
+    def observe() -> None:
+        with LineClient(supervisors.control) as client:
+
+            def ask(command: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+                client.request(1, command, args)
+                return client.read()
+
+            assert ask("ping")["result"] == "pong"
+            (web,) = ask("status")["result"]["programs"]
+            assert (web["name"], web["state"], web["pid"]) == ("web", "running", pid)
+            names = {command["name"] for command in ask("commands")["result"]["commands"]}
+            assert {"flush_cache", "version", "flushed"} <= names
+            assert ask("version")["result"] == "shop 1.2"  # registered read-only
+            for command, args in [
+                ("stop", {"names": ["web"]}),
+                ("start", {"names": ["web"]}),
+                ("restart", {"names": ["web"]}),
+                ("signal", {"signal": "KILL", "names": ["web"]}),
+                ("shutdown", {}),
+                ("flush_cache", {"region": "eu"}),  # registered, not read-only
+            ]:
+                answer = ask(command, args)
+                assert error_type(answer) == "permission-denied", (command, answer)
+            assert ask("flushed")["result"] == []  # the refused flush did nothing
+
+    as_nobody_with_groups([gid], observe)
+
+    def connect() -> None:  # without the group, the socket's mode keeps nobody out
+        with pytest.raises(PermissionError):
+            LineClient(supervisors.control)
+
+    run_as_nobody(connect)
+    assert app.poll() is None
+    assert web_pid(supervisors) == pid
+    assert supervisors.status("web").restarts == 0
+    log = log_text(supervisors)
+    refused = r"uid 65534 \(pid \d+\): (stop|start|restart|signal|shutdown|flush_cache)"
+    assert not re.search(refused, log), log  # refused before anything ran, even the log line
+    assert "stopping" not in log
+
+
+@needs_root
+@needs_tools("groupadd", "groupdel")
+def test_a_control_group_member_may_stop(
+    supervisors: Supervisors, open_dir: Path, new_group: Callable[[], tuple[str, int]]
+) -> None:
+    admins, gid = new_group()
+    open_control(supervisors, open_dir)
+    supervisors.config({"web": {"command": SLEEP}}, control_group=admins)
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+
+    def stop() -> None:
+        with supervisors.client() as client:
+            (info,) = client.stop("web")
+        assert info.state == "stopped", info
+
+    as_nobody_with_groups([gid], stop)
+    wait_gone(pid, timeout=0.5)  # gone when stop answered
+    assert supervisors.status("web").state == "stopped"
+    assert re.search(r"uid 65534 \(pid \d+\): stop \{'names': \['web'\]\}", log_text(supervisors))
+
+
+# -- 7. the log of changes ------------------------------------------------------------------------
+
+
+def test_every_mutating_request_is_logged_with_uid_pid_and_command(
+    supervisors: Supervisors,
+) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    ran = {}
+    for args in (("status",), ("stop", "web"), ("start", "web"), ("signal", "HUP", "web")):
+        proc = supervisors.popen(
+            [*supervisors.command(), "ctl", "--control", supervisors.control, *args],
+            env=supervisors.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (args, out, err)
+        ran[args[0]] = proc.pid
+    log = log_text(supervisors)
+    assert f"uid 0 (pid {ran['stop']}): stop {{'names': ['web']}}" in log, log
+    assert f"uid 0 (pid {ran['start']}): start {{'names': ['web']}}" in log, log
+    assert f"uid 0 (pid {ran['signal']}): signal {{'signal': 1, 'names': ['web']}}" in log, log
+    assert f"(pid {ran['status']})" not in log  # read-only: not logged
+
+
+# -- 8. malformed requests ---------------------------------------------------------------------
+
+
+def test_a_mebibyte_of_garbage_gets_one_too_large_and_the_connection_goes_on(
+    supervisors: Supervisors,
+) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    garbage = os.urandom(1024 * 1024).replace(b"\n", b"\0")
+    with LineClient(supervisors.control) as client:
+        client.send(garbage[: len(garbage) // 2])
+        with supervisors.client(timeout=5) as other:  # meanwhile, others are served
+            (info,) = other.status("web")
+            assert info.state == "running"
+        client.send(garbage[len(garbage) // 2 :] + b"\n")
+        client.request(1, "ping")
+        client.request(2, "ping")
+        first = client.read()
+        assert error_type(first) == "too-large" and first["id"] is None, first
+        assert str(MAX_LINE) in first["error"]["message"]
+        assert client.read() == {"id": 1, "ok": True, "result": "pong"}  # one error only
+        assert client.read() == {"id": 2, "ok": True, "result": "pong"}
+        assert client.nothing_pending()
+
+
+def test_malformed_requests_are_answered_one_per_line_and_the_connection_stays(
+    supervisors: Supervisors,
+) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    lines = [
+        b"{not json\n",
+        b"[1, 2]\n",  # not an object
+        b'{"id": 3, "command": "ping", "colour": "red"}\n',  # an unknown field
+        b'{"id": 4}\n',  # no command
+        b"\xff\xfe\n",  # not UTF-8
+        b"\n",  # blank: no answer
+        b'{"id": 6, "command": "frobnicate"}\n',
+        b'{"id": 7, "command": "ping"}\n',
+    ]
+    with LineClient(supervisors.control) as client:
+        client.send(b"".join(lines))
+        answers = [client.read() for _ in range(7)]
+        assert [(a["id"], error_type(a)) for a in answers] == [
+            (None, "bad-request"),
+            (None, "bad-request"),
+            (3, "bad-request"),
+            (4, "bad-request"),
+            (None, "bad-request"),
+            (6, "unknown-command"),
+            (7, None),
+        ], answers
+        assert "colour" in answers[2]["error"]["message"]
+        assert all("\n" not in a["error"]["message"] for a in answers[:6])
+        client.request(8, "status")
+        assert client.read()["result"]["programs"][0]["state"] == "running"
+        assert client.nothing_pending()
+
+
+# -- 9. clients that do not play along -----------------------------------------------------------
+
+
+def test_silent_and_flooding_clients_do_not_block_others(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    with LineClient(supervisors.control) as silent:  # connects, never writes
+        for _ in range(3):
+            with supervisors.client(timeout=5) as other:
+                assert other.ping() == "pong"
+                assert other.status("web")[0].state == "running"
+        assert silent.nothing_pending()  # still connected (the idle timeout is 60 s)
+
+        # A client that sends requests and never reads the answers.
+        flood = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        flood.connect(supervisors.control)
+        flood.setblocking(False)
+        chunk = b"".join(encode_request(n, "status") for n in range(1000))
+        pending = memoryview(chunk)
+        served_meanwhile = 0
+        dropped = False
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    sent = flood.send(pending)
+                except BlockingIOError:  # the supervisor is not taking more: is it stuck?
+                    with supervisors.client(timeout=5) as other:
+                        assert other.status("web")[0].state == "running"
+                    served_meanwhile += 1
+                    select.select([], [flood], [], 0.5)
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    dropped = True
+                    break
+                pending = pending[sent:] or memoryview(chunk)
+        finally:
+            flood.close()
+        assert dropped, "the supervisor kept a client that never reads its answers"
+        assert served_meanwhile > 0
+        with supervisors.client(timeout=5) as other:
+            assert other.status("web")[0].state == "running"
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(supervisors: Supervisors) -> None:
+    start_app(supervisors, idle_timeout=0.5)
+    with LineClient(supervisors.control) as silent, LineClient(supervisors.control) as done:
+        connected = time.monotonic()
+        done.request(1, "ping")
+        assert done.read()["result"] == "pong"  # answered, then idle
+        assert silent.sock.recv(1) == b""  # closed by the supervisor (10 s bound)
+        waited = time.monotonic() - connected
+        assert done.sock.recv(1) == b""
+    assert 0.4 <= waited < 10, waited
+    with supervisors.client(timeout=5) as other:
+        assert other.ping() == "pong"
+
+
+# -- 10. registered commands ----------------------------------------------------------------------
+
+
+def test_commands_shows_signatures_as_written(supervisors: Supervisors) -> None:
+    start_app(supervisors)  # ctl_app.py starts with `from __future__ import annotations`
+    result = supervisors.ctl("commands")
+    assert result.returncode == 0, result.stderr
+    heads = [line.split("  ")[0] for line in result.stdout.splitlines()]
+    assert "flush_cache(region: str) -> int" in heads, heads
+    assert "version() -> str" in heads, heads
+
+
+def test_registered_commands_are_listed_and_called(supervisors: Supervisors) -> None:
+    start_app(supervisors)
+    result = supervisors.ctl("commands")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("(")[0]: line for line in result.stdout.splitlines()}
+    assert {"ping", "status", "stop", "shutdown", "flush_cache", "version", "flushed"} <= set(lines)
+    assert "flushed_regions" not in lines  # name= chose "flushed"
+    assert lines["flush_cache"].endswith("  Drop a region's cache; the number of entries dropped.")
+    assert re.match(r"flush_cache\(region: '?str'?\) -> '?int'?  ", lines["flush_cache"])
+
+    result = supervisors.ctl("call", "flush_cache", '{"region": "eu"}')
+    assert (result.returncode, result.stdout) == (0, "3\n"), result.stderr
+    result = supervisors.ctl("call", "version")
+    assert (result.returncode, result.stdout) == (0, "shop 1.2\n"), result.stderr
+
+    for arguments in ('{"zone": "eu"}', "{}", '{"region": "eu", "zone": 1}'):
+        result = supervisors.ctl("call", "flush_cache", arguments)
+        assert result.returncode == 2, (arguments, result)
+        assert "flush_cache" in one_line(result.stderr), result.stderr
+    result = supervisors.ctl("call", "flush_cache", '{"region": "mars"}')
+    assert result.returncode == 1
+    assert "ValueError: no region 'mars'" in one_line(result.stderr)
+    result = supervisors.ctl("call", "flush_cache", '{"region":')
+    assert result.returncode == 2 and "not JSON" in one_line(result.stderr)
+    result = supervisors.ctl("call", "no-such-command")
+    assert result.returncode == 2 and "unknown command" in one_line(result.stderr)
+
+    result = supervisors.ctl("call", "flushed")  # only the call that succeeded did anything
+    assert (result.returncode, json.loads(result.stdout)) == (0, ["eu"])
+
+
+def test_a_builtin_name_cannot_be_registered(tmp_path: Path) -> None:
+    sup = Supervisor(control=str(tmp_path / "c.sock"), programs=[Program("web", SLEEP)])
+
+    def status() -> str:
+        return "mine"
+
+    for register in (
+        lambda: sup.command(status),
+        lambda: sup.command(name="stop")(lambda: None),
+        lambda: sup.command(name="shutdown", read_only=True)(lambda: None),
+    ):
+        with pytest.raises(ValueError, match="exists already"):
+            register()
+    sup.command(name="mine")(status)
+    with pytest.raises(ValueError, match="exists already"):
+        sup.command(name="mine")(status)
+
+
+# -- 11. ctl against a real supervisor -------------------------------------------------------------
+
+
+def test_ctl_status_exit_codes(supervisors: Supervisors) -> None:
+    supervisors.config(
+        {
+            "web": {"command": SLEEP, "restart": "always", "restart_delay": 30.0},
+            "db": {"command": ["/bin/sleep", "1001"]},
+        }
+    )
+    supervisors.foreground()
+    result = supervisors.ctl("status")
+    assert result.returncode == 0, result
+    pid = web_pid(supervisors)
+    assert re.search(rf"^web  running \(pid {pid}, ", result.stdout, re.M), result.stdout
+    assert re.search(r"^db   running \(pid \d+, ", result.stdout, re.M), result.stdout
+
+    assert supervisors.ctl("stop", "web").returncode == 0
+    result = supervisors.ctl("status")
+    assert result.returncode == 3
+    assert re.search(r"^web  stopped", result.stdout, re.M), result.stdout
+    assert supervisors.ctl("status", "db").returncode == 0  # only the named ones count
+    assert supervisors.ctl("status", "web").returncode == 3
+
+    assert supervisors.ctl("start", "web").returncode == 0
+    first = web_pid(supervisors)
+    os.kill(first, signal.SIGKILL)  # the first crash restarts at once ...
+    second = wait_for(
+        lambda: (
+            (info := supervisors.status("web")).state == "running"
+            and info.pid not in (None, first)
+            and info.pid
+        ),
+        what="web restarted",
+    )
+    os.kill(second, signal.SIGKILL)  # ... the second waits restart_delay: backoff
+    supervisors.wait_state("web", "backoff")
+    result = supervisors.ctl("status")
+    assert result.returncode == 3
+    assert re.search(r"^web  backoff", result.stdout, re.M), result.stdout
+    assert supervisors.ctl("status", "web").returncode == 3
+
+
+def test_ctl_status_when_nothing_listens(supervisors: Supervisors, tmp_path: Path) -> None:
+    result = supervisors.ctl("status")  # no file at all
+    assert result.returncode == 3
+    assert NOT_RUNNING in one_line(result.stderr)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(supervisors.control)  # a socket file nobody listens on
+    result = supervisors.ctl("status")
+    assert result.returncode == 3
+    assert NOT_RUNNING in one_line(result.stderr)
+
+
+def test_ctl_json_prints_parseable_program_infos(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}, "db": {"command": ["/bin/sleep", "1001"]}})
+    supervisors.foreground()
+    result = supervisors.ctl("--json", "status")
+    assert result.returncode == 0, result
+    programs = json.loads(result.stdout)["programs"]
+    fields = {field.name for field in dataclasses.fields(ProgramInfo)}
+    assert [set(program) for program in programs] == [fields, fields]
+    assert [(p["name"], p["state"]) for p in programs] == [("web", "running"), ("db", "running")]
+    assert all(pid_alive(program["pid"]) for program in programs)
+    result = supervisors.ctl("--json", "stop", "db")
+    assert result.returncode == 0
+    (db,) = json.loads(result.stdout)["programs"]
+    assert (db["name"], db["state"], db["pid"]) == ("db", "stopped", None)
+
+
+def test_ctl_stop_start_restart_return_when_done(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}, "db": {"command": ["/bin/sleep", "1001"]}})
+    supervisors.foreground()
+    with supervisors.client() as client:
+        old = {info.name: info.pid for info in client.status()}
+    pidfds = {name: os.pidfd_open(pid) for name, pid in old.items() if pid is not None}
+    try:
+        result = supervisors.ctl("stop", "all")
+        assert result.returncode == 0, result
+        assert all(exited(fd) for fd in pidfds.values())  # gone when stop returned
+        assert re.findall(r"^(\w+) +(\w+)", result.stdout, re.M) == [
+            ("web", "stopped"),
+            ("db", "stopped"),
+        ]
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+
+    result = supervisors.ctl("start", "all")
+    assert result.returncode == 0, result
+    with supervisors.client() as client:
+        started = {info.name: (info.state, info.pid) for info in client.status()}
+    assert all(state == "running" and pid_alive(pid) for state, pid in started.values()), started
+    assert not set(old.values()) & {pid for _, pid in started.values()}
+
+    web = started["web"][1]
+    assert web is not None
+    pidfd = os.pidfd_open(web)
+    try:
+        result = supervisors.ctl("restart", "web")
+        assert result.returncode == 0, result
+        assert exited(pidfd)
+    finally:
+        os.close(pidfd)
+    assert re.fullmatch(r"web  running \(pid \d+, [^\n]*\n", result.stdout), result.stdout
+    new = web_pid(supervisors)
+    assert new != web and pid_alive(new)
+    assert supervisors.status("db").pid == started["db"][1]  # untouched
+
+
+def test_ctl_signal_reaches_the_program_and_refuses_a_stopped_one(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    signals = tmp_path / "signals"
+    supervisors.config(
+        {
+            # writes the signal's name to the file and exits; READY=1 once its handlers are set
+            "hup": {"command": list(python_program("--signals", str(signals))), "ready": "notify"},
+            "web": {"command": SLEEP},
+        }
+    )
+    supervisors.foreground()
+    hup = supervisors.status("hup").pid
+    assert supervisors.ctl("stop", "web").returncode == 0
+
+    result = supervisors.ctl("signal", "USR1", "hup", "web")
+    assert result.returncode != 0
+    assert "not running: web" in one_line(result.stderr)
+    result = supervisors.ctl("signal", "HUP", "web")
+    assert result.returncode != 0
+    assert "not running: web" in one_line(result.stderr)
+    info = supervisors.status("hup")
+    assert (info.state, info.pid) == ("running", hup)  # nothing was signalled
+
+    result = supervisors.ctl("signal", "HUP", "hup")
+    assert result.returncode == 0, result
+    wait_for(signals.exists, what="the program to record the signal")
+    wait_for(lambda: signals.read_text() == "SIGHUP", what="SIGHUP recorded")
+
+
+def test_ctl_shutdown_returns_once_the_supervisor_is_gone(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}, "db": {"command": ["/bin/sleep", "1001"]}})
+    proc = supervisors.foreground()
+    with supervisors.client() as client:
+        pids = [proc.pid, *(info.pid for info in client.status())]
+    pidfds = [os.pidfd_open(pid) for pid in pids if pid is not None]
+    try:
+        result = supervisors.ctl("shutdown")
+        assert result.returncode == 0, result
+        assert [exited(fd) for fd in pidfds] == [True, True, True]
+    finally:
+        for fd in pidfds:
+            os.close(fd)
+    assert result.stdout == f"supervisor (pid {proc.pid}) stopped every program and exited\n"
+    assert proc.wait(5) == 0
+    assert not os.path.exists(supervisors.control)
+    assert supervisors.processes() == []
+
+
+# -- 12. bad input changes nothing ----------------------------------------------------------------
+
+
+def test_an_unknown_program_is_not_found_and_changes_nothing(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+    for args in (("stop", "nosuch"), ("stop", "web", "nosuch"), ("restart", "web", "nosuch")):
+        result = supervisors.ctl(*args)
+        assert result.returncode == 1, (args, result)
+        assert "no program named 'nosuch'" in one_line(result.stderr)
+    with supervisors.client() as client, pytest.raises(RemoteError) as caught:
+        client.stop("web", "nosuch")
+    assert caught.value.type == "not-found"
+    assert web_pid(supervisors) == pid
+    assert supervisors.status("web").restarts == 0
+    assert "stopping" not in log_text(supervisors)
+
+
+def test_a_bad_signal_name_changes_nothing(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+    result = supervisors.ctl("signal", "BOGUS", "web")
+    assert result.returncode == 2
+    assert "BOGUS" in result.stderr
+    with supervisors.client() as client, pytest.raises(RemoteError) as caught:
+        client.signal("BOGUS", "web")
+    assert caught.value.type == "bad-arguments"
+    assert "BOGUS" in caught.value.message
+    assert web_pid(supervisors) == pid
+
+
+def test_ctl_with_a_missing_config_file(supervisors: Supervisors, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    result = supervisors.daemonctx("ctl", "--config", str(missing), "status")
+    assert result.returncode == 2
+    assert str(missing) in one_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"), [("supervisor", "contorl_group"), ("program.web", "restrat")]
+)
+def test_an_unknown_key_is_refused_before_anything_starts(
+    supervisors: Supervisors, table: str, key: str
+) -> None:
+    if table == "supervisor":
+        supervisors.config({"web": {"command": SLEEP}}, **{key: "adm"})
+    else:
+        supervisors.config({"web": {"command": SLEEP, key: "always"}})
+    result = supervisors.supervise(timeout=20)
+    assert result.returncode != 0
+    line = one_line(result.stderr)
+    assert f"{supervisors.config_path}: [{table}] {key}: unknown key" in line, line
+    assert supervisors.processes() == []
+    assert not os.path.exists(supervisors.control)
+
+
+def test_a_control_socket_in_a_missing_directory(supervisors: Supervisors, tmp_path: Path) -> None:
+    directory = tmp_path / "nonexistent-dir"
+    result = supervisors.daemonctx(
+        "supervise", "--control", str(directory / "x.sock"), "--", "/bin/sleep", "1000"
+    )
+    assert result.returncode != 0
+    assert str(directory) in one_line(result.stderr)
+    assert supervisors.processes() == []
+    assert not directory.exists()
+
+
+# -- 13. one program, no file ----------------------------------------------------------------------
+
+
+def test_the_single_program_form(supervisors: Supervisors, tmp_path: Path) -> None:
+    pidfile = tmp_path / "supervisor.pid"
+    result = supervisors.daemonctx(
+        "supervise",
+        "--control",
+        supervisors.control,
+        "--pidfile",
+        str(pidfile),
+        "--restart",
+        "always",
+        "--",
+        *SLEEP,
+    )
+    assert result.returncode == 0, result.stderr
+    result = supervisors.ctl("status")
+    assert result.returncode == 0, result
+    match = re.fullmatch(r"sleep  running \(pid (\d+), .*\)\n", result.stdout)
+    assert match, result.stdout
+    program = int(match.group(1))
+    supervisor = int(pidfile.read_text())
+    assert int(proc_stat(program)[1]) == supervisor  # the program's parent
+    assert live_owner(supervisors.control) == supervisor
+    assert sorted(supervisors.processes()) == sorted([supervisor, program])
+
+    result = supervisors.ctl("shutdown")
+    assert result.returncode == 0, result
+    assert f"(pid {supervisor})" in result.stdout
+    assert not pid_alive(supervisor) and not pid_alive(program)
+    assert not pidfile.exists()
+    assert not os.path.exists(supervisors.control)
+    assert supervisors.processes() == []
