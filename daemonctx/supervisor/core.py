@@ -78,6 +78,9 @@ _BUILTINS = ("ping", "status", "start", "stop", "restart", "signal", "shutdown",
 _DONE_STARTING = frozenset(
     {State.RUNNING, State.BACKOFF, State.FAILED, State.EXITED, State.STOPPED}
 )
+# At boot, still on the way: STOPPING is a start that timed out, being stopped
+# (its reason is known once it is gone).
+_BOOTING = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
 _NO_PROCESS = frozenset({State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF})
 
 log = logging.getLogger("daemonctx.supervisor")
@@ -500,7 +503,7 @@ class Supervisor:
         wave = self._wave_instances(self._waves[self._wave])
         for instance in wave:
             state = instance.state
-            if instance.machine.restarts > 0 or state not in (State.STARTING, State.RUNNING):
+            if instance.machine.restarts > 0 or state not in _BOOTING:
                 reason = instance.machine.reason or state.value
                 message = f"{instance.name} failed to start: {reason}"
                 lines = instance.last_lines()
@@ -1110,7 +1113,9 @@ class Supervisor:
             for name, doc in _BUILTIN_DOCS.items()
         ]
         infos += [
-            CommandInfo(name, _signature_text(command.signature), command.doc, command.read_only, False)
+            CommandInfo(
+                name, _signature_text(command.signature), command.doc, command.read_only, False
+            )
             for name, command in self._commands.items()
         ]
         respond(protocol.encode_result(request.id, {"commands": [i.to_json() for i in infos]}))
