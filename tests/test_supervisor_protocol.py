@@ -146,7 +146,7 @@ def test_errors_pickle() -> None:
 
 
 def test_read_only_commands() -> None:
-    assert frozenset({"status", "ping", "commands"}) == READ_ONLY_COMMANDS
+    assert frozenset({"status", "ping", "commands", "why", "tail"}) == READ_ONLY_COMMANDS
 
 
 # Framing.

@@ -405,6 +405,36 @@ def test_stop_ladder_term_then_kill_then_stuck() -> None:
     ]
 
 
+def test_a_declared_stop_ladder_sends_each_signal_in_turn() -> None:
+    """stop = ["TERM", 10, "QUIT", 2, "KILL"]: a thread dump before the kill."""
+    m = machine(stop=(signal.SIGTERM, 10.0, signal.SIGQUIT, 2.0, signal.SIGKILL))
+    running(m)
+    assert without_reports(m.stop(100)) == [SignalGroup(signal.SIGTERM), ArmTimer(110.0)]
+    actions = m.timer(110)
+    assert without_reports(actions) == [SignalGroup(signal.SIGQUIT), ArmTimer(112.0)]
+    assert actions[-1] == Report(
+        State.STOPPING, "stopping (pid 1234, SIGQUIT sent 0 s ago, SIGTERM ignored for 10 s)"
+    )
+    actions = m.timer(112)
+    assert without_reports(actions) == [SignalGroup(signal.SIGKILL), ArmTimer(112 + KILL_GRACE)]
+    assert "SIGKILL sent 0 s ago, SIGQUIT ignored for 2 s" in m.describe(112)
+    assert m.timer(112 + KILL_GRACE)[-1].text.endswith("stuck: alive 5 s after SIGKILL)")
+
+
+def test_a_ladder_without_a_final_kill_gets_one_stop_timeout_later() -> None:
+    m = machine(stop=(signal.SIGINT, 1.0, signal.SIGTERM), stop_timeout=3)
+    assert m.ladder() == [
+        (signal.SIGINT, 1.0),
+        (signal.SIGTERM, 3.0),
+        (signal.SIGKILL, KILL_GRACE),
+    ]
+    running(m)
+    assert without_reports(m.stop(0)) == [SignalGroup(signal.SIGINT), ArmTimer(1.0)]
+    assert without_reports(m.timer(1)) == [SignalGroup(signal.SIGTERM), ArmTimer(4.0)]
+    assert without_reports(m.timer(4)) == [SignalGroup(signal.SIGKILL), ArmTimer(4 + KILL_GRACE)]
+    assert m.exited(5, ExitStatus(signal=signal.SIGKILL))[-1].state is State.STOPPED
+
+
 def test_stop_uses_the_policys_signal() -> None:
     m = machine(stop_signal=signal.SIGINT)
     running(m)

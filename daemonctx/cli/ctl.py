@@ -29,6 +29,10 @@ __all__ = ["COMMANDS", "QUICK_TIMEOUT", "add_commands", "cmd_ctl"]
 
 COMMANDS = (
     "status",
+    "reload",
+    "why",
+    "tail",
+    "reopen",
     "start",
     "stop",
     "restart",
@@ -42,7 +46,7 @@ COMMANDS = (
 QUICK_TIMEOUT = 30.0
 """The default ``--timeout`` of status, ping and commands, which answer at once;
 the others wait as long as the supervisor takes (a start waits for the programs)."""
-_QUICK = frozenset({"status", "ping", "commands"})
+_QUICK = frozenset({"status", "ping", "commands", "why", "reload"})
 
 # The exit code of an error the supervisor answered, by its type (1 for the others).
 _REMOTE_EXIT = {"permission-denied": 4, "bad-arguments": 2, "unknown-command": 2}
@@ -106,6 +110,20 @@ def add_commands(subparsers: Any) -> None:
     signal = command("signal", "send a signal to programs", _signal)
     signal.add_argument("signal", metavar="SIG", type=signal_argument, help="HUP, SIGHUP or 1")
     signal.add_argument("names", nargs="+", metavar="NAME", help="a program, or all")
+    reload = command("reload", "re-read the file: change only what changed", _reload)
+    reload.add_argument(
+        "--dry-run", action="store_true", help="only print what would change, change nothing"
+    )
+    why = command("why", "the last runs of programs: how each ended and what followed", _why)
+    why.add_argument("names", nargs="+", metavar="NAME", help="a program, or all")
+    tail = command("tail", "the last lines a program wrote (stdout and stderr)", _tail)
+    tail.add_argument("name", metavar="NAME")
+    tail.add_argument(
+        "-n", "--lines", type=int, default=10, metavar="N", help="how many (default: 10)"
+    )
+    tail.add_argument("-f", "--follow", action="store_true", help="then print new lines")
+    reopen = command("reopen", "reopen log files (after logrotate moved them)", _reopen)
+    reopen.add_argument("names", nargs="*", metavar="NAME")
     command("ping", "check that the supervisor answers", _ping)
     command("shutdown", "stop every program and the supervisor, and wait until it exits", _shutdown)
     command("commands", "list the commands the supervisor knows", _commands)
@@ -192,6 +210,8 @@ def describe(program: ProgramInfo) -> str:
     """What ``status`` prints after a program's name: its ``text``, and while it
     runs its restarts and how its last run ended."""
     text = program.text
+    if program.dropped:
+        text += f" [{program.dropped:,} bytes of output dropped]".replace(",", " ")
     if program.state not in _ACTIVE:
         return text
     if program.restarts > 0:
@@ -202,6 +222,77 @@ def describe(program: ProgramInfo) -> str:
 
         text += f"; last: {last.text} {format_seconds(last.ago)} ago"
     return text
+
+
+def _reload(client: Client, args: argparse.Namespace) -> int:
+    plan = client.reload(dry_run=args.dry_run)
+    if args.json:
+        _print_json(plan)
+        return 0
+    lines = [f"add {name}" for name in plan.get("added", [])]
+    lines += [f"remove {name}" for name in plan.get("removed", [])]
+    for change in plan.get("changed", []):
+        how = "restart" if change.get("restart") else "live, no restart"
+        lines.append(f"change {change['name']}: {', '.join(change['fields'])} ({how})")
+    lines += [f"change [supervisor] {key} (live)" for key in plan.get("supervisor", [])]
+    for line in lines or ["nothing changed"]:
+        say(f"would {line}" if args.dry_run and lines else line)
+    return 0
+
+
+def _clock(when: float | None) -> str:
+    import time
+
+    if when is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
+
+
+def _why(client: Client, args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(client.request("why", {"names": args.names}))
+        return 0
+    for program, runs in client.why(*args.names):
+        say(f"{program.name}: {describe(program)}")
+        if not runs:
+            say("  no runs yet")
+        for run in runs:
+            if run.error is not None:
+                say(f"  {_clock(run.started)}  {run.error}; then {run.decision}")
+                continue
+            ready = f", ready {_clock(run.ready)}" if run.ready is not None else ", never ready"
+            head = f"  {_clock(run.started)}  pid {run.pid}{ready}"
+            if run.ended is None:
+                say(f"{head}, running")
+                continue
+            ended = run.exit.text if run.exit is not None else "ended"
+            say(f"{head}, {ended} at {_clock(run.ended)}")
+            if run.stopped_by:
+                steps = f" ({', '.join(run.steps)})" if run.steps else ""
+                say(f"    stopped by {run.stopped_by}{steps}")
+            if run.decision:
+                say(f"    then: {run.decision}")
+            for line in run.stderr:
+                say(f"    stderr: {line}")
+    return 0
+
+
+def _tail(client: Client, args: argparse.Namespace) -> int:
+    lines, cursor = client.tail(args.name, max(0, args.lines))
+    while True:
+        for line in lines:
+            if args.json:
+                _print_json(line._asdict())
+            else:
+                say(line.text)
+        if not args.follow:
+            return 0
+        lines, cursor = client.tail(args.name, 0, after=cursor)
+
+
+def _reopen(client: Client, args: argparse.Namespace) -> int:
+    _show(client, args, "reopen", {"names": args.names})
+    return 0
 
 
 def _ping(client: Client, args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError
 from .protocol import BAD_RESPONSE, ProtocolError, encode_request, parse_response
-from .results import CommandInfo, ProgramInfo
+from .results import CommandInfo, OutputLine, ProgramInfo, RunInfo
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -235,6 +235,55 @@ class Client:
     def signal(self, signal: int | str, *names: str) -> list[ProgramInfo]:
         """Send ``signal`` (a number, or a name such as ``"HUP"``) to ``names``."""
         return self._programs("signal", {"signal": signal, "names": list(names)})
+
+    def reload(self, dry_run: bool = False) -> dict[str, Any]:
+        """Re-read the supervisor's file and change only what changed (with
+        ``dry_run``: only say what would change). The plan: ``added``,
+        ``removed``, ``changed`` (each ``{"name", "fields", "restart"}``),
+        ``supervisor`` (its keys that changed), ``applied``."""
+        result = self.request("reload", {"dry_run": dry_run})
+        if not isinstance(result, dict) or "changed" not in result:
+            raise self._fail(_bad_result("reload", result))
+        return result
+
+    def why(self, *names: str) -> list[tuple[ProgramInfo, list[RunInfo]]]:
+        """The last runs of each of ``names``, oldest first, with its status."""
+        result = self.request("why", {"names": list(names)})
+        try:
+            return [
+                (
+                    ProgramInfo.from_json(item["status"]),
+                    [RunInfo.from_json(run) for run in item["runs"]],
+                )
+                for item in result["programs"]
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._fail(_bad_result("why", result)) from None
+
+    def tail(
+        self, name: str, lines: int = 10, after: int | None = None
+    ) -> tuple[list[OutputLine], int]:
+        """The last ``lines`` lines ``name`` wrote, stdout and stderr in the order
+        the supervisor read them, and a cursor. With ``after`` (a cursor from an
+        earlier call), the lines written since, waiting for one if there is none:
+        ``tail -f`` is a loop of such calls."""
+        args: dict[str, Any] = {"names": [name], "lines": lines}
+        if after is not None:
+            args["after"] = after
+        result = self.request("tail", args)
+        try:
+            found = [
+                OutputLine(str(line["stream"]), float(line["time"]), str(line["text"]))
+                for line in result["lines"]
+            ]
+            return found, int(result["cursor"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._fail(_bad_result("tail", result)) from None
+
+    def reopen(self, *names: str) -> list[ProgramInfo]:
+        """Reopen the log files of ``names`` (none: every program's), after
+        logrotate moved them."""
+        return self._programs("reopen", {"names": list(names)})
 
     def commands(self) -> list[CommandInfo]:
         """The commands the supervisor knows: its own and the application's."""

@@ -44,6 +44,7 @@ __all__ = [
     "SUPERVISOR_KEYS",
     "ConfigError",
     "Key",
+    "LogFile",
     "Program",
     "SupervisorConfig",
     "check_system",
@@ -180,18 +181,76 @@ def _optional_path(value: Any) -> str | None:
 
 
 OUTPUT_WORDS = ("inherit", "null")
+_LOG_KEYS = ("path", "max_bytes", "backups", "timestamps")
 
 
-def _output(value: Any) -> str:
-    """Where a program's stdout or stderr goes: inherit, null, or an absolute path."""
+@dataclass(frozen=True)
+class LogFile:
+    """A file a program's output is appended to, through the supervisor: rotated
+    once it would pass ``max_bytes`` (0: never; logrotate and ``ctl reopen`` then),
+    keeping ``backups`` old files (``web.log.1`` ...), each line prefixed with its
+    time when ``timestamps``. Rotation never splits a line and never applies to
+    what is not a regular file (``/dev/stdout``, a pipe, a tty)."""
+
+    path: str
+    max_bytes: int = 0
+    backups: int = 5
+    timestamps: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _path(self.path))
+        for name in ("max_bytes", "backups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {_got(value)}")
+        if not isinstance(self.timestamps, bool):
+            raise ValueError(f"timestamps: expected true or false, got {_got(self.timestamps)}")
+
+
+def _output(value: Any, *, merge: bool = False) -> str | LogFile:
+    """Where a program's stdout or stderr goes: inherit, null, a file (an absolute
+    path, or a table with path, max_bytes, backups, timestamps); stderr may also
+    be "stdout" (the same pipe: one file, lines in the order written)."""
+    if isinstance(value, LogFile):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(_LOG_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r}{_did_you_mean(unknown[0], _LOG_KEYS)}")
+        if "path" not in value:
+            raise ValueError("a log table needs a path")
+        return LogFile(**value)
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     text = _string(value)
-    if text in OUTPUT_WORDS:
+    if text in OUTPUT_WORDS or (merge and text == "stdout"):
         return text
     if not os.path.isabs(text):
-        raise ValueError(f"expected inherit, null or an absolute path, got {text!r}")
+        expected = "inherit, null, stdout" if merge else "inherit, null"
+        raise ValueError(f"expected {expected}, an absolute path or a log table, got {text!r}")
     return _path(text)
+
+
+def _stderr_output(value: Any) -> str | LogFile:
+    return _output(value, merge=True)
+
+
+def _stop_ladder(value: Any) -> tuple[int | float, ...] | None:
+    """``["TERM", 10, "QUIT", 2, "KILL"]``: signals and the seconds to wait after
+    each, in order; it must start and end with a signal. Signals become numbers."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"expected a list such as ['TERM', 10, 'KILL'], got {_got(value)}")
+    steps: list[int | float] = []
+    for index, item in enumerate(value):
+        if index % 2 == 0:
+            steps.append(_signal(item))
+        else:
+            steps.append(_seconds(item))
+    if len(steps) % 2 == 0:
+        raise ValueError("it must end with a signal")
+    return tuple(steps)
 
 
 def _umask(value: Any) -> int:
@@ -558,20 +617,47 @@ class Program:
         ),
     )
 
-    stdout: str = field(
-        default="inherit",
+    stop: Sequence[int | float] | None = field(
+        default=None,
         metadata=_meta(
-            _Type("inherit | null | absolute path", _output),
-            "where its standard output goes: the supervisor's own (inherit), /dev/null,"
-            " or appended to a file",
+            _Type("list of signals and seconds", _stop_ladder, _text_list),
+            "the stop ladder, e.g. ['TERM', 10, 'QUIT', 2, 'KILL']: each signal, then"
+            " how long to wait for the exit; replaces stop_signal; without a final"
+            " KILL, SIGKILL comes stop_timeout after the last signal",
         ),
     )
-    stderr: str = field(
+    stdout: str | LogFile = field(
         default="inherit",
+        hash=False,
         metadata=_meta(
-            _Type("inherit | null | absolute path", _output),
-            "where its standard error goes (through the supervisor, which keeps its last"
-            " lines for failure messages): inherit, null, or appended to a file",
+            _Type("inherit | null | absolute path | log table", _output),
+            "where its standard output goes, through the supervisor: the supervisor's"
+            " own (inherit), nowhere (null), or a file: a path, or a table"
+            " {path, max_bytes, backups, timestamps}",
+        ),
+    )
+    stderr: str | LogFile = field(
+        default="inherit",
+        hash=False,
+        metadata=_meta(
+            _Type("inherit | null | stdout | absolute path | log table", _stderr_output),
+            "where its standard error goes, through the supervisor: as stdout's"
+            " values, or stdout (the same pipe and file: lines in the order written)",
+        ),
+    )
+    output_buffer: int = field(
+        default=65536,
+        metadata=_meta(
+            _Type("bytes", _int_at_least(0), _text_int),
+            "how much of its recent output the supervisor keeps in memory, for"
+            " ctl tail and ctl why (0: none)",
+        ),
+    )
+    history: int = field(
+        default=10,
+        metadata=_meta(
+            _Type("integer >= 0", _int_at_least(0), _text_int),
+            "how many of its runs ctl why shows",
         ),
     )
 
@@ -592,6 +678,9 @@ class Program:
             raise ConfigError(None, table, "restart_delay_max", reason, name)
         if name in self.after:
             raise ConfigError(None, table, "after", "a program cannot start after itself", name)
+        if self.stop is not None and self.stop_signal != signal.SIGTERM:
+            reason = "give either stop or stop_signal, not both"
+            raise ConfigError(None, table, "stop", reason, name)
         if self.pidfile is not None and self.instances > 1:
             reason = f"{self.instances} instances cannot share one pidfile"
             raise ConfigError(None, table, "pidfile", reason, name)

@@ -27,7 +27,10 @@ import signal
 import socket
 import struct
 import sys
+import time
+from collections import deque
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import procfs, systemd
@@ -35,10 +38,20 @@ from ..errors import CommandError, DaemonError
 from ..paths import open_log
 from ..pidfd import open_pidfd, signal_and_wait
 from . import protocol
-from .config import ConfigError, Program, SupervisorConfig, check_system, load, start_order
+from .config import (
+    SUPERVISOR_KEYS,
+    ConfigError,
+    LogFile,
+    Program,
+    SupervisorConfig,
+    check_system,
+    load,
+    start_order,
+)
 from .loop import EventLoop, Timer
+from .output import Capture, Line, Ring, Target
 from .protocol import Request
-from .results import CommandInfo, ExitInfo, ProgramInfo
+from .results import CommandInfo, ExitInfo, ProgramInfo, RunInfo, format_seconds
 from .server import Connection, ControlServer, check_control_path, live_owner
 from .spawn import Spawned, SpawnError, reap, set_child_subreaper, signal_group, spawn
 from .state import (
@@ -70,11 +83,29 @@ PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
 #: restarted supervisor looks for in processes its dead predecessor left.
 SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
 
+#: How long ``tail`` with a cursor waits for a line before it answers none.
+TAIL_WAIT = 30.0
+#: Bytes read from a program's pipe at a time.
+READ_SIZE = 65536
+
 #: How much of a program's standard error is kept for failure messages.
 TAIL_BYTES = 4096
 TAIL_LINES = 5
 
-_BUILTINS = ("ping", "status", "start", "stop", "restart", "signal", "shutdown", "commands")
+_BUILTINS = (
+    "ping",
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "signal",
+    "shutdown",
+    "commands",
+    "reload",
+    "why",
+    "tail",
+    "reopen",
+)
 _DONE_STARTING = frozenset(
     {State.RUNNING, State.BACKOFF, State.FAILED, State.EXITED, State.STOPPED}
 )
@@ -113,13 +144,90 @@ class Instance:
         self.session = 0  # the leader's pid: its session id, for notifications
         self.pidfile_wait: Timer | None = None  # a forking program's daemon is due
         self.timer: Timer | None = None
-        self.tail = bytearray()  # the end of its standard error
-        self.stderr_target: int | None = None
-        self.dropped = 0  # stderr bytes the target could not take
+        self.ring = Ring(program.output_buffer)  # its recent output: tail, why, failures
+        self.capture: Capture | None = None  # opened at the first spawn, kept across runs
+        self.runs: deque[_Run] = deque(maxlen=program.history)
+        self.stop_by: str | None = None  # who asked for the stop under way
+        self.removing = False  # a reload removed it: forgotten once stopped
 
     @property
     def state(self) -> State:
         return self.machine.state
+
+    def reconfigure(self, program: Program) -> None:
+        """A reload changed its program: the new settings apply from the next event;
+        new output limits at once, new output files at the next line."""
+        old, self.program = self.program, program
+        self.machine.policy = program
+        if self.runs.maxlen != program.history:
+            self.runs = deque(self.runs, maxlen=program.history)
+        self.ring.size = program.output_buffer
+        capture = self.capture
+        if capture is None or (old.stdout, old.stderr) == (program.stdout, program.stderr):
+            return
+        if _merged(old) != _merged(program):  # a new pipe layout: at the restart
+            self._close_outputs()
+            return
+        if _kept(old.stdout, program.stdout) and _kept(old.stderr, program.stderr):
+            for target, spec in (
+                (capture.stdout, program.stdout),
+                (capture.stderr, program.stderr),
+            ):
+                if target is not None and isinstance(spec, LogFile):
+                    target.update(spec)
+            return
+        targets = self._targets()  # a new file: opened before the old one is let go
+        self._close_outputs(keep_ring=True)
+        capture.set_targets(*targets)
+        self.capture = capture
+
+    def _targets(self) -> tuple[Target | None, Target | None]:
+        program = self.program
+        stdout = Target.open(program.stdout, f"{self.name}'s stdout", 1)
+        if _merged(program):
+            return stdout, None
+        if _same_file(program.stdout, program.stderr) and stdout is not None:
+            return stdout, stdout  # one file, one target: rotated once
+        try:
+            return stdout, Target.open(program.stderr, f"{self.name}'s stderr", 2)
+        except BaseException:
+            if stdout is not None:
+                stdout.close()
+            raise
+
+    def open_outputs(self) -> Capture:
+        """Its capture, with its targets opened at the first spawn."""
+        if self.capture is None:
+            stdout, stderr = self._targets()
+            self.capture = Capture(stdout, stderr, self.ring, merged=_merged(self.program))
+        return self.capture
+
+    def reopen_outputs(self) -> list[str]:
+        """Reopen its files (logrotate moved them); the errors, one line each."""
+        errors = []
+        capture = self.capture
+        if capture is not None:
+            for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
+                try:
+                    target.reopen()
+                except OSError as exc:
+                    errors.append(f"{self.name}: {exc}")
+        return errors
+
+    @property
+    def dropped(self) -> int:
+        """Output bytes its targets could not take (a full disk, a slow reader)."""
+        return 0 if self.capture is None else self.capture.dropped
+
+    def _close_outputs(self, keep_ring: bool = False) -> None:
+        capture, self.capture = self.capture, None
+        if capture is not None:
+            for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
+                target.close()
+
+    def close(self) -> None:
+        """Release what it holds once it is forgotten (its output files)."""
+        self._close_outputs()
 
     @property
     def alive(self) -> bool:
@@ -151,11 +259,51 @@ class Instance:
             ),
             next_start=None if status.next_start is None else status.next_start - now,
             status_text=status.status_text,
+            dropped=self.dropped,
         )
 
     def last_lines(self) -> list[str]:
-        text = bytes(self.tail).decode("utf-8", "replace")
-        return [line for line in text.splitlines() if line.strip()][-TAIL_LINES:]
+        """The last lines of its standard error (of its output, when merged)."""
+        if self.capture is None:
+            return []
+        return [line for line in self.capture.stderr_tail(TAIL_LINES) if line.strip()]
+
+
+class _Run:
+    """One run of an instance, recorded for ``ctl why`` (wall-clock times)."""
+
+    def __init__(self, pid: int | None, error: str | None = None) -> None:
+        self.started = time.time()
+        self.pid = pid
+        self.error = error
+        self.ready: float | None = None
+        self.ended: float | None = None
+        self.exit: ExitStatus | None = None
+        self.stopped_by: str | None = None
+        self.steps: list[str] = []
+        self.signalled: float | None = None
+        self.decision: str | None = None
+        self.stderr: tuple[str, ...] = ()
+
+    def info(self) -> RunInfo:
+        exit_ = self.exit
+        ended = self.ended if self.ended is not None else time.time()
+        return RunInfo(
+            started=self.started,
+            pid=self.pid,
+            ready=self.ready,
+            ended=self.ended,
+            exit=None
+            if exit_ is None
+            else ExitInfo(
+                exit_.code, exit_.signal, exit_.core, exit_.describe(), time.time() - ended
+            ),
+            stopped_by=self.stopped_by,
+            steps=tuple(self.steps),
+            decision=self.decision,
+            stderr=self.stderr,
+            error=self.error,
+        )
 
 
 class _Main:
@@ -240,7 +388,7 @@ class Supervisor:
         self._notify: socket.socket | None = None
         self._notify_address: str | None = None
         self._phase = "new"  # new, boot, running, shutdown, done
-        self._waves: list[list[str]] = []
+        self._waves: list[list[Instance]] = []
         self._wave = 0
         self._boot_error: str | None = None
         self._in_wave = False
@@ -250,7 +398,8 @@ class Supervisor:
         self._summary = ""
         self._summary_timer: Timer | None = None
         self._environment: dict[str, str] = {}
-        self._stderr_default: int | None = None
+        self._caller = ""  # who sent the request being handled, for the run history
+        self._shutdown_by = "shutdown"
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> Supervisor:
@@ -352,7 +501,6 @@ class Supervisor:
         for key in ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             environment.pop(key, None)
         self._environment = environment
-        self._stderr_default = _nonblocking_copy(2)
         for program in self.config.programs:
             instances = [Instance(self, program, name, now) for name in program.instance_names()]
             self._by_program[program.name] = instances
@@ -463,9 +611,7 @@ class Supervisor:
                 except OSError:
                     pass
                 self._forget_main(instance)
-            if instance.stderr_target is not None:
-                os.close(instance.stderr_target)
-                instance.stderr_target = None
+            instance.close()
         if self._server is not None:
             self._server.close_all()
         if self._notify is not None:
@@ -481,7 +627,7 @@ class Supervisor:
 
     def _boot(self) -> None:
         self._phase = "boot"
-        self._waves = start_order(self.config.programs)
+        self._waves = [self._wave_instances(wave) for wave in start_order(self.config.programs)]
         self._wave = 0
         self._start_wave()
 
@@ -491,7 +637,7 @@ class Supervisor:
     def _start_wave(self) -> None:
         self._in_wave = True
         try:
-            for instance in self._wave_instances(self._waves[self._wave]):
+            for instance in self._waves[self._wave]:
                 self._event(instance, instance.machine.start)
         finally:
             self._in_wave = False
@@ -500,7 +646,7 @@ class Supervisor:
     def _boot_progress(self) -> None:
         if self._phase != "boot":
             return
-        wave = self._wave_instances(self._waves[self._wave])
+        wave = self._waves[self._wave]
         for instance in wave:
             state = instance.state
             if instance.machine.restarts > 0 or state not in _BOOTING:
@@ -511,7 +657,7 @@ class Supervisor:
                     message += "".join(f"\n  {instance.name}: {line}" for line in lines)
                 self._boot_error = message
                 log.info("%s", message)
-                self._begin_shutdown(1)
+                self._begin_shutdown(1, f"shutdown: {instance.name} failed to start")
                 return
         if all(instance.state is State.RUNNING for instance in wave):
             self._wave += 1
@@ -529,26 +675,29 @@ class Supervisor:
             _notify_systemd("READY=1")
         self._schedule_summary()
 
-    def _begin_shutdown(self, status: int = 0) -> None:
+    def _begin_shutdown(self, status: int = 0, by: str = "shutdown") -> None:
         if self._phase in ("shutdown", "done"):
             return
+        self._shutdown_by = by
         self.exit_status = status
         self._phase = "shutdown"
         _notify_systemd("STOPPING=1")
         for waiter in self._waiters:
             waiter.finish()
         self._waiters.clear()
-        self._waves = [list(wave) for wave in reversed(start_order(self.config.programs))]
+        removed = [instance for instance in self.instances.values() if instance.removing]
+        waves = reversed(start_order(self.config.programs))
+        self._waves = [removed, *(self._wave_instances(wave) for wave in waves)]
         self._wave = 0
         self._stop_wave()
 
     def _stop_wave(self) -> None:
         while self._wave < len(self._waves):
-            instances = self._wave_instances(self._waves[self._wave])
+            instances = self._waves[self._wave]
             self._in_wave = True
             try:
                 for instance in instances:
-                    self._event(instance, instance.machine.stop)
+                    self._stop(instance, self._shutdown_by)
                     if not instance.alive and instance.state is State.STOPPING:
                         # a start held back (at boot, or racing the shutdown): none to wait for
                         self._event(instance, instance.machine.spawn_failed, 0, "not started")
@@ -562,7 +711,7 @@ class Supervisor:
     def _shutdown_progress(self) -> None:
         if self._wave >= len(self._waves):
             return
-        instances = self._wave_instances(self._waves[self._wave])
+        instances = self._waves[self._wave]
         if not any(instance.alive for instance in instances):
             self._wave += 1
             self._stop_wave()
@@ -592,6 +741,7 @@ class Supervisor:
                 spawn = True  # after the reports: "starting" is logged before "running"
             elif isinstance(action, SignalGroup):
                 self._signal(instance, action.signal)
+                self._record_step(instance, action.signal)
             elif isinstance(action, ArmTimer):
                 loop.cancel(instance.timer)
                 instance.timer = loop.call_at(
@@ -602,12 +752,18 @@ class Supervisor:
                 instance.timer = None
             elif isinstance(action, Report):
                 log.info("%s: %s", instance.name, action.text)
+                if action.state is State.RUNNING and instance.runs:
+                    run = instance.runs[-1]
+                    if run.ready is None and run.ended is None:
+                        run.ready = time.time()
         if spawn:
             if self._phase == "boot" and instance.machine.restarts > 0:
                 return  # a failed start at boot: no second try, _boot_progress reports it
             self._spawn(instance)
 
     def _changed(self, instance: Instance) -> None:
+        if instance.removing:
+            self._forget_if_removed(instance)
         if self._waiters:
             self._waiters = [waiter for waiter in self._waiters if not waiter.check()]
         phase = self._phase
@@ -634,7 +790,7 @@ class Supervisor:
         if failed:
             status = _exit_code(last) if last is not None and not last.success else 1
             log.info("%s is critical and failed for good: stopping everything", instance.name)
-            self._begin_shutdown(status)
+            self._begin_shutdown(status, f"shutdown: {instance.name} is critical and failed")
 
     def _check_all_done(self) -> None:
         """As PID 1 (a container), end once no program runs or will run again."""
@@ -657,27 +813,37 @@ class Supervisor:
         notify = self._notify_address if program.ready == "notify" else None
         opened: list[int] = []
         try:
-            stdout = self._output_fd(program.stdout, "stdout", 1, opened)
-            read_end, write_end = os.pipe2(os.O_CLOEXEC)
-            opened.append(write_end)
-            self._attach_stderr(instance, read_end)
+            capture = instance.open_outputs()
+            out_read, out_write = os.pipe2(os.O_CLOEXEC)
+            opened.append(out_write)
+            self._read_pipe(instance, capture, out_read, "stdout")
+            err_write = out_write
+            if not capture.merged:
+                err_read, err_write = os.pipe2(os.O_CLOEXEC)
+                opened.append(err_write)
+                self._read_pipe(instance, capture, err_read, "stderr")
             spawned = spawn(
                 program,
                 name=instance.name,
                 environment=environment,
                 notify_socket=notify,
-                stdout=stdout,
-                stderr=write_end,
+                stdout=out_write,
+                stderr=err_write,
             )
         except (SpawnError, OSError) as exc:
             number = exc.errno or errnos.EIO
             message = str(exc) if isinstance(exc, SpawnError) else f"{program.command[0]}: {exc}"
+            run = _Run(None, f"cannot execute {message}")
+            instance.runs.append(run)
             self._perform(instance, instance.machine.spawn_failed(loop.time(), number, message))
+            run.ended = run.started
+            run.decision = _decision(instance)
             return
         finally:
             for fd in opened:
                 os.close(fd)
         instance.spawned = spawned
+        instance.runs.append(_Run(spawned.pid))
         self._leaders[spawned.pid] = instance
         self._sessions.pop(instance.session, None)
         instance.session = spawned.pid
@@ -685,52 +851,28 @@ class Supervisor:
         loop.add_reader(spawned.pidfd, lambda: self._leader_exited(instance, spawned))
         self._perform(instance, instance.machine.spawned(loop.time(), spawned.pid))
 
-    def _output_fd(self, target: str, what: str, inherit: int, opened: list[int]) -> int | None:
-        if target == "null":
-            return None
-        if target == "inherit":
-            return inherit
-        fd = open_log(target, what)
-        opened.append(fd)
-        return fd
-
-    def _attach_stderr(self, instance: Instance, read_end: int) -> None:
-        """The program's stderr goes through us: to its target, and its end kept."""
+    def _read_pipe(self, instance: Instance, capture: Capture, fd: int, stream: str) -> None:
+        """Feed what the program writes on ``fd`` to its capture, until EOF."""
         loop = self._loop
         assert loop is not None
-        os.set_blocking(read_end, False)
-        if instance.stderr_target is None:
-            target = instance.program.stderr
-            if target == "inherit":
-                if self._stderr_default is not None:
-                    instance.stderr_target = os.dup(self._stderr_default)
-            elif target != "null":
-                instance.stderr_target = open_log(target, "stderr")
+        os.set_blocking(fd, False)
+        read, feed = os.read, capture.feed
 
         def readable() -> None:
             try:
-                data = os.read(read_end, 65536)
+                data = read(fd, READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 data = b""
-            if not data:
-                loop.remove_reader(read_end)
-                os.close(read_end)
+            if data:
+                feed(stream, data)
                 return
-            tail = instance.tail
-            tail += data
-            if len(tail) > TAIL_BYTES:
-                del tail[: len(tail) - TAIL_BYTES]
-            target = instance.stderr_target
-            if target is not None:
-                try:
-                    written = os.write(target, data)
-                except OSError:  # EAGAIN (a slow reader), ENOSPC: dropped, not blocked
-                    written = 0
-                instance.dropped += len(data) - written
+            loop.remove_reader(fd)
+            os.close(fd)
+            capture.close_stream(stream)
 
-        loop.add_reader(read_end, readable)
+        loop.add_reader(fd, readable)
 
     def _signal(self, instance: Instance, signum: int) -> None:
         spawned = instance.spawned
@@ -798,7 +940,40 @@ class Supervisor:
             self._await_pidfile(instance, status, loop.time(), 0.005)
         else:
             self._forget_main(instance)
-            self._event(instance, instance.machine.exited, status)
+            self._ended(instance, status)
+
+    def _record_step(self, instance: Instance, signum: int) -> None:
+        """A stop signal sent: recorded in the run (the stop ladder's steps)."""
+        if not instance.runs or instance.state is not State.STOPPING:
+            return
+        run = instance.runs[-1]
+        now = time.time()
+        step = signal_name(signum)
+        if run.signalled is not None:
+            step += f" after {format_seconds(now - run.signalled)}"
+        else:
+            run.signalled = now
+        run.steps.append(step)
+
+    def _ended(self, instance: Instance, status: ExitStatus) -> None:
+        """The run ended with ``status``: tell the machine, record the run."""
+        machine = instance.machine
+        stopping = machine.state is State.STOPPING
+        cause = instance.stop_by if stopping else None
+        if stopping and cause is None:
+            cause = machine.stop_cause
+        instance.stop_by = None
+        run = instance.runs[-1] if instance.runs else None
+        if run is not None and run.ended is None:
+            run.ended = time.time()
+            run.exit = status
+            run.stopped_by = cause
+            run.stderr = tuple(instance.last_lines())
+        else:
+            run = None
+        self._event(instance, machine.exited, status)  # may spawn the next run
+        if run is not None:
+            run.decision = _decision(instance, asked=cause is not None)
 
     def _adopt(self, instance: Instance, main: _Main, leader: ExitStatus) -> None:
         """The main process goes on without its leader: its exit ends the run."""
@@ -836,7 +1011,7 @@ class Supervisor:
         if now - since >= instance.program.start_timeout or instance.state is State.STOPPING:
             instance.pidfile_wait = None
             log.info("%s: no live process of its own in %s", instance.name, path)
-            self._event(instance, instance.machine.exited, leader)
+            self._ended(instance, leader)
             return
         instance.pidfile_wait = loop.call_at(
             min(now + delay, since + instance.program.start_timeout),
@@ -895,7 +1070,7 @@ class Supervisor:
             return
         status = ExitStatus.from_wait_status(wait_status)
         self._forget_main(instance)
-        self._event(instance, instance.machine.exited, status)
+        self._ended(instance, status)
 
     def _forget_main(self, instance: Instance) -> None:
         main = instance.main
@@ -1008,21 +1183,77 @@ class Supervisor:
 
     def _on_terminate(self, signum: int) -> None:
         log.info("%s: shutting down", signal_name(signum))
-        self._begin_shutdown(self.exit_status)
+        self._begin_shutdown(self.exit_status, f"shutdown ({signal_name(signum)})")
 
     def _on_hangup(self, signum: int) -> None:
-        """SIGHUP: reopen the files programs' standard error goes to (logrotate)."""
+        """SIGHUP: reopen the programs' log files (logrotate's postrotate)."""
         for instance in self.instances.values():
-            target = instance.program.stderr
-            if instance.stderr_target is not None and target not in ("inherit", "null"):
-                try:
-                    fd = open_log(target, "stderr")
-                except OSError as exc:
-                    log.info("%s: cannot reopen %s: %s", instance.name, target, exc)
-                    continue
-                os.dup2(fd, instance.stderr_target)
-                os.close(fd)
+            for error in instance.reopen_outputs():
+                log.info("cannot reopen: %s", error)
         log.info("SIGHUP: log files reopened")
+
+    def _command_reopen(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        instances = self._names(request, False)
+        errors = [error for instance in instances for error in instance.reopen_outputs()]
+        if errors:
+            raise _Refused(protocol.FAILED, "; ".join(errors))
+        respond(protocol.encode_result(request.id, self._infos(instances)))
+
+    def _command_tail(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        instances = self._names(request, True)
+        if len(instances) != 1:
+            raise _Refused(protocol.BAD_ARGUMENTS, "tail: name one program instance")
+        (instance,) = instances
+        count = request.args.get("lines", 10)
+        after = request.args.get("after")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100_000:
+            raise _Refused(protocol.BAD_ARGUMENTS, "lines: expected an integer from 0 to 100000")
+        if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
+            raise _Refused(protocol.BAD_ARGUMENTS, "after: expected a cursor (an integer)")
+        ring = instance.ring
+
+        def answer() -> None:
+            new = ring.lines if after is None else min(ring.lines - after, 100_000)
+            lines = ring.last(count if after is None else new)
+            result = {
+                "lines": [
+                    {
+                        "stream": line.stream,
+                        "time": line.when,
+                        "text": line.text.decode("utf-8", "replace"),
+                    }
+                    for line in lines
+                ],
+                "cursor": ring.lines,
+            }
+            respond(protocol.encode_result(request.id, result))
+
+        if after is None or ring.lines > after:
+            answer()
+            return
+        self._wait_for_output(ring, answer)
+
+    def _wait_for_output(self, ring: Ring, answer: Callable[[], None]) -> None:
+        """Answer once a line comes (at the end of the event that brought it, so a
+        whole chunk goes in one answer), or after TAIL_WAIT seconds with none."""
+        loop = self._loop
+        assert loop is not None
+        done = False
+
+        def finish() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            unfollow()
+            loop.cancel(timer)
+            answer()
+
+        def line_came(line: Line) -> None:
+            loop.call_at(loop.time(), finish)
+
+        unfollow = ring.follow(line_came)
+        timer = loop.call_at(loop.time() + TAIL_WAIT, finish)
 
     # -- the control socket --------------------------------------------------------------------
 
@@ -1035,6 +1266,8 @@ class Supervisor:
     def _handle(self, connection: Connection, request: Request) -> None:
         respond = connection.answer_later()
         command = request.command
+        peer = connection.peer
+        self._caller = f"uid {peer.uid} (pid {peer.pid}) through the control socket"
         try:
             if command not in protocol.READ_ONLY_COMMANDS:
                 peer = connection.peer
@@ -1075,6 +1308,10 @@ class Supervisor:
             else:
                 raise _Refused(protocol.NOT_FOUND, f"no program named {name!r}")
         return list(found.values())
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
 
     def _infos(self, instances: Iterable[Instance]) -> dict[str, Any]:
         assert self._loop is not None
@@ -1145,7 +1382,7 @@ class Supervisor:
         self._not_shutting_down()
         instances = self._names(request, True)
         for instance in instances:
-            self._event(instance, instance.machine.stop)
+            self._stop(instance, self._caller)
         self._reply_when(
             request, respond, instances, lambda i: not i.alive and i.state in _NO_PROCESS
         )
@@ -1154,9 +1391,15 @@ class Supervisor:
         self._not_shutting_down()
         instances = self._names(request, True)
         for instance in instances:
-            self._event(instance, instance.machine.stop)
+            self._stop(instance, f"{self._caller} (restart)")
             self._event(instance, instance.machine.start)
         self._reply_when(request, respond, instances, lambda i: i.state in _DONE_STARTING)
+
+    def _stop(self, instance: Instance, by: str) -> None:
+        """Ask ``instance`` to stop, remembering who asked (for ``why``)."""
+        if instance.state in (State.STARTING, State.RUNNING):
+            instance.stop_by = by
+        self._event(instance, instance.machine.stop)
 
     def _command_signal(self, request: Request, respond: Callable[[bytes], None]) -> None:
         from ..control import parse_signal
@@ -1176,9 +1419,97 @@ class Supervisor:
             self._signal(instance, signum)
         respond(protocol.encode_result(request.id, self._infos(instances)))
 
+    def _command_why(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        instances = self._names(request, True)
+        now = self._now()
+        programs = [
+            {
+                "name": instance.name,
+                "status": instance.info(now).to_json(),
+                "runs": [run.info().to_json() for run in instance.runs],
+            }
+            for instance in instances
+        ]
+        respond(protocol.encode_result(request.id, {"programs": programs}))
+
+    def _command_reload(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        self._not_shutting_down()
+        dry_run = request.args.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise _Refused(protocol.BAD_ARGUMENTS, "dry_run: expected true or false")
+        path = self.config.path
+        if path is None:
+            raise _Refused(
+                protocol.FAILED, "started without a configuration file: nothing to re-read"
+            )
+        try:
+            new = load(path)
+            check_system(new)
+            for program in new.programs:
+                _check_executable(new, program)
+        except DaemonError as exc:
+            raise _Refused(protocol.FAILED, f"nothing changed: {exc}") from None
+        plan = reload_plan(self.config, new)
+        plan["applied"] = not dry_run
+        if not dry_run:
+            self._apply(new, plan)
+        respond(protocol.encode_result(request.id, plan))
+
+    def _apply(self, new: SupervisorConfig, plan: dict[str, Any]) -> None:
+        """Make ``new`` the configuration: only what changed is touched."""
+        assert self._loop is not None
+        now = self._loop.time()
+        log.info("reload: %s", _plan_summary(plan))
+        self.config = new
+        if self._server is not None:
+            self._server.set_groups(new.control_group, new.observer_group)
+        by_name = {program.name: program for program in new.programs}
+        restarts = {change["name"] for change in plan["changed"] if change["restart"]}
+        starts: list[Instance] = []
+        for name in plan["removed"]:
+            for instance in self._by_program.pop(name, []):
+                self._remove(instance)
+        for program in new.programs:
+            old = self._by_program.get(program.name, [])
+            if program.name in plan["added"] or old:
+                kept = {instance.name: instance for instance in old}
+                instances: list[Instance] = []
+                for instance_name in program.instance_names():
+                    if instance_name not in kept:
+                        fresh = Instance(self, program, instance_name, now)
+                        self.instances[instance_name] = fresh
+                        starts.append(fresh)
+                        instances.append(fresh)
+                        continue
+                    found = kept.pop(instance_name)
+                    running = found.state in (State.STARTING, State.RUNNING, State.BACKOFF)
+                    found.reconfigure(program)
+                    if program.name in restarts and running:
+                        self._stop(found, "reload")
+                        starts.append(found)
+                    instances.append(found)
+                for leftover in kept.values():
+                    self._remove(leftover)
+                self._by_program[program.name] = instances
+        del by_name
+        for instance in starts:
+            self._event(instance, instance.machine.start)
+
+    def _remove(self, instance: Instance) -> None:
+        """A reload removed ``instance``: stop it, forget it once it is gone."""
+        instance.removing = True
+        self._stop(instance, "reload (removed)")
+        self._forget_if_removed(instance)
+
+    def _forget_if_removed(self, instance: Instance) -> None:
+        if instance.removing and not instance.alive and instance.state in _NO_PROCESS:
+            if self.instances.get(instance.name) is instance:
+                del self.instances[instance.name]
+            instance.close()
+
     def _command_shutdown(self, request: Request, respond: Callable[[bytes], None]) -> None:
         respond(protocol.encode_result(request.id, {"pid": os.getpid()}))
-        self._begin_shutdown(self.exit_status)
+        self._begin_shutdown(self.exit_status, f"shutdown by {self._caller}")
 
     def _call(self, command: _Command, request: Request, respond: Callable[[bytes], None]) -> None:
         try:
@@ -1207,6 +1538,10 @@ _BUILTIN_DOCS = {
     "signal": "send a signal to programs' process groups",
     "shutdown": "stop every program, then exit",
     "commands": "list the commands",
+    "reload": "re-read the configuration file; change only what changed",
+    "why": "the last runs of programs: how each ended, who stopped it, what followed",
+    "tail": "the last lines programs wrote (and, with follow, the next ones)",
+    "reopen": "reopen programs' log files (after logrotate moved them)",
 }
 _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "ping": (),
@@ -1217,6 +1552,10 @@ _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "signal": ("signal: str | int", "names: list[str]"),
     "shutdown": (),
     "commands": (),
+    "reload": ("dry_run: bool = False",),
+    "why": ("names: list[str]",),
+    "tail": ("names: list[str]", "lines: int = 10", "after: int | None = None"),
+    "reopen": ("names: list[str] = []",),
 }
 
 
@@ -1262,6 +1601,92 @@ class _Written:
 
     def __repr__(self) -> str:
         return self.text
+
+
+#: Changing one of these restarts the program (its process must be started anew).
+RESTART_FIELDS = ("command", "environment", "user", "group", "directory", "umask", "pidfile")
+
+
+def _merged(program: Program) -> bool:
+    return program.stderr == "stdout"
+
+
+def _kept(old: str | LogFile, new: str | LogFile) -> bool:
+    """Whether a reload keeps an output where it was (limits may change)."""
+    return old == new or _same_file(old, new)
+
+
+def _same_file(first: str | LogFile, second: str | LogFile) -> bool:
+    """Whether two output settings name the same file."""
+
+    def path(spec: str | LogFile) -> str | None:
+        if isinstance(spec, LogFile):
+            return spec.path
+        return spec if spec.startswith("/") else None
+
+    return path(first) is not None and path(first) == path(second)
+
+
+def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
+    """What a reload from ``old`` to ``new`` does: programs added, removed, and
+    changed (the fields, and whether they need a restart). Raises
+    ``_Refused`` for a change only a new supervisor can make."""
+    for key in ("control", "pidfile"):
+        if getattr(old, key) != getattr(new, key):
+            raise _Refused(
+                protocol.FAILED,
+                f"nothing changed: {new.path}: [supervisor] {key}: cannot change"
+                " without restarting the supervisor",
+            )
+    before = {program.name: program for program in old.programs}
+    after = {program.name: program for program in new.programs}
+    changed = []
+    for name, program in after.items():
+        previous = before.get(name)
+        if previous is None:
+            continue
+        names = [
+            item.name
+            for item in dataclass_fields(Program)
+            if item.name != "name" and getattr(previous, item.name) != getattr(program, item.name)
+        ]
+        if names:
+            restart = any(field in RESTART_FIELDS for field in names) or _merged(
+                previous
+            ) != _merged(program)
+            changed.append({"name": name, "fields": names, "restart": restart})
+    supervisor = [key for key in SUPERVISOR_KEYS if getattr(old, key) != getattr(new, key)]
+    return {
+        "added": [name for name in after if name not in before],
+        "removed": [name for name in before if name not in after],
+        "changed": changed,
+        "supervisor": supervisor,
+    }
+
+
+def _plan_summary(plan: dict[str, Any]) -> str:
+    parts = [f"add {name}" for name in plan["added"]]
+    parts += [f"remove {name}" for name in plan["removed"]]
+    for change in plan["changed"]:
+        how = "restart" if change["restart"] else "live"
+        parts.append(f"change {change['name']} ({', '.join(change['fields'])}: {how})")
+    parts += [f"change [supervisor] {key}" for key in plan["supervisor"]]
+    return "; ".join(parts) or "nothing changed"
+
+
+def _decision(instance: Instance, asked: bool = False) -> str:
+    """What the supervisor did after a run, for ``why``."""
+    machine = instance.machine
+    state = machine.state
+    if state in (State.STARTING, State.RUNNING):
+        return "started again, as asked" if asked else "restarted at once"
+    if state is State.BACKOFF:
+        return machine.describe(machine.since)
+    if state is State.FAILED:
+        return machine.describe(machine.since)
+    if state is State.EXITED:
+        return f"not restarted (restart = {instance.program.restart!r})"
+    return str(state.value)
 
 
 def _shown_args(args: dict[str, Any]) -> str:

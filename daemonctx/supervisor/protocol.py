@@ -109,7 +109,7 @@ SUPPORTED_VERSIONS = frozenset({1})
 MAX_LINE = 64 * 1024
 """The longest request line, in bytes, its line ending not counted."""
 
-READ_ONLY_COMMANDS = frozenset({"status", "ping", "commands"})
+READ_ONLY_COMMANDS = frozenset({"status", "ping", "commands", "why", "tail"})
 """The commands an observer (a peer without control rights) may run."""
 
 # Error types: stable names a program may test for.

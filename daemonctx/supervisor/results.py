@@ -10,14 +10,16 @@ Kept light: the client's import path is part of ``ctl``'s speed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "RUNNING",
     "STOPPED_STATES",
     "CommandInfo",
     "ExitInfo",
+    "OutputLine",
     "ProgramInfo",
+    "RunInfo",
     "format_seconds",
 ]
 
@@ -98,7 +100,8 @@ class ProgramInfo:
     one), ``since`` seconds since the last state change, ``restarts`` the
     automatic restarts since the last start, ``attempt`` the start number in
     the current crash streak, ``next_start`` seconds until a restart (in
-    backoff), ``status_text`` the program's last ``STATUS=``.
+    backoff), ``status_text`` the program's last ``STATUS=``, ``dropped`` the
+    bytes of its output that could not be written (a full disk, a slow reader).
     """
 
     name: str
@@ -113,6 +116,7 @@ class ProgramInfo:
     last_exit: ExitInfo | None
     next_start: float | None
     status_text: str
+    dropped: int = 0  # output bytes its files or terminal could not take
 
     @property
     def running(self) -> bool:
@@ -138,6 +142,7 @@ class ProgramInfo:
             "last_exit": None if self.last_exit is None else self.last_exit.to_json(),
             "next_start": self.next_start,
             "status_text": self.status_text,
+            "dropped": self.dropped,
         }
 
     @classmethod
@@ -157,6 +162,7 @@ class ProgramInfo:
             last_exit=None if last_exit is None else ExitInfo.from_json(last_exit),
             next_start=_number(data.get("next_start")),
             status_text=str(data.get("status_text", "")),
+            dropped=int(data.get("dropped", 0)),
         )
 
 
@@ -191,3 +197,69 @@ class CommandInfo:
             read_only=bool(data.get("read_only", False)),
             builtin=bool(data.get("builtin", False)),
         )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of a program, as ``why`` shows it. Times are wall-clock
+    (``time.time()``); ``ready``/``ended`` None when it never got there.
+
+    ``exit`` is how it ended, ``stopped_by`` who asked it to stop (``uid 0
+    (pid 4242) through the control socket``, ``shutdown``, ``reload``, ``no
+    READY=1 within 60 s``; None when it ended by itself), ``steps`` the stop
+    signals sent (``SIGTERM``, ``SIGQUIT after 10 s``...), ``decision`` what the
+    supervisor did next (``restarted at once``, ``backoff 0.4 s (attempt 3,
+    ...)``, ``failed: 5 starts within 60 s``...), ``stderr`` its last lines.
+    ``error`` is set instead of ``pid`` when it could not be started at all.
+    """
+
+    started: float
+    pid: int | None
+    ready: float | None
+    ended: float | None
+    exit: ExitInfo | None
+    stopped_by: str | None
+    steps: tuple[str, ...]
+    decision: str | None
+    stderr: tuple[str, ...]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "pid": self.pid,
+            "ready": self.ready,
+            "ended": self.ended,
+            "exit": None if self.exit is None else self.exit.to_json(),
+            "stopped_by": self.stopped_by,
+            "steps": list(self.steps),
+            "decision": self.decision,
+            "stderr": list(self.stderr),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        exit_ = data.get("exit")
+        pid = data.get("pid")
+        return cls(
+            started=float(data["started"]),
+            pid=None if pid is None else int(pid),
+            ready=_number(data.get("ready")),
+            ended=_number(data.get("ended")),
+            exit=None if exit_ is None else ExitInfo.from_json(exit_),
+            stopped_by=data.get("stopped_by"),
+            steps=tuple(str(step) for step in data.get("steps", ())),
+            decision=data.get("decision"),
+            stderr=tuple(str(line) for line in data.get("stderr", ())),
+            error=data.get("error"),
+        )
+
+
+class OutputLine(NamedTuple):
+    """A line a program wrote, as ``tail`` shows it: ``stream`` (stdout or
+    stderr), ``time`` (wall clock, when the supervisor read it) and ``text``."""
+
+    stream: str
+    time: float
+    text: str

@@ -331,6 +331,18 @@ class ControlServer:
         self._listener = sock
         self.loop.add_reader(sock.fileno(), self._accept)
 
+    def set_groups(self, control_group: str | None, observer_group: str | None) -> None:
+        """A reload changed the groups: new connections get roles by them, and the
+        socket its new group and mode (narrowed to 0600 first, never wider)."""
+        self.control_gid = _group_id(control_group)
+        self.observer_gid = _group_id(observer_group)
+        if self._listener is None:
+            return
+        group, mode = self._group_and_mode()
+        os.chmod(self.path, 0o600)
+        os.chown(self.path, -1, os.getegid() if group is None else group)
+        os.chmod(self.path, mode)
+
     def _group_and_mode(self) -> tuple[int | None, int]:
         """0600; 0660 with the one group that may connect; 0666 when two different
         groups may (a socket has one group: every request is checked anyway)."""

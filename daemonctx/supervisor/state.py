@@ -15,7 +15,8 @@ randomness come from outside, so every rule below is a fast unit test:
 - start limit: ``start_limit`` starts within ``start_limit_interval`` seconds
   and the program is ``failed`` until the next ``start()``;
 - the stop ladder: ``stop_signal``, ``stop_timeout`` later SIGKILL, and
-  ``KILL_GRACE`` after that a report that the process is stuck.
+  ``KILL_GRACE`` after that a report that the process is stuck; or the steps
+  of ``stop`` (``TERM, 10, QUIT, 2, KILL``), each one reported.
 
 Where the rules leave a choice: every start counts towards the start limit
 (the operator's too, and ``start()`` clears the count and the crash streak);
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Protocol, Union
 from .results import format_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "KILL_GRACE",
@@ -104,6 +105,11 @@ class Policy(Protocol):
         """Seconds from ``stop_signal`` to SIGKILL (infinite: never kill)."""
 
     @property
+    def stop(self) -> Sequence[int | float] | None:
+        """A stop ladder, ``(signal, seconds, signal, ..., signal)``, or None for
+        ``(stop_signal, stop_timeout, SIGKILL)``."""
+
+    @property
     def restart_delay(self) -> float:
         """The first non-zero backoff delay."""
 
@@ -136,6 +142,7 @@ class DefaultPolicy:
     ready: str | float = "started"
     stop_signal: int = 15  # SIGTERM
     stop_timeout: float = 10.0
+    stop: Sequence[int | float] | None = None
     restart_delay: float = 0.1
     restart_delay_max: float = 30.0
     stable_seconds: float = 30.0
@@ -301,7 +308,7 @@ class StateMachine:
         self._streak = 0  # restarts since the last stable run or start()
         self._starts: deque[float] = deque()  # recent start times, for the start limit
         self._stop_cause: str | None = None  # None: the operator's stop; else a failed start
-        self._stop_phase = 0  # 0: stop_signal sent, 1: SIGKILL sent, 2: stuck
+        self._stop_phase = 0  # the ladder's step whose signal was sent; past its end: stuck
         self._signalled_at = now
         self._start_pending = False  # start() while stopping: start again once stopped
 
@@ -316,6 +323,11 @@ class StateMachine:
     def attempt(self) -> int:
         """The number of the current (or, in backoff, next) start in this crash streak."""
         return self._streak + 1
+
+    @property
+    def stop_cause(self) -> str | None:
+        """Why the supervisor itself is stopping the program (a start timeout), or None."""
+        return self._stop_cause if self.state is State.STOPPING else None
 
     @property
     def started_at(self) -> float | None:
@@ -450,18 +462,34 @@ class StateMachine:
                 return self._begin_stop(now)
             return self._become_ready(now)
         if self.state is State.STOPPING and self.pid is not None:
-            if self._stop_phase == 0:
-                self._stop_phase = 1
-                self._signalled_at = now
-                text = self.describe(now)
-                return [
-                    SignalGroup(SIGKILL),
-                    self._arm(now + KILL_GRACE),
-                    Report(State.STOPPING, text),
-                ]
-            self._stop_phase = 2
-            return [Report(State.STOPPING, self.describe(now))]
+            ladder = self.ladder()
+            self._stop_phase += 1
+            if self._stop_phase >= len(ladder):  # SIGKILL did not end it: stuck
+                return [Report(State.STOPPING, self.describe(now))]
+            self._signalled_at = now
+            signum, wait = ladder[self._stop_phase]
+            actions: list[Action] = [SignalGroup(signum)]
+            if math.isfinite(wait):
+                actions.append(self._arm(now + wait))
+            return [*actions, Report(State.STOPPING, self.describe(now))]
         return []
+
+    def ladder(self) -> list[tuple[int, float]]:
+        """The stop's steps: each signal and how long to wait after it, ending with
+        SIGKILL and ``KILL_GRACE``. ``stop`` may leave out the final SIGKILL: it
+        comes ``stop_timeout`` after the last signal."""
+        steps = self.policy.stop
+        if not steps:
+            pairs = [(self.policy.stop_signal, self.policy.stop_timeout)]
+        else:
+            signals = [int(step) for step in steps[0::2]]
+            waits = [float(step) for step in steps[1::2]] + [self.policy.stop_timeout]
+            pairs = list(zip(signals, waits))
+        if pairs[-1][0] == SIGKILL:
+            pairs[-1] = (SIGKILL, KILL_GRACE)
+        else:
+            pairs.append((SIGKILL, KILL_GRACE))
+        return pairs
 
     # -- the decision text ----------------------------------------------------------
 
@@ -512,14 +540,15 @@ class StateMachine:
         if self.pid is None:
             return ["not spawned yet"]
         ago = format_seconds(now - self._signalled_at)
-        if self._stop_phase == 0:
-            sent = f"{signal_name(self.policy.stop_signal)} sent {ago} ago"
-        elif self._stop_phase == 1:
-            ignored = signal_name(self.policy.stop_signal)
-            timeout = format_seconds(self.policy.stop_timeout)
-            sent = f"SIGKILL sent {ago} ago, {ignored} ignored for {timeout}"
-        else:
+        ladder = self.ladder()
+        phase = self._stop_phase
+        if phase >= len(ladder):
             sent = f"stuck: alive {ago} after SIGKILL"
+        else:
+            sent = f"{signal_name(ladder[phase][0])} sent {ago} ago"
+            if phase > 0:
+                ignored, timeout = ladder[phase - 1]
+                sent += f", {signal_name(ignored)} ignored for {format_seconds(timeout)}"
         parts = [f"pid {self.pid}", sent]
         if self._stop_cause is not None:
             parts.append(self._stop_cause)
@@ -574,9 +603,9 @@ class StateMachine:
         self._stop_phase = 0
         self._signalled_at = now
         actions: list[Action] = []
+        signum, timeout = self.ladder()[0]
         if self.pid is not None:
-            actions.append(SignalGroup(self.policy.stop_signal))
-        timeout = self.policy.stop_timeout
+            actions.append(SignalGroup(signum))
         actions += [self._arm(now + timeout)] if math.isfinite(timeout) else self._cancel()
         return actions + self._enter(now, State.STOPPING)
 

@@ -1,0 +1,723 @@
+"""Captured program output: where each line goes, and what the supervisor remembers.
+
+The supervisor's one thread reads every program's stdout and stderr pipes (their
+read ends are non-blocking) and hands the bytes to a ``Capture``, which passes
+complete lines to a ``Target`` (a log file, or a copy of the supervisor's own
+stdout or stderr) and to a ``Ring`` (the last bytes of output, for ``ctl tail``
+and ``ctl why``).
+
+Nothing here ever blocks: targets are written non-blocking, and what a target
+cannot take now (a full disk, a pipe nobody drains) is dropped and counted in
+``Target.dropped``; a target is never left holding half a line with the next line
+glued to it. The hot path (no timestamps, whole lines) costs a few Python
+operations per chunk read, never per line: one ``rfind``, one ``os.write``, one
+append to the ring.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+import socket
+import stat
+import time
+from collections import deque
+from typing import Callable, NamedTuple
+
+from .. import paths
+from .config import LogFile
+
+__all__ = ["MAX_LINE", "Capture", "Line", "Ring", "Target"]
+
+MAX_LINE = 65536
+"""The longest line kept whole, newline not counted: a longer line is cut after
+``MAX_LINE`` bytes (the piece gets a newline) and the rest is a line of its own."""
+
+STREAMS = ("stdout", "stderr")
+
+_PIPE_BUF = select.PIPE_BUF  # a write of at most this many bytes to a pipe is atomic
+_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+_REOPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+# How a target is written (``Target._kind``):
+_FILE = (
+    "file"  # a regular file of our own, named by its path: may rotate; cut back on a short write
+)
+_PIPE = "pipe"  # a pipe or FIFO: whole lines in writes of at most PIPE_BUF bytes
+_STREAM = "stream"  # a tty, a device, a regular file shared with others: one write per chunk
+_SOCKET = "socket"  # a socket: send(MSG_DONTWAIT), the fd's shared flags left alone
+_DEAD = "dead"  # a copy of a pipe nobody reads any more: everything is dropped
+
+
+def _own_fd(resolved: str) -> int | None:
+    """The fd number when ``resolved`` (as ``paths.check_path`` returns it) is a link to one
+    of our own open files: /proc/<our pid>/fd/N or /proc/<our pid>/task/<tid>/fd/N."""
+    match = re.fullmatch(rf"/proc/{os.getpid()}(?:/task/\d+)?/fd/(\d+)", resolved)
+    return int(match.group(1)) if match else None
+
+
+class Target:
+    """Where one stream's lines go: a file (path or LogFile), or a copy of the supervisor's
+    fd ("inherit").
+
+    How each kind is written, never blocking:
+
+    - A regular file named by its path: one ``write`` per chunk. Rotated before a write
+      that would take it past ``max_bytes`` (when > 0): ``path`` becomes ``path.1``, ...,
+      ``path.<backups>`` (the oldest is dropped; ``backups`` 0: the file is just replaced
+      by a new one), then a new file is opened at ``path``. A line is never split across
+      files: a chunk that does not fit is written in parts at line boundaries, rotating
+      between them; a single line longer than ``max_bytes`` is written whole into a fresh
+      file, the only case where a file exceeds ``max_bytes``. If the file at ``path`` is
+      no longer ours (logrotate moved it), rotation opens a new file without renaming.
+      If rotation fails (the directory is gone...), writing goes on into the open file,
+      ``error`` says why, and the next attempt comes after another ``max_bytes``. A short
+      write (ENOSPC, EDQUOT, EFBIG) is cut back to its last whole line (``ftruncate``), so
+      the file only ever holds whole lines.
+    - A pipe or FIFO: lines in groups of at most PIPE_BUF bytes, each write atomic: what
+      does not fit when the pipe is full is dropped, in whole lines.
+    - A tty, a device, a socket (``send`` with MSG_DONTWAIT, since O_NONBLOCK would
+      change the shared file), a regular file that is not ours to cut (the supervisor's
+      own stdout when it is a file, or ``/dev/stdout`` naming one): one write per chunk.
+      Such writes, and a write of a line longer than PIPE_BUF to a pipe, may be partial:
+      then the rest of the line that was cut is kept (at most one line) and written first
+      next time, so no line is glued to half another; meanwhile new lines are dropped.
+
+    Counts are in bytes as written (timestamps included): ``written`` + ``dropped`` is all
+    that was given to ``write``, less a cut line's rest still waiting to go out.
+    """
+
+    dropped: int
+    written: int
+    rotates: bool
+    error: OSError | None  # the last error writing, rotating or reopening: for status
+
+    def __init__(
+        self,
+        fd: int,
+        what: str,
+        spec: LogFile | None = None,
+        *,
+        inherit: int | None = None,
+        umask: int = 0o022,
+    ) -> None:
+        """Use ``open``: this takes over ``fd``, opened as ``spec`` or copied from ``inherit``."""
+        self.what = what
+        self.umask = umask  # for the files rotation and reopen create
+        self.spec = spec
+        self.path = spec.path if spec is not None else None
+        self.inherit = inherit
+        self.max_bytes = spec.max_bytes if spec is not None else 0
+        self.backups = spec.backups if spec is not None else 0
+        self.timestamps = spec.timestamps if spec is not None else False
+        self.dropped = 0
+        self.written = 0
+        self.error = None
+        self._fd = -1
+        self._kind = _DEAD
+        self._sock: socket.socket | None = None
+        self._size = 0
+        self._owed = b""  # the rest of a line a partial write cut, to write before anything new
+        self._stamp_second = -1
+        self._stamp_text = ""
+        self._put: Callable[[bytes | memoryview, bytes], bool] = self._put_dead
+        self.rotates = False
+        self._adopt(fd)
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, spec: str | LogFile, what: str, inherit: int | None = None, *, umask: int = 0o022
+    ) -> Target | None:
+        """A target for ``spec``: "inherit" (a non-blocking copy of fd ``inherit``; None when
+        ``inherit`` is None), "null" (None), an absolute path (a ``LogFile`` that never
+        rotates) or a ``LogFile``. ``what`` ("web's stdout") names it in errors.
+
+        Files are opened by ``paths.open_log`` (mode ``0o640 & ~umask``, safe as root).
+        A path naming one of our own fds (``/dev/stdout``, ``/proc/self/fd/1``) is a copy
+        of that fd, as "inherit". Raises ``paths.UnsafePathError`` or ``OSError``, one line
+        naming the path; ``ValueError`` for a relative path or another word.
+        """
+        if spec == "null":
+            return None
+        if spec == "inherit":
+            return None if inherit is None else cls._copy(inherit, what, None)
+        if isinstance(spec, str):
+            spec = LogFile(spec)  # ValueError unless absolute
+        number = _own_fd(paths.check_path(spec.path, what))
+        if number is not None:
+            return cls._copy(number, what, spec)
+        fd = paths.open_log(spec.path, what, umask)
+        try:
+            return cls(fd, what, spec, umask=umask)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def _copy(cls, fd: int, what: str, spec: LogFile | None) -> Target:
+        target = cls(-1, what, spec, inherit=fd)
+        target._copy_fd(fd)
+        return target
+
+    def _copy_fd(self, fd: int) -> None:
+        """Become a non-blocking copy of our fd ``fd`` without changing its flags: a new
+        open of /proc/self/fd/N for a pipe, tty or device; a dup for a regular file (the
+        same offset as the supervisor's own writes; a file never blocks) and for a socket
+        (written with MSG_DONTWAIT). A pipe nobody reads (ENXIO) drops everything."""
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot use fd {fd} for {self.what}: {exc.strerror}") from exc
+        if stat.S_ISREG(mode) or stat.S_ISSOCK(mode):
+            self._adopt(os.dup(fd), shared=True)
+            return
+        try:
+            copy = os.open(f"/proc/self/fd/{fd}", _REOPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise OSError(
+                    exc.errno, f"cannot use fd {fd} for {self.what}: {exc.strerror}"
+                ) from exc
+            self.error = OSError(exc.errno, f"{self.what}: no process reads fd {fd}")
+            return
+        self._adopt(copy)
+
+    def _adopt(self, fd: int, *, shared: bool = False) -> None:
+        """Write to ``fd`` from now on (closing the previous one), chosen by what it is."""
+        old, old_sock = self._fd, self._sock
+        self._fd, self._sock = fd, None
+        self._owed, owed = b"", len(self._owed)
+        self.dropped += owed
+        if fd < 0:
+            kind = _DEAD
+        else:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                kind = _STREAM if shared or not self._names(st) else _FILE
+            elif stat.S_ISFIFO(st.st_mode):
+                kind = _PIPE
+            elif stat.S_ISSOCK(st.st_mode):
+                kind = _SOCKET
+                self._sock = socket.socket(fileno=fd)  # leaves O_NONBLOCK as it was
+            else:
+                kind = _STREAM
+            if not shared and kind != _SOCKET:
+                os.set_blocking(fd, False)  # our own open file description
+            self._size = st.st_size
+        self._kind = kind
+        self._put = {
+            _FILE: self._put_file,
+            _PIPE: self._put_pipe,
+            _STREAM: self._put_stream,
+            _SOCKET: self._put_socket,
+            _DEAD: self._put_dead,
+        }[kind]
+        self._set_rotates()
+        if old_sock is not None:
+            old_sock.close()
+        elif old >= 0:
+            os.close(old)
+
+    def _names(self, st: os.stat_result) -> bool:
+        """Whether our path (resolved, its last link not followed) is the file ``st``."""
+        if self.path is None:
+            return False
+        try:
+            here = os.lstat(paths.check_path(self.path, self.what))
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino)
+
+    def _set_rotates(self) -> None:
+        self.rotates = self._kind == _FILE and self.max_bytes > 0
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview, when: float | None = None, head: bytes = b"") -> None:
+        """Write ``data`` (complete lines, each ending with b"\\n"), each prefixed with the
+        time ``when`` (default: now) if ``timestamps``. Never blocks, never raises for an
+        error writing: what does not fit is dropped, in whole lines, and counted.
+
+        ``head``: complete lines to write before ``data``, in the same system call to a file
+        (``writev``: a line completed from two reads costs no copy of the second read)."""
+        if self._owed and not self._pay():
+            self.dropped += len(head) + len(data)
+            if self.timestamps:
+                self.dropped += self._stamp_size(head) + self._stamp_size(data)
+            return
+        if head:
+            if not (
+                self.timestamps
+                or self._kind is _PIPE
+                or (self.rotates and self._size + len(head) + len(data) > self.max_bytes)
+            ):
+                self._put(data, head)
+                return
+            data = head + data
+        if self.timestamps:
+            data = self._stamp(bytes(data), time.time() if when is None else when)
+        if self.rotates and self._size + len(data) > self.max_bytes:
+            self._write_rotating(data)
+        else:
+            self._put(data, b"")
+
+    def _stamp_prefix(self, when: float) -> bytes:
+        second = int(when)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        millis = min(int((when - second) * 1000), 999)
+        return f"{self._stamp_text}.{millis:03d} ".encode()
+
+    def _stamp_size(self, data: bytes | memoryview) -> int:
+        return bytes(data).count(b"\n") * 24  # len("2026-11-26T12:00:00.123 ")
+
+    def _stamp(self, data: bytes, when: float) -> bytes:
+        prefix = self._stamp_prefix(when)
+        return prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+    def _write_rotating(self, data: bytes | memoryview) -> None:
+        """Write ``data`` across as many files as needed, each within ``max_bytes``."""
+        data = bytes(data)
+        view = memoryview(data)
+        pos, size = 0, len(data)
+        fresh = self._size == 0
+        while pos < size:
+            room = self.max_bytes - self._size
+            if size - pos <= room:
+                end = size
+            else:
+                end = data.rfind(b"\n", pos, pos + max(room, 0)) + 1
+                if end <= pos:  # not one more whole line fits
+                    if not fresh:
+                        self._rotate()
+                        fresh = True
+                        continue
+                    end = data.find(b"\n", pos) + 1  # a line longer than max_bytes: alone
+            if not self._put(view[pos:end], b""):
+                self.dropped += size - end
+                return
+            fresh = False
+            pos = end
+
+    def _rotate(self) -> None:
+        """Move the file aside and open a new one at ``path``."""
+        assert self.path is not None
+        try:
+            resolved = paths.check_path(self.path, self.what)
+            try:
+                here: os.stat_result | None = os.lstat(resolved)
+            except FileNotFoundError:
+                here = None
+            mine = os.fstat(self._fd)
+            if here is not None and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+                if self.backups:
+                    for number in range(self.backups - 1, 0, -1):
+                        try:
+                            os.rename(f"{resolved}.{number}", f"{resolved}.{number + 1}")
+                        except FileNotFoundError:
+                            pass
+                    os.rename(resolved, f"{resolved}.1")
+                else:
+                    os.unlink(resolved)
+            # else: logrotate (or someone) moved our file away: just start a new one
+            fd = paths.open_log(self.path, self.what, self.umask)
+        except OSError as exc:
+            self.error = exc
+            self._size = 0  # go on in this file; try again after another max_bytes
+            return
+        self._adopt(fd)
+
+    def _fail(self, exc: OSError, lost: int) -> bool:
+        self.error = exc
+        self.dropped += lost
+        return False
+
+    # Each _put_* writes `head` then `data` (whole lines) if it can, in one system call where
+    # it can; True when all of it was written.
+
+    def _put_file(self, data: bytes | memoryview, head: bytes) -> bool:
+        try:
+            done = os.writev(self._fd, (head, data)) if head else os.write(self._fd, data)
+        except OSError as exc:  # ENOSPC, EDQUOT, EFBIG, EIO...
+            return self._fail(exc, len(head) + len(data))
+        self._size += done
+        if done == len(head) + len(data):
+            self.written += done
+            return True
+        if head:
+            data = head + data
+        # A short write (the disk filled up): cut the file back to the last whole line.
+        keep = bytes(data[:done]).rfind(b"\n") + 1
+        try:
+            end = os.fstat(self._fd).st_size
+            os.ftruncate(self._fd, end - done + keep)
+        except OSError:
+            self.written += done
+            return self._owe(data, done)
+        self._size -= done - keep
+        self.written += keep
+        return self._fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), len(data) - keep)
+
+    def _put_pipe(self, data: bytes | memoryview, head: bytes) -> bool:
+        if head:
+            data = head + data
+        size = len(data)
+        if size <= _PIPE_BUF:
+            return self._put_stream(data, b"")
+        raw = data if isinstance(data, bytes) else bytes(data)
+        view = memoryview(raw)
+        pos = 0
+        while pos < size:
+            if size - pos <= _PIPE_BUF:
+                end = size
+            else:
+                end = raw.rfind(b"\n", pos, pos + _PIPE_BUF) + 1
+                if end <= pos:  # one line longer than PIPE_BUF: may go out in part
+                    end = raw.find(b"\n", pos + _PIPE_BUF) + 1
+            if not self._put_stream(view[pos:end], b""):
+                self.dropped += size - end
+                return False
+            pos = end
+        return True
+
+    def _put_stream(self, data: bytes | memoryview, head: bytes) -> bool:
+        try:
+            done = os.writev(self._fd, (head, data)) if head else os.write(self._fd, data)
+        except OSError as exc:  # EAGAIN (full), EPIPE (nobody reads), EIO (hung up)...
+            return self._fail(exc, len(head) + len(data))
+        self.written += done
+        return done == len(head) + len(data) or self._owe(head + data if head else data, done)
+
+    def _put_socket(self, data: bytes | memoryview, head: bytes) -> bool:
+        assert self._sock is not None
+        try:
+            if head:
+                done = self._sock.sendmsg((head, data), (), _SEND_FLAGS)
+            else:
+                done = self._sock.send(data, _SEND_FLAGS)
+        except OSError as exc:
+            return self._fail(exc, len(head) + len(data))
+        self.written += done
+        return done == len(head) + len(data) or self._owe(head + data if head else data, done)
+
+    def _put_dead(self, data: bytes | memoryview, head: bytes) -> bool:
+        self.dropped += len(head) + len(data)
+        return False
+
+    def _owe(self, data: bytes | memoryview, done: int) -> bool:
+        """After a partial write of ``done`` bytes: keep the rest of the line it cut, to
+        write first next time; drop the lines after it. Returns False."""
+        raw = data if isinstance(data, bytes) else bytes(data)
+        if done and raw[done - 1 : done] != b"\n":
+            end = raw.find(b"\n", done) + 1
+            self._owed = raw[done:end]
+        else:
+            end = done
+        self.dropped += len(raw) - end
+        self.error = OSError(errno.EAGAIN, "only part of the output could be written")
+        return False
+
+    def _pay(self) -> bool:
+        """Write what is owed of a cut line; True once nothing is owed."""
+        owed, self._owed = self._owed, b""
+        ok = (self._put_stream if self._kind in (_PIPE, _FILE) else self._put)(owed, b"")
+        if not ok and not self._owed:
+            # Nothing of it went out (and it was counted as dropped): keep owing all of it.
+            self.dropped -= len(owed)
+            self._owed = owed
+        return ok
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def reopen(self) -> None:
+        """Open ``path`` again, for a file logrotate moved away: a new file from now on.
+        A no-op for a copy of an fd and for what is not a regular file of ours (a FIFO, a
+        device). On failure the open file stays in use and the error is raised."""
+        if self.inherit is not None:
+            if self._kind == _DEAD:  # a pipe nobody read: perhaps someone does now
+                self._copy_fd(self.inherit)
+            return
+        if self._kind != _FILE or self.path is None:
+            return
+        try:
+            fd = paths.open_log(self.path, self.what, self.umask)
+        except OSError as exc:
+            self.error = exc
+            raise
+        self._adopt(fd)
+
+    def update(self, spec: LogFile) -> None:
+        """Apply a live change of ``max_bytes``, ``backups`` or ``timestamps`` (same path).
+        Backups beyond a lowered ``backups`` are left where they are."""
+        if spec.path != self.path:
+            raise ValueError(f"{self.what}: cannot change path {self.path!r} to {spec.path!r}")
+        self.spec = spec
+        self.max_bytes, self.backups, self.timestamps = (
+            spec.max_bytes,
+            spec.backups,
+            spec.timestamps,
+        )
+        self._set_rotates()
+
+    def close(self) -> None:
+        """Close the target; a cut line's rest still owed is counted as dropped."""
+        self._adopt(-1)
+
+    def __repr__(self) -> str:
+        where = self.path if self.path is not None else f"fd {self.inherit}"
+        return f"<Target {self.what}: {where} ({self._kind})>"
+
+
+class Line(NamedTuple):
+    """One line of output: its stream, when it was read (time.time()), its text without
+    its newline."""
+
+    stream: str
+    when: float
+    text: bytes
+
+
+class Ring:
+    """The last ``size`` bytes of an instance's output, stdout and stderr interleaved in the
+    order fed. Kept as the chunks fed (whole lines, referenced, not copied), split into
+    lines only when asked; the oldest chunk is dropped, or cut at a line boundary, to stay
+    within ``size``. (A chunk that is a slice of a larger read keeps that read alive: the
+    memory held may pass ``size`` by about one read.)"""
+
+    def __init__(self, size: int) -> None:
+        # (stream, when, buffer, start, stop): the lines are buffer[start:stop]
+        self._chunks: deque[tuple[str, float, bytes, int, int]] = deque()
+        self._total = 0
+        self.lines = 0  # lines ever added: a cursor for "the lines since"
+        self._followers: list[Callable[[Line], None]] = []
+        self._size = 0
+        self.size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @size.setter
+    def size(self, size: int) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"ring size: expected an integer >= 0, got {size!r}")
+        self._size = size
+        self._trim()
+
+    def __len__(self) -> int:
+        """The bytes held."""
+        return self._total
+
+    def add(self, stream: str, when: float, data: bytes) -> None:
+        """Remember ``data`` (complete lines) and pass its lines to the followers. A follower
+        that raises is stopped; the first such error is raised once all the others ran."""
+        self._add(stream, when, data, 0, len(data))
+
+    def _add(self, stream: str, when: float, data: bytes, start: int, stop: int) -> None:
+        """``add`` of ``data[start:stop]``, without copying it."""
+        self.lines += data.count(b"\n", start, stop)
+        if self._size:
+            self._chunks.append((stream, when, data, start, stop))
+            self._total += stop - start
+            if self._total > self._size:
+                self._trim()
+        if self._followers:
+            self._tell(Line(stream, when, b""), data[start : stop - 1].split(b"\n"))
+
+    def _trim(self) -> None:
+        chunks = self._chunks
+        while self._total > self._size:
+            stream, when, data, start, stop = chunks[0]
+            excess = self._total - self._size
+            if stop - start > excess:  # cut it after the line that holds byte `excess`
+                cut = data.find(b"\n", start + excess - 1, stop) + 1
+                if start < cut < stop:
+                    chunks[0] = (stream, when, data, cut, stop)
+                    self._total -= cut - start
+                    continue
+            chunks.popleft()
+            self._total -= stop - start
+
+    def _tell(self, line: Line, texts: list[bytes]) -> None:
+        failure: Exception | None = None
+        for callback in list(self._followers):
+            try:
+                for text in texts:
+                    callback(line._replace(text=text))
+            except Exception as exc:
+                if callback in self._followers:
+                    self._followers.remove(callback)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def last(self, count: int, stream: str | None = None) -> list[Line]:
+        """The last ``count`` lines (of ``stream`` only, if given), oldest first."""
+        lines: list[Line] = []
+        if count <= 0:
+            return lines
+        for chunk_stream, when, data, start, stop in reversed(self._chunks):
+            if stream is not None and chunk_stream != stream:
+                continue
+            end = stop - 1  # its last newline
+            while end >= start and len(lines) < count:
+                newline = data.rfind(b"\n", start, end)
+                lines.append(
+                    Line(chunk_stream, when, data[newline + 1 if newline >= 0 else start : end])
+                )
+                end = newline
+            if len(lines) >= count:
+                break
+        lines.reverse()
+        return lines
+
+    def follow(self, callback: Callable[[Line], None]) -> Callable[[], None]:
+        """Call ``callback`` with every line added from now on; returns the function that
+        stops it (calling it twice is harmless)."""
+        self._followers.append(callback)
+
+        def unfollow() -> None:
+            if callback in self._followers:
+                self._followers.remove(callback)
+
+        return unfollow
+
+
+def _cut_lines(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` as (its complete lines, every line longer than MAX_LINE cut into pieces of
+    MAX_LINE bytes plus a newline; the partial last line, at most MAX_LINE bytes). Steps
+    of about MAX_LINE bytes, not one per line."""
+    pieces: list[bytes] = []
+    start = pos = 0
+    size = len(data)
+    while size - pos > MAX_LINE:
+        newline = data.rfind(b"\n", pos, pos + MAX_LINE + 1)
+        if newline >= 0:
+            pos = newline + 1
+        else:
+            pos += MAX_LINE
+            pieces.append(data[start:pos])
+            pieces.append(b"\n")
+            start = pos
+    end = max(data.rfind(b"\n", pos) + 1, pos)
+    pieces.append(data[start:end])
+    return b"".join(pieces), data[end:]
+
+
+class Capture:
+    """One program instance's output. Feed it what the pipes give.
+
+    ``merged``: stderr shares stdout's pipe, so everything is stream "stdout" and goes to
+    the ``stdout`` target. A partial last line waits for its end (or for EOF,
+    ``close_stream``); one longer than MAX_LINE is cut there and goes out.
+
+    Per chunk fed, the work does not grow with the number of lines (without timestamps):
+    the bytes are neither split nor copied, but passed on as a slice; a line that was
+    waiting is completed by a small separate write.
+    """
+
+    def __init__(
+        self,
+        stdout: Target | None,
+        stderr: Target | None,
+        ring: Ring,
+        *,
+        merged: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stdout = stdout
+        self.stderr = stdout if merged else stderr
+        self.ring = ring
+        self.merged = merged
+        self._clock = clock
+        self._targets = {"stdout": self.stdout, "stderr": self.stderr}
+        self._waiting = {"stdout": b"", "stderr": b""}
+
+    def set_targets(self, stdout: Target | None, stderr: Target | None) -> None:
+        """New targets (a reload changed where the output goes); closing the old
+        ones is the caller's business."""
+        self.stdout = stdout
+        self.stderr = stdout if self.merged else stderr
+        self._targets = {"stdout": self.stdout, "stderr": self.stderr}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        """Take what ``stream`` ("stdout" or "stderr") gave: its complete lines go to the
+        target and the ring now, a partial last line waits for its end."""
+        if self.merged:
+            stream = "stdout"
+        try:
+            waiting = self._waiting[stream]
+        except KeyError:
+            raise ValueError(f"unknown stream {stream!r}: expected stdout or stderr") from None
+        size = len(data)
+        end = data.rfind(b"\n") + 1
+        if end == size and not waiting and 0 < size <= MAX_LINE + 1:  # the common case
+            when = self._clock()
+            target = self._targets[stream]
+            if target is not None:
+                target.write(data, when)
+            self.ring._add(stream, when, data, 0, size)
+            return
+        start = 0
+        head = b""
+        if waiting:
+            self._waiting[stream] = b""
+            if not end:  # the waiting line goes on
+                data, size = waiting + data, size + len(waiting)
+            else:  # its end: the line goes out as a head of its own (not copying `data`)
+                start = data.find(b"\n") + 1
+                head = waiting + data[:start]
+                if len(head) > MAX_LINE + 1:
+                    head = _cut_lines(head)[0]
+        if end - start > MAX_LINE + 1 or size - end > MAX_LINE:  # perhaps a line to cut
+            if head:
+                self._emit(stream, head, 0, len(head))
+                head = b""
+            data, rest = _cut_lines(data[start:] if start else data)
+            start, end = 0, len(data)
+        else:
+            rest = data[end:] if end < size else b""
+        self._waiting[stream] = rest
+        if end > start or head:
+            self._emit(stream, data, start, end, head)
+
+    def close_stream(self, stream: str) -> None:
+        """``stream`` reached EOF: a line still waiting goes out, with b"\\n" added."""
+        if self.merged:
+            stream = "stdout"
+        waiting = self._waiting.get(stream)
+        if waiting:
+            self._waiting[stream] = b""
+            data = waiting + b"\n"
+            self._emit(stream, data, 0, len(data))
+
+    def _emit(self, stream: str, data: bytes, start: int, stop: int, head: bytes = b"") -> None:
+        """Pass on ``head`` (whole lines), then ``data[start:stop]``."""
+        when = self._clock()
+        target = self._targets[stream]
+        if target is not None:
+            body = data if start == 0 and stop == len(data) else memoryview(data)[start:stop]
+            if head:
+                target.write(body, when, head)
+            else:
+                target.write(body, when)
+        if head:
+            self.ring._add(stream, when, head, 0, len(head))
+        if stop > start:
+            self.ring._add(stream, when, data, start, stop)
+
+    @property
+    def dropped(self) -> int:
+        """The bytes the targets dropped, together."""
+        targets = {id(target): target for target in self._targets.values() if target is not None}
+        return sum(target.dropped for target in targets.values())
+
+    def stderr_tail(self, count: int) -> list[str]:
+        """The last ``count`` lines of stderr in the ring, decoded (errors replaced), for
+        failure messages; with ``merged``, the last lines of the one merged stream."""
+        stream = "stdout" if self.merged else "stderr"
+        return [line.text.decode(errors="replace") for line in self.ring.last(count, stream)]

@@ -1,0 +1,645 @@
+"""Captured program output (daemonctx.supervisor.output): lines to files, pipes, ttys and
+sockets, rotation, logrotate's move and reopen, a full disk and a target nobody drains,
+the in-memory ring.
+
+Real files, real pipes, a real pty, a real (small) tmpfs; no mocks, no sleeps: a target
+that cannot take more must drop at once, so each feed is simply timed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import needs_root, run_as_nobody
+
+from daemonctx.paths import UnsafePathError
+from daemonctx.supervisor.config import LogFile
+from daemonctx.supervisor.output import MAX_LINE, Capture, Line, Ring, Target
+
+pytestmark = pytest.mark.timeout(30)
+
+NUMBERED = re.compile(rb"line (\d{6})")
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # in fcntl from Python 3.10
+
+
+def numbered(first: int, last: int) -> bytes:
+    """Lines "line 000000" ... for ``first`` <= n < ``last``, 12 bytes each."""
+    return b"".join(b"line %06d\n" % n for n in range(first, last))
+
+
+def numbers(data: bytes) -> list[int]:
+    """The numbers of ``data``'s lines, checking that every line is whole."""
+    assert data == b"" or data.endswith(b"\n"), data[-40:]
+    found = []
+    for text in data.split(b"\n")[:-1]:
+        match = NUMBERED.fullmatch(text)
+        assert match, f"not a whole line: {text!r}"
+        found.append(int(match.group(1)))
+    return found
+
+
+def pieces(data: bytes, seed: int, most: int = 300) -> Iterator[bytes]:
+    """``data`` cut at random places, most lines split across two pieces."""
+    rng = random.Random(seed)
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, most)
+        yield data[pos : pos + step]
+        pos += step
+
+
+def drain(fd: int) -> bytes:
+    """All that a pipe or pty holds now (without waiting for more)."""
+    blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.set_blocking(fd, blocking)
+    return b"".join(chunks)
+
+
+def opened(spec: str | LogFile, what: str = "web's stdout", inherit: int | None = None) -> Target:
+    target = Target.open(spec, what, inherit)
+    assert target is not None
+    return target
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read_end, write_end = os.pipe()
+    try:
+        yield read_end, write_end
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+# -- lines: joined, waiting, flushed, cut ---------------------------------------------------
+
+
+def test_lines_reach_the_file_and_a_partial_line_waits(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(str(log))
+    capture = Capture(target, None, Ring(4096))
+    capture.feed("stdout", b"one\ntw")
+    assert log.read_bytes() == b"one\n"
+    capture.feed("stdout", b"o\nthr")
+    capture.feed("stdout", b"ee")
+    assert log.read_bytes() == b"one\ntwo\n"  # "three" has no end yet
+    capture.feed("stdout", b"")
+    capture.close_stream("stdout")
+    assert log.read_bytes() == b"one\ntwo\nthree\n"
+    capture.close_stream("stdout")  # nothing more to flush
+    assert (target.written, target.dropped, capture.dropped) == (14, 0, 0)
+    assert [line.text for line in capture.ring.last(10)] == [b"one", b"two", b"three"]
+    target.close()
+
+
+def test_random_splits_lose_and_glue_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(str(log))
+    capture = Capture(target, None, Ring(1 << 20))
+    data = numbered(0, 20000)
+    for piece in pieces(data, seed=1, most=5000):
+        capture.feed("stdout", piece)
+    target.close()
+    assert log.read_bytes() == data
+    assert [line.text for line in capture.ring.last(3)] == data.splitlines()[-3:]
+
+
+def test_a_line_longer_than_max_line_is_cut(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(str(log))
+    capture = Capture(target, None, Ring(1 << 20))
+    # A long line arriving in small reads is never held past MAX_LINE bytes...
+    for _ in range(2 * MAX_LINE // 4096 + 1):
+        capture.feed("stdout", b"x" * 4096)
+    assert log.read_bytes() == (b"x" * MAX_LINE + b"\n") * 2
+    capture.feed("stdout", b"\n")
+    # ...and one arriving whole, in one read, is cut the same way.
+    capture.feed("stdout", b"y" * (MAX_LINE + 5) + b"\nz\n")
+    target.close()
+    lines = log.read_bytes().split(b"\n")[:-1]
+    assert [len(line) for line in lines] == [MAX_LINE, MAX_LINE, 4096, MAX_LINE, 5, 1]
+    assert max(len(line.text) for line in capture.ring.last(10)) == MAX_LINE
+
+
+# -- rotation -------------------------------------------------------------------------------
+
+
+def rotated(log: Path) -> list[Path]:
+    """web.log's backups, oldest first, then web.log."""
+    backups = sorted(log.parent.glob(log.name + ".*"), key=lambda p: -int(p.suffix[1:]))
+    return [*backups, log]
+
+
+@pytest.mark.parametrize("most", [7, 300, 5000])
+def test_rotation_keeps_every_line_once_in_order(tmp_path: Path, most: int) -> None:
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=1000, backups=100))
+    assert target.rotates
+    capture = Capture(target, None, Ring(0))
+    data = numbered(0, 2000)  # 24 000 bytes: about 24 files
+    for piece in pieces(data, seed=most, most=most):
+        capture.feed("stdout", piece)
+    target.close()
+    files = rotated(log)
+    assert [p.name for p in files[:2]] == [f"web.log.{len(files) - 1}", f"web.log.{len(files) - 2}"]
+    assert all(p.stat().st_size <= 1000 for p in files)
+    assert all(p.stat().st_size > 1000 - 12 for p in files[:-1])  # each file filled up
+    assert numbers(b"".join(p.read_bytes() for p in files)) == list(range(2000))
+    assert target.written == len(data) and target.dropped == 0
+
+
+def test_rotation_keeps_at_most_backups_files(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=1000, backups=3))
+    capture = Capture(target, None, Ring(0))
+    for piece in pieces(numbered(0, 2000), seed=3):
+        capture.feed("stdout", piece)
+    target.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "web.log",
+        "web.log.1",
+        "web.log.2",
+        "web.log.3",
+    ]
+    kept = numbers(b"".join(p.read_bytes() for p in rotated(log)))
+    assert kept == list(range(kept[0], 2000))  # the newest lines, none missing
+    assert all(p.stat().st_size <= 1000 for p in rotated(log))
+
+
+def test_backups_zero_replaces_the_file(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=1000, backups=0))
+    for n in range(0, 300, 10):
+        target.write(numbered(n, n + 10))
+    target.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["web.log"]
+    kept = numbers(log.read_bytes())
+    assert kept == list(range(kept[0], 300)) and log.stat().st_size <= 1000
+
+
+def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    """The one case where a file passes max_bytes: a single line that is longer."""
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=100, backups=5))
+    long_line = b"L" * 250 + b"\n"
+    target.write(numbered(0, 3) + long_line + numbered(3, 5))
+    target.write(long_line)
+    target.close()
+    assert [p.read_bytes() for p in rotated(log)] == [
+        numbered(0, 3),
+        long_line,
+        numbered(3, 5),
+        long_line,
+    ]
+
+
+def test_rotation_into_an_existing_log_counts_its_size(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    log.write_bytes(numbered(0, 80))  # 960 bytes from an earlier run
+    target = opened(LogFile(str(log), max_bytes=1000, backups=2))
+    target.write(numbered(80, 90))  # 3 lines still fit (36 of 40 bytes left)
+    target.close()
+    assert [p.read_bytes() for p in rotated(log)] == [numbered(0, 83), numbered(83, 90)]
+
+
+def test_update_changes_limits_and_timestamps_live(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(str(log))
+    assert not target.rotates
+    target.write(numbered(0, 100))
+    target.update(LogFile(str(log), max_bytes=1000, backups=1))
+    assert target.rotates
+    target.write(numbered(100, 101))  # 1212 bytes: rotates first
+    target.update(LogFile(str(log), max_bytes=1000, backups=1, timestamps=True))
+    target.write(b"stamped\n", when=0.5)
+    with pytest.raises(ValueError, match="cannot change path"):
+        target.update(LogFile(str(tmp_path / "other.log")))
+    target.close()
+    assert (tmp_path / "web.log.1").read_bytes() == numbered(0, 100)
+    new = log.read_bytes().split(b"\n")
+    assert new[0] == b"line 000100" and new[1].endswith(b".500 stamped")
+
+
+# -- logrotate: move, then reopen -----------------------------------------------------------
+
+
+def test_logrotate_move_then_reopen_loses_no_line(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    moved = tmp_path / "web.log-20261126"
+    target = opened(LogFile(str(log), max_bytes=0))
+    capture = Capture(target, None, Ring(0))
+    parts = list(pieces(numbered(0, 3000), seed=7))
+    third = len(parts) // 3
+    for piece in parts[:third]:
+        capture.feed("stdout", piece)
+    log.rename(moved)  # logrotate's move...
+    for piece in parts[third : 2 * third]:
+        capture.feed("stdout", piece)  # ...still goes to the moved file
+    target.reopen()  # ...until SIGHUP / ctl reopen
+    for piece in parts[2 * third :]:
+        capture.feed("stdout", piece)
+    capture.close_stream("stdout")
+    target.close()
+    old, new = numbers(moved.read_bytes()), numbers(log.read_bytes())
+    assert old and new and old + new == list(range(3000))
+
+
+def test_rotation_after_a_move_starts_a_new_file_without_renaming(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=1000, backups=3))
+    target.write(numbered(0, 50))
+    log.rename(tmp_path / "moved")
+    target.write(numbered(50, 100))  # would pass max_bytes: the file at path is not ours
+    target.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved", "web.log"]
+    assert numbers((tmp_path / "moved").read_bytes() + log.read_bytes()) == list(range(100))
+
+
+def test_reopen_failure_keeps_the_open_file(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    log = directory / "web.log"
+    target = opened(str(log))
+    target.write(b"before\n")
+    directory.rename(tmp_path / "gone")
+    with pytest.raises(OSError, match="no such directory"):
+        target.reopen()
+    assert target.error is not None
+    target.write(b"after\n")
+    target.close()
+    assert (tmp_path / "gone" / "web.log").read_bytes() == b"before\nafter\n"
+
+
+# -- targets that are not regular files: never rotated, never failing -----------------------
+
+
+def test_a_pipe_named_by_path_never_rotates(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    target = opened(LogFile(f"/proc/self/fd/{write_end}", max_bytes=100, backups=2))
+    assert not target.rotates
+    capture = Capture(target, None, Ring(0))
+    data = numbered(0, 4000)  # 48 000 bytes: fits in the pipe
+    for piece in pieces(data, seed=11, most=9000):
+        capture.feed("stdout", piece)
+    target.reopen()  # a no-op for a pipe
+    capture.feed("stdout", numbered(4000, 4001))
+    assert drain(read_end) == numbered(0, 4001)
+    assert target.dropped == 0 and target.error is None
+    target.close()
+    assert os.get_blocking(write_end)  # our copy had its own flags
+
+
+def test_inherit_copies_without_changing_the_shared_fd(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    assert Target.open("inherit", "web's stdout", None) is None
+    assert Target.open("null", "web's stdout", write_end) is None
+    target = opened("inherit", inherit=write_end)
+    assert not target.rotates
+    target.write(b"hello\n")
+    target.reopen()  # a no-op
+    target.write(b"again\n")
+    target.close()
+    assert drain(read_end) == b"hello\nagain\n"
+    assert os.get_blocking(write_end)
+    os.write(write_end, b"still open\n")
+    assert drain(read_end) == b"still open\n"
+
+
+def test_a_pty_never_rotates_and_its_lines_stay_whole() -> None:
+    master, slave = os.openpty()
+    try:
+        target = opened(LogFile(os.ttyname(slave), max_bytes=50))
+        assert not target.rotates
+        target.write(numbered(0, 100))
+        data = drain(master).replace(b"\r\n", b"\n")
+        assert data == numbered(0, 100)
+        # Nobody reads: the tty fills up, then writing drops (at most one cut line waits).
+        started = time.monotonic()
+        for n in range(0, 100_000, 500):
+            target.write(numbered(n, n + 500))
+        assert time.monotonic() - started < 5
+        assert target.dropped > 0
+        held = drain(master).replace(b"\r\n", b"\n")
+        target.write(numbered(100_000, 100_001))  # the rest of a cut line goes first
+        held += drain(master).replace(b"\r\n", b"\n")
+        found = numbers(held)
+        assert found == sorted(found) and found[-1] == 100_000
+        target.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_socket_is_written_without_blocking_and_left_blocking() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        target = opened("inherit", inherit=ours.fileno())
+        started = time.monotonic()
+        for n in range(0, 200_000, 5000):  # large sends: one is usually taken in part
+            target.write(numbered(n, n + 5000))
+        assert time.monotonic() - started < 5
+        assert target.dropped > 0 and ours.getblocking()
+        received = b""
+        theirs.setblocking(False)
+        while True:
+            try:
+                received += theirs.recv(1 << 20)
+            except BlockingIOError:
+                break
+        target.write(numbered(200_000, 200_001))  # a cut line's rest, then this line
+        received += theirs.recv(1 << 20)
+        found = numbers(received)
+        assert found == sorted(found) and found[-1] == 200_000
+        assert target.written == len(received)
+        target.close()
+    finally:
+        ours.close()
+        theirs.close()
+
+
+# -- a full disk, a target nobody drains ----------------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, mounted for the test (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount)")
+    directory = tmp_path / "small"
+    directory.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@needs_root
+def test_a_full_disk_drops_and_counts_and_keeps_whole_lines(small_tmpfs: Path) -> None:
+    log = small_tmpfs / "web.log"
+    target = opened(str(log))
+    capture = Capture(target, None, Ring(65536))
+    data = numbered(0, 90_000)  # about 1 MB
+    started = time.monotonic()
+    for piece in pieces(data, seed=5, most=65536):
+        capture.feed("stdout", piece)
+    assert time.monotonic() - started < 5
+    assert target.dropped > 0 and capture.dropped == target.dropped
+    assert target.written + target.dropped == len(data)
+    assert target.error is not None and target.error.errno == errno.ENOSPC
+    on_disk = log.read_bytes()
+    assert len(on_disk) == target.written
+    found = numbers(on_disk)  # whole lines only
+    assert found == list(range(len(found)))  # dropped only once the disk was full
+    # The ring still has the latest output, whatever the disk said.
+    assert capture.ring.last(1)[0].text == b"line 089999"
+    target.close()
+
+
+def test_a_pipe_nobody_reads_drops_whole_lines(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 65536)
+    target = opened("inherit", inherit=write_end)
+    capture = Capture(target, None, Ring(65536))
+    data = numbered(0, 90_000)
+    started = time.monotonic()
+    for piece in pieces(data, seed=9, most=65536):
+        capture.feed("stdout", piece)
+    assert time.monotonic() - started < 5
+    assert target.dropped > 0 and target.written + target.dropped == len(data)
+    held = drain(read_end)
+    assert len(held) == target.written
+    found = numbers(held)  # whole lines, none glued to half another
+    assert found == list(range(len(found)))
+    capture.feed("stdout", b"line 999999\n")  # room again
+    assert drain(read_end) == b"line 999999\n"
+    target.close()
+
+
+def test_a_line_longer_than_pipe_buf_is_finished_before_the_next(pipe: tuple[int, int]) -> None:
+    """A write of more than PIPE_BUF bytes to a pipe may be cut: the rest of that line waits
+    and goes first, so the reader never sees the next line glued to half a line."""
+    read_end, write_end = pipe
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    target = opened("inherit", inherit=write_end)
+    long_line = b"L" * 6000 + b"\n"
+    target.write(long_line + b"after\n")
+    assert target.written == 4096
+    assert target.dropped == len(b"after\n")
+    first = drain(read_end)
+    target.write(b"next\n")
+    assert first + drain(read_end) == long_line + b"next\n"
+    assert target.written + target.dropped == len(long_line) + 6 + 5
+    target.close()
+
+
+# -- timestamps -----------------------------------------------------------------------------
+
+
+def test_timestamps_prefix_each_line(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), timestamps=True))
+    when = 1_800_000_000.123_456
+    capture = Capture(target, None, Ring(4096), clock=lambda: when)
+    capture.feed("stdout", b"one\ntwo\nth")
+    capture.feed("stdout", b"ree\n")
+    target.close()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when)).encode() + b".123 "
+    assert log.read_bytes() == b"".join(stamp + t + b"\n" for t in (b"one", b"two", b"three"))
+    assert capture.ring.last(1) == [Line("stdout", when, b"three")]  # the ring keeps the text
+
+
+def test_timestamps_count_in_rotation(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=400, backups=50, timestamps=True))
+    for n in range(0, 100, 7):
+        target.write(numbered(n, min(n + 7, 100)), when=1_800_000_000.0)
+    target.close()
+    files = rotated(log)
+    assert all(p.stat().st_size <= 400 for p in files)
+    lines = b"".join(p.read_bytes() for p in files).split(b"\n")[:-1]
+    assert [int(line[-6:]) for line in lines] == list(range(100))
+    assert all(re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000 line \d{6}", x) for x in lines)
+
+
+# -- the ring -------------------------------------------------------------------------------
+
+
+def test_ring_keeps_the_last_bytes_in_whole_lines() -> None:
+    ring = Ring(1000)
+    for n in range(0, 1000, 10):
+        ring.add("stdout" if n % 20 else "stderr", float(n), numbered(n, n + 10))
+        assert len(ring) <= 1000
+    lines = ring.last(10_000)
+    assert [int(line.text[5:]) for line in lines] == list(range(1000 - len(lines), 1000))
+    assert len(lines) == 1000 // 12
+    assert lines[-1] == Line("stdout", 990.0, b"line 000999")
+    big = numbered(0, 200)  # one chunk larger than the ring
+    ring.add("stderr", 1.0, big)
+    assert [line.text for line in ring.last(10_000)] == big.splitlines()[-(1000 // 12) :]
+
+
+def test_ring_last_across_chunks_and_streams_in_feed_order() -> None:
+    ring = Ring(1 << 16)
+    ring.add("stdout", 1.0, b"a\nb\n")
+    ring.add("stderr", 2.0, b"c\n")
+    ring.add("stdout", 3.0, b"d\ne\nf\n")
+    assert ring.last(0) == [] and ring.last(-1) == []
+    assert ring.last(4) == [
+        Line("stderr", 2.0, b"c"),
+        Line("stdout", 3.0, b"d"),
+        Line("stdout", 3.0, b"e"),
+        Line("stdout", 3.0, b"f"),
+    ]
+    assert [line.text for line in ring.last(100)] == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert ring.last(2, "stderr") == [Line("stderr", 2.0, b"c")]
+    assert [line.text for line in ring.last(3, "stdout")] == [b"d", b"e", b"f"]
+
+
+def test_ring_follow_and_unfollow() -> None:
+    ring = Ring(0)  # keeps nothing, but can still be followed
+    seen: list[Line] = []
+    ring.add("stdout", 1.0, b"before\n")
+    stop = ring.follow(seen.append)
+    ring.add("stdout", 2.0, b"x\ny\n")
+    ring.add("stderr", 3.0, b"z\n")
+    stop()
+    stop()
+    ring.add("stdout", 4.0, b"after\n")
+    assert seen == [Line("stdout", 2.0, b"x"), Line("stdout", 2.0, b"y"), Line("stderr", 3.0, b"z")]
+    assert ring.last(10) == []
+
+
+def test_ring_follower_that_raises_is_stopped_and_the_others_still_run() -> None:
+    ring = Ring(100)
+    seen: list[bytes] = []
+
+    def broken(line: Line) -> None:
+        raise BrokenPipeError("client went away")
+
+    ring.follow(broken)
+    ring.follow(lambda line: seen.append(line.text))
+    with pytest.raises(BrokenPipeError):
+        ring.add("stdout", 1.0, b"one\n")
+    ring.add("stdout", 2.0, b"two\n")
+    assert seen == [b"one", b"two"]
+    assert [line.text for line in ring.last(5)] == [b"one", b"two"]
+
+
+def test_ring_live_size_change_trims() -> None:
+    ring = Ring(10_000)
+    ring.add("stdout", 1.0, numbered(0, 500))
+    assert len(ring) == 6000
+    ring.size = 120
+    assert len(ring) == 120
+    assert [line.text for line in ring.last(100)] == numbered(490, 500).splitlines()
+    ring.size = 0
+    assert len(ring) == 0 and ring.last(5) == []
+    with pytest.raises(ValueError):
+        ring.size = -1
+
+
+# -- Capture: separate and merged streams ---------------------------------------------------
+
+
+def test_capture_separate_streams(tmp_path: Path) -> None:
+    out, err = opened(str(tmp_path / "out.log")), opened(str(tmp_path / "err.log"), "web's stderr")
+    capture = Capture(out, err, Ring(4096))
+    capture.feed("stdout", b"o1\no")
+    capture.feed("stderr", b"e1\ne2\ne")
+    capture.feed("stdout", b"2\n")
+    capture.feed("stderr", b"3\n")
+    capture.close_stream("stderr")
+    with pytest.raises(ValueError, match="unknown stream"):
+        capture.feed("stdin", b"x\n")
+    out.close()
+    err.close()
+    assert (tmp_path / "out.log").read_bytes() == b"o1\no2\n"
+    assert (tmp_path / "err.log").read_bytes() == b"e1\ne2\ne3\n"
+    assert capture.stderr_tail(2) == ["e2", "e3"]
+    assert [(line.stream, line.text) for line in capture.ring.last(10)] == [
+        ("stdout", b"o1"),
+        ("stderr", b"e1"),
+        ("stderr", b"e2"),
+        ("stdout", b"o2"),
+        ("stderr", b"e3"),
+    ]
+
+
+def test_capture_merged_stderr_goes_through_stdout(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    target = opened(str(log))
+    capture = Capture(target, None, Ring(4096), merged=True)
+    capture.feed("stdout", b"out\nerr")
+    capture.feed("stderr", b"or \xff\n")  # one pipe: a line may arrive as either
+    capture.close_stream("stderr")
+    target.close()
+    assert log.read_bytes() == b"out\nerror \xff\n"
+    assert {line.stream for line in capture.ring.last(10)} == {"stdout"}
+    assert capture.stderr_tail(1) == ["error \ufffd"]
+    assert capture.dropped == 0
+
+
+def test_capture_without_targets_still_fills_the_ring() -> None:
+    capture = Capture(None, None, Ring(4096))
+    capture.feed("stderr", b"Traceback\nValueError: x\n")
+    assert capture.stderr_tail(5) == ["Traceback", "ValueError: x"]
+    assert capture.dropped == 0
+
+
+# -- opening: refused, one line naming the path ---------------------------------------------
+
+
+def test_open_in_a_missing_directory_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "web.log"
+    with pytest.raises(OSError) as caught:
+        Target.open(str(path), "web's stdout")
+    message = str(caught.value)
+    assert "web's stdout" in message and str(path) in message and "\n" not in message
+
+
+def test_open_refuses_a_relative_path_and_other_words() -> None:
+    with pytest.raises(ValueError):
+        Target.open("web.log", "web's stdout")
+    with pytest.raises(ValueError):
+        Target.open("stdout", "web's stderr")
+
+
+@needs_root
+def test_open_refuses_a_planted_symlink(shared_dir: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root's\n")
+    log = shared_dir / "web.log"
+    run_as_nobody(lambda: os.symlink(secret, log))
+    with pytest.raises(UnsafePathError) as caught:
+        Target.open(LogFile(str(log), max_bytes=10), "web's stdout")
+    assert str(log) in str(caught.value) and "\n" not in str(caught.value)
+    assert secret.read_bytes() == b"root's\n"
