@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .context import DaemonContext
 from .errors import (
     DaemonError,
     DaemonOptionError,
@@ -15,6 +14,7 @@ from .errors import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .context import DaemonContext
     from .control import ServiceState, ServiceStatus, StopResult, status, stop
     from .service import Service
     from .systemd import notify
@@ -41,8 +41,10 @@ __all__ = [
 ]
 
 # Imported on first use: a daemon that only needs DaemonContext must not pay for
-# them (every module costs start-up time, and the launcher waits for the daemon).
+# the others (every module costs start-up time, and the launcher waits for the
+# daemon), and ``daemonctx ctl`` needs none of them, not even DaemonContext.
 _LAZY = {
+    "DaemonContext": "context",
     "Service": "service",
     "ServiceState": "control",
     "ServiceStatus": "control",

@@ -2,20 +2,22 @@
 
 Argument types and the stop options, printing a line to a stdout that may be
 closed, reporting a stop, turning ``CommandError`` and Ctrl-C into an exit
-status, and leaving quickly. It imports argparse only when a parser is built.
+status, and leaving quickly. It imports argparse only when a parser is built,
+and ``control`` only when a signal is parsed or a stop reported (``ctl``'s
+start-up time is a goal).
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from typing import TYPE_CHECKING, Callable
 
-from . import control, options
 from .errors import CommandError, DaemonOptionError
 
+TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     import argparse
+    from typing import Callable
 
     from .control import StopResult
 
@@ -30,7 +32,6 @@ __all__ = [
     "seconds",
     "signal_argument",
 ]
-
 
 
 def say(line: str) -> None:
@@ -92,6 +93,8 @@ def octal_mask(text: str) -> int:
         value = int(text, 8)
     except ValueError:
         raise _argument_error(f"not an octal mask: {text!r}") from None
+    from . import options
+
     try:
         return int(options.check("umask", value))
     except DaemonOptionError as exc:
@@ -111,8 +114,10 @@ def seconds(text: str) -> float:
 
 def signal_argument(text: str) -> int:
     """A signal by name (TERM, SIGTERM) or number."""
+    from .control import parse_signal
+
     try:
-        return control.parse_signal(text)
+        return parse_signal(text)
     except ValueError as exc:
         raise _argument_error(str(exc)) from None
 
@@ -120,10 +125,15 @@ def signal_argument(text: str) -> int:
 def add_stop_options(
     parser: argparse.ArgumentParser,
     timeout_flag: str,
-    timeout: float = control.STOP_TIMEOUT,
+    timeout: float | None = None,
     signum: int = signal.SIGTERM,
 ) -> None:
-    """The stop options (``dest`` stop_timeout and signal)."""
+    """The stop options (``dest`` stop_timeout and signal); ``timeout`` defaults to
+    ``control.STOP_TIMEOUT``."""
+    if timeout is None:
+        from .control import STOP_TIMEOUT
+
+        timeout = STOP_TIMEOUT
     parser.add_argument(
         timeout_flag,
         metavar="S",

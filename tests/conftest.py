@@ -601,9 +601,12 @@ class Supervisors(Tracker):
             "supervise", "--config", str(self.config_path), *args, timeout=timeout
         )
 
-    def foreground(self, *args: str, config: bool = True) -> subprocess.Popen[str]:
+    def foreground(
+        self, *args: str, config: bool = True, booted: bool = True
+    ) -> subprocess.Popen[str]:
         """``daemonctx supervise [--config FILE] --foreground ARGS`` as a child,
-        returned once its socket answers (or it has exited)."""
+        returned once its socket answers and (``booted``) its programs are ready,
+        or once it has exited."""
         head = ["--config", str(self.config_path)] if config else []
         proc = self.popen(
             [*self.command(), "supervise", *head, "--foreground", *args],
@@ -613,12 +616,14 @@ class Supervisors(Tracker):
             text=True,
         )
         self.foreground_pid = proc.pid
-        self.wait_answering(proc)
+        self.wait_answering(proc, booted=booted)
         return proc
 
     def wait_answering(
-        self, proc: subprocess.Popen[str] | None = None, timeout: float = 20
+        self, proc: subprocess.Popen[str] | None = None, timeout: float = 20, booted: bool = True
     ) -> None:
+        """Wait until the supervisor answers and (``booted``) its boot is over
+        (every program ready, or it is stopping), or until it has exited."""
         from daemonctx.supervisor import Client
 
         def answering() -> bool:
@@ -626,9 +631,10 @@ class Supervisors(Tracker):
                 return True
             try:
                 with Client(self.control, timeout=5) as client:
-                    return client.ping() == "pong"
+                    state = client.request("status")["supervisor"]["state"]
             except Exception:
                 return False
+            return not booted or state != "starting"
 
         wait_for(answering, timeout, what="the supervisor to answer")
 

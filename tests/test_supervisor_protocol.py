@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,7 +20,6 @@ from daemonctx.supervisor.protocol import (
     TOO_LARGE,
     UNSUPPORTED_VERSION,
     BadLine,
-    Line,
     LineDecoder,
     ProtocolError,
     RemoteError,
@@ -32,6 +31,9 @@ from daemonctx.supervisor.protocol import (
     parse_request,
     parse_response,
 )
+
+if TYPE_CHECKING:
+    from daemonctx.supervisor.protocol import Line
 
 STREAM = (
     b'{"id": 1, "command": "status", "args": {"program": "web"}}\n'

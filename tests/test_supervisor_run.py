@@ -498,7 +498,7 @@ def test_notify_ready_only_from_the_program_and_its_status_text_is_shown(
             }
         }
     )
-    supervisors.foreground()
+    supervisors.foreground(booted=False)  # the boot waits for the gate
     info = wait_for(
         lambda: (i := supervisors.status("svc")).status_text == "waiting for the gate" and i,
         what="the program's STATUS=",

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Callable
 
 from .. import __version__
 from ..commands import prepare_exit, run_command
-from . import ctl, daemon, supervise
 
+TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Callable
 
 __all__ = ["COMMANDS", "build_parser", "main", "split_command"]
 
-COMMANDS = daemon.COMMANDS
+# The daemon commands (cli/daemon.py's COMMANDS), here so that importing this
+# package loads no subcommand's module: each is imported when its parser is built.
+COMMANDS = ("start", "stop", "restart", "status", "run")
 
 
 def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
@@ -32,8 +34,10 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return argv[:index], argv[index + 1 :]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(only_ctl: bool = False) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand; with ``only_ctl``, of ``ctl``
+    alone, which then imports none of the other commands' modules (its
+    start-up time is a goal: a script may run ``ctl status`` every second)."""
     parser = argparse.ArgumentParser(
         prog="daemonctx",
         description="Run a program as a daemon with a pidfile, and control it.",
@@ -41,8 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daemonctx {__version__}")
     subparsers = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
-    daemon.add_commands(subparsers)
-    supervise.add_commands(subparsers)
+    from . import ctl
+
+    if not only_ctl:
+        from . import daemon, supervise
+
+        daemon.add_commands(subparsers)
+        supervise.add_commands(subparsers)
     ctl.add_commands(subparsers)
     return parser
 
@@ -62,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     head, command = split_command(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(only_ctl=head[:1] == ["ctl"])
     args = parser.parse_args(head)
     if args.takes_command and not command:
         parser.error(f"{args.action}: missing -- COMMAND [ARG...]")

@@ -16,12 +16,14 @@ unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Callable
 
 from ..commands import say, seconds, signal_argument
 from ..errors import CommandError
 
+TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
+    from typing import Any, Callable
+
     from ..supervisor.client import Client
     from ..supervisor.results import ProgramInfo
 
@@ -282,7 +284,7 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
     while True:
         for line in lines:
             if args.json:
-                _print_json(line._asdict())
+                _print_json(line.to_json())
             else:
                 say(line.text)
         if not args.follow:

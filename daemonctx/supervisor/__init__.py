@@ -21,9 +21,10 @@ needs only the client) does not pay for the server's imports.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
+    from typing import Any
+
     from .client import Client, SupervisorNotRunning
     from .config import ConfigError, Program, SupervisorConfig
     from .core import Supervisor, SupervisorStartError

@@ -24,14 +24,15 @@ import errno
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError
 from .protocol import BAD_RESPONSE, ProtocolError, encode_request, parse_response
 from .results import CommandInfo, OutputLine, ProgramInfo, RunInfo
 
+TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     from types import TracebackType
+    from typing import Any
 
 __all__ = ["MAX_RESPONSE", "Client", "SupervisorNotRunning", "programs_of"]
 

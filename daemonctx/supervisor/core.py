@@ -146,9 +146,11 @@ class Instance:
         self.timer: Timer | None = None
         self.ring = Ring(program.output_buffer)  # its recent output: tail, why, failures
         self.capture: Capture | None = None  # opened at the first spawn, kept across runs
+        self.pipes: dict[int, Callable[[], bool]] = {}  # its pipes' read ends, and their readers
         self.runs: deque[_Run] = deque(maxlen=program.history)
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
+        self.held = False  # stopped on request: at boot, not waited for
 
     @property
     def state(self) -> State:
@@ -262,11 +264,21 @@ class Instance:
             dropped=self.dropped,
         )
 
-    def last_lines(self) -> list[str]:
-        """The last lines of its standard error (of its output, when merged)."""
+    def last_lines(self, since: int | None = None) -> list[str]:
+        """The last lines of its standard error (of its output, when merged); with
+        ``since``, only those written after that mark (a run's own)."""
         if self.capture is None:
             return []
-        return [line for line in self.capture.stderr_tail(TAIL_LINES) if line.strip()]
+        self.drain()
+        lines = self.capture.stderr_tail(TAIL_LINES, since)
+        return [line for line in lines if line.strip()]
+
+    def drain(self) -> None:
+        """Read what its pipes hold now: a process that exited wrote its last
+        words before its exit was seen, but they may not have been read yet."""
+        for readable in list(self.pipes.values()):
+            while readable():
+                pass
 
 
 class _Run:
@@ -284,6 +296,7 @@ class _Run:
         self.signalled: float | None = None
         self.decision: str | None = None
         self.stderr: tuple[str, ...] = ()
+        self.stderr_mark = 0  # the capture's stderr line count when it started
 
     def info(self) -> RunInfo:
         exit_ = self.exit
@@ -638,7 +651,8 @@ class Supervisor:
         self._in_wave = True
         try:
             for instance in self._waves[self._wave]:
-                self._event(instance, instance.machine.start)
+                if not instance.held:  # stopped on request before its turn: left stopped
+                    self._event(instance, instance.machine.start)
         finally:
             self._in_wave = False
         self._boot_progress()
@@ -646,7 +660,7 @@ class Supervisor:
     def _boot_progress(self) -> None:
         if self._phase != "boot":
             return
-        wave = self._waves[self._wave]
+        wave = [instance for instance in self._waves[self._wave] if not instance.held]
         for instance in wave:
             state = instance.state
             if instance.machine.restarts > 0 or state not in _BOOTING:
@@ -843,7 +857,9 @@ class Supervisor:
             for fd in opened:
                 os.close(fd)
         instance.spawned = spawned
-        instance.runs.append(_Run(spawned.pid))
+        run = _Run(spawned.pid)
+        run.stderr_mark = capture.stderr_count
+        instance.runs.append(run)
         self._leaders[spawned.pid] = instance
         self._sessions.pop(instance.session, None)
         instance.session = spawned.pid
@@ -857,21 +873,33 @@ class Supervisor:
         assert loop is not None
         os.set_blocking(fd, False)
         read, feed = os.read, capture.feed
+        pipes = instance.pipes
 
-        def readable() -> None:
+        closed = False
+
+        def readable() -> bool:
+            """One read; True when it gave bytes. After EOF, never again: a
+            drain may close the pipe while the selector still has its event."""
+            nonlocal closed
+            if closed:
+                return False
             try:
                 data = read(fd, READ_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError:
                 data = b""
             if data:
                 feed(stream, data)
-                return
+                return True
+            closed = True
             loop.remove_reader(fd)
             os.close(fd)
+            pipes.pop(fd, None)
             capture.close_stream(stream)
+            return False
 
+        pipes[fd] = readable
         loop.add_reader(fd, readable)
 
     def _signal(self, instance: Instance, signum: int) -> None:
@@ -968,7 +996,7 @@ class Supervisor:
             run.ended = time.time()
             run.exit = status
             run.stopped_by = cause
-            run.stderr = tuple(instance.last_lines())
+            run.stderr = tuple(instance.last_lines(since=run.stderr_mark))
         else:
             run = None
         self._event(instance, machine.exited, status)  # may spawn the next run
@@ -1336,7 +1364,10 @@ class Supervisor:
         respond(protocol.encode_result(request.id, "pong"))
 
     def _command_status(self, request: Request, respond: Callable[[bytes], None]) -> None:
-        respond(protocol.encode_result(request.id, self._infos(self._names(request, False))))
+        result = self._infos(self._names(request, False))
+        phase = {"boot": "starting", "running": "running"}.get(self._phase, "stopping")
+        result["supervisor"] = {"pid": os.getpid(), "state": phase}
+        respond(protocol.encode_result(request.id, result))
 
     def _command_commands(self, request: Request, respond: Callable[[bytes], None]) -> None:
         infos = [
@@ -1396,7 +1427,9 @@ class Supervisor:
         self._reply_when(request, respond, instances, lambda i: i.state in _DONE_STARTING)
 
     def _stop(self, instance: Instance, by: str) -> None:
-        """Ask ``instance`` to stop, remembering who asked (for ``why``)."""
+        """Ask ``instance`` to stop, remembering who asked (for ``why``). At boot,
+        a program stopped on request no longer holds the boot up."""
+        instance.held = True
         if instance.state in (State.STARTING, State.RUNNING):
             instance.stop_by = by
         self._event(instance, instance.machine.stop)

@@ -58,14 +58,14 @@ class EventLoop:
 
     # -- readers ----------------------------------------------------------------------
 
-    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+    def add_reader(self, fd: int, callback: Callable[[], object]) -> None:
         """Call ``callback()`` whenever ``fd`` is readable (replaces an earlier one)."""
         try:
             self._selector.register(fd, selectors.EVENT_READ, callback)
         except KeyError:
             self._selector.modify(fd, selectors.EVENT_READ, callback)
 
-    def watch(self, fd: int, callback: Callable[[], None], *, read: bool, write: bool) -> None:
+    def watch(self, fd: int, callback: Callable[[], object], *, read: bool, write: bool) -> None:
         """Call ``callback()`` when ``fd`` is readable (``read``) or writable (``write``);
         neither: stop watching it."""
         events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
@@ -139,6 +139,7 @@ class EventLoop:
         """Wait for events and call their callbacks until ``stop()``."""
         self._stopping = False
         select = self._selector.select
+        registered = self._selector.get_map()
         timers = self._timers
         while not self._stopping:
             timeout: float | None = None
@@ -148,7 +149,10 @@ class EventLoop:
             if timers:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
             for key, _events in select(timeout):
-                key.data()
+                # A callback earlier in this batch may have closed this fd (and a
+                # new one may have its number): only a key still registered runs.
+                if registered.get(key.fd) is key:
+                    key.data()
                 if self._stopping:
                     return
             self._run_due_timers()

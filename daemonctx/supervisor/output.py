@@ -493,6 +493,7 @@ class Ring:
         self._chunks: deque[tuple[str, float, bytes, int, int]] = deque()
         self._total = 0
         self.lines = 0  # lines ever added: a cursor for "the lines since"
+        self.counts: dict[str, int] = {}  # the same, for each stream
         self._followers: list[Callable[[Line], None]] = []
         self._size = 0
         self.size = size
@@ -519,7 +520,9 @@ class Ring:
 
     def _add(self, stream: str, when: float, data: bytes, start: int, stop: int) -> None:
         """``add`` of ``data[start:stop]``, without copying it."""
-        self.lines += data.count(b"\n", start, stop)
+        count = data.count(b"\n", start, stop)
+        self.lines += count
+        self.counts[stream] = self.counts.get(stream, 0) + count
         if self._size:
             self._chunks.append((stream, when, data, start, stop))
             self._total += stop - start
@@ -716,8 +719,21 @@ class Capture:
         targets = {id(target): target for target in self._targets.values() if target is not None}
         return sum(target.dropped for target in targets.values())
 
-    def stderr_tail(self, count: int) -> list[str]:
+    @property
+    def stderr_stream(self) -> str:
+        """The stream stderr's lines are in: "stderr", or "stdout" when merged."""
+        return "stdout" if self.merged else "stderr"
+
+    def stderr_tail(self, count: int, since: int | None = None) -> list[str]:
         """The last ``count`` lines of stderr in the ring, decoded (errors replaced), for
-        failure messages; with ``merged``, the last lines of the one merged stream."""
-        stream = "stdout" if self.merged else "stderr"
+        failure messages; with ``merged``, the last lines of the one merged stream.
+        ``since``: only lines after that many had been written to it (``stderr_count``)."""
+        stream = self.stderr_stream
+        if since is not None:
+            count = min(count, self.ring.counts.get(stream, 0) - since)
         return [line.text.decode(errors="replace") for line in self.ring.last(count, stream)]
+
+    @property
+    def stderr_count(self) -> int:
+        """Lines of stderr so far: a mark for ``stderr_tail(since=...)``."""
+        return self.ring.counts.get(self.stderr_stream, 0)

@@ -64,10 +64,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, Union
 
 from ..errors import DaemonError
+from .record import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ctl milliseconds at run time
+    from typing import Any, NoReturn, Union
+
+    RequestId = Union[int, str, None]
+    """A request's id: an int, a str, or None when the request had none."""
+
+    Line = Union["Request", "BadLine"]
+    """What ``LineDecoder.feed`` yields for each line: a request, or a bad line."""
 
 __all__ = [
     "BAD_ARGUMENTS",
@@ -86,12 +95,10 @@ __all__ = [
     "UNKNOWN_COMMAND",
     "UNSUPPORTED_VERSION",
     "BadLine",
-    "Line",
     "LineDecoder",
     "ProtocolError",
     "RemoteError",
     "Request",
-    "RequestId",
     "Response",
     "encode_error",
     "encode_request",
@@ -142,9 +149,6 @@ BAD_RESPONSE = "bad-response"
 """The type of the ``ProtocolError`` a client raises for a response it cannot
 read. Local to the client: never sent on the wire, so not in ``ERROR_TYPES``."""
 
-RequestId = Union[int, str, None]
-"""A request's id: an int, a str, or None when the request had none."""
-
 COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
 _REQUEST_FIELDS = frozenset({"id", "command", "args", "version"})
@@ -188,7 +192,7 @@ class RemoteError(DaemonError):
         return (type(self), (self.type, self.message))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Request:
     """A well-formed request, as the server receives it."""
 
@@ -198,7 +202,7 @@ class Request:
     version: int = PROTOCOL_VERSION
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BadLine:
     """A request line that could not be read: answer it with ``response``."""
 
@@ -210,11 +214,7 @@ class BadLine:
         return self.error.encode()
 
 
-Line = Union[Request, BadLine]
-"""What ``LineDecoder.feed`` yields for each line: a request, or a bad line."""
-
-
-@dataclass(frozen=True)
+@record(frozen=True)
 class Response:
     """A response, as the client receives it.
 

@@ -9,8 +9,11 @@ Kept light: the client's import path is part of ``ctl``'s speed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from .record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ctl milliseconds at run time
+    from typing import Any
 
 __all__ = [
     "RUNNING",
@@ -57,7 +60,7 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExitInfo:
     """How a run ended: ``code`` or ``signal`` (a number), ``core`` dumped,
     ``text`` such as ``exited 1`` or ``killed by SIGKILL``, and ``ago`` seconds."""
@@ -88,7 +91,7 @@ class ExitInfo:
         )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProgramInfo:
     """One program instance as ``status`` shows it.
 
@@ -166,7 +169,7 @@ class ProgramInfo:
         )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CommandInfo:
     """A command ``commands`` lists: its ``name``, ``signature`` as Python writes
     it (``(region: str) -> int``), first line of its docstring ``doc``, and
@@ -199,7 +202,7 @@ class CommandInfo:
         )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunInfo:
     """One run of a program, as ``why`` shows it. Times are wall-clock
     (``time.time()``); ``ready``/``ended`` None when it never got there.
@@ -256,10 +259,14 @@ class RunInfo:
         )
 
 
-class OutputLine(NamedTuple):
+@record(frozen=True)
+class OutputLine:
     """A line a program wrote, as ``tail`` shows it: ``stream`` (stdout or
     stderr), ``time`` (wall clock, when the supervisor read it) and ``text``."""
 
     stream: str
     time: float
     text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stream": self.stream, "time": self.time, "text": self.text}
