@@ -1525,6 +1525,9 @@ class Supervisor:
                     self._remove(leftover)
                 self._by_program[program.name] = instances
         del by_name
+        ordered = {i.name: i for p in new.programs for i in self._by_program[p.name]}
+        ordered.update((name, i) for name, i in self.instances.items() if name not in ordered)
+        self.instances = ordered  # in the file's order (removed ones last, until gone)
         for instance in starts:
             self._event(instance, instance.machine.start)
 

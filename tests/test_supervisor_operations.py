@@ -1,0 +1,734 @@
+"""Running the supervisor day to day, on real processes: ``ctl reload`` (what it
+restarts, what it applies live, a broken file, ``--dry-run``), program output
+(logrotate's move and reopen, rotation by size, ``/dev/stdout``, a full disk, a
+pipe nobody reads), ``ctl tail``, ``ctl why`` after a crash loop, stop ladders.
+
+Each test writes a TOML file (``supervisors.config``), runs the supervisor in the
+foreground (a child of the test, its stdout and stderr pipes) and checks what an
+operator would: ``ctl`` output and exit codes, ``Client`` answers, pids, /proc,
+the files on disk, what the programs themselves record. Every process carries
+the ``supervisors`` fixture's token and is killed by pid when the test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROGRAMS, Supervisors, needs_root, pid_alive, wait_for, wait_gone
+
+pytestmark = pytest.mark.timeout(30)
+
+PY = sys.executable
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
+NUMBERED = PROGRAMS / "ops_numbered.py"
+TALK = PROGRAMS / "ops_talk.py"
+LADDER = PROGRAMS / "ops_ladder.py"
+
+# How the supervisor writes a duration: "94 ms", "0.31 s", "1.5 s".
+DURATION = r"[\d.]+ m?s"
+LINE = re.compile(rb"(\d+) (x*)")
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def duration(text: str) -> float:
+    number, unit = text.split()
+    return float(number) / (1000 if unit == "ms" else 1)
+
+
+def numbered_line(number: int, pad: int = 0) -> bytes:
+    """What ops_numbered.py writes as line ``number``."""
+    return b"%d %s\n" % (number, b"x" * (number % 17 + pad))
+
+
+def numbers(data: bytes, pad: int = 0) -> list[int]:
+    """The numbers of ops_numbered.py's lines in ``data``, checking each line is whole."""
+    assert data == b"" or data.endswith(b"\n"), f"ends inside a line: {data[-60:]!r}"
+    found = []
+    for text in data.split(b"\n")[:-1]:
+        match = LINE.fullmatch(text)
+        assert match, f"not a whole line: {text[:80]!r}"
+        number = int(match.group(1))
+        assert len(match.group(2)) == number % 17 + pad, f"a piece of line {number}: {text!r}"
+        found.append(number)
+    return found
+
+
+def read_number(path: Path, timeout: float = 20) -> int:
+    """The number a program wrote to ``path`` (atomically), once it is there."""
+    wait_for(path.exists, timeout, what=f"{path.name} to be written")
+    return int(path.read_text())
+
+
+def log_text(supervisors: Supervisors) -> str:
+    return supervisors.log.read_text() if supervisors.log.exists() else ""
+
+
+def running(supervisors: Supervisors, *names: str, timeout: float = 20) -> dict[str, int]:
+    """The pids of ``names`` once every one of them runs."""
+
+    def all_running() -> dict[str, int] | None:
+        with supervisors.client() as client:
+            infos = client.status(*names)
+        if all(info.running and info.pid is not None for info in infos):
+            return {info.name: info.pid for info in infos}
+        return None
+
+    found: dict[str, int] = wait_for(all_running, timeout, what=f"{names} running")
+    return found
+
+
+def status_names(supervisors: Supervisors) -> list[str]:
+    with supervisors.client() as client:
+        return [info.name for info in client.status()]
+
+
+def reload(supervisors: Supervisors, *args: str) -> list[str]:
+    """``ctl reload ARGS``, which must succeed; its output lines."""
+    result = supervisors.ctl("reload", *args)
+    assert result.returncode == 0, result
+    return result.stdout.splitlines()
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+class PipeLines:
+    """Lines read from a pipe (a child's stdout), with bounded waits."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lines: list[str] = []
+        self._rest = b""
+
+    def wait(self, count: int, timeout: float = 10) -> list[str]:
+        """Read until at least ``count`` lines came; all the lines read so far."""
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < count:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.fd], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError(f"{count} lines expected within {timeout} s: {self.lines}")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise AssertionError(f"EOF after {self.lines}")
+            data = self._rest + chunk
+            *whole, self._rest = data.split(b"\n")
+            self.lines += [line.decode() for line in whole]
+        return self.lines
+
+
+# -- reload ---------------------------------------------------------------------------
+
+
+def test_reload_of_backoff_keys_and_stop_timeout_restarts_nothing_and_applies_live(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """restart_delay, start_limit and stop_timeout change without a restart (the
+    same pids), and the new values rule what follows: a stop that ignores SIGTERM
+    is ended by SIGKILL after the new 0.3 s (not the old 30 s), and a crash loop
+    backs off by the new restart_delay (20 s, not 0.1 s)."""
+    pidfile = tmp_path / "web.pid"
+    web: dict[str, Any] = {
+        "command": [PY, str(IGNORE_TERM), str(pidfile)],
+        "restart": "always",
+        "restart_delay": 0.1,
+        "start_limit": 5,
+        "stop_timeout": 30,
+    }
+    db = {"command": [SLEEP, "1000"]}
+    supervisors.config({"web": web, "db": db})
+    supervisors.foreground()
+    before = running(supervisors, "web", "db")
+    wait_for(pidfile.exists, what="web to ignore SIGTERM")
+
+    supervisors.config(
+        {"web": {**web, "restart_delay": 20, "start_limit": 0, "stop_timeout": 0.3}, "db": db}
+    )
+    assert reload(supervisors) == [
+        "change web: stop_timeout, restart_delay, start_limit (live, no restart)"
+    ]
+    assert running(supervisors, "web", "db") == before
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("web")
+    assert len(runs) == 1 and runs[0].ended is None, runs
+
+    # The new stop_timeout: SIGKILL 0.3 s after the ignored SIGTERM.
+    began = time.monotonic()
+    stopped = supervisors.ctl("stop", "web")
+    took = time.monotonic() - began
+    assert stopped.returncode == 0, stopped
+    assert 0.3 <= took < 5, took
+    wait_gone(before["web"], 5)
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("web")
+    assert runs[-1].exit is not None and runs[-1].exit.text == "killed by SIGKILL"
+    first, kill = runs[-1].steps
+    assert first == "SIGTERM"
+    assert re.fullmatch(rf"SIGKILL after ({DURATION})", kill), kill
+    assert 0.3 <= duration(kill.removeprefix("SIGKILL after ")) < 2, kill
+
+    # The new restart_delay: the second restart of a crash streak waits about 20 s.
+    assert supervisors.ctl("start", "web").returncode == 0
+    pid = running(supervisors, "web")["web"]
+    os.kill(pid, signal.SIGKILL)  # the first restart comes at once
+    wait_gone(pid, 5)
+    pid = wait_for(
+        lambda: (info := supervisors.status("web")).running and info.pid != pid and info.pid,
+        what="web restarted at once",
+    )
+    os.kill(pid, signal.SIGKILL)
+    info = supervisors.wait_state("web", "backoff")
+    assert info.next_start is not None and 15 < info.next_start <= 23, info.text
+    assert running(supervisors, "db") == {"db": before["db"]}
+
+
+def test_reload_of_a_command_restarts_that_program_only(
+    supervisors: Supervisors,
+) -> None:
+    web, db = {"command": [SLEEP, "1000"]}, {"command": [SLEEP, "1001"]}
+    supervisors.config({"web": web, "db": db})
+    supervisors.foreground()
+    before = running(supervisors, "web", "db")
+
+    supervisors.config({"web": {"command": [SLEEP, "2000"]}, "db": db})
+    assert reload(supervisors) == ["change web: command (restart)"]
+    wait_gone(before["web"], 5)
+    after = wait_for(
+        lambda: (pids := running(supervisors, "web", "db"))["web"] != before["web"] and pids,
+        what="web restarted",
+    )
+    assert after["db"] == before["db"], "db was restarted too"
+    assert cmdline(after["web"])[1:] == ["2000"]
+
+    with supervisors.client() as client:
+        ((info, runs),) = client.why("web")
+    assert info.restarts == 0, "a reload's restart is no crash"
+    old, new = runs
+    assert (old.pid, new.pid) == (before["web"], after["web"])
+    assert old.stopped_by == "reload"
+    assert old.exit is not None and old.exit.text == "killed by SIGTERM"
+    assert new.ended is None
+    why = supervisors.ctl("why", "web")
+    assert why.returncode == 0, why
+    assert "    stopped by reload (SIGTERM)" in why.stdout.splitlines(), why.stdout
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("db")
+    assert len(runs) == 1 and runs[0].ended is None
+
+
+def test_a_broken_file_changes_nothing_and_names_file_table_and_key(
+    supervisors: Supervisors,
+) -> None:
+    """Each broken file also changes web's command: nothing may restart it. The
+    error is one line naming the file, and the table and key (or the line of a
+    TOML syntax error). A fixed file then reloads."""
+    web, db = {"command": [SLEEP, "1000"]}, {"command": [SLEEP, "1001"]}
+    path = supervisors.config({"web": web, "db": db})
+    supervisors.foreground()
+    before = running(supervisors, "web", "db")
+    changed = {"command": [SLEEP, "2000"]}
+
+    broken: list[tuple[dict[str, Any], list[str]]] = [
+        ({"restart_dealy": 1}, ["[program.db]", "restart_dealy:", "unknown key"]),
+        ({"restart_delay": -1}, ["[program.db]", "restart_delay:"]),
+        ({"user": "no-such-user-here"}, ["[program.db]", "user:", "no-such-user-here"]),
+        ({"command": ["/nonexistent/daemonctx-nothing"]}, ["[program.db]", "command:"]),
+    ]
+    for extra, expected in broken:
+        supervisors.config({"web": changed, "db": {**db, **extra}})
+        result = supervisors.ctl("reload")
+        assert result.returncode == 1, result
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        for part in [str(path), *expected]:
+            assert part in line, (part, line)
+        assert "nothing changed" in line
+        assert running(supervisors, "web", "db") == before
+
+    supervisors.config({"web": changed, "db": db})
+    path.write_text(path.read_text() + "\n[program.broken\ncommand = 1\n")
+    result = supervisors.ctl("reload", "--dry-run")
+    assert result.returncode == 1, result
+    (line,) = result.stderr.splitlines()
+    lines = path.read_text().splitlines()
+    assert f"{path}: line {lines.index('[program.broken') + 1}" in line, line
+    assert running(supervisors, "web", "db") == before
+    assert "reload:" not in log_text(supervisors), "nothing was applied"
+
+    supervisors.config({"web": changed, "db": db})
+    assert reload(supervisors) == ["change web: command (restart)"]
+    wait_gone(before["web"], 5)
+    assert running(supervisors, "db") == {"db": before["db"]}
+
+
+def test_reload_dry_run_prints_the_plan_and_changes_nothing(
+    supervisors: Supervisors,
+) -> None:
+    web, db, old = ({"command": [SLEEP, str(n)]} for n in (1000, 1001, 1002))
+    supervisors.config({"web": web, "db": db, "old": old})
+    supervisors.foreground()
+    before = running(supervisors, "web", "db", "old")
+
+    supervisors.config(
+        {
+            "web": {"command": [SLEEP, "2000"]},
+            "db": {**db, "restart_delay": 0.5},
+            "new": {"command": [SLEEP, "1003"]},
+        }
+    )
+    plan = [
+        "add new",
+        "remove old",
+        "change web: command (restart)",
+        "change db: restart_delay (live, no restart)",
+    ]
+    assert reload(supervisors, "--dry-run") == [f"would {line}" for line in plan]
+    as_json = supervisors.ctl("--json", "reload", "--dry-run")
+    assert as_json.returncode == 0, as_json
+    assert json.loads(as_json.stdout) == {
+        "added": ["new"],
+        "removed": ["old"],
+        "changed": [
+            {"name": "web", "fields": ["command"], "restart": True},
+            {"name": "db", "fields": ["restart_delay"], "restart": False},
+        ],
+        "supervisor": [],
+        "applied": False,
+    }
+    assert running(supervisors, "web", "db", "old") == before
+    assert status_names(supervisors) == ["web", "db", "old"]
+    absent = supervisors.ctl("status", "new")
+    assert absent.returncode != 0 and "no program named 'new'" in absent.stderr, absent
+
+    # The plan is what a reload then does.
+    assert reload(supervisors) == plan
+    wait_gone(before["old"], 5)
+    after = running(supervisors, "web", "db", "new")
+    assert after["db"] == before["db"] and after["web"] != before["web"]
+
+
+def test_reload_adds_and_removes_programs_and_changes_instances(
+    supervisors: Supervisors,
+) -> None:
+    web, old = {"command": [SLEEP, "1000"]}, {"command": [SLEEP, "1001"]}
+    supervisors.config({"web": web, "old": old})
+    supervisors.foreground()
+    before = running(supervisors, "web", "old")
+
+    supervisors.config({"web": web, "new": {"command": [SLEEP, "1002"]}})
+    assert reload(supervisors) == ["add new", "remove old"]
+    new = running(supervisors, "new")["new"]
+    wait_gone(before["old"], 5)
+    wait_for(lambda: status_names(supervisors) == ["web", "new"], what="old gone from status")
+    assert running(supervisors, "web")["web"] == before["web"]
+    gone = supervisors.ctl("status", "old")
+    assert gone.returncode != 0 and "no program named 'old'" in gone.stderr, gone
+
+    supervisors.config({"web": {**web, "instances": 2}, "new": {"command": [SLEEP, "1002"]}})
+    assert reload(supervisors) == ["change web: instances (live, no restart)"]
+    two = running(supervisors, "web")
+    assert sorted(two) == ["web:0", "web:1"] and len(set(two.values())) == 2
+    wait_for(
+        lambda: sorted(status_names(supervisors)) == ["new", "web:0", "web:1"],
+        what="web:0 and web:1 only",
+    )
+    assert running(supervisors, "new") == {"new": new}
+
+    supervisors.config({"web": web, "new": {"command": [SLEEP, "1002"]}})
+    assert reload(supervisors) == ["change web: instances (live, no restart)"]
+    one = running(supervisors, "web")
+    assert list(one) == ["web"]
+    wait_for(lambda: sorted(status_names(supervisors)) == ["new", "web"], what="one web")
+    for pid in two.values():
+        if pid != one["web"]:
+            wait_gone(pid, 5)
+    assert running(supervisors, "new") == {"new": new}
+
+
+# -- program output ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "ctl reopen"])
+def test_logrotate_move_and_reopen_loses_no_line(
+    supervisors: Supervisors, tmp_path: Path, how: str
+) -> None:
+    """A program writes numbered lines as fast as it can; meanwhile web.log is
+    moved to web.log.1 and the supervisor told (SIGHUP, or ``ctl reopen web``).
+    Every number is in one of the two files exactly once, whole, in order: the
+    first numbers in web.log.1, the rest in the new web.log."""
+    log, rotated = tmp_path / "web.log", tmp_path / "web.log.1"
+    stop, done = tmp_path / "stop", tmp_path / "done"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(NUMBERED), str(done), "0", "--until", str(stop)],
+                "stdout": {"path": str(log)},
+            }
+        }
+    )
+    proc = supervisors.foreground()
+    size = 300_000
+    wait_for(lambda: log.exists() and log.stat().st_size > size, what="web.log to fill")
+    log.rename(rotated)
+    if how == "SIGHUP":
+        proc.send_signal(signal.SIGHUP)
+    else:
+        reopened = supervisors.ctl("reopen", "web")
+        assert reopened.returncode == 0, reopened
+    wait_for(lambda: log.exists() and log.stat().st_size > size, what="the new web.log to fill")
+    assert not done.exists(), "the program was still writing"
+    stop.touch()
+    last = read_number(done)
+
+    def both() -> int:
+        return rotated.read_bytes().count(b"\n") + log.read_bytes().count(b"\n")
+
+    wait_for(lambda: both() >= last, what=f"{last} lines in the two files")
+    first, second = numbers(rotated.read_bytes()), numbers(log.read_bytes())
+    assert first and second
+    assert first == list(range(1, len(first) + 1))
+    assert second == list(range(len(first) + 1, last + 1))
+    assert supervisors.status("web").dropped == 0
+
+
+def test_rotation_by_size_keeps_backups_and_whole_lines(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    log, done = tmp_path / "web.log", tmp_path / "done"
+    count = 3000
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(NUMBERED), str(done), str(count)],
+                "stdout": {"path": str(log), "max_bytes": 2000, "backups": 3},
+            }
+        }
+    )
+    supervisors.foreground()
+    assert read_number(done) == count
+
+    def last_line_written() -> bool:
+        try:  # rotation renames web.log, then creates it anew
+            return log.read_bytes().endswith(b"\n" + numbered_line(count))
+        except FileNotFoundError:
+            return False
+
+    wait_for(last_line_written, what="the last line")
+    files = sorted(path.name for path in tmp_path.glob("web.log*"))
+    assert files == ["web.log", "web.log.1", "web.log.2", "web.log.3"]
+    longest = len(numbered_line(16))
+    found: list[int] = []
+    for name in reversed(files):  # oldest first
+        data = (tmp_path / name).read_bytes()
+        assert len(data) <= 2000, name
+        if name != "web.log":
+            assert len(data) > 2000 - longest, f"{name} was rotated early: {len(data)} bytes"
+        found += numbers(data)
+    assert found == list(range(found[0], count + 1)), "the newest lines, each once, in order"
+    assert supervisors.status("web").dropped == 0
+
+
+def test_dev_stdout_with_rotation_configured_never_rotates(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """supervisord's "Illegal seek": here /dev/stdout (the supervisor's stdout, a
+    pipe) takes every line whole, before and after a SIGHUP, and nothing tries to
+    rotate it."""
+    done = tmp_path / "done"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(NUMBERED), str(done), "200", "--tick", "0.02"],
+                "stdout": {"path": "/dev/stdout", "max_bytes": 100, "backups": 2},
+            }
+        }
+    )
+    proc = supervisors.foreground()
+    assert proc.stdout is not None
+    out = PipeLines(proc.stdout.fileno())
+    out.wait(200)
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: log files reopened" in log_text(supervisors), what="the reopen")
+    seen = len(out.lines)
+    out.wait(seen + 5)  # lines still come after the reopen
+    data = "".join(line + "\n" for line in out.lines).encode()
+    assert numbers(data) == list(range(1, len(out.lines) + 1))
+    log = log_text(supervisors).replace(str(tmp_path), "TMP")
+    for word in ("seek", "rotat", "cannot", "error", "Errno"):
+        assert word not in log, log
+    assert not os.path.lexists("/dev/stdout.1") and not os.path.lexists("/dev/stdout.2")
+    assert os.path.islink("/dev/stdout")
+    info = supervisors.status("web")
+    assert info.running and info.dropped == 0
+
+
+@needs_root
+def test_a_full_tmpfs_drops_and_counts_and_never_blocks_the_program(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """About 1 MB into a 64 KiB tmpfs: the program finishes at once (its marker
+    appears), what did not fit is counted, exactly (the bytes on disk plus those
+    dropped are all it wrote), ``ctl status`` says so, and the file holds only
+    whole lines."""
+    full, done = tmp_path / "full", tmp_path / "done"
+    full.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(full)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
+    try:
+        count, pad = 11_000, 80
+        log = full / "web.log"
+        supervisors.config(
+            {
+                "web": {
+                    "command": [PY, str(NUMBERED), str(done), str(count), str(pad)],
+                    "stdout": {"path": str(log)},
+                }
+            }
+        )
+        supervisors.foreground()
+        assert read_number(done, timeout=10) == count, "never blocked"
+        total = sum(len(numbered_line(n, pad)) for n in range(1, count + 1))
+        assert total > 1_000_000
+
+        def accounted() -> int | None:
+            dropped = supervisors.status("web").dropped
+            return dropped if dropped + log.stat().st_size == total else None
+
+        dropped = wait_for(accounted, what="every byte written or counted as dropped")
+        assert dropped >= total - 65536
+        status = supervisors.ctl("status", "web")
+        assert status.returncode == 0, status
+        match = re.search(r"\[([\d ]+) bytes of output dropped\]", status.stdout)
+        assert match, status.stdout
+        assert int(match.group(1).replace(" ", "")) == dropped
+        found = numbers(log.read_bytes(), pad)
+        assert found == list(range(1, len(found) + 1)), "the first lines, whole"
+        assert supervisors.status("web").running
+    finally:
+        supervisors.kill_all()  # the supervisor holds the file open
+        if subprocess.run(["umount", str(full)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(full)], check=True)
+
+
+def test_a_pipe_nobody_reads_never_blocks_the_program_and_dropped_grows(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """stdout = "inherit" while the supervisor's own stdout is a pipe the test
+    never reads: about 1 MB goes out at once (the marker appears), the program
+    goes on writing a line every 10 ms, and the count of dropped bytes grows."""
+    done = tmp_path / "done"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(NUMBERED), str(done), "10000", "80", "--tick", "0.01"],
+                "stdout": "inherit",
+            }
+        }
+    )
+    supervisors.foreground()
+    pid = running(supervisors, "web")["web"]
+    assert read_number(done, timeout=10) == 10_000, "never blocked"
+    first = wait_for(lambda: supervisors.status("web").dropped, what="bytes dropped")
+    assert first > 0
+    wait_for(lambda: supervisors.status("web").dropped > first, what="dropped to grow")
+    info = supervisors.status("web")
+    assert info.running and info.pid == pid
+    status = supervisors.ctl("status", "web")
+    assert "bytes of output dropped" in status.stdout, status.stdout
+
+
+# -- tail ---------------------------------------------------------------------------------
+
+
+def test_tail_shows_stdout_and_stderr_interleaved_and_follows(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Output to "null": ``ctl tail`` still has it (the ring). ``-n 3`` gives the
+    last three lines of both streams in the order written; ``-f`` prints those,
+    then each new line as the program writes it."""
+    supervisors.config(
+        {"web": {"command": [PY, str(TALK), str(tmp_path)], "stdout": "null", "stderr": "null"}}
+    )
+    supervisors.foreground()
+
+    def four() -> bool:
+        with supervisors.client() as client:
+            return len(client.tail("web", 10)[0]) == 4
+
+    wait_for(four, what="the first four lines")
+    tail = supervisors.ctl("tail", "web", "-n", "3")
+    assert tail.returncode == 0, tail
+    assert tail.stdout == "err 2\nout 3\nerr 4\n"
+    with supervisors.client() as client:
+        lines, _cursor = client.tail("web", 3)
+    assert [(line.stream, line.text) for line in lines] == [
+        ("stderr", "err 2"),
+        ("stdout", "out 3"),
+        ("stderr", "err 4"),
+    ]
+
+    follow = supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "tail", "-f", "web"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert follow.stdout is not None
+        out = PipeLines(follow.stdout.fileno())
+        assert out.wait(4) == ["out 1", "err 2", "out 3", "err 4"]
+        for round_ in (1, 2, 3):
+            (tmp_path / f"go-{round_}").touch()
+            assert out.wait(4 + 2 * round_)[-2:] == [f"follow {round_}", f"follow-err {round_}"]
+        assert len(out.lines) == 10
+    finally:
+        follow.kill()
+        follow.wait(10)
+
+
+# -- why ----------------------------------------------------------------------------------
+
+CRASH = 'echo "boom: cannot bind (pid $$)" >&2; exit 3'
+
+
+def crash_loop(supervisors: Supervisors, **keys: Any) -> None:
+    supervisors.config(
+        {
+            "crashy": {
+                "command": ["/bin/sh", "-c", CRASH],
+                "restart": "always",
+                "restart_delay": 0.05,
+                "start_limit": 3,
+                **keys,
+            }
+        }
+    )
+    supervisors.foreground()
+    info = supervisors.wait_state("crashy", "failed", timeout=10)
+    assert "3 starts within" in info.text, info.text
+
+
+def test_why_after_a_crash_loop_shows_each_run_its_decision_and_stderr(
+    supervisors: Supervisors,
+) -> None:
+    crash_loop(supervisors)
+    why = supervisors.ctl("why", "crashy")
+    assert why.returncode == 0, why
+    text = why.stdout
+    assert text.startswith("crashy: failed: 3 starts within"), text
+    assert len(re.findall(r"pid \d+, (?:ready [\d:.]+|never ready), exited 3 at ", text)) == 3, text
+    decisions = re.findall(r"^    then: (.*)$", text, re.MULTILINE)
+    assert len(decisions) == 3, text
+    assert decisions[0] == "restarted at once"
+    assert re.fullmatch(
+        rf"backoff {DURATION} \(attempt 3, exited 3 {DURATION} after start\)", decisions[1]
+    ), decisions
+    assert decisions[2].startswith("failed: 3 starts within 60 s (last: exited 3"), decisions
+    # The stderr lines are shown (whose they are: see the next test).
+    assert re.search(r"^    stderr: boom: cannot bind \(pid \d+\)$", text, re.MULTILINE), text
+
+    as_json = supervisors.ctl("--json", "why", "crashy")
+    assert as_json.returncode == 0, as_json
+    (program,) = json.loads(as_json.stdout)["programs"]
+    assert program["name"] == "crashy" and program["status"]["state"] == "failed"
+    runs = program["runs"]
+    assert len(runs) == 3
+    assert [run["exit"]["code"] for run in runs] == [3, 3, 3]
+    assert [run["exit"]["text"] for run in runs] == ["exited 3"] * 3
+    assert [run["decision"] for run in runs] == decisions
+    assert all(run["stopped_by"] is None and run["steps"] == [] for run in runs)
+    assert len({run["pid"] for run in runs}) == 3
+    assert all(run["started"] <= run["ended"] for run in runs)
+    assert any("boom: cannot bind" in line for run in runs for line in run["stderr"])
+    with supervisors.client() as client:
+        ((_info, infos),) = client.why("crashy")
+    assert [info.pid for info in infos] == [run["pid"] for run in runs]
+
+
+def test_why_shows_each_run_its_own_stderr(supervisors: Supervisors) -> None:
+    """Each run writes "boom: cannot bind (pid ITS PID)" and exits 3: each run
+    shows its own line, and only its own (not the earlier runs' lines, which the
+    ring still holds; not missing because the exit was seen before the line was
+    read)."""
+    crash_loop(supervisors)
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("crashy")
+    assert [run.stderr for run in runs] == [(f"boom: cannot bind (pid {run.pid})",) for run in runs]
+
+
+def test_why_keeps_history_runs(supervisors: Supervisors) -> None:
+    crash_loop(supervisors, history=2)
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("crashy")
+    assert len(runs) == 2
+    decisions = [run.decision or "" for run in runs]
+    assert decisions[0].startswith("backoff") and decisions[1].startswith("failed"), decisions
+    why = supervisors.ctl("why", "crashy")
+    assert len(re.findall(r"exited 3 at ", why.stdout)) == 2, why.stdout
+
+
+# -- stop ladders --------------------------------------------------------------------------
+
+
+def test_stop_ladder_escalates_term_quit_kill_and_records_each_step(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    pidfile, quitfile = tmp_path / "web.pid", tmp_path / "quit"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(LADDER), str(pidfile), str(quitfile)],
+                "stop": ["TERM", 0.3, "QUIT", 0.3, "KILL"],
+            }
+        }
+    )
+    supervisors.foreground()
+    pid = running(supervisors, "web")["web"]
+    wait_for(pidfile.exists, what="web to ignore SIGTERM")
+    assert int(pidfile.read_text()) == pid
+
+    began = time.monotonic()
+    stopped = supervisors.ctl("stop", "web")
+    took = time.monotonic() - began
+    assert stopped.returncode == 0, stopped
+    assert "web  stopped" in stopped.stdout
+    assert 0.6 <= took < 3, took
+    assert quitfile.read_text() == "quit\n", "the QUIT step ran, once"
+    wait_gone(pid, 5)
+    assert not pid_alive(pid)
+
+    with supervisors.client() as client:
+        ((info, runs),) = client.why("web")
+    assert info.state == "stopped"
+    (run,) = runs
+    assert run.exit is not None and run.exit.text == "killed by SIGKILL"
+    assert run.stopped_by is not None and "through the control socket" in run.stopped_by
+    term, quit_, kill = run.steps
+    assert term == "SIGTERM"
+    assert quit_.startswith("SIGQUIT after ") and kill.startswith("SIGKILL after "), run.steps
+    after_quit = duration(quit_.removeprefix("SIGQUIT after "))
+    after_kill = duration(kill.removeprefix("SIGKILL after "))
+    assert 0.3 <= after_quit < 1.5 and 0.6 <= after_kill < 2.5 and after_quit < after_kill
+    why = supervisors.ctl("why", "web")
+    pattern = rf"stopped by uid 0 .*\(SIGTERM, SIGQUIT after {DURATION}, SIGKILL after {DURATION}\)"
+    assert re.search(pattern, why.stdout), why.stdout
