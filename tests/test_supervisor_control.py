@@ -998,3 +998,32 @@ def test_the_single_program_form(supervisors: Supervisors, tmp_path: Path) -> No
     assert not pidfile.exists()
     assert not os.path.exists(supervisors.control)
     assert supervisors.processes() == []
+
+
+# -- the configuration file is trusted only if no other user could have written it ---------
+
+
+@needs_root
+def test_a_configuration_file_others_can_write_is_refused(supervisors: Supervisors) -> None:
+    """As root, the file says what runs as root: one another user could change is
+    refused at start (exit 4, nothing started) and at reload (nothing changed)."""
+    path = supervisors.config({"web": {"command": SLEEP}})
+    path.chmod(0o666)
+    result = supervisors.supervise()
+    assert result.returncode == 4, result
+    assert one_line(result.stderr) == (
+        f"daemonctx: error: refusing configuration file {path}: "
+        "the file is writable by others (mode 0666)"
+    )
+    assert supervisors.processes() == []
+    path.chmod(0o644)
+    supervisors.foreground()
+    web = supervisors.status("web").pid
+    path.write_text(path.read_text().replace("1000", "1001"))
+    os.chown(path, NOBODY, NOBODY)  # another user's file now
+    result = supervisors.ctl("reload")
+    assert result.returncode == 1
+    assert f"refusing configuration file {path}: the file is owned by uid {NOBODY}" in (
+        result.stderr
+    )
+    assert supervisors.status("web").pid == web

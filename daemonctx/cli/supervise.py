@@ -18,6 +18,7 @@ from typing import Any
 
 from ..commands import octal_mask, seconds
 from ..errors import CommandError, DaemonError
+from ..paths import UnsafePathError
 
 __all__ = ["add_commands", "cmd_supervise"]
 
@@ -152,6 +153,8 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         status = supervisor.serve(daemon)
     except CommandError:
         raise
+    except UnsafePathError as exc:  # LSB 4: insufficient privilege
+        raise CommandError(str(exc), exit_code=4) from exc
     except DaemonError as exc:
         raise CommandError(_failure(exc)) from exc
     except OSError as exc:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError
-from ..paths import open_log
+from ..paths import check_owned_file, check_path, open_log
 from ..pidfd import open_pidfd, signal_and_wait
 from . import protocol
 from .config import (
@@ -452,6 +452,8 @@ class Supervisor:
         command's executable, the control socket's directory, and that no other
         supervisor owns the socket. Raises a one-line ``DaemonError``."""
         config = self.config
+        if config.path is not None:
+            check_config_file(config.path)
         check_system(config)
         for program in config.programs:
             _check_executable(config, program)
@@ -1476,6 +1478,7 @@ class Supervisor:
                 protocol.FAILED, "started without a configuration file: nothing to re-read"
             )
         try:
+            check_config_file(path)
             new = load(path)
             check_system(new)
             for program in new.programs:
@@ -1839,6 +1842,18 @@ def _lock_holder(control: str) -> str | None:
     finally:
         os.close(fd)
     return None
+
+
+def check_config_file(path: str) -> None:
+    """The file says what runs, as whom: refuse one that another user owns or
+    could change (the file, a directory on its path, a symlink), as
+    start-stop-daemon refuses such a pidfile. Raises ``UnsafePathError``."""
+    resolved = check_path(path, "configuration file")
+    try:
+        st = os.stat(resolved)
+    except OSError:
+        return  # load() names the file and the reason
+    check_owned_file(st, path, "configuration file")
 
 
 def _check_executable(config: SupervisorConfig, program: Program) -> None:
