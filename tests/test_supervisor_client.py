@@ -470,3 +470,31 @@ def test_ctl_finds_the_socket_in_the_config_file(
     assert main(["ctl", "--config", str(tmp_path / "none.toml"), "ping"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"daemonctx: error: {tmp_path / 'none.toml'}") and err.count("\n") == 1
+
+
+def test_ctl_status_loads_no_parser_no_dataclasses_no_typing() -> None:
+    """``ctl status`` is polled by scripts: its import path is part of the product
+    (the supervisor benchmark's goal: a third of supervisorctl's time). It parses
+    its arguments by hand and loads neither argparse, dataclasses, typing nor the
+    other commands' modules; the full parser still answers anything else."""
+    code = (
+        "import sys\n"
+        "from daemonctx.cli import main\n"
+        "code = main(['ctl', '--control', '/nonexistent/control.sock', 'status'])\n"
+        "heavy = ('argparse', 'dataclasses', 'typing', 'inspect', 'daemonctx.control',\n"
+        "         'daemonctx.context', 'daemonctx.cli.daemon', 'daemonctx.supervisor.core')\n"
+        "print(code, [name for name in heavy if name in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
+    )
+    assert result.stdout == "3 []\n", result
+    assert "supervisor is not running" in result.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "daemonctx", "ctl", "--help"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
+    assert help_text.returncode == 0 and "COMMAND" in help_text.stdout

@@ -7,7 +7,6 @@ layer: nothing else in daemonctx imports it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .. import __version__
@@ -15,6 +14,7 @@ from ..commands import prepare_exit, run_command
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from typing import Callable
 
@@ -38,6 +38,8 @@ def build_parser(only_ctl: bool = False) -> argparse.ArgumentParser:
     """The argument parser of every subcommand; with ``only_ctl``, of ``ctl``
     alone, which then imports none of the other commands' modules (its
     start-up time is a goal: a script may run ``ctl status`` every second)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="daemonctx",
         description="Run a program as a daemon with a pidfile, and control it.",
@@ -71,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     head, command = split_command(sys.argv[1:] if argv is None else argv)
+    if head[:1] == ["ctl"] and command is None:
+        from .ctl import quick
+
+        run = quick(head[1:])
+        if run is not None:
+            return run_command("daemonctx", run)
     parser = build_parser(only_ctl=head[:1] == ["ctl"])
     args = parser.parse_args(head)
     if args.takes_command and not command:

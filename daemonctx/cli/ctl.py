@@ -15,13 +15,13 @@ unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON.
 
 from __future__ import annotations
 
-import argparse
-
 from ..commands import say, seconds, signal_argument
 from ..errors import CommandError
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
     from typing import Any, Callable
 
     from ..supervisor.client import Client
@@ -134,6 +134,54 @@ def add_commands(subparsers: Any) -> None:
     call.add_argument(
         "arguments", metavar="JSON", nargs="?", help='its arguments, a JSON object: {"n": 2}'
     )
+
+
+# -- without argparse ------------------------------------------------------------
+
+_QUICK_FORMS = {"status": True, "ping": False}  # command: whether it takes NAMEs
+
+
+def quick(argv: Sequence[str]) -> Callable[[], int] | None:
+    """``ctl status|ping`` parsed by hand, without argparse (whose import, with the
+    help formatter's, is a tenth of the command's time): a script may poll
+    ``ctl status`` every second. Anything else, help and mistakes included,
+    returns None: the full parser then takes it, with its messages."""
+    from types import SimpleNamespace
+
+    values: dict[str, Any] = {"control": None, "config": None, "json": False, "timeout": None}
+    words = list(argv)
+    while words and words[0].startswith("-"):
+        word = words.pop(0)
+        name, equals, value = word.partition("=")
+        if name == "--json" and not equals:
+            values["json"] = True
+            continue
+        key = {"--control": "control", "-c": "control", "--config": "config", "-f": "config"}
+        key["--timeout"] = "timeout"
+        if name not in key:
+            return None
+        if not equals:
+            if not words:
+                return None
+            value = words.pop(0)
+        values[key[name]] = value
+    if not words or words[0] not in _QUICK_FORMS:
+        return None
+    command, names = words[0], words[1:]
+    if (values["control"] is None) == (values["config"] is None):
+        return None
+    if any(name.startswith("-") for name in names) or (names and not _QUICK_FORMS[command]):
+        return None
+    if values["timeout"] is not None:
+        try:
+            values["timeout"] = float(values["timeout"])
+        except ValueError:
+            return None
+        if not values["timeout"] > 0:
+            return None
+    run = _status if command == "status" else _ping
+    args = SimpleNamespace(ctl_command=command, ctl_run=run, names=names, **values)
+    return lambda: cmd_ctl(args)  # type: ignore[arg-type]
 
 
 # -- the commands ---------------------------------------------------------------
