@@ -19,6 +19,7 @@ the state machine's back.
 from __future__ import annotations
 
 import errno as errnos
+import fcntl
 import inspect
 import logging
 import os
@@ -85,8 +86,10 @@ SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
 
 #: How long ``tail`` with a cursor waits for a line before it answers none.
 TAIL_WAIT = 30.0
-#: Bytes read from a program's pipe at a time.
-READ_SIZE = 65536
+#: A program's pipe's size, and the bytes read from it at a time.
+PIPE_SIZE = 262144
+READ_SIZE = 65536 + 1  # capture's fast path: at most MAX_LINE + 1 bytes
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python 3.10+ names it
 
 #: How much of a program's standard error is kept for failure messages.
 TAIL_BYTES = 4096
@@ -832,11 +835,13 @@ class Supervisor:
             capture = instance.open_outputs()
             out_read, out_write = os.pipe2(os.O_CLOEXEC)
             opened.append(out_write)
+            _widen(out_read)
             self._read_pipe(instance, capture, out_read, "stdout")
             err_write = out_write
             if not capture.merged:
                 err_read, err_write = os.pipe2(os.O_CLOEXEC)
                 opened.append(err_write)
+                _widen(err_read)
                 self._read_pipe(instance, capture, err_read, "stderr")
             spawned = spawn(
                 program,
@@ -860,7 +865,7 @@ class Supervisor:
                 os.close(fd)
         instance.spawned = spawned
         run = _Run(spawned.pid)
-        run.stderr_mark = capture.stderr_count
+        run.stderr_mark = capture.ring.mark
         instance.runs.append(run)
         self._leaders[spawned.pid] = instance
         self._sessions.pop(instance.session, None)
@@ -1243,8 +1248,7 @@ class Supervisor:
         ring = instance.ring
 
         def answer() -> None:
-            new = ring.lines if after is None else min(ring.lines - after, 100_000)
-            lines = ring.last(count if after is None else new)
+            lines = ring.last(count if after is None else 100_000, since=after)
             result = {
                 "lines": [
                     {
@@ -1254,11 +1258,11 @@ class Supervisor:
                     }
                     for line in lines
                 ],
-                "cursor": ring.lines,
+                "cursor": ring.mark,
             }
             respond(protocol.encode_result(request.id, result))
 
-        if after is None or ring.lines > after:
+        if after is None or ring.mark > after:
             answer()
             return
         self._wait_for_output(ring, answer)
@@ -1759,6 +1763,15 @@ def _user_id(user: str | None) -> int | None:
 
 def _has_exited(spawned: Spawned) -> bool:
     return _pidfd_exited(spawned.pidfd)
+
+
+def _widen(fd: int) -> None:
+    """A bigger pipe (PIPE_SIZE, where allowed): a program writing fast is woken
+    less often, and each read takes more at once."""
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:  # over /proc/sys/fs/pipe-max-size for a user: the default then
+        pass
 
 
 def _peek_success(pid: int) -> bool:

@@ -489,11 +489,10 @@ class Ring:
     memory held may pass ``size`` by about one read.)"""
 
     def __init__(self, size: int) -> None:
-        # (stream, when, buffer, start, stop): the lines are buffer[start:stop]
-        self._chunks: deque[tuple[str, float, bytes, int, int]] = deque()
+        # (stream, when, buffer, start, stop, mark): the lines are buffer[start:stop]
+        self._chunks: deque[tuple[str, float, bytes, int, int, int]] = deque()
         self._total = 0
-        self.lines = 0  # lines ever added: a cursor for "the lines since"
-        self.counts: dict[str, int] = {}  # the same, for each stream
+        self.mark = 0  # chunks ever added: "the lines since" a mark, at no cost per line
         self._followers: list[Callable[[Line], None]] = []
         self._size = 0
         self.size = size
@@ -520,11 +519,9 @@ class Ring:
 
     def _add(self, stream: str, when: float, data: bytes, start: int, stop: int) -> None:
         """``add`` of ``data[start:stop]``, without copying it."""
-        count = data.count(b"\n", start, stop)
-        self.lines += count
-        self.counts[stream] = self.counts.get(stream, 0) + count
+        self.mark += 1
         if self._size:
-            self._chunks.append((stream, when, data, start, stop))
+            self._chunks.append((stream, when, data, start, stop, self.mark))
             self._total += stop - start
             if self._total > self._size:
                 self._trim()
@@ -534,12 +531,12 @@ class Ring:
     def _trim(self) -> None:
         chunks = self._chunks
         while self._total > self._size:
-            stream, when, data, start, stop = chunks[0]
+            stream, when, data, start, stop, mark = chunks[0]
             excess = self._total - self._size
             if stop - start > excess:  # cut it after the line that holds byte `excess`
                 cut = data.find(b"\n", start + excess - 1, stop) + 1
                 if start < cut < stop:
-                    chunks[0] = (stream, when, data, cut, stop)
+                    chunks[0] = (stream, when, data, cut, stop, mark)
                     self._total -= cut - start
                     continue
             chunks.popleft()
@@ -558,12 +555,15 @@ class Ring:
         if failure is not None:
             raise failure
 
-    def last(self, count: int, stream: str | None = None) -> list[Line]:
-        """The last ``count`` lines (of ``stream`` only, if given), oldest first."""
+    def last(self, count: int, stream: str | None = None, since: int | None = None) -> list[Line]:
+        """The last ``count`` lines (of ``stream`` only, if given; added after the
+        ``mark`` ``since``, if given), oldest first."""
         lines: list[Line] = []
         if count <= 0:
             return lines
-        for chunk_stream, when, data, start, stop in reversed(self._chunks):
+        for chunk_stream, when, data, start, stop, mark in reversed(self._chunks):
+            if since is not None and mark <= since:
+                break
             if stream is not None and chunk_stream != stream:
                 continue
             end = stop - 1  # its last newline
@@ -727,13 +727,6 @@ class Capture:
     def stderr_tail(self, count: int, since: int | None = None) -> list[str]:
         """The last ``count`` lines of stderr in the ring, decoded (errors replaced), for
         failure messages; with ``merged``, the last lines of the one merged stream.
-        ``since``: only lines after that many had been written to it (``stderr_count``)."""
-        stream = self.stderr_stream
-        if since is not None:
-            count = min(count, self.ring.counts.get(stream, 0) - since)
-        return [line.text.decode(errors="replace") for line in self.ring.last(count, stream)]
-
-    @property
-    def stderr_count(self) -> int:
-        """Lines of stderr so far: a mark for ``stderr_tail(since=...)``."""
-        return self.ring.counts.get(self.stderr_stream, 0)
+        ``since``: only lines added after that ``Ring.mark``."""
+        lines = self.ring.last(count, self.stderr_stream, since)
+        return [line.text.decode(errors="replace") for line in lines]
