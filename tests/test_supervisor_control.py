@@ -552,9 +552,11 @@ def test_every_mutating_request_is_logged_with_uid_pid_and_command(
         assert proc.returncode == 0, (args, out, err)
         ran[args[0]] = proc.pid
     log = log_text(supervisors)
-    assert f"uid 0 (pid {ran['stop']}): stop {{'names': ['web']}}" in log, log
-    assert f"uid 0 (pid {ran['start']}): start {{'names': ['web']}}" in log, log
-    assert f"uid 0 (pid {ran['signal']}): signal {{'signal': 1, 'names': ['web']}}" in log, log
+    assert f"uid {os.getuid()} (pid {ran['stop']}): stop {{'names': ['web']}}" in log, log
+    assert f"uid {os.getuid()} (pid {ran['start']}): start {{'names': ['web']}}" in log, log
+    assert (
+        f"uid {os.getuid()} (pid {ran['signal']}): signal {{'signal': 1, 'names': ['web']}}" in log
+    ), log
     assert f"(pid {ran['status']})" not in log  # read-only: not logged
 
 
