@@ -10,6 +10,7 @@ imports helpers from another test module: what two modules share lives here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -671,3 +672,28 @@ def supervisors(tmp_path: Path) -> Iterator[Supervisors]:
         yield manager
     finally:
         manager.kill_all()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(
+    directory: Path, size: str, before_unmount: Callable[[], None] = lambda: None
+) -> Iterator[Path]:
+    """``directory`` made a tmpfs of ``size`` (``"64k"``) for the block: a disk that
+    fills up (root only; the test skips when the mount fails). ``before_unmount``
+    runs first at the end (kill what holds files open there)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount)")
+    directory.mkdir(exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        before_unmount()
+        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], check=True)

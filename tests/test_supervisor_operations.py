@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROGRAMS, Supervisors, needs_root, pid_alive, wait_for, wait_gone
+from conftest import (
+    PROGRAMS,
+    Supervisors,
+    mounted_tmpfs,
+    needs_root,
+    pid_alive,
+    wait_for,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -485,16 +493,9 @@ def test_a_full_tmpfs_drops_and_counts_and_never_blocks_the_program(
     appears), what did not fit is counted, exactly (the bytes on disk plus those
     dropped are all it wrote), ``ctl status`` says so, and the file holds only
     whole lines."""
-    full, done = tmp_path / "full", tmp_path / "done"
-    full.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(full)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
-    try:
+    done = tmp_path / "done"
+    # the supervisor holds the file open: killed before the unmount
+    with mounted_tmpfs(tmp_path / "full", "64k", supervisors.kill_all) as full:
         count, pad = 11_000, 80
         log = full / "web.log"
         supervisors.config(
@@ -524,10 +525,6 @@ def test_a_full_tmpfs_drops_and_counts_and_never_blocks_the_program(
         found = numbers(log.read_bytes(), pad)
         assert found == list(range(1, len(found) + 1)), "the first lines, whole"
         assert supervisors.status("web").running
-    finally:
-        supervisors.kill_all()  # the supervisor holds the file open
-        if subprocess.run(["umount", str(full)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(full)], check=True)
 
 
 def test_a_pipe_nobody_reads_never_blocks_the_program_and_dropped_grows(

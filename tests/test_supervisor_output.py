@@ -14,13 +14,12 @@ import os
 import random
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root, run_as_nobody
+from conftest import mounted_tmpfs, needs_root, run_as_nobody
 
 from daemonctx.paths import UnsafePathError
 from daemonctx.supervisor.config import LogFile
@@ -385,21 +384,8 @@ def test_a_socket_is_written_without_blocking_and_left_blocking() -> None:
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs, mounted for the test (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (mount)")
-    directory = tmp_path / "small"
-    directory.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(directory)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mount.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small", "256k") as directory:
         yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
 
 
 @needs_root
