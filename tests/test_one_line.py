@@ -249,9 +249,13 @@ def test_the_command_names_the_flag_the_user_typed(open_tracker: Tracker) -> Non
 
         from daemonctx.cli import main
 
-        # Loaded while root: nobody may not read this interpreter's lib directory.
-        for module in ("grp", "json", "pwd", "resource", "shutil", "traceback"):
+        # Loaded while root: nobody may not read this interpreter's lib directory, nor
+        # (a checkout in a 0700 directory) daemonctx's: the command loads its
+        # subcommands' modules when it builds its parser.
+        for module in ("grp", "json", "pwd", "resource", "shutil", "traceback", "argparse"):
             __import__(module)
+        for module in ("daemon", "supervise", "ctl"):
+            __import__(f"daemonctx.cli.{module}")
 
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
