@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Holders",
+    "all_pids",
     "boot_time",
     "children",
     "deleted_lock_holders",
@@ -133,7 +134,7 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
     return held
 
 
-def _all_pids() -> list[int]:
+def all_pids() -> list[int]:
     try:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
@@ -166,7 +167,7 @@ def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
     pids: list[int] = []
     hidden = False
     seen: set[int] = set()
-    for pid in [*hints, *_all_pids()]:
+    for pid in [*hints, *all_pids()]:
         if pid <= 0 or pid in seen:
             continue
         seen.add(pid)
@@ -226,7 +227,7 @@ def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
         else:
             unresolved.add(key)  # its taker is gone, or outside our pid namespace
     if unresolved:
-        for pid in _all_pids():
+        for pid in all_pids():
             for key, (name, unlinked) in _fds_on(pid, unresolved).items():
                 if unlinked and _named(pid, name, wanted, key):
                     found.append((pid, key))
@@ -272,7 +273,7 @@ def session_id(pid: int) -> int | None:
 def session_members(sid: int) -> list[int]:
     """The live processes in session ``sid`` (a scan of /proc)."""
     members = []
-    for pid in _all_pids():
+    for pid in all_pids():
         fields = _stat_fields(pid)
         live = fields is not None and len(fields) > 3 and fields[0] not in (b"Z", b"X")
         if live and int(fields[3]) == sid:  # type: ignore[index]
@@ -335,7 +336,7 @@ def children(pid: int) -> list[int]:
             with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
                 found.extend(int(word) for word in f.read().split())
         except FileNotFoundError:
-            return [child for child in _all_pids() if parent_pid(child) == pid]
+            return [child for child in all_pids() if parent_pid(child) == pid]
         except (OSError, ValueError):
             continue
     return found

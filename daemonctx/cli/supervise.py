@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from ..commands import octal_mask, seconds
@@ -104,7 +105,7 @@ def _config(args: argparse.Namespace) -> Any:
         if args.log is not None:
             import dataclasses
 
-            config = dataclasses.replace(config, log=_absolute(args.log))
+            config = dataclasses.replace(config, log=os.path.abspath(args.log))
         return config
     if args.control is None or not args.command:
         raise CommandError("give --config FILE, or --control SOCK -- COMMAND [ARG...]", exit_code=2)
@@ -117,25 +118,21 @@ def _config(args: argparse.Namespace) -> Any:
     program = Program(
         name,
         tuple(args.command),
-        directory=_absolute(args.chdir),
+        directory=os.path.abspath(args.chdir),
         user=args.user,
         group=args.group,
         umask=args.umask,
         restart=args.restart,
         ready=ready,
-        stdout=_absolute(args.stdout) if args.stdout else "inherit",
-        stderr=_absolute(args.stderr) if args.stderr else "inherit",
+        stdout=os.path.abspath(args.stdout) if args.stdout else "inherit",
+        stderr=os.path.abspath(args.stderr) if args.stderr else "inherit",
     )
     return SupervisorConfig(
-        control=_absolute(args.control),
+        control=os.path.abspath(args.control),
         programs=(program,),
-        pidfile=_absolute(args.pidfile) if args.pidfile else None,
-        log=_absolute(args.log) if args.log else None,
+        pidfile=os.path.abspath(args.pidfile) if args.pidfile else None,
+        log=os.path.abspath(args.log) if args.log else None,
     )
-
-
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
@@ -180,16 +177,10 @@ def _daemon_context(config: Any, foreground: bool) -> Any:
         detach_process=detach,
         # In the foreground (a terminal, systemd's journal, a container's log) the
         # streams stay; a daemon's go to /dev/null (its log: --log or [supervisor] log).
-        stdout=None if detach else _stream("stdout"),
-        stderr=None if detach else _stream("stderr"),
+        stdout=None if detach else sys.stdout,
+        stderr=None if detach else sys.stderr,
         ready_on_open=False,
     )
-
-
-def _stream(name: str) -> Any:
-    import sys
-
-    return getattr(sys, name)
 
 
 def _failure(exc: DaemonError) -> str:

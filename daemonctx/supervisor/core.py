@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError
 from ..paths import check_owned_file, check_path, open_log
+from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, signal_and_wait
 from . import protocol
 from .config import (
@@ -53,8 +54,16 @@ from .loop import EventLoop, Timer
 from .output import Capture, Line, Ring, Target
 from .protocol import Request
 from .results import CommandInfo, ExitInfo, ProgramInfo, RunInfo, format_seconds
-from .server import Connection, ControlServer, check_control_path, live_owner
-from .spawn import Spawned, SpawnError, reap, set_child_subreaper, signal_group, spawn
+from .server import Connection, ControlServer, check_control_path, check_free
+from .spawn import (
+    Spawned,
+    SpawnError,
+    exited,
+    reap,
+    set_child_subreaper,
+    signal_group,
+    spawn,
+)
 from .state import (
     KILL_GRACE,
     ArmTimer,
@@ -91,8 +100,7 @@ PIPE_SIZE = 262144
 READ_SIZE = 65536 + 1  # capture's fast path: at most MAX_LINE + 1 bytes
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python 3.10+ names it
 
-#: How much of a program's standard error is kept for failure messages.
-TAIL_BYTES = 4096
+#: How many of its last stderr lines a failure message and a run in `why` show.
 TAIL_LINES = 5
 
 _BUILTINS = (
@@ -137,8 +145,7 @@ class _Command:
 class Instance:
     """One running copy of a program: its state machine and its process."""
 
-    def __init__(self, supervisor: Supervisor, program: Program, name: str, now: float) -> None:
-        self.supervisor = supervisor
+    def __init__(self, program: Program, name: str, now: float) -> None:
         self.program = program
         self.name = name
         self.machine = StateMachine(program, now=now)
@@ -182,7 +189,7 @@ class Instance:
                     target.update(spec)
             return
         targets = self._targets()  # a new file: opened before the old one is let go
-        self._close_outputs(keep_ring=True)
+        self._close_outputs()
         capture.set_targets(*targets)
         self.capture = capture
 
@@ -224,7 +231,7 @@ class Instance:
         """Output bytes its targets could not take (a full disk, a slow reader)."""
         return 0 if self.capture is None else self.capture.dropped
 
-    def _close_outputs(self, keep_ring: bool = False) -> None:
+    def _close_outputs(self) -> None:
         capture, self.capture = self.capture, None
         if capture is not None:
             for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
@@ -461,12 +468,7 @@ class Supervisor:
         for program in config.programs:
             _check_executable(config, program)
         check_control_path(config.control)
-        owner = _lock_holder(config.control)
-        if owner is not None:
-            raise CommandError(
-                f"control socket {config.control}: another supervisor{owner} is running there",
-                exit_code=1,
-            )
+        check_free(config.control)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -520,7 +522,7 @@ class Supervisor:
             environment.pop(key, None)
         self._environment = environment
         for program in self.config.programs:
-            instances = [Instance(self, program, name, now) for name in program.instance_names()]
+            instances = [Instance(program, name, now) for name in program.instance_names()]
             self._by_program[program.name] = instances
             for instance in instances:
                 self.instances[instance.name] = instance
@@ -563,7 +565,7 @@ class Supervisor:
             if uid is not None:
                 users.add(uid)
         own = os.getpid()
-        for pid in _all_pids():
+        for pid in procfs.all_pids():
             if pid == own or procfs.environment_value(pid, SUPERVISOR_VARIABLE) != control:
                 continue
             pidfd = open_pidfd(pid)
@@ -951,7 +953,7 @@ class Supervisor:
         assert loop is not None
         if instance.spawned is not spawned or spawned.reaped:
             return
-        if not _has_exited(spawned):
+        if not exited(spawned):
             return
         main = self._main_after_leader(instance)
         forking = (
@@ -1020,7 +1022,7 @@ class Supervisor:
         self._mains[main.pid] = instance
         loop.add_reader(main.pidfd, lambda: self._main_exited(instance, main))
         log.info("%s: leader %s; main process %d", instance.name, leader.describe(), main.pid)
-        if _pidfd_exited(main.pidfd):
+        if pidfd_exited(main.pidfd):
             self._main_exited(instance, main)
         elif instance.state is State.STOPPING:  # a stop came while we waited for it
             self._signal(instance, instance.program.stop_signal)
@@ -1056,7 +1058,7 @@ class Supervisor:
     def _main_after_leader(self, instance: Instance) -> _Main | None:
         """The main process MAINPID= named, if it outlives the leader as our child."""
         main = instance.main
-        if main is None or _pidfd_exited(main.pidfd) or procfs.parent_pid(main.pid) != os.getpid():
+        if main is None or pidfd_exited(main.pidfd) or procfs.parent_pid(main.pid) != os.getpid():
             return None
         return main
 
@@ -1094,7 +1096,7 @@ class Supervisor:
         """The adopted main process exited: kill what is left, reap it, tell the machine."""
         loop = self._loop
         assert loop is not None
-        if instance.main is not main or main.pidfd < 0 or not _pidfd_exited(main.pidfd):
+        if instance.main is not main or main.pidfd < 0 or not pidfd_exited(main.pidfd):
             return
         self._signal(instance, signal.SIGKILL)
         try:
@@ -1503,7 +1505,6 @@ class Supervisor:
         self.config = new
         if self._server is not None:
             self._server.set_groups(new.control_group, new.observer_group)
-        by_name = {program.name: program for program in new.programs}
         restarts = {change["name"] for change in plan["changed"] if change["restart"]}
         starts: list[Instance] = []
         for name in plan["removed"]:
@@ -1516,7 +1517,7 @@ class Supervisor:
                 instances: list[Instance] = []
                 for instance_name in program.instance_names():
                     if instance_name not in kept:
-                        fresh = Instance(self, program, instance_name, now)
+                        fresh = Instance(program, instance_name, now)
                         self.instances[instance_name] = fresh
                         starts.append(fresh)
                         instances.append(fresh)
@@ -1531,7 +1532,6 @@ class Supervisor:
                 for leftover in kept.values():
                     self._remove(leftover)
                 self._by_program[program.name] = instances
-        del by_name
         ordered = {i.name: i for p in new.programs for i in self._by_program[p.name]}
         ordered.update((name, i) for name, i in self.instances.items() if name not in ordered)
         self.instances = ordered  # in the file's order (removed ones last, until gone)
@@ -1723,9 +1723,7 @@ def _decision(instance: Instance, asked: bool = False) -> str:
     state = machine.state
     if state in (State.STARTING, State.RUNNING):
         return "started again, as asked" if asked else "restarted at once"
-    if state is State.BACKOFF:
-        return machine.describe(machine.since)
-    if state is State.FAILED:
+    if state in (State.BACKOFF, State.FAILED):
         return machine.describe(machine.since)
     if state is State.EXITED:
         return f"not restarted (restart = {instance.program.restart!r})"
@@ -1735,10 +1733,6 @@ def _decision(instance: Instance, asked: bool = False) -> str:
 def _shown_args(args: dict[str, Any]) -> str:
     text = repr(args) if args else ""
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
 def _owner(pid: int) -> int | None:
@@ -1761,10 +1755,6 @@ def _user_id(user: str | None) -> int | None:
         return None
 
 
-def _has_exited(spawned: Spawned) -> bool:
-    return _pidfd_exited(spawned.pidfd)
-
-
 def _widen(fd: int) -> None:
     """A bigger pipe (PIPE_SIZE, where allowed): a program writing fast is woken
     less often, and each read takes more at once."""
@@ -1781,12 +1771,6 @@ def _peek_success(pid: int) -> bool:
     except ChildProcessError:
         return False
     return found is not None and found.si_code == os.CLD_EXITED and found.si_status == 0
-
-
-def _pidfd_exited(pidfd: int) -> bool:
-    from ..pidfd import exited
-
-    return exited(pidfd)
 
 
 def _exit_code(status: ExitStatus) -> int:
@@ -1817,44 +1801,6 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
-
-
-def _nonblocking_copy(fd: int) -> int | None:
-    """A non-blocking descriptor on what ``fd`` names, without making ``fd`` itself
-    non-blocking (others share its open file): a fresh open of /proc/self/fd/N
-    for a pipe, a tty or a file; a plain dup for a socket (the journal's stream)."""
-    try:
-        os.fstat(fd)
-    except OSError:
-        return None
-    try:
-        copy = os.open(
-            f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC
-        )
-    except OSError:
-        try:
-            return os.dup(fd)
-        except OSError:
-            return None
-    return copy
-
-
-def _lock_holder(control: str) -> str | None:
-    """`` (pid N)`` when a live supervisor owns ``control``, else None."""
-    import fcntl
-
-    try:
-        fd = os.open(control + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = live_owner(control)
-        return f" (pid {owner})" if owner is not None else ""
-    finally:
-        os.close(fd)
-    return None
 
 
 def check_config_file(path: str) -> None:

@@ -60,10 +60,7 @@ class EventLoop:
 
     def add_reader(self, fd: int, callback: Callable[[], object]) -> None:
         """Call ``callback()`` whenever ``fd`` is readable (replaces an earlier one)."""
-        try:
-            self._selector.register(fd, selectors.EVENT_READ, callback)
-        except KeyError:
-            self._selector.modify(fd, selectors.EVENT_READ, callback)
+        self.watch(fd, callback, read=True, write=False)
 
     def watch(self, fd: int, callback: Callable[[], object], *, read: bool, write: bool) -> None:
         """Call ``callback()`` when ``fd`` is readable (``read``) or writable (``write``);

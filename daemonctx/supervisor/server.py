@@ -49,6 +49,7 @@ __all__ = [
     "ControlSocketError",
     "Peer",
     "check_control_path",
+    "check_free",
 ]
 
 ADMIN = "admin"
@@ -145,6 +146,29 @@ def live_owner(path: str) -> int | None:
         except OSError:
             return None
         return int(_peer(probe).pid)
+
+
+def _taken(path: str) -> ControlSocketError:
+    owner = live_owner(path)
+    who = f" (pid {owner})" if owner is not None else ""
+    return ControlSocketError(
+        errnos.EADDRINUSE, f"control socket {path}: another supervisor{who} is running there"
+    )
+
+
+def check_free(path: str) -> None:
+    """Raise ``ControlSocketError`` (naming its pid) when a live supervisor owns the
+    socket at ``path``: its lock is held. For the foreground, before anything starts."""
+    try:
+        fd = os.open(path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file: nobody ever took it, or the listen will say why
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _taken(path) from None
+    finally:
+        os.close(fd)
 
 
 class Connection:
@@ -264,12 +288,7 @@ class ControlServer:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            owner = live_owner(self.path)
-            who = f" (pid {owner})" if owner is not None else ""
-            raise ControlSocketError(
-                errnos.EADDRINUSE,
-                f"control socket {self.path}: another supervisor{who} is running there",
-            ) from None
+            raise _taken(self.path) from None
         self._lock_fd = fd
 
     def listen(self) -> None:
