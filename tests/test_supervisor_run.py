@@ -681,3 +681,32 @@ def test_as_pid_1_in_a_pid_namespace_it_reaps_orphans_and_exits_0_on_sigterm(
     os.kill(init, signal.SIGTERM)  # docker stop
     assert unshare.wait(10) == 0, unshare.stderr.read() if unshare.stderr else ""
     wait_gone(leader, 5)
+
+
+def test_a_program_stopped_during_the_boot_does_not_fail_it(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """While the boot waits for a slow program, an operator stops another one: the
+    boot goes on without it (it stays stopped), and the supervisor runs."""
+    gate = tmp_path / "gate"
+    supervisors.config(
+        {
+            "slow": {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"},
+            "other": {"command": [SLEEP, "1000"]},
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "starting"
+        (other,) = client.stop("other")
+    assert other.state == "stopped"
+    gate.touch()
+
+    def booted() -> bool:
+        with supervisors.client() as client:
+            return bool(client.request("status")["supervisor"]["state"] == "running")
+
+    wait_for(booted, what="the boot to end")
+    assert proc.poll() is None
+    assert supervisors.status("slow").state == "running"
+    assert supervisors.status("other").state == "stopped"
