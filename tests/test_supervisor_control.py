@@ -991,12 +991,13 @@ def test_the_single_program_form(supervisors: Supervisors, tmp_path: Path) -> No
     supervisor = int(pidfile.read_text())
     assert int(proc_stat(program)[1]) == supervisor  # the program's parent
     assert live_owner(supervisors.control) == supervisor
-    assert sorted(supervisors.processes()) == sorted([supervisor, program])
+    (guard,) = set(supervisors.processes()) - {supervisor, program}
+    assert int(proc_stat(guard)[1]) == supervisor  # its guard (guard.py)
 
     result = supervisors.ctl("shutdown")
     assert result.returncode == 0, result
     assert f"(pid {supervisor})" in result.stdout
-    assert not pid_alive(supervisor) and not pid_alive(program)
+    assert not pid_alive(supervisor) and not pid_alive(program) and not pid_alive(guard)
     assert not pidfile.exists()
     assert not os.path.exists(supervisors.control)
     assert supervisors.processes() == []

@@ -177,26 +177,105 @@ def test_serve_with_a_daemon_context_returns_once_every_program_is_ready(
     assert not (supervisors.tmp_path / "sup.pid").exists()
 
 
-def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Supervisors) -> None:
-    """SIGKILL the supervisor: its program dies (parent-death signal) but the
-    program's own child, whose parent is the program, does not. The next
-    supervisor on the same socket kills it before it starts anything."""
-    child_pid = supervisors.tmp_path / "child.pid"
-    supervisors.config(
-        {"web": {"command": ["/bin/sh", "-c", f"sleep 1000 & echo $! > {child_pid}; wait"]}}
-    )
-    first = supervisors.foreground()
-    leader = supervisors.status("web").pid
-    child = wait_for(
-        lambda: child_pid.exists() and child_pid.read_text().strip() and int(child_pid.read_text())
-    )
-    first.kill()
-    first.wait(10)
-    wait_gone(leader)  # PR_SET_PDEATHSIG
-    assert pid_alive(child)  # what survives a SIGKILLed supervisor: the program's children
-    child_pid.unlink()
+ESCAPER = textwrap.dedent(
+    """
+    import os, sys, time
+    directory = sys.argv[1]
+    def record(name):
+        with open(os.path.join(directory, name + ".tmp"), "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(os.path.join(directory, name + ".tmp"), os.path.join(directory, name))
+    if os.fork() == 0:           # a child in the program's group
+        record("child")
+        time.sleep(1000)
+    if os.fork() == 0:           # a daemon that left the group and the session
+        os.setsid()
+        if os.fork() == 0:
+            record("daemon")
+            time.sleep(1000)
+        os._exit(0)
+    record("leader")
+    time.sleep(1000)
+    """
+)
+
+
+def _escaper(supervisors: Supervisors) -> dict[str, int]:
+    """Run ESCAPER under a supervisor; the pids of its leader, child and daemon."""
+    command = [sys.executable, "-c", ESCAPER, str(supervisors.tmp_path)]
+    supervisors.config({"web": {"command": command}})
     supervisors.foreground()
-    wait_gone(child)
+    paths = {name: supervisors.tmp_path / name for name in ("leader", "child", "daemon")}
+    wait_for(lambda: all(path.exists() for path in paths.values()), what="three processes")
+    return {name: int(path.read_text()) for name, path in paths.items()}
+
+
+def _guard(supervisor: int) -> int:
+    """The supervisor's guard: its child running daemonctx.supervisor.guard."""
+
+    def find() -> int | None:
+        for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+            try:
+                if b"daemonctx.supervisor.guard" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+            except OSError:
+                continue
+        return None
+
+    found: int = wait_for(find, what="the guard")
+    return found
+
+
+def test_a_sigkilled_supervisor_leaves_nothing_running(supervisors: Supervisors) -> None:
+    """SIGKILL leaves the supervisor no chance to stop anything: its guard kills
+    the program, the child in its group and the daemon that escaped it (marked
+    by DAEMONCTX_SUPERVISOR), and holds the socket's lock until they are gone:
+    a supervisor started at once on the same socket waits for it, then starts."""
+    pids = _escaper(supervisors)
+    first = supervisors.foreground_pid
+    assert int(proc_stat(pids["daemon"])[1]) == first  # adopted: we are a subreaper
+    os.kill(first, signal.SIGKILL)
+    supervisors.foreground()  # at once
+    for name, pid in pids.items():
+        assert not pid_alive(pid), f"the {name} survived its supervisor"
+    assert "left running by a previous supervisor" not in supervisors.log.read_text()
+
+
+def test_a_killed_guard_is_replaced(supervisors: Supervisors) -> None:
+    """Kill the guard: the supervisor starts another, which holds the programs
+    started before it. SIGKILL the supervisor then: nothing is left."""
+    pids = _escaper(supervisors)
+    supervisor = supervisors.foreground_pid
+    first = _guard(supervisor)
+    started = float(proc_stat(first)[19]) / os.sysconf("SC_CLK_TCK")
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    time.sleep(max(0.0, started + 1.2 - uptime))  # one that dies within 1 s is not replaced
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(lambda: (pid := _guard(supervisor)) != first and pid, what="a new guard")
+    assert f"the guard (pid {first}) died; starting another" in supervisors.log.read_text()
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(second)
+    for name, pid in pids.items():
+        assert not pid_alive(pid), f"the {name} survived its supervisor"
+
+
+def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Supervisors) -> None:
+    """The supervisor and its guard both SIGKILLed (the guard stopped first, so
+    that it cannot act): the programs run on. The next supervisor on the same
+    socket kills them before it starts anything."""
+    pids = _escaper(supervisors)
+    supervisor = supervisors.foreground_pid
+    guard = _guard(supervisor)
+    os.kill(guard, signal.SIGSTOP)
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(supervisor)
+    os.kill(guard, signal.SIGKILL)
+    wait_gone(guard)
+    assert all(pid_alive(pid) for pid in pids.values())
+    supervisors.foreground()
+    for pid in pids.values():
+        wait_gone(pid)
     log = supervisors.log.read_text()
-    assert f"killing pid {child} (web), left running by a previous supervisor" in log
-    assert log.index(f"killing pid {child}") < log.rindex("web: starting")
+    for pid in pids.values():
+        assert f"killed pid {pid} (web), left running by a previous supervisor" in log
+        assert log.index(f"killed pid {pid}") < log.rindex("web: starting")

@@ -90,7 +90,12 @@ def odd_signals() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("odd_signals")
-def test_environment_directory_session_fds_signals(started: list[Spawned], tmp_path: Path) -> None:
+@pytest.mark.parametrize("death_signal", [True, False])
+def test_environment_directory_session_fds_signals(
+    started: list[Spawned], tmp_path: Path, death_signal: bool
+) -> None:
+    """Without a death signal too (the fast spawn, without preexec_fn), an ignored
+    or blocked signal of ours is not passed on."""
     script = "echo $FOO $NOTIFY_SOCKET; pwd; exec sleep 1000"
     program = Program(
         "web", ["sh", "-c", script], directory=str(tmp_path), environment={"FOO": "bar"}
@@ -99,7 +104,12 @@ def test_environment_directory_session_fds_signals(started: list[Spawned], tmp_p
     try:
         environment = {**os.environ, "NOTIFY_SOCKET": "/inherited", "FOO": "ours"}
         one = start(
-            started, program, environment=environment, notify_socket="/run/n.sock", stdout=write_fd
+            started,
+            program,
+            environment=environment,
+            notify_socket="/run/n.sock",
+            stdout=write_fd,
+            death_signal=death_signal,
         )
         os.close(write_fd)
         write_fd = -1
@@ -217,17 +227,23 @@ INTERMEDIATE = """
 import os, sys, time
 from daemonctx.supervisor.config import Program
 from daemonctx.supervisor.spawn import spawn
-user = sys.argv[1] or None
-one = spawn(Program("p", ["sleep", "1000"], user=user), name="p", environment=dict(os.environ))
+user, death_signal = sys.argv[1] or None, sys.argv[2] == "death"
+program = Program("p", ["sleep", "1000"], user=user)
+one = spawn(program, name="p", environment=dict(os.environ), death_signal=death_signal)
 print(one.pid, flush=True)
 time.sleep(1000)
 """
 
 
-@pytest.mark.parametrize("user", [pytest.param("nobody", marks=needs_root), ""])
-def test_dies_with_the_supervisor(processes: ProcessTracker, user: str) -> None:
+@pytest.mark.parametrize(
+    ("user", "death"),
+    [pytest.param("nobody", "death", marks=needs_root), ("", "death"), ("", "")],
+)
+def test_dies_with_the_supervisor(processes: ProcessTracker, user: str, death: str) -> None:
+    """With death_signal (the default), the program dies with the thread that
+    started it; without (the supervisor's guard does that job), it runs on."""
     intermediate = processes.popen(
-        [sys.executable, "-c", INTERMEDIATE, user], stdout=subprocess.PIPE, env=ENV
+        [sys.executable, "-c", INTERMEDIATE, user, death], stdout=subprocess.PIPE, env=ENV
     )
     assert intermediate.stdout is not None
     line = intermediate.stdout.readline()
@@ -237,7 +253,14 @@ def test_dies_with_the_supervisor(processes: ProcessTracker, user: str) -> None:
         assert proc_status(child)["Uid"].split()[0] == str(NOBODY)
     intermediate.kill()
     intermediate.wait(5)
-    wait_gone(child, 5)
+    if death:
+        wait_gone(child, 5)
+        return
+    pidfd = os.pidfd_open(child)
+    try:  # a death signal would have been sent as the intermediate exited
+        assert not select.select([pidfd], [], [], 1.0)[0], "the program died with its parent"
+    finally:
+        os.close(pidfd)
 
 
 def test_signal_group_kills_the_group(started: list[Spawned], processes: ProcessTracker) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -180,6 +181,9 @@ def _daemon_context(config: Any, foreground: bool) -> Any:
         stdout=None if detach else sys.stdout,
         stderr=None if detach else sys.stderr,
         ready_on_open=False,
+        # Not the default map's ignored job-control signals: an ignored signal
+        # passes to every program, and forces the slow spawn (spawn.py).
+        signal_map=dict.fromkeys((signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU), signal.SIG_DFL),
     )
 
 

@@ -38,7 +38,7 @@ from .. import procfs, systemd
 from ..errors import CommandError, DaemonError
 from ..paths import check_owned_file, check_path, open_log
 from ..pidfd import exited as pidfd_exited
-from ..pidfd import open_pidfd, signal_and_wait
+from ..pidfd import open_pidfd
 from . import protocol
 from .config import (
     SUPERVISOR_KEYS,
@@ -50,6 +50,7 @@ from .config import (
     load,
     start_order,
 )
+from .guard import PROGRAM_VARIABLE, SUPERVISOR_VARIABLE, Guard, sweep
 from .loop import EventLoop, Timer
 from .output import Capture, Line, Ring, Target
 from .protocol import Request
@@ -65,7 +66,6 @@ from .spawn import (
     spawn,
 )
 from .state import (
-    KILL_GRACE,
     ArmTimer,
     CancelTimer,
     ExitStatus,
@@ -84,14 +84,6 @@ if TYPE_CHECKING:
     from .state import Action
 
 __all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Supervisor", "SupervisorStartError"]
-
-#: Set in each program's environment to its instance name (like supervisord's
-#: SUPERVISOR_PROCESS_NAME); attributes escaped descendants to their program.
-PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
-
-#: Set in each program's environment to the control socket's path: what a
-#: restarted supervisor looks for in processes its dead predecessor left.
-SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
 
 #: How long ``tail`` with a cursor waits for a line before it answers none.
 TAIL_WAIT = 30.0
@@ -409,6 +401,9 @@ class Supervisor:
         self._loop: EventLoop | None = None
         self._server: ControlServer | None = None
         self._notify: socket.socket | None = None
+        self._guard: Guard | None = None
+        self._guard_started = 0.0
+        self._pid_one = False
         self._notify_address: str | None = None
         self._phase = "new"  # new, boot, running, shutdown, done
         self._waves: list[list[Instance]] = []
@@ -547,45 +542,54 @@ class Supervisor:
         )
         server.listen()
         log.info("supervisor (pid %d) listening on %s", os.getpid(), self.config.control)
-        self._kill_survivors()
+        for pid, name in sweep(self.config.control, self._users()):
+            log.info("killed pid %d (%s), left running by a previous supervisor", pid, name)
+        self._start_guard(loop, server.lock_fd)
 
-    def _kill_survivors(self) -> None:
-        """Kill what a previous supervisor on this socket left running.
-
-        Its programs died with it (their parent-death signal), but not their
-        descendants: they carry ``SUPERVISOR_VARIABLE`` with our socket's path.
-        We hold the socket's lock, so that supervisor is gone: none of them is
-        supervised. Only processes of the users our programs run as are
-        considered, so that another user cannot have one of theirs killed.
-        """
-        control = self.config.control
+    def _users(self) -> set[int]:
+        """Who our programs run as: the users whose marked processes are swept.
+        Only theirs, so that another user cannot have one of theirs killed."""
         users = {os.geteuid()}
         for program in self.config.programs:
             uid = _user_id(program.user)
             if uid is not None:
                 users.add(uid)
-        own = os.getpid()
-        for pid in procfs.all_pids():
-            if pid == own or procfs.environment_value(pid, SUPERVISOR_VARIABLE) != control:
-                continue
-            pidfd = open_pidfd(pid)
-            if pidfd is None:
-                continue
-            try:  # pinned: now look again, and at its owner
-                if procfs.environment_value(pid, SUPERVISOR_VARIABLE) != control:
-                    continue
-                if _owner(pid) not in users:
-                    continue
-                name = procfs.environment_value(pid, PROGRAM_VARIABLE)
-                log.info("killing pid %d (%s), left running by a previous supervisor", pid, name)
-                try:
-                    gone = signal_and_wait(pidfd, signal.SIGKILL, KILL_GRACE, 0)[0]
-                except PermissionError:
-                    gone = False
-                if not gone:
-                    log.info("pid %d did not exit after SIGKILL", pid)
-            finally:
-                os.close(pidfd)
+        return users
+
+    def _start_guard(self, loop: EventLoop, lock_fd: int) -> None:
+        """The guard (guard.py) kills the programs if we die. Without one, each
+        program gets a parent-death signal instead (a slower spawn). As PID 1 of
+        a pid namespace (a container) neither: our death kills the namespace."""
+        if os.getpid() == 1:
+            self._pid_one = True
+            return
+        guard = Guard(loop, self.config.control, lock_fd, self._users(), self._guard_died)
+        try:
+            guard.start()
+        except OSError as exc:
+            log.info("cannot start the guard (%s): programs get a parent-death signal", exc)
+            return
+        self._guard = guard
+        self._guard_started = loop.time()
+
+    def _guard_died(self) -> None:
+        """The guard is gone (someone killed it): start another, unless it died
+        within a second of its start (then it would only die again)."""
+        loop, guard = self._loop, self._guard
+        assert loop is not None and guard is not None
+        if loop.time() - self._guard_started < 1.0:
+            log.info("the guard (pid %s) died at once: programs get a death signal", guard.pid)
+            guard.close()
+            self._guard = None
+            return
+        log.info("the guard (pid %s) died; starting another", guard.pid)
+        try:
+            guard.restart()
+        except OSError as exc:
+            self._guard = None
+            log.info("cannot start the guard (%s): programs get a parent-death signal", exc)
+            return
+        self._guard_started = loop.time()
 
     def _setup_logging(self) -> None:
         if log.handlers:
@@ -615,6 +619,7 @@ class Supervisor:
         loop.add_reader(sock.fileno(), self._on_notify)
 
     def _teardown(self) -> None:
+        guard, self._guard = self._guard, None
         for instance in self.instances.values():
             spawned = instance.spawned
             if spawned is not None and not spawned.reaped:  # only after an internal error
@@ -632,6 +637,8 @@ class Supervisor:
                     pass
                 self._forget_main(instance)
             instance.close()
+        if guard is not None:
+            guard.stop()
         if self._server is not None:
             self._server.close_all()
         if self._notify is not None:
@@ -852,6 +859,7 @@ class Supervisor:
                 notify_socket=notify,
                 stdout=out_write,
                 stderr=err_write,
+                death_signal=self._guard is None and not self._pid_one,
             )
         except (SpawnError, OSError) as exc:
             number = exc.errno or errnos.EIO
@@ -866,6 +874,8 @@ class Supervisor:
             for fd in opened:
                 os.close(fd)
         instance.spawned = spawned
+        if self._guard is not None:
+            self._guard.hold(spawned.pid, spawned.pidfd)
         run = _Run(spawned.pid)
         run.stderr_mark = capture.ring.mark
         instance.runs.append(run)
@@ -967,6 +977,8 @@ class Supervisor:
         status = reap(spawned)
         if status is None:  # not a zombie yet: the pidfd woke early
             return
+        if self._guard is not None:
+            self._guard.release(spawned.pid)
         loop.remove_reader(spawned.pidfd)
         spawned.close()
         self._leaders.pop(spawned.pid, None)
@@ -1090,6 +1102,8 @@ class Supervisor:
             os.close(pidfd)
             log.info("%s: ignored main pid %d: not one of its processes", instance.name, pid)
             return None
+        if self._guard is not None:
+            self._guard.hold(pid, pidfd, group=False)
         return _Main(pid, pidfd)
 
     def _main_exited(self, instance: Instance, main: _Main) -> None:
@@ -1117,6 +1131,8 @@ class Supervisor:
         if self._loop is not None and main.pidfd >= 0:
             self._loop.remove_reader(main.pidfd)
         self._mains.pop(main.pid, None)
+        if self._guard is not None:
+            self._guard.release(main.pid)
         main.close()
 
     def _on_child(self, signum: int) -> None:
@@ -1503,6 +1519,8 @@ class Supervisor:
         now = self._loop.time()
         log.info("reload: %s", _plan_summary(plan))
         self.config = new
+        if self._guard is not None:  # removed programs may still be stopping: theirs too
+            self._guard.set_users(self._users() | set(self._guard.users))
         if self._server is not None:
             self._server.set_groups(new.control_group, new.observer_group)
         restarts = {change["name"] for change in plan["changed"] if change["restart"]}
@@ -1733,13 +1751,6 @@ def _decision(instance: Instance, asked: bool = False) -> str:
 def _shown_args(args: dict[str, Any]) -> str:
     text = repr(args) if args else ""
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _owner(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
 
 
 def _user_id(user: str | None) -> int | None:

@@ -5,7 +5,9 @@
   holder is alive, so its socket is live and is never taken over; without a
   holder any socket file there is stale and is replaced. A second supervisor
   fails at once, naming the first one's pid (learnt from the live socket's
-  ``SO_PEERCRED``).
+  ``SO_PEERCRED``). A dead supervisor's guard holds the lock until it has
+  killed what that supervisor left (``guard.py``): while nobody listens on the
+  socket, the lock is waited for (``LOCK_WAIT``).
 - **No window wider than the final mode.** The socket is created by ``bind``
   under a umask that gives exactly 0600 (0660 when a group may connect, with
   the effective gid switched to that group around ``bind`` when we are root;
@@ -148,6 +150,28 @@ def live_owner(path: str) -> int | None:
         return int(_peer(probe).pid)
 
 
+#: How long a held lock is waited for while nobody listens on the socket: a dead
+#: supervisor's guard holds it while it kills what that supervisor left.
+LOCK_WAIT = 10.0
+
+
+def _lock(fd: int, operation: int, path: str) -> None:
+    """``flock(fd, operation)`` without blocking, waited for while the holder
+    does not listen on ``path`` (a guard at work, or a supervisor starting), up
+    to ``LOCK_WAIT``. Raises ``ControlSocketError`` naming the owner."""
+    import time
+
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline or live_owner(path) is not None:
+                raise _taken(path) from None
+        time.sleep(0.01)
+
+
 def _taken(path: str) -> ControlSocketError:
     owner = live_owner(path)
     who = f" (pid {owner})" if owner is not None else ""
@@ -164,9 +188,7 @@ def check_free(path: str) -> None:
     except OSError:
         return  # no lock file: nobody ever took it, or the listen will say why
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _taken(path) from None
+        _lock(fd, fcntl.LOCK_SH, path)
     finally:
         os.close(fd)
 
@@ -272,6 +294,12 @@ class ControlServer:
 
     # -- the socket -----------------------------------------------------------------------
 
+    @property
+    def lock_fd(self) -> int:
+        """The held lock's fd (``listen`` took it): the guard keeps a copy."""
+        assert self._lock_fd is not None
+        return self._lock_fd
+
     def _lock_path(self) -> str:
         return self.path + ".lock"
 
@@ -285,10 +313,10 @@ class ControlServer:
                 exc.errno or errnos.EIO, f"control socket {self.path}: {path}: {exc.strerror}"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(fd, fcntl.LOCK_EX, self.path)
+        except BaseException:
             os.close(fd)
-            raise _taken(self.path) from None
+            raise
         self._lock_fd = fd
 
     def listen(self) -> None:

@@ -3,11 +3,13 @@
 ``spawn`` is a thin wrapper around ``subprocess.Popen``, which already does the
 error pipe (an exec failure comes back as an ``OSError`` with its errno), fd
 closing, ``setsid``, the working directory, the environment and the
-credential change (``user``/``group``/``extra_groups``). Its ``preexec_fn``
-does only what Popen cannot:
+credential change (``user``/``group``/``extra_groups``). A ``preexec_fn``
+does what Popen cannot, only when it is needed, since it costs a full fork of
+the supervisor (~2-3 ms; Popen's vfork path takes ~0.3 ms):
 
-- ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so that a program dies with the
-  supervisor. Popen changes credentials *before* it calls ``preexec_fn``
+- ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` with ``death_signal`` (the supervisor
+  passes it only when it has no guard, guard.py), so that a program dies with
+  the supervisor. Popen changes credentials *before* it calls ``preexec_fn``
   (``_posixsubprocess.c``: chdir, umask, restore_signals, setsid, setgroups,
   setregid, setreuid, then preexec_fn; checked on CPython 3.9 to 3.13), so the
   death signal is set after the change that would clear it (prctl(2)). It then
@@ -15,7 +17,8 @@ does only what Popen cannot:
   be the supervisor's pid, or the child exits at once.
 - every ignored signal back to its default action (``restore_signals`` covers
   only SIGPIPE and SIGXFSZ, which Python ignores; an ignored signal stays
-  ignored across exec), and an empty signal mask.
+  ignored across exec), and an empty signal mask: only when this process
+  ignores another signal or this thread blocks one.
 
 The parent-death signal fires when the *thread* that forked the child exits,
 not the process: call ``spawn`` from the supervisor's long-lived loop thread.
@@ -159,7 +162,7 @@ def _ignored_signals() -> list[int]:
     return ignored
 
 
-def _child_setup(supervisor: int, ignored: list[int]) -> Callable[[], None]:
+def _child_setup(supervisor: int, ignored: list[int], death_signal: bool) -> Callable[[], None]:
     """The ``preexec_fn``: run in the child after its credential change, before exec.
     Everything it calls is looked up here, in the parent."""
     import ctypes
@@ -177,6 +180,8 @@ def _child_setup(supervisor: int, ignored: list[int]) -> Callable[[], None]:
         for number in ignored:
             set_signal(number, None)  # SIG_DFL
         sigmask(setmask, empty)
+        if not death_signal:
+            return
         if prctl(*death_args) != 0:
             exit_now(127)
         if getppid() != supervisor:  # the supervisor died before the prctl
@@ -238,13 +243,15 @@ def spawn(
     notify_socket: str | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
+    death_signal: bool = True,
 ) -> Spawned:
     """Start ``program`` (the instance ``name``): in a session and process group
     of its own, in ``program.directory``, with ``environment`` (the supervisor's)
     plus ``program.environment`` (and ``NOTIFY_SOCKET`` when ``notify_socket`` is
     given, none otherwise), as ``program.user``/``group``, stdin from /dev/null,
     stdout and stderr to the given fds (else /dev/null), no other fd, default
-    signal actions, an empty signal mask, and SIGKILL when the supervisor dies.
+    signal actions, an empty signal mask, and with ``death_signal`` SIGKILL when
+    the supervisor (this thread) dies.
 
     Raises ``SpawnError`` when it cannot be started (the exec's errno, or ENOENT
     for a user or group that is no more).
@@ -256,7 +263,11 @@ def spawn(
     env.pop("NOTIFY_SOCKET", None)
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
-    setup = _child_setup(os.getpid(), _ignored_signals())
+    ignored = _ignored_signals()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    setup: Callable[[], None] | None = None
+    if death_signal or ignored or blocked:
+        setup = _child_setup(os.getpid(), ignored, death_signal)
     try:
         popen = subprocess.Popen(
             argv,
