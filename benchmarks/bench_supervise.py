@@ -643,7 +643,9 @@ class Daemonctx(Tool):
     settings = (
         '`restart = "always"`, `stable_seconds = 1` (a run of 1 s is stable: the next crash'
         ' restarts at once), `start_limit = 0`, `stdout`/`stderr` `"null"`;'
-        " `daemonctx supervise --foreground`; capture: `stdout = { path = FILE }`"
+        " `daemonctx supervise --foreground`; capture: `stdout = { path = FILE }`;"
+        " stop/start requests: the request line written to an open control connection"
+        " (as s6's are written to its control fifo), its answer read after the measure"
     )
     captures = True
     install = "pip install -e . (the checkout) into the Python that runs this benchmark"
@@ -715,6 +717,10 @@ class Daemonctx(Tool):
             ]
         self.config.write_text("\n".join(lines) + "\n")
         self._client: Any = None
+        self._raw: socket.socket | None = None
+        self._raw_buffer = b""
+        self._raw_id = 0
+        self._unanswered = 0
 
     def launch(self) -> None:
         self.popen(
@@ -737,18 +743,67 @@ class Daemonctx(Tool):
     def api_status(self, name: str) -> object:
         return self.client().status(name)
 
+    def managers(self) -> list[int]:
+        """The supervisor and its guard (the process that kills the programs
+        if the supervisor dies): both are counted."""
+        pids = super().managers()
+        for pid in list(pids):
+            for child in children(pid):
+                try:
+                    if b"daemonctx.supervisor.guard" in Path(f"/proc/{child}/cmdline").read_bytes():
+                        pids.append(child)
+                except OSError:
+                    continue
+        return pids
+
+    def raw(self, command: str, args: dict[str, Any]) -> None:
+        """Write ``command``'s request line on an open control connection, and
+        return: its answer (it comes once the programs are stopped or running)
+        is read before the next request. As s6's requests are written to its
+        control fifo without s6-svc's exec; the Client's own cost is the
+        round-trip row's."""
+        from daemonctx.supervisor.protocol import encode_request
+
+        if self._raw is None:
+            self._raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._raw.settimeout(TIMEOUT)
+            self._raw.connect(str(self.control))
+        self.drain()
+        self._raw_id += 1
+        self._raw.sendall(encode_request(self._raw_id, command, args))
+        self._unanswered += 1
+
+    def drain(self) -> None:
+        """Read the answers of the raw requests sent so far."""
+        assert self._raw is not None or not self._unanswered
+        while self._unanswered:
+            assert self._raw is not None
+            while b"\n" not in self._raw_buffer:
+                data = self._raw.recv(65536)
+                if not data:
+                    raise MeasureError("the supervisor closed the control connection")
+                self._raw_buffer += data
+            line, _, self._raw_buffer = self._raw_buffer.partition(b"\n")
+            if b'"error"' in line:
+                raise MeasureError(f"the supervisor refused a request: {line[:200]!r}")
+            self._unanswered -= 1
+
     def request_stop(self, name: str) -> object:
-        return self.client().stop(name)
+        return self.raw("stop", {"names": [name]})
 
     def request_start(self, name: str) -> object:
-        return self.client().start(name)
+        return self.raw("start", {"names": [name]})
 
     def request_stop_all(self) -> object:
-        return self.client().stop("all")
+        return self.raw("stop", {"names": ["all"]})
 
     def shutdown(self) -> None:
         if self._client is not None:
             self._client.close()
+        if self._raw is not None:
+            self.drain()
+            self._raw.close()
+            self._raw = None
         from daemonctx.supervisor import Client
 
         with Client(str(self.control), timeout=10) as client:

@@ -403,6 +403,7 @@ class Supervisor:
         self._notify: socket.socket | None = None
         self._guard: Guard | None = None
         self._guard_started = 0.0
+        self._escaped_cache: tuple[int, dict[str | None, list[int]]] | None = None
         self._pid_one = False
         self._notify_address: str | None = None
         self._phase = "new"  # new, boot, running, shutdown, done
@@ -764,12 +765,13 @@ class Supervisor:
         loop = self._loop
         assert loop is not None
         spawn = False
+        for action in actions:  # signals first: the log can wait, a stop should not
+            if isinstance(action, SignalGroup):
+                self._signal(instance, action.signal)
+                self._record_step(instance, action.signal)
         for action in actions:
             if isinstance(action, Spawn):
                 spawn = True  # after the reports: "starting" is logged before "running"
-            elif isinstance(action, SignalGroup):
-                self._signal(instance, action.signal)
-                self._record_step(instance, action.signal)
             elif isinstance(action, ArmTimer):
                 loop.cancel(instance.timer)
                 instance.timer = loop.call_at(
@@ -945,15 +947,23 @@ class Supervisor:
                 pass
 
     def _escaped(self, instance: Instance) -> list[int]:
-        """Our children that escaped ``instance``'s process group (adopted orphans)."""
-        own = os.getpid()
-        found = []
-        for pid in procfs.children(own):
-            if pid in self._leaders or pid in self._mains:
-                continue
-            if procfs.environment_value(pid, PROGRAM_VARIABLE) == instance.name:
-                found.append(pid)
-        return found
+        """Our children that escaped ``instance``'s process group (adopted orphans).
+
+        Our children are listed once per loop iteration (stopping 1,000 programs
+        would read the list 1,000 times), and again after an orphan was reaped:
+        a pid listed here is never one that was reaped since."""
+        loop = self._loop
+        iteration = loop.iteration if loop is not None else -1
+        cache = self._escaped_cache
+        if cache is None or cache[0] != iteration:
+            guard = self._guard.pid if self._guard is not None else None
+            found: dict[str | None, list[int]] = {}
+            for pid in procfs.children(os.getpid()):
+                if pid in self._leaders or pid in self._mains or pid == guard:
+                    continue
+                found.setdefault(procfs.environment_value(pid, PROGRAM_VARIABLE), []).append(pid)
+            self._escaped_cache = cache = (iteration, found)
+        return cache[1].get(instance.name, [])
 
     def _leader_exited(self, instance: Instance, spawned: Spawned) -> None:
         """The leader's pidfd is readable: kill what is left of its group and its
@@ -1114,6 +1124,7 @@ class Supervisor:
             return
         self._signal(instance, signal.SIGKILL)
         try:
+            self._escaped_cache = None  # it may be listed there
             pid, wait_status = os.waitpid(main.pid, os.WNOHANG)
         except ChildProcessError:
             pid, wait_status = main.pid, 0
@@ -1157,6 +1168,7 @@ class Supervisor:
                 if pid in self._leaders:  # could not be reaped: leave it to its pidfd
                     return
                 continue
+            self._escaped_cache = None  # it may be listed there
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:

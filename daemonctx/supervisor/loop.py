@@ -47,6 +47,9 @@ class EventLoop:
         self._sequence = itertools.count()
         self._cancelled = 0
         self._stopping = False
+        #: Counts the waits for events: what was read of the system during one
+        #: batch of callbacks may be reused within it (the supervisor's children).
+        self.iteration = 0
         self._signal_socket: socket.socket | None = None
         self._signal_handlers: dict[int, Callable[[int], None]] = {}
         self._old_wakeup_fd = -1
@@ -145,6 +148,7 @@ class EventLoop:
                 self._cancelled -= 1
             if timers:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
+            self.iteration += 1
             for key, _events in select(timeout):
                 # A callback earlier in this batch may have closed this fd (and a
                 # new one may have its number): only a key still registered runs.
