@@ -334,7 +334,7 @@ def children(pid: int) -> list[int]:
     for task in tasks:
         try:
             with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
-                found.extend(int(word) for word in f.read().split())
+                found.extend(map(int, f.read().split()))
         except FileNotFoundError:
             return [child for child in all_pids() if parent_pid(child) == pid]
         except (OSError, ValueError):

@@ -279,3 +279,26 @@ def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Sup
     for pid in pids.values():
         assert f"killed pid {pid} (web), left running by a previous supervisor" in log
         assert log.index(f"killed pid {pid}") < log.rindex("web: starting")
+
+
+def test_a_stopped_guard_does_not_block_the_supervisor(supervisors: Supervisors) -> None:
+    """The guard's socket fills while the guard is stopped (each restart sends it
+    two messages): the supervisor keeps serving, and what waited reaches the
+    guard once it runs again. Then SIGKILL the supervisor: the newest run dies."""
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+    supervisors.foreground()
+    supervisor = supervisors.foreground_pid
+    guard = _guard(supervisor)
+    os.kill(guard, signal.SIGSTOP)
+    try:
+        with supervisors.client() as client:
+            for _ in range(400):  # far more than a socket buffer holds
+                (info,) = client.restart("web")
+                assert info.state == "running"
+            pid = info.pid
+    finally:
+        os.kill(guard, signal.SIGCONT)
+    assert pid is not None
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(guard)
+    assert not pid_alive(pid), "the last run survived its supervisor"

@@ -956,11 +956,11 @@ class Supervisor:
         iteration = loop.iteration if loop is not None else -1
         cache = self._escaped_cache
         if cache is None or cache[0] != iteration:
-            guard = self._guard.pid if self._guard is not None else None
+            known = self._leaders.keys() | self._mains.keys()
+            if self._guard is not None and self._guard.pid is not None:
+                known.add(self._guard.pid)
             found: dict[str | None, list[int]] = {}
-            for pid in procfs.children(os.getpid()):
-                if pid in self._leaders or pid in self._mains or pid == guard:
-                    continue
+            for pid in set(procfs.children(os.getpid())) - known:
                 found.setdefault(procfs.environment_value(pid, PROGRAM_VARIABLE), []).append(pid)
             self._escaped_cache = cache = (iteration, found)
         return cache[1].get(instance.name, [])

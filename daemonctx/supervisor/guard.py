@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Callable
 
-    from .loop import EventLoop
+    from .loop import EventLoop, Timer
 
 __all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Guard", "main", "sweep"]
 
@@ -146,8 +146,9 @@ class Guard:
     """The supervisor's handle on its guard process: ``start`` it, ``hold`` each
     program's pidfd, ``release`` it once reaped, ``stop`` at the end.
 
-    Nothing here blocks the loop: a message the socket cannot take now waits
-    (with a copy of its pidfd) until the socket is writable. ``died`` is called
+    Nothing here blocks the loop, or delays what called it: messages wait (with
+    a copy of their pidfd) until the loop has run the callbacks at hand (a
+    restart's spawn comes first), then until the socket is writable. ``died`` is called
     when the guard is gone; ``restart`` then starts another and sends it every
     pidfd held so far.
     """
@@ -170,6 +171,7 @@ class Guard:
         self.pidfd = -1
         self._held: dict[int, tuple[int, bool]] = {}  # pid -> (pidfd, its group too)
         self._pending: deque[tuple[bytes, int]] = deque()  # (message, a pidfd copy or -1)
+        self._flush_timer: Timer | None = None
 
     def start(self) -> None:
         """Start the guard process. Raises ``OSError`` when it cannot be started."""
@@ -238,10 +240,15 @@ class Guard:
     def stop(self) -> None:
         """Say goodbye (the guard exits and kills nothing), and reap it."""
         self._send(b"q")
+        if self._sock is not None:
+            self._sock.settimeout(1.0)  # the end: waiting here delays nothing
+            self._flush()
         self.close()
 
     def close(self) -> None:
         """Close our end (the guard exits at its end of file) and reap the guard."""
+        self._loop.cancel(self._flush_timer)
+        self._flush_timer = None
         while self._pending:
             _message, fd = self._pending.popleft()
             if fd >= 0:
@@ -265,16 +272,9 @@ class Guard:
     def _send(self, message: bytes, pidfd: int = -1) -> None:
         if self._sock is None:
             return
-        if not self._pending:
-            try:
-                self._sendmsg(message, pidfd)
-                return
-            except BlockingIOError:
-                pass
-            except OSError:
-                return  # it died: its end of file comes through _event
         self._pending.append((message, os.dup(pidfd) if pidfd >= 0 else -1))
-        self._watch()
+        if self._flush_timer is None:
+            self._flush_timer = self._loop.call_at(0.0, self._flush)
 
     def _sendmsg(self, message: bytes, pidfd: int) -> None:
         assert self._sock is not None
@@ -289,24 +289,30 @@ class Guard:
             fd = self._sock.fileno()
             self._loop.watch(fd, self._event, read=True, write=bool(self._pending))
 
+    def _flush(self) -> None:
+        """Send what waits, as far as the socket takes it; the rest when writable."""
+        self._flush_timer = None
+        while self._pending and self._sock is not None:
+            message, fd = self._pending[0]
+            try:
+                self._sendmsg(message, fd)
+            except (BlockingIOError, socket.timeout):
+                break
+            except OSError:
+                break  # it died: its end of file comes through _event
+            self._pending.popleft()
+            if fd >= 0:
+                os.close(fd)
+        self._watch()
+
     def _event(self) -> None:
         """Writable: send what waits. Readable: the guard never writes, so this
         is its end of file (it died)."""
         sock = self._sock
         if sock is None:
             return
-        while self._pending:
-            message, fd = self._pending[0]
-            try:
-                self._sendmsg(message, fd)
-            except BlockingIOError:
-                break
-            except OSError:
-                break  # it died: the end of file is read below
-            self._pending.popleft()
-            if fd >= 0:
-                os.close(fd)
-        self._watch()
+        if self._pending:
+            self._flush()
         try:
             data = sock.recv(1)
         except BlockingIOError:

@@ -206,6 +206,8 @@ class Connection:
         self.closed = False
         self.reading = True
         self.idle_timer: Timer | None = None
+        self.idle_deadline = 0.0
+        self.interest: tuple[bool, bool] | None = None  # (read, write) as the loop watches it
         self.on_ready = lambda: server._ready(self)
 
     @property
@@ -460,20 +462,35 @@ class ControlServer:
         writability while answers wait; arm the idle timer when it has nothing."""
         if connection.closed:
             return
-        self.loop.watch(
-            connection.sock.fileno(),
-            connection.on_ready,
-            read=connection.reading,
-            write=bool(connection.output),
-        )
-        self.loop.cancel(connection.idle_timer)
+        interest = (connection.reading, bool(connection.output))
+        if interest != connection.interest:  # each change is a system call
+            self.loop.watch(
+                connection.sock.fileno(), connection.on_ready, read=interest[0], write=interest[1]
+            )
+            connection.interest = interest
+        if connection.busy:
+            return  # _idle leaves a busy connection alone
+        if not connection.reading:  # the client closed its end and has every answer
+            self.close(connection)
+            return
+        # One timer per connection, moved on lazily: not a new one per request.
+        connection.idle_deadline = self.loop.time() + self.idle_timeout
+        if connection.idle_timer is None:
+            connection.idle_timer = self.loop.call_at(
+                connection.idle_deadline, lambda: self._idle(connection)
+            )
+
+    def _idle(self, connection: Connection) -> None:
+        """The idle timer: close the connection if nothing came since its deadline."""
         connection.idle_timer = None
-        if not connection.busy:
-            if not connection.reading:  # the client closed its end and has every answer
-                self.close(connection)
-                return
-            deadline = self.loop.time() + self.idle_timeout
-            connection.idle_timer = self.loop.call_at(deadline, lambda: self.close(connection))
+        if connection.closed or connection.busy:
+            return  # update() arms it again once the connection is idle
+        if self.loop.time() < connection.idle_deadline:
+            connection.idle_timer = self.loop.call_at(
+                connection.idle_deadline, lambda: self._idle(connection)
+            )
+            return
+        self.close(connection)
 
     def _ready(self, connection: Connection) -> None:
         if connection.output:
