@@ -114,7 +114,7 @@ def seconds(text: str) -> float:
 
 def signal_argument(text: str) -> int:
     """A signal by name (TERM, SIGTERM) or number."""
-    from .control import parse_signal
+    from .signals import parse_signal
 
     try:
         return parse_signal(text)

@@ -24,6 +24,7 @@ from .errors import CommandError, ControlError, DaemonError, DaemonStartupError
 from .pidfd import GRACE, signal_and_wait, wait_exit
 from .pidfile import PIDLockFile, restore_pidfile
 from .procfs import process_command, process_uptime
+from .signals import parse_signal
 
 if TYPE_CHECKING:
     from typing import BinaryIO
@@ -344,25 +345,6 @@ def status(pidfile: PathArg) -> ServiceStatus:
 
 
 # -- stop ---------------------------------------------------------------------
-
-
-def parse_signal(value: str | int) -> int:
-    """A signal from a number or a name with or without "SIG" ("TERM", "sigterm", "15").
-
-    Raises ValueError for an unknown signal or 0.
-    """
-    if isinstance(value, int) or value.strip().isdigit():
-        number = int(value)
-        if number in _signal.valid_signals() and number > 0:
-            return number
-        raise ValueError(f"unknown signal number {value}")
-    name = value.strip().upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    member = getattr(_signal.Signals, name, None) if name.isidentifier() else None
-    if member is None:
-        raise ValueError(f"unknown signal {value!r}")
-    return int(member)
 
 
 def terminate(

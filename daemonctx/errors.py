@@ -7,8 +7,6 @@ same bases, so ``except`` clauses written for python-daemon keep working.
 
 from __future__ import annotations
 
-import signal
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -57,6 +55,8 @@ class Terminated(SystemExit):
         self.signal_number = signal_number
 
     def __str__(self) -> str:
+        import signal  # here: importing errors must not load signal's enums (the guard)
+
         try:
             name = signal.Signals(self.signal_number).name
         except ValueError:

@@ -9,8 +9,8 @@ usable from a blocking call or, through the fd itself, from a selector loop.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found] # signal's C half: no enums to load
 import os
-import signal
 
 from .process import GRACE, finite_timeout
 
@@ -63,12 +63,12 @@ def signal_and_wait(
     ``kill_timeout`` s. Returns (exited, killed). Raises ``PermissionError`` when
     we may not signal the process."""
     killed = False
-    for number, wait in ((signum, timeout), (signal.SIGKILL, kill_timeout)):
+    for number, wait in ((signum, timeout), (_signal.SIGKILL, kill_timeout)):
         try:
-            signal.pidfd_send_signal(pidfd, number)
+            _signal.pidfd_send_signal(pidfd, number)
         except ProcessLookupError:
             return True, killed
-        killed = number == signal.SIGKILL
+        killed = number == _signal.SIGKILL
         if wait_exit(pidfd, wait):
             return True, killed
     return False, killed
@@ -78,6 +78,6 @@ def terminate(pidfd: int, grace: float = GRACE) -> bool:
     """SIGTERM, ``grace`` seconds, then SIGKILL: for a daemon whose start failed.
     True once it is gone; False if it outlived that, or may not be signalled."""
     try:
-        return signal_and_wait(pidfd, signal.SIGTERM, grace, grace)[0]
+        return signal_and_wait(pidfd, _signal.SIGTERM, grace, grace)[0]
     except PermissionError:
         return False

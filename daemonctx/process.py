@@ -17,7 +17,6 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found] # signal's C half, without enums
 import fcntl
 import os
-import signal
 import stat
 import sys
 
@@ -25,6 +24,7 @@ from .errors import DaemonOSEnvironmentError, DaemonProcessDetachError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, Callable, Union
 
@@ -147,18 +147,18 @@ def detach_required() -> bool:
 
 def block_signals(numbers: Iterable[int]) -> set[int]:
     """Block ``numbers``; return the previous mask (plain ints) for ``set_signal_mask``."""
-    return _signal.pthread_sigmask(signal.SIG_BLOCK, numbers)  # type: ignore[no-any-return]
+    return _signal.pthread_sigmask(_signal.SIG_BLOCK, numbers)  # type: ignore[no-any-return]
 
 
 def set_signal_mask(numbers: Iterable[int]) -> None:
     """Set the mask to exactly ``numbers`` (to restore what ``block_signals`` returned)."""
-    _signal.pthread_sigmask(signal.SIG_SETMASK, numbers)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, numbers)
 
 
 def reset_signal_mask() -> None:
     """Unblock every signal: a mask inherited from the launcher would silently
     hold back SIGTERM and friends for the daemon's whole life (daemon(7) step 3)."""
-    _signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 
 def install_signal_handlers(handlers: Mapping[int, Handler]) -> None:

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "pidfd": 1,
     "procfs": 1,
     "paths": 1,
+    "signals": 1,
     "options": 2,
     "handoff": 2,
     "pidfile": 2,

@@ -498,3 +498,22 @@ def test_ctl_status_loads_no_parser_no_dataclasses_no_typing() -> None:
         timeout=30,
     )
     assert help_text.returncode == 0 and "COMMAND" in help_text.stdout
+
+
+def test_supervise_loads_none_of_the_daemon_commands() -> None:
+    """The supervisor's start-up is part of "all running after launch" (a goal):
+    ``supervise`` builds its own parser alone and loads neither the daemon
+    commands' module nor what only they use (``control``, ``identity``)."""
+    code = (
+        "import sys\n"
+        "from daemonctx.cli import main\n"
+        "code = main(['supervise', '--config', '/nonexistent/shop.toml'])\n"
+        "heavy = ('daemonctx.cli.daemon', 'daemonctx.cli.ctl', 'daemonctx.control',\n"
+        "         'daemonctx.identity')\n"
+        "print(code, [name for name in heavy if name in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
+    )
+    assert result.stdout.endswith(" []\n") and not result.stdout.startswith("0 "), result
+    assert "/nonexistent/shop.toml" in result.stderr

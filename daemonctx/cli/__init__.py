@@ -34,10 +34,13 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return argv[:index], argv[index + 1 :]
 
 
-def build_parser(only_ctl: bool = False) -> argparse.ArgumentParser:
+def build_parser(only_ctl: bool = False, only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of every subcommand; with ``only_ctl``, of ``ctl``
     alone, which then imports none of the other commands' modules (its
-    start-up time is a goal: a script may run ``ctl status`` every second)."""
+    start-up time is a goal: a script may run ``ctl status`` every second).
+    ``only="supervise"`` likewise builds the supervisor's alone (its start-up
+    is part of how fast its programs are running), and ``only="daemon"`` the
+    daemon commands alone."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -47,14 +50,18 @@ def build_parser(only_ctl: bool = False) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daemonctx {__version__}")
     subparsers = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
-    from . import ctl
-
-    if not only_ctl:
-        from . import daemon, supervise
+    if only in (None, "daemon") and not only_ctl:
+        from . import daemon
 
         daemon.add_commands(subparsers)
+    if only in (None, "supervise") and not only_ctl:
+        from . import supervise
+
         supervise.add_commands(subparsers)
-    ctl.add_commands(subparsers)
+    if only is None or only_ctl:
+        from . import ctl
+
+        ctl.add_commands(subparsers)
     return parser
 
 
@@ -79,7 +86,9 @@ def _main(argv: Sequence[str] | None) -> int:
         run = quick(head[1:])
         if run is not None:
             return run_command("daemonctx", run)
-    parser = build_parser(only_ctl=head[:1] == ["ctl"])
+    first = head[0] if head else None
+    only = "daemon" if first in COMMANDS else first if first == "supervise" else None
+    parser = build_parser(only_ctl=first == "ctl", only=only)
     args = parser.parse_args(head)
     if args.takes_command and not command:
         parser.error(f"{args.action}: missing -- COMMAND [ARG...]")

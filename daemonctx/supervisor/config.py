@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, NamedTuple
 
-from ..control import parse_signal
 from ..errors import DaemonError
 from ..process import FOREVER
+from ..signals import parse_signal
 
 if sys.version_info >= (3, 11):
     import tomllib

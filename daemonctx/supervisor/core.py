@@ -1471,7 +1471,7 @@ class Supervisor:
         self._event(instance, instance.machine.stop)
 
     def _command_signal(self, request: Request, respond: Callable[[bytes], None]) -> None:
-        from ..control import parse_signal
+        from ..signals import parse_signal
 
         raw = request.args.get("signal")
         if not isinstance(raw, (str, int)) or isinstance(raw, bool):
