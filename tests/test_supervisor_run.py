@@ -385,12 +385,8 @@ def test_double_forked_grandchild_dies_with_its_crashed_leader_and_the_program_r
 def test_supervisor_killed_with_sigkill_takes_its_program_with_it(
     supervisors: Supervisors,
 ) -> None:
-    """SIGKILL leaves the supervisor no chance to stop anything: the program's
-    main process dies through PR_SET_PDEATHSIG (set by spawn after the credential
-    change), so no program runs on unsupervised. What this does not cover, as
-    docs/supervisor.md says: processes a program forks itself do not inherit the
-    death signal and may outlive a SIGKILLed supervisor (outside systemd's cgroup
-    or a container's pid namespace)."""
+    """SIGKILL leaves the supervisor no chance to stop anything: its guard kills
+    the program (test_supervisor_main.py has its children and escaped daemons)."""
     supervisors.config({"web": {"command": [SLEEP, "1000"]}})
     proc = supervisors.foreground()
     pid = supervisors.wait_state("web", "running").pid
@@ -710,3 +706,30 @@ def test_a_program_stopped_during_the_boot_does_not_fail_it(
     assert proc.poll() is None
     assert supervisors.status("slow").state == "running"
     assert supervisors.status("other").state == "stopped"
+
+
+def test_a_signal_the_supervisor_was_started_ignoring_is_default_in_its_programs(
+    supervisors: Supervisors,
+) -> None:
+    """A script's `supervise &` starts it with SIGQUIT ignored. The supervisor
+    keeps ignoring it, through a handler that does nothing (an exec resets a
+    handled signal, not an ignored one, so programs start through Popen's fast
+    path), and its program gets SIGQUIT's default action."""
+    supervisors.config({"web": {"command": [SLEEP, "1000"]}})
+    proc = supervisors.popen(
+        ["sh", "-c", 'trap "" QUIT; exec "$@"', "sh", *supervisors.command(), "supervise"]
+        + ["--config", str(supervisors.config_path), "--foreground"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisors.foreground_pid = proc.pid
+    supervisors.wait_answering(proc)
+    quit_bit = 1 << (signal.SIGQUIT - 1)
+    status = proc_status(proc.pid)
+    assert not int(status["SigIgn"], 16) & quit_bit and int(status["SigCgt"], 16) & quit_bit
+    program = supervisors.wait_state("web", "running").pid
+    assert not int(proc_status(program)["SigIgn"], 16) & quit_bit
+    os.kill(proc.pid, signal.SIGQUIT)  # still ignored, in effect
+    assert supervisors.status("web").pid == program and proc.poll() is None

@@ -61,9 +61,11 @@ from .spawn import (
     SpawnError,
     exited,
     reap,
+    restore_signals,
     set_child_subreaper,
     signal_group,
     spawn,
+    take_over_ignored_signals,
 )
 from .state import (
     ArmTimer,
@@ -405,6 +407,7 @@ class Supervisor:
         self._guard_started = 0.0
         self._escaped_cache: tuple[int, dict[str | None, list[int]]] | None = None
         self._pid_one = False
+        self._ignored: dict[int, Any] = {}
         self._notify_address: str | None = None
         self._phase = "new"  # new, boot, running, shutdown, done
         self._waves: list[list[Instance]] = []
@@ -510,6 +513,7 @@ class Supervisor:
 
     def _setup(self, loop: EventLoop) -> None:
         _raise_fd_limit()
+        self._ignored = take_over_ignored_signals()  # `supervise &` ignores SIGQUIT
         self._setup_logging()
         set_child_subreaper()
         now = loop.time()
@@ -646,6 +650,8 @@ class Supervisor:
             self._notify.close()
         if self._loop is not None:
             self._loop.close()
+        restore_signals(self._ignored)
+        self._ignored = {}
         if self._phase != "done":
             self._phase = "done"
         for waiter in self._shutdown_waiters:

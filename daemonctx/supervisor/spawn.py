@@ -18,7 +18,8 @@ the supervisor (~2-3 ms; Popen's vfork path takes ~0.3 ms):
 - every ignored signal back to its default action (``restore_signals`` covers
   only SIGPIPE and SIGXFSZ, which Python ignores; an ignored signal stays
   ignored across exec), and an empty signal mask: only when this process
-  ignores another signal or this thread blocks one.
+  ignores another signal or this thread blocks one. The supervisor avoids
+  that with ``take_over_ignored_signals``.
 
 The parent-death signal fires when the *thread* that forked the child exits,
 not the process: call ``spawn`` from the supervisor's long-lived loop thread.
@@ -52,9 +53,11 @@ __all__ = [
     "Spawned",
     "exited",
     "reap",
+    "restore_signals",
     "set_child_subreaper",
     "signal_group",
     "spawn",
+    "take_over_ignored_signals",
 ]
 
 PR_SET_PDEATHSIG = 1
@@ -160,6 +163,42 @@ def _ignored_signals() -> list[int]:
         if mask >> (number - 1) & 1 and number not in _RESTORED_BY_POPEN:
             ignored.append(number)
     return ignored
+
+
+# Caught is not ignored for these: a background process that writes to its
+# terminal with a handler set gets SIGTTOU again at each try. They stay ignored.
+_KEEP_IGNORED = frozenset({signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD})
+
+
+def _do_nothing(signum: int, frame: object) -> None:
+    """Ignore a signal by handling it: an exec resets a handled signal to its default."""
+
+
+def take_over_ignored_signals() -> dict[int, Any]:
+    """Handle the signals this process ignores with a handler that does nothing,
+    so that programs start with their default action through Popen's fast path
+    (an ignored signal stays ignored across exec, and resetting it in the child
+    needs the slow one). Returns what to give back to ``restore_signals``. Only
+    the main thread may do this: elsewhere it does nothing (spawn then resets
+    them in each child)."""
+    taken: dict[int, Any] = {}
+    for number in _ignored_signals():
+        if number in _KEEP_IGNORED:
+            continue
+        try:
+            taken[number] = signal.signal(number, _do_nothing)
+        except (ValueError, OSError):  # not the main thread, or not a catchable signal
+            break
+    return taken
+
+
+def restore_signals(taken: dict[int, Any]) -> None:
+    """Give back the actions ``take_over_ignored_signals`` replaced."""
+    for number, action in taken.items():
+        try:
+            signal.signal(number, action)
+        except (ValueError, OSError):
+            pass
 
 
 def _child_setup(supervisor: int, ignored: list[int], death_signal: bool) -> Callable[[], None]:

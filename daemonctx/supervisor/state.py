@@ -44,6 +44,7 @@ from enum import Enum
 from signal import SIGKILL, Signals
 from typing import TYPE_CHECKING, Protocol, Union
 
+from .record import record
 from .results import format_seconds
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Policy(Protocol):
         """Seconds to wait for READY=1 with ``ready = "notify"`` (infinite: forever)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True)  # dataclasses.replace() makes variants of it
 class DefaultPolicy:
     """A ``Policy`` with the documented defaults, for tests and callers."""
 
@@ -171,7 +172,7 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExitStatus:
     """How a process ended: an exit ``code``, or the ``signal`` that killed it."""
 
@@ -220,31 +221,31 @@ class State(Enum):
     FAILED = "failed"  # gave up (start limit) or cannot be executed
 
 
-@dataclass(frozen=True)
-class Spawn:
+@record(frozen=True)
+class Spawn:  # the actions and results are records: a dataclass costs ~1 ms at import
     """Start the program; answer with ``spawned`` or ``spawn_failed``."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SignalGroup:
     """Send ``signal`` to the program's process group."""
 
     signal: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArmTimer:
     """Call ``timer`` at ``deadline``; replaces any timer armed before."""
 
     deadline: float
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CancelTimer:
     """Forget the armed timer."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Report:
     """Something to log: a state change (``text`` is ``describe(now)``) or a stuck stop."""
 
@@ -255,7 +256,7 @@ class Report:
 Action = Union[Spawn, SignalGroup, ArmTimer, CancelTimer, Report]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProgramStatus:
     """What a status API shows about one program, at one moment."""
 
