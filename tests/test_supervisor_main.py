@@ -5,14 +5,17 @@ program's ``pidfile``), its own sd_notify messages under systemd, the Python API
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, Supervisors, pid_alive, proc_stat, wait_for, wait_gone
 
 FORKER = textwrap.dedent(
@@ -302,3 +305,34 @@ def test_a_stopped_guard_does_not_block_the_supervisor(supervisors: Supervisors)
     os.kill(supervisor, signal.SIGKILL)
     wait_gone(guard)
     assert not pid_alive(pid), "the last run survived its supervisor"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_the_guard_learns_the_users_a_reload_adds(supervisors: Supervisors) -> None:
+    """A program added by a reload runs as nobody and leaves a daemon outside its
+    group: the guard kills it too when the supervisor dies, though it kills a
+    marked process only of the users the programs run as (which the reload
+    told it)."""
+    shared = Path(tempfile.mkdtemp(prefix="guard-users-", dir="/tmp"))  # nobody reaches it
+    shared.chmod(0o777)
+    try:
+        _reload_and_kill(supervisors, shared)
+    finally:
+        shutil.rmtree(shared)
+
+
+def _reload_and_kill(supervisors: Supervisors, shared: Path) -> None:
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+    supervisors.foreground()
+    escaper = {"command": ["/usr/bin/python3", "-I", "-c", ESCAPER, str(shared)], "user": "nobody"}
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}, "batch": escaper})
+    with supervisors.client() as client:
+        assert client.reload()["added"] == ["batch"]
+    paths = {name: shared / name for name in ("leader", "child", "daemon")}
+    wait_for(lambda: all(path.exists() for path in paths.values()), what="three processes")
+    pids = {name: int(path.read_text()) for name, path in paths.items()}
+    assert Path(f"/proc/{pids['daemon']}").stat().st_uid != 0
+    os.kill(supervisors.foreground_pid, signal.SIGKILL)
+    for name, pid in pids.items():
+        wait_gone(pid, 5)
+        assert not pid_alive(pid), f"the {name} survived its supervisor"

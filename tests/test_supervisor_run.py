@@ -717,8 +717,10 @@ def test_a_signal_the_supervisor_was_started_ignoring_is_default_in_its_programs
     path), and its program gets SIGQUIT's default action."""
     supervisors.config({"web": {"command": [SLEEP, "1000"]}})
     proc = supervisors.popen(
-        ["sh", "-c", 'trap "" QUIT; exec "$@"', "sh", *supervisors.command(), "supervise"]
-        + ["--config", str(supervisors.config_path), "--foreground"],
+        [
+            *("sh", "-c", 'trap "" QUIT; exec "$@"', "sh", *supervisors.command(), "supervise"),
+            *("--config", str(supervisors.config_path), "--foreground"),
+        ],
         env=supervisors.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
