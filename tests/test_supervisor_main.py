@@ -336,3 +336,37 @@ def _reload_and_kill(supervisors: Supervisors, shared: Path) -> None:
     for name, pid in pids.items():
         wait_gone(pid, 5)
         assert not pid_alive(pid), f"the {name} survived its supervisor"
+
+
+def test_the_guard_holds_no_descriptor_the_supervisor_inherited(
+    supervisors: Supervisors,
+) -> None:
+    """A descriptor the supervisor inherited (a socket systemd passed, a pipe its
+    parent waits on) is not held by its guard, which outlives the supervisor for
+    a moment. Through the Python API, which keeps the process's descriptors as
+    they are (``daemonctx supervise`` marks them close-on-exec)."""
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+    code = (
+        "import sys\n"
+        "from daemonctx.supervisor import Supervisor\n"
+        "sys.exit(Supervisor.from_config(sys.argv[1]).serve())\n"
+    )
+    read_end, write_end = os.pipe()
+    try:
+        proc = supervisors.popen(
+            [sys.executable, "-c", code, str(supervisors.config_path)],
+            env=supervisors.env,
+            pass_fds=(write_end,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        supervisors.foreground_pid = proc.pid
+        supervisors.wait_answering(proc)
+        pipe = os.readlink(f"/proc/{proc.pid}/fd/{write_end}")  # the supervisor has it
+        guard = _guard(proc.pid)
+        held = {os.readlink(f"/proc/{guard}/fd/{fd}") for fd in os.listdir(f"/proc/{guard}/fd")}
+        assert pipe not in held
+        assert any(link.endswith("control.sock.lock") for link in held)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -185,7 +185,7 @@ class Guard:
             raise OSError(errno.ENOEXEC, "no Python interpreter to run it with")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            high = [fcntl_dup(theirs.fileno()), fcntl_dup(self._lock_fd)]
+            high = [_dup_high(theirs.fileno()), _dup_high(self._lock_fd)]
             try:
                 package = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
                 code = (
@@ -198,6 +198,7 @@ class Guard:
                     argv,
                     os.environ,  # the supervisor's: whatever marks it carries
                     file_actions=[
+                        *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()),
                         (os.POSIX_SPAWN_DUP2, high[0], _SOCKET_FD),
                         (os.POSIX_SPAWN_DUP2, high[1], _LOCK_FD),
                         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -331,11 +332,29 @@ class Guard:
             self._died()
 
 
-def fcntl_dup(fd: int) -> int:
+def _dup_high(fd: int) -> int:
     """A close-on-exec copy of ``fd`` above the guard's fixed numbers."""
     import fcntl
 
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+
+def _inheritable_fds() -> list[int]:
+    """Our descriptors above 2 that an exec would keep (a socket systemd passed,
+    a ``files_preserve`` file): the guard must not hold them open."""
+    import fcntl
+
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                found.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    return found
 
 
 def _users(users: Iterable[int]) -> str:
@@ -360,7 +379,7 @@ def main(argv: list[str]) -> int:
     space = _socket.CMSG_SPACE(_FD_SIZE)
     while True:
         try:
-            data, ancillary, _flags, _address = sock.recvmsg(64, space)
+            data, ancillary, _flags, _address = sock.recvmsg(65536, space)
         except OSError:
             data, ancillary = b"", []
         fds = [
