@@ -558,6 +558,9 @@ def test_every_mutating_request_is_logged_with_uid_pid_and_command(
         f"uid {os.getuid()} (pid {ran['signal']}): signal {{'signal': 1, 'names': ['web']}}" in log
     ), log
     assert f"(pid {ran['status']})" not in log  # read-only: not logged
+    # Each request's line comes before what it did, though the supervisor writes
+    # them all once the work is done (a stop's signal does not wait for the log).
+    assert log.index(f"(pid {ran['stop']}): stop") < log.index("web: stopping")
 
 
 # -- 8. malformed requests ---------------------------------------------------------------------
