@@ -472,22 +472,28 @@ def test_ctl_finds_the_socket_in_the_config_file(
     assert err.startswith(f"daemonctx: error: {tmp_path / 'none.toml'}") and err.count("\n") == 1
 
 
+def _main_loads(argv: list[str], heavy: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    """Run ``daemonctx.cli.main(argv)`` in a fresh interpreter; its stdout is the
+    exit code and which of ``heavy`` were loaded."""
+    code = (
+        "import sys\n"
+        "from daemonctx.cli import main\n"
+        f"code = main({argv!r})\n"
+        f"print(code, [name for name in {heavy!r} if name in sys.modules])\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
+    )
+
+
 def test_ctl_status_loads_no_parser_no_dataclasses_no_typing() -> None:
     """``ctl status`` is polled by scripts: its import path is part of the product
     (the supervisor benchmark's goal: a third of supervisorctl's time). It parses
     its arguments by hand and loads neither argparse, dataclasses, typing nor the
     other commands' modules; the full parser still answers anything else."""
-    code = (
-        "import sys\n"
-        "from daemonctx.cli import main\n"
-        "code = main(['ctl', '--control', '/nonexistent/control.sock', 'status'])\n"
-        "heavy = ('argparse', 'dataclasses', 'typing', 'inspect', 'daemonctx.control',\n"
-        "         'daemonctx.context', 'daemonctx.cli.daemon', 'daemonctx.supervisor.core')\n"
-        "print(code, [name for name in heavy if name in sys.modules])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
-    )
+    heavy = ("argparse", "dataclasses", "typing", "inspect", "daemonctx.control")
+    heavy += ("daemonctx.context", "daemonctx.cli.daemon", "daemonctx.supervisor.core")
+    result = _main_loads(["ctl", "--control", "/nonexistent/control.sock", "status"], heavy)
     assert result.stdout == "3 []\n", result
     assert "supervisor is not running" in result.stderr
     help_text = subprocess.run(
@@ -504,16 +510,7 @@ def test_supervise_loads_none_of_the_daemon_commands() -> None:
     """The supervisor's start-up is part of "all running after launch" (a goal):
     ``supervise`` builds its own parser alone and loads neither the daemon
     commands' module nor what only they use (``control``, ``identity``)."""
-    code = (
-        "import sys\n"
-        "from daemonctx.cli import main\n"
-        "code = main(['supervise', '--config', '/nonexistent/shop.toml'])\n"
-        "heavy = ('daemonctx.cli.daemon', 'daemonctx.cli.ctl', 'daemonctx.control',\n"
-        "         'daemonctx.identity')\n"
-        "print(code, [name for name in heavy if name in sys.modules])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
-    )
+    heavy = ("daemonctx.cli.daemon", "daemonctx.cli.ctl", "daemonctx.control", "daemonctx.identity")
+    result = _main_loads(["supervise", "--config", "/nonexistent/shop.toml"], heavy)
     assert result.stdout.endswith(" []\n") and not result.stdout.startswith("0 "), result
     assert "/nonexistent/shop.toml" in result.stderr
