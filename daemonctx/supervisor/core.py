@@ -18,6 +18,7 @@ the state machine's back.
 
 from __future__ import annotations
 
+import contextlib
 import errno as errnos
 import fcntl
 import inspect
@@ -80,7 +81,7 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from ..context import DaemonContext
     from .state import Action
@@ -673,9 +674,10 @@ class Supervisor:
     def _start_wave(self) -> None:
         self._in_wave = True
         try:
-            for instance in self._waves[self._wave]:
-                if not instance.held:  # stopped on request before its turn: left stopped
-                    self._event(instance, instance.machine.start)
+            with _log_afterwards():  # every program started, then their log lines
+                for instance in self._waves[self._wave]:
+                    if not instance.held:  # stopped on request before its turn: left stopped
+                        self._event(instance, instance.machine.start)
         finally:
             self._in_wave = False
         self._boot_progress()
@@ -1343,21 +1345,11 @@ class Supervisor:
         # What the request logs waits until it has done its work, the request's
         # own line first: a stop's signal should not wait for the log file
         # (docs/supervisor-benchmarks.md).
-        held: list[logging.LogRecord] = []
-
-        def hold(record: logging.LogRecord) -> bool:
-            held.append(record)
-            return False  # not now
-
-        log.addFilter(hold)
-        try:
+        audit = None
+        if command not in protocol.READ_ONLY_COMMANDS:
+            audit = (_AUDIT, peer.uid, peer.pid, command, _shown_args(request.args))
+        with _log_afterwards(audit):
             self._dispatch_command(request, respond)
-        finally:
-            log.removeFilter(hold)
-            if command not in protocol.READ_ONLY_COMMANDS:
-                log.info(_AUDIT, peer.uid, peer.pid, command, _shown_args(request.args))
-            for record in held:
-                log.handle(record)
 
     def _dispatch_command(self, request: Request, respond: Callable[[bytes], None]) -> None:
         command = request.command
@@ -1661,6 +1653,28 @@ class _Refused(Exception):
         super().__init__(message)
         self.type = type
         self.message = message
+
+
+@contextlib.contextmanager
+def _log_afterwards(first: tuple[Any, ...] | None = None) -> Iterator[None]:
+    """Hold back what the supervisor logs in the block, and write it at its end,
+    after ``first`` (``log.info``'s arguments): the work first, then the log
+    file (a stop's signal, a boot's programs)."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False  # not now
+
+    log.addFilter(hold)
+    try:
+        yield
+    finally:
+        log.removeFilter(hold)
+        if first is not None:
+            log.info(*first)
+        for record in held:
+            log.handle(record)
 
 
 def _annotation_text(annotation: Any) -> str:
