@@ -5,6 +5,7 @@ program's ``pidfile``), its own sd_notify messages under systemd, the Python API
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -316,26 +317,26 @@ def test_the_guard_learns_the_users_a_reload_adds(supervisors: Supervisors) -> N
     shared = Path(tempfile.mkdtemp(prefix="guard-users-", dir="/tmp"))  # nobody reaches it
     shared.chmod(0o777)
     try:
-        _reload_and_kill(supervisors, shared)
+        supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+        supervisors.foreground()
+        command = ["/usr/bin/python3", "-I", "-c", ESCAPER, str(shared)]
+        batch = {"command": command, "user": "nobody"}
+        supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}, "batch": batch})
+        with supervisors.client() as client:
+            added = client.reload()["added"]
+        paths = {name: shared / name for name in ("leader", "child", "daemon")}
+        wait_for(lambda: all(path.exists() for path in paths.values()), what="three processes")
+        pids = {name: int(path.read_text()) for name, path in paths.items()}
+        daemon_uid = Path(f"/proc/{pids['daemon']}").stat().st_uid
+        os.kill(supervisors.foreground_pid, signal.SIGKILL)
+        for pid in pids.values():
+            wait_gone(pid, 5)
     finally:
         shutil.rmtree(shared)
-
-
-def _reload_and_kill(supervisors: Supervisors, shared: Path) -> None:
-    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
-    supervisors.foreground()
-    escaper = {"command": ["/usr/bin/python3", "-I", "-c", ESCAPER, str(shared)], "user": "nobody"}
-    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}, "batch": escaper})
-    with supervisors.client() as client:
-        assert client.reload()["added"] == ["batch"]
-    paths = {name: shared / name for name in ("leader", "child", "daemon")}
-    wait_for(lambda: all(path.exists() for path in paths.values()), what="three processes")
-    pids = {name: int(path.read_text()) for name, path in paths.items()}
-    assert Path(f"/proc/{pids['daemon']}").stat().st_uid != 0
-    os.kill(supervisors.foreground_pid, signal.SIGKILL)
-    for name, pid in pids.items():
-        wait_gone(pid, 5)
-        assert not pid_alive(pid), f"the {name} survived its supervisor"
+    assert added == ["batch"]
+    assert daemon_uid == pwd.getpwnam("nobody").pw_uid  # not one of the supervisor's users
+    survivors = [name for name, pid in pids.items() if pid_alive(pid)]
+    assert survivors == [], f"{survivors} survived the supervisor"
 
 
 def test_the_guard_holds_no_descriptor_the_supervisor_inherited(

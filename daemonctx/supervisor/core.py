@@ -550,9 +550,10 @@ class Supervisor:
         )
         server.listen()
         log.info("supervisor (pid %d) listening on %s", os.getpid(), self.config.control)
-        for pid, name in sweep(self.config.control, self._users()):
+        users = self._users()
+        for pid, name in sweep(self.config.control, users):
             log.info("killed pid %d (%s), left running by a previous supervisor", pid, name)
-        self._start_guard(loop, server.lock_fd)
+        self._start_guard(loop, server.lock_fd, users)
 
     def _users(self) -> set[int]:
         """Who our programs run as: the users whose marked processes are swept.
@@ -564,14 +565,14 @@ class Supervisor:
                 users.add(uid)
         return users
 
-    def _start_guard(self, loop: EventLoop, lock_fd: int) -> None:
+    def _start_guard(self, loop: EventLoop, lock_fd: int, users: set[int]) -> None:
         """The guard (guard.py) kills the programs if we die. Without one, each
         program gets a parent-death signal instead (a slower spawn). As PID 1 of
         a pid namespace (a container) neither: our death kills the namespace."""
         if os.getpid() == 1:
             self._pid_one = True
             return
-        guard = Guard(loop, self.config.control, lock_fd, self._users(), self._guard_died)
+        guard = Guard(loop, self.config.control, lock_fd, users, self._guard_died)
         try:
             guard.start()
         except OSError as exc:

@@ -344,9 +344,10 @@ def _inheritable_fds() -> list[int]:
     a ``files_preserve`` file): the guard must not hold them open."""
     import fcntl
 
+    from ..process import open_fds
+
     found = []
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
+    for fd in open_fds() or ():
         if fd <= 2:
             continue
         try:
