@@ -1890,12 +1890,15 @@ def raise_nofile(needed: int) -> str | None:
 def compile_bytecode() -> None:
     """Compile daemonctx's modules, as pip does at install: a checkout's bytecode
     may be stale, and with PYTHONDONTWRITEBYTECODE every start would compile
-    them again (the PyPI anchors were compiled when installed)."""
+    them again (the PyPI anchors were compiled when installed). Forced: compileall
+    trusts a .pyc whose recorded mtime matches to the second, the import system
+    also checks the size, so a file edited within the second of its last
+    compile would be compiled again at every start."""
     import compileall
 
     import daemonctx
 
-    compileall.compile_dir(str(Path(daemonctx.__file__).parent), quiet=1)
+    compileall.compile_dir(str(Path(daemonctx.__file__).parent), quiet=1, force=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -150,7 +150,8 @@ class Client:
         if before is not None:
             before(sock)
         try:
-            sock.settimeout(self.timeout)  # one deadline for the whole answer below
+            if self.timeout is not None:  # one deadline for the whole answer below
+                sock.settimeout(self.timeout)  # (None: blocking since connect, never changed)
             sock.sendall(line)
             response_line = self._read_line(sock)
         except socket.timeout:

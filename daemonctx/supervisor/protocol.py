@@ -378,8 +378,8 @@ def parse_request(line: bytes) -> Request:
             id,
         )
 
-    unknown = sorted(set(message) - _REQUEST_FIELDS)
-    if unknown:
+    if not _REQUEST_FIELDS.issuperset(message):
+        unknown = sorted(set(message) - _REQUEST_FIELDS)
         names = ", ".join(_shown(name) for name in unknown[:5])
         raise ProtocolError(BAD_REQUEST, f"unknown field(s): {names}", id)
 
@@ -455,8 +455,11 @@ class LineDecoder:
             self._buffer.clear()
             lines.append(_too_large())
             return
-        line = bytes(self._buffer) + data[start:end]
-        self._buffer.clear()
+        if self._buffer:
+            line = bytes(self._buffer) + data[start:end]
+            self._buffer.clear()
+        else:
+            line = data[start:end]
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip():

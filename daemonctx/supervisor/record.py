@@ -31,6 +31,31 @@ else:
     def field(*, default_factory):
         return _Factory(default_factory)
 
+    def _make_init(cls, names, defaults):
+        """An ``__init__`` compiled for ``cls``'s fields, as dataclasses makes one: a
+        generic one (a dict of the arguments, a loop over the names) took six
+        times as long, and the supervisor builds records on every request."""
+        scope = {"_MISSING": _MISSING}
+        parameters = []
+        body = ["    _fields = self.__dict__"]  # frozen: past our own __setattr__
+        for name in names:
+            default = defaults.get(name, _MISSING)
+            if isinstance(default, _Factory):
+                scope[f"_make_{name}"] = default.make
+                parameters.append(f"{name}=_MISSING")
+                body.append(f"    if {name} is _MISSING:\n        {name} = _make_{name}()")
+            elif default is not _MISSING:
+                scope[f"_default_{name}"] = default
+                parameters.append(f"{name}=_default_{name}")
+            else:
+                parameters.append(name)
+            body.append(f"    _fields[{name!r}] = {name}")
+        if getattr(cls, "__post_init__", None) is not None:
+            body.append("    self.__post_init__()")
+        source = f"def __init__(self, {', '.join(parameters)}):\n" + "\n".join(body)
+        exec(source, scope)  # our own field names, checked above
+        return scope["__init__"]
+
     def record(cls=None, /, *, frozen=True):
         """``@record(frozen=True)`` or ``@record``: make ``cls`` a frozen value class."""
         if cls is None:
@@ -49,26 +74,17 @@ else:
                 defaults[name] = value
                 if isinstance(value, _Factory):
                     delattr(cls, name)
+        if "__slots__" in cls.__dict__ or not all(n.isidentifier() and n[0] != "_" for n in names):
+            raise TypeError(f"{cls.__name__}: a record has no __slots__, its fields public names")
         cls.FIELDS = names
 
         def __init__(self, *args, **kwargs):
-            if len(args) > len(names):
-                raise TypeError(f"{cls.__name__}() takes {len(names)} arguments")
-            values = dict(zip(names, args))
-            for name, value in kwargs.items():
-                if name not in names or name in values:
-                    raise TypeError(f"{cls.__name__}(): unexpected argument {name!r}")
-                values[name] = value
-            for name in names:
-                if name not in values:
-                    if name not in defaults:
-                        raise TypeError(f"{cls.__name__}(): missing argument {name!r}")
-                    default = defaults[name]
-                    values[name] = default.make() if isinstance(default, _Factory) else default
-                object.__setattr__(self, name, values[name])
-            post_init = getattr(self, "__post_init__", None)
-            if post_init is not None:
-                post_init()
+            # Compiled at the first instance, not at import: ``ctl`` imports a
+            # dozen record classes and builds two or three of them.
+            init = _make_init(cls, names, defaults)
+            init.__qualname__ = f"{cls.__qualname__}.__init__"
+            cls.__init__ = init
+            init(self, *args, **kwargs)
 
         def _values(self):
             return tuple(getattr(self, name) for name in names)

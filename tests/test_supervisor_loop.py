@@ -1,0 +1,124 @@
+"""The supervisor's event loop on real descriptors: which callbacks run in a
+batch of events, watches changed and dropped, timers, and stop()."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from daemonctx.supervisor.loop import EventLoop
+
+
+@pytest.fixture
+def loop() -> Iterator[EventLoop]:
+    loop = EventLoop()
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+@pytest.fixture
+def pipes() -> Iterator[list[tuple[int, int]]]:
+    """Pipes the test makes (append to the list); every end still open is closed."""
+    made: list[tuple[int, int]] = []
+    try:
+        yield made
+    finally:
+        for pair in made:
+            for fd in pair:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def readable_pipe(pipes: list[tuple[int, int]]) -> int:
+    read, write = os.pipe()
+    pipes.append((read, write))
+    os.write(write, b"x")
+    return read
+
+
+def test_a_callback_runs_while_its_fd_is_readable(
+    loop: EventLoop, pipes: list[tuple[int, int]]
+) -> None:
+    fd = readable_pipe(pipes)
+    calls: list[bytes] = []
+
+    def read() -> None:
+        calls.append(os.read(fd, 10))
+        loop.stop()
+
+    loop.add_reader(fd, read)
+    loop.run()
+    assert calls == [b"x"]
+
+
+def test_an_fd_closed_by_an_earlier_callback_of_the_batch_is_not_called_even_if_reused(
+    loop: EventLoop, pipes: list[tuple[int, int]]
+) -> None:
+    first, second = readable_pipe(pipes), readable_pipe(pipes)
+    ran: list[str] = []
+
+    def on_first() -> None:
+        ran.append("first")
+        loop.remove_reader(second)
+        os.close(second)
+        reused, writer = os.pipe()  # the lowest free number: second's
+        pipes.append((reused, writer))
+        assert reused == second
+        loop.add_reader(reused, lambda: ran.append("reused"))
+        loop.call_at(loop.time(), loop.stop)
+
+    # Whichever the kernel reports first closes the other.
+    loop.add_reader(first, on_first)
+    loop.add_reader(second, lambda: ran.append("second"))
+    loop.run()
+    assert ran in (["first"], ["second", "first"]), ran
+    assert "reused" not in ran  # nothing was written to it
+
+
+def test_a_number_closed_without_remove_reader_and_reused_can_be_watched_again(
+    loop: EventLoop, pipes: list[tuple[int, int]]
+) -> None:
+    read, write = os.pipe()
+    pipes.append((read, write))
+    loop.add_reader(read, lambda: None)
+    os.close(read)  # the kernel drops it from the epoll set; the loop still has it
+    again = readable_pipe(pipes)
+    assert again == read
+    ran: list[str] = []
+    loop.watch(again, lambda: (ran.append("again"), loop.stop()), read=True, write=True)
+    loop.run()
+    assert ran == ["again"]
+
+
+def test_watch_changes_events_and_neither_stops_watching(
+    loop: EventLoop, pipes: list[tuple[int, int]]
+) -> None:
+    read, write = os.pipe()
+    pipes.append((read, write))
+    ran: list[str] = []
+    loop.watch(write, lambda: (ran.append("writable"), loop.stop()), read=False, write=True)
+    loop.run()
+    assert ran == ["writable"]
+    loop.watch(write, lambda: ran.append("again"), read=False, write=False)
+    loop.remove_reader(write)  # harmless when not watched
+    loop.call_at(loop.time(), loop.stop)
+    loop.run()
+    assert ran == ["writable"]
+
+
+def test_timers_fire_in_deadline_order_and_cancelled_ones_never(loop: EventLoop) -> None:
+    now = loop.time()
+    fired: list[str] = []
+    loop.call_at(now + 0.02, lambda: (fired.append("late"), loop.stop()))
+    loop.call_at(now, lambda: fired.append("now"))
+    loop.cancel(loop.call_at(now + 0.01, lambda: fired.append("cancelled")))
+    loop.cancel(None)
+    loop.run()
+    assert fired == ["now", "late"]
+    assert loop.time() >= now + 0.02
