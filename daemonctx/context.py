@@ -197,7 +197,7 @@ class DaemonContext:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_value is not None and self._launcher_waiting():
+        if exc_value is not None and self.launcher_waiting:
             self._abort_start(exc_value)  # the launcher raises this error instead
         self.close()
 
@@ -241,7 +241,11 @@ class DaemonContext:
         if self.ready_on_open:
             self.notify_ready()
 
-    def _launcher_waiting(self) -> bool:
+    @property
+    def launcher_waiting(self) -> bool:
+        """True in a detached daemon until it is ready or has failed: a launcher
+        waits for the outcome, and an exception leaving the ``with`` block is
+        the error its ``open()`` raises (exit 1 for the command line)."""
         return self._handoff is not None and self._handoff.write_fd is not None
 
     def _abort_start(self, exc: BaseException) -> None:

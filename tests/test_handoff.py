@@ -383,3 +383,25 @@ def test_notify_works_inside_an_empty_chroot(tmp_path: Path) -> None:
             ["STATUS=inside"],
             ["STOPPING=1"],
         ]
+
+
+def test_launcher_waiting_is_true_in_a_detached_daemon_until_ready(tmp_path: Path) -> None:
+    """What a daemon built on DaemonContext checks before it fails its own start
+    on purpose (the supervisor stopped during its boot): a launcher waits only
+    between the fork and ready, and never without a detach."""
+    seen = tmp_path / "seen"
+    run_script(
+        f"""
+from daemonctx import DaemonContext
+report = open({str(seen)!r}, "w")
+with DaemonContext(detach_process=False, ready_on_open=False, files_preserve=[report]) as c:
+    report.write(f"foreground {{c.launcher_waiting}}\\n")
+with DaemonContext(ready_on_open=False, files_preserve=[report]) as context:
+    report.write(f"before {{context.launcher_waiting}}\\n")
+    context.notify_ready()
+    report.write(f"after {{context.launcher_waiting}}\\n")
+    report.close()
+"""
+    )
+    wait_for(lambda: seen.read_text().count("\n") == 3, what="the daemon's report")
+    assert seen.read_text().split("\n")[:3] == ["foreground False", "before True", "after False"]

@@ -38,6 +38,7 @@ from conftest import (
 )
 
 from daemonctx.supervisor.results import ProgramInfo
+from daemonctx.supervisor.server import live_owner
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -706,6 +707,62 @@ def test_a_program_stopped_during_the_boot_does_not_fail_it(
     assert proc.poll() is None
     assert supervisors.status("slow").state == "running"
     assert supervisors.status("other").state == "stopped"
+
+
+@pytest.mark.parametrize("how", ["ctl shutdown", "SIGTERM"])
+def test_a_stop_during_the_boot_fails_the_launcher_saying_who_stopped_it(
+    supervisors: Supervisors, tmp_path: Path, how: str
+) -> None:
+    """`daemonctx supervise` (detached) waits for every program to be ready; a
+    shutdown asked meanwhile fails that start with a line naming who asked, not
+    "the daemon exited before it was ready", and leaves nothing running."""
+    supervisors.config(
+        {
+            "slow": {"command": [PY, str(NOTIFY_GATE), str(tmp_path / "gate")], "ready": "notify"},
+            "other": {"command": [SLEEP, "1000"]},
+        }
+    )
+    launcher = supervisors.popen(
+        [*supervisors.command(), "supervise", "--config", str(supervisors.config_path)],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisors.wait_answering(booted=False)
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "starting"
+    if how == "SIGTERM":
+        daemon = live_owner(supervisors.control)
+        assert daemon is not None and daemon != launcher.pid  # detached
+        os.kill(daemon, signal.SIGTERM)
+        by = "shutdown (SIGTERM)"
+    else:
+        assert supervisors.ctl("shutdown").returncode == 0
+        by = "shutdown by uid 0"
+    _out, err = launcher.communicate(timeout=20)
+    assert launcher.returncode == 1
+    assert err.startswith(
+        "daemonctx: error: the supervisor was stopped before every program was ready: " + by
+    ), err
+    assert len(err.strip().splitlines()) == 1, err
+    wait_for(lambda: supervisors.processes() == [], what="every process gone")
+
+
+def test_a_stop_during_the_boot_of_a_foreground_supervisor_is_a_clean_exit(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """In the foreground nobody waits for the boot (systemd's `stop` during a
+    start, a Ctrl-C): a requested stop exits 0, as it does after the boot."""
+    supervisors.config(
+        {"slow": {"command": [PY, str(NOTIFY_GATE), str(tmp_path / "gate")], "ready": "notify"}}
+    )
+    proc = supervisors.foreground(booted=False)
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "starting"
+    assert supervisors.ctl("shutdown").returncode == 0
+    assert proc.wait(20) == 0, proc.stderr.read() if proc.stderr else ""
+    assert supervisors.processes() == []
 
 
 def test_a_signal_the_supervisor_was_started_ignoring_is_default_in_its_programs(
