@@ -739,7 +739,7 @@ def test_a_stop_during_the_boot_fails_the_launcher_saying_who_stopped_it(
         by = "shutdown (SIGTERM)"
     else:
         assert supervisors.ctl("shutdown").returncode == 0
-        by = "shutdown by uid 0"
+        by = f"shutdown by uid {os.geteuid()} (pid "
     _out, err = launcher.communicate(timeout=20)
     assert launcher.returncode == 1
     assert err.startswith(
