@@ -68,6 +68,53 @@ def test_a_forking_program_is_supervised_through_its_pidfile(supervisors: Superv
     assert supervisors.status("forker").state == "stopped"
 
 
+COUNTING_FORKER = textwrap.dedent(
+    """
+    import os, signal, sys
+    if os.fork():
+        sys.exit(0)              # a forking daemon: the leader exits at once
+    os.setsid()                  # the daemon leads a group of its own
+    if os.fork():
+        os._exit(0)
+    path, record = sys.argv[1], sys.argv[2]
+    def handler(signum, frame):
+        with open(record, "a") as f:
+            f.write(signal.Signals(signum).name + "\\n")
+    signal.signal(signal.SIGHUP, handler)
+    signal.signal(signal.SIGUSR1, handler)
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+    while True:
+        signal.pause()
+    """
+)
+
+
+def test_a_forking_programs_daemon_gets_each_signal_once(supervisors: Supervisors) -> None:
+    """The daemon found through the pidfile leads its own group: one `ctl signal
+    HUP` is one SIGHUP (one reload), not one to the group and one to the process."""
+    pidfile = supervisors.tmp_path / "forker.pid"
+    record = supervisors.tmp_path / "signals"
+    supervisors.config(
+        {
+            "forker": {
+                "command": [sys.executable, "-c", COUNTING_FORKER, str(pidfile), str(record)],
+                "pidfile": str(pidfile),
+            }
+        }
+    )
+    supervisors.foreground()
+    daemon = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
+    wait_for(lambda: supervisors.status("forker").pid == daemon, what="the daemon tracked")
+    for _ in range(10):  # a second signal in a few microseconds often merges: try ten
+        assert supervisors.ctl("signal", "HUP", "forker").returncode == 0
+    # USR1 is delivered after any SIGHUP still pending (lowest number first).
+    assert supervisors.ctl("signal", "USR1", "forker").returncode == 0
+    wait_for(lambda: record.exists() and "SIGUSR1" in record.read_text(), what="USR1")
+    assert record.read_text().split() == ["SIGHUP"] * 10 + ["SIGUSR1"], record.read_text()
+
+
 def test_mainpid_moves_the_program_to_another_process(supervisors: Supervisors) -> None:
     """A wrapper starts the real server in the background, reports it with
     MAINPID= and exits: the server is the program from then on."""

@@ -49,6 +49,7 @@ RECORD = PROGRAMS / "sup_record.py"
 NOTIFY_GATE = PROGRAMS / "sup_notify_gate.py"
 DOUBLE_FORK = PROGRAMS / "sup_double_fork.py"
 ORPHANS = PROGRAMS / "sup_orphans.py"
+SIGNAL_COUNTER = PROGRAMS / "sup_signal_counter.py"
 IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 
@@ -707,6 +708,36 @@ def test_a_program_stopped_during_the_boot_does_not_fail_it(
     assert proc.poll() is None
     assert supervisors.status("slow").state == "running"
     assert supervisors.status("other").state == "stopped"
+
+
+def test_ctl_signal_reaches_each_process_of_the_program_once(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The group, the leader and an orphan still in the group each get one SIGHUP
+    per `ctl signal HUP`: a program that reloads on SIGHUP reloads once (a second
+    SIGTERM is "stop now" to many programs)."""
+    path = tmp_path / "signals"
+    supervisors.config({"web": {"command": [PY, str(SIGNAL_COUNTER), str(path)]}})
+    supervisors.foreground()
+
+    def lines() -> list[str]:
+        return path.read_text().splitlines() if path.exists() else []
+
+    wait_for(lambda: sum(line.endswith(" ready") for line in lines()) == 2, what="both ready")
+    for _ in range(3):
+        assert supervisors.ctl("signal", "HUP", "web").returncode == 0
+    # A signal sent after the HUPs is handled after any of them still pending
+    # (pending signals are delivered lowest number first): then every HUP is in.
+    assert supervisors.ctl("signal", "USR1", "web").returncode == 0
+    wait_for(lambda: sum(line.endswith(" SIGUSR1") for line in lines()) >= 2, what="USR1")
+    got = lines()
+    for role in ("leader", "orphan"):
+        assert sum(line.startswith(role) and line.endswith(" SIGHUP") for line in got) == 3, got
+        assert sum(line.startswith(role) and line.endswith(" SIGUSR1") for line in got) == 1, got
+    assert supervisors.ctl("stop", "web").returncode == 0
+    got = lines()
+    for role in ("leader", "orphan"):
+        assert sum(line.startswith(role) and line.endswith(" SIGTERM") for line in got) == 1, got
 
 
 @pytest.mark.parametrize("how", ["ctl shutdown", "SIGTERM"])

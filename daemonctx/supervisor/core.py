@@ -945,25 +945,37 @@ class Supervisor:
         loop.add_reader(fd, readable)
 
     def _signal(self, instance: Instance, signum: int) -> None:
+        """Send ``signum`` once to every process of ``instance``: its leader's group,
+        its main process's group (or the main process alone) and the children that
+        escaped both. A process already in a group signalled is not signalled again
+        (see ``signal_group``)."""
+        groups: set[int] = set()
         spawned = instance.spawned
         if spawned is not None and not spawned.reaped:
             try:
                 signal_group(spawned, signum)
+                groups.add(spawned.pid)
             except (RuntimeError, OSError):
                 pass
         main = instance.main
         if main is not None and main.pidfd >= 0:
             try:
-                signal.pidfd_send_signal(main.pidfd, signum)
-                if main.adopted and os.getpgid(main.pid) == main.pid:
+                group = os.getpgid(main.pid)
+                if main.adopted and group == main.pid and group not in groups:
                     os.killpg(main.pid, signum)  # our unreaped child: its group id is its own
+                    groups.add(group)
+                elif group not in groups:
+                    # Not our child, or not a group leader: the pidfd is the process
+                    # itself (a pid reused since can only make us skip it).
+                    signal.pidfd_send_signal(main.pidfd, signum)
             except OSError:
                 pass
         elif spawned is None:
             return
         for pid in self._escaped(instance):
             try:
-                os.kill(pid, signum)  # our child, unreaped: its pid is its own
+                if os.getpgid(pid) not in groups:  # our child, unreaped: its pid is its own
+                    os.kill(pid, signum)
             except OSError:
                 pass
 

@@ -372,12 +372,14 @@ def reap(spawned: Spawned) -> ExitStatus | None:
 
 
 def signal_group(spawned: Spawned, signum: int) -> None:
-    """Send ``signum`` to the program's process group (``-pid``) and to its leader
-    through the pidfd.
+    """Send ``signum`` once to each process of the program's process group
+    (``-pid``), and to its leader through the pidfd if it has left the group.
 
     Safe only while the leader is unreaped: until then its pid, the group's id,
     cannot name another process or group. Raises ``RuntimeError`` once it is reaped.
     A group with no process left (the leader moved out of it) is not an error.
+    Never twice to the leader: a program that has handled one SIGHUP would
+    reload again, and to many a second SIGTERM means "stop now".
     """
     if spawned.reaped or spawned.popen.returncode is not None:
         raise RuntimeError(f"{spawned.name} (pid {spawned.pid}) was reaped: its group id is stale")
@@ -386,6 +388,8 @@ def signal_group(spawned: Spawned, signum: int) -> None:
     except ProcessLookupError:
         pass
     try:
-        signal.pidfd_send_signal(spawned.pidfd, signum)
+        # After the group's signal: a leader that was in its group then has it.
+        if os.getpgid(spawned.pid) != spawned.pid:
+            signal.pidfd_send_signal(spawned.pidfd, signum)
     except ProcessLookupError:
         pass
