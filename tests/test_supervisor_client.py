@@ -273,6 +273,25 @@ def test_no_answer_within_the_timeout(sock: Path, serve: Callable[[Answer], Fake
     assert time.monotonic() - started < 2
 
 
+def test_a_timeout_changed_to_none_waits_for_a_slow_answer(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    """``timeout`` is a plain attribute: set to None after a bounded request, the
+    next request waits as long as the supervisor takes (the socket's deadline from
+    the first one does not linger)."""
+
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        if request["id"] == 2:
+            time.sleep(0.6)  # a slow supervisor, past the first request's 0.5 s bound
+        return ok(request, "pong")
+
+    serve(answer)
+    with Client(sock, timeout=0.5) as client:
+        assert client.ping() == "pong"
+        client.timeout = None
+        assert client.ping() == "pong"
+
+
 # -- shutdown: the supervisor is a real process ------------------------------------------------
 
 # Listens on argv[1], says "listening", answers one shutdown with its pid, closes the

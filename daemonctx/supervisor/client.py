@@ -150,8 +150,9 @@ class Client:
         if before is not None:
             before(sock)
         try:
-            if self.timeout is not None:  # one deadline for the whole answer below
-                sock.settimeout(self.timeout)  # (None: blocking since connect, never changed)
+            # One deadline for the whole answer below (a system call: only on change).
+            if self.timeout is not None or sock.gettimeout() is not None:
+                sock.settimeout(self.timeout)
             sock.sendall(line)
             response_line = self._read_line(sock)
         except socket.timeout:
