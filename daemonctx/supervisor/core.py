@@ -921,7 +921,7 @@ class Supervisor:
 
         def readable() -> bool:
             """One read; True when it gave bytes. After EOF, never again: a
-            drain may close the pipe while the selector still has its event."""
+            drain may close the pipe while the loop still has its event."""
             nonlocal closed
             if closed:
                 return False
