@@ -118,6 +118,27 @@ def test_echo_server_answers_as_soon_as_the_command_returns(
     assert not pidfile.exists()
 
 
+def test_echo_server_exits_at_once_with_a_client_still_connected(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """Its client threads are joined at exit (daemon threads can hang the
+    interpreter's shutdown): closing the server shuts the open connections down,
+    so a connected client does not hold the exit up, and learns of it (EOF)."""
+    pidfile, port_file = tmp_path / "echo.pid", tmp_path / "port"
+    watch_pidfile(processes, pidfile)
+    result = run_example(
+        "echo_server.py", "--port", "0", "--port-file", str(port_file), "--pidfile", str(pidfile)
+    )
+    assert result.returncode == 0, result.stderr
+    pid = running_pid(pidfile)
+    with socket.create_connection(("127.0.0.1", int(port_file.read_text())), timeout=10) as client:
+        client.sendall(b"still here\n")
+        assert read_until(client.fileno(), b"\n") == b"still here\n"
+        stop(pid)  # within wait_gone's 10 s, the client still connected
+        assert client.recv(100) == b""
+    assert not pidfile.exists()
+
+
 def test_echo_server_port_in_use_fails_in_the_terminal(
     tmp_path: Path, processes: ProcessTracker
 ) -> None:
