@@ -90,9 +90,26 @@ def running_pid(pidfile: Path) -> int:
 
 
 def stop(pid: int) -> None:
-    """What `kill PID` does, then wait on a pidfd until the process is gone."""
+    """What `kill PID` does, then wait on a pidfd until the process is gone; if it
+    is not, say where each of its threads waits (for the next one to read CI)."""
     os.kill(pid, signal.SIGTERM)
-    wait_gone(pid)
+    try:
+        wait_gone(pid)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its threads: {thread_waits(pid)}") from None
+
+
+def thread_waits(pid: int) -> list[str]:
+    """Each thread of ``pid``: its name, state and kernel wait channel."""
+    found = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        try:
+            comm = (task / "comm").read_text().strip()
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            found.append(f"{task.name} {comm} {state} {(task / 'wchan').read_text()}")
+        except OSError:
+            pass
+    return found
 
 
 # -- 1. a TCP echo server -------------------------------------------------------------------
