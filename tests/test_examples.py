@@ -115,14 +115,23 @@ def thread_waits(pid: int) -> list[str]:
 # -- 1. a TCP echo server -------------------------------------------------------------------
 
 
-def test_echo_server_answers_as_soon_as_the_command_returns(
+def start_echo_server(
     tmp_path: Path, processes: ProcessTracker
-) -> None:
+) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """``echo_server.py --port 0`` (its daemon killed at the end): the command's
+    result, the pidfile and the file the port is written to."""
     pidfile, port_file = tmp_path / "echo.pid", tmp_path / "port"
     watch_pidfile(processes, pidfile)
     result = run_example(
         "echo_server.py", "--port", "0", "--port-file", str(port_file), "--pidfile", str(pidfile)
     )
+    return result, pidfile, port_file
+
+
+def test_echo_server_answers_as_soon_as_the_command_returns(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    result, pidfile, port_file = start_echo_server(tmp_path, processes)
     assert result.returncode == 0, result.stderr
     # Ready meant listening: no retry loop is needed to connect.
     pid = running_pid(pidfile)
@@ -141,11 +150,7 @@ def test_echo_server_exits_at_once_with_a_client_still_connected(
     """Its client threads are joined at exit (daemon threads can hang the
     interpreter's shutdown): closing the server shuts the open connections down,
     so a connected client does not hold the exit up, and learns of it (EOF)."""
-    pidfile, port_file = tmp_path / "echo.pid", tmp_path / "port"
-    watch_pidfile(processes, pidfile)
-    result = run_example(
-        "echo_server.py", "--port", "0", "--port-file", str(port_file), "--pidfile", str(pidfile)
-    )
+    result, pidfile, port_file = start_echo_server(tmp_path, processes)
     assert result.returncode == 0, result.stderr
     pid = running_pid(pidfile)
     with socket.create_connection(("127.0.0.1", int(port_file.read_text())), timeout=10) as client:

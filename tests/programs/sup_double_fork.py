@@ -15,15 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sup_record import sleep_forever  # this directory is sys.path[0]
-
-
-def append(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{line}\n".encode())
-    finally:
-        os.close(fd)
+from sup_record import append, sleep_forever  # this directory is sys.path[0]
 
 
 def main() -> None:

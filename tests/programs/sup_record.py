@@ -19,14 +19,19 @@ import sys
 import time
 
 
-def record(path: str, event: str) -> None:
-    now = time.clock_gettime(time.CLOCK_BOOTTIME)
-    line = f"{event} {os.getpid()} {now:.6f}\n".encode()
+def append(path: str, line: str) -> None:
+    """Append ``line`` to ``path`` in one write (O_APPEND: whole lines, whatever
+    other processes append)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, f"{line}\n".encode())
     finally:
         os.close(fd)
+
+
+def record(path: str, event: str) -> None:
+    now = time.clock_gettime(time.CLOCK_BOOTTIME)
+    append(path, f"{event} {os.getpid()} {now:.6f}")
 
 
 def sleep_forever() -> None:
