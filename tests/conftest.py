@@ -134,8 +134,17 @@ def proc_stat(pid: int) -> list[str]:
 
 
 def proc_fds(pid: int) -> dict[int, str]:
+    """The open descriptors of ``pid`` and what they point to; one closed between
+    the listing and its readlink (a process still starting opens and closes
+    files) is left out: it is not open."""
     base = f"/proc/{pid}/fd"
-    return {int(fd): os.readlink(f"{base}/{fd}") for fd in os.listdir(base)}
+    found = {}
+    for fd in os.listdir(base):
+        try:
+            found[int(fd)] = os.readlink(f"{base}/{fd}")
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
