@@ -25,6 +25,7 @@ from conftest import (
     wait_gone,
 )
 
+from daemonctx import procfs
 from daemonctx.supervisor.config import Program
 from daemonctx.supervisor.spawn import (
     Spawned,
@@ -287,6 +288,46 @@ def test_reap_exit_code(started: list[Spawned]) -> None:
     one = start(started, Program("p", ["sh", "-c", "exit 3"]))
     wait_for(lambda: exited(one), timeout=5, what="exit")
     assert reap(one) == ExitStatus(code=3)
+
+
+def test_children_are_listed_in_the_order_they_became_ours() -> None:
+    """An orphan adopted after a fork is listed after that child, though its pid
+    is the lower: the supervisor kills a run's escaped descendants after the next
+    run's spawn, and spares those adopted since (core._escaped relies on this)."""
+
+    def adopt_after_a_fork() -> None:
+        set_child_subreaper()
+        hold_read, hold_write = os.pipe()  # the orphan and the later child: EOF ends them
+        told_read, told_write = os.pipe()  # the orphan's pid, from the middle process
+        go_read, go_write = os.pipe()  # tells the middle process to exit
+        middle = os.fork()
+        if middle == 0:
+            orphan = os.fork()
+            if orphan == 0:
+                os.close(hold_write)
+                os.read(hold_read, 1)
+                os._exit(0)
+            os.write(told_write, str(orphan).encode())
+            os.read(go_read, 1)
+            os._exit(0)
+        orphan = int(os.read(told_read, 100))
+        later = os.fork()
+        if later == 0:
+            os.close(hold_write)
+            os.read(hold_read, 1)
+            os._exit(0)
+        try:
+            os.write(go_write, b"x")
+            os.waitpid(middle, 0)  # it has exited: its child is ours since
+            assert int(proc_stat(orphan)[1]) == os.getpid()
+            # (orphan < later but at a wrap of the pids: not by pid, then)
+            assert procfs.children(os.getpid()) == [later, orphan]
+        finally:
+            for pid in (later, orphan):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+    run_in_child(adopt_after_a_fork)
 
 
 def test_set_child_subreaper() -> None:

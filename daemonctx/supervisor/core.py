@@ -157,6 +157,7 @@ class Instance:
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
         self.held = False  # stopped on request: at boot, not waited for
+        self.orphans = False  # a run ended: its escaped descendants are still to kill
 
     @property
     def state(self) -> State:
@@ -407,7 +408,11 @@ class Supervisor:
         self._notify: socket.socket | None = None
         self._guard: Guard | None = None
         self._guard_started = 0.0
-        self._escaped_cache: tuple[int, dict[str | None, list[int]]] | None = None
+        # (loop iteration, our children in the kernel's order, the unknown ones by
+        # program: (their index in that list, pid))
+        self._escaped_cache: (
+            tuple[int, list[int], dict[str | None, list[tuple[int, int]]]] | None
+        ) = None
         self._pid_one = False
         self._ignored: dict[int, Any] = {}
         self._notify_address: str | None = None
@@ -807,10 +812,12 @@ class Supervisor:
                     run = instance.runs[-1]
                     if run.ready is None and run.ended is None:
                         run.ready = time.time()
-        if spawn:
-            if self._phase == "boot" and instance.machine.restarts > 0:
-                return  # a failed start at boot: no second try, _boot_progress reports it
-            self._spawn(instance)
+        if spawn and not (self._phase == "boot" and instance.machine.restarts > 0):
+            # (a failed start at boot gets no second try: _boot_progress reports it)
+            self._spawn(instance)  # its own _perform kills the orphans, after it
+        if instance.orphans:
+            instance.orphans = False
+            self._kill_orphans(instance)
 
     def _changed(self, instance: Instance) -> None:
         if instance.removing:
@@ -944,11 +951,11 @@ class Supervisor:
         pipes[fd] = readable
         loop.add_reader(fd, readable)
 
-    def _signal(self, instance: Instance, signum: int) -> None:
+    def _signal(self, instance: Instance, signum: int, *, escaped: bool = True) -> None:
         """Send ``signum`` once to every process of ``instance``: its leader's group,
-        its main process's group (or the main process alone) and the children that
-        escaped both. A process already in a group signalled is not signalled again
-        (see ``signal_group``)."""
+        its main process's group (or the main process alone) and, with ``escaped``,
+        the children that escaped both. A process already in a group signalled is
+        not signalled again (see ``signal_group``)."""
         groups: set[int] = set()
         spawned = instance.spawned
         if spawned is not None and not spawned.reaped:
@@ -972,6 +979,8 @@ class Supervisor:
                 pass
         elif spawned is None:
             return
+        if not escaped:
+            return
         for pid in self._escaped(instance):
             try:
                 if os.getpgid(pid) not in groups:  # our child, unreaped: its pid is its own
@@ -979,12 +988,15 @@ class Supervisor:
             except OSError:
                 pass
 
-    def _escaped(self, instance: Instance) -> list[int]:
-        """Our children that escaped ``instance``'s process group (adopted orphans).
+    def _escaped(self, instance: Instance, before: int | None = None) -> list[int]:
+        """Our children that escaped ``instance``'s process group (adopted orphans);
+        with ``before``, only those that became our children before that one did.
 
         Our children are listed once per loop iteration (stopping 1,000 programs
         would read the list 1,000 times), and again after an orphan was reaped:
-        a pid listed here is never one that was reaped since."""
+        a pid listed here is never one that was reaped since. The kernel lists a
+        process's children in the order they became its children (forked, or
+        adopted: both append to the list)."""
         loop = self._loop
         iteration = loop.iteration if loop is not None else -1
         cache = self._escaped_cache
@@ -992,11 +1004,34 @@ class Supervisor:
             known = self._leaders.keys() | self._mains.keys()
             if self._guard is not None and self._guard.pid is not None:
                 known.add(self._guard.pid)
-            found: dict[str | None, list[int]] = {}
-            for pid in set(procfs.children(os.getpid())) - known:
-                found.setdefault(procfs.environment_value(pid, PROGRAM_VARIABLE), []).append(pid)
-            self._escaped_cache = cache = (iteration, found)
-        return cache[1].get(instance.name, [])
+            children = procfs.children(os.getpid())
+            found: dict[str | None, list[tuple[int, int]]] = {}
+            for index, pid in enumerate(children):
+                if pid not in known:
+                    name = procfs.environment_value(pid, PROGRAM_VARIABLE)
+                    found.setdefault(name, []).append((index, pid))
+            self._escaped_cache = cache = (iteration, children, found)
+        _iteration, children, found = cache
+        escaped = found.get(instance.name, [])
+        if before is not None and escaped:
+            try:
+                end = children.index(before)
+            except ValueError:  # listed before it was born: all of them are older
+                end = len(children)
+            return [pid for index, pid in escaped if index < end]
+        return [pid for _index, pid in escaped]
+
+    def _kill_orphans(self, instance: Instance) -> None:
+        """SIGKILL the escaped descendants of the run that just ended. Called after
+        a restart's spawn (listing a thousand children takes a millisecond, cold:
+        not on the way to the next run), so only the children adopted before the
+        new leader was born: anything adopted since may be the new run's."""
+        spawned = instance.spawned
+        for pid in self._escaped(instance, None if spawned is None else spawned.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)  # our child, unreaped: its pid is its own
+            except OSError:
+                pass
 
     def _leader_exited(self, instance: Instance, spawned: Spawned) -> None:
         """The leader's pidfd is readable: kill what is left of its group and its
@@ -1016,7 +1051,9 @@ class Supervisor:
             and _peek_success(spawned.pid)
         )
         if main is None and not forking:  # the run ends with its leader: kill what is left
-            self._signal(instance, signal.SIGKILL)
+            # its group now, while the group's id is the unreaped leader's; the
+            # escaped once a restart is under way (_perform)
+            self._signal(instance, signal.SIGKILL, escaped=False)
         status = reap(spawned)
         if status is None:  # not a zombie yet: the pidfd woke early
             return
@@ -1032,6 +1069,7 @@ class Supervisor:
             self._await_pidfile(instance, status, loop.time(), 0.005)
         else:
             self._forget_main(instance)
+            instance.orphans = True
             self._ended(instance, status)
 
     def _record_step(self, instance: Instance, signum: int) -> None:
@@ -1155,7 +1193,7 @@ class Supervisor:
         assert loop is not None
         if instance.main is not main or main.pidfd < 0 or not pidfd_exited(main.pidfd):
             return
-        self._signal(instance, signal.SIGKILL)
+        self._signal(instance, signal.SIGKILL, escaped=False)  # the escaped: in _perform
         try:
             self._escaped_cache = None  # it may be listed there
             pid, wait_status = os.waitpid(main.pid, os.WNOHANG)
@@ -1165,6 +1203,7 @@ class Supervisor:
             return
         status = ExitStatus.from_wait_status(wait_status)
         self._forget_main(instance)
+        instance.orphans = True
         self._ended(instance, status)
 
     def _forget_main(self, instance: Instance) -> None:
