@@ -435,6 +435,41 @@ def test_a_ladder_without_a_final_kill_gets_one_stop_timeout_later() -> None:
     assert m.exited(5, ExitStatus(signal=signal.SIGKILL))[-1].state is State.STOPPED
 
 
+def test_a_stop_is_described_only_when_its_report_is_read() -> None:
+    """The supervisor sends the stop's signal, then reads the report: describing
+    the stop (the ladder, the signal's name, the durations) is not on the way to
+    the signal."""
+    m = machine(stop_timeout=10.0)
+    for action in m.start(0.0) + m.spawned(0.0, 1234):  # the supervisor logs each report
+        if isinstance(action, Report):
+            assert action.text
+    described: list[float] = []
+    describe = m.describe
+
+    def counted(now: float) -> str:
+        described.append(now)
+        return describe(now)
+
+    m.describe = counted  # type: ignore[method-assign]
+    actions = m.stop(5.0)
+    assert actions[0] == SignalGroup(signal.SIGTERM)
+    assert described == []
+    report = actions[-1]
+    assert isinstance(report, Report)
+    assert report.text == "stopping (pid 1234, SIGTERM sent 0 s ago)"
+    assert described == [5.0]
+
+
+def test_a_report_read_after_the_next_event_tells_its_own_moment() -> None:
+    m = machine()
+    starting = m.start(0.0)[-1]
+    m.spawned(2.0, 42)
+    stopping = m.stop(3.0)[-1]
+    m.exited(4.0, TERM)
+    assert starting == Report(State.STARTING, "starting")
+    assert stopping == Report(State.STOPPING, "stopping (pid 42, SIGTERM sent 0 s ago)")
+
+
 def test_stop_uses_the_policys_signal() -> None:
     m = machine(stop_signal=signal.SIGINT)
     running(m)

@@ -245,12 +245,49 @@ class CancelTimer:
     """Forget the armed timer."""
 
 
-@record(frozen=True)
 class Report:
-    """Something to log: a state change (``text`` is ``describe(now)``) or a stuck stop."""
+    """Something to log: a state change (``text`` is the machine's ``describe(now)``
+    at that moment) or a stuck stop.
 
-    state: State
-    text: str
+    A machine's report makes its text when it is first read, and at the latest
+    when the machine takes its next event, so that the text still tells that
+    moment: the supervisor reads it after sending a stop's signal (describing a
+    stop costs more than deciding it, and the signal should not wait)."""
+
+    __slots__ = ("_machine", "_now", "_text", "state")
+
+    def __init__(self, state: State, text: str) -> None:
+        self.state = state
+        self._text: str | None = text
+        self._machine: StateMachine | None = None
+        self._now = 0.0
+
+    @classmethod
+    def _later(cls, state: State, machine: StateMachine, now: float) -> Report:
+        report = cls.__new__(cls)
+        report.state, report._text, report._machine, report._now = state, None, machine, now
+        return report
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            machine = self._machine
+            assert machine is not None
+            text = self._text = machine.describe(self._now)
+            self._machine = None
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Report):
+            return NotImplemented
+        return self.state is other.state and self.text == other.text
+
+    def __hash__(self) -> int:
+        return hash((self.state, self.text))
+
+    def __repr__(self) -> str:
+        return f"Report(state={self.state!r}, text={self.text!r})"
 
 
 Action = Union[Spawn, SignalGroup, ArmTimer, CancelTimer, Report]
@@ -312,6 +349,7 @@ class StateMachine:
         self._stop_phase = 0  # the ladder's step whose signal was sent; past its end: stuck
         self._signalled_at = now
         self._start_pending = False  # start() while stopping: start again once stopped
+        self._unread: list[Report] = []  # reports whose text is not made yet
 
     # -- what the loop and the status API read ------------------------------------
 
@@ -359,6 +397,7 @@ class StateMachine:
 
     def start(self, now: float) -> list[Action]:
         """A start requested (operator or boot): spawn now, with a fresh start count."""
+        self._settle()
         if self.state in (State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF):
             return self._cancel() + self._fresh_start(now)
         if self.state is State.STOPPING:
@@ -367,6 +406,7 @@ class StateMachine:
 
     def spawned(self, now: float, pid: int) -> list[Action]:
         """The program runs as ``pid`` (its process group leader)."""
+        self._settle()
         if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
             return []
         self.pid = pid
@@ -385,6 +425,7 @@ class StateMachine:
     def spawn_failed(self, now: float, errno: int, message: str) -> list[Action]:
         """The program could not be started; ``message`` names the file and the
         reason, e.g. ``/srv/x: No such file or directory``."""
+        self._settle()
         if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
             return []
         cause = f"cannot execute {message}"
@@ -396,12 +437,14 @@ class StateMachine:
 
     def ready(self, now: float) -> list[Action]:
         """READY=1 from the program's notify socket."""
+        self._settle()
         if self.state is State.STARTING and self.pid is not None and self.policy.ready == "notify":
             return self._cancel() + self._become_ready(now)
         return []
 
     def exited(self, now: float, status: ExitStatus) -> list[Action]:
         """The program's process ended with ``status``."""
+        self._settle()
         if self.pid is None or self.state not in (State.STARTING, State.RUNNING, State.STOPPING):
             return []
         cancel = self._cancel()
@@ -436,6 +479,7 @@ class StateMachine:
     def stop(self, now: float) -> list[Action]:
         """A stop requested: signal the group (running, starting) or give up the wait
         (backoff). A stop is never followed by a restart."""
+        self._settle()
         if self.state in (State.STARTING, State.RUNNING):
             self._stop_cause = None
             return self._begin_stop(now)
@@ -450,6 +494,7 @@ class StateMachine:
     def timer(self, now: float) -> list[Action]:
         """The armed deadline passed. A call before it (a stale heap entry) does
         nothing and leaves the timer armed."""
+        self._settle()
         deadline = self._deadline
         if deadline is None or now < deadline:
             return []
@@ -466,13 +511,13 @@ class StateMachine:
             ladder = self.ladder()
             self._stop_phase += 1
             if self._stop_phase >= len(ladder):  # SIGKILL did not end it: stuck
-                return [Report(State.STOPPING, self.describe(now))]
+                return [self._report(now, State.STOPPING)]
             self._signalled_at = now
             signum, wait = ladder[self._stop_phase]
             actions: list[Action] = [SignalGroup(signum)]
             if math.isfinite(wait):
                 actions.append(self._arm(now + wait))
-            return [*actions, Report(State.STOPPING, self.describe(now))]
+            return [*actions, self._report(now, State.STOPPING)]
         return []
 
     def ladder(self) -> list[tuple[int, float]]:
@@ -560,7 +605,21 @@ class StateMachine:
     def _enter(self, now: float, state: State) -> list[Action]:
         self.state = state
         self.since = now
-        return [Report(state, self.describe(now))]
+        return [self._report(now, state)]
+
+    def _report(self, now: float, state: State) -> Report:
+        """A report of this moment, its text made when read (``Report``)."""
+        report = Report._later(state, self, now)
+        self._unread.append(report)
+        return report
+
+    def _settle(self) -> None:
+        """Make the text of the reports not read yet, before anything changes."""
+        unread = self._unread
+        if unread:
+            for report in unread:
+                _ = report.text
+            unread.clear()
 
     def _arm(self, deadline: float) -> ArmTimer:
         self._deadline = deadline
