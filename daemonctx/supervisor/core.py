@@ -55,7 +55,14 @@ from .loop import EventLoop, Timer
 from .output import Capture, Line, Ring, Target
 from .protocol import Request
 from .results import CommandInfo, ExitInfo, ProgramInfo, RunInfo, format_seconds
-from .server import Connection, ControlServer, Peer, check_control_path, check_free
+from .server import (
+    MAX_CONNECTIONS,
+    Connection,
+    ControlServer,
+    Peer,
+    check_control_path,
+    check_free,
+)
 from .spawn import (
     Spawned,
     SpawnError,
@@ -474,6 +481,7 @@ class Supervisor:
         check_system(config)
         for program in config.programs:
             _check_executable(config, program)
+        fit_descriptor_limit(config)
         check_control_path(config.control)
         check_free(config.control)
 
@@ -528,7 +536,7 @@ class Supervisor:
         return self.exit_status
 
     def _setup(self, loop: EventLoop) -> None:
-        _raise_fd_limit()
+        fit_descriptor_limit(self.config)
         self._ignored = take_over_ignored_signals()  # `supervise &` ignores SIGQUIT
         self._setup_logging()
         set_child_subreaper()
@@ -1604,6 +1612,7 @@ class Supervisor:
             check_system(new)
             for program in new.programs:
                 _check_executable(new, program)
+            fit_descriptor_limit(new, raise_soft=not dry_run)
         except DaemonError as exc:
             raise _Refused(protocol.FAILED, f"nothing changed: {exc}") from None
         plan = reload_plan(self.config, new)
@@ -1930,12 +1939,48 @@ def _notify_systemd(line: str) -> None:
         log.info("%s", exc)
 
 
-def _raise_fd_limit() -> None:
-    """A descriptor or two per program: take the hard limit of RLIMIT_NOFILE."""
+# The supervisor's own descriptors, its programs' aside: its standard streams, epoll,
+# the control and notify sockets, the signal wake-up pair, its log, the guard's
+# socket, and a spawn's own (two pipes, Popen's error pipe, /dev/null).
+_OWN_DESCRIPTORS = 32
+
+
+def descriptors_needed(config: SupervisorConfig) -> int:
+    """About how many descriptors the supervisor holds at once for ``config``, its
+    clients aside: for each instance a pipe for stdout and one for stderr (one when
+    merged), a pidfd for its leader (and one for a main process), and a descriptor
+    for each output that is not "null" (a file, or a copy of the supervisor's own)."""
+    needed = _OWN_DESCRIPTORS
+    for program in config.programs:
+        merged = _merged(program)
+        each = 2 if program.pidfile is not None or program.ready == "notify" else 1
+        each += 1 if merged else 2
+        each += program.stdout != "null"
+        each += not merged and program.stderr != "null"
+        needed += each * program.instances
+    return needed
+
+
+def fit_descriptor_limit(config: SupervisorConfig, *, raise_soft: bool = True) -> None:
+    """Raise RLIMIT_NOFILE's soft limit as far as ``config`` needs, and room for
+    ``MAX_CONNECTIONS`` clients, up to the hard limit; never higher (the programs
+    inherit it: a program that closes every possible descriptor, or uses select(),
+    is better off with a low one). Raises ``SupervisorStartError`` when even the
+    hard limit is too low."""
+    needed = descriptors_needed(config)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
+    infinity = resource.RLIM_INFINITY
+    if hard != infinity and hard < needed:
+        count = sum(program.instances for program in config.programs)
+        raise SupervisorStartError(
+            f"{count} program{'s' if count != 1 else ''} need about {needed} file descriptors,"
+            f" more than RLIMIT_NOFILE's hard limit of {hard}: raise it (ulimit -Hn; LimitNOFILE="
+            f" in a systemd unit) or run fewer programs"
+        )
+    wanted = needed + MAX_CONNECTIONS
+    if raise_soft and soft != infinity and soft < wanted:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
         except (ValueError, OSError):
             pass
 

@@ -62,6 +62,9 @@ IDLE_TIMEOUT = 60.0
 #: Answers a client has not read yet; past this the connection is dropped.
 MAX_PENDING_OUTPUT = 4 * 1024 * 1024
 MAX_CONNECTIONS = 512
+#: Out of descriptors (EMFILE, ENFILE), the listener rests this long, or until a
+#: connection closes: its clients wait in the backlog, and the loop does not spin.
+ACCEPT_PAUSE = 0.25
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 
 
@@ -291,6 +294,7 @@ class ControlServer:
         self.idle_timeout = idle_timeout
         self.connections: dict[int, Connection] = {}
         self._listener: socket.socket | None = None
+        self._resting: Timer | None = None  # out of descriptors: accept again then
         self._lock_fd: int | None = None
         self._uid = os.geteuid()
 
@@ -413,6 +417,8 @@ class ControlServer:
             self.close(connection)
         listener = self._listener
         if listener is not None:
+            self.loop.cancel(self._resting)
+            self._resting = None
             self.loop.remove_reader(listener.fileno())
             listener.close()
             self._listener = None
@@ -441,7 +447,9 @@ class ControlServer:
                 sock, _address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # EMFILE: the client waits in the backlog
+            except OSError as exc:
+                if exc.errno in (errnos.EMFILE, errnos.ENFILE, errnos.ENOBUFS, errnos.ENOMEM):
+                    self._rest()  # the client waits in the backlog
                 return
             if len(self.connections) >= MAX_CONNECTIONS:
                 sock.close()
@@ -456,6 +464,24 @@ class ControlServer:
             connection = Connection(self, sock, peer)
             self.connections[sock.fileno()] = connection
             self.update(connection)
+
+    def _rest(self) -> None:
+        """Stop watching the listener (it stays readable while its client waits,
+        and the loop would spin) until ``ACCEPT_PAUSE`` has passed or a
+        connection closes."""
+        listener = self._listener
+        if listener is None or self._resting is not None:
+            return
+        self.loop.remove_reader(listener.fileno())
+        self._resting = self.loop.call_at(self.loop.time() + ACCEPT_PAUSE, self._rested)
+
+    def _rested(self) -> None:
+        """Watch the listener again, and accept what waits."""
+        self._resting = None
+        listener = self._listener
+        if listener is not None:
+            self.loop.add_reader(listener.fileno(), self._accept)
+            self._accept()
 
     def update(self, connection: Connection) -> None:
         """Watch the connection for what it waits on: requests while we may read,
@@ -548,3 +574,6 @@ class ControlServer:
         self.loop.remove_reader(fd)
         self.connections.pop(fd, None)
         connection.sock.close()
+        if self._resting is not None:  # a descriptor is free: accept at the next turn
+            self.loop.cancel(self._resting)
+            self._resting = self.loop.call_at(self.loop.time(), self._rested)

@@ -1,0 +1,188 @@
+"""The supervisor and RLIMIT_NOFILE: a limit too low for the programs fails in the
+foreground, before anything starts, and so does a reload that would pass it; the
+soft limit is raised only as far as the programs need (they inherit it)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Supervisors, wait_for
+
+from daemonctx.errors import CommandError
+from daemonctx.supervisor import Client, ProgramInfo
+from daemonctx.supervisor.protocol import encode_request, parse_response
+
+pytestmark = pytest.mark.timeout(60)
+
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+PRLIMIT = shutil.which("prlimit")
+needs_prlimit = pytest.mark.skipif(PRLIMIT is None, reason="needs prlimit (util-linux)")
+
+
+def hard_limit(at_least: int) -> int:
+    """This process's hard RLIMIT_NOFILE (which a child may keep, not pass); the
+    test skips when it is below ``at_least``."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if hard < at_least:
+        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}, below {at_least}")
+    return hard
+
+
+def supervise_limited(supervisors: Supervisors, nofile: str) -> subprocess.Popen[str]:
+    """``supervise --foreground`` under ``prlimit --nofile=NOFILE``, once it answers."""
+    config = ["--config", str(supervisors.config_path), "--foreground"]
+    proc = supervisors.popen(
+        [str(PRLIMIT), nofile, "--", *supervisors.command(), "supervise", *config],
+        env=supervisors.env,
+        text=True,
+    )
+    supervisors.wait_answering(proc, timeout=40)
+    return proc
+
+
+def statuses(supervisors: Supervisors) -> list[ProgramInfo]:
+    with supervisors.client() as client:
+        return client.status("all")
+
+
+def sleepers(count: int, first: int = 1000) -> dict[str, dict[str, object]]:
+    """``count`` programs, each a sleep of its own (``sleep 1000``, ``sleep 1001``...)."""
+    return {
+        f"p{index}": {"command": [SLEEP, str(first + index)], "stdout": "null", "stderr": "null"}
+        for index in range(count)
+    }
+
+
+def open_files_limit(pid: int) -> tuple[int, int]:
+    """The soft and hard RLIMIT_NOFILE of ``pid``, from /proc/PID/limits."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no 'Max open files' in /proc/{pid}/limits")
+
+
+@needs_prlimit
+def test_a_hard_limit_too_low_for_the_programs_fails_in_the_foreground(
+    supervisors: Supervisors,
+) -> None:
+    supervisors.config(sleepers(40))
+    result = supervisors.daemonctx(
+        "supervise",
+        "--config",
+        str(supervisors.config_path),
+        "--foreground",
+        prefix=[str(PRLIMIT), "--nofile=64:64", "--"],
+    )
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "40 programs need about" in lines[0], lines
+    assert "hard limit of 64" in lines[0] and "ulimit -Hn" in lines[0], lines
+    assert supervisors.processes() == [], "nothing may start"
+    assert not Path(supervisors.control).exists()
+
+
+@needs_prlimit
+def test_the_soft_limit_is_raised_as_far_as_the_programs_need_and_no_further(
+    supervisors: Supervisors,
+) -> None:
+    hard = hard_limit(4096)
+    supervisors.config(sleepers(300))
+    proc = supervise_limited(supervisors, f"--nofile=256:{hard}")
+    assert proc.poll() is None, "the supervisor runs"
+    infos = statuses(supervisors)
+    assert len(infos) == 300 and all(info.running for info in infos), infos
+    soft, hard_now = open_files_limit(proc.pid)
+    assert hard_now == hard
+    held = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+    assert held > 256, "300 programs need more than the soft limit it was given"
+    assert held < soft < min(hard, 10_000), (held, soft)
+    assert infos[0].pid is not None
+    assert open_files_limit(infos[0].pid) == (soft, hard), "its programs inherit it"
+
+
+@needs_prlimit
+def test_a_soft_limit_that_is_enough_is_left_as_it_is(supervisors: Supervisors) -> None:
+    hard = hard_limit(2048)
+    supervisors.config(sleepers(3))
+    proc = supervise_limited(supervisors, f"--nofile=1024:{hard}")
+    pid = supervisors.status("p0").pid
+    assert open_files_limit(proc.pid) == (1024, hard)
+    assert open_files_limit(pid) == (1024, hard), "a program gets the soft limit it had"
+
+
+@needs_prlimit
+def test_a_reload_past_the_hard_limit_changes_nothing(supervisors: Supervisors) -> None:
+    supervisors.config(sleepers(5))
+    supervise_limited(supervisors, "--nofile=128:128")
+    before = {info.name: info.pid for info in statuses(supervisors)}
+    assert len(before) == 5 and None not in before.values()
+
+    supervisors.config(sleepers(40))
+    result = supervisors.ctl("reload")
+    assert result.returncode == 1, result
+    assert "nothing changed: 40 programs need about" in result.stderr, result.stderr
+    assert "hard limit of 128" in result.stderr, result.stderr
+    after = {info.name: info.pid for info in statuses(supervisors)}
+    assert after == before
+
+    supervisors.config(sleepers(8))  # within the limit: applied
+    assert supervisors.ctl("reload").returncode == 0
+    wait_for(
+        lambda: all(info.running for info in statuses(supervisors)),
+        10,
+        what="the 8 programs",
+    )
+    assert len(statuses(supervisors)) == 8
+
+
+def lowest_free_fd(pid: int) -> int:
+    """The number ``pid``'s next descriptor would get: with RLIMIT_NOFILE's soft
+    limit there, it gets none (EMFILE)."""
+    held = {int(name.name) for name in Path(f"/proc/{pid}/fd").iterdir()}
+    return min(set(range(len(held) + 1)) - held)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@needs_prlimit
+def test_out_of_descriptors_a_client_waits_without_a_busy_loop(supervisors: Supervisors) -> None:
+    """A client that comes when the supervisor has no descriptor left waits in the
+    listener's backlog; the supervisor neither spins on the listener, which stays
+    readable, nor forgets it: the client is answered once a descriptor is free."""
+    supervisors.config(sleepers(2))
+    proc = supervisors.foreground()
+    soft, hard = open_files_limit(proc.pid)
+    limit = [str(PRLIMIT), "--pid", str(proc.pid)]
+    subprocess.run([*limit, f"--nofile={lowest_free_fd(proc.pid)}:{hard}"], check=True)
+    try:
+        before = cpu_seconds(proc.pid)
+        with Client(supervisors.control, timeout=1.0) as client, pytest.raises(
+            CommandError, match="no answer"
+        ):
+            client.ping()  # connected (the backlog), never accepted
+        spent = cpu_seconds(proc.pid) - before
+        assert spent < 0.3, f"{spent:.2f} s of CPU in the second it could not accept"
+        waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        waiting.settimeout(10.0)
+        waiting.connect(supervisors.control)  # in the backlog
+        waiting.sendall(encode_request(7, "ping"))
+    finally:
+        subprocess.run([*limit, f"--nofile={soft}:{hard}"], check=True)
+    with waiting, waiting.makefile("rb") as answers:
+        answer = parse_response(answers.readline())  # once it rests no more: 0.25 s
+    assert (answer.id, answer.result) == (7, "pong")
+    assert proc.poll() is None
