@@ -68,6 +68,31 @@ def test_a_forking_program_is_supervised_through_its_pidfile(supervisors: Superv
     assert supervisors.status("forker").state == "stopped"
 
 
+def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_the_wait_ends(
+    supervisors: Supervisors,
+) -> None:
+    """Without a live process of its own in the pidfile by ``start_timeout``, the run
+    has ended: what it left is killed (as systemd kills a forking service's cgroup),
+    or each restart would leave one more daemon behind."""
+    announced = supervisors.tmp_path / "daemon.pid"  # where it says its pid: not the pidfile
+    supervisors.config(
+        {
+            "forker": {
+                "command": [sys.executable, "-c", FORKER, str(announced)],
+                "pidfile": str(supervisors.tmp_path / "never-written.pid"),
+                "start_timeout": 1,
+                "restart": "never",
+            }
+        }
+    )
+    supervisors.foreground(booted=False)
+    daemon = wait_for(lambda: announced.exists() and int(announced.read_text()), what="the daemon")
+    assert int(proc_stat(daemon)[1]) == supervisors.foreground_pid, "an orphan of ours"
+    wait_gone(daemon, 5)
+    info = supervisors.status("forker")
+    assert info.state == "exited" and info.pid is None, info
+
+
 COUNTING_FORKER = textwrap.dedent(
     """
     import os, signal, sys

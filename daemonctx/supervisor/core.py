@@ -1149,6 +1149,7 @@ class Supervisor:
         if now - since >= instance.program.start_timeout or instance.state is State.STOPPING:
             instance.pidfile_wait = None
             log.info("%s: no live process of its own in %s", instance.name, path)
+            instance.orphans = True  # the run is over: what it left is killed
             self._ended(instance, leader)
             return
         instance.pidfile_wait = loop.call_at(
