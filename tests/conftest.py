@@ -673,6 +673,22 @@ class Supervisors(Tracker):
         return self.daemonctx("ctl", "--control", self.control, *args, timeout=timeout)
 
 
+def guard_of(supervisor: int) -> int:
+    """The supervisor's guard, once it runs: its child running daemonctx.supervisor.guard."""
+
+    def find() -> int | None:
+        for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+            try:
+                if b"daemonctx.supervisor.guard" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+            except OSError:
+                continue
+        return None
+
+    found: int = wait_for(find, what="the guard")
+    return found
+
+
 @pytest.fixture
 def supervisors(tmp_path: Path) -> Iterator[Supervisors]:
     tmp_path.chmod(0o755)  # reachable by programs that run as another user

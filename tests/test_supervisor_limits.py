@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Supervisors, wait_for
+from conftest import Supervisors, guard_of, wait_for
 
 from daemonctx.errors import CommandError
 from daemonctx.supervisor import Client, ProgramInfo
@@ -186,3 +186,19 @@ def test_out_of_descriptors_a_client_waits_without_a_busy_loop(supervisors: Supe
         answer = parse_response(answers.readline())  # once it rests no more: 0.25 s
     assert (answer.id, answer.result) == (7, "pong")
     assert proc.poll() is None
+
+
+@needs_prlimit
+def test_the_guard_takes_the_hard_limit_for_the_programs_a_reload_adds(
+    supervisors: Supervisors,
+) -> None:
+    """The guard holds a pidfd per program; it starts with the supervisor's soft
+    limit, which a reload may raise later in the supervisor only: the guard takes
+    its hard limit at once (it starts nothing that would inherit it)."""
+    hard = hard_limit(2048)
+    supervisors.config(sleepers(2))
+    proc = supervise_limited(supervisors, f"--nofile=1024:{hard}")
+    guard = guard_of(proc.pid)
+    assert open_files_limit(proc.pid) == (1024, hard)
+    wait_for(lambda: open_files_limit(guard) == (hard, hard), what="the guard's limit")
+

@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Supervisors, pid_alive, proc_fds, proc_stat, wait_for, wait_gone
+from conftest import (
+    ROOT,
+    Supervisors,
+    guard_of,
+    pid_alive,
+    proc_fds,
+    proc_stat,
+    wait_for,
+    wait_gone,
+)
 
 FORKER = textwrap.dedent(
     """
@@ -286,22 +295,6 @@ def _escaper(supervisors: Supervisors) -> dict[str, int]:
     return {name: int(path.read_text()) for name, path in paths.items()}
 
 
-def _guard(supervisor: int) -> int:
-    """The supervisor's guard: its child running daemonctx.supervisor.guard."""
-
-    def find() -> int | None:
-        for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
-            try:
-                if b"daemonctx.supervisor.guard" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return int(pid)
-            except OSError:
-                continue
-        return None
-
-    found: int = wait_for(find, what="the guard")
-    return found
-
-
 def test_a_sigkilled_supervisor_leaves_nothing_running(supervisors: Supervisors) -> None:
     """SIGKILL leaves the supervisor no chance to stop anything: its guard kills
     the program, the child in its group and the daemon that escaped it (marked
@@ -322,12 +315,12 @@ def test_a_killed_guard_is_replaced(supervisors: Supervisors) -> None:
     started before it. SIGKILL the supervisor then: nothing is left."""
     pids = _escaper(supervisors)
     supervisor = supervisors.foreground_pid
-    first = _guard(supervisor)
+    first = guard_of(supervisor)
     started = float(proc_stat(first)[19]) / os.sysconf("SC_CLK_TCK")
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     time.sleep(max(0.0, started + 1.2 - uptime))  # one that dies within 1 s is not replaced
     os.kill(first, signal.SIGKILL)
-    second = wait_for(lambda: (pid := _guard(supervisor)) != first and pid, what="a new guard")
+    second = wait_for(lambda: (pid := guard_of(supervisor)) != first and pid, what="a new guard")
     assert f"the guard (pid {first}) died; starting another" in supervisors.log.read_text()
     os.kill(supervisor, signal.SIGKILL)
     wait_gone(second)
@@ -341,7 +334,7 @@ def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Sup
     socket kills them before it starts anything."""
     pids = _escaper(supervisors)
     supervisor = supervisors.foreground_pid
-    guard = _guard(supervisor)
+    guard = guard_of(supervisor)
     os.kill(guard, signal.SIGSTOP)
     os.kill(supervisor, signal.SIGKILL)
     wait_gone(supervisor)
@@ -364,7 +357,7 @@ def test_a_stopped_guard_does_not_block_the_supervisor(supervisors: Supervisors)
     supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
     supervisors.foreground()
     supervisor = supervisors.foreground_pid
-    guard = _guard(supervisor)
+    guard = guard_of(supervisor)
     os.kill(guard, signal.SIGSTOP)
     try:
         with supervisors.client() as client:
@@ -436,7 +429,7 @@ def test_the_guard_holds_no_descriptor_the_supervisor_inherited(
         supervisors.foreground_pid = proc.pid
         supervisors.wait_answering(proc)
         pipe = os.readlink(f"/proc/{proc.pid}/fd/{write_end}")  # the supervisor has it
-        guard = _guard(proc.pid)
+        guard = guard_of(proc.pid)
         held = set(proc_fds(guard).values())  # the guard may still be starting
         assert pipe not in held
         assert any(link.endswith("control.sock.lock") for link in held)

@@ -369,12 +369,28 @@ def _parse_users(text: str) -> set[int]:
 # -- the guard's side ------------------------------------------------------------------------
 
 
+def _raise_fd_limit() -> None:
+    """Take the hard RLIMIT_NOFILE: the guard holds a pidfd per program, and a
+    reload may add programs after it started, with the soft limit the supervisor
+    had then (a pidfd that does not fit is dropped on the way in). It starts
+    nothing that would inherit the limit."""
+    import resource  # a C module, as the others here
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: list[str]) -> int:
     """The guard process: ``argv`` is the control socket's path and the users'
     ids; fd 3 its socket, fd 4 the lock. Returns its exit status."""
     control, users = argv[0], _parse_users(argv[1])
     for name in _IGNORED:
         _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
+    _raise_fd_limit()
     sock = _socket.socket(fileno=_SOCKET_FD)
     held: dict[int, tuple[int, bool]] = {}
     space = _socket.CMSG_SPACE(_FD_SIZE)
