@@ -347,8 +347,12 @@ def test_the_launcher_says_what_a_silent_daemon_waits_for(
 
     pidfile = tmp_path / "app.pid"
     (tmp_path / "app.pid.lock").write_text("")  # a lock left by a process long gone
+    # Ctrl-C as in a terminal's foreground job: a background job of a shell without
+    # job control (CI may run the suite so) starts with SIGINT ignored, and Python
+    # then leaves it ignored.
     code = f"""
-import sys; sys.path.insert(0, {str(ROOT)!r})
+import signal, sys; sys.path.insert(0, {str(ROOT)!r})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import lockfile
 from daemonctx import DaemonContext
 with DaemonContext(pidfile=lockfile.FileLock({str(pidfile)!r})):

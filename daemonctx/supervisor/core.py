@@ -473,8 +473,9 @@ class Supervisor:
 
     def check(self) -> None:
         """Everything checkable before anything starts: users and groups, each
-        command's executable, the control socket's directory, and that no other
-        supervisor owns the socket. Raises a one-line ``DaemonError``."""
+        command's executable, the descriptor limit (raised as needed), the control
+        socket's directory, and that no other supervisor owns the socket. Raises a
+        one-line ``DaemonError``."""
         config = self.config
         if config.path is not None:
             check_config_file(config.path)
