@@ -52,7 +52,7 @@ from conftest import (
 from daemonctx.supervisor import Program, Supervisor
 from daemonctx.supervisor.protocol import MAX_LINE, RemoteError, encode_request
 from daemonctx.supervisor.results import ProgramInfo
-from daemonctx.supervisor.server import live_owner
+from daemonctx.supervisor.server import MAX_CONNECTIONS_PER_USER, ControlServer, live_owner
 
 CTL_APP = PROGRAMS / "ctl_app.py"
 SLEEP = ["/bin/sleep", "1000"]
@@ -509,6 +509,91 @@ def test_the_observer_group_may_only_read(
     refused = r"uid 65534 \(pid \d+\): (stop|start|restart|signal|shutdown|flush_cache)"
     assert not re.search(refused, log), log  # refused before anything ran, even the log line
     assert "stopping" not in log
+
+
+def test_the_connections_kept_for_admins_are_kept_whoever_holds_the_rest() -> None:
+    """Users who are not admins, each within their own share, still leave
+    ADMIN_RESERVE connections to the admins; an admin is never counted."""
+    from types import SimpleNamespace
+
+    from daemonctx.supervisor.server import ADMIN, ADMIN_RESERVE, MAX_CONNECTIONS, OBSERVER
+
+    server = ControlServer(None, "/nonexistent/control.sock", lambda c, r: None)  # type: ignore[arg-type]
+    users = (MAX_CONNECTIONS - ADMIN_RESERVE) // MAX_CONNECTIONS_PER_USER
+    for number in range(users * MAX_CONNECTIONS_PER_USER):
+        peer = SimpleNamespace(uid=2000 + number // MAX_CONNECTIONS_PER_USER, role=OBSERVER)
+        server.connections[number] = SimpleNamespace(peer=peer)  # type: ignore[assignment]
+    assert not server._room_for(2000), "its own share is full"
+    assert not server._room_for(9999), "a newcomer would eat into the admins' reserve"
+    server.connections.pop(0)
+    assert server._room_for(9999) and server._room_for(2000)
+    for number in range(10_000, 10_000 + MAX_CONNECTIONS):  # admins do not count
+        server.connections[number] = SimpleNamespace(peer=SimpleNamespace(uid=0, role=ADMIN))  # type: ignore[assignment]
+    assert server._room_for(9999)
+
+
+@needs_root
+@needs_tools("groupadd", "groupdel")
+def test_an_observer_cannot_take_every_connection_from_the_admins(
+    supervisors: Supervisors, open_dir: Path, new_group: Callable[[], tuple[str, int]]
+) -> None:
+    """A user who is not an admin holds at most MAX_CONNECTIONS_PER_USER connections
+    (a connection past them is closed at once), and ADMIN_RESERVE of all are kept
+    for admins: an observer that opens connections in a loop cannot shut root out."""
+    observers, gid = new_group()
+    open_control(supervisors, open_dir)
+    app = start_app(supervisors, observer_group=observers)
+    holding_read, holding_write = os.pipe()
+    done_read, done_write = os.pipe()
+    report_read, report_write = os.pipe()
+    hog = os.fork()
+    if hog == 0:  # nobody, an observer: as many connections as it may, then one more
+        status = 1
+        try:
+            os.setgroups([gid])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            held = []
+            for number in range(MAX_CONNECTIONS_PER_USER):
+                client = LineClient(supervisors.control)
+                held.append(client)
+                client.request(number, "ping")
+                assert client.read()["result"] == "pong", number
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
+                extra.settimeout(10)
+                extra.connect(supervisors.control)  # in the backlog, then closed
+                extra.sendall(encode_request(1, "ping"))
+                try:
+                    assert extra.recv(100) == b"", "one past its share is answered"
+                except ConnectionResetError:
+                    pass
+            os.write(holding_write, b"h")
+            os.read(done_read, 1)  # hold them until root has been served
+            status = 0
+        except BaseException:
+            import traceback
+
+            os.write(report_write, traceback.format_exc().encode()[-4000:])
+        finally:
+            os._exit(status)
+    try:
+        os.close(report_write)
+        assert select.select([holding_read, report_read], [], [], 60)[0], "the observer hangs"
+        with LineClient(supervisors.control) as root:  # root, while nobody holds its share
+            root.request(1, "ping")
+            assert root.read()["result"] == "pong"
+        os.write(done_write, b"d")
+        _, status = os.waitpid(hog, 0)
+        hog = 0
+        with os.fdopen(report_read, "rb") as report:
+            assert os.waitstatus_to_exitcode(status) == 0, report.read().decode()
+    finally:
+        if hog:
+            os.kill(hog, signal.SIGKILL)
+            os.waitpid(hog, 0)
+        for fd in (holding_read, holding_write, done_read, done_write):
+            os.close(fd)
+    assert app.poll() is None
 
 
 @needs_root

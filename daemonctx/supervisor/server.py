@@ -62,6 +62,10 @@ IDLE_TIMEOUT = 60.0
 #: Answers a client has not read yet; past this the connection is dropped.
 MAX_PENDING_OUTPUT = 4 * 1024 * 1024
 MAX_CONNECTIONS = 512
+#: Connections one user who is not an admin may hold, and those kept for admins
+#: whatever the others hold: an observer cannot shut root out.
+MAX_CONNECTIONS_PER_USER = 64
+ADMIN_RESERVE = 64
 #: Out of descriptors (EMFILE, ENFILE), the listener rests this long, or until a
 #: connection closes: its clients wait in the backlog, and the loop does not spin.
 ACCEPT_PAUSE = 0.25
@@ -461,9 +465,20 @@ class ControlServer:
                 sock.close()
                 continue
             peer.role = self._role(peer)
+            if peer.role != ADMIN and not self._room_for(peer.uid):
+                sock.close()
+                continue
             connection = Connection(self, sock, peer)
             self.connections[sock.fileno()] = connection
             self.update(connection)
+
+    def _room_for(self, uid: int) -> bool:
+        """Whether a user who is not an admin may open one more connection."""
+        others = [c.peer.uid for c in self.connections.values() if c.peer.role != ADMIN]
+        return (
+            len(others) < MAX_CONNECTIONS - ADMIN_RESERVE
+            and others.count(uid) < MAX_CONNECTIONS_PER_USER
+        )
 
     def _rest(self) -> None:
         """Stop watching the listener (it stays readable while its client waits,
