@@ -612,14 +612,14 @@ class Supervisors(Tracker):
         )
 
     def foreground(
-        self, *args: str, config: bool = True, booted: bool = True
+        self, *args: str, config: bool = True, booted: bool = True, prefix: Sequence[str] = ()
     ) -> subprocess.Popen[str]:
-        """``daemonctx supervise [--config FILE] --foreground ARGS`` as a child,
-        returned once its socket answers and (``booted``) its programs are ready,
-        or once it has exited."""
+        """``daemonctx supervise [--config FILE] --foreground ARGS`` as a child
+        (behind ``prefix``: prlimit...), returned once its socket answers and
+        (``booted``) its programs are ready, or once it has exited."""
         head = ["--config", str(self.config_path)] if config else []
         proc = self.popen(
-            [*self.command(), "supervise", *head, "--foreground", *args],
+            [*prefix, *self.command(), "supervise", *head, "--foreground", *args],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Supervisors, guard_of, wait_for
+from conftest import Supervisors, guard_of, proc_fds, proc_stat, wait_for
 
 from daemonctx.errors import CommandError
 from daemonctx.supervisor import Client, ProgramInfo
@@ -34,18 +34,6 @@ def hard_limit(at_least: int) -> int:
     if hard < at_least:
         pytest.skip(f"the hard RLIMIT_NOFILE is {hard}, below {at_least}")
     return hard
-
-
-def supervise_limited(supervisors: Supervisors, nofile: str) -> subprocess.Popen[str]:
-    """``supervise --foreground`` under ``prlimit --nofile=NOFILE``, once it answers."""
-    config = ["--config", str(supervisors.config_path), "--foreground"]
-    proc = supervisors.popen(
-        [str(PRLIMIT), nofile, "--", *supervisors.command(), "supervise", *config],
-        env=supervisors.env,
-        text=True,
-    )
-    supervisors.wait_answering(proc, timeout=40)
-    return proc
 
 
 def statuses(supervisors: Supervisors) -> list[ProgramInfo]:
@@ -97,13 +85,13 @@ def test_the_soft_limit_is_raised_as_far_as_the_programs_need_and_no_further(
 ) -> None:
     hard = hard_limit(4096)
     supervisors.config(sleepers(300))
-    proc = supervise_limited(supervisors, f"--nofile=256:{hard}")
+    proc = supervisors.foreground(prefix=[str(PRLIMIT), f"--nofile=256:{hard}", "--"])
     assert proc.poll() is None, "the supervisor runs"
     infos = statuses(supervisors)
     assert len(infos) == 300 and all(info.running for info in infos), infos
     soft, hard_now = open_files_limit(proc.pid)
     assert hard_now == hard
-    held = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+    held = len(proc_fds(proc.pid))
     assert held > 256, "300 programs need more than the soft limit it was given"
     assert held < soft < min(hard, 10_000), (held, soft)
     assert infos[0].pid is not None
@@ -114,7 +102,7 @@ def test_the_soft_limit_is_raised_as_far_as_the_programs_need_and_no_further(
 def test_a_soft_limit_that_is_enough_is_left_as_it_is(supervisors: Supervisors) -> None:
     hard = hard_limit(2048)
     supervisors.config(sleepers(3))
-    proc = supervise_limited(supervisors, f"--nofile=1024:{hard}")
+    proc = supervisors.foreground(prefix=[str(PRLIMIT), f"--nofile=1024:{hard}", "--"])
     pid = supervisors.status("p0").pid
     assert open_files_limit(proc.pid) == (1024, hard)
     assert open_files_limit(pid) == (1024, hard), "a program gets the soft limit it had"
@@ -123,7 +111,7 @@ def test_a_soft_limit_that_is_enough_is_left_as_it_is(supervisors: Supervisors) 
 @needs_prlimit
 def test_a_reload_past_the_hard_limit_changes_nothing(supervisors: Supervisors) -> None:
     supervisors.config(sleepers(5))
-    supervise_limited(supervisors, "--nofile=128:128")
+    supervisors.foreground(prefix=[str(PRLIMIT), "--nofile=128:128", "--"])
     before = {info.name: info.pid for info in statuses(supervisors)}
     assert len(before) == 5 and None not in before.values()
 
@@ -147,7 +135,7 @@ def test_a_reload_past_the_hard_limit_changes_nothing(supervisors: Supervisors) 
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of ``pid`` so far, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -192,7 +180,7 @@ def test_the_guard_takes_the_hard_limit_for_the_programs_a_reload_adds(
     its hard limit at once (it starts nothing that would inherit it)."""
     hard = hard_limit(2048)
     supervisors.config(sleepers(2))
-    proc = supervise_limited(supervisors, f"--nofile=1024:{hard}")
+    proc = supervisors.foreground(prefix=[str(PRLIMIT), f"--nofile=1024:{hard}", "--"])
     guard = guard_of(proc.pid)
     assert open_files_limit(proc.pid) == (1024, hard)
     wait_for(lambda: open_files_limit(guard) == (hard, hard), what="the guard's limit")

@@ -537,7 +537,6 @@ class Supervisor:
         return self.exit_status
 
     def _setup(self, loop: EventLoop) -> None:
-        fit_descriptor_limit(self.config)
         self._ignored = take_over_ignored_signals()  # `supervise &` ignores SIGQUIT
         self._setup_logging()
         set_child_subreaper()
@@ -1974,8 +1973,9 @@ def fit_descriptor_limit(config: SupervisorConfig, *, raise_soft: bool = True) -
     infinity = resource.RLIM_INFINITY
     if hard != infinity and hard < needed:
         count = sum(program.instances for program in config.programs)
+        programs = f"{count} programs need" if count != 1 else "1 program needs"
         raise SupervisorStartError(
-            f"{count} program{'s' if count != 1 else ''} need about {needed} file descriptors,"
+            f"{programs} about {needed} file descriptors,"
             f" more than RLIMIT_NOFILE's hard limit of {hard}: raise it (ulimit -Hn; LimitNOFILE="
             f" in a systemd unit) or run fewer programs"
         )
