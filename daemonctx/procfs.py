@@ -323,19 +323,22 @@ def process_command(pid: int) -> tuple[str, ...] | None:
     return tuple(os.fsdecode(word) for word in words) or None
 
 
-def children(pid: int) -> list[int]:
+def children(pid: int, task: int | None = None) -> list[int]:
     """The children of ``pid`` (every thread's), from ``/proc/<pid>/task/*/children``;
-    a scan of /proc for their parent pid where the kernel lacks that file."""
+    with ``task``, only that thread's, in the order they became its children. A scan
+    of /proc for their parent pid (any thread's) where the kernel lacks that file."""
     found: list[int] = []
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        tasks = [str(task)] if task is not None else os.listdir(f"/proc/{pid}/task")
     except OSError:
         return found
-    for task in tasks:
+    for name in tasks:
         try:
-            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+            with open(f"/proc/{pid}/task/{name}/children", "rb") as f:
                 found.extend(map(int, f.read().split()))
         except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{name}"):
+                continue  # an ended thread
             return [child for child in all_pids() if parent_pid(child) == pid]
         except (OSError, ValueError):
             continue

@@ -1,5 +1,7 @@
 """supervisor.spawn: starting a program instance, checked from outside through
-/proc, pidfds and what the program writes. Real processes, each killed at the end."""
+/proc, pidfds and what the program writes. Real processes, each killed at the end.
+The tests that take ``via`` run twice: forked from this thread, and from a
+spawner thread with a descriptor table of its own (spawner.py)."""
 
 from __future__ import annotations
 
@@ -36,15 +38,33 @@ from daemonctx.supervisor.spawn import (
     signal_group,
     spawn,
 )
+from daemonctx.supervisor.spawner import Spawner
 from daemonctx.supervisor.state import ExitStatus
 
 pytestmark = pytest.mark.timeout(30)
 
 
+class Started(list):  # type: ignore[type-arg]
+    """The instances a test started, and the spawner they were started through."""
+
+    spawner: Spawner | None = None
+
+
+@pytest.fixture(params=["loop", "spawner"])
+def via(request: pytest.FixtureRequest) -> Iterator[Spawner | None]:
+    """None (fork from this thread), or a started Spawner, closed at the end."""
+    if request.param == "loop":
+        yield None
+        return
+    with Spawner() as spawner:
+        yield spawner
+
+
 @pytest.fixture
-def started(processes: ProcessTracker) -> Iterator[list[Spawned]]:
+def started(processes: ProcessTracker, via: Spawner | None) -> Iterator[list[Spawned]]:
     """Spawned instances: killed (by the tracker, through their Popen), reaped, pidfds closed."""
-    spawned: list[Spawned] = []
+    spawned = Started()
+    spawned.spawner = via
     try:
         yield spawned
     finally:
@@ -58,6 +78,7 @@ def started(processes: ProcessTracker) -> Iterator[list[Spawned]]:
 
 def start(started: list[Spawned], program: Program, **options: object) -> Spawned:
     options.setdefault("environment", dict(os.environ))
+    options.setdefault("spawner", getattr(started, "spawner", None))
     one = spawn(program, name=program.name, **options)  # type: ignore[arg-type]
     started.append(one)
     return one
@@ -147,13 +168,15 @@ def test_inherited_notify_socket_removed(started: list[Spawned]) -> None:
         os.close(write_fd)
 
 
-def _failure(tmp_path: Path, name: str, content: bytes | None, mode: int) -> SpawnError:
+def _failure(
+    tmp_path: Path, name: str, content: bytes | None, mode: int, via: Spawner | None
+) -> SpawnError:
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
         path.chmod(mode)
     with pytest.raises(SpawnError) as caught:
-        spawn(Program("p", [str(path)]), name="p", environment=dict(os.environ))
+        spawn(Program("p", [str(path)]), name="p", environment=dict(os.environ), spawner=via)
     return caught.value
 
 
@@ -166,18 +189,20 @@ def _failure(tmp_path: Path, name: str, content: bytes | None, mode: int) -> Spa
     ],
     ids=["ENOENT", "EACCES", "ENOEXEC"],
 )
-def test_exec_failures(tmp_path: Path, content: bytes | None, mode: int, number: int) -> None:
-    error = _failure(tmp_path, "x", content, mode)
+def test_exec_failures(
+    tmp_path: Path, content: bytes | None, mode: int, number: int, via: Spawner | None
+) -> None:
+    error = _failure(tmp_path, "x", content, mode, via)
     assert error.errno == number
     assert error.message == f"{tmp_path / 'x'}: {os.strerror(number)}"
     assert str(error) == error.message
 
 
-def test_missing_directory(tmp_path: Path) -> None:
+def test_missing_directory(tmp_path: Path, via: Spawner | None) -> None:
     missing = tmp_path / "gone"
     program = Program("p", ["true"], directory=str(missing))
     with pytest.raises(SpawnError) as caught:
-        spawn(program, name="p", environment=dict(os.environ))
+        spawn(program, name="p", environment=dict(os.environ), spawner=via)
     assert caught.value.errno == errno.ENOENT
     assert caught.value.message == f"{missing}: No such file or directory"
 
@@ -228,9 +253,15 @@ INTERMEDIATE = """
 import os, sys, time
 from daemonctx.supervisor.config import Program
 from daemonctx.supervisor.spawn import spawn
+from daemonctx.supervisor.spawner import Spawner
 user, death_signal = sys.argv[1] or None, sys.argv[2] == "death"
+spawner = Spawner() if sys.argv[3] == "spawner" else None
+if spawner is not None:
+    spawner.start()  # the program's parent is then this thread: it must die with it
 program = Program("p", ["sleep", "1000"], user=user)
-one = spawn(program, name="p", environment=dict(os.environ), death_signal=death_signal)
+one = spawn(
+    program, name="p", environment=dict(os.environ), death_signal=death_signal, spawner=spawner
+)
 print(one.pid, flush=True)
 time.sleep(1000)
 """
@@ -240,11 +271,15 @@ time.sleep(1000)
     ("user", "death"),
     [pytest.param("nobody", "death", marks=needs_root), ("", "death"), ("", "")],
 )
-def test_dies_with_the_supervisor(processes: ProcessTracker, user: str, death: str) -> None:
+@pytest.mark.parametrize("where", ["loop", "spawner"])
+def test_dies_with_the_supervisor(
+    processes: ProcessTracker, user: str, death: str, where: str
+) -> None:
     """With death_signal (the default), the program dies with the thread that
-    started it; without (the supervisor's guard does that job), it runs on."""
+    started it (the spawner's, with one); without (the supervisor's guard does
+    that job), it runs on."""
     intermediate = processes.popen(
-        [sys.executable, "-c", INTERMEDIATE, user, death], stdout=subprocess.PIPE, env=ENV
+        [sys.executable, "-c", INTERMEDIATE, user, death, where], stdout=subprocess.PIPE, env=ENV
     )
     assert intermediate.stdout is not None
     line = intermediate.stdout.readline()

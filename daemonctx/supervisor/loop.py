@@ -104,6 +104,17 @@ class EventLoop:
             except OSError:  # closed already: the kernel dropped it
                 pass
 
+    @property
+    def watched(self) -> int:
+        """How many descriptors are watched (about as many as the supervisor holds)."""
+        return len(self._watches)
+
+    @property
+    def wakeup_fd(self) -> int | None:
+        """The descriptor signals are written to (``watch_signals``), if any."""
+        writer = self._signal_writer if self._signal_socket is not None else None
+        return writer.fileno() if writer is not None else None
+
     # -- timers -----------------------------------------------------------------------
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> Timer:

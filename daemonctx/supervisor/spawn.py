@@ -35,18 +35,22 @@ adopted orphans by pid, the leaders through ``reap``.
 from __future__ import annotations
 
 import errno as errnos
+import functools
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import pidfd as pidfds
 from ..errors import DaemonError
 from .config import Program
 from .state import ExitStatus
+
+if TYPE_CHECKING:
+    from .spawner import Spawner
 
 __all__ = [
     "SpawnError",
@@ -283,6 +287,7 @@ def spawn(
     stdout: int | None = None,
     stderr: int | None = None,
     death_signal: bool = True,
+    spawner: Spawner | None = None,
 ) -> Spawned:
     """Start ``program`` (the instance ``name``): in a session and process group
     of its own, in ``program.directory``, with ``environment`` (the supervisor's)
@@ -290,7 +295,9 @@ def spawn(
     given, none otherwise), as ``program.user``/``group``, stdin from /dev/null,
     stdout and stderr to the given fds (else /dev/null), no other fd, default
     signal actions, an empty signal mask, and with ``death_signal`` SIGKILL when
-    the supervisor (this thread) dies.
+    the supervisor (this thread) dies. With ``spawner``, the program is forked
+    from the spawner's thread (spawner.py: its descriptor table is small); the
+    environment, user and group are looked up here all the same.
 
     Raises ``SpawnError`` when it cannot be started (the exec's errno, or ENOENT
     for a user or group that is no more).
@@ -302,13 +309,39 @@ def spawn(
     env.pop("NOTIFY_SOCKET", None)
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
+    start = functools.partial(_popen, program, argv, env, uid, gid, groups, death_signal)
+    popen = start(stdout, stderr) if spawner is None else spawner.run(start, stdout, stderr)
+    started = time.monotonic()
+    try:
+        pidfd = os.pidfd_open(popen.pid)  # ours and unreaped: the pid is still its own
+    except OSError as exc:
+        popen.kill()
+        popen.wait()
+        number = exc.errno or errnos.EIO
+        raise SpawnError(number, f"{argv[0]}: pidfd_open: {os.strerror(number)}") from None
+    return Spawned(name=name, pid=popen.pid, pidfd=pidfd, popen=popen, started=started)
+
+
+def _popen(
+    program: Program,
+    argv: list[str],
+    env: dict[str, str],
+    uid: int | None,
+    gid: int | None,
+    groups: list[int] | None,
+    death_signal: bool,
+    stdout: int | None,
+    stderr: int | None,
+) -> subprocess.Popen[bytes]:
+    """The Popen of ``spawn``, in the thread that forks: the signal mask the child
+    would inherit, and the parent-death signal, are this thread's."""
     ignored = _ignored_signals()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     setup: Callable[[], None] | None = None
     if death_signal or ignored or blocked:
         setup = _child_setup(os.getpid(), ignored, death_signal)
     try:
-        popen = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL if stdout is None else stdout,
@@ -331,15 +364,6 @@ def spawn(
         raise SpawnError(number, f"{os.fsdecode(filename)}: {reason}") from None
     except subprocess.SubprocessError as exc:  # preexec_fn raised (it should not)
         raise SpawnError(errnos.EIO, f"{argv[0]}: {exc}") from None
-    started = time.monotonic()
-    try:
-        pidfd = os.pidfd_open(popen.pid)  # ours and unreaped: the pid is still its own
-    except OSError as exc:
-        popen.kill()
-        popen.wait()
-        number = exc.errno or errnos.EIO
-        raise SpawnError(number, f"{argv[0]}: pidfd_open: {os.strerror(number)}") from None
-    return Spawned(name=name, pid=popen.pid, pidfd=pidfd, popen=popen, started=started)
 
 
 # -- after the start ----------------------------------------------------------------------
