@@ -18,6 +18,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -730,3 +731,31 @@ def test_stop_ladder_escalates_term_quit_kill_and_records_each_step(
     steps = rf"\(SIGTERM, SIGQUIT after {DURATION}, SIGKILL after {DURATION}\)"
     pattern = rf"stopped by uid {os.getuid()} .*{steps}"
     assert re.search(pattern, why.stdout), why.stdout
+
+
+@needs_root
+def test_the_supervisors_own_log_follows_logrotate_and_never_a_planted_symlink(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """logrotate moves supervisor.log away: the next line goes to a new file (mode
+    0640) at the path, the old lines stay in supervisor.log.1. Then another user,
+    given the directory, puts a symlink there: the supervisor does not write
+    through it (it goes on in the file it has)."""
+    log, rotated = supervisors.log, Path(f"{supervisors.log}.1")
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+    supervisors.foreground()
+    assert "web: running" in log.read_text()
+    log.rename(rotated)
+    assert supervisors.ctl("stop", "web").returncode == 0
+    assert "web: stopped" in wait_for(lambda: log.exists() and log.read_text(), what="a new log")
+    assert "web: running" in rotated.read_text() and "web: stopped" not in rotated.read_text()
+    assert stat.S_IMODE(log.stat().st_mode) == 0o640
+
+    target = tmp_path / "target"
+    target.write_text("")
+    log.rename(rotated)
+    os.chmod(tmp_path, 0o777)  # another user could now plant a link
+    log.symlink_to(target)
+    assert supervisors.ctl("start", "web").returncode == 0
+    assert target.read_text() == "", "written through a symlink"
+    assert "web: running" in rotated.read_text()

@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
-    from typing import Callable
+    from typing import Any, Callable
 
 __all__ = ["COMMANDS", "build_parser", "main", "split_command"]
 
@@ -34,6 +34,24 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return argv[:index], argv[index + 1 :]
 
 
+def _columns() -> int:
+    """The terminal's width, as ``shutil.get_terminal_size().columns`` says it:
+    $COLUMNS, else the size of the terminal on stdout, else 80."""
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout else 80
+    except (ValueError, OSError):  # not a terminal, or closed
+        return 80
+
+
 def build_parser(only_ctl: bool = False, only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of every subcommand; with ``only_ctl``, of ``ctl``
     alone, which then imports none of the other commands' modules (its
@@ -43,7 +61,30 @@ def build_parser(only_ctl: bool = False, only: str | None = None) -> argparse.Ar
     daemon commands alone."""
     import argparse
 
-    parser = argparse.ArgumentParser(
+    class Formatter(argparse.HelpFormatter):
+        """argparse's, told the terminal's width: its own way imports shutil,
+        which imports bz2, lzma and zlib (0.6 MiB and milliseconds at every start
+        of a command, the supervisor's included), since every add_argument makes one."""
+
+        def __init__(
+            self,
+            prog: str,
+            indent_increment: int = 2,
+            max_help_position: int = 24,
+            width: int | None = None,
+        ) -> None:
+            if width is None:
+                width = _columns() - 2  # as argparse does with shutil's answer
+            super().__init__(prog, indent_increment, max_help_position, width)
+
+    class Parser(argparse.ArgumentParser):
+        """Its subcommands' parsers are of its class: each gets the formatter."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", Formatter)
+            super().__init__(*args, **kwargs)
+
+    parser = Parser(
         prog="daemonctx",
         description="Run a program as a daemon with a pidfile, and control it.",
         epilog="Run 'daemonctx COMMAND --help' for a command's options.",

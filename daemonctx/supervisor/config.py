@@ -15,13 +15,11 @@ naming the file, the table and the key. Nothing here touches the system except
 
 from __future__ import annotations
 
-import difflib
 import grp
 import json
 import os
 import pwd
 import re
-import shlex
 import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -126,6 +124,13 @@ class ConfigError(DaemonError, ValueError):
         return (type(self), args)
 
 
+def _split_words(text: str) -> list[str]:
+    """A command given as text, split as a shell would (shlex, loaded when used)."""
+    import shlex
+
+    return shlex.split(text)
+
+
 def _toml_key(key: str) -> str:
     """``key`` as TOML writes it: bare, or quoted (and escaped, so always one line)."""
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
@@ -141,6 +146,8 @@ def _got(value: Any) -> str:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib  # on a mistake only
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -504,7 +511,7 @@ class Program:
     name: str
     command: Sequence[str] = field(
         metadata=_meta(
-            _Type("list of strings", _command, shlex.split),
+            _Type("list of strings", _command, _split_words),
             "the program and its arguments (required); no shell is involved",
         )
     )

@@ -635,11 +635,7 @@ class Supervisor:
             return
         handler: logging.Handler
         if self.config.log is not None:
-            from logging.handlers import WatchedFileHandler
-
-            fd = open_log(self.config.log, "supervisor log")
-            os.close(fd)  # checked and created safely; the handler reopens it by name
-            handler = WatchedFileHandler(self.config.log)
+            handler = _LogFileHandler(self.config.log)
         else:
             handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
@@ -1779,6 +1775,49 @@ class _Refused(Exception):
         self.message = message
 
 
+class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The supervisor's log file, opened with ``paths.open_log`` (safely, as root),
+    and opened again the same way when the file at its path is no longer the one
+    written to (logrotate moved or removed it): the job of logging.handlers'
+    WatchedFileHandler, which reopens by name, following symlinks, and whose
+    module imports pickle and queue (1.3 MiB of the supervisor's memory)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._identity = (0, 0)
+        super().__init__(self._open())
+
+    def _open(self) -> Any:
+        fd = open_log(self.path, "supervisor log")
+        st = os.fstat(fd)
+        self._identity = (st.st_dev, st.st_ino)
+        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            st = os.stat(self.path)
+            moved = (st.st_dev, st.st_ino) != self._identity
+        except FileNotFoundError:
+            moved = True
+        except OSError:
+            moved = False
+        if moved:
+            try:
+                stream = self._open()
+            except OSError:
+                pass  # (an unsafe path now, a full disk): on in the file we have
+            else:
+                old = self.setStream(stream)
+                if old is not None:
+                    old.close()
+        super().emit(record)
+
+    def close(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.close()
+        super().close()
+
+
 class _LogAfterwards:
     """Hold back what the supervisor logs in the block, and write it at its end,
     after ``first`` (``log.info``'s arguments): the work first, then the log
@@ -2042,10 +2081,13 @@ def check_config_file(path: str) -> None:
     check_owned_file(st, path, "configuration file")
 
 
+def _executable(path: str) -> bool:
+    """What ``shutil.which`` accepts (whose module imports bz2 and lzma)."""
+    return os.access(path, os.X_OK) and not os.path.isdir(path)
+
+
 def _check_executable(config: SupervisorConfig, program: Program) -> None:
     """The command must name an executable file (PATH searched, as Popen does)."""
-    import shutil
-
     command = program.command[0]
     where = f"program.{program.name}" if config.path else None
     if "/" in command:
@@ -2060,7 +2102,7 @@ def _check_executable(config: SupervisorConfig, program: Program) -> None:
             )
         return
     path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
-    if shutil.which(command, path=path) is None:
+    if not any(_executable(os.path.join(folder or ".", command)) for folder in path.split(":")):
         raise ConfigError(
             config.path, where, "command", f"{command}: not found in PATH", program.name
         )

@@ -37,7 +37,6 @@ from __future__ import annotations
 import errno as errnos
 import math
 import os
-import random
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -48,6 +47,7 @@ from .record import record
 from .results import format_seconds
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Callable, Sequence
 
 __all__ = [
@@ -309,12 +309,27 @@ class ProgramStatus:
     status_text: str  # the program's last STATUS=
 
 
+_rng: random.Random | None = None
+
+
+def _jitter() -> float:
+    """A float in [0, 1) for the backoff jitter: ``random`` is loaded at the first
+    backoff (its import and its generator's state cost the supervisor memory)."""
+    global _rng
+    if _rng is None:
+        import random
+
+        _rng = random.Random()
+    return _rng.random()
+
+
 class StateMachine:
     """One program's supervision: call an event method, perform the actions it returns.
 
     Starts ``stopped``; the supervisor calls ``start(now)`` for programs that
     start at boot. ``rng`` is a ``random.Random`` or a callable returning a
-    float in [0, 1) for the backoff jitter (default: a fresh ``random.Random``).
+    float in [0, 1) for the backoff jitter (default: one ``random.Random`` for all
+    machines, made at the first backoff).
     ``policy`` is read at each event, so a reload may replace it.
     """
 
@@ -328,7 +343,7 @@ class StateMachine:
         check_policy(policy)
         self.policy = policy
         self._random: Callable[[], float] = (
-            rng.random if isinstance(rng, random.Random) else rng or random.Random().random
+            _jitter if rng is None else rng if callable(rng) else rng.random
         )
         self.state = State.STOPPED
         self.since = now
