@@ -338,3 +338,36 @@ def test_daemonctx_supervise_with_150_programs_forks_them_from_its_spawner(
     )
     assert second in task_children(supervisor, spawner)
     wait_for(lambda: sorted(os.listdir(f"/proc/{second}/fd")) == ["0", "1", "2"], what="0-2")
+
+
+@pytest.mark.parametrize("kind", ["flock", "lockf"])
+def test_the_spawner_closing_its_copies_drops_no_lock_of_ours(tmp_path: Path, kind: str) -> None:
+    """An application's POSIX lock (SQLite takes them) is dropped when its process
+    closes any descriptor of the file: not when the spawner closes its copy, whose
+    table is another owner. Nor an flock (the control socket's, a pidfile's)."""
+    import fcntl
+
+    path = tmp_path / "locked"
+    call = "flock" if kind == "flock" else "lockf"
+    probe = (
+        f"import fcntl\nf = open({str(path)!r}, 'w')\n"
+        f"try:\n    fcntl.{call}(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except OSError:\n    print('held')"
+    )
+
+    def held() -> bool:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        return out.stdout.strip() == "held"
+
+    with open(path, "w") as f:
+        if kind == "flock":
+            fcntl.flock(f, fcntl.LOCK_EX)
+        else:
+            fcntl.lockf(f, fcntl.LOCK_EX)
+        assert held()
+        with Spawner() as spawner:
+            thread = spawner.thread
+            assert thread is not None and thread.native_id is not None
+            assert f.fileno() not in task_fds(thread.native_id)  # its copy is closed
+            assert held()
+        assert held()
