@@ -436,3 +436,31 @@ def test_the_guard_holds_no_descriptor_the_supervisor_inherited(
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_running_supervisor_has_not_loaded_what_it_does_not_use(
+    supervisors: Supervisors,
+) -> None:
+    """Each module is memory for the supervisor's whole life (its RSS is a goal of
+    the benchmark): argparse's help formatter would load shutil (bz2, lzma), the
+    log's WatchedFileHandler logging.handlers (pickle, queue); difflib, shlex and
+    random wait until a mistake, a command as text, a backoff needs them."""
+    heavy = ("shutil", "bz2", "lzma", "logging.handlers", "pickle", "queue")
+    heavy += ("difflib", "shlex", "random")
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print([m for m in {heavy!r} if m in sys.modules]))\n"
+        "from daemonctx.cli import main\n"
+        f"sys.exit(main(['supervise', '--config', {str(supervisors.config_path)!r}, "
+        "'--foreground']))\n"
+    )
+    proc = supervisors.popen(
+        [sys.executable, "-c", code], env=supervisors.env, stdout=subprocess.PIPE, text=True
+    )
+    supervisors.wait_answering(proc)
+    assert supervisors.status("web").running
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert out.strip().splitlines()[-1] == "[]"

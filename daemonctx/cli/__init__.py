@@ -46,8 +46,10 @@ def _columns() -> int:
     if columns > 0:
         return columns
     stdout = sys.__stdout__
+    if stdout is None:
+        return 80
     try:
-        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout else 80
+        return os.get_terminal_size(stdout.fileno()).columns or 80
     except (ValueError, OSError):  # not a terminal, or closed
         return 80
 

@@ -4,10 +4,10 @@ A fork copies the forking thread's descriptor table, and the child closes all
 but three of them again before its exec, while Popen waits. With 1,000
 programs the supervisor holds some 3,000 descriptors (a pidfd and two pipes
 each), cold in the cache: measured, the child's ``close_range`` alone took 0.4
-to 0.8 ms, the table's copy more, on every restart. A ``Spawner`` thread calls
+to 0.8 ms on every restart, the table's copy besides. A ``Spawner`` thread calls
 ``unshare(CLONE_FILES)``: from then on its table is its own, it closes all it
 copied, and a program forked from it copies almost nothing. The loop thread
-hands it one start at a time and waits for it (a few tens of µs), passing the
+hands it one start at a time and waits for it (60 to 130 µs more), passing the
 program's stdout and stderr over a socket pair (SCM_RIGHTS), since a
 descriptor the loop opens later is not in the spawner's table.
 
@@ -35,8 +35,8 @@ _T = TypeVar("_T")
 
 
 class SpawnerGone(OSError):
-    """The spawner's thread no longer answers: nothing was started. Fork from the
-    loop's thread from now on."""
+    """The spawner's thread ended before it finished the start asked of it: fork
+    from the loop's thread from now on."""
 
 
 def _unshare_files() -> None:
