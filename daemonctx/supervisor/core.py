@@ -917,7 +917,7 @@ class Supervisor:
             )
             try:
                 spawned = start(spawner=spawner)
-            except SpawnerGone as exc:  # (a bug): on without it, this start included
+            except SpawnerGone as exc:  # its thread ended (a bug): on without it, from now
                 log.info("programs are forked from the loop's thread: %s", exc.strerror)
                 self._spawner, self._spawner_refused = None, True
                 spawned = start()
@@ -951,10 +951,10 @@ class Supervisor:
         below that, or where a thread cannot have a table of its own."""
         if self._spawner is None and not self._spawner_refused and loop.watched >= SPAWNER_FROM:
             wakeup = loop.wakeup_fd
-            spawner = Spawner(keep=() if wakeup is None else (wakeup,))
             try:
+                spawner = Spawner(keep=() if wakeup is None else (wakeup,))
                 spawner.start()
-            except OSError as exc:
+            except OSError as exc:  # refused, or out of descriptors: for good, said once
                 self._spawner_refused = True
                 log.info("programs are forked from the loop's thread: %s", exc.strerror or exc)
             else:
