@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GRACE", "exited", "open_pidfd", "signal_and_wait", "terminate", "wait_any", "wait_exit"]
 
+
 def open_pidfd(pid: int) -> int | None:
     """A pidfd for ``pid``; None when it is gone, or pidfds are not available here."""
     try:

@@ -153,8 +153,9 @@ def test_out_of_descriptors_a_client_waits_without_a_busy_loop(supervisors: Supe
     subprocess.run([*limit, f"--nofile=3:{hard}"], check=True)
     try:
         before = cpu_seconds(proc.pid)
-        with Client(supervisors.control, timeout=1.0) as client, pytest.raises(
-            CommandError, match="no answer"
+        with (
+            Client(supervisors.control, timeout=1.0) as client,
+            pytest.raises(CommandError, match="no answer"),
         ):
             client.ping()  # connected (the backlog), never accepted
         spent = cpu_seconds(proc.pid) - before
@@ -184,4 +185,3 @@ def test_the_guard_takes_the_hard_limit_for_the_programs_a_reload_adds(
     guard = guard_of(proc.pid)
     assert open_files_limit(proc.pid) == (1024, hard)
     wait_for(lambda: open_files_limit(guard) == (hard, hard), what="the guard's limit")
-
