@@ -392,7 +392,11 @@ def test_reader_never_sees_another_pid_than_the_holders(
     running = [s for s in seen if s[3].running]
     assert sum(map(len, intervals.values())) >= 20 and len(intervals) >= 2
     assert len(running) >= 50
-    assert sum(s[3].pid is not None for s in running) >= len(running) * 0.9
+    # Not vacuous: the pid is known most of the time. From the file's content it is
+    # unknown while a new holder rewrites it: 91 % to 99 % known here (and 89.99 % once,
+    # in a CI run on 3.13), 100 % from /proc/locks.
+    floor = 0.9 if source == "/proc/locks" else 0.75
+    assert sum(s[3].pid is not None for s in running) >= len(running) * floor
     for t0, t1, from_file, status in running:
         if status.pid is not None:
             assert held_during(status.pid, t0, t1), (status, t0, t1)
