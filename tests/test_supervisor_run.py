@@ -11,6 +11,7 @@ from CLOCK_BOOTTIME, one clock for every process. Every process carries the
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -440,9 +441,16 @@ def test_instances_run_as_separate_processes_named_by_index(supervisors: Supervi
     assert {info.program for info in infos} == {"web"}
     pids = [info.pid for info in infos]
     assert len(set(pids)) == 3 and None not in pids
+
+    def mark(pid: int) -> str | None:
+        return environ(pid).get("DAEMONCTX_PROGRAM")
+
     for info in infos:
-        assert info.pid is not None
-        assert environ(info.pid)["DAEMONCTX_PROGRAM"] == info.name
+        pid = info.pid
+        assert pid is not None
+        # The supervisor sees the exec succeed before the kernel has set up the new
+        # image's environment: /proc/<pid>/environ is empty for that moment.
+        assert wait_for(functools.partial(mark, pid), what="its environ") == info.name
 
     stopped = supervisors.ctl("stop", "web")
     assert stopped.returncode == 0, stopped
