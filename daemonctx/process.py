@@ -174,11 +174,14 @@ def install_signal_handlers(handlers: Mapping[int, Handler]) -> None:
 # where the kernel has it. Looping up to the limit, as python-daemon does,
 # takes seconds when a container sets the limit to a billion.
 
-_FD_DIRS = ("/proc/self/fd", "/dev/fd")
+# thread-self: the calling thread's table, which is the process's unless the thread
+# unshared it (the supervisor's spawner thread); /proc/self/fd is the main thread's.
+_FD_DIRS = ("/proc/thread-self/fd", "/proc/self/fd", "/dev/fd")
 
 
 def open_fds() -> list[int] | None:
-    """Return the open fds of this process, sorted, or None if they cannot be listed."""
+    """Return the open fds of this process (of the calling thread's own table, if it
+    has one), sorted, or None if they cannot be listed."""
     for directory in _FD_DIRS:
         try:
             names = os.listdir(directory)

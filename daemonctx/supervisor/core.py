@@ -918,8 +918,7 @@ class Supervisor:
             try:
                 spawned = start(spawner=spawner)
             except SpawnerGone as exc:  # its thread ended (a bug): on without it, from now
-                log.info("programs are forked from the loop's thread: %s", exc.strerror)
-                self._spawner, self._spawner_refused = None, True
+                self._no_spawner(exc)
                 spawned = start()
         except (SpawnError, OSError) as exc:
             number = exc.errno or errnos.EIO
@@ -954,12 +953,16 @@ class Supervisor:
             try:
                 spawner = Spawner(keep=() if wakeup is None else (wakeup,))
                 spawner.start()
-            except OSError as exc:  # refused, or out of descriptors: for good, said once
-                self._spawner_refused = True
-                log.info("programs are forked from the loop's thread: %s", exc.strerror or exc)
+            except OSError as exc:  # refused, or out of descriptors
+                self._no_spawner(exc)
             else:
                 self._spawner = spawner
         return self._spawner
+
+    def _no_spawner(self, reason: OSError) -> None:
+        """Fork from the loop's thread for good, and say why once."""
+        self._spawner, self._spawner_refused = None, True
+        log.info("programs are forked from the loop's thread: %s", reason.strerror or reason)
 
     def _read_pipe(self, instance: Instance, capture: Capture, fd: int, stream: str) -> None:
         """Feed what the program writes on ``fd`` to its capture, until EOF."""

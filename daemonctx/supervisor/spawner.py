@@ -28,6 +28,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
+from ..process import close_fds, fd_gaps
+
 __all__ = ["Spawner", "SpawnerGone"]
 
 CLONE_FILES = 0x400
@@ -55,26 +57,6 @@ def _unshare_files() -> None:
     if libc.unshare(CLONE_FILES) != 0:
         number = ctypes.get_errno()
         raise OSError(number, f"unshare(CLONE_FILES): {os.strerror(number)}")
-
-
-def _close_all_but(keep: Iterable[int]) -> None:
-    """Close every descriptor of this thread's table from 3 up, but those in ``keep``."""
-    keep = set(keep)
-    try:
-        listed = [int(name) for name in os.listdir("/proc/thread-self/fd")]
-    except OSError:  # no /proc: every number up to the limit
-        low = 3
-        for fd in sorted(fd for fd in keep if fd >= 3):
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), low + 1))
-        return
-    for fd in listed:
-        if fd >= 3 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:  # the listing's own descriptor, closed by now
-                pass
 
 
 class Spawner:
@@ -174,7 +156,7 @@ class Spawner:
             return
         # From here the table is this thread's: what it closes, it closes for itself.
         try:
-            _close_all_but({*self._keep, theirs})
+            close_fds(fd_gaps({0, 1, 2, *self._keep, theirs}))  # this thread's table
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             for fd in (0, 1, 2):  # no copy of the supervisor's old log stays open here
                 os.dup2(null, fd, inheritable=False)
