@@ -126,7 +126,10 @@ def _guarded(found: Found, real: str, every_holder: bool) -> bool:
         st = os.fstat(fd)
         if _pidfile._untrusted(guard, st) is not None or not _pidfile._is_held(fd):
             return False
-        found.held, found.deleted = True, True
+        # A daemon that created and locked the pidfile (and this link) since we
+        # looked at ``real`` is holding it, not hiding it: held, not deleted.
+        at_path = _pidfile._is_at_path(real, fd)
+        found.held, found.deleted, found.exists = True, not at_path, found.exists or at_path
         found.keys = (procfs.file_key(st),)
         found.recorded_pid = _pidfile._pid_in(fd)
         _prove(found, st.st_mtime, every_holder)

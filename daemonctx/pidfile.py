@@ -499,6 +499,10 @@ class PIDLockFile:
         if held is not None:
             guard_fd, holder = held
             try:
+                # A daemon that created and locked the pidfile (and its guard) since
+                # we looked at it is holding it, not hiding it: held, not deleted.
+                if _is_at_path(real, guard_fd):
+                    raise _lockfile_error("AlreadyLocked", _held_message(self.path, holder))
                 restored = _restore(real, guard_fd)
             finally:
                 os.close(guard_fd)

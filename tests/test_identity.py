@@ -344,6 +344,41 @@ def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
         assert read_pidfile_status(pidfile).pid == daemon
 
 
+def test_a_daemon_that_starts_between_the_two_looks_is_running_not_deleted(
+    tmp_path: Path, processes: ProcessTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``find`` looks at the pidfile, then follows its guard link (the name that
+    outlives a deleted pidfile). A daemon that creates and locks both in between
+    holds the pidfile: running, not "deleted or replaced" (which a second
+    simultaneous `daemonctx start` reported). The pause between the two looks
+    is made here: a real holder starts right after the first one."""
+    import daemonctx.identity as module
+
+    path = str(tmp_path / "app.pid")
+    first_look = module._look
+    holders: list[int] = []
+
+    def then_a_holder_starts(seen: str, every_holder: bool) -> module.Found | None:
+        found = first_look(seen, every_holder)
+        if not holders:
+            holder = processes.popen(
+                [sys.executable, str(PROGRAMS / "pidfile_holder.py"), path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=ENV,
+            )
+            assert holder.stdout is not None
+            assert holder.stdout.readline().split()[0] == b"ready"
+            assert holder.stdout.readline().split()[0] == b"locked"
+            holders.append(holder.pid)
+        return found
+
+    monkeypatch.setattr(module, "_look", then_a_holder_starts)
+    state = status(path)
+    (holder,) = holders
+    assert (state.state, state.pid, state.deleted) == (ServiceState.RUNNING, holder, False)
+
+
 # -- 6. log files -------------------------------------------------------------------
 
 

@@ -405,6 +405,33 @@ def test_reader_never_sees_another_pid_than_the_holders(
     assert not os.path.exists(path)
 
 
+def test_a_holder_that_comes_between_the_two_looks_is_named_not_called_deleted(
+    spawn: Callable[..., Child], path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fail_if_held`` looks at the pidfile, then at its guard link (the name that
+    outlives a deleted pidfile). A daemon that creates and locks both in between
+    holds the pidfile: "locked by running process N", not "deleted or replaced"
+    (seen under load, among twenty simultaneous starts). The pause between the two
+    looks is made here: a real holder starts right after the first one."""
+    import daemonctx.pidfile as module
+
+    first_look = module.read_pidfile_status
+    holders: list[Child] = []
+
+    def then_a_holder_starts(seen: str) -> PidfileStatus:
+        status = first_look(seen)
+        if not holders:
+            holders.append(start_holder(spawn, path))
+        return status
+
+    monkeypatch.setattr(module, "read_pidfile_status", then_a_holder_starts)
+    with pytest.raises(lockfile.AlreadyLocked) as raised:
+        PIDLockFile(path).fail_if_held()
+    (holder,) = holders
+    assert str(raised.value) == f"{path} is locked by running process {holder.pid}"
+    assert first_look(path).pid == holder.pid
+
+
 def test_positive_timeout_returns_promptly_when_holder_releases(
     spawn: Callable[..., Child], path: str
 ) -> None:
