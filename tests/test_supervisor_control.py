@@ -42,6 +42,7 @@ from conftest import (
     needs_tools,
     pid_alive,
     proc_stat,
+    proc_status,
     python_program,
     run_as_nobody,
     run_in_child,
@@ -808,6 +809,26 @@ def test_registered_commands_are_listed_and_called(supervisors: Supervisors) -> 
 
     result = supervisors.ctl("call", "flushed")  # only the call that succeeded did anything
     assert (result.returncode, json.loads(result.stdout)) == (0, ["eu"])
+
+
+def test_a_signal_the_application_ignores_later_is_default_in_its_programs(
+    supervisors: Supervisors,
+) -> None:
+    """Application code (a registered command) ignores SIGUSR2 once the supervisor
+    runs: a program started after that still gets SIGUSR2's default action. The
+    supervisor reads what it ignores once per loop iteration (one read for a boot
+    wave), so the restart's spawn sees the change."""
+    proc = start_app(supervisors)
+    usr2 = 1 << (signal.SIGUSR2 - 1)
+    before = web_pid(supervisors)
+    assert not int(proc_status(before)["SigIgn"], 16) & usr2
+    result = supervisors.ctl("call", "ignore", '{"name": "SIGUSR2"}')
+    assert result.returncode == 0, result.stderr
+    assert int(proc_status(proc.pid)["SigIgn"], 16) & usr2  # the supervisor ignores it now
+    assert supervisors.ctl("restart", "web").returncode == 0
+    after = web_pid(supervisors)
+    assert after != before
+    assert not int(proc_status(after)["SigIgn"], 16) & usr2
 
 
 def test_a_builtin_name_cannot_be_registered(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ from .spawn import (
     Spawned,
     SpawnError,
     exited,
+    ignored_signals,
     reap,
     restore_signals,
     set_child_subreaper,
@@ -431,6 +432,8 @@ class Supervisor:
         ) = None
         self._pid_one = False
         self._ignored: dict[int, Any] = {}
+        # (loop iteration, the signals we ignore then): one read for a boot wave
+        self._ignored_cache: tuple[int, list[int]] | None = None
         self._notify_address: str | None = None
         self._phase = "new"  # new, boot, running, shutdown, done
         self._waves: list[list[Instance]] = []
@@ -914,6 +917,7 @@ class Supervisor:
                 stdout=out_write,
                 stderr=err_write,
                 death_signal=self._guard is None and not self._pid_one,
+                ignored=self._ignored_now(loop),
             )
             try:
                 spawned = start(spawner=spawner)
@@ -944,6 +948,15 @@ class Supervisor:
         self._sessions[spawned.pid] = instance
         loop.add_reader(spawned.pidfd, lambda: self._leader_exited(instance, spawned))
         self._perform(instance, instance.machine.spawned(loop.time(), spawned.pid))
+
+    def _ignored_now(self, loop: EventLoop) -> list[int]:
+        """The signals we ignore (each spawn resets them in its child), read once
+        per loop iteration: a boot wave starts every program in one, and only a
+        callback of ours could change them in between."""
+        cache = self._ignored_cache
+        if cache is None or cache[0] != loop.iteration:
+            cache = self._ignored_cache = (loop.iteration, ignored_signals())
+        return cache[1]
 
     def _spawner_now(self, loop: EventLoop) -> Spawner | None:
         """The spawner thread, started once we hold SPAWNER_FROM descriptors; None

@@ -56,6 +56,7 @@ __all__ = [
     "SpawnError",
     "Spawned",
     "exited",
+    "ignored_signals",
     "reap",
     "restore_signals",
     "set_child_subreaper",
@@ -150,8 +151,10 @@ def set_child_subreaper() -> None:
         raise OSError(number, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(number)}")
 
 
-def _ignored_signals() -> list[int]:
-    """The signals this process ignores, but those Popen restores itself."""
+def ignored_signals() -> list[int]:
+    """The signals this process ignores, but those Popen restores itself. Read
+    from /proc/self/status (tens of µs): a caller that starts many programs at
+    once reads it once and gives it to each ``spawn``."""
     try:
         with open("/proc/self/status", "rb") as status:
             for line in status:
@@ -186,7 +189,7 @@ def take_over_ignored_signals() -> dict[int, Any]:
     the main thread may do this: elsewhere it does nothing (spawn then resets
     them in each child)."""
     taken: dict[int, Any] = {}
-    for number in _ignored_signals():
+    for number in ignored_signals():
         if number in _KEEP_IGNORED:
             continue
         try:
@@ -288,6 +291,7 @@ def spawn(
     stderr: int | None = None,
     death_signal: bool = True,
     spawner: Spawner | None = None,
+    ignored: list[int] | None = None,
 ) -> Spawned:
     """Start ``program`` (the instance ``name``): in a session and process group
     of its own, in ``program.directory``, with ``environment`` (the supervisor's)
@@ -297,7 +301,8 @@ def spawn(
     signal actions, an empty signal mask, and with ``death_signal`` SIGKILL when
     the supervisor (this thread) dies. With ``spawner``, the program is forked
     from the spawner's thread (spawner.py: its descriptor table is small); the
-    environment, user and group are looked up here all the same.
+    environment, user and group are looked up here all the same. ``ignored``:
+    what ``ignored_signals()`` returned, when the caller read it (None: read here).
 
     Raises ``SpawnError`` when it cannot be started (the exec's errno, or ENOENT
     for a user or group that is no more).
@@ -309,7 +314,7 @@ def spawn(
     env.pop("NOTIFY_SOCKET", None)
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
-    start = functools.partial(_popen, program, argv, env, uid, gid, groups, death_signal)
+    start = functools.partial(_popen, program, argv, env, uid, gid, groups, death_signal, ignored)
     popen = start(stdout, stderr) if spawner is None else spawner.run(start, stdout, stderr)
     started = time.monotonic()
     try:
@@ -330,12 +335,14 @@ def _popen(
     gid: int | None,
     groups: list[int] | None,
     death_signal: bool,
+    ignored: list[int] | None,
     stdout: int | None,
     stderr: int | None,
 ) -> subprocess.Popen[bytes]:
     """The Popen of ``spawn``, in the thread that forks: the signal mask the child
     would inherit, and the parent-death signal, are this thread's."""
-    ignored = _ignored_signals()
+    if ignored is None:
+        ignored = ignored_signals()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     setup: Callable[[], None] | None = None
     if death_signal or ignored or blocked:

@@ -10,7 +10,9 @@ JSON is an object with ``control`` (the socket, required) and optionally
   returns how many entries it dropped; an unknown region raises ValueError;
 - ``version() -> str`` (read-only);
 - ``flushed() -> list[str]`` (read-only, named with ``name=``): the regions
-  flushed so far, so a test can see that a refused call did nothing.
+  flushed so far, so a test can see that a refused call did nothing;
+- ``ignore(name: str) -> None``: the supervisor ignores signal ``name``
+  (``"SIGUSR2"``) from now on, as application code may.
 
 It serves in the foreground and exits with ``serve()``'s status.
 """
@@ -18,6 +20,7 @@ It serves in the foreground and exits with ``serve()``'s status.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from daemonctx.supervisor import Program, Supervisor
@@ -54,6 +57,11 @@ def main() -> int:
     def flushed_regions() -> list[str]:
         """The regions flushed so far."""
         return flushed
+
+    @sup.command
+    def ignore(name: str) -> None:
+        """Ignore a signal in the supervisor from now on."""
+        signal.signal(signal.Signals[name], signal.SIG_IGN)
 
     return sup.serve()
 
