@@ -264,6 +264,14 @@ def is_running(pid: int) -> bool:
     return fields is not None and fields[0] not in (b"Z", b"X")
 
 
+def live_group(pid: int) -> int | None:
+    """The process group of ``pid`` while it runs; None once it is gone or a zombie."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 3 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[2])
+
+
 def session_id(pid: int) -> int | None:
     """The session ``pid`` belongs to; None if it is gone."""
     fields = _stat_fields(pid)

@@ -52,6 +52,7 @@ DOUBLE_FORK = PROGRAMS / "sup_double_fork.py"
 ORPHANS = PROGRAMS / "sup_orphans.py"
 SIGNAL_COUNTER = PROGRAMS / "sup_signal_counter.py"
 IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
+GROUP_STOP = PROGRAMS / "sup_group_stop.py"
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 # Scheduling slack on top of a delay the supervisor chose: its reaction to the
@@ -303,8 +304,9 @@ def test_stop_kills_the_group_when_a_child_ignores_sigterm(
 ) -> None:
     """A shell whose child ignores SIGTERM. When the shell ignores it too, the
     group gets SIGKILL after stop_timeout (0.5 s); when the shell dies of it, the
-    rest of its group is killed at once. Either way `ctl stop` returns once both
-    are gone and reaped (the child, orphaned, is the supervisor's to reap)."""
+    rest of its group still has stop_timeout (the shell kept unreaped, so its group
+    id stays its own), then SIGKILL. Either way `ctl stop` returns once both are
+    gone and reaped (the child, orphaned, is the supervisor's to reap)."""
     pidfile = tmp_path / "child.pid"
     trap = "trap '' TERM; " if shell_ignores else ""
     script = f"{trap}{PY} {IGNORE_TERM} {pidfile} & wait"
@@ -328,13 +330,10 @@ def test_stop_kills_the_group_when_a_child_ignores_sigterm(
     assert info.state == "stopped"
     assert info.last_exit is not None
     log = log_text(supervisors)
-    if shell_ignores:
-        assert took >= 0.5, "SIGKILL only after stop_timeout"
-        assert info.last_exit.text == "killed by SIGKILL"
-        assert re.search(rf"SIGKILL sent {DURATION} ago, SIGTERM ignored for 0.5 s", log), log
-    else:
-        assert info.last_exit.text == "killed by SIGTERM"
-        assert "SIGKILL sent" not in log
+    assert took >= 0.5, "SIGKILL only after stop_timeout"
+    assert re.search(rf"SIGKILL sent {DURATION} ago, SIGTERM ignored for 0.5 s", log), log
+    shell_died_of = "SIGKILL" if shell_ignores else "SIGTERM"
+    assert info.last_exit.text == f"killed by {shell_died_of}"
 
 
 def test_double_forked_grandchild_is_adopted_attributed_and_killed_at_stop(
@@ -746,6 +745,80 @@ def test_ctl_signal_reaches_each_process_of_the_program_once(
     got = lines()
     for role in ("leader", "orphan"):
         assert sum(line.startswith(role) and line.endswith(" SIGTERM") for line in got) == 1, got
+
+
+def _worker_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_stop_lets_the_rest_of_the_group_finish_when_the_leader_goes_first(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """`ctl stop` sends SIGTERM to the program's group. Its leader dies at once; a
+    worker in the group takes its time to finish (a shell that runs the real
+    program as a child is such a leader). The worker keeps the rest of the
+    stop's time: no SIGKILL when the leader is gone (the leader stays unreaped
+    meanwhile, so its group id stays its own), and the stop returns once the
+    worker is done."""
+    events, gate = tmp_path / "events", tmp_path / "gate"
+    os.mkfifo(gate)
+    supervisors.config(
+        {"web": {"command": [PY, str(GROUP_STOP), str(events), str(gate)], "stop_timeout": 30}}
+    )
+    supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    leader = supervisors.status("web").pid
+    stop = supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: len(_worker_lines(events)) > 1 or not pid_alive(worker), what="the worker's SIGTERM"
+    )
+    wait_for(lambda: not pid_alive(leader), what="the leader's exit")
+    assert _worker_lines(events)[1:] == [f"worker {worker} SIGTERM"]
+    assert pid_alive(worker), "killed when its leader exited"
+    assert stop.poll() is None, stop.communicate()
+    with open(gate, "w"):  # the worker may finish now
+        pass
+    assert stop.wait(20) == 0, stop.communicate()
+    assert _worker_lines(events)[2:] == [f"worker {worker} done"]
+    assert not os.path.exists(f"/proc/{worker}") and not os.path.exists(f"/proc/{leader}")
+    with supervisors.client() as client:
+        ((info, runs),) = client.why("web")
+    assert info.state == "stopped" and runs[-1].steps == ("SIGTERM",), runs[-1]
+
+
+def test_a_worker_that_ignores_the_stop_gets_sigkill_at_the_ladders_end(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The same group, its worker ignoring SIGTERM: the leader's exit does not end
+    the stop; the ladder's next step, SIGKILL 0.5 s later, reaches the worker
+    through the group (its id still the unreaped leader's)."""
+    events, gate = tmp_path / "events", tmp_path / "gate"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(GROUP_STOP), str(events), str(gate), "--ignore"],
+                "stop": ["TERM", 0.5, "KILL"],
+            }
+        }
+    )
+    supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    began = time.monotonic()
+    assert supervisors.ctl("stop", "web").returncode == 0
+    assert time.monotonic() - began >= 0.5
+    assert not os.path.exists(f"/proc/{worker}")
+    with supervisors.client() as client:
+        ((info, runs),) = client.why("web")
+    first, kill = runs[-1].steps
+    assert (info.state, first, kill.split(" after ")[0]) == ("stopped", "SIGTERM", "SIGKILL")
 
 
 @pytest.mark.parametrize("how", ["ctl shutdown", "SIGTERM"])

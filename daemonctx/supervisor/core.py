@@ -8,10 +8,12 @@ READY=1, a timer, a control request) and performs the actions it returns
 
 Tracking, as docs/DESIGN.md says: a program's leader is watched through its
 pidfd and stays unreaped until what is left of its process group has been
-killed; the supervisor is a child subreaper, so descendants that escape the
-group come back to it as children. They carry ``DAEMONCTX_PROGRAM`` in their
-environment (set at spawn), which attributes them to their program: they get
-its stop signals and are killed when its leader exits. SIGCHLD reaps those
+killed (during a stop, until the rest of the group has stopped too, or the
+stop's ladder has killed it); the supervisor is a child subreaper, so
+descendants that escape the group come back to it as children. They carry
+``DAEMONCTX_PROGRAM`` in their environment (set at spawn), which attributes
+them to their program: they get its stop signals and are killed when its
+leader exits. SIGCHLD reaps those
 orphans by pid, after a ``WNOWAIT`` look, so a leader is never reaped behind
 the state machine's back.
 """
@@ -173,6 +175,9 @@ class Instance:
         self.removing = False  # a reload removed it: forgotten once stopped
         self.held = False  # stopped on request: at boot, not waited for
         self.orphans = False  # a run ended: its escaped descendants are still to kill
+        # pid -> pidfd: what got a stop signal with a leader that exited first, and
+        # still runs; waited for (the leader unreaped: its group id stays its own)
+        self.survivors: dict[int, int] = {}
 
     @property
     def state(self) -> State:
@@ -252,6 +257,9 @@ class Instance:
     def close(self) -> None:
         """Release what it holds once it is forgotten (its output files)."""
         self._close_outputs()
+        for pidfd in self.survivors.values():
+            os.close(pidfd)
+        self.survivors.clear()
 
     @property
     def alive(self) -> bool:
@@ -1114,6 +1122,8 @@ class Supervisor:
             and _peek_success(spawned.pid)
         )
         if main is None and not forking:  # the run ends with its leader: kill what is left
+            if instance.state is State.STOPPING and self._await_survivors(instance, spawned):
+                return  # they got the stop signal too: the rest of the ladder is theirs
             # its group now, while the group's id is the unreaped leader's; the
             # escaped once a restart is under way (_perform)
             self._signal(instance, signal.SIGKILL, escaped=False)
@@ -1134,6 +1144,69 @@ class Supervisor:
             self._forget_main(instance)
             instance.orphans = True
             self._ended(instance, status)
+
+    def _await_survivors(self, instance: Instance, spawned: Spawned) -> bool:
+        """A stop is under way and the leader exited first: watch what else got the
+        stop signal and still runs (``_survivors``), as long as the stop's ladder
+        lets it (its next step signals them too). The leader stays unreaped, so
+        its group id cannot be another group's meanwhile. True while any runs."""
+        loop = self._loop
+        assert loop is not None
+        for pid in self._survivors(instance, spawned.pid):
+            if pid in instance.survivors:
+                continue
+            pidfd = open_pidfd(pid)
+            if pidfd is None:
+                continue
+            instance.survivors[pid] = pidfd
+            loop.add_reader(pidfd, functools.partial(self._survivor_exited, instance, spawned, pid))
+        if not instance.survivors:
+            return False
+        loop.remove_reader(spawned.pidfd)  # readable until reaped: looked at again after them
+        return True
+
+    def _survivors(self, instance: Instance, group: int) -> list[int]:
+        """The processes that got a stop signal with the leader ``group`` and still
+        run: the rest of its process group and the escaped processes attributed to
+        it. The group's members are in the subtrees of the children we adopted (the
+        leader's orphans are ours now) that carry its name, or none."""
+        self._escaped(instance)  # our children, listed once per loop iteration
+        assert self._escaped_cache is not None
+        found = self._escaped_cache[2]
+        attributed = {pid for _index, pid in found.get(instance.name, [])}
+        pending = [*attributed, *(pid for _index, pid in found.get(None, []))]
+        seen: set[int] = set()
+        survivors = []
+        while pending:
+            pid = pending.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            member_of = procfs.live_group(pid)
+            if member_of is None:
+                continue
+            if member_of == group or pid in attributed:
+                survivors.append(pid)
+            pending.extend(procfs.children(pid))
+        return survivors
+
+    def _survivor_exited(self, instance: Instance, spawned: Spawned, pid: int) -> None:
+        loop = self._loop
+        assert loop is not None
+        pidfd = instance.survivors.pop(pid, None)
+        if pidfd is not None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            try:  # reaped before the stop is reported over, if it is our child
+                os.waitpid(pid, os.WNOHANG)  # unreaped since it exited: still its pid
+            except ChildProcessError:
+                pass
+        if instance.survivors:
+            return
+        # The last one: look again (one may have started another), else the run ends.
+        self._escaped_cache = None
+        self._leader_exited(instance, spawned)
+        self._on_child(signal.SIGCHLD)  # what exited meanwhile: the leader came first
 
     def _record_step(self, instance: Instance, signum: int) -> None:
         """A stop signal sent: recorded in the run (the stop ladder's steps)."""

@@ -1,0 +1,46 @@
+"""A program whose leader dies at once on SIGTERM while a worker in its process
+group takes its time to stop, for tests/test_supervisor_run.py.
+
+    sup_group_stop.py FILE GATE [--ignore]
+
+The leader forks a worker (in the leader's process group) and waits: SIGTERM
+kills it at once (its default action). The worker appends ``worker PID ready``
+to FILE; on SIGTERM it appends ``worker PID SIGTERM``, waits until GATE (a FIFO)
+is opened for writing, appends ``worker PID done`` and exits. With ``--ignore``
+the worker ignores SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from sup_record import append  # this directory is sys.path[0]
+
+
+def work(path: str, gate: str, ignore: bool) -> None:
+    me = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        append(path, f"worker {me} SIGTERM")
+        os.close(os.open(gate, os.O_RDONLY))  # blocks until the test opens it to write
+        append(path, f"worker {me} done")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore else stop)
+    append(path, f"worker {me} ready")
+    while True:
+        signal.pause()
+
+
+def main() -> None:
+    path, gate = sys.argv[1], sys.argv[2]
+    if os.fork() == 0:
+        work(path, gate, "--ignore" in sys.argv[3:])
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()
