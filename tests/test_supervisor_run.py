@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -751,24 +752,28 @@ def _worker_lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.parametrize("forking", [False, True], ids=["leader", "pidfile-daemon"])
 def test_a_stop_lets_the_rest_of_the_group_finish_when_the_leader_goes_first(
-    supervisors: Supervisors, tmp_path: Path
+    supervisors: Supervisors, tmp_path: Path, forking: bool
 ) -> None:
-    """`ctl stop` sends SIGTERM to the program's group. Its leader dies at once; a
-    worker in the group takes its time to finish (a shell that runs the real
-    program as a child is such a leader). The worker keeps the rest of the
-    stop's time: no SIGKILL when the leader is gone (the leader stays unreaped
-    meanwhile, so its group id stays its own), and the stop returns once the
-    worker is done."""
-    events, gate = tmp_path / "events", tmp_path / "gate"
+    """`ctl stop` sends SIGTERM to the program's group. Its leader (or the daemon
+    a `pidfile` program forked) dies at once; a worker in the group takes its
+    time to finish (a shell that runs the real program as a child is such a
+    leader). The worker keeps the rest of the stop's time: no SIGKILL when the
+    leader is gone (the leader stays unreaped meanwhile, so its group id stays
+    its own), and the stop returns once the worker is done."""
+    events, gate, pidfile = tmp_path / "events", tmp_path / "gate", tmp_path / "web.pid"
     os.mkfifo(gate)
-    supervisors.config(
-        {"web": {"command": [PY, str(GROUP_STOP), str(events), str(gate)], "stop_timeout": 30}}
-    )
+    command = [PY, str(GROUP_STOP), str(events), str(gate)]
+    web: dict[str, Any] = {"command": command, "stop_timeout": 30}
+    if forking:
+        web.update(command=[*command, "--daemon", str(pidfile)], pidfile=str(pidfile))
+    supervisors.config({"web": web})
     supervisors.foreground()
     wait_for(lambda: _worker_lines(events), what="the worker ready")
     worker = int(_worker_lines(events)[0].split()[1])
     leader = supervisors.status("web").pid
+    assert leader == (int(pidfile.read_text()) if forking else leader)
     stop = supervisors.popen(
         [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
         env=supervisors.env,

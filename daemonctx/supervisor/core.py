@@ -1122,7 +1122,8 @@ class Supervisor:
             and _peek_success(spawned.pid)
         )
         if main is None and not forking:  # the run ends with its leader: kill what is left
-            if instance.state is State.STOPPING and self._await_survivors(instance, spawned):
+            resume = functools.partial(self._leader_exited, instance, spawned)
+            if self._await_survivors(instance, spawned.pid, spawned.pidfd, resume):
                 return  # they got the stop signal too: the rest of the ladder is theirs
             # its group now, while the group's id is the unreaped leader's; the
             # escaped once a restart is under way (_perform)
@@ -1145,24 +1146,32 @@ class Supervisor:
             instance.orphans = True
             self._ended(instance, status)
 
-    def _await_survivors(self, instance: Instance, spawned: Spawned) -> bool:
-        """A stop is under way and the leader exited first: watch what else got the
-        stop signal and still runs (``_survivors``), as long as the stop's ladder
-        lets it (its next step signals them too). The leader stays unreaped, so
-        its group id cannot be another group's meanwhile. True while any runs."""
+    def _await_survivors(
+        self, instance: Instance, group: int, pidfd: int, resume: Callable[[], None]
+    ) -> bool:
+        """During a stop, the process whose pid is ``group`` (the leader, or an
+        adopted main process leading its group) exited first: watch what else got
+        the stop signal and still runs (``_survivors``) as long as the stop's ladder
+        lets it (its next step signals them too), then ``resume()``. The exited
+        process stays unreaped, so its group id cannot be another group's
+        meanwhile; its ``pidfd`` is not watched until then. True while any runs."""
+        if instance.state is not State.STOPPING:
+            return False
         loop = self._loop
         assert loop is not None
-        for pid in self._survivors(instance, spawned.pid):
+        for pid in self._survivors(instance, group):
             if pid in instance.survivors:
                 continue
-            pidfd = open_pidfd(pid)
-            if pidfd is None:
+            survivor = open_pidfd(pid)
+            if survivor is None:
                 continue
-            instance.survivors[pid] = pidfd
-            loop.add_reader(pidfd, functools.partial(self._survivor_exited, instance, spawned, pid))
+            instance.survivors[pid] = survivor
+            loop.add_reader(
+                survivor, functools.partial(self._survivor_exited, instance, pid, resume)
+            )
         if not instance.survivors:
             return False
-        loop.remove_reader(spawned.pidfd)  # readable until reaped: looked at again after them
+        loop.remove_reader(pidfd)  # readable until reaped: looked at again after them
         return True
 
     def _survivors(self, instance: Instance, group: int) -> list[int]:
@@ -1190,7 +1199,7 @@ class Supervisor:
             pending.extend(procfs.children(pid))
         return survivors
 
-    def _survivor_exited(self, instance: Instance, spawned: Spawned, pid: int) -> None:
+    def _survivor_exited(self, instance: Instance, pid: int, resume: Callable[[], None]) -> None:
         loop = self._loop
         assert loop is not None
         pidfd = instance.survivors.pop(pid, None)
@@ -1205,8 +1214,8 @@ class Supervisor:
             return
         # The last one: look again (one may have started another), else the run ends.
         self._escaped_cache = None
-        self._leader_exited(instance, spawned)
-        self._on_child(signal.SIGCHLD)  # what exited meanwhile: the leader came first
+        resume()
+        self._on_child(signal.SIGCHLD)  # what exited meanwhile: the waiting one came first
 
     def _record_step(self, instance: Instance, signum: int) -> None:
         """A stop signal sent: recorded in the run (the stop ladder's steps)."""
@@ -1330,6 +1339,10 @@ class Supervisor:
         assert loop is not None
         if instance.main is not main or main.pidfd < 0 or not pidfd_exited(main.pidfd):
             return
+        if main.adopted and _group_of(main.pid) == main.pid:  # our child: its group id is its
+            resume = functools.partial(self._main_exited, instance, main)
+            if self._await_survivors(instance, main.pid, main.pidfd, resume):
+                return  # they got the stop signal too: the rest of the ladder is theirs
         self._signal(instance, signal.SIGKILL, escaped=False)  # the escaped: in _perform
         try:
             self._escaped_cache = None  # it may be listed there
@@ -1932,6 +1945,14 @@ class _LogAfterwards:
             log.info(*self.first)
         for record in self.held:
             log.handle(record)
+
+
+def _group_of(pid: int) -> int | None:
+    """The process group of ``pid`` (a zombie's too); None once it is gone."""
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _annotation_text(annotation: Any) -> str:
