@@ -1165,6 +1165,14 @@ class Supervisor:
             survivor = open_pidfd(pid)
             if survivor is None:
                 continue
+            # One that is not our child may have been reaped since it was listed, and
+            # its pid reused. Pinned now: it is still of the group (nobody else can
+            # join it: its id is the unreaped one's) while the pidfd says it runs.
+            if procfs.parent_pid(pid) != os.getpid() and (
+                procfs.live_group(pid) != group or pidfd_exited(survivor)
+            ):
+                os.close(survivor)
+                continue
             instance.survivors[pid] = survivor
             loop.add_reader(
                 survivor, functools.partial(self._survivor_exited, instance, pid, resume)
