@@ -798,6 +798,34 @@ def test_a_stop_lets_the_rest_of_the_group_finish_when_the_leader_goes_first(
     assert info.state == "stopped" and runs[-1].steps == ("SIGTERM",), runs[-1]
 
 
+def test_a_supervisor_killed_while_a_stop_waits_for_the_group_leaves_nothing(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """SIGKILL to the supervisor while a stop waits for the rest of a group (the
+    leader dead, unreaped): its guard kills the worker all the same."""
+    events, gate = tmp_path / "events", tmp_path / "gate"
+    os.mkfifo(gate)
+    supervisors.config(
+        {"web": {"command": [PY, str(GROUP_STOP), str(events), str(gate)], "stop_timeout": 30}}
+    )
+    supervisor = supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    leader = supervisors.status("web").pid
+    supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
+        env=supervisors.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: len(_worker_lines(events)) > 1, what="the worker's SIGTERM")
+    wait_for(lambda: not pid_alive(leader), what="the leader's exit")
+    assert pid_alive(worker)
+    os.kill(supervisor.pid, signal.SIGKILL)
+    wait_gone(worker, 10)
+    assert _worker_lines(events)[1:] == [f"worker {worker} SIGTERM"]
+
+
 def test_a_worker_that_ignores_the_stop_gets_sigkill_at_the_ladders_end(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
