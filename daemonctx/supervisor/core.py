@@ -13,9 +13,8 @@ stop's ladder has killed it); the supervisor is a child subreaper, so
 descendants that escape the group come back to it as children. They carry
 ``DAEMONCTX_PROGRAM`` in their environment (set at spawn), which attributes
 them to their program: they get its stop signals and are killed when its
-leader exits. SIGCHLD reaps those
-orphans by pid, after a ``WNOWAIT`` look, so a leader is never reaped behind
-the state machine's back.
+leader exits. SIGCHLD reaps those orphans by pid, after a ``WNOWAIT`` look,
+so a leader is never reaped behind the state machine's back.
 """
 
 from __future__ import annotations
@@ -1183,10 +1182,11 @@ class Supervisor:
         return True
 
     def _survivors(self, instance: Instance, group: int) -> list[int]:
-        """The processes that got a stop signal with the leader ``group`` and still
-        run: the rest of its process group and the escaped processes attributed to
-        it. The group's members are in the subtrees of the children we adopted (the
-        leader's orphans are ours now) that carry its name, or none."""
+        """The processes that got a stop signal with the process whose pid is
+        ``group`` and still run: the rest of that process group and the escaped
+        processes attributed to the program. The group's members are in the
+        subtrees of the children we adopted (the exited one's orphans are ours
+        now) that carry the program's name, or none."""
         self._escaped(instance)  # our children, listed once per loop iteration
         assert self._escaped_cache is not None
         found = self._escaped_cache[2]
