@@ -525,6 +525,52 @@ def test_ctl_status_loads_no_parser_no_dataclasses_no_typing() -> None:
     assert help_text.returncode == 0 and "COMMAND" in help_text.stdout
 
 
+@pytest.mark.parametrize(
+    ("argv", "taken"),
+    [
+        (["--config", "/s.toml", "--foreground"], True),
+        (["-f", "/s.toml"], True),
+        (["--config=/s.toml", "--log", "/s.log", "--foreground"], True),
+        (["--log=/s.log", "--config", "/s.toml"], True),
+        (["--help"], False),
+        (["--config"], False),  # argparse says what is missing
+        (["--config", "--foreground"], False),
+        (["--config="], False),
+        (["--config", "/a.toml", "--config", "/b.toml"], False),
+        (["--config", "/s.toml", "--foreground", "--foreground"], False),
+        (["--conf", "/s.toml"], False),  # argparse's abbreviations stay argparse's
+        (["-f/s.toml"], False),
+        (["--config", "/s.toml", "--control", "/c.sock"], False),
+        (["--foreground"], False),
+        (["--config", "/s.toml", "extra"], False),
+    ],
+)
+def test_supervise_parses_the_plain_forms_by_hand_and_leaves_the_rest(
+    argv: list[str], taken: bool
+) -> None:
+    """``supervise --config FILE [--foreground] [--log FILE]`` starts without
+    argparse; any other form, help and mistakes included, goes to the full
+    parser and its messages."""
+    from daemonctx.cli.supervise import quick
+
+    assert (quick(argv) is not None) == taken
+
+
+def test_supervise_mistakes_get_the_full_parsers_messages() -> None:
+    for argv, message in (
+        (["--config"], "--config/-f: expected one argument"),
+        (["--config", "/s.toml", "--control", "/c.sock"], "cannot be used with --control"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "daemonctx", "supervise", *argv],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=30,
+        )
+        assert result.returncode == 2 and message in result.stderr, (argv, result)
+
+
 def test_supervise_loads_none_of_the_daemon_commands() -> None:
     """The supervisor's start-up is part of "all running after launch" (a goal):
     ``supervise`` builds its own parser alone and loads neither the daemon

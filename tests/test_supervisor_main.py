@@ -442,11 +442,13 @@ def test_a_running_supervisor_has_not_loaded_what_it_does_not_use(
     supervisors: Supervisors,
 ) -> None:
     """Each module is memory for the supervisor's whole life (its RSS is a goal of
-    the benchmark): argparse's help formatter would load shutil (bz2, lzma), the
-    log's WatchedFileHandler logging.handlers (pickle, queue); difflib, shlex and
-    random wait until a mistake, a command as text, a backoff needs them."""
+    the benchmark): argparse (with gettext) parses only what `supervise --config
+    FILE --foreground` does not, its help formatter would load shutil (bz2,
+    lzma), the log's WatchedFileHandler logging.handlers (pickle, queue);
+    difflib, shlex and random wait until a mistake, a command as text, a
+    backoff needs them."""
     heavy = ("shutil", "bz2", "lzma", "logging.handlers", "pickle", "queue")
-    heavy += ("difflib", "shlex", "random")
+    heavy += ("difflib", "shlex", "random", "argparse", "gettext")
     supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
     code = (
         "import atexit, sys\n"

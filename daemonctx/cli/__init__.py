@@ -129,6 +129,12 @@ def _main(argv: Sequence[str] | None) -> int:
         run = quick(head[1:])
         if run is not None:
             return run_command("daemonctx", run)
+    if head[:1] == ["supervise"] and command is None:
+        from .supervise import quick as quick_supervise
+
+        run = quick_supervise(head[1:])
+        if run is not None:
+            return run_command("daemonctx", run)
     first = head[0] if head else None
     only = "daemon" if first in COMMANDS else first if first == "supervise" else None
     parser = build_parser(only_ctl=first == "ctl", only=only)

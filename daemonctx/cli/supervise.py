@@ -12,17 +12,53 @@ keep it in the foreground. The work is in ``daemonctx.supervisor``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..commands import octal_mask, seconds
 from ..errors import CommandError, DaemonError
 from ..paths import UnsafePathError
 
-__all__ = ["add_commands", "cmd_supervise"]
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+__all__ = ["add_commands", "cmd_supervise", "quick"]
+
+# Every option's destination, for the arguments ``quick`` builds without argparse.
+_NONE_BY_DEFAULT = ("control", "pidfile", "name", "user", "group", "stdout", "stderr")
+
+
+def quick(argv: Sequence[str]) -> Callable[[], int] | None:
+    """``supervise --config FILE [--foreground] [--log FILE]`` parsed by hand,
+    without argparse (with gettext, about 6 ms of the start, and memory the
+    supervisor would keep for its whole life). Anything else, help and mistakes
+    included, returns None: the full parser then takes it."""
+    from types import SimpleNamespace
+
+    values: dict[str, Any] = {"config": None, "log": None, "foreground": False}
+    words = list(argv)
+    while words:
+        name, equals, value = words.pop(0).partition("=")
+        if name == "--foreground" and not equals and not values["foreground"]:
+            values["foreground"] = True
+            continue
+        key = {"--config": "config", "-f": "config", "--log": "log"}.get(name)
+        if key is None or values[key] is not None:
+            return None
+        if not equals:
+            if not words or words[0].startswith("-"):
+                return None
+            value = words.pop(0)
+        if not value:
+            return None
+        values[key] = value
+    if values["config"] is None:
+        return None
+    args = SimpleNamespace(command=None, **dict.fromkeys(_NONE_BY_DEFAULT), **values)
+    return lambda: cmd_supervise(args)  # type: ignore[arg-type]
 
 
 def add_commands(subparsers: Any) -> None:
