@@ -430,6 +430,32 @@ def test_a_pipe_nobody_reads_drops_whole_lines(pipe: tuple[int, int]) -> None:
     target.close()
 
 
+def test_a_capture_counts_what_each_target_dropped_once() -> None:
+    """stdout and stderr to two pipes nobody reads: the capture's dropped bytes are
+    the sum of both targets'; one target for both streams is counted once."""
+    ends = [os.pipe(), os.pipe()]
+    targets = []
+    try:
+        for _read_end, write_end in ends:
+            fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+            targets.append(opened("inherit", inherit=write_end))
+        out, err = targets
+        both = Capture(out, err, Ring(4096))
+        both.feed("stdout", b"o" * 5000 + b"\nafter\n")  # the pipe is full at "after"
+        both.feed("stderr", b"e" * 7000 + b"\nafter\n")
+        assert out.dropped > 0 and err.dropped > 0
+        assert both.dropped == out.dropped + err.dropped
+        shared = Capture(out, out, Ring(4096))
+        assert shared.dropped == out.dropped
+        assert Capture(None, None, Ring(4096)).dropped == 0
+    finally:
+        for target in targets:
+            target.close()
+        for read_end, write_end in ends:
+            os.close(read_end)
+            os.close(write_end)
+
+
 def test_a_line_longer_than_pipe_buf_is_finished_before_the_next(pipe: tuple[int, int]) -> None:
     """A write of more than PIPE_BUF bytes to a pipe may be cut: the rest of that line waits
     and goes first, so the reader never sees the next line glued to half a line."""

@@ -715,9 +715,13 @@ class Capture:
 
     @property
     def dropped(self) -> int:
-        """The bytes the targets dropped, together."""
-        targets = {id(target): target for target in self._targets.values() if target is not None}
-        return sum(target.dropped for target in targets.values())
+        """The bytes the targets dropped, together (one target for both streams
+        counted once). Asked for every program at each status: kept plain."""
+        stdout, stderr = self.stdout, self.stderr
+        total = 0 if stdout is None else stdout.dropped
+        if stderr is not None and stderr is not stdout:
+            total += stderr.dropped
+        return total
 
     @property
     def stderr_stream(self) -> str:
