@@ -540,6 +540,7 @@ def test_ctl_status_loads_no_parser_no_dataclasses_no_typing() -> None:
         (["--config", "/s.toml", "--foreground", "--foreground"], False),
         (["--conf", "/s.toml"], False),  # argparse's abbreviations stay argparse's
         (["-f/s.toml"], False),
+        (["-f=/s.toml"], False),
         (["--config", "/s.toml", "--control", "/c.sock"], False),
         (["--foreground"], False),
         (["--config", "/s.toml", "extra"], False),

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_commands", "cmd_supervise", "quick"]
 
-# Every option's destination, for the arguments ``quick`` builds without argparse.
+# The options ``_config`` and ``cmd_supervise`` read with ``--config`` besides those
+# ``quick`` parses: None (not given) in the arguments it builds.
 _NONE_BY_DEFAULT = ("control", "pidfile", "name", "user", "group", "stdout", "stderr")
 
 
@@ -46,8 +47,8 @@ def quick(argv: Sequence[str]) -> Callable[[], int] | None:
             values["foreground"] = True
             continue
         key = {"--config": "config", "-f": "config", "--log": "log"}.get(name)
-        if key is None or values[key] is not None:
-            return None
+        if key is None or values[key] is not None or (equals and name == "-f"):
+            return None  # argparse reads -f=X as "=X"
         if not equals:
             if not words or words[0].startswith("-"):
                 return None
