@@ -747,7 +747,7 @@ def test_the_supervisors_own_log_follows_logrotate_and_never_a_planted_symlink(
     assert "web: running" in log.read_text()
     log.rename(rotated)
     assert supervisors.ctl("stop", "web").returncode == 0
-    assert "web: stopped" in wait_for(lambda: log.exists() and log.read_text(), what="a new log")
+    wait_for(lambda: log.exists() and "web: stopped" in log.read_text(), what="a new log")
     assert "web: running" in rotated.read_text() and "web: stopped" not in rotated.read_text()
     assert stat.S_IMODE(log.stat().st_mode) == 0o640
 
@@ -757,5 +757,6 @@ def test_the_supervisors_own_log_follows_logrotate_and_never_a_planted_symlink(
     os.chmod(tmp_path, 0o777)  # another user could now plant a link
     log.symlink_to(target)
     assert supervisors.ctl("start", "web").returncode == 0
+    # A request's log lines are written after its answer: wait for them.
+    wait_for(lambda: "web: running" in rotated.read_text(), what="the start's log line")
     assert target.read_text() == "", "written through a symlink"
-    assert "web: running" in rotated.read_text()
