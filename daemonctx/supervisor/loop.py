@@ -64,6 +64,7 @@ class EventLoop:
         #: batch of callbacks may be reused within it (the supervisor's children).
         self.iteration = 0
         self._signal_socket: socket.socket | None = None
+        self._signal_writer: socket.socket | None = None
         self._signal_handlers: dict[int, Callable[[int], None]] = {}
         self._old_wakeup_fd = -1
 
@@ -112,8 +113,8 @@ class EventLoop:
     @property
     def wakeup_fd(self) -> int | None:
         """The descriptor signals are written to (``watch_signals``), if any."""
-        writer = self._signal_writer if self._signal_socket is not None else None
-        return writer.fileno() if writer is not None else None
+        writer = self._signal_writer
+        return None if writer is None else writer.fileno()
 
     # -- timers -----------------------------------------------------------------------
 
@@ -210,8 +211,9 @@ class EventLoop:
             for signum in self._signal_handlers:
                 signal.signal(signum, signal.SIG_DFL)
             self._signal_socket.close()
-            self._signal_writer.close()
-            self._signal_socket = None
+            if self._signal_writer is not None:
+                self._signal_writer.close()
+            self._signal_socket = self._signal_writer = None
         self._epoll.close()
         self._watches.clear()
 

@@ -119,7 +119,7 @@ class Spawned:
 _libc: Any = None
 
 
-def _load_libc() -> Any:
+def load_libc() -> Any:
     """libc through ctypes, loaded once, in the parent (never in a forked child)."""
     global _libc
     if _libc is None:
@@ -137,7 +137,7 @@ def _prctl(option: int, value: int) -> int:
     import ctypes
 
     ulong = ctypes.c_ulong
-    result: int = _load_libc().prctl(option, ulong(value), ulong(0), ulong(0), ulong(0))
+    result: int = load_libc().prctl(option, ulong(value), ulong(0), ulong(0), ulong(0))
     return result
 
 
@@ -213,7 +213,7 @@ def _child_setup(supervisor: int, ignored: list[int], death_signal: bool) -> Cal
     Everything it calls is looked up here, in the parent."""
     import ctypes
 
-    libc = _load_libc()
+    libc = load_libc()
     prctl = libc.prctl
     set_signal = libc.signal
     ulong = ctypes.c_ulong

@@ -53,8 +53,9 @@ def _unshare_files() -> None:
         return
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_FILES) != 0:
+    from .spawn import load_libc  # here only: spawn uses this module
+
+    if load_libc().unshare(CLONE_FILES) != 0:
         number = ctypes.get_errno()
         raise OSError(number, f"unshare(CLONE_FILES): {os.strerror(number)}")
 
