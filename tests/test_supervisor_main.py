@@ -176,6 +176,81 @@ def test_mainpid_moves_the_program_to_another_process(supervisors: Supervisors) 
     assert info.last_exit is not None and info.last_exit.signal == signal.SIGTERM
 
 
+LEADER_IN_CHARGE = textwrap.dedent(
+    """
+    import os, signal, socket, sys
+    events, gate = sys.argv[1], sys.argv[2]
+    def append(text):
+        with open(events, "a") as file:
+            file.write(text + "\\n")
+    child = os.fork()
+    if child == 0:               # forks the main process and exits: the supervisor adopts it
+        if os.fork():
+            os._exit(0)
+        address = os.environ["NOTIFY_SOCKET"]   # the main process: SIGTERM kills it at once
+        address = "\\0" + address[1:] if address.startswith("@") else address
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(f"MAINPID={os.getpid()}\\nREADY=1".encode(), address)
+        while True:
+            signal.pause()
+    def stop(signum, frame):     # the leader cleans up, until the test opens the gate
+        append("leader SIGTERM")
+        os.close(os.open(gate, os.O_RDONLY))
+        append("leader done")
+        os._exit(0)
+    os.waitpid(child, 0)
+    signal.signal(signal.SIGTERM, stop)
+    append(f"leader {os.getpid()}")
+    while True:
+        signal.pause()
+    """
+)
+
+
+def test_a_stop_waits_for_the_leader_in_charge_when_the_main_process_goes_first(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """MAINPID= names a process of the leader's group that the supervisor adopted
+    (its parent exited), while the leader runs on, in charge. At a stop the main
+    process dies of SIGTERM at once and the leader takes its time to clean up:
+    it keeps the stop's time (no SIGKILL when the main process is gone), and the
+    stop returns once the leader is done."""
+    events, gate = tmp_path / "events", tmp_path / "gate"
+    os.mkfifo(gate)
+    command = [sys.executable, "-c", LEADER_IN_CHARGE, str(events), str(gate)]
+    supervisors.config({"web": {"command": command, "ready": "notify", "stop_timeout": 30}})
+    supervisor = supervisors.foreground()
+
+    def lines() -> list[str]:
+        return events.read_text().splitlines() if events.exists() else []
+
+    main = wait_for(lambda: (i := supervisors.status("web")).state == "running" and i).pid
+    leader = int(wait_for(lines, what="the leader's line")[0].split()[1])
+    assert main not in (None, leader) and proc_stat(main)[1] == str(supervisor.pid)
+    stop = supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: "leader SIGTERM" in lines(), what="the leader's SIGTERM")
+        wait_for(lambda: not pid_alive(main), what="the main process's exit")
+        info = supervisors.status("web")  # answered after the main process's exit is handled
+        assert info.state == "stopping", info
+        assert pid_alive(leader), "killed when the main process exited"
+        assert stop.poll() is None, stop.communicate()
+    finally:
+        with open(gate, "w"):  # the leader may finish now
+            pass
+    assert stop.wait(20) == 0, stop.communicate()
+    assert lines()[1:] == ["leader SIGTERM", "leader done"]
+    with supervisors.client() as client:
+        ((info, runs),) = client.why("web")
+    assert info.state == "stopped" and runs[-1].steps == ("SIGTERM",), runs[-1]
+
+
 def test_a_mainpid_of_a_foreign_process_is_refused(supervisors: Supervisors) -> None:
     """MAINPID= may name only a process of the program: never the test's own."""
     script = textwrap.dedent(

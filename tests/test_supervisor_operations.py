@@ -36,6 +36,8 @@ from conftest import (
     wait_gone,
 )
 
+from daemonctx.supervisor.server import live_owner
+
 pytestmark = pytest.mark.timeout(30)
 
 PY = sys.executable
@@ -367,6 +369,27 @@ def test_reload_adds_and_removes_programs_and_changes_instances(
         if pid != one["web"]:
             wait_gone(pid, 5)
     assert running(supervisors, "new") == {"new": new}
+
+
+def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(
+    supervisors: Supervisors,
+) -> None:
+    """`cd /etc/shop && daemonctx supervise --config shop.toml`: the daemon runs
+    in /, and `ctl reload` still reads shop.toml (its absolute path, taken at
+    the start), not /shop.toml."""
+    web = {"command": [SLEEP, "1000"]}
+    supervisors.config({"web": web})
+    here = supervisors.config_path.parent
+    name = supervisors.config_path.name
+    started = supervisors.daemonctx("supervise", "--config", name, cwd=here)
+    assert started.returncode == 0, started
+    daemon = live_owner(supervisors.control)
+    assert daemon is not None and os.readlink(f"/proc/{daemon}/cwd") == "/"
+    supervisors.add(daemon)
+    supervisors.config({"web": web, "new": {"command": [SLEEP, "1001"]}})
+    result = supervisors.daemonctx("ctl", "--config", name, "reload", cwd=here)
+    assert (result.returncode, result.stdout.splitlines()) == (0, ["add new"]), result
+    running(supervisors, "new")
 
 
 # -- program output ---------------------------------------------------------------------

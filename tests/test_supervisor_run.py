@@ -798,6 +798,61 @@ def test_a_stop_lets_the_rest_of_the_group_finish_when_the_leader_goes_first(
     assert info.state == "stopped" and runs[-1].steps == ("SIGTERM",), runs[-1]
 
 
+def test_an_orphan_is_reaped_at_once_while_a_stop_waits_for_a_group(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """While a stop waits for the rest of a group, its leader dead and kept
+    unreaped (the kernel lists that zombie first among the supervisor's exited
+    children, as the older child), an orphan the supervisor adopted exits: it
+    is reaped then, not left a zombie until the stop is over."""
+    events, gate, released = tmp_path / "events", tmp_path / "gate", tmp_path / "released"
+    os.mkfifo(gate)
+    supervisors.config(
+        {
+            "web": {"command": [PY, str(GROUP_STOP), str(events), str(gate)], "stop_timeout": 30},
+            "orphans": {"command": [PY, str(ORPHANS), str(released), "1"]},
+        }
+    )
+    supervisor = supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    leader, keeper = supervisors.status("web").pid, supervisors.status("orphans").pid
+
+    def adopted() -> list[int]:  # sup_orphans.py's grandchild, a shell by now
+        found = []
+        for pid in children(supervisor.pid):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sh\0-c\0"):
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    (orphan,) = wait_for(adopted, what="the orphan adopted")
+    kids = children(supervisor.pid)
+    assert kids.index(leader) < kids.index(orphan), "web's leader must be listed first"
+    stop = supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(_worker_lines(events)) > 1, what="the worker's SIGTERM")
+        wait_for(lambda: not pid_alive(leader), what="the leader's exit")
+        assert leader in children(supervisor.pid), "the leader is kept unreaped"
+        released.touch()  # the orphan exits now; the stop still waits for the worker
+        wait_for(lambda: orphan not in children(supervisor.pid), 5, what="the orphan reaped")
+        assert stop.poll() is None and pid_alive(worker) and pid_alive(keeper)
+    finally:
+        released.touch()  # it has no token: the fixture would not find it
+        with open(gate, "w"):  # the worker may finish now
+            pass
+    assert stop.wait(20) == 0, stop.communicate()
+    assert leader not in children(supervisor.pid)
+
+
 def test_a_supervisor_killed_while_a_stop_waits_for_the_group_leaves_nothing(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -417,6 +417,9 @@ class Supervisor:
                 observer_group=observer_group,
             )
         self.config = config
+        # What a reload reads, wherever the supervisor runs by then (a daemon's
+        # directory is /): the file as found from the directory we start in.
+        self._config_file = None if config.path is None else os.path.abspath(config.path)
         self._commands: dict[str, _Command] = {}
         self._idle_timeout = idle_timeout
         self.instances: dict[str, Instance] = {}
@@ -1213,11 +1216,12 @@ class Supervisor:
         pidfd = instance.survivors.pop(pid, None)
         if pidfd is not None:
             loop.remove_reader(pidfd)
-            os.close(pidfd)
-            try:  # reaped before the stop is reported over, if it is our child
-                os.waitpid(pid, os.WNOHANG)  # unreaped since it exited: still its pid
+            try:  # reaped before the stop is reported over, if it is our child;
+                # through its pidfd: nothing else can be reaped, whatever was reaped
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
             except ChildProcessError:
                 pass
+            os.close(pidfd)
         if instance.survivors:
             return
         # The last one: look again (one may have started another), else the run ends.
@@ -1389,18 +1393,38 @@ class Supervisor:
             owner = self._mains.get(pid)
             if owner is not None and owner.main is not None:
                 self._main_exited(owner, owner.main)
-                if pid in self._mains:
+                if pid in self._mains:  # kept: its group is waited for
+                    self._reap_behind()
                     return
                 continue
             instance = self._leaders.get(pid)
             if instance is not None and instance.spawned is not None:
                 self._leader_exited(instance, instance.spawned)
-                if pid in self._leaders:  # could not be reaped: leave it to its pidfd
+                if pid in self._leaders:  # kept (its group is waited for), or its pidfd
+                    self._reap_behind()  # has yet to say it exited
                     return
                 continue
             self._escaped_cache = None  # it may be listed there
             try:
                 os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def _reap_behind(self) -> None:
+        """The first exited child ``waitid(P_ALL)`` lists is one we keep unreaped,
+        and it would come first again: reap the other exited children by pid
+        (orphans, the guard), not those a handler of ours reaps (leaders, main
+        processes, processes a stop waits for). A child's pid stays its own
+        until we reap it."""
+        kept = self._leaders.keys() | self._mains.keys()
+        for instance in self.instances.values():
+            kept |= instance.survivors.keys()
+        for pid in procfs.children(os.getpid()):
+            if pid in kept:
+                continue
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    self._escaped_cache = None  # it may be listed there
             except ChildProcessError:
                 pass
 
@@ -1751,7 +1775,7 @@ class Supervisor:
         dry_run = request.args.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise _Refused(protocol.BAD_ARGUMENTS, "dry_run: expected true or false")
-        path = self.config.path
+        path = self._config_file
         if path is None:
             raise _Refused(
                 protocol.FAILED, "started without a configuration file: nothing to re-read"
