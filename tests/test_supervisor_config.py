@@ -336,6 +336,20 @@ BAD_FILES: list[tuple[str, str]] = [
      "shop.toml: [program.web] after: dependency cycle: web -> db -> web"),
     (SUPERVISOR + "pidfile = '/run/x.pid'\n" + WEB + "pidfile = '/run/x.pid'\n",
      "shop.toml: [program.web] pidfile: '/run/x.pid' is the pidfile of the supervisor too"),
+    # another supervisor's names: what to write here instead
+    (SUPERVISOR + WEB + "numprocs = 2\n",
+     "shop.toml: [program.web] numprocs: unknown key (supervisord's; here: instances = N)"),
+    (SUPERVISOR + WEB + "stopwaitsecs = 5\n",
+     "shop.toml: [program.web] stopwaitsecs: unknown key (supervisord's; here: stop_timeout)"),
+    (SUPERVISOR + WEB + "autostart = false\n",
+     "shop.toml: [program.web] autostart: unknown key"
+     " (supervisord's; none here: every program starts with the supervisor)"),
+    (SUPERVISOR + WEB + "forever = true\n",
+     "shop.toml: [program.web] forever: unknown key (zdaemon's; here: start_limit = 0)"),
+    (SUPERVISOR + "logfile = '/var/log/s.log'\n" + WEB,
+     "shop.toml: [supervisor] logfile: unknown key (supervisord's; here: log)"),
+    (SUPERVISOR + WEB + "[unix_http_server]\nfile = '/run/s.sock'\n",
+     "shop.toml: [unix_http_server] unknown table (supervisord's; here: [supervisor] control)"),
 ]  # fmt: skip
 
 
@@ -355,6 +369,38 @@ def test_a_toml_syntax_error_names_the_line(shop: Path) -> None:
     # at the end of the document: its last line
     error = error_of(shop, SUPERVISOR + "x = [1,")
     assert error.line == 3 and str(error).startswith("shop.toml: line 3: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "whose"),
+    [
+        ("[supervisord]\nlogfile=/var/log/s.log\n\n[program:web]\ncommand=/srv/web\n",
+         "supervisord's INI"),
+        ("; a comment\n[program:web]\ncommand = /srv/web --port 80\n", "supervisord's INI"),
+        ("<runner>\n  program /srv/web\n</runner>\n", "zdaemon's ZConfig"),
+    ],
+)  # fmt: skip
+def test_another_supervisors_file_is_named_as_such(shop: Path, text: str, whose: str) -> None:
+    """Not TOML, and the file of supervisord or zdaemon: the syntax error says so."""
+    message = str(error_of(shop, text))
+    assert message.startswith("shop.toml: line ") and "\n" not in message
+    assert message.endswith(f" (this looks like {whose}: daemonctx reads TOML,"
+                            " see 'coming from' in its docs)")  # fmt: skip
+
+
+def test_every_foreign_name_points_at_a_key_we_have() -> None:
+    """The replacements the errors name exist (kept right through renames)."""
+    from daemonctx.supervisor import config
+
+    for foreign, keys in (
+        (config._FOREIGN_PROGRAM_KEYS, PROGRAM_KEYS),
+        (config._FOREIGN_SUPERVISOR_KEYS, SUPERVISOR_KEYS),
+    ):
+        for name, (_whose, instead) in foreign.items():
+            assert name not in keys
+            if instead.startswith("here: ") and not instead.startswith("here: daemonctx "):
+                first = instead.removeprefix("here: ").split()[0].rstrip(",")
+                assert first in keys, (name, instead)
 
 
 def test_a_file_that_cannot_be_read(shop: Path) -> None:

@@ -152,6 +152,79 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# What a user coming from supervisord ([program:x], [supervisord]) or zdaemon
+# (<runner>) writes here instead of a key or table of theirs: said in the error
+# ("here: ..."; "none here: ..." when there is no such thing).
+_FOREIGN_PROGRAM_KEYS = {
+    "numprocs": ("supervisord", "here: instances = N"),
+    "process_name": ("supervisord", "here: instances = N, named NAME:0 to NAME:N-1"),
+    "priority": ("supervisord", "here: after = [NAMES] (started once they are ready)"),
+    "autostart": ("supervisord", "none here: every program starts with the supervisor"),
+    "startsecs": ("supervisord", "here: ready = SECONDS"),
+    "startretries": ("supervisord", "here: start_limit and start_limit_interval"),
+    "autorestart": ("supervisord", 'here: restart = "always", "on-failure" or "never"'),
+    "exitcodes": ("supervisord", "none here: exit status 0 is the only success"),
+    "stopsignal": ("supervisord", "here: stop_signal"),
+    "stopwaitsecs": ("supervisord", "here: stop_timeout"),
+    "stopasgroup": ("supervisord", "none here: always on"),
+    "killasgroup": ("supervisord", "none here: always on"),
+    "stdout_logfile": ("supervisord", "here: stdout = PATH"),
+    "stderr_logfile": ("supervisord", "here: stderr = PATH"),
+    "redirect_stderr": ("supervisord", 'here: stderr = "stdout"'),
+    "stdout_logfile_maxbytes": ("supervisord", "here: stdout = { path = ..., max_bytes = N }"),
+    "stderr_logfile_maxbytes": ("supervisord", "here: stderr = { path = ..., max_bytes = N }"),
+    "stdout_logfile_backups": ("supervisord", "here: stdout = { path = ..., backups = N }"),
+    "stderr_logfile_backups": ("supervisord", "here: stderr = { path = ..., backups = N }"),
+    "program": ("zdaemon", "here: command = [PATH, ARG...]"),
+    "backoff-limit": ("zdaemon", "here: restart_delay_max, start_limit"),
+    "forever": ("zdaemon", "here: start_limit = 0"),
+    "exit-codes": ("zdaemon", 'none here: restart = "on-failure" restarts all but 0'),
+    "transcript": ("zdaemon", "here: stdout and stderr"),
+    "start-test-program": ("zdaemon", 'here: ready = "notify", or ready = SECONDS'),
+}
+_FOREIGN_SUPERVISOR_KEYS = {
+    "logfile": ("supervisord", "here: log"),
+    "nodaemon": ("supervisord", "here: daemonctx supervise --foreground"),
+    "minfds": ("supervisord", "none here: the open-file limit is raised to the hard limit"),
+    "file": ("supervisord", "here: control"),
+    "chmod": ("supervisord", "here: control_group, observer_group"),
+    "chown": ("supervisord", "here: control_group, observer_group"),
+    "socket-name": ("zdaemon", "here: control"),
+}
+_FOREIGN_TABLES = {
+    "unix_http_server": ("supervisord", "here: [supervisor] control"),
+    "inet_http_server": ("supervisord", "none here: a local Unix socket only"),
+    "supervisorctl": ("supervisord", "here: daemonctx ctl --config FILE"),
+    "include": ("supervisord", "none here: one file"),
+    "runner": ("zdaemon", "here: [supervisor] and [program.NAME]"),
+}
+
+
+def _hint(word: str, choices: Iterable[str], foreign: Mapping[str, tuple[str, str]]) -> str:
+    """What to write instead of another supervisor's name ("supervisord's; here:
+    ..."), else a close match of ours."""
+    if word in foreign:
+        whose, instead = foreign[word]
+        return f" ({whose}'s; {instead})"
+    return _did_you_mean(word, choices)
+
+
+# A file another supervisor reads, given as ours: said after the TOML error
+# (compiled then: not at every start).
+_FOREIGN_FILE = (
+    r"^\s*(?:\[(?P<ini>program:|supervisord\]|unix_http_server\]|group:|eventlistener:)"
+    r"|(?P<zconfig><runner>))"
+)
+
+
+def _foreign_file(text: str) -> str:
+    match = re.search(_FOREIGN_FILE, text, re.MULTILINE)
+    if match is None:
+        return ""
+    whose = "supervisord's INI" if match.group("ini") else "zdaemon's ZConfig"
+    return f" (this looks like {whose}: daemonctx reads TOML, see 'coming from' in its docs)"
+
+
 # -- checks: each takes a value, returns what to store or raises ValueError(reason) --
 
 
@@ -837,7 +910,8 @@ def _check_table(
     come in the file's order; the dataclass checks values again, the same way)."""
     for name in table:
         if name not in keys:
-            reason = f"unknown key{_did_you_mean(name, keys)}"
+            foreign = _FOREIGN_PROGRAM_KEYS if program else _FOREIGN_SUPERVISOR_KEYS
+            reason = f"unknown key{_hint(name, keys, foreign)}"
             raise ConfigError(file, where, name, reason, program)
     for key in keys.values():
         if key.required and key.name not in table:
@@ -852,7 +926,7 @@ def parse(data: Mapping[str, Any], path: str | None = None) -> SupervisorConfig:
     for name, value in data.items():
         if name not in ("supervisor", "program"):
             if isinstance(value, Mapping):
-                hint = _did_you_mean(name, ("supervisor", "program"))
+                hint = _hint(name, ("supervisor", "program"), _FOREIGN_TABLES)
                 reason = f"unknown table{hint or ': expected [supervisor] and [program.NAME]'}"
                 raise ConfigError(path, _toml_key(name), None, reason)
             raise ConfigError(path, None, name, f"unknown key{_did_you_mean(name, ('program',))}")
@@ -900,12 +974,12 @@ def load(path: str | os.PathLike[str]) -> SupervisorConfig:
         message = str(exc)
         match = _LOCATION.search(message)
         if match is None:
-            raise ConfigError(shown, None, None, message) from None
+            raise ConfigError(shown, None, None, message + _foreign_file(text)) from None
         if match.group(1):
             line, column = int(match.group(1)), int(match.group(2))
         else:  # at the end of the document: its last line
             line, column = max(1, len(text.splitlines())), None
-        reason = message[: match.start()]
+        reason = message[: match.start()] + _foreign_file(text)
         raise ConfigError(shown, None, None, reason, line=line, column=column) from None
     return parse(data, shown)
 
