@@ -377,13 +377,27 @@ def test_ctl_status_is_3_unless_every_program_runs(
     assert server.requests[0]["args"] == {"names": ["web", "db"]}
 
 
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["--json", "status"],
+        ["status", "--json"],  # after the command, as users type it
+        ["status", "web", "--json"],
+        ["--timeout", "5", "status", "--json", "web"],
+        ["status", "--timeout", "5", "--json"],  # not the hand parser's: argparse's
+    ],
+)
 def test_ctl_json_prints_the_raw_result(
-    sock: Path, serve: Callable[[Answer], FakeServer], capsys: pytest.CaptureFixture[str]
+    sock: Path,
+    serve: Callable[[Answer], FakeServer],
+    capsys: pytest.CaptureFixture[str],
+    words: list[str],
 ) -> None:
     result = {"programs": [program("web", extra="kept")]}
-    serve(by_command(status=result))
-    assert main(["ctl", "--control", str(sock), "--json", "status"]) == 0
+    server = serve(by_command(status=result))
+    assert main(["ctl", "--control", str(sock), *words]) == 0
     assert json.loads(capsys.readouterr().out) == result
+    assert server.requests[0]["args"] == {"names": ["web"] if "web" in words else []}
 
 
 @pytest.mark.parametrize(

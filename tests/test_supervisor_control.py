@@ -917,6 +917,10 @@ def test_ctl_json_prints_parseable_program_infos(supervisors: Supervisors) -> No
     assert result.returncode == 0
     (db,) = json.loads(result.stdout)["programs"]
     assert (db["name"], db["state"], db["pid"]) == ("db", "stopped", None)
+    result = supervisors.ctl("start", "db", "--json")  # after the command too
+    assert result.returncode == 0, result
+    (db,) = json.loads(result.stdout)["programs"]
+    assert (db["name"], db["state"]) == ("db", "running")
 
 
 def test_ctl_stop_start_restart_return_when_done(supervisors: Supervisors) -> None:

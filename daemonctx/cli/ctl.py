@@ -61,6 +61,8 @@ _ACTIVE = frozenset({"running", "starting"})
 
 def add_commands(subparsers: Any) -> None:
     """Add ``ctl`` and its commands to ``subparsers``."""
+    from argparse import SUPPRESS  # imported already: the parser is being built
+
     summary = "control a running supervisor through its control socket"
     ctl: argparse.ArgumentParser = subparsers.add_parser(
         "ctl",
@@ -78,15 +80,13 @@ def add_commands(subparsers: Any) -> None:
     where.add_argument(
         "--config", "-f", metavar="FILE", help="the supervisor's TOML file (its control socket)"
     )
-    ctl.add_argument("--json", action="store_true", help="print the supervisor's answer as JSON")
-    ctl.add_argument(
-        "--timeout",
-        metavar="S",
-        type=seconds,
-        default=None,
-        help=f"seconds to wait for the answer (default: {QUICK_TIMEOUT:g} for status, ping "
-        "and commands; as long as it takes for the others)",
+    json_help = "print the supervisor's answer as JSON"
+    timeout_help = (
+        f"seconds to wait for the answer (default: {QUICK_TIMEOUT:g} for status, ping "
+        "and commands; as long as it takes for the others)"
     )
+    ctl.add_argument("--json", action="store_true", help=json_help)
+    ctl.add_argument("--timeout", metavar="S", type=seconds, default=None, help=timeout_help)
     commands = ctl.add_subparsers(
         dest="ctl_command", metavar="COMMAND", required=True, prog="daemonctx ctl [options]"
     )
@@ -98,6 +98,12 @@ def add_commands(subparsers: Any) -> None:
             name, help=summary, description=summary
         )
         parser.set_defaults(ctl_run=run)
+        # Also after the command (`ctl status --json`); absent there, they leave
+        # what came before it alone (SUPPRESS: no default of their own).
+        parser.add_argument("--json", action="store_true", default=SUPPRESS, help=json_help)
+        parser.add_argument(
+            "--timeout", metavar="S", type=seconds, default=SUPPRESS, help=timeout_help
+        )
         return parser
 
     status = command("status", "show programs (all of them without NAME)", _status)
@@ -168,6 +174,9 @@ def quick(argv: Sequence[str]) -> Callable[[], int] | None:
     if not words or words[0] not in _QUICK_FORMS:
         return None
     command, names = words[0], words[1:]
+    if "--json" in names:  # after the command too: `ctl status --json`
+        values["json"] = True
+        names = [name for name in names if name != "--json"]
     if (values["control"] is None) == (values["config"] is None):
         return None
     if any(name.startswith("-") for name in names) or (names and not _QUICK_FORMS[command]):
