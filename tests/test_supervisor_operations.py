@@ -627,6 +627,30 @@ def test_tail_shows_stdout_and_stderr_interleaved_and_follows(
         follow.wait(10)
 
 
+def test_tail_follow_ends_when_its_reader_does(supervisors: Supervisors, tmp_path: Path) -> None:
+    """``ctl tail -f web | head -2`` (or ``| grep -m1 ready``) returns: once the
+    pipe's reader has exited, the next line ends the command, quietly, with 0."""
+    ticker = 'while true; do echo "tick $i"; i=$((i+1)); sleep 0.05; done'
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", ticker], "stdout": "null"}})
+    supervisors.foreground()
+    read_end, write_end = os.pipe()
+    follow = supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "tail", "-f", "web"],
+        env=supervisors.env,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    try:
+        out = PipeLines(read_end)
+        assert len(out.wait(2)) >= 2  # head -2 has what it wanted
+    finally:
+        os.close(read_end)
+    _out, err = follow.communicate(timeout=10)
+    assert (follow.returncode, err) == (0, "")
+
+
 # -- why ----------------------------------------------------------------------------------
 
 CRASH = 'echo "boom: cannot bind (pid $$)" >&2; exit 3'
