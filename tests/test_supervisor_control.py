@@ -795,10 +795,14 @@ def test_registered_commands_are_listed_and_called(supervisors: Supervisors) -> 
     result = supervisors.ctl("call", "version")
     assert (result.returncode, result.stdout) == (0, "shop 1.2\n"), result.stderr
 
-    for arguments in ('{"zone": "eu"}', "{}", '{"region": "eu", "zone": 1}'):
+    for arguments, reason in (
+        ('{"regoin": "eu"}', "unexpected argument 'regoin' (did you mean 'region'?)"),
+        ("{}", "missing a required argument: 'region'"),
+        ('{"region": "eu", "zone": 1}', "unexpected argument 'zone'"),
+    ):
         result = supervisors.ctl("call", "flush_cache", arguments)
         assert result.returncode == 2, (arguments, result)
-        assert "flush_cache" in one_line(result.stderr), result.stderr
+        assert one_line(result.stderr) == f"daemonctx: error: flush_cache: {reason}", result
     result = supervisors.ctl("call", "flush_cache", '{"region": "mars"}')
     assert result.returncode == 1
     assert "ValueError: no region 'mars'" in one_line(result.stderr)
@@ -809,6 +813,29 @@ def test_registered_commands_are_listed_and_called(supervisors: Supervisors) -> 
 
     result = supervisors.ctl("call", "flushed")  # only the call that succeeded did anything
     assert (result.returncode, json.loads(result.stdout)) == (0, ["eu"])
+
+
+def test_only_registered_commands_that_change_something_are_logged(
+    supervisors: Supervisors,
+) -> None:
+    """The supervisor's log has every request that changes something: a call of a
+    command registered read-only (a monitor may poll it every second) is not one."""
+    start_app(supervisors)
+    ran = {}
+    for args in (("call", "version"), ("call", "flush_cache", '{"region": "us"}')):
+        proc = supervisors.popen(
+            [*supervisors.command(), "ctl", "--control", supervisors.control, *args],
+            env=supervisors.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (args, out, err)
+        ran[args[1]] = proc.pid
+    line = f"uid {os.getuid()} (pid {ran['flush_cache']}): flush_cache {{'region': 'us'}}"
+    log = wait_for(lambda: line in (text := log_text(supervisors)) and text, what="its line")
+    assert f"(pid {ran['version']})" not in log, log
 
 
 def test_a_signal_the_application_ignores_later_is_default_in_its_programs(

@@ -145,7 +145,8 @@ def _got(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
     import difflib  # on a mistake only
 
     close = difflib.get_close_matches(word, list(choices), n=1)
@@ -206,7 +207,7 @@ def _hint(word: str, choices: Iterable[str], foreign: Mapping[str, tuple[str, st
     if word in foreign:
         whose, instead = foreign[word]
         return f" ({whose}'s; {instead})"
-    return _did_you_mean(word, choices)
+    return did_you_mean(word, choices)
 
 
 # A file another supervisor reads, given as ours: said after the TOML error
@@ -296,7 +297,7 @@ def _output(value: Any, *, merge: bool = False) -> str | LogFile:
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - set(_LOG_KEYS))
         if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r}{_did_you_mean(unknown[0], _LOG_KEYS)}")
+            raise ValueError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], _LOG_KEYS)}")
         if "path" not in value:
             raise ValueError("a log table needs a path")
         return LogFile(**value)
@@ -854,7 +855,7 @@ def _waves(programs: Sequence[Program], file: str | None) -> list[list[str]]:
     for program in programs:
         for name in program.after:
             if name not in by_name:
-                reason = f"unknown program {name!r}{_did_you_mean(name, by_name)}"
+                reason = f"unknown program {name!r}{did_you_mean(name, by_name)}"
                 table = _program_table(program.name)
                 raise ConfigError(file, table, "after", reason, program.name)
     waves: list[list[str]] = []
@@ -929,7 +930,7 @@ def parse(data: Mapping[str, Any], path: str | None = None) -> SupervisorConfig:
                 hint = _hint(name, ("supervisor", "program"), _FOREIGN_TABLES)
                 reason = f"unknown table{hint or ': expected [supervisor] and [program.NAME]'}"
                 raise ConfigError(path, _toml_key(name), None, reason)
-            raise ConfigError(path, None, name, f"unknown key{_did_you_mean(name, ('program',))}")
+            raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
     supervisor = data.get("supervisor", {})
     if not isinstance(supervisor, Mapping):
         raise ConfigError(path, None, "supervisor", f"expected a table, got {_got(supervisor)}")

@@ -49,6 +49,7 @@ from .config import (
     Program,
     SupervisorConfig,
     check_system,
+    did_you_mean,
     load,
     start_order,
 )
@@ -1588,8 +1589,9 @@ class Supervisor:
         # What the request logs waits until it has done its work, the request's
         # own line first: a stop's signal should not wait for the log file
         # (docs/supervisor-benchmarks.md).
-        # A read-only built-in command has neither an audit line nor work to put first.
-        if command in protocol.READ_ONLY_COMMANDS:
+        # A read-only command (a built-in one, or one registered as such) has
+        # neither an audit line nor work to put first.
+        if command in protocol.READ_ONLY_COMMANDS or self._read_only(command):
             self._dispatch_command(request, respond)
             return
         with _LogAfterwards((_AUDIT, peer.uid, peer.pid, command, _shown_args(request.args))):
@@ -1855,6 +1857,14 @@ class Supervisor:
         self._begin_shutdown(self.exit_status, f"shutdown by {self._caller}")
 
     def _call(self, command: _Command, request: Request, respond: Callable[[bytes], None]) -> None:
+        parameters = command.signature.parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            named = [n for n, p in parameters.items() if p.kind is not p.POSITIONAL_ONLY]
+            for name in request.args:  # a misspelt one first: not "missing 'region'"
+                if name not in named:
+                    hint = did_you_mean(name, named)
+                    reason = f"{request.command}: unexpected argument {name!r}{hint}"
+                    raise _Refused(protocol.BAD_ARGUMENTS, reason)
         try:
             bound = command.signature.bind(**request.args)
         except TypeError as exc:
