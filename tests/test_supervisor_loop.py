@@ -122,3 +122,20 @@ def test_timers_fire_in_deadline_order_and_cancelled_ones_never(loop: EventLoop)
     loop.run()
     assert fired == ["now", "late"]
     assert loop.time() >= now + 0.02
+
+
+def test_a_stop_before_run_makes_it_return_at_once_and_the_next_run_goes_on(
+    loop: EventLoop,
+) -> None:
+    """What runs before the loop (the supervisor's first wave) may already be
+    over and call stop(): run() returns without waiting for any event, and a
+    later run() waits for its own stop()."""
+    loop.call_at(loop.time() + 30, lambda: None)  # would keep run() waiting 30 s
+    loop.stop()
+    began = loop.time()
+    loop.run()
+    assert loop.time() - began < 5
+    fired: list[str] = []
+    loop.call_at(loop.time(), lambda: (fired.append("next"), loop.stop()))
+    loop.run()
+    assert fired == ["next"]

@@ -909,6 +909,45 @@ def test_a_worker_that_ignores_the_stop_gets_sigkill_at_the_ladders_end(
     assert (info.state, first, kill.split(" after ")[0]) == ("stopped", "SIGTERM", "SIGKILL")
 
 
+@pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
+@pytest.mark.parametrize("cause", ["stdout", "directory", "exec"])
+def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(
+    supervisors: Supervisors, tmp_path: Path, cause: str, foreground: bool
+) -> None:
+    """Its start fails before the loop runs (its log file's directory is missing,
+    its directory is, its file is not a program): `supervise` exits 1 at once with
+    one line saying why, and leaves nothing running. It used to wait forever: the
+    supervisor's stop came before its loop ran, and was lost."""
+    missing = tmp_path / "missing"
+    web: dict[str, Any] = {"command": [SLEEP, "1000"]}
+    if cause == "stdout":
+        web["stdout"] = str(missing / "web.log")
+        why = f"cannot open web's stdout {missing}/web.log: no such directory {missing}"
+    elif cause == "directory":
+        web["directory"] = str(missing)
+        why = f"cannot change to directory {missing}: No such file or directory"
+    else:
+        garbage = tmp_path / "garbage"
+        garbage.write_bytes(b"\x7fELF, not really")
+        garbage.chmod(0o755)
+        web["command"] = [str(garbage)]
+        why = f"cannot execute {garbage}: Exec format error"
+    supervisors.config({"web": web})  # alone: nothing runs once it failed
+    argv = [*supervisors.command(), "supervise", "--config", str(supervisors.config_path)]
+    if foreground:
+        argv.append("--foreground")
+    launcher = supervisors.popen(
+        argv, env=supervisors.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _out, err = launcher.communicate(timeout=20)
+    assert launcher.returncode == 1, err
+    expected = f"daemonctx: error: web failed to start: {why}"
+    assert err.strip().splitlines()[-1] == expected, err  # the foreground's log before it
+    assert foreground or len(err.strip().splitlines()) == 1, err
+    wait_for(lambda: supervisors.processes() == [], what="every process gone")
+    assert not os.path.exists(supervisors.control)
+
+
 @pytest.mark.parametrize("how", ["ctl shutdown", "SIGTERM"])
 def test_a_stop_during_the_boot_fails_the_launcher_saying_who_stopped_it(
     supervisors: Supervisors, tmp_path: Path, how: str

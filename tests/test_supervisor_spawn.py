@@ -204,7 +204,8 @@ def test_missing_directory(tmp_path: Path, via: Spawner | None) -> None:
     with pytest.raises(SpawnError) as caught:
         spawn(program, name="p", environment=dict(os.environ), spawner=via)
     assert caught.value.errno == errno.ENOENT
-    assert caught.value.message == f"{missing}: No such file or directory"
+    assert caught.value.message == f"directory {missing}: No such file or directory"
+    assert caught.value.doing == "change to"  # "cannot change to directory ...: ..."
 
 
 def test_unknown_user() -> None:

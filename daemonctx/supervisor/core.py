@@ -907,8 +907,10 @@ class Supervisor:
             instance.orphans = False
             self._kill_orphans(instance, None)
         opened: list[int] = []
+        doing = "open"  # its output files first
         try:
             capture = instance.open_outputs()
+            doing = "execute"
             out_read, out_write = os.pipe2(os.O_CLOEXEC)
             opened.append(out_write)
             _widen(out_read)
@@ -937,10 +939,16 @@ class Supervisor:
                 spawned = start()
         except (SpawnError, OSError) as exc:
             number = exc.errno or errnos.EIO
-            message = str(exc) if isinstance(exc, SpawnError) else f"{program.command[0]}: {exc}"
-            run = _Run(None, f"cannot execute {message}")
+            if doing == "open":  # "web's stdout /x/web.log: no such directory /x"
+                message = exc.strerror or str(exc)
+            elif isinstance(exc, SpawnError):
+                message, doing = str(exc), exc.doing
+            else:
+                message = f"{program.command[0]}: {exc}"
+            run = _Run(None, f"cannot {doing} {message}")
             instance.runs.append(run)
-            self._perform(instance, instance.machine.spawn_failed(loop.time(), number, message))
+            failed = instance.machine.spawn_failed(loop.time(), number, message, doing=doing)
+            self._perform(instance, failed)
             run.ended = run.started
             run.decision = _decision(instance)
             return

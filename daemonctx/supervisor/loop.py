@@ -164,12 +164,18 @@ class EventLoop:
     # -- running --------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Make ``run`` return after the current event."""
+        """Make ``run`` return after the current event; before ``run``, at once
+        (what was set up before it may have finished already)."""
         self._stopping = True
 
     def run(self) -> None:
         """Wait for events and call their callbacks until ``stop()``."""
-        self._stopping = False
+        try:
+            self._run()
+        finally:
+            self._stopping = False  # the next run goes on until its own stop()
+
+    def _run(self) -> None:
         poll = self._epoll.poll
         watches = self._watches
         timers = self._timers

@@ -78,16 +78,18 @@ class SpawnError(DaemonError, OSError):
     lookup's) error number, ``message`` one line naming the file and the reason,
     ``/srv/x: No such file or directory``, as ``StateMachine.spawn_failed`` takes them."""
 
-    def __init__(self, errno: int, message: str) -> None:
+    def __init__(self, errno: int, message: str, doing: str = "execute") -> None:
         super().__init__(errno, message)
         self.errno = errno
         self.message = message
+        #: What failed, for "cannot DOING MESSAGE": "execute", "change to".
+        self.doing = doing
 
     def __str__(self) -> str:
         return self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.errno, self.message))
+        return (type(self), (self.errno, self.message, self.doing))
 
 
 @dataclass
@@ -368,6 +370,8 @@ def _popen(
         number = exc.errno or errnos.EIO
         filename = exc.filename if exc.filename is not None else argv[0]
         reason = exc.strerror or os.strerror(number)
+        if filename == program.directory and filename != argv[0]:  # the chdir failed
+            raise SpawnError(number, f"directory {filename}: {reason}", "change to") from None
         raise SpawnError(number, f"{os.fsdecode(filename)}: {reason}") from None
     except subprocess.SubprocessError as exc:  # preexec_fn raised (it should not)
         raise SpawnError(errnos.EIO, f"{argv[0]}: {exc}") from None

@@ -437,13 +437,16 @@ class StateMachine:
         seconds = float(ready)
         return [self._arm(now + seconds)] if math.isfinite(seconds) else []
 
-    def spawn_failed(self, now: float, errno: int, message: str) -> list[Action]:
+    def spawn_failed(
+        self, now: float, errno: int, message: str, *, doing: str = "execute"
+    ) -> list[Action]:
         """The program could not be started; ``message`` names the file and the
-        reason, e.g. ``/srv/x: No such file or directory``."""
+        reason, e.g. ``/srv/x: No such file or directory``; ``doing`` what failed
+        ("cannot execute /srv/x: ...", "cannot open web's stdout ...: ...")."""
         self._settle()
         if self.pid is not None or self.state not in (State.STARTING, State.STOPPING):
             return []
-        cause = f"cannot execute {message}"
+        cause = f"cannot {doing} {message}"
         if self.state is State.STOPPING:
             return self._cancel() + self._after_stop(now)
         if errno in PERMANENT_ERRNOS:
