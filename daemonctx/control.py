@@ -248,11 +248,29 @@ def default_name(pidfile: PathArg) -> str:
     return stem or base
 
 
+#: How long a start waits for a pidfile's holder to write its pid before it
+#: reports the holder as left behind by a daemon that exited.
+START_SETTLING = 0.5
+
+
 def check_not_running(pidfile: PathArg, name: str) -> None:
     """Raise ``AlreadyRunning`` (naming the pid) when a process holds the pidfile's lock,
     or the lock of a pidfile deleted while its daemon runs; ``ControlError`` when the
     pidfile cannot be read or trusted."""
     found = _find(os.fspath(pidfile))
+    deadline = None
+    while found.held and found.main_pid is None and found.holders:
+        # A start under way holds the lock a moment before its pid is in the file
+        # (which shows nothing, or the last run's pid, meanwhile): look again,
+        # briefly, before calling the holder what a dead daemon left.
+        import time
+
+        now = time.monotonic()
+        deadline = deadline or now + START_SETTLING
+        if now >= deadline:
+            break
+        time.sleep(0.005)
+        found = _find(os.fspath(pidfile))
     if not found.held:
         return
     if found.main_pid is None and found.holders:

@@ -289,6 +289,61 @@ def test_stop_with_sigkill_does_not_claim_a_second_sigkill(tracker: Tracker) -> 
     assert "SIGKILL" not in result.stdout
 
 
+SLOW_WRITER = """
+import fcntl, os, sys, time
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR)  # still holding the last run's pid
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.utime(path, (0, time.time()))  # relatime: the next read of the file sets its atime
+print("locked", flush=True)
+# A starting daemon descheduled between its lock and its write: the pid comes once
+# the other start has read the file (2 s at most, where reads leave atime alone).
+deadline = time.monotonic() + 2
+while os.stat(path).st_atime == 0 and time.monotonic() < deadline:
+    time.sleep(0.001)
+time.sleep(0.05)
+os.ftruncate(fd, 0)
+os.pwrite(fd, b"%d\\n" % os.getpid(), 0)
+sys.stdin.read()
+"""
+
+
+def test_a_start_racing_a_start_that_has_not_written_its_pid_says_already_running(
+    tracker: Tracker,
+) -> None:
+    """Another start holds the pidfile's lock but has not written its pid yet (the
+    file still shows the last run's, a dead pid): `start` says "already running"
+    (pid of that start), not "app exited; pid N still holds its lock; stop it
+    first". Seen under load as test_concurrent_starts_fail_in_one_line failing."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    Path(tracker.pidfile).write_text(f"{dead.pid}\n")
+    os.chmod(tracker.pidfile, 0o644)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, tracker.pidfile],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline() == "locked\n"
+        start = subprocess.Popen(
+            [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--", "sleep", "1000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=tracker.env,
+        )
+        out, err = start.communicate(timeout=30)
+        assert start.returncode != 0 and out == "", (out, err)
+        assert err == f"daemonctx: error: app is already running (pid {holder.pid})\n", err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert tracker.processes() == []
+
+
 def test_concurrent_starts_fail_in_one_line(tracker: Tracker) -> None:
     """Losing the race between start's two looks at the pidfile was a traceback."""
     for _ in range(2):

@@ -342,28 +342,11 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
     lines, cursor = client.tail(args.name, max(0, args.lines))
     while True:
         for line in lines:
-            if not _printed(json.dumps(line.to_json()) if args.json else line.text):
-                return 0  # nobody reads any more (`ctl tail -f web | head`): done
+            if not say(json.dumps(line.to_json()) if args.json else line.text):
+                return 0  # nobody reads any more (`ctl tail -f web | head`): done, as tail(1)
         if not args.follow:
             return 0
         lines, cursor = client.tail(args.name, 0, after=cursor)
-
-
-def _printed(line: str) -> bool:
-    """Print a line; False once standard output is closed (a pipe's reader exited),
-    where ``say`` would go on: ``tail -f`` must stop then, as tail(1) does."""
-    import os
-    import sys
-
-    try:
-        print(line, flush=True)
-    except OSError:
-        # Python flushes stdout again at exit: into /dev/null, not the closed pipe.
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-        return False
-    return True
 
 
 def _reopen(client: Client, args: argparse.Namespace) -> int:
