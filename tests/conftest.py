@@ -672,6 +672,13 @@ class Supervisors(Tracker):
         """``daemonctx ctl --control SOCK ARGS``."""
         return self.daemonctx("ctl", "--control", self.control, *args, timeout=timeout)
 
+    def ctl_popen(self, *args: str, **popen: Any) -> subprocess.Popen[str]:
+        """``daemonctx ctl --control SOCK ARGS`` as a child (killed at the end), its
+        output piped as text unless ``popen`` says otherwise: a request under way."""
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+        command = [*self.command(), "ctl", "--control", self.control, *args]
+        return self.popen(command, env=self.env, **options)
+
 
 def guard_of(supervisor: int) -> int:
     """The supervisor's guard, once it runs: its child running daemonctx.supervisor.guard."""

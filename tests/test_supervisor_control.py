@@ -629,13 +629,7 @@ def test_every_mutating_request_is_logged_with_uid_pid_and_command(
     supervisors.foreground()
     ran = {}
     for args in (("status",), ("stop", "web"), ("start", "web"), ("signal", "HUP", "web")):
-        proc = supervisors.popen(
-            [*supervisors.command(), "ctl", "--control", supervisors.control, *args],
-            env=supervisors.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = supervisors.ctl_popen(*args)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, (args, out, err)
         ran[args[0]] = proc.pid
@@ -823,13 +817,7 @@ def test_only_registered_commands_that_change_something_are_logged(
     start_app(supervisors)
     ran = {}
     for args in (("call", "version"), ("call", "flush_cache", '{"region": "us"}')):
-        proc = supervisors.popen(
-            [*supervisors.command(), "ctl", "--control", supervisors.control, *args],
-            env=supervisors.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = supervisors.ctl_popen(*args)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, (args, out, err)
         ran[args[1]] = proc.pid

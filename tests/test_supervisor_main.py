@@ -227,13 +227,7 @@ def test_a_stop_waits_for_the_leader_in_charge_when_the_main_process_goes_first(
     main = wait_for(lambda: (i := supervisors.status("web")).state == "running" and i).pid
     leader = int(wait_for(lines, what="the leader's line")[0].split()[1])
     assert main not in (None, leader) and proc_stat(main)[1] == str(supervisor.pid)
-    stop = supervisors.popen(
-        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
-        env=supervisors.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stop = supervisors.ctl_popen("stop", "web")
     try:
         wait_for(lambda: "leader SIGTERM" in lines(), what="the leader's SIGTERM")
         wait_for(lambda: not pid_alive(main), what="the main process's exit")

@@ -608,12 +608,7 @@ def test_tail_shows_stdout_and_stderr_interleaved_and_follows(
         ("stderr", "err 4"),
     ]
 
-    follow = supervisors.popen(
-        [*supervisors.command(), "ctl", "--control", supervisors.control, "tail", "-f", "web"],
-        env=supervisors.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    follow = supervisors.ctl_popen("tail", "-f", "web", stderr=subprocess.DEVNULL, text=False)
     try:
         assert follow.stdout is not None
         out = PipeLines(follow.stdout.fileno())
@@ -634,13 +629,7 @@ def test_tail_follow_ends_when_its_reader_does(supervisors: Supervisors, tmp_pat
     supervisors.config({"web": {"command": ["/bin/sh", "-c", ticker], "stdout": "null"}})
     supervisors.foreground()
     read_end, write_end = os.pipe()
-    follow = supervisors.popen(
-        [*supervisors.command(), "ctl", "--control", supervisors.control, "tail", "-f", "web"],
-        env=supervisors.env,
-        stdout=write_end,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follow = supervisors.ctl_popen("tail", "-f", "web", stdout=write_end)
     os.close(write_end)
     try:
         out = PipeLines(read_end)

@@ -774,13 +774,7 @@ def test_a_stop_lets_the_rest_of_the_group_finish_when_the_leader_goes_first(
     worker = int(_worker_lines(events)[0].split()[1])
     leader = supervisors.status("web").pid
     assert leader == (int(pidfile.read_text()) if forking else leader)
-    stop = supervisors.popen(
-        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
-        env=supervisors.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stop = supervisors.ctl_popen("stop", "web")
     wait_for(
         lambda: len(_worker_lines(events)) > 1 or not pid_alive(worker), what="the worker's SIGTERM"
     )
@@ -831,13 +825,7 @@ def test_an_orphan_is_reaped_at_once_while_a_stop_waits_for_a_group(
     (orphan,) = wait_for(adopted, what="the orphan adopted")
     kids = children(supervisor.pid)
     assert kids.index(leader) < kids.index(orphan), "web's leader must be listed first"
-    stop = supervisors.popen(
-        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
-        env=supervisors.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stop = supervisors.ctl_popen("stop", "web")
     try:
         wait_for(lambda: len(_worker_lines(events)) > 1, what="the worker's SIGTERM")
         wait_for(lambda: not pid_alive(leader), what="the leader's exit")
@@ -867,12 +855,7 @@ def test_a_supervisor_killed_while_a_stop_waits_for_the_group_leaves_nothing(
     wait_for(lambda: _worker_lines(events), what="the worker ready")
     worker = int(_worker_lines(events)[0].split()[1])
     leader = supervisors.status("web").pid
-    supervisors.popen(
-        [*supervisors.command(), "ctl", "--control", supervisors.control, "stop", "web"],
-        env=supervisors.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    supervisors.ctl_popen("stop", "web", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(_worker_lines(events)) > 1, what="the worker's SIGTERM")
     wait_for(lambda: not pid_alive(leader), what="the leader's exit")
     assert pid_alive(worker)
