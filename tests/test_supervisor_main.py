@@ -232,7 +232,7 @@ def test_a_stop_waits_for_the_leader_in_charge_when_the_main_process_goes_first(
         wait_for(lambda: "leader SIGTERM" in lines(), what="the leader's SIGTERM")
         wait_for(lambda: not pid_alive(main), what="the main process's exit")
         info = supervisors.status("web")  # answered after the main process's exit is handled
-        assert info.state == "stopping", info
+        assert (info.state, info.pid) == ("stopping", leader), info  # the leader's again
         assert pid_alive(leader), "killed when the main process exited"
         assert stop.poll() is None, stop.communicate()
     finally:
@@ -243,6 +243,26 @@ def test_a_stop_waits_for_the_leader_in_charge_when_the_main_process_goes_first(
     with supervisors.client() as client:
         ((info, runs),) = client.why("web")
     assert info.state == "stopped" and runs[-1].steps == ("SIGTERM",), runs[-1]
+
+
+def test_a_main_process_that_dies_while_the_leader_runs_leaves_the_leader_shown(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The leader stays in charge while it runs: when the MAINPID= process dies
+    first, the program runs on, and `status` shows the leader's pid again, not the
+    dead one's."""
+    events, gate = tmp_path / "events", tmp_path / "gate"
+    os.mkfifo(gate)
+    command = [sys.executable, "-c", LEADER_IN_CHARGE, str(events), str(gate)]
+    supervisors.config({"web": {"command": command, "ready": "notify"}})
+    supervisors.foreground()
+    main = wait_for(lambda: (i := supervisors.status("web")).state == "running" and i).pid
+    wait_for(events.exists, what="the leader's line")
+    leader = int(events.read_text().split()[1])
+    os.kill(main, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(main), what="the main process's death")
+    info = supervisors.status("web")
+    assert (info.state, info.pid) == ("running", leader), info
 
 
 def test_a_mainpid_of_a_foreign_process_is_refused(supervisors: Supervisors) -> None:

@@ -1377,6 +1377,22 @@ class Supervisor:
         instance.orphans = True
         self._ended(instance, status)
 
+    def _watch_early_main(self, instance: Instance, main: _Main) -> None:
+        """A main process named while the leader runs, which stays in charge: if it
+        exits first, the leader is the program's process again (``status``)."""
+        loop = self._loop
+        assert loop is not None
+
+        def gone() -> None:
+            if instance.main is not main or main.adopted or not pidfd_exited(main.pidfd):
+                return
+            self._forget_main(instance)
+            spawned = instance.spawned
+            if spawned is not None and not spawned.reaped:
+                instance.machine.pid = spawned.pid
+
+        loop.add_reader(main.pidfd, gone)  # _adopt replaces it once the leader is gone
+
     def _forget_main(self, instance: Instance) -> None:
         main = instance.main
         if main is None:
@@ -1481,6 +1497,7 @@ class Supervisor:
                     instance.main = self._pin_main(instance, pid)
                     if instance.main is not None:
                         instance.machine.pid = pid
+                        self._watch_early_main(instance, instance.main)
             elif key == b"STATUS":
                 text = value.decode("utf-8", "replace").replace("\r", " ")
                 instance.machine.status_text = text[:200]
