@@ -36,19 +36,10 @@ __all__ = [
 
 def say(line: str) -> bool:
     """Print a line for the user; a closed stdout must not fail a command that worked.
-    False when it could not be written (the pipe's reader exited): then stdout is
-    /dev/null, so that Python's flush at exit does not complain on stderr."""
+    False when it could not be written (the pipe's reader exited)."""
     try:
         print(line, flush=True)
     except OSError:
-        import os
-
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, sys.stdout.fileno())
-            os.close(null)
-        except (OSError, ValueError):  # no stdout fd at all
-            pass
         return False
     return True
 

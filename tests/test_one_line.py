@@ -325,6 +325,7 @@ def test_a_start_racing_a_start_that_has_not_written_its_pid_says_already_runnin
         stdout=subprocess.PIPE,
         text=True,
     )
+    start: subprocess.Popen[str] | None = None
     try:
         assert holder.stdout is not None and holder.stdin is not None
         assert holder.stdout.readline() == "locked\n"
@@ -339,8 +340,10 @@ def test_a_start_racing_a_start_that_has_not_written_its_pid_says_already_runnin
         assert start.returncode != 0 and out == "", (out, err)
         assert err == f"daemonctx: error: app is already running (pid {holder.pid})\n", err
     finally:
-        holder.kill()
-        holder.wait()
+        for proc in (holder, start):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
     assert tracker.processes() == []
 
 

@@ -1616,7 +1616,7 @@ class Supervisor:
         # (docs/supervisor-benchmarks.md).
         # A read-only command (a built-in one, or one registered as such) has
         # neither an audit line nor work to put first.
-        if command in protocol.READ_ONLY_COMMANDS or self._read_only(command):
+        if self._read_only(command):
             self._dispatch_command(request, respond)
             return
         with _LogAfterwards((_AUDIT, peer.uid, peer.pid, command, _shown_args(request.args))):
