@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import grp
+import itertools
 import json
+import logging
 import os
 import re
 import select
@@ -643,6 +645,30 @@ def test_every_mutating_request_is_logged_with_uid_pid_and_command(
     # Each request's line comes before what it did, though the supervisor writes
     # them all once the work is done (a stop's signal does not wait for the log).
     assert log.index(f"(pid {ran['stop']}): stop") < log.index("web: stopping")
+
+
+def test_a_requests_line_is_stamped_when_the_request_came(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's audit line is written after its work's lines are held back, and
+    comes first in the log: its time is the request's, not later than theirs."""
+    from daemonctx.supervisor import core
+
+    # A clock a quarter of a second on at each reading (logging reads time_ns
+    # from Python 3.13): the request comes, its work logs, the block ends.
+    ticks = itertools.count(4001)
+    monkeypatch.setattr(core.time, "time_ns", lambda: next(ticks) * 250_000_000)
+    monkeypatch.setattr(core.time, "time", lambda: core.time.time_ns() / 1e9)
+    caplog.set_level(logging.INFO, logger=core.log.name)
+    with core._LogAfterwards((core._AUDIT, 0, 42, "stop", "{'names': ['web']}")):
+        core.log.info("web: stopping")
+    first, work = (r for r in caplog.records if r.name == core.log.name)
+    assert first.getMessage() == "uid 0 (pid 42): stop {'names': ['web']}"
+    assert work.getMessage() == "web: stopping"
+    assert (first.created, int(first.msecs)) == (1000.25, 250)
+    assert work.created == 1000.5
+    formatter = logging.Formatter("%(asctime)s %(message)s")
+    assert formatter.format(first).split(",")[1].startswith("250 uid 0")
 
 
 # -- 8. malformed requests ---------------------------------------------------------------------

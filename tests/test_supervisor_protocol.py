@@ -114,6 +114,28 @@ def test_error_messages_are_one_line_and_ids_may_be_none() -> None:
     }
 
 
+MESSAGES = [
+    {"id": 1, "ok": True, "result": {"programs": [{"name": "caf\u00e9", "uptime": 0.1 + 0.2}]}},
+    {"id": "x\ud800", "ok": True, "result": [None, True, False, -(2**70), 1e300, "\u2603\n"]},
+    {"id": None, "ok": True, "result": {"": {}, "a": [], "b": [[{}]], "1": 1}},
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES)
+def test_the_encoder_made_once_writes_what_json_writes(
+    message: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C encoder the module keeps, and its fallback without one, write each
+    message as ``json`` with the protocol's options does."""
+    from daemonctx.supervisor import protocol
+
+    expected = json.dumps(message, ensure_ascii=True, allow_nan=False).encode() + b"\n"
+    assert protocol._C_ENCODER is not None  # CPython has it
+    assert protocol._dump(message) == expected
+    monkeypatch.setattr(protocol, "_C_ENCODER", None)
+    assert protocol._dump(message) == expected
+
+
 def test_output_is_ascii_even_for_a_lone_surrogate() -> None:
     request = parse_request(b'{"id": "\\ud800", "command": "ping"}')
     line = encode_result(request.id, "caf\xe9")
@@ -302,6 +324,19 @@ def test_garbage_is_a_bad_request(line: bytes, id: int | str | None) -> None:
         "ok": False,
         "error": {"type": BAD_REQUEST, "message": error.message},
     }
+
+
+def test_blanks_around_a_request_and_what_follows_it() -> None:
+    """JSON's blanks around the value are fine; anything else after it is not,
+    and is named as ``json`` names it."""
+    for line in (
+        b' \t{"command": "ping"}',
+        b'{"command": "ping"} \t\r',
+        b'\r\n{"command": "ping"}\n',
+    ):
+        assert parse_request(line) == Request(id=None, command="ping"), line
+    assert "Extra data" in error_of(b'{"command": "ping"} x').message
+    assert "Expecting value" in error_of(b" ").message
 
 
 def test_messages_name_the_culprit() -> None:

@@ -101,6 +101,8 @@ __all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Supervisor", "SupervisorS
 
 #: The log line of each request that may change something.
 _AUDIT = "uid %d (pid %d): %s %s"
+#: The supervisor's phase as ``status`` shows it (any other phase: stopping).
+_SHOWN_PHASES = {"boot": "starting", "running": "running"}
 #: How long ``tail`` with a cursor waits for a line before it answers none.
 TAIL_WAIT = 30.0
 #: A program's pipe's size, and the bytes read from it at a time.
@@ -1697,7 +1699,7 @@ class Supervisor:
 
     def _command_status(self, request: Request, respond: Callable[[bytes], None]) -> None:
         result = self._infos(self._names(request, False))
-        phase = {"boot": "starting", "running": "running"}.get(self._phase, "stopping")
+        phase = _SHOWN_PHASES.get(self._phase, "stopping")
         result["supervisor"] = {"pid": os.getpid(), "state": phase}
         respond(protocol.encode_result(request.id, result))
 
@@ -1993,23 +1995,33 @@ class _LogAfterwards:
     file (a stop's signal, a boot's programs). A class, not a generator: it
     wraps every request that changes something, and costs less so."""
 
-    __slots__ = ("first", "held")
+    __slots__ = ("at", "first", "held")
 
     def __init__(self, first: tuple[Any, ...] | None = None) -> None:
         self.first = first
         self.held: list[logging.LogRecord] = []
+        self.at = 0.0
 
     def filter(self, record: logging.LogRecord) -> bool:
         self.held.append(record)
         return False  # not now
 
     def __enter__(self) -> None:
+        self.at = time.time()  # ``first`` happened now, before what it logs
         log.addFilter(self)
 
     def __exit__(self, *exc_info: object) -> None:
         log.removeFilter(self)
-        if self.first is not None:
-            log.info(*self.first)
+        first = self.first
+        if first is not None and log.isEnabledFor(logging.INFO):
+            record = log.makeRecord(
+                log.name, logging.INFO, "(unknown file)", 0, first[0], first[1:], None
+            )
+            # Stamped when the block began: written first, it is also the earliest.
+            record.relativeCreated -= (record.created - self.at) * 1000
+            record.created = self.at
+            record.msecs = (self.at - int(self.at)) * 1000
+            log.handle(record)
         for record in self.held:
             log.handle(record)
 
