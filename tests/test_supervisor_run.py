@@ -337,6 +337,61 @@ def test_stop_kills_the_group_when_a_child_ignores_sigterm(
     assert info.last_exit.text == f"killed by {shell_died_of}"
 
 
+# Injected into the supervisor (PYTHONPATH): its list of what still runs in a
+# stopped group also names a planted pid, as when a process it listed was reaped
+# by its parent and the pid reused before the supervisor pinned it.
+_PLANT_SURVIVOR = """
+import os
+planted = os.environ.pop("DAEMONCTX_TEST_PLANTED", None)
+if planted:
+    from daemonctx.supervisor import core
+
+    listed = core.Supervisor._survivors
+
+    def _survivors(self, instance, group):
+        return [*listed(self, instance, group), int(planted)]
+
+    core.Supervisor._survivors = _survivors
+"""
+
+
+def test_a_stop_ignores_a_listed_survivor_whose_pid_was_reused(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A process listed as still running in the stopped program's group, then
+    reaped and its pid taken by an unrelated process before it is pinned: the
+    pinned process is looked at again (not in the group), neither waited for
+    nor signalled, and the stop ends with its leader."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(_PLANT_SURVIVOR)
+    unrelated = subprocess.Popen([SLEEP, "1000"], start_new_session=True)
+    try:
+        supervisors.config({"web": {"command": [SLEEP, "1000"], "stop_timeout": 10}})
+        env = supervisors.env
+        supervisors.env = {
+            **env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(inject), env.get("PYTHONPATH")])),
+            "DAEMONCTX_TEST_PLANTED": str(unrelated.pid),
+        }
+        try:
+            supervisors.foreground()
+        finally:
+            supervisors.env = env
+        leader = supervisors.wait_state("web", "running").pid
+        began = time.monotonic()
+        stopped = supervisors.ctl("stop", "web", timeout=15)  # stop_timeout 10, SIGKILL then
+        took = time.monotonic() - began
+        assert stopped.returncode == 0, stopped
+        assert took < 5, f"the stop waited {took:.1f} s for the unrelated process"
+        wait_reaped(leader)
+        assert unrelated.poll() is None, "the unrelated process was signalled"
+        assert proc_stat(unrelated.pid)[0] in "SR", "the unrelated process was stopped"
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
 def test_double_forked_grandchild_is_adopted_attributed_and_killed_at_stop(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
