@@ -356,6 +356,88 @@ def test_a_second_supervisor_fails_at_once_naming_the_first(
     assert "other" not in (other_log.read_text() if other_log.exists() else "")
 
 
+def test_a_supervisor_whose_socket_files_were_removed_is_not_run_twice(
+    supervisors: Supervisors,
+) -> None:
+    """The socket's directory emptied under a running supervisor (``rm -r``, a tmp
+    cleaner): nothing reaches it, but it runs. A second ``supervise`` on that
+    socket fails at once naming it, rather than run every program twice and kill
+    the first one's programs as a dead supervisor's leftovers."""
+    supervisors.config({"web": {"command": SLEEP}})
+    first = supervisors.foreground()
+    pid = web_pid(supervisors)
+    os.unlink(supervisors.control)
+    os.unlink(supervisors.control + ".lock")
+    assert supervisors.ctl("status").returncode == 3  # nothing listens
+    for form in ((), ("--foreground",)):
+        result = supervisors.supervise(*form, timeout=15)
+        assert result.returncode != 0, form
+        line = one_line(result.stderr)
+        assert f"another supervisor (pid {first.pid})" in line, line
+        assert "socket file was removed" in line and supervisors.control in line, line
+    assert first.poll() is None
+    assert pid_alive(pid) and not os.path.exists(supervisors.control)
+    supervising = [
+        p
+        for p in supervisors.processes()
+        if b"supervise" in Path(f"/proc/{p}/cmdline").read_bytes() and p != first.pid
+    ]
+    assert supervising == [], "a second supervisor runs"
+    # Stopped as the message says, the next one starts.
+    first.terminate()
+    assert first.wait(10) == 0
+    wait_gone(pid)
+    supervisors.foreground()
+    assert web_pid(supervisors) != pid
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("holder_is", ["supervisor", "guard"])
+def test_listen_refuses_a_socket_whose_removed_lock_is_still_held(
+    tmp_path: Path, holder_is: str
+) -> None:
+    """The same, between ``check_free`` and ``listen`` (the lock file removed
+    meanwhile, and a new one made): the lock still held on the removed file is
+    found. A dead supervisor's guard (its command line names it) holds it while
+    it stops what that supervisor left: it is named as such."""
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.server import ControlSocketError
+
+    path = str(tmp_path / "control.sock")
+    code = _HOLD_LOCK + ("# daemonctx.supervisor.guard" if holder_is == "guard" else "")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, path + ".lock"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    loop = EventLoop()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        os.unlink(path + ".lock")
+        server = ControlServer(loop, path, lambda connection, request: None)
+        with pytest.raises(ControlSocketError) as caught:
+            server.listen()
+        message = str(caught.value)
+        if holder_is == "guard":
+            assert f"the guard (pid {holder.pid}) of a supervisor that died" in message
+        else:
+            assert f"another supervisor (pid {holder.pid}) runs there" in message
+        assert not os.path.exists(path), "no socket is left"
+    finally:
+        holder.kill()
+        holder.wait()
+        loop.close()
+
+
 def test_two_supervisors_started_at_once_exactly_one_wins(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -7,7 +7,9 @@
   fails at once, naming the first one's pid (learnt from the live socket's
   ``SO_PEERCRED``). A dead supervisor's guard holds the lock until it has
   killed what that supervisor left (``guard.py``): while nobody listens on the
-  socket, the lock is waited for (``LOCK_WAIT``).
+  socket, the lock is waited for (``LOCK_WAIT``). A lock still held on a lock
+  file removed since (``rm -r`` of the directory) counts as held: its holder
+  runs, out of reach.
 - **No window wider than the final mode.** The socket is created by ``bind``
   under a umask that gives exactly 0600 (0660 when a group may connect, with
   the effective gid switched to that group around ``bind`` when we are root;
@@ -35,6 +37,7 @@ import stat
 import struct
 from typing import TYPE_CHECKING, Callable
 
+from .. import procfs
 from ..errors import DaemonError
 from ..paths import UnsafePathError, check_path
 from . import protocol
@@ -189,7 +192,9 @@ def _taken(path: str) -> ControlSocketError:
 
 def check_free(path: str) -> None:
     """Raise ``ControlSocketError`` (naming its pid) when a live supervisor owns the
-    socket at ``path``: its lock is held. For the foreground, before anything starts."""
+    socket at ``path``: its lock is held, or the lock of a lock file removed
+    since. For the foreground, before anything starts."""
+    _check_not_orphaned(path)
     try:
         fd = os.open(path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -198,6 +203,36 @@ def check_free(path: str) -> None:
         _lock(fd, fcntl.LOCK_SH, path)
     finally:
         os.close(fd)
+
+
+def _check_not_orphaned(path: str) -> None:
+    """Raise ``ControlSocketError`` when a process still holds the lock of a lock
+    file that was at ``path + ".lock"`` and has been removed (``rm -r`` of the
+    socket's directory, a tmp cleaner): a supervisor nobody can reach any more, or
+    its guard at work. Another one beside it would run every program twice, and
+    sweep the first one's programs as a dead supervisor's. Reads ``/proc/locks``."""
+    directory = os.path.realpath(os.path.dirname(path) or ".")
+    lock = os.path.join(directory, os.path.basename(path) + ".lock")
+    try:
+        device = os.stat(directory).st_dev
+    except OSError:
+        return  # no directory: check_control_path says so
+    holders = sorted({pid for pid, _key in procfs.deleted_lock_holders(lock, device)})
+    if not holders:
+        return
+    pid = holders[0]  # the lock's taker, while it lives: the supervisor
+    command = procfs.process_command(pid) or ()
+    if any("daemonctx.supervisor.guard" in part for part in command):
+        message = (
+            f"the guard (pid {pid}) of a supervisor that died still holds it, stopping what "
+            "that supervisor left; start again once it has exited"
+        )
+    else:
+        message = (
+            f"another supervisor (pid {pid}) runs there, but its socket file was removed "
+            f"and nothing can reach it: stop it first (kill {pid})"
+        )
+    raise ControlSocketError(errnos.EADDRINUSE, f"control socket {path}: {message}")
 
 
 class Connection:
@@ -324,6 +359,7 @@ class ControlServer:
             ) from None
         try:
             _lock(fd, fcntl.LOCK_EX, self.path)
+            _check_not_orphaned(self.path)  # the lock may be a new file's
         except BaseException:
             os.close(fd)
             raise
