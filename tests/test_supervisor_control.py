@@ -368,7 +368,10 @@ def test_a_supervisor_whose_socket_files_were_removed_is_not_run_twice(
     pid = web_pid(supervisors)
     os.unlink(supervisors.control)
     os.unlink(supervisors.control + ".lock")
-    assert supervisors.ctl("status").returncode == 3  # nothing listens
+    status = supervisors.ctl("status")
+    assert status.returncode == 3, status  # nothing listens
+    line = one_line(status.stderr)
+    assert f"supervisor (pid {first.pid}) runs, but its socket file was removed" in line, line
     for form in ((), ("--foreground",)):
         result = supervisors.supervise(*form, timeout=15)
         assert result.returncode != 0, form

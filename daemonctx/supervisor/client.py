@@ -46,14 +46,34 @@ _CLOSED = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED})
 
 class SupervisorNotRunning(CommandError):
     """Nothing listens on the control socket: no file there, or a stale one.
-    Exit code 3, LSB's "not running"."""
+    Exit code 3, LSB's "not running". ``holder`` is the pid of a supervisor that
+    still runs with the socket's files removed (none can reach it), if any."""
 
-    def __init__(self, path: str, exit_code: int = 3) -> None:
-        super().__init__(f"supervisor is not running (nothing listens on {path})", exit_code)
+    def __init__(self, path: str, exit_code: int = 3, holder: int | None = None) -> None:
+        message = f"supervisor is not running (nothing listens on {path})"
+        if holder is not None:
+            message = (
+                f"nothing listens on {path}: supervisor (pid {holder}) runs, but its socket "
+                f"file was removed and nothing can reach it (stop it: kill {holder})"
+            )
+        super().__init__(message, exit_code)
         self.path = path
+        self.holder = holder
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.exit_code))
+        return (type(self), (self.path, self.exit_code, self.holder))
+
+
+def _unreachable(path: str) -> int | None:
+    """A supervisor that runs though its socket at ``path`` was removed: the pid
+    holding the lock of its removed lock file (not a dead one's guard), or None."""
+    from .guard import orphaned_holder  # on this error only
+
+    try:
+        holder = orphaned_holder(path)
+    except OSError:
+        return None
+    return holder[0] if holder is not None and not holder[1] else None
 
 
 def _seconds(value: float) -> str:
@@ -114,7 +134,7 @@ class Client:
         if not isinstance(exc, OSError):
             return exc
         if exc.errno in _NOT_LISTENING:
-            return SupervisorNotRunning(self.path)
+            return SupervisorNotRunning(self.path, holder=_unreachable(self.path))
         if exc.errno in _DENIED:
             return CommandError(f"permission denied: cannot connect to {self.path}", exit_code=4)
         if exc.errno == errno.EAGAIN:  # a Unix socket's full backlog, without blocking

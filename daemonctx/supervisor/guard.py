@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .loop import EventLoop, Timer
 
-__all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Guard", "main", "sweep"]
+__all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Guard", "main", "orphaned_holder", "sweep"]
 
 #: Set in each program's environment to its instance name (like supervisord's
 #: SUPERVISOR_PROCESS_NAME); attributes escaped descendants to their program.
@@ -56,6 +56,7 @@ SWEEP_WAIT = 5.0
 SWEEP_PASSES = 5
 
 _SOCKET_FD, _LOCK_FD = 3, 4
+_GUARD_MODULE = "daemonctx.supervisor.guard"  # in a guard's command line
 _IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGTSTP")
 _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
 _FD_SIZE = 4  # an int in SCM_RIGHTS
@@ -129,6 +130,24 @@ def _ours(pid: int, control: str, users: set[int], groups: dict[int, int]) -> bo
     return _owner(pid) in users
 
 
+def orphaned_holder(path: str) -> tuple[int, bool] | None:
+    """The process that holds the lock of a removed lock file once at
+    ``path + ".lock"``, and whether it is a guard (its supervisor died); None when
+    there is none. Reads ``/proc/locks``, and ``/proc/<pid>/fd`` of its holders."""
+    directory = os.path.realpath(os.path.dirname(path) or ".")
+    lock = os.path.join(directory, os.path.basename(path) + ".lock")
+    try:
+        device = os.stat(directory).st_dev
+    except OSError:
+        return None  # no directory: check_control_path says so
+    holders = sorted({pid for pid, _key in procfs.deleted_lock_holders(lock, device)})
+    if not holders:
+        return None
+    pid = holders[0]  # the lock's taker, while it lives: the supervisor
+    command = procfs.process_command(pid) or ()
+    return pid, any(_GUARD_MODULE in part for part in command)
+
+
 def _wait_gone(pidfds: list[int], timeout: float) -> None:
     import time
 
@@ -190,7 +209,7 @@ class Guard:
                 package = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
                 code = (
                     f"import sys; sys.path.insert(0, {package!r}); "
-                    "from daemonctx.supervisor.guard import main; sys.exit(main(sys.argv[1:]))"
+                    f"from {_GUARD_MODULE} import main; sys.exit(main(sys.argv[1:]))"
                 )
                 argv = [sys.executable, "-I", "-S", "-c", code, self.control, _users(self.users)]
                 pid = os.posix_spawn(

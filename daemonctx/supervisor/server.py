@@ -37,10 +37,10 @@ import stat
 import struct
 from typing import TYPE_CHECKING, Callable
 
-from .. import procfs
 from ..errors import DaemonError
 from ..paths import UnsafePathError, check_path
 from . import protocol
+from .guard import orphaned_holder
 from .protocol import BadLine, Request
 
 if TYPE_CHECKING:
@@ -210,19 +210,12 @@ def _check_not_orphaned(path: str) -> None:
     file that was at ``path + ".lock"`` and has been removed (``rm -r`` of the
     socket's directory, a tmp cleaner): a supervisor nobody can reach any more, or
     its guard at work. Another one beside it would run every program twice, and
-    sweep the first one's programs as a dead supervisor's. Reads ``/proc/locks``."""
-    directory = os.path.realpath(os.path.dirname(path) or ".")
-    lock = os.path.join(directory, os.path.basename(path) + ".lock")
-    try:
-        device = os.stat(directory).st_dev
-    except OSError:
-        return  # no directory: check_control_path says so
-    holders = sorted({pid for pid, _key in procfs.deleted_lock_holders(lock, device)})
-    if not holders:
+    sweep the first one's programs as a dead supervisor's."""
+    holder = orphaned_holder(path)
+    if holder is None:
         return
-    pid = holders[0]  # the lock's taker, while it lives: the supervisor
-    command = procfs.process_command(pid) or ()
-    if any("daemonctx.supervisor.guard" in part for part in command):
+    pid, guard = holder
+    if guard:
         message = (
             f"the guard (pid {pid}) of a supervisor that died still holds it, stopping what "
             "that supervisor left; start again once it has exited"
