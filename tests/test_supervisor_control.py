@@ -356,30 +356,45 @@ def test_a_second_supervisor_fails_at_once_naming_the_first(
     assert "other" not in (other_log.read_text() if other_log.exists() else "")
 
 
+@pytest.mark.parametrize("removed", ["both", "lock", "socket"])
 def test_a_supervisor_whose_socket_files_were_removed_is_not_run_twice(
-    supervisors: Supervisors,
+    supervisors: Supervisors, removed: str
 ) -> None:
-    """The socket's directory emptied under a running supervisor (``rm -r``, a tmp
-    cleaner): nothing reaches it, but it runs. A second ``supervise`` on that
-    socket fails at once naming it, rather than run every program twice and kill
-    the first one's programs as a dead supervisor's leftovers."""
+    """Files removed under a running supervisor (``rm -r`` of the socket's
+    directory: both; a tmp cleaner: the idle lock file; the socket). A second
+    ``supervise`` on that socket fails naming the first, rather than take its
+    socket, kill its programs as a dead supervisor's leftovers and run them twice;
+    ``ctl`` reaches it while its socket is there, and names it when not."""
     supervisors.config({"web": {"command": SLEEP}})
     first = supervisors.foreground()
     pid = web_pid(supervisors)
-    os.unlink(supervisors.control)
-    os.unlink(supervisors.control + ".lock")
+    inode = os.stat(supervisors.control).st_ino
+    if removed != "lock":
+        os.unlink(supervisors.control)
+    if removed != "socket":
+        os.unlink(supervisors.control + ".lock")
     status = supervisors.ctl("status")
-    assert status.returncode == 3, status  # nothing listens
-    line = one_line(status.stderr)
-    assert f"supervisor (pid {first.pid}) runs, but its socket file was removed" in line, line
-    for form in ((), ("--foreground",)):
+    if removed == "lock":
+        assert status.returncode == 0, status
+    else:
+        assert status.returncode == 3, status  # nothing listens
+        line = one_line(status.stderr)
+        assert f"supervisor (pid {first.pid}) runs, but its socket file was removed" in line, line
+    # Without its socket, the lock is waited for (a supervisor may be starting):
+    # that case's message is checked without a socket (below), not 10 s here.
+    for form in ((), ("--foreground",)) if removed != "socket" else ():
         result = supervisors.supervise(*form, timeout=15)
         assert result.returncode != 0, form
         line = one_line(result.stderr)
-        assert f"another supervisor (pid {first.pid})" in line, line
-        assert "socket file was removed" in line and supervisors.control in line, line
-    assert first.poll() is None
-    assert pid_alive(pid) and not os.path.exists(supervisors.control)
+        assert f"another supervisor (pid {first.pid})" in line and supervisors.control in line
+        if removed == "both":
+            assert "socket file was removed" in line, line
+    assert first.poll() is None and pid_alive(pid)
+    if removed == "lock":
+        assert os.stat(supervisors.control).st_ino == inode, "the socket was replaced"
+        assert supervisors.ctl("status").returncode == 0
+    else:
+        assert not os.path.exists(supervisors.control)
     supervising = [
         p
         for p in supervisors.processes()
@@ -435,6 +450,38 @@ def test_listen_refuses_a_socket_whose_removed_lock_is_still_held(
         else:
             assert f"another supervisor (pid {holder.pid}) runs there" in message
         assert not os.path.exists(path), "no socket is left"
+    finally:
+        holder.kill()
+        holder.wait()
+        loop.close()
+
+
+def test_listen_names_a_holder_that_never_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor's lock held while nothing listens on its socket (removed)
+    past ``LOCK_WAIT``: the error names the holder."""
+    from daemonctx.supervisor import server as server_module
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.server import ControlSocketError
+
+    monkeypatch.setattr(server_module, "LOCK_WAIT", 0.2)
+    path = str(tmp_path / "control.sock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, path + ".lock"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    loop = EventLoop()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        server = ControlServer(loop, path, lambda connection, request: None)
+        with pytest.raises(ControlSocketError) as caught:
+            server.listen()
+        assert f"another supervisor (pid {holder.pid}) runs there, but its socket file was " in (
+            str(caught.value)
+        )
     finally:
         holder.kill()
         holder.wait()

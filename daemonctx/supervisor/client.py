@@ -65,12 +65,13 @@ class SupervisorNotRunning(CommandError):
 
 
 def _unreachable(path: str) -> int | None:
-    """A supervisor that runs though its socket at ``path`` was removed: the pid
-    holding the lock of its removed lock file (not a dead one's guard), or None."""
-    from .guard import orphaned_holder  # on this error only
+    """A supervisor that holds the lock of the control socket at ``path`` though
+    nothing listens there (its socket file was removed; or it is starting): its
+    pid, or None (nobody holds it, or only a dead supervisor's guard)."""
+    from .guard import lock_holder  # on this error only
 
     try:
-        holder = orphaned_holder(path)
+        holder = lock_holder(path)
     except OSError:
         return None
     return holder[0] if holder is not None and not holder[1] else None

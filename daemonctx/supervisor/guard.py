@@ -40,7 +40,15 @@ if TYPE_CHECKING:
 
     from .loop import EventLoop, Timer
 
-__all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Guard", "main", "orphaned_holder", "sweep"]
+__all__ = [
+    "PROGRAM_VARIABLE",
+    "SUPERVISOR_VARIABLE",
+    "Guard",
+    "lock_holder",
+    "main",
+    "orphaned_holder",
+    "sweep",
+]
 
 #: Set in each program's environment to its instance name (like supervisord's
 #: SUPERVISOR_PROCESS_NAME); attributes escaped descendants to their program.
@@ -132,20 +140,45 @@ def _ours(pid: int, control: str, users: set[int], groups: dict[int, int]) -> bo
 
 def orphaned_holder(path: str) -> tuple[int, bool] | None:
     """The process that holds the lock of a removed lock file once at
-    ``path + ".lock"``, and whether it is a guard (its supervisor died); None when
-    there is none. Reads ``/proc/locks``, and ``/proc/<pid>/fd`` of its holders."""
+    ``path + ".lock"`` (the control socket's), and whether it is a guard (its
+    supervisor died); None when there is none. Reads ``/proc/locks``, and
+    ``/proc/<pid>/fd`` of its holders."""
     directory = os.path.realpath(os.path.dirname(path) or ".")
-    lock = os.path.join(directory, os.path.basename(path) + ".lock")
     try:
         device = os.stat(directory).st_dev
     except OSError:
         return None  # no directory: check_control_path says so
-    holders = sorted({pid for pid, _key in procfs.deleted_lock_holders(lock, device)})
-    if not holders:
-        return None
-    pid = holders[0]  # the lock's taker, while it lives: the supervisor
-    command = procfs.process_command(pid) or ()
-    return pid, any(_GUARD_MODULE in part for part in command)
+    lock = os.path.join(directory, os.path.basename(path) + ".lock")
+    return _pick({pid for pid, _key in procfs.deleted_lock_holders(lock, device)})
+
+
+def lock_holder(path: str) -> tuple[int, bool] | None:
+    """The process that holds the control socket's lock (``path + ".lock"``, or a
+    lock file removed since), and whether it is a guard; None when none does. A
+    holder that does not listen on ``path`` is out of reach (its socket file was
+    removed), or starting, or a dead supervisor's guard at work. Scans /proc
+    when the lock is held: for error messages."""
+    try:
+        st = os.lstat(path + ".lock")
+    except OSError:
+        st = None
+    if st is not None and st.st_mode & 0o170000 == 0o100000:  # a regular file
+        held = _pick(set(procfs.find_lock_holders(procfs.file_key(st)).pids))
+        if held is not None:
+            return held
+    return orphaned_holder(path)
+
+
+def _pick(holders: set[int]) -> tuple[int, bool] | None:
+    """A supervisor among ``holders`` rather than a guard (its child holds a copy of
+    the lock): (pid, False); else a guard: (pid, True); None when empty."""
+    guards = []
+    for pid in sorted(holders):
+        command = procfs.process_command(pid) or ()
+        if not any(_GUARD_MODULE in part for part in command):
+            return pid, False
+        guards.append(pid)
+    return (guards[0], True) if guards else None
 
 
 def _wait_gone(pidfds: list[int], timeout: float) -> None:

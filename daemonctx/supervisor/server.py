@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import DaemonError
 from ..paths import UnsafePathError, check_path
 from . import protocol
-from .guard import orphaned_holder
+from .guard import lock_holder, orphaned_holder
 from .protocol import BadLine, Request
 
 if TYPE_CHECKING:
@@ -184,10 +184,29 @@ def _lock(fd: int, operation: int, path: str) -> None:
 
 def _taken(path: str) -> ControlSocketError:
     owner = live_owner(path)
+    if owner is None:  # the lock is held, and nobody has listened all this time
+        holder = lock_holder(path)
+        if holder is not None:
+            return _unreachable(path, *holder)
     who = f" (pid {owner})" if owner is not None else ""
     return ControlSocketError(
         errnos.EADDRINUSE, f"control socket {path}: another supervisor{who} is running there"
     )
+
+
+def _unreachable(path: str, pid: int, guard: bool) -> ControlSocketError:
+    """The error for a lock held by ``pid`` while nothing listens on ``path``."""
+    if guard:
+        message = (
+            f"the guard (pid {pid}) of a supervisor that died still holds it, stopping what "
+            "that supervisor left; start again once it has exited"
+        )
+    else:
+        message = (
+            f"another supervisor (pid {pid}) runs there, but its socket file was removed "
+            f"and nothing can reach it: stop it first (kill {pid})"
+        )
+    return ControlSocketError(errnos.EADDRINUSE, f"control socket {path}: {message}")
 
 
 def check_free(path: str) -> None:
@@ -207,25 +226,16 @@ def check_free(path: str) -> None:
 
 def _check_not_orphaned(path: str) -> None:
     """Raise ``ControlSocketError`` when a process still holds the lock of a lock
-    file that was at ``path + ".lock"`` and has been removed (``rm -r`` of the
-    socket's directory, a tmp cleaner): a supervisor nobody can reach any more, or
-    its guard at work. Another one beside it would run every program twice, and
-    sweep the first one's programs as a dead supervisor's."""
+    file that was at ``path + ".lock"`` and has been removed (a tmp cleaner, an
+    ``rm -r`` of the socket's directory): a supervisor, or a dead one's guard at
+    work. Another one beside it would run every program twice, and sweep the
+    first one's programs as a dead supervisor's."""
     holder = orphaned_holder(path)
     if holder is None:
         return
-    pid, guard = holder
-    if guard:
-        message = (
-            f"the guard (pid {pid}) of a supervisor that died still holds it, stopping what "
-            "that supervisor left; start again once it has exited"
-        )
-    else:
-        message = (
-            f"another supervisor (pid {pid}) runs there, but its socket file was removed "
-            f"and nothing can reach it: stop it first (kill {pid})"
-        )
-    raise ControlSocketError(errnos.EADDRINUSE, f"control socket {path}: {message}")
+    if not holder[1] and live_owner(path) is not None:
+        raise _taken(path)  # its socket is still there: it answers
+    raise _unreachable(path, *holder)
 
 
 class Connection:
