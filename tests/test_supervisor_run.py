@@ -296,6 +296,40 @@ def test_crash_loop_after_start_backs_off_instead_of_restarting_at_full_speed(
     assert within_jitter(waits[2], 0.4), waits
 
 
+def test_a_status_answer_is_what_program_info_writes(supervisors: Supervisors) -> None:
+    """The supervisor writes each program's status straight from its state machine;
+    it must stay the JSON ``ProgramInfo.to_json`` writes, field for field, in
+    every state (running, backoff, exited, stopped with its last exit)."""
+    supervisors.config(
+        {
+            "up": {"command": [SLEEP, "1000"]},
+            "crash": {
+                "command": ["/bin/sh", "-c", "sleep 0.2; exit 3"],
+                "ready": 0.05,
+                "restart_delay": 30,
+                "start_limit": 0,
+            },
+            "done": {"command": ["/bin/true"], "restart": "never", "ready": "started"},
+            "stopped": {"command": [SLEEP, "1000"]},
+        }
+    )
+    supervisors.foreground()
+    supervisors.wait_state("up", "running")
+    supervisors.wait_state("done", "exited")
+    supervisors.wait_state("crash", "backoff")
+    assert supervisors.ctl("stop", "stopped").returncode == 0
+    with supervisors.client() as client:
+        programs = client.request("status")["programs"]
+    states = {p["name"]: p["state"] for p in programs}
+    assert states == {"up": "running", "crash": "backoff", "done": "exited", "stopped": "stopped"}
+    for raw in programs:
+        assert list(raw) == list(ProgramInfo.FIELDS), raw
+        assert ProgramInfo.from_json(raw).to_json() == raw, raw
+    by_name = {p["name"]: p for p in programs}
+    assert by_name["stopped"]["last_exit"]["text"] == "killed by SIGTERM"
+    assert by_name["crash"]["next_start"] > 0 and by_name["up"]["uptime"] >= 0
+
+
 # -- stopping leaves nothing behind ---------------------------------------------------------
 
 
@@ -632,6 +666,55 @@ def test_supervise_fails_naming_the_program_its_status_and_stderr_and_leaves_not
     assert "bad failed to start" in err and "exited 3" in err, err
     assert "first complaint" in err and "second complaint" in err, err
     assert not pid_alive(logged_pid(supervisors, "good")), "the program started first is stopped"
+    assert not os.path.exists(supervisors.control)
+    wait_for(lambda: not supervisors.processes(), 5, "no process of the test left")
+
+
+def test_a_program_ready_once_has_started_whatever_it_does_next_in_its_wave(
+    supervisors: Supervisors,
+) -> None:
+    """In a wave still waiting for a slower program, a one-shot that was ready and
+    exited 0 (``restart = "never"``), and one that was ready and crashed, have
+    started: ``supervise`` succeeds (before, it failed naming either, or not,
+    depending on which program of the wave was faster)."""
+    supervisors.config(
+        {
+            "slow": {"command": [SLEEP, "1000"], "ready": 0.5},
+            "oneshot": {"command": ["/bin/true"], "restart": "never"},
+            "flaky": {"command": ["/bin/sh", "-c", "sleep 0.05; exit 1"], "start_limit": 0},
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 0, result.stderr
+    with supervisors.client() as client:
+        infos = {info.name: info for info in client.status()}
+    assert infos["slow"].state == "running"
+    assert infos["oneshot"].state == "exited", infos["oneshot"]
+    assert infos["oneshot"].last_exit is not None and infos["oneshot"].last_exit.code == 0
+    assert infos["flaky"].restarts >= 1, infos["flaky"]
+    with supervisors.client() as client:
+        client.shutdown(wait=True)
+
+
+def test_a_critical_program_failed_for_good_during_the_boot_fails_it(
+    supervisors: Supervisors,
+) -> None:
+    """A critical program that started, then failed for good while its wave still
+    waited: ``supervise`` fails naming it, and leaves nothing running (rather
+    than report success, or keep running without it)."""
+    supervisors.config(
+        {
+            "slow": {"command": [SLEEP, "1000"], "ready": 0.5},
+            "crit": {
+                "command": ["/bin/sh", "-c", "sleep 0.05; exit 3"],
+                "restart": "never",
+                "critical": True,
+            },
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert "crit is critical and failed for good: exited 3" in result.stderr, result.stderr
     assert not os.path.exists(supervisors.control)
     wait_for(lambda: not supervisors.processes(), 5, "no process of the test left")
 

@@ -57,7 +57,7 @@ from .guard import PROGRAM_VARIABLE, SUPERVISOR_VARIABLE, Guard, sweep
 from .loop import EventLoop, Timer
 from .output import Capture, Line, Ring, Target
 from .protocol import Request
-from .results import CommandInfo, ExitInfo, ProgramInfo, RunInfo, format_seconds
+from .results import CommandInfo, ExitInfo, RunInfo, format_seconds
 from .server import (
     MAX_CONNECTIONS,
     Connection,
@@ -176,6 +176,7 @@ class Instance:
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
         self.held = False  # stopped on request: at boot, not waited for
+        self.was_ready = False  # ready once: its boot is over, whatever it does next
         self.orphans = False  # a run ended: its escaped descendants are still to kill
         # pid -> pidfd: what got a stop signal with a leader that exited first, and
         # still runs; waited for (the leader unreaped: its group id stays its own)
@@ -272,29 +273,39 @@ class Instance:
             or self.pidfile_wait is not None
         )
 
-    def info(self, now: float) -> ProgramInfo:
-        status = self.machine.status(now)
-        last = status.last_exit
-        started = self.machine.started_at
-        return ProgramInfo(
-            name=self.name,
-            program=self.program.name,
-            state=status.state.value,
-            text=status.text,
-            pid=status.pid,
-            uptime=None if status.pid is None or started is None else now - started,
-            since=now - status.since,
-            restarts=status.restarts,
-            attempt=status.attempt,
-            last_exit=None
-            if last is None or status.last_exit_at is None
-            else ExitInfo(
-                last.code, last.signal, last.core, last.describe(), now - status.last_exit_at
-            ),
-            next_start=None if status.next_start is None else status.next_start - now,
-            status_text=status.status_text,
-            dropped=self.dropped,
-        )
+    def info_json(self, now: float) -> dict[str, Any]:
+        """Its status as ``ProgramInfo.to_json`` writes it, made straight from its
+        state machine: a status request makes one per program, and the records in
+        between (``ProgramStatus``, ``ProgramInfo``) were a third of its work.
+        ``tests/test_supervisor_run.py`` keeps the two forms one."""
+        machine = self.machine
+        pid = machine.pid
+        started = machine.started_at
+        last, last_at = machine.last_exit, machine.last_exit_at
+        next_start = machine.next_start
+        return {
+            "name": self.name,
+            "program": self.program.name,
+            "state": machine.state._value_,  # not .value: a Python property call
+            "text": machine.describe(now),
+            "pid": pid,
+            "uptime": None if pid is None or started is None else now - started,
+            "since": now - machine.since,
+            "restarts": machine.restarts,
+            "attempt": machine.attempt,
+            "last_exit": None
+            if last is None or last_at is None
+            else {
+                "code": last.code,
+                "signal": last.signal,
+                "core": last.core,
+                "text": last.describe(),
+                "ago": now - last_at,
+            },
+            "next_start": None if next_start is None else next_start - now,
+            "status_text": machine.status_text,
+            "dropped": self.dropped,
+        }
 
     def last_lines(self, since: int | None = None) -> list[str]:
         """The last lines of its standard error (of its output, when merged); with
@@ -731,7 +742,10 @@ class Supervisor:
     def _boot_progress(self) -> None:
         if self._phase != "boot":
             return
-        wave = [instance for instance in self._waves[self._wave] if not instance.held]
+        # An instance that was ready once has started: what it does next (exit 0
+        # with restart = "never", a crash and its restart) is no failed start,
+        # whether the rest of its wave is ready by then or not.
+        wave = [i for i in self._waves[self._wave] if not i.held and not i.was_ready]
         for instance in wave:
             state = instance.state
             if instance.machine.restarts > 0 or state not in _BOOTING:
@@ -744,13 +758,28 @@ class Supervisor:
                 log.info("%s", message)
                 self._begin_shutdown(1, f"shutdown: {instance.name} failed to start")
                 return
-        if all(instance.state is State.RUNNING for instance in wave):
+        if not wave:
             self._wave += 1
             if self._wave < len(self._waves):
                 self._start_wave()
-            else:
+            elif not self._critical_failed_at_boot():
                 self._phase = "running"
                 self._ready()
+                if os.getpid() == 1:  # every program may have run and exited already
+                    self._check_all_done()
+
+    def _critical_failed_at_boot(self) -> bool:
+        """A critical program that started, then failed for good before the boot was
+        over, fails the boot (``supervise`` says so, rather than succeed and stop)."""
+        for instance in self.instances.values():
+            status = _critical_failure(instance)
+            if status is not None:
+                reason = instance.machine.describe(self._now())
+                self._boot_error = f"{instance.name} is critical and failed for good: {reason}"
+                log.info("%s", self._boot_error)
+                self._begin_shutdown(status, f"shutdown: {instance.name} is critical and failed")
+                return True
+        return False
 
     def _ready(self) -> None:
         log.info("every program is ready")
@@ -840,11 +869,15 @@ class Supervisor:
                 instance.timer = None
             elif isinstance(action, Report):
                 log.info("%s: %s", instance.name, action.text)
-                if action.state is State.RUNNING and instance.runs:
-                    run = instance.runs[-1]
-                    if run.ready is None and run.ended is None:
-                        run.ready = time.time()
-        if spawn and not (self._phase == "boot" and instance.machine.restarts > 0):
+                if action.state is State.RUNNING:
+                    instance.was_ready = True
+                    if instance.runs:
+                        run = instance.runs[-1]
+                        if run.ready is None and run.ended is None:
+                            run.ready = time.time()
+        if spawn and not (
+            self._phase == "boot" and instance.machine.restarts > 0 and not instance.was_ready
+        ):
             # (a failed start at boot gets no second try: _boot_progress reports it)
             self._spawn(instance)  # its own _perform kills the orphans, after it
         if instance.orphans:
@@ -871,15 +904,8 @@ class Supervisor:
         self._schedule_summary()
 
     def _check_critical(self, instance: Instance) -> None:
-        if not instance.program.critical:
-            return
-        machine = instance.machine
-        last = machine.last_exit
-        failed = machine.state is State.FAILED or (
-            machine.state is State.EXITED and last is not None and not last.success
-        )
-        if failed:
-            status = _exit_code(last) if last is not None and not last.success else 1
+        status = _critical_failure(instance)
+        if status is not None:
             log.info("%s is critical and failed for good: stopping everything", instance.name)
             self._begin_shutdown(status, f"shutdown: {instance.name} is critical and failed")
 
@@ -1678,7 +1704,7 @@ class Supervisor:
     def _infos(self, instances: Iterable[Instance]) -> dict[str, Any]:
         assert self._loop is not None
         now = self._loop.time()
-        return {"programs": [instance.info(now).to_json() for instance in instances]}
+        return {"programs": [instance.info_json(now) for instance in instances]}
 
     def _not_shutting_down(self) -> None:
         if self._phase in ("shutdown", "done"):
@@ -1792,7 +1818,7 @@ class Supervisor:
         programs = [
             {
                 "name": instance.name,
-                "status": instance.info(now).to_json(),
+                "status": instance.info_json(now),
                 "runs": [run.info().to_json() for run in instance.runs],
             }
             for instance in instances
@@ -2024,6 +2050,21 @@ class _LogAfterwards:
             log.handle(record)
         for record in self.held:
             log.handle(record)
+
+
+def _critical_failure(instance: Instance) -> int | None:
+    """The supervisor's exit status when ``instance`` is critical and has failed for
+    good (``failed``, or ``exited`` with a failure), else None."""
+    if not instance.program.critical:
+        return None
+    machine = instance.machine
+    last = machine.last_exit
+    failed = machine.state is State.FAILED or (
+        machine.state is State.EXITED and last is not None and not last.success
+    )
+    if not failed:
+        return None
+    return _exit_code(last) if last is not None and not last.success else 1
 
 
 def _group_of(pid: int) -> int | None:
