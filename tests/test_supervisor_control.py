@@ -575,9 +575,11 @@ def test_another_uid_is_refused_even_when_the_socket_lets_it_connect(
 
     def try_everything() -> None:
         for number, (command, args) in enumerate(requests, 1):
-            with LineClient(supervisors.control) as client:  # it may hang up after answering
+            with LineClient(supervisors.control) as client:
                 client.request(number, command, args)
                 answer = client.read()
+                # Then it hangs up: nothing more is read from that caller.
+                assert client.sock.recv(1) == b"", "the connection stays open"
             assert answer["id"] == number, answer
             assert error_type(answer) == "permission-denied", answer
             assert "uid 65534" in answer["error"]["message"], answer

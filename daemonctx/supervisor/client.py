@@ -40,6 +40,8 @@ MAX_RESPONSE = 64 * 1024 * 1024
 """The longest response line a client reads, in bytes: past it, the answer is refused."""
 
 _NOT_LISTENING = frozenset({errno.ENOENT, errno.ECONNREFUSED})
+#: How far past its deadline a read may wait rather than set a new timeout.
+_SLACK = 0.001
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
 _CLOSED = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED})
 
@@ -171,11 +173,13 @@ class Client:
         if before is not None:
             before(sock)
         try:
-            # One deadline for the whole answer below (a system call: only on change).
-            if self.timeout is not None or sock.gettimeout() is not None:
+            # One deadline for the send and the whole answer. Each settimeout is a
+            # system call: only when the timeout changed, or the time left did.
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            if sock.gettimeout() != self.timeout:
                 sock.settimeout(self.timeout)
             sock.sendall(line)
-            response_line = self._read_line(sock)
+            response_line = self._read_line(sock, deadline)
         except socket.timeout:
             raise self._fail(self._no_answer()) from None
         except OSError as exc:
@@ -199,8 +203,7 @@ class Client:
             raise self._fail(error)
         return response.unwrap(), sock
 
-    def _read_line(self, sock: socket.socket) -> bytes:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+    def _read_line(self, sock: socket.socket, deadline: float | None) -> bytes:
         while True:
             newline = self._buffer.find(b"\n")
             if newline >= 0:
@@ -218,7 +221,9 @@ class Client:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise socket.timeout()
-                sock.settimeout(left)
+                current = sock.gettimeout()
+                if current is None or left < current - _SLACK:  # the send took a while
+                    sock.settimeout(left)
             data = sock.recv(65536)
             if not data:
                 raise self._fail(CommandError("the supervisor closed the connection"))

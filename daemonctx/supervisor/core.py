@@ -1670,7 +1670,7 @@ class Supervisor:
 
     def _names(self, request: Request, required: bool) -> list[Instance]:
         names = request.args.get("names", [])
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not isinstance(names, list) or not all(map(_is_str, names)):
             raise _Refused(protocol.BAD_ARGUMENTS, "names: expected a list of strings")
         if not names:
             if required:
@@ -2050,6 +2050,10 @@ class _LogAfterwards:
             log.handle(record)
         for record in self.held:
             log.handle(record)
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
 
 
 def _critical_failure(instance: Instance) -> int | None:

@@ -465,6 +465,8 @@ class LineDecoder:
                 return lines
             self._complete(data, start, newline, lines)
             start = newline + 1
+            if start == len(data):  # the usual read: a line's end, nothing after it
+                return lines
 
     def feed_eof(self) -> list[Line]:
         """At end of input: the last line, if it had no newline."""

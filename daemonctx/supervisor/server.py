@@ -253,6 +253,7 @@ class Connection:
         self.idle_timer: Timer | None = None
         self.idle_deadline = 0.0
         self.interest: tuple[bool, bool] | None = None  # (read, write) as the loop watches it
+        self.writes = 0  # write() calls: each ends with the server's update()
         self.on_ready = lambda: server._ready(self)
 
     @property
@@ -293,6 +294,7 @@ class Connection:
     def write(self) -> None:
         if self.closed:
             return
+        self.writes += 1
         while self.output:
             try:
                 sent = self.sock.send(self.output)
@@ -593,6 +595,7 @@ class ControlServer:
         else:
             connection.reading = False
             lines = connection.decoder.feed_eof()
+        writes = connection.writes
         for line in lines:
             if connection.closed:
                 return
@@ -600,7 +603,10 @@ class ControlServer:
                 connection.answer(line.response)
             else:
                 self._dispatch(connection, line)
-        self.update(connection)
+        # An answer written since updated the connection, unless it stopped
+        # reading afterwards (a caller refused everything): one update, not two.
+        if connection.writes == writes or not connection.reading:
+            self.update(connection)
 
     def _dispatch(self, connection: Connection, request: Request) -> None:
         role = connection.peer.role
