@@ -261,6 +261,8 @@ def test_a_main_process_that_dies_while_the_leader_runs_leaves_the_leader_shown(
     leader = int(events.read_text().split()[1])
     os.kill(main, signal.SIGKILL)
     wait_for(lambda: not pid_alive(main), what="the main process's death")
+    # The supervisor learns it from the main's pidfd, a moment after the kernel.
+    wait_for(lambda: supervisors.status("web").pid != main, 5, what="status to drop the dead pid")
     info = supervisors.status("web")
     assert (info.state, info.pid) == ("running", leader), info
 
