@@ -14,6 +14,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import grp
 import itertools
@@ -418,6 +419,39 @@ sys.stdin.read()
 """
 
 
+@contextlib.contextmanager
+def holding_lock(lock: str, comment: str = "") -> Iterator[subprocess.Popen[str]]:
+    """A process holding an exclusive flock on ``lock`` (``comment`` ends its
+    command line), killed at the end."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK + comment, lock],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def listen_error(path: str) -> str:
+    """The one line ``ControlServer.listen()`` on ``path`` fails with."""
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.server import ControlSocketError
+
+    loop = EventLoop()
+    try:
+        with pytest.raises(ControlSocketError) as caught:
+            ControlServer(loop, path, lambda connection, request: None).listen()
+    finally:
+        loop.close()
+    assert not os.path.exists(path), "no socket is left"
+    return str(caught.value)
+
+
 @pytest.mark.parametrize("holder_is", ["supervisor", "guard"])
 def test_listen_refuses_a_socket_whose_removed_lock_is_still_held(
     tmp_path: Path, holder_is: str
@@ -426,34 +460,15 @@ def test_listen_refuses_a_socket_whose_removed_lock_is_still_held(
     meanwhile, and a new one made): the lock still held on the removed file is
     found. A dead supervisor's guard (its command line names it) holds it while
     it stops what that supervisor left: it is named as such."""
-    from daemonctx.supervisor.loop import EventLoop
-    from daemonctx.supervisor.server import ControlSocketError
-
     path = str(tmp_path / "control.sock")
-    code = _HOLD_LOCK + ("# daemonctx.supervisor.guard" if holder_is == "guard" else "")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, path + ".lock"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    loop = EventLoop()
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    comment = "# daemonctx.supervisor.guard" if holder_is == "guard" else ""
+    with holding_lock(path + ".lock", comment) as holder:
         os.unlink(path + ".lock")
-        server = ControlServer(loop, path, lambda connection, request: None)
-        with pytest.raises(ControlSocketError) as caught:
-            server.listen()
-        message = str(caught.value)
-        if holder_is == "guard":
-            assert f"the guard (pid {holder.pid}) of a supervisor that died" in message
-        else:
-            assert f"another supervisor (pid {holder.pid}) runs there" in message
-        assert not os.path.exists(path), "no socket is left"
-    finally:
-        holder.kill()
-        holder.wait()
-        loop.close()
+        message = listen_error(path)
+    if holder_is == "guard":
+        assert f"the guard (pid {holder.pid}) of a supervisor that died" in message
+    else:
+        assert f"another supervisor (pid {holder.pid}) runs there" in message
 
 
 def test_listen_names_a_holder_that_never_listens(
@@ -462,30 +477,13 @@ def test_listen_names_a_holder_that_never_listens(
     """A supervisor's lock held while nothing listens on its socket (removed)
     past ``LOCK_WAIT``: the error names the holder."""
     from daemonctx.supervisor import server as server_module
-    from daemonctx.supervisor.loop import EventLoop
-    from daemonctx.supervisor.server import ControlSocketError
 
     monkeypatch.setattr(server_module, "LOCK_WAIT", 0.2)
     path = str(tmp_path / "control.sock")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, path + ".lock"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    loop = EventLoop()
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        server = ControlServer(loop, path, lambda connection, request: None)
-        with pytest.raises(ControlSocketError) as caught:
-            server.listen()
-        assert f"another supervisor (pid {holder.pid}) runs there, but its socket file was " in (
-            str(caught.value)
-        )
-    finally:
-        holder.kill()
-        holder.wait()
-        loop.close()
+    with holding_lock(path + ".lock") as holder:
+        message = listen_error(path)
+    expected = f"another supervisor (pid {holder.pid}) runs there, but its socket file was "
+    assert expected in message, message
 
 
 def test_two_supervisors_started_at_once_exactly_one_wins(
