@@ -426,6 +426,35 @@ def test_a_stop_ignores_a_listed_survivor_whose_pid_was_reused(
         unrelated.wait()
 
 
+def test_what_a_run_left_running_is_killed_and_named_in_the_log(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A program that forks into the background (its launcher exits 0, its daemon
+    escaped the group): the daemon is killed with the run, and the log says so,
+    naming it, with what such a program needs (its pidfile)."""
+    path = tmp_path / "forks.txt"
+    supervisors.config(
+        {"web": {"command": [PY, str(DOUBLE_FORK), str(path), "exit"], "restart": "never"}}
+    )
+    supervisors.foreground()
+    supervisors.wait_state("web", "exited")
+    grandchild = wait_for(
+        lambda: next((int(x.split()[1]) for x in _lines(path) if x.startswith("grandchild")), None),
+        what="the daemon's line",
+    )
+    wait_gone(grandchild, 5)
+    line = wait_for(
+        lambda: next((x for x in log_text(supervisors).splitlines() if "left running" in x), None),
+        what="the log line",
+    )
+    assert f"web: killed 1 process its run left running: pid {grandchild} (" in line, line
+    assert "needs its pidfile (pidfile = PATH)" in line, line
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def test_double_forked_grandchild_is_adopted_attributed_and_killed_at_stop(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -1137,11 +1137,36 @@ class Supervisor:
         millisecond, cold: not on the way to the next run), so only the children
         adopted before the new leader was born: anything adopted since may be the
         new run's. With the spawner, before it (our own children are few then)."""
+        killed = []
         for pid in self._escaped(instance, before):
+            command = procfs.process_command(pid)  # for the log: before it is a zombie
             try:
                 os.kill(pid, signal.SIGKILL)  # our child, unreaped: its pid is its own
             except OSError:
-                pass
+                continue
+            killed.append(f"{pid} ({os.path.basename(command[0]) if command else '?'})")
+        if killed:
+            self._log_left_behind(instance, killed)
+
+    def _log_left_behind(self, instance: Instance, killed: list[str]) -> None:
+        """Name what a run left running and we killed: a program that forks into
+        the background loses its daemon so, and its user should hear why."""
+        last = instance.machine.last_exit
+        hint = ""
+        if last is not None and last.success and instance.program.pidfile is None:
+            hint = (
+                "; a program that forks into the background needs its pidfile"
+                " (pidfile = PATH), or an option to stay in the foreground"
+            )
+        many = "processes" if len(killed) > 1 else "process"
+        log.info(
+            "%s: killed %d %s its run left running: pid %s%s",
+            instance.name,
+            len(killed),
+            many,
+            ", pid ".join(killed),
+            hint,
+        )
 
     def _leader_exited(self, instance: Instance, spawned: Spawned) -> None:
         """The leader's pidfd is readable: kill what is left of its group and its

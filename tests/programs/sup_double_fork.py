@@ -1,13 +1,14 @@
 """A program that leaves a daemon behind, for tests/test_supervisor_run.py.
 
-    sup_double_fork.py FILE
+    sup_double_fork.py FILE [exit]
 
 The main process forks; the child starts a session of its own (leaving the
 program's process group) and forks again; the grandchild appends
 ``grandchild PID`` to FILE and sleeps until killed; the child appends
 ``intermediate PID`` and exits, so the grandchild is orphaned (reparented to
 the nearest subreaper). The main process reaps the child, as a launcher does,
-appends ``leader PID`` and sleeps until killed.
+appends ``leader PID`` and sleeps until killed (with ``exit``: exits 0, as a
+daemon's launcher does once its daemon runs).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
         os._exit(0)
     os.waitpid(child, 0)
     append(path, f"leader {os.getpid()}")
+    if sys.argv[2:] == ["exit"]:
+        sys.exit(0)
     sleep_forever()
 
 
