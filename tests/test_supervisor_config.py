@@ -330,6 +330,11 @@ BAD_FILES: list[tuple[str, str]] = [
     (SUPERVISOR + "[program.'..']\ncommand = ['/x']\n",
      "shop.toml: [program.\"..\"] invalid name: use letters, digits, '_', '.' and '-'"
      " (':' marks instances)"),
+    (SUPERVISOR + "[program.all]\ncommand = ['/x']\n",
+     "shop.toml: [program.all] invalid name: 'all' means every program"),
+    (SUPERVISOR + "[program.-web]\ncommand = ['/x']\n",
+     "shop.toml: [program.-web] invalid name: it may not start with '-'"
+     " (ctl would read an option)"),
     (SUPERVISOR + WEB + "after = ['dbb']\n[program.db]\ncommand = ['/x']\n",
      "shop.toml: [program.web] after: unknown program 'dbb' (did you mean 'db'?)"),
     (SUPERVISOR + WEB + "after = ['db']\n[program.db]\ncommand = ['/x']\nafter = ['web']\n",

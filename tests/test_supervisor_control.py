@@ -1291,6 +1291,40 @@ def test_the_single_program_form(supervisors: Supervisors, tmp_path: Path) -> No
     assert supervisors.processes() == []
 
 
+@pytest.mark.parametrize("command", ["my app", "all", "-x"])
+def test_the_single_program_form_says_how_to_name_a_program(
+    supervisors: Supervisors, tmp_path: Path, command: str
+) -> None:
+    """The single-program form names the program after its command: when that
+    name will not do, the error says to choose one; nothing starts."""
+    program = tmp_path / command
+    program.write_text("#!/bin/sh\nexec sleep 1000\n")
+    program.chmod(0o755)
+    result = supervisors.daemonctx(
+        "supervise", "--control", supervisors.control, "--", str(program)
+    )
+    assert result.returncode == 1, result
+    line = one_line(result.stderr)
+    assert line.startswith(f"daemonctx: error: program '{command}': invalid name"), line
+    assert line.endswith("; give it one with --name NAME"), line
+    assert not os.path.exists(supervisors.control) and supervisors.processes() == []
+    named = ("--name", "app", "--foreground")
+    ok = supervisors.popen(
+        [
+            *supervisors.command(),
+            "supervise",
+            "--control",
+            supervisors.control,
+            *named,
+            "--",
+            str(program),
+        ],
+        env=supervisors.env,
+    )
+    supervisors.wait_answering(ok)
+    assert supervisors.status("app").state == "running"
+
+
 # -- the configuration file is trusted only if no other user could have written it ---------
 
 

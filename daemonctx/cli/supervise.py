@@ -120,7 +120,7 @@ def add_commands(subparsers: Any) -> None:
 
 def _config(args: argparse.Namespace) -> Any:
     """The configuration: the file, or one program from the command line."""
-    from ..supervisor.config import Program, SupervisorConfig, load
+    from ..supervisor.config import ConfigError, Program, SupervisorConfig, load
 
     single = [
         flag
@@ -153,18 +153,23 @@ def _config(args: argparse.Namespace) -> Any:
         ready = "notify"
     elif args.ready_after is not None:
         ready = args.ready_after
-    program = Program(
-        name,
-        tuple(args.command),
-        directory=os.path.abspath(args.chdir),
-        user=args.user,
-        group=args.group,
-        umask=args.umask,
-        restart=args.restart,
-        ready=ready,
-        stdout=os.path.abspath(args.stdout) if args.stdout else "inherit",
-        stderr=os.path.abspath(args.stderr) if args.stderr else "inherit",
-    )
+    try:
+        program = Program(
+            name,
+            tuple(args.command),
+            directory=os.path.abspath(args.chdir),
+            user=args.user,
+            group=args.group,
+            umask=args.umask,
+            restart=args.restart,
+            ready=ready,
+            stdout=os.path.abspath(args.stdout) if args.stdout else "inherit",
+            stderr=os.path.abspath(args.stderr) if args.stderr else "inherit",
+        )
+    except ConfigError as exc:
+        if args.name is None and exc.key is None:  # the command's name will not do
+            raise CommandError(f"{exc}; give it one with --name NAME") from None
+        raise
     return SupervisorConfig(
         control=os.path.abspath(args.control),
         programs=(program,),

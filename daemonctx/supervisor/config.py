@@ -750,6 +750,11 @@ class Program:
         if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
             reason = "invalid name: use letters, digits, '_', '.' and '-' (':' marks instances)"
             raise ConfigError(None, table, None, reason, name)
+        if name == "all":  # ctl stop all: every program, never this one
+            raise ConfigError(None, table, None, "invalid name: 'all' means every program", name)
+        if name.startswith("-"):  # ctl stop -web: an option
+            reason = "invalid name: it may not start with '-' (ctl would read an option)"
+            raise ConfigError(None, table, None, reason, name)
         _checked(self, PROGRAM_KEYS, None, table, name)
         if self.restart_delay_max < self.restart_delay:
             reason = (
