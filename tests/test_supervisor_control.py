@@ -380,7 +380,8 @@ def test_a_supervisor_whose_socket_files_were_removed_is_not_run_twice(
     else:
         assert status.returncode == 3, status  # nothing listens
         line = one_line(status.stderr)
-        assert f"supervisor (pid {first.pid}) runs, but its socket file was removed" in line, line
+        assert f"though supervisor (pid {first.pid}) holds its lock" in line, line
+        assert "its socket file was removed (then stop it" in line, line
     # Without its socket, the lock is waited for (a supervisor may be starting):
     # that case's message is checked without a socket (below), not 10 s here.
     for form in ((), ("--foreground",)) if removed != "socket" else ():
@@ -762,7 +763,13 @@ def test_every_mutating_request_is_logged_with_uid_pid_and_command(
     supervisors.config({"web": {"command": SLEEP}})
     supervisors.foreground()
     ran = {}
-    for args in (("status",), ("stop", "web"), ("start", "web"), ("signal", "HUP", "web")):
+    for args in (
+        ("status",),
+        ("stop", "web"),
+        ("start", "web"),
+        ("signal", "HUP", "web"),
+        ("shutdown",),
+    ):
         proc = supervisors.ctl_popen(*args)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, (args, out, err)
@@ -773,6 +780,7 @@ def test_every_mutating_request_is_logged_with_uid_pid_and_command(
     assert (
         f"uid {os.getuid()} (pid {ran['signal']}): signal {{'signal': 1, 'names': ['web']}}" in log
     ), log
+    assert f"uid {os.getuid()} (pid {ran['shutdown']}): shutdown\n" in log, log  # no args
     assert f"(pid {ran['status']})" not in log  # read-only: not logged
     # Each request's line comes before what it did, though the supervisor writes
     # them all once the work is done (a stop's signal does not wait for the log).
@@ -792,7 +800,7 @@ def test_a_requests_line_is_stamped_when_the_request_came(
     monkeypatch.setattr(core.time, "time_ns", lambda: next(ticks) * 250_000_000)
     monkeypatch.setattr(core.time, "time", lambda: core.time.time_ns() / 1e9)
     caplog.set_level(logging.INFO, logger=core.log.name)
-    with core._LogAfterwards((core._AUDIT, 0, 42, "stop", "{'names': ['web']}")):
+    with core._LogAfterwards((core._AUDIT, 0, 42, "stop", " {'names': ['web']}")):
         core.log.info("web: stopping")
     first, work = (r for r in caplog.records if r.name == core.log.name)
     assert first.getMessage() == "uid 0 (pid 42): stop {'names': ['web']}"

@@ -49,14 +49,15 @@ _CLOSED = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED})
 class SupervisorNotRunning(CommandError):
     """Nothing listens on the control socket: no file there, or a stale one.
     Exit code 3, LSB's "not running". ``holder`` is the pid of a supervisor that
-    still runs with the socket's files removed (none can reach it), if any."""
+    holds the socket's lock though nothing listens (starting, or its socket file
+    was removed and nothing can reach it), if any."""
 
     def __init__(self, path: str, exit_code: int = 3, holder: int | None = None) -> None:
         message = f"supervisor is not running (nothing listens on {path})"
         if holder is not None:
             message = (
-                f"nothing listens on {path}: supervisor (pid {holder}) runs, but its socket "
-                f"file was removed and nothing can reach it (stop it: kill {holder})"
+                f"nothing listens on {path}, though supervisor (pid {holder}) holds its lock: "
+                f"it is starting, or its socket file was removed (then stop it: kill {holder})"
             )
         super().__init__(message, exit_code)
         self.path = path

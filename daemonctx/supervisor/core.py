@@ -100,7 +100,7 @@ if TYPE_CHECKING:
 __all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Supervisor", "SupervisorStartError"]
 
 #: The log line of each request that may change something.
-_AUDIT = "uid %d (pid %d): %s %s"
+_AUDIT = "uid %d (pid %d): %s%s"
 #: The supervisor's phase as ``status`` shows it (any other phase: stopping).
 _SHOWN_PHASES = {"boot": "starting", "running": "running"}
 #: How long ``tail`` with a cursor waits for a line before it answers none.
@@ -2226,8 +2226,9 @@ def _decision(instance: Instance, asked: bool = False) -> str:
 
 
 def _shown_args(args: dict[str, Any]) -> str:
-    text = repr(args) if args else ""
-    return text if len(text) <= 200 else text[:197] + "..."
+    """The request's args for its audit line: a space and their repr, or nothing."""
+    text = f" {args!r}" if args else ""
+    return text if len(text) <= 201 else text[:198] + "..."
 
 
 def _user_id(user: str | None) -> int | None:

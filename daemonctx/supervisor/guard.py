@@ -24,6 +24,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]
 import _socket
 import os
+import stat  # loaded by os already
 import sys
 
 from .. import procfs
@@ -162,7 +163,7 @@ def lock_holder(path: str) -> tuple[int, bool] | None:
         st = os.lstat(path + ".lock")
     except OSError:
         st = None
-    if st is not None and st.st_mode & 0o170000 == 0o100000:  # a regular file
+    if st is not None and stat.S_ISREG(st.st_mode):
         held = _pick(set(procfs.find_lock_holders(procfs.file_key(st)).pids))
         if held is not None:
             return held
