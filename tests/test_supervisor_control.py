@@ -1262,6 +1262,23 @@ def test_a_control_socket_in_a_missing_directory(supervisors: Supervisors, tmp_p
     assert not directory.exists()
 
 
+@pytest.mark.parametrize("form", [(), ("--foreground",)], ids=["detached", "foreground"])
+def test_a_log_in_a_missing_directory_is_refused_before_anything_starts(
+    supervisors: Supervisors, tmp_path: Path, form: tuple[str, ...]
+) -> None:
+    """The supervisor's own log is checked in the foreground: one line naming it
+    and the missing directory (not ``[Errno 2] ...`` from the daemon), nothing
+    started, no socket."""
+    log = tmp_path / "missing" / "shop.log"
+    supervisors.config({"web": {"command": SLEEP}}, log=str(log))
+    result = supervisors.supervise(*form)
+    assert result.returncode == 1, result
+    line = one_line(result.stderr)
+    assert f"supervisor log {log}: no such directory {log.parent}" in line, line
+    assert "Errno" not in line, line
+    assert not os.path.exists(supervisors.control) and supervisors.processes() == []
+
+
 # -- 13. one program, no file ----------------------------------------------------------------------
 
 

@@ -509,9 +509,11 @@ class Supervisor:
 
     def check(self) -> None:
         """Everything checkable before anything starts: users and groups, each
-        command's executable, the descriptor limit (raised as needed), the control
-        socket's directory, and that no other supervisor owns the socket. Raises a
-        one-line ``DaemonError``."""
+        command's executable, the descriptor limit (raised as needed), the path of
+        its log, the control socket's directory, and that no other supervisor owns
+        the socket. Raises a one-line ``DaemonError`` (an ``OSError`` for the log's
+        path). Programs' log files are opened at their start: an earlier program
+        may make their directory."""
         config = self.config
         if config.path is not None:
             check_config_file(config.path)
@@ -519,6 +521,8 @@ class Supervisor:
         for program in config.programs:
             _check_executable(config, program)
         fit_descriptor_limit(config)
+        if config.log is not None:
+            check_path(config.log, "supervisor log")
         check_control_path(config.control)
         check_free(config.control)
 
