@@ -350,24 +350,36 @@ def test_reload_adds_and_removes_programs_and_changes_instances(
     gone = supervisors.ctl("status", "old")
     assert gone.returncode != 0 and "no program named 'old'" in gone.stderr, gone
 
+    # From one instance to two: web becomes web:0 and web:1, new processes (a restart).
     supervisors.config({"web": {**web, "instances": 2}, "new": {"command": [SLEEP, "1002"]}})
-    assert reload(supervisors) == ["change web: instances (live, no restart)"]
+    assert reload(supervisors) == ["change web: instances (restart)"]
     two = running(supervisors, "web")
     assert sorted(two) == ["web:0", "web:1"] and len(set(two.values())) == 2
     wait_for(
         lambda: sorted(status_names(supervisors)) == ["new", "web:0", "web:1"],
         what="web:0 and web:1 only",
     )
+    wait_gone(before["web"], 5)
     assert running(supervisors, "new") == {"new": new}
 
-    supervisors.config({"web": web, "new": {"command": [SLEEP, "1002"]}})
+    # From two to three and back: the others go on.
+    supervisors.config({"web": {**web, "instances": 3}, "new": {"command": [SLEEP, "1002"]}})
     assert reload(supervisors) == ["change web: instances (live, no restart)"]
+    three = running(supervisors, "web")
+    assert sorted(three) == ["web:0", "web:1", "web:2"], three
+    assert {name: three[name] for name in two} == two
+    supervisors.config({"web": {**web, "instances": 2}, "new": {"command": [SLEEP, "1002"]}})
+    assert reload(supervisors) == ["change web: instances (live, no restart)"]
+    wait_gone(three["web:2"], 5)
+    assert running(supervisors, "web") == two
+
+    supervisors.config({"web": web, "new": {"command": [SLEEP, "1002"]}})
+    assert reload(supervisors) == ["change web: instances (restart)"]
     one = running(supervisors, "web")
     assert list(one) == ["web"]
     wait_for(lambda: sorted(status_names(supervisors)) == ["new", "web"], what="one web")
     for pid in two.values():
-        if pid != one["web"]:
-            wait_gone(pid, 5)
+        wait_gone(pid, 5)
     assert running(supervisors, "new") == {"new": new}
 
 

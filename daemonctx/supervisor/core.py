@@ -2193,9 +2193,13 @@ def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
             if item.name != "name" and getattr(previous, item.name) != getattr(program, item.name)
         ]
         if names:
-            restart = any(field in RESTART_FIELDS for field in names) or _merged(
-                previous
-            ) != _merged(program)
+            restart = (
+                any(field in RESTART_FIELDS for field in names)
+                or _merged(previous) != _merged(program)
+                # From one instance to more, or back: web becomes web:0, web:1, ...
+                # (or the reverse): new instances, the old ones stopped.
+                or (previous.instances == 1) != (program.instances == 1)
+            )
             changed.append({"name": name, "fields": names, "restart": restart})
     supervisor = [key for key in SUPERVISOR_KEYS if getattr(old, key) != getattr(new, key)]
     return {
