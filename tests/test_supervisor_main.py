@@ -77,6 +77,71 @@ def test_a_forking_program_is_supervised_through_its_pidfile(supervisors: Superv
     assert supervisors.status("forker").state == "stopped"
 
 
+# A forking daemon that does not start a session: it stays in its launcher's
+# process group (the launcher exits), and so does its worker, which takes 0.3 s
+# to finish on SIGTERM.
+GROUPLESS_FORKER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    pidfile, events = sys.argv[1], sys.argv[2]
+    def note(line):
+        with open(events, "a") as f:
+            f.write(line + "\\n")
+    if os.fork():
+        time.sleep(0.1)
+        sys.exit(0)
+    if os.fork() == 0:  # the worker
+        def finish(signum, frame):
+            note(f"worker-term {os.getpid()}")
+            time.sleep(0.3)
+            note("worker-done")
+            os._exit(0)
+        signal.signal(signal.SIGTERM, finish)
+        note(f"worker {os.getpid()}")
+        while True:
+            time.sleep(1000)
+    with open(pidfile + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(pidfile + ".tmp", pidfile)
+    time.sleep(1000)  # SIGTERM ends it at once
+    """
+)
+
+
+def test_a_daemon_outside_its_own_group_stops_with_its_workers_gracefully(
+    supervisors: Supervisors,
+) -> None:
+    """A forking program's daemon that leads no group (its launcher's group, the
+    launcher gone): a stop gives the rest of that group under it the stop signal
+    too, and after the daemon's exit the time left to finish, as a leader's group
+    gets; not SIGKILL at once, nor nothing."""
+    pidfile = supervisors.tmp_path / "daemon.pid"
+    events = supervisors.tmp_path / "events"
+    supervisors.config(
+        {
+            "web": {
+                "command": [sys.executable, "-c", GROUPLESS_FORKER, str(pidfile), str(events)],
+                "pidfile": str(pidfile),
+                "stop_timeout": 10,
+            }
+        }
+    )
+    supervisors.foreground()
+    daemon = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
+    wait_for(lambda: supervisors.status("web").pid == daemon, what="the daemon in charge")
+    assert int(proc_stat(daemon)[2]) != daemon, "the daemon must not lead its group"
+    lines = wait_for(lambda: events.exists() and events.read_text().split(), what="the worker")
+    worker = int(lines[1])
+    began = time.monotonic()
+    stopped = supervisors.ctl("stop", "web")
+    took = time.monotonic() - began
+    assert stopped.returncode == 0, stopped
+    wait_gone(worker, 5)
+    assert events.read_text().splitlines()[1:] == [f"worker-term {worker}", "worker-done"]
+    assert took >= 0.3, f"the stop did not wait for the worker: {took:.2f} s"
+    assert "left running" not in supervisors.log.read_text()
+
+
 def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_the_wait_ends(
     supervisors: Supervisors,
 ) -> None:

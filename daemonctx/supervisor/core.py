@@ -1085,8 +1085,10 @@ class Supervisor:
                     groups.add(group)
                 elif group not in groups:
                     # Not our child, or not a group leader: the pidfd is the process
-                    # itself (a pid reused since can only make us skip it).
+                    # itself (a pid reused since can only make us skip it); and the
+                    # rest of its group under it, as a leader's group gets it.
                     signal.pidfd_send_signal(main.pidfd, signum)
+                    _signal_under(main.pid, group, signum)
             except OSError:
                 pass
         elif spawned is None:
@@ -1417,9 +1419,12 @@ class Supervisor:
         assert loop is not None
         if instance.main is not main or main.pidfd < 0 or not pidfd_exited(main.pidfd):
             return
-        if main.adopted and _group_of(main.pid) == main.pid:  # our child: its group id is its
+        group = _group_of(main.pid) if main.adopted else None  # our child, kept unreaped
+        if group is not None:
+            # The rest of its group (its own, or one whose leader is gone while
+            # members of it live: its id is theirs), and the escaped processes.
             resume = functools.partial(self._main_exited, instance, main)
-            if self._await_survivors(instance, main.pid, main.pidfd, resume):
+            if self._await_survivors(instance, group, main.pidfd, resume):
                 return  # they got the stop signal too: the rest of the ladder is theirs
         self._signal(instance, signal.SIGKILL, escaped=False)  # the escaped: in _perform
         try:
@@ -2079,6 +2084,33 @@ class _LogAfterwards:
             log.handle(record)
         for record in self.held:
             log.handle(record)
+
+
+def _signal_under(top: int, group: int, signum: int) -> None:
+    """Send ``signum`` once to each descendant of ``top`` in process group ``group``:
+    a group whose leader is gone, or not ours, cannot be signalled by its id.
+    Each is pinned by a pidfd and looked at again (a pid reused since listing is
+    in another group) before the signal goes through that pidfd."""
+    pending = procfs.children(top)
+    seen: set[int] = set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        pending.extend(procfs.children(pid))
+        if procfs.live_group(pid) != group:
+            continue
+        pidfd = open_pidfd(pid)
+        if pidfd is None:
+            continue
+        try:
+            if procfs.live_group(pid) == group and not pidfd_exited(pidfd):
+                signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
 
 
 def _is_str(value: object) -> bool:
