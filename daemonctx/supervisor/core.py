@@ -769,8 +769,6 @@ class Supervisor:
             elif not self._critical_failed_at_boot():
                 self._phase = "running"
                 self._ready()
-                if os.getpid() == 1:  # every program may have run and exited already
-                    self._check_all_done()
 
     def _critical_failed_at_boot(self) -> bool:
         """A critical program that started, then failed for good before the boot was
