@@ -273,6 +273,37 @@ def test_no_answer_within_the_timeout(sock: Path, serve: Callable[[Answer], Fake
     assert time.monotonic() - started < 2
 
 
+def test_the_timeout_bounds_the_whole_answer(sock: Path) -> None:
+    """A first byte of the answer at 0.8 s, then nothing: with a 1 s timeout the
+    client gives up at 1 s, its second read bounded by the time left (not at 1.8 s,
+    a whole timeout again)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def stall() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            if not stop.wait(0.8):
+                conn.sendall(b"{")
+                stop.wait(5)
+
+    thread = threading.Thread(target=stall, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(CommandError, match=r"^no answer from the supervisor within 1 s$"):
+            Client(sock, timeout=1.0).ping()
+        took = time.monotonic() - started
+        assert 0.9 < took < 1.5, took
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
 def test_a_timeout_changed_to_none_waits_for_a_slow_answer(
     sock: Path, serve: Callable[[Answer], FakeServer]
 ) -> None:
