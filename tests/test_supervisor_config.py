@@ -192,6 +192,15 @@ def test_each_key_is_declared_once() -> None:
     assert list(SUPERVISOR_KEYS) == ["control", "pidfile", "log", "control_group", "observer_group"]
 
 
+def test_after_a_program_with_autostart_false_needs_autostart_false() -> None:
+    """Started by hand, db then web: fine; web started at boot without db: refused."""
+    db = Program("db", ["/srv/db"], autostart=False)
+    web = Program("web", ["/srv/web"], after=["db"], autostart=False)
+    assert start_order(SupervisorConfig("/run/c.sock", (db, web)).programs) == [["db"], ["web"]]
+    with pytest.raises(ConfigError, match=r"^program 'web': after: 'db' has autostart = false"):
+        SupervisorConfig("/run/c.sock", (db, Program("web", ["/srv/web"], after=["db"])))
+
+
 def test_keys_from_command_line_text() -> None:
     assert PROGRAM_KEYS["restart"].from_text("always") == "always"
     assert PROGRAM_KEYS["ready"].from_text("notify") == "notify"
@@ -200,6 +209,8 @@ def test_keys_from_command_line_text() -> None:
     assert PROGRAM_KEYS["instances"].from_text("3") == 3
     assert PROGRAM_KEYS["stop_timeout"].from_text("1.5") == 1.5
     assert PROGRAM_KEYS["critical"].from_text("yes") is True
+    assert PROGRAM_KEYS["autostart"].from_text("false") is False
+    assert PROGRAM_KEYS["success_codes"].from_text("0, 2") == (0, 2)
     assert PROGRAM_KEYS["after"].from_text("db, cache") == ("db", "cache")
     assert PROGRAM_KEYS["environment"].from_text("A=b=c") == {"A": "b=c"}
     assert PROGRAM_KEYS["command"].from_text("app --flag 'a b'") == ("app", "--flag", "a b")
@@ -217,6 +228,7 @@ RESTART = "expected one of always, on-failure, never, got"
 ENVIRONMENT = 'expected a table of strings (NAME = "value"), got'
 READY = "expected 'started', 'notify' or a number of seconds > 0, got"
 DELAY = "expected at least restart_delay"
+CODES = "expected a non-empty list of exit codes such as [0, 2], got"
 
 BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     # (keys of [program.web] besides command, key named, reason)
@@ -253,6 +265,14 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"instances": 2.0}, "instances", "expected an integer >= 1, got 2.0"),
     ({"instances": True}, "instances", "expected an integer >= 1, got True"),
     ({"start_limit": -1}, "start_limit", "expected an integer >= 0, got -1"),
+    ({"autostart": "no"}, "autostart", "expected true or false, got 'no'"),
+    ({"success_codes": []}, "success_codes", f"{CODES} []"),
+    ({"success_codes": "0,2"}, "success_codes", f"{CODES} '0,2'"),
+    ({"success_codes": [0, True]}, "success_codes", f"{CODES} [0, True]"),
+    ({"success_codes": [0, 2.0]}, "success_codes", f"{CODES} [0, 2.0]"),
+    ({"success_codes": [0, 256]}, "success_codes", "expected exit codes from 0 to 255, got 256"),
+    ({"success_codes": [-1]}, "success_codes", "expected exit codes from 0 to 255, got -1"),
+    ({"success_codes": [2, 2]}, "success_codes", "names 2 twice"),
     ({"critical": "yes"}, "critical", "expected true or false, got 'yes'"),
     ({"critical": 1}, "critical", "expected true or false, got 1"),
     ({"after": "db"}, "after", "expected a list of program names, got 'db'"),
@@ -346,9 +366,12 @@ BAD_FILES: list[tuple[str, str]] = [
      "shop.toml: [program.web] numprocs: unknown key (supervisord's; here: instances = N)"),
     (SUPERVISOR + WEB + "stopwaitsecs = 5\n",
      "shop.toml: [program.web] stopwaitsecs: unknown key (supervisord's; here: stop_timeout)"),
-    (SUPERVISOR + WEB + "autostart = false\n",
-     "shop.toml: [program.web] autostart: unknown key"
-     " (supervisord's; none here: every program starts with the supervisor)"),
+    (SUPERVISOR + WEB + "exitcodes = [0, 2]\n",
+     "shop.toml: [program.web] exitcodes: unknown key"
+     " (supervisord's; here: success_codes = [0, 2])"),
+    (SUPERVISOR + WEB + "after = ['db']\n[program.db]\ncommand = ['/x']\nautostart = false\n",
+     "shop.toml: [program.web] after: 'db' has autostart = false: 'web' would start without"
+     " it (give 'web' autostart = false too)"),
     (SUPERVISOR + WEB + "forever = true\n",
      "shop.toml: [program.web] forever: unknown key (zdaemon's; here: start_limit = 0)"),
     (SUPERVISOR + "logfile = '/var/log/s.log'\n" + WEB,

@@ -383,6 +383,34 @@ def test_reload_adds_and_removes_programs_and_changes_instances(
     assert running(supervisors, "new") == {"new": new}
 
 
+def test_reload_starts_no_program_with_autostart_false_but_new_instances_of_a_started_one(
+    supervisors: Supervisors,
+) -> None:
+    web = {"command": [SLEEP, "1000"]}
+    supervisors.config({"web": web})
+    supervisors.foreground()
+    manual = {"command": [SLEEP, "1001"], "autostart": False, "instances": 2}
+    supervisors.config({"web": web, "started": manual, "idle": manual})
+    assert reload(supervisors) == ["add started", "add idle"]
+    assert supervisors.ctl("start", "started").returncode == 0
+    two = running(supervisors, "started")
+
+    supervisors.config(
+        {"web": web, "started": {**manual, "instances": 3}, "idle": {**manual, "instances": 3}}
+    )
+    assert reload(supervisors) == [
+        "change started: instances (live, no restart)",
+        "change idle: instances (live, no restart)",
+    ]
+    three = running(supervisors, "started")
+    assert {name: three[name] for name in two} == two and "started:2" in three
+    with supervisors.client() as client:
+        idle = client.status("idle")
+    assert [(info.name, info.state, info.pid) for info in idle] == [
+        (f"idle:{index}", "stopped", None) for index in range(3)
+    ]
+
+
 def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(
     supervisors: Supervisors,
 ) -> None:

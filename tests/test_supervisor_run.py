@@ -606,6 +606,83 @@ def test_critical_program_failing_stops_everything_with_its_exit_status(
     wait_for(lambda: not supervisors.processes(), 5, "no process of the test left")
 
 
+def test_autostart_false_is_left_stopped_until_ctl_start_and_success_codes_end_it(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A one-shot job defined beside a service (supervisord's autostart = false and
+    exitcodes): the boot neither starts it nor waits for it; ctl start runs it; its
+    exit 2, listed in success_codes, ends it under on-failure, with no restart."""
+    backup = tmp_path / "backup.rec"
+    supervisors.config(
+        {
+            "web": {"command": [SLEEP, "1000"]},
+            "backup": {
+                "command": record(backup, "crash", "2", "0.1"),
+                "autostart": False,
+                "success_codes": [0, 2],
+            },
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 0, result.stderr
+    with supervisors.client() as client:
+        answer = client.request("status")
+    states = {info["name"]: (info["state"], info["pid"]) for info in answer["programs"]}
+    assert answer["supervisor"]["state"] == "running"
+    assert states["backup"] == ("stopped", None) and states["web"][0] == "running"
+    assert "backup" not in log_text(supervisors).split("every program is ready")[0]
+
+    started = supervisors.ctl("start", "backup")
+    assert started.returncode == 0, started
+    info = supervisors.wait_state("backup", "exited")
+    assert info.text.startswith("exited 2 (") and info.restarts == 0
+    assert len(events(backup, "start")) == 1
+    why = supervisors.ctl("why", "backup")
+    assert "not restarted (restart = 'on-failure': exited 2 is a success)" in why.stdout, why
+
+
+def test_a_critical_program_exiting_with_a_success_code_has_not_failed(
+    supervisors: Supervisors,
+) -> None:
+    supervisors.config(
+        {
+            "other": {"command": [SLEEP, "1000"]},
+            "migrate": {
+                "command": ["/bin/sh", "-c", "exit 3"],
+                "restart": "never",
+                "critical": True,
+                "success_codes": [0, 3],
+            },
+        }
+    )
+    proc = supervisors.foreground()
+    assert supervisors.wait_state("migrate", "exited").text.startswith("exited 3 (")
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "running"
+    assert proc.poll() is None and supervisors.status("other").running
+
+
+def test_a_critical_program_exiting_0_outside_its_success_codes_fails_with_status_1(
+    supervisors: Supervisors,
+) -> None:
+    """Its exit status would be 0, which says success: the supervisor exits 1."""
+    supervisors.config(
+        {
+            "other": {"command": [SLEEP, "1000"]},
+            "check": {
+                "command": ["/bin/sh", "-c", "exit 0"],
+                "restart": "never",
+                "critical": True,
+                "success_codes": [3],
+                "after": ["other"],
+            },
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    assert proc.wait(10) == 1
+    assert "check is critical and failed for good" in log_text(supervisors)
+
+
 # -- readiness -----------------------------------------------------------------------------------
 
 

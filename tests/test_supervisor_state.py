@@ -278,6 +278,29 @@ def test_restart_policy_after_an_exit(
         assert m.describe(15) == end
 
 
+@pytest.mark.parametrize(
+    ("status", "restarted"),
+    [(EXIT_0, True), (ExitStatus(code=2), False), (ExitStatus(code=3), False), (EXIT_1, True),
+     (ExitStatus(code=255), True), (TERM, True)],
+)  # fmt: skip
+def test_on_failure_restarts_after_any_status_but_the_success_codes(
+    status: ExitStatus, restarted: bool
+) -> None:
+    """supervisord's exitcodes: with success_codes = (2, 3), an exit 0 is a failure."""
+    m = machine(restart="on-failure", success_codes=(2, 3))
+    running(m)
+    actions = m.exited(10, status)
+    assert (Spawn() in actions) is restarted
+    assert m.state is (State.STARTING if restarted else State.EXITED)
+
+
+def test_a_success_code_before_ready_is_still_a_failed_start() -> None:
+    m = machine(restart="on-failure", success_codes=(0, 2), ready=5.0)
+    running(m)
+    actions = m.exited(1, ExitStatus(code=2))
+    assert m.state is State.BACKOFF or Spawn() in actions, m.state
+
+
 @pytest.mark.parametrize("restart", ["always", "on-failure", "never"])
 @pytest.mark.parametrize("status", [EXIT_0, EXIT_1, TERM])
 def test_a_requested_stop_is_never_followed_by_a_restart(restart: str, status: ExitStatus) -> None:

@@ -160,11 +160,10 @@ _FOREIGN_PROGRAM_KEYS = {
     "numprocs": ("supervisord", "here: instances = N"),
     "process_name": ("supervisord", "here: instances = N, named NAME:0 to NAME:N-1"),
     "priority": ("supervisord", "here: after = [NAMES] (started once they are ready)"),
-    "autostart": ("supervisord", "none here: every program starts with the supervisor"),
     "startsecs": ("supervisord", "here: ready = SECONDS"),
     "startretries": ("supervisord", "here: start_limit and start_limit_interval"),
     "autorestart": ("supervisord", 'here: restart = "always", "on-failure" or "never"'),
-    "exitcodes": ("supervisord", "none here: exit status 0 is the only success"),
+    "exitcodes": ("supervisord", "here: success_codes = [0, 2]"),
     "stopsignal": ("supervisord", "here: stop_signal"),
     "stopwaitsecs": ("supervisord", "here: stop_timeout"),
     "stopasgroup": ("supervisord", "none here: always on"),
@@ -179,7 +178,7 @@ _FOREIGN_PROGRAM_KEYS = {
     "program": ("zdaemon", "here: command = [PATH, ARG...]"),
     "backoff-limit": ("zdaemon", "here: restart_delay_max, start_limit"),
     "forever": ("zdaemon", "here: start_limit = 0"),
-    "exit-codes": ("zdaemon", 'none here: restart = "on-failure" restarts all but 0'),
+    "exit-codes": ("zdaemon", 'here: success_codes = [0, 2] with restart = "on-failure"'),
     "transcript": ("zdaemon", "here: stdout and stderr"),
     "start-test-program": ("zdaemon", 'here: ready = "notify", or ready = SECONDS'),
 }
@@ -436,6 +435,24 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _exit_codes(value: Any) -> tuple[int, ...]:
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(code, int) and not isinstance(code, bool) for code in value)
+    ):
+        raise ValueError(
+            f"expected a non-empty list of exit codes such as [0, 2], got {_got(value)}"
+        )
+    for index, code in enumerate(value):
+        if not 0 <= code <= 255:
+            raise ValueError(f"expected exit codes from 0 to 255, got {code}")
+        if code in value[:index]:
+            raise ValueError(f"names {code} twice")
+    return tuple(value)
+
+
 def _names(value: Any) -> tuple[str, ...]:
     if (
         isinstance(value, str)
@@ -483,6 +500,10 @@ def _text_bool(text: str) -> Any:
 
 def _text_list(text: str) -> Any:
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _text_codes(text: str) -> Any:
+    return [_text_int(code) for code in _text_list(text)]
 
 
 def _text_environment(text: str) -> Any:
@@ -618,6 +639,14 @@ class Program:
             " not 0, or killed by a signal) or never",
         ),
     )
+    success_codes: Sequence[int] = field(
+        default=(0,),
+        metadata=_meta(
+            _Type("list of exit codes", _exit_codes, _text_codes),
+            "the exit codes that mean success (supervisord's exitcodes): on-failure"
+            " restarts after any other, and a critical program has not failed",
+        ),
+    )
     ready: str | float = field(
         default="started",
         metadata=_meta(
@@ -654,6 +683,13 @@ class Program:
         metadata=_meta(
             _Type("boolean", _bool, _text_bool),
             "when it fails for good, the supervisor stops every program and exits",
+        ),
+    )
+    autostart: bool = field(
+        default=True,
+        metadata=_meta(
+            _Type("boolean", _bool, _text_bool),
+            "start it with the supervisor; false: only when asked (ctl start)",
         ),
     )
     restart_delay: float = field(
@@ -859,9 +895,15 @@ def _waves(programs: Sequence[Program], file: str | None) -> list[list[str]]:
         by_name[program.name] = program
     for program in programs:
         for name in program.after:
+            table = _program_table(program.name)
             if name not in by_name:
                 reason = f"unknown program {name!r}{did_you_mean(name, by_name)}"
-                table = _program_table(program.name)
+                raise ConfigError(file, table, "after", reason, program.name)
+            if program.autostart and not by_name[name].autostart:
+                reason = (
+                    f"{name!r} has autostart = false: {program.name!r} would start without"
+                    f" it (give {program.name!r} autostart = false too)"
+                )
                 raise ConfigError(file, table, "after", reason, program.name)
     waves: list[list[str]] = []
     started: set[str] = set()

@@ -89,6 +89,7 @@ from .state import (
     State,
     StateMachine,
     signal_name,
+    succeeded,
 )
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ _DONE_STARTING = frozenset(
 # (its reason is known once it is gone).
 _BOOTING = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
 _NO_PROCESS = frozenset({State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF})
+# Kept running by the supervisor: a reload restarts these when their command changes.
+_RUNNING_ON = frozenset({State.STARTING, State.RUNNING, State.BACKOFF})
 
 log = logging.getLogger("daemonctx.supervisor")
 
@@ -175,7 +178,8 @@ class Instance:
         self.runs: deque[_Run] = deque(maxlen=program.history)
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
-        self.held = False  # stopped on request: at boot, not waited for
+        # not to start at boot (autostart = false), or stopped on request: not waited for
+        self.held = not program.autostart
         self.was_ready = False  # ready once: its boot is over, whatever it does next
         self.orphans = False  # a run ended: its escaped descendants are still to kill
         # pid -> pidfd: what got a stop signal with a leader that exited first, and
@@ -1901,16 +1905,22 @@ class Supervisor:
             old = self._by_program.get(program.name, [])
             if program.name in plan["added"] or old:
                 kept = {instance.name: instance for instance in old}
+                # New instances start with autostart, or beside running ones (started
+                # by hand), as the new instances of web:0 started by ctl start web
+                start_new = program.autostart or any(
+                    instance.state in _RUNNING_ON for instance in old
+                )
                 instances: list[Instance] = []
                 for instance_name in program.instance_names():
                     if instance_name not in kept:
                         fresh = Instance(program, instance_name, now)
                         self.instances[instance_name] = fresh
-                        starts.append(fresh)
+                        if start_new:
+                            starts.append(fresh)
                         instances.append(fresh)
                         continue
                     found = kept.pop(instance_name)
-                    running = found.state in (State.STARTING, State.RUNNING, State.BACKOFF)
+                    running = found.state in _RUNNING_ON
                     found.reconfigure(program)
                     if program.name in restarts and running:
                         self._stop(found, "reload")
@@ -2122,12 +2132,10 @@ def _critical_failure(instance: Instance) -> int | None:
         return None
     machine = instance.machine
     last = machine.last_exit
-    failed = machine.state is State.FAILED or (
-        machine.state is State.EXITED and last is not None and not last.success
-    )
-    if not failed:
+    failure = last is not None and not succeeded(last, instance.program)
+    if not (machine.state is State.FAILED or (machine.state is State.EXITED and failure)):
         return None
-    return _exit_code(last) if last is not None and not last.success else 1
+    return (_exit_code(last) or 1) if last is not None and failure else 1
 
 
 def _group_of(pid: int) -> int | None:
@@ -2259,7 +2267,11 @@ def _decision(instance: Instance, asked: bool = False) -> str:
     if state in (State.BACKOFF, State.FAILED):
         return machine.describe(machine.since)
     if state is State.EXITED:
-        return f"not restarted (restart = {instance.program.restart!r})"
+        restart = instance.program.restart
+        last = machine.last_exit
+        if restart == "on-failure" and last is not None:  # success_codes lists it
+            return f"not restarted (restart = 'on-failure': {last.describe()} is a success)"
+        return f"not restarted (restart = {restart!r})"
     return str(state.value)
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "check_policy",
     "format_seconds",
     "signal_name",
+    "succeeded",
 ]
 
 #: Seconds after SIGKILL before the machine reports the process as stuck (it
@@ -92,6 +93,10 @@ class Policy(Protocol):
     @property
     def restart(self) -> str:
         """``"always"``, ``"on-failure"`` or ``"never"``."""
+
+    @property
+    def success_codes(self) -> Sequence[int]:
+        """The exit codes that are no failure (``on-failure`` does not restart)."""
 
     @property
     def ready(self) -> str | float:
@@ -140,6 +145,7 @@ class DefaultPolicy:
     """A ``Policy`` with the documented defaults, for tests and callers."""
 
     restart: str = "on-failure"
+    success_codes: Sequence[int] = (0,)
     ready: str | float = "started"
     stop_signal: int = 15  # SIGTERM
     stop_timeout: float = 10.0
@@ -162,6 +168,11 @@ def check_policy(policy: Policy) -> None:
             raise ValueError(f"ready={ready!r}: expected 'started', 'notify' or seconds")
     elif isinstance(ready, bool) or not isinstance(ready, (int, float)) or not ready >= 0:
         raise ValueError(f"ready={ready!r}: expected 'started', 'notify' or seconds >= 0")
+
+
+def succeeded(status: ExitStatus, policy: Policy) -> bool:
+    """Whether ``status`` is a success by ``policy``: an exit code it lists."""
+    return status.code is not None and status.code in policy.success_codes
 
 
 def signal_name(number: int) -> str:
@@ -484,7 +495,7 @@ class StateMachine:
             since = "start" if self.policy.ready == "started" else "ready"
             after = self._after_run(
                 now,
-                failure=not status.success,
+                failure=not succeeded(status, self.policy),
                 failed_start=False,
                 stable=now - ready_at >= self.policy.stable_seconds,
                 cause=f"{described} {format_seconds(now - ready_at)} after {since}",
