@@ -28,6 +28,7 @@ from daemonctx.supervisor.config import (
     SupervisorConfig,
     check_system,
     load,
+    load_control,
     parse,
     start_order,
     stop_order,
@@ -540,3 +541,106 @@ def test_check_system_finds_missing_users_and_groups(shop: Path) -> None:
     config = load_text(shop, SUPERVISOR + f"observer_group = '{missing}'\n" + WEB)
     with pytest.raises(ConfigError, match=r"^shop\.toml: \[supervisor\] observer_group: no such"):
         check_system(config)
+
+
+# -- include: more files of [program.NAME] tables ----------------------------------------
+
+INCLUDE = SUPERVISOR + 'include = ["conf.d/*.toml"]\n'
+
+
+def conf_d(files: dict[str, str]) -> None:
+    """conf.d/NAME in the current directory, with these texts."""
+    Path("conf.d").mkdir(exist_ok=True)
+    for name, text in files.items():
+        Path("conf.d", name).write_text(text)
+
+
+def test_include_reads_each_matching_file_in_name_order_after_the_main_one(shop: Path) -> None:
+    conf_d(
+        {
+            "20-db.toml": '[program.db]\ncommand = ["/srv/db"]\n',
+            "10-cache.toml": '[program.cache]\ncommand = ["/srv/cache"]\nafter = ["web"]\n',
+            "notes.txt": "not TOML, and not matched",
+            ".20-db.toml.swp": "an editor's file, hidden: not matched",
+        }
+    )
+    config = load_text(shop, INCLUDE + WEB)
+    assert [program.name for program in config.programs] == ["web", "cache", "db"]
+    assert config.included == ("conf.d/10-cache.toml", "conf.d/20-db.toml")
+    assert (
+        config.file_of("cache") == "conf.d/10-cache.toml" and config.file_of("web") == "shop.toml"
+    )
+    assert start_order(config.programs) == [["web", "db"], ["cache"]]
+
+
+def test_include_with_nothing_to_match_is_no_error_but_a_missing_path_is(shop: Path) -> None:
+    config = load_text(shop, INCLUDE + WEB)
+    assert [program.name for program in config.programs] == ["web"] and config.included == ()
+    assert str(error_of(shop, SUPERVISOR + 'include = ["web.toml"]\n' + WEB)) == (
+        "shop.toml: [supervisor] include: web.toml: no such file"
+    )
+    # only programs from included files: fine
+    conf_d({"web.toml": WEB})
+    assert [program.name for program in load_text(shop, INCLUDE).programs] == ["web"]
+
+
+def test_include_relative_to_the_including_file_and_never_that_file_itself(
+    tmp_path: Path,
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "web.toml").write_text(WEB)
+    main = etc / "shop.toml"
+    main.write_text(SUPERVISOR + 'include = ["*.toml"]\n')  # matches shop.toml too
+    config = load(main)
+    assert [program.name for program in config.programs] == ["web"]
+    assert config.included == (str(etc / "web.toml"),)
+
+
+INCLUDE_ERRORS: list[tuple[str, str, str]] = [
+    # (main file's programs, conf.d/x.toml, error)
+    (WEB, WEB, "conf.d/x.toml: [program.web] two programs have this name (the other in shop.toml)"),
+    ("", '[program.web]\ncommand = ["/srv/web"]\nrestart = "sometimes"\n',
+     "conf.d/x.toml: [program.web] restart: expected one of always, on-failure, never,"
+     " got 'sometimes'"),
+    ("", SUPERVISOR + WEB,
+     "conf.d/x.toml: [supervisor] only [program.NAME] tables may be in an included file"),
+    ("", WEB + "[unix_http_server]\nfile = '/run/s.sock'\n",
+     "conf.d/x.toml: [unix_http_server] unknown table (supervisord's; here: [supervisor] control)"),
+    ("", WEB + "after = ['dbb']\n",
+     "conf.d/x.toml: [program.web] after: unknown program 'dbb'"),
+    ("", 'command = "x"\n', "conf.d/x.toml: command: unknown key"),
+    ("", "this is wrong\n", "conf.d/x.toml: line 1, column 6: Expected '=' after a key"),
+    ("[program.db]\ncommand = ['/srv/db']\npidfile = '/run/x.pid'\n",
+     WEB + "pidfile = '/run/x.pid'\n",
+     "conf.d/x.toml: [program.web] pidfile: '/run/x.pid' is the pidfile of program 'db' too"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("main", "included", "message"), INCLUDE_ERRORS)
+def test_an_error_in_an_included_file_names_that_file(
+    shop: Path, main: str, included: str, message: str
+) -> None:
+    conf_d({"x.toml": included})
+    assert str(error_of(shop, INCLUDE + main)).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("'conf.d/*.toml'", "expected a list of paths or patterns, got 'conf.d/*.toml'"),
+     ("['']", "expected a list of paths or patterns, got ['']"),
+     ("[1]", "expected a list of paths or patterns, got [1]")],
+)  # fmt: skip
+def test_a_bad_include_value(shop: Path, value: str, reason: str) -> None:
+    message = str(error_of(shop, SUPERVISOR + f"include = {value}\n" + WEB))
+    assert message == f"shop.toml: [supervisor] include: {reason}"
+
+
+def test_load_control_reads_the_supervisor_table_only(shop: Path) -> None:
+    """ctl --config: a broken program or included file does not hide the socket."""
+    conf_d({"x.toml": "this is wrong\n"})
+    shop.write_text(INCLUDE + WEB + 'restart = "sometimes"\n')
+    assert load_control(shop) == "/run/shop/control.sock"
+    shop.write_text('[supervisor]\ncontrol = "run/control.sock"\n')
+    with pytest.raises(ConfigError, match=r"^shop.toml: \[supervisor\] control: expected an abs"):
+        load_control(shop)

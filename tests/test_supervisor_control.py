@@ -1377,3 +1377,84 @@ def test_a_configuration_file_others_can_write_is_refused(supervisors: Superviso
         result.stderr
     )
     assert supervisors.status("web").pid == web
+
+
+def _include_conf_d(supervisors: Supervisors, programs: dict[str, dict[str, Any]]) -> Path:
+    """The supervisor's file with ``include = ["conf.d/*.toml"]``, one ``conf.d``
+    file per program (``NAME.toml``); the directory."""
+    path = supervisors.config({}, include=["conf.d/*.toml"])
+    conf_d = path.parent / "conf.d"
+    conf_d.mkdir(exist_ok=True)
+    for name, keys in programs.items():
+        lines = [f"[program.{name}]", *(f"{k} = {json.dumps(v)}" for k, v in keys.items())]
+        (conf_d / f"{name}.toml").write_text("\n".join(lines) + "\n")
+    return conf_d
+
+
+def test_programs_of_included_files_run_and_a_reload_follows_the_directory(
+    supervisors: Supervisors,
+) -> None:
+    """conf.d, as supervisord's [include] and Debian's /etc/supervisor/conf.d: a file
+    dropped in is a program added at the next reload, a file removed one removed;
+    ctl --config still finds the socket when an included file is broken."""
+    conf_d = _include_conf_d(supervisors, {"web": {"command": SLEEP}})
+    proc = supervisors.foreground()
+    assert proc.poll() is None, proc.communicate()
+    web = supervisors.status("web").pid
+    (conf_d / "db.toml").write_text(f'[program.db]\ncommand = ["{SLEEP[0]}", "1001"]\n')
+    reload = supervisors.ctl("reload")
+    assert reload.returncode == 0 and reload.stdout.splitlines() == ["add db"], reload
+    db = supervisors.wait_state("db", "running").pid
+    (conf_d / "web.toml").unlink()
+    assert supervisors.ctl("reload").stdout.splitlines() == ["remove web"]
+    wait_gone(web, 5)
+
+    (conf_d / "db.toml").write_text("[program.db]\ncommand = \n")  # broken
+    config = ["--config", str(supervisors.config_path)]
+    status = supervisors.daemonctx("ctl", *config, "status")
+    assert status.returncode == 0 and status.stdout.startswith("db "), status
+    bad = supervisors.daemonctx("ctl", *config, "reload")
+    assert bad.returncode == 1 and f"{conf_d}/db.toml: line 2" in bad.stderr, bad
+    assert supervisors.status("db").pid == db
+
+
+def test_an_included_file_missing_its_executable_is_named_before_anything_starts(
+    supervisors: Supervisors,
+) -> None:
+    conf_d = _include_conf_d(supervisors, {"web": {"command": ["/nonexistent/web"]}})
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert one_line(result.stderr) == (
+        f"daemonctx: error: {conf_d}/web.toml: [program.web] command:"
+        " /nonexistent/web: no such file"
+    )
+    assert supervisors.processes() == []
+
+
+@needs_root
+def test_an_included_file_another_user_could_write_is_refused(supervisors: Supervisors) -> None:
+    """Each included file says what runs as root, as the main one: trusted alike,
+    at start and at reload. A conf.d another user can write into is refused too."""
+    conf_d = _include_conf_d(supervisors, {"web": {"command": SLEEP}})
+    os.chown(conf_d / "web.toml", NOBODY, NOBODY)
+    result = supervisors.supervise()
+    assert result.returncode == 4, result
+    assert one_line(result.stderr) == (
+        f"daemonctx: error: refusing configuration file {conf_d}/web.toml: "
+        f"the file is owned by uid {NOBODY}"
+    )
+    assert supervisors.processes() == []
+
+    os.chown(conf_d / "web.toml", 0, 0)
+    supervisors.foreground()
+    web = supervisors.status("web").pid
+    conf_d.chmod(0o777)  # anyone may drop a file in: a program that runs as root
+    (conf_d / "evil.toml").write_text(f'[program.evil]\ncommand = ["{SLEEP[0]}", "666"]\n')
+    os.mkfifo(conf_d / "hang.toml")  # read before the check, it would block the supervisor
+    result = supervisors.ctl("reload", timeout=10)
+    assert result.returncode == 1
+    assert f"refusing configuration file {conf_d}/evil.toml" in result.stderr, result
+    assert "writable by others" in result.stderr, result
+    assert supervisors.status("web").pid == web
+    with supervisors.client() as client:
+        assert [info.name for info in client.status()] == ["web"]

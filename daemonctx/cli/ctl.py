@@ -216,10 +216,10 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 def _control_path(args: argparse.Namespace) -> str:
     if args.control is not None:
         return str(args.control)
-    from ..supervisor.config import ConfigError, load
+    from ..supervisor.config import ConfigError, load_control
 
     try:
-        return load(args.config).control
+        return load_control(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc), exit_code=2) from None
 

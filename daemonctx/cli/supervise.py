@@ -139,7 +139,9 @@ def _config(args: argparse.Namespace) -> Any:
         if args.command is not None or single:
             what = "-- COMMAND" if args.command is not None else single[0]
             raise CommandError(f"--config {args.config}: cannot be used with {what}", exit_code=2)
-        config = load(args.config)
+        from ..supervisor.core import check_config_file
+
+        config = load(args.config, trust=check_config_file)  # included files before reading
         if args.log is not None:
             import dataclasses
 

@@ -47,6 +47,7 @@ __all__ = [
     "SupervisorConfig",
     "check_system",
     "load",
+    "load_control",
     "parse",
     "start_order",
     "stop_order",
@@ -195,7 +196,7 @@ _FOREIGN_TABLES = {
     "unix_http_server": ("supervisord", "here: [supervisor] control"),
     "inet_http_server": ("supervisord", "none here: a local Unix socket only"),
     "supervisorctl": ("supervisord", "here: daemonctx ctl --config FILE"),
-    "include": ("supervisord", "none here: one file"),
+    "include": ("supervisord", 'here: [supervisor] include = ["conf.d/*.toml"]'),
     "runner": ("zdaemon", "here: [supervisor] and [program.NAME]"),
 }
 
@@ -852,6 +853,11 @@ class SupervisorConfig:
         ),
     )
     path: str | None = None
+    # What ``[supervisor] include`` brought in (``load`` fills these): the files
+    # read, and the file of each program that came from one, for errors and the
+    # trust check of each file.
+    included: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         path = os.fspath(self.path) if self.path is not None else None
@@ -872,11 +878,19 @@ class SupervisorConfig:
             if program.pidfile in pidfiles:
                 reason = f"{program.pidfile!r} is the pidfile of {pidfiles[program.pidfile]} too"
                 raise ConfigError(
-                    path, _program_table(program.name), "pidfile", reason, program.name
+                    self.file_of(program.name),
+                    _program_table(program.name),
+                    "pidfile",
+                    reason,
+                    program.name,
                 )
             if program.pidfile is not None:
                 pidfiles[program.pidfile] = f"program {program.name!r}"
-        _waves(self.programs, path)
+        _waves(self.programs, path, self.sources)
+
+    def file_of(self, name: str) -> str | None:
+        """The file program ``name`` is in: an included one, or ``path``."""
+        return self.sources.get(name, self.path)
 
 
 SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
@@ -885,15 +899,21 @@ SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
 # -- order ---------------------------------------------------------------------------------
 
 
-def _waves(programs: Sequence[Program], file: str | None) -> list[list[str]]:
-    """Names in waves, each ready before the next starts; raise on a bad ``after``."""
+def _waves(
+    programs: Sequence[Program], path: str | None, sources: Mapping[str, str] | None = None
+) -> list[list[str]]:
+    """Names in waves, each ready before the next starts; raise on a bad ``after``
+    (in ``path``, or in the file ``sources`` gives the program)."""
+    files = sources or {}
     by_name: dict[str, Program] = {}
     for program in programs:
         if program.name in by_name:
             table = _program_table(program.name)
+            file = files.get(program.name, path)
             raise ConfigError(file, table, None, "two programs have this name", program.name)
         by_name[program.name] = program
     for program in programs:
+        file = files.get(program.name, path)
         for name in program.after:
             table = _program_table(program.name)
             if name not in by_name:
@@ -913,6 +933,7 @@ def _waves(programs: Sequence[Program], file: str | None) -> list[list[str]]:
         if not wave:
             cycle = _cycle(waiting)
             reason = f"dependency cycle: {' -> '.join(cycle)}"
+            file = files.get(cycle[0], path)
             raise ConfigError(file, _program_table(cycle[0]), "after", reason, cycle[0])
         waves.append(wave)
         started.update(wave)
@@ -968,21 +989,25 @@ def _check_table(
         _check(keys[name], value, file, where, program)
 
 
-def parse(data: Mapping[str, Any], path: str | None = None) -> SupervisorConfig:
-    """The configuration from an already parsed TOML document; ``path`` is shown in
-    errors. Raises ``ConfigError`` for anything unknown, missing or invalid."""
+def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ...]) -> None:
     for name, value in data.items():
-        if name not in ("supervisor", "program"):
-            if isinstance(value, Mapping):
-                hint = _hint(name, ("supervisor", "program"), _FOREIGN_TABLES)
-                reason = f"unknown table{hint or ': expected [supervisor] and [program.NAME]'}"
-                raise ConfigError(path, _toml_key(name), None, reason)
-            raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
-    supervisor = data.get("supervisor", {})
-    if not isinstance(supervisor, Mapping):
-        raise ConfigError(path, None, "supervisor", f"expected a table, got {_got(supervisor)}")
-    _check_table(supervisor, SUPERVISOR_KEYS, path, "supervisor", None)
-    tables = data.get("program", {})
+        if name in allowed:
+            continue
+        if name == "supervisor":  # in an included file
+            reason = "only [program.NAME] tables may be in an included file"
+            raise ConfigError(path, "supervisor", None, reason)
+        if isinstance(value, Mapping):
+            hint = _hint(name, allowed, _FOREIGN_TABLES)
+            expected = " and ".join(f"[{table}]" for table in allowed).replace(
+                "[program]", "[program.NAME]"
+            )
+            reason = f"unknown table{hint or f': expected {expected}'}"
+            raise ConfigError(path, _toml_key(name), None, reason)
+        raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
+
+
+def _programs(tables: Any, path: str | None) -> list[Program]:
+    """The ``[program.NAME]`` tables of the file at ``path``, checked."""
     if not isinstance(tables, Mapping):
         reason = f"expected [program.NAME] tables, got {_got(tables)}"
         raise ConfigError(path, None, "program", reason)
@@ -996,16 +1021,104 @@ def parse(data: Mapping[str, Any], path: str | None = None) -> SupervisorConfig:
             programs.append(Program(name, **table))
         except ConfigError as exc:
             raise exc.located(path) from None
-    return SupervisorConfig(programs=tuple(programs), path=path, **supervisor)
+    return programs
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not all(isinstance(item, str) and item for item in value)
+    ):
+        raise ValueError(f"expected a list of paths or patterns, got {_got(value)}")
+    return tuple(_no_nul(item) for item in value)
+
+
+INCLUDE_KEY = Key(
+    "include",
+    "list of paths or patterns",
+    (),
+    "more files of [program.NAME] tables: paths or glob patterns (conf.d/*.toml),"
+    " relative to this file's directory",
+    False,
+    _patterns,
+    _text_list,
+)
+
+
+def _included_files(patterns: Sequence[str], path: str | None) -> list[str]:
+    """The files ``patterns`` name, in order (each pattern's matches sorted), each
+    once, never the including file itself. A path without a wildcard must exist."""
+    import glob  # only with include
+
+    base = os.path.dirname(path) if path is not None else ""
+    own = os.path.realpath(path) if path is not None else None
+    found: dict[str, str] = {}  # real path -> the path as shown
+    for pattern in patterns:
+        full = os.path.join(base, pattern)
+        if not any(char in pattern for char in "*?["):
+            if not os.path.lexists(full):
+                raise ConfigError(path, "supervisor", "include", f"{full}: no such file")
+            matches = [full]
+        else:
+            matches = sorted(glob.glob(full))
+        for match in matches:
+            real = os.path.realpath(match)
+            if real != own:
+                found.setdefault(real, match)
+    return list(found.values())
+
+
+def parse(
+    data: Mapping[str, Any],
+    path: str | None = None,
+    *,
+    trust: Callable[[str], object] | None = None,
+) -> SupervisorConfig:
+    """The configuration from an already parsed TOML document; ``path`` is shown in
+    errors. Raises ``ConfigError`` for anything unknown, missing or invalid. The
+    files ``[supervisor] include`` names are read too, each passed to ``trust``
+    first (which raises to refuse it: no file another user planted is read)."""
+    _check_top(data, path, ("supervisor", "program"))
+    supervisor = data.get("supervisor", {})
+    if not isinstance(supervisor, Mapping):
+        raise ConfigError(path, None, "supervisor", f"expected a table, got {_got(supervisor)}")
+    supervisor = dict(supervisor)
+    patterns = _check(INCLUDE_KEY, supervisor.pop("include", ()), path, "supervisor", None)
+    _check_table(supervisor, SUPERVISOR_KEYS, path, "supervisor", None)
+    programs = _programs(data.get("program", {}), path)
+    files: list[str] = []
+    sources: dict[str, str] = {}
+    if patterns:
+        files = _included_files(patterns, path)
+        for file in files:
+            if trust is not None:
+                trust(file)
+            document = _read_toml(file)
+            _check_top(document, file, ("program",))
+            for program in _programs(document.get("program", {}), file):
+                if any(other.name == program.name for other in programs):
+                    other = sources.get(program.name, path)
+                    reason = f"two programs have this name (the other in {other})"
+                    table = _program_table(program.name)
+                    raise ConfigError(file, table, None, reason, program.name)
+                programs.append(program)
+                sources[program.name] = file
+    return SupervisorConfig(
+        programs=tuple(programs),
+        path=path,
+        included=tuple(files),
+        sources=sources,
+        **supervisor,
+    )
 
 
 _LOCATION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
 
 
-def load(path: str | os.PathLike[str]) -> SupervisorConfig:
-    """Read and check the TOML file at ``path``. Raises ``ConfigError`` (one line,
-    naming ``path`` as given) when it cannot be read, is not TOML, or is invalid."""
-    shown = os.fspath(path)
+def _read_toml(shown: str) -> dict[str, Any]:
+    """The TOML document in the file ``shown``; ``ConfigError`` naming it when it
+    cannot be read, is not UTF-8 or not TOML."""
     try:
         with open(shown, "rb") as file:
             raw = file.read()
@@ -1017,7 +1130,8 @@ def load(path: str | os.PathLike[str]) -> SupervisorConfig:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(shown, None, None, "not UTF-8 text", line=line) from None
     try:
-        data = tomllib.loads(text)
+        document: dict[str, Any] = tomllib.loads(text)
+        return document
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _LOCATION.search(message)
@@ -1029,7 +1143,30 @@ def load(path: str | os.PathLike[str]) -> SupervisorConfig:
             line, column = max(1, len(text.splitlines())), None
         reason = message[: match.start()] + _foreign_file(text)
         raise ConfigError(shown, None, None, reason, line=line, column=column) from None
-    return parse(data, shown)
+
+
+def load(
+    path: str | os.PathLike[str], *, trust: Callable[[str], object] | None = None
+) -> SupervisorConfig:
+    """Read and check the TOML file at ``path`` and the files it includes (each
+    passed to ``trust`` before it is read). Raises ``ConfigError`` (one line,
+    naming the file as given) when one cannot be read, is not TOML, or is invalid."""
+    shown = os.fspath(path)
+    return parse(_read_toml(shown), shown, trust=trust)
+
+
+def load_control(path: str | os.PathLike[str]) -> str:
+    """The control socket's path in the file at ``path`` (what ``ctl --config``
+    needs): its ``[supervisor]`` table checked, its programs and includes not, so
+    that a mistake in a program does not keep ``ctl`` from the running supervisor."""
+    shown = os.fspath(path)
+    data = _read_toml(shown)
+    supervisor = data.get("supervisor", {})
+    if not isinstance(supervisor, Mapping):
+        raise ConfigError(shown, None, "supervisor", f"expected a table, got {_got(supervisor)}")
+    supervisor = {key: value for key, value in supervisor.items() if key != "include"}
+    _check_table(supervisor, SUPERVISOR_KEYS, shown, "supervisor", None)
+    return str(supervisor["control"])
 
 
 # -- the system -------------------------------------------------------------------------------
@@ -1061,7 +1198,7 @@ def check_system(config: SupervisorConfig) -> None:
         table = _program_table(program.name)
         if program.user is not None and not _exists(program.user, pwd.getpwnam):
             reason = f"no such user {program.user!r}"
-            raise ConfigError(config.path, table, "user", reason, program.name)
+            raise ConfigError(config.file_of(program.name), table, "user", reason, program.name)
         if program.group is not None and not _exists(program.group, grp.getgrnam):
             reason = f"no such group {program.group!r}"
-            raise ConfigError(config.path, table, "group", reason, program.name)
+            raise ConfigError(config.file_of(program.name), table, "group", reason, program.name)

@@ -481,7 +481,7 @@ class Supervisor:
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> Supervisor:
         """A supervisor for the TOML file at ``path`` (``ConfigError`` when it is bad)."""
-        return cls(config=load(path))
+        return cls(config=load(path, trust=check_config_file))
 
     # -- registered commands ----------------------------------------------------------
 
@@ -519,8 +519,9 @@ class Supervisor:
         path). Programs' log files are opened at their start: an earlier program
         may make their directory."""
         config = self.config
-        if config.path is not None:
-            check_config_file(config.path)
+        for file in (config.path, *config.included):
+            if file is not None:
+                check_config_file(file)
         check_system(config)
         for program in config.programs:
             _check_executable(config, program)
@@ -1873,7 +1874,7 @@ class Supervisor:
             )
         try:
             check_config_file(path)
-            new = load(path)
+            new = load(path, trust=check_config_file)
             check_system(new)
             for program in new.programs:
                 _check_executable(new, program)
@@ -2399,20 +2400,15 @@ def _executable(path: str) -> bool:
 def _check_executable(config: SupervisorConfig, program: Program) -> None:
     """The command must name an executable file (PATH searched, as Popen does)."""
     command = program.command[0]
-    where = f"program.{program.name}" if config.path else None
+    file = config.file_of(program.name)
+    where = f"program.{program.name}" if file else None
     if "/" in command:
         found = command if os.path.isabs(command) else os.path.join(program.directory, command)
         if not os.path.exists(found):
-            raise ConfigError(
-                config.path, where, "command", f"{command}: no such file", program.name
-            )
+            raise ConfigError(file, where, "command", f"{command}: no such file", program.name)
         if os.path.isdir(found) or not os.access(found, os.X_OK):
-            raise ConfigError(
-                config.path, where, "command", f"{command}: not executable", program.name
-            )
+            raise ConfigError(file, where, "command", f"{command}: not executable", program.name)
         return
     path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
     if not any(_executable(os.path.join(folder or ".", command)) for folder in path.split(":")):
-        raise ConfigError(
-            config.path, where, "command", f"{command}: not found in PATH", program.name
-        )
+        raise ConfigError(file, where, "command", f"{command}: not found in PATH", program.name)
