@@ -13,7 +13,7 @@ import os
 
 from .errors import DaemonOSEnvironmentError
 
-__all__ = ["NotifyListener", "notify", "notify_socket_address"]
+__all__ = ["NotifyListener", "notify", "notify_socket_address", "watchdog_seconds"]
 
 
 def notify_socket_address() -> str | None:
@@ -24,6 +24,21 @@ def notify_socket_address() -> str | None:
     if address.startswith("@"):
         return "\0" + address[1:]
     return address
+
+
+def watchdog_seconds() -> float | None:
+    """The watchdog interval the service manager asks of this process: send
+    ``notify("WATCHDOG=1")`` more often than that (half of it, as systemd advises).
+    None without one: no ``WATCHDOG_USEC`` (systemd's ``WatchdogSec=``, daemonctx
+    supervise's ``watchdog``), or a ``WATCHDOG_PID`` that names another process (a
+    child that inherited its parent's environment). sd_watchdog_enabled(3)."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid is not None and (not pid.isdigit() or int(pid) != os.getpid()):
+        return None
+    return int(usec) / 1_000_000
 
 
 def notify(*lines: str, **fields: object) -> bool:

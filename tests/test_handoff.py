@@ -232,6 +232,27 @@ def test_notify_without_notify_socket_does_nothing() -> None:
     assert result.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.parametrize(
+    ("usec", "pid", "seconds"),
+    [("500000", None, 0.5), ("500000", "self", 0.5), ("500000", "1", None),
+     ("500000", "x", None), (None, None, None), ("0", None, None), ("-5", None, None),
+     ("half", None, None)],
+)  # fmt: skip
+def test_watchdog_seconds_as_sd_watchdog_enabled(
+    monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, seconds: float | None
+) -> None:
+    """WATCHDOG_USEC, and WATCHDOG_PID when set must be this process (a child that
+    inherited its parent's environment is not watched)."""
+    from daemonctx.systemd import watchdog_seconds
+
+    for name, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", pid)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(os.getpid()) if value == "self" else value)
+    assert watchdog_seconds() == seconds
+
+
 def test_notify_to_a_missing_socket_raises(tmp_path: Path) -> None:
     result = run_script(
         "import os\n"

@@ -382,6 +382,32 @@ def test_under_systemd_it_sends_ready_status_and_stopping(supervisors: Superviso
         listener.close()
 
 
+def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
+    supervisors: Supervisors,
+) -> None:
+    """WatchdogSec=0.4 (WATCHDOG_USEC; WATCHDOG_PID is optional): WATCHDOG=1 about
+    every 0.2 s, and its programs do not inherit the variables (they would think
+    the watchdog theirs)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = str(supervisors.tmp_path / "notify.sock")
+    listener.bind(address)
+    listener.settimeout(10)
+    try:
+        supervisors.config({"a": {"command": ["/bin/sleep", "1000"]}})
+        supervisors.env.update(NOTIFY_SOCKET=address, WATCHDOG_USEC="400000")
+        supervisors.foreground()
+        pings = []
+        while len(pings) < 4:
+            if listener.recv(4096) == b"WATCHDOG=1":
+                pings.append(time.monotonic())
+        gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
+        assert all(0.15 <= gap < 0.4 for gap in gaps), gaps
+        environ = Path(f"/proc/{supervisors.status('a').pid}/environ").read_bytes()
+        assert b"WATCHDOG_USEC=" not in environ and b"NOTIFY_SOCKET=" not in environ
+    finally:
+        listener.close()
+
+
 def test_serve_with_a_daemon_context_returns_once_every_program_is_ready(
     supervisors: Supervisors,
 ) -> None:

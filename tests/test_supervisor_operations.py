@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from conftest import (
     PROGRAMS,
+    ROOT,
     Supervisors,
     mounted_tmpfs,
     needs_root,
@@ -409,6 +410,25 @@ def test_reload_starts_no_program_with_autostart_false_but_new_instances_of_a_st
     assert [(info.name, info.state, info.pid) for info in idle] == [
         (f"idle:{index}", "stopped", None) for index in range(3)
     ]
+
+
+def test_a_reload_adds_the_first_program_that_sends_ready_1(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """No program needed the notify socket at the start: the reload's notify program
+    gets one (it used to start without NOTIFY_SOCKET and fail on start_timeout)."""
+    web = {"command": [SLEEP, "1000"]}
+    supervisors.config({"web": web})
+    supervisors.foreground()
+    notifying = {
+        "command": [PY, str(PROGRAMS / "sup_record.py"), str(tmp_path / "n.rec"), "notify", "0"],
+        "environment": {"PYTHONPATH": str(ROOT)},
+        "ready": "notify",
+        "start_timeout": 10,
+    }
+    supervisors.config({"web": web, "n": notifying})
+    assert reload(supervisors) == ["add n"]
+    running(supervisors, "n")
 
 
 def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(

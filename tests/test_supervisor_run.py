@@ -54,6 +54,7 @@ ORPHANS = PROGRAMS / "sup_orphans.py"
 SIGNAL_COUNTER = PROGRAMS / "sup_signal_counter.py"
 IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
 GROUP_STOP = PROGRAMS / "sup_group_stop.py"
+WATCHDOG = PROGRAMS / "sup_watchdog.py"
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 # Scheduling slack on top of a delay the supervisor chose: its reaction to the
@@ -724,6 +725,59 @@ def test_notify_ready_only_from_the_program_and_its_status_text_is_shown(
     status = supervisors.ctl("status", "svc")
     assert status.returncode == 0, status
     assert "serving" in status.stdout
+
+
+def test_a_program_that_stops_sending_watchdog_1_is_stopped_and_restarted(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """watchdog = 0.5: WATCHDOG=1 every 0.1 s for 1.5 s keeps it running (three
+    intervals: the pings count); then it hangs, and half a second later it is
+    stopped and started again, as after a crash. It learnt its interval from
+    WATCHDOG_USEC, as sd_watchdog_enabled() does."""
+    rec = tmp_path / "wd.rec"
+    supervisors.config(
+        {
+            "hangs": {
+                "command": [PY, str(WATCHDOG), str(rec), "ping", "1.5"],
+                "environment": {"PYTHONPATH": str(ROOT)},
+                "watchdog": 0.5,
+            }
+        }
+    )
+    supervisors.foreground()
+    first = supervisors.status("hangs").pid
+    assert environ(first)["WATCHDOG_USEC"] == "500000"
+    second = wait_for(lambda: events(rec, "start")[1:], 10, what="a second start")
+    (hang,) = [when for _event, pid, when in events(rec, "hang") if pid == first]
+    # its last WATCHDOG=1 came at most a ping's period (0.1 s) before "hang"
+    assert second[0][2] - hang >= 0.4, "stopped before the watchdog's interval"
+    why = supervisors.ctl("why", "hangs").stdout
+    assert "stopped by no WATCHDOG=1 within 0.5 s (SIGTERM)" in why, why
+    assert "then: restarted at once" in why, why
+    assert supervisors.status("hangs").restarts >= 1
+
+
+def test_watchdog_trigger_restarts_at_once_and_no_watchdog_means_no_variable(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    rec, plain = tmp_path / "trigger.rec", tmp_path / "plain.rec"
+    env = {"PYTHONPATH": str(ROOT)}
+    supervisors.config(
+        {
+            "trigger": {
+                "command": [PY, str(WATCHDOG), str(rec), "trigger", "0.2"],
+                "environment": env,
+                "watchdog": 60,
+            },
+            "plain": {"command": [PY, str(WATCHDOG), str(plain), "ping", "1"], "environment": env},
+        }
+    )
+    supervisors.foreground()
+    starts = wait_for(lambda: events(rec, "start")[1:], 10, what="a restart after the trigger")
+    (trigger,) = times(rec, "trigger")[:1]
+    assert starts[0][2] - trigger < 10, "the trigger waited for the 60 s interval"
+    wait_for(lambda: events(plain, "no-watchdog"), 10, what="plain's record")
+    assert "it sent WATCHDOG=trigger" in supervisors.ctl("why", "trigger").stdout
 
 
 def test_supervise_fails_when_ready_1_never_comes_and_leaves_nothing(

@@ -808,3 +808,46 @@ def test_random_event_sequences_keep_the_invariants(restart: str, ready: str | f
         if m.state in (State.STOPPED, State.EXITED, State.FAILED, State.RUNNING):
             assert m.deadline is None
         assert m.describe(now).startswith(m.state.value)
+
+
+# -- watchdog ----------------------------------------------------------------------------
+
+
+def test_watchdog_armed_at_ready_kept_by_watchdog_1_and_a_miss_is_a_crash() -> None:
+    m = machine(watchdog=1.0)
+    assert m.start(0)[0] == Spawn()
+    assert ArmTimer(1.0) in m.spawned(0, 42)  # ready at once ("started"): armed
+    assert m.keepalive(0.7) == []  # only noted: no timer work per message
+    assert without_reports(m.timer(1.0)) == [ArmTimer(1.7)]  # re-armed from the last one
+    actions = m.timer(1.7)
+    assert SignalGroup(signal.SIGTERM) in actions and m.state is State.STOPPING
+    assert m.describe(2) == "stopping (pid 42, SIGTERM sent 0.3 s ago, no WATCHDOG=1 within 1 s)"
+    actions = m.exited(2, TERM)  # a crash: the first is restarted at once
+    assert Spawn() in actions and m.restarts == 1
+    assert m.reason == "no WATCHDOG=1 within 1 s (killed by SIGTERM)"
+
+
+def test_watchdog_after_ready_1_and_a_stop_or_never_as_after_any_crash() -> None:
+    m = machine(watchdog=2.0, ready="notify", start_timeout=30.0, restart="never")
+    running(m)
+    assert armed(m.ready(5)) == 7.0  # from READY=1, not from the start
+    m.timer(7.0)
+    m.exited(7.5, TERM)
+    assert m.state is State.EXITED  # restart = "never"
+    n = machine(watchdog=2.0)
+    running(n)
+    n.stop(1)
+    n.exited(1.5, TERM)
+    assert n.state is State.STOPPED and n.timer(3.0) == []  # the operator's stop
+
+
+def test_watchdog_trigger_only_with_a_watchdog_and_while_running() -> None:
+    m = machine()
+    running(m)
+    assert m.hung(1, "it sent WATCHDOG=trigger") == []
+    m = machine(watchdog=60.0)
+    running(m)
+    assert SignalGroup(signal.SIGTERM) in m.hung(1, "it sent WATCHDOG=trigger")
+    m.exited(1.1, TERM)
+    assert m.reason == "it sent WATCHDOG=trigger (killed by SIGTERM)"
+    assert m.state is State.STARTING  # restarted at once

@@ -404,6 +404,10 @@ def _seconds(value: Any) -> float:
     return seconds
 
 
+def _optional_seconds(value: Any) -> float | None:
+    return None if value is None else _seconds(value)
+
+
 def _ready(value: Any) -> str | float:
     if isinstance(value, str) and value in READY_CHOICES:
         return value
@@ -724,6 +728,14 @@ class Program:
         default=60.0,
         metadata=_meta(
             _SECONDS, 'with ready = "notify": seconds to send READY=1, or the start failed'
+        ),
+    )
+    watchdog: float | None = field(
+        default=None,
+        metadata=_meta(
+            _Type("seconds", _optional_seconds, _text_float),
+            "once ready, the program sends WATCHDOG=1 at least this often (systemd's"
+            " WatchdogSec), or it is deemed hung: stopped, and restarted as after a crash",
         ),
     )
     pidfile: str | None = field(

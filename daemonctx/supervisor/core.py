@@ -587,7 +587,7 @@ class Supervisor:
         set_child_subreaper()
         now = loop.time()
         environment = dict(os.environ)
-        for key in ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        for key in _MANAGERS_VARIABLES:  # the supervisor's own service manager's
             environment.pop(key, None)
         self._environment = environment
         for program in self.config.programs:
@@ -595,8 +595,9 @@ class Supervisor:
             self._by_program[program.name] = instances
             for instance in instances:
                 self.instances[instance.name] = instance
-        if any(program.ready == "notify" for program in self.config.programs):
+        if any(_notifies(program) for program in self.config.programs):
             self._open_notify_socket(loop)
+        self._keep_systemd_watchdog(loop)
         loop.watch_signals(
             {
                 signal.SIGTERM: self._on_terminate,
@@ -934,7 +935,8 @@ class Supervisor:
         environment = dict(self._environment)
         environment[PROGRAM_VARIABLE] = instance.name
         environment[SUPERVISOR_VARIABLE] = self.config.control
-        notify = self._notify_address if program.ready == "notify" else None
+        if program.watchdog is not None:  # as systemd: sd_watchdog_enabled() reads it
+            environment["WATCHDOG_USEC"] = str(round(program.watchdog * 1_000_000))
         spawner = self._spawner_now(loop)
         if spawner is not None and instance.orphans:
             # Now: the new leader will be a child of the spawner's thread, and only
@@ -946,6 +948,11 @@ class Supervisor:
         try:
             capture = instance.open_outputs()
             doing = "execute"
+            notify = None
+            if _notifies(program):
+                if self._notify is None:  # a reload added the first program to need it
+                    self._open_notify_socket(loop)
+                notify = self._notify_address
             out_read, out_write = os.pipe2(os.O_CLOEXEC)
             opened.append(out_write)
             _widen(out_read)
@@ -1317,8 +1324,8 @@ class Supervisor:
         """The run ended with ``status``: tell the machine, record the run."""
         machine = instance.machine
         stopping = machine.state is State.STOPPING
-        cause = instance.stop_by if stopping else None
-        if stopping and cause is None:
+        cause = asked = instance.stop_by if stopping else None
+        if stopping and cause is None:  # the supervisor's own: a start timeout, a watchdog
             cause = machine.stop_cause
         instance.stop_by = None
         run = instance.runs[-1] if instance.runs else None
@@ -1331,7 +1338,7 @@ class Supervisor:
             run = None
         self._event(instance, machine.exited, status)  # may spawn the next run
         if run is not None:
-            run.decision = _decision(instance, asked=cause is not None)
+            run.decision = _decision(instance, asked=asked is not None)
 
     def _adopt(self, instance: Instance, main: _Main, leader: ExitStatus) -> None:
         """The main process goes on without its leader: its exit ends the run."""
@@ -1553,6 +1560,10 @@ class Supervisor:
             key, _, value = line.partition(b"=")
             if key == b"READY" and value == b"1":
                 ready = True
+            elif key == b"WATCHDOG" and value == b"1":
+                instance.machine.keepalive(self._now())
+            elif key == b"WATCHDOG" and value == b"trigger":
+                self._event(instance, instance.machine.hung, "it sent WATCHDOG=trigger")
             elif key == b"MAINPID" and instance.main is None and instance.spawned is not None:
                 try:
                     pid = int(value)
@@ -1570,6 +1581,19 @@ class Supervisor:
             self._event(instance, instance.machine.ready)
         else:
             self._changed(instance)
+
+    def _keep_systemd_watchdog(self, loop: EventLoop) -> None:
+        """Under systemd with ``WatchdogSec=``: WATCHDOG=1 from the event loop at half
+        the interval (as sd_watchdog_enabled(3) advises), so a stuck loop is caught."""
+        seconds = systemd.watchdog_seconds()
+        if seconds is None:
+            return
+
+        def ping() -> None:
+            _notify_systemd("WATCHDOG=1")
+            loop.call_at(loop.time() + seconds / 2, ping)
+
+        ping()
 
     def _schedule_summary(self) -> None:
         if "NOTIFY_SOCKET" not in os.environ or self._summary_timer is not None:
@@ -2324,6 +2348,22 @@ def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
             pid, _uid, _gid = struct.unpack("3i", data[:12])
             return int(pid)
     return None
+
+
+# What the supervisor's service manager set for the supervisor, not its programs.
+_MANAGERS_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+)
+
+
+def _notifies(program: Program) -> bool:
+    """Whether ``program`` gets NOTIFY_SOCKET: for READY=1, or for WATCHDOG=1."""
+    return program.ready == "notify" or program.watchdog is not None
 
 
 def _notify_systemd(line: str) -> None:

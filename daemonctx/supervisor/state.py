@@ -139,6 +139,10 @@ class Policy(Protocol):
     def start_timeout(self) -> float:
         """Seconds to wait for READY=1 with ``ready = "notify"`` (infinite: forever)."""
 
+    @property
+    def watchdog(self) -> float | None:
+        """Once ready, the longest time between two ``WATCHDOG=1`` (None: no watchdog)."""
+
 
 @dataclass(frozen=True)  # dataclasses.replace() makes variants of it
 class DefaultPolicy:
@@ -156,6 +160,7 @@ class DefaultPolicy:
     start_limit: int = 5
     start_limit_interval: float = 60.0
     start_timeout: float = 60.0
+    watchdog: float | None = None
 
 
 def check_policy(policy: Policy) -> None:
@@ -368,6 +373,7 @@ class StateMachine:
         self._deadline: float | None = None
         self._spawned_at: float | None = None
         self._ready_at: float | None = None
+        self._alive_at = now  # the last WATCHDOG=1 (or ready)
         self._ran = 0.0  # how long the last run lasted
         self._streak = 0  # restarts since the last stable run or start()
         self._starts: deque[float] = deque()  # recent start times, for the start limit
@@ -471,6 +477,21 @@ class StateMachine:
             return self._cancel() + self._become_ready(now)
         return []
 
+    def keepalive(self, now: float) -> list[Action]:
+        """``WATCHDOG=1`` from the program: it is not hung. Only noted: the armed
+        timer checks it when it fires (no timer work per message)."""
+        self._alive_at = now
+        return []
+
+    def hung(self, now: float, cause: str) -> list[Action]:
+        """The program says it is hung (``WATCHDOG=trigger``): as a missed
+        ``WATCHDOG=1``, with ``cause`` as the reason. Needs a ``watchdog``."""
+        self._settle()
+        if self.state is not State.RUNNING or self.pid is None or self.policy.watchdog is None:
+            return []
+        self._stop_cause = cause
+        return self._begin_stop(now)
+
     def exited(self, now: float, status: ExitStatus) -> list[Action]:
         """The program's process ended with ``status``."""
         self._settle()
@@ -484,10 +505,20 @@ class StateMachine:
         described = status.describe()
         ready_at = self._ready_at
         if self.state is State.STOPPING:
-            if self._stop_cause is None or self._start_pending:
+            cause = self._stop_cause
+            if cause is None or self._start_pending:
                 after = self._after_stop(now)
-            else:
-                after = self._failed_start(now, self._stop_cause, self._stop_cause)
+            elif ready_at is None:  # no READY=1 in time
+                after = self._failed_start(now, cause, cause)
+            else:  # hung: a crash
+                after = self._after_run(
+                    now,
+                    failure=True,
+                    failed_start=False,
+                    stable=now - ready_at >= self.policy.stable_seconds,
+                    cause=f"{cause} ({described})",
+                    last=cause,
+                )
         elif ready_at is None:
             when = f"{format_seconds(self._ran)} after start, before ready"
             after = self._failed_start(now, f"{described} {when}", described)
@@ -536,6 +567,13 @@ class StateMachine:
                 self._stop_cause = f"no READY=1 within {timeout}"
                 return self._begin_stop(now)
             return self._become_ready(now)
+        watchdog = self.policy.watchdog
+        if self.state is State.RUNNING and self.pid is not None and watchdog is not None:
+            due = self._alive_at + watchdog
+            if now < due:  # WATCHDOG=1 came since the timer was armed
+                return [self._arm(due)]
+            self._stop_cause = f"no WATCHDOG=1 within {format_seconds(watchdog)}"
+            return self._begin_stop(now)
         if self.state is State.STOPPING and self.pid is not None:
             ladder = self.ladder()
             self._stop_phase += 1
@@ -685,8 +723,11 @@ class StateMachine:
         return [Spawn(), *self._enter(now, State.STARTING)]
 
     def _become_ready(self, now: float) -> list[Action]:
-        self._ready_at = now
-        return self._enter(now, State.RUNNING)
+        self._ready_at = self._alive_at = now
+        watchdog = self.policy.watchdog
+        if watchdog is None or self.pid is None:
+            return self._enter(now, State.RUNNING)
+        return [self._arm(now + watchdog), *self._enter(now, State.RUNNING)]
 
     def _begin_stop(self, now: float) -> list[Action]:
         self._stop_phase = 0
