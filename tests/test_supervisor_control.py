@@ -1138,7 +1138,7 @@ def test_ctl_stop_start_restart_return_when_done(supervisors: Supervisors) -> No
         assert exited(pidfd)
     finally:
         os.close(pidfd)
-    assert re.fullmatch(r"web  running \(pid \d+, [^\n]*\n", result.stdout), result.stdout
+    assert re.fullmatch(r"web  running \(pid \d+[,)][^\n]*\n", result.stdout), result.stdout
     new = web_pid(supervisors)
     assert new != web and pid_alive(new)
     assert supervisors.status("db").pid == started["db"][1]  # untouched

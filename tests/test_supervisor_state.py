@@ -332,7 +332,7 @@ def test_started_readiness_is_running_at_spawn() -> None:
     m = machine()
     assert without_reports(m.start(0)) == [Spawn()] and m.state is State.STARTING
     actions = m.spawned(0.01, 42)
-    assert actions == [Report(State.RUNNING, "running (pid 42, up 0 s)")]
+    assert actions == [Report(State.RUNNING, "running (pid 42)")]
     assert m.state is State.RUNNING and m.ready_at == m.started_at == 0.01
 
 
@@ -415,7 +415,7 @@ def test_stop_ladder_term_then_kill_then_stuck() -> None:
     actions = m.timer(110)
     assert without_reports(actions) == [SignalGroup(signal.SIGKILL), ArmTimer(110 + KILL_GRACE)]
     assert actions[-1] == Report(
-        State.STOPPING, "stopping (pid 1234, SIGKILL sent 0 s ago, SIGTERM ignored for 10 s)"
+        State.STOPPING, "stopping (pid 1234, SIGKILL sent just now, SIGTERM ignored for 10 s)"
     )
     actions = m.timer(115)
     assert actions == [
@@ -424,7 +424,7 @@ def test_stop_ladder_term_then_kill_then_stuck() -> None:
     assert m.state is State.STOPPING and m.deadline is None, "it keeps waiting, no more timers"
     assert m.describe(130) == "stopping (pid 1234, stuck: alive 20 s after SIGKILL)"
     assert m.exited(131, ExitStatus(signal=signal.SIGKILL)) == [
-        Report(State.STOPPED, "stopped (killed by SIGKILL 0 s ago)")
+        Report(State.STOPPED, "stopped (killed by SIGKILL just now)")
     ]
 
 
@@ -436,11 +436,11 @@ def test_a_declared_stop_ladder_sends_each_signal_in_turn() -> None:
     actions = m.timer(110)
     assert without_reports(actions) == [SignalGroup(signal.SIGQUIT), ArmTimer(112.0)]
     assert actions[-1] == Report(
-        State.STOPPING, "stopping (pid 1234, SIGQUIT sent 0 s ago, SIGTERM ignored for 10 s)"
+        State.STOPPING, "stopping (pid 1234, SIGQUIT sent just now, SIGTERM ignored for 10 s)"
     )
     actions = m.timer(112)
     assert without_reports(actions) == [SignalGroup(signal.SIGKILL), ArmTimer(112 + KILL_GRACE)]
-    assert "SIGKILL sent 0 s ago, SIGQUIT ignored for 2 s" in m.describe(112)
+    assert "SIGKILL sent just now, SIGQUIT ignored for 2 s" in m.describe(112)
     assert m.timer(112 + KILL_GRACE)[-1].text.endswith("stuck: alive 5 s after SIGKILL)")
 
 
@@ -479,7 +479,7 @@ def test_a_stop_is_described_only_when_its_report_is_read() -> None:
     assert described == []
     report = actions[-1]
     assert isinstance(report, Report)
-    assert report.text == "stopping (pid 1234, SIGTERM sent 0 s ago)"
+    assert report.text == "stopping (pid 1234, SIGTERM sent just now)"
     assert described == [5.0]
 
 
@@ -490,7 +490,7 @@ def test_a_report_read_after_the_next_event_tells_its_own_moment() -> None:
     stopping = m.stop(3.0)[-1]
     m.exited(4.0, TERM)
     assert starting == Report(State.STARTING, "starting")
-    assert stopping == Report(State.STOPPING, "stopping (pid 42, SIGTERM sent 0 s ago)")
+    assert stopping == Report(State.STOPPING, "stopping (pid 42, SIGTERM sent just now)")
 
 
 def test_stop_uses_the_policys_signal() -> None:
@@ -696,8 +696,8 @@ def test_every_state_change_is_reported_with_its_description() -> None:
     assert texts == [
         ("starting", "starting"),
         ("running", "running (pid 9, up 1 s)"),
-        ("stopping", "stopping (pid 9, SIGTERM sent 0 s ago)"),
-        ("stopped", "stopped (killed by SIGTERM 0 s ago)"),
+        ("stopping", "stopping (pid 9, SIGTERM sent just now)"),
+        ("stopped", "stopped (killed by SIGTERM just now)"),
     ]
 
 

@@ -277,9 +277,9 @@ def describe(program: ProgramInfo) -> str:
         text += f", {program.restarts} restart{'' if program.restarts == 1 else 's'}"
     last = program.last_exit
     if last is not None and last.text and last.text not in program.text:
-        from ..supervisor.results import format_seconds
+        from ..supervisor.results import format_ago
 
-        text += f"; last: {last.text} {format_seconds(last.ago)} ago"
+        text += f"; last: {last.text} {format_ago(last.ago)}"
     return text
 
 

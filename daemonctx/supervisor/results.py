@@ -23,6 +23,7 @@ __all__ = [
     "OutputLine",
     "ProgramInfo",
     "RunInfo",
+    "format_ago",
     "format_seconds",
 ]
 
@@ -54,6 +55,12 @@ def format_seconds(seconds: float) -> str:
     else:
         (high, low), (high_unit, low_unit) = divmod(whole // 3600, 24), ("d", "h")
     return f"{high} {high_unit}" + (f" {low} {low_unit}" if low else "")
+
+
+def format_ago(seconds: float) -> str:
+    """``3 s ago``; ``just now`` for what rounds to 0 ms (a state change's own log
+    line describes it at the moment it happened)."""
+    return "just now" if seconds < 0.0005 else f"{format_seconds(seconds)} ago"
 
 
 def _number(value: Any) -> float | None:

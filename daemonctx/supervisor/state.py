@@ -44,7 +44,7 @@ from signal import SIGKILL, Signals
 from typing import TYPE_CHECKING, Protocol, Union
 
 from .record import record
-from .results import format_seconds
+from .results import format_ago, format_seconds
 
 if TYPE_CHECKING:
     import random
@@ -612,8 +612,11 @@ class StateMachine:
         if state is State.STARTING:
             text = "starting" + _parens(self._starting_details(now))
         elif state is State.RUNNING:
-            up = format_seconds(now - (now if self._spawned_at is None else self._spawned_at))
-            text = f"running (pid {self.pid}, up {up})"
+            up = now - (now if self._spawned_at is None else self._spawned_at)
+            if up < 0.0005:  # the report of its start: "up 0 s" says nothing
+                text = f"running (pid {self.pid})"
+            else:
+                text = f"running (pid {self.pid}, up {format_seconds(up)})"
         elif state is State.BACKOFF:
             wait = format_seconds((now if self.next_start is None else self.next_start) - now)
             text = f"backoff {wait} (attempt {self.attempt}, {self.reason})"
@@ -624,12 +627,12 @@ class StateMachine:
         elif self.last_exit is None or self.last_exit_at is None:
             return str(state.value)
         else:
-            ago = format_seconds(now - self.last_exit_at)
+            ago = format_ago(now - self.last_exit_at)
             described = self.last_exit.describe()
             if state is State.STOPPED:
-                return f"stopped ({described} {ago} ago)"
+                return f"stopped ({described} {ago})"
             head = described if self.last_exit.code is not None else f"exited: {described}"
-            return f"{head} ({ago} ago, ran {format_seconds(self._ran)})"
+            return f"{head} ({ago}, ran {format_seconds(self._ran)})"
         return f"{text}: {self.status_text}" if self.status_text else text
 
     def _starting_details(self, now: float) -> list[str]:
@@ -652,13 +655,14 @@ class StateMachine:
     def _stopping_details(self, now: float) -> list[str]:
         if self.pid is None:
             return ["not spawned yet"]
-        ago = format_seconds(now - self._signalled_at)
+        since = now - self._signalled_at
+        ago = format_seconds(since)
         ladder = self.ladder()
         phase = self._stop_phase
         if phase >= len(ladder):
             sent = f"stuck: alive {ago} after SIGKILL"
         else:
-            sent = f"{signal_name(ladder[phase][0])} sent {ago} ago"
+            sent = f"{signal_name(ladder[phase][0])} sent {format_ago(since)}"
             if phase > 0:
                 ignored, timeout = ladder[phase - 1]
                 sent += f", {signal_name(ignored)} ignored for {format_seconds(timeout)}"
