@@ -50,6 +50,7 @@ def program(name: str, state: str = "running", **fields: Any) -> dict[str, Any]:
         last_exit=fields.pop("last_exit", None),
         next_start=None,
         status_text="",
+        healthy=fields.pop("healthy", running),
     )
     return {**info.to_json(), **fields}
 
@@ -394,6 +395,27 @@ def test_ctl_status_lines(
         "web:1   running (pid 12, up 5 s), 1 restart",
         "worker  running (pid 14, up 1 s, last: killed by SIGKILL)",
     ]
+
+
+def test_ctl_status_of_all_is_0_when_each_is_as_it_should_be(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    """Without names, a health check: a program stopped on purpose, or a one-shot
+    done, is as it should be; one in backoff is not. supervisord's status said 3
+    for both (its issue #1223)."""
+    done = program("migrate", "exited", healthy=True)
+    manual = program("backup", "stopped", healthy=True)
+    serve(by_command(status={"programs": [program("web"), done, manual]}))
+    assert ctl(sock, "status") == 0
+    assert ctl(sock, "status", "all") == 0
+    assert ctl(sock, "status", "migrate") == 3  # named: LSB's "is it running?"
+
+
+def test_ctl_status_of_all_is_3_with_one_in_backoff(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    serve(by_command(status={"programs": [program("web"), program("db", "backoff")]}))
+    assert ctl(sock, "status") == 3
 
 
 def test_ctl_status_is_3_unless_every_program_runs(

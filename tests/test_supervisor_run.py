@@ -329,6 +329,8 @@ def test_a_status_answer_is_what_program_info_writes(supervisors: Supervisors) -
     by_name = {p["name"]: p for p in programs}
     assert by_name["stopped"]["last_exit"]["text"] == "killed by SIGTERM"
     assert by_name["crash"]["next_start"] > 0 and by_name["up"]["uptime"] >= 0
+    healthy = {name: raw["healthy"] for name, raw in by_name.items()}
+    assert healthy == {"up": True, "crash": False, "done": True, "stopped": True}
 
 
 # -- stopping leaves nothing behind ---------------------------------------------------------

@@ -232,7 +232,10 @@ def _print_json(value: Any) -> None:
 
 def _status(client: Client, args: argparse.Namespace) -> int:
     programs = _show(client, args, "status", {"names": args.names})
-    return 0 if all(program.running for program in programs) else 3
+    if args.names and args.names != ["all"]:  # LSB: is it running?
+        return 0 if all(program.running for program in programs) else 3
+    # A health check: every program as it should be (running, or not on purpose)
+    return 0 if all(program.healthy for program in programs) else 3
 
 
 def _change(client: Client, args: argparse.Namespace) -> int:

@@ -287,10 +287,11 @@ class Instance:
         started = machine.started_at
         last, last_at = machine.last_exit, machine.last_exit_at
         next_start = machine.next_start
+        state = machine.state
         return {
             "name": self.name,
             "program": self.program.name,
-            "state": machine.state._value_,  # not .value: a Python property call
+            "state": state._value_,  # not .value: a Python property call
             "text": machine.describe(now),
             "pid": pid,
             "uptime": None if pid is None or started is None else now - started,
@@ -309,6 +310,10 @@ class Instance:
             "next_start": None if next_start is None else next_start - now,
             "status_text": machine.status_text,
             "dropped": self.dropped,
+            # as it should be: running, stopped on purpose, or done (ctl status's 0)
+            "healthy": state is State.RUNNING
+            or state is State.STOPPED
+            or (state is State.EXITED and last is not None and succeeded(last, self.program)),
         }
 
     def last_lines(self, since: int | None = None) -> list[str]:

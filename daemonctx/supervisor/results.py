@@ -112,6 +112,8 @@ class ProgramInfo:
     the current crash streak, ``next_start`` seconds until a restart (in
     backoff), ``status_text`` the program's last ``STATUS=``, ``dropped`` the
     bytes of its output that could not be written (a full disk, a slow reader).
+    ``healthy``: as it should be, running and ready, or not running on purpose
+    (stopped on request or never started, or exited with a success code).
     """
 
     name: str
@@ -127,6 +129,7 @@ class ProgramInfo:
     next_start: float | None
     status_text: str
     dropped: int = 0  # output bytes its files or terminal could not take
+    healthy: bool = False
 
     @property
     def running(self) -> bool:
@@ -153,6 +156,7 @@ class ProgramInfo:
             "next_start": self.next_start,
             "status_text": self.status_text,
             "dropped": self.dropped,
+            "healthy": self.healthy,
         }
 
     @classmethod
@@ -173,6 +177,7 @@ class ProgramInfo:
             next_start=_number(data.get("next_start")),
             status_text=str(data.get("status_text", "")),
             dropped=int(data.get("dropped", 0)),
+            healthy=bool(data.get("healthy", data["state"] == RUNNING)),
         )
 
 
