@@ -1,9 +1,9 @@
 """One program's state machine: events in, actions out, no I/O.
 
 The event loop feeds it what happened (``start``, ``spawned``, ``spawn_failed``,
-``ready``, ``exited``, ``stop``, ``timer``), each with the current monotonic
-time, and performs the actions it returns (``Spawn``, ``SignalGroup``,
-``ArmTimer``, ``CancelTimer``, ``Report``). The clock and the jitter's
+``ready``, ``keepalive``, ``hung``, ``exited``, ``stop``, ``timer``), each with
+the current monotonic time, and performs the actions it returns (``Spawn``,
+``SignalGroup``, ``ArmTimer``, ``CancelTimer``, ``Report``). The clock and the jitter's
 randomness come from outside, so every rule below is a fast unit test:
 
 - readiness: ``"started"`` at spawn, ``"notify"`` on READY=1 (stopped and
@@ -14,6 +14,10 @@ randomness come from outside, so every rule below is a fast unit test:
   (``restart_delay`` up to ``restart_delay_max``) with +-15 % jitter;
 - start limit: ``start_limit`` starts within ``start_limit_interval`` seconds
   and the program is ``failed`` until the next ``start()``;
+- the watchdog: once ready, a ``watchdog`` interval without ``keepalive``
+  (WATCHDOG=1), or ``hung`` (WATCHDOG=trigger), stops the program, and its
+  exit is a crash (``restart`` applies);
+- exit codes: ``success_codes`` are no failure (``on-failure`` ends there);
 - the stop ladder: ``stop_signal``, ``stop_timeout`` later SIGKILL, and
   ``KILL_GRACE`` after that a report that the process is stuck; or the steps
   of ``stop`` (``TERM, 10, QUIT, 2, KILL``), each one reported.
@@ -397,7 +401,8 @@ class StateMachine:
 
     @property
     def stop_cause(self) -> str | None:
-        """Why the supervisor itself is stopping the program (a start timeout), or None."""
+        """Why the supervisor itself is stopping the program (a start timeout, a
+        watchdog), or None."""
         return self._stop_cause if self.state is State.STOPPING else None
 
     @property
