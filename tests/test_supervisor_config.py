@@ -373,6 +373,10 @@ BAD_FILES: list[tuple[str, str]] = [
     (SUPERVISOR + WEB + "after = ['db']\n[program.db]\ncommand = ['/x']\nautostart = false\n",
      "shop.toml: [program.web] after: 'db' has autostart = false: 'web' would start without"
      " it (give 'web' autostart = false too)"),
+    (SUPERVISOR + WEB + "RestartSec = 5\n",
+     "shop.toml: [program.web] RestartSec: unknown key (systemd's; here: restart_delay)"),
+    (SUPERVISOR + WEB + "WatchdogSec = 30\n",
+     "shop.toml: [program.web] WatchdogSec: unknown key (systemd's; here: watchdog)"),
     (SUPERVISOR + WEB + "forever = true\n",
      "shop.toml: [program.web] forever: unknown key (zdaemon's; here: start_limit = 0)"),
     (SUPERVISOR + "logfile = '/var/log/s.log'\n" + WEB,

@@ -154,9 +154,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-# What a user coming from supervisord ([program:x], [supervisord]) or zdaemon
-# (<runner>) writes here instead of a key or table of theirs: said in the error
-# ("here: ..."; "none here: ..." when there is no such thing).
+# What a user coming from supervisord ([program:x], [supervisord]), systemd (a
+# unit's [Service]) or zdaemon (<runner>) writes here instead of a key or table
+# of theirs: said in the error ("here: ..."; "none here: ..." when there is no
+# such thing).
 _FOREIGN_PROGRAM_KEYS = {
     "numprocs": ("supervisord", "here: instances = N"),
     "process_name": ("supervisord", "here: instances = N, named NAME:0 to NAME:N-1"),
@@ -176,6 +177,25 @@ _FOREIGN_PROGRAM_KEYS = {
     "stderr_logfile_maxbytes": ("supervisord", "here: stderr = { path = ..., max_bytes = N }"),
     "stdout_logfile_backups": ("supervisord", "here: stdout = { path = ..., backups = N }"),
     "stderr_logfile_backups": ("supervisord", "here: stderr = { path = ..., backups = N }"),
+    "ExecStart": ("systemd", "here: command = [PATH, ARG...]"),
+    "Type": ("systemd", 'here: ready = "started" or "notify", or pidfile for forking'),
+    "Restart": ("systemd", 'here: restart = "always", "on-failure" or "never"'),
+    "RestartSec": ("systemd", "here: restart_delay"),
+    "StartLimitBurst": ("systemd", "here: start_limit"),
+    "StartLimitIntervalSec": ("systemd", "here: start_limit_interval"),
+    "SuccessExitStatus": ("systemd", "here: success_codes = [0, 2]"),
+    "TimeoutStartSec": ("systemd", "here: start_timeout"),
+    "TimeoutStopSec": ("systemd", "here: stop_timeout"),
+    "KillSignal": ("systemd", "here: stop_signal"),
+    "WatchdogSec": ("systemd", "here: watchdog"),
+    "PIDFile": ("systemd", "here: pidfile"),
+    "User": ("systemd", "here: user"),
+    "Group": ("systemd", "here: group"),
+    "WorkingDirectory": ("systemd", "here: directory"),
+    "UMask": ("systemd", "here: umask"),
+    "Environment": ("systemd", 'here: environment = { NAME = "value" }'),
+    "After": ("systemd", "here: after = [NAMES]"),
+    "Requires": ("systemd", "here: after = [NAMES]"),
     "program": ("zdaemon", "here: command = [PATH, ARG...]"),
     "backoff-limit": ("zdaemon", "here: restart_delay_max, start_limit"),
     "forever": ("zdaemon", "here: start_limit = 0"),
