@@ -205,6 +205,7 @@ def test_after_a_program_with_autostart_false_needs_autostart_false() -> None:
 def test_keys_from_command_line_text() -> None:
     assert PROGRAM_KEYS["restart"].from_text("always") == "always"
     assert PROGRAM_KEYS["ready"].from_text("notify") == "notify"
+    assert PROGRAM_KEYS["ready"].from_text("exited") == "exited"
     assert PROGRAM_KEYS["ready"].from_text("2") == 2.0
     assert PROGRAM_KEYS["stop_signal"].from_text("hup") == signal.SIGHUP
     assert PROGRAM_KEYS["instances"].from_text("3") == 3
@@ -227,7 +228,7 @@ SECONDS = "expected a number of seconds > 0, got"
 LIST = "expected a non-empty list of strings, got"
 RESTART = "expected one of always, on-failure, never, got"
 ENVIRONMENT = 'expected a table of strings (NAME = "value"), got'
-READY = "expected 'started', 'notify' or a number of seconds > 0, got"
+READY = "expected 'started', 'notify', 'exited' or a number of seconds > 0, got"
 DELAY = "expected at least restart_delay"
 CODES = "expected a non-empty list of exit codes such as [0, 2], got"
 
@@ -280,6 +281,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"after": ["web"]}, "after", "a program cannot start after itself"),
     ({"after": ["db", "db"]}, "after", "names 'db' twice"),
     ({"pidfile": "web.pid"}, "pidfile", "expected an absolute path, got 'web.pid'"),
+    ({"ready": "exited", "restart": "always"}, "restart",
+     'a one-shot (ready = "exited") cannot restart = "always"'),
+    ({"ready": "exited", "pidfile": "/run/web.pid"}, "pidfile",
+     'a one-shot (ready = "exited") has no daemon to find in a pidfile'),
     ({"pidfile": "/run/web.pid", "instances": 2}, "pidfile",
      "2 instances cannot share one pidfile"),
     ({"restart_delay": 5, "restart_delay_max": 1}, "restart_delay_max", f"{DELAY} (5.0), got 1.0"),

@@ -549,6 +549,54 @@ def test_after_waits_for_the_dependency_to_be_ready_not_started(
     assert supervisors.status("web").running and supervisors.status("db").running
 
 
+def test_after_a_one_shot_waits_for_its_successful_exit(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Migrations before the application (compose's service_completed_successfully,
+    systemd's Type=oneshot): web starts once migrate has exited 0, not before;
+    supervise returns then; migrate stays exited, healthy, and ctl status says 0."""
+    migrate, web = tmp_path / "migrate.rec", tmp_path / "web.rec"
+    supervisors.config(
+        {
+            "migrate": {"command": record(migrate, "crash", "0", "0.3"), "ready": "exited"},
+            "web": {"command": record(web, "forever"), "after": ["migrate"]},
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 0, result.stderr
+    (done,) = times(migrate, "exit")
+    (web_start,) = wait_for(lambda: times(web, "start"), what="web's start")
+    assert web_start > done, "web started before migrate was done"
+    info = supervisors.status("migrate")
+    assert info.state == "exited" and info.healthy and info.restarts == 0
+    assert supervisors.ctl("status").returncode == 0
+    why = supervisors.ctl("why", "migrate").stdout
+    assert "then: done: a one-shot is ready at its exit" in why, why
+    again = supervisors.ctl("start", "migrate")  # returns once it has run: exit 0
+    assert again.returncode == 0 and again.stdout.startswith("migrate  exited 0 ("), again
+    assert len(times(migrate, "exit")) == 2
+
+
+def test_a_one_shot_that_fails_at_boot_fails_supervise_and_nothing_after_it_starts(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    web = tmp_path / "web.rec"
+    supervisors.config(
+        {
+            "migrate": {
+                "command": ["/bin/sh", "-c", "echo no database >&2; exit 4"],
+                "ready": "exited",
+            },
+            "web": {"command": record(web, "forever"), "after": ["migrate"]},
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 1
+    assert "migrate failed to start: exited 4" in result.stderr, result.stderr
+    assert "migrate: no database" in result.stderr
+    assert not web.exists() and supervisors.processes() == []
+
+
 def test_instances_run_as_separate_processes_named_by_index(supervisors: Supervisors) -> None:
     supervisors.config({"web": {"command": [SLEEP, "1000"], "instances": 3}})
     supervisors.foreground()

@@ -851,3 +851,27 @@ def test_watchdog_trigger_only_with_a_watchdog_and_while_running() -> None:
     m.exited(1.1, TERM)
     assert m.reason == "it sent WATCHDOG=trigger (killed by SIGTERM)"
     assert m.state is State.STARTING  # restarted at once
+
+
+# -- one-shots: ready = "exited" ---------------------------------------------------------
+
+
+def test_a_one_shot_is_starting_while_it_runs_and_ready_at_its_successful_exit() -> None:
+    m = machine(ready="exited", success_codes=(0, 2))
+    assert m.start(0)[0] == Spawn()
+    assert without_reports(m.spawned(0, 42)) == []  # no timer: it takes what it takes
+    assert m.state is State.STARTING
+    assert m.describe(3) == "starting (pid 42, up 3 s, ready once it exits)"
+    actions = m.exited(5, ExitStatus(code=2))
+    assert without_reports(actions) == [] and m.state is State.EXITED
+    assert m.ready_at == 5 and m.restarts == 0
+
+
+@pytest.mark.parametrize(
+    ("restart", "state"), [("on-failure", State.STARTING), ("never", State.FAILED)]
+)
+def test_a_one_shot_that_fails_is_a_failed_start(restart: str, state: State) -> None:
+    m = machine(ready="exited", restart=restart)
+    running(m)
+    m.exited(1, EXIT_1)
+    assert m.state is state and m.ready_at is None  # on-failure: restarted at once

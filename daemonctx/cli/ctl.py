@@ -242,7 +242,11 @@ def _change(client: Client, args: argparse.Namespace) -> int:
     programs = _show(client, args, args.ctl_command, {"names": args.names})
     if args.ctl_command == "stop":
         return 0 if all(program.stopped for program in programs) else 1
-    return 0 if all(program.running for program in programs) else 1
+    # started: running, or a one-shot that has done its job (exited with success)
+    done = (
+        program.running or (program.healthy and program.state == "exited") for program in programs
+    )
+    return 0 if all(done) else 1
 
 
 def _signal(client: Client, args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 RESTART_CHOICES = ("always", "on-failure", "never")
-READY_CHOICES = ("started", "notify")
+READY_CHOICES = ("started", "notify", "exited")
 # No ':' in a name: "web:0" is instance 0 of program "web".
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 # sockaddr_un.sun_path holds 108 bytes, the last one a NUL.
@@ -434,7 +434,7 @@ def _ready(value: Any) -> str | float:
     seconds = _seconds_or_none(value)
     if seconds is None:
         raise ValueError(
-            f"expected 'started', 'notify' or a number of seconds > 0, got {_got(value)}"
+            f"expected 'started', 'notify', 'exited' or a number of seconds > 0, got {_got(value)}"
         )
     return seconds
 
@@ -675,9 +675,10 @@ class Program:
     ready: str | float = field(
         default="started",
         metadata=_meta(
-            _Type("started | notify | seconds", _ready, _text_ready),
+            _Type("started | notify | exited | seconds", _ready, _text_ready),
             "when it is ready: once started, when it sends READY=1 to NOTIFY_SOCKET,"
-            " or once it has run this many seconds",
+            " once it has exited with a success code (a one-shot), or once it has"
+            " run this many seconds",
         ),
     )
     stop_signal: int = field(
@@ -836,6 +837,12 @@ class Program:
         if self.stop is not None and self.stop_signal != signal.SIGTERM:
             reason = "give either stop or stop_signal, not both"
             raise ConfigError(None, table, "stop", reason, name)
+        if self.ready == "exited" and self.restart == "always":
+            reason = 'a one-shot (ready = "exited") cannot restart = "always"'
+            raise ConfigError(None, table, "restart", reason, name)
+        if self.ready == "exited" and self.pidfile is not None:
+            reason = 'a one-shot (ready = "exited") has no daemon to find in a pidfile'
+            raise ConfigError(None, table, "pidfile", reason, name)
         if self.pidfile is not None and self.instances > 1:
             reason = f"{self.instances} instances cannot share one pidfile"
             raise ConfigError(None, table, "pidfile", reason, name)

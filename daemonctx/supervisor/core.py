@@ -888,6 +888,10 @@ class Supervisor:
                         run = instance.runs[-1]
                         if run.ready is None and run.ended is None:
                             run.ready = time.time()
+                elif action.state is State.EXITED and _one_shot_done(instance):
+                    instance.was_ready = True  # ready at its exit: its boot is over
+                    if instance.runs and instance.runs[-1].ready is None:
+                        instance.runs[-1].ready = instance.runs[-1].ended
         if spawn and not (
             self._phase == "boot" and instance.machine.restarts > 0 and not instance.was_ready
         ):
@@ -1174,7 +1178,12 @@ class Supervisor:
         the background loses its daemon so, and its user should hear why."""
         last = instance.machine.last_exit
         hint = ""
-        if last is not None and last.success and instance.program.pidfile is None:
+        if (
+            last is not None
+            and last.success
+            and instance.program.pidfile is None
+            and instance.program.ready != "exited"  # a one-shot's exit is no surprise
+        ):
             hint = (
                 "; a program that forks into the background needs its pidfile"
                 " (pidfile = PATH), or an option to stay in the foreground"
@@ -2296,6 +2305,8 @@ def _decision(instance: Instance, asked: bool = False) -> str:
         return "started again, as asked" if asked else "restarted at once"
     if state in (State.BACKOFF, State.FAILED):
         return machine.describe(machine.since)
+    if state is State.EXITED and _one_shot_done(instance):
+        return "done: a one-shot is ready at its exit"
     if state is State.EXITED:
         restart = instance.program.restart
         last = machine.last_exit
@@ -2364,6 +2375,18 @@ _MANAGERS_VARIABLES = (
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
 )
+
+
+def _one_shot_done(instance: Instance) -> bool:
+    """A ``ready = "exited"`` program whose last run ended with a success code."""
+    machine = instance.machine
+    last = machine.last_exit
+    return (
+        instance.program.ready == "exited"
+        and last is not None
+        and machine.ready_at is not None
+        and succeeded(last, instance.program)
+    )
 
 
 def _notifies(program: Program) -> bool:

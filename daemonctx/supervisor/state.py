@@ -7,8 +7,9 @@ the current monotonic time, and performs the actions it returns (``Spawn``,
 randomness come from outside, so every rule below is a fast unit test:
 
 - readiness: ``"started"`` at spawn, ``"notify"`` on READY=1 (stopped and
-  counted as a failed start if ``start_timeout`` passes first), or after the
-  program has run a number of seconds; an exit before ready is a failed start;
+  counted as a failed start if ``start_timeout`` passes first), ``"exited"``
+  (a one-shot) at an exit with a success code, which then ends it, or after
+  the program has run a number of seconds; an exit before ready is a failed start;
 - backoff that cannot loop: the first crash after a stable run (ready for
   ``stable_seconds``) restarts at once, each further one waits twice as long
   (``restart_delay`` up to ``restart_delay_max``) with +-15 % jitter;
@@ -84,7 +85,7 @@ KILL_GRACE = 5.0
 PERMANENT_ERRNOS = frozenset({errnos.ENOENT, errnos.EACCES, errnos.ENOEXEC})
 
 RESTART_POLICIES = ("always", "on-failure", "never")
-READY_WORDS = ("started", "notify")
+READY_WORDS = ("started", "notify", "exited")
 JITTER = 0.15
 
 
@@ -104,7 +105,8 @@ class Policy(Protocol):
 
     @property
     def ready(self) -> str | float:
-        """``"started"``, ``"notify"``, or seconds the program must run."""
+        """``"started"``, ``"notify"``, ``"exited"`` (a one-shot), or seconds the
+        program must run."""
 
     @property
     def stop_signal(self) -> int:
@@ -174,7 +176,7 @@ def check_policy(policy: Policy) -> None:
     ready = policy.ready
     if isinstance(ready, str):
         if ready not in READY_WORDS:
-            raise ValueError(f"ready={ready!r}: expected 'started', 'notify' or seconds")
+            raise ValueError(f"ready={ready!r}: expected 'started', 'notify', 'exited' or seconds")
     elif isinstance(ready, bool) or not isinstance(ready, (int, float)) or not ready >= 0:
         raise ValueError(f"ready={ready!r}: expected 'started', 'notify' or seconds >= 0")
 
@@ -454,6 +456,8 @@ class StateMachine:
         if ready == "notify":
             timeout = self.policy.start_timeout
             return [self._arm(now + timeout)] if math.isfinite(timeout) else []
+        if ready == "exited":  # a one-shot: ready once it has exited with success
+            return []
         if ready == "started" or float(ready) <= 0:
             return self._become_ready(now)
         seconds = float(ready)
@@ -524,6 +528,16 @@ class StateMachine:
                     cause=f"{cause} ({described})",
                     last=cause,
                 )
+        elif ready_at is None and self.policy.ready == "exited" and succeeded(status, self.policy):
+            self._ready_at = now  # a one-shot done: ready, and ended
+            after = self._after_run(
+                now,
+                failure=False,
+                failed_start=False,
+                stable=False,
+                cause=f"{described} after {format_seconds(self._ran)}",
+                last=described,
+            )
         elif ready_at is None:
             when = f"{format_seconds(self._ran)} after start, before ready"
             after = self._failed_start(now, f"{described} {when}", described)
@@ -651,6 +665,8 @@ class StateMachine:
                 limit = self.policy.start_timeout
                 of = f" of {format_seconds(limit)}" if math.isfinite(limit) else ""
                 parts.append(f"waiting for READY=1 {up}{of}")
+            elif ready == "exited":
+                parts.append(f"up {up}, ready once it exits")
             elif not isinstance(ready, str):
                 parts.append(f"up {up} of {format_seconds(float(ready))}")
         if self.attempt > 1 and self.reason:
