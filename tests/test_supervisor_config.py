@@ -283,6 +283,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"pidfile": "web.pid"}, "pidfile", "expected an absolute path, got 'web.pid'"),
     ({"ready": "exited", "restart": "always"}, "restart",
      'a one-shot (ready = "exited") cannot restart = "always"'),
+    ({"ready": "exited", "watchdog": 10}, "watchdog",
+     'a one-shot (ready = "exited") is never ready while it runs to watch'),
     ({"ready": "exited", "pidfile": "/run/web.pid"}, "pidfile",
      'a one-shot (ready = "exited") has no daemon to find in a pidfile'),
     ({"pidfile": "/run/web.pid", "instances": 2}, "pidfile",

@@ -840,6 +840,9 @@ class Program:
         if self.ready == "exited" and self.restart == "always":
             reason = 'a one-shot (ready = "exited") cannot restart = "always"'
             raise ConfigError(None, table, "restart", reason, name)
+        if self.ready == "exited" and self.watchdog is not None:
+            reason = 'a one-shot (ready = "exited") is never ready while it runs to watch'
+            raise ConfigError(None, table, "watchdog", reason, name)
         if self.ready == "exited" and self.pidfile is not None:
             reason = 'a one-shot (ready = "exited") has no daemon to find in a pidfile'
             raise ConfigError(None, table, "pidfile", reason, name)
