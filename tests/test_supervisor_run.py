@@ -522,6 +522,26 @@ def test_supervisor_killed_with_sigkill_takes_its_program_with_it(
     assert not pid_alive(pid)
 
 
+def test_supervisor_killed_with_sigkill_takes_a_running_on_failure_with_it(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    hook = tmp_path / "hook.pid"
+    supervisors.config(
+        {
+            "web": {
+                "command": ["/bin/sh", "-c", "exit 1"],
+                "restart": "never",
+                "on_failure": ["/bin/sh", "-c", f"echo $$ > {hook}; exec {SLEEP} 1000"],
+            }
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    pid = int(wait_for(lambda: hook.exists() and hook.read_text().strip(), what="the hook"))
+    proc.kill()
+    proc.wait(10)
+    wait_gone(pid, 5)
+
+
 # -- order, instances, critical ---------------------------------------------------------------
 
 
@@ -733,6 +753,74 @@ def test_a_critical_program_exiting_0_outside_its_success_codes_fails_with_statu
     proc = supervisors.foreground(booted=False)
     assert proc.wait(10) == 1
     assert "check is critical and failed for good" in log_text(supervisors)
+
+
+def test_on_failure_runs_at_each_failure_told_how_never_at_a_stop(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """An alert: on_failure runs after a crash (with what the supervisor did, the
+    reason and the exit code), not after an operator's stop; its output and its
+    exit status go to the supervisor's log; it is not taken for the program's."""
+    alerts = tmp_path / "alerts"
+    gate = tmp_path / "gate"
+    hook = f"env | grep ^DAEMONCTX_ >> {alerts}; echo --- >> {alerts}; echo paged on-call; exit 5"
+    supervisors.config(
+        {
+            "web": {
+                "command": ["/bin/sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 3"],
+                "restart": "never",
+                "on_failure": ["/bin/sh", "-c", hook],
+            }
+        }
+    )
+    supervisors.env["DAEMONCTX_PROGRAM"] = "outer"  # itself run by another supervisor
+    supervisors.foreground()
+    assert supervisors.ctl("restart", "web").returncode == 0  # a stop: no alert
+    gate.touch()  # web exits 3: a failure
+    wait_log(supervisors, "web: on_failure (pid")
+    log = wait_log(supervisors, "web: on_failure: paged on-call")  # the pipe may come later
+    (block,) = alerts.read_text().split("---\n")[:-1]  # one alert: the crash's
+    variables = dict(line.split("=", 1) for line in block.splitlines())
+    assert variables["DAEMONCTX_FAILED"] == "web" and variables["DAEMONCTX_STATE"] == "exited"
+    assert variables["DAEMONCTX_EXIT_CODE"] == "3"
+    assert variables["DAEMONCTX_REASON"].startswith("exited 3 ")
+    assert variables["DAEMONCTX_SUPERVISOR"] == supervisors.control
+    assert "DAEMONCTX_PROGRAM" not in variables
+    assert "web: on_failure: paged on-call" in log
+    assert re.search(r"web: on_failure \(pid \d+\) exited 5", log), log
+    assert supervisors.status("web").state == "exited"
+
+
+def test_on_failure_is_killed_at_its_timeout_and_a_critical_failure_waits_for_it(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The critical program's alert runs to its end before the supervisor exits;
+    another program's alert that hangs is killed at on_failure_timeout."""
+    sent = tmp_path / "sent"
+    hanging = tmp_path / "hanging.pid"
+    supervisors.config(
+        {
+            "flaky": {
+                "command": ["/bin/sh", "-c", "exit 1"],
+                "restart": "never",
+                "on_failure": ["/bin/sh", "-c", f"echo $$ > {hanging}; exec sleep 1000"],
+                "on_failure_timeout": 0.5,
+            },
+            "core": {
+                "command": ["/bin/sh", "-c", "sleep 1; exit 7"],
+                "restart": "never",
+                "critical": True,
+                "on_failure": ["/bin/sh", "-c", f"sleep 0.3; echo $DAEMONCTX_REASON > {sent}"],
+            },
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    pid = int(wait_for(lambda: hanging.exists() and hanging.read_text().strip(), what="the hook"))
+    wait_log(supervisors, f"flaky: on_failure (pid {pid}) still runs after 0.5 s: killed")
+    wait_gone(pid, 5)
+    assert proc.wait(10) == 7
+    assert sent.read_text().startswith("exited 7 "), "the supervisor exited before its alert"
+    assert "core: on_failure (pid" in log_text(supervisors)
 
 
 # -- readiness -----------------------------------------------------------------------------------
@@ -947,6 +1035,21 @@ def test_missing_executable_fails_in_the_foreground_before_anything_starts(
     assert not good.exists(), "nothing may start"
     assert not os.path.exists(supervisors.control)
     assert not supervisors.processes()
+
+
+def test_a_missing_on_failure_command_fails_in_the_foreground(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.rec"
+    supervisors.config(
+        {"good": {"command": record(good, "forever"), "on_failure": ["page-oncall-typo"]}}
+    )
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert result.stderr.strip().endswith(
+        "[program.good] on_failure: page-oncall-typo: not found in PATH"
+    ), result.stderr
+    assert not good.exists() and not supervisors.processes()
 
 
 # -- signals to the supervisor, PID 1 -------------------------------------------------------------

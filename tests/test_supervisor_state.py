@@ -875,3 +875,23 @@ def test_a_one_shot_that_fails_is_a_failed_start(restart: str, state: State) -> 
     running(m)
     m.exited(1, EXIT_1)
     assert m.state is state and m.ready_at is None  # on-failure: restarted at once
+
+
+def test_each_failure_is_counted_once_and_a_stop_is_none() -> None:
+    """What on_failure runs for: a crash, a failed start, a permanent spawn failure;
+    never an operator's stop, nor an exit with a success code."""
+    m = machine(success_codes=(0,))
+    running(m)
+    m.stop(1)
+    m.exited(1.1, TERM)
+    assert m.failures == 0
+    m.start(2)
+    m.spawned(2, 43)
+    m.exited(3, EXIT_0)  # on-failure, exit 0: the end, no failure
+    assert m.failures == 0 and m.state is State.EXITED
+    m.start(4)
+    m.spawned(4, 44)
+    m.exited(5, EXIT_1)
+    assert m.failures == 1 and m.failure_status == EXIT_1
+    m.spawn_failed(5, errno.ENOENT, "/srv/x: No such file or directory")
+    assert m.failures == 2 and m.failure_status is None and m.state is State.FAILED

@@ -388,6 +388,10 @@ def _command(value: Any) -> tuple[str, ...]:
     return tuple(_no_nul(arg) for arg in value)
 
 
+def _optional_command(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _command(value)
+
+
 def _environment(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(name, str) and isinstance(text, str) for name, text in value.items()
@@ -758,6 +762,18 @@ class Program:
             "once ready, the program sends WATCHDOG=1 at least this often (systemd's"
             " WatchdogSec), or it is deemed hung: stopped, and restarted as after a crash",
         ),
+    )
+    on_failure: Sequence[str] | None = field(
+        default=None,
+        metadata=_meta(
+            _Type("list of strings", _optional_command, _split_words),
+            "a command run each time it fails (a crash, a failed start, a missed"
+            " watchdog, giving up), told how in DAEMONCTX_* variables: an alert",
+        ),
+    )
+    on_failure_timeout: float = field(
+        default=60.0,
+        metadata=_meta(_SECONDS, "seconds on_failure may run; then it is killed"),
     )
     pidfile: str | None = field(
         default=None,

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
+from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import procfs, systemd
@@ -182,6 +183,8 @@ class Instance:
         self.held = not program.autostart
         self.was_ready = False  # ready once: its boot is over, whatever it does next
         self.orphans = False  # a run ended: its escaped descendants are still to kill
+        self.hook: _Hook | None = None  # its on_failure command, while it runs
+        self.failures_seen = 0  # the machine's failures its on_failure was run for
         # pid -> pidfd: what got a stop signal with a leader that exited first, and
         # still runs; waited for (the leader unreaped: its group id stays its own)
         self.survivors: dict[int, int] = {}
@@ -371,6 +374,23 @@ class _Run:
         )
 
 
+class _Hook:
+    """A program's ``on_failure`` command while it runs: its process, the read end
+    of its output pipe, the timer that kills it, the lines of it logged so far."""
+
+    __slots__ = ("lines", "output", "spawned", "timer")
+
+    def __init__(self, spawned: Spawned, output: int) -> None:
+        self.spawned = spawned
+        self.output = output
+        self.timer: Timer | None = None
+        self.lines = 0
+
+
+#: At most this many lines of an on_failure command's output go to the log.
+HOOK_LINES = 20
+
+
 class _Main:
     """A program's main process when it is not the leader: named by ``MAINPID=``
     or by the program's ``pidfile``, pinned by a pidfd. Once the leader has
@@ -450,6 +470,8 @@ class Supervisor:
         self._leaders: dict[int, Instance] = {}
         self._sessions: dict[int, Instance] = {}
         self._mains: dict[int, Instance] = {}
+        self._hooks: dict[int, Instance] = {}  # on_failure commands running, by pid
+        self._finish_pending = False  # every program is stopped: exit once _hooks is empty
         self._waiters: list[_Waiter] = []
         self._loop: EventLoop | None = None
         self._server: ControlServer | None = None
@@ -848,6 +870,11 @@ class Supervisor:
     def _finish(self) -> None:
         if self._phase == "done":
             return
+        if self._hooks:  # an alert about the last failure (a critical program's) runs
+            if not self._finish_pending:
+                log.info("waiting for %d on_failure command(s) to end", len(self._hooks))
+            self._finish_pending = True
+            return
         self._phase = "done"
         log.info("every program is stopped; exiting with status %d", self.exit_status)
         assert self._loop is not None
@@ -901,6 +928,116 @@ class Supervisor:
             instance.orphans = False
             spawned = instance.spawned
             self._kill_orphans(instance, None if spawned is None else spawned.pid)
+        if instance.machine.failures != instance.failures_seen:
+            instance.failures_seen = instance.machine.failures
+            if instance.program.on_failure is not None:
+                self._run_hook(instance)
+
+    # -- on_failure --------------------------------------------------------------------------
+
+    def _run_hook(self, instance: Instance) -> None:
+        """Start ``instance``'s on_failure command: as the program's user, in its
+        directory, with its environment and DAEMONCTX_FAILED (the instance),
+        DAEMONCTX_STATE (what the supervisor did: starting, backoff, failed,
+        exited), DAEMONCTX_REASON, and DAEMONCTX_EXIT_CODE or DAEMONCTX_EXIT_SIGNAL
+        when it exited. One at a time per instance; its output goes to the log."""
+        loop = self._loop
+        assert loop is not None
+        program, machine = instance.program, instance.machine
+        assert program.on_failure is not None
+        if instance.hook is not None:
+            pid = instance.hook.spawned.pid
+            log.info("%s: on_failure still runs (pid %d): not started again", instance.name, pid)
+            return
+        environment = dict(self._environment)
+        environment.pop(PROGRAM_VARIABLE, None)  # not a process of the program
+        environment[SUPERVISOR_VARIABLE] = self.config.control  # swept with the rest
+        environment.update(
+            DAEMONCTX_FAILED=instance.name,
+            DAEMONCTX_STATE=machine.state.value,
+            DAEMONCTX_REASON=machine.reason or "",
+        )
+        status = machine.failure_status
+        if status is not None and status.code is not None:
+            environment["DAEMONCTX_EXIT_CODE"] = str(status.code)
+        elif status is not None and status.signal is not None:
+            environment["DAEMONCTX_EXIT_SIGNAL"] = signal_name(status.signal)
+        hook_program = dataclass_replace(program, command=tuple(program.on_failure))
+        read, write = os.pipe2(os.O_CLOEXEC)
+        try:
+            spawned = spawn(
+                hook_program,
+                name=f"{instance.name} on_failure",
+                environment=environment,
+                stdout=write,
+                stderr=write,
+                death_signal=self._guard is None and not self._pid_one,
+                ignored=self._ignored_now(loop),
+            )
+        except (SpawnError, OSError) as exc:
+            os.close(read)
+            log.info("%s: on_failure cannot start: %s", instance.name, exc)
+            return
+        finally:
+            os.close(write)
+        hook = instance.hook = _Hook(spawned, read)
+        self._hooks[spawned.pid] = instance
+        log.info("%s: on_failure started (pid %d)", instance.name, spawned.pid)
+        loop.add_reader(read, lambda: self._hook_output(instance, hook))
+        loop.add_reader(spawned.pidfd, lambda: self._hook_exited(instance, hook))
+        deadline = loop.time() + program.on_failure_timeout
+        hook.timer = loop.call_at(deadline, lambda: self._hook_timeout(instance, hook))
+
+    def _hook_output(self, instance: Instance, hook: _Hook) -> None:
+        """Log the hook's lines (the first HOOK_LINES of them); close at EOF."""
+        try:
+            data = os.read(hook.output, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            assert self._loop is not None
+            self._loop.remove_reader(hook.output)
+            os.close(hook.output)
+            hook.output = -1
+            return
+        for line in data.decode("utf-8", "replace").splitlines():
+            hook.lines += 1
+            if hook.lines <= HOOK_LINES:
+                log.info("%s: on_failure: %s", instance.name, line.rstrip()[:500])
+            elif hook.lines == HOOK_LINES + 1:
+                log.info("%s: on_failure: (more lines not logged)", instance.name)
+
+    def _hook_timeout(self, instance: Instance, hook: _Hook) -> None:
+        hook.timer = None
+        seconds = format_seconds(instance.program.on_failure_timeout)
+        pid = hook.spawned.pid
+        log.info("%s: on_failure (pid %d) still runs after %s: killed", instance.name, pid, seconds)
+        try:
+            signal_group(hook.spawned, signal.SIGKILL)  # unreaped: its group id is its own
+        except (RuntimeError, OSError):
+            pass
+
+    def _hook_exited(self, instance: Instance, hook: _Hook) -> None:
+        """Reap the hook (its pidfd said it exited, or SIGCHLD did) and log how."""
+        loop = self._loop
+        assert loop is not None
+        spawned = hook.spawned
+        if spawned.pid not in self._hooks:
+            return
+        status = reap(spawned)
+        if status is None:
+            return
+        del self._hooks[spawned.pid]
+        loop.remove_reader(spawned.pidfd)
+        spawned.close()
+        loop.cancel(hook.timer)
+        if instance.hook is hook:
+            instance.hook = None
+        log.info("%s: on_failure (pid %d) %s", instance.name, spawned.pid, status.describe())
+        if self._finish_pending and not self._hooks:
+            self._finish()
 
     def _changed(self, instance: Instance) -> None:
         if instance.removing:
@@ -1134,7 +1271,7 @@ class Supervisor:
         iteration = loop.iteration if loop is not None else -1
         cache = self._escaped_cache
         if cache is None or cache[0] != iteration:
-            known = self._leaders.keys() | self._mains.keys()
+            known = self._leaders.keys() | self._mains.keys() | self._hooks.keys()
             if self._guard is not None and self._guard.pid is not None:
                 known.add(self._guard.pid)
             me = os.getpid()  # orphans are adopted by the first live thread: ours
@@ -1501,6 +1638,13 @@ class Supervisor:
             if found is None or found.si_pid == 0:
                 return
             pid = found.si_pid
+            hooked = self._hooks.get(pid)
+            if hooked is not None and hooked.hook is not None:
+                self._hook_exited(hooked, hooked.hook)  # reaps it
+                if pid in self._hooks:  # its pidfd has yet to say it exited
+                    self._reap_behind()
+                    return
+                continue
             owner = self._mains.get(pid)
             if owner is not None and owner.main is not None:
                 self._main_exited(owner, owner.main)
@@ -1527,7 +1671,7 @@ class Supervisor:
         (orphans, the guard), not those a handler of ours reaps (leaders, main
         processes, processes a stop waits for). A child's pid stays its own
         until we reap it."""
-        kept = self._leaders.keys() | self._mains.keys()
+        kept = self._leaders.keys() | self._mains.keys() | self._hooks.keys()
         for instance in self.instances.values():
             kept |= instance.survivors.keys()
         for pid in procfs.children(os.getpid()):
@@ -2466,17 +2610,23 @@ def _executable(path: str) -> bool:
 
 
 def _check_executable(config: SupervisorConfig, program: Program) -> None:
-    """The command must name an executable file (PATH searched, as Popen does)."""
-    command = program.command[0]
+    """The command (and on_failure's) must name an executable file (PATH searched,
+    as Popen does)."""
+    _check_command(config, program, program.command[0], "command")
+    if program.on_failure is not None:
+        _check_command(config, program, program.on_failure[0], "on_failure")
+
+
+def _check_command(config: SupervisorConfig, program: Program, command: str, key: str) -> None:
     file = config.file_of(program.name)
     where = f"program.{program.name}" if file else None
     if "/" in command:
         found = command if os.path.isabs(command) else os.path.join(program.directory, command)
         if not os.path.exists(found):
-            raise ConfigError(file, where, "command", f"{command}: no such file", program.name)
+            raise ConfigError(file, where, key, f"{command}: no such file", program.name)
         if os.path.isdir(found) or not os.access(found, os.X_OK):
-            raise ConfigError(file, where, "command", f"{command}: not executable", program.name)
+            raise ConfigError(file, where, key, f"{command}: not executable", program.name)
         return
     path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
     if not any(_executable(os.path.join(folder or ".", command)) for folder in path.split(":")):
-        raise ConfigError(file, where, "command", f"{command}: not found in PATH", program.name)
+        raise ConfigError(file, where, key, f"{command}: not found in PATH", program.name)

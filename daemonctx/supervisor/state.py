@@ -376,6 +376,8 @@ class StateMachine:
         self.next_start: float | None = None
         self.status_text = ""  # the program's STATUS=, set by the event loop
         self.reason: str | None = None  # why the last run ended, or why we gave up
+        self.failures = 0  # failures so far (crashes, failed starts): each one counted once
+        self.failure_status: ExitStatus | None = None  # the exit of the last one, if any
         self._deadline: float | None = None
         self._spawned_at: float | None = None
         self._ready_at: float | None = None
@@ -475,7 +477,9 @@ class StateMachine:
         cause = f"cannot {doing} {message}"
         if self.state is State.STOPPING:
             return self._cancel() + self._after_stop(now)
+        self.failure_status = None
         if errno in PERMANENT_ERRNOS:
+            self.failures += 1
             return self._fail(now, cause)
         return self._failed_start(now, cause, cause)
 
@@ -511,6 +515,7 @@ class StateMachine:
         self._ran = now - spawned_at
         self.pid = None
         self.last_exit, self.last_exit_at = status, now
+        self.failure_status = status
         described = status.describe()
         ready_at = self._ready_at
         if self.state is State.STOPPING:
@@ -789,6 +794,8 @@ class StateMachine:
         """A run (or a start) ended without a stop request: restart, back off, or end.
         ``cause`` is the long story (backoff text), ``last`` the short one (start limit)."""
         self.reason = cause
+        if failure:
+            self.failures += 1
         restart = self.policy.restart
         if restart == "never" or (restart == "on-failure" and not failure):
             if failed_start:  # it never became ready: a failure, not an end
