@@ -11,6 +11,7 @@ from CLOCK_BOOTTIME, one clock for every process. Every process carries the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -789,6 +790,35 @@ def test_on_failure_runs_at_each_failure_told_how_never_at_a_stop(
     assert "web: on_failure: paged on-call" in log
     assert re.search(r"web: on_failure \(pid \d+\) exited 5", log), log
     assert supervisors.status("web").state == "exited"
+
+
+def test_on_failure_output_is_read_to_its_end_when_a_process_it_left_holds_the_pipe(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The hook leaves a process in the background with its stdout: once the hook
+    has exited, its lines are logged, and the supervisor lets go of the pipe."""
+    left = tmp_path / "left.pid"
+    script = f"{SLEEP} 1000 & echo $! > {left}; echo alert one; echo alert two"
+    supervisors.config(
+        {
+            "web": {
+                "command": ["/bin/sh", "-c", "exit 1"],
+                "restart": "never",
+                "on_failure": ["/bin/sh", "-c", script],
+            }
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    log = wait_log(supervisors, "web: on_failure (pid")
+    assert log.index("on_failure: alert two") < log.index("web: on_failure (pid"), log
+    pid = int(left.read_text())
+    pipe = os.readlink(f"/proc/{pid}/fd/1")
+    assert pipe.startswith("pipe:")
+    held = []
+    for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            held.append(os.readlink(f"/proc/{proc.pid}/fd/{fd}"))
+    assert pipe not in held, "the supervisor still reads the hook's pipe"
 
 
 def test_on_failure_is_killed_at_its_timeout_and_a_critical_failure_waits_for_it(

@@ -988,20 +988,33 @@ class Supervisor:
         deadline = loop.time() + program.on_failure_timeout
         hook.timer = loop.call_at(deadline, lambda: self._hook_timeout(instance, hook))
 
-    def _hook_output(self, instance: Instance, hook: _Hook) -> None:
-        """Log the hook's lines (the first HOOK_LINES of them); close at EOF."""
-        try:
-            data = os.read(hook.output, 65536)
-        except BlockingIOError:
+    def _hook_output(self, instance: Instance, hook: _Hook, *, last: bool = False) -> None:
+        """Log the hook's lines (the first HOOK_LINES of them); close at EOF, or
+        (``last``: the hook has exited) once what it wrote is read, though a
+        process it left in the background may hold the pipe open."""
+        if hook.output < 0:
             return
-        except OSError:
-            data = b""
-        if not data:
-            assert self._loop is not None
-            self._loop.remove_reader(hook.output)
-            os.close(hook.output)
-            hook.output = -1
-            return
+        if last:
+            os.set_blocking(hook.output, False)
+        while True:
+            try:
+                data = os.read(hook.output, 65536)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            if data:
+                self._log_hook_lines(instance, hook, data)
+            if not data and (data is not None or last):
+                assert self._loop is not None
+                self._loop.remove_reader(hook.output)
+                os.close(hook.output)
+                hook.output = -1
+                return
+            if not last:
+                return
+
+    def _log_hook_lines(self, instance: Instance, hook: _Hook, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():
             hook.lines += 1
             if hook.lines <= HOOK_LINES:
@@ -1033,6 +1046,7 @@ class Supervisor:
         loop.remove_reader(spawned.pidfd)
         spawned.close()
         loop.cancel(hook.timer)
+        self._hook_output(instance, hook, last=True)  # its lines before its end
         if instance.hook is hook:
             instance.hook = None
         log.info("%s: on_failure (pid %d) %s", instance.name, spawned.pid, status.describe())
