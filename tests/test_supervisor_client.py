@@ -628,7 +628,15 @@ def test_supervise_mistakes_get_the_full_parsers_messages() -> None:
     for argv, message in (
         (["--config"], "--config/-f: expected one argument"),
         (["--config", "/s.toml", "--control", "/c.sock"], "cannot be used with --control"),
-    ):
+        # the one program's options, silently ignored with --config before
+        (["--config", "/s.toml", "--restart", "always"], "cannot be used with --restart"),
+        (["--config", "/s.toml", "--notify"], "cannot be used with --notify"),
+        (["--config", "/s.toml", "--umask", "027"], "cannot be used with --umask"),
+        (["--config", "/s.toml", "--chdir", "/srv"], "cannot be used with --chdir"),
+        (["--config", "/s.toml", "--watchdog", "5"], "cannot be used with --watchdog"),
+        (["-c", "/c.sock", "--notify", "--ready-after", "1", "--", "x"],
+         "--notify and --ready-after: give one of them"),
+    ):  # fmt: skip
         result = subprocess.run(
             [sys.executable, "-m", "daemonctx", "supervise", *argv],
             capture_output=True,

@@ -1351,6 +1351,19 @@ def test_the_single_program_form_says_how_to_name_a_program(
     assert supervisors.status("app").state == "running"
 
 
+def test_one_program_with_watchdog_is_restarted_when_it_sends_no_watchdog_1(
+    supervisors: Supervisors,
+) -> None:
+    """zdaemon-style, without a file: --watchdog S, and sleep never sends WATCHDOG=1."""
+    result = supervisors.daemonctx(
+        "supervise", "--control", supervisors.control, "--watchdog", "0.3", "--", *SLEEP
+    )
+    assert result.returncode == 0, result
+    wait_for(lambda: supervisors.status("sleep").restarts >= 1, 10, what="a restart")
+    why = supervisors.ctl("why", "sleep").stdout
+    assert "stopped by no WATCHDOG=1 within 0.3 s (SIGTERM)" in why, why
+
+
 # -- the configuration file is trusted only if no other user could have written it ---------
 
 

@@ -29,7 +29,23 @@ __all__ = ["add_commands", "cmd_supervise", "quick"]
 
 # The options ``_config`` and ``cmd_supervise`` read with ``--config`` besides those
 # ``quick`` parses: None (not given) in the arguments it builds.
-_NONE_BY_DEFAULT = ("control", "pidfile", "name", "user", "group", "stdout", "stderr")
+# (None: not given; the one-program options' defaults are applied in _config, so
+# that one given with --config is an error, not ignored.)
+_NONE_BY_DEFAULT = (
+    "control",
+    "pidfile",
+    "name",
+    "restart",
+    "user",
+    "group",
+    "chdir",
+    "umask",
+    "stdout",
+    "stderr",
+    "notify",
+    "ready_after",
+    "watchdog",
+)
 
 
 def quick(argv: Sequence[str]) -> Callable[[], int] | None:
@@ -94,27 +110,31 @@ def add_commands(subparsers: Any) -> None:
         "--restart",
         metavar="POLICY",
         choices=("always", "on-failure", "never"),
-        default="on-failure",
         help="always, on-failure (default) or never",
     )
     one.add_argument("--user", metavar="USER", help="run the program as this user")
     one.add_argument("--group", "-g", metavar="GROUP", help="and with this group")
-    one.add_argument(
-        "--chdir", "-d", metavar="DIR", default="/", help="its working directory (default: /)"
-    )
-    one.add_argument(
-        "--umask", "-k", metavar="MASK", type=octal_mask, default=0o022, help="default: 022"
-    )
+    one.add_argument("--chdir", "-d", metavar="DIR", help="its working directory (default: /)")
+    one.add_argument("--umask", "-k", metavar="MASK", type=octal_mask, help="default: 022")
     one.add_argument("--stdout", metavar="FILE", help="append its standard output to FILE")
     one.add_argument("--stderr", metavar="FILE", help="append its standard error to FILE")
     one.add_argument(
-        "--notify", action="store_true", help="it is ready when it sends READY=1 (sd_notify)"
+        "--notify",
+        action="store_true",
+        default=None,
+        help="it is ready when it sends READY=1 (sd_notify)",
     )
     one.add_argument(
         "--ready-after",
         metavar="S",
         type=seconds,
         help="it is ready once it has run S seconds",
+    )
+    one.add_argument(
+        "--watchdog",
+        metavar="S",
+        type=seconds,
+        help="once ready, it sends WATCHDOG=1 at least every S seconds, or is restarted",
     )
 
 
@@ -128,10 +148,16 @@ def _config(args: argparse.Namespace) -> Any:
             ("--control", args.control),
             ("--pidfile", args.pidfile),
             ("--name", args.name),
+            ("--restart", args.restart),
             ("--user", args.user),
             ("--group", args.group),
+            ("--chdir", args.chdir),
+            ("--umask", args.umask),
             ("--stdout", args.stdout),
             ("--stderr", args.stderr),
+            ("--notify", args.notify),
+            ("--ready-after", args.ready_after),
+            ("--watchdog", args.watchdog),
         )
         if value is not None
     ]
@@ -151,6 +177,8 @@ def _config(args: argparse.Namespace) -> Any:
         raise CommandError("give --config FILE, or --control SOCK -- COMMAND [ARG...]", exit_code=2)
     name = args.name or os.path.basename(args.command[0]) or "program"
     ready: str | float = "started"
+    if args.notify and args.ready_after is not None:
+        raise CommandError("--notify and --ready-after: give one of them", exit_code=2)
     if args.notify:
         ready = "notify"
     elif args.ready_after is not None:
@@ -159,12 +187,13 @@ def _config(args: argparse.Namespace) -> Any:
         program = Program(
             name,
             tuple(args.command),
-            directory=os.path.abspath(args.chdir),
+            directory=os.path.abspath(args.chdir or "/"),
             user=args.user,
             group=args.group,
-            umask=args.umask,
-            restart=args.restart,
+            umask=0o022 if args.umask is None else args.umask,
+            restart=args.restart or "on-failure",
             ready=ready,
+            watchdog=args.watchdog,
             stdout=os.path.abspath(args.stdout) if args.stdout else "inherit",
             stderr=os.path.abspath(args.stderr) if args.stderr else "inherit",
         )
