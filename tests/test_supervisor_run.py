@@ -821,6 +821,25 @@ def test_on_failure_output_is_read_to_its_end_when_a_process_it_left_holds_the_p
     assert pipe not in held, "the supervisor still reads the hook's pipe"
 
 
+def test_an_on_failure_that_floods_its_output_is_cut_off_after_what_is_logged(
+    supervisors: Supervisors,
+) -> None:
+    supervisors.config(
+        {
+            "web": {
+                "command": ["/bin/sh", "-c", "exit 1"],
+                "restart": "never",
+                "on_failure": ["yes", "alert"],
+            }
+        }
+    )
+    supervisors.foreground(booted=False)
+    log = wait_log(supervisors, "web: on_failure (pid")
+    assert re.search(r"web: on_failure \(pid \d+\) killed by SIGPIPE", log), log
+    assert log.count("web: on_failure: alert") == 20
+    assert "web: on_failure: (more lines not logged)" in log
+
+
 def test_on_failure_is_killed_at_its_timeout_and_a_critical_failure_waits_for_it(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -1005,7 +1005,9 @@ class Supervisor:
                 data = b""
             if data:
                 self._log_hook_lines(instance, hook, data)
-            if not data and (data is not None or last):
+            # At EOF; or past what is logged: the rest is not read (a hook that
+            # floods its output gets EPIPE, and costs the supervisor nothing).
+            if (not data and (data is not None or last)) or hook.lines > HOOK_LINES:
                 assert self._loop is not None
                 self._loop.remove_reader(hook.output)
                 os.close(hook.output)
