@@ -127,6 +127,16 @@ def duration(text: str) -> float:
     return float(number) / (1000 if unit == "ms" else 1)
 
 
+def crashing(on_failure: list[str], **keys: Any) -> dict[str, Any]:
+    """A program that exits 1 at once and is not restarted, with this on_failure."""
+    return {
+        "command": ["/bin/sh", "-c", "exit 1"],
+        "restart": "never",
+        "on_failure": on_failure,
+        **keys,
+    }
+
+
 def children(pid: int) -> list[int]:
     """``pid``'s children, zombies included (they stay listed until reaped)."""
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -527,15 +537,7 @@ def test_supervisor_killed_with_sigkill_takes_a_running_on_failure_with_it(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
     hook = tmp_path / "hook.pid"
-    supervisors.config(
-        {
-            "web": {
-                "command": ["/bin/sh", "-c", "exit 1"],
-                "restart": "never",
-                "on_failure": ["/bin/sh", "-c", f"echo $$ > {hook}; exec {SLEEP} 1000"],
-            }
-        }
-    )
+    supervisors.config({"web": crashing(["/bin/sh", "-c", f"echo $$ > {hook}; exec {SLEEP} 1000"])})
     proc = supervisors.foreground(booted=False)
     pid = int(wait_for(lambda: hook.exists() and hook.read_text().strip(), what="the hook"))
     proc.kill()
@@ -714,46 +716,33 @@ def test_autostart_false_is_left_stopped_until_ctl_start_and_success_codes_end_i
     assert "not restarted (restart = 'on-failure': exited 2 is a success)" in why.stdout, why
 
 
-def test_a_critical_program_exiting_with_a_success_code_has_not_failed(
-    supervisors: Supervisors,
+@pytest.mark.parametrize(("code", "codes", "exit_status"), [(3, [0, 3], None), (0, [3], 1)])
+def test_a_critical_program_has_failed_by_its_success_codes(
+    supervisors: Supervisors, code: int, codes: list[int], exit_status: int | None
 ) -> None:
+    """An exit 3 listed in success_codes is no failure: the supervisor runs on. An
+    exit 0 not listed is one: it exits 1 (0 would say success)."""
     supervisors.config(
         {
             "other": {"command": [SLEEP, "1000"]},
-            "migrate": {
-                "command": ["/bin/sh", "-c", "exit 3"],
+            "job": {
+                "command": ["/bin/sh", "-c", f"exit {code}"],
                 "restart": "never",
                 "critical": True,
-                "success_codes": [0, 3],
-            },
-        }
-    )
-    proc = supervisors.foreground()
-    assert supervisors.wait_state("migrate", "exited").text.startswith("exited 3 (")
-    with supervisors.client() as client:
-        assert client.request("status")["supervisor"]["state"] == "running"
-    assert proc.poll() is None and supervisors.status("other").running
-
-
-def test_a_critical_program_exiting_0_outside_its_success_codes_fails_with_status_1(
-    supervisors: Supervisors,
-) -> None:
-    """Its exit status would be 0, which says success: the supervisor exits 1."""
-    supervisors.config(
-        {
-            "other": {"command": [SLEEP, "1000"]},
-            "check": {
-                "command": ["/bin/sh", "-c", "exit 0"],
-                "restart": "never",
-                "critical": True,
-                "success_codes": [3],
+                "success_codes": codes,
                 "after": ["other"],
             },
         }
     )
     proc = supervisors.foreground(booted=False)
-    assert proc.wait(10) == 1
-    assert "check is critical and failed for good" in log_text(supervisors)
+    if exit_status is not None:
+        assert proc.wait(10) == exit_status
+        assert "job is critical and failed for good" in log_text(supervisors)
+        return
+    assert supervisors.wait_state("job", "exited").text.startswith(f"exited {code} (")
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "running"
+    assert proc.poll() is None and supervisors.status("other").running
 
 
 def test_on_failure_runs_at_each_failure_told_how_never_at_a_stop(
@@ -799,15 +788,7 @@ def test_on_failure_output_is_read_to_its_end_when_a_process_it_left_holds_the_p
     has exited, its lines are logged, and the supervisor lets go of the pipe."""
     left = tmp_path / "left.pid"
     script = f"{SLEEP} 1000 & echo $! > {left}; echo alert one; echo alert two"
-    supervisors.config(
-        {
-            "web": {
-                "command": ["/bin/sh", "-c", "exit 1"],
-                "restart": "never",
-                "on_failure": ["/bin/sh", "-c", script],
-            }
-        }
-    )
+    supervisors.config({"web": crashing(["/bin/sh", "-c", script])})
     proc = supervisors.foreground(booted=False)
     log = wait_log(supervisors, "web: on_failure (pid")
     assert log.index("on_failure: alert two") < log.index("web: on_failure (pid"), log
@@ -824,15 +805,7 @@ def test_on_failure_output_is_read_to_its_end_when_a_process_it_left_holds_the_p
 def test_an_on_failure_that_floods_its_output_is_cut_off_after_what_is_logged(
     supervisors: Supervisors,
 ) -> None:
-    supervisors.config(
-        {
-            "web": {
-                "command": ["/bin/sh", "-c", "exit 1"],
-                "restart": "never",
-                "on_failure": ["yes", "alert"],
-            }
-        }
-    )
+    supervisors.config({"web": crashing(["yes", "alert"])})
     supervisors.foreground(booted=False)
     log = wait_log(supervisors, "web: on_failure (pid")
     assert re.search(r"web: on_failure \(pid \d+\) killed by SIGPIPE", log), log
@@ -849,12 +822,9 @@ def test_on_failure_is_killed_at_its_timeout_and_a_critical_failure_waits_for_it
     hanging = tmp_path / "hanging.pid"
     supervisors.config(
         {
-            "flaky": {
-                "command": ["/bin/sh", "-c", "exit 1"],
-                "restart": "never",
-                "on_failure": ["/bin/sh", "-c", f"echo $$ > {hanging}; exec sleep 1000"],
-                "on_failure_timeout": 0.5,
-            },
+            "flaky": crashing(
+                ["/bin/sh", "-c", f"echo $$ > {hanging}; exec sleep 1000"], on_failure_timeout=0.5
+            ),
             "core": {
                 "command": ["/bin/sh", "-c", "sleep 1; exit 7"],
                 "restart": "never",
