@@ -540,9 +540,11 @@ def test_supervisor_killed_with_sigkill_takes_a_running_on_failure_with_it(
     supervisors.config({"web": crashing(["/bin/sh", "-c", f"echo $$ > {hook}; exec {SLEEP} 1000"])})
     proc = supervisors.foreground(booted=False)
     pid = int(wait_for(lambda: hook.exists() and hook.read_text().strip(), what="the hook"))
+    assert environ(pid)["DAEMONCTX_FAILED"] == "web"  # the hook, running
     proc.kill()
     proc.wait(10)
     wait_gone(pid, 5)
+    assert not pid_alive(pid), "the hook outlived its supervisor"
 
 
 # -- order, instances, critical ---------------------------------------------------------------

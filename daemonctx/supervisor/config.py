@@ -1104,6 +1104,19 @@ INCLUDE_KEY = Key(
 )
 
 
+def _supervisor_table(
+    data: Mapping[str, Any], path: str | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The ``[supervisor]`` table checked, without ``include``; and its patterns."""
+    supervisor = data.get("supervisor", {})
+    if not isinstance(supervisor, Mapping):
+        raise ConfigError(path, None, "supervisor", f"expected a table, got {_got(supervisor)}")
+    supervisor = dict(supervisor)
+    patterns = _check(INCLUDE_KEY, supervisor.pop("include", ()), path, "supervisor", None)
+    _check_table(supervisor, SUPERVISOR_KEYS, path, "supervisor", None)
+    return supervisor, patterns
+
+
 def _included_files(patterns: Sequence[str], path: str | None) -> list[str]:
     """The files ``patterns`` name, in order (each pattern's matches sorted), each
     once, never the including file itself. A path without a wildcard must exist."""
@@ -1138,12 +1151,7 @@ def parse(
     files ``[supervisor] include`` names are read too, each passed to ``trust``
     first (which raises to refuse it: no file another user planted is read)."""
     _check_top(data, path, ("supervisor", "program"))
-    supervisor = data.get("supervisor", {})
-    if not isinstance(supervisor, Mapping):
-        raise ConfigError(path, None, "supervisor", f"expected a table, got {_got(supervisor)}")
-    supervisor = dict(supervisor)
-    patterns = _check(INCLUDE_KEY, supervisor.pop("include", ()), path, "supervisor", None)
-    _check_table(supervisor, SUPERVISOR_KEYS, path, "supervisor", None)
+    supervisor, patterns = _supervisor_table(data, path)
     programs = _programs(data.get("program", {}), path)
     files: list[str] = []
     sources: dict[str, str] = {}
@@ -1218,12 +1226,7 @@ def load_control(path: str | os.PathLike[str]) -> str:
     needs): its ``[supervisor]`` table checked, its programs and includes not, so
     that a mistake in a program does not keep ``ctl`` from the running supervisor."""
     shown = os.fspath(path)
-    data = _read_toml(shown)
-    supervisor = data.get("supervisor", {})
-    if not isinstance(supervisor, Mapping):
-        raise ConfigError(shown, None, "supervisor", f"expected a table, got {_got(supervisor)}")
-    supervisor = {key: value for key, value in supervisor.items() if key != "include"}
-    _check_table(supervisor, SUPERVISOR_KEYS, shown, "supervisor", None)
+    supervisor, _include = _supervisor_table(_read_toml(shown), shown)
     return str(supervisor["control"])
 
 
