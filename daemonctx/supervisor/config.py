@@ -1047,7 +1047,12 @@ def _check_table(
         _check(keys[name], value, file, where, program)
 
 
+_TABLE_HEADERS = {"supervisor": "[supervisor]", "program": "[program.NAME]"}
+
+
 def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ...]) -> None:
+    """No key or table at the top of a file but ``allowed`` (an included file:
+    programs only), each mistake named with what to write instead."""
     for name, value in data.items():
         if name in allowed:
             continue
@@ -1056,9 +1061,7 @@ def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ..
             raise ConfigError(path, "supervisor", None, reason)
         if isinstance(value, Mapping):
             hint = _hint(name, allowed, _FOREIGN_TABLES)
-            expected = " and ".join(f"[{table}]" for table in allowed).replace(
-                "[program]", "[program.NAME]"
-            )
+            expected = " and ".join(_TABLE_HEADERS[table] for table in allowed)
             reason = f"unknown table{hint or f': expected {expected}'}"
             raise ConfigError(path, _toml_key(name), None, reason)
         raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
