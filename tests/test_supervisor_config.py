@@ -334,7 +334,7 @@ BAD_FILES: list[tuple[str, str]] = [
     (SUPERVISOR + WEB + "[programs.db]\ncommand = ['/x']\n",
      "shop.toml: [programs] unknown table (did you mean 'program'?)"),
     (SUPERVISOR + WEB + "[logging]\nlevel = 'debug'\n",
-     "shop.toml: [logging] unknown table: expected [supervisor] and [program.NAME]"),
+     "shop.toml: [logging] unknown table: expected [supervisor], [program.NAME] or [group.NAME]"),
     ("debug = true\n" + SUPERVISOR + WEB, "shop.toml: debug: unknown key"),
     ("supervisor = 1\n" + WEB, "shop.toml: supervisor: expected a table, got 1"),
     ("program = 1\n" + SUPERVISOR, "shop.toml: program: expected [program.NAME] tables, got 1"),
@@ -658,3 +658,46 @@ def test_load_control_reads_the_supervisor_table_only(shop: Path) -> None:
     shop.write_text('[supervisor]\ncontrol = "run/control.sock"\n')
     with pytest.raises(ConfigError, match=r"^shop.toml: \[supervisor\] control: expected an abs"):
         load_control(shop)
+
+
+# -- groups: names that stand for programs in ctl ------------------------------------------
+
+DB = '[program.db]\ncommand = ["/srv/db"]\n'
+
+
+def test_groups_name_programs_of_any_file(shop: Path) -> None:
+    conf_d({"db.toml": DB})
+    config = load_text(shop, INCLUDE + WEB + '[group.shop]\nprograms = ["web", "db"]\n')
+    assert config.groups == {"shop": ("web", "db")}
+    assert SupervisorConfig("/run/c.sock", config.programs, groups={"x": ["db"]}).groups == {
+        "x": ("db",)
+    }
+
+
+GROUP_ERRORS: list[tuple[str, str]] = [
+    ("[group.shop]\nprograms = ['wbe']\n",
+     "shop.toml: [group.shop] programs: unknown program 'wbe' (did you mean 'web'?)"),
+    ("[group.shop]\nprograms = []\n", "shop.toml: [group.shop] programs: a group of no program"),
+    ("[group.shop]\nprograms = 'web'\n",
+     "shop.toml: [group.shop] programs: expected a list of program names, got 'web'"),
+    ("[group.shop]\n", "shop.toml: [group.shop] programs: required key is missing"),
+    ("[group.shop]\nprograms = ['web']\npriority = 1\n",
+     "shop.toml: [group.shop] priority: unknown key"),
+    ("[group.web]\nprograms = ['web']\n", "shop.toml: [group.web] 'web' is a program's name too"),
+    ("[group.all]\nprograms = ['web']\n",
+     "shop.toml: [group.all] invalid name: 'all' means every program"),
+    ("[group.'a b']\nprograms = ['web']\n",
+     "shop.toml: [group.\"a b\"] invalid name: use letters, digits, '_', '.' and '-'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), GROUP_ERRORS)
+def test_a_bad_group(shop: Path, text: str, message: str) -> None:
+    assert str(error_of(shop, SUPERVISOR + WEB + text)) == message
+
+
+def test_a_group_in_an_included_file_is_refused(shop: Path) -> None:
+    conf_d({"g.toml": "[group.shop]\nprograms = ['web']\n"})
+    assert str(error_of(shop, INCLUDE + WEB)) == (
+        "conf.d/g.toml: [group] only [program.NAME] tables may be in an included file"
+    )

@@ -320,6 +320,7 @@ def test_reload_dry_run_prints_the_plan_and_changes_nothing(
             {"name": "db", "fields": ["restart_delay"], "restart": False},
         ],
         "supervisor": [],
+        "groups": [],
         "applied": False,
     }
     assert running(supervisors, "web", "db", "old") == before
@@ -429,6 +430,32 @@ def test_a_reload_adds_the_first_program_that_sends_ready_1(
     supervisors.config({"web": web, "n": notifying})
     assert reload(supervisors) == ["add n"]
     running(supervisors, "n")
+
+
+def test_a_group_stands_for_its_programs_in_ctl_and_a_reload_changes_it_live(
+    supervisors: Supervisors,
+) -> None:
+    """supervisord's [group:x]: ctl stop shop, ctl start shop:* (supervisorctl's
+    form), web:* for every instance of web; a reload changes the group live."""
+    web = {"command": [SLEEP, "1000"], "instances": 2}
+    db, cache = {"command": [SLEEP, "1001"]}, {"command": [SLEEP, "1002"]}
+    path = supervisors.config({"web": web, "db": db, "cache": cache})
+    path.write_text(path.read_text() + '\n[group.shop]\nprograms = ["web", "db"]\n')
+    supervisors.foreground()
+    stopped = supervisors.ctl("stop", "shop")
+    assert stopped.returncode == 0, stopped
+    assert [line.split()[0] for line in stopped.stdout.splitlines()] == ["web:0", "web:1", "db"]
+    with supervisors.client() as client:
+        assert {info.name: info.state for info in client.status()} == {
+            "web:0": "stopped", "web:1": "stopped", "db": "stopped", "cache": "running"
+        }  # fmt: skip
+    assert supervisors.ctl("start", "shop:*").returncode == 0
+    running(supervisors, "web:0", "web:1", "db")
+    assert supervisors.ctl("status", "web:*").stdout.count("running") == 2
+
+    path.write_text(path.read_text().replace('programs = ["web", "db"]', 'programs = ["cache"]'))
+    assert reload(supervisors) == ["change [group.shop] (live)"]
+    assert supervisors.ctl("stop", "shop").stdout.split()[0] == "cache"
 
 
 def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(

@@ -303,6 +303,7 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
         how = "restart" if change.get("restart") else "live, no restart"
         lines.append(f"change {change['name']}: {', '.join(change['fields'])} ({how})")
     lines += [f"change [supervisor] {key} (live)" for key in plan.get("supervisor", [])]
+    lines += [f"change [group.{name}] (live)" for name in plan.get("groups", [])]
     for line in lines or ["nothing changed"]:
         say(f"would {line}" if args.dry_run and lines else line)
     return 0

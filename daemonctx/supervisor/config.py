@@ -916,6 +916,9 @@ class SupervisorConfig:
     # trust check of each file.
     included: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # [group.NAME] tables: names that stand for programs in ctl (supervisord's
+    # [group:x]); a program may be in several.
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         path = os.fspath(self.path) if self.path is not None else None
@@ -945,6 +948,7 @@ class SupervisorConfig:
             if program.pidfile is not None:
                 pidfiles[program.pidfile] = f"program {program.name!r}"
         _waves(self.programs, path, self.sources)
+        object.__setattr__(self, "groups", _checked_groups(self.groups, self.programs, path))
 
     def file_of(self, name: str) -> str | None:
         """The file program ``name`` is in: an included one, or ``path``."""
@@ -1047,7 +1051,11 @@ def _check_table(
         _check(keys[name], value, file, where, program)
 
 
-_TABLE_HEADERS = {"supervisor": "[supervisor]", "program": "[program.NAME]"}
+_TABLE_HEADERS = {
+    "supervisor": "[supervisor]",
+    "program": "[program.NAME]",
+    "group": "[group.NAME]",
+}
 
 
 def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ...]) -> None:
@@ -1056,12 +1064,13 @@ def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ..
     for name, value in data.items():
         if name in allowed:
             continue
-        if name == "supervisor":  # in an included file
+        if name in ("supervisor", "group"):  # in an included file
             reason = "only [program.NAME] tables may be in an included file"
-            raise ConfigError(path, "supervisor", None, reason)
+            raise ConfigError(path, name, None, reason)
         if isinstance(value, Mapping):
             hint = _hint(name, allowed, _FOREIGN_TABLES)
-            expected = " and ".join(_TABLE_HEADERS[table] for table in allowed)
+            *first, last = [_TABLE_HEADERS[table] for table in allowed]
+            expected = f"{', '.join(first)} or {last}" if first else last
             reason = f"unknown table{hint or f': expected {expected}'}"
             raise ConfigError(path, _toml_key(name), None, reason)
         raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
@@ -1083,6 +1092,60 @@ def _programs(tables: Any, path: str | None) -> list[Program]:
         except ConfigError as exc:
             raise exc.located(path) from None
     return programs
+
+
+def _group_tables(tables: Any, path: str | None) -> dict[str, Any]:
+    """``[group.NAME]`` tables: ``programs = [...]`` each, their names as given
+    (checked with the programs, in ``SupervisorConfig``)."""
+    if not isinstance(tables, Mapping):
+        raise ConfigError(path, None, "group", f"expected [group.NAME] tables, got {_got(tables)}")
+    groups = {}
+    for name, table in tables.items():
+        where = f"group.{_toml_key(name)}"
+        if not isinstance(table, Mapping):
+            reason = f"expected a table [{where}], got {_got(table)}"
+            raise ConfigError(path, "group", name, reason)
+        for key in table:
+            if key != "programs":
+                raise ConfigError(path, where, key, f"unknown key{did_you_mean(key, ['programs'])}")
+        if "programs" not in table:
+            raise ConfigError(path, where, "programs", "required key is missing")
+        groups[name] = table["programs"]
+    return groups
+
+
+def _checked_groups(
+    groups: Any, programs: Sequence[Program], path: str | None
+) -> dict[str, tuple[str, ...]]:
+    """``groups`` checked: a valid name each, no program's, and known programs."""
+    if not isinstance(groups, Mapping):
+        raise ConfigError(path, None, "groups", f"expected a table of groups, got {_got(groups)}")
+    known = {program.name: program for program in programs}
+    checked = {}
+    for name, members in groups.items():
+        where = f"group.{_toml_key(name)}"
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+            reason = "invalid name: use letters, digits, '_', '.' and '-'"
+            raise ConfigError(path, where, None, reason)
+        if name == "all":
+            raise ConfigError(path, where, None, "invalid name: 'all' means every program")
+        if name.startswith("-"):
+            reason = "invalid name: it may not start with '-' (ctl would read an option)"
+            raise ConfigError(path, where, None, reason)
+        if name in known:
+            raise ConfigError(path, where, None, f"{name!r} is a program's name too")
+        try:
+            names = _names(members)
+        except ValueError as exc:
+            raise ConfigError(path, where, "programs", str(exc)) from None
+        if not names:
+            raise ConfigError(path, where, "programs", "a group of no program")
+        for member in names:
+            if member not in known:
+                reason = f"unknown program {member!r}{did_you_mean(member, known)}"
+                raise ConfigError(path, where, "programs", reason)
+        checked[name] = names
+    return checked
 
 
 def _patterns(value: Any) -> tuple[str, ...]:
@@ -1153,9 +1216,10 @@ def parse(
     errors. Raises ``ConfigError`` for anything unknown, missing or invalid. The
     files ``[supervisor] include`` names are read too, each passed to ``trust``
     first (which raises to refuse it: no file another user planted is read)."""
-    _check_top(data, path, ("supervisor", "program"))
+    _check_top(data, path, ("supervisor", "program", "group"))
     supervisor, patterns = _supervisor_table(data, path)
     programs = _programs(data.get("program", {}), path)
+    groups = _group_tables(data.get("group", {}), path)
     files: list[str] = []
     sources: dict[str, str] = {}
     if patterns:
@@ -1178,6 +1242,7 @@ def parse(
         path=path,
         included=tuple(files),
         sources=sources,
+        groups=groups,
         **supervisor,
     )
 

@@ -1912,6 +1912,7 @@ class Supervisor:
                 raise _Refused(protocol.BAD_ARGUMENTS, "name at least one program, or all")
             return list(self.instances.values())
         found: dict[str, Instance] = {}
+        groups = self.config.groups
         for name in names:
             if name == "all":
                 found.update(self.instances)
@@ -1919,6 +1920,11 @@ class Supervisor:
                 found[name] = self.instances[name]
             elif name in self._by_program:
                 found.update((i.name, i) for i in self._by_program[name])
+            elif name.endswith(":*") and name[:-2] in self._by_program:  # supervisorctl's
+                found.update((i.name, i) for i in self._by_program[name[:-2]])
+            elif name in groups or (name.endswith(":*") and name[:-2] in groups):
+                for program in groups[name[:-2] if name.endswith(":*") else name]:
+                    found.update((i.name, i) for i in self._by_program.get(program, []))
             else:
                 raise _Refused(protocol.NOT_FOUND, f"no program named {name!r}")
         return list(found.values())
@@ -2439,11 +2445,17 @@ def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
             )
             changed.append({"name": name, "fields": names, "restart": restart})
     supervisor = [key for key in SUPERVISOR_KEYS if getattr(old, key) != getattr(new, key)]
+    groups = sorted(
+        name
+        for name in old.groups.keys() | new.groups.keys()
+        if old.groups.get(name) != new.groups.get(name)
+    )
     return {
         "added": [name for name in after if name not in before],
         "removed": [name for name in before if name not in after],
         "changed": changed,
         "supervisor": supervisor,
+        "groups": groups,
     }
 
 
@@ -2454,6 +2466,7 @@ def _plan_summary(plan: dict[str, Any]) -> str:
         how = "restart" if change["restart"] else "live"
         parts.append(f"change {change['name']} ({', '.join(change['fields'])}: {how})")
     parts += [f"change [supervisor] {key}" for key in plan["supervisor"]]
+    parts += [f"change [group.{name}]" for name in plan["groups"]]
     return "; ".join(parts) or "nothing changed"
 
 
