@@ -804,6 +804,29 @@ def test_on_failure_output_is_read_to_its_end_when_a_process_it_left_holds_the_p
     assert pipe not in held, "the supervisor still reads the hook's pipe"
 
 
+def test_failures_while_on_failure_runs_make_it_run_once_more_told_the_last_state(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A crash loop: the alert about the first crash is slow; the crashes meanwhile
+    are told in one more run at its end, with the state then: the supervisor gave up."""
+    states = tmp_path / "states"
+    hook = f"sleep 0.5; echo $DAEMONCTX_STATE >> {states}"
+    supervisors.config(
+        {
+            "web": {
+                "command": ["/bin/sh", "-c", "exit 1"],
+                "start_limit": 3,
+                "restart_delay": 0.05,
+                "on_failure": ["/bin/sh", "-c", hook],
+            }
+        }
+    )
+    supervisors.foreground(booted=False)
+    lines = wait_for(lambda: states.exists() and states.read_text().split()[1:] and states, 10)
+    assert lines.read_text().split() == ["starting", "failed"]
+    assert supervisors.status("web").state == "failed"
+
+
 def test_an_on_failure_that_floods_its_output_is_cut_off_after_what_is_logged(
     supervisors: Supervisors,
 ) -> None:

@@ -184,6 +184,8 @@ class Instance:
         self.was_ready = False  # ready once: its boot is over, whatever it does next
         self.orphans = False  # a run ended: its escaped descendants are still to kill
         self.hook: _Hook | None = None  # its on_failure command, while it runs
+        # failed again meanwhile: run it once more at its end, told the state then
+        self.hook_again: tuple[str, str] | None = None  # (state, reason)
         self.failures_seen = 0  # the machine's failures its on_failure was run for
         # pid -> pidfd: what got a stop signal with a leader that exited first, and
         # still runs; waited for (the leader unreaped: its group id stays its own)
@@ -919,6 +921,12 @@ class Supervisor:
                     instance.was_ready = True  # ready at its exit: its boot is over
                     if instance.runs and instance.runs[-1].ready is None:
                         instance.runs[-1].ready = instance.runs[-1].ended
+        failed: tuple[str, str] | None = None  # a new failure: what the supervisor did
+        machine = instance.machine
+        if machine.failures != instance.failures_seen:
+            instance.failures_seen = machine.failures
+            if instance.program.on_failure is not None:
+                failed = (machine.state.value, machine.reason or "")
         if spawn and not (
             self._phase == "boot" and instance.machine.restarts > 0 and not instance.was_ready
         ):
@@ -928,14 +936,12 @@ class Supervisor:
             instance.orphans = False
             spawned = instance.spawned
             self._kill_orphans(instance, None if spawned is None else spawned.pid)
-        if instance.machine.failures != instance.failures_seen:
-            instance.failures_seen = instance.machine.failures
-            if instance.program.on_failure is not None:
-                self._run_hook(instance)
+        if failed is not None:  # after the restart's spawn: the program first
+            self._run_hook(instance, *failed)
 
     # -- on_failure --------------------------------------------------------------------------
 
-    def _run_hook(self, instance: Instance) -> None:
+    def _run_hook(self, instance: Instance, state: str, reason: str) -> None:
         """Start ``instance``'s on_failure command: as the program's user, in its
         directory, with its environment and DAEMONCTX_FAILED (the instance),
         DAEMONCTX_STATE (what the supervisor did: starting, backoff, failed,
@@ -945,17 +951,21 @@ class Supervisor:
         assert loop is not None
         program, machine = instance.program, instance.machine
         assert program.on_failure is not None
-        if instance.hook is not None:
-            pid = instance.hook.spawned.pid
-            log.info("%s: on_failure still runs (pid %d): not started again", instance.name, pid)
+        if instance.hook is not None:  # once more at its end, told the state then
+            if instance.hook_again is None:
+                pid = instance.hook.spawned.pid
+                log.info(
+                    "%s: on_failure still runs (pid %d): again when it ends", instance.name, pid
+                )
+            instance.hook_again = (state, reason)
             return
         environment = dict(self._environment)
         environment.pop(PROGRAM_VARIABLE, None)  # not a process of the program
         environment[SUPERVISOR_VARIABLE] = self.config.control  # swept with the rest
         environment.update(
             DAEMONCTX_FAILED=instance.name,
-            DAEMONCTX_STATE=machine.state.value,
-            DAEMONCTX_REASON=machine.reason or "",
+            DAEMONCTX_STATE=state,
+            DAEMONCTX_REASON=reason,
         )
         status = machine.failure_status
         if status is not None and status.code is not None:
@@ -1052,6 +1062,9 @@ class Supervisor:
         if instance.hook is hook:
             instance.hook = None
         log.info("%s: on_failure (pid %d) %s", instance.name, spawned.pid, status.describe())
+        again, instance.hook_again = instance.hook_again, None
+        if again is not None and instance.program.on_failure is not None:
+            self._run_hook(instance, *again)  # the failures since, as one: the last one's
         if self._finish_pending and not self._hooks:
             self._finish()
 
