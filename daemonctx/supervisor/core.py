@@ -1300,7 +1300,9 @@ class Supervisor:
         iteration = loop.iteration if loop is not None else -1
         cache = self._escaped_cache
         if cache is None or cache[0] != iteration:
-            known = self._leaders.keys() | self._mains.keys() | self._hooks.keys()
+            known = self._leaders.keys() | self._mains.keys()
+            if self._hooks:  # (a third union would copy the set for nothing)
+                known |= self._hooks.keys()
             if self._guard is not None and self._guard.pid is not None:
                 known.add(self._guard.pid)
             me = os.getpid()  # orphans are adopted by the first live thread: ours
@@ -1700,7 +1702,9 @@ class Supervisor:
         (orphans, the guard), not those a handler of ours reaps (leaders, main
         processes, processes a stop waits for). A child's pid stays its own
         until we reap it."""
-        kept = self._leaders.keys() | self._mains.keys() | self._hooks.keys()
+        kept = self._leaders.keys() | self._mains.keys()
+        if self._hooks:
+            kept |= self._hooks.keys()
         for instance in self.instances.values():
             kept |= instance.survivors.keys()
         for pid in procfs.children(os.getpid()):
