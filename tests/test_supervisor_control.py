@@ -54,6 +54,7 @@ from conftest import (
 )
 
 from daemonctx.supervisor import Program, Supervisor
+from daemonctx.supervisor.config import ConfigError
 from daemonctx.supervisor.protocol import MAX_LINE, RemoteError, encode_request
 from daemonctx.supervisor.results import ProgramInfo
 from daemonctx.supervisor.server import MAX_CONNECTIONS_PER_USER, ControlServer, live_owner
@@ -1472,3 +1473,11 @@ def test_an_included_file_another_user_could_write_is_refused(supervisors: Super
     assert supervisors.status("web").pid == web
     with supervisors.client() as client:
         assert [info.name for info in client.status()] == ["web"]
+
+
+def test_the_python_api_takes_groups_checked_as_the_file_s() -> None:
+    web = Program("web", ["/bin/sleep", "1000"])
+    sup = Supervisor(control="/run/shop/c.sock", programs=[web], groups={"shop": ["web"]})
+    assert sup.config.groups == {"shop": ("web",)}
+    with pytest.raises(ConfigError, match=r"^group\.shop: programs: unknown program 'db'$"):
+        Supervisor(control="/run/shop/c.sock", programs=[web], groups={"shop": ["db"]})

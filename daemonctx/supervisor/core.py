@@ -94,7 +94,7 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from ..context import DaemonContext
     from .state import Action
@@ -447,6 +447,7 @@ class Supervisor:
         log: str | None = None,
         control_group: str | None = None,
         observer_group: str | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
         config: SupervisorConfig | None = None,
         idle_timeout: float | None = None,
     ) -> None:
@@ -460,6 +461,7 @@ class Supervisor:
                 log=log,
                 control_group=control_group,
                 observer_group=observer_group,
+                groups={name: tuple(members) for name, members in (groups or {}).items()},
             )
         self.config = config
         # What a reload reads, wherever the supervisor runs by then (a daemon's
