@@ -385,6 +385,55 @@ def test_reload_adds_and_removes_programs_and_changes_instances(
     assert running(supervisors, "new") == {"new": new}
 
 
+def test_a_reload_from_one_instance_to_two_and_back_never_runs_old_and_new_together(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """web becomes web:0 and web:1: the new instances start once the old one is
+    gone (as supervisord's update), not beside it, where they could find its port
+    or its files still taken. The old ones here ignore SIGTERM: they stay until
+    the test kills them."""
+    stubborn = {
+        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{tmp_path}/$DAEMONCTX_PROGRAM"'],
+        "stop_timeout": 60,
+    }
+    supervisors.config({"web": stubborn})
+    supervisors.foreground()
+    wait_for((tmp_path / "web").exists, what="web to ignore SIGTERM")
+    old = running(supervisors, "web")["web"]
+
+    supervisors.config({"web": {**stubborn, "instances": 2}})
+    assert reload(supervisors) == ["change web: instances (restart)"]
+    with supervisors.client() as client:
+        states = {info.name: info.state for info in client.status()}
+    assert states == {"web:0": "stopped", "web:1": "stopped", "web": "stopping"}
+    assert "web:0, web:1 start once web stopped" in log_text(supervisors)
+    os.kill(old, signal.SIGKILL)
+    two = running(supervisors, "web:0", "web:1")
+    for name in two:
+        wait_for((tmp_path / name).exists, what=f"{name} to ignore SIGTERM")
+
+    # And back: web starts once both are gone; a stop asked meanwhile holds it.
+    supervisors.config({"web": stubborn})
+    assert reload(supervisors) == ["change web: instances (restart)"]
+    with supervisors.client() as client:
+        assert client.status("web")[0].state == "stopped"
+    os.kill(two["web:0"], signal.SIGKILL)
+    wait_gone(two["web:0"], 5)
+    with supervisors.client() as client:
+        assert client.status("web")[0].state == "stopped"  # web:1 is still there
+    os.kill(two["web:1"], signal.SIGKILL)
+    one = running(supervisors, "web")["web"]
+    assert one not in (old, *two.values())
+
+    supervisors.config({"web": {**stubborn, "instances": 2}})
+    reload(supervisors)
+    assert supervisors.ctl("stop", "web:1").returncode == 0
+    os.kill(one, signal.SIGKILL)
+    running(supervisors, "web:0")
+    with supervisors.client() as client:
+        assert client.status("web:1")[0].state == "stopped"
+
+
 def test_reload_starts_no_program_with_autostart_false_but_new_instances_of_a_started_one(
     supervisors: Supervisors,
 ) -> None:

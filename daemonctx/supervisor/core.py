@@ -179,6 +179,8 @@ class Instance:
         self.runs: deque[_Run] = deque(maxlen=program.history)
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
+        # a reload's new instance: starts once these old ones (web for web:0) are gone
+        self.replaces: list[Instance] = []
         # not to start at boot (autostart = false), or stopped on request: not waited for
         self.held = not program.autostart
         self.was_ready = False  # ready once: its boot is over, whatever it does next
@@ -2050,6 +2052,7 @@ class Supervisor:
         """Ask ``instance`` to stop, remembering who asked (for ``why``). At boot,
         a program stopped on request no longer holds the boot up."""
         instance.held = True
+        instance.replaces = []  # a reload's start still to come: not any more
         if instance.state in (State.STARTING, State.RUNNING):
             instance.stop_by = by
         self._event(instance, instance.machine.stop)
@@ -2135,12 +2138,13 @@ class Supervisor:
                     instance.state in _RUNNING_ON for instance in old
                 )
                 instances: list[Instance] = []
+                fresh_ones: list[Instance] = []
                 for instance_name in program.instance_names():
                     if instance_name not in kept:
                         fresh = Instance(program, instance_name, now)
                         self.instances[instance_name] = fresh
                         if start_new:
-                            starts.append(fresh)
+                            fresh_ones.append(fresh)
                         instances.append(fresh)
                         continue
                     found = kept.pop(instance_name)
@@ -2152,6 +2156,20 @@ class Supervisor:
                     instances.append(found)
                 for leftover in kept.values():
                     self._remove(leftover)
+                # web becoming web:0 and web:1 (or back): the new ones start once the
+                # old ones are gone, never beside them (a port, a pidfile they share)
+                behind = [i for i in kept.values() if self.instances.get(i.name) is i]
+                for fresh in fresh_ones:
+                    fresh.replaces = behind
+                if behind and fresh_ones:
+                    log.info(
+                        "%s: %s start once %s stopped",
+                        program.name,
+                        ", ".join(fresh.name for fresh in fresh_ones),
+                        ", ".join(gone.name for gone in behind),
+                    )
+                else:
+                    starts.extend(fresh_ones)
                 self._by_program[program.name] = instances
         ordered = {i.name: i for p in new.programs for i in self._by_program[p.name]}
         ordered.update((name, i) for name, i in self.instances.items() if name not in ordered)
@@ -2170,6 +2188,19 @@ class Supervisor:
             if self.instances.get(instance.name) is instance:
                 del self.instances[instance.name]
             instance.close()
+            self._start_replacements(instance)
+
+    def _start_replacements(self, gone: Instance) -> None:
+        """``gone`` was an old instance that new ones wait for (``replaces``):
+        start those it was the last one of, unless asked to stop meanwhile."""
+        for instance in list(self.instances.values()):
+            if gone not in instance.replaces:
+                continue
+            instance.replaces = [old for old in instance.replaces if old is not gone]
+            if instance.replaces or instance.removing or instance.state is not State.STOPPED:
+                continue
+            if self._phase in ("boot", "running"):
+                self._event(instance, instance.machine.start)
 
     def _command_shutdown(self, request: Request, respond: Callable[[bytes], None]) -> None:
         respond(protocol.encode_result(request.id, {"pid": os.getpid()}))
