@@ -1212,6 +1212,13 @@ def test_an_unknown_program_is_not_found_and_changes_nothing(supervisors: Superv
     assert web_pid(supervisors) == pid
     assert supervisors.status("web").restarts == 0
     assert "stopping" not in log_text(supervisors)
+    # status: LSB's 4, "unknown", as systemctl status for no such unit; a near miss named
+    for args in (("status", "nosuch"), ("status", "web", "nosuch")):
+        result = supervisors.ctl(*args)
+        assert result.returncode == 4, (args, result)
+        assert one_line(result.stderr).endswith("no program named 'nosuch'"), result
+    result = supervisors.ctl("stop", "wbe")
+    assert one_line(result.stderr).endswith("no program named 'wbe' (did you mean 'web'?)")
 
 
 def test_a_bad_signal_name_changes_nothing(supervisors: Supervisors) -> None:

@@ -505,6 +505,9 @@ def test_a_group_stands_for_its_programs_in_ctl_and_a_reload_changes_it_live(
     path.write_text(path.read_text().replace('programs = ["web", "db"]', 'programs = ["cache"]'))
     assert reload(supervisors) == ["change [group.shop] (live)"]
     assert supervisors.ctl("stop", "shop").stdout.split()[0] == "cache"
+    unknown = supervisors.ctl("stop", "sohp")
+    assert unknown.returncode == 1
+    assert "no program or group named 'sohp' (did you mean 'shop'?)" in unknown.stderr
 
 
 def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(

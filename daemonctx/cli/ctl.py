@@ -233,7 +233,14 @@ def _print_json(value: Any) -> None:
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:
-    programs = _show(client, args, "status", {"names": args.names})
+    from ..supervisor.protocol import RemoteError  # loaded already, with the client
+
+    try:
+        programs = _show(client, args, "status", {"names": args.names})
+    except RemoteError as exc:  # LSB's "status unknown", as systemctl's for no such unit
+        if exc.type == "not-found":
+            raise CommandError(exc.message, exit_code=4) from None
+        raise
     if args.names and args.names != ["all"]:  # LSB: is it running?
         return 0 if all(program.running for program in programs) else 3
     # A health check: every program as it should be (running, or not on purpose)

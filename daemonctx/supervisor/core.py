@@ -1947,7 +1947,9 @@ class Supervisor:
                 for program in groups[name[:-2] if name.endswith(":*") else name]:
                     found.update((i.name, i) for i in self._by_program.get(program, []))
             else:
-                raise _Refused(protocol.NOT_FOUND, f"no program named {name!r}")
+                what = "program or group" if groups else "program"
+                hint = did_you_mean(name, [*self._by_program, *self.instances, *groups])
+                raise _Refused(protocol.NOT_FOUND, f"no {what} named {name!r}{hint}")
         return list(found.values())
 
     def _now(self) -> float:
