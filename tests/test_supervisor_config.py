@@ -177,7 +177,7 @@ def test_defaults(shop: Path) -> None:
     assert web.after == ()
     assert web.critical is False
     assert (web.restart_delay, web.restart_delay_max, web.stable_seconds) == (0.1, 30.0, 30.0)
-    assert (web.start_limit, web.start_limit_interval, web.start_timeout) == (5, 60.0, 60.0)
+    assert (web.start_limit, web.start_limit_interval, web.start_timeout) == (5, 60.0, None)
 
 
 def test_each_key_is_declared_once() -> None:

@@ -622,6 +622,30 @@ def test_a_one_shot_that_fails_at_boot_fails_supervise_and_nothing_after_it_star
     assert not web.exists() and supervisors.processes() == []
 
 
+def test_a_hung_one_shot_with_a_start_timeout_fails_the_boot_and_is_gone(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A one-shot has no time limit unless start_timeout is given (systemd's
+    TimeoutStartSec= for Type=oneshot): given, a migration hung on a lock is
+    stopped then, and the boot fails, naming why."""
+    web = tmp_path / "web.rec"
+    supervisors.config(
+        {
+            "migrate": {
+                "command": ["/bin/sh", "-c", f"echo waiting for the lock >&2; exec {SLEEP} 1000"],
+                "ready": "exited",
+                "start_timeout": 0.5,
+            },
+            "web": {"command": record(web, "forever"), "after": ["migrate"]},
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 1
+    assert "migrate failed to start: not done within 0.5 s" in result.stderr, result.stderr
+    assert "migrate: waiting for the lock" in result.stderr
+    assert not web.exists() and supervisors.processes() == []
+
+
 def test_instances_run_as_separate_processes_named_by_index(supervisors: Supervisors) -> None:
     supervisors.config({"web": {"command": [SLEEP, "1000"], "instances": 3}})
     supervisors.foreground()

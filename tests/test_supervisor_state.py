@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from daemonctx.supervisor.state import (
+    DEFAULT_START_TIMEOUT,
     KILL_GRACE,
     Action,
     ArmTimer,
@@ -25,6 +26,7 @@ from daemonctx.supervisor.state import (
     StateMachine,
     check_policy,
     format_seconds,
+    start_timeout,
 )
 
 EXIT_0 = ExitStatus(code=0)
@@ -865,6 +867,32 @@ def test_a_one_shot_is_starting_while_it_runs_and_ready_at_its_successful_exit()
     actions = m.exited(5, ExitStatus(code=2))
     assert without_reports(actions) == [] and m.state is State.EXITED
     assert m.ready_at == 5 and m.restarts == 0
+
+
+def test_a_one_shot_with_a_start_timeout_is_stopped_when_not_done_by_then() -> None:
+    """systemd's TimeoutStartSec= for Type=oneshot: no limit unless given; given,
+    a one-shot still running then is stopped, and that run is a failed start,
+    even when it exits 0 at the stop signal."""
+    m = machine(ready="exited", restart="never", start_timeout=30)
+    m.start(0)
+    assert without_reports(m.spawned(0, 42)) == [ArmTimer(30.0)]
+    assert m.describe(3) == "starting (pid 42, up 3 s of 30 s, ready once it exits)"
+    assert without_reports(m.timer(30)) == [SignalGroup(signal.SIGTERM), ArmTimer(40.0)]
+    assert m.describe(31) == "stopping (pid 42, SIGTERM sent 1 s ago, not done within 30 s)"
+    m.exited(32, EXIT_0)
+    assert m.state is State.FAILED and m.ready_at is None
+    assert m.describe(33) == "failed: not done within 30 s"
+    # Done in time: ready, and the timer goes.
+    m.start(40)
+    m.spawned(40, 43)
+    assert without_reports(m.exited(45, EXIT_0)) == [CancelTimer()]
+    assert m.state is State.EXITED and m.ready_at == 45
+
+
+def test_start_timeout_not_given_is_60_s_for_ready_1_and_none_for_a_one_shot() -> None:
+    assert start_timeout(DefaultPolicy(ready="notify")) == DEFAULT_START_TIMEOUT == 60.0
+    assert start_timeout(DefaultPolicy(ready="exited")) == float("inf")
+    assert start_timeout(DefaultPolicy(ready="exited", start_timeout=5)) == 5
 
 
 @pytest.mark.parametrize(

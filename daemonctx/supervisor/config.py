@@ -749,10 +749,12 @@ class Program:
     start_limit_interval: float = field(
         default=60.0, metadata=_meta(_SECONDS, "the window start_limit counts starts in")
     )
-    start_timeout: float = field(
-        default=60.0,
+    start_timeout: float | None = field(
+        default=None,
         metadata=_meta(
-            _SECONDS, 'with ready = "notify": seconds to send READY=1, or the start failed'
+            _Type("seconds", _optional_seconds, _text_float),
+            'seconds to send READY=1 (ready = "notify"; 60 when not given), or to be done'
+            ' (ready = "exited"; no limit when not given): else the start failed',
         ),
     )
     watchdog: float | None = field(

@@ -90,6 +90,7 @@ from .state import (
     State,
     StateMachine,
     signal_name,
+    start_timeout,
     succeeded,
 )
 
@@ -1559,14 +1560,14 @@ class Supervisor:
         if main is not None:
             main.close()
         now = loop.time()
-        if now - since >= instance.program.start_timeout or instance.state is State.STOPPING:
+        if now - since >= start_timeout(instance.program) or instance.state is State.STOPPING:
             instance.pidfile_wait = None
             log.info("%s: no live process of its own in %s", instance.name, path)
             instance.orphans = True  # the run is over: what it left is killed
             self._ended(instance, leader)
             return
         instance.pidfile_wait = loop.call_at(
-            min(now + delay, since + instance.program.start_timeout),
+            min(now + delay, since + start_timeout(instance.program)),
             lambda: self._await_pidfile(instance, leader, since, min(delay * 2, 0.5)),
         )
 

@@ -87,6 +87,8 @@ PERMANENT_ERRNOS = frozenset({errnos.ENOENT, errnos.EACCES, errnos.ENOEXEC})
 RESTART_POLICIES = ("always", "on-failure", "never")
 READY_WORDS = ("started", "notify", "exited")
 JITTER = 0.15
+#: How long a program has to send READY=1 when its ``start_timeout`` is not given.
+DEFAULT_START_TIMEOUT = 60.0
 
 
 class Policy(Protocol):
@@ -142,8 +144,11 @@ class Policy(Protocol):
         """The start limit's window, in seconds."""
 
     @property
-    def start_timeout(self) -> float:
-        """Seconds to wait for READY=1 with ``ready = "notify"`` (infinite: forever)."""
+    def start_timeout(self) -> float | None:
+        """Seconds to wait for READY=1 with ``ready = "notify"``, or for a one-shot's
+        exit (``ready = "exited"``); infinite: forever. None: the default,
+        ``DEFAULT_START_TIMEOUT`` for READY=1, no limit for a one-shot (systemd's
+        ``TimeoutStartSec=`` defaults)."""
 
     @property
     def watchdog(self) -> float | None:
@@ -165,8 +170,16 @@ class DefaultPolicy:
     stable_seconds: float = 30.0
     start_limit: int = 5
     start_limit_interval: float = 60.0
-    start_timeout: float = 60.0
+    start_timeout: float | None = None
     watchdog: float | None = None
+
+
+def start_timeout(policy: Policy) -> float:
+    """``policy``'s start timeout, its default filled in (``Policy.start_timeout``)."""
+    timeout = policy.start_timeout
+    if timeout is not None:
+        return timeout
+    return math.inf if policy.ready == "exited" else DEFAULT_START_TIMEOUT
 
 
 def check_policy(policy: Policy) -> None:
@@ -455,11 +468,9 @@ class StateMachine:
         if self.state is State.STOPPING:  # stop() came before the pid: stop it now
             return self._begin_stop(now)
         ready = self.policy.ready
-        if ready == "notify":
-            timeout = self.policy.start_timeout
+        if ready in ("notify", "exited"):  # READY=1, or a one-shot's successful exit
+            timeout = start_timeout(self.policy)
             return [self._arm(now + timeout)] if math.isfinite(timeout) else []
-        if ready == "exited":  # a one-shot: ready once it has exited with success
-            return []
         if ready == "started" or float(ready) <= 0:
             return self._become_ready(now)
         seconds = float(ready)
@@ -586,9 +597,11 @@ class StateMachine:
         if self.state is State.BACKOFF:
             return self._spawn(now, automatic=True)
         if self.state is State.STARTING:
-            if self.policy.ready == "notify":
-                timeout = format_seconds(self.policy.start_timeout)
-                self._stop_cause = f"no READY=1 within {timeout}"
+            ready = self.policy.ready
+            if ready in ("notify", "exited"):
+                timeout = format_seconds(start_timeout(self.policy))
+                missed = "no READY=1" if ready == "notify" else "not done"
+                self._stop_cause = f"{missed} within {timeout}"
                 return self._begin_stop(now)
             return self._become_ready(now)
         watchdog = self.policy.watchdog
@@ -666,12 +679,12 @@ class StateMachine:
         if self._spawned_at is not None:
             up = format_seconds(now - self._spawned_at)
             ready = self.policy.ready
+            limit = start_timeout(self.policy)
+            of = f" of {format_seconds(limit)}" if math.isfinite(limit) else ""
             if ready == "notify":
-                limit = self.policy.start_timeout
-                of = f" of {format_seconds(limit)}" if math.isfinite(limit) else ""
                 parts.append(f"waiting for READY=1 {up}{of}")
             elif ready == "exited":
-                parts.append(f"up {up}, ready once it exits")
+                parts.append(f"up {up}{of}, ready once it exits")
             elif not isinstance(ready, str):
                 parts.append(f"up {up} of {format_seconds(float(ready))}")
         if self.attempt > 1 and self.reason:
