@@ -35,6 +35,7 @@ from conftest import (
     pid_alive,
     proc_stat,
     proc_status,
+    spawn_as_pid,
     wait_for,
     wait_gone,
     wait_reaped,
@@ -1534,3 +1535,53 @@ def test_a_signal_the_supervisor_was_started_ignoring_is_default_in_its_programs
     assert not int(proc_status(program)["SigIgn"], 16) & quit_bit
     os.kill(proc.pid, signal.SIGQUIT)  # still ignored, in effect
     assert supervisors.status("web").pid == program and proc.poll() is None
+
+
+@needs_root
+def test_a_signal_to_a_main_process_group_skips_a_pid_reused_while_it_looked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A forking program's main process is not our child: the rest of its group is
+    found by walking its descendants (``_signal_under``), each pinned by a pidfd and
+    looked at again. A descendant that died, its pid taken by an unrelated process
+    between the listing and the pidfd (forced here through ns_last_pid), is not
+    signalled; the other descendant in the group is."""
+    from daemonctx.supervisor import core
+
+    script = f"{SLEEP} 1000 & echo $!; {SLEEP} 1001 & echo $!; wait; exec {SLEEP} 1002"
+    top = subprocess.Popen(
+        ["/bin/sh", "-c", script], stdout=subprocess.PIPE, start_new_session=True
+    )
+    unrelated: list[subprocess.Popen[bytes]] = []
+    try:
+        assert top.stdout is not None
+        reused, other = int(top.stdout.readline()), int(top.stdout.readline())
+        real_open = core.open_pidfd
+
+        def open_late(pid: int) -> int | None:
+            if pid == reused:  # listed, in the group: it dies, its pid is taken
+                os.kill(reused, signal.SIGKILL)
+                wait_gone(reused, 5)
+                # It blocks SIGUSR1 (its mask is ours): one sent stays pending, to see.
+                mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+                try:
+                    unrelated.append(spawn_as_pid(reused, [SLEEP, "1003"]))
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return real_open(pid)
+
+        monkeypatch.setattr(core, "open_pidfd", open_late)
+        core._signal_under(top.pid, top.pid, signal.SIGUSR1)
+        assert unrelated and unrelated[0].pid == reused
+        wait_gone(other, 5)  # the group's other member got it, and ended
+        status = proc_status(reused)
+        blocked = int(status["SigBlk"], 16)
+        pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+        assert blocked & 1 << (signal.SIGUSR1 - 1), status
+        assert not pending & 1 << (signal.SIGUSR1 - 1), "an unrelated process was signalled"
+    finally:
+        for proc in unrelated:
+            proc.kill()
+            proc.wait()
+        os.killpg(top.pid, signal.SIGKILL)
+        top.wait()
