@@ -334,7 +334,8 @@ BAD_FILES: list[tuple[str, str]] = [
     (SUPERVISOR + WEB + "[programs.db]\ncommand = ['/x']\n",
      "shop.toml: [programs] unknown table (did you mean 'program'?)"),
     (SUPERVISOR + WEB + "[logging]\nlevel = 'debug'\n",
-     "shop.toml: [logging] unknown table: expected [supervisor], [program.NAME] or [group.NAME]"),
+     "shop.toml: [logging] unknown table: expected [supervisor], [defaults], [program.NAME]"
+     " or [group.NAME]"),
     ("debug = true\n" + SUPERVISOR + WEB, "shop.toml: debug: unknown key"),
     ("supervisor = 1\n" + WEB, "shop.toml: supervisor: expected a table, got 1"),
     ("program = 1\n" + SUPERVISOR, "shop.toml: program: expected [program.NAME] tables, got 1"),
@@ -701,3 +702,92 @@ def test_a_group_in_an_included_file_is_refused(shop: Path) -> None:
     assert str(error_of(shop, INCLUDE + WEB)) == (
         "conf.d/g.toml: [group] only [program.NAME] tables may be in an included file"
     )
+
+
+# -- [defaults]: keys every program gets unless it sets them ---------------------------------
+
+
+def test_defaults_apply_to_every_program_of_every_file_and_a_program_s_own_keys_win(
+    shop: Path,
+) -> None:
+    conf_d({"db.toml": '[program.db]\ncommand = ["/srv/db"]\nstop_timeout = 5\n'})
+    config = load_text(
+        shop,
+        INCLUDE
+        + "[defaults]\n"
+        + 'stop_timeout = 30\non_failure = ["/srv/alert"]\n'
+        + 'environment = { SHOP_ENV = "prod", TIER = "web" }\n'
+        + WEB
+        + 'environment = { TIER = "front" }\n',
+    )
+    web, db = config.programs
+    assert (web.stop_timeout, db.stop_timeout) == (30.0, 5.0)
+    assert web.on_failure == db.on_failure == ("/srv/alert",)
+    # environment tables merge, the program's variables winning
+    assert web.environment == {"SHOP_ENV": "prod", "TIER": "front"}
+    assert db.environment == {"SHOP_ENV": "prod", "TIER": "web"}
+
+
+def test_a_program_s_stop_signal_drops_a_default_stop_ladder_and_the_reverse(
+    shop: Path,
+) -> None:
+    config = load_text(
+        shop,
+        SUPERVISOR
+        + '[defaults]\nstop = ["TERM", 5, "KILL"]\n'
+        + WEB
+        + 'stop_signal = "INT"\n'
+        + '[program.db]\ncommand = ["/srv/db"]\n',
+    )
+    web, db = config.programs
+    assert (web.stop, web.stop_signal) == (None, signal.SIGINT)
+    assert db.stop == (signal.SIGTERM, 5.0, signal.SIGKILL)
+    web = load_text(
+        shop,
+        SUPERVISOR + '[defaults]\nstop_signal = "INT"\n' + WEB + 'stop = ["QUIT", 3, "KILL"]\n',
+    ).programs[0]
+    assert (web.stop, web.stop_signal) == ((signal.SIGQUIT, 3.0, signal.SIGKILL), signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'command = ["/srv/x"]',
+            "[defaults] command: not in [defaults]: each program names its own",
+        ),
+        ('after = ["db"]', "[defaults] after: not in [defaults]: each program names its own"),
+        ('pidfile = "/run/x.pid"', "[defaults] pidfile: not in [defaults]: two programs cannot"),
+        ("stop_timout = 3", "[defaults] stop_timout: unknown key (did you mean 'stop_timeout'?)"),
+        ("RestartSec = 3", "[defaults] RestartSec: unknown key (systemd's; here: restart_delay)"),
+        ("stop_timeout = -1", "[defaults] stop_timeout: expected a number of seconds > 0, got -1"),
+        (
+            'restart = "always"',
+            '[program.web] restart: a one-shot (ready = "exited") cannot restart = "always"'
+            " (from [defaults])",
+        ),
+    ],
+)
+def test_a_bad_default_is_named_where_it_is(shop: Path, text: str, message: str) -> None:
+    error = error_of(shop, SUPERVISOR + f"[defaults]\n{text}\n" + WEB + 'ready = "exited"\n')
+    assert str(error).startswith(f"shop.toml: {message}"), error
+
+
+def test_defaults_in_an_included_file_or_not_a_table_are_refused(shop: Path) -> None:
+    conf_d({"d.toml": "[defaults]\nstop_timeout = 3\n"})
+    assert str(error_of(shop, INCLUDE + WEB)) == (
+        "conf.d/d.toml: [defaults] only [program.NAME] tables may be in an included file"
+    )
+    assert str(error_of(shop, "defaults = 3\n" + SUPERVISOR + WEB)) == (
+        "shop.toml: defaults: expected a table, got 3"
+    )
+
+
+def test_a_changed_default_is_a_change_of_each_program_it_applies_to(shop: Path) -> None:
+    from daemonctx.supervisor.core import reload_plan
+
+    db = '[program.db]\ncommand = ["/srv/db"]\nstop_timeout = 5\n'
+    old = load_text(shop, SUPERVISOR + "[defaults]\nstop_timeout = 30\n" + WEB + db)
+    new = load_text(shop, SUPERVISOR + "[defaults]\nstop_timeout = 20\n" + WEB + db)
+    plan = reload_plan(old, new)
+    assert [(change["name"], change["restart"]) for change in plan["changed"]] == [("web", False)]

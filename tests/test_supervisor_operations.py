@@ -434,6 +434,41 @@ def test_a_reload_from_one_instance_to_two_and_back_never_runs_old_and_new_toget
         assert client.status("web:1")[0].state == "stopped"
 
 
+def test_defaults_reach_every_program_and_a_reload_applies_a_changed_one(
+    supervisors: Supervisors,
+) -> None:
+    """[defaults]: the environment every program reads, merged with a program's
+    own; a changed default is a change of each program that takes it."""
+
+    def write(tier: str) -> None:
+        path = supervisors.config(
+            {
+                "web": {"command": [SLEEP, "1000"], "environment": {"ROLE": "web"}},
+                "db": {"command": [SLEEP, "1001"], "environment": {"TIER": "db's own"}},
+            }
+        )
+        with path.open("a") as file:
+            file.write(f'\n[defaults]\nenvironment = {{ TIER = "{tier}" }}\n')
+
+    write("prod")
+    supervisors.foreground()
+    pids = running(supervisors, "web", "db")
+
+    def environment(pid: int) -> dict[str, str]:
+        pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        found = dict(pair.decode().partition("=")[::2] for pair in pairs if pair)
+        return {key: found[key] for key in ("ROLE", "TIER") if key in found}
+
+    assert environment(pids["web"]) == {"ROLE": "web", "TIER": "prod"}
+    assert environment(pids["db"]) == {"TIER": "db's own"}
+    write("staging")
+    assert reload(supervisors) == ["change web: environment (restart)"]
+    wait_gone(pids["web"], 5)
+    web = running(supervisors, "web")["web"]
+    assert environment(web) == {"ROLE": "web", "TIER": "staging"}
+    assert running(supervisors, "db")["db"] == pids["db"]
+
+
 def test_reload_starts_no_program_with_autostart_false_but_new_instances_of_a_started_one(
     supervisors: Supervisors,
 ) -> None:

@@ -36,6 +36,7 @@ else:  # the tomli package, a dependency on Python < 3.11
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
+    "DEFAULT_KEYS",
     "PROGRAM_KEYS",
     "READY_CHOICES",
     "RESTART_CHOICES",
@@ -877,6 +878,20 @@ class Program:
 
 PROGRAM_KEYS: dict[str, Key] = _keys(Program)
 
+# Not in [defaults]: what names one program (its command, what it starts after,
+# its pidfile, which two programs cannot share), each with the reason said.
+_NOT_DEFAULTS = {
+    "command": "each program names its own",
+    "after": "each program names its own (a program cannot start after itself)",
+    "pidfile": "two programs cannot share one pidfile",
+}
+#: The keys a ``[defaults]`` table may set: every program's, but those above.
+DEFAULT_KEYS: dict[str, Key] = {
+    name: key for name, key in PROGRAM_KEYS.items() if name not in _NOT_DEFAULTS
+}
+# A program that sets one of these drops the default of the other (one excludes the other).
+_EXCLUSIVE = {"stop": "stop_signal", "stop_signal": "stop"}
+
 
 @dataclass(frozen=True)
 class SupervisorConfig:
@@ -1038,12 +1053,14 @@ def _check_table(
     file: str | None,
     where: str,
     program: str | None,
+    foreign: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """No unknown key, no required key missing, each value valid (so that errors
     come in the file's order; the dataclass checks values again, the same way)."""
     for name in table:
         if name not in keys:
-            foreign = _FOREIGN_PROGRAM_KEYS if program else _FOREIGN_SUPERVISOR_KEYS
+            if foreign is None:
+                foreign = _FOREIGN_PROGRAM_KEYS if program else _FOREIGN_SUPERVISOR_KEYS
             reason = f"unknown key{_hint(name, keys, foreign)}"
             raise ConfigError(file, where, name, reason, program)
     for key in keys.values():
@@ -1055,6 +1072,7 @@ def _check_table(
 
 _TABLE_HEADERS = {
     "supervisor": "[supervisor]",
+    "defaults": "[defaults]",
     "program": "[program.NAME]",
     "group": "[group.NAME]",
 }
@@ -1066,7 +1084,7 @@ def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ..
     for name, value in data.items():
         if name in allowed:
             continue
-        if name in ("supervisor", "group"):  # in an included file
+        if name in ("supervisor", "defaults", "group"):  # in an included file
             reason = "only [program.NAME] tables may be in an included file"
             raise ConfigError(path, name, None, reason)
         if isinstance(value, Mapping):
@@ -1078,11 +1096,41 @@ def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ..
         raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
 
 
-def _programs(tables: Any, path: str | None) -> list[Program]:
-    """The ``[program.NAME]`` tables of the file at ``path``, checked."""
+def _defaults(data: Mapping[str, Any], path: str | None) -> dict[str, Any]:
+    """The ``[defaults]`` table, checked: keys every program gets unless it sets them."""
+    table = data.get("defaults", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(path, None, "defaults", f"expected a table, got {_got(table)}")
+    for name in table:
+        if name in _NOT_DEFAULTS:
+            reason = f"not in [defaults]: {_NOT_DEFAULTS[name]}"
+            raise ConfigError(path, "defaults", name, reason)
+    _check_table(table, DEFAULT_KEYS, path, "defaults", None, _FOREIGN_PROGRAM_KEYS)
+    return dict(table)
+
+
+def _with_defaults(table: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``table`` over ``defaults``: its keys win; ``environment`` tables merge (the
+    program's variables win); a ``stop`` or ``stop_signal`` of its own drops the
+    default of the other."""
+    merged = {**defaults, **table}
+    for name, other in _EXCLUSIVE.items():
+        if name in table and other not in table:
+            merged.pop(other, None)
+    if "environment" in table and "environment" in defaults:
+        merged["environment"] = {**defaults["environment"], **table["environment"]}
+    return merged
+
+
+def _programs(
+    tables: Any, path: str | None, defaults: Mapping[str, Any] | None = None
+) -> list[Program]:
+    """The ``[program.NAME]`` tables of the file at ``path``, checked, each over
+    ``defaults``. A mistake that comes from a default says so."""
     if not isinstance(tables, Mapping):
         reason = f"expected [program.NAME] tables, got {_got(tables)}"
         raise ConfigError(path, None, "program", reason)
+    defaults = defaults or {}
     programs = []
     for name, table in tables.items():
         if not isinstance(table, Mapping):
@@ -1090,8 +1138,11 @@ def _programs(tables: Any, path: str | None) -> list[Program]:
             raise ConfigError(path, "program", name, reason)
         _check_table(table, PROGRAM_KEYS, path, _program_table(name), name)
         try:
-            programs.append(Program(name, **table))
+            programs.append(Program(name, **_with_defaults(table, defaults)))
         except ConfigError as exc:
+            if exc.key in defaults and exc.key not in table:
+                reason = f"{exc.reason} (from [defaults])"
+                raise ConfigError(path, exc.table, exc.key, reason, exc.program) from None
             raise exc.located(path) from None
     return programs
 
@@ -1218,9 +1269,10 @@ def parse(
     errors. Raises ``ConfigError`` for anything unknown, missing or invalid. The
     files ``[supervisor] include`` names are read too, each passed to ``trust``
     first (which raises to refuse it: no file another user planted is read)."""
-    _check_top(data, path, ("supervisor", "program", "group"))
+    _check_top(data, path, ("supervisor", "defaults", "program", "group"))
     supervisor, patterns = _supervisor_table(data, path)
-    programs = _programs(data.get("program", {}), path)
+    defaults = _defaults(data, path)
+    programs = _programs(data.get("program", {}), path, defaults)
     groups = _group_tables(data.get("group", {}), path)
     files: list[str] = []
     sources: dict[str, str] = {}
@@ -1231,7 +1283,7 @@ def parse(
                 trust(file)
             document = _read_toml(file)
             _check_top(document, file, ("program",))
-            for program in _programs(document.get("program", {}), file):
+            for program in _programs(document.get("program", {}), file, defaults):
                 if any(other.name == program.name for other in programs):
                     other = sources.get(program.name, path)
                     reason = f"two programs have this name (the other in {other})"
