@@ -195,6 +195,8 @@ _FOREIGN_PROGRAM_KEYS = {
     "WorkingDirectory": ("systemd", "here: directory"),
     "UMask": ("systemd", "here: umask"),
     "Environment": ("systemd", 'here: environment = { NAME = "value" }'),
+    "EnvironmentFile": ("systemd", "here: environment_file"),
+    "env_file": ("compose", "here: environment_file"),
     "After": ("systemd", "here: after = [NAMES]"),
     "Requires": ("systemd", "here: after = [NAMES]"),
     "program": ("zdaemon", "here: command = [PATH, ARG...]"),
@@ -280,6 +282,14 @@ def _path(value: Any) -> str:
 
 def _optional_path(value: Any) -> str | None:
     return None if value is None else _path(value)
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    """One absolute path, or a list of them (a tuple either way)."""
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"expected an absolute path or a list of them, got {_got(value)}")
+    return tuple(_path(item) for item in items)
 
 
 OUTPUT_WORDS = ("inherit", "null")
@@ -649,6 +659,14 @@ class Program:
         metadata=_meta(
             _Type("table of strings", _environment, _text_environment),
             "variables added to the supervisor's environment",
+        ),
+    )
+    environment_file: Sequence[str] = field(
+        default=(),
+        metadata=_meta(
+            _Type("absolute path, or a list", _paths, _text_list),
+            "files of NAME=VALUE lines read at each start (systemd's EnvironmentFile),"
+            " under environment: its variables win",
         ),
     )
     user: str | None = field(default=None, metadata=_meta(_NAME, "the user (name or id) to run as"))
@@ -1385,3 +1403,23 @@ def check_system(config: SupervisorConfig) -> None:
         if program.group is not None and not _exists(program.group, grp.getgrnam):
             reason = f"no such group {program.group!r}"
             raise ConfigError(config.file_of(program.name), table, "group", reason, program.name)
+        if program.environment_file:
+            _check_environment_files(config, program)
+
+
+def _check_environment_files(config: SupervisorConfig, program: Program) -> None:
+    """Each of ``program``'s environment files can be read, is safe, and valid (it
+    is read again at each start)."""
+    from .envfile import read
+
+    for path in program.environment_file:
+        try:
+            read(path)
+        except DaemonError as exc:  # unsafe, or not valid: its message names the file
+            reason = str(exc)
+        except OSError as exc:
+            reason = f"{path}: {exc.strerror or exc}"
+        else:
+            continue
+        file, table = config.file_of(program.name), _program_table(program.name)
+        raise ConfigError(file, table, "environment_file", reason, program.name)

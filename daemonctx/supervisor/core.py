@@ -2442,7 +2442,16 @@ class _Written:
 
 
 #: Changing one of these restarts the program (its process must be started anew).
-RESTART_FIELDS = ("command", "environment", "user", "group", "directory", "umask", "pidfile")
+RESTART_FIELDS = (
+    "command",
+    "environment",
+    "environment_file",
+    "user",
+    "group",
+    "directory",
+    "umask",
+    "pidfile",
+)
 
 
 def _merged(program: Program) -> bool:

@@ -283,6 +283,25 @@ def _resolve_user(
     return uid, gid, groups
 
 
+def _environment_file(path: str) -> dict[str, str]:
+    """The variables in the file at ``path``; ``SpawnError`` when it cannot be used."""
+    from ..paths import UnsafePathError
+    from .envfile import EnvironmentFileError, read
+
+    try:
+        return read(path)
+    except UnsafePathError as exc:
+        raise SpawnError(
+            exc.errno or errnos.EPERM, f"{path}: {exc.reason}", "trust environment file"
+        ) from None
+    except EnvironmentFileError as exc:
+        raise SpawnError(exc.errno, str(exc), "read environment file") from None
+    except OSError as exc:
+        number = exc.errno or errnos.EIO
+        reason = exc.strerror or os.strerror(number)
+        raise SpawnError(number, f"{path}: {reason}", "read environment file") from None
+
+
 def spawn(
     program: Program,
     *,
@@ -297,7 +316,8 @@ def spawn(
 ) -> Spawned:
     """Start ``program`` (the instance ``name``): in a session and process group
     of its own, in ``program.directory``, with ``environment`` (the supervisor's)
-    plus ``program.environment`` (and ``NOTIFY_SOCKET`` when ``notify_socket`` is
+    plus the variables of ``program.environment_file`` (read now), then
+    ``program.environment`` (and ``NOTIFY_SOCKET`` when ``notify_socket`` is
     given, none otherwise), as ``program.user``/``group``, stdin from /dev/null,
     stdout and stderr to the given fds (else /dev/null), no other fd, default
     signal actions, an empty signal mask, and with ``death_signal`` SIGKILL when
@@ -312,6 +332,8 @@ def spawn(
     argv = list(program.command)
     env = {key: value for key, value in environment.items() if key != "NOTIFY_SOCKET"}
     uid, gid, groups = _resolve_user(program, argv[0], env)
+    for path in program.environment_file:  # read at each start, as systemd does
+        env.update(_environment_file(path))
     env.update(program.environment)
     env.pop("NOTIFY_SOCKET", None)
     if notify_socket is not None:
