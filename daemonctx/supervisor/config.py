@@ -24,7 +24,7 @@ import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, NoReturn
 
 from ..errors import DaemonError
 from ..process import FOREVER
@@ -196,6 +196,11 @@ _FOREIGN_PROGRAM_KEYS = {
     "UMask": ("systemd", "here: umask"),
     "Environment": ("systemd", 'here: environment = { NAME = "value" }'),
     "EnvironmentFile": ("systemd", "here: environment_file"),
+    "Nice": ("systemd", "here: nice"),
+    "LimitNOFILE": ("systemd", "here: limits = { nofile = N }"),
+    "LimitCORE": ("systemd", 'here: limits = { core = "infinity" }'),
+    "LimitNPROC": ("systemd", "here: limits = { nproc = N }"),
+    "LimitMEMLOCK": ("systemd", "here: limits = { memlock = N }"),
     "env_file": ("compose", "here: environment_file"),
     "After": ("systemd", "here: after = [NAMES]"),
     "Requires": ("systemd", "here: after = [NAMES]"),
@@ -363,6 +368,70 @@ def _stop_ladder(value: Any) -> tuple[int | float, ...] | None:
     if len(steps) % 2 == 0:
         raise ValueError("it must end with a signal")
     return tuple(steps)
+
+
+#: The resource limits a program may set (``limits = { nofile = 65536 }``): setrlimit(2)'s
+#: RLIMIT_* in lower case, as systemd's Limit*= and ulimit name them.
+LIMIT_NAMES = (
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+)
+#: No limit, in ``limits`` (resource.RLIM_INFINITY, which is -1 as Python reads it).
+UNLIMITED = -1
+_UNLIMITED_WORDS = ("infinity", "unlimited")
+
+
+def _limit_value(name: str, value: Any) -> int:
+    if isinstance(value, str) and value in _UNLIMITED_WORDS:
+        return UNLIMITED
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"{name}: expected an integer >= 0, 'infinity' or [soft, hard], got {_got(value)}"
+        )
+    return int(value)
+
+
+def _limits(value: Any) -> dict[str, tuple[int, int]]:
+    """``{name: (soft, hard)}`` from ``{nofile = 65536, core = "infinity",
+    nproc = [512, 1024]}``; a single value is both. Soft at most hard."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a table such as {{ nofile = 65536 }}, got {_got(value)}")
+    limits = {}
+    for name, given in value.items():
+        if name not in LIMIT_NAMES:
+            raise ValueError(f"unknown limit {name!r}{did_you_mean(str(name), LIMIT_NAMES)}")
+        if isinstance(given, (list, tuple)):
+            if len(given) != 2:
+                raise ValueError(f"{name}: expected [soft, hard], got {_got(given)}")
+            soft, hard = (_limit_value(name, part) for part in given)
+        else:
+            soft = hard = _limit_value(name, given)
+        if hard != UNLIMITED and (soft == UNLIMITED or soft > hard):
+            raise ValueError(f"{name}: the soft limit is above the hard one, got {_got(given)}")
+        limits[name] = (soft, hard)
+    return limits
+
+
+def _nice(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -20 <= value <= 19:
+        raise ValueError(f"expected an integer from -20 to 19, got {_got(value)}")
+    return int(value)
 
 
 def _umask(value: Any) -> int:
@@ -678,6 +747,22 @@ class Program:
     )
     group: str | None = field(
         default=None, metadata=_meta(_NAME, "the group (name or id) to run as")
+    )
+    nice: int | None = field(
+        default=None,
+        metadata=_meta(
+            _Type("integer from -20 to 19", _nice, _text_int),
+            "its scheduling priority (systemd's Nice=): 19 the lowest, -20 the highest",
+        ),
+    )
+    limits: Mapping[str, tuple[int, int]] = field(
+        default_factory=dict,
+        hash=False,
+        metadata=_meta(
+            _Type("table of limits", _limits),
+            "its resource limits (systemd's LimitNOFILE= and the like): { nofile = 65536,"
+            ' core = "infinity", nproc = [512, 1024] }, set before it becomes user',
+        ),
     )
     restart: str = field(
         default="on-failure",
@@ -1405,6 +1490,8 @@ def check_system(config: SupervisorConfig) -> None:
             raise ConfigError(config.file_of(program.name), table, "group", reason, program.name)
         if program.environment_file:
             _check_environment_files(config, program)
+        if program.limits or program.nice is not None:
+            _check_limits(config, program)
 
 
 def _check_environment_files(config: SupervisorConfig, program: Program) -> None:
@@ -1423,3 +1510,56 @@ def _check_environment_files(config: SupervisorConfig, program: Program) -> None
             continue
         file, table = config.file_of(program.name), _program_table(program.name)
         raise ConfigError(file, table, "environment_file", reason, program.name)
+
+
+def _capable(bit: int) -> bool:
+    """Whether this process has the capability numbered ``bit`` (capabilities(7)),
+    read from /proc/self/status; where it cannot be read, whether it is root."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+_CAP_SYS_NICE, _CAP_SYS_RESOURCE = 23, 24
+
+
+def _check_limits(config: SupervisorConfig, program: Program) -> None:
+    """What ``limits`` and ``nice`` ask can be done here: a limit the system has,
+    an open-file limit within the kernel's (``fs.nr_open``); no hard limit above
+    the supervisor's without CAP_SYS_RESOURCE (root's, and not in every
+    container), no priority above what it may take without CAP_SYS_NICE."""
+    import resource
+
+    file, table = config.file_of(program.name), _program_table(program.name)
+
+    def refuse(key: str, reason: str) -> NoReturn:
+        raise ConfigError(file, table, key, reason, program.name)
+
+    for name, (_soft, hard) in program.limits.items():
+        number = getattr(resource, f"RLIMIT_{name.upper()}", None)
+        if number is None:
+            refuse("limits", f"{name}: no such limit on this system")
+        if name == "nofile":
+            try:
+                with open("/proc/sys/fs/nr_open") as file_max:
+                    most = int(file_max.read())
+            except (OSError, ValueError):
+                most = None
+            if most is not None and (hard == UNLIMITED or hard > most):
+                refuse("limits", f"nofile: at most {most} here (fs.nr_open), got {hard}")
+        ours = resource.getrlimit(number)[1]
+        above = ours != resource.RLIM_INFINITY and (hard == UNLIMITED or hard > ours)
+        if above and not _capable(_CAP_SYS_RESOURCE):
+            reason = f"{name}: above the supervisor's hard limit ({ours}), without CAP_SYS_RESOURCE"
+            refuse("limits", reason)
+    if program.nice is not None and not _capable(_CAP_SYS_NICE):
+        ceiling = resource.getrlimit(resource.RLIMIT_NICE)[0]  # setpriority(2): 20 - it
+        floor = -20 if ceiling == resource.RLIM_INFINITY else 20 - ceiling
+        floor = min(floor, os.getpriority(os.PRIO_PROCESS, 0))
+        if program.nice < floor:
+            refuse("nice", f"below {floor}, the most the supervisor may give, without CAP_SYS_NICE")

@@ -2451,6 +2451,8 @@ RESTART_FIELDS = (
     "directory",
     "umask",
     "pidfile",
+    "nice",
+    "limits",
 )
 
 

@@ -40,7 +40,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -210,9 +210,29 @@ def restore_signals(taken: dict[int, Any]) -> None:
             pass
 
 
-def _child_setup(supervisor: int, ignored: list[int], death_signal: bool) -> Callable[[], None]:
-    """The ``preexec_fn``: run in the child after its credential change, before exec.
-    Everything it calls is looked up here, in the parent."""
+@dataclass(frozen=True)
+class _Credentials:
+    """What the child becomes, when ``_child_setup`` changes its credentials
+    itself (after its limits and priority, which need root's privileges): Popen
+    would change them before its ``preexec_fn`` runs."""
+
+    uid: int | None
+    gid: int | None
+    groups: list[int] | None
+
+
+def _child_setup(
+    supervisor: int,
+    ignored: list[int],
+    death_signal: bool,
+    limits: Sequence[tuple[int, int, int]] = (),
+    nice: int | None = None,
+    credentials: _Credentials | None = None,
+) -> Callable[[], None]:
+    """The ``preexec_fn``: run in the child before exec; after its credential
+    change, or with ``credentials`` making it itself once ``limits`` ((resource,
+    soft, hard) each) and ``nice`` are set. Everything it calls is looked up
+    here, in the parent."""
     import ctypes
 
     libc = load_libc()
@@ -223,8 +243,24 @@ def _child_setup(supervisor: int, ignored: list[int], death_signal: bool) -> Cal
     getppid, exit_now = os.getppid, os._exit
     sigmask, setmask = signal.pthread_sigmask, signal.SIG_SETMASK
     empty: tuple[int, ...] = ()
+    setpriority, process = os.setpriority, os.PRIO_PROCESS
+    setgroups, setregid, setreuid = os.setgroups, os.setregid, os.setreuid
+    if limits:
+        from resource import setrlimit
 
     def setup() -> None:
+        # Raised here, Popen reports "Exception occurred in preexec_fn" (spawn says more)
+        for resource_number, soft, hard in limits:
+            setrlimit(resource_number, (soft, hard))
+        if nice is not None:
+            setpriority(process, 0, nice)
+        if credentials is not None:  # Popen's order: groups, gid, uid
+            if credentials.groups is not None:
+                setgroups(credentials.groups)
+            if credentials.gid is not None:
+                setregid(credentials.gid, credentials.gid)
+            if credentials.uid is not None:
+                setreuid(credentials.uid, credentials.uid)
         for number in ignored:
             set_signal(number, None)  # SIG_DFL
         sigmask(setmask, empty)
@@ -369,7 +405,15 @@ def _popen(
         ignored = ignored_signals()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     setup: Callable[[], None] | None = None
-    if death_signal or ignored or blocked:
+    if program.limits or program.nice is not None:
+        # The slow path (a full fork): limits and priority set as root, then the
+        # credential change, by the child itself
+        credentials = _Credentials(uid, gid, groups)
+        uid = gid = groups = None
+        setup = _child_setup(
+            os.getpid(), ignored, death_signal, _limits(program), program.nice, credentials
+        )
+    elif death_signal or ignored or blocked:
         setup = _child_setup(os.getpid(), ignored, death_signal)
     try:
         return subprocess.Popen(
@@ -395,8 +439,23 @@ def _popen(
         if filename == program.directory and filename != argv[0]:  # the chdir failed
             raise SpawnError(number, f"directory {filename}: {reason}", "change to") from None
         raise SpawnError(number, f"{os.fsdecode(filename)}: {reason}") from None
-    except subprocess.SubprocessError as exc:  # preexec_fn raised (it should not)
+    except subprocess.SubprocessError as exc:  # preexec_fn raised
+        if program.limits or program.nice is not None:  # checked at the start; changed since?
+            reason = "its limits, nice or user could not be set"
+            raise SpawnError(errnos.EPERM, f"{argv[0]}: {reason}", "start") from None
         raise SpawnError(errnos.EIO, f"{argv[0]}: {exc}") from None
+
+
+def _limits(program: Program) -> list[tuple[int, int, int]]:
+    """``program.limits`` as setrlimit's (resource, soft, hard)."""
+    import resource
+
+    infinity = resource.RLIM_INFINITY
+    found = []
+    for name, (soft, hard) in program.limits.items():
+        number = getattr(resource, f"RLIMIT_{name.upper()}")
+        found.append((number, infinity if soft < 0 else soft, infinity if hard < 0 else hard))
+    return found
 
 
 # -- after the start ----------------------------------------------------------------------
