@@ -153,8 +153,11 @@ def _read_only_twin(path: str, fd: int) -> int | None:
         raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
     try:
         twin = os.open(path, _OPEN_FLAGS | os.O_RDONLY)
-    except OSError:
-        return None
+    except FileNotFoundError:
+        return None  # unlinked since: start over
+    except OSError as exc:  # EMFILE with one fd left: an error, not a reason to retry
+        message = f"cannot open pidfile {path}: {exc.strerror}"
+        raise _lockfile_error("LockFailed", message) from exc
     mine = os.fstat(twin)
     if (mine.st_dev, mine.st_ino) != (st.st_dev, st.st_ino):
         os.close(twin)
@@ -177,6 +180,22 @@ def _pid_in(fd: int) -> int | None:
         return None
     # Linux pids go up to 2**22 (PID_MAX_LIMIT): anything longer is not a pid
     return int(line) if line.isdigit() and len(line) <= 7 and 0 < int(line) <= 2**22 else None
+
+
+def _other_text(fd: int) -> bool:
+    """True when the file holds something else than a pid (or nothing): a typo's
+    --pidfile app.conf must not be emptied, overwritten or removed."""
+    try:
+        data = os.pread(fd, 65, 0)
+    except OSError:
+        return False
+    text = data.strip()
+    return len(data) > 64 or not (text == b"" or (text.isdigit() and len(text) <= 7))
+
+
+def _not_a_pidfile(path: str, doing: str) -> Exception:
+    message = f"refusing to {doing} {path}: it holds something other than a pid"
+    return _lockfile_error("LockFailed", message)
 
 
 def _is_at_path(path: str, fd: int) -> bool:
@@ -488,6 +507,17 @@ class PIDLockFile:
                 raise UnsafePathError("pidfile", seen, reason)
         if held_ok:
             return  # only the path's trust was asked for (a restart's check)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            try:
+                fd = os.open(real, _OPEN_FLAGS | os.O_RDONLY)
+            except OSError:
+                fd = None  # gone since, or unreadable: acquire() says what is wrong
+            if fd is not None:
+                try:
+                    if _other_text(fd):
+                        raise _not_a_pidfile(self.path, "overwrite")
+                finally:
+                    os.close(fd)
         timeout = self._default_timeout()
         waits = timeout is not None and timeout > 0
         status = read_pidfile_status(real)
@@ -535,6 +565,9 @@ class PIDLockFile:
                 raise
             if lock_fd is None:  # replaced between the two opens
                 os.close(fd)
+                replaced += 1
+                if replaced > _MAX_REPLACED:
+                    raise _lockfile_error("LockFailed", f"{self.path} keeps being replaced")
                 continue
             locked, holder = _try_lock(lock_fd)
             if locked and _is_at_path(self.path, lock_fd):
@@ -549,6 +582,10 @@ class PIDLockFile:
                         os.close(guard_fd)
                     message = _deleted_message(self.path, holder, restored)
                     raise _lockfile_error("AlreadyLocked", message)
+                if _other_text(lock_fd):  # not ours to empty: unlocked and left as it is
+                    os.close(fd)
+                    os.close(lock_fd)
+                    raise _not_a_pidfile(self.path, "overwrite")
                 try:
                     data = b"%d\n" % os.getpid()
                     os.ftruncate(fd, 0)  # readers see empty ("not yet written") or the full pid
@@ -679,6 +716,8 @@ class PIDLockFile:
                     "AlreadyLocked",
                     _held_message(self.path, pid) + "; break_lock never steals a live lock",
                 ) from None
+            if _other_text(fd):
+                raise _not_a_pidfile(self.path, "remove")
             if _is_at_path(self.path, fd):
                 os.unlink(self.path)
         finally:

@@ -202,6 +202,22 @@ def test_start_fails_in_the_foreground_and_leaves_nothing(
     assert tracker.processes() == []
 
 
+def test_a_pidfile_typo_naming_another_file_loses_nothing(tracker: Tracker) -> None:
+    """--pidfile app.conf by mistake: stop and restart leave its text as it is,
+    start refuses to overwrite it, in the foreground."""
+    conf = tracker.tmp_path / "app.conf"
+    conf.write_text("listen = 8080\nsecret = x\n")
+    stop = tracker.daemonctx("stop", "--pidfile", str(conf))
+    assert (stop.returncode, stop.stdout) == (0, "app is not running\n"), stop
+    refusal = f"daemonctx: error: app: refusing to overwrite {conf}: it holds something other"
+    refusal += " than a pid\n"
+    for command in ("start", "restart"):
+        result = tracker.daemonctx(command, "--pidfile", str(conf), "--", "sleep", "1000")
+        assert (result.returncode, result.stderr) == (1, refusal), result
+    assert conf.read_text() == "listen = 8080\nsecret = x\n"
+    assert tracker.processes() == []
+
+
 def test_start_refuses_a_running_daemon_naming_its_pid(tracker: Tracker) -> None:
     pid = tracker.start("sleep", "1000")
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")

@@ -612,3 +612,56 @@ def test_status_does_not_trust_a_reused_pid(path: str, processes: ProcessTracker
         assert PIDLockFile(path).is_locked()  # lockfile's meaning: the file exists
     Path(path).write_text("garbage\n")
     assert read_pidfile_status(path) == PidfileStatus(path, True, False, None, None)
+
+
+# -- a file that is no pidfile: a typo's --pidfile app.conf ---------------------------------
+
+
+CONF = "listen = 8080\nsecret = x\n"
+
+
+@pytest.mark.parametrize("content", [CONF, "12345678\n", "1 2\n", "x" * 100, "9\n" * 40])
+def test_a_file_with_other_text_is_never_emptied_overwritten_or_removed(
+    path: str, content: str
+) -> None:
+    """Not a pid (one line of at most 7 digits) and not empty: ``start`` refuses to
+    overwrite it, in the foreground, and ``stop``'s stale-pidfile removal leaves it."""
+    Path(path).write_text(content)
+    message = f"refusing to overwrite {path}: it holds something other than a pid"
+    with pytest.raises(lockfile.LockFailed, match=message):
+        PIDLockFile(path).fail_if_held()
+    with pytest.raises(lockfile.LockFailed, match=message):
+        PIDLockFile(path).acquire()
+    with pytest.raises(lockfile.LockFailed, match=f"refusing to remove {path}: it holds"):
+        PIDLockFile(path).break_lock()
+    assert Path(path).read_text() == content
+    assert not os.path.exists(guard_path(path))
+
+
+@pytest.mark.parametrize("content", ["", "\n", "4321\n", " 42 \n", "7"])
+def test_a_stale_pidfile_is_still_taken_over_and_removed(path: str, content: str) -> None:
+    Path(path).write_text(content)
+    PIDLockFile(path).break_lock()
+    assert not os.path.exists(path)
+    Path(path).write_text(content)
+    with PIDLockFile(path):
+        assert Path(path).read_text() == f"{os.getpid()}\n"
+
+
+@pytest.mark.forked
+def test_acquire_with_one_descriptor_left_fails_at_once(path: str) -> None:
+    """It takes two descriptors (the file, and a read-only one to hold the lock):
+    with one left, EMFILE is an error, not "replaced meanwhile, start over" for ever."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    spare = []
+    try:
+        while True:
+            spare.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    os.close(spare.pop())  # exactly one left
+    with pytest.raises(lockfile.LockFailed, match=f"cannot open pidfile {path}: Too many open"):
+        TimeoutPIDLockFile(path, 5).acquire()
