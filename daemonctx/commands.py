@@ -9,6 +9,7 @@ start-up time is a goal).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -39,6 +40,13 @@ def say(line: str) -> bool:
     False when it could not be written (the pipe's reader exited)."""
     try:
         print(line, flush=True)
+    except UnicodeEncodeError:  # a path or command line that is not text (b"\xff"), and a
+        # strict stdout (PYTHONIOENCODING=utf-8): its bytes as they are, as ls writes them
+        try:
+            sys.stdout.buffer.write(os.fsencode(line) + b"\n")
+            sys.stdout.buffer.flush()
+        except (OSError, UnicodeError, AttributeError):
+            return False
     except OSError:
         return False
     return True

@@ -322,7 +322,8 @@ class DaemonContext:
         if self.pidfile is not None:  # what the launcher says if the daemon stalls there
             where = getattr(self.pidfile, "path", None)
             kind = type(self.pidfile).__name__
-            plan.pidfile_step = f"take its pidfile {where or ''} ({kind})".encode()
+            step = f"take its pidfile {where or ''} ({kind})"  # a path may be any bytes
+            plan.pidfile_step = step.encode("utf-8", "surrogateescape")
         return plan
 
     def _detach(self) -> None:

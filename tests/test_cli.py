@@ -600,3 +600,35 @@ def test_restart_with_a_bad_option_keeps_the_daemon(tracker: Tracker) -> None:
     assert result.returncode == 1
     assert result.stderr == "daemonctx: error: --user no-such-user-xyz: no such user\n"
     assert tracker.processes() == [pid]
+
+
+def test_a_pidfile_path_that_is_not_text(tracker: Tracker) -> None:
+    """A pidfile's path may be any bytes: start, status and stop work, and status
+    writes the name (from the path) as it is, even to a strict stdout."""
+    odd = os.fsdecode(os.fsencode(str(tracker.tmp_path)) + b"/\xff.pid")
+    bytes_as_they_are = {"errors": "surrogateescape"}
+    result = tracker.daemonctx(
+        "start",
+        "--pidfile",
+        odd,
+        "--",
+        "sh",
+        "-c",
+        "exec sleep 1000",
+        "\udcff",
+        **bytes_as_they_are,
+    )
+    assert result.returncode == 0, result.stderr
+    pid = read_pidfile_status(odd).pid
+    assert pid is not None and tracker.processes() == [pid]
+    status = subprocess.run(
+        [*tracker.command(), "status", "--pidfile", odd],
+        capture_output=True,
+        env={**tracker.env, "PYTHONIOENCODING": "utf-8"},
+        timeout=30,
+    )
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.endswith(b"): sleep 1000\n"), status.stdout  # exec'd: argv is sleep's
+    assert b"\xff" in status.stdout.split(b" is running")[0]  # the name, from the path
+    assert tracker.daemonctx("stop", "--pidfile", odd, **bytes_as_they_are).returncode == 0
+    assert not os.path.exists(odd) and tracker.processes() == []
