@@ -237,7 +237,16 @@ def _find(path: str, every_holder: bool = False) -> identity.Found:
         if not _is_pidfile_error(exc):
             raise
         denied = isinstance(exc, PermissionError) or isinstance(exc.__cause__, PermissionError)
-        raise CommandError(str(exc), exit_code=4 if denied else 1) from exc
+        raise CommandError(_one_line(exc), exit_code=4 if denied else 1) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` for the user: an ``OSError`` made of a whole message (``paths``'s)
+    without Python's ``[Errno 2]`` in front; the others as they say."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror and text.startswith("[Errno"):
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    return text
 
 
 def default_name(pidfile: PathArg) -> str:

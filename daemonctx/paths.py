@@ -139,7 +139,11 @@ def _walk(path: str, what: str) -> tuple[str, bool]:
             links += 1
             if links > _MAX_LINKS:
                 raise refuse("too many symbolic links")
-            target = os.readlink(entry)
+            try:
+                target = os.readlink(entry)
+            except OSError as exc:  # /proc/1/fd/1: a link even root may not read
+                message = f"cannot check {what} {_show(path)}: {exc.strerror}"
+                raise OSError(exc.errno, message) from exc
             if target.startswith("/"):
                 del chain[1:]
             todo.extend(_names(target))

@@ -482,3 +482,36 @@ def test_check_finds_what_would_fail_in_the_daemon_without_forking(tmp_path: Pat
         nameless = Service(tmp_path / "svc.pid", uid=54321, gid=54321, initgroups=True)
         with pytest.raises(DaemonOptionError, match="no passwd entry"):
             nameless.make_context(detach=True).check(pidfile_held_ok=True)
+
+
+# -- paths that cannot be looked at ---------------------------------------------------------
+
+
+def test_a_missing_directory_and_an_unreadable_link_are_named_without_errno(
+    tracker: Tracker,
+) -> None:
+    missing = tracker.tmp_path / "nonexistent" / "dir" / "a.pid"
+    reason = f"pidfile {missing.parent}: no such directory {missing.parent.parent}"
+    status = tracker.daemonctx("status", "--pidfile", str(missing))
+    assert (status.returncode, status.stdout) == (4, f"a status is unknown: {reason}\n")
+    stop = tracker.daemonctx("stop", "--pidfile", str(missing))
+    assert (stop.returncode, stop.stderr) == (1, f"daemonctx: error: {reason}\n")
+
+
+@needs_root
+def test_an_output_path_through_a_link_even_root_may_not_read_is_one_line(
+    tracker: Tracker,
+) -> None:
+    """/proc/PID/fd/N of a process in another pid namespace (or one that ptrace
+    rules keep from us): readlink fails; the refusal names the flag and the path."""
+    probe = subprocess.run(["readlink", "/proc/1/fd/1"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        pytest.skip("/proc/1/fd/1 can be read here")
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--stdout", "/proc/1/fd/1", "--", "sleep", "1"
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "daemonctx: error: cannot check --stdout /proc/1/fd/1: Permission denied\n"
+    )
+    assert tracker.processes() == []
