@@ -294,6 +294,13 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
      "2 instances cannot share one pidfile"),
     ({"restart_delay": 5, "restart_delay_max": 1}, "restart_delay_max", f"{DELAY} (5.0), got 1.0"),
     ({"restart_delay": 60}, "restart_delay_max", f"{DELAY} (60.0), got 30.0"),
+    # (uid_t)-1 means "unchanged" to setuid(2): the program would run as root
+    ({"user": "4294967295"}, "user", "expected an id from 0 to 4294967294, got 4294967295"),
+    ({"group": "4294967295"}, "group", "expected an id from 0 to 4294967294, got 4294967295"),
+    ({"user": "9" * 20}, "user", f"expected an id from 0 to 4294967294, got {'9' * 20}"),
+    ({"user": "\u00b2"}, "user", "expected a name or an id in digits 0-9, got '\u00b2'"),
+    ({"group": "\u0661\u0662"}, "group",
+     "expected a name or an id in digits 0-9, got '\u0661\u0662'"),
 ]  # fmt: skip
 
 
@@ -353,6 +360,22 @@ BAD_FILES: list[tuple[str, str]] = [
      "shop.toml: [supervisor] pidfile: expected an absolute path, got 'run/s.pid'"),
     (SUPERVISOR + "control_group = 5\n" + WEB,
      "shop.toml: [supervisor] control_group: expected a non-empty string, got 5"),
+    (SUPERVISOR + "control_group = '4294967295'\n" + WEB,
+     "shop.toml: [supervisor] control_group: expected an id from 0 to 4294967294, got 4294967295"),
+    # the supervisor's own four files, on four paths; a socket is no directory
+    ("[supervisor]\ncontrol = '/'\n" + WEB,
+     "shop.toml: [supervisor] control: expected the path of a socket file, not of a directory,"
+     " got '/'"),
+    ("[supervisor]\ncontrol = '/run/shop/'\n" + WEB,
+     "shop.toml: [supervisor] control: expected the path of a socket file, not of a directory,"
+     " got '/run/shop/'"),
+    (SUPERVISOR + "log = '/run/shop/control.sock'\n" + WEB,
+     "shop.toml: [supervisor] log: '/run/shop/control.sock' is the control socket too"),
+    (SUPERVISOR + "pidfile = '/run/shop/control.sock.lock'\n" + WEB,
+     "shop.toml: [supervisor] pidfile: '/run/shop/control.sock.lock' is the control socket's"
+     " lock file too"),
+    (SUPERVISOR + "pidfile = '/run/shop/s.pid'\nlog = '/run/shop/s.pid'\n" + WEB,
+     "shop.toml: [supervisor] log: '/run/shop/s.pid' is the pidfile too"),
     # the first error in the file is the one shown
     ("[supervisor]\ncontrol = 'c.sock'\n" + WEB + "restart = 'sometimes'\n",
      "shop.toml: [supervisor] control: expected an absolute path, got 'c.sock'"),

@@ -60,6 +60,8 @@ READY_CHOICES = ("started", "notify", "exited")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 # sockaddr_un.sun_path holds 108 bytes, the last one a NUL.
 MAX_SOCKET_PATH = 107
+#: The largest configuration file read (a mistake such as /dev/zero may be endless).
+MAX_CONFIG_BYTES = 16 << 20
 
 
 class ConfigError(DaemonError, ValueError):
@@ -448,6 +450,8 @@ def _umask(value: Any) -> int:
 
 def _socket_path(value: Any) -> str:
     path = _path(value)
+    if path.endswith("/") or os.path.basename(os.path.normpath(path)) in ("", ".", ".."):
+        raise ValueError(f"expected the path of a socket file, not of a directory, got {path!r}")
     size = len(os.fsencode(path))
     if size > MAX_SOCKET_PATH:
         raise ValueError(f"too long for a Unix socket ({size} bytes, at most {MAX_SOCKET_PATH})")
@@ -632,7 +636,22 @@ class _Type(NamedTuple):
 _SECONDS = _Type("seconds", _seconds, _text_float)
 _PATH = _Type("absolute path", _path)
 _OPTIONAL_PATH = _Type("absolute path", _optional_path)
-_NAME = _Type("name", _optional_string)
+#: The largest user or group id: (uid_t)-1, one more, means "unchanged" to setuid(2).
+MAX_ID = 2**32 - 2
+
+
+def _name_or_id(value: Any) -> str | None:
+    """A user or group: a name, or an id in ASCII digits from 0 to ``MAX_ID``."""
+    text = _optional_string(value)
+    if text is not None and text.isdigit():
+        if not text.isascii():  # "²" and "١٢" are digits to str.isdigit, not to int()
+            raise ValueError(f"expected a name or an id in digits 0-9, got {text!r}")
+        if int(text) > MAX_ID:
+            raise ValueError(f"expected an id from 0 to {MAX_ID}, got {text}")
+    return text
+
+
+_NAME = _Type("name", _name_or_id)
 
 _META = "daemonctx.config"
 
@@ -1022,13 +1041,11 @@ class SupervisorConfig:
     )
     control_group: str | None = field(
         default=None,
-        metadata=_meta(_Type("group name", _optional_string), "its members may run every command"),
+        metadata=_meta(_Type("group name", _name_or_id), "its members may run every command"),
     )
     observer_group: str | None = field(
         default=None,
-        metadata=_meta(
-            _Type("group name", _optional_string), "its members may run read-only commands"
-        ),
+        metadata=_meta(_Type("group name", _name_or_id), "its members may run read-only commands"),
     )
     path: str | None = None
     # What ``[supervisor] include`` brought in (``load`` fills these): the files
@@ -1067,8 +1084,25 @@ class SupervisorConfig:
                 )
             if program.pidfile is not None:
                 pidfiles[program.pidfile] = f"program {program.name!r}"
+        self._check_own_files(path)
         _waves(self.programs, path, self.sources)
         object.__setattr__(self, "groups", _checked_groups(self.groups, self.programs, path))
+
+    def _check_own_files(self, path: str | None) -> None:
+        """The supervisor's socket, the socket's lock file, its pidfile and its log
+        are four files: one path for two of them would break both."""
+        taken = {
+            os.path.normpath(self.control): "the control socket",
+            os.path.normpath(self.control + ".lock"): "the control socket's lock file",
+        }
+        for key in ("pidfile", "log"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            other = taken.get(os.path.normpath(value))
+            if other is not None:
+                raise ConfigError(path, "supervisor", key, f"{value!r} is {other} too")
+            taken[os.path.normpath(value)] = f"the {key}"
 
     def file_of(self, name: str) -> str | None:
         """The file program ``name`` is in: an included one, or ``path``."""
@@ -1410,11 +1444,29 @@ _LOCATION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)
 def _read_toml(shown: str) -> dict[str, Any]:
     """The TOML document in the file ``shown``; ``ConfigError`` naming it when it
     cannot be read, is not UTF-8 or not TOML."""
+    import stat
+
     try:
-        with open(shown, "rb") as file:
-            raw = file.read()
+        # Not blocking on a FIFO planted in conf.d; nothing but a regular file read
+        fd = os.open(shown, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(shown, None, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(shown, None, None, "not a regular file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            reason = f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB: not a configuration"
+            raise ConfigError(shown, None, None, reason)
+        with os.fdopen(os.dup(fd), "rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(shown, None, None, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        reason = f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB: not a configuration"
+        raise ConfigError(shown, None, None, reason)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -1423,6 +1475,8 @@ def _read_toml(shown: str) -> dict[str, Any]:
     try:
         document: dict[str, Any] = tomllib.loads(text)
         return document
+    except RecursionError:  # [[[[...]]]] a hundred thousand deep
+        raise ConfigError(shown, None, None, "not TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _LOCATION.search(message)
