@@ -814,3 +814,25 @@ def test_a_changed_default_is_a_change_of_each_program_it_applies_to(shop: Path)
     new = load_text(shop, SUPERVISOR + "[defaults]\nstop_timeout = 20\n" + WEB + db)
     plan = reload_plan(old, new)
     assert [(change["name"], change["restart"]) for change in plan["changed"]] == [("web", False)]
+
+
+# -- what is read: regular files, of a bounded size ----------------------------------------
+
+
+def test_a_fifo_device_or_deep_nesting_is_one_line_never_a_hang(shop: Path) -> None:
+    """A FIFO among the included files (even root's own) is not opened for a
+    blocking read; /dev/zero is not read without end; [[[[...]]]] is not a traceback."""
+    conf_d({})
+    os.mkfifo("conf.d/x.toml")
+    assert str(error_of(shop, INCLUDE + WEB)) == "conf.d/x.toml: not a regular file"
+    with pytest.raises(ConfigError, match="^/dev/zero: not a regular file$"):
+        load("/dev/zero")
+    deep = Path("deep.toml")
+    deep.write_text(SUPERVISOR + "x = " + "[" * 100000 + "]" * 100000 + "\n")
+    with pytest.raises(ConfigError, match="^deep.toml: not TOML: nested too deeply$"):
+        load(deep)
+    huge = Path("huge.toml")
+    with huge.open("wb") as file:
+        file.truncate(17 << 20)  # sparse
+    with pytest.raises(ConfigError, match="^huge.toml: larger than 16 MiB: not a configuration$"):
+        load(huge)

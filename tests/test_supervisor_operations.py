@@ -282,10 +282,39 @@ def test_a_broken_file_changes_nothing_and_names_file_table_and_key(
     assert running(supervisors, "web", "db") == before
     assert "reload:" not in log_text(supervisors), "nothing was applied"
 
+    # A FIFO included (root's own: trusted): refused, never read; the supervisor serves
+    supervisors.config({"web": changed, "db": db})
+    path.write_text(path.read_text().replace("[supervisor]", '[supervisor]\ninclude = ["d/*"]'))
+    (path.parent / "d").mkdir()
+    os.mkfifo(path.parent / "d" / "x.toml")
+    result = supervisors.ctl("reload")
+    assert result.returncode == 1, result
+    assert result.stderr.endswith(f"nothing changed: {path.parent}/d/x.toml: not a regular file\n")
+    assert running(supervisors, "web", "db") == before
+    (path.parent / "d" / "x.toml").unlink()
+
     supervisors.config({"web": changed, "db": db})
     assert reload(supervisors) == ["change web: command (restart)"]
     wait_gone(before["web"], 5)
     assert running(supervisors, "db") == {"db": before["db"]}
+
+
+def test_a_reload_after_the_file_s_directory_moved_is_one_line(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    (tmp_path / "etc").mkdir()
+    supervisors.config_path = tmp_path / "etc" / "shop.toml"
+    supervisors.config({"web": {"command": [SLEEP, "1000"]}})
+    supervisors.foreground()
+    before = running(supervisors, "web")
+    (tmp_path / "etc").rename(tmp_path / "etc.moved")
+    result = supervisors.ctl("reload")
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"daemonctx: error: nothing changed: configuration file {tmp_path}/etc/shop.toml:"
+        f" no such directory {tmp_path}/etc\n"
+    )
+    assert running(supervisors, "web") == before
 
 
 def test_reload_dry_run_prints_the_plan_and_changes_nothing(

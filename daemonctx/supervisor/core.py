@@ -2110,6 +2110,9 @@ class Supervisor:
             fit_descriptor_limit(new, raise_soft=not dry_run)
         except DaemonError as exc:
             raise _Refused(protocol.FAILED, f"nothing changed: {exc}") from None
+        except OSError as exc:  # its directory moved or removed since the start
+            reason = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+            raise _Refused(protocol.FAILED, f"nothing changed: {reason}") from None
         plan = reload_plan(self.config, new)
         plan["applied"] = not dry_run
         if not dry_run:
