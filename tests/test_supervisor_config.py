@@ -825,14 +825,16 @@ def test_a_fifo_device_or_deep_nesting_is_one_line_never_a_hang(shop: Path) -> N
     conf_d({})
     os.mkfifo("conf.d/x.toml")
     assert str(error_of(shop, INCLUDE + WEB)) == "conf.d/x.toml: not a regular file"
-    with pytest.raises(ConfigError, match="^/dev/zero: not a regular file$"):
-        load("/dev/zero")
-    deep = Path("deep.toml")
-    deep.write_text(SUPERVISOR + "x = " + "[" * 100000 + "]" * 100000 + "\n")
-    with pytest.raises(ConfigError, match="^deep.toml: not TOML: nested too deeply$"):
-        load(deep)
-    huge = Path("huge.toml")
-    with huge.open("wb") as file:
-        file.truncate(17 << 20)  # sparse
-    with pytest.raises(ConfigError, match="^huge.toml: larger than 16 MiB: not a configuration$"):
-        load(huge)
+    for path, message in (
+        ("/dev/zero", "/dev/zero: not a regular file"),
+        ("deep.toml", "deep.toml: not TOML: nested too deeply"),
+        ("huge.toml", "huge.toml: larger than 16 MiB: not a configuration"),
+    ):
+        if path == "deep.toml":
+            Path(path).write_text(SUPERVISOR + "x = " + "[" * 100000 + "]" * 100000 + "\n")
+        if path == "huge.toml":
+            with Path(path).open("wb") as file:
+                file.truncate(17 << 20)  # sparse
+        with pytest.raises(ConfigError) as caught:
+            load(path)
+        assert str(caught.value) == message
