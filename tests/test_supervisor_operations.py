@@ -317,6 +317,42 @@ def test_a_reload_after_the_file_s_directory_moved_is_one_line(
     assert running(supervisors, "web") == before
 
 
+def test_a_program_removed_but_still_stopping_cannot_be_started_and_comes_back_as_one(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A reload removed slow, which ignores SIGTERM: ctl start slow is refused
+    (it is no program any more); a reload that adds it back takes the same
+    instance, started again once the old process is gone: never two, and
+    nothing outlives the shutdown."""
+    keep = {"command": [SLEEP, "1000"]}
+    slow = {
+        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{tmp_path}/slow.pid"'],
+        "stop_timeout": 60,
+    }
+    supervisors.config({"keep": keep, "slow": slow})
+    supervisors.foreground()
+    wait_for((tmp_path / "slow.pid").exists, what="slow to ignore SIGTERM")
+    old = running(supervisors, "slow")["slow"]
+    supervisors.config({"keep": keep})
+    assert reload(supervisors) == ["remove slow"]
+    for command in ("start", "restart", "stop"):
+        result = supervisors.ctl(command, "slow")
+        assert result.returncode == 1 and "no program named 'slow'" in result.stderr, result
+    assert supervisors.ctl("start", "all").returncode == 0
+    with supervisors.client() as client:
+        assert client.status("slow")[0].state == "stopping"  # still to be looked at
+
+    supervisors.config({"keep": keep, "slow": {**slow, "stop_timeout": 0.5}})
+    assert reload(supervisors) == ["add slow"]
+    with supervisors.client() as client:
+        assert [info.name for info in client.status()].count("slow") == 1
+    os.kill(old, signal.SIGKILL)
+    new = running(supervisors, "slow")["slow"]
+    assert new != old
+    assert supervisors.ctl("shutdown").returncode == 0  # SIGKILL after 0.5 s
+    wait_gone(new, 5)
+
+
 def test_reload_dry_run_prints_the_plan_and_changes_nothing(
     supervisors: Supervisors,
 ) -> None:

@@ -1935,10 +1935,12 @@ class Supervisor:
             return list(self.instances.values())
         found: dict[str, Instance] = {}
         groups = self.config.groups
+        # a program a reload removed, still stopping, is only to be looked at
+        looking = request.command in protocol.READ_ONLY_COMMANDS
         for name in names:
             if name == "all":
-                found.update(self.instances)
-            elif name in self.instances:
+                found.update((n, i) for n, i in self.instances.items() if looking or not i.removing)
+            elif name in self.instances and (looking or not self.instances[name].removing):
                 found[name] = self.instances[name]
             elif name in self._by_program:
                 found.update((i.name, i) for i in self._by_program[name])
@@ -2146,6 +2148,16 @@ class Supervisor:
                 instances: list[Instance] = []
                 fresh_ones: list[Instance] = []
                 for instance_name in program.instance_names():
+                    leaving = self.instances.get(instance_name)
+                    if instance_name not in kept and leaving is not None and leaving.removing:
+                        # removed by a reload before, still stopping: it comes back, one
+                        # instance, and starts again once stopped (never two processes)
+                        leaving.removing = False
+                        leaving.reconfigure(program)
+                        if start_new:
+                            starts.append(leaving)
+                        instances.append(leaving)
+                        continue
                     if instance_name not in kept:
                         fresh = Instance(program, instance_name, now)
                         self.instances[instance_name] = fresh
