@@ -1488,3 +1488,24 @@ def test_the_python_api_takes_groups_checked_as_the_file_s() -> None:
     assert sup.config.groups == {"shop": ("web",)}
     with pytest.raises(ConfigError, match=r"^group\.shop: programs: unknown program 'db'$"):
         Supervisor(control="/run/shop/c.sock", programs=[web], groups={"shop": ["db"]})
+
+
+def test_a_built_in_command_refuses_an_argument_it_does_not_take(supervisors: Supervisors) -> None:
+    """A typo is refused, not ignored: reload's dryrun would otherwise be a real
+    reload, status's name a status of every program, shutdown a shutdown."""
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+    with LineClient(supervisors.control) as client:
+        for command, args, reason in (
+            ("reload", {"dryrun": True}, "unexpected argument 'dryrun' (did you mean 'dry_run'?)"),
+            ("status", {"name": ["web"]}, "unexpected argument 'name' (did you mean 'names'?)"),
+            ("shutdown", {"please_not": 1}, "unexpected argument 'please_not'"),
+            ("stop", {"names": ["web"], "force": True}, "unexpected argument 'force'"),
+        ):
+            client.request(1, command, args)
+            answer = client.read()
+            assert error_type(answer) == "bad-arguments", answer
+            assert answer["error"]["message"] == f"{command}: {reason}"
+    assert "reload:" not in log_text(supervisors)
+    assert web_pid(supervisors) == pid and supervisors.ctl("ping").returncode == 0

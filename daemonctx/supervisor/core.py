@@ -1912,6 +1912,12 @@ class Supervisor:
         try:
             handler = getattr(self, f"_command_{command}", None)
             if handler is not None:
+                known = _BUILTIN_ARGUMENTS.get(command, ())
+                for name in request.args:  # a typo's dryrun must not be a real reload
+                    if name not in known:
+                        hint = did_you_mean(name, known)
+                        reason = f"{command}: unexpected argument {name!r}{hint}"
+                        raise _Refused(protocol.BAD_ARGUMENTS, reason)
                 handler(request, respond)
             elif command in self._commands:
                 self._call(self._commands[command], request, respond)
@@ -2277,6 +2283,11 @@ _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "why": ("names: list[str]",),
     "tail": ("names: list[str]", "lines: int = 10", "after: int | None = None"),
     "reopen": ("names: list[str] = []",),
+}
+# The argument names of each built-in command: others are refused, as for registered ones.
+_BUILTIN_ARGUMENTS = {
+    name: frozenset(part.split(":")[0] for part in signature)
+    for name, signature in _BUILTIN_SIGNATURES.items()
 }
 
 
