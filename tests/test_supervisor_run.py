@@ -1585,3 +1585,25 @@ def test_a_signal_to_a_main_process_group_skips_a_pid_reused_while_it_looked(
             proc.wait()
         os.killpg(top.pid, signal.SIGKILL)
         top.wait()
+
+
+def test_a_status_text_cannot_act_on_the_operator_s_terminal(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """STATUS= goes to ctl status's output: an escape sequence (clear the screen,
+    retitle the window), a backspace, a carriage return, are shown as escapes, not sent."""
+    program = tmp_path / "escapes.py"
+    program.write_text(
+        "import os, socket, time\n"
+        "address = os.environ['NOTIFY_SOCKET'].replace('@', '\\0', 1)\n"
+        "sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "sock.sendto(b'READY=1\\nSTATUS=\\x1b]0;owned\\x07\\x1b[2Jfake\\x08\\rnext', address)\n"
+        "time.sleep(1000)\n"
+    )
+    supervisors.config({"esc": {"command": [PY, str(program)], "ready": "notify"}})
+    supervisors.foreground()
+    result = supervisors.ctl("status")
+    assert result.returncode == 0, result
+    (line,) = result.stdout.splitlines()
+    assert line.endswith(r": \x1b]0;owned\x07\x1b[2Jfake\x08\rnext"), line
+    assert not any(char in result.stdout for char in "\x1b\x07\x08\r")

@@ -1771,8 +1771,7 @@ class Supervisor:
                         instance.machine.pid = pid
                         self._watch_early_main(instance, instance.main)
             elif key == b"STATUS":
-                text = value.decode("utf-8", "replace").replace("\r", " ")
-                instance.machine.status_text = text[:200]
+                instance.machine.status_text = _printable(value.decode("utf-8", "replace")[:200])
         if ready:
             self._event(instance, instance.machine.ready)
         else:
@@ -2403,6 +2402,15 @@ def _signal_under(top: int, group: int, signum: int) -> None:
             pass
         finally:
             os.close(pidfd)
+
+
+def _printable(text: str) -> str:
+    """``text`` with each character a terminal would act on (an escape sequence, a
+    backspace, a newline) written as its escape: a program's STATUS= reaches an
+    operator's terminal through ``ctl status``."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _is_str(value: object) -> bool:
