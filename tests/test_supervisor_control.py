@@ -1475,11 +1475,27 @@ def test_an_included_file_another_user_could_write_is_refused(supervisors: Super
     os.mkfifo(conf_d / "hang.toml")  # read before the check, it would block the supervisor
     result = supervisors.ctl("reload", timeout=10)
     assert result.returncode == 1
-    assert f"refusing configuration file {conf_d}/evil.toml" in result.stderr, result
+    assert f"refusing configuration directory {conf_d}:" in result.stderr, result
     assert "writable by others" in result.stderr, result
     assert supervisors.status("web").pid == web
     with supervisors.client() as client:
         assert [info.name for info in client.status()] == ["web"]
+
+
+@needs_root
+def test_an_empty_conf_d_that_another_user_may_fill_is_refused(supervisors: Supervisors) -> None:
+    """Nothing in it yet, nothing to refuse by its files: the directory itself is
+    checked, at the start, as it is at each reload."""
+    conf_d = _include_conf_d(supervisors, {})
+    supervisors.config({"web": {"command": SLEEP}}, include=["conf.d/*.toml"])
+    os.chown(conf_d, NOBODY, NOBODY)
+    result = supervisors.supervise()
+    assert result.returncode == 4, result
+    assert one_line(result.stderr) == (
+        f"daemonctx: error: refusing configuration directory {conf_d}: {conf_d} is owned by uid"
+        f" {NOBODY}"
+    )
+    assert supervisors.processes() == [] and not os.path.exists(supervisors.control)
 
 
 def test_the_python_api_takes_groups_checked_as_the_file_s() -> None:

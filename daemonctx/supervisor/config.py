@@ -1373,6 +1373,17 @@ def _supervisor_table(
     return supervisor, patterns
 
 
+def _include_directories(patterns: Sequence[str], path: str | None) -> list[str]:
+    """The existing directories ``patterns`` look in (those named without a wildcard)."""
+    base = os.path.dirname(path) if path is not None else ""
+    found = []
+    for pattern in patterns:
+        directory = os.path.dirname(os.path.join(base, pattern)) or "."
+        if not any(char in directory for char in "*?[") and os.path.isdir(directory):
+            found.append(directory)
+    return list(dict.fromkeys(found))
+
+
 def _included_files(patterns: Sequence[str], path: str | None) -> list[str]:
     """The files ``patterns`` name, in order (each pattern's matches sorted), each
     once, never the including file itself. A path without a wildcard must exist."""
@@ -1414,6 +1425,9 @@ def parse(
     files: list[str] = []
     sources: dict[str, str] = {}
     if patterns:
+        if trust is not None:  # an empty conf.d that another user may fill is refused too
+            for directory in _include_directories(patterns, path):
+                trust(directory)
         files = _included_files(patterns, path)
         for file in files:
             if trust is not None:

@@ -2723,12 +2723,13 @@ def check_config_file(path: str) -> None:
     """The file says what runs, as whom: refuse one that another user owns or
     could change (the file, a directory on its path, a symlink), as
     start-stop-daemon refuses such a pidfile. Raises ``UnsafePathError``."""
-    resolved = check_path(path, "configuration file")
+    what = "configuration directory" if os.path.isdir(path) else "configuration file"
+    resolved = check_path(path, what)
     try:
         st = os.stat(resolved)
     except OSError:
         return  # load() names the file and the reason
-    check_owned_file(st, path, "configuration file")
+    check_owned_file(st, path, what)
 
 
 def _executable(path: str) -> bool:
