@@ -53,7 +53,7 @@ from conftest import (
     wait_gone,
 )
 
-from daemonctx.supervisor import Program, Supervisor
+from daemonctx.supervisor import Client, Program, Supervisor
 from daemonctx.supervisor.config import ConfigError
 from daemonctx.supervisor.protocol import MAX_LINE, RemoteError, encode_request
 from daemonctx.supervisor.results import ProgramInfo
@@ -1525,3 +1525,13 @@ def test_a_built_in_command_refuses_an_argument_it_does_not_take(supervisors: Su
             assert answer["error"]["message"] == f"{command}: {reason}"
     assert "reload:" not in log_text(supervisors)
     assert web_pid(supervisors) == pid and supervisors.ctl("ping").returncode == 0
+
+
+def test_a_timeout_longer_than_a_socket_takes_means_wait(supervisors: Supervisors) -> None:
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    for timeout in ("1e10", "inf", "1e308"):
+        result = supervisors.ctl("--timeout", timeout, "status")
+        assert (result.returncode, result.stderr) == (0, ""), result
+    with Client(supervisors.control, timeout=float("inf")) as client:
+        assert client.timeout is None and client.ping() == "pong"

@@ -40,6 +40,8 @@ MAX_RESPONSE = 64 * 1024 * 1024
 """The longest response line a client reads, in bytes: past it, the answer is refused."""
 
 _NOT_LISTENING = frozenset({errno.ENOENT, errno.ECONNREFUSED})
+#: The longest timeout taken as one (a year): socket.settimeout fails past time_t.
+_LONGEST = 365 * 24 * 3600.0
 #: How far past its deadline a read may wait rather than set a new timeout.
 _SLACK = 0.001
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
@@ -94,7 +96,8 @@ class Client:
 
     def __init__(self, path: str | os.PathLike[str], timeout: float | None = None) -> None:
         self.path = os.fspath(path)
-        self.timeout = timeout
+        # A timeout no socket takes (1e10 s, inf: past time_t) is as good as none
+        self.timeout = None if timeout is not None and not timeout < _LONGEST else timeout
         self._sock: socket.socket | None = None
         self._buffer = b""
         self._next_id = 1
