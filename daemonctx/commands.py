@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from .errors import CommandError, DaemonOptionError
+from .errors import CommandError, DaemonOptionError, one_line
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def run_command(prog: str, handler: Callable[[], int]) -> int:
     try:
         return handler()
     except CommandError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -126,3 +126,12 @@ class CommandError(DaemonError):
 
 
 ControlError = CommandError  # its name before 0.2, kept for code that catches it
+
+
+def one_line(text: str) -> str:
+    """``text`` made safe to show on one line of a terminal: a newline, or any
+    character a terminal acts on (an escape sequence, a backspace), in a path or
+    text that came from elsewhere, is written as its escape (``\\n``, ``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -515,3 +515,24 @@ def test_an_output_path_through_a_link_even_root_may_not_read_is_one_line(
         "daemonctx: error: cannot check --stdout /proc/1/fd/1: Permission denied\n"
     )
     assert tracker.processes() == []
+
+
+def test_a_newline_or_escape_in_what_the_user_typed_stays_on_one_line(
+    tracker: Tracker,
+) -> None:
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "/bin/no\nsuch\x1b[2J")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "daemonctx: error: command not found: /bin/no\\nsuch\\x1b[2J\n",
+    )
+    config = tracker.tmp_path / "nl.toml"
+    config.write_text(
+        f'[supervisor]\ncontrol = "{tracker.tmp_path}/c.sock"\n'
+        '[program.a]\ncommand = ["/bin/no\\nsuch"]\n'
+    )
+    result = tracker.daemonctx("supervise", "--config", str(config))
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"daemonctx: error: {config}: [program.a] command: /bin/no\\nsuch: no such file\n",
+    )
+    assert tracker.processes() == []

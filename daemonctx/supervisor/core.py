@@ -38,7 +38,7 @@ from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import procfs, systemd
-from ..errors import CommandError, DaemonError
+from ..errors import CommandError, DaemonError, one_line
 from ..paths import check_owned_file, check_path, open_log
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd
@@ -1771,7 +1771,7 @@ class Supervisor:
                         instance.machine.pid = pid
                         self._watch_early_main(instance, instance.main)
             elif key == b"STATUS":
-                instance.machine.status_text = _printable(value.decode("utf-8", "replace")[:200])
+                instance.machine.status_text = one_line(value.decode("utf-8", "replace")[:200])
         if ready:
             self._event(instance, instance.machine.ready)
         else:
@@ -2402,15 +2402,6 @@ def _signal_under(top: int, group: int, signum: int) -> None:
             pass
         finally:
             os.close(pidfd)
-
-
-def _printable(text: str) -> str:
-    """``text`` with each character a terminal would act on (an escape sequence, a
-    backspace, a newline) written as its escape: a program's STATUS= reaches an
-    operator's terminal through ``ctl status``."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _is_str(value: object) -> bool:
