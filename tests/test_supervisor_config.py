@@ -294,6 +294,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
      "2 instances cannot share one pidfile"),
     ({"restart_delay": 5, "restart_delay_max": 1}, "restart_delay_max", f"{DELAY} (5.0), got 1.0"),
     ({"restart_delay": 60}, "restart_delay_max", f"{DELAY} (60.0), got 30.0"),
+    ({"umask": " 0o22"}, "umask", "expected an octal mask such as '022', got ' 0o22'"),
+    ({"umask": "0_22"}, "umask", "expected an octal mask such as '022', got '0_22'"),
     # (uid_t)-1 means "unchanged" to setuid(2): the program would run as root
     ({"user": "4294967295"}, "user", "expected an id from 0 to 4294967294, got 4294967295"),
     ({"group": "4294967295"}, "group", "expected an id from 0 to 4294967294, got 4294967295"),
@@ -838,3 +840,8 @@ def test_a_fifo_device_or_deep_nesting_is_one_line_never_a_hang(shop: Path) -> N
         with pytest.raises(ConfigError) as caught:
             load(path)
         assert str(caught.value) == message
+
+
+def test_a_byte_order_mark_is_no_error(shop: Path) -> None:
+    shop.write_bytes(b"\xef\xbb\xbf" + (SUPERVISOR + WEB).encode())
+    assert [program.name for program in load(shop).programs] == ["web"]

@@ -439,10 +439,9 @@ def _nice(value: Any) -> int | None:
 def _umask(value: Any) -> int:
     """A file creation mask: an integer (TOML ``0o022``) or an octal string (``"022"``)."""
     if isinstance(value, str):
-        try:
-            value = int(value, 8)
-        except ValueError:
-            raise ValueError(f"expected an octal mask such as '022', got {value!r}") from None
+        if not (1 <= len(value) <= 4 and all(char in "01234567" for char in value)):
+            raise ValueError(f"expected an octal mask such as '022', got {value!r}")
+        value = int(value, 8)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
         raise ValueError(f"expected a mask from 0o000 to 0o777, got {_got(value)}")
     return value
@@ -1481,6 +1480,8 @@ def _read_toml(shown: str) -> dict[str, Any]:
     if len(raw) > MAX_CONFIG_BYTES:
         reason = f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB: not a configuration"
         raise ConfigError(shown, None, None, reason)
+    if raw.startswith(b"\xef\xbb\xbf"):  # a byte order mark, as some editors write
+        raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
