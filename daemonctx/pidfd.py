@@ -22,11 +22,18 @@ __all__ = ["GRACE", "exited", "open_pidfd", "signal_and_wait", "terminate", "wai
 
 
 def open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid``; None when it is gone, or pidfds are not available here."""
+    """A pidfd for ``pid``; None when it is gone, is no pid (0, negative, or beyond
+    Linux's 2**22: a program's MAINPID=99999999999), or pidfds are not available here."""
+    if not 0 < pid <= _PID_MAX_LIMIT:
+        return None
     try:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return None
+
+
+# Linux's PID_MAX_LIMIT: no pid is larger (and os.pidfd_open overflows past 2**31).
+_PID_MAX_LIMIT = 1 << 22
 
 
 def wait_any(pidfds: Sequence[int], timeout: float | None) -> list[int]:

@@ -1607,3 +1607,39 @@ def test_a_status_text_cannot_act_on_the_operator_s_terminal(
     (line,) = result.stdout.splitlines()
     assert line.endswith(r": \x1b]0;owned\x07\x1b[2Jfake\x08\rnext"), line
     assert not any(char in result.stdout for char in "\x1b\x07\x08\r")
+
+
+def test_a_pid_beyond_any_pid_in_mainpid_or_a_pidfile_is_ignored(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """2**31 and more do not fit pidfd_open's pid_t: such a pid is no pid, and the
+    supervisor goes on (it died of an OverflowError)."""
+    notify = tmp_path / "notify.py"
+    notify.write_text(
+        "import os, socket, time\n"
+        "address = os.environ['NOTIFY_SOCKET'].replace('@', '\\0', 1)\n"
+        "sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "sock.sendto(b'MAINPID=99999999999999999999\\nMAINPID=2147483648\\nREADY=1', address)\n"
+        "time.sleep(1000)\n"
+    )
+    pidfile = tmp_path / "pf.pid"
+    supervisors.config(
+        {
+            "n": {"command": [PY, str(notify)], "ready": "notify"},
+            "pf": {
+                "command": ["/bin/sh", "-c", f"echo 2147483648 > {pidfile}"],
+                "pidfile": str(pidfile),
+                "start_timeout": 1,
+                "autostart": False,
+            },
+        }
+    )
+    supervisors.foreground()
+    n = supervisors.status("n")
+    assert n.running and n.pid is not None and environ(n.pid)  # the program itself
+    supervisors.ctl("start", "pf")
+    wait_for(
+        lambda: supervisors.status("pf").state in ("backoff", "failed", "exited"),
+        what="pf's start to fail: no pid in its pidfile",
+    )
+    assert supervisors.ctl("ping").returncode == 0 and supervisors.status("n").running
