@@ -173,6 +173,32 @@ def test_out_of_descriptors_a_client_waits_without_a_busy_loop(supervisors: Supe
 
 
 @needs_prlimit
+def test_out_of_descriptors_a_restart_fails_and_the_supervisor_goes_on(
+    supervisors: Supervisors,
+) -> None:
+    """A restart with no descriptor left for the program's pipes is a failed start
+    (its backoff computed without opening a file: the jitter's random module,
+    imported then, once ended the supervisor), said as what failed."""
+    supervisors.config(sleepers(2))
+    proc = supervisors.foreground()
+    soft, hard = open_files_limit(proc.pid)
+    limit = [str(PRLIMIT), "--pid", str(proc.pid)]
+    with Client(supervisors.control, timeout=10.0) as client:
+        client.ping()  # accepted: this connection goes on
+        subprocess.run([*limit, f"--nofile=3:{hard}"], check=True)
+        try:
+            (info,) = client.restart("p0")
+            assert info.state in ("starting", "backoff"), info
+            assert client.ping() == "pong"
+        finally:
+            subprocess.run([*limit, f"--nofile={soft}:{hard}"], check=True)
+        ((_status, runs),) = client.why("p0")
+    assert proc.poll() is None
+    errors = [run.error for run in runs if run.error]
+    assert f"cannot make the output pipes of {SLEEP}: Too many open files" in errors, runs
+
+
+@needs_prlimit
 def test_the_guard_takes_the_hard_limit_for_the_programs_a_reload_adds(
     supervisors: Supervisors,
 ) -> None:

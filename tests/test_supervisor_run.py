@@ -1414,7 +1414,7 @@ def test_a_worker_that_ignores_the_stop_gets_sigkill_at_the_ladders_end(
 
 
 @pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
-@pytest.mark.parametrize("cause", ["stdout", "directory", "exec"])
+@pytest.mark.parametrize("cause", ["stdout", "fifo", "directory", "exec"])
 def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(
     supervisors: Supervisors, tmp_path: Path, cause: str, foreground: bool
 ) -> None:
@@ -1427,6 +1427,10 @@ def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(
     if cause == "stdout":
         web["stdout"] = str(missing / "web.log")
         why = f"cannot open web's stdout {missing}/web.log: no such directory {missing}"
+    elif cause == "fifo":  # "cannot open" said once
+        os.mkfifo(tmp_path / "fifo")
+        web["stdout"] = str(tmp_path / "fifo")
+        why = f"cannot open web's stdout {tmp_path}/fifo: no process reads the FIFO"
     elif cause == "directory":
         web["directory"] = str(missing)
         why = f"cannot change to directory {missing}: No such file or directory"

@@ -1127,7 +1127,7 @@ class Supervisor:
         doing = "open"  # its output files first
         try:
             capture = instance.open_outputs()
-            doing = "execute"
+            doing = "make the output pipes of"  # EMFILE: no exec was tried
             notify = None
             if _notifies(program):
                 if self._notify is None:  # a reload added the first program to need it
@@ -1143,6 +1143,7 @@ class Supervisor:
                 opened.append(err_write)
                 _widen(err_read)
                 self._read_pipe(instance, capture, err_read, "stderr")
+            doing = "execute"
             start = functools.partial(
                 spawn,
                 program,
@@ -1163,10 +1164,12 @@ class Supervisor:
             number = exc.errno or errnos.EIO
             if doing == "open":  # "web's stdout /x/web.log: no such directory /x"
                 message = exc.strerror or str(exc)
+                if message.startswith("cannot open "):  # paths' own words: said once
+                    message = message[len("cannot open ") :]
             elif isinstance(exc, SpawnError):
                 message, doing = str(exc), exc.doing
             else:
-                message = f"{program.command[0]}: {exc}"
+                message = f"{program.command[0]}: {exc.strerror or exc}"
             run = _Run(None, f"cannot {doing} {message}")
             instance.runs.append(run)
             failed = instance.machine.spawn_failed(loop.time(), number, message, doing=doing)

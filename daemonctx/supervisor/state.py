@@ -344,18 +344,11 @@ class ProgramStatus:
     status_text: str  # the program's last STATUS=
 
 
-_rng: random.Random | None = None
-
-
 def _jitter() -> float:
-    """A float in [0, 1) for the backoff jitter: ``random`` is loaded at the first
-    backoff (its import and its generator's state cost the supervisor memory)."""
-    global _rng
-    if _rng is None:
-        import random
-
-        _rng = random.Random()
-    return _rng.random()
+    """A float in [0, 1) for the backoff jitter, from getrandom(2): no ``random``
+    module to load (memory), and no file to open (a supervisor out of
+    descriptors still computes its backoff)."""
+    return int.from_bytes(os.urandom(7), "big") / (1 << 56)
 
 
 class StateMachine:
@@ -363,8 +356,8 @@ class StateMachine:
 
     Starts ``stopped``; the supervisor calls ``start(now)`` for programs that
     start at boot. ``rng`` is a ``random.Random`` or a callable returning a
-    float in [0, 1) for the backoff jitter (default: one ``random.Random`` for all
-    machines, made at the first backoff).
+    float in [0, 1) for the backoff jitter (default: from getrandom(2), which
+    needs no file descriptor).
     ``policy`` is read at each event, so a reload may replace it.
     """
 
