@@ -30,6 +30,7 @@ from conftest import (
     ROOT,
     UNSHARE_PID,
     Supervisors,
+    guard_of,
     needs_pid_namespace,
     needs_root,
     pid_alive,
@@ -1647,3 +1648,31 @@ def test_a_pid_beyond_any_pid_in_mainpid_or_a_pidfile_is_ignored(
         what="pf's start to fail: no pid in its pidfile",
     )
     assert supervisors.ctl("ping").returncode == 0 and supervisors.status("n").running
+
+
+def test_a_program_cannot_name_the_guard_as_its_main_process(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A supervisor that is itself a program of another (DAEMONCTX_PROGRAM=web in its
+    environment): its guard does not carry that name, and MAINPID= naming the guard
+    is ignored, so that ctl stop web never signals it."""
+    program = tmp_path / "name_the_guard.py"
+    program.write_text(
+        "import os, socket, time\n"
+        "sup = os.getppid()\n"
+        "kids = open(f'/proc/{sup}/task/{sup}/children').read().split()\n"
+        "guard = [k for k in kids if b'.guard' in open(f'/proc/{k}/cmdline', 'rb').read()]\n"
+        "address = os.environ['NOTIFY_SOCKET'].replace('@', '\\0', 1)\n"
+        "message = f'MAINPID={guard[0]}\\nREADY=1'.encode()\n"
+        "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(message, address)\n"
+        "time.sleep(1000)\n"
+    )
+    supervisors.config({"web": {"command": [PY, str(program)], "ready": "notify"}})
+    supervisors.env = {**supervisors.env, "DAEMONCTX_PROGRAM": "web"}
+    proc = supervisors.foreground()
+    guard = guard_of(proc.pid)
+    assert "DAEMONCTX_PROGRAM" not in environ(guard)
+    info = supervisors.status("web")
+    assert info.running and info.pid not in (None, guard)
+    assert supervisors.ctl("stop", "web").returncode == 0
+    assert pid_alive(guard) and guard_of(proc.pid) == guard

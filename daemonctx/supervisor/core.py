@@ -1596,7 +1596,8 @@ class Supervisor:
     def _pin_main(self, instance: Instance, pid: int) -> _Main | None:
         """A pidfd on ``pid`` if it is a process of this program: in its session,
         or our child carrying its name (checked after the pidfd pinned it)."""
-        if pid <= 1 or pid == os.getpid():
+        guard = self._guard.pid if self._guard is not None else None
+        if pid <= 1 or pid == os.getpid() or pid == guard or pid in self._hooks:
             return None
         pidfd = open_pidfd(pid)
         if pidfd is None:

@@ -249,7 +249,10 @@ class Guard:
                 pid = os.posix_spawn(
                     sys.executable,
                     argv,
-                    os.environ,  # the supervisor's: whatever marks it carries
+                    # the supervisor's marks, but the program name it may carry as
+                    # a program itself (a nested supervisor): the guard is no
+                    # program's process, which a program could name in MAINPID=
+                    {k: v for k, v in os.environ.items() if k != PROGRAM_VARIABLE},
                     file_actions=[
                         *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()),
                         (os.POSIX_SPAWN_DUP2, high[0], _SOCKET_FD),
