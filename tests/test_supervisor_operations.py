@@ -1035,3 +1035,26 @@ def test_the_supervisors_own_log_follows_logrotate_and_never_a_planted_symlink(
     # A request's log lines are written after its answer: wait for them.
     wait_for(lambda: "web: running" in rotated.read_text(), what="the start's log line")
     assert target.read_text() == "", "written through a symlink"
+
+
+def test_a_stop_overtaken_by_a_start_is_answered(supervisors: Supervisors, tmp_path: Path) -> None:
+    """ctl stop waits for the program's process to be gone; a ctl start while it
+    stops starts another run once it is: the stop is answered then (exit 1: the
+    program runs again), never left waiting."""
+    slow = {
+        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{tmp_path}/a.pid"'],
+        "stop_timeout": 1,
+    }
+    supervisors.config({"a": slow})
+    supervisors.foreground()
+    wait_for((tmp_path / "a.pid").exists, what="a to ignore SIGTERM")
+    old = running(supervisors, "a")["a"]
+    stop = supervisors.ctl_popen("stop", "a")
+    try:
+        wait_for(lambda: supervisors.status("a").state == "stopping", what="a stopping")
+        assert supervisors.ctl("start", "a").returncode == 0
+        out, _err = stop.communicate(timeout=10)
+        assert stop.returncode == 1 and out.startswith("a  running (pid "), out
+        assert running(supervisors, "a")["a"] != old
+    finally:
+        stop.kill()

@@ -180,6 +180,7 @@ class Instance:
         self.runs: deque[_Run] = deque(maxlen=program.history)
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
+        self.spawns = 0  # runs started: a stop is over once its run is, a start came or not
         # a reload's new instance: starts once these old ones (web for web:0) are gone
         self.replaces: list[Instance] = []
         # not to start at boot (autostart = false), or stopped on request: not waited for
@@ -1181,6 +1182,7 @@ class Supervisor:
             for fd in opened:
                 os.close(fd)
         instance.spawned = spawned
+        instance.spawns += 1
         if self._guard is not None:
             self._guard.hold(spawned.pid, spawned.pidfd)
         run = _Run(spawned.pid)
@@ -2050,8 +2052,13 @@ class Supervisor:
         instances = self._names(request, True)
         for instance in instances:
             self._stop(instance, self._caller)
+        runs = {id(instance): instance.spawns for instance in instances}
+        # Done once no process is left, or a start (ctl start meanwhile) began another run
         self._reply_when(
-            request, respond, instances, lambda i: not i.alive and i.state in _NO_PROCESS
+            request,
+            respond,
+            instances,
+            lambda i: (not i.alive and i.state in _NO_PROCESS) or i.spawns != runs[id(i)],
         )
 
     def _command_restart(self, request: Request, respond: Callable[[bytes], None]) -> None:
