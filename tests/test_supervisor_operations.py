@@ -1058,3 +1058,33 @@ def test_a_stop_overtaken_by_a_start_is_answered(supervisors: Supervisors, tmp_p
         assert running(supervisors, "a")["a"] != old
     finally:
         stop.kill()
+
+
+def test_the_supervisor_s_own_log_on_a_full_disk_is_said_once_not_a_traceback_a_line(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    with mounted_tmpfs(tmp_path / "full", "64k", supervisors.kill_all) as full:
+        log = full / "supervisor.log"
+        supervisors.config({"web": {"command": [SLEEP, "1000"]}}, log=str(log))
+        proc = supervisors.foreground()
+        filler = full / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"x" * 4096):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+        for _ in range(40):  # a few log records each (request, stop, start): pages of them
+            assert supervisors.ctl("restart", "web").returncode == 0
+        filler.unlink()
+        assert supervisors.ctl("restart", "web").returncode == 0
+        wait_for(
+            lambda: "log records before the one above were dropped" in log.read_text(),
+            what="the count of records dropped",
+        )
+        assert supervisors.ctl("shutdown").returncode == 0
+        _out, err = proc.communicate(timeout=10)
+    assert "Logging error" not in err and "Traceback" not in err, err
+    assert err.count(f"cannot write the supervisor log {log}: No space left on device") == 1, err

@@ -2318,7 +2318,23 @@ class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, path: str) -> None:
         self.path = path
         self._identity = (0, 0)
+        self._dropped = 0  # records not written since the last one that was (a full disk)
         super().__init__(self._open())
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A record that cannot be written (ENOSPC): said once on stderr, counted, and
+        the count logged with the next record that can be, not a traceback a record."""
+        if not self._dropped:
+            error = sys.exc_info()[1]
+            reason = getattr(error, "strerror", None) or error
+            try:
+                sys.stderr.write(
+                    f"daemonctx: cannot write the supervisor log {self.path}: {reason};"
+                    " records are dropped (and counted) until it can\n"
+                )
+            except (OSError, ValueError):
+                pass
+        self._dropped += 1
 
     def _open(self) -> Any:
         fd = open_log(self.path, "supervisor log")
@@ -2343,7 +2359,15 @@ class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 old = self.setStream(stream)
                 if old is not None:
                     old.close()
+        dropped = self._dropped
         super().emit(record)
+        if dropped and self._dropped == dropped:  # written again: say what was lost
+            self._dropped = 0
+            try:
+                self.stream.write(f"({dropped} log records before the one above were dropped)\n")
+                self.flush()
+            except (OSError, ValueError):
+                self._dropped = dropped
 
     def close(self) -> None:
         with self.lock:  # type: ignore[union-attr]
