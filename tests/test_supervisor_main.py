@@ -510,6 +510,31 @@ def test_a_killed_guard_is_replaced(supervisors: Supervisors) -> None:
         assert not pid_alive(pid), f"the {name} survived its supervisor"
 
 
+def test_a_guard_killed_at_once_is_replaced_after_a_delay(supervisors: Supervisors) -> None:
+    """A guard killed within a second of its start (right after the boot): another
+    comes a second later, then two (no busy loop), and holds the programs that
+    ran before it: SIGKILL the supervisor then, and nothing is left. (The
+    programs running then were left unguarded, for good.)"""
+    pids = _escaper(supervisors)
+    supervisor = supervisors.foreground_pid
+    first = guard_of(supervisor)
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(lambda: (pid := guard_of(supervisor)) != first and pid, what="a new guard")
+    assert f"the guard (pid {first}) died at once; starting another in 1 s" in (
+        supervisors.log.read_text()
+    )
+    os.kill(second, signal.SIGKILL)
+    third = wait_for(lambda: (pid := guard_of(supervisor)) != second and pid, what="a third")
+    assert f"the guard (pid {second}) died at once; starting another in 2 s" in (
+        supervisors.log.read_text()
+    )
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(third)
+    for name, pid in pids.items():
+        wait_gone(pid, 5)
+        assert not pid_alive(pid), f"the {name} survived its supervisor"
+
+
 def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Supervisors) -> None:
     """The supervisor and its guard both SIGKILLed (the guard stopped first, so
     that it cannot act): the programs run on. The next supervisor on the same

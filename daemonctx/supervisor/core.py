@@ -486,6 +486,8 @@ class Supervisor:
         self._notify: socket.socket | None = None
         self._guard: Guard | None = None
         self._guard_started = 0.0
+        self._guard_delay = 0.0  # before another guard, after one that died at once
+        self._guard_retry: Timer | None = None
         self._spawner: Spawner | None = None
         self._spawner_refused = False
         # (loop iteration, our children in the kernel's order, the unknown ones by
@@ -684,18 +686,33 @@ class Supervisor:
         self._guard_started = loop.time()
 
     def _guard_died(self) -> None:
-        """The guard is gone (someone killed it): start another, unless it died
-        within a second of its start (then it would only die again)."""
+        """The guard is gone (someone killed it): start another at once; one that
+        died within a second of its start, after a delay that doubles (1 s to a
+        minute), so that a guard killed in a loop costs no busy loop. The programs
+        stay held: the next guard gets every one of them."""
         loop, guard = self._loop, self._guard
         assert loop is not None and guard is not None
+        pid = guard.pid
+        guard.close()
         if loop.time() - self._guard_started < 1.0:
-            log.info("the guard (pid %s) died at once: programs get a death signal", guard.pid)
-            guard.close()
-            self._guard = None
+            self._guard_delay = min(max(self._guard_delay * 2, 1.0), 60.0)
+            delay = format_seconds(self._guard_delay)
+            log.info("the guard (pid %s) died at once; starting another in %s", pid, delay)
+            deadline = loop.time() + self._guard_delay
+            self._guard_retry = loop.call_at(deadline, self._start_guard_again)
             return
-        log.info("the guard (pid %s) died; starting another", guard.pid)
+        self._guard_delay = 0.0
+        log.info("the guard (pid %s) died; starting another", pid)
+        self._start_guard_again()
+
+    def _start_guard_again(self) -> None:
+        loop, guard = self._loop, self._guard
+        assert loop is not None
+        self._guard_retry = None
+        if guard is None or self._phase == "done":
+            return
         try:
-            guard.restart()
+            guard.start()
         except OSError as exc:
             self._guard = None
             log.info("cannot start the guard (%s): programs get a parent-death signal", exc)
