@@ -549,6 +549,31 @@ def test_supervisor_killed_with_sigkill_takes_a_running_on_failure_with_it(
     assert not pid_alive(pid), "the hook outlived its supervisor"
 
 
+def test_what_an_on_failure_leaves_in_a_session_of_its_own_dies_at_shutdown(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The alert's ``setsid sleep &`` is adopted by the supervisor (a subreaper):
+    an orderly exit kills it, as it kills the programs; nothing outlives it."""
+    left = tmp_path / "left.pid"
+    supervisors.config(
+        {
+            "h": {
+                "command": ["/bin/sh", "-c", "exit 2"],
+                "restart": "never",
+                "on_failure": ["/bin/sh", "-c", f"setsid {SLEEP} 1000 & echo $! > {left}"],
+            },
+            "keep": {"command": [SLEEP, "1001"]},
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    pid = int(wait_for(lambda: left.exists() and left.read_text().strip(), what="the alert"))
+    wait_for(lambda: proc_stat(pid)[1] == str(proc.pid), what="the supervisor to adopt it")
+    assert supervisors.ctl("shutdown").returncode == 0
+    proc.wait(10)
+    wait_gone(pid, 5)
+    assert f"killed pid {pid}, left running at the end" in supervisors.log.read_text()
+
+
 # -- order, instances, critical ---------------------------------------------------------------
 
 

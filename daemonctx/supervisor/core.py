@@ -41,7 +41,7 @@ from .. import procfs, systemd
 from ..errors import CommandError, DaemonError, one_line
 from ..paths import check_owned_file, check_path, open_log
 from ..pidfd import exited as pidfd_exited
-from ..pidfd import open_pidfd
+from ..pidfd import open_pidfd, wait_any
 from . import protocol
 from .config import (
     SUPERVISOR_KEYS,
@@ -764,6 +764,7 @@ class Supervisor:
         spawner, self._spawner = self._spawner, None
         if spawner is not None:
             spawner.close()
+        self._kill_leftovers(guard.pid if guard is not None else None)
         if guard is not None:
             guard.stop()
         if self._server is not None:
@@ -1723,6 +1724,36 @@ class Supervisor:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+
+    def _kill_leftovers(self, guard: int | None) -> None:
+        """At the end, every program stopped: kill and reap our other children, but
+        the guard. What an on_failure command left in a session of its own was
+        adopted by us (a subreaper), and must not outlive an orderly exit. Our
+        unreaped children: their pids are their own."""
+        pidfds = []
+        for pid in procfs.children(os.getpid()):
+            if pid == guard:
+                continue
+            pidfd = open_pidfd(pid)
+            if pidfd is None:
+                continue
+            pidfds.append((pid, pidfd))
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                continue
+            log.info("killed pid %d, left running at the end", pid)
+        deadline = time.monotonic() + 5.0  # SIGKILLed: gone at once, unless stuck in the kernel
+        waiting = [pidfd for _pid, pidfd in pidfds]
+        while waiting and time.monotonic() < deadline:
+            wait_any(waiting, deadline - time.monotonic())
+            waiting = [pidfd for pidfd in waiting if not pidfd_exited(pidfd)]
+        for _pid, pidfd in pidfds:
+            try:
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+            except ChildProcessError:
+                pass
+            os.close(pidfd)
 
     def _reap_behind(self) -> None:
         """The first exited child ``waitid(P_ALL)`` lists is one we keep unreaped,
