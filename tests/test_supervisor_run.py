@@ -1701,3 +1701,20 @@ def test_a_program_cannot_name_the_guard_as_its_main_process(
     assert info.running and info.pid not in (None, guard)
     assert supervisors.ctl("stop", "web").returncode == 0
     assert pid_alive(guard) and guard_of(proc.pid) == guard
+
+
+def test_a_flood_of_notifications_from_no_program_is_not_a_flood_of_log_lines(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    supervisors.config({"svc": {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"}})
+    supervisors.foreground(booted=False)
+    info = wait_for(lambda: (i := supervisors.status("svc")).pid and i, what="svc")
+    address = "\0" + environ(info.pid)["NOTIFY_SOCKET"][1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        for _ in range(2000):
+            sock.sendto(b"x", address)
+    gate.touch()  # svc's READY=1 comes after them all
+    wait_for(lambda: supervisors.status("svc").running, what="svc ready")
+    ignored = supervisors.log.read_text().count("ignored a notification from pid")
+    assert 1 <= ignored <= 5, ignored

@@ -487,6 +487,8 @@ class Supervisor:
         self._guard: Guard | None = None
         self._guard_started = 0.0
         self._guard_delay = 0.0  # before another guard, after one that died at once
+        self._ignored_said_at = float("-inf")  # when an ignored notification was last logged
+        self._ignored_unsaid = 0  # and how many were not, since
         self._guard_retry: Timer | None = None
         self._spawner: Spawner | None = None
         self._spawner_refused = False
@@ -1791,9 +1793,21 @@ class Supervisor:
             sender = _sender_pid(ancillary)
             instance = self._sender_instance(sender)
             if instance is None:
-                log.info("ignored a notification from pid %s: not a supervised program", sender)
+                self._ignored_notification(sender)
                 continue
             self._notified(instance, data)
+
+    def _ignored_notification(self, sender: int | None) -> None:
+        """Log a notification from no program, at most one line a second: anyone may
+        send to the socket (its address is in /proc/net/unix), and flood the log."""
+        now = time.monotonic()
+        if now - self._ignored_said_at < 1.0:
+            self._ignored_unsaid += 1
+            return
+        more = self._ignored_unsaid
+        also = f" (and {more} more since the last one said)" if more else ""
+        log.info("ignored a notification from pid %s: not a supervised program%s", sender, also)
+        self._ignored_said_at, self._ignored_unsaid = now, 0
 
     def _sender_instance(self, pid: int | None) -> Instance | None:
         if pid is None or pid <= 0:
