@@ -272,6 +272,15 @@ class DaemonContext:
         elif "NOTIFY_SOCKET" in os.environ:
             _notify("READY=1")
 
+    def notify_step(self, what: str) -> None:
+        """Say what the daemon does now, before it is ready, for the launcher to tell
+        the user if it takes long: ``"load the model"`` makes ``still waiting for
+        the daemon (pid 4242) to load the model (3 s so far; ...)``. Harmless when
+        not detached, or once ready."""
+        handoff = self._handoff
+        if handoff is not None and not self._ready and handoff.write_fd is not None:
+            handoff.send_step(what.encode("utf-8", "surrogateescape"))
+
     def notify_ready_on_exec(self) -> None:
         """Make a successful ``os.exec*()`` from the daemon count as ready.
 

@@ -1718,3 +1718,18 @@ def test_a_flood_of_notifications_from_no_program_is_not_a_flood_of_log_lines(
     wait_for(lambda: supervisors.status("svc").running, what="svc ready")
     ignored = supervisors.log.read_text().count("ignored a notification from pid")
     assert 1 <= ignored <= 5, ignored
+
+
+def test_a_launcher_waiting_for_a_slow_boot_says_what_it_waits_for(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Past 3 s, the launcher says what the daemon does: the pidfile was taken
+    long before; the programs are what it waits for."""
+    supervisors.config(
+        {"slow": {"command": [SLEEP, "1000"], "ready": 3.5}},
+        pidfile=str(tmp_path / "supervisor.pid"),
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 0, result.stderr
+    assert "to see its programs ready (slow) (3 s so far" in result.stderr, result.stderr
+    assert "pidfile" not in result.stderr

@@ -794,6 +794,12 @@ class Supervisor:
         return [instance for name in wave for instance in self._by_program[name]]
 
     def _start_wave(self) -> None:
+        names = ", ".join(i.name for i in self._waves[self._wave] if not i.held)
+        if self._daemon is not None and names:  # what a launcher waiting says after 3 s
+            if len(names) > 200:
+                names = names[:200].rsplit(", ", 1)[0] + ", ..."
+            where = f"wave {self._wave + 1} of {len(self._waves)}: " if len(self._waves) > 1 else ""
+            self._daemon.notify_step(f"see its programs ready ({where}{names})")
         self._in_wave = True
         try:
             with _LogAfterwards():  # every program started, then their log lines
@@ -817,8 +823,8 @@ class Supervisor:
                 reason = instance.machine.reason or state.value
                 message = f"{instance.name} failed to start: {reason}"
                 lines = instance.last_lines()
-                if lines:
-                    message += "".join(f"\n  {instance.name}: {line}" for line in lines)
+                if lines:  # the program's words: nothing a terminal would act on
+                    message += "".join(f"\n  {instance.name}: {one_line(line)}" for line in lines)
                 self._boot_error = message
                 log.info("%s", message)
                 self._begin_shutdown(1, f"shutdown: {instance.name} failed to start")
