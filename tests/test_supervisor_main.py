@@ -673,3 +673,33 @@ def test_a_running_supervisor_has_not_loaded_what_it_does_not_use(
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_ctl_shutdown_does_not_claim_an_orderly_end_when_the_supervisor_was_killed(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The supervisor SIGKILLed while it stops a slow program: ctl shutdown sees
+    its process gone, and its socket file left (an orderly end removes it)."""
+    supervisors.config(
+        {
+            "slow": {
+                "command": ["/bin/sh", "-c", "trap '' TERM; exec sleep 1000"],
+                "stop_timeout": 60,
+            }
+        }
+    )
+    supervisors.foreground()
+    supervisor = supervisors.foreground_pid
+    shutdown = supervisors.ctl_popen("shutdown")
+    try:
+        wait_for(lambda: "slow: stopping" in supervisors.log.read_text(), what="the stop")
+        os.kill(supervisor, signal.SIGKILL)
+        _out, err = shutdown.communicate(timeout=10)
+    finally:
+        shutdown.kill()
+    assert shutdown.returncode == 1
+    assert err == (
+        f"daemonctx: error: supervisor (pid {supervisor}) is gone, but did not finish its"
+        f" shutdown (killed?): its socket file {supervisors.control} remains; its guard killed"
+        " its programs\n"
+    )

@@ -382,11 +382,33 @@ def _ping(client: Client, args: argparse.Namespace) -> int:
 
 def _shutdown(client: Client, args: argparse.Namespace) -> int:
     pid = client.shutdown(wait=True)
+    if _stale_socket(client.path):  # an orderly end removes it: it was killed meanwhile
+        raise CommandError(
+            f"supervisor (pid {pid}) is gone, but did not finish its shutdown (killed?):"
+            f" its socket file {client.path} remains; its guard killed its programs"
+        )
     if args.json:
         _print_json({"pid": pid})
     else:
         say(f"supervisor (pid {pid}) stopped every program and exited")
     return 0
+
+
+def _stale_socket(path: str) -> bool:
+    """A socket file at ``path`` that nothing listens on."""
+    import os
+    import socket
+
+    if not os.path.lexists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False  # another supervisor listens there by now
 
 
 def _commands(client: Client, args: argparse.Namespace) -> int:
