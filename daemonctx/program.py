@@ -25,6 +25,7 @@ from . import control
 from .commands import say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
+from .paths import UnsafePathError
 from .pidfd import GRACE, terminate, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
@@ -88,7 +89,13 @@ class Launch:
         """
         name = name or control.default_name(pidfile)
         path = resolve_program(argv[0])
-        directory = os.path.abspath(chdir)
+        try:
+            directory = os.path.abspath(chdir)
+        except OSError:  # relative, and the current directory was deleted
+            raise CommandError(
+                f"--chdir {chdir}: relative to a current directory that was deleted;"
+                " give an absolute path"
+            ) from None
         if not os.path.isdir(directory):
             raise CommandError(f"--chdir {directory}: no such directory")
         environment = dict(os.environ)
@@ -172,7 +179,13 @@ def resolve_program(command: str) -> str:
 
 def resolve_pidfile(path: str) -> str:
     """The pidfile as an absolute path (the daemon changes directory), in an existing directory."""
-    path = os.path.abspath(path)
+    try:
+        path = os.path.abspath(path)
+    except OSError:  # relative, and the current directory was deleted
+        raise CommandError(
+            f"--pidfile {path}: relative to a current directory that was deleted;"
+            " give an absolute path"
+        ) from None
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise CommandError(f"pidfile directory {directory} does not exist")
@@ -365,6 +378,8 @@ def check_start(launch: Launch) -> None:
         context.check(pidfile_held_ok=True)
     except DaemonOptionError as exc:
         raise launch.flag_error(exc) from exc
+    except UnsafePathError as exc:  # the refusal start gives, LSB 4 (insufficient privilege)
+        raise CommandError(str(exc), exit_code=4) from exc
     except DaemonError as exc:
         raise control.startup_failure(launch.name, exc) from exc
 

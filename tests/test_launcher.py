@@ -10,11 +10,14 @@ Processes carry the ``tracker`` token; the others a test starts are killed by th
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import (
+    NOBODY,
     STARTED,
     Tracker,
     needs_root,
@@ -47,3 +50,49 @@ os.execv(sys.executable, {argv!r})
     match = STARTED.fullmatch(result.stdout)
     assert match, result.stdout
     assert tracker.processes() == [int(match.group(2))]
+
+
+# -- restart's refusal, a deleted current directory ------------------------------------
+
+
+@needs_root
+def test_restart_refuses_an_untrusted_pidfile_with_4(tracker: Tracker) -> None:
+    pidfile = Path(tracker.pidfile)
+    pidfile.write_text("1\n")
+    os.chown(pidfile, NOBODY, NOBODY)
+    for action in ("start", "restart"):
+        result = tracker.daemonctx(action, "--pidfile", str(pidfile), "--", "sleep", "1000")
+        assert result.returncode == 4, (action, result.stderr)
+        assert result.stderr == (
+            f"daemonctx: error: refusing pidfile {pidfile}: {pidfile} is owned by uid"
+            f" {NOBODY}, not by root or uid 0\n"
+        ), (action, result.stderr)
+    assert tracker.processes() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "typed"),
+    [(("--pidfile", "rel.pid"), "--pidfile rel.pid"), (("--chdir", "rel"), "--chdir rel")],
+    ids=["pidfile", "chdir"],
+)
+def test_a_relative_path_in_a_deleted_directory_is_one_line(
+    tracker: Tracker, args: tuple[str, ...], typed: str
+) -> None:
+    gone = tracker.tmp_path / "gone"
+    gone.mkdir()
+    if "--pidfile" not in args:
+        args = ("--pidfile", tracker.pidfile, *args)
+    command = [*tracker.command(), "start", *args, "--", "sleep", "1000"]
+    result = subprocess.run(
+        ["sh", "-c", 'cd "$0" && rmdir "$0" && exec "$@"', str(gone), *command],
+        env=tracker.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"daemonctx: error: {typed}: relative to a current directory that was deleted;"
+        " give an absolute path\n"
+    )
+    assert tracker.processes() == []
