@@ -10,7 +10,10 @@ Processes carry the ``tracker`` token; the others a test starts are killed by th
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +22,196 @@ import pytest
 from conftest import (
     NOBODY,
     STARTED,
+    ProcessTracker,
     Tracker,
     needs_root,
+    pid_alive,
     python_program,
+    wait_for,
+    wait_gone,
 )
+
+from daemonctx.pidfile import PIDLockFile
+from daemonctx.program import ProgramContext
+
+# -- a start reported failed stops what holds the lock ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "script", "error"),
+    [
+        (
+            ("--notify", "--timeout", "0.5"),
+            "sleep 1000 & sleep 1001",
+            r"did not send READY=1 within 0\.5 s; stopped it",
+        ),
+        (("--notify",), "sleep 1000 & exit 0", r"exited before it sent READY=1"),
+        (
+            ("--ready-after", "0.5"),
+            "sleep 1000 & exit 3",
+            r"exited within 0\.5 s of its start \(--ready-after 0\.5\)",
+        ),
+    ],
+    ids=["notify-timeout", "notify-exit", "ready-after"],
+)
+def test_a_failed_start_stops_the_children_that_hold_the_lock(
+    tracker: Tracker, options: tuple[str, ...], script: str, error: str
+) -> None:
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, *options, "--", "sh", "-c", script
+    )
+    assert result.returncode == 1
+    assert re.fullmatch(rf"daemonctx: error: app \(pid \d+\) {error}\n", result.stderr), (
+        result.stderr
+    )
+    assert tracker.processes() == [], "the children holding the lock were stopped"
+    assert not os.path.exists(tracker.pidfile)
+
+
+def _failed_context(pidfile: Path, daemon_pid: int, session: int) -> ProgramContext:
+    """A start's context as its launcher holds it once the start has failed."""
+    context = ProgramContext("app", None, 1.0, pidfile=PIDLockFile(str(pidfile)))
+    context._daemon_pid = daemon_pid
+    context._session = session
+    return context
+
+
+def _reaped_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return int(proc.stdout)
+
+
+# A process that takes the pidfile's lock, writes its pid and, with FORK, hands the
+# lock to a child in a session of its own and exits: "locked PID" names the holder.
+_HOLDER = """
+import fcntl, os, signal, sys
+f = open(sys.argv[1], "w")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write(str(os.getpid())); f.flush()
+if sys.argv[2] == "fork" and os.fork():
+    os._exit(0)
+if sys.argv[2] == "fork":
+    os.setsid()
+print("locked", os.getpid(), flush=True)
+signal.pause()
+"""
+
+
+def _hold(processes: ProcessTracker, pidfile: Path, fork: bool) -> tuple[int, int]:
+    """(holder, locker): a process holding ``pidfile``'s lock, in a session of its own,
+    and the pid that took the lock (the holder itself, or its exited parent)."""
+    proc = processes.popen(
+        [sys.executable, "-c", _HOLDER, str(pidfile), "fork" if fork else "stay"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # bounded: the holder prints at once, or exits (EOF)
+    assert line.startswith("locked "), line
+    holder = processes.add(int(line.split()[1]))
+    return holder, proc.pid
+
+
+def test_the_clean_up_leaves_alone_a_lock_another_start_took(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """Our program gone, another start's daemon took the pidfile: not ours to stop."""
+    pidfile = tmp_path / "app.pid"
+    holder, _locker = _hold(processes, pidfile, fork=False)
+    _failed_context(pidfile, _reaped_pid(), os.getsid(0))._stop_program()
+    assert pid_alive(holder)
+    assert pidfile.read_text() == str(holder)
+
+
+def test_the_clean_up_stops_a_holder_of_the_programs_session(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    pidfile = tmp_path / "app.pid"
+    holder, _locker = _hold(processes, pidfile, fork=False)
+    _failed_context(pidfile, _reaped_pid(), holder)._stop_program()  # its session: ours
+    wait_gone(holder)
+    assert not pidfile.exists()
+
+
+def test_the_clean_up_stops_a_holder_of_the_lock_the_program_took(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """A child that made a session of its own still holds the lock the program took."""
+    pidfile = tmp_path / "app.pid"
+    holder, locker = _hold(processes, pidfile, fork=True)
+    _failed_context(pidfile, locker, os.getsid(0))._stop_program()
+    wait_gone(holder)
+    assert not pidfile.exists()
+
+
+# -- SIGTERM and SIGHUP to the waiting launcher ----------------------------------------
+
+
+def _program_pid(marker: Path) -> int | None:
+    try:
+        line = marker.read_text()
+    except FileNotFoundError:
+        return None
+    return int(json.loads(line)["pid"]) if line.endswith("\n") else None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize(
+    "options", [("--notify",), ("--ready-after", "60")], ids=["notify", "ready-after"]
+)
+def test_a_signal_to_the_waiting_launcher_stops_the_program(
+    tracker: Tracker, signum: int, options: tuple[str, ...]
+) -> None:
+    marker = tracker.tmp_path / "up.jsonl"
+    program = python_program("--never-ready", "--marker", str(marker))
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, *options, "--", *program],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pid = wait_for(lambda: _program_pid(marker), what="the program to run")
+    launcher.send_signal(signum)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signum, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    assert not pid_alive(pid)
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
+def test_a_second_signal_does_not_cut_the_clean_up_short(tracker: Tracker) -> None:
+    """The program takes its time over SIGTERM: a second SIGTERM to the launcher
+    meanwhile (an impatient ``timeout``, a service manager) must not leave it running."""
+    up, termed = tracker.tmp_path / "up", tracker.tmp_path / "termed"
+    script = 'trap "echo > $1" TERM; echo > $0; while :; do sleep 1 & wait; done'
+    start = ["start", "--pidfile", tracker.pidfile, "--ready-after", "60"]
+    launcher = tracker.popen(
+        [*tracker.command(), *start, "--", "sh", "-c", script, str(up), str(termed)],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(up.exists, what="the program to run")
+    launcher.send_signal(signal.SIGTERM)
+    wait_for(termed.exists, what="the launcher to stop the program")
+    launcher.send_signal(signal.SIGTERM)  # while it waits for the program to exit
+    _stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
 
 # -- a launcher with fds past 1024 -----------------------------------------------------
 
