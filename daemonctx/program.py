@@ -326,6 +326,7 @@ class ProgramContext(DaemonContext):
         # The pidfd the handoff opened when it learnt the pid (a pid may be reused)
         pidfd = None if self.daemon_pidfd is None else os.dup(self.daemon_pidfd)
         timeout = max(0.0, self._deadline - time.monotonic())
+        listener.accept = self._from_the_program
         try:
             outcome = listener.wait_ready(pidfd, timeout)
         finally:
@@ -340,6 +341,28 @@ class ProgramContext(DaemonContext):
                 " stopped it"
             )
         raise CommandError(f"{self._name} (pid {pid}) exited before it sent READY=1")
+
+    def _from_the_program(self, pid: int, uid: int) -> bool:
+        """Whether a notification sent by ``pid`` (as ``uid``, both from the kernel's
+        SCM_CREDENTIALS) is the program's: systemd's ``NotifyAccess=all``, for the
+        processes of the session the program runs in. A sender already gone when we
+        look (``systemd-notify`` may exit at once) is taken on its uid: root, or
+        the program's own user, who could make the program say anything anyway."""
+        from .procfs import parent_pid, session_id
+
+        session = session_id(pid) if pid > 0 else None
+        if session is None:
+            return uid in (0, self.uid)
+        if session == self._session:
+            return True
+        for _ in range(_ANCESTRY):  # a descendant that made a session of its own
+            if pid == self._daemon_pid:
+                return True
+            parent = parent_pid(pid)
+            if parent is None or parent <= 1:
+                return False
+            pid = parent
+        return False
 
     def _stop_program(self) -> None:
         """Stop the program and every process of its that holds the pidfile's lock
@@ -393,6 +416,7 @@ class ProgramContext(DaemonContext):
         return any(pid == self._daemon_pid and key in keys for pid, key in exclusive_flocks() or [])
 
 
+_ANCESTRY = 64  # parents looked at to tell a descendant of the program
 _STOP_ROUNDS = 5  # looks for lock holders after a failed start (children forked meanwhile)
 
 

@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    CLI_PROGRAM,
     NOBODY,
     STARTED,
     ProcessTracker,
     Tracker,
     needs_root,
+    needs_tools,
     pid_alive,
+    python_for_nobody,
     python_program,
     wait_for,
     wait_gone,
@@ -239,6 +242,94 @@ os.execv(sys.executable, {argv!r})
     match = STARTED.fullmatch(result.stdout)
     assert match, result.stdout
     assert tracker.processes() == [int(match.group(2))]
+
+
+# -- --notify believes the program only ------------------------------------------------
+
+
+def _notify_socket(tracker: Tracker) -> str | None:
+    """The NOTIFY_SOCKET the launcher gave the program (found by its environment)."""
+    for pid in tracker.processes():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        for entry in environ.split(b"\0"):
+            if entry.startswith(b"NOTIFY_SOCKET=@daemonctx/"):
+                return entry.split(b"=", 1)[1].decode()
+    return None
+
+
+_SEND_READY = """
+import socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"READY=1", "\\0" + sys.argv[1][1:])
+"""
+
+
+@needs_root
+@needs_tools("setpriv")
+def test_notify_ignores_ready_from_another_user(tracker: Tracker) -> None:
+    """The abstract address is in /proc/net/unix for all to read: nobody's READY=1
+    does not count, the program's own (2 s later) does."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    program = python_program("--ready-after", "2", "--marker", str(marker))
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    address = wait_for(lambda: _notify_socket(tracker), what="the program's NOTIFY_SOCKET")
+    python = python_for_nobody(CLI_PROGRAM)
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    subprocess.run([*setpriv, python, "-c", _SEND_READY, address], check=True, timeout=30)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert marker.exists(), "started only once the program itself sent READY=1"
+    assert launcher.returncode == 0, stderr
+    assert STARTED.fullmatch(stdout), stdout
+    assert re.fullmatch(
+        rf"daemonctx: warning: ignored READY=1 from pid \d+ \(uid {NOBODY}\): not the program\n",
+        stderr,
+    ), stderr
+
+
+_SETSID_THEN_READY = """
+import os, signal, socket
+os.setsid()
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"READY=1", "\\0" + os.environ["NOTIFY_SOCKET"][1:])
+signal.pause()
+"""
+
+
+def test_notify_believes_a_program_in_a_session_of_its_own(tracker: Tracker) -> None:
+    pid = tracker.start(
+        sys.executable, "-c", _SETSID_THEN_READY, options=("--notify", "--timeout", "10")
+    )
+    assert tracker.processes() == [pid]
+
+
+@needs_tools("systemd-notify")
+def test_notify_believes_systemd_notify(tracker: Tracker) -> None:
+    """``systemd-notify --ready`` sends from a process of its own, gone soon after."""
+    script = "systemd-notify --ready; exec sleep 1000"
+    pid = tracker.start("sh", "-c", script, options=("--notify", "--timeout", "10"))
+    wait_for(lambda: tracker.processes() == [pid], what="systemd-notify to exit")
+
+
+def test_who_may_say_ready(tmp_path: Path, processes: ProcessTracker) -> None:
+    """The program's session; a sender gone before it is looked at, on its uid; nobody else."""
+    stranger = processes.popen(["sleep", "1000"], start_new_session=True)
+    gone = _reaped_pid()
+    context = _failed_context(tmp_path / "app.pid", _reaped_pid(), os.getsid(0))
+    context.uid = os.geteuid()
+    assert context._from_the_program(os.getpid(), NOBODY)  # our session: the program's here
+    assert not context._from_the_program(stranger.pid, os.geteuid())
+    assert context._from_the_program(gone, os.geteuid())
+    if os.geteuid() == 0:
+        assert not context._from_the_program(gone, NOBODY)
 
 
 # -- restart's refusal, a deleted current directory ------------------------------------
