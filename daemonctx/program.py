@@ -455,8 +455,13 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 def _signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP raise ``Interrupted`` (a ``KeyboardInterrupt``), as SIGINT
     does: ``timeout``, a lost ssh session or a service manager's start timeout then
-    stops the program as Ctrl-C would, and the launcher exits 128 + the signal."""
-    previous = {number: signal.signal(number, _raise_interrupted) for number in _INTERRUPTING}
+    stops the program as Ctrl-C would, and the launcher exits 128 + the signal. A
+    signal the launcher was started with ignored (``nohup``) stays ignored."""
+    previous = {
+        number: signal.signal(number, _raise_interrupted)
+        for number in _INTERRUPTING
+        if signal.getsignal(number) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

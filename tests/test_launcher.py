@@ -192,6 +192,28 @@ def test_a_signal_to_the_waiting_launcher_stops_the_program(
     assert not os.path.exists(tracker.pidfile)
 
 
+def test_a_launcher_started_under_nohup_waits_on(tracker: Tracker) -> None:
+    """SIGHUP ignored when the launcher starts (``nohup``) stays ignored."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    program = python_program("--ready-after", "1", "--marker", str(marker))
+    argv = [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program]
+    nohup = "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+    nohup += "os.execv(sys.argv[1], sys.argv[1:])"
+    launcher = tracker.popen(
+        [sys.executable, "-c", nohup, *argv],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: _notify_socket(tracker), what="the program to run")  # the launcher waits
+    launcher.send_signal(signal.SIGHUP)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 0, stderr
+    assert marker.exists() and STARTED.fullmatch(stdout), stdout
+
+
 def test_a_second_signal_does_not_cut_the_clean_up_short(tracker: Tracker) -> None:
     """The program takes its time over SIGTERM: a second SIGTERM to the launcher
     meanwhile (an impatient ``timeout``, a service manager) must not leave it running."""
