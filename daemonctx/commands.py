@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .control import StopResult
 
 __all__ = [
+    "Interrupted",
     "add_stop_options",
     "octal_mask",
     "prepare_exit",
@@ -33,6 +34,16 @@ __all__ = [
     "seconds",
     "signal_argument",
 ]
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises ``KeyboardInterrupt`` (a
+    waiting ``start`` installs the handler), so it is cleaned up after the same way;
+    ``run_command`` exits 128 + ``signum``, as a process killed by it would."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def say(line: str) -> bool:
@@ -59,12 +70,15 @@ def say_started(name: str, pid: int) -> None:
 
 def run_command(prog: str, handler: Callable[[], int]) -> int:
     """Run ``handler`` and return its exit status: a ``CommandError`` is printed as
-    ``PROG: error: MESSAGE`` and gives its exit code; Ctrl-C gives 130."""
+    ``PROG: error: MESSAGE`` and gives its exit code; Ctrl-C gives 130, and
+    ``Interrupted`` 128 + its signal (143 for SIGTERM, 129 for SIGHUP)."""
     try:
         return handler()
     except CommandError as exc:
         print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except Interrupted as exc:
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130
 

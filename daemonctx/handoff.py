@@ -268,11 +268,13 @@ class _RecordReader:
 
     def _fill(self, deadline: float | None) -> None:
         if deadline is not None:
-            import select
+            import select  # poll, not select(): our fd may be 1024 or more
 
             remaining = max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self.fd], [], [], remaining)
-            if not ready:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            # poll takes whole milliseconds: round up, so a short wait never spins at 0
+            if not poller.poll(int(-(-remaining * 1000 // 1))):
                 raise TimeoutError
         chunk = os.read(self.fd, 65536)
         if chunk:

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
 from . import control
-from .commands import say_started
+from .commands import Interrupted, say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
-from .pidfd import GRACE, terminate, wait_exit
+from .paths import UnsafePathError
+from .pidfd import GRACE, exited, open_pidfd, wait_any, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
 
@@ -88,7 +89,13 @@ class Launch:
         """
         name = name or control.default_name(pidfile)
         path = resolve_program(argv[0])
-        directory = os.path.abspath(chdir)
+        try:
+            directory = os.path.abspath(chdir)
+        except OSError:  # relative, and the current directory was deleted
+            raise CommandError(
+                f"--chdir {chdir}: relative to a current directory that was deleted;"
+                " give an absolute path"
+            ) from None
         if not os.path.isdir(directory):
             raise CommandError(f"--chdir {directory}: no such directory")
         environment = dict(os.environ)
@@ -172,7 +179,13 @@ def resolve_program(command: str) -> str:
 
 def resolve_pidfile(path: str) -> str:
     """The pidfile as an absolute path (the daemon changes directory), in an existing directory."""
-    path = os.path.abspath(path)
+    try:
+        path = os.path.abspath(path)
+    except OSError:  # relative, and the current directory was deleted
+        raise CommandError(
+            f"--pidfile {path}: relative to a current directory that was deleted;"
+            " give an absolute path"
+        ) from None
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise CommandError(f"pidfile directory {directory} does not exist")
@@ -253,6 +266,11 @@ class ProgramContext(DaemonContext):
 
     With a listener, the service manager above us (if any) hears READY=1 only
     after the program said it: ``super().launcher_ready()`` comes after the wait.
+
+    A start that fails once the program runs (no READY=1 in time, an exit before
+    it or within ``ready_after``, Ctrl-C, SIGTERM or SIGHUP to the launcher) stops
+    the program and every process of its that holds the pidfile's lock, as
+    ``stop`` does, and removes the pidfile: a start reported failed leaves nothing.
     """
 
     def __init__(
@@ -269,29 +287,36 @@ class ProgramContext(DaemonContext):
         self._timeout = timeout
         self._deadline = time.monotonic() + timeout
         self._pidfile_path: str = options["pidfile"].path
+        self._session: int | None = None  # the session the first child created
+        self._daemon_pid: int | None = None
         super().__init__(ready_timeout=timeout, **options)
 
+    def _wait_in_launcher(self, handoff: Any, child: int) -> NoReturn:
+        # The first child's pid is the id of the session the program runs in.
+        self._session = child
+        with _signals_interrupt():
+            super()._wait_in_launcher(handoff, child)
+
     def launcher_ready(self, daemon_pid: int) -> None:
-        if self._listener is not None:
-            self._await_program(daemon_pid, self._listener)
-        if self._ready_after > 0:
-            self._see_it_run(daemon_pid)
-        super().launcher_ready(daemon_pid)
-        say_started(self._name, daemon_pid)
+        self._daemon_pid = daemon_pid
+        try:
+            if self._listener is not None:
+                self._await_program(daemon_pid, self._listener)
+            if self._ready_after > 0:
+                self._see_it_run(daemon_pid)
+            super().launcher_ready(daemon_pid)
+            say_started(self._name, daemon_pid)
+        except BaseException:  # a failed start, or the launcher interrupted
+            _ignore_interruptions()  # the clean-up runs to its end
+            self._stop_program()
+            raise
 
     def _see_it_run(self, pid: int) -> None:
         """supervisord's ``startsecs``: the program must still run ``ready_after``
         seconds after its exec (or its READY=1), or the start failed."""
         if self.daemon_pidfd is None:
             return
-        try:
-            gone = wait_exit(self.daemon_pidfd, self._ready_after)
-        except KeyboardInterrupt:
-            terminate(self.daemon_pidfd, GRACE)
-            control.remove_stale_pidfile(self._pidfile_path)
-            raise
-        if gone:
-            control.remove_stale_pidfile(self._pidfile_path)
+        if wait_exit(self.daemon_pidfd, self._ready_after):
             raise CommandError(
                 f"{self._name} (pid {pid}) exited within {self._ready_after:g} s of its start"
                 f" (--ready-after {self._ready_after:g})"
@@ -301,28 +326,153 @@ class ProgramContext(DaemonContext):
         # The pidfd the handoff opened when it learnt the pid (a pid may be reused)
         pidfd = None if self.daemon_pidfd is None else os.dup(self.daemon_pidfd)
         timeout = max(0.0, self._deadline - time.monotonic())
+        listener.accept = self._from_the_program
         try:
             outcome = listener.wait_ready(pidfd, timeout)
-            if outcome == "timeout" and pidfd is not None:
-                terminate(pidfd, GRACE)
-        except KeyboardInterrupt:
-            if pidfd is not None:
-                terminate(pidfd, GRACE)
-            control.remove_stale_pidfile(self._pidfile_path)
-            raise
         finally:
             listener.close()
             if pidfd is not None:
                 os.close(pidfd)
         if outcome == "ready":
             return
-        control.remove_stale_pidfile(self._pidfile_path)
         if outcome == "timeout":
             raise CommandError(
                 f"{self._name} (pid {pid}) did not send READY=1 within {self._timeout:g} s;"
                 " stopped it"
             )
         raise CommandError(f"{self._name} (pid {pid}) exited before it sent READY=1")
+
+    def _from_the_program(self, pid: int, uid: int) -> bool:
+        """Whether a notification sent by ``pid`` (as ``uid``, both from the kernel's
+        SCM_CREDENTIALS) is the program's: systemd's ``NotifyAccess=all``, for the
+        processes of the session the program runs in. A sender already gone when we
+        look (``systemd-notify`` may exit at once) is taken on its uid: root, or
+        the program's own user, who could make the program say anything anyway."""
+        from .procfs import parent_pid, session_id
+
+        session = session_id(pid) if pid > 0 else None
+        if session is None:
+            return uid in (0, self.uid)
+        if session == self._session:
+            return True
+        for _ in range(_ANCESTRY):  # a descendant that made a session of its own
+            if pid == self._daemon_pid:
+                return True
+            parent = parent_pid(pid)
+            if parent is None or parent <= 1:
+                return False
+            pid = parent
+        return False
+
+    def _stop_program(self) -> None:
+        """Stop the program and every process of its that holds the pidfile's lock
+        (children that inherited it), as ``stop`` does, then remove the pidfile.
+
+        Each holder is pinned by a pidfd, proven to hold the lock, and signalled only
+        if it is ours: when the program took the lock (/proc/locks names its pid) every
+        holder shares it; else (a pid namespace hides the locker once it is gone) only
+        holders in the program's session count. The daemon of another start, which
+        took the pidfile since, is left alone.
+        """
+        from . import identity, procfs
+
+        main = self.daemon_pidfd
+        for _ in range(_STOP_ROUNDS):
+            try:
+                found = identity.find(self._pidfile_path, every_holder=True)
+            except Exception:  # unreadable now: the program, at least, is stopped
+                found = None
+            pinned: list[int] = []
+            if found is not None and found.held:
+                every = self._took_the_lock(found.keys)  # then every holder is ours
+                for holder in found.holders:
+                    if holder == self._daemon_pid:
+                        continue
+                    pidfd = open_pidfd(holder)
+                    if pidfd is None:
+                        continue
+                    holds = any(procfs.holding_fds(holder, key) for key in found.keys)
+                    ours = every or procfs.session_id(holder) == self._session
+                    if holds and ours and not exited(pidfd):
+                        pinned.append(pidfd)
+                    else:
+                        os.close(pidfd)
+            if main is not None and not exited(main):
+                pinned.append(os.dup(main))
+            if not pinned:
+                break
+            try:
+                if not _terminate_all(pinned):
+                    return  # one outlived SIGKILL: its lock, and so the pidfile, stay
+            finally:
+                for pidfd in pinned:
+                    os.close(pidfd)
+        control.remove_stale_pidfile(self._pidfile_path)
+
+    def _took_the_lock(self, keys: tuple[tuple[int, int, int], ...]) -> bool:
+        """Whether the lock on the pidfile (one of ``keys``) is the one the program took."""
+        from .procfs import exclusive_flocks
+
+        return any(pid == self._daemon_pid and key in keys for pid, key in exclusive_flocks() or [])
+
+
+_ANCESTRY = 64  # parents looked at to tell a descendant of the program
+_STOP_ROUNDS = 5  # looks for lock holders after a failed start (children forked meanwhile)
+
+
+def _terminate_all(pidfds: list[int], grace: float = GRACE) -> bool:
+    """SIGTERM to each, ``grace`` seconds for all to exit, then SIGKILL and ``grace``
+    more; True once all have exited."""
+    import _signal  # type: ignore[import-not-found]
+
+    for signum in (_signal.SIGTERM, _signal.SIGKILL):
+        for pidfd in pidfds:
+            try:
+                _signal.pidfd_send_signal(pidfd, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while True:
+            alive = [pidfd for pidfd in pidfds if not exited(pidfd)]
+            remaining = deadline - time.monotonic()
+            if not alive or remaining <= 0:
+                break
+            wait_any(alive, remaining)
+        if not alive:
+            return True
+    return False
+
+
+#: Signals that end a waiting launcher as Ctrl-C does: the program is stopped first.
+_INTERRUPTING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Interrupted`` (a ``KeyboardInterrupt``), as SIGINT
+    does: ``timeout``, a lost ssh session or a service manager's start timeout then
+    stops the program as Ctrl-C would, and the launcher exits 128 + the signal. A
+    signal the launcher was started with ignored (``nohup``) stays ignored."""
+    previous = {
+        number: signal.signal(number, _raise_interrupted)
+        for number in _INTERRUPTING
+        if signal.getsignal(number) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _ignore_interruptions() -> None:
+    """A second Ctrl-C, SIGTERM or SIGHUP must not cut a failed start's clean-up short."""
+    for number in (signal.SIGINT, *_INTERRUPTING):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def start_program(
@@ -365,6 +515,8 @@ def check_start(launch: Launch) -> None:
         context.check(pidfile_held_ok=True)
     except DaemonOptionError as exc:
         raise launch.flag_error(exc) from exc
+    except UnsafePathError as exc:  # the refusal start gives, LSB 4 (insufficient privilege)
+        raise CommandError(str(exc), exit_code=4) from exc
     except DaemonError as exc:
         raise control.startup_failure(launch.name, exc) from exc
 

@@ -13,6 +13,10 @@ import os
 
 from .errors import DaemonOSEnvironmentError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 __all__ = ["NotifyListener", "notify", "notify_socket_address", "watchdog_seconds"]
 
 
@@ -73,16 +77,24 @@ class NotifyListener:
     program as ``NOTIFY_SOCKET``, so that it can tell us when it is ready.
 
     It has an abstract address (no file to clean up, no permissions to fix
-    after a privilege drop) made unguessable with random bytes.
+    after a privilege drop). Any local user can read that address in
+    /proc/net/unix and send to it, so each datagram carries its sender's
+    credentials (SO_PASSCRED), and with ``accept`` set, ``READY=1`` counts only
+    when ``accept(pid, uid)`` of its sender is true; others are ignored, and said
+    so once on stderr.
     """
 
     def __init__(self) -> None:
         import socket
 
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # before bind: no datagram may arrive without its sender's credentials
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}"
         self._socket.bind("\0" + name)
         self.address = "@" + name
+        self.accept: Callable[[int, int], bool] | None = None
+        self._told = False
 
     def fileno(self) -> int:
         """The socket's fd, readable when a message waits (for a selector loop)."""
@@ -92,16 +104,45 @@ class NotifyListener:
         self._socket.close()
 
     def _ready_received(self) -> bool:
-        """Read every waiting datagram; True if one said READY=1."""
+        """Read every waiting datagram; True if one from an accepted sender said READY=1."""
         import socket
+        import struct
 
+        # Room for SCM_CREDENTIALS only: fds sent along (sd_notify_barrier's) are
+        # closed by the kernel, which completes the sender's barrier.
+        room = socket.CMSG_SPACE(struct.calcsize("iII"))
         ready = False
         while True:
             try:
-                data = self._socket.recv(65536, socket.MSG_DONTWAIT)
+                data, ancillary, _flags, _address = self._socket.recvmsg(
+                    65536, room, socket.MSG_DONTWAIT
+                )
             except BlockingIOError:
                 return ready
-            ready = ready or b"READY=1" in data.split(b"\n")
+            if ready or b"READY=1" not in data.split(b"\n"):
+                continue
+            sender = None
+            for level, kind, value in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                    pid, uid, _gid = struct.unpack("iII", value[: struct.calcsize("iII")])
+                    sender = (pid, uid)
+            if self.accept is None or (sender is not None and self.accept(*sender)):
+                ready = True
+            else:
+                self._ignored(sender)
+
+    def _ignored(self, sender: tuple[int, int] | None) -> None:
+        import sys
+
+        if self._told:
+            return
+        self._told = True
+        who = "an unknown sender" if sender is None else f"pid {sender[0]} (uid {sender[1]})"
+        try:
+            sys.stderr.write(f"daemonctx: warning: ignored READY=1 from {who}: not the program\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
 
     def wait_ready(self, pidfd: int | None, timeout: float) -> str:
         """Wait for READY=1 while watching the program's pidfd: "ready", "exited" or "timeout"."""

@@ -1,0 +1,400 @@
+"""``daemonctx start``'s launcher while it waits for the program: a start reported
+failed leaves no process and no pidfile (the program's children that hold the
+pidfile's lock included), SIGTERM and SIGHUP are Ctrl-C, the handoff works with fds
+past 1024, and ``--notify`` believes READY=1 only from the program. A refused
+pidfile and a relative path in a deleted directory are one line.
+
+Processes carry the ``tracker`` token; the others a test starts are killed by the
+``processes`` fixture. Waits are on a file, a pidfd or a pipe, each with a bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    CLI_PROGRAM,
+    NOBODY,
+    STARTED,
+    ProcessTracker,
+    Tracker,
+    needs_root,
+    needs_tools,
+    pid_alive,
+    python_for_nobody,
+    python_program,
+    wait_for,
+    wait_gone,
+)
+
+from daemonctx.pidfile import PIDLockFile
+from daemonctx.program import ProgramContext
+
+# -- a start reported failed stops what holds the lock ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "script", "error"),
+    [
+        (
+            ("--notify", "--timeout", "0.5"),
+            "sleep 1000 & sleep 1001",
+            r"did not send READY=1 within 0\.5 s; stopped it",
+        ),
+        (("--notify",), "sleep 1000 & exit 0", r"exited before it sent READY=1"),
+        (
+            ("--ready-after", "0.5"),
+            "sleep 1000 & exit 3",
+            r"exited within 0\.5 s of its start \(--ready-after 0\.5\)",
+        ),
+    ],
+    ids=["notify-timeout", "notify-exit", "ready-after"],
+)
+def test_a_failed_start_stops_the_children_that_hold_the_lock(
+    tracker: Tracker, options: tuple[str, ...], script: str, error: str
+) -> None:
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, *options, "--", "sh", "-c", script
+    )
+    assert result.returncode == 1
+    assert re.fullmatch(rf"daemonctx: error: app \(pid \d+\) {error}\n", result.stderr), (
+        result.stderr
+    )
+    assert tracker.processes() == [], "the children holding the lock were stopped"
+    assert not os.path.exists(tracker.pidfile)
+
+
+def _failed_context(pidfile: Path, daemon_pid: int, session: int) -> ProgramContext:
+    """A start's context as its launcher holds it once the start has failed."""
+    context = ProgramContext("app", None, 1.0, pidfile=PIDLockFile(str(pidfile)))
+    context._daemon_pid = daemon_pid
+    context._session = session
+    return context
+
+
+def _reaped_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return int(proc.stdout)
+
+
+# A process that takes the pidfile's lock, writes its pid and, with FORK, hands the
+# lock to a child in a session of its own and exits: "locked PID" names the holder.
+_HOLDER = """
+import fcntl, os, signal, sys
+f = open(sys.argv[1], "w")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write(str(os.getpid())); f.flush()
+if sys.argv[2] == "fork" and os.fork():
+    os._exit(0)
+if sys.argv[2] == "fork":
+    os.setsid()
+print("locked", os.getpid(), flush=True)
+signal.pause()
+"""
+
+
+def _hold(processes: ProcessTracker, pidfile: Path, fork: bool) -> tuple[int, int]:
+    """(holder, locker): a process holding ``pidfile``'s lock, in a session of its own,
+    and the pid that took the lock (the holder itself, or its exited parent)."""
+    proc = processes.popen(
+        [sys.executable, "-c", _HOLDER, str(pidfile), "fork" if fork else "stay"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # bounded: the holder prints at once, or exits (EOF)
+    assert line.startswith("locked "), line
+    holder = processes.add(int(line.split()[1]))
+    return holder, proc.pid
+
+
+def test_the_clean_up_leaves_alone_a_lock_another_start_took(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """Our program gone, another start's daemon took the pidfile: not ours to stop."""
+    pidfile = tmp_path / "app.pid"
+    holder, _locker = _hold(processes, pidfile, fork=False)
+    _failed_context(pidfile, _reaped_pid(), os.getsid(0))._stop_program()
+    assert pid_alive(holder)
+    assert pidfile.read_text() == str(holder)
+
+
+def test_the_clean_up_stops_a_holder_of_the_programs_session(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    pidfile = tmp_path / "app.pid"
+    holder, _locker = _hold(processes, pidfile, fork=False)
+    _failed_context(pidfile, _reaped_pid(), holder)._stop_program()  # its session: ours
+    wait_gone(holder)
+    assert not pidfile.exists()
+
+
+def test_the_clean_up_stops_a_holder_of_the_lock_the_program_took(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """A child that made a session of its own still holds the lock the program took."""
+    pidfile = tmp_path / "app.pid"
+    holder, locker = _hold(processes, pidfile, fork=True)
+    _failed_context(pidfile, locker, os.getsid(0))._stop_program()
+    wait_gone(holder)
+    assert not pidfile.exists()
+
+
+# -- SIGTERM and SIGHUP to the waiting launcher ----------------------------------------
+
+
+def _program_pid(marker: Path) -> int | None:
+    try:
+        line = marker.read_text()
+    except FileNotFoundError:
+        return None
+    return int(json.loads(line)["pid"]) if line.endswith("\n") else None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize(
+    "options", [("--notify",), ("--ready-after", "60")], ids=["notify", "ready-after"]
+)
+def test_a_signal_to_the_waiting_launcher_stops_the_program(
+    tracker: Tracker, signum: int, options: tuple[str, ...]
+) -> None:
+    marker = tracker.tmp_path / "up.jsonl"
+    program = python_program("--never-ready", "--marker", str(marker))
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, *options, "--", *program],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pid = wait_for(lambda: _program_pid(marker), what="the program to run")
+    launcher.send_signal(signum)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signum, stderr
+    assert stdout == "" and "Traceback" not in stderr
+    assert not pid_alive(pid)
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
+def test_a_launcher_started_under_nohup_waits_on(tracker: Tracker) -> None:
+    """SIGHUP ignored when the launcher starts (``nohup``) stays ignored."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    program = python_program("--ready-after", "1", "--marker", str(marker))
+    argv = [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program]
+    nohup = "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+    nohup += "os.execv(sys.argv[1], sys.argv[1:])"
+    launcher = tracker.popen(
+        [sys.executable, "-c", nohup, *argv],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: _notify_socket(tracker), what="the program to run")  # the launcher waits
+    launcher.send_signal(signal.SIGHUP)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 0, stderr
+    assert marker.exists() and STARTED.fullmatch(stdout), stdout
+
+
+def test_a_second_signal_does_not_cut_the_clean_up_short(tracker: Tracker) -> None:
+    """The program takes its time over SIGTERM: a second SIGTERM to the launcher
+    meanwhile (an impatient ``timeout``, a service manager) must not leave it running."""
+    up, termed = tracker.tmp_path / "up", tracker.tmp_path / "termed"
+    script = 'trap "echo > $1" TERM; echo > $0; while :; do sleep 1 & wait; done'
+    start = ["start", "--pidfile", tracker.pidfile, "--ready-after", "60"]
+    launcher = tracker.popen(
+        [*tracker.command(), *start, "--", "sh", "-c", script, str(up), str(termed)],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(up.exists, what="the program to run")
+    launcher.send_signal(signal.SIGTERM)
+    wait_for(termed.exists, what="the launcher to stop the program")
+    launcher.send_signal(signal.SIGTERM)  # while it waits for the program to exit
+    _stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
+# -- a launcher with fds past 1024 -----------------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("options", [(), ("--notify",)], ids=["exec", "notify"])
+def test_a_launcher_with_fds_past_1024_starts(tracker: Tracker, options: tuple[str, ...]) -> None:
+    """The handoff pipe gets the lowest free fd: past 1024 here, which select() refuses."""
+    argv = [*tracker.command(), "start", "--pidfile", tracker.pidfile, *options, "--"]
+    argv += python_program() if options else ["sleep", "1000"]
+    code = f"""
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+null = os.open("/dev/null", os.O_RDONLY)
+os.set_inheritable(null, True)  # fds 3 to 1099 stay open across the exec: none is free
+for fd in range(3, 1100):
+    if fd != null:
+        os.dup2(null, fd)
+os.execv(sys.executable, {argv!r})
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=tracker.env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    match = STARTED.fullmatch(result.stdout)
+    assert match, result.stdout
+    assert tracker.processes() == [int(match.group(2))]
+
+
+# -- --notify believes the program only ------------------------------------------------
+
+
+def _notify_socket(tracker: Tracker) -> str | None:
+    """The NOTIFY_SOCKET the launcher gave the program (found by its environment)."""
+    for pid in tracker.processes():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        for entry in environ.split(b"\0"):
+            if entry.startswith(b"NOTIFY_SOCKET=@daemonctx/"):
+                return entry.split(b"=", 1)[1].decode()
+    return None
+
+
+_SEND_READY = """
+import socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"READY=1", "\\0" + sys.argv[1][1:])
+"""
+
+
+@needs_root
+@needs_tools("setpriv")
+def test_notify_ignores_ready_from_another_user(tracker: Tracker) -> None:
+    """The abstract address is in /proc/net/unix for all to read: nobody's READY=1
+    does not count, the program's own (2 s later) does."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    program = python_program("--ready-after", "2", "--marker", str(marker))
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    address = wait_for(lambda: _notify_socket(tracker), what="the program's NOTIFY_SOCKET")
+    python = python_for_nobody(CLI_PROGRAM)
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    subprocess.run([*setpriv, python, "-c", _SEND_READY, address], check=True, timeout=30)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert marker.exists(), "started only once the program itself sent READY=1"
+    assert launcher.returncode == 0, stderr
+    assert STARTED.fullmatch(stdout), stdout
+    assert re.fullmatch(
+        rf"daemonctx: warning: ignored READY=1 from pid \d+ \(uid {NOBODY}\): not the program\n",
+        stderr,
+    ), stderr
+
+
+_SETSID_THEN_READY = """
+import os, signal, socket
+os.setsid()
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"READY=1", "\\0" + os.environ["NOTIFY_SOCKET"][1:])
+signal.pause()
+"""
+
+
+def test_notify_believes_a_program_in_a_session_of_its_own(tracker: Tracker) -> None:
+    pid = tracker.start(
+        sys.executable, "-c", _SETSID_THEN_READY, options=("--notify", "--timeout", "10")
+    )
+    assert tracker.processes() == [pid]
+
+
+@needs_tools("systemd-notify")
+def test_notify_believes_systemd_notify(tracker: Tracker) -> None:
+    """``systemd-notify --ready`` sends from a process of its own, gone soon after."""
+    script = "systemd-notify --ready; exec sleep 1000"
+    pid = tracker.start("sh", "-c", script, options=("--notify", "--timeout", "10"))
+    wait_for(lambda: tracker.processes() == [pid], what="systemd-notify to exit")
+
+
+def test_who_may_say_ready(tmp_path: Path, processes: ProcessTracker) -> None:
+    """The program's session; a sender gone before it is looked at, on its uid; nobody else."""
+    stranger = processes.popen(["sleep", "1000"], start_new_session=True)
+    gone = _reaped_pid()
+    context = _failed_context(tmp_path / "app.pid", _reaped_pid(), os.getsid(0))
+    context.uid = os.geteuid()
+    assert context._from_the_program(os.getpid(), NOBODY)  # our session: the program's here
+    assert not context._from_the_program(stranger.pid, os.geteuid())
+    assert context._from_the_program(gone, os.geteuid())
+    if os.geteuid() == 0:
+        assert not context._from_the_program(gone, NOBODY)
+
+
+# -- restart's refusal, a deleted current directory ------------------------------------
+
+
+@needs_root
+def test_restart_refuses_an_untrusted_pidfile_with_4(tracker: Tracker) -> None:
+    pidfile = Path(tracker.pidfile)
+    pidfile.write_text("1\n")
+    os.chown(pidfile, NOBODY, NOBODY)
+    for action in ("start", "restart"):
+        result = tracker.daemonctx(action, "--pidfile", str(pidfile), "--", "sleep", "1000")
+        assert result.returncode == 4, (action, result.stderr)
+        assert result.stderr == (
+            f"daemonctx: error: refusing pidfile {pidfile}: {pidfile} is owned by uid"
+            f" {NOBODY}, not by root or uid 0\n"
+        ), (action, result.stderr)
+    assert tracker.processes() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "typed"),
+    [(("--pidfile", "rel.pid"), "--pidfile rel.pid"), (("--chdir", "rel"), "--chdir rel")],
+    ids=["pidfile", "chdir"],
+)
+def test_a_relative_path_in_a_deleted_directory_is_one_line(
+    tracker: Tracker, args: tuple[str, ...], typed: str
+) -> None:
+    gone = tracker.tmp_path / "gone"
+    gone.mkdir()
+    if "--pidfile" not in args:
+        args = ("--pidfile", tracker.pidfile, *args)
+    command = [*tracker.command(), "start", *args, "--", "sleep", "1000"]
+    result = subprocess.run(
+        ["sh", "-c", 'cd "$0" && rmdir "$0" && exec "$@"', str(gone), *command],
+        env=tracker.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"daemonctx: error: {typed}: relative to a current directory that was deleted;"
+        " give an absolute path\n"
+    )
+    assert tracker.processes() == []
