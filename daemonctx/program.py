@@ -166,6 +166,8 @@ def resolve_program(command: str) -> str:
     """The absolute path to exec, found in PATH as the shell would."""
     import shutil
 
+    if not command:
+        raise CommandError("command not found: '' (an empty name)")
     if "/" in command:  # a path: say what is wrong with it, as a shell would
         if os.path.isdir(command):
             raise CommandError(f"{command}: is a directory")
@@ -188,7 +190,8 @@ def resolve_pidfile(path: str) -> str:
         ) from None
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
-        raise CommandError(f"pidfile directory {directory} does not exist")
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise CommandError(f"pidfile directory {directory} {what}")
     return path
 
 

@@ -81,6 +81,8 @@ def test_usage_errors_exit_2(tracker: Tracker) -> None:
         ("stop", "--pidfile", tracker.pidfile, "--", "sleep"),
         ("start", "--pidfile", tracker.pidfile, "--umask", "999", "--", "sleep", "1"),
         ("status",),  # no --pidfile
+        ("status", "--pidfile", ""),  # "" is the current directory: no file
+        ("stop", "--pidfile", str(tracker.tmp_path) + "/"),
     ):
         result = tracker.daemonctx(*args)
         assert result.returncode == 2, args
@@ -169,6 +171,12 @@ def test_start_status_stop(tracker: Tracker) -> None:
         (("--group", "4294967296"), ("sleep", "1000"), "--group 4294967296: no such group"),
         (("--user", str(2**64)), ("sleep", "1000"), f"--user {2**64}: no such user"),
         ((), ("/",), "/: is a directory"),
+        ((), ("",), "command not found: '' (an empty name)"),
+        (
+            ("--pidfile", "/etc/passwd/app.pid"),
+            ("sleep", "1000"),
+            "pidfile directory /etc/passwd is not a directory",
+        ),
         ((), ("/etc/passwd",), "/etc/passwd: permission denied (not executable)"),
         (("--chdir", "/nonexistent"), ("sleep", "1000"), "--chdir /nonexistent: no such directory"),
         (
@@ -185,6 +193,8 @@ def test_start_status_stop(tracker: Tracker) -> None:
         "group-past-gid_t",
         "user-past-uid_t",
         "directory",
+        "empty-command",
+        "pidfile-directory-a-file",
         "not-executable",
         "chdir",
         "stdout",

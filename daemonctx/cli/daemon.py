@@ -106,9 +106,21 @@ def _subcommand(
     )
     parser.set_defaults(handler=handler, takes_command=takes_command)
     parser.add_argument(
-        "--pidfile", "-p", required=True, metavar="PATH", help="the daemon's pidfile"
+        "--pidfile",
+        "-p",
+        required=True,
+        metavar="PATH",
+        type=_pidfile_path,
+        help="the daemon's pidfile",
     )
     return parser
+
+
+def _pidfile_path(text: str) -> str:
+    """A file's path: not empty ("" would be the current directory), no trailing /."""
+    if not text or text.endswith("/"):
+        raise argparse.ArgumentTypeError(f"expected the path of a file: {text!r}")
+    return text
 
 
 def add_commands(subparsers: Any) -> None:
