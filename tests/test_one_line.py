@@ -536,3 +536,17 @@ def test_a_newline_or_escape_in_what_the_user_typed_stays_on_one_line(
         f"daemonctx: error: {config}: [program.a] command: /bin/no\\nsuch: no such file\n",
     )
     assert tracker.processes() == []
+
+
+def test_a_supervisor_log_that_is_a_directory_is_one_line(tracker: Tracker) -> None:
+    config = tracker.tmp_path / "s.toml"
+    (tracker.tmp_path / "logdir").mkdir()
+    config.write_text(
+        f'[supervisor]\ncontrol = "{tracker.tmp_path}/c.sock"\nlog = "{tracker.tmp_path}/logdir"\n'
+        '[program.a]\ncommand = ["/bin/sleep", "1000"]\n'
+    )
+    for foreground in ((), ("--foreground",)):
+        result = tracker.daemonctx("supervise", "--config", str(config), *foreground)
+        reason = f"cannot open supervisor log {tracker.tmp_path}/logdir: Is a directory"
+        assert (result.returncode, result.stderr) == (1, f"daemonctx: error: {reason}\n")
+    assert tracker.processes() == []

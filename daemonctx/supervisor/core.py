@@ -38,7 +38,7 @@ from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import procfs, systemd
-from ..errors import CommandError, DaemonError, one_line
+from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
 from ..paths import check_owned_file, check_path, open_log
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, wait_any
@@ -726,7 +726,12 @@ class Supervisor:
             return
         handler: logging.Handler
         if self.config.log is not None:
-            handler = _LogFileHandler(self.config.log)
+            try:
+                handler = _LogFileHandler(self.config.log)
+            except OSError as exc:  # paths' message, whole: no "[Errno 21]" before it
+                if isinstance(exc, DaemonError) or not exc.strerror:
+                    raise
+                raise DaemonOSEnvironmentError(exc.strerror) from exc
         else:
             handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
