@@ -138,15 +138,29 @@ def _guarded(found: Found, real: str, every_holder: bool) -> bool:
         os.close(fd)
 
 
+def _device(directory: str) -> int | None:
+    """The device of ``directory``, or of its nearest ancestor once it is removed
+    (a whole ``RuntimeDirectory=``: the deleted pidfile was on that device)."""
+    while True:
+        try:
+            return os.stat(directory).st_dev
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                return None
+            directory = parent
+        except OSError:
+            return None
+
+
 def _former_file(found: Found, real: str, every_holder: bool) -> None:
     """Follow a lock still held on a file that was at ``real`` and has been deleted:
     through its guard link, else through ``/proc/<pid>/fd`` (both names deleted,
-    or a daemon that could not link one)."""
+    or their directory removed, or a daemon that could not link one)."""
     if _guarded(found, real, every_holder):
         return
-    try:
-        device = os.stat(os.path.dirname(real)).st_dev
-    except OSError:
+    device = _device(os.path.dirname(real))
+    if device is None:
         return
     former = procfs.deleted_lock_holders(real, device)
     if not former:
