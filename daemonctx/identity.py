@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import signal as _signal
+import stat
 import time
 from dataclasses import dataclass, field
 
@@ -34,6 +35,8 @@ __all__ = ["Found", "find", "stop_daemon"]
 
 FileKey = tuple[int, int, int]
 _ATTEMPTS = 10  # looks at the pidfile when it is replaced while we look
+# a magic link in /proc/<pid>/fd is followed (no O_NOFOLLOW); nothing can block or stick
+_REOPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 @dataclass
@@ -65,6 +68,21 @@ class Found:
 
 def _refuse(path: str, reason: str) -> UnsafePathError:
     return UnsafePathError("pidfile", path, reason)
+
+
+def _reopen(pid: int, key: FileKey) -> int | None:
+    """A read-only fd of our own on the file ``pid`` holds the lock of, opened through
+    its descriptor (the file may have no name left); None if there is none to open."""
+    for name in procfs.holding_fds(pid, key) or []:
+        try:
+            fd = os.open(f"/proc/{pid}/fd/{name}", _REOPEN_FLAGS)
+        except OSError:
+            continue
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and procfs.file_key(st) == key:
+            return fd
+        os.close(fd)
+    return None
 
 
 def _look(path: str, every_holder: bool) -> Found | None:
@@ -102,7 +120,7 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
             return
     holders: set[int] = set()
     for key in found.keys:
-        result = procfs.find_lock_holders(key, [recorded] if recorded else [])
+        result = procfs.find_lock_holders(key, [recorded] if recorded else [], held=True)
         holders.update(result.pids)
         found.hidden = found.hidden or result.hidden
     found.holders = tuple(sorted(holders))
@@ -167,19 +185,14 @@ def _former_file(found: Found, real: str, every_holder: bool) -> None:
         return
     found.held, found.deleted = True, True
     found.keys = tuple(sorted({key for _pid, key in former}))
-    pid, key = former[0]
     written = 0.0
-    for name in procfs.holding_fds(pid, key) or []:
-        try:  # the old file is still readable through the holder's descriptor
-            old = os.open(f"/proc/{pid}/fd/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
+    old = _reopen(*former[0])  # the old file is still readable through the holder's fd
+    if old is not None:
         try:
             found.recorded_pid = _pidfile._pid_in(old)
             written = os.fstat(old).st_mtime
         finally:
             os.close(old)
-        break
     _prove(found, written, every_holder)
 
 
@@ -228,10 +241,27 @@ def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
     return None
 
 
-def _current_holders(keys: tuple[FileKey, ...]) -> list[int]:
+def _probes(found: Found) -> dict[FileKey, int]:
+    """An fd of our own on each locked file, opened through a holder's fd while it
+    holds the lock: a failed flock on it shows the lock still held once /proc/locks
+    no longer lists it (its taker reaped, in a pid namespace)."""
+    probes: dict[FileKey, int] = {}
+    for key in found.keys:
+        for pid in found.holders:
+            fd = _reopen(pid, key)
+            if fd is not None:
+                probes[key] = fd
+                break
+    return probes
+
+
+def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> list[int]:
+    """The processes holding any of ``keys`` now; a key with no probe is searched for."""
     pids: set[int] = set()
     for key in keys:
-        pids.update(procfs.find_lock_holders(key).pids)
+        probe = probes.get(key)
+        held = probe is None or _pidfile._is_held(probe)
+        pids.update(procfs.find_lock_holders(key, held=held).pids)
     return sorted(pids)
 
 
@@ -258,6 +288,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
     pinned: dict[int, int] = {}
     killed = False
     targets = [found.main_pid] if found.main_pid else list(found.holders)
+    probes = _probes(found)
     try:
         while True:
             new = [pid for pid in targets if pid not in pinned]
@@ -272,7 +303,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                     pass
             alive = [fd for fd in pinned.values() if not _exited(fd)]
             if not alive:
-                targets = _current_holders(found.keys)  # children that kept the lock
+                targets = _current_holders(found.keys, probes)  # children that kept the lock
                 if not any(pid not in pinned for pid in targets):
                     if not targets:
                         return Stopped(list(pinned), True, killed, time.monotonic() - started)
@@ -293,11 +324,11 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                         _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                targets = _current_holders(found.keys)
+                targets = _current_holders(found.keys, probes)
                 deadline = now + kill_timeout
                 continue
             wait_any(alive, deadline - now)
     finally:
-        for pidfd in pinned.values():
-            os.close(pidfd)
+        for fd in [*pinned.values(), *probes.values()]:
+            os.close(fd)
     return Stopped(list(pinned), False, killed, time.monotonic() - started)

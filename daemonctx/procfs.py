@@ -36,6 +36,7 @@ __all__ = [
     "holding_fds",
     "is_original",
     "is_running",
+    "locks_hidden",
     "parent_pid",
     "process_command",
     "process_start_time",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _PROC_LOCKS = "/proc/locks"
+_INIT_PID_NS = 0xEFFFFFFC  # the initial pid namespace's inode (PROC_PID_INIT_INO, nsfs.h)
 
 
 def file_key(st: os.stat_result) -> FileKey:
@@ -155,14 +157,26 @@ class Holders:
         return f"Holders(pids={self.pids}, hidden={self.hidden})"
 
 
-def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
+def locks_hidden() -> bool:
+    """Whether /proc/locks may leave out a held lock: in a pid namespace other than the
+    initial one (a container), a lock whose taker has exited and been reaped is not
+    listed, as the kernel has no pid to name it by there."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NS
+    except OSError:
+        return True
+
+
+def find_lock_holders(key: FileKey, hints: Iterable[int] = (), *, held: bool = False) -> Holders:
     """Every process holding an exclusive flock on ``key``, by its fdinfo.
 
-    When /proc/locks lists no such lock, nobody holds it and nothing is scanned.
+    When /proc/locks lists no such lock, nobody holds it and nothing is scanned,
+    unless the caller saw it ``held`` (a failed flock of its own): the lock of a
+    taker that is gone is not listed in a pid namespace (see ``locks_hidden``).
     Otherwise every process is looked at (a holder can be any descendant of the
     locker, reparented anywhere); ``hints`` only order the search.
     """
-    if not any(locked == key for _pid, locked in exclusive_flocks() or []):
+    if not held and not any(locked == key for _pid, locked in exclusive_flocks() or []):
         return Holders([], False)
     pids: list[int] = []
     hidden = False
@@ -197,6 +211,30 @@ def _named(pid: int, name: str, wanted: str, key: FileKey) -> bool:
     return bool(holding_fds(pid, key))
 
 
+def _deleted_by_name(wanted: str) -> list[tuple[int, FileKey]]:
+    """Every process with an fd named ``wanted`` (``<path> (deleted)``) that holds an
+    exclusive flock on that unlinked file: a scan of every fd in /proc."""
+    found: list[tuple[int, FileKey]] = []
+    for pid in all_pids():
+        base = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        keys: set[FileKey] = set()
+        for name in names:
+            try:
+                if os.readlink(f"{base}/{name}") != wanted:
+                    continue
+                st = os.stat(f"{base}/{name}")
+            except OSError:
+                continue
+            if st.st_nlink == 0:
+                keys.add(file_key(st))
+        found.extend((pid, key) for key in sorted(keys) if holding_fds(pid, key))
+    return found
+
+
 def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
     """Processes holding an exclusive flock on an *unlinked* file that was named ``path``.
 
@@ -205,15 +243,19 @@ def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
     ``<path> (deleted)`` in ``/proc/<pid>/fd``. Only locks on ``device`` (the
     pidfile directory's) are considered, and the process /proc/locks names for
     each is looked at first: when it still holds the file, nothing else is. Only
-    a lock whose taker is gone (a child kept it) costs a search of /proc.
+    a lock whose taker is gone (a child kept it) costs a search of /proc; where
+    /proc/locks may not list that lock (``locks_hidden``), every fd in /proc is
+    looked at by name.
     Returns (pid, key) pairs, a verified holder each.
     """
+    wanted = path + " (deleted)"
+    if locks_hidden():
+        return _deleted_by_name(wanted)
     where = (os.major(device), os.minor(device))
     hints: dict[FileKey, list[int]] = {}
     for pid, key in exclusive_flocks() or []:
         if (key[0], key[1]) == where:
             hints.setdefault(key, []).append(pid)
-    wanted = path + " (deleted)"
     found = []
     unresolved: set[FileKey] = set()
     for key, pids in hints.items():
