@@ -11,7 +11,8 @@ the main process when that process holds the lock, and nothing otherwise.
 A pidfile deleted or replaced while its daemon runs (systemd unlinks
 ``PIDFile=`` after a failed start; an operator's ``rm``) leaves the lock on the
 old inode; the kernel still names it ``<path> (deleted)`` in ``/proc``, and
-``find`` follows it there, so mutual exclusion does not depend on the path.
+``find`` follows it there, so mutual exclusion does not depend on the path. It
+follows only a file it would trust at the path (another user's is not ours).
 
 As root, a pidfile another user owns or can replace is refused, as
 start-stop-daemon refuses it: ``paths.UnsafePathError``, LSB code 4.
@@ -68,6 +69,13 @@ class Found:
 
 def _refuse(path: str, reason: str) -> UnsafePathError:
     return UnsafePathError("pidfile", path, reason)
+
+
+def _trusted(st: os.stat_result) -> bool:
+    """Whether a locked file, found through a process's fd, is one we would trust as
+    our pidfile at its path: a regular file that root or we own, and nobody else may
+    write (``pidfile._untrusted``). Another user may lock and delete a file of theirs."""
+    return stat.S_ISREG(st.st_mode) and _pidfile._untrusted("", st) is None
 
 
 def _reopen(pid: int, key: FileKey) -> int | None:
@@ -180,7 +188,7 @@ def _former_file(found: Found, real: str, every_holder: bool) -> None:
     device = _device(os.path.dirname(real))
     if device is None:
         return
-    former = procfs.deleted_lock_holders(real, device)
+    former = procfs.deleted_lock_holders(real, device, _trusted)
     if not former:
         return
     found.held, found.deleted = True, True
@@ -225,6 +233,20 @@ def find(path: str, *, every_holder: bool = True) -> Found:
 # -- stopping -----------------------------------------------------------------
 
 
+def _holds_trusted(pid: int, key: FileKey) -> bool:
+    """Whether ``pid`` holds the lock on ``key`` through a file we trust (``_trusted``):
+    the inode is looked at through the holder's own fd, so a file freed and its inode
+    number reused by another user's file since ``find`` is not taken for ours."""
+    for name in procfs.holding_fds(pid, key) or []:
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if procfs.file_key(st) == key and _trusted(st):
+            return True
+    return False
+
+
 def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
     """A pidfd for ``pid`` if, once pinned, it is proven to hold one of ``keys``.
 
@@ -235,7 +257,7 @@ def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if any(procfs.holding_fds(pid, key) for key in keys) and not _exited(pidfd):
+    if any(_holds_trusted(pid, key) for key in keys) and not _exited(pidfd):
         return pidfd
     os.close(pidfd)
     return None
@@ -256,12 +278,14 @@ def _probes(found: Found) -> dict[FileKey, int]:
 
 
 def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> list[int]:
-    """The processes holding any of ``keys`` now; a key with no probe is searched for."""
+    """The processes holding any of ``keys`` now, through a file we trust (``_pin``
+    would refuse the others); a key with no probe is searched for."""
     pids: set[int] = set()
     for key in keys:
         probe = probes.get(key)
         held = probe is None or _pidfile._is_held(probe)
-        pids.update(procfs.find_lock_holders(key, held=held).pids)
+        found = procfs.find_lock_holders(key, held=held).pids
+        pids.update(pid for pid in found if _holds_trusted(pid, key))
     return sorted(pids)
 
 

@@ -1,10 +1,12 @@
-"""Finding the processes that hold a pidfile's lock where /proc/locks falls short.
-As root, on real processes.
+"""Finding the processes that hold a pidfile's lock where /proc/locks falls short,
+and not taking another user's lock for the daemon's. As root, on real processes.
 
 - In a pid namespace (a container), once the process that took the lock has
   exited and been reaped, /proc/locks no longer lists the lock: its holders are
   found through every process's fdinfo all the same.
 - A pidfile whose whole directory was removed is still found in /proc/<pid>/fd.
+- Another user's process that locks a file of its own at the pidfile's path,
+  then deletes it, is not the daemon: not reported, never signalled.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     ENV,
+    NOBODY,
     PROGRAMS,
     ROOT,
     UNSHARE_PID,
@@ -27,11 +31,16 @@ from conftest import (
     needs_pid_namespace,
     needs_root,
     needs_tools,
+    pid_alive,
     proc_status,
+    python_for_nobody,
     wait_for,
 )
 
-from daemonctx import procfs
+from daemonctx import identity, procfs
+from daemonctx.identity import Found
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 class Namespace:
@@ -226,3 +235,116 @@ def start_in(tracker: Tracker, pidfile: str) -> int:
     result = tracker.daemonctx("start", "--pidfile", pidfile, "--", "sleep", "1000")
     assert result.returncode == 0, result.stderr
     return int(Path(pidfile).read_text())
+
+
+# -- another user's lock on a deleted file of theirs at the path -----------------------
+
+# nobody locks a file of its own at the path, deletes it, and keeps the lock on fd 7:
+# in the process that took it (exec'd into sleep), or in a child once it has exited
+NOBODYS_LOCK = """
+import fcntl, os, subprocess, sys
+path, how = sys.argv[1:]
+fcntl.flock(os.dup2(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), 7), fcntl.LOCK_EX)
+os.unlink(path)
+print("locked", flush=True)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+if how == "its locker holds it":
+    os.execvp("sleep", ["sleep", "1000"])
+subprocess.Popen(["sleep", "1000"], pass_fds=[7])
+"""
+HOW = ["its locker holds it", "a child holds it"]
+
+
+def lock_as_nobody(tracker: Tracker, path: str, how: str, prefix: list[str]) -> None:
+    python = python_for_nobody(PROGRAMS / "reaper.py")
+    holder = tracker.popen(
+        [*prefix, *AS_NOBODY, python, "-c", NOBODYS_LOCK, path, how],
+        stdout=subprocess.PIPE,
+        env=tracker.env,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"locked\n"
+    if how == "a child holds it":
+        assert holder.wait(30) == 0, "its locker exited"
+
+
+def nobodys_sleep(tracker: Tracker) -> int:
+    (pid,) = wait_for(
+        lambda: [
+            p
+            for p in tracker.processes()
+            if command(p) == ("sleep", "1000") and proc_owner(p) == NOBODY
+        ],
+        what="nobody's holder",
+    )
+    return int(pid)
+
+
+def proc_owner(pid: int) -> int:
+    return int(proc_status(pid)["Uid"].split()[1])
+
+
+@needs_root
+@needs_tools("setpriv")
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize(
+    "where",
+    ["host", pytest.param("namespace", marks=[needs_pid_namespace, needs_tools("nsenter")])],
+)
+def test_another_users_deleted_file_at_the_path_is_not_the_daemon(
+    tracker: Tracker, shared_dir: Path, request: pytest.FixtureRequest, how: str, where: str
+) -> None:
+    """In sticky /tmp anyone may lock a file of their own at the pidfile's path and
+    delete it: root's status, start and stop must not take its holder for the daemon."""
+    prefix: list[str] = []
+    if where == "namespace":
+        prefix = request.getfixturevalue("namespace").prefix
+    path = str(shared_dir / "app.pid")
+    lock_as_nobody(tracker, path, how, prefix)
+    stranger = nobodys_sleep(tracker)
+    assert any(link == f"{path} (deleted)" for link in fd_links(stranger))
+
+    def daemonctx(*args: str) -> tuple[int, str, str]:
+        result = tracker.daemonctx(*args, prefix=prefix)
+        return result.returncode, result.stdout, result.stderr
+
+    assert daemonctx("status", "--pidfile", path) == (3, "app is not running\n", "")
+    assert daemonctx("stop", "--pidfile", path) == (0, "app is not running\n", "")
+    assert pid_alive(stranger)
+    code, out, err = daemonctx("start", "--pidfile", path, "--", "sleep", "1001")
+    assert (code, err) == (0, ""), out
+    pid = out.split("(pid ")[1].split(")")[0]
+    code, out, err = daemonctx("stop", "--pidfile", path)
+    assert (code, err) == (0, "") and out.startswith(f"stopped app (pid {pid}) in "), out
+    assert pid_alive(stranger), "nobody's process was never signalled"
+    assert not os.path.exists(path)
+
+
+def fd_links(pid: int) -> list[str]:
+    links = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            continue
+    return links
+
+
+@needs_root
+@needs_tools("setpriv")
+@pytest.mark.timeout(20)  # a stop that kept finding a holder it may not pin never ended
+def test_stop_pins_and_signals_no_holder_of_another_users_file(
+    tracker: Tracker, shared_dir: Path
+) -> None:
+    """``stop_daemon`` checks, on the pinned process, the very file it holds the lock
+    through: the inode ``find`` saw trusted may have been freed since and its number
+    given to another user's file. Here the Found names nobody's file outright."""
+    path = str(shared_dir / "app.pid")
+    lock_as_nobody(tracker, path, "its locker holds it", [])
+    stranger = nobodys_sleep(tracker)
+    key = procfs.file_key(os.stat(f"/proc/{stranger}/fd/7"))
+    assert procfs.holding_fds(stranger, key) == [7]
+    found = Found(path, held=True, deleted=True, holders=(stranger,), keys=(key,))
+    done = identity.stop_daemon(found, signal.SIGTERM, 0.1, 0.1)
+    assert done.signalled == [] and done.exited, "nothing of ours held it"
+    assert pid_alive(stranger)
