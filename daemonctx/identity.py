@@ -11,7 +11,8 @@ the main process when that process holds the lock, and nothing otherwise.
 A pidfile deleted or replaced while its daemon runs (systemd unlinks
 ``PIDFile=`` after a failed start; an operator's ``rm``) leaves the lock on the
 old inode; the kernel still names it ``<path> (deleted)`` in ``/proc``, and
-``find`` follows it there, so mutual exclusion does not depend on the path.
+``find`` follows it there, so mutual exclusion does not depend on the path. It
+follows only a file it would trust at the path (another user's is not ours).
 
 As root, a pidfile another user owns or can replace is refused, as
 start-stop-daemon refuses it: ``paths.UnsafePathError``, LSB code 4.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal as _signal
+import stat
 import time
 from dataclasses import dataclass, field
 
@@ -34,6 +36,8 @@ __all__ = ["Found", "find", "stop_daemon"]
 
 FileKey = tuple[int, int, int]
 _ATTEMPTS = 10  # looks at the pidfile when it is replaced while we look
+# a magic link in /proc/<pid>/fd is followed (no O_NOFOLLOW); nothing can block or stick
+_REOPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 @dataclass
@@ -65,6 +69,28 @@ class Found:
 
 def _refuse(path: str, reason: str) -> UnsafePathError:
     return UnsafePathError("pidfile", path, reason)
+
+
+def _trusted(st: os.stat_result) -> bool:
+    """Whether a locked file, found through a process's fd, is one we would trust as
+    our pidfile at its path: a regular file that root or we own, and nobody else may
+    write (``pidfile._untrusted``). Another user may lock and delete a file of theirs."""
+    return stat.S_ISREG(st.st_mode) and _pidfile._untrusted("", st) is None
+
+
+def _reopen(pid: int, key: FileKey) -> int | None:
+    """A read-only fd of our own on the file ``pid`` holds the lock of, opened through
+    its descriptor (the file may have no name left); None if there is none to open."""
+    for name in procfs.holding_fds(pid, key) or []:
+        try:
+            fd = os.open(f"/proc/{pid}/fd/{name}", _REOPEN_FLAGS)
+        except OSError:
+            continue
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and procfs.file_key(st) == key:
+            return fd
+        os.close(fd)
+    return None
 
 
 def _look(path: str, every_holder: bool) -> Found | None:
@@ -102,7 +128,7 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
             return
     holders: set[int] = set()
     for key in found.keys:
-        result = procfs.find_lock_holders(key, [recorded] if recorded else [])
+        result = procfs.find_lock_holders(key, [recorded] if recorded else [], held=True)
         holders.update(result.pids)
         found.hidden = found.hidden or result.hidden
     found.holders = tuple(sorted(holders))
@@ -138,34 +164,43 @@ def _guarded(found: Found, real: str, every_holder: bool) -> bool:
         os.close(fd)
 
 
+def _device(directory: str) -> int | None:
+    """The device of ``directory``, or of its nearest ancestor once it is removed
+    (a whole ``RuntimeDirectory=``: the deleted pidfile was on that device)."""
+    while True:
+        try:
+            return os.stat(directory).st_dev
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                return None
+            directory = parent
+        except OSError:
+            return None
+
+
 def _former_file(found: Found, real: str, every_holder: bool) -> None:
     """Follow a lock still held on a file that was at ``real`` and has been deleted:
     through its guard link, else through ``/proc/<pid>/fd`` (both names deleted,
-    or a daemon that could not link one)."""
+    or their directory removed, or a daemon that could not link one)."""
     if _guarded(found, real, every_holder):
         return
-    try:
-        device = os.stat(os.path.dirname(real)).st_dev
-    except OSError:
+    device = _device(os.path.dirname(real))
+    if device is None:
         return
-    former = procfs.deleted_lock_holders(real, device)
+    former = procfs.deleted_lock_holders(real, device, _trusted)
     if not former:
         return
     found.held, found.deleted = True, True
     found.keys = tuple(sorted({key for _pid, key in former}))
-    pid, key = former[0]
     written = 0.0
-    for name in procfs.holding_fds(pid, key) or []:
-        try:  # the old file is still readable through the holder's descriptor
-            old = os.open(f"/proc/{pid}/fd/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
+    old = _reopen(*former[0])  # the old file is still readable through the holder's fd
+    if old is not None:
         try:
             found.recorded_pid = _pidfile._pid_in(old)
             written = os.fstat(old).st_mtime
         finally:
             os.close(old)
-        break
     _prove(found, written, every_holder)
 
 
@@ -198,6 +233,20 @@ def find(path: str, *, every_holder: bool = True) -> Found:
 # -- stopping -----------------------------------------------------------------
 
 
+def _holds_trusted(pid: int, key: FileKey) -> bool:
+    """Whether ``pid`` holds the lock on ``key`` through a file we trust (``_trusted``):
+    the inode is looked at through the holder's own fd, so a file freed and its inode
+    number reused by another user's file since ``find`` is not taken for ours."""
+    for name in procfs.holding_fds(pid, key) or []:
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if procfs.file_key(st) == key and _trusted(st):
+            return True
+    return False
+
+
 def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
     """A pidfd for ``pid`` if, once pinned, it is proven to hold one of ``keys``.
 
@@ -208,16 +257,35 @@ def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if any(procfs.holding_fds(pid, key) for key in keys) and not _exited(pidfd):
+    if any(_holds_trusted(pid, key) for key in keys) and not _exited(pidfd):
         return pidfd
     os.close(pidfd)
     return None
 
 
-def _current_holders(keys: tuple[FileKey, ...]) -> list[int]:
+def _probes(found: Found) -> dict[FileKey, int]:
+    """An fd of our own on each locked file, opened through a holder's fd while it
+    holds the lock: a failed flock on it shows the lock still held once /proc/locks
+    no longer lists it (its taker reaped, in a pid namespace)."""
+    probes: dict[FileKey, int] = {}
+    for key in found.keys:
+        for pid in found.holders:
+            fd = _reopen(pid, key)
+            if fd is not None:
+                probes[key] = fd
+                break
+    return probes
+
+
+def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> list[int]:
+    """The processes holding any of ``keys`` now, through a file we trust (``_pin``
+    would refuse the others); a key with no probe is searched for."""
     pids: set[int] = set()
     for key in keys:
-        pids.update(procfs.find_lock_holders(key).pids)
+        probe = probes.get(key)
+        held = probe is None or _pidfile._is_held(probe)
+        found = procfs.find_lock_holders(key, held=held).pids
+        pids.update(pid for pid in found if _holds_trusted(pid, key))
     return sorted(pids)
 
 
@@ -244,6 +312,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
     pinned: dict[int, int] = {}
     killed = False
     targets = [found.main_pid] if found.main_pid else list(found.holders)
+    probes = _probes(found)
     try:
         while True:
             new = [pid for pid in targets if pid not in pinned]
@@ -258,7 +327,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                     pass
             alive = [fd for fd in pinned.values() if not _exited(fd)]
             if not alive:
-                targets = _current_holders(found.keys)  # children that kept the lock
+                targets = _current_holders(found.keys, probes)  # children that kept the lock
                 if not any(pid not in pinned for pid in targets):
                     if not targets:
                         return Stopped(list(pinned), True, killed, time.monotonic() - started)
@@ -279,11 +348,11 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                         _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-                targets = _current_holders(found.keys)
+                targets = _current_holders(found.keys, probes)
                 deadline = now + kill_timeout
                 continue
             wait_any(alive, deadline - now)
     finally:
-        for pidfd in pinned.values():
-            os.close(pidfd)
+        for fd in [*pinned.values(), *probes.values()]:
+            os.close(fd)
     return Stopped(list(pinned), False, killed, time.monotonic() - started)

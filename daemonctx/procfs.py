@@ -19,7 +19,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     FileKey = tuple[int, int, int]  # (major, minor, inode), as /proc/locks writes it
 
@@ -36,6 +36,7 @@ __all__ = [
     "holding_fds",
     "is_original",
     "is_running",
+    "locks_hidden",
     "parent_pid",
     "process_command",
     "process_start_time",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _PROC_LOCKS = "/proc/locks"
+_INIT_PID_NS = 0xEFFFFFFC  # the initial pid namespace's inode (PROC_PID_INIT_INO, nsfs.h)
 
 
 def file_key(st: os.stat_result) -> FileKey:
@@ -86,8 +88,8 @@ def exclusive_flocks() -> list[tuple[int, FileKey]] | None:
     return found
 
 
-def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, FileKey, bool]] | None:
-    """(fd name, key, unlinked) for each fd of ``pid`` open on one of ``keys``;
+def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, os.stat_result]] | None:
+    """(fd name, stat of its file) for each fd of ``pid`` open on one of ``keys``;
     [] when it has none or is gone, None when we may not look (another user's
     process, as non-root)."""
     wanted = set(keys)
@@ -104,9 +106,8 @@ def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, FileKey, b
             st = os.stat(f"{base}/{name}")
         except OSError:
             continue
-        key = file_key(st)
-        if key in wanted:
-            found.append((name, key, st.st_nlink == 0))
+        if file_key(st) in wanted:
+            found.append((name, st))
     return found
 
 
@@ -120,7 +121,7 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
     if files is None:
         return None
     held = []
-    for name, _key, _unlinked in files:
+    for name, _st in files:
         try:
             with open(f"/proc/{pid}/fdinfo/{name}", "rb") as f:
                 info = f.read()
@@ -155,14 +156,26 @@ class Holders:
         return f"Holders(pids={self.pids}, hidden={self.hidden})"
 
 
-def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
+def locks_hidden() -> bool:
+    """Whether /proc/locks may leave out a held lock: in a pid namespace other than the
+    initial one (a container), a lock whose taker has exited and been reaped is not
+    listed, as the kernel has no pid to name it by there."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NS
+    except OSError:
+        return True
+
+
+def find_lock_holders(key: FileKey, hints: Iterable[int] = (), *, held: bool = False) -> Holders:
     """Every process holding an exclusive flock on ``key``, by its fdinfo.
 
-    When /proc/locks lists no such lock, nobody holds it and nothing is scanned.
+    When /proc/locks lists no such lock, nobody holds it and nothing is scanned,
+    unless the caller saw it ``held`` (a failed flock of its own): the lock of a
+    taker that is gone is not listed in a pid namespace (see ``locks_hidden``).
     Otherwise every process is looked at (a holder can be any descendant of the
     locker, reparented anywhere); ``hints`` only order the search.
     """
-    if not any(locked == key for _pid, locked in exclusive_flocks() or []):
+    if not held and not any(locked == key for _pid, locked in exclusive_flocks() or []):
         return Holders([], False)
     pids: list[int] = []
     hidden = False
@@ -179,12 +192,12 @@ def find_lock_holders(key: FileKey, hints: Iterable[int] = ()) -> Holders:
     return Holders(pids, hidden)
 
 
-def _fds_on(pid: int, keys: set[FileKey]) -> dict[FileKey, tuple[str, bool]]:
-    """{key: (fd name, unlinked)}, the first fd of ``pid`` on each of ``keys``
+def _fds_on(pid: int, keys: set[FileKey]) -> dict[FileKey, tuple[str, os.stat_result]]:
+    """{key: (fd name, stat)}, the first fd of ``pid`` on each of ``keys``
     ({} if none, or if we may not look)."""
-    found: dict[FileKey, tuple[str, bool]] = {}
-    for name, key, unlinked in _open_files(pid, keys) or []:
-        found.setdefault(key, (name, unlinked))
+    found: dict[FileKey, tuple[str, os.stat_result]] = {}
+    for name, st in _open_files(pid, keys) or []:
+        found.setdefault(file_key(st), (name, st))
     return found
 
 
@@ -197,39 +210,78 @@ def _named(pid: int, name: str, wanted: str, key: FileKey) -> bool:
     return bool(holding_fds(pid, key))
 
 
-def deleted_lock_holders(path: str, device: int) -> list[tuple[int, FileKey]]:
+def _deleted_by_name(
+    wanted: str, trusted: Callable[[os.stat_result], bool]
+) -> list[tuple[int, FileKey]]:
+    """Every process with an fd named ``wanted`` (``<path> (deleted)``) that holds an
+    exclusive flock on that unlinked, ``trusted`` file: a scan of every fd in /proc."""
+    found: list[tuple[int, FileKey]] = []
+    for pid in all_pids():
+        base = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        keys: set[FileKey] = set()
+        for name in names:
+            try:
+                if os.readlink(f"{base}/{name}") != wanted:
+                    continue
+                st = os.stat(f"{base}/{name}")
+            except OSError:
+                continue
+            if st.st_nlink == 0 and trusted(st):
+                keys.add(file_key(st))
+        found.extend((pid, key) for key in sorted(keys) if holding_fds(pid, key))
+    return found
+
+
+def _any_file(st: os.stat_result) -> bool:
+    return True
+
+
+def deleted_lock_holders(
+    path: str, device: int, trusted: Callable[[os.stat_result], bool] = _any_file
+) -> list[tuple[int, FileKey]]:
     """Processes holding an exclusive flock on an *unlinked* file that was named ``path``.
 
     A pidfile deleted (or replaced by a rename) while its daemon runs: the lock
     lives on with the old inode, and the kernel still names the file
-    ``<path> (deleted)`` in ``/proc/<pid>/fd``. Only locks on ``device`` (the
-    pidfile directory's) are considered, and the process /proc/locks names for
-    each is looked at first: when it still holds the file, nothing else is. Only
-    a lock whose taker is gone (a child kept it) costs a search of /proc.
+    ``<path> (deleted)`` in ``/proc/<pid>/fd``. Only files ``trusted`` accepts (by
+    their stat; any by default) count: another user may lock and delete a file of
+    theirs at the path. Only locks on ``device`` (the pidfile directory's) are
+    considered, and the process /proc/locks names for each is looked at first: when
+    it still holds the file, nothing else is. Only a lock whose taker is gone (a
+    child kept it) costs a search of /proc; where /proc/locks may not list that lock
+    (``locks_hidden``), every fd in /proc is looked at by name.
     Returns (pid, key) pairs, a verified holder each.
     """
+    wanted = path + " (deleted)"
+    if locks_hidden():
+        return _deleted_by_name(wanted, trusted)
     where = (os.major(device), os.minor(device))
     hints: dict[FileKey, list[int]] = {}
     for pid, key in exclusive_flocks() or []:
         if (key[0], key[1]) == where:
             hints.setdefault(key, []).append(pid)
-    wanted = path + " (deleted)"
     found = []
     unresolved: set[FileKey] = set()
     for key, pids in hints.items():
         for pid in pids:
             fds = _fds_on(pid, {key}) if pid > 0 else {}
             if key in fds:  # its taker still has it open: the answer is here
-                name, unlinked = fds[key]
-                if unlinked and _named(pid, name, wanted, key):
+                name, st = fds[key]
+                if st.st_nlink == 0 and trusted(st) and _named(pid, name, wanted, key):
                     found.append((pid, key))
                 break
         else:
             unresolved.add(key)  # its taker is gone, or outside our pid namespace
     if unresolved:
         for pid in all_pids():
-            for key, (name, unlinked) in _fds_on(pid, unresolved).items():
-                if unlinked and _named(pid, name, wanted, key):
+            for key, (name, st) in _fds_on(pid, unresolved).items():
+                if not trusted(st):
+                    unresolved.discard(key)  # whoever holds it: not a file of ours
+                elif st.st_nlink == 0 and _named(pid, name, wanted, key):
                     found.append((pid, key))
                     unresolved.discard(key)
             if not unresolved:

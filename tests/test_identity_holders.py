@@ -1,0 +1,350 @@
+"""Finding the processes that hold a pidfile's lock where /proc/locks falls short,
+and not taking another user's lock for the daemon's. As root, on real processes.
+
+- In a pid namespace (a container), once the process that took the lock has
+  exited and been reaped, /proc/locks no longer lists the lock: its holders are
+  found through every process's fdinfo all the same.
+- A pidfile whose whole directory was removed is still found in /proc/<pid>/fd.
+- Another user's process that locks a file of its own at the pidfile's path,
+  then deletes it, is not the daemon: not reported, never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    ENV,
+    NOBODY,
+    PROGRAMS,
+    ROOT,
+    UNSHARE_PID,
+    Tracker,
+    kill,
+    needs_pid_namespace,
+    needs_root,
+    needs_tools,
+    pid_alive,
+    proc_status,
+    python_for_nobody,
+    wait_for,
+)
+
+from daemonctx import identity, procfs
+from daemonctx.identity import Found
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+class Namespace:
+    """A pid namespace with /proc of its own, whose PID 1 reaps every orphan at once
+    (as tini or bash does in a container). Commands run in it through nsenter."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.unshare = tracker.popen(
+            [*UNSHARE_PID, sys.executable, str(PROGRAMS / "reaper.py"), "sleep", "infinity"],
+            env=ENV,  # no token: tracker.processes() are those run in it
+        )
+        found = wait_for(lambda: procfs.children(self.unshare.pid), what="the namespace's PID 1")
+        self.init = tracker.add(found[0])  # killing it ends every process in the namespace
+        wait_for(lambda: procfs.children(self.init), what="PID 1's command")
+        self.prefix = ["nsenter", "-t", str(self.init), "-p", "-m", "--"]
+
+    def daemonctx(self, *args: str) -> tuple[int, str, str]:
+        result = self.tracker.daemonctx(*args, prefix=self.prefix)
+        return result.returncode, result.stdout, result.stderr
+
+    def host_pid(self, pid: int) -> int:
+        """The pid outside of the namespace's process ``pid`` (one of the tracker's)."""
+        found = [p for p in self.tracker.processes() if self.inner(p) == pid]
+        assert len(found) == 1, (pid, found)
+        return found[0]
+
+    @staticmethod
+    def inner(host_pid: int) -> int:
+        return int(proc_status(host_pid)["NSpid"].split()[-1])
+
+    def locks(self) -> str:
+        """/proc/locks as the namespace sees it."""
+        return Path(f"/proc/{self.init}/root/proc/locks").read_text()
+
+
+@pytest.fixture
+def namespace(tracker: Tracker) -> Namespace:
+    return Namespace(tracker)
+
+
+def unlisted(namespace: Namespace, key: tuple[int, int, int]) -> bool:
+    """Whether the namespace's /proc/locks leaves out the lock on ``key``."""
+    named = f"{key[0]:02x}:{key[1]:02x}:{key[2]}"
+    return not any(named in line.split() for line in namespace.locks().splitlines())
+
+
+def start_with_a_child(namespace: Namespace, pidfile: str) -> tuple[int, int]:
+    """``daemonctx start`` in the namespace of a program whose child inherits the
+    lock: (main, child), as host pids."""
+    code, _out, err = namespace.daemonctx(
+        "start", "--pidfile", pidfile, "--", "sh", "-c", "sleep 1000 & exec sleep 1001"
+    )
+    assert code == 0, err
+    main = namespace.host_pid(int(Path(pidfile).read_text()))
+    (child,) = wait_for(
+        lambda: [p for p in namespace.tracker.processes() if command(p) == ("sleep", "1000")],
+        what="the child",
+    )
+    return main, child
+
+
+def command(pid: int) -> tuple[str, ...]:
+    return procfs.process_command(pid) or ()
+
+
+# -- a pid namespace: the lock's taker reaped, its line gone from /proc/locks -----------
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
+def test_in_a_pid_namespace_a_child_that_kept_the_lock_is_found_and_stopped(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    main, child = start_with_a_child(namespace, tracker.pidfile)
+    key = procfs.file_key(os.stat(tracker.pidfile))
+    recorded = namespace.inner(main)
+    kill(main)  # SIGKILL, then PID 1 reaps it
+    assert unlisted(namespace, key), "the kernel cannot name a reaped taker in a namespace"
+
+    inner = namespace.inner(child)
+    leftover = f"app (pid {recorded}) exited; pid {inner} still holds its lock"
+    assert namespace.daemonctx("status", "--pidfile", tracker.pidfile) == (1, leftover + "\n", "")
+    assert namespace.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1") == (
+        1,
+        "",
+        f"daemonctx: error: {leftover}; stop it first\n",
+    )
+    code, out, err = namespace.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"stopped pid {inner}, which still held its lock (app itself had exited)")
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+STOP_AFTER_THE_REAP = """
+import json, os, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from conftest import wait_reaped
+from daemonctx import control, identity
+
+pidfile, main = sys.argv[1], int(sys.argv[2])
+current_holders = identity._current_holders
+
+def once_pid_1_reaped_the_daemon(*args):
+    wait_reaped(main)  # PID 1 is quicker than this stop: the lock's line is gone
+    return current_holders(*args)
+
+identity._current_holders = once_pid_1_reaped_the_daemon
+done = control.stop(pidfile, timeout=10)
+print(json.dumps({{"pid": done.pid, "others": done.others, "exited": done.exited}}))
+"""
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
+def test_in_a_pid_namespace_stop_outlasts_pid_1_reaping_the_daemon(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    """The race of a stop in a container: the daemon exits on SIGTERM, PID 1 reaps
+    it before stop looks for what still holds the lock. The child holding it is
+    stopped too: after stop exits 0, no process holds the lock."""
+    main, child = start_with_a_child(namespace, tracker.pidfile)
+    code = STOP_AFTER_THE_REAP.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    inner, kept = namespace.inner(main), namespace.inner(child)
+    result = subprocess.run(
+        [*namespace.prefix, sys.executable, "-c", code, tracker.pidfile, str(inner)],
+        capture_output=True,
+        text=True,
+        env=tracker.env,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert done == {"pid": inner, "others": [kept], "exited": True}
+    assert tracker.processes() == [], "nothing holds the lock after stop returned"
+    assert not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
+def test_in_a_pid_namespace_a_deleted_pidfile_kept_by_a_child_is_found(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    """Both names of the pidfile gone (its directory removed) and its taker reaped:
+    nothing in /proc/locks, and no name to flock; the child is found by its fds."""
+    run = tracker.tmp_path / "run"
+    run.mkdir()
+    pidfile = str(run / "app.pid")
+    main, child = start_with_a_child(namespace, pidfile)
+    recorded = namespace.inner(main)
+    key = procfs.file_key(os.stat(pidfile))
+    shutil.rmtree(run)
+    kill(main)
+    assert unlisted(namespace, key)
+
+    inner = namespace.inner(child)
+    leftover = f"app (pid {recorded}) exited; pid {inner} still holds its lock"
+    assert namespace.daemonctx("status", "--pidfile", pidfile) == (1, leftover + "\n", "")
+    code, out, err = namespace.daemonctx("stop", "--pidfile", pidfile)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"stopped pid {inner}, which still held its lock")
+    assert tracker.processes() == []
+
+
+# -- the pidfile's directory removed ------------------------------------------------------
+
+
+def test_a_daemon_whose_pidfile_directory_was_removed_is_running_and_stopped(
+    tracker: Tracker,
+) -> None:
+    """A whole RuntimeDirectory= removed under a running daemon."""
+    run = tracker.tmp_path / "run"
+    run.mkdir()
+    pidfile = str(run / "app.pid")
+    pid = start_in(tracker, pidfile)
+    shutil.rmtree(run)
+    result = tracker.daemonctx("status", "--pidfile", pidfile)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith(f"app is running (pid {pid}")
+    assert result.stdout.endswith(f"; its pidfile {pidfile} was deleted or replaced\n")
+    result = tracker.daemonctx("stop", "--pidfile", pidfile)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"stopped app (pid {pid}) in ")
+    assert tracker.processes() == []
+    assert tracker.daemonctx("status", "--pidfile", pidfile).returncode == 3
+
+
+def start_in(tracker: Tracker, pidfile: str) -> int:
+    result = tracker.daemonctx("start", "--pidfile", pidfile, "--", "sleep", "1000")
+    assert result.returncode == 0, result.stderr
+    return int(Path(pidfile).read_text())
+
+
+# -- another user's lock on a deleted file of theirs at the path -----------------------
+
+# nobody locks a file of its own at the path, deletes it, and keeps the lock on fd 7:
+# in the process that took it (exec'd into sleep), or in a child once it has exited
+NOBODYS_LOCK = """
+import fcntl, os, subprocess, sys
+path, how = sys.argv[1:]
+fcntl.flock(os.dup2(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), 7), fcntl.LOCK_EX)
+os.unlink(path)
+print("locked", flush=True)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+if how == "its locker holds it":
+    os.execvp("sleep", ["sleep", "1000"])
+subprocess.Popen(["sleep", "1000"], pass_fds=[7])
+"""
+HOW = ["its locker holds it", "a child holds it"]
+
+
+def lock_as_nobody(tracker: Tracker, path: str, how: str, prefix: list[str]) -> None:
+    python = python_for_nobody(PROGRAMS / "reaper.py")
+    holder = tracker.popen(
+        [*prefix, *AS_NOBODY, python, "-c", NOBODYS_LOCK, path, how],
+        stdout=subprocess.PIPE,
+        env=tracker.env,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"locked\n"
+    if how == "a child holds it":
+        assert holder.wait(30) == 0, "its locker exited"
+
+
+def nobodys_sleep(tracker: Tracker) -> int:
+    (pid,) = wait_for(
+        lambda: [
+            p
+            for p in tracker.processes()
+            if command(p) == ("sleep", "1000") and proc_owner(p) == NOBODY
+        ],
+        what="nobody's holder",
+    )
+    return int(pid)
+
+
+def proc_owner(pid: int) -> int:
+    return int(proc_status(pid)["Uid"].split()[1])
+
+
+@needs_root
+@needs_tools("setpriv")
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize(
+    "where",
+    ["host", pytest.param("namespace", marks=[needs_pid_namespace, needs_tools("nsenter")])],
+)
+def test_another_users_deleted_file_at_the_path_is_not_the_daemon(
+    tracker: Tracker, shared_dir: Path, request: pytest.FixtureRequest, how: str, where: str
+) -> None:
+    """In sticky /tmp anyone may lock a file of their own at the pidfile's path and
+    delete it: root's status, start and stop must not take its holder for the daemon."""
+    prefix: list[str] = []
+    if where == "namespace":
+        prefix = request.getfixturevalue("namespace").prefix
+    path = str(shared_dir / "app.pid")
+    lock_as_nobody(tracker, path, how, prefix)
+    stranger = nobodys_sleep(tracker)
+    assert any(link == f"{path} (deleted)" for link in fd_links(stranger))
+
+    def daemonctx(*args: str) -> tuple[int, str, str]:
+        result = tracker.daemonctx(*args, prefix=prefix)
+        return result.returncode, result.stdout, result.stderr
+
+    assert daemonctx("status", "--pidfile", path) == (3, "app is not running\n", "")
+    assert daemonctx("stop", "--pidfile", path) == (0, "app is not running\n", "")
+    assert pid_alive(stranger)
+    code, out, err = daemonctx("start", "--pidfile", path, "--", "sleep", "1001")
+    assert (code, err) == (0, ""), out
+    pid = out.split("(pid ")[1].split(")")[0]
+    code, out, err = daemonctx("stop", "--pidfile", path)
+    assert (code, err) == (0, "") and out.startswith(f"stopped app (pid {pid}) in "), out
+    assert pid_alive(stranger), "nobody's process was never signalled"
+    assert not os.path.exists(path)
+
+
+def fd_links(pid: int) -> list[str]:
+    links = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            continue
+    return links
+
+
+@needs_root
+@needs_tools("setpriv")
+@pytest.mark.timeout(20)  # a stop that kept finding a holder it may not pin never ended
+def test_stop_pins_and_signals_no_holder_of_another_users_file(
+    tracker: Tracker, shared_dir: Path
+) -> None:
+    """``stop_daemon`` checks, on the pinned process, the very file it holds the lock
+    through: the inode ``find`` saw trusted may have been freed since and its number
+    given to another user's file. Here the Found names nobody's file outright."""
+    path = str(shared_dir / "app.pid")
+    lock_as_nobody(tracker, path, "its locker holds it", [])
+    stranger = nobodys_sleep(tracker)
+    key = procfs.file_key(os.stat(f"/proc/{stranger}/fd/7"))
+    assert procfs.holding_fds(stranger, key) == [7]
+    found = Found(path, held=True, deleted=True, holders=(stranger,), keys=(key,))
+    done = identity.stop_daemon(found, signal.SIGTERM, 0.1, 0.1)
+    assert done.signalled == [] and done.exited, "nothing of ours held it"
+    assert pid_alive(stranger)
