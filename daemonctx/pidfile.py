@@ -208,7 +208,9 @@ def _is_at_path(path: str, fd: int) -> bool:
     return mine.st_nlink > 0 and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _exclusive_holder(fd: int, flocks: list[tuple[int, FileKey]] | None = None) -> int | None:
+def _exclusive_holder(
+    fd: int, flocks: list[tuple[int, FileKey]] | None = None, *, held: bool = False
+) -> int | None:
     """A live process that holds the exclusive flock on fd's file, or None if none does.
 
     The pid written in the file is preferred when that process really holds the
@@ -227,7 +229,7 @@ def _exclusive_holder(fd: int, flocks: list[tuple[int, FileKey]] | None = None) 
     if flocks is None:  # no /proc: nothing to verify with, the file is all we have
         return recorded
     lockers = [pid for pid, locked in flocks if locked == key]
-    if not lockers:
+    if not lockers and not held:  # ``held``: a flock of ours failed, /proc/locks may hide it
         return None
     if recorded is not None:
         fds = procfs.holding_fds(recorded, key)
@@ -235,7 +237,7 @@ def _exclusive_holder(fd: int, flocks: list[tuple[int, FileKey]] | None = None) 
             return recorded
         if fds is None and procfs.is_original(recorded, st.st_mtime):
             return recorded
-    holders = procfs.find_lock_holders(key, lockers)
+    holders = procfs.find_lock_holders(key, lockers, held=held)
     return holders.pids[0] if holders.pids else None
 
 
@@ -270,7 +272,7 @@ def _try_lock(fd: int) -> tuple[bool, int | None]:
                 return False, _exclusive_holder(fd, flocks)
         else:
             return True, None
-    return False, _exclusive_holder(fd)
+    return False, _exclusive_holder(fd, held=True)
 
 
 def _pause(pid: int | None, seconds: float) -> bool:
@@ -291,7 +293,7 @@ def _pause(pid: int | None, seconds: float) -> bool:
 def _pid_of(fd: int) -> int | None:
     """``read_pid``'s answer for the open file *fd* (see there)."""
     if _is_held(fd):
-        return _exclusive_holder(fd)
+        return _exclusive_holder(fd, held=True)
     recorded = _pid_in(fd)
     if recorded is None:
         return None
@@ -711,7 +713,7 @@ class PIDLockFile:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                pid = _exclusive_holder(fd)
+                pid = _exclusive_holder(fd, held=True)
                 raise _lockfile_error(
                     "AlreadyLocked",
                     _held_message(self.path, pid) + "; break_lock never steals a live lock",
@@ -818,7 +820,7 @@ def read_pidfile_status(path: PathArg) -> PidfileStatus:
             return PidfileStatus(path, False, False, None, None)
         try:
             running = _is_held(fd)
-            pid = _exclusive_holder(fd) if running else None
+            pid = _exclusive_holder(fd, held=True) if running else None
             recorded = _pid_in(fd)
             status = PidfileStatus(path, True, running, pid, recorded)
             if _is_at_path(path, fd):

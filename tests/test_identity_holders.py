@@ -348,3 +348,31 @@ def test_stop_pins_and_signals_no_holder_of_another_users_file(
     done = identity.stop_daemon(found, signal.SIGTERM, 0.1, 0.1)
     assert done.signalled == [] and done.exited, "nothing of ours held it"
     assert pid_alive(stranger)
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
+def test_in_a_pid_namespace_the_pidfile_api_names_the_child_that_kept_the_lock(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    """read_pidfile_status and read_pid, as the commands: the holder /proc/locks no
+    longer lists is found (they said running, with no pid)."""
+    main, child = start_with_a_child(namespace, tracker.pidfile)
+    kill(main)
+    assert unlisted(namespace, procfs.file_key(os.stat(tracker.pidfile)))
+    code = (
+        "import sys; from daemonctx.pidfile import PIDLockFile, read_pidfile_status\n"
+        "status = read_pidfile_status(sys.argv[1])\n"
+        "print(status.running, status.pid, PIDLockFile(sys.argv[1]).read_pid())\n"
+    )
+    result = subprocess.run(
+        [*namespace.prefix, sys.executable, "-c", code, tracker.pidfile],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+        check=False,
+    )
+    inner = namespace.inner(child)
+    assert (result.returncode, result.stdout) == (0, f"True {inner} {inner}\n"), result
