@@ -44,6 +44,7 @@ from conftest import (
     needs_root,
     needs_tools,
     pid_alive,
+    proc_fds,
     proc_stat,
     proc_status,
     python_program,
@@ -927,6 +928,41 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(supervisors: Superv
     assert 0.4 <= waited < 10, waited
     with supervisors.client(timeout=5) as other:
         assert other.ping() == "pong"
+
+
+def test_timers_still_fire_after_many_connections_came_and_went(
+    supervisors: Supervisors,
+) -> None:
+    """Each connection's close cancels its idle timer; once most of the loop's
+    timers are cancelled it compacts them. Every timer must fire on time after
+    that: here a stop ladder's SIGKILL (once, the loop lost them all until some
+    descriptor woke it, and this stop never returned)."""
+    stubborn = ["/bin/sh", "-c", "trap '' TERM; exec sleep 1000"]
+    supervisors.config({"stubborn": {"command": stubborn, "stop_timeout": 1}})
+    proc = supervisors.foreground()
+    pid = supervisors.status("stubborn").pid
+    assert pid is not None
+    descriptors = len(proc_fds(proc.pid))
+    clients: list[LineClient] = []
+    try:
+        for _ in range(200):  # one at a time: the listen backlog is finite
+            clients.append(LineClient(supervisors.control))
+            clients[-1].request(1, "ping")
+            assert clients[-1].read()["result"] == "pong"  # accepted, with its idle timer
+    finally:
+        for client in clients:
+            client.sock.close()
+    wait_for(lambda: len(proc_fds(proc.pid)) <= descriptors, what="the connections to close")
+    began = time.monotonic()
+    stop = supervisors.ctl_popen("stop", "stubborn")
+    try:
+        _out, err = stop.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("ctl stop did not return: the SIGKILL timer never fired")
+    assert stop.returncode == 0, err
+    assert time.monotonic() - began < 5
+    assert not pid_alive(pid)
+    assert supervisors.status("stubborn").state == "stopped"
 
 
 # -- 10. registered commands ----------------------------------------------------------------------

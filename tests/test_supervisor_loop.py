@@ -4,6 +4,7 @@ batch of events, watches changed and dropped, timers, and stop()."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -139,3 +140,35 @@ def test_a_stop_before_run_makes_it_return_at_once_and_the_next_run_goes_on(
     loop.call_at(loop.time(), lambda: (fired.append("next"), loop.stop()))
     loop.run()
     assert fired == ["next"]
+
+
+def test_timers_armed_after_cancel_compacted_the_heap_still_fire(
+    loop: EventLoop, pipes: list[tuple[int, int]]
+) -> None:
+    """Once most of the heap is cancelled, cancel() compacts it, while run() is
+    running: a timer armed afterwards fires on time. (A new list there left
+    run() on the old one, which emptied: it then waited with no timeout, and
+    every timer stalled until some descriptor woke it.)"""
+    fired: list[str] = []
+
+    def compact() -> None:
+        far = [loop.call_at(loop.time() + 60, lambda: fired.append("far")) for _ in range(200)]
+        for timer in far:
+            loop.cancel(timer)
+        loop.call_at(loop.time() + 0.05, lambda: (fired.append("after"), loop.stop()))
+
+    loop.call_at(loop.time(), compact)
+    # The bound: a stalled loop wakes on this pipe, written 10 s from now.
+    bound_read, bound_write = os.pipe()
+    pipes.append((bound_read, bound_write))
+    loop.add_reader(bound_read, lambda: (fired.append("bound"), loop.stop()))
+    bound = threading.Timer(10, os.write, (bound_write, b"x"))
+    bound.start()
+    began = loop.time()
+    try:
+        loop.run()
+    finally:
+        bound.cancel()
+        bound.join()
+    assert fired == ["after"], fired
+    assert loop.time() - began < 5

@@ -129,9 +129,13 @@ class EventLoop:
         if timer is not None and not timer.cancelled:
             timer.cancel()
             self._cancelled += 1
-            if self._cancelled > 64 and self._cancelled > len(self._timers) // 2:
-                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
-                heapq.heapify(self._timers)
+            timers = self._timers
+            if self._cancelled > 64 and self._cancelled > len(timers) // 2:
+                # In place: run() holds this very list, and must see the new
+                # timers pushed after the compaction (a new list would leave it
+                # waiting on a stale one, with no timeout once that one empties).
+                timers[:] = [entry for entry in timers if not entry[2].cancelled]
+                heapq.heapify(timers)
                 self._cancelled = 0
 
     # -- signals ------------------------------------------------------------------------
