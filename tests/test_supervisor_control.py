@@ -489,6 +489,38 @@ def test_listen_names_a_holder_that_never_listens(
     assert expected in message, message
 
 
+@needs_root
+def test_a_fifo_at_the_lock_file_is_refused_at_once(supervisors: Supervisors) -> None:
+    """A FIFO planted at the socket's lock file (root could make one there) is
+    refused in one line; opening it for the check must not wait for a writer."""
+    supervisors.config({"web": {"command": SLEEP}})
+    os.mkfifo(supervisors.control + ".lock")
+    try:
+        result = supervisors.supervise(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("supervise hangs on a FIFO at the lock file")
+    assert result.returncode == 1, result
+    message = one_line(result.stderr)
+    assert message.endswith(f"{supervisors.control}.lock is not a regular file"), message
+    assert not os.path.exists(supervisors.control)
+    assert not supervisors.processes()
+
+
+def test_check_free_and_listen_refuse_a_lock_file_that_is_not_a_regular_file(
+    tmp_path: Path,
+) -> None:
+    """``check_free`` (before anything starts) and ``listen`` (in case one is
+    put there in between) take the lock only on a regular file."""
+    from daemonctx.supervisor.server import ControlSocketError, check_free
+
+    path = str(tmp_path / "control.sock")
+    os.mkfifo(path + ".lock")
+    with pytest.raises(ControlSocketError) as caught:
+        check_free(path)
+    assert str(caught.value) == f"control socket {path}: {path}.lock is not a regular file"
+    assert listen_error(path) == str(caught.value)
+
+
 def test_two_supervisors_started_at_once_exactly_one_wins(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -215,13 +215,23 @@ def check_free(path: str) -> None:
     since. For the foreground, before anything starts."""
     _check_not_orphaned(path)
     try:
-        fd = os.open(path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO planted there must not hang us in open().
+        fd = os.open(path + ".lock", os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return  # no lock file: nobody ever took it, or the listen will say why
     try:
+        _check_regular(fd, path)
         _lock(fd, fcntl.LOCK_SH, path)
     finally:
         os.close(fd)
+
+
+def _check_regular(fd: int, path: str) -> None:
+    """Refuse a lock file that is not a regular file (a FIFO, a directory, a device)."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise ControlSocketError(
+            errnos.EEXIST, f"control socket {path}: {path}.lock is not a regular file"
+        )
 
 
 def _check_not_orphaned(path: str) -> None:
@@ -355,7 +365,7 @@ class ControlServer:
 
     def _take_lock(self) -> None:
         path = self._lock_path()
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(path, flags, 0o600)
         except OSError as exc:
@@ -363,6 +373,7 @@ class ControlServer:
                 exc.errno or errnos.EIO, f"control socket {self.path}: {path}: {exc.strerror}"
             ) from None
         try:
+            _check_regular(fd, self.path)
             _lock(fd, fcntl.LOCK_EX, self.path)
             _check_not_orphaned(self.path)  # the lock may be a new file's
         except BaseException:
