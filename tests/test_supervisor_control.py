@@ -788,6 +788,78 @@ def test_a_control_group_member_may_stop(
     assert re.search(r"uid 65534 \(pid \d+\): stop \{'names': \['web'\]\}", log_text(supervisors))
 
 
+@needs_root
+@needs_tools("groupadd", "groupdel")
+@pytest.mark.parametrize("becomes", ["nothing", "observer"])
+def test_a_reload_that_takes_a_group_s_rights_takes_them_from_open_connections(
+    supervisors: Supervisors,
+    open_dir: Path,
+    new_group: Callable[[], tuple[str, int]],
+    becomes: str,
+) -> None:
+    """A reload judges every open connection again, from the credentials the
+    kernel gave at connect: a control_group member connected before the reload
+    that removed the group is disconnected (nothing is left it may run), and
+    one whose group became the observer group may only read from then on."""
+    admins, gid = new_group()
+    open_control(supervisors, open_dir)
+    supervisors.config({"web": {"command": SLEEP}}, control_group=admins)
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+    connected_read, connected_write = os.pipe()
+    go_read, go_write = os.pipe()
+    report_read, report_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # uid 1234, a member of the control group, connected before the reload
+        status = 1
+        try:
+            os.setgroups([gid])
+            os.setresgid(1234, 1234, 1234)
+            os.setresuid(1234, 1234, 1234)
+            with LineClient(supervisors.control) as client:
+                client.request(1, "ping")
+                assert client.read()["result"] == "pong"
+                os.write(connected_write, b"c")
+                os.read(go_read, 1)  # the reload is done
+                if becomes == "nothing":
+                    assert client.sock.recv(1) == b"", "still connected"
+                else:
+                    client.request(2, "stop", {"names": ["web"]})
+                    answer = client.read()
+                    assert error_type(answer) == "permission-denied", answer
+                    assert "uid 1234 may not run 'stop'" in answer["error"]["message"]
+                    client.request(3, "status")
+                    assert client.read()["result"]["programs"][0]["state"] == "running"
+            status = 0
+        except BaseException:
+            import traceback
+
+            os.write(report_write, traceback.format_exc().encode()[-4000:])
+        finally:
+            os._exit(status)
+    try:
+        os.close(report_write)
+        ready = select.select([connected_read, report_read], [], [], 30)[0]
+        assert connected_read in ready, os.read(report_read, 4000).decode()
+        keys = {} if becomes == "nothing" else {"observer_group": admins}
+        supervisors.config({"web": {"command": SLEEP}}, **keys)
+        result = supervisors.ctl("reload")
+        assert result.returncode == 0, result.stderr
+        os.write(go_write, b"g")
+        _, status = os.waitpid(child, 0)
+        child = 0
+        with os.fdopen(report_read, "rb") as report:
+            assert os.waitstatus_to_exitcode(status) == 0, report.read().decode()
+    finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        for fd in (connected_read, connected_write, go_read, go_write):
+            os.close(fd)
+    assert web_pid(supervisors) == pid
+    assert not re.search(r"uid 1234 \(pid \d+\): stop", log_text(supervisors))
+
+
 # -- 7. the log of changes ------------------------------------------------------------------------
 
 

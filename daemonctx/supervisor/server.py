@@ -19,7 +19,9 @@
 - **Credentials, per connection.** ``SO_PEERCRED`` (and ``SO_PEERGROUPS``) at
   accept: root and our own uid may run everything, members of the control
   group too, members of the observer group the read-only commands; anyone else
-  gets ``permission-denied`` for every request, and nothing runs.
+  gets ``permission-denied`` for every request, and nothing runs. A reload that
+  changes the groups judges every open connection again, by the same
+  credentials.
 - **Never blocked by a client.** Non-blocking sockets, requests bounded by the
   protocol's ``MAX_LINE``, answers queued in order and dropped with the
   connection when a client stops reading, idle connections closed.
@@ -441,10 +443,17 @@ class ControlServer:
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def set_groups(self, control_group: str | None, observer_group: str | None) -> None:
-        """A reload changed the groups: new connections get roles by them, and the
+        """A reload changed the groups: every connection gets its role by them
+        (open ones too: a member removed loses its rights at once), and the
         socket its new group and mode (narrowed to 0600 first, never wider)."""
-        self.control_gid = _group_id(control_group)
-        self.observer_gid = _group_id(observer_group)
+        control_gid, observer_gid = _group_id(control_group), _group_id(observer_group)
+        self.control_gid, self.observer_gid = control_gid, observer_gid
+        for connection in list(self.connections.values()):
+            peer = connection.peer
+            peer.role = self._role(peer)
+            if peer.role is None and connection.reading:  # no right left: answered, then closed
+                connection.reading = False
+                self.update(connection)
         if self._listener is None:
             return
         group, mode = self._group_and_mode()
