@@ -1069,6 +1069,235 @@ def test_timers_still_fire_after_many_connections_came_and_went(
     assert supervisors.status("stubborn").state == "stopped"
 
 
+SPEAK_ON_USR1 = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGUSR1, lambda *_: print('line', flush=True))\n"
+    "while True:\n"
+    "    signal.pause()\n"
+)
+
+
+def test_pipelined_tail_long_polls_are_read_only_as_fast_as_they_are_answered(
+    supervisors: Supervisors,
+) -> None:
+    """A client that pipelines `tail` long-polls (each waits up to 30 s) is not
+    read from while MAX_PENDING_REQUESTS of its requests wait: its writes block
+    in the kernel, the supervisor's memory stays put and others are served; it
+    gets every answer, in order, once output comes."""
+    supervisors.config({"talk": {"command": [sys.executable, "-c", SPEAK_ON_USR1]}})
+    proc = supervisors.foreground()
+    talker = supervisors.status("talk").pid
+    assert talker is not None
+    with supervisors.client() as client:
+        _lines, cursor = client.tail("talk", 0)
+
+    def rss() -> int:
+        return int(proc_status(proc.pid)["VmRSS"].split()[0]) * 1024
+
+    def requests(first: int) -> bytes:
+        return b"".join(
+            b'{"id":"%08d","command":"tail","args":{"names":["talk"],"after":%d}}\n'
+            % (number, cursor)
+            for number in range(first, first + 1000)
+        )
+
+    size = len(requests(0)) // 1000
+    before = rss()
+    flood = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        flood.connect(supervisors.control)
+        flood.setblocking(False)
+        sent = 0
+        pending = memoryview(requests(0))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                count = flood.send(pending)
+            except BlockingIOError:
+                select.select([], [flood], [], 0.1)
+                continue
+            sent += count
+            pending = pending[count:] or memoryview(requests(sent // size))
+        grown = rss() - before
+        assert grown < 20 * 1024 * 1024, f"the supervisor grew by {grown} bytes"
+        assert sent < 10_000 * size, f"{sent // size} requests read while 30 s polls wait"
+        with supervisors.client(timeout=5) as other:
+            asked = time.monotonic()
+            assert other.ping() == "pong"
+            assert time.monotonic() - asked < 1
+
+        os.kill(talker, signal.SIGUSR1)  # a line: every poll is answered
+        flood.settimeout(20)
+        flood.sendall(pending[: (size - sent % size) % size])  # the last request whole
+        total = (sent + size - 1) // size
+        flood.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := flood.recv(1 << 20):
+            data += chunk
+    finally:
+        flood.close()
+    answers = [json.loads(line) for line in data.splitlines()]
+    assert [answer["id"] for answer in answers] == [f"{n:08d}" for n in range(total)]
+    assert all(answer["ok"] and answer["result"]["lines"] for answer in answers)
+
+
+def test_a_connection_is_read_only_while_fewer_than_max_pending_requests_wait(
+    tmp_path: Path,
+) -> None:
+    """In process, with a handler that answers only when told: of requests
+    pipelined in one write, MAX_PENDING_REQUESTS are served; the rest wait,
+    unframed, until answers go out; every answer comes, in order."""
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.protocol import encode_result
+    from daemonctx.supervisor.server import MAX_PENDING_REQUESTS
+
+    loop = EventLoop()
+    served: list[tuple[Any, Callable[[bytes], None]]] = []
+
+    def handler(connection: Any, request: Any) -> None:
+        served.append((request.id, connection.answer_later()))
+
+    def run_until(done: Callable[[], bool]) -> None:
+        """Run the loop until ``done()`` (checked at each turn), 5 s at most."""
+        deadline = loop.time() + 5
+
+        def check() -> None:
+            if done() or loop.time() > deadline:
+                loop.stop()
+            else:
+                loop.call_at(loop.time() + 0.001, check)
+
+        check()
+        loop.run()
+
+    server = ControlServer(loop, str(tmp_path / "control.sock"), handler)
+    server.listen()
+    total = 5 * MAX_PENDING_REQUESTS + 3
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(server.path)
+        client.sendall(b"".join(encode_request(n, "status") for n in range(total)))
+        client.shutdown(socket.SHUT_WR)
+        answered = 0
+        while answered < total:
+            batch = min(answered + MAX_PENDING_REQUESTS, total)
+            run_until(lambda: len(served) >= batch)  # noqa: B023 (called at once)
+            assert len(served) == batch  # read no further until answers go out
+            for request_id, respond in served[answered:]:
+                respond(encode_result(request_id, "done"))
+            answered = batch
+        run_until(lambda: not server.connections)  # its client is done: closed once answered
+        assert not server.connections
+        client.settimeout(5)
+        data = bytearray()
+        while chunk := client.recv(65536):
+            data += chunk
+    finally:
+        client.close()
+        server.close_all()
+        loop.close()
+    assert [json.loads(line)["id"] for line in data.splitlines()] == list(range(total))
+
+
+def test_a_client_reading_a_large_answer_gets_all_of_it(supervisors: Supervisors) -> None:
+    """An answer larger than MAX_PENDING_OUTPUT goes out whole to a client that
+    reads it: the cap is for clients that do not read, checked before another
+    answer is queued."""
+    line = "0123456789" * 10
+    spew = f"yes {line} | head -n 100000; echo done; exec sleep 1000"
+    supervisors.config(
+        {
+            "spew": {
+                "command": ["/bin/sh", "-c", spew],
+                "stdout": "null",
+                "output_buffer": 20_000_000,
+            }
+        }
+    )
+    supervisors.foreground()
+
+    def done() -> bool:
+        with supervisors.client() as client:
+            lines, _cursor = client.tail("spew", 1)
+        return [item.text for item in lines] == ["done"]
+
+    wait_for(done, what="all the output")
+    result = supervisors.ctl("tail", "spew", "-n", "50000")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert len(out) == 50000 and len(result.stdout) > 5_000_000
+    assert out[-1].endswith("done") and all(item.endswith(line) for item in out[:-1])
+
+
+PREFILLED_TALKER = """
+import signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: print("line", flush=True))
+sys.stdout.write(("x" * 99 + "\\n") * 20000 + "ready\\n")
+sys.stdout.flush()
+while True:
+    signal.pause()
+"""
+
+QUICK_IDLE_APP = """
+import sys
+from daemonctx.supervisor import Program, Supervisor
+control, talker = sys.argv[1:]
+program = Program("talk", [sys.executable, talker], output_buffer=4_000_000)
+sys.exit(Supervisor(control, [program], idle_timeout=0.5).serve())
+"""
+
+
+def test_a_client_that_reads_none_of_its_answers_is_closed_after_the_idle_timeout(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Answers left unread, even fewer than MAX_PENDING_OUTPUT bytes of them, are
+    held only for the idle timeout: a client that reads none of them for as long
+    is dropped. Here they come after a long-poll that outlived the idle timer
+    (a connection with a request under way is not idle)."""
+    talker, app = tmp_path / "talker.py", tmp_path / "app.py"
+    talker.write_text(PREFILLED_TALKER)
+    app.write_text(QUICK_IDLE_APP)
+    proc = supervisors.popen(
+        [sys.executable, str(app), supervisors.control, str(talker)],
+        env={**supervisors.env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisors.wait_answering(proc)
+    assert proc.poll() is None, proc.communicate()
+
+    def ready() -> int | None:
+        with supervisors.client() as client:
+            lines, cursor = client.tail("talk", 1)
+        return cursor if [line.text for line in lines] == ["ready"] else None
+
+    cursor = wait_for(ready, what="the talker's first lines")
+    pid = supervisors.status("talk").pid
+    assert pid is not None
+
+    def hung_up(client: LineClient) -> bool:
+        poll = select.poll()
+        poll.register(client.sock, select.POLLRDHUP)
+        return bool(poll.poll(10_000))
+
+    with LineClient(supervisors.control) as stalled:
+        stalled.request(1, "tail", {"names": ["talk"], "after": cursor})  # waits for a line
+        stalled.request(2, "tail", {"names": ["talk"], "lines": 20000})  # 3 MB, queued behind
+        with LineClient(supervisors.control) as witness:  # its idle timer fires after stalled's
+            assert hung_up(witness), "an idle connection is kept"
+        os.kill(pid, signal.SIGUSR1)  # answers the long-poll: both answers go out
+        began = time.monotonic()
+        assert hung_up(stalled), "the supervisor kept a client that reads nothing"
+        assert time.monotonic() - began > 0.3
+        data = bytearray()
+        while chunk := stalled.sock.recv(1 << 20):
+            data += chunk
+    assert 100_000 < len(data) < 3_000_000  # what the socket held
+    with supervisors.client(timeout=5) as other:
+        assert other.ping() == "pong"
+
+
 # -- 10. registered commands ----------------------------------------------------------------------
 
 

@@ -24,7 +24,9 @@
   credentials.
 - **Never blocked by a client.** Non-blocking sockets, requests bounded by the
   protocol's ``MAX_LINE``, answers queued in order and dropped with the
-  connection when a client stops reading, idle connections closed.
+  connection when a client stops reading, idle connections closed. A
+  connection with ``MAX_PENDING_REQUESTS`` unanswered is not read from until
+  answers go out: its client's writes block in its kernel, not in our memory.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .protocol import BadLine, Request
 
 if TYPE_CHECKING:
     from .loop import EventLoop, Timer
+    from .protocol import Line
 
 __all__ = [
     "ADMIN",
@@ -62,10 +65,16 @@ __all__ = [
 ADMIN = "admin"
 OBSERVER = "observer"
 
-#: A connection with no request in progress is closed after this many seconds.
+#: A connection with no request in progress is closed after this many seconds,
+#: and so is one whose client has read none of its answers for as long.
 IDLE_TIMEOUT = 60.0
-#: Answers a client has not read yet; past this the connection is dropped.
+#: Answers a client has not read yet: with more than this still unread when
+#: another answer is ready, the connection is dropped (one answer of any size
+#: goes out to a client that reads it).
 MAX_PENDING_OUTPUT = 4 * 1024 * 1024
+#: Requests of one connection not answered yet (``tail`` long-polls, a ``stop``
+#: under way): at this many, it is not read from until answers go out.
+MAX_PENDING_REQUESTS = 16
 MAX_CONNECTIONS = 512
 #: Connections one user who is not an admin may hold, and those kept for admins
 #: whatever the others hold: an observer cannot shut root out.
@@ -260,8 +269,11 @@ class Connection:
         self.decoder = protocol.LineDecoder()
         self.slots: list[bytes | None] = []  # answers in request order; None: pending
         self.output = bytearray()
+        self.held = b""  # read past MAX_PENDING_REQUESTS requests: framed once answers go out
+        self.resume: Timer | None = None  # armed to frame ``held`` at the next turn
         self.closed = False
         self.reading = True
+        self.draining = False  # answers were left unsent at the last write()
         self.idle_timer: Timer | None = None
         self.idle_deadline = 0.0
         self.interest: tuple[bool, bool] | None = None  # (read, write) as the loop watches it
@@ -270,7 +282,7 @@ class Connection:
 
     @property
     def busy(self) -> bool:
-        return bool(self.slots) or bool(self.output)
+        return bool(self.slots) or bool(self.output) or bool(self.held)
 
     def answer_later(self) -> Callable[[bytes], None]:
         """Reserve the next answer's place; call the returned function with it."""
@@ -296,6 +308,11 @@ class Connection:
         for data in self.slots:
             if data is None:
                 break
+            # Checked before an answer is queued, not after a send: a client
+            # reading one large answer is not dropped, one that does not read is.
+            if len(self.output) > MAX_PENDING_OUTPUT:
+                self.server.close(self)
+                return
             self.output += data
             moved += 1
         if moved:
@@ -307,6 +324,7 @@ class Connection:
         if self.closed:
             return
         self.writes += 1
+        sent_some = False
         while self.output:
             try:
                 sent = self.sock.send(self.output)
@@ -316,9 +334,11 @@ class Connection:
                 self.server.close(self)
                 return
             del self.output[:sent]
-        if len(self.output) > MAX_PENDING_OUTPUT:
-            self.server.close(self)
-            return
+            sent_some = True
+        if self.output and (sent_some or not self.draining):
+            # Answers wait on the client: it has the idle timeout to read some.
+            self.idle_deadline = self.server.loop.time() + self.server.idle_timeout
+        self.draining = bool(self.output)
         self.server.update(self)
 
 
@@ -453,6 +473,7 @@ class ControlServer:
             peer.role = self._role(peer)
             if peer.role is None and connection.reading:  # no right left: answered, then closed
                 connection.reading = False
+                connection.held = b""
                 self.update(connection)
         if self._listener is None:
             return
@@ -560,18 +581,30 @@ class ControlServer:
             self._accept()
 
     def update(self, connection: Connection) -> None:
-        """Watch the connection for what it waits on: requests while we may read,
-        writability while answers wait; arm the idle timer when it has nothing."""
+        """Watch the connection for what it waits on: requests while we may read
+        (fewer than MAX_PENDING_REQUESTS unanswered), writability while answers
+        wait; arm the idle timer when it has nothing, or answers wait on its client."""
         if connection.closed:
             return
-        interest = (connection.reading, bool(connection.output))
+        # Backpressure: not read while MAX_PENDING_REQUESTS wait for answers,
+        # or while requests read already wait to be framed (``held``).
+        room = len(connection.slots) < MAX_PENDING_REQUESTS
+        if connection.held and room and connection.resume is None:
+            connection.resume = self.loop.call_at(
+                self.loop.time(), lambda: self._resume(connection)
+            )
+        interest = (connection.reading and room and not connection.held, bool(connection.output))
         if interest != connection.interest:  # each change is a system call
             self.loop.watch(
                 connection.sock.fileno(), connection.on_ready, read=interest[0], write=interest[1]
             )
             connection.interest = interest
         if connection.busy:
-            return  # _idle leaves a busy connection alone
+            if connection.output and connection.idle_timer is None:  # a client not reading
+                connection.idle_timer = self.loop.call_at(
+                    connection.idle_deadline, lambda: self._idle(connection)
+                )
+            return  # _idle leaves a connection with requests under way alone
         if not connection.reading:  # the client closed its end and has every answer
             self.close(connection)
             return
@@ -583,9 +616,10 @@ class ControlServer:
             )
 
     def _idle(self, connection: Connection) -> None:
-        """The idle timer: close the connection if nothing came since its deadline."""
+        """The idle timer: close the connection if nothing came since its deadline,
+        or if its client read none of its answers since."""
         connection.idle_timer = None
-        if connection.closed or connection.busy:
+        if connection.closed or (connection.busy and not connection.output):
             return  # update() arms it again once the connection is idle
         if self.loop.time() < connection.idle_deadline:
             connection.idle_timer = self.loop.call_at(
@@ -599,7 +633,7 @@ class ControlServer:
             connection.write()
             if connection.closed:
                 return
-        if connection.reading:
+        if connection.interest is not None and connection.interest[0]:
             self._read(connection)
 
     def _read(self, connection: Connection) -> None:
@@ -611,10 +645,31 @@ class ControlServer:
             self.close(connection)
             return
         if data:
-            lines = connection.decoder.feed(data)
+            self._take(connection, data)
         else:
             connection.reading = False
-            lines = connection.decoder.feed_eof()
+            self._serve(connection, connection.decoder.feed_eof())
+
+    def _take(self, connection: Connection, data: bytes) -> None:
+        """Frame and serve what was read, up to MAX_PENDING_REQUESTS unanswered
+        requests; keep the rest, unframed, in ``held`` (at most one read's worth)."""
+        room = MAX_PENDING_REQUESTS - len(connection.slots)
+        if data.count(b"\n") > room:  # a line per request at most: blank ones count too
+            end = -1
+            for _ in range(max(room, 0)):
+                end = data.index(b"\n", end + 1)
+            data, connection.held = data[: end + 1], data[end + 1 :]
+        self._serve(connection, connection.decoder.feed(data))
+
+    def _resume(self, connection: Connection) -> None:
+        """Answers went out: frame what ``held`` kept, then read again."""
+        connection.resume = None
+        if connection.closed:
+            return
+        data, connection.held = connection.held, b""
+        self._take(connection, data)
+
+    def _serve(self, connection: Connection, lines: list[Line]) -> None:
         writes = connection.writes
         for line in lines:
             if connection.closed:
@@ -623,9 +678,12 @@ class ControlServer:
                 connection.answer(line.response)
             else:
                 self._dispatch(connection, line)
+        if not connection.reading:  # refused: nothing more of it is served
+            connection.held = b""
         # An answer written since updated the connection, unless it stopped
-        # reading afterwards (a caller refused everything): one update, not two.
-        if connection.writes == writes or not connection.reading:
+        # reading afterwards (a caller refused everything), or requests were
+        # held back: one update, not two.
+        if connection.writes == writes or not connection.reading or connection.held:
             self.update(connection)
 
     def _dispatch(self, connection: Connection, request: Request) -> None:
@@ -650,6 +708,7 @@ class ControlServer:
             return
         connection.closed = True
         self.loop.cancel(connection.idle_timer)
+        self.loop.cancel(connection.resume)
         fd = connection.sock.fileno()
         self.loop.remove_reader(fd)
         self.connections.pop(fd, None)
