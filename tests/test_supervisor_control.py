@@ -1904,3 +1904,27 @@ def test_a_timeout_longer_than_a_socket_takes_means_wait(supervisors: Supervisor
         assert (result.returncode, result.stderr) == (0, ""), result
     with Client(supervisors.control, timeout=float("inf")) as client:
         assert client.timeout is None and client.ping() == "pong"
+
+
+def test_a_reload_that_cannot_set_the_socket_s_group_changes_nothing(
+    supervisors: Supervisors,
+) -> None:
+    """The socket's group is set first: when that fails (its file moved here), the
+    reload is refused whole, not half-applied (programs changed, the socket not)."""
+    supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+    supervisors.config({"web": {"command": [*SLEEP, "1"]}}, control_group="root")
+    moved = supervisors.control + ".moved"
+    os.rename(supervisors.control, moved)
+    try:
+        with Client(moved, timeout=10) as client, pytest.raises(RemoteError) as caught:
+            client.reload()
+        assert caught.value.type == "failed"
+        assert str(caught.value) == (
+            "nothing changed: cannot give the control socket its group: No such file or directory"
+        )
+    finally:
+        os.rename(moved, supervisors.control)
+    assert web_pid(supervisors) == pid
+    assert "reload:" not in log_text(supervisors)

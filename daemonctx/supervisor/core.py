@@ -2214,12 +2214,17 @@ class Supervisor:
         """Make ``new`` the configuration: only what changed is touched."""
         assert self._loop is not None
         now = self._loop.time()
+        if self._server is not None:  # first: what can fail here fails before any change
+            try:
+                self._server.set_groups(new.control_group, new.observer_group)
+            except (OSError, KeyError, ValueError, OverflowError) as exc:
+                reason = getattr(exc, "strerror", None) or exc
+                message = f"nothing changed: cannot give the control socket its group: {reason}"
+                raise _Refused(protocol.FAILED, message) from None
         log.info("reload: %s", _plan_summary(plan))
         self.config = new
         if self._guard is not None:  # removed programs may still be stopping: theirs too
             self._guard.set_users(self._users() | set(self._guard.users))
-        if self._server is not None:
-            self._server.set_groups(new.control_group, new.observer_group)
         restarts = {change["name"] for change in plan["changed"] if change["restart"]}
         starts: list[Instance] = []
         for name in plan["removed"]:
