@@ -89,13 +89,7 @@ class Launch:
         """
         name = name or control.default_name(pidfile)
         path = resolve_program(argv[0])
-        try:
-            directory = os.path.abspath(chdir)
-        except OSError:  # relative, and the current directory was deleted
-            raise CommandError(
-                f"--chdir {chdir}: relative to a current directory that was deleted;"
-                " give an absolute path"
-            ) from None
+        directory = _absolute("--chdir", chdir)
         if not os.path.isdir(directory):
             raise CommandError(f"--chdir {directory}: no such directory")
         environment = dict(os.environ)
@@ -179,15 +173,21 @@ def resolve_program(command: str) -> str:
     return os.path.abspath(found)
 
 
-def resolve_pidfile(path: str) -> str:
-    """The pidfile as an absolute path (the daemon changes directory), in an existing directory."""
+def _absolute(option: str, path: str) -> str:
+    """``path`` made absolute; ``CommandError`` naming ``option`` when it is relative
+    to a current directory that was deleted (``os.path.abspath`` cannot)."""
     try:
-        path = os.path.abspath(path)
-    except OSError:  # relative, and the current directory was deleted
+        return os.path.abspath(path)
+    except OSError:
         raise CommandError(
-            f"--pidfile {path}: relative to a current directory that was deleted;"
+            f"{option} {path}: relative to a current directory that was deleted;"
             " give an absolute path"
         ) from None
+
+
+def resolve_pidfile(path: str) -> str:
+    """The pidfile as an absolute path (the daemon changes directory), in an existing directory."""
+    path = _absolute("--pidfile", path)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         what = "is not a directory" if os.path.exists(directory) else "does not exist"

@@ -115,6 +115,16 @@ def reload(supervisors: Supervisors, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+def ignoring_term(tmp_path: Path, stop_timeout: float) -> dict[str, Any]:
+    """A program that ignores SIGTERM (SIGKILL ends it, after ``stop_timeout``): it
+    creates ``tmp_path/NAME``, NAME its instance's, once it does."""
+    marker = f"{tmp_path}/$DAEMONCTX_PROGRAM"
+    return {
+        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{marker}"'],
+        "stop_timeout": stop_timeout,
+    }
+
+
 def cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
@@ -325,13 +335,10 @@ def test_a_program_removed_but_still_stopping_cannot_be_started_and_comes_back_a
     instance, started again once the old process is gone: never two, and
     nothing outlives the shutdown."""
     keep = {"command": [SLEEP, "1000"]}
-    slow = {
-        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{tmp_path}/slow.pid"'],
-        "stop_timeout": 60,
-    }
+    slow = ignoring_term(tmp_path, 60)
     supervisors.config({"keep": keep, "slow": slow})
     supervisors.foreground()
-    wait_for((tmp_path / "slow.pid").exists, what="slow to ignore SIGTERM")
+    wait_for((tmp_path / "slow").exists, what="slow to ignore SIGTERM")
     old = running(supervisors, "slow")["slow"]
     supervisors.config({"keep": keep})
     assert reload(supervisors) == ["remove slow"]
@@ -457,10 +464,7 @@ def test_a_reload_from_one_instance_to_two_and_back_never_runs_old_and_new_toget
     gone (as supervisord's update), not beside it, where they could find its port
     or its files still taken. The old ones here ignore SIGTERM: they stay until
     the test kills them."""
-    stubborn = {
-        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{tmp_path}/$DAEMONCTX_PROGRAM"'],
-        "stop_timeout": 60,
-    }
+    stubborn = ignoring_term(tmp_path, 60)
     supervisors.config({"web": stubborn})
     supervisors.foreground()
     wait_for((tmp_path / "web").exists, what="web to ignore SIGTERM")
@@ -1041,13 +1045,10 @@ def test_a_stop_overtaken_by_a_start_is_answered(supervisors: Supervisors, tmp_p
     """ctl stop waits for the program's process to be gone; a ctl start while it
     stops starts another run once it is: the stop is answered then (exit 1: the
     program runs again), never left waiting."""
-    slow = {
-        "command": ["/bin/sh", "-c", f'exec {PY} {IGNORE_TERM} "{tmp_path}/a.pid"'],
-        "stop_timeout": 1,
-    }
+    slow = ignoring_term(tmp_path, 1)
     supervisors.config({"a": slow})
     supervisors.foreground()
-    wait_for((tmp_path / "a.pid").exists, what="a to ignore SIGTERM")
+    wait_for((tmp_path / "a").exists, what="a to ignore SIGTERM")
     old = running(supervisors, "a")["a"]
     stop = supervisors.ctl_popen("stop", "a")
     try:
