@@ -401,7 +401,8 @@ def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
             if listener.recv(4096) == b"WATCHDOG=1":
                 pings.append(time.monotonic())
         gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
-        assert all(0.15 <= gap < 0.4 for gap in gaps), gaps
+        # as received: one read late (a loaded machine) makes the next gap short
+        assert all(gap < 0.4 for gap in gaps) and sum(gaps) / len(gaps) >= 0.15, gaps
         environ = Path(f"/proc/{supervisors.status('a').pid}/environ").read_bytes()
         assert b"WATCHDOG_USEC=" not in environ and b"NOTIFY_SOCKET=" not in environ
     finally:
