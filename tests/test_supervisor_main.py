@@ -704,3 +704,47 @@ def test_ctl_shutdown_does_not_claim_an_orderly_end_when_the_supervisor_was_kill
         f" shutdown (killed?): its socket file {supervisors.control} remains; its guard killed"
         " its programs\n"
     )
+
+
+def test_an_application_s_own_children_outlive_serve_with_their_exit_status(
+    supervisors: Supervisors,
+) -> None:
+    """serve() from Python: at its end the supervisor kills what its programs and
+    alerts left (marked), never the application's own subprocesses, nor reaps them."""
+    code = textwrap.dedent(
+        f"""
+        import subprocess, sys, threading, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from daemonctx.supervisor import Client, Program, Supervisor
+        quick = subprocess.Popen(["/bin/sh", "-c", "exit 3"])
+        slow = subprocess.Popen(["/bin/sleep", "1000"])
+        print(slow.pid, flush=True)
+        sup = Supervisor(control={supervisors.control!r},
+                         programs=[Program("p", ["/bin/sleep", "1001"])])
+        def stop():  # once it serves (bounded: 10 s)
+            for _ in range(200):
+                try:
+                    with Client({supervisors.control!r}, timeout=10) as client:
+                        client.ping()
+                        client.shutdown(wait=False)
+                        return
+                except Exception:
+                    time.sleep(0.05)
+        threading.Thread(target=stop, daemon=True).start()
+        print(sup.serve(), quick.wait(), slow.poll(), flush=True)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=supervisors.env, stdout=subprocess.PIPE, text=True
+    )
+    slow = 0
+    try:
+        assert proc.stdout is not None
+        slow = int(proc.stdout.readline())
+        assert proc.stdout.readline() == "0 3 None\n"
+        assert pid_alive(slow)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        if slow:
+            os.kill(slow, signal.SIGKILL)

@@ -1739,16 +1739,22 @@ class Supervisor:
                 pass
 
     def _kill_leftovers(self, guard: int | None) -> None:
-        """At the end, every program stopped: kill and reap our other children, but
-        the guard. What an on_failure command left in a session of its own was
-        adopted by us (a subreaper), and must not outlive an orderly exit. Our
-        unreaped children: their pids are their own."""
+        """At the end, every program stopped: kill and reap our other children that
+        carry our mark (``SUPERVISOR_VARIABLE``, as every program's and on_failure
+        command's process does), but the guard. What an on_failure command left in a
+        session of its own was adopted by us (a subreaper), and must not outlive an
+        orderly exit; an application's own children (``serve()`` from Python) are
+        not ours to kill. Our unreaped children: their pids are their own."""
         pidfds = []
+        mark = self.config.control
         for pid in procfs.children(os.getpid()):
             if pid == guard:
                 continue
             pidfd = open_pidfd(pid)
             if pidfd is None:
+                continue
+            if procfs.environment_value(pid, SUPERVISOR_VARIABLE) != mark:
+                os.close(pidfd)  # not marked: the application's, or from before us
                 continue
             pidfds.append((pid, pidfd))
             try:
