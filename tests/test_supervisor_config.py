@@ -772,6 +772,26 @@ def test_a_program_s_stop_signal_drops_a_default_stop_ladder_and_the_reverse(
         SUPERVISOR + '[defaults]\nstop_signal = "INT"\n' + WEB + 'stop = ["QUIT", 3, "KILL"]\n',
     ).programs[0]
     assert (web.stop, web.stop_signal) == ((signal.SIGQUIT, 3.0, signal.SIGKILL), signal.SIGTERM)
+    # the program's own stop_timeout = 300 wins over a default ladder, and the reverse
+    text = SUPERVISOR + '[defaults]\nstop = ["TERM", 1, "KILL"]\n' + WEB + "stop_timeout = 300\n"
+    web = load_text(shop, text).programs[0]
+    assert (web.stop, web.stop_timeout) == (None, 300.0)
+    text = SUPERVISOR + "[defaults]\nstop_timeout = 300\n" + WEB + 'stop = ["TERM", 1, "KILL"]\n'
+    web = load_text(shop, text).programs[0]
+    assert web.stop == (signal.SIGTERM, 1.0, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("table", ["[program.web]\ncommand = ['/x']", "[defaults]"])
+def test_a_table_with_a_ladder_and_a_stop_timeout_is_refused(shop: Path, table: str) -> None:
+    """The ladder has its own times: the stop_timeout beside it would be ignored."""
+    text = SUPERVISOR + f"{table}\nstop = ['TERM', 5, 'KILL']\nstop_timeout = 30\n"
+    if table == "[defaults]":
+        text += WEB
+    where = "[program.web]" if "program" in table else "[defaults]"
+    assert str(error_of(shop, text)) == (
+        f"shop.toml: {where} stop_timeout: give either stop (a ladder, with its own times)"
+        " or stop_timeout, not both"
+    )
 
 
 @pytest.mark.parametrize(

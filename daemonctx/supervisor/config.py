@@ -1010,8 +1010,13 @@ _NOT_DEFAULTS = {
 DEFAULT_KEYS: dict[str, Key] = {
     name: key for name, key in PROGRAM_KEYS.items() if name not in _NOT_DEFAULTS
 }
-# A program that sets one of these drops the default of the other (one excludes the other).
-_EXCLUSIVE = {"stop": "stop_signal", "stop_signal": "stop"}
+# A program that sets one of these drops the defaults of the others: a stop ladder, or
+# a signal and a timeout (a program's own stop_timeout = 300 wins over a default ladder).
+_EXCLUSIVE = {
+    "stop": ("stop_signal", "stop_timeout"),
+    "stop_signal": ("stop",),
+    "stop_timeout": ("stop",),
+}
 
 
 @dataclass(frozen=True)
@@ -1242,7 +1247,16 @@ def _defaults(data: Mapping[str, Any], path: str | None) -> dict[str, Any]:
             reason = f"not in [defaults]: {_NOT_DEFAULTS[name]}"
             raise ConfigError(path, "defaults", name, reason)
     _check_table(table, DEFAULT_KEYS, path, "defaults", None, _FOREIGN_PROGRAM_KEYS)
+    _check_ladder(table, path, "defaults", None)
     return dict(table)
+
+
+def _check_ladder(table: Mapping[str, Any], path: str | None, where: str, name: str | None) -> None:
+    """A ``stop`` ladder has its own times: ``stop_timeout`` beside it would be
+    ignored, so a table that gives both is refused (as ``stop_signal`` is)."""
+    if "stop" in table and "stop_timeout" in table:
+        reason = "give either stop (a ladder, with its own times) or stop_timeout, not both"
+        raise ConfigError(path, where, "stop_timeout", reason, name)
 
 
 def _with_defaults(table: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -1250,9 +1264,11 @@ def _with_defaults(table: Mapping[str, Any], defaults: Mapping[str, Any]) -> dic
     program's variables win); a ``stop`` or ``stop_signal`` of its own drops the
     default of the other."""
     merged = {**defaults, **table}
-    for name, other in _EXCLUSIVE.items():
-        if name in table and other not in table:
-            merged.pop(other, None)
+    for name, others in _EXCLUSIVE.items():
+        if name in table:
+            for other in others:
+                if other not in table:
+                    merged.pop(other, None)
     if "environment" in table and "environment" in defaults:
         merged["environment"] = {**defaults["environment"], **table["environment"]}
     return merged
@@ -1273,6 +1289,7 @@ def _programs(
             reason = f"expected a table [program.{_toml_key(name)}], got {_got(table)}"
             raise ConfigError(path, "program", name, reason)
         _check_table(table, PROGRAM_KEYS, path, _program_table(name), name)
+        _check_ladder(table, path, _program_table(name), name)
         try:
             programs.append(Program(name, **_with_defaults(table, defaults)))
         except ConfigError as exc:
