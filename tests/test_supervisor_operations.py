@@ -1089,3 +1089,46 @@ def test_the_supervisor_s_own_log_on_a_full_disk_is_said_once_not_a_traceback_a_
         _out, err = proc.communicate(timeout=10)
     assert "Logging error" not in err and "Traceback" not in err, err
     assert err.count(f"cannot write the supervisor log {log}: No space left on device") == 1, err
+
+
+def test_while_a_reload_s_old_instance_stops_the_new_ones_wait_whatever_is_asked(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """web -> web:0, web:1 with the old web ignoring SIGTERM: ctl start web:0 waits
+    for it too (status says so), ctl stop web waits for it, and a second reload
+    (to three) before it is gone lets none of them start beside it."""
+    supervisors.config({"web": ignoring_term(tmp_path, 60)})
+    supervisors.foreground()
+    wait_for((tmp_path / "web").exists, what="web to ignore SIGTERM")
+    old = running(supervisors, "web")["web"]
+    supervisors.config({"web": {**ignoring_term(tmp_path, 60), "instances": 2, "autostart": False}})
+    reload(supervisors)  # autostart = false and nothing of web runs: no start to come
+    start = supervisors.ctl_popen("start", "web:0")
+    try:
+        wait_for(
+            lambda: "starts once web stopped" in supervisors.status("web:0").text,
+            what="web:0 waiting for web",
+        )
+        assert start.poll() is None and supervisors.status("web").state == "stopping"
+        stop = supervisors.ctl_popen("stop", "web")
+        supervisors.config({"web": {**ignoring_term(tmp_path, 60), "instances": 3}})
+        reload(supervisors)
+        with supervisors.client() as client:
+            states = {info.name: info.state for info in client.status()}
+        assert states == {
+            "web": "stopping",
+            "web:0": "stopped",
+            "web:1": "stopped",
+            "web:2": "stopped",
+        }, states
+        assert stop.poll() is None, "web still runs: the stop is not over"
+        os.kill(old, signal.SIGKILL)
+        out, _err = stop.communicate(timeout=10)
+        assert stop.returncode == 0, out
+        assert start.wait(10) == 1  # the stop came first: web:0 stays stopped
+    finally:
+        start.kill()
+    new = running(supervisors, "web:2")["web:2"]  # the second reload's start, once web is gone
+    assert new != old
+    with supervisors.client() as client:  # autostart = true applies to new instances only
+        assert [info.state for info in client.status("web:0", "web:1")] == ["stopped"] * 2

@@ -181,8 +181,9 @@ class Instance:
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
         self.spawns = 0  # runs started: a stop is over once its run is, a start came or not
-        # a reload's new instance: starts once these old ones (web for web:0) are gone
+        # a reload's new instance: never runs beside these old ones (web for web:0)
         self.replaces: list[Instance] = []
+        self.start_pending = False  # to start once they are gone (a reload, a ctl start)
         # not to start at boot (autostart = false), or stopped on request: not waited for
         self.held = not program.autostart
         self.was_ready = False  # ready once: its boot is over, whatever it does next
@@ -297,11 +298,14 @@ class Instance:
         last, last_at = machine.last_exit, machine.last_exit_at
         next_start = machine.next_start
         state = machine.state
+        text = machine.describe(now)
+        if self.start_pending:
+            text += f", starts once {', '.join(old.name for old in self.replaces)} stopped"
         return {
             "name": self.name,
             "program": self.program.name,
             "state": state._value_,  # not .value: a Python property call
-            "text": machine.describe(now),
+            "text": text,
             "pid": pid,
             "uptime": None if pid is None or started is None else now - started,
             "since": now - machine.since,
@@ -2122,13 +2126,26 @@ class Supervisor:
         self._not_shutting_down()
         instances = self._names(request, True)
         for instance in instances:
-            if instance.state is not State.RUNNING and instance.state is not State.STARTING:
+            if instance.replaces:  # never beside a reload's old instances: once they are gone
+                instance.start_pending = True
+            elif instance.state is not State.RUNNING and instance.state is not State.STARTING:
                 self._event(instance, instance.machine.start)
-        self._reply_when(request, respond, instances, lambda i: i.state in _DONE_STARTING)
+        self._reply_when(
+            request, respond, instances, lambda i: i.state in _DONE_STARTING and not i.start_pending
+        )
 
     def _command_stop(self, request: Request, respond: Callable[[bytes], None]) -> None:
         self._not_shutting_down()
         instances = self._names(request, True)
+        # A program asked whole (web, not web:1): a reload's old instances of it too,
+        # still stopping ("no process of theirs left": web while web:0, web:1 wait)
+        asked = set(map(id, instances))
+        whole = {
+            name
+            for name in {instance.program.name for instance in instances}
+            if all(id(i) in asked for i in self._by_program.get(name, ()))
+        }
+        instances += [i for i in self.instances.values() if i.removing and i.program.name in whole]
         for instance in instances:
             self._stop(instance, self._caller)
         runs = {id(instance): instance.spawns for instance in instances}
@@ -2145,14 +2162,19 @@ class Supervisor:
         instances = self._names(request, True)
         for instance in instances:
             self._stop(instance, f"{self._caller} (restart)")
-            self._event(instance, instance.machine.start)
-        self._reply_when(request, respond, instances, lambda i: i.state in _DONE_STARTING)
+            if instance.replaces:  # never beside a reload's old instances
+                instance.start_pending = True
+            else:
+                self._event(instance, instance.machine.start)
+        self._reply_when(
+            request, respond, instances, lambda i: i.state in _DONE_STARTING and not i.start_pending
+        )
 
     def _stop(self, instance: Instance, by: str) -> None:
         """Ask ``instance`` to stop, remembering who asked (for ``why``). At boot,
         a program stopped on request no longer holds the boot up."""
         instance.held = True
-        instance.replaces = []  # a reload's start still to come: not any more
+        instance.start_pending = False  # a reload's start still to come: not any more
         if instance.state in (State.STARTING, State.RUNNING):
             instance.stop_by = by
         self._event(instance, instance.machine.stop)
@@ -2247,6 +2269,7 @@ class Supervisor:
                 )
                 instances: list[Instance] = []
                 fresh_ones: list[Instance] = []
+                new_ones: list[Instance] = []
                 for instance_name in program.instance_names():
                     leaving = self.instances.get(instance_name)
                     if instance_name not in kept and leaving is not None and leaving.removing:
@@ -2254,13 +2277,15 @@ class Supervisor:
                         # instance, and starts again once stopped (never two processes)
                         leaving.removing = False
                         leaving.reconfigure(program)
+                        new_ones.append(leaving)
                         if start_new:
-                            starts.append(leaving)
+                            fresh_ones.append(leaving)
                         instances.append(leaving)
                         continue
                     if instance_name not in kept:
                         fresh = Instance(program, instance_name, now)
                         self.instances[instance_name] = fresh
+                        new_ones.append(fresh)
                         if start_new:
                             fresh_ones.append(fresh)
                         instances.append(fresh)
@@ -2277,8 +2302,14 @@ class Supervisor:
                 # web becoming web:0 and web:1 (or back): the new ones start once the
                 # old ones are gone, never beside them (a port, a pidfile they share)
                 behind = [i for i in kept.values() if self.instances.get(i.name) is i]
-                for fresh in fresh_ones:
-                    fresh.replaces = behind
+                behind += [  # an earlier reload's, still stopping (2 -> 1, then 3)
+                    i
+                    for i in self.instances.values()
+                    if i.removing and i.program.name == program.name and i not in behind
+                ]
+                for fresh in new_ones:
+                    fresh.replaces = list(behind)
+                    fresh.start_pending = bool(behind) and fresh in fresh_ones
                 if behind and fresh_ones:
                     log.info(
                         "%s: %s start once %s stopped",
@@ -2309,15 +2340,20 @@ class Supervisor:
             self._start_replacements(instance)
 
     def _start_replacements(self, gone: Instance) -> None:
-        """``gone`` was an old instance that new ones wait for (``replaces``):
-        start those it was the last one of, unless asked to stop meanwhile."""
+        """``gone`` was an old instance that new ones may not run beside
+        (``replaces``): start those it was the last one of that are to start (a
+        reload's, or a ``ctl start`` meanwhile), unless asked to stop since. One
+        still stopping itself (a removed instance that came back) starts once it
+        is stopped."""
         for instance in list(self.instances.values()):
             if gone not in instance.replaces:
                 continue
             instance.replaces = [old for old in instance.replaces if old is not gone]
-            if instance.replaces or instance.removing or instance.state is not State.STOPPED:
+            if instance.replaces or not instance.start_pending or instance.removing:
                 continue
-            if self._phase in ("boot", "running"):
+            instance.start_pending = False
+            waiting = instance.state in (State.STOPPED, State.STOPPING)
+            if waiting and self._phase in ("boot", "running"):
                 self._event(instance, instance.machine.start)
 
     def _command_shutdown(self, request: Request, respond: Callable[[bytes], None]) -> None:
