@@ -53,6 +53,15 @@ def test_names_values_comments_export_and_quotes() -> None:
     }
 
 
+def test_only_a_newline_ends_a_line() -> None:
+    """Not a form feed, nor U+2028 (str.splitlines would): the editor's line numbers."""
+    text = "# a comment\x0cwith a form feed\r\nA='a\x0cb'\nB=x\u2028y\nBAD\n"
+    with pytest.raises(EnvironmentFileError) as caught:
+        parse(text, "x.env")
+    assert str(caught.value) == "x.env: line 4: expected NAME=VALUE"
+    assert parse(text.replace("BAD\n", ""), "x.env") == {"A": "a\x0cb", "B": "x\u2028y"}
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
@@ -64,6 +73,7 @@ def test_names_values_comments_export_and_quotes() -> None:
         ('KEY="hunter2', 'line 2: KEY: no closing "'),
         ('KEY="', 'line 2: KEY: no closing "'),
         ("KEY=hun\0ter2", "line 2: KEY: a NUL byte"),
+        ('KEY="hunter2\\"', 'line 2: KEY: no closing "'),  # its last quote escaped
     ],
 )
 def test_a_bad_line_is_named_by_its_number_never_its_value(line: str, reason: str) -> None:
@@ -178,14 +188,19 @@ def test_a_program_gets_its_files_variables_under_its_environment_and_each_start
     assert supervisors.ctl("restart", "web").returncode == 0
     pid = supervisors.status("web").pid
     assert pid is not None and environ(pid)["DATABASE_URL"] == "postgres://new/shop"
-    # Gone: the start fails, saying which file and why.
+    # Gone: the start fails, saying which file and why, and is tried again with the
+    # backoff (a secrets file put in place a moment later is taken)
     own.unlink()
     result = supervisors.ctl("restart", "web")
     assert result.returncode == 1
     info = supervisors.status("web")
-    assert info.state == "failed", info
+    assert info.state == "backoff", info
     why = supervisors.ctl("why", "web").stdout
     assert f"cannot read environment file {own}: No such file or directory" in why, why
+    own.write_text("DATABASE_URL=postgres://back/shop\n")
+    wait_for(lambda: supervisors.status("web").running, what="web started again")
+    pid = supervisors.status("web").pid
+    assert pid is not None and environ(pid)["DATABASE_URL"] == "postgres://back/shop"
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from conftest import (
     needs_root,
     proc_stat,
     proc_status,
+    python_for_nobody,
 )
 
 from daemonctx.supervisor.config import (
@@ -204,7 +205,49 @@ def test_a_supervisor_without_the_capabilities_is_refused_what_they_allow(
 
 def test_an_open_file_limit_above_the_kernel_s_is_refused() -> None:
     most = int(Path("/proc/sys/fs/nr_open").read_text())
-    web = program(limits={"nofile": most + 1})
-    with pytest.raises(ConfigError) as caught:
+    for limit, got in ((most + 1, str(most + 1)), ("infinity", "infinity")):
+        web = program(limits={"nofile": limit})
+        with pytest.raises(ConfigError) as caught:
+            check_system(SupervisorConfig(control="/run/shop.sock", programs=(web,)))
+        assert str(caught.value) == (
+            f"program 'web': limits: nofile: at most {most} here (fs.nr_open), got {got}"
+        )
+
+
+OTHER_USER_CHECK = """
+import os, sys
+from daemonctx.supervisor.config import ConfigError, Program, SupervisorConfig, check_system
+
+for keys in ({"user": "root"}, {"group": "0"}, {"user": str(os.geteuid())}):
+    web = Program("web", command=["/bin/sleep"], **keys)
+    try:
         check_system(SupervisorConfig(control="/run/shop.sock", programs=(web,)))
-    assert f"limits: nofile: at most {most} here (fs.nr_open)" in str(caught.value)
+        print("ok")
+    except ConfigError as exc:
+        print(exc)
+"""
+
+
+def test_a_supervisor_that_is_not_root_is_refused_another_user_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """It would fail at every start (setuid), said as "cannot change to directory /"."""
+    script = tmp_path / "check.py"
+    script.write_text(OTHER_USER_CHECK)
+    as_nobody: dict[str, Any] = {}
+    python = sys.executable
+    if os.geteuid() == 0:
+        tmp_path.chmod(0o755)
+        script.chmod(0o644)
+        python = python_for_nobody(script)
+        as_nobody = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    result = subprocess.run(
+        [python, str(script)], capture_output=True, text=True, env=ENV, check=False, **as_nobody
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "program 'web': user: 'root': only a supervisor running as root can run a program as"
+        " another",
+        "program 'web': group: '0': only a supervisor running as root can run a program as another",
+        "ok",
+    ]

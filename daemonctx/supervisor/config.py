@@ -1576,6 +1576,8 @@ def check_system(config: SupervisorConfig) -> None:
             raise ConfigError(config.file_of(program.name), table, "group", reason, program.name)
         if program.environment_file:
             _check_environment_files(config, program)
+        if (program.user is not None or program.group is not None) and os.geteuid() != 0:
+            _check_own_user(config, program)
         if program.limits or program.nice is not None:
             _check_limits(config, program)
 
@@ -1637,7 +1639,8 @@ def _check_limits(config: SupervisorConfig, program: Program) -> None:
             except (OSError, ValueError):
                 most = None
             if most is not None and (hard == UNLIMITED or hard > most):
-                refuse("limits", f"nofile: at most {most} here (fs.nr_open), got {hard}")
+                got = "infinity" if hard == UNLIMITED else hard
+                refuse("limits", f"nofile: at most {most} here (fs.nr_open), got {got}")
         ours = resource.getrlimit(number)[1]
         above = ours != resource.RLIM_INFINITY and (hard == UNLIMITED or hard > ours)
         if above and not _capable(_CAP_SYS_RESOURCE):
@@ -1649,3 +1652,31 @@ def _check_limits(config: SupervisorConfig, program: Program) -> None:
         floor = min(floor, os.getpriority(os.PRIO_PROCESS, 0))
         if program.nice < floor:
             refuse("nice", f"below {floor}, the most the supervisor may give, without CAP_SYS_NICE")
+
+
+def _check_own_user(config: SupervisorConfig, program: Program) -> None:
+    """Without root, ``user`` and ``group`` may only name the supervisor's own: another
+    would fail at every start (setuid(2)), with the spawn's less telling reason."""
+    import grp
+    import pwd
+
+    def uid(name: str) -> int:
+        return pwd.getpwnam(name).pw_uid
+
+    def gid(name: str) -> int:
+        return grp.getgrnam(name).gr_gid
+
+    file, table = config.file_of(program.name), _program_table(program.name)
+    for key, value, ours, lookup in (
+        ("user", program.user, os.geteuid(), uid),
+        ("group", program.group, os.getegid(), gid),
+    ):
+        if value is None:
+            continue
+        try:
+            number = int(value) if value.isdigit() else lookup(value)
+        except KeyError:
+            continue  # no such one: said above
+        if number != ours:
+            reason = f"{value!r}: only a supervisor running as root can run a program as another"
+            raise ConfigError(file, table, key, reason, program.name)

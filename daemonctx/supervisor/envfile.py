@@ -58,10 +58,19 @@ def _unescape(text: str) -> str:
     return "".join(out)
 
 
+def _escaped_end(value: str) -> bool:
+    """Whether the last character of ``"..."`` is an escaped quote (``"x\\"``): an odd
+    number of backslashes before it."""
+    body = value[1:-1]
+    return (len(body) - len(body.rstrip("\\"))) % 2 == 1
+
+
 def parse(text: str, path: str) -> dict[str, str]:
     """The variables of ``text``, the contents of the file ``path`` (for errors)."""
     found: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at \n only (\r\n too): splitlines() would also end one at \f or \u2028
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         stripped = line.strip()
         if not stripped or stripped[0] in "#;":
             continue
@@ -75,7 +84,7 @@ def parse(text: str, path: str) -> dict[str, str]:
         value = value.strip()
         quote = value[:1]
         if quote in ("'", '"'):
-            if len(value) < 2 or value[-1] != quote:
+            if len(value) < 2 or value[-1] != quote or (quote == '"' and _escaped_end(value)):
                 raise EnvironmentFileError(path, f"line {number}: {name}: no closing {quote}")
             value = value[1:-1]
             if quote == '"':

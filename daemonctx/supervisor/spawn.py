@@ -335,6 +335,8 @@ def _environment_file(path: str) -> dict[str, str]:
     except OSError as exc:
         number = exc.errno or errnos.EIO
         reason = exc.strerror or os.strerror(number)
+        if number == errnos.ENOENT:  # not "the program is not there": retried, it may come
+            number = errnos.EAGAIN
         raise SpawnError(number, f"{path}: {reason}", "read environment file") from None
 
 
