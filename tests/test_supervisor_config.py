@@ -865,3 +865,33 @@ def test_a_fifo_device_or_deep_nesting_is_one_line_never_a_hang(shop: Path) -> N
 def test_a_byte_order_mark_is_no_error(shop: Path) -> None:
     shop.write_bytes(b"\xef\xbb\xbf" + (SUPERVISOR + WEB).encode())
     assert [program.name for program in load(shop).programs] == ["web"]
+
+
+@pytest.mark.parametrize(
+    ("defaults", "program", "message"),
+    [
+        ('user = "no-such-user-here"', "",
+         "user: no such user 'no-such-user-here' (from [defaults])"),
+        ('environment_file = "/nonexistent.env"', "",
+         "environment_file: /nonexistent.env: No such file or directory (from [defaults])"),
+        ('ready = "exited"', 'restart = "always"',
+         'restart: a one-shot (ready = "exited") cannot restart = "always"'
+         " (ready from [defaults])"),
+        ("instances = 2", 'pidfile = "/run/x.pid"',
+         "pidfile: 2 instances cannot share one pidfile (instances from [defaults])"),
+    ],
+)  # fmt: skip
+def test_a_mistake_a_default_makes_says_so(
+    shop: Path, defaults: str, program: str, message: str
+) -> None:
+    """Checked at load or on the system: either way the default is named, and the
+    file it is in when the program is in an included one."""
+    text = SUPERVISOR + f"[defaults]\n{defaults}\n" + WEB + f"{program}\n"
+    with pytest.raises(ConfigError) as caught:
+        check_system(load_text(shop, text))
+    assert str(caught.value) == f"shop.toml: [program.web] {message}"
+    conf_d({"web.toml": WEB + f"{program}\n"})
+    with pytest.raises(ConfigError) as caught:
+        check_system(load_text(shop, INCLUDE + f"[defaults]\n{defaults}\n"))
+    expected = message.replace("[defaults])", "[defaults] in shop.toml)")
+    assert str(caught.value) == f"conf.d/web.toml: [program.web] {expected}"

@@ -1060,6 +1060,10 @@ class SupervisorConfig:
     # [group.NAME] tables: names that stand for programs in ctl (supervisord's
     # [group:x]); a program may be in several.
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # The keys each program took from [defaults] (``load`` fills it): errors say so.
+    defaulted: Mapping[str, tuple[str, ...]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         path = os.fspath(self.path) if self.path is not None else None
@@ -1111,6 +1115,13 @@ class SupervisorConfig:
     def file_of(self, name: str) -> str | None:
         """The file program ``name`` is in: an included one, or ``path``."""
         return self.sources.get(name, self.path)
+
+    def error(self, program: Program, key: str, reason: str) -> ConfigError:
+        """``ConfigError`` for ``program``'s ``key``, saying when the value came from
+        ``[defaults]``."""
+        file = self.file_of(program.name)
+        blame = _blame(key, reason, self.defaulted.get(program.name, ()), file, self.path)
+        return ConfigError(file, _program_table(program.name), key, reason + blame, program.name)
 
 
 SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
@@ -1275,10 +1286,16 @@ def _with_defaults(table: Mapping[str, Any], defaults: Mapping[str, Any]) -> dic
 
 
 def _programs(
-    tables: Any, path: str | None, defaults: Mapping[str, Any] | None = None
+    tables: Any,
+    path: str | None,
+    defaults: Mapping[str, Any] | None = None,
+    defaulted: dict[str, tuple[str, ...]] | None = None,
+    main: str | None = None,
 ) -> list[Program]:
     """The ``[program.NAME]`` tables of the file at ``path``, checked, each over
-    ``defaults``. A mistake that comes from a default says so."""
+    ``defaults`` (the keys each took from them go to ``defaulted``). A mistake
+    that comes from a default says so (and names ``main``, the file they are in,
+    when it is another)."""
     if not isinstance(tables, Mapping):
         reason = f"expected [program.NAME] tables, got {_got(tables)}"
         raise ConfigError(path, None, "program", reason)
@@ -1290,14 +1307,28 @@ def _programs(
             raise ConfigError(path, "program", name, reason)
         _check_table(table, PROGRAM_KEYS, path, _program_table(name), name)
         _check_ladder(table, path, _program_table(name), name)
+        merged = _with_defaults(table, defaults)
+        taken = tuple(key for key in merged if key not in table)
         try:
-            programs.append(Program(name, **_with_defaults(table, defaults)))
+            programs.append(Program(name, **merged))
         except ConfigError as exc:
-            if exc.key in defaults and exc.key not in table:
-                reason = f"{exc.reason} (from [defaults])"
-                raise ConfigError(path, exc.table, exc.key, reason, exc.program) from None
-            raise exc.located(path) from None
+            blame = _blame(exc.key, exc.reason, taken, path, main)
+            raise ConfigError(path, exc.table, exc.key, exc.reason + blame, exc.program) from None
+        if defaulted is not None and taken:
+            defaulted[name] = taken
     return programs
+
+
+def _blame(
+    key: str | None, reason: str, taken: Sequence[str], path: str | None, main: str | None
+) -> str:
+    """`` (from [defaults])`` when ``key`` came from them, `` (ready from
+    [defaults])`` when the reason names keys that did; else ""."""
+    where = f" in {main}" if main is not None and main != path else ""
+    if key in taken:
+        return f" (from [defaults]{where})"
+    named = [name for name in taken if name in reason]
+    return f" ({', '.join(named)} from [defaults]{where})" if named else ""
 
 
 def _group_tables(tables: Any, path: str | None) -> dict[str, Any]:
@@ -1436,7 +1467,8 @@ def parse(
     _check_top(data, path, ("supervisor", "defaults", "program", "group"))
     supervisor, patterns = _supervisor_table(data, path)
     defaults = _defaults(data, path)
-    programs = _programs(data.get("program", {}), path, defaults)
+    defaulted: dict[str, tuple[str, ...]] = {}
+    programs = _programs(data.get("program", {}), path, defaults, defaulted, path)
     groups = _group_tables(data.get("group", {}), path)
     files: list[str] = []
     sources: dict[str, str] = {}
@@ -1450,7 +1482,7 @@ def parse(
                 trust(file)
             document = _read_toml(file)
             _check_top(document, file, ("program",))
-            for program in _programs(document.get("program", {}), file, defaults):
+            for program in _programs(document.get("program", {}), file, defaults, defaulted, path):
                 if any(other.name == program.name for other in programs):
                     other = sources.get(program.name, path)
                     reason = f"two programs have this name (the other in {other})"
@@ -1464,6 +1496,7 @@ def parse(
         included=tuple(files),
         sources=sources,
         groups=groups,
+        defaulted=defaulted,
         **supervisor,
     )
 
@@ -1567,13 +1600,10 @@ def check_system(config: SupervisorConfig) -> None:
         if name is not None and not _exists(name, grp.getgrnam):
             raise ConfigError(config.path, "supervisor", key, f"no such group {name!r}")
     for program in config.programs:
-        table = _program_table(program.name)
         if program.user is not None and not _exists(program.user, pwd.getpwnam):
-            reason = f"no such user {program.user!r}"
-            raise ConfigError(config.file_of(program.name), table, "user", reason, program.name)
+            raise config.error(program, "user", f"no such user {program.user!r}")
         if program.group is not None and not _exists(program.group, grp.getgrnam):
-            reason = f"no such group {program.group!r}"
-            raise ConfigError(config.file_of(program.name), table, "group", reason, program.name)
+            raise config.error(program, "group", f"no such group {program.group!r}")
         if program.environment_file:
             _check_environment_files(config, program)
         if (program.user is not None or program.group is not None) and os.geteuid() != 0:
@@ -1596,8 +1626,7 @@ def _check_environment_files(config: SupervisorConfig, program: Program) -> None
             reason = f"{path}: {exc.strerror or exc}"
         else:
             continue
-        file, table = config.file_of(program.name), _program_table(program.name)
-        raise ConfigError(file, table, "environment_file", reason, program.name)
+        raise config.error(program, "environment_file", reason)
 
 
 def _capable(bit: int) -> bool:
@@ -1623,10 +1652,8 @@ def _check_limits(config: SupervisorConfig, program: Program) -> None:
     container), no priority above what it may take without CAP_SYS_NICE."""
     import resource
 
-    file, table = config.file_of(program.name), _program_table(program.name)
-
     def refuse(key: str, reason: str) -> NoReturn:
-        raise ConfigError(file, table, key, reason, program.name)
+        raise config.error(program, key, reason)
 
     for name, (_soft, hard) in program.limits.items():
         number = getattr(resource, f"RLIMIT_{name.upper()}", None)
@@ -1666,7 +1693,6 @@ def _check_own_user(config: SupervisorConfig, program: Program) -> None:
     def gid(name: str) -> int:
         return grp.getgrnam(name).gr_gid
 
-    file, table = config.file_of(program.name), _program_table(program.name)
     for key, value, ours, lookup in (
         ("user", program.user, os.geteuid(), uid),
         ("group", program.group, os.getegid(), gid),
@@ -1679,4 +1705,4 @@ def _check_own_user(config: SupervisorConfig, program: Program) -> None:
             continue  # no such one: said above
         if number != ours:
             reason = f"{value!r}: only a supervisor running as root can run a program as another"
-            raise ConfigError(file, table, key, reason, program.name)
+            raise config.error(program, key, reason)
