@@ -635,6 +635,26 @@ def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(
     running(supervisors, "new")
 
 
+def test_a_log_given_on_the_command_line_wins_over_the_file_at_each_reload(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """supervise --config FILE --log LOG, FILE without a log: a reload of FILE as it
+    is changes nothing (it said "change [supervisor] log (live)"), and LOG goes on."""
+
+    def write(programs: dict[str, dict[str, Any]]) -> None:  # no [supervisor] log
+        path = supervisors.config(programs)
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(line for line in lines if not line.startswith("log =")))
+
+    write({"web": {"command": [SLEEP, "1000"]}})
+    log = tmp_path / "given.log"
+    supervisors.foreground("--log", str(log))
+    assert reload(supervisors) == ["nothing changed"]
+    write({"web": {"command": [SLEEP, "1000"]}, "new": {"command": [SLEEP, "1001"]}})
+    assert reload(supervisors) == ["add new"]
+    wait_for(lambda: "reload: add new" in log.read_text(), what="the reload in the given log")
+
+
 # -- program output ---------------------------------------------------------------------
 
 

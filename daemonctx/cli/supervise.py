@@ -167,12 +167,7 @@ def _config(args: argparse.Namespace) -> Any:
             raise CommandError(f"--config {args.config}: cannot be used with {what}", exit_code=2)
         from ..supervisor.core import check_config_file
 
-        config = load(args.config, trust=check_config_file)  # included files before reading
-        if args.log is not None:
-            import dataclasses
-
-            config = dataclasses.replace(config, log=os.path.abspath(args.log))
-        return config
+        return load(args.config, trust=check_config_file)  # included files before reading
     if args.control is None or not args.command:
         raise CommandError("give --config FILE, or --control SOCK -- COMMAND [ARG...]", exit_code=2)
     name = args.name or os.path.basename(args.command[0]) or "program"
@@ -214,7 +209,8 @@ def cmd_supervise(args: argparse.Namespace) -> int:
 
     try:
         config = _config(args)
-        supervisor = Supervisor(config=config)
+        log = os.path.abspath(args.log) if args.log is not None and args.config else None
+        supervisor = Supervisor(config=config, log=log)  # --log wins over the file's
         supervisor.check()
         if config.pidfile is not None:
             from .. import control

@@ -459,6 +459,8 @@ class Supervisor:
         config: SupervisorConfig | None = None,
         idle_timeout: float | None = None,
     ) -> None:
+        # log= beside config=: it wins over the file's, at each reload too
+        self._log_override = log if config is not None else None
         if config is None:
             if control is None:
                 raise ConfigError(None, "supervisor", "control", "required")
@@ -471,6 +473,8 @@ class Supervisor:
                 observer_group=observer_group,
                 groups={name: tuple(members) for name, members in (groups or {}).items()},
             )
+        elif log is not None:  # supervise --config FILE --log LOG
+            config = dataclass_replace(config, log=log)
         self.config = config
         # What a reload reads, wherever the supervisor runs by then (a daemon's
         # directory is /): the file as found from the directory we start in.
@@ -2223,6 +2227,8 @@ class Supervisor:
         try:
             check_config_file(path)
             new = load(path, trust=check_config_file)
+            if self._log_override is not None:
+                new = dataclass_replace(new, log=self._log_override)
             check_system(new)
             for program in new.programs:
                 _check_executable(new, program)
