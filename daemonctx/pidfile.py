@@ -189,8 +189,10 @@ def _other_text(fd: int) -> bool:
         data = os.pread(fd, 65, 0)
     except OSError:
         return False
-    text = data.strip()
-    return len(data) > 64 or not (text == b"" or (text.isdigit() and len(text) <= 7))
+    # A pid on the first line, as _pid_in reads it (what follows it is not looked
+    # at), or nothing: NULs a crash left (written size, no data) count for nothing.
+    first = data.replace(b"\0", b"").split(b"\n", 1)[0].strip()
+    return len(data) > 64 or not (first == b"" or (first.isdigit() and len(first) <= 7))
 
 
 def _not_a_pidfile(path: str, doing: str) -> Exception:

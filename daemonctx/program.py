@@ -446,11 +446,19 @@ def _terminate_all(pidfds: list[int], grace: float = GRACE) -> bool:
     return False
 
 
-#: Signals that end a waiting launcher as Ctrl-C does: the program is stopped first.
-_INTERRUPTING = (signal.SIGTERM, signal.SIGHUP)
+#: Signals that end a waiting launcher, Ctrl-C's too: the program is stopped first.
+_INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_interrupted: list[int] = []  # the signal that ended the wait, once one did
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
+    # Once: a second signal (TERM then HUP, both pending at once: Python runs the
+    # second handler after the first raised) must not cut short the clean-up the
+    # first one starts, wherever it lands.
+    if _interrupted:
+        return
+    _interrupted.append(signum)
+    _ignore_interruptions()
     raise Interrupted(signum)
 
 
@@ -473,9 +481,10 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _ignore_interruptions() -> None:
-    """A second Ctrl-C, SIGTERM or SIGHUP must not cut a failed start's clean-up short."""
-    for number in (signal.SIGINT, *_INTERRUPTING):
-        signal.signal(number, signal.SIG_IGN)
+    """A second Ctrl-C, SIGTERM or SIGHUP must not cut a failed start's clean-up short:
+    blocked (held back until the launcher exits, which discards them), not ignored
+    (a signal already on its way would print "ignored due to race condition")."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTING)
 
 
 def start_program(

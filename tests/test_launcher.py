@@ -238,6 +238,37 @@ def test_a_second_signal_does_not_cut_the_clean_up_short(tracker: Tracker) -> No
     assert not os.path.exists(tracker.pidfile)
 
 
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGTERM, signal.SIGHUP), (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)],
+    ids=["TERM-HUP", "HUP-TERM-INT"],
+)
+def test_signals_that_come_together_stop_the_program_once(
+    tracker: Tracker, signals: tuple[int, ...]
+) -> None:
+    """Different signals at once are pending together: Python runs the second's
+    handler after the first's raised, inside the clean-up; it must not cut it short
+    (the program ran on, the pidfile stayed, and start exited 143)."""
+    marker = tracker.tmp_path / "up.jsonl"
+    program = python_program("--never-ready", "--marker", str(marker))
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program],
+        env=tracker.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pid = wait_for(lambda: _program_pid(marker), what="the program to run")
+    for signum in signals:
+        launcher.send_signal(signum)
+    _stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode in {128 + signum for signum in signals}, stderr
+    assert "Traceback" not in stderr and "race condition" not in stderr, stderr
+    assert not pid_alive(pid) and tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
 # -- a launcher with fds past 1024 -----------------------------------------------------
 
 

@@ -620,7 +620,7 @@ def test_status_does_not_trust_a_reused_pid(path: str, processes: ProcessTracker
 CONF = "listen = 8080\nsecret = x\n"
 
 
-@pytest.mark.parametrize("content", [CONF, "12345678\n", "1 2\n", "x" * 100, "9\n" * 40])
+@pytest.mark.parametrize("content", [CONF, "12345678\n", "1 2\n", "x" * 100, "9\n" * 40, "\0x"])
 def test_a_file_with_other_text_is_never_emptied_overwritten_or_removed(
     path: str, content: str
 ) -> None:
@@ -638,7 +638,11 @@ def test_a_file_with_other_text_is_never_emptied_overwritten_or_removed(
     assert not os.path.exists(guard_path(path))
 
 
-@pytest.mark.parametrize("content", ["", "\n", "4321\n", " 42 \n", "7"])
+@pytest.mark.parametrize(
+    "content",
+    # a crash may leave NULs (a size written, not the data); other tools a second line
+    ["", "\n", "4321\n", " 42 \n", "7", "\0" * 6, "99999\n\0\0\0", "4321\nextra\n", "42\r\n"],
+)
 def test_a_stale_pidfile_is_still_taken_over_and_removed(path: str, content: str) -> None:
     Path(path).write_text(content)
     PIDLockFile(path).break_lock()
