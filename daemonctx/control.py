@@ -422,6 +422,8 @@ def stop(
         done = identity.stop_daemon(found, signal, timeout, kill_timeout)
     except PermissionError as exc:
         raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
+    except OSError as exc:  # no descriptor left to look at /proc with, say
+        raise CommandError(f"cannot stop {found.path}'s daemon: {_one_line(exc)}") from exc
     main = found.main_pid if found.main_pid in done.signalled else None
     others = tuple(pid for pid in done.signalled if pid != main)
     removed = remove_stale_pidfile(found.path) if done.exited else False

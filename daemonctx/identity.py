@@ -20,6 +20,7 @@ start-stop-daemon refuses it: ``paths.UnsafePathError``, LSB code 4.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal as _signal
 import stat
@@ -84,7 +85,10 @@ def _reopen(pid: int, key: FileKey) -> int | None:
     for name in procfs.holding_fds(pid, key) or []:
         try:
             fd = os.open(f"/proc/{pid}/fd/{name}", _REOPEN_FLAGS)
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):  # not "none to open": say so
+                message = f"cannot look at the lock's holders: {exc.strerror}"
+                raise OSError(exc.errno, message) from None
             continue
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and procfs.file_key(st) == key:
@@ -257,8 +261,12 @@ def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if any(_holds_trusted(pid, key) for key in keys) and not _exited(pidfd):
-        return pidfd
+    try:
+        if any(_holds_trusted(pid, key) for key in keys) and not _exited(pidfd):
+            return pidfd
+    except BaseException:
+        os.close(pidfd)
+        raise
     os.close(pidfd)
     return None
 

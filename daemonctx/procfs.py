@@ -14,6 +14,7 @@ check it here, then signal through the pidfd (see ``identity``).
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -88,6 +89,9 @@ def exclusive_flocks() -> list[tuple[int, FileKey]] | None:
     return found
 
 
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
+
+
 def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, os.stat_result]] | None:
     """(fd name, stat of its file) for each fd of ``pid`` open on one of ``keys``;
     [] when it has none or is gone, None when we may not look (another user's
@@ -98,7 +102,9 @@ def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, os.stat_re
         names = os.listdir(base)
     except PermissionError:
         return None
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _NO_DESCRIPTOR:  # not "it holds none": we cannot look
+            raise OSError(exc.errno, f"cannot look at /proc: {exc.strerror}") from None
         return []
     found = []
     for name in names:

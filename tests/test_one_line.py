@@ -472,6 +472,28 @@ def test_a_tiny_fd_limit_is_one_line(tracker: Tracker) -> None:
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
+@pytest.mark.parametrize("limit", ["5", "6"])
+def test_stop_with_a_descriptor_or_two_left_is_one_line_or_stops(
+    tracker: Tracker, limit: str
+) -> None:
+    """With one fd left, stop cannot look at /proc: one line, at once (it spun at
+    100 % CPU, looking again and again); with two, it stops the daemon."""
+    pid = tracker.start("sleep", "1000")
+    result = tracker.daemonctx(
+        "stop", "--pidfile", tracker.pidfile, prefix=["prlimit", f"--nofile={limit}"], timeout=10
+    )
+    if limit == "5":
+        assert (result.returncode, result.stderr) == (
+            1,
+            f"daemonctx: error: cannot stop {tracker.pidfile}'s daemon: cannot look at /proc:"
+            " Too many open files\n",
+        )
+        assert pid_alive(pid)
+    else:
+        assert result.returncode == 0, result.stderr
+        wait_gone(pid, 5)
+
+
 def test_check_finds_what_would_fail_in_the_daemon_without_forking(tmp_path: Path) -> None:
     """Service.restart and the command's restart run these checks before they stop
     the running daemon (DaemonContext.check)."""

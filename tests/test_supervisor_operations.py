@@ -1115,40 +1115,40 @@ def test_while_a_reload_s_old_instance_stops_the_new_ones_wait_whatever_is_asked
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
     """web -> web:0, web:1 with the old web ignoring SIGTERM: ctl start web:0 waits
-    for it too (status says so), ctl stop web waits for it, and a second reload
-    (to three) before it is gone lets none of them start beside it."""
+    for it too (status says so); ctl stop web waits for it, and cancels the starts
+    to come; a second reload (to three) before it is gone lets none of its new
+    instances start beside it."""
+
+    def logged(line: str) -> None:
+        wait_for(lambda: line in log_text(supervisors), what=line)
+
     supervisors.config({"web": ignoring_term(tmp_path, 60)})
     supervisors.foreground()
     wait_for((tmp_path / "web").exists, what="web to ignore SIGTERM")
     old = running(supervisors, "web")["web"]
-    supervisors.config({"web": {**ignoring_term(tmp_path, 60), "instances": 2, "autostart": False}})
-    reload(supervisors)  # autostart = false and nothing of web runs: no start to come
+    supervisors.config({"web": {**ignoring_term(tmp_path, 60), "instances": 2}})
+    reload(supervisors)
+    assert "starts once web stopped" in supervisors.status("web:0").text
     start = supervisors.ctl_popen("start", "web:0")
     try:
-        wait_for(
-            lambda: "starts once web stopped" in supervisors.status("web:0").text,
-            what="web:0 waiting for web",
-        )
-        assert start.poll() is None and supervisors.status("web").state == "stopping"
+        logged("start {'names': ['web:0']}")
+        assert start.poll() is None, "it waits for web to be gone"
         stop = supervisors.ctl_popen("stop", "web")
+        logged("stop {'names': ['web']}")
+        assert start.wait(10) == 1  # answered: the stop came, web:0 stays stopped
         supervisors.config({"web": {**ignoring_term(tmp_path, 60), "instances": 3}})
         reload(supervisors)
         with supervisors.client() as client:
             states = {info.name: info.state for info in client.status()}
-        assert states == {
-            "web": "stopping",
-            "web:0": "stopped",
-            "web:1": "stopped",
-            "web:2": "stopped",
-        }, states
+        expected = {"web": "stopping", "web:0": "stopped", "web:1": "stopped"}
+        assert states == {**expected, "web:2": "stopped"}, states
         assert stop.poll() is None, "web still runs: the stop is not over"
         os.kill(old, signal.SIGKILL)
         out, _err = stop.communicate(timeout=10)
         assert stop.returncode == 0, out
-        assert start.wait(10) == 1  # the stop came first: web:0 stays stopped
     finally:
         start.kill()
     new = running(supervisors, "web:2")["web:2"]  # the second reload's start, once web is gone
     assert new != old
-    with supervisors.client() as client:  # autostart = true applies to new instances only
+    with supervisors.client() as client:
         assert [info.state for info in client.status("web:0", "web:1")] == ["stopped"] * 2
