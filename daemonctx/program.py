@@ -348,14 +348,18 @@ class ProgramContext(DaemonContext):
     def _from_the_program(self, pid: int, uid: int) -> bool:
         """Whether a notification sent by ``pid`` (as ``uid``, both from the kernel's
         SCM_CREDENTIALS) is the program's: systemd's ``NotifyAccess=all``, for the
-        processes of the session the program runs in. A sender already gone when we
-        look (``systemd-notify`` may exit at once) is taken on its uid: root, or
-        the program's own user, who could make the program say anything anyway."""
+        processes of the session the program runs in and its descendants. Without a
+        cgroup to tell them by, a process of the program's own user counts too: a
+        grandchild in a session of its own whose parent exited (reparented out of
+        the tree), a ``systemd-notify`` already gone when we look; that user could
+        make the program say anything anyway. Another user's never does."""
         from .procfs import parent_pid, session_id
 
+        if uid == self.uid:
+            return True
         session = session_id(pid) if pid > 0 else None
         if session is None:
-            return uid in (0, self.uid)
+            return uid == 0
         if session == self._session:
             return True
         for _ in range(_ANCESTRY):  # a descendant that made a session of its own

@@ -373,16 +373,21 @@ def test_notify_believes_systemd_notify(tracker: Tracker) -> None:
 
 
 def test_who_may_say_ready(tmp_path: Path, processes: ProcessTracker) -> None:
-    """The program's session; a sender gone before it is looked at, on its uid; nobody else."""
+    """The program's session and tree, whoever sends; a process of the program's own
+    user anywhere (a grandchild reparented out of the tree, a sender gone before it
+    is looked at); another user's outside the tree, never."""
     stranger = processes.popen(["sleep", "1000"], start_new_session=True)
     gone = _reaped_pid()
     context = _failed_context(tmp_path / "app.pid", _reaped_pid(), os.getsid(0))
     context.uid = os.geteuid()
     assert context._from_the_program(os.getpid(), NOBODY)  # our session: the program's here
-    assert not context._from_the_program(stranger.pid, os.geteuid())
+    assert context._from_the_program(stranger.pid, os.geteuid())  # the program's user
     assert context._from_the_program(gone, os.geteuid())
     if os.geteuid() == 0:
+        assert not context._from_the_program(stranger.pid, NOBODY)
         assert not context._from_the_program(gone, NOBODY)
+    else:
+        assert not context._from_the_program(stranger.pid, 0)
 
 
 # -- restart's refusal, a deleted current directory ------------------------------------
