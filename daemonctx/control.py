@@ -211,8 +211,10 @@ def startup_failure(name: str, exc: DaemonError) -> CommandError:
         # another start won the race for the pidfile, after our check in the foreground
         return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
+        if exc.remote_type.startswith("lockfile."):  # our own words: "cannot write pid to"
+            return CommandError(f"{name} failed to start: {exc.remote_message}")
         return CommandError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
-    return CommandError(f"{name} failed to start: {exc}")
+    return CommandError(f"{name} failed to start: {_one_line(exc)}")
 
 
 # -- reading the pidfile ------------------------------------------------------

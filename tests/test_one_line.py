@@ -19,6 +19,7 @@ from conftest import (
     STARTED,
     ProcessTracker,
     Tracker,
+    mounted_tmpfs,
     needs_root,
     pid_alive,
     run_in_child,
@@ -492,6 +493,34 @@ def test_stop_with_a_descriptor_or_two_left_is_one_line_or_stops(
     else:
         assert result.returncode == 0, result.stderr
         wait_gone(pid, 5)
+
+
+def test_a_failed_start_says_what_failed_without_errno_or_class(tracker: Tracker) -> None:
+    """Not "[Errno 24] cannot create the start-up pipe", not "lockfile.LockFailed:
+    cannot write pid": what failed, and why."""
+    start = ["start", "--pidfile", tracker.pidfile, "--notify", "--", "sleep", "1"]
+    result = tracker.daemonctx(*start, prefix=["prlimit", "--nofile=5"])
+    assert (result.returncode, result.stderr) == (
+        1,
+        "daemonctx: error: app failed to start: cannot create the start-up pipe:"
+        " Too many open files\n",
+    )
+    with mounted_tmpfs(tracker.tmp_path / "full", "64k") as full:
+        fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"x" * 4096):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+        result = tracker.daemonctx("start", "--pidfile", str(full / "f.pid"), "--", "sleep", "1")
+        assert (result.returncode, result.stderr) == (
+            1,
+            f"daemonctx: error: f failed to start: cannot write pid to {full}/f.pid:"
+            " No space left on device\n",
+        )
+    assert tracker.processes() == []
 
 
 def test_check_finds_what_would_fail_in_the_daemon_without_forking(tmp_path: Path) -> None:
