@@ -706,6 +706,19 @@ def supervisors(tmp_path: Path) -> Iterator[Supervisors]:
         manager.kill_all()
 
 
+def fill_up(directory: Path) -> None:
+    """Write a file in ``directory`` until its file system is full (a tmpfs of
+    ``mounted_tmpfs``)."""
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"x" * 4096):
+            pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def mounted_tmpfs(
     directory: Path, size: str, before_unmount: Callable[[], None] = lambda: None

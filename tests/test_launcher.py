@@ -165,13 +165,11 @@ def _program_pid(marker: Path) -> int | None:
     return int(json.loads(line)["pid"]) if line.endswith("\n") else None
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
-@pytest.mark.parametrize(
-    "options", [("--notify",), ("--ready-after", "60")], ids=["notify", "ready-after"]
-)
-def test_a_signal_to_the_waiting_launcher_stops_the_program(
-    tracker: Tracker, signum: int, options: tuple[str, ...]
-) -> None:
+def _waiting_launcher(
+    tracker: Tracker, options: tuple[str, ...]
+) -> tuple[subprocess.Popen[str], int]:
+    """``start`` of a program that never becomes ready, and the program's pid once it
+    runs: the launcher waits on it (until its 60 s pass)."""
     marker = tracker.tmp_path / "up.jsonl"
     program = python_program("--never-ready", "--marker", str(marker))
     launcher = tracker.popen(
@@ -182,7 +180,17 @@ def test_a_signal_to_the_waiting_launcher_stops_the_program(
         text=True,
         start_new_session=True,
     )
-    pid = wait_for(lambda: _program_pid(marker), what="the program to run")
+    return launcher, wait_for(lambda: _program_pid(marker), what="the program to run")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize(
+    "options", [("--notify",), ("--ready-after", "60")], ids=["notify", "ready-after"]
+)
+def test_a_signal_to_the_waiting_launcher_stops_the_program(
+    tracker: Tracker, signum: int, options: tuple[str, ...]
+) -> None:
+    launcher, pid = _waiting_launcher(tracker, options)
     launcher.send_signal(signum)
     stdout, stderr = launcher.communicate(timeout=30)
     assert launcher.returncode == 128 + signum, stderr
@@ -249,17 +257,7 @@ def test_signals_that_come_together_stop_the_program_once(
     """Different signals at once are pending together: Python runs the second's
     handler after the first's raised, inside the clean-up; it must not cut it short
     (the program ran on, the pidfile stayed, and start exited 143)."""
-    marker = tracker.tmp_path / "up.jsonl"
-    program = python_program("--never-ready", "--marker", str(marker))
-    launcher = tracker.popen(
-        [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program],
-        env=tracker.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    pid = wait_for(lambda: _program_pid(marker), what="the program to run")
+    launcher, pid = _waiting_launcher(tracker, ("--notify",))
     for signum in signals:
         launcher.send_signal(signum)
     _stdout, stderr = launcher.communicate(timeout=30)

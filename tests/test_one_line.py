@@ -19,6 +19,7 @@ from conftest import (
     STARTED,
     ProcessTracker,
     Tracker,
+    fill_up,
     mounted_tmpfs,
     needs_root,
     pid_alive,
@@ -506,14 +507,7 @@ def test_a_failed_start_says_what_failed_without_errno_or_class(tracker: Tracker
         " Too many open files\n",
     )
     with mounted_tmpfs(tracker.tmp_path / "full", "64k") as full:
-        fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while os.write(fd, b"x" * 4096):
-                pass
-        except OSError:
-            pass  # full
-        finally:
-            os.close(fd)
+        fill_up(full)
         result = tracker.daemonctx("start", "--pidfile", str(full / "f.pid"), "--", "sleep", "1")
         assert (result.returncode, result.stderr) == (
             1,

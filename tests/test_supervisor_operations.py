@@ -30,6 +30,7 @@ from conftest import (
     PROGRAMS,
     ROOT,
     Supervisors,
+    fill_up,
     mounted_tmpfs,
     needs_root,
     pid_alive,
@@ -1088,15 +1089,8 @@ def test_the_supervisor_s_own_log_on_a_full_disk_is_said_once_not_a_traceback_a_
         log = full / "supervisor.log"
         supervisors.config({"web": {"command": [SLEEP, "1000"]}}, log=str(log))
         proc = supervisors.foreground()
+        fill_up(full)
         filler = full / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while os.write(fd, b"x" * 4096):
-                pass
-        except OSError:
-            pass  # full
-        finally:
-            os.close(fd)
         for _ in range(40):  # a few log records each (request, stop, start): pages of them
             assert supervisors.ctl("restart", "web").returncode == 0
         filler.unlink()

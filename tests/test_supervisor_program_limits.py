@@ -158,21 +158,29 @@ def test_root_raises_a_program_s_hard_limit_above_its_own(supervisors: Superviso
     assert web is not None and limits_of(web)["Max open files"] == ("8192", "8192")
 
 
-NOT_ROOT_CHECK = """
-import resource, sys
+CHECK_EACH = """
+import os, resource, sys
 from daemonctx.supervisor.config import ConfigError, Program, SupervisorConfig, check_system
 
-resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
-hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-for keys in ({"limits": {"nofile": hard + 1}}, {"nice": -1}, {"limits": {"nofile": 64}, "nice": 5}):
+def check(**keys):
     web = Program("web", command=["/bin/sleep"], **keys)
     try:
         check_system(SupervisorConfig(control="/run/shop.sock", programs=(web,)))
         print("ok")
     except ConfigError as exc:
         print(exc)
+"""
+
+NOT_ROOT_CHECK = (
+    CHECK_EACH
+    + """
+resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+for keys in ({"limits": {"nofile": hard + 1}}, {"nice": -1}, {"limits": {"nofile": 64}, "nice": 5}):
+    check(**keys)
 print(hard)
 """
+)
 
 
 def test_a_supervisor_without_the_capabilities_is_refused_what_they_allow(
@@ -214,18 +222,13 @@ def test_an_open_file_limit_above_the_kernel_s_is_refused() -> None:
         )
 
 
-OTHER_USER_CHECK = """
-import os, sys
-from daemonctx.supervisor.config import ConfigError, Program, SupervisorConfig, check_system
-
+OTHER_USER_CHECK = (
+    CHECK_EACH
+    + """
 for keys in ({"user": "root"}, {"group": "0"}, {"user": str(os.geteuid())}):
-    web = Program("web", command=["/bin/sleep"], **keys)
-    try:
-        check_system(SupervisorConfig(control="/run/shop.sock", programs=(web,)))
-        print("ok")
-    except ConfigError as exc:
-        print(exc)
+    check(**keys)
 """
+)
 
 
 def test_a_supervisor_that_is_not_root_is_refused_another_user_before_anything_starts(
