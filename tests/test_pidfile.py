@@ -575,6 +575,30 @@ def test_break_lock_removes_only_stale_pidfiles(spawn: Callable[..., Child], pat
     assert not os.path.exists(path)
 
 
+@pytest.mark.forked
+def test_acquire_with_one_descriptor_left_fails_at_once(path: str) -> None:
+    """It takes two descriptors (the file, and a read-only one to hold the lock):
+    with one left, EMFILE is an error, not "replaced meanwhile, start over" for ever."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    spare = []
+    try:
+        try:
+            while True:
+                spare.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        os.close(spare.pop())  # exactly one left
+        with pytest.raises(lockfile.LockFailed, match=f"cannot open pidfile {path}: Too many"):
+            TimeoutPIDLockFile(path, 5).acquire()
+    finally:  # pytest-forked's child writes its report with descriptors of its own
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_fileno_keeps_the_lock_across_exec(spawn: Callable[..., Child], path: str) -> None:
     lock = PIDLockFile(path)
     with pytest.raises(lockfile.NotLocked):
@@ -650,22 +674,3 @@ def test_a_stale_pidfile_is_still_taken_over_and_removed(path: str, content: str
     Path(path).write_text(content)
     with PIDLockFile(path):
         assert Path(path).read_text() == f"{os.getpid()}\n"
-
-
-@pytest.mark.forked
-def test_acquire_with_one_descriptor_left_fails_at_once(path: str) -> None:
-    """It takes two descriptors (the file, and a read-only one to hold the lock):
-    with one left, EMFILE is an error, not "replaced meanwhile, start over" for ever."""
-    import resource
-
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
-    spare = []
-    try:
-        while True:
-            spare.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        pass
-    os.close(spare.pop())  # exactly one left
-    with pytest.raises(lockfile.LockFailed, match=f"cannot open pidfile {path}: Too many open"):
-        TimeoutPIDLockFile(path, 5).acquire()

@@ -1303,6 +1303,7 @@ class Supervisor:
         the children that escaped both. A process already in a group signalled is
         not signalled again (see ``signal_group``)."""
         groups: set[int] = set()
+        done: set[int] = set()  # signalled one by one already
         spawned = instance.spawned
         if spawned is not None and not spawned.reaped:
             try:
@@ -1322,7 +1323,9 @@ class Supervisor:
                     # itself (a pid reused since can only make us skip it); and the
                     # rest of its group under it, as a leader's group gets it.
                     signal.pidfd_send_signal(main.pidfd, signum)
-                    _signal_under(main.pid, group, signum)
+                    # those who had it: one reparented to us by now (the main one
+                    # died of it at once) is not signalled again as escaped
+                    done = {main.pid, *_signal_under(main.pid, group, signum)}
             except OSError:
                 pass
         elif spawned is None:
@@ -1330,6 +1333,8 @@ class Supervisor:
         if not escaped:
             return
         for pid in self._escaped(instance):
+            if pid in done:
+                continue
             try:
                 if os.getpgid(pid) not in groups:  # our child, unreaped: its pid is its own
                     os.kill(pid, signum)
@@ -2538,13 +2543,15 @@ class _LogAfterwards:
             log.handle(record)
 
 
-def _signal_under(top: int, group: int, signum: int) -> None:
+def _signal_under(top: int, group: int, signum: int) -> set[int]:
     """Send ``signum`` once to each descendant of ``top`` in process group ``group``:
     a group whose leader is gone, or not ours, cannot be signalled by its id.
     Each is pinned by a pidfd and looked at again (a pid reused since listing is
-    in another group) before the signal goes through that pidfd."""
+    in another group) before the signal goes through that pidfd. Returns the pids
+    signalled."""
     pending = procfs.children(top)
     seen: set[int] = set()
+    signalled: set[int] = set()
     while pending:
         pid = pending.pop()
         if pid in seen:
@@ -2559,10 +2566,12 @@ def _signal_under(top: int, group: int, signum: int) -> None:
         try:
             if procfs.live_group(pid) == group and not pidfd_exited(pidfd):
                 signal.pidfd_send_signal(pidfd, signum)
+                signalled.add(pid)
         except OSError:
             pass
         finally:
             os.close(pidfd)
+    return signalled
 
 
 def _is_str(value: object) -> bool:
