@@ -322,8 +322,11 @@ def test_a_main_process_that_dies_while_the_leader_runs_leaves_the_leader_shown(
     supervisors.config({"web": {"command": command, "ready": "notify"}})
     supervisors.foreground()
     main = wait_for(lambda: (i := supervisors.status("web")).state == "running" and i).pid
-    wait_for(events.exists, what="the leader's line")
-    leader = int(events.read_text().split()[1])
+    words = wait_for(  # the file appears before its line is written: the line, whole
+        lambda: events.exists() and (text := events.read_text()).endswith("\n") and text.split(),
+        what="the leader's line",
+    )
+    leader = int(words[1])
     os.kill(main, signal.SIGKILL)
     wait_for(lambda: not pid_alive(main), what="the main process's death")
     # The supervisor learns it from the main's pidfd, a moment after the kernel.
