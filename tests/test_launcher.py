@@ -368,6 +368,8 @@ def test_notify_believes_systemd_notify(tracker: Tracker) -> None:
     script = "systemd-notify --ready; exec sleep 1000"
     pid = tracker.start("sh", "-c", script, options=("--notify", "--timeout", "10"))
     wait_for(lambda: tracker.processes() == [pid], what="systemd-notify to exit")
+    status = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert status.returncode == 0 and f"(pid {pid}," in status.stdout, status
 
 
 def test_who_may_say_ready(tmp_path: Path, processes: ProcessTracker) -> None:
