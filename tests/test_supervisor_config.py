@@ -571,8 +571,10 @@ def test_a_dependency_cycle_is_named() -> None:
 def test_check_system_finds_missing_users_and_groups(shop: Path) -> None:
     user = pwd.getpwuid(os.getuid()).pw_name
     group = grp.getgrgid(os.getgid()).gr_name
-    text = SUPERVISOR + f"control_group = '{group}'\n" + WEB + f"user = '{user}'\ngroup = '4242'\n"
-    check_system(load_text(shop, text))
+    # a numeric id is taken as it is (not root: only our own, the others are refused)
+    numeric = "4242" if os.geteuid() == 0 else str(os.getegid())
+    text = SUPERVISOR + f"control_group = '{group}'\n" + WEB
+    check_system(load_text(shop, text + f"user = '{user}'\ngroup = '{numeric}'\n"))
     missing = "no-such-user-daemonctx"
     config = load_text(shop, SUPERVISOR + WEB + f"user = '{missing}'\n")
     with pytest.raises(ConfigError) as info:
