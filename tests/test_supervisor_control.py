@@ -98,12 +98,11 @@ def launch(supervisors: Supervisors, config: Path) -> subprocess.Popen[str]:
     )
 
 
-def start_app(supervisors: Supervisors, **options: Any) -> subprocess.Popen[str]:
-    """tests/programs/ctl_app.py (the Python API) on ``supervisors.control``,
-    returned once it answers."""
-    options = {"control": supervisors.control, "log": str(supervisors.log), **options}
+def start_python(supervisors: Supervisors, *argv: str) -> subprocess.Popen[str]:
+    """``python ARGV``, an application serving ``supervisors.control`` through the
+    Python API, returned once it answers."""
     proc = supervisors.popen(
-        [sys.executable, str(CTL_APP), json.dumps(options)],
+        [sys.executable, *argv],
         env={**supervisors.env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -112,6 +111,13 @@ def start_app(supervisors: Supervisors, **options: Any) -> subprocess.Popen[str]
     supervisors.wait_answering(proc)
     assert proc.poll() is None, proc.communicate()
     return proc
+
+
+def start_app(supervisors: Supervisors, **options: Any) -> subprocess.Popen[str]:
+    """tests/programs/ctl_app.py (the Python API) on ``supervisors.control``,
+    returned once it answers."""
+    options = {"control": supervisors.control, "log": str(supervisors.log), **options}
+    return start_python(supervisors, str(CTL_APP), json.dumps(options))
 
 
 def web_pid(supervisors: Supervisors) -> int:
@@ -702,6 +708,46 @@ def test_the_connections_kept_for_admins_are_kept_whoever_holds_the_rest() -> No
     assert server._room_for(9999)
 
 
+class ForkedAs:
+    """``body()`` in a forked child running as ``uid`` with ``groups`` (the child of a
+    real other user's client); ``report`` is readable once it failed (its traceback)
+    or ended. ``finish()`` waits for it and fails the test with that traceback. The
+    child is killed by pid on the way out, whatever happened."""
+
+    def __init__(self, uid: int, groups: list[int], body: Callable[[], None]) -> None:
+        self.report, report_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = 1
+            try:
+                os.setgroups(groups)
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                body()
+                status = 0
+            except BaseException:
+                import traceback
+
+                os.write(report_write, traceback.format_exc().encode()[-4000:])
+            finally:
+                os._exit(status)
+        os.close(report_write)
+
+    def __enter__(self) -> ForkedAs:
+        return self
+
+    def finish(self) -> None:
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0, os.read(self.report, 4000).decode()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.report)
+
+
 @needs_root
 @needs_tools("groupadd", "groupdel")
 def test_an_observer_cannot_take_every_connection_from_the_admins(
@@ -715,52 +761,35 @@ def test_an_observer_cannot_take_every_connection_from_the_admins(
     app = start_app(supervisors, observer_group=observers)
     holding_read, holding_write = os.pipe()
     done_read, done_write = os.pipe()
-    report_read, report_write = os.pipe()
-    hog = os.fork()
-    if hog == 0:  # nobody, an observer: as many connections as it may, then one more
-        status = 1
-        try:
-            os.setgroups([gid])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            held = []
-            for number in range(MAX_CONNECTIONS_PER_USER):
-                client = LineClient(supervisors.control)
-                held.append(client)
-                client.request(number, "ping")
-                assert client.read()["result"] == "pong", number
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
-                extra.settimeout(10)
-                extra.connect(supervisors.control)  # in the backlog, then closed
-                try:  # closed before the request is written (EPIPE), or after (EOF)
-                    extra.sendall(encode_request(1, "ping"))
-                    assert extra.recv(100) == b"", "one past its share is answered"
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-            os.write(holding_write, b"h")
-            os.read(done_read, 1)  # hold them until root has been served
-            status = 0
-        except BaseException:
-            import traceback
 
-            os.write(report_write, traceback.format_exc().encode()[-4000:])
-        finally:
-            os._exit(status)
+    def hog() -> None:  # nobody, an observer: as many connections as it may, then one more
+        held = []
+        for number in range(MAX_CONNECTIONS_PER_USER):
+            client = LineClient(supervisors.control)
+            held.append(client)
+            client.request(number, "ping")
+            assert client.read()["result"] == "pong", number
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
+            extra.settimeout(10)
+            extra.connect(supervisors.control)  # in the backlog, then closed
+            try:  # closed before the request is written (EPIPE), or after (EOF)
+                extra.sendall(encode_request(1, "ping"))
+                assert extra.recv(100) == b"", "one past its share is answered"
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        os.write(holding_write, b"h")
+        os.read(done_read, 1)  # hold them until root has been served
+
     try:
-        os.close(report_write)
-        assert select.select([holding_read, report_read], [], [], 60)[0], "the observer hangs"
-        with LineClient(supervisors.control) as root:  # root, while nobody holds its share
-            root.request(1, "ping")
-            assert root.read()["result"] == "pong"
-        os.write(done_write, b"d")
-        _, status = os.waitpid(hog, 0)
-        hog = 0
-        with os.fdopen(report_read, "rb") as report:
-            assert os.waitstatus_to_exitcode(status) == 0, report.read().decode()
+        with ForkedAs(NOBODY, [gid], hog) as child:
+            ready = select.select([holding_read, child.report], [], [], 60)[0]
+            assert ready, "the observer hangs"
+            with LineClient(supervisors.control) as root:  # root, while nobody holds its share
+                root.request(1, "ping")
+                assert root.read()["result"] == "pong"
+            os.write(done_write, b"d")
+            child.finish()
     finally:
-        if hog:
-            os.kill(hog, signal.SIGKILL)
-            os.waitpid(hog, 0)
         for fd in (holding_read, holding_write, done_read, done_write):
             os.close(fd)
     assert app.poll() is None
@@ -808,52 +837,34 @@ def test_a_reload_that_takes_a_group_s_rights_takes_them_from_open_connections(
     pid = web_pid(supervisors)
     connected_read, connected_write = os.pipe()
     go_read, go_write = os.pipe()
-    report_read, report_write = os.pipe()
-    child = os.fork()
-    if child == 0:  # uid 1234, a member of the control group, connected before the reload
-        status = 1
-        try:
-            os.setgroups([gid])
-            os.setresgid(1234, 1234, 1234)
-            os.setresuid(1234, 1234, 1234)
-            with LineClient(supervisors.control) as client:
-                client.request(1, "ping")
-                assert client.read()["result"] == "pong"
-                os.write(connected_write, b"c")
-                os.read(go_read, 1)  # the reload is done
-                if becomes == "nothing":
-                    assert client.sock.recv(1) == b"", "still connected"
-                else:
-                    client.request(2, "stop", {"names": ["web"]})
-                    answer = client.read()
-                    assert error_type(answer) == "permission-denied", answer
-                    assert "uid 1234 may not run 'stop'" in answer["error"]["message"]
-                    client.request(3, "status")
-                    assert client.read()["result"]["programs"][0]["state"] == "running"
-            status = 0
-        except BaseException:
-            import traceback
 
-            os.write(report_write, traceback.format_exc().encode()[-4000:])
-        finally:
-            os._exit(status)
+    def member() -> None:  # uid 1234, of the control group, connected before the reload
+        with LineClient(supervisors.control) as client:
+            client.request(1, "ping")
+            assert client.read()["result"] == "pong"
+            os.write(connected_write, b"c")
+            os.read(go_read, 1)  # the reload is done
+            if becomes == "nothing":
+                assert client.sock.recv(1) == b"", "still connected"
+            else:
+                client.request(2, "stop", {"names": ["web"]})
+                answer = client.read()
+                assert error_type(answer) == "permission-denied", answer
+                assert "uid 1234 may not run 'stop'" in answer["error"]["message"]
+                client.request(3, "status")
+                assert client.read()["result"]["programs"][0]["state"] == "running"
+
     try:
-        os.close(report_write)
-        ready = select.select([connected_read, report_read], [], [], 30)[0]
-        assert connected_read in ready, os.read(report_read, 4000).decode()
-        keys = {} if becomes == "nothing" else {"observer_group": admins}
-        supervisors.config({"web": {"command": SLEEP}}, **keys)
-        result = supervisors.ctl("reload")
-        assert result.returncode == 0, result.stderr
-        os.write(go_write, b"g")
-        _, status = os.waitpid(child, 0)
-        child = 0
-        with os.fdopen(report_read, "rb") as report:
-            assert os.waitstatus_to_exitcode(status) == 0, report.read().decode()
+        with ForkedAs(1234, [gid], member) as child:
+            ready = select.select([connected_read, child.report], [], [], 30)[0]
+            assert connected_read in ready, os.read(child.report, 4000).decode()
+            keys = {} if becomes == "nothing" else {"observer_group": admins}
+            supervisors.config({"web": {"command": SLEEP}}, **keys)
+            result = supervisors.ctl("reload")
+            assert result.returncode == 0, result.stderr
+            os.write(go_write, b"g")
+            child.finish()
     finally:
-        if child:
-            os.kill(child, signal.SIGKILL)
-            os.waitpid(child, 0)
         for fd in (connected_read, connected_write, go_read, go_write):
             os.close(fd)
     assert web_pid(supervisors) == pid
@@ -1257,15 +1268,7 @@ def test_a_client_that_reads_none_of_its_answers_is_closed_after_the_idle_timeou
     talker, app = tmp_path / "talker.py", tmp_path / "app.py"
     talker.write_text(PREFILLED_TALKER)
     app.write_text(QUICK_IDLE_APP)
-    proc = supervisors.popen(
-        [sys.executable, str(app), supervisors.control, str(talker)],
-        env={**supervisors.env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    supervisors.wait_answering(proc)
-    assert proc.poll() is None, proc.communicate()
+    start_python(supervisors, str(app), supervisors.control, str(talker))
 
     def ready() -> int | None:
         with supervisors.client() as client:

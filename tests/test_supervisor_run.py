@@ -629,47 +629,37 @@ def test_after_a_one_shot_waits_for_its_successful_exit(
     assert len(times(migrate, "exit")) == 2
 
 
-def test_a_one_shot_that_fails_at_boot_fails_supervise_and_nothing_after_it_starts(
-    supervisors: Supervisors, tmp_path: Path
-) -> None:
-    web = tmp_path / "web.rec"
-    supervisors.config(
-        {
-            "migrate": {
-                "command": ["/bin/sh", "-c", "echo no database >&2; exit 4"],
-                "ready": "exited",
-            },
-            "web": {"command": record(web, "forever"), "after": ["migrate"]},
-        }
-    )
-    result = supervisors.supervise()
-    assert result.returncode == 1
-    assert "migrate failed to start: exited 4" in result.stderr, result.stderr
-    assert "migrate: no database" in result.stderr
-    assert not web.exists() and supervisors.processes() == []
-
-
-def test_a_hung_one_shot_with_a_start_timeout_fails_the_boot_and_is_gone(
-    supervisors: Supervisors, tmp_path: Path
-) -> None:
-    """A one-shot has no time limit unless start_timeout is given (systemd's
-    TimeoutStartSec= for Type=oneshot): given, a migration hung on a lock is
-    stopped then, and the boot fails, naming why."""
-    web = tmp_path / "web.rec"
-    supervisors.config(
-        {
-            "migrate": {
+@pytest.mark.parametrize(
+    ("migrate", "reason", "line"),
+    [
+        ({"command": ["/bin/sh", "-c", "echo no database >&2; exit 4"]}, "exited 4", "no database"),
+        # no time limit unless start_timeout is given (systemd's TimeoutStartSec= for
+        # Type=oneshot): given, a migration hung on a lock is stopped then
+        (
+            {
                 "command": ["/bin/sh", "-c", f"echo waiting for the lock >&2; exec {SLEEP} 1000"],
-                "ready": "exited",
                 "start_timeout": 0.5,
             },
+            "not done within 0.5 s",
+            "waiting for the lock",
+        ),
+    ],
+    ids=["fails", "hangs"],
+)
+def test_a_one_shot_that_fails_at_boot_fails_supervise_and_nothing_after_it_starts(
+    supervisors: Supervisors, tmp_path: Path, migrate: dict[str, Any], reason: str, line: str
+) -> None:
+    web = tmp_path / "web.rec"
+    supervisors.config(
+        {
+            "migrate": {**migrate, "ready": "exited"},
             "web": {"command": record(web, "forever"), "after": ["migrate"]},
         }
     )
     result = supervisors.supervise()
     assert result.returncode == 1
-    assert "migrate failed to start: not done within 0.5 s" in result.stderr, result.stderr
-    assert "migrate: waiting for the lock" in result.stderr
+    assert f"migrate failed to start: {reason}" in result.stderr, result.stderr
+    assert f"migrate: {line}" in result.stderr
     assert not web.exists() and supervisors.processes() == []
 
 
