@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from .process import Handler
     from .types import FilePreserved, Pidfile, SignalHandler, SupportsFileno
 
-# Signals a terminal sends to its foreground group. They are blocked across
-# the first fork: until setsid() the child is still in that group, and a
-# SIGHUP there (a launching ssh -t session ending) would kill it.
-_TERMINAL_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP}
+# Signals a terminal sends to its foreground group, and SIGTERM. They are blocked
+# across the first fork: until setsid() the child is still in that group, and a
+# SIGHUP there (a launching ssh -t session ending) would kill it; the launcher
+# takes them only inside its wait, where a Ctrl-C (or ``start``'s SIGTERM) stops
+# the daemon, not in between, where it would leave one running.
+_LAUNCHER_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTERM}
 
 
 def _notify(*lines: str) -> None:
@@ -339,15 +341,14 @@ class DaemonContext:
         """Fork twice with setsid between; return in the daemon only."""
         handoff = self._handoff
         assert handoff is not None
-        mask = process.block_signals(_TERMINAL_SIGNALS)
+        mask = process.block_signals(_LAUNCHER_SIGNALS)
         try:
             child = process.fork("first fork")
         except BaseException:
             process.set_signal_mask(mask)
             raise
         if child:
-            process.set_signal_mask(mask)
-            self._wait_in_launcher(handoff, child)
+            self._wait_in_launcher(handoff, child, mask)
         try:
             handoff.in_daemon()
             process.start_new_session()
@@ -358,7 +359,7 @@ class DaemonContext:
         except BaseException as exc:
             handoff.fail_and_exit(exc)
 
-    def _wait_in_launcher(self, handoff: Handoff, child: int) -> NoReturn:
+    def _wait_in_launcher(self, handoff: Handoff, child: int, mask: set[int]) -> NoReturn:
         """Wait for the daemon's word, then exit 0; or raise its error here.
 
         When the wait ends without ready (timeout, or Ctrl-C in the terminal)
@@ -366,30 +367,33 @@ class DaemonContext:
         a daemon behind. It is signalled through the pidfd opened when its pid
         was learnt, and only while it is still in the session our first child
         created (that child is not reaped yet, so the session id is not reused).
+        The signals blocked across the fork are let in (``mask``) only in here.
         """
         handoff.in_launcher()
         try:
-            pid = handoff.wait(self.ready_timeout)
-        except (DaemonReadyTimeout, KeyboardInterrupt):
-            _stop_started_daemon(handoff, child)
-            handoff.close_pidfd()
-            raise
-        except BaseException:
-            handoff.close_pidfd()
-            raise
-        finally:
-            os.waitpid(child, 0)  # the first child exits right after the second fork
-            self._handoff = None
-        self.daemon_pidfd = handoff.daemon_pidfd
-        try:
+            try:
+                process.set_signal_mask(mask)  # one held back since the fork lands here
+                pid = handoff.wait(self.ready_timeout)
+            except (DaemonReadyTimeout, KeyboardInterrupt):
+                _stop_started_daemon(handoff, child)
+                raise
+            finally:
+                os.waitpid(child, 0)  # the first child exits right after the second fork
+                self._handoff = None
+            self.daemon_pidfd = handoff.daemon_pidfd
             self.launcher_ready(pid)
         except BaseException:
-            if self.daemon_pidfd is not None:
-                os.close(self.daemon_pidfd)
-                self.daemon_pidfd = None
+            self._launch_failed()
+            handoff.close_pidfd()  # daemon_pidfd's, once it is set
+            self.daemon_pidfd = None
             raise
         process.flush_standard_streams()
         os._exit(0)
+
+    def _launch_failed(self) -> None:
+        """In the launcher, a start that failed (the daemon's error, a timeout, a
+        signal, ``launcher_ready`` raising), before the exception leaves ``open()``:
+        ``daemon_pidfd`` is still open when the pid was learnt. Nothing to do here."""
 
     def _become_daemon(self, plan: _Plan) -> None:
         """The daemon's steps, in order; each line says why it is where it is."""

@@ -294,25 +294,29 @@ class ProgramContext(DaemonContext):
         self._daemon_pid: int | None = None
         super().__init__(ready_timeout=timeout, **options)
 
-    def _wait_in_launcher(self, handoff: Any, child: int) -> NoReturn:
+    def _wait_in_launcher(self, handoff: Any, child: int, mask: set[int]) -> NoReturn:
         # The first child's pid is the id of the session the program runs in.
         self._session = child
+        # Set while the signals are still blocked since the fork: the base class
+        # lets them in inside its wait, so wherever one lands the start fails whole.
         with _signals_interrupt():
-            super()._wait_in_launcher(handoff, child)
+            super()._wait_in_launcher(handoff, child, mask)
 
     def launcher_ready(self, daemon_pid: int) -> None:
         self._daemon_pid = daemon_pid
-        try:
-            if self._listener is not None:
-                self._await_program(daemon_pid, self._listener)
-            if self._ready_after > 0:
-                self._see_it_run(daemon_pid)
-            super().launcher_ready(daemon_pid)
-            say_started(self._name, daemon_pid)
-        except BaseException:  # a failed start, or the launcher interrupted
-            _ignore_interruptions()  # the clean-up runs to its end
-            self._stop_program()
-            raise
+        if self._listener is not None:
+            self._await_program(daemon_pid, self._listener)
+        if self._ready_after > 0:
+            self._see_it_run(daemon_pid)
+        super().launcher_ready(daemon_pid)
+        say_started(self._name, daemon_pid)
+
+    def _launch_failed(self) -> None:
+        """A failed start, or the launcher interrupted, wherever it happened (the
+        program exec'd or not, its pid learnt or not): stop what is left, remove
+        the pidfile."""
+        _ignore_interruptions()  # the clean-up runs to its end
+        self._stop_program()
 
     def _see_it_run(self, pid: int) -> None:
         """supervisord's ``startsecs``: the program must still run ``ready_after``

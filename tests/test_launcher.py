@@ -267,6 +267,69 @@ def test_signals_that_come_together_stop_the_program_once(
     assert not os.path.exists(tracker.pidfile)
 
 
+# A signal at an exact step of the start, made deterministic: the launcher runs with
+# one of daemonctx's steps wrapped (the processes and the signals stay real).
+_AT_A_STEP = """
+import os, signal, sys, time
+from daemonctx import handoff, process, program
+from daemonctx.cli import main
+step, signum, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if step == "after-fork":  # the launcher, the instant its first child exists
+    fork = process.fork
+    def signalled_fork(what):
+        child = fork(what)
+        if child and what == "first fork":
+            os.kill(os.getpid(), signum)
+        return child
+    process.fork = signalled_fork
+elif step == "before-exec":  # the daemon holds the pidfile, its exec still to come
+    exec_program = program.exec_program
+    def slow_exec(context, launch, lock):
+        open(marker, "w").close()
+        time.sleep(60)
+        exec_program(context, launch, lock)
+    program.exec_program = slow_exec
+else:  # "after-exec": the program runs, the launcher has not heard of its exec yet
+    wait = handoff.Handoff.wait
+    def late_wait(self, timeout=None):
+        deadline = time.monotonic() + 20
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signum)
+        return wait(self, timeout)
+    handoff.Handoff.wait = late_wait
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+@pytest.mark.parametrize("step", ["after-fork", "before-exec", "after-exec"])
+def test_a_signal_at_any_step_of_the_start_leaves_nothing(
+    tracker: Tracker, step: str, signum: int
+) -> None:
+    """A start reported failed leaves no process and no pidfile, wherever the signal
+    lands: just after the first fork (the launcher died of SIGTERM there, or a
+    Ctrl-C came out of open(), and the daemon started anyway), or while the daemon
+    holds the pidfile, or once the program runs but before the launcher heard of
+    its exec (the pidfile stayed, naming a dead pid)."""
+    marker = tracker.tmp_path / "marker"
+    program = ["sh", "-c", 'echo > "$0"; exec sleep 1000', str(marker)]
+    start = ["start", "--notify", "--pidfile", tracker.pidfile, "--", *program]
+    argv = [sys.executable, "-c", _AT_A_STEP, step, str(int(signum)), str(marker), *start]
+    launcher = tracker.popen(
+        argv, env=tracker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    if step == "before-exec":  # the other steps signal the launcher from inside
+        wait_for(marker.exists, what="the daemon to hold its pidfile")
+        assert os.path.exists(tracker.pidfile)
+        launcher.send_signal(signum)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signum, stderr
+    assert stdout == "" and "Traceback" not in stderr, stderr
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
 # -- a launcher with fds past 1024 -----------------------------------------------------
 
 
