@@ -274,6 +274,7 @@ import os, signal, sys, time
 from daemonctx import handoff, process, program
 from daemonctx.cli import main
 step, signum, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's, not one inherited
 if step == "after-fork":  # the launcher, the instant its first child exists
     fork = process.fork
     def signalled_fork(what):

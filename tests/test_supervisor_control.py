@@ -1931,3 +1931,36 @@ def test_a_reload_that_cannot_set_the_socket_s_group_changes_nothing(
         os.rename(moved, supervisors.control)
     assert web_pid(supervisors) == pid
     assert "reload:" not in log_text(supervisors)
+
+
+@needs_root
+@needs_tools("groupadd", "groupdel")
+def test_a_group_change_that_fails_midway_leaves_the_socket_as_it_was(
+    open_dir: Path, new_group: Callable[[], tuple[str, int]]
+) -> None:
+    """A supervisor run by nobody, its socket 0660 for a group of nobody's; a reload
+    names a group nobody is not in: the socket is narrowed to 0600, then the chown
+    fails. It is given back its group and mode (its members kept their access), and
+    the connections' rights are the old ones: the reload said "nothing changed"."""
+    from daemonctx.supervisor.loop import EventLoop
+
+    (members, member_gid), (others, _) = new_group(), new_group()
+    home = open_dir / "nobody"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    path = str(home / "control.sock")
+
+    def supervisor() -> None:
+        loop = EventLoop()
+        server = ControlServer(loop, path, lambda c, r: None, control_group=members)
+        server.listen()
+        before = os.stat(path)
+        assert (before.st_gid, stat.S_IMODE(before.st_mode)) == (member_gid, 0o660)
+        with pytest.raises(PermissionError):
+            server.set_groups(others, None)
+        after = os.stat(path)
+        assert (after.st_gid, stat.S_IMODE(after.st_mode)) == (member_gid, 0o660)
+        assert server.control_gid == member_gid
+
+    with ForkedAs(NOBODY, [member_gid], supervisor) as child:
+        child.finish()

@@ -220,6 +220,18 @@ def _unreachable(path: str, pid: int, guard: bool) -> ControlSocketError:
     return ControlSocketError(errnos.EADDRINUSE, f"control socket {path}: {message}")
 
 
+def _group_and_mode(control_gid: int | None, observer_gid: int | None) -> tuple[int | None, int]:
+    """The socket's group and mode: 0600; 0660 with the one group that may connect;
+    0666 when two different groups may (a socket has one group: every request is
+    checked anyway)."""
+    groups = {gid for gid in (control_gid, observer_gid) if gid is not None}
+    if not groups:
+        return None, 0o600
+    if len(groups) == 1:
+        return groups.pop(), 0o660
+    return None, 0o666
+
+
 def check_free(path: str) -> None:
     """Raise ``ControlSocketError`` (naming its pid) when a live supervisor owns the
     socket at ``path``: its lock is held, or the lock of a lock file removed
@@ -467,6 +479,8 @@ class ControlServer:
         (open ones too: a member removed loses its rights at once), and the
         socket its new group and mode (narrowed to 0600 first, never wider)."""
         control_gid, observer_gid = _group_id(control_group), _group_id(observer_group)
+        if self._listener is not None:  # first: when it fails, nothing has changed
+            self._give_socket(*_group_and_mode(control_gid, observer_gid))
         self.control_gid, self.observer_gid = control_gid, observer_gid
         for connection in list(self.connections.values()):
             peer = connection.peer
@@ -475,22 +489,26 @@ class ControlServer:
                 connection.reading = False
                 connection.held = b""
                 self.update(connection)
-        if self._listener is None:
-            return
-        group, mode = self._group_and_mode()
-        os.chmod(self.path, 0o600)
-        os.chown(self.path, -1, os.getegid() if group is None else group)
-        os.chmod(self.path, mode)
+
+    def _give_socket(self, group: int | None, mode: int) -> None:
+        """The socket file's new group and mode, narrowed to 0600 in between. When a
+        step fails (a chown to a group a non-root supervisor is not in), its old
+        group and mode are put back, and the error raised."""
+        before = os.stat(self.path)
+        try:
+            os.chmod(self.path, 0o600)
+            os.chown(self.path, -1, os.getegid() if group is None else group)
+            os.chmod(self.path, mode)
+        except OSError:
+            try:
+                os.chown(self.path, -1, before.st_gid)
+                os.chmod(self.path, stat.S_IMODE(before.st_mode))
+            except OSError:
+                pass  # moved or gone meanwhile: nothing to put back
+            raise
 
     def _group_and_mode(self) -> tuple[int | None, int]:
-        """0600; 0660 with the one group that may connect; 0666 when two different
-        groups may (a socket has one group: every request is checked anyway)."""
-        groups = {gid for gid in (self.control_gid, self.observer_gid) if gid is not None}
-        if not groups:
-            return None, 0o600
-        if len(groups) == 1:
-            return groups.pop(), 0o660
-        return None, 0o666
+        return _group_and_mode(self.control_gid, self.observer_gid)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
