@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Interrupted",
     "add_stop_options",
+    "limit_argument",
+    "nice_argument",
     "octal_mask",
     "prepare_exit",
     "report_stop",
@@ -134,6 +136,26 @@ def seconds(text: str) -> float:
     if not value > 0:  # NaN too
         raise _argument_error(f"must be more than 0: {text!r}")
     return value
+
+
+def limit_argument(text: str) -> tuple[str, tuple[int, int]]:
+    """``--limit NAME=VALUE``: (name, (soft, hard))."""
+    from .limits import parse_limit
+
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise _argument_error(str(exc)) from None
+
+
+def nice_argument(text: str) -> int:
+    """``--nice N``: a niceness from -20 to 19."""
+    from .limits import parse_nice
+
+    try:
+        return parse_nice(text)
+    except ValueError as exc:
+        raise _argument_error(str(exc)) from None
 
 
 def signal_argument(text: str) -> int:

@@ -69,6 +69,8 @@ class Launch:
     group: str | None = None
     stdout: IO[Any] | None = field(default=None, repr=False)
     stderr: IO[Any] | None = field(default=None, repr=False)
+    limits: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (soft, hard)
+    nice: int | None = None
 
     @classmethod
     def resolve(
@@ -81,6 +83,8 @@ class Launch:
         umask: int = DEFAULT_UMASK,
         user: str | None = None,
         group: str | None = None,
+        limits: dict[str, tuple[int, int]] | None = None,
+        nice: int | None = None,
     ) -> Launch:
         """Check and resolve a program's start; raise ``CommandError`` naming what is wrong.
 
@@ -107,6 +111,8 @@ class Launch:
             initgroups,
             user,
             group,
+            limits=dict(limits or {}),
+            nice=nice,
         )
 
     def open_outputs(self, stdout: str | None, stderr: str | None, inherit: bool) -> None:
@@ -122,6 +128,26 @@ class Launch:
             else:
                 value = opened[path] = control.open_output(path, f"--{stream}", self.umask)
             setattr(self, stream, value)
+
+    def set_limits(self) -> None:
+        """Set ``--limit`` and ``--nice`` on this process, last in the foreground: the
+        daemon, and the program it execs as whichever user, inherit them. One that
+        cannot be set here fails the start before anything runs (LSB 4 when it
+        takes a privilege we lack)."""
+        if not self.limits and self.nice is None:
+            return
+        from .limits import LimitError, set_limits
+
+        try:
+            set_limits(self.limits, self.nice)
+        except LimitError as exc:
+            if exc.name == "nice":
+                flag = f"--nice {self.nice}"
+            else:
+                soft, hard = self.limits[exc.name]
+                flag = f"--limit {exc.name}={_limit_text(soft, hard)}"
+            code = 4 if "CAP_" in exc.reason else 1
+            raise CommandError(f"{flag}: {exc.reason}", exit_code=code) from None
 
     def flag_error(self, exc: DaemonOptionError) -> CommandError:
         """A ``DaemonContext`` option's error, told with the flag the user typed:
@@ -153,7 +179,14 @@ class Launch:
             "stdout": self.stdout,
             "stderr": self.stderr,
             "ready_on_open": False,
+            "prevent_core": "core" not in self.limits,  # --limit core=... is the user's
         }
+
+
+def _limit_text(soft: int, hard: int) -> str:
+    """A limit as ``--limit`` takes it: 65536, infinity, 512:1024."""
+    words = ["infinity" if value < 0 else str(value) for value in (soft, hard)]
+    return words[0] if soft == hard else ":".join(words)
 
 
 def resolve_program(command: str) -> str:

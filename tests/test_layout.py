@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "procfs": 1,
     "paths": 1,
     "signals": 1,
+    "limits": 1,
     "options": 2,
     "handoff": 2,
     "pidfile": 2,

@@ -17,7 +17,15 @@ import argparse
 from typing import Any, Callable
 
 from .. import control
-from ..commands import add_stop_options, octal_mask, report_stop, say, seconds
+from ..commands import (
+    add_stop_options,
+    limit_argument,
+    nice_argument,
+    octal_mask,
+    report_stop,
+    say,
+    seconds,
+)
 from ..program import (
     DEFAULT_UMASK,
     START_TIMEOUT,
@@ -66,6 +74,21 @@ def _add_context_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--stdout", metavar="FILE", help="append standard output to FILE")
     group.add_argument("--stderr", metavar="FILE", help="append standard error to FILE")
+    group.add_argument(
+        "--limit",
+        metavar="NAME=VALUE",
+        type=limit_argument,
+        action="append",
+        default=[],
+        help="a resource limit, as systemd's Limit*= and ulimit name them: nofile=65536, "
+        "core=infinity, nproc=512:1024 (soft:hard); may be repeated",
+    )
+    group.add_argument(
+        "--nice",
+        metavar="N",
+        type=nice_argument,
+        help="scheduling priority, from -20 (first) to 19 (last), as systemd's Nice=",
+    )
 
 
 def _add_start_options(parser: argparse.ArgumentParser) -> None:
@@ -174,14 +197,18 @@ def _launch(args: argparse.Namespace) -> Launch:
         umask=args.umask,
         user=args.user,
         group=args.group,
+        limits=dict(args.limit),
+        nice=args.nice,
     )
 
 
 def _prepare(args: argparse.Namespace, inherit_streams: bool) -> Launch:
-    """Every foreground check of start/run; the output files are opened last."""
+    """Every foreground check of start/run; the output files are opened last, and
+    the limits set last of all (on this process: the program inherits them)."""
     launch = _launch(args)
     control.check_not_running(launch.pidfile, launch.name)
     launch.open_outputs(args.stdout, args.stderr, inherit_streams)
+    launch.set_limits()
     return launch
 
 
@@ -215,6 +242,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     launch = _launch(args)  # checked first: a typo must not stop the running daemon
     launch.open_outputs(args.stdout, args.stderr, inherit=False)
     check_start(launch)
+    launch.set_limits()  # here too: one that cannot be set fails before the stop
     _stop(launch.pidfile, launch.name, args.stop_timeout, args.signal)
     control.check_not_running(launch.pidfile, launch.name)
     start_program(launch, notify=args.notify, timeout=args.timeout, ready_after=args.ready_after)

@@ -27,6 +27,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, NamedTuple, NoReturn
 
 from ..errors import DaemonError
+from ..limits import LIMIT_NAMES, UNLIMITED, UNLIMITED_WORDS
 from ..process import FOREVER
 from ..signals import parse_signal
 
@@ -372,33 +373,10 @@ def _stop_ladder(value: Any) -> tuple[int | float, ...] | None:
     return tuple(steps)
 
 
-#: The resource limits a program may set (``limits = { nofile = 65536 }``): setrlimit(2)'s
-#: RLIMIT_* in lower case, as systemd's Limit*= and ulimit name them.
-LIMIT_NAMES = (
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-)
-#: No limit, in ``limits`` (resource.RLIM_INFINITY, which is -1 as Python reads it).
-UNLIMITED = -1
-_UNLIMITED_WORDS = ("infinity", "unlimited")
-
-
+# The resource limits a program may set (``limits = { nofile = 65536 }``): the names
+# and values ``start --limit`` takes too (``..limits``).
 def _limit_value(name: str, value: Any) -> int:
-    if isinstance(value, str) and value in _UNLIMITED_WORDS:
+    if isinstance(value, str) and value in UNLIMITED_WORDS:
         return UNLIMITED
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(

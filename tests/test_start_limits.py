@@ -1,0 +1,183 @@
+"""``start``/``run``/``restart`` ``--limit NAME=VALUE`` and ``--nice N`` (systemd's
+Limit*= and Nice=, start-stop-daemon's --nicelevel, chpst -o): set in the
+foreground, inherited by the program across the fork, the exec and a change of
+user; one that cannot be set fails before anything starts. Read back from
+``/proc/<pid>/limits`` and ``/proc/<pid>/stat``."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+
+import pytest
+from conftest import NOBODY, Tracker, needs_root, pid_alive, proc_stat
+
+from daemonctx.limits import UNLIMITED, parse_limit, parse_nice
+
+_HARD_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+_HARD_CORE = resource.getrlimit(resource.RLIMIT_CORE)[1]
+_CAP_SYS_RESOURCE = 24
+
+
+def _capable(bit: int) -> bool:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
+
+
+def _limits(pid: int) -> dict[str, tuple[str, str]]:
+    """/proc/<pid>/limits: {"Max open files": ("4096", "8192"), ...}."""
+    with open(f"/proc/{pid}/limits") as f:
+        rows = f.read().splitlines()[1:]
+    return {row[:26].strip(): (row[26:47].strip(), row[47:68].strip()) for row in rows}
+
+
+def _shown(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nofile=65536", ("nofile", (65536, 65536))),
+        ("nproc=512:1024", ("nproc", (512, 1024))),
+        ("core=infinity", ("core", (UNLIMITED, UNLIMITED))),
+        ("memlock=64:unlimited", ("memlock", (64, UNLIMITED))),
+        ("cpu=0", ("cpu", (0, 0))),
+    ],
+)
+def test_limits_parse_as_prlimit_writes_them(text: str, expected: object) -> None:
+    assert parse_limit(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nofile", "expected NAME=VALUE such as nofile=65536, got 'nofile'"),
+        ("=5", "expected NAME=VALUE such as nofile=65536, got '=5'"),
+        ("nofle=5", "unknown limit 'nofle' (did you mean 'nofile'?); one of as, core,"),
+        ("nofile=-1", "nofile: expected a number, infinity, or SOFT:HARD, got '-1'"),
+        ("nofile=1:2:3", "nofile: expected a number, infinity, or SOFT:HARD, got '1:2:3'"),
+        ("nofile=١٢", "nofile: expected a number, infinity, or SOFT:HARD, got '١٢'"),
+        ("nofile=10:5", "nofile: the soft limit is above the hard one, got '10:5'"),
+        ("nofile=infinity:5", "nofile: the soft limit is above the hard one, got 'infinity:5'"),
+    ],
+)
+def test_a_bad_limit_says_what_was_typed(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_limit(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_nice_takes_minus_twenty_to_nineteen() -> None:
+    assert [parse_nice(text) for text in ("-20", "0", "+5", "19")] == [-20, 0, 5, 19]
+    for text in ("-21", "20", "x", "", " 5", "5.0", "--5"):
+        with pytest.raises(ValueError, match="expected an integer from -20 to 19"):
+            parse_nice(text)
+
+
+# -- on real programs ---------------------------------------------------------------------
+
+
+@needs_root
+def test_the_program_gets_its_limits_and_priority_across_a_change_of_user(
+    tracker: Tracker,
+) -> None:
+    """Set as root before the fork, kept across the exec and the change to nobody;
+    ``--limit core`` replaces the daemon's default of no core dumps."""
+    assert _HARD_NOFILE >= 2345
+    core = "infinity" if _HARD_CORE == resource.RLIM_INFINITY else str(_HARD_CORE)
+    options = ("--limit", "nofile=1234:2345", "--limit", f"core={core}", "--nice", "7")
+    pid = tracker.start("sleep", "1000", options=(*options, "--user", "nobody"))
+    limits = _limits(pid)
+    assert limits["Max open files"] == ("1234", "2345")
+    assert limits["Max core file size"] == (_shown(_HARD_CORE), _shown(_HARD_CORE))
+    assert int(proc_stat(pid)[16]) == 7  # field 19: nice
+    assert os.stat(f"/proc/{pid}").st_uid == NOBODY
+
+
+def test_without_limits_the_program_gets_no_core_dumps_and_our_priority(
+    tracker: Tracker,
+) -> None:
+    pid = tracker.start("sleep", "1000")
+    assert _limits(pid)["Max core file size"][0] == "0"
+    assert int(proc_stat(pid)[16]) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_run_gives_them_too(tracker: Tracker) -> None:
+    result = tracker.daemonctx(
+        "run", "--pidfile", tracker.pidfile, "--limit", "nofile=777", "--nice", "3",
+        "--", "sh", "-c", 'ulimit -n; cut -d " " -f 19 /proc/$$/stat',
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, "777\n3\n", "")
+
+
+@pytest.mark.skipif(_capable(_CAP_SYS_RESOURCE), reason="may raise any hard limit")
+@pytest.mark.skipif(_HARD_NOFILE == resource.RLIM_INFINITY, reason="no hard limit to pass")
+def test_a_hard_limit_above_ours_without_the_privilege_fails_before_anything_starts(
+    tracker: Tracker,
+) -> None:
+    above = _HARD_NOFILE + 1
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile,
+                               "--limit", f"nofile={above}", "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert result.stderr == (
+        f"daemonctx: error: --limit nofile={above}: above our hard limit ({_HARD_NOFILE}),"
+        " which needs CAP_SYS_RESOURCE\n"
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def test_more_open_files_than_the_kernel_allows_is_refused(tracker: Tracker) -> None:
+    with open("/proc/sys/fs/nr_open") as f:
+        most = int(f.read())
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile,
+                               "--limit", f"nofile={most + 1}", "--", "sleep", "1000")  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"daemonctx: error: --limit nofile={most + 1}: at most {most} here (fs.nr_open)\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_a_higher_priority_without_cap_sys_nice_is_refused(tracker: Tracker) -> None:
+    """Root without CAP_SYS_NICE (dropped from the bounding set, as a container does)."""
+    drop = ["setpriv", "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice"]
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--nice", "-5",
+                               "--", "sleep", "1000", prefix=drop)  # fmt: skip
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert (result.returncode, result.stderr) == (
+        4,
+        f"daemonctx: error: --nice -5: below {ours}, ours, which needs CAP_SYS_NICE\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def test_restart_with_a_limit_that_cannot_be_set_leaves_the_daemon_running(
+    tracker: Tracker,
+) -> None:
+    pid = tracker.start("sleep", "1000")
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile,
+                               "--limit", f"nofile={too_many}", "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 1 and "fs.nr_open" in result.stderr, result.stderr
+    assert pid_alive(pid) and tracker.processes() == [pid]
+    os.kill(pid, signal.SIGTERM)
+
+
+def test_the_help_names_them() -> None:
+    result = subprocess.run(
+        [*Tracker.command(), "start", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert "--limit NAME=VALUE" in result.stdout and "--nice N" in result.stdout
