@@ -18,7 +18,7 @@ from .errors import CommandError, DaemonOptionError, one_line
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     import argparse
-    from typing import Callable
+    from typing import Any, Callable
 
     from .control import StopResult
 
@@ -30,6 +30,8 @@ __all__ = [
     "octal_mask",
     "prepare_exit",
     "report_stop",
+    "retry_argument",
+    "retry_steps",
     "run_command",
     "say",
     "say_started",
@@ -138,6 +140,32 @@ def seconds(text: str) -> float:
     return value
 
 
+def retry_argument(text: str) -> str:
+    """``--retry``: a schedule ``signals.parse_retry`` takes, kept as typed (a number
+    alone is read with ``--signal``, which may come after it)."""
+    from .signals import parse_retry
+
+    try:
+        parse_retry(text, signal.SIGTERM, 1.0)
+    except ValueError as exc:
+        raise _argument_error(str(exc)) from None
+    return text
+
+
+def retry_steps(text: str | None, signum: int) -> tuple[tuple[int, float], ...] | None:
+    """The ``--retry`` schedule's steps (None without one); ``CommandError`` when
+    ``--signal`` names another signal than the schedule's first."""
+    if text is None:
+        return None
+    from .control import KILL_TIMEOUT
+    from .signals import parse_retry
+
+    steps = parse_retry(text, signum, KILL_TIMEOUT)
+    if signum not in (signal.SIGTERM, steps[0][0]):  # TERM: the default, or as good as
+        raise CommandError(f"--signal {signum}: --retry {text} names its own signals", exit_code=2)
+    return steps
+
+
 def limit_argument(text: str) -> tuple[str, tuple[int, int]]:
     """``--limit NAME=VALUE``: (name, (soft, hard))."""
     from .limits import parse_limit
@@ -173,14 +201,27 @@ def add_stop_options(
     timeout_flag: str,
     timeout: float | None = None,
     signum: int = signal.SIGTERM,
+    retry_flag: str | None = None,
 ) -> None:
-    """The stop options (``dest`` stop_timeout and signal); ``timeout`` defaults to
+    """The stop options (``dest`` stop_timeout and signal, and with ``retry_flag``,
+    retry: start-stop-daemon's schedule, as typed); ``timeout`` defaults to
     ``control.STOP_TIMEOUT``."""
     if timeout is None:
         from .control import STOP_TIMEOUT
 
         timeout = STOP_TIMEOUT
-    parser.add_argument(
+    waits: Any = parser
+    if retry_flag is not None:
+        waits = parser.add_mutually_exclusive_group()
+        waits.add_argument(
+            retry_flag,
+            metavar="SCHEDULE",
+            type=retry_argument,
+            dest="retry",
+            help="start-stop-daemon's --retry: TERM/30/QUIT/5/KILL/5 (a signal, seconds to "
+            "wait for the exit, the next signal...), or N for SIG/N/KILL/N",
+        )
+    waits.add_argument(
         timeout_flag,
         metavar="S",
         type=seconds,

@@ -14,6 +14,7 @@ action: 0 running, 1 dead but the pidfile exists, 3 not running, 4 unknown.
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 import signal as _signal
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .procfs import process_command, process_uptime
 from .signals import parse_signal
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import BinaryIO
 
     from .pidfile import PathArg
@@ -150,6 +152,9 @@ class StopResult:
     seconds: float = 0.0
     pidfile_removed: bool = False
     others: tuple[int, ...] = ()
+    #: With a ``retry`` schedule: (signal, seconds after the first) of each later
+    #: step that was needed (SIGKILL's is ``killed`` too).
+    escalated: tuple[tuple[int, float], ...] = ()
 
     @property
     def was_running(self) -> bool:
@@ -161,6 +166,9 @@ class StopResult:
             return f"{name} is not running"
         pids = ", ".join(str(pid) for pid in ((self.pid,) if self.pid else ()) + self.others)
         if not self.exited:
+            last = self.escalated[-1][0] if self.escalated else self.signal
+            if self.escalated and last != _signal.SIGKILL:
+                return f"{name} (pid {pids}) did not exit after {_signal_name(last)}, the last step"
             return f"{name} (pid {pids}) did not exit, even after SIGKILL"
         held = f"pid {_pid_list(self.others)}, which still held its lock"
         if self.pid is None:
@@ -169,10 +177,20 @@ class StopResult:
             line = f"stopped {name} (pid {self.pid}) in {self.seconds:.2f} s"
             if self.others:
                 line += f", and {held}"
-        if self.killed and self.signal != _signal.SIGKILL:
+        if self.escalated:
+            steps = ", ".join(f"{_signal_name(sig)} after {at:g} s" for sig, at in self.escalated)
+            line += f" (sent {steps})"
+        elif self.killed and self.signal != _signal.SIGKILL:
             after = f" after {timeout:g} s" if timeout is not None else ""
             line += f" (sent SIGKILL{after})"
         return line
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _pid_list(pids: tuple[int, ...]) -> str:
@@ -398,12 +416,15 @@ def stop(
     signal: int = _signal.SIGTERM,
     *,
     kill_timeout: float = KILL_TIMEOUT,
+    retry: Sequence[tuple[int, float]] | None = None,
 ) -> StopResult:
     """Stop the daemon behind ``pidfile`` and wait until nothing of it runs.
 
     Sends ``signal`` to the process the pidfile names, waits for its exit, then
     sends it to every process that still holds the pidfile's lock (children that
     inherited it); after ``timeout`` seconds in all, SIGKILL to what remains.
+    ``retry`` replaces the three: start-stop-daemon's schedule, ((signal, seconds),
+    ...) as ``signals.parse_retry`` reads ``TERM/30/QUIT/5/KILL/5``.
     Only processes proven to hold the lock are signalled, each through a pidfd
     (see ``identity``). Then removes the pidfile if nobody holds its lock (an
     exec'd program cannot remove it itself). A daemon that is not running is not
@@ -412,6 +433,8 @@ def stop(
     processes may not be signalled (exit code 4).
     """
     path = os.fspath(pidfile)
+    steps = tuple(retry) if retry else ((signal, timeout), (_signal.SIGKILL, kill_timeout))
+    signal = steps[0][0]
     found = _find(path, every_holder=True)
     if not found.held:
         return StopResult(path, None, signal=signal, pidfile_removed=remove_stale_pidfile(path))
@@ -421,7 +444,7 @@ def stop(
             exit_code=4,
         )
     try:
-        done = identity.stop_daemon(found, signal, timeout, kill_timeout)
+        done = identity.stop_daemon(found, steps)
     except PermissionError as exc:
         raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
     except OSError as exc:  # no descriptor left to look at /proc with, say
@@ -429,13 +452,15 @@ def stop(
     main = found.main_pid if found.main_pid in done.signalled else None
     others = tuple(pid for pid in done.signalled if pid != main)
     removed = remove_stale_pidfile(found.path) if done.exited else False
+    at = list(itertools.accumulate(wait for _signum, wait in steps))  # when each next step begins
     return StopResult(
         path,
         main,
         signal=signal,
         exited=done.exited,
-        killed=done.killed,
+        killed=_signal.SIGKILL in done.sent,
         seconds=done.seconds,
         pidfile_removed=removed,
         others=others,
+        escalated=tuple(zip(done.sent, at)) if retry else (),
     )

@@ -26,12 +26,16 @@ import signal as _signal
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import pidfile as _pidfile
 from . import procfs
 from .paths import UnsafePathError, check_path
 from .pidfd import exited as _exited
 from .pidfd import wait_any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["Found", "find", "stop_daemon"]
 
@@ -300,27 +304,49 @@ def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> l
 @dataclass
 class Stopped:
     """What ``stop_daemon`` did: ``signalled`` pids in order (the main one first),
-    ``exited`` False if one outlived SIGKILL's wait, ``killed`` if SIGKILL was sent."""
+    ``exited`` False if one outlived the last step, ``sent`` the signals of the steps
+    after the first that were needed (SIGKILL, by default)."""
 
     signalled: list[int]
     exited: bool
-    killed: bool
+    sent: list[int]
     seconds: float
 
 
-def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) -> Stopped:
-    """Signal the main process, wait for it, then every process still holding the lock;
-    after ``timeout`` seconds SIGKILL whatever remains, and wait ``kill_timeout`` more.
+def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
+    """Signal the main process, wait for it, then every process still holding the lock,
+    with the first of ``steps`` ((signal, seconds), ...); when its seconds have passed,
+    the next step's signal to whatever remains, and so on (``TERM``, 10, then ``KILL``,
+    5, by default). Gives up after the last step's seconds.
 
     Only pinned, proven holders are signalled (``_pin``). Raises ``PermissionError``
     when we may not signal them.
     """
     started = time.monotonic()
-    deadline = started + timeout
+    step = 0
+    signum, wait = steps[0]
+    deadline = started + wait
     pinned: dict[int, int] = {}
-    killed = False
+    sent: list[int] = []  # the signals of the steps after the first, as they were sent
     targets = [found.main_pid] if found.main_pid else list(found.holders)
     probes = _probes(found)
+
+    def next_step(alive: list[int]) -> bool:
+        """To the next step, its signal to ``alive``; False after the last."""
+        nonlocal step, signum, deadline
+        if step + 1 >= len(steps):
+            return False
+        step += 1
+        signum, wait = steps[step]
+        for pidfd in alive:
+            try:
+                _signal.pidfd_send_signal(pidfd, signum)
+            except ProcessLookupError:
+                pass
+        sent.append(signum)
+        deadline = time.monotonic() + wait
+        return True
+
     try:
         while True:
             new = [pid for pid in targets if pid not in pinned]
@@ -330,7 +356,7 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                     continue
                 pinned[pid] = pidfd
                 try:
-                    _signal.pidfd_send_signal(pidfd, _signal.SIGKILL if killed else signum)
+                    _signal.pidfd_send_signal(pidfd, signum)
                 except ProcessLookupError:
                     pass
             alive = [fd for fd in pinned.values() if not _exited(fd)]
@@ -338,29 +364,18 @@ def stop_daemon(found: Found, signum: int, timeout: float, kill_timeout: float) 
                 targets = _current_holders(found.keys, probes)  # children that kept the lock
                 if not any(pid not in pinned for pid in targets):
                     if not targets:
-                        return Stopped(list(pinned), True, killed, time.monotonic() - started)
-                    if killed and time.monotonic() >= deadline:
+                        return Stopped(list(pinned), True, sent, time.monotonic() - started)
+                    if time.monotonic() >= deadline and not next_step([]):
                         break  # holders we could not pin (not ours to signal)
-                    if not killed and time.monotonic() >= deadline:
-                        killed = True
-                        deadline = time.monotonic() + kill_timeout
                     time.sleep(0.001)  # a holder we may not pin: look again until the deadline
                 continue
-            now = time.monotonic()
-            if now >= deadline:
-                if killed:
+            if time.monotonic() >= deadline:
+                if not next_step(alive):
                     break
-                killed = True
-                for pidfd in alive:
-                    try:
-                        _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 targets = _current_holders(found.keys, probes)
-                deadline = now + kill_timeout
                 continue
-            wait_any(alive, deadline - now)
+            wait_any(alive, deadline - time.monotonic())
     finally:
         for fd in [*pinned.values(), *probes.values()]:
             os.close(fd)
-    return Stopped(list(pinned), False, killed, time.monotonic() - started)
+    return Stopped(list(pinned), False, sent, time.monotonic() - started)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]
 
-__all__ = ["parse_signal"]
+__all__ = ["parse_retry", "parse_signal"]
 
 _VALID: frozenset[int] = frozenset()
 
@@ -37,3 +37,53 @@ def parse_signal(value: str | int) -> int:
     if not isinstance(found, int) or found not in _valid():
         raise ValueError(f"unknown signal {value!r}")
     return found
+
+
+def parse_retry(text: str, signum: int, kill_wait: float) -> tuple[tuple[int, float], ...]:
+    """start-stop-daemon's ``--retry``: ((signal, seconds to wait for the exit), ...).
+
+    A number alone is ``signum``/N/KILL/N. A schedule alternates signals and waits,
+    from a signal: ``TERM/30/KILL/5``; a signal is a name (``TERM``, ``-TERM``,
+    ``SIGTERM``) or a number after a dash (``-15``: a bare number is a wait). The
+    last signal's wait, when the schedule ends with one, is ``kill_wait``.
+    ``forever`` is refused: a stop that never gives up is ``TERM/inf``. Raises
+    ValueError naming the item that is wrong.
+    """
+    text = text.strip()
+    if _is_wait(text):
+        wait = _wait(text, text)
+        return ((signum, wait), (_signal.SIGKILL, wait))
+    items = text.split("/")
+    if len(items) < 2 or "" in items:
+        raise ValueError(
+            f"{text!r}: expected seconds, or a schedule of signals and seconds such as"
+            " TERM/30/KILL/5"
+        )
+    steps: list[tuple[int, float]] = []
+    for index, item in enumerate(items):
+        if index % 2 == 1:
+            if not _is_wait(item):
+                raise ValueError(f"{text!r}: expected seconds after a signal, got {item!r}")
+            steps[-1] = (steps[-1][0], _wait(text, item))
+            continue
+        if item == "forever":
+            raise ValueError(f"{text!r}: 'forever' is not supported; wait forever with inf")
+        if _is_wait(item):
+            raise ValueError(f"{text!r}: expected a signal, got {item!r} (a number is -{item})")
+        name = item[1:] if item.startswith("-") else item
+        try:
+            steps.append((parse_signal(name), kill_wait))
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+    return tuple(steps)
+
+
+def _is_wait(item: str) -> bool:
+    return (item.isascii() and item.replace(".", "", 1).isdigit()) or item in ("inf", "infinity")
+
+
+def _wait(text: str, item: str) -> float:
+    seconds = float(item)
+    if not seconds > 0:
+        raise ValueError(f"{text!r}: a wait must be more than 0 seconds, got {item!r}")
+    return seconds

@@ -345,7 +345,7 @@ def test_stop_pins_and_signals_no_holder_of_another_users_file(
     key = procfs.file_key(os.stat(f"/proc/{stranger}/fd/7"))
     assert procfs.holding_fds(stranger, key) == [7]
     found = Found(path, held=True, deleted=True, holders=(stranger,), keys=(key,))
-    done = identity.stop_daemon(found, signal.SIGTERM, 0.1, 0.1)
+    done = identity.stop_daemon(found, [(signal.SIGTERM, 0.1), (signal.SIGKILL, 0.1)])
     assert done.signalled == [] and done.exited, "nothing of ours held it"
     assert pid_alive(stranger)
 

@@ -23,6 +23,7 @@ from ..commands import (
     nice_argument,
     octal_mask,
     report_stop,
+    retry_steps,
     say,
     seconds,
 )
@@ -162,7 +163,7 @@ def add_commands(subparsers: Any) -> None:
     stop = _subcommand(
         subparsers, "stop", "stop the daemon and wait until it is gone", cmd_stop, False
     )
-    add_stop_options(stop, "--timeout")
+    add_stop_options(stop, "--timeout", retry_flag="--retry")
     _add_name_option(stop, _DEFAULT_NAME)
 
     restart = _subcommand(
@@ -170,7 +171,7 @@ def add_commands(subparsers: Any) -> None:
     )
     _add_context_options(restart)
     _add_start_options(restart)
-    add_stop_options(restart, "--stop-timeout")
+    add_stop_options(restart, "--stop-timeout", retry_flag="--stop-retry")
     _add_name_option(restart, _DEFAULT_NAME)
 
     status = _subcommand(
@@ -218,14 +219,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return found.exit_code
 
 
-def _stop(pidfile: str, name: str, timeout: float, signum: int) -> None:
-    result = control.stop(pidfile, timeout=timeout, signal=signum)
-    report_stop(result, name, timeout)
+def _stop(pidfile: str, name: str, args: argparse.Namespace) -> None:
+    retry = retry_steps(args.retry, args.signal)
+    result = control.stop(pidfile, timeout=args.stop_timeout, signal=args.signal, retry=retry)
+    report_stop(result, name, args.stop_timeout)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     name = args.name or control.default_name(args.pidfile)
-    _stop(args.pidfile, name, args.stop_timeout, args.signal)
+    _stop(args.pidfile, name, args)
     return 0
 
 
@@ -243,7 +245,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     launch.open_outputs(args.stdout, args.stderr, inherit=False)
     check_start(launch)
     launch.set_limits()  # here too: one that cannot be set fails before the stop
-    _stop(launch.pidfile, launch.name, args.stop_timeout, args.signal)
+    _stop(launch.pidfile, launch.name, args)
     control.check_not_running(launch.pidfile, launch.name)
     start_program(launch, notify=args.notify, timeout=args.timeout, ready_after=args.ready_after)
 
