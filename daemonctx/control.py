@@ -48,6 +48,7 @@ __all__ = [
     "process_command",
     "process_uptime",
     "remove_stale_pidfile",
+    "send_signal",
     "startup_failure",
     "status",
     "stop",
@@ -389,6 +390,41 @@ def status(pidfile: PathArg) -> ServiceStatus:
             deleted=found.deleted,
         )
     return ServiceStatus(path, ServiceState.STOPPED)
+
+
+# -- signal -------------------------------------------------------------------
+
+#: LSB's exit status of an init script action (reload) on a program that is not running.
+NOT_RUNNING = 7
+
+
+def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:
+    """Send ``signum`` to the daemon behind ``pidfile`` and return its pid, without
+    waiting: ``kill -HUP "$(cat app.pid)"`` (an init script's reload), but only to
+    the process proven to hold the pidfile's lock, through a pidfd (a pid reused
+    since never gets it). Raises ``ControlError``: not running (LSB 7, the pidfile
+    stale or gone), only the daemon's children hold the lock (1), we may not look
+    or may not signal (4). ``name`` is for messages (default: ``default_name``)."""
+    name = name or default_name(pidfile)
+    found = _find(os.fspath(pidfile))
+    hidden = CommandError(
+        f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
+        exit_code=4,
+    )
+    if not found.held:
+        raise CommandError(f"{name} is not running", exit_code=NOT_RUNNING)
+    if found.main_pid is None:
+        if not found.holders:
+            raise hidden
+        leftover = _leftover_message(name, found.recorded_pid, found.holders)
+        raise CommandError(f"{leftover}; signalled none", exit_code=1)
+    try:
+        sent = identity.signal_main(found, signum)
+    except PermissionError as exc:
+        raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
+    if not sent:  # gone since we looked; or, as another user, not provable
+        raise hidden if found.hidden else CommandError(f"{name} is not running", exit_code=7)
+    return found.main_pid
 
 
 # -- stop ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ from .pidfd import wait_any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Found", "find", "stop_daemon"]
+__all__ = ["Found", "find", "signal_main", "stop_daemon"]
 
 FileKey = tuple[int, int, int]
 _ATTEMPTS = 10  # looks at the pidfile when it is replaced while we look
@@ -273,6 +273,24 @@ def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
         raise
     os.close(pidfd)
     return None
+
+
+def signal_main(found: Found, signum: int) -> bool:
+    """Send ``signum`` to ``found``'s main process, pinned and proven to hold the
+    lock first; False when it is gone by then (or no longer holds it). Raises
+    ``PermissionError`` when we may not signal it."""
+    if found.main_pid is None:
+        return False
+    pidfd = _pin(found.main_pid, found.keys)
+    if pidfd is None:
+        return False
+    try:
+        _signal.pidfd_send_signal(pidfd, signum)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+    return True
 
 
 def _probes(found: Found) -> dict[FileKey, int]:

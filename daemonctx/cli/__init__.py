@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main", "split_command"]
 
 # The daemon commands (cli/daemon.py's COMMANDS), here so that importing this
 # package loads no subcommand's module: each is imported when its parser is built.
-COMMANDS = ("start", "stop", "restart", "status", "run")
+COMMANDS = ("start", "stop", "restart", "status", "run", "signal")
 
 
 def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:

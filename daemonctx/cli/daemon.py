@@ -1,4 +1,4 @@
-"""``daemonctx start|stop|restart|status|run``: any program as a daemon with a pidfile.
+"""``daemonctx start|stop|restart|status|run|signal``: any program as a daemon with a pidfile.
 
 ``start`` checks everything it can in the foreground (the program exists, the
 pidfile's directory, the user and group, nothing running already), then
@@ -26,6 +26,7 @@ from ..commands import (
     retry_steps,
     say,
     seconds,
+    signal_argument,
 )
 from ..program import (
     DEFAULT_UMASK,
@@ -38,7 +39,7 @@ from ..program import (
 
 __all__ = ["COMMANDS", "add_commands"]
 
-COMMANDS = ("start", "stop", "restart", "status", "run")
+COMMANDS = ("start", "stop", "restart", "status", "run", "signal")
 _DEFAULT_NAME = "the pidfile's name without extension"
 
 
@@ -185,6 +186,19 @@ def add_commands(subparsers: Any) -> None:
     _add_context_options(run)
     _add_name_option(run, _DEFAULT_NAME)
 
+    kill = _subcommand(
+        subparsers,
+        "signal",
+        "send a signal to the daemon (HUP to reload), without waiting",
+        cmd_signal,
+        False,
+    )
+    kill.usage = "daemonctx signal --pidfile PATH [options] SIGNAL"
+    kill.add_argument(
+        "signal", metavar="SIGNAL", type=signal_argument, help="by name (HUP, SIGHUP) or number"
+    )
+    _add_name_option(kill, _DEFAULT_NAME)
+
 
 # -- the commands ---------------------------------------------------------------
 
@@ -228,6 +242,19 @@ def _stop(pidfile: str, name: str, args: argparse.Namespace) -> None:
 def cmd_stop(args: argparse.Namespace) -> int:
     name = args.name or control.default_name(args.pidfile)
     _stop(args.pidfile, name, args)
+    return 0
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    import signal
+
+    name = args.name or control.default_name(args.pidfile)
+    pid = control.send_signal(args.pidfile, args.signal, name)
+    try:
+        shown = signal.Signals(args.signal).name
+    except ValueError:
+        shown = f"signal {args.signal}"
+    say(f"sent {shown} to {name} (pid {pid})")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""``daemonctx signal --pidfile PATH SIGNAL``: an init script's reload, as ``kill -HUP
+"$(cat app.pid)"`` would do it but only to the process proven to hold the pidfile's
+lock, pinned by a pidfd; LSB's 7 when the daemon is not running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Tracker, kill, needs_root, pid_alive, spawn_as_pid, wait_for, wait_gone
+
+from daemonctx.control import NOT_RUNNING, send_signal
+from daemonctx.errors import CommandError
+
+# Records each SIGHUP in argv[1] (one line each) and runs on.
+_RELOADER = 'trap "echo hup >> $0" HUP; echo up > $0.up; while :; do sleep 1 & wait; done'
+
+
+def _start_reloader(tracker: Tracker) -> tuple[int, Path]:
+    log = tracker.tmp_path / "hups.log"
+    pid = tracker.start("sh", "-c", _RELOADER, str(log))
+    wait_for(Path(f"{log}.up").exists, what="the trap to be set")
+    return pid, log
+
+
+def test_hup_reaches_the_daemon_which_runs_on(tracker: Tracker) -> None:
+    pid, log = _start_reloader(tracker)
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "HUP")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"sent SIGHUP to app (pid {pid})\n",
+        "",
+    )
+    wait_for(lambda: log.exists() and log.read_text() == "hup\n", what="the HUP")
+    assert pid_alive(pid)
+    assert send_signal(tracker.pidfile, signal.SIGHUP) == pid  # the API, by number
+    wait_for(lambda: log.read_text() == "hup\nhup\n", what="the second HUP")
+
+
+def test_a_daemon_that_is_not_running_is_lsb_7(tracker: Tracker) -> None:
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "HUP")
+    assert (result.returncode, result.stderr) == (7, "daemonctx: error: app is not running\n")
+    pid = tracker.start("sleep", "1000")
+    kill(pid)  # SIGKILL: the pidfile stays, stale
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "USR1")
+    assert result.returncode == NOT_RUNNING == 7, result.stderr
+    assert os.path.exists(tracker.pidfile), "signal removes nothing"
+
+
+@needs_root
+def test_a_process_that_reused_the_daemon_s_pid_is_never_signalled(tracker: Tracker) -> None:
+    """The pidfile names a live process, but not ours: `kill $(cat app.pid)` would
+    have killed it."""
+    pid = tracker.start("sleep", "1000")
+    kill(pid)
+    impostor = tracker.adopt(spawn_as_pid(pid, ["sleep", "1000"]))
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "TERM")
+    assert (result.returncode, result.stdout) == (7, ""), result.stderr
+    assert impostor.poll() is None and pid_alive(impostor.pid)
+
+
+def test_a_child_left_holding_the_lock_is_not_taken_for_the_daemon(tracker: Tracker) -> None:
+    program = tracker.start("sh", "-c", "sleep 1000; :")
+    child = wait_for(lambda: [p for p in tracker.processes() if p != program], what="child")[0]
+    os.kill(program, signal.SIGKILL)
+    wait_gone(program)
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "TERM")
+    assert result.returncode == 1
+    assert result.stderr.endswith(f"pid {child} still holds its lock; signalled none\n")
+    assert pid_alive(child)
+
+
+def test_an_untrusted_pidfile_is_refused(tracker: Tracker, tmp_path: Path) -> None:
+    pidfile = tmp_path / "open.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    pidfile.chmod(0o666)
+    with pytest.raises(CommandError) as caught:
+        send_signal(str(pidfile), signal.SIGTERM)
+    assert caught.value.exit_code == 4 and "writable by others" in str(caught.value)
+
+
+def test_a_bad_signal_is_a_usage_error(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    for args in (["BOGUS"], [], ["HUP", "TERM"]):
+        result = subprocess.run(
+            [*tracker.command(), "signal", "--pidfile", tracker.pidfile, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=tracker.env,
+        )
+        assert result.returncode == 2 and result.stdout == "", (args, result)
+    assert pid_alive(pid)
