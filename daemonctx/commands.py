@@ -31,12 +31,12 @@ __all__ = [
     "prepare_exit",
     "report_stop",
     "retry_argument",
-    "retry_steps",
     "run_command",
     "say",
     "say_started",
     "seconds",
     "signal_argument",
+    "stop_signal_and_steps",
 ]
 
 
@@ -152,18 +152,31 @@ def retry_argument(text: str) -> str:
     return text
 
 
-def retry_steps(text: str | None, signum: int) -> tuple[tuple[int, float], ...] | None:
-    """The ``--retry`` schedule's steps (None without one); ``CommandError`` when
-    ``--signal`` names another signal than the schedule's first."""
-    if text is None:
-        return None
+def stop_signal_and_steps(
+    args: argparse.Namespace, retry_flag: str
+) -> tuple[int, tuple[tuple[int, float], ...] | None]:
+    """The stop's signal (``--signal``, else SIGTERM) and its ``retry_flag`` schedule's
+    steps (None without one). ``CommandError`` (usage) when ``--signal`` names
+    another signal than the schedule's first: a schedule names its own."""
+    signum = signal.SIGTERM if args.signal is None else args.signal
+    if args.retry is None:
+        return signum, None
     from .control import KILL_TIMEOUT
     from .signals import parse_retry
 
-    steps = parse_retry(text, signum, KILL_TIMEOUT)
-    if signum not in (signal.SIGTERM, steps[0][0]):  # TERM: the default, or as good as
-        raise CommandError(f"--signal {signum}: --retry {text} names its own signals", exit_code=2)
-    return steps
+    steps = parse_retry(args.retry, signum, KILL_TIMEOUT)
+    if args.signal is not None and args.signal != steps[0][0]:
+        name = _signal_name(args.signal)
+        message = f"--signal {name}: {retry_flag} {args.retry} names its own signals"
+        raise CommandError(message, exit_code=2)
+    return steps[0][0], steps
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name[3:]
+    except ValueError:
+        return str(signum)
 
 
 def limit_argument(text: str) -> tuple[str, tuple[int, int]]:
@@ -234,7 +247,7 @@ def add_stop_options(
         "-s",
         metavar="SIG",
         type=signal_argument,
-        default=signum,
+        default=None if retry_flag is not None else signum,  # then: stop_signal_and_steps
         help=f"signal to stop with, by name (TERM, SIGTERM) or number "
         f"(default: {signal.Signals(signum).name[3:]})",
     )

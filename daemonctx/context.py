@@ -23,19 +23,29 @@ from .options import OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import FrameType, TracebackType
     from typing import Any, NoReturn
 
     from .process import Handler
     from .types import FilePreserved, Pidfile, SignalHandler, SupportsFileno
 
-# Signals a terminal sends to its foreground group, and SIGTERM. They are blocked
-# across the first fork: until setsid() the child is still in that group, and a
-# SIGHUP there (a launching ssh -t session ending) would kill it; the launcher
-# takes them only inside its wait, where a Ctrl-C (or ``start``'s SIGTERM) stops
-# the daemon, not in between, where it would leave one running.
-_LAUNCHER_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTERM}
+# Signals a terminal sends to its foreground group, and the others a person or a
+# tool sends to end a process. They are blocked across the first fork: until
+# setsid() the child is still in that group, and a SIGHUP there (a launching
+# ssh -t session ending) would kill it; the launcher takes them only inside its
+# wait, where a Ctrl-C (or any of these, to ``start``) stops the daemon, not in
+# between, where it would leave one running.
+_LAUNCHER_SIGNALS = {
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTSTP,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+}
 
 
 def _notify(*lines: str) -> None:
@@ -78,6 +88,18 @@ def _stop_started_daemon(handoff: Handoff, first_child: int) -> None:
         finally:
             if pidfd != handoff.daemon_pidfd:
                 os.close(pidfd)
+
+
+def _to_the_end(clean_up: Callable[[], None]) -> None:
+    """Run a failed start's ``clean_up`` again when a Ctrl-C (or ``start``'s SIGTERM)
+    cuts it short: one can land as it begins, before it can block them, and the
+    daemon would be left running."""
+    while True:
+        try:
+            clean_up()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 class _Plan:
@@ -375,7 +397,7 @@ class DaemonContext:
                 process.set_signal_mask(mask)  # one held back since the fork lands here
                 pid = handoff.wait(self.ready_timeout)
             except (DaemonReadyTimeout, KeyboardInterrupt):
-                _stop_started_daemon(handoff, child)
+                _to_the_end(lambda: _stop_started_daemon(handoff, child))
                 raise
             finally:
                 os.waitpid(child, 0)  # the first child exits right after the second fork
@@ -383,12 +405,16 @@ class DaemonContext:
             self.daemon_pidfd = handoff.daemon_pidfd
             self.launcher_ready(pid)
         except BaseException:
-            self._launch_failed()
+            _to_the_end(self._launch_failed)
             handoff.close_pidfd()  # daemon_pidfd's, once it is set
             self.daemon_pidfd = None
-            raise
+            raise  # the failure, not a Ctrl-C that came during its clean-up
         process.flush_standard_streams()
         os._exit(0)
+
+    def _before_owner_change(self) -> None:
+        """In the daemon, once it holds its pidfile, just before it changes user: what
+        a subclass must do with the launcher's privileges (``start --limit``)."""
 
     def _launch_failed(self) -> None:
         """In the launcher, a start that failed (the daemon's error, a timeout, a
@@ -421,6 +447,7 @@ class DaemonContext:
                 self._handoff.send_step(plan.pidfile_step)
             self.pidfile.__enter__()
             self._pidfile_entered = self.pidfile
+        self._before_owner_change()
         process.change_process_owner(plan.uid, plan.gid, plan.user_name)
         # Handlers last: nothing above may be interrupted by a user handler.
         process.install_signal_handlers(plan.handlers)

@@ -156,6 +156,8 @@ class StopResult:
     #: With a ``retry`` schedule: (signal, seconds after the first) of each later
     #: step that was needed (SIGKILL's is ``killed`` too).
     escalated: tuple[tuple[int, float], ...] = ()
+    retried: bool = False  # stopped by a ``retry`` schedule
+    left: tuple[int, ...] = ()  # still there when it gave up (``exited`` False)
 
     @property
     def was_running(self) -> bool:
@@ -167,8 +169,9 @@ class StopResult:
             return f"{name} is not running"
         pids = ", ".join(str(pid) for pid in ((self.pid,) if self.pid else ()) + self.others)
         if not self.exited:
+            pids = _pid_list(self.left) if self.left else pids
             last = self.escalated[-1][0] if self.escalated else self.signal
-            if self.escalated and last != _signal.SIGKILL:
+            if self.retried and last != _signal.SIGKILL:
                 return f"{name} (pid {pids}) did not exit after {_signal_name(last)}, the last step"
             return f"{name} (pid {pids}) did not exit, even after SIGKILL"
         held = f"pid {_pid_list(self.others)}, which still held its lock"
@@ -499,4 +502,6 @@ def stop(
         pidfile_removed=removed,
         others=others,
         escalated=tuple(zip(done.sent, at)) if retry else (),
+        retried=bool(retry),
+        left=tuple(done.left),
     )

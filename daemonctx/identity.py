@@ -322,13 +322,14 @@ def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> l
 @dataclass
 class Stopped:
     """What ``stop_daemon`` did: ``signalled`` pids in order (the main one first),
-    ``exited`` False if one outlived the last step, ``sent`` the signals of the steps
-    after the first that were needed (SIGKILL, by default)."""
+    ``exited`` False if one outlived the last step (``left`` names those), ``sent``
+    the signals of the steps after the first that were needed (SIGKILL, by default)."""
 
     signalled: list[int]
     exited: bool
     sent: list[int]
     seconds: float
+    left: list[int] = field(default_factory=list)  # still there when it gave up
 
 
 def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
@@ -393,7 +394,8 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
                 targets = _current_holders(found.keys, probes)
                 continue
             wait_any(alive, deadline - time.monotonic())
+        left = [pid for pid, fd in pinned.items() if not _exited(fd)]
     finally:
         for fd in [*pinned.values(), *probes.values()]:
             os.close(fd)
-    return Stopped(list(pinned), False, sent, time.monotonic() - started)
+    return Stopped(list(pinned), False, sent, time.monotonic() - started, left)

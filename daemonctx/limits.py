@@ -13,10 +13,16 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
     "LIMIT_NAMES",
+    "MOST",
+    "PRIORITY",
     "UNLIMITED",
     "UNLIMITED_WORDS",
     "LimitError",
+    "capable",
+    "check",
     "parse_limit",
     "parse_nice",
     "resource_number",
@@ -45,10 +51,13 @@ LIMIT_NAMES = (
 #: No limit (resource.RLIM_INFINITY, which is -1 as Python reads it).
 UNLIMITED = -1
 UNLIMITED_WORDS = ("infinity", "unlimited")
+#: The largest finite limit setrlimit(2) takes from Python (a C long long).
+MOST = 2**63 - 1
 
 
 class LimitError(ValueError):
-    """A limit or priority that cannot be set here; ``name`` is the limit's, or "nice"."""
+    """A limit or priority that cannot be set here; ``name`` is the limit's, or
+    ``PRIORITY`` for the niceness."""
 
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(reason)
@@ -92,6 +101,8 @@ def _value(name: str, text: str) -> int:
         return UNLIMITED
     if not (text.isascii() and text.isdigit()):
         raise ValueError(f"{name}: expected a number, infinity, or SOFT:HARD, got {text!r}")
+    if int(text) > MOST:
+        raise ValueError(f"{name}: at most {MOST} (or infinity), got {text}")
     return int(text)
 
 
@@ -103,48 +114,89 @@ def parse_nice(text: str) -> int:
     return int(text)
 
 
+def check(
+    limits: Mapping[str, tuple[int, int]],
+    nice: int | None = None,
+    *,
+    whose: str = "our",
+    who: str = "we",
+) -> None:
+    """Raise ``LimitError`` for the first of ``limits`` or ``nice`` that this process
+    could not set (``set_limits``), without setting any: a limit this system does not
+    have, ``nofile`` above the kernel's ``fs.nr_open``, a hard limit above ours
+    without CAP_SYS_RESOURCE, a priority above what we may take without
+    CAP_SYS_NICE. ``whose``/``who`` name us in the reasons ("the supervisor's")."""
+    import resource
+
+    for name, (_soft, hard) in limits.items():
+        number = resource_number(name)
+        if number is None:
+            raise LimitError(name, "no such limit on this system")
+        if name == "nofile":
+            most = _nr_open()
+            if most is not None and (hard == UNLIMITED or hard > most):
+                got = "infinity" if hard == UNLIMITED else hard
+                raise LimitError(name, f"at most {most} here (fs.nr_open), got {got}")
+        ours = resource.getrlimit(number)[1]
+        above = ours != resource.RLIM_INFINITY and (hard == UNLIMITED or hard > ours)
+        if above and not capable(CAP_SYS_RESOURCE):
+            reason = f"above {whose} hard limit ({ours}), without CAP_SYS_RESOURCE"
+            raise LimitError(name, reason)
+    if nice is not None and not capable(CAP_SYS_NICE):
+        ceiling = resource.getrlimit(resource.RLIMIT_NICE)[0]  # setpriority(2): 20 - it
+        floor = -20 if ceiling == resource.RLIM_INFINITY else 20 - ceiling
+        floor = min(floor, os.getpriority(os.PRIO_PROCESS, 0))
+        if nice < floor:
+            reason = f"below {floor}, the most {who} may give, without CAP_SYS_NICE"
+            raise LimitError(PRIORITY, reason)
+
+
 def set_limits(limits: Mapping[str, tuple[int, int]], nice: int | None = None) -> None:
     """Set ``limits`` ({name: (soft, hard)}) and the niceness on this process; its
     children inherit them, across exec and a change of user (so root can give a
-    program that runs as nobody more than nobody may take). Raises ``LimitError``
-    saying why one cannot be set: a hard limit above ours without CAP_SYS_RESOURCE,
-    ``nofile`` above the kernel's ``fs.nr_open``, a priority above ours without
-    CAP_SYS_NICE."""
+    program that runs as nobody more than nobody may take). ``check`` first: here
+    a refusal is a ``LimitError`` with the kernel's reason."""
     import resource
 
+    infinity = resource.RLIM_INFINITY
     for name, (soft, hard) in limits.items():
         number = resource_number(name)
         if number is None:
             raise LimitError(name, "no such limit on this system")
-        infinity = resource.RLIM_INFINITY
         wanted = (infinity if soft < 0 else soft, infinity if hard < 0 else hard)
-        ours = resource.getrlimit(number)[1]
         try:
             resource.setrlimit(number, wanted)
-        except (ValueError, OSError):  # EPERM comes as ValueError
-            raise LimitError(name, _why_not(name, hard, ours)) from None
+        except (ValueError, OSError) as exc:  # EPERM comes as ValueError
+            raise LimitError(name, f"cannot set it: {exc}") from None
     if nice is not None:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         except OSError as exc:
-            now = os.getpriority(os.PRIO_PROCESS, 0)
-            reason = f"cannot set it: {exc.strerror}"
-            if isinstance(exc, PermissionError):
-                reason = f"below {now}, ours, which needs CAP_SYS_NICE"
-            raise LimitError("nice", reason) from None
+            raise LimitError(PRIORITY, f"cannot set it: {exc.strerror}") from None
 
 
-def _why_not(name: str, hard: int, ours: int) -> str:
-    import resource
+#: capabilities(7)'s numbers of the two privileges ``check`` looks for.
+CAP_SYS_NICE, CAP_SYS_RESOURCE = 23, 24
+#: ``LimitError.name`` for the niceness (``nice`` is also a limit's name: RLIMIT_NICE).
+PRIORITY = "priority"
 
-    if name == "nofile":
-        try:
-            with open("/proc/sys/fs/nr_open", "rb") as nr_open:
-                most = int(nr_open.read())
-        except (OSError, ValueError):
-            most = None
-        if most is not None and (hard == UNLIMITED or hard > most):
-            return f"at most {most} here (fs.nr_open)"
-    if ours != resource.RLIM_INFINITY and (hard == UNLIMITED or hard > ours):
-        return f"above our hard limit ({ours}), which needs CAP_SYS_RESOURCE"
-    return "refused by the kernel"
+
+def capable(bit: int) -> bool:
+    """Whether this process has the capability numbered ``bit`` (capabilities(7)),
+    read from /proc/self/status; where it cannot be read, whether it is root."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def _nr_open() -> int | None:
+    try:
+        with open("/proc/sys/fs/nr_open", "rb") as nr_open:
+            return int(nr_open.read())
+    except (OSError, ValueError):
+        return None

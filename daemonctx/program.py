@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_UMASK",
     "START_TIMEOUT",
     "Launch",
+    "LaunchContext",
     "ProgramContext",
     "check_start",
     "exec_program",
@@ -129,11 +130,23 @@ class Launch:
                 value = opened[path] = control.open_output(path, f"--{stream}", self.umask)
             setattr(self, stream, value)
 
+    def check_limits(self) -> None:
+        """``--limit`` and ``--nice``, checked in the foreground (``limits.check``):
+        one the daemon could not set fails the start before anything runs (LSB 4
+        when it takes a privilege we lack). The daemon sets them (``set_limits``)."""
+        if not self.limits and self.nice is None:
+            return
+        from .limits import LimitError, check
+
+        try:
+            check(self.limits, self.nice)
+        except LimitError as exc:
+            raise self._limit_error(exc) from None
+
     def set_limits(self) -> None:
-        """Set ``--limit`` and ``--nice`` on this process, last in the foreground: the
-        daemon, and the program it execs as whichever user, inherit them. One that
-        cannot be set here fails the start before anything runs (LSB 4 when it
-        takes a privilege we lack)."""
+        """Set ``--limit`` and ``--nice`` on this process: the daemon, as it still
+        has the launcher's privileges, just before it changes user. The launcher
+        itself never runs under them (``--limit as=...`` would break it)."""
         if not self.limits and self.nice is None:
             return
         from .limits import LimitError, set_limits
@@ -141,13 +154,17 @@ class Launch:
         try:
             set_limits(self.limits, self.nice)
         except LimitError as exc:
-            if exc.name == "nice":
-                flag = f"--nice {self.nice}"
-            else:
-                soft, hard = self.limits[exc.name]
-                flag = f"--limit {exc.name}={_limit_text(soft, hard)}"
-            code = 4 if "CAP_" in exc.reason else 1
-            raise CommandError(f"{flag}: {exc.reason}", exit_code=code) from None
+            raise self._limit_error(exc) from None
+
+    def _limit_error(self, exc: Any) -> CommandError:
+        from .limits import PRIORITY
+
+        if exc.name == PRIORITY:
+            flag = f"--nice {self.nice}"
+        else:
+            soft, hard = self.limits[exc.name]
+            flag = f"--limit {exc.name}={_limit_text(soft, hard)}"
+        return CommandError(f"{flag}: {exc.reason}", exit_code=4 if "CAP_" in exc.reason else 1)
 
     def flag_error(self, exc: DaemonOptionError) -> CommandError:
         """A ``DaemonContext`` option's error, told with the flag the user typed:
@@ -296,7 +313,21 @@ def socket_activation_fds() -> list[int]:
 # -- start --------------------------------------------------------------------
 
 
-class ProgramContext(DaemonContext):
+class LaunchContext(DaemonContext):
+    """The context of ``start`` and ``run``: the program's ``--limit`` and ``--nice``
+    are set in the daemon, with the launcher's privileges, just before it changes
+    user (checked in the foreground first: ``Launch.check_limits``)."""
+
+    def __init__(self, launch: Launch | None = None, **options: Any) -> None:
+        self._launch = launch
+        super().__init__(**options)
+
+    def _before_owner_change(self) -> None:
+        if self._launch is not None:
+            self._launch.set_limits()
+
+
+class ProgramContext(LaunchContext):
     """The context ``start`` uses: in the launcher, once the program is exec'd,
     optionally waits for its READY=1, then says "started NAME (pid N)".
 
@@ -315,6 +346,8 @@ class ProgramContext(DaemonContext):
         listener: NotifyListener | None,
         timeout: float,
         ready_after: float = 0.0,
+        *,
+        launch: Launch | None = None,
         **options: Any,
     ) -> None:
         self._name = name
@@ -325,7 +358,7 @@ class ProgramContext(DaemonContext):
         self._pidfile_path: str = options["pidfile"].path
         self._session: int | None = None  # the session the first child created
         self._daemon_pid: int | None = None
-        super().__init__(ready_timeout=timeout, **options)
+        super().__init__(launch, ready_timeout=timeout, **options)
 
     def _wait_in_launcher(self, handoff: Any, child: int, mask: set[int]) -> NoReturn:
         # The first child's pid is the id of the session the program runs in.
@@ -487,8 +520,17 @@ def _terminate_all(pidfds: list[int], grace: float = GRACE) -> bool:
     return False
 
 
-#: Signals that end a waiting launcher, Ctrl-C's too: the program is stopped first.
-_INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Signals that end a waiting launcher, Ctrl-C's too: the program is stopped first
+#: (each is blocked across the fork: context's _LAUNCHER_SIGNALS).
+_INTERRUPTING = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
 _interrupted: list[int] = []  # the signal that ended the wait, once one did
 
 
@@ -505,10 +547,11 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise ``Interrupted`` (a ``KeyboardInterrupt``), as SIGINT
-    does: ``timeout``, a lost ssh session or a service manager's start timeout then
-    stops the program as Ctrl-C would, and the launcher exits 128 + the signal. A
-    signal the launcher was started with ignored (``nohup``) stays ignored."""
+    """SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM raise ``Interrupted``
+    (a ``KeyboardInterrupt``), as SIGINT does: ``timeout``, a lost ssh session or a
+    service manager's start timeout then stops the program as Ctrl-C would, and the
+    launcher exits 128 + the signal. A signal the launcher was started with ignored
+    (``nohup``) stays ignored."""
     previous = {
         number: signal.signal(number, _raise_interrupted)
         for number in _INTERRUPTING
@@ -547,6 +590,7 @@ def start_program(
         listener,
         timeout,
         ready_after,
+        launch=launch,
         detach_process=True,
         **launch.context_options(lock),
     )
@@ -577,7 +621,8 @@ def check_start(launch: Launch) -> None:
 def run_program(launch: Launch) -> NoReturn:
     """The same context without detaching: take the pidfile, then exec in place."""
     lock = PIDLockFile(launch.pidfile)
-    context = DaemonContext(
+    context = LaunchContext(
+        launch,
         detach_process=False,
         files_preserve=socket_activation_fds(),
         **launch.context_options(lock),

@@ -24,7 +24,7 @@ def parse_signal(value: str | int) -> int:
 
     Raises ValueError for an unknown signal or 0.
     """
-    if isinstance(value, int) or value.strip().isdigit():
+    if isinstance(value, int) or (value.strip().isdigit() and value.isascii()):
         number = int(value)
         if number in _valid():
             return number

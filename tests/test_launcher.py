@@ -183,7 +183,11 @@ def _waiting_launcher(
     return launcher, wait_for(lambda: _program_pid(marker), what="the program to run")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1],
+    ids=["TERM", "HUP", "QUIT", "USR1"],
+)
 @pytest.mark.parametrize(
     "options", [("--notify",), ("--ready-after", "60")], ids=["notify", "ready-after"]
 )
@@ -290,6 +294,14 @@ elif step == "before-exec":  # the daemon holds the pidfile, its exec still to c
         time.sleep(60)
         exec_program(context, launch, lock)
     program.exec_program = slow_exec
+elif step == "cleaning-up":  # a failed start's clean-up, as it begins
+    ignore, first = program._ignore_interruptions, []
+    def interrupted_ignore():
+        if not first:
+            first.append(1)
+            os.kill(os.getpid(), signum)  # lands before the signals are blocked
+        ignore()
+    program._ignore_interruptions = interrupted_ignore
 else:  # "after-exec": the program runs, the launcher has not heard of its exec yet
     wait = handoff.Handoff.wait
     def late_wait(self, timeout=None):
@@ -327,6 +339,30 @@ def test_a_signal_at_any_step_of_the_start_leaves_nothing(
     stdout, stderr = launcher.communicate(timeout=30)
     assert launcher.returncode == 128 + signum, stderr
     assert stdout == "" and "Traceback" not in stderr, stderr
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_signal_as_a_failed_start_cleans_up_does_not_cut_it_short(
+    tracker: Tracker, signum: int
+) -> None:
+    """The program dies within --ready-after; the signal lands as the clean-up
+    begins, before it blocks the signals: the clean-up runs again, to its end (the
+    child holding the lock, and the pidfile, were left), and the start fails with
+    its own reason."""
+    marker = tracker.tmp_path / "marker"
+    program = ["sh", "-c", 'sleep 1000 & echo > "$0"; exec sleep 1001', str(marker)]
+    start = ["start", "--ready-after", "30", "--pidfile", tracker.pidfile, "--", *program]
+    argv = [sys.executable, "-c", _AT_A_STEP, "cleaning-up", str(int(signum)), "-", *start]
+    launcher = tracker.popen(
+        argv, env=tracker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(marker.exists, what="the program to run")
+    os.kill(int(Path(tracker.pidfile).read_text()), signal.SIGKILL)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert (launcher.returncode, stdout) == (1, ""), stderr
+    assert stderr.endswith("exited within 30 s of its start (--ready-after 30)\n"), stderr
     assert tracker.processes() == []
     assert not os.path.exists(tracker.pidfile)
 

@@ -131,7 +131,7 @@ def test_a_hard_limit_above_ours_without_the_privilege_fails_before_anything_sta
     assert result.returncode == 4, result.stderr
     assert result.stderr == (
         f"daemonctx: error: --limit nofile={above}: above our hard limit ({_HARD_NOFILE}),"
-        " which needs CAP_SYS_RESOURCE\n"
+        " without CAP_SYS_RESOURCE\n"
     )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
@@ -143,7 +143,8 @@ def test_more_open_files_than_the_kernel_allows_is_refused(tracker: Tracker) -> 
                                "--limit", f"nofile={most + 1}", "--", "sleep", "1000")  # fmt: skip
     assert (result.returncode, result.stderr) == (
         1,
-        f"daemonctx: error: --limit nofile={most + 1}: at most {most} here (fs.nr_open)\n",
+        f"daemonctx: error: --limit nofile={most + 1}: at most {most} here (fs.nr_open),"
+        f" got {most + 1}\n",
     )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
@@ -158,7 +159,7 @@ def test_a_higher_priority_without_cap_sys_nice_is_refused(tracker: Tracker) -> 
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert (result.returncode, result.stderr) == (
         4,
-        f"daemonctx: error: --nice -5: below {ours}, ours, which needs CAP_SYS_NICE\n",
+        f"daemonctx: error: --nice -5: below {ours}, the most we may give, without CAP_SYS_NICE\n",
     )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
@@ -181,3 +182,43 @@ def test_the_help_names_them() -> None:
         [*Tracker.command(), "start", "--help"], capture_output=True, text=True, timeout=30
     )
     assert "--limit NAME=VALUE" in result.stdout and "--nice N" in result.stdout
+
+
+def test_the_launcher_never_runs_under_the_program_s_limits(tracker: Tracker) -> None:
+    """Set in the daemon, not in the launcher: 12 MB of address space is too little
+    for the launcher's Python (its failure path could not even import what it
+    needs, and left the daemon running), and plenty for sleep."""
+    options = ("--limit", "as=12000000", "--notify", "--timeout", "0.5")
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, *options,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.endswith("did not send READY=1 within 0.5 s; stopped it\n")
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+    pid = tracker.start("sleep", "1000", options=options[:2])
+    assert _limits(pid)["Max address space"] == ("12000000", "12000000")
+
+
+def test_the_rlimit_nice_limit_is_told_apart_from_the_niceness(tracker: Tracker) -> None:
+    if _capable(_CAP_SYS_RESOURCE) or resource.getrlimit(resource.RLIMIT_NICE)[1] >= 40:
+        pytest.skip("may raise RLIMIT_NICE to 40")
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--nice", "5",
+                               "--limit", "nice=40", "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 4
+    assert result.stderr.startswith("daemonctx: error: --limit nice=40: above our hard limit")
+
+
+def test_a_limit_past_what_setrlimit_takes_is_a_usage_error(tracker: Tracker) -> None:
+    for value in ("9223372036854775808", "18446744073709551615"):
+        result = tracker.daemonctx("start", "--pidfile", tracker.pidfile,
+                                   "--limit", f"nofile={value}", "--", "sleep", "1")  # fmt: skip
+        assert result.returncode == 2 and "at most 9223372036854775807" in result.stderr
+
+
+def test_a_double_dash_as_an_option_s_value_is_a_usage_error(tracker: Tracker) -> None:
+    """argparse before 3.12 dropped it and failed with a traceback."""
+    for option in ("--nice=--", "--limit=--", "--umask=--"):
+        result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, option,
+                                   "--", "sleep", "1")  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.endswith(f"error: {option}: '--' is not a value\n")
+    assert tracker.processes() == []

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import STARTED, Tracker, pid_alive
+from conftest import STARTED, Tracker, pid_alive, wait_for
 
 from daemonctx.signals import parse_retry
 
@@ -124,12 +124,39 @@ def test_a_schedule_without_kill_gives_up_and_leaves_the_program(tracker: Tracke
     assert pid_alive(pid) and os.path.exists(tracker.pidfile)
 
 
+def test_a_one_step_schedule_gives_up_after_its_signal(tracker: Tracker) -> None:
+    pid, log = _start_recorder(tracker, "")
+    code, _, stderr = _stop(tracker, "--retry", "TERM/0.2")
+    assert code == 1
+    assert stderr.endswith(f": app (pid {pid}) did not exit after SIGTERM, the last step\n")
+    assert log.read_text() == "SIGTERM\n" and pid_alive(pid)
+
+
+def test_giving_up_names_only_what_is_left(tracker: Tracker) -> None:
+    """The daemon exits on QUIT; its child, which holds the lock too, ignores QUIT."""
+    script = '(trap "" QUIT; exec sleep 1000) & trap "" TERM; exec sleep 1001'
+    pid = tracker.start("sh", "-c", script)
+    child = wait_for(lambda: [p for p in tracker.processes() if p != pid], what="child")[0]
+    code, _, stderr = _stop(tracker, "--retry", "TERM/0.2/QUIT/0.2")
+    assert code == 1
+    assert stderr.endswith(f": app (pid {child}) did not exit after SIGQUIT, the last step\n")
+    assert not pid_alive(pid) and pid_alive(child)
+
+
 def test_seconds_alone_are_the_signal_then_kill(tracker: Tracker) -> None:
     pid, log = _start_recorder(tracker, "")
     code, stdout, _ = _stop(tracker, "--retry", "0.3", "--signal", "HUP")
     assert code == 0 and stdout.endswith(" (sent SIGKILL after 0.3 s)\n"), stdout
     assert log.read_text() == "SIGHUP\n"
     assert not pid_alive(pid)
+
+
+def test_restart_names_its_own_flag_in_a_conflict(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "1000")
+    result = tracker.daemonctx("restart", "--pidfile", tracker.pidfile, "--signal", "HUP",
+                               "--stop-retry", "TERM/0.5", "--", "sleep", "1")  # fmt: skip
+    assert result.returncode == 2 and pid_alive(pid)
+    assert result.stderr.endswith("--signal HUP: --stop-retry TERM/0.5 names its own signals\n")
 
 
 def test_restart_stops_by_its_schedule(tracker: Tracker) -> None:
@@ -147,8 +174,11 @@ def test_restart_stops_by_its_schedule(tracker: Tracker) -> None:
     ("options", "message"),
     [
         (("--retry", "TERM/1", "--timeout", "3"), "argument --timeout: not allowed with"),
-        (("--retry", "TERM/1", "--signal", "HUP"), "--signal 1: --retry TERM/1 names its own"),
+        (("--retry", "TERM/1", "--signal", "HUP"), "--signal HUP: --retry TERM/1 names its own"),
+        (("--signal", "TERM", "--retry", "HUP/1"), "--signal TERM: --retry HUP/1 names its own"),
         (("--retry", "TERM/5/forever"), "'forever' is not supported"),
+        (("--retry=-\u0661\u0665/1",), "unknown signal '\u0661\u0665'"),  # Arabic-Indic 15
+        (("--signal", "\u0661\u0665"), "unknown signal '\u0661\u0665'"),
     ],
 )
 def test_a_bad_retry_is_a_usage_error_and_stops_nothing(

@@ -138,6 +138,9 @@ def _main(argv: Sequence[str] | None) -> int:
     first = head[0] if head else None
     only = "daemon" if first in COMMANDS else first if first == "supervise" else None
     parser = build_parser(only_ctl=first == "ctl", only=only)
+    for word in head:  # argparse before 3.12 drops a "--" value, then fails with a traceback
+        if word.startswith("--") and word.endswith("=--"):
+            parser.error(f"{word}: '--' is not a value")
     args = parser.parse_args(head)
     if args.takes_command and not command:
         parser.error(f"{args.action}: missing -- COMMAND [ARG...]")

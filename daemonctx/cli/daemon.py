@@ -23,10 +23,10 @@ from ..commands import (
     nice_argument,
     octal_mask,
     report_stop,
-    retry_steps,
     say,
     seconds,
     signal_argument,
+    stop_signal_and_steps,
 )
 from ..program import (
     DEFAULT_UMASK,
@@ -218,12 +218,11 @@ def _launch(args: argparse.Namespace) -> Launch:
 
 
 def _prepare(args: argparse.Namespace, inherit_streams: bool) -> Launch:
-    """Every foreground check of start/run; the output files are opened last, and
-    the limits set last of all (on this process: the program inherits them)."""
+    """Every foreground check of start/run; the output files are opened last."""
     launch = _launch(args)
+    launch.check_limits()
     control.check_not_running(launch.pidfile, launch.name)
     launch.open_outputs(args.stdout, args.stderr, inherit_streams)
-    launch.set_limits()
     return launch
 
 
@@ -233,15 +232,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return found.exit_code
 
 
-def _stop(pidfile: str, name: str, args: argparse.Namespace) -> None:
-    retry = retry_steps(args.retry, args.signal)
-    result = control.stop(pidfile, timeout=args.stop_timeout, signal=args.signal, retry=retry)
+def _stop(pidfile: str, name: str, args: argparse.Namespace, retry_flag: str) -> None:
+    signum, retry = stop_signal_and_steps(args, retry_flag)
+    result = control.stop(pidfile, timeout=args.stop_timeout, signal=signum, retry=retry)
     report_stop(result, name, args.stop_timeout)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     name = args.name or control.default_name(args.pidfile)
-    _stop(args.pidfile, name, args)
+    _stop(args.pidfile, name, args, "--retry")
     return 0
 
 
@@ -271,8 +270,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
     launch = _launch(args)  # checked first: a typo must not stop the running daemon
     launch.open_outputs(args.stdout, args.stderr, inherit=False)
     check_start(launch)
-    launch.set_limits()  # here too: one that cannot be set fails before the stop
-    _stop(launch.pidfile, launch.name, args)
+    launch.check_limits()  # here too: one that cannot be set fails before the stop
+    _stop(launch.pidfile, launch.name, args, "--stop-retry")
     control.check_not_running(launch.pidfile, launch.name)
     start_program(launch, notify=args.notify, timeout=args.timeout, ready_after=args.ready_after)
 

@@ -24,10 +24,10 @@ import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, NamedTuple, NoReturn
+from typing import Any, Callable, NamedTuple
 
 from ..errors import DaemonError
-from ..limits import LIMIT_NAMES, UNLIMITED, UNLIMITED_WORDS
+from ..limits import LIMIT_NAMES, PRIORITY, UNLIMITED, UNLIMITED_WORDS, LimitError, check
 from ..process import FOREVER
 from ..signals import parse_signal
 
@@ -1607,56 +1607,17 @@ def _check_environment_files(config: SupervisorConfig, program: Program) -> None
         raise config.error(program, "environment_file", reason)
 
 
-def _capable(bit: int) -> bool:
-    """Whether this process has the capability numbered ``bit`` (capabilities(7)),
-    read from /proc/self/status; where it cannot be read, whether it is root."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> bit & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.geteuid() == 0
-
-
-_CAP_SYS_NICE, _CAP_SYS_RESOURCE = 23, 24
-
-
 def _check_limits(config: SupervisorConfig, program: Program) -> None:
-    """What ``limits`` and ``nice`` ask can be done here: a limit the system has,
-    an open-file limit within the kernel's (``fs.nr_open``); no hard limit above
-    the supervisor's without CAP_SYS_RESOURCE (root's, and not in every
+    """What ``limits`` and ``nice`` ask can be done here (``limits.check``): a limit
+    the system has, an open-file limit within the kernel's (``fs.nr_open``); no hard
+    limit above the supervisor's without CAP_SYS_RESOURCE (root's, and not in every
     container), no priority above what it may take without CAP_SYS_NICE."""
-    import resource
-
-    def refuse(key: str, reason: str) -> NoReturn:
-        raise config.error(program, key, reason)
-
-    for name, (_soft, hard) in program.limits.items():
-        number = getattr(resource, f"RLIMIT_{name.upper()}", None)
-        if number is None:
-            refuse("limits", f"{name}: no such limit on this system")
-        if name == "nofile":
-            try:
-                with open("/proc/sys/fs/nr_open") as file_max:
-                    most = int(file_max.read())
-            except (OSError, ValueError):
-                most = None
-            if most is not None and (hard == UNLIMITED or hard > most):
-                got = "infinity" if hard == UNLIMITED else hard
-                refuse("limits", f"nofile: at most {most} here (fs.nr_open), got {got}")
-        ours = resource.getrlimit(number)[1]
-        above = ours != resource.RLIM_INFINITY and (hard == UNLIMITED or hard > ours)
-        if above and not _capable(_CAP_SYS_RESOURCE):
-            reason = f"{name}: above the supervisor's hard limit ({ours}), without CAP_SYS_RESOURCE"
-            refuse("limits", reason)
-    if program.nice is not None and not _capable(_CAP_SYS_NICE):
-        ceiling = resource.getrlimit(resource.RLIMIT_NICE)[0]  # setpriority(2): 20 - it
-        floor = -20 if ceiling == resource.RLIM_INFINITY else 20 - ceiling
-        floor = min(floor, os.getpriority(os.PRIO_PROCESS, 0))
-        if program.nice < floor:
-            refuse("nice", f"below {floor}, the most the supervisor may give, without CAP_SYS_NICE")
+    try:
+        check(program.limits, program.nice, whose="the supervisor's", who="the supervisor")
+    except LimitError as exc:
+        if exc.name == PRIORITY:
+            raise config.error(program, "nice", exc.reason) from None
+        raise config.error(program, "limits", f"{exc.name}: {exc.reason}") from None
 
 
 def _check_own_user(config: SupervisorConfig, program: Program) -> None:
