@@ -313,8 +313,11 @@ def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> l
     pids: set[int] = set()
     for key in keys:
         probe = probes.get(key)
-        held = probe is None or _pidfile._is_held(probe)
-        found = procfs.find_lock_holders(key, held=held).pids
+        if probe is not None and not _pidfile._is_held(probe):
+            # Free: nobody holds it. No look at /proc/locks, whose first read in a
+            # process waits for an RCU grace period (24 ms here, after every stop).
+            continue
+        found = procfs.find_lock_holders(key, held=True).pids
         pids.update(pid for pid in found if _holds_trusted(pid, key))
     return sorted(pids)
 
