@@ -59,10 +59,11 @@ class LimitError(ValueError):
     """A limit or priority that cannot be set here; ``name`` is the limit's, or
     ``PRIORITY`` for the niceness."""
 
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, privilege: bool = False) -> None:
         super().__init__(reason)
         self.name = name
         self.reason = reason
+        self.privilege = privilege  # it takes a capability we lack (LSB 4)
 
 
 def resource_number(name: str) -> int | None:
@@ -141,14 +142,14 @@ def check(
         above = ours != resource.RLIM_INFINITY and (hard == UNLIMITED or hard > ours)
         if above and not capable(CAP_SYS_RESOURCE):
             reason = f"above {whose} hard limit ({ours}), without CAP_SYS_RESOURCE"
-            raise LimitError(name, reason)
+            raise LimitError(name, reason, privilege=True)
     if nice is not None and not capable(CAP_SYS_NICE):
         ceiling = resource.getrlimit(resource.RLIMIT_NICE)[0]  # setpriority(2): 20 - it
         floor = -20 if ceiling == resource.RLIM_INFINITY else 20 - ceiling
         floor = min(floor, os.getpriority(os.PRIO_PROCESS, 0))
         if nice < floor:
             reason = f"below {floor}, the most {who} may give, without CAP_SYS_NICE"
-            raise LimitError(PRIORITY, reason)
+            raise LimitError(PRIORITY, reason, privilege=True)
 
 
 def set_limits(limits: Mapping[str, tuple[int, int]], nice: int | None = None) -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import control
 from .commands import Interrupted, say_started
@@ -29,6 +29,9 @@ from .paths import UnsafePathError
 from .pidfd import GRACE, exited, open_pidfd, wait_any, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
+
+if TYPE_CHECKING:
+    from .limits import LimitError
 
 __all__ = [
     "DEFAULT_UMASK",
@@ -156,7 +159,8 @@ class Launch:
         except LimitError as exc:
             raise self._limit_error(exc) from None
 
-    def _limit_error(self, exc: Any) -> CommandError:
+    def _limit_error(self, exc: LimitError) -> CommandError:
+        """``exc`` told with the flag the user typed."""
         from .limits import PRIORITY
 
         if exc.name == PRIORITY:
@@ -164,7 +168,7 @@ class Launch:
         else:
             soft, hard = self.limits[exc.name]
             flag = f"--limit {exc.name}={_limit_text(soft, hard)}"
-        return CommandError(f"{flag}: {exc.reason}", exit_code=4 if "CAP_" in exc.reason else 1)
+        return CommandError(f"{flag}: {exc.reason}", exit_code=4 if exc.privilege else 1)
 
     def flag_error(self, exc: DaemonOptionError) -> CommandError:
         """A ``DaemonContext`` option's error, told with the flag the user typed:
