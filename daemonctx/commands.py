@@ -162,21 +162,14 @@ def stop_signal_and_steps(
     if args.retry is None:
         return signum, None
     from .control import KILL_TIMEOUT
-    from .signals import parse_retry
+    from .signals import parse_retry, signal_name
 
     steps = parse_retry(args.retry, signum, KILL_TIMEOUT)
     if args.signal is not None and args.signal != steps[0][0]:
-        name = _signal_name(args.signal)
+        name = signal_name(args.signal).removeprefix("SIG")
         message = f"--signal {name}: {retry_flag} {args.retry} names its own signals"
         raise CommandError(message, exit_code=2)
     return steps[0][0], steps
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name[3:]
-    except ValueError:
-        return str(signum)
 
 
 def limit_argument(text: str) -> tuple[str, tuple[int, int]]:

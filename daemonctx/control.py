@@ -25,7 +25,7 @@ from .errors import CommandError, ControlError, DaemonError, DaemonStartupError
 from .pidfd import GRACE, signal_and_wait, wait_exit
 from .pidfile import PIDLockFile, restore_pidfile
 from .procfs import process_command, process_uptime
-from .signals import parse_signal
+from .signals import parse_signal, signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -172,7 +172,7 @@ class StopResult:
             pids = _pid_list(self.left) if self.left else pids
             last = self.escalated[-1][0] if self.escalated else self.signal
             if self.retried and last != _signal.SIGKILL:
-                return f"{name} (pid {pids}) did not exit after {_signal_name(last)}, the last step"
+                return f"{name} (pid {pids}) did not exit after {signal_name(last)}, the last step"
             return f"{name} (pid {pids}) did not exit, even after SIGKILL"
         held = f"pid {_pid_list(self.others)}, which still held its lock"
         if self.pid is None:
@@ -182,19 +182,12 @@ class StopResult:
             if self.others:
                 line += f", and {held}"
         if self.escalated:
-            steps = ", ".join(f"{_signal_name(sig)} after {at:g} s" for sig, at in self.escalated)
+            steps = ", ".join(f"{signal_name(sig)} after {at:g} s" for sig, at in self.escalated)
             line += f" (sent {steps})"
         elif self.killed and self.signal != _signal.SIGKILL:
             after = f" after {timeout:g} s" if timeout is not None else ""
             line += f" (sent SIGKILL{after})"
         return line
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return _signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _pid_list(pids: tuple[int, ...]) -> str:

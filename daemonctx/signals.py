@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]
 
-__all__ = ["parse_retry", "parse_signal"]
+__all__ = ["parse_retry", "parse_signal", "signal_name"]
 
 _VALID: frozenset[int] = frozenset()
 
@@ -87,3 +87,13 @@ def _wait(text: str, item: str) -> float:
     if not seconds > 0:
         raise ValueError(f"{text!r}: a wait must be more than 0 seconds, got {item!r}")
     return seconds
+
+
+def signal_name(signum: int) -> str:
+    """``SIGHUP`` for 1; ``signal 34`` for a number with no name (a real-time one)."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

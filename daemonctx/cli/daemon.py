@@ -245,15 +245,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    import signal
+    from ..signals import signal_name
 
     name = args.name or control.default_name(args.pidfile)
     pid = control.send_signal(args.pidfile, args.signal, name)
-    try:
-        shown = signal.Signals(args.signal).name
-    except ValueError:
-        shown = f"signal {args.signal}"
-    say(f"sent {shown} to {name} (pid {pid})")
+    say(f"sent {signal_name(args.signal)} to {name} (pid {pid})")
     return 0
 
 
