@@ -165,6 +165,14 @@ def _program_pid(marker: Path) -> int | None:
     return int(json.loads(line)["pid"]) if line.endswith("\n") else None
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT and SIGQUIT at their defaults, as a terminal's shell leaves them: a test
+    runner started in the background (CI's suites side by side) has them ignored,
+    and a launcher keeps a signal it was started with ignored (``nohup``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _waiting_launcher(
     tracker: Tracker, options: tuple[str, ...]
 ) -> tuple[subprocess.Popen[str], int]:
@@ -179,6 +187,7 @@ def _waiting_launcher(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
     return launcher, wait_for(lambda: _program_pid(marker), what="the program to run")
 
