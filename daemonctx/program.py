@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -137,25 +137,29 @@ class Launch:
         """``--limit`` and ``--nice``, checked in the foreground (``limits.check``):
         one the daemon could not set fails the start before anything runs (LSB 4
         when it takes a privilege we lack). The daemon sets them (``set_limits``)."""
-        if not self.limits and self.nice is None:
-            return
-        from .limits import LimitError, check
+        from .limits import check
 
-        try:
-            check(self.limits, self.nice)
-        except LimitError as exc:
-            raise self._limit_error(exc) from None
+        self._with_limits(check)
 
     def set_limits(self) -> None:
         """Set ``--limit`` and ``--nice`` on this process: the daemon, as it still
         has the launcher's privileges, just before it changes user. The launcher
         itself never runs under them (``--limit as=...`` would break it)."""
+        from .limits import set_limits
+
+        self._with_limits(set_limits)
+
+    def _with_limits(
+        self, action: Callable[[dict[str, tuple[int, int]], int | None], None]
+    ) -> None:
+        """``action(limits, nice)`` when there are any, its ``LimitError`` told with
+        the flag the user typed."""
         if not self.limits and self.nice is None:
             return
-        from .limits import LimitError, set_limits
+        from .limits import LimitError
 
         try:
-            set_limits(self.limits, self.nice)
+            action(self.limits, self.nice)
         except LimitError as exc:
             raise self._limit_error(exc) from None
 
