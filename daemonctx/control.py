@@ -407,8 +407,9 @@ def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:
         f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
         exit_code=4,
     )
+    not_running = CommandError(f"{name} is not running", exit_code=NOT_RUNNING)
     if not found.held:
-        raise CommandError(f"{name} is not running", exit_code=NOT_RUNNING)
+        raise not_running
     if found.main_pid is None:
         if not found.holders:
             raise hidden
@@ -419,7 +420,7 @@ def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:
     except PermissionError as exc:
         raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
     if not sent:  # gone since we looked; or, as another user, not provable
-        raise hidden if found.hidden else CommandError(f"{name} is not running", exit_code=7)
+        raise hidden if found.hidden else not_running
     return found.main_pid
 
 
