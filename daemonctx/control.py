@@ -219,6 +219,11 @@ def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO
     return stream
 
 
+#: Errors whose message says what failed: ours ("--limit nofile=...: cannot set it"),
+#: and lockfile's as our pidfile raises them ("cannot write pid to ...").
+_OWN_WORDS = ("daemonctx.", "lockfile.")
+
+
 def startup_failure(name: str, exc: DaemonError) -> CommandError:
     """A one-line ``ControlError`` for a start that failed in the foreground or in
     the daemon: "app failed to start: PermissionError: [Errno 13] ..."."""
@@ -226,7 +231,7 @@ def startup_failure(name: str, exc: DaemonError) -> CommandError:
         # another start won the race for the pidfile, after our check in the foreground
         return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
-        if exc.remote_type.startswith("lockfile."):  # our own words: "cannot write pid to"
+        if exc.remote_type.startswith(_OWN_WORDS):  # "--limit nofile=...: cannot set it"
             return CommandError(f"{name} failed to start: {exc.remote_message}")
         return CommandError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
     return CommandError(f"{name} failed to start: {_one_line(exc)}")

@@ -11,6 +11,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 from conftest import NOBODY, Tracker, needs_root, pid_alive, proc_stat
@@ -175,6 +176,40 @@ def test_restart_with_a_limit_that_cannot_be_set_leaves_the_daemon_running(
     assert result.returncode == 1 and "fs.nr_open" in result.stderr, result.stderr
     assert pid_alive(pid) and tracker.processes() == [pid]
     os.kill(pid, signal.SIGTERM)
+
+
+_NARROWED = """
+import resource, sys
+from daemonctx import limits
+from daemonctx.cli import main
+set_limits = limits.set_limits
+def narrowed(wanted, nice=None):  # as if prlimit --pid lowered it after the check
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    set_limits(wanted, nice)
+limits.set_limits = narrowed
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(_HARD_NOFILE < 2048, reason="needs a hard limit of 2048 open files")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_a_limit_the_kernel_refuses_in_the_daemon_is_told_in_our_words(tracker: Tracker) -> None:
+    """The foreground check passed, then the daemon's hard limit was lowered: the
+    kernel refuses 2048 (no CAP_SYS_RESOURCE: dropped as a container does). The
+    error names what was typed, not our exception's class; nothing is left."""
+    drop = ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"]
+    prefix = drop if _capable(_CAP_SYS_RESOURCE) else []
+    argv = [*prefix, sys.executable, "-c", _NARROWED, "start", "--pidfile", tracker.pidfile,
+            "--limit", "nofile=2048", "--", "sleep", "1000"]  # fmt: skip
+    result = subprocess.run(argv, env=tracker.env, capture_output=True, text=True, timeout=30)
+    name = os.path.splitext(os.path.basename(tracker.pidfile))[0]
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"daemonctx: error: {name} failed to start: --limit nofile=2048: cannot set it:"
+        " not allowed to raise maximum limit\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
 def test_the_help_names_them() -> None:
