@@ -397,6 +397,8 @@ def status(pidfile: PathArg) -> ServiceStatus:
 
 #: LSB's exit status of an init script action (reload) on a program that is not running.
 NOT_RUNNING = 7
+#: LSB's "unimplemented feature": a reload the daemon has no handler for.
+UNIMPLEMENTED = 3
 
 
 def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:

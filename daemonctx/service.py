@@ -1,5 +1,6 @@
-"""``Service``: a daemon program with ``start``, ``stop``, ``restart``, ``status``
-and ``run`` commands, built on ``DaemonContext`` and its start-up handoff.
+"""``Service``: a daemon program with ``start``, ``stop``, ``restart``, ``status``,
+``run``, ``reload``, ``force-reload``, ``try-restart`` and ``signal`` commands (an LSB
+init script's), built on ``DaemonContext`` and its start-up handoff.
 
 Subclass it, override ``run()``, and call ``MyService(pidfile=...).main()``.
 ``start`` returns 0 once ``run()``'s context is open (or once ``run()`` calls
@@ -12,11 +13,21 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import control
-from .commands import add_stop_options, prepare_exit, report_stop, run_command, say, say_started
+from .commands import (
+    add_stop_options,
+    prepare_exit,
+    report_stop,
+    run_command,
+    say,
+    say_started,
+    signal_argument,
+)
 from .context import DaemonContext
+from .control import ServiceState
 from .errors import CommandError, DaemonError, DaemonOptionError
 from .options import OPTIONS
 from .options import check as check_option
@@ -56,14 +67,14 @@ def _check_stop_timeout(value: Any) -> float:
     return float(value)
 
 
-def _check_stop_signal(value: Any) -> int:
+def _check_signal(option: str, value: Any) -> int:
     """A signal number, or a name ("TERM", "SIGTERM") as the command line takes it."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise DaemonOptionError("stop_signal", value, "must be a signal number or name")
+        raise DaemonOptionError(option, value, "must be a signal number or name")
     try:
         return control.parse_signal(value)
     except ValueError as exc:
-        raise DaemonOptionError("stop_signal", value, str(exc)) from None
+        raise DaemonOptionError(option, value, str(exc)) from None
 
 
 class Service:
@@ -71,11 +82,13 @@ class Service:
 
     Options are constructor arguments or class attributes (the constructor
     wins): ``pidfile`` (a path, required), ``name`` (for messages; default the
-    pidfile's name without extension), ``stop_timeout`` and ``stop_signal``,
-    and the ``DaemonContext`` options in ``CONTEXT_OPTIONS``. ``stdin``,
+    pidfile's name without extension), ``stop_timeout``, ``stop_signal`` and
+    ``reload_signal``, and the ``DaemonContext`` options in ``CONTEXT_OPTIONS``. ``stdin``,
     ``stdout`` and ``stderr`` may also be paths, opened (for appending) in the
     foreground. A string handler in ``signal_map`` names a method of the
-    Service (or, failing that, of the context, such as ``"terminate"``).
+    Service (or, failing that, of the context, such as ``"terminate"``); the
+    ``reload`` command is for a Service whose ``signal_map`` handles
+    ``reload_signal`` (SIGHUP): ``{signal.SIGHUP: "reload"}``.
 
     To be ready only once ``run()`` has done its set-up, set ``ready_on_open =
     False`` and call ``self.notify_ready()`` from ``run()``.
@@ -86,6 +99,7 @@ class Service:
     ready_on_open: bool = True
     stop_timeout: float = control.STOP_TIMEOUT
     stop_signal: int = signal.SIGTERM  # a name ("TERM") is taken too, made a number
+    reload_signal: int = signal.SIGHUP  # what the reload command sends
 
     def __init__(
         self,
@@ -94,6 +108,7 @@ class Service:
         name: str | None = None,
         stop_timeout: float | None = None,
         stop_signal: int | str | None = None,
+        reload_signal: int | str | None = None,
         **options: Any,
     ) -> None:
         unknown = sorted(set(options) - set(CONTEXT_OPTIONS))
@@ -110,8 +125,11 @@ class Service:
         self.stop_timeout = _check_stop_timeout(
             self.stop_timeout if stop_timeout is None else stop_timeout
         )
-        self.stop_signal = _check_stop_signal(
-            self.stop_signal if stop_signal is None else stop_signal
+        self.stop_signal = _check_signal(
+            "stop_signal", self.stop_signal if stop_signal is None else stop_signal
+        )
+        self.reload_signal = _check_signal(
+            "reload_signal", self.reload_signal if reload_signal is None else reload_signal
         )
         self._options = options
         for option in CONTEXT_OPTIONS:  # a bad value fails here, not at every command
@@ -256,11 +274,50 @@ class Service:
     def _report_stop(self, result: StopResult, timeout: float | None) -> None:
         report_stop(result, self.display_name, timeout or self.stop_timeout)
 
+    @property
+    def can_reload(self) -> bool:
+        """Whether the daemon handles ``reload_signal``: ``signal_map`` maps it to
+        a handler (a callable, or a method's name other than ``"terminate"``)."""
+        signal_map = self._option("signal_map")
+        if not isinstance(signal_map, Mapping):
+            return False
+        handler = signal_map.get(self.reload_signal)
+        if isinstance(handler, str):  # a method of the Service, or of the context
+            if handler == "terminate":
+                return False
+            handler = getattr(self, handler, None) or getattr(DaemonContext, handler, None)
+        return callable(handler)
+
+    def send_signal(self, signum: int) -> int:
+        """Send ``signum`` to the daemon, without waiting; return its pid. Only the
+        process proven to hold the pidfile's lock gets it (``control.send_signal``):
+        ``CommandError`` with LSB code 7 when the daemon is not running."""
+        return control.send_signal(self.pidfile_path, signum, self.display_name)
+
+    def reload_daemon(self) -> int:
+        """The ``reload`` command (a Service's own ``reload`` is often its handler,
+        as in ``{signal.SIGHUP: "reload"}``): send ``reload_signal`` to the daemon;
+        return its pid. ``CommandError``
+        with LSB code 3 ("unimplemented") when ``can_reload`` is false: the signal
+        would kill a daemon that does not handle it."""
+        if not self.can_reload:
+            from .signals import signal_name
+
+            raise CommandError(
+                f"{self.display_name} cannot reload: its signal_map has no handler for"
+                f" {signal_name(self.reload_signal)}",
+                exit_code=control.UNIMPLEMENTED,
+            )
+        return self.send_signal(self.reload_signal)
+
     # -- the command line ----------------------------------------------------
 
     def build_parser(self) -> argparse.ArgumentParser:
-        """The command line: start, stop, restart, status, run."""
+        """The command line: start, stop, restart, status, run, reload, force-reload,
+        try-restart, signal."""
         import argparse
+
+        from .signals import signal_name
 
         parser = argparse.ArgumentParser(description=type(self).__doc__)
         commands = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
@@ -271,6 +328,22 @@ class Service:
         add_stop_options(restart, "--timeout", self.stop_timeout, self.stop_signal)
         commands.add_parser("status", help="tell whether the daemon runs (LSB exit codes)")
         commands.add_parser("run", help="run in the foreground, with the pidfile")
+        reload_signal = signal_name(self.reload_signal)
+        commands.add_parser("reload", help=f"send {reload_signal}: reload the configuration")
+        force = commands.add_parser(
+            "force-reload",
+            help="reload if the daemon handles it, else restart (an LSB init script's)",
+        )
+        add_stop_options(force, "--timeout", self.stop_timeout, self.stop_signal)
+        try_restart = commands.add_parser("try-restart", help="restart only if it runs")
+        add_stop_options(try_restart, "--timeout", self.stop_timeout, self.stop_signal)
+        kill = commands.add_parser("signal", help="send a signal to the daemon, without waiting")
+        kill.add_argument(
+            "signal",
+            metavar="SIGNAL",
+            type=signal_argument,
+            help="by name (HUP, SIGHUP) or number",
+        )
         return parser
 
     def dispatch(self, argv: Sequence[str] | None = None) -> int:
@@ -280,19 +353,39 @@ class Service:
         return run_command(parser.prog, lambda: self._command(args))
 
     def _command(self, args: argparse.Namespace) -> int:
-        if args.action == "status":
+        action = args.action
+        if action == "status":
             found = self.status()
             say(found.message(self.display_name))
             return found.exit_code
-        if args.action == "stop":
+        if action == "force-reload":
+            action = "reload" if self.can_reload else "restart"
+        elif action == "try-restart":
+            found = self.status()
+            if found.state is ServiceState.UNKNOWN:
+                raise CommandError(found.message(self.display_name), exit_code=found.exit_code)
+            if not (found.running or found.holders):  # LSB: nothing to do is success
+                say(f"{self.display_name} is not running")
+                return 0
+            action = "restart"
+        if action == "stop":
             self._report_stop(self.stop(args.stop_timeout, args.signal), args.stop_timeout)
-        elif args.action == "restart":
+        elif action == "restart":
             self.restart(args.stop_timeout, args.signal)
-        elif args.action == "start":
+        elif action == "start":
             self.start()
+        elif action == "reload":
+            self._say_sent(self.reload_signal, self.reload_daemon())
+        elif action == "signal":
+            self._say_sent(args.signal, self.send_signal(args.signal))
         else:
             self.run_in_foreground()
         return 0
+
+    def _say_sent(self, signum: int, pid: int) -> None:
+        from .signals import signal_name
+
+        say(f"sent {signal_name(signum)} to {self.display_name} (pid {pid})")
 
     def main(self, argv: Sequence[str] | None = None) -> NoReturn:
         """Run the command in ``argv`` (default ``sys.argv[1:]``) and exit with its status."""

@@ -17,6 +17,7 @@ import pytest
 from conftest import PROGRAMS, STARTED, Tracker, pid_alive, proc_stat, read_events, wait_for
 
 from daemonctx import DaemonContext, Service
+from daemonctx.errors import DaemonOptionError
 from daemonctx.pidfile import read_pidfile_status
 
 APP = PROGRAMS / "service_app.py"
@@ -216,3 +217,87 @@ def test_restart_checks_the_new_context_before_stopping(app: App) -> None:
         "working_directory='/nonexistent': no such directory\n"
     )
     assert pid_alive(pid) and read_pidfile_status(app.pidfile).pid == pid
+
+
+# -- reload, force-reload, try-restart, signal: an LSB init script's ----------------------
+
+
+def _sent(signame: str, pid: int) -> str:
+    return f"sent {signame} to app (pid {pid})\n"
+
+
+def test_reload_sends_sighup_to_the_daemon_which_runs_on(app: App) -> None:
+    pid = app.start()
+    result = app("reload")
+    assert (result.returncode, result.stdout, result.stderr) == (0, _sent("SIGHUP", pid), "")
+    wait_for(lambda: "reload" in app.events(pid), what="the handler to run")
+    assert pid_alive(pid) and read_pidfile_status(app.pidfile).pid == pid
+    result = app("force-reload")  # it handles the signal: the same as reload
+    assert (result.returncode, result.stdout) == (0, _sent("SIGHUP", pid)), result.stderr
+    wait_for(lambda: app.events(pid).count("reload") == 2, what="the second reload")
+    result = app("signal", "HUP")
+    assert (result.returncode, result.stdout) == (0, _sent("SIGHUP", pid)), result.stderr
+    wait_for(lambda: app.events(pid).count("reload") == 3, what="the third reload")
+    assert pid_alive(pid)
+
+
+def test_reload_of_a_daemon_that_is_not_running_is_lsb_7(app: App) -> None:
+    result = app("reload")
+    assert (result.returncode, result.stderr) == (7, "service_app.py: error: app is not running\n")
+    pid = app.start()
+    os.kill(pid, signal.SIGKILL)  # the pidfile stays, naming a dead pid
+    wait_for(lambda: not pid_alive(pid), what="the daemon to die")
+    assert (app("reload").returncode, app("signal", "USR1").returncode) == (7, 7)
+
+
+def test_a_daemon_without_a_handler_is_not_killed_by_reload(app: App) -> None:
+    """SIGHUP's default action would kill it: reload refuses (LSB 3, "unimplemented"),
+    before anything is sent; force-reload restarts it instead."""
+    pid = app.start(SERVICE_NO_RELOAD="1")
+    result = app("reload", SERVICE_NO_RELOAD="1")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        3,
+        "",
+        "service_app.py: error: app cannot reload: its signal_map has no handler for SIGHUP\n",
+    )
+    assert pid_alive(pid) and app.events(pid) == ["run", "ready"]
+    result = app("force-reload", SERVICE_NO_RELOAD="1")
+    assert result.returncode == 0, result.stderr
+    stopped, started = result.stdout.splitlines(keepends=True)
+    assert stopped.startswith(f"stopped app (pid {pid}) in ")
+    match = STARTED.fullmatch(started)
+    assert match and int(match.group(2)) != pid and not pid_alive(pid)
+    assert app.events(pid) == ["run", "ready", "stopping"], "stopped by SIGTERM, not SIGHUP"
+
+
+def test_try_restart_restarts_only_a_running_daemon(app: App) -> None:
+    result = app("try-restart")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "app is not running\n", "")
+    assert not os.path.exists(app.pidfile) and not app.report.exists(), "nothing started"
+    pid = app.start()
+    result = app("try-restart")
+    assert result.returncode == 0, result.stderr
+    stopped, started = result.stdout.splitlines(keepends=True)
+    assert stopped.startswith(f"stopped app (pid {pid}) in ")
+    match = STARTED.fullmatch(started)
+    assert match and not pid_alive(pid)
+    assert read_pidfile_status(app.pidfile).pid == int(match.group(2))
+
+
+def test_a_bad_signal_is_a_usage_error(app: App) -> None:
+    result = app("signal", "NOPE")
+    assert result.returncode == 2 and "unknown signal" in result.stderr, result.stderr
+
+
+def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Path) -> None:
+    with pytest.raises(DaemonOptionError, match="reload_signal=999: unknown signal number"):
+        Service(tmp_path / "x.pid", reload_signal=999)
+    assert Configured(tmp_path / "x.pid").can_reload, "SIGHUP -> a method of the Service"
+    assert Configured(tmp_path / "x.pid", reload_signal="USR1").can_reload is False, "terminate"
+    assert Service(tmp_path / "x.pid").can_reload is False, "no signal_map"
+    ignored = Service(tmp_path / "x.pid", signal_map={signal.SIGHUP: None})
+    assert ignored.can_reload is False
+    missing = Service(tmp_path / "x.pid", signal_map={signal.SIGHUP: "no_such_method"})
+    assert missing.can_reload is False
+    usr2 = Service(tmp_path / "x.pid", reload_signal="SIGUSR2", signal_map={12: print})
+    assert (usr2.reload_signal, usr2.can_reload) == (signal.SIGUSR2, True)

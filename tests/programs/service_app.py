@@ -8,6 +8,7 @@ Configured by environment variables (all paths absolute):
   SERVICE_FAIL     run() raises RuntimeError(this) before notify_ready()
   SERVICE_RETURN   run() returns before notify_ready()
   SERVICE_CHDIR    the working_directory option
+  SERVICE_NO_RELOAD  an empty signal_map (the defaults: SIGHUP kills)
 """
 
 from __future__ import annotations
@@ -61,4 +62,6 @@ if __name__ == "__main__":
     options = {"stdout": ENV["SERVICE_STDOUT"]} if "SERVICE_STDOUT" in ENV else {}
     if "SERVICE_CHDIR" in ENV:
         options["working_directory"] = ENV["SERVICE_CHDIR"]
+    if "SERVICE_NO_RELOAD" in ENV:
+        options["signal_map"] = {}
     App(ENV["SERVICE_PIDFILE"], name="app", **options).main(sys.argv[1:])
