@@ -108,6 +108,7 @@ class _Plan:
     __slots__ = (
         "close_gaps",
         "gid",
+        "groups",
         "handlers",
         "keep_fds",
         "pidfile_step",
@@ -124,6 +125,7 @@ class _Plan:
         self.uid = 0
         self.gid = 0
         self.user_name: str | None = None
+        self.groups: list[int] | None = None  # user_name's, looked up before any chroot
         self.pidfile_step = b""
 
 
@@ -348,6 +350,8 @@ class DaemonContext:
         plan.uid, plan.gid, plan.user_name = options.check_owner(
             self.uid, self.gid, self.initgroups
         )
+        if plan.user_name is not None:  # the host's groups: a chroot may have its own file
+            plan.groups = options.groups_of(plan.user_name, plan.gid)
         plan.handlers = options.resolve_signal_map(self.signal_map, self)
         options.check_pidfile(
             self.pidfile, self.chroot_directory, self.working_directory, pidfile_held_ok
@@ -448,7 +452,7 @@ class DaemonContext:
             self.pidfile.__enter__()
             self._pidfile_entered = self.pidfile
         self._before_owner_change()
-        process.change_process_owner(plan.uid, plan.gid, plan.user_name)
+        process.change_process_owner(plan.uid, plan.gid, plan.user_name, plan.groups)
         # Handlers last: nothing above may be interrupted by a user handler.
         process.install_signal_handlers(plan.handlers)
 

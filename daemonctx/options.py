@@ -433,6 +433,16 @@ def check_owner(uid: int | None, gid: int | None, initgroups: bool) -> tuple[int
     return uid, gid, user_name
 
 
+def groups_of(user_name: str, gid: int) -> list[int] | None:
+    """The groups ``initgroups`` would give ``user_name``, looked up here, before
+    the daemon's chroot (inside it, ``/etc/group`` is the jail's or missing); None
+    when the lookup fails (the daemon's ``initgroups`` tries again)."""
+    try:
+        return os.getgrouplist(user_name, gid)
+    except (OSError, AttributeError):  # AttributeError: no getgrouplist on this system
+        return None
+
+
 def _held_ids() -> tuple[set[int], set[int]]:
     if hasattr(os, "getresuid"):
         return set(os.getresuid()), set(os.getresgid())

@@ -258,8 +258,10 @@ def change_file_creation_mask(mask: int) -> None:
     os.umask(mask)
 
 
-def _setgroups(gid: int, user_name: str | None) -> None:
-    if user_name is not None:
+def _setgroups(gid: int, user_name: str | None, groups: list[int] | None) -> None:
+    if groups is not None:
+        os.setgroups(groups)
+    elif user_name is not None:
         os.initgroups(user_name, gid)
     else:
         os.setgroups([])
@@ -272,12 +274,15 @@ def _ids() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return (uid, euid, euid), (gid, egid, egid)  # no saved ids to see (macOS)
 
 
-def change_process_owner(uid: int, gid: int, user_name: str | None) -> None:
+def change_process_owner(
+    uid: int, gid: int, user_name: str | None, groups: list[int] | None = None
+) -> None:
     """Drop to ``uid``/``gid``: supplementary groups, then gid, then uid.
 
     Groups go first because only root may set them; gid before uid for the
     same reason. Root's groups are cleared (or replaced by the user's groups
-    when ``user_name`` is given, as ``initgroups`` does), because a daemon that
+    when ``user_name`` is given, as ``initgroups`` does, or by ``groups`` when they
+    were looked up already, before a chroot), because a daemon that
     keeps group 0 ("root") can still read root-group files. Real, effective
     and saved ids are all set, and afterwards we check that root cannot be
     regained.
@@ -286,7 +291,7 @@ def change_process_owner(uid: int, gid: int, user_name: str | None) -> None:
         return
     try:
         if os.geteuid() == 0:
-            _setgroups(gid, user_name)
+            _setgroups(gid, user_name, groups)
         if hasattr(os, "setresuid"):
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
+import resource  # also loaded before a child drops to nobody (open() imports it),
+import subprocess  # who may not read the interpreter's files (under /root, 0700)
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +38,6 @@ def test_working_directory_and_umask(daemons: Daemons, tmp_path: Path) -> None:
 
 
 def test_prevent_core_false_keeps_the_core_limit(daemons: Daemons) -> None:
-    import resource
 
     soft = 4096 * 1024
     hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
@@ -126,6 +126,25 @@ def test_initgroups_sets_the_users_groups(
     status = proc_status(event["pid"])
     assert status["Uid"].split() == [str(uid)] * 4
     assert status["Gid"].split() == [str(gid)] * 4
+    assert sorted(int(g) for g in status["Groups"].split()) == sorted({gid, extra_gid})
+
+
+@needs_root
+@needs_useradd
+def test_initgroups_inside_a_chroot_gives_the_groups_of_the_host(
+    user_with_groups: tuple[str, int, int, int], daemons: Daemons, tmp_path: Path
+) -> None:
+    """The user was resolved on the host, so are its groups: looked up before the
+    chroot, not from the jail's /etc/group (which here names another group, and
+    could be written by whoever fills the jail)."""
+    name, uid, gid, extra_gid = user_with_groups
+    jail = tmp_path / "jail"
+    (jail / "etc").mkdir(parents=True)
+    (jail / "etc" / "group").write_text(f"jailed:x:4242:{name}\n")
+    options = {"uid": uid, "gid": gid, "initgroups": True, "chroot_directory": str(jail)}
+    event, _ = daemons.start({"options": options})
+    status = proc_status(event["pid"])
+    assert os.readlink(f"/proc/{event['pid']}/root") == str(jail)
     assert sorted(int(g) for g in status["Groups"].split()) == sorted({gid, extra_gid})
 
 
