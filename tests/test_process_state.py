@@ -38,7 +38,6 @@ def test_working_directory_and_umask(daemons: Daemons, tmp_path: Path) -> None:
 
 
 def test_prevent_core_false_keeps_the_core_limit(daemons: Daemons) -> None:
-
     soft = 4096 * 1024
     hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
 
