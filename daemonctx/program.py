@@ -13,6 +13,7 @@ sent ``READY=1``; a failure before that is raised in the launcher.
 from __future__ import annotations
 
 import os
+import posixpath
 import signal
 import sys
 import time
@@ -75,6 +76,7 @@ class Launch:
     stderr: IO[Any] | None = field(default=None, repr=False)
     limits: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (soft, hard)
     nice: int | None = None
+    chroot: str | None = None  # then ``path`` and ``chdir`` are as seen inside it
 
     @classmethod
     def resolve(
@@ -89,18 +91,27 @@ class Launch:
         group: str | None = None,
         limits: dict[str, tuple[int, int]] | None = None,
         nice: int | None = None,
+        chroot: str | None = None,
     ) -> Launch:
         """Check and resolve a program's start; raise ``CommandError`` naming what is wrong.
 
         ``name`` (for messages) defaults to the pidfile's name without extension, the
-        name ``status`` and ``stop`` use too: "/run/app.pid" gives "app".
+        name ``status`` and ``stop`` use too: "/run/app.pid" gives "app". With
+        ``chroot``, the program and ``chdir`` are looked for inside it; the pidfile
+        and the output files stay where they are, outside.
         """
         name = name or control.default_name(pidfile)
-        path = resolve_program(argv[0])
-        directory = _absolute("--chdir", chdir)
-        if not os.path.isdir(directory):
-            raise CommandError(f"--chdir {directory}: no such directory")
         environment = dict(os.environ)
+        root = None
+        if chroot is None:
+            path = resolve_program(argv[0])
+            directory = _absolute("--chdir", chdir)
+            if not os.path.isdir(directory):
+                raise CommandError(f"--chdir {directory}: no such directory")
+        else:
+            root, directory = _resolve_root(chroot, chdir)
+            search = environment.get("PATH", os.defpath)
+            path = resolve_program_in_root(argv[0], root, directory, search)
         uid, gid, initgroups = resolve_owner(user, group, environment)
         return cls(
             list(argv),
@@ -117,6 +128,7 @@ class Launch:
             group,
             limits=dict(limits or {}),
             nice=nice,
+            chroot=root,
         )
 
     def open_outputs(self, stdout: str | None, stderr: str | None, inherit: bool) -> None:
@@ -148,6 +160,20 @@ class Launch:
         from .limits import set_limits
 
         self._with_limits(set_limits)
+
+    def enter_root(self) -> None:
+        """With ``--chroot``: chroot, then change to ``--chdir`` inside it. In the
+        daemon, once it holds the pidfile (a path outside the jail), before it
+        changes user (chroot needs root). What an exec failure's report needs is
+        loaded first: no module file may be reachable inside."""
+        if self.chroot is None:
+            return
+        from . import process
+        from .options import preload
+
+        preload(False, self.chroot, None)
+        process.change_root_directory(self.chroot)
+        process.change_working_directory(self.chdir)
 
     def _with_limits(
         self, action: Callable[[dict[str, tuple[int, int]], int | None], None]
@@ -195,7 +221,8 @@ class Launch:
     def context_options(self, lock: PIDLockFile) -> dict[str, Any]:
         """The ``DaemonContext`` options of this program's daemon."""
         return {
-            "working_directory": self.chdir,
+            # with --chroot, enter_root changes to --chdir once inside the jail
+            "working_directory": self.chdir if self.chroot is None else "/",
             "umask": self.umask,
             "uid": self.uid,
             "gid": self.gid,
@@ -229,6 +256,83 @@ def resolve_program(command: str) -> str:
     if found is None:
         raise CommandError(f"command not found: {command}")
     return os.path.abspath(found)
+
+
+#: capabilities(7): what chroot(2) takes.
+_CAP_SYS_CHROOT = 18
+
+
+def _resolve_root(chroot: str, chdir: str) -> tuple[str, str]:
+    """``--chroot``, absolute, and ``--chdir`` as a path inside it; ``CommandError``
+    when either is no directory, or we may not chroot (LSB 4)."""
+    from .limits import capable
+
+    root = _absolute("--chroot", chroot)
+    if not os.path.isdir(root):
+        raise CommandError(f"--chroot {root}: no such directory")
+    if not capable(_CAP_SYS_CHROOT):
+        raise CommandError(
+            f"--chroot {root}: changing the root directory needs root (CAP_SYS_CHROOT)",
+            exit_code=4,
+        )
+    directory = posixpath.normpath(posixpath.join("/", chdir))
+    seen = resolve_in_root(root, directory)
+    if seen is None or not os.path.isdir(seen):
+        raise CommandError(f"--chdir {directory}: no such directory in --chroot {root}")
+    return root, directory
+
+
+def resolve_in_root(root: str, path: str) -> str | None:
+    """Where ``path``, as a process chrooted to ``root`` names it, is seen from here:
+    symbolic links are followed inside ``root``, an absolute target or ``..`` never
+    leaving it (openat2's RESOLVE_IN_ROOT). None after 40 links (ELOOP). For the
+    foreground's checks: the kernel resolves it again at the exec."""
+    todo = [part for part in reversed(path.split("/")) if part]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if not os.path.islink(here):
+            done.append(part)
+            continue
+        links += 1
+        if links > 40:
+            return None
+        target = os.readlink(here)
+        if target.startswith("/"):
+            done = []
+        todo.extend(part for part in reversed(target.split("/")) if part)
+    return os.path.join(root, *done)
+
+
+def resolve_program_in_root(command: str, root: str, chdir: str, search: str) -> str:
+    """The path to exec once chrooted to ``root`` (in ``chdir`` there): ``command``
+    when it has a slash, else found in the ``search`` path's directories inside
+    ``root``, as the shell there would."""
+    if not command:
+        raise CommandError("command not found: '' (an empty name)")
+    if "/" in command:
+        candidates = [posixpath.join(chdir, command)]
+    else:
+        candidates = [posixpath.join(chdir, entry, command) for entry in search.split(":") if entry]
+    for candidate in candidates:
+        seen = resolve_in_root(root, candidate)
+        if seen is not None and os.path.isfile(seen) and os.access(seen, os.X_OK):
+            return posixpath.normpath(candidate)
+    if "/" in command:  # say what is wrong with it, as a shell there would
+        seen = resolve_in_root(root, candidates[0])
+        if seen is not None and os.path.isdir(seen):
+            raise CommandError(f"{command}: is a directory in --chroot {root}")
+        if seen is not None and os.path.exists(seen):
+            raise CommandError(f"{command}: permission denied (not executable) in --chroot {root}")
+    raise CommandError(f"command not found: {command} in --chroot {root}")
 
 
 def _absolute(option: str, path: str) -> str:
@@ -324,7 +428,8 @@ def socket_activation_fds() -> list[int]:
 class LaunchContext(DaemonContext):
     """The context of ``start`` and ``run``: the program's ``--limit`` and ``--nice``
     are set in the daemon, with the launcher's privileges, just before it changes
-    user (checked in the foreground first: ``Launch.check_limits``)."""
+    user (checked in the foreground first: ``Launch.check_limits``), and there it
+    enters ``--chroot`` (``Launch.enter_root``), once it holds the pidfile."""
 
     def __init__(self, launch: Launch | None = None, **options: Any) -> None:
         self._launch = launch
@@ -333,6 +438,7 @@ class LaunchContext(DaemonContext):
     def _before_owner_change(self) -> None:
         if self._launch is not None:
             self._launch.set_limits()
+            self._launch.enter_root()
 
 
 class ProgramContext(LaunchContext):

@@ -59,6 +59,13 @@ def _add_context_options(parser: argparse.ArgumentParser) -> None:
         "--chdir", "-d", metavar="DIR", default="/", help="working directory (default: /)"
     )
     group.add_argument(
+        "--chroot",
+        "-r",
+        metavar="DIR",
+        help="change the root directory to DIR (root only); the program and --chdir are "
+        "looked for inside it, the pidfile and output files are not",
+    )
+    group.add_argument(
         "--umask",
         "-k",
         metavar="MASK",
@@ -214,6 +221,7 @@ def _launch(args: argparse.Namespace) -> Launch:
         group=args.group,
         limits=dict(args.limit),
         nice=args.nice,
+        chroot=args.chroot,
     )
 
 

@@ -1,0 +1,220 @@
+"""``start``/``run``/``restart --chroot DIR`` (start-stop-daemon's ``--chroot``,
+systemd's ``RootDirectory=``): the program and ``--chdir`` are looked for inside the
+jail, as the program will see them; the pidfile and the output files stay outside,
+where ``status`` and ``stop`` find them. Jails are real: a copy of ``sleep`` and the
+libraries ``ldd`` names, and what the daemon became is read from ``/proc``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import NOBODY, STARTED, Tracker, needs_root, pid_alive, proc_status, wait_for
+
+from daemonctx.program import resolve_in_root, resolve_program_in_root
+
+_SLEEP = shutil.which("sleep")
+
+
+def _make_jail(root: Path) -> Path:
+    """A jail with ``/usr/bin/sleep``, ``/bin`` a relative link to ``usr/bin`` (as
+    merged-usr systems have it), ``/srv``, and the libraries sleep loads."""
+    assert _SLEEP is not None
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "srv").mkdir()
+    (root / "bin").symlink_to("usr/bin")
+    shutil.copy2(os.path.realpath(_SLEEP), root / "usr" / "bin" / "sleep")
+    listed = subprocess.run(["ldd", _SLEEP], capture_output=True, text=True, check=True).stdout
+    for library in re.findall(r"(/\S+) \(0x", listed):  # "libc.so.6 => /lib/... (0x...)"
+        copy = root / library.lstrip("/")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(library, copy)
+    return root
+
+
+@pytest.fixture
+def jail(tmp_path: Path) -> Path:
+    return _make_jail(tmp_path / "jail")
+
+
+needs_ldd = pytest.mark.skipif(
+    _SLEEP is None or shutil.which("ldd") is None, reason="needs sleep and ldd"
+)
+
+
+@needs_root
+@needs_ldd
+def test_the_program_runs_in_the_jail_and_its_pidfile_stays_outside(
+    tracker: Tracker, jail: Path
+) -> None:
+    """As nobody, in /srv of the jail; its supplementary groups are the host's, not
+    those the jail's /etc/group lists (whoever fills the jail could grant any)."""
+    (jail / "etc").mkdir()
+    (jail / "etc" / "group").write_text("wheel:x:4242:nobody\n")
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--chdir", "srv",
+                               "--user", "nobody", "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    match = STARTED.fullmatch(result.stdout)
+    assert match, result.stdout
+    pid = int(match.group(2))
+    assert os.readlink(f"/proc/{pid}/root") == str(jail)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(jail / "srv")
+    assert os.readlink(f"/proc/{pid}/exe") == str(jail / "usr" / "bin" / "sleep")
+    status = proc_status(pid)
+    assert status["Uid"].split() == [str(NOBODY)] * 4
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    host_groups = sorted(os.getgrouplist("nobody", nobody.pw_gid))
+    assert sorted(int(g) for g in status["Groups"].split()) == host_groups
+    assert 4242 not in host_groups
+    assert Path(tracker.pidfile).read_text() == f"{pid}\n", "the pidfile is the host's path"
+
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"app is running (pid {pid}")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert not pid_alive(pid) and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+def test_run_chroots_in_the_foreground(tracker: Tracker, jail: Path) -> None:
+    argv = [*tracker.command(), "run", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+            "--", "/bin/sleep", "1000"]  # fmt: skip
+    proc = tracker.popen(argv, env=tracker.env, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: os.readlink(f"/proc/{proc.pid}/exe").endswith("/sleep"), what="the exec")
+    assert os.readlink(f"/proc/{proc.pid}/root") == str(jail)
+    assert os.readlink(f"/proc/{proc.pid}/cwd") == str(jail), "--chdir / inside the jail"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == -signal.SIGTERM
+
+
+@needs_root
+@needs_ldd
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--chroot", "{jail}", "--", "nope"], "command not found: nope in --chroot {jail}"),
+        (["--chroot", "{jail}", "--", "/srv"], "/srv: is a directory in --chroot {jail}"),
+        (["--chroot", "{jail}", "--", "./srv"], "./srv: is a directory in --chroot {jail}"),
+        (["--chroot", "{jail}/none", "--", "sleep"], "--chroot {jail}/none: no such directory"),
+        (
+            ["--chroot", "{jail}", "--chdir", "/nodir", "--", "sleep"],
+            "--chdir /nodir: no such directory in --chroot {jail}",
+        ),
+        (["--chroot", "{jail}", "--", "{ldd}"], "command not found: {ldd} in --chroot {jail}"),
+    ],
+    ids=["not-found", "directory", "relative-directory", "no-jail", "no-chdir", "host-only"],
+)
+def test_what_the_jail_lacks_fails_in_the_foreground(
+    tracker: Tracker, jail: Path, args: list[str], message: str
+) -> None:
+    """Nothing started, no pidfile. The host-only case: a program the host has at
+    that path, the jail not."""
+    values = {"jail": str(jail), "ldd": str(shutil.which("ldd"))}
+    typed = [arg.format(**values) for arg in args]
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, *typed)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert result.stderr == f"daemonctx: error: {message.format(**values)}\n"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_without_cap_sys_chroot_it_is_refused_before_anything_starts(
+    tracker: Tracker, jail: Path
+) -> None:
+    drop = ["setpriv", "--bounding-set", "-sys_chroot", "--inh-caps", "-sys_chroot"]
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000", prefix=drop)  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        4,
+        f"daemonctx: error: --chroot {jail}: changing the root directory needs root"
+        " (CAP_SYS_CHROOT)\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+def test_an_exec_that_fails_inside_the_jail_fails_the_start_whole(
+    tracker: Tracker, jail: Path
+) -> None:
+    """The program is there, its ELF interpreter is not: execve fails in the jail,
+    after the chroot, where no module file is reachable; the report still comes."""
+    for loader in jail.glob("lib*/ld-linux*"):
+        loader.unlink()
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "daemonctx: error: app failed to start: FileNotFoundError: [Errno 2] No such file or"
+        " directory: '/usr/bin/sleep'\n"
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+def test_restart_into_a_jail_that_lacks_the_program_leaves_the_daemon_running(
+    tracker: Tracker, jail: Path
+) -> None:
+    pid = tracker.start("sleep", "1000", options=("--chroot", str(jail)))
+    (jail / "usr" / "bin" / "sleep").unlink()
+    result = tracker.daemonctx("restart", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"daemonctx: error: command not found: sleep in --chroot {jail}\n"
+    assert pid_alive(pid) and tracker.processes() == [pid]
+    os.kill(pid, signal.SIGTERM)
+
+
+# -- looking inside the jail from here: pure path logic on a real tree ---------------------
+
+
+def test_links_are_followed_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "app").write_text("")
+    (root / "bin").symlink_to("usr/bin")
+    (root / "opt").symlink_to("/usr/bin")  # absolute: the jail's /usr/bin
+    (root / "up").symlink_to("../../../../../../etc")  # .. stops at the root
+    (root / "loop").symlink_to("loop")
+    (root / "usr" / "lib").mkdir()
+    (root / "usr" / "lib" / "app").symlink_to("/usr/bin/app")  # absolute, deeper down
+    assert resolve_in_root(str(root), "/bin/app") == str(root / "usr" / "bin" / "app")
+    assert resolve_in_root(str(root), "/opt/app") == str(root / "usr" / "bin" / "app")
+    assert resolve_in_root(str(root), "/usr/lib/app") == str(root / "usr" / "bin" / "app")
+    assert resolve_in_root(str(root), "/up/passwd") == str(root / "etc" / "passwd")
+    assert resolve_in_root(str(root), "/../../etc") == str(root / "etc")
+    assert resolve_in_root(str(root), "/loop/x") is None
+
+
+def test_the_program_is_searched_in_the_jail_s_path(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    program = root / "usr" / "bin" / "app"
+    program.write_text("")
+    program.chmod(0o755)
+    (root / "bin").symlink_to("/usr/bin")
+    (root / "srv").mkdir()
+    found = resolve_program_in_root("app", str(root), "/", "/nowhere:/bin")
+    assert found == "/bin/app", "the path to exec, as the jail names it"
+    assert resolve_program_in_root("../usr/bin/app", str(root), "/srv", "") == "/usr/bin/app"
+    program.chmod(0o644)
+    from daemonctx.errors import CommandError
+
+    with pytest.raises(CommandError, match="not executable"):
+        resolve_program_in_root("/bin/app", str(root), "/", "")
+    with pytest.raises(CommandError, match=r"^command not found: app in --chroot "):
+        resolve_program_in_root("app", str(root), "/", "/bin")
+    with pytest.raises(CommandError, match="command not found"):  # the host has it
+        resolve_program_in_root(str(shutil.which("ldd")), str(root), "/", "")
