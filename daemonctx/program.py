@@ -26,6 +26,7 @@ from . import control
 from .commands import Interrupted, say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
+from .executable import resolve_in_root, resolve_program, resolve_program_in_root
 from .paths import UnsafePathError
 from .pidfd import GRACE, exited, open_pidfd, wait_any, wait_exit
 from .pidfile import PIDLockFile
@@ -241,23 +242,6 @@ def _limit_text(soft: int, hard: int) -> str:
     return words[0] if soft == hard else ":".join(words)
 
 
-def resolve_program(command: str) -> str:
-    """The absolute path to exec, found in PATH as the shell would."""
-    import shutil
-
-    if not command:
-        raise CommandError("command not found: '' (an empty name)")
-    if "/" in command:  # a path: say what is wrong with it, as a shell would
-        if os.path.isdir(command):
-            raise CommandError(f"{command}: is a directory")
-        if os.path.exists(command) and not os.access(command, os.X_OK):
-            raise CommandError(f"{command}: permission denied (not executable)")
-    found = shutil.which(command)
-    if found is None:
-        raise CommandError(f"command not found: {command}")
-    return os.path.abspath(found)
-
-
 #: capabilities(7): what chroot(2) takes.
 _CAP_SYS_CHROOT = 18
 
@@ -280,59 +264,6 @@ def _resolve_root(chroot: str, chdir: str) -> tuple[str, str]:
     if seen is None or not os.path.isdir(seen):
         raise CommandError(f"--chdir {directory}: no such directory in --chroot {root}")
     return root, directory
-
-
-def resolve_in_root(root: str, path: str) -> str | None:
-    """Where ``path``, as a process chrooted to ``root`` names it, is seen from here:
-    symbolic links are followed inside ``root``, an absolute target or ``..`` never
-    leaving it (openat2's RESOLVE_IN_ROOT). None after 40 links (ELOOP). For the
-    foreground's checks: the kernel resolves it again at the exec."""
-    todo = [part for part in reversed(path.split("/")) if part]
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        if not os.path.islink(here):
-            done.append(part)
-            continue
-        links += 1
-        if links > 40:
-            return None
-        target = os.readlink(here)
-        if target.startswith("/"):
-            done = []
-        todo.extend(part for part in reversed(target.split("/")) if part)
-    return os.path.join(root, *done)
-
-
-def resolve_program_in_root(command: str, root: str, chdir: str, search: str) -> str:
-    """The path to exec once chrooted to ``root`` (in ``chdir`` there): ``command``
-    when it has a slash, else found in the ``search`` path's directories inside
-    ``root``, as the shell there would."""
-    if not command:
-        raise CommandError("command not found: '' (an empty name)")
-    if "/" in command:
-        candidates = [posixpath.join(chdir, command)]
-    else:
-        candidates = [posixpath.join(chdir, entry, command) for entry in search.split(":") if entry]
-    for candidate in candidates:
-        seen = resolve_in_root(root, candidate)
-        if seen is not None and os.path.isfile(seen) and os.access(seen, os.X_OK):
-            return posixpath.normpath(candidate)
-    if "/" in command:  # say what is wrong with it, as a shell there would
-        seen = resolve_in_root(root, candidates[0])
-        if seen is not None and os.path.isdir(seen):
-            raise CommandError(f"{command}: is a directory in --chroot {root}")
-        if seen is not None and os.path.exists(seen):
-            raise CommandError(f"{command}: permission denied (not executable) in --chroot {root}")
-    raise CommandError(f"command not found: {command} in --chroot {root}")
 
 
 def _absolute(option: str, path: str) -> str:

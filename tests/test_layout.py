@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "paths": 1,
     "signals": 1,
     "limits": 1,
+    "executable": 1,
     "options": 2,
     "handoff": 2,
     "pidfile": 2,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import NOBODY, STARTED, Tracker, needs_root, pid_alive, proc_status, wait_for
 
-from daemonctx.program import resolve_in_root, resolve_program_in_root
+from daemonctx.executable import interpreter, resolve_in_root, resolve_program_in_root
 
 _SLEEP = shutil.which("sleep")
 
@@ -145,19 +145,40 @@ def test_without_cap_sys_chroot_it_is_refused_before_anything_starts(
 
 @needs_root
 @needs_ldd
+def test_a_loader_missing_from_the_jail_fails_in_the_foreground(
+    tracker: Tracker, jail: Path
+) -> None:
+    """sleep is there, its ELF loader (PT_INTERP) is not: execve would fail with
+    "No such file or directory" for a file that exists."""
+    needed = interpreter(str(jail / "usr" / "bin" / "sleep"))
+    assert needed is not None and needed[0] == "ELF"
+    (jail / needed[1].lstrip("/")).unlink()
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"daemonctx: error: sleep: its ELF loader {needed[1]} is not found in --chroot {jail}\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
 def test_an_exec_that_fails_inside_the_jail_fails_the_start_whole(
     tracker: Tracker, jail: Path
 ) -> None:
-    """The program is there, its ELF interpreter is not: execve fails in the jail,
-    after the chroot, where no module file is reachable; the report still comes."""
-    for loader in jail.glob("lib*/ld-linux*"):
-        loader.unlink()
+    """An executable file the kernel cannot run (no #!, no ELF): execve fails in the
+    jail, after the chroot, where no module file is reachable; the report still
+    comes back, and nothing is left."""
+    garbage = jail / "usr" / "bin" / "garbage"
+    garbage.write_bytes(b"not a program\n")
+    garbage.chmod(0o755)
     result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
-                               "--", "sleep", "1000")  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr == (
-        "daemonctx: error: app failed to start: FileNotFoundError: [Errno 2] No such file or"
-        " directory: '/usr/bin/sleep'\n"
+                               "--", "/bin/garbage")  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        1,
+        "daemonctx: error: app failed to start: OSError: [Errno 8] Exec format error:"
+        " '/bin/garbage'\n",
     )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 

@@ -1137,6 +1137,27 @@ def test_a_missing_on_failure_command_fails_in_the_foreground(
     assert not good.exists() and not supervisors.processes()
 
 
+def test_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Saved with Windows line endings: the #! line names "/bin/sh\\r". Popen would
+    fail at every start with "No such file or directory" naming the script."""
+    good = tmp_path / "good.rec"
+    script = tmp_path / "web.sh"
+    script.write_bytes(b"#!/bin/sh\r\nexec sleep 1000\r\n")
+    script.chmod(0o755)
+    supervisors.config(
+        {"good": {"command": record(good, "forever")}, "web": {"command": [str(script)]}}
+    )
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert result.stderr.strip().endswith(
+        f"[program.web] command: {script}: its interpreter '/bin/sh\\r' (the #! line) is not"
+        " found (a Windows line ending?)"
+    ), result.stderr
+    assert not good.exists() and not supervisors.processes()
+
+
 # -- signals to the supervisor, PID 1 -------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
+from ..executable import missing_interpreter
 from ..paths import check_owned_file, check_path, open_log
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, wait_any
@@ -2915,7 +2916,15 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
             raise ConfigError(file, where, key, f"{command}: no such file", program.name)
         if os.path.isdir(found) or not os.access(found, os.X_OK):
             raise ConfigError(file, where, key, f"{command}: not executable", program.name)
-        return
-    path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
-    if not any(_executable(os.path.join(folder or ".", command)) for folder in path.split(":")):
-        raise ConfigError(file, where, key, f"{command}: not found in PATH", program.name)
+    else:
+        path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
+        folders = (os.path.join(folder or ".", command) for folder in path.split(":"))
+        first = next((candidate for candidate in folders if _executable(candidate)), None)
+        if first is None:
+            raise ConfigError(file, where, key, f"{command}: not found in PATH", program.name)
+        found = first
+    # a #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
+    # "No such file or directory" at every start would name the script, not it
+    missing = missing_interpreter(found)
+    if missing is not None:
+        raise ConfigError(file, where, key, f"{command}: {missing}", program.name)

@@ -1,0 +1,179 @@
+"""Find the program to exec, as a shell would: in ``PATH``, on this system or inside
+a chroot; and check beforehand what ``execve(2)`` will need of it, so that a start
+fails in the foreground, naming what was typed, rather than in the daemon with
+"No such file or directory" for a file that exists: the interpreter of a ``#!``
+line (``#!/bin/sh\\r`` from a Windows editor), or an ELF program's loader
+(``/lib64/ld-linux-x86-64.so.2``, often missing from a jail).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import TYPE_CHECKING
+
+from .errors import CommandError
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+__all__ = [
+    "interpreter",
+    "missing_interpreter",
+    "resolve_in_root",
+    "resolve_program",
+    "resolve_program_in_root",
+]
+
+_HEAD = 256  # bytes of a #! line the kernel reads (BINPRM_BUF_SIZE)
+_ELF_MAGIC = b"\x7fELF"
+_PT_INTERP = 3
+_MAX_LINKS = 40  # the kernel's ELOOP limit
+
+
+def resolve_program(command: str) -> str:
+    """The absolute path to exec, found in PATH as the shell would."""
+    import shutil
+
+    if not command:
+        raise CommandError("command not found: '' (an empty name)")
+    if "/" in command:  # a path: say what is wrong with it, as a shell would
+        if os.path.isdir(command):
+            raise CommandError(f"{command}: is a directory")
+        if os.path.exists(command) and not os.access(command, os.X_OK):
+            raise CommandError(f"{command}: permission denied (not executable)")
+    found = shutil.which(command)
+    if found is None:
+        raise CommandError(f"command not found: {command}")
+    path = os.path.abspath(found)
+    _check_interpreter(command, path, None)
+    return path
+
+
+def resolve_in_root(root: str, path: str) -> str | None:
+    """Where ``path``, as a process chrooted to ``root`` names it, is seen from here:
+    symbolic links are followed inside ``root``, an absolute target or ``..`` never
+    leaving it (openat2's RESOLVE_IN_ROOT). None after 40 links (ELOOP). For the
+    foreground's checks: the kernel resolves it again at the exec."""
+    todo = [part for part in reversed(path.split("/")) if part]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if not os.path.islink(here):
+            done.append(part)
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            return None
+        target = os.readlink(here)
+        if target.startswith("/"):
+            done = []
+        todo.extend(part for part in reversed(target.split("/")) if part)
+    return os.path.join(root, *done)
+
+
+def resolve_program_in_root(command: str, root: str, chdir: str, search: str) -> str:
+    """The path to exec once chrooted to ``root`` (in ``chdir`` there): ``command``
+    when it has a slash, else found in the ``search`` path's directories inside
+    ``root``, as the shell there would."""
+    if not command:
+        raise CommandError("command not found: '' (an empty name)")
+    if "/" in command:
+        candidates = [posixpath.join(chdir, command)]
+    else:
+        candidates = [posixpath.join(chdir, entry, command) for entry in search.split(":") if entry]
+    for candidate in candidates:
+        seen = resolve_in_root(root, candidate)
+        if seen is not None and os.path.isfile(seen) and os.access(seen, os.X_OK):
+            _check_interpreter(command, seen, root)
+            return posixpath.normpath(candidate)
+    if "/" in command:  # say what is wrong with it, as a shell there would
+        seen = resolve_in_root(root, candidates[0])
+        if seen is not None and os.path.isdir(seen):
+            raise CommandError(f"{command}: is a directory in --chroot {root}")
+        if seen is not None and os.path.exists(seen):
+            raise CommandError(f"{command}: permission denied (not executable) in --chroot {root}")
+    raise CommandError(f"command not found: {command} in --chroot {root}")
+
+
+def interpreter(path: str) -> tuple[str, str] | None:
+    """What the kernel will need to run the file at ``path``: ("#!", the
+    interpreter as its first line names it) or ("ELF", the loader its PT_INTERP
+    names); None for a static program, a file we may not read, or anything else."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_HEAD)
+            if head.startswith(b"#!"):
+                # The name ends at a space, a tab or NUL, as the kernel reads it: a
+                # "\r" before the newline is part of it.
+                name = head[2:].split(b"\n", 1)[0].lstrip(b" \t")
+                for end in (b" ", b"\t", b"\0"):
+                    name = name.split(end, 1)[0]
+                return ("#!", os.fsdecode(name)) if name else None
+            if head.startswith(_ELF_MAGIC):
+                loader = _elf_loader(file, head)
+                return ("ELF", loader) if loader else None
+    except OSError:
+        pass
+    return None
+
+
+def _elf_loader(file: BinaryIO, head: bytes) -> str | None:
+    """The PT_INTERP of the ELF file whose first bytes are ``head``: the program
+    header table (elf(5)) read for the entry of that type."""
+    from struct import unpack_from
+
+    if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+    # The formats and offsets of (e_phoff, e_phentsize, e_phnum) in the file's
+    # header, and of (p_type, p_offset, p_filesz) in a program header.
+    forms, at = ("QHH", (32, 54, 56)) if wide else ("IHH", (28, 42, 44))
+    entry, places = ("IQQ", (0, 8, 32)) if wide else ("III", (0, 4, 16))
+    table, size, count = (unpack_from(order + f, head, where)[0] for f, where in zip(forms, at))
+    if count > 256 or size < places[2] + 4:
+        return None
+    file.seek(table)
+    entries = file.read(size * count)
+    for start in range(0, len(entries) - size + 1, size):
+        kind, offset, length = (
+            unpack_from(order + form, entries, start + where)[0]
+            for form, where in zip(entry, places)
+        )
+        if kind == _PT_INTERP and 0 < length <= 4096:
+            file.seek(offset)
+            return os.fsdecode(file.read(length).split(b"\0", 1)[0]) or None
+    return None
+
+
+def missing_interpreter(seen: str, root: str | None = None) -> str | None:
+    """What the file at ``seen`` needs to run and lacks: "its interpreter '/bin/sh\\r'
+    (the #! line) is not found (a Windows line ending?)", "its ELF loader ... is not
+    found", looked for inside ``root`` when given; None when nothing is missing (or
+    it cannot be told: a relative interpreter is relative to the exec's directory)."""
+    needed = interpreter(seen)
+    if needed is None or not needed[1].startswith("/"):
+        return None
+    kind, path = needed
+    there = path if root is None else resolve_in_root(root, path)
+    if there is not None and os.path.isfile(there):
+        return None
+    where = "" if root is None else f" in --chroot {root}"
+    what = f"its interpreter {path!r} (the #! line)" if kind == "#!" else f"its ELF loader {path}"
+    hint = " (a Windows line ending?)" if path.endswith("\r") else ""
+    return f"{what} is not found{where}{hint}"
+
+
+def _check_interpreter(command: str, seen: str, root: str | None) -> None:
+    """``CommandError`` naming ``command`` as typed when ``missing_interpreter``."""
+    missing = missing_interpreter(seen, root)
+    if missing is not None:
+        raise CommandError(f"{command}: {missing}")

@@ -1,0 +1,150 @@
+"""``daemonctx.executable``: what exec(2) will need of a program, read from the
+file as the kernel reads it (a ``#!`` line's interpreter, an ELF program's loader),
+so that a start fails in the foreground naming it, rather than in the daemon with
+"No such file or directory" for a script that exists. Real files: the system's
+programs, and scripts and ELF headers written here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Tracker
+
+from daemonctx.executable import interpreter, missing_interpreter
+
+
+def _script(path: Path, text: bytes) -> str:
+    path.write_bytes(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"#!/bin/sh\necho\n", "/bin/sh"),
+        (b"#! /bin/sh -e\n", "/bin/sh"),
+        (b"#!\t/usr/bin/env python3\n", "/usr/bin/env"),
+        (b"#!/bin/sh\r\necho\n", "/bin/sh\r"),  # as the kernel reads it
+        (b"#!/bin/sh", "/bin/sh"),  # no newline at all
+        (b"#!\n", None),
+        (b"echo no line\n", None),
+        (b"", None),
+    ],
+    ids=[
+        "plain",
+        "space-and-argument",
+        "tab-env",
+        "crlf",
+        "no-newline",
+        "empty",
+        "none",
+        "empty-file",
+    ],
+)
+def test_the_interpreter_of_a_script(tmp_path: Path, text: bytes, expected: str | None) -> None:
+    found = interpreter(_script(tmp_path / "app", text))
+    assert found == (None if expected is None else ("#!", expected))
+
+
+def test_the_loader_of_the_system_s_programs() -> None:
+    """What `readelf -l` calls "Requesting program interpreter"."""
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    found = interpreter(sleep)
+    assert found is not None and found[0] == "ELF" and os.path.isfile(found[1])
+    if shutil.which("readelf"):
+        shown = subprocess.run(["readelf", "-l", sleep], capture_output=True, text=True).stdout
+        assert f"[Requesting program interpreter: {found[1]}]" in shown
+
+
+def _elf32_big_endian(loader: bytes) -> bytes:
+    """A minimal ELF32 MSB header, one PT_LOAD then one PT_INTERP program header."""
+    header = bytearray(52)
+    header[:6] = b"\x7fELF\x01\x02"  # 32-bit, big-endian
+    struct.pack_into(">IHH", header, 28, 52, 0, 0)  # e_phoff; e_flags, e_ehsize unused
+    struct.pack_into(">HH", header, 42, 32, 2)  # e_phentsize, e_phnum
+    interp_at = 52 + 2 * 32
+    load = struct.pack(">IIIIIIII", 1, 0, 0, 0, 0, 0, 5, 0)
+    interp = struct.pack(">IIIIIIII", 3, interp_at, 0, 0, len(loader) + 1, 0, 4, 1)
+    return bytes(header) + load + interp + loader + b"\0" + bytes(64)
+
+
+def test_the_loader_of_a_32_bit_big_endian_program(tmp_path: Path) -> None:
+    path = _script(tmp_path / "app", _elf32_big_endian(b"/lib/ld.so.1"))
+    assert interpreter(path) == ("ELF", "/lib/ld.so.1")
+
+
+def _elf64_header(table: int, size: int, count: int) -> bytes:
+    """An ELF64 LSB header whose program header table is at ``table``: ``count``
+    entries of ``size`` bytes."""
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", header, 32, table)
+    struct.pack_into("<HH", header, 54, size, count)
+    return bytes(header)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"\x7fELF",  # cut short
+        b"\x7fELF\x03\x01" + bytes(58),  # no such class
+        _elf64_header(1 << 62, 56, 1),  # a table far past the end
+        _elf64_header(64, 0xFFFF, 0xFFFF),  # 4 GB of entries
+        _elf64_header(64, 0, 1) + bytes(56),  # entries of no size
+        bytes(300),
+    ],
+    ids=["short", "bad-class", "table-past-the-end", "65535-entries", "empty-entries", "zeros"],
+)
+def test_garbage_is_no_interpreter_and_no_crash(tmp_path: Path, text: bytes) -> None:
+    assert interpreter(_script(tmp_path / "app", text)) is None
+
+
+def test_what_is_missing_is_said_with_the_line_as_typed(tmp_path: Path) -> None:
+    crlf = _script(tmp_path / "crlf", b"#!/bin/sh\r\necho\n")
+    assert missing_interpreter(crlf) == (
+        "its interpreter '/bin/sh\\r' (the #! line) is not found (a Windows line ending?)"
+    )
+    assert missing_interpreter(_script(tmp_path / "ok", b"#!/bin/sh\n")) is None
+    relative = _script(tmp_path / "rel", b"#!bin/sh\n")
+    assert missing_interpreter(relative) is None, "relative to the exec's directory: not told"
+    jail = tmp_path / "jail"
+    (jail / "bin").mkdir(parents=True)
+    assert missing_interpreter(crlf, str(jail)) is not None
+    assert missing_interpreter(_script(tmp_path / "sh", b"#!/bin/sh\n"), str(jail)) == (
+        f"its interpreter '/bin/sh' (the #! line) is not found in --chroot {jail}"
+    )
+    (jail / "bin" / "sh").write_bytes(b"")
+    assert missing_interpreter(str(tmp_path / "sh"), str(jail)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            b"#!/usr/bin/daemonctx-no-such-shell\n",
+            "'/usr/bin/daemonctx-no-such-shell' (the #! line) is not found",
+        ),
+        (
+            b"#!/bin/sh\r\nsleep 1000\r\n",
+            "'/bin/sh\\r' (the #! line) is not found (a Windows line ending?)",
+        ),
+    ],
+    ids=["missing", "crlf"],
+)
+def test_start_of_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
+    tracker: Tracker, text: bytes, message: str
+) -> None:
+    """Before: "app failed to start: FileNotFoundError: ... '/path/app'", from the
+    daemon, naming the script that does exist."""
+    script = _script(tracker.tmp_path / "app.sh", text)
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", script)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"daemonctx: error: {script}: its interpreter {message}\n"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
