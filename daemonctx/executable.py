@@ -45,7 +45,12 @@ def resolve_program(command: str) -> str:
     found = shutil.which(command)
     if found is None:
         raise CommandError(f"command not found: {command}")
-    path = os.path.abspath(found)
+    # Joined, not normalized: "link/../app" is what is beside the link's target,
+    # as the kernel resolves it, not what abspath's folding would name.
+    try:
+        path = found if os.path.isabs(found) else os.path.join(os.getcwd(), found)
+    except OSError:  # the current directory was deleted
+        raise CommandError(f"{command}: relative to a deleted directory; give its path") from None
     _check_interpreter(command, path, None)
     return path
 
@@ -53,7 +58,9 @@ def resolve_program(command: str) -> str:
 def resolve_in_root(root: str, path: str) -> str | None:
     """Where ``path``, as a process chrooted to ``root`` names it, is seen from here:
     symbolic links are followed inside ``root``, an absolute target or ``..`` never
-    leaving it (openat2's RESOLVE_IN_ROOT). None after 40 links (ELOOP). For the
+    leaving it (openat2's RESOLVE_IN_ROOT). None where the kernel would fail
+    before the last name: a missing or non-directory component (ENOENT,
+    ENOTDIR; "missing/.." included), or after 40 links (ELOOP). For the
     foreground's checks: the kernel resolves it again at the exec."""
     todo = [part for part in reversed(path.split("/")) if part]
     done: list[str] = []
@@ -68,6 +75,8 @@ def resolve_in_root(root: str, path: str) -> str | None:
             continue
         here = os.path.join(root, *done, part)
         if not os.path.islink(here):
+            if todo and not os.path.isdir(here):
+                return None
             done.append(part)
             continue
         links += 1
@@ -83,22 +92,32 @@ def resolve_in_root(root: str, path: str) -> str | None:
 def resolve_program_in_root(command: str, root: str, chdir: str, search: str) -> str:
     """The path to exec once chrooted to ``root`` (in ``chdir`` there): ``command``
     when it has a slash, else found in the ``search`` path's directories inside
-    ``root``, as the shell there would."""
+    ``root``, as the shell there would; relative entries (an empty one is ".") are
+    relative to ``chdir``, where the program starts. Returned joined, not
+    normalized, so that the kernel resolves what was checked ("link/.." included)."""
     if not command:
         raise CommandError("command not found: '' (an empty name)")
     if "/" in command:
         candidates = [posixpath.join(chdir, command)]
     else:
-        candidates = [posixpath.join(chdir, entry, command) for entry in search.split(":") if entry]
+        entries = search.split(":")
+        candidates = [posixpath.join(chdir, entry or ".", command) for entry in entries]
     for candidate in candidates:
         seen = resolve_in_root(root, candidate)
-        if seen is not None and os.path.isfile(seen) and os.access(seen, os.X_OK):
+        if (
+            seen is not None
+            and not candidate.endswith("/")  # "app/": the kernel wants a directory
+            and os.path.isfile(seen)
+            and os.access(seen, os.X_OK)
+        ):
             _check_interpreter(command, seen, root)
-            return posixpath.normpath(candidate)
+            return candidate
     if "/" in command:  # say what is wrong with it, as a shell there would
         seen = resolve_in_root(root, candidates[0])
         if seen is not None and os.path.isdir(seen):
             raise CommandError(f"{command}: is a directory in --chroot {root}")
+        if seen is not None and os.path.exists(seen) and candidates[0].endswith("/"):
+            raise CommandError(f"{command}: not a directory in --chroot {root}")
         if seen is not None and os.path.exists(seen):
             raise CommandError(f"{command}: permission denied (not executable) in --chroot {root}")
     raise CommandError(f"command not found: {command} in --chroot {root}")

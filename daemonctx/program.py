@@ -165,14 +165,12 @@ class Launch:
     def enter_root(self) -> None:
         """With ``--chroot``: chroot, then change to ``--chdir`` inside it. In the
         daemon, once it holds the pidfile (a path outside the jail), before it
-        changes user (chroot needs root). What an exec failure's report needs is
-        loaded first: no module file may be reachable inside."""
+        changes user (chroot needs root); what an error report needs from then on
+        was loaded in the foreground (``_resolve_root``)."""
         if self.chroot is None:
             return
         from . import process
-        from .options import preload
 
-        preload(False, self.chroot, None)
         process.change_root_directory(self.chroot)
         process.change_working_directory(self.chdir)
 
@@ -247,10 +245,16 @@ _CAP_SYS_CHROOT = 18
 
 
 def _resolve_root(chroot: str, chdir: str) -> tuple[str, str]:
-    """``--chroot``, absolute, and ``--chdir`` as a path inside it; ``CommandError``
-    when either is no directory, or we may not chroot (LSB 4)."""
+    """``--chroot``, absolute, and ``--chdir`` as a path inside it (joined, not
+    normalized: the kernel resolves "link/.." as the check did); ``CommandError``
+    when either is no directory, or we may not chroot (LSB 4). What an error
+    after the chroot needs is loaded here: no module file may be reachable there,
+    and a small ``--limit nofile`` may leave no descriptor to open one."""
     from .limits import capable
+    from .options import preload
 
+    if not chroot:
+        raise CommandError("--chroot '': an empty path (give the jail's directory)")
     root = _absolute("--chroot", chroot)
     if not os.path.isdir(root):
         raise CommandError(f"--chroot {root}: no such directory")
@@ -259,10 +263,11 @@ def _resolve_root(chroot: str, chdir: str) -> tuple[str, str]:
             f"--chroot {root}: changing the root directory needs root (CAP_SYS_CHROOT)",
             exit_code=4,
         )
-    directory = posixpath.normpath(posixpath.join("/", chdir))
+    directory = posixpath.join("/", chdir)
     seen = resolve_in_root(root, directory)
     if seen is None or not os.path.isdir(seen):
         raise CommandError(f"--chdir {directory}: no such directory in --chroot {root}")
+    preload(False, root, None)
     return root, directory
 
 

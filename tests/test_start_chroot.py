@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import NOBODY, STARTED, Tracker, needs_root, pid_alive, proc_status, wait_for
 
+from daemonctx.errors import CommandError
 from daemonctx.executable import interpreter, resolve_in_root, resolve_program_in_root
 
 _SLEEP = shutil.which("sleep")
@@ -85,6 +86,46 @@ def test_the_program_runs_in_the_jail_and_its_pidfile_stays_outside(
 
 @needs_root
 @needs_ldd
+def test_the_program_checked_is_the_program_run_dot_dot_after_a_link_included(
+    tracker: Tracker, jail: Path
+) -> None:
+    """srv/link points to /opt/real: /srv/link/../prog is /opt/prog for the kernel
+    (the checked one), not /srv/prog (another program, which folding the text
+    gives); --chdir /srv/link/.. is /opt."""
+    (jail / "opt" / "real").mkdir(parents=True)
+    (jail / "srv" / "link").symlink_to("/opt/real")
+    shutil.copy2(jail / "usr" / "bin" / "sleep", jail / "opt" / "prog")
+    decoy = jail / "srv" / "prog"
+    decoy.write_bytes(b"not a program\n")
+    decoy.chmod(0o755)
+    options = ("--chroot", str(jail), "--chdir", "/srv/link/..", "--pidfile", tracker.pidfile)
+    result = tracker.daemonctx("start", *options, "--", "/srv/link/../prog", "1000")
+    assert result.returncode == 0, result.stderr
+    pid = int(Path(tracker.pidfile).read_text())
+    assert os.readlink(f"/proc/{pid}/exe") == str(jail / "opt" / "prog")
+    assert os.readlink(f"/proc/{pid}/cwd") == str(jail / "opt"), "--chdir /srv/link/.. is /opt"
+    os.kill(pid, signal.SIGTERM)
+
+
+@needs_root
+@needs_ldd
+def test_a_tiny_descriptor_limit_still_gets_its_error_reported(
+    tracker: Tracker, jail: Path
+) -> None:
+    """--limit nofile=3 leaves the daemon no descriptor to import a module with:
+    what a failure after the chroot reports with is loaded in the foreground."""
+    garbage = jail / "usr" / "bin" / "garbage"
+    garbage.write_bytes(b"not a program\n")
+    garbage.chmod(0o755)
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--limit", "nofile=3",
+                               "--pidfile", tracker.pidfile, "--", "/bin/garbage")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.endswith("Exec format error: '/bin/garbage'\n"), result.stderr
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
 def test_run_chroots_in_the_foreground(tracker: Tracker, jail: Path) -> None:
     argv = [*tracker.command(), "run", "--chroot", str(jail), "--pidfile", tracker.pidfile,
             "--", "/bin/sleep", "1000"]  # fmt: skip
@@ -110,8 +151,17 @@ def test_run_chroots_in_the_foreground(tracker: Tracker, jail: Path) -> None:
             "--chdir /nodir: no such directory in --chroot {jail}",
         ),
         (["--chroot", "{jail}", "--", "{ldd}"], "command not found: {ldd} in --chroot {jail}"),
+        (["--chroot", "", "--", "sleep"], "--chroot '': an empty path (give the jail's directory)"),
     ],
-    ids=["not-found", "directory", "relative-directory", "no-jail", "no-chdir", "host-only"],
+    ids=[
+        "not-found",
+        "directory",
+        "relative-directory",
+        "no-jail",
+        "no-chdir",
+        "host-only",
+        "empty-jail",
+    ],
 )
 def test_what_the_jail_lacks_fails_in_the_foreground(
     tracker: Tracker, jail: Path, args: list[str], message: str
@@ -208,6 +258,7 @@ def test_links_are_followed_inside_the_root(tmp_path: Path) -> None:
     (root / "bin").symlink_to("usr/bin")
     (root / "opt").symlink_to("/usr/bin")  # absolute: the jail's /usr/bin
     (root / "up").symlink_to("../../../../../../etc")  # .. stops at the root
+    (root / "etc").mkdir()
     (root / "loop").symlink_to("loop")
     (root / "usr" / "lib").mkdir()
     (root / "usr" / "lib" / "app").symlink_to("/usr/bin/app")  # absolute, deeper down
@@ -229,9 +280,23 @@ def test_the_program_is_searched_in_the_jail_s_path(tmp_path: Path) -> None:
     (root / "srv").mkdir()
     found = resolve_program_in_root("app", str(root), "/", "/nowhere:/bin")
     assert found == "/bin/app", "the path to exec, as the jail names it"
-    assert resolve_program_in_root("../usr/bin/app", str(root), "/srv", "") == "/usr/bin/app"
+    found = resolve_program_in_root("../usr/bin/app", str(root), "/srv", "")
+    assert found == "/srv/../usr/bin/app", "joined, not folded: the kernel resolves it so"
+    assert resolve_program_in_root("app", str(root), "/usr/bin", ":/nowhere") == "/usr/bin/./app"
+    (root / "srv" / "link").symlink_to("/usr/lib")  # link/.. is /usr, where the kernel looks
+    (root / "usr" / "lib").mkdir()
+    assert resolve_program_in_root("link/../bin/app", str(root), "/srv", "") == (
+        "/srv/link/../bin/app"
+    )
+    with pytest.raises(CommandError, match=r"command not found: link/\.\./app"):
+        resolve_program_in_root("link/../app", str(root), "/srv", "")  # no /usr/app
+    with pytest.raises(CommandError, match="/bin/app/: not a directory in --chroot"):
+        resolve_program_in_root("/bin/app/", str(root), "/", "")  # ENOTDIR for the kernel
+    with pytest.raises(CommandError, match=r"command not found: nowhere/\.\./app"):
+        resolve_program_in_root("nowhere/../app", str(root), "/usr/bin", "")  # ENOENT
+    with pytest.raises(CommandError, match=r"command not found: app/\.\./app"):
+        resolve_program_in_root("app/../app", str(root), "/usr/bin", "")  # ENOTDIR
     program.chmod(0o644)
-    from daemonctx.errors import CommandError
 
     with pytest.raises(CommandError, match="not executable"):
         resolve_program_in_root("/bin/app", str(root), "/", "")
