@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import Tracker
 
-from daemonctx.executable import interpreter, missing_interpreter
+from daemonctx.executable import interpreter, missing_interpreter, resolve_program
 
 
 def _script(path: Path, text: bytes) -> str:
@@ -148,3 +148,18 @@ def test_start_of_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"daemonctx: error: {script}: its interpreter {message}\n"
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def test_a_relative_path_through_a_link_is_joined_not_folded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """link/../app is the app beside the link's target, as the kernel resolves it;
+    abspath's folding named ./app, another file."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    target = _script(tmp_path / "real" / "app", b"#!/bin/sh\n")
+    _script(tmp_path / "app", b"#!/bin/sh\n")  # the decoy folding would name
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path)
+    found = resolve_program("link/../app")
+    assert found == str(tmp_path / "link/../app")
+    assert os.path.samefile(found, target)
