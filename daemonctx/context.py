@@ -444,6 +444,9 @@ class DaemonContext:
         process.redirect_standard_streams(sources)  # type: ignore[arg-type]
         if devnull is not None and devnull > 2:  # below 3 it is a standard fd now
             os.close(devnull)
+        # Once the pidfile is held, status, stop and reload find us: what the
+        # signal map handles waits for its handler (SIGHUP must not kill us now).
+        process.hold_signals(plan.handlers)
         # The pidfile is written before privileges drop, so a root-started
         # daemon can keep it in a root-owned directory such as /run.
         if self.pidfile is not None:

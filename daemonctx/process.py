@@ -161,10 +161,21 @@ def reset_signal_mask() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 
+def hold_signals(handlers: Mapping[int, Handler]) -> None:
+    """Block the signals ``handlers`` will catch or ignore until they are installed
+    (``install_signal_handlers`` unblocks them): one sent before, whose default
+    action is to kill (SIGHUP, SIGUSR1), waits for its handler instead."""
+    held = [number for number, handler in handlers.items() if handler != _signal.SIG_DFL]
+    if held:
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, held)
+
+
 def install_signal_handlers(handlers: Mapping[int, Handler]) -> None:
-    """Set each signal's disposition (``handlers`` as resolved by ``options``)."""
+    """Set each signal's disposition (``handlers`` as resolved by ``options``),
+    then deliver what ``hold_signals`` held back, now to its handler."""
     for number, handler in handlers.items():
         _signal.signal(number, handler)
+    reset_signal_mask()
 
 
 # -- file descriptors ---------------------------------------------------------

@@ -277,15 +277,15 @@ class Service:
     @property
     def can_reload(self) -> bool:
         """Whether the daemon handles ``reload_signal``: ``signal_map`` maps it to
-        a handler (a callable, or a method's name other than ``"terminate"``)."""
+        a callable, or names a method the subclass defines (``"reload"``); not one
+        of ``Service``'s own commands (``"stop"``), nor the context's (``"terminate"``)."""
         signal_map = self._option("signal_map")
         if not isinstance(signal_map, Mapping):
             return False
         handler = signal_map.get(self.reload_signal)
-        if isinstance(handler, str):  # a method of the Service, or of the context
-            if handler == "terminate":
-                return False
-            handler = getattr(self, handler, None) or getattr(DaemonContext, handler, None)
+        if isinstance(handler, str):
+            method = getattr(type(self), handler, None)
+            return callable(method) and method is not getattr(Service, handler, None)
         return callable(handler)
 
     def send_signal(self, signum: int) -> int:
@@ -329,10 +329,15 @@ class Service:
         commands.add_parser("status", help="tell whether the daemon runs (LSB exit codes)")
         commands.add_parser("run", help="run in the foreground, with the pidfile")
         reload_signal = signal_name(self.reload_signal)
-        commands.add_parser("reload", help=f"send {reload_signal}: reload the configuration")
+        reload_help = (
+            f"send {reload_signal}: reload the configuration"
+            if self.can_reload
+            else f"refused: signal_map has no handler for {reload_signal}"
+        )
+        commands.add_parser("reload", help=reload_help)
         force = commands.add_parser(
             "force-reload",
-            help="reload if the daemon handles it, else restart (an LSB init script's)",
+            help="reload if the daemon handles it, else restart; only if it runs",
         )
         add_stop_options(force, "--timeout", self.stop_timeout, self.stop_signal)
         try_restart = commands.add_parser("try-restart", help="restart only if it runs")
@@ -358,16 +363,15 @@ class Service:
             found = self.status()
             say(found.message(self.display_name))
             return found.exit_code
-        if action == "force-reload":
-            action = "reload" if self.can_reload else "restart"
-        elif action == "try-restart":
+        if action in ("force-reload", "try-restart"):
+            # LSB: restart (or reload) only what runs; nothing to do is success
             found = self.status()
             if found.state is ServiceState.UNKNOWN:
                 raise CommandError(found.message(self.display_name), exit_code=found.exit_code)
-            if not (found.running or found.holders):  # LSB: nothing to do is success
+            if not (found.running or found.holders):
                 say(f"{self.display_name} is not running")
                 return 0
-            action = "restart"
+            action = "reload" if action == "force-reload" and self.can_reload else "restart"
         if action == "stop":
             self._report_stop(self.stop(args.stop_timeout, args.signal), args.stop_timeout)
         elif action == "restart":

@@ -241,6 +241,29 @@ def test_reload_sends_sighup_to_the_daemon_which_runs_on(app: App) -> None:
     assert pid_alive(pid)
 
 
+def test_a_reload_while_the_daemon_starts_waits_for_its_handler(app: App) -> None:
+    """The daemon holds its pidfile (reload finds it) before its handlers are in
+    place: SIGHUP's default action would kill it there. It is held back, then
+    handled."""
+    marker = str(app.tracker.tmp_path / "hold")
+    starting = app.tracker.popen(
+        [sys.executable, str(APP), "start"],
+        env={**app.env, "SERVICE_HOLD": marker},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: os.path.exists(marker + ".held"), what="the daemon to hold its pidfile")
+    daemon = read_pidfile_status(app.pidfile).pid
+    result = app("reload")
+    assert (result.returncode, result.stdout) == (0, _sent("SIGHUP", daemon)), result.stderr
+    open(marker + ".go", "w").close()
+    stdout, stderr = starting.communicate(timeout=30)
+    assert (starting.returncode, stdout) == (0, f"started app (pid {daemon})\n"), stderr
+    wait_for(lambda: "reload" in app.events(daemon), what="the held-back reload")
+    assert pid_alive(daemon) and "ready" in app.events(daemon)
+
+
 def test_reload_of_a_daemon_that_is_not_running_is_lsb_7(app: App) -> None:
     result = app("reload")
     assert (result.returncode, result.stderr) == (7, "service_app.py: error: app is not running\n")
@@ -270,10 +293,22 @@ def test_a_daemon_without_a_handler_is_not_killed_by_reload(app: App) -> None:
     assert app.events(pid) == ["run", "ready", "stopping"], "stopped by SIGTERM, not SIGHUP"
 
 
-def test_try_restart_restarts_only_a_running_daemon(app: App) -> None:
-    result = app("try-restart")
+@pytest.mark.parametrize(
+    ("action", "env"),
+    [("try-restart", {}), ("force-reload", {}), ("force-reload", {"SERVICE_NO_RELOAD": "1"})],
+    ids=["try-restart", "force-reload", "force-reload-no-handler"],
+)
+def test_what_only_acts_on_a_running_daemon_starts_nothing(
+    app: App, action: str, env: dict[str, str]
+) -> None:
+    """LSB: try-restart, and force-reload (systemd's reload-or-try-restart), of a
+    service that is not running succeed and do nothing."""
+    result = app(action, **env)
     assert (result.returncode, result.stdout, result.stderr) == (0, "app is not running\n", "")
     assert not os.path.exists(app.pidfile) and not app.report.exists(), "nothing started"
+
+
+def test_try_restart_restarts_only_a_running_daemon(app: App) -> None:
     pid = app.start()
     result = app("try-restart")
     assert result.returncode == 0, result.stderr
@@ -301,3 +336,12 @@ def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Pa
     assert missing.can_reload is False
     usr2 = Service(tmp_path / "x.pid", reload_signal="SIGUSR2", signal_map={12: print})
     assert (usr2.reload_signal, usr2.can_reload) == (signal.SIGUSR2, True)
+    stop = Service(tmp_path / "x.pid", signal_map={signal.SIGHUP: "stop"})
+    assert stop.can_reload is False, "Service's own command, not a handler"
+
+    class Own(Service):
+        def terminate(self, signum: int, frame: Any) -> None:  # its own, a reload
+            pass
+
+    own = Own(tmp_path / "x.pid", signal_map={signal.SIGHUP: "terminate"})
+    assert own.can_reload is True

@@ -9,6 +9,8 @@ Configured by environment variables (all paths absolute):
   SERVICE_RETURN   run() returns before notify_ready()
   SERVICE_CHDIR    the working_directory option
   SERVICE_NO_RELOAD  an empty signal_map (the defaults: SIGHUP kills)
+  SERVICE_HOLD     a path: the daemon, holding its pidfile but before its signal
+                   handlers, creates PATH.held and waits for PATH.go (20 s at most)
 """
 
 from __future__ import annotations
@@ -58,7 +60,26 @@ class App(Service):
         report("reload")
 
 
+def hold_before_owner_change(marker: str) -> None:
+    """Stop the daemon in the instant between taking the pidfile and installing
+    its handlers (the privilege drop is there), until the test says go."""
+    from daemonctx import process
+
+    change = process.change_process_owner
+
+    def held(*args: object) -> None:
+        open(marker + ".held", "w").close()
+        deadline = time.monotonic() + 20
+        while not os.path.exists(marker + ".go") and time.monotonic() < deadline:
+            time.sleep(0.005)
+        change(*args)  # type: ignore[arg-type]
+
+    process.change_process_owner = held  # type: ignore[assignment]
+
+
 if __name__ == "__main__":
+    if "SERVICE_HOLD" in ENV:
+        hold_before_owner_change(ENV["SERVICE_HOLD"])
     options = {"stdout": ENV["SERVICE_STDOUT"]} if "SERVICE_STDOUT" in ENV else {}
     if "SERVICE_CHDIR" in ENV:
         options["working_directory"] = ENV["SERVICE_CHDIR"]
