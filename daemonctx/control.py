@@ -231,9 +231,14 @@ def startup_failure(name: str, exc: DaemonError) -> CommandError:
         # another start won the race for the pidfile, after our check in the foreground
         return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
-        if exc.remote_type.startswith(_OWN_WORDS):  # "--limit nofile=...: cannot set it"
-            return CommandError(f"{name} failed to start: {exc.remote_message}")
-        return CommandError(f"{name} failed to start: {exc.remote_type}: {exc.remote_message}")
+        if exc.remote_type.startswith(_OWN_WORDS) and exc.remote_message:
+            # "--limit nofile=...: cannot set it"; an OSError's "[Errno 1] " says nothing more
+            message = exc.remote_message
+            if message.startswith("[Errno ") and "] " in message:
+                message = message.split("] ", 1)[1]
+            return CommandError(f"{name} failed to start: {message}")
+        told = f": {exc.remote_message}" if exc.remote_message else ""
+        return CommandError(f"{name} failed to start: {exc.remote_type}{told}")
     return CommandError(f"{name} failed to start: {_one_line(exc)}")
 
 

@@ -218,5 +218,20 @@ def test_startup_failure_messages() -> None:
         daemon_pid=7,
     )
     assert str(startup_failure("app", remote)) == "app failed to start: OSError: boom"
+    ours = DaemonStartupError(
+        "...",
+        remote_type="daemonctx.errors.DaemonOSEnvironmentError",
+        remote_message="[Errno 1] cannot change process owner to uid 5: Operation not permitted",
+        daemon_pid=7,
+    )
+    assert str(startup_failure("app", ours)) == (
+        "app failed to start: cannot change process owner to uid 5: Operation not permitted"
+    )
+    silent = DaemonStartupError(
+        "...", remote_type="daemonctx.errors.DaemonError", remote_message="", daemon_pid=7
+    )
+    assert str(startup_failure("app", silent)) == (
+        "app failed to start: daemonctx.errors.DaemonError"
+    ), "no words of its own: its type, not nothing"
     local = DaemonOptionError("uid", 5, "cannot switch to it")
     assert str(startup_failure("app", local)) == "app failed to start: uid=5: cannot switch to it"
