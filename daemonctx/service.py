@@ -347,7 +347,7 @@ class Service:
             "signal",
             metavar="SIGNAL",
             type=signal_argument,
-            help="by name (HUP, SIGHUP) or number",
+            help="by name (HUP, SIGHUP, RTMIN+2) or number",
         )
         return parser
 

@@ -20,7 +20,8 @@ def _valid() -> frozenset[int]:
 
 
 def parse_signal(value: str | int) -> int:
-    """A signal from a number or a name with or without "SIG" ("TERM", "sigterm", "15").
+    """A signal from a number or a name with or without "SIG" ("TERM", "sigterm", "15"),
+    a real-time one as kill(1) and systemd write it ("RTMIN+2", "SIGRTMAX-1").
 
     Raises ValueError for an unknown signal or 0.
     """
@@ -32,6 +33,14 @@ def parse_signal(value: str | int) -> int:
     name = value.strip().upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
+    if name.startswith(("SIGRTMIN+", "SIGRTMAX-")) and hasattr(_signal, "SIGRTMIN"):
+        offset = name[9:]
+        if offset.isdigit() and offset.isascii():
+            low, high = _signal.SIGRTMIN, _signal.SIGRTMAX
+            number = low + int(offset) if name[6] == "I" else high - int(offset)
+            if low <= number <= high and number in _valid():
+                return int(number)
+        raise ValueError(f"unknown signal {value!r}")
     # _signal also holds SIG_DFL, SIG_IGN, SIG_BLOCK...: only a valid signal's name counts
     found = getattr(_signal, name, None) if name.isidentifier() and "_" not in name else None
     if not isinstance(found, int) or found not in _valid():
@@ -90,10 +99,14 @@ def _wait(text: str, item: str) -> float:
 
 
 def signal_name(signum: int) -> str:
-    """``SIGHUP`` for 1; ``signal 34`` for a number with no name (a real-time one)."""
+    """``SIGHUP`` for 1; ``SIGRTMIN+2`` for a real-time one (as ``parse_signal``
+    reads it); ``signal 99`` for a number with no name."""
     import signal
 
     try:
         return signal.Signals(signum).name
     except ValueError:
+        low = getattr(_signal, "SIGRTMIN", 0)
+        if low < signum <= getattr(_signal, "SIGRTMAX", 0):
+            return f"SIGRTMIN+{signum - low}"
         return f"signal {signum}"

@@ -37,6 +37,7 @@ from daemonctx.control import (
 )
 from daemonctx.errors import DaemonOptionError, DaemonStartupError
 from daemonctx.pidfile import PIDLockFile
+from daemonctx.signals import signal_name
 
 
 @pytest.fixture
@@ -46,13 +47,28 @@ def child(processes: ProcessTracker) -> subprocess.Popen[bytes]:
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("TERM", 15), ("sigterm", 15), ("SIGTERM", 15), ("15", 15), (" hup ", 1), ("KILL", 9)],
+    [
+        ("TERM", 15),
+        ("sigterm", 15),
+        ("SIGTERM", 15),
+        ("15", 15),
+        (" hup ", 1),
+        ("KILL", 9),
+        ("RTMIN", signal.SIGRTMIN),
+        ("RTMIN+2", signal.SIGRTMIN + 2),
+        ("sigrtmax-1", signal.SIGRTMAX - 1),
+        ("SIGRTMAX-0", signal.SIGRTMAX),
+    ],
 )
 def test_parse_signal(text: str, number: int) -> None:
     assert parse_signal(text) == number
+    name = signal_name(number)
+    assert parse_signal(name) == number, f"{name}: what signal_name writes is read back"
 
 
-@pytest.mark.parametrize("text", ["NOPE", "0", "", "999", "SIG_DFL", "-1"])
+@pytest.mark.parametrize(
+    "text", ["NOPE", "0", "", "999", "SIG_DFL", "-1", "RTMIN+99", "RTMAX-99", "RTMIN+", "RTMIN+x"]
+)
 def test_parse_signal_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="unknown signal"):
         parse_signal(text)
