@@ -110,7 +110,7 @@ def resolve_program_in_root(command: str, root: str, chdir: str, search: str) ->
             and os.path.isfile(seen)
             and os.access(seen, os.X_OK)
         ):
-            _check_interpreter(command, seen, root)
+            _check_interpreter(command, seen, root, search)
             return candidate
     if "/" in command:  # say what is wrong with it, as a shell there would
         seen = resolve_in_root(root, candidates[0])
@@ -131,18 +131,26 @@ def interpreter(path: str) -> tuple[str, str] | None:
         with open(path, "rb") as file:
             head = file.read(_HEAD)
             if head.startswith(b"#!"):
-                # The name ends at a space, a tab or NUL, as the kernel reads it: a
-                # "\r" before the newline is part of it.
-                name = head[2:].split(b"\n", 1)[0].lstrip(b" \t")
-                for end in (b" ", b"\t", b"\0"):
-                    name = name.split(end, 1)[0]
-                return ("#!", os.fsdecode(name)) if name else None
+                name = _shebang(head)[0]
+                return ("#!", name) if name else None
             if head.startswith(_ELF_MAGIC):
                 loader = _elf_loader(file, head)
                 return ("ELF", loader) if loader else None
     except OSError:
         pass
     return None
+
+
+def _shebang(head: bytes) -> tuple[str, str]:
+    """The interpreter and the one argument a ``#!`` line gives it, as the kernel
+    reads them: the name ends at a space, a tab or NUL (a "\\r" before the newline
+    is part of it); the rest of the line, trimmed, is a single argument."""
+    line = head[2:].split(b"\n", 1)[0].lstrip(b" \t")
+    name = line
+    for end in (b" ", b"\t", b"\0"):
+        name = name.split(end, 1)[0]
+    argument = line[len(name) :].split(b"\0", 1)[0].strip(b" \t")
+    return os.fsdecode(name), os.fsdecode(argument)
 
 
 def _elf_loader(file: BinaryIO, head: bytes) -> str | None:
@@ -173,26 +181,71 @@ def _elf_loader(file: BinaryIO, head: bytes) -> str | None:
     return None
 
 
-def missing_interpreter(seen: str, root: str | None = None) -> str | None:
+def missing_interpreter(
+    seen: str, root: str | None = None, search: str | None = None
+) -> str | None:
     """What the file at ``seen`` needs to run and lacks: "its interpreter '/bin/sh\\r'
     (the #! line) is not found (a Windows line ending?)", "its ELF loader ... is not
-    found", looked for inside ``root`` when given; None when nothing is missing (or
-    it cannot be told: a relative interpreter is relative to the exec's directory)."""
+    found", and for ``#!/usr/bin/env NAME``, NAME not found in ``search`` (the
+    program's PATH; default ours); looked for inside ``root`` when given. None when
+    nothing is missing, or it cannot be told (a relative path is relative to the
+    exec's directory)."""
     needed = interpreter(seen)
     if needed is None or not needed[1].startswith("/"):
         return None
     kind, path = needed
-    there = path if root is None else resolve_in_root(root, path)
-    if there is not None and os.path.isfile(there):
-        return None
     where = "" if root is None else f" in --chroot {root}"
-    what = f"its interpreter {path!r} (the #! line)" if kind == "#!" else f"its ELF loader {path}"
-    hint = " (a Windows line ending?)" if path.endswith("\r") else ""
-    return f"{what} is not found{where}{hint}"
+    if not _is_file(path, root):
+        what = (
+            f"its interpreter {path!r} (the #! line)" if kind == "#!" else f"its ELF loader {path}"
+        )
+        hint = " (a Windows line ending?)" if path.endswith("\r") else ""
+        return f"{what} is not found{where}{hint}"
+    if kind == "#!" and posixpath.basename(path) == "env":
+        return _missing_through_env(seen, path, root, search, where)
+    return None
 
 
-def _check_interpreter(command: str, seen: str, root: str | None) -> None:
+def _missing_through_env(
+    seen: str, env: str, root: str | None, search: str | None, where: str
+) -> str | None:
+    """``#!/usr/bin/env NAME``: env looks NAME up in the program's PATH, after the
+    exec, where a failure is "env: 'NAME': No such file or directory" and exit 127."""
+    try:
+        with open(seen, "rb") as file:
+            name = _shebang(file.read(_HEAD))[1]
+    except OSError:
+        return None
+    if not name or name.startswith("-"):  # env's options (-S): not looked into
+        return None
+    if " " in name or "\t" in name:
+        return f"its #! line gives env {name!r} as one name (env -S would split it)"
+    if "/" in name:
+        return (
+            None
+            if not name.startswith("/") or _is_file(name, root)
+            else (f"the program its #! line runs through env, {name!r}, is not found{where}")
+        )
+    if search is None:
+        search = os.environ.get("PATH", os.defpath)
+    folders = search.split(":")
+    if any(not folder.startswith("/") for folder in folders):
+        return None  # relative to env's directory: cannot be told from here
+    if any(_is_file(posixpath.join(folder, name), root) for folder in folders):
+        return None
+    return f"{name!r}, which its #! line runs through {env}, is not found in PATH{where}"
+
+
+def _is_file(path: str, root: str | None) -> bool:
+    """An executable file at ``path`` (as seen inside ``root`` when given)."""
+    there = path if root is None else resolve_in_root(root, path)
+    return there is not None and os.path.isfile(there) and os.access(there, os.X_OK)
+
+
+def _check_interpreter(
+    command: str, seen: str, root: str | None, search: str | None = None
+) -> None:
     """``CommandError`` naming ``command`` as typed when ``missing_interpreter``."""
-    missing = missing_interpreter(seen, root)
+    missing = missing_interpreter(seen, root, search)
     if missing is not None:
         raise CommandError(f"{command}: {missing}")

@@ -120,7 +120,7 @@ def test_what_is_missing_is_said_with_the_line_as_typed(tmp_path: Path) -> None:
     assert missing_interpreter(_script(tmp_path / "sh", b"#!/bin/sh\n"), str(jail)) == (
         f"its interpreter '/bin/sh' (the #! line) is not found in --chroot {jail}"
     )
-    (jail / "bin" / "sh").write_bytes(b"")
+    _script(jail / "bin" / "sh", b"")  # the kernel wants it executable too
     assert missing_interpreter(str(tmp_path / "sh"), str(jail)) is None
 
 
@@ -129,14 +129,19 @@ def test_what_is_missing_is_said_with_the_line_as_typed(tmp_path: Path) -> None:
     [
         (
             b"#!/usr/bin/daemonctx-no-such-shell\n",
-            "'/usr/bin/daemonctx-no-such-shell' (the #! line) is not found",
+            "its interpreter '/usr/bin/daemonctx-no-such-shell' (the #! line) is not found",
         ),
         (
             b"#!/bin/sh\r\nsleep 1000\r\n",
-            "'/bin/sh\\r' (the #! line) is not found (a Windows line ending?)",
+            "its interpreter '/bin/sh\\r' (the #! line) is not found (a Windows line ending?)",
+        ),
+        (
+            b"#!/usr/bin/env daemonctx-no-such-tool\n",
+            "'daemonctx-no-such-tool', which its #! line runs through /usr/bin/env, is not found"
+            " in PATH",
         ),
     ],
-    ids=["missing", "crlf"],
+    ids=["missing", "crlf", "env"],
 )
 def test_start_of_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
     tracker: Tracker, text: bytes, message: str
@@ -146,7 +151,7 @@ def test_start_of_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
     script = _script(tracker.tmp_path / "app.sh", text)
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", script)
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == f"daemonctx: error: {script}: its interpreter {message}\n"
+    assert result.stderr == f"daemonctx: error: {script}: {message}\n"
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
@@ -163,3 +168,46 @@ def test_a_relative_path_through_a_link_is_joined_not_folded(
     found = resolve_program("link/../app")
     assert found == str(tmp_path / "link/../app")
     assert os.path.samefile(found, target)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"#!/usr/bin/env python3\n", None),
+        (b"#!/usr/bin/env -S python3 -u\n", None),  # env's options: not looked into
+        (
+            b"#!/usr/bin/env daemonctx-no-such-program\n",
+            "'daemonctx-no-such-program', which its #! line runs through /usr/bin/env,"
+            " is not found in PATH",
+        ),
+        (
+            b"#!/usr/bin/env python3 -u\n",
+            "its #! line gives env 'python3 -u' as one name (env -S would split it)",
+        ),
+        (b"#!/usr/bin/env /bin/sh\n", None),
+        (
+            b"#!/usr/bin/env /nonexistent/sh\n",
+            "the program its #! line runs through env, '/nonexistent/sh', is not found",
+        ),
+    ],
+    ids=["found", "options", "not-in-path", "one-name", "absolute", "absolute-missing"],
+)
+def test_env_in_the_shebang_is_followed_into_path(
+    tmp_path: Path, line: bytes, message: str | None
+) -> None:
+    """env finds the program after the exec: a miss is "env: 'python3': No such
+    file or directory" and exit 127, once the start has been reported."""
+    if shutil.which("env") != "/usr/bin/env" or shutil.which("python3") is None:
+        pytest.skip("needs /usr/bin/env and python3 in PATH")
+    assert missing_interpreter(_script(tmp_path / "app", line)) == message
+
+
+def test_env_looks_in_the_program_s_path_not_ours(tmp_path: Path) -> None:
+    if shutil.which("env") != "/usr/bin/env":
+        pytest.skip("needs /usr/bin/env")
+    (tmp_path / "bin").mkdir()
+    tool = _script(tmp_path / "bin" / "mytool", b"#!/bin/sh\n")
+    script = _script(tmp_path / "app", b"#!/usr/bin/env mytool\n")
+    assert missing_interpreter(script, search="/usr/bin:/bin") is not None
+    assert missing_interpreter(script, search=f"/usr/bin:{os.path.dirname(tool)}") is None
+    assert missing_interpreter(script, search="relative:/bin") is None, "cannot be told"

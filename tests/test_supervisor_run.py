@@ -1158,6 +1158,35 @@ def test_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
     assert not good.exists() and not supervisors.processes()
 
 
+def test_env_in_a_shebang_is_looked_up_in_the_program_s_path(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """#!/usr/bin/env mytool, mytool in a folder only the program's PATH names: it
+    starts; without that PATH, the check names mytool before anything starts."""
+    if shutil.which("env") != "/usr/bin/env":
+        pytest.skip("needs /usr/bin/env")
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "mytool"
+    tool.write_text("#!/bin/sh\nexec sleep 1000\n")
+    tool.chmod(0o755)
+    script = tmp_path / "web"
+    script.write_text("#!/usr/bin/env mytool\n")
+    script.chmod(0o755)
+    supervisors.config({"web": {"command": [str(script)]}})
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert result.stderr.strip().endswith(
+        "[program.web] command: "
+        f"{script}: 'mytool', which its #! line runs through /usr/bin/env, is not found in PATH"
+    ), result.stderr
+    assert not supervisors.processes()
+    path = f"{tmp_path / 'bin'}:/usr/bin:/bin"
+    supervisors.config({"web": {"command": [str(script)], "environment": {"PATH": path}}})
+    supervisors.foreground()
+    result = supervisors.ctl("status", "web")
+    assert result.returncode == 0 and "running" in result.stdout, result.stdout
+
+
 # -- signals to the supervisor, PID 1 -------------------------------------------------------------
 
 

@@ -202,7 +202,10 @@ def add_commands(subparsers: Any) -> None:
     )
     kill.usage = "daemonctx signal --pidfile PATH [options] SIGNAL"
     kill.add_argument(
-        "signal", metavar="SIGNAL", type=signal_argument, help="by name (HUP, SIGHUP, RTMIN+2) or number"
+        "signal",
+        metavar="SIGNAL",
+        type=signal_argument,
+        help="by name (HUP, SIGHUP, RTMIN+2) or number",
     )
     _add_name_option(kill, _DEFAULT_NAME)
 

@@ -2910,6 +2910,7 @@ def _check_executable(config: SupervisorConfig, program: Program) -> None:
 def _check_command(config: SupervisorConfig, program: Program, command: str, key: str) -> None:
     file = config.file_of(program.name)
     where = f"program.{program.name}" if file else None
+    path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
     if "/" in command:
         found = command if os.path.isabs(command) else os.path.join(program.directory, command)
         if not os.path.exists(found):
@@ -2917,7 +2918,6 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
         if os.path.isdir(found) or not os.access(found, os.X_OK):
             raise ConfigError(file, where, key, f"{command}: not executable", program.name)
     else:
-        path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
         folders = (os.path.join(folder or ".", command) for folder in path.split(":"))
         first = next((candidate for candidate in folders if _executable(candidate)), None)
         if first is None:
@@ -2925,6 +2925,6 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
         found = first
     # a #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
     # "No such file or directory" at every start would name the script, not it
-    missing = missing_interpreter(found)
+    missing = missing_interpreter(found, search=path)
     if missing is not None:
         raise ConfigError(file, where, key, f"{command}: {missing}", program.name)
