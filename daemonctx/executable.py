@@ -51,6 +51,8 @@ def resolve_program(command: str) -> str:
         path = found if os.path.isabs(found) else os.path.join(os.getcwd(), found)
     except OSError:  # the current directory was deleted
         raise CommandError(f"{command}: relative to a deleted directory; give its path") from None
+    if not os.path.isfile(path):  # a FIFO or a device: which takes them, exec does not
+        raise CommandError(f"{command}: not a regular file")
     _check_interpreter(command, path, None)
     return path
 
@@ -128,7 +130,7 @@ def interpreter(path: str) -> tuple[str, str] | None:
     interpreter as its first line names it) or ("ELF", the loader its PT_INTERP
     names); None for a static program, a file we may not read, or anything else."""
     try:
-        with open(path, "rb") as file:
+        with _open_file(path) as file:
             head = file.read(_HEAD)
             if head.startswith(b"#!"):
                 name = _shebang(head)[0]
@@ -139,6 +141,21 @@ def interpreter(path: str) -> tuple[str, str] | None:
     except OSError:
         pass
     return None
+
+
+def _open_file(path: str) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (a FIFO would block the
+    read; exec refuses anything else anyway); ``OSError`` otherwise."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _shebang(head: bytes) -> tuple[str, str]:
@@ -212,7 +229,7 @@ def _missing_through_env(
     """``#!/usr/bin/env NAME``: env looks NAME up in the program's PATH, after the
     exec, where a failure is "env: 'NAME': No such file or directory" and exit 127."""
     try:
-        with open(seen, "rb") as file:
+        with _open_file(seen) as file:
             name = _shebang(file.read(_HEAD))[1]
     except OSError:
         return None

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import Tracker
 
+from daemonctx.errors import CommandError
 from daemonctx.executable import interpreter, missing_interpreter, resolve_program
 
 
@@ -211,3 +212,14 @@ def test_env_looks_in_the_program_s_path_not_ours(tmp_path: Path) -> None:
     assert missing_interpreter(script, search="/usr/bin:/bin") is not None
     assert missing_interpreter(script, search=f"/usr/bin:{os.path.dirname(tool)}") is None
     assert missing_interpreter(script, search="relative:/bin") is None, "cannot be told"
+
+
+def test_a_fifo_is_not_read(tmp_path: Path) -> None:
+    """Executable and "a file" to shutil.which, but a read would wait for a writer."""
+    fifo = tmp_path / "app"
+    os.mkfifo(fifo)
+    fifo.chmod(0o755)
+    assert interpreter(str(fifo)) is None
+    assert missing_interpreter(str(fifo)) is None
+    with pytest.raises(CommandError, match="not a regular file"):
+        resolve_program(str(fifo))
