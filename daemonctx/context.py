@@ -446,18 +446,22 @@ class DaemonContext:
             os.close(devnull)
         # Once the pidfile is held, status, stop and reload find us: what the
         # signal map handles waits for its handler (SIGHUP must not kill us now).
-        process.hold_signals(plan.handlers)
-        # The pidfile is written before privileges drop, so a root-started
-        # daemon can keep it in a root-owned directory such as /run.
-        if self.pidfile is not None:
-            if self._handoff is not None:
-                self._handoff.send_step(plan.pidfile_step)
-            self.pidfile.__enter__()
-            self._pidfile_entered = self.pidfile
-        self._before_owner_change()
-        process.change_process_owner(plan.uid, plan.gid, plan.user_name, plan.groups)
+        before = process.hold_signals(plan.handlers)
+        try:
+            # The pidfile is written before privileges drop, so a root-started
+            # daemon can keep it in a root-owned directory such as /run.
+            if self.pidfile is not None:
+                if self._handoff is not None:
+                    self._handoff.send_step(plan.pidfile_step)
+                self.pidfile.__enter__()
+                self._pidfile_entered = self.pidfile
+            self._before_owner_change()
+            process.change_process_owner(plan.uid, plan.gid, plan.user_name, plan.groups)
+        except BaseException:
+            process.release_signals(before)
+            raise
         # Handlers last: nothing above may be interrupted by a user handler.
-        process.install_signal_handlers(plan.handlers)
+        process.install_signal_handlers(plan.handlers, before)
 
     # -- close ---------------------------------------------------------------
 

@@ -161,21 +161,38 @@ def reset_signal_mask() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 
-def hold_signals(handlers: Mapping[int, Handler]) -> None:
-    """Block the signals ``handlers`` will catch or ignore until they are installed
-    (``install_signal_handlers`` unblocks them): one sent before, whose default
-    action is to kill (SIGHUP, SIGUSR1), waits for its handler instead."""
-    held = [number for number, handler in handlers.items() if handler != _signal.SIG_DFL]
-    if held:
-        _signal.pthread_sigmask(_signal.SIG_BLOCK, held)
+#: Requests to stop: never held back (a stop during a pidfile's lock wait must
+#: stop the daemon at once, as the signal's default action does).
+_STOPS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 
 
-def install_signal_handlers(handlers: Mapping[int, Handler]) -> None:
+def hold_signals(handlers: Mapping[int, Handler]) -> set[int]:
+    """Block the signals ``handlers`` will catch or ignore, but the stop requests,
+    until the handlers are installed (``install_signal_handlers``): one sent
+    before, whose default action is to kill (SIGHUP, SIGUSR1), waits for its
+    handler instead. Returns the mask to restore should the start fail first."""
+    held = [
+        number
+        for number, handler in handlers.items()
+        if handler != _signal.SIG_DFL and number not in _STOPS
+    ]
+    before: set[int] = _signal.pthread_sigmask(_signal.SIG_BLOCK, held)
+    return before
+
+
+def release_signals(before: set[int]) -> None:
+    """Put back the mask ``hold_signals`` found (a start that failed before its
+    handlers: a foreground process goes on, and its children inherit the mask)."""
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, before)
+
+
+def install_signal_handlers(handlers: Mapping[int, Handler], before: set[int]) -> None:
     """Set each signal's disposition (``handlers`` as resolved by ``options``),
-    then deliver what ``hold_signals`` held back, now to its handler."""
+    then deliver what ``hold_signals`` held back (the mask ``before`` it), now to
+    its handler."""
     for number, handler in handlers.items():
         _signal.signal(number, handler)
-    reset_signal_mask()
+    release_signals(before)
 
 
 # -- file descriptors ---------------------------------------------------------

@@ -239,3 +239,89 @@ def test_handler_values_are_installed_as_given() -> None:
         "          got[signal.SIGINT] == ctx.terminate, got[signal.SIGTERM] == ctx.terminate)\n"
     )
     assert result.stdout.split() == ["True"] * 6, result.stdout + result.stderr
+
+
+# -- held back between the pidfile and the handlers ---------------------------------------
+
+_HOLD_LOCK = """
+import fcntl, sys, time
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+_WAIT_FOR_LOCK = """
+import signal, sys
+from daemonctx import DaemonContext
+from daemonctx.pidfile import TimeoutPIDLockFile
+path, marker = sys.argv[1], sys.argv[2]
+with DaemonContext(pidfile=TimeoutPIDLockFile(path, 30), signal_map={signal.SIGHUP: print}):
+    pass
+"""
+
+
+def _lock_held(processes: ProcessTracker, path: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-c", _HOLD_LOCK, path]
+    holder = processes.popen(argv, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_stop_during_a_pidfile_wait_is_not_held_back(processes: ProcessTracker, tmp_path) -> None:
+    """The daemon waits up to 30 s for a lock another process holds, its SIGHUP held
+    back (for its handler): SIGTERM still stops it at once."""
+    path = str(tmp_path / "app.pid")
+    _lock_held(processes, path)
+    marker = f"waiter-{os.getpid()}-{id(tmp_path)}"
+    launcher = processes.popen(
+        [sys.executable, "-c", _WAIT_FOR_LOCK, path, marker], stderr=subprocess.DEVNULL
+    )
+
+    def waiting_daemon() -> int | None:
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == launcher.pid:
+                continue
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() not in f.read().split(b"\0"):
+                        continue
+                status = proc_status(int(name))
+            except (OSError, KeyError):
+                continue
+            if signal.SIGHUP in _mask(status, "SigBlk"):  # past hold_signals: at the lock
+                return int(name)
+        return None
+
+    daemon = wait_for(waiting_daemon, what="the daemon to wait for the pidfile")
+    processes.pids.add(daemon)
+    os.kill(daemon, signal.SIGTERM)
+    wait_gone(daemon, timeout=5)
+
+
+_FAIL_TO_LOCK = """
+import signal, sys
+from lockfile import LockTimeout
+from daemonctx import DaemonContext
+from daemonctx.pidfile import TimeoutPIDLockFile
+context = DaemonContext(detach_process=False, pidfile=TimeoutPIDLockFile(sys.argv[1], 0.2),
+                        signal_map={signal.SIGHUP: print}, stdout=sys.stdout, stderr=sys.stderr)
+try:
+    context.open()
+except LockTimeout:
+    print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])), flush=True)
+"""
+
+
+def test_a_start_that_fails_before_its_handlers_leaves_no_signal_blocked(
+    processes: ProcessTracker, tmp_path
+) -> None:
+    """In the foreground (detach_process=False) the process goes on after a failed
+    open(): SIGHUP, held back for its handler, must not stay blocked, in it and in
+    every child it starts."""
+    path = str(tmp_path / "app.pid")
+    _lock_held(processes, path)
+    result = subprocess.run(
+        [sys.executable, "-c", _FAIL_TO_LOCK, path], capture_output=True, text=True, timeout=30
+    )
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
