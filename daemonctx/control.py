@@ -231,13 +231,12 @@ def startup_failure(name: str, exc: DaemonError) -> CommandError:
         # another start won the race for the pidfile, after our check in the foreground
         return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
-        if exc.remote_type.startswith(_OWN_WORDS) and exc.remote_message:
-            # "--limit nofile=...: cannot set it"; an OSError's "[Errno 1] " says nothing more
-            message = exc.remote_message
-            if message.startswith("[Errno ") and "] " in message:
-                message = message.split("] ", 1)[1]
-            return CommandError(f"{name} failed to start: {message}")
-        told = f": {exc.remote_message}" if exc.remote_message else ""
+        message = exc.remote_message or ""
+        if exc.remote_type.startswith(_OWN_WORDS) and message.startswith("[Errno "):
+            message = message.partition("] ")[2]  # an OSError's "[Errno 1] " says nothing more
+        if exc.remote_type.startswith(_OWN_WORDS) and message:
+            return CommandError(f"{name} failed to start: {message}")  # "--limit ...: cannot"
+        told = f": {message}" if message else ""
         return CommandError(f"{name} failed to start: {exc.remote_type}{told}")
     return CommandError(f"{name} failed to start: {_one_line(exc)}")
 

@@ -29,6 +29,7 @@ _HEAD = 256  # bytes of a #! line the kernel reads (BINPRM_BUF_SIZE)
 _ELF_MAGIC = b"\x7fELF"
 _PT_INTERP = 3
 _MAX_LINKS = 40  # the kernel's ELOOP limit
+_NESTING = 4  # interpreters of interpreters the kernel follows (binfmt_script)
 
 
 def resolve_program(command: str) -> str:
@@ -129,16 +130,23 @@ def interpreter(path: str) -> tuple[str, str] | None:
     """What the kernel will need to run the file at ``path``: ("#!", the
     interpreter as its first line names it) or ("ELF", the loader its PT_INTERP
     names); None for a static program, a file we may not read, or anything else."""
+    needed = _needs(path)
+    return None if needed is None or not needed[1] else needed[:2]
+
+
+def _needs(path: str) -> tuple[str, str, str] | None:
+    """("#!", interpreter, its one argument) or ("ELF", loader, ""), read from the
+    file at ``path``; None when it cannot be read, or is neither (a corrupt ELF
+    header included: its offsets are not trusted)."""
     try:
         with _open_file(path) as file:
             head = file.read(_HEAD)
             if head.startswith(b"#!"):
-                name = _shebang(head)[0]
-                return ("#!", name) if name else None
+                return ("#!", *_shebang(head))
             if head.startswith(_ELF_MAGIC):
                 loader = _elf_loader(file, head)
-                return ("ELF", loader) if loader else None
-    except OSError:
+                return ("ELF", loader, "") if loader else None
+    except (OSError, ValueError, OverflowError):  # seek past what an offset can be
         pass
     return None
 
@@ -199,64 +207,88 @@ def _elf_loader(file: BinaryIO, head: bytes) -> str | None:
 
 
 def missing_interpreter(
-    seen: str, root: str | None = None, search: str | None = None
+    seen: str,
+    root: str | None = None,
+    search: str | None = None,
+    *,
+    follow_env: bool = True,
+    _depth: int = 0,
 ) -> str | None:
-    """What the file at ``seen`` needs to run and lacks: "its interpreter '/bin/sh\\r'
-    (the #! line) is not found (a Windows line ending?)", "its ELF loader ... is not
-    found", and for ``#!/usr/bin/env NAME``, NAME not found in ``search`` (the
-    program's PATH; default ours); looked for inside ``root`` when given. None when
-    nothing is missing, or it cannot be told (a relative path is relative to the
-    exec's directory)."""
-    needed = interpreter(seen)
-    if needed is None or not needed[1].startswith("/"):
+    """What the file at ``seen`` needs to run and lacks, looked for inside ``root``
+    when given: "its interpreter '/bin/sh\\r' (the #! line) is not found (a Windows
+    line ending?)", "its ELF loader ... is not found", and so on down the chain of
+    interpreters, as deep as the kernel goes; for ``#!/usr/bin/env NAME``, NAME in
+    ``search`` (the program's PATH; default ours) unless not ``follow_env``. None
+    when nothing is missing, or it cannot be told (a relative path is relative to
+    the exec's directory)."""
+    needed = _needs(seen)
+    if needed is None:
         return None
-    kind, path = needed
+    kind, path, argument = needed
     where = "" if root is None else f" in --chroot {root}"
-    if not _is_file(path, root):
+    if not path:
+        return "its #! line names no interpreter"
+    if not path.startswith("/"):
+        return None
+    problem = _not_runnable(path, root)
+    if problem is not None:
         what = (
             f"its interpreter {path!r} (the #! line)" if kind == "#!" else f"its ELF loader {path}"
         )
         hint = " (a Windows line ending?)" if path.endswith("\r") else ""
-        return f"{what} is not found{where}{hint}"
-    if kind == "#!" and posixpath.basename(path) == "env":
-        return _missing_through_env(seen, path, root, search, where)
+        return f"{what} {problem}{where}{hint}"
+    if argument.endswith("\r"):
+        return f"its #! line gives {path} {argument!r} (a Windows line ending?)"
+    if kind == "#!" and posixpath.basename(path) == "env" and follow_env:
+        missing = _missing_through_env(argument, path, root, search, where)
+        if missing is not None:
+            return missing
+    if kind == "#!" and _depth < _NESTING:
+        # The interpreter may be a script in turn, or lack its own loader.
+        there = path if root is None else resolve_in_root(root, path)
+        assert there is not None  # _not_runnable found it
+        deeper = missing_interpreter(there, root, search, follow_env=follow_env, _depth=_depth + 1)
+        if deeper is not None:
+            return f"its interpreter {path}: {deeper}"
     return None
 
 
 def _missing_through_env(
-    seen: str, env: str, root: str | None, search: str | None, where: str
+    name: str, env: str, root: str | None, search: str | None, where: str
 ) -> str | None:
     """``#!/usr/bin/env NAME``: env looks NAME up in the program's PATH, after the
-    exec, where a failure is "env: 'NAME': No such file or directory" and exit 127."""
-    try:
-        with _open_file(seen) as file:
-            name = _shebang(file.read(_HEAD))[1]
-    except OSError:
-        return None
-    if not name or name.startswith("-"):  # env's options (-S): not looked into
+    exec, where a failure is "env: 'NAME': No such file or directory" and exit 127.
+    The kernel gives env the rest of the line as one argument, then the script."""
+    if not name or "=" in name:  # env would run the script itself, again and again
+        given = "no program" if not name else f"only a variable, {name!r}, and no program"
+        return f"its #! line gives {env} {given} to run (it would run the script, over and over)"
+    if name.startswith("-"):  # env's options (-S): not looked into
         return None
     if " " in name or "\t" in name:
         return f"its #! line gives env {name!r} as one name (env -S would split it)"
     if "/" in name:
-        return (
-            None
-            if not name.startswith("/") or _is_file(name, root)
-            else (f"the program its #! line runs through env, {name!r}, is not found{where}")
-        )
+        if not name.startswith("/") or _not_runnable(name, root) is None:
+            return None
+        return f"the program its #! line runs through env, {name!r}, is not found{where}"
     if search is None:
         search = os.environ.get("PATH", os.defpath)
     folders = search.split(":")
     if any(not folder.startswith("/") for folder in folders):
         return None  # relative to env's directory: cannot be told from here
-    if any(_is_file(posixpath.join(folder, name), root) for folder in folders):
+    if any(_not_runnable(posixpath.join(folder, name), root) is None for folder in folders):
         return None
     return f"{name!r}, which its #! line runs through {env}, is not found in PATH{where}"
 
 
-def _is_file(path: str, root: str | None) -> bool:
-    """An executable file at ``path`` (as seen inside ``root`` when given)."""
+def _not_runnable(path: str, root: str | None) -> str | None:
+    """Why exec could not run the file at ``path`` (as seen inside ``root`` when
+    given): "is not found", "is not an executable file"; None when it could."""
     there = path if root is None else resolve_in_root(root, path)
-    return there is not None and os.path.isfile(there) and os.access(there, os.X_OK)
+    if there is None or not os.path.exists(there):
+        return "is not found"
+    if not os.path.isfile(there) or not os.access(there, os.X_OK):
+        return "is not an executable file"
+    return None
 
 
 def _check_interpreter(

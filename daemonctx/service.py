@@ -277,15 +277,17 @@ class Service:
     @property
     def can_reload(self) -> bool:
         """Whether the daemon handles ``reload_signal``: ``signal_map`` maps it to
-        a callable, or names a method the subclass defines (``"reload"``); not one
-        of ``Service``'s own commands (``"stop"``), nor the context's (``"terminate"``)."""
+        a callable, or names one the Service has (``"reload"``, a method or an
+        attribute); not one of ``Service``'s own commands (``"stop"``), nor the
+        context's (``"terminate"``, unless the Service has its own)."""
         signal_map = self._option("signal_map")
         if not isinstance(signal_map, Mapping):
             return False
         handler = signal_map.get(self.reload_signal)
-        if isinstance(handler, str):
-            method = getattr(type(self), handler, None)
-            return callable(method) and method is not getattr(Service, handler, None)
+        if isinstance(handler, str):  # resolved as _handler does: on the instance
+            found = getattr(self, handler, None)
+            ours = getattr(Service, handler, None)  # a command of Service's own
+            return callable(found) and getattr(found, "__func__", found) is not ours
         return callable(handler)
 
     def send_signal(self, signum: int) -> int:

@@ -99,14 +99,16 @@ def _wait(text: str, item: str) -> float:
 
 
 def signal_name(signum: int) -> str:
-    """``SIGHUP`` for 1; ``SIGRTMIN+2`` for a real-time one (as ``parse_signal``
-    reads it); ``signal 99`` for a number with no name."""
+    """``SIGHUP`` for 1; ``SIGRTMIN+2`` or ``SIGRTMAX-1`` for a real-time one (as
+    ``kill -l`` names them, and ``parse_signal`` reads them); ``signal 99`` for a
+    number with no name."""
     import signal
 
     try:
         return signal.Signals(signum).name
     except ValueError:
-        low = getattr(_signal, "SIGRTMIN", 0)
-        if low < signum <= getattr(_signal, "SIGRTMAX", 0):
-            return f"SIGRTMIN+{signum - low}"
+        low, high = getattr(_signal, "SIGRTMIN", 0), getattr(_signal, "SIGRTMAX", 0)
+        if low < signum < high:  # the lower half from RTMIN, the upper from RTMAX, as kill -l
+            below = signum - low <= (high - low) // 2
+            return f"SIGRTMIN+{signum - low}" if below else f"SIGRTMAX-{high - signum}"
         return f"signal {signum}"

@@ -66,6 +66,13 @@ def test_parse_signal(text: str, number: int) -> None:
     assert parse_signal(name) == number, f"{name}: what signal_name writes is read back"
 
 
+def test_real_time_signals_are_named_as_kill_l_names_them() -> None:
+    assert signal_name(signal.SIGRTMIN + 2) == "SIGRTMIN+2"
+    assert signal_name(signal.SIGRTMAX - 1) == "SIGRTMAX-1"
+    assert signal_name(signal.SIGRTMIN + 15) == "SIGRTMIN+15"
+    assert signal_name(signal.SIGRTMAX - 14) == "SIGRTMAX-14"
+
+
 @pytest.mark.parametrize(
     "text", ["NOPE", "0", "", "999", "SIG_DFL", "-1", "RTMIN+99", "RTMAX-99", "RTMIN+", "RTMIN+x"]
 )
@@ -242,6 +249,15 @@ def test_startup_failure_messages() -> None:
     )
     assert str(startup_failure("app", ours)) == (
         "app failed to start: cannot change process owner to uid 5: Operation not permitted"
+    )
+    no_words = DaemonStartupError(
+        "...",
+        remote_type="daemonctx.errors.DaemonOSEnvironmentError",
+        remote_message="[Errno 2] ",
+        daemon_pid=7,
+    )
+    assert str(startup_failure("app", no_words)) == (
+        "app failed to start: daemonctx.errors.DaemonOSEnvironmentError"
     )
     silent = DaemonStartupError(
         "...", remote_type="daemonctx.errors.DaemonError", remote_message="", daemon_pid=7

@@ -223,3 +223,70 @@ def test_a_fifo_is_not_read(tmp_path: Path) -> None:
     assert missing_interpreter(str(fifo)) is None
     with pytest.raises(CommandError, match="not a regular file"):
         resolve_program(str(fifo))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"#!\n", "its #! line names no interpreter"),
+        (b"#!   \n", "its #! line names no interpreter"),
+        (b"#!\0/bin/sh\n", "its #! line names no interpreter"),
+        (b"#!/tmp\n", "its interpreter '/tmp' (the #! line) is not an executable file"),
+        (
+            b"#!/etc/passwd\n",
+            "its interpreter '/etc/passwd' (the #! line) is not an executable file",
+        ),
+        (b"#!/bin/sh -e\r\n", "its #! line gives /bin/sh '-e\\r' (a Windows line ending?)"),
+        (
+            b"#!/usr/bin/env\n",
+            "its #! line gives /usr/bin/env no program to run (it would run the script, over"
+            " and over)",
+        ),
+        (
+            b"#!/usr/bin/env FOO=1\n",
+            "its #! line gives /usr/bin/env only a variable, 'FOO=1', and no program to run (it"
+            " would run the script, over and over)",
+        ),
+        (
+            b"#!/usr/bin/env sh\r\n",
+            "its #! line gives /usr/bin/env 'sh\\r' (a Windows line ending?)",
+        ),
+    ],
+    ids=[
+        "bare",
+        "spaces",
+        "nul",
+        "directory",
+        "not-executable",
+        "crlf-argument",
+        "env-alone",
+        "env-variable",
+        "env-crlf",
+    ],
+)
+def test_what_exec_would_refuse_is_named(tmp_path: Path, line: bytes, message: str) -> None:
+    if shutil.which("env") != "/usr/bin/env":
+        pytest.skip("needs /usr/bin/env")
+    assert missing_interpreter(_script(tmp_path / "app", line)) == message
+
+
+def test_interpreters_are_followed_down_as_the_kernel_does(tmp_path: Path) -> None:
+    """outer's interpreter is inner, a script whose own interpreter is missing:
+    exec of outer fails with ENOENT naming outer."""
+    inner = _script(tmp_path / "inner", b"#!/nonexistent/interp\n")
+    outer = _script(tmp_path / "outer", f"#!{inner}\n".encode())
+    assert missing_interpreter(outer) == (
+        f"its interpreter {inner}: its interpreter '/nonexistent/interp' (the #! line) is not found"
+    )
+    loop = _script(tmp_path / "loop", f"#!{tmp_path / 'loop'}\n".encode())
+    assert missing_interpreter(loop) is None, "a loop ends at the kernel's depth, told or not"
+
+
+def test_a_corrupt_elf_header_is_no_crash(tmp_path: Path) -> None:
+    """Offsets past what seek takes (2**64 - 1): no traceback, nothing told."""
+    header = bytearray(_elf64_header(0, 56, 1))
+    struct.pack_into("<Q", header, 32, 2**64 - 1)
+    assert interpreter(_script(tmp_path / "far", bytes(header))) is None
+    entry = struct.pack("<IIQQQQQQ", 3, 0, 2**63, 0, 0, 16, 16, 1)
+    table = _elf64_header(64, 56, 1) + entry
+    assert interpreter(_script(tmp_path / "interp", table)) is None

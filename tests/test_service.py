@@ -345,3 +345,11 @@ def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Pa
 
     own = Own(tmp_path / "x.pid", signal_map={signal.SIGHUP: "terminate"})
     assert own.can_reload is True
+
+    class Attribute(Service):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.on_hup = lambda signum, frame: None  # what _handler finds, on the instance
+
+    attribute = Attribute(tmp_path / "x.pid", signal_map={signal.SIGHUP: "on_hup"})
+    assert attribute.can_reload is True

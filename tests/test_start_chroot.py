@@ -214,6 +214,29 @@ def test_a_loader_missing_from_the_jail_fails_in_the_foreground(
 
 @needs_root
 @needs_ldd
+def test_a_script_whose_shell_lacks_its_loader_in_the_jail_fails_in_the_foreground(
+    tracker: Tracker, jail: Path
+) -> None:
+    """The common jail mistake one level down: /bin/sh is there, its loader not."""
+    shutil.copy2(jail / "usr" / "bin" / "sleep", jail / "usr" / "bin" / "sh")  # an ELF "shell"
+    needed = interpreter(str(jail / "usr" / "bin" / "sh"))
+    assert needed is not None
+    (jail / needed[1].lstrip("/")).unlink()
+    script = jail / "srv" / "app"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                               "--", "/srv/app")  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"daemonctx: error: /srv/app: its interpreter /bin/sh: its ELF loader {needed[1]} is"
+        f" not found in --chroot {jail}\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
 def test_an_exec_that_fails_inside_the_jail_fails_the_start_whole(
     tracker: Tracker, jail: Path
 ) -> None:

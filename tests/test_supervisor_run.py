@@ -1187,6 +1187,25 @@ def test_env_in_a_shebang_is_looked_up_in_the_program_s_path(
     assert result.returncode == 0 and "running" in result.stdout, result.stdout
 
 
+def test_env_in_a_shebang_is_not_judged_when_an_environment_file_may_set_path(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The file is read at each start, and wins: its PATH finds mytool."""
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "mytool"
+    tool.write_text("#!/bin/sh\nexec sleep 1000\n")
+    tool.chmod(0o755)
+    script = tmp_path / "web"
+    script.write_text("#!/usr/bin/env mytool\n")
+    script.chmod(0o755)
+    env_file = tmp_path / "web.env"
+    env_file.write_text(f"PATH={tmp_path / 'bin'}:/usr/bin:/bin\n")
+    supervisors.config({"web": {"command": [str(script)], "environment_file": str(env_file)}})
+    supervisors.foreground()
+    result = supervisors.ctl("status", "web")
+    assert result.returncode == 0 and "running" in result.stdout, result.stdout
+
+
 # -- signals to the supervisor, PID 1 -------------------------------------------------------------
 
 

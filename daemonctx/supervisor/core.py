@@ -2925,6 +2925,8 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
         found = first
     # a #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
     # "No such file or directory" at every start would name the script, not it
-    missing = missing_interpreter(found, search=path)
+    # #!/usr/bin/env NAME: NAME is looked up in the program's PATH, unless its
+    # environment files (read at each start, and winning) may set another
+    missing = missing_interpreter(found, search=path, follow_env=not program.environment_file)
     if missing is not None:
         raise ConfigError(file, where, key, f"{command}: {missing}", program.name)
