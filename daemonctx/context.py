@@ -455,6 +455,9 @@ class DaemonContext:
                     self._handoff.send_step(plan.pidfile_step)
                 self.pidfile.__enter__()
                 self._pidfile_entered = self.pidfile
+            # From here a stop request too waits for its handler (not during a lock
+            # wait, above: it stops the daemon there at once).
+            process.hold_signals(plan.handlers, stops=True)
             self._before_owner_change()
             process.change_process_owner(plan.uid, plan.gid, plan.user_name, plan.groups)
         except BaseException:

@@ -231,11 +231,12 @@ def startup_failure(name: str, exc: DaemonError) -> CommandError:
         # another start won the race for the pidfile, after our check in the foreground
         return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
-        message = exc.remote_message or ""
-        if exc.remote_type.startswith(_OWN_WORDS) and message.startswith("[Errno "):
-            message = message.partition("] ")[2]  # an OSError's "[Errno 1] " says nothing more
-        if exc.remote_type.startswith(_OWN_WORDS) and message:
-            return CommandError(f"{name} failed to start: {message}")  # "--limit ...: cannot"
+        message = (exc.remote_message or "").strip()
+        words = message  # ours: "--limit ...: cannot set it"; an OSError's "[Errno 1] " cut
+        if message.startswith("[Errno "):
+            words = message.partition("] ")[2]
+        if exc.remote_type.startswith(_OWN_WORDS) and words:
+            return CommandError(f"{name} failed to start: {words}")
         told = f": {message}" if message else ""
         return CommandError(f"{name} failed to start: {exc.remote_type}{told}")
     return CommandError(f"{name} failed to start: {_one_line(exc)}")

@@ -180,7 +180,8 @@ def _shebang(head: bytes) -> tuple[str, str]:
 
 def _elf_loader(file: BinaryIO, head: bytes) -> str | None:
     """The PT_INTERP of the ELF file whose first bytes are ``head``: the program
-    header table (elf(5)) read for the entry of that type."""
+    header table (elf(5)) read for the entry of that type. None for a header whose
+    entries are too small to hold the fields read."""
     from struct import unpack_from
 
     if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
@@ -191,7 +192,7 @@ def _elf_loader(file: BinaryIO, head: bytes) -> str | None:
     forms, at = ("QHH", (32, 54, 56)) if wide else ("IHH", (28, 42, 44))
     entry, places = ("IQQ", (0, 8, 32)) if wide else ("III", (0, 4, 16))
     table, size, count = (unpack_from(order + f, head, where)[0] for f, where in zip(forms, at))
-    if count > 256 or size < places[2] + 4:
+    if count > 256 or size < places[2] + (8 if wide else 4):
         return None
     file.seek(table)
     entries = file.read(size * count)
@@ -237,7 +238,7 @@ def missing_interpreter(
         )
         hint = " (a Windows line ending?)" if path.endswith("\r") else ""
         return f"{what} {problem}{where}{hint}"
-    if argument.endswith("\r"):
+    if argument.endswith("\r") and _strict_about_arguments(path):
         return f"its #! line gives {path} {argument!r} (a Windows line ending?)"
     if kind == "#!" and posixpath.basename(path) == "env" and follow_env:
         missing = _missing_through_env(argument, path, root, search, where)
@@ -259,11 +260,11 @@ def _missing_through_env(
     """``#!/usr/bin/env NAME``: env looks NAME up in the program's PATH, after the
     exec, where a failure is "env: 'NAME': No such file or directory" and exit 127.
     The kernel gives env the rest of the line as one argument, then the script."""
+    if name.startswith("-"):  # env's options (-S): not looked into
+        return None
     if not name or "=" in name:  # env would run the script itself, again and again
         given = "no program" if not name else f"only a variable, {name!r}, and no program"
         return f"its #! line gives {env} {given} to run (it would run the script, over and over)"
-    if name.startswith("-"):  # env's options (-S): not looked into
-        return None
     if " " in name or "\t" in name:
         return f"its #! line gives env {name!r} as one name (env -S would split it)"
     if "/" in name:
@@ -278,6 +279,14 @@ def _missing_through_env(
     if any(_not_runnable(posixpath.join(folder, name), root) is None for folder in folders):
         return None
     return f"{name!r}, which its #! line runs through {env}, is not found in PATH{where}"
+
+
+def _strict_about_arguments(interpreter: str) -> bool:
+    """Whether the interpreter refuses an argument with a "\\r" at its end: the
+    shells and Python do ("Illegal option -"); perl reads its own #! line and
+    takes it, so only these are judged."""
+    name = posixpath.basename(interpreter)
+    return name in ("sh", "bash", "dash", "ksh", "zsh", "env") or name.startswith("python")
 
 
 def _not_runnable(path: str, root: str | None) -> str | None:

@@ -166,15 +166,16 @@ def reset_signal_mask() -> None:
 _STOPS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 
 
-def hold_signals(handlers: Mapping[int, Handler]) -> set[int]:
-    """Block the signals ``handlers`` will catch or ignore, but the stop requests,
-    until the handlers are installed (``install_signal_handlers``): one sent
-    before, whose default action is to kill (SIGHUP, SIGUSR1), waits for its
-    handler instead. Returns the mask to restore should the start fail first."""
+def hold_signals(handlers: Mapping[int, Handler], stops: bool = False) -> set[int]:
+    """Block the signals ``handlers`` will catch or ignore until the handlers are
+    installed (``install_signal_handlers``): one sent before, whose default action
+    is to kill (SIGHUP, SIGUSR1), waits for its handler instead. The requests to
+    stop only with ``stops`` (once the pidfile is held: a stop during its lock
+    wait stops at once). Returns the mask to restore should the start fail first."""
     held = [
         number
         for number, handler in handlers.items()
-        if handler != _signal.SIG_DFL and number not in _STOPS
+        if handler != _signal.SIG_DFL and (stops or number not in _STOPS)
     ]
     before: set[int] = _signal.pthread_sigmask(_signal.SIG_BLOCK, held)
     return before

@@ -284,11 +284,22 @@ class Service:
         if not isinstance(signal_map, Mapping):
             return False
         handler = signal_map.get(self.reload_signal)
-        if isinstance(handler, str):  # resolved as _handler does: on the instance
-            found = getattr(self, handler, None)
-            ours = getattr(Service, handler, None)  # a command of Service's own
-            return callable(found) and getattr(found, "__func__", found) is not ours
+        if isinstance(handler, str):  # found as _handler does, on the instance first
+            found = self._static_attribute(handler)
+            if found is None or found is Service.__dict__.get(handler):  # Service's own command
+                return False
+            return callable(getattr(found, "__func__", found))  # a staticmethod on 3.9 too
         return callable(handler)
+
+    def _static_attribute(self, name: str) -> Any:
+        """``name`` in the instance's or a class's ``__dict__``, without running a
+        property or a descriptor (``can_reload`` is asked by the help)."""
+        if name in vars(self):
+            return vars(self)[name]
+        for klass in type(self).__mro__:
+            if name in klass.__dict__:
+                return klass.__dict__[name]
+        return None
 
     def send_signal(self, signum: int) -> int:
         """Send ``signum`` to the daemon, without waiting; return its pid. Only the

@@ -257,8 +257,8 @@ def test_startup_failure_messages() -> None:
         daemon_pid=7,
     )
     assert str(startup_failure("app", no_words)) == (
-        "app failed to start: daemonctx.errors.DaemonOSEnvironmentError"
-    )
+        "app failed to start: daemonctx.errors.DaemonOSEnvironmentError: [Errno 2]"
+    ), "nothing after the errno: the type, and the errno"
     silent = DaemonStartupError(
         "...", remote_type="daemonctx.errors.DaemonError", remote_message="", daemon_pid=7
     )

@@ -290,3 +290,26 @@ def test_a_corrupt_elf_header_is_no_crash(tmp_path: Path) -> None:
     entry = struct.pack("<IIQQQQQQ", 3, 0, 2**63, 0, 0, 16, 16, 1)
     table = _elf64_header(64, 56, 1) + entry
     assert interpreter(_script(tmp_path / "interp", table)) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"#!/usr/bin/env -S VAR=1 python3\n",
+        b"#!/usr/bin/env --split-string=python3 -u\n",
+        b"#!/usr/bin/perl -w\r\n",  # perl reads its own #! line, and takes the \r
+    ],
+    ids=["env-S-variable", "env-long-option", "perl-crlf-switch"],
+)
+def test_lines_that_run_are_not_refused(tmp_path: Path, line: bytes) -> None:
+    interpreter_path = line[2:].split()[0].decode()
+    if not os.path.exists(interpreter_path):
+        pytest.skip(f"needs {interpreter_path}")
+    assert missing_interpreter(_script(tmp_path / "app", line)) is None
+
+
+def test_elf_entries_too_small_for_their_fields(tmp_path: Path) -> None:
+    """e_phentsize 36: p_filesz (8 bytes at 32) does not fit; no traceback."""
+    entry = struct.pack("<IIQQQ", 3, 0, 0, 0, 0) + bytes(4)  # 36 bytes
+    text = _elf64_header(64, 36, 1) + entry
+    assert interpreter(_script(tmp_path / "app", text)) is None

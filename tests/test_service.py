@@ -353,3 +353,12 @@ def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Pa
 
     attribute = Attribute(tmp_path / "x.pid", signal_map={signal.SIGHUP: "on_hup"})
     assert attribute.can_reload is True
+
+    class Tricky(Service):
+        @property
+        def broken(self) -> Any:
+            raise RuntimeError("a property is not run to answer")
+
+    for name in ("can_reload", "broken", "__class__", "pidfile_path"):
+        tricky = Tricky(tmp_path / "x.pid", signal_map={signal.SIGHUP: name})
+        assert tricky.can_reload is False, name

@@ -325,3 +325,46 @@ def test_a_start_that_fails_before_its_handlers_leaves_no_signal_blocked(
         [sys.executable, "-c", _FAIL_TO_LOCK, path], capture_output=True, text=True, timeout=30
     )
     assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
+
+
+_SLOW_AFTER_LOCK = """
+import os, sys, time
+from daemonctx import DaemonContext, process
+from daemonctx.pidfile import PIDLockFile
+path, marker = sys.argv[1], sys.argv[2]
+change = process.change_process_owner
+
+def slow_change(*args):  # the pidfile is held; the handlers are still to come
+    open(marker + ".held", "w").close()
+    deadline = time.monotonic() + 20
+    while not os.path.exists(marker + ".go") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    change(*args)
+
+process.change_process_owner = slow_change
+with DaemonContext(detach_process=False, pidfile=PIDLockFile(path), stdout=sys.stdout):
+    print("opened", flush=True)
+"""
+
+
+def test_a_stop_once_the_pidfile_is_held_goes_to_its_handler(tmp_path) -> None:
+    """SIGTERM while the daemon holds its pidfile, before its handlers: held back,
+    then "terminate" unwinds and the pidfile is removed (by its default action it
+    died there, leaving the pidfile naming a dead pid)."""
+    path, marker = str(tmp_path / "app.pid"), str(tmp_path / "step")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_AFTER_LOCK, path, marker],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: os.path.exists(marker + ".held"), what="the pidfile to be held")
+        proc.send_signal(signal.SIGTERM)
+        open(marker + ".go", "w").close()
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, stdout) == (0, ""), stderr
+    assert not os.path.exists(path), "the context closed, and removed its pidfile"

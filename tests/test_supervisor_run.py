@@ -1200,10 +1200,40 @@ def test_env_in_a_shebang_is_not_judged_when_an_environment_file_may_set_path(
     script.chmod(0o755)
     env_file = tmp_path / "web.env"
     env_file.write_text(f"PATH={tmp_path / 'bin'}:/usr/bin:/bin\n")
-    supervisors.config({"web": {"command": [str(script)], "environment_file": str(env_file)}})
+    supervisors.config(
+        {
+            "web": {"command": [str(script)], "environment_file": str(env_file)},
+            "bare": {"command": ["mytool"], "environment_file": str(env_file)},
+        }
+    )
     supervisors.foreground()
-    result = supervisors.ctl("status", "web")
-    assert result.returncode == 0 and "running" in result.stdout, result.stdout
+    result = supervisors.ctl("status")
+    assert result.returncode == 0 and result.stdout.count("running") == 2, result.stdout
+
+
+def test_env_in_a_shebang_is_judged_when_environment_sets_path(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """environment wins over the environment files: its PATH is the one env uses."""
+    script = tmp_path / "web"
+    script.write_text("#!/usr/bin/env mytool\n")
+    script.chmod(0o755)
+    env_file = tmp_path / "web.env"
+    env_file.write_text(f"PATH={tmp_path}:/usr/bin:/bin\n")
+    supervisors.config(
+        {
+            "web": {
+                "command": [str(script)],
+                "environment_file": str(env_file),
+                "environment": {"PATH": "/usr/bin:/bin"},
+            }
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert "'mytool', which its #! line runs through /usr/bin/env, is not found in PATH" in (
+        result.stderr
+    ), result.stderr
 
 
 # -- signals to the supervisor, PID 1 -------------------------------------------------------------

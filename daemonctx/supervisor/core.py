@@ -2911,6 +2911,8 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
     file = config.file_of(program.name)
     where = f"program.{program.name}" if file else None
     path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
+    # environment wins over the environment files; without PATH there, theirs may set it
+    unknown_path = bool(program.environment_file) and "PATH" not in program.environment
     if "/" in command:
         found = command if os.path.isabs(command) else os.path.join(program.directory, command)
         if not os.path.exists(found):
@@ -2920,13 +2922,15 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
     else:
         folders = (os.path.join(folder or ".", command) for folder in path.split(":"))
         first = next((candidate for candidate in folders if _executable(candidate)), None)
+        if first is None and unknown_path:
+            return  # the environment files, read at each start, may give another PATH
         if first is None:
             raise ConfigError(file, where, key, f"{command}: not found in PATH", program.name)
         found = first
     # a #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
     # "No such file or directory" at every start would name the script, not it
-    # #!/usr/bin/env NAME: NAME is looked up in the program's PATH, unless its
-    # environment files (read at each start, and winning) may set another
-    missing = missing_interpreter(found, search=path, follow_env=not program.environment_file)
+    # #!/usr/bin/env NAME: NAME is looked up in the program's PATH (not judged when
+    # its environment files may set another)
+    missing = missing_interpreter(found, search=path, follow_env=not unknown_path)
     if missing is not None:
         raise ConfigError(file, where, key, f"{command}: {missing}", program.name)
