@@ -161,8 +161,8 @@ def reset_signal_mask() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 
-#: Requests to stop: never held back (a stop during a pidfile's lock wait must
-#: stop the daemon at once, as the signal's default action does).
+#: Requests to stop: held back only once the pidfile is taken (``stops``): a stop
+#: during a pidfile's lock wait must stop the daemon at once, as its default does.
 _STOPS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT})
 
 

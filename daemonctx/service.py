@@ -310,9 +310,9 @@ class Service:
     def reload_daemon(self) -> int:
         """The ``reload`` command (a Service's own ``reload`` is often its handler,
         as in ``{signal.SIGHUP: "reload"}``): send ``reload_signal`` to the daemon;
-        return its pid. ``CommandError``
-        with LSB code 3 ("unimplemented") when ``can_reload`` is false: the signal
-        would kill a daemon that does not handle it."""
+        return its pid. ``CommandError`` with LSB code 3 ("unimplemented") when
+        ``can_reload`` is false: the signal would kill a daemon that does not
+        handle it."""
         if not self.can_reload:
             from .signals import signal_name
 
