@@ -233,36 +233,28 @@ def test_unreadable_pidfile_is_unknown_and_stop_reports_privilege(tmp_path: Path
     run_as_nobody(look)
 
 
-def test_startup_failure_messages() -> None:
-    remote = DaemonStartupError(
+def _remote(remote_type: str, message: str) -> DaemonStartupError:
+    """A failure the daemon reported: its exception's type and message."""
+    return DaemonStartupError(
         "the daemon (pid 7) failed to start: ...",
-        remote_type="OSError",
-        remote_message="boom",
+        remote_type=remote_type,
+        remote_message=message,
         daemon_pid=7,
     )
+
+
+def test_startup_failure_messages() -> None:
+    remote = _remote("OSError", "boom")
     assert str(startup_failure("app", remote)) == "app failed to start: OSError: boom"
-    ours = DaemonStartupError(
-        "...",
-        remote_type="daemonctx.errors.DaemonOSEnvironmentError",
-        remote_message="[Errno 1] cannot change process owner to uid 5: Operation not permitted",
-        daemon_pid=7,
-    )
+    own = "daemonctx.errors.DaemonOSEnvironmentError"
+    ours = _remote(own, "[Errno 1] cannot change process owner to uid 5: Operation not permitted")
     assert str(startup_failure("app", ours)) == (
         "app failed to start: cannot change process owner to uid 5: Operation not permitted"
     )
-    no_words = DaemonStartupError(
-        "...",
-        remote_type="daemonctx.errors.DaemonOSEnvironmentError",
-        remote_message="[Errno 2] ",
-        daemon_pid=7,
-    )
-    assert str(startup_failure("app", no_words)) == (
-        "app failed to start: daemonctx.errors.DaemonOSEnvironmentError: [Errno 2]"
+    assert str(startup_failure("app", _remote(own, "[Errno 2] "))) == (
+        f"app failed to start: {own}: [Errno 2]"
     ), "nothing after the errno: the type, and the errno"
-    silent = DaemonStartupError(
-        "...", remote_type="daemonctx.errors.DaemonError", remote_message="", daemon_pid=7
-    )
-    assert str(startup_failure("app", silent)) == (
+    assert str(startup_failure("app", _remote("daemonctx.errors.DaemonError", ""))) == (
         "app failed to start: daemonctx.errors.DaemonError"
     ), "no words of its own: its type, not nothing"
     local = DaemonOptionError("uid", 5, "cannot switch to it")

@@ -289,14 +289,19 @@ def test_a_stop_during_a_pidfile_wait_is_not_held_back(processes: ProcessTracker
                 status = proc_status(int(name))
             except (OSError, KeyError):
                 continue
-            if signal.SIGHUP in _mask(status, "SigBlk"):  # past hold_signals: at the lock
+            blocked = _mask(status, "SigBlk")
+            # Past hold_signals, at the lock: SIGHUP held, SIGTERM not. (The first
+            # child, gone soon, still has the launcher's mask: both blocked.)
+            if signal.SIGHUP in blocked and signal.SIGTERM not in blocked:
                 return int(name)
         return None
 
-    daemon = wait_for(waiting_daemon, what="the daemon to wait for the pidfile")
+    daemon = wait_for(waiting_daemon, what="the daemon at its lock, SIGHUP held, SIGTERM not")
     processes.pids.add(daemon)
     os.kill(daemon, signal.SIGTERM)
-    wait_gone(daemon, timeout=5)
+    wait_gone(daemon, timeout=5)  # raises after 5 s: held back, it waited out its 30 s
+    assert not pid_alive(daemon)
+    assert launcher.wait(timeout=10) != 0, "a start the daemon never finished failed"
 
 
 _FAIL_TO_LOCK = """

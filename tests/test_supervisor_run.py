@@ -1158,20 +1158,25 @@ def test_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
     assert not good.exists() and not supervisors.processes()
 
 
+def _env_script(tmp_path: Path) -> Path:
+    """tmp/web, "#!/usr/bin/env mytool", and mytool (which runs sleep) in tmp/bin,
+    a folder no PATH names unless the test says so."""
+    if shutil.which("env") != "/usr/bin/env":
+        pytest.skip("needs /usr/bin/env")
+    (tmp_path / "bin").mkdir()
+    for path, text in ((tmp_path / "bin" / "mytool", "#!/bin/sh\nexec sleep 1000\n"),
+                       (tmp_path / "web", "#!/usr/bin/env mytool\n")):  # fmt: skip
+        path.write_text(text)
+        path.chmod(0o755)
+    return tmp_path / "web"
+
+
 def test_env_in_a_shebang_is_looked_up_in_the_program_s_path(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
     """#!/usr/bin/env mytool, mytool in a folder only the program's PATH names: it
     starts; without that PATH, the check names mytool before anything starts."""
-    if shutil.which("env") != "/usr/bin/env":
-        pytest.skip("needs /usr/bin/env")
-    (tmp_path / "bin").mkdir()
-    tool = tmp_path / "bin" / "mytool"
-    tool.write_text("#!/bin/sh\nexec sleep 1000\n")
-    tool.chmod(0o755)
-    script = tmp_path / "web"
-    script.write_text("#!/usr/bin/env mytool\n")
-    script.chmod(0o755)
+    script = _env_script(tmp_path)
     supervisors.config({"web": {"command": [str(script)]}})
     result = supervisors.supervise()
     assert result.returncode != 0
@@ -1191,13 +1196,7 @@ def test_env_in_a_shebang_is_not_judged_when_an_environment_file_may_set_path(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
     """The file is read at each start, and wins: its PATH finds mytool."""
-    (tmp_path / "bin").mkdir()
-    tool = tmp_path / "bin" / "mytool"
-    tool.write_text("#!/bin/sh\nexec sleep 1000\n")
-    tool.chmod(0o755)
-    script = tmp_path / "web"
-    script.write_text("#!/usr/bin/env mytool\n")
-    script.chmod(0o755)
+    script = _env_script(tmp_path)
     env_file = tmp_path / "web.env"
     env_file.write_text(f"PATH={tmp_path / 'bin'}:/usr/bin:/bin\n")
     supervisors.config(
