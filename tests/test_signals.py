@@ -278,22 +278,32 @@ def test_a_stop_during_a_pidfile_wait_is_not_held_back(processes: ProcessTracker
         [sys.executable, "-c", _WAIT_FOR_LOCK, path, marker], stderr=subprocess.DEVNULL
     )
 
-    def waiting_daemon() -> int | None:
+    def marked() -> list[int]:
+        """The launcher's children and grandchildren: its argv carries the marker."""
+        found = []
         for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == launcher.pid:
-                continue
+            if name.isdigit() and int(name) != launcher.pid:
+                try:
+                    with open(f"/proc/{name}/cmdline", "rb") as f:
+                        if marker.encode() in f.read().split(b"\0"):
+                            found.append(int(name))
+                except OSError:
+                    continue
+        return found
+
+    processes.watch(marked)  # killed at the end, whatever happens here
+
+    def waiting_daemon() -> int | None:
+        for pid in marked():
             try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker.encode() not in f.read().split(b"\0"):
-                        continue
-                status = proc_status(int(name))
+                status = proc_status(pid)
             except (OSError, KeyError):
                 continue
             blocked = _mask(status, "SigBlk")
             # Past hold_signals, at the lock: SIGHUP held, SIGTERM not. (The first
             # child, gone soon, still has the launcher's mask: both blocked.)
             if signal.SIGHUP in blocked and signal.SIGTERM not in blocked:
-                return int(name)
+                return pid
         return None
 
     daemon = wait_for(waiting_daemon, what="the daemon at its lock, SIGHUP held, SIGTERM not")
