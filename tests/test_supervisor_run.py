@@ -1192,6 +1192,25 @@ def test_env_in_a_shebang_is_looked_up_in_the_program_s_path(
     assert result.returncode == 0 and "running" in result.stdout, result.stdout
 
 
+def test_one_script_run_with_two_paths_is_judged_for_each(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The check reads a script once for all the programs that run it, but judges
+    env's NAME against each program's own PATH."""
+    script = _env_script(tmp_path)
+    found = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    supervisors.config(
+        {
+            "good": {"command": [str(script)], "environment": found},
+            "bad": {"command": [str(script)], "environment": {"PATH": "/usr/bin:/bin"}},
+        }
+    )
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert "[program.bad] command: " in result.stderr, result.stderr
+    assert "[program.good]" not in result.stderr and not supervisors.processes()
+
+
 def test_env_in_a_shebang_is_not_judged_when_an_environment_file_may_set_path(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -571,8 +571,7 @@ class Supervisor:
             if file is not None:
                 check_config_file(file)
         check_system(config)
-        for program in config.programs:
-            _check_executable(config, program)
+        _check_executables(config)
         fit_descriptor_limit(config)
         if config.log is not None:
             check_path(config.log, "supervisor log")
@@ -2236,8 +2235,7 @@ class Supervisor:
             if self._log_override is not None:
                 new = dataclass_replace(new, log=self._log_override)
             check_system(new)
-            for program in new.programs:
-                _check_executable(new, program)
+            _check_executables(new)
             fit_descriptor_limit(new, raise_soft=not dry_run)
         except DaemonError as exc:
             raise _Refused(protocol.FAILED, f"nothing changed: {exc}") from None
@@ -2899,15 +2897,24 @@ def _executable(path: str) -> bool:
     return os.access(path, os.X_OK) and not os.path.isdir(path)
 
 
-def _check_executable(config: SupervisorConfig, program: Program) -> None:
-    """The command (and on_failure's) must name an executable file (PATH searched,
-    as Popen does)."""
-    _check_command(config, program, program.command[0], "command")
-    if program.on_failure is not None:
-        _check_command(config, program, program.on_failure[0], "on_failure")
+def _check_executables(config: SupervisorConfig) -> None:
+    """Each program's command (and on_failure's) must name an executable file (PATH
+    searched, as Popen does) that has what it needs to run. A file is read once,
+    however many programs run it (a thousand instances of one script)."""
+    looked: dict[tuple[str, str, bool], str | None] = {}
+    for program in config.programs:
+        _check_command(config, program, program.command[0], "command", looked)
+        if program.on_failure is not None:
+            _check_command(config, program, program.on_failure[0], "on_failure", looked)
 
 
-def _check_command(config: SupervisorConfig, program: Program, command: str, key: str) -> None:
+def _check_command(
+    config: SupervisorConfig,
+    program: Program,
+    command: str,
+    key: str,
+    looked: dict[tuple[str, str, bool], str | None],
+) -> None:
     file = config.file_of(program.name)
     where = f"program.{program.name}" if file else None
     path = program.environment.get("PATH", os.environ.get("PATH", os.defpath))
@@ -2927,10 +2934,13 @@ def _check_command(config: SupervisorConfig, program: Program, command: str, key
         if first is None:
             raise ConfigError(file, where, key, f"{command}: not found in PATH", program.name)
         found = first
-    # a #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
-    # "No such file or directory" at every start would name the script, not it
+    # A #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
+    # "No such file or directory" at every start would name the script, not it.
     # #!/usr/bin/env NAME: NAME is looked up in the program's PATH (not judged when
-    # its environment files may set another)
-    missing = missing_interpreter(found, search=path, follow_env=not unknown_path)
+    # its environment files may set another).
+    asked = (found, path, not unknown_path)
+    if asked not in looked:
+        looked[asked] = missing_interpreter(found, search=path, follow_env=asked[2])
+    missing = looked[asked]
     if missing is not None:
         raise ConfigError(file, where, key, f"{command}: {missing}", program.name)
