@@ -31,6 +31,7 @@ from conftest import (
     needs_root,
     needs_ssd,
     pid_alive,
+    proc_fds,
     proc_stat,
     proc_status,
     python_program,
@@ -121,7 +122,14 @@ def test_start_status_stop(tracker: Tracker) -> None:
     _state, ppid, _pgrp, session, tty = proc_stat(pid)[:5]
     assert int(ppid) != launcher.pid and int(session) != pid and tty == "0"
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
-    fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+    # start returns once the exec happened: sleep's dynamic loader may still hold
+    # the library it is mapping (libc.so.6) open for an instant
+    def settled() -> dict[int, str] | None:
+        found = proc_fds(pid)
+        return None if any(".so" in target for target in found.values()) else found
+
+    fds = wait_for(settled, what="the program's loader to close its libraries")
     assert [fds.pop(fd) for fd in (0, 1, 2)] == ["/dev/null"] * 3
     assert list(fds.values()) == [tracker.pidfile], "only the lock is inherited"
     status = proc_status(pid)
