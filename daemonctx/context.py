@@ -350,6 +350,7 @@ class DaemonContext:
         plan.uid, plan.gid, plan.user_name = options.check_owner(
             self.uid, self.gid, self.initgroups
         )
+        options.check_root(self.chroot_directory, plan.uid)
         if plan.user_name is not None:  # the host's groups: a chroot may have its own file
             plan.groups = options.groups_of(plan.user_name, plan.gid)
         plan.handlers = options.resolve_signal_map(self.signal_map, self)

@@ -367,6 +367,23 @@ def check_directories(chroot_directory: str | None, working_directory: str) -> N
         raise DaemonOptionError("working_directory", working_directory, f"no such directory{where}")
 
 
+def check_root(chroot_directory: str | None, uid: int) -> None:
+    """A jail only root, we and the daemon's user ``uid`` could fill
+    (``paths.check_root``): root enters it and the daemon runs there. Another
+    user's is ``paths.UnsafePathError``, naming ``chroot_directory``."""
+    if chroot_directory is None:
+        return
+    from .paths import UnsafePathError, check_root
+
+    try:
+        check_root(chroot_directory, "chroot_directory", uid)
+    except UnsafePathError:
+        raise
+    except OSError as exc:  # a directory on the way that cannot be read, ...
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise DaemonOptionError("chroot_directory", chroot_directory, reason) from None
+
+
 def stream_fd(name: str, stream: Any) -> int | None:
     """The fd a ``stdin``/``stdout``/``stderr`` option will be bound from."""
     if stream is None:

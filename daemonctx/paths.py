@@ -23,7 +23,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["UnsafePathError", "check_owned_file", "check_path", "open_log", "trusted_uids"]
+__all__ = [
+    "UnsafePathError",
+    "check_owned_file",
+    "check_path",
+    "check_root",
+    "open_log",
+    "trusted_uids",
+]
 
 _MAX_LINKS = 40  # the kernel's limit too
 # O_NONBLOCK only so that opening a FIFO nobody reads fails (ENXIO) instead of hanging.
@@ -86,10 +93,13 @@ def _names(path: str) -> list[str]:
     return [name for name in reversed(path.split("/")) if name not in ("", ".")]
 
 
-def _walk(path: str, what: str) -> tuple[str, bool]:
-    """``check_path``'s walk. Also returns True when it stopped at one of our own /proc fd
-    links, which must be opened through the link (no O_NOFOLLOW) and never created."""
+def _walk(path: str, what: str, uid: int | None = None) -> tuple[str, bool]:
+    """``check_path``'s walk, trusting user ``uid`` too when given.
+    Also returns True when it stopped at one of our own /proc fd links, which must be
+    opened through the link (no O_NOFOLLOW) and never created."""
     trusted = trusted_uids()
+    if uid is not None:
+        trusted.add(uid)
 
     def refuse(reason: str) -> UnsafePathError:
         return UnsafePathError(what, path, reason)
@@ -168,6 +178,27 @@ def check_path(path: str, what: str) -> str:
     /dev/stdout's) ends the walk: that link's path is returned, to be opened as it is.
     """
     return _walk(path, what)[0]
+
+
+def check_root(path: str, what: str, uid: int | None = None) -> str:
+    """Return the jail ``path`` resolved, after checking that no user but root, us, and
+    the daemon's own user ``uid`` could have chosen what is in it: root enters it,
+    and what it finds there is run as the daemon's user. ``check_path``'s rules from
+    "/" down, and the jail itself writable by none of the others, sticky or not
+    (sshd's rule for a ``ChrootDirectory``, which trusts root only)."""
+    resolved = _walk(path, what, uid)[0]
+    try:
+        st = os.stat(resolved)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{what} {_show(path)}: no such directory") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, f"{what} {_show(path)}: not a directory")
+    writers = _writers(st)
+    if writers:
+        raise UnsafePathError(
+            what, path, f"{_show(resolved)} is writable by {writers} (mode {_mode(st)})"
+        )
+    return resolved
 
 
 def check_owned_file(st: os.stat_result, path: str, what: str) -> None:

@@ -103,6 +103,7 @@ class Launch:
         """
         name = name or control.default_name(pidfile)
         environment = dict(os.environ)
+        uid, gid, initgroups = resolve_owner(user, group, environment)
         root = None
         if chroot is None:
             path = resolve_program(argv[0])
@@ -110,10 +111,9 @@ class Launch:
             if not os.path.isdir(directory):
                 raise CommandError(f"--chdir {directory}: no such directory")
         else:
-            root, directory = _resolve_root(chroot, chdir)
+            root, directory = _resolve_root(chroot, chdir, uid)
             search = environment.get("PATH", os.defpath)
             path = resolve_program_in_root(argv[0], root, directory, search)
-        uid, gid, initgroups = resolve_owner(user, group, environment)
         return cls(
             list(argv),
             name,
@@ -244,14 +244,17 @@ def _limit_text(soft: int, hard: int) -> str:
 _CAP_SYS_CHROOT = 18
 
 
-def _resolve_root(chroot: str, chdir: str) -> tuple[str, str]:
+def _resolve_root(chroot: str, chdir: str, uid: int | None) -> tuple[str, str]:
     """``--chroot``, absolute, and ``--chdir`` as a path inside it (joined, not
     normalized: the kernel resolves "link/.." as the check did); ``CommandError``
-    when either is no directory, or we may not chroot (LSB 4). What an error
-    after the chroot needs is loaded here: no module file may be reachable there,
-    and a small ``--limit nofile`` may leave no descriptor to open one."""
+    when either is no directory, or we may not chroot (LSB 4), and
+    ``UnsafePathError`` (LSB 4) for a jail a user other than root, us or the
+    daemon's ``uid`` could fill (``paths.check_root``). What an error after the
+    chroot needs is loaded here: no module file may be reachable there, and a
+    small ``--limit nofile`` may leave no descriptor to open one."""
     from .limits import capable
     from .options import preload
+    from .paths import UnsafePathError, check_root
 
     if not chroot:
         raise CommandError("--chroot '': an empty path (give the jail's directory)")
@@ -263,6 +266,12 @@ def _resolve_root(chroot: str, chdir: str) -> tuple[str, str]:
             f"--chroot {root}: changing the root directory needs root (CAP_SYS_CHROOT)",
             exit_code=4,
         )
+    try:
+        check_root(root, "--chroot", uid)
+    except UnsafePathError as exc:
+        raise CommandError(str(exc), exit_code=4) from None
+    except OSError as exc:  # a directory on the way cannot be read
+        raise CommandError(exc.strerror or str(exc)) from None
     directory = posixpath.join("/", chdir)
     seen = resolve_in_root(root, directory)
     if seen is None or not os.path.isdir(seen):

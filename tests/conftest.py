@@ -33,6 +33,7 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 DAEMON = PROGRAMS / "daemon.py"
 CLI_PROGRAM = PROGRAMS / "cli_program.py"
 NOBODY = 65534
+NOGROUP = 65534  # nogroup, nobody's group
 TOKEN_VAR = "DAEMONCTX_TEST_TOKEN"
 STARTED = re.compile(r"started (\S+) \(pid (\d+)\)\n")
 NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"

@@ -12,10 +12,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import run_script
+from conftest import NOBODY, needs_root, run_script
 
 import daemonctx
 from daemonctx import DaemonContext, DaemonError, DaemonOptionError
+from daemonctx.paths import UnsafePathError
 
 
 def test_pep_3143_defaults() -> None:
@@ -90,6 +91,33 @@ def test_option_errors_are_daemon_errors_and_value_errors() -> None:
         DaemonContext(umask=-1)
     with pytest.raises(ValueError):
         DaemonContext(umask=-1)
+
+
+@needs_root
+@pytest.mark.parametrize(("owner", "mode", "uid"), [(NOBODY, 0o755, None), (0, 0o1777, NOBODY)])
+def test_a_jail_another_user_could_fill_is_refused_in_the_foreground(
+    tmp_path: Path, owner: int, mode: int, uid: int | None
+) -> None:
+    """Root enters the jail, then the daemon runs there: one owned by a user that is
+    not the daemon's, or writable by others (sticky or not), is refused, as
+    sshd refuses such a ChrootDirectory (``check()`` is ``open()``'s checks)."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    os.chown(jail, owner, -1)
+    jail.chmod(mode)
+    context = DaemonContext(chroot_directory=str(jail), uid=uid, gid=uid)
+    with pytest.raises(UnsafePathError) as info:
+        context.check()
+    reason = f"owned by uid {NOBODY}" if owner else f"writable by others (mode {mode:04o})"
+    assert str(info.value) == f"refusing chroot_directory {jail}: {jail} is {reason}"
+
+
+@needs_root
+def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    os.chown(jail, NOBODY, -1)
+    DaemonContext(chroot_directory=str(jail), uid=NOBODY, gid=NOBODY).check()
 
 
 @pytest.mark.forked

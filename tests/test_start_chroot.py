@@ -12,9 +12,19 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
-from conftest import NOBODY, STARTED, Tracker, needs_root, pid_alive, proc_status, wait_for
+from conftest import (
+    NOBODY,
+    NOGROUP,
+    STARTED,
+    Tracker,
+    needs_root,
+    pid_alive,
+    proc_status,
+    wait_for,
+)
 
 from daemonctx.errors import CommandError
 from daemonctx.executable import interpreter, resolve_in_root, resolve_program_in_root
@@ -191,6 +201,82 @@ def test_without_cap_sys_chroot_it_is_refused_before_anything_starts(
         " (CAP_SYS_CHROOT)\n",
     )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def _bob_owns_the_jail(jail: Path) -> str:
+    os.chown(jail, NOBODY, -1)
+    return f"{jail} is owned by uid {NOBODY}"
+
+
+def _world_writable(jail: Path) -> str:
+    jail.chmod(0o777)
+    return f"{jail} is writable by others (mode 0777) and not sticky"
+
+
+def _sticky_world_writable(jail: Path) -> str:
+    jail.chmod(0o1777)  # anyone may still make /lib there, if the jail has none
+    return f"{jail} is writable by others (mode 1777)"
+
+
+def _group_writable(jail: Path) -> str:
+    os.chown(jail, 0, NOGROUP)
+    jail.chmod(0o775)
+    return f"{jail} is writable by group {NOGROUP} (mode 0775) and not sticky"
+
+
+def _in_bob_s_directory(jail: Path) -> str:
+    os.chown(jail.parent, NOBODY, -1)  # bob may rename the jail and put his own there
+    return f"{jail.parent} is owned by uid {NOBODY}"
+
+
+def _through_bob_s_link(jail: Path) -> str:
+    link = jail.parent / "link"
+    link.symlink_to(jail)
+    os.lchown(link, NOBODY, -1)
+    return f"{link} is a symbolic link owned by uid {NOBODY}"
+
+
+@needs_root
+@needs_ldd
+@pytest.mark.parametrize(
+    "plant",
+    [
+        _bob_owns_the_jail,
+        _world_writable,
+        _sticky_world_writable,
+        _group_writable,
+        _in_bob_s_directory,
+        _through_bob_s_link,
+    ],
+)
+def test_a_jail_another_user_could_fill_is_refused_before_anything_starts(
+    tracker: Tracker, jail: Path, plant: Callable[[Path], str]
+) -> None:
+    """Root enters the jail and runs what it finds there: whoever else can write it,
+    or the directories above it, could plant the program or its loader (sshd
+    refuses such a ChrootDirectory too). LSB 4, nothing started, no pidfile."""
+    reason = plant(jail)
+    typed = jail.parent / "link" if "link" in reason else jail
+    result = tracker.daemonctx("start", "--chroot", str(typed), "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert (result.returncode, result.stdout) == (4, ""), result.stderr
+    assert result.stderr == f"daemonctx: error: refusing --chroot {typed}: {reason}\n"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+def test_a_jail_of_the_daemon_s_own_user_is_entered(tracker: Tracker, jail: Path) -> None:
+    """The program runs as that user: the jail's owner can change nothing it could
+    not change anyway. Without --user, root would run it: refused (above)."""
+    os.chown(jail, NOBODY, -1)
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--user", "nobody",
+                               "--pidfile", tracker.pidfile, "--", "sleep", "1000")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pid = int(Path(tracker.pidfile).read_text())
+    assert os.readlink(f"/proc/{pid}/root") == str(jail)
+    assert proc_status(pid)["Uid"].split() == [str(NOBODY)] * 4
+    os.kill(pid, signal.SIGTERM)
 
 
 @needs_root

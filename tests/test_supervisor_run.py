@@ -1030,6 +1030,36 @@ def test_supervise_names_the_missing_ready_1_as_the_reason(supervisors: Supervis
     assert "mute failed to start: no READY=1 within 0.5 s" in result.stderr, result.stderr
 
 
+def test_ctl_start_answers_at_the_first_failed_start_not_after_the_retry(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A start that times out is retried at once (the first failure of a streak),
+    but ``ctl start`` answers at that first failure, as the boot does and as
+    ``systemctl start`` does: it used to wait for the retry too, 2 x start_timeout."""
+    rec = tmp_path / "mute.rec"
+    supervisors.config(
+        {
+            "web": {"command": [SLEEP, "1000"]},
+            "mute": {
+                "command": record(rec, "forever"),
+                "ready": "notify",
+                "start_timeout": 0.5,
+                "autostart": False,
+            },
+        }
+    )
+    assert supervisors.supervise().returncode == 0
+    started = supervisors.ctl("start", "mute")
+    assert started.returncode == 1, started
+    # Answered as the retry began: starting again, attempt 2, and why the first failed.
+    assert re.search(r"^mute\s+starting", started.stdout, re.M), started.stdout
+    assert "attempt 2" in started.stdout and "no READY=1 within 0.5 s" in started.stdout, started
+    assert len(events(rec, "start")) <= 2
+    # The retry goes on, and so does the backoff after it.
+    supervisors.wait_state("mute", "backoff")
+    assert supervisors.ctl("stop", "mute").returncode == 0
+
+
 # -- supervise failing leaves nothing ------------------------------------------------------------
 
 

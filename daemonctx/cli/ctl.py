@@ -111,9 +111,9 @@ def add_commands(subparsers: Any) -> None:
     status = command("status", "show programs (all of them without NAME)", _status)
     status.add_argument("names", nargs="*", metavar="NAME")
     for name, summary in (
-        ("start", "start programs and wait until they run (or gave up)"),
+        ("start", "start programs and wait until they run (or a start failed)"),
         ("stop", "stop programs and wait until no process is left"),
-        ("restart", "stop then start programs, and wait until they run (or gave up)"),
+        ("restart", "stop then start programs, and wait until they run (or a start failed)"),
     ):
         parser = command(name, summary, _change)
         parser.add_argument("names", nargs="+", metavar="NAME", help="a program, or all")

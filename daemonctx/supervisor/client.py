@@ -254,7 +254,7 @@ class Client:
         return self._programs("status", {"names": list(names)})
 
     def start(self, *names: str) -> list[ProgramInfo]:
-        """Start ``names`` (or ``"all"``); returns once each runs or has given up."""
+        """Start ``names`` (or ``"all"``); returns once each runs or a start failed."""
         return self._programs("start", {"names": list(names)})
 
     def stop(self, *names: str) -> list[ProgramInfo]:
@@ -262,7 +262,7 @@ class Client:
         return self._programs("stop", {"names": list(names)})
 
     def restart(self, *names: str) -> list[ProgramInfo]:
-        """Stop then start ``names`` (or ``"all"``); returns once each runs or has given up."""
+        """Stop then start ``names`` (or ``"all"``); returns once each runs or a start failed."""
         return self._programs("restart", {"names": list(names)})
 
     def signal(self, signal: int | str, *names: str) -> list[ProgramInfo]:

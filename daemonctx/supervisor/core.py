@@ -2139,9 +2139,7 @@ class Supervisor:
                 instance.start_pending = True
             elif instance.state is not State.RUNNING and instance.state is not State.STARTING:
                 self._event(instance, instance.machine.start)
-        self._reply_when(
-            request, respond, instances, lambda i: i.state in _DONE_STARTING and not i.start_pending
-        )
+        self._reply_when_started(request, respond, instances)
 
     def _command_stop(self, request: Request, respond: Callable[[bytes], None]) -> None:
         self._not_shutting_down()
@@ -2175,8 +2173,24 @@ class Supervisor:
                 instance.start_pending = True
             else:
                 self._event(instance, instance.machine.start)
+        self._reply_when_started(request, respond, instances)
+
+    def _reply_when_started(
+        self, request: Request, respond: Callable[[bytes], None], instances: list[Instance]
+    ) -> None:
+        """Answer once each instance runs, has given up, or has failed a start
+        since the request: the first failure of a streak is retried at once,
+        and waiting for that retry too made ``ctl start`` of a program that
+        hangs take twice ``start_timeout`` (systemctl answers at the first)."""
+        failures = {id(instance): instance.machine.failures for instance in instances}
         self._reply_when(
-            request, respond, instances, lambda i: i.state in _DONE_STARTING and not i.start_pending
+            request,
+            respond,
+            instances,
+            lambda i: (
+                (i.state in _DONE_STARTING or i.machine.failures != failures[id(i)])
+                and not i.start_pending
+            ),
         )
 
     def _stop(self, instance: Instance, by: str) -> None:
