@@ -18,6 +18,7 @@ from .errors import CommandError, DaemonOptionError, one_line
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
     from typing import Any, Callable
 
     from .control import StopResult
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Interrupted",
     "add_stop_options",
+    "kill_style",
     "limit_argument",
     "nice_argument",
     "octal_mask",
@@ -200,6 +202,29 @@ def signal_argument(text: str) -> int:
         return parse_signal(text)
     except ValueError as exc:
         raise _argument_error(str(exc)) from None
+
+
+def kill_style(words: Sequence[str]) -> list[str]:
+    """``words`` with the signal of a ``signal`` command typed as kill takes it
+    (``-HUP``, ``-9``, ``-SIGRTMIN+1``) given without its dash, which argparse
+    would take for an option: the first such word after the first ``signal``,
+    before any ``--``. An option (``-p``) is never a signal name."""
+    from .signals import parse_signal
+
+    words = list(words)
+    end = words.index("--") if "--" in words else len(words)
+    if "signal" not in words[:end]:
+        return words
+    for index in range(words.index("signal") + 1, end):
+        word = words[index]
+        if word.startswith("-") and not word.startswith("--") and len(word) > 1:
+            try:
+                parse_signal(word[1:])
+            except ValueError:
+                continue
+            words[index] = word[1:]
+            break
+    return words
 
 
 def add_stop_options(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from . import control
 from .commands import (
     add_stop_options,
+    kill_style,
     prepare_exit,
     report_stop,
     run_command,
@@ -367,7 +368,8 @@ class Service:
     def dispatch(self, argv: Sequence[str] | None = None) -> int:
         """Parse ``argv`` (default ``sys.argv[1:]``), run the command; return the exit status."""
         parser = self.build_parser()
-        args = parser.parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        args = parser.parse_args(kill_style(words) if "signal" in words else words)
         return run_command(parser.prog, lambda: self._command(args))
 
     def _command(self, args: argparse.Namespace) -> int:

@@ -238,6 +238,9 @@ def test_reload_sends_sighup_to_the_daemon_which_runs_on(app: App) -> None:
     result = app("signal", "HUP")
     assert (result.returncode, result.stdout) == (0, _sent("SIGHUP", pid)), result.stderr
     wait_for(lambda: app.events(pid).count("reload") == 3, what="the third reload")
+    result = app("signal", "-HUP")  # as kill takes it
+    assert (result.returncode, result.stdout) == (0, _sent("SIGHUP", pid)), result.stderr
+    wait_for(lambda: app.events(pid).count("reload") == 4, what="the fourth reload")
     assert pid_alive(pid)
 
 

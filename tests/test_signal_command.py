@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Tracker, kill, needs_root, pid_alive, spawn_as_pid, wait_for, wait_gone
 
+from daemonctx.commands import kill_style
 from daemonctx.control import NOT_RUNNING, send_signal
 from daemonctx.errors import CommandError
 
@@ -38,6 +39,38 @@ def test_hup_reaches_the_daemon_which_runs_on(tracker: Tracker) -> None:
     assert pid_alive(pid)
     assert send_signal(tracker.pidfile, signal.SIGHUP) == pid  # the API, by number
     wait_for(lambda: log.read_text() == "hup\nhup\n", what="the second HUP")
+
+
+@pytest.mark.parametrize("typed", ["-HUP", "-1", "-sighup"])
+def test_the_signal_as_kill_takes_it(tracker: Tracker, typed: str) -> None:
+    """`kill -HUP`'s habit: the dash is not taken for an option (argparse would)."""
+    pid, log = _start_reloader(tracker)
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, typed)
+    assert (result.returncode, result.stdout) == (0, f"sent SIGHUP to app (pid {pid})\n"), result
+    wait_for(lambda: log.exists() and log.read_text() == "hup\n", what="the HUP")
+    result = tracker.daemonctx("signal", typed, "-p", tracker.pidfile)  # before the options
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: log.read_text() == "hup\nhup\n", what="the second HUP")
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["signal", "-p", "x", "-HUP"], ["signal", "-p", "x", "HUP"]),
+        (["signal", "-9", "-p", "x"], ["signal", "9", "-p", "x"]),
+        (["signal", "-p", "x", "-RTMIN+2"], ["signal", "-p", "x", "RTMIN+2"]),
+        (["ctl", "-c", "s", "signal", "-usr1", "web"], ["ctl", "-c", "s", "signal", "usr1", "web"]),
+        (["signal", "-p", "x", "-n", "app", "-h"], ["signal", "-p", "x", "-n", "app", "-h"]),
+        (["signal", "-BOGUS"], ["signal", "-BOGUS"]),
+        (["signal", "--", "-9"], ["signal", "--", "-9"]),
+        (["stop", "-p", "x", "-9"], ["stop", "-p", "x", "-9"]),
+        (["signal", "-HUP", "-TERM"], ["signal", "HUP", "-TERM"]),
+    ],
+)
+def test_kill_style_takes_the_dash_off_the_signal_only(
+    words: list[str], expected: list[str]
+) -> None:
+    assert kill_style(words) == expected
 
 
 def test_a_daemon_that_is_not_running_is_lsb_7(tracker: Tracker) -> None:

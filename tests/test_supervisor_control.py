@@ -1542,7 +1542,7 @@ def test_ctl_signal_reaches_the_program_and_refuses_a_stopped_one(
     info = supervisors.status("hup")
     assert (info.state, info.pid) == ("running", hup)  # nothing was signalled
 
-    result = supervisors.ctl("signal", "HUP", "hup")
+    result = supervisors.ctl("signal", "-HUP", "hup")  # as kill takes it, too
     assert result.returncode == 0, result
     wait_for(signals.exists, what="the program to record the signal")
     wait_for(lambda: signals.read_text() == "SIGHUP", what="SIGHUP recorded")

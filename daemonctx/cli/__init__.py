@@ -147,6 +147,10 @@ def _leave(status: int) -> None:
 
 def _main(argv: Sequence[str] | None) -> int:
     head, command = split_command(sys.argv[1:] if argv is None else argv)
+    if head[:1] == ["signal"] or (head[:1] == ["ctl"] and "signal" in head):
+        from ..commands import kill_style
+
+        head = kill_style(head)  # `signal -HUP`, as kill takes it
     if head[:1] == ["ctl"] and command is None:
         from .ctl import quick
 
