@@ -29,7 +29,8 @@ _HEAD = 256  # bytes of a #! line the kernel reads (BINPRM_BUF_SIZE)
 _ELF_MAGIC = b"\x7fELF"
 _PT_INTERP = 3
 _MAX_LINKS = 40  # the kernel's ELOOP limit
-_NESTING = 4  # interpreters of interpreters the kernel follows (binfmt_script)
+_SCRIPTS = 5  # #! scripts in a chain exec follows; a 6th fails with ELOOP (binfmt_script)
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: before "#!", exec sees no #! line
 
 
 def resolve_program(command: str) -> str:
@@ -143,6 +144,8 @@ def _needs(path: str) -> tuple[str, str, str] | None:
             head = file.read(_HEAD)
             if head.startswith(b"#!"):
                 return ("#!", *_shebang(head))
+            if head.startswith(_BOM + b"#!"):
+                return ("BOM", "", "")
             if head.startswith(_ELF_MAGIC):
                 loader = _elf_loader(file, head)
                 return ("ELF", loader, "") if loader else None
@@ -213,7 +216,7 @@ def missing_interpreter(
     search: str | None = None,
     *,
     follow_env: bool = True,
-    _depth: int = 0,
+    _chain: tuple[str, ...] = (),
 ) -> str | None:
     """What the file at ``seen`` needs to run and lacks, looked for inside ``root``
     when given: "its interpreter '/bin/sh\\r' (the #! line) is not found (a Windows
@@ -226,6 +229,10 @@ def missing_interpreter(
     if needed is None:
         return None
     kind, path, argument = needed
+    if kind == "BOM":  # ENOEXEC: "Exec format error"
+        return "a UTF-8 byte order mark comes before its #! line, which exec then cannot see"
+    if kind == "#!" and len(_chain) >= _SCRIPTS:
+        return f"a #! script too: exec follows {_SCRIPTS} scripts in a chain, no more"
     where = "" if root is None else f" in --chroot {root}"
     if not path:
         return "its #! line names no interpreter"
@@ -244,11 +251,16 @@ def missing_interpreter(
         missing = _missing_through_env(argument, path, root, search, where)
         if missing is not None:
             return missing
-    if kind == "#!" and _depth < _NESTING:
+    if kind == "#!":
         # The interpreter may be a script in turn, or lack its own loader.
         there = path if root is None else resolve_in_root(root, path)
         assert there is not None  # _not_runnable found it
-        deeper = missing_interpreter(there, root, search, follow_env=follow_env, _depth=_depth + 1)
+        chain = (*_chain, os.path.realpath(seen))
+        again = os.path.realpath(there)
+        if again in chain:  # exec fails with ELOOP, "Too many levels of symbolic links"
+            which = "the script itself" if again == chain[-1] else "a script that runs it"
+            return f"its interpreter {path} is {which}: the #! lines loop"
+        deeper = missing_interpreter(there, root, search, follow_env=follow_env, _chain=chain)
         if deeper is not None:
             return f"its interpreter {path}: {deeper}"
     return None
@@ -260,8 +272,8 @@ def _missing_through_env(
     """``#!/usr/bin/env NAME``: env looks NAME up in the program's PATH, after the
     exec, where a failure is "env: 'NAME': No such file or directory" and exit 127.
     The kernel gives env the rest of the line as one argument, then the script."""
-    if name.startswith("-"):  # env's options (-S): not looked into
-        return None
+    if name.startswith("-"):  # env's options: judged only where GNU env's answer is sure
+        return _env_options(name, env)
     if not name or "=" in name:  # env would run the script itself, again and again
         given = "no program" if not name else f"only a variable, {name!r}, and no program"
         return f"its #! line gives {env} {given} to run (it would run the script, over and over)"
@@ -279,6 +291,23 @@ def _missing_through_env(
     if any(_not_runnable(posixpath.join(folder, name), root) is None for folder in folders):
         return None
     return f"{name!r}, which its #! line runs through {env}, is not found in PATH{where}"
+
+
+def _env_options(line: str, env: str) -> str | None:
+    """``#!/usr/bin/env -i``, ``-v``, ``--ignore-environment`` alone: env runs the
+    script itself, which runs env again, forever (a busy process, not a failure);
+    ``-i VAR=1 python3`` as one argument: env refuses the space ("invalid
+    option"). None for anything else (``-S`` splits the line: what it runs is
+    not looked into)."""
+    first = line.split(" ", 1)[0].split("\t", 1)[0]
+    flags = first[1:] != "" and not first.startswith("--") and set(first[1:]) <= set("iv")
+    if line in ("-", "--ignore-environment", "--debug") or (flags and first == line):
+        given = f"{env} {line!r} and no program"
+        return f"its #! line gives {given} to run (it would run the script, over and over)"
+    if flags:
+        given = f"{env} options and a program as one argument, {line!r}"
+        return f"its #! line gives {given}, which env refuses (env -S would split it)"
+    return None
 
 
 def _strict_about_arguments(interpreter: str) -> bool:

@@ -6,6 +6,7 @@ programs, and scripts and ELF headers written here."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import struct
@@ -251,6 +252,21 @@ def test_a_fifo_is_not_read(tmp_path: Path) -> None:
             b"#!/usr/bin/env sh\r\n",
             "its #! line gives /usr/bin/env 'sh\\r' (a Windows line ending?)",
         ),
+        (
+            b"#!/usr/bin/env -i\n",
+            "its #! line gives /usr/bin/env '-i' and no program to run (it would run the"
+            " script, over and over)",
+        ),
+        (
+            b"#!/usr/bin/env -\n",
+            "its #! line gives /usr/bin/env '-' and no program to run (it would run the"
+            " script, over and over)",
+        ),
+        (
+            b"#!/usr/bin/env -i VAR=1 python3\n",
+            "its #! line gives /usr/bin/env options and a program as one argument,"
+            " '-i VAR=1 python3', which env refuses (env -S would split it)",
+        ),
     ],
     ids=[
         "bare",
@@ -262,6 +278,9 @@ def test_a_fifo_is_not_read(tmp_path: Path) -> None:
         "env-alone",
         "env-variable",
         "env-crlf",
+        "env-i-alone",
+        "env-dash-alone",
+        "env-options-as-one",
     ],
 )
 def test_what_exec_would_refuse_is_named(tmp_path: Path, line: bytes, message: str) -> None:
@@ -278,8 +297,62 @@ def test_interpreters_are_followed_down_as_the_kernel_does(tmp_path: Path) -> No
     assert missing_interpreter(outer) == (
         f"its interpreter {inner}: its interpreter '/nonexistent/interp' (the #! line) is not found"
     )
+
+
+def test_a_loop_of_interpreters_is_named(tmp_path: Path) -> None:
+    """exec fails with ELOOP ("Too many levels of symbolic links") for both."""
     loop = _script(tmp_path / "loop", f"#!{tmp_path / 'loop'}\n".encode())
-    assert missing_interpreter(loop) is None, "a loop ends at the kernel's depth, told or not"
+    message = f"its interpreter {loop} is the script itself: the #! lines loop"
+    assert missing_interpreter(loop) == message
+    first, second = tmp_path / "first", tmp_path / "second"
+    _script(first, f"#!{second}\n".encode())
+    _script(second, f"#!{first}\n".encode())
+    assert missing_interpreter(str(first)) == (
+        f"its interpreter {second}: its interpreter {first} is a script that runs it:"
+        " the #! lines loop"
+    )
+    for path in (loop, str(first)):
+        with pytest.raises(OSError) as info:
+            subprocess.run([path], check=False)
+        assert info.value.errno == errno.ELOOP, "the kernel's answer"
+
+
+@pytest.mark.parametrize("scripts", [5, 6])
+def test_exec_follows_five_scripts_and_no_more(tmp_path: Path, scripts: int) -> None:
+    """The kernel's own limit, checked against it: five run, a sixth is ELOOP."""
+    true = shutil.which("true")
+    assert true is not None
+    interp = true
+    for number in range(scripts, 0, -1):
+        interp = _script(tmp_path / f"s{number}", f"#!{interp}\n".encode())
+    missing = missing_interpreter(interp)
+    if scripts == 5:
+        assert subprocess.run([interp], check=False).returncode == 0
+        assert missing is None
+        return
+    with pytest.raises(OSError) as info:
+        subprocess.run([interp], check=False)
+    assert info.value.errno == errno.ELOOP, "the kernel's answer"
+    assert missing is not None
+    assert missing.endswith(
+        f"its interpreter {tmp_path / 's6'}: a #! script too: exec follows 5 scripts in a"
+        " chain, no more"
+    )
+
+
+def test_a_byte_order_mark_before_the_line_is_named(tracker: Tracker) -> None:
+    """An editor's UTF-8 BOM: exec sees no #! line (ENOEXEC, "Exec format error")."""
+    script = _script(tracker.tmp_path / "app.sh", b"\xef\xbb\xbf#!/bin/sh\nsleep 1000\n")
+    with pytest.raises(OSError) as info:
+        subprocess.run([script], check=False)
+    assert info.value.errno == errno.ENOEXEC, "the kernel's answer"
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", script)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"daemonctx: error: {script}: a UTF-8 byte order mark comes before its #! line,"
+        " which exec then cannot see\n"
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
 def test_a_corrupt_elf_header_is_no_crash(tmp_path: Path) -> None:
@@ -298,8 +371,10 @@ def test_a_corrupt_elf_header_is_no_crash(tmp_path: Path) -> None:
         b"#!/usr/bin/env -S VAR=1 python3\n",
         b"#!/usr/bin/env --split-string=python3 -u\n",
         b"#!/usr/bin/perl -w\r\n",  # perl reads its own #! line, and takes the \r
+        b"#!/usr/bin/env -iS python3\n",
+        b"#!/usr/bin/env -u X python3\n",  # runs itself forever, but not told apart here
     ],
-    ids=["env-S-variable", "env-long-option", "perl-crlf-switch"],
+    ids=["env-S-variable", "env-long-option", "perl-crlf-switch", "env-iS", "env-u-untold"],
 )
 def test_lines_that_run_are_not_refused(tmp_path: Path, line: bytes) -> None:
     interpreter_path = line[2:].split()[0].decode()
