@@ -646,7 +646,8 @@ INCLUDE_ERRORS: list[tuple[str, str, str]] = [
      "conf.d/x.toml: [program.web] restart: expected one of always, on-failure, never,"
      " got 'sometimes'"),
     ("", SUPERVISOR + WEB,
-     "conf.d/x.toml: [supervisor] only [program.NAME] tables may be in an included file"),
+     "conf.d/x.toml: [supervisor] only [program.NAME] and [group.NAME] tables may be in an"
+     " included file"),
     ("", WEB + "[unix_http_server]\nfile = '/run/s.sock'\n",
      "conf.d/x.toml: [unix_http_server] unknown table (supervisord's; here: [supervisor] control)"),
     ("", WEB + "after = ['dbb']\n",
@@ -724,11 +725,52 @@ def test_a_bad_group(shop: Path, text: str, message: str) -> None:
     assert str(error_of(shop, SUPERVISOR + WEB + text)) == message
 
 
-def test_a_group_in_an_included_file_is_refused(shop: Path) -> None:
-    conf_d({"g.toml": "[group.shop]\nprograms = ['web']\n"})
-    assert str(error_of(shop, INCLUDE + WEB)) == (
-        "conf.d/g.toml: [group] only [program.NAME] tables may be in an included file"
+def test_a_group_may_come_from_an_included_file_and_name_programs_of_any_file(
+    shop: Path,
+) -> None:
+    """As supervisord's conf.d files may hold a [group:x]: a package's file brings
+    its programs and the group that restarts them together."""
+    conf_d(
+        {
+            "shop.toml": "[program.worker]\ncommand = ['/srv/worker']\n"
+            "[group.shop]\nprograms = ['web', 'worker']\n",
+            "z.toml": "[group.back]\nprograms = ['worker']\n",
+        }
     )
+    config = load_text(shop, INCLUDE + WEB + "[group.front]\nprograms = ['web']\n")
+    assert config.groups == {
+        "front": ("web",),
+        "shop": ("web", "worker"),
+        "back": ("worker",),
+    }
+
+
+@pytest.mark.parametrize(
+    ("main", "included", "message"),
+    [
+        (
+            "[group.shop]\nprograms = ['web']\n",
+            "[group.shop]\nprograms = ['web']\n",
+            "conf.d/g.toml: [group.shop] two groups have this name (the other in shop.toml)",
+        ),
+        (
+            "",
+            "[group.shop]\nprograms = ['wbe']\n",
+            "conf.d/g.toml: [group.shop] programs: unknown program 'wbe' (did you mean 'web'?)",
+        ),
+        (
+            "",
+            "[group.web]\nprograms = ['web']\n",
+            "conf.d/g.toml: [group.web] 'web' is a program's name too",
+        ),
+    ],
+    ids=["twice", "unknown-program", "program-s-name"],
+)
+def test_a_bad_group_in_an_included_file_names_that_file(
+    shop: Path, main: str, included: str, message: str
+) -> None:
+    conf_d({"g.toml": included})
+    assert str(error_of(shop, INCLUDE + WEB + main)) == message
 
 
 # -- [defaults]: keys every program gets unless it sets them ---------------------------------
@@ -823,7 +865,8 @@ def test_a_bad_default_is_named_where_it_is(shop: Path, text: str, message: str)
 def test_defaults_in_an_included_file_or_not_a_table_are_refused(shop: Path) -> None:
     conf_d({"d.toml": "[defaults]\nstop_timeout = 3\n"})
     assert str(error_of(shop, INCLUDE + WEB)) == (
-        "conf.d/d.toml: [defaults] only [program.NAME] tables may be in an included file"
+        "conf.d/d.toml: [defaults] only [program.NAME] and [group.NAME] tables may be in an"
+        " included file"
     )
     assert str(error_of(shop, "defaults = 3\n" + SUPERVISOR + WEB)) == (
         "shop.toml: defaults: expected a table, got 3"

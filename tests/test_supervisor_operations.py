@@ -615,6 +615,32 @@ def test_a_group_stands_for_its_programs_in_ctl_and_a_reload_changes_it_live(
     assert "no program or group named 'sohp' (did you mean 'shop'?)" in unknown.stderr
 
 
+def test_a_group_from_an_included_file_is_used_by_ctl_and_changed_by_a_reload(
+    supervisors: Supervisors,
+) -> None:
+    """A package's conf.d file with its programs and their group (supervisord's
+    conf.d may hold a [group:x]); editing that file changes the group live."""
+    path = supervisors.config({"db": {"command": [SLEEP, "1001"]}})
+    conf_d = path.parent / "conf.d"
+    conf_d.mkdir()
+    package = conf_d / "shop.toml"
+    package.write_text(
+        f'[program.web]\ncommand = ["{SLEEP}", "1000"]\n[group.shop]\nprograms = ["web", "db"]\n'
+    )
+    path.write_text(
+        path.read_text().replace("[supervisor]", '[supervisor]\ninclude = ["conf.d/*"]')
+    )
+    supervisors.foreground()
+    stopped = supervisors.ctl("stop", "shop")
+    assert stopped.returncode == 0, stopped
+    assert [line.split()[0] for line in stopped.stdout.splitlines()] == ["web", "db"]
+    package.write_text(package.read_text().replace('["web", "db"]', '["web"]'))
+    assert reload(supervisors) == ["change [group.shop] (live)"]
+    started = supervisors.ctl("start", "shop")
+    assert [line.split()[:2] for line in started.stdout.splitlines()] == [["web", "running"]]
+    assert supervisors.status("db").state == "stopped"
+
+
 def test_a_detached_supervisor_started_with_a_relative_config_path_can_reload(
     supervisors: Supervisors,
 ) -> None:

@@ -1038,6 +1038,8 @@ class SupervisorConfig:
     # [group.NAME] tables: names that stand for programs in ctl (supervisord's
     # [group:x]); a program may be in several.
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # The file of each group that came from an included file (``load`` fills it).
+    group_sources: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     # The keys each program took from [defaults] (``load`` fills it): errors say so.
     defaulted: Mapping[str, tuple[str, ...]] = field(
         default_factory=dict, hash=False, compare=False
@@ -1072,7 +1074,8 @@ class SupervisorConfig:
                 pidfiles[program.pidfile] = f"program {program.name!r}"
         self._check_own_files(path)
         _waves(self.programs, path, self.sources)
-        object.__setattr__(self, "groups", _checked_groups(self.groups, self.programs, path))
+        groups = _checked_groups(self.groups, self.programs, path, self.group_sources)
+        object.__setattr__(self, "groups", groups)
 
     def _check_own_files(self, path: str | None) -> None:
         """The supervisor's socket, the socket's lock file, its pidfile and its log
@@ -1215,7 +1218,7 @@ def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ..
         if name in allowed:
             continue
         if name in ("supervisor", "defaults", "group"):  # in an included file
-            reason = "only [program.NAME] tables may be in an included file"
+            reason = "only [program.NAME] and [group.NAME] tables may be in an included file"
             raise ConfigError(path, name, None, reason)
         if isinstance(value, Mapping):
             hint = _hint(name, allowed, _FOREIGN_TABLES)
@@ -1330,15 +1333,20 @@ def _group_tables(tables: Any, path: str | None) -> dict[str, Any]:
 
 
 def _checked_groups(
-    groups: Any, programs: Sequence[Program], path: str | None
+    groups: Any,
+    programs: Sequence[Program],
+    main: str | None,
+    sources: Mapping[str, str],
 ) -> dict[str, tuple[str, ...]]:
-    """``groups`` checked: a valid name each, no program's, and known programs."""
+    """``groups`` checked: a valid name each, no program's, and known programs (of
+    any file); an error names the group's file, ``sources``'s or ``main``."""
     if not isinstance(groups, Mapping):
-        raise ConfigError(path, None, "groups", f"expected a table of groups, got {_got(groups)}")
+        raise ConfigError(main, None, "groups", f"expected a table of groups, got {_got(groups)}")
     known = {program.name: program for program in programs}
     checked = {}
     for name, members in groups.items():
         where = f"group.{_toml_key(name)}"
+        path = sources.get(name, main) if isinstance(name, str) else main
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
             reason = "invalid name: use letters, digits, '_', '.' and '-'"
             raise ConfigError(path, where, None, reason)
@@ -1450,6 +1458,7 @@ def parse(
     groups = _group_tables(data.get("group", {}), path)
     files: list[str] = []
     sources: dict[str, str] = {}
+    group_sources: dict[str, str] = {}
     if patterns:
         if trust is not None:  # an empty conf.d that another user may fill is refused too
             for directory in _include_directories(patterns, path):
@@ -1459,7 +1468,7 @@ def parse(
             if trust is not None:
                 trust(file)
             document = _read_toml(file)
-            _check_top(document, file, ("program",))
+            _check_top(document, file, ("program", "group"))
             for program in _programs(document.get("program", {}), file, defaults, defaulted, path):
                 if any(other.name == program.name for other in programs):
                     other = sources.get(program.name, path)
@@ -1468,12 +1477,20 @@ def parse(
                     raise ConfigError(file, table, None, reason, program.name)
                 programs.append(program)
                 sources[program.name] = file
+            for name, members in _group_tables(document.get("group", {}), file).items():
+                if name in groups:  # a package's group may name programs of any file
+                    other = group_sources.get(name, path)
+                    reason = f"two groups have this name (the other in {other})"
+                    raise ConfigError(file, f"group.{_toml_key(name)}", None, reason)
+                groups[name] = members
+                group_sources[name] = file
     return SupervisorConfig(
         programs=tuple(programs),
         path=path,
         included=tuple(files),
         sources=sources,
         groups=groups,
+        group_sources=group_sources,
         defaulted=defaulted,
         **supervisor,
     )
