@@ -4,6 +4,7 @@ program's ``pidfile``), its own sd_notify messages under systemd, the Python API
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -27,6 +28,8 @@ from conftest import (
     wait_for,
     wait_gone,
 )
+
+from daemonctx.pidfd import exited
 
 FORKER = textwrap.dedent(
     """
@@ -494,6 +497,51 @@ def test_a_sigkilled_supervisor_leaves_nothing_running(supervisors: Supervisors)
     for name, pid in pids.items():
         assert not pid_alive(pid), f"the {name} survived its supervisor"
     assert "left running by a previous supervisor" not in supervisors.log.read_text()
+
+
+SPAWNER = textwrap.dedent(
+    """
+    import os, sys, time
+    directory, count = sys.argv[1], int(sys.argv[2])
+    for _ in range(count):       # daemons that left the group and the session
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv("/bin/sleep", ["sleep", "1000"])
+            os._exit(0)
+        os.wait()
+    open(os.path.join(directory, "spawned"), "w").close()
+    time.sleep(1000)
+    """
+)
+
+
+def test_a_sigkilled_supervisor_s_guard_kills_more_escaped_processes_than_it_has_descriptors(
+    supervisors: Supervisors,
+) -> None:
+    """The guard pins each process it kills with a pidfd: 150 escaped daemons and
+    a limit of 64 descriptors. It used to pass over those it had no descriptor
+    left to pin, and leave them running."""
+    command = [sys.executable, "-c", SPAWNER, str(supervisors.tmp_path), "150"]
+    supervisors.config({"web": {"command": command}})
+    supervisors.foreground(prefix=["prlimit", "--nofile=64:64", "--"])
+    supervisor = supervisors.foreground_pid
+    guard = guard_of(supervisor)
+    wait_for((supervisors.tmp_path / "spawned").exists, 30, what="150 daemons")
+    pidfds = []
+    try:
+        for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+            if Path(f"/proc/{pid}/comm").read_text() == "sleep\n":  # adopted: a subreaper
+                pidfds.append(os.pidfd_open(int(pid)))
+        assert len(pidfds) == 150
+        os.kill(supervisor, signal.SIGKILL)
+        wait_gone(guard, 30)
+        assert sum(not exited(fd) for fd in pidfds) == 0, "left running by the guard"
+    finally:
+        for fd in pidfds:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
 
 
 def test_a_killed_guard_is_replaced(supervisors: Supervisors) -> None:

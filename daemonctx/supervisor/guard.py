@@ -97,12 +97,17 @@ def sweep(
     killed: list[tuple[int, str | None]] = []
     pinned: list[int] = []
     seen: set[int] = set()
+    room = _free_descriptors()
     try:
         for _ in range(SWEEP_PASSES):
             found = False
             for pid in procfs.all_pids():
                 if pid == own or pid in seen:
                     continue
+                if len(pinned) >= room:  # each pin is a descriptor: free them first
+                    _wait_gone(pinned, SWEEP_WAIT)
+                    while pinned:
+                        os.close(pinned.pop())
                 pidfd = open_pidfd(pid)
                 if pidfd is None:
                     continue
@@ -125,6 +130,23 @@ def sweep(
         for pidfd in pinned:
             os.close(pidfd)
     return killed
+
+
+def _free_descriptors() -> int:
+    """How many processes a sweep may pin at once: the descriptors left under
+    RLIMIT_NOFILE, less some for reading /proc (one each) and waiting. Past
+    them, a pidfd (or /proc's environ) could not be opened, and the process
+    would be passed over, left running."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 1
+    return max(1, soft - used - 8)
 
 
 def _ours(pid: int, control: str, users: set[int], groups: dict[int, int]) -> bool:
