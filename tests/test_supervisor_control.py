@@ -1258,6 +1258,71 @@ sys.exit(Supervisor(control, [program], idle_timeout=0.5).serve())
 """
 
 
+CAPPED_APP = """
+import sys
+from daemonctx.supervisor import Program, Supervisor, server
+server.MAX_OTHERS_PENDING_OUTPUT = 2_000_000  # 64 MiB in earnest: a test's worth here
+control, talker, observers = sys.argv[1:]
+program = Program("talk", [sys.executable, talker], output_buffer=4_000_000)
+sys.exit(Supervisor(control, [program], observer_group=observers).serve())
+"""
+
+
+@needs_root
+@needs_tools("groupadd", "groupdel")
+def test_observers_that_read_none_of_their_answers_are_dropped_past_a_shared_cap(
+    supervisors: Supervisors,
+    open_dir: Path,
+    tmp_path: Path,
+    new_group: Callable[[], tuple[str, int]],
+) -> None:
+    """Each connection may leave MAX_PENDING_OUTPUT unread, but 448 connections of
+    observers could then make the supervisor hold 448 times that: across them,
+    past MAX_OTHERS_PENDING_OUTPUT, one with answers unread when another is
+    ready is dropped. An admin's are not counted: root is served meanwhile."""
+    observers, gid = new_group()
+    open_control(supervisors, open_dir)
+    talker, app = tmp_path / "talker.py", tmp_path / "app.py"
+    talker.write_text(PREFILLED_TALKER)
+    app.write_text(CAPPED_APP)
+    proc = start_python(supervisors, str(app), supervisors.control, str(talker), observers)
+
+    def ready() -> bool:
+        with supervisors.client() as client:
+            lines, _cursor = client.tail("talk", 1)
+        return [line.text for line in lines] == ["ready"]
+
+    wait_for(ready, what="the talker's lines")
+    holding_read, holding_write = os.pipe()
+    done_read, done_write = os.pipe()
+
+    def hoard() -> None:  # nobody, an observer: 3 x 4 answers of ~0.75 MB, none read
+        clients = [LineClient(supervisors.control) for _ in range(3)]
+        for client in clients:
+            for number in range(4):  # under MAX_PENDING_OUTPUT for each connection
+                client.request(number, "tail", {"names": ["talk"], "lines": 5000})
+        poll = select.poll()
+        for client in clients:
+            poll.register(client.sock, select.POLLRDHUP)
+        assert poll.poll(10_000), "no connection was dropped"
+        os.write(holding_write, b"h")
+        os.read(done_read, 1)  # hold the others until root has been served
+
+    try:
+        with ForkedAs(NOBODY, [gid], hoard) as child:
+            ready_fds = select.select([holding_read, child.report], [], [], 60)[0]
+            assert holding_read in ready_fds, os.read(child.report, 4000).decode()
+            with supervisors.client(timeout=10) as root:  # a large answer, read whole
+                lines, _cursor = root.tail("talk", 5000)
+            assert len(lines) == 5000
+            os.write(done_write, b"d")
+            child.finish()
+    finally:
+        for fd in (holding_read, holding_write, done_read, done_write):
+            os.close(fd)
+    assert proc.poll() is None
+
+
 def test_a_client_that_reads_none_of_its_answers_is_closed_after_the_idle_timeout(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

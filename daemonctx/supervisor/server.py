@@ -72,6 +72,11 @@ IDLE_TIMEOUT = 60.0
 #: another answer is ready, the connection is dropped (one answer of any size
 #: goes out to a client that reads it).
 MAX_PENDING_OUTPUT = 4 * 1024 * 1024
+#: The same across every connection of users who are not admins: past it, one
+#: of theirs with answers unread when another is ready is dropped (admins' are
+#: neither counted nor dropped), so that 448 of them cannot make the supervisor
+#: hold 448 x MAX_PENDING_OUTPUT.
+MAX_OTHERS_PENDING_OUTPUT = 64 * 1024 * 1024
 #: Requests of one connection not answered yet (``tail`` long-polls, a ``stop``
 #: under way): at this many, it is not read from until answers go out.
 MAX_PENDING_REQUESTS = 16
@@ -290,6 +295,7 @@ class Connection:
         self.idle_deadline = 0.0
         self.interest: tuple[bool, bool] | None = None  # (read, write) as the loop watches it
         self.writes = 0  # write() calls: each ends with the server's update()
+        self.counted = peer.role != ADMIN  # its output in the server's others_output
         self.on_ready = lambda: server._ready(self)
 
     @property
@@ -322,10 +328,16 @@ class Connection:
                 break
             # Checked before an answer is queued, not after a send: a client
             # reading one large answer is not dropped, one that does not read is.
-            if len(self.output) > MAX_PENDING_OUTPUT:
+            if len(self.output) > MAX_PENDING_OUTPUT or (
+                self.output
+                and self.counted
+                and self.server.others_output > MAX_OTHERS_PENDING_OUTPUT
+            ):
                 self.server.close(self)
                 return
             self.output += data
+            if self.counted:
+                self.server.others_output += len(data)
             moved += 1
         if moved:
             del self.slots[:moved]
@@ -346,6 +358,8 @@ class Connection:
                 self.server.close(self)
                 return
             del self.output[:sent]
+            if self.counted:
+                self.server.others_output -= sent
             sent_some = True
         if self.output and (sent_some or not self.draining):
             # Answers wait on the client: it has the idle timeout to read some.
@@ -381,6 +395,7 @@ class ControlServer:
         self.read_only = read_only
         self.idle_timeout = idle_timeout
         self.connections: dict[int, Connection] = {}
+        self.others_output = 0  # answers held for non-admins' connections, in bytes
         self._listener: socket.socket | None = None
         self._resting: Timer | None = None  # out of descriptors: accept again then
         self._lock_fd: int | None = None
@@ -725,6 +740,8 @@ class ControlServer:
         if connection.closed:
             return
         connection.closed = True
+        if connection.counted:
+            self.others_output -= len(connection.output)
         self.loop.cancel(connection.idle_timer)
         self.loop.cancel(connection.resume)
         fd = connection.sock.fileno()
