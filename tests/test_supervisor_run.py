@@ -1060,6 +1060,30 @@ def test_ctl_start_answers_at_the_first_failed_start_not_after_the_retry(
     assert supervisors.ctl("stop", "mute").returncode == 0
 
 
+@pytest.mark.parametrize(
+    "keys", [{"autostart": False}, {"after": ["slow"]}], ids=["autostart-false", "a-later-wave"]
+)
+def test_a_program_ctl_starts_during_the_boot_is_retried_as_at_any_other_time(
+    supervisors: Supervisors, tmp_path: Path, keys: dict[str, Any]
+) -> None:
+    """The boot gives its own programs no second try (it fails instead); a program
+    it does not wait for yet, started by hand meanwhile, was given none either, and
+    stayed "starting" with no process: ctl start said a retry was under way."""
+    rec = tmp_path / "crash.rec"
+    supervisors.config(
+        {
+            "slow": {"command": [SLEEP, "1000"], "ready": 60},  # the boot lasts
+            "crash": {"command": record(rec, "crash", "3"), "ready": 1.0, **keys},
+        }
+    )
+    supervisors.foreground(booted=False)
+    started = supervisors.ctl("start", "crash")
+    assert started.returncode == 1, started
+    wait_for(lambda: len(events(rec, "start")) >= 3, 10, what="its retries")
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "starting", "still booting"
+
+
 # -- supervise failing leaves nothing ------------------------------------------------------------
 
 

@@ -850,6 +850,15 @@ class Supervisor:
                 self._phase = "running"
                 self._ready()
 
+    def _booting(self, instance: Instance) -> bool:
+        """Whether ``instance`` is one the boot waits for now (``_boot_progress``'s
+        own test), so that a failed start of it fails the boot. Not one of a wave
+        to come nor an autostart = false one that ``ctl start`` started meanwhile:
+        left without their retry, those stayed "starting", with no process."""
+        if self._phase != "boot" or instance.held or instance.was_ready:
+            return False
+        return self._wave < len(self._waves) and instance in self._waves[self._wave]
+
     def _critical_failed_at_boot(self) -> bool:
         """A critical program that started, then failed for good before the boot was
         over, fails the boot (``supervise`` says so, rather than succeed and stop)."""
@@ -972,9 +981,7 @@ class Supervisor:
             instance.failures_seen = machine.failures
             if instance.program.on_failure is not None:
                 failed = (machine.state.value, machine.reason or "")
-        if spawn and not (
-            self._phase == "boot" and instance.machine.restarts > 0 and not instance.was_ready
-        ):
+        if spawn and not (instance.machine.restarts > 0 and self._booting(instance)):
             # (a failed start at boot gets no second try: _boot_progress reports it)
             self._spawn(instance)  # its own _perform kills the orphans, after it
         if instance.orphans:
