@@ -112,6 +112,7 @@ class _Plan:
         "handlers",
         "keep_fds",
         "pidfile_step",
+        "root",
         "stream_fds",
         "uid",
         "user_name",
@@ -127,6 +128,7 @@ class _Plan:
         self.user_name: str | None = None
         self.groups: list[int] | None = None  # user_name's, looked up before any chroot
         self.pidfile_step = b""
+        self.root: str | None = None  # chroot_directory as checked: absolute, no link
 
 
 class DaemonContext:
@@ -350,7 +352,7 @@ class DaemonContext:
         plan.uid, plan.gid, plan.user_name = options.check_owner(
             self.uid, self.gid, self.initgroups
         )
-        options.check_root(self.chroot_directory, plan.uid)
+        plan.root = options.check_root(self.chroot_directory, plan.uid)
         if plan.user_name is not None:  # the host's groups: a chroot may have its own file
             plan.groups = options.groups_of(plan.user_name, plan.gid)
         plan.handlers = options.resolve_signal_map(self.signal_map, self)
@@ -437,8 +439,8 @@ class DaemonContext:
         devnull = process.open_devnull() if None in plan.stream_fds else None
         if self.prevent_core:
             process.prevent_core_dump()
-        if self.chroot_directory is not None:
-            process.change_root_directory(self.chroot_directory)
+        if plan.root is not None:  # the jail checked, not the path again (a link moved)
+            process.change_root_directory(plan.root)
         process.change_working_directory(self.working_directory)
         process.change_file_creation_mask(self.umask)
         sources = [devnull if fd is None else fd for fd in plan.stream_fds]

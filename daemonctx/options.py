@@ -367,20 +367,24 @@ def check_directories(chroot_directory: str | None, working_directory: str) -> N
         raise DaemonOptionError("working_directory", working_directory, f"no such directory{where}")
 
 
-def check_root(chroot_directory: str | None, uid: int) -> None:
-    """A jail only root, we and the daemon's user ``uid`` could fill
-    (``paths.check_root``): root enters it and the daemon runs there. Another
-    user's is ``paths.UnsafePathError``, naming ``chroot_directory``."""
+def check_root(chroot_directory: str | None, uid: int) -> str | None:
+    """``chroot_directory`` resolved (absolute, no link, no ".."), the path the
+    daemon chroots to: a jail only root, we and the daemon's user ``uid`` could
+    fill (``paths.check_root``). Another user's is ``paths.UnsafePathError``,
+    naming ``chroot_directory``; None without one."""
     if chroot_directory is None:
-        return
+        return None
+    import errno
+
     from .paths import UnsafePathError, check_root
 
     try:
-        check_root(chroot_directory, "chroot_directory", uid)
+        return check_root(chroot_directory, "chroot_directory", uid)
     except UnsafePathError:
         raise
-    except OSError as exc:  # a directory on the way that cannot be read, ...
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    except OSError as exc:  # missing, not a directory, a directory that cannot be read
+        reasons = {errno.ENOENT: "no such directory", errno.ENOTDIR: "not a directory"}
+        reason = reasons.get(exc.errno or 0) or (os.strerror(exc.errno) if exc.errno else str(exc))
         raise DaemonOptionError("chroot_directory", chroot_directory, reason) from None
 
 

@@ -93,10 +93,13 @@ def _names(path: str) -> list[str]:
     return [name for name in reversed(path.split("/")) if name not in ("", ".")]
 
 
-def _walk(path: str, what: str, uid: int | None = None) -> tuple[str, bool]:
-    """``check_path``'s walk, trusting user ``uid`` too when given.
-    Also returns True when it stopped at one of our own /proc fd links, which must be
-    opened through the link (no O_NOFOLLOW) and never created."""
+def _walk(
+    path: str, what: str, uid: int | None = None, jail: bool = False
+) -> tuple[str, bool]:
+    """``check_path``'s walk, trusting user ``uid`` too when given; with ``jail``,
+    the last directory may not be writable by others even if sticky. Also returns
+    True when it stopped at one of our own /proc fd links, which must be opened
+    through the link (no O_NOFOLLOW) and never created."""
     trusted = trusted_uids()
     if uid is not None:
         trusted.add(uid)
@@ -104,10 +107,12 @@ def _walk(path: str, what: str, uid: int | None = None) -> tuple[str, bool]:
     def refuse(reason: str) -> UnsafePathError:
         return UnsafePathError(what, path, reason)
 
-    def enter(directory: str, st: os.stat_result) -> tuple[str, str | None]:
+    def enter(directory: str, st: os.stat_result, last: bool = False) -> tuple[str, str | None]:
         if st.st_uid not in trusted:
             raise refuse(f"{_show(directory)} is owned by uid {st.st_uid}")
         writers = _writers(st)
+        if writers and jail and last:  # anyone could make the jail's /lib, sticky or not
+            raise refuse(f"{_show(directory)} is writable by {writers} (mode {_mode(st)})")
         if writers and not st.st_mode & stat.S_ISVTX:
             raise refuse(
                 f"{_show(directory)} is writable by {writers} (mode {_mode(st)}) and not sticky"
@@ -115,8 +120,9 @@ def _walk(path: str, what: str, uid: int | None = None) -> tuple[str, bool]:
         return directory, writers
 
     # The directories walked into, each with who else may write it (sticky if anyone).
-    chain = [enter("/", os.lstat("/"))]
-    todo = _names(os.path.abspath(path))
+    # ".." is the kernel's (the parent of where a link led), not folded as text.
+    chain = [enter("/", os.lstat("/"), jail and path.strip("/") == "")]
+    todo = _names(path if path.startswith("/") else os.path.join(os.getcwd(), path))
     links = 0
     while todo:
         name = todo.pop()
@@ -158,7 +164,7 @@ def _walk(path: str, what: str, uid: int | None = None) -> tuple[str, bool]:
                 del chain[1:]
             todo.extend(_names(target))
         elif stat.S_ISDIR(st.st_mode):
-            chain.append(enter(entry, st))
+            chain.append(enter(entry, st, not todo))
         elif todo:
             message = f"{what} {_show(path)}: {_show(entry)} is not a directory"
             raise NotADirectoryError(errno.ENOTDIR, message)
@@ -181,23 +187,21 @@ def check_path(path: str, what: str) -> str:
 
 
 def check_root(path: str, what: str, uid: int | None = None) -> str:
-    """Return the jail ``path`` resolved, after checking that no user but root, us, and
-    the daemon's own user ``uid`` could have chosen what is in it: root enters it,
-    and what it finds there is run as the daemon's user. ``check_path``'s rules from
-    "/" down, and the jail itself writable by none of the others, sticky or not
-    (sshd's rule for a ``ChrootDirectory``, which trusts root only)."""
-    resolved = _walk(path, what, uid)[0]
+    """Return the jail ``path`` resolved (absolute, no link, no ".."): the path to
+    chroot to, so that the jail entered is the one checked. No user but root, us,
+    and the daemon's own user ``uid`` could have chosen what is in it: root enters
+    it, and what it finds there is run as the daemon's user. ``check_path``'s rules
+    from "/" down, and the jail itself writable by none of the others, sticky or
+    not (sshd's rule for a ``ChrootDirectory``, which trusts root only)."""
+    resolved, own_fd = _walk(path, what, uid, jail=True)
+    if own_fd:  # where the link leads is not looked at: the daemon's own fds differ
+        raise UnsafePathError(what, path, "a link to an open file; give the directory's path")
     try:
-        st = os.stat(resolved)
+        st = os.lstat(resolved)
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, f"{what} {_show(path)}: no such directory") from None
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, f"{what} {_show(path)}: not a directory")
-    writers = _writers(st)
-    if writers:
-        raise UnsafePathError(
-            what, path, f"{_show(resolved)} is writable by {writers} (mode {_mode(st)})"
-        )
     return resolved
 
 

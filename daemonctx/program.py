@@ -245,33 +245,32 @@ _CAP_SYS_CHROOT = 18
 
 
 def _resolve_root(chroot: str, chdir: str, uid: int | None) -> tuple[str, str]:
-    """``--chroot``, absolute, and ``--chdir`` as a path inside it (joined, not
-    normalized: the kernel resolves "link/.." as the check did); ``CommandError``
-    when either is no directory, or we may not chroot (LSB 4), and
-    ``UnsafePathError`` (LSB 4) for a jail a user other than root, us or the
-    daemon's ``uid`` could fill (``paths.check_root``). What an error after the
-    chroot needs is loaded here: no module file may be reachable there, and a
-    small ``--limit nofile`` may leave no descriptor to open one."""
+    """``--chroot`` resolved (``paths.check_root``: absolute, no link, no "..";
+    the daemon chroots to that path, so it enters the jail that was checked)
+    and ``--chdir`` as a path inside it (joined, not normalized: the kernel
+    resolves "link/.." as the check did). ``CommandError`` when either is no
+    directory, or we may not chroot (LSB 4), or for a jail a user other than
+    root, us or the daemon's ``uid`` could fill (LSB 4). What an error after
+    the chroot needs is loaded here: no module file may be reachable there,
+    and a small ``--limit nofile`` may leave no descriptor to open one."""
     from .limits import capable
     from .options import preload
     from .paths import UnsafePathError, check_root
 
     if not chroot:
         raise CommandError("--chroot '': an empty path (give the jail's directory)")
-    root = _absolute("--chroot", chroot)
-    if not os.path.isdir(root):
-        raise CommandError(f"--chroot {root}: no such directory")
-    if not capable(_CAP_SYS_CHROOT):
-        raise CommandError(
-            f"--chroot {root}: changing the root directory needs root (CAP_SYS_CHROOT)",
-            exit_code=4,
-        )
+    _absolute("--chroot", chroot)  # a relative one in a deleted directory: said so
     try:
-        check_root(root, "--chroot", uid)
+        root = check_root(chroot, "--chroot", uid)
     except UnsafePathError as exc:
         raise CommandError(str(exc), exit_code=4) from None
-    except OSError as exc:  # a directory on the way cannot be read
+    except OSError as exc:  # missing, not a directory, a directory we may not read
         raise CommandError(exc.strerror or str(exc)) from None
+    if not capable(_CAP_SYS_CHROOT):
+        raise CommandError(
+            f"--chroot {chroot}: changing the root directory needs root (CAP_SYS_CHROOT)",
+            exit_code=4,
+        )
     directory = posixpath.join("/", chdir)
     seen = resolve_in_root(root, directory)
     if seen is None or not os.path.isdir(seen):

@@ -113,6 +113,26 @@ def test_a_jail_another_user_could_fill_is_refused_in_the_foreground(
 
 
 @needs_root
+def test_a_jail_reached_by_dot_dot_after_a_link_is_judged_where_it_leads(tmp_path: Path) -> None:
+    """link/.. is the parent of the link's target, as chroot(2) resolves it: here
+    bob's directory, though tmp_path (root's) is what folding the text gives."""
+    bobs = tmp_path / "bobs"
+    (bobs / "sub").mkdir(parents=True)
+    os.chown(bobs, NOBODY, -1)
+    (tmp_path / "link").symlink_to(bobs / "sub")
+    typed = f"{tmp_path}/link/.."
+    with pytest.raises(UnsafePathError) as info:
+        DaemonContext(chroot_directory=typed).check()
+    assert str(info.value) == f"refusing chroot_directory {typed}: {bobs} is owned by uid {NOBODY}"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(UnsafePathError, match="a link to an open file"):
+            DaemonContext(chroot_directory=f"/proc/self/fd/{fd}", files_preserve=[fd]).check()
+    finally:
+        os.close(fd)
+
+
+@needs_root
 def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
     jail = tmp_path / "jail"
     jail.mkdir()

@@ -111,7 +111,23 @@ def test_fd_is_close_on_exec_and_blocking(base: Path) -> None:
 
 def test_relative_path_is_made_absolute(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(base)
+    (base / "logs").mkdir()
     assert check_path("./logs/../app.log", "--stdout") == str(base / "app.log")
+
+
+def test_dot_dot_is_the_kernel_s_not_folded_as_text(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "link/.." is the parent of where the link leads, as open() resolves it: the
+    path checked is the path opened. And "missing/.." is no path at all."""
+    (base / "deep" / "er").mkdir(parents=True)
+    (base / "link").symlink_to(base / "deep" / "er")
+    assert check_path(str(base / "link" / ".." / "app.log"), "--stdout") == str(
+        base / "deep" / "app.log"
+    )
+    monkeypatch.chdir(base)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        check_path("./missing/../app.log", "--stdout")
 
 
 # -- a sticky directory anyone may write, like /tmp --------------------------------------

@@ -69,6 +69,20 @@ def test_chroot_into_an_empty_directory_with_default_streams(
 
 
 @needs_root
+def test_a_relative_chroot_directory_is_entered_once_where_it_was_checked(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    """chdir("jail") then chroot("jail") went into jail/jail, a directory the check
+    never saw (here nobody's): the daemon chroots to the path the check resolved."""
+    (tmp_path / "jail" / "jail").mkdir(parents=True)
+    os.chown(tmp_path / "jail" / "jail", NOBODY, -1)
+    result, report = daemons.launch({"options": {"chroot_directory": "jail"}}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    event = daemons.event(report, "open")
+    assert os.readlink(f"/proc/{event['pid']}/root") == str(tmp_path / "jail")
+
+
+@needs_root
 def test_chroot_with_a_working_directory_inside_it(daemons: Daemons, tmp_path: Path) -> None:
     (tmp_path / "jail" / "srv").mkdir(parents=True)
     event, _ = daemons.start(

@@ -210,7 +210,7 @@ def _bob_owns_the_jail(jail: Path) -> str:
 
 def _world_writable(jail: Path) -> str:
     jail.chmod(0o777)
-    return f"{jail} is writable by others (mode 0777) and not sticky"
+    return f"{jail} is writable by others (mode 0777)"
 
 
 def _sticky_world_writable(jail: Path) -> str:
@@ -221,7 +221,7 @@ def _sticky_world_writable(jail: Path) -> str:
 def _group_writable(jail: Path) -> str:
     os.chown(jail, 0, NOGROUP)
     jail.chmod(0o775)
-    return f"{jail} is writable by group {NOGROUP} (mode 0775) and not sticky"
+    return f"{jail} is writable by group {NOGROUP} (mode 0775)"
 
 
 def _in_bob_s_directory(jail: Path) -> str:
@@ -236,11 +236,21 @@ def _through_bob_s_link(jail: Path) -> str:
     return f"{link} is a symbolic link owned by uid {NOBODY}"
 
 
+def _dot_dot_after_bob_s_link(jail: Path) -> str:
+    """link/.. is the parent of where the link leads (bob's), not link's own."""
+    bobs = jail.parent / "bobs"
+    (bobs / "sub").mkdir(parents=True)
+    os.chown(bobs, NOBODY, -1)
+    (jail.parent / "link").symlink_to(bobs / "sub")
+    return f"{bobs} is owned by uid {NOBODY}"
+
+
 @needs_root
 @needs_ldd
 @pytest.mark.parametrize(
     "plant",
     [
+        _dot_dot_after_bob_s_link,
         _bob_owns_the_jail,
         _world_writable,
         _sticky_world_writable,
@@ -256,11 +266,47 @@ def test_a_jail_another_user_could_fill_is_refused_before_anything_starts(
     or the directories above it, could plant the program or its loader (sshd
     refuses such a ChrootDirectory too). LSB 4, nothing started, no pidfile."""
     reason = plant(jail)
-    typed = jail.parent / "link" if "link" in reason else jail
+    typed = {
+        _through_bob_s_link: f"{jail.parent}/link",
+        _dot_dot_after_bob_s_link: f"{jail.parent}/link/..",
+    }.get(plant, str(jail))
     result = tracker.daemonctx("start", "--chroot", str(typed), "--pidfile", tracker.pidfile,
                                "--", "sleep", "1000")  # fmt: skip
     assert (result.returncode, result.stdout) == (4, ""), result.stderr
     assert result.stderr == f"daemonctx: error: refusing --chroot {typed}: {reason}\n"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+def test_the_jail_entered_is_the_one_checked(tracker: Tracker, jail: Path) -> None:
+    """The daemon chroots to the path the check resolved, in the launcher: not to
+    the path again, which /proc/self/... (or a link moved since) resolves
+    elsewhere in the daemon."""
+    options = ("--chroot", "/proc/self/cwd/jail", "--pidfile", tracker.pidfile)
+    result = tracker.daemonctx("start", *options, "--", "sleep", "1000", cwd=jail.parent)
+    assert result.returncode == 0, result.stderr
+    pid = int(Path(tracker.pidfile).read_text())
+    assert os.readlink(f"/proc/{pid}/root") == str(jail)
+    os.kill(pid, signal.SIGTERM)
+
+
+@needs_root
+@needs_ldd
+def test_a_jail_given_as_an_open_descriptor_is_refused(tracker: Tracker, jail: Path) -> None:
+    """/proc/self/fd/N (or /dev/fd/N): what it leads to is not the daemon's to see."""
+    fd = os.open(jail, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for typed in (f"/proc/self/fd/{fd}", f"/dev/fd/{fd}"):
+            result = tracker.daemonctx("start", "--chroot", typed, "--pidfile", tracker.pidfile,
+                                       "--", "sleep", "1000", pass_fds=(fd,))  # fmt: skip
+            assert (result.returncode, result.stderr) == (
+                4,
+                f"daemonctx: error: refusing --chroot {typed}: a link to an open file;"
+                " give the directory's path\n",
+            )
+    finally:
+        os.close(fd)
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
