@@ -165,6 +165,19 @@ def _read_only_twin(path: str, fd: int) -> int | None:
     return twin
 
 
+def _refuse_untrusted_directory(path: str) -> None:
+    """``LockFailed`` when the directory ``path`` is in is another user's (as
+    ``_read_only_twin`` says again once the file is open): checked first, so
+    that no empty pidfile is left there by a refused start."""
+    directory = os.path.dirname(path) or "."
+    try:
+        reason = _untrusted(directory, os.stat(directory))
+    except OSError:
+        return  # the open says what is wrong
+    if reason is not None:
+        raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
+
+
 def _open_or_fail(path: str, writable: bool) -> int | None:
     try:
         return _open(path, writable)
@@ -489,7 +502,9 @@ class PIDLockFile:
         forks. ``path`` is where the file is seen from the calling process, when a
         chroot or a relative path puts it elsewhere.
         """
-        seen = os.path.abspath(path or self.path)
+        seen = path or self.path
+        if not seen.startswith("/"):  # joined, not folded: "link/.." is the kernel's
+            seen = os.path.join(os.getcwd(), seen)
         real = seen
         if not _plain_trusted_directories(os.path.dirname(seen)):
             from .paths import UnsafePathError, check_path  # symlinks, or a refusal to explain
@@ -558,6 +573,7 @@ class PIDLockFile:
             self._fd = None
         deadline = time.monotonic() + timeout if timeout is not None and timeout > 0 else None
         delay, woken, replaced = 0.001, None, 0
+        _refuse_untrusted_directory(self.path)  # before a file is created there
         while True:
             fd = _open_or_fail(self.path, writable=True)
             if fd is None:  # pragma: no cover - O_CREAT never reports a missing file

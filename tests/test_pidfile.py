@@ -674,3 +674,22 @@ def test_a_stale_pidfile_is_still_taken_over_and_removed(path: str, content: str
     Path(path).write_text(content)
     with PIDLockFile(path):
         assert Path(path).read_text() == f"{os.getpid()}\n"
+
+
+@needs_root
+def test_dot_dot_after_a_link_is_checked_where_the_kernel_goes(tmp_path: Path) -> None:
+    """link/../app.pid is in the parent of where the link leads (here bob's
+    directory), as open() resolves it; folding the text checked tmp_path instead,
+    and only acquire() found out."""
+    from daemonctx.paths import UnsafePathError
+
+    bobs = tmp_path / "bobs"
+    (bobs / "sub").mkdir(parents=True)
+    os.chown(bobs, 65534, -1)
+    (tmp_path / "link").symlink_to(bobs / "sub")
+    pidfile = PIDLockFile(f"{tmp_path}/link/../app.pid")
+    with pytest.raises(UnsafePathError, match="bobs is owned by uid 65534"):
+        pidfile.fail_if_held()
+    with pytest.raises(lockfile.LockFailed, match="link/.. is owned by uid 65534"):
+        pidfile.acquire()  # its own check, on the directory the file is opened in
+    assert not (bobs / "app.pid").exists()
