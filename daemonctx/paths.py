@@ -202,6 +202,12 @@ def check_root(path: str, what: str, uid: int | None = None) -> str:
         raise FileNotFoundError(errno.ENOENT, f"{what} {_show(path)}: no such directory") from None
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, f"{what} {_show(path)}: not a directory")
+    # Judged again where the walk ended: "x/.." or a link to "." ends in a directory
+    # entered earlier, as one on the way (where sticky was enough).
+    writers = _writers(st)
+    if writers:
+        reason = f"{_show(resolved)} is writable by {writers} (mode {_mode(st)})"
+        raise UnsafePathError(what, path, reason)
     return resolved
 
 

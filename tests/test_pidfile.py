@@ -690,6 +690,6 @@ def test_dot_dot_after_a_link_is_checked_where_the_kernel_goes(tmp_path: Path) -
     pidfile = PIDLockFile(f"{tmp_path}/link/../app.pid")
     with pytest.raises(UnsafePathError, match="bobs is owned by uid 65534"):
         pidfile.fail_if_held()
-    with pytest.raises(lockfile.LockFailed, match="link/.. is owned by uid 65534"):
+    with pytest.raises(lockfile.LockFailed, match=r"link/\.\. is owned by uid 65534"):
         pidfile.acquire()  # its own check, on the directory the file is opened in
     assert not (bobs / "app.pid").exists()

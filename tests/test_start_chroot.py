@@ -245,11 +245,27 @@ def _dot_dot_after_bob_s_link(jail: Path) -> str:
     return f"{bobs} is owned by uid {NOBODY}"
 
 
+def _sticky_above_a_dot_dot(jail: Path) -> str:
+    """/tmp-like, reached as "sub/..": the walk entered it on the way (sticky was
+    enough there), and ended in it."""
+    jail.chmod(0o1777)
+    (jail / "sub").mkdir()
+    return f"{jail} is writable by others (mode 1777)"
+
+
+def _sticky_through_a_link_to_dot(jail: Path) -> str:
+    jail.chmod(0o1777)
+    (jail / "here").symlink_to(".")
+    return f"{jail} is writable by others (mode 1777)"
+
+
 @needs_root
 @needs_ldd
 @pytest.mark.parametrize(
     "plant",
     [
+        _sticky_above_a_dot_dot,
+        _sticky_through_a_link_to_dot,
         _dot_dot_after_bob_s_link,
         _bob_owns_the_jail,
         _world_writable,
@@ -269,6 +285,8 @@ def test_a_jail_another_user_could_fill_is_refused_before_anything_starts(
     typed = {
         _through_bob_s_link: f"{jail.parent}/link",
         _dot_dot_after_bob_s_link: f"{jail.parent}/link/..",
+        _sticky_above_a_dot_dot: f"{jail}/sub/..",
+        _sticky_through_a_link_to_dot: f"{jail}/here",
     }.get(plant, str(jail))
     result = tracker.daemonctx("start", "--chroot", str(typed), "--pidfile", tracker.pidfile,
                                "--", "sleep", "1000")  # fmt: skip

@@ -1084,6 +1084,60 @@ def test_a_program_ctl_starts_during_the_boot_is_retried_as_at_any_other_time(
         assert client.request("status")["supervisor"]["state"] == "starting", "still booting"
 
 
+def test_a_program_restarted_during_the_boot_is_still_waited_for(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """ctl restart (a stop, then a start) during the boot: the stop made the boot
+    pass the program by (a program stopped before its turn is left stopped),
+    though it was started again. The boot then said every program was ready, and
+    started what comes after it, before it was."""
+    rec = tmp_path / "after.rec"
+    supervisors.config(
+        {
+            "slow": {"command": [SLEEP, "1000"], "ready": 60},
+            "later": {"command": record(rec, "forever"), "after": ["slow"]},
+        }
+    )
+    supervisors.foreground(booted=False)
+    restarted = supervisors.popen(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "restart", "slow"],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: log_text(supervisors).count("slow: starting") == 2, 10,
+             what="slow's second start")  # fmt: skip
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "starting"
+    assert supervisors.status("later").state == "stopped" and not rec.exists()
+    restarted.kill()
+    restarted.wait()
+
+
+def test_a_program_stopped_then_started_during_the_boot_is_waited_for_again(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Stopped before it was ready, the boot passes it by; started again, the boot
+    waits for it as for the others, and its failed start fails the boot (it used
+    to say every program was ready, that one failed)."""
+    marker = tmp_path / "ran"
+    second_run_fails = f'[ -e "{marker}" ] && exit 3; : > "{marker}"; exec sleep 1000'
+    supervisors.config(
+        {
+            "slow": {"command": [SLEEP, "1000"], "ready": 60},
+            "crash": {"command": ["/bin/sh", "-c", second_run_fails], "ready": 30.0},
+        }
+    )
+    proc = supervisors.foreground(booted=False)
+    wait_for(marker.exists, what="crash's first run")
+    assert supervisors.ctl("stop", "crash").returncode == 0
+    assert supervisors.ctl("start", "crash").returncode == 1
+    assert proc.wait(timeout=20) == 1
+    assert proc.stderr is not None
+    assert "crash failed to start" in proc.stderr.read()
+
+
 # -- supervise failing leaves nothing ------------------------------------------------------------
 
 

@@ -2142,6 +2142,7 @@ class Supervisor:
         self._not_shutting_down()
         instances = self._names(request, True)
         for instance in instances:
+            instance.held = not instance.program.autostart  # a boot waits for it again
             if instance.replaces:  # never beside a reload's old instances: once they are gone
                 instance.start_pending = True
             elif instance.state is not State.RUNNING and instance.state is not State.STARTING:
@@ -2175,7 +2176,10 @@ class Supervisor:
         self._not_shutting_down()
         instances = self._names(request, True)
         for instance in instances:
-            self._stop(instance, f"{self._caller} (restart)")
+            # Not held: a boot goes on waiting for it (its stop must not let the
+            # boot pass it by, as a program stopped before its turn)
+            instance.held = not instance.program.autostart
+            self._stop(instance, f"{self._caller} (restart)", hold=False)
             if instance.replaces:  # never beside a reload's old instances
                 instance.start_pending = True
             else:
@@ -2200,10 +2204,11 @@ class Supervisor:
             ),
         )
 
-    def _stop(self, instance: Instance, by: str) -> None:
+    def _stop(self, instance: Instance, by: str, hold: bool = True) -> None:
         """Ask ``instance`` to stop, remembering who asked (for ``why``). At boot,
-        a program stopped on request no longer holds the boot up."""
-        instance.held = True
+        a program stopped on request (``hold``) no longer holds the boot up."""
+        if hold:
+            instance.held = True
         instance.start_pending = False  # a reload's start still to come: not any more
         if instance.state in (State.STARTING, State.RUNNING):
             instance.stop_by = by

@@ -73,9 +73,9 @@ IDLE_TIMEOUT = 60.0
 #: goes out to a client that reads it).
 MAX_PENDING_OUTPUT = 4 * 1024 * 1024
 #: The same across every connection of users who are not admins: past it, one
-#: of theirs with answers unread when another is ready is dropped (admins' are
-#: neither counted nor dropped), so that 448 of them cannot make the supervisor
-#: hold 448 x MAX_PENDING_OUTPUT.
+#: of theirs is dropped when another answer is ready for it (admins' are neither
+#: counted nor dropped), so that 448 of them cannot make the supervisor hold 448
+#: answers of the largest size.
 MAX_OTHERS_PENDING_OUTPUT = 64 * 1024 * 1024
 #: Requests of one connection not answered yet (``tail`` long-polls, a ``stop``
 #: under way): at this many, it is not read from until answers go out.
@@ -328,10 +328,10 @@ class Connection:
                 break
             # Checked before an answer is queued, not after a send: a client
             # reading one large answer is not dropped, one that does not read is.
+            # Across the non-admins' connections, a first answer counts too: one
+            # each on 448 connections is 448 of the largest.
             if len(self.output) > MAX_PENDING_OUTPUT or (
-                self.output
-                and self.counted
-                and self.server.others_output > MAX_OTHERS_PENDING_OUTPUT
+                self.counted and self.server.others_output > MAX_OTHERS_PENDING_OUTPUT
             ):
                 self.server.close(self)
                 return
