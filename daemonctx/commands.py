@@ -18,7 +18,7 @@ from .errors import CommandError, DaemonOptionError, one_line
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from typing import Any, Callable
 
     from .control import StopResult
@@ -204,25 +204,43 @@ def signal_argument(text: str) -> int:
         raise _argument_error(str(exc)) from None
 
 
-def kill_style(words: Sequence[str]) -> list[str]:
+def kill_style(words: Sequence[str], values: Collection[str] = ()) -> list[str]:
     """``words`` with the signal of a ``signal`` command typed as kill takes it
     (``-HUP``, ``-9``, ``-SIGRTMIN+1``) given without its dash, which argparse
-    would take for an option: the first such word after the first ``signal``,
-    before any ``--``. An option (``-p``) is never a signal name."""
+    would take for an option. Only when the command (the first word that is no
+    option nor the value of one of ``values``, the options that take one) is
+    ``signal``, and only the first word after it that is neither an option's
+    value nor comes after a positional one: ``ctl status signal --timeout -5``
+    (a program named signal) and ``signal -p -HUP`` keep their words."""
     from .signals import parse_signal
 
     words = list(words)
     end = words.index("--") if "--" in words else len(words)
-    if "signal" not in words[:end]:
-        return words
-    for index in range(words.index("signal") + 1, end):
+    index, after_option = 0, False
+    while index < end:  # the command
         word = words[index]
-        if word.startswith("-") and not word.startswith("--") and len(word) > 1:
+        if after_option or word.startswith("-"):
+            after_option = not after_option and word in values
+            index += 1
+            continue
+        break
+    if index >= end or words[index] != "signal":
+        return words
+    after_option = False
+    for at in range(index + 1, end):
+        word = words[at]
+        if after_option:  # an option's value, even "-HUP"
+            after_option = False
+        elif word in values:
+            after_option = True
+        elif not word.startswith("-"):
+            break  # the signal, typed without a dash: nothing to do
+        elif len(word) > 1 and not word.startswith("--"):
             try:
                 parse_signal(word[1:])
             except ValueError:
-                continue
-            words[index] = word[1:]
+                continue  # an option (-h), or a mistake argparse will name
+            words[at] = word[1:]
             break
     return words
 

@@ -352,13 +352,11 @@ class DaemonContext:
         plan.uid, plan.gid, plan.user_name = options.check_owner(
             self.uid, self.gid, self.initgroups
         )
-        plan.root = options.check_root(self.chroot_directory, plan.uid)
+        plan.root = options.check_root(self.chroot_directory, plan.uid, plan.gid)
         if plan.user_name is not None:  # the host's groups: a chroot may have its own file
             plan.groups = options.groups_of(plan.user_name, plan.gid)
         plan.handlers = options.resolve_signal_map(self.signal_map, self)
-        options.check_pidfile(
-            self.pidfile, self.chroot_directory, self.working_directory, pidfile_held_ok
-        )
+        options.check_pidfile(self.pidfile, plan.root, self.working_directory, pidfile_held_ok)
         if self.pidfile is not None:  # what the launcher says if the daemon stalls there
             where = getattr(self.pidfile, "path", None)
             kind = type(self.pidfile).__name__

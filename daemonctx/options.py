@@ -367,19 +367,20 @@ def check_directories(chroot_directory: str | None, working_directory: str) -> N
         raise DaemonOptionError("working_directory", working_directory, f"no such directory{where}")
 
 
-def check_root(chroot_directory: str | None, uid: int) -> str | None:
+def check_root(chroot_directory: str | None, uid: int, gid: int) -> str | None:
     """``chroot_directory`` resolved (absolute, no link, no ".."), the path the
-    daemon chroots to: a jail only root, we and the daemon's user ``uid`` could
-    fill (``paths.check_root``). Another user's is ``paths.UnsafePathError``,
-    naming ``chroot_directory``; None without one."""
+    daemon chroots to: a jail only root, we and the daemon's user ``uid`` (when
+    ``gid`` is one of that user's groups: ``paths.jail_owner``) could fill
+    (``paths.check_root``). Another user's is ``paths.UnsafePathError``, naming
+    ``chroot_directory``; None without one."""
     if chroot_directory is None:
         return None
     import errno
 
-    from .paths import UnsafePathError, check_root
+    from .paths import UnsafePathError, check_root, jail_owner
 
     try:
-        return check_root(chroot_directory, "chroot_directory", uid)
+        return check_root(chroot_directory, "chroot_directory", jail_owner(uid, gid))
     except UnsafePathError:
         raise
     except OSError as exc:  # missing, not a directory, a directory that cannot be read
@@ -483,7 +484,18 @@ def check_pidfile(
     path = getattr(pidfile, "path", None)
     if not isinstance(path, str):
         return
-    seen_from_here = inside_root(chroot_directory, os.path.join(working_directory, path))
+    seen_from_here = os.path.join(working_directory, path)
+    if chroot_directory is not None and os.path.isabs(seen_from_here):
+        # Its directory as the jail resolves it (J/var/run -> /run is J/run, not the
+        # host's /run); the file itself is never a link (O_NOFOLLOW)
+        from .executable import resolve_in_root
+
+        head, name = os.path.split(seen_from_here)
+        directory_in_root = resolve_in_root(chroot_directory, head)
+        if directory_in_root is not None:
+            seen_from_here = os.path.join(directory_in_root, name)
+        else:
+            seen_from_here = inside_root(chroot_directory, seen_from_here)
     directory = os.path.dirname(seen_from_here)
     if not os.path.isdir(directory):
         raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")

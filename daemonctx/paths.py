@@ -28,6 +28,7 @@ __all__ = [
     "check_owned_file",
     "check_path",
     "check_root",
+    "jail_owner",
     "open_log",
     "trusted_uids",
 ]
@@ -88,14 +89,24 @@ def _is_own_fd_dir(directory: str) -> bool:
     return directory.endswith("/fd") and head == f"{own}/task" and tid.isdigit()
 
 
+def _is_other_process(directory: str) -> bool:
+    """/proc/<pid>/... of a pid not ours: its links (root, cwd, fd/N) name paths as
+    that process sees them, which readlink cannot tell from ours."""
+    parts = directory.split("/")
+    return (
+        len(parts) >= 3
+        and parts[1] == "proc"
+        and parts[2].isdigit()
+        and (int(parts[2]) != os.getpid())
+    )
+
+
 def _names(path: str) -> list[str]:
     """The components of ``path``, last first (a stack to pop)."""
     return [name for name in reversed(path.split("/")) if name not in ("", ".")]
 
 
-def _walk(
-    path: str, what: str, uid: int | None = None, jail: bool = False
-) -> tuple[str, bool]:
+def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> tuple[str, bool]:
     """``check_path``'s walk, trusting user ``uid`` too when given; with ``jail``,
     the last directory may not be writable by others even if sticky. Also returns
     True when it stopped at one of our own /proc fd links, which must be opened
@@ -152,6 +163,11 @@ def _walk(
         if is_link:
             if not todo and _is_own_fd_dir(current):
                 return entry, True
+            if _is_other_process(current):  # what it reads is that process's view
+                raise refuse(
+                    f"{_show(entry)} is another process's link (its root, cwd or files"
+                    " may be another mount namespace's): give the path itself"
+                )
             links += 1
             if links > _MAX_LINKS:
                 raise refuse("too many symbolic links")
@@ -184,6 +200,27 @@ def check_path(path: str, what: str) -> str:
     /dev/stdout's) ends the walk: that link's path is returned, to be opened as it is.
     """
     return _walk(path, what)[0]
+
+
+def jail_owner(uid: int | None, gid: int | None) -> int | None:
+    """``uid`` when a jail of that user's may be trusted for a daemon running as
+    ``uid`` with group ``gid``: the group is one the user has (primary or listed
+    in the host's group database), so the user gains nothing by filling the jail.
+    None otherwise (``--user nobody --group disk``: nobody's jail would run code
+    with group disk), or for no user."""
+    if uid is None:
+        return None
+    if gid is None:
+        return uid
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(uid)
+    except (KeyError, OverflowError):
+        return None
+    if gid == entry.pw_gid or gid in os.getgrouplist(entry.pw_name, entry.pw_gid):
+        return uid
+    return None
 
 
 def check_root(path: str, what: str, uid: int | None = None) -> str:
@@ -274,6 +311,8 @@ def open_log(path: str, what: str, umask: int = 0o022) -> int:
     FIFO nobody reads. Devices, FIFOs and sockets are fine. Errors name ``what`` and
     ``path`` on one line: ``UnsafePathError``, or an ``OSError`` (``IsADirectoryError``...).
     """
+    if path.endswith("/") or os.path.basename(path) in (".", ".."):  # the walk drops them
+        raise IsADirectoryError(errno.EISDIR, f"cannot open {what} {_show(path)}: Is a directory")
     resolved, own_fd = _walk(path, what)
     try:
         fd = _open(resolved, own_fd, 0o640 & ~umask)

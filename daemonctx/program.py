@@ -27,7 +27,7 @@ from .commands import Interrupted, say_started
 from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
 from .executable import resolve_in_root, resolve_program, resolve_program_in_root
-from .paths import UnsafePathError
+from .paths import UnsafePathError, jail_owner
 from .pidfd import GRACE, exited, open_pidfd, wait_any, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
@@ -111,7 +111,7 @@ class Launch:
             if not os.path.isdir(directory):
                 raise CommandError(f"--chdir {directory}: no such directory")
         else:
-            root, directory = _resolve_root(chroot, chdir, uid)
+            root, directory = _resolve_root(chroot, chdir, jail_owner(uid, gid))
             search = environment.get("PATH", os.defpath)
             path = resolve_program_in_root(argv[0], root, directory, search)
         return cls(

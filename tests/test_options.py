@@ -134,10 +134,13 @@ def test_a_jail_reached_by_dot_dot_after_a_link_is_judged_where_it_leads(tmp_pat
 
 @needs_root
 def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
+    """Not with a group the user lacks: uid alone keeps root's gid 0."""
     jail = tmp_path / "jail"
     jail.mkdir()
     os.chown(jail, NOBODY, -1)
     DaemonContext(chroot_directory=str(jail), uid=NOBODY, gid=NOBODY).check()
+    with pytest.raises(UnsafePathError, match=f"is owned by uid {NOBODY}"):
+        DaemonContext(chroot_directory=str(jail), uid=NOBODY).check()
 
 
 @pytest.mark.forked

@@ -476,3 +476,36 @@ def test_unsafe_path_error_is_picklable_and_one_line() -> None:
     odd = UnsafePathError("--stdout", "/tmp/a\nb", "too many symbolic links")
     assert str(odd) == "refusing --stdout '/tmp/a\\nb': too many symbolic links"
     assert odd.path == "/tmp/a\nb"
+
+
+def test_another_process_s_links_in_proc_are_not_followed(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc/<pid>/root (cwd, fd/N) of another process reads as a path of ours, but
+    the kernel goes where that process sees it: another mount namespace's
+    directory, a chroot's. Our own (/proc/self/cwd) is followed as before."""
+    child = subprocess.Popen(["sleep", "1000"], cwd=base)
+    try:
+        for link in ("root", "cwd"):
+            typed = f"/proc/{child.pid}/{link}{base if link == 'root' else ''}/app.log"
+            with pytest.raises(UnsafePathError) as info:
+                check_path(typed, "--stdout")
+            assert info.value.reason == (
+                f"/proc/{child.pid}/{link} is another process's link (its root, cwd or"
+                " files may be another mount namespace's): give the path itself"
+            )
+    finally:
+        child.kill()
+        child.wait()
+    monkeypatch.chdir(base)
+    assert check_path("/proc/self/cwd/app.log", "--stdout") == str(base / "app.log")
+
+
+@pytest.mark.parametrize("tail", ["newlog/", "newlog/.", "dir/.."])
+def test_a_directory_name_is_refused_not_made_a_file(base: Path, tail: str) -> None:
+    """ "newlog/" is a directory's name: the shell says "Is a directory"; the walk,
+    which drops the slash, created a file newlog."""
+    (base / "dir").mkdir()
+    with pytest.raises(IsADirectoryError, match="Is a directory"):
+        open_log(f"{base}/{tail}", "--stdout")
+    assert not (base / "newlog").exists()

@@ -83,6 +83,24 @@ def test_a_relative_chroot_directory_is_entered_once_where_it_was_checked(
 
 
 @needs_root
+def test_a_pidfile_in_the_jail_is_found_through_the_jail_s_own_links(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    """J/var/run -> /run2 is J/run2 for the daemon: the launcher's checks went to
+    the host's /run2 (here missing: "does not exist"; or a host daemon's pidfile,
+    "locked by" that daemon)."""
+    jail = tmp_path / "jail"
+    (jail / "run2").mkdir(parents=True)
+    (jail / "var").mkdir()
+    (jail / "var" / "run").symlink_to("/run2")
+    assert not os.path.exists("/run2")
+    event, _ = daemons.start(
+        {"options": {"chroot_directory": str(jail), "pidfile": "/var/run/app.pid"}}
+    )
+    assert (jail / "run2" / "app.pid").read_text() == f"{event['pid']}\n"
+
+
+@needs_root
 def test_chroot_with_a_working_directory_inside_it(daemons: Daemons, tmp_path: Path) -> None:
     (tmp_path / "jail" / "srv").mkdir(parents=True)
     event, _ = daemons.start(

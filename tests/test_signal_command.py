@@ -53,24 +53,39 @@ def test_the_signal_as_kill_takes_it(tracker: Tracker, typed: str) -> None:
     wait_for(lambda: log.read_text() == "hup\nhup\n", what="the second HUP")
 
 
+DAEMON_VALUES = ("-p", "--pidfile", "--name")
+CTL_VALUES = ("-c", "--control", "-f", "--config", "--timeout")
+
+
 @pytest.mark.parametrize(
-    ("words", "expected"),
+    ("words", "values", "expected"),
     [
-        (["signal", "-p", "x", "-HUP"], ["signal", "-p", "x", "HUP"]),
-        (["signal", "-9", "-p", "x"], ["signal", "9", "-p", "x"]),
-        (["signal", "-p", "x", "-RTMIN+2"], ["signal", "-p", "x", "RTMIN+2"]),
-        (["ctl", "-c", "s", "signal", "-usr1", "web"], ["ctl", "-c", "s", "signal", "usr1", "web"]),
-        (["signal", "-p", "x", "-n", "app", "-h"], ["signal", "-p", "x", "-n", "app", "-h"]),
-        (["signal", "-BOGUS"], ["signal", "-BOGUS"]),
-        (["signal", "--", "-9"], ["signal", "--", "-9"]),
-        (["stop", "-p", "x", "-9"], ["stop", "-p", "x", "-9"]),
-        (["signal", "-HUP", "-TERM"], ["signal", "HUP", "-TERM"]),
+        (["signal", "-p", "x", "-HUP"], DAEMON_VALUES, ["signal", "-p", "x", "HUP"]),
+        (["signal", "-9", "-p", "x"], DAEMON_VALUES, ["signal", "9", "-p", "x"]),
+        (["signal", "-p", "x", "-RTMIN+2"], DAEMON_VALUES, ["signal", "-p", "x", "RTMIN+2"]),
+        (["-c", "s", "signal", "-usr1", "web"], CTL_VALUES, ["-c", "s", "signal", "usr1", "web"]),
+        (
+            ["-c", "signal", "signal", "-HUP", "w"],
+            CTL_VALUES,
+            ["-c", "signal", "signal", "HUP", "w"],
+        ),
+        (["signal", "-p", "x", "--name", "a", "-h"], DAEMON_VALUES, None),
+        (["signal", "-BOGUS"], DAEMON_VALUES, None),
+        (["signal", "--", "-9"], DAEMON_VALUES, None),
+        (["stop", "-p", "x", "-9"], DAEMON_VALUES, None),
+        (["signal", "-HUP", "-TERM"], DAEMON_VALUES, ["signal", "HUP", "-TERM"]),
+        (["signal", "HUP", "-9"], DAEMON_VALUES, None),  # the signal came first
+        (["signal", "-p", "-HUP", "HUP"], DAEMON_VALUES, None),  # a pidfile named -HUP
+        (["signal", "-p", "s.pid", "--name", "-HUP", "USR2"], DAEMON_VALUES, None),
+        (["-c", "s", "status", "signal", "--timeout", "-5"], CTL_VALUES, None),  # a program
+        (["-c", "s", "tail", "signal", "-n", "-3"], CTL_VALUES, None),
     ],
 )
 def test_kill_style_takes_the_dash_off_the_signal_only(
-    words: list[str], expected: list[str]
+    words: list[str], values: tuple[str, ...], expected: list[str] | None
 ) -> None:
-    assert kill_style(words) == expected
+    """None: the words are left as they are."""
+    assert kill_style(words, values) == (words if expected is None else expected)
 
 
 def test_a_daemon_that_is_not_running_is_lsb_7(tracker: Tracker) -> None:

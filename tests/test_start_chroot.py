@@ -297,6 +297,24 @@ def test_a_jail_another_user_could_fill_is_refused_before_anything_starts(
 
 @needs_root
 @needs_ldd
+def test_a_jail_of_the_user_is_not_trusted_with_a_group_the_user_lacks(
+    tracker: Tracker, jail: Path
+) -> None:
+    """--user nobody --group root: nobody could fill its jail with code that then
+    runs with a group nobody does not have."""
+    os.chown(jail, NOBODY, -1)
+    result = tracker.daemonctx("start", "--chroot", str(jail), "--user", "nobody",
+                               "--group", "root", "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000")  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        4,
+        f"daemonctx: error: refusing --chroot {jail}: {jail} is owned by uid {NOBODY}\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
 def test_the_jail_entered_is_the_one_checked(tracker: Tracker, jail: Path) -> None:
     """The daemon chroots to the path the check resolved, in the launcher: not to
     the path again, which /proc/self/... (or a link moved since) resolves

@@ -145,12 +145,19 @@ def _leave(status: int) -> None:
     os._exit(status)
 
 
+_CTL_VALUES = ("-c", "--control", "-f", "--config", "--timeout")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     head, command = split_command(sys.argv[1:] if argv is None else argv)
     if head[:1] == ["signal"] or (head[:1] == ["ctl"] and "signal" in head):
         from ..commands import kill_style
 
-        head = kill_style(head)  # `signal -HUP`, as kill takes it
+        # `signal -HUP`, as kill takes it; the options that take a value, each
+        if head[0] == "signal":
+            head = kill_style(head, ("-p", "--pidfile", "--name"))
+        else:
+            head = ["ctl", *kill_style(head[1:], _CTL_VALUES)]
     if head[:1] == ["ctl"] and command is None:
         from .ctl import quick
 
