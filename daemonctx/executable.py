@@ -294,20 +294,51 @@ def _missing_through_env(
 
 
 def _env_options(line: str, env: str) -> str | None:
-    """``#!/usr/bin/env -i``, ``-v``, ``--ignore-environment`` alone: env runs the
-    script itself, which runs env again, forever (a busy process, not a failure);
-    ``-i VAR=1 python3`` as one argument: env refuses the space ("invalid
-    option"). None for anything else (``-S`` splits the line: what it runs is
-    not looked into)."""
-    first = line.split(" ", 1)[0].split("\t", 1)[0]
-    flags = first[1:] != "" and not first.startswith("--") and set(first[1:]) <= set("iv")
-    if line in ("-", "--ignore-environment", "--debug") or (flags and first == line):
-        given = f"{env} {line!r} and no program"
-        return f"its #! line gives {given} to run (it would run the script, over and over)"
-    if flags:
-        given = f"{env} options and a program as one argument, {line!r}"
-        return f"its #! line gives {given}, which env refuses (env -S would split it)"
-    return None
+    """``#!/usr/bin/env -OPTIONS`` read as GNU env reads it (the kernel gives it the
+    rest of the line as one argument, then the script): with no program left
+    after the options (``-i``, ``--``, ``-u HOME``, ``-S`` alone or ``-S -i``),
+    env runs the script itself, which runs env again, forever (a busy process,
+    not a failure); ``-i VAR=1 python3`` as one argument is refused ("invalid
+    option"). None when env runs a program, or where its answer is not sure."""
+    given = f"{env} {line!r} and no program"
+    loop = f"its #! line gives {given} to run (it would run the script, over and over)"
+    if line in ("-", "--", "--ignore-environment", "--debug", "--split-string"):
+        return loop
+    if line.startswith("--split-string="):
+        return None if _env_runs_a_program(line.partition("=")[2].split()) else loop
+    if line.startswith("--"):
+        return None
+    for at, option in enumerate(line[1:], 1):
+        rest = line[at + 1 :]
+        if option in "iv":
+            continue
+        if option == "S":  # the rest is split into words; none: the script is the string
+            return None if _env_runs_a_program(rest.split()) else loop
+        if option == "u" and rest.strip():  # the rest is the name: no program after it
+            return loop
+        if option in " \t" and set(line[1:at]) <= set("iv"):
+            given = f"{env} options and a program as one argument, {line!r}"
+            return f"its #! line gives {given}, which env refuses (env -S would split it)"
+        return None  # -0, -C, -u taking the script as its name, ...: not judged
+    return loop
+
+
+def _env_runs_a_program(words: list[str]) -> bool:
+    """Whether env, given ``words`` (as ``-S`` splits them), finds a program in
+    them: a word after its options and ``NAME=VALUE`` settings."""
+    takes_value = False
+    for word in words:
+        if takes_value:
+            takes_value = False
+        elif word == "--":
+            continue
+        elif word in ("-u", "-C", "--unset", "--chdir"):
+            takes_value = True
+        elif word.startswith("-") or "=" in word:
+            continue
+        else:
+            return True
+    return False
 
 
 def _strict_about_arguments(interpreter: str) -> bool:
