@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from conftest import (
@@ -46,6 +46,19 @@ def _make_jail(root: Path) -> Path:
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library, copy)
     return root
+
+
+def refused(tracker: Tracker, code: int, message: str, *options: str, **popen: Any) -> None:
+    """``start OPTIONS --pidfile P -- sleep 1000`` fails before anything starts:
+    exit ``code``, one line, no process, no pidfile."""
+    result = tracker.daemonctx("start", *options, "--pidfile", tracker.pidfile,
+                               "--", "sleep", "1000", **popen)  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (
+        code,
+        "",
+        f"daemonctx: error: {message}\n",
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
 @pytest.fixture
@@ -282,17 +295,14 @@ def test_a_jail_another_user_could_fill_is_refused_before_anything_starts(
     or the directories above it, could plant the program or its loader (sshd
     refuses such a ChrootDirectory too). LSB 4, nothing started, no pidfile."""
     reason = plant(jail)
-    typed = {
+    typed_as: dict[Callable[[Path], str], str] = {
         _through_bob_s_link: f"{jail.parent}/link",
         _dot_dot_after_bob_s_link: f"{jail.parent}/link/..",
         _sticky_above_a_dot_dot: f"{jail}/sub/..",
         _sticky_through_a_link_to_dot: f"{jail}/here",
-    }.get(plant, str(jail))
-    result = tracker.daemonctx("start", "--chroot", str(typed), "--pidfile", tracker.pidfile,
-                               "--", "sleep", "1000")  # fmt: skip
-    assert (result.returncode, result.stdout) == (4, ""), result.stderr
-    assert result.stderr == f"daemonctx: error: refusing --chroot {typed}: {reason}\n"
-    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+    }
+    typed = typed_as.get(plant, str(jail))
+    refused(tracker, 4, f"refusing --chroot {typed}: {reason}", "--chroot", typed)
 
 
 @needs_root
@@ -303,14 +313,8 @@ def test_a_jail_of_the_user_is_not_trusted_with_a_group_the_user_lacks(
     """--user nobody --group root: nobody could fill its jail with code that then
     runs with a group nobody does not have."""
     os.chown(jail, NOBODY, -1)
-    result = tracker.daemonctx("start", "--chroot", str(jail), "--user", "nobody",
-                               "--group", "root", "--pidfile", tracker.pidfile,
-                               "--", "sleep", "1000")  # fmt: skip
-    assert (result.returncode, result.stderr) == (
-        4,
-        f"daemonctx: error: refusing --chroot {jail}: {jail} is owned by uid {NOBODY}\n",
-    )
-    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+    message = f"refusing --chroot {jail}: {jail} is owned by uid {NOBODY}"
+    refused(tracker, 4, message, "--chroot", str(jail), "--user", "nobody", "--group", "root")
 
 
 @needs_root
@@ -334,16 +338,12 @@ def test_a_jail_given_as_an_open_descriptor_is_refused(tracker: Tracker, jail: P
     fd = os.open(jail, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for typed in (f"/proc/self/fd/{fd}", f"/dev/fd/{fd}"):
-            result = tracker.daemonctx("start", "--chroot", typed, "--pidfile", tracker.pidfile,
-                                       "--", "sleep", "1000", pass_fds=(fd,))  # fmt: skip
-            assert (result.returncode, result.stderr) == (
-                4,
-                f"daemonctx: error: refusing --chroot {typed}: a link to an open file;"
-                " give the directory's path\n",
+            message = (
+                f"refusing --chroot {typed}: a link to an open file; give the directory's path"
             )
+            refused(tracker, 4, message, "--chroot", typed, pass_fds=(fd,))
     finally:
         os.close(fd)
-    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
 @needs_root

@@ -748,6 +748,32 @@ class ForkedAs:
         os.close(self.report)
 
 
+def while_nobody_holds(gid: int, hold: Callable[[], object], meanwhile: Callable[[], None]) -> None:
+    """``hold()`` in a child running as nobody with group ``gid``, then
+    ``meanwhile()`` here, root's, while the child still holds what ``hold``
+    returned (its connections); the child fails the test if ``hold`` fails, and
+    is killed by pid."""
+    holding_read, holding_write = os.pipe()
+    done_read, done_write = os.pipe()
+
+    def body() -> None:
+        kept = hold()
+        os.write(holding_write, b"h")
+        os.read(done_read, 1)  # hold them until root has been served
+        del kept
+
+    try:
+        with ForkedAs(NOBODY, [gid], body) as child:
+            ready = select.select([holding_read, child.report], [], [], 60)[0]
+            assert holding_read in ready, os.read(child.report, 4000).decode()
+            meanwhile()
+            os.write(done_write, b"d")
+            child.finish()
+    finally:
+        for fd in (holding_read, holding_write, done_read, done_write):
+            os.close(fd)
+
+
 @needs_root
 @needs_tools("groupadd", "groupdel")
 def test_an_observer_cannot_take_every_connection_from_the_admins(
@@ -759,10 +785,8 @@ def test_an_observer_cannot_take_every_connection_from_the_admins(
     observers, gid = new_group()
     open_control(supervisors, open_dir)
     app = start_app(supervisors, observer_group=observers)
-    holding_read, holding_write = os.pipe()
-    done_read, done_write = os.pipe()
 
-    def hog() -> None:  # nobody, an observer: as many connections as it may, then one more
+    def hog() -> list[LineClient]:  # nobody, an observer: all the connections it may, one more
         held = []
         for number in range(MAX_CONNECTIONS_PER_USER):
             client = LineClient(supervisors.control)
@@ -777,21 +801,14 @@ def test_an_observer_cannot_take_every_connection_from_the_admins(
                 assert extra.recv(100) == b"", "one past its share is answered"
             except (BrokenPipeError, ConnectionResetError):
                 pass
-        os.write(holding_write, b"h")
-        os.read(done_read, 1)  # hold them until root has been served
+        return held  # kept open while root is served
 
-    try:
-        with ForkedAs(NOBODY, [gid], hog) as child:
-            ready = select.select([holding_read, child.report], [], [], 60)[0]
-            assert ready, "the observer hangs"
-            with LineClient(supervisors.control) as root:  # root, while nobody holds its share
-                root.request(1, "ping")
-                assert root.read()["result"] == "pong"
-            os.write(done_write, b"d")
-            child.finish()
-    finally:
-        for fd in (holding_read, holding_write, done_read, done_write):
-            os.close(fd)
+    def root_is_served() -> None:  # root, while nobody holds its share
+        with LineClient(supervisors.control) as root:
+            root.request(1, "ping")
+            assert root.read()["result"] == "pong"
+
+    while_nobody_holds(gid, hog, root_is_served)
     assert app.poll() is None
 
 
@@ -1294,10 +1311,8 @@ def test_observers_that_read_none_of_their_answers_are_dropped_past_a_shared_cap
         return [line.text for line in lines] == ["ready"]
 
     wait_for(ready, what="the talker's lines")
-    holding_read, holding_write = os.pipe()
-    done_read, done_write = os.pipe()
 
-    def hoard() -> None:  # nobody, an observer: one answer of ~0.75 MB on each of 6, unread
+    def hoard() -> list[LineClient]:  # nobody, an observer: ~0.75 MB unread on each of 6
         clients = [LineClient(supervisors.control) for _ in range(6)]
         for client in clients:  # a first answer each: never over MAX_PENDING_OUTPUT alone
             client.request(1, "tail", {"names": ["talk"], "lines": 5000})
@@ -1305,21 +1320,14 @@ def test_observers_that_read_none_of_their_answers_are_dropped_past_a_shared_cap
         for client in clients:
             poll.register(client.sock, select.POLLRDHUP)
         assert poll.poll(10_000), "no connection was dropped"
-        os.write(holding_write, b"h")
-        os.read(done_read, 1)  # hold the others until root has been served
+        return clients  # the others stay open
 
-    try:
-        with ForkedAs(NOBODY, [gid], hoard) as child:
-            ready_fds = select.select([holding_read, child.report], [], [], 60)[0]
-            assert holding_read in ready_fds, os.read(child.report, 4000).decode()
-            with supervisors.client(timeout=10) as root:  # a large answer, read whole
-                lines, _cursor = root.tail("talk", 5000)
-            assert len(lines) == 5000
-            os.write(done_write, b"d")
-            child.finish()
-    finally:
-        for fd in (holding_read, holding_write, done_read, done_write):
-            os.close(fd)
+    def root_is_served() -> None:  # a large answer, read whole
+        with supervisors.client(timeout=10) as root:
+            lines, _cursor = root.tail("talk", 5000)
+        assert len(lines) == 5000
+
+    while_nobody_holds(gid, hoard, root_is_served)
     assert proc.poll() is None
 
 
