@@ -214,13 +214,18 @@ def kill_style(words: Sequence[str], values: Collection[str] = ()) -> list[str]:
     (a program named signal) and ``signal -p -HUP`` keep their words."""
     from .signals import parse_signal
 
+    def takes_value(word: str) -> bool:  # argparse takes "--pid" for "--pidfile" too
+        if word in values:
+            return True
+        return word.startswith("--") and len(word) > 2 and any(o.startswith(word) for o in values)
+
     words = list(words)
     end = words.index("--") if "--" in words else len(words)
     index, after_option = 0, False
     while index < end:  # the command
         word = words[index]
         if after_option or word.startswith("-"):
-            after_option = not after_option and word in values
+            after_option = not after_option and takes_value(word)
             index += 1
             continue
         break
@@ -231,7 +236,7 @@ def kill_style(words: Sequence[str], values: Collection[str] = ()) -> list[str]:
         word = words[at]
         if after_option:  # an option's value, even "-HUP"
             after_option = False
-        elif word in values:
+        elif takes_value(word):
             after_option = True
         elif not word.startswith("-"):
             break  # the signal, typed without a dash: nothing to do

@@ -305,7 +305,7 @@ def _env_options(line: str, env: str) -> str | None:
     if line in ("-", "--", "--ignore-environment", "--debug", "--split-string"):
         return loop
     if line.startswith("--split-string="):
-        return None if _env_runs_a_program(line.partition("=")[2].split()) else loop
+        return None if _env_runs_a_program(line.partition("=")[2]) else loop
     if line.startswith("--"):
         return None
     for at, option in enumerate(line[1:], 1):
@@ -313,7 +313,7 @@ def _env_options(line: str, env: str) -> str | None:
         if option in "iv":
             continue
         if option == "S":  # the rest is split into words; none: the script is the string
-            return None if _env_runs_a_program(rest.split()) else loop
+            return None if _env_runs_a_program(rest) else loop
         if option == "u" and rest.strip():  # the rest is the name: no program after it
             return loop
         if option in " \t" and set(line[1:at]) <= set("iv"):
@@ -323,13 +323,21 @@ def _env_options(line: str, env: str) -> str | None:
     return loop
 
 
-def _env_runs_a_program(words: list[str]) -> bool:
-    """Whether env, given ``words`` (as ``-S`` splits them), finds a program in
-    them: a word after its options and ``NAME=VALUE`` settings."""
+def _env_runs_a_program(text: str) -> bool:
+    """Whether env finds a program in ``text``, the string ``-S`` splits: a word
+    after its options and ``NAME=VALUE`` settings. True (not judged) wherever
+    its own syntax could hide one: escapes (``\\_`` is a space), quotes,
+    ``#`` comments, ``${VAR}``, and a nested ``-S``."""
+    if any(mark in text for mark in "\\'\"#$"):
+        return True
     takes_value = False
-    for word in words:
+    for word in text.split():
         if takes_value:
             takes_value = False
+        elif word.startswith("--split-string") or (
+            word.startswith("-") and not word.startswith("--") and "S" in word
+        ):
+            return True
         elif word == "--":
             continue
         elif word in ("-u", "-C", "--unset", "--chdir"):

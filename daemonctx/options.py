@@ -492,10 +492,10 @@ def check_pidfile(
 
         head, name = os.path.split(seen_from_here)
         directory_in_root = resolve_in_root(chroot_directory, head)
-        if directory_in_root is not None:
-            seen_from_here = os.path.join(directory_in_root, name)
-        else:
-            seen_from_here = inside_root(chroot_directory, seen_from_here)
+        if directory_in_root is None or not os.path.isdir(directory_in_root):
+            where = f"directory {head!r} does not exist in chroot_directory {chroot_directory!r}"
+            raise DaemonOptionError("pidfile", path, where)
+        seen_from_here = os.path.join(directory_in_root, name)
     directory = os.path.dirname(seen_from_here)
     if not os.path.isdir(directory):
         raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")

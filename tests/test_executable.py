@@ -314,6 +314,33 @@ def test_env_options_that_leave_no_program_are_named(tmp_path: Path, options: st
         subprocess.run([script], timeout=0.5, check=False, capture_output=True)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        "-S sh",
+        "-S -i sh",
+        "-S -i\\_sh",  # env -S's \_ is a space
+        "-S VAR=1\\_sh",
+        "-S -u\\_X\\_sh",
+        "--split-string=-i\\_sh",
+        "-S -Ssh",  # a nested -S's own value is the program
+        "-S -i -Ssh",
+        "-S --split-string=sh",
+        "--split-string=--split-string=sh",
+        "-S 'sh'",
+    ],
+)
+def test_env_lines_that_run_are_not_refused(tmp_path: Path, options: str) -> None:
+    """Checked against env itself: each runs the script's body, so none may be
+    refused (a tester found these refused, env's own syntax read too simply)."""
+    if shutil.which("env") != "/usr/bin/env":
+        pytest.skip("needs /usr/bin/env")
+    script = _script(tmp_path / "app", f"#!/usr/bin/env {options}\necho ran\n".encode())
+    ran = subprocess.run([script], timeout=5, check=False, capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout) == (0, "ran\n"), ran.stderr
+    assert missing_interpreter(script) is None
+
+
 def test_a_loop_of_interpreters_is_named(tmp_path: Path) -> None:
     """exec fails with ELOOP ("Too many levels of symbolic links") for both."""
     loop = _script(tmp_path / "loop", f"#!{tmp_path / 'loop'}\n".encode())

@@ -132,6 +132,23 @@ def test_a_jail_reached_by_dot_dot_after_a_link_is_judged_where_it_leads(tmp_pat
         os.close(fd)
 
 
+def test_a_pidfile_directory_the_jail_lacks_is_said_in_the_foreground(tmp_path: Path) -> None:
+    """Through a link to a directory the host has and the jail not: the daemon's
+    open would fail after the fork ("cannot create pidfile"); the launcher says so."""
+    from daemonctx.pidfile import PIDLockFile
+
+    jail = tmp_path / "jail"
+    (jail / "var").mkdir(parents=True)
+    (jail / "var" / "hostonly").symlink_to(tmp_path)  # the host's: not in the jail
+    context = DaemonContext(chroot_directory=str(jail), pidfile=PIDLockFile("/var/hostonly/x.pid"))
+    with pytest.raises(DaemonOptionError) as info:
+        context.check()
+    assert str(info.value) == (
+        "pidfile='/var/hostonly/x.pid': directory '/var/hostonly' does not exist in"
+        f" chroot_directory {str(jail)!r}"
+    )
+
+
 @needs_root
 def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
     """Not with a group the user lacks: uid alone keeps root's gid 0."""

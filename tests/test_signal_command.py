@@ -79,6 +79,9 @@ CTL_VALUES = ("-c", "--control", "-f", "--config", "--timeout")
         (["signal", "-p", "s.pid", "--name", "-HUP", "USR2"], DAEMON_VALUES, None),
         (["-c", "s", "status", "signal", "--timeout", "-5"], CTL_VALUES, None),  # a program
         (["-c", "s", "tail", "signal", "-n", "-3"], CTL_VALUES, None),
+        (["signal", "--pid", "d.pid", "-HUP"], DAEMON_VALUES, ["signal", "--pid", "d.pid", "HUP"]),
+        (["--time", "5", "signal", "-9", "w"], CTL_VALUES, ["--time", "5", "signal", "9", "w"]),
+        (["signal", "--na", "-HUP", "USR2"], DAEMON_VALUES, None),  # argparse's abbreviation
     ],
 )
 def test_kill_style_takes_the_dash_off_the_signal_only(
