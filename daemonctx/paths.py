@@ -101,6 +101,35 @@ def _is_other_process(directory: str) -> bool:
     )
 
 
+def _is_own_proc(directory: str) -> bool:
+    """/proc itself (self, thread-self) or our own /proc/<pid>/...: links read as
+    they lead, for us."""
+    own = f"/proc/{os.getpid()}"
+    return directory == "/proc" or directory == own or directory.startswith(own + "/")
+
+
+def _on_proc(st: os.stat_result) -> bool:
+    """Whether ``st`` is on a procfs mount, /proc or another (``mount -t proc``
+    elsewhere): its links are followed only from /proc itself, ours."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 2 and rest.split()[:1] == ["proc"]:
+            major, _, minor = parts[2].partition(":")
+            if (
+                major.isdigit()
+                and minor.isdigit()
+                and st.st_dev == os.makedev(int(major), int(minor))
+            ):
+                return True
+    return False
+
+
 def _names(path: str) -> list[str]:
     """The components of ``path``, last first (a stack to pop)."""
     return [name for name in reversed(path.split("/")) if name not in ("", ".")]
@@ -163,7 +192,9 @@ def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> t
         if is_link:
             if not todo and _is_own_fd_dir(current):
                 return entry, True
-            if _is_other_process(current):  # what it reads is that process's view
+            if _is_other_process(current) or (
+                _on_proc(st) and not _is_own_proc(current)
+            ):  # what it reads is that process's view
                 raise refuse(
                     f"{_show(entry)} is another process's link (its root, cwd or files"
                     " may be another mount namespace's): give the path itself"

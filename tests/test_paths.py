@@ -509,3 +509,22 @@ def test_a_directory_name_is_refused_not_made_a_file(base: Path, tail: str) -> N
     with pytest.raises(IsADirectoryError, match="Is a directory"):
         open_log(f"{base}/{tail}", "--stdout")
     assert not (base / "newlog").exists()
+
+
+@needs_root
+def test_links_of_a_second_procfs_mount_are_not_followed(base: Path, tmp_path: Path) -> None:
+    """``mount -t proc proc /mnt``: /mnt/<pid>/root is the same view as /proc's."""
+    mnt = tmp_path / "proc"
+    mnt.mkdir()
+    child = subprocess.Popen(["sleep", "1000"], cwd=base)
+    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(mnt)], check=False).returncode
+    try:
+        if mounted != 0:
+            pytest.skip("cannot mount a procfs here")
+        with pytest.raises(UnsafePathError, match="is another process's link"):
+            check_path(f"{mnt}/{child.pid}/root{base}/app.log", "--stdout")
+    finally:
+        if mounted == 0:
+            subprocess.run(["umount", str(mnt)], check=True)
+        child.kill()
+        child.wait()
