@@ -58,6 +58,9 @@ def via(request: pytest.FixtureRequest) -> Iterator[Spawner | None]:
         return
     with Spawner() as spawner:
         yield spawner
+    # join() returns before the kernel has ended the thread's task: a fork in the
+    # next test would see two threads (3.13 warns: "multi-threaded, use of fork()")
+    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 5, what="the spawner's task to end")
 
 
 @pytest.fixture
