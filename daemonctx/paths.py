@@ -108,26 +108,23 @@ def _is_own_proc(directory: str) -> bool:
     return directory == "/proc" or directory == own or directory.startswith(own + "/")
 
 
-def _on_proc(st: os.stat_result) -> bool:
-    """Whether ``st`` is on a procfs mount, /proc or another (``mount -t proc``
-    elsewhere): its links are followed only from /proc itself, ours."""
+def _proc_devices() -> set[int]:
+    """The devices of every procfs mount, /proc's and others' (``mount -t proc``
+    elsewhere): their links are followed only from /proc itself, ours."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as file:
             lines = file.read().splitlines()
     except OSError:
-        return False
+        return set()
+    devices = set()
     for line in lines:
         fields, _, rest = line.partition(" - ")
         parts = fields.split()
         if len(parts) > 2 and rest.split()[:1] == ["proc"]:
             major, _, minor = parts[2].partition(":")
-            if (
-                major.isdigit()
-                and minor.isdigit()
-                and st.st_dev == os.makedev(int(major), int(minor))
-            ):
-                return True
-    return False
+            if major.isdigit() and minor.isdigit():
+                devices.add(os.makedev(int(major), int(minor)))
+    return devices
 
 
 def _names(path: str) -> list[str]:
@@ -164,6 +161,7 @@ def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> t
     chain = [enter("/", os.lstat("/"), jail and path.strip("/") == "")]
     todo = _names(path if path.startswith("/") else os.path.join(os.getcwd(), path))
     links = 0
+    proc: set[int] | None = None  # the procfs mounts' devices
     while todo:
         name = todo.pop()
         current, writers = chain[-1]
@@ -192,8 +190,10 @@ def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> t
         if is_link:
             if not todo and _is_own_fd_dir(current):
                 return entry, True
+            if proc is None:  # read once a walk, at its first link
+                proc = _proc_devices()
             if _is_other_process(current) or (
-                _on_proc(st) and not _is_own_proc(current)
+                st.st_dev in proc and not _is_own_proc(current)
             ):  # what it reads is that process's view
                 raise refuse(
                     f"{_show(entry)} is another process's link (its root, cwd or files"

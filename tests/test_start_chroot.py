@@ -48,17 +48,13 @@ def _make_jail(root: Path) -> Path:
     return root
 
 
-def refused(tracker: Tracker, code: int, message: str, *options: str, **popen: Any) -> None:
-    """``start OPTIONS --pidfile P -- sleep 1000`` fails before anything starts:
-    exit ``code``, one line, no process, no pidfile."""
+def start_refused(tracker: Tracker, *options: str, **popen: Any) -> tuple[int, str, str]:
+    """``start OPTIONS --pidfile P -- sleep 1000``: its exit status, stdout and
+    stderr, once it is known that nothing started and no pidfile was left."""
     result = tracker.daemonctx("start", *options, "--pidfile", tracker.pidfile,
                                "--", "sleep", "1000", **popen)  # fmt: skip
-    assert (result.returncode, result.stdout, result.stderr) == (
-        code,
-        "",
-        f"daemonctx: error: {message}\n",
-    )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -302,7 +298,11 @@ def test_a_jail_another_user_could_fill_is_refused_before_anything_starts(
         _sticky_through_a_link_to_dot: f"{jail}/here",
     }
     typed = typed_as.get(plant, str(jail))
-    refused(tracker, 4, f"refusing --chroot {typed}: {reason}", "--chroot", typed)
+    assert start_refused(tracker, "--chroot", typed) == (
+        4,
+        "",
+        f"daemonctx: error: refusing --chroot {typed}: {reason}\n",
+    )
 
 
 @needs_root
@@ -313,8 +313,12 @@ def test_a_jail_of_the_user_is_not_trusted_with_a_group_the_user_lacks(
     """--user nobody --group root: nobody could fill its jail with code that then
     runs with a group nobody does not have."""
     os.chown(jail, NOBODY, -1)
-    message = f"refusing --chroot {jail}: {jail} is owned by uid {NOBODY}"
-    refused(tracker, 4, message, "--chroot", str(jail), "--user", "nobody", "--group", "root")
+    options = ("--chroot", str(jail), "--user", "nobody", "--group", "root")
+    assert start_refused(tracker, *options) == (
+        4,
+        "",
+        f"daemonctx: error: refusing --chroot {jail}: {jail} is owned by uid {NOBODY}\n",
+    )
 
 
 @needs_root
@@ -338,10 +342,12 @@ def test_a_jail_given_as_an_open_descriptor_is_refused(tracker: Tracker, jail: P
     fd = os.open(jail, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for typed in (f"/proc/self/fd/{fd}", f"/dev/fd/{fd}"):
-            message = (
-                f"refusing --chroot {typed}: a link to an open file; give the directory's path"
+            assert start_refused(tracker, "--chroot", typed, pass_fds=(fd,)) == (
+                4,
+                "",
+                f"daemonctx: error: refusing --chroot {typed}: a link to an open file;"
+                " give the directory's path\n",
             )
-            refused(tracker, 4, message, "--chroot", typed, pass_fds=(fd,))
     finally:
         os.close(fd)
 
