@@ -89,18 +89,6 @@ def _is_own_fd_dir(directory: str) -> bool:
     return directory.endswith("/fd") and head == f"{own}/task" and tid.isdigit()
 
 
-def _is_other_process(directory: str) -> bool:
-    """/proc/<pid>/... of a pid not ours: its links (root, cwd, fd/N) name paths as
-    that process sees them, which readlink cannot tell from ours."""
-    parts = directory.split("/")
-    return (
-        len(parts) >= 3
-        and parts[1] == "proc"
-        and parts[2].isdigit()
-        and (int(parts[2]) != os.getpid())
-    )
-
-
 def _is_own_proc(directory: str) -> bool:
     """/proc itself (self, thread-self) or our own /proc/<pid>/...: links read as
     they lead, for us."""
@@ -111,12 +99,13 @@ def _is_own_proc(directory: str) -> bool:
 def _proc_devices() -> set[int]:
     """The devices of every procfs mount, /proc's and others' (``mount -t proc``
     elsewhere): their links are followed only from /proc itself, ours."""
+    devices = set()
     try:
+        devices.add(os.lstat("/proc").st_dev)  # whatever mountinfo says
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as file:
             lines = file.read().splitlines()
     except OSError:
-        return set()
-    devices = set()
+        return devices
     for line in lines:
         fields, _, rest = line.partition(" - ")
         parts = fields.split()
@@ -192,9 +181,7 @@ def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> t
                 return entry, True
             if proc is None:  # read once a walk, at its first link
                 proc = _proc_devices()
-            if _is_other_process(current) or (
-                st.st_dev in proc and not _is_own_proc(current)
-            ):  # what it reads is that process's view
+            if st.st_dev in proc and not _is_own_proc(current):  # that process's view
                 raise refuse(
                     f"{_show(entry)} is another process's link (its root, cwd or files"
                     " may be another mount namespace's): give the path itself"

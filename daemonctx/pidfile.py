@@ -143,14 +143,9 @@ def _read_only_twin(path: str, fd: int) -> int | None:
     controls: a pidfile that user could rewrite must not steer root."""
     st = os.fstat(fd)
     reason = _untrusted(path, st)
-    if reason is None:
-        directory = os.path.dirname(path) or "."
-        try:
-            reason = _untrusted(directory, os.stat(directory))
-        except OSError:
-            reason = None  # it was just there: the open below says what is wrong
     if reason is not None:
         raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
+    _refuse_untrusted_directory(path)  # again, now that the file is open there
     try:
         twin = os.open(path, _OPEN_FLAGS | os.O_RDONLY)
     except FileNotFoundError:
