@@ -530,6 +530,9 @@ def spawn_as_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes]:
     /proc/sys/kernel/ns_last_pid (retried: other processes may fork meanwhile)."""
     if not os.access(NS_LAST_PID, os.W_OK):
         pytest.skip(f"{NS_LAST_PID} is not writable here")
+    # A dead process keeps its pid until its parent reaps it (a shell under load
+    # may take a while): wait for that first, or every try below misses
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, what=f"pid {pid} to be free")
     for _ in range(100):
         with open(NS_LAST_PID, "w") as f:
             f.write(str(pid - 1))
