@@ -195,7 +195,9 @@ class Handoff:
                     step = payload.decode("utf-8", "replace")
                     nag_at = time.monotonic() + NAG_AFTER
                 if kind == "ERROR":
-                    reader.wait_eof(time.monotonic() + GRACE)  # it finishes exiting
+                    end = time.monotonic() + GRACE
+                    reader.wait_eof(end)  # every copy of the pipe is closed,
+                    self._wait_exited(pid, end)  # and the process that wrote it is gone
                     raise _startup_error(pid, payload)
         except TimeoutError:
             raise DaemonReadyTimeout(
@@ -213,6 +215,16 @@ class Handoff:
             self.daemon_pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):  # no pidfds here, or it is gone already
             pass
+
+    def _wait_exited(self, pid: int, deadline: float) -> None:
+        """Wait (to ``deadline``) until ``pid``, which reported its failure, has
+        exited: it closed the pipe before ``os._exit``, and a daemon with much memory
+        to give back is still running for a while after the EOF."""
+        if self.daemon_pidfd is None or pid != self.daemon_pid:
+            return  # no pidfds here: the EOF is all there is to wait on
+        from .pidfd import wait_exit  # a failed start only
+
+        wait_exit(self.daemon_pidfd, max(0.0, deadline - time.monotonic()))
 
     def close_pidfd(self) -> None:
         if self.daemon_pidfd is not None:

@@ -60,6 +60,18 @@ def test_exception_in_the_block_before_ready_reaches_the_terminal(
     assert by_launcher == ["closed"], "the launcher's own finally ran, once"
 
 
+def test_a_failed_daemon_with_much_memory_is_gone_when_the_launcher_returns(
+    daemons: Daemons,
+) -> None:
+    # It closes the pipe, then exits: giving 256 MiB back takes long after the EOF.
+    result, _report = daemons.launch(
+        {"options": {"ready_on_open": False}, "fail_in_block": "no", "ballast_mib": 256}
+    )
+    assert result.returncode == 1 and "RuntimeError: no" in result.stderr
+    pid = _daemon_pid_from(result.stderr)
+    assert not pid_alive(pid), "the failed daemon is gone when the launcher returns"
+
+
 def test_failure_inside_open_reaches_the_terminal(tmp_path: Path) -> None:
     code = """
 from daemonctx import DaemonContext

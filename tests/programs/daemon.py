@@ -115,6 +115,8 @@ try:
             context.notify_ready()
             emit(event="ready")
         if config.get("fail_in_block"):
+            # memory in use, which the exit takes a while to give back
+            ballast = b"x" * (config.get("ballast_mib", 0) << 20)
             raise RuntimeError(config["fail_in_block"])
         try:
             if not config.get("exit_after"):
