@@ -244,7 +244,10 @@ def kill_style(words: Sequence[str], values: Collection[str] = ()) -> list[str]:
             try:
                 parse_signal(word[1:])
             except ValueError:
-                continue  # an option (-h), or a mistake argparse will name
+                # -BOGUS, -99: a signal mistyped (no option is in capitals), which
+                # argparse names as one; -h, -x: an option, or one it names
+                if not (word[1].isascii() and (word[1].isupper() or word[1].isdigit())):
+                    continue
             words[at] = word[1:]
             break
     return words

@@ -70,7 +70,9 @@ CTL_VALUES = ("-c", "--control", "-f", "--config", "--timeout")
             ["-c", "signal", "signal", "HUP", "w"],
         ),
         (["signal", "-p", "x", "--name", "a", "-h"], DAEMON_VALUES, None),
-        (["signal", "-BOGUS"], DAEMON_VALUES, None),
+        (["signal", "-BOGUS"], DAEMON_VALUES, ["signal", "BOGUS"]),  # named: unknown signal
+        (["signal", "-p", "x", "-99"], DAEMON_VALUES, ["signal", "-p", "x", "99"]),
+        (["signal", "-bogus"], DAEMON_VALUES, None),  # an option, for argparse to name
         (["signal", "--", "-9"], DAEMON_VALUES, None),
         (["stop", "-p", "x", "-9"], DAEMON_VALUES, None),
         (["signal", "-HUP", "-TERM"], DAEMON_VALUES, ["signal", "HUP", "-TERM"]),
@@ -135,7 +137,7 @@ def test_an_untrusted_pidfile_is_refused(tracker: Tracker, tmp_path: Path) -> No
 
 def test_a_bad_signal_is_a_usage_error(tracker: Tracker) -> None:
     pid = tracker.start("sleep", "1000")
-    for args in (["BOGUS"], [], ["HUP", "TERM"]):
+    for args in (["BOGUS"], [], ["HUP", "TERM"], ["-BOGUS"]):
         result = subprocess.run(
             [*tracker.command(), "signal", "--pidfile", tracker.pidfile, *args],
             capture_output=True,
@@ -144,4 +146,6 @@ def test_a_bad_signal_is_a_usage_error(tracker: Tracker) -> None:
             env=tracker.env,
         )
         assert result.returncode == 2 and result.stdout == "", (args, result)
+        if args and "BOGUS" in args[0]:  # kill's -BOGUS too: the signal named, not "required"
+            assert "unknown signal 'BOGUS'" in result.stderr, result.stderr
     assert pid_alive(pid)
