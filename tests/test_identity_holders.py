@@ -63,10 +63,15 @@ class Namespace:
         return result.returncode, result.stdout, result.stderr
 
     def host_pid(self, pid: int) -> int:
-        """The pid outside of the namespace's process ``pid`` (one of the tracker's)."""
-        found = [p for p in self.tracker.processes() if self.inner(p) == pid]
+        """The pid outside of the namespace's process ``pid`` (one of the tracker's).
+        Waited for: a process in the middle of an exec (``sh -c "...; exec sleep"``)
+        shows an empty environ for a moment, and so no token."""
+        found = wait_for(
+            lambda: [p for p in self.tracker.processes() if self.inner(p) == pid],
+            what=f"the namespace's pid {pid}",
+        )
         assert len(found) == 1, (pid, found)
-        return found[0]
+        return int(found[0])
 
     @staticmethod
     def inner(host_pid: int) -> int:
