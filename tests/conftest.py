@@ -525,23 +525,31 @@ def searchable_path() -> str:
     return os.pathsep.join(d for d in dirs if d and os.access(d, os.X_OK))
 
 
-def spawn_as_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes]:
+def spawn_as_pid(pid: int, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     """Start ``argv`` so that it gets ``pid``: root chooses the next pid through
-    /proc/sys/kernel/ns_last_pid (retried: other processes may fork meanwhile)."""
+    /proc/sys/kernel/ns_last_pid (retried: other processes may fork meanwhile).
+    An exclusive flock on that file keeps the suites CI runs side by side from
+    aiming each other's forks (100 tries in a row missed)."""
+    import fcntl
+
     if not os.access(NS_LAST_PID, os.W_OK):
         pytest.skip(f"{NS_LAST_PID} is not writable here")
     # A dead process keeps its pid until its parent reaps it (a shell under load
     # may take a while): wait for that first, or every try below misses
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, what=f"pid {pid} to be free")
-    for _ in range(100):
-        with open(NS_LAST_PID, "w") as f:
-            f.write(str(pid - 1))
-        proc = subprocess.Popen(argv)
-        if proc.pid == pid:
-            return proc
-        proc.kill()
-        proc.wait()
-    pytest.fail(f"could not start a process as pid {pid}")
+    with open(NS_LAST_PID, "w") as chooser:
+        fcntl.flock(chooser, fcntl.LOCK_EX)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chooser.seek(0)
+            chooser.write(str(pid - 1))
+            chooser.flush()
+            proc = subprocess.Popen(argv, **popen)
+            if proc.pid == pid:
+                return proc
+            proc.kill()
+            proc.wait()
+    pytest.fail(f"could not start a process as pid {pid} within 10 s")
 
 
 def python_for_nobody(program: Path) -> str:

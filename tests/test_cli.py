@@ -35,6 +35,7 @@ from conftest import (
     proc_stat,
     proc_status,
     python_program,
+    spawn_as_pid,
     wait_for,
     wait_reaped,
 )
@@ -508,24 +509,6 @@ def test_start_stop_daemon_stops_our_daemon(tracker: Tracker) -> None:
     assert ours() == tracker.ssd_status() == 3
 
 
-def _spawn_with_pid(
-    pid: int, argv: list[str], env: dict[str, str]
-) -> subprocess.Popen[bytes] | None:
-    """Start ``argv`` as process ``pid`` (root: /proc/sys/kernel/ns_last_pid), or None."""
-    for _ in range(200):
-        try:
-            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-                f.write(str(pid - 1))
-        except OSError:
-            return None
-        child = subprocess.Popen(argv, env=env)
-        if child.pid == pid:
-            return child
-        child.kill()
-        child.wait()
-    return None
-
-
 @needs_ssd
 @needs_root
 def test_a_reused_pid_is_not_running(tracker: Tracker) -> None:
@@ -535,10 +518,7 @@ def test_a_reused_pid_is_not_running(tracker: Tracker) -> None:
     --exec naming the daemon's program it checks the identity too, and agrees with us."""
     pid = tracker.start("sleep", "1000")
     kill(pid)
-    impostor = _spawn_with_pid(pid, ["tail", "-f", "/dev/null"], tracker.env)
-    if impostor is None:
-        pytest.skip(f"could not get pid {pid} reused")
-    tracker.adopt(impostor)
+    impostor = tracker.adopt(spawn_as_pid(pid, ["tail", "-f", "/dev/null"], env=tracker.env))
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
     assert result.returncode == 1, result.stdout
     assert tracker.ssd_status() == 0, "start-stop-daemon trusts the pid"
