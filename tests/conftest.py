@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -251,6 +252,19 @@ class ProcessTracker:
             pass
         finally:
             os.close(pidfd)
+
+
+@pytest.fixture(autouse=True)
+def threads_ended() -> Iterator[None]:
+    """After each test, wait until this process has no task but its Python threads:
+    a thread a test joined (a Spawner's) may still be a task for a moment, and the
+    fork of the next test (pytest-forked's, on 3.13) would warn "multi-threaded"."""
+    yield
+    wait_for(
+        lambda: len(os.listdir("/proc/self/task")) <= threading.active_count(),
+        5,
+        what="a joined thread's task to end",
+    )
 
 
 @pytest.fixture

@@ -56,11 +56,8 @@ def via(request: pytest.FixtureRequest) -> Iterator[Spawner | None]:
     if request.param == "loop":
         yield None
         return
-    with Spawner() as spawner:
+    with Spawner() as spawner:  # its task's end is waited for by conftest's threads_ended
         yield spawner
-    # join() returns before the kernel has ended the thread's task: a fork in the
-    # next test would see two threads (3.13 warns: "multi-threaded, use of fork()")
-    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 5, what="the spawner's task to end")
 
 
 @pytest.fixture
