@@ -143,7 +143,7 @@ def _needs(path: str) -> tuple[str, str, str] | None:
         with _open_file(path) as file:
             head = file.read(_HEAD)
             if head.startswith(b"#!"):
-                return ("#!", *_shebang(head))
+                return ("CUT", "", "") if _cut_short(head) else ("#!", *_shebang(head))
             if head.startswith(_BOM + b"#!"):
                 return ("BOM", "", "")
             if head.startswith(_ELF_MAGIC):
@@ -169,11 +169,22 @@ def _open_file(path: str) -> BinaryIO:
         raise
 
 
+def _cut_short(head: bytes) -> bool:
+    """Whether exec refuses the ``#!`` line (ENOEXEC) as too long: no newline in the
+    255 bytes it reads, and no space, tab or NUL after the interpreter's name there,
+    so that the name may be cut (Linux 5.1's binfmt_script; a shorter file ends in
+    NULs)."""
+    if len(head) < _HEAD or b"\n" in head:
+        return False
+    name = head[2 : _HEAD - 1].lstrip(b" \t")
+    return not any(end in name for end in (b" ", b"\t", b"\0"))
+
+
 def _shebang(head: bytes) -> tuple[str, str]:
     """The interpreter and the one argument a ``#!`` line gives it, as the kernel
     reads them: the name ends at a space, a tab or NUL (a "\\r" before the newline
     is part of it); the rest of the line, trimmed, is a single argument."""
-    line = head[2:].split(b"\n", 1)[0].lstrip(b" \t")
+    line = head[2 : _HEAD - 1].split(b"\n", 1)[0].lstrip(b" \t")  # exec reads 255 bytes
     name = line
     for end in (b" ", b"\t", b"\0"):
         name = name.split(end, 1)[0]
@@ -231,6 +242,11 @@ def missing_interpreter(
     kind, path, argument = needed
     if kind == "BOM":  # ENOEXEC: "Exec format error"
         return "a UTF-8 byte order mark comes before its #! line, which exec then cannot see"
+    if kind == "CUT":  # ENOEXEC too
+        return (
+            f"its #! line is longer than the {_HEAD - 1} bytes exec reads of it, which cut"
+            " its interpreter's name short"
+        )
     if kind == "#!" and len(_chain) >= _SCRIPTS:
         return f"a #! script too: exec follows {_SCRIPTS} scripts in a chain, no more"
     where = "" if root is None else f" in --chroot {root}"

@@ -397,6 +397,30 @@ def test_a_byte_order_mark_before_the_line_is_named(tracker: Tracker) -> None:
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
+def test_a_line_too_long_for_exec_is_named(tracker: Tracker) -> None:
+    """Exec reads 255 bytes of a #! line: a longer interpreter name is cut, and
+    refused (ENOEXEC), although the file it names is there."""
+    deep = tracker.tmp_path / ("d" * 120) / ("e" * 120)
+    deep.mkdir(parents=True)
+    shell = deep / "sh"
+    shell.symlink_to("/bin/sh")
+    script = _script(tracker.tmp_path / "app.sh", b"#!" + bytes(shell) + b"\nsleep 1000\n")
+    assert len(bytes(shell)) > 253
+    with pytest.raises(OSError) as info:
+        subprocess.run([script], check=False)
+    assert info.value.errno == errno.ENOEXEC, "the kernel's answer"
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", script)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"daemonctx: error: {script}: its #! line is longer than the 255 bytes exec reads"
+        " of it, which cut its interpreter's name short\n"
+    )
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+    # a long argument is only cut, and the line runs
+    long_argument = _script(tracker.tmp_path / "ok.sh", b"#!/bin/sh " + b"x" * 300 + b"\n")
+    assert missing_interpreter(long_argument) is None
+
+
 def test_a_corrupt_elf_header_is_no_crash(tmp_path: Path) -> None:
     """Offsets past what seek takes (2**64 - 1): no traceback, nothing told."""
     header = bytearray(_elf64_header(0, 56, 1))
