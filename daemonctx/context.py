@@ -199,6 +199,8 @@ class DaemonContext:
         self._handoff: Handoff | None = None
         self._ready = False
         self._pidfile_entered: Any = None
+        # In the daemon: WATCHDOG_PID's (launcher's, daemon's) when open() moved it.
+        self._moved_watchdog: tuple[str, str] | None = None
         # In the launcher, during launcher_ready(): a pidfd on the daemon.
         self.daemon_pidfd: int | None = None
 
@@ -368,6 +370,7 @@ class DaemonContext:
         """Fork twice with setsid between; return in the daemon only."""
         handoff = self._handoff
         assert handoff is not None
+        launcher = os.getpid()
         mask = process.block_signals(_LAUNCHER_SIGNALS)
         try:
             child = process.fork("first fork")
@@ -385,6 +388,12 @@ class DaemonContext:
                 os._exit(0)  # the session leader leaves: the daemon can never get a tty
         except BaseException as exc:
             handoff.fail_and_exit(exc)
+        # systemd's WatchdogSec= names the process it started, the launcher, in
+        # WATCHDOG_PID: the watchdog is the daemon's now (systemd learns its pid from
+        # MAINPID= or the pidfile), for watchdog_seconds() or the program it execs.
+        if os.environ.get("WATCHDOG_PID") == str(launcher):
+            self._moved_watchdog = (str(launcher), str(os.getpid()))
+            os.environ["WATCHDOG_PID"] = self._moved_watchdog[1]
 
     def _wait_in_launcher(self, handoff: Handoff, child: int, mask: set[int]) -> NoReturn:
         """Wait for the daemon's word, then exit 0; or raise its error here.

@@ -380,9 +380,13 @@ class LaunchContext(DaemonContext):
         super().__init__(**options)
 
     def _before_owner_change(self) -> None:
-        if self._launch is not None:
-            self._launch.set_limits()
-            self._launch.enter_root()
+        launch = self._launch
+        if launch is not None:
+            launch.set_limits()
+            launch.enter_root()
+            moved = self._moved_watchdog  # the program's copy of systemd's WATCHDOG_PID too
+            if moved is not None and launch.environment.get("WATCHDOG_PID") == moved[0]:
+                launch.environment["WATCHDOG_PID"] = moved[1]
 
 
 class ProgramContext(LaunchContext):

@@ -392,8 +392,9 @@ class Tracker(ProcessTracker):
         assert result.returncode == 0, result.stderr
         match = STARTED.fullmatch(result.stdout)
         assert match, result.stdout
-        # killed by its pid too, not only found by the token in its environ: one
-        # scan missed a `sh -c "...; exec sleep 1000"` once (cause not pinned down)
+        # killed by its pid too, not only found by the token in its environ: a
+        # process in the middle of an exec (`sh -c "...; exec sleep 1000"`) shows
+        # an empty environ for a moment, and one scan missed it
         return self.add(int(match.group(2)))
 
     def ssd_status(self, *extra: str) -> int:

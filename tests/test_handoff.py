@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from conftest import (
     ROOT,
     Daemons,
     ProcessTracker,
+    Tracker,
     needs_root,
     pid_alive,
     read_events,
@@ -263,6 +265,72 @@ def test_watchdog_seconds_as_sd_watchdog_enabled(
         else:
             monkeypatch.setenv(name, str(os.getpid()) if value == "self" else value)
     assert watchdog_seconds() == seconds
+
+
+WATCHED_DAEMON = """
+import signal, sys
+sys.path.insert(0, sys.argv[1])
+from daemonctx import DaemonContext, notify
+from daemonctx.systemd import watchdog_seconds
+with DaemonContext(detach_process=True):
+    notify("WATCHDOG=1", STATUS=f"watchdog {watchdog_seconds()}")
+    signal.pause()
+"""
+
+
+def _receive_from(sock: socket.socket) -> tuple[int, list[str]]:
+    """A datagram and the pid of its sender (SCM_CREDENTIALS, as systemd reads it)."""
+    data, ancillary, _flags, _address = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+    pids = [
+        struct.unpack("3i", cmsg_data[:12])[0]
+        for level, kind, cmsg_data in ancillary
+        if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)
+    ]
+    assert len(pids) == 1, ancillary
+    return pids[0], data.decode().split("\n")
+
+
+def test_the_watchdog_systemd_set_for_the_launcher_is_the_daemons(
+    notify_socket: tuple[socket.socket, str], processes: ProcessTracker
+) -> None:
+    """WatchdogSec=: systemd names the process it started, the launcher, in
+    WATCHDOG_PID. The daemon sees the watchdog (sd_watchdog_enabled(3) would say no
+    to another pid), and its WATCHDOG=1 comes from the pid the launcher's MAINPID=
+    names, which systemd then takes it from."""
+    sock, address = notify_socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"}
+    # exec keeps the shell's pid: WATCHDOG_PID is the launcher's own, as systemd sets it
+    launcher = subprocess.run(
+        ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", sys.executable, "-c", WATCHED_DAEMON,
+         str(ROOT)],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert launcher.returncode == 0, launcher.stderr
+    messages = dict(_receive_from(sock) for _ in range(2))  # sender -> lines
+    (main,) = [int(line[8:]) for lines in messages.values() for line in lines if "MAINPID" in line]
+    processes.add(main)
+    assert messages.pop(main) == ["WATCHDOG=1", "STATUS=watchdog 30.0"], messages
+    assert list(messages.values()) == [[f"MAINPID={main}", "READY=1"]]  # the launcher's
+    os.kill(main, signal.SIGTERM)
+    wait_gone(main)
+
+
+def test_a_program_start_execs_gets_the_watchdog_systemd_set_for_the_launcher(
+    tracker: Tracker,
+) -> None:
+    """`daemonctx start`: the program it execs sees WATCHDOG_PID name itself."""
+    seen = tracker.tmp_path / "seen"
+    program = f'echo "$WATCHDOG_PID $$" > {seen}; exec sleep 1000'
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--", "sh", "-c", program,
+        prefix=["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"],
+        env={**tracker.env, "WATCHDOG_USEC": "30000000"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pid = tracker.add(int(Path(tracker.pidfile).read_text()))
+    wait_for(lambda: seen.exists() and seen.read_text().endswith("\n"), what="its line")
+    assert seen.read_text().split() == [str(pid), str(pid)]
 
 
 def test_notify_to_a_missing_socket_raises(tmp_path: Path) -> None:
