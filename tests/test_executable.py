@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -382,43 +383,51 @@ def test_exec_follows_five_scripts_and_no_more(tmp_path: Path, scripts: int) -> 
     )
 
 
-def test_a_byte_order_mark_before_the_line_is_named(tracker: Tracker) -> None:
-    """An editor's UTF-8 BOM: exec sees no #! line (ENOEXEC, "Exec format error")."""
-    script = _script(tracker.tmp_path / "app.sh", b"\xef\xbb\xbf#!/bin/sh\nsleep 1000\n")
-    with pytest.raises(OSError) as info:
-        subprocess.run([script], check=False)
-    assert info.value.errno == errno.ENOEXEC, "the kernel's answer"
-    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", script)
-    assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == (
-        f"daemonctx: error: {script}: a UTF-8 byte order mark comes before its #! line,"
-        " which exec then cannot see\n"
-    )
-    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+def _bom_line(directory: Path) -> bytes:
+    """An editor's UTF-8 BOM: exec sees no #! line."""
+    return b"\xef\xbb\xbf#!/bin/sh\nsleep 1000\n"
 
 
-def test_a_line_too_long_for_exec_is_named(tracker: Tracker) -> None:
-    """Exec reads 255 bytes of a #! line: a longer interpreter name is cut, and
-    refused (ENOEXEC), although the file it names is there."""
-    deep = tracker.tmp_path / ("d" * 120) / ("e" * 120)
+def _cut_line(directory: Path) -> bytes:
+    """An interpreter there, by a name longer than the 255 bytes exec reads."""
+    deep = directory / ("d" * 120) / ("e" * 120)
     deep.mkdir(parents=True)
-    shell = deep / "sh"
-    shell.symlink_to("/bin/sh")
-    script = _script(tracker.tmp_path / "app.sh", b"#!" + bytes(shell) + b"\nsleep 1000\n")
-    assert len(bytes(shell)) > 253
+    (deep / "sh").symlink_to("/bin/sh")
+    return b"#!" + bytes(deep / "sh") + b"\nsleep 1000\n"
+
+
+@pytest.mark.parametrize(
+    ("line_in", "message"),
+    [
+        (_bom_line, "a UTF-8 byte order mark comes before its #! line, which exec then cannot see"),
+        (
+            _cut_line,
+            "its #! line is longer than the 255 bytes exec reads of it, which cut its"
+            " interpreter's name short",
+        ),
+    ],
+    ids=["byte-order-mark", "cut-short"],
+)
+def test_what_exec_refuses_as_a_format_error_is_named(
+    tracker: Tracker, line_in: Callable[[Path], bytes], message: str
+) -> None:
+    """ENOEXEC ("Exec format error") for a file that is there: named, not started."""
+    script = _script(tracker.tmp_path / "app.sh", line_in(tracker.tmp_path))
     with pytest.raises(OSError) as info:
         subprocess.run([script], check=False)
     assert info.value.errno == errno.ENOEXEC, "the kernel's answer"
     result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", script)
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == (
-        f"daemonctx: error: {script}: its #! line is longer than the 255 bytes exec reads"
-        " of it, which cut its interpreter's name short\n"
-    )
+    assert result.stderr == f"daemonctx: error: {script}: {message}\n"
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
-    # a long argument is only cut, and the line runs
-    long_argument = _script(tracker.tmp_path / "ok.sh", b"#!/bin/sh " + b"x" * 300 + b"\n")
-    assert missing_interpreter(long_argument) is None
+
+
+def test_a_long_argument_is_only_cut_and_runs(tmp_path: Path) -> None:
+    """Past 255 bytes, exec cuts the argument, and runs the line."""
+    script = _script(tmp_path / "ok.sh", b"#!/bin/echo " + b"x" * 300 + b"\n")
+    assert missing_interpreter(script) is None
+    ran = subprocess.run([script], capture_output=True, check=True, text=True)
+    assert ran.stdout == "x" * (255 - len("#!/bin/echo ")) + f" {script}\n"
 
 
 def test_a_corrupt_elf_header_is_no_crash(tmp_path: Path) -> None:
