@@ -417,16 +417,44 @@ def parent_pid(pid: int) -> int | None:
     return int(fields[1]) if fields is not None and len(fields) > 1 else None
 
 
+#: Reads of an empty environ, a millisecond apart, before it is taken as empty.
+ENVIRON_TRIES = 5
+_PF_KTHREAD = 0x00200000  # a kernel thread, in /proc/<pid>/stat's flags
+
+
 def environment_value(pid: int, name: str) -> str | None:
     """The value of ``name`` in the environment ``pid`` was exec'd with; None if unset
-    or unreadable. A hint only: the process may have written its own."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
+    or unreadable. A hint only: the process may have written its own.
+
+    In the middle of an exec the kernel shows an empty environ for some
+    microseconds (a reader polling without pause saw it in 84 of 300 execs of
+    ``sh -c "exec sleep"``): an empty one is read again, but a kernel thread's
+    or a zombie's, which stays empty."""
+    raw, tries = _read_environ(pid), 1
+    while raw == b"" and tries < ENVIRON_TRIES and _may_be_in_exec(pid):
+        time.sleep(0.001)
+        raw, tries = _read_environ(pid), tries + 1
+    if raw is None:
         return None
     prefix = os.fsencode(name) + b"="
     for entry in raw.split(b"\0"):
         if entry.startswith(prefix):
             return os.fsdecode(entry[len(prefix) :])
     return None
+
+
+def _read_environ(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _may_be_in_exec(pid: int) -> bool:
+    """Whether an empty environ of ``pid`` may be an exec's moment: not a kernel
+    thread's, nor a zombie's."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 7 or fields[0] in (b"Z", b"X"):
+        return False
+    return not int(fields[6]) & _PF_KTHREAD
