@@ -41,7 +41,7 @@
 # with apt-get.
 #
 # Prints one "SCENARIO name: PASS|FAIL key=value..." line per scenario at the
-# end. Exit status: 0 both scenarios pass, 1 otherwise (also when the setup
+# end. Exit status: 0 all three scenarios pass, 1 otherwise (also when the setup
 # fails), 2 bad usage, 130 interrupted. The container is always powered off at
 # the end, also on Ctrl-C.
 
@@ -64,8 +64,11 @@ NSPAWN_PID=""          # host pid of systemd-nspawn
 LEADER=""              # host pid of the container's PID 1 (systemd)
 SUM1="SCENARIO already-running: NOT RUN"
 SUM2="SCENARIO clean-start: NOT RUN"
+SUM3="SCENARIO watchdog: NOT RUN"
 PASS1=no
 PASS2=no
+PASS3=no
+WATCHDOG_UNITS="wd-start.service wd-library.service"
 START_TS=$(date +%s)
 
 log() { printf '[check] %s\n' "$*"; }
@@ -318,9 +321,53 @@ install_into_container() {
         "$STAGE/src/examples/systemd/$UNIT" > "$ROOT/etc/systemd/system/$UNIT"
     grep -q "^ExecStart=$PY /opt/app/forking_daemon.py" "$ROOT/etc/systemd/system/$UNIT" \
         || die "ExecStart= of examples/systemd/$UNIT is not '/opt/app/venv/bin/python /opt/app/forking_daemon.py ...'; update this script"
+    install_watchdog_units
     C systemctl daemon-reload
     log "installed unit (without comments):"
     grep -Ev '^[[:space:]]*(#|$)' "$ROOT/etc/systemd/system/$UNIT" | sed 's/^/    /'
+}
+
+# The watchdog scenario's two programs and units (not examples: written here).
+install_watchdog_units() {
+    # A program that knows nothing of daemonctx, pinging as sd_watchdog_enabled(3)
+    # allows: only when WATCHDOG_PID is unset or names this very process.
+    cat > "$ROOT/opt/app/wd_program.py" <<'EOF_PY'
+import os, socket, time
+address = os.environ["NOTIFY_SOCKET"]
+pid = os.environ.get("WATCHDOG_PID")
+mine = "WATCHDOG_USEC" in os.environ and (pid is None or int(pid) == os.getpid())
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+while True:
+    if mine:
+        sock.sendto(b"WATCHDOG=1", "\0" + address[1:] if address[0] == "@" else address)
+    time.sleep(0.5)
+EOF_PY
+    cat > "$ROOT/opt/app/wd_library.py" <<'EOF_PY'
+import time
+from daemonctx import DaemonContext, notify
+from daemonctx.pidfile import TimeoutPIDLockFile
+from daemonctx.systemd import watchdog_seconds
+with DaemonContext(detach_process=True, pidfile=TimeoutPIDLockFile("/run/wd-library.pid")):
+    seconds = watchdog_seconds()
+    while True:
+        if seconds:
+            notify(WATCHDOG=1)
+        time.sleep(0.5)
+EOF_PY
+    cat > "$ROOT/etc/systemd/system/wd-start.service" <<EOF_UNIT
+[Service]
+Type=forking
+PIDFile=/run/wd-start.pid
+ExecStart=/opt/venv/bin/daemonctx start --pidfile /run/wd-start.pid -- $PY /opt/app/wd_program.py
+WatchdogSec=2
+EOF_UNIT
+    cat > "$ROOT/etc/systemd/system/wd-library.service" <<EOF_UNIT
+[Service]
+Type=forking
+PIDFile=/run/wd-library.pid
+ExecStart=$PY /opt/app/wd_library.py
+WatchdogSec=2
+EOF_UNIT
 }
 
 # ------------------------------------------------------------------ inspection
@@ -440,6 +487,41 @@ scenario_clean_start() {
     cleanup_daemons
 }
 
+scenario_watchdog() {
+    echo
+    echo "=== SCENARIO watchdog: Type=forking units with WatchdogSec=2, a detached daemon pinging"
+    local since unit rc out state restarts main pid pinged fields="" ok=yes name
+    since="@$(date +%s)"
+    sleep 1
+    for unit in $WATCHDOG_UNITS; do
+        rc=0
+        out=$(C timeout --foreground 60 systemctl start "$unit" 2>&1) || rc=$?
+        log "systemctl start $unit: exit status $rc${out:+: ${out%%$'\n'*}}"
+        [ "$rc" = 0 ] || ok=no
+    done
+    log "waiting 7 s: 3.5 times WatchdogSec="
+    sleep 7
+    for unit in $WATCHDOG_UNITS; do
+        name=${unit%.service}
+        state=$(C systemctl show -p ActiveState --value "$unit")/$(C systemctl show -p SubState --value "$unit")
+        restarts=$(C systemctl show -p NRestarts --value "$unit")
+        main=$(C systemctl show -p MainPID --value "$unit")
+        pid=$(C cat "/run/$name.pid" 2>/dev/null | tr -d ' \n' || true)
+        # Set by the last WATCHDOG=1 systemd accepted; empty if it took none.
+        pinged=$(C systemctl show -p WatchdogTimestampMonotonic --value "$unit")
+        [ "${pinged:-0}" != 0 ] && pinged=yes || pinged=no
+        fields="$fields $name=$state,NRestarts=${restarts:-?},MainPID=$main,pidfile=${pid:-none},pinged=$pinged"
+        [ "$state $restarts $pinged" = "active/running 0 yes" ] && [ -n "$pid" ] && [ "$pid" = "$main" ] || ok=no
+        echo "--- journalctl -u $unit (this scenario)"
+        C journalctl -u "$unit" --no-pager --since "$since" -o short-precise 2>&1 | sed 's/^/    /' || true
+        C systemctl stop "$unit" 2>/dev/null || true
+        C systemctl reset-failed "$unit" 2>/dev/null || true
+    done
+    PASS3=$ok
+    SUM3="SCENARIO watchdog: $(verdict $PASS3)$fields"
+    echo "$SUM3"
+}
+
 verdict() { if [ "$1" = yes ]; then echo PASS; else echo FAIL; fi; }
 
 # ------------------------------------------------------------------ main
@@ -457,9 +539,10 @@ finish() {
     echo "=== SUMMARY ($(( $(date +%s) - START_TS )) s)"
     echo "$SUM1"
     echo "$SUM2"
+    echo "$SUM3"
     if [ "$rc" = 130 ]; then
         log "interrupted"
-    elif [ "$rc" = 0 ] && [ "$PASS1$PASS2" = yesyes ]; then
+    elif [ "$rc" = 0 ] && [ "$PASS1$PASS2$PASS3" = yesyesyes ]; then
         log "PASS"
     else
         log "FAIL"; rc=1
@@ -486,6 +569,7 @@ main() {
     STEP="installing into the container"; install_into_container
     STEP="running scenario already-running"; scenario_already_running
     STEP="running scenario clean-start";     scenario_clean_start
+    STEP="running scenario watchdog";        scenario_watchdog
     STEP="finishing"
 }
 
