@@ -160,6 +160,8 @@ def _guarded(found: Found, real: str, every_holder: bool) -> bool:
         st = os.fstat(fd)
         if _pidfile._untrusted(guard, st) is not None or not _pidfile._is_held(fd):
             return False
+        if not _pidfile.guard_is_pidfiles(real, fd, None):
+            return False  # another program's lock on a file of its own at that name
         # A daemon that created and locked the pidfile (and this link) since we
         # looked at ``real`` is holding it, not hiding it: held, not deleted.
         at_path = _pidfile._is_at_path(real, fd)

@@ -351,8 +351,9 @@ def guard_path(path: str) -> str:
 
 
 def _held_guard(path: str, ours: os.stat_result | None) -> tuple[int, int | None] | None:
-    """(fd, holder) of a guard that a live process holds and that is not *ours*;
-    None when there is no guard, or nobody holds it (stale)."""
+    """(fd, holder) of a guard that a live daemon of *path* holds and that is not
+    *ours*; None when there is no guard, nobody holds it (stale), or its holder is
+    another program's (``guard_is_pidfiles``)."""
     try:
         fd = os.open(guard_path(path), _OPEN_FLAGS | os.O_RDONLY)
     except OSError:
@@ -363,10 +364,28 @@ def _held_guard(path: str, ours: os.stat_result | None) -> tuple[int, int | None
         return None
     if stat.S_ISREG(st.st_mode) and _untrusted(path, st) is None:
         locked, holder = _try_lock(fd)
-        if not locked:
+        if not locked and guard_is_pidfiles(path, fd, holder):
             return fd, holder
     os.close(fd)
     return None
+
+
+def guard_is_pidfiles(path: str, fd: int, holder: int | None) -> bool:
+    """Whether the lock held on fd's file, found at *path*'s guard name, is a daemon's
+    of the pidfile *path*: one of its holders opened it as *path* (a daemon opens its
+    pidfile, and links the guard to it). Another program may lock a file of its own
+    at that name (``flock /run/.app.pid.lock CMD``): its holders opened it by that
+    name, and it is no daemon's. True also when the holders cannot be looked at
+    (another user's processes, as non-root): judged as held, as before."""
+    from . import procfs  # only when a guard is held: never on a fresh start
+
+    key = procfs.file_key(os.fstat(fd))
+    head, tail = os.path.split(os.path.abspath(path))
+    real = os.path.join(os.path.realpath(head), tail)
+    if holder and procfs.opened_as(holder, key, real):
+        return True
+    found = procfs.find_lock_holders(key, [holder] if holder else [], held=True)
+    return found.hidden or any(procfs.opened_as(pid, key, real) for pid in found.pids)
 
 
 def _remove_stale_guard(path: str) -> None:
@@ -425,8 +444,8 @@ def _link_guard(path: str, fd: int) -> None:
         os.link(path, guard)
         return
     except FileExistsError:
-        if _is_at_path(guard, fd):
-            return  # a stale pidfile taken over: its guard is this very file
+        if _is_at_path(guard, fd) or _locked_by_another(guard):
+            return  # our very file (a stale pidfile taken over); or another program's lock
     except OSError:
         return
     spare = f"{guard}.{os.getpid()}"
@@ -440,6 +459,21 @@ def _link_guard(path: str, fd: int) -> None:
             os.unlink(spare)  # left when rename found both names on one file
         except OSError:
             pass
+
+
+def _locked_by_another(path: str) -> bool:
+    """Whether someone holds an exclusive flock on the file at *path*: a guard name
+    another program locks a file of its own at, which is not ours to replace."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False  # no file's lock: replaced, as before
+        fd = os.open(path, _OPEN_FLAGS | os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return _is_held(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_path(path: PathArg) -> str:

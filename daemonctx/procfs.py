@@ -141,6 +141,24 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
     return held
 
 
+def opened_as(pid: int, key: FileKey, path: str) -> bool | None:
+    """Whether ``pid`` holds the flock on ``key`` through an fd it opened as ``path``
+    (absolute, resolved): the kernel names such an fd ``path``, or ``path (deleted)``
+    once that name is gone, whatever other names the file has. None when we may not
+    look (another user's process, as non-root)."""
+    fds = holding_fds(pid, key)
+    if fds is None:
+        return None
+    names = (path, path + " (deleted)")
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in names:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def all_pids() -> list[int]:
     try:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]

@@ -311,6 +311,39 @@ def test_a_deleted_pidfile_does_not_let_a_second_daemon_start(tracker: Tracker, 
     tracker.start("sleep", "1000")
 
 
+@pytest.mark.parametrize("content", ["", "another tool's state\n"])
+@pytest.mark.parametrize("pidfile", ["none", "stale"])
+def test_another_programs_lock_at_the_guards_name_is_no_daemon(
+    tracker: Tracker, processes: ProcessTracker, content: str, pidfile: str
+) -> None:
+    """``flock /run/.app.pid.lock CMD``: another program locks a file of its own at
+    the pidfile's hidden second name. Its lock is not the daemon's: status says not
+    running, stop and signal touch nothing, a start runs beside it and leaves its
+    file as it was."""
+    guard = Path(tracker.pidfile).parent / ".app.pid.lock"
+    guard.write_text(content)
+    if pidfile == "stale":
+        Path(tracker.pidfile).write_text("1\n")  # nobody holds it
+    inode = guard.stat().st_ino
+    locked = Path(tracker.tmp_path) / "locked"
+    other = processes.popen(
+        ["flock", str(guard), "sh", "-c", f": > {locked}; exec sleep 1000"], env=ENV
+    )
+    wait_for(locked.exists, what="flock took its lock")
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == (3 if pidfile == "none" else 1), result.stdout  # LSB: dead
+    assert result.stdout.startswith("app is not running")
+    assert tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "HUP").returncode == 7
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stdout) == (0, "app is not running\n")
+    assert other.poll() is None, "the other program's process lives"
+    pid = tracker.start("sleep", "1000")
+    assert (guard.stat().st_ino, guard.read_text()) == (inode, content), "its file untouched"
+    assert tracker.daemonctx("stop", "--pidfile", tracker.pidfile).returncode == 0
+    assert not pid_alive(pid) and other.poll() is None
+    assert (guard.stat().st_ino, guard.read_text()) == (inode, content)
+
+
 def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
     tmp_path: Path, processes: ProcessTracker
 ) -> None:
