@@ -142,8 +142,17 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
     found.holders = tuple(sorted(holders))
     if recorded is not None and recorded in holders:
         found.main_pid = recorded
+    elif recorded is not None and (inner := _written_inside(holders, recorded)) is not None:
+        found.main_pid = inner
     elif recorded is not None and found.hidden and procfs.is_original(recorded, written):
         found.main_pid = recorded  # cannot look as this user; the file cannot lie (see pidfile)
+
+
+def _written_inside(holders: set[int], recorded: int) -> int | None:
+    """The holder that wrote ``recorded`` from a pid namespace of its own (a daemon
+    started in a container, looked at from the host): its pid there is ``recorded``."""
+    inside = [pid for pid in holders if procfs.own_namespace_pid(pid) == recorded]
+    return inside[0] if len(inside) == 1 else None
 
 
 def _guarded(found: Found, real: str, every_holder: bool) -> bool:

@@ -159,6 +159,20 @@ def opened_as(pid: int, key: FileKey, path: str) -> bool | None:
     return False
 
 
+def own_namespace_pid(pid: int) -> int | None:
+    """The pid that process ``pid`` has in its own pid namespace (the last of the
+    ``NSpid`` line of /proc/<pid>/status): what it wrote in a pidfile, in a
+    container, where we see it by another pid. None if gone or unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def all_pids() -> list[int]:
     try:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]

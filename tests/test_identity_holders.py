@@ -141,6 +141,30 @@ def test_in_a_pid_namespace_a_child_that_kept_the_lock_is_found_and_stopped(
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
+def test_a_daemon_started_in_a_pid_namespace_is_found_from_outside(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    """Its pidfile names it by its pid in the container; the host sees it by another:
+    status, signal and stop from the host know it by the pid the holder has there."""
+    code, _out, err = namespace.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--", "sleep", "1000"
+    )
+    assert code == 0, err
+    inside = int(Path(tracker.pidfile).read_text())
+    daemon = namespace.host_pid(inside)
+    assert daemon != inside
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"app is running (pid {daemon},")
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "CONT")
+    assert (result.returncode, result.stdout) == (0, f"sent SIGCONT to app (pid {daemon})\n")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"stopped app (pid {daemon})")
+    assert not pid_alive(daemon) and tracker.processes() == []
+
+
 STOP_AFTER_THE_REAP = """
 import json, os, sys
 sys.path[:0] = [{root!r}, {tests!r}]
