@@ -348,8 +348,7 @@ class DaemonContext:
         options.check_directories(self.chroot_directory, self.working_directory)
         for index, name in enumerate(("stdin", "stdout", "stderr")):
             plan.stream_fds[index] = options.stream_fd(name, getattr(self, name))
-        plan.keep_fds = options.resolve_files_preserve(self.files_preserve)
-        options.check_standard_fd_conflicts(plan.keep_fds, plan.stream_fds)
+        plan.keep_fds = options.resolve_files_preserve(self.files_preserve, plan.stream_fds)
         plan.keep_fds.update(fd for fd in plan.stream_fds if fd is not None)
         plan.uid, plan.gid, plan.user_name = options.check_owner(
             self.uid, self.gid, self.initgroups

@@ -24,7 +24,7 @@ from .process import finite_timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, Callable
 
     from .process import Handler
@@ -156,19 +156,26 @@ def check_open(fd: int) -> bool:
 _FD_LIMIT = 2**31  # an fd is a C int
 
 
-def _is_standard_stream(item: Any) -> bool:
-    """``sys.stdout`` and friends, or a logging handler writing to one: python-daemon
-    programs preserve them out of habit, and the standard fds are replaced anyway."""
-    streams = (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)
-    inner = getattr(item, "stream", None) if not isinstance(item, int) else None
-    return any(item is s or (inner is not None and inner is s) for s in streams if s is not None)
+_STREAM_NAMES = ("stdin", "stdout", "stderr")
 
 
-def resolve_files_preserve(items: Iterable[Any] | None) -> set[int]:
+def _started_open(fd: int) -> bool:
+    """Whether standard fd ``fd`` (0-2) was open when Python started: Python made
+    ``sys.__stdin__`` (etc.) for it then, and left that None for a closed fd."""
+    return getattr(sys, f"__{_STREAM_NAMES[fd]}__", None) is not None
+
+
+def resolve_files_preserve(
+    items: Iterable[Any] | None, stream_fds: Sequence[int | None] = (None, None, None)
+) -> set[int]:
     """Turn ``files_preserve`` into a set of open fds, or raise naming the bad item.
 
-    A standard stream (``sys.stdout``, or a handler on it) is left out: fds 0-2 are
-    the ``stdin``/``stdout``/``stderr`` options' business."""
+    Fds 0-2 are the ``stdin``/``stdout``/``stderr`` options' business (PEP 3143): an
+    item on one of them (``sys.stdout``, a handler on it, the int 1) is the standard
+    stream, left out as python-daemon leaves it. Unless the process started with that
+    fd closed: what is there is then a file opened since, which the standard stream
+    would replace, and it is refused (unless it is that stream's option too, in
+    ``stream_fds``)."""
     result: set[int] = set()
     for item in items or ():
         try:
@@ -177,10 +184,19 @@ def resolve_files_preserve(items: Iterable[Any] | None) -> set[int]:
             raise DaemonOptionError(
                 "files_preserve", item, f"not a file descriptor, file, socket or handler: {exc}"
             ) from exc
-        if fd is None or (fd < 3 and _is_standard_stream(item)):
+        if fd is None or (0 <= fd < 3 and _started_open(fd)):
             continue
         if not 0 <= fd < _FD_LIMIT or not check_open(fd):
             raise DaemonOptionError("files_preserve", item, f"fd {fd} is not open")
+        if fd < 3 and stream_fds[fd] != fd:
+            name = _STREAM_NAMES[fd]
+            raise DaemonOptionError(
+                "files_preserve",
+                item,
+                f"fd {fd} is where {name} goes and would be replaced: the process started "
+                f"with fd {fd} closed, so this file was opened since; open it after fds 0-2 "
+                f"are open, or pass it as {name}=",
+            )
         result.add(fd)
     return result
 
@@ -400,27 +416,6 @@ def stream_fd(name: str, stream: Any) -> int | None:
     if not isinstance(fd, int) or not check_open(fd):
         raise DaemonOptionError(name, stream, f"fd {fd!r} is not open")
     return fd
-
-
-_STREAM_NAMES = ("stdin", "stdout", "stderr")
-
-
-def check_standard_fd_conflicts(preserved: set[int], stream_fds: list[int | None]) -> None:
-    """A preserved fd on 0, 1 or 2 would be silently replaced by a standard stream.
-
-    It happens when the launcher starts with those fds closed and opens a file
-    before ``open()``. Refuse it rather than lose the file.
-    """
-    for fd in sorted(preserved):
-        if fd < 3 and stream_fds[fd] != fd:
-            name = _STREAM_NAMES[fd]
-            raise DaemonOptionError(
-                "files_preserve",
-                fd,
-                f"fd {fd} is where {name} goes and would be replaced; the process started "
-                f"with fd {fd} closed: open this file after fds 0-2 are open, or pass it as "
-                f"{name}=",
-            )
 
 
 def check_owner(uid: int | None, gid: int | None, initgroups: bool) -> tuple[int, int, str | None]:

@@ -104,15 +104,19 @@ def test_launched_with_standard_fds_closed(daemons: Daemons, tmp_path: Path) -> 
     assert str(report) in fds.values()
 
 
-def test_a_preserved_file_on_a_standard_fd_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("item", "shown"), [("log", "<_io.TextIOWrapper name="), ("0", "0")])
+def test_a_preserved_file_on_a_standard_fd_is_refused(
+    tmp_path: Path, item: str, shown: str
+) -> None:
     """Launched with fd 0 closed, a file opened before open() lands on fd 0; it
-    cannot be both kept and replaced by stdin, so the start fails, loudly."""
+    cannot be both kept and replaced by stdin, so the start fails, loudly, naming
+    what was given: the file, or its fd."""
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from daemonctx import DaemonContext\n"
         f"log = open({str(tmp_path / 'log')!r}, 'a')\n"
         "assert log.fileno() == 0\n"
-        "DaemonContext(files_preserve=[log]).open()\n"
+        f"DaemonContext(files_preserve=[{item}]).open()\n"
     )
     result = subprocess.run(
         ["sh", "-c", f'exec {sys.executable} -c "$0" <&-', code],
@@ -121,7 +125,35 @@ def test_a_preserved_file_on_a_standard_fd_is_refused(tmp_path: Path) -> None:
         timeout=20,
     )
     assert result.returncode == 1
-    assert "DaemonOptionError: files_preserve=0: fd 0 is where stdin goes" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"daemonctx.errors.DaemonOptionError: files_preserve={shown}"), last
+    assert last.endswith(
+        ": fd 0 is where stdin goes and would be replaced: the process started with fd 0"
+        " closed, so this file was opened since; open it after fds 0-2 are open, or pass"
+        " it as stdin="
+    ), last
+
+
+def test_a_standard_fd_given_as_an_int_is_left_out_as_its_stream_is(tmp_path: Path) -> None:
+    """files_preserve=[sys.stdout.fileno()] is files_preserve=[sys.stdout]: fd 1 is
+    the stdout option's (here /dev/null), as in python-daemon, not a refused file."""
+    seen = tmp_path / "seen"
+    code = (
+        f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from daemonctx import DaemonContext\n"
+        "preserve = [sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno()]\n"
+        "with DaemonContext(files_preserve=preserve, detach_process=False):\n"
+        "    print('to the daemon s stdout', flush=True)\n"
+        f"    with open({str(seen)!r}, 'w') as out:\n"
+        "        out.write(os.readlink('/proc/self/fd/1'))\n"
+    )
+    with open(tmp_path / "stdout", "w") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-c", code], stdout=stdout, stderr=subprocess.PIPE, timeout=20
+        )
+    assert result.returncode == 0, result.stderr
+    assert seen.read_text() == "/dev/null"
+    assert (tmp_path / "stdout").read_text() == "", "the launcher's stdout file was replaced"
 
 
 def test_print_works_in_a_daemon_launched_with_stdout_closed(tmp_path: Path) -> None:
