@@ -367,18 +367,17 @@ def preload(
             from . import systemd  # noqa: F401
 
 
-def inside_root(chroot_directory: str | None, path: str) -> str:
-    """Where ``path``, as the daemon will see it after chroot, is seen from here."""
-    if chroot_directory is None or not os.path.isabs(path):
-        return path
-    return os.path.join(chroot_directory, path.lstrip("/"))
-
-
 def check_directories(chroot_directory: str | None, working_directory: str) -> None:
     if chroot_directory is not None and not os.path.isdir(chroot_directory):
         raise DaemonOptionError("chroot_directory", chroot_directory, "no such directory")
-    seen_from_here = inside_root(chroot_directory, working_directory)
-    if not os.path.isdir(seen_from_here):
+    seen_from_here: str | None = working_directory
+    if chroot_directory is not None:
+        # After the chroot the daemon's working directory is the jail's root, so a
+        # relative path starts there too; links are followed inside the jail.
+        from .executable import resolve_in_root
+
+        seen_from_here = resolve_in_root(chroot_directory, working_directory)
+    if seen_from_here is None or not os.path.isdir(seen_from_here):
         where = f" (inside chroot_directory {chroot_directory!r})" if chroot_directory else ""
         raise DaemonOptionError("working_directory", working_directory, f"no such directory{where}")
 
@@ -480,9 +479,10 @@ def check_pidfile(
     if not isinstance(path, str):
         return
     seen_from_here = os.path.join(working_directory, path)
-    if chroot_directory is not None and os.path.isabs(seen_from_here):
+    if chroot_directory is not None:
         # Its directory as the jail resolves it (J/var/run -> /run is J/run, not the
-        # host's /run); the file itself is never a link (O_NOFOLLOW)
+        # host's /run), from the jail's root when relative (the daemon's working
+        # directory starts there); the file itself is never a link (O_NOFOLLOW)
         from .executable import resolve_in_root
 
         head, name = os.path.split(seen_from_here)

@@ -149,6 +149,37 @@ def test_a_pidfile_directory_the_jail_lacks_is_said_in_the_foreground(tmp_path: 
     )
 
 
+def test_a_relative_working_directory_is_checked_inside_the_jail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the chroot the daemon's working directory is the jail's root: a relative
+    working_directory (and a relative pidfile under it) is checked from there, not
+    from the launcher's working directory."""
+    from daemonctx.pidfile import PIDLockFile
+
+    jail = tmp_path / "jail"
+    (jail / "inner").mkdir(parents=True)  # in the jail only
+    (jail / "sub" / "run").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()  # in the launcher's working directory only
+    (tmp_path / "sub" / "logs").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    DaemonContext(chroot_directory=str(jail), working_directory="inner").check()
+    pidfile = PIDLockFile("run/app.pid")
+    DaemonContext(chroot_directory=str(jail), working_directory="sub", pidfile=pidfile).check()
+    with pytest.raises(DaemonOptionError) as info:
+        DaemonContext(chroot_directory=str(jail), working_directory="outside").check()
+    assert str(info.value) == (
+        f"working_directory='outside': no such directory (inside chroot_directory {str(jail)!r})"
+    )
+    pidfile = PIDLockFile("logs/app.pid")
+    with pytest.raises(DaemonOptionError) as info:
+        DaemonContext(chroot_directory=str(jail), working_directory="sub", pidfile=pidfile).check()
+    assert str(info.value) == (
+        f"pidfile='logs/app.pid': directory 'sub/logs' does not exist in chroot_directory"
+        f" {str(jail)!r}"
+    )
+
+
 @needs_root
 def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
     """Not with a group the user lacks: uid alone keeps root's gid 0."""

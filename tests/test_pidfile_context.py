@@ -83,6 +83,23 @@ def test_relative_pidfile_path_is_inside_the_working_directory(
     assert int((tmp_path / "app.pid").read_text()) == event["pid"]
 
 
+@needs_root
+def test_relative_working_directory_and_pidfile_are_inside_the_jail(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    """chroot_directory=J, working_directory="sub": the daemon works in J/sub and
+    holds J/sub/app.pid, though the launcher's directory has no sub."""
+    jail = tmp_path / "jail"
+    (jail / "sub").mkdir(parents=True)
+    options = {"chroot_directory": str(jail), "working_directory": "sub", "pidfile": "app.pid"}
+    result, report = daemons.launch({"options": options, **OURS}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    event = daemons.event(report, "open")
+    assert os.readlink(f"/proc/{event['pid']}/cwd") == str(jail / "sub")
+    assert int((jail / "sub" / "app.pid").read_text()) == event["pid"]
+    assert read_pidfile_status(jail / "sub" / "app.pid").running
+
+
 def test_a_timeout_lets_a_restart_wait_for_the_old_daemon(tmp_path: Path) -> None:
     """With acquire_timeout the foreground check lets the start through; acquire()
     in the daemon then waits for the holder to go."""
