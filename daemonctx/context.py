@@ -305,8 +305,9 @@ class DaemonContext:
     def notify_step(self, what: str) -> None:
         """Say what the daemon does now, before it is ready, for the launcher to tell
         the user if it takes long: ``"load the model"`` makes ``still waiting for
-        the daemon (pid 4242) to load the model (3 s so far; ...)``. Harmless when
-        not detached, or once ready."""
+        the daemon (pid 4242) to load the model (3 s so far; ...)``; ``""`` says that
+        step is done (``to report ready`` again). Harmless when not detached, or once
+        ready."""
         handoff = self._handoff
         if handoff is not None and not self._ready and handoff.write_fd is not None:
             handoff.send_step(what.encode("utf-8", "surrogateescape"))
@@ -464,6 +465,8 @@ class DaemonContext:
                     self._handoff.send_step(plan.pidfile_step)
                 self.pidfile.__enter__()
                 self._pidfile_entered = self.pidfile
+                if self._handoff is not None:  # taken: the launcher waits for ready again
+                    self._handoff.send_step(b"")
             # From here a stop request too waits for its handler (not during a lock
             # wait, above: it stops the daemon there at once).
             process.hold_signals(plan.handlers, stops=True)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_PAYLOAD = 64 * 1024  # what the launcher accepts at most
 NAG_AFTER = 3.0  # seconds of silence from the daemon before the launcher says what it waits for
+_READY_STEP = "report ready"  # what it waits for when the daemon names no step (or an empty one)
 # Two processes write records (the first child sends PID): each record must be
 # one atomic write, at most PIPE_BUF bytes (4096 on Linux, 512 by POSIX).
 _ATOMIC_WRITE = 4096 if sys.platform.startswith("linux") else 512
@@ -85,7 +86,8 @@ class Handoff:
 
     def send_step(self, what: bytes) -> None:
         """Say what the daemon does next, for the launcher to tell the user if it
-        takes long ("take its pidfile /run/app.pid"): prepared before the fork."""
+        takes long ("take its pidfile /run/app.pid"): prepared before the fork.
+        Empty: that step is done, the launcher waits for ready again."""
         self._send("STEP", what[:512])
 
     def send_ready(self) -> None:
@@ -160,7 +162,7 @@ class Handoff:
         nag_at: float | None = time.monotonic() + NAG_AFTER
         reader = _RecordReader(self.read_fd)
         pid: int | None = None
-        step = "report ready"
+        step = _READY_STEP
         exec_is_ready = False
         try:
             while True:
@@ -192,7 +194,7 @@ class Handoff:
                 if kind == "EXEC":
                     exec_is_ready = True
                 if kind == "STEP":
-                    step = payload.decode("utf-8", "replace")
+                    step = payload.decode("utf-8", "replace") or _READY_STEP
                     nag_at = time.monotonic() + NAG_AFTER
                 if kind == "ERROR":
                     end = time.monotonic() + GRACE

@@ -506,3 +506,54 @@ with DaemonContext(ready_on_open=False, files_preserve=[report]) as context:
     )
     wait_for(lambda: seen.read_text().count("\n") == 3, what="the daemon's report")
     assert seen.read_text().split("\n")[:3] == ["foreground False", "before True", "after False"]
+
+
+_READY_LATE = {
+    "context": """
+context = DaemonContext(ready_on_open=False, pidfile=TimeoutPIDLockFile(PIDFILE))
+with context:
+    wait_for_the_launcher()
+    context.notify_ready()
+""",
+    "service": """
+class App(Service):
+    ready_on_open = False
+    def run(self):
+        wait_for_the_launcher()
+        self.notify_ready()
+App(pidfile=PIDFILE).main(["start"])
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_READY_LATE))
+def test_once_the_pidfile_is_taken_the_launcher_waits_for_ready_not_for_the_pidfile(
+    tmp_path: Path, processes: ProcessTracker, kind: str
+) -> None:
+    """A daemon that took its pidfile, then takes long before notify_ready(): the
+    launcher's "still waiting" line says it waits for ready, not for the pidfile."""
+    pidfile = tmp_path / "app.pid"
+    said = tmp_path / "launcher.err"
+    code = f"""
+import sys, time; sys.path.insert(0, {str(ROOT)!r})
+from daemonctx import DaemonContext, Service, handoff
+from daemonctx.pidfile import TimeoutPIDLockFile
+handoff.NAG_AFTER = 0.5
+PIDFILE = {str(pidfile)!r}
+def wait_for_the_launcher():  # until it has said what it waits for (bounded)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with open({str(said)!r}) as said:
+            if "to report ready" in said.read():
+                return
+        time.sleep(0.01)
+{_READY_LATE[kind]}"""
+    with open(said, "w") as stderr:
+        launcher = processes.popen([sys.executable, "-c", code], stderr=stderr)
+        assert launcher.wait(30) == 0, said.read_text()
+    daemon = _daemon_pid_from(said.read_text())
+    processes.add(daemon)
+    assert said.read_text() == (
+        f"daemonctx: still waiting for the daemon (pid {daemon}) to report ready"
+        " (0.5 s so far; Ctrl-C stops it)\n"
+    )
