@@ -105,14 +105,18 @@ class Handoff:
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
         try:
+            message = str(exc)
+        except Exception:  # a broken __str__: its type and traceback still go
+            message = "<exception str() failed>"  # what traceback prints for it
+        try:
             last = "".join(traceback.format_exception_only(kind, exc))
             every_frame = traceback.format_tb(exc.__traceback__)
         except Exception:  # a module out of reach (chroot, privileges): type and message
-            last, every_frame = f"{name}: {exc}\n", []
+            last, every_frame = f"{name}: {message}\n", []
         if len(last) > 512:
             last = last[:512] + "...\n"
         frames = every_frame
-        record: dict[str, object] = {"type": name, "message": str(exc)[:1024], "traceback": ""}
+        record: dict[str, object] = {"type": name, "message": message[:1024], "traceback": ""}
         if isinstance(exc, OSError) and isinstance(exc.errno, int):
             record["errno"] = exc.errno  # the launcher can tell ENOENT from EACCES
         limit = _ATOMIC_WRITE - 64  # room for the header

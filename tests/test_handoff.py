@@ -557,3 +557,24 @@ def wait_for_the_launcher():  # until it has said what it waits for (bounded)
         f"daemonctx: still waiting for the daemon (pid {daemon}) to report ready"
         " (0.5 s so far; Ctrl-C stops it)\n"
     )
+
+
+def test_an_error_whose_str_fails_still_reaches_the_terminal_with_its_traceback() -> None:
+    """str() of the daemon's exception raises: its type and traceback still come
+    back, with traceback's placeholder for the message."""
+    code = """
+from daemonctx import DaemonContext
+class Unprintable(Exception):
+    def __str__(self):
+        raise ValueError("no text")
+with DaemonContext(ready_on_open=False):
+    raise Unprintable()
+"""
+    result = run_script(code, check=False)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("daemonctx.errors.DaemonStartupError: the daemon (pid "), last
+    assert last.endswith(") failed to start: Unprintable: <exception str() failed>"), last
+    assert "Traceback in the daemon:" in result.stderr
+    assert ", in <module>\nUnprintable: <exception str() failed>\n" in result.stderr
+    assert not pid_alive(_daemon_pid_from(last))
