@@ -241,6 +241,8 @@ class DaemonContext:
         """
         if self._is_open:
             return
+        self._ready = False  # opened again after close(): a new start, to report again
+        self._handoff = None
         plan = self._preflight()
         detach = self.detach_process
         if detach is None:

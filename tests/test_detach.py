@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from conftest import (
     DAEMON,
+    ROOT,
     UNSHARE_PID,
     Daemons,
+    ProcessTracker,
     needs_pid_namespace,
     needs_root,
     pid_alive,
@@ -23,6 +25,7 @@ from conftest import (
     read_events,
     run_script,
     wait_for,
+    wait_gone,
 )
 
 
@@ -242,3 +245,59 @@ def test_notify_socket_alone_does_not_stop_the_fork(daemons: Daemons, tmp_path: 
     env = {**os.environ, "NOTIFY_SOCKET": "@inherited-from-a-service"}
     pid, event = run_daemon_program(daemons, tmp_path, [], env, stderr=subprocess.DEVNULL)
     assert event["pid"] != pid, "a service's child that asks to daemonize still forks"
+
+
+def test_a_context_closed_then_opened_again_detaches_and_reports_ready_again(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """As with python-daemon, open() after close() daemonizes again: the first daemon
+    is the second one's launcher, and exits once that one is ready."""
+    report = tmp_path / "report"
+    pidfile = tmp_path / "app.pid"
+    code = f"""
+import os, signal, sys; sys.path.insert(0, {str(ROOT)!r})
+from daemonctx import DaemonContext
+from daemonctx.pidfile import TimeoutPIDLockFile
+report = open({str(report)!r}, "a", buffering=1)
+def emit(text):
+    report.write(f"{{os.getpid()}} {{text}}\\n")
+class Context(DaemonContext):
+    def launcher_ready(self, daemon_pid):
+        emit(f"launcher saw ready {{daemon_pid}}")
+context = Context(detach_process=True, pidfile=TimeoutPIDLockFile({str(pidfile)!r}),
+                  files_preserve=[report], stderr=report, ready_timeout=20)
+context.open()
+emit("first open")
+context.close()
+context.open()
+emit("second open")
+signal.pause()
+"""
+    processes.watch(lambda: [int(line.split()[0]) for line in lines_of(report)])
+    launcher = processes.popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    _, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 0, stderr
+
+    def lines() -> list[str] | None:
+        found = lines_of(report)
+        return found if len(found) >= 4 else None
+
+    found = wait_for(lines, 15, "both daemons' lines")
+    first = next(int(line.split()[0]) for line in found if line.endswith(" first open"))
+    second = next(int(line.split()[0]) for line in found if line.endswith(" second open"))
+    assert sorted(report.read_text().splitlines()) == sorted(
+        [
+            f"{launcher.pid} launcher saw ready {first}",
+            f"{first} first open",
+            f"{first} launcher saw ready {second}",
+            f"{second} second open",
+        ]
+    ), found
+    wait_gone(first)  # it exits 0 once the second daemon is ready
+    assert pid_alive(second)
+    assert int(pidfile.read_text()) == second
+
+
+def lines_of(report: Path) -> list[str]:
+    """The report's lines that a process wrote ("PID what"), not a launcher's message."""
+    return [line for line in report.read_text().splitlines() if line.split(" ")[0].isdigit()]

@@ -578,3 +578,29 @@ with DaemonContext(ready_on_open=False):
     assert "Traceback in the daemon:" in result.stderr
     assert ", in <module>\nUnprintable: <exception str() failed>\n" in result.stderr
     assert not pid_alive(_daemon_pid_from(last))
+
+
+def test_a_context_opened_again_in_the_foreground_sends_ready_again(
+    notify_socket: tuple[socket.socket, str], tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """Detached first, closed, then opened again without detaching: the service
+    manager hears READY=1 from the daemon itself, as from any foreground open."""
+    sock, address = notify_socket
+    report = tmp_path / "pid"
+    code = f"""
+import os
+from daemonctx import DaemonContext
+context = DaemonContext(detach_process=True)
+context.open()
+with open({str(report)!r}, "w") as report:
+    report.write(str(os.getpid()))
+context.close()
+context.detach_process = False
+context.open()
+context.close()
+"""
+    run_script(code, env={**os.environ, "NOTIFY_SOCKET": address})
+    daemon = processes.add(int(wait_for(report.read_text, 10, "the daemon's pid")))
+    heard = [_receive(sock) for _ in range(4)]
+    heard.remove([f"MAINPID={daemon}", "READY=1"])  # the launcher's, in its own time
+    assert heard == [["STOPPING=1"], ["READY=1"], ["STOPPING=1"]], "the daemon's, in order"
