@@ -48,6 +48,29 @@ _LAUNCHER_SIGNALS = {
 }
 
 
+# The contexts open in this process. A context opened inside one of them (a library
+# that daemonizes again, say) keeps their pidfiles' locks open: closing an fd that
+# holds a flock drops the lock, and the outer daemon would look stopped.
+_OPEN_CONTEXTS: list[DaemonContext] = []
+
+
+def _pidfile_fds_of_open_contexts() -> set[int]:
+    """The fds holding the pidfiles of the contexts open in this process (``fileno()``
+    of ours; lockfile's and python-daemon's pidfiles hold none)."""
+    fds: set[int] = set()
+    for context in _OPEN_CONTEXTS:
+        fileno = getattr(context._pidfile_entered, "fileno", None)
+        if not callable(fileno):
+            continue
+        try:
+            fd = fileno()
+        except Exception:  # not held by this process (a forked child's copy)
+            continue
+        if isinstance(fd, int) and not isinstance(fd, bool) and fd > 2:
+            fds.add(fd)
+    return fds
+
+
 def _notify(*lines: str) -> None:
     """Tell the service manager in NOTIFY_SOCKET, if any. An unusable NOTIFY_SOCKET
     (garbage, a path that does not exist, nobody bound there) is a warning on
@@ -249,6 +272,8 @@ class DaemonContext:
             detach = process.detach_required()
         process.flush_standard_streams()
         keep = plan.keep_fds | set(process.STANDARD_FDS)  # 0-2 are replaced, not closed
+        if _OPEN_CONTEXTS:  # opened inside another context: its pidfile stays locked
+            keep |= _pidfile_fds_of_open_contexts()
         if detach:
             process.warn_if_threads_alive()
             try:
@@ -269,6 +294,7 @@ class DaemonContext:
             self._abort_start(exc)
             raise
         self._is_open = True
+        _OPEN_CONTEXTS.append(self)
         atexit.register(self.close)
         if self.ready_on_open:
             self.notify_ready()
@@ -497,6 +523,8 @@ class DaemonContext:
         if self._handoff is not None:
             self._handoff.close()  # closing before ready: the launcher reports it
         self._is_open = False
+        if self in _OPEN_CONTEXTS:
+            _OPEN_CONTEXTS.remove(self)
 
     def terminate(self, signal_number: int, stack_frame: FrameType | None) -> None:
         """Handler for SIGTERM: raise ``Terminated``, a ``SystemExit`` with status 0,

@@ -13,10 +13,12 @@ from conftest import (
     DAEMON,
     NOBODY,
     Daemons,
+    ProcessTracker,
     needs_root,
     proc_status,
     read_events,
     run_script,
+    wait_for,
     wait_gone,
 )
 
@@ -182,3 +184,47 @@ def test_twenty_simultaneous_starts_leave_exactly_one_daemon(
     assert not wrong, (state.pid, wrong)
     opened = {e["pid"] for e in read_events(report) if e["event"] == "open"}
     assert opened == {state.pid}, "only the winner got past open()"
+
+
+def test_a_context_opened_inside_another_keeps_the_outer_pidfile_locked(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """A library that daemonizes again inside a daemon: the inner context closes
+    every fd it was not asked to keep, but not the lock of the outer one's pidfile,
+    so the daemon still shows running, a second instance is refused, and the outer
+    close() removes the pidfile."""
+    pidfile = tmp_path / "app.pid"
+    out = tmp_path / "out"
+    code = f"""
+import os, signal
+from daemonctx import DaemonContext
+from daemonctx.pidfile import TimeoutPIDLockFile
+out = open({str(out)!r}, "a", buffering=1)
+outer = DaemonContext(pidfile=TimeoutPIDLockFile({str(pidfile)!r}), files_preserve=[out])
+try:
+    with outer:
+        with DaemonContext(detach_process=False, files_preserve=[out]):
+            out.write(f"inner open {{os.getpid()}}\\n")
+            signal.pause()
+except BaseException as exc:
+    out.write(f"{{type(exc).__name__}}: {{exc}}\\n")
+"""
+    run_script(code)
+    line = wait_for(lambda: out.read_text(), 10, "the inner context open")
+    assert line.startswith("inner open "), line
+    daemon = processes.add(int(line.split()[-1]))
+    status = read_pidfile_status(pidfile)
+    assert (status.running, status.pid) == (True, daemon)
+    second = run_script(
+        "from daemonctx import DaemonContext\n"
+        "from daemonctx.pidfile import TimeoutPIDLockFile\n"
+        f"DaemonContext(pidfile=TimeoutPIDLockFile({str(pidfile)!r})).open()\n",
+        check=False,
+    )
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"lockfile.AlreadyLocked: {pidfile} is locked by running process {daemon}"
+    )
+    os.kill(daemon, signal.SIGTERM)
+    wait_gone(daemon)
+    assert out.read_text() == f"{line}Terminated: Terminating on signal SIGTERM\n"
+    assert sorted(os.listdir(tmp_path)) == ["out"], "no pidfile, no .app.pid.lock guard"
