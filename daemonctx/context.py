@@ -214,8 +214,9 @@ class DaemonContext:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
-        # Laid over the defaults (by the option's check), so adding SIGHUP keeps SIGTERM.
-        self.signal_map = signal_map or {}  # type: ignore[assignment]
+        # Laid over the defaults (by the option's check), so adding SIGHUP keeps SIGTERM;
+        # None is the default map, here and when assigned.
+        self.signal_map = signal_map  # type: ignore[assignment]
         self.ready_on_open = ready_on_open
         self.ready_timeout = ready_timeout
         self._is_open = False

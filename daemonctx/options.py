@@ -275,7 +275,9 @@ def _pidfile(name: str, value: Any) -> Any:
 def _signal_map(name: str, value: Any) -> SignalMap:
     # Laid over the defaults, whether given to the constructor or assigned later:
     # adding SIGHUP must not drop SIGTERM's clean stop. Map a default to SIG_DFL
-    # (or anything else) to change it.
+    # (or anything else) to change it. None (PEP 3143's default) is the default map.
+    if value is None:
+        return default_signal_map()
     return {**default_signal_map(), **check_signal_map(value)}
 
 

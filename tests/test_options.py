@@ -72,6 +72,12 @@ def test_options_can_be_set_as_attributes(tmp_path: Path) -> None:
         ("uid", 2**32, "from 0 to 4294967294"),
         ("gid", 2**32 - 1, "from 0 to 4294967294"),  # (gid_t)-1: "no change", root's gid
         ("gid", 2**64, "from 0 to 4294967294"),
+        # not a map: refused, not taken for "no map" (None is the default map)
+        ("signal_map", 0, "must be a dict of signal -> handler"),
+        ("signal_map", "", "must be a dict of signal -> handler"),
+        ("signal_map", False, "must be a dict of signal -> handler"),
+        ("signal_map", [], "must be a dict of signal -> handler"),
+        ("signal_map", (), "must be a dict of signal -> handler"),
     ],
 )
 def test_bad_values_name_the_option_and_the_value(option: str, value: object, reason: str) -> None:
@@ -84,6 +90,17 @@ def test_bad_values_name_the_option_and_the_value(option: str, value: object, re
     assert "\n" not in str(info.value)
     with pytest.raises(DaemonOptionError):
         setattr(DaemonContext(), option, value)
+
+
+def test_no_signal_map_is_the_default_map_given_or_assigned() -> None:
+    """signal_map=None, PEP 3143's default, is the default map, whether given to the
+    constructor or assigned, as is an empty map."""
+    default = DaemonContext().signal_map
+    assert DaemonContext(signal_map=None).signal_map == default
+    assert DaemonContext(signal_map={}).signal_map == default
+    context = DaemonContext(signal_map={signal.SIGHUP: None})
+    context.signal_map = None
+    assert context.signal_map == default
 
 
 def test_option_errors_are_daemon_errors_and_value_errors() -> None:
