@@ -68,6 +68,19 @@ def _check_stop_timeout(value: Any) -> float:
     return float(value)
 
 
+def _check_pidfile(value: Any) -> str:
+    """A path naming a file: "" or "." would make the working directory the pidfile,
+    and bytes are no name to show."""
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise DaemonOptionError("pidfile", value, "must be a path (str or os.PathLike of str)")
+    if not path:
+        raise DaemonOptionError("pidfile", value, "must be a non-empty str path")
+    if os.path.basename(path) in ("", ".", ".."):
+        raise DaemonOptionError("pidfile", value, "must name a file, not a directory")
+    return path
+
+
 def _check_signal(option: str, value: Any) -> int:
     """A signal number, or a name ("TERM", "SIGTERM") as the command line takes it."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -120,7 +133,7 @@ class Service:
         if self.pidfile is None:
             raise TypeError(f"{type(self).__name__} needs a pidfile (argument or class attribute)")
         # Absolute: the daemon changes directory before it takes the pidfile.
-        self._pidfile = os.path.abspath(os.fspath(self.pidfile))
+        self._pidfile = os.path.abspath(_check_pidfile(self.pidfile))
         if name is not None:
             self.name = name
         self.stop_timeout = _check_stop_timeout(

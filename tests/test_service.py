@@ -196,6 +196,32 @@ def test_constructor_checks() -> None:
         Service("/run/x.pid").notify_ready()
 
 
+@pytest.mark.parametrize(
+    ("pidfile", "reason"),
+    [
+        ("", "must be a non-empty str path"),
+        (".", "must name a file, not a directory"),
+        ("/run/app/", "must name a file, not a directory"),
+        (b"/run/app.pid", "must be a path (str or os.PathLike of str)"),
+        (5, "must be a path (str or os.PathLike of str)"),
+    ],
+)
+def test_a_bad_pidfile_is_refused_when_the_service_is_made(pidfile: object, reason: str) -> None:
+    """Not at every command later: "" made the working directory the pidfile, and
+    bytes failed with a TypeError while the name was made."""
+    with pytest.raises(DaemonOptionError) as info:
+        Service(pidfile)  # type: ignore[arg-type]
+    assert str(info.value) == f"pidfile={pidfile!r}: {reason}"
+
+    class App(Service):
+        pass
+
+    App.pidfile = pidfile  # type: ignore[assignment]
+    with pytest.raises(DaemonOptionError) as info:
+        App()
+    assert str(info.value) == f"pidfile={pidfile!r}: {reason}"
+
+
 def test_main_exits_with_the_lsb_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         Service(tmp_path / "app.pid", name="web").main(["status"])
