@@ -118,11 +118,11 @@ def _argument_error(message: str) -> Exception:
 
 
 def octal_mask(text: str) -> int:
-    """``--umask``: an octal file creation mask, checked as the ``umask`` option is."""
-    try:
-        value = int(text, 8)
-    except ValueError:
-        raise _argument_error(f"not an octal mask: {text!r}") from None
+    """``--umask``: an octal file creation mask, checked as the ``umask`` option is:
+    octal digits, in ASCII (``int`` would take Arabic-Indic digits, "0o77", "+77", "0_77")."""
+    if not text or not set(text) <= set("01234567"):
+        raise _argument_error(f"not an octal mask: {text!r}")
+    value = int(text, 8)
     from . import options
 
     try:
@@ -132,8 +132,11 @@ def octal_mask(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """A timeout in seconds, more than 0; ``inf`` (or any wait past ~24 days) waits forever."""
+    """A timeout in seconds, more than 0; ``inf`` (or any wait past ~24 days) waits forever.
+    ASCII only: ``float`` takes Arabic-Indic or fullwidth digits too."""
     try:
+        if not text.isascii():
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise _argument_error(f"not a number of seconds: {text!r}") from None

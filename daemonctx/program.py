@@ -314,7 +314,7 @@ def resolve_owner(
         import pwd
 
         try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+            entry = pwd.getpwuid(int(user)) if _ascii_digits(user) else pwd.getpwnam(user)
         except (KeyError, OverflowError, ValueError):  # a uid past uid_t overflows
             raise CommandError(f"--user {user}: no such user") from None
         uid, gid = entry.pw_uid, entry.pw_gid
@@ -323,10 +323,18 @@ def resolve_owner(
         import grp
 
         try:
-            gid = (grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)).gr_gid
+            found = grp.getgrgid(int(group)) if _ascii_digits(group) else grp.getgrnam(group)
+            gid = found.gr_gid
         except (KeyError, OverflowError, ValueError):
             raise CommandError(f"--group {group}: no such group") from None
     return uid, gid, user is not None
+
+
+def _ascii_digits(text: str) -> bool:
+    """Whether ``text`` is an id: ASCII digits only. ``str.isdigit`` and ``int`` take
+    Arabic-Indic and fullwidth digits too ("\\u0661\\u0660" for 10); a name made of
+    them is looked up as the name it is."""
+    return text.isascii() and text.isdigit()
 
 
 # -- the daemon's side: exec --------------------------------------------------
@@ -363,7 +371,7 @@ def socket_activation_fds() -> list[int]:
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         return []
     count = os.environ.get("LISTEN_FDS", "")
-    return list(range(3, 3 + int(count))) if count.isdigit() else []
+    return list(range(3, 3 + int(count))) if _ascii_digits(count) else []
 
 
 # -- start --------------------------------------------------------------------

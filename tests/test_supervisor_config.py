@@ -296,6 +296,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"restart_delay": 60}, "restart_delay_max", f"{DELAY} (60.0), got 30.0"),
     ({"umask": " 0o22"}, "umask", "expected an octal mask such as '022', got ' 0o22'"),
     ({"umask": "0_22"}, "umask", "expected an octal mask such as '022', got '0_22'"),
+    ({"umask": "\u0660\u0667\u0667"}, "umask",
+     "expected an octal mask such as '022', got '\u0660\u0667\u0667'"),
     # (uid_t)-1 means "unchanged" to setuid(2): the program would run as root
     ({"user": "4294967295"}, "user", "expected an id from 0 to 4294967294, got 4294967295"),
     ({"group": "4294967295"}, "group", "expected an id from 0 to 4294967294, got 4294967295"),
@@ -303,6 +305,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"user": "\u00b2"}, "user", "expected a name or an id in digits 0-9, got '\u00b2'"),
     ({"group": "\u0661\u0662"}, "group",
      "expected a name or an id in digits 0-9, got '\u0661\u0662'"),
+    ({"user": "\u0661\u0660\u0660\u0662"}, "user",
+     "expected a name or an id in digits 0-9, got '\u0661\u0660\u0660\u0662'"),
 ]  # fmt: skip
 
 

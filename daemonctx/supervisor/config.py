@@ -1573,8 +1573,8 @@ def load_control(path: str | os.PathLike[str]) -> str:
 
 
 def _exists(name: str, lookup: Callable[[str], Any]) -> bool:
-    """A name found by ``lookup`` (getpwnam, getgrnam), or a numeric id."""
-    if name.isdigit():
+    """A name found by ``lookup`` (getpwnam, getgrnam), or a numeric id (ASCII digits)."""
+    if name.isascii() and name.isdigit():
         return True
     try:
         lookup(name)
@@ -1656,7 +1656,7 @@ def _check_own_user(config: SupervisorConfig, program: Program) -> None:
         if value is None:
             continue
         try:
-            number = int(value) if value.isdigit() else lookup(value)
+            number = int(value) if value.isascii() and value.isdigit() else lookup(value)
         except KeyError:
             continue  # no such one: said above
         if number != ours:
