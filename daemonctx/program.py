@@ -137,6 +137,9 @@ class Launch:
         ``inherit`` (run), keep our own streams when none is given."""
         opened: dict[str, IO[Any]] = {}
         for stream, path in (("stdout", stdout), ("stderr", stderr)):
+            if path is not None:
+                self._refuse_pidfile_as_output(f"--{stream}", path)
+        for stream, path in (("stdout", stdout), ("stderr", stderr)):
             value: IO[Any] | None
             if path is None:
                 value = getattr(sys, stream) if inherit else None
@@ -145,6 +148,41 @@ class Launch:
             else:
                 value = opened[path] = control.open_output(path, f"--{stream}", self.umask)
             setattr(self, stream, value)
+
+    def _refuse_pidfile_as_output(self, option: str, path: str) -> None:
+        """``CommandError`` when the output file ``path`` is the pidfile, or its
+        hidden second name (``pidfile.guard_path``): the program's output would
+        corrupt the pidfile (a ``--user`` program could rewrite it through its
+        stdout), or go to a file ``release()`` unlinks. The same path once links
+        are resolved, or the same file (device and inode: a hard link) where
+        both exist."""
+        from .pidfile import guard_path
+
+        try:
+            resolved = os.path.realpath(path)
+        except OSError:  # a deleted current directory: opening it tells what is wrong
+            return
+        try:
+            output: os.stat_result | None = os.stat(path)
+        except OSError:
+            output = None
+        names = (
+            (f"the pidfile (--pidfile {self.pidfile})", self.pidfile),
+            (
+                f"the pidfile's hidden second name (the guard of --pidfile {self.pidfile})",
+                guard_path(self.pidfile),
+            ),
+        )
+        for what, name in names:
+            try:
+                same = os.path.realpath(name) == resolved
+                if not same and output is not None:
+                    there = os.lstat(name)  # a pidfile is never a link (O_NOFOLLOW)
+                    same = (there.st_dev, there.st_ino) == (output.st_dev, output.st_ino)
+            except OSError:  # not there: no file to share
+                continue
+            if same:
+                raise CommandError(f"{option} {path}: that is {what}; give another file")
 
     def check_limits(self) -> None:
         """``--limit`` and ``--nice``, checked in the foreground (``limits.check``):

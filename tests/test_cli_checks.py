@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from pathlib import Path
 
 import pytest
 from conftest import Tracker, pid_alive, wait_for
@@ -69,3 +70,76 @@ def test_an_ascii_umask_still_works(tracker: Tracker) -> None:
     assert pid_alive(pid)
     wait_for(lambda: out.read_text() == "0077\n", what="the program's umask in its output")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+# -- an output file is never the pidfile ------------------------------------------
+
+
+def _refusal(option: str, typed: str, pidfile: str, guard: bool = False) -> str:
+    what = (
+        f"the pidfile's hidden second name (the guard of --pidfile {pidfile})"
+        if guard
+        else f"the pidfile (--pidfile {pidfile})"
+    )
+    return f"daemonctx: error: {option} {typed}: that is {what}; give another file\n"
+
+
+@pytest.mark.parametrize("command", ["start", "run"])
+@pytest.mark.parametrize("option", ["--stdout", "--stderr"])
+def test_an_output_file_that_is_the_pidfile_is_refused(
+    tracker: Tracker, command: str, option: str
+) -> None:
+    """The program's output would overwrite the pidfile (and a --user program could
+    rewrite it), or go to its guard, which release() unlinks: refused in the
+    foreground, nothing started, no file made."""
+    pidfile = tracker.pidfile
+    guard = str(tracker.tmp_path / ".app.pid.lock")
+    for typed, is_guard in ((pidfile, False), (guard, True)):
+        result = tracker.daemonctx(
+            command, "-p", pidfile, option, typed, "--", "sh", "-c", "seq 1 100; exec sleep 985"
+        )
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == _refusal(option, typed, pidfile, is_guard)
+        assert tracker.processes() == [] and os.listdir(tracker.tmp_path) == []
+
+
+def test_the_pidfile_through_a_link_or_a_relative_path_is_refused(tracker: Tracker) -> None:
+    """Resolved paths are compared (a symlinked directory, a relative path), and
+    where both files exist, the file itself (a hard link to a stale pidfile)."""
+    tmp = tracker.tmp_path
+    (tmp / "link").symlink_to(tmp)
+    pidfile = str(tmp / "app.pid")
+    for typed in ("link/app.pid", "./app.pid", "link/.app.pid.lock"):
+        result = tracker.daemonctx(
+            "start", "-p", pidfile, "--stdout", typed, "--", "sleep", "985", cwd=tmp
+        )
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        guard = typed.endswith(".lock")
+        assert result.stderr == _refusal("--stdout", typed, pidfile, guard)
+    (tmp / "app.pid").write_text("")  # stale: left empty by a crash
+    os.link(tmp / "app.pid", tmp / "out.log")
+    result = tracker.daemonctx(
+        "start", "-p", pidfile, "--stderr", "out.log", "--", "sleep", "985", cwd=tmp
+    )
+    assert (result.returncode, result.stderr) == (1, _refusal("--stderr", "out.log", pidfile))
+    assert tracker.processes() == [] and (tmp / "app.pid").read_text() == ""
+
+
+def test_restart_with_the_pidfile_as_output_keeps_the_daemon(tracker: Tracker) -> None:
+    pid = tracker.start("sleep", "985")
+    for typed in (tracker.pidfile, str(tracker.tmp_path / ".app.pid.lock")):
+        result = tracker.daemonctx(
+            "restart", "-p", tracker.pidfile, "--stdout", typed, "--", "sh", "-c", "seq 1 100"
+        )
+        assert result.returncode == 1 and result.stdout == ""
+        # the guard of a running daemon is the pidfile's very file
+        assert result.stderr == _refusal("--stdout", typed, tracker.pidfile)
+        assert tracker.processes() == [pid]
+        assert Path(tracker.pidfile).read_text() == f"{pid}\n"
+
+
+def test_another_output_file_beside_the_pidfile_is_fine(tracker: Tracker) -> None:
+    out = tracker.tmp_path / "app.pid.log"
+    pid = tracker.start("sh", "-c", "echo hi; exec sleep 985", options=("--stdout", str(out)))
+    wait_for(lambda: out.read_text() == "hi\n", what="the program's output")
+    assert Path(tracker.pidfile).read_text() == f"{pid}\n"
