@@ -106,8 +106,11 @@ def _look(path: str, every_holder: bool) -> Found | None:
     try:
         fd = _pidfile._open(path, writable=False)
     except _pidfile._Unusable as exc:
-        if isinstance(exc.__cause__, PermissionError):
-            raise exc.__cause__ from None
+        cause = exc.__cause__
+        if isinstance(cause, PermissionError):
+            raise cause from None
+        if isinstance(cause, OSError) and cause.errno != errno.ELOOP:  # not a link: unusable
+            raise OSError(cause.errno, str(exc)) from None  # (a name too long), not untrusted
         raise _refuse(path, str(exc).split(": ", 1)[-1]) from None
     if fd is None:
         return Found(path)

@@ -41,6 +41,7 @@ __all__ = [
     "Launch",
     "LaunchContext",
     "ProgramContext",
+    "absolute_pidfile",
     "check_start",
     "exec_program",
     "reset_signal_dispositions",
@@ -327,6 +328,12 @@ def _absolute(option: str, path: str) -> str:
             f"{option} {path}: relative to a current directory that was deleted;"
             " give an absolute path"
         ) from None
+
+
+def absolute_pidfile(path: str) -> str:
+    """``--pidfile`` made absolute; ``CommandError`` (exit 1) when it is relative to a
+    current directory that was deleted, as for a start: stop, status, signal."""
+    return _absolute("--pidfile", path)
 
 
 def resolve_pidfile(path: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,68 @@ def test_another_output_file_beside_the_pidfile_is_fine(tracker: Tracker) -> Non
     pid = tracker.start("sh", "-c", "echo hi; exec sleep 985", options=("--stdout", str(out)))
     wait_for(lambda: out.read_text() == "hi\n", what="the program's output")
     assert Path(tracker.pidfile).read_text() == f"{pid}\n"
+
+
+# -- a pidfile path that cannot be used --------------------------------------------
+
+DELETED = "--pidfile x.pid: relative to a current directory that was deleted; give an absolute path"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "out", "err"),
+    [
+        (("start", "-p", "x.pid", "--", "sleep", "985"), 1, "", f"daemonctx: error: {DELETED}\n"),
+        (("restart", "-p", "x.pid", "--", "sleep", "985"), 1, "", f"daemonctx: error: {DELETED}\n"),
+        (("run", "-p", "x.pid", "--", "true"), 1, "", f"daemonctx: error: {DELETED}\n"),
+        (("stop", "-p", "x.pid"), 1, "", f"daemonctx: error: {DELETED}\n"),
+        (("signal", "-p", "x.pid", "HUP"), 1, "", f"daemonctx: error: {DELETED}\n"),
+        (("status", "-p", "x.pid"), 4, f"x status is unknown: {DELETED}\n", ""),
+    ],
+    ids=lambda value: value[0] if isinstance(value, tuple) else None,
+)
+def test_a_relative_pidfile_in_a_deleted_directory_is_named(
+    tracker: Tracker, args: tuple[str, ...], code: int, out: str, err: str
+) -> None:
+    """Every command says what start says, not "No such file or directory"."""
+    gone = tracker.tmp_path / "gone"
+    gone.mkdir()
+    line = " ".join(f"'{word}'" for word in [*tracker.command(), *args])
+    result = subprocess.run(
+        ["sh", "-c", f"cd '{gone}' && rmdir '{gone}' && exec {line}"],
+        capture_output=True,
+        text=True,
+        env=tracker.env,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (code, out, err)
+    assert tracker.processes() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("start", "--", "sleep", "985"), 1),
+        (("restart", "--", "sleep", "985"), 1),
+        (("run", "--", "true"), 1),
+        (("stop",), 1),
+        (("signal", "HUP"), 1),
+        (("status",), 4),
+    ],
+    ids=lambda value: value[0] if isinstance(value, tuple) else None,
+)
+def test_a_pidfile_name_too_long_is_no_privilege_error(
+    tracker: Tracker, args: tuple[str, ...], code: int
+) -> None:
+    """ENAMETOOLONG is a path that cannot be used, not one refused as untrusted: exit
+    1 as cli.md says for each command (status: 4, "unknown"), no "refusing"."""
+    pidfile = str(tracker.tmp_path / ("a" * 300 + ".pid"))
+    command, *rest = args
+    result = tracker.daemonctx(command, "-p", pidfile, *rest)
+    why = f"cannot open pidfile {pidfile}: File name too long"
+    if command == "status":
+        assert (result.returncode, result.stderr) == (4, "")
+        assert result.stdout == f"{'a' * 300} status is unknown: {why}\n"
+    else:
+        assert (result.returncode, result.stdout) == (code, "")
+        assert result.stderr == f"daemonctx: error: {why}\n"
+    assert tracker.processes() == []

@@ -28,10 +28,12 @@ from ..commands import (
     signal_argument,
     stop_signal_and_steps,
 )
+from ..errors import CommandError
 from ..program import (
     DEFAULT_UMASK,
     START_TIMEOUT,
     Launch,
+    absolute_pidfile,
     check_start,
     run_program,
     start_program,
@@ -238,8 +240,14 @@ def _prepare(args: argparse.Namespace, inherit_streams: bool) -> Launch:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    found = control.status(args.pidfile)
-    say(found.message(args.name or control.default_name(args.pidfile)))
+    name = args.name or control.default_name(args.pidfile)
+    try:
+        pidfile = absolute_pidfile(args.pidfile)
+    except CommandError as exc:  # status's own line, and LSB's "unknown"
+        found = control.ServiceStatus(args.pidfile, control.ServiceState.UNKNOWN, reason=str(exc))
+    else:
+        found = control.status(pidfile)
+    say(found.message(name))
     return found.exit_code
 
 
@@ -251,7 +259,7 @@ def _stop(pidfile: str, name: str, args: argparse.Namespace, retry_flag: str) ->
 
 def cmd_stop(args: argparse.Namespace) -> int:
     name = args.name or control.default_name(args.pidfile)
-    _stop(args.pidfile, name, args, "--retry")
+    _stop(absolute_pidfile(args.pidfile), name, args, "--retry")
     return 0
 
 
@@ -259,7 +267,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
     from ..signals import signal_name
 
     name = args.name or control.default_name(args.pidfile)
-    pid = control.send_signal(args.pidfile, args.signal, name)
+    pid = control.send_signal(absolute_pidfile(args.pidfile), args.signal, name)
     say(f"sent {signal_name(args.signal)} to {name} (pid {pid})")
     return 0
 
