@@ -3,7 +3,10 @@ a chroot; and check beforehand what ``execve(2)`` will need of it, so that a sta
 fails in the foreground, naming what was typed, rather than in the daemon with
 "No such file or directory" for a file that exists: the interpreter of a ``#!``
 line (``#!/bin/sh\\r`` from a Windows editor), or an ELF program's loader
-(``/lib64/ld-linux-x86-64.so.2``, often missing from a jail).
+(``/lib64/ld-linux-x86-64.so.2``, often missing from a jail); a file exec refuses
+as no program ("Exec format error": an empty file, an ELF program for another
+machine); and, for a program that will run as ``--user``, whether that user may
+execute it at all.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from typing import TYPE_CHECKING
 from .errors import CommandError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from typing import BinaryIO
 
 __all__ = [
+    "check_runnable_as",
+    "format_problem",
     "interpreter",
     "missing_interpreter",
     "resolve_in_root",
@@ -31,6 +37,8 @@ _PT_INTERP = 3
 _MAX_LINKS = 40  # the kernel's ELOOP limit
 _SCRIPTS = 5  # #! scripts in a chain exec follows; a 6th fails with ELOOP (binfmt_script)
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: before "#!", exec sees no #! line
+_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"  # where other formats' handlers are registered
+_ENOEXEC = "exec cannot run it (Exec format error)"
 
 
 def resolve_program(command: str) -> str:
@@ -227,6 +235,7 @@ def missing_interpreter(
     search: str | None = None,
     *,
     follow_env: bool = True,
+    formats: bool = False,
     _chain: tuple[str, ...] = (),
 ) -> str | None:
     """What the file at ``seen`` needs to run and lacks, looked for inside ``root``
@@ -235,8 +244,13 @@ def missing_interpreter(
     interpreters, as deep as the kernel goes; for ``#!/usr/bin/env NAME``, NAME in
     ``search`` (the program's PATH; default ours) unless not ``follow_env``. None
     when nothing is missing, or it cannot be told (a relative path is relative to
-    the exec's directory)."""
+    the exec's directory). With ``formats``, also a file exec refuses as no
+    program, here or down the chain (``format_problem``)."""
     needed = _needs(seen)
+    if formats and (needed is None or needed[0] == "ELF"):
+        problem = format_problem(seen)
+        if problem is not None:
+            return problem
     if needed is None:
         return None
     kind, path, argument = needed
@@ -276,7 +290,9 @@ def missing_interpreter(
         if again in chain:  # exec fails with ELOOP, "Too many levels of symbolic links"
             which = "the script itself" if again == chain[-1] else "a script that runs it"
             return f"its interpreter {path} is {which}: the #! lines loop"
-        deeper = missing_interpreter(there, root, search, follow_env=follow_env, _chain=chain)
+        deeper = missing_interpreter(
+            there, root, search, follow_env=follow_env, formats=formats, _chain=chain
+        )
         if deeper is not None:
             return f"its interpreter {path}: {deeper}"
     return None
@@ -388,6 +404,239 @@ def _check_interpreter(
     command: str, seen: str, root: str | None, search: str | None = None
 ) -> None:
     """``CommandError`` naming ``command`` as typed when ``missing_interpreter``."""
-    missing = missing_interpreter(seen, root, search)
+    missing = missing_interpreter(seen, root, search, formats=True)
     if missing is not None:
         raise CommandError(f"{command}: {missing}")
+
+
+# -- what exec refuses as no program (ENOEXEC) --------------------------------------
+
+_EM_NAMES = {
+    2: "SPARC",
+    3: "i386",
+    8: "MIPS",
+    20: "PowerPC",
+    21: "PowerPC 64",
+    22: "S/390",
+    40: "ARM",
+    43: "SPARC V9",
+    62: "x86-64",
+    183: "aarch64",
+    243: "RISC-V",
+    258: "LoongArch",
+}
+#: Machines whose kernels also run the other's programs (a compat ABI): not judged.
+_COMPAT = ({3, 62}, {6, 62}, {40, 183}, {20, 21}, {2, 43}, {18, 43})
+_E_TYPES = {0: "no type", 1: "a relocatable object", 4: "a core dump"}
+_PT_LOAD = 1
+_own: list[tuple[int, str, int] | None] = []
+
+
+def _own_elf() -> tuple[int, str, int] | None:
+    """(class, byte order, machine) of this interpreter's own ELF header, read from
+    /proc/self/exe: what this system runs. None when it cannot be read."""
+    if not _own:
+        from struct import unpack_from
+
+        found = None
+        try:
+            with open("/proc/self/exe", "rb") as file:
+                head = file.read(20)
+            if len(head) == 20 and head.startswith(_ELF_MAGIC) and head[5] in (1, 2):
+                order = "<" if head[5] == 1 else ">"
+                found = (head[4], order, unpack_from(order + "H", head, 18)[0])
+        except OSError:
+            pass
+        _own.append(found)
+    return _own[0]
+
+
+def _machine_name(number: int) -> str:
+    return _EM_NAMES.get(number, f"machine {number}")
+
+
+def _other_formats_handled() -> bool:
+    """Whether binfmt_misc has a handler enabled (qemu-user, wine, a JVM...), which
+    may run what the kernel itself would refuse: then no ENOEXEC is guessed. An
+    entry that cannot be read counts as enabled."""
+    try:
+        with open(f"{_BINFMT_MISC}/status") as file:
+            if file.read().strip() == "disabled":
+                return False
+        entries = [name for name in os.listdir(_BINFMT_MISC) if name not in ("register", "status")]
+    except OSError:  # not mounted: the kernel's own formats only
+        return False
+    for name in entries:
+        try:
+            with open(os.path.join(_BINFMT_MISC, name)) as file:
+                if file.readline().strip() == "disabled":
+                    continue
+        except OSError:
+            pass
+        return True
+    return False
+
+
+def format_problem(path: str) -> str | None:
+    """Why exec cannot run the file at ``path`` as a program, as this kernel reads
+    it: an empty file, neither ``#!`` nor an ELF header at its start, an ELF file
+    for another machine (compared with this interpreter's own, /proc/self/exe),
+    no program (an object file), or cut short. None when it can, when it cannot be
+    read or told, or when binfmt_misc has handlers that could take it."""
+    try:
+        with _open_file(path) as file:
+            head = file.read(_HEAD)
+            if head.startswith(b"#!"):
+                return None
+            if not head.startswith(_ELF_MAGIC):
+                what = "an empty file" if not head else "neither a #! script nor an ELF program"
+                problem: str | None = f"{what}: {_ENOEXEC}"
+            else:
+                problem = _elf_problem(file, head, os.fstat(file.fileno()).st_size)
+    except (OSError, ValueError, OverflowError):
+        return None
+    if problem is None or _other_formats_handled():
+        return None
+    return problem
+
+
+def _elf_problem(file: BinaryIO, head: bytes, size: int) -> str | None:
+    """What ``format_problem`` finds wrong with an ELF file whose first bytes are
+    ``head``, read as the kernel reads it: e_type and e_machine in the system's
+    own byte order (not the file's EI_DATA), then, for this machine's own class,
+    the program header table and the segments' extent."""
+    from struct import unpack_from
+
+    own = _own_elf()
+    if own is None:
+        return None
+    our_class, order, our_machine = own
+    if len(head) < 20:
+        return f"an ELF file cut short ({len(head)} bytes, not even a header): {_ENOEXEC}"
+    kind, machine = unpack_from(order + "HH", head, 16)
+    if machine != our_machine:
+        if {machine, our_machine} in _COMPAT:
+            return None
+        if head[5] in (1, 2) and ("<" if head[5] == 1 else ">") != order:
+            named = unpack_from(("<" if head[5] == 1 else ">") + "H", head, 18)[0]
+            what = f"{_machine_name(named)} ({'big' if head[5] == 2 else 'little'}-endian)"
+        else:
+            what = _machine_name(machine)
+        return (
+            f"an ELF program for {what}, not for this machine ({_machine_name(our_machine)}):"
+            f" {_ENOEXEC}"
+        )
+    wide = our_class == 2
+    if head[4] != our_class:
+        return None  # another ABI of this machine (x32): not judged
+    if len(head) < (64 if wide else 52):
+        return f"an ELF file cut short ({len(head)} bytes, not even a header): {_ENOEXEC}"
+    if kind not in (2, 3):
+        what = _E_TYPES.get(kind, f"ELF type {kind}")
+        return f"an ELF file that is no program ({what}): {_ENOEXEC}"
+    forms, at = ("QHH", (32, 54, 56)) if wide else ("IHH", (28, 42, 44))
+    table, entry, count = (unpack_from(order + f, head, where)[0] for f, where in zip(forms, at))
+    wanted = 56 if wide else 32
+    if entry != wanted or not 1 <= count <= 65536 // wanted:
+        return f"an ELF program whose program header table is broken: {_ENOEXEC}"
+    if table + entry * count > size:
+        cut = f"an ELF program cut short ({size} bytes, its program headers end past them)"
+        return f"{cut}: {_ENOEXEC}"
+    file.seek(table)
+    entries = file.read(entry * count)
+    places = ("IQQ", (0, 8, 32)) if wide else ("III", (0, 4, 16))
+    for start in range(0, len(entries) - entry + 1, entry):
+        kind, offset, length = (
+            unpack_from(order + form, entries, start + where)[0] for form, where in zip(*places)
+        )
+        if kind == _PT_LOAD and offset + length > size:
+            return (
+                f"an ELF program cut short ({size} bytes, its segments run past them):"
+                " it would crash as it starts"
+            )
+    return None
+
+
+# -- may the program's user run it? ----------------------------------------------------
+
+
+def _has_acl(path: str) -> bool:
+    """Whether an access ACL may grant more than the mode bits say: not judged then."""
+    try:
+        os.getxattr(path, "system.posix_acl_access")
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _granted(st: os.stat_result, uid: int, groups: Collection[int]) -> int:
+    """The rwx bits (4, 2, 1) the mode gives ``uid`` with ``groups``: the owner's,
+    else the group's, else the others' (the kernel picks one class, not the best)."""
+    mode = st.st_mode
+    if st.st_uid == uid:
+        return (mode >> 6) & 7
+    if st.st_gid in groups:
+        return (mode >> 3) & 7
+    return mode & 7
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with _open_file(path) as file:
+            return file.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def check_runnable_as(
+    command: str,
+    path: str,
+    uid: int,
+    groups: Collection[int],
+    who: str,
+    *,
+    directories: bool = True,
+) -> None:
+    """``CommandError`` naming ``command`` as typed when the program at ``path``
+    cannot be exec'd by ``uid`` with ``groups`` (the ids it will run as, ``who``
+    for the message: "--user nobody"), computed from the mode bits, owners and
+    groups: root needs an execute bit of any class, another user the one of its
+    class, read permission too for a ``#!`` script (its interpreter reads it),
+    and, with ``directories``, search permission on each directory above it. A
+    file or directory with an access ACL is not judged (nor are LSMs)."""
+    import stat
+
+    real = os.path.realpath(path)
+    if directories and uid != 0:
+        parts = real.split("/")[1:-1]
+        for depth in range(len(parts) + 1):
+            directory = "/" + "/".join(parts[:depth])
+            try:
+                st = os.stat(directory)
+            except OSError:
+                return  # the exec says what is wrong
+            if not _granted(st, uid, groups) & 1 and not _has_acl(directory):
+                mode = stat.S_IMODE(st.st_mode)
+                raise CommandError(
+                    f"{command}: {who} may not reach it: {directory} is mode {mode:04o},"
+                    f" owner uid {st.st_uid}, group {st.st_gid}"
+                )
+    try:
+        st = os.stat(real)
+    except OSError:
+        return
+    if _has_acl(real):
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if uid == 0:
+        runs, reads = bool(mode & 0o111), True
+    else:
+        granted = _granted(st, uid, groups)
+        runs, reads = bool(granted & 1), bool(granted & 4)
+    described = f"mode {mode:04o}, owner uid {st.st_uid}, group {st.st_gid}"
+    if not runs:
+        raise CommandError(f"{command}: {who} may not execute it ({described})")
+    if not reads and _is_script(real):
+        raise CommandError(
+            f"{command}: {who} may not read it, and its interpreter must ({described})"
+        )

@@ -115,6 +115,8 @@ class Launch:
             root, directory = _resolve_root(chroot, chdir, jail_owner(uid, gid))
             search = environment.get("PATH", os.defpath)
             path = resolve_program_in_root(argv[0], root, directory, search)
+        if uid is not None or gid is not None:
+            _check_runnable(argv[0], path, root, uid, gid, initgroups, user, group)
         return cls(
             list(argv),
             name,
@@ -271,6 +273,41 @@ class Launch:
             "ready_on_open": False,
             "prevent_core": "core" not in self.limits,  # --limit core=... is the user's
         }
+
+
+def _check_runnable(
+    command: str,
+    path: str,
+    root: str | None,
+    uid: int | None,
+    gid: int | None,
+    initgroups: bool,
+    user: str | None,
+    group: str | None,
+) -> None:
+    """``CommandError`` when the program at ``path`` cannot be exec'd with the ids it
+    will run as (``--user``'s uid and groups, ``--group``), though we could: the
+    check runs as the invoking user, the exec as the program's. With ``--chroot``,
+    the file itself (as the jail shows it), not the directories above it."""
+    from .executable import check_runnable_as, resolve_in_root
+
+    target_uid = os.geteuid() if uid is None else uid
+    target_gid = os.getegid() if gid is None else gid
+    groups: list[int] = [target_gid]
+    if initgroups:
+        import pwd
+
+        try:
+            groups = os.getgrouplist(pwd.getpwuid(target_uid).pw_name, target_gid)
+        except (KeyError, OSError):
+            return  # the daemon's initgroups says what is wrong
+    seen = path if root is None else resolve_in_root(root, path)
+    if seen is None:
+        return
+    who = " ".join(
+        f"{flag} {typed}" for flag, typed in (("--user", user), ("--group", group)) if typed
+    )
+    check_runnable_as(command, seen, target_uid, groups, who, directories=root is None)
 
 
 def _limit_text(soft: int, hard: int) -> str:

@@ -248,14 +248,14 @@ def test_start_refuses_a_running_daemon_naming_its_pid(tracker: Tracker) -> None
 
 
 def test_a_failed_exec_is_reported_and_leaves_nothing(tracker: Tracker) -> None:
-    program = tracker.tmp_path / "notaprogram"
-    program.write_bytes(b"\x00\x01 neither ELF nor #!\n")
-    program.chmod(0o755)  # shutil.which finds it; execve refuses it
-    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", str(program))
+    program = tracker.tmp_path / "busy"
+    shutil.copy("/bin/true", program)  # a program the foreground finds nothing wrong with,
+    with open(program, "ab"):  # but open for writing: execve refuses it (ETXTBSY)
+        result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", str(program))
     assert result.returncode == 1
     assert re.fullmatch(
-        r"daemonctx: error: app failed to start: OSError: \[Errno 8\] "
-        r"Exec format error: '.*notaprogram'\n",
+        r"daemonctx: error: app failed to start: OSError: \[Errno 26\] "
+        r"Text file busy: '.*busy'\n",
         result.stderr,
     ), result.stderr
     assert not os.path.exists(tracker.pidfile)

@@ -10,6 +10,7 @@ it starts is killed by the ``tracker`` fixture.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import stat
@@ -17,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Tracker, pid_alive, wait_for
+from conftest import STARTED, Tracker, needs_root, pid_alive, wait_for
 
 # -- numbers are ASCII digits -----------------------------------------------------
 
@@ -209,3 +210,195 @@ def test_a_pidfile_name_too_long_is_no_privilege_error(
         assert (result.returncode, result.stdout) == (code, "")
         assert result.stderr == f"daemonctx: error: {why}\n"
     assert tracker.processes() == []
+
+
+# -- a program exec cannot run: refused before a restart stops anything ----------------
+
+ENOEXEC_SUFFIX = ": exec cannot run it (Exec format error)"
+
+
+def _patched(source: bytes, at: int, data: bytes) -> bytes:
+    return source[:at] + data + source[at + len(data) :]
+
+
+def _not_programs() -> dict[str, tuple[bytes, str]]:
+    """Files exec refuses (or that crash as they start), each with what is said."""
+    true = Path("/bin/true").read_bytes()
+    return {
+        "empty": (b"", "an empty file" + ENOEXEC_SUFFIX),
+        "garbage": (b"\x00\x01garbage", "neither a #! script nor an ELF program" + ENOEXEC_SUFFIX),
+        "header-cut": (
+            true[:40], "an ELF file cut short (40 bytes, not even a header)" + ENOEXEC_SUFFIX
+        ),
+        "table-cut": (
+            true[:100],
+            "an ELF program cut short (100 bytes, its program headers end past them)"
+            + ENOEXEC_SUFFIX,
+        ),
+        "segments-cut": (
+            true[: len(true) // 2],
+            f"an ELF program cut short ({len(true) // 2} bytes, its segments run past them):"
+            " it would crash as it starts",
+        ),
+        "aarch64": (
+            _patched(true, 18, b"\xb7\x00" if os.uname().machine != "aarch64" else b"\x3e\x00"),
+            "an ELF program for "
+            + ("aarch64, not for this machine (x86-64)" if os.uname().machine != "aarch64"
+               else "x86-64, not for this machine (aarch64)")
+            + ENOEXEC_SUFFIX,
+        ),
+        "object-file": (
+            _patched(true, 16, b"\x01\x00"),
+            "an ELF file that is no program (a relocatable object)" + ENOEXEC_SUFFIX,
+        ),
+    }  # fmt: skip
+
+
+needs_elf_system = pytest.mark.skipif(
+    os.uname().machine not in ("x86_64", "aarch64")
+    or os.path.exists("/proc/sys/fs/binfmt_misc/status"),
+    reason="the files are made for x86-64 or aarch64, and binfmt_misc may run foreign ones",
+)
+
+
+@needs_elf_system
+@pytest.mark.parametrize("kind", list(_not_programs()))
+def test_restart_for_a_program_exec_cannot_run_keeps_the_daemon(
+    tracker: Tracker, kind: str
+) -> None:
+    content, why = _not_programs()[kind]
+    program = tracker.tmp_path / "t"
+    program.write_bytes(content)
+    program.chmod(0o755)
+    if why.endswith(ENOEXEC_SUFFIX):  # the kernel's own answer
+        with pytest.raises(OSError) as info:
+            subprocess.run([str(program)], check=False)
+        assert info.value.errno == errno.ENOEXEC
+    pid = tracker.start("sleep", "985")
+    for command in ("restart", "start", "run"):
+        result = tracker.daemonctx(
+            command, "-p", tracker.pidfile, "--", "./t", cwd=tracker.tmp_path
+        )
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == f"daemonctx: error: ./t: {why}\n"
+        assert tracker.processes() == [pid]
+        assert Path(tracker.pidfile).read_text() == f"{pid}\n"
+
+
+@needs_elf_system
+def test_a_script_whose_interpreter_exec_cannot_run_is_refused(tracker: Tracker) -> None:
+    (tracker.tmp_path / "interp").write_bytes(b"garbage")
+    (tracker.tmp_path / "interp").chmod(0o755)
+    script = tracker.tmp_path / "app.sh"
+    script.write_text(f"#!{tracker.tmp_path}/interp\n")
+    script.chmod(0o755)
+    result = tracker.daemonctx("start", "-p", tracker.pidfile, "--", str(script))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"daemonctx: error: {script}: its interpreter {tracker.tmp_path}/interp: neither a #!"
+        f" script nor an ELF program{ENOEXEC_SUFFIX}\n"
+    )
+    assert tracker.processes() == []
+
+
+@needs_elf_system
+def test_what_the_kernel_runs_is_not_refused(tracker: Tracker) -> None:
+    """The kernel reads e_machine in its own byte order and ignores EI_DATA and
+    EI_CLASS for its own machine: such a /bin/true runs, and is not refused."""
+    true = Path("/bin/true").read_bytes()
+    for name, content in (
+        ("order", _patched(true, 5, b"\x02")),
+        ("class", _patched(true, 4, b"\x01")),
+    ):
+        program = tracker.tmp_path / name
+        program.write_bytes(content)
+        program.chmod(0o755)
+        assert subprocess.run([str(program)], check=False).returncode == 0, "the kernel runs it"
+        pid = tracker.start(str(program))
+        assert pid > 0
+        assert tracker.daemonctx("stop", "-p", tracker.pidfile).returncode == 0
+
+
+def test_binfmt_misc_handlers_stop_the_guess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a handler enabled in binfmt_misc (qemu-user, wine), a file the kernel's
+    own formats refuse may still run: no format error is guessed."""
+    from daemonctx import executable
+
+    garbage = tmp_path / "t"
+    garbage.write_bytes(b"MZ\x90\x00 a Windows program")
+    misc = tmp_path / "binfmt_misc"
+    misc.mkdir()
+    monkeypatch.setattr(executable, "_BINFMT_MISC", str(misc))
+    said = "neither a #! script nor an ELF program" + ENOEXEC_SUFFIX
+    assert executable.format_problem(str(garbage)) == said, "not mounted"
+    (misc / "register").write_text("")
+    (misc / "status").write_text("enabled\n")
+    assert executable.format_problem(str(garbage)) == said, "mounted, no handler"
+    (misc / "wine").write_text("disabled\ninterpreter /usr/bin/wine\n")
+    assert executable.format_problem(str(garbage)) == said, "a handler, disabled"
+    (misc / "wine").write_text("enabled\ninterpreter /usr/bin/wine\n")
+    assert executable.format_problem(str(garbage)) is None
+    (misc / "status").write_text("disabled\n")
+    assert executable.format_problem(str(garbage)) == said, "binfmt_misc disabled"
+
+
+# -- a program its --user may not run --------------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("kind", ["program", "script", "directory"])
+def test_restart_for_a_program_the_user_may_not_run_keeps_the_daemon(
+    open_tracker: Tracker, kind: str
+) -> None:
+    """The foreground runs as root, the program as --user nobody: what exec would
+    refuse (EACCES) as nobody is refused first, from the mode bits, owners and
+    nobody's groups: a root-only file, a script nobody may not read (its
+    interpreter reads it), a directory nobody may not search."""
+    tmp = open_tracker.tmp_path
+    where = tmp
+    if kind == "directory":
+        where = tmp / "private"
+        where.mkdir(mode=0o700)
+    program = where / "app"
+    if kind == "script":
+        program.write_text("#!/bin/sh\nexec sleep 985\n")
+        program.chmod(0o711)
+    else:
+        program.write_bytes(Path("/bin/sleep").read_bytes())
+        program.chmod(0o700 if kind == "program" else 0o755)
+    pid = open_tracker.start("sleep", "985", options=("--user", "nobody"))
+    result = open_tracker.daemonctx(
+        "restart", "-p", open_tracker.pidfile, "--user", "nobody", "--", str(program), "985"
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    why = {
+        "program": "may not execute it (mode 0700, owner uid 0, group 0)",
+        "script": "may not read it, and its interpreter must (mode 0711, owner uid 0, group 0)",
+        "directory": f"may not reach it: {where} is mode 0700, owner uid 0, group 0",
+    }[kind]
+    assert result.stderr == f"daemonctx: error: {program}: --user nobody {why}\n"
+    assert open_tracker.processes() == [pid]
+    program.chmod(0o755)  # nobody's to run now, where it may reach it
+    if kind == "directory":
+        return
+    result = open_tracker.daemonctx(
+        "restart", "-p", open_tracker.pidfile, "--user", "nobody", "--", str(program), "985"
+    )
+    assert result.returncode == 0, result.stderr
+    new = STARTED.fullmatch(result.stdout.splitlines(keepends=True)[1])
+    assert new is not None and open_tracker.processes() == [open_tracker.add(int(new.group(2)))]
+
+
+@needs_root
+def test_a_group_that_may_run_it_is_enough(open_tracker: Tracker) -> None:
+    """Execute permission for the user's group (one of its groups from initgroups,
+    or --group's) is enough: no false refusal."""
+    program = open_tracker.tmp_path / "app"
+    program.write_bytes(Path("/bin/sleep").read_bytes())
+    nobody = pwd.getpwnam("nobody")
+    os.chown(program, 0, nobody.pw_gid)
+    program.chmod(0o750)
+    pid = open_tracker.start(str(program), "985", options=("--user", "nobody"))
+    assert pid_alive(pid)

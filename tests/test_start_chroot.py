@@ -133,13 +133,13 @@ def test_a_tiny_descriptor_limit_still_gets_its_error_reported(
 ) -> None:
     """--limit nofile=3 leaves the daemon no descriptor to import a module with:
     what a failure after the chroot reports with is loaded in the foreground."""
-    garbage = jail / "usr" / "bin" / "garbage"
-    garbage.write_bytes(b"not a program\n")
-    garbage.chmod(0o755)
-    result = tracker.daemonctx("start", "--chroot", str(jail), "--limit", "nofile=3",
-                               "--pidfile", tracker.pidfile, "--", "/bin/garbage")  # fmt: skip
+    busy = jail / "usr" / "bin" / "busy"
+    shutil.copy2(jail / "usr" / "bin" / "sleep", busy)
+    with open(busy, "ab"):  # open for writing: execve refuses it (ETXTBSY), in the jail
+        result = tracker.daemonctx("start", "--chroot", str(jail), "--limit", "nofile=3",
+                                   "--pidfile", tracker.pidfile, "--", "/bin/busy")  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.endswith("Exec format error: '/bin/garbage'\n"), result.stderr
+    assert result.stderr.endswith("Text file busy: '/bin/busy'\n"), result.stderr
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
@@ -414,18 +414,18 @@ def test_a_script_whose_shell_lacks_its_loader_in_the_jail_fails_in_the_foregrou
 def test_an_exec_that_fails_inside_the_jail_fails_the_start_whole(
     tracker: Tracker, jail: Path
 ) -> None:
-    """An executable file the kernel cannot run (no #!, no ELF): execve fails in the
-    jail, after the chroot, where no module file is reachable; the report still
-    comes back, and nothing is left."""
-    garbage = jail / "usr" / "bin" / "garbage"
-    garbage.write_bytes(b"not a program\n")
-    garbage.chmod(0o755)
-    result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
-                               "--", "/bin/garbage")  # fmt: skip
+    """A program the kernel refuses to run though the foreground found nothing wrong
+    with it (open for writing: ETXTBSY): execve fails in the jail, after the
+    chroot, where no module file is reachable; the report still comes back, and
+    nothing is left."""
+    busy = jail / "usr" / "bin" / "busy"
+    shutil.copy2(jail / "usr" / "bin" / "sleep", busy)
+    with open(busy, "ab"):
+        result = tracker.daemonctx("start", "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                                   "--", "/bin/busy")  # fmt: skip
     assert (result.returncode, result.stderr) == (
         1,
-        "daemonctx: error: app failed to start: OSError: [Errno 8] Exec format error:"
-        " '/bin/garbage'\n",
+        "daemonctx: error: app failed to start: OSError: [Errno 26] Text file busy: '/bin/busy'\n",
     )
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
@@ -471,8 +471,11 @@ def test_the_program_is_searched_in_the_jail_s_path(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "usr" / "bin").mkdir(parents=True)
     program = root / "usr" / "bin" / "app"
-    program.write_text("")
-    program.chmod(0o755)
+    shutil.copy2("/bin/true", program)  # a program of this machine, and a loader for it
+    loader = interpreter(str(program))
+    assert loader is not None
+    (root / loader[1].lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    (root / loader[1].lstrip("/")).touch(mode=0o755)
     (root / "bin").symlink_to("/usr/bin")
     (root / "srv").mkdir()
     found = resolve_program_in_root("app", str(root), "/", "/nowhere:/bin")
