@@ -62,6 +62,15 @@ def _refuse(path: str, what: str) -> _Unusable:
     return _Unusable(f"{path} is {what}, not a regular file; refusing to use it as a pidfile")
 
 
+def _create(path: str) -> int | None:
+    """A new file at *path* (mode 0o644 less the umask), opened read-write, or None when
+    it cannot be created (it exists, say): then ``_open`` opens what is there."""
+    try:
+        return os.open(path, _OPEN_FLAGS | os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        return None
+
+
 def _open(path: str, writable: bool) -> int | None:
     """Open *path* as a pidfile: never through a symlink, and only if it is a regular file.
 
@@ -71,14 +80,6 @@ def _open(path: str, writable: bool) -> int | None:
     ``fstat`` of the open fd close the race with a file swapped in meanwhile.
     """
     flags = _OPEN_FLAGS | (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY)
-    if writable:
-        # The common case, a fresh start: create the file. A new file is a
-        # regular file, so none of the checks below is needed (nor the
-        # exception of a failed lstat, costly just after a fork).
-        try:
-            return os.open(path, flags | os.O_EXCL, 0o644)
-        except OSError:
-            pass  # it exists (or cannot be created): the checks below say which
     try:
         kind = stat.S_IFMT(os.lstat(path).st_mode)
     except FileNotFoundError:
@@ -144,15 +145,16 @@ def _read_only_twin(path: str, fd: int) -> int | None:
     st = os.fstat(fd)
     reason = _untrusted(path, st)
     if reason is not None:
-        raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
-    _refuse_untrusted_directory(path)  # again, now that the file is open there
+        raise _Unusable(f"refusing pidfile {path}: {reason}")
+    reason = _untrusted_directory(path)  # again, now that the file is open there
+    if reason is not None:
+        raise _Unusable(f"refusing pidfile {path}: {reason}")
     try:
         twin = os.open(path, _OPEN_FLAGS | os.O_RDONLY)
     except FileNotFoundError:
         return None  # unlinked since: start over
     except OSError as exc:  # EMFILE with one fd left: an error, not a reason to retry
-        message = f"cannot open pidfile {path}: {exc.strerror}"
-        raise _lockfile_error("LockFailed", message) from exc
+        raise _Unusable(f"cannot open pidfile {path}: {exc.strerror}") from exc
     mine = os.fstat(twin)
     if (mine.st_dev, mine.st_ino) != (st.st_dev, st.st_ino):
         os.close(twin)
@@ -160,17 +162,40 @@ def _read_only_twin(path: str, fd: int) -> int | None:
     return twin
 
 
+def _untrusted_directory(path: str) -> str | None:
+    """Why the directory ``path`` is in must not be trusted (another user's), or None."""
+    directory = os.path.dirname(path) or "."
+    try:
+        return _untrusted(directory, os.stat(directory))
+    except OSError:
+        return None  # the open says what is wrong
+
+
 def _refuse_untrusted_directory(path: str) -> None:
     """``LockFailed`` when the directory ``path`` is in is another user's (as
     ``_read_only_twin`` says again once the file is open): checked first, so
     that no empty pidfile is left there by a refused start."""
-    directory = os.path.dirname(path) or "."
-    try:
-        reason = _untrusted(directory, os.stat(directory))
-    except OSError:
-        return  # the open says what is wrong
+    reason = _untrusted_directory(path)
     if reason is not None:
         raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
+
+
+def _forget(path: str, fd: int, created: bool) -> None:
+    """Close *fd*, first unlinking the file if this acquire created it and the path
+    still names it: a failed acquire leaves no (empty) pidfile behind. Needs no
+    new descriptor (with one left, the open of the second one is what failed).
+    Locked first, unlinked, then closed, as ``_let_go`` does: a start that opened
+    the file meanwhile and locks it next finds it unlinked and starts over; one
+    that holds it already keeps it."""
+    try:
+        if created:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _is_at_path(path, fd) and os.fstat(fd).st_size == 0:
+                os.unlink(path)
+    except OSError:  # BlockingIOError: another start holds it, and it is theirs
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open_or_fail(path: str, writable: bool) -> int | None:
@@ -604,13 +629,24 @@ class PIDLockFile:
         delay, woken, replaced = 0.001, None, 0
         _refuse_untrusted_directory(self.path)  # before a file is created there
         while True:
-            fd = _open_or_fail(self.path, writable=True)
+            # The common case, a fresh start: create the file. A new file is a
+            # regular file, so none of _open's checks is needed (nor the
+            # exception of a failed lstat, costly just after a fork).
+            fd = _create(self.path)
+            created = fd is not None
+            if fd is None:
+                fd = _open_or_fail(self.path, writable=True)
             if fd is None:  # pragma: no cover - O_CREAT never reports a missing file
                 continue
             try:
                 lock_fd = _read_only_twin(self.path, fd)
+            except _Unusable as exc:
+                # Closed (and the file we created unlinked) before lockfile is
+                # imported to raise: that import needs a descriptor too.
+                _forget(self.path, fd, created)
+                raise _lockfile_error("LockFailed", str(exc)) from exc.__cause__
             except BaseException:
-                os.close(fd)
+                _forget(self.path, fd, created)
                 raise
             if lock_fd is None:  # replaced between the two opens
                 os.close(fd)

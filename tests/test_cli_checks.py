@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import STARTED, Tracker, needs_root, pid_alive, wait_for
+from conftest import STARTED, Tracker, needs_root, pid_alive, run_script, wait_for
 
 # -- numbers are ASCII digits -----------------------------------------------------
 
@@ -402,3 +402,49 @@ def test_a_group_that_may_run_it_is_enough(open_tracker: Tracker) -> None:
     program.chmod(0o750)
     pid = open_tracker.start(str(program), "985", options=("--user", "nobody"))
     assert pid_alive(pid)
+
+
+# -- with no file descriptor to spare ----------------------------------------------
+
+_ONE_FD_LEFT = """
+import os, resource, sys
+if {first!r}:
+    import lockfile
+from daemonctx.pidfile import PIDLockFile
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+held = []
+while True:
+    try:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+os.close(held.pop())  # one descriptor left
+try:
+    PIDLockFile({path!r}).acquire()
+except Exception as exc:
+    said = f"{{type(exc).__module__}}.{{type(exc).__name__}}: {{exc}}"
+else:
+    said = "acquired"
+for fd in held:
+    os.close(fd)
+print(said)
+"""
+
+
+@pytest.mark.parametrize("lockfile_first", [False, True], ids=["lazy-lockfile", "lockfile-loaded"])
+def test_a_failed_acquire_with_one_descriptor_left_leaves_no_file(
+    tmp_path: Path, lockfile_first: bool
+) -> None:
+    """pidfiles.md: with one descriptor left, acquire() fails at once with LockFailed
+    (it needs two), and whether or not lockfile was imported, the file it created
+    is gone again: the next start finds no empty pidfile of a start that failed."""
+    path = tmp_path / "app.pid"
+    result = run_script(_ONE_FD_LEFT.format(first=lockfile_first, path=str(path)))
+    assert result.stdout == (
+        f"lockfile.LockFailed: cannot open pidfile {path}: Too many open files\n"
+    ), result.stderr
+    assert os.listdir(tmp_path) == []
+    path.write_text("4242\n")  # a stale pidfile it did not create: left as it was
+    result = run_script(_ONE_FD_LEFT.format(first=lockfile_first, path=str(path)))
+    assert result.stdout.startswith("lockfile.LockFailed: cannot open pidfile"), result.stderr
+    assert os.listdir(tmp_path) == ["app.pid"] and path.read_text() == "4242\n"
