@@ -203,6 +203,7 @@ class Handoff:
                 if kind == "ERROR":
                     end = time.monotonic() + GRACE
                     reader.wait_eof(end)  # every copy of the pipe is closed,
+                    self._close_read_end()  # (which spares a descriptor for the imports)
                     self._wait_exited(pid, end)  # and the process that wrote it is gone
                     raise _startup_error(pid, payload)
         except TimeoutError:
@@ -212,7 +213,15 @@ class Handoff:
                 daemon_pid=pid,
             ) from None
         finally:
+            self._close_read_end()
+
+    def _close_read_end(self) -> None:
+        """Close the pipe's read end, once: after an error record's EOF, before the
+        imports that tell it (pidfd, json), which need a descriptor to read a module
+        with, and a launcher at its limit (EMFILE) would otherwise lose the error."""
+        if self.read_fd >= 0:
             os.close(self.read_fd)
+            self.read_fd = -1
 
     def _pin(self, pid: int) -> None:
         self.close_pidfd()

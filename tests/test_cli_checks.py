@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -448,3 +449,42 @@ def test_a_failed_acquire_with_one_descriptor_left_leaves_no_file(
     result = run_script(_ONE_FD_LEFT.format(first=lockfile_first, path=str(path)))
     assert result.stdout.startswith("lockfile.LockFailed: cannot open pidfile"), result.stderr
     assert os.listdir(tmp_path) == ["app.pid"] and path.read_text() == "4242\n"
+
+
+_ERROR_AT_THE_LIMIT = """
+import os, resource
+from daemonctx import DaemonContext
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+held = []
+while True:
+    try:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+for _ in range({spare}):
+    os.close(held.pop())
+try:
+    with DaemonContext(ready_on_open=False, detach_process=True):
+        raise RuntimeError("the daemon's own error")
+except BaseException as exc:
+    said = f"{{type(exc).__name__}}: {{exc}}"
+for fd in held:
+    os.close(fd)
+print(said)
+"""
+
+
+@pytest.mark.parametrize("spare", [2, 3])
+def test_the_daemons_error_is_told_by_a_launcher_at_its_descriptor_limit(spare: int) -> None:
+    """ulimit -n 64, all but two descriptors in use: the start-up pipe takes both,
+    the daemon's pidfd the read end's place once the write end is closed. Its error
+    record still comes back as its error, not as the EMFILE of an import (pidfd,
+    json) on the way to telling it."""
+    result = run_script(_ERROR_AT_THE_LIMIT.format(spare=spare))
+    match = re.fullmatch(
+        r"DaemonStartupError: the daemon \(pid (\d+)\) failed to start:"
+        r" RuntimeError: the daemon's own error\n",
+        result.stdout,
+    )
+    assert match, (result.stdout, result.stderr)
+    wait_for(lambda: not pid_alive(int(match.group(1))), what="the failed daemon gone")
