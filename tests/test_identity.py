@@ -326,8 +326,9 @@ def test_another_programs_lock_at_the_guards_name_is_no_daemon(
         Path(tracker.pidfile).write_text("1\n")  # nobody holds it
     inode = guard.stat().st_ino
     locked = Path(tracker.tmp_path) / "locked"
-    other = processes.popen(
-        ["flock", str(guard), "sh", "-c", f": > {locked}; exec sleep 1000"], env=ENV
+    other = processes.popen(  # --no-fork: the process killed at the end holds the lock
+        ["flock", "--no-fork", str(guard), "sh", "-c", f": > {locked}; exec sleep 1000"],
+        env=ENV,
     )
     wait_for(locked.exists, what="flock took its lock")
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
