@@ -1266,6 +1266,26 @@ def test_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
     assert not good.exists() and not supervisors.processes()
 
 
+def test_a_program_exec_cannot_run_fails_in_the_foreground(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """An empty file marked executable: exec refuses it ("Exec format error") at
+    every start; the supervisor says so before it starts anything."""
+    good = tmp_path / "good.rec"
+    program = tmp_path / "web"
+    program.write_bytes(b"")
+    program.chmod(0o755)
+    supervisors.config(
+        {"good": {"command": record(good, "forever")}, "web": {"command": [str(program)]}}
+    )
+    result = supervisors.supervise()
+    assert result.returncode != 0
+    assert result.stderr.strip().endswith(
+        f"[program.web] command: {program}: an empty file: exec cannot run it (Exec format error)"
+    ), result.stderr
+    assert not good.exists() and not supervisors.processes()
+
+
 def _env_script(tmp_path: Path) -> Path:
     """tmp/web, "#!/usr/bin/env mytool", and mytool (which runs sleep) in tmp/bin,
     a folder no PATH names unless the test says so."""

@@ -2963,10 +2963,11 @@ def _check_command(
     # A #! line naming an interpreter that is not there ("#!/bin/sh\r"): Popen's
     # "No such file or directory" at every start would name the script, not it.
     # #!/usr/bin/env NAME: NAME is looked up in the program's PATH (not judged when
-    # its environment files may set another).
+    # its environment files may set another). And a file exec refuses as no program
+    # (an empty file, an ELF program for another machine): ENOEXEC at every start.
     asked = (found, path, not unknown_path)
     if asked not in looked:
-        looked[asked] = missing_interpreter(found, search=path, follow_env=asked[2])
+        looked[asked] = missing_interpreter(found, search=path, follow_env=asked[2], formats=True)
     missing = looked[asked]
     if missing is not None:
         raise ConfigError(file, where, key, f"{command}: {missing}", program.name)
