@@ -17,7 +17,7 @@ import sys
 # Everything the daemon may need is imported here, in the foreground: after
 # chroot or a privilege drop the package's files may be out of reach.
 from . import options, process
-from .errors import DaemonOptionError, DaemonOSEnvironmentError, DaemonReadyTimeout, Terminated
+from .errors import DaemonOptionError, DaemonOSEnvironmentError, Terminated
 from .handoff import Handoff
 from .options import OPTIONS
 
@@ -88,29 +88,19 @@ def _notify(*lines: str) -> None:
             pass
 
 
-def _stop_started_daemon(handoff: Handoff, first_child: int) -> None:
+def _stop_started_daemon(first_child: int) -> None:
     """Stop what a start that failed in the launcher left: the first child (it may be
     stalled before its fork), then, SIGTERM first, every process of the session it
-    created, the daemon included, whether or not its pid reached us. The first child
-    is not reaped yet, so its pid, which is the session's id, cannot be reused."""
-    from .pidfd import open_pidfd, terminate  # a failed start only
-    from .procfs import session_id, session_members
+    created: the daemon, whether or not its pid reached us, and whatever it forked
+    (workers). The first child is not reaped yet, so its pid, which is the session's
+    id, cannot be reused (``pidfd.pin_session``)."""
+    from .pidfd import stop_session  # a failed start only
 
     try:
         os.kill(first_child, signal.SIGKILL)  # our own unreaped child: no pid reuse
     except ProcessLookupError:
         pass
-    pids = {*session_members(first_child), handoff.daemon_pid} - {first_child, None}
-    for pid in sorted(pid for pid in pids if pid is not None):
-        pidfd = handoff.daemon_pidfd if pid == handoff.daemon_pid else open_pidfd(pid)
-        if pidfd is None:
-            continue
-        try:
-            if session_id(pid) == first_child:  # read while the pidfd holds the process
-                terminate(pidfd)
-        finally:
-            if pidfd != handoff.daemon_pidfd:
-                os.close(pidfd)
+    stop_session(first_child)
 
 
 def _to_the_end(clean_up: Callable[[], None]) -> None:
@@ -427,11 +417,12 @@ class DaemonContext:
     def _wait_in_launcher(self, handoff: Handoff, child: int, mask: set[int]) -> NoReturn:
         """Wait for the daemon's word, then exit 0; or raise its error here.
 
-        When the wait ends without ready (timeout, or Ctrl-C in the terminal)
-        the daemon is stopped: a start that the user saw fail must not leave
-        a daemon behind. It is signalled through the pidfd opened when its pid
-        was learnt, and only while it is still in the session our first child
-        created (that child is not reaped yet, so the session id is not reused).
+        When the wait ends without ready (the daemon's error, its death, a
+        timeout, Ctrl-C in the terminal) the daemon and every process of the
+        session our first child created are stopped: a start that the user saw
+        fail must not leave a daemon, or a worker it forked, behind. Each is
+        signalled through a pidfd, checked in that session once pinned (that
+        child is not reaped yet, so the session id is not reused).
         The signals blocked across the fork are let in (``mask``) only in here.
         """
         handoff.in_launcher()
@@ -439,8 +430,8 @@ class DaemonContext:
             try:
                 process.set_signal_mask(mask)  # one held back since the fork lands here
                 pid = handoff.wait(self.ready_timeout)
-            except (DaemonReadyTimeout, KeyboardInterrupt):
-                _to_the_end(lambda: _stop_started_daemon(handoff, child))
+            except BaseException:  # its error, a timeout, Ctrl-C: what it left is stopped
+                _to_the_end(lambda: _stop_started_daemon(child))
                 raise
             finally:
                 os.waitpid(child, 0)  # the first child exits right after the second fork

@@ -201,10 +201,7 @@ class Handoff:
                     step = payload.decode("utf-8", "replace") or _READY_STEP
                     nag_at = time.monotonic() + NAG_AFTER
                 if kind == "ERROR":
-                    end = time.monotonic() + GRACE
-                    reader.wait_eof(end)  # every copy of the pipe is closed,
-                    self._close_read_end()  # (which spares a descriptor for the imports)
-                    self._wait_exited(pid, end)  # and the process that wrote it is gone
+                    self._wait_exited(pid, reader, time.monotonic() + GRACE)
                     raise _startup_error(pid, payload)
         except TimeoutError:
             raise DaemonReadyTimeout(
@@ -216,7 +213,7 @@ class Handoff:
             self._close_read_end()
 
     def _close_read_end(self) -> None:
-        """Close the pipe's read end, once: after an error record's EOF, before the
+        """Close the pipe's read end, once: when an error record is read, before the
         imports that tell it (pidfd, json), which need a descriptor to read a module
         with, and a launcher at its limit (EMFILE) would otherwise lose the error."""
         if self.read_fd >= 0:
@@ -231,12 +228,17 @@ class Handoff:
         except (AttributeError, OSError):  # no pidfds here, or it is gone already
             pass
 
-    def _wait_exited(self, pid: int, deadline: float) -> None:
+    def _wait_exited(self, pid: int, reader: _RecordReader, deadline: float) -> None:
         """Wait (to ``deadline``) until ``pid``, which reported its failure, has
         exited: it closed the pipe before ``os._exit``, and a daemon with much memory
-        to give back is still running for a while after the EOF."""
+        to give back is still running for a while after that. Through its pidfd, not
+        the pipe's end-of-file: a process the daemon forked (a worker) keeps the pipe
+        open, and is stopped next, with the rest of the daemon's session."""
         if self.daemon_pidfd is None or pid != self.daemon_pid:
-            return  # no pidfds here: the EOF is all there is to wait on
+            reader.wait_eof(deadline)  # no pidfds here: the EOF is all there is to wait on
+            self._close_read_end()
+            return
+        self._close_read_end()  # the error is read; spares a descriptor for the imports
         from .pidfd import wait_exit  # a failed start only
 
         wait_exit(self.daemon_pidfd, max(0.0, deadline - time.monotonic()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found] # signal's C half: no enums to load
 import os
+import time
 
 from .process import GRACE, finite_timeout
 
@@ -18,7 +19,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["GRACE", "exited", "open_pidfd", "signal_and_wait", "terminate", "wait_any", "wait_exit"]
+__all__ = [
+    "GRACE",
+    "exited",
+    "open_pidfd",
+    "pin_session",
+    "signal_and_wait",
+    "stop_session",
+    "terminate",
+    "terminate_all",
+    "wait_any",
+    "wait_exit",
+]
 
 
 def open_pidfd(pid: int) -> int | None:
@@ -89,3 +101,67 @@ def terminate(pidfd: int, grace: float = GRACE) -> bool:
         return signal_and_wait(pidfd, _signal.SIGTERM, grace, grace)[0]
     except PermissionError:
         return False
+
+
+def terminate_all(pidfds: Sequence[int], grace: float = GRACE) -> bool:
+    """SIGTERM to each, ``grace`` seconds for all to exit, then SIGKILL and ``grace``
+    more; True once all have exited. One wait for them all, not one each."""
+    for signum in (_signal.SIGTERM, _signal.SIGKILL):
+        for pidfd in pidfds:
+            try:
+                _signal.pidfd_send_signal(pidfd, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while True:
+            alive = [pidfd for pidfd in pidfds if not exited(pidfd)]
+            remaining = deadline - time.monotonic()
+            if not alive or remaining <= 0:
+                break
+            wait_any(alive, remaining)
+        if not alive:
+            return True
+    return False
+
+
+def pin_session(session: int) -> list[int]:
+    """Pidfds on the live processes of session ``session``, each seen in it again
+    once pinned, so a pid reused between the look and the pin is not taken.
+
+    Safe only while ``session`` cannot name another session: the caller keeps the
+    process whose pid it is (its own child, the session's leader) unreaped, and
+    Linux reuses no pid that is still a session's id.
+    """
+    from .procfs import session_id, session_members
+
+    pinned = []
+    for pid in session_members(session):
+        pidfd = open_pidfd(pid)
+        if pidfd is None:
+            continue
+        if session_id(pid) == session and not exited(pidfd):
+            pinned.append(pidfd)
+        else:
+            os.close(pidfd)
+    return pinned
+
+
+_SESSION_ROUNDS = 5  # looks at a session being stopped: processes forked meanwhile
+
+
+def stop_session(session: int, grace: float = GRACE) -> bool:
+    """Stop every process of ``session`` (on ``pin_session``'s terms): SIGTERM, then
+    SIGKILL after ``grace`` seconds, all at once (``terminate_all``), and again for
+    those forked meanwhile. For what a failed start left: the daemon, its workers.
+    True once none is left."""
+    for _ in range(_SESSION_ROUNDS):
+        pidfds = pin_session(session)
+        if not pidfds:
+            return True
+        try:
+            if not terminate_all(pidfds, grace):
+                return False  # one outlived SIGKILL (stuck in the kernel)
+        finally:
+            for pidfd in pidfds:
+                os.close(pidfd)
+    return False

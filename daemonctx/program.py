@@ -28,7 +28,7 @@ from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
 from .executable import resolve_in_root, resolve_program, resolve_program_in_root
 from .paths import UnsafePathError, jail_owner
-from .pidfd import GRACE, exited, open_pidfd, wait_any, wait_exit
+from .pidfd import exited, open_pidfd, terminate_all, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
 
@@ -631,7 +631,7 @@ class ProgramContext(LaunchContext):
             if not pinned:
                 break
             try:
-                if not _terminate_all(pinned):
+                if not terminate_all(pinned):
                     return  # one outlived SIGKILL: its lock, and so the pidfile, stay
             finally:
                 for pidfd in pinned:
@@ -647,29 +647,6 @@ class ProgramContext(LaunchContext):
 
 _ANCESTRY = 64  # parents looked at to tell a descendant of the program
 _STOP_ROUNDS = 5  # looks for lock holders after a failed start (children forked meanwhile)
-
-
-def _terminate_all(pidfds: list[int], grace: float = GRACE) -> bool:
-    """SIGTERM to each, ``grace`` seconds for all to exit, then SIGKILL and ``grace``
-    more; True once all have exited."""
-    import _signal  # type: ignore[import-not-found]
-
-    for signum in (_signal.SIGTERM, _signal.SIGKILL):
-        for pidfd in pidfds:
-            try:
-                _signal.pidfd_send_signal(pidfd, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + grace
-        while True:
-            alive = [pidfd for pidfd in pidfds if not exited(pidfd)]
-            remaining = deadline - time.monotonic()
-            if not alive or remaining <= 0:
-                break
-            wait_any(alive, remaining)
-        if not alive:
-            return True
-    return False
 
 
 #: Signals that end a waiting launcher, Ctrl-C's too: the program is stopped first

@@ -74,6 +74,22 @@ def test_a_failed_daemon_with_much_memory_is_gone_when_the_launcher_returns(
     assert not pid_alive(pid), "the failed daemon is gone when the launcher returns"
 
 
+@pytest.mark.parametrize("worker", ["fork", "multiprocessing"])
+def test_a_failed_start_stops_the_workers_the_daemon_forked(daemons: Daemons, worker: str) -> None:
+    """A worker forked before the failure holds the start-up pipe open: the error
+    comes at once, not after the 5 s given to the daemon to exit, and the worker
+    is stopped with the daemon (it was left running)."""
+    started = time.monotonic()
+    result, report = daemons.launch(
+        {"options": {"ready_on_open": False}, "worker": worker, "fail_in_block": "bad config"}
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "RuntimeError: bad config" in result.stderr
+    assert elapsed < 3, f"the error took {elapsed:.1f} s"
+    assert not pid_alive(daemons.event(report, "worker")["pid"]), "the worker was stopped"
+
+
 def test_failure_inside_open_reaches_the_terminal(tmp_path: Path) -> None:
     code = """
 from daemonctx import DaemonContext

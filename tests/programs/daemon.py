@@ -16,6 +16,10 @@ Config keys:
   fail_in_block  raise this message inside the with block
   exit_after  leave the with block on its own after reporting
   barrier_fd  an inherited pipe fd to read from first (EOF releases the start)
+  worker      first thing in the with block, start a child that sleeps: "fork"
+              (os.fork) or "multiprocessing" (a 'fork' Process); it inherits the
+              start-up pipe, and is reported as {"event": "worker", "pid": ...}
+  kill_self   then SIGKILL the daemon itself: it dies without a word
 """
 
 from __future__ import annotations
@@ -106,10 +110,31 @@ for number in reported + config.get("report_signals", []):
         event="signal", signum=signum
     )
 
+
+def start_worker(how: str) -> None:
+    """A child of the daemon that sleeps, holding what the daemon holds."""
+    if how == "multiprocessing":
+        import multiprocessing
+
+        process = multiprocessing.get_context("fork").Process(target=time.sleep, args=(1000,))
+        process.start()
+        pid = process.pid
+    else:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(1000)
+            os._exit(0)
+    emit(event="worker", pid=pid)
+
+
 context = DaemonContext(**options)
 try:
     with context:
         emit(event="open", ppid=os.getppid())
+        if "worker" in config:
+            start_worker(config["worker"])
+        if config.get("kill_self"):
+            os.kill(os.getpid(), signal.SIGKILL)
         if "ready_late" in config:
             time.sleep(config["ready_late"])
             context.notify_ready()
