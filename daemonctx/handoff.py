@@ -50,6 +50,7 @@ class Handoff:
         # A pidfd opened the moment the pid is learnt: it names the daemon even if
         # the pid is reused later (when the daemon dies and a child keeps the pipe).
         self.daemon_pidfd: int | None = None
+        self.daemon_gone = False  # already when its pid was learnt: no pidfd to open
 
     @staticmethod
     def _lift(fd: int) -> int:
@@ -172,7 +173,9 @@ class Handoff:
             while True:
                 nagging = nag_at is not None and (deadline is None or nag_at < deadline)
                 try:
-                    record = reader.next(nag_at if nagging else deadline)
+                    record = reader.next(
+                        nag_at if nagging else deadline, self.daemon_pidfd, self.daemon_gone
+                    )
                 except TimeoutError:
                     if not nagging:
                         raise
@@ -223,9 +226,12 @@ class Handoff:
     def _pin(self, pid: int) -> None:
         self.close_pidfd()
         self.daemon_pid = pid
+        self.daemon_gone = False
         try:
             self.daemon_pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):  # no pidfds here, or it is gone already
+        except ProcessLookupError:  # exited and reaped already: it will say no more
+            self.daemon_gone = True
+        except (AttributeError, OSError):  # no pidfds here
             pass
 
     def _wait_exited(self, pid: int, reader: _RecordReader, deadline: float) -> None:
@@ -295,23 +301,48 @@ class _RecordReader:
         self.buffer = b""
         self.eof = False
 
-    def _fill(self, deadline: float | None) -> None:
-        if deadline is not None:
+    def _fill(self, deadline: float | None, pidfd: int | None = None, gone: bool = False) -> None:
+        """Read what is in the pipe, waiting for it until ``deadline``. The daemon's
+        exit (its ``pidfd`` readable, or ``gone``) is the end-of-file once the pipe
+        holds nothing more: a process it forked may keep the pipe open for ever."""
+        if gone and not self._readable(0):
+            self.eof = True
+            return
+        if deadline is not None or pidfd is not None:
             import select  # poll, not select(): our fd may be 1024 or more
 
-            remaining = max(0.0, deadline - time.monotonic())
             poller = select.poll()
             poller.register(self.fd, select.POLLIN)
-            # poll takes whole milliseconds: round up, so a short wait never spins at 0
-            if not poller.poll(int(-(-remaining * 1000 // 1))):
+            if pidfd is not None:
+                poller.register(pidfd, select.POLLIN)
+            milliseconds = None
+            if deadline is not None:
+                remaining = max(0.0, deadline - time.monotonic())
+                # poll takes whole milliseconds: round up, so a short wait never spins at 0
+                milliseconds = int(-(-remaining * 1000 // 1))
+            ready = [fd for fd, _events in poller.poll(milliseconds)]
+            if not ready:
                 raise TimeoutError
+            # Only the exit: a last record, written before it, shows in a second look.
+            if self.fd not in ready and not self._readable(0):
+                self.eof = True
+                return
         chunk = os.read(self.fd, 65536)
         if chunk:
             self.buffer += chunk
         else:
             self.eof = True
 
-    def next(self, deadline: float | None) -> tuple[str, int, bytes] | None:
+    def _readable(self, milliseconds: int) -> bool:
+        import select
+
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return bool(poller.poll(milliseconds))
+
+    def next(
+        self, deadline: float | None, pidfd: int | None = None, gone: bool = False
+    ) -> tuple[str, int, bytes] | None:
         while True:
             header, sep, rest = self.buffer.partition(b"\n")
             if sep:
@@ -329,7 +360,7 @@ class _RecordReader:
                 raise DaemonStartupError("garbled start-up record: header too long")
             if self.eof:
                 return None
-            self._fill(deadline)
+            self._fill(deadline, pidfd, gone)
 
     def wait_eof(self, deadline: float) -> None:
         """Read until every write end is closed, so the daemon has finished exiting."""

@@ -148,6 +148,46 @@ def test_daemon_killed_before_ready(daemons: Daemons, tmp_path: Path) -> None:
     assert f"the daemon exited before it was ready (pid {pid})" in stderr
 
 
+def test_a_daemon_killed_before_ready_fails_the_start_though_its_child_holds_the_pipe(
+    daemons: Daemons,
+) -> None:
+    """The daemon's exit, seen through its pidfd, ends the wait: the pipe's end-of-file
+    never comes while a child it forked holds it (the launcher waited for ever, saying
+    it waited for a dead pid). The child is stopped with the rest of the session."""
+    result, report = daemons.launch(
+        {"options": {"ready_on_open": False}, "worker": "fork", "kill_self": True}, timeout=15
+    )
+    pid = daemons.event(report, "open")["pid"]
+    assert result.returncode == 1
+    assert f"the daemon exited before it was ready (pid {pid})" in result.stderr
+    assert "still waiting" not in result.stderr
+    assert not pid_alive(daemons.event(report, "worker")["pid"]), "the child was stopped"
+
+
+@pytest.mark.parametrize("learnt", ["pidfd", "gone"])
+def test_the_daemons_exit_ends_the_wait_only_after_its_last_record(
+    processes: ProcessTracker, learnt: str
+) -> None:
+    """A record written before the exit is read, then the exit is the end-of-file, though
+    a write end is still open (ours here, a child's in a start). ``gone``: the daemon
+    was reaped before its pid was learnt, so there is no pidfd to watch."""
+    from daemonctx.handoff import _RecordReader
+
+    read_fd, write_fd = os.pipe()
+    exited = processes.popen(["true"])
+    pidfd = os.pidfd_open(exited.pid)
+    try:
+        os.write(write_fd, b"ERROR 42 2\n{}")
+        exited.wait(10)
+        reader = _RecordReader(read_fd)
+        watch = {"pidfd": pidfd, "gone": None}[learnt]
+        assert reader.next(None, watch, learnt == "gone") == ("ERROR", 42, b"{}")
+        assert reader.next(None, watch, learnt == "gone") is None
+    finally:
+        for fd in (read_fd, write_fd, pidfd):
+            os.close(fd)
+
+
 def test_ready_timeout_stops_the_slow_daemon(daemons: Daemons, tmp_path: Path) -> None:
     pidfile = tmp_path / "slow.pid"
     result, report = daemons.launch(

@@ -510,40 +510,49 @@ def test_nobody_sees_roots_daemon_running_but_may_not_stop_it(open_tracker: Trac
 
 
 @needs_root
-def test_a_timed_out_start_never_signals_a_process_that_reused_the_daemons_pid(
+def test_a_failed_start_never_signals_a_process_that_reused_the_daemons_pid(
     tmp_path: Path, processes: ProcessTracker
 ) -> None:
-    """The daemon dies before ready while its child keeps the start-up pipe open;
-    its pid is reused; at ready_timeout the launcher stops "the daemon"."""
-    pids = tmp_path / "pids"
+    """The daemon dies before ready while its child keeps the start-up pipe open; its
+    pid is reused before the launcher (stopped meanwhile) sees the death; then the
+    launcher stops what the start left: the child, not the process with that pid."""
+    pids, go = tmp_path / "pids", tmp_path / "go"
     code = f"""
 import os, time
 from daemonctx import DaemonContext
-with DaemonContext(ready_on_open=False, ready_timeout=4):
+launcher = os.getpid()
+with DaemonContext(ready_on_open=False):
     child = os.fork()
     if child == 0:
         time.sleep(1000)   # keeps the start-up pipe open
     with open({str(pids)!r}, "w") as f:
-        f.write(f"{{os.getpid()}} {{child}}")
+        f.write(f"{{launcher}} {{os.getpid()}} {{child}}")
+    deadline = time.monotonic() + 20
+    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+        time.sleep(0.005)
     os._exit(0)
 """
-    launcher = processes.popen(
+    reaper = processes.popen(
         [sys.executable, str(PROGRAMS / "reaper.py"), sys.executable, "-c", code],
         stderr=subprocess.PIPE,
         env=ENV,
         text=True,
     )
-    daemon, child = map(
-        int, wait_for(lambda: pids.exists() and pids.read_text(), what="pids").split()
-    )
+    text = wait_for(lambda: pids.exists() and pids.read_text(), what="pids")
+    launcher, daemon, child = map(int, text.split())
     processes.add(child)
-    wait_reaped(daemon)
-    victim = spawn_as_pid(daemon, ["sleep", "1000"])
-    processes.adopt(victim)
-    _, stderr = launcher.communicate(timeout=30)
-    assert launcher.returncode == 1
-    assert "DaemonReadyTimeout" in stderr
+    os.kill(launcher, signal.SIGSTOP)
+    try:
+        go.touch()
+        wait_reaped(daemon)
+        victim = processes.adopt(spawn_as_pid(daemon, ["sleep", "1000"]))
+    finally:
+        os.kill(launcher, signal.SIGCONT)
+    _, stderr = reaper.communicate(timeout=30)
+    assert reaper.returncode == 1
+    assert f"the daemon exited before it was ready (pid {daemon})" in stderr
     assert victim.poll() is None, "the process that reused the pid lives"
+    assert not pid_alive(child), "the child that kept the pipe was stopped"
 
 
 def test_restart_stops_the_child_that_kept_the_lock(tracker: Tracker) -> None:
