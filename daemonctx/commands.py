@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from .errors import CommandError, DaemonOptionError, one_line
+from .errors import CommandError, DaemonOptionError, Interrupted, one_line
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
@@ -40,16 +40,6 @@ __all__ = [
     "signal_argument",
     "stop_signal_and_steps",
 ]
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl-C raises ``KeyboardInterrupt`` (a
-    waiting ``start`` installs the handler), so it is cleaned up after the same way;
-    ``run_command`` exits 128 + ``signum``, as a process killed by it would."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def say(line: str) -> bool:

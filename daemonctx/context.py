@@ -17,7 +17,7 @@ import sys
 # Everything the daemon may need is imported here, in the foreground: after
 # chroot or a privilege drop the package's files may be out of reach.
 from . import options, process
-from .errors import DaemonOptionError, DaemonOSEnvironmentError, Terminated
+from .errors import DaemonOptionError, DaemonOSEnvironmentError, Interrupted, Terminated
 from .handoff import Handoff
 from .options import OPTIONS
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # tool sends to end a process. They are blocked across the first fork: until
 # setsid() the child is still in that group, and a SIGHUP there (a launching
 # ssh -t session ending) would kill it; the launcher takes them only inside its
-# wait, where a Ctrl-C (or any of these, to ``start``) stops the daemon, not in
+# wait, where a Ctrl-C (or any of these but SIGTSTP) stops the daemon, not in
 # between, where it would leave one running.
 _LAUNCHER_SIGNALS = {
     signal.SIGHUP,
@@ -46,6 +46,43 @@ _LAUNCHER_SIGNALS = {
     signal.SIGUSR2,
     signal.SIGALRM,
 }
+# Those whose default action ends the launcher: the daemon would come up all the same.
+_ENDING_SIGNALS = sorted(_LAUNCHER_SIGNALS - {signal.SIGTSTP})
+
+
+class _SignalsStopTheStart:
+    """While the launcher waits, each of ``_ENDING_SIGNALS`` left at its default
+    action raises ``Interrupted`` instead, as Ctrl-C raises ``KeyboardInterrupt``:
+    ``timeout``, a lost ssh session or a service manager's start timeout then stop
+    the starting daemon, and ``restore()`` ends the launcher by that signal, as
+    the default action would have. Installed while they are blocked since the
+    fork. A handler of the caller's (``start``'s, Ctrl-C's) and an ignored signal
+    (``nohup``) are left as they are."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.taken: list[int] = []
+        for number in _ENDING_SIGNALS:
+            if signal.getsignal(number) is not signal.SIG_DFL:
+                continue
+            try:
+                signal.signal(number, self._interrupt)
+            except ValueError:  # open() outside the main thread: no handlers there
+                break
+            self.taken.append(number)
+
+    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:  # once: a second one must not cut the clean-up short
+            self.signum = signum
+            raise Interrupted(signum)
+
+    def restore(self) -> None:
+        """The default actions back; once one of them came, the launcher ends by it."""
+        for number in self.taken:
+            signal.signal(number, signal.SIG_DFL)
+        if self.signum is not None:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {self.signum})
+            signal.raise_signal(self.signum)
 
 
 # The contexts open in this process. A context opened inside one of them (a library
@@ -101,6 +138,15 @@ def _stop_started_daemon(first_child: int) -> None:
     except ProcessLookupError:
         pass
     stop_session(first_child)
+
+
+def _reap(child: int) -> None:
+    """Reap the first child (it exits right after the second fork), unless the
+    caller's ``launcher_ready`` did (``os.wait()``)."""
+    try:
+        os.waitpid(child, 0)
+    except ChildProcessError:
+        pass
 
 
 def _to_the_end(clean_up: Callable[[], None]) -> None:
@@ -348,7 +394,8 @@ class DaemonContext:
         Under systemd it sends ``MAINPID=`` and ``READY=1`` for the daemon.
         Override it (calling ``super()``) to print a message or to wait for
         more; an exception raised here is raised by ``open()`` in the launcher,
-        and the daemon keeps running.
+        and the daemon keeps running (but for Ctrl-C and the launcher's stop
+        signals, which stop it, as they do while the launcher waits).
         """
         if "NOTIFY_SOCKET" in os.environ:
             _notify(f"MAINPID={daemon_pid}", "READY=1")
@@ -422,28 +469,38 @@ class DaemonContext:
         session our first child created are stopped: a start that the user saw
         fail must not leave a daemon, or a worker it forked, behind. Each is
         signalled through a pidfd, checked in that session once pinned (that
-        child is not reaped yet, so the session id is not reused).
+        child is reaped only after every clean-up, so the session id is not reused).
+
         The signals blocked across the fork are let in (``mask``) only in here.
+        Until the launcher exits 0, Ctrl-C, and SIGTERM, SIGHUP and the others left
+        at their default action (``_SignalsStopTheStart``), stop the daemon too;
+        the launcher then ends by that signal. Any other exception that
+        ``launcher_ready`` raises leaves the daemon running.
         """
         handoff.in_launcher()
+        signals = _SignalsStopTheStart()
+        ready = False
         try:
+            process.set_signal_mask(mask)  # one held back since the fork lands here
             try:
-                process.set_signal_mask(mask)  # one held back since the fork lands here
                 pid = handoff.wait(self.ready_timeout)
-            except BaseException:  # its error, a timeout, Ctrl-C: what it left is stopped
-                _to_the_end(lambda: _stop_started_daemon(child))
-                raise
             finally:
-                os.waitpid(child, 0)  # the first child exits right after the second fork
                 self._handoff = None
+            ready = True
             self.daemon_pidfd = handoff.daemon_pidfd
             self.launcher_ready(pid)
-        except BaseException:
+            _reap(child)
+            process.flush_standard_streams()
+        except BaseException as exc:
+            # The wait failed, or a signal came before the launcher could exit 0.
+            if not ready or isinstance(exc, KeyboardInterrupt):
+                _to_the_end(lambda: _stop_started_daemon(child))
             _to_the_end(self._launch_failed)
             handoff.close_pidfd()  # daemon_pidfd's, once it is set
             self.daemon_pidfd = None
+            _to_the_end(lambda: _reap(child))  # only now: its pid is the session's id
+            signals.restore()  # ends the launcher, after one of its signals
             raise  # the failure, not a Ctrl-C that came during its clean-up
-        process.flush_standard_streams()
         os._exit(0)
 
     def _before_owner_change(self) -> None:

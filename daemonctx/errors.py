@@ -64,6 +64,17 @@ class Terminated(SystemExit):
         return f"Terminating on signal {name}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal that ends a waiting launcher (SIGTERM, SIGHUP, ...), raised where
+    Ctrl-C raises ``KeyboardInterrupt``, so a start cut short is cleaned up the same
+    way: the starting daemon is stopped. ``run_command`` exits 128 + ``signum``, as a
+    process killed by it would."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class RemoteTraceback(Exception):
     """Carries the daemon's traceback text as the ``__cause__`` of a startup error,
     so an uncaught error prints both tracebacks (as ``concurrent.futures`` does)."""

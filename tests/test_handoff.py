@@ -203,6 +203,60 @@ def test_ready_timeout_stops_the_slow_daemon(daemons: Daemons, tmp_path: Path) -
     assert not pidfile.exists(), "SIGTERM let the daemon release its pidfile"
 
 
+def _default_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP at their defaults, as a terminal's shell leaves them:
+    a test runner in the background or under nohup has some ignored, and a launcher
+    keeps an ignored signal ignored."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"]
+)
+def test_a_signal_to_the_waiting_launcher_stops_the_daemon(
+    daemons: Daemons, tmp_path: Path, signum: int
+) -> None:
+    """``timeout``, a lost ssh session, a service manager's start timeout: the launcher
+    ends by the signal, as before, and the daemon no longer comes up after it
+    (only Ctrl-C stopped it)."""
+    report, pidfile = tmp_path / "signalled.jsonl", tmp_path / "app.pid"
+    options = {"ready_on_open": False, "pidfile": str(pidfile)}
+    config = {"report": str(report), "options": options, "ready_late": 60}
+    launcher = daemons.popen(
+        [sys.executable, str(DAEMON), json.dumps(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
+    )
+    pid = daemons.event(report, "open")["pid"]
+    launcher.send_signal(signum)
+    _, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == -signum, stderr
+    assert not pid_alive(pid), "the daemon was stopped before the launcher ended"
+    assert not pidfile.exists()
+
+
+def test_the_launchers_signal_handlers_are_back_after_a_failed_start() -> None:
+    result = run_script(
+        """
+import signal
+from daemonctx import DaemonContext, DaemonStartupError
+def mine(signum, frame): pass
+signal.signal(signal.SIGHUP, mine)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+try:
+    with DaemonContext(ready_on_open=False):
+        raise RuntimeError("no")
+except DaemonStartupError:
+    pass
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGHUP) is mine,
+      signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+    )
+    assert result.stdout.split() == ["True", "True", "True"]
+
+
 def test_launcher_that_catches_the_error_goes_on_once(tmp_path: Path) -> None:
     result = run_script(
         """

@@ -126,6 +126,25 @@ def test_failure_before_ready_fails_the_start(app: App, env: dict[str, str], mes
     assert app.tracker.processes() == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_signal_to_the_waiting_start_stops_the_daemon(app: App, signum: int) -> None:
+    """``timeout 1 app.py start``: the start ends by the signal and leaves no daemon."""
+    starting = app.tracker.popen(
+        [sys.executable, str(APP), "start"],
+        env={**app.env, "SERVICE_READY_DELAY": "60"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
+    )
+    wait_for(lambda: "run" in [e["event"] for e in read_events(app.report)], what="run()")
+    starting.send_signal(signum)
+    stdout, stderr = starting.communicate(timeout=30)
+    assert (starting.returncode, stdout) == (-signum, ""), stderr
+    assert app.tracker.processes() == []
+    assert not os.path.exists(app.pidfile)
+
+
 def test_start_refuses_a_running_service(app: App) -> None:
     pid = app.start()
     result = app("start")
