@@ -28,7 +28,7 @@ from .context import DaemonContext
 from .errors import CommandError, DaemonError, DaemonOptionError, DaemonReadyTimeout
 from .executable import resolve_in_root, resolve_program, resolve_program_in_root
 from .paths import UnsafePathError, jail_owner
-from .pidfd import exited, open_pidfd, terminate_all, wait_exit
+from .pidfd import exited, open_pidfd, stop_session, terminate_all, wait_exit
 from .pidfile import PIDLockFile
 from .systemd import NotifyListener
 
@@ -488,8 +488,9 @@ class ProgramContext(LaunchContext):
 
     A start that fails once the program runs (no READY=1 in time, an exit before
     it or within ``ready_after``, Ctrl-C, SIGTERM or SIGHUP to the launcher) stops
-    the program and every process of its that holds the pidfile's lock, as
-    ``stop`` does, and removes the pidfile: a start reported failed leaves nothing.
+    the program, every process of the session it runs in, and every process of
+    its that holds the pidfile's lock, as ``stop`` does, and removes the pidfile:
+    a start reported failed leaves nothing.
     """
 
     def __init__(
@@ -531,9 +532,12 @@ class ProgramContext(LaunchContext):
 
     def _launch_failed(self) -> None:
         """A failed start, or the launcher interrupted, wherever it happened (the
-        program exec'd or not, its pid learnt or not): stop what is left, remove
-        the pidfile."""
+        program exec'd or not, its pid learnt or not): stop what is left, every
+        process of the session it runs in (a child that holds no lock, too) and
+        every holder of the pidfile's lock, then remove the pidfile."""
         _ignore_interruptions()  # the clean-up runs to its end
+        if self._session is not None:  # its leader, our first child, is not reaped yet
+            stop_session(self._session)
         self._stop_program()
 
     def _see_it_run(self, pid: int) -> None:

@@ -257,6 +257,34 @@ print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signa
     assert result.stdout.split() == ["True", "True", "True"]
 
 
+@pytest.mark.parametrize("where", ["wait", "launcher_ready"])
+def test_the_first_child_is_reaped_only_after_the_clean_up(where: str) -> None:
+    """Its pid is the id of the session the clean-up stops: while it is an unreaped
+    zombie no other session can take that id (start's clean-up runs after its
+    launcher_ready failed)."""
+    result = run_script(
+        f"""
+import os
+from daemonctx import DaemonContext, DaemonStartupError
+class Context(DaemonContext):
+    def launcher_ready(self, daemon_pid):
+        raise RuntimeError("no")
+    def _launch_failed(self):
+        try:
+            zombie = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            zombie = None
+        print("unreaped" if zombie else "reaped", flush=True)
+try:
+    with Context(ready_on_open={where == "launcher_ready"}):
+        raise RuntimeError("no")
+except (DaemonStartupError, RuntimeError):
+    pass
+"""
+    )
+    assert result.stdout == "unreaped\n"
+
+
 def test_launcher_that_catches_the_error_goes_on_once(tmp_path: Path) -> None:
     result = run_script(
         """

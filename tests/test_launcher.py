@@ -1,8 +1,9 @@
 """``daemonctx start``'s launcher while it waits for the program: a start reported
 failed leaves no process and no pidfile (the program's children that hold the
-pidfile's lock included), SIGTERM and SIGHUP are Ctrl-C, the handoff works with fds
-past 1024, and ``--notify`` believes READY=1 only from the program. A refused
-pidfile and a relative path in a deleted directory are one line.
+pidfile's lock, or are in its session, included), SIGTERM and SIGHUP are Ctrl-C,
+the handoff works with fds past 1024, and ``--notify`` believes READY=1 only from
+the program. A refused pidfile and a relative path in a deleted directory are one
+line.
 
 Processes carry the ``tracker`` token; the others a test starts are killed by the
 ``processes`` fixture. Waits are on a file, a pidfd or a pipe, each with a bound.
@@ -37,37 +38,69 @@ from conftest import (
 from daemonctx.pidfile import PIDLockFile
 from daemonctx.program import ProgramContext
 
-# -- a start reported failed stops what holds the lock ---------------------------------
+# -- a start reported failed stops what the program left ------------------------------
+
+
+# A program that forks a child which closes every fd but a pipe to its parent (the
+# pidfile's lock too: it holds no lock, it is only in the program's session), then,
+# once the child has said so on the pipe, exits 3 ("exit") or sleeps ("stay").
+_FORKS_A_CHILD = """
+import os, sys, time
+read_end, write_end = os.pipe()
+if os.fork() == 0:
+    os.closerange(3, write_end)
+    os.closerange(write_end + 1, 1024)
+    os.write(write_end, b"closed")
+    os.close(write_end)
+    time.sleep(1000)
+    os._exit(0)
+os.close(write_end)
+os.read(read_end, 6)
+if sys.argv[1] == "exit":
+    os._exit(3)
+time.sleep(1000)
+"""
+
+
+def _forks_a_child(then: str) -> tuple[str, ...]:
+    return (sys.executable, "-c", _FORKS_A_CHILD, then)
+
+
+_NO_READY = r"did not send READY=1 within 0\.5 s; stopped it"
+_EXITED = r"exited before it sent READY=1"
+_TOO_SOON = r"exited within 0\.5 s of its start \(--ready-after 0\.5\)"
 
 
 @pytest.mark.parametrize(
-    ("options", "script", "error"),
+    ("options", "program", "error"),
     [
-        (
-            ("--notify", "--timeout", "0.5"),
-            "sleep 1000 & sleep 1001",
-            r"did not send READY=1 within 0\.5 s; stopped it",
-        ),
-        (("--notify",), "sleep 1000 & exit 0", r"exited before it sent READY=1"),
-        (
-            ("--ready-after", "0.5"),
-            "sleep 1000 & exit 3",
-            r"exited within 0\.5 s of its start \(--ready-after 0\.5\)",
-        ),
+        (("--notify", "--timeout", "0.5"), ("sh", "-c", "sleep 1000 & sleep 1001"), _NO_READY),
+        (("--notify",), ("sh", "-c", "sleep 1000 & exit 0"), _EXITED),
+        (("--ready-after", "0.5"), ("sh", "-c", "sleep 1000 & exit 3"), _TOO_SOON),
+        (("--notify", "--timeout", "0.5"), _forks_a_child("stay"), _NO_READY),
+        (("--notify",), _forks_a_child("exit"), _EXITED),
+        (("--ready-after", "0.5"), _forks_a_child("exit"), _TOO_SOON),
     ],
-    ids=["notify-timeout", "notify-exit", "ready-after"],
+    ids=[
+        "notify-timeout",
+        "notify-exit",
+        "ready-after",
+        "session-notify-timeout",
+        "session-notify-exit",
+        "session-ready-after",
+    ],
 )
-def test_a_failed_start_stops_the_children_that_hold_the_lock(
-    tracker: Tracker, options: tuple[str, ...], script: str, error: str
+def test_a_failed_start_stops_what_the_program_left(
+    tracker: Tracker, options: tuple[str, ...], program: tuple[str, ...], error: str
 ) -> None:
-    result = tracker.daemonctx(
-        "start", "--pidfile", tracker.pidfile, *options, "--", "sh", "-c", script
-    )
+    """Children that hold the pidfile's lock, and children in the session start
+    created that hold none (these were left running), are stopped with the program."""
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, *options, "--", *program)
     assert result.returncode == 1
     assert re.fullmatch(rf"daemonctx: error: app \(pid \d+\) {error}\n", result.stderr), (
         result.stderr
     )
-    assert tracker.processes() == [], "the children holding the lock were stopped"
+    assert tracker.processes() == [], "the children were stopped"
     assert not os.path.exists(tracker.pidfile)
 
 
