@@ -1004,6 +1004,39 @@ def test_malformed_requests_are_answered_one_per_line_and_the_connection_stays(
         assert client.nothing_pending()
 
 
+@needs_root
+def test_a_request_nested_just_short_of_the_limit_is_answered_and_nothing_stops(
+    supervisors: Supervisors, open_dir: Path
+) -> None:
+    """A value nested about 979 deep (what the decoder takes, from the supervisor's
+    stack) in any field of a request, from a caller with no rights at all (a
+    request is read before its caller's rights are checked): once, its error
+    message's json.dumps ran out of stack and the supervisor exited, its
+    programs stopped. Now each is answered, and everything goes on."""
+    open_control(supervisors, open_dir)
+    supervisors.config({"web": {"command": SLEEP}})
+    proc = supervisors.foreground()
+    pid = web_pid(supervisors)
+    os.chmod(supervisors.control, 0o666)
+
+    def sweep() -> None:
+        limit = sys.getrecursionlimit()
+        for field in (b'"id": %s', b'"version": %s', b'"command": %s', b'"args": %s'):
+            for depth in range(limit - 5, limit - 125, -1):
+                value = b"[" * depth + b"]" * depth
+                line = b'{"command": "ping", ' + field % value + b"}\n"
+                with LineClient(supervisors.control) as client:
+                    client.send(line.replace(b'"command": "ping", "command"', b'"command"'))
+                    answer = client.read()
+                assert error_type(answer) in ("bad-request", "permission-denied"), answer
+
+    run_as_nobody(sweep)
+    assert proc.poll() is None, "the supervisor exited"
+    assert web_pid(supervisors) == pid
+    with supervisors.client(timeout=5) as client:
+        assert client.ping() == "pong"
+
+
 # -- 9. clients that do not play along -----------------------------------------------------------
 
 

@@ -390,3 +390,102 @@ def test_a_response_from_a_newer_server() -> None:
         parse_response(line).unwrap()
     assert (caught.value.type, caught.value.message) == ("busy", "try later")
     assert parse_response(b'{"id": null, "ok": true}').unwrap() is None
+
+
+# Values nested just short of the decoder's limit, and numbers past Python's.
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def _at_depth(frames: int, call: Any) -> Any:
+    """``call()`` run ``frames`` Python frames deeper than here."""
+    return call() if frames == 0 else _at_depth(frames - 1, call)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        b'{"command": "ping", "id": %s}',
+        b'{"command": "ping", "version": %s}',
+        b'{"command": %s}',
+        b'{"command": "ping", "args": %s}',
+        b"%s",
+    ],
+    ids=["id", "version", "command", "args", "line"],
+)
+def test_a_value_nested_just_short_of_the_limit_is_answered(template: bytes) -> None:
+    """The decoder takes a value nested up to the interpreter's recursion limit
+    less the frames under it; the error message about it must not recurse any
+    deeper (json.dumps did, and a RecursionError took the supervisor down). At
+    every depth and from stacks of several heights: an answer, never an
+    exception out of the decoder."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    for frames in (0, 7, 23):
+        for depth in range(limit, limit - 150, -1):
+            line = template % _nested(depth)
+
+            def feed(line: bytes = line) -> list[Line]:
+                return LineDecoder().feed(line + b"\n")
+
+            (answer,) = _at_depth(frames, feed)
+            if isinstance(answer, BadLine):
+                assert answer.error.type == BAD_REQUEST, answer
+                assert len(answer.error.message) < 200
+                decode(answer.response)
+
+
+def test_a_deep_value_in_a_response_is_a_bad_response() -> None:
+    import sys
+
+    limit = sys.getrecursionlimit()
+    for depth in range(limit, limit - 150, -1):
+        line = b'{"id": 1, "ok": ' + _nested(depth) + b"}"
+        with pytest.raises(ProtocolError) as caught:
+            parse_response(line)
+        assert caught.value.type == BAD_RESPONSE
+
+
+def test_messages_show_a_bounded_part_of_any_value() -> None:
+    """What an error message shows of a value is its JSON, cut: a value nested a
+    million deep or a string of a megabyte costs no more than a short one."""
+    from daemonctx.supervisor.protocol import _shown
+
+    deep: list[Any] = []
+    for _ in range(1_000_000):
+        deep = [deep]
+    assert _shown(deep) == "[" * 37 + "..."
+    assert _shown("x" * 1_000_000) == '"' + "x" * 36 + "..."
+    for value in (1, -7, 1.5, None, True, False, "caf\xe9\n", [], {}, [1, [2, {"a": [3, {}]}]]):
+        assert _shown(value, 1000) == json.dumps(value), value
+    assert _shown({"a": 1, "b": [2, "c"]}) == '{"a": 1, "b": [2, "c"]}'
+    assert _shown(float("inf")) == "Infinity"
+    assert _shown(10**400) == "1" + "0" * 36 + "..."
+    assert _shown(10**5000) == "<an integer of about 5001 digits>"
+    assert _shown(object()) == "<object>"
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        (b"1e999", "number out of range: 1e999"),
+        (b"-1e999", "number out of range: -1e999"),
+        (b"1.5e400", "number out of range: 1.5e400"),
+        (b"9" * 5000, "number too long: 99999999999999999999... (5000 digits)"),
+        (b"-" + b"9" * 5000, "number too long: -9999999999999999999... (5000 digits)"),
+    ],
+)
+def test_a_number_past_what_python_reads_is_named_as_typed(number: bytes, message: str) -> None:
+    """1e999 is read as infinity (which no answer could carry: not "id must be
+    ...: Infinity"), an int of 5000 digits is past Python's limit on digits (not
+    its message, which names sys.set_int_max_str_digits): each is a bad request
+    that names the number as the client wrote it."""
+    for line in (
+        b'{"command": "ping", "id": %s}' % number,
+        b'{"command": "ping", "args": {"n": [%s]}}' % number,
+    ):
+        error = error_of(line)
+        assert (error.type, error.message) == (BAD_REQUEST, message), line[:60]

@@ -70,6 +70,7 @@ from .record import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ctl milliseconds at run time
+    from collections.abc import Iterator
     from typing import Any, NoReturn, Union
 
     RequestId = Union[int, str, None]
@@ -335,9 +336,71 @@ def encode_error(id: RequestId, type: str, message: str) -> bytes:
 
 
 def _shown(value: object, limit: int = 40) -> str:
-    """A short, one-line rendering of a client's value, for an error message."""
-    text = json.dumps(value, ensure_ascii=True, default=repr)
+    """A short, one-line rendering of a client's value, for an error message: its
+    JSON, cut at ``limit`` characters. Built a piece at a time with a stack of
+    its own, not by ``json.dumps``: a value nested as deep as the decoder takes
+    costs no recursion (json.dumps ran out of stack on one nested 979 deep, and
+    took the supervisor down), and a long one only ``limit`` characters' work."""
+    pieces: list[str] = []
+    size = 0
+    # Each open container: its items (a dict's as key, value, key...), its
+    # closing bracket, whether it is a dict, and how many items were shown.
+    stack: list[tuple[Iterator[Any], str, bool, list[int]]] = [(iter((value,)), "", False, [0])]
+    while stack and size <= limit:
+        items, closer, is_dict, count = stack[-1]
+        item = next(items, _END)
+        if item is _END:
+            stack.pop()
+            piece = closer
+        else:
+            index = count[0]
+            count[0] += 1
+            piece = ": " if is_dict and index % 2 else (", " if index else "")
+            if isinstance(item, dict):
+                pieces.append(piece + "{")
+                size += len(piece) + 1
+                stack.append((_pairs(item), "}", True, [0]))
+                continue
+            if isinstance(item, (list, tuple)):
+                pieces.append(piece + "[")
+                size += len(piece) + 1
+                stack.append((iter(item), "]", False, [0]))
+                continue
+            piece += _scalar(item, limit)
+        pieces.append(piece)
+        size += len(piece)
+    text = "".join(pieces)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_END = object()
+
+
+def _pairs(mapping: dict[Any, Any]) -> Iterator[Any]:
+    for key, item in mapping.items():
+        yield str(key)
+        yield item
+
+
+def _scalar(value: object, limit: int) -> str:
+    """One value that is no container, as JSON writes it (its first ``limit``
+    characters or so, for a string)."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, str):
+        return json.encoder.encode_basestring_ascii(value[: limit + 1])
+    if isinstance(value, int):
+        try:
+            return str(int(value))
+        except ValueError:  # past Python's limit on digits (not from a request: it reads none)
+            return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    if isinstance(value, float):
+        finite = value - value == 0.0  # not inf nor nan
+        return float.__repr__(value) if finite else _NON_FINITE[float.__repr__(value)]
+    return f"<{type(value).__name__}>"
+
+
+_NON_FINITE = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -355,16 +418,49 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class _Refused(ValueError):
+    """A number the decoder's hooks refuse: said as it is, not as "not JSON"."""
+
+
+def _typed(text: str) -> str:
+    """A number as the client typed it, its first digits when it is long."""
+    return text if len(text) <= 24 else text[:20] + "..."
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # 1e999 is read as infinity: no answer could carry it
+        raise _Refused(f"number out of range: {_typed(text)}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # past Python's limit on digits (sys.get_int_max_str_digits)
+        digits = len(text) - text.startswith("-")
+        raise _Refused(f"number too long: {_typed(text)} ({digits} digits)") from None
+
+
 _JSON_BLANKS = " \t\n\r"
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+# A request's numbers are checked as they are read: ints and floats are rare in
+# requests (an id), frequent in answers, which keep the decoder's fast path.
+_REQUEST_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_no_duplicates,
+    parse_float=_finite,
+    parse_int=_integer,
+)
 
 
-def _load(line: bytes, type: str) -> Any:
+def _load(line: bytes, type: str, decoder: json.JSONDecoder = _DECODER) -> Any:
     """The JSON value of ``line``; ``ProtocolError(type, ...)`` when it is not one.
 
     Strict: UTF-8 only, no NaN or Infinity, no duplicate keys (JSON leaves
     their meaning open), and deep nesting or an int too long for Python is an
-    error, not a crash.
+    error, not a crash. A request's numbers (``_REQUEST_DECODER``) must also fit:
+    a float in range (1e999 would be infinity), an int within Python's digits.
     """
     try:
         text = line.decode("utf-8")
@@ -373,15 +469,17 @@ def _load(line: bytes, type: str) -> Any:
     try:
         # raw_decode, not decode: the same scanner without decode's two regex
         # matches; a line with blanks before its value takes decode's path.
-        value, end = _DECODER.raw_decode(text)
+        value, end = decoder.raw_decode(text)
         if end == len(text) or not text[end:].strip(_JSON_BLANKS):
             return value
     except (RecursionError, ValueError):
         pass  # decode says why, the same way
     try:
-        return _DECODER.decode(text)
+        return decoder.decode(text)
     except RecursionError:
         raise ProtocolError(type, "not JSON: nested too deeply") from None
+    except _Refused as error:
+        raise ProtocolError(type, str(error)) from None
     except ValueError as error:  # json.JSONDecodeError, and our hooks' refusals
         raise ProtocolError(type, _one_line(f"not JSON: {error}")) from None
 
@@ -394,7 +492,7 @@ def parse_request(line: bytes) -> Request:
     """
     if len(line.rstrip(b"\r\n")) > MAX_LINE:
         raise ProtocolError(TOO_LARGE, f"request line longer than {MAX_LINE} bytes")
-    message = _load(line, BAD_REQUEST)
+    message = _load(line, BAD_REQUEST, _REQUEST_DECODER)
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, f"a request is a JSON object, not {_shown(message)}")
 
@@ -506,6 +604,8 @@ class LineDecoder:
             lines.append(parse_request(line))
         except ProtocolError as error:
             lines.append(BadLine(error))
+        except RecursionError:  # a value nested just short of the decoder's limit
+            lines.append(BadLine(ProtocolError(BAD_REQUEST, "nested too deeply")))
 
 
 def _too_large() -> BadLine:
