@@ -1260,6 +1260,181 @@ def test_a_connection_is_read_only_while_fewer_than_max_pending_requests_wait(
     assert [json.loads(line)["id"] for line in data.splitlines()] == list(range(total))
 
 
+def run_loop_until(loop: Any, done: Callable[[], bool], timeout: float = 10) -> None:
+    """Run ``loop`` until ``done()`` (checked at each turn), ``timeout`` s at most."""
+    deadline = loop.time() + timeout
+
+    def check() -> None:
+        if done() or loop.time() > deadline:
+            loop.stop()
+        else:
+            loop.call_at(loop.time() + 0.001, check)
+
+    check()
+    loop.run()
+
+
+def test_a_bug_met_serving_one_connection_ends_it_not_the_supervisor(tmp_path: Path) -> None:
+    """In process: a handler that raises (a bug no request should find) costs
+    its connection, closed with the answers it had and an ``internal`` error;
+    the loop goes on, and serves the others."""
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.protocol import encode_result
+
+    loop = EventLoop()
+
+    def handler(connection: Any, request: Any) -> None:
+        if request.command == "boom":
+            raise RuntimeError("a bug")
+        connection.answer(encode_result(request.id, "pong"))
+
+    server = ControlServer(loop, str(tmp_path / "control.sock"), handler)
+    server.listen()
+    victim = LineClient(server.path)
+    other = LineClient(server.path)
+    try:
+        victim.send(encode_request(1, "ping") + encode_request(2, "boom"))
+        run_loop_until(loop, lambda: len(server.connections) == 1)  # the loop did not raise
+        assert victim.read() == {"id": 1, "ok": True, "result": "pong"}
+        farewell = victim.read()
+        assert error_type(farewell) == "internal" and "RuntimeError: a bug" in str(farewell)
+        assert victim.sock.recv(1) == b"", "closed"
+        other.request(3, "ping")
+        run_loop_until(loop, lambda: bool(select.select([other.sock], [], [], 0)[0]))
+        assert other.read() == {"id": 3, "ok": True, "result": "pong"}
+    finally:
+        victim.sock.close()
+        other.sock.close()
+        server.close_all()
+        loop.close()
+
+
+@needs_root
+def test_closed_connections_hold_no_answers(open_dir: Path) -> None:
+    """In process, the server on a real socket, its clients an observer (nobody):
+    connections that pipeline requests and read no answer are dropped past the
+    cap; what they held goes with them at once, though a thousand live timers
+    (tail long-polls) keep the loop's heap from being compacted. (The idle timer
+    a close cancels kept each one's 4 MiB of answers until its deadline: RSS went
+    from 15 MB to 912 MB.)"""
+    import gc
+
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.protocol import encode_result
+    from daemonctx.supervisor.server import MAX_PENDING_OUTPUT, Connection
+
+    loop = EventLoop()
+    answer = "x" * (256 * 1024)
+
+    def handler(connection: Any, request: Any) -> None:
+        connection.answer(encode_result(request.id, answer))
+
+    server = ControlServer(loop, str(open_dir / "control.sock"), handler, observer_group="65534")
+    server.listen()
+    for _ in range(1000):
+        loop.call_at(loop.time() + 3600, lambda: None)
+    done_read, done_write = os.pipe()
+    rounds = 12
+
+    def flood() -> None:  # nobody: connections that read nothing, one after the other
+        requests = b"".join(encode_request(n, "status") for n in range(200))
+        for _ in range(rounds):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(20)
+                sock.connect(server.path)
+                try:
+                    while True:
+                        sock.sendall(requests)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # dropped: the next one
+        os.write(done_write, b"d")
+
+    loop.add_reader(done_read, loop.stop)
+    child = ForkedAs(NOBODY, [], flood)
+    try:
+        loop.run()
+        child.finish()
+        kept = [o for o in gc.get_objects() if isinstance(o, Connection) and o.closed]
+        held = sum(len(c.output) + sum(len(a or b"") for a in c.slots) for c in kept)
+        assert held < MAX_PENDING_OUTPUT, f"{len(kept)} closed connections hold {held} bytes"
+        assert server.others_output == 0 and not server.connections
+        del kept
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, Connection)], "closed, kept"
+    finally:
+        child.__exit__()
+        os.close(done_read)
+        os.close(done_write)
+        server.close_all()
+        loop.close()
+
+
+@needs_root
+def test_answers_waiting_behind_a_long_poll_count_in_the_shared_cap(open_dir: Path) -> None:
+    """In process, its clients an observer (nobody): on each connection a request
+    the handler answers later (a ``tail`` long-poll) and 15 more answered at
+    once, which wait behind it. Those count in MAX_OTHERS_PENDING_OUTPUT as much
+    as answers queued to go: past it, connections are dropped (20 of them held
+    75 MiB, never counted)."""
+    from daemonctx.supervisor.loop import EventLoop
+    from daemonctx.supervisor.protocol import encode_result
+    from daemonctx.supervisor.server import MAX_OTHERS_PENDING_OUTPUT, MAX_PENDING_REQUESTS
+
+    loop = EventLoop()
+    answer = "x" * (256 * 1024)
+    later: list[Callable[[bytes], None]] = []
+
+    def handler(connection: Any, request: Any) -> None:
+        if request.command == "tail":
+            later.append(connection.answer_later())  # answered when the test ends
+        else:
+            connection.answer(encode_result(request.id, answer))
+
+    server = ControlServer(loop, str(open_dir / "control.sock"), handler, observer_group="65534")
+    server.listen()
+    holding_read, holding_write = os.pipe()
+    done_read, done_write = os.pipe()
+    count = 20
+
+    def hold() -> None:  # nobody: a long-poll first, then requests answered at once
+        requests = encode_request(0, "tail") + b"".join(
+            encode_request(n, "status") for n in range(1, MAX_PENDING_REQUESTS)
+        )
+        kept = []
+        for _ in range(count):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(server.path)
+            sock.sendall(requests)
+            kept.append(sock)
+        os.write(holding_write, b"h")
+        os.read(done_read, 1)
+
+    def settled() -> bool:
+        return len(later) == count and all(
+            len(c.slots) == MAX_PENDING_REQUESTS for c in server.connections.values()
+        )
+
+    child = ForkedAs(NOBODY, [], hold)
+    try:
+        select.select([holding_read], [], [], 20)
+        run_loop_until(loop, settled)
+        assert settled()
+        held = sum(
+            len(c.output) + sum(len(a or b"") for a in c.slots) for c in server.connections.values()
+        )
+        assert held <= MAX_OTHERS_PENDING_OUTPUT + len(answer) + 100, held
+        assert server.others_output == held
+        assert len(server.connections) < count, "past the cap, some are dropped"
+        os.write(done_write, b"d")
+        child.finish()
+    finally:
+        child.__exit__()
+        for fd in (holding_read, holding_write, done_read, done_write):
+            os.close(fd)
+        server.close_all()
+        loop.close()
+
+
 def test_a_client_reading_a_large_answer_gets_all_of_it(supervisors: Supervisors) -> None:
     """An answer larger than MAX_PENDING_OUTPUT goes out whole to a client that
     reads it: the cap is for clients that do not read, checked before another

@@ -38,6 +38,9 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # What the callback holds goes now, not when the heap drops the entry
+        # (it may stay there up to its deadline, behind live timers).
+        self.callback = _nothing
 
 
 class _Watch:
@@ -210,7 +213,8 @@ class EventLoop:
                 self._cancelled -= 1
                 continue
             timer.cancelled = True  # fired: a later cancel() is a no-op
-            timer.callback()
+            callback, timer.callback = timer.callback, _nothing
+            callback()
             if self._stopping:
                 return
 
@@ -226,6 +230,10 @@ class EventLoop:
             self._signal_socket = self._signal_writer = None
         self._epoll.close()
         self._watches.clear()
+
+
+def _nothing() -> None:
+    """A cancelled timer's callback."""
 
 
 def _ignore_in_python(signum: int, frame: object) -> None:

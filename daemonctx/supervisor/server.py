@@ -34,6 +34,7 @@ from __future__ import annotations
 import errno as errnos
 import fcntl
 import grp
+import logging
 import os
 import pwd
 import socket
@@ -89,6 +90,12 @@ ADMIN_RESERVE = 64
 #: connection closes: its clients wait in the backlog, and the loop does not spin.
 ACCEPT_PAUSE = 0.25
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+log = logging.getLogger("daemonctx.supervisor")
+
+
+def _nothing() -> None:
+    """A closed connection's event handler."""
 
 
 class ControlSocketError(DaemonError, OSError):
@@ -285,6 +292,7 @@ class Connection:
         self.peer = peer
         self.decoder = protocol.LineDecoder()
         self.slots: list[bytes | None] = []  # answers in request order; None: pending
+        self.slot_bytes = 0  # the bytes of the answers in ``slots``, waiting on an earlier one
         self.output = bytearray()
         self.held = b""  # read past MAX_PENDING_REQUESTS requests: framed once answers go out
         self.resume: Timer | None = None  # armed to frame ``held`` at the next turn
@@ -311,8 +319,10 @@ class Connection:
         def respond(data: bytes) -> None:
             if self.closed:
                 return
-            self.slots[index - (self._base - base)] = data
-            self._flush_slots()
+            try:
+                self._store(index - (self._base - base), data)
+            except Exception as exc:  # a bug: this connection ends, the supervisor goes on
+                self.server.failed(self, exc)
 
         return respond
 
@@ -321,23 +331,33 @@ class Connection:
     def answer(self, data: bytes) -> None:
         self.answer_later()(data)
 
+    def _store(self, slot: int, data: bytes) -> None:
+        """Keep the answer ``data`` in its ``slot``; send what is in order."""
+        # Checked before an answer is kept, not after a send: a client reading
+        # one large answer is not dropped, one that does not read is. What is
+        # held counts answers waiting behind an earlier one (a long-poll) as
+        # much as those queued to go. Across the non-admins' connections, a
+        # first answer counts too: one each on 448 connections is 448 of the largest.
+        server = self.server
+        if len(self.output) + self.slot_bytes > MAX_PENDING_OUTPUT or (
+            self.counted and server.others_output > MAX_OTHERS_PENDING_OUTPUT
+        ):
+            server.close(self)
+            return
+        self.slots[slot] = data
+        self.slot_bytes += len(data)
+        if self.counted:
+            server.others_output += len(data)
+        if slot == 0:
+            self._flush_slots()
+
     def _flush_slots(self) -> None:
         moved = 0
         for data in self.slots:
             if data is None:
                 break
-            # Checked before an answer is queued, not after a send: a client
-            # reading one large answer is not dropped, one that does not read is.
-            # Across the non-admins' connections, a first answer counts too: one
-            # each on 448 connections is 448 of the largest.
-            if len(self.output) > MAX_PENDING_OUTPUT or (
-                self.counted and self.server.others_output > MAX_OTHERS_PENDING_OUTPUT
-            ):
-                self.server.close(self)
-                return
             self.output += data
-            if self.counted:
-                self.server.others_output += len(data)
+            self.slot_bytes -= len(data)
             moved += 1
         if moved:
             del self.slots[:moved]
@@ -662,12 +682,15 @@ class ControlServer:
         self.close(connection)
 
     def _ready(self, connection: Connection) -> None:
-        if connection.output:
-            connection.write()
-            if connection.closed:
-                return
-        if connection.interest is not None and connection.interest[0]:
-            self._read(connection)
+        try:
+            if connection.output:
+                connection.write()
+                if connection.closed:
+                    return
+            if connection.interest is not None and connection.interest[0]:
+                self._read(connection)
+        except Exception as exc:  # a bug: this connection ends, the supervisor goes on
+            self.failed(connection, exc)
 
     def _read(self, connection: Connection) -> None:
         try:
@@ -700,7 +723,30 @@ class ControlServer:
         if connection.closed:
             return
         data, connection.held = connection.held, b""
-        self._take(connection, data)
+        try:
+            self._take(connection, data)
+        except Exception as exc:  # a bug: this connection ends, the supervisor goes on
+            self.failed(connection, exc)
+
+    def failed(self, connection: Connection, error: Exception) -> None:
+        """A bug met while serving ``connection`` (an exception no request should
+        raise): log it, send its client the answers ready and an ``internal``
+        error, and close it. The supervisor and its other clients go on."""
+        try:
+            log.error(
+                "internal error on the control connection of %s: %s: %s (closed)",
+                connection.peer,
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
+            if not connection.closed:
+                reason = f"internal error: {type(error).__name__}: {error}"[:200]
+                farewell = protocol.encode_error(None, protocol.INTERNAL, reason)
+                connection.sock.send(bytes(connection.output) + farewell)
+        except Exception:  # the close below is what matters now
+            pass
+        self.close(connection)
 
     def _serve(self, connection: Connection, lines: list[Line]) -> None:
         writes = connection.writes
@@ -741,9 +787,18 @@ class ControlServer:
             return
         connection.closed = True
         if connection.counted:
-            self.others_output -= len(connection.output)
+            self.others_output -= len(connection.output) + connection.slot_bytes
+        # Its buffers go now, not when the last reference to it does (a
+        # long-poll's answer function, held until it fires).
+        connection.output = bytearray()
+        connection.slots = []
+        connection.slot_bytes = 0
+        connection.held = b""
+        connection.decoder = protocol.LineDecoder()
         self.loop.cancel(connection.idle_timer)
         self.loop.cancel(connection.resume)
+        connection.idle_timer = connection.resume = None
+        connection.on_ready = _nothing  # it referred to the connection: a cycle left to the gc
         fd = connection.sock.fileno()
         self.loop.remove_reader(fd)
         self.connections.pop(fd, None)
