@@ -26,6 +26,11 @@ def parse_signal(value: str | int) -> int:
     Raises ValueError for an unknown signal or 0.
     """
     if isinstance(value, int) or (value.strip().isdigit() and value.isascii()):
+        if (
+            not isinstance(value, int) and len(value.strip()) > 9
+        ):  # no signal; maybe past int()'s digits
+            shown = value.strip()
+            raise ValueError(f"unknown signal number {shown[:12]}... ({len(shown)} digits)")
         number = int(value)
         if number in _valid():
             return number

@@ -1759,6 +1759,49 @@ def test_ctl_json_prints_parseable_program_infos(supervisors: Supervisors) -> No
     assert (db["name"], db["state"]) == ("db", "running")
 
 
+def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> None:
+    """Arguments ctl cannot put in a request are refused before anything is sent,
+    in one line naming what was typed, exit 2: call JSON JSON cannot write
+    (1e999, NaN, 5000 digits), a request over the protocol's limit, a NAME that
+    is not UTF-8, a negative ``tail -n``, a signal number of 5000 digits. (They
+    were tracebacks, or Python's own messages, or nothing at all.)"""
+    start_app(supervisors)
+    long_names = [f"n{index:099d}" for index in range(700)]
+    digits = "9" * 5000
+    for args, expected in [
+        (("call", "flush_cache", '{"region": 1e999}'), "number out of range: 1e999"),
+        (("call", "flush_cache", '{"region": -1e999}'), "number out of range: -1e999"),
+        (("call", "flush_cache", '{"region": NaN}'), "NaN"),
+        (("call", "flush_cache", '{"region": ' + digits + "}"), "(5000 digits)"),
+        (("call", "flush_cache", json.dumps({"region": "x" * 70_000})), f"({MAX_LINE} bytes)"),
+        (("status", *long_names), f"({MAX_LINE} bytes)"),
+        (("status", os.fsdecode(b"w\xffb")), "not a program name: 'w\\xffb' (not UTF-8)"),
+        (("tail", "web", "-n", "-5"), "must be 0 or more: '-5'"),
+        (("signal", digits, "web"), "unknown signal number 999999999999... (5000 digits)"),
+    ]:
+        result = supervisors.ctl(*args)
+        assert result.returncode == 2, (args[:2], result)
+        line = one_line(result.stderr.splitlines()[-1])  # argparse: its usage first
+        assert expected in line, (args[:2], line)
+        assert "Traceback" not in result.stderr and "sys.set_int_max" not in line
+        assert len(line) < 300, line
+    assert supervisors.ctl("call", "flushed").stdout.strip() == "[]"
+    result = supervisors.ctl("status", "--", "-web")  # "--" ends ctl's options
+    assert result.returncode == 4, result
+    assert (
+        one_line(result.stderr) == "daemonctx: error: no program named '-web' (did you mean 'web'?)"
+    )
+    with LineClient(supervisors.control) as client:  # the supervisor names what was sent
+        client.send(
+            b'{"id": 1, "command": "signal", "args": {"signal": "%s", "names": ["web"]}}\n'
+            % digits.encode()
+        )
+        client.send(b'{"id": 1e999, "command": "ping"}\n')
+        signal_error, id_error = client.read(), client.read()
+    assert signal_error["error"]["message"] == "unknown signal number 999999999999... (5000 digits)"
+    assert id_error["error"] == {"type": "bad-request", "message": "number out of range: 1e999"}
+
+
 def test_ctl_stop_start_restart_return_when_done(supervisors: Supervisors) -> None:
     supervisors.config({"web": {"command": SLEEP}, "db": {"command": ["/bin/sleep", "1001"]}})
     supervisors.foreground()

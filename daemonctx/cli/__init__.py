@@ -150,6 +150,8 @@ _CTL_VALUES = ("-c", "--control", "-f", "--config", "--timeout")
 
 def _main(argv: Sequence[str] | None) -> int:
     head, command = split_command(sys.argv[1:] if argv is None else argv)
+    if head[:1] == ["ctl"] and command is not None:  # ctl runs no COMMAND: "--" ends its options
+        head, command = [*head, "--", *command], None
     if head[:1] == ["signal"] or (head[:1] == ["ctl"] and "signal" in head):
         from ..commands import kill_style
 

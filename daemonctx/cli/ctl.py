@@ -129,7 +129,7 @@ def add_commands(subparsers: Any) -> None:
     tail = command("tail", "the last lines a program wrote (stdout and stderr)", _tail)
     tail.add_argument("name", metavar="NAME")
     tail.add_argument(
-        "-n", "--lines", type=int, default=10, metavar="N", help="how many (default: 10)"
+        "-n", "--lines", type=_count, default=10, metavar="N", help="how many (default: 10)"
     )
     tail.add_argument("-f", "--follow", action="store_true", help="then print new lines")
     reopen = command("reopen", "reopen log files (after logrotate moved them)", _reopen)
@@ -142,6 +142,19 @@ def add_commands(subparsers: Any) -> None:
     call.add_argument(
         "arguments", metavar="JSON", nargs="?", help='its arguments, a JSON object: {"n": 2}'
     )
+
+
+def _count(text: str) -> int:
+    """``tail -n``: a number of lines, 0 or more."""
+    from argparse import ArgumentTypeError
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"not a number of lines: {text[:40]!r}") from None
+    if value < 0:
+        raise ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
 
 
 # -- without argparse ------------------------------------------------------------
@@ -200,12 +213,13 @@ def quick(argv: Sequence[str]) -> Callable[[], int] | None:
 
 def cmd_ctl(args: argparse.Namespace) -> int:
     from ..supervisor.client import Client
-    from ..supervisor.protocol import ProtocolError, RemoteError
+    from ..supervisor.protocol import ProtocolError, RemoteError, RequestError
 
     timeout = args.timeout
     if timeout is None and args.ctl_command in _QUICK:
         timeout = QUICK_TIMEOUT
     run: Callable[[Client, argparse.Namespace], int] = args.ctl_run
+    _check_names(args)
     try:
         with Client(_control_path(args), timeout=timeout) as client:
             return run(client, args)
@@ -213,6 +227,24 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         raise CommandError(exc.message, _REMOTE_EXIT.get(exc.type, 1)) from None
     except ProtocolError as exc:
         raise CommandError(exc.message) from None
+    except RequestError as exc:  # too long to send, or not JSON: nothing was sent
+        raise CommandError(str(exc), exit_code=2) from None
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Refuse a NAME that is not UTF-8 (``$'\\xff'``), shown as typed: no program
+    has such a name, and the supervisor would show it as Python keeps it."""
+    names = list(getattr(args, "names", None) or ())
+    if getattr(args, "name", None) is not None:
+        names.append(args.name)
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            import os
+
+            typed = repr(os.fsencode(name))[1:]
+            raise CommandError(f"not a program name: {typed} (not UTF-8)", exit_code=2) from None
 
 
 def _control_path(args: argparse.Namespace) -> str:
@@ -356,7 +388,7 @@ def _why(client: Client, args: argparse.Namespace) -> int:
 def _tail(client: Client, args: argparse.Namespace) -> int:
     import json
 
-    lines, cursor = client.tail(args.name, max(0, args.lines))
+    lines, cursor = client.tail(args.name, args.lines)
     while True:
         for line in lines:
             if not say(json.dumps(line.to_json()) if args.json else line.text):
@@ -443,11 +475,27 @@ def _call_arguments(text: str | None) -> dict[str, Any]:
         return {}
     import json
 
+    def refuse(typed: str) -> float:
+        raise ValueError(f"{typed} is no JSON number")
+
+    def finite(typed: str) -> float:
+        value = float(typed)
+        if value - value != 0.0:  # 1e999 is read as infinity, which JSON cannot write
+            raise ValueError(f"number out of range: {typed[:24]}")
+        return value
+
+    def integer(typed: str) -> int:
+        try:
+            return int(typed)
+        except ValueError:  # past Python's limit on digits
+            raise ValueError(f"number too long: {typed[:20]}... ({len(typed)} digits)") from None
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=refuse, parse_float=finite, parse_int=integer)
     except ValueError as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise CommandError(f"call: not JSON: {text!r} ({reason})", exit_code=2) from None
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise CommandError(f"call: not JSON: {shown!r} ({reason})", exit_code=2) from None
     if not isinstance(value, dict):
         raise CommandError(f"call: the arguments must be a JSON object: {text!r}", exit_code=2)
     return value

@@ -100,6 +100,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "Request",
+    "RequestError",
     "Response",
     "encode_error",
     "encode_request",
@@ -191,6 +192,11 @@ class RemoteError(DaemonError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.type, self.message))
+
+
+class RequestError(ValueError):
+    """A request ``encode_request`` cannot send: longer than ``MAX_LINE``, or
+    holding a float JSON cannot write (NaN, infinity). One line, for a human."""
 
 
 @record(frozen=True)
@@ -294,8 +300,9 @@ def _one_line(message: str) -> str:
 def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = None) -> bytes:
     """A request line (``\\n``-ended), stamped with ``PROTOCOL_VERSION``.
 
-    Raises ``ValueError`` for an invalid id or command name, ``TypeError`` or
-    ``ValueError`` for args that are not a JSON-serializable object.
+    Raises ``ValueError`` for an invalid id or command name, ``TypeError`` for
+    args that are not a JSON-serializable object, and ``RequestError`` (a
+    ``ValueError``) for a request too long, or a float JSON cannot write.
     """
     _check_id(id)
     if not isinstance(command, str) or not COMMAND_NAME.fullmatch(command):
@@ -304,9 +311,17 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
         args = {}
     if not isinstance(args, dict):
         raise TypeError(f"args must be a dict, not {type(args).__name__}")
-    line = _dump({"id": id, "command": command, "args": args, "version": PROTOCOL_VERSION})
+    try:
+        line = _dump({"id": id, "command": command, "args": args, "version": PROTOCOL_VERSION})
+    except ValueError:  # the encoder's only one: "Out of range float values are not JSON compliant"
+        raise RequestError(
+            f"{command}: a request cannot carry NaN or infinity (JSON has neither)"
+        ) from None
     if len(line) - 1 > MAX_LINE:
-        raise ValueError(f"the request is longer than {MAX_LINE} bytes")
+        raise RequestError(
+            f"{command}: the request would be {len(line) - 1} bytes, over the control "
+            f"protocol's limit ({MAX_LINE} bytes)"
+        )
     return line
 
 
