@@ -693,6 +693,49 @@ def test_load_control_reads_the_supervisor_table_only(shop: Path) -> None:
         load_control(shop)
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "[program.x\n",  # a table being written
+        '[program.x]\ncommand = ["/srv/x"\n',
+        "[program.x]\ncommand = \n",
+        '[program.web]\ncommand = ["/srv/twice"]\n',  # a table defined twice
+    ],
+)
+def test_load_control_reads_a_sound_supervisor_table_of_a_file_that_is_not_toml(
+    shop: Path, broken: str
+) -> None:
+    """A TOML mistake outside [supervisor] does not hide the socket either: the
+    [supervisor] table, read alone, gives it."""
+    shop.write_text("# shop\n" + SUPERVISOR + WEB + broken)
+    assert load_control(shop) == "/run/shop/control.sock"
+    shop.write_text(WEB + broken + SUPERVISOR)  # [supervisor] last
+    assert load_control(shop) == "/run/shop/control.sock"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('[supervisor]\ncontrol = "/run/shop/control.sock\n[program.x\n', "line 2"),
+        (
+            '[supervisor]\ncontrol = "/run/a.sock"\n[supervisor]\ncontrol = "/run/b.sock"\n',
+            "line 3",
+        ),
+        ('[program.x\ncontrol = "/run/x.sock"\n', "line 1"),  # no [supervisor] table
+        ('x = """\n[supervisor]\ncontrol = "/run/x.sock"\n"""\n[program.x\n', "line 5"),
+    ],
+)
+def test_load_control_gives_the_file_s_error_when_its_supervisor_table_is_not_sound(
+    shop: Path, text: str, reason: str
+) -> None:
+    """A mistake in [supervisor] itself, a file with no such table or two, or
+    one whose [supervisor] is no table (a line of a string): the file's error,
+    with its line, never a socket guessed."""
+    shop.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^shop.toml: {reason}, "):
+        load_control(shop)
+
+
 # -- groups: names that stand for programs in ctl ------------------------------------------
 
 DB = '[program.db]\ncommand = ["/srv/db"]\n'

@@ -1802,6 +1802,35 @@ def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> N
     assert id_error["error"] == {"type": "bad-request", "message": "number out of range: 1e999"}
 
 
+def test_ctl_config_with_a_half_written_program_still_reaches_the_supervisor(
+    supervisors: Supervisors,
+) -> None:
+    """ctl --config needs the file's control socket only: a TOML mistake in a
+    program's table (one being written) does not keep it from the supervisor,
+    and ctl reload then says what is wrong. A mistake in [supervisor] itself is
+    still the file's error, exit 2."""
+    config = supervisors.config({"web": {"command": SLEEP}})
+    supervisors.foreground()
+    pid = web_pid(supervisors)
+    text = config.read_text()
+    config.write_text(text + "\n[program.x\n")
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return supervisors.daemonctx("ctl", "--config", str(config), *args)
+
+    result = ctl("status")
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("web  running")
+    result = ctl("reload")
+    assert result.returncode == 1, result
+    assert "nothing changed" in result.stderr and "Expected ']'" in result.stderr, result
+    assert web_pid(supervisors) == pid
+    config.write_text(text.replace("control = ", "control = [", 1))
+    result = ctl("status")
+    assert result.returncode == 2, result
+    assert "Unclosed array" in one_line(result.stderr)
+
+
 def test_ctl_stop_start_restart_return_when_done(supervisors: Supervisors) -> None:
     supervisors.config({"web": {"command": SLEEP}, "db": {"command": ["/bin/sleep", "1001"]}})
     supervisors.foreground()

@@ -1502,6 +1502,12 @@ _LOCATION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)
 def _read_toml(shown: str) -> dict[str, Any]:
     """The TOML document in the file ``shown``; ``ConfigError`` naming it when it
     cannot be read, is not UTF-8 or not TOML."""
+    return _parse_toml(_read_text(shown), shown)
+
+
+def _read_text(shown: str) -> str:
+    """The text of the file ``shown``; ``ConfigError`` naming it when it cannot be
+    read or is not UTF-8."""
     import stat
 
     try:
@@ -1532,6 +1538,12 @@ def _read_toml(shown: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(shown, None, None, "not UTF-8 text", line=line) from None
+    return text
+
+
+def _parse_toml(text: str, shown: str) -> dict[str, Any]:
+    """The TOML document ``text`` (of the file ``shown``); ``ConfigError`` naming
+    the file, the line and the column when it is not TOML."""
     try:
         document: dict[str, Any] = tomllib.loads(text)
         return document
@@ -1563,10 +1575,50 @@ def load(
 def load_control(path: str | os.PathLike[str]) -> str:
     """The control socket's path in the file at ``path`` (what ``ctl --config``
     needs): its ``[supervisor]`` table checked, its programs and includes not, so
-    that a mistake in a program does not keep ``ctl`` from the running supervisor."""
+    that a mistake in a program does not keep ``ctl`` from the running supervisor.
+    A file that is not TOML (a program's table half written) still gives it when
+    its ``[supervisor]`` table, read alone with what comes before the first
+    table, is TOML; otherwise the file's error is raised."""
     shown = os.fspath(path)
-    supervisor, _include = _supervisor_table(_read_toml(shown), shown)
+    text = _read_text(shown)
+    try:
+        document = _parse_toml(text, shown)
+    except ConfigError:
+        # Not TOML: a table being edited ("[program.x" without its "]"), say.
+        # Its [supervisor] table, read alone, is enough when it is sound.
+        alone = _supervisor_alone(text)
+        if alone is None:
+            raise
+        document = alone
+    supervisor, _include = _supervisor_table(document, shown)
     return str(supervisor["control"])
+
+
+_HEADER = re.compile(r"[ \t]*\[")
+_SUPERVISOR_HEADER = re.compile(r"[ \t]*\[[ \t]*supervisor[ \t]*\][ \t]*(#.*)?\r?\n?")
+
+
+def _supervisor_alone(text: str) -> dict[str, Any] | None:
+    """The document made of ``text``'s lines before its first table header and of
+    its one ``[supervisor]`` table (up to the next header), every other line
+    blanked; None when there is no such table or more than one, or when these
+    lines are not TOML either (the mistake is there, or a header was not one:
+    a line in a multi-line string or array). A line is a header when it starts
+    with "[", as every table's does."""
+    kept: list[str] = []
+    keep, found = True, 0
+    for line in text.splitlines(keepends=True):
+        if _HEADER.match(line):
+            keep = _SUPERVISOR_HEADER.fullmatch(line) is not None
+            found += keep
+        kept.append(line if keep else "\n")
+    if found != 1:
+        return None
+    try:
+        document = tomllib.loads("".join(kept))
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return None
+    return document if isinstance(document.get("supervisor"), dict) else None
 
 
 # -- the system -------------------------------------------------------------------------------
