@@ -96,6 +96,8 @@ class Client:
 
     def __init__(self, path: str | os.PathLike[str], timeout: float | None = None) -> None:
         self.path = os.fspath(path)
+        if timeout is not None and not timeout > 0:  # NaN too: not "no timeout"
+            raise ValueError(f"timeout: a number of seconds more than 0, or None, not {timeout!r}")
         # A timeout no socket takes (1e10 s, inf: past time_t) is as good as none
         self.timeout = None if timeout is not None and not timeout < _LONGEST else timeout
         self._sock: socket.socket | None = None
