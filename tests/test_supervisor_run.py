@@ -1677,7 +1677,11 @@ def test_a_worker_that_ignores_the_stop_gets_sigkill_at_the_ladders_end(
 @pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
 @pytest.mark.parametrize("cause", ["stdout", "fifo", "directory", "exec"])
 def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(
-    supervisors: Supervisors, tmp_path: Path, cause: str, foreground: bool
+    supervisors: Supervisors,
+    tmp_path: Path,
+    cause: str,
+    foreground: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Its start fails before the loop runs (its log file's directory is missing,
     its directory is, its file is not a program): `supervise` exits 1 at once with
@@ -1696,11 +1700,14 @@ def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(
         web["directory"] = str(missing)
         why = f"cannot change to directory {missing}: No such file or directory"
     else:
-        garbage = tmp_path / "garbage"
-        garbage.write_bytes(b"\x7fELF, not really")
-        garbage.chmod(0o755)
-        web["command"] = [str(garbage)]
-        why = f"cannot execute {garbage}: Exec format error"
+        # A real program, held open for writing: every check before the start
+        # passes (a file exec can never run is refused there), exec fails (ETXTBSY).
+        busy = tmp_path / "busy"
+        shutil.copyfile("/bin/true", busy)
+        busy.chmod(0o755)
+        request.addfinalizer(open(busy, "r+b").close)  # noqa: SIM115
+        web["command"] = [str(busy)]
+        why = f"cannot execute {busy}: Text file busy"
     supervisors.config({"web": web})  # alone: nothing runs once it failed
     argv = [*supervisors.command(), "supervise", "--config", str(supervisors.config_path)]
     if foreground:
