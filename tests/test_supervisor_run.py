@@ -1674,6 +1674,84 @@ def test_a_worker_that_ignores_the_stop_gets_sigkill_at_the_ladders_end(
     assert (info.state, first, kill.split(" after ")[0]) == ("stopped", "SIGTERM", "SIGKILL")
 
 
+def marked(control: str, program: str) -> list[int]:
+    """The live processes (not zombies) whose environment marks them as
+    ``program``'s of the supervisor on ``control``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "environ").read_bytes()
+            state = proc_stat(int(entry.name))[0]
+        except (OSError, IndexError):
+            continue
+        items = raw.split(b"\0")
+        if (
+            state != "Z"
+            and f"DAEMONCTX_SUPERVISOR={control}".encode() in items
+            and f"DAEMONCTX_PROGRAM={program}".encode() in items
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("how", ["stop", "restart", "shutdown", "SIGTERM"])
+def test_what_sigkill_of_the_main_process_lets_escape_is_killed_too(
+    supervisors: Supervisors, tmp_path: Path, how: str
+) -> None:
+    """The main process ignores SIGTERM. Its child ``keeper`` started a session
+    of its own (no group signal reaches it) and has a child, ``daemon``, in that
+    session. Both stay out of the supervisor's reach while the main process
+    lives: only the ladder's SIGKILL kills it, and then ``keeper`` is
+    reparented to the supervisor (a subreaper), before or after the supervisor
+    looked for escaped processes to SIGKILL. Either way one of them is adopted
+    after the ladder's last step: ``keeper`` (it looked too early), or
+    ``daemon`` when ``keeper`` died of that SIGKILL. That one used to be waited
+    for and never signalled: the stop hung ("stuck: alive 5 s after SIGKILL",
+    the main process a zombie), and so did a restart, a shutdown, a SIGTERM to
+    the supervisor (the tester's ``setsid sleep &`` hit it in about half of the
+    runs, when the main process's death outran the supervisor's look). Now what
+    is adopted after SIGKILL gets SIGKILL, and the stop is over at once."""
+    keeper, daemon, ready = tmp_path / "keeper.pid", tmp_path / "daemon.pid", tmp_path / "ready"
+    script = (
+        f"setsid /bin/sh -c 'echo $$ > {keeper}; {SLEEP} 2101 & echo $! > {daemon}; wait' & "
+        f"until [ -s {daemon} ]; do {SLEEP} 0.01; done; "
+        f"trap '' TERM; touch {ready}; while :; do {SLEEP} 1; done"
+    )
+    supervisors.config({"esc": {"command": ["/bin/sh", "-c", script], "stop_timeout": 0.5}})
+    supervisor = supervisors.foreground()
+    wait_for(ready.exists, what="the program ignoring SIGTERM")
+    escaped = [int(keeper.read_text()), int(daemon.read_text())]
+    leader = supervisors.status("esc").pid
+    assert int(proc_stat(escaped[0])[1]) == leader, "the keeper is the main process's child"
+    assert int(proc_stat(escaped[0])[3]) == escaped[0] != leader, "in a session of its own"
+    assert int(proc_stat(escaped[1])[1]) == escaped[0], "the daemon is the keeper's child"
+    began = time.monotonic()
+    if how in ("stop", "restart"):
+        done = supervisors.ctl(how, "esc", timeout=15)
+        assert done.returncode == 0, done
+    elif how == "shutdown":
+        assert supervisors.ctl("shutdown", timeout=15).returncode == 0
+    else:
+        os.kill(supervisor.pid, signal.SIGTERM)
+    if how in ("shutdown", "SIGTERM"):
+        assert supervisor.wait(15) == 0
+    assert time.monotonic() - began < 5, "the ladder is 0.5 s, then SIGKILL"
+    for pid in escaped:
+        wait_gone(pid, 5)
+    if how == "restart":
+        info = supervisors.status("esc")
+        assert info.state == "running" and info.pid != leader
+        assert not set(escaped) & set(marked(supervisors.control, "esc"))
+        assert leader not in children(supervisor.pid), "the old main process is reaped"
+    else:
+        assert marked(supervisors.control, "esc") == []
+    if how == "stop":
+        assert supervisors.status("esc").state == "stopped"
+        assert leader not in children(supervisor.pid), "the main process is reaped"
+
+
 @pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
 @pytest.mark.parametrize("cause", ["stdout", "fifo", "directory", "exec"])
 def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(

@@ -430,6 +430,24 @@ def test_stop_ladder_term_then_kill_then_stuck() -> None:
     ]
 
 
+def test_killed_tells_once_the_stop_has_sent_sigkill_until_it_is_over() -> None:
+    """What the supervisor asks before it SIGKILLs a process of the program found
+    after the ladder's last step (no step is left to send it one)."""
+    m = machine(stop=(signal.SIGTERM, 10.0, signal.SIGQUIT, 2.0))
+    running(m)
+    assert not m.killed
+    m.stop(100)
+    assert not m.killed, "SIGTERM sent"
+    m.timer(110)
+    assert not m.killed, "SIGQUIT sent"
+    m.timer(112)
+    assert m.killed, "SIGKILL sent"
+    m.timer(112 + KILL_GRACE)
+    assert m.killed, "stuck: SIGKILL was sent"
+    m.exited(120, ExitStatus(signal=signal.SIGKILL))
+    assert not m.killed, "stopped"
+
+
 def test_a_declared_stop_ladder_sends_each_signal_in_turn() -> None:
     """stop = ["TERM", 10, "QUIT", 2, "KILL"]: a thread dump before the kill."""
     m = machine(stop=(signal.SIGTERM, 10.0, signal.SIGQUIT, 2.0, signal.SIGKILL))

@@ -1500,6 +1500,14 @@ class Supervisor:
             loop.add_reader(
                 survivor, functools.partial(self._survivor_exited, instance, pid, resume)
             )
+            if instance.machine.killed:
+                # Found after the ladder's SIGKILL: one that escaped the group while
+                # its parent ran (setsid) and was adopted when SIGKILL killed that
+                # parent. No step is left to signal it: SIGKILL now, as the group had.
+                try:
+                    signal.pidfd_send_signal(survivor, signal.SIGKILL)
+                except OSError:
+                    pass
         if not instance.survivors:
             return False
         loop.remove_reader(pidfd)  # readable until reaped: looked at again after them

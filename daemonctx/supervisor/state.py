@@ -416,6 +416,17 @@ class StateMachine:
         return self._stop_cause if self.state is State.STOPPING else None
 
     @property
+    def killed(self) -> bool:
+        """Whether the stop under way has sent SIGKILL (the ladder's last step, or
+        an earlier one). No step after it signals a process of the program found
+        only since, such as one that SIGKILL's death of its parent reparented to
+        the supervisor: that one gets SIGKILL at once."""
+        if self.state is not State.STOPPING or self.pid is None:
+            return False
+        sent = self.ladder()[: self._stop_phase + 1]
+        return any(signum == SIGKILL for signum, _wait in sent)
+
+    @property
     def started_at(self) -> float | None:
         """When the current (or the last) process was spawned."""
         return self._spawned_at
