@@ -66,12 +66,15 @@ def say_started(name: str, pid: int) -> None:
 
 def run_command(prog: str, handler: Callable[[], int]) -> int:
     """Run ``handler`` and return its exit status: a ``CommandError`` is printed as
-    ``PROG: error: MESSAGE`` and gives its exit code; Ctrl-C gives 130, and
-    ``Interrupted`` 128 + its signal (143 for SIGTERM, 129 for SIGHUP)."""
+    ``PROG: error: MESSAGE`` (its details each on a line of its own, indented) and
+    gives its exit code; Ctrl-C gives 130, and ``Interrupted`` 128 + its signal
+    (143 for SIGTERM, 129 for SIGHUP)."""
     try:
         return handler()
     except CommandError as exc:
         print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
+        for line in exc.details:
+            print(f"  {one_line(line)}", file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:
         return 128 + exc.signum

@@ -125,15 +125,18 @@ class CommandError(DaemonError):
     """A command (``daemonctx start``, ``Service.stop``, ...) could not be carried out.
 
     ``exit_code`` is the LSB code the command exits with: 1 generic, 4 permission
-    denied or an untrusted path. The message is one line naming what the user gave.
+    denied or an untrusted path. The message is one line naming what the user gave;
+    ``details``, lines printed under it, each indented on its own (a program's last
+    words of standard error, after the message saying it failed to start).
     """
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, *, details: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.details = details
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.exit_code))
+        return (type(self), (str(self), self.exit_code), {"details": self.details})
 
 
 ControlError = CommandError  # its name before 0.2, kept for code that catches it

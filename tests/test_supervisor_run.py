@@ -1141,22 +1141,36 @@ def test_a_program_stopped_then_started_during_the_boot_is_waited_for_again(
 # -- supervise failing leaves nothing ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
 def test_supervise_fails_naming_the_program_its_status_and_stderr_and_leaves_nothing(
-    supervisors: Supervisors, tmp_path: Path
+    supervisors: Supervisors, tmp_path: Path, foreground: bool
 ) -> None:
+    """The reason on the error line, then the program's last lines of stderr, each
+    on a line of its own, indented (they were one line, joined by a literal \\n),
+    and each still made safe to print (an escape sequence shown, not sent)."""
     good = tmp_path / "good.rec"
-    script = "echo first complaint >&2; echo second complaint >&2; exit 3"
+    script = "echo first complaint >&2; printf 'second \\033[2J complaint\\n' >&2; exit 3"
     supervisors.config(
         {
             "good": {"command": record(good, "forever")},
             "bad": {"command": ["/bin/sh", "-c", script], "ready": 1.0, "after": ["good"]},
         }
     )
-    result = supervisors.supervise()
-    assert result.returncode != 0
+    if foreground:
+        result = supervisors.daemonctx(
+            "supervise", "--config", str(supervisors.config_path), "--foreground", timeout=30
+        )
+    else:
+        result = supervisors.supervise()
+    assert result.returncode == 1
     err = result.stderr
-    assert "bad failed to start" in err and "exited 3" in err, err
-    assert "first complaint" in err and "second complaint" in err, err
+    *_before, head, first, second = err.splitlines()
+    assert re.fullmatch(
+        rf"daemonctx: error: bad failed to start: exited 3 {DURATION} after start, before ready",
+        head,
+    ), err
+    assert [first, second] == ["  bad: first complaint", "  bad: second \\x1b[2J complaint"], err
+    assert foreground or not _before, err
     assert not pid_alive(logged_pid(supervisors, "good")), "the program started first is stopped"
     assert not os.path.exists(supervisors.control)
     wait_for(lambda: not supervisors.processes(), 5, "no process of the test left")

@@ -205,7 +205,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
-    from ..supervisor.core import Supervisor
+    from ..supervisor.core import Supervisor, SupervisorStartError
 
     try:
         config = _config(args)
@@ -218,12 +218,14 @@ def cmd_supervise(args: argparse.Namespace) -> int:
             control.check_not_running(config.pidfile, "the supervisor")
         daemon = _daemon_context(config, args.foreground)
         status = supervisor.serve(daemon)
+    except SupervisorStartError as exc:  # (a CommandError) its lines, as the launcher's
+        raise _failure(exc) from exc
     except CommandError:
         raise
     except UnsafePathError as exc:  # LSB 4: insufficient privilege
         raise CommandError(str(exc), exit_code=4) from exc
     except DaemonError as exc:
-        raise CommandError(_failure(exc)) from exc
+        raise _failure(exc) from exc
     except OSError as exc:
         raise CommandError(f"supervise: {exc.strerror or exc}") from exc
     return status
@@ -256,11 +258,21 @@ def _daemon_context(config: Any, foreground: bool) -> Any:
     )
 
 
-def _failure(exc: DaemonError) -> str:
+def _failure(exc: DaemonError) -> CommandError:
     """The daemon's error as the user should read it: its own message, without
-    the exception's type when it is ours."""
+    the exception's type when it is ours. A failed boot's (``SupervisorStartError``,
+    here or in the daemon) first line is the message, the program's last lines
+    of standard error after it are its details: each printed on its own line."""
     from ..errors import DaemonStartupError
+    from ..supervisor.core import SupervisorStartError
 
+    message = str(exc)
+    boot = isinstance(exc, SupervisorStartError)
     if isinstance(exc, DaemonStartupError) and exc.remote_message:
-        return exc.remote_message
-    return str(exc)
+        message = exc.remote_message
+        kind = SupervisorStartError
+        boot = exc.remote_type == f"{kind.__module__}.{kind.__qualname__}"
+    if not boot:
+        return CommandError(message)
+    head, *lines = message.split("\n")
+    return CommandError(head, details=tuple(line.removeprefix("  ") for line in lines))

@@ -152,7 +152,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SupervisorStartError(CommandError):
-    """``serve`` could not bring every program up; nothing was left running."""
+    """``serve`` could not bring every program up; nothing was left running.
+
+    The message's first line says which program and why; each line after it,
+    indented, is one of that program's last lines of standard error (every line
+    made safe to print: ``one_line``). ``daemonctx supervise`` prints them so."""
 
 
 @dataclass
@@ -833,7 +837,7 @@ class Supervisor:
         for instance in wave:
             state = instance.state
             if instance.machine.restarts > 0 or state not in _BOOTING:
-                reason = instance.machine.reason or state.value
+                reason = one_line(instance.machine.reason or state.value)
                 message = f"{instance.name} failed to start: {reason}"
                 lines = instance.last_lines()
                 if lines:  # the program's words: nothing a terminal would act on
@@ -865,7 +869,7 @@ class Supervisor:
         for instance in self.instances.values():
             status = _critical_failure(instance)
             if status is not None:
-                reason = instance.machine.describe(self._now())
+                reason = one_line(instance.machine.describe(self._now()))
                 self._boot_error = f"{instance.name} is critical and failed for good: {reason}"
                 log.info("%s", self._boot_error)
                 self._begin_shutdown(status, f"shutdown: {instance.name} is critical and failed")
