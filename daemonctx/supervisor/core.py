@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
 from ..executable import missing_interpreter
-from ..paths import check_owned_file, check_path, open_log
+from ..paths import UnsafePathError, check_owned_file, check_path, open_log
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, wait_any
 from . import protocol
@@ -1217,6 +1217,8 @@ class Supervisor:
                 message = exc.strerror or str(exc)
                 if message.startswith("cannot open "):  # paths' own words: said once
                     message = message[len("cannot open ") :]
+                elif isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
+                    message = message.removeprefix("refusing ")
             elif isinstance(exc, SpawnError):
                 message, doing = str(exc), exc.doing
             else:
