@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import pwd
 import shutil
 import signal
@@ -30,6 +31,8 @@ from conftest import (
 )
 
 from daemonctx.pidfd import exited
+
+SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 FORKER = textwrap.dedent(
     """
@@ -799,3 +802,87 @@ def test_an_application_s_own_children_outlive_serve_with_their_exit_status(
         proc.kill()
         if slow:
             os.kill(slow, signal.SIGKILL)
+
+
+# The losing side of two `supervise` started at once on one pidfile, made certain:
+# its look at the pidfile (before the daemon's start) is skipped, as if it came
+# before the winner took the pidfile's lock. Only in this process.
+RACE_LOSER = (
+    "import sys; from daemonctx import control; "
+    "control.check_not_running = lambda *args: None; "
+    "from daemonctx.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
+def test_a_supervise_that_loses_the_race_for_its_pidfile_says_so_in_one_line(
+    supervisors: Supervisors, tmp_path: Path, foreground: bool
+) -> None:
+    """Nine `supervise` at once with a pidfile: two losers died with lockfile's
+    traceback (``lockfile.AlreadyLocked: ... is locked by running process N``,
+    exit 1), when the winner took the pidfile's lock after their look at it.
+    Now a line, exit 1, nothing started."""
+    pidfile = tmp_path / "sup.pid"
+    supervisors.config({"web": {"command": [SLEEP, "1000"]}}, pidfile=str(pidfile))
+    first = supervisors.foreground()
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the pidfile")
+    second = tmp_path / "second.toml"  # its own socket and log: only the pidfile clashes
+    second.write_text(
+        f'[supervisor]\ncontrol = "{tmp_path}/second.sock"\npidfile = "{pidfile}"\n'
+        f'log = "{tmp_path}/second.log"\n[program.web]\ncommand = ["{SLEEP}", "1000"]\n'
+    )
+    argv = ["supervise", "--config", str(second), *(["--foreground"] if foreground else [])]
+    loser = supervisors.popen(
+        [sys.executable, "-c", RACE_LOSER, *argv],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _out, err = loser.communicate(timeout=20)
+    assert (loser.returncode, err) == (
+        1,
+        f"daemonctx: error: the supervisor is already running: {pidfile} is locked by"
+        f" running process {first.pid}\n",
+    )
+    assert not (tmp_path / "second.sock").exists()
+    assert int(pidfile.read_text()) == first.pid and first.poll() is None
+
+
+def test_what_the_daemon_reports_reads_as_what_the_foreground_says() -> None:
+    """``supervise`` detached: the daemon's errors come back through the start-up
+    handoff as a type name and a message. The pidfile's race lost there reads as
+    lost in the foreground; a failed boot's lines are the line and its details."""
+    from daemonctx.cli.supervise import _failure
+    from daemonctx.errors import CommandError, DaemonStartupError
+
+    lost = DaemonStartupError(
+        "the daemon (pid 7) failed to start: ...",
+        remote_type="lockfile.AlreadyLocked",
+        remote_message="/run/sup.pid is locked by running process 5",
+    )
+    said = _failure(lost)
+    assert (
+        str(said)
+        == "the supervisor is already running: /run/sup.pid is locked by running process 5"
+    )
+    assert said.details == ()
+    boot = DaemonStartupError(
+        "the daemon (pid 7) failed to start: ...",
+        remote_type="daemonctx.supervisor.core.SupervisorStartError",
+        remote_message="web failed to start: exited 1 (...)\n  web: first\n  web: \\x1b[2J",
+    )
+    said = _failure(boot)
+    assert (str(said), said.details) == (
+        "web failed to start: exited 1 (...)",
+        ("web: first", "web: \\x1b[2J"),
+    )
+    copy = pickle.loads(pickle.dumps(said))
+    assert (type(copy), str(copy), copy.exit_code, copy.details) == (
+        CommandError,
+        str(said),
+        1,
+        said.details,
+    )
+    other = DaemonStartupError("...", remote_type="OSError", remote_message="a\nb")
+    assert (str(_failure(other)), _failure(other).details) == ("a\nb", ())  # one_line'd later

@@ -228,7 +228,29 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         raise _failure(exc) from exc
     except OSError as exc:
         raise CommandError(f"supervise: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        lost = _pidfile_error(exc)
+        if lost is None:
+            raise
+        raise lost from exc
     return status
+
+
+def _pidfile_error(exc: Exception) -> CommandError | None:
+    """The ``[supervisor]`` pidfile's lockfile errors, raised in the foreground: another
+    supervisor took its lock between our look at it and the daemon's start (two
+    started at once). One line, as the other losers of that race get."""
+    import lockfile  # type: ignore[import-untyped]  # loaded already, if it is one of its
+
+    if isinstance(exc, lockfile.AlreadyLocked):
+        return CommandError(f"{_RUNNING}: {exc}")
+    if isinstance(exc, lockfile.Error):
+        return CommandError(f"the supervisor's pidfile: {exc}")
+    return None
+
+
+#: What a supervisor started beside another one on the same pidfile is told.
+_RUNNING = "the supervisor is already running"  # as control.check_not_running says
 
 
 def _daemon_context(config: Any, foreground: bool) -> Any:
@@ -270,6 +292,8 @@ def _failure(exc: DaemonError) -> CommandError:
     boot = isinstance(exc, SupervisorStartError)
     if isinstance(exc, DaemonStartupError) and exc.remote_message:
         message = exc.remote_message
+        if exc.remote_type == "lockfile.AlreadyLocked":  # the pidfile's race, lost there
+            return CommandError(f"{_RUNNING}: {message}")
         kind = SupervisorStartError
         boot = exc.remote_type == f"{kind.__module__}.{kind.__qualname__}"
     if not boot:
