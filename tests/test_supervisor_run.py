@@ -601,6 +601,41 @@ def test_after_waits_for_the_dependency_to_be_ready_not_started(
     assert supervisors.status("web").running and supervisors.status("db").running
 
 
+@pytest.mark.parametrize(("count", "autostart"), [(520, True), (1200, False)])
+def test_a_long_after_chain_boots_in_order_without_recursion(
+    supervisors: Supervisors, count: int, autostart: bool
+) -> None:
+    """Each program ``after`` the next: as many waves as programs. Each wave that
+    was ready at once started the next from inside the call that saw it ready,
+    two frames a wave: about 490 waves in, ``supervise`` failed with "maximum
+    recursion depth exceeded" (started waves or, with autostart = false, held
+    ones alike). Now the boot is a loop, and the chain starts, last first."""
+    programs: dict[str, dict[str, Any]] = {
+        f"p{i}": {
+            "command": [SLEEP, "1000"],
+            **({"after": [f"p{i + 1}"]} if i < count - 1 else {}),
+            **({} if autostart else {"autostart": False}),
+        }
+        for i in range(count)
+    }
+    if not autostart:
+        programs["up"] = {"command": [SLEEP, "1000"]}
+    supervisors.config(programs)
+    result = supervisors.supervise(timeout=60)
+    assert result.returncode == 0, result.stderr
+    with supervisors.client() as client:
+        states = {info.name: info.state for info in client.status()}
+    assert len(states) == len(programs)
+    expected = "running" if autostart else "stopped"
+    assert {states[f"p{i}"] for i in range(count)} == {expected}
+    if autostart:
+        log = log_text(supervisors)
+        starts = [log_index(log, f"daemonctx: p{i}: starting") for i in (0, count // 2, count - 1)]
+        assert starts == sorted(starts, reverse=True), "p0 starts last, after all the others"
+    with supervisors.client() as client:
+        client.shutdown(wait=True)
+
+
 def test_after_a_one_shot_waits_for_its_successful_exit(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -805,12 +805,14 @@ class Supervisor:
         self._phase = "boot"
         self._waves = [self._wave_instances(wave) for wave in start_order(self.config.programs)]
         self._wave = 0
-        self._start_wave()
+        self._launch_wave()
+        self._boot_progress()  # on through every wave ready at once
 
     def _wave_instances(self, wave: list[str]) -> list[Instance]:
         return [instance for name in wave for instance in self._by_program[name]]
 
-    def _start_wave(self) -> None:
+    def _launch_wave(self) -> None:
+        """Start the current wave's programs (those not held), and only that."""
         names = ", ".join(i.name for i in self._waves[self._wave] if not i.held)
         if self._daemon is not None and names:  # what a launcher waiting says after 3 s
             if len(names) > 200:
@@ -825,34 +827,40 @@ class Supervisor:
                         self._event(instance, instance.machine.start)
         finally:
             self._in_wave = False
-        self._boot_progress()
 
     def _boot_progress(self) -> None:
-        if self._phase != "boot":
-            return
-        # An instance that was ready once has started: what it does next (exit 0
-        # with restart = "never", a crash and its restart) is no failed start,
-        # whether the rest of its wave is ready by then or not.
-        wave = [i for i in self._waves[self._wave] if not i.held and not i.was_ready]
-        for instance in wave:
-            state = instance.state
-            if instance.machine.restarts > 0 or state not in _BOOTING:
-                reason = one_line(instance.machine.reason or state.value)
-                message = f"{instance.name} failed to start: {reason}"
-                lines = instance.last_lines()
-                if lines:  # the program's words: nothing a terminal would act on
-                    message += "".join(f"\n  {instance.name}: {one_line(line)}" for line in lines)
-                self._boot_error = message
-                log.info("%s", message)
-                self._begin_shutdown(1, f"shutdown: {instance.name} failed to start")
-                return
-        if not wave:
+        """Fail the boot at a failed start of the current wave; once the wave is
+        ready, start the next, and so on (a loop: a chain of a thousand programs,
+        each ``after`` the next, or held, is a thousand waves, not as many nested
+        calls), until a wave must be waited for or every program is ready."""
+        while self._phase == "boot":
+            # An instance that was ready once has started: what it does next (exit 0
+            # with restart = "never", a crash and its restart) is no failed start,
+            # whether the rest of its wave is ready by then or not.
+            wave = [i for i in self._waves[self._wave] if not i.held and not i.was_ready]
+            for instance in wave:
+                state = instance.state
+                if instance.machine.restarts > 0 or state not in _BOOTING:
+                    reason = one_line(instance.machine.reason or state.value)
+                    message = f"{instance.name} failed to start: {reason}"
+                    lines = instance.last_lines()
+                    if lines:  # the program's words: nothing a terminal would act on
+                        message += "".join(
+                            f"\n  {instance.name}: {one_line(line)}" for line in lines
+                        )
+                    self._boot_error = message
+                    log.info("%s", message)
+                    self._begin_shutdown(1, f"shutdown: {instance.name} failed to start")
+                    return
+            if wave:
+                return  # waited for: its events call this again
             self._wave += 1
-            if self._wave < len(self._waves):
-                self._start_wave()
-            elif not self._critical_failed_at_boot():
-                self._phase = "running"
-                self._ready()
+            if self._wave >= len(self._waves):
+                if not self._critical_failed_at_boot():
+                    self._phase = "running"
+                    self._ready()
+                return
+            self._launch_wave()
 
     def _booting(self, instance: Instance) -> bool:
         """Whether ``instance`` is one the boot waits for now (``_boot_progress``'s
