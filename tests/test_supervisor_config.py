@@ -24,6 +24,7 @@ from daemonctx.supervisor.config import (
     PROGRAM_KEYS,
     SUPERVISOR_KEYS,
     ConfigError,
+    LogFile,
     Program,
     SupervisorConfig,
     check_system,
@@ -231,6 +232,13 @@ ENVIRONMENT = 'expected a table of strings (NAME = "value"), got'
 READY = "expected 'started', 'notify', 'exited' or a number of seconds > 0, got"
 DELAY = "expected at least restart_delay"
 CODES = "expected a non-empty list of exit codes such as [0, 2], got"
+MAX_BYTES = (
+    "max_bytes: expected 0 (never rotated) or at least 4096 (each rotation moves every backup), got"
+)
+BACKUPS = (
+    "backups: expected at most 1000 (each rotation moves every file kept; keep more with"
+    " logrotate), got"
+)
 
 BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     # (keys of [program.web] besides command, key named, reason)
@@ -307,6 +315,17 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
      "expected a name or an id in digits 0-9, got '\u0661\u0662'"),
     ({"user": "\u0661\u0660\u0660\u0662"}, "user",
      "expected a name or an id in digits 0-9, got '\u0661\u0660\u0660\u0662'"),
+    # each rotation moves every backup kept: a bound, not a frozen loop
+    ({"stdout": {"path": "/var/log/web.log", "backups": 1001}}, "stdout", f"{BACKUPS} 1001"),
+    ({"stderr": {"path": "/var/log/web.log", "max_bytes": 10, "backups": 10**20}}, "stderr",
+     f"{BACKUPS} {10**20}"),
+    ({"stdout": {"path": "/var/log/web.log", "backups": -1}}, "stdout",
+     "backups: expected an integer >= 0, got -1"),
+    ({"stdout": {"path": "/var/log/web.log", "max_bytes": -1}}, "stdout",
+     "max_bytes: expected an integer >= 0, got -1"),
+    # a rotation at each short line, each a rename per backup: refused too
+    ({"stdout": {"path": "/var/log/web.log", "max_bytes": 10}}, "stdout", f"{MAX_BYTES} 10"),
+    ({"stderr": {"path": "/var/log/web.log", "max_bytes": 4095}}, "stderr", f"{MAX_BYTES} 4095"),
 ]  # fmt: skip
 
 
@@ -323,6 +342,12 @@ def test_a_bad_value_in_the_file(shop: Path, keys: dict[str, Any], key: str, rea
         "web",
     )
     assert error.reason == reason
+
+
+def test_a_log_table_keeps_up_to_1000_backups() -> None:
+    table = {"path": "/var/log/web.log", "max_bytes": 4096, "backups": 1000}
+    program = Program("web", ["/srv/web"], stdout=table)
+    assert program.stdout == LogFile("/var/log/web.log", max_bytes=4096, backups=1000)
 
 
 @pytest.mark.parametrize(("keys", "key", "reason"), BAD_VALUES)

@@ -737,7 +737,7 @@ def test_rotation_by_size_keeps_backups_and_whole_lines(
         {
             "web": {
                 "command": [PY, str(NUMBERED), str(done), str(count)],
-                "stdout": {"path": str(log), "max_bytes": 2000, "backups": 3},
+                "stdout": {"path": str(log), "max_bytes": 4096, "backups": 3},
             }
         }
     )
@@ -757,9 +757,9 @@ def test_rotation_by_size_keeps_backups_and_whole_lines(
     found: list[int] = []
     for name in reversed(files):  # oldest first
         data = (tmp_path / name).read_bytes()
-        assert len(data) <= 2000, name
+        assert len(data) <= 4096, name
         if name != "web.log":
-            assert len(data) > 2000 - longest, f"{name} was rotated early: {len(data)} bytes"
+            assert len(data) > 4096 - longest, f"{name} was rotated early: {len(data)} bytes"
         found += numbers(data)
     assert found == list(range(found[0], count + 1)), "the newest lines, each once, in order"
     assert supervisors.status("web").dropped == 0
@@ -775,15 +775,15 @@ def test_dev_stdout_with_rotation_configured_never_rotates(
     supervisors.config(
         {
             "web": {
-                "command": [PY, str(NUMBERED), str(done), "200", "--tick", "0.02"],
-                "stdout": {"path": "/dev/stdout", "max_bytes": 100, "backups": 2},
+                "command": [PY, str(NUMBERED), str(done), "500", "--tick", "0.01"],
+                "stdout": {"path": "/dev/stdout", "max_bytes": 4096, "backups": 2},
             }
         }
     )
     proc = supervisors.foreground()
     assert proc.stdout is not None
     out = PipeLines(proc.stdout.fileno())
-    out.wait(200)
+    out.wait(320)  # past max_bytes: about 14 bytes a line
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "SIGHUP: log files reopened" in log_text(supervisors), what="the reopen")
     seen = len(out.lines)

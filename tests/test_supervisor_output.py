@@ -198,6 +198,55 @@ def test_backups_zero_replaces_the_file(tmp_path: Path) -> None:
     assert kept == list(range(kept[0], 300)) and log.stat().st_size <= 1000
 
 
+def test_a_rotation_renames_the_backups_there_are_not_every_possible_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``backups = 1000`` and five rotations: 1 + 2 + 3 + 4 + 5 renames (each backup
+    there is moves one up, then the file), not 999 tries for each rotation, which
+    froze the supervisor's loop with a huge ``backups``. (The renames are counted;
+    each still happens.)"""
+    renames: list[str] = []
+    real_rename = os.rename
+
+    def counted(source: str, destination: str) -> None:
+        renames.append(os.path.basename(source))
+        real_rename(source, destination)
+
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=120, backups=1000))
+    monkeypatch.setattr(os, "rename", counted)
+    for n in range(0, 60, 10):  # 120 bytes each: one rotation before each but the first
+        target.write(numbered(n, n + 10))
+    monkeypatch.undo()
+    target.close()
+    assert len(renames) == 15, renames
+    assert [numbers(p.read_bytes())[0] for p in rotated(log)] == list(range(0, 60, 10))
+
+
+def test_a_rotation_moves_the_backups_up_to_the_first_one_missing(tmp_path: Path) -> None:
+    """web.log.2 removed by hand: web.log.1 takes its place, and web.log.3 (older
+    than the gap) stays; with no gap, the oldest kept is replaced."""
+    log = tmp_path / "web.log"
+    for number in (1, 3):
+        (tmp_path / f"web.log.{number}").write_bytes(b"backup %d\n" % number)
+    log.write_bytes(numbered(0, 10))
+    target = opened(LogFile(str(log), max_bytes=120, backups=3))
+    target.write(numbered(10, 20))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "web.log",
+        "web.log.1",
+        "web.log.2",
+        "web.log.3",
+    ]
+    assert (tmp_path / "web.log.2").read_bytes() == b"backup 1\n"
+    assert (tmp_path / "web.log.3").read_bytes() == b"backup 3\n"
+    target.write(numbered(20, 30))  # .1, .2, .3 there: .2 replaces .3, the oldest
+    target.close()
+    assert (tmp_path / "web.log.3").read_bytes() == b"backup 1\n"
+    assert numbers((tmp_path / "web.log.1").read_bytes()) == list(range(10, 20))
+    assert len(list(tmp_path.iterdir())) == 4
+
+
 def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path: Path) -> None:
     """The one case where a file passes max_bytes: a single line that is longer."""
     log = tmp_path / "web.log"

@@ -302,6 +302,16 @@ def _paths(value: Any) -> tuple[str, ...]:
 
 OUTPUT_WORDS = ("inherit", "null")
 _LOG_KEYS = ("path", "max_bytes", "backups", "timestamps")
+#: The most ``backups`` a log table keeps. Each rotation moves every one kept
+#: (``web.log.1`` to ``web.log.2``, ...), in the supervisor's loop: about 10 ms
+#: for 1000 of them. Longer histories are logrotate's (it compresses, and runs
+#: outside the supervisor), or a larger ``max_bytes``'s.
+MAX_BACKUPS = 1000
+#: The smallest ``max_bytes`` but 0 (never rotated). Below it, a burst of short lines
+#: rotates at nearly each line, each rotation a rename per backup kept: 20,000 lines
+#: under ``max_bytes = 10`` froze the loop for minutes. From it on, a 64 KiB read
+#: of the program's output rotates 16 times at most.
+MIN_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -323,6 +333,11 @@ class LogFile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {_got(value)}")
+        if self.backups > MAX_BACKUPS:
+            raise ValueError(
+                f"backups: expected at most {MAX_BACKUPS} (each rotation moves every file"
+                f" kept; keep more with logrotate), got {self.backups}"
+            )
         if not isinstance(self.timestamps, bool):
             raise ValueError(f"timestamps: expected true or false, got {_got(self.timestamps)}")
 
@@ -331,15 +346,20 @@ def _output(value: Any, *, merge: bool = False) -> str | LogFile:
     """Where a program's stdout or stderr goes: inherit, null, a file (an absolute
     path, or a table with path, max_bytes, backups, timestamps); stderr may also
     be "stdout" (the same pipe: one file, lines in the order written)."""
-    if isinstance(value, LogFile):
-        return value
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - set(_LOG_KEYS))
         if unknown:
             raise ValueError(f"unknown key {unknown[0]!r}{did_you_mean(unknown[0], _LOG_KEYS)}")
         if "path" not in value:
             raise ValueError("a log table needs a path")
-        return LogFile(**value)
+        value = LogFile(**value)
+    if isinstance(value, LogFile):
+        if 0 < value.max_bytes < MIN_MAX_BYTES:
+            raise ValueError(
+                f"max_bytes: expected 0 (never rotated) or at least {MIN_MAX_BYTES}"
+                f" (each rotation moves every backup), got {value.max_bytes}"
+            )
+        return value
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     text = _string(value)

@@ -66,11 +66,13 @@ class Target:
     - A regular file named by its path: one ``write`` per chunk. Rotated before a write
       that would take it past ``max_bytes`` (when > 0): ``path`` becomes ``path.1``, ...,
       ``path.<backups>`` (the oldest is dropped; ``backups`` 0: the file is just replaced
-      by a new one), then a new file is opened at ``path``. A line is never split across
-      files: a chunk that does not fit is written in parts at line boundaries, rotating
-      between them; a single line longer than ``max_bytes`` is written whole into a fresh
-      file, the only case where a file exceeds ``max_bytes``. If the file at ``path`` is
-      no longer ours (logrotate moved it), rotation opens a new file without renaming.
+      by a new one; only the backups there are, up to the first one missing, are moved:
+      a rename per file, not per possible backup), then a new file is opened at ``path``.
+      A line is never split across files: a chunk that does not fit is written in parts
+      at line boundaries, rotating between them; a single line longer than ``max_bytes``
+      is written whole into a fresh file, the only case where a file exceeds
+      ``max_bytes``. If the file at ``path`` is no longer ours (logrotate moved it),
+      rotation opens a new file without renaming.
       If rotation fails (the directory is gone...), writing goes on into the open file,
       ``error`` says why, and the next attempt comes after another ``max_bytes``. A short
       write (ENOSPC, EDQUOT, EFBIG) is cut back to its last whole line (``ftruncate``), so
@@ -315,7 +317,13 @@ class Target:
             mine = os.fstat(self._fd)
             if here is not None and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
                 if self.backups:
-                    for number in range(self.backups - 1, 0, -1):
+                    # The backups there are, path.1 up to the first missing one (or to
+                    # the oldest kept, which the one before it replaces), each moved one
+                    # up, the oldest first: a rename per file, not per possible backup.
+                    last = 0
+                    while last < self.backups - 1 and os.path.lexists(f"{resolved}.{last + 1}"):
+                        last += 1
+                    for number in range(last, 0, -1):
                         try:
                             os.rename(f"{resolved}.{number}", f"{resolved}.{number + 1}")
                         except FileNotFoundError:
