@@ -427,6 +427,25 @@ BAD_FILES: list[tuple[str, str]] = [
      "shop.toml: [program.web] after: dependency cycle: web -> db -> web"),
     (SUPERVISOR + "pidfile = '/run/x.pid'\n" + WEB + "pidfile = '/run/x.pid'\n",
      "shop.toml: [program.web] pidfile: '/run/x.pid' is the pidfile of the supervisor too"),
+    # one file however spelled (they were compared as strings); no output into one
+    (SUPERVISOR + WEB + "pidfile = '/run/x/pp.pid'\n"
+     "[program.db]\ncommand = ['/x']\npidfile = '/run/x/./pp.pid'\n",
+     "shop.toml: [program.db] pidfile: '/run/x/./pp.pid' is the pidfile of program 'web' too"),
+    (SUPERVISOR + "pidfile = '/run/x/t.pid'\n" + WEB + "pidfile = '/run/x//t.pid'\n",
+     "shop.toml: [program.web] pidfile: '/run/x//t.pid' is the pidfile of the supervisor too"),
+    (SUPERVISOR + "pidfile = '/run/x/t.pid'\n" + WEB + "pidfile = '/run/y/../x/t.pid'\n",
+     "shop.toml: [program.web] pidfile: '/run/y/../x/t.pid' is the pidfile of the supervisor"
+     " too"),
+    (SUPERVISOR + "pidfile = '/run/x/sp.pid'\n" + WEB + "stdout = '/run/x/sp.pid'\n",
+     "shop.toml: [program.web] stdout: '/run/x/sp.pid' is the pidfile of the supervisor"),
+    (SUPERVISOR + WEB + "pidfile = '/run/web.pid'\nstderr = { path = '/run//web.pid' }\n",
+     "shop.toml: [program.web] stderr: '/run//web.pid' is the pidfile of program 'web'"),
+    (SUPERVISOR + WEB + "stdout = '/run/db.pid'\n"
+     "[program.db]\ncommand = ['/x']\npidfile = '/run/db.pid'\n",
+     "shop.toml: [program.web] stdout: '/run/db.pid' is the pidfile of program 'db'"),
+    (SUPERVISOR.replace("control.sock", "c.sock") + "pidfile = '/run/shop/./c.sock.lock'\n" + WEB,
+     "shop.toml: [supervisor] pidfile: '/run/shop/./c.sock.lock' is the control socket's lock"
+     " file too"),
     # another supervisor's names: what to write here instead
     (SUPERVISOR + WEB + "numprocs = 2\n",
      "shop.toml: [program.web] numprocs: unknown key (supervisord's; here: instances = N)"),
@@ -454,6 +473,23 @@ BAD_FILES: list[tuple[str, str]] = [
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)
 def test_a_bad_file(shop: Path, text: str, message: str) -> None:
     assert str(error_of(shop, text)) == message
+
+
+def test_two_pidfiles_through_a_symlinked_directory_are_one(shop: Path, tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    text = (
+        SUPERVISOR
+        + f"pidfile = '{tmp_path}/real/sup.pid'\n"
+        + WEB
+        + f"pidfile = '{tmp_path}/link/sup.pid'\n"
+    )
+    assert str(error_of(shop, text)) == (
+        f"shop.toml: [program.web] pidfile: '{tmp_path}/link/sup.pid' is the pidfile of"
+        " the supervisor too"
+    )
+    text = SUPERVISOR + WEB + f"pidfile = '{tmp_path}/link/web.pid'\n"
+    assert load_text(shop, text).programs[0].pidfile == f"{tmp_path}/link/web.pid"  # as given
 
 
 def test_a_toml_syntax_error_names_the_line(shop: Path) -> None:

@@ -1079,39 +1079,52 @@ class SupervisorConfig:
         if not self.programs:
             reason = "no programs: add a [program.NAME] table" if path else "no programs"
             raise ConfigError(path, None, None, reason)
-        pidfiles = {self.pidfile: "the supervisor"} if self.pidfile else {}
-        for program in self.programs:
-            if program.pidfile in pidfiles:
-                reason = f"{program.pidfile!r} is the pidfile of {pidfiles[program.pidfile]} too"
-                raise ConfigError(
-                    self.file_of(program.name),
-                    _program_table(program.name),
-                    "pidfile",
-                    reason,
-                    program.name,
-                )
-            if program.pidfile is not None:
-                pidfiles[program.pidfile] = f"program {program.name!r}"
+        self._check_pidfiles()
         self._check_own_files(path)
         _waves(self.programs, path, self.sources)
         groups = _checked_groups(self.groups, self.programs, path, self.group_sources)
         object.__setattr__(self, "groups", groups)
 
+    def _check_pidfiles(self) -> None:
+        """No two pidfiles (the supervisor's, the programs') are one file, however
+        spelled (``/run/x.pid``, ``/run/./x.pid``, ``/run//x.pid``, through a
+        symlinked directory), and no program's output goes to one."""
+        pidfiles = {_file_key(self.pidfile): "the supervisor"} if self.pidfile else {}
+        for program in self.programs:
+            if program.pidfile is None:
+                continue
+            key = _file_key(program.pidfile)
+            if key in pidfiles:
+                reason = f"{program.pidfile!r} is the pidfile of {pidfiles[key]} too"
+                raise self._clash(program, "pidfile", reason)
+            pidfiles[key] = f"program {program.name!r}"
+        for program in self.programs:
+            for stream in ("stdout", "stderr"):
+                spec = getattr(program, stream)
+                file = spec.path if isinstance(spec, LogFile) else spec
+                if os.path.isabs(file) and _file_key(file) in pidfiles:
+                    reason = f"{file!r} is the pidfile of {pidfiles[_file_key(file)]}"
+                    raise self._clash(program, stream, reason)
+
+    def _clash(self, program: Program, key: str, reason: str) -> ConfigError:
+        table = _program_table(program.name)
+        return ConfigError(self.file_of(program.name), table, key, reason, program.name)
+
     def _check_own_files(self, path: str | None) -> None:
         """The supervisor's socket, the socket's lock file, its pidfile and its log
         are four files: one path for two of them would break both."""
         taken = {
-            os.path.normpath(self.control): "the control socket",
-            os.path.normpath(self.control + ".lock"): "the control socket's lock file",
+            _file_key(self.control): "the control socket",
+            _file_key(self.control + ".lock"): "the control socket's lock file",
         }
         for key in ("pidfile", "log"):
             value = getattr(self, key)
             if value is None:
                 continue
-            other = taken.get(os.path.normpath(value))
+            other = taken.get(_file_key(value))
             if other is not None:
                 raise ConfigError(path, "supervisor", key, f"{value!r} is {other} too")
-            taken[os.path.normpath(value)] = f"the {key}"
+            taken[_file_key(value)] = f"the {key}"
 
     def file_of(self, name: str) -> str | None:
         """The file program ``name`` is in: an included one, or ``path``."""
@@ -1126,6 +1139,14 @@ class SupervisorConfig:
 
 
 SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
+
+
+def _file_key(path: str) -> str:
+    """One spelling of the file at the absolute ``path``, to compare two paths:
+    its directory's real path, as far as it exists (``.``, ``..``, ``//`` and
+    symbolic links resolved), and its name."""
+    directory, name = os.path.split(path)
+    return os.path.join(os.path.realpath(directory), name)
 
 
 # -- order ---------------------------------------------------------------------------------
