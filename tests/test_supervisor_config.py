@@ -255,7 +255,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"environment": {"A": 1}}, "environment", f"{ENVIRONMENT} {{'A': 1}}"),
     ({"environment": ["A=1"]}, "environment", f"{ENVIRONMENT} ['A=1']"),
     ({"environment": {"A=B": "1"}}, "environment", "invalid variable name 'A=B'"),
-    ({"user": 1000}, "user", "expected a non-empty string, got 1000"),
+    ({"user": True}, "user", "expected a non-empty string, got True"),
+    ({"user": 1.5}, "user", "expected a non-empty string, got 1.5"),
+    ({"user": -1}, "user", "expected an id from 0 to 4294967294, got -1"),
+    ({"group": 4294967295}, "group", "expected an id from 0 to 4294967294, got 4294967295"),
     ({"group": ""}, "group", "expected a non-empty string, got ''"),
     ({"ready": "ready"}, "ready", f"{READY} 'ready'"),
     ({"ready": 0}, "ready", f"{READY} 0"),
@@ -344,6 +347,18 @@ def test_a_bad_value_in_the_file(shop: Path, keys: dict[str, Any], key: str, rea
     assert error.reason == reason
 
 
+def test_a_user_or_group_may_be_a_toml_integer(shop: Path) -> None:
+    """``user = 1000`` is the id 1000, as ``user = "1000"`` is (the docs type it
+    "name or id"); so are a group and the supervisor's groups."""
+    text = SUPERVISOR + "control_group = 0\nobserver_group = 4294967294\n"
+    text += WEB + "user = 1000\ngroup = 0\n"
+    config = load_text(shop, text)
+    (web,) = config.programs
+    assert (web.user, web.group) == ("1000", "0")
+    assert (config.control_group, config.observer_group) == ("0", "4294967294")
+    assert Program("web", ["/srv/web"], user=0).user == "0"
+
+
 def test_a_log_table_keeps_up_to_1000_backups() -> None:
     table = {"path": "/var/log/web.log", "max_bytes": 4096, "backups": 1000}
     program = Program("web", ["/srv/web"], stdout=table)
@@ -389,8 +404,10 @@ BAD_FILES: list[tuple[str, str]] = [
      "shop.toml: [supervisor] pid_file: unknown key (did you mean 'pidfile'?)"),
     (SUPERVISOR + "pidfile = 'run/s.pid'\n" + WEB,
      "shop.toml: [supervisor] pidfile: expected an absolute path, got 'run/s.pid'"),
-    (SUPERVISOR + "control_group = 5\n" + WEB,
-     "shop.toml: [supervisor] control_group: expected a non-empty string, got 5"),
+    (SUPERVISOR + "control_group = true\n" + WEB,
+     "shop.toml: [supervisor] control_group: expected a non-empty string, got True"),
+    (SUPERVISOR + "control_group = -5\n" + WEB,
+     "shop.toml: [supervisor] control_group: expected an id from 0 to 4294967294, got -5"),
     (SUPERVISOR + "control_group = '4294967295'\n" + WEB,
      "shop.toml: [supervisor] control_group: expected an id from 0 to 4294967294, got 4294967295"),
     # the supervisor's own four files, on four paths; a socket is no directory

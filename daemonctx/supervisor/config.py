@@ -638,7 +638,12 @@ MAX_ID = 2**32 - 2
 
 
 def _name_or_id(value: Any) -> str | None:
-    """A user or group: a name, or an id in ASCII digits from 0 to ``MAX_ID``."""
+    """A user or group: a name, or an id in ASCII digits from 0 to ``MAX_ID``; a
+    TOML integer (``user = 1000``) is that id, as its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= MAX_ID:
+            raise ValueError(f"expected an id from 0 to {MAX_ID}, got {value}")
+        return str(value)
     text = _optional_string(value)
     if text is not None and text.isdigit():
         if not text.isascii():  # "²" and "١٢" are digits to str.isdigit, not to int()
