@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Supervisors, guard_of, proc_fds, proc_stat, wait_for
+from conftest import ROOT, Supervisors, guard_of, proc_fds, proc_stat, wait_for
 
 from daemonctx.errors import CommandError
 from daemonctx.supervisor import Client, ProgramInfo
@@ -106,6 +106,17 @@ def test_a_soft_limit_that_is_enough_is_left_as_it_is(supervisors: Supervisors) 
     pid = supervisors.status("p0").pid
     assert open_files_limit(proc.pid) == (1024, hard)
     assert open_files_limit(pid) == (1024, hard), "a program gets the soft limit it had"
+
+
+def test_the_supervisord_guide_says_what_the_limit_does() -> None:
+    """coming-from-supervisord.md said the supervisor raised its open-file limit "to
+    the hard limit", against supervisor.md and the two tests above: a few programs
+    keep (and pass on) the soft limit the supervisor was started with."""
+    text = (ROOT / "docs" / "coming-from-supervisord.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| `[supervisord] minfds`")]
+    assert "to the hard limit" not in row, row
+    assert "only as far as it needs" in row and "never past the hard limit" in row, row
+    assert "stays as it was (1024, usually)" in row and "limits = { nofile" in row, row
 
 
 @needs_prlimit
