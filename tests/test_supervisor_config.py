@@ -305,6 +305,14 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
      "2 instances cannot share one pidfile"),
     ({"restart_delay": 5, "restart_delay_max": 1}, "restart_delay_max", f"{DELAY} (5.0), got 1.0"),
     ({"restart_delay": 60}, "restart_delay_max", f"{DELAY} (60.0), got 30.0"),
+    # floors: a crash loop must not spin (2,592 restarts of /bin/false in 5 s)
+    ({"restart_delay": 0.001}, "restart_delay",
+     "expected at least 0.01 s (a crash loop must not spin), got 0.001"),
+    ({"restart_delay": 0.01, "restart_delay_max": 0.05}, "restart_delay_max",
+     "expected at least 0.1 s (a crash loop must not spin), got 0.05"),
+    ({"stable_seconds": 0.001}, "stable_seconds",
+     "expected at least 1 s (a crash after a stable run restarts at once), got 0.001"),
+    ({"stable_seconds": 0}, "stable_seconds", f"{SECONDS} 0"),
     ({"umask": " 0o22"}, "umask", "expected an octal mask such as '022', got ' 0o22'"),
     ({"umask": "0_22"}, "umask", "expected an octal mask such as '022', got '0_22'"),
     ({"umask": "\u0660\u0667\u0667"}, "umask",
@@ -357,6 +365,17 @@ def test_a_user_or_group_may_be_a_toml_integer(shop: Path) -> None:
     assert (web.user, web.group) == ("1000", "0")
     assert (config.control_group, config.observer_group) == ("0", "4294967294")
     assert Program("web", ["/srv/web"], user=0).user == "0"
+
+
+def test_the_backoff_floors_are_allowed() -> None:
+    program = Program(
+        "web", ["/srv/web"], restart_delay=0.01, restart_delay_max=0.1, stable_seconds=1
+    )
+    assert (program.restart_delay, program.restart_delay_max, program.stable_seconds) == (
+        0.01,
+        0.1,
+        1.0,
+    )
 
 
 def test_a_log_table_keeps_up_to_1000_backups() -> None:

@@ -513,6 +513,18 @@ def _optional_seconds(value: Any) -> float | None:
     return None if value is None else _seconds(value)
 
 
+def _seconds_at_least(low: float, why: str) -> Callable[[Any], float]:
+    """Seconds, and at least ``low`` of them (``why`` says why, in the error)."""
+
+    def check(value: Any) -> float:
+        seconds = _seconds(value)
+        if seconds < low:
+            raise ValueError(f"expected at least {low:g} s ({why}), got {_got(value)}")
+        return seconds
+
+    return check
+
+
 def _ready(value: Any) -> str | float:
     if isinstance(value, str) and value in READY_CHOICES:
         return value
@@ -631,6 +643,28 @@ class _Type(NamedTuple):
 
 
 _SECONDS = _Type("seconds", _seconds, _text_float)
+# The backoff's floors, so that a crash loop cannot spin (s6 and runit wait a second
+# before they start a service that ran less than that): a restart's first delay, the
+# longest one (a crash loop's pace once start_limit = 0 lets it go on), and the run
+# after which a crash restarts at once (a stable one).
+MIN_RESTART_DELAY = 0.01
+MIN_RESTART_DELAY_MAX = 0.1
+MIN_STABLE_SECONDS = 1.0
+_RESTART_DELAY = _Type(
+    "seconds >= 0.01",
+    _seconds_at_least(MIN_RESTART_DELAY, "a crash loop must not spin"),
+    _text_float,
+)
+_RESTART_DELAY_MAX = _Type(
+    "seconds >= 0.1",
+    _seconds_at_least(MIN_RESTART_DELAY_MAX, "a crash loop must not spin"),
+    _text_float,
+)
+_STABLE_SECONDS = _Type(
+    "seconds >= 1",
+    _seconds_at_least(MIN_STABLE_SECONDS, "a crash after a stable run restarts at once"),
+    _text_float,
+)
 _PATH = _Type("absolute path", _path)
 _OPTIONAL_PATH = _Type("absolute path", _optional_path)
 #: The largest user or group id: (uid_t)-1, one more, means "unchanged" to setuid(2).
@@ -850,7 +884,7 @@ class Program:
     restart_delay: float = field(
         default=0.1,
         metadata=_meta(
-            _SECONDS,
+            _RESTART_DELAY,
             (
                 "the first non-zero delay before a restart (the first crash after a stable"
                 " run restarts at once); it doubles on each further crash"
@@ -858,11 +892,11 @@ class Program:
         ),
     )
     restart_delay_max: float = field(
-        default=30.0, metadata=_meta(_SECONDS, "the longest delay before a restart")
+        default=30.0, metadata=_meta(_RESTART_DELAY_MAX, "the longest delay before a restart")
     )
     stable_seconds: float = field(
         default=30.0,
-        metadata=_meta(_SECONDS, "ready for this long, it is stable: the delay starts over"),
+        metadata=_meta(_STABLE_SECONDS, "ready for this long, it is stable: the delay starts over"),
     )
     start_limit: int = field(
         default=5,
