@@ -407,11 +407,8 @@ def test_a_group_that_may_run_it_is_enough(open_tracker: Tracker) -> None:
 
 # -- with no file descriptor to spare ----------------------------------------------
 
-_ONE_FD_LEFT = """
-import os, resource, sys
-if {first!r}:
-    import lockfile
-from daemonctx.pidfile import PIDLockFile
+# Fills the descriptor table (a limit of 64) with /dev/null, kept in ``held``.
+_FILL = """
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 held = []
 while True:
@@ -419,7 +416,17 @@ while True:
         held.append(os.open("/dev/null", os.O_RDONLY))
     except OSError:
         break
-os.close(held.pop())  # one descriptor left
+"""
+
+_ONE_FD_LEFT = (
+    """
+import os, resource, sys
+if {first!r}:
+    import lockfile
+from daemonctx.pidfile import PIDLockFile
+"""
+    + _FILL
+    + """os.close(held.pop())  # one descriptor left
 try:
     PIDLockFile({path!r}).acquire()
 except Exception as exc:
@@ -430,6 +437,7 @@ for fd in held:
     os.close(fd)
 print(said)
 """
+)
 
 
 @pytest.mark.parametrize("lockfile_first", [False, True], ids=["lazy-lockfile", "lockfile-loaded"])
@@ -451,17 +459,13 @@ def test_a_failed_acquire_with_one_descriptor_left_leaves_no_file(
     assert os.listdir(tmp_path) == ["app.pid"] and path.read_text() == "4242\n"
 
 
-_ERROR_AT_THE_LIMIT = """
+_ERROR_AT_THE_LIMIT = (
+    """
 import os, resource
 from daemonctx import DaemonContext
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-held = []
-while True:
-    try:
-        held.append(os.open("/dev/null", os.O_RDONLY))
-    except OSError:
-        break
-for _ in range({spare}):
+"""
+    + _FILL
+    + """for _ in range({spare}):
     os.close(held.pop())
 try:
     with DaemonContext(ready_on_open=False, detach_process=True):
@@ -472,6 +476,7 @@ for fd in held:
     os.close(fd)
 print(said)
 """
+)
 
 
 @pytest.mark.parametrize("spare", [2, 3])

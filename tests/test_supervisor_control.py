@@ -1218,19 +1218,6 @@ def test_a_connection_is_read_only_while_fewer_than_max_pending_requests_wait(
     def handler(connection: Any, request: Any) -> None:
         served.append((request.id, connection.answer_later()))
 
-    def run_until(done: Callable[[], bool]) -> None:
-        """Run the loop until ``done()`` (checked at each turn), 5 s at most."""
-        deadline = loop.time() + 5
-
-        def check() -> None:
-            if done() or loop.time() > deadline:
-                loop.stop()
-            else:
-                loop.call_at(loop.time() + 0.001, check)
-
-        check()
-        loop.run()
-
     server = ControlServer(loop, str(tmp_path / "control.sock"), handler)
     server.listen()
     total = 5 * MAX_PENDING_REQUESTS + 3
@@ -1242,12 +1229,12 @@ def test_a_connection_is_read_only_while_fewer_than_max_pending_requests_wait(
         answered = 0
         while answered < total:
             batch = min(answered + MAX_PENDING_REQUESTS, total)
-            run_until(lambda: len(served) >= batch)  # noqa: B023 (called at once)
+            run_loop_until(loop, lambda: len(served) >= batch, 5)  # noqa: B023 (called at once)
             assert len(served) == batch  # read no further until answers go out
             for request_id, respond in served[answered:]:
                 respond(encode_result(request_id, "done"))
             answered = batch
-        run_until(lambda: not server.connections)  # its client is done: closed once answered
+        run_loop_until(loop, lambda: not server.connections, 5)  # closed once answered
         assert not server.connections
         client.settimeout(5)
         data = bytearray()

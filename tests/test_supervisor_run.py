@@ -1294,44 +1294,34 @@ def test_a_missing_on_failure_command_fails_in_the_foreground(
     assert not good.exists() and not supervisors.processes()
 
 
-def test_a_script_whose_interpreter_is_missing_fails_in_the_foreground(
-    supervisors: Supervisors, tmp_path: Path
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        # Saved with Windows line endings: the #! line names "/bin/sh\r". Popen would
+        # fail at every start with "No such file or directory" naming the script.
+        (
+            b"#!/bin/sh\r\nexec sleep 1000\r\n",
+            "its interpreter '/bin/sh\\r' (the #! line) is not found (a Windows line ending?)",
+        ),
+        # An empty file marked executable: exec refuses it at every start.
+        (b"", "an empty file: exec cannot run it (Exec format error)"),
+    ],
+    ids=["crlf", "empty"],
+)
+def test_a_program_that_cannot_run_fails_in_the_foreground(
+    supervisors: Supervisors, tmp_path: Path, content: bytes, why: str
 ) -> None:
-    """Saved with Windows line endings: the #! line names "/bin/sh\\r". Popen would
-    fail at every start with "No such file or directory" naming the script."""
+    """What exec would refuse at every start is said before anything starts."""
     good = tmp_path / "good.rec"
-    script = tmp_path / "web.sh"
-    script.write_bytes(b"#!/bin/sh\r\nexec sleep 1000\r\n")
-    script.chmod(0o755)
-    supervisors.config(
-        {"good": {"command": record(good, "forever")}, "web": {"command": [str(script)]}}
-    )
-    result = supervisors.supervise()
-    assert result.returncode != 0
-    assert result.stderr.strip().endswith(
-        f"[program.web] command: {script}: its interpreter '/bin/sh\\r' (the #! line) is not"
-        " found (a Windows line ending?)"
-    ), result.stderr
-    assert not good.exists() and not supervisors.processes()
-
-
-def test_a_program_exec_cannot_run_fails_in_the_foreground(
-    supervisors: Supervisors, tmp_path: Path
-) -> None:
-    """An empty file marked executable: exec refuses it ("Exec format error") at
-    every start; the supervisor says so before it starts anything."""
-    good = tmp_path / "good.rec"
-    program = tmp_path / "web"
-    program.write_bytes(b"")
+    program = tmp_path / "web.sh"
+    program.write_bytes(content)
     program.chmod(0o755)
     supervisors.config(
         {"good": {"command": record(good, "forever")}, "web": {"command": [str(program)]}}
     )
     result = supervisors.supervise()
     assert result.returncode != 0
-    assert result.stderr.strip().endswith(
-        f"[program.web] command: {program}: an empty file: exec cannot run it (Exec format error)"
-    ), result.stderr
+    assert result.stderr.strip().endswith(f"[program.web] command: {program}: {why}"), result.stderr
     assert not good.exists() and not supervisors.processes()
 
 
