@@ -245,6 +245,7 @@ from daemonctx import DaemonContext, DaemonStartupError
 def mine(signum, frame): pass
 signal.signal(signal.SIGHUP, mine)
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not SIG_IGN, as in a background job
 try:
     with DaemonContext(ready_on_open=False):
         raise RuntimeError("no")
