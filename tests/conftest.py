@@ -173,6 +173,40 @@ def kill(pid: int) -> None:
 # -- the process tracker ---------------------------------------------------------------
 
 
+def _start_ticks(pid: int) -> bytes | None:
+    """When ``pid`` started (clock ticks since boot, /proc/<pid>/stat), or None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+class _LearntPids(set):  # type: ignore[type-arg]
+    """Pids a test learnt, each with when its process started: at the end, a pid that
+    names another process (reused: suites side by side rewind the pid counter through
+    ns_last_pid) is not the test's to kill."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: dict[int, bytes | None] = {}
+
+    def add(self, pid: int) -> None:
+        self.started.setdefault(pid, _start_ticks(pid))
+        super().add(pid)
+
+    def update(self, *others: Iterable[int]) -> None:
+        for other in others:
+            for pid in other:
+                self.add(pid)
+
+    def same(self, pid: int) -> bool:
+        """Not learnt here, or still the process that had it when it was learnt."""
+        if pid not in self.started:
+            return True
+        started = self.started[pid]
+        return started is not None and started == _start_ticks(pid)
+
+
 class ProcessTracker:
     """Every process a test starts, killed by pid when the test ends.
 
@@ -191,7 +225,7 @@ class ProcessTracker:
     """
 
     def __init__(self) -> None:
-        self.pids: set[int] = set()
+        self.pids: set[int] = _LearntPids()
         self.procs: list[subprocess.Popen[Any]] = []
         self.finders: list[Callable[[], Iterable[int]]] = []
 
@@ -221,8 +255,9 @@ class ProcessTracker:
         return found
 
     def owns(self, pid: int) -> bool:
-        """Whether ``pid`` (pinned by a pidfd) is still a process of this test."""
-        return True
+        """Whether ``pid`` (pinned by a pidfd) is still a process of this test: not
+        one that took the pid of a process learnt, gone since (``_LearntPids``)."""
+        return self.pids.same(pid) if isinstance(self.pids, _LearntPids) else True
 
     def kill_all(self) -> None:
         for _ in range(5):
@@ -415,8 +450,8 @@ class Tracker(ProcessTracker):
         return sorted(pid for pid in pids if self.has_token(pid) and pid_alive(pid))
 
     def owns(self, pid: int) -> bool:
-        """A pid the test added, or one still carrying the token."""
-        return pid in self.pids or self.has_token(pid)
+        """A pid the test added (still its process), or one still carrying the token."""
+        return (pid in self.pids and super().owns(pid)) or self.has_token(pid)
 
 
 @pytest.fixture
