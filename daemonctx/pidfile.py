@@ -400,17 +400,22 @@ def guard_is_pidfiles(path: str, fd: int, holder: int | None) -> bool:
     of the pidfile *path*: one of its holders opened it as *path* (a daemon opens its
     pidfile, and links the guard to it). Another program may lock a file of its own
     at that name (``flock /run/.app.pid.lock CMD``): its holders opened it by that
-    name, and it is no daemon's. True also when the holders cannot be looked at
-    (another user's processes, as non-root): judged as held, as before."""
+    name, and it is no daemon's. One holder we can look at decides: an exclusive
+    flock belongs to one open file, which all its holders share, under the name it
+    was opened by. True when none can be looked at (another user's processes, as
+    non-root): judged as held, as before."""
     from . import procfs  # only when a guard is held: never on a fresh start
 
     key = procfs.file_key(os.fstat(fd))
     head, tail = os.path.split(os.path.abspath(path))
     real = os.path.join(os.path.realpath(head), tail)
-    if holder and procfs.opened_as(holder, key, real):
-        return True
-    found = procfs.find_lock_holders(key, [holder] if holder else [], held=True)
-    return found.hidden or any(procfs.opened_as(pid, key, real) for pid in found.pids)
+    said = procfs.opened_as(holder, key, real) if holder else None
+    if said is None:  # the taker /proc/locks names is gone, or out of our sight
+        for pid in procfs.find_lock_holders(key, [holder] if holder else [], held=True).pids:
+            said = procfs.opened_as(pid, key, real)
+            if said is not None:
+                break
+    return said is not False
 
 
 def _remove_stale_guard(path: str) -> None:

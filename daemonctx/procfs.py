@@ -144,10 +144,11 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
 def opened_as(pid: int, key: FileKey, path: str) -> bool | None:
     """Whether ``pid`` holds the flock on ``key`` through an fd it opened as ``path``
     (absolute, resolved): the kernel names such an fd ``path``, or ``path (deleted)``
-    once that name is gone, whatever other names the file has. None when we may not
-    look (another user's process, as non-root)."""
+    once that name is gone, whatever other names the file has. None when it tells
+    nothing: we may not look (another user's process, as non-root), or it holds no
+    such lock."""
     fds = holding_fds(pid, key)
-    if fds is None:
+    if not fds:
         return None
     names = (path, path + " (deleted)")
     for fd in fds:
