@@ -26,7 +26,6 @@ __all__ = [
     "pin_session",
     "signal_and_wait",
     "stop_session",
-    "terminate",
     "terminate_all",
     "wait_any",
     "wait_exit",
@@ -92,15 +91,6 @@ def signal_and_wait(
         if wait_exit(pidfd, wait):
             return True, killed
     return False, killed
-
-
-def terminate(pidfd: int, grace: float = GRACE) -> bool:
-    """SIGTERM, ``grace`` seconds, then SIGKILL: for a daemon whose start failed.
-    True once it is gone; False if it outlived that, or may not be signalled."""
-    try:
-        return signal_and_wait(pidfd, _signal.SIGTERM, grace, grace)[0]
-    except PermissionError:
-        return False
 
 
 def terminate_all(pidfds: Sequence[int], grace: float = GRACE) -> bool:
