@@ -130,24 +130,30 @@ def start_worker(how: str) -> None:
 context = DaemonContext(**options)
 try:
     with context:
-        emit(event="open", ppid=os.getppid())
-        if "worker" in config:
-            start_worker(config["worker"])
-        if config.get("kill_self"):
-            os.kill(os.getpid(), signal.SIGKILL)
-        if "ready_late" in config:
-            time.sleep(config["ready_late"])
-            context.notify_ready()
-            emit(event="ready")
-        if config.get("fail_in_block"):
-            # memory in use, which the exit takes a while to give back
-            ballast = b"x" * (config.get("ballast_mib", 0) << 20)
-            raise RuntimeError(config["fail_in_block"])
+        # From "open" on, a signal anywhere in the body unwinds through "closing":
+        # a test sends SIGTERM as soon as it has read "open". A start made to fail
+        # (fail_in_block) leaves without it, as before.
+        failing = False
         try:
+            emit(event="open", ppid=os.getppid())
+            if "worker" in config:
+                start_worker(config["worker"])
+            if config.get("kill_self"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            if "ready_late" in config:
+                time.sleep(config["ready_late"])
+                context.notify_ready()
+                emit(event="ready")
+            if config.get("fail_in_block"):
+                # memory in use, which the exit takes a while to give back
+                ballast = b"x" * (config.get("ballast_mib", 0) << 20)
+                failing = True
+                raise RuntimeError(config["fail_in_block"])
             if not config.get("exit_after"):
                 while True:
                     signal.pause()
         finally:
-            emit(event="closing", is_open=context.is_open)
+            if not failing:
+                emit(event="closing", is_open=context.is_open)
 finally:
     emit(event="closed", is_open=context.is_open)
