@@ -207,6 +207,15 @@ def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> t
     return chain[-1][0], False
 
 
+def resolved_name(path: str) -> str:
+    """One spelling of the file at ``path``, to compare two paths or to match the
+    name the kernel gives an open file: its directory's real path, as far as it
+    exists (``.``, ``..``, ``//`` and symbolic links resolved), and its own name
+    (a link there is the file compared, not followed)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(directory), name)
+
+
 def check_path(path: str, what: str) -> str:
     """Return ``path`` resolved (absolute, symlinks followed; a missing last component kept)
     after checking, from "/" down, that no other user could have chosen what it names.

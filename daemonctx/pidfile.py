@@ -405,10 +405,10 @@ def guard_is_pidfiles(path: str, fd: int, holder: int | None) -> bool:
     was opened by. True when none can be looked at (another user's processes, as
     non-root): judged as held, as before."""
     from . import procfs  # only when a guard is held: never on a fresh start
+    from .paths import resolved_name
 
     key = procfs.file_key(os.fstat(fd))
-    head, tail = os.path.split(os.path.abspath(path))
-    real = os.path.join(os.path.realpath(head), tail)
+    real = resolved_name(path)
     said = procfs.opened_as(holder, key, real) if holder else None
     if said is None:  # the taker /proc/locks names is gone, or out of our sight
         for pid in procfs.find_lock_holders(key, [holder] if holder else [], held=True).pids:

@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 
 from ..errors import DaemonError
 from ..limits import LIMIT_NAMES, PRIORITY, UNLIMITED, UNLIMITED_WORDS, LimitError, check
+from ..paths import resolved_name
 from ..process import FOREVER
 from ..signals import parse_signal
 
@@ -1128,11 +1129,11 @@ class SupervisorConfig:
         """No two pidfiles (the supervisor's, the programs') are one file, however
         spelled (``/run/x.pid``, ``/run/./x.pid``, ``/run//x.pid``, through a
         symlinked directory), and no program's output goes to one."""
-        pidfiles = {_file_key(self.pidfile): "the supervisor"} if self.pidfile else {}
+        pidfiles = {resolved_name(self.pidfile): "the supervisor"} if self.pidfile else {}
         for program in self.programs:
             if program.pidfile is None:
                 continue
-            key = _file_key(program.pidfile)
+            key = resolved_name(program.pidfile)
             if key in pidfiles:
                 reason = f"{program.pidfile!r} is the pidfile of {pidfiles[key]} too"
                 raise self._clash(program, "pidfile", reason)
@@ -1141,8 +1142,8 @@ class SupervisorConfig:
             for stream in ("stdout", "stderr"):
                 spec = getattr(program, stream)
                 file = spec.path if isinstance(spec, LogFile) else spec
-                if os.path.isabs(file) and _file_key(file) in pidfiles:
-                    reason = f"{file!r} is the pidfile of {pidfiles[_file_key(file)]}"
+                if os.path.isabs(file) and resolved_name(file) in pidfiles:
+                    reason = f"{file!r} is the pidfile of {pidfiles[resolved_name(file)]}"
                     raise self._clash(program, stream, reason)
 
     def _clash(self, program: Program, key: str, reason: str) -> ConfigError:
@@ -1153,17 +1154,17 @@ class SupervisorConfig:
         """The supervisor's socket, the socket's lock file, its pidfile and its log
         are four files: one path for two of them would break both."""
         taken = {
-            _file_key(self.control): "the control socket",
-            _file_key(self.control + ".lock"): "the control socket's lock file",
+            resolved_name(self.control): "the control socket",
+            resolved_name(self.control + ".lock"): "the control socket's lock file",
         }
         for key in ("pidfile", "log"):
             value = getattr(self, key)
             if value is None:
                 continue
-            other = taken.get(_file_key(value))
+            other = taken.get(resolved_name(value))
             if other is not None:
                 raise ConfigError(path, "supervisor", key, f"{value!r} is {other} too")
-            taken[_file_key(value)] = f"the {key}"
+            taken[resolved_name(value)] = f"the {key}"
 
     def file_of(self, name: str) -> str | None:
         """The file program ``name`` is in: an included one, or ``path``."""
@@ -1178,14 +1179,6 @@ class SupervisorConfig:
 
 
 SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
-
-
-def _file_key(path: str) -> str:
-    """One spelling of the file at the absolute ``path``, to compare two paths:
-    its directory's real path, as far as it exists (``.``, ``..``, ``//`` and
-    symbolic links resolved), and its name."""
-    directory, name = os.path.split(path)
-    return os.path.join(os.path.realpath(directory), name)
 
 
 # -- order ---------------------------------------------------------------------------------
