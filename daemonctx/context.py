@@ -384,6 +384,8 @@ class DaemonContext:
         ``daemonctx start -- COMMAND`` does): the launcher exits 0 once the
         exec has happened, and if the exec fails its error reaches the
         launcher as usual. Call it with ``ready_on_open=False``, just before exec.
+        A worker the daemon forked before does not delay it: forked processes
+        close their copy of the start-up pipe.
         """
         if self._handoff is not None and not self._ready:
             self._handoff.send_exec()
@@ -452,6 +454,7 @@ class DaemonContext:
             if daemon:
                 handoff.send_pid(daemon)
                 os._exit(0)  # the session leader leaves: the daemon can never get a tty
+            handoff.keep_from_children()
         except BaseException as exc:
             handoff.fail_and_exit(exc)
         # systemd's WatchdogSec= names the process it started, the launcher, in

@@ -33,6 +33,26 @@ _READY_STEP = "report ready"  # what it waits for when the daemon names no step 
 _ATOMIC_WRITE = 4096 if sys.platform.startswith("linux") else 512
 
 
+# The daemon's Handoff while it has not reported ready (one a process: a daemon
+# opens one context), and the pid of that daemon. See Handoff.keep_from_children.
+_KEPT: Handoff | None = None
+_KEPT_BY = 0
+_FORK_HOOK = False
+
+
+def _drop_in_child() -> None:
+    """After ``os.fork`` in a process the daemon forked: let go of its end of the
+    pipe. The pipe is the daemon's; a child holding it would keep the launcher from
+    seeing the end-of-file that a successful exec means (``notify_ready_on_exec``)."""
+    handoff = _KEPT
+    if handoff is not None and handoff.write_fd is not None and os.getpid() != _KEPT_BY:
+        fd, handoff.write_fd = handoff.write_fd, None
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         written = os.write(fd, data)
@@ -64,6 +84,16 @@ class Handoff:
     def in_daemon(self) -> None:
         """Called in the child after fork: the launcher's end is not ours."""
         os.close(self.read_fd)
+
+    def keep_from_children(self) -> None:
+        """Called in the daemon, once forked: a process it forks later with
+        ``os.fork`` (a worker, ``multiprocessing``) closes its copy of the daemon's
+        end at once. A program it runs has none already (close-on-exec)."""
+        global _KEPT, _KEPT_BY, _FORK_HOOK
+        _KEPT, _KEPT_BY = self, os.getpid()
+        if not _FORK_HOOK:
+            os.register_at_fork(after_in_child=_drop_in_child)
+            _FORK_HOOK = True
 
     def _send(self, kind: str, payload: bytes = b"", pid: int | None = None) -> None:
         if self.write_fd is None:
@@ -144,6 +174,9 @@ class Handoff:
             os._exit(status)
 
     def close(self) -> None:
+        global _KEPT
+        if _KEPT is self:
+            _KEPT = None
         if self.write_fd is not None:
             os.close(self.write_fd)
             self.write_fd = None

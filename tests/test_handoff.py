@@ -749,3 +749,49 @@ context.close()
     heard = [_receive(sock) for _ in range(4)]
     heard.remove([f"MAINPID={daemon}", "READY=1"])  # the launcher's, in its own time
     assert heard == [["STOPPING=1"], ["READY=1"], ["STOPPING=1"]], "the daemon's, in order"
+
+
+FORKED_THEN_EXEC = """
+import os, sys
+from daemonctx import DaemonContext
+from daemonctx.pidfile import PIDLockFile
+pidfile = PIDLockFile({pidfile!r})
+context = DaemonContext(pidfile=pidfile, ready_on_open=False, ready_timeout=20)
+with context:
+    worker = os.fork()
+    if worker == 0:  # a helper forked before the exec: it keeps running Python
+        with open({worker_file!r} + ".tmp", "w") as out:
+            out.write(str(os.getpid()))
+        os.rename({worker_file!r} + ".tmp", {worker_file!r})
+        import time
+        time.sleep(1000)
+        os._exit(0)
+    os.set_inheritable(pidfile.fileno(), True)
+    context.notify_ready_on_exec()
+    os.execvp("sleep", ["sleep", "999"])
+"""
+
+
+def test_exec_is_ready_though_the_daemon_forked_a_worker_first(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    """A worker the daemon forked before its exec does not hold the start-up pipe
+    open: the launcher returns 0 once the exec has happened, not after
+    ``ready_timeout`` with an error (the worker's copy of the pipe is closed as it
+    is forked)."""
+    from daemonctx.pidfile import read_pidfile_status
+
+    pidfile, worker_file = tmp_path / "app.pid", tmp_path / "worker"
+    code = FORKED_THEN_EXEC.format(pidfile=str(pidfile), worker_file=str(worker_file))
+    try:
+        result = run_script(code, check=False, timeout=60)
+    finally:
+        state = read_pidfile_status(pidfile)
+        if state.pid is not None:
+            daemons.pids.add(state.pid)
+        worker = int(wait_for(lambda: worker_file.exists() and worker_file.read_text(), 10))
+        daemons.pids.add(worker)
+    assert result.returncode == 0, result.stderr
+    assert state.running and state.pid is not None
+    assert Path(f"/proc/{state.pid}/comm").read_text().strip() == "sleep"
+    assert pid_alive(worker), "the worker keeps running"

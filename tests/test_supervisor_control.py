@@ -1750,7 +1750,9 @@ def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> N
     """Arguments ctl cannot put in a request are refused before anything is sent,
     in one line naming what was typed, exit 2: call JSON JSON cannot write
     (1e999, NaN, 5000 digits), a request over the protocol's limit, a NAME that
-    is not UTF-8, a negative ``tail -n``, a signal number of 5000 digits. (They
+    is not UTF-8, a negative ``tail -n`` or one not in ASCII digits, a ``--timeout``
+    not in ASCII digits (status and ping too, parsed without argparse), a signal
+    number of 5000 digits. (They
     were tracebacks, or Python's own messages, or nothing at all.)"""
     start_app(supervisors)
     long_names = [f"n{index:099d}" for index in range(700)]
@@ -1764,6 +1766,11 @@ def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> N
         (("status", *long_names), f"({MAX_LINE} bytes)"),
         (("status", os.fsdecode(b"w\xffb")), "not a program name: 'w\\xffb' (not UTF-8)"),
         (("tail", "web", "-n", "-5"), "must be 0 or more: '-5'"),
+        (("tail", "web", "-n", "\u0661\u0660"), "not a number of lines: '\u0661\u0660'"),
+        (("tail", "web", "-n", "1_0"), "not a number of lines: '1_0'"),
+        (("tail", "web", "-n", " 5"), "not a number of lines: ' 5'"),
+        (("--timeout", "\u0661", "status"), "not a number of seconds: '\u0661'"),
+        (("--timeout=\uff11", "ping"), "not a number of seconds: '\uff11'"),
         (("signal", digits, "web"), "unknown signal number 999999999999... (5000 digits)"),
     ]:
         result = supervisors.ctl(*args)

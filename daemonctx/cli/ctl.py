@@ -145,16 +145,15 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _count(text: str) -> int:
-    """``tail -n``: a number of lines, 0 or more."""
+    """``tail -n``: a number of lines, 0 or more, in ASCII digits (``int`` takes
+    Arabic-Indic digits, " 5", "+5" and "1_0" too)."""
     from argparse import ArgumentTypeError
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"not a number of lines: {text[:40]!r}") from None
-    if value < 0:
+    if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
         raise ArgumentTypeError(f"must be 0 or more: {text!r}")
-    return value
+    if not (text.isascii() and text.isdigit()):
+        raise ArgumentTypeError(f"not a number of lines: {text[:40]!r}")
+    return int(text)
 
 
 # -- without argparse ------------------------------------------------------------
@@ -197,7 +196,9 @@ def quick(argv: Sequence[str]) -> Callable[[], int] | None:
     if any(name.startswith("-") for name in names) or (names and not _QUICK_FORMS[command]):
         return None
     if values["timeout"] is not None:
-        try:
+        try:  # as commands.seconds reads it: the full parser says why it does not
+            if not values["timeout"].isascii():
+                return None
             values["timeout"] = float(values["timeout"])
         except ValueError:
             return None
