@@ -1769,6 +1769,7 @@ def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> N
         (("tail", "web", "-n", "\u0661\u0660"), "not a number of lines: '\u0661\u0660'"),
         (("tail", "web", "-n", "1_0"), "not a number of lines: '1_0'"),
         (("tail", "web", "-n", " 5"), "not a number of lines: ' 5'"),
+        (("tail", "web", "-n", "1000000"), "must be 100000 or less: '1000000'"),
         (("--timeout", "\u0661", "status"), "not a number of seconds: '\u0661'"),
         (("--timeout=\uff11", "ping"), "not a number of seconds: '\uff11'"),
         (("signal", digits, "web"), "unknown signal number 999999999999... (5000 digits)"),
@@ -1988,6 +1989,25 @@ def test_a_control_socket_in_a_missing_directory(supervisors: Supervisors, tmp_p
     assert str(directory) in one_line(result.stderr)
     assert supervisors.processes() == []
     assert not directory.exists()
+
+
+@pytest.mark.parametrize("option", ["--log", "--stdout", "--stderr"])
+def test_a_relative_path_with_a_trailing_slash_is_read_as_typed(
+    supervisors: Supervisors, tmp_path: Path, option: str
+) -> None:
+    """``supervise --control SOCK --log newdir/ -- COMMAND``, relative: the path
+    means a directory, as the same value in a file does. The start fails naming
+    it, and creates no file ``newdir`` (``os.path.abspath`` dropped the slash, so
+    the supervisor made a log file of that name)."""
+    result = supervisors.daemonctx(
+        "supervise", "--control", supervisors.control, option, "newdir/", "--", *SLEEP,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    line = one_line(result.stderr)
+    assert f"{tmp_path}/newdir/: Is a directory" in line, line
+    assert not (tmp_path / "newdir").exists()
+    assert supervisors.processes() == []
 
 
 @pytest.mark.parametrize("form", [(), ("--foreground",)], ids=["detached", "foreground"])

@@ -930,6 +930,95 @@ def test_tail_follow_ends_when_its_reader_does(supervisors: Supervisors, tmp_pat
     assert (follow.returncode, err) == (0, "")
 
 
+ESCAPES = "printf 'hello\\033]0;PWNED\\007\\033[2J\\bX\\n' >&2; printf 'a\\tb\\n'; exit 3"
+
+
+def _ctl_on_a_terminal(supervisors: Supervisors, *args: str) -> bytes:
+    """What ``ctl ARGS`` writes to a terminal (a pty), read until it exits."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        proc = supervisors.ctl_popen(*args, stdout=terminal, stderr=subprocess.PIPE, text=False)
+        os.close(terminal)
+        terminal = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every writer is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(10)
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else proc
+        return out
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+
+
+def test_a_program_s_escape_sequences_reach_no_terminal(supervisors: Supervisors) -> None:
+    """A program writes a terminal's escape sequences (a window title, clear the
+    screen, a backspace): ``ctl why`` shows them escaped (``\\x1b``), as ``status``
+    does; ``ctl tail`` too on a terminal, but for tab, while into a pipe its lines
+    go as they are, as tail(1)'s. (``why`` printed them raw: the program, perhaps
+    run as another user, acted on the operator's terminal.)"""
+    supervisors.config(
+        {"esc": {"command": ["/bin/sh", "-c", ESCAPES], "restart": "never", "stdout": "null",
+                 "stderr": "null"}}
+    )  # fmt: skip
+    supervisors.foreground()
+    supervisors.wait_state("esc", "exited")
+    why = supervisors.ctl("why", "esc")
+    assert why.returncode == 0, why
+    assert "\x1b" not in why.stdout and "\x07" not in why.stdout and "\x08" not in why.stdout
+    assert "    stderr: hello\\x1b]0;PWNED\\x07\\x1b[2J\\x08X\n" in why.stdout, why.stdout
+
+    piped = supervisors.ctl("tail", "esc")
+    assert piped.stdout == "hello\x1b]0;PWNED\x07\x1b[2J\x08X\na\tb\n", piped
+    shown = _ctl_on_a_terminal(supervisors, "tail", "esc").replace(b"\r\n", b"\n")
+    assert shown == b"hello\\x1b]0;PWNED\\x07\\x1b[2J\\x08X\na\tb\n", shown
+
+
+def test_tail_follow_ends_with_0_when_the_supervisor_shuts_down(supervisors: Supervisors) -> None:
+    """``ctl tail -f`` while the supervisor shuts down: no more output can come;
+    it says so on stderr and exits 0, as the table of exit codes says (it exited
+    1, "the supervisor closed the connection")."""
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", "echo up; exec sleep 1000"]}})
+    supervisor = supervisors.foreground()
+    wait_for(lambda: supervisors.ctl("tail", "web").stdout == "up\n", what="its line")
+    follow = supervisors.ctl_popen("tail", "-f", "web")
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == "up\n"  # it follows now
+    assert supervisors.ctl("shutdown").returncode == 0
+    supervisor.wait(20)
+    out, err = follow.communicate(timeout=20)
+    assert follow.returncode == 0, (out, err)
+    assert err == ("daemonctx: the supervisor closed the connection: no more output to follow\n"), (
+        err
+    )
+
+
+def test_reopen_says_in_one_line_which_file_it_cannot_reopen(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """``ctl reopen`` after the log's directory was removed: one line naming the
+    program's file, as a start's error does, without Python's ``[Errno 2]``."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    supervisors.config({"web": {"command": [SLEEP, "1000"], "stdout": str(logs / "web.log")}})
+    supervisors.foreground()
+    shutil.rmtree(logs)
+    result = supervisors.ctl("reopen")
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"daemonctx: error: cannot reopen web's stdout {logs}/web.log: no such directory {logs}\n"
+    ), result.stderr
+
+
 # -- why ----------------------------------------------------------------------------------
 
 CRASH = 'echo "boom: cannot bind (pid $$)" >&2; exit 3'

@@ -153,6 +153,10 @@ def _count(text: str) -> int:
         raise ArgumentTypeError(f"must be 0 or more: {text!r}")
     if not (text.isascii() and text.isdigit()):
         raise ArgumentTypeError(f"not a number of lines: {text[:40]!r}")
+    from ..supervisor.protocol import MAX_TAIL_LINES
+
+    if len(text) > 6 or int(text) > MAX_TAIL_LINES:
+        raise ArgumentTypeError(f"must be {MAX_TAIL_LINES} or less: {text[:40]!r}")
     return int(text)
 
 
@@ -361,13 +365,15 @@ def _why(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(client.request("why", {"names": args.names}))
         return 0
+    from ..errors import one_line  # a program's stderr and texts: no escape sequence acts
+
     for program, runs in client.why(*args.names):
-        say(f"{program.name}: {describe(program)}")
+        say(one_line(f"{program.name}: {describe(program)}"))
         if not runs:
             say("  no runs yet")
         for run in runs:
             if run.error is not None:
-                say(f"  {_clock(run.started)}  {run.error}; then {run.decision}")
+                say(one_line(f"  {_clock(run.started)}  {run.error}; then {run.decision}"))
                 continue
             ready = f", ready {_clock(run.ready)}" if run.ready is not None else ", never ready"
             head = f"  {_clock(run.started)}  pid {run.pid}{ready}"
@@ -378,25 +384,44 @@ def _why(client: Client, args: argparse.Namespace) -> int:
             say(f"{head}, {ended} at {_clock(run.ended)}")
             if run.stopped_by:
                 steps = f" ({', '.join(run.steps)})" if run.steps else ""
-                say(f"    stopped by {run.stopped_by}{steps}")
+                say(one_line(f"    stopped by {run.stopped_by}{steps}"))
             if run.decision:
-                say(f"    then: {run.decision}")
+                say(one_line(f"    then: {run.decision}"))
             for line in run.stderr:
-                say(f"    stderr: {line}")
+                say(one_line(f"    stderr: {line}"))
     return 0
 
 
 def _tail(client: Client, args: argparse.Namespace) -> int:
     import json
+    import sys
 
+    # On a terminal, a program's escape sequences are shown, not acted on (as
+    # journalctl does); into a pipe or a file its lines go as they are, as tail(1)'s.
+    shown = _terminal_safe if sys.stdout.isatty() else str
     lines, cursor = client.tail(args.name, args.lines)
     while True:
         for line in lines:
-            if not say(json.dumps(line.to_json()) if args.json else line.text):
+            if not say(json.dumps(line.to_json()) if args.json else shown(line.text)):
                 return 0  # nobody reads any more (`ctl tail -f web | head`): done, as tail(1)
         if not args.follow:
             return 0
-        lines, cursor = client.tail(args.name, 0, after=cursor)
+        try:
+            lines, cursor = client.tail(args.name, 0, after=cursor)
+        except CommandError as exc:
+            if "closed the connection" not in str(exc):
+                raise
+            # The supervisor shut down (or died): no more output will come.
+            print(f"daemonctx: {exc}: no more output to follow", file=sys.stderr)
+            return 0
+
+
+def _terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal acts on (but tab) written as its
+    escape: ``\x1b``, ``\x08``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def _reopen(client: Client, args: argparse.Namespace) -> int:

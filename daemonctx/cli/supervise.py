@@ -182,26 +182,41 @@ def _config(args: argparse.Namespace) -> Any:
         program = Program(
             name,
             tuple(args.command),
-            directory=os.path.abspath(args.chdir or "/"),
+            directory=_absolute("--chdir", args.chdir or "/"),
             user=args.user,
             group=args.group,
             umask=0o022 if args.umask is None else args.umask,
             restart=args.restart or "on-failure",
             ready=ready,
             watchdog=args.watchdog,
-            stdout=os.path.abspath(args.stdout) if args.stdout else "inherit",
-            stderr=os.path.abspath(args.stderr) if args.stderr else "inherit",
+            stdout=_absolute("--stdout", args.stdout) if args.stdout else "inherit",
+            stderr=_absolute("--stderr", args.stderr) if args.stderr else "inherit",
         )
     except ConfigError as exc:
         if args.name is None and exc.key is None:  # the command's name will not do
             raise CommandError(f"{exc}; give it one with --name NAME") from None
         raise
     return SupervisorConfig(
-        control=os.path.abspath(args.control),
+        control=_absolute("--control", args.control),
         programs=(program,),
-        pidfile=os.path.abspath(args.pidfile) if args.pidfile else None,
-        log=os.path.abspath(args.log) if args.log else None,
+        pidfile=_absolute("--pidfile", args.pidfile) if args.pidfile else None,
+        log=_absolute("--log", args.log) if args.log else None,
     )
+
+
+def _absolute(option: str, path: str) -> str:
+    """``path`` made absolute as the kernel reads it: joined to the current directory,
+    not folded as text (``os.path.abspath`` drops a trailing "/", and ``..`` after a
+    symlink); the file's own checks then see what was typed, as from a file."""
+    if os.path.isabs(path):
+        return path
+    try:
+        return os.path.join(os.getcwd(), path)
+    except OSError:
+        raise CommandError(
+            f"{option} {path}: relative to a current directory that was deleted;"
+            " give an absolute path"
+        ) from None
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
@@ -209,7 +224,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
 
     try:
         config = _config(args)
-        log = os.path.abspath(args.log) if args.log is not None and args.config else None
+        log = _absolute("--log", args.log) if args.log is not None and args.config else None
         supervisor = Supervisor(config=config, log=log)  # --log wins over the file's
         supervisor.check()
         if config.pidfile is not None:

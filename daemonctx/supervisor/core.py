@@ -261,8 +261,12 @@ class Instance:
             for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
                 try:
                     target.reopen()
-                except OSError as exc:
-                    errors.append(f"{self.name}: {exc}")
+                except OSError as exc:  # "cannot reopen web's stdout /x/web.log: no such ..."
+                    message = exc.strerror or str(exc)
+                    if isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
+                        errors.append(message)
+                    else:
+                        errors.append(f"cannot reopen {message.removeprefix('cannot open ')}")
         return errors
 
     @property
@@ -1962,14 +1966,15 @@ class Supervisor:
         (instance,) = instances
         count = request.args.get("lines", 10)
         after = request.args.get("after")
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100_000:
-            raise _Refused(protocol.BAD_ARGUMENTS, "lines: expected an integer from 0 to 100000")
+        most = protocol.MAX_TAIL_LINES
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= most:
+            raise _Refused(protocol.BAD_ARGUMENTS, f"lines: expected an integer from 0 to {most}")
         if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
             raise _Refused(protocol.BAD_ARGUMENTS, "after: expected a cursor (an integer)")
         ring = instance.ring
 
         def answer() -> None:
-            lines = ring.last(count if after is None else 100_000, since=after)
+            lines = ring.last(count if after is None else most, since=after)
             result = {
                 "lines": [
                     {

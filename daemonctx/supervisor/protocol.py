@@ -118,6 +118,9 @@ SUPPORTED_VERSIONS = frozenset({1})
 MAX_LINE = 64 * 1024
 """The longest request line, in bytes, its line ending not counted."""
 
+MAX_TAIL_LINES = 100_000
+"""The most lines one ``tail`` request asks for."""
+
 READ_ONLY_COMMANDS = frozenset({"status", "ping", "commands", "why", "tail"})
 """The commands an observer (a peer without control rights) may run."""
 
