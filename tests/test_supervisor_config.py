@@ -1084,3 +1084,67 @@ def test_a_mistake_a_default_makes_says_so(
         check_system(load_text(shop, INCLUDE + f"[defaults]\n{defaults}\n"))
     expected = message.replace("[defaults])", "[defaults] in shop.toml)")
     assert str(caught.value) == f"conf.d/web.toml: [program.web] {expected}"
+
+
+# -- the constructors' types, for type checkers ---------------------------------------------
+
+
+def _typed_init_parameters(class_name: str) -> list[tuple[str, bool]]:
+    """The parameters (name, has a default) of the ``__init__`` that ``class_name``
+    declares under ``if TYPE_CHECKING:`` in config.py."""
+    import ast
+
+    import daemonctx.supervisor.config as config_module
+
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    for node in cls.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    args = item.args.args[1:]  # not self
+                    first_default = len(args) - len(item.args.defaults)
+                    return [(arg.arg, index >= first_default) for index, arg in enumerate(args)]
+    raise AssertionError(f"{class_name} declares no typed __init__")
+
+
+@pytest.mark.parametrize("cls", [Program, SupervisorConfig], ids=lambda cls: cls.__name__)
+def test_the_typed_constructor_takes_every_field_in_order(cls: type) -> None:
+    """The ``__init__`` type checkers see (the forms each key accepts) names the
+    dataclass's fields, in their order, with a default where the field has one: a
+    field added to one and not the other fails here."""
+    from dataclasses import MISSING
+
+    expected = [
+        (item.name, item.default is not MISSING or item.default_factory is not MISSING)
+        for item in fields(cls)
+        if item.init
+    ]
+    assert _typed_init_parameters(cls.__name__) == expected
+
+
+def test_the_documented_api_forms_run_and_type_check() -> None:
+    """tests/api_types.py builds programs in every form the documentation shows
+    (``stop_signal="INT"``, ``umask="027"``, a stop ladder, limits, a log table as a
+    dict, a user id, paths as ``Path``): they are accepted at run time, and, where
+    mypy is installed (the lint extras; CI runs it on that file), ``mypy --strict``
+    accepts them too (it refused 11 of them)."""
+    import importlib.util
+    import runpy
+
+    path = Path(__file__).parent / "api_types.py"
+    names = runpy.run_path(str(path))
+    assert [program.name for program in names["programs"]][:2] == ["web", "worker"]
+    assert names["programs"][0].stop_signal == signal.SIGINT
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install -e '.[lint]')")
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -24,7 +24,7 @@ import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..errors import DaemonError
 from ..limits import LIMIT_NAMES, PRIORITY, UNLIMITED, UNLIMITED_WORDS, LimitError, check
@@ -990,6 +990,50 @@ class Program:
         ),
     )
 
+    if TYPE_CHECKING:
+        # What the constructor takes, for type checkers: the forms each key accepts
+        # (``stop_signal="INT"``, ``umask="027"``, a log table as a dict), which
+        # __post_init__ normalizes into the fields' types above. At run time the
+        # dataclass's own __init__; tests/test_supervisor_config.py keeps the two
+        # in step.
+        def __init__(
+            self,
+            name: str,
+            command: Sequence[str],
+            directory: str | os.PathLike[str] = ...,
+            environment: Mapping[str, str] = ...,
+            environment_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = ...,
+            user: str | int | None = ...,
+            umask: int | str = ...,
+            group: str | int | None = ...,
+            nice: int | None = ...,
+            limits: Mapping[str, int | str | Sequence[int | str]] = ...,
+            restart: str = ...,
+            success_codes: Sequence[int] = ...,
+            ready: str | float = ...,
+            stop_signal: int | str = ...,
+            stop_timeout: float = ...,
+            instances: int = ...,
+            after: Sequence[str] = ...,
+            critical: bool = ...,
+            autostart: bool = ...,
+            restart_delay: float = ...,
+            restart_delay_max: float = ...,
+            stable_seconds: float = ...,
+            start_limit: int = ...,
+            start_limit_interval: float = ...,
+            start_timeout: float | None = ...,
+            watchdog: float | None = ...,
+            on_failure: Sequence[str] | None = ...,
+            on_failure_timeout: float = ...,
+            pidfile: str | os.PathLike[str] | None = ...,
+            stop: Sequence[int | float | str] | None = ...,
+            stdout: str | os.PathLike[str] | LogFile | Mapping[str, Any] = ...,
+            stderr: str | os.PathLike[str] | LogFile | Mapping[str, Any] = ...,
+            output_buffer: int = ...,
+            history: int = ...,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         name = self.name
         if not isinstance(name, str):
@@ -1104,6 +1148,25 @@ class SupervisorConfig:
     defaulted: Mapping[str, tuple[str, ...]] = field(
         default_factory=dict, hash=False, compare=False
     )
+
+    if TYPE_CHECKING:
+        # The forms the constructor takes (paths as os.PathLike, a group as its id,
+        # a list of programs), as Program's: for type checkers only.
+        def __init__(
+            self,
+            control: str | os.PathLike[str],
+            programs: Sequence[Program],
+            pidfile: str | os.PathLike[str] | None = ...,
+            log: str | os.PathLike[str] | None = ...,
+            control_group: str | int | None = ...,
+            observer_group: str | int | None = ...,
+            path: str | os.PathLike[str] | None = ...,
+            included: tuple[str, ...] = ...,
+            sources: Mapping[str, str] = ...,
+            groups: Mapping[str, Sequence[str]] = ...,
+            group_sources: Mapping[str, str] = ...,
+            defaulted: Mapping[str, tuple[str, ...]] = ...,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         path = os.fspath(self.path) if self.path is not None else None
