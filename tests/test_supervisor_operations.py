@@ -34,6 +34,7 @@ from conftest import (
     mounted_tmpfs,
     needs_root,
     pid_alive,
+    proc_fds,
     wait_for,
     wait_gone,
 )
@@ -326,6 +327,61 @@ def test_a_reload_after_the_file_s_directory_moved_is_one_line(
         f" no such directory {tmp_path}/etc\n"
     )
     assert running(supervisors, "web") == before
+
+
+@pytest.mark.parametrize("why", ["missing", "unsafe"])
+def test_a_reload_whose_new_output_file_cannot_be_opened_changes_nothing(
+    supervisors: Supervisors, tmp_path: Path, why: str
+) -> None:
+    """p's new stdout is in a directory that does not exist yet, or one anyone may
+    write: the reload (and its dry run) is refused whole, in one line naming the
+    program, the stream and the path, as supervise would be. Nothing changed: db
+    is not restarted, q's new file is not opened, the next reload does not say
+    "nothing changed". Once the directory is right, a reload applies it all."""
+    tick = ["/bin/sh", "-c", "while :; do echo tick; sleep 0.05; done"]
+    p, q = {"command": tick, "stdout": f"{tmp_path}/p.log"}, {"command": tick}
+    db = {"command": [SLEEP, "1000"]}
+    supervisors.config({"p": p, "q": {**q, "stdout": f"{tmp_path}/q.log"}, "db": db})
+    proc = supervisors.foreground()
+    before = running(supervisors, "p", "q", "db")
+    later = tmp_path / "later"
+    if why == "unsafe":
+        later.mkdir()
+        later.chmod(0o777)  # not sticky: another user could plant p.log there
+        reason = f"{later} is writable by others (mode 0777) and not sticky"
+    else:
+        reason = f"no such directory {later}"
+    supervisors.config(
+        {
+            "p": {**p, "stdout": f"{later}/p.log"},
+            "q": {**q, "stdout": f"{tmp_path}/q2.log"},
+            "db": {"command": [SLEEP, "1001"]},
+        }
+    )
+    error = f"daemonctx: error: nothing changed: cannot open p's stdout {later}/p.log: {reason}\n"
+    for args in (("--dry-run",), (), ()):
+        result = supervisors.ctl("reload", *args)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", error), result
+    assert running(supervisors, "p", "q", "db") == before
+    assert not (tmp_path / "q2.log").exists() and not (later / "p.log").exists()
+    opened = proc_fds(proc.pid).values()
+    assert f"{tmp_path}/q.log" in opened and f"{tmp_path}/q2.log" not in opened
+    log = log_text(supervisors)
+    assert "reload:" not in log and "internal error" not in log and "Traceback" not in log
+
+    if why == "unsafe":
+        later.chmod(0o755)
+    else:
+        later.mkdir()
+    assert reload(supervisors) == [
+        "change p: stdout (live, no restart)",
+        "change q: stdout (live, no restart)",
+        "change db: command (restart)",
+    ]
+    wait_gone(before["db"], 5)
+    assert cmdline(running(supervisors, "db")["db"]) == [SLEEP, "1001"]
+    for path in (later / "p.log", tmp_path / "q2.log"):
+        wait_for(lambda path=path: b"tick\n" in path.read_bytes(), what=f"ticks in {path}")
 
 
 def test_a_program_removed_but_still_stopping_cannot_be_started_and_comes_back_as_one(

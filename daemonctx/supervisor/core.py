@@ -205,9 +205,25 @@ class Instance:
     def state(self) -> State:
         return self.machine.state
 
-    def reconfigure(self, program: Program) -> None:
+    def new_files(self, program: Program) -> bool:
+        """Whether a reload to ``program`` opens new output files at once: its
+        capture is open (it ran) and a file changes, with the same pipe layout."""
+        old = self.program
+        if self.capture is None or (old.stdout, old.stderr) == (program.stdout, program.stderr):
+            return False
+        if _merged(old) != _merged(program):  # a new pipe layout: at the restart
+            return False
+        return not (_kept(old.stdout, program.stdout) and _kept(old.stderr, program.stderr))
+
+    def reconfigure(
+        self, program: Program, targets: tuple[Target | None, Target | None] | None = None
+    ) -> None:
         """A reload changed its program: the new settings apply from the next event;
-        new output limits at once, new output files at the next line."""
+        new output limits at once, new output files at the next line. Those files
+        are ``targets``, opened (``open_targets``) before the reload changed
+        anything, when ``new_files`` says so: a file that cannot be opened changes
+        nothing. Raises nothing."""
+        new_files = self.new_files(program)
         old, self.program = self.program, program
         self.machine.policy = program
         if self.runs.maxlen != program.history:
@@ -219,7 +235,7 @@ class Instance:
         if _merged(old) != _merged(program):  # a new pipe layout: at the restart
             self._close_outputs()
             return
-        if _kept(old.stdout, program.stdout) and _kept(old.stderr, program.stderr):
+        if not new_files:
             for target, spec in (
                 (capture.stdout, program.stdout),
                 (capture.stderr, program.stderr),
@@ -227,13 +243,16 @@ class Instance:
                 if target is not None and isinstance(spec, LogFile):
                     target.update(spec)
             return
-        targets = self._targets()  # a new file: opened before the old one is let go
-        self._close_outputs()
+        assert targets is not None, "new output files are opened before a reload changes anything"
+        self._close_outputs()  # the new files were opened before the old ones are let go
         capture.set_targets(*targets)
         self.capture = capture
 
-    def _targets(self) -> tuple[Target | None, Target | None]:
-        program = self.program
+    def open_targets(self, program: Program | None = None) -> tuple[Target | None, Target | None]:
+        """``program``'s (its own by default) output targets, opened. Raises
+        ``UnsafePathError`` or ``OSError`` (see ``Target.open``), nothing left open."""
+        if program is None:
+            program = self.program
         stdout = Target.open(program.stdout, f"{self.name}'s stdout", 1)
         if _merged(program):
             return stdout, None
@@ -246,10 +265,17 @@ class Instance:
                 stdout.close()
             raise
 
+    def check_targets(self, program: Program) -> None:
+        """What ``open_targets`` checks before it opens ``program``'s files, opening
+        and creating none (a dry run): each path, from "/" down. Raises as it does."""
+        for spec, what in ((program.stdout, "stdout"), (program.stderr, "stderr")):
+            if isinstance(spec, LogFile) or spec.startswith("/"):
+                check_path(spec if isinstance(spec, str) else spec.path, f"{self.name}'s {what}")
+
     def open_outputs(self) -> Capture:
         """Its capture, with its targets opened at the first spawn."""
         if self.capture is None:
-            stdout, stderr = self._targets()
+            stdout, stderr = self.open_targets()
             self.capture = Capture(stdout, stderr, self.ring, merged=_merged(self.program))
         return self.capture
 
@@ -1226,11 +1252,7 @@ class Supervisor:
         except (SpawnError, OSError) as exc:
             number = exc.errno or errnos.EIO
             if doing == "open":  # "web's stdout /x/web.log: no such directory /x"
-                message = exc.strerror or str(exc)
-                if message.startswith("cannot open "):  # paths' own words: said once
-                    message = message[len("cannot open ") :]
-                elif isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
-                    message = message.removeprefix("refusing ")
+                message = _open_error(exc)
             elif isinstance(exc, SpawnError):
                 message, doing = str(exc), exc.doing
             else:
@@ -2297,18 +2319,56 @@ class Supervisor:
             raise _Refused(protocol.FAILED, f"nothing changed: {reason}") from None
         plan = reload_plan(self.config, new)
         plan["applied"] = not dry_run
+        targets = self._open_new_files(new, dry_run)
         if not dry_run:
-            self._apply(new, plan)
+            self._apply(new, plan, targets)
         respond(protocol.encode_result(request.id, plan))
 
-    def _apply(self, new: SupervisorConfig, plan: dict[str, Any]) -> None:
-        """Make ``new`` the configuration: only what changed is touched."""
+    def _open_new_files(
+        self, new: SupervisorConfig, dry_run: bool
+    ) -> dict[int, tuple[Target | None, Target | None]]:
+        """The output files a reload to ``new`` opens at once (``Instance.new_files``),
+        by ``id`` of their instance: opened now, before anything changes (a dry run
+        checks their paths only). At the first that cannot be, the reload is refused
+        whole (as ``supervise`` would be, one line), and those opened are closed."""
+        opened: dict[int, tuple[Target | None, Target | None]] = {}
+        try:
+            for program in new.programs:
+                for name in program.instance_names():
+                    instance = self.instances.get(name)
+                    if instance is None or instance.program.name != program.name:
+                        continue
+                    if not instance.new_files(program):
+                        continue
+                    if dry_run:
+                        instance.check_targets(program)
+                    else:
+                        opened[id(instance)] = instance.open_targets(program)
+        except OSError as exc:
+            _close_targets(opened.values())
+            message = f"nothing changed: cannot open {_open_error(exc)}"
+            raise _Refused(protocol.FAILED, message) from None
+        except BaseException:
+            _close_targets(opened.values())
+            raise
+        return opened
+
+    def _apply(
+        self,
+        new: SupervisorConfig,
+        plan: dict[str, Any],
+        targets: dict[int, tuple[Target | None, Target | None]],
+    ) -> None:
+        """Make ``new`` the configuration: only what changed is touched. ``targets``:
+        the new output files, opened already (``_open_new_files``). Everything that
+        can fail comes before the first change."""
         assert self._loop is not None
         now = self._loop.time()
-        if self._server is not None:  # first: what can fail here fails before any change
+        if self._server is not None:
             try:
                 self._server.set_groups(new.control_group, new.observer_group)
             except (OSError, KeyError, ValueError, OverflowError) as exc:
+                _close_targets(targets.values())
                 reason = getattr(exc, "strerror", None) or exc
                 message = f"nothing changed: cannot give the control socket its group: {reason}"
                 raise _Refused(protocol.FAILED, message) from None
@@ -2339,7 +2399,7 @@ class Supervisor:
                         # removed by a reload before, still stopping: it comes back, one
                         # instance, and starts again once stopped (never two processes)
                         leaving.removing = False
-                        leaving.reconfigure(program)
+                        leaving.reconfigure(program, targets.get(id(leaving)))
                         new_ones.append(leaving)
                         if start_new:
                             fresh_ones.append(leaving)
@@ -2355,7 +2415,7 @@ class Supervisor:
                         continue
                     found = kept.pop(instance_name)
                     running = found.state in _RUNNING_ON
-                    found.reconfigure(program)
+                    found.reconfigure(program, targets.get(id(found)))
                     if program.name in restarts and running:
                         self._stop(found, "reload")
                         starts.append(found)
@@ -2701,6 +2761,23 @@ RESTART_FIELDS = (
     "nice",
     "limits",
 )
+
+
+def _open_error(exc: OSError) -> str:
+    """Why an output file could not be opened, after "cannot open ": the stream,
+    the path and the reason ("web's stdout /x/web.log: no such directory /x")."""
+    message = exc.strerror or str(exc)
+    if message.startswith("cannot open "):  # paths' own words: said once
+        return message[len("cannot open ") :]
+    if isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
+        return message.removeprefix("refusing ")
+    return message
+
+
+def _close_targets(targets: Iterable[tuple[Target | None, Target | None]]) -> None:
+    for pair in targets:
+        for target in {id(t): t for t in pair if t is not None}.values():
+            target.close()
 
 
 def _merged(program: Program) -> bool:
