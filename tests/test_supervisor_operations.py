@@ -47,6 +47,7 @@ PY = sys.executable
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
 NUMBERED = PROGRAMS / "ops_numbered.py"
+NOTIFY_GATE = PROGRAMS / "sup_notify_gate.py"
 TALK = PROGRAMS / "ops_talk.py"
 LADDER = PROGRAMS / "ops_ladder.py"
 
@@ -621,6 +622,80 @@ def test_reload_starts_no_program_with_autostart_false_but_new_instances_of_a_st
     assert [(info.name, info.state, info.pid) for info in idle] == [
         (f"idle:{index}", "stopped", None) for index in range(3)
     ]
+
+
+@pytest.mark.parametrize("change", ["command", "instances", "added"])
+def test_a_reload_during_the_boot_keeps_its_order_and_its_wait(
+    supervisors: Supervisors, tmp_path: Path, change: str
+) -> None:
+    """The boot waits for db (READY=1 once the file gate exists) before web, which
+    comes after it. A reload meanwhile restarts db (a new command; one instance
+    to two), or adds late, after db too: the boot goes on waiting for db (its new
+    processes), and starts web and late, and is over, only once db is ready."""
+    gate = tmp_path / "gate"
+    db = {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"}
+    web = {"command": [SLEEP, "1000"], "after": ["db"]}
+    late = {"command": [SLEEP, "1001"], "after": ["db"]}
+    supervisors.config({"db": db, "web": web})
+    proc = supervisors.foreground(booted=False)
+    old = wait_for(lambda: supervisors.status("db").pid, what="db to run")
+    changed, dbs = {
+        "command": ({**db, "command": [*db["command"], "again"]}, ["db"]),
+        "instances": ({**db, "instances": 2}, ["db:0", "db:1"]),
+        "added": (db, ["db"]),
+    }[change]
+    supervisors.config({"db": changed, "web": web, "late": late})
+    plan = reload(supervisors)
+    assert plan[0] == "add late" and len(plan) == (1 if change == "added" else 2), plan
+    if change != "added":
+        wait_gone(old, 5)
+
+    def db_starting() -> bool:
+        with supervisors.client() as client:
+            infos = client.status(*dbs)
+        return all(i.state == "starting" and i.pid not in (None, old) for i in infos)
+
+    if change != "added":
+        wait_for(db_starting, what="db's new processes")
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "starting"
+        assert [(i.name, i.state) for i in client.status("web", "late")] == [
+            ("web", "stopped"),
+            ("late", "stopped"),
+        ]
+    gate.touch()
+    supervisors.wait_answering(proc)
+    assert proc.poll() is None
+    running(supervisors, "web", "late", *dbs)
+    lines = log_text(supervisors).splitlines()
+
+    def first(text: str) -> int:
+        return next(n for n, line in enumerate(lines) if text in line)
+
+    ready = max(first(f"{name}: running") for name in dbs)
+    assert ready < first("web: running") and ready < first("late: running"), lines
+    assert first("every program is ready") > first("late: running"), lines
+
+
+def test_a_reload_during_the_boot_starts_nothing_the_boot_started_again(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The boot walks the new file's waves from the first: a one-shot it ran
+    (done, exited) is not run again, a program it started not restarted."""
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    migrate = {"command": ["/bin/sh", "-c", f"echo run >> {runs}"], "ready": "exited"}
+    db = {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify", "after": ["migrate"]}
+    web = {"command": [SLEEP, "1000"], "after": ["db"]}
+    supervisors.config({"migrate": migrate, "db": db, "web": web})
+    proc = supervisors.foreground(booted=False)
+    old = wait_for(lambda: supervisors.status("db").pid, what="db to run")
+    supervisors.config({"migrate": migrate, "db": db, "web": {**web, "stop_timeout": 5}})
+    assert reload(supervisors) == ["change web: stop_timeout (live, no restart)"]
+    gate.touch()
+    supervisors.wait_answering(proc)
+    assert running(supervisors, "db", "web")["db"] == old
+    assert runs.read_text() == "run\n"
+    assert supervisors.status("migrate").state == "exited"
 
 
 def test_a_reload_adds_the_first_program_that_sends_ready_1(

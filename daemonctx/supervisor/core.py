@@ -191,6 +191,9 @@ class Instance:
         self.start_pending = False  # to start once they are gone (a reload, a ctl start)
         # not to start at boot (autostart = false), or stopped on request: not waited for
         self.held = not program.autostart
+        # started by the boot, or by a reload: a boot that walks its waves again
+        # (after a reload) does not start it twice (a one-shot done, run again)
+        self.launched = False
         self.was_ready = False  # ready once: its boot is over, whatever it does next
         self.orphans = False  # a run ended: its escaped descendants are still to kill
         self.hook: _Hook | None = None  # its on_failure command, while it runs
@@ -843,7 +846,8 @@ class Supervisor:
 
     def _launch_wave(self) -> None:
         """Start the current wave's programs (those not held), and only that."""
-        names = ", ".join(i.name for i in self._waves[self._wave] if not i.held)
+        instances = [i for i in self._waves[self._wave] if _to_launch(i)]
+        names = ", ".join(i.name for i in instances)
         if self._daemon is not None and names:  # what a launcher waiting says after 3 s
             if len(names) > 200:
                 names = names[:200].rsplit(", ", 1)[0] + ", ..."
@@ -852,9 +856,9 @@ class Supervisor:
         self._in_wave = True
         try:
             with _LogAfterwards():  # every program started, then their log lines
-                for instance in self._waves[self._wave]:
-                    if not instance.held:  # stopped on request before its turn: left stopped
-                        self._event(instance, instance.machine.start)
+                for instance in instances:
+                    instance.launched = True
+                    self._event(instance, instance.machine.start)
         finally:
             self._in_wave = False
 
@@ -869,6 +873,8 @@ class Supervisor:
             # whether the rest of its wave is ready by then or not.
             wave = [i for i in self._waves[self._wave] if not i.held and not i.was_ready]
             for instance in wave:
+                if instance.start_pending:  # a reload's, once the old ones are gone
+                    continue
                 state = instance.state
                 if instance.machine.restarts > 0 or state not in _BOOTING:
                     reason = one_line(instance.machine.reason or state.value)
@@ -2364,6 +2370,8 @@ class Supervisor:
         can fail comes before the first change."""
         assert self._loop is not None
         now = self._loop.time()
+        # a reload during the boot: the boot goes on in the new file's order
+        waves = start_order(new.programs) if self._phase == "boot" else None
         if self._server is not None:
             try:
                 self._server.set_groups(new.control_group, new.observer_group)
@@ -2374,6 +2382,29 @@ class Supervisor:
                 raise _Refused(protocol.FAILED, message) from None
         log.info("reload: %s", _plan_summary(plan))
         self.config = new
+        # Until the boot walks the new waves (below), no event of the changes may
+        # move it on through the old ones.
+        self._in_wave = waves is not None
+        try:
+            self._change(new, plan, targets, now, waves is not None)
+        finally:
+            self._in_wave = False
+        if waves is not None and self._phase == "boot":
+            self._waves = [self._wave_instances(wave) for wave in waves]
+            self._wave = 0
+            self._launch_wave()  # what a wave already passed holds that is new
+            self._boot_progress()
+
+    def _change(
+        self,
+        new: SupervisorConfig,
+        plan: dict[str, Any],
+        targets: dict[int, tuple[Target | None, Target | None]],
+        now: float,
+        booting: bool,
+    ) -> None:
+        """``_apply``'s changes; ``booting``: new instances the boot is to start
+        are left to it (after the programs in their ``after``)."""
         if self._guard is not None:  # removed programs may still be stopping: theirs too
             self._guard.set_users(self._users() | set(self._guard.users))
         restarts = {change["name"] for change in plan["changed"] if change["restart"]}
@@ -2399,6 +2430,7 @@ class Supervisor:
                         # removed by a reload before, still stopping: it comes back, one
                         # instance, and starts again once stopped (never two processes)
                         leaving.removing = False
+                        leaving.held = not program.autostart  # its removal held it
                         leaving.reconfigure(program, targets.get(id(leaving)))
                         new_ones.append(leaving)
                         if start_new:
@@ -2417,7 +2449,8 @@ class Supervisor:
                     running = found.state in _RUNNING_ON
                     found.reconfigure(program, targets.get(id(found)))
                     if program.name in restarts and running:
-                        self._stop(found, "reload")
+                        # Not held: a boot goes on waiting for it (as ctl restart)
+                        self._stop(found, "reload", hold=False)
                         starts.append(found)
                     instances.append(found)
                 for leftover in kept.values():
@@ -2440,6 +2473,8 @@ class Supervisor:
                         ", ".join(fresh.name for fresh in fresh_ones),
                         ", ".join(gone.name for gone in behind),
                     )
+                elif booting:  # new ones start in their wave; one held or started before, now
+                    starts.extend(fresh for fresh in fresh_ones if fresh.held or fresh.launched)
                 else:
                     starts.extend(fresh_ones)
                 self._by_program[program.name] = instances
@@ -2447,6 +2482,7 @@ class Supervisor:
         ordered.update((name, i) for name, i in self.instances.items() if name not in ordered)
         self.instances = ordered  # in the file's order (removed ones last, until gone)
         for instance in starts:
+            instance.launched = True
             self._event(instance, instance.machine.start)
 
     def _remove(self, instance: Instance) -> None:
@@ -2477,6 +2513,7 @@ class Supervisor:
             instance.start_pending = False
             waiting = instance.state in (State.STOPPED, State.STOPPING)
             if waiting and self._phase in ("boot", "running"):
+                instance.launched = True
                 self._event(instance, instance.machine.start)
 
     def _command_shutdown(self, request: Request, respond: Callable[[bytes], None]) -> None:
@@ -2772,6 +2809,13 @@ def _open_error(exc: OSError) -> str:
     if isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
         return message.removeprefix("refusing ")
     return message
+
+
+def _to_launch(instance: Instance) -> bool:
+    """Whether its wave's launch starts ``instance``: not stopped on request before
+    its turn (held), not started already (a boot walking its waves again after a
+    reload), not a reload's new instance waiting for the old ones to be gone."""
+    return not instance.held and not instance.launched and not instance.start_pending
 
 
 def _close_targets(targets: Iterable[tuple[Target | None, Target | None]]) -> None:
