@@ -2114,9 +2114,16 @@ class Supervisor:
             elif name in groups or (name.endswith(":*") and name[:-2] in groups):
                 for program in groups[name[:-2] if name.endswith(":*") else name]:
                     found.update((i.name, i) for i in self._by_program.get(program, []))
+            elif any(  # "no program named 'w' (did you mean 'w'?)" made no sense
+                i.removing and (name == i.name or name.removesuffix(":*") == i.program.name)
+                for i in self.instances.values()
+            ):
+                message = f"program {name!r} was removed by a reload and is stopping"
+                raise _Refused(protocol.NOT_FOUND, message)
             else:
                 what = "program or group" if groups else "program"
-                hint = did_you_mean(name, [*self._by_program, *self.instances, *groups])
+                shown = [n for n, i in self.instances.items() if looking or not i.removing]
+                hint = did_you_mean(name, [*self._by_program, *shown, *groups])
                 raise _Refused(protocol.NOT_FOUND, f"no {what} named {name!r}{hint}")
         return list(found.values())
 
