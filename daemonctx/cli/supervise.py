@@ -305,6 +305,9 @@ def _failure(exc: DaemonError) -> CommandError:
 
     message = str(exc)
     boot = isinstance(exc, SupervisorStartError)
+    if type(exc) is DaemonStartupError and not exc.remote_type:  # it died without a word
+        pid = f" (pid {exc.daemon_pid})" if exc.daemon_pid else ""
+        return CommandError(f"the supervisor{pid} died before every program was ready (killed?)")
     if isinstance(exc, DaemonStartupError) and exc.remote_message:
         message = exc.remote_message
         if exc.remote_type == "lockfile.AlreadyLocked":  # the pidfile's race, lost there
