@@ -37,20 +37,27 @@ _ATOMIC_WRITE = 4096 if sys.platform.startswith("linux") else 512
 # opens one context), and the pid of that daemon. See Handoff.keep_from_children.
 _KEPT: Handoff | None = None
 _KEPT_BY = 0
+_KEPT_FILE = (0, 0)  # the pipe's (st_dev, st_ino)
 _FORK_HOOK = False
 
 
 def _drop_in_child() -> None:
     """After ``os.fork`` in a process the daemon forked: let go of its end of the
     pipe. The pipe is the daemon's; a child holding it would keep the launcher from
-    seeing the end-of-file that a successful exec means (``notify_ready_on_exec``)."""
+    seeing the end-of-file that a successful exec means (``notify_ready_on_exec``).
+    Only when that number still names the pipe: a thread with a descriptor table of
+    its own (the supervisor's spawner) forks a child whose number is another file."""
     handoff = _KEPT
-    if handoff is not None and handoff.write_fd is not None and os.getpid() != _KEPT_BY:
-        fd, handoff.write_fd = handoff.write_fd, None
-        try:
+    if handoff is None or handoff.write_fd is None or os.getpid() == _KEPT_BY:
+        return
+    fd = handoff.write_fd
+    handoff.write_fd = None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == _KEPT_FILE:
             os.close(fd)
-        except OSError:
-            pass
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -89,8 +96,11 @@ class Handoff:
         """Called in the daemon, once forked: a process it forks later with
         ``os.fork`` (a worker, ``multiprocessing``) closes its copy of the daemon's
         end at once. A program it runs has none already (close-on-exec)."""
-        global _KEPT, _KEPT_BY, _FORK_HOOK
-        _KEPT, _KEPT_BY = self, os.getpid()
+        global _KEPT, _KEPT_BY, _KEPT_FILE, _FORK_HOOK
+        if self.write_fd is None:
+            return
+        st = os.fstat(self.write_fd)
+        _KEPT, _KEPT_BY, _KEPT_FILE = self, os.getpid(), (st.st_dev, st.st_ino)
         if not _FORK_HOOK:
             os.register_at_fork(after_in_child=_drop_in_child)
             _FORK_HOOK = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conftest import (
     ENV,
     NOBODY,
     ProcessTracker,
+    Supervisors,
     needs_root,
     proc_stat,
     proc_status,
@@ -384,3 +386,55 @@ def test_set_child_subreaper() -> None:
         assert pid == orphan and os.waitstatus_to_exitcode(status) == 7
 
     run_in_child(adopt_orphan)
+
+
+def test_the_c_library_s_own_signals_are_not_taken_for_ignored_ones() -> None:
+    """glibc's posix_spawn (how Python 3.13's subprocess starts most processes)
+    leaves signals 32 and 33, the C library's own, ignored in its child. They are
+    not ignored signals to reset in each program: taken for such, every start of
+    a supervisor started that way took the slow spawn (a full fork)."""
+    code = (
+        "from daemonctx.supervisor.spawn import ignored_signals\n"
+        "mask = [l for l in open('/proc/self/status') if l.startswith('SigIgn:')][0]\n"
+        "print(int(mask.split()[1], 16) >> 31 & 1, ignored_signals())\n"
+    )
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-c", code],
+            {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            file_actions=[(os.POSIX_SPAWN_DUP2, write_end, 1)],
+        )
+    finally:
+        os.close(write_end)
+    try:
+        with os.fdopen(read_end) as out:
+            libc_ignored, ignored = out.read().split(" ", 1)
+    finally:
+        os.waitpid(pid, 0)
+    if libc_ignored != "1":
+        pytest.skip("this C library's posix_spawn leaves signal 32 as it was")
+    assert ignored.strip() == "[]"
+
+
+def test_a_detached_supervisor_forks_its_slow_spawns_from_its_spawner_thread(
+    supervisors: Supervisors,
+) -> None:
+    """Past SPAWNER_FROM descriptors programs are forked from the spawner thread,
+    whose descriptor table is its own. A program with ``nice`` takes the slow
+    spawn (a full fork, which runs Python's at-fork hooks): in a detached
+    supervisor, the start-up pipe's hook closed that descriptor's number in the
+    child, another file in the spawner's table, and the 128th program failed
+    ("Bad file descriptor"). Every one of them starts."""
+    count = 140  # about 3 descriptors a program: past SPAWNER_FROM (384)
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    supervisors.config({f"p{i}": {"command": [sleep, "1000"], "nice": 1} for i in range(count)})
+    result = supervisors.supervise(timeout=60)
+    assert result.returncode == 0, result.stderr
+    with supervisors.client() as client:
+        infos = client.status()
+        assert [info.state for info in infos] == ["running"] * count
+        pid = infos[-1].pid
+        assert Path(f"/proc/{pid}/stat").read_text().split()[18] == "1", "its nice"
+        client.shutdown(wait=True)

@@ -71,6 +71,13 @@ PR_SET_CHILD_SUBREAPER = 36
 _USER_VARIABLES = ("HOME", "USER", "LOGNAME")
 # restore_signals=True gives these back their default action already.
 _RESTORED_BY_POPEN = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+# The real-time signals the C library keeps for itself (32 and 33 with glibc, to 34
+# with musl): glibc's posix_spawn leaves them ignored in its child, so every process
+# a Python 3.13 subprocess starts has them ignored; no program sees them, and no
+# signal() call may change them. Not "ignored" for us: taken for such, every start
+# took the slow spawn.
+_LIBC_SIGNALS = frozenset(range(32, getattr(signal, "SIGRTMIN", 32)))
+_SKIPPED = _RESTORED_BY_POPEN | _LIBC_SIGNALS
 
 
 class SpawnError(DaemonError, OSError):
@@ -169,7 +176,7 @@ def ignored_signals() -> list[int]:
         return []
     ignored = []
     for number in range(1, mask.bit_length() + 1):
-        if mask >> (number - 1) & 1 and number not in _RESTORED_BY_POPEN:
+        if mask >> (number - 1) & 1 and number not in _SKIPPED:
             ignored.append(number)
     return ignored
 
@@ -196,8 +203,10 @@ def take_over_ignored_signals() -> dict[int, Any]:
             continue
         try:
             taken[number] = signal.signal(number, _do_nothing)
-        except (ValueError, OSError):  # not the main thread, or not a catchable signal
+        except ValueError:  # not the main thread: none can be taken
             break
+        except OSError:  # not one signal() may change: the others still
+            continue
     return taken
 
 
