@@ -1671,6 +1671,85 @@ def test_a_builtin_name_cannot_be_registered(tmp_path: Path) -> None:
         sup.command(name="mine")(status)
 
 
+def test_a_command_that_raises_systemexit_or_keyboardinterrupt_fails_alone(
+    supervisors: Supervisors,
+) -> None:
+    """argparse in a command exits (SystemExit), a command may raise
+    KeyboardInterrupt or GeneratorExit: each is that command's failure, answered
+    ``failed`` in one line and logged, and the supervisor and its programs go on.
+    (Each was the supervisor's end: it SIGKILLed every program and exited.) A
+    SIGTERM stops it in order after that, as always."""
+    proc = start_app(supervisors)
+    web = web_pid(supervisors)
+    for args, expected in [
+        (("call", "parse", '{"argv": ["--n", "x"]}'), "parse: SystemExit: 2"),
+        (("call", "raises", '{"name": "KeyboardInterrupt"}'), "raises: KeyboardInterrupt"),
+        (("call", "raises", '{"name": "GeneratorExit"}'), "raises: GeneratorExit"),
+        (("call", "raises", '{"name": "SystemExit"}'), "raises: SystemExit"),
+    ]:
+        result = supervisors.ctl(*args)
+        assert (result.returncode, one_line(result.stderr)) == (
+            1,
+            f"daemonctx: error: {expected}",
+        ), args
+    with supervisors.client() as client, pytest.raises(RemoteError) as info:
+        client.call("parse", argv=["--bad"])
+    assert (info.value.type, info.value.message) == ("failed", "parse: SystemExit: 2")
+    assert proc.poll() is None
+    assert web_pid(supervisors) == web
+    result = supervisors.ctl("call", "parse", '{"argv": ["--n", "1"]}')
+    assert (result.returncode, result.stdout) == (0, "Namespace(n=1)\n"), result.stderr
+    log = wait_for(
+        lambda: "command raises failed: SystemExit" in (text := log_text(supervisors)) and text,
+        what="the failures logged",
+    )
+    assert "command parse failed: SystemExit: 2" in log
+    assert "command raises failed: KeyboardInterrupt" in log
+    assert "Traceback" not in log
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert f"web: stopping (pid {web}, SIGTERM" in log_text(supervisors)
+
+
+def test_a_real_ctrl_c_during_a_command_fails_it_and_stops_the_supervisor_in_order(
+    supervisors: Supervisors,
+) -> None:
+    """Code in a command that gave SIGINT Python's default handler gets a real
+    SIGINT as KeyboardInterrupt: the command fails, and the supervisor, whose
+    wake-up fd got the signal too, stops every program in order and exits 0."""
+    proc = start_app(supervisors)
+    web = web_pid(supervisors)
+    result = supervisors.ctl("call", "ctrl_c")
+    assert (result.returncode, one_line(result.stderr)) == (
+        1,
+        "daemonctx: error: ctrl_c: KeyboardInterrupt",
+    )
+    assert proc.wait(timeout=30) == 0, proc.communicate()
+    wait_gone(web)
+    assert f"web: stopping (pid {web}, SIGTERM" in log_text(supervisors)
+
+
+def test_a_result_that_contains_itself_or_nests_too_deep_fails_not_internal(
+    supervisors: Supervisors,
+) -> None:
+    """As a set or NaN: ``failed``, saying the result is not JSON, not an
+    ``internal`` RecursionError with a traceback in the log at every call."""
+    start_app(supervisors)
+    reason = "result is not JSON: it contains itself, or is nested too deep"
+    for name in ("tree", "deep"):
+        result = supervisors.ctl("call", name)
+        assert (result.returncode, one_line(result.stderr)) == (
+            1,
+            f"daemonctx: error: {name}: {reason}",
+        )
+        with supervisors.client() as client, pytest.raises(RemoteError) as info:
+            client.call(name)
+        assert (info.value.type, info.value.message) == ("failed", f"{name}: {reason}")
+    assert supervisors.ctl("ping").returncode == 0
+    log = log_text(supervisors)
+    assert "Traceback" not in log and "internal" not in log, log
+
+
 # -- 11. ctl against a real supervisor -------------------------------------------------------------
 
 

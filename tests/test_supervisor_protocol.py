@@ -162,6 +162,25 @@ def test_encoding_refuses_what_the_other_side_would(call: Any, exception: type) 
         call()
 
 
+def _itself() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("result", [_itself(), {"deep": _nested(100_000)}])
+def test_a_result_that_contains_itself_or_nests_too_deep_is_a_value_error(result: Any) -> None:
+    with pytest.raises(ValueError, match=r"^it contains itself, or is nested too deep$"):
+        encode_result(1, result)
+
+
 def test_errors_pickle() -> None:
     error = pickle.loads(pickle.dumps(ProtocolError(BAD_REQUEST, "no command", "a")))
     assert (error.type, error.message, error.id) == (BAD_REQUEST, "no command", "a")

@@ -2540,17 +2540,28 @@ class Supervisor:
             bound = command.signature.bind(**request.args)
         except TypeError as exc:
             raise _Refused(protocol.BAD_ARGUMENTS, f"{request.command}: {exc}") from None
+        # BaseException: SystemExit (argparse in the command) and KeyboardInterrupt
+        # are the command's failure, not the supervisor's end. A real Ctrl-C or
+        # SIGTERM still ends it: the signal reached the loop's wake-up fd too.
         try:
             result = command.function(*bound.args, **bound.kwargs)
-        except Exception as exc:
-            message = f"{request.command}: {type(exc).__name__}: {exc}".splitlines()[0]
-            raise _Refused(protocol.FAILED, message) from None
+        except BaseException as exc:
+            raise self._command_failed(command, request, _exception_line(exc)) from None
         try:
-            respond(protocol.encode_result(request.id, result))
+            line = protocol.encode_result(request.id, result)
         except (TypeError, ValueError) as exc:
-            raise _Refused(
-                protocol.FAILED, f"{request.command}: result is not JSON: {exc}"
-            ) from None
+            reason = f"result is not JSON: {exc}"
+            raise self._command_failed(command, request, reason) from None
+        except BaseException as exc:  # a mapping's own items() raised, say
+            raise self._command_failed(command, request, _exception_line(exc)) from None
+        respond(line)
+
+    def _command_failed(self, command: _Command, request: Request, reason: str) -> _Refused:
+        """The ``failed`` answer for a registered command, logged for one that
+        changes something (a read-only one is not logged: an observer may poll it)."""
+        if not command.read_only:
+            log.info("command %s failed: %s", request.command, one_line(reason))
+        return _Refused(protocol.FAILED, f"{request.command}: {reason}")
 
 
 _BUILTIN_DOCS = {
@@ -2586,6 +2597,16 @@ _BUILTIN_ARGUMENTS = {
     name: frozenset(part.split(":")[0] for part in signature)
     for name, signature in _BUILTIN_SIGNATURES.items()
 }
+
+
+def _exception_line(exc: BaseException) -> str:
+    """``SystemExit: 2``: an exception's type and the first line of its message."""
+    try:
+        text = str(exc).strip()
+    except Exception:  # a broken __str__ of the application's
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text.splitlines()[0]}" if text else name
 
 
 class _Refused(Exception):

@@ -331,11 +331,14 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
 def encode_result(id: RequestId, result: Any) -> bytes:
     """A success response line (``\\n``-ended).
 
-    Raises ``TypeError`` or ``ValueError`` when ``result`` is not JSON
-    (a server answers ``internal`` then).
+    Raises ``TypeError`` or ``ValueError`` when ``result`` is not JSON (a
+    ``ValueError`` for one that contains itself or nests too deep, too).
     """
     _check_id(id)
-    return _dump({"id": id, "ok": True, "result": result})
+    try:
+        return _dump({"id": id, "ok": True, "result": result})
+    except RecursionError:  # no circular check (_c_encoder): it recursed until stopped
+        raise ValueError("it contains itself, or is nested too deep") from None
 
 
 def encode_error(id: RequestId, type: str, message: str) -> bytes:

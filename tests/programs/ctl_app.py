@@ -12,16 +12,29 @@ JSON is an object with ``control`` (the socket, required) and optionally
 - ``flushed() -> list[str]`` (read-only, named with ``name=``): the regions
   flushed so far, so a test can see that a refused call did nothing;
 - ``ignore(name: str) -> None``: the supervisor ignores signal ``name``
-  (``"SIGUSR2"``) from now on, as application code may.
+  (``"SIGUSR2"``) from now on, as application code may;
+- ``parse(argv: list[str]) -> str``: parses ``argv`` with argparse, which raises
+  SystemExit (2) on a bad option;
+- ``raises(name: str) -> None``: raises the built-in exception ``name``
+  (``"KeyboardInterrupt"``, ``"GeneratorExit"``);
+- ``ctrl_c() -> None``: as code that restores Python's Ctrl-C handler, then
+  gets a real SIGINT: KeyboardInterrupt;
+- ``tree() -> dict`` and ``deep() -> list`` (read-only): a value that contains
+  itself, and one nested 100000 deep.
 
 It serves in the foreground and exits with ``serve()``'s status.
 """
 
 from __future__ import annotations
 
+import argparse
+import builtins
 import json
+import os
 import signal
 import sys
+import time
+from typing import Any
 
 from daemonctx.supervisor import Program, Supervisor
 
@@ -62,6 +75,40 @@ def main() -> int:
     def ignore(name: str) -> None:
         """Ignore a signal in the supervisor from now on."""
         signal.signal(signal.Signals[name], signal.SIG_IGN)
+
+    @sup.command
+    def parse(argv: list[str]) -> str:
+        """Parse options the way an application does."""
+        parser = argparse.ArgumentParser(prog="parse")
+        parser.add_argument("--n", type=int)
+        return repr(parser.parse_args(argv))
+
+    @sup.command
+    def raises(name: str) -> None:
+        """Raise a built-in exception."""
+        raise getattr(builtins, name)()
+
+    @sup.command
+    def ctrl_c() -> None:
+        """Take Ctrl-C as Python does by default, and get one."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)  # KeyboardInterrupt comes first
+
+    @sup.command(read_only=True)
+    def tree() -> dict[str, Any]:
+        """A node that names itself as its parent."""
+        node: dict[str, Any] = {"name": "root"}
+        node["parent"] = node
+        return node
+
+    @sup.command(read_only=True)
+    def deep() -> list[Any]:
+        """A list nested 100000 deep."""
+        value: list[Any] = []
+        for _ in range(100_000):
+            value = [value]
+        return value
 
     return sup.serve()
 
