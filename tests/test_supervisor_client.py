@@ -657,9 +657,12 @@ def test_supervise_loads_none_of_the_daemon_commands() -> None:
     assert "/nonexistent/shop.toml" in result.stderr
 
 
-@pytest.mark.parametrize("timeout", [-1, 0, -0.5, float("nan"), float("-inf")])
+@pytest.mark.parametrize(
+    "timeout", [-1, 0, -0.5, float("nan"), float("-inf"), "5", b"5", True, [5]]
+)
 def test_a_timeout_that_is_no_wait_is_refused_at_once(tmp_path: Path, timeout: float) -> None:
     """Not socket's bare "Timeout value out of range" at the first request (-1),
-    nor, for NaN, no timeout at all: a ValueError naming the timeout, at once."""
+    nor, for NaN, no timeout at all, nor a TypeError for "5" (the docs say
+    ValueError): a ValueError naming the timeout, at once."""
     with pytest.raises(ValueError, match=r"^timeout: a number of seconds more than 0, or None"):
         Client(tmp_path / "control.sock", timeout=timeout)

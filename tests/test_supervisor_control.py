@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import grp
 import itertools
 import json
@@ -1671,6 +1672,26 @@ def test_a_builtin_name_cannot_be_registered(tmp_path: Path) -> None:
         sup.command(name="mine")(status)
 
 
+def test_what_is_no_command_is_refused_when_registered(tmp_path: Path) -> None:
+    """Not a bare AttributeError ('int' object has no attribute '__name__'), now
+    or at the first call: a TypeError, or a ValueError saying to give name=."""
+    sup = Supervisor(control=str(tmp_path / "c.sock"), programs=[Program("web", SLEEP)])
+
+    def region(name: str) -> str:
+        return name
+
+    with pytest.raises(TypeError, match=r"^a command is a function, not 42$"):
+        sup.command(42)
+    with pytest.raises(TypeError, match=r"^a command is a function, not 'flush'$"):
+        sup.command("flush")
+    with pytest.raises(ValueError, match=r"has no __name__: give the command's name=$"):
+        sup.command(functools.partial(region, "eu"))
+    with pytest.raises(ValueError, match=r"^invalid command name 7"):
+        sup.command(name=7)(region)  # type: ignore[arg-type]
+    sup.command(name="eu")(functools.partial(region, "eu"))
+    assert sup._commands["eu"].function() == "eu"
+
+
 def test_a_command_that_raises_systemexit_or_keyboardinterrupt_fails_alone(
     supervisors: Supervisors,
 ) -> None:
@@ -1748,6 +1769,21 @@ def test_a_result_that_contains_itself_or_nests_too_deep_fails_not_internal(
     assert supervisors.ctl("ping").returncode == 0
     log = log_text(supervisors)
     assert "Traceback" not in log and "internal" not in log, log
+
+
+def test_tail_refuses_a_cursor_past_the_last_one_at_once(supervisors: Supervisors) -> None:
+    """A cursor no line can be past (2**70: not one this supervisor gave) is
+    refused at once, not waited on for its 30 s."""
+    start_app(supervisors)
+    with supervisors.client(timeout=5) as client:
+        _lines, cursor = client.tail("web")
+        for after in (2**70, cursor + 1):
+            with pytest.raises(RemoteError) as info:
+                client.tail("web", after=after)
+            assert (info.value.type, info.value.message) == (
+                "bad-arguments",
+                f"after: {after} is past web's last cursor ({cursor})",
+            )
 
 
 # -- 11. ctl against a real supervisor -------------------------------------------------------------
@@ -1828,7 +1864,8 @@ def test_ctl_json_prints_parseable_program_infos(supervisors: Supervisors) -> No
 def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> None:
     """Arguments ctl cannot put in a request are refused before anything is sent,
     in one line naming what was typed, exit 2: call JSON JSON cannot write
-    (1e999, NaN, 5000 digits), a request over the protocol's limit, a NAME that
+    (1e999, NaN, 5000 digits), a key given twice (the protocol refuses that; ctl
+    sent the last one), JSON nested too deep, a request over the protocol's limit, a NAME that
     is not UTF-8, a negative ``tail -n`` or one not in ASCII digits, a ``--timeout``
     not in ASCII digits (status and ping too, parsed without argparse), a signal
     number of 5000 digits. (They
@@ -1842,6 +1879,11 @@ def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> N
         (("call", "flush_cache", '{"region": NaN}'), "NaN"),
         (("call", "flush_cache", '{"region": ' + digits + "}"), "(5000 digits)"),
         (("call", "flush_cache", json.dumps({"region": "x" * 70_000})), f"({MAX_LINE} bytes)"),
+        (
+            ("call", "flush_cache", '{"region": "mars", "region": "eu"}'),
+            """call: 'region' is given twice in '{"region": "mars", "region": "eu"}': give""",
+        ),
+        (("call", "flush_cache", '{"region": ' + "[" * 100_000), "(nested too deep)"),
         (("status", *long_names), f"({MAX_LINE} bytes)"),
         (("status", os.fsdecode(b"w\xffb")), "not a program name: 'w\\xffb' (not UTF-8)"),
         (("tail", "web", "-n", "-5"), "must be 0 or more: '-5'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,6 +25,7 @@ from daemonctx.supervisor.protocol import (
     ProtocolError,
     RemoteError,
     Request,
+    RequestError,
     Response,
     encode_error,
     encode_request,
@@ -173,6 +175,30 @@ def _nested(depth: int) -> list[Any]:
     for _ in range(depth):
         value = [value]
     return value
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ({"x": float("nan")}, "NaN or infinity (JSON has neither)"),
+        ({"x": [1, {"y": float("-inf")}]}, "NaN or infinity (JSON has neither)"),
+        ({"n": 10**5000}, "an integer of about 5001 digits (Python writes at most "),
+        ({"n": {"k": [-(10**6000)]}}, "an integer of about 6001 digits"),
+        ({"l": _itself()}, "a value that contains itself, or is nested too deep"),
+        ({"l": _nested(100_000)}, "a value that contains itself, or is nested too deep"),
+    ],
+)
+def test_a_request_that_cannot_be_written_says_why_in_one_line(
+    args: dict[str, Any], reason: str
+) -> None:
+    """Each its own reason: an int past Python's limit on digits is not "NaN or
+    infinity", a value that contains itself is not a bare RecursionError."""
+    if "digits" in reason and not hasattr(sys, "get_int_max_str_digits"):
+        pytest.skip("this Python writes integers of any length")
+    with pytest.raises(RequestError) as info:
+        encode_request(1, "echo", args)
+    assert str(info.value).startswith(f"echo: a request cannot carry {reason}"), info.value
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("result", [_itself(), {"deep": _nested(100_000)}])

@@ -516,11 +516,32 @@ def _call_arguments(text: str | None) -> dict[str, Any]:
         except ValueError:  # past Python's limit on digits
             raise ValueError(f"number too long: {typed[:20]}... ({len(typed)} digits)") from None
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        value = dict(pairs)
+        if len(value) != len(pairs):  # the protocol refuses them (JSON leaves them open)
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise CommandError(
+                        f"call: {key!r} is given twice in {shown!r}: give it once", exit_code=2
+                    )
+                seen.add(key)
+        return value
+
+    shown = text if len(text) <= 60 else text[:57] + "..."
     try:
-        value = json.loads(text, parse_constant=refuse, parse_float=finite, parse_int=integer)
+        value = json.loads(
+            text,
+            parse_constant=refuse,
+            parse_float=finite,
+            parse_int=integer,
+            object_pairs_hook=unique,
+        )
     except ValueError as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise CommandError(f"call: not JSON: {shown!r} ({reason})", exit_code=2) from None
+    except RecursionError:
+        reason = "nested too deep"
         raise CommandError(f"call: not JSON: {shown!r} ({reason})", exit_code=2) from None
     if not isinstance(value, dict):
         raise CommandError(f"call: the arguments must be a JSON object: {text!r}", exit_code=2)

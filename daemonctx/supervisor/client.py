@@ -82,6 +82,15 @@ def _unreachable(path: str) -> int | None:
     return holder[0] if holder is not None and not holder[1] else None
 
 
+def _is_number(value: object) -> bool:
+    """An int or a float (a ``numbers.Real``), not a bool nor a string "5"."""
+    if isinstance(value, (int, float)):
+        return not isinstance(value, bool)
+    import numbers  # rarely: a Fraction, a numpy number
+
+    return isinstance(value, numbers.Real)
+
+
 def _seconds(value: float) -> str:
     return f"{value:g} s"
 
@@ -96,7 +105,7 @@ class Client:
 
     def __init__(self, path: str | os.PathLike[str], timeout: float | None = None) -> None:
         self.path = os.fspath(path)
-        if timeout is not None and not timeout > 0:  # NaN too: not "no timeout"
+        if timeout is not None and (not _is_number(timeout) or not timeout > 0):  # NaN too
             raise ValueError(f"timeout: a number of seconds more than 0, or None, not {timeout!r}")
         # A timeout no socket takes (1e10 s, inf: past time_t) is as good as none
         self.timeout = None if timeout is not None and not timeout < _LONGEST else timeout

@@ -579,15 +579,22 @@ class Supervisor:
         observers call it."""
 
         def register(function: F) -> F:
-            command = name or function.__name__
-            if not protocol.COMMAND_NAME.fullmatch(command):
+            if not callable(function):
+                raise TypeError(f"a command is a function, not {function!r}")
+            command = name if name is not None else getattr(function, "__name__", None)
+            if command is None:  # a functools.partial, an object with __call__
+                raise ValueError(f"{function!r} has no __name__: give the command's name=")
+            if not isinstance(command, str) or not protocol.COMMAND_NAME.fullmatch(command):
                 raise ValueError(f"invalid command name {command!r}: use [a-z][a-z0-9_-]*")
             if command in _BUILTINS or command in self._commands:
                 raise ValueError(f"a command named {command!r} exists already")
+            try:
+                signature = inspect.signature(function)
+            except (TypeError, ValueError) as exc:  # a builtin without one
+                reason = f"command {command!r}: no signature to call it by: {exc}"
+                raise ValueError(reason) from None
             doc = (inspect.getdoc(function) or "").strip().split("\n", 1)[0]
-            self._commands[command] = _Command(
-                function, inspect.signature(function), read_only, doc
-            )
+            self._commands[command] = _Command(function, signature, read_only, doc)
             return function
 
         if function is not None:
@@ -2000,6 +2007,13 @@ class Supervisor:
         if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
             raise _Refused(protocol.BAD_ARGUMENTS, "after: expected a cursor (an integer)")
         ring = instance.ring
+        if after is not None and after > ring.mark:  # not one of its cursors: refused,
+            # not waited on (until it wrote that many chunks, or TAIL_WAIT)
+            shown = str(after)
+            if len(shown) > 24:
+                shown = f"{shown[:12]}... ({len(shown)} digits)"
+            reason = f"after: {shown} is past {instance.name}'s last cursor ({ring.mark})"
+            raise _Refused(protocol.BAD_ARGUMENTS, reason)
 
         def answer() -> None:
             lines = ring.last(count if after is None else most, since=after)

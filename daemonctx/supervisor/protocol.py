@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 from ..errors import DaemonError
 from .record import field, record
@@ -199,7 +200,8 @@ class RemoteError(DaemonError):
 
 class RequestError(ValueError):
     """A request ``encode_request`` cannot send: longer than ``MAX_LINE``, or
-    holding a float JSON cannot write (NaN, infinity). One line, for a human."""
+    holding a value JSON cannot write (NaN, infinity, an int past Python's limit
+    on digits, a value that contains itself). One line, for a human."""
 
 
 @record(frozen=True)
@@ -305,7 +307,7 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
 
     Raises ``ValueError`` for an invalid id or command name, ``TypeError`` for
     args that are not a JSON-serializable object, and ``RequestError`` (a
-    ``ValueError``) for a request too long, or a float JSON cannot write.
+    ``ValueError``) for a request too long, or a value JSON cannot write.
     """
     _check_id(id)
     if not isinstance(command, str) or not COMMAND_NAME.fullmatch(command):
@@ -316,10 +318,8 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
         raise TypeError(f"args must be a dict, not {type(args).__name__}")
     try:
         line = _dump({"id": id, "command": command, "args": args, "version": PROTOCOL_VERSION})
-    except ValueError:  # the encoder's only one: "Out of range float values are not JSON compliant"
-        raise RequestError(
-            f"{command}: a request cannot carry NaN or infinity (JSON has neither)"
-        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(f"{command}: a request cannot carry {_unwritable(args, exc)}") from None
     if len(line) - 1 > MAX_LINE:
         raise RequestError(
             f"{command}: the request would be {len(line) - 1} bytes, over the control "
@@ -339,6 +339,51 @@ def encode_result(id: RequestId, result: Any) -> bytes:
         return _dump({"id": id, "ok": True, "result": result})
     except RecursionError:  # no circular check (_c_encoder): it recursed until stopped
         raise ValueError("it contains itself, or is nested too deep") from None
+
+
+def _unwritable(value: object, error: BaseException) -> str:
+    """What in ``value`` the encoder could not write (it raised ``error``): a
+    float JSON has not, an int past Python's limit on digits, or a value that
+    contains itself or nests past the recursion limit. Looked for: the
+    encoder's ValueError is one of two messages, and names no value."""
+    if isinstance(error, RecursionError):
+        return "a value that contains itself, or is nested too deep"
+    found = _first_unwritable(value)
+    if isinstance(found, float):
+        return "NaN or infinity (JSON has neither)"
+    if found is not None:
+        digits = int(found.bit_length() * 0.30103) + 1
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+        return f"an integer of about {digits} digits (Python writes at most {limit})"
+    return f"a value JSON cannot write ({error})"
+
+
+def _first_unwritable(value: object) -> float | int | None:
+    """A NaN, an infinity, or an int too long to write in ``value`` (keys too),
+    looked for with a stack of its own: ``value`` may contain itself."""
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            stack.extend(_pairs_raw(item) if isinstance(item, dict) else item)
+        elif isinstance(item, float) and item - item != 0.0:  # inf or nan
+            return item
+        elif isinstance(item, int) and not isinstance(item, bool):
+            try:
+                int.__repr__(item)
+            except ValueError:  # past sys.get_int_max_str_digits()
+                return item
+    return None
+
+
+def _pairs_raw(mapping: dict[Any, Any]) -> Iterator[Any]:
+    for key, item in mapping.items():
+        yield key
+        yield item
 
 
 def encode_error(id: RequestId, type: str, message: str) -> bytes:
