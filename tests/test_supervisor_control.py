@@ -53,6 +53,7 @@ from conftest import (
     run_in_child,
     wait_for,
     wait_gone,
+    wait_reaped,
 )
 
 from daemonctx.supervisor import Client, Program, Supervisor
@@ -1769,6 +1770,24 @@ def test_a_result_that_contains_itself_or_nests_too_deep_fails_not_internal(
     assert supervisors.ctl("ping").returncode == 0
     log = log_text(supervisors)
     assert "Traceback" not in log and "internal" not in log, log
+
+
+def test_the_ways_the_docs_give_to_learn_how_an_application_s_job_ended(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The supervisor's loop reaps every child of its process that exits (it
+    cannot tell the application's from an orphan it was given): a job the
+    command waits for keeps its status, and one in the background can write it
+    through a shell that waits for it, which the loop then reaps."""
+    start_app(supervisors)
+    result = supervisors.ctl("call", "job", '{"code": 3}')
+    assert (result.returncode, result.stdout) == (0, "3\n"), result.stderr
+    status = tmp_path / "job.status"
+    result = supervisors.ctl("call", "job", json.dumps({"code": 4, "status": str(status)}))
+    assert result.returncode == 0, result.stderr
+    shell = int(result.stdout)
+    wait_for(lambda: status.exists() and status.read_text() == "4\n", what="the job's status")
+    wait_reaped(shell)  # by the loop: no zombie left
 
 
 def test_tail_refuses_a_cursor_past_the_last_one_at_once(supervisors: Supervisors) -> None:

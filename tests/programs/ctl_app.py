@@ -20,7 +20,11 @@ JSON is an object with ``control`` (the socket, required) and optionally
 - ``ctrl_c() -> None``: as code that restores Python's Ctrl-C handler, then
   gets a real SIGINT: KeyboardInterrupt;
 - ``tree() -> dict`` and ``deep() -> list`` (read-only): a value that contains
-  itself, and one nested 100000 deep.
+  itself, and one nested 100000 deep;
+- ``job(code: int, status: str | None = None) -> int``: a job (``sh -c "exit
+  CODE"``) run to its end, its exit status; with ``status``, one started in the
+  background through a shell that writes the job's status to that file, the
+  shell's pid (docs/supervisor.md's ways to learn how a job ended).
 
 It serves in the foreground and exits with ``serve()``'s status.
 """
@@ -32,6 +36,7 @@ import builtins
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from typing import Any
@@ -109,6 +114,15 @@ def main() -> int:
         for _ in range(100_000):
             value = [value]
         return value
+
+    @sup.command
+    def job(code: int, status: str | None = None) -> int:
+        """Run a job that exits CODE: its status, or in the background, its pid."""
+        command = ["/bin/sh", "-c", f"exit {int(code)}"]
+        if status is None:
+            return subprocess.run(command).returncode
+        wrapper = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', status, *command]
+        return subprocess.Popen(wrapper).pid
 
     return sup.serve()
 
