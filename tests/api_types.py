@@ -39,3 +39,23 @@ signal_number: int = programs[0].stop_signal
 def status(path: str) -> list[ProgramInfo]:
     with Client(path, timeout=5) as client:
         return client.status("web")
+
+
+supervisor2 = Supervisor(
+    control=Path("/run/shop2.sock"), programs=programs, pidfile=Path("/run/s.pid"), control_group=0
+)
+
+
+@supervisor2.command
+def flush(region: str) -> int:
+    """A command registered bare: it keeps its type."""
+    return len(region)
+
+
+@supervisor2.command(read_only=True, name="count")
+def count_items() -> int:
+    return 1
+
+
+flushed: int = flush("eu")
+counted: int = count_items()

@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace as dataclass_replace
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
@@ -489,14 +489,15 @@ class Supervisor:
         control: str | os.PathLike[str] | None = None,
         programs: Sequence[Program] = (),
         *,
-        pidfile: str | None = None,
-        log: str | None = None,
-        control_group: str | None = None,
-        observer_group: str | None = None,
+        pidfile: str | os.PathLike[str] | None = None,
+        log: str | os.PathLike[str] | None = None,
+        control_group: str | int | None = None,
+        observer_group: str | int | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
         config: SupervisorConfig | None = None,
         idle_timeout: float | None = None,
     ) -> None:
+        log = None if log is None else os.fspath(log)
         # log= beside config=: it wins over the file's, at each reload too
         self._log_override = log if config is not None else None
         if config is None:
@@ -570,9 +571,17 @@ class Supervisor:
 
     # -- registered commands ----------------------------------------------------------
 
+    @overload
+    def command(self, function: F, /) -> F: ...
+
+    @overload
     def command(
-        self, function: Any = None, /, *, name: str | None = None, read_only: bool = False
-    ) -> Any:
+        self, function: None = None, /, *, name: str | None = None, read_only: bool = False
+    ) -> Callable[[F], F]: ...
+
+    def command(
+        self, function: F | None = None, /, *, name: str | None = None, read_only: bool = False
+    ) -> F | Callable[[F], F]:
         """Register ``function`` as a control command: ``ctl call NAME '{"arg": 1}'``
         calls it with those keyword arguments, in the supervisor's loop (keep it
         quick), and answers with its return value (JSON). ``read_only`` lets
