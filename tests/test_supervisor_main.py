@@ -612,6 +612,67 @@ def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Sup
         assert log.index(f"killed pid {pid}") < log.rindex("web: starting")
 
 
+@pytest.mark.parametrize("spelling", ["dot", "slashes", "linked directory"])
+def test_a_restarted_supervisor_finds_survivors_on_another_spelling_of_its_socket(
+    supervisors: Supervisors, spelling: str
+) -> None:
+    """The same socket, written another way in the next supervisor's
+    configuration: the lock is on the file, so it is the same supervisor's
+    place, and what the last one left is killed before anything starts. (The
+    mark was compared as a string: a second copy ran beside the survivors.)"""
+    pids = _escaper(supervisors)
+    supervisor = supervisors.foreground_pid
+    guard = guard_of(supervisor)
+    os.kill(guard, signal.SIGSTOP)
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(supervisor)
+    os.kill(guard, signal.SIGKILL)
+    wait_gone(guard)
+    tmp = supervisors.tmp_path
+    if spelling == "linked directory":
+        (tmp / "link").symlink_to(tmp)
+    other = {"dot": f"{tmp}/./control.sock", "slashes": f"{tmp}//control.sock"}.get(
+        spelling, f"{tmp}/link/control.sock"
+    )
+    command = [sys.executable, "-c", ESCAPER, str(tmp)]
+    supervisors.config({"web": {"command": command}}, control=other)
+    supervisors.foreground()
+    for pid in pids.values():
+        wait_gone(pid)
+    log = supervisors.log.read_text()
+    for pid in pids.values():
+        assert f"killed pid {pid} (web), left running by a previous supervisor" in log
+
+
+def test_the_sweep_finds_a_mark_spelled_another_way(tmp_path: Path) -> None:
+    """The guard's sweep: a process marked with another spelling of the socket
+    (as an older supervisor wrote it) is killed; one of another socket is not."""
+    from daemonctx.supervisor.guard import SUPERVISOR_VARIABLE, sweep
+
+    (tmp_path / "link").symlink_to(tmp_path)
+    marks = {
+        "dot": f"{tmp_path}/./c.sock",
+        "link": f"{tmp_path}/link/c.sock",
+        "other": f"{tmp_path}/other.sock",
+    }
+    procs = {
+        name: subprocess.Popen([SLEEP, "1000"], env={**os.environ, SUPERVISOR_VARIABLE: mark})
+        for name, mark in marks.items()
+    }
+    try:
+        for proc in procs.values():
+            wait_for(lambda proc=proc: "1000" in Path(f"/proc/{proc.pid}/cmdline").read_text())
+        killed = sweep(f"{tmp_path}//c.sock", {os.geteuid()})
+        assert sorted(pid for pid, _name in killed) == sorted(
+            procs[name].pid for name in ("dot", "link")
+        )
+        assert procs["other"].poll() is None
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
 def test_a_stopped_guard_does_not_block_the_supervisor(supervisors: Supervisors) -> None:
     """The guard's socket fills while the guard is stopped (each restart sends it
     two messages): the supervisor keeps serving, and what waited reaches the

@@ -28,6 +28,7 @@ import stat  # loaded by os already
 import sys
 
 from .. import procfs
+from ..paths import resolved_name
 from ..pidfd import exited, open_pidfd, wait_any
 
 # The guard process starts at every supervisor start, beside the programs: it
@@ -56,7 +57,8 @@ __all__ = [
 PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
 
 #: Set in each program's environment to the control socket's path: what the
-#: guard, and a restarted supervisor, look for in processes a dead one left.
+#: guard, and a restarted supervisor, look for in processes a dead one left
+#: (any spelling of the same socket: ``/run/a/./c.sock`` is ``/run/a/c.sock``).
 SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
 
 #: How long the sweep waits for the killed processes to be gone.
@@ -93,6 +95,7 @@ def sweep(
     """
     users = set(users)
     groups = groups or {}
+    target = _Socket(control)
     own = os.getpid()
     killed: list[tuple[int, str | None]] = []
     pinned: list[int] = []
@@ -111,7 +114,7 @@ def sweep(
                 pidfd = open_pidfd(pid)
                 if pidfd is None:
                     continue
-                if not _ours(pid, control, users, groups):
+                if not _ours(pid, target, users, groups):
                     os.close(pidfd)
                     continue
                 seen.add(pid)
@@ -149,16 +152,44 @@ def _free_descriptors() -> int:
     return max(1, soft - used - 8)
 
 
-def _ours(pid: int, control: str, users: set[int], groups: dict[int, int]) -> bool:
+class _Socket:
+    """The control socket a sweep looks for, however a mark spells it: the lock
+    is on the file, so ``/run/a/c.sock``, ``/run/a/./c.sock``, ``/run/a//c.sock``
+    and a path through a symlinked directory are one supervisor's."""
+
+    def __init__(self, control: str) -> None:
+        self.control = control
+        self.name = os.path.basename(control)
+        self.resolved = resolved_name(control)
+        self._seen: dict[str, bool] = {control: True}
+
+    def marks(self, mark: str | None) -> bool:
+        if mark is None:
+            return False
+        same = self._seen.get(mark)
+        if same is None:
+            # Another spelling names the same file by the same last name: only
+            # then is the directory resolved (once a mark a sweep).
+            same = os.path.basename(mark) == self.name and mark.startswith("/")
+            if same:
+                try:
+                    same = resolved_name(mark) == self.resolved
+                except (OSError, ValueError):
+                    same = False
+            self._seen[mark] = same
+        return same
+
+
+def _ours(pid: int, target: _Socket, users: set[int], groups: dict[int, int]) -> bool:
     try:
         leader = groups.get(os.getpgid(pid))
     except OSError:
         return False
     if leader is not None and not exited(leader):  # the leader lives: its group
         return True
-    if procfs.environment_value(pid, SUPERVISOR_VARIABLE) != control:
+    if _owner(pid) not in users:
         return False
-    return _owner(pid) in users
+    return target.marks(procfs.environment_value(pid, SUPERVISOR_VARIABLE))
 
 
 def orphaned_holder(path: str) -> tuple[int, bool] | None:
