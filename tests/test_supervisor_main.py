@@ -173,6 +173,96 @@ def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_
     assert info.state == "exited" and info.pid is None, info
 
 
+# A forking program that puts something else where its pidfile goes: a FIFO
+# (which blocked the supervisor for ever in open()), or a symbolic link to the
+# file where its daemon wrote its pid.
+PLANTING_FORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    pidfile, announced, plant = sys.argv[1:4]
+    if os.fork() == 0:
+        os.setsid()
+        with open(announced + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(announced + ".tmp", announced)
+        time.sleep(1000)
+    while not os.path.exists(announced):
+        time.sleep(0.01)
+    if plant == "fifo":
+        os.mkfifo(pidfile)
+    else:
+        os.symlink(announced, pidfile)
+    """
+)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "symlink"])
+def test_a_pidfile_that_is_no_regular_file_is_refused_without_blocking(
+    supervisors: Supervisors, plant: str
+) -> None:
+    """A FIFO where the pidfile goes made the supervisor block in open() for ever
+    (no answer, SIGTERM ignored); a symbolic link was followed. Both are refused,
+    said once in the log, and the wait ends as for no pidfile at all."""
+    pidfile = supervisors.tmp_path / "forker.pid"
+    announced = supervisors.tmp_path / "daemon.pid"
+    command = [sys.executable, "-c", PLANTING_FORKER, str(pidfile), str(announced), plant]
+    supervisors.config(
+        {
+            "forker": {
+                "command": command,
+                "pidfile": str(pidfile),
+                "start_timeout": 1,
+                "restart": "never",
+            },
+        }
+    )
+    supervisors.foreground(booted=False)
+    daemon = wait_for(lambda: announced.exists() and int(announced.read_text()), what="the daemon")
+    wait_for(lambda: os.path.lexists(pidfile), what="the planted pidfile")
+    from daemonctx.supervisor import Client
+
+    with Client(supervisors.control, timeout=5) as client:  # it answers meanwhile
+        (info,) = client.status("forker")
+    wait_gone(daemon, 5)
+    with Client(supervisors.control, timeout=5) as client:
+        (info,) = client.status("forker")
+    assert info.state == "exited" and info.pid is None, info
+    reasons = {"fifo": "not a regular file but a FIFO", "symlink": "a symbolic link (not followed)"}
+    reason = reasons[plant]
+    log = supervisors.log.read_text()
+    assert log.count(f"forker: pidfile {pidfile} refused: {reason}") == 1, log
+    assert f"forker: no live process of its own in {pidfile}: {reason}" in log
+
+
+def test_a_pidfile_s_reader_says_why_it_has_no_pid(tmp_path: Path) -> None:
+    """What a forking program's pidfile may hold, and the reasons for no pid,
+    which never quote the file."""
+    from daemonctx.supervisor.core import _read_pid
+
+    path = tmp_path / "x.pid"
+    assert _read_pid(str(path)) == "No such file or directory"
+    for text, expected in [
+        ("123\n", 123),
+        (" 42 extra", 42),
+        ("", "no pid in it"),
+        ("secret-value\n", "no pid in it"),
+        ("-5", "no pid in it"),
+        ("9" * 40, "no pid in it"),
+    ]:
+        path.write_text(text)
+        assert _read_pid(str(path)) == expected, text
+    path.unlink()
+    path.mkdir()
+    assert _read_pid(str(path)) == "not a regular file but a directory"
+    path.rmdir()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        assert _read_pid(str(path)) == "not a regular file but a socket"
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    assert _read_pid(str(path)) == "a symbolic link (not followed)"
+
+
 COUNTING_FORKER = textwrap.dedent(
     """
     import os, signal, sys

@@ -28,6 +28,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -1669,32 +1670,37 @@ class Supervisor:
             self._signal(instance, instance.program.stop_signal)
 
     def _await_pidfile(
-        self, instance: Instance, leader: ExitStatus, since: float, delay: float
+        self, instance: Instance, leader: ExitStatus, since: float, delay: float, said: str = ""
     ) -> None:
         """A forking program's leader exited 0: its daemon writes the pidfile now
         or soon (systemd waits too). Look again, more and more rarely, until
-        ``start_timeout``; then the run has ended with the leader's status."""
+        ``start_timeout``; then the run has ended with the leader's status. A
+        file refused (``said``: its reason, logged once) is looked at again too."""
         loop = self._loop
         assert loop is not None
         path = instance.program.pidfile
         assert path is not None
-        main = self._read_main_pidfile(instance, path, quiet=True)
+        main, reason = self._read_main_pidfile(instance, path)
         if main is not None and procfs.parent_pid(main.pid) == os.getpid():
             instance.pidfile_wait = None
             self._adopt(instance, main, leader)
             return
         if main is not None:
             main.close()
+        if reason and reason not in _NOT_YET and reason != said:
+            log.info("%s: pidfile %s refused: %s", instance.name, path, reason)
+            said = reason
         now = loop.time()
         if now - since >= start_timeout(instance.program) or instance.state is State.STOPPING:
             instance.pidfile_wait = None
-            log.info("%s: no live process of its own in %s", instance.name, path)
+            why = f": {reason}" if reason else ""
+            log.info("%s: no live process of its own in %s%s", instance.name, path, why)
             instance.orphans = True  # the run is over: what it left is killed
             self._ended(instance, leader)
             return
         instance.pidfile_wait = loop.call_at(
             min(now + delay, since + start_timeout(instance.program)),
-            lambda: self._await_pidfile(instance, leader, since, min(delay * 2, 0.5)),
+            lambda: self._await_pidfile(instance, leader, since, min(delay * 2, 0.5), said),
         )
 
     def _main_after_leader(self, instance: Instance) -> _Main | None:
@@ -1704,17 +1710,13 @@ class Supervisor:
             return None
         return main
 
-    def _read_main_pidfile(
-        self, instance: Instance, path: str, quiet: bool = False
-    ) -> _Main | None:
-        try:
-            with open(path, "rb") as file:
-                pid = int(file.read(64).split()[0])
-        except (OSError, ValueError, IndexError) as exc:
-            if not quiet:
-                log.info("%s: no pid in %s: %s", instance.name, path, exc)
-            return None
-        return self._pin_main(instance, pid)
+    def _read_main_pidfile(self, instance: Instance, path: str) -> tuple[_Main | None, str]:
+        """The main process the pidfile names, or why none: no file, a file
+        refused, no pid in it (``""``: a pid that names no process of the program)."""
+        pid = _read_pid(path)
+        if isinstance(pid, str):
+            return None, pid
+        return self._pin_main(instance, pid), ""
 
     def _pin_main(self, instance: Instance, pid: int) -> _Main | None:
         """A pidfd on ``pid`` if it is a process of this program: in its session,
@@ -3012,6 +3014,47 @@ def _peek_success(pid: int) -> bool:
 def _exit_code(status: ExitStatus) -> int:
     """The shell's convention: the exit code, or 128 + the signal."""
     return status.code if status.code is not None else 128 + (status.signal or 0)
+
+
+#: Why ``_read_pid`` finds no pid while the daemon may still be writing its file
+#: (said only at the end of the wait; any other reason is said at once).
+_NOT_YET = frozenset({os.strerror(errnos.ENOENT), "no pid in it"})
+
+
+def _read_pid(path: str) -> int | str:
+    """The pid in a forking program's pidfile, or why there is none. The
+    program writes it (as its user, perhaps): a FIFO or a device put there would
+    block us or act when opened, a symbolic link could make us read another
+    file. So the last name is not followed, and the file is opened for reading
+    only once known to be a regular one (through an ``O_PATH`` descriptor: the
+    same file). At most 64 bytes are read; a reason never quotes them. The pid
+    is a hint, checked by ``_pin_main`` (systemd's rule for a pidfile not
+    root's), so a file of any owner is read."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.strerror or "cannot be opened"
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISLNK(mode):
+            return "a symbolic link (not followed)"
+        if not stat.S_ISREG(mode):
+            kind = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+            return f"not a regular file but {kind.get(stat.S_IFMT(mode), 'a device')}"
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        reader = os.open(f"/proc/self/fd/{fd}", flags)
+        try:
+            data = os.read(reader, 64)
+        finally:
+            os.close(reader)
+    except OSError as exc:
+        return exc.strerror or "cannot be read"
+    finally:
+        os.close(fd)
+    words = data.split(maxsplit=1)
+    if not words or not words[0].isdigit() or len(words[0]) > 10 or int(words[0]) > 2**31 - 1:
+        return "no pid in it"
+    return int(words[0])
 
 
 def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
