@@ -1791,6 +1791,31 @@ def test_what_sigkill_of_the_main_process_lets_escape_is_killed_too(
         assert leader not in children(supervisor.pid), "the main process is reaped"
 
 
+def test_a_working_directory_missing_for_a_moment_is_waited_for(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A deploy swaps the program's directory as it restarts: the start fails,
+    says why, and is tried again with the backoff, as for a missing environment
+    file (with start_limit = 0, for ever). It used to make the program `failed`
+    for good, as a command that cannot be executed."""
+    directory = tmp_path / "wd"
+    directory.mkdir()
+    web = {"command": [SLEEP, "1000"], "directory": str(directory), "start_limit": 0}
+    supervisors.config({"web": {**web, "restart_delay_max": 0.2}})
+    supervisors.foreground()
+    pid = supervisors.status("web").pid
+    assert pid is not None
+    directory.rmdir()
+    os.kill(pid, signal.SIGKILL)
+    info = wait_for(lambda: (i := supervisors.status("web")).attempt > 2 and i, what="retries")
+    assert info.state in ("backoff", "starting"), info
+    why = f"cannot change to directory {directory}: No such file or directory"
+    assert why in supervisors.ctl("why", "web").stdout
+    directory.mkdir()
+    info = wait_for(lambda: (i := supervisors.status("web")).state == "running" and i)
+    assert info.pid != pid and Path(f"/proc/{info.pid}/cwd").resolve() == directory
+
+
 @pytest.mark.parametrize("foreground", [False, True], ids=["detached", "foreground"])
 @pytest.mark.parametrize("cause", ["stdout", "fifo", "unsafe", "directory", "exec"])
 def test_a_program_that_cannot_start_in_the_first_wave_fails_supervise(

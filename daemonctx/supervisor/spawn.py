@@ -448,6 +448,8 @@ def _popen(
         filename = exc.filename if exc.filename is not None else argv[0]
         reason = exc.strerror or os.strerror(number)
         if filename == program.directory and filename != argv[0]:  # the chdir failed
+            if number in (errnos.ENOENT, errnos.ENOTDIR):  # retried: a deploy may swap it
+                number = errnos.EAGAIN
             raise SpawnError(number, f"directory {filename}: {reason}", "change to") from None
         raise SpawnError(number, f"{os.fsdecode(filename)}: {reason}") from None
     except subprocess.SubprocessError as exc:  # preexec_fn raised
