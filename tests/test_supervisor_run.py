@@ -15,6 +15,7 @@ import contextlib
 import functools
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ from conftest import (
     needs_pid_namespace,
     needs_root,
     pid_alive,
+    proc_fds,
     proc_stat,
     proc_status,
     spawn_as_pid,
@@ -984,6 +986,106 @@ def test_notify_ready_only_from_the_program_and_its_status_text_is_shown(
     status = supervisors.ctl("status", "svc")
     assert status.returncode == 0, status
     assert "serving" in status.stdout
+
+
+# The program stops its supervisor, has a process of its own session-less
+# send READY=1 and exit, reaps it, and forks a child of its session that takes
+# the sender's pid (a new pid namespace: no other process takes it first).
+PID_THIEF = """
+import os, signal, socket, time
+address = "\\0" + os.environ["NOTIFY_SOCKET"][1:]
+supervisor = os.getppid()
+os.kill(supervisor, signal.SIGSTOP)
+while open(f"/proc/{supervisor}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+    time.sleep(0.001)
+sender = os.fork()
+if sender == 0:
+    os.setsid()  # not the program's process
+    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", address)
+    os._exit(0)
+os.waitpid(sender, 0)
+with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+    f.write(str(sender - 1))
+child = os.fork()
+if child == 0:  # in the program's session, with the sender's pid
+    time.sleep(1000)
+    os._exit(0)
+said = f"STATUS=reused {sender}" if child == sender else f"STATUS=missed {sender} {child}"
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(said.encode(), address)
+os.kill(supervisor, signal.SIGCONT)
+time.sleep(1000)
+"""
+
+
+@needs_root
+@needs_pid_namespace
+def test_a_notification_from_a_sender_gone_since_is_not_credited_to_who_took_its_pid(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A READY=1 read after its sender was reaped and its pid taken by a process
+    of the program: the kernel's credentials still give the pid, which names
+    the new process. With SCM_PIDFD (Linux 6.5) the supervisor sees the sender
+    is gone and drops the message; it used to credit it to the program."""
+    if tuple(int(part) for part in os.uname().release.split(".")[:2]) < (6, 5):
+        pytest.skip("needs SO_PASSPIDFD (Linux 6.5)")
+    program = tmp_path / "thief.py"
+    program.write_text(PID_THIEF)
+    supervisors.config(
+        {"thief": {"command": [PY, str(program)], "ready": "notify", "start_timeout": 60}}
+    )
+    # A shell as the namespace's PID 1: PID 1 itself cannot be stopped from inside.
+    supervisors.foreground(prefix=[*UNSHARE_PID, "sh", "-c", '"$@"; exit $?', "sh"], booted=False)
+    info = wait_for(lambda: (i := supervisors.status("thief")).status_text and i, what="STATUS=")
+    assert info.status_text.startswith("reused "), info.status_text
+    assert info.state == "starting", info
+    sender = info.status_text.split()[1]
+    wait_log(supervisors, f"ignored a notification from pid {sender}: its sender has exited")
+
+
+def test_descriptors_sent_with_notifications_are_closed_at_once(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """sd_notify_barrier() sends a pipe's end and waits for it to be closed;
+    anyone may send descriptors to the socket. Each one received is closed at
+    once, a flood of them included, and a program's READY=1 sent with some
+    still counts."""
+    program = tmp_path / "ready_with_fds.py"
+    program.write_text(
+        "import os, socket, time\n"
+        "address = '\\0' + os.environ['NOTIFY_SOCKET'][1:]\n"
+        "sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "sock.connect(address)\n"
+        "r, w = os.pipe()\n"
+        "socket.send_fds(sock, [b'READY=1'], [w] * 200)\n"
+        "os.close(w)\n"
+        "os.read(r, 1)  # end of file: the supervisor closed its copies\n"
+        "sock.send(b'STATUS=closed')\n"
+        "time.sleep(1000)\n"
+    )
+    supervisors.config({"svc": {"command": [PY, str(program)], "ready": "notify"}})
+    supervisors.foreground(booted=False)
+    supervisor = supervisors.foreground_pid
+    info = wait_for(lambda: (i := supervisors.status("svc")).status_text and i, what="STATUS=")
+    assert info.state == "running" and info.status_text == "closed", info
+    pidfds = lambda: sum("pidfd" in target for target in proc_fds(supervisor).values())  # noqa: E731
+    before = pidfds()
+    address = "\0" + environ(info.pid)["NOTIFY_SOCKET"][1:]
+    r, w = os.pipe()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            for _ in range(100):  # not a program's: ignored, and its descriptors closed
+                socket.send_fds(sock, [b"READY=1"], [w] * 250)
+        os.close(w)
+        w = -1
+        ready, _, _ = select.select([r], [], [], 10)
+        assert ready and os.read(r, 1) == b"", "the supervisor holds a copy"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    # and the pidfd each sender came with (the last one's just after its descriptors)
+    wait_for(lambda: pidfds() == before, 5, what="the senders' pidfds closed")
 
 
 def test_a_program_that_stops_sending_watchdog_1_is_stopped_and_restarted(

@@ -532,6 +532,7 @@ class Supervisor:
         self._loop: EventLoop | None = None
         self._server: ControlServer | None = None
         self._notify: socket.socket | None = None
+        self._notify_pidfds = False  # the kernel names each sender by a pidfd too (SCM_PIDFD)
         self._guard: Guard | None = None
         self._guard_started = 0.0
         self._guard_delay = 0.0  # before another guard, after one that died at once
@@ -804,6 +805,11 @@ class Supervisor:
     def _open_notify_socket(self, loop: EventLoop) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        try:  # Linux >= 6.5: a sender gone since is told from the process that took its pid
+            sock.setsockopt(socket.SOL_SOCKET, _SO_PASSPIDFD, 1)
+            self._notify_pidfds = True
+        except OSError:
+            self._notify_pidfds = False
         name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}/notify"
         sock.bind("\0" + name)
         sock.setblocking(False)
@@ -1891,22 +1897,39 @@ class Supervisor:
     def _on_notify(self) -> None:
         sock = self._notify
         assert sock is not None
-        size = socket.CMSG_SPACE(struct.calcsize("3i"))
+        pidfds = self._notify_pidfds
+        # With pidfds, room for the most descriptors a sender may pass (they come
+        # before the pidfd; each is closed); else for the credentials only (the
+        # kernel then closes what a sender passed).
+        size = _NOTIFY_SPACE_PIDFD if pidfds else _NOTIFY_SPACE
         for _ in range(64):
             try:
-                data, ancillary, _flags, _address = sock.recvmsg(4096, size)
+                data, ancillary, _flags, _address = sock.recvmsg(
+                    4096, size, socket.MSG_CMSG_CLOEXEC
+                )
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
-            sender = _sender_pid(ancillary)
-            instance = self._sender_instance(sender)
+            sender, pidfd = _sender(ancillary)
+            try:
+                instance = self._sender_instance(sender)
+                # The pid is the sender's only while the sender has not been reaped:
+                # after that it may be another process's, here one of a program's.
+                if pidfds and (pidfd < 0 or not _unreaped(pidfd)):
+                    self._ignored_notification(sender, "its sender has exited")
+                    continue
+            finally:
+                if pidfd >= 0:
+                    os.close(pidfd)
             if instance is None:
                 self._ignored_notification(sender)
                 continue
             self._notified(instance, data)
 
-    def _ignored_notification(self, sender: int | None) -> None:
+    def _ignored_notification(
+        self, sender: int | None, why: str = "not a supervised program"
+    ) -> None:
         """Log a notification from no program, at most one line a second: anyone may
         send to the socket (its address is in /proc/net/unix), and flood the log."""
         now = time.monotonic()
@@ -1915,7 +1938,7 @@ class Supervisor:
             return
         more = self._ignored_unsaid
         also = f" (and {more} more since the last one said)" if more else ""
-        log.info("ignored a notification from pid %s: not a supervised program%s", sender, also)
+        log.info("ignored a notification from pid %s: %s%s", sender, why, also)
         self._ignored_said_at, self._ignored_unsaid = now, 0
 
     def _sender_instance(self, pid: int | None) -> Instance | None:
@@ -3057,12 +3080,47 @@ def _read_pid(path: str) -> int | str:
     return int(words[0])
 
 
-def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+#: SO_PASSPIDFD and SCM_PIDFD (Linux 6.5), which Python's socket module may lack.
+_SO_PASSPIDFD = getattr(socket, "SO_PASSPIDFD", 76)
+_SCM_PIDFD = getattr(socket, "SCM_PIDFD", 0x04)
+_INT = struct.calcsize("i")
+_NOTIFY_SPACE = socket.CMSG_SPACE(struct.calcsize("3i"))
+_NOTIFY_SPACE_PIDFD = (
+    _NOTIFY_SPACE + socket.CMSG_SPACE(253 * _INT) + socket.CMSG_SPACE(_INT)  # SCM_MAX_FD
+)
+
+
+def _sender(ancillary: list[tuple[int, int, bytes]]) -> tuple[int | None, int]:
+    """The sender's pid (``SCM_CREDENTIALS``) and its pidfd (``SCM_PIDFD``; -1:
+    none, or the kernel's error number negated), every other descriptor received
+    closed at once: the caller closes the pidfd."""
+    pid: int | None = None
+    pidfd = -1
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
-            pid, _uid, _gid = struct.unpack("3i", data[:12])
-            return int(pid)
-    return None
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+            pid = struct.unpack("3i", data[:12])[0]
+        elif kind in (socket.SCM_RIGHTS, _SCM_PIDFD):
+            count = len(data) // _INT
+            for fd in struct.unpack(f"{count}i", data[: count * _INT]):
+                if kind == _SCM_PIDFD and pidfd < 0:
+                    pidfd = fd
+                elif fd >= 0:
+                    os.close(fd)
+    return pid, pidfd
+
+
+def _unreaped(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has not been reaped (a zombie has not):
+    its pid is still its own."""
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's, alive
+        return True
+    return True
 
 
 # What the supervisor's service manager set for the supervisor, not its programs.
