@@ -15,6 +15,7 @@ from .errors import DaemonOSEnvironmentError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Callable
 
 __all__ = ["NotifyListener", "notify", "notify_socket_address", "watchdog_seconds"]
@@ -90,6 +91,7 @@ class NotifyListener:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         # before bind: no datagram may arrive without its sender's credentials
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self._pidfds = pass_pidfds(self._socket)
         name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}"
         self._socket.bind("\0" + name)
         self.address = "@" + name
@@ -106,30 +108,32 @@ class NotifyListener:
     def _ready_received(self) -> bool:
         """Read every waiting datagram; True if one from an accepted sender said READY=1."""
         import socket
-        import struct
 
-        # Room for SCM_CREDENTIALS only: fds sent along (sd_notify_barrier's) are
-        # closed by the kernel, which completes the sender's barrier.
-        room = socket.CMSG_SPACE(struct.calcsize("iII"))
+        room = notify_space(self._pidfds)
         ready = False
         while True:
             try:
                 data, ancillary, _flags, _address = self._socket.recvmsg(
-                    65536, room, socket.MSG_DONTWAIT
+                    65536, room, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
                 )
             except BlockingIOError:
                 return ready
-            if ready or b"READY=1" not in data.split(b"\n"):
-                continue
-            sender = None
-            for level, kind, value in ancillary:
-                if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
-                    pid, uid, _gid = struct.unpack("iII", value[: struct.calcsize("iII")])
-                    sender = (pid, uid)
-            if self.accept is None or (sender is not None and self.accept(*sender)):
-                ready = True
-            else:
-                self._ignored(sender)
+            pid, uid, pidfd = sender_of(ancillary)
+            try:
+                if ready or b"READY=1" not in data.split(b"\n"):
+                    continue
+                sender = None if pid is None or uid is None else (pid, uid)
+                accepted = self.accept is None or (sender is not None and self.accept(*sender))
+                # checked after accept(): its pid was the sender's only while unreaped
+                if accepted and self._pidfds and (pidfd < 0 or not unreaped(pidfd)):
+                    accepted = self.accept is None
+                if accepted:
+                    ready = True
+                else:
+                    self._ignored(sender)
+            finally:
+                if pidfd >= 0:
+                    os.close(pidfd)
 
     def _ignored(self, sender: tuple[int, int] | None) -> None:
         import sys
@@ -163,3 +167,78 @@ class NotifyListener:
                 return "ready" if self._ready_received() else "timeout"
             if pidfd in readable:
                 return "ready" if self._ready_received() else "exited"
+
+
+# -- who sent a datagram --------------------------------------------------------------
+# SCM_CREDENTIALS names a sender by its pid, which is another process's once the
+# sender has been reaped. Linux 6.5 passes a pidfd too (SO_PASSPIDFD, SCM_PIDFD; Python's
+# socket module may lack their names): through it, a sender gone since is told apart.
+
+_SO_PASSPIDFD = 76
+_SCM_PIDFD = 0x04
+_SCM_MAX_FD = 253  # the most descriptors one message may pass
+
+
+def pass_pidfds(sock: socket.socket) -> bool:
+    """Ask the kernel for each sender's pidfd (SO_PASSPIDFD); False before Linux 6.5."""
+    import socket
+
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PASSPIDFD", _SO_PASSPIDFD), 1)
+    except OSError:
+        return False
+    return True
+
+
+def notify_space(pidfds: bool) -> int:
+    """The ancillary room ``recvmsg`` needs: credentials only, or with pidfds also the
+    most descriptors a sender may pass, which come before the pidfd (each is closed
+    by ``sender_of``; without the room, the kernel closes them, as a barrier wants)."""
+    import socket
+    import struct
+
+    room = socket.CMSG_SPACE(struct.calcsize("3i"))
+    if pidfds:
+        size = struct.calcsize("i")
+        room += socket.CMSG_SPACE(_SCM_MAX_FD * size) + socket.CMSG_SPACE(size)
+    return room
+
+
+def sender_of(ancillary: list[tuple[int, int, bytes]]) -> tuple[int | None, int | None, int]:
+    """The sender's pid and uid (``SCM_CREDENTIALS``) and its pidfd (``SCM_PIDFD``;
+    -1: none, or a negated error the kernel sent in its place). Every other
+    descriptor received is closed at once; the caller closes the pidfd."""
+    import socket
+    import struct
+
+    scm_pidfd = getattr(socket, "SCM_PIDFD", _SCM_PIDFD)
+    size = struct.calcsize("i")
+    pid = uid = None
+    pidfd = -1
+    for level, kind, data in ancillary:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+            pid, uid, _gid = struct.unpack("iII", data[:12])
+        elif kind in (socket.SCM_RIGHTS, scm_pidfd):
+            count = len(data) // size
+            for fd in struct.unpack(f"{count}i", data[: count * size]):
+                if kind == scm_pidfd and pidfd < 0:
+                    pidfd = fd
+                elif fd >= 0:
+                    os.close(fd)
+    return pid, uid, pidfd
+
+
+def unreaped(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has not been reaped (a zombie has not): its
+    pid is still its own."""
+    import signal
+
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's, alive
+        return True
+    return True

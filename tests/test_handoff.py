@@ -795,3 +795,36 @@ def test_exec_is_ready_though_the_daemon_forked_a_worker_first(
     assert state.running and state.pid is not None
     assert Path(f"/proc/{state.pid}/comm").read_text().strip() == "sleep"
     assert pid_alive(worker), "the worker keeps running"
+
+
+def test_a_ready_from_a_sender_reaped_since_is_not_taken_for_the_program_s() -> None:
+    """``start --notify``'s listener takes READY=1 from the program only (its
+    ``accept``), knowing the sender by its pid. A sender reaped before the message
+    is read may have left its pid to the program itself (pid reuse): on Linux 6.5
+    and later the kernel's pidfd of the sender tells, and the message is ignored.
+    Here ``accept`` takes any pid, as if the program had that pid now."""
+    import socket as socket_module
+
+    from daemonctx.systemd import NotifyListener
+
+    listener = NotifyListener()
+    try:
+        if not listener._pidfds:
+            pytest.skip("no SO_PASSPIDFD here (Linux < 6.5)")
+        listener.accept = lambda pid, uid: True
+        address = "\0" + listener.address[1:]
+        sender = subprocess.run(
+            [sys.executable, "-c",
+             "import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+             "s.sendto(b'READY=1', '\\0' + sys.argv[1][1:])\n",
+             listener.address],
+            timeout=30,
+        )  # fmt: skip
+        assert sender.returncode == 0  # run() reaped it: its pid is free for anyone
+        assert not listener._ready_received()
+        with socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_DGRAM) as alive:
+            alive.sendto(b"READY=1", address)  # this process, unreaped: taken
+            assert listener._ready_received()
+    finally:
+        listener.close()

@@ -415,7 +415,9 @@ def test_the_c_library_s_own_signals_are_not_taken_for_ignored_ones() -> None:
         os.waitpid(pid, 0)
     if libc_ignored != "1":
         pytest.skip("this C library's posix_spawn leaves signal 32 as it was")
-    assert ignored.strip() == "[]"
+    # (a suite run as a background job ignores SIGINT and SIGQUIT too: those count)
+    numbers = {int(n) for n in ignored.strip(" []\n").split(",") if n.strip()}
+    assert not numbers & {32, 33}, ignored
 
 
 def test_a_detached_supervisor_forks_its_slow_spawns_from_its_spawner_thread(

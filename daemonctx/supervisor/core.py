@@ -29,7 +29,6 @@ import resource
 import signal
 import socket
 import stat
-import struct
 import sys
 import time
 from collections import deque
@@ -805,11 +804,8 @@ class Supervisor:
     def _open_notify_socket(self, loop: EventLoop) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        try:  # Linux >= 6.5: a sender gone since is told from the process that took its pid
-            sock.setsockopt(socket.SOL_SOCKET, _SO_PASSPIDFD, 1)
-            self._notify_pidfds = True
-        except OSError:
-            self._notify_pidfds = False
+        # Linux >= 6.5: a sender gone since is told from the process that took its pid
+        self._notify_pidfds = systemd.pass_pidfds(sock)
         name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}/notify"
         sock.bind("\0" + name)
         sock.setblocking(False)
@@ -1901,7 +1897,7 @@ class Supervisor:
         # With pidfds, room for the most descriptors a sender may pass (they come
         # before the pidfd; each is closed); else for the credentials only (the
         # kernel then closes what a sender passed).
-        size = _NOTIFY_SPACE_PIDFD if pidfds else _NOTIFY_SPACE
+        size = systemd.notify_space(pidfds)
         for _ in range(64):
             try:
                 data, ancillary, _flags, _address = sock.recvmsg(
@@ -1911,12 +1907,12 @@ class Supervisor:
                 return
             except OSError:
                 return
-            sender, pidfd = _sender(ancillary)
+            sender, _uid, pidfd = systemd.sender_of(ancillary)
             try:
                 instance = self._sender_instance(sender)
                 # The pid is the sender's only while the sender has not been reaped:
                 # after that it may be another process's, here one of a program's.
-                if pidfds and (pidfd < 0 or not _unreaped(pidfd)):
+                if pidfds and (pidfd < 0 or not systemd.unreaped(pidfd)):
                     self._ignored_notification(sender, "its sender has exited")
                     continue
             finally:
@@ -3078,49 +3074,6 @@ def _read_pid(path: str) -> int | str:
     if not words or not words[0].isdigit() or len(words[0]) > 10 or int(words[0]) > 2**31 - 1:
         return "no pid in it"
     return int(words[0])
-
-
-#: SO_PASSPIDFD and SCM_PIDFD (Linux 6.5), which Python's socket module may lack.
-_SO_PASSPIDFD = getattr(socket, "SO_PASSPIDFD", 76)
-_SCM_PIDFD = getattr(socket, "SCM_PIDFD", 0x04)
-_INT = struct.calcsize("i")
-_NOTIFY_SPACE = socket.CMSG_SPACE(struct.calcsize("3i"))
-_NOTIFY_SPACE_PIDFD = (
-    _NOTIFY_SPACE + socket.CMSG_SPACE(253 * _INT) + socket.CMSG_SPACE(_INT)  # SCM_MAX_FD
-)
-
-
-def _sender(ancillary: list[tuple[int, int, bytes]]) -> tuple[int | None, int]:
-    """The sender's pid (``SCM_CREDENTIALS``) and its pidfd (``SCM_PIDFD``; -1:
-    none, or the kernel's error number negated), every other descriptor received
-    closed at once: the caller closes the pidfd."""
-    pid: int | None = None
-    pidfd = -1
-    for level, kind, data in ancillary:
-        if level != socket.SOL_SOCKET:
-            continue
-        if kind == socket.SCM_CREDENTIALS and len(data) >= 12:
-            pid = struct.unpack("3i", data[:12])[0]
-        elif kind in (socket.SCM_RIGHTS, _SCM_PIDFD):
-            count = len(data) // _INT
-            for fd in struct.unpack(f"{count}i", data[: count * _INT]):
-                if kind == _SCM_PIDFD and pidfd < 0:
-                    pidfd = fd
-                elif fd >= 0:
-                    os.close(fd)
-    return pid, pidfd
-
-
-def _unreaped(pidfd: int) -> bool:
-    """Whether the process of ``pidfd`` has not been reaped (a zombie has not):
-    its pid is still its own."""
-    try:
-        signal.pidfd_send_signal(pidfd, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: another user's, alive
-        return True
-    return True
 
 
 # What the supervisor's service manager set for the supervisor, not its programs.
