@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 _MAX_LINKS = 40  # the kernel's limit too
-# O_NONBLOCK only so that opening a FIFO nobody reads fails (ENXIO) instead of hanging.
+# O_NONBLOCK so that opening a FIFO nobody reads fails (ENXIO) instead of hanging; cleared
+# after the open unless the caller writes non-blocking (open_log's ``blocking``).
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
 
@@ -330,9 +331,13 @@ def _check_opened(fd: int, resolved: str, what: str, path: str) -> None:
         raise UnsafePathError(what, path, f"the file has {st.st_nlink} hard links, {where}")
 
 
-def open_log(path: str, what: str, umask: int = 0o022) -> int:
+def open_log(path: str, what: str, umask: int = 0o022, *, blocking: bool = True) -> int:
     """Open ``path`` to append a daemon's stdout or stderr to; return the fd (close-on-exec,
-    blocking). A new file gets mode ``0o640 & ~umask``, whatever the process's umask.
+    blocking: a daemon's own stdout expects that). ``blocking=False`` leaves it non-blocking,
+    as it was opened, for a writer that must never wait on a reader (the supervisor's logs:
+    a FIFO or a terminal opened by path is an open file description of its own, so its
+    flag changes no one else's). A new file gets mode ``0o640 & ~umask``, whatever the
+    process's umask.
 
     ``check_path`` first, then the open: without following a symlink, and not hanging on a
     FIFO nobody reads. Devices, FIFOs and sockets are fine. Errors name ``what`` and
@@ -348,7 +353,8 @@ def open_log(path: str, what: str, umask: int = 0o022) -> int:
     try:
         if not own_fd:
             _check_opened(fd, resolved, what, path)
-        os.set_blocking(fd, True)
+        if blocking:
+            os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise

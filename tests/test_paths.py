@@ -374,6 +374,26 @@ def test_fifo_with_reader_gets_the_output(base: Path) -> None:
         os.close(reader)
 
 
+@pytest.mark.timeout(10)
+def test_fifo_opened_non_blocking_never_waits_for_its_reader(base: Path) -> None:
+    """``blocking=False`` (the supervisor's own logs): once a reader that reads
+    nothing has let the FIFO fill, a write fails at once instead of waiting."""
+    fifo = base / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fd = open_log(str(fifo), "supervisor log", blocking=False)
+        try:
+            assert not os.get_blocking(fd)
+            with pytest.raises(BlockingIOError):
+                while True:
+                    os.write(fd, b"x" * 4096)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(reader)
+
+
 # -- what is not there, or not a file ---------------------------------------------------
 
 

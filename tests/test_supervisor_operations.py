@@ -35,6 +35,7 @@ from conftest import (
     needs_root,
     pid_alive,
     proc_fds,
+    run_script,
     wait_for,
     wait_gone,
 )
@@ -1352,6 +1353,154 @@ def test_the_supervisor_s_own_log_on_a_full_disk_is_said_once_not_a_traceback_a_
         _out, err = proc.communicate(timeout=10)
     assert "Logging error" not in err and "Traceback" not in err, err
     assert err.count(f"cannot write the supervisor log {log}: No space left on device") == 1, err
+
+
+def _without_log(path: Path) -> None:
+    """Take the ``log`` line out of the configuration file ``path``: standard error."""
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line for line in lines if not line.startswith("log =")) + "\n")
+
+
+def _read_all(fd: int) -> bytes:
+    """What the non-blocking pipe ``fd`` holds now."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("where", ["stderr", "fifo"])
+def test_a_log_reader_that_reads_nothing_never_blocks_the_supervisor(
+    supervisors: Supervisors, tmp_path: Path, where: str
+) -> None:
+    """The supervisor's own log is a pipe whose reader reads nothing (its standard
+    error, as a stalled terminal or journald; or a FIFO named as ``log``): requests
+    that log far more than the pipe holds are all answered, the records that do not
+    fit are dropped, and once the reader reads, the next record is followed by their
+    count. (It blocked in write(): no answers, no output drained, no restarts.)"""
+    import fcntl
+
+    supervisors.config({"web": {"command": [SLEEP, "1000"]}})
+    if where == "fifo":
+        fifo = tmp_path / "log.fifo"
+        os.mkfifo(fifo)
+        read_end = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        write_end = -1
+        supervisors.config({"web": {"command": [SLEEP, "1000"]}}, log=str(fifo))
+    else:
+        _without_log(supervisors.config_path)
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+    try:
+        fcntl.fcntl(read_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+        command = [*supervisors.command(), "supervise", "--config", str(supervisors.config_path)]
+        proc = supervisors.popen(
+            [*command, "--foreground"],
+            env=supervisors.env,
+            stdout=subprocess.DEVNULL,
+            stderr=write_end if write_end >= 0 else subprocess.DEVNULL,
+        )
+        if write_end >= 0:
+            os.close(write_end)
+            write_end = -1
+        supervisors.wait_answering(proc)
+        with supervisors.client(timeout=10) as client:
+            for _ in range(60):  # about 300 bytes of log each: 18 KB
+                (info,) = client.restart("web")
+                assert info.running
+        assert proc.poll() is None
+        heard = _read_all(read_end)
+        assert b"web: running" in heard and len(heard) <= 4096
+        with supervisors.client(timeout=10) as client:
+            client.restart("web")
+
+        def counted() -> int:
+            nonlocal heard
+            heard += _read_all(read_end)
+            found = re.search(rb"\((\d+) log records before the one above were dropped\)", heard)
+            return int(found.group(1)) if found else 0
+
+        assert wait_for(counted, what="the count of records dropped") > 100
+        assert supervisors.ctl("shutdown").returncode == 0
+        assert proc.wait(timeout=20) == 0
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def test_a_reload_that_changes_log_logs_to_the_new_file_from_then_on(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """``log`` changed in the file: one that cannot be opened is refused, one line,
+    nothing changed; then a good one is opened at the reload and used from then on,
+    the old one's last line says where the log went, and the old file is closed.
+    (It said "change [supervisor] log (live)" and went on in the old file.)"""
+    old, new = tmp_path / "old.log", tmp_path / "new.log"
+    programs: dict[str, dict[str, Any]] = {"web": {"command": [SLEEP, "1000"]}}
+    supervisors.config(programs, log=str(old))
+    proc = supervisors.foreground()
+    missing = tmp_path / "missing" / "new.log"
+    supervisors.config({**programs, "db": {"command": [SLEEP, "1001"]}}, log=str(missing))
+    refused = supervisors.ctl("reload")
+    assert refused.returncode == 1, refused
+    assert refused.stderr == (
+        f"daemonctx: error: nothing changed: supervisor log {missing}:"
+        f" no such directory {missing.parent}\n"
+    )
+    with supervisors.client() as client:
+        assert [info.name for info in client.status()] == ["web"]
+
+    supervisors.config(programs, log=str(new))
+    assert reload(supervisors) == ["change [supervisor] log (live)"]
+    assert supervisors.ctl("restart", "web").returncode == 0
+    wait_for(lambda: new.exists() and "web: running" in new.read_text(), what="the new log")
+    assert "reload: change [supervisor] log" in new.read_text()
+    last = old.read_text().splitlines()[-1]
+    assert last.endswith(f"reload: the supervisor's log goes to {new} from now on"), last
+    assert "restart" not in old.read_text()
+    links = [os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")]
+    assert str(new) in links and str(old) not in links
+
+
+def test_two_supervisors_in_one_process_each_log_where_they_are_told(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """``Supervisor(log=...)`` twice in one Python process, one after the other: each
+    logs to its own file, and its end takes its handler away. (The second one's
+    lines went to the first one's file.)"""
+    code = f"""
+import logging, threading, time
+from daemonctx.supervisor import Client, Program, Supervisor
+
+def shut_down(control):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            Client(control, timeout=5).shutdown(wait=False)
+            return
+        except Exception:
+            time.sleep(0.01)
+
+for n in (1, 2):
+    control = {str(tmp_path)!r} + f"/c{{n}}.sock"
+    log = {str(tmp_path)!r} + f"/sup{{n}}.log"
+    program = Program(f"p{{n}}", [{SLEEP!r}, "1000"])
+    threading.Thread(target=shut_down, args=(control,)).start()
+    assert Supervisor(control=control, log=log, programs=[program]).serve() == 0
+print(logging.getLogger("daemonctx.supervisor").handlers)
+"""
+    result = run_script(code, env=supervisors.env)
+    assert result.stdout == "[]\n", result
+    first, second = (tmp_path / "sup1.log").read_text(), (tmp_path / "sup2.log").read_text()
+    assert "p1: running" in first and "c2.sock" not in first and "p2" not in first
+    assert "p2: running" in second and "c1.sock" not in second and "p1" not in second
 
 
 def test_while_a_reload_s_old_instance_stops_the_new_ones_wait_whatever_is_asked(

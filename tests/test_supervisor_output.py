@@ -13,6 +13,7 @@ import fcntl
 import os
 import random
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -373,6 +374,37 @@ def test_inherit_copies_without_changing_the_shared_fd(pipe: tuple[int, int]) ->
     assert os.get_blocking(write_end)
     os.write(write_end, b"still open\n")
     assert drain(read_end) == b"still open\n"
+
+
+@needs_root
+def test_a_guarded_copy_of_another_users_pipe_writes_only_what_it_can_take(
+    pipe: tuple[int, int],
+) -> None:
+    """The supervisor's own log on a standard error that is another user's pipe (a
+    container run as a user): it may not open it again (EACCES), so it writes the
+    shared fd, never changing its flags, and only when poll says the pipe can take
+    more: a pipe nobody drains drops whole lines and never blocks."""
+    read_end, write_end = pipe
+    fcntl.fcntl(read_end, F_SETPIPE_SZ, 4096)
+
+    def as_nobody() -> None:
+        os.close(read_end)  # a blocked write (the bug) fails once the test closes its own
+        signal.alarm(20)
+        with pytest.raises(PermissionError):
+            Target.open("inherit", "web's stdout", write_end)
+        target = Target.open("inherit", "the supervisor's log", write_end, guarded=True)
+        assert target is not None
+        started = time.monotonic()
+        for n in range(0, 2000, 10):  # 24 000 bytes, the pipe holds 4096
+            target.write(numbered(n, n + 10))
+        assert time.monotonic() - started < 5
+        assert target.dropped > 0 and target.written + target.dropped == 24_000
+        assert os.get_blocking(write_end)
+        target.close()
+
+    run_as_nobody(as_nobody)
+    found = numbers(drain(read_end))
+    assert found == list(range(len(found))) and 0 < len(found) < 2000
 
 
 def test_a_pty_never_rotates_and_its_lines_stay_whole() -> None:

@@ -29,7 +29,6 @@ import resource
 import signal
 import socket
 import stat
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
 from ..executable import missing_interpreter
-from ..paths import UnsafePathError, check_owned_file, check_path, open_log
+from ..paths import UnsafePathError, check_owned_file, check_path
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, wait_any
 from . import protocol
@@ -564,6 +563,7 @@ class Supervisor:
         self._peer: Peer | None = None  # who sent the request being handled (_caller)
         self._shutdown_by = "shutdown"
         self._boot_stopped: str | None = None  # who stopped the boot before it was over
+        self._log_handler: _LogHandler | None = None  # where this supervisor logs
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> Supervisor:
@@ -784,22 +784,38 @@ class Supervisor:
         self._guard_started = loop.time()
 
     def _setup_logging(self) -> None:
-        if log.handlers:
-            return
-        handler: logging.Handler
-        if self.config.log is not None:
-            try:
-                handler = _LogFileHandler(self.config.log)
-            except OSError as exc:  # paths' message, whole: no "[Errno 21]" before it
-                if isinstance(exc, DaemonError) or not exc.strerror:
-                    raise
-                raise DaemonOSEnvironmentError(exc.strerror) from exc
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
-        log.addHandler(handler)
+        """Log where ``log`` says, through a handler of this supervisor's own, which
+        its end removes: another ``Supervisor`` in the process logs where it is told."""
+        self._log_handler = _open_log(self.config.log)
+        log.addHandler(self._log_handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+
+    def _open_new_log(self, new: SupervisorConfig) -> _LogHandler | None:
+        """A reload's ``log``, opened as at the start (None when it did not change);
+        refused, one line, before anything changed when it cannot be."""
+        if new.log == self.config.log:
+            return None
+        try:
+            return _open_log(new.log)
+        except OSError as exc:
+            raise _Refused(protocol.FAILED, f"nothing changed: {exc}") from None
+
+    def _use_log(self, handler: _LogHandler | None) -> None:
+        """Log through ``handler`` from now on (None: no change); the old log's last
+        line says where the log goes."""
+        if handler is None:
+            return
+        old, self._log_handler = self._log_handler, handler
+        log.addHandler(handler)
+        if old is not None:
+            log.removeHandler(old)
+            args = (handler.where,)
+            message = "reload: the supervisor's log goes to %s from now on"
+            old.handle(
+                log.makeRecord(log.name, logging.INFO, "(unknown file)", 0, message, args, None)
+            )
+            old.close()
 
     def _open_notify_socket(self, loop: EventLoop) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -850,6 +866,10 @@ class Supervisor:
             self._phase = "done"
         for waiter in self._shutdown_waiters:
             waiter()
+        handler, self._log_handler = self._log_handler, None
+        if handler is not None:  # the last: the end's lines are logged
+            log.removeHandler(handler)
+            handler.close()
 
     # -- boot and shutdown --------------------------------------------------------------------
 
@@ -2421,6 +2441,11 @@ class Supervisor:
         can fail comes before the first change."""
         assert self._loop is not None
         now = self._loop.time()
+        try:
+            new_log = self._open_new_log(new)  # may refuse: before any change
+        except BaseException:
+            _close_targets(targets.values())
+            raise
         # a reload during the boot: the boot goes on in the new file's order
         waves = start_order(new.programs) if self._phase == "boot" else None
         if self._server is not None:
@@ -2428,9 +2453,12 @@ class Supervisor:
                 self._server.set_groups(new.control_group, new.observer_group)
             except (OSError, KeyError, ValueError, OverflowError) as exc:
                 _close_targets(targets.values())
+                if new_log is not None:
+                    new_log.close()
                 reason = getattr(exc, "strerror", None) or exc
                 message = f"nothing changed: cannot give the control socket its group: {reason}"
                 raise _Refused(protocol.FAILED, message) from None
+        self._use_log(new_log)
         log.info("reload: %s", _plan_summary(plan))
         self.config = new
         # Until the boot walks the new waves (below), no event of the changes may
@@ -2660,71 +2688,103 @@ class _Refused(Exception):
         self.message = message
 
 
-class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The supervisor's log file, opened with ``paths.open_log`` (safely, as root),
-    and opened again the same way when the file at its path is no longer the one
-    written to (logrotate moved or removed it): the job of logging.handlers'
-    WatchedFileHandler, which reopens by name, following symlinks, and whose
-    module imports pickle and queue (1.3 MiB of the supervisor's memory)."""
+class _LogHandler(logging.Handler):
+    """The supervisor's own log, written as programs' output is (``output.Target``),
+    never blocking: the file at ``path``, opened as theirs are (safely, as root) and
+    again when logrotate moved or removed it; without a path, a non-blocking copy of
+    standard error (a terminal, a pipe, journald's socket: never its shared flags;
+    one not ours to open again is written only when ``poll`` says it can take more).
+    A record that cannot be written now (a full disk, a reader that does not read) is
+    dropped and counted, and the count written after the next record that can be.
+    (Not logging.handlers' WatchedFileHandler: it reopens by name, following
+    symlinks, and its module imports pickle and queue, 1.3 MiB of memory.)"""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
+        super().__init__()
         self.path = path
-        self._identity = (0, 0)
-        self._dropped = 0  # records not written since the last one that was (a full disk)
-        super().__init__(self._open())
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        """A record that cannot be written (ENOSPC): said once on stderr, counted, and
-        the count logged with the next record that can be, not a traceback a record."""
-        if not self._dropped:
-            error = sys.exc_info()[1]
-            reason = getattr(error, "strerror", None) or error
+        self._dropped = 0  # records not written since the last one that was
+        target = None
+        if path is not None:
+            target = Target.open(path, "supervisor log", guarded=True)
+        else:
             try:
-                sys.stderr.write(
-                    f"daemonctx: cannot write the supervisor log {self.path}: {reason};"
-                    " records are dropped (and counted) until it can\n"
-                )
-            except (OSError, ValueError):
+                target = Target.open("inherit", "the supervisor's standard error", 2, guarded=True)
+            except OSError:  # fd 2 closed: nowhere to write
                 pass
-        self._dropped += 1
+        self._target = target or Target(-1, "the supervisor's standard error")
+        self.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
 
-    def _open(self) -> Any:
-        fd = open_log(self.path, "supervisor log")
-        st = os.fstat(fd)
-        self._identity = (st.st_dev, st.st_ino)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+    @property
+    def where(self) -> str:
+        return self.path or "standard error"
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            st = os.stat(self.path)
-            moved = (st.st_dev, st.st_ino) != self._identity
-        except FileNotFoundError:
-            moved = True
-        except OSError:
-            moved = False
-        if moved:
+            text = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        target = self._target
+        if target.moved():
             try:
-                stream = self._open()
+                target.reopen()
             except OSError:
                 pass  # (an unsafe path now, a full disk): on in the file we have
-            else:
-                old = self.setStream(stream)
-                if old is not None:
-                    old.close()
+        if not self._write(text):
+            if not self._dropped and self.path is not None:
+                error = target.error
+                reason = error.strerror if error is not None else "cannot write"
+                _say_on_stderr(
+                    f"daemonctx: cannot write the supervisor log {self.path}: {reason};"
+                    " records are dropped (and counted) until it can\n"
+                )
+            self._dropped += 1
+            return
         dropped = self._dropped
-        super().emit(record)
-        if dropped and self._dropped == dropped:  # written again: say what was lost
+        if dropped and self._write(f"({dropped} log records before the one above were dropped)\n"):
             self._dropped = 0
-            try:
-                self.stream.write(f"({dropped} log records before the one above were dropped)\n")
-                self.flush()
-            except (OSError, ValueError):
-                self._dropped = dropped
+
+    def _write(self, text: str) -> bool:
+        """Write ``text`` (whole lines) now or never; True when none of it was dropped."""
+        target = self._target
+        dropped = target.dropped
+        target.write(text.encode("utf-8", "backslashreplace"))
+        return target.dropped == dropped
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A record that cannot be formatted: counted as dropped, not a traceback on a
+        standard error that may block."""
+        self._dropped += 1
 
     def close(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self.stream.close()
+        self.acquire()
+        try:
+            self._target.close()
+        finally:
+            self.release()
         super().close()
+
+
+def _open_log(path: str | None) -> _LogHandler:
+    """A handler for the supervisor's log at ``path`` (None: standard error); raises
+    an ``OSError`` whose ``str`` is one line naming the path."""
+    try:
+        return _LogHandler(path)
+    except OSError as exc:  # paths' message, whole: no "[Errno 21]" before it
+        if isinstance(exc, DaemonError) or not exc.strerror:
+            raise
+        raise DaemonOSEnvironmentError(exc.strerror) from exc
+
+
+def _say_on_stderr(text: str) -> None:
+    """Write ``text`` (a line) on standard error if it can be now: never waiting."""
+    try:
+        target = Target.open("inherit", "standard error", 2, guarded=True)
+    except OSError:
+        return
+    if target is not None:
+        target.write(text.encode(errors="backslashreplace"))
+        target.close()
 
 
 class _LogAfterwards:

@@ -117,6 +117,9 @@ class Target:
         self.written = 0
         self.error = None
         self._fd = -1
+        self._identity = (0, 0)  # the open file's (st_dev, st_ino)
+        self._may_guard = False  # see open's ``guarded``
+        self._poll: select.poll | None = None  # a shared blocking fd: written when ready
         self._kind = _DEAD
         self._sock: socket.socket | None = None
         self._size = 0
@@ -131,7 +134,13 @@ class Target:
 
     @classmethod
     def open(
-        cls, spec: str | LogFile, what: str, inherit: int | None = None, *, umask: int = 0o022
+        cls,
+        spec: str | LogFile,
+        what: str,
+        inherit: int | None = None,
+        *,
+        umask: int = 0o022,
+        guarded: bool = False,
     ) -> Target | None:
         """A target for ``spec``: "inherit" (a non-blocking copy of fd ``inherit``; None when
         ``inherit`` is None), "null" (None), an absolute path (a ``LogFile`` that never
@@ -141,17 +150,22 @@ class Target:
         A path naming one of our own fds (``/dev/stdout``, ``/proc/self/fd/1``) is a copy
         of that fd, as "inherit". Raises ``paths.UnsafePathError`` or ``OSError``, one line
         naming the path; ``ValueError`` for a relative path or another word.
+
+        ``guarded`` (the supervisor's own log, better written than lost): a pipe or
+        terminal not ours to open again (another user's: EACCES) is written through the
+        shared fd, without changing its flags, each write only when ``poll`` says it can
+        take more; without ``guarded`` that is an error.
         """
         if spec == "null":
             return None
         if spec == "inherit":
-            return None if inherit is None else cls._copy(inherit, what, None)
+            return None if inherit is None else cls._copy(inherit, what, None, guarded)
         if isinstance(spec, str):
             spec = LogFile(spec)  # ValueError unless absolute
         number = _own_fd(paths.check_path(spec.path, what))
         if number is not None:
-            return cls._copy(number, what, spec)
-        fd = paths.open_log(spec.path, what, umask)
+            return cls._copy(number, what, spec, guarded)
+        fd = paths.open_log(spec.path, what, umask, blocking=False)
         try:
             return cls(fd, what, spec, umask=umask)
         except BaseException:
@@ -159,8 +173,9 @@ class Target:
             raise
 
     @classmethod
-    def _copy(cls, fd: int, what: str, spec: LogFile | None) -> Target:
+    def _copy(cls, fd: int, what: str, spec: LogFile | None, guarded: bool = False) -> Target:
         target = cls(-1, what, spec, inherit=fd)
+        target._may_guard = guarded
         target._copy_fd(fd)
         return target
 
@@ -179,6 +194,11 @@ class Target:
         try:
             copy = os.open(f"/proc/self/fd/{fd}", _REOPEN_FLAGS)
         except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM) and self._may_guard:
+                self._adopt(os.dup(fd), shared=True)
+                self._poll = select.poll()  # written only when it can take more
+                self._poll.register(self._fd, select.POLLOUT)
+                return
             if exc.errno != errno.ENXIO:
                 raise OSError(
                     exc.errno, f"cannot use fd {fd} for {self.what}: {exc.strerror}"
@@ -191,6 +211,7 @@ class Target:
         """Write to ``fd`` from now on (closing the previous one), chosen by what it is."""
         old, old_sock = self._fd, self._sock
         self._fd, self._sock = fd, None
+        self._poll = None
         self._owed, owed = b"", len(self._owed)
         self.dropped += owed
         if fd < 0:
@@ -209,6 +230,7 @@ class Target:
             if not shared and kind != _SOCKET:
                 os.set_blocking(fd, False)  # our own open file description
             self._size = st.st_size
+            self._identity = (st.st_dev, st.st_ino)
         self._kind = kind
         self._put = {
             _FILE: self._put_file,
@@ -235,6 +257,19 @@ class Target:
 
     def _set_rotates(self) -> None:
         self.rotates = self._kind == _FILE and self.max_bytes > 0
+
+    def moved(self) -> bool:
+        """Whether ``path`` no longer names the regular file written (logrotate moved or
+        removed it): one ``stat``, cheap enough for every record of the supervisor's log."""
+        if self._kind != _FILE or self.path is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) != self._identity
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -332,7 +367,7 @@ class Target:
                 else:
                     os.unlink(resolved)
             # else: logrotate (or someone) moved our file away: just start a new one
-            fd = paths.open_log(self.path, self.what, self.umask)
+            fd = paths.open_log(self.path, self.what, self.umask, blocking=False)
         except OSError as exc:
             self.error = exc
             self._size = 0  # go on in this file; try again after another max_bytes
@@ -393,6 +428,10 @@ class Target:
         return True
 
     def _put_stream(self, data: bytes | memoryview, head: bytes) -> bool:
+        if self._poll is not None and not self._poll.poll(0):  # would block: dropped
+            return self._fail(
+                OSError(errno.EAGAIN, os.strerror(errno.EAGAIN)), len(head) + len(data)
+            )
         try:
             done = os.writev(self._fd, (head, data)) if head else os.write(self._fd, data)
         except OSError as exc:  # EAGAIN (full), EPIPE (nobody reads), EIO (hung up)...
@@ -452,7 +491,7 @@ class Target:
         if self._kind != _FILE or self.path is None:
             return
         try:
-            fd = paths.open_log(self.path, self.what, self.umask)
+            fd = paths.open_log(self.path, self.what, self.umask, blocking=False)
         except OSError as exc:
             self.error = exc
             raise
