@@ -900,6 +900,57 @@ def test_rotation_by_size_keeps_backups_and_whole_lines(
     assert supervisors.status("web").dropped == 0
 
 
+def test_a_rotation_that_cannot_rename_keeps_the_bound_and_says_why(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A directory stands where web.log.1 goes (planted by another user in a shared
+    log directory): web.log cannot be moved aside, so it is emptied in place and
+    stays within max_bytes; the error is logged once, shown by ``status`` (its text
+    and ``--json``), and cleared, and that logged, once a rotation works again.
+    (Every rotation failed in silence and web.log grew without bound.)"""
+    log, done, planted = tmp_path / "web.log", tmp_path / "done", tmp_path / "web.log.1"
+    planted.mkdir()
+    count = 3000  # 63 KB
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, str(NUMBERED), str(done), str(count)],
+                "stdout": {"path": str(log), "max_bytes": 4096, "backups": 1},
+            }
+        }
+    )
+    supervisors.foreground()
+    assert read_number(done) == count
+
+    def last_line_written() -> bool:
+        try:
+            return log.read_bytes().endswith(b"\n" + numbered_line(count))
+        except FileNotFoundError:
+            return False
+
+    wait_for(last_line_written, what="the last line")
+    assert log.stat().st_size <= 4096
+    assert numbers(log.read_bytes())[-1] == count  # whole lines, the newest
+    error = f"web's stdout: cannot rotate {log}: cannot rename {log} to {planted}: Is a directory"
+    assert supervisors.status("web").output_error == error
+    shown = supervisors.ctl("status", "web")
+    assert shown.stdout.startswith("web  running (pid ") and f" [{error}]" in shown.stdout, shown
+    (raw,) = json.loads(supervisors.ctl("status", "--json").stdout)["programs"]
+    assert raw["output_error"] == error
+    assert log_text(supervisors).count("cannot rotate") == 1
+    assert f"{error}; emptied it in place\n" in log_text(supervisors)
+
+    planted.rmdir()
+    done.unlink()
+    assert supervisors.ctl("restart", "web").returncode == 0  # 3000 lines more
+    assert read_number(done) == count
+    wait_for(lambda: supervisors.status("web").output_error is None, what="the error cleared")
+    assert f"web's stdout: {log} rotated again" in log_text(supervisors)
+    assert planted.is_file() and planted.stat().st_size <= 4096
+    (raw,) = json.loads(supervisors.ctl("status", "--json").stdout)["programs"]
+    assert raw["output_error"] is None and "[" not in raw["text"]
+
+
 def test_dev_stdout_with_rotation_configured_never_rotates(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

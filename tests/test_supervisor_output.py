@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import random
 import re
@@ -289,6 +290,122 @@ def test_update_changes_limits_and_timestamps_live(tmp_path: Path) -> None:
     assert (tmp_path / "web.log.1").read_bytes() == numbered(0, 100)
     new = log.read_bytes().split(b"\n")
     assert new[0] == b"line 000100" and new[1].endswith(b".500 stamped")
+
+
+# -- rotation that fails: the bound holds, the error is said once ---------------------------
+
+
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    """The supervisor's log records (``daemonctx.supervisor``) written meanwhile."""
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("daemonctx.supervisor")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_file_that_cannot_be_moved_aside_is_emptied_in_place(
+    tmp_path: Path, logged: list[str]
+) -> None:
+    """A directory at web.log.1: web.log cannot be renamed there (EISDIR). It is
+    emptied in place at each rotation instead, so it stays within max_bytes; the
+    error is kept for status and logged once, and cleared (and that logged) by the
+    first rotation that works."""
+    log, planted = tmp_path / "web.log", tmp_path / "web.log.1"
+    planted.mkdir()
+    target = opened(LogFile(str(log), max_bytes=1000, backups=1))
+    for n in range(0, 1000, 10):  # 12 000 bytes
+        target.write(numbered(n, n + 10))
+    assert log.stat().st_size <= 1000
+    kept = numbers(log.read_bytes())
+    assert kept == list(range(kept[0], 1000))  # the newest lines, whole
+    error = f"web's stdout: cannot rotate {log}: cannot rename {log} to {planted}: Is a directory"
+    assert target.rotate_error is not None and target.rotate_error.strerror == error
+    assert logged == [f"{error}; emptied it in place"]
+    planted.rmdir()
+    target.write(numbered(1000, 1100))
+    assert target.rotate_error is None
+    assert logged[1:] == [f"web's stdout: {log} rotated again"]
+    target.close()
+    assert all(p.stat().st_size <= 1000 for p in (log, planted))
+    assert numbers(planted.read_bytes() + log.read_bytes())[-1] == 1099
+
+
+def test_a_backup_that_cannot_be_moved_up_is_replaced(tmp_path: Path, logged: list[str]) -> None:
+    """A directory where web.log.2 goes up to web.log.3: web.log.2 stays and
+    web.log.1 replaces it; the files stay within max_bytes, fewer backups are kept,
+    and that is said once."""
+    log = tmp_path / "web.log"
+    (tmp_path / "web.log.3").mkdir()
+    target = opened(LogFile(str(log), max_bytes=1000, backups=3))
+    for n in range(0, 1000, 10):
+        target.write(numbered(n, n + 10))
+    target.close()
+    files = [log, tmp_path / "web.log.1", tmp_path / "web.log.2"]
+    assert all(p.stat().st_size <= 1000 for p in files)
+    kept = numbers(b"".join(p.read_bytes() for p in reversed(files)))
+    assert kept == list(range(kept[0], 1000))
+    assert target.rotate_error is not None
+    error = f"cannot rename {log}.2 to {log}.3: Is a directory"
+    assert logged == [f"web's stdout: cannot rotate {log}: {error}; fewer backups are kept"]
+
+
+@needs_root
+def test_no_new_file_after_the_move_drops_output_until_one_can_be_opened(
+    tmp_path: Path, logged: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """web.log moved to web.log.1, then no inode left for a new web.log: web.log.1 is
+    a backup now and gets nothing more (past max_bytes); output is dropped and counted
+    until a new file can be opened, then goes there."""
+    from daemonctx.supervisor import output
+
+    monkeypatch.setattr(output, "_RETRY", 0.0)  # try again at every write
+    with mounted_tmpfs(tmp_path / "few", "64k,nr_inodes=3") as directory:  # "/" + 2 files
+        log, spare = directory / "web.log", directory / "spare"
+        target = opened(LogFile(str(log), max_bytes=1000, backups=1))
+        spare.touch()
+        for n in range(0, 300, 10):
+            target.write(numbered(n, n + 10))
+        assert not log.exists() and (directory / "web.log.1").stat().st_size <= 1000
+        assert target.dropped > 0 and target.rotate_error is not None
+        assert "No space left on device" in target.rotate_error.strerror
+        assert logged[0].endswith("; its output is dropped until a new file can be opened")
+        spare.unlink()
+        target.write(numbered(300, 310))
+        target.close()
+        assert numbers(log.read_bytes()) == list(range(300, 310))
+        assert logged[1:] == [f"web's stdout: {log} rotated again"]
+
+
+@needs_root
+def test_on_a_full_disk_a_rotating_file_drops_its_oldest_backup_to_make_room(
+    small_tmpfs: Path, logged: list[str]
+) -> None:
+    """256 KiB of disk, web.log and five backups of 64 KiB: the disk fills before the
+    backups are all there. A write that does not fit removes the oldest backup and is
+    tried again: nothing is dropped, the newest lines are on disk. (The file stopped
+    growing, so it never rotated: everything after was dropped.)"""
+    log = small_tmpfs / "web.log"
+    target = opened(LogFile(str(log), max_bytes=65536, backups=5))
+    capture = Capture(target, None, Ring(0))
+    for piece in pieces(numbered(0, 90_000), seed=11, most=4096):  # about 1 MB
+        capture.feed("stdout", piece)
+    target.close()
+    files = rotated(log)
+    assert all(p.stat().st_size <= 65536 for p in files)
+    kept = numbers(b"".join(p.read_bytes() for p in files))
+    assert kept == list(range(kept[0], 90_000))  # the newest lines, none missing
+    assert target.dropped == 0
+    removed = f"web's stdout: the disk is full: removed {log}.4 to make room (said once)"
+    assert logged == [removed]
 
 
 # -- logrotate: move, then reopen -----------------------------------------------------------

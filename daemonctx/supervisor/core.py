@@ -302,6 +302,16 @@ class Instance:
         """Output bytes its targets could not take (a full disk, a slow reader)."""
         return 0 if self.capture is None else self.capture.dropped
 
+    @property
+    def output_error(self) -> str | None:
+        """Why one of its log files could not be rotated, until one rotation works."""
+        capture = self.capture
+        if capture is not None:
+            for target in (capture.stdout, capture.stderr):
+                if target is not None and target.rotate_error is not None:
+                    return target.rotate_error.strerror
+        return None
+
     def _close_outputs(self) -> None:
         capture, self.capture = self.capture, None
         if capture is not None:
@@ -338,6 +348,9 @@ class Instance:
         text = machine.describe(now)
         if self.start_pending:
             text += f", starts once {', '.join(old.name for old in self.replaces)} stopped"
+        output_error = self.output_error
+        if output_error is not None:
+            text += f" [{output_error}]"
         return {
             "name": self.name,
             "program": self.program.name,
@@ -364,6 +377,7 @@ class Instance:
             "healthy": state is State.RUNNING
             or state is State.STOPPED
             or (state is State.EXITED and last is not None and succeeded(last, self.program)),
+            "output_error": output_error,
         }
 
     def last_lines(self, since: int | None = None) -> list[str]:

@@ -17,6 +17,7 @@ append to the ring.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import select
@@ -37,7 +38,12 @@ MAX_LINE = 65536
 
 STREAMS = ("stdout", "stderr")
 
+log = logging.getLogger("daemonctx.supervisor")
+
 _PIPE_BUF = select.PIPE_BUF  # a write of at most this many bytes to a pipe is atomic
+# A disk that is full: removing the oldest backup makes room.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_RETRY = 1.0  # seconds between tries to open a new file after a rotation could not
 _SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 _REOPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 # How a target is written (``Target._kind``):
@@ -57,6 +63,15 @@ def _own_fd(resolved: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _reason(exc: OSError) -> str:
+    """Why ``exc`` happened, in words, without "[Errno N]"."""
+    if exc.filename2 is not None:
+        return f"cannot rename {exc.filename} to {exc.filename2}: {exc.strerror}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return exc.strerror or str(exc)
+
+
 class Target:
     """Where one stream's lines go: a file (path or LogFile), or a copy of the supervisor's
     fd ("inherit").
@@ -73,10 +88,15 @@ class Target:
       is written whole into a fresh file, the only case where a file exceeds
       ``max_bytes``. If the file at ``path`` is no longer ours (logrotate moved it),
       rotation opens a new file without renaming.
-      If rotation fails (the directory is gone...), writing goes on into the open file,
-      ``error`` says why, and the next attempt comes after another ``max_bytes``. A short
-      write (ENOSPC, EDQUOT, EFBIG) is cut back to its last whole line (``ftruncate``), so
-      the file only ever holds whole lines.
+      If rotation fails, the bound still holds: a backup that cannot be moved up is
+      skipped (the one below replaces it); a file that cannot be moved aside is emptied
+      in place (its lines are lost); a file moved aside for which no new one can be
+      opened is left alone, and output is dropped (and counted) until a new one can be
+      (tried once a second). ``rotate_error`` says why, logged once; it is cleared, and
+      that logged, at the next rotation that works. A short write (ENOSPC, EDQUOT, EFBIG)
+      is cut back to its last whole line (``ftruncate``), so the file only ever holds
+      whole lines; then (ENOSPC, EDQUOT) the oldest backup there is is removed, to make
+      room for the newest lines, and they are tried once more.
     - A pipe or FIFO: lines in groups of at most PIPE_BUF bytes, each write atomic: what
       does not fit when the pipe is full is dropped, in whole lines.
     - A tty, a device, a socket (``send`` with MSG_DONTWAIT, since O_NONBLOCK would
@@ -93,7 +113,8 @@ class Target:
     dropped: int
     written: int
     rotates: bool
-    error: OSError | None  # the last error writing, rotating or reopening: for status
+    error: OSError | None  # the last error writing, rotating or reopening
+    rotate_error: OSError | None  # why the last rotation failed, until one works: for status
 
     def __init__(
         self,
@@ -116,8 +137,12 @@ class Target:
         self.dropped = 0
         self.written = 0
         self.error = None
+        self.rotate_error = None
         self._fd = -1
         self._identity = (0, 0)  # the open file's (st_dev, st_ino)
+        self._retry_at = 0.0  # no new file after a rotation: drop until then (monotonic)
+        self._unwritten = b""  # the lines a full disk refused in the last file write
+        self._said_full = False  # a backup was removed for a full disk, and logged
         self._may_guard = False  # see open's ``guarded``
         self._poll: select.poll | None = None  # a shared blocking fd: written when ready
         self._kind = _DEAD
@@ -214,6 +239,7 @@ class Target:
         self._poll = None
         self._owed, owed = b"", len(self._owed)
         self.dropped += owed
+        self._retry_at = 0.0
         if fd < 0:
             kind = _DEAD
         else:
@@ -330,7 +356,9 @@ class Target:
                 end = data.rfind(b"\n", pos, pos + max(room, 0)) + 1
                 if end <= pos:  # not one more whole line fits
                     if not fresh:
-                        self._rotate()
+                        if not self._rotate():  # no file to go on in, for now
+                            self.dropped += size - pos
+                            return
                         fresh = True
                         continue
                     end = data.find(b"\n", pos) + 1  # a line longer than max_bytes: alone
@@ -340,17 +368,20 @@ class Target:
             fresh = False
             pos = end
 
-    def _rotate(self) -> None:
-        """Move the file aside and open a new one at ``path``."""
+    def _rotate(self) -> bool:
+        """Move the file aside and open a new one at ``path``. True when writing goes on
+        in an empty file: a new one, or this one emptied in place (see the class)."""
         assert self.path is not None
+        if self._retry_at and time.monotonic() < self._retry_at:
+            return False
+        skipped: OSError | None = None  # a backup that could not be moved up
         try:
             resolved = paths.check_path(self.path, self.what)
             try:
                 here: os.stat_result | None = os.lstat(resolved)
             except FileNotFoundError:
                 here = None
-            mine = os.fstat(self._fd)
-            if here is not None and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+            if here is not None and (here.st_dev, here.st_ino) == self._identity:
                 if self.backups:
                     # The backups there are, path.1 up to the first missing one (or to
                     # the oldest kept, which the one before it replaces), each moved one
@@ -363,16 +394,50 @@ class Target:
                             os.rename(f"{resolved}.{number}", f"{resolved}.{number + 1}")
                         except FileNotFoundError:
                             pass
+                        except OSError as exc:  # (a directory planted there): replaced below
+                            skipped = skipped or exc
                     os.rename(resolved, f"{resolved}.1")
                 else:
                     os.unlink(resolved)
             # else: logrotate (or someone) moved our file away: just start a new one
             fd = paths.open_log(self.path, self.what, self.umask, blocking=False)
         except OSError as exc:
-            self.error = exc
-            self._size = 0  # go on in this file; try again after another max_bytes
-            return
+            return self._rotate_failed(exc)
         self._adopt(fd)
+        if skipped is not None:
+            self._report(skipped, "fewer backups are kept")
+        elif self.rotate_error is not None:
+            self.rotate_error = None
+            log.info("%s: %s rotated again", self.what, self.path)
+        return True
+
+    def _rotate_failed(self, exc: OSError) -> bool:
+        """Keep within ``max_bytes`` all the same: empty the file in place if it is still
+        the one at ``path``; else drop output until a new file can be opened (tried
+        again ``_RETRY`` s later). True when writing may go on."""
+        emptied = False
+        try:
+            if self._names(os.fstat(self._fd)):
+                os.ftruncate(self._fd, 0)
+                emptied = True
+        except OSError:
+            pass
+        if emptied:
+            self._size = 0
+            self._report(exc, "emptied it in place")
+        else:
+            self._retry_at = time.monotonic() + _RETRY
+            self._report(exc, "its output is dropped until a new file can be opened")
+        return emptied
+
+    def _report(self, exc: OSError, then: str) -> None:
+        """Keep why a rotation failed, for status; log it once, saying ``then`` what
+        was done instead."""
+        said = self.rotate_error is not None
+        error = OSError(exc.errno, f"{self.what}: cannot rotate {self.path}: {_reason(exc)}")
+        self.error = self.rotate_error = error
+        if not said:
+            log.info("%s; %s", error.strerror, then)
 
     def _fail(self, exc: OSError, lost: int) -> bool:
         self.error = exc
@@ -383,9 +448,44 @@ class Target:
     # it can; True when all of it was written.
 
     def _put_file(self, data: bytes | memoryview, head: bytes) -> bool:
+        if self._write_file(data, head):
+            return True
+        rest, self._unwritten = self._unwritten, b""
+        if not rest or not self.rotates or not self._drop_oldest_backup():
+            return False
+        self.dropped -= len(rest)  # tried once more
+        written = self._write_file(rest, b"")
+        self._unwritten = b""
+        return written
+
+    def _drop_oldest_backup(self) -> bool:
+        """The disk is full: remove the oldest backup there is, to make room for the
+        newest lines. True when one was removed. Logged the first time only: a disk
+        too small for every backup sees this at every rotation."""
+        assert self.path is not None
+        try:
+            resolved = paths.check_path(self.path, self.what)
+            last = 0
+            while last < self.backups and os.path.lexists(f"{resolved}.{last + 1}"):
+                last += 1
+            if not last:
+                return False
+            os.unlink(f"{resolved}.{last}")
+        except OSError:
+            return False
+        if not self._said_full:
+            self._said_full = True
+            message = "%s: the disk is full: removed %s.%d to make room (said once)"
+            log.info(message, self.what, self.path, last)
+        return True
+
+    def _write_file(self, data: bytes | memoryview, head: bytes) -> bool:
+        """``_put_file``'s one write; what a full disk refused is kept in ``_unwritten``."""
         try:
             done = os.writev(self._fd, (head, data)) if head else os.write(self._fd, data)
         except OSError as exc:  # ENOSPC, EDQUOT, EFBIG, EIO...
+            if exc.errno in _FULL:
+                self._unwritten = head + bytes(data)
             return self._fail(exc, len(head) + len(data))
         self._size += done
         if done == len(head) + len(data):
@@ -403,6 +503,7 @@ class Target:
             return self._owe(data, done)
         self._size -= done - keep
         self.written += keep
+        self._unwritten = bytes(data[keep:])
         return self._fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), len(data) - keep)
 
     def _put_pipe(self, data: bytes | memoryview, head: bytes) -> bool:

@@ -114,6 +114,8 @@ class ProgramInfo:
     bytes of its output that could not be written (a full disk, a slow reader).
     ``healthy``: as it should be, running and ready, or not running on purpose
     (stopped on request or never started, or exited with a success code).
+    ``output_error``: why one of its log files could not be rotated (None when
+    the last rotation worked); ``text`` shows it too.
     """
 
     name: str
@@ -130,6 +132,7 @@ class ProgramInfo:
     status_text: str
     dropped: int = 0  # output bytes its files or terminal could not take
     healthy: bool = False
+    output_error: str | None = None
 
     @property
     def running(self) -> bool:
@@ -157,6 +160,7 @@ class ProgramInfo:
             "status_text": self.status_text,
             "dropped": self.dropped,
             "healthy": self.healthy,
+            "output_error": self.output_error,
         }
 
     @classmethod
@@ -178,6 +182,7 @@ class ProgramInfo:
             status_text=str(data.get("status_text", "")),
             dropped=int(data.get("dropped", 0)),
             healthy=bool(data.get("healthy", data["state"] == RUNNING)),
+            output_error=None if data.get("output_error") is None else str(data["output_error"]),
         )
 
 
