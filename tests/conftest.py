@@ -99,6 +99,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         delay = min(delay * 2, 0.05)
 
 
+def cmdline_of(pid: int, timeout: float = 10.0) -> bytes:
+    """``/proc/<pid>/cmdline``, once it has one: a program whose exec has passed the
+    point where its close-on-exec descriptors close (where Popen, a launcher, and
+    a supervisor's status take it as started) has no arguments in its new memory
+    yet, for a moment (a while, under load)."""
+    found: bytes = wait_for(
+        lambda: Path(f"/proc/{pid}/cmdline").read_bytes(), timeout, f"pid {pid}'s command line"
+    )
+    return found
+
+
 def pid_alive(pid: int) -> bool:
     """Alive and not a zombie."""
     try:

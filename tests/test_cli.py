@@ -27,6 +27,7 @@ from conftest import (
     SSD,
     STARTED,
     Tracker,
+    cmdline_of,
     kill,
     needs_root,
     needs_ssd,
@@ -119,7 +120,7 @@ def test_start_status_stop(tracker: Tracker) -> None:
     found = read_pidfile_status(tracker.pidfile)
     assert found.running and found.pid == pid
     assert os.readlink(f"/proc/{pid}/exe") == os.path.realpath(shutil.which("sleep") or "")
-    assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00"
+    assert cmdline_of(pid) == b"sleep\x001000\x00"
     _state, ppid, _pgrp, session, tty = proc_stat(pid)[:5]
     assert int(ppid) != launcher.pid and int(session) != pid and tty == "0"
     assert os.readlink(f"/proc/{pid}/cwd") == "/"

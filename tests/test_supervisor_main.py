@@ -22,6 +22,7 @@ import pytest
 from conftest import (
     ROOT,
     Supervisors,
+    cmdline_of,
     guard_of,
     pid_alive,
     proc_fds,
@@ -328,7 +329,7 @@ def test_mainpid_moves_the_program_to_another_process(supervisors: Supervisors) 
     info = wait_for(lambda: (i := supervisors.status("wrapped")).state == "running" and i)
     server = info.pid
     assert server is not None
-    assert Path(f"/proc/{server}/cmdline").read_bytes().startswith(b"sleep\0")
+    assert cmdline_of(server).startswith(b"sleep\0")
     wait_for(lambda: "main process" in supervisors.log.read_text(), what="the leader's exit")
     assert supervisors.status("wrapped").state == "running"  # the wrapper's exit 0 ended nothing
     os.kill(server, signal.SIGTERM)

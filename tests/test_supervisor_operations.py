@@ -30,6 +30,7 @@ from conftest import (
     PROGRAMS,
     ROOT,
     Supervisors,
+    cmdline_of,
     fill_up,
     mounted_tmpfs,
     needs_root,
@@ -130,7 +131,7 @@ def ignoring_term(tmp_path: Path, stop_timeout: float) -> dict[str, Any]:
 
 
 def cmdline(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    return cmdline_of(pid).decode().split("\0")[:-1]
 
 
 class PipeLines:
