@@ -232,15 +232,16 @@ for keys in ({"user": "root"}, {"group": "0"}, {"user": str(os.geteuid())}):
 
 
 def test_a_supervisor_that_is_not_root_is_refused_another_user_before_anything_starts(
-    tmp_path: Path,
+    open_dir: Path,
 ) -> None:
-    """It would fail at every start (setuid), said as "cannot change to directory /"."""
-    script = tmp_path / "check.py"
+    """It would fail at every start (setuid), said as "cannot change to directory /".
+    As root, the check runs as nobody, from a directory nobody can reach (pytest's
+    tmp_path is inside a 0700 one)."""
+    script = open_dir / "check.py"
     script.write_text(OTHER_USER_CHECK)
     as_nobody: dict[str, Any] = {}
     python = sys.executable
     if os.geteuid() == 0:
-        tmp_path.chmod(0o755)
         script.chmod(0o644)
         python = python_for_nobody(script)
         as_nobody = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
