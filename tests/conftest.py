@@ -271,24 +271,36 @@ class ProcessTracker:
         return self.pids.same(pid) if isinstance(self.pids, _LearntPids) else True
 
     def kill_all(self) -> None:
+        """Kill every process; an error killing one is raised only once every
+        other has been killed and every child reaped."""
+        errors: list[BaseException] = []
         for _ in range(5):
             pids = sorted(pid for pid in self.find() if pid != os.getpid() and pid_alive(pid))
             if not pids:
                 break
             for pid in pids:
-                self._kill(pid)
+                try:
+                    self._kill(pid)
+                except Exception as exc:
+                    errors.append(exc)
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
+            try:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(10)
+            except Exception as exc:
+                errors.append(exc)
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+        if errors:
+            raise errors[0]
 
     def _kill(self, pid: int) -> None:
         try:
             pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
+        except (ProcessLookupError, FileNotFoundError):
+            # gone, or a thread now (ENOENT): a reused pid, no process of the test's
             return
         try:
             if self.owns(pid):  # asked after the pidfd pinned the process
