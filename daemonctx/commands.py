@@ -37,6 +37,7 @@ __all__ = [
     "say",
     "say_started",
     "seconds",
+    "seconds_or_zero",
     "signal_argument",
     "stop_signal_and_steps",
 ]
@@ -124,17 +125,29 @@ def octal_mask(text: str) -> int:
         raise _argument_error(f"{exc.reason}: {text!r}") from None
 
 
-def seconds(text: str) -> float:
-    """A timeout in seconds, more than 0; ``inf`` (or any wait past ~24 days) waits forever.
-    ASCII only: ``float`` takes Arabic-Indic or fullwidth digits too."""
+def _number_of_seconds(text: str) -> float:
+    """ASCII only: ``float`` takes Arabic-Indic or fullwidth digits too."""
     try:
         if not text.isascii():
             raise ValueError(text)
-        value = float(text)
+        return float(text)
     except ValueError:
         raise _argument_error(f"not a number of seconds: {text!r}") from None
+
+
+def seconds(text: str) -> float:
+    """A timeout in seconds, more than 0; ``inf`` (or any wait past ~24 days) waits forever."""
+    value = _number_of_seconds(text)
     if not value > 0:  # NaN too
         raise _argument_error(f"must be more than 0: {text!r}")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """A wait in seconds, 0 (no wait, the default it stands for) or more: ``--ready-after``."""
+    value = _number_of_seconds(text)
+    if not value >= 0:  # NaN too
+        raise _argument_error(f"must be 0 or more: {text!r}")
     return value
 
 

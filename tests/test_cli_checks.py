@@ -65,6 +65,23 @@ def test_masks_and_seconds_are_ascii(tracker: Tracker, flag: str, typed: str) ->
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
 
 
+def test_ready_after_0_is_the_default_said_out_loud(tracker: Tracker) -> None:
+    """``--ready-after 0`` (the documented default, no wait) starts as without it;
+    below 0 is refused, and a timeout of 0 still is."""
+    pid = tracker.start("sleep", "1000", options=("--ready-after", "0"))
+    assert pid_alive(pid)
+    for flag, typed, reason in (
+        ("--ready-after", "-1", "must be 0 or more"),
+        ("--ready-after", "nan", "must be 0 or more"),
+        ("--timeout", "0", "must be more than 0"),
+    ):
+        pidfile = str(tracker.tmp_path / "other.pid")
+        result = tracker.daemonctx("start", "-p", pidfile, flag, typed, "--", "sleep", "1000")
+        assert result.returncode == 2, result.stderr
+        assert f"argument {flag}: {reason}: {typed!r}" in result.stderr
+        assert not os.path.exists(pidfile)
+
+
 def test_an_ascii_umask_still_works(tracker: Tracker) -> None:
     out = tracker.tmp_path / "out.log"
     pid = tracker.start(

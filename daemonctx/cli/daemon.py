@@ -25,6 +25,7 @@ from ..commands import (
     report_stop,
     say,
     seconds,
+    seconds_or_zero,
     signal_argument,
     stop_signal_and_steps,
 )
@@ -111,7 +112,7 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ready-after",
         metavar="S",
-        type=seconds,
+        type=seconds_or_zero,
         default=0.0,
         help="the program must still run S seconds after it started (or sent READY=1), "
         "else the start fails (supervisord's startsecs; default: 0, no wait)",
