@@ -106,3 +106,22 @@ def test_the_quickstart_runs_as_shown(tracker: Tracker) -> None:
     os.kill(pid, signal.SIGTERM)
     wait_gone(pid)
     assert not pidfile.exists()
+
+
+def test_run_takes_start_s_options_but_those_the_docs_name() -> None:
+    """docs/cli.md: ``run`` takes ``start``'s options except the ones it lists."""
+    import argparse
+
+    from daemonctx.cli import build_parser
+
+    parser = build_parser(only="daemon")
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    def options(command: str) -> set[str]:
+        parser = commands.choices[command]
+        return {flag for action in parser._actions for flag in action.option_strings}
+
+    section = (ROOT / "docs" / "cli.md").read_text().split("\n## `run`\n", 1)[1]
+    except_ = re.search(r"takes `start`'s options except (.*?):", section, re.S)
+    assert except_, "docs/cli.md's run section does not say which options it lacks"
+    assert set(re.findall(r"`(--[a-z-]+)`", except_.group(1))) == options("start") - options("run")
