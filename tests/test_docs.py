@@ -8,7 +8,7 @@ import shlex
 import socket
 from pathlib import Path
 
-from conftest import ROOT, Tracker, wait_for
+from conftest import ROOT, Supervisors, Tracker, wait_for
 
 
 def readme_console_block() -> list[tuple[str, str]]:
@@ -125,3 +125,41 @@ def test_run_takes_start_s_options_but_those_the_docs_name() -> None:
     except_ = re.search(r"takes `start`'s options except (.*?):", section, re.S)
     assert except_, "docs/cli.md's run section does not say which options it lacks"
     assert set(re.findall(r"`(--[a-z-]+)`", except_.group(1))) == options("start") - options("run")
+
+
+def test_the_supervisor_quickstart_session_exits_as_shown(supervisors: Supervisors) -> None:
+    """docs/supervisor.md's Quickstart session, replayed against a real supervisor
+    (two sleeping programs, web after db): each line names the program and state
+    shown, and each ``echo $?`` the exit status the command before it had."""
+    text = (ROOT / "docs" / "supervisor.md").read_text()
+    quickstart = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```console\n(.*?)```", quickstart, re.S)
+    assert block, "the Quickstart has no console block"
+    supervisors.config(
+        {
+            "db": {"command": ["sleep", "1000"]},
+            "web": {"command": ["sleep", "1000"], "after": ["db"]},
+        }
+    )
+    shown: list[tuple[str, list[str]]] = []
+    for line in block.group(1).splitlines():
+        if line.startswith("$ "):
+            shown.append((line[2:], []))
+        else:
+            shown[-1][1].append(line)
+    returncode, checked = None, 0
+    for command, lines in shown:
+        words = shlex.split(command)
+        if words == ["echo", "$?"]:
+            assert lines == [str(returncode)], (command, lines, returncode)
+            checked += 1
+            continue
+        if words[:2] != ["sudo", "daemonctx"]:
+            continue  # mkdir
+        words = [str(supervisors.config_path) if w.endswith(".toml") else w for w in words[2:]]
+        result = supervisors.daemonctx(*words)
+        returncode = result.returncode
+        output = (result.stdout + result.stderr).splitlines()
+        assert [o.split()[:2] for o in output] == [o.split()[:2] for o in lines], (command, output)
+    assert checked >= 2
+    assert supervisors.processes() == []
