@@ -532,6 +532,7 @@ class DaemonContext:
         process.change_file_creation_mask(self.umask)
         sources = [devnull if fd is None else fd for fd in plan.stream_fds]
         process.redirect_standard_streams(sources)  # type: ignore[arg-type]
+        process.follow_line_buffering(self.stdout, self.stderr)
         if devnull is not None and devnull > 2:  # below 3 it is a standard fd now
             os.close(devnull)
         # Once the pidfile is held, status, stop and reload find us: what the

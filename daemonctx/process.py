@@ -403,6 +403,21 @@ def redirect_standard_streams(sources: Sequence[int]) -> None:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
+def follow_line_buffering(stdout: object, stderr: object) -> None:
+    """Make ``sys.stdout``/``sys.stderr`` line-buffered when the file given for
+    their fd is (``open(path, "a", buffering=1)``): ``print()`` writes through
+    them, not through that file, and Python chose their buffering at start-up
+    (block-buffered when not a terminal), so its lines would wait in a buffer."""
+    for fd, given, stream in ((1, stdout, sys.stdout), (2, stderr, sys.stderr)):
+        if given is stream or getattr(given, "line_buffering", False) is not True:
+            continue
+        try:
+            if stream.fileno() == fd and not stream.line_buffering:
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):  # replaced by an object of the
+            pass  # program's, or closed: its buffering is the program's business
+
+
 def warn_if_threads_alive() -> None:
     """Warn when other threads exist: only the forking thread survives a fork,
     and any lock another thread held stays locked forever in the daemon."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import select
+import shlex
 import signal
 import socket
 import struct
@@ -427,3 +429,45 @@ def test_inetd_service_answers_on_stdin_without_detaching(processes: ProcessTrac
         client.shutdown(socket.SHUT_WR)  # the client is done
         assert proc.wait(10) == 0
     assert proc.stderr is not None and proc.stderr.read() == b""
+
+
+# -- 7. the README's ticker -----------------------------------------------------------------
+
+
+def readme_try_it() -> str:
+    """The README's "Try it" command, after its venv and install steps."""
+    text = (ROOT / "README.md").read_text()
+    found = re.search(r"\n## Try it\n.*?```sh\n(.*?)\n```", text, re.S)
+    assert found, "the README has no Try it command"
+    command = found.group(1).split(" && ", 2)[2]
+    assert command.startswith(".venv/bin/python examples/ticker.py start"), command
+    return command
+
+
+def test_the_readme_ticker_command_shows_the_log_through_a_pipe(
+    tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """Run as CI or ``ssh host cmd`` runs it: stdout a pipe, no PYTHONUNBUFFERED.
+    The log already holds the daemon's lines when ``cat`` reads it."""
+    log = tmp_path / "daemonctx-ticker.log"
+    watch_pidfile(processes, tmp_path / "daemonctx-ticker.pid")
+    command = readme_try_it().replace(".venv/bin/python", shlex.quote(sys.executable))
+    command = command.replace("/tmp/daemonctx-ticker.log", shlex.quote(str(log)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        ["sh", "-c", command],
+        cwd=ROOT,
+        env={**env, "TICKER_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("starting ticker: ")
+    pid = re.fullmatch(r"ticker (\d+) started", lines[1])
+    assert pid, lines
+    assert lines[2].startswith("tick ") and lines[2].endswith(f" from pid {pid.group(1)}")
+    assert lines[-2] == f"ticker is running (pid {pid.group(1)})"
+    assert re.fullmatch(rf"stopped ticker \(pid {pid.group(1)}\) in \d+\.\d+ s", lines[-1])
+    assert log.read_text().splitlines()[-1] == f"ticker {pid.group(1)} stopping"

@@ -169,6 +169,28 @@ def test_print_works_in_a_daemon_launched_with_stdout_closed(tmp_path: Path) -> 
     assert out.read_text() == "hello from the daemon\n"
 
 
+@pytest.mark.parametrize(("buffering", "seen"), [(1, "a line\n"), (-1, "")])
+def test_print_is_line_buffered_when_the_stdout_file_given_is(
+    tmp_path: Path, buffering: int, seen: str
+) -> None:
+    """print() writes through sys.stdout, which Python made block-buffered (its
+    stdout a pipe, no PYTHONUNBUFFERED): a line-buffered ``stdout=`` file makes it
+    line-buffered too, so a line is in the file before an exit that flushes nothing."""
+    out = tmp_path / "out"
+    code = (
+        f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from daemonctx import DaemonContext\n"
+        f"log = open({str(out)!r}, 'a', buffering={buffering})\n"
+        "with DaemonContext(stdout=log, detach_process=False):\n"
+        "    print('a line')\n"
+        "    os._exit(0)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == seen
+
+
 @pytest.mark.forked
 def test_files_preserve_accepts_ints_files_sockets_and_handlers(tmp_path: Path) -> None:
     handle = open(tmp_path / "file", "w")  # noqa: SIM115
