@@ -19,6 +19,7 @@ from daemonctx.pidfile import TimeoutPIDLockFile, read_pidfile_status
 DIRECTORY = os.environ.get("TICKER_DIR", "/tmp")
 PIDFILE = os.path.join(DIRECTORY, "daemonctx-ticker.pid")
 LOG = os.path.join(DIRECTORY, "daemonctx-ticker.log")
+STOP_TIMEOUT = 10.0  # seconds stop waits for the daemon to exit
 
 
 def start() -> None:
@@ -54,11 +55,22 @@ def stop() -> int:
     if not state.running or state.pid is None:
         print("ticker is not running")
         return 0
-    pidfd = os.pidfd_open(state.pid)
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except ProcessLookupError:  # it exited meanwhile
+        print("ticker is not running")
+        return 0
     started = time.monotonic()
     signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-    select.select([pidfd], [], [], 10)  # readable once the process has exited
+    exited, _, _ = select.select([pidfd], [], [], STOP_TIMEOUT)  # readable once it has exited
     os.close(pidfd)
+    if not exited:
+        print(
+            f"ticker (pid {state.pid}) did not stop within {STOP_TIMEOUT:g} s of SIGTERM;"
+            " it still runs",
+            file=sys.stderr,
+        )
+        return 1
     print(f"stopped ticker (pid {state.pid}) in {time.monotonic() - started:.3f} s")
     return 0
 

@@ -471,3 +471,29 @@ def test_the_readme_ticker_command_shows_the_log_through_a_pipe(
     assert lines[-2] == f"ticker is running (pid {pid.group(1)})"
     assert re.fullmatch(rf"stopped ticker \(pid {pid.group(1)}\) in \d+\.\d+ s", lines[-1])
     assert log.read_text().splitlines()[-1] == f"ticker {pid.group(1)} stopping"
+
+
+def test_the_ticker_s_stop_says_when_the_daemon_did_not_stop(
+    tmp_path: Path, processes: ProcessTracker, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A daemon that cannot exit (frozen with SIGSTOP here): stop says so, exit 1."""
+    import importlib.util
+
+    pidfile = tmp_path / "daemonctx-ticker.pid"
+    watch_pidfile(processes, pidfile)
+    monkeypatch.setenv("TICKER_DIR", str(tmp_path))
+    started = run_example("ticker.py", "start")
+    assert started.returncode == 0, started.stderr
+    pid = running_pid(pidfile)
+    os.kill(pid, signal.SIGSTOP)
+    spec = importlib.util.spec_from_file_location("ticker", EXAMPLES / "ticker.py")
+    assert spec is not None and spec.loader is not None
+    ticker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ticker)
+    ticker.STOP_TIMEOUT = 0.2  # the command waits 10 s
+    assert ticker.stop() == 1
+    assert capsys.readouterr() == (
+        "",
+        f"ticker (pid {pid}) did not stop within 0.2 s of SIGTERM; it still runs\n",
+    )
+    assert pid_alive(pid) and read_pidfile_status(pidfile).running
