@@ -34,6 +34,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def connect(port: int) -> socket.socket | None:
+    """A connection to ``port`` on localhost, or None while nothing listens there."""
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=10)
+    except ConnectionRefusedError:
+        return None
+
+
 def as_pattern(expected: str) -> str:
     """The README's output with pids and times made wildcards."""
     pattern = re.escape(expected)
@@ -57,12 +65,14 @@ def test_the_readme_command_example_runs_as_shown(tracker: Tracker) -> None:
             command,
             result.stdout,
         )
-        if words[1] == "start":  # the server really serves the directory
-            log = Path(str(site) + ".log")
-            wait_for(lambda log=log: "Serving HTTP" in log.read_text(), what="serving")
-            with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as conn:
+        if words[1] == "start":  # the server really serves the directory, and logs there
+            with wait_for(lambda: connect(int(port)), what="the server to listen") as conn:
                 conn.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
                 assert b"hello" in conn.makefile("rb").read()
+            log = Path(str(site) + ".log")  # its stderr: line-buffered, PYTHONUNBUFFERED or not
+            wait_for(
+                lambda log=log: "GET /index.html" in log.read_text(), what="the request logged"
+            )
     assert tracker.processes() == []
 
 
