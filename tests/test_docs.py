@@ -8,7 +8,8 @@ import shlex
 import socket
 from pathlib import Path
 
-from conftest import ROOT, Supervisors, Tracker, wait_for
+import pytest
+from conftest import ROOT, Supervisors, Tracker, run_script, wait_for
 
 
 def readme_console_block() -> list[tuple[str, str]]:
@@ -173,3 +174,44 @@ def test_the_supervisor_quickstart_session_exits_as_shown(supervisors: Superviso
         assert [o.split()[:2] for o in output] == [o.split()[:2] for o in lines], (command, output)
     assert checked >= 2
     assert supervisors.processes() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "serve", "said"),
+    [
+        ("", "pass", r"the daemon exited before it was ready \(pid \d+\): it was killed, .*"),
+        (
+            "ready_timeout=0.2, ",
+            "time.sleep(30)",
+            r"the daemon did not report ready within 0\.2 s .*",
+        ),
+        (
+            "",
+            "raise RuntimeError('boom')",
+            r"the daemon \(pid \d+\) failed to start: RuntimeError: boom",
+        ),
+    ],
+    ids=["left-the-block", "ready-timeout", "raised"],
+)
+def test_the_handoff_page_s_failure_report_says_what_happened(
+    tracker: Tracker, options: str, serve: str, said: str
+) -> None:
+    """docs/handoff.md's ``except DaemonStartupError`` example, in a launcher whose
+    daemon fails before it is ready: one line saying how, whether the daemon
+    raised an exception (remote_type set) or not (None)."""
+    text = (ROOT / "docs" / "handoff.md").read_text()
+    after = text.split("The launcher can also catch the error", 1)[1]
+    code = re.search(r"```python\n(.*?)```", after, re.S)
+    assert code, "the handoff page shows no failure report"
+    pidfile = tracker.tmp_path / "app.pid"
+    example = code.group(1).replace("/run/app.pid", str(pidfile))
+    example = example.replace("DaemonContext(", f"DaemonContext(ready_on_open=False, {options}")
+    program = (
+        "import time\n"
+        "from daemonctx import DaemonContext, DaemonStartupError\n"
+        "from daemonctx.pidfile import TimeoutPIDLockFile\n"
+        f"def serve_forever():\n    {serve}\n" + example
+    )
+    result = run_script(program, env=tracker.env)
+    assert re.fullmatch(f"could not start: {said}\n", result.stdout), result.stdout
+    assert tracker.processes() == []
