@@ -27,11 +27,28 @@ class DaemonOptionError(DaemonError, ValueError):
         self.option = option
         self.value = value
         self.reason = reason
-        shown = f"{value:#o}" if option == "umask" and type(value) is int else repr(value)
-        super().__init__(f"{option}={shown}: {reason}")
+        super().__init__(f"{option}={_shown(option, value)}: {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
         return (type(self), (self.option, self.value, self.reason))
+
+
+def _shown(option: str, value: Any) -> str:
+    """``value`` as the user wrote it: a umask in octal, a signal map's numbers by
+    their names (``{SIGHUP: 'relaod'}``, not ``{1: 'relaod'}``)."""
+    if option == "umask" and type(value) is int:
+        return f"{value:#o}"
+    if option == "signal_map" and type(value) is dict:
+        import signal  # only on this error's path: the start-up path stays without enums
+
+        def key(number: Any) -> str:
+            try:
+                return signal.Signals(number).name
+            except (TypeError, ValueError):
+                return repr(number)
+
+        return "{" + ", ".join(f"{key(k)}: {v!r}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 class DaemonOSEnvironmentError(DaemonError, OSError):

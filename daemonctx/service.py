@@ -152,6 +152,7 @@ class Service:
                 option in _STREAM_MODES and isinstance(value, (str, os.PathLike))
             ):
                 check_option(option, value)
+        self._check_handler_names()
         self._notified = False
         self.context: DaemonContext | None = None
 
@@ -207,6 +208,25 @@ class Service:
         if option == "signal_map" and value is not None:
             return {number: self._handler(handler) for number, handler in value.items()}
         return value
+
+    def _check_handler_names(self) -> None:
+        """A handler named by a string must be something the Service has, or a
+        method of its context (``"terminate"``): a typo fails here, not at a start."""
+        signal_map = self._option("signal_map")
+        if signal_map is _MISSING or signal_map is None:
+            return
+        for number, handler in signal_map.items():  # checked: numbers, and names or callables
+            if (
+                isinstance(handler, str)
+                and self._static_attribute(handler) is None
+                and not callable(getattr(_ServiceContext, handler, None))
+            ):
+                kind = type(self).__name__
+                raise DaemonOptionError(
+                    "signal_map",
+                    {int(number): handler},
+                    f"{kind} has no method {handler!r}, nor has its DaemonContext",
+                )
 
     def _handler(self, handler: Any) -> Any:
         """A handler named by a string is a Service method if it has one."""

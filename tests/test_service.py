@@ -372,6 +372,30 @@ def test_a_bad_signal_is_a_usage_error(app: App) -> None:
     assert result.returncode == 2 and "unknown signal" in result.stderr, result.stderr
 
 
+def test_a_handler_name_that_names_nothing_is_refused_when_the_service_is_made(
+    tmp_path: Path,
+) -> None:
+    """A typo in signal_map fails at once, naming the signal and the class, not
+    at the first start (status and stop would have run)."""
+
+    class Typo(Service):
+        signal_map = {signal.SIGHUP: "relaod"}  # noqa: RUF012
+
+        def reload(self, signum: int, frame: Any) -> None:
+            pass
+
+    with pytest.raises(DaemonOptionError) as caught:
+        Typo(tmp_path / "x.pid")
+    assert str(caught.value) == (
+        "signal_map={SIGHUP: 'relaod'}: Typo has no method 'relaod', nor has its DaemonContext"
+    )
+    assert (caught.value.option, caught.value.value) == ("signal_map", {1: "relaod"})
+    with pytest.raises(DaemonOptionError, match="Service has no method 'no_such_method'"):
+        Service(tmp_path / "x.pid", signal_map={signal.SIGUSR1: "no_such_method"})
+    fine = Typo(tmp_path / "x.pid", signal_map={signal.SIGHUP: "reload", 10: "terminate"})
+    assert fine.can_reload
+
+
 def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Path) -> None:
     with pytest.raises(DaemonOptionError, match="reload_signal=999: unknown signal number"):
         Service(tmp_path / "x.pid", reload_signal=999)
@@ -380,8 +404,6 @@ def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Pa
     assert Service(tmp_path / "x.pid").can_reload is False, "no signal_map"
     ignored = Service(tmp_path / "x.pid", signal_map={signal.SIGHUP: None})
     assert ignored.can_reload is False
-    missing = Service(tmp_path / "x.pid", signal_map={signal.SIGHUP: "no_such_method"})
-    assert missing.can_reload is False
     usr2 = Service(tmp_path / "x.pid", reload_signal="SIGUSR2", signal_map={12: print})
     assert (usr2.reload_signal, usr2.can_reload) == (signal.SIGUSR2, True)
     stop = Service(tmp_path / "x.pid", signal_map={signal.SIGHUP: "stop"})
@@ -396,8 +418,8 @@ def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Pa
 
     class Attribute(Service):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
             self.on_hup = lambda signum, frame: None  # what _handler finds, on the instance
+            super().__init__(*args, **kwargs)
 
     attribute = Attribute(tmp_path / "x.pid", signal_map={signal.SIGHUP: "on_hup"})
     assert attribute.can_reload is True
