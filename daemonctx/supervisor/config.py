@@ -952,7 +952,7 @@ class Program:
             _Type("list of signals and seconds", _stop_ladder, _text_list),
             "the stop ladder, e.g. ['TERM', 10, 'QUIT', 2, 'KILL']: each signal, then"
             " how long to wait for the exit; replaces stop_signal; without a final"
-            " KILL, SIGKILL comes stop_timeout after the last signal",
+            " KILL, SIGKILL comes stop_timeout (10 s in a file) after the last signal",
         ),
     )
     stdout: str | LogFile = field(
