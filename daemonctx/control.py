@@ -315,7 +315,7 @@ def check_not_running(pidfile: PathArg, name: str) -> None:
     message: str | None = None
     if found.deleted:
         where = f" (pid {found.main_pid})" if found.main_pid else ""
-        restored = "; put it back" if restore_pidfile(found.path) else ""
+        restored = "; the file has been put back" if restore_pidfile(found.path) else ""
         message = (
             f"{name} is already running{where}, though its pidfile {found.path} "
             f"was deleted or replaced{restored}"

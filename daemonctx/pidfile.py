@@ -521,7 +521,7 @@ def _check_timeout(name: str, value: float | None) -> float | None:
 
 def _deleted_message(path: str, pid: int | None, restored: bool) -> str:
     who = f"process {pid}" if pid else "a running process"
-    done = "; put it back" if restored else ""
+    done = "; the file has been put back" if restored else ""
     return f"{path} was deleted or replaced, but {who} still holds its lock{done}"
 
 

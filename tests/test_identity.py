@@ -300,7 +300,7 @@ def test_a_deleted_pidfile_does_not_let_a_second_daemon_start(tracker: Tracker, 
     assert lines(result) == (
         1,
         "",
-        f"daemonctx: error: {message} was deleted or replaced; put it back\n",
+        f"daemonctx: error: {message} was deleted or replaced; the file has been put back\n",
     )
     assert tracker.processes() == [pid]
     assert Path(tracker.pidfile).read_text() == f"{pid}\n", "the start put the pidfile back"
@@ -373,7 +373,7 @@ def test_the_forking_recipe_stays_one_daemon_when_its_pidfile_is_deleted(
         assert (again.returncode, again.stderr) == (
             69,
             f"forking_daemon: already running: {pidfile} was deleted or replaced, "
-            f"but process {daemon} still holds its lock; put it back\n",
+            f"but process {daemon} still holds its lock; the file has been put back\n",
         )
         assert int(pidfile.read_text()) == daemon, "the pidfile names the daemon again"
         assert read_pidfile_status(pidfile).pid == daemon
