@@ -239,7 +239,9 @@ def _bool(name: str, value: Any) -> bool:
 
 
 def _optional_bool(name: str, value: Any) -> bool | None:
-    return None if value is None else _bool(name, value)
+    if value is not None and not isinstance(value, bool):
+        raise DaemonOptionError(name, value, "must be True, False or None")
+    return value
 
 
 _ID_MAX = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "leave unchanged", for setresuid
