@@ -53,11 +53,29 @@ def say(line: str) -> bool:
         try:
             sys.stdout.buffer.write(os.fsencode(line) + b"\n")
             sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            _discard_stdout()
+            return False
         except (OSError, UnicodeError, AttributeError):
             return False
+    except BrokenPipeError:
+        _discard_stdout()
+        return False
     except OSError:
         return False
     return True
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null once its reader has gone (``| head -1``): what stays
+    in a block-buffered stdout (no PYTHONUNBUFFERED) would fail the flush at exit,
+    "Exception ignored ... BrokenPipeError", exit 120. Python's own advice (signal docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def say_started(name: str, pid: int) -> None:

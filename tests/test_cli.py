@@ -465,6 +465,30 @@ def test_stop_sends_the_signal_given(tracker: Tracker, given: str, name: str) ->
     assert not pid_alive(pid)
 
 
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_an_answer_nobody_reads_is_no_error(tracker: Tracker, unbuffered: bool) -> None:
+    """``daemonctx status | true``: the reader has gone before the line is written.
+    The command exits with its own status, quietly, not 120 and "Exception ignored
+    ... BrokenPipeError" from the flush at exit, whatever PYTHONUNBUFFERED says."""
+    env = {k: v for k, v in tracker.env.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [*tracker.command(), "status", "--pidfile", tracker.pidfile],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (3, "")
+
+
 # -- stale pidfiles, reused pids and start-stop-daemon ----------------------------------
 
 
