@@ -48,6 +48,7 @@ from conftest import (
     proc_fds,
     proc_stat,
     proc_status,
+    python_for_nobody,
     python_program,
     run_as_nobody,
     run_in_child,
@@ -2471,3 +2472,44 @@ def test_a_group_change_that_fails_midway_leaves_the_socket_as_it_was(
 
     with ForkedAs(NOBODY, [member_gid], supervisor) as child:
         child.finish()
+
+
+@needs_root
+def test_a_supervisor_run_as_a_user_on_another_user_s_pipe_starts_inherit_programs(
+    supervisors: Supervisors, open_dir: Path
+) -> None:
+    """A container run as a user: the supervisor's stdout is a pipe the runtime
+    (root) made, which the supervisor may not open again. A program whose stdout is
+    "inherit" (the default) failed to start ("cannot use fd 1 ... Permission
+    denied"); it writes the shared pipe now, and its lines come out there."""
+    home = open_dir / "sup"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    probe = home / "probe.py"
+    probe.write_text("")
+    python = python_for_nobody(probe)
+    read_end, write_end = os.pipe()  # root's: mode 0600
+    try:
+        proc = supervisors.popen(
+            [python, "-m", "daemonctx", "supervise", "--control", str(home / "c.sock"),
+             "--foreground", "--", "/bin/sh", "-c", "echo hello from web; exec sleep 1000"],
+            env={**supervisors.env, "PYTHONPATH": str(ROOT)},
+            stdout=write_end, stderr=subprocess.PIPE,
+            user=NOBODY, group=NOBODY, extra_groups=[], cwd=str(home),
+        )  # fmt: skip
+        os.close(write_end)
+        write_end = -1
+        out = b""
+        deadline = time.monotonic() + 20
+        while b"hello from web\n" not in out and time.monotonic() < deadline:
+            if select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                chunk = os.read(read_end, 65536)
+                if not chunk:
+                    break
+                out += chunk
+        assert b"hello from web\n" in out, (out, proc.poll() is not None and proc.communicate())
+        assert proc.poll() is None
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)

@@ -524,6 +524,34 @@ def test_a_guarded_copy_of_another_users_pipe_writes_only_what_it_can_take(
     assert found == list(range(len(found))) and 0 < len(found) < 2000
 
 
+@needs_root
+def test_a_guarded_copy_writes_a_long_line_only_as_far_as_the_pipe_takes_it(
+    pipe: tuple[int, int],
+) -> None:
+    """A program's line longer than PIPE_BUF, on another user's pipe nobody drains
+    (a program's "inherit" under a supervisor run as a user): written PIPE_BUF bytes
+    at a time, each after poll said there is room. In one write after poll, it
+    blocked until a reader made room: the supervisor hung."""
+    read_end, write_end = pipe
+    fcntl.fcntl(read_end, F_SETPIPE_SZ, 4096)
+
+    def as_nobody() -> None:
+        os.close(read_end)
+        signal.alarm(20)
+        target = Target.open("inherit", "web's stdout", write_end, guarded=True)
+        assert target is not None
+        started = time.monotonic()
+        for _ in range(3):
+            target.write(b"x" * 20_000 + b"\n")
+        assert time.monotonic() - started < 5
+        assert target.written == 4096 and target.dropped > 0
+        assert os.get_blocking(write_end)
+        target.close()
+
+    run_as_nobody(as_nobody)
+    assert drain(read_end) == b"x" * 4096
+
+
 def test_a_pty_never_rotates_and_its_lines_stay_whole() -> None:
     master, slave = os.openpty()
     try:

@@ -255,13 +255,15 @@ class Instance:
         ``UnsafePathError`` or ``OSError`` (see ``Target.open``), nothing left open."""
         if program is None:
             program = self.program
-        stdout = Target.open(program.stdout, f"{self.name}'s stdout", 1)
+        # guarded: a supervisor run as a user whose stdout is another user's pipe (a
+        # container's) cannot open it again: "inherit" then writes the shared fd
+        stdout = Target.open(program.stdout, f"{self.name}'s stdout", 1, guarded=True)
         if _merged(program):
             return stdout, None
         if _same_file(program.stdout, program.stderr) and stdout is not None:
             return stdout, stdout  # one file, one target: rotated once
         try:
-            return stdout, Target.open(program.stderr, f"{self.name}'s stderr", 2)
+            return stdout, Target.open(program.stderr, f"{self.name}'s stderr", 2, guarded=True)
         except BaseException:
             if stdout is not None:
                 stdout.close()

@@ -176,10 +176,11 @@ class Target:
         of that fd, as "inherit". Raises ``paths.UnsafePathError`` or ``OSError``, one line
         naming the path; ``ValueError`` for a relative path or another word.
 
-        ``guarded`` (the supervisor's own log, better written than lost): a pipe or
-        terminal not ours to open again (another user's: EACCES) is written through the
-        shared fd, without changing its flags, each write only when ``poll`` says it can
-        take more; without ``guarded`` that is an error.
+        ``guarded`` (the supervisor's own log, and a program's "inherit": better written
+        than lost, or than no start): a pipe or terminal not ours to open again (another
+        user's: EACCES) is written through the shared fd, without changing its flags, at
+        most PIPE_BUF bytes at a time, each only when ``poll`` says it can take more;
+        without ``guarded`` that is an error.
         """
         if spec == "null":
             return None
@@ -529,16 +530,35 @@ class Target:
         return True
 
     def _put_stream(self, data: bytes | memoryview, head: bytes) -> bool:
-        if self._poll is not None and not self._poll.poll(0):  # would block: dropped
-            return self._fail(
-                OSError(errno.EAGAIN, os.strerror(errno.EAGAIN)), len(head) + len(data)
-            )
+        if self._poll is not None:
+            return self._put_guarded(head + bytes(data) if head else data)
         try:
             done = os.writev(self._fd, (head, data)) if head else os.write(self._fd, data)
         except OSError as exc:  # EAGAIN (full), EPIPE (nobody reads), EIO (hung up)...
             return self._fail(exc, len(head) + len(data))
         self.written += done
         return done == len(head) + len(data) or self._owe(head + data if head else data, done)
+
+    def _put_guarded(self, data: bytes | memoryview) -> bool:
+        """Write a shared blocking fd (another user's pipe or tty) only as far as it can
+        take: at most PIPE_BUF bytes at a time, each after poll said it has room (a
+        larger write, a long line's, would block until a reader made room)."""
+        assert self._poll is not None
+        size = len(data)
+        done = 0
+        while done < size:
+            if not self._poll.poll(0):
+                break
+            try:
+                done += os.write(self._fd, data[done : done + _PIPE_BUF])
+            except OSError as exc:
+                if not done:
+                    return self._fail(exc, size)
+                break
+        if not done:
+            return self._fail(OSError(errno.EAGAIN, os.strerror(errno.EAGAIN)), size)
+        self.written += done
+        return done == size or self._owe(data, done)
 
     def _put_socket(self, data: bytes | memoryview, head: bytes) -> bool:
         assert self._sock is not None
