@@ -681,10 +681,9 @@ def test_a_guard_killed_at_once_is_replaced_after_a_delay(supervisors: Superviso
         assert not pid_alive(pid), f"the {name} survived its supervisor"
 
 
-def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Supervisors) -> None:
-    """The supervisor and its guard both SIGKILLed (the guard stopped first, so
-    that it cannot act): the programs run on. The next supervisor on the same
-    socket kills them before it starts anything."""
+def _escaper_left_behind(supervisors: Supervisors) -> dict[str, int]:
+    """``_escaper``'s processes, left running by a supervisor SIGKILLed with its
+    guard (stopped first, so that it cannot act)."""
     pids = _escaper(supervisors)
     supervisor = supervisors.foreground_pid
     guard = guard_of(supervisor)
@@ -693,14 +692,30 @@ def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Sup
     wait_gone(supervisor)
     os.kill(guard, signal.SIGKILL)
     wait_gone(guard)
+    return pids
+
+
+def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Supervisors) -> None:
+    """The supervisor and its guard both SIGKILLed (the guard stopped first, so
+    that it cannot act): the programs run on. The next supervisor on the same
+    socket kills them before it starts anything."""
+    pids = _escaper_left_behind(supervisors)
     assert all(pid_alive(pid) for pid in pids.values())
     supervisors.foreground()
+    log = _killed_before_the_start(supervisors, pids)
+    for pid in pids.values():
+        assert log.index(f"killed pid {pid}") < log.rindex("web: starting")
+
+
+def _killed_before_the_start(supervisors: Supervisors, pids: dict[str, int]) -> str:
+    """Wait until ``pids`` are gone; check the new supervisor's log says it killed
+    each one, left by a previous supervisor; return that log."""
     for pid in pids.values():
         wait_gone(pid)
     log = supervisors.log.read_text()
     for pid in pids.values():
         assert f"killed pid {pid} (web), left running by a previous supervisor" in log
-        assert log.index(f"killed pid {pid}") < log.rindex("web: starting")
+    return log
 
 
 @pytest.mark.parametrize("spelling", ["dot", "slashes", "linked directory"])
@@ -711,14 +726,7 @@ def test_a_restarted_supervisor_finds_survivors_on_another_spelling_of_its_socke
     configuration: the lock is on the file, so it is the same supervisor's
     place, and what the last one left is killed before anything starts. (The
     mark was compared as a string: a second copy ran beside the survivors.)"""
-    pids = _escaper(supervisors)
-    supervisor = supervisors.foreground_pid
-    guard = guard_of(supervisor)
-    os.kill(guard, signal.SIGSTOP)
-    os.kill(supervisor, signal.SIGKILL)
-    wait_gone(supervisor)
-    os.kill(guard, signal.SIGKILL)
-    wait_gone(guard)
+    pids = _escaper_left_behind(supervisors)
     tmp = supervisors.tmp_path
     if spelling == "linked directory":
         (tmp / "link").symlink_to(tmp)
@@ -728,11 +736,7 @@ def test_a_restarted_supervisor_finds_survivors_on_another_spelling_of_its_socke
     command = [sys.executable, "-c", ESCAPER, str(tmp)]
     supervisors.config({"web": {"command": command}}, control=other)
     supervisors.foreground()
-    for pid in pids.values():
-        wait_gone(pid)
-    log = supervisors.log.read_text()
-    for pid in pids.values():
-        assert f"killed pid {pid} (web), left running by a previous supervisor" in log
+    _killed_before_the_start(supervisors, pids)
 
 
 def test_the_sweep_finds_a_mark_spelled_another_way(tmp_path: Path) -> None:

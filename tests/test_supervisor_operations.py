@@ -864,6 +864,14 @@ def test_logrotate_move_and_reopen_loses_no_line(
     assert supervisors.status("web").dropped == 0
 
 
+def _ends_with(log: Path, line: bytes) -> bool:
+    """Whether ``log`` ends with ``line`` (rotation renames it, then creates it anew)."""
+    try:
+        return log.read_bytes().endswith(b"\n" + line)
+    except FileNotFoundError:
+        return False
+
+
 def test_rotation_by_size_keeps_backups_and_whole_lines(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
@@ -880,13 +888,7 @@ def test_rotation_by_size_keeps_backups_and_whole_lines(
     supervisors.foreground()
     assert read_number(done) == count
 
-    def last_line_written() -> bool:
-        try:  # rotation renames web.log, then creates it anew
-            return log.read_bytes().endswith(b"\n" + numbered_line(count))
-        except FileNotFoundError:
-            return False
-
-    wait_for(last_line_written, what="the last line")
+    wait_for(lambda: _ends_with(log, numbered_line(count)), what="the last line")
     files = sorted(path.name for path in tmp_path.glob("web.log*"))
     assert files == ["web.log", "web.log.1", "web.log.2", "web.log.3"]
     longest = len(numbered_line(16))
@@ -923,13 +925,7 @@ def test_a_rotation_that_cannot_rename_keeps_the_bound_and_says_why(
     supervisors.foreground()
     assert read_number(done) == count
 
-    def last_line_written() -> bool:
-        try:
-            return log.read_bytes().endswith(b"\n" + numbered_line(count))
-        except FileNotFoundError:
-            return False
-
-    wait_for(last_line_written, what="the last line")
+    wait_for(lambda: _ends_with(log, numbered_line(count)), what="the last line")
     assert log.stat().st_size <= 4096
     assert numbers(log.read_bytes())[-1] == count  # whole lines, the newest
     error = f"web's stdout: cannot rotate {log}: cannot rename {log} to {planted}: Is a directory"
