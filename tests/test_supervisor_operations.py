@@ -1095,6 +1095,36 @@ def test_tail_shows_stdout_and_stderr_interleaved_and_follows(
         follow.wait(10)
 
 
+def test_tail_after_a_cursor_says_when_lines_were_lost(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A follower slower than the program: lines written after its cursor that the
+    ring (``output_buffer``) no longer holds. ``Client.tail`` says so (``missed``),
+    still unpacks as (lines, cursor); a tail that lost nothing says it did not.
+    (Followers lost lines in silence: 45 % of them with 60 followers.)"""
+    go, done = tmp_path / "go", tmp_path / "done"
+    burst = f"echo start; while [ ! -e {go} ]; do sleep 0.01; done; seq 1 20000; : > {done}"
+    supervisors.config(
+        {"web": {"command": ["/bin/sh", "-c", burst + "; exec sleep 1000"],
+                 "stdout": "null", "output_buffer": 4096}}
+    )  # fmt: skip
+    supervisors.foreground()
+    with supervisors.client() as client:
+        wait_for(lambda: [line.text for line in client.tail("web", 5)[0]] == ["start"])
+        first = client.tail("web", 5)
+        lines, cursor = first
+        assert lines == first.lines
+        assert not first.missed and first.cursor == cursor
+        go.touch()
+        wait_for(done.exists, what="the burst written")
+        wait_for(lambda: client.tail("web", 1)[0][-1].text == "20000", what="its last line")
+        later = client.tail("web", 0, after=cursor)
+        assert later.missed
+        assert later.lines[-1].text == "20000" and later.lines[0].text != "1"
+    result = supervisors.ctl("--json", "tail", "web")
+    assert result.returncode == 0, result
+
+
 def test_tail_follow_ends_when_its_reader_does(supervisors: Supervisors, tmp_path: Path) -> None:
     """``ctl tail -f web | head -2`` (or ``| grep -m1 ready``) returns: once the
     pipe's reader has exited, the next line ends the command, quietly, with 0."""

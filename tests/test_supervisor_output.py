@@ -745,6 +745,36 @@ def test_ring_keeps_the_last_bytes_in_whole_lines() -> None:
     assert [line.text for line in ring.last(10_000)] == big.splitlines()[-(1000 // 12) :]
 
 
+def test_ring_knows_the_newest_chunk_it_lost() -> None:
+    """``lost``: the newest mark whose lines were dropped, or cut, to stay within
+    size: ``tail`` after a cursor older than it missed lines."""
+    ring = Ring(30)
+    ring.add("stdout", 1.0, numbered(0, 2))  # 24 bytes: mark 1
+    assert (ring.mark, ring.lost) == (1, 0)
+    ring.add("stdout", 2.0, numbered(2, 3))  # mark 2: mark 1 loses a line
+    assert (ring.mark, ring.lost) == (2, 1)
+    ring.add("stdout", 3.0, numbered(3, 5))  # mark 3: the rest of 1, and 2, go
+    assert (ring.mark, ring.lost) == (3, 2)
+    assert [line.text for line in ring.last(10, since=2)] == [b"line 000003", b"line 000004"]
+    off = Ring(0)
+    off.add("stdout", 1.0, numbered(0, 1))
+    assert off.lost == off.mark == 1
+
+
+def test_a_tail_unpacks_as_lines_and_cursor_and_keeps_missed_through_pickle() -> None:
+    import copy
+    import pickle
+
+    from daemonctx.supervisor.results import OutputLine, Tail
+
+    tail = Tail([OutputLine("stdout", 1.0, "x")], 5, True)
+    lines, cursor = tail
+    assert (lines, cursor) == (tail.lines, tail.cursor) == ([OutputLine("stdout", 1.0, "x")], 5)
+    for again in (pickle.loads(pickle.dumps(tail)), copy.copy(tail), copy.deepcopy(tail)):
+        assert again == tail and again.missed is True
+    assert Tail([], 0).missed is False
+
+
 def test_ring_last_across_chunks_and_streams_in_feed_order() -> None:
     ring = Ring(1 << 16)
     ring.add("stdout", 1.0, b"a\nb\n")

@@ -407,7 +407,12 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
         if not args.follow:
             return 0
         try:
-            lines, cursor = client.tail(args.name, 0, after=cursor)
+            tail = client.tail(args.name, 0, after=cursor)
+            lines, cursor = tail
+            if tail.missed:  # said on stderr: the lines on stdout stay the program's
+                print(f"daemonctx: some lines of {args.name} were lost: they came faster"
+                      " than this follows them (the supervisor keeps output_buffer bytes"
+                      " of output)", file=sys.stderr, flush=True)  # fmt: skip
         except CommandError as exc:
             if "closed the connection" not in str(exc):
                 raise

@@ -27,7 +27,7 @@ import time
 
 from ..errors import CommandError
 from .protocol import BAD_RESPONSE, ProtocolError, encode_request, parse_response
-from .results import CommandInfo, OutputLine, ProgramInfo, RunInfo
+from .results import CommandInfo, OutputLine, ProgramInfo, RunInfo, Tail
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
@@ -304,13 +304,12 @@ class Client:
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._fail(_bad_result("why", result)) from None
 
-    def tail(
-        self, name: str, lines: int = 10, after: int | None = None
-    ) -> tuple[list[OutputLine], int]:
+    def tail(self, name: str, lines: int = 10, after: int | None = None) -> Tail:
         """The last ``lines`` lines ``name`` wrote, stdout and stderr in the order
-        the supervisor read them, and a cursor. With ``after`` (a cursor from an
-        earlier call), the lines written since, waiting for one if there is none:
-        ``tail -f`` is a loop of such calls."""
+        the supervisor read them, and a cursor: ``lines, cursor = client.tail(...)``.
+        With ``after`` (a cursor from an earlier call), the lines written since,
+        waiting for one if there is none: ``tail -f`` is a loop of such calls, and
+        the result's ``missed`` says whether some were lost meanwhile."""
         args: dict[str, Any] = {"names": [name], "lines": lines}
         if after is not None:
             args["after"] = after
@@ -320,7 +319,7 @@ class Client:
                 OutputLine(str(line["stream"]), float(line["time"]), str(line["text"]))
                 for line in result["lines"]
             ]
-            return found, int(result["cursor"])
+            return Tail(found, int(result["cursor"]), result.get("missed") is True)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise self._fail(_bad_result("tail", result)) from None
 

@@ -2093,6 +2093,8 @@ class Supervisor:
                     for line in lines
                 ],
                 "cursor": ring.mark,
+                # lines written since ``after`` that the ring no longer holds
+                "missed": after is not None and ring.lost > after,
             }
             respond(protocol.encode_result(request.id, result))
 

@@ -661,6 +661,7 @@ class Ring:
         self._chunks: deque[tuple[str, float, bytes, int, int, int]] = deque()
         self._total = 0
         self.mark = 0  # chunks ever added: "the lines since" a mark, at no cost per line
+        self.lost = 0  # the newest mark of a chunk dropped (or cut) to stay within size
         self._followers: list[Callable[[Line], None]] = []
         self._size = 0
         self.size = size
@@ -693,6 +694,8 @@ class Ring:
             self._total += stop - start
             if self._total > self._size:
                 self._trim()
+        else:
+            self.lost = self.mark
         if self._followers:
             self._tell(Line(stream, when, b""), data[start : stop - 1].split(b"\n"))
 
@@ -701,6 +704,7 @@ class Ring:
         while self._total > self._size:
             stream, when, data, start, stop, mark = chunks[0]
             excess = self._total - self._size
+            self.lost = mark
             if stop - start > excess:  # cut it after the line that holds byte `excess`
                 cut = data.find(b"\n", start + excess - 1, stop) + 1
                 if start < cut < stop:

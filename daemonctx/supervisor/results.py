@@ -23,6 +23,7 @@ __all__ = [
     "OutputLine",
     "ProgramInfo",
     "RunInfo",
+    "Tail",
     "format_ago",
     "format_seconds",
 ]
@@ -287,3 +288,28 @@ class OutputLine:
 
     def to_json(self) -> dict[str, Any]:
         return {"stream": self.stream, "time": self.time, "text": self.text}
+
+
+class Tail(tuple[list[OutputLine], int]):
+    """What ``Client.tail`` returns: ``lines, cursor = client.tail("web")``. And
+    ``missed``: after a call with ``after``, whether lines written since were lost,
+    the supervisor's ``output_buffer`` having moved past them (a follower slower
+    than the program's output)."""
+
+    missed: bool
+
+    def __new__(cls, lines: list[OutputLine], cursor: int, missed: bool = False) -> Tail:
+        tail = super().__new__(cls, (lines, cursor))
+        tail.missed = missed
+        return tail
+
+    def __getnewargs__(self) -> tuple[list[OutputLine], int, bool]:
+        return self[0], self[1], self.missed  # pickle and copy make it anew
+
+    @property
+    def lines(self) -> list[OutputLine]:
+        return self[0]
+
+    @property
+    def cursor(self) -> int:
+        return self[1]
