@@ -702,20 +702,20 @@ def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Sup
     pids = _escaper_left_behind(supervisors)
     assert all(pid_alive(pid) for pid in pids.values())
     supervisors.foreground()
-    log = _killed_before_the_start(supervisors, pids)
-    for pid in pids.values():
-        assert log.index(f"killed pid {pid}") < log.rindex("web: starting")
+    assert _killed_before_the_start(supervisors, pids), supervisors.log.read_text()
 
 
-def _killed_before_the_start(supervisors: Supervisors, pids: dict[str, int]) -> str:
-    """Wait until ``pids`` are gone; check the new supervisor's log says it killed
-    each one, left by a previous supervisor; return that log."""
+def _killed_before_the_start(supervisors: Supervisors, pids: dict[str, int]) -> bool:
+    """Whether, ``pids`` gone (waited for), the new supervisor's log says it killed
+    each one, left by a previous supervisor, before it started web again."""
     for pid in pids.values():
         wait_gone(pid)
     log = supervisors.log.read_text()
-    for pid in pids.values():
-        assert f"killed pid {pid} (web), left running by a previous supervisor" in log
-    return log
+    return all(
+        f"killed pid {pid} (web), left running by a previous supervisor" in log
+        and log.index(f"killed pid {pid}") < log.rindex("web: starting")
+        for pid in pids.values()
+    )
 
 
 @pytest.mark.parametrize("spelling", ["dot", "slashes", "linked directory"])
@@ -736,7 +736,7 @@ def test_a_restarted_supervisor_finds_survivors_on_another_spelling_of_its_socke
     command = [sys.executable, "-c", ESCAPER, str(tmp)]
     supervisors.config({"web": {"command": command}}, control=other)
     supervisors.foreground()
-    _killed_before_the_start(supervisors, pids)
+    assert _killed_before_the_start(supervisors, pids), supervisors.log.read_text()
 
 
 def test_the_sweep_finds_a_mark_spelled_another_way(tmp_path: Path) -> None:
