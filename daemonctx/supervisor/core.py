@@ -292,11 +292,7 @@ class Instance:
                 try:
                     target.reopen()
                 except OSError as exc:  # "cannot reopen web's stdout /x/web.log: no such ..."
-                    message = exc.strerror or str(exc)
-                    if isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
-                        errors.append(message)
-                    else:
-                        errors.append(f"cannot reopen {message.removeprefix('cannot open ')}")
+                    errors.append(f"cannot reopen {_open_error(exc)}")
         return errors
 
     @property
