@@ -159,10 +159,11 @@ class CommandError(DaemonError):
 ControlError = CommandError  # its name before 0.2, kept for code that catches it
 
 
-def one_line(text: str) -> str:
+def one_line(text: str, keep: str = "") -> str:
     """``text`` made safe to show on one line of a terminal: a newline, or any
     character a terminal acts on (an escape sequence, a backspace), in a path or
-    text that came from elsewhere, is written as its escape (``\\n``, ``\\x1b``)."""
+    text that came from elsewhere, is written as its escape (``\\n``, ``\\x1b``).
+    The characters in ``keep`` (a tab, for ``ctl tail``) stay as they are."""
     if text.isprintable():
         return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)

@@ -396,9 +396,15 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from ..errors import one_line
+
     # On a terminal, a program's escape sequences are shown, not acted on (as
     # journalctl does); into a pipe or a file its lines go as they are, as tail(1)'s.
-    shown = _terminal_safe if sys.stdout.isatty() else str
+    keep = "\t" if sys.stdout.isatty() else None
+
+    def shown(text: str) -> str:
+        return text if keep is None else one_line(text, keep)
+
     lines, cursor = client.tail(args.name, args.lines)
     while True:
         for line in lines:
@@ -419,14 +425,6 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
             # The supervisor shut down (or died): no more output will come.
             print(f"daemonctx: {exc}: no more output to follow", file=sys.stderr)
             return 0
-
-
-def _terminal_safe(text: str) -> str:
-    """``text`` with every character a terminal acts on (but tab) written as its
-    escape: ``\x1b``, ``\x08``."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def _reopen(client: Client, args: argparse.Namespace) -> int:
