@@ -577,6 +577,32 @@ def test_a_pty_never_rotates_and_its_lines_stay_whole() -> None:
         os.close(slave)
 
 
+def test_inherit_of_a_terminal_that_hung_up_drops_and_counts() -> None:
+    """The supervisor's stdout a terminal whose other end closed (its session
+    ended): a program's "inherit" cannot open it again (EIO). It was an error
+    ("cannot open cannot use fd 1 for web's stdout: Input/output error"), and
+    the program never started; now its output is dropped and counted."""
+    master, slave = os.openpty()
+    os.close(master)
+    try:
+        target = Target.open("inherit", "web's stdout", slave, guarded=True)
+        assert target is not None
+        target.write(b"hello\n")
+        assert target.dropped == len(b"hello\n") and target.written == 0
+        assert target.error is not None
+        assert target.error.strerror == f"web's stdout: fd {slave} is a terminal that hung up"
+        target.close()
+    finally:
+        os.close(slave)
+
+
+def test_inherit_of_a_closed_fd_names_the_stream_once() -> None:
+    """What an fd that cannot be used says, after the caller's "cannot open "."""
+    with pytest.raises(OSError) as info:
+        Target.open("inherit", "web's stdout", 999, guarded=True)
+    assert info.value.strerror == "web's stdout (fd 999): Bad file descriptor"
+
+
 def test_a_socket_is_written_without_blocking_and_left_blocking() -> None:
     ours, theirs = socket.socketpair()
     try:

@@ -209,11 +209,12 @@ class Target:
         """Become a non-blocking copy of our fd ``fd`` without changing its flags: a new
         open of /proc/self/fd/N for a pipe, tty or device; a dup for a regular file (the
         same offset as the supervisor's own writes; a file never blocks) and for a socket
-        (written with MSG_DONTWAIT). A pipe nobody reads (ENXIO) drops everything."""
+        (written with MSG_DONTWAIT). A pipe nobody reads (ENXIO) or a terminal that hung
+        up (EIO) drops everything: the program still starts."""
         try:
             mode = os.fstat(fd).st_mode
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot use fd {fd} for {self.what}: {exc.strerror}") from exc
+            raise OSError(exc.errno, f"{self.what} (fd {fd}): {exc.strerror}") from exc
         if stat.S_ISREG(mode) or stat.S_ISSOCK(mode):
             self._adopt(os.dup(fd), shared=True)
             return
@@ -225,12 +226,13 @@ class Target:
                 self._poll = select.poll()  # written only when it can take more
                 self._poll.register(self._fd, select.POLLOUT)
                 return
-            if exc.errno != errno.ENXIO:
-                raise OSError(
-                    exc.errno, f"cannot use fd {fd} for {self.what}: {exc.strerror}"
-                ) from exc
-            self.error = OSError(exc.errno, f"{self.what}: no process reads fd {fd}")
-            return
+            if exc.errno == errno.ENXIO:
+                self.error = OSError(exc.errno, f"{self.what}: no process reads fd {fd}")
+                return
+            if exc.errno == errno.EIO:  # a terminal that hung up: it takes nothing more
+                self.error = OSError(exc.errno, f"{self.what}: fd {fd} is a terminal that hung up")
+                return
+            raise OSError(exc.errno, f"{self.what} (fd {fd}): {exc.strerror}") from exc
         self._adopt(copy)
 
     def _adopt(self, fd: int, *, shared: bool = False) -> None:
