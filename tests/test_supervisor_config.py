@@ -409,6 +409,18 @@ BAD_FILES: list[tuple[str, str]] = [
      "shop.toml: [logging] unknown table: expected [supervisor], [defaults], [program.NAME]"
      " or [group.NAME]"),
     ("debug = true\n" + SUPERVISOR + WEB, "shop.toml: debug: unknown key"),
+    # a key of another table: said where it goes
+    ("control = '/run/c.sock'\n" + WEB,
+     "shop.toml: control: unknown key (a key of [supervisor])"),
+    ("command = ['/x']\n" + SUPERVISOR + WEB,
+     "shop.toml: command: unknown key (a key of [program.NAME] or [defaults])"),
+    (SUPERVISOR + "autostart = false\n" + WEB,
+     "shop.toml: [supervisor] autostart: unknown key (a key of [program.NAME] or [defaults])"),
+    (SUPERVISOR + WEB + "log = '/var/log/web.log'\n",
+     "shop.toml: [program.web] log: unknown key (a key of [supervisor]; a program's output:"
+     " stdout, stderr)"),
+    (SUPERVISOR + "[defaults]\numask = '022'\ncontrol_group = 'x'\n" + WEB,
+     "shop.toml: [defaults] control_group: unknown key (a key of [supervisor])"),
     ("supervisor = 1\n" + WEB, "shop.toml: supervisor: expected a table, got 1"),
     ("program = 1\n" + SUPERVISOR, "shop.toml: program: expected [program.NAME] tables, got 1"),
     ("program = { web = 1 }\n" + SUPERVISOR,

@@ -1330,8 +1330,8 @@ def _check_table(
         if name not in keys:
             if foreign is None:
                 foreign = _FOREIGN_PROGRAM_KEYS if program else _FOREIGN_SUPERVISOR_KEYS
-            reason = f"unknown key{_hint(name, keys, foreign)}"
-            raise ConfigError(file, where, name, reason, program)
+            hint = _elsewhere(name, keys) or _hint(name, keys, foreign)
+            raise ConfigError(file, where, name, f"unknown key{hint}", program)
     for key in keys.values():
         if key.required and key.name not in table:
             raise ConfigError(file, where, key.name, "required key is missing", program)
@@ -1362,7 +1362,20 @@ def _check_top(data: Mapping[str, Any], path: str | None, allowed: tuple[str, ..
             expected = f"{', '.join(first)} or {last}" if first else last
             reason = f"unknown table{hint or f': expected {expected}'}"
             raise ConfigError(path, _toml_key(name), None, reason)
-        raise ConfigError(path, None, name, f"unknown key{did_you_mean(name, ('program',))}")
+        hint = _elsewhere(name, {}) or did_you_mean(name, ("program",))
+        raise ConfigError(path, None, name, f"unknown key{hint}")
+
+
+def _elsewhere(name: str, keys: Mapping[str, Key]) -> str:
+    """Where ``name`` belongs when it is a key of another table than the one whose
+    ``keys`` it was found among (none: the top of the file), else ""."""
+    if name in SUPERVISOR_KEYS and keys is not SUPERVISOR_KEYS:
+        if name == "log" and keys:  # in a program's table: its output has keys of its own
+            return " (a key of [supervisor]; a program's output: stdout, stderr)"
+        return " (a key of [supervisor])"
+    if name in PROGRAM_KEYS and keys is not PROGRAM_KEYS and keys is not DEFAULT_KEYS:
+        return " (a key of [program.NAME] or [defaults])"
+    return ""
 
 
 def _defaults(data: Mapping[str, Any], path: str | None) -> dict[str, Any]:
