@@ -497,12 +497,14 @@ def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
         supervisors.env.update(NOTIFY_SOCKET=address, WATCHDOG_USEC="400000")
         supervisors.foreground()
         pings = []
-        while len(pings) < 4:
+        while len(pings) < 6:
             if listener.recv(4096) == b"WATCHDOG=1":
                 pings.append(time.monotonic())
         gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
-        # as received: one read late (a loaded machine) makes the next gap short
-        assert all(gap < 0.4 for gap in gaps) and sum(gaps) / len(gaps) >= 0.15, gaps
+        # As received: the first read late (a loaded machine) makes the next gap
+        # short, by up to a period; over five gaps, a ping every 0.2 s spans at
+        # least 0.8 s, one every 0.05 s 0.25 s.
+        assert all(gap < 0.4 for gap in gaps) and pings[-1] - pings[0] >= 0.6, gaps
         environ = Path(f"/proc/{supervisors.status('a').pid}/environ").read_bytes()
         assert b"WATCHDOG_USEC=" not in environ and b"NOTIFY_SOCKET=" not in environ
     finally:
