@@ -787,6 +787,26 @@ def test_ring_knows_the_newest_chunk_it_lost() -> None:
     assert off.lost == off.mark == 1
 
 
+def test_ring_after_goes_on_from_its_cursor_in_whole_chunks() -> None:
+    """A follower's lines: the oldest after its mark first, whole chunks up to the
+    one that reaches ``most``; the mark returned is where the next call goes on, so
+    that nothing the ring holds is skipped (the newest ``most`` skipped the rest)."""
+    ring = Ring(1 << 20)
+    for first in range(0, 300, 10):  # 30 chunks of 10 lines: marks 1 to 30
+        ring.add("stdout", 1.0, numbered(first, first + 10))
+    got: list[int] = []
+    cursor = 0
+    while cursor < ring.mark:
+        lines, cursor = ring.after(cursor, 25)
+        assert 25 <= len(lines) <= 30 or cursor == ring.mark
+        got += numbers(b"".join(line.text + b"\n" for line in lines))
+    assert got == list(range(300))
+    assert ring.after(ring.mark, 25) == ([], ring.mark)
+    ring.size = 100  # all but the last lines lost: the cursor is the newest mark
+    lines, cursor = ring.after(0, 25)
+    assert cursor == ring.mark and numbers(b"".join(x.text + b"\n" for x in lines))[-1] == 299
+
+
 def test_a_tail_unpacks_as_lines_and_cursor_and_keeps_missed_through_pickle() -> None:
     import copy
     import pickle

@@ -813,6 +813,16 @@ class Supervisor:
         except OSError as exc:
             raise _Refused(protocol.FAILED, f"nothing changed: {exc}") from None
 
+    def _check_new_log(self, new: SupervisorConfig) -> None:
+        """What ``_open_new_log`` checks, opening and creating nothing (a dry run):
+        the new log's path, from "/" down; refused as the reload would be."""
+        if new.log == self.config.log or new.log is None:
+            return
+        try:
+            check_path(new.log, "supervisor log")
+        except OSError as exc:
+            raise _Refused(protocol.FAILED, f"nothing changed: {exc.strerror or exc}") from None
+
     def _use_log(self, handler: _LogHandler | None) -> None:
         """Log through ``handler`` from now on (None: no change); the old log's last
         line says where the log goes."""
@@ -2077,8 +2087,17 @@ class Supervisor:
             reason = f"after: {shown} is past {instance.name}'s last cursor ({ring.mark})"
             raise _Refused(protocol.BAD_ARGUMENTS, reason)
 
+        if not ring.size:
+            reason = f"{instance.name} keeps none of its output (its output_buffer is 0)"
+            raise _Refused(protocol.FAILED, reason)
+
         def answer() -> None:
-            lines = ring.last(count if after is None else most, since=after)
+            # A follower's answer goes on from its cursor (at most about ``most`` lines);
+            # the newest ``most`` would skip what lies between, unsaid.
+            if after is None:
+                lines, cursor = ring.last(count), ring.mark
+            else:
+                lines, cursor = ring.after(after, most)
             result = {
                 "lines": [
                     {
@@ -2088,7 +2107,7 @@ class Supervisor:
                     }
                     for line in lines
                 ],
-                "cursor": ring.mark,
+                "cursor": cursor,
                 # lines written since ``after`` that the ring no longer holds
                 "missed": after is not None and ring.lost > after,
             }
@@ -2411,7 +2430,9 @@ class Supervisor:
         plan = reload_plan(self.config, new)
         plan["applied"] = not dry_run
         targets = self._open_new_files(new, dry_run)
-        if not dry_run:
+        if dry_run:
+            self._check_new_log(new)
+        else:
             self._apply(new, plan, targets)
         respond(protocol.encode_result(request.id, plan))
 

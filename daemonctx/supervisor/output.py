@@ -752,6 +752,24 @@ class Ring:
         lines.reverse()
         return lines
 
+    def after(self, since: int, most: int) -> tuple[list[Line], int]:
+        """The lines added after the ``mark`` ``since``, oldest first, in whole chunks
+        up to the first that reaches ``most`` lines (it may pass it by one chunk's), and
+        the mark of the last chunk given: the ``since`` of the next call, which goes on
+        where this one stopped rather than skipping to the newest lines."""
+        lines: list[Line] = []
+        cursor = since
+        for chunk_stream, when, data, start, stop, mark in self._chunks:
+            if mark <= since:
+                continue
+            if len(lines) >= most:
+                break
+            lines.extend(
+                Line(chunk_stream, when, text) for text in data[start : stop - 1].split(b"\n")
+            )
+            cursor = mark
+        return lines, cursor if lines else self.mark
+
     def follow(self, callback: Callable[[Line], None]) -> Callable[[], None]:
         """Call ``callback`` with every line added from now on; returns the function that
         stops it (calling it twice is harmless)."""
