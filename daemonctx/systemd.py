@@ -81,8 +81,9 @@ class NotifyListener:
     after a privilege drop). Any local user can read that address in
     /proc/net/unix and send to it, so each datagram carries its sender's
     credentials (SO_PASSCRED), and with ``accept`` set, ``READY=1`` counts only
-    when ``accept(pid, uid)`` of its sender is true; others are ignored, and said
-    so once on stderr.
+    when ``accept(pid, uid)`` of its sender is true (``pid`` 0 for a sender known to
+    be reaped since: its uid alone can tell); others are ignored, and said so once
+    on stderr.
     """
 
     def __init__(self) -> None:
@@ -124,9 +125,13 @@ class NotifyListener:
                     continue
                 sender = None if pid is None or uid is None else (pid, uid)
                 accepted = self.accept is None or (sender is not None and self.accept(*sender))
-                # checked after accept(): its pid was the sender's only while unreaped
+                # Checked after accept(): its pid was the sender's only while unreaped.
+                # Gone, what accept() read of that pid may be another process's: the
+                # uid the kernel gave (pid 0: none to look at) decides alone.
                 if accepted and self._pidfds and (pidfd < 0 or not unreaped(pidfd)):
-                    accepted = self.accept is None
+                    accepted = self.accept is None or (
+                        sender is not None and self.accept(0, sender[1])
+                    )
                 if accepted:
                     ready = True
                 else:

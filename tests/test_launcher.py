@@ -514,6 +514,35 @@ def test_notify_believes_systemd_notify(tracker: Tracker) -> None:
     assert status.returncode == 0 and f"(pid {pid}," in status.stdout, status
 
 
+def test_notify_believes_a_sender_of_the_program_s_user_reaped_before_it_is_read(
+    tracker: Tracker,
+) -> None:
+    """The program's child sends READY=1 and is reaped before the launcher reads it
+    (a busy launcher: stopped here). A process of the program's user counts, gone
+    or not (its uid is the kernel's, whatever took its pid since). Linux 6.5's
+    SO_PASSPIDFD made it "not the program", and the start failed at its timeout."""
+    go, sent = tracker.tmp_path / "go", tracker.tmp_path / "sent"
+    script = (
+        f"while [ ! -e {go} ]; do sleep 0.01; done; "
+        f'{sys.executable} -c "$0" "$NOTIFY_SOCKET"; : > {sent}; exec sleep 1000'
+    )
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify",
+         "--timeout", "30", "--", "sh", "-c", script, _SEND_READY],
+        env=tracker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: _notify_socket(tracker), what="the program's NOTIFY_SOCKET")
+    launcher.send_signal(signal.SIGSTOP)
+    try:
+        go.touch()
+        wait_for(sent.exists, what="the sender to be reaped")  # sh waited for it
+    finally:
+        launcher.send_signal(signal.SIGCONT)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert (launcher.returncode, stderr) == (0, ""), stdout
+    assert STARTED.fullmatch(stdout), stdout
+
+
 def test_who_may_say_ready(tmp_path: Path, processes: ProcessTracker) -> None:
     """The program's session and tree, whoever sends; a process of the program's own
     user anywhere (a grandchild reparented out of the tree, a sender gone before it
