@@ -861,6 +861,40 @@ def test_on_failure_runs_at_each_failure_told_how_never_at_a_stop(
     assert supervisors.status("web").state == "exited"
 
 
+def test_an_on_failure_that_cannot_have_a_descriptor_is_skipped_and_the_supervisor_goes_on(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Out of descriptors (EMFILE) when a failure's alert starts: the alert is
+    skipped and logged, the supervisor goes on. (Its pipe was made outside the
+    error handling: the supervisor exited "supervise: Too many open files" and
+    SIGKILLed every program, 100 alerts at once under a tight limit.)"""
+    import resource
+
+    gate = tmp_path / "gate"
+    supervisors.config(
+        {
+            "web": {
+                "command": ["/bin/sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 3"],
+                "restart": "never",
+                "on_failure": ["/bin/true"],
+            },
+            "db": {"command": [SLEEP, "1000"]},
+        }
+    )
+    proc = supervisors.foreground()
+    db = supervisors.status("db").pid
+    limits = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (8, limits[1]))  # no new descriptor
+    try:
+        gate.touch()  # web exits 3: a failure, and its alert
+        wait_log(supervisors, "web: on_failure cannot start: Too many open files")
+    finally:
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, limits)
+    assert proc.poll() is None
+    assert supervisors.status("web").state == "exited"
+    assert supervisors.status("db").pid == db
+
+
 def test_on_failure_output_is_read_to_its_end_when_a_process_it_left_holds_the_pipe(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

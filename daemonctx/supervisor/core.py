@@ -1134,7 +1134,11 @@ class Supervisor:
         elif status is not None and status.signal is not None:
             environment["DAEMONCTX_EXIT_SIGNAL"] = signal_name(status.signal)
         hook_program = dataclass_replace(program, command=tuple(program.on_failure))
-        read, write = os.pipe2(os.O_CLOEXEC)
+        try:  # out of descriptors (EMFILE), the alert is skipped: the supervisor goes on
+            read, write = os.pipe2(os.O_CLOEXEC)
+        except OSError as exc:
+            log.info("%s: on_failure cannot start: %s", instance.name, exc.strerror or exc)
+            return
         try:
             spawned = spawn(
                 hook_program,
