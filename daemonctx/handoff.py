@@ -157,20 +157,27 @@ class Handoff:
         if len(last) > 512:
             last = last[:512] + "...\n"
         frames = every_frame
-        record: dict[str, object] = {"type": name, "message": message[:1024], "traceback": ""}
+        record: dict[str, object] = {"type": name, "message": "", "traceback": ""}
         if isinstance(exc, OSError) and isinstance(exc.errno, int):
             record["errno"] = exc.errno  # the launcher can tell ENOENT from EACCES
         limit = _ATOMIC_WRITE - 64  # room for the header
+        most = 2048  # characters of the message: cut in its middle, its end says why
         while True:
             # Drop the outermost frames until the record fits: the innermost
-            # frames and the error line are what explain a failure.
+            # frames and the error line are what explain a failure. Then the
+            # message gets shorter, never cut in its JSON.
+            record["message"] = _middle_cut(message, most)
             elided = "  ...\n" if len(frames) < len(every_frame) else ""
             text = "".join(frames)
             record["traceback"] = f"Traceback (most recent call last):\n{elided}{text}{last}"
             payload = json.dumps(record).encode()
-            if len(payload) <= limit or not frames:
+            if len(payload) <= limit or (not frames and most <= 64):
                 break
-            frames = frames[1:]
+            if frames:
+                frames = frames[1:]
+            else:
+                most //= 2
+                last = _middle_cut(last, most)
         self._send("ERROR", payload[:limit])
         self.close()
 
@@ -413,3 +420,14 @@ class _RecordReader:
                 self.buffer = b""
         except TimeoutError:
             pass
+
+
+def _middle_cut(text: str, most: int) -> str:
+    """``text`` if it has at most ``most`` characters, else its start and its end
+    around a mark saying how much was cut: a message's end says why it failed."""
+    if len(text) <= most:
+        return text
+    keep = max(most - 40, 16)
+    head = keep // 2
+    tail = keep - head
+    return f"{text[:head]}[... {len(text) - keep} characters cut ...]{text[-tail:]}"

@@ -581,6 +581,30 @@ DaemonContext(pidfile=Pidfile()).open()
     ), "outer frames trimmed"
 
 
+@pytest.mark.parametrize("letter", ["w", "\u00e9"])
+def test_a_long_message_keeps_its_end_where_the_reason_is(tmp_path: Path, letter: str) -> None:
+    """A message longer than a record's room is cut in its middle, marked: its end
+    is often the reason ("NAME failed to start: exited 1", after a long name).
+    It was cut at 1,024 characters, the reason gone without a mark; one of
+    non-ASCII letters lost its record's JSON end (escaped, 6 bytes each)."""
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+from daemonctx import DaemonContext
+class Pidfile:
+    def __enter__(self): raise ValueError({letter!r} * 3000 + " failed: the reason")
+    def __exit__(self, *exc): pass
+DaemonContext(pidfile=Pidfile()).open()
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert f"failed to start: ValueError: {letter * 10}" in last, last
+    assert last.endswith(" failed: the reason"), last[-80:]
+    assert re.search(r"\[\.\.\. \d+ characters cut \.\.\.\]", last), last
+
+
 @needs_root  # chroot
 def test_failure_inside_a_chroot_is_still_reported(tmp_path: Path) -> None:
     """No module file is reachable inside an empty chroot: what the error report
@@ -801,8 +825,9 @@ def test_a_ready_from_a_sender_reaped_since_is_not_taken_for_the_program_s() -> 
     """``start --notify``'s listener takes READY=1 from the program only (its
     ``accept``), knowing the sender by its pid. A sender reaped before the message
     is read may have left its pid to the program itself (pid reuse): on Linux 6.5
-    and later the kernel's pidfd of the sender tells, and the message is ignored.
-    Here ``accept`` takes any pid, as if the program had that pid now."""
+    and later the kernel's pidfd of the sender tells, and ``accept`` is asked again
+    with pid 0: only the sender's uid can tell then. Here ``accept`` takes any pid,
+    as if the program had that pid now, and no uid alone."""
     import socket as socket_module
 
     from daemonctx.systemd import NotifyListener
@@ -811,7 +836,7 @@ def test_a_ready_from_a_sender_reaped_since_is_not_taken_for_the_program_s() -> 
     try:
         if not listener._pidfds:
             pytest.skip("no SO_PASSPIDFD here (Linux < 6.5)")
-        listener.accept = lambda pid, uid: True
+        listener.accept = lambda pid, uid: pid > 0
         address = "\0" + listener.address[1:]
         sender = subprocess.run(
             [sys.executable, "-c",
