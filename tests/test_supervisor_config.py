@@ -466,6 +466,10 @@ BAD_FILES: list[tuple[str, str]] = [
      " (':' marks instances)"),
     (SUPERVISOR + "[program.all]\ncommand = ['/x']\n",
      "shop.toml: [program.all] invalid name: 'all' means every program"),
+    # in each process's environment (a string of at most 128 KiB): 131,060 letters
+    # were taken, and the program could never be executed (E2BIG)
+    (SUPERVISOR + f"[program.{'w' * 256}]\ncommand = ['/x']\n",
+     f'shop.toml: [program."{"w" * 40}..."] invalid name: at most 255 characters, not 256'),
     (SUPERVISOR + "[program.-web]\ncommand = ['/x']\n",
      "shop.toml: [program.-web] invalid name: it may not start with '-'"
      " (ctl would read an option)"),
@@ -871,6 +875,8 @@ GROUP_ERRORS: list[tuple[str, str]] = [
     ("[group.web]\nprograms = ['web']\n", "shop.toml: [group.web] 'web' is a program's name too"),
     ("[group.all]\nprograms = ['web']\n",
      "shop.toml: [group.all] invalid name: 'all' means every program"),
+    (f"[group.{'g' * 256}]\nprograms = ['web']\n",
+     f"shop.toml: [group.{'g' * 40}...] invalid name: at most 255 characters, not 256"),
     ("[group.'a b']\nprograms = ['web']\n",
      "shop.toml: [group.\"a b\"] invalid name: use letters, digits, '_', '.' and '-'"),
 ]  # fmt: skip

@@ -60,6 +60,9 @@ RESTART_CHOICES = ("always", "on-failure", "never")
 READY_CHOICES = ("started", "notify", "exited")
 # No ':' in a name: "web:0" is instance 0 of program "web".
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+#: The longest program or group name: a name goes in each process's environment
+#: (one string of at most 128 KiB) and in every request that names it.
+MAX_NAME = 255
 # sockaddr_un.sun_path holds 108 bytes, the last one a NUL.
 MAX_SOCKET_PATH = 107
 #: The largest configuration file read (a mistake such as /dev/zero may be endless).
@@ -1042,6 +1045,9 @@ class Program:
         if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
             reason = "invalid name: use letters, digits, '_', '.' and '-' (':' marks instances)"
             raise ConfigError(None, table, None, reason, name)
+        if len(name) > MAX_NAME:
+            reason = f"invalid name: at most {MAX_NAME} characters, not {len(name)}"
+            raise ConfigError(None, _program_table(name[:40] + "..."), None, reason, name)
         if name == "all":  # ctl stop all: every program, never this one
             raise ConfigError(None, table, None, "invalid name: 'all' means every program", name)
         if name.startswith("-"):  # ctl stop -web: an option
@@ -1499,6 +1505,9 @@ def _checked_groups(
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
             reason = "invalid name: use letters, digits, '_', '.' and '-'"
             raise ConfigError(path, where, None, reason)
+        if len(name) > MAX_NAME:
+            reason = f"invalid name: at most {MAX_NAME} characters, not {len(name)}"
+            raise ConfigError(path, f"group.{name[:40]}...", None, reason)
         if name == "all":
             raise ConfigError(path, where, None, "invalid name: 'all' means every program")
         if name.startswith("-"):
