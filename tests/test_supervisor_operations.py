@@ -1156,6 +1156,24 @@ def test_a_follower_behind_but_within_the_buffer_gets_every_line(
     assert texts == [str(n) for n in range(1, 200_001)]
 
 
+def test_tail_into_a_pipe_shows_bytes_that_are_not_utf8_as_the_replacement_character(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """What docs/supervisor.md says: lines go as they are into a pipe, but for bytes
+    that are not UTF-8 (the protocol carries text); the program's file has its bytes."""
+    out = tmp_path / "web.log"
+    script = "printf 'a\\377b\\000c\\033d\\n'; exec sleep 1000"
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", script], "stdout": str(out)}})
+    supervisors.foreground()
+    wait_for(lambda: out.exists() and out.read_bytes().endswith(b"\n"), what="its line")
+    assert out.read_bytes() == b"a\xffb\x00c\x1bd\n"
+    proc = subprocess.run(
+        [*supervisors.command(), "ctl", "--control", supervisors.control, "tail", "web"],
+        env=supervisors.env, capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, b"a\xef\xbf\xbdb\x00c\x1bd\n"), proc
+
+
 def test_tail_of_a_program_that_keeps_no_output_says_so(
     supervisors: Supervisors,
 ) -> None:
