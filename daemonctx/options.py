@@ -232,16 +232,24 @@ def _mask(name: str, value: Any) -> int:
     return _int(name, value, 0, 0o777)
 
 
+def _is_bool(value: Any) -> bool:
+    """True, False, or the ints 1 and 0 (``configparser.getint``'s, python-daemon
+    takes any truthy value); not other numbers, nor strings ("no" is truthy)."""
+    return isinstance(value, int) and value in (0, 1)
+
+
 def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise DaemonOptionError(name, value, "must be True or False")
-    return value
+    if not _is_bool(value):
+        raise DaemonOptionError(name, value, "must be True or False (or 1 or 0)")
+    return bool(value)
 
 
 def _optional_bool(name: str, value: Any) -> bool | None:
-    if value is not None and not isinstance(value, bool):
-        raise DaemonOptionError(name, value, "must be True, False or None")
-    return value
+    if value is None:
+        return None
+    if not _is_bool(value):
+        raise DaemonOptionError(name, value, "must be True, False or None (or 1 or 0)")
+    return bool(value)
 
 
 _ID_MAX = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "leave unchanged", for setresuid

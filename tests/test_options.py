@@ -63,8 +63,12 @@ def test_options_can_be_set_as_attributes(tmp_path: Path) -> None:
         ("working_directory", 42, "must be a path"),
         ("chroot_directory", b"/srv", "must be a path"),
         ("prevent_core", "yes", "True or False"),
-        ("detach_process", 1, "must be True, False or None"),
+        ("prevent_core", "no", "True or False"),  # truthy: a likely mistake
+        ("prevent_core", 2, "True or False"),
+        ("initgroups", 1.0, "True or False"),
+        ("detach_process", 2, "must be True, False or None"),
         ("detach_process", "yes", "must be True, False or None"),
+        ("detach_process", -1, "must be True, False or None"),
         ("initgroups", None, "True or False"),
         ("stdout", "/var/log/app.log", "file object with fileno"),
         ("pidfile", "/run/app.pid", "must be a context manager"),
@@ -91,6 +95,19 @@ def test_bad_values_name_the_option_and_the_value(option: str, value: object, re
     assert "\n" not in str(info.value)
     with pytest.raises(DaemonOptionError):
         setattr(DaemonContext(), option, value)
+
+
+@pytest.mark.parametrize("option", ["initgroups", "prevent_core", "detach_process", "ready_on_open"])
+def test_the_ints_0_and_1_are_false_and_true(option: str) -> None:
+    """As configparser's getint() gives them (python-daemon takes any truthy value):
+    stored as the bools they mean, given or assigned."""
+    for given, meant in ((0, False), (1, True)):
+        context = DaemonContext(**{option: given})
+        assert getattr(context, option) is meant
+        context = DaemonContext()
+        setattr(context, option, given)
+        assert getattr(context, option) is meant
+    assert DaemonContext(detach_process=None).detach_process is None
 
 
 def test_no_signal_map_is_the_default_map_given_or_assigned() -> None:
