@@ -23,14 +23,19 @@ class DaemonOptionError(DaemonError, ValueError):
     the culprit so that programs can report it without parsing the message.
     """
 
-    def __init__(self, option: str, value: Any, reason: str) -> None:
+    def __init__(self, option: str, value: Any, reason: str, item: int | None = None) -> None:
         self.option = option
         self.value = value
         self.reason = reason
-        super().__init__(f"{option}={_shown(option, value)}: {reason}")
+        #: For a list option (``files_preserve``), which item ``value`` is, from 1.
+        self.item = item
+        if item is None:
+            super().__init__(f"{option}={_shown(option, value)}: {reason}")
+        else:
+            super().__init__(f"{option} item {item} ({value!r}): {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
-        return (type(self), (self.option, self.value, self.reason))
+        return (type(self), (self.option, self.value, self.reason, self.item))
 
 
 def _shown(option: str, value: Any) -> str:

@@ -122,8 +122,13 @@ def fd_of(obj: Any) -> int | None:
     """Return the fd behind ``obj``: an int, anything with ``fileno()``, or a
     ``logging.Handler`` (its stream, or the socket of a socket-based handler).
 
-    Returns None for a handler with nothing open yet (``FileHandler(delay=True)``).
+    Returns None where there is nothing to keep: None (python-daemon's "omit it"), a
+    handler with nothing open yet (``FileHandler(delay=True)``), and a closed file,
+    socket or handler (a ``SysLogHandler`` whose ``/dev/log`` was missing keeps a
+    closed socket). An int is returned as it is: checked by the caller.
     """
+    if obj is None:
+        return None
     if isinstance(obj, bool):
         raise TypeError("a bool is not a file descriptor")
     if isinstance(obj, int):
@@ -138,10 +143,15 @@ def fd_of(obj: Any) -> int | None:
     fileno = getattr(obj, "fileno", None)
     if fileno is None:
         raise TypeError(f"{type(obj).__name__} has no fileno()")
-    result = fileno()
-    if not isinstance(result, int):
+    try:
+        result = fileno()
+    except ValueError:  # a closed file ("I/O operation on closed file"), or none at all
+        if getattr(obj, "closed", False) is True:
+            return None
+        raise  # io.UnsupportedOperation of an open StringIO: not a file
+    if isinstance(result, bool) or not isinstance(result, int):
         raise TypeError(f"fileno() returned {result!r}")
-    return result
+    return None if result == -1 else result  # -1: a closed socket
 
 
 def check_open(fd: int) -> bool:
@@ -175,19 +185,26 @@ def resolve_files_preserve(
     stream, left out as python-daemon leaves it. Unless the process started with that
     fd closed: what is there is then a file opened since, which the standard stream
     would replace, and it is refused (unless it is that stream's option too, in
-    ``stream_fds``)."""
+    ``stream_fds``).
+
+    None and closed objects are skipped (``fd_of``), as python-daemon skips them: a
+    ``sys.stdout`` that is None, a log handler whose socket never connected. An int
+    that is no open fd is an error: it was typed, and is wrong."""
     result: set[int] = set()
-    for item in items or ():
+    for number, item in enumerate(items or (), 1):
         try:
             fd = fd_of(item)
         except (TypeError, ValueError, OSError) as exc:
             raise DaemonOptionError(
-                "files_preserve", item, f"not a file descriptor, file, socket or handler: {exc}"
+                "files_preserve",
+                item,
+                f"not a file descriptor, file, socket or handler: {exc}",
+                number,
             ) from exc
         if fd is None or (0 <= fd < 3 and _started_open(fd)):
             continue
         if not 0 <= fd < _FD_LIMIT or not check_open(fd):
-            raise DaemonOptionError("files_preserve", item, f"fd {fd} is not open")
+            raise DaemonOptionError("files_preserve", item, f"fd {fd} is not open", number)
         if fd < 3 and stream_fds[fd] != fd:
             name = _STREAM_NAMES[fd]
             raise DaemonOptionError(
@@ -196,6 +213,7 @@ def resolve_files_preserve(
                 f"fd {fd} is where {name} goes and would be replaced: the process started "
                 f"with fd {fd} closed, so this file was opened since; open it after fds 0-2 "
                 f"are open, or pass it as {name}=",
+                number,
             )
         result.add(fd)
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import resource
 import socket
@@ -126,7 +127,7 @@ def test_a_preserved_file_on_a_standard_fd_is_refused(
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"daemonctx.errors.DaemonOptionError: files_preserve={shown}"), last
+    assert last.startswith(f"daemonctx.errors.DaemonOptionError: files_preserve item 1 ({shown}"), last
     assert last.endswith(
         ": fd 0 is where stdin goes and would be replaced: the process started with fd 0"
         " closed, so this file was opened since; open it after fds 0-2 are open, or pass"
@@ -231,6 +232,80 @@ def test_files_preserve_rejects_non_files(item: object, reason: str) -> None:
         resolve_files_preserve([item])
     assert info.value.option == "files_preserve"
     assert info.value.value == item
+
+
+def test_an_error_names_the_item_not_the_whole_option() -> None:
+    """"files_preserve=3.5" read as if the option were 3.5: the message says which
+    item, from 1, and shows it; .value is the item."""
+    with pytest.raises(DaemonOptionError) as info:
+        resolve_files_preserve([sys.stderr, 3.5])
+    assert str(info.value) == (
+        "files_preserve item 2 (3.5): not a file descriptor, file, socket or handler:"
+        " float has no fileno()"
+    )
+    assert (info.value.option, info.value.value, info.value.item) == ("files_preserve", 3.5, 2)
+
+
+@pytest.mark.forked
+def test_files_preserve_skips_none_and_closed_things_as_python_daemon_does(
+    tmp_path: Path,
+) -> None:
+    """python-daemon omits None, and a closed object has nothing to keep: a closed
+    file (fileno() raises ValueError), a closed socket (fileno() is -1), a handler
+    on either (a SysLogHandler whose /dev/log is missing keeps a closed socket)."""
+    closed_file = open(tmp_path / "closed", "w")  # noqa: SIM115
+    closed_file.close()
+    closed_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    closed_socket.close()
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listening.bind(str(tmp_path / "log-socket"))
+    syslog = logging.handlers.SysLogHandler(address=str(tmp_path / "log-socket"))
+    syslog.socket.close()  # what 3.11+ leaves when the address is missing (3.9 raises)
+    closed_handler = logging.FileHandler(tmp_path / "log")
+    closed_handler.stream.close()
+    kept = open(tmp_path / "kept", "w")  # noqa: SIM115
+    items = [None, closed_file, closed_socket, syslog, closed_handler, kept]
+    assert resolve_files_preserve(items) == {kept.fileno()}
+    listening.close()
+
+
+def test_files_preserve_still_refuses_an_open_file_without_an_fd() -> None:
+    """A StringIO's fileno() raises io.UnsupportedOperation, a ValueError, but it is
+    not closed: not a file, said so, not skipped."""
+    import io
+
+    with pytest.raises(DaemonOptionError, match="item 1 .*not a file descriptor"):
+        resolve_files_preserve([io.StringIO()])
+
+
+def test_a_daemon_starts_with_the_items_python_daemon_skips(tmp_path: Path) -> None:
+    """The tester's three cases, in a process started with fd 1 closed: None, a
+    SysLogHandler whose /dev/log is missing, and sys.stdout (None there)."""
+    code = (
+        f"import logging.handlers, os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from daemonctx import DaemonContext\n"
+        "assert sys.stdout is None\n"
+        "try:  # 3.11+ leaves a closed socket when the address is missing\n"
+        f"    syslog = logging.handlers.SysLogHandler(address={str(tmp_path / 'no-log')!r})\n"
+        "except OSError:  # 3.9 and 3.10 raise: the same state, made by hand\n"
+        "    import socket\n"
+        "    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        f"    s.bind({str(tmp_path / 'log')!r})\n"
+        f"    syslog = logging.handlers.SysLogHandler(address={str(tmp_path / 'log')!r})\n"
+        "    syslog.socket.close()\n"
+        "assert syslog.socket.fileno() == -1\n"
+        "preserve = [None, syslog, sys.stdout]\n"
+        "with DaemonContext(files_preserve=preserve, detach_process=False):\n"
+        f"    open({str(tmp_path / 'started')!r}, 'w').close()\n"
+    )
+    result = subprocess.run(
+        ["sh", "-c", f'exec {sys.executable} -c "$0" >&-', code],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "started").exists()
 
 
 def test_files_preserve_rejects_an_fd_that_is_not_open() -> None:
