@@ -217,6 +217,7 @@ class DaemonContext:
     signal_map: dict[int, SignalHandler]
     ready_on_open: bool
     ready_timeout: float | None
+    _gid_given: bool  # False while gid follows uid (options.default_gid)
 
     def __init__(
         self,
@@ -240,8 +241,12 @@ class DaemonContext:
         self.chroot_directory = chroot_directory  # type: ignore[assignment] # made a str
         self.working_directory = working_directory  # type: ignore[assignment]
         self.umask = umask
+        # Without a gid, the gid follows uid (options.default_gid): set with uid, and
+        # again at every assignment of uid, until a gid is assigned.
+        object.__setattr__(self, "_gid_given", gid is not None)
         self.uid = os.getuid() if uid is None else uid
-        self.gid = os.getgid() if gid is None else gid
+        if gid is not None:
+            self.gid = gid
         self.initgroups = initgroups
         self.prevent_core = prevent_core
         self.detach_process = detach_process
@@ -270,6 +275,10 @@ class DaemonContext:
             if self.__dict__.get("_is_open"):
                 raise DaemonOptionError(name, value, "cannot change an option of an open context")
             value = option.check(name, value)
+            if name == "gid":
+                object.__setattr__(self, "_gid_given", True)
+            elif name == "uid" and not self.__dict__.get("_gid_given", True):
+                object.__setattr__(self, "gid", options.default_gid(value))
         object.__setattr__(self, name, value)
 
     @property
@@ -420,7 +429,7 @@ class DaemonContext:
         plan.keep_fds = options.resolve_files_preserve(self.files_preserve, plan.stream_fds)
         plan.keep_fds.update(fd for fd in plan.stream_fds if fd is not None)
         plan.uid, plan.gid, plan.user_name = options.check_owner(
-            self.uid, self.gid, self.initgroups
+            self.uid, self.gid if self._gid_given else None, self.initgroups
         )
         plan.root = options.check_root(self.chroot_directory, plan.uid, plan.gid)
         if plan.user_name is not None:  # the host's groups: a chroot may have its own file

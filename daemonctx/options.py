@@ -447,13 +447,43 @@ def stream_fd(name: str, stream: Any) -> int | None:
     return fd
 
 
+def primary_gid(uid: int) -> int | None:
+    """The primary group of ``uid`` in the passwd database; None without an entry."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except (KeyError, OverflowError):
+        return None
+
+
+def default_gid(uid: int) -> int:
+    """The gid a context runs as when it was given no ``gid``: ours while ``uid`` is
+    our real uid; otherwise ``uid``'s primary group, as ``su``, systemd's ``User=``
+    and ``daemonctx start --user`` give it (python-daemon keeps ours: root's group,
+    for a daemon that believes it dropped root). Ours when ``uid`` has no passwd
+    entry: ``check_owner`` refuses that at ``open()``."""
+    if uid == os.getuid():
+        return os.getgid()
+    found = primary_gid(uid)
+    return os.getgid() if found is None else found
+
+
 def check_owner(uid: int | None, gid: int | None, initgroups: bool) -> tuple[int, int, str | None]:
     """Resolve ``uid``/``gid`` and check that this process may switch to them.
+    ``gid`` None (not given): ``default_gid``; for a ``uid`` that is not ours and has
+    no passwd entry, there is no group to take, and keeping ours would keep root's
+    group 0 in a daemon that dropped root: ``DaemonOptionError``, "pass gid too".
 
     Returns (uid, gid, user name for initgroups or None).
     """
     uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
+    if gid is None:
+        if uid != os.getuid() and primary_gid(uid) is None:
+            raise DaemonOptionError(
+                "uid", uid, "no passwd entry to take the daemon's group from: pass gid too"
+            )
+        gid = default_gid(uid)
     if os.geteuid() != 0:
         held_uids, held_gids = _held_ids()
         if uid not in held_uids:

@@ -127,7 +127,9 @@ def test_a_preserved_file_on_a_standard_fd_is_refused(
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"daemonctx.errors.DaemonOptionError: files_preserve item 1 ({shown}"), last
+    assert last.startswith(f"daemonctx.errors.DaemonOptionError: files_preserve item 1 ({shown}"), (
+        last
+    )
     assert last.endswith(
         ": fd 0 is where stdin goes and would be replaced: the process started with fd 0"
         " closed, so this file was opened since; open it after fds 0-2 are open, or pass"
@@ -235,7 +237,7 @@ def test_files_preserve_rejects_non_files(item: object, reason: str) -> None:
 
 
 def test_an_error_names_the_item_not_the_whole_option() -> None:
-    """"files_preserve=3.5" read as if the option were 3.5: the message says which
+    """ "files_preserve=3.5" read as if the option were 3.5: the message says which
     item, from 1, and shows it; .value is the item."""
     with pytest.raises(DaemonOptionError) as info:
         resolve_files_preserve([sys.stderr, 3.5])

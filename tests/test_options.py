@@ -97,7 +97,9 @@ def test_bad_values_name_the_option_and_the_value(option: str, value: object, re
         setattr(DaemonContext(), option, value)
 
 
-@pytest.mark.parametrize("option", ["initgroups", "prevent_core", "detach_process", "ready_on_open"])
+@pytest.mark.parametrize(
+    "option", ["initgroups", "prevent_core", "detach_process", "ready_on_open"]
+)
 def test_the_ints_0_and_1_are_false_and_true(option: str) -> None:
     """As configparser's getint() gives them (python-daemon takes any truthy value):
     stored as the bools they mean, given or assigned."""
@@ -217,13 +219,14 @@ def test_a_relative_working_directory_is_checked_inside_the_jail(
 
 @needs_root
 def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
-    """Not with a group the user lacks: uid alone keeps root's gid 0."""
+    """With the user's group (uid alone gives it), not with one the user lacks."""
     jail = tmp_path / "jail"
     jail.mkdir()
     os.chown(jail, NOBODY, -1)
     DaemonContext(chroot_directory=str(jail), uid=NOBODY, gid=NOBODY).check()
+    DaemonContext(chroot_directory=str(jail), uid=NOBODY).check()
     with pytest.raises(UnsafePathError, match=f"is owned by uid {NOBODY}"):
-        DaemonContext(chroot_directory=str(jail), uid=NOBODY).check()
+        DaemonContext(chroot_directory=str(jail), uid=NOBODY, gid=0).check()
 
 
 @pytest.mark.forked

@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NOBODY, Daemons, needs_root, needs_tools, proc_fds, proc_status, run_in_child
+from conftest import (
+    NOBODY,
+    NOGROUP,
+    Daemons,
+    needs_root,
+    needs_tools,
+    proc_fds,
+    proc_status,
+    run_in_child,
+)
 
 from daemonctx import DaemonContext, DaemonOptionError
 from daemonctx.process import change_process_owner
@@ -187,6 +196,63 @@ def test_without_initgroups_the_users_groups_are_not_set(
     _name, uid, gid, _extra = user_with_groups
     event, _ = daemons.start({"options": {"uid": uid, "gid": gid}})
     assert proc_status(event["pid"])["Groups"] == ""
+
+
+@needs_root
+def test_uid_alone_gives_the_user_s_primary_group_not_root_s(daemons: Daemons) -> None:
+    """python-daemon keeps the launcher's gid: root's group 0, in a daemon that
+    believes it dropped root. As su and systemd's User= do, uid alone is the user."""
+    event, _ = daemons.start({"options": {"uid": NOBODY}})
+    status = proc_status(event["pid"])
+    assert status["Uid"].split() == [str(NOBODY)] * 4
+    assert status["Gid"].split() == [str(NOGROUP)] * 4
+    assert status["Groups"] == ""
+
+
+@needs_root
+@needs_useradd
+def test_initgroups_with_uid_alone_gives_the_user_s_groups(
+    user_with_groups: tuple[str, int, int, int], daemons: Daemons
+) -> None:
+    """initgroups sets "the supplementary groups of the user named by uid": its
+    primary group and the others, no group of root's."""
+    _name, uid, gid, extra_gid = user_with_groups
+    event, _ = daemons.start({"options": {"uid": uid, "initgroups": True}})
+    status = proc_status(event["pid"])
+    assert status["Uid"].split() == [str(uid)] * 4
+    assert status["Gid"].split() == [str(gid)] * 4
+    assert sorted(int(g) for g in status["Groups"].split()) == sorted({gid, extra_gid})
+
+
+@needs_root
+def test_a_gid_given_or_assigned_is_kept(daemons: Daemons) -> None:
+    """gid=0 given on purpose stays 0; the attribute says what the daemon will get,
+    and follows uid assigned later until a gid is assigned."""
+    context = DaemonContext(uid=NOBODY)
+    assert context.gid == NOGROUP
+    context = DaemonContext()
+    context.uid = NOBODY
+    assert context.gid == NOGROUP
+    context.gid = 0
+    context.uid = NOBODY
+    assert context.gid == 0
+    assert DaemonContext(uid=0).gid == os.getgid()
+    event, _ = daemons.start({"options": {"uid": NOBODY, "gid": 0}})
+    assert proc_status(event["pid"])["Gid"].split() == ["0"] * 4
+
+
+@needs_root
+@pytest.mark.forked
+def test_uid_alone_without_a_passwd_entry_is_refused() -> None:
+    """No group to take; keeping ours would keep root's group 0."""
+    context = DaemonContext(uid=4_000_000, detach_process=False)
+    with pytest.raises(DaemonOptionError) as info:
+        context.open()
+    assert str(info.value) == (
+        "uid=4000000: no passwd entry to take the daemon's group from: pass gid too"
+    )
+    assert not context.is_open
+    DaemonContext(uid=4_000_000, gid=4_000_000).check()
 
 
 @needs_root
