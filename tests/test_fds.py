@@ -276,7 +276,7 @@ def test_files_preserve_still_refuses_an_open_file_without_an_fd() -> None:
     not closed: not a file, said so, not skipped."""
     import io
 
-    with pytest.raises(DaemonOptionError, match="item 1 .*not a file descriptor"):
+    with pytest.raises(DaemonOptionError, match=r"item 1 .*not a file descriptor"):
         resolve_files_preserve([io.StringIO()])
 
 
