@@ -397,9 +397,51 @@ def preload(
             from . import systemd  # noqa: F401
 
 
+_CAP_SYS_CHROOT = 18  # capabilities(7): what chroot(2) takes
+
+
+def _directory_problem(path: str) -> str | None:
+    """Why this process could not chdir or chroot to ``path``, or None. The daemon
+    takes both steps before it changes user, with the launcher's ids, so they are
+    what is checked (effective ids, as the kernel's; ACLs and LSMs included)."""
+    if not os.path.isdir(path):
+        if not os.path.lexists(path) and _denied(os.path.dirname(path) or "."):
+            return f"uid {os.geteuid()} may not reach it (permission denied)"
+        return "no such directory"
+    if not _may_enter(path):
+        return f"uid {os.geteuid()} may not enter it (permission denied)"
+    return None
+
+
+def _may_enter(path: str) -> bool:
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.X_OK, effective_ids=effective)
+
+
+def _denied(directory: str) -> bool:
+    """Whether ``directory`` or one above it exists and may not be searched:
+    ``os.path.isdir`` says "no such directory" for a path it may not look into."""
+    while True:
+        if os.path.isdir(directory):
+            return not _may_enter(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return False
+        directory = parent
+
+
 def check_directories(chroot_directory: str | None, working_directory: str) -> None:
-    if chroot_directory is not None and not os.path.isdir(chroot_directory):
-        raise DaemonOptionError("chroot_directory", chroot_directory, "no such directory")
+    """The directories exist and this process may enter them: a chroot also takes
+    CAP_SYS_CHROOT. What the daemon's ``chroot`` and ``chdir`` would fail on."""
+    if chroot_directory is not None:
+        problem = _directory_problem(chroot_directory)
+        if problem is None:
+            from .limits import capable
+
+            if not capable(_CAP_SYS_CHROOT):
+                problem = "changing the root directory needs root (CAP_SYS_CHROOT)"
+        if problem is not None:
+            raise DaemonOptionError("chroot_directory", chroot_directory, problem)
     seen_from_here: str | None = working_directory
     if chroot_directory is not None:
         # After the chroot the daemon's working directory is the jail's root, so a
@@ -407,9 +449,10 @@ def check_directories(chroot_directory: str | None, working_directory: str) -> N
         from .executable import resolve_in_root
 
         seen_from_here = resolve_in_root(chroot_directory, working_directory)
-    if seen_from_here is None or not os.path.isdir(seen_from_here):
+    problem = "no such directory" if seen_from_here is None else _directory_problem(seen_from_here)
+    if problem is not None:
         where = f" (inside chroot_directory {chroot_directory!r})" if chroot_directory else ""
-        raise DaemonOptionError("working_directory", working_directory, f"no such directory{where}")
+        raise DaemonOptionError("working_directory", working_directory, f"{problem}{where}")
 
 
 def check_root(chroot_directory: str | None, uid: int, gid: int) -> str | None:

@@ -8,15 +8,20 @@ expected to fail run in a forked child.
 from __future__ import annotations
 
 import os
+import resource  # noqa: F401 # loaded before a child drops to nobody (open() imports it),
+import shutil  # who may not read the interpreter's files (under /root, 0700)
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NOBODY, needs_root, run_script
+from conftest import NOBODY, NOGROUP, needs_root, run_in_child, run_script
 
 import daemonctx
 from daemonctx import DaemonContext, DaemonError, DaemonOptionError
 from daemonctx.paths import UnsafePathError
+from daemonctx.process import change_process_owner
 
 
 def test_pep_3143_defaults() -> None:
@@ -251,6 +256,52 @@ def test_system_checks_fail_in_the_foreground(
         context.open()
     assert info.value.option == option
     assert not context.is_open
+
+
+@pytest.fixture
+def private_directory() -> Iterator[Path]:
+    """Root's, mode 0700, in /tmp (which anyone may search): nobody sees it, and may
+    neither enter it nor reach what is inside."""
+    path = Path(tempfile.mkdtemp(prefix="dctx-private-", dir="/tmp"))
+    try:
+        (path / "sub").mkdir()
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@needs_root
+def test_a_directory_the_launcher_may_not_enter_is_refused_in_the_foreground(
+    private_directory: Path,
+) -> None:
+    """The daemon changes directory (and root) before it changes user, with the
+    launcher's ids: a directory those may not enter failed after the fork, as
+    DaemonStartupError ("cannot change working directory ... Permission denied")."""
+    sub = private_directory / "sub"
+
+    def check() -> None:
+        change_process_owner(NOBODY, NOGROUP, None)
+        denied = f"uid {NOBODY} may not enter it (permission denied)"
+        cases = [
+            ("working_directory", private_directory, denied),
+            ("working_directory", sub, f"uid {NOBODY} may not reach it (permission denied)"),
+            ("chroot_directory", private_directory, denied),
+            ("chroot_directory", "/", "changing the root directory needs root (CAP_SYS_CHROOT)"),
+        ]
+        for option, path, reason in cases:
+            # check() is open()'s checks before the fork: an open() that went on would
+            # close this child's report pipe (and fail after the fork if detached)
+            with pytest.raises(DaemonOptionError) as info:
+                DaemonContext(**{option: path}).check()
+            assert str(info.value) == f"{option}={str(path)!r}: {reason}"
+
+    run_in_child(check)
+
+
+@needs_root
+def test_a_directory_root_enters_before_the_drop_is_accepted(private_directory: Path) -> None:
+    """chdir comes before the change of user, as in python-daemon: root enters it."""
+    DaemonContext(working_directory=private_directory, uid=NOBODY).check()
 
 
 @pytest.mark.forked
