@@ -500,29 +500,34 @@ def primary_gid(uid: int) -> int | None:
         return None
 
 
+def _takes_the_users_group(uid: int) -> bool:
+    """Whether a context given ``uid`` and no gid takes the user's primary group:
+    when root changes user. Another process may only switch between the ids it
+    holds (a setuid program's), and keeps its gid, as python-daemon does."""
+    return uid != os.getuid() and os.geteuid() == 0
+
+
 def default_gid(uid: int) -> int:
-    """The gid a context runs as when it was given no ``gid``: ours while ``uid`` is
-    our real uid; otherwise ``uid``'s primary group, as ``su``, systemd's ``User=``
-    and ``daemonctx start --user`` give it (python-daemon keeps ours: root's group,
-    for a daemon that believes it dropped root). Ours when ``uid`` has no passwd
+    """The gid a context runs as when it was given no ``gid``: when root changes
+    user, ``uid``'s primary group, as ``su``, systemd's ``User=`` and ``daemonctx
+    start --user`` give it (python-daemon keeps root's group 0, in a daemon that
+    believes it dropped root); otherwise ours. Ours too when ``uid`` has no passwd
     entry: ``check_owner`` refuses that at ``open()``."""
-    if uid == os.getuid():
-        return os.getgid()
-    found = primary_gid(uid)
+    found = primary_gid(uid) if _takes_the_users_group(uid) else None
     return os.getgid() if found is None else found
 
 
 def check_owner(uid: int | None, gid: int | None, initgroups: bool) -> tuple[int, int, str | None]:
     """Resolve ``uid``/``gid`` and check that this process may switch to them.
-    ``gid`` None (not given): ``default_gid``; for a ``uid`` that is not ours and has
-    no passwd entry, there is no group to take, and keeping ours would keep root's
+    ``gid`` None (not given): ``default_gid``; when root changes to a ``uid`` with no
+    passwd entry there is no group to take, and keeping ours would keep root's
     group 0 in a daemon that dropped root: ``DaemonOptionError``, "pass gid too".
 
     Returns (uid, gid, user name for initgroups or None).
     """
     uid = os.getuid() if uid is None else uid
     if gid is None:
-        if uid != os.getuid() and primary_gid(uid) is None:
+        if _takes_the_users_group(uid) and primary_gid(uid) is None:
             raise DaemonOptionError(
                 "uid", uid, "no passwd entry to take the daemon's group from: pass gid too"
             )

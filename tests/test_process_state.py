@@ -242,6 +242,27 @@ def test_a_gid_given_or_assigned_is_kept(daemons: Daemons) -> None:
 
 
 @needs_root
+def test_a_process_that_is_not_root_keeps_its_gid() -> None:
+    """Not root, a process may switch only to ids it holds (a setuid program's saved
+    uid, here 1): it keeps its gid, which it holds, rather than take the user's
+    group, which it may not."""
+    import pwd
+
+    other = pwd.getpwuid(1)
+    assert other.pw_gid != NOGROUP
+
+    def check() -> None:
+        os.setgroups([])
+        os.setresgid(NOGROUP, NOGROUP, NOGROUP)
+        os.setresuid(NOBODY, NOBODY, other.pw_uid)
+        context = DaemonContext(uid=other.pw_uid)
+        assert context.gid == NOGROUP
+        context.check()
+
+    run_in_child(check)
+
+
+@needs_root
 @pytest.mark.forked
 def test_uid_alone_without_a_passwd_entry_is_refused() -> None:
     """No group to take; keeping ours would keep root's group 0."""
