@@ -534,17 +534,19 @@ def run_in_child(func: Callable[[], None]) -> None:
     """
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        status = 0
+    if pid == 0:  # never returns: a child going on would run the rest of pytest
+        status = 1
         try:
-            func()
-        except BaseException:
-            import traceback
+            os.close(read_fd)
+            try:
+                func()
+                status = 0
+            except BaseException:
+                import traceback
 
-            os.write(write_fd, traceback.format_exc().encode()[-8000:])
-            status = 1
-        os._exit(status)
+                os.write(write_fd, traceback.format_exc().encode()[-8000:])
+        finally:
+            os._exit(status)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as pipe:
         message = pipe.read().decode()
