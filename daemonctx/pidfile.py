@@ -198,6 +198,20 @@ def _forget(path: str, fd: int, created: bool) -> None:
         os.close(fd)
 
 
+def _abandon(path: str, fd: int, lock_fd: int, created: bool) -> None:
+    """Close *fd* and *lock_fd* (which holds the lock) of a pidfile we locked but did
+    not write: first unlinked, under our lock, if this acquire created it (it is
+    still empty), else left as it was (a stale pidfile, or another tool's file)."""
+    try:
+        if created and _is_at_path(path, lock_fd) and os.fstat(lock_fd).st_size == 0:
+            os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+        os.close(lock_fd)
+
+
 def _open_or_fail(path: str, writable: bool) -> int | None:
     try:
         return _open(path, writable)
@@ -375,24 +389,64 @@ def guard_path(path: str) -> str:
     return os.path.join(head, f".{tail}.lock")
 
 
-def _held_guard(path: str, ours: os.stat_result | None) -> tuple[int, int | None] | None:
+def _held_guard(
+    path: str, ours: os.stat_result | None, *, replacing: bool = False
+) -> tuple[int, int | None] | None:
     """(fd, holder) of a guard that a live daemon of *path* holds and that is not
     *ours*; None when there is no guard, nobody holds it (stale), or its holder is
-    another program's (``guard_is_pidfiles``)."""
+    another program's (``guard_is_pidfiles``).
+
+    ``replacing``: a start that will link its own file at the guard name, which
+    replaces only a stale pidfile there (empty or a pid, as ``_other_text`` reads
+    it). Anything else that nobody holds, a symlink or a file of another tool's
+    that happens to have the name, raises ``_ForeignGuard``."""
+    guard = guard_path(path)
     try:
-        fd = os.open(guard_path(path), _OPEN_FLAGS | os.O_RDONLY)
-    except OSError:
+        fd = _open(guard, writable=False)
+    except _Unusable:
+        if replacing:  # a symlink, a FIFO...: no pidfile of ours
+            try:
+                kind = stat.S_IFMT(os.lstat(guard).st_mode)
+            except OSError:
+                return None
+            if kind != stat.S_IFREG:
+                raise _ForeignGuard(f"it is {_KINDS.get(kind, 'not a regular file')}") from None
         return None
-    st = os.fstat(fd)
-    if ours is not None and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
-        os.close(fd)
+    if fd is None:
         return None
-    if stat.S_ISREG(st.st_mode) and _untrusted(path, st) is None:
-        locked, holder = _try_lock(fd)
-        if not locked and guard_is_pidfiles(path, fd, holder):
-            return fd, holder
-    os.close(fd)
-    return None
+    keep = False
+    try:
+        st = os.fstat(fd)
+        if ours is not None and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+            return None
+        if _untrusted(path, st) is None:
+            locked, holder = _try_lock(fd)
+            if not locked:
+                if guard_is_pidfiles(path, fd, holder):
+                    keep = True  # the caller closes it
+                    return fd, holder
+                return None  # another program's lock on a file of its own: left alone
+        elif _is_held(fd):
+            return None  # another user's program's lock: left alone, as above
+        if replacing and _other_text(fd):
+            raise _ForeignGuard("it holds something other than a pid")
+        return None
+    finally:
+        if not keep:
+            os.close(fd)
+
+
+class _ForeignGuard(_Unusable):
+    """The guard name holds another tool's file, which is never replaced: ``why``."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+    def message(self, path: str) -> str:
+        """One line naming the pidfile *path* as the user gave it, and its guard."""
+        guard = guard_path(path)
+        return f"refusing to replace {guard}, the second name of pidfile {path}: {self.why}"
 
 
 def guard_is_pidfiles(path: str, fd: int, holder: int | None) -> bool:
@@ -419,15 +473,18 @@ def guard_is_pidfiles(path: str, fd: int, holder: int | None) -> bool:
 
 
 def _remove_stale_guard(path: str) -> None:
-    """Unlink the guard if nobody holds it (a shared lock, as ``break_lock`` takes)."""
+    """Unlink the guard if nobody holds it (a shared lock, as ``break_lock`` takes)
+    and it is a stale pidfile: a file of another tool's at that name is left."""
     guard = guard_path(path)
     try:
-        fd = os.open(guard, _OPEN_FLAGS | os.O_RDONLY)
-    except OSError:
+        fd = _open(guard, writable=False)
+    except _Unusable:
+        return
+    if fd is None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        if _is_at_path(guard, fd):
+        if not _other_text(fd) and _is_at_path(guard, fd):
             os.unlink(guard)
     except OSError:
         pass
@@ -468,20 +525,23 @@ def restore_pidfile(path: str) -> bool:
 
 def _link_guard(path: str, fd: int) -> None:
     """Link the pidfile we hold (fd) at its guard name, replacing a stale guard.
-    Best effort: a file system without hard links keeps the path as the only name."""
+    Best effort: a file system without hard links keeps the path as the only name.
+    Only a stale pidfile is replaced (``_held_guard`` refused anything else before
+    our pid was written); one put there since, or a lock of another program's, is
+    left as it is."""
     guard = guard_path(path)
     try:
         os.link(path, guard)
         return
     except FileExistsError:
-        if _is_at_path(guard, fd) or _locked_by_another(guard):
-            return  # our very file (a stale pidfile taken over); or another program's lock
+        if _is_at_path(guard, fd) or not _stale_pidfile_at(guard):
+            return  # our very file (a stale pidfile taken over); or not ours to replace
     except OSError:
         return
     spare = f"{guard}.{os.getpid()}"
     try:
         os.link(path, spare)
-        os.rename(spare, guard)  # the stale guard (checked by our caller) is replaced
+        os.rename(spare, guard)  # the stale guard is replaced
     except OSError:
         pass
     finally:
@@ -491,17 +551,18 @@ def _link_guard(path: str, fd: int) -> None:
             pass
 
 
-def _locked_by_another(path: str) -> bool:
-    """Whether someone holds an exclusive flock on the file at *path*: a guard name
-    another program locks a file of its own at, which is not ours to replace."""
+def _stale_pidfile_at(path: str) -> bool:
+    """Whether the file at *path* is a stale pidfile: a regular file nobody holds an
+    exclusive flock on, empty or holding a pid. Not a symlink, not another
+    program's locked file, not another tool's data that happens to have the name."""
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False  # no file's lock: replaced, as before
-        fd = os.open(path, _OPEN_FLAGS | os.O_RDONLY)
-    except OSError:
+        fd = _open(path, writable=False)
+    except _Unusable:
+        return False
+    if fd is None:
         return False
     try:
-        return _is_held(fd)
+        return not _is_held(fd) and not _other_text(fd)
     finally:
         os.close(fd)
 
@@ -603,7 +664,10 @@ class PIDLockFile:
             if waits:
                 return  # acquire() will wait for the holder to go (a restart)
             raise _lockfile_error("AlreadyLocked", _held_message(self.path, status.pid))
-        held = _held_guard(real, None)
+        try:
+            held = _held_guard(real, None, replacing=True)
+        except _ForeignGuard as exc:  # acquire() would refuse it: say so before forking
+            raise _lockfile_error("LockFailed", exc.message(self.path)) from None
         if held is not None:
             guard_fd, holder = held
             try:
@@ -661,7 +725,11 @@ class PIDLockFile:
                 continue
             locked, holder = _try_lock(lock_fd)
             if locked and _is_at_path(self.path, lock_fd):
-                held = _held_guard(self.path, os.fstat(lock_fd))
+                try:
+                    held = _held_guard(self.path, os.fstat(lock_fd), replacing=True)
+                except _ForeignGuard as exc:  # another tool's file at the guard name
+                    _abandon(self.path, fd, lock_fd, created)
+                    raise _lockfile_error("LockFailed", exc.message(self.path)) from None
                 if held is not None:  # the pidfile we replaced is a live daemon's
                     guard_fd, holder = held
                     os.close(fd)

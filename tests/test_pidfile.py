@@ -693,3 +693,54 @@ def test_dot_dot_after_a_link_is_checked_where_the_kernel_goes(tmp_path: Path) -
     with pytest.raises(lockfile.LockFailed, match=r"link/\.\. is owned by uid 65534"):
         pidfile.acquire()  # its own check, on the directory the file is opened in
     assert not (bobs / "app.pid").exists()
+
+
+# -- the guard name (.app.pid.lock) holds another tool's file ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["other text", "symlink", "fifo"])
+def test_another_tools_file_at_the_guard_name_is_never_replaced(
+    path: str, tmp_path: Path, kind: str
+) -> None:
+    """The guard name is only ever ours to replace when it holds a stale pidfile
+    (empty or a pid): anything else there is refused, in the foreground and by
+    acquire(), before a pid is written, and break_lock() leaves it."""
+    guard = guard_path(path)
+    if kind == "other text":
+        Path(guard).write_text("important data\n")
+        why = "it holds something other than a pid"
+    else:
+        plant(guard, kind, tmp_path / "target")
+        why = "it is a symbolic link" if kind == "symlink" else "it is a FIFO"
+    before = os.lstat(guard)
+    message = f"refusing to replace {guard}, the second name of pidfile {path}: {why}"
+    for attempt in (PIDLockFile(path).fail_if_held, PIDLockFile(path).acquire):
+        with pytest.raises(lockfile.LockFailed) as info:
+            attempt()
+        assert str(info.value) == message
+        assert not os.path.exists(path), "no pidfile left behind"
+    Path(path).write_text("4321\n")  # a stale pidfile beside it: removed, the guard kept
+    PIDLockFile(path).break_lock()
+    assert not os.path.exists(path)
+    after = os.lstat(guard)
+    assert (after.st_ino, after.st_mode, after.st_size) == (
+        before.st_ino,
+        before.st_mode,
+        before.st_size,
+    )
+    if kind == "other text":
+        assert Path(guard).read_text() == "important data\n"
+    if kind == "symlink":
+        assert (tmp_path / "target").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("content", ["", "4321\n"])
+def test_a_stale_guard_is_replaced_and_removed(path: str, content: str) -> None:
+    guard = guard_path(path)
+    Path(guard).write_text(content)
+    with PIDLockFile(path):
+        assert os.stat(guard).st_ino == os.stat(path).st_ino, "our file at both names"
+    assert not os.path.exists(guard) and not os.path.exists(path)
+    Path(guard).write_text(content)
+    PIDLockFile(path).break_lock()
+    assert not os.path.exists(guard)
