@@ -212,6 +212,44 @@ def _abandon(path: str, fd: int, lock_fd: int, created: bool) -> None:
         os.close(lock_fd)
 
 
+def _absolute(path: str) -> str:
+    """*path* joined to the working directory, not folded: "link/.." is the kernel's."""
+    return path if path.startswith("/") else os.path.join(os.getcwd(), path)
+
+
+def _trusted_place(seen: str) -> str:
+    """Where the pidfile *seen* (absolute) is: its directories resolved through
+    trusted symlinks only (the file itself is never a symlink). Raises
+    ``paths.UnsafePathError`` naming *seen* when another user controls one of them,
+    and ``OSError`` when one is missing or cannot be looked at."""
+    if _plain_trusted_directories(os.path.dirname(seen)):
+        return seen
+    from .paths import UnsafePathError, check_path  # symlinks, or a refusal to explain
+
+    try:
+        directory = check_path(os.path.dirname(seen), "pidfile")
+    except UnsafePathError as exc:
+        raise UnsafePathError("pidfile", seen, exc.reason) from None
+    return os.path.join(directory, os.path.basename(seen))
+
+
+def _open_trusted(path: str) -> int | None:
+    """A read-only fd on the pidfile at *path* if it is one we trust (root's or ours,
+    writable by nobody else, in directories nobody else controls); None if there is
+    none, or one another user controls. ``_Unusable`` for a symlink or special file."""
+    try:
+        real = _trusted_place(_absolute(path))
+    except PermissionError:  # paths.UnsafePathError: another user's directory
+        return None
+    except OSError:
+        real = path  # a missing directory, say: the open tells
+    fd = _open(real, writable=False)
+    if fd is not None and _untrusted(real, os.fstat(fd)) is not None:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _open_or_fail(path: str, writable: bool) -> int | None:
     try:
         return _open(path, writable)
@@ -340,7 +378,11 @@ def _pause(pid: int | None, seconds: float) -> bool:
 
 
 def _pid_of(fd: int) -> int | None:
-    """``read_pid``'s answer for the open file *fd* (see there)."""
+    """``read_pid``'s answer for the open file *fd* (see there).
+
+    A live process is named only when it is proven to hold the lock: a stale file's
+    pid that names a live process is another process's, or one that no longer holds
+    its pidfile (when the file was written is no proof: any ``touch`` moves it)."""
     if _is_held(fd):
         return _exclusive_holder(fd, held=True)
     recorded = _pid_in(fd)
@@ -348,10 +390,9 @@ def _pid_of(fd: int) -> int | None:
         return None
     from . import procfs
 
-    if procfs.process_start_time(recorded) is None:
-        return recorded  # names no process: harmless, and shows the file is stale
-    written = os.fstat(fd).st_mtime
-    return recorded if procfs.started_before(recorded, written) else None
+    if not procfs.is_running(recorded):
+        return recorded  # names no live process (or a zombie): harmless, and shows it is stale
+    return None
 
 
 def _let_go(path: str, fd: int) -> None:
@@ -622,18 +663,8 @@ class PIDLockFile:
         forks. ``path`` is where the file is seen from the calling process, when a
         chroot or a relative path puts it elsewhere.
         """
-        seen = path or self.path
-        if not seen.startswith("/"):  # joined, not folded: "link/.." is the kernel's
-            seen = os.path.join(os.getcwd(), seen)
-        real = seen
-        if not _plain_trusted_directories(os.path.dirname(seen)):
-            from .paths import UnsafePathError, check_path  # symlinks, or a refusal to explain
-
-            try:  # directories through trusted symlinks only; the file itself is no symlink
-                directory = check_path(os.path.dirname(seen), "pidfile")
-            except UnsafePathError as exc:
-                raise UnsafePathError("pidfile", seen, exc.reason) from None
-            real = os.path.join(directory, os.path.basename(seen))
+        seen = _absolute(path or self.path)
+        real = _trusted_place(seen)
         try:
             st = os.lstat(real)
         except OSError:
@@ -812,13 +843,14 @@ class PIDLockFile:
         While the lock is held: the pid written in the file if that process holds
         the lock, else the pid of a process that does (a child that inherited it).
         For a stale file (nobody holds the lock): the written pid while it names no
-        process, or the very process that wrote it (it started before the write);
-        None once the pid belongs to another process. Also None if the file is
-        missing, empty, not a pid or not a regular file.
+        process (harmless, and python-daemon-era runners see the file is stale),
+        None once a process has that pid. Also None if the file is missing, empty,
+        not a pid or not a regular file, and for a pidfile another user controls
+        (``_open_trusted``): what it says would steer our signals.
         """
         for _ in range(10):  # the file may be replaced while we look: look again
             try:
-                fd = _open(self.path, writable=False)
+                fd = _open_trusted(self.path)
             except _Unusable:
                 return None
             if fd is None:
@@ -832,7 +864,8 @@ class PIDLockFile:
         return None
 
     def is_locked(self) -> bool:
-        """Whether the pidfile exists, held or stale, as lockfile's ``is_locked``.
+        """Whether the pidfile exists, held or stale, as lockfile's ``is_locked``;
+        False for one another user controls, as ``read_pid`` ignores it.
 
         python-daemon-era code relies on it: a runner's ``stop`` checks
         ``is_locked()``, then ``read_pid()`` and ``break_lock()`` to clear the file
@@ -840,7 +873,7 @@ class PIDLockFile:
         ``read_pidfile_status(path).running``.
         """
         try:
-            fd = _open(self.path, writable=False)
+            fd = _open_trusted(self.path)
         except _Unusable as exc:
             raise _lockfile_error("LockFailed", str(exc)) from exc.__cause__
         if fd is None:

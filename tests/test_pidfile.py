@@ -22,7 +22,17 @@ from typing import Callable
 
 import lockfile  # type: ignore[import-untyped]
 import pytest
-from conftest import ENV, PROGRAMS, ProcessTracker, needs_root
+from conftest import (
+    ENV,
+    NOBODY,
+    NOGROUP,
+    PROGRAMS,
+    ProcessTracker,
+    needs_root,
+    run_as_nobody,
+    spawn_as_pid,
+    wait_for,
+)
 
 from daemonctx.errors import DaemonOptionError
 from daemonctx.pidfile import (
@@ -744,3 +754,69 @@ def test_a_stale_guard_is_replaced_and_removed(path: str, content: str) -> None:
     Path(guard).write_text(content)
     PIDLockFile(path).break_lock()
     assert not os.path.exists(guard)
+
+
+# -- read_pid() names the daemon, never a stranger -------------------------------------------
+
+
+def runner_stop(path: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """python-daemon's ServiceRunner-style ``stop`` (tests/programs/service_runner.py):
+    ``is_locked()``, then SIGTERM to ``read_pid()`` unless it names no process."""
+    argv = [sys.executable, str(PROGRAMS / "service_runner.py"), "stop", path, str(tmp_path)]
+    return subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
+
+
+@needs_root
+@pytest.mark.parametrize("held", [False, True], ids=["written", "written and locked"])
+def test_a_pidfile_another_user_planted_names_nobody(
+    shared_dir: Path, tmp_path: Path, processes: ProcessTracker, held: bool
+) -> None:
+    """In a sticky directory (/tmp) another user plants the pidfile: the pid of a
+    victim, or of a process of theirs that holds the file's lock. acquire() refuses
+    that file; read_pid() and is_locked() ignore it, so runner code stops nothing."""
+    path = str(shared_dir / "svc.pid")
+    victim = processes.popen(["sleep", "300"])
+    named = victim.pid
+    if held:
+        script = f"echo $$ > {path}; exec sleep 300"  # --no-fork: sh is flock's process
+        planter = processes.popen(
+            ["flock", "--no-fork", path, "sh", "-c", script],
+            user=NOBODY,
+            group=NOGROUP,
+            extra_groups=[],
+        )
+        named = planter.pid
+        wait_for(lambda: read_pidfile_status(path).pid == named, what="nobody's lock")
+    else:
+        run_as_nobody(lambda: Path(path).write_text(f"{named}\n"))
+    assert os.stat(path).st_uid == NOBODY
+    pidfile = PIDLockFile(path)
+    assert (pidfile.is_locked(), pidfile.read_pid()) == (False, None)
+    with pytest.raises(lockfile.LockFailed, match="is owned by uid 65534"):
+        pidfile.acquire()
+    stopped = runner_stop(path, tmp_path)
+    assert (stopped.returncode, stopped.stderr) == (1, f"error: PID file {path!r} not locked\n")
+    assert victim.poll() is None
+    assert Path(f"/proc/{named}").exists(), "nothing was signalled"
+
+
+@needs_root
+def test_a_stale_pidfile_never_names_a_process_that_reused_its_pid_once_touched(
+    path: str, tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """A root-owned pidfile left by a daemon that was SIGKILLed; its pid is reused,
+    then the file is touched (a backup, a ``touch``): the new process started
+    before the file's time, as the daemon that wrote it did, but it holds no lock."""
+    gone = processes.popen(["sleep", "300"])
+    gone.kill()
+    gone.wait()
+    Path(path).write_text(f"{gone.pid}\n")
+    pidfile = PIDLockFile(path)
+    assert pidfile.read_pid() == gone.pid, "names no process: harmless, and shows it is stale"
+    victim = processes.adopt(spawn_as_pid(gone.pid, ["sleep", "300"]))
+    os.utime(path)
+    assert pidfile.read_pid() is None
+    assert pidfile.is_locked(), "lockfile's meaning: a pidfile of ours is there"
+    stopped = runner_stop(path, tmp_path)
+    assert stopped.returncode == 1 and "TypeError" in stopped.stderr  # kill(None, ...)
+    assert victim.poll() is None, "the process that reused the pid was not signalled"
