@@ -574,14 +574,20 @@ def _held_ids() -> tuple[set[int], set[int]]:
 
 
 def check_pidfile(
-    pidfile: Any, chroot_directory: str | None, working_directory: str, held_ok: bool = False
+    pidfile: Any,
+    chroot_directory: str | None,
+    working_directory: str,
+    held_ok: bool = False,
+    uid: int | None = None,
 ) -> None:
     """For a pidfile with a ``path`` (ours, lockfile's): its directory must exist,
     and for ours, it must be trusted and no running process may hold it (unless it
     was given a timeout to wait for one, or ``held_ok``).
 
     The daemon opens the path after chroot and chdir, so that is where it is
-    resolved here too.
+    resolved here too. ``uid``, the user the daemon switches to, is trusted as
+    the owner of its pidfile's directory (``RuntimeDirectory=`` with ``User=``),
+    as of its chroot.
     """
     path = getattr(pidfile, "path", None)
     if not isinstance(path, str):
@@ -604,7 +610,4 @@ def check_pidfile(
         raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")
     fail_if_held = getattr(pidfile, "fail_if_held", None)
     if callable(fail_if_held):  # ours: a second instance fails here, before forking
-        if held_ok:
-            fail_if_held(seen_from_here, held_ok=True)
-        else:
-            fail_if_held(seen_from_here)
+        fail_if_held(seen_from_here, held_ok=held_ok, uid=uid)

@@ -122,14 +122,20 @@ def _names(path: str) -> list[str]:
     return [name for name in reversed(path.split("/")) if name not in ("", ".")]
 
 
-def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> tuple[str, bool]:
-    """``check_path``'s walk, trusting user ``uid`` too when given; with ``jail``,
-    the last directory may not be writable by others even if sticky. Also returns
-    True when it stopped at one of our own /proc fd links, which must be opened
-    through the link (no O_NOFOLLOW) and never created."""
+def _walk(
+    path: str, what: str, uid: int | None = None, jail: bool = False, uid_links: bool = True
+) -> tuple[str, bool]:
+    """``check_path``'s walk, trusting user ``uid`` too when given (its symbolic
+    links as well unless ``uid_links`` is false); with ``jail``, the last directory
+    may not be writable by others even if sticky. Also returns True when it stopped
+    at one of our own /proc fd links, which must be opened through the link (no
+    O_NOFOLLOW) and never created."""
     trusted = trusted_uids()
+    link_owners = set(trusted)
     if uid is not None:
         trusted.add(uid)
+        if uid_links:
+            link_owners.add(uid)
 
     def refuse(reason: str) -> UnsafePathError:
         return UnsafePathError(what, path, reason)
@@ -170,7 +176,7 @@ def _walk(path: str, what: str, uid: int | None = None, jail: bool = False) -> t
         except OSError as exc:
             raise OSError(exc.errno, f"cannot check {what} {_show(path)}: {exc.strerror}") from exc
         is_link = stat.S_ISLNK(st.st_mode)
-        if st.st_uid not in trusted and is_link:
+        if st.st_uid not in link_owners and is_link:
             raise refuse(f"{_show(entry)} is a symbolic link owned by uid {st.st_uid}")
         if st.st_uid not in trusted and writers:
             raise refuse(
@@ -217,9 +223,11 @@ def resolved_name(path: str) -> str:
     return os.path.join(os.path.realpath(directory), name)
 
 
-def check_path(path: str, what: str) -> str:
+def check_path(path: str, what: str, uid: int | None = None) -> str:
     """Return ``path`` resolved (absolute, symlinks followed; a missing last component kept)
     after checking, from "/" down, that no other user could have chosen what it names.
+    ``uid``, a daemon's own user, is trusted too as the owner of directories on the way
+    (where its pidfile goes), not of symbolic links: it may not send us elsewhere.
 
     Refused (``UnsafePathError``): a directory owned by another user, or writable by others
     (or a group other than ours) and not sticky; in a sticky one, an entry of another user's;
@@ -227,7 +235,7 @@ def check_path(path: str, what: str) -> str:
     raises ``FileNotFoundError``. A link in /proc/self/fd (our own open file, such as
     /dev/stdout's) ends the walk: that link's path is returned, to be opened as it is.
     """
-    return _walk(path, what)[0]
+    return _walk(path, what, uid, uid_links=False)[0]
 
 
 def jail_owner(uid: int | None, gid: int | None) -> int | None:

@@ -107,11 +107,20 @@ def _open(path: str, writable: bool) -> int | None:
     return fd
 
 
-def _untrusted(path: str, st: os.stat_result) -> str | None:
+def _untrusted(path: str, st: os.stat_result, uid: int | None = None) -> str | None:
     """Why a pidfile (or its directory) must not be trusted, as start-stop-daemon rules:
-    owned by a user other than us or root, or writable by someone else. None if trusted."""
-    if st.st_uid not in (0, os.geteuid()):
-        return f"{path} is owned by uid {st.st_uid}, not by root or uid {os.geteuid()}"
+    owned by a user other than us or root, or writable by someone else. None if trusted.
+
+    ``uid``: the user a DaemonContext switches to, trusted too as the owner of a
+    directory (not of a file) for that context's pidfile, as for its chroot: a
+    directory of its own, such as systemd's ``RuntimeDirectory=`` with ``User=``, is
+    where that daemon's pidfile goes. That user may then delete or replace the file,
+    not make root write elsewhere: its symlinks are still refused."""
+    me = os.geteuid()
+    mine = uid is not None and uid not in (0, me) and stat.S_ISDIR(st.st_mode)
+    if st.st_uid not in (0, me) and not (mine and st.st_uid == uid):
+        whom = f"root, uid {me} or the daemon's uid {uid}" if mine else f"root or uid {me}"
+        return f"{path} is owned by uid {st.st_uid}, not by {whom}"
     mode = st.st_mode
     if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
         return None  # sticky: others may add files, but not replace ours
@@ -122,10 +131,11 @@ def _untrusted(path: str, st: os.stat_result) -> str | None:
     return None
 
 
-def _plain_trusted_directories(directory: str) -> bool:
+def _plain_trusted_directories(directory: str, uid: int | None = None) -> bool:
     """Whether every directory from / down to *directory* (absolute) is a real directory,
-    no symlink, owned by root or us and writable by nobody else (or sticky): the common
-    case, checked with a few lstat calls. Otherwise ``paths.check_path`` decides."""
+    no symlink, owned by root, us (or the daemon's ``uid``) and writable by nobody else
+    (or sticky): the common case, checked with a few lstat calls. Otherwise
+    ``paths.check_path`` decides."""
     current = "/"
     for part in ["", *directory.strip("/").split("/")]:
         current = os.path.join(current, part) if part else current
@@ -133,20 +143,21 @@ def _plain_trusted_directories(directory: str) -> bool:
             st = os.lstat(current)
         except OSError:
             return False
-        if not stat.S_ISDIR(st.st_mode) or _untrusted(current, st) is not None:
+        if not stat.S_ISDIR(st.st_mode) or _untrusted(current, st, uid) is not None:
             return False
     return True
 
 
-def _read_only_twin(path: str, fd: int) -> int | None:
+def _read_only_twin(path: str, fd: int, uid: int | None) -> int | None:
     """A read-only fd on fd's file (the one that will hold the lock), or None if
     *path* names another file by now. Refuses a file, or a directory, another user
-    controls: a pidfile that user could rewrite must not steer root."""
+    (than the daemon's ``uid``) controls: a pidfile that user could rewrite must not
+    steer root."""
     st = os.fstat(fd)
-    reason = _untrusted(path, st)
+    reason = _untrusted(path, st, uid)
     if reason is not None:
         raise _Unusable(f"refusing pidfile {path}: {reason}")
-    reason = _untrusted_directory(path)  # again, now that the file is open there
+    reason = _untrusted_directory(path, uid)  # again, now that the file is open there
     if reason is not None:
         raise _Unusable(f"refusing pidfile {path}: {reason}")
     try:
@@ -162,20 +173,20 @@ def _read_only_twin(path: str, fd: int) -> int | None:
     return twin
 
 
-def _untrusted_directory(path: str) -> str | None:
+def _untrusted_directory(path: str, uid: int | None) -> str | None:
     """Why the directory ``path`` is in must not be trusted (another user's), or None."""
     directory = os.path.dirname(path) or "."
     try:
-        return _untrusted(directory, os.stat(directory))
+        return _untrusted(directory, os.stat(directory), uid)
     except OSError:
         return None  # the open says what is wrong
 
 
-def _refuse_untrusted_directory(path: str) -> None:
+def _refuse_untrusted_directory(path: str, uid: int | None) -> None:
     """``LockFailed`` when the directory ``path`` is in is another user's (as
     ``_read_only_twin`` says again once the file is open): checked first, so
     that no empty pidfile is left there by a refused start."""
-    reason = _untrusted_directory(path)
+    reason = _untrusted_directory(path, uid)
     if reason is not None:
         raise _lockfile_error("LockFailed", f"refusing pidfile {path}: {reason}")
 
@@ -217,17 +228,18 @@ def _absolute(path: str) -> str:
     return path if path.startswith("/") else os.path.join(os.getcwd(), path)
 
 
-def _trusted_place(seen: str) -> str:
+def _trusted_place(seen: str, uid: int | None = None) -> str:
     """Where the pidfile *seen* (absolute) is: its directories resolved through
     trusted symlinks only (the file itself is never a symlink). Raises
-    ``paths.UnsafePathError`` naming *seen* when another user controls one of them,
-    and ``OSError`` when one is missing or cannot be looked at."""
-    if _plain_trusted_directories(os.path.dirname(seen)):
+    ``paths.UnsafePathError`` naming *seen* when another user (than the daemon's
+    ``uid``) controls one of them, and ``OSError`` when one is missing or cannot be
+    looked at."""
+    if _plain_trusted_directories(os.path.dirname(seen), uid):
         return seen
     from .paths import UnsafePathError, check_path  # symlinks, or a refusal to explain
 
     try:
-        directory = check_path(os.path.dirname(seen), "pidfile")
+        directory = check_path(os.path.dirname(seen), "pidfile", uid)
     except UnsafePathError as exc:
         raise UnsafePathError("pidfile", seen, exc.reason) from None
     return os.path.join(directory, os.path.basename(seen))
@@ -431,7 +443,7 @@ def guard_path(path: str) -> str:
 
 
 def _held_guard(
-    path: str, ours: os.stat_result | None, *, replacing: bool = False
+    path: str, ours: os.stat_result | None, uid: int | None = None, *, replacing: bool = False
 ) -> tuple[int, int | None] | None:
     """(fd, holder) of a guard that a live daemon of *path* holds and that is not
     *ours*; None when there is no guard, nobody holds it (stale), or its holder is
@@ -460,7 +472,7 @@ def _held_guard(
         st = os.fstat(fd)
         if ours is not None and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
             return None
-        if _untrusted(path, st) is None:
+        if _untrusted(path, st, uid) is None:
             locked, holder = _try_lock(fd)
             if not locked:
                 if guard_is_pidfiles(path, fd, holder):
@@ -646,11 +658,14 @@ class PIDLockFile:
         self.timeout = _check_timeout("timeout", timeout)
         self._fd: int | None = None
         self._owner = 0  # pid of the process that acquired; a forked child is not the owner
+        self._daemon_uid: int | None = None  # trusted too (fail_if_held's uid)
 
     def _default_timeout(self) -> float | None:
         return self.timeout
 
-    def fail_if_held(self, path: str | None = None, *, held_ok: bool = False) -> None:
+    def fail_if_held(
+        self, path: str | None = None, *, held_ok: bool = False, uid: int | None = None
+    ) -> None:
         """Check the pidfile in the foreground: refuse one another user controls
         (``paths.UnsafePathError``), and raise ``AlreadyLocked`` naming the holder
         if a live process holds the lock and ``acquire()`` would not wait for it.
@@ -661,16 +676,19 @@ class PIDLockFile:
 
         ``DaemonContext.open()`` calls it, so a second instance fails before it
         forks. ``path`` is where the file is seen from the calling process, when a
-        chroot or a relative path puts it elsewhere.
+        chroot or a relative path puts it elsewhere. ``uid`` is the user the
+        context switches to: directories (and a file) of that user's are trusted
+        too, here and by the ``acquire()`` that follows in the daemon.
         """
+        self._daemon_uid = uid
         seen = _absolute(path or self.path)
-        real = _trusted_place(seen)
+        real = _trusted_place(seen, uid)
         try:
             st = os.lstat(real)
         except OSError:
             st = None
         if st is not None and stat.S_ISREG(st.st_mode):
-            reason = _untrusted(seen, st)
+            reason = _untrusted(seen, st, uid)
             if reason is not None:
                 from .paths import UnsafePathError
 
@@ -696,7 +714,7 @@ class PIDLockFile:
                 return  # acquire() will wait for the holder to go (a restart)
             raise _lockfile_error("AlreadyLocked", _held_message(self.path, status.pid))
         try:
-            held = _held_guard(real, None, replacing=True)
+            held = _held_guard(real, None, uid, replacing=True)
         except _ForeignGuard as exc:  # acquire() would refuse it: say so before forking
             raise _lockfile_error("LockFailed", exc.message(self.path)) from None
         if held is not None:
@@ -727,7 +745,8 @@ class PIDLockFile:
             self._fd = None
         deadline = time.monotonic() + timeout if timeout is not None and timeout > 0 else None
         delay, woken, replaced = 0.001, None, 0
-        _refuse_untrusted_directory(self.path)  # before a file is created there
+        uid = self._daemon_uid
+        _refuse_untrusted_directory(self.path, uid)  # before a file is created there
         while True:
             # The common case, a fresh start: create the file. A new file is a
             # regular file, so none of _open's checks is needed (nor the
@@ -739,7 +758,7 @@ class PIDLockFile:
             if fd is None:  # pragma: no cover - O_CREAT never reports a missing file
                 continue
             try:
-                lock_fd = _read_only_twin(self.path, fd)
+                lock_fd = _read_only_twin(self.path, fd, uid)
             except _Unusable as exc:
                 # Closed (and the file we created unlinked) before lockfile is
                 # imported to raise: that import needs a descriptor too.
@@ -757,7 +776,7 @@ class PIDLockFile:
             locked, holder = _try_lock(lock_fd)
             if locked and _is_at_path(self.path, lock_fd):
                 try:
-                    held = _held_guard(self.path, os.fstat(lock_fd), replacing=True)
+                    held = _held_guard(self.path, os.fstat(lock_fd), uid, replacing=True)
                 except _ForeignGuard as exc:  # another tool's file at the guard name
                     _abandon(self.path, fd, lock_fd, created)
                     raise _lockfile_error("LockFailed", exc.message(self.path)) from None

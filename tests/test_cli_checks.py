@@ -510,3 +510,24 @@ def test_the_daemons_error_is_told_by_a_launcher_at_its_descriptor_limit(spare: 
     )
     assert match, (result.stdout, result.stderr)
     wait_for(lambda: not pid_alive(int(match.group(1))), what="the failed daemon gone")
+
+
+# -- the --user's own directory ----------------------------------------------------------
+
+
+@needs_root
+def test_start_user_refuses_a_pidfile_in_that_users_directory(tracker: Tracker) -> None:
+    """A DaemonContext with ``uid`` trusts that user's directory for its pidfile; the
+    command does not: its ``status`` and ``stop``, as root, would have to trust a
+    pidfile that user can forge (locked by any process it passes the open file to),
+    and a daemon they would refuse to look at must not be started."""
+    run = tracker.tmp_path / "svc"
+    run.mkdir(mode=0o755)
+    os.chown(run, 65534, 65534)
+    pidfile = str(run / "app.pid")
+    result = tracker.daemonctx("start", "-p", pidfile, "--user", "65534", "--", "sleep", "1000")
+    assert (result.returncode, result.stdout) == (4, "")
+    assert result.stderr == (
+        f"daemonctx: error: refusing pidfile {pidfile}: {run} is owned by uid 65534\n"
+    )
+    assert tracker.processes() == [] and list(run.iterdir()) == []

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import (
     DAEMON,
     NOBODY,
+    NOGROUP,
     Daemons,
     ProcessTracker,
     needs_root,
@@ -22,7 +24,7 @@ from conftest import (
     wait_gone,
 )
 
-from daemonctx.pidfile import PIDLockFile, read_pidfile_status
+from daemonctx.pidfile import PIDLockFile, guard_path, read_pidfile_status
 
 OURS = {"pidfile_class": "daemonctx"}
 
@@ -74,6 +76,88 @@ def test_root_owned_directory_with_a_privilege_drop(daemons: Daemons, tmp_path: 
     assert PIDLockFile(str(pidfile)).read_pid() == first["pid"]  # gone: harmless to name
     second, _ = daemons.start(config)
     assert int(pidfile.read_text()) == second["pid"]
+
+
+@needs_root
+def test_a_directory_of_the_daemons_own_user_holds_its_pidfile(
+    daemons: Daemons, open_dir: Path
+) -> None:
+    """systemd's RuntimeDirectory= with User=, python-daemon's usual setup: the
+    pidfile's directory belongs to the user the daemon switches to. It is trusted
+    for that daemon's pidfile, in the foreground check and where the daemon takes
+    it; as that user, the daemon removes both of its names when it stops."""
+    run = open_dir / "svc"
+    run.mkdir(mode=0o755)
+    os.chown(run, NOBODY, NOGROUP)
+    pidfile = run / "app.pid"
+    config = {"options": {"pidfile": str(pidfile), "uid": NOBODY, "gid": NOGROUP}, **OURS}
+    first, _ = daemons.start(config)
+    assert proc_status(first["pid"])["Uid"].split()[0] == str(NOBODY)
+    assert read_pidfile_status(pidfile).pid == first["pid"] == int(pidfile.read_text())
+    second, _ = daemons.launch(config)
+    assert second.returncode == 1
+    assert second.stderr.splitlines()[-1] == (
+        f"lockfile.AlreadyLocked: {pidfile} is locked by running process {first['pid']}"
+    )
+    os.kill(first["pid"], signal.SIGTERM)
+    wait_gone(first["pid"])
+    assert not pidfile.exists() and not os.path.exists(guard_path(str(pidfile)))
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("owner", "mode", "reason"),
+    [
+        (1, 0o755, "svc is owned by uid 1"),  # another user's (daemon, not the daemon's)
+        (NOBODY, 0o777, "svc is writable by others (mode 0777) and not sticky"),
+        (NOBODY, 0o775, f"svc is writable by group {NOGROUP} (mode 0775) and not sticky"),
+    ],
+    ids=["another user's", "writable by others", "writable by a group"],
+)
+def test_only_the_daemons_own_directory_is_trusted_for_its_pidfile(
+    daemons: Daemons, open_dir: Path, owner: int, mode: int, reason: str
+) -> None:
+    run = open_dir / "svc"
+    run.mkdir()
+    run.chmod(mode)
+    os.chown(run, owner, NOGROUP)
+    pidfile = run / "app.pid"
+    config = {"options": {"pidfile": str(pidfile), "uid": NOBODY, "gid": NOGROUP}, **OURS}
+    result, _ = daemons.launch(config)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"daemonctx.paths.UnsafePathError: refusing pidfile {pidfile}: {run.parent}/{reason}"
+    )
+    assert list(run.iterdir()) == [], "nothing was created there"
+
+
+@needs_root
+@pytest.mark.parametrize("planted", ["symlink", "file"])
+def test_the_daemons_own_user_still_cannot_choose_where_root_writes(
+    daemons: Daemons, open_dir: Path, planted: str
+) -> None:
+    """Its directories are trusted, not its symlinks (which could send root's
+    write into any directory) nor a pidfile it made (which it could rewrite)."""
+    run = open_dir / "svc"
+    run.mkdir(mode=0o755)
+    os.chown(run, NOBODY, NOGROUP)
+    if planted == "symlink":
+        link = open_dir / "link"
+        link.symlink_to(run)
+        os.lchown(link, NOBODY, NOGROUP)
+        pidfile = link / "app.pid"
+        reason = f"{link} is a symbolic link owned by uid {NOBODY}"
+    else:
+        pidfile = run / "app.pid"
+        pidfile.write_text("")
+        os.chown(pidfile, NOBODY, NOGROUP)
+        reason = f"{pidfile} is owned by uid {NOBODY}, not by root or uid 0"
+    config = {"options": {"pidfile": str(pidfile), "uid": NOBODY, "gid": NOGROUP}, **OURS}
+    result, _ = daemons.launch(config)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"daemonctx.paths.UnsafePathError: refusing pidfile {pidfile}: {reason}"
+    )
 
 
 def test_relative_pidfile_path_is_inside_the_working_directory(
