@@ -435,7 +435,9 @@ class DaemonContext:
         if plan.user_name is not None:  # the host's groups: a chroot may have its own file
             plan.groups = options.groups_of(plan.user_name, plan.gid)
         plan.handlers = options.resolve_signal_map(self.signal_map, self)
-        options.check_pidfile(self.pidfile, plan.root, self.working_directory, pidfile_held_ok)
+        options.check_pidfile(
+            self.pidfile, plan.root, self.working_directory, pidfile_held_ok, plan.uid
+        )
         if self.pidfile is not None:  # what the launcher says if the daemon stalls there
             where = getattr(self.pidfile, "path", None)
             kind = type(self.pidfile).__name__
