@@ -672,7 +672,10 @@ class PIDLockFile:
 
         Held includes a pidfile deleted or replaced while its daemon runs (an
         operator's ``rm``, systemd after a failed start): that daemon still holds
-        the lock of the old file, and a second one must not start beside it.
+        the lock of the old file, found through its second name (``guard_path``),
+        and a second one must not start beside it. Not once both names are gone:
+        that search reads /proc/locks, up to 15 ms (an RCU grace period), too dear
+        for every start; ``daemonctx.status()`` makes it.
 
         ``DaemonContext.open()`` calls it, so a second instance fails before it
         forks. ``path`` is where the file is seen from the calling process, when a

@@ -24,6 +24,7 @@ from conftest import (
     wait_gone,
 )
 
+from daemonctx import status
 from daemonctx.pidfile import PIDLockFile, guard_path, read_pidfile_status
 
 OURS = {"pidfile_class": "daemonctx"}
@@ -158,6 +159,20 @@ def test_the_daemons_own_user_still_cannot_choose_where_root_writes(
     assert result.stderr.splitlines()[-1] == (
         f"daemonctx.paths.UnsafePathError: refusing pidfile {pidfile}: {reason}"
     )
+
+
+def test_with_both_names_of_its_pidfile_deleted_a_daemon_is_found_by_status(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    """docs/pidfiles.md: open() follows the pidfile's hidden second name, not a
+    search of /proc (a read of /proc/locks can cost a start 15 ms); once both
+    names are deleted, ``daemonctx.status()`` before open() finds the daemon."""
+    pidfile = tmp_path / "gd.pid"
+    first, _ = daemons.start({"options": {"pidfile": str(pidfile)}, **OURS})
+    pidfile.unlink()
+    Path(guard_path(str(pidfile))).unlink()
+    found = status(pidfile)
+    assert (found.running, found.pid, found.deleted) == (True, first["pid"], True)
 
 
 def test_relative_pidfile_path_is_inside_the_working_directory(
