@@ -443,7 +443,7 @@ def guard_path(path: str) -> str:
 
 
 def _held_guard(
-    path: str, ours: os.stat_result | None, uid: int | None = None, *, replacing: bool = False
+    path: str, ours: os.stat_result | None, *, replacing: bool = False
 ) -> tuple[int, int | None] | None:
     """(fd, holder) of a guard that a live daemon of *path* holds and that is not
     *ours*; None when there is no guard, nobody holds it (stale), or its holder is
@@ -472,7 +472,7 @@ def _held_guard(
         st = os.fstat(fd)
         if ours is not None and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
             return None
-        if _untrusted(path, st, uid) is None:
+        if _untrusted(path, st) is None:
             locked, holder = _try_lock(fd)
             if not locked:
                 if guard_is_pidfiles(path, fd, holder):
@@ -717,7 +717,7 @@ class PIDLockFile:
                 return  # acquire() will wait for the holder to go (a restart)
             raise _lockfile_error("AlreadyLocked", _held_message(self.path, status.pid))
         try:
-            held = _held_guard(real, None, uid, replacing=True)
+            held = _held_guard(real, None, replacing=True)
         except _ForeignGuard as exc:  # acquire() would refuse it: say so before forking
             raise _lockfile_error("LockFailed", exc.message(self.path)) from None
         if held is not None:
@@ -779,7 +779,7 @@ class PIDLockFile:
             locked, holder = _try_lock(lock_fd)
             if locked and _is_at_path(self.path, lock_fd):
                 try:
-                    held = _held_guard(self.path, os.fstat(lock_fd), uid, replacing=True)
+                    held = _held_guard(self.path, os.fstat(lock_fd), replacing=True)
                 except _ForeignGuard as exc:  # another tool's file at the guard name
                     _abandon(self.path, fd, lock_fd, created)
                     raise _lockfile_error("LockFailed", exc.message(self.path)) from None
