@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from conftest import (
+    NOBODY,
     PROGRAMS,
     ROOT,
     Supervisors,
@@ -36,6 +37,7 @@ from conftest import (
     needs_root,
     pid_alive,
     proc_fds,
+    python_for_nobody,
     run_script,
     wait_for,
     wait_gone,
@@ -1049,6 +1051,147 @@ def test_a_pipe_nobody_reads_never_blocks_the_program_and_dropped_grows(
     assert info.running and info.pid == pid
     status = supervisors.ctl("status", "web")
     assert "bytes of output dropped" in status.stdout, status.stdout
+
+
+# Program a of the tests below: once b has filled the pipe, ten lines of 20 000
+# bytes, 0.1 s apart (each may be cut by a pipe that has some room, or dropped whole).
+LONG_LINE = (
+    "import os, sys, time\n"
+    "while not os.path.exists(sys.argv[1]): time.sleep(0.005)\n"
+    "for _ in range(10):\n"
+    "    os.write(1, b'A' * 20000 + b'\\n')\n"
+    "    time.sleep(0.1)\n"
+    "open(sys.argv[2], 'w').close()\n"
+    "time.sleep(1000)\n"
+)
+# Program b: lines of 300 bytes at about 1 kHz, numbered, for `count` lines.
+FAST_LINES = (
+    "import os, sys, time\n"
+    "count = int(sys.argv[2])\n"
+    "for n in range(count):\n"
+    "    os.write(1, b'b%06d ' % n + b'b' * 292 + b'\\n')\n"
+    "    if n == 1000: open(sys.argv[1], 'w').close()  # the pipe is full by now\n"
+    "    time.sleep(0.001)\n"
+    "open(sys.argv[3], 'w').close()\n"
+    "time.sleep(1000)\n"
+)
+B_LINE = re.compile(rb"b\d{6} b{292}")
+
+
+class SlowReader:
+    """A thread reading a pipe 2 KiB every 10 ms until its end (or ``stop``)."""
+
+    def __init__(self, fd: int) -> None:
+        import threading
+
+        self.fd = fd
+        self.chunks: list[bytes] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue
+            chunk = os.read(self.fd, 2048)
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+            self.stopped.wait(0.01)  # a reader that is slowish: that is the scenario
+
+    def rest(self, timeout: float = 20) -> bytes:
+        """All it read, once it read the end (within ``timeout`` s)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the pipe's end"
+        return b"".join(self.chunks)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
+
+
+def two_writers_on_one_stdout(
+    supervisors: Supervisors, tmp_path: Path, prefix: list[str], python: str = PY
+) -> None:
+    """Programs a (one long line) and b (300-byte lines at 1 kHz) with stdout =
+    "inherit", the supervisor's stdout a pipe read slowly (run by ``python``, behind
+    ``prefix``): every line that comes out is whole."""
+    run = tmp_path / "run"  # the supervisor's and the programs' (as nobody: theirs)
+    run.mkdir()
+    if prefix:
+        os.chown(run, NOBODY, NOBODY)
+    began, a_done, b_done = run / "began", run / "a-done", run / "b-done"
+    supervisors.control = str(run / "control.sock")
+    supervisors.config(
+        {
+            "a": {
+                "command": [python, "-c", LONG_LINE, str(began), str(a_done)],
+                "stdout": "inherit",
+            },
+            "b": {
+                "command": [python, "-c", FAST_LINES, str(began), "3000", str(b_done)],
+                "stdout": "inherit",
+            },
+        },
+        log=str(run / "supervisor.log"),
+    )
+    read_end, write_end = os.pipe()
+    reader = SlowReader(read_end)
+    try:
+        proc = supervisors.popen(
+            [*prefix, python, "-m", "daemonctx", "supervise", "--config",
+             str(supervisors.config_path), "--foreground"],
+            env={**supervisors.env, "PYTHONPATH": str(ROOT)},
+            stdout=write_end, stderr=(tmp_path / "stderr").open("wb"),
+        )  # fmt: skip
+        os.close(write_end)
+        write_end = -1
+        supervisors.wait_answering(proc)
+        wait_for(b_done.exists, 30, what="b's last line")
+        wait_for(a_done.exists, 10, what="a's last line")
+        dropped = {name: supervisors.status(name).dropped for name in ("a", "b")}
+        proc.terminate()
+        proc.wait(20)
+        out = reader.rest()
+    finally:
+        reader.stop()
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
+    assert out.endswith(b"\n"), out[-80:]
+    lines = out.split(b"\n")[:-1]
+    for line in lines:
+        assert line == b"A" * 20000 or B_LINE.fullmatch(line), (
+            f"not a whole line: {len(line)} bytes: {line[:40]!r}...{line[-40:]!r}"
+        )
+    # a's lines: whole, or dropped whole and counted
+    assert lines.count(b"A" * 20000) * 20001 + dropped["a"] == 10 * 20001
+    assert dropped["b"] > 0  # b's lines the pipe could not take, or that waited for a's
+
+
+def test_lines_of_programs_sharing_the_supervisors_stdout_stay_whole(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Two programs' "inherit" stdout: two opens of the supervisor's stdout pipe. A's
+    20 000-byte line went out in part, and b's lines went in the middle of it (16 691
+    bytes of A's, then b's line, then the rest of A's). Now the rest of a cut line is
+    written before anyone else's; b's lines meanwhile are dropped and counted."""
+    two_writers_on_one_stdout(supervisors, tmp_path, [])
+
+
+@needs_root
+@pytest.mark.timeout(60)
+def test_lines_of_programs_sharing_another_users_stdout_stay_whole(open_dir: Path) -> None:
+    """The same with the supervisor run as nobody on root's pipe (written through the
+    shared fd, PIPE_BUF bytes at a time): 4096 of A's bytes, then one of b's lines."""
+    python = python_for_nobody(NUMBERED)
+    prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    supervisors = Supervisors(open_dir)  # in a directory nobody can reach
+    try:
+        two_writers_on_one_stdout(supervisors, open_dir, prefix, python)
+    finally:
+        supervisors.kill_all()
 
 
 # -- tail ---------------------------------------------------------------------------------

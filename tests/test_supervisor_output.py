@@ -725,6 +725,70 @@ def test_a_line_longer_than_pipe_buf_is_finished_before_the_next(pipe: tuple[int
     target.close()
 
 
+def test_targets_on_one_pipe_never_write_into_each_others_cut_line(
+    pipe: tuple[int, int],
+) -> None:
+    """Two programs' "inherit" stdout: two targets, two opens (as root, through
+    /proc/self/fd) of one pipe. A's line longer than PIPE_BUF went out in part; B's
+    lines went into the pipe in the middle of it (each target owed only its own
+    rest). Now the rest of A's line is written first, whoever writes next, and B's
+    lines meanwhile are dropped and counted."""
+    read_end, write_end = pipe
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    a = opened("inherit", "a's stdout", write_end)
+    b = opened("inherit", "b's stdout", write_end)
+    try:
+        long_line = b"A" * 6000 + b"\n"
+        a.write(long_line)
+        assert a.written == 4096
+        b.write(b"b" * 100 + b"\n")  # the pipe is full: dropped, A's line still owed
+        assert b.dropped == 101 and b.written == 0
+        out = drain(read_end)
+        b.write(b"b" * 100 + b"\n")  # A's rest first, then this line
+        b.write(b"b" * 100 + b"\n")
+        out += drain(read_end)
+        assert out == long_line + (b"b" * 100 + b"\n") * 2
+        assert a.written == len(long_line) and a.dropped == 0
+        assert b.written + b.dropped == 303
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_root
+def test_guarded_targets_on_one_pipe_never_write_into_each_others_cut_line(
+    pipe: tuple[int, int],
+) -> None:
+    """The same as another user (one shared fd, written PIPE_BUF bytes at a time when
+    poll says there is room): B's line went in after A's first 4096 bytes."""
+    read_end, write_end = pipe
+    fcntl.fcntl(read_end, F_SETPIPE_SZ, 4096)
+    long_line = b"A" * 6000 + b"\n"
+    line = b"b" * 100 + b"\n"
+
+    def as_nobody() -> None:
+        signal.alarm(20)
+        a = Target.open("inherit", "a's stdout", write_end, guarded=True)
+        b = Target.open("inherit", "b's stdout", write_end, guarded=True)
+        assert a is not None and b is not None
+        a.write(long_line)
+        assert a.written == 4096
+        b.write(line)
+        assert b.dropped == len(line) and b.written == 0
+        out = drain(read_end)  # an inherited fd: read as nobody too
+        b.write(line)  # A's rest goes first (the pipe has no PIPE_BUF bytes free after)
+        out += drain(read_end)
+        b.write(line)
+        out += drain(read_end)
+        assert out == long_line + line
+        assert a.written == len(long_line) and b.written == len(line)
+        assert b.dropped == 2 * len(line)
+        a.close()
+        b.close()
+
+    run_as_nobody(as_nobody)
+
+
 # -- timestamps -----------------------------------------------------------------------------
 
 

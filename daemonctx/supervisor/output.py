@@ -56,6 +56,43 @@ _SOCKET = "socket"  # a socket: send(MSG_DONTWAIT), the fd's shared flags left a
 _DEAD = "dead"  # a copy of a pipe nobody reads any more: everything is dropped
 
 
+class _Lane:
+    """What the targets writing one open file (a pipe, a terminal, a socket, a file: by
+    ``(st_dev, st_ino)``, not by fd number: as root each is an open of its own) share:
+    which of them owes the rest of a line a partial write cut. While one does, the
+    others' lines wait for it to be paid, or are dropped and counted: never written in
+    the middle of it."""
+
+    __slots__ = ("key", "owed_by", "users")
+
+    def __init__(self, key: tuple[int, int] | None) -> None:
+        self.key = key
+        self.owed_by: Target | None = None
+        self.users = 0
+
+
+_lanes: dict[tuple[int, int], _Lane] = {}
+
+
+def _join_lane(key: tuple[int, int] | None) -> _Lane:
+    if key is None:
+        return _Lane(None)
+    lane = _lanes.get(key)
+    if lane is None:
+        lane = _lanes[key] = _Lane(key)
+    lane.users += 1
+    return lane
+
+
+def _leave_lane(lane: _Lane, target: Target) -> None:
+    if lane.owed_by is target:
+        lane.owed_by = None
+    if lane.key is not None:
+        lane.users -= 1
+        if lane.users <= 0 and _lanes.get(lane.key) is lane:
+            del _lanes[lane.key]
+
+
 def _own_fd(resolved: str) -> int | None:
     """The fd number when ``resolved`` (as ``paths.check_path`` returns it) is a link to one
     of our own open files: /proc/<our pid>/fd/N or /proc/<our pid>/task/<tid>/fd/N."""
@@ -105,6 +142,10 @@ class Target:
       Such writes, and a write of a line longer than PIPE_BUF to a pipe, may be partial:
       then the rest of the line that was cut is kept (at most one line) and written first
       next time, so no line is glued to half another; meanwhile new lines are dropped.
+      That holds across targets: all those writing one open file (by ``(st_dev,
+      st_ino)``: two programs' "inherit" stdout, each its own open of the supervisor's
+      stdout pipe, and the supervisor's log on it) share the rest owed (``_Lane``),
+      so none writes into the middle of another's cut line.
 
     Counts are in bytes as written (timestamps included): ``written`` + ``dropped`` is all
     that was given to ``write``, less a cut line's rest still waiting to go out.
@@ -149,6 +190,7 @@ class Target:
         self._sock: socket.socket | None = None
         self._size = 0
         self._owed = b""  # the rest of a line a partial write cut, to write before anything new
+        self._lane = _join_lane(None)  # shared with the targets writing the same file
         self._stamp_second = -1
         self._stamp_text = ""
         self._put: Callable[[bytes | memoryview, bytes], bool] = self._put_dead
@@ -242,9 +284,11 @@ class Target:
         self._poll = None
         self._owed, owed = b"", len(self._owed)
         self.dropped += owed
+        _leave_lane(self._lane, self)
         self._retry_at = 0.0
         if fd < 0:
             kind = _DEAD
+            self._lane = _join_lane(None)
         else:
             st = os.fstat(fd)
             if stat.S_ISREG(st.st_mode):
@@ -260,6 +304,7 @@ class Target:
                 os.set_blocking(fd, False)  # our own open file description
             self._size = st.st_size
             self._identity = (st.st_dev, st.st_ino)
+            self._lane = _join_lane(self._identity)
         self._kind = kind
         self._put = {
             _FILE: self._put_file,
@@ -309,7 +354,8 @@ class Target:
 
         ``head``: complete lines to write before ``data``, in the same system call to a file
         (``writev``: a line completed from two reads costs no copy of the second read)."""
-        if self._owed and not self._pay():
+        if self._lane.owed_by is not None and not self._lane.owed_by._pay():
+            # a line cut short (ours, or another target's on the same file) comes first
             self.dropped += len(head) + len(data)
             if self.timestamps:
                 self.dropped += self._stamp_size(head) + self._stamp_size(data)
@@ -585,6 +631,7 @@ class Target:
         if done and raw[done - 1 : done] != b"\n":
             end = raw.find(b"\n", done) + 1
             self._owed = raw[done:end]
+            self._lane.owed_by = self
         else:
             end = done
         self.dropped += len(raw) - end
@@ -594,11 +641,13 @@ class Target:
     def _pay(self) -> bool:
         """Write what is owed of a cut line; True once nothing is owed."""
         owed, self._owed = self._owed, b""
+        self._lane.owed_by = None
         ok = (self._put_stream if self._kind in (_PIPE, _FILE) else self._put)(owed, b"")
         if not ok and not self._owed:
             # Nothing of it went out (and it was counted as dropped): keep owing all of it.
             self.dropped -= len(owed)
             self._owed = owed
+            self._lane.owed_by = self
         return ok
 
     # -- changes ------------------------------------------------------------------------------
