@@ -1194,6 +1194,100 @@ def test_lines_of_programs_sharing_another_users_stdout_stay_whole(open_dir: Pat
         supervisors.kill_all()
 
 
+# A program that, once told to (its argument exists), writes 3 MB of ~100-byte lines
+# as fast as it can, once (a restart finds `done` and writes nothing), then sleeps.
+BURST = (
+    "import os, sys, time\n"
+    "go, done = sys.argv[1], sys.argv[2]\n"
+    "if not os.path.exists(done):\n"
+    "    while not os.path.exists(go): time.sleep(0.005)\n"
+    "    for n in range(30000): os.write(1, b'w%06d ' % n + b'w' * 92 + b'\\n')\n"
+    "    open(done, 'w').close()\n"
+    "time.sleep(1000)\n"
+)
+
+
+@needs_root
+@pytest.mark.timeout(60)
+def test_a_supervisor_run_as_a_user_never_blocks_on_another_users_terminal(
+    open_dir: Path,
+) -> None:
+    """The supervisor run as nobody, its stdout and stderr root's terminal (a pty: it
+    may not open it again), which nobody reads after the boot: a program's "inherit"
+    output filled it and the supervisor hung in write() (poll says a terminal can
+    take more when it has any room at all), answering no request. Now a thread
+    writes the terminal: the supervisor answers, drops and counts; its own log on
+    the terminal too, and says how many records it dropped once it can."""
+    python = python_for_nobody(NUMBERED)
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    supervisors = Supervisors(open_dir)
+    run = open_dir / "run"
+    run.mkdir()
+    os.chown(run, NOBODY, NOBODY)
+    go, done = run / "go", run / "done"
+    supervisors.control = str(run / "control.sock")
+    supervisors.config_path.write_text(
+        f"[supervisor]\ncontrol = {json.dumps(supervisors.control)}\n\n"
+        f"[program.web]\ncommand = {json.dumps([python, '-c', BURST, str(go), str(done)])}\n"
+        'stdout = "inherit"\n'
+    )  # no log: the supervisor logs on its standard error, the terminal
+    env = {**supervisors.env, "PYTHONPATH": str(ROOT)}
+    master, slave = os.openpty()
+    seen = bytearray()
+
+    def read_for(seconds: float, until: bytes = b"") -> bool:
+        """Read the terminal for ``seconds``, or until it showed ``until``."""
+        deadline = time.monotonic() + seconds
+        while not until or until not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if select.select([master], [], [], left)[0]:
+                seen.extend(os.read(master, 1 << 16))
+        return True
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*as_nobody, python, "-m", "daemonctx", "ctl", "--control"]
+        return subprocess.run(
+            [*command, supervisors.control, "--timeout", "3", *args],
+            env=env, capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+
+    try:
+        proc = supervisors.popen(
+            [*as_nobody, python, "-m", "daemonctx", "supervise", "--config",
+             str(supervisors.config_path), "--foreground"],
+            env=env, stdout=slave, stderr=slave,
+        )  # fmt: skip
+        supervisors.wait_answering(proc)
+        assert proc.poll() is None
+        read_for(2)  # the boot's log, read; from now on nobody reads the terminal
+        go.touch()
+        wait_for(done.exists, 20, what="the program's 3 MB, never blocked")
+        status = ctl("status", "web")
+        assert status.returncode == 0, status
+        assert "bytes of output dropped" in status.stdout, status.stdout
+        # its own log on the terminal nobody reads: a request it logs
+        for _ in range(3):
+            restart = ctl("restart", "web")
+            assert restart.returncode == 0, restart
+        status = ctl("status", "web")
+        assert status.returncode == 0, status
+        wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+        assert wchan != "wait_woken", wchan
+        # A reader again: what it held comes out, then the log says what it dropped.
+        said = b"log records before the one above were dropped"
+        for _ in range(10):
+            assert ctl("restart", "web").returncode == 0
+            if read_for(1, said):
+                break
+        assert said in seen, bytes(seen[-300:])
+    finally:
+        supervisors.kill_all()
+        os.close(master)
+        os.close(slave)
+
+
 # -- tail ---------------------------------------------------------------------------------
 
 

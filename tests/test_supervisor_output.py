@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import select
 import signal
 import socket
 import time
@@ -517,6 +518,7 @@ def test_a_guarded_copy_of_another_users_pipe_writes_only_what_it_can_take(
         assert time.monotonic() - started < 5
         assert target.dropped > 0 and target.written + target.dropped == 24_000
         assert os.get_blocking(write_end)
+        assert target._writer is None  # poll is exact for a pipe: no thread
         target.close()
 
     run_as_nobody(as_nobody)
@@ -572,6 +574,74 @@ def test_a_pty_never_rotates_and_its_lines_stay_whole() -> None:
         found = numbers(held)
         assert found == sorted(found) and found[-1] == 100_000
         target.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def read_until(fd: int, end: bytes, timeout: float = 10) -> bytes:
+    """What a pty's master gives (newlines as written) until ``end`` is in it, within
+    ``timeout`` s."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while end not in got.replace(b"\r\n", b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {end!r} within {timeout} s: {got[-200:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            got += os.read(fd, 1 << 16)
+    return got.replace(b"\r\n", b"\n")
+
+
+@needs_root
+def test_a_guarded_copy_of_another_users_terminal_nobody_reads_never_blocks() -> None:
+    """A supervisor run as a user, its stdout another user's terminal (root's pty: it
+    may not open it again) that nobody reads: a write blocked (for a terminal, poll
+    says POLLOUT for any room at all), and the supervisor hung. A writer thread now
+    does the blocking writes; the target hands it whole lines while it holds less than
+    64 KiB, drops and counts the rest, and the shared fd stays blocking."""
+    master, slave = os.openpty()
+
+    def as_nobody() -> None:
+        signal.alarm(20)
+        with pytest.raises(PermissionError):
+            Target.open("inherit", "web's stdout", slave)
+        target = Target.open("inherit", "web's stdout", slave, guarded=True)
+        assert target is not None
+        started = time.monotonic()
+        for n in range(0, 100_000, 500):  # 1.2 MB, the terminal holds a few KiB
+            target.write(numbered(n, n + 500))
+        assert time.monotonic() - started < 5
+        assert target.dropped > 0 and target.written + target.dropped == 1_200_000
+        assert os.get_blocking(slave)
+        # A reader again: what was held comes out whole and in order, then new lines.
+        held = b""
+        tries = 0
+        while True:
+            held += read_until(master, b"\n")
+            dropped = target.dropped
+            target.write(numbered(100_000, 100_001))
+            tries += 1
+            if target.dropped == dropped:
+                break
+        held += read_until(master, b"line 100000\n")
+        found = numbers(held)
+        assert found == sorted(found) and found[-1] == 100_000
+        assert target.written + target.dropped == 1_200_000 + 12 * tries
+        # One thread for the terminal, whoever writes it; it ends with the last of them.
+        other = Target.open("inherit", "the supervisor's log", slave, guarded=True)
+        assert other is not None and other._writer is target._writer
+        assert target._writer is not None
+        thread = target._writer._thread
+        target.close()
+        other.write(b"the last line\n")
+        assert other.dropped == 0
+        other.close()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert b"the last line\n" in read_until(master, b"the last line\n")
+
+    try:
+        run_as_nobody(as_nobody)
     finally:
         os.close(master)
         os.close(slave)

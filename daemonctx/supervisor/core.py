@@ -2732,7 +2732,8 @@ class _LogHandler(logging.Handler):
     never blocking: the file at ``path``, opened as theirs are (safely, as root) and
     again when logrotate moved or removed it; without a path, a non-blocking copy of
     standard error (a terminal, a pipe, journald's socket: never its shared flags;
-    one not ours to open again is written only when ``poll`` says it can take more).
+    a pipe not ours to open again is written only when ``poll`` says it can take
+    more, such a terminal by a thread: ``output._Writer``).
     A record that cannot be written now (a full disk, a reader that does not read) is
     dropped and counted, and the count written after the next record that can be.
     (Not logging.handlers' WatchedFileHandler: it reopens by name, following

@@ -9,20 +9,24 @@ and ``ctl why``).
 Nothing here ever blocks: targets are written non-blocking, and what a target
 cannot take now (a full disk, a pipe nobody drains) is dropped and counted in
 ``Target.dropped``; a target is never left holding half a line with the next line
-glued to it. The hot path (no timestamps, whole lines) costs a few Python
-operations per chunk read, never per line: one ``rfind``, one ``os.write``, one
-append to the ring.
+glued to it. (The one blocking write, to another user's terminal that the
+supervisor may not open again, is a ``_Writer`` thread's.) The hot path (no
+timestamps, whole lines) costs a few Python operations per chunk read, never per
+line: one ``rfind``, one ``os.write``, one append to the ring.
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
 import re
 import select
+import signal
 import socket
 import stat
+import threading
 import time
 from collections import deque
 from typing import Callable, NamedTuple
@@ -54,6 +58,9 @@ _PIPE = "pipe"  # a pipe or FIFO: whole lines in writes of at most PIPE_BUF byte
 _STREAM = "stream"  # a tty, a device, a regular file shared with others: one write per chunk
 _SOCKET = "socket"  # a socket: send(MSG_DONTWAIT), the fd's shared flags left alone
 _DEAD = "dead"  # a copy of a pipe nobody reads any more: everything is dropped
+
+
+_QUEUED = 65536  # bytes a terminal's writer thread may hold: more is dropped (and counted)
 
 
 class _Lane:
@@ -91,6 +98,117 @@ def _leave_lane(lane: _Lane, target: Target) -> None:
         lane.users -= 1
         if lane.users <= 0 and _lanes.get(lane.key) is lane:
             del _lanes[lane.key]
+
+
+class _Writer:
+    """A thread writing a terminal that is not ours to open again (another user's), for
+    every target on it: a blocking write there may wait for ever (``poll`` says POLLOUT
+    when a terminal has any room at all, not PIPE_BUF bytes as for a pipe), and the
+    shared fd's flags are not ours to change. The supervisor's loop hands it whole
+    lines while it holds less than ``_QUEUED`` bytes (``put``), else they are dropped
+    and counted; the loop never waits for it. One thread per terminal, whatever the
+    number of targets on it (``join``, ``leave``): their lines in the order given. It
+    writes its own dup of the fd, with every signal blocked, and closes it when it
+    ends: once the last target left and what it holds is written. (One stuck in a
+    write to a terminal nobody reads ends when the process does; a new target on
+    that terminal meanwhile joins it rather than start another.)"""
+
+    def __init__(self, fd: int, key: tuple[int, int], what: str) -> None:
+        self.key = key
+        self._fd = os.dup(fd)
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[tuple[bytes, Target]] = deque()
+        self._held = 0  # bytes in _queue, and the one being written
+        self._users = 1
+        self._ended = False
+        # (target, bytes) the thread could not write, with the error: counted by put
+        self._failed: list[tuple[Target, int, OSError]] = []
+        self._thread = threading.Thread(target=self._run, name=f"daemonctx: {what}", daemon=True)
+        self._thread.start()
+
+    def put(self, target: Target, data: bytes) -> int:
+        """Queue the whole lines of ``data`` that fit; the bytes queued."""
+        with self._cond:
+            room = _QUEUED - self._held
+            size = len(data)
+            if size > room:
+                size = data.rfind(b"\n", 0, room) + 1
+            if size:
+                self._queue.append((data if size == len(data) else data[:size], target))
+                self._held += size
+                self._cond.notify_all()
+            failed, self._failed = self._failed, []
+        for who, lost, exc in failed:
+            who.written -= lost
+            who.dropped += lost
+            who.error = exc
+        return size
+
+    def join(self) -> bool:
+        """Another target on the same terminal: True unless the thread is ending."""
+        with self._cond:
+            if self._ended:
+                return False
+            self._users += 1
+            return True
+
+    def leave(self) -> None:
+        """A target let go; the last one stops the thread once its lines are written."""
+        with self._cond:
+            self._users -= 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until it holds nothing; True if so."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._held, timeout)
+
+    def _run(self) -> None:
+        # Signals go to the supervisor's own thread: a write here is never cut by one
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        fd = self._fd
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue and self._users > 0:
+                    cond.wait()
+                if not self._queue:
+                    self._ended = True
+                    if _writers.get(self.key) is self:
+                        del _writers[self.key]
+                    break
+                data, target = self._queue[0]
+            done = 0
+            try:
+                while done < len(data):
+                    done += os.write(fd, data[done:])
+            except OSError as exc:
+                with cond:
+                    self._failed.append((target, len(data) - done, exc))
+            with cond:
+                self._queue.popleft()
+                self._held -= len(data)
+                cond.notify_all()
+        os.close(fd)
+
+
+_writers: dict[tuple[int, int], _Writer] = {}
+
+
+def _writer_for(fd: int, key: tuple[int, int], what: str) -> _Writer:
+    writer = _writers.get(key)
+    if writer is None or not writer.join():
+        writer = _writers[key] = _Writer(fd, key, what)
+    return writer
+
+
+@atexit.register
+def _flush_writers(timeout: float = 1.0) -> None:
+    """At exit, give the terminals' writer threads a moment to write what they hold (a
+    terminal nobody reads keeps its lines: the process does not wait long for it)."""
+    deadline = time.monotonic() + timeout
+    for writer in list(_writers.values()):
+        writer.wait(max(0.0, deadline - time.monotonic()))
 
 
 def _own_fd(resolved: str) -> int | None:
@@ -136,6 +254,11 @@ class Target:
       room for the newest lines, and they are tried once more.
     - A pipe or FIFO: lines in groups of at most PIPE_BUF bytes, each write atomic: what
       does not fit when the pipe is full is dropped, in whole lines.
+    - Another user's terminal, which we may not open again (``guarded``): handed, in
+      whole lines, to a thread that writes it (``_Writer``), as long as that holds
+      less than ``_QUEUED`` bytes; the rest is dropped. ``written`` counts what was
+      handed over; what the thread then fails to write (a hangup) moves to
+      ``dropped`` at the next ``write``.
     - A tty, a device, a socket (``send`` with MSG_DONTWAIT, since O_NONBLOCK would
       change the shared file), a regular file that is not ours to cut (the supervisor's
       own stdout when it is a file, or ``/dev/stdout`` naming one): one write per chunk.
@@ -191,6 +314,7 @@ class Target:
         self._size = 0
         self._owed = b""  # the rest of a line a partial write cut, to write before anything new
         self._lane = _join_lane(None)  # shared with the targets writing the same file
+        self._writer: _Writer | None = None  # a terminal not ours to reopen: see _Writer
         self._stamp_second = -1
         self._stamp_text = ""
         self._put: Callable[[bytes | memoryview, bytes], bool] = self._put_dead
@@ -265,8 +389,12 @@ class Target:
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM) and self._may_guard:
                 self._adopt(os.dup(fd), shared=True)
-                self._poll = select.poll()  # written only when it can take more
-                self._poll.register(self._fd, select.POLLOUT)
+                if stat.S_ISCHR(mode):  # a terminal: a write may block whatever poll says
+                    self._writer = _writer_for(self._fd, self._identity, self.what)
+                    self._put = self._put_queued
+                else:  # a pipe: written only when it has room for PIPE_BUF bytes
+                    self._poll = select.poll()
+                    self._poll.register(self._fd, select.POLLOUT)
                 return
             if exc.errno == errno.ENXIO:
                 self.error = OSError(exc.errno, f"{self.what}: no process reads fd {fd}")
@@ -282,6 +410,9 @@ class Target:
         old, old_sock = self._fd, self._sock
         self._fd, self._sock = fd, None
         self._poll = None
+        if self._writer is not None:
+            self._writer.leave()
+            self._writer = None
         self._owed, owed = b"", len(self._owed)
         self.dropped += owed
         _leave_lane(self._lane, self)
@@ -619,6 +750,15 @@ class Target:
             return self._fail(exc, len(head) + len(data))
         self.written += done
         return done == len(head) + len(data) or self._owe(head + data if head else data, done)
+
+    def _put_queued(self, data: bytes | memoryview, head: bytes) -> bool:
+        assert self._writer is not None
+        raw = head + data if head else bytes(data)
+        done = self._writer.put(self, raw)
+        self.written += done
+        if done == len(raw):
+            return True
+        return self._fail(OSError(errno.EAGAIN, "the terminal takes no more now"), len(raw) - done)
 
     def _put_dead(self, data: bytes | memoryview, head: bytes) -> bool:
         self.dropped += len(head) + len(data)
