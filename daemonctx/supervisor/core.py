@@ -1734,6 +1734,8 @@ class Supervisor:
             self._adopt(instance, main, leader)
             return
         if main is not None:
+            if self._guard is not None:  # _pin_main had it held: before its pidfd closes
+                self._guard.release(main.pid)
             main.close()
         if reason and reason not in _NOT_YET and reason != said:
             log.info("%s: pidfile %s refused: %s", instance.name, path, reason)

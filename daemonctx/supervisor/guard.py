@@ -72,6 +72,16 @@ _IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIG
 _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
 _FD_SIZE = 4  # an int in SCM_RIGHTS
 
+#: How long the guard may take nothing from its socket while messages wait for
+#: it (it was stopped: SIGSTOP, a debugger) before the supervisor kills it and
+#: starts another, which holds every program.
+STALL_LIMIT = 30.0
+
+# What waits to be sent about a pid: its hold; its release; the release of an
+# older process of the same pid followed by this one's hold (the hold alone
+# says both: the guard replaces what it held under that pid).
+_HOLD, _RELEASE, _RELEASE_HOLD = 1, 2, 3
+
 
 def _owner(pid: int) -> int | None:
     try:
@@ -255,11 +265,16 @@ class Guard:
     """The supervisor's handle on its guard process: ``start`` it, ``hold`` each
     program's pidfd, ``release`` it once reaped, ``stop`` at the end.
 
-    Nothing here blocks the loop, or delays what called it: messages wait (with
-    a copy of their pidfd) until the loop has run the callbacks at hand (a
-    restart's spawn comes first), then until the socket is writable. ``died`` is called
-    when the guard is gone; ``restart`` then starts another and sends it every
-    pidfd held so far.
+    Nothing here blocks the loop, or delays what called it: messages wait until
+    the loop has run the callbacks at hand (a restart's spawn comes first), then
+    until the socket is writable. What waits is a pid, not a copy of its pidfd
+    (the pidfd is read from ``hold``'s record when the message goes, and the
+    caller releases a pid before it closes its pidfd): waiting costs no
+    descriptor, at most one message waits per pid, and a pid released before
+    its hold went sends neither. When the guard takes nothing for
+    ``STALL_LIMIT`` seconds while messages wait (it was stopped), it is killed:
+    ``died`` is called, as when the guard is gone; ``restart`` then starts
+    another and sends it every pidfd held so far.
     """
 
     def __init__(
@@ -279,8 +294,10 @@ class Guard:
         self.pid: int | None = None
         self.pidfd = -1
         self._held: dict[int, tuple[int, bool]] = {}  # pid -> (pidfd, its group too)
-        self._pending: list[tuple[bytes, int]] = []  # (message, a pidfd copy or -1)
+        self._unsent: dict[int, int] = {}  # pid -> _HOLD, _RELEASE or _RELEASE_HOLD
+        self._messages: list[bytes] = []  # other messages waiting: users, goodbye
         self._flush_timer: Timer | None = None
+        self._stall_timer: Timer | None = None
 
     def start(self) -> None:
         """Start the guard process. Raises ``OSError`` when it cannot be started."""
@@ -323,13 +340,22 @@ class Guard:
             raise
         finally:
             theirs.close()
-        self.pidfd = os.pidfd_open(pid)  # our unreaped child
+        try:
+            self.pidfd = os.pidfd_open(pid)  # our unreaped child
+        except OSError:
+            ours.send(b"q")  # a goodbye: it exits and kills nothing (SIGCHLD reaps it)
+            ours.close()
+            raise
         self.pid = pid
         ours.setblocking(False)
         self._sock = ours
-        self._watch()
-        for held_pid, (pidfd, group) in self._held.items():
-            self._send_hold(held_pid, pidfd, group)
+        self._unsent = dict.fromkeys(self._held, _HOLD)
+        self._schedule()
+
+    def forget(self) -> None:
+        """Forget every pid held (before ``start``, after ``close``: the caller
+        then ``hold``s what runs now)."""
+        self._held.clear()
 
     def restart(self) -> None:
         """The guard died: reap it and start another, holding the same pidfds."""
@@ -340,13 +366,23 @@ class Guard:
         """Have the guard kill ``pid`` (and its process group, with ``group``)
         if the supervisor dies. ``pidfd`` stays the caller's."""
         self._held[pid] = (pidfd, group)
-        self._send_hold(pid, pidfd, group)
+        if self._sock is None:
+            return
+        waiting = self._unsent.get(pid)
+        self._unsent[pid] = _HOLD if waiting is None or waiting == _HOLD else _RELEASE_HOLD
+        self._schedule()
 
     def release(self, pid: int) -> None:
-        """Forget ``pid`` (it was reaped). The guard's copy of its pidfd still
-        names the dead process, so a late release is harmless."""
-        if self._held.pop(pid, None) is not None:
-            self._send(b"-%d" % pid)
+        """Forget ``pid`` (it was reaped), before its pidfd is closed. The
+        guard's copy of its pidfd still names the dead process, so a late
+        release is harmless."""
+        if self._held.pop(pid, None) is None or self._sock is None:
+            return
+        if self._unsent.get(pid) == _HOLD:  # never sent: neither is its release
+            del self._unsent[pid]
+            return
+        self._unsent[pid] = _RELEASE
+        self._schedule()
 
     def set_users(self, users: Iterable[int]) -> None:
         """The users whose marked processes the guard kills (after a reload)."""
@@ -355,6 +391,7 @@ class Guard:
 
     def stop(self) -> None:
         """Say goodbye (the guard exits and kills nothing), and reap it."""
+        self._unsent.clear()  # what it would hold no longer matters
         self._send(b"q")
         if self._sock is not None:
             self._sock.settimeout(1.0)  # the end: waiting here delays nothing
@@ -364,11 +401,10 @@ class Guard:
     def close(self) -> None:
         """Close our end (the guard exits at its end of file) and reap the guard."""
         self._loop.cancel(self._flush_timer)
-        self._flush_timer = None
-        for _message, fd in self._pending:
-            if fd >= 0:
-                os.close(fd)
-        self._pending.clear()
+        self._loop.cancel(self._stall_timer)
+        self._flush_timer = self._stall_timer = None
+        self._unsent.clear()
+        self._messages.clear()
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
@@ -382,17 +418,19 @@ class Guard:
             os.close(self.pidfd)
             self.pidfd = -1
 
-    def _send_hold(self, pid: int, pidfd: int, group: bool) -> None:
-        self._send(b"+%s%d" % (b"g" if group else b"p", pid), pidfd)
-
-    def _send(self, message: bytes, pidfd: int = -1) -> None:
+    def _send(self, message: bytes) -> None:
         if self._sock is None:
             return
-        self._pending.append((message, os.dup(pidfd) if pidfd >= 0 else -1))
-        if self._flush_timer is None:
+        self._messages.append(message)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Flush once the loop has run the callbacks at hand (unless the socket
+        was full, when its writability does)."""
+        if self._flush_timer is None and self._stall_timer is None:
             self._flush_timer = self._loop.call_at(0.0, self._flush)
 
-    def _sendmsg(self, message: bytes, pidfd: int) -> None:
+    def _sendmsg(self, message: bytes, pidfd: int = -1) -> None:
         assert self._sock is not None
         ancillary = []
         if pidfd >= 0:
@@ -403,24 +441,54 @@ class Guard:
     def _watch(self) -> None:
         if self._sock is not None:
             fd = self._sock.fileno()
-            self._loop.watch(fd, self._event, read=True, write=bool(self._pending))
+            waiting = bool(self._unsent or self._messages)
+            self._loop.watch(fd, self._event, read=True, write=waiting)
 
     def _flush(self) -> None:
         """Send what waits, as far as the socket takes it; the rest when writable."""
         self._flush_timer = None
         sent = 0
-        for message, fd in self._pending:
-            if self._sock is None:
-                break
-            try:
-                self._sendmsg(message, fd)
-            except OSError:  # full (or a timeout, in stop), or it died: _event says
-                break
-            sent += 1
-            if fd >= 0:
-                os.close(fd)
-        del self._pending[:sent]
+        try:
+            while self._messages and self._sock is not None:
+                self._sendmsg(self._messages[0])
+                del self._messages[0]
+                sent += 1
+            for pid, what in list(self._unsent.items()):
+                if self._sock is None:
+                    break
+                if what == _RELEASE:
+                    self._sendmsg(b"-%d" % pid)
+                else:
+                    pidfd, group = self._held[pid]
+                    self._sendmsg(b"+%s%d" % (b"g" if group else b"p", pid), pidfd)
+                del self._unsent[pid]
+                sent += 1
+        except OSError:  # full (or a timeout, in stop), or it died: _event says
+            pass
+        waiting = bool(self._unsent or self._messages)
+        if sent or not waiting:
+            self._loop.cancel(self._stall_timer)
+            self._stall_timer = None
+        if waiting and self._stall_timer is None and self._sock is not None:
+            deadline = self._loop.time() + STALL_LIMIT
+            self._stall_timer = self._loop.call_at(deadline, self._stalled)
         self._watch()
+
+    def _stalled(self) -> None:
+        """The guard took nothing for ``STALL_LIMIT`` seconds (it is stopped):
+        kill it. Its socket's end of file then calls ``died``."""
+        self._stall_timer = None
+        if self._sock is None or self.pidfd < 0:
+            return
+        import logging
+
+        logging.getLogger("daemonctx.supervisor").info(
+            "the guard (pid %s) took nothing for %g s: killing it", self.pid, STALL_LIMIT
+        )
+        try:
+            _signal.pidfd_send_signal(self.pidfd, _signal.SIGKILL)
+        except OSError:
+            pass
 
     def _event(self) -> None:
         """Writable: send what waits. Readable: the guard never writes, so this
@@ -428,7 +496,7 @@ class Guard:
         sock = self._sock
         if sock is None:
             return
-        if self._pending:
+        if self._unsent or self._messages:
             self._flush()
         try:
             data = sock.recv(1)

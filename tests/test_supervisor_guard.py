@@ -1,0 +1,171 @@
+"""The guard's feeding: what the supervisor holds while the guard's socket is
+full or the guard is stopped, and a guard that cannot be started at once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Supervisors, guard_of, pid_alive, proc_fds, wait_for, wait_gone
+
+from daemonctx.supervisor.config import load
+from daemonctx.supervisor.core import descriptors_needed
+
+pytestmark = pytest.mark.timeout(120)
+
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+FALSE = shutil.which("false") or "/bin/false"
+PRLIMIT = shutil.which("prlimit")
+STALL_LIMIT = 30.0  # guard.STALL_LIMIT, as documented
+
+
+def _pidfds(pid: int) -> int:
+    return sum(target == "anon_inode:[pidfd]" for target in proc_fds(pid).values())
+
+
+def _statuses(supervisors: Supervisors) -> list[Any]:
+    with supervisors.client() as client:
+        return list(client.status())
+
+
+def _sleepers(count: int) -> dict[str, dict[str, Any]]:
+    program = {"command": [SLEEP, "1000"], "stdout": "null", "stderr": "null"}
+    return {f"p{i}": dict(program) for i in range(count)}
+
+
+@pytest.mark.skipif(PRLIMIT is None, reason="needs prlimit (util-linux)")
+@pytest.mark.parametrize("how", ["boot", "reload"])
+def test_starting_many_programs_fits_in_the_documented_estimate(
+    supervisors: Supervisors, how: str
+) -> None:
+    """300 programs under a hard RLIMIT_NOFILE of the supervisor's own estimate
+    (three descriptors each, and its own), started by the boot or by a reload
+    from 10: every one starts. Each hold waited for the guard with a copy of its
+    pidfd until the loop turned, a fourth descriptor a program at the peak: p229
+    of the boot failed with EMFILE."""
+    supervisors.config(_sleepers(300))
+    needed = descriptors_needed(load(str(supervisors.config_path)))
+    assert needed == 32 + 3 * 300
+    if how == "reload":
+        supervisors.config(_sleepers(10))
+    proc = supervisors.foreground(prefix=[str(PRLIMIT), f"--nofile={needed}:{needed}", "--"])
+    if how == "reload":
+        supervisors.config(_sleepers(300))
+        assert supervisors.ctl("reload").returncode == 0
+        supervisors.wait_answering(proc)
+    failed = [line for line in supervisors.log.read_text().splitlines() if "Too many" in line]
+    assert not failed, failed[0]
+    assert proc.poll() is None
+    guard = guard_of(proc.pid)
+    states = {info.name: info.state for info in _statuses(supervisors)}
+    assert len(states) == 300 and set(states.values()) == {"running"}, states
+    wait_for(lambda: _pidfds(guard) >= 300, what="the guard to hold every program")
+
+
+def test_a_stopped_guard_costs_no_descriptor_a_restart(supervisors: Supervisors) -> None:
+    """50 programs in a crash loop while the guard is stopped: each restart's
+    hold and release wait for it, with no copy of a pidfd (a hold released
+    before it went sends neither), so the supervisor's descriptors stay as many
+    as it holds without a guard. They grew by a pidfd a restart, to the limit.
+    Once the guard runs again, it holds what runs: SIGKILL the supervisor, and
+    the program restarted meanwhile dies."""
+    crashing = {"command": [FALSE], "start_limit": 0, "restart_delay": 0.01}
+    programs: dict[str, dict[str, Any]] = {
+        f"c{i}": {**crashing, "restart_delay_max": 0.1} for i in range(50)
+    }
+    programs["web"] = {"command": [SLEEP, "1000"]}
+    supervisors.config(programs)
+    proc = supervisors.foreground(booted=False)
+    supervisor = proc.pid
+    guard = guard_of(supervisor)
+    supervisors.wait_state("web", "running")
+    before = len(proc_fds(supervisor))
+    os.kill(guard, signal.SIGSTOP)
+    try:
+        start = sum(info.restarts for info in _statuses(supervisors))
+        peak = before
+
+        def restarted_enough() -> bool:
+            nonlocal peak
+            peak = max(peak, len(proc_fds(supervisor)))
+            return sum(info.restarts for info in _statuses(supervisors)) - start >= 1500
+
+        wait_for(restarted_enough, 60, what="1500 restarts")
+        with supervisors.client() as client:
+            for _ in range(20):
+                (info,) = client.restart("web")
+        pid = info.pid
+        assert pid is not None
+        peak = max(peak, len(proc_fds(supervisor)))
+        assert peak < before + 3 * 50 + 32, (before, peak)
+    finally:
+        os.kill(guard, signal.SIGCONT)
+    wait_for(lambda: _pidfds(guard) >= 1 and pid_alive(pid), what="the guard to run")
+    # the guard has taken what waited once the supervisor has nothing left to send
+    wait_for(lambda: _holds(guard, pid), what=f"the guard to hold {pid}")
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(guard, 30)
+    assert not pid_alive(pid), "the program restarted while the guard was stopped survived"
+
+
+def _holds(guard: int, pid: int) -> bool:
+    """Whether one of the guard's pidfds names ``pid`` (its fdinfo's Pid:)."""
+    for fd, target in proc_fds(guard).items():
+        if target != "anon_inode:[pidfd]":
+            continue
+        try:
+            info = Path(f"/proc/{guard}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        if f"\nPid:\t{pid}\n" in info:
+            return True
+    return False
+
+
+def guard_of_now(supervisor: int) -> int | None:
+    """The supervisor's live guard now (not a zombie), or None."""
+    for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+        try:
+            guard = b"daemonctx.supervisor.guard" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if guard and Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":
+                return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def test_a_guard_stopped_while_messages_wait_is_replaced(supervisors: Supervisors) -> None:
+    """The guard stopped while restarts have holds for it: after ``STALL_LIMIT``
+    seconds of taking nothing it is killed and another holds every program, the
+    one restarted meanwhile too (a stopped guard could kill none of them)."""
+    crashing = {"command": [FALSE], "start_limit": 0, "restart_delay": 0.01}
+    programs: dict[str, dict[str, Any]] = {
+        f"c{i}": {**crashing, "restart_delay_max": 0.1} for i in range(20)
+    }
+    programs["web"] = {"command": [SLEEP, "1000"]}
+    supervisors.config(programs)
+    proc = supervisors.foreground(booted=False)
+    supervisor = proc.pid
+    first = guard_of(supervisor)
+    supervisors.wait_state("web", "running")
+    os.kill(first, signal.SIGSTOP)
+    with supervisors.client() as client:
+        (info,) = client.restart("web")
+    pid = info.pid
+    assert pid is not None
+    second = wait_for(
+        lambda: (found := guard_of_now(supervisor)) != first and found,
+        STALL_LIMIT + 15,
+        what="a new guard",
+    )
+    assert not pid_alive(first)
+    log = supervisors.log.read_text()
+    assert f"the guard (pid {first}) took nothing for 30 s: killing it" in log, log[-2000:]
+    wait_for(lambda: _holds(second, pid), what=f"the new guard to hold {pid}")
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(second, 30)
+    wait_gone(pid, 5)
