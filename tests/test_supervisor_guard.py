@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 FALSE = shutil.which("false") or "/bin/false"
 PRLIMIT = shutil.which("prlimit")
+PIDS_V1 = Path("/sys/fs/cgroup/pids")
 STALL_LIMIT = 30.0  # guard.STALL_LIMIT, as documented
 
 
@@ -124,6 +127,53 @@ def _holds(guard: int, pid: int) -> bool:
         if f"\nPid:\t{pid}\n" in info:
             return True
     return False
+
+
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
+    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a cgroup v1 pids hierarchy")
+    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        (group / "pids.max").write_text("max")
+        wait_for(lambda: not (group / "cgroup.procs").read_text().split(), what="an empty cgroup")
+        group.rmdir()
+
+
+def test_a_guard_that_cannot_be_started_is_tried_again(
+    pids_cgroup: Path, supervisors: Supervisors
+) -> None:
+    """The guard killed while the supervisor may start no process (a pids cgroup at
+    its limit: EAGAIN): the supervisor tries again, after 1 s, 2 s..., and once the
+    limit is lifted a new guard holds every program: SIGKILL the supervisor and
+    none is left. It tried once, and left them running for good."""
+    supervisors.config({"web": {"command": [SLEEP, "1000"], "instances": 5}})
+    proc = supervisors.foreground()
+    supervisor = proc.pid
+    guard = guard_of(supervisor)
+    pids = [info.pid for info in _statuses(supervisors)]
+    assert len(pids) == 5 and all(pids)
+    (pids_cgroup / "cgroup.procs").write_text(str(supervisor))
+    (pids_cgroup / "pids.max").write_text((pids_cgroup / "pids.current").read_text())
+    os.kill(guard, signal.SIGKILL)
+    wait_for(
+        lambda: "cannot start the guard ([Errno 11]" in supervisors.log.read_text(),
+        what="a failed start",
+    )
+    assert guard_of_now(supervisor) is None
+    (pids_cgroup / "pids.max").write_text("max")
+    second = wait_for(lambda: guard_of_now(supervisor), 15, what="a new guard")
+    assert "programs get a parent-death signal; trying again in " in supervisors.log.read_text()
+    wait_for(lambda: all(_holds(second, pid) for pid in pids if pid), what="every program held")
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(second, 30)
+    for pid in pids:
+        assert pid is not None
+        wait_gone(pid, 5)
 
 
 def guard_of_now(supervisor: int) -> int | None:

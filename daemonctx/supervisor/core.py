@@ -549,6 +549,7 @@ class Supervisor:
         self._ignored_said_at = float("-inf")  # when an ignored notification was last logged
         self._ignored_unsaid = 0  # and how many were not, since
         self._guard_retry: Timer | None = None
+        self._guard_spare: Guard | None = None  # not running: started (again) by _guard_retry
         self._spawner: Spawner | None = None
         self._spawner_refused = False
         # (loop iteration, our children in the kernel's order, the unknown ones by
@@ -752,24 +753,20 @@ class Supervisor:
         if os.getpid() == 1:
             self._pid_one = True
             return
-        guard = Guard(loop, self.config.control, lock_fd, users, self._guard_died)
-        try:
-            guard.start()
-        except OSError as exc:
-            log.info("cannot start the guard (%s): programs get a parent-death signal", exc)
-            return
-        self._guard = guard
-        self._guard_started = loop.time()
+        self._guard_spare = Guard(loop, self.config.control, lock_fd, users, self._guard_died)
+        self._start_guard_again()
 
     def _guard_died(self) -> None:
         """The guard is gone (someone killed it): start another at once; one that
         died within a second of its start, after a delay that doubles (1 s to a
         minute), so that a guard killed in a loop costs no busy loop. The programs
-        stay held: the next guard gets every one of them."""
+        stay held: the next guard gets every one of them; those started before it
+        get a parent-death signal."""
         loop, guard = self._loop, self._guard
         assert loop is not None and guard is not None
         pid = guard.pid
         guard.close()
+        self._guard, self._guard_spare = None, guard
         if loop.time() - self._guard_started < 1.0:
             self._guard_delay = min(max(self._guard_delay * 2, 1.0), 60.0)
             delay = format_seconds(self._guard_delay)
@@ -782,17 +779,43 @@ class Supervisor:
         self._start_guard_again()
 
     def _start_guard_again(self) -> None:
-        loop, guard = self._loop, self._guard
+        """Start the guard (``_guard_spare``), holding every program that runs.
+        One that cannot be started (no process left under a limit: EAGAIN) is
+        tried again after a delay that doubles (1 s to a minute); meanwhile the
+        programs started get a parent-death signal. Only a guard that can never
+        start (no interpreter) is given up."""
+        loop, guard = self._loop, self._guard_spare
         assert loop is not None
         self._guard_retry = None
-        if guard is None or self._phase == "done":
+        if guard is None or self._guard is not None or self._phase == "done":
             return
+        guard.forget()
+        for instance in self.instances.values():
+            spawned, main = instance.spawned, instance.main
+            if spawned is not None and not spawned.reaped and spawned.pidfd >= 0:
+                guard.hold(spawned.pid, spawned.pidfd)
+            if main is not None and main.pidfd >= 0:
+                guard.hold(main.pid, main.pidfd, group=False)
+        guard.users = sorted(set(guard.users) | self._users())
         try:
             guard.start()
         except OSError as exc:
-            self._guard = None
-            log.info("cannot start the guard (%s): programs get a parent-death signal", exc)
+            if exc.errno == errnos.ENOEXEC:  # no interpreter: never
+                self._guard_spare = None
+                log.info("cannot start the guard (%s): programs get a parent-death signal", exc)
+                return
+            self._guard_delay = min(max(self._guard_delay * 2, 1.0), 60.0)
+            delay = format_seconds(self._guard_delay)
+            log.info(
+                "cannot start the guard (%s): programs get a parent-death signal;"
+                " trying again in %s",
+                exc,
+                delay,
+            )
+            deadline = loop.time() + self._guard_delay
+            self._guard_retry = loop.call_at(deadline, self._start_guard_again)
             return
+        self._guard, self._guard_spare = guard, None
         self._guard_started = loop.time()
 
     def _setup_logging(self) -> None:
