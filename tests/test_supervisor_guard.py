@@ -69,6 +69,39 @@ def test_starting_many_programs_fits_in_the_documented_estimate(
     wait_for(lambda: _pidfds(guard) >= 300, what="the guard to hold every program")
 
 
+@pytest.mark.skipif(PRLIMIT is None, reason="needs prlimit (util-linux)")
+def test_alerts_of_programs_failing_at_once_fit_in_the_documented_estimate(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """100 programs with an ``on_failure`` alert fail at once, under a hard
+    RLIMIT_NOFILE of the supervisor's estimate: every alert starts (a pipe and a
+    pidfd each while it runs, not counted before: alerts failed with EMFILE, and
+    the supervisor died of the first one)."""
+    gate = tmp_path / "gate"
+    once = f"{tmp_path}/$DAEMONCTX_PROGRAM.failed"  # then restarted: it runs beside its alert
+    script = (
+        f"[ -e {once} ] && exec {SLEEP} 1000; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; : > {once}; exit 3"
+    )
+    failing = {
+        "command": ["/bin/sh", "-c", script], "restart_delay": 0.01,
+        "on_failure": [SLEEP, "5"], "stdout": "null", "stderr": "null",
+    }  # fmt: skip
+    supervisors.config({f"p{i}": dict(failing) for i in range(100)})
+    needed = descriptors_needed(load(str(supervisors.config_path)))
+    assert needed == 32 + 5 * 100
+    proc = supervisors.foreground(prefix=[str(PRLIMIT), f"--nofile={needed}:{needed}", "--"])
+    gate.touch()
+
+    def started() -> int:
+        return supervisors.log.read_text().count(": on_failure started (pid")
+
+    wait_for(lambda: started() == 100, 30, what="100 alerts started")
+    failed = [line for line in supervisors.log.read_text().splitlines() if "Too many" in line]
+    assert not failed, failed[0]
+    assert proc.poll() is None
+
+
 def test_a_stopped_guard_costs_no_descriptor_a_restart(supervisors: Supervisors) -> None:
     """50 programs in a crash loop while the guard is stopped: each restart's
     hold and release wait for it, with no copy of a pidfd (a hold released

@@ -3245,8 +3245,9 @@ _OWN_DESCRIPTORS = 32
 def descriptors_needed(config: SupervisorConfig) -> int:
     """About how many descriptors the supervisor holds at once for ``config``, its
     clients aside: for each instance a pipe for stdout and one for stderr (one when
-    merged), a pidfd for its leader (and one for a main process), and a descriptor
-    for each output that is not "null" (a file, or a copy of the supervisor's own)."""
+    merged), a pidfd for its leader (and one for a main process), a descriptor for
+    each output that is not "null" (a file, or a copy of the supervisor's own), and
+    its ``on_failure``'s pipe and pidfd while that runs (all may fail at once)."""
     needed = _OWN_DESCRIPTORS
     for program in config.programs:
         merged = _merged(program)
@@ -3254,6 +3255,7 @@ def descriptors_needed(config: SupervisorConfig) -> int:
         each += 1 if merged else 2
         each += program.stdout != "null"
         each += not merged and program.stderr != "null"
+        each += 2 if program.on_failure is not None else 0
         needed += each * program.instances
     return needed
 
