@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import stat
@@ -366,6 +367,28 @@ def test_a_second_supervisor_fails_at_once_naming_the_first(
     assert b"/bin/sleep\x001001\x00" not in commands, commands
     other_log = tmp_path / "other.log"
     assert "other" not in (other_log.read_text() if other_log.exists() else "")
+
+
+def test_ctl_names_a_supervisor_whose_socket_directory_was_removed(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The socket's whole directory removed (systemd removes a RuntimeDirectory=
+    when a start fails, another supervisor running there): ``ctl`` names the
+    supervisor that holds the removed lock. It said "supervisor is not running"
+    (exit 3): the lock was looked for on the directory's file system, and there
+    was no directory to ask."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    supervisors.control = str(run / "c.sock")
+    supervisors.config({"web": {"command": SLEEP}})
+    first = supervisors.foreground()
+    shutil.rmtree(run)
+    status = supervisors.ctl("status")
+    assert status.returncode == 3, status
+    line = one_line(status.stderr)
+    assert f"though supervisor (pid {first.pid}) holds its lock" in line, line
+    first.terminate()
+    assert first.wait(10) == 0
 
 
 @pytest.mark.parametrize("removed", ["both", "lock", "socket"])

@@ -1580,6 +1580,32 @@ def test_sigterm_stops_programs_in_reverse_order_and_exits_0(supervisors: Superv
     assert log_index(log, "web: stopped") < log_index(log, "db: stopping"), log
 
 
+def test_a_program_that_dies_during_the_shutdown_is_not_started_again(
+    supervisors: Supervisors,
+) -> None:
+    """The stop waves take a while (app ignores SIGTERM); db, whose wave comes
+    next, dies meanwhile: it is not restarted, and the supervisor exits 0. (It
+    was: "db: starting (attempt 2 ...)" a second into an orderly stop, under
+    systemd's documented unit too.)"""
+    stubborn = "trap '' TERM; while :; do sleep 0.05; done"
+    supervisors.config(
+        {
+            "db": {"command": [SLEEP, "1000"]},
+            "app": {"command": ["/bin/sh", "-c", stubborn], "after": ["db"], "stop_timeout": 2},
+        }
+    )
+    proc = supervisors.foreground()
+    db = supervisors.wait_state("db", "running").pid
+    assert db is not None
+    proc.send_signal(signal.SIGTERM)
+    wait_log(supervisors, "app: stopping")
+    os.kill(db, signal.SIGKILL)
+    assert proc.wait(20) == 0
+    log = log_text(supervisors)
+    assert "starting (attempt 2" not in log, log
+    assert "db: stopped (killed by SIGKILL" in log, log
+
+
 def test_sighup_reopens_log_files_and_leaves_programs_alone(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

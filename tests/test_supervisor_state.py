@@ -941,3 +941,32 @@ def test_each_failure_is_counted_once_and_a_stop_is_none() -> None:
     assert m.failures == 1 and m.failure_status == EXIT_1
     m.spawn_failed(5, errno.ENOENT, "/srv/x: No such file or directory")
     assert m.failures == 2 and m.failure_status is None and m.state is State.FAILED
+
+
+# -- the supervisor shutting down ------------------------------------------------------------
+
+
+def test_a_run_that_ends_while_the_supervisor_shuts_down_is_its_last() -> None:
+    """``ending``: the supervisor shuts down and this program's stop wave has not
+    come yet. A crash (a SIGTERM systemd sent the whole group, a program dying
+    meanwhile) is not restarted: stopped, its exit kept. (It was restarted, during
+    an orderly stop: a one-shot migration run again.)"""
+    m = machine(NO_LIMIT)
+    running(m)
+    m.ending = True
+    actions = m.exited(5.0, TERM)
+    assert Spawn() not in actions and m.state is State.STOPPED
+    assert m.last_exit == TERM and m.failures == 0
+    assert m.reason == "killed by SIGTERM during the shutdown"
+
+
+def test_a_backoff_gives_up_when_the_supervisor_shuts_down() -> None:
+    m = machine(NO_LIMIT, restart_delay=1.0)
+    running(m, 0.0, 100)
+    assert Spawn() in m.exited(1.0, EXIT_1)  # the first restart: at once
+    m.spawned(1.0, 101)
+    m.exited(2.0, EXIT_1)  # the second waits in backoff
+    assert m.state is State.BACKOFF and m.deadline is not None
+    m.ending = True
+    actions = m.timer(m.deadline)
+    assert Spawn() not in actions and m.state is State.STOPPED and m.next_start is None

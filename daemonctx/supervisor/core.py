@@ -1020,6 +1020,8 @@ class Supervisor:
         if self._phase == "boot" and self._boot_error is None:
             self._boot_stopped = by
         self._phase = "shutdown"
+        for instance in self.instances.values():  # nothing starts again, whatever ends
+            instance.machine.ending = True
         _notify_systemd("STOPPING=1")
         for waiter in self._waiters:
             waiter.finish()

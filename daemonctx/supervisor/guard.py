@@ -208,11 +208,18 @@ def orphaned_holder(path: str) -> tuple[int, bool] | None:
     supervisor died); None when there is none. Reads ``/proc/locks``, and
     ``/proc/<pid>/fd`` of its holders."""
     directory = os.path.realpath(os.path.dirname(path) or ".")
-    try:
-        device = os.stat(directory).st_dev
-    except OSError:
-        return None  # no directory: check_control_path says so
     lock = os.path.join(directory, os.path.basename(path) + ".lock")
+    # Its directory may be gone too (systemd removes a RuntimeDirectory= when a
+    # start fails): the lock was on the file system of the nearest one left.
+    while True:
+        try:
+            device = os.stat(directory).st_dev
+            break
+        except OSError:
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                return None
+            directory = parent
     return _pick({pid for pid, _key in procfs.deleted_lock_holders(lock, device)})
 
 

@@ -396,6 +396,9 @@ class StateMachine:
         self._signalled_at = now
         self._start_pending = False  # start() while stopping: start again once stopped
         self._unread: list[Report] = []  # reports whose text is not made yet
+        # The supervisor shuts down: no automatic start from now on (a run that ends
+        # before its stop wave is its last, a backoff gives up), as after stop().
+        self.ending = False
 
     # -- what the loop and the status API read ------------------------------------
 
@@ -548,6 +551,9 @@ class StateMachine:
                     cause=f"{cause} ({described})",
                     last=cause,
                 )
+        elif self.ending:  # ended before its stop wave came: stopped, never restarted
+            self.reason = f"{described} during the shutdown"
+            after = self._enter(now, State.STOPPED)
         elif ready_at is None and self.policy.ready == "exited" and succeeded(status, self.policy):
             self._ready_at = now  # a one-shot done: ready, and ended
             after = self._after_run(
@@ -599,6 +605,9 @@ class StateMachine:
             return []
         self._deadline = None
         if self.state is State.BACKOFF:
+            if self.ending:
+                self.next_start = None
+                return self._enter(now, State.STOPPED)
             return self._spawn(now, automatic=True)
         if self.state is State.STARTING:
             ready = self.policy.ready
