@@ -482,6 +482,49 @@ def test_under_systemd_it_sends_ready_status_and_stopping(supervisors: Superviso
         listener.close()
 
 
+@pytest.mark.parametrize("how", ["failed", "stopped"])
+def test_under_systemd_a_boot_that_ends_says_why_in_its_last_status(
+    supervisors: Supervisors, how: str
+) -> None:
+    """``systemctl status`` of a unit whose start failed showed "1 stopping, 1
+    stopped": its STATUS= now starts with why (a program's failed start; or,
+    stopped by systemd's start timeout, what the start still waited for, which
+    the log says too)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = str(supervisors.tmp_path / "notify.sock")
+    listener.bind(address)
+    listener.settimeout(10)
+    try:
+        web = (
+            {"command": ["/bin/sh", "-c", "exit 3"], "ready": 2}
+            if how == "failed"
+            else {"command": ["/bin/sleep", "1000"], "ready": "notify"}
+        )
+        supervisors.config({"db": {"command": ["/bin/sleep", "1000"]}, "web": web})
+        supervisors.env["NOTIFY_SOCKET"] = address
+        proc = supervisors.foreground(booted=False)
+        if how == "stopped":
+            supervisors.wait_state("web", "starting")
+            proc.send_signal(signal.SIGTERM)  # systemd's TimeoutStartSec=
+        proc.wait(20)
+        statuses = []
+        listener.settimeout(0)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                message = listener.recv(4096).decode()
+                statuses += [m for m in message.split("\n") if m.startswith("STATUS=")]
+        why = (
+            "web failed to start: exited 3"
+            if how == "failed"
+            else "stopped while waiting for web (starting)"
+        )
+        assert statuses and statuses[-1].startswith(f"STATUS={why}"), statuses
+        if how == "stopped":
+            assert "the start was still waiting for web (starting)" in supervisors.log.read_text()
+    finally:
+        listener.close()
+
+
 def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
     supervisors: Supervisors,
 ) -> None:

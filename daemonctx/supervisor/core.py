@@ -571,6 +571,7 @@ class Supervisor:
         self._daemon: DaemonContext | None = None
         self._shutdown_waiters: list[Callable[[], None]] = []
         self._summary = ""
+        self._summary_note = ""  # why a boot ended, before the counts in STATUS=
         self._summary_timer: Timer | None = None
         self._environment: dict[str, str] = {}
         self._peer: Peer | None = None  # who sent the request being handled (_caller)
@@ -969,6 +970,7 @@ class Supervisor:
                             f"\n  {instance.name}: {one_line(line)}" for line in lines
                         )
                     self._boot_error = message
+                    self._summary_note = message.splitlines()[0][:200]
                     log.info("%s", message)
                     self._begin_shutdown(1, f"shutdown: {instance.name} failed to start")
                     return
@@ -1019,6 +1021,7 @@ class Supervisor:
         self.exit_status = status
         if self._phase == "boot" and self._boot_error is None:
             self._boot_stopped = by
+            self._say_what_the_boot_waited_for()
         self._phase = "shutdown"
         for instance in self.instances.values():  # nothing starts again, whatever ends
             instance.machine.ending = True
@@ -1031,6 +1034,20 @@ class Supervisor:
         self._waves = [removed, *(self._wave_instances(wave) for wave in waves)]
         self._wave = 0
         self._stop_wave()
+
+    def _say_what_the_boot_waited_for(self) -> None:
+        """A boot stopped before it was over (systemd's start timeout: SIGTERM):
+        which programs it still waited for, in the log and in STATUS=."""
+        if self._wave >= len(self._waves):
+            return
+        waiting = [
+            f"{i.name} ({i.state.value})"
+            for i in self._waves[self._wave]
+            if not i.held and not i.was_ready
+        ]
+        if waiting:
+            log.info("the start was still waiting for %s", ", ".join(waiting))
+            self._summary_note = f"stopped while waiting for {', '.join(waiting)}"[:200]
 
     def _stop_wave(self) -> None:
         while self._wave < len(self._waves):
@@ -2071,6 +2088,8 @@ class Supervisor:
             for instance in self.instances.values():
                 counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
             summary = ", ".join(f"{count} {state}" for state, count in counts.items())
+            if self._summary_note:  # a failed or stopped boot: said first, kept
+                summary = f"{self._summary_note}; {summary}"
             if summary != self._summary:
                 self._summary = summary
                 _notify_systemd(f"STATUS={summary}")
