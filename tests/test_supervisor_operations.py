@@ -373,6 +373,9 @@ def test_a_reload_whose_new_output_file_cannot_be_opened_changes_nothing(
     assert f"{tmp_path}/q.log" in opened and f"{tmp_path}/q2.log" not in opened
     log = log_text(supervisors)
     assert "reload:" not in log and "internal error" not in log and "Traceback" not in log
+    # why, in the supervisor's log too (the journal, under systemctl reload): twice,
+    # not for the dry run
+    assert log.count(f"reload refused: {error.removeprefix('daemonctx: error: ')}") == 2, log
 
     if why == "unsafe":
         later.chmod(0o755)

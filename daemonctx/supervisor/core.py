@@ -2455,6 +2455,14 @@ class Supervisor:
         respond(protocol.encode_result(request.id, {"programs": programs}))
 
     def _command_reload(self, request: Request, respond: Callable[[bytes], None]) -> None:
+        try:
+            self._reload(request, respond)
+        except _Refused as exc:  # said to the client, and in the log (the journal)
+            if request.args.get("dry_run") is not True:
+                log.info("reload refused: %s", exc.message)
+            raise
+
+    def _reload(self, request: Request, respond: Callable[[bytes], None]) -> None:
         self._not_shutting_down()
         dry_run = request.args.get("dry_run", False)
         if not isinstance(dry_run, bool):
