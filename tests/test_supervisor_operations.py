@@ -1414,6 +1414,42 @@ def test_tail_into_a_pipe_shows_bytes_that_are_not_utf8_as_the_replacement_chara
     assert (proc.returncode, proc.stdout) == (0, b"a\xef\xbf\xbdb\x00c\x1bd\n"), proc
 
 
+def test_a_tail_of_much_output_that_is_not_utf8_stays_within_what_a_client_reads(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """20 MB of bytes that are not UTF-8 in the buffer: JSON writes each in 6, so
+    100,000 lines of them made an answer past a client's 64 MiB, and every tail
+    failed ("over 67108864 bytes"), a follower's from the same cursor for ever.
+    Answers hold about 4 MiB of output now: ``tail -n`` the newest lines within
+    it, a follower all of them, page after page."""
+    done = tmp_path / "done"
+    code = (
+        "import sys, time\n"
+        "sys.stdout.buffer.write((b'\\xff' * 999 + b'\\n') * 20000); sys.stdout.flush()\n"
+        f"open({str(done)!r}, 'w').close(); time.sleep(1000)\n"
+    )
+    supervisors.config(
+        {"bin": {"command": [sys.executable, "-c", code], "stdout": "null",
+                 "output_buffer": 30_000_000}}
+    )  # fmt: skip
+    supervisors.foreground()
+    wait_for(done.exists, what="its output written")
+    result = supervisors.ctl("tail", "-n", "100000", "bin")
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.splitlines()
+    assert 4000 <= len(shown) < 20000 and shown[-1] == "\ufffd" * 999
+    with supervisors.client() as client:
+        wait_for(lambda: len(client.tail("bin", 1).lines) == 1, what="its lines in the ring")
+        count, cursor, answers = 0, 0, 0
+        while count < 20000:
+            answer = client.tail("bin", 0, after=cursor)
+            assert not answer.missed
+            count += len(answer.lines)
+            cursor = answer.cursor
+            answers += 1
+        assert count == 20000 and answers > 1
+
+
 def test_tail_of_a_program_that_keeps_no_output_says_so(
     supervisors: Supervisors,
 ) -> None:

@@ -928,17 +928,31 @@ def test_ring_after_goes_on_from_its_cursor_in_whole_chunks() -> None:
     ring = Ring(1 << 20)
     for first in range(0, 300, 10):  # 30 chunks of 10 lines: marks 1 to 30
         ring.add("stdout", 1.0, numbered(first, first + 10))
-    got: list[int] = []
-    cursor = 0
-    while cursor < ring.mark:
-        lines, cursor = ring.after(cursor, 25)
-        assert 25 <= len(lines) <= 30 or cursor == ring.mark
-        got += numbers(b"".join(line.text + b"\n" for line in lines))
-    assert got == list(range(300))
-    assert ring.after(ring.mark, 25) == ([], ring.mark)
+    for most, most_bytes in ((25, 1 << 20), (1000, 250)):  # a chunk: 10 lines, 120 bytes
+        got: list[int] = []
+        cursor = 0
+        while cursor < ring.mark:
+            lines, cursor = ring.after(cursor, most, most_bytes)
+            assert 25 <= len(lines) <= 30 or cursor == ring.mark
+            got += numbers(b"".join(line.text + b"\n" for line in lines))
+        assert got == list(range(300))
+    assert ring.after(ring.mark, 25, 1 << 20) == ([], ring.mark)
     ring.size = 100  # all but the last lines lost: the cursor is the newest mark
-    lines, cursor = ring.after(0, 25)
+    lines, cursor = ring.after(0, 25, 1 << 20)
     assert cursor == ring.mark and numbers(b"".join(x.text + b"\n" for x in lines))[-1] == 299
+
+
+def test_ring_last_keeps_within_a_byte_budget() -> None:
+    """``tail -n`` of long lines: the newest whole lines within ``most_bytes`` (an
+    answer of 100,000 lines of 1 KB, written by JSON 6 bytes for each byte that
+    is not UTF-8, was past what a client reads: every tail of it failed)."""
+    ring = Ring(1 << 20)
+    ring.add("stdout", 1.0, numbered(0, 100))  # 12 bytes a line
+    assert [line.text for line in ring.last(1000, most_bytes=60)] == [
+        b"line %06d" % n for n in range(95, 100)
+    ]
+    assert len(ring.last(1000, most_bytes=5)) == 1  # at least the newest line
+    assert len(ring.last(1000)) == 100
 
 
 def test_a_tail_unpacks_as_lines_and_cursor_and_keeps_missed_through_pickle() -> None:
@@ -1091,3 +1105,23 @@ def test_open_refuses_a_planted_symlink(shared_dir: Path, tmp_path: Path) -> Non
         Target.open(LogFile(str(log), max_bytes=10), "web's stdout")
     assert str(log) in str(caught.value) and "\n" not in str(caught.value)
     assert secret.read_bytes() == b"root's\n"
+
+
+def test_a_follower_that_stops_at_its_first_line_is_told_one_line_per_chunk() -> None:
+    """A waiting ``tail`` wants the first line of a chunk, then the whole chunk in
+    one answer: once it stops following, it is told no more of that chunk (it was
+    called for each of 30,000 lines, by each of 30 followers: ping took 4.5 s)."""
+    ring = Ring(1 << 20)
+    calls: list[bytes] = []
+    stops = []
+
+    def first(line: Line) -> None:
+        calls.append(line.text)
+        stops[0]()
+
+    stops.append(ring.follow(first))
+    steady: list[bytes] = []
+    ring.follow(lambda line: steady.append(line.text))
+    ring.add("stdout", 1.0, numbered(0, 30_000))
+    assert calls == [b"line 000000"]
+    assert len(steady) == 30_000

@@ -2145,9 +2145,9 @@ class Supervisor:
             # A follower's answer goes on from its cursor (at most about ``most`` lines);
             # the newest ``most`` would skip what lies between, unsaid.
             if after is None:
-                lines, cursor = ring.last(count), ring.mark
+                lines, cursor = ring.last(count, most_bytes=protocol.MAX_TAIL_BYTES), ring.mark
             else:
-                lines, cursor = ring.after(after, most)
+                lines, cursor = ring.after(after, most, protocol.MAX_TAIL_BYTES)
             result = {
                 "lines": [
                     {
@@ -2174,6 +2174,7 @@ class Supervisor:
         loop = self._loop
         assert loop is not None
         done = False
+        due: Timer | None = None
 
         def finish() -> None:
             nonlocal done
@@ -2185,7 +2186,10 @@ class Supervisor:
             answer()
 
         def line_came(line: Line) -> None:
-            loop.call_at(loop.time(), finish)
+            nonlocal due
+            if due is None:  # one wake-up per follower for a whole chunk, not one a line
+                due = loop.call_at(loop.time(), finish)
+            unfollow()
 
         unfollow = ring.follow(line_came)
         timer = loop.call_at(loop.time() + TAIL_WAIT, finish)

@@ -907,10 +907,13 @@ class Ring:
 
     def _tell(self, line: Line, texts: list[bytes]) -> None:
         failure: Exception | None = None
-        for callback in list(self._followers):
+        followers = self._followers
+        for callback in list(followers):
             try:
                 for text in texts:
                     callback(line._replace(text=text))
+                    if callback not in followers:  # it has what it waited for
+                        break
             except Exception as exc:
                 if callback in self._followers:
                     self._followers.remove(callback)
@@ -918,12 +921,20 @@ class Ring:
         if failure is not None:
             raise failure
 
-    def last(self, count: int, stream: str | None = None, since: int | None = None) -> list[Line]:
+    def last(
+        self,
+        count: int,
+        stream: str | None = None,
+        since: int | None = None,
+        most_bytes: int | None = None,
+    ) -> list[Line]:
         """The last ``count`` lines (of ``stream`` only, if given; added after the
-        ``mark`` ``since``, if given), oldest first."""
+        ``mark`` ``since``, if given; no more than about ``most_bytes`` of text, if
+        given: the newest whole lines within it), oldest first."""
         lines: list[Line] = []
         if count <= 0:
             return lines
+        size = 0
         for chunk_stream, when, data, start, stop, mark in reversed(self._chunks):
             if since is not None and mark <= since:
                 break
@@ -932,30 +943,39 @@ class Ring:
             end = stop - 1  # its last newline
             while end >= start and len(lines) < count:
                 newline = data.rfind(b"\n", start, end)
-                lines.append(
-                    Line(chunk_stream, when, data[newline + 1 if newline >= 0 else start : end])
-                )
+                first = newline + 1 if newline >= 0 else start
+                if most_bytes is not None and lines and size + end - first + 1 > most_bytes:
+                    lines.reverse()
+                    return lines
+                size += end - first + 1
+                lines.append(Line(chunk_stream, when, data[first:end]))
                 end = newline
             if len(lines) >= count:
                 break
         lines.reverse()
         return lines
 
-    def after(self, since: int, most: int) -> tuple[list[Line], int]:
+    def after(self, since: int, most: int, most_bytes: int) -> tuple[list[Line], int]:
         """The lines added after the ``mark`` ``since``, oldest first, in whole chunks
-        up to the first that reaches ``most`` lines (it may pass it by one chunk's), and
-        the mark of the last chunk given: the ``since`` of the next call, which goes on
-        where this one stopped rather than skipping to the newest lines."""
+        up to the first that reaches ``most`` lines or ``most_bytes`` bytes (it may
+        pass them by one chunk's), and the mark of the last chunk given: the
+        ``since`` of the next call, which goes on where this one stopped rather than
+        skipping to the newest lines. Only the chunks after ``since`` are looked at."""
+        newer = []
+        for chunk in reversed(self._chunks):
+            if chunk[5] <= since:
+                break
+            newer.append(chunk)
         lines: list[Line] = []
+        size = 0
         cursor = since
-        for chunk_stream, when, data, start, stop, mark in self._chunks:
-            if mark <= since:
-                continue
-            if len(lines) >= most:
+        for chunk_stream, when, data, start, stop, mark in reversed(newer):
+            if lines and (len(lines) >= most or size >= most_bytes):
                 break
             lines.extend(
                 Line(chunk_stream, when, text) for text in data[start : stop - 1].split(b"\n")
             )
+            size += stop - start
             cursor = mark
         return lines, cursor if lines else self.mark
 

@@ -122,6 +122,11 @@ MAX_LINE = 64 * 1024
 MAX_TAIL_LINES = 100_000
 """The most lines one ``tail`` request asks for."""
 
+MAX_TAIL_BYTES = 4 * 1024 * 1024
+"""About the most bytes of output one ``tail`` answer carries (whole chunks: a
+follower's next request goes on from there). JSON writes a byte that is not
+UTF-8 in 6, so an answer stays well within what a client reads (64 MiB)."""
+
 READ_ONLY_COMMANDS = frozenset({"status", "ping", "commands", "why", "tail"})
 """The commands an observer (a peer without control rights) may run."""
 
