@@ -157,6 +157,7 @@ class Handoff:
         if len(last) > 512:
             last = last[:512] + "...\n"
         frames = every_frame
+        name = _middle_cut(name, 200)  # a class made with type("E" * 5000, ...)
         record: dict[str, object] = {"type": name, "message": "", "traceback": ""}
         if isinstance(exc, OSError) and isinstance(exc.errno, int):
             record["errno"] = exc.errno  # the launcher can tell ENOENT from EACCES

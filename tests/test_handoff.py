@@ -605,6 +605,25 @@ DaemonContext(pidfile=Pidfile()).open()
     assert re.search(r"\[\.\.\. \d+ characters cut \.\.\.\]", last), last
 
 
+def test_a_long_exception_type_name_is_cut_too() -> None:
+    """A class made with ``type("E" * 5000, ...)``: its name is cut in its middle as
+    a message is; it arrived as "unknown: {"type": "EEEE...", its record's JSON cut."""
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+from daemonctx import DaemonContext
+class Pidfile:
+    def __enter__(self): raise type("E" * 5000, (Exception,), {{}})("x" * 3000 + " END")
+    def __exit__(self, *exc): pass
+DaemonContext(pidfile=Pidfile()).open()
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20
+    )
+    last = result.stderr.splitlines()[-1]
+    assert "failed to start: EEEE" in last and "unknown:" not in last, last[:200]
+    assert last.endswith(" END"), last[-80:]
+
+
 @needs_root  # chroot
 def test_failure_inside_a_chroot_is_still_reported(tmp_path: Path) -> None:
     """No module file is reachable inside an empty chroot: what the error report
