@@ -294,6 +294,32 @@ def check_owned_file(st: os.stat_result, path: str, what: str) -> None:
         raise UnsafePathError(what, path, f"the file is writable by {writers} (mode {_mode(st)})")
 
 
+def probe_log(path: str, what: str) -> None:
+    """What ``open_log`` would refuse, creating and writing nothing (a reload's dry
+    run): the path (``check_path``); an existing file opened and closed again (a
+    directory, a FIFO nobody reads, a file that may not be written); for a new
+    file, a directory it may be created in. Raises as ``open_log`` does."""
+    if path.endswith("/") or os.path.basename(path) in (".", ".."):
+        raise IsADirectoryError(errno.EISDIR, f"cannot open {what} {_show(path)}: Is a directory")
+    resolved, own_fd = _walk(path, what)
+    if own_fd:
+        return
+    try:
+        fd = os.open(resolved, _LOG_FLAGS | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        directory = os.path.dirname(resolved) or "."
+        if not os.access(directory, os.W_OK | os.X_OK):
+            error = OSError(errno.EACCES, os.strerror(errno.EACCES))
+            raise _open_error(error, what, path, resolved) from None
+        return
+    except OSError as exc:
+        raise _open_error(exc, what, path, resolved) from exc
+    try:
+        _check_opened(fd, resolved, what, path)
+    finally:
+        os.close(fd)
+
+
 def _open(resolved: str, own_fd: bool, mode: int) -> int:
     if own_fd:
         return os.open(resolved, _LOG_FLAGS)

@@ -172,29 +172,3 @@ def test_timers_armed_after_cancel_compacted_the_heap_still_fire(
         bound.join()
     assert fired == ["after"], fired
     assert loop.time() - began < 5
-
-
-@pytest.mark.forked  # it installs signal handlers and the wake-up fd
-def test_a_signal_in_a_batch_runs_before_the_other_events(
-    pipes: list[tuple[int, int]],
-) -> None:
-    """Several programs' pidfds and a SIGTERM ready at once (systemd signals the
-    whole group): the signal's handler runs first, so their exits are taken for
-    the stop they are, not crashes to restart."""
-    import signal
-
-    loop = EventLoop()
-    try:
-        order: list[str] = []
-        fds = [readable_pipe(pipes) for _ in range(3)]  # registered before the signals
-        for n, fd in enumerate(fds):
-            loop.add_reader(fd, lambda n=n, fd=fd: (order.append(f"fd{n}"), os.read(fd, 1)))
-        loop.watch_signals({signal.SIGUSR1: lambda signum: order.append("signal")})
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-        os.kill(os.getpid(), signal.SIGUSR1)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})  # delivered: written
-        loop.call_at(loop.time(), loop.stop)
-        loop.run()
-        assert order[0] == "signal" and sorted(order[1:]) == ["fd0", "fd1", "fd2"], order
-    finally:
-        loop.close()

@@ -1893,6 +1893,36 @@ def test_a_reload_that_changes_log_logs_to_the_new_file_from_then_on(
     assert str(new) in links and str(old) not in links
 
 
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+@pytest.mark.parametrize("key", ["log", "stdout"])
+def test_a_reload_dry_run_refuses_what_the_reload_refuses(
+    supervisors: Supervisors, tmp_path: Path, kind: str, key: str
+) -> None:
+    """A new ``log`` or program ``stdout`` that is a directory, or a FIFO nobody
+    reads: the dry run said "would change", the reload then "nothing changed:
+    cannot open ...". Both say the same now; the dry run creates nothing."""
+    target = tmp_path / "target"
+    if kind == "directory":
+        target.mkdir()
+    else:
+        os.mkfifo(target)
+    web: dict[str, Any] = {"command": [SLEEP, "1000"], "stdout": str(tmp_path / "web.log")}
+    supervisors.config({"web": web})
+    supervisors.foreground()
+    supervisors.wait_state("web", "running")
+    if key == "log":
+        supervisors.config({"web": web}, log=str(target))
+        what = "supervisor log"
+    else:
+        supervisors.config({"web": {**web, "stdout": str(target)}})
+        what = "web's stdout"
+    reason = "Is a directory" if kind == "directory" else "no process reads the FIFO"
+    error = f"daemonctx: error: nothing changed: cannot open {what} {target}: {reason}\n"
+    for args in (("--dry-run",), ()):
+        result = supervisors.ctl("reload", *args)
+        assert (result.returncode, result.stderr) == (1, error), result
+
+
 def test_two_supervisors_in_one_process_each_log_where_they_are_told(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 from .. import procfs, systemd
 from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
 from ..executable import missing_interpreter
-from ..paths import UnsafePathError, check_owned_file, check_path
+from ..paths import UnsafePathError, check_owned_file, check_path, probe_log
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, wait_any
 from . import protocol
@@ -270,11 +270,12 @@ class Instance:
             raise
 
     def check_targets(self, program: Program) -> None:
-        """What ``open_targets`` checks before it opens ``program``'s files, opening
-        and creating none (a dry run): each path, from "/" down. Raises as it does."""
+        """What ``open_targets`` would refuse of ``program``'s files, creating and
+        writing none (a dry run): each path, from "/" down, and an existing file
+        opened and closed again (``paths.probe_log``). Raises as it does."""
         for spec, what in ((program.stdout, "stdout"), (program.stderr, "stderr")):
             if isinstance(spec, LogFile) or spec.startswith("/"):
-                check_path(spec if isinstance(spec, str) else spec.path, f"{self.name}'s {what}")
+                probe_log(spec if isinstance(spec, str) else spec.path, f"{self.name}'s {what}")
 
     def open_outputs(self) -> Capture:
         """Its capture, with its targets opened at the first spawn."""
@@ -843,7 +844,7 @@ class Supervisor:
         if new.log == self.config.log or new.log is None:
             return
         try:
-            check_path(new.log, "supervisor log")
+            probe_log(new.log, "supervisor log")
         except OSError as exc:
             raise _Refused(protocol.FAILED, f"nothing changed: {exc.strerror or exc}") from None
 

@@ -194,13 +194,7 @@ class EventLoop:
             if timers:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
             self.iteration += 1
-            events = poll(timeout)
-            if len(events) > 1 and self._signal_socket is not None:
-                # A signal first (a SIGTERM to the whole group: the stop that explains
-                # the programs' exits in the same batch, not crashes to restart)
-                signals = self._signal_socket.fileno()
-                events.sort(key=lambda event: event[0] != signals)
-            ready = [(fd, watches.get(fd)) for fd, _events in events]
+            ready = [(fd, watches.get(fd)) for fd, _events in poll(timeout)]
             for fd, watch in ready:
                 # A callback earlier in this batch may have closed this fd (and a
                 # new one may have its number): only a watch still registered runs.
