@@ -123,25 +123,43 @@ def _names(path: str) -> list[str]:
 
 
 def _walk(
-    path: str, what: str, uid: int | None = None, jail: bool = False, uid_links: bool = True
+    path: str,
+    what: str,
+    uid: int | None = None,
+    jail: bool = False,
+    owner_of_last: int | None = None,
 ) -> tuple[str, bool]:
     """``check_path``'s walk, trusting user ``uid`` too when given (its symbolic
-    links as well unless ``uid_links`` is false); with ``jail``, the last directory
-    may not be writable by others even if sticky. Also returns True when it stopped
-    at one of our own /proc fd links, which must be opened through the link (no
-    O_NOFOLLOW) and never created."""
+    links as well); with ``jail``, the last directory may not be writable by others
+    even if sticky. ``owner_of_last``: a user trusted as the owner of the last
+    directory only (not of its links), in a directory nobody else may write, sticky
+    or not: that user may change what is in it, never which directory it is. Also
+    returns True when it stopped at one of our own /proc fd links, which must be
+    opened through the link (no O_NOFOLLOW) and never created."""
     trusted = trusted_uids()
     link_owners = set(trusted)
     if uid is not None:
         trusted.add(uid)
-        if uid_links:
-            link_owners.add(uid)
+        link_owners.add(uid)
+    last_owner = owner_of_last if owner_of_last not in trusted else None
 
     def refuse(reason: str) -> UnsafePathError:
         return UnsafePathError(what, path, reason)
 
     def enter(directory: str, st: os.stat_result, last: bool = False) -> tuple[str, str | None]:
-        if st.st_uid not in trusted:
+        if st.st_uid == last_owner:  # the daemon's own directory (RuntimeDirectory=)
+            if not last:
+                raise refuse(
+                    f"{_show(directory)} is owned by uid {st.st_uid}, the daemon's user,"
+                    " trusted as the owner of the pidfile's own directory only"
+                )
+            parent, writers = chain[-1]
+            if writers:  # sticky is not enough: that user may rename its own entry
+                raise refuse(
+                    f"{_show(directory)} is owned by uid {st.st_uid}, the daemon's user,"
+                    f" in {_show(parent)} writable by {writers}"
+                )
+        elif st.st_uid not in trusted:
             raise refuse(f"{_show(directory)} is owned by uid {st.st_uid}")
         writers = _writers(st)
         if writers and jail and last:  # anyone could make the jail's /lib, sticky or not
@@ -154,7 +172,8 @@ def _walk(
 
     # The directories walked into, each with who else may write it (sticky if anyone).
     # ".." is the kernel's (the parent of where a link led), not folded as text.
-    chain = [enter("/", os.lstat("/"), jail and path.strip("/") == "")]
+    chain: list[tuple[str, str | None]] = []
+    chain.append(enter("/", os.lstat("/"), jail and path.strip("/") == ""))
     todo = _names(path if path.startswith("/") else os.path.join(os.getcwd(), path))
     links = 0
     proc: set[int] | None = None  # the procfs mounts' devices
@@ -178,7 +197,7 @@ def _walk(
         is_link = stat.S_ISLNK(st.st_mode)
         if st.st_uid not in link_owners and is_link:
             raise refuse(f"{_show(entry)} is a symbolic link owned by uid {st.st_uid}")
-        if st.st_uid not in trusted and writers:
+        if st.st_uid not in trusted and writers and st.st_uid != last_owner:
             raise refuse(
                 f"{_show(entry)} is owned by uid {st.st_uid}, in {_show(current)}"
                 f" writable by {writers}"
@@ -226,8 +245,9 @@ def resolved_name(path: str) -> str:
 def check_path(path: str, what: str, uid: int | None = None) -> str:
     """Return ``path`` resolved (absolute, symlinks followed; a missing last component kept)
     after checking, from "/" down, that no other user could have chosen what it names.
-    ``uid``, a daemon's own user, is trusted too as the owner of directories on the way
-    (where its pidfile goes), not of symbolic links: it may not send us elsewhere.
+    ``uid``, a daemon's own user, is trusted too as the owner of the last directory
+    (where its pidfile goes), not of one on the way to it nor of symbolic links, and only
+    in a directory nobody else may write, sticky or not: it may not send us elsewhere.
 
     Refused (``UnsafePathError``): a directory owned by another user, or writable by others
     (or a group other than ours) and not sticky; in a sticky one, an entry of another user's;
@@ -235,7 +255,7 @@ def check_path(path: str, what: str, uid: int | None = None) -> str:
     raises ``FileNotFoundError``. A link in /proc/self/fd (our own open file, such as
     /dev/stdout's) ends the walk: that link's path is returned, to be opened as it is.
     """
-    return _walk(path, what, uid, uid_links=False)[0]
+    return _walk(path, what, owner_of_last=uid)[0]
 
 
 def jail_owner(uid: int | None, gid: int | None) -> int | None:

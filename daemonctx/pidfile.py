@@ -112,10 +112,12 @@ def _untrusted(path: str, st: os.stat_result, uid: int | None = None) -> str | N
     owned by a user other than us or root, or writable by someone else. None if trusted.
 
     ``uid``: the user a DaemonContext switches to, trusted too as the owner of a
-    directory (not of a file) for that context's pidfile, as for its chroot: a
-    directory of its own, such as systemd's ``RuntimeDirectory=`` with ``User=``, is
-    where that daemon's pidfile goes. That user may then delete or replace the file,
-    not make root write elsewhere: its symlinks are still refused."""
+    directory (not of a file) for that context's pidfile: a directory of its own,
+    such as systemd's ``RuntimeDirectory=`` with ``User=``, is where that daemon's
+    pidfile goes. Only the pidfile's own directory, in one that user cannot write
+    (``_plain_trusted_directories``, ``paths.check_path``): it may then delete or
+    replace what is in it, not which directory it is, nor make root write elsewhere
+    (its symlinks are refused, and hard links: ``_extra_links``)."""
     me = os.geteuid()
     mine = uid is not None and uid not in (0, me) and stat.S_ISDIR(st.st_mode)
     if st.st_uid not in (0, me) and not (mine and st.st_uid == uid):
@@ -131,20 +133,53 @@ def _untrusted(path: str, st: os.stat_result, uid: int | None = None) -> str | N
     return None
 
 
+def _others_may_write(st: os.stat_result) -> bool:
+    """Whether others, or a group not root's or ours, may write *st*, sticky or not."""
+    mode = st.st_mode
+    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid())))
+
+
+def _extra_links(path: str, st: os.stat_result) -> str | None:
+    """Why a pidfile with more than one name must not be used, or None. Its own hidden
+    second name (``guard_path``) is the only other name it may have: with
+    ``fs.protected_hardlinks=0`` a user who may write its directory could link a file
+    of root's there (another daemon's pidfile), for root to rewrite, lock or remove."""
+    if st.st_nlink <= 1:
+        return None
+    if st.st_nlink == 2:
+        try:
+            there = os.lstat(guard_path(path))
+        except OSError:
+            pass
+        else:
+            if (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino):
+                return None
+    return f"{path} has {st.st_nlink} hard links (it may be another file's name)"
+
+
 def _plain_trusted_directories(directory: str, uid: int | None = None) -> bool:
     """Whether every directory from / down to *directory* (absolute) is a real directory,
-    no symlink, owned by root, us (or the daemon's ``uid``) and writable by nobody else
-    (or sticky): the common case, checked with a few lstat calls. Otherwise
-    ``paths.check_path`` decides."""
-    current = "/"
-    for part in ["", *directory.strip("/").split("/")]:
+    no symlink, owned by root or us and writable by nobody else (or sticky): the common
+    case, checked with a few lstat calls. Otherwise ``paths.check_path`` decides.
+
+    *directory* itself may be the daemon's ``uid``'s, in a parent that nobody else may
+    write, sticky or not: then that user cannot rename it, or put a symlink in its place
+    between this check and the daemon's ``acquire()`` (which runs as root)."""
+    parts = ["", *directory.strip("/").split("/")]
+    current, above = "/", None
+    for n, part in enumerate(parts):
         current = os.path.join(current, part) if part else current
         try:
             st = os.lstat(current)
         except OSError:
             return False
-        if not stat.S_ISDIR(st.st_mode) or _untrusted(current, st, uid) is not None:
+        last = n == len(parts) - 1
+        if not stat.S_ISDIR(st.st_mode) or _untrusted(current, st, uid if last else None):
             return False
+        mine = last and st.st_uid not in (0, os.geteuid())
+        if mine and above is not None and _others_may_write(above):
+            return False  # the daemon's user's, where others may write: check_path says
+        above = st
     return True
 
 
@@ -552,7 +587,7 @@ def _restore(path: str, guard_fd: int) -> bool:
     try:
         if not _is_at_path(guard, guard_fd):
             return False
-        os.link(guard, spare)
+        os.link(guard, spare, follow_symlinks=False)  # a symlink put there: not its target
         os.rename(spare, path)
     except OSError:
         return False
@@ -584,7 +619,7 @@ def _link_guard(path: str, fd: int) -> None:
     left as it is."""
     guard = guard_path(path)
     try:
-        os.link(path, guard)
+        os.link(path, guard, follow_symlinks=False)  # a symlink put there: not its target
         return
     except FileExistsError:
         if _is_at_path(guard, fd) or not _stale_pidfile_at(guard):
@@ -593,7 +628,7 @@ def _link_guard(path: str, fd: int) -> None:
         return
     spare = f"{guard}.{os.getpid()}"
     try:
-        os.link(path, spare)
+        os.link(path, spare, follow_symlinks=False)
         os.rename(spare, guard)  # the stale guard is replaced
     except OSError:
         pass
@@ -680,8 +715,9 @@ class PIDLockFile:
         ``DaemonContext.open()`` calls it, so a second instance fails before it
         forks. ``path`` is where the file is seen from the calling process, when a
         chroot or a relative path puts it elsewhere. ``uid`` is the user the
-        context switches to: directories (and a file) of that user's are trusted
-        too, here and by the ``acquire()`` that follows in the daemon.
+        context switches to: the pidfile's own directory may be that user's, here
+        and for the ``acquire()`` that follows in the daemon, if its parent is
+        one that user cannot write (it could put a symlink in its place).
         """
         self._daemon_uid = uid
         seen = _absolute(path or self.path)
@@ -778,8 +814,15 @@ class PIDLockFile:
                 continue
             locked, holder = _try_lock(lock_fd)
             if locked and _is_at_path(self.path, lock_fd):
+                # Under our lock: no start or daemon of this pidfile adds or removes
+                # one of its names meanwhile (a holder unlinks them before unlocking).
+                mine = os.fstat(lock_fd)
+                reason = _extra_links(self.path, mine)
+                if reason is not None:
+                    _abandon(self.path, fd, lock_fd, created)
+                    raise _lockfile_error("LockFailed", f"refusing pidfile {self.path}: {reason}")
                 try:
-                    held = _held_guard(self.path, os.fstat(lock_fd), replacing=True)
+                    held = _held_guard(self.path, mine, replacing=True)
                 except _ForeignGuard as exc:  # another tool's file at the guard name
                     _abandon(self.path, fd, lock_fd, created)
                     raise _lockfile_error("LockFailed", exc.message(self.path)) from None
