@@ -146,15 +146,42 @@ def _extra_links(path: str, st: os.stat_result) -> str | None:
     of root's there (another daemon's pidfile), for root to rewrite, lock or remove."""
     if st.st_nlink <= 1:
         return None
-    if st.st_nlink == 2:
-        try:
-            there = os.lstat(guard_path(path))
-        except OSError:
-            pass
-        else:
-            if (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino):
-                return None
+    guard = guard_path(path)
+    names = 1
+    try:
+        there = os.lstat(guard)
+    except OSError:
+        pass
+    else:
+        names += (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino)
+    if st.st_nlink > names:  # rare: a start killed between its spare link and its unlink
+        names += _drop_spares(guard, st)
+    if st.st_nlink <= names:
+        return None
     return f"{path} has {st.st_nlink} hard links (it may be another file's name)"
+
+
+def _drop_spares(guard: str, st: os.stat_result) -> int:
+    """Remove the spare names (``GUARD.<pid>``, ``_link_guard``'s and ``_restore``'s)
+    a start killed at the wrong moment left on the pidfile ``st`` (called under its
+    lock: nobody else adds or removes one meanwhile); how many there were. Only
+    names in the pidfile's own directory count: a name elsewhere is another file's."""
+    directory, prefix = os.path.split(guard)
+    prefix += "."
+    dropped = 0
+    try:
+        with os.scandir(directory or ".") as entries:
+            for entry in entries:
+                rest = entry.name[len(prefix) :]
+                if not entry.name.startswith(prefix) or not rest.isdigit() or not rest.isascii():
+                    continue
+                if entry.inode() != st.st_ino or not entry.is_file(follow_symlinks=False):
+                    continue
+                os.unlink(entry.path)
+                dropped += 1
+    except OSError:
+        pass
+    return dropped
 
 
 def _plain_trusted_directories(directory: str, uid: int | None = None) -> bool:

@@ -756,6 +756,29 @@ def test_a_stale_guard_is_replaced_and_removed(path: str, content: str) -> None:
     assert not os.path.exists(guard)
 
 
+def test_a_spare_name_a_killed_start_left_is_dropped_not_refused(tmp_path: Path) -> None:
+    """A start SIGKILLed between linking its spare name (``.app.pid.lock.<pid>``)
+    and removing it leaves the stale pidfile a third name. The next start drops
+    that spare and takes the pidfile over: refused as "has 3 hard links", the
+    pidfile stayed unusable until someone deleted the spare by hand. A name
+    outside the directory is still another file's: refused."""
+    path = str(tmp_path / "app.pid")
+    Path(path).write_text("")  # stale: a start killed before its pid was written
+    os.link(path, guard_path(path))
+    spare = f"{guard_path(path)}.4242"
+    os.link(path, spare)
+    with PIDLockFile(path) as lock:
+        assert lock.read_pid() == os.getpid()
+        assert not os.path.exists(spare)
+        assert os.stat(path).st_nlink == 2
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Path(path).write_text("")
+    os.link(path, elsewhere / ".app.pid.lock.4242")  # the same name, another directory
+    with pytest.raises(lockfile.LockFailed, match="has 2 hard links"):
+        PIDLockFile(path).acquire()
+
+
 # -- read_pid() names the daemon, never a stranger -------------------------------------------
 
 
