@@ -1998,3 +1998,107 @@ def test_while_a_reload_s_old_instance_stops_the_new_ones_wait_whatever_is_asked
     assert new != old
     with supervisors.client() as client:
         assert [info.state for info in client.status("web:0", "web:1")] == ["stopped"] * 2
+
+
+# -- a reload while a program owes a cut line ------------------------------------------------
+
+# Program a: lines of 60 000 bytes, back to back; b: numbered 30-byte lines, 1 kHz.
+GIANT_LINES = "import os\nwhile True: os.write(1, b'A' * 60000 + b'\\n')\n"
+SHORT_LINES = (
+    "import os, time\n"
+    "n = 0\n"
+    "while True:\n"
+    "    os.write(1, b'b%06d ' % n + b'B' * 22 + b'\\n')\n"
+    "    n += 1\n"
+    "    time.sleep(0.001)\n"
+)
+SHORT_LINE = re.compile(rb"b\d{6} B{22}")
+
+
+class TrickleReader:
+    """A thread reading a pipe 4 KiB a millisecond until its end: slow enough that a
+    60 000-byte line goes out in parts."""
+
+    def __init__(self, fd: int) -> None:
+        import threading
+
+        self.fd = fd
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+            time.sleep(0.001)
+
+    def rest(self, timeout: float = 20) -> bytes:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the pipe's end"
+        return b"".join(self.chunks)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["null", "removed"])
+def test_a_reload_that_closes_a_program_s_output_mid_line_glues_nothing_onto_it(
+    supervisors: Supervisors, tmp_path: Path, how: str
+) -> None:
+    """Programs a (60 000-byte lines) and b (30-byte lines) on "inherit" stdout, a pipe
+    read slowly; every 0.3 s a reload switched a's stdout to "null" and back (or
+    removed a and added it back). A reload closing a's target while it owed the rest
+    of a cut line dropped that rest, and b's next line went straight after the half
+    line: "AAAA...AAAAb001234 BBB...". Now the rest is written first by the next
+    target on the pipe (or a's closing target ends it): every line whole."""
+    a = {"command": [PY, "-c", GIANT_LINES], "stdout": "inherit"}
+    b = {"command": [PY, "-c", SHORT_LINES], "stdout": "inherit"}
+    supervisors.config({"a": a, "b": b})
+    read_end, write_end = os.pipe()
+    reader = TrickleReader(read_end)
+    try:
+        proc = supervisors.popen(
+            [*supervisors.command(), "supervise", "--config", str(supervisors.config_path),
+             "--foreground"],
+            env=supervisors.env, stdout=write_end, stderr=(tmp_path / "stderr").open("wb"),
+        )  # fmt: skip
+        os.close(write_end)
+        write_end = -1
+        supervisors.wait_answering(proc)
+        with supervisors.client() as client:
+            for cycle in range(24):
+                time.sleep(0.3)
+                if cycle % 2 == 0:
+                    programs = {"a": {**a, "stdout": "null"}, "b": b} if how == "null" else {"b": b}
+                else:
+                    programs = {"a": a, "b": b}
+                supervisors.config(programs)
+                client.reload()
+        assert proc.poll() is None
+        proc.terminate()
+        proc.wait(20)
+        out = reader.rest()
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        reader.thread.join(20)
+        os.close(read_end)
+    lines = out.split(b"\n")
+    last = lines.pop()  # the supervisor exited while a's line was cut: its start only
+    assert last.strip(b"A") == b"", last[:80]
+    giant = short = 0
+    for line in lines:
+        if line == b"A" * 60000:
+            giant += 1
+        elif line.strip(b"A") == b"" and len(line) < 60000:
+            pass  # a removed, its line cut short: what it wrote of it, ended at its exit
+        elif SHORT_LINE.fullmatch(line):
+            short += 1
+        elif not line.startswith(b"20"):  # the supervisor's log is in its file
+            raise AssertionError(
+                f"not a whole line: {len(line)} bytes: {line[:40]!r}...{line[-40:]!r}"
+            )
+    assert giant and short, (giant, short)

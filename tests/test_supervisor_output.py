@@ -1125,3 +1125,72 @@ def test_a_follower_that_stops_at_its_first_line_is_told_one_line_per_chunk() ->
     ring.add("stdout", 1.0, numbered(0, 30_000))
     assert calls == [b"line 000000"]
     assert len(steady) == 30_000
+
+
+def test_a_target_closed_while_it_owes_a_cut_line_leaves_its_rest_to_the_next_writer(
+    pipe: tuple[int, int],
+) -> None:
+    """A reload closed a's target (a's stdout now "null", a removed) while it owed
+    the rest of a cut line: the rest was dropped and b's next line went straight
+    after the half line. Now a's target tries once more as it closes, then leaves
+    the rest to the pipe's next writer, which writes it first (and counts it)."""
+    read_end, write_end = pipe
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    long_line = b"A" * 6000 + b"\n"
+    line = b"b" * 100 + b"\n"
+    a = opened("inherit", "a's stdout", write_end)
+    b = opened("inherit", "b's stdout", write_end)
+    try:
+        a.write(long_line)
+        assert a.written == 4096
+        a.close()  # the pipe still full: the rest stays owed
+        assert a.dropped == 0
+        b.write(line)  # still full: dropped, the rest still first in line
+        assert b.dropped == len(line) and b.written == 0
+        out = drain(read_end)
+        b.write(line)
+        out += drain(read_end)
+        assert out == long_line + line
+        assert b.written == len(long_line) - 4096 + len(line)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_rest_left_by_the_last_target_on_a_pipe_is_written_by_the_next_one(
+    pipe: tuple[int, int],
+) -> None:
+    """The only program on the pipe removed mid-line, another added later: that one
+    writes the rest first, never its line after the half one."""
+    read_end, write_end = pipe
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    long_line = b"A" * 6000 + b"\n"
+    line = b"c" * 100 + b"\n"
+    a = opened("inherit", "a's stdout", write_end)
+    a.write(long_line)
+    a.close()
+    out = drain(read_end)
+    c = opened("inherit", "c's stdout", write_end)
+    try:
+        c.write(line)
+        out += drain(read_end)
+        assert out == long_line + line
+    finally:
+        c.close()
+
+
+def test_a_target_closed_while_it_owes_pays_as_it_closes_when_it_can(
+    pipe: tuple[int, int],
+) -> None:
+    """A reader made room before the close: the closing target writes the rest itself
+    (counted as its own), and nothing is left for anyone."""
+    read_end, write_end = pipe
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    long_line = b"A" * 6000 + b"\n"
+    a = opened("inherit", "a's stdout", write_end)
+    a.write(long_line)
+    out = drain(read_end)
+    a.close()
+    out += drain(read_end)
+    assert out == long_line
+    assert a.written == len(long_line) and a.dropped == 0

@@ -68,13 +68,19 @@ class _Lane:
     ``(st_dev, st_ino)``, not by fd number: as root each is an open of its own) share:
     which of them owes the rest of a line a partial write cut. While one does, the
     others' lines wait for it to be paid, or are dropped and counted: never written in
-    the middle of it."""
+    the middle of it. A target that leaves (closed by a reload, a program removed, the
+    supervisor's log replaced) while it still owes one, after one more try to pay it,
+    leaves that rest here (``rest``): the next target to write the file, one already
+    there or one that comes later, writes it first (and counts it as written). The
+    lane is kept while it holds a rest, even with no target left (our stdout, stderr or a
+    FIFO, which a program added later may write; not a log file of ours alone)."""
 
-    __slots__ = ("key", "owed_by", "users")
+    __slots__ = ("key", "owed_by", "rest", "users")
 
     def __init__(self, key: tuple[int, int] | None) -> None:
         self.key = key
         self.owed_by: Target | None = None
+        self.rest = b""  # the rest of a cut line whose target left: whoever writes next pays
         self.users = 0
 
 
@@ -92,11 +98,19 @@ def _join_lane(key: tuple[int, int] | None) -> _Lane:
 
 
 def _leave_lane(lane: _Lane, target: Target) -> None:
+    """``target`` writes the file no more: a rest it still owes stays with the lane, for
+    the next writer (the file is left in the middle of that line)."""
     if lane.owed_by is target:
         lane.owed_by = None
+        if lane.key is None or (target._kind is _FILE and lane.users <= 1):
+            # a file of ours that nobody else writes (rotated away, perhaps): it ends there
+            target.dropped += len(target._owed)
+        else:
+            lane.rest = target._owed
+        target._owed = b""
     if lane.key is not None:
         lane.users -= 1
-        if lane.users <= 0 and _lanes.get(lane.key) is lane:
+        if lane.users <= 0 and not lane.rest and _lanes.get(lane.key) is lane:
             del _lanes[lane.key]
 
 
@@ -271,7 +285,8 @@ class Target:
       so none writes into the middle of another's cut line.
 
     Counts are in bytes as written (timestamps included): ``written`` + ``dropped`` is all
-    that was given to ``write``, less a cut line's rest still waiting to go out.
+    that was given to ``write``, less a cut line's rest still waiting to go out (or left,
+    at ``close``, to the next target on the same file: that one counts it as written).
     """
 
     dropped: int
@@ -407,15 +422,15 @@ class Target:
 
     def _adopt(self, fd: int, *, shared: bool = False) -> None:
         """Write to ``fd`` from now on (closing the previous one), chosen by what it is."""
+        if self._owed:  # one more try to end our cut line, while we still have the file
+            self._pay()
         old, old_sock = self._fd, self._sock
         self._fd, self._sock = fd, None
         self._poll = None
         if self._writer is not None:
             self._writer.leave()
             self._writer = None
-        self._owed, owed = b"", len(self._owed)
-        self.dropped += owed
-        _leave_lane(self._lane, self)
+        _leave_lane(self._lane, self)  # a rest still owed stays there, for the next writer
         self._retry_at = 0.0
         if fd < 0:
             kind = _DEAD
@@ -485,8 +500,11 @@ class Target:
 
         ``head``: complete lines to write before ``data``, in the same system call to a file
         (``writev``: a line completed from two reads costs no copy of the second read)."""
-        if self._lane.owed_by is not None and not self._lane.owed_by._pay():
-            # a line cut short (ours, or another target's on the same file) comes first
+        lane = self._lane
+        owner = lane.owed_by
+        if (owner is not None and not owner._pay()) or (lane.rest and not self._pay(lane)):
+            # a line cut short (ours, another target's on the same file, or one that a
+            # target closed since left there) comes first
             self.dropped += len(head) + len(data)
             if self.timestamps:
                 self.dropped += self._stamp_size(head) + self._stamp_size(data)
@@ -778,16 +796,24 @@ class Target:
         self.error = OSError(errno.EAGAIN, "only part of the output could be written")
         return False
 
-    def _pay(self) -> bool:
-        """Write what is owed of a cut line; True once nothing is owed."""
-        owed, self._owed = self._owed, b""
-        self._lane.owed_by = None
+    def _pay(self, lane: _Lane | None = None) -> bool:
+        """Write what is owed of a cut line, ours or (``lane``) the rest a target that
+        left owed there; True once nothing is owed. What goes out counts as ours, and
+        a rest we write only in part becomes ours to pay."""
+        if lane is not None:
+            owed, lane.rest = lane.rest, b""
+        else:
+            owed, self._owed = self._owed, b""
+            self._lane.owed_by = None
         ok = (self._put_stream if self._kind in (_PIPE, _FILE) else self._put)(owed, b"")
         if not ok and not self._owed:
             # Nothing of it went out (and it was counted as dropped): keep owing all of it.
             self.dropped -= len(owed)
-            self._owed = owed
-            self._lane.owed_by = self
+            if lane is not None:
+                lane.rest = owed
+            else:
+                self._owed = owed
+                self._lane.owed_by = self
         return ok
 
     # -- changes ------------------------------------------------------------------------------
@@ -823,7 +849,8 @@ class Target:
         self._set_rotates()
 
     def close(self) -> None:
-        """Close the target; a cut line's rest still owed is counted as dropped."""
+        """Close the target. A cut line's rest still owed, after one more try, is left
+        to the next target that writes the same file (``_Lane``): not counted here."""
         self._adopt(-1)
 
     def __repr__(self) -> str:
