@@ -22,6 +22,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -2102,3 +2103,146 @@ def test_a_reload_that_closes_a_program_s_output_mid_line_glues_nothing_onto_it(
                 f"not a whole line: {len(line)} bytes: {line[:40]!r}...{line[-40:]!r}"
             )
     assert giant and short, (giant, short)
+
+
+# -- threads that cannot start ----------------------------------------------------------------
+
+PIDS_V1 = Path("/sys/fs/cgroup/pids")
+
+
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
+    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a cgroup v1 pids hierarchy")
+    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        (group / "pids.max").write_text("max")
+        wait_for(lambda: not (group / "cgroup.procs").read_text().split(), what="an empty cgroup")
+        group.rmdir()
+
+
+def _at_its_limit(group: Path, pid: int) -> None:
+    """Put ``pid`` (its threads) in ``group``, then let the group make no more tasks."""
+    (group / "cgroup.procs").write_text(str(pid))
+    (group / "pids.max").write_text((group / "pids.current").read_text())
+
+
+@pytest.mark.timeout(90)
+def test_a_start_whose_spawner_thread_cannot_start_forks_from_the_loop_instead(
+    pids_cgroup: Path, supervisors: Supervisors
+) -> None:
+    """128 programs (the next start is the spawner's first), then ``ctl start b`` in
+    a pids cgroup at its limit: "daemonctx: error: RuntimeError: can't start new
+    thread", and b "starting" for good (a later start never answered). Now the
+    spawner's thread that cannot start means forking from the loop's thread, said
+    once in the log; that fork fails too (EAGAIN), a start failure tried again
+    after the backoff; once the limit is lifted b runs."""
+    sleepers = {"command": [SLEEP, "1000"], "stdout": "null", "stderr": "null"}
+    supervisors.config(
+        {
+            "web": {**sleepers, "instances": 128},
+            "b": {**sleepers, "autostart": False, "start_limit": 0, "restart_delay": 0.2},
+        }
+    )
+    proc = supervisors.foreground()
+    _at_its_limit(pids_cgroup, proc.pid)
+    start = supervisors.ctl_popen("start", "b")
+    wait_for(
+        lambda: (
+            "programs are forked from the loop's thread: cannot start the spawner thread"
+            in supervisors.log.read_text()
+        ),
+        20,
+        what="the fallback, in the log",
+    )
+    wait_for(
+        lambda: "Resource temporarily unavailable" in supervisors.log.read_text(),
+        20,
+        what="b's failed start",
+    )
+    (pids_cgroup / "pids.max").write_text("max")
+    info = supervisors.wait_state("b", "running", 30)
+    assert info.pid and pid_alive(info.pid)
+    out, err = start.communicate(timeout=30)
+    assert "RuntimeError" not in out + err, (out, err)
+    assert "internal error" not in out + err, (out, err)
+    assert "Traceback" not in supervisors.log.read_text()
+    proc.terminate()
+    proc.wait(30)
+
+
+@needs_root
+@pytest.mark.timeout(90)
+def test_a_start_whose_terminal_writer_cannot_start_fails_and_is_tried_again(
+    pids_cgroup: Path, open_dir: Path
+) -> None:
+    """The supervisor run as nobody on root's terminal (a pty: written by a thread),
+    its log in a file, b's stdout "inherit" and no thread on the terminal yet; in a
+    pids cgroup at its limit, ``ctl start b``: a traceback at ``Thread.start`` and b
+    "starting" for good. Now b's start fails ("cannot open b's stdout ..."), is
+    tried again after its backoff, and runs once the limit is lifted, its lines on
+    the terminal."""
+    python = python_for_nobody(NUMBERED)
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    supervisors = Supervisors(open_dir)
+    run = open_dir / "run"
+    run.mkdir()
+    os.chown(run, NOBODY, NOBODY)
+    supervisors.control = str(run / "control.sock")
+    supervisors.log = run / "supervisor.log"
+    talk = "import time\nwhile True:\n    print('b is here', flush=True)\n    time.sleep(0.1)\n"
+    supervisors.config(
+        {
+            "b": {
+                "command": [python, "-c", talk],
+                "stdout": "inherit",
+                "autostart": False,
+                "start_limit": 0,
+                "restart_delay": 0.2,
+            }
+        },
+        log=str(supervisors.log),
+    )
+    env = {**supervisors.env, "PYTHONPATH": str(ROOT)}
+    master, slave = os.openpty()
+    seen = bytearray()
+    try:
+        proc = supervisors.popen(
+            [*as_nobody, python, "-m", "daemonctx", "supervise", "--config",
+             str(supervisors.config_path), "--foreground"],
+            env=env, stdout=slave, stderr=slave,
+        )  # fmt: skip
+        supervisors.wait_answering(proc)
+        assert proc.poll() is None
+        _at_its_limit(pids_cgroup, proc.pid)
+        with supervisors.client(timeout=20) as client:
+            (info,) = client.start("b")  # answered once the start failed
+        assert info.state != "starting", info
+        wait_for(
+            lambda: (
+                "cannot open b's stdout (fd 1): cannot start a thread to write it"
+                in supervisors.log.read_text()
+            ),
+            20,
+            what="b's failed start, in the log",
+        )
+        (pids_cgroup / "pids.max").write_text("max")
+        supervisors.wait_state("b", "running", 30)
+
+        def said() -> bool:
+            while select.select([master], [], [], 0)[0]:
+                seen.extend(os.read(master, 1 << 16))
+            return b"b is here" in seen
+
+        wait_for(said, 10, what="b's lines on the terminal")
+        assert "Traceback" not in supervisors.log.read_text()
+        proc.terminate()
+        proc.wait(30)
+    finally:
+        supervisors.kill_all()
+        os.close(master)
+        os.close(slave)

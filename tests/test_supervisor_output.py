@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import mounted_tmpfs, needs_root, run_as_nobody
+from conftest import mounted_tmpfs, needs_root, run_as_nobody, run_in_child
 
 from daemonctx.paths import UnsafePathError
 from daemonctx.supervisor.config import LogFile
@@ -1194,3 +1194,60 @@ def test_a_target_closed_while_it_owes_pays_as_it_closes_when_it_can(
     out += drain(read_end)
     assert out == long_line
     assert a.written == len(long_line) and a.dropped == 0
+
+
+PIDS_V1 = Path("/sys/fs/cgroup/pids")
+
+
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
+    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a cgroup v1 pids hierarchy")
+    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        (group / "pids.max").write_text("max")
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        group.rmdir()
+
+
+@needs_root
+def test_a_terminal_whose_writer_thread_cannot_start_is_a_target_that_cannot_be_opened(
+    pids_cgroup: Path,
+) -> None:
+    """Another user's terminal (written by a thread) in a pids cgroup at its limit:
+    ``Thread.start`` raised RuntimeError through ``Target.open``, which the
+    supervisor took for an internal error (the program "starting" for good). Now it
+    is an OSError (EAGAIN) naming the stream, as a file that cannot be opened: the
+    start fails and is tried again; nothing is left open or half set up."""
+    master, slave = os.openpty()
+    try:
+
+        def in_the_group() -> None:
+            from daemonctx.supervisor import output
+
+            (pids_cgroup / "cgroup.procs").write_text(str(os.getpid()))
+            (pids_cgroup / "pids.max").write_text((pids_cgroup / "pids.current").read_text())
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            before = sorted(os.listdir("/proc/self/fd"))
+            lanes, writers = dict(output._lanes), dict(output._writers)
+            with pytest.raises(OSError) as raised:
+                Target.open("inherit", "b's stdout", slave, guarded=True)
+            assert raised.value.errno == errno.EAGAIN, raised.value
+            assert str(raised.value.strerror).startswith(
+                f"b's stdout (fd {slave}): cannot start a thread to write it: "
+            ), raised.value
+            assert sorted(os.listdir("/proc/self/fd")) == before
+            assert output._lanes == lanes and output._writers == writers
+
+        run_in_child(in_the_group)
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from conftest import (
     Supervisors,
     pid_alive,
     proc_stat,
+    run_in_child,
     wait_for,
     wait_gone,
 )
@@ -386,3 +388,46 @@ def test_the_spawner_closing_its_copies_drops_no_lock_of_ours(tmp_path: Path, ki
             assert f.fileno() not in task_fds(thread.native_id)  # its copy is closed
             assert held()
         assert held()
+
+
+PIDS_V1 = Path("/sys/fs/cgroup/pids")
+
+
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
+    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a cgroup v1 pids hierarchy")
+    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        (group / "pids.max").write_text("max")
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        group.rmdir()
+
+
+def test_a_spawner_whose_thread_cannot_start_raises_oserror_and_leaves_nothing_open(
+    pids_cgroup: Path,
+) -> None:
+    """A pids cgroup at its limit: ``Thread.start`` raised RuntimeError ("can't start
+    new thread"), which the supervisor took for an internal error (its start left
+    "starting" for good), and the socket pair stayed open. Now ``start`` raises
+    OSError (EAGAIN), the supervisor's cue to fork from the loop's thread."""
+
+    def in_the_group() -> None:
+        (pids_cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        (pids_cgroup / "pids.max").write_text((pids_cgroup / "pids.current").read_text())
+        before = sorted(os.listdir("/proc/self/fd"))
+        spawner = Spawner()
+        with pytest.raises(OSError) as raised:
+            spawner.start()
+        assert raised.value.errno == errno.EAGAIN, raised.value
+        assert "cannot start the spawner thread" in str(raised.value)
+        assert sorted(os.listdir("/proc/self/fd")) == before
+        spawner.close()
+
+    run_in_child(in_the_group)

@@ -128,6 +128,7 @@ class _Writer:
     that terminal meanwhile joins it rather than start another.)"""
 
     def __init__(self, fd: int, key: tuple[int, int], what: str) -> None:
+        """Raises ``OSError`` (EAGAIN) when the thread cannot start (a pids limit)."""
         self.key = key
         self._fd = os.dup(fd)
         self._cond = threading.Condition(threading.Lock())
@@ -138,7 +139,11 @@ class _Writer:
         # (target, bytes) the thread could not write, with the error: counted by put
         self._failed: list[tuple[Target, int, OSError]] = []
         self._thread = threading.Thread(target=self._run, name=f"daemonctx: {what}", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # "can't start new thread": a pids cgroup at its limit
+            os.close(self._fd)
+            raise OSError(errno.EAGAIN, f"cannot start a thread to write it: {exc}") from None
 
     def put(self, target: Target, data: bytes) -> int:
         """Queue the whole lines of ``data`` that fit; the bytes queued."""
@@ -361,7 +366,8 @@ class Target:
         than lost, or than no start): a pipe or terminal not ours to open again (another
         user's: EACCES) is written through the shared fd, without changing its flags, at
         most PIPE_BUF bytes at a time, each only when ``poll`` says it can take more;
-        without ``guarded`` that is an error.
+        without ``guarded`` that is an error. (Such a terminal is written by a thread,
+        ``_Writer``: one that cannot start raises ``OSError``, EAGAIN.)
         """
         if spec == "null":
             return None
@@ -405,7 +411,12 @@ class Target:
             if exc.errno in (errno.EACCES, errno.EPERM) and self._may_guard:
                 self._adopt(os.dup(fd), shared=True)
                 if stat.S_ISCHR(mode):  # a terminal: a write may block whatever poll says
-                    self._writer = _writer_for(self._fd, self._identity, self.what)
+                    try:
+                        self._writer = _writer_for(self._fd, self._identity, self.what)
+                    except OSError as failed:  # no thread (a pids limit): a start that
+                        self._adopt(-1)  # failed, tried again later, as for a file
+                        reason = f"{self.what} (fd {fd}): {failed.strerror}"
+                        raise OSError(failed.errno, reason) from None
                     self._put = self._put_queued
                 else:  # a pipe: written only when it has room for PIPE_BUF bytes
                     self._poll = select.poll()

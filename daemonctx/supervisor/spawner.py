@@ -65,8 +65,9 @@ class Spawner:
 
     ``keep`` lists the descriptors the thread keeps at their numbers (the signal
     wake-up fd). ``start`` raises ``OSError`` where a thread cannot have a
-    table of its own (a seccomp filter that refuses unshare): then fork from the
-    loop's thread as before. Use from one thread at a time.
+    table of its own (a seccomp filter that refuses unshare), or cannot start at
+    all (EAGAIN: a pids limit, RLIMIT_NPROC): then fork from the loop's thread as
+    before. Use from one thread at a time.
     """
 
     def __init__(self, keep: Iterable[int] = ()) -> None:
@@ -96,8 +97,13 @@ class Spawner:
     def start(self) -> None:
         """Start the thread and wait until its table is its own."""
         thread = threading.Thread(target=self._serve, name="daemonctx-spawner", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": a pids limit, EAGAIN
+            os.close(self._theirs)
+            self._ours.close()
+            raise OSError(errno.EAGAIN, f"cannot start the spawner thread: {exc}") from None
         self._thread = thread
-        thread.start()
         try:
             ready = self._ours.recv(1)
         finally:
