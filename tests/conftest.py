@@ -831,3 +831,22 @@ def mounted_tmpfs(
         before_unmount()
         if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+PIDS_V1 = Path("/sys/fs/cgroup/pids")
+
+
+@pytest.fixture
+def pids_cgroup() -> Iterator[Path]:
+    """A cgroup v1 pids group of this test, for a limit on the tasks a process may
+    make (EAGAIN from fork and thread starts): removed at the end, once empty."""
+    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a cgroup v1 pids hierarchy")
+    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        (group / "pids.max").write_text("max")
+        wait_for(lambda: not (group / "cgroup.procs").read_text().split(), what="an empty cgroup")
+        group.rmdir()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ pytestmark = pytest.mark.timeout(120)
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 FALSE = shutil.which("false") or "/bin/false"
 PRLIMIT = shutil.which("prlimit")
-PIDS_V1 = Path("/sys/fs/cgroup/pids")
 STALL_LIMIT = 30.0  # guard.STALL_LIMIT, as documented
 
 
@@ -160,21 +157,6 @@ def _holds(guard: int, pid: int) -> bool:
         if f"\nPid:\t{pid}\n" in info:
             return True
     return False
-
-
-@pytest.fixture
-def pids_cgroup() -> Iterator[Path]:
-    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
-    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a cgroup v1 pids hierarchy")
-    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
-    group.mkdir()
-    try:
-        yield group
-    finally:
-        (group / "pids.max").write_text("max")
-        wait_for(lambda: not (group / "cgroup.procs").read_text().split(), what="an empty cgroup")
-        group.rmdir()
 
 
 def test_a_guard_that_cannot_be_started_is_tried_again(

@@ -22,7 +22,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -2106,23 +2105,6 @@ def test_a_reload_that_closes_a_program_s_output_mid_line_glues_nothing_onto_it(
 
 
 # -- threads that cannot start ----------------------------------------------------------------
-
-PIDS_V1 = Path("/sys/fs/cgroup/pids")
-
-
-@pytest.fixture
-def pids_cgroup() -> Iterator[Path]:
-    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
-    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a cgroup v1 pids hierarchy")
-    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
-    group.mkdir()
-    try:
-        yield group
-    finally:
-        (group / "pids.max").write_text("max")
-        wait_for(lambda: not (group / "cgroup.procs").read_text().split(), what="an empty cgroup")
-        group.rmdir()
 
 
 def _at_its_limit(group: Path, pid: int) -> None:

@@ -1196,26 +1196,6 @@ def test_a_target_closed_while_it_owes_pays_as_it_closes_when_it_can(
     assert a.written == len(long_line) and a.dropped == 0
 
 
-PIDS_V1 = Path("/sys/fs/cgroup/pids")
-
-
-@pytest.fixture
-def pids_cgroup() -> Iterator[Path]:
-    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
-    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a cgroup v1 pids hierarchy")
-    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
-    group.mkdir()
-    try:
-        yield group
-    finally:
-        (group / "pids.max").write_text("max")
-        deadline = time.monotonic() + 10
-        while (group / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        group.rmdir()
-
-
 @needs_root
 def test_a_terminal_whose_writer_thread_cannot_start_is_a_target_that_cannot_be_opened(
     pids_cgroup: Path,

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -388,26 +387,6 @@ def test_the_spawner_closing_its_copies_drops_no_lock_of_ours(tmp_path: Path, ki
             assert f.fileno() not in task_fds(thread.native_id)  # its copy is closed
             assert held()
         assert held()
-
-
-PIDS_V1 = Path("/sys/fs/cgroup/pids")
-
-
-@pytest.fixture
-def pids_cgroup() -> Iterator[Path]:
-    """A cgroup v1 pids group of this test (removed at the end, once empty)."""
-    if not (PIDS_V1 / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a cgroup v1 pids hierarchy")
-    group = PIDS_V1 / f"daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
-    group.mkdir()
-    try:
-        yield group
-    finally:
-        (group / "pids.max").write_text("max")
-        deadline = time.monotonic() + 10
-        while (group / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        group.rmdir()
 
 
 def test_a_spawner_whose_thread_cannot_start_raises_oserror_and_leaves_nothing_open(
