@@ -1335,6 +1335,30 @@ def test_tail_shows_stdout_and_stderr_interleaved_and_follows(
         follow.wait(10)
 
 
+def _burst(supervisors: Supervisors, tmp_path: Path, count: int, buffer: int) -> Path:
+    """A program "web" that says "start", then writes ``seq 1 count`` at once when the
+    returned gate file appears; ``output_buffer`` is ``buffer``. Started, and its
+    "start" in the ring, when this returns."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    burst = f"echo start; while [ ! -e {go} ]; do sleep 0.01; done; seq 1 {count}; : > {done}"
+    supervisors.config(
+        {"web": {"command": ["/bin/sh", "-c", burst + "; exec sleep 1000"],
+                 "stdout": "null", "output_buffer": buffer}}
+    )  # fmt: skip
+    supervisors.foreground()
+    with supervisors.client() as client:
+        wait_for(lambda: [line.text for line in client.tail("web", 5)[0]] == ["start"])
+    return go
+
+
+def _release(supervisors: Supervisors, go: Path, count: int) -> None:
+    """Open ``_burst``'s gate; return once its last line is in the ring."""
+    go.touch()
+    wait_for((go.parent / "done").exists, what="the burst written")
+    with supervisors.client() as client:
+        wait_for(lambda: client.tail("web", 1)[0][-1].text == str(count), what="its last line")
+
+
 def test_tail_after_a_cursor_says_when_lines_were_lost(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
@@ -1342,22 +1366,13 @@ def test_tail_after_a_cursor_says_when_lines_were_lost(
     ring (``output_buffer``) no longer holds. ``Client.tail`` says so (``missed``),
     still unpacks as (lines, cursor); a tail that lost nothing says it did not.
     (Followers lost lines in silence: 45 % of them with 60 followers.)"""
-    go, done = tmp_path / "go", tmp_path / "done"
-    burst = f"echo start; while [ ! -e {go} ]; do sleep 0.01; done; seq 1 20000; : > {done}"
-    supervisors.config(
-        {"web": {"command": ["/bin/sh", "-c", burst + "; exec sleep 1000"],
-                 "stdout": "null", "output_buffer": 4096}}
-    )  # fmt: skip
-    supervisors.foreground()
+    go = _burst(supervisors, tmp_path, 20000, 4096)
     with supervisors.client() as client:
-        wait_for(lambda: [line.text for line in client.tail("web", 5)[0]] == ["start"])
         first = client.tail("web", 5)
         lines, cursor = first
         assert lines == first.lines
         assert not first.missed and first.cursor == cursor
-        go.touch()
-        wait_for(done.exists, what="the burst written")
-        wait_for(lambda: client.tail("web", 1)[0][-1].text == "20000", what="its last line")
+        _release(supervisors, go, 20000)
         later = client.tail("web", 0, after=cursor)
         assert later.missed
         assert later.lines[-1].text == "20000" and later.lines[0].text != "1"
@@ -1372,19 +1387,10 @@ def test_a_follower_behind_but_within_the_buffer_gets_every_line(
     taken before gets every one of them over two answers, none missed. (It got the
     newest 100,000 with ``missed`` false: ``ctl tail -f`` skipped 87,226 lines
     without a word.)"""
-    go, done = tmp_path / "go", tmp_path / "done"
-    burst = f"echo start; while [ ! -e {go} ]; do sleep 0.01; done; seq 1 200000; : > {done}"
-    supervisors.config(
-        {"web": {"command": ["/bin/sh", "-c", burst + "; exec sleep 1000"],
-                 "stdout": "null", "output_buffer": 4_000_000}}
-    )  # fmt: skip
-    supervisors.foreground()
+    go = _burst(supervisors, tmp_path, 200000, 4_000_000)
     with supervisors.client() as client:
-        wait_for(lambda: [line.text for line in client.tail("web", 5)[0]] == ["start"])
         cursor = client.tail("web", 1).cursor
-        go.touch()
-        wait_for(done.exists, what="the burst written")
-        wait_for(lambda: client.tail("web", 1)[0][-1].text == "200000", what="its last line")
+        _release(supervisors, go, 200000)
         texts: list[str] = []
         for _ in range(4):
             answer = client.tail("web", 0, after=cursor)
