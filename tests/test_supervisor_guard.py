@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,20 @@ def test_alerts_of_programs_failing_at_once_fit_in_the_documented_estimate(
     assert proc.poll() is None
 
 
+def _crash_loop_beside_web(supervisors: Supervisors, count: int) -> subprocess.Popen[str]:
+    """``count`` programs in a crash loop (start_limit 0, up to 0.1 s apart) and
+    "web" running beside them: the supervisor, once web runs."""
+    crashing = {"command": [FALSE], "start_limit": 0, "restart_delay": 0.01}
+    programs: dict[str, dict[str, Any]] = {
+        f"c{i}": {**crashing, "restart_delay_max": 0.1} for i in range(count)
+    }
+    programs["web"] = {"command": [SLEEP, "1000"]}
+    supervisors.config(programs)
+    proc = supervisors.foreground(booted=False)
+    supervisors.wait_state("web", "running")
+    return proc
+
+
 def test_a_stopped_guard_costs_no_descriptor_a_restart(supervisors: Supervisors) -> None:
     """50 programs in a crash loop while the guard is stopped: each restart's
     hold and release wait for it, with no copy of a pidfd (a hold released
@@ -106,16 +121,9 @@ def test_a_stopped_guard_costs_no_descriptor_a_restart(supervisors: Supervisors)
     as it holds without a guard. They grew by a pidfd a restart, to the limit.
     Once the guard runs again, it holds what runs: SIGKILL the supervisor, and
     the program restarted meanwhile dies."""
-    crashing = {"command": [FALSE], "start_limit": 0, "restart_delay": 0.01}
-    programs: dict[str, dict[str, Any]] = {
-        f"c{i}": {**crashing, "restart_delay_max": 0.1} for i in range(50)
-    }
-    programs["web"] = {"command": [SLEEP, "1000"]}
-    supervisors.config(programs)
-    proc = supervisors.foreground(booted=False)
+    proc = _crash_loop_beside_web(supervisors, 50)
     supervisor = proc.pid
     guard = guard_of(supervisor)
-    supervisors.wait_state("web", "running")
     before = len(proc_fds(supervisor))
     os.kill(guard, signal.SIGSTOP)
     try:
@@ -207,16 +215,9 @@ def test_a_guard_stopped_while_messages_wait_is_replaced(supervisors: Supervisor
     """The guard stopped while restarts have holds for it: after ``STALL_LIMIT``
     seconds of taking nothing it is killed and another holds every program, the
     one restarted meanwhile too (a stopped guard could kill none of them)."""
-    crashing = {"command": [FALSE], "start_limit": 0, "restart_delay": 0.01}
-    programs: dict[str, dict[str, Any]] = {
-        f"c{i}": {**crashing, "restart_delay_max": 0.1} for i in range(20)
-    }
-    programs["web"] = {"command": [SLEEP, "1000"]}
-    supervisors.config(programs)
-    proc = supervisors.foreground(booted=False)
+    proc = _crash_loop_beside_web(supervisors, 20)
     supervisor = proc.pid
     first = guard_of(supervisor)
-    supervisors.wait_state("web", "running")
     os.kill(first, signal.SIGSTOP)
     with supervisors.client() as client:
         (info,) = client.restart("web")
