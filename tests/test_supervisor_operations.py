@@ -1116,10 +1116,10 @@ class SlowReader:
 
 def two_writers_on_one_stdout(
     supervisors: Supervisors, tmp_path: Path, prefix: list[str], python: str = PY
-) -> None:
-    """Programs a (one long line) and b (300-byte lines at 1 kHz) with stdout =
-    "inherit", the supervisor's stdout a pipe read slowly (run by ``python``, behind
-    ``prefix``): every line that comes out is whole."""
+) -> tuple[bytes, dict[str, int]]:
+    """Programs a (ten 20,000-byte lines) and b (300-byte lines at 1 kHz) with
+    stdout = "inherit", the supervisor's stdout a pipe read slowly (run by
+    ``python``, behind ``prefix``): what came out, and the bytes each dropped."""
     run = tmp_path / "run"  # the supervisor's and the programs' (as nobody: theirs)
     run.mkdir()
     if prefix:
@@ -1162,15 +1162,16 @@ def two_writers_on_one_stdout(
         if write_end >= 0:
             os.close(write_end)
         os.close(read_end)
-    assert out.endswith(b"\n"), out[-80:]
-    lines = out.split(b"\n")[:-1]
-    for line in lines:
-        assert line == b"A" * 20000 or B_LINE.fullmatch(line), (
-            f"not a whole line: {len(line)} bytes: {line[:40]!r}...{line[-40:]!r}"
-        )
-    # a's lines: whole, or dropped whole and counted
-    assert lines.count(b"A" * 20000) * 20001 + dropped["a"] == 10 * 20001
-    assert dropped["b"] > 0  # b's lines the pipe could not take, or that waited for a's
+    return out, dropped
+
+
+def _not_whole(out: bytes) -> list[str]:
+    """What in ``out`` is neither one of a's lines (20,000 A's) nor one of b's, nor
+    ends with a newline: each shown by its size and ends."""
+    *lines, last = out.split(b"\n")
+    bad = [line for line in lines if line != b"A" * 20000 and not B_LINE.fullmatch(line)]
+    bad += [last] if last else []
+    return [f"{len(line)} bytes: {line[:40]!r}...{line[-40:]!r}" for line in bad]
 
 
 def test_lines_of_programs_sharing_the_supervisors_stdout_stay_whole(
@@ -1180,7 +1181,11 @@ def test_lines_of_programs_sharing_the_supervisors_stdout_stay_whole(
     20 000-byte line went out in part, and b's lines went in the middle of it (16 691
     bytes of A's, then b's line, then the rest of A's). Now the rest of a cut line is
     written before anyone else's; b's lines meanwhile are dropped and counted."""
-    two_writers_on_one_stdout(supervisors, tmp_path, [])
+    out, dropped = two_writers_on_one_stdout(supervisors, tmp_path, [])
+    assert _not_whole(out) == []
+    # a's lines: whole, or dropped whole and counted
+    assert out.split(b"\n").count(b"A" * 20000) * 20001 + dropped["a"] == 10 * 20001
+    assert dropped["b"] > 0  # b's lines the pipe could not take, or that waited for a's
 
 
 @needs_root
@@ -1192,9 +1197,12 @@ def test_lines_of_programs_sharing_another_users_stdout_stay_whole(open_dir: Pat
     prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     supervisors = Supervisors(open_dir)  # in a directory nobody can reach
     try:
-        two_writers_on_one_stdout(supervisors, open_dir, prefix, python)
+        out, dropped = two_writers_on_one_stdout(supervisors, open_dir, prefix, python)
     finally:
         supervisors.kill_all()
+    assert _not_whole(out) == []
+    assert out.split(b"\n").count(b"A" * 20000) * 20001 + dropped["a"] == 10 * 20001
+    assert dropped["b"] > 0
 
 
 # A program that, once told to (its argument exists), writes 3 MB of ~100-byte lines
