@@ -174,6 +174,7 @@ def test_a_jail_reached_by_dot_dot_after_a_link_is_judged_where_it_leads(tmp_pat
         os.close(fd)
 
 
+@needs_root  # a chroot: without root it is refused first (CAP_SYS_CHROOT)
 def test_a_pidfile_directory_the_jail_lacks_is_said_in_the_foreground(tmp_path: Path) -> None:
     """Through a link to a directory the host has and the jail not: the daemon's
     open would fail after the fork ("cannot create pidfile"); the launcher says so."""
@@ -191,6 +192,7 @@ def test_a_pidfile_directory_the_jail_lacks_is_said_in_the_foreground(tmp_path: 
     )
 
 
+@needs_root  # a chroot: without root it is refused first (CAP_SYS_CHROOT)
 def test_a_relative_working_directory_is_checked_inside_the_jail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,10 +242,11 @@ def test_a_jail_of_the_daemon_s_own_user_is_accepted(tmp_path: Path) -> None:
     [
         ({"working_directory": "/no/such/dir"}, "working_directory", "no such directory"),
         ({"chroot_directory": "/no/such/root"}, "chroot_directory", "no such directory"),
-        (
+        pytest.param(
             {"chroot_directory": "/tmp", "working_directory": "/nope"},
             "working_directory",
             "inside chroot_directory",
+            marks=needs_root,  # without root, the chroot itself is refused first
         ),
         ({"files_preserve": [987]}, "files_preserve", "fd 987 is not open"),
     ],
