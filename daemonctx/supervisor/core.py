@@ -1086,6 +1086,9 @@ class Supervisor:
         self._phase = "done"
         log.info("every program is stopped; exiting with status %d", self.exit_status)
         assert self._loop is not None
+        if self._summary_timer is not None:  # the last one, before the loop ends
+            self._loop.cancel(self._summary_timer)
+            self._send_summary()
         self._loop.stop()
 
     # -- events in, actions out ------------------------------------------------------------
@@ -2082,20 +2085,20 @@ class Supervisor:
             return
         loop = self._loop
         assert loop is not None
+        self._summary_timer = loop.call_at(loop.time(), self._send_summary)
 
-        def send() -> None:
-            self._summary_timer = None
-            counts: dict[str, int] = {}
-            for instance in self.instances.values():
-                counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
-            summary = ", ".join(f"{count} {state}" for state, count in counts.items())
-            if self._summary_note:  # a failed or stopped boot: said first, kept
-                summary = f"{self._summary_note}; {summary}"
-            if summary != self._summary:
-                self._summary = summary
-                _notify_systemd(f"STATUS={summary}")
-
-        self._summary_timer = loop.call_at(loop.time(), send)
+    def _send_summary(self) -> None:
+        """STATUS=: how many programs are in each state (after why a boot ended)."""
+        self._summary_timer = None
+        counts: dict[str, int] = {}
+        for instance in self.instances.values():
+            counts[instance.state.value] = counts.get(instance.state.value, 0) + 1
+        summary = ", ".join(f"{count} {state}" for state, count in counts.items())
+        if self._summary_note:  # a failed or stopped boot: said first, kept
+            summary = f"{self._summary_note}; {summary}"
+        if summary != self._summary:
+            self._summary = summary
+            _notify_systemd(f"STATUS={summary}")
 
     # -- signals to the supervisor --------------------------------------------------------------
 
