@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ SLEEP = shutil.which("sleep") or "/bin/sleep"
 FALSE = shutil.which("false") or "/bin/false"
 PRLIMIT = shutil.which("prlimit")
 STALL_LIMIT = 30.0  # guard.STALL_LIMIT, as documented
+SHORT_STALL = 3.0
+# ``python -m daemonctx`` with guard.STALL_LIMIT made SHORT_STALL first: a
+# foreground() prefix, so that the stalled guard's test waits 3 s, not 30
+SHORT_STALL_PREFIX = (
+    sys.executable,
+    "-c",
+    "import runpy, sys; import daemonctx.supervisor.guard as guard; "
+    f"guard.STALL_LIMIT = {SHORT_STALL}; sys.argv = ['daemonctx', *sys.argv[4:]]; "
+    "runpy.run_module('daemonctx', run_name='__main__')",
+)
 
 
 def _pidfds(pid: int) -> int:
@@ -100,7 +111,9 @@ def test_alerts_of_programs_failing_at_once_fit_in_the_documented_estimate(
     assert proc.poll() is None
 
 
-def _crash_loop_beside_web(supervisors: Supervisors, count: int) -> subprocess.Popen[str]:
+def _crash_loop_beside_web(
+    supervisors: Supervisors, count: int, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
     """``count`` programs in a crash loop (start_limit 0, up to 0.1 s apart) and
     "web" running beside them: the supervisor, once web runs."""
     crashing = {"command": [FALSE], "start_limit": 0, "restart_delay": 0.01}
@@ -109,7 +122,7 @@ def _crash_loop_beside_web(supervisors: Supervisors, count: int) -> subprocess.P
     }
     programs["web"] = {"command": [SLEEP, "1000"]}
     supervisors.config(programs)
-    proc = supervisors.foreground(booted=False)
+    proc = supervisors.foreground(booted=False, prefix=prefix)
     supervisors.wait_state("web", "running")
     return proc
 
@@ -211,11 +224,22 @@ def guard_of_now(supervisor: int) -> int | None:
     return None
 
 
+def test_the_guard_s_stall_limit_is_as_documented() -> None:
+    """docs/supervisor.md says 30 seconds, which the test below shortens."""
+    from daemonctx.supervisor import guard
+
+    assert guard.STALL_LIMIT == STALL_LIMIT
+    docs = (Path(__file__).parent.parent / "docs" / "supervisor.md").read_text()
+    assert "takes nothing for 30 seconds while messages wait" in " ".join(docs.split())
+
+
 def test_a_guard_stopped_while_messages_wait_is_replaced(supervisors: Supervisors) -> None:
     """The guard stopped while restarts have holds for it: after ``STALL_LIMIT``
     seconds of taking nothing it is killed and another holds every program, the
-    one restarted meanwhile too (a stopped guard could kill none of them)."""
-    proc = _crash_loop_beside_web(supervisors, 20)
+    one restarted meanwhile too (a stopped guard could kill none of them). The
+    limit is made 3 s here; ``test_the_guard_s_stall_limit_is_as_documented``
+    keeps it 30 s."""
+    proc = _crash_loop_beside_web(supervisors, 20, SHORT_STALL_PREFIX)
     supervisor = proc.pid
     first = guard_of(supervisor)
     os.kill(first, signal.SIGSTOP)
@@ -225,12 +249,13 @@ def test_a_guard_stopped_while_messages_wait_is_replaced(supervisors: Supervisor
     assert pid is not None
     second = wait_for(
         lambda: (found := guard_of_now(supervisor)) != first and found,
-        STALL_LIMIT + 15,
+        SHORT_STALL + 15,
         what="a new guard",
     )
     assert not pid_alive(first)
     log = supervisors.log.read_text()
-    assert f"the guard (pid {first}) took nothing for 30 s: killing it" in log, log[-2000:]
+    said = f"the guard (pid {first}) took nothing for {SHORT_STALL:g} s: killing it"
+    assert said in log, log[-2000:]
     wait_for(lambda: _holds(second, pid), what=f"the new guard to hold {pid}")
     os.kill(supervisor, signal.SIGKILL)
     wait_gone(second, 30)
