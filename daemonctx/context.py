@@ -170,6 +170,7 @@ class _Plan:
         "groups",
         "handlers",
         "keep_fds",
+        "leave_terminal",
         "pidfile_step",
         "root",
         "stream_fds",
@@ -188,6 +189,7 @@ class _Plan:
         self.groups: list[int] | None = None  # user_name's, looked up before any chroot
         self.pidfile_step = b""
         self.root: str | None = None  # chroot_directory as checked: absolute, no link
+        self.leave_terminal = False  # give up the controlling terminal (another user's)
 
 
 class DaemonContext:
@@ -334,6 +336,8 @@ class DaemonContext:
         plan.close_gaps = process.fd_gaps(keep)
         if detach:
             self._detach()
+        else:  # a detached daemon has no terminal: setsid() left it
+            plan.leave_terminal = process.changes_user(plan.uid)
         try:
             self._become_daemon(plan)
         except BaseException as exc:
@@ -533,6 +537,18 @@ class DaemonContext:
         # Close inherited fds first (the gaps listed before the fork); 0-2
         # stay until they are replaced below.
         process.close_fds(plan.close_gaps)
+        # Changing user without detaching: the caller's terminal must not stay
+        # ours (TIOCSTI into its shell). Opened before chroot, given up before
+        # the user changes.
+        terminal = process.open_controlling_terminal() if plan.leave_terminal else None
+        try:
+            self._take_steps(plan, terminal)
+        finally:
+            if terminal is not None:
+                os.close(terminal)
+
+    def _take_steps(self, plan: _Plan, terminal: int | None) -> None:
+        """``_become_daemon``'s steps after the fds are closed."""
         # /dev/null is opened before chroot: an empty chroot has none.
         devnull = process.open_devnull() if None in plan.stream_fds else None
         if self.prevent_core:
@@ -563,6 +579,8 @@ class DaemonContext:
             # wait, above: it stops the daemon there at once).
             process.hold_signals(plan.handlers, stops=True)
             self._before_owner_change()
+            if terminal is not None:
+                process.give_up_controlling_terminal(terminal)
             process.change_process_owner(plan.uid, plan.gid, plan.user_name, plan.groups)
         except BaseException:
             process.release_signals(before)

@@ -15,6 +15,7 @@ launcher.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found] # signal's C half, without enums
+import errno
 import fcntl
 import os
 import stat
@@ -341,6 +342,79 @@ def _check_root_not_regainable(uid: int, gid: int) -> None:
     except PermissionError:
         return
     raise DaemonOSEnvironmentError(f"privilege drop failed: uid {uid} could regain root")
+
+
+def changes_user(uid: int) -> bool:
+    """Whether switching to ``uid`` changes our user: any of our real, effective
+    and saved uids is another."""
+    return any(held != uid for held in _ids()[0])
+
+
+def _controlling_terminal_number() -> int | None:
+    """Our controlling terminal's device number (``tty_nr`` in /proc/self/stat), 0
+    for none; None when /proc cannot tell."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[4])  # state ppid pgrp session tty_nr
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def open_controlling_terminal() -> int | None:
+    """An fd on our controlling terminal, for ``give_up_controlling_terminal``, or None
+    when we have none. Opened before any chroot: a jail has no /dev/tty. Without a
+    usable /dev/tty, fd 0, 1 or 2 when /proc names it as that terminal; when none is,
+    the terminal could not be given up: an error, not a program that keeps it."""
+    import termios  # noqa: F401 # for give_up_controlling_terminal, maybe in a chroot
+
+    flags = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC  # no carrier wait
+    try:
+        return os.open("/dev/tty", flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no controlling terminal
+            return None
+        failure = exc
+    number = _controlling_terminal_number()
+    if number == 0:
+        return None
+    for fd in STANDARD_FDS:
+        try:
+            if os.isatty(fd) and os.fstat(fd).st_rdev == number:
+                return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError:
+            continue
+    raise _fail("cannot open the controlling terminal /dev/tty to give it up", failure)
+
+
+#: Signals the kernel sends the terminal's foreground group when its session
+#: leader gives the terminal up (TIOCNOTTY): ignored meanwhile, not to die of it.
+_GIVE_UP_SIGNALS = (_signal.SIGHUP, _signal.SIGCONT)
+
+
+def give_up_controlling_terminal(fd: int) -> None:
+    """Stop having the terminal ``fd`` is open on as controlling terminal
+    (TIOCNOTTY), as a process that changes user must: else, as that user, it could
+    open /dev/tty, and type into the invoking user's shell (TIOCSTI, which the
+    kernel allows a user only on its own controlling terminal). Not a session
+    leader: only this process loses it, and stays in the terminal's foreground
+    group (Ctrl-C still reaches it). A session leader: the whole session loses it,
+    and the kernel sends SIGHUP and SIGCONT to the foreground group, ignored here
+    (setting SIG_IGN again drops one held pending by a blocked mask)."""
+    import termios
+
+    leader = os.getsid(0) == os.getpid()
+    before = (
+        [_signal.signal(number, _signal.SIG_IGN) for number in _GIVE_UP_SIGNALS] if leader else []
+    )
+    try:
+        fcntl.ioctl(fd, termios.TIOCNOTTY)
+    except OSError as exc:
+        raise _fail("cannot give up the controlling terminal", exc) from exc
+    finally:
+        for number, handler in zip(_GIVE_UP_SIGNALS, before):
+            _signal.signal(number, _signal.SIG_IGN)
+            _signal.signal(number, _signal.SIG_DFL if handler is None else handler)
 
 
 def fork(step: str) -> int:

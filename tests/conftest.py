@@ -648,6 +648,64 @@ def python_for_nobody(program: Path) -> str:
     pytest.skip(f"no Python interpreter nobody may run {program} with")
 
 
+# -- a terminal: a pty whose first process leads its session ----------------------------
+
+
+class Terminal:
+    """A pseudo-terminal with ``argv`` running on it as the leader of its session,
+    the terminal its controlling terminal: what a login or ``ssh -t`` gives a shell.
+    The test reads and types through the master side; the process is killed by
+    pid (``tracker``) and reaped when the ``with`` block ends."""
+
+    def __init__(self, tracker: ProcessTracker, argv: list[str], env: dict[str, str]) -> None:
+        import pty
+
+        pid, self.master = pty.fork()
+        if pid == 0:  # the child only execs: it must not run the rest of pytest
+            try:
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.pid = tracker.add(pid)
+        self.output = b""  # everything read from the terminal so far
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pidfd = os.pidfd_open(self.pid)  # our child, not reaped yet: still this process
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], 10)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+        os.waitpid(self.pid, 0)
+        os.close(self.master)
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def expect(self, pattern: str, timeout: float = 20) -> re.Match[bytes]:
+        """Read until the output from now on matches ``pattern``: its match."""
+        start = len(self.output)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.compile(pattern.encode()).search(self.output, start)
+            if match:
+                return match
+            left = deadline - time.monotonic()
+            assert left > 0, f"{pattern!r} not shown on the terminal: {self.output[start:]!r}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    data = os.read(self.master, 4096)
+                except OSError:  # EIO: every process on the terminal closed it
+                    data = b""
+                assert data, f"{pattern!r} never shown on the terminal: {self.output[start:]!r}"
+                self.output += data
+
+
 # -- supervisors (daemonctx supervise) ----------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -26,15 +27,18 @@ from conftest import (
     ROOT,
     SSD,
     STARTED,
+    Terminal,
     Tracker,
     cmdline_of,
     kill,
     needs_root,
     needs_ssd,
+    needs_tools,
     pid_alive,
     proc_fds,
     proc_stat,
     proc_status,
+    python_for_nobody,
     python_program,
     spawn_as_pid,
     wait_for,
@@ -594,6 +598,116 @@ def test_run_fails_in_the_foreground(tracker: Tracker) -> None:
     assert result.returncode == 1
     assert result.stderr == "daemonctx: error: command not found: /nonexistent/prog\n"
     assert tracker.processes() == []
+
+
+# What a program on a terminal may do with it, written to its stderr: its controlling
+# terminal (tty_nr), whether it can open /dev/tty, and with an argument, whether it
+# can type that line into the shell's input with TIOCSTI on its stdout, the terminal.
+TERMINAL_PROGRAM = r"""
+import errno, fcntl, os, signal, sys, termios
+
+def attempt(action):
+    try:
+        action()
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    return "done"
+
+def type_line():
+    for byte in sys.argv[1].encode() + b"\n":
+        fcntl.ioctl(1, termios.TIOCSTI, bytes([byte]))
+
+stat = open("/proc/self/stat").read()
+print("pid:", os.getpid(), file=sys.stderr)
+print("tty_nr:", stat[stat.rindex(")") + 2 :].split()[4], file=sys.stderr)
+print("open /dev/tty:", attempt(lambda: os.close(os.open("/dev/tty", os.O_RDWR))), file=sys.stderr)
+if sys.argv[1:]:
+    print("TIOCSTI:", attempt(type_line), file=sys.stderr)
+sys.stderr.flush()
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+print("waiting for Ctrl-C", flush=True)
+signal.pause()
+"""
+
+
+def _terminal_report(path: Path) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in path.read_text().splitlines())
+
+
+def _interactive_shell(tracker: Tracker) -> Terminal:
+    """root's interactive bash on a terminal of its own, with job control."""
+    env = {**tracker.env, "PS1": "$ ", "HISTFILE": str(tracker.tmp_path / "history")}
+    return Terminal(tracker, [shutil.which("bash") or "bash", "--norc", "-i"], env)
+
+
+@needs_root
+@needs_tools("bash")
+def test_run_as_another_user_cannot_type_into_the_callers_shell(open_tracker: Tracker) -> None:
+    """root types `daemonctx run --user nobody` in its shell: the program, as nobody,
+    must not keep root's terminal as its controlling terminal, or it could type a
+    command into root's shell (TIOCSTI; for a child it leaves behind, after `run`
+    returned). Ctrl-C still stops it: it stays in the terminal's foreground job."""
+    tracker = open_tracker
+    program = tracker.tmp_path / "terminal.py"
+    program.write_text(TERMINAL_PROGRAM)
+    report, injected = tracker.tmp_path / "report", tracker.tmp_path / "INJECTED"
+    python = python_for_nobody(program)
+    options = ["--user", "nobody", "--stderr", str(report)]
+    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
+    command += [python, str(program), f"touch {injected}"]
+    with _interactive_shell(tracker) as shell:
+        shell.type(shlex.join(command) + "\n")
+        shell.expect("waiting for Ctrl-C")
+        seen = _terminal_report(report)
+        assert seen["tty_nr"] == "0", "no controlling terminal"
+        assert seen["open /dev/tty"] == "ENXIO"
+        assert seen["TIOCSTI"] == "EPERM"
+        assert proc_status(int(seen["pid"]))["Uid"].split()[0] == "65534"
+        shell.type("\x03")
+        shell.type('echo "status $?"\n')
+        assert shell.expect(r"status (\d+)").group(1) == b"130", "ended by SIGINT"
+        assert not pid_alive(int(seen["pid"]))
+    assert not injected.exists(), "root's shell ran a command the program typed"
+
+
+@needs_root
+def test_run_as_another_user_leading_the_terminals_session(open_tracker: Tracker) -> None:
+    """`ssh -t host daemonctx run --user nobody ...`: run leads the terminal's session.
+    Giving the terminal up then sends run SIGHUP: the program starts all the same,
+    without the terminal as controlling terminal, its output still shown there."""
+    tracker = open_tracker
+    program = tracker.tmp_path / "terminal.py"
+    program.write_text(TERMINAL_PROGRAM)
+    report = tracker.tmp_path / "report"
+    options = ["--user", "nobody", "--stderr", str(report)]
+    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
+    command += [python_for_nobody(program), str(program), "# typed by the program"]
+    with Terminal(tracker, command, tracker.env) as terminal:
+        terminal.expect("waiting for Ctrl-C")
+        seen = _terminal_report(report)
+        assert int(seen["pid"]) == terminal.pid, "run exec'd the program in place"
+        assert seen["tty_nr"] == "0", "no controlling terminal"
+        assert (seen["open /dev/tty"], seen["TIOCSTI"]) == ("ENXIO", "EPERM")
+
+
+@needs_tools("bash")
+def test_run_as_the_same_user_keeps_the_terminal(open_tracker: Tracker) -> None:
+    """Without --user, run changes nothing: the program keeps the caller's terminal."""
+    tracker = open_tracker
+    program = tracker.tmp_path / "terminal.py"
+    program.write_text(TERMINAL_PROGRAM)
+    report = tracker.tmp_path / "report"
+    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, "--stderr", str(report)]
+    command += ["--", sys.executable, str(program)]
+    with _interactive_shell(tracker) as shell:
+        shell.type(shlex.join(command) + "\n")
+        shell.expect("waiting for Ctrl-C")
+        seen = _terminal_report(report)
+        assert seen["tty_nr"] == proc_stat(shell.pid)[4] != "0", "the shell's terminal"
+        assert seen["open /dev/tty"] == "done"
+        shell.type("\x03")
+        shell.type('echo "status $?"\n')
+        assert shell.expect(r"status (\d+)").group(1) == b"130"
 
 
 def test_restart_gives_a_new_pid(tracker: Tracker) -> None:

@@ -17,6 +17,7 @@ from conftest import (
     UNSHARE_PID,
     Daemons,
     ProcessTracker,
+    Terminal,
     needs_pid_namespace,
     needs_root,
     pid_alive,
@@ -67,6 +68,53 @@ def test_detach_process_false_stays_in_the_foreground(daemons: Daemons, tmp_path
     proc.terminate()
     assert proc.wait(10) == 0, "SIGTERM is a clean stop: exit status 0"
     assert daemons.event(report, "closed")
+
+
+@needs_root
+def test_not_detaching_as_another_user_gives_up_the_terminal(
+    processes: ProcessTracker, tmp_path: Path
+) -> None:
+    """detach_process=False with uid: a daemon must not keep its launcher's terminal
+    (as root's) as its controlling terminal, or it could open /dev/tty and type into
+    the input of root's shell (TIOCSTI). Here it leads the terminal's session (a
+    shell that exec'd it, `ssh -t host cmd`), so giving the terminal up sends it
+    SIGHUP: it survives, and its own SIGHUP handler does not run."""
+    report = tmp_path / "report"
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import errno, fcntl, os, signal, termios
+from daemonctx import DaemonContext
+
+report = open({str(report)!r}, "w", buffering=1)
+
+def attempt(action):
+    try:
+        action()
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    return "done"
+
+hup = lambda signum, frame: report.write("SIGHUP handled\\n")
+leader = os.getsid(0) == os.getpid()
+with DaemonContext(
+    detach_process=False, uid=65534, gid=65534, stdout=sys.stdout,
+    files_preserve=[report], signal_map={{signal.SIGHUP: hup}},
+):
+    report.write(f"leader {{leader}} uid {{os.getuid()}}\\n")
+    report.write("open /dev/tty " + attempt(lambda: os.open("/dev/tty", os.O_RDWR)) + "\\n")
+    report.write("TIOCSTI " + attempt(lambda: fcntl.ioctl(1, termios.TIOCSTI, b"#")) + "\\n")
+    print("waiting", flush=True)
+    signal.pause()
+"""
+    with Terminal(processes, [sys.executable, "-c", code], dict(os.environ)) as terminal:
+        terminal.expect("waiting")
+        assert report.read_text().splitlines() == [
+            "leader True uid 65534",
+            "open /dev/tty ENXIO",
+            "TIOCSTI EPERM",
+        ]
+        assert int(proc_stat(terminal.pid)[4]) == 0, "no controlling terminal"
 
 
 def test_started_by_inetd_does_not_detach(daemons: Daemons, tmp_path) -> None:
