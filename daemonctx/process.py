@@ -370,11 +370,16 @@ def open_controlling_terminal() -> int | None:
 
     flags = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC  # no carrier wait
     try:
-        return os.open("/dev/tty", flags)
+        fd = os.open("/dev/tty", flags)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # no controlling terminal
             return None
         failure = exc
+    else:
+        if os.isatty(fd):
+            return fd
+        os.close(fd)  # another file mounted there
+        failure = OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
     number = _controlling_terminal_number()
     if number == 0:
         return None

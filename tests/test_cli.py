@@ -690,6 +690,28 @@ def test_run_as_another_user_leading_the_terminals_session(open_tracker: Tracker
         assert (seen["open /dev/tty"], seen["TIOCSTI"]) == ("ENXIO", "EPERM")
 
 
+@needs_root
+@needs_tools("unshare", "mount")
+def test_run_as_another_user_gives_up_the_terminal_without_dev_tty(open_tracker: Tracker) -> None:
+    """A /dev/tty that is no terminal (here /dev/null mounted on it): the terminal
+    is found as the fd 0, 1 or 2 that /proc names, and given up all the same."""
+    tracker = open_tracker
+    program = tracker.tmp_path / "terminal.py"
+    program.write_text(TERMINAL_PROGRAM)
+    report = tracker.tmp_path / "report"
+    options = ["--user", "nobody", "--stderr", str(report)]
+    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
+    command += [python_for_nobody(program), str(program), "# typed by the program"]
+    mount = 'mount --bind /dev/null /dev/tty || { echo "no mount"; exit; }; exec "$@"'
+    unshare = [shutil.which("unshare") or "unshare", "--mount", "sh", "-c", mount, "sh"]
+    with Terminal(tracker, [*unshare, *command], tracker.env) as terminal:
+        if terminal.expect("waiting for Ctrl-C|no mount").group() == b"no mount":
+            pytest.skip("cannot mount in a new mount namespace here")
+        seen = _terminal_report(report)
+        assert seen["tty_nr"] == "0", "no controlling terminal"
+        assert (seen["open /dev/tty"], seen["TIOCSTI"]) == ("done", "EPERM")
+
+
 @needs_tools("bash")
 def test_run_as_the_same_user_keeps_the_terminal(open_tracker: Tracker) -> None:
     """Without --user, run changes nothing: the program keeps the caller's terminal."""
