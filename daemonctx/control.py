@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import identity, procfs
-from .errors import CommandError, ControlError, DaemonError, DaemonStartupError
+from .errors import CommandError, ControlError, DaemonError, DaemonStartupError, one_line
 from .pidfd import GRACE, signal_and_wait, wait_exit
 from .pidfile import PIDLockFile, restore_pidfile
 from .procfs import process_command, process_uptime
@@ -126,8 +126,8 @@ class ServiceStatus:
         if self.uptime is not None:
             details.append(f"up {format_duration(self.uptime)}")
         line = f"{name} is running" + (f" ({', '.join(details)})" if details else "")
-        if self.command:
-            line = f"{line}: {' '.join(self.command)}"
+        if self.command:  # the daemon may set it (setproctitle): shown, never acted on
+            line = f"{line}: {one_line(' '.join(self.command))}"
         if self.deleted:
             line += f"; its pidfile {self.path} was deleted or replaced"
         return line

@@ -168,7 +168,16 @@ def one_line(text: str, keep: str = "") -> str:
     """``text`` made safe to show on one line of a terminal: a newline, or any
     character a terminal acts on (an escape sequence, a backspace), in a path or
     text that came from elsewhere, is written as its escape (``\\n``, ``\\x1b``).
-    The characters in ``keep`` (a tab, for ``ctl tail``) stay as they are."""
+    A byte that was not UTF-8 (decoded with ``surrogateescape``, as a command line
+    from /proc is) is written ``\\xff``, as systemctl writes it. The characters in
+    ``keep`` (a tab, for ``ctl tail``) stay as they are."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() or c in keep else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(c)[1:-1]

@@ -45,6 +45,7 @@ from conftest import (
     wait_reaped,
 )
 
+from daemonctx import control
 from daemonctx.pidfile import read_pidfile_status
 
 # -- the command ----------------------------------------------------------------
@@ -760,6 +761,24 @@ def test_restart_with_a_bad_option_keeps_the_daemon(tracker: Tracker) -> None:
     assert result.returncode == 1
     assert result.stderr == "daemonctx: error: --user no-such-user-xyz: no such user\n"
     assert tracker.processes() == [pid]
+
+
+def test_status_shows_the_command_line_a_daemon_chose_escaped(tracker: Tracker) -> None:
+    """A daemon may set its own command line (``exec -a``, setproctitle): status
+    shows its escape sequences, carriage return and bytes that are not UTF-8
+    escaped, as systemctl does, so it can neither act on the operator's terminal
+    nor write "app is not running" over the line; and so does ``message()``."""
+    forged = os.fsdecode(b"\x1b]0;PWNED\x07\x1b[2J\rapp is not running\xff")
+    pid = tracker.start("bash", "-c", 'exec -a "$0" sleep 1000', forged)
+    wait_for(lambda: cmdline_of(pid) == os.fsencode(forged) + b"\x001000\x00", what="the exec")
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stderr) == (0, "")
+    shown = "\\x1b]0;PWNED\\x07\\x1b[2J\\rapp is not running\\xff 1000"
+    assert re.fullmatch(
+        rf"app is running \(pid {pid}, up [^)]*\): {re.escape(shown)}\n", result.stdout
+    )
+    message = control.status(tracker.pidfile).message("app")  # Service.status()'s
+    assert message.startswith(f"app is running (pid {pid}, ") and message.endswith(f"): {shown}")
 
 
 def test_a_pidfile_path_that_is_not_text(tracker: Tracker) -> None:
