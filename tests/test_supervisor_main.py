@@ -750,6 +750,52 @@ def test_a_restarted_supervisor_kills_what_its_predecessor_left(supervisors: Sup
     assert _killed_before_the_start(supervisors, pids), supervisors.log.read_text()
 
 
+def test_a_survivors_own_name_for_its_program_is_logged_escaped(
+    supervisors: Supervisors,
+) -> None:
+    """A process left by a SIGKILLed supervisor names its program in its
+    environment, which it may have rewritten: the next supervisor kills it and
+    its log shows that name escaped, with no line of the name's making."""
+    forged = "2026-11-28 00:00:00,000 daemonctx: uid 0 (pid 1): shutdown"
+    name = "web\x1b]0;PWNED\x07\n" + forged
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        if os.fork() == 0:  # a daemon that left the session, under a name of its own
+            os.setsid()
+            with open(sys.argv[1] + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+            os.execve(sys.argv[3], [sys.argv[3], "1000"],
+                      {**os.environ, "DAEMONCTX_PROGRAM": sys.argv[2]})
+        time.sleep(1000)
+        """
+    )
+    daemon_file = supervisors.tmp_path / "daemon"
+    supervisors.config(
+        {"web": {"command": [sys.executable, "-c", code, str(daemon_file), name, SLEEP]}}
+    )
+    supervisors.foreground()
+    daemon = int(wait_for(lambda: daemon_file.exists() and daemon_file.read_text()))
+    exec_done = f"{SLEEP}\0".encode()
+    wait_for(lambda: cmdline_of(daemon).startswith(exec_done), what="the daemon's exec")
+    supervisor = supervisors.foreground_pid
+    guard = guard_of(supervisor)
+    os.kill(guard, signal.SIGSTOP)  # so that it cannot act
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(supervisor)
+    os.kill(guard, signal.SIGKILL)
+    wait_gone(guard)
+    assert pid_alive(daemon)
+    supervisors.foreground()
+    wait_gone(daemon)
+    log = supervisors.log.read_text()
+    shown = "web\\x1b]0;PWNED\\x07\\n" + forged
+    assert f"killed pid {daemon} ({shown}), left running by a previous supervisor" in log, log
+    assert "\x1b" not in log
+    assert not any(line.startswith(forged) for line in log.splitlines()), log
+
+
 def _killed_before_the_start(supervisors: Supervisors, pids: dict[str, int]) -> bool:
     """Whether, ``pids`` gone (waited for), the new supervisor's log says it killed
     each one, left by a previous supervisor, before it started web again."""

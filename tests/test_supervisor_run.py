@@ -470,6 +470,56 @@ def test_what_a_run_left_running_is_killed_and_named_in_the_log(
     assert "needs its pidfile (pidfile = PATH)" in line, line
 
 
+# A line a program may try to add to the supervisor's log: a terminal title, a
+# cleared screen, and after a newline a line of the change log of its making.
+FORGED = "2026-11-28 00:00:00,000 daemonctx: uid 0 (pid 1): shutdown"
+HOSTILE = "x\x1b]0;PWNED\x07\x1b[2J\n" + FORGED
+SHOWN = "x\\x1b]0;PWNED\\x07\\x1b[2J\\n" + FORGED
+
+# Leaves a process in a session of its own, exec'd with the argv[0] it chose,
+# once it runs (its close-on-exec pipe's end of file says so); then exits 3.
+_LEAVES_A_NAMED_ORPHAN = """
+import os, sys
+read, write = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    os.execv(sys.argv[1], [sys.argv[2], "1000"])
+os.close(write)
+os.read(read, 1)
+sys.exit(3)
+"""
+
+
+def test_what_a_program_chose_reaches_the_supervisors_log_escaped(
+    supervisors: Supervisors,
+) -> None:
+    """The argv[0] of what a run left running and the lines its on_failure
+    printed are the program's words: the log shows them escaped, on the line
+    that quotes them; no escape sequence reaches the operator's terminal, and
+    no newline forges a line of the log (``uid 0 (pid 1): shutdown``)."""
+    alert = "printf 'alert: \\033]0;PWNED2\\007\\033[2J\\033[1Adone\\n'"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, "-c", _LEAVES_A_NAMED_ORPHAN, SLEEP, HOSTILE],
+                "restart": "never",
+                "on_failure": ["/bin/sh", "-c", alert],
+            }
+        }
+    )
+    supervisors.foreground(booted=False)
+    log = wait_log(supervisors, "web: on_failure (pid")
+    log = wait_log(supervisors, "web: on_failure: alert")  # the pipe may come later
+    lines = log.splitlines()
+    assert "\x1b" not in log and "\r" not in log, log
+    assert not any(line.startswith(FORGED) for line in lines), log
+    (killed,) = [line for line in lines if "left running" in line]
+    assert "web: killed 1 process its run left running: pid " in killed
+    assert f" ({SHOWN})" in killed, killed
+    (alerted,) = [line for line in lines if "web: on_failure: alert" in line]
+    assert alerted.endswith("web: on_failure: alert: \\x1b]0;PWNED2\\x07\\x1b[2J\\x1b[1Adone")
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 

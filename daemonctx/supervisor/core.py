@@ -735,7 +735,8 @@ class Supervisor:
         log.info("supervisor (pid %d) listening on %s", os.getpid(), self.config.control)
         users = self._users()
         for pid, name in sweep(self.config.control, users):
-            log.info("killed pid %d (%s), left running by a previous supervisor", pid, name)
+            shown = one_line(f"{name}")  # from its environment: the process may write it
+            log.info("killed pid %d (%s), left running by a previous supervisor", pid, shown)
         self._start_guard(loop, server.lock_fd, users)
 
     def _users(self) -> set[int]:
@@ -1241,7 +1242,9 @@ class Supervisor:
         for line in data.decode("utf-8", "replace").splitlines():
             hook.lines += 1
             if hook.lines <= HOOK_LINES:
-                log.info("%s: on_failure: %s", instance.name, line.rstrip()[:500])
+                # The command's output (often the program's own, quoted): shown,
+                # never acted on by a terminal nor read as a line of its own.
+                log.info("%s: on_failure: %s", instance.name, one_line(line.rstrip()[:500]))
             elif hook.lines == HOOK_LINES + 1:
                 log.info("%s: on_failure: (more lines not logged)", instance.name)
 
@@ -1555,7 +1558,9 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)  # our child, unreaped: its pid is its own
             except OSError:
                 continue
-            killed.append(f"{pid} ({os.path.basename(command[0]) if command else '?'})")
+            # Its argv[0], which it chooses: escaped, so no newline forges a log line.
+            name = one_line(os.path.basename(command[0])) if command else "?"
+            killed.append(f"{pid} ({name})")
         if killed:
             self._log_left_behind(instance, killed)
 
