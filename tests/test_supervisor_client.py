@@ -542,6 +542,71 @@ def test_ctl_call_with_bad_json(
     assert err.count("\n") == 1
 
 
+# What another user's process behind the socket may send: a title, a cleared
+# screen, a carriage return and a newline that forge a line of their own.
+HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\rfake  running\nforged"
+SHOWN = "\\x1b]0;PWNED\\x07\\x1b[2J\\rfake  running\\nforged"
+
+
+def run_ctl(sock: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``daemonctx ctl`` as the operator runs it: what it prints, and its exit code."""
+    argv = [sys.executable, "-m", "daemonctx", "ctl", "--control", str(sock), *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=60)
+
+
+def test_ctl_shows_what_the_answer_says_escaped(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    """Whatever answers on the socket (a process of the user who runs the
+    supervisor), ctl's lines are its own: an escape sequence, a carriage return or
+    a newline in a name, a text, a pong or a command's doc is shown escaped."""
+    hostile_command = CommandInfo("x", "()", "d" + HOSTILE, False, False)
+    serve(
+        by_command(
+            status={"programs": [program("web" + HOSTILE, text="running" + HOSTILE)]},
+            ping="pong" + HOSTILE,
+            commands={"commands": [hostile_command.to_json()]},
+            reload={"added": ["web" + HOSTILE], "changed": []},
+        )
+    )
+    status = run_ctl(sock, "status")
+    assert (status.returncode, status.stderr) == (0, "")
+    width = len("web" + SHOWN)
+    assert status.stdout == f"{'web' + SHOWN:<{width}}  running{SHOWN}\n"
+    assert run_ctl(sock, "ping").stdout == f"pong{SHOWN}\n"
+    assert run_ctl(sock, "commands").stdout == f"x()  d{SHOWN}\n"
+    assert run_ctl(sock, "reload").stdout == f"add web{SHOWN}\n"
+
+
+# JSON's 1e400 is read as infinity, which no count is (int() raised OverflowError).
+HUGE = json.dumps({"programs": [program("web", restarts=12345)]}).replace("12345", "1e400")
+
+
+@pytest.mark.parametrize(
+    ("command", "result"),
+    [("status", HUGE), ("reload", '{"changed": [1]}')],
+    ids=["a number too big", "a plan that is none"],
+)
+def test_ctl_says_a_bad_answer_in_one_line(
+    sock: Path, serve: Callable[[Answer], FakeServer], command: str, result: str
+) -> None:
+    """An answer ctl cannot read is a one-line error, exit 1, never a traceback;
+    and ``Client.status()`` raises ProtocolError, not OverflowError."""
+    line = '{"id": %d, "ok": true, "result": %s}\n'
+    serve(lambda request: (line % (request["id"], result)).encode())
+    shown = run_ctl(sock, command)
+    assert shown.returncode == 1
+    assert shown.stdout == ""
+    assert shown.stderr.startswith(
+        f"daemonctx: error: bad answer from the supervisor to {command}: "
+    )
+    assert shown.stderr.count("\n") == 1, shown.stderr
+    if command == "status":
+        with Client(sock, timeout=5) as client, pytest.raises(ProtocolError) as info:
+            client.status()
+        assert info.value.type == BAD_RESPONSE
+
+
 def test_ctl_finds_the_socket_in_the_config_file(
     tmp_path: Path,
     sock: Path,

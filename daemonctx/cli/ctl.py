@@ -16,7 +16,7 @@ unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON.
 from __future__ import annotations
 
 from ..commands import say, seconds, signal_argument
-from ..errors import CommandError
+from ..errors import CommandError, one_line
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
@@ -312,9 +312,12 @@ def _show(
     elif not programs:
         say("no programs")
     else:
-        width = max(len(program.name) for program in programs)
-        for program in programs:
-            say(f"{program.name:<{width}}  {describe(program)}")
+        # The answer's text is shown, never acted on: whatever listens on the
+        # socket (another user's process) may have sent escapes, or a newline.
+        names = [one_line(program.name) for program in programs]
+        width = max(len(name) for name in names)
+        for name, program in zip(names, programs):
+            say(f"{name:<{width}}  {one_line(describe(program))}")
     return programs
 
 
@@ -341,6 +344,18 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(plan)
         return 0
+    try:
+        lines = _plan_lines(plan)
+    except (KeyError, TypeError, AttributeError):  # not a plan: one line, no traceback
+        from ..supervisor.client import _bad_result
+
+        raise _bad_result("reload", plan) from None
+    for line in lines or ["nothing changed"]:
+        say(one_line(f"would {line}" if args.dry_run and lines else line))
+    return 0
+
+
+def _plan_lines(plan: dict[str, Any]) -> list[str]:
     lines = [f"add {name}" for name in plan.get("added", [])]
     lines += [f"remove {name}" for name in plan.get("removed", [])]
     for change in plan.get("changed", []):
@@ -348,9 +363,7 @@ def _reload(client: Client, args: argparse.Namespace) -> int:
         lines.append(f"change {change['name']}: {', '.join(change['fields'])} ({how})")
     lines += [f"change [supervisor] {key} (live)" for key in plan.get("supervisor", [])]
     lines += [f"change [group.{name}] (live)" for name in plan.get("groups", [])]
-    for line in lines or ["nothing changed"]:
-        say(f"would {line}" if args.dry_run and lines else line)
-    return 0
+    return lines
 
 
 def _clock(when: float | None) -> str:
@@ -365,8 +378,7 @@ def _why(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(client.request("why", {"names": args.names}))
         return 0
-    from ..errors import one_line  # a program's stderr and texts: no escape sequence acts
-
+    # a program's stderr and texts: no escape sequence acts
     for program, runs in client.why(*args.names):
         say(one_line(f"{program.name}: {describe(program)}"))
         if not runs:
@@ -381,7 +393,7 @@ def _why(client: Client, args: argparse.Namespace) -> int:
                 say(f"{head}, running")
                 continue
             ended = run.exit.text if run.exit is not None else "ended"
-            say(f"{head}, {ended} at {_clock(run.ended)}")
+            say(one_line(f"{head}, {ended} at {_clock(run.ended)}"))
             if run.stopped_by:
                 steps = f" ({', '.join(run.steps)})" if run.steps else ""
                 say(one_line(f"    stopped by {run.stopped_by}{steps}"))
@@ -395,8 +407,6 @@ def _why(client: Client, args: argparse.Namespace) -> int:
 def _tail(client: Client, args: argparse.Namespace) -> int:
     import json
     import sys
-
-    from ..errors import one_line
 
     # On a terminal, a program's escape sequences are shown, not acted on (as
     # journalctl does); into a pipe or a file its lines go as they are, as tail(1)'s.
@@ -437,7 +447,7 @@ def _ping(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(answer)
     else:
-        say(answer)
+        say(one_line(answer))
     return 0
 
 
@@ -477,10 +487,10 @@ def _commands(client: Client, args: argparse.Namespace) -> int:
         _print_json(client.request("commands"))
         return 0
     found = client.commands()
-    heads = [f"{info.name}{info.signature}" for info in found]
+    heads = [one_line(f"{info.name}{info.signature}") for info in found]
     width = max((len(head) for head in heads), default=0)
     for head, info in zip(heads, found):
-        say(f"{head:<{width}}  {info.doc}" if info.doc else head)
+        say(f"{head:<{width}}  {one_line(info.doc)}" if info.doc else head)
     return 0
 
 
@@ -492,7 +502,11 @@ def _call(client: Client, args: argparse.Namespace) -> int:
         raise CommandError(f"call: not a command name: {name!r}", exit_code=2)
     result = client.request(name, _call_arguments(args.arguments))
     if isinstance(result, str) and not args.json:
-        say(result)
+        import sys
+
+        # Its text, lines and all; on a terminal its escape sequences are shown, not
+        # acted on (as tail's), since whatever answers on the socket chose them.
+        say(one_line(result, "\n\t") if sys.stdout.isatty() else result)
     else:
         _print_json(result)
     return 0

@@ -82,6 +82,11 @@ def _unreachable(path: str) -> int | None:
     return holder[0] if holder is not None and not holder[1] else None
 
 
+# What reading a result that is not as the protocol says raises: a key missing, a
+# wrong type, a number no int holds (1e400 is read as infinity: OverflowError).
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+
+
 def _is_number(value: object) -> bool:
     """An int or a float (a ``numbers.Real``), not a bool nor a string "5"."""
     if isinstance(value, (int, float)):
@@ -301,7 +306,7 @@ class Client:
                 )
                 for item in result["programs"]
             ]
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except _MALFORMED:
             raise self._fail(_bad_result("why", result)) from None
 
     def tail(self, name: str, lines: int = 10, after: int | None = None) -> Tail:
@@ -320,7 +325,7 @@ class Client:
                 for line in result["lines"]
             ]
             return Tail(found, int(result["cursor"]), result.get("missed") is True)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except _MALFORMED:
             raise self._fail(_bad_result("tail", result)) from None
 
     def reopen(self, *names: str) -> list[ProgramInfo]:
@@ -333,7 +338,7 @@ class Client:
         result = self.request("commands")
         try:
             return [CommandInfo.from_json(item) for item in result["commands"]]
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except _MALFORMED:
             raise self._fail(_bad_result("commands", result)) from None
 
     def call(self, command: str, /, **args: Any) -> Any:
@@ -381,7 +386,7 @@ def programs_of(command: str, result: Any) -> list[ProgramInfo]:
     stop, restart or signal); ``ProtocolError`` when it is not such a result."""
     try:
         return [ProgramInfo.from_json(item) for item in result["programs"]]
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except _MALFORMED:
         raise _bad_result(command, result) from None
 
 
