@@ -4,10 +4,13 @@ or a subprocess for ``shutdown``, which waits for the supervisor's exit."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import ENV, ProcessTracker, pid_alive
+from conftest import ENV, ProcessTracker, pid_alive, wait_for
 
 from daemonctx.cli import main
 from daemonctx.errors import CommandError
@@ -605,6 +608,83 @@ def test_ctl_says_a_bad_answer_in_one_line(
         with Client(sock, timeout=5) as client, pytest.raises(ProtocolError) as info:
             client.status()
         assert info.value.type == BAD_RESPONSE
+
+
+def test_a_long_answer_is_read_in_linear_time(sock: Path) -> None:
+    """An answer is read in time linear in its size: a peer that sends 64 MiB
+    with no newline costs the client a fraction of a second of CPU, not the 20 s
+    of searching the whole buffer again after each read."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def flood() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            chunk = b"x" * 65536
+            try:
+                while not stop.is_set():
+                    conn.sendall(chunk)
+            except OSError:  # the client gave up and closed
+                pass
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    try:
+        client = Client(sock, timeout=120)
+        cpu = time.thread_time()  # this thread's alone: the sender's and others' aside
+        with pytest.raises(ProtocolError, match=r"answer is over 67108864 bytes"):
+            client.ping()
+        cpu = time.thread_time() - cpu
+        assert cpu < 2.0, f"{cpu:.1f} s of CPU to read 64 MiB"
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+
+
+def unread(conn: socket.socket) -> int:
+    """How many bytes sent on ``conn`` its peer has not read yet (SIOCOUTQ)."""
+    queued = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    return int(struct.unpack("i", queued)[0])
+
+
+def test_answers_split_across_reads_and_sharing_one_are_each_read_whole(
+    sock: Path,
+) -> None:
+    """The line reader keeps what follows a newline for the next answer, and joins
+    an answer that comes in pieces, however they are cut."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(1)
+    big = "y" * 200_000
+    answers = b"".join(
+        json.dumps({"id": n, "ok": True, "result": f"pong{n}" if n != 2 else big}).encode() + b"\n"
+        for n in (1, 2, 3)
+    )
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            reader = conn.makefile("rb")
+            reader.readline()
+            cut = answers.index(b"pong1") + 2  # the first answer in two pieces
+            conn.sendall(answers[:cut])
+            wait_for(lambda: unread(conn) == 0, what="the client to read the first piece")
+            conn.sendall(answers[cut:])  # the rest: the second's start, all of the third
+            reader.readline()
+            reader.readline()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        with Client(sock, timeout=10) as client:
+            assert [client.ping(), client.ping(), client.ping()] == ["pong1", big, "pong3"]
+    finally:
+        thread.join(10)
+        listener.close()
 
 
 def test_ctl_finds_the_socket_in_the_config_file(
