@@ -45,6 +45,24 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 UNSHARE_PID = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 
+def uid_without_passwd_entry() -> int:
+    """A uid with no passwd entry whose number is a group's (27, ``sudo``, on
+    Debian): what a program run as that uid must not get as its group unasked."""
+    import grp
+    import pwd
+
+    for uid in range(1, NOBODY):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            try:
+                grp.getgrgid(uid)
+            except KeyError:
+                continue
+            return uid
+    pytest.skip("no uid without a passwd entry whose number is a group's")
+
+
 # -- marks: what a test needs from the machine and the user running it -----------------
 
 # Switching users, chroot, mknod, writing root-owned files and directories, raising

@@ -40,6 +40,7 @@ from typing import Any, Callable
 import pytest
 from conftest import (
     NOBODY,
+    NOGROUP,
     PROGRAMS,
     ROOT,
     Supervisors,
@@ -53,6 +54,7 @@ from conftest import (
     python_program,
     run_as_nobody,
     run_in_child,
+    uid_without_passwd_entry,
     wait_for,
     wait_gone,
     wait_reaped,
@@ -2401,6 +2403,47 @@ def test_an_empty_conf_d_that_another_user_may_fill_is_refused(supervisors: Supe
         f" {NOBODY}"
     )
     assert supervisors.processes() == [] and not os.path.exists(supervisors.control)
+
+
+# -- whom a program runs as: refused before anything starts -------------------------------
+
+
+@needs_root
+def test_a_user_id_without_a_passwd_entry_needs_a_group(supervisors: Supervisors) -> None:
+    """Such a user has no primary group, and the group of the same number (27 is
+    sudo) is not its own: refused before anything starts, from the file and from
+    `supervise --user N -- CMD`, and by a reload, as `daemonctx start --user N` and
+    `DaemonContext(uid=N)` refuse it. With `group` it runs, in that group only.
+    It used to run in the group of the same number."""
+    uid = uid_without_passwd_entry()
+    path = supervisors.config({"web": {"command": SLEEP, "user": str(uid)}})
+    why = f"user: '{uid}' has no passwd entry to take the group from: set group too"
+    result = supervisors.supervise()
+    assert result.returncode == 1, result
+    assert one_line(result.stderr) == f"daemonctx: error: {path}: [program.web] {why}"
+    assert supervisors.processes() == [] and not os.path.exists(supervisors.control)
+
+    control = ["--control", supervisors.control]
+    result = supervisors.daemonctx("supervise", *control, "--user", str(uid), "--", *SLEEP)
+    assert result.returncode == 1, result
+    assert one_line(result.stderr) == f"daemonctx: error: program 'sleep': {why}"
+    assert supervisors.processes() == [] and not os.path.exists(supervisors.control)
+
+    supervisors.config({"web": {"command": SLEEP, "user": str(uid), "group": str(NOGROUP)}})
+    supervisors.foreground()
+    pid = supervisors.status("web").pid
+    assert pid is not None
+    wait_for(lambda: proc_status(pid)["Uid"].split() == [str(uid)] * 4, what="the user switch")
+    assert proc_status(pid)["Gid"].split() == [str(NOGROUP)] * 4
+    assert proc_status(pid)["Groups"] == ""
+    supervisors.config({"web": {"command": SLEEP, "user": str(uid)}})  # group dropped
+    for reload in (["reload", "--dry-run"], ["reload"]):
+        result = supervisors.ctl(*reload)
+        assert result.returncode == 1, result
+        expected = f"daemonctx: error: nothing changed: {path}: [program.web] {why}"
+        assert one_line(result.stderr) == expected
+    assert supervisors.status("web").pid == pid
+    assert proc_status(pid)["Gid"].split() == [str(NOGROUP)] * 4
 
 
 def test_the_python_api_takes_groups_checked_as_the_file_s() -> None:

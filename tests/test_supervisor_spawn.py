@@ -25,6 +25,7 @@ from conftest import (
     proc_stat,
     proc_status,
     run_in_child,
+    uid_without_passwd_entry,
     wait_for,
     wait_gone,
 )
@@ -239,6 +240,28 @@ def test_user_nobody(started: list[Spawned]) -> None:
     assert status["Gid"].split() == [str(entry.pw_gid)] * 4
     groups = {int(group) for group in status["Groups"].split()}
     assert groups == set(os.getgrouplist("nobody", entry.pw_gid))
+
+
+@needs_root
+def test_a_user_id_without_a_passwd_entry_runs_only_with_a_group(
+    started: list[Spawned],
+) -> None:
+    """Its entry may go after the checks before the start: a root supervisor still
+    does not give it the group of the same number (27, sudo), and starts nothing."""
+    uid = uid_without_passwd_entry()
+    with pytest.raises(SpawnError) as caught:
+        start(started, Program("p", ["sleep", "1000"], user=str(uid)))
+    assert caught.value.errno == errno.ENOENT  # failed, not retried: as "no such user"
+    assert caught.value.message == (
+        f"sleep: user '{uid}' has no passwd entry to take the group from: set group too"
+    )
+    assert started == []  # refused before the fork
+    one = start(started, Program("p", ["sleep", "1000"], user=str(uid), group=str(NOBODY)))
+    wait_for(lambda: exec_done(one.pid), what="exec sleep")
+    status = proc_status(one.pid)
+    assert status["Uid"].split() == [str(uid)] * 4
+    assert status["Gid"].split() == [str(NOBODY)] * 4
+    assert status["Groups"] == ""
 
 
 @needs_root

@@ -1793,12 +1793,25 @@ def _exists(name: str, lookup: Callable[[str], Any]) -> bool:
     return True
 
 
+def _no_passwd_entry(user: str) -> bool:
+    """Whether ``user`` is a numeric id with no passwd entry."""
+    if not (user.isascii() and user.isdigit()):
+        return False
+    try:
+        pwd.getpwuid(int(user))
+    except (KeyError, OverflowError):
+        return True
+    return False
+
+
 def check_system(config: SupervisorConfig) -> None:
     """Check what ``config`` names on this system: its users and groups exist.
 
     Apart from ``load``, so that a file can be checked on another machine (and
-    tests need no such users). Numeric ids are taken as they are. Raises
-    ``ConfigError``.
+    tests need no such users). Numeric ids are taken as they are, but a root
+    supervisor needs ``group`` beside a ``user`` id with no passwd entry: it has no
+    primary group, and the group of the same number (27, ``sudo``) was never asked
+    for (``DaemonContext(uid=...)`` refuses it too). Raises ``ConfigError``.
     """
     for key in ("control_group", "observer_group"):
         name = getattr(config, key)
@@ -1809,6 +1822,14 @@ def check_system(config: SupervisorConfig) -> None:
             raise config.error(program, "user", f"no such user {program.user!r}")
         if program.group is not None and not _exists(program.group, grp.getgrnam):
             raise config.error(program, "group", f"no such group {program.group!r}")
+        if (
+            program.user is not None
+            and program.group is None
+            and os.geteuid() == 0
+            and _no_passwd_entry(program.user)
+        ):
+            reason = f"{program.user!r} has no passwd entry to take the group from: set group too"
+            raise config.error(program, "user", reason)
         if program.environment_file:
             _check_environment_files(config, program)
         if (program.user is not None or program.group is not None) and os.geteuid() != 0:

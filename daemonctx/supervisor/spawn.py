@@ -293,7 +293,10 @@ def _resolve_user(
 
     ``user`` gives its uid, primary group (unless ``group`` is set) and groups
     (``getgrouplist``), and sets HOME, USER and LOGNAME. A numeric uid with no
-    passwd entry runs with gid ``group``, or the same number, and no other groups.
+    passwd entry runs with gid ``group`` and no other groups; without ``group``, a
+    root supervisor refuses it (``check_system`` did, unless the entry went since):
+    the group of the same number is not the user's. One that is not root, which
+    may only run programs as itself, takes the same number as gid.
     Without ``user``, a root supervisor that switches group drops its own groups.
     """
     import grp
@@ -309,6 +312,9 @@ def _resolve_user(
         except (KeyError, OverflowError, ValueError):
             if not user.isdigit():
                 raise SpawnError(errnos.ENOENT, f"{argv0}: no such user {user!r}") from None
+            if program.group is None and os.geteuid() == 0:
+                reason = f"user {user!r} has no passwd entry to take the group from: set group too"
+                raise SpawnError(errnos.ENOENT, f"{argv0}: {reason}") from None
             uid = gid = int(user)
         else:
             uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
