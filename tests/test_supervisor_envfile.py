@@ -220,10 +220,35 @@ def test_supervise_refuses_a_bad_environment_file_before_anything_starts(
         {"web": {"command": [SLEEP, "1000"], "environment_file": str(path)}}
     )
     result = supervisors.supervise()
-    assert result.returncode != 0
+    assert result.returncode == 1, result
     expected = f"{config}: [program.web] environment_file: {reason.format(path=path)}"
     assert result.stderr.strip().splitlines() == [f"daemonctx: error: {expected}"], result
     assert "hunter2" not in result.stderr
+    assert supervisors.processes() == []
+    assert not Path(supervisors.control).exists()
+
+
+@needs_root
+def test_supervise_refuses_an_environment_file_another_user_controls_with_exit_4(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """As an unsafe configuration file is (LSB 4, "insufficient privilege"): the
+    file decides what a root program loads. It used to exit 1."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    path = theirs / "web.env"
+    path.write_text("A=1\n")
+    os.chown(theirs, NOBODY, NOBODY)
+    config = supervisors.config(
+        {"web": {"command": [SLEEP, "1000"], "environment_file": str(path)}}
+    )
+    result = supervisors.supervise()
+    assert result.returncode == 4, result
+    expected = (
+        f"daemonctx: error: {config}: [program.web] environment_file: refusing environment"
+        f" file {path}: {theirs} is owned by uid {NOBODY}"
+    )
+    assert result.stderr.strip().splitlines() == [expected], result
     assert supervisors.processes() == []
     assert not Path(supervisors.control).exists()
 

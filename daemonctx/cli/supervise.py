@@ -220,6 +220,7 @@ def _absolute(option: str, path: str) -> str:
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
+    from ..supervisor.config import UnsafeFileError
     from ..supervisor.core import Supervisor, SupervisorStartError
 
     try:
@@ -237,7 +238,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         raise _failure(exc) from exc
     except CommandError:
         raise
-    except UnsafePathError as exc:  # LSB 4: insufficient privilege
+    except (UnsafePathError, UnsafeFileError) as exc:  # LSB 4: insufficient privilege
         raise CommandError(str(exc), exit_code=4) from exc
     except DaemonError as exc:
         raise _failure(exc) from exc

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..errors import DaemonError
 from ..limits import LIMIT_NAMES, PRIORITY, UNLIMITED, UNLIMITED_WORDS, LimitError, check
-from ..paths import resolved_name
+from ..paths import UnsafePathError, resolved_name
 from ..process import FOREVER
 from ..signals import parse_signal
 
@@ -48,6 +48,7 @@ __all__ = [
     "LogFile",
     "Program",
     "SupervisorConfig",
+    "UnsafeFileError",
     "check_system",
     "load",
     "load_control",
@@ -131,6 +132,12 @@ class ConfigError(DaemonError, ValueError):
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
         args = (self.file, self.table, self.key, self.reason, self.program, self.line, self.column)
         return (type(self), args)
+
+
+class UnsafeFileError(ConfigError):
+    """A file the configuration names (an environment file, a program's log file)
+    that another user could control: refused as an unsafe configuration file is
+    (``supervise`` exits 4, LSB's "insufficient privilege")."""
 
 
 def _split_words(text: str) -> list[str]:
@@ -1239,12 +1246,14 @@ class SupervisorConfig:
         """The file program ``name`` is in: an included one, or ``path``."""
         return self.sources.get(name, self.path)
 
-    def error(self, program: Program, key: str, reason: str) -> ConfigError:
-        """``ConfigError`` for ``program``'s ``key``, saying when the value came from
-        ``[defaults]``."""
+    def error(
+        self, program: Program, key: str, reason: str, kind: type[ConfigError] = ConfigError
+    ) -> ConfigError:
+        """``ConfigError`` (or ``kind``) for ``program``'s ``key``, saying when the value
+        came from ``[defaults]``."""
         file = self.file_of(program.name)
         blame = _blame(key, reason, self.defaulted.get(program.name, ()), file, self.path)
-        return ConfigError(file, _program_table(program.name), key, reason + blame, program.name)
+        return kind(file, _program_table(program.name), key, reason + blame, program.name)
 
 
 SUPERVISOR_KEYS: dict[str, Key] = _keys(SupervisorConfig)
@@ -1805,13 +1814,15 @@ def _no_passwd_entry(user: str) -> bool:
 
 
 def check_system(config: SupervisorConfig) -> None:
-    """Check what ``config`` names on this system: its users and groups exist.
+    """Check what ``config`` names on this system: its users and groups exist, its
+    environment files are safe.
 
     Apart from ``load``, so that a file can be checked on another machine (and
     tests need no such users). Numeric ids are taken as they are, but a root
     supervisor needs ``group`` beside a ``user`` id with no passwd entry: it has no
     primary group, and the group of the same number (27, ``sudo``) was never asked
-    for (``DaemonContext(uid=...)`` refuses it too). Raises ``ConfigError``.
+    for (``DaemonContext(uid=...)`` refuses it too). Raises ``ConfigError``
+    (``UnsafeFileError`` for a file another user could control).
     """
     for key in ("control_group", "observer_group"):
         name = getattr(config, key)
@@ -1844,15 +1855,18 @@ def _check_environment_files(config: SupervisorConfig, program: Program) -> None
     from .envfile import read
 
     for path in program.environment_file:
+        kind = ConfigError
         try:
             read(path)
-        except DaemonError as exc:  # unsafe, or not valid: its message names the file
+        except UnsafePathError as exc:  # its message names the file
+            reason, kind = str(exc), UnsafeFileError
+        except DaemonError as exc:  # not valid
             reason = str(exc)
         except OSError as exc:
             reason = f"{path}: {exc.strerror or exc}"
         else:
             continue
-        raise config.error(program, "environment_file", reason)
+        raise config.error(program, "environment_file", reason, kind)
 
 
 def _check_limits(config: SupervisorConfig, program: Program) -> None:
