@@ -2405,7 +2405,7 @@ def test_an_empty_conf_d_that_another_user_may_fill_is_refused(supervisors: Supe
     assert supervisors.processes() == [] and not os.path.exists(supervisors.control)
 
 
-# -- whom a program runs as: refused before anything starts -------------------------------
+# -- whom a program runs as, and the files it writes: refused before anything starts -------
 
 
 @needs_root
@@ -2444,6 +2444,67 @@ def test_a_user_id_without_a_passwd_entry_needs_a_group(supervisors: Supervisors
         assert one_line(result.stderr) == expected
     assert supervisors.status("web").pid == pid
     assert proc_status(pid)["Gid"].split() == [str(NOGROUP)] * 4
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["their directory", "planted in a sticky one"])
+def test_a_log_file_path_another_user_controls_is_refused_before_anything_starts(
+    supervisors: Supervisors, tmp_path: Path, how: str
+) -> None:
+    """Found in the foreground check, as an unsafe configuration file is: exit 4,
+    one line, nothing started (it used to be found at the program's start, with
+    the supervisor up, exit 1); a reload that sends output there changes nothing."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    log = theirs / "web.log"
+    if how == "their directory":
+        os.chown(theirs, NOBODY, NOGROUP)
+        reason = f"{theirs} is owned by uid {NOBODY}"
+    else:
+        theirs.chmod(0o1777)
+        log.touch()
+        os.chown(log, NOBODY, NOGROUP)
+        reason = f"{log} is owned by uid {NOBODY}, in {theirs} writable by others"
+    db = {"command": [SLEEP[0], "1001"]}
+    path = supervisors.config({"db": db, "web": {"command": SLEEP, "stderr": str(log)}})
+    why = f"[program.web] stderr: refusing {log}: {reason}"
+    result = supervisors.supervise()
+    assert result.returncode == 4, result
+    assert one_line(result.stderr) == f"daemonctx: error: {path}: {why}"
+    assert supervisors.processes() == [] and not os.path.exists(supervisors.control)
+
+    supervisors.config({"db": db, "web": {"command": SLEEP}})
+    supervisors.foreground()
+    pids = [supervisors.status(name).pid for name in ("db", "web")]
+    supervisors.config({"db": db, "web": {"command": SLEEP, "stderr": str(log)}})
+    for reload in (["reload", "--dry-run"], ["reload"]):
+        result = supervisors.ctl(*reload)
+        assert result.returncode == 1, result
+        assert one_line(result.stderr) == f"daemonctx: error: nothing changed: {path}: {why}"
+    assert [supervisors.status(name).pid for name in ("db", "web")] == pids
+    assert how != "their directory" or not log.exists()
+
+
+@needs_root
+def test_a_log_directory_an_earlier_program_makes_is_judged_when_it_is_opened(
+    supervisors: Supervisors, shared_dir: Path
+) -> None:
+    """What does not exist yet cannot be judged before anything starts: a one-shot
+    running as nobody makes the directory in a sticky one, and the program after
+    it is refused at its start (said once), which fails `supervise`."""
+    theirs = shared_dir / "theirs"
+    log = theirs / "web.log"
+    mkdir = {"command": ["/bin/mkdir", str(theirs)], "user": "nobody", "ready": "exited"}
+    web = {"command": SLEEP, "stdout": str(log), "after": ["mkdir"]}
+    supervisors.config({"mkdir": mkdir, "web": web})
+    result = supervisors.supervise()
+    assert result.returncode == 1, result
+    assert one_line(result.stderr) == (
+        f"daemonctx: error: web failed to start: cannot open web's stdout {log}:"
+        f" {theirs} is owned by uid {NOBODY}, in {shared_dir} writable by others"
+    )
+    assert os.stat(theirs).st_uid == NOBODY and not log.exists()
+    wait_for(lambda: supervisors.processes() == [], what="every process gone")
 
 
 def test_the_python_api_takes_groups_checked_as_the_file_s() -> None:

@@ -340,7 +340,8 @@ def test_a_reload_whose_new_output_file_cannot_be_opened_changes_nothing(
 ) -> None:
     """p's new stdout is in a directory that does not exist yet, or one anyone may
     write: the reload (and its dry run) is refused whole, in one line naming the
-    program, the stream and the path, as supervise would be. Nothing changed: db
+    program, the stream and the path, as supervise would be (the unsafe one by the
+    file's checks, as at the start: the file, the table and the key). Nothing changed: db
     is not restarted, q's new file is not opened, the next reload does not say
     "nothing changed". Once the directory is right, a reload applies it all."""
     tick = ["/bin/sh", "-c", "while :; do echo tick; sleep 0.05; done"]
@@ -363,7 +364,11 @@ def test_a_reload_whose_new_output_file_cannot_be_opened_changes_nothing(
             "db": {"command": [SLEEP, "1001"]},
         }
     )
-    error = f"daemonctx: error: nothing changed: cannot open p's stdout {later}/p.log: {reason}\n"
+    if why == "unsafe":
+        where = f"{supervisors.config_path}: [program.p] stdout: refusing"
+    else:
+        where = "cannot open p's stdout"
+    error = f"daemonctx: error: nothing changed: {where} {later}/p.log: {reason}\n"
     for args in (("--dry-run",), (), ()):
         result = supervisors.ctl("reload", *args)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", error), result

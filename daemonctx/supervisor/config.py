@@ -10,7 +10,8 @@ later, the documentation and the flags of ``daemonctx supervise -- COMMAND``.
 
 Every bad key, type or value is a ``ConfigError`` with a one-line message
 naming the file, the table and the key. Nothing here touches the system except
-``load`` (it reads the file) and ``check_system`` (users and groups exist).
+``load`` (it reads the file) and ``check_system`` (users and groups exist, the
+files named are safe).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..errors import DaemonError
 from ..limits import LIMIT_NAMES, PRIORITY, UNLIMITED, UNLIMITED_WORDS, LimitError, check
-from ..paths import UnsafePathError, resolved_name
+from ..paths import UnsafePathError, check_path, resolved_name
 from ..process import FOREVER
 from ..signals import parse_signal
 
@@ -1815,7 +1816,7 @@ def _no_passwd_entry(user: str) -> bool:
 
 def check_system(config: SupervisorConfig) -> None:
     """Check what ``config`` names on this system: its users and groups exist, its
-    environment files are safe.
+    environment files and the paths of its log files are safe.
 
     Apart from ``load``, so that a file can be checked on another machine (and
     tests need no such users). Numeric ids are taken as they are, but a root
@@ -1843,6 +1844,7 @@ def check_system(config: SupervisorConfig) -> None:
             raise config.error(program, "user", reason)
         if program.environment_file:
             _check_environment_files(config, program)
+        _check_log_paths(config, program)
         if (program.user is not None or program.group is not None) and os.geteuid() != 0:
             _check_own_user(config, program)
         if program.limits or program.nice is not None:
@@ -1867,6 +1869,25 @@ def _check_environment_files(config: SupervisorConfig, program: Program) -> None
         else:
             continue
         raise config.error(program, "environment_file", reason, kind)
+
+
+def _check_log_paths(config: SupervisorConfig, program: Program) -> None:
+    """The paths of ``program``'s log files, as far as they exist: refused here when
+    another user controls them (its start would refuse them), not at that start
+    with the supervisor up. What is still missing (a directory an earlier program
+    makes) is judged when the file is opened."""
+    for key in ("stdout", "stderr"):
+        spec = getattr(program, key)
+        path = spec.path if isinstance(spec, LogFile) else spec
+        if not path.startswith("/"):  # "inherit", "null", "stdout"
+            continue
+        try:
+            check_path(path, f"{program.name}'s {key}")
+        except UnsafePathError as exc:
+            reason = f"refusing {path}: {exc.reason}"
+            raise config.error(program, key, reason, UnsafeFileError) from None
+        except OSError:
+            continue  # a directory still missing (or not one): said at the start
 
 
 def _check_limits(config: SupervisorConfig, program: Program) -> None:

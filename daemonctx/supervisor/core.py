@@ -633,8 +633,9 @@ class Supervisor:
         command's executable, the descriptor limit (raised as needed), the path of
         its log, the control socket's directory, and that no other supervisor owns
         the socket. Raises a one-line ``DaemonError`` (an ``OSError`` for the log's
-        path). Programs' log files are opened at their start: an earlier program
-        may make their directory."""
+        path). Programs' log files are opened at their start (an earlier program
+        may make their directory): their paths are only checked here as far as
+        they exist, and refused when another user controls them."""
         config = self.config
         for file in (config.path, *config.included):
             if file is not None:
