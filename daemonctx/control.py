@@ -257,14 +257,16 @@ def _is_pidfile_error(exc: BaseException) -> bool:
 
 def _find(path: str, every_holder: bool = False) -> identity.Found:
     """``identity.find``; its failures become ``ControlError`` (exit code 4,
-    "insufficient privilege", for a permission error or an untrusted pidfile, else 1)."""
+    "insufficient privilege", for a permission error or an untrusted pidfile, and
+    "unknown" for a /proc of another pid namespace; else 1)."""
     try:
         return identity.find(path, every_holder=every_holder)
     except Exception as exc:
         if not _is_pidfile_error(exc):
             raise
         denied = isinstance(exc, PermissionError) or isinstance(exc.__cause__, PermissionError)
-        raise CommandError(_one_line(exc), exit_code=4 if denied else 1) from exc
+        unknown = denied or isinstance(exc, identity.ForeignProc)
+        raise CommandError(_one_line(exc), exit_code=4 if unknown else 1) from exc
 
 
 def _one_line(exc: BaseException) -> str:

@@ -37,7 +37,7 @@ from .pidfd import wait_any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Found", "find", "signal_main", "stop_daemon"]
+__all__ = ["ForeignProc", "Found", "find", "signal_main", "stop_daemon"]
 
 FileKey = tuple[int, int, int]
 _ATTEMPTS = 10  # looks at the pidfile when it is replaced while we look
@@ -70,6 +70,11 @@ class Found:
     def leftovers(self) -> tuple[int, ...]:
         """Holders other than the main process: children that inherited the lock."""
         return tuple(pid for pid in self.holders if pid != self.main_pid)
+
+
+class ForeignProc(OSError):
+    """/proc is another pid namespace's (``procfs.foreign``): a pid found there names
+    another process here, so no holder can be proven, pinned or signalled."""
 
 
 def _refuse(path: str, reason: str) -> UnsafePathError:
@@ -231,9 +236,13 @@ def find(path: str, *, every_holder: bool = True) -> Found:
 
     ``every_holder=False`` stops at the main process when it holds the lock (a
     status or a start check); a stop needs them all. Raises ``UnsafePathError``
-    for a pidfile another user controls, ``PermissionError`` when it cannot be read.
+    for a pidfile another user controls, ``PermissionError`` when it cannot be read,
+    ``ForeignProc`` when /proc is another pid namespace's.
     """
     typed = os.path.abspath(path)
+    wrong = procfs.foreign()
+    if wrong is not None:
+        raise ForeignProc(f"cannot tell which processes are {typed}'s daemon: {wrong}")
     try:  # the directories, through trusted symlinks only; the file itself is no symlink
         directory = check_path(os.path.dirname(typed), "pidfile")
     except UnsafePathError as exc:

@@ -379,6 +379,7 @@ def _exclusive_holder(
     that inherited the lock from a daemon that has exited. When holders cannot be
     looked at (another user's processes, as non-root), the written pid is returned
     if that process started before the pid was written (a pid reused later did not).
+    Without a /proc of ours (none, or another pid namespace's), the written pid.
     """
     from . import procfs  # only when the lock is held: never on a fresh start
 
@@ -387,7 +388,7 @@ def _exclusive_holder(
     recorded = _pid_in(fd)
     if flocks is None:
         flocks = procfs.exclusive_flocks()
-    if flocks is None:  # no /proc: nothing to verify with, the file is all we have
+    if flocks is None or procfs.foreign():  # no /proc of ours: the file is all we have
         return recorded
     lockers = [pid for pid, locked in flocks if locked == key]
     if not lockers and not held:  # ``held``: a flock of ours failed, /proc/locks may hide it
@@ -464,6 +465,8 @@ def _pid_of(fd: int) -> int | None:
         return None
     from . import procfs
 
+    if procfs.foreign():
+        return None  # whether a process has that pid, another namespace's /proc cannot tell
     if not procfs.is_running(recorded):
         return recorded  # names no live process (or a zombie): harmless, and shows it is stale
     return None
@@ -572,10 +575,12 @@ def guard_is_pidfiles(path: str, fd: int, holder: int | None) -> bool:
     name, and it is no daemon's. One holder we can look at decides: an exclusive
     flock belongs to one open file, which all its holders share, under the name it
     was opened by. True when none can be looked at (another user's processes, as
-    non-root): judged as held, as before."""
+    non-root, or a /proc of another pid namespace): judged as held, as before."""
     from . import procfs  # only when a guard is held: never on a fresh start
     from .paths import resolved_name
 
+    if procfs.foreign():
+        return True  # its holders cannot be looked at: judged as held
     key = procfs.file_key(os.fstat(fd))
     real = resolved_name(path)
     said = procfs.opened_as(holder, key, real) if holder else None

@@ -34,6 +34,7 @@ __all__ = [
     "exclusive_flocks",
     "file_key",
     "find_lock_holders",
+    "foreign",
     "holding_fds",
     "is_original",
     "is_running",
@@ -193,6 +194,34 @@ class Holders:
 
     def __repr__(self) -> str:
         return f"Holders(pids={self.pids}, hidden={self.hidden})"
+
+
+_MOUNT_OWN = "mount this pid namespace's own (unshare --pid --fork --mount-proc, nsenter --mount)"
+
+
+def foreign() -> str | None:
+    """What is wrong when /proc is another pid namespace's, and how to mend it, in one
+    line; None when it is ours (or when there is none: nothing can be misread there).
+
+    ``unshare --pid --fork`` without ``--mount-proc``, or ``nsenter --pid`` without
+    ``--mount``: the pids /proc shows are the other namespace's, and the same
+    numbers name other processes here (a pidfd, a signal). One readlink: /proc/self
+    names this process by the pid /proc knows it by, and not at all when /proc is a
+    namespace's that cannot see this process (a child namespace's).
+    """
+    try:
+        shown = os.readlink("/proc/self")
+    except OSError:
+        if not os.path.isdir("/proc/1"):
+            return None  # no /proc mounted
+        return f"/proc is another pid namespace's: it does not show this process; {_MOUNT_OWN}"
+    me = os.getpid()
+    if shown == str(me):
+        return None
+    return (
+        f"/proc is another pid namespace's: it shows this process as pid {shown}, not {me};"
+        f" {_MOUNT_OWN}"
+    )
 
 
 def locks_hidden() -> bool:

@@ -7,6 +7,9 @@ and not taking another user's lock for the daemon's. As root, on real processes.
 - A pidfile whose whole directory was removed is still found in /proc/<pid>/fd.
 - Another user's process that locks a file of its own at the pidfile's path,
   then deletes it, is not the daemon: not reported, never signalled.
+- In a pid namespace whose /proc is another's (``unshare --pid --fork`` without
+  ``--mount-proc``), pids in /proc name other processes: nothing is told from
+  them, and nobody is signalled.
 """
 
 from __future__ import annotations
@@ -405,3 +408,148 @@ def test_in_a_pid_namespace_the_pidfile_api_names_the_child_that_kept_the_lock(
     )
     inner = namespace.inner(child)
     assert (result.returncode, result.stdout) == (0, f"True {inner} {inner}\n"), result
+
+
+# -- a pid namespace whose /proc is another's: no identity decision is made ------------
+
+#: ``unshare --pid --fork`` without ``--mount-proc``: /proc stays the host's.
+UNSHARE_PID_ONLY = ["unshare", "--pid", "--fork"]
+FOREIGN = "/proc is another pid namespace's"
+MOUNT_OWN = "mount this pid namespace's own (unshare --pid --fork --mount-proc, nsenter --mount)"
+
+
+def foreign_seen_by(*prefix: str) -> str:
+    """What ``procfs.foreign()`` says in a Python run behind ``prefix``."""
+    code = "from daemonctx import procfs; print(procfs.foreign())"
+    result = subprocess.run(
+        [*prefix, sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
+def test_proc_of_another_pid_namespace_is_told_from_ones_own(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    """One readlink of /proc/self tells it: ours on the host and under
+    ``--mount-proc``; the parent's under ``unshare --pid --fork`` alone (it shows
+    this process by its host pid) and under ``nsenter --pid`` without ``--mount``;
+    a child namespace's (``nsenter --mount`` without ``--pid``) does not show this
+    process at all."""
+    assert procfs.foreign() is None
+    assert foreign_seen_by() == "None"
+    assert foreign_seen_by(*UNSHARE_PID) == "None"
+    alone = foreign_seen_by(*UNSHARE_PID_ONLY)
+    assert alone.startswith(f"{FOREIGN}: it shows this process as pid "), alone
+    assert alone.endswith(f", not 1; {MOUNT_OWN}"), alone
+    assert foreign_seen_by("nsenter", "-t", str(namespace.init), "-p", "-m") == "None"
+    entered = foreign_seen_by("nsenter", "-t", str(namespace.init), "-p")
+    assert entered.startswith(f"{FOREIGN}: it shows this process as pid "), entered
+    inside_out = foreign_seen_by("nsenter", "-t", str(namespace.init), "-m")
+    assert inside_out == f"{FOREIGN}: it does not show this process; {MOUNT_OWN}"
+
+
+def in_pid_namespace_only(tracker: Tracker, script: str, *args: str) -> dict[str, str]:
+    """``bash -c SCRIPT ARGS`` as PID 1 of ``unshare --pid --fork`` without
+    ``--mount-proc``, its ``KEY=VALUE`` lines (``$PY`` is this Python). Every process
+    in it carries the tracker's token."""
+    result = subprocess.run(
+        [*UNSHARE_PID_ONLY, "bash", "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env={**tracker.env, "PY": sys.executable, "PYTHONPATH": str(ROOT)},
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    told = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    told["stderr"] = result.stderr
+    return told
+
+
+@needs_root
+@needs_pid_namespace
+@pytest.mark.timeout(60)
+def test_in_a_pid_namespace_without_its_own_proc_stop_signals_no_stranger(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    """``unshare --pid --fork`` without ``--mount-proc``: /proc shows the daemon by its
+    host pid, which names another process in the namespace (placed there through
+    ns_last_pid). ``stop`` refused with LSB 4 at once, saying why and what to do, and
+    signalled nobody (it sent that stranger SIGTERM, then spun at 100% CPU past its
+    --timeout); ``status`` and ``signal`` refuse the same way, ``start`` too (it could
+    not stop what it started), and the daemon runs on."""
+    daemon = tracker.start("sleep", "3003")
+    other = str(tmp_path / "other.pid")
+    script = f"""
+        say() {{ code=$?; echo "$1=$code"; echo "$1_says=$2"; }}
+        echo $(({daemon} - 1)) > /proc/sys/kernel/ns_last_pid
+        sleep 4004 & stranger=$!
+        echo "stranger=$stranger"
+        before=$(date +%s%N)
+        out=$(timeout -s KILL 20 "$PY" -m daemonctx stop --timeout 1 --pidfile "$0" 2>&1)
+        say stop "$out"
+        echo "stop_ms=$((($(date +%s%N) - before) / 1000000))"
+        out=$("$PY" -m daemonctx status --pidfile {tracker.pidfile} 2>&1); say status "$out"
+        out=$("$PY" -m daemonctx signal --pidfile {tracker.pidfile} HUP 2>&1); say signal "$out"
+        out=$("$PY" -m daemonctx start --pidfile {other} -- sleep 5005 2>&1); say start "$out"
+        kill -KILL $stranger; wait $stranger; echo "stranger_status=$?"
+    """
+    told = in_pid_namespace_only(tracker, script, tracker.pidfile)
+    assert told["stranger"] == str(daemon), "the stranger did not get the daemon's host pid"
+    assert told["stranger_status"] == "137", f"stop signalled the stranger: {told}"
+    assert int(told["stop_ms"]) < 5000, told
+    why = f"cannot tell which processes are {tracker.pidfile}'s daemon: {FOREIGN}: it shows"
+    for command in ("stop", "signal"):
+        assert told[command] == "4", (command, told)
+        assert told[f"{command}_says"].startswith(f"daemonctx: error: {why}"), told
+        assert told[f"{command}_says"].endswith(MOUNT_OWN), told
+    assert told["status"] == "4", told
+    assert told["status_says"].startswith(f"app status is unknown: {why}"), told
+    assert told["start"] == "4", told
+    assert told["start_says"].startswith(f"daemonctx: error: {why.replace('app.pid', 'other.pid')}")
+    assert pid_alive(daemon)
+    assert not os.path.exists(other)
+    assert tracker.daemonctx("status", "--pidfile", tracker.pidfile).returncode == 0
+
+
+@needs_root
+@needs_pid_namespace
+@pytest.mark.timeout(60)
+def test_in_a_pid_namespace_without_its_own_proc_the_pidfile_api_reads_the_file(
+    tracker: Tracker,
+) -> None:
+    """A ``PIDLockFile`` held in a namespace without its own /proc: ``read_pid``,
+    ``read_pidfile_status`` and a second ``acquire``'s refusal take the pid from the
+    file, as where there is no /proc (they named the holder's host pid, another
+    process here), and the lock still keeps a second one out."""
+    code = (
+        "import os, sys\n"
+        "from daemonctx.pidfile import PIDLockFile\n"
+        "lock = PIDLockFile(sys.argv[1])\n"
+        "lock.acquire()\n"
+        "print(os.getpid(), flush=True)\n"
+        "sys.stdin.read()\n"  # until the script ends
+    )
+    ask = (
+        "import sys\n"
+        "from daemonctx.pidfile import PIDLockFile, read_pidfile_status\n"
+        "print('read_pid=%s' % PIDLockFile(sys.argv[1]).read_pid())\n"
+        "print('status=%s' % read_pidfile_status(sys.argv[1]).pid)\n"
+        "try:\n"
+        "    PIDLockFile(sys.argv[1], timeout=0).acquire()\n"
+        "except Exception as exc:\n"
+        "    print('refused=%s' % exc)\n"
+    )
+    script = f"""
+        coproc HOLDER {{ "$PY" -c "$0" {tracker.pidfile}; }}
+        read -r -t 10 holder <&"${{HOLDER[0]}}"; echo "holder=$holder"
+        "$PY" -c "$1" {tracker.pidfile}
+    """
+    told = in_pid_namespace_only(tracker, script, code, ask)
+    holder = told["holder"]
+    assert holder.isdigit(), told
+    assert (told["read_pid"], told["status"]) == (holder, holder), told
+    assert told["refused"].endswith(f"is locked by running process {holder}"), told
