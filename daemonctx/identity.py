@@ -41,6 +41,7 @@ __all__ = ["ForeignProc", "Found", "find", "signal_main", "stop_daemon"]
 
 FileKey = tuple[int, int, int]
 _ATTEMPTS = 10  # looks at the pidfile when it is replaced while we look
+_FIRST_PAUSE, _LAST_PAUSE = 0.001, 0.05  # between looks at holders a stop could not pin
 # a magic link in /proc/<pid>/fd is followed (no O_NOFOLLOW); nothing can block or stick
 _REOPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
@@ -392,12 +393,15 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
         deadline = time.monotonic() + wait
         return True
 
+    pause = _FIRST_PAUSE
+    unpinned: list[int] = []
+    refused: set[int] = set()  # holders _pin refused once: looked at again after a pause
     try:
         while True:
-            new = [pid for pid in targets if pid not in pinned]
-            for pid in new:
+            for pid in [pid for pid in targets if pid not in pinned]:
                 pidfd = _pin(pid, found.keys)
                 if pidfd is None:
+                    refused.add(pid)
                     continue
                 pinned[pid] = pidfd
                 try:
@@ -405,22 +409,26 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
                 except ProcessLookupError:
                     pass
             alive = [fd for fd in pinned.values() if not _exited(fd)]
-            if not alive:
-                targets = _current_holders(found.keys, probes)  # children that kept the lock
-                if not any(pid not in pinned for pid in targets):
-                    if not targets:
-                        return Stopped(list(pinned), True, sent, time.monotonic() - started)
-                    if time.monotonic() >= deadline and not next_step([]):
-                        break  # holders we could not pin (not ours to signal)
-                    time.sleep(0.001)  # a holder we may not pin: look again until the deadline
+            if alive:
+                if time.monotonic() >= deadline:
+                    if not next_step(alive):
+                        break
+                    targets = _current_holders(found.keys, probes)
+                    continue
+                wait_any(alive, deadline - time.monotonic())
                 continue
-            if time.monotonic() >= deadline:
-                if not next_step(alive):
-                    break
-                targets = _current_holders(found.keys, probes)
-                continue
-            wait_any(alive, deadline - time.monotonic())
-        left = [pid for pid, fd in pinned.items() if not _exited(fd)]
+            targets = _current_holders(found.keys, probes)  # children that kept the lock
+            if not targets:
+                return Stopped(list(pinned), True, sent, time.monotonic() - started)
+            if time.monotonic() >= deadline and not next_step([]):
+                unpinned = targets  # holders, none of them pinned alive: what is left
+                break
+            if all(pid in pinned or pid in refused for pid in targets):
+                # Only holders we could not pin (gone meanwhile, or not ours to signal):
+                # look again, less and less often, until the deadline.
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                pause = min(pause * 2, _LAST_PAUSE)
+        left = [pid for pid, fd in pinned.items() if not _exited(fd)] or unpinned
     finally:
         for fd in [*pinned.values(), *probes.values()]:
             os.close(fd)

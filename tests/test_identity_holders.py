@@ -9,7 +9,7 @@ and not taking another user's lock for the daemon's. As root, on real processes.
   then deletes it, is not the daemon: not reported, never signalled.
 - In a pid namespace whose /proc is another's (``unshare --pid --fork`` without
   ``--mount-proc``), pids in /proc name other processes: nothing is told from
-  them, and nobody is signalled.
+  them, nobody is signalled, and a stop never outlives its last step.
 """
 
 from __future__ import annotations
@@ -513,6 +513,36 @@ def test_in_a_pid_namespace_without_its_own_proc_stop_signals_no_stranger(
     assert pid_alive(daemon)
     assert not os.path.exists(other)
     assert tracker.daemonctx("status", "--pidfile", tracker.pidfile).returncode == 0
+
+
+@needs_root
+@needs_pid_namespace
+@pytest.mark.timeout(60)
+def test_a_holder_stop_can_never_pin_ends_the_stop_at_its_last_step(tracker: Tracker) -> None:
+    """``stop_daemon`` with a proven holder it can never pin: the daemon's host pid in
+    a namespace without its own /proc, where that pid names nobody (``find``'s check
+    of /proc switched off, the only way to get one). It looks again, less and less
+    often, and gives up after its last step, naming the holder (it looped without a
+    pause, past every deadline, at 100% CPU)."""
+    daemon = tracker.start("sleep", "3003")
+    code = (
+        "import json, signal, sys, time\n"
+        "from daemonctx import identity, procfs\n"
+        "procfs.foreign = lambda: None\n"
+        "found = identity.find(sys.argv[1])\n"
+        "wall, cpu = time.monotonic(), time.process_time()\n"
+        "done = identity.stop_daemon(found, [(signal.SIGTERM, 1.0), (signal.SIGKILL, 0.5)])\n"
+        "wall, cpu = time.monotonic() - wall, time.process_time() - cpu\n"
+        "print('main_pid=' + str(found.main_pid))\n"
+        "print('done=' + json.dumps([done.signalled, done.exited, done.left, wall, cpu]))\n"
+    )
+    told = in_pid_namespace_only(tracker, f'"$PY" -c "$0" {tracker.pidfile}', code)
+    assert told["main_pid"] == str(daemon)
+    signalled, exited, left, wall, cpu = json.loads(told["done"])
+    assert (signalled, exited, left) == ([], False, [daemon])
+    assert 1.5 <= wall < 3.0, wall
+    assert cpu < wall / 2, (cpu, wall)
+    assert pid_alive(daemon)
 
 
 @needs_root
