@@ -46,6 +46,7 @@ __all__ = [
     "session_id",
     "session_members",
     "started_before",
+    "unusable",
 ]
 
 _PROC_LOCKS = "/proc/locks"
@@ -222,6 +223,14 @@ def foreign() -> str | None:
         f"/proc is another pid namespace's: it shows this process as pid {shown}, not {me};"
         f" {_MOUNT_OWN}"
     )
+
+
+def unusable() -> str | None:
+    """``foreign``'s line, or one for a /proc not mounted at all; None when /proc is ours."""
+    wrong = foreign()
+    if wrong is None and not os.path.isdir("/proc/self"):
+        return "/proc is not mounted; mount it (mount -t proc proc /proc)"
+    return wrong
 
 
 def locks_hidden() -> bool:

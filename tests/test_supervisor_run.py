@@ -1722,6 +1722,44 @@ def test_as_pid_1_in_a_pid_namespace_it_reaps_orphans_and_exits_0_on_sigterm(
     wait_gone(leader, 5)
 
 
+@needs_root
+@needs_pid_namespace
+@pytest.mark.parametrize("where", ["as PID 1", "under a shell"])
+def test_in_a_pid_namespace_without_its_own_proc_it_refuses_to_start(
+    supervisors: Supervisors, tmp_path: Path, where: str
+) -> None:
+    """``unshare --pid --fork`` without ``--mount-proc``: /proc is the host's, where the
+    supervisor would look for its escaped processes under another process's pid (it
+    let a double-forked one live on, silently). It refuses at once, in one line
+    that says why and what to do, before anything starts: no program, no socket."""
+    started = tmp_path / "started"
+    config = supervisors.config(
+        {"app": {"command": ["sh", "-c", f"touch {started}; exec sleep 1000"]}}
+    )
+    supervise = [*supervisors.command(), "supervise", "--config", str(config)]
+    if where == "under a shell":
+        supervise = ["sh", "-c", '"$@" --foreground; exit $?', "sh", *supervise]
+    result = subprocess.run(
+        ["unshare", "--pid", "--fork", *supervise],
+        env=supervisors.env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1, result
+    (line,) = result.stderr.splitlines()
+    pid = "1" if where == "as PID 1" else "2"
+    assert re.fullmatch(
+        "daemonctx: error: cannot supervise: /proc is another pid namespace's: it shows this"
+        rf" process as pid \d+, not {pid}; mount this pid namespace's own"
+        r" \(unshare --pid --fork --mount-proc, nsenter --mount\)",
+        line,
+    ), line
+    assert not started.exists()
+    assert not os.path.exists(supervisors.control)
+    assert supervisors.processes() == []
+
+
 def test_a_program_stopped_during_the_boot_does_not_fail_it(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -629,13 +629,16 @@ class Supervisor:
     # -- foreground checks --------------------------------------------------------------
 
     def check(self) -> None:
-        """Everything checkable before anything starts: users and groups, each
+        """Everything checkable before anything starts: our own /proc, users and groups, each
         command's executable, the descriptor limit (raised as needed), the path of
         its log, the control socket's directory, and that no other supervisor owns
         the socket. Raises a one-line ``DaemonError`` (an ``OSError`` for the log's
         path). Programs' log files are opened at their start (an earlier program
         may make their directory): their paths are only checked here as far as
         they exist, and refused when another user controls them."""
+        wrong = procfs.unusable()
+        if wrong is not None:
+            raise CommandError(f"cannot supervise: {wrong}")
         config = self.config
         for file in (config.path, *config.included):
             if file is not None:
