@@ -1722,25 +1722,45 @@ def test_as_pid_1_in_a_pid_namespace_it_reaps_orphans_and_exits_0_on_sigterm(
     wait_gone(leader, 5)
 
 
+#: Where ``daemonctx supervise`` runs without a /proc of its own, and what it says there.
+_FOREIGN_PROC = (
+    r"/proc is another pid namespace's: it shows this process as pid \d+, not {pid};"
+    r" mount this pid namespace's own \(unshare --pid --fork --mount-proc, nsenter --mount\)"
+)
+_NO_PROC = re.escape("/proc is not mounted; mount it (mount -t proc proc /proc)")
+_WITHOUT_PROC = {
+    "as PID 1": (["unshare", "--pid", "--fork"], [], _FOREIGN_PROC.format(pid=1)),
+    "under a shell": (
+        ["unshare", "--pid", "--fork", "sh", "-c", '"$@"', "sh"],
+        ["--foreground"],
+        _FOREIGN_PROC.format(pid=2),
+    ),
+    "with no /proc": (
+        ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh"],
+        ["--foreground"],
+        _NO_PROC,
+    ),
+}
+
+
 @needs_root
 @needs_pid_namespace
-@pytest.mark.parametrize("where", ["as PID 1", "under a shell"])
-def test_in_a_pid_namespace_without_its_own_proc_it_refuses_to_start(
+@pytest.mark.parametrize("where", list(_WITHOUT_PROC))
+def test_without_a_proc_of_its_own_it_refuses_to_start(
     supervisors: Supervisors, tmp_path: Path, where: str
 ) -> None:
     """``unshare --pid --fork`` without ``--mount-proc``: /proc is the host's, where the
     supervisor would look for its escaped processes under another process's pid (it
-    let a double-forked one live on, silently). It refuses at once, in one line
-    that says why and what to do, before anything starts: no program, no socket."""
+    let a double-forked one live on, silently); or no /proc at all. It refuses at
+    once, in one line that says why and what to do, before anything starts: no
+    program, no socket."""
+    prefix, flags, why = _WITHOUT_PROC[where]
     started = tmp_path / "started"
     config = supervisors.config(
         {"app": {"command": ["sh", "-c", f"touch {started}; exec sleep 1000"]}}
     )
-    supervise = [*supervisors.command(), "supervise", "--config", str(config)]
-    if where == "under a shell":
-        supervise = ["sh", "-c", '"$@" --foreground; exit $?', "sh", *supervise]
     result = subprocess.run(
-        ["unshare", "--pid", "--fork", *supervise],
+        [*prefix, *supervisors.command(), "supervise", "--config", str(config), *flags],
         env=supervisors.env,
         capture_output=True,
         text=True,
@@ -1748,13 +1768,7 @@ def test_in_a_pid_namespace_without_its_own_proc_it_refuses_to_start(
     )
     assert result.returncode == 1, result
     (line,) = result.stderr.splitlines()
-    pid = "1" if where == "as PID 1" else "2"
-    assert re.fullmatch(
-        "daemonctx: error: cannot supervise: /proc is another pid namespace's: it shows this"
-        rf" process as pid \d+, not {pid}; mount this pid namespace's own"
-        r" \(unshare --pid --fork --mount-proc, nsenter --mount\)",
-        line,
-    ), line
+    assert re.fullmatch(f"daemonctx: error: cannot supervise: {why}", line), line
     assert not started.exists()
     assert not os.path.exists(supervisors.control)
     assert supervisors.processes() == []
