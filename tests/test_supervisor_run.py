@@ -59,6 +59,7 @@ ORPHANS = PROGRAMS / "sup_orphans.py"
 SIGNAL_COUNTER = PROGRAMS / "sup_signal_counter.py"
 IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
 GROUP_STOP = PROGRAMS / "sup_group_stop.py"
+OWN_SESSION = PROGRAMS / "sup_own_session.py"
 WATCHDOG = PROGRAMS / "sup_watchdog.py"
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 
@@ -2053,6 +2054,77 @@ def test_what_sigkill_of_the_main_process_lets_escape_is_killed_too(
     if how == "stop":
         assert supervisors.status("esc").state == "stopped"
         assert leader not in children(supervisor.pid), "the main process is reaped"
+
+
+@pytest.mark.parametrize(
+    ("how", "left"),
+    [("stop", "session"), ("stop", "group"), ("restart", "session"), ("SIGTERM", "session")],
+)
+def test_a_worker_in_a_session_of_its_own_gets_the_stop_signal_once_adopted(
+    supervisors: Supervisors, tmp_path: Path, how: str, left: str
+) -> None:
+    """The main process starts a worker in a session (``setsid cmd &``,
+    ``Popen(start_new_session=True)``) or a process group of its own: the stop's
+    SIGTERM to the program's group misses it. The main process takes 0.5 s to
+    exit; the worker, reparented to the supervisor then, gets SIGTERM at once
+    and cleans up. It used to be waited for, never signalled, and SIGKILLed
+    after the whole stop_timeout (10 s), the log saying "SIGTERM ignored"."""
+    events = tmp_path / "events"
+    command = [PY, str(OWN_SESSION), str(events), left]
+    supervisors.config({"app": {"command": command, "stop_timeout": 10}})
+    supervisor = supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    main = supervisors.status("app").pid
+    _state, parent, group, session = proc_stat(worker)[:4]
+    assert (int(parent), int(group)) == (main, worker), "the main process's child, own group"
+    assert (int(session) == worker) == (left == "session")
+    began = time.monotonic()
+    if how in ("stop", "restart"):
+        done = supervisors.ctl(how, "app", timeout=20)
+        assert done.returncode == 0, done
+    else:
+        os.kill(supervisor.pid, signal.SIGTERM)
+        assert supervisor.wait(20) == 0
+    took = time.monotonic() - began
+    assert f"worker {worker} SIGTERM" in _worker_lines(events), "its clean-up ran"
+    assert took < 5, f"{took:.1f} s: waited for stop_timeout"
+    wait_gone(worker, 5)
+    log = log_text(supervisors)
+    assert f"app: pid {worker} (" in log, log
+    assert "left the program's process group: SIGTERM sent to it too" in log, log
+    assert "SIGKILL" not in log, log
+    if how == "restart":
+        info = supervisors.status("app")
+        assert info.state == "running" and info.pid != main
+
+
+def test_a_worker_adopted_late_that_ignores_sigterm_gets_sigkill_with_the_rest(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The same worker ignores SIGTERM: it gets SIGKILL at stop_timeout (2 s), as
+    the group would, not later; and the log says truly how long it ignored
+    SIGTERM: from its adoption, about 0.5 s after the stop, not the whole 2 s."""
+    events = tmp_path / "events"
+    command = [PY, str(OWN_SESSION), str(events), "session", "--ignore"]
+    supervisors.config({"app": {"command": command, "stop_timeout": 2}})
+    supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    began = time.monotonic()
+    done = supervisors.ctl("stop", "app", timeout=20)
+    took = time.monotonic() - began
+    assert done.returncode == 0, done
+    assert 2 <= took < 4, took
+    wait_gone(worker, 5)
+    assert f"worker {worker} SIGTERM" not in _worker_lines(events)
+    log = log_text(supervisors)
+    sent = log.index(f"app: pid {worker} (")
+    found = re.search(
+        rf"SIGKILL sent (?:just now|{DURATION} ago), SIGTERM ignored for ({DURATION})", log
+    )
+    assert found is not None and found.start() > sent, log
+    assert duration(found.group(1)) <= 1.6, "it had SIGTERM from its adoption on"
 
 
 def test_a_working_directory_missing_for_a_moment_is_waited_for(

@@ -202,6 +202,10 @@ class Instance:
         # pid -> pidfd: what got a stop signal with a leader that exited first, and
         # still runs; waited for (the leader unreaped: its group id stays its own)
         self.survivors: dict[int, int] = {}
+        # what the last signal sent to its processes reached: (signal, the groups,
+        # the processes signalled one by one); a survivor found since that it
+        # missed gets it then (_await_survivors)
+        self.reached: tuple[int, set[int], set[int]] | None = None
 
     @property
     def state(self) -> State:
@@ -1475,6 +1479,7 @@ class Supervisor:
         not signalled again (see ``signal_group``)."""
         groups: set[int] = set()
         done: set[int] = set()  # signalled one by one already
+        instance.reached = (signum, groups, done)
         spawned = instance.spawned
         if spawned is not None and not spawned.reaped:
             try:
@@ -1496,7 +1501,7 @@ class Supervisor:
                     signal.pidfd_send_signal(main.pidfd, signum)
                     # those who had it: one reparented to us by now (the main one
                     # died of it at once) is not signalled again as escaped
-                    done = {main.pid, *_signal_under(main.pid, group, signum)}
+                    done.update((main.pid, *_signal_under(main.pid, group, signum)))
             except OSError:
                 pass
         elif spawned is None:
@@ -1509,6 +1514,7 @@ class Supervisor:
             try:
                 if os.getpgid(pid) not in groups:  # our child, unreaped: its pid is its own
                     os.kill(pid, signum)
+                    done.add(pid)
             except OSError:
                 pass
 
@@ -1641,7 +1647,8 @@ class Supervisor:
         """During a stop, the process whose pid is ``group`` (the leader, or an
         adopted main process leading its group) exited first: watch what else got
         the stop signal and still runs (``_survivors``) as long as the stop's ladder
-        lets it (its next step signals them too), then ``resume()``. The exited
+        lets it (its next step signals them too), then ``resume()``; one adopted
+        since that the signal missed gets it now (``_signal_survivor``). The exited
         process stays unreaped, so its group id cannot be another group's
         meanwhile; its ``pidfd`` is not watched until then. True while any runs."""
         if instance.state is not State.STOPPING:
@@ -1666,18 +1673,42 @@ class Supervisor:
             loop.add_reader(
                 survivor, functools.partial(self._survivor_exited, instance, pid, resume)
             )
-            if instance.machine.killed:
-                # Found after the ladder's SIGKILL: one that escaped the group while
-                # its parent ran (setsid) and was adopted when SIGKILL killed that
-                # parent. No step is left to signal it: SIGKILL now, as the group had.
-                try:
-                    signal.pidfd_send_signal(survivor, signal.SIGKILL)
-                except OSError:
-                    pass
+            self._signal_survivor(instance, pid, survivor)
         if not instance.survivors:
             return False
         loop.remove_reader(pidfd)  # readable until reaped: looked at again after them
         return True
+
+    def _signal_survivor(self, instance: Instance, pid: int, pidfd: int) -> None:
+        """A survivor found now gets the stop's current signal, unless that signal
+        reached it: one that left the group while its parent ran (setsid, setpgid)
+        and was adopted when the stop signal killed that parent. Found after the
+        ladder's SIGKILL, it gets SIGKILL: no step is left to signal it."""
+        machine = instance.machine
+        signum = signal.SIGKILL if machine.killed else machine.step_signal
+        if signum is None:
+            return
+        reached = instance.reached
+        if signum != signal.SIGKILL and reached is not None and reached[0] == signum:
+            _signum, groups, done = reached
+            if pid in done or procfs.live_group(pid) in groups:
+                return
+        command = procfs.process_command(pid) if signum != signal.SIGKILL else None
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            return
+        if signum != signal.SIGKILL:  # (SIGKILL: the report of the stop says it)
+            assert self._loop is not None
+            machine.sent_late(self._loop.time())
+            what = os.path.basename(command[0]) if command else "?"
+            log.info(
+                "%s: pid %d (%s) left the program's process group: %s sent to it too",
+                instance.name,
+                pid,
+                what,
+                signal_name(signum),
+            )
 
     def _survivors(self, instance: Instance, group: int) -> list[int]:
         """The processes that got a stop signal with the process whose pid is

@@ -394,6 +394,11 @@ class StateMachine:
         self._stop_cause: str | None = None  # None: the operator's stop; else a failed start
         self._stop_phase = 0  # the ladder's step whose signal was sent; past its end: stuck
         self._signalled_at = now
+        # when the step's signal last went out: to a process found late (sent_late),
+        # which had it for less than the step's wait; and how long the last step's
+        # signal was ignored by the process that had it last
+        self._last_sent_at = now
+        self._ignored_for = 0.0
         self._start_pending = False  # start() while stopping: start again once stopped
         self._unread: list[Report] = []  # reports whose text is not made yet
         # The supervisor shuts down: no automatic start from now on (a run that ends
@@ -433,6 +438,22 @@ class StateMachine:
     def started_at(self) -> float | None:
         """When the current (or the last) process was spawned."""
         return self._spawned_at
+
+    @property
+    def step_signal(self) -> int | None:
+        """The signal of the stop's current step (SIGKILL once stuck), or None when
+        no stop of a process is under way."""
+        if self.state is not State.STOPPING or self.pid is None:
+            return None
+        ladder = self.ladder()
+        return ladder[min(self._stop_phase, len(ladder) - 1)][0]
+
+    def sent_late(self, now: float) -> None:
+        """The current step's signal went to a process found only now (one that
+        left the group, adopted when its parent died): the next step's report says
+        how long that one ignored it, not the whole wait."""
+        if self.state is State.STOPPING and self.pid is not None:
+            self._last_sent_at = max(self._last_sent_at, now)
 
     @property
     def ready_at(self) -> float | None:
@@ -629,7 +650,9 @@ class StateMachine:
             self._stop_phase += 1
             if self._stop_phase >= len(ladder):  # SIGKILL did not end it: stuck
                 return [self._report(now, State.STOPPING)]
-            self._signalled_at = now
+            wait = ladder[self._stop_phase - 1][1]
+            self._ignored_for = wait - (self._last_sent_at - self._signalled_at)
+            self._signalled_at = self._last_sent_at = now
             signum, wait = ladder[self._stop_phase]
             actions: list[Action] = [SignalGroup(signum)]
             if math.isfinite(wait):
@@ -716,8 +739,8 @@ class StateMachine:
         else:
             sent = f"{signal_name(ladder[phase][0])} sent {format_ago(since)}"
             if phase > 0:
-                ignored, timeout = ladder[phase - 1]
-                sent += f", {signal_name(ignored)} ignored for {format_seconds(timeout)}"
+                ignored = ladder[phase - 1][0]
+                sent += f", {signal_name(ignored)} ignored for {format_seconds(self._ignored_for)}"
         parts = [f"pid {self.pid}", sent]
         if self._stop_cause is not None:
             parts.append(self._stop_cause)
@@ -787,7 +810,7 @@ class StateMachine:
 
     def _begin_stop(self, now: float) -> list[Action]:
         self._stop_phase = 0
-        self._signalled_at = now
+        self._signalled_at = self._last_sent_at = now
         actions: list[Action] = []
         signum, timeout = self.ladder()[0]
         if self.pid is not None:

@@ -1,0 +1,60 @@
+"""A program whose worker leaves its process group, for tests/test_supervisor_run.py.
+
+    sup_own_session.py FILE session|group [--ignore]
+
+The main process forks a worker that starts a session of its own (``session``:
+as ``setsid cmd &`` or Python's ``Popen(start_new_session=True)``) or a process
+group of its own in the same session (``group``: ``setpgid(0, 0)``), so no
+signal to the program's group reaches it. The worker appends ``worker PID
+ready`` to FILE; on SIGTERM it appends ``worker PID SIGTERM`` (its clean-up)
+and exits 0; with ``--ignore`` it ignores SIGTERM. The main process waits; on
+SIGTERM it appends ``main PID SIGTERM`` and exits 0.5 s later (it cleans up
+too), so that the worker is reparented to the supervisor well after the stop
+signal went out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from sup_record import append  # this directory is sys.path[0]
+
+
+def work(path: str, how: str, ignore: bool) -> None:
+    if how == "session":
+        os.setsid()
+    else:
+        os.setpgid(0, 0)
+    me = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        append(path, f"worker {me} SIGTERM")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore else stop)
+    append(path, f"worker {me} ready")
+    while True:
+        signal.pause()
+
+
+def main() -> None:
+    path, how, options = sys.argv[1], sys.argv[2], sys.argv[3:]
+    me = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        append(path, f"main {me} SIGTERM")
+        time.sleep(0.5)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    if os.fork() == 0:
+        work(path, how, "--ignore" in options)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()
