@@ -1744,6 +1744,23 @@ _WITHOUT_PROC = {
 }
 
 
+def _as_pid_1(supervisors: Supervisors, config: Path) -> subprocess.Popen[str]:
+    """``daemonctx supervise`` as PID 1 of a pid namespace of its own (a
+    container), once it answers; the ``unshare`` process, whose exit status is
+    the supervisor's."""
+    unshare = supervisors.popen(
+        [*UNSHARE_PID, *supervisors.command(), "supervise", "--config", str(config)],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    init = wait_for(lambda: children(unshare.pid), what="the namespace's PID 1")[0]
+    supervisors.add(init)
+    supervisors.wait_answering(unshare)
+    return unshare
+
+
 @needs_root
 @needs_pid_namespace
 @pytest.mark.parametrize("where", list(_WITHOUT_PROC))
@@ -1773,6 +1790,84 @@ def test_without_a_proc_of_its_own_it_refuses_to_start(
     assert not started.exists()
     assert not os.path.exists(supervisors.control)
     assert supervisors.processes() == []
+
+
+@needs_root
+@needs_pid_namespace
+@pytest.mark.parametrize(
+    ("script", "extra", "status", "said"),
+    [
+        ("exit 3", {}, 1, "job (exited 3)"),
+        ("kill -SEGV $$", {}, 1, "job (killed by SIGSEGV"),
+        ("exit 3", {"success_codes": [0, 3]}, 0, None),
+    ],
+    ids=["exit-3", "sigsegv", "exit-3-a-success"],
+)
+def test_as_pid_1_its_exit_status_says_whether_a_program_ended_unhealthy(
+    supervisors: Supervisors,
+    tmp_path: Path,
+    script: str,
+    extra: dict[str, Any],
+    status: int,
+    said: str | None,
+) -> None:
+    """A container's only program ends (restart = "never"), beside one that
+    ended well: the supervisor, PID 1, exits with 1 when that end is unhealthy
+    (``ctl status`` says so: an exit not in success_codes, a signal), as tini
+    passes its child's failure on, and says which program; 0 otherwise. It used
+    to exit 0 unless a program was ``failed``."""
+    gate = tmp_path / "gate"
+    wait = f"until [ -e {gate} ]; do {SLEEP} 0.05; done; "
+    config = supervisors.config(
+        {
+            "job": {"command": ["/bin/sh", "-c", wait + script], "restart": "never", **extra},
+            "done": {"command": ["/bin/true"], "restart": "never"},
+        }
+    )
+    unshare = _as_pid_1(supervisors, config)
+    supervisors.wait_state("done", "exited")
+    gate.touch()
+    assert unshare.wait(20) == status, unshare.stderr.read() if unshare.stderr else ""
+    log = log_text(supervisors)
+    assert f"exiting with status {status}" in log, log
+    if said is not None:
+        assert f"every program has ended; unhealthy: {said}" in log, log
+    else:
+        assert "unhealthy" not in log, log
+
+
+@needs_root
+@needs_pid_namespace
+def test_as_pid_1_with_only_jobs_started_by_hand_it_stays_after_each_job(
+    supervisors: Supervisors,
+) -> None:
+    """A container of on-demand jobs (every program autostart = false): PID 1
+    stays up at boot, and after each ``ctl start``ed job has ended, ready for
+    the next; ``ctl shutdown`` ends it. It used to exit when the first job ended."""
+    config = supervisors.config(
+        {"job": {"command": ["/bin/true"], "autostart": False, "ready": "exited"}}
+    )
+    unshare = _as_pid_1(supervisors, config)
+    assert supervisors.status("job").state == "stopped"
+    for _ in range(2):
+        started = supervisors.ctl("start", "job")
+        assert started.returncode == 0, started
+        assert supervisors.status("job").state == "exited"  # and it still answers
+        assert unshare.poll() is None
+    assert supervisors.ctl("shutdown").returncode == 0
+    assert unshare.wait(10) == 0
+
+
+@needs_root
+@needs_pid_namespace
+def test_as_pid_1_a_boot_of_one_shots_done_at_once_ends_it(supervisors: Supervisors) -> None:
+    """Every program a one-shot that is done before the boot is over: nothing
+    runs or will run again, so PID 1 exits 0 (it used to stay up for ever, as
+    nothing changed after the boot to make it look)."""
+    config = supervisors.config({"setup": {"command": ["/bin/true"], "ready": "exited"}})
+    unshare = _as_pid_1(supervisors, config)
+    assert unshare.wait(10) == 0, unshare.stderr.read() if unshare.stderr else ""
+    assert "every program is stopped; exiting with status 0" in log_text(supervisors)
 
 
 def test_a_program_stopped_during_the_boot_does_not_fail_it(

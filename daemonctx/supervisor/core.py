@@ -141,6 +141,7 @@ _DONE_STARTING = frozenset(
 # At boot, still on the way: STOPPING is a start that timed out, being stopped
 # (its reason is known once it is gone).
 _BOOTING = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+_ENDED = frozenset({State.STOPPED, State.EXITED, State.FAILED})  # nothing runs or will
 _NO_PROCESS = frozenset({State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF})
 # Kept running by the supervisor: a reload restarts these when their command changes.
 _RUNNING_ON = frozenset({State.STARTING, State.RUNNING, State.BACKOFF})
@@ -210,6 +211,16 @@ class Instance:
     @property
     def state(self) -> State:
         return self.machine.state
+
+    @property
+    def healthy(self) -> bool:
+        """As it should be: running, stopped on purpose, or done (ctl status's 0)."""
+        state, last = self.machine.state, self.machine.last_exit
+        return (
+            state is State.RUNNING
+            or state is State.STOPPED
+            or (state is State.EXITED and last is not None and succeeded(last, self.program))
+        )
 
     def new_files(self, program: Program) -> bool:
         """Whether a reload to ``program`` opens new output files at once: its
@@ -376,10 +387,7 @@ class Instance:
             "next_start": None if next_start is None else next_start - now,
             "status_text": machine.status_text,
             "dropped": self.dropped,
-            # as it should be: running, stopped on purpose, or done (ctl status's 0)
-            "healthy": state is State.RUNNING
-            or state is State.STOPPED
-            or (state is State.EXITED and last is not None and succeeded(last, self.program)),
+            "healthy": self.healthy,
             "output_error": output_error,
         }
 
@@ -991,6 +999,8 @@ class Supervisor:
                 if not self._critical_failed_at_boot():
                     self._phase = "running"
                     self._ready()
+                    if os.getpid() == 1:  # one-shots done at boot: nothing may be left
+                        self._check_all_done()
                 return
             self._launch_wave()
 
@@ -1315,13 +1325,20 @@ class Supervisor:
             self._begin_shutdown(status, f"shutdown: {instance.name} is critical and failed")
 
     def _check_all_done(self) -> None:
-        """As PID 1 (a container), end once no program runs or will run again."""
-        if all(
-            instance.state in (State.STOPPED, State.EXITED, State.FAILED)
-            for instance in self.instances.values()
-        ):
-            failed = [i for i in self.instances.values() if i.state is State.FAILED]
-            self._begin_shutdown(1 if failed else 0)
+        """As PID 1 (a container), end once every program started at boot
+        (autostart) has ended for good and nothing runs: with 1 if a program ended
+        unhealthy (failed, or exited with a failure), else 0. Without an autostart
+        program, never: a container of jobs that ``ctl start`` runs on demand."""
+        instances = self.instances.values()
+        if not any(instance.program.autostart for instance in instances):
+            return
+        if any(instance.state not in _ENDED for instance in instances):
+            return
+        unhealthy = [i for i in instances if not i.healthy]
+        if unhealthy:
+            ended = ", ".join(f"{i.name} ({_how_it_ended(i.machine)})" for i in unhealthy)
+            log.info("every program has ended; unhealthy: %s", ended[:500])
+        self._begin_shutdown(1 if unhealthy else 0)
 
     # -- spawning and signalling ---------------------------------------------------------------
 
@@ -2999,6 +3016,12 @@ def _signal_under(top: int, group: int, signum: int) -> set[int]:
 
 def _is_str(value: object) -> bool:
     return isinstance(value, str)
+
+
+def _how_it_ended(machine: StateMachine) -> str:
+    """``failed``, or the last exit: ``exited 3``, ``killed by SIGSEGV``."""
+    last = machine.last_exit
+    return "failed" if machine.state is State.FAILED or last is None else last.describe()
 
 
 def _critical_failure(instance: Instance) -> int | None:
