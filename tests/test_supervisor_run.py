@@ -1870,6 +1870,21 @@ def test_as_pid_1_a_boot_of_one_shots_done_at_once_ends_it(supervisors: Supervis
     assert "every program is stopped; exiting with status 0" in log_text(supervisors)
 
 
+@pytest.mark.parametrize("ready", ["exited", "notify"])
+def test_a_failed_start_at_boot_announces_no_retry(supervisors: Supervisors, ready: str) -> None:
+    """A program that exits 3 before it is ready fails the boot: the log says it
+    failed and the boot stops, without a "starting (attempt 2, ...)" that never
+    ran, nor the stop of a start that was not made ("not spawned yet")."""
+    supervisors.config({"job": {"command": ["/bin/sh", "-c", "exit 3"], "ready": ready}})
+    proc = supervisors.foreground(booted=False)
+    assert proc.wait(20) == 1
+    log = log_text(supervisors)
+    assert "job: failed: exited 3" in log, log
+    assert "job failed to start: exited 3" in log, log
+    assert "attempt 2" not in log and "not spawned yet" not in log, log
+    assert "job: starting\n" in log and log.count("job: starting") == 1, log
+
+
 def test_a_program_stopped_during_the_boot_does_not_fail_it(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -1114,6 +1114,7 @@ class Supervisor:
 
     def _event(self, instance: Instance, event: Callable[..., list[Action]], *args: Any) -> None:
         assert self._loop is not None
+        instance.machine.booting = self._booting(instance)  # a failed start then fails the boot
         actions = event(self._loop.time(), *args)
         self._perform(instance, actions)
         self._changed(instance)

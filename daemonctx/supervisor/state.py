@@ -404,6 +404,10 @@ class StateMachine:
         # The supervisor shuts down: no automatic start from now on (a run that ends
         # before its stop wave is its last, a backoff gives up), as after stop().
         self.ending = False
+        # The boot waits for this start: a failed one fails the boot, so it is not
+        # tried again (the program is failed, rather than "starting" a retry that
+        # never comes). Set by the event loop before each event.
+        self.booting = False
 
     # -- what the loop and the status API read ------------------------------------
 
@@ -845,6 +849,8 @@ class StateMachine:
         self.reason = cause
         if failure:
             self.failures += 1
+        if failed_start and self.booting:  # it fails the boot: no retry to announce
+            return self._fail(now, cause)
         restart = self.policy.restart
         if restart == "never" or (restart == "on-failure" and not failure):
             if failed_start:  # it never became ready: a failure, not an end
