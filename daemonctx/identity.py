@@ -32,7 +32,7 @@ from . import pidfile as _pidfile
 from . import procfs
 from .paths import UnsafePathError, check_path
 from .pidfd import exited as _exited
-from .pidfd import wait_any
+from .pidfd import send_stop, wait_any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -386,7 +386,7 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
         signum, wait = steps[step]
         for pidfd in alive:
             try:
-                _signal.pidfd_send_signal(pidfd, signum)
+                send_stop(pidfd, signum)  # and SIGCONT: a stopped one runs its handler
             except ProcessLookupError:
                 pass
         sent.append(signum)
@@ -405,7 +405,7 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
                     continue
                 pinned[pid] = pidfd
                 try:
-                    _signal.pidfd_send_signal(pidfd, signum)
+                    send_stop(pidfd, signum)
                 except ProcessLookupError:
                     pass
             alive = [fd for fd in pinned.values() if not _exited(fd)]

@@ -24,6 +24,7 @@ __all__ = [
     "exited",
     "open_pidfd",
     "pin_session",
+    "send_stop",
     "signal_and_wait",
     "stop_session",
     "terminate_all",
@@ -75,16 +76,29 @@ def exited(pidfd: int) -> bool:
     return wait_exit(pidfd, 0)
 
 
+def send_stop(pidfd: int, signum: int) -> None:
+    """Send a stop's ``signum``, then SIGCONT (unless it is SIGKILL or SIGCONT), as
+    systemd, runit and s6 do: a stopped process (SIGSTOP, a debugger, Ctrl-Z)
+    would keep ``signum`` pending and run no handler until the SIGKILL. Raises
+    as ``pidfd_send_signal`` does for ``signum``; one gone before SIGCONT is fine."""
+    _signal.pidfd_send_signal(pidfd, signum)
+    if signum != _signal.SIGKILL and signum != _signal.SIGCONT:
+        try:
+            _signal.pidfd_send_signal(pidfd, _signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
 def signal_and_wait(
     pidfd: int, signum: int, timeout: float, kill_timeout: float = GRACE
 ) -> tuple[bool, bool]:
-    """Send ``signum``, wait up to ``timeout`` s, then SIGKILL and wait up to
-    ``kill_timeout`` s. Returns (exited, killed). Raises ``PermissionError`` when
-    we may not signal the process."""
+    """Send ``signum`` (and SIGCONT: ``send_stop``), wait up to ``timeout`` s, then
+    SIGKILL and wait up to ``kill_timeout`` s. Returns (exited, killed). Raises
+    ``PermissionError`` when we may not signal the process."""
     killed = False
     for number, wait in ((signum, timeout), (_signal.SIGKILL, kill_timeout)):
         try:
-            _signal.pidfd_send_signal(pidfd, number)
+            send_stop(pidfd, number)
         except ProcessLookupError:
             return True, killed
         killed = number == _signal.SIGKILL
@@ -94,12 +108,12 @@ def signal_and_wait(
 
 
 def terminate_all(pidfds: Sequence[int], grace: float = GRACE) -> bool:
-    """SIGTERM to each, ``grace`` seconds for all to exit, then SIGKILL and ``grace``
-    more; True once all have exited. One wait for them all, not one each."""
+    """SIGTERM (and SIGCONT) to each, ``grace`` seconds for all to exit, then SIGKILL
+    and ``grace`` more; True once all have exited. One wait for them all, not one each."""
     for signum in (_signal.SIGTERM, _signal.SIGKILL):
         for pidfd in pidfds:
             try:
-                _signal.pidfd_send_signal(pidfd, signum)
+                send_stop(pidfd, signum)
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + grace

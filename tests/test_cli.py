@@ -470,6 +470,24 @@ def test_stop_sends_the_signal_given(tracker: Tracker, given: str, name: str) ->
     assert not pid_alive(pid)
 
 
+def test_stop_continues_a_stopped_daemon_so_that_its_handler_runs(tracker: Tracker) -> None:
+    """A daemon stopped by SIGSTOP (``kill -STOP``, a debugger) keeps SIGTERM pending
+    until it is continued: ``stop`` sends SIGCONT right after SIGTERM, as systemd
+    does, so its handler runs at once, not SIGKILL after the whole ``--timeout``."""
+    record = tracker.tmp_path / "signal"
+    pid = tracker.start(*python_program("--signals", str(record)), options=("--notify",))
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: proc_stat(pid)[0] == "T", what="the daemon stopped")
+    before = time.monotonic()
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, "--timeout", "10")
+    elapsed = time.monotonic() - before
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(rf"stopped app \(pid {pid}\) in \d+\.\d\d s\n", result.stdout)
+    assert record.read_text() == "SIGTERM", "its TERM handler ran"
+    assert elapsed < 5, elapsed
+    assert not pid_alive(pid)
+
+
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED"])
 def test_an_answer_nobody_reads_is_no_error(tracker: Tracker, unbuffered: bool) -> None:
     """``daemonctx status | true``: the reader has gone before the line is written.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from conftest import (
     kill,
     needs_root,
     pid_alive,
+    proc_stat,
     python_program,
     run_as_nobody,
     wait_for,
@@ -214,6 +216,30 @@ def test_terminate_and_wait_exit_on_a_pidfd(child: subprocess.Popen[bytes]) -> N
     finally:
         os.close(pidfd)
     assert child.wait(timeout=5) == -signal.SIGTERM
+
+
+def test_terminate_continues_a_stopped_process_so_that_its_handler_runs(
+    processes: ProcessTracker,
+) -> None:
+    """A process stopped by SIGSTOP with a SIGTERM handler keeps SIGTERM pending:
+    ``terminate`` sends SIGCONT after it, and the handler runs at once (its exit
+    code says so), not SIGKILL after ``timeout``."""
+    code = (
+        "import signal, sys, time; signal.signal(15, lambda *a: sys.exit(3));"
+        " print('up', flush=True); time.sleep(1000)"
+    )
+    proc = processes.popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: proc_stat(proc.pid)[0] == "T", what="the process stopped")
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        began = time.monotonic()
+        assert terminate(pidfd, signal.SIGTERM, timeout=10) == (True, False)
+        assert time.monotonic() - began < 5
+    finally:
+        os.close(pidfd)
+    assert proc.wait(timeout=5) == 3, "its handler ran"
 
 
 @needs_root  # switches to nobody

@@ -37,6 +37,7 @@ from conftest import (
     needs_root,
     pid_alive,
     proc_fds,
+    proc_stat,
     python_for_nobody,
     run_script,
     wait_for,
@@ -1722,6 +1723,40 @@ def test_stop_ladder_escalates_term_quit_kill_and_records_each_step(
     steps = rf"\(SIGTERM, SIGQUIT after {DURATION}, SIGKILL after {DURATION}\)"
     pattern = rf"stopped by uid {os.getuid()} .*{steps}"
     assert re.search(pattern, why.stdout), why.stdout
+
+
+@pytest.mark.parametrize("how", [("stop", "web"), ("shutdown",)], ids=["stop", "shutdown"])
+def test_a_stopped_program_is_continued_so_that_its_term_handler_runs(
+    supervisors: Supervisors, tmp_path: Path, how: tuple[str, ...]
+) -> None:
+    """A program stopped by SIGSTOP (``ctl signal STOP``, a debugger) keeps SIGTERM
+    pending until it is continued: the supervisor sends SIGCONT right after the
+    stop signal, to the same processes, as systemd does. Its TERM handler runs at
+    once, at ``ctl stop`` as at ``ctl shutdown``: no SIGKILL after ``stop_timeout``."""
+    clean = tmp_path / "clean"
+    script = f"trap 'echo clean > {clean}; exit 0' TERM; while :; do sleep 0.1; done"
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", script], "stop_timeout": 10}})
+    proc = supervisors.foreground()
+    pid = supervisors.wait_state("web", "running").pid
+    assert supervisors.ctl("signal", "STOP", "web").returncode == 0
+    wait_for(lambda: proc_stat(pid)[0] == "T", what="web stopped")
+
+    began = time.monotonic()
+    result = supervisors.ctl(*how)
+    took = time.monotonic() - began
+    assert result.returncode == 0, result
+    assert took < 5, took
+    assert clean.read_text() == "clean\n", "its TERM handler ran"
+    if how == ("shutdown",):
+        assert proc.wait(20) == 0
+        assert "web: stopped (exited 0" in log_text(supervisors)
+        return
+    with supervisors.client() as client:
+        ((info, runs),) = client.why("web")
+    (run,) = runs
+    assert info.state == "stopped"
+    assert run.exit is not None and run.exit.text == "exited 0"
+    assert run.steps == ("SIGTERM",), run.steps
 
 
 @needs_root

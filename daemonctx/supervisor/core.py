@@ -1125,7 +1125,7 @@ class Supervisor:
         spawn = False
         for action in actions:  # signals first: the log can wait, a stop should not
             if isinstance(action, SignalGroup):
-                self._signal(instance, action.signal)
+                self._stop_signal(instance, action.signal)
                 self._record_step(instance, action.signal)
         for action in actions:
             if isinstance(action, Spawn):
@@ -1536,6 +1536,14 @@ class Supervisor:
             except OSError:
                 pass
 
+    def _stop_signal(self, instance: Instance, signum: int) -> None:
+        """A stop's step: ``signum``, then SIGCONT to the same processes (not after
+        SIGKILL or SIGCONT), as systemd does: a stopped program (``ctl signal
+        STOP``, a debugger) would otherwise run no handler before the SIGKILL."""
+        self._signal(instance, signum)
+        if signum != signal.SIGKILL and signum != signal.SIGCONT:
+            self._signal(instance, signal.SIGCONT)
+
     def _escaped(self, instance: Instance, before: int | None = None) -> list[int]:
         """Our children that escaped ``instance``'s process group (adopted orphans);
         with ``before``, only those that became our children before that one did.
@@ -1819,7 +1827,7 @@ class Supervisor:
         if pidfd_exited(main.pidfd):
             self._main_exited(instance, main)
         elif instance.state is State.STOPPING:  # a stop came while we waited for it
-            self._signal(instance, instance.program.stop_signal)
+            self._stop_signal(instance, instance.program.stop_signal)
 
     def _await_pidfile(
         self, instance: Instance, leader: ExitStatus, since: float, delay: float, said: str = ""
