@@ -27,6 +27,7 @@ from conftest import (
     pid_alive,
     proc_fds,
     proc_stat,
+    proc_status,
     wait_for,
     wait_gone,
 )
@@ -724,6 +725,30 @@ def test_a_guard_killed_at_once_is_replaced_after_a_delay(supervisors: Superviso
     for name, pid in pids.items():
         wait_gone(pid, 5)
         assert not pid_alive(pid), f"the {name} survived its supervisor"
+
+
+def test_the_guard_outlives_signals_that_end_a_process_by_default(
+    supervisors: Supervisors,
+) -> None:
+    """SIGALRM, SIGPWR, a real-time signal, SIGUSR1... to the guard (a tool, a
+    ``kill`` of the supervisor's process group) would end it, and its protection
+    until the next one starts: it ignores every signal whose default action ends
+    a process, but SIGKILL and a fault's."""
+    supervisors.config({"web": {"command": [SLEEP, "1000"]}})
+    supervisors.foreground()
+    guard = guard_of(supervisors.foreground_pid)
+    wait_for(  # holding web's pidfd: past its start, where it sets what it ignores
+        lambda: "anon_inode:[pidfd]" in proc_fds(guard).values(), what="the guard to hold web"
+    )
+    names = ("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGUSR1", "SIGUSR2")
+    numbers = [*(getattr(signal, name) for name in names), signal.SIGRTMIN, signal.SIGRTMAX]
+    ignored = int(proc_status(guard)["SigIgn"], 16)
+    assert [n for n in numbers if not ignored >> (n - 1) & 1] == []
+    for number in numbers:
+        os.kill(guard, number)
+    assert supervisors.ctl("status").returncode == 0  # a round trip: time to die
+    assert pid_alive(guard) and guard_of(supervisors.foreground_pid) == guard
+    assert "the guard" not in supervisors.log.read_text()
 
 
 def _escaper_left_behind(supervisors: Supervisors) -> dict[str, int]:

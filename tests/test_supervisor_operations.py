@@ -832,12 +832,13 @@ def test_a_log_given_on_the_command_line_wins_over_the_file_at_each_reload(
 # -- program output ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["SIGHUP", "ctl reopen"])
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGUSR2", "ctl reopen"])
 def test_logrotate_move_and_reopen_loses_no_line(
     supervisors: Supervisors, tmp_path: Path, how: str
 ) -> None:
     """A program writes numbered lines as fast as it can; meanwhile web.log is
-    moved to web.log.1 and the supervisor told (SIGHUP, or ``ctl reopen web``).
+    moved to web.log.1 and the supervisor told (SIGHUP; SIGUSR2, supervisord's
+    signal for it, in logrotate recipes written for supervisord; or ``ctl reopen web``).
     Every number is in one of the two files exactly once, whole, in order: the
     first numbers in web.log.1, the rest in the new web.log."""
     log, rotated = tmp_path / "web.log", tmp_path / "web.log.1"
@@ -854,8 +855,9 @@ def test_logrotate_move_and_reopen_loses_no_line(
     size = 300_000
     wait_for(lambda: log.exists() and log.stat().st_size > size, what="web.log to fill")
     log.rename(rotated)
-    if how == "SIGHUP":
-        proc.send_signal(signal.SIGHUP)
+    if how.startswith("SIG"):
+        proc.send_signal(getattr(signal, how))
+        wait_for(lambda: f"{how}: log files reopened" in log_text(supervisors), what="it")
     else:
         reopened = supervisors.ctl("reopen", "web")
         assert reopened.returncode == 0, reopened

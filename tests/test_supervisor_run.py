@@ -2403,6 +2403,53 @@ def test_a_signal_the_supervisor_was_started_ignoring_is_default_in_its_programs
     assert supervisors.status("web").pid == program and proc.poll() is None
 
 
+@pytest.mark.parametrize("name", ["SIGUSR1", "SIGALRM", "SIGPWR", "SIGRTMIN+3"])
+def test_a_signal_that_would_end_the_supervisor_is_logged_and_ignored(
+    supervisors: Supervisors, name: str
+) -> None:
+    """SIGUSR1 (nginx's and Apache's log reopen), SIGALRM and the like end a process
+    at their default action: the supervisor would die without a word, and its
+    guard kill every program. It logs such a signal and goes on; its programs
+    still get it at its default action (handled here, not ignored)."""
+    from daemonctx.signals import parse_signal
+
+    supervisors.config({"web": {"command": [SLEEP, "1000"]}})
+    proc = supervisors.foreground()
+    program = supervisors.wait_state("web", "running").pid
+    signum = parse_signal(name)
+    os.kill(proc.pid, signum)
+    said = (
+        f"{name} received: ignored (SIGHUP or SIGUSR2 reopen the log files;"
+        " `ctl reload` reloads the configuration)"
+    )
+    wait_for(lambda: said in supervisors.log.read_text(), what="the log line")
+    assert proc.poll() is None and supervisors.status("web").pid == program
+    bit = 1 << (signum - 1)
+    status = proc_status(program)
+    assert not int(status["SigIgn"], 16) & bit and not int(status["SigCgt"], 16) & bit
+    os.kill(program, signum)  # its default action: the end of sleep
+    wait_for(lambda: supervisors.status("web").pid not in (None, program), what="a restart")
+    assert supervisors.ctl("shutdown").returncode == 0
+    assert proc.wait(20) == 0
+
+
+def test_sigquit_shuts_the_supervisor_down_in_order(supervisors: Supervisors) -> None:
+    """SIGQUIT (Ctrl-\\) is a shutdown, as SIGTERM: every program stopped through its
+    stop signal, logged, the control socket removed, exit 0. Not its default core
+    dump, after which the guard would SIGKILL every program."""
+    clean = supervisors.tmp_path / "clean"
+    script = f"trap 'echo clean > {clean}; exit 0' TERM; while :; do sleep 0.1; done"
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", script]}})
+    proc = supervisors.foreground()
+    supervisors.wait_state("web", "running")
+    os.kill(proc.pid, signal.SIGQUIT)
+    assert proc.wait(20) == 0
+    assert clean.read_text() == "clean\n"
+    log = supervisors.log.read_text()
+    assert "SIGQUIT: shutting down" in log and "web: stopped (exited 0" in log
+    assert not os.path.exists(supervisors.control)
+
+
 @needs_root
 def test_a_signal_to_a_main_process_group_skips_a_pid_reused_while_it_looked(
     monkeypatch: pytest.MonkeyPatch,

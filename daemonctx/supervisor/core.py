@@ -730,7 +730,14 @@ class Supervisor:
         if any(_notifies(program) for program in self.config.programs):
             self._open_notify_socket(loop)
         self._keep_systemd_watchdog(loop)
-        loop.watch_signals(
+        handlers: dict[int, Callable[[int], None]]
+        handlers = dict.fromkeys(_IGNORED_SIGNALS, self._on_unexpected)
+        handlers[signal.SIGQUIT] = self._on_terminate
+        handlers[signal.SIGUSR2] = self._on_hangup  # supervisord's "reopen the logs"
+        # Only those at their default action: an application's own handler (serve())
+        # stays, as does one started ignored (`supervise &`: SIGQUIT, taken over above).
+        handlers = {n: h for n, h in handlers.items() if signal.getsignal(n) is signal.SIG_DFL}
+        handlers.update(
             {
                 signal.SIGTERM: self._on_terminate,
                 signal.SIGINT: self._on_terminate,
@@ -738,6 +745,7 @@ class Supervisor:
                 signal.SIGCHLD: self._on_child,
             }
         )
+        loop.watch_signals(handlers)
         server = self._server = ControlServer(
             loop,
             self.config.control,
@@ -2173,11 +2181,22 @@ class Supervisor:
         self._begin_shutdown(self.exit_status, f"shutdown ({signal_name(signum)})")
 
     def _on_hangup(self, signum: int) -> None:
-        """SIGHUP: reopen the programs' log files (logrotate's postrotate)."""
+        """SIGHUP or SIGUSR2: reopen the programs' log files (logrotate's postrotate)."""
         for instance in self.instances.values():
             for error in instance.reopen_outputs():
                 log.info("cannot reopen: %s", error)
-        log.info("SIGHUP: log files reopened")
+        log.info("%s: log files reopened", signal_name(signum))
+
+    def _on_unexpected(self, signum: int) -> None:
+        """A signal whose default action would kill us (and, through the guard,
+        every program) without a word: said, and ignored."""
+        from ..signals import signal_name as name  # names SIGRTMIN+3 too
+
+        log.info(
+            "%s received: ignored (SIGHUP or SIGUSR2 reopen the log files;"
+            " `ctl reload` reloads the configuration)",
+            name(signum),
+        )
 
     def _command_reopen(self, request: Request, respond: Callable[[bytes], None]) -> None:
         instances = self._names(request, False)
@@ -2817,6 +2836,20 @@ _BUILTIN_DOCS = {
     "tail": "the last lines programs wrote (and, with follow, the next ones)",
     "reopen": "reopen programs' log files (after logrotate moved them)",
 }
+#: Signals that would end the supervisor at their default action, sent by hand
+#: or by a tool (nginx's and Apache's log reopen is SIGUSR1), rather than for a
+#: fault of its own (SIGSEGV, SIGXFSZ...): logged and ignored. The programs still
+#: get them at their default action (handled, not ignored: an exec resets them).
+_IGNORED_SIGNALS: tuple[int, ...] = (
+    signal.SIGUSR1,
+    signal.SIGALRM,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGIO,
+    signal.SIGPWR,
+    *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+)
+
 _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "ping": (),
     "status": ("names: list[str] = []",),

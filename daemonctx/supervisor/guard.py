@@ -68,7 +68,12 @@ SWEEP_PASSES = 5
 
 _SOCKET_FD, _LOCK_FD = 3, 4
 _GUARD_MODULE = "daemonctx.supervisor.guard"  # in a guard's command line
-_IGNORED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGTSTP")
+# And every other signal that ends a process by default, but a fault's (SIGSEGV...):
+# the supervisor's process group or a tool (SIGALRM, SIGPWR) must not end the guard.
+_IGNORED = (
+    *("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGTSTP"),
+    *("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR"),
+)
 _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
 _FD_SIZE = 4  # an int in SCM_RIGHTS
 
@@ -574,6 +579,8 @@ def main(argv: list[str]) -> int:
     control, users = argv[0], _parse_users(argv[1])
     for name in _IGNORED:
         _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
+    for number in range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1):
+        _signal.signal(number, _signal.SIG_IGN)
     _raise_fd_limit()
     sock = _socket.socket(fileno=_SOCKET_FD)
     held: dict[int, tuple[int, bool]] = {}
