@@ -2450,6 +2450,28 @@ def test_sigquit_shuts_the_supervisor_down_in_order(supervisors: Supervisors) ->
     assert not os.path.exists(supervisors.control)
 
 
+def test_during_a_shutdown_signal_goes_through_and_stop_is_refused(
+    supervisors: Supervisors,
+) -> None:
+    """A program that ignores SIGTERM holds a shutdown up for its ``stop_timeout``:
+    ``ctl signal KILL`` ends it then, and the shutdown with it, while ``ctl stop``
+    is refused: the supervisor is shutting down."""
+    pidfile = supervisors.tmp_path / "stubborn.pid"
+    command = [PY, str(IGNORE_TERM), str(pidfile)]
+    supervisors.config({"stubborn": {"command": command, "stop_timeout": 60}})
+    proc = supervisors.foreground()
+    supervisors.wait_state("stubborn", "running")
+    wait_for(pidfile.exists, what="SIGTERM ignored")
+    shutdown = supervisors.ctl_popen("shutdown")
+    supervisors.wait_state("stubborn", "stopping")
+    stop = supervisors.ctl("stop", "stubborn")
+    assert stop.returncode == 1 and "the supervisor is shutting down" in stop.stderr, stop
+    began = time.monotonic()
+    assert supervisors.ctl("signal", "KILL", "stubborn").returncode == 0
+    assert shutdown.wait(20) == 0 and proc.wait(20) == 0
+    assert time.monotonic() - began < 10
+
+
 @needs_root
 def test_a_signal_to_a_main_process_group_skips_a_pid_reused_while_it_looked(
     monkeypatch: pytest.MonkeyPatch,
