@@ -2209,6 +2209,29 @@ def test_a_worker_in_a_session_of_its_own_gets_the_stop_signal_once_adopted(
         assert info.state == "running" and info.pid != main
 
 
+def test_a_group_member_outliving_the_main_process_gets_one_sigterm_and_sigcont(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A worker still in the program's group outlives the main process by 0.5 s:
+    the stop's SIGTERM (and the SIGCONT after it) reached it through the group,
+    so it is not signalled again as one that left the group (the SIGCONT's
+    record once hid the SIGTERM's: a second SIGTERM and a false log line)."""
+    events = tmp_path / "events"
+    command = [PY, str(OWN_SESSION), str(events), "same"]
+    supervisors.config({"app": {"command": command, "stop_timeout": 10}})
+    supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    done = supervisors.ctl("stop", "app", timeout=20)
+    assert done.returncode == 0, done
+    wait_gone(worker, 5)
+    mine = [line for line in _worker_lines(events) if line.startswith(f"worker {worker} ")]
+    assert mine == [f"worker {worker} ready", f"worker {worker} SIGTERM"]
+    log = log_text(supervisors)
+    assert "left the program's process group" not in log, log
+    assert "SIGKILL" not in log, log
+
+
 def test_a_worker_adopted_late_that_ignores_sigterm_gets_sigkill_with_the_rest(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -1550,7 +1550,9 @@ class Supervisor:
         STOP``, a debugger) would otherwise run no handler before the SIGKILL."""
         self._signal(instance, signum)
         if signum != signal.SIGKILL and signum != signal.SIGCONT:
+            reached = instance.reached  # what the stop signal reached, for survivors
             self._signal(instance, signal.SIGCONT)
+            instance.reached = reached
 
     def _escaped(self, instance: Instance, before: int | None = None) -> list[int]:
         """Our children that escaped ``instance``'s process group (adopted orphans);
@@ -1730,6 +1732,8 @@ class Supervisor:
         command = procfs.process_command(pid) if signum != signal.SIGKILL else None
         try:
             signal.pidfd_send_signal(pidfd, signum)
+            if signum != signal.SIGKILL and signum != signal.SIGCONT:
+                signal.pidfd_send_signal(pidfd, signal.SIGCONT)  # as _stop_signal
         except OSError:
             return
         if signum != signal.SIGKILL:  # (SIGKILL: the report of the stop says it)

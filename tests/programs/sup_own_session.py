@@ -1,6 +1,6 @@
 """A program whose worker leaves its process group, for tests/test_supervisor_run.py.
 
-    sup_own_session.py FILE session|group [--ignore]
+    sup_own_session.py FILE session|group|same [--ignore]
 
 The main process forks a worker that starts a session of its own (``session``:
 as ``setsid cmd &`` or Python's ``Popen(start_new_session=True)``) or a process
@@ -10,7 +10,9 @@ ready`` to FILE; on SIGTERM it appends ``worker PID SIGTERM`` (its clean-up)
 and exits 0; with ``--ignore`` it ignores SIGTERM. The main process waits; on
 SIGTERM it appends ``main PID SIGTERM`` and exits 0.5 s later (it cleans up
 too), so that the worker is reparented to the supervisor well after the stop
-signal went out.
+signal went out. ``same``: the worker stays in the program's group (the stop
+signal reaches it there) and exits 1 s after its SIGTERM, outliving the main
+process: each SIGTERM it gets appends its line.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from sup_record import append  # this directory is sys.path[0]
 def work(path: str, how: str, ignore: bool) -> None:
     if how == "session":
         os.setsid()
-    else:
+    elif how == "group":
         os.setpgid(0, 0)
     me = os.getpid()
 
     def stop(signum: int, frame: object) -> None:
         append(path, f"worker {me} SIGTERM")
+        if how == "same":
+            time.sleep(1)  # a survivor of the main process, still in the group
         os._exit(0)
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore else stop)
