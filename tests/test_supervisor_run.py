@@ -1914,6 +1914,50 @@ def test_a_program_stopped_during_the_boot_does_not_fail_it(
     assert supervisors.status("other").state == "stopped"
 
 
+@pytest.mark.parametrize("when", ["while it runs", "before its turn"])
+def test_a_program_stopped_during_the_boot_fails_it_when_others_come_after_it(
+    supervisors: Supervisors, tmp_path: Path, when: str
+) -> None:
+    """`ctl stop migrate` while the boot waits for it (a one-shot still running), or
+    before its wave: the program `after` it is not started (it used to start at
+    once, and `supervise` said every program was ready); the boot fails, as at a
+    failed start of migrate, naming it and who stopped it, and leaves nothing."""
+    gate = tmp_path / "gate"
+    rec = tmp_path / "app.rec"
+    programs: dict[str, dict[str, Any]] = {
+        "migrate": {"command": [SLEEP, "1000"], "ready": "exited", "restart": "never"},
+        "app": {"command": record(rec, "forever"), "after": ["migrate"]},
+    }
+    if when == "before its turn":
+        slow = {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"}
+        programs = {"slow": slow, **programs}
+        programs["migrate"]["after"] = ["slow"]
+    supervisors.config(programs)
+    launcher = supervisors.popen(
+        [*supervisors.command(), "supervise", "--config", str(supervisors.config_path)],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisors.wait_answering(booted=False)
+    if when == "while it runs":
+        supervisors.wait_state("migrate", "starting")
+    stopped = supervisors.ctl("stop", "migrate")
+    assert stopped.returncode == 0, stopped.stderr
+    gate.touch()
+    _out, err = launcher.communicate(timeout=20)
+    assert launcher.returncode == 1, err
+    assert re.fullmatch(
+        rf"daemonctx: error: migrate was stopped by uid {os.geteuid()} \(pid \d+\) through the"
+        " control socket before it was ready: app, after it, not started\n",
+        err,
+    ), err
+    assert "app: starting" not in log_text(supervisors)
+    assert not rec.exists(), "app ran"
+    wait_for(lambda: supervisors.processes() == [], what="every process gone")
+
+
 def test_ctl_signal_reaches_each_process_of_the_program_once(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -191,6 +191,7 @@ class Instance:
         self.start_pending = False  # to start once they are gone (a reload, a ctl start)
         # not to start at boot (autostart = false), or stopped on request: not waited for
         self.held = not program.autostart
+        self.held_by = ""  # who stopped it, when on request: a boot that fails names them
         # started by the boot, or by a reload: a boot that walks its waves again
         # (after a reload) does not start it twice (a one-shot done, run again)
         self.launched = False
@@ -1010,7 +1011,30 @@ class Supervisor:
                     if os.getpid() == 1:  # one-shots done at boot: nothing may be left
                         self._check_all_done()
                 return
+            if self._after_stopped_at_boot():
+                return
             self._launch_wave()
+
+    def _after_stopped_at_boot(self) -> bool:
+        """A program of the wave to start comes ``after`` one stopped on request
+        before it was ready (a migration stopped mid-run): it is not started, and
+        the boot fails as at a failed start of that one (systemd's Requires=)."""
+        for instance in self._waves[self._wave]:
+            if not _to_launch(instance):
+                continue
+            for name in instance.program.after:
+                for before in self._by_program.get(name, ()):
+                    if before.held and not before.was_ready:
+                        by = f" by {before.held_by}" if before.held_by else ""
+                        self._boot_error = (
+                            f"{before.name} was stopped{by} before it was ready: "
+                            f"{instance.name}, after it, not started"
+                        )
+                        self._summary_note = self._boot_error[:200]
+                        log.info("%s", self._boot_error)
+                        self._begin_shutdown(1, f"shutdown: {before.name} stopped during the boot")
+                        return True
+        return False
 
     def _booting(self, instance: Instance) -> bool:
         """Whether ``instance`` is one the boot waits for now (``_boot_progress``'s
@@ -2515,6 +2539,7 @@ class Supervisor:
         a program stopped on request (``hold``) no longer holds the boot up."""
         if hold:
             instance.held = True
+            instance.held_by = by
         instance.start_pending = False  # a reload's start still to come: not any more
         if instance.state in (State.STARTING, State.RUNNING):
             instance.stop_by = by
