@@ -444,6 +444,26 @@ def test_rotation_after_a_move_starts_a_new_file_without_renaming(tmp_path: Path
     assert numbers((tmp_path / "moved").read_bytes() + log.read_bytes()) == list(range(100))
 
 
+def test_rotation_after_copytruncate_counts_the_emptied_file_not_what_was_written(
+    tmp_path: Path,
+) -> None:
+    """logrotate's copytruncate empties the file behind the supervisor's back: the
+    next rotation comes at max_bytes of new lines (it came at max_bytes minus what
+    the file held before it was emptied: far too early)."""
+    log = tmp_path / "web.log"
+    target = opened(LogFile(str(log), max_bytes=1000, backups=3))
+    target.write(numbered(0, 60))  # 720 bytes
+    (tmp_path / "web.log-20261126").write_bytes(log.read_bytes())  # copytruncate's copy...
+    os.truncate(log, 0)  # ...and truncate
+    target.write(numbered(60, 130))  # 840 bytes: they fit
+    assert not (tmp_path / "web.log.1").exists(), "rotated too early"
+    assert numbers(log.read_bytes()) == list(range(60, 130))
+    target.write(numbered(130, 145))  # 1020 bytes: now it rotates, at 996
+    target.close()
+    assert numbers((tmp_path / "web.log.1").read_bytes()) == list(range(60, 143))
+    assert numbers(log.read_bytes()) == list(range(143, 145))
+
+
 def test_reopen_failure_keeps_the_open_file(tmp_path: Path) -> None:
     directory = tmp_path / "logs"
     directory.mkdir()

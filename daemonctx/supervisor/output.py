@@ -553,6 +553,10 @@ class Target:
 
     def _write_rotating(self, data: bytes | memoryview) -> None:
         """Write ``data`` across as many files as needed, each within ``max_bytes``."""
+        try:  # emptied behind our back (logrotate's copytruncate): its size, not our count
+            self._size = min(self._size, os.fstat(self._fd).st_size)
+        except OSError:
+            pass
         data = bytes(data)
         view = memoryview(data)
         pos, size = 0, len(data)
