@@ -29,6 +29,7 @@ __all__ = [
     "kill_style",
     "limit_argument",
     "nice_argument",
+    "not_empty",
     "octal_mask",
     "prepare_exit",
     "report_stop",
@@ -141,6 +142,14 @@ def octal_mask(text: str) -> int:
         return int(options.check("umask", value))
     except DaemonOptionError as exc:
         raise _argument_error(f"{exc.reason}: {text!r}") from None
+
+
+def not_empty(text: str) -> str:
+    """A path or name option: "" is refused (it silently meant the current
+    directory, no log, or the default name)."""
+    if not text:
+        raise _argument_error("must not be empty: ''")
+    return text
 
 
 def _number_of_seconds(text: str) -> float:

@@ -101,6 +101,43 @@ def test_usage_errors_exit_2(tracker: Tracker) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("start", "--chdir", ""),
+        ("start", "--stdout", ""),
+        ("start", "--user", ""),
+        ("run", "--name", ""),
+        ("supervise", "--log", ""),
+        ("supervise", "--chdir", ""),
+        ("supervise", "--pidfile", ""),
+        ("supervise", "--stderr", ""),
+        ("ctl", "--config", ""),
+    ],
+    ids=" ".join,
+)
+def test_an_empty_path_or_name_is_refused_not_read_as_a_default(
+    tracker: Tracker, args: tuple[str, ...]
+) -> None:
+    """"" is refused as --pidfile "" is (exit 2, one line naming the option), before
+    anything starts: --chdir "" ran the daemon in the current directory, and
+    supervise --log "" had it log nowhere (stderr, /dev/null once detached)."""
+    command, option, value = args
+    if command == "ctl":
+        argv: tuple[str, ...] = ("ctl", option, value, "status")
+    elif command == "supervise":
+        control = str(tracker.tmp_path / "c.sock")
+        argv = ("supervise", "--control", control, option, value, "--", "sleep", "100")
+    else:
+        argv = (command, "--pidfile", tracker.pidfile, option, value, "--", "sleep", "100")
+    result = tracker.daemonctx(*argv)
+    assert result.returncode == 2, result
+    *_usage, line = result.stderr.splitlines()
+    assert re.fullmatch(rf"daemonctx \w+: error: argument {option}(/-\w)?: must not be empty: ''", line)
+    assert tracker.processes() == []
+    assert not os.path.exists(tracker.pidfile)
+
+
 # -- start, status, stop -----------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON.
 
 from __future__ import annotations
 
-from ..commands import say, seconds, signal_argument
+from ..commands import not_empty, say, seconds, signal_argument
 from ..errors import CommandError, one_line
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
@@ -78,9 +78,15 @@ def add_commands(subparsers: Any) -> None:
     )
     ctl.set_defaults(handler=cmd_ctl, takes_command=False)
     where = ctl.add_mutually_exclusive_group(required=True)
-    where.add_argument("--control", "-c", metavar="SOCK", help="the supervisor's control socket")
     where.add_argument(
-        "--config", "-f", metavar="FILE", help="the supervisor's TOML file (its control socket)"
+        "--control", "-c", metavar="SOCK", type=not_empty, help="the supervisor's control socket"
+    )
+    where.add_argument(
+        "--config",
+        "-f",
+        metavar="FILE",
+        type=not_empty,
+        help="the supervisor's TOML file (its control socket)",
     )
     json_help = "print the supervisor's answer as JSON"
     timeout_help = (
@@ -188,6 +194,8 @@ def quick(argv: Sequence[str]) -> Callable[[], int] | None:
             if not words:
                 return None
             value = words.pop(0)
+        if not value:  # "": the full parser refuses it
+            return None
         values[key[name]] = value
     if not words or words[0] not in _QUICK_FORMS:
         return None

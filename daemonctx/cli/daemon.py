@@ -21,6 +21,7 @@ from ..commands import (
     add_stop_options,
     limit_argument,
     nice_argument,
+    not_empty,
     octal_mask,
     report_stop,
     say,
@@ -51,7 +52,10 @@ _DEFAULT_NAME = "the pidfile's name without extension"
 
 def _add_name_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
-        "--name", metavar="NAME", help=f"name used in messages (default: {default})"
+        "--name",
+        metavar="NAME",
+        type=not_empty,
+        help=f"name used in messages (default: {default})",
     )
 
 
@@ -59,7 +63,12 @@ def _add_context_options(parser: argparse.ArgumentParser) -> None:
     """Options of the daemon's context, for start, restart and run."""
     group = parser.add_argument_group("the program's context")
     group.add_argument(
-        "--chdir", "-d", metavar="DIR", default="/", help="working directory (default: /)"
+        "--chdir",
+        "-d",
+        metavar="DIR",
+        type=not_empty,
+        default="/",
+        help="working directory (default: /)",
     )
     group.add_argument(
         "--chroot",
@@ -79,13 +88,22 @@ def _add_context_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--user",
         metavar="USER",
+        type=not_empty,
         help="run as this user (name or uid): its uid, primary group and groups",
     )
     group.add_argument(
-        "--group", "-g", metavar="GROUP", help="run with this group (name or gid) instead"
+        "--group",
+        "-g",
+        metavar="GROUP",
+        type=not_empty,
+        help="run with this group (name or gid) instead",
     )
-    group.add_argument("--stdout", metavar="FILE", help="append standard output to FILE")
-    group.add_argument("--stderr", metavar="FILE", help="append standard error to FILE")
+    group.add_argument(
+        "--stdout", metavar="FILE", type=not_empty, help="append standard output to FILE"
+    )
+    group.add_argument(
+        "--stderr", metavar="FILE", type=not_empty, help="append standard error to FILE"
+    )
     group.add_argument(
         "--limit",
         metavar="NAME=VALUE",

@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..commands import octal_mask, seconds
+from ..commands import not_empty, octal_mask, seconds
 from ..errors import CommandError, DaemonError
 from ..paths import UnsafePathError
 
@@ -95,29 +95,46 @@ def add_commands(subparsers: Any) -> None:
         ),
     )
     parser.set_defaults(handler=cmd_supervise, takes_command=None)
-    parser.add_argument("--config", "-f", metavar="FILE", help="the TOML file of programs")
+    parser.add_argument(
+        "--config", "-f", metavar="FILE", type=not_empty, help="the TOML file of programs"
+    )
     parser.add_argument(
         "--foreground", action="store_true", help="stay in the foreground (do not daemonize)"
     )
     parser.add_argument(
-        "--log", metavar="FILE", help="append the supervisor's own log to FILE (default: stderr)"
+        "--log",
+        metavar="FILE",
+        type=not_empty,
+        help="append the supervisor's own log to FILE (default: stderr)",
     )
     one = parser.add_argument_group("one program, without a file (-- COMMAND [ARG...])")
-    one.add_argument("--control", "-c", metavar="SOCK", help="the control socket's path")
-    one.add_argument("--pidfile", "-p", metavar="PATH", help="the supervisor's own pidfile")
-    one.add_argument("--name", metavar="NAME", help="the program's name (default: COMMAND's)")
+    one.add_argument(
+        "--control", "-c", metavar="SOCK", type=not_empty, help="the control socket's path"
+    )
+    one.add_argument(
+        "--pidfile", "-p", metavar="PATH", type=not_empty, help="the supervisor's own pidfile"
+    )
+    one.add_argument(
+        "--name", metavar="NAME", type=not_empty, help="the program's name (default: COMMAND's)"
+    )
     one.add_argument(
         "--restart",
         metavar="POLICY",
         choices=("always", "on-failure", "never"),
         help="always, on-failure (default) or never",
     )
-    one.add_argument("--user", metavar="USER", help="run the program as this user")
-    one.add_argument("--group", "-g", metavar="GROUP", help="and with this group")
-    one.add_argument("--chdir", "-d", metavar="DIR", help="its working directory (default: /)")
+    one.add_argument("--user", metavar="USER", type=not_empty, help="run the program as this user")
+    one.add_argument("--group", "-g", metavar="GROUP", type=not_empty, help="and with this group")
+    one.add_argument(
+        "--chdir", "-d", metavar="DIR", type=not_empty, help="its working directory (default: /)"
+    )
     one.add_argument("--umask", "-k", metavar="MASK", type=octal_mask, help="default: 022")
-    one.add_argument("--stdout", metavar="FILE", help="append its standard output to FILE")
-    one.add_argument("--stderr", metavar="FILE", help="append its standard error to FILE")
+    one.add_argument(
+        "--stdout", metavar="FILE", type=not_empty, help="append its standard output to FILE"
+    )
+    one.add_argument(
+        "--stderr", metavar="FILE", type=not_empty, help="append its standard error to FILE"
+    )
     one.add_argument(
         "--notify",
         action="store_true",
