@@ -14,6 +14,7 @@ action: 0 running, 1 dead but the pidfile exists, 3 not running, 4 unknown.
 from __future__ import annotations
 
 import enum
+import errno
 import itertools
 import os
 import signal as _signal
@@ -205,15 +206,17 @@ def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO
     """Open a daemon's output file for appending, as root may safely do it
     (``paths.open_log``): never through a symlink another user owns nor in a
     directory another user can replace files in; created 0640 less ``umask``.
-    A refused path is a ``ControlError`` with LSB code 4, other failures code 1."""
+    A refused path or a permission error is a ``ControlError`` with LSB code 4,
+    other failures code 1."""
     from .paths import UnsafePathError, open_log
 
     try:
         fd = open_log(os.fspath(path), what, umask)
     except UnsafePathError as exc:
         raise CommandError(str(exc), exit_code=4) from exc
-    except OSError as exc:
-        raise CommandError(exc.strerror or str(exc)) from exc
+    except OSError as exc:  # EACCES: LSB 4, insufficient privilege
+        denied = isinstance(exc, PermissionError)
+        raise CommandError(exc.strerror or str(exc), exit_code=4 if denied else 1) from exc
     stream = open(fd, "ab", buffering=0)  # noqa: SIM115 - the daemon's for its life
     stream.name = os.fspath(path)  # as open(path) would name it
     return stream
@@ -231,14 +234,16 @@ def startup_failure(name: str, exc: DaemonError) -> CommandError:
         # another start won the race for the pidfile, after our check in the foreground
         return AlreadyRunning(name, None, f"{name} is already running: {exc.remote_message}")
     if isinstance(exc, DaemonStartupError) and exc.remote_type:
+        # EACCES, EPERM in the daemon (its pidfile's directory): LSB 4
+        code = 4 if exc.remote_errno in (errno.EACCES, errno.EPERM) else 1
         message = (exc.remote_message or "").strip()
         words = message  # ours: "--limit ...: cannot set it"; an OSError's "[Errno 1] " cut
         if message.startswith("[Errno "):
             words = message.partition("] ")[2]
         if exc.remote_type.startswith(_OWN_WORDS) and words:
-            return CommandError(f"{name} failed to start: {words}")
+            return CommandError(f"{name} failed to start: {words}", exit_code=code)
         told = f": {message}" if message else ""
-        return CommandError(f"{name} failed to start: {exc.remote_type}{told}")
+        return CommandError(f"{name} failed to start: {exc.remote_type}{told}", exit_code=code)
     return CommandError(f"{name} failed to start: {_one_line(exc)}")
 
 

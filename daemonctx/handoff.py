@@ -159,8 +159,9 @@ class Handoff:
         frames = every_frame
         name = _middle_cut(name, 200)  # a class made with type("E" * 5000, ...)
         record: dict[str, object] = {"type": name, "message": "", "traceback": ""}
-        if isinstance(exc, OSError) and isinstance(exc.errno, int):
-            record["errno"] = exc.errno  # the launcher can tell ENOENT from EACCES
+        cause = exc if isinstance(exc, OSError) else exc.__cause__  # (a pidfile's LockFailed)
+        if isinstance(cause, OSError) and isinstance(cause.errno, int):
+            record["errno"] = cause.errno  # the launcher can tell ENOENT from EACCES
         limit = _ATOMIC_WRITE - 64  # room for the header
         most = 2048  # characters of the message: cut in its middle, its end says why
         while True:

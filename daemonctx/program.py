@@ -254,8 +254,11 @@ class Launch:
         flag, typed = flags.get(exc.option, (None, None))
         if flag is None or typed is None:
             return CommandError(f"{self.name}: {exc}")
-        # LSB 4, insufficient privilege: only root may switch users (check_owner)
-        denied = exc.option in ("uid", "gid", "initgroups") and "root" in exc.reason
+        # LSB 4, insufficient privilege: only root may switch users (check_owner);
+        # a --chdir this user may not enter or reach
+        denied = (exc.option in ("uid", "gid", "initgroups") and "root" in exc.reason) or (
+            exc.option == "working_directory" and "(permission denied)" in exc.reason
+        )
         return CommandError(f"{flag} {typed}: {exc.reason}", exit_code=4 if denied else 1)
 
     def context_options(self, lock: PIDLockFile) -> dict[str, Any]:
@@ -797,4 +800,5 @@ def _lock_error(launch: Launch, exc: Exception) -> CommandError | None:
         return None
     if isinstance(exc, lockfile.AlreadyLocked):
         return CommandError(f"{launch.name} is already running: {exc}")
-    return CommandError(f"{launch.name}: {exc}")
+    denied = isinstance(exc.__cause__, PermissionError)  # its directory: LSB 4
+    return CommandError(f"{launch.name}: {exc}", exit_code=4 if denied else 1)

@@ -119,7 +119,7 @@ def test_usage_errors_exit_2(tracker: Tracker) -> None:
 def test_an_empty_path_or_name_is_refused_not_read_as_a_default(
     tracker: Tracker, args: tuple[str, ...]
 ) -> None:
-    """"" is refused as --pidfile "" is (exit 2, one line naming the option), before
+    """ "" is refused as --pidfile "" is (exit 2, one line naming the option), before
     anything starts: --chdir "" ran the daemon in the current directory, and
     supervise --log "" had it log nowhere (stderr, /dev/null once detached)."""
     command, option, value = args
@@ -133,7 +133,9 @@ def test_an_empty_path_or_name_is_refused_not_read_as_a_default(
     result = tracker.daemonctx(*argv)
     assert result.returncode == 2, result
     *_usage, line = result.stderr.splitlines()
-    assert re.fullmatch(rf"daemonctx \w+: error: argument {option}(/-\w)?: must not be empty: ''", line)
+    assert re.fullmatch(
+        rf"daemonctx \w+: error: argument {option}(/-\w)?: must not be empty: ''", line
+    )
     assert tracker.processes() == []
     assert not os.path.exists(tracker.pidfile)
 

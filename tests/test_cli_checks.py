@@ -19,7 +19,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import STARTED, Tracker, needs_root, pid_alive, run_script, wait_for
+from conftest import (
+    STARTED,
+    Tracker,
+    needs_root,
+    needs_tools,
+    pid_alive,
+    run_script,
+    wait_for,
+)
 
 # -- numbers are ASCII digits -----------------------------------------------------
 
@@ -360,6 +368,39 @@ def test_binfmt_misc_handlers_stop_the_guess(
     assert executable.format_problem(str(garbage)) is None
     (misc / "status").write_text("disabled\n")
     assert executable.format_problem(str(garbage)) == said, "binfmt_misc disabled"
+
+
+# -- permission denied: LSB 4 ----------------------------------------------------------
+
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
+@needs_root
+@needs_tools("setpriv")
+@pytest.mark.parametrize(
+    "case", ["start pidfile", "restart pidfile", "run pidfile", "start --stdout", "start --chdir"]
+)
+def test_a_start_denied_a_path_exits_4_as_stop_and_status_do(
+    open_tracker: Tracker, shared_dir: Path, case: str
+) -> None:
+    """Run as nobody: a pidfile in root's directory, an output file there, a --chdir
+    nobody may not enter. Exit 4, LSB's "insufficient privilege", as cli.md says
+    and as stop and status exit for the same EACCES (start, restart and run exited
+    1); one line, and nothing left."""
+    tmp = open_tracker.tmp_path  # root's, 0755
+    private = tmp / "private"
+    private.mkdir(mode=0o700)
+    command, what = case.split()
+    pidfile = str((tmp if what == "pidfile" else shared_dir) / "app.pid")
+    options = {"--stdout": [what, str(tmp / "out.log")], "--chdir": [what, str(private)]}
+    argv = [command, "-p", pidfile, *options.get(what, []), "--", "sleep", "985"]
+    result = open_tracker.daemonctx(*argv, prefix=AS_NOBODY)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith("daemonctx: error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "ermission denied" in result.stderr, result.stderr
+    assert open_tracker.processes() == []
+    assert not os.path.exists(pidfile)
 
 
 # -- a program its --user may not run --------------------------------------------------
