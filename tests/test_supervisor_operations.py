@@ -1581,6 +1581,35 @@ def test_tail_follow_ends_with_0_when_the_supervisor_shuts_down(supervisors: Sup
     )
 
 
+@pytest.mark.parametrize("then", ["removed", "added again"])
+def test_tail_follow_ends_when_a_reload_removes_the_program(
+    supervisors: Supervisors, then: str
+) -> None:
+    """``ctl tail -f web``, then a reload removes web (and another adds it back):
+    the follower says so on stderr and exits 0 at once, as at a shutdown. It
+    waited 30 s on the old instance's ring, then went on with the new process
+    from the old cursor: its first lines skipped, nothing said."""
+    other = {"command": [SLEEP, "1000"]}
+    web = {"command": ["/bin/sh", "-c", "echo old; exec sleep 1000"]}
+    supervisors.config({"other": other, "web": web})
+    supervisors.foreground()
+    wait_for(lambda: supervisors.ctl("tail", "web").stdout == "old\n", what="its line")
+    follow = supervisors.ctl_popen("tail", "-f", "web")
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == "old\n"  # it follows now, waiting for a line
+    supervisors.config({"other": other})
+    assert supervisors.ctl("reload").returncode == 0
+    if then == "added again":
+        new = {"command": ["/bin/sh", "-c", "echo new; exec sleep 1000"]}
+        supervisors.config({"other": other, "web": new})
+        assert supervisors.ctl("reload").returncode == 0
+    started = time.monotonic()
+    out, err = follow.communicate(timeout=20)
+    assert time.monotonic() - started < 10, "it waited for its long poll to end"
+    assert (follow.returncode, out) == (0, ""), (out, err)
+    assert err == "daemonctx: web was removed (ctl reload): no more output to follow\n", err
+
+
 def test_reopen_says_in_one_line_which_file_it_cannot_reopen(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

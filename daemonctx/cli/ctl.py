@@ -423,7 +423,8 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
     def shown(text: str) -> str:
         return text if keep is None else one_line(text, keep)
 
-    lines, cursor = client.tail(args.name, args.lines)
+    tail = client.tail(args.name, args.lines)
+    lines, cursor = tail
     while True:
         for line in lines:
             if not say(json.dumps(line.to_json()) if args.json else shown(line.text)):
@@ -431,8 +432,11 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
         if not args.follow:
             return 0
         try:
-            tail = client.tail(args.name, 0, after=cursor)
+            tail = client.tail(args.name, 0, after=cursor, of=tail.instance)
             lines, cursor = tail
+            if tail.ended:  # its instance was removed: a new one's cursors are not its
+                print(f"daemonctx: {tail.ended}: no more output to follow", file=sys.stderr)
+                return 0
             if tail.missed:  # said on stderr: the lines on stdout stay the program's
                 print(f"daemonctx: some lines of {args.name} were lost: they came faster"
                       " than this follows them (the supervisor keeps output_buffer bytes"

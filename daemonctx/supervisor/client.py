@@ -327,22 +327,37 @@ class Client:
         except _MALFORMED:
             raise self._fail(_bad_result("why", result)) from None
 
-    def tail(self, name: str, lines: int = 10, after: int | None = None) -> Tail:
+    def tail(
+        self, name: str, lines: int = 10, after: int | None = None, of: int | None = None
+    ) -> Tail:
         """The last ``lines`` lines ``name`` wrote, stdout and stderr in the order
         the supervisor read them, and a cursor: ``lines, cursor = client.tail(...)``.
         With ``after`` (a cursor from an earlier call), the lines written since,
         waiting for one if there is none: ``tail -f`` is a loop of such calls, and
-        the result's ``missed`` says whether some were lost meanwhile."""
+        the result's ``missed`` says whether some were lost meanwhile. With ``of``
+        (an earlier result's ``instance``), from that instance only: once a reload
+        removed it, the result's ``ended`` says so (a cursor of the old instance
+        means nothing to one added anew under its name)."""
         args: dict[str, Any] = {"names": [name], "lines": lines}
         if after is not None:
             args["after"] = after
+        if of is not None:
+            args["of"] = of
         result = self.request("tail", args)
         try:
             found = [
                 OutputLine(str(line["stream"]), float(line["time"]), str(line["text"]))
                 for line in result["lines"]
             ]
-            return Tail(found, int(result["cursor"]), result.get("missed") is True)
+            instance = result.get("instance")  # an older supervisor gives none
+            ended = result.get("ended")
+            return Tail(
+                found,
+                int(result["cursor"]),
+                result.get("missed") is True,
+                instance if isinstance(instance, int) and not isinstance(instance, bool) else None,
+                str(ended) if ended is not None else None,
+            )
         except _MALFORMED:
             raise self._fail(_bad_result("tail", result)) from None
 

@@ -23,6 +23,7 @@ import errno as errnos
 import fcntl
 import functools
 import inspect
+import itertools
 import logging
 import os
 import resource
@@ -108,6 +109,7 @@ _AUDIT = "uid %d (pid %d): %s%s"
 _SHOWN_PHASES = {"boot": "starting", "running": "running"}
 #: How long ``tail`` with a cursor waits for a line before it answers none.
 TAIL_WAIT = 30.0
+_SERIALS = itertools.count(1)  # Instance.serial: never reused in a supervisor's life
 #: A program's pipe's size, and the bytes read from it at a time.
 PIPE_SIZE = 262144
 READ_SIZE = 65536 + 1  # capture's fast path: at most MAX_LINE + 1 bytes
@@ -180,6 +182,8 @@ class Instance:
         self.pidfile_wait: Timer | None = None  # a forking program's daemon is due
         self.timer: Timer | None = None
         self.ring = Ring(program.output_buffer)  # its recent output: tail, why, failures
+        self.serial = next(_SERIALS)  # which instance a follower follows (tail's "of")
+        self.tail_waits: list[Callable[[], None]] = []  # followers waiting for a line
         self.capture: Capture | None = None  # opened at the first spawn, kept across runs
         self.pipes: dict[int, Callable[[], bool]] = {}  # its pipes' read ends, and their readers
         self.runs: deque[_Run] = deque(maxlen=program.history)
@@ -2234,12 +2238,24 @@ class Supervisor:
         respond(protocol.encode_result(request.id, self._infos(instances)))
 
     def _command_tail(self, request: Request, respond: Callable[[bytes], None]) -> None:
-        instances = self._names(request, True)
+        after = request.args.get("after")
+        of = request.args.get("of")  # the instance a follower follows: its "instance"
+        if of is not None and (isinstance(of, bool) or not isinstance(of, int)):
+            raise _Refused(protocol.BAD_ARGUMENTS, "of: expected an instance (an integer)")
+        followed = [i for i in self.instances.values() if i.serial == of] if of is not None else []
+        if of is not None and not followed:  # removed by a reload (and perhaps added anew)
+            names = request.args.get("names")
+            name = names[0] if isinstance(names, list) and names else "the program"
+            ended = f"{one_line(str(name))} was removed (ctl reload)"
+            cursor = after if isinstance(after, int) and not isinstance(after, bool) else 0
+            result = {"lines": [], "cursor": cursor, "missed": False, "instance": of}
+            respond(protocol.encode_result(request.id, {**result, "ended": ended}))
+            return
+        instances = followed or self._names(request, True)
         if len(instances) != 1:
             raise _Refused(protocol.BAD_ARGUMENTS, "tail: name one program instance")
         (instance,) = instances
         count = request.args.get("lines", 10)
-        after = request.args.get("after")
         most = protocol.MAX_TAIL_LINES
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= most:
             raise _Refused(protocol.BAD_ARGUMENTS, f"lines: expected an integer from 0 to {most}")
@@ -2277,17 +2293,20 @@ class Supervisor:
                 "cursor": cursor,
                 # lines written since ``after`` that the ring no longer holds
                 "missed": after is not None and ring.lost > after,
+                "instance": instance.serial,
             }
             respond(protocol.encode_result(request.id, result))
 
         if after is None or ring.mark > after:
             answer()
             return
-        self._wait_for_output(ring, answer)
+        self._wait_for_output(instance, answer)
 
-    def _wait_for_output(self, ring: Ring, answer: Callable[[], None]) -> None:
+    def _wait_for_output(self, instance: Instance, answer: Callable[[], None]) -> None:
         """Answer once a line comes (at the end of the event that brought it, so a
-        whole chunk goes in one answer), or after TAIL_WAIT seconds with none."""
+        whole chunk goes in one answer), or after TAIL_WAIT seconds with none, or
+        at once when a reload removes the instance (its ring gets no more lines)."""
+        ring = instance.ring
         loop = self._loop
         assert loop is not None
         done = False
@@ -2300,6 +2319,8 @@ class Supervisor:
             done = True
             unfollow()
             loop.cancel(timer)
+            if finish in instance.tail_waits:
+                instance.tail_waits.remove(finish)
             answer()
 
         def line_came(line: Line) -> None:
@@ -2310,6 +2331,7 @@ class Supervisor:
 
         unfollow = ring.follow(line_came)
         timer = loop.call_at(loop.time() + TAIL_WAIT, finish)
+        instance.tail_waits.append(finish)
 
     # -- the control socket --------------------------------------------------------------------
 
@@ -2789,6 +2811,8 @@ class Supervisor:
         if instance.removing and not instance.alive and instance.state in _NO_PROCESS:
             if self.instances.get(instance.name) is instance:
                 del self.instances[instance.name]
+            for wake in list(instance.tail_waits):  # its followers: no more lines come
+                wake()
             instance.close()
             self._start_replacements(instance)
 
@@ -2890,7 +2914,12 @@ _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "commands": (),
     "reload": ("dry_run: bool = False",),
     "why": ("names: list[str]",),
-    "tail": ("names: list[str]", "lines: int = 10", "after: int | None = None"),
+    "tail": (
+        "names: list[str]",
+        "lines: int = 10",
+        "after: int | None = None",
+        "of: int | None = None",
+    ),
     "reopen": ("names: list[str] = []",),
 }
 # The argument names of each built-in command: others are refused, as for registered ones.

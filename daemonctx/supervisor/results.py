@@ -294,17 +294,32 @@ class Tail(tuple[list[OutputLine], int]):
     """What ``Client.tail`` returns: ``lines, cursor = client.tail("web")``. And
     ``missed``: after a call with ``after``, whether lines written since were lost,
     the supervisor's ``output_buffer`` having moved past them (a follower slower
-    than the program's output)."""
+    than the program's output). ``instance``: which instance of the program the
+    lines are from, to pass on as ``of``; ``ended``: why there is no more to
+    follow (the instance was removed by a reload), else None."""
 
     missed: bool
+    instance: int | None
+    ended: str | None
 
-    def __new__(cls, lines: list[OutputLine], cursor: int, missed: bool = False) -> Tail:
+    def __new__(
+        cls,
+        lines: list[OutputLine],
+        cursor: int,
+        missed: bool = False,
+        instance: int | None = None,
+        ended: str | None = None,
+    ) -> Tail:
         tail = super().__new__(cls, (lines, cursor))
         tail.missed = missed
+        tail.instance = instance
+        tail.ended = ended
         return tail
 
-    def __getnewargs__(self) -> tuple[list[OutputLine], int, bool]:
-        return self[0], self[1], self.missed  # pickle and copy make it anew
+    def __getnewargs__(
+        self,
+    ) -> tuple[list[OutputLine], int, bool, int | None, str | None]:
+        return self[0], self[1], self.missed, self.instance, self.ended  # pickle, copy
 
     @property
     def lines(self) -> list[OutputLine]:
