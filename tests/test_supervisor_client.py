@@ -735,6 +735,9 @@ def test_ctl_status_loads_no_parser_no_dataclasses_no_typing() -> None:
         timeout=30,
     )
     assert help_text.returncode == 0 and "COMMAND" in help_text.stdout
+    # exit 4 is also `status NAME` of an unknown NAME (docs/supervisor.md), not only
+    # "permission denied" (help's only word for it)
+    assert "3 not, 4 a NAME is no program;" in " ".join(help_text.stdout.split())
 
 
 @pytest.mark.parametrize(

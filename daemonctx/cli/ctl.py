@@ -70,7 +70,8 @@ def add_commands(subparsers: Any) -> None:
         description=summary + ".",
         usage="daemonctx ctl (--control SOCK | --config FILE) [--json] [--timeout S] "
         "COMMAND [ARG...]",
-        epilog="Exit codes: status NAME...: 0 every one running, 3 not; status: 0 every "
+        epilog="Exit codes: status NAME...: 0 every one running, 3 not, 4 a NAME is no "
+        "program; status: 0 every "
         "program as it should be (running, stopped on purpose, or a one-shot done), 3 not; "
         "start, restart: 0 every program running (a one-shot: done), 1 not; stop: 0 every "
         "program stopped; 3 the supervisor is not running; 4 permission denied; 2 bad "
