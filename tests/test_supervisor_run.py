@@ -1306,6 +1306,35 @@ def test_a_program_ctl_starts_during_the_boot_is_retried_as_at_any_other_time(
         assert client.request("status")["supervisor"]["state"] == "starting", "still booting"
 
 
+def test_a_program_waiting_for_its_wave_says_so_and_is_not_healthy_yet(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """During the boot, a program whose `after` is not ready yet: `stopped, starts
+    once slow is ready`, not healthy, and `ctl status` exits 3 (it showed
+    `stopped`, healthy, as a program stopped on purpose, and exited 0)."""
+    gate = tmp_path / "gate"
+    supervisors.config(
+        {
+            "slow": {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"},
+            "late": {"command": [SLEEP, "1000"], "after": ["slow"]},
+        }
+    )
+    supervisors.foreground(booted=False)
+    late = supervisors.status("late")
+    assert (late.state, late.text, late.healthy) == (
+        "stopped",
+        "stopped, starts once slow is ready",
+        False,
+    )
+    result = supervisors.ctl("status")
+    assert result.returncode == 3, result
+    assert "late  stopped, starts once slow is ready\n" in result.stdout
+    gate.touch()
+    late = supervisors.wait_state("late", "running")
+    assert late.healthy
+    assert supervisors.ctl("status").returncode == 0
+
+
 def test_a_program_restarted_during_the_boot_is_still_waited_for(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -353,11 +353,12 @@ class Instance:
             or self.pidfile_wait is not None
         )
 
-    def info_json(self, now: float) -> dict[str, Any]:
+    def info_json(self, now: float, booting: bool = False) -> dict[str, Any]:
         """Its status as ``ProgramInfo.to_json`` writes it, made straight from its
         state machine: a status request makes one per program, and the records in
         between (``ProgramStatus``, ``ProgramInfo``) were a third of its work.
-        ``tests/test_supervisor_run.py`` keeps the two forms one."""
+        ``tests/test_supervisor_run.py`` keeps the two forms one. ``booting``: the
+        boot is not over (one of its waves to come is not stopped on purpose)."""
         machine = self.machine
         pid = machine.pid
         started = machine.started_at
@@ -367,6 +368,12 @@ class Instance:
         text = machine.describe(now)
         if self.start_pending:
             text += f", starts once {', '.join(old.name for old in self.replaces)} stopped"
+        # a wave still to come: not stopped on purpose, and not as it should be yet
+        waiting = booting and state is State.STOPPED and not self.launched and not self.held
+        if waiting and self.program.after:
+            after = self.program.after
+            names = after[0] if len(after) == 1 else f"{', '.join(after[:-1])} and {after[-1]}"
+            text += f", starts once {names} {'is' if len(after) == 1 else 'are'} ready"
         output_error = self.output_error
         if output_error is not None:
             text += f" [{output_error}]"
@@ -392,7 +399,7 @@ class Instance:
             "next_start": None if next_start is None else next_start - now,
             "status_text": machine.status_text,
             "dropped": self.dropped,
-            "healthy": self.healthy,
+            "healthy": self.healthy and not waiting,  # a wave to come: not yet
             "output_error": output_error,
         }
 
@@ -2433,7 +2440,8 @@ class Supervisor:
     def _infos(self, instances: Iterable[Instance]) -> dict[str, Any]:
         assert self._loop is not None
         now = self._loop.time()
-        return {"programs": [instance.info_json(now) for instance in instances]}
+        booting = self._phase == "boot"
+        return {"programs": [instance.info_json(now, booting) for instance in instances]}
 
     def _not_shutting_down(self) -> None:
         if self._phase in ("shutdown", "done"):
