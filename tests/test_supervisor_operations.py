@@ -1581,6 +1581,23 @@ def test_tail_follow_ends_with_0_when_the_supervisor_shuts_down(supervisors: Sup
     )
 
 
+def test_tail_follow_with_a_short_timeout_waits_for_a_quiet_program(
+    supervisors: Supervisors,
+) -> None:
+    """``ctl --timeout 1 tail -f web`` of a program quiet for 3 s: each follow
+    request is a long poll of up to 30 s, which the timeout comes on top of; it
+    failed after 1 s ("no answer from the supervisor within 1 s")."""
+    script = "echo up; sleep 3; echo late; exec sleep 1000"
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", script]}})
+    supervisors.foreground()
+    wait_for(lambda: supervisors.ctl("tail", "web").stdout.startswith("up\n"), what="its line")
+    follow = supervisors.ctl_popen("--timeout", "1", "tail", "-f", "web")
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == "up\n"
+    assert follow.stdout.readline() == "late\n", follow.stderr.read() if follow.poll() else ""
+    assert follow.poll() is None
+
+
 @pytest.mark.parametrize("then", ["removed", "added again"])
 def test_tail_follow_ends_when_a_reload_removes_the_program(
     supervisors: Supervisors, then: str

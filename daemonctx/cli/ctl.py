@@ -426,6 +426,10 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
 
     tail = client.tail(args.name, args.lines)
     lines, cursor = tail
+    if args.follow and client.timeout is not None:
+        from ..supervisor.protocol import TAIL_WAIT
+
+        client.timeout += TAIL_WAIT  # a follow waits that long for a line, then answers
     while True:
         for line in lines:
             if not say(json.dumps(line.to_json()) if args.json else shown(line.text)):

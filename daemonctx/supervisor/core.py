@@ -107,8 +107,7 @@ __all__ = ["PROGRAM_VARIABLE", "SUPERVISOR_VARIABLE", "Supervisor", "SupervisorS
 _AUDIT = "uid %d (pid %d): %s%s"
 #: The supervisor's phase as ``status`` shows it (any other phase: stopping).
 _SHOWN_PHASES = {"boot": "starting", "running": "running"}
-#: How long ``tail`` with a cursor waits for a line before it answers none.
-TAIL_WAIT = 30.0
+TAIL_WAIT = protocol.TAIL_WAIT  # a follow's wait for a line
 _SERIALS = itertools.count(1)  # Instance.serial: never reused in a supervisor's life
 #: A program's pipe's size, and the bytes read from it at a time.
 PIPE_SIZE = 262144

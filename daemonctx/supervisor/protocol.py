@@ -119,6 +119,10 @@ SUPPORTED_VERSIONS = frozenset({1})
 MAX_LINE = 64 * 1024
 """The longest request line, in bytes, its line ending not counted."""
 
+#: How long ``tail`` with a cursor (a follow) waits for a line before it answers
+#: none: a client's timeout for a follow request comes on top of it.
+TAIL_WAIT = 30.0
+
 MAX_TAIL_LINES = 100_000
 """The most lines one ``tail`` request asks for."""
 
