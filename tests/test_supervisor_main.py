@@ -24,10 +24,14 @@ from conftest import (
     Supervisors,
     cmdline_of,
     guard_of,
+    needs_pid_namespace,
+    needs_root,
+    needs_tools,
     pid_alive,
     proc_fds,
     proc_stat,
     proc_status,
+    toml_value,
     wait_for,
     wait_gone,
 )
@@ -882,6 +886,97 @@ def test_the_sweep_finds_a_mark_spelled_another_way(tmp_path: Path) -> None:
         for proc in procs.values():
             proc.kill()
             proc.wait()
+
+
+# A container's: a mount namespace with a tmpfs on the socket's directory, and a pid namespace.
+UNSHARE_CONTAINER = [
+    "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
+]  # fmt: skip
+MOUNT_THEN_EXEC = 'mount -t tmpfs -o mode=0700 tmpfs "$1" && shift && exec "$@"'
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _with_command(parent: int, command: bytes) -> int | None:
+    """The child of ``parent`` whose command line is ``command`` (NUL-separated)."""
+    for pid in _children(parent):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == command:
+                return pid
+    return None
+
+
+@needs_root
+@needs_pid_namespace
+def test_a_container_s_programs_on_the_same_socket_path_are_not_the_host_supervisor_s(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A container (a mount and a pid namespace, a tmpfs on the socket's
+    directory) runs a supervisor on the control path of one on the host: another
+    socket file. The host's supervisor kills nothing of the container's, at its
+    start (the sweep) nor when it is SIGKILLed (its guard). It took the mark,
+    the same path, for its own, and SIGKILLed the container's program twice."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    control = str(run / "c.sock")
+    inner = tmp_path / "container.toml"
+    inner.write_text(
+        f"[supervisor]\ncontrol = {toml_value(control)}\n"
+        f"log = {toml_value(str(tmp_path / 'container.log'))}\n"
+        f"[program.ctapp]\ncommand = {toml_value([SLEEP, '2001'])}\n"
+    )
+    container = supervisors.popen(
+        [*UNSHARE_CONTAINER, "sh", "-c", MOUNT_THEN_EXEC, "sh", str(run),
+         *supervisors.command(), "supervise", "--config", str(inner)],
+        env=supervisors.env,
+    )  # fmt: skip
+    init = wait_for(lambda: _children(container.pid), what="the container's PID 1")[0]
+    supervisors.add(init)
+    command = f"{SLEEP}\x002001\x00".encode()
+    ctapp = wait_for(lambda: _with_command(init, command), what="the container's program")
+    pinned = os.pidfd_open(ctapp)
+    try:
+        supervisors.control = control
+        supervisors.config({"hostapp": {"command": [SLEEP, "2002"]}}, control=control)
+        supervisor = supervisors.foreground().pid
+        guard = guard_of(supervisor)
+        hostapp = supervisors.status("hostapp").pid
+        assert not exited(pinned), "the host's supervisor killed the container's program"
+        assert "left running by a previous supervisor" not in supervisors.log.read_text()
+        os.kill(supervisor, signal.SIGKILL)
+        wait_gone(guard)
+        assert not pid_alive(hostapp), "the guard did not do its work"
+        assert not exited(pinned), "the host's guard killed the container's program"
+    finally:
+        os.close(pinned)
+
+
+@needs_root
+@needs_tools("unshare")
+def test_a_restarted_supervisor_kills_a_survivor_in_a_mount_namespace_of_its_own(
+    supervisors: Supervisors,
+) -> None:
+    """A program that made a mount namespace of its own (``unshare --mount``)
+    still sees the socket's directory: it is the supervisor's, and killed by the
+    next one when its supervisor and guard were SIGKILLed."""
+    unshare = ["unshare", "--mount", "--propagation", "private", SLEEP, "1000"]
+    supervisors.config({"web": {"command": unshare}})
+    supervisors.foreground()
+    web = supervisors.status("web").pid
+    wait_for(lambda: cmdline_of(web) == f"{SLEEP}\x001000\x00".encode(), what="unshare's exec")
+    assert os.stat(f"/proc/{web}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
+    supervisor = supervisors.foreground_pid
+    guard = guard_of(supervisor)
+    os.kill(guard, signal.SIGSTOP)
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(supervisor)
+    os.kill(guard, signal.SIGKILL)
+    wait_gone(guard)
+    assert pid_alive(web)
+    supervisors.foreground()
+    assert _killed_before_the_start(supervisors, {"web": web}), supervisors.log.read_text()
 
 
 def test_a_stopped_guard_does_not_block_the_supervisor(supervisors: Supervisors) -> None:

@@ -58,7 +58,8 @@ PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
 
 #: Set in each program's environment to the control socket's path: what the
 #: guard, and a restarted supervisor, look for in processes a dead one left
-#: (any spelling of the same socket: ``/run/a/./c.sock`` is ``/run/a/c.sock``).
+#: (any spelling of the same socket: ``/run/a/./c.sock`` is ``/run/a/c.sock``;
+#: in another mount namespace, the same path must lead to the same directory).
 SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
 
 #: How long the sweep waits for the killed processes to be gone.
@@ -99,7 +100,8 @@ def sweep(
     control: str, users: Iterable[int], groups: dict[int, int] | None = None
 ) -> list[tuple[int, str | None]]:
     """Kill every process marked with ``control`` in its ``SUPERVISOR_VARIABLE``
-    and owned by one of ``users``, and every process in the group of a leader of
+    (in our mount namespace, or seeing our socket's directory: ``_Socket``) and
+    owned by one of ``users``, and every process in the group of a leader of
     ``groups`` (pid -> pidfd) that has not exited. Return (pid, program) of each,
     once they are gone (or after ``SWEEP_WAIT``).
 
@@ -177,6 +179,25 @@ class _Socket:
         self.name = os.path.basename(control)
         self.resolved = resolved_name(control)
         self._seen: dict[str, bool] = {control: True}
+        self._namespace = _identity("/proc/self/ns/mnt")
+        self._directory = _identity(os.path.dirname(self.resolved))
+
+    def names(self, pid: int, mark: str | None) -> bool:
+        """Whether process ``pid``'s ``mark`` names this socket file. A process in
+        another mount namespace (a container's, a ``PrivateTmp=`` service's) may
+        name another file by the same path: it is ours only if it sees our
+        socket's directory there (a program of ours that made a mount namespace
+        of its own). One gone meanwhile is not."""
+        if not self.marks(mark):
+            return False
+        if self._namespace is None:  # no /proc/self/ns here: the path alone, as ever
+            return True
+        namespace = _identity(f"/proc/{pid}/ns/mnt")
+        if namespace == self._namespace:
+            return True
+        if namespace is None or self._directory is None or mark is None:
+            return False
+        return _identity(f"/proc/{pid}/root{os.path.dirname(mark)}") == self._directory
 
     def marks(self, mark: str | None) -> bool:
         if mark is None:
@@ -195,6 +216,15 @@ class _Socket:
         return same
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of ``path``, followed; None if it cannot be reached."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _ours(pid: int, target: _Socket, users: set[int], groups: dict[int, int]) -> bool:
     try:
         leader = groups.get(os.getpgid(pid))
@@ -204,7 +234,7 @@ def _ours(pid: int, target: _Socket, users: set[int], groups: dict[int, int]) ->
         return True
     if _owner(pid) not in users:
         return False
-    return target.marks(procfs.environment_value(pid, SUPERVISOR_VARIABLE))
+    return target.names(pid, procfs.environment_value(pid, SUPERVISOR_VARIABLE))
 
 
 def orphaned_holder(path: str) -> tuple[int, bool] | None:
