@@ -5,6 +5,7 @@ program's ``pidfile``), its own sd_notify messages under systemd, the Python API
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import pwd
@@ -31,6 +32,7 @@ from conftest import (
     proc_fds,
     proc_stat,
     proc_status,
+    spawn_as_pid,
     toml_value,
     wait_for,
     wait_gone,
@@ -977,6 +979,114 @@ def test_a_restarted_supervisor_kills_a_survivor_in_a_mount_namespace_of_its_own
     assert pid_alive(web)
     supervisors.foreground()
     assert _killed_before_the_start(supervisors, {"web": web}), supervisors.log.read_text()
+
+
+PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2  # include/uapi/linux/pidfd.h
+
+
+def _groups_signalled_through_pidfds() -> bool:
+    """Whether this kernel signals a process group through a pidfd (Linux 6.9)."""
+    pidfd = os.pidfd_open(os.getpid())
+    try:  # a check (signal 0) of the group of our pid: none (ESRCH), where it works
+        signal.pidfd_send_signal(pidfd, 0, None, PIDFD_SIGNAL_PROCESS_GROUP)
+    except OSError as exc:
+        return exc.errno != errno.EINVAL
+    finally:
+        os.close(pidfd)
+    return True
+
+
+needs_group_pidfd = pytest.mark.skipif(
+    not _groups_signalled_through_pidfds(),
+    reason="needs Linux 6.9 (pidfd_send_signal's PIDFD_SIGNAL_PROCESS_GROUP)",
+)
+
+IGNORER = "#!/bin/sh\nenv -i /bin/sh -c 'trap \"\" TERM; exec sleep 601' &\nexec sleep 1000\n"
+
+
+@needs_group_pidfd
+def test_a_supervisor_sigkilled_during_a_stop_leaves_no_group_member_without_its_mark(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A stop under way: the main process died of SIGTERM and is kept a zombie
+    (its pid reserves the group's id) while a child in its group that ignores
+    SIGTERM, its environment emptied (``env -i``, ``sudo``: no mark), takes its
+    time. SIGKILL the supervisor then: its guard kills that child too. It counted
+    the group only while its leader had not exited, and left the child running."""
+    script = tmp_path / "ignorer.sh"
+    script.write_text(IGNORER)
+    script.chmod(0o755)
+    supervisors.config({"ig": {"command": [str(script)], "stop_timeout": 30}})
+    supervisor = supervisors.foreground().pid
+    guard = guard_of(supervisor)
+    leader = supervisors.status("ig").pid
+
+    def member() -> int | None:
+        for pid in _children(leader):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00601\x00":
+                    return pid
+        return None
+
+    child = supervisors.add(wait_for(member, what="the child that ignores SIGTERM"))
+    assert os.getpgid(child) == leader
+    assert b"DAEMONCTX_SUPERVISOR=" not in Path(f"/proc/{child}/environ").read_bytes()
+    supervisors.ctl_popen("stop", "ig")
+    wait_for(lambda: proc_stat(leader)[0] == "Z", what="the main process kept a zombie")
+    assert pid_alive(child)
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(guard)
+    assert not pid_alive(child), "the guard left the group's child running"
+
+
+def test_where_groups_cannot_be_signalled_through_pidfds_the_guard_finds_them_in_proc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before Linux 6.9 (EINVAL for the flag) the guard's sweep finds a group's
+    members by their group id, while its leader lives: they are killed, and the
+    leader is left to the guard, for after. (Killed first, in /proc's order, it
+    could be gone before the scan reached the members: left running.)"""
+    from daemonctx.supervisor import guard
+
+    monkeypatch.setattr(guard, "_kill_group", lambda pidfd, signum: None)
+    leader = subprocess.Popen(
+        ["/bin/sh", "-c", f"{SLEEP} 1001 & exec {SLEEP} 1002"], start_new_session=True
+    )
+    pidfd = os.pidfd_open(leader.pid)
+    try:
+        member = wait_for(lambda: _with_command(leader.pid, f"{SLEEP}\x001001\x00".encode()))
+        wait_for(lambda: cmdline_of(leader.pid) == f"{SLEEP}\x001002\x00".encode())
+        killed = guard.sweep(str(tmp_path / "c.sock"), set(), {leader.pid: pidfd})
+        assert [pid for pid, _name in killed] == [member]
+        assert not pid_alive(member)
+        assert leader.poll() is None
+    finally:
+        os.close(pidfd)
+        leader.kill()
+        leader.wait()
+
+
+@needs_root
+def test_the_guard_never_kills_a_group_that_took_a_dead_group_s_number(tmp_path: Path) -> None:
+    """A program's group is gone, leader and all, and a new process leads a group
+    of the same number: the guard's sweep, given the old leader's pidfd, leaves it."""
+    from daemonctx.supervisor.guard import sweep
+
+    old = subprocess.Popen([SLEEP, "1000"], start_new_session=True)
+    pidfd = os.pidfd_open(old.pid)
+    try:
+        old.kill()
+        old.wait()
+        new = spawn_as_pid(old.pid, [SLEEP, "1000"], start_new_session=True)
+        try:
+            assert os.getpgid(new.pid) == old.pid
+            assert sweep(str(tmp_path / "c.sock"), set(), {old.pid: pidfd}) == []
+            assert new.poll() is None
+        finally:
+            new.kill()
+            new.wait()
+    finally:
+        os.close(pidfd)
 
 
 def test_a_stopped_guard_does_not_block_the_supervisor(supervisors: Supervisors) -> None:

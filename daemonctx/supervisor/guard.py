@@ -11,9 +11,10 @@ both are gone) and one end of a socket pair. The supervisor sends it a pidfd of
 each program's leader (and adopted main process) with ``SCM_RIGHTS`` as it
 starts them, and forgets them before it reaps them. When the socket reads end of
 file without a goodbye (the supervisor died, however), the guard stops the
-leaders, kills every process of their groups and every process marked with the
-supervisor's socket (``SUPERVISOR_VARIABLE``), waits until they are gone, and
-exits, which releases the lock: the next supervisor on the socket finds nothing
+leaders, kills every process of their groups (through the leader's pidfd, on
+Linux 6.9 and later: also once the leader has exited) and every process marked
+with the supervisor's socket (``SUPERVISOR_VARIABLE``), waits until they are
+gone, and exits, which releases the lock: the next supervisor on the socket finds nothing
 of the last one's. It ignores the usual stop signals (a Ctrl-C or a process
 group's SIGTERM must not leave the programs unguarded); the supervisor starts a
 new guard if this one dies anyway.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]
 import _socket
+import errno  # a built-in module
 import os
 import stat  # loaded by os already
 import sys
@@ -61,6 +63,11 @@ PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
 #: (any spelling of the same socket: ``/run/a/./c.sock`` is ``/run/a/c.sock``;
 #: in another mount namespace, the same path must lead to the same directory).
 SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
+
+#: pidfd_send_signal's flag (Linux 6.9, include/uapi/linux/pidfd.h): signal the
+#: process group whose id is the pidfd's process's pid. The pidfd names that
+#: group for good: a number reused once the group is empty is another group's.
+PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
 
 #: How long the sweep waits for the killed processes to be gone.
 SWEEP_WAIT = 5.0
@@ -102,17 +109,26 @@ def sweep(
     """Kill every process marked with ``control`` in its ``SUPERVISOR_VARIABLE``
     (in our mount namespace, or seeing our socket's directory: ``_Socket``) and
     owned by one of ``users``, and every process in the group of a leader of
-    ``groups`` (pid -> pidfd) that has not exited. Return (pid, program) of each,
-    once they are gone (or after ``SWEEP_WAIT``).
+    ``groups`` (pid -> pidfd; the caller kills the leaders after). Return (pid,
+    program) of each, once they are gone (or after ``SWEEP_WAIT``).
 
-    Each candidate is pinned by a pidfd before it is looked at again and killed
-    through it. A group's members count only while its leader lives (stop the
-    leaders first): then the group's id is the leader's pid and cannot name
-    another group.
+    Each group is killed through its leader's pidfd (``_kill_group``), whether the
+    leader has exited or not. Where the kernel cannot (before Linux 6.9), its
+    members count only while its leader lives (stop the leaders first): then the
+    group's id is the leader's pid and cannot name another group. Each other
+    candidate is pinned by a pidfd before it is looked at again and killed
+    through it.
     """
     users = set(users)
-    groups = groups or {}
     target = _Socket(control)
+    fallback: dict[int, int] = {}  # group id -> leader's pidfd: its members found in /proc
+    signalled: dict[int, int] = {}  # group id -> leader's pidfd: killed through it
+    for leader, leader_fd in (groups or {}).items():
+        sent = _kill_group(leader_fd, _signal.SIGKILL)
+        if sent is None:
+            fallback[leader] = leader_fd
+        elif sent:
+            signalled[leader] = leader_fd
     own = os.getpid()
     killed: list[tuple[int, str | None]] = []
     pinned: list[int] = []
@@ -121,6 +137,9 @@ def sweep(
     try:
         for _ in range(SWEEP_PASSES):
             found = False
+            # members of a group killed through its leader are waited for, never
+            # signalled by their number: once the group is empty it may be another's
+            dying = {group for group, fd in signalled.items() if _kill_group(fd, 0)}
             for pid in procfs.all_pids():
                 if pid == own or pid in seen:
                     continue
@@ -131,18 +150,20 @@ def sweep(
                 pidfd = open_pidfd(pid)
                 if pidfd is None:
                     continue
-                if not _ours(pid, target, users, groups):
+                verdict = _ours(pid, target, users, fallback, dying)
+                if verdict is None:
                     os.close(pidfd)
                     continue
                 seen.add(pid)
                 pinned.append(pidfd)
                 name = procfs.environment_value(pid, PROGRAM_VARIABLE)
-                try:
-                    _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
-                except OSError:
-                    continue
+                if verdict:
+                    try:
+                        _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
+                    except OSError:
+                        continue
+                    found = True
                 killed.append((pid, name))
-                found = True
             if not found:
                 break
         _wait_gone(pinned, SWEEP_WAIT)
@@ -150,6 +171,21 @@ def sweep(
         for pidfd in pinned:
             os.close(pidfd)
     return killed
+
+
+def _kill_group(pidfd: int, signum: int) -> bool | None:
+    """Send ``signum`` (0: none, a check) to the process group whose id is the
+    pid of ``pidfd``'s process, through the pidfd: also once that process has
+    exited, or was reaped, and never to a group that took its number since.
+    True if sent, False when the group has no process left, None where the
+    kernel refuses (EINVAL: before Linux 6.9)."""
+    try:
+        _signal.pidfd_send_signal(pidfd, signum, None, PIDFD_SIGNAL_PROCESS_GROUP)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        return None if exc.errno == errno.EINVAL else True  # EPERM: there is one
+    return True
 
 
 def _free_descriptors() -> int:
@@ -225,16 +261,26 @@ def _identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _ours(pid: int, target: _Socket, users: set[int], groups: dict[int, int]) -> bool:
+def _ours(
+    pid: int, target: _Socket, users: set[int], groups: dict[int, int], dying: set[int]
+) -> bool | None:
+    """Whether to kill ``pid`` (True), only wait for it (False: a member of a
+    group of ``dying``, killed with it), or leave it (None). A member of a group
+    of ``groups`` counts while the group's leader lives."""
     try:
-        leader = groups.get(os.getpgid(pid))
+        group = os.getpgid(pid)
     except OSError:
+        return None
+    if group in dying:
         return False
+    leader = groups.get(group)
     if leader is not None and not exited(leader):  # the leader lives: its group
-        return True
+        # but not the leader: killed now, it would end its group's safety
+        # before the scan reached the members (the caller kills it after)
+        return None if pid == group else True
     if _owner(pid) not in users:
-        return False
-    return target.names(pid, procfs.environment_value(pid, SUPERVISOR_VARIABLE))
+        return None
+    return target.names(pid, procfs.environment_value(pid, SUPERVISOR_VARIABLE)) or None
 
 
 def orphaned_holder(path: str) -> tuple[int, bool] | None:
@@ -644,8 +690,9 @@ def main(argv: list[str]) -> int:
             return 0
         for fd in fds:
             os.close(fd)
-    # The supervisor is gone: stop the leaders (none can exit and free its group's
-    # id while we look), kill their groups and everything marked, then them.
+    # The supervisor is gone: stop the leaders (before Linux 6.9 a group is found
+    # by its id, which none may free while we look), kill their groups and
+    # everything marked, then them.
     for pidfd, _group in held.values():
         try:
             _signal.pidfd_send_signal(pidfd, _signal.SIGSTOP)
