@@ -912,17 +912,23 @@ def _with_command(parent: int, command: bytes) -> int | None:
 
 @needs_root
 @needs_pid_namespace
+@pytest.mark.parametrize("path", ["direct", "absolute link"])
 def test_a_container_s_programs_on_the_same_socket_path_are_not_the_host_supervisor_s(
-    supervisors: Supervisors, tmp_path: Path
+    supervisors: Supervisors, tmp_path: Path, path: str
 ) -> None:
     """A container (a mount and a pid namespace, a tmpfs on the socket's
     directory) runs a supervisor on the control path of one on the host: another
     socket file. The host's supervisor kills nothing of the container's, at its
     start (the sweep) nor when it is SIGKILLed (its guard). It took the mark,
-    the same path, for its own, and SIGKILLed the container's program twice."""
+    the same path, for its own, and SIGKILLed the container's program twice.
+    The path through a link to an absolute path (``/var/run`` to ``/run``) leads
+    to the container's directory there, not to the host's."""
     run = tmp_path / "run"
     run.mkdir(mode=0o700)
     control = str(run / "c.sock")
+    if path == "absolute link":
+        (tmp_path / "link").symlink_to(run)
+        control = str(tmp_path / "link" / "c.sock")
     inner = tmp_path / "container.toml"
     inner.write_text(
         f"[supervisor]\ncontrol = {toml_value(control)}\n"

@@ -233,7 +233,8 @@ class _Socket:
             return True
         if namespace is None or self._directory is None or mark is None:
             return False
-        return _identity(f"/proc/{pid}/root{os.path.dirname(mark)}") == self._directory
+        directory = _in_root(pid, os.path.dirname(mark))
+        return directory is not None and _identity(directory) == self._directory
 
     def marks(self, mark: str | None) -> bool:
         if mark is None:
@@ -250,6 +251,37 @@ class _Socket:
                     same = False
             self._seen[mark] = same
         return same
+
+
+def _in_root(pid: int, path: str) -> str | None:
+    """Absolute ``path`` as process ``pid`` sees it: under its /proc/PID/root,
+    each symbolic link on the way followed from that root. (The kernel takes a
+    link to an absolute path there from our root: ``/var/run`` to ``/run`` would
+    lead into our ``/run``.) None past 40 links."""
+    root = f"/proc/{pid}/root"
+    todo = [part for part in reversed(path.split("/")) if part]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part == ".":
+            continue
+        if part == "..":  # ``done`` has no link: its parent is what it says
+            if done:
+                done.pop()
+            continue
+        try:
+            target = os.readlink("/".join([root, *done, part]))
+        except OSError:  # no link (or nothing there: the stat that follows says)
+            done.append(part)
+            continue
+        links += 1
+        if links > 40:
+            return None
+        if target.startswith("/"):
+            done = []
+        todo.extend(part for part in reversed(target.split("/")) if part)
+    return "/".join([root, *done])
 
 
 def _identity(path: str) -> tuple[int, int] | None:
