@@ -2532,11 +2532,18 @@ def test_a_signal_that_would_end_the_supervisor_is_logged_and_ignored(
 def test_sigquit_shuts_the_supervisor_down_in_order(supervisors: Supervisors) -> None:
     """SIGQUIT (Ctrl-\\) is a shutdown, as SIGTERM: every program stopped through its
     stop signal, logged, the control socket removed, exit 0. Not its default core
-    dump, after which the guard would SIGKILL every program."""
+    dump, after which the guard would SIGKILL every program. Started with SIGQUIT
+    at its default, as from a terminal's shell: a test runner in the background
+    (CI's suites side by side) has it ignored, and a supervisor keeps a signal it
+    was started with ignored."""
     clean = supervisors.tmp_path / "clean"
     script = f"trap 'echo clean > {clean}; exit 0' TERM; while :; do sleep 0.1; done"
     supervisors.config({"web": {"command": ["/bin/sh", "-c", script]}})
-    proc = supervisors.foreground()
+    before = signal.signal(signal.SIGQUIT, signal.SIG_DFL)  # what the child inherits
+    try:
+        proc = supervisors.foreground()
+    finally:
+        signal.signal(signal.SIGQUIT, before)
     supervisors.wait_state("web", "running")
     os.kill(proc.pid, signal.SIGQUIT)
     assert proc.wait(20) == 0
