@@ -407,6 +407,33 @@ def test_a_start_denied_a_path_exits_4_as_stop_and_status_do(
     assert not os.path.exists(pidfile)
 
 
+@needs_root
+@needs_tools("setpriv")
+@pytest.mark.parametrize("command", ["supervise", "ctl"])
+def test_a_configuration_file_nobody_may_read_exits_4(open_tracker: Tracker, command: str) -> None:
+    """Run as nobody: ``supervise --config F`` and ``ctl --config F status`` of a
+    file only root may read. Exit 4, LSB's "insufficient privilege", in one line
+    (``ctl`` exited 2, "bad usage"; ``supervise`` 1); nothing started."""
+    probe = [*AS_NOBODY, sys.executable, "-c", "import daemonctx, lockfile"]
+    if subprocess.run(probe, env=open_tracker.env, capture_output=True).returncode != 0:
+        pytest.skip("this Python (or daemonctx, or lockfile) cannot be run as nobody here")
+    tmp = open_tracker.tmp_path  # root's, 0755
+    config = tmp / "shop.toml"
+    control = tmp / "control.sock"
+    config.write_text(
+        f'[supervisor]\ncontrol = "{control}"\n[program.web]\ncommand = ["sleep", "985"]\n'
+    )
+    config.chmod(0o600)
+    argv = ["supervise", "--config", str(config)]
+    if command == "ctl":
+        argv = ["ctl", "--config", str(config), "status"]
+    result = open_tracker.daemonctx(*argv, prefix=AS_NOBODY)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr == f"daemonctx: error: {config}: cannot read: Permission denied\n"
+    assert open_tracker.processes() == []
+    assert not control.exists()
+
+
 # -- a program its --user may not run --------------------------------------------------
 
 

@@ -10,7 +10,8 @@ Exit codes: ``status`` 0 when every program it shows is running, else 3;
 ``start``/``restart`` 0 when every program ended running, else 1; ``stop`` 0
 when every one is stopped, else 1; 3 when the supervisor is not running; for an
 error the supervisor answered, 4 permission denied, 2 bad arguments or an
-unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON.
+unknown command, 1 otherwise; 2 for a bad ``--config`` file or ``call`` JSON (4
+for one this user may not read).
 """
 
 from __future__ import annotations
@@ -264,12 +265,13 @@ def _check_names(args: argparse.Namespace) -> None:
 def _control_path(args: argparse.Namespace) -> str:
     if args.control is not None:
         return str(args.control)
-    from ..supervisor.config import ConfigError, load_control
+    from ..supervisor.config import ConfigError, UnreadableFileError, load_control
 
     try:
         return load_control(args.config)
-    except ConfigError as exc:
-        raise CommandError(str(exc), exit_code=2) from None
+    except ConfigError as exc:  # LSB 4 for a file we may not read
+        code = 4 if isinstance(exc, UnreadableFileError) else 2
+        raise CommandError(str(exc), exit_code=code) from None
 
 
 def _print_json(value: Any) -> None:

@@ -237,7 +237,7 @@ def _absolute(option: str, path: str) -> str:
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
-    from ..supervisor.config import UnsafeFileError
+    from ..supervisor.config import UnreadableFileError, UnsafeFileError
     from ..supervisor.core import Supervisor, SupervisorStartError
 
     try:
@@ -255,7 +255,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         raise _failure(exc) from exc
     except CommandError:
         raise
-    except (UnsafePathError, UnsafeFileError) as exc:  # LSB 4: insufficient privilege
+    except (UnsafePathError, UnsafeFileError, UnreadableFileError) as exc:  # LSB 4
         raise CommandError(str(exc), exit_code=4) from exc
     except DaemonError as exc:
         raise _failure(exc) from exc

@@ -49,6 +49,7 @@ __all__ = [
     "LogFile",
     "Program",
     "SupervisorConfig",
+    "UnreadableFileError",
     "UnsafeFileError",
     "check_system",
     "load",
@@ -133,6 +134,11 @@ class ConfigError(DaemonError, ValueError):
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (multiprocessing, pytest-forked)
         args = (self.file, self.table, self.key, self.reason, self.program, self.line, self.column)
         return (type(self), args)
+
+
+class UnreadableFileError(ConfigError):
+    """A configuration file this user may not read (EACCES, EPERM): LSB's
+    "insufficient privilege", exit 4 for ``supervise`` and ``ctl --config``."""
 
 
 class UnsafeFileError(ConfigError):
@@ -1682,7 +1688,8 @@ def _read_text(shown: str) -> str:
         # Not blocking on a FIFO planted in conf.d; nothing but a regular file read
         fd = os.open(shown, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as exc:
-        raise ConfigError(shown, None, None, f"cannot read: {exc.strerror or exc}") from None
+        kind = UnreadableFileError if isinstance(exc, PermissionError) else ConfigError
+        raise kind(shown, None, None, f"cannot read: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
