@@ -585,6 +585,20 @@ def test_ctl_shows_what_the_answer_says_escaped(
 HUGE = json.dumps({"programs": [program("web", restarts=12345)]}).replace("12345", "1e400")
 
 
+@pytest.mark.parametrize("names", [[], ["web"]], ids=["health check", "is web running"])
+def test_ctl_status_that_gets_no_answer_in_time_is_unknown_4(
+    sock: Path, serve: Callable[[Answer], FakeServer], names: list[str]
+) -> None:
+    """A supervisor that does not answer (stopped, hung): ``ctl --timeout 0.5
+    status`` exits 4, LSB's "status unknown", in one line; it exited 1, the code
+    of a failed action. ``ctl ping`` stays 1."""
+    serve(lambda request: None)
+    shown = run_ctl(sock, "--timeout", "0.5", "status", *names)
+    assert (shown.returncode, shown.stdout) == (4, ""), shown
+    assert shown.stderr == "daemonctx: error: no answer from the supervisor within 0.5 s\n"
+    assert run_ctl(sock, "--timeout", "0.5", "ping").returncode == 1
+
+
 @pytest.mark.parametrize(
     ("command", "result"),
     [("status", HUGE), ("reload", '{"changed": [1]}')],
@@ -593,12 +607,13 @@ HUGE = json.dumps({"programs": [program("web", restarts=12345)]}).replace("12345
 def test_ctl_says_a_bad_answer_in_one_line(
     sock: Path, serve: Callable[[Answer], FakeServer], command: str, result: str
 ) -> None:
-    """An answer ctl cannot read is a one-line error, exit 1, never a traceback;
-    and ``Client.status()`` raises ProtocolError, not OverflowError."""
+    """An answer ctl cannot read is a one-line error, exit 1 (for status, LSB's
+    "unknown": 4), never a traceback; and ``Client.status()`` raises
+    ProtocolError, not OverflowError."""
     line = '{"id": %d, "ok": true, "result": %s}\n'
     serve(lambda request: (line % (request["id"], result)).encode())
     shown = run_ctl(sock, command)
-    assert shown.returncode == 1
+    assert shown.returncode == (4 if command == "status" else 1)
     assert shown.stdout == ""
     assert shown.stderr.startswith(
         f"daemonctx: error: bad answer from the supervisor to {command}: "

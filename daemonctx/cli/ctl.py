@@ -6,7 +6,8 @@ and call. The work is done by ``daemonctx.supervisor.client``, imported when a
 command runs (not when another subcommand's parser is built); this module only
 parses and reports.
 
-Exit codes: ``status`` 0 when every program it shows is running, else 3;
+Exit codes: ``status`` 0 when every program it shows is running, else 3 (4
+when it cannot tell: no answer in time, a bad answer);
 ``start``/``restart`` 0 when every program ended running, else 1; ``stop`` 0
 when every one is stopped, else 1; 3 when the supervisor is not running; for an
 error the supervisor answered, 4 permission denied, 2 bad arguments or an
@@ -235,15 +236,22 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         timeout = QUICK_TIMEOUT
     run: Callable[[Client, argparse.Namespace], int] = args.ctl_run
     _check_names(args)
+    # status: what would be a generic failure (no answer in time, a bad answer) is
+    # LSB's "status unknown", 4
+    unknown = 4 if args.ctl_command == "status" else 1
     try:
         with Client(_control_path(args), timeout=timeout) as client:
             return run(client, args)
     except RemoteError as exc:
-        raise CommandError(exc.message, _REMOTE_EXIT.get(exc.type, 1)) from None
+        raise CommandError(exc.message, _REMOTE_EXIT.get(exc.type, unknown)) from None
     except ProtocolError as exc:
-        raise CommandError(exc.message) from None
+        raise CommandError(exc.message, unknown) from None
     except RequestError as exc:  # too long to send, or not JSON: nothing was sent
         raise CommandError(str(exc), exit_code=2) from None
+    except CommandError as exc:
+        if exc.exit_code == 1 and unknown != 1:
+            exc.exit_code = unknown
+        raise
 
 
 def _check_names(args: argparse.Namespace) -> None:
