@@ -603,3 +603,34 @@ def test_start_user_refuses_a_pidfile_in_that_users_directory(tracker: Tracker) 
         f"daemonctx: error: refusing pidfile {pidfile}: {run} is owned by uid 65534\n"
     )
     assert tracker.processes() == [] and list(run.iterdir()) == []
+
+
+# -- a word too many: the usage of the command it was given to ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (["ctl", "--control", "{tmp}/c.sock", "ping", "extra"], "daemonctx ctl [options] ping"),
+        (["ctl", "--control", "{tmp}/c.sock", "reload", "extra"], "daemonctx ctl [options] reload"),
+        (["signal", "-p", "{tmp}/a.pid", "HUP", "HUP"], "daemonctx signal --pidfile PATH"),
+        (["status", "-p", "{tmp}/a.pid", "extra"], "daemonctx status --pidfile PATH"),
+        (["start", "-p", "{tmp}/a.pid", "--bogus", "--", "sleep", "985"], "daemonctx start"),
+    ],
+    ids=["ctl ping", "ctl reload", "signal", "status", "start"],
+)
+def test_a_word_too_many_is_said_with_its_commands_usage(
+    open_tracker: Tracker, args: list[str], usage: str
+) -> None:
+    """An argument no command takes: exit 2, nothing done, and the usage line of
+    the (sub)command it was given to, not the top level's (``usage: daemonctx
+    [-h] [--version] COMMAND ...``, which says nothing of ``ping``'s)."""
+    argv = [arg.replace("{tmp}", str(open_tracker.tmp_path)) for arg in args]
+    result = open_tracker.daemonctx(*argv)
+    assert result.returncode == 2, result
+    first, said = result.stderr.splitlines()
+    assert first.startswith(f"usage: {usage}"), first
+    assert said.endswith(
+        f": error: unrecognized arguments: {args[-1] if args[-1] != '985' else '--bogus'}"
+    )
+    assert open_tracker.processes() == []

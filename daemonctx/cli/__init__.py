@@ -178,7 +178,9 @@ def _main(argv: Sequence[str] | None) -> int:
     for word in head:  # argparse before 3.12 drops a "--" value, then fails with a traceback
         if word.startswith("--") and word.endswith("=--"):
             parser.error(f"{word}: '--' is not a value")
-    args = parser.parse_args(head)
+    args, extra = parser.parse_known_args(head)
+    if extra:  # said with the usage of the (sub)command they were given to
+        _deepest(parser, head).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.takes_command and not command:
         parser.error(f"{args.action}: missing -- COMMAND [ARG...]")
     if args.takes_command is False and command is not None:
@@ -186,3 +188,16 @@ def _main(argv: Sequence[str] | None) -> int:
     args.command = command
     handler: Callable[[argparse.Namespace], int] = args.handler
     return run_command("daemonctx", lambda: handler(args))
+
+
+def _deepest(parser: argparse.ArgumentParser, words: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the innermost subcommand named in ``words`` (``ctl`` then
+    ``ping``): argparse says an unrecognized argument with the top level's usage."""
+    import argparse  # loaded with the parser
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for index, word in enumerate(words):
+                if word in action.choices:
+                    return _deepest(action.choices[word], words[index + 1 :])
+    return parser
