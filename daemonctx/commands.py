@@ -153,9 +153,10 @@ def not_empty(text: str) -> str:
 
 
 def _number_of_seconds(text: str) -> float:
-    """ASCII only: ``float`` takes Arabic-Indic or fullwidth digits too."""
+    """ASCII only: ``float`` takes Arabic-Indic or fullwidth digits too; and no "_"
+    (``float`` reads "1_0" as 10, which ``--umask`` and the pid options refuse)."""
     try:
-        if not text.isascii():
+        if not text.isascii() or "_" in text:
             raise ValueError(text)
         return float(text)
     except ValueError:

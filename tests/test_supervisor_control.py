@@ -1940,6 +1940,8 @@ def test_ctl_says_in_one_line_what_it_cannot_send(supervisors: Supervisors) -> N
         (("tail", "web", "-n", "1000000"), "must be 100000 or less: '1000000'"),
         (("--timeout", "\u0661", "status"), "not a number of seconds: '\u0661'"),
         (("--timeout=\uff11", "ping"), "not a number of seconds: '\uff11'"),
+        (("--timeout", "1_0", "status"), "not a number of seconds: '1_0'"),
+        (("ping", "--timeout", "1_0"), "not a number of seconds: '1_0'"),
         (("signal", digits, "web"), "unknown signal number 999999999999... (5000 digits)"),
     ]:
         result = supervisors.ctl(*args)

@@ -212,7 +212,7 @@ def quick(argv: Sequence[str]) -> Callable[[], int] | None:
         return None
     if values["timeout"] is not None:
         try:  # as commands.seconds reads it: the full parser says why it does not
-            if not values["timeout"].isascii():
+            if not values["timeout"].isascii() or "_" in values["timeout"]:
                 return None
             values["timeout"] = float(values["timeout"])
         except ValueError:
