@@ -963,13 +963,20 @@ def test_a_container_s_programs_on_the_same_socket_path_are_not_the_host_supervi
 
 @needs_root
 @needs_tools("unshare")
+@pytest.mark.parametrize("hides", [False, True], ids=["sees the socket", "hides its directory"])
 def test_a_restarted_supervisor_kills_a_survivor_in_a_mount_namespace_of_its_own(
-    supervisors: Supervisors,
+    supervisors: Supervisors, hides: bool
 ) -> None:
-    """A program that made a mount namespace of its own (``unshare --mount``)
-    still sees the socket's directory: it is the supervisor's, and killed by the
-    next one when its supervisor and guard were SIGKILLed."""
+    """A program that made a mount namespace of its own (``unshare --mount``) is
+    the supervisor's, and killed by the next one when its supervisor and guard
+    were SIGKILLed: whether it still sees the socket's directory, or hid it under
+    a tmpfs, as bwrap and firejail do (then its lock's identity in its
+    environment tells; the directory rule alone let it live on beside a second
+    copy)."""
     unshare = ["unshare", "--mount", "--propagation", "private", SLEEP, "1000"]
+    if hides:
+        hide = f"mount -t tmpfs sandbox {os.path.dirname(supervisors.control)} && exec {SLEEP} 1000"
+        unshare = ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide]
     supervisors.config({"web": {"command": unshare}})
     supervisors.foreground()
     web = supervisors.status("web").pid

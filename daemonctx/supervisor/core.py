@@ -55,7 +55,7 @@ from .config import (
     load,
     start_order,
 )
-from .guard import PROGRAM_VARIABLE, SUPERVISOR_VARIABLE, Guard, sweep
+from .guard import LOCK_VARIABLE, PROGRAM_VARIABLE, SUPERVISOR_VARIABLE, Guard, lock_mark, sweep
 from .loop import EventLoop, Timer
 from .output import Capture, Line, Ring, Target
 from .protocol import Request
@@ -768,6 +768,8 @@ class Supervisor:
         )
         server.listen()
         log.info("supervisor (pid %d) listening on %s", os.getpid(), self.config.control)
+        lock = os.fstat(server.lock_fd)  # every program's, beside SUPERVISOR_VARIABLE
+        self._environment[LOCK_VARIABLE] = lock_mark(lock.st_dev, lock.st_ino)
         users = self._users()
         for pid, name in sweep(self.config.control, users):
             shown = one_line(f"{name}")  # from its environment: the process may write it

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .loop import EventLoop, Timer
 
 __all__ = [
+    "LOCK_VARIABLE",
     "PROGRAM_VARIABLE",
     "SUPERVISOR_VARIABLE",
     "Guard",
@@ -63,6 +64,12 @@ PROGRAM_VARIABLE = "DAEMONCTX_PROGRAM"
 #: (any spelling of the same socket: ``/run/a/./c.sock`` is ``/run/a/c.sock``;
 #: in another mount namespace, the same path must lead to the same directory).
 SUPERVISOR_VARIABLE = "DAEMONCTX_SUPERVISOR"
+
+#: Set beside it to the socket's lock file's identity, "DEV:INO": a program that
+#: made a mount namespace of its own and hid the socket's directory there (a
+#: tmpfs over /run: bwrap, firejail, ``unshare -m``) is still known for ours by
+#: it; another supervisor's (a container's) lock is another file.
+LOCK_VARIABLE = "DAEMONCTX_SUPERVISOR_LOCK"
 
 #: pidfd_send_signal's flag (Linux 6.9, include/uapi/linux/pidfd.h): signal the
 #: process group whose id is the pidfd's process's pid. The pidfd names that
@@ -217,13 +224,16 @@ class _Socket:
         self._seen: dict[str, bool] = {control: True}
         self._namespace = _identity("/proc/self/ns/mnt")
         self._directory = _identity(os.path.dirname(self.resolved))
+        lock = _identity(self.resolved + ".lock")
+        self._lock = None if lock is None else lock_mark(*lock)
 
     def names(self, pid: int, mark: str | None) -> bool:
         """Whether process ``pid``'s ``mark`` names this socket file. A process in
         another mount namespace (a container's, a ``PrivateTmp=`` service's) may
         name another file by the same path: it is ours only if it sees our
         socket's directory there (a program of ours that made a mount namespace
-        of its own). One gone meanwhile is not."""
+        of its own), or carries our lock's identity (``LOCK_VARIABLE``: one that
+        hid that directory). One gone meanwhile is not."""
         if not self.marks(mark):
             return False
         if self._namespace is None:  # no /proc/self/ns here: the path alone, as ever
@@ -234,7 +244,9 @@ class _Socket:
         if namespace is None or self._directory is None or mark is None:
             return False
         directory = _in_root(pid, os.path.dirname(mark))
-        return directory is not None and _identity(directory) == self._directory
+        if directory is not None and _identity(directory) == self._directory:
+            return True
+        return self._lock is not None and procfs.environment_value(pid, LOCK_VARIABLE) == self._lock
 
     def marks(self, mark: str | None) -> bool:
         if mark is None:
@@ -251,6 +263,11 @@ class _Socket:
                     same = False
             self._seen[mark] = same
         return same
+
+
+def lock_mark(device: int, inode: int) -> str:
+    """``LOCK_VARIABLE``'s value for the lock file with this identity."""
+    return f"{device}:{inode}"
 
 
 def _in_root(pid: int, path: str) -> str | None:
