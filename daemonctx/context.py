@@ -266,6 +266,7 @@ class DaemonContext:
         self._handoff: Handoff | None = None
         self._ready = False
         self._pidfile_entered: Any = None
+        self._opener: int | None = None  # the pid that opened it: close() is that process's
         # In the daemon: WATCHDOG_PID's (launcher's, daemon's) when open() moved it.
         self._moved_watchdog: tuple[str, str] | None = None
         # In the launcher, during launcher_ready(): a pidfd on the daemon.
@@ -344,6 +345,7 @@ class DaemonContext:
             self._abort_start(exc)
             raise
         self._is_open = True
+        self._opener = os.getpid()
         _OPEN_CONTEXTS.append(self)
         atexit.register(self.close)
         if self.ready_on_open:
@@ -596,14 +598,23 @@ class DaemonContext:
             pidfile.__exit__(None, None, None)
 
     def close(self) -> None:
-        """Release the pidfile and mark the context closed. Harmless when closed."""
+        """Release the pidfile, send ``STOPPING=1`` under a service manager, and mark
+        the context closed. Harmless when closed.
+
+        Only in the process that opened it: in a worker forked inside the ``with``
+        block (whose exit, SIGTERM handler and atexit hook run this too) it only
+        marks the worker's copy closed. The pidfile and the service are the
+        daemon's: a worker that ends must not release them nor say it stops."""
         if not self._is_open:
             return
-        if "NOTIFY_SOCKET" in os.environ:
-            _notify("STOPPING=1")
-        self._release_pidfile()
-        if self._handoff is not None:
-            self._handoff.close()  # closing before ready: the launcher reports it
+        if os.getpid() == self._opener:
+            if "NOTIFY_SOCKET" in os.environ:
+                _notify("STOPPING=1")
+            self._release_pidfile()
+            if self._handoff is not None:
+                self._handoff.close()  # closing before ready: the launcher reports it
+        else:  # a forked worker's copy: its fd of the pidfile closes as it exits
+            self._pidfile_entered = None
         self._is_open = False
         if self in _OPEN_CONTEXTS:
             _OPEN_CONTEXTS.remove(self)

@@ -794,6 +794,70 @@ context.close()
     assert heard == [["STOPPING=1"], ["READY=1"], ["STOPPING=1"]], "the daemon's, in order"
 
 
+WORKER_ENDS = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+from daemonctx import DaemonContext
+from daemonctx.pidfile import TimeoutPIDLockFile
+log = open({log!r}, "a")
+context = DaemonContext(detach_process=False, ready_on_open=False, stdout=log, stderr=log,
+                        pidfile=TimeoutPIDLockFile({pidfile!r}))
+with context:
+    context.notify_ready()
+    worker = os.fork()
+    if worker == 0:
+        signal.pause()  # SIGTERM: context.terminate, the with block's exit, atexit
+    _, status = os.waitpid(worker, 0)
+    with open({status!r} + ".tmp", "w") as out:
+        out.write(f"{{worker}} {{os.waitstatus_to_exitcode(status)}}")
+    os.rename({status!r} + ".tmp", {status!r})
+    signal.pause()
+"""
+
+
+def test_a_worker_that_ends_does_not_close_the_daemons_context(
+    notify_socket: tuple[socket.socket, str], tmp_path: Path, processes: ProcessTracker
+) -> None:
+    """A worker forked inside the ``with`` block and stopped by SIGTERM exits 0 and
+    leaves the daemon's context alone: no STOPPING=1 from the worker's pid (under
+    NotifyAccess=all the whole service would read as stopping), no attempt to
+    release the daemon's pidfile (lockfile.NotMyLock, exit 1). The daemon's own
+    exit still sends STOPPING=1 and removes its pidfile."""
+    from daemonctx.pidfile import read_pidfile_status
+
+    sock, address = notify_socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    log, pidfile, status = tmp_path / "log", tmp_path / "app.pid", tmp_path / "status"
+    code = WORKER_ENDS.format(
+        root=str(ROOT), log=str(log), pidfile=str(pidfile), status=str(status)
+    )
+    daemon = processes.popen(
+        [sys.executable, "-c", code], env={**os.environ, "NOTIFY_SOCKET": address}
+    )
+    assert _receive_from(sock) == (daemon.pid, ["READY=1"])
+    worker = int(wait_for(lambda: _child_of(daemon.pid), 10, "the worker"))
+    processes.add(worker)
+    os.kill(worker, signal.SIGTERM)
+    ended = wait_for(lambda: status.exists() and status.read_text(), 10, "the worker's exit")
+    assert ended == f"{worker} 0", log.read_text()
+    sock.setblocking(False)  # a worker's message would be queued before it exited
+    with pytest.raises(BlockingIOError):
+        sock.recv(4096)
+    sock.setblocking(True)
+    state = read_pidfile_status(pidfile)
+    assert (state.running, state.pid) == (True, daemon.pid)
+    assert "Traceback" not in log.read_text()
+    daemon.terminate()
+    assert _receive_from(sock) == (daemon.pid, ["STOPPING=1"])
+    assert daemon.wait(10) == 0, log.read_text()
+    assert not pidfile.exists()
+
+
+def _child_of(pid: int) -> int | None:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else None
+
+
 FORKED_THEN_EXEC = """
 import os, sys
 from daemonctx import DaemonContext
