@@ -36,6 +36,7 @@ from .options import check as check_option
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+    from types import TracebackType
     from typing import Any, NoReturn
 
     from .control import ServiceStatus, StopResult
@@ -60,6 +61,32 @@ class _ServiceContext(DaemonContext):
     def launcher_ready(self, daemon_pid: int) -> None:
         super().launcher_ready(daemon_pid)
         self._service.launcher_ready(daemon_pid)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """``run()`` failed before ready: the launcher prints one line, so the
+        traceback goes to the daemon's stderr (the ``stderr`` file, if any), where
+        an uncaught exception's would, before the daemon ends without cleanup."""
+        if exc_value is not None and self.launcher_waiting:
+            _write_traceback(self._service.display_name, exc_value)
+        super().__exit__(exc_type, exc_value, traceback)
+
+
+def _write_traceback(name: str, exc: BaseException) -> None:
+    if isinstance(exc, SystemExit):  # sys.exit("msg"): no traceback, as Python prints none
+        return
+    import traceback
+
+    try:
+        sys.stderr.write(f"{name} failed to start (pid {os.getpid()}):\n")
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        sys.stderr.flush()
+    except Exception:  # a closed or broken stderr: the launcher's line still says it
+        pass
 
 
 def _check_stop_timeout(value: Any) -> float:

@@ -126,6 +126,24 @@ def test_failure_before_ready_fails_the_start(app: App, env: dict[str, str], mes
     assert app.tracker.processes() == []
 
 
+def test_the_traceback_of_a_failure_before_ready_is_in_the_stderr_file(app: App) -> None:
+    """The terminal gets one line; the daemon's stderr file gets the traceback, the
+    only place a programming error in start-up code shows its file and line."""
+    log = app.tracker.tmp_path / "app.err"
+    result = app("start", SERVICE_FAIL="cannot bind port 80", SERVICE_STDERR=str(log))
+    assert (result.returncode, result.stderr) == (
+        1,
+        "service_app.py: error: app failed to start: RuntimeError: cannot bind port 80\n",
+    )
+    text = log.read_text()
+    assert re.match(
+        r"app failed to start \(pid \d+\):\nTraceback \(most recent call last\):\n", text
+    )
+    assert 'service_app.py", line' in text and ", in run\n" in text, text
+    assert text.endswith("RuntimeError: cannot bind port 80\n"), text
+    assert app.tracker.processes() == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_a_signal_to_the_waiting_start_stops_the_daemon(app: App, signum: int) -> None:
     """``timeout 1 app.py start``: the start ends by the signal and leaves no daemon."""

@@ -4,6 +4,7 @@ Configured by environment variables (all paths absolute):
   SERVICE_PIDFILE  the pidfile
   SERVICE_REPORT   JSON lines {"event", "pid"}: "run", "ready", "reload", "stopping"
   SERVICE_STDOUT   a path for the daemon's stdout (run() prints a line to it)
+  SERVICE_STDERR   a path for the daemon's stderr
   SERVICE_READY_DELAY  seconds run() waits before notify_ready()
   SERVICE_FAIL     run() raises RuntimeError(this) before notify_ready()
   SERVICE_RETURN   run() returns before notify_ready()
@@ -81,6 +82,8 @@ if __name__ == "__main__":
     if "SERVICE_HOLD" in ENV:
         hold_before_owner_change(ENV["SERVICE_HOLD"])
     options = {"stdout": ENV["SERVICE_STDOUT"]} if "SERVICE_STDOUT" in ENV else {}
+    if "SERVICE_STDERR" in ENV:
+        options["stderr"] = ENV["SERVICE_STDERR"]
     if "SERVICE_CHDIR" in ENV:
         options["working_directory"] = ENV["SERVICE_CHDIR"]
     if "SERVICE_NO_RELOAD" in ENV:
