@@ -139,8 +139,9 @@ class Service:
     name: str | None = None
     ready_on_open: bool = True
     stop_timeout: float = control.STOP_TIMEOUT
-    stop_signal: int = signal.SIGTERM  # a name ("TERM") is taken too, made a number
-    reload_signal: int = signal.SIGHUP  # what the reload command sends
+    # A name ("TERM", "SIGHUP") is taken too, and made a number by the constructor.
+    stop_signal: int | str = signal.SIGTERM
+    reload_signal: int | str = signal.SIGHUP  # what the reload command sends
 
     def __init__(
         self,
@@ -314,7 +315,7 @@ class Service:
         return control.stop(
             self.pidfile_path,
             timeout=self.stop_timeout if timeout is None else timeout,
-            signal=self.stop_signal if signal is None else signal,
+            signal=self._stop_number if signal is None else signal,
         )
 
     def restart(self, timeout: float | None = None, signal: int | None = None) -> None:
@@ -344,7 +345,7 @@ class Service:
         signal_map = self._option("signal_map")
         if not isinstance(signal_map, Mapping):
             return False
-        handler = signal_map.get(self.reload_signal)
+        handler = signal_map.get(self._reload_number)
         if isinstance(handler, str):  # found as _handler does, on the instance first
             found = self._static_attribute(handler)
             if found is None or found is Service.__dict__.get(handler):  # Service's own command
@@ -379,10 +380,18 @@ class Service:
 
             raise CommandError(
                 f"{self.display_name} cannot reload: its signal_map has no handler for"
-                f" {signal_name(self.reload_signal)}",
+                f" {signal_name(self._reload_number)}",
                 exit_code=control.UNIMPLEMENTED,
             )
-        return self.send_signal(self.reload_signal)
+        return self.send_signal(self._reload_number)
+
+    @property
+    def _stop_number(self) -> int:
+        return _check_signal("stop_signal", self.stop_signal)  # a number since __init__
+
+    @property
+    def _reload_number(self) -> int:
+        return _check_signal("reload_signal", self.reload_signal)
 
     # -- the command line ----------------------------------------------------
 
@@ -397,12 +406,12 @@ class Service:
         commands = parser.add_subparsers(dest="action", metavar="COMMAND", required=True)
         commands.add_parser("start", help=f"start {self.display_name} as a daemon")
         stop = commands.add_parser("stop", help="stop the daemon and wait until it is gone")
-        add_stop_options(stop, "--timeout", self.stop_timeout, self.stop_signal)
+        add_stop_options(stop, "--timeout", self.stop_timeout, self._stop_number)
         restart = commands.add_parser("restart", help="stop the daemon if it runs, then start")
-        add_stop_options(restart, "--timeout", self.stop_timeout, self.stop_signal)
+        add_stop_options(restart, "--timeout", self.stop_timeout, self._stop_number)
         commands.add_parser("status", help="tell whether the daemon runs (LSB exit codes)")
         commands.add_parser("run", help="run in the foreground, with the pidfile")
-        reload_signal = signal_name(self.reload_signal)
+        reload_signal = signal_name(self._reload_number)
         reload_help = (
             f"send {reload_signal}: reload the configuration"
             if self.can_reload
@@ -413,9 +422,9 @@ class Service:
             "force-reload",
             help="reload if the daemon handles it, else restart; only if it runs",
         )
-        add_stop_options(force, "--timeout", self.stop_timeout, self.stop_signal)
+        add_stop_options(force, "--timeout", self.stop_timeout, self._stop_number)
         try_restart = commands.add_parser("try-restart", help="restart only if it runs")
-        add_stop_options(try_restart, "--timeout", self.stop_timeout, self.stop_signal)
+        add_stop_options(try_restart, "--timeout", self.stop_timeout, self._stop_number)
         kill = commands.add_parser("signal", help="send a signal to the daemon, without waiting")
         kill.add_argument(
             "signal",
@@ -454,7 +463,7 @@ class Service:
         elif action == "start":
             self.start()
         elif action == "reload":
-            self._say_sent(self.reload_signal, self.reload_daemon())
+            self._say_sent(self._reload_number, self.reload_daemon())
         elif action == "signal":
             self._say_sent(args.signal, self.send_signal(args.signal))
         else:

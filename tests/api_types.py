@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from daemonctx import Service
 from daemonctx.supervisor import Client, Program, ProgramInfo, Supervisor, SupervisorConfig
 from daemonctx.supervisor.config import LogFile
 
@@ -59,3 +60,21 @@ def count_items() -> int:
 
 flushed: int = flush("eu")
 counted: int = count_items()
+
+
+class App(Service):
+    """Signals as docs/service.md shows them: a name or a number, as class attributes."""
+
+    pidfile = "/run/app.pid"
+    stop_signal = "TERM"
+    reload_signal = "SIGHUP"
+
+    def run(self) -> None: ...
+
+
+class Other(Service):
+    stop_signal = signal.SIGINT
+    reload_signal = signal.SIGUSR1
+
+
+app = App(stop_signal="INT", reload_signal=signal.SIGUSR2)
