@@ -174,6 +174,29 @@ def test_ping_reuses_one_connection_with_numbered_requests(
     assert server.connections == 1
 
 
+def test_what_a_client_raises_and_returns_is_importable_from_daemonctx_supervisor() -> None:
+    """The errors and results docs/supervisor.md names without a module come from
+    ``daemonctx.supervisor``, as Client does; a bad request is caught by that name."""
+    code = """
+import daemonctx.supervisor as package
+from daemonctx.supervisor import (
+    Client, OutputLine, ProtocolError, RequestError, RunInfo, Tail, protocol, results
+)
+assert [getattr(package, name) for name in package.__all__]
+assert (ProtocolError, RequestError) == (protocol.ProtocolError, protocol.RequestError)
+assert (RunInfo, OutputLine, Tail) == (results.RunInfo, results.OutputLine, results.Tail)
+try:
+    Client("/nonexistent/control.sock").call("flush", region=float("nan"))
+except RequestError as exc:
+    print("RequestError:", exc)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("RequestError: "), result.stdout
+
+
 def test_status_is_parsed_into_program_infos(
     sock: Path, serve: Callable[[Answer], FakeServer]
 ) -> None:

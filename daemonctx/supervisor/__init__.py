@@ -28,21 +28,26 @@ if TYPE_CHECKING:
     from .client import Client, SupervisorNotRunning
     from .config import ConfigError, Program, SupervisorConfig
     from .core import Supervisor, SupervisorStartError
-    from .protocol import RemoteError
-    from .results import CommandInfo, ExitInfo, ProgramInfo
+    from .protocol import ProtocolError, RemoteError, RequestError
+    from .results import CommandInfo, ExitInfo, OutputLine, ProgramInfo, RunInfo, Tail
 
 __all__ = [
     "Client",
     "CommandInfo",
     "ConfigError",
     "ExitInfo",
+    "OutputLine",
     "Program",
     "ProgramInfo",
+    "ProtocolError",
     "RemoteError",
+    "RequestError",
+    "RunInfo",
     "Supervisor",
     "SupervisorConfig",
     "SupervisorNotRunning",
     "SupervisorStartError",
+    "Tail",
 ]
 
 _WHERE = {
@@ -53,10 +58,15 @@ _WHERE = {
     "SupervisorConfig": "config",
     "Supervisor": "core",
     "SupervisorStartError": "core",
+    "ProtocolError": "protocol",
     "RemoteError": "protocol",
+    "RequestError": "protocol",
     "CommandInfo": "results",
     "ExitInfo": "results",
+    "OutputLine": "results",
     "ProgramInfo": "results",
+    "RunInfo": "results",
+    "Tail": "results",
 }
 
 
