@@ -30,7 +30,7 @@ from .signals import parse_signal, signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
     from .pidfile import PathArg
 
@@ -462,10 +462,29 @@ def terminate(
         raise CommandError(f"cannot send a signal: {exc.strerror}", exit_code=4) from exc
 
 
+def _seconds_argument(name: str, value: Any) -> float:
+    """A wait in seconds, more than 0 (``inf`` waits forever), as ``--timeout`` takes it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: a number of seconds more than 0, not {value!r}")
+    if not value > 0:  # NaN too
+        raise ValueError(f"{name}: a number of seconds more than 0, not {value!r}")
+    return float(value)
+
+
+def _signal_argument(value: Any) -> int:
+    """A signal number, or a name as ``--signal`` takes it ("TERM", "SIGHUP")."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"signal: a signal number or name, not {value!r}")
+    try:
+        return parse_signal(value)
+    except ValueError as exc:
+        raise ValueError(f"signal: {exc}") from None
+
+
 def stop(
     pidfile: PathArg,
     timeout: float = STOP_TIMEOUT,
-    signal: int = _signal.SIGTERM,
+    signal: int | str = _signal.SIGTERM,
     *,
     kill_timeout: float = KILL_TIMEOUT,
     retry: Sequence[tuple[int, float]] | None = None,
@@ -482,8 +501,13 @@ def stop(
     exec'd program cannot remove it itself). A daemon that is not running is not
     an error (LSB): the result has ``pid=None``, and a stale pidfile is removed.
     Raises ``ControlError`` when the pidfile is unusable or untrusted, or the
-    processes may not be signalled (exit code 4).
+    processes may not be signalled (exit code 4); ``TypeError`` or ``ValueError``,
+    whether the daemon runs or not, for a bad ``timeout``, ``kill_timeout`` or
+    ``signal`` (a number or a name, ``"TERM"``).
     """
+    timeout = _seconds_argument("timeout", timeout)
+    kill_timeout = _seconds_argument("kill_timeout", kill_timeout)
+    signal = _signal_argument(signal)
     path = os.fspath(pidfile)
     steps = tuple(retry) if retry else ((signal, timeout), (_signal.SIGKILL, kill_timeout))
     signal = steps[0][0]

@@ -180,6 +180,52 @@ def test_stop_kills_after_the_timeout(tracker: Tracker) -> None:
     assert result.message("app", 0.3).endswith("(sent SIGKILL after 0.3 s)")
 
 
+_SECONDS = "a number of seconds more than 0, not"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"timeout": -1}, ValueError, f"timeout: {_SECONDS} -1"),
+        ({"timeout": 0}, ValueError, f"timeout: {_SECONDS} 0"),
+        ({"timeout": float("nan")}, ValueError, f"timeout: {_SECONDS} nan"),
+        ({"timeout": "5"}, TypeError, f"timeout: {_SECONDS} '5'"),
+        ({"timeout": True}, TypeError, f"timeout: {_SECONDS} True"),
+        ({"kill_timeout": -1.5}, ValueError, f"kill_timeout: {_SECONDS} -1.5"),
+        ({"signal": 999}, ValueError, "signal: unknown signal number 999"),
+        ({"signal": "TREM"}, ValueError, "signal: unknown signal 'TREM'"),
+        ({"signal": 15.0}, TypeError, "signal: a signal number or name, not 15.0"),
+    ],
+    ids=["timeout=-1", "timeout=0", "timeout=nan", "timeout='5'", "timeout=True",
+         "kill_timeout=-1.5", "signal=999", "signal='TREM'", "signal=15.0"],
+)  # fmt: skip
+def test_stop_refuses_bad_arguments_whether_or_not_the_daemon_runs(
+    tracker: Tracker, arguments: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """As ``daemonctx stop --timeout -1`` is refused: one line naming the argument,
+    and nothing sent (``timeout=-1`` killed the daemon at once)."""
+    with pytest.raises(error) as refused:
+        stop(tracker.pidfile, **arguments)  # type: ignore[arg-type]
+    assert str(refused.value) == message
+    pid = tracker.start("sleep", "1000")
+    with pytest.raises(error) as refused:
+        stop(tracker.pidfile, **arguments)  # type: ignore[arg-type]
+    assert str(refused.value) == message
+    assert pid_alive(pid) and status(tracker.pidfile).pid == pid
+
+
+def test_stop_takes_a_signal_by_name(tracker: Tracker) -> None:
+    pid = tracker.start(*python_program("--ignore-term"), options=("--notify",))
+    result = stop(tracker.pidfile, timeout=5, signal="INT")
+    assert (result.pid, result.signal, result.exited, result.killed) == (
+        pid,
+        signal.SIGINT,
+        True,
+        False,
+    )
+    assert not pid_alive(pid)
+
+
 def test_stop_with_a_stale_pidfile_removes_it(tracker: Tracker) -> None:
     pid = tracker.start("sleep", "1000")
     kill(pid)
