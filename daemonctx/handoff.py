@@ -240,6 +240,13 @@ class Handoff:
                 elif exec_is_ready and pid is not None:
                     return pid  # closed by a successful exec
                 if record is None:
+                    program = _program_after_exec(pid, self.daemon_pidfd) if pid else None
+                    if program is not None:
+                        raise DaemonStartupError(
+                            f"the daemon (pid {pid}) ran another program ({program}) before"
+                            " it was ready: call notify_ready_on_exec() just before the exec",
+                            daemon_pid=pid,
+                        )
                     raise DaemonStartupError(
                         "the daemon exited before it was ready"
                         + (f" (pid {pid})" if pid else "")
@@ -433,3 +440,23 @@ def _middle_cut(text: str, most: int) -> str:
     head = keep // 2
     tail = keep - head
     return f"{text[:head]}[... {len(text) - keep} characters cut ...]{text[-tail:]}"
+
+
+def _program_after_exec(pid: int, pidfd: int | None) -> str | None:
+    """The program ``pid`` runs if it is no longer ours: the daemon closed the pipe
+    by an ``exec`` (close-on-exec), without ``notify_ready_on_exec()``. A daemon that
+    exits has given up its program before its fds (``/proc/PID/exe`` is gone), so
+    this names no program for one that died; nor for one that exec'd ours again.
+    Only with a pidfd, still running after the look: the pid is then the daemon's."""
+    if pidfd is None:
+        return None
+    import select
+
+    try:
+        program = os.readlink(f"/proc/{pid}/exe")
+        ours = os.readlink("/proc/self/exe")
+        if select.select([pidfd], [], [], 0)[0]:  # exited meanwhile: maybe not its pid now
+            return None
+    except (OSError, ValueError):  # exited, or not ours to look at
+        return None
+    return program if program != ours else None

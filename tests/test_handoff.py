@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -523,6 +524,29 @@ def test_failed_exec_reaches_the_terminal(tmp_path: Path) -> None:
     # os.execvp's error does not name the program: callers check it in the foreground.
     assert "failed to start: FileNotFoundError: [Errno 2]" in result.stderr
     assert not pidfile.exists()
+
+
+def test_an_exec_before_ready_without_notify_ready_on_exec_is_said(daemons: Daemons) -> None:
+    """The pipe closes by the exec while the daemon still runs: the launcher names
+    the program it now runs and the call that was missing, rather than "exited ...
+    killed, os._exit()", and stops it, as every start that failed."""
+    code = """
+import os
+from daemonctx import DaemonContext
+with DaemonContext(ready_on_open=False):
+    os.execvp("sleep", ["sleep", "1000"])
+"""
+    result = run_script(code, check=False, timeout=30)
+    pid = _daemon_pid_from(result.stderr)
+    daemons.pids.add(pid)  # killed at the end, should the launcher have left it
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"daemonctx.errors.DaemonStartupError: the daemon (pid {pid}) ran another program "
+        f"({os.path.realpath(shutil.which('sleep') or 'sleep')}) before it was ready: "
+        "call notify_ready_on_exec() just before the exec"
+    ), result.stderr
+    assert not pid_alive(pid)
 
 
 def test_launcher_ready_runs_in_the_launcher(daemons: Daemons, tmp_path: Path) -> None:
