@@ -283,8 +283,26 @@ def _id(name: str, value: Any) -> int | None:
 
 
 def _files_preserve(name: str, value: Any) -> Any:
-    if value is not None and not isinstance(value, (list, tuple, set, frozenset)):
-        raise DaemonOptionError(name, value, "must be a list or tuple")
+    """The container and each item's type, when set; whether an fd is open, at
+    ``open()`` (a handler's stream may be opened in between)."""
+    if value is None:
+        return value
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise DaemonOptionError(name, value, "must be a list, tuple or set")
+    logging = sys.modules.get("logging")  # a Handler can only exist if logging is imported
+    for number, item in enumerate(value, 1):
+        if item is None or (isinstance(item, int) and not isinstance(item, bool)):
+            continue
+        if logging is not None and isinstance(item, logging.Handler):
+            continue
+        if isinstance(item, bool):
+            why = "a bool is not a file descriptor"
+        elif not callable(getattr(item, "fileno", None)):
+            why = f"{type(item).__name__} has no fileno()"
+        else:
+            continue
+        reason = f"not a file descriptor, file, socket or handler: {why}"
+        raise DaemonOptionError(name, item, reason, number)
     return value  # stored as given, never modified: resolved to fds at open()
 
 

@@ -337,8 +337,28 @@ def test_files_preserve_takes_the_standard_streams_as_python_daemon_does() -> No
     assert result.stderr == ""
 
 
-def test_files_preserve_must_be_a_list_or_tuple() -> None:
-    with pytest.raises(DaemonOptionError, match="list or tuple"):
-        DaemonContext(files_preserve=3)  # type: ignore[arg-type]
-    with pytest.raises(DaemonOptionError, match="list or tuple"):
-        DaemonContext(files_preserve="/var/log/app.log")  # type: ignore[arg-type]
+def test_files_preserve_must_be_a_list_tuple_or_set() -> None:
+    for value in (3, "/var/log/app.log", range(3, 5)):
+        with pytest.raises(DaemonOptionError, match=r"must be a list, tuple or set$"):
+            DaemonContext(files_preserve=value)  # type: ignore[arg-type]
+    DaemonContext(files_preserve={3, 4})
+    DaemonContext(files_preserve=frozenset({3}))
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [(object(), "object has no fileno()"), ("abc", "str has no fileno()"),
+     (3.5, "float has no fileno()"), (True, "a bool is not a file descriptor")],
+)  # fmt: skip
+def test_a_bad_files_preserve_item_fails_on_the_line_that_sets_it(item: object, why: str) -> None:
+    """As docs/index.md promises for every option: at construction and assignment,
+    not only at open(); the item named by its place."""
+    message = f"files_preserve item 2 ({item!r}): not a file descriptor, file, socket or handler: "
+    with pytest.raises(DaemonOptionError) as info:
+        DaemonContext(files_preserve=[sys.stderr, item])  # type: ignore[list-item]
+    assert str(info.value) == message + why
+    context = DaemonContext()
+    with pytest.raises(DaemonOptionError) as info:
+        context.files_preserve = (None, item)  # type: ignore[assignment]
+    assert (info.value.value, info.value.item) == (item, 2)
+    assert context.files_preserve is None
