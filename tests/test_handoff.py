@@ -819,7 +819,7 @@ context.close()
 
 
 WORKER_ENDS = """
-import os, signal, sys
+import os, sys, time
 sys.path.insert(0, {root!r})
 from daemonctx import DaemonContext
 from daemonctx.pidfile import TimeoutPIDLockFile
@@ -829,13 +829,18 @@ context = DaemonContext(detach_process=False, ready_on_open=False, stdout=log, s
 with context:
     context.notify_ready()
     worker = os.fork()
-    if worker == 0:
-        signal.pause()  # SIGTERM: context.terminate, the with block's exit, atexit
+    if worker == 0:  # says so once Python's after-fork is done (it drops a signal before)
+        with open({status!r} + ".worker.tmp", "w") as out:
+            out.write(str(os.getpid()))
+        os.rename({status!r} + ".worker.tmp", {status!r} + ".worker")
+        while True:  # SIGTERM: context.terminate, the with block's exit, atexit
+            time.sleep(0.1)  # not pause(): a signal just before it would be waited past
     _, status = os.waitpid(worker, 0)
     with open({status!r} + ".tmp", "w") as out:
         out.write(f"{{worker}} {{os.waitstatus_to_exitcode(status)}}")
     os.rename({status!r} + ".tmp", {status!r})
-    signal.pause()
+    while True:
+        time.sleep(0.1)
 """
 
 
@@ -859,8 +864,8 @@ def test_a_worker_that_ends_does_not_close_the_daemons_context(
         [sys.executable, "-c", code], env={**os.environ, "NOTIFY_SOCKET": address}
     )
     assert _receive_from(sock) == (daemon.pid, ["READY=1"])
-    worker = int(wait_for(lambda: _child_of(daemon.pid), 10, "the worker"))
-    processes.add(worker)
+    started = Path(f"{status}.worker")
+    worker = processes.add(int(wait_for(lambda: started.exists() and started.read_text(), 10)))
     os.kill(worker, signal.SIGTERM)
     ended = wait_for(lambda: status.exists() and status.read_text(), 10, "the worker's exit")
     assert ended == f"{worker} 0", log.read_text()
@@ -875,11 +880,6 @@ def test_a_worker_that_ends_does_not_close_the_daemons_context(
     assert _receive_from(sock) == (daemon.pid, ["STOPPING=1"])
     assert daemon.wait(10) == 0, log.read_text()
     assert not pidfile.exists()
-
-
-def _child_of(pid: int) -> int | None:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return int(children[0]) if children else None
 
 
 FORKED_THEN_EXEC = """
