@@ -608,6 +608,25 @@ def test_ctl_shows_what_the_answer_says_escaped(
 HUGE = json.dumps({"programs": [program("web", restarts=12345)]}).replace("12345", "1e400")
 
 
+def test_ctl_tail_follow_shows_the_end_it_is_told_escaped(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    """The answer that ends a follow names why (``ended``): whatever listens on the
+    socket chose that text, shown escaped on stderr, as every other answer is."""
+
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {"lines": [], "cursor": 1, "missed": False, "instance": 7}
+        if "after" in request["args"]:
+            result["ended"] = "web" + HOSTILE
+        return ok(request, result)
+
+    serve(answer)
+    shown = run_ctl(sock, "tail", "-f", "web")
+    assert (shown.returncode, shown.stdout) == (0, ""), shown
+    assert "\x1b" not in shown.stderr and shown.stderr.count("\n") == 1, shown.stderr
+    assert shown.stderr.startswith("daemonctx: web\\x1b]0;"), shown.stderr
+
+
 @pytest.mark.parametrize("names", [[], ["web"]], ids=["health check", "is web running"])
 def test_ctl_status_that_gets_no_answer_in_time_is_unknown_4(
     sock: Path, serve: Callable[[Answer], FakeServer], names: list[str]

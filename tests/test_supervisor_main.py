@@ -748,6 +748,8 @@ def test_the_guard_outlives_signals_that_end_a_process_by_default(
     )
     names = ("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGUSR1", "SIGUSR2")
     numbers = [*(getattr(signal, name) for name in names), signal.SIGRTMIN, signal.SIGRTMAX]
+    if hasattr(signal, "SIGSTKFLT"):  # named from Python 3.11
+        numbers.append(signal.SIGSTKFLT)
     ignored = int(proc_status(guard)["SigIgn"], 16)
     assert [n for n in numbers if not ignored >> (n - 1) & 1] == []
     for number in numbers:

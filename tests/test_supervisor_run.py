@@ -31,6 +31,7 @@ from conftest import (
     ROOT,
     UNSHARE_PID,
     Supervisors,
+    cmdline_of,
     guard_of,
     needs_pid_namespace,
     needs_root,
@@ -2282,6 +2283,28 @@ def test_a_worker_in_a_session_of_its_own_gets_the_stop_signal_once_adopted(
         assert info.state == "running" and info.pid != main
 
 
+def test_a_worker_adopted_during_a_stop_is_logged_by_an_escaped_name(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The worker that left the program's group names itself (argv[0]) with a
+    newline and a log line of its making: the supervisor's line about it shows
+    them escaped, and forges no ``uid 0 (pid 1): shutdown`` line."""
+    events = tmp_path / "events"
+    name = "w\n2026-11-28 00:00:00,000 daemonctx: uid 0 (pid 1): shutdown"
+    command = [PY, str(OWN_SESSION), str(events), "session", "--exec-as", name]
+    supervisors.config({"app": {"command": command, "stop_timeout": 10}})
+    supervisors.foreground()
+    wait_for(lambda: _worker_lines(events), what="the worker ready")
+    worker = int(_worker_lines(events)[0].split()[1])
+    wait_for(lambda: cmdline_of(worker).startswith(b"w\n"), what="the worker's exec")
+    assert supervisors.ctl("stop", "app", timeout=20).returncode == 0
+    wait_gone(worker, 5)
+    log = log_text(supervisors)
+    shown = "w\\n2026-11-28 00:00:00,000 daemonctx: uid 0 (pid 1): shutdown"
+    assert f"app: pid {worker} ({shown}) left the program's process group" in log, log
+    assert not any(line.startswith("2026-11-28 00:00:00,000") for line in log.splitlines())
+
+
 def test_a_group_member_outliving_the_main_process_gets_one_sigterm_and_sigcont(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
@@ -2499,7 +2522,21 @@ def test_a_signal_the_supervisor_was_started_ignoring_is_default_in_its_programs
     assert supervisors.status("web").pid == program and proc.poll() is None
 
 
-@pytest.mark.parametrize("name", ["SIGUSR1", "SIGALRM", "SIGPWR", "SIGRTMIN+3"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SIGUSR1",
+        "SIGALRM",
+        "SIGPWR",
+        "SIGRTMIN+3",
+        pytest.param(
+            "SIGSTKFLT",
+            marks=pytest.mark.skipif(
+                not hasattr(signal, "SIGSTKFLT"), reason="Python names SIGSTKFLT from 3.11"
+            ),
+        ),
+    ],
+)
 def test_a_signal_that_would_end_the_supervisor_is_logged_and_ignored(
     supervisors: Supervisors, name: str
 ) -> None:

@@ -450,7 +450,8 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
             tail = client.tail(args.name, 0, after=cursor, of=tail.instance)
             lines, cursor = tail
             if tail.ended:  # its instance was removed: a new one's cursors are not its
-                print(f"daemonctx: {tail.ended}: no more output to follow", file=sys.stderr)
+                ended = one_line(tail.ended)  # the answer's: whoever listens there chose it
+                print(f"daemonctx: {ended}: no more output to follow", file=sys.stderr)
                 return 0
             if tail.missed:  # said on stderr: the lines on stdout stay the program's
                 print(f"daemonctx: some lines of {args.name} were lost: they came faster"

@@ -1775,7 +1775,7 @@ class Supervisor:
         if signum != signal.SIGKILL:  # (SIGKILL: the report of the stop says it)
             assert self._loop is not None
             machine.sent_late(self._loop.time())
-            what = os.path.basename(command[0]) if command else "?"
+            what = one_line(os.path.basename(command[0])) if command else "?"  # its choice
             log.info(
                 "%s: pid %d (%s) left the program's process group: %s sent to it too",
                 instance.name,
@@ -2902,6 +2902,7 @@ _BUILTIN_DOCS = {
 #: or by a tool (nginx's and Apache's log reopen is SIGUSR1), rather than for a
 #: fault of its own (SIGSEGV, SIGXFSZ...): logged and ignored. The programs still
 #: get them at their default action (handled, not ignored: an exec resets them).
+_STKFLT: int | None = getattr(signal, "SIGSTKFLT", None)  # Linux; in signal since 3.11
 _IGNORED_SIGNALS: tuple[int, ...] = (
     signal.SIGUSR1,
     signal.SIGALRM,
@@ -2909,6 +2910,7 @@ _IGNORED_SIGNALS: tuple[int, ...] = (
     signal.SIGPROF,
     signal.SIGIO,
     signal.SIGPWR,
+    *(() if _STKFLT is None else (_STKFLT,)),
     *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
 )
 

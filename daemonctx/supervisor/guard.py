@@ -87,7 +87,7 @@ _GUARD_MODULE = "daemonctx.supervisor.guard"  # in a guard's command line
 # the supervisor's process group or a tool (SIGALRM, SIGPWR) must not end the guard.
 _IGNORED = (
     *("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGTSTP"),
-    *("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR"),
+    *("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT"),
 )
 _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
 _FD_SIZE = 4  # an int in SCM_RIGHTS
@@ -703,7 +703,9 @@ def main(argv: list[str]) -> int:
     ids; fd 3 its socket, fd 4 the lock. Returns its exit status."""
     control, users = argv[0], _parse_users(argv[1])
     for name in _IGNORED:
-        _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
+        number = getattr(_signal, name, None)  # SIGSTKFLT: Linux's, named since 3.11
+        if number is not None:
+            _signal.signal(number, _signal.SIG_IGN)
     for number in range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1):
         _signal.signal(number, _signal.SIG_IGN)
     _raise_fd_limit()

@@ -1,6 +1,6 @@
 """A program whose worker leaves its process group, for tests/test_supervisor_run.py.
 
-    sup_own_session.py FILE session|group|same [--ignore]
+    sup_own_session.py FILE session|group|same [--ignore] [--exec-as NAME]
 
 The main process forks a worker that starts a session of its own (``session``:
 as ``setsid cmd &`` or Python's ``Popen(start_new_session=True)``) or a process
@@ -12,7 +12,8 @@ SIGTERM it appends ``main PID SIGTERM`` and exits 0.5 s later (it cleans up
 too), so that the worker is reparented to the supervisor well after the stop
 signal went out. ``same``: the worker stays in the program's group (the stop
 signal reaches it there) and exits 1 s after its SIGTERM, outliving the main
-process: each SIGTERM it gets appends its line.
+process: each SIGTERM it gets appends its line. ``--exec-as NAME``: once ready,
+the worker execs ``sleep`` under the argv[0] NAME.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from sup_record import append  # this directory is sys.path[0]
 
 
-def work(path: str, how: str, ignore: bool) -> None:
+def work(path: str, how: str, ignore: bool, exec_as: str | None = None) -> None:
     if how == "session":
         os.setsid()
     elif how == "group":
@@ -40,6 +41,9 @@ def work(path: str, how: str, ignore: bool) -> None:
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore else stop)
     append(path, f"worker {me} ready")
+    if exec_as is not None:  # a name of its choice, shown by /proc/PID/cmdline
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.execv("/bin/sleep", [exec_as, "300"])
     while True:
         signal.pause()
 
@@ -55,7 +59,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     if os.fork() == 0:
-        work(path, how, "--ignore" in options)
+        exec_as = options[options.index("--exec-as") + 1] if "--exec-as" in options else None
+        work(path, how, "--ignore" in options, exec_as)
     while True:
         signal.pause()
 
