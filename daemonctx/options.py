@@ -86,8 +86,55 @@ def check_signal_map(value: Any) -> SignalMap:
                 {key: handler},
                 "a handler must be a callable, None, SIG_IGN, SIG_DFL or a method name",
             )
+        if callable(handler):
+            check_handler(number, handler)
         checked[number] = handler
     return checked
+
+
+def check_handler(number: int, handler: Any, shown: Any = None) -> None:
+    """Raise ``DaemonOptionError`` when ``handler`` cannot be called as a signal
+    handler, ``handler(signum, frame)`` (``def reload(self):`` would raise a
+    TypeError in the daemon, at its first signal), naming it as ``shown``."""
+    if _takes_signum_frame(handler):
+        return
+    name = getattr(handler, "__qualname__", None) or f"{type(handler).__qualname__}.__call__"
+    raise DaemonOptionError(
+        "signal_map",
+        {number: handler if shown is None else shown},
+        f"{name} must accept (signum, frame), a signal handler's arguments",
+    )
+
+
+def _takes_signum_frame(handler: Any) -> bool:
+    """Whether ``handler(signum, frame)`` binds to a Python function's (or bound
+    method's, or callable object's) parameters, read from its code object, as
+    ``inspect`` would (not imported: the start-up path stays lean). True when
+    there is none to read: a builtin, a ``functools.partial``."""
+    function = handler
+    skipped = 0  # a bound method's self
+    try:
+        if getattr(function, "__code__", None) is None:
+            function = type(handler).__call__  # a callable object's
+            skipped = 1
+        elif getattr(function, "__self__", None) is not None:
+            function = getattr(function, "__func__", function)
+            skipped = 1
+        code = function.__code__
+        positional = code.co_argcount - skipped
+        defaults = len(function.__defaults__ or ())
+        kwonly = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+        kwdefaults = function.__kwdefaults__ or {}
+        varargs = code.co_flags & 0x04  # CO_VARARGS
+    except (AttributeError, TypeError):
+        return True
+    if not isinstance(positional, int):
+        return True
+    return (
+        (positional >= 2 or bool(varargs))
+        and positional - defaults <= 2
+        and all(name in kwdefaults for name in kwonly)
+    )
 
 
 def resolve_signal_map(signal_map: Mapping[int, Any], context: object) -> dict[int, Handler]:
@@ -104,6 +151,7 @@ def resolve_signal_map(signal_map: Mapping[int, Any], context: object) -> dict[i
                 raise DaemonOptionError(
                     "signal_map", {number: handler}, f"the context has no method {handler!r}"
                 )
+            check_handler(number, method, handler)
             handler = method
         elif isinstance(handler, int):
             if handler not in (_signal.SIG_IGN, _signal.SIG_DFL):

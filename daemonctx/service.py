@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from types import FunctionType
 from typing import TYPE_CHECKING
 
 from . import control
@@ -30,7 +31,7 @@ from .commands import (
 from .context import DaemonContext
 from .control import ServiceState
 from .errors import CommandError, DaemonError, DaemonOptionError
-from .options import OPTIONS
+from .options import OPTIONS, check_handler
 from .options import check as check_option
 
 if TYPE_CHECKING:
@@ -255,6 +256,10 @@ class Service:
                     {int(number): handler},
                     f"{kind} has no method {handler!r}, nor has its DaemonContext",
                 )
+            if isinstance(handler, str) and isinstance(
+                self._static_attribute(handler), (FunctionType, staticmethod, classmethod)
+            ):  # its signature too: def reload(self) would kill the daemon at its reload
+                check_handler(int(number), getattr(self, handler), handler)
 
     def _handler(self, handler: Any) -> Any:
         """A handler named by a string is a Service method if it has one."""

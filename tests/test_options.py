@@ -128,6 +128,99 @@ def test_no_signal_map_is_the_default_map_given_or_assigned() -> None:
     assert context.signal_map == default
 
 
+class _Reopen:
+    def __call__(self, signum: int, frame: object) -> None:
+        pass
+
+
+class _NoArguments:
+    def __call__(self) -> None:
+        pass
+
+
+def _forgot() -> None:
+    pass
+
+
+def _no_frame(signum: int) -> None:
+    pass
+
+
+def _keyword(signum: int, frame: object, *, how: str) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("handler", "name"),
+    [
+        (_forgot, "_forgot"),
+        (_no_frame, "_no_frame"),
+        (_keyword, "_keyword"),
+        (lambda: None, "<lambda>"),
+        (_NoArguments(), "_NoArguments.__call__"),
+    ],
+    ids=["none", "no-frame", "keyword-only", "lambda", "object"],
+)
+def test_a_handler_that_cannot_take_signum_and_frame_is_refused(handler: object, name: str) -> None:
+    """The daemon would die of a TypeError at the signal (Python calls a handler
+    with two arguments): refused when the map is given, naming the handler."""
+    with pytest.raises(DaemonOptionError) as info:
+        DaemonContext(signal_map={signal.SIGHUP: handler})
+    reason = f"{name} must accept (signum, frame), a signal handler's arguments"
+    assert str(info.value) == f"signal_map={{SIGHUP: {handler!r}}}: {reason}"
+    with pytest.raises(DaemonOptionError):
+        DaemonContext().signal_map = {signal.SIGUSR1: handler}
+
+
+def test_handlers_that_take_signum_and_frame_one_way_or_another_are_taken() -> None:
+    """Defaults, *args, a bound method, a callable object, and what has no code to
+    read (a builtin, a functools.partial, a class) pass."""
+    import functools
+
+    def defaults(signum: int, frame: object = None, extra: int = 0) -> None:
+        pass
+
+    def anything(*args: object, **kwargs: object) -> None:
+        pass
+
+    for handler in (
+        defaults,
+        anything,
+        lambda signum, frame, *, how="x": None,
+        _Reopen(),
+        _Reopen().__call__,
+        signal.default_int_handler,
+        functools.partial(_no_frame),
+        print,
+        _Reopen,
+    ):
+        DaemonContext(signal_map={signal.SIGHUP: handler})
+
+
+def test_a_context_method_named_in_signal_map_is_checked_before_the_fork() -> None:
+    """A name is looked up at open(): a method of a DaemonContext subclass that
+    cannot take (signum, frame) fails there, in the foreground."""
+
+    class Context(DaemonContext):
+        def reopen(self) -> None:
+            pass
+
+        def rotate(self, signum: int, frame: object) -> None:
+            pass
+
+    def check() -> None:
+        Context(signal_map={signal.SIGUSR1: "rotate"}, detach_process=False).check()
+        with pytest.raises(DaemonOptionError) as info:
+            Context(signal_map={signal.SIGHUP: "reopen"}, detach_process=False).check()
+        assert str(info.value) == (
+            "signal_map={SIGHUP: 'reopen'}: test_a_context_method_named_in_signal_map_is_"
+            "checked_before_the_fork.<locals>.Context.reopen must accept (signum, frame),"
+            " a signal handler's arguments"
+        )
+
+    run_in_child(check)
+
+
 def test_option_errors_are_daemon_errors_and_value_errors() -> None:
     with pytest.raises(DaemonError):
         DaemonContext(umask=-1)

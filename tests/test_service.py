@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROGRAMS, STARTED, Tracker, pid_alive, proc_stat, read_events, wait_for
+from conftest import (
+    PROGRAMS,
+    ROOT,
+    STARTED,
+    Tracker,
+    pid_alive,
+    proc_stat,
+    read_events,
+    wait_for,
+)
 
 from daemonctx import DaemonContext, Service
 from daemonctx.errors import DaemonOptionError
@@ -413,6 +422,48 @@ def test_a_handler_name_that_names_nothing_is_refused_when_the_service_is_made(
         Service(tmp_path / "x.pid", signal_map={signal.SIGUSR1: "no_such_method"})
     fine = Typo(tmp_path / "x.pid", signal_map={signal.SIGHUP: "reload", 10: "terminate"})
     assert fine.can_reload
+
+
+FORGOT_SIGNUM_FRAME = """
+import signal, sys, time
+from daemonctx import Service
+
+class App(Service):
+    signal_map = {signal.SIGHUP: "reload"}
+
+    def run(self):
+        while True:
+            time.sleep(1)
+
+    def reload(self):  # forgot (signum, frame)
+        print("reloading")
+
+App(sys.argv[1]).main(sys.argv[2:])
+"""
+
+
+def test_a_handler_that_cannot_take_signum_and_frame_is_refused_before_anything_starts(
+    tracker: Tracker,
+) -> None:
+    """``def reload(self):`` passed every check: ``start`` started the daemon,
+    ``reload`` said it sent SIGHUP, and the daemon died of a TypeError. The
+    Service is refused when it is made, naming the handler; nothing starts."""
+    script = tracker.tmp_path / "forgot.py"
+    script.write_text(FORGOT_SIGNUM_FRAME)
+    result = subprocess.run(
+        [sys.executable, str(script), tracker.pidfile, "start"],
+        env={**tracker.env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines()[-1] == (
+        "daemonctx.errors.DaemonOptionError: signal_map={SIGHUP: 'reload'}:"
+        " App.reload must accept (signum, frame), a signal handler's arguments"
+    ), result.stderr
+    assert not os.path.exists(tracker.pidfile)
+    assert not tracker.processes()
 
 
 def test_reload_signal_is_checked_and_can_reload_follows_signal_map(tmp_path: Path) -> None:
