@@ -1779,6 +1779,25 @@ def test_a_real_ctrl_c_during_a_command_fails_it_and_stops_the_supervisor_in_ord
     assert f"web: stopping (pid {web}, SIGTERM" in log_text(supervisors)
 
 
+def test_an_async_function_is_refused_as_a_command(tmp_path: Path) -> None:
+    """Called, it would make a coroutine that nothing awaits: every call failed
+    (``result is not JSON``), with a RuntimeWarning in the supervisor's output."""
+    sup = Supervisor(control=str(tmp_path / "c.sock"), programs=[Program("web", SLEEP)])
+
+    async def refresh(region: str) -> int:
+        return 1
+
+    message = (
+        "command 'refresh' is an async function: the supervisor calls commands"
+        " in its loop, which awaits nothing (make it a plain def)"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        sup.command(refresh)
+    with pytest.raises(TypeError, match=r"^command 'again' is an async function"):
+        sup.command(name="again")(functools.partial(refresh, "eu"))
+    assert not sup._commands
+
+
 def test_a_result_that_contains_itself_or_nests_too_deep_fails_not_internal(
     supervisors: Supervisors,
 ) -> None:

@@ -636,6 +636,13 @@ class Supervisor:
                 raise ValueError(f"invalid command name {command!r}: use [a-z][a-z0-9_-]*")
             if command in _BUILTINS or command in self._commands:
                 raise ValueError(f"a command named {command!r} exists already")
+            if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+                # called, it would only make a coroutine: every call would fail
+                reason = (
+                    f"command {command!r} is an async function: the supervisor calls"
+                    " commands in its loop, which awaits nothing (make it a plain def)"
+                )
+                raise TypeError(reason)
             try:
                 signature = inspect.signature(function)
             except (TypeError, ValueError) as exc:  # a builtin without one
