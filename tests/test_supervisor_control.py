@@ -1779,6 +1779,56 @@ def test_a_real_ctrl_c_during_a_command_fails_it_and_stops_the_supervisor_in_ord
     assert f"web: stopping (pid {web}, SIGTERM" in log_text(supervisors)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stop_signal_interrupts_a_slow_command_and_stops_the_supervisor_in_order(
+    supervisors: Supervisors, tmp_path: Path, signum: int
+) -> None:
+    """A command runs in the supervisor's only thread: a SIGTERM or SIGINT that
+    comes during a 60 s one raises in it at once (the signal only woke the loop
+    once the command returned, and one that never returned made the supervisor
+    unkillable but by SIGKILL). Its caller gets ``failed``, and the supervisor
+    stops every program in order and exits 0."""
+    proc = start_app(supervisors)
+    web = web_pid(supervisors)
+    started = tmp_path / "started"
+    call = supervisors.ctl_popen(
+        "call", "slow", json.dumps({"seconds": 60, "started": str(started)})
+    )
+    wait_for(started.exists, what="the command to run")
+    began = time.monotonic()
+    os.kill(proc.pid, signum)
+    assert proc.wait(timeout=20) == 0, proc.communicate()
+    assert time.monotonic() - began < 10
+    out, err = call.communicate(timeout=10)
+    assert (call.returncode, one_line(err)) == (
+        1,
+        "daemonctx: error: slow: interrupted: the supervisor is shutting down",
+    ), out
+    wait_gone(web)
+    log = log_text(supervisors)
+    assert "command slow failed: interrupted: the supervisor is shutting down" in log, log
+    assert f"web: stopping (pid {web}, SIGTERM" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_a_signal_that_stops_nothing_leaves_a_command_running(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Only a stop signal interrupts a command: SIGHUP (reopen the logs) during
+    one is handled after it, which returns its result."""
+    proc = start_app(supervisors)
+    started = tmp_path / "started"
+    call = supervisors.ctl_popen(
+        "call", "slow", json.dumps({"seconds": 1, "started": str(started)})
+    )
+    wait_for(started.exists, what="the command to run")
+    os.kill(proc.pid, signal.SIGHUP)
+    out, err = call.communicate(timeout=20)
+    assert (call.returncode, out) == (0, "done\n"), err
+    wait_for(lambda: "SIGHUP: log files reopened" in log_text(supervisors), what="the SIGHUP")
+    assert proc.poll() is None
+
+
 def test_an_async_function_is_refused_as_a_command(tmp_path: Path) -> None:
     """Called, it would make a coroutine that nothing awaits: every call failed
     (``result is not JSON``), with a RuntimeWarning in the supervisor's output."""

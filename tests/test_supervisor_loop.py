@@ -4,12 +4,15 @@ batch of events, watches changed and dropped, timers, and stop()."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import run_in_child
 
-from daemonctx.supervisor.loop import EventLoop
+from daemonctx.supervisor.loop import EventLoop, Interrupted
 
 
 @pytest.fixture
@@ -172,3 +175,42 @@ def test_timers_armed_after_cancel_compacted_the_heap_still_fire(
         bound.join()
     assert fired == ["after"], fired
     assert loop.time() - began < 5
+
+
+def test_a_stop_signal_interrupts_only_the_code_interruptible_runs() -> None:
+    """In a child (real signals, its own handlers): SIGTERM during
+    ``interruptible(time.sleep, 30)`` raises Interrupted there at once; one that
+    came before it, unread, raises before the code runs; SIGHUP (not a stop
+    signal) and a SIGTERM outside it raise nothing. The loop gets each as an
+    event, as before."""
+
+    def check() -> None:
+        loop = EventLoop()
+        got: list[int] = []
+        loop.watch_signals(
+            {signal.SIGTERM: got.append, signal.SIGHUP: got.append},
+            interrupting=(signal.SIGTERM,),
+        )
+        me = os.getpid()
+
+        def hangup() -> str:
+            os.kill(me, signal.SIGHUP)
+            return "went on"
+
+        assert loop.interruptible(hangup) == "went on"
+        threading.Timer(0.2, os.kill, (me, signal.SIGTERM)).start()
+        began = time.monotonic()
+        with pytest.raises(Interrupted) as info:
+            loop.interruptible(time.sleep, 30)
+        assert info.value.signum == signal.SIGTERM and time.monotonic() - began < 10
+        os.kill(me, signal.SIGTERM)  # outside: nothing raised, the loop gets it
+        ran: list[bool] = []
+        with pytest.raises(Interrupted):  # ...and it is still unread: no code runs
+            loop.interruptible(ran.append, True)
+        assert ran == []
+        loop.call_at(loop.time(), loop.stop)
+        loop.run()
+        assert set(got) == {signal.SIGHUP, signal.SIGTERM}, got
+        loop.close()
+
+    run_in_child(check)

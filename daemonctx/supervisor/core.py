@@ -56,7 +56,7 @@ from .config import (
     start_order,
 )
 from .guard import LOCK_VARIABLE, PROGRAM_VARIABLE, SUPERVISOR_VARIABLE, Guard, lock_mark, sweep
-from .loop import EventLoop, Timer
+from .loop import EventLoop, Interrupted, Timer
 from .output import Capture, Line, Ring, Target
 from .protocol import Request
 from .results import CommandInfo, ExitInfo, RunInfo, format_seconds
@@ -763,7 +763,9 @@ class Supervisor:
                 signal.SIGCHLD: self._on_child,
             }
         )
-        loop.watch_signals(handlers)
+        # A stop signal also interrupts a registered command: none holds a stop up.
+        stops = tuple(n for n, h in handlers.items() if h == self._on_terminate)
+        loop.watch_signals(handlers, interrupting=stops)
         server = self._server = ControlServer(
             loop,
             self.config.control,
@@ -2869,9 +2871,14 @@ class Supervisor:
             raise _Refused(protocol.BAD_ARGUMENTS, f"{request.command}: {exc}") from None
         # BaseException: SystemExit (argparse in the command) and KeyboardInterrupt
         # are the command's failure, not the supervisor's end. A real Ctrl-C or
-        # SIGTERM still ends it: the signal reached the loop's wake-up fd too.
+        # SIGTERM interrupts the command, and ends the supervisor in order: the
+        # signal reached the loop's wake-up fd too.
+        assert self._loop is not None
         try:
-            result = command.function(*bound.args, **bound.kwargs)
+            result = self._loop.interruptible(command.function, *bound.args, **bound.kwargs)
+        except Interrupted:
+            reason = "interrupted: the supervisor is shutting down"
+            raise self._command_failed(command, request, reason) from None
         except BaseException as exc:
             raise self._command_failed(command, request, _exception_line(exc)) from None
         try:

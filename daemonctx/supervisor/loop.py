@@ -10,7 +10,10 @@ bookkeeping (a key list per wake-up) was about 6 % of a status request's time.
 Signals arrive through ``signal.set_wakeup_fd``: the handlers installed by
 ``watch_signals`` do nothing in Python; the interpreter's C handler writes the
 signal's number to a non-blocking socket the loop reads, so a signal is an
-event like any other and no callback runs inside a signal handler.
+event like any other and no callback runs inside a signal handler. The one
+exception: while ``interruptible`` runs application code (a registered
+command), a stop signal also raises ``Interrupted`` there, so that no command,
+however slow or stuck, holds a shutdown up; the loop still gets the signal.
 """
 
 from __future__ import annotations
@@ -21,9 +24,30 @@ import select
 import signal
 import socket
 import time
-from typing import Callable
+from _thread import get_ident
+from typing import Callable, TypeVar
 
-__all__ = ["EventLoop", "Timer"]
+__all__ = ["EventLoop", "Interrupted", "Timer", "running_in_this_thread"]
+
+T = TypeVar("T")
+#: The threads in ``EventLoop.run``: code they call cannot wait for the loop.
+_running: set[int] = set()
+
+
+def running_in_this_thread() -> bool:
+    """Whether this code runs inside an ``EventLoop.run`` (a callback of it):
+    what it waits for, the loop cannot do meanwhile."""
+    return get_ident() in _running
+
+
+class Interrupted(BaseException):
+    """A stop signal came while ``EventLoop.interruptible`` ran code: raised in
+    that code, wherever it was (a ``time.sleep``, a socket's ``recv``). Not an
+    ``Exception``: an ``except Exception`` in the code does not stop it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class Timer:
@@ -70,6 +94,8 @@ class EventLoop:
         self._signal_writer: socket.socket | None = None
         self._signal_handlers: dict[int, Callable[[int], None]] = {}
         self._old_wakeup_fd = -1
+        self._interrupting: set[int] = set()  # the signals that raise Interrupted
+        self._interruptible = False  # interruptible() runs code, not interrupted yet
 
     @staticmethod
     def time() -> float:
@@ -143,8 +169,11 @@ class EventLoop:
 
     # -- signals ------------------------------------------------------------------------
 
-    def watch_signals(self, handlers: dict[int, Callable[[int], None]]) -> None:
-        """Deliver each signal in ``handlers`` as a loop event: ``handler(signum)``."""
+    def watch_signals(
+        self, handlers: dict[int, Callable[[int], None]], interrupting: tuple[int, ...] = ()
+    ) -> None:
+        """Deliver each signal in ``handlers`` as a loop event: ``handler(signum)``;
+        those in ``interrupting`` also interrupt the code ``interruptible`` runs."""
         if self._signal_socket is None:
             reader, writer = socket.socketpair()
             reader.setblocking(False)
@@ -153,9 +182,42 @@ class EventLoop:
             self._signal_writer = writer
             self._old_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
             self.add_reader(reader.fileno(), self._read_signals)
+        self._interrupting.update(interrupting)
         for signum, handler in handlers.items():
             self._signal_handlers[signum] = handler
-            signal.signal(signum, _ignore_in_python)
+            signal.signal(signum, self._in_python)
+
+    def _in_python(self, signum: int, frame: object) -> None:
+        """The Python-level handler: nothing (the wake-up fd carries the signal),
+        but in code ``interruptible`` runs, where a stop signal raises; once only,
+        so that nothing after that code, the loop's own, can get it."""
+        if self._interruptible and signum in self._interrupting:
+            self._interruptible = False
+            raise Interrupted(signum)
+
+    def interruptible(self, function: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+        """``function(*args, **kwargs)``, which a stop signal (``interrupting``)
+        interrupts: ``Interrupted`` is raised in it, or at once when one came
+        before that the loop has not read yet. The signal stays for the loop."""
+        self._interruptible = True
+        try:
+            pending = self._pending_signals()
+            for signum in pending:
+                if signum in self._interrupting:
+                    self._interruptible = False
+                    raise Interrupted(signum)
+            return function(*args, **kwargs)
+        finally:
+            self._interruptible = False
+
+    def _pending_signals(self) -> bytes:
+        """The signals written to the wake-up fd and not read yet (read by peeking)."""
+        if self._signal_socket is None:
+            return b""
+        try:
+            return self._signal_socket.recv(65536, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return b""
 
     def _read_signals(self) -> None:
         assert self._signal_socket is not None
@@ -177,9 +239,12 @@ class EventLoop:
 
     def run(self) -> None:
         """Wait for events and call their callbacks until ``stop()``."""
+        thread = get_ident()
+        _running.add(thread)
         try:
             self._run()
         finally:
+            _running.discard(thread)
             self._stopping = False  # the next run goes on until its own stop()
 
     def _run(self) -> None:
@@ -234,7 +299,3 @@ class EventLoop:
 
 def _nothing() -> None:
     """A cancelled timer's callback."""
-
-
-def _ignore_in_python(signum: int, frame: object) -> None:
-    """The Python-level handler: nothing; the wake-up fd carries the signal."""

@@ -24,7 +24,9 @@ JSON is an object with ``control`` (the socket, required) and optionally
 - ``job(code: int, status: str | None = None) -> int``: a job (``sh -c "exit
   CODE"``) run to its end, its exit status; with ``status``, one started in the
   background through a shell that writes the job's status to that file, the
-  shell's pid (docs/supervisor.md's ways to learn how a job ended).
+  shell's pid (docs/supervisor.md's ways to learn how a job ended);
+- ``slow(seconds: float, started: str = "") -> str``: creates the file
+  ``started`` (if named), sleeps, and returns "done".
 
 It serves in the foreground and exits with ``serve()``'s status.
 """
@@ -123,6 +125,14 @@ def main() -> int:
             return subprocess.run(command).returncode
         wrapper = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', status, *command]
         return subprocess.Popen(wrapper).pid
+
+    @sup.command
+    def slow(seconds: float, started: str = "") -> str:
+        """Sleep; say done."""
+        if started:
+            open(started, "w").close()
+        time.sleep(seconds)
+        return "done"
 
     return sup.serve()
 
