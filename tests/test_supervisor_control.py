@@ -1829,6 +1829,29 @@ def test_a_signal_that_stops_nothing_leaves_a_command_running(
     assert proc.poll() is None
 
 
+def test_a_command_that_asks_its_own_supervisor_through_client_fails_at_once(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Client, from a command, to the supervisor that runs it: the loop that would
+    answer is busy with the command, so the request would wait for ever (timeout
+    None) and the supervisor with it. It fails at once, saying why. A thread of
+    the application's own may still ask."""
+    proc = start_app(supervisors)
+    result = supervisors.ctl("--timeout", "10", "call", "ask_self")
+    assert (result.returncode, one_line(result.stderr)) == (
+        1,
+        f"daemonctx: error: ask_self: CommandError: cannot ask the supervisor on"
+        f" {supervisors.control} from a command it runs: it answers only once the"
+        " command returns",
+    )
+    answer = tmp_path / "answer"
+    result = supervisors.ctl("call", "ask_later", json.dumps({"path": str(answer)}))
+    assert result.returncode == 0, result.stderr
+    wait_for(answer.exists, what="the thread's answer")
+    assert answer.read_text() == "running"
+    assert proc.poll() is None
+
+
 def test_an_async_function_is_refused_as_a_command(tmp_path: Path) -> None:
     """Called, it would make a coroutine that nothing awaits: every call failed
     (``result is not JSON``), with a RuntimeWarning in the supervisor's output."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 import time
 
 from ..errors import CommandError
@@ -96,6 +97,17 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real)
 
 
+def _asks_itself(sock: socket.socket) -> bool:
+    """The supervisor at the other end of ``sock`` is this process, and this code
+    runs in its loop: a request would wait for itself, for ever."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # pid, uid, gid
+    if int.from_bytes(creds[:4], sys.byteorder, signed=True) != os.getpid():
+        return False
+    from .loop import running_in_this_thread  # loaded already: it serves in this process
+
+    return running_in_this_thread()
+
+
 def _seconds(value: float) -> str:
     return f"{value:g} s"
 
@@ -148,6 +160,12 @@ class Client:
         except BaseException as exc:
             sock.close()
             raise self._connect_error(exc) from None
+        if _asks_itself(sock):
+            sock.close()
+            raise CommandError(
+                f"cannot ask the supervisor on {self.path} from a command it runs:"
+                " it answers only once the command returns"
+            )
         self._sock = sock
         return sock
 

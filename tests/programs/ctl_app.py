@@ -26,7 +26,11 @@ JSON is an object with ``control`` (the socket, required) and optionally
   background through a shell that writes the job's status to that file, the
   shell's pid (docs/supervisor.md's ways to learn how a job ended);
 - ``slow(seconds: float, started: str = "") -> str``: creates the file
-  ``started`` (if named), sleeps, and returns "done".
+  ``started`` (if named), sleeps, and returns "done";
+- ``ask_self() -> str``: asks its own supervisor the state of ``web`` through
+  ``Client``, with no timeout (which would wait for itself);
+- ``ask_later(path: str) -> None``: does that in a thread of its own, which
+  writes the state (or the error) to ``path``.
 
 It serves in the foreground and exits with ``serve()``'s status.
 """
@@ -40,10 +44,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
-from daemonctx.supervisor import Program, Supervisor
+from daemonctx.supervisor import Client, Program, Supervisor
 
 REGIONS = {"eu": 3, "us": 5}
 
@@ -133,6 +138,30 @@ def main() -> int:
             open(started, "w").close()
         time.sleep(seconds)
         return "done"
+
+    def web_state() -> str:
+        with Client(options["control"]) as client:  # timeout=None
+            return client.status("web")[0].state
+
+    @sup.command
+    def ask_self() -> str:
+        """The state of web, asked of this supervisor through Client."""
+        return web_state()
+
+    @sup.command
+    def ask_later(path: str) -> None:
+        """Ask that in a thread; write the answer to PATH."""
+
+        def ask() -> None:
+            try:
+                answer = web_state()
+            except Exception as exc:
+                answer = f"{type(exc).__name__}: {exc}"
+            with open(path + ".new", "w") as file:
+                file.write(answer)
+            os.rename(path + ".new", path)
+
+        threading.Thread(target=ask, daemon=True).start()
 
     return sup.serve()
 
