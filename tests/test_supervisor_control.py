@@ -1871,6 +1871,17 @@ def test_an_async_function_is_refused_as_a_command(tmp_path: Path) -> None:
     assert not sup._commands
 
 
+def test_a_registered_command_s_arguments_are_logged_escaped(supervisors: Supervisors) -> None:
+    """The audit line quotes a call's arguments (the client's text) with what a
+    terminal acts on, and a newline, as escapes: no forged line, no escape sequence."""
+    start_app(supervisors)
+    result = supervisors.ctl("call", "flush_cache", json.dumps({"region": "e\x1b[2J\nfake"}))
+    assert result.returncode == 1  # no such region
+    line = "flush_cache {'region': 'e\\x1b[2J\\nfake'}"
+    log = wait_for(lambda: line in (text := log_text(supervisors)) and text, what="its line")
+    assert "\x1b" not in log and "\nfake" not in log, log
+
+
 def test_a_result_that_contains_itself_or_nests_too_deep_fails_not_internal(
     supervisors: Supervisors,
 ) -> None:

@@ -3344,7 +3344,9 @@ def _decision(instance: Instance, asked: bool = False) -> str:
 
 
 def _shown_args(args: dict[str, Any]) -> str:
-    """The request's args for its audit line: a space and their repr, or nothing."""
+    """The request's args for its audit line: a space and their repr, or nothing.
+    The client's text, escaped: repr writes what ``one_line`` would escape (a
+    newline, an escape sequence: what ``str.isprintable`` refuses) as escapes."""
     text = f" {args!r}" if args else ""
     return text if len(text) <= 201 else text[:198] + "..."
 
