@@ -1310,26 +1310,30 @@ def test_a_program_ctl_starts_during_the_boot_is_retried_as_at_any_other_time(
 def test_a_program_waiting_for_its_wave_says_so_and_is_not_healthy_yet(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:
-    """During the boot, a program whose `after` is not ready yet: `stopped, starts
-    once slow is ready`, not healthy, and `ctl status` exits 3 (it showed
-    `stopped`, healthy, as a program stopped on purpose, and exited 0)."""
+    """During the boot, a program whose wave has not come: `stopped, waiting for
+    slow to be ready`, not healthy, and `ctl status` exits 3 (it showed
+    `stopped`, healthy, as a program stopped on purpose, and exited 0). Waves are
+    strict: late comes after db, which is ready at once, but db's wave is slow's
+    too, and the boot waits for slow: that is what late says (not "db")."""
     gate = tmp_path / "gate"
     supervisors.config(
         {
+            "db": {"command": [SLEEP, "1000"]},
             "slow": {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"},
-            "late": {"command": [SLEEP, "1000"], "after": ["slow"]},
+            "late": {"command": [SLEEP, "1000"], "after": ["db"]},
         }
     )
     supervisors.foreground(booted=False)
+    supervisors.wait_state("db", "running")
     late = supervisors.status("late")
     assert (late.state, late.text, late.healthy) == (
         "stopped",
-        "stopped, starts once slow is ready",
+        "stopped, waiting for slow to be ready",
         False,
     )
     result = supervisors.ctl("status")
     assert result.returncode == 3, result
-    assert "late  stopped, starts once slow is ready\n" in result.stdout
+    assert "late  stopped, waiting for slow to be ready\n" in result.stdout
     gate.touch()
     late = supervisors.wait_state("late", "running")
     assert late.healthy

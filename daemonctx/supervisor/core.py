@@ -352,12 +352,12 @@ class Instance:
             or self.pidfile_wait is not None
         )
 
-    def info_json(self, now: float, booting: bool = False) -> dict[str, Any]:
+    def info_json(self, now: float, waited: str | None = None) -> dict[str, Any]:
         """Its status as ``ProgramInfo.to_json`` writes it, made straight from its
         state machine: a status request makes one per program, and the records in
         between (``ProgramStatus``, ``ProgramInfo``) were a third of its work.
-        ``tests/test_supervisor_run.py`` keeps the two forms one. ``booting``: the
-        boot is not over (one of its waves to come is not stopped on purpose)."""
+        ``tests/test_supervisor_run.py`` keeps the two forms one. ``waited``, during
+        the boot: what it waits for (a program of a wave to come says so)."""
         machine = self.machine
         pid = machine.pid
         started = machine.started_at
@@ -368,11 +368,11 @@ class Instance:
         if self.start_pending:
             text += f", starts once {', '.join(old.name for old in self.replaces)} stopped"
         # a wave still to come: not stopped on purpose, and not as it should be yet
-        waiting = booting and state is State.STOPPED and not self.launched and not self.held
-        if waiting and self.program.after:
-            after = self.program.after
-            names = after[0] if len(after) == 1 else f"{', '.join(after[:-1])} and {after[-1]}"
-            text += f", starts once {names} {'is' if len(after) == 1 else 'are'} ready"
+        waiting = (
+            waited is not None and state is State.STOPPED and not self.launched and not self.held
+        )
+        if waiting and waited:
+            text += f", waiting for {waited} to be ready"
         output_error = self.output_error
         if output_error is not None:
             text += f" [{output_error}]"
@@ -2450,8 +2450,19 @@ class Supervisor:
     def _infos(self, instances: Iterable[Instance]) -> dict[str, Any]:
         assert self._loop is not None
         now = self._loop.time()
-        booting = self._phase == "boot"
-        return {"programs": [instance.info_json(now, booting) for instance in instances]}
+        waited = self._boot_waits_for() if self._phase == "boot" else None
+        return {"programs": [instance.info_json(now, waited) for instance in instances]}
+
+    def _boot_waits_for(self) -> str:
+        """What the boot waits for, in a waiting program's status: the programs of
+        the wave under way not ready yet (waves are strict: the next starts once
+        the whole wave is ready, not once a program's own ``after`` is)."""
+        if self._wave >= len(self._waves):
+            return ""
+        names = [i.name for i in self._waves[self._wave] if not i.was_ready and not i.held]
+        if len(names) > 3:
+            names = [*names[:3], f"{len(names) - 3} more"]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
     def _not_shutting_down(self) -> None:
         if self._phase in ("shutdown", "done"):
