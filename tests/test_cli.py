@@ -105,6 +105,8 @@ def test_usage_errors_exit_2(tracker: Tracker) -> None:
     "args",
     [
         ("start", "--chdir", ""),
+        ("start", "--chroot", ""),
+        ("run", "--chroot", ""),
         ("start", "--stdout", ""),
         ("start", "--user", ""),
         ("run", "--name", ""),

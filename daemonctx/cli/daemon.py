@@ -74,6 +74,7 @@ def _add_context_options(parser: argparse.ArgumentParser) -> None:
         "--chroot",
         "-r",
         metavar="DIR",
+        type=not_empty,
         help="change the root directory to DIR (root only); the program and --chdir are "
         "looked for inside it, the pidfile and output files are not",
     )
