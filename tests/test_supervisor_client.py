@@ -667,6 +667,38 @@ def test_ctl_says_a_bad_answer_in_one_line(
         assert info.value.type == BAD_RESPONSE
 
 
+def test_blank_lines_are_read_in_linear_time(sock: Path) -> None:
+    """A peer that sends 16 MiB of blank lines (skipped: no answer) then closes:
+    the client steps over them in a fraction of a second of CPU; it cut the rest
+    of the buffer off after each one, 14 s for these."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(1)
+
+    def flood() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.makefile("rb").readline()
+            try:
+                conn.sendall(b"\n" * (16 << 20))
+            except OSError:  # the client gave up and closed
+                pass
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    try:
+        client = Client(sock, timeout=120)
+        cpu = time.thread_time()  # this thread's alone
+        with pytest.raises(CommandError, match="closed the connection"):
+            client.ping()
+        cpu = time.thread_time() - cpu
+        assert cpu < 2.0, f"{cpu:.1f} s of CPU to step over 16 MiB of blank lines"
+    finally:
+        client.close()
+        thread.join(30)
+        listener.close()
+
+
 def test_a_long_answer_is_read_in_linear_time(sock: Path) -> None:
     """An answer is read in time linear in its size: a peer that sends 64 MiB
     with no newline costs the client a fraction of a second of CPU, not the 20 s
