@@ -144,6 +144,8 @@ class StopResult:
     when a pidfile nobody held was removed. ``others`` are the processes that
     still held the daemon's lock after it (its children), stopped too; when the
     daemon itself had exited, ``pid`` is None and only ``others`` were stopped.
+    ``session`` are the other processes of the daemon's own session (its workers,
+    which need not hold the lock), stopped with it.
     """
 
     path: str
@@ -159,6 +161,7 @@ class StopResult:
     escalated: tuple[tuple[int, float], ...] = ()
     retried: bool = False  # stopped by a ``retry`` schedule
     left: tuple[int, ...] = ()  # still there when it gave up (``exited`` False)
+    session: tuple[int, ...] = ()
 
     @property
     def was_running(self) -> bool:
@@ -168,7 +171,7 @@ class StopResult:
         """One line for a human: "stopped app (pid 1234) in 0.02 s"."""
         if not self.was_running:
             return f"{name} is not running"
-        pids = ", ".join(str(pid) for pid in ((self.pid,) if self.pid else ()) + self.others)
+        pids = _pid_list(((self.pid,) if self.pid else ()) + self.others + self.session)
         if not self.exited:
             pids = _pid_list(self.left) if self.left else pids
             last = self.escalated[-1][0] if self.escalated else self.signal
@@ -179,7 +182,7 @@ class StopResult:
         if self.pid is None:
             line = f"stopped {held} ({name} itself had exited) in {self.seconds:.2f} s"
         else:
-            line = f"stopped {name} (pid {self.pid}) in {self.seconds:.2f} s"
+            line = f"stopped {name} (pid {self.pid}){self._session_part()} in {self.seconds:.2f} s"
             if self.others:
                 line += f", and {held}"
         if self.escalated:
@@ -189,6 +192,12 @@ class StopResult:
             after = f" after {timeout:g} s" if timeout is not None else ""
             line += f" (sent SIGKILL{after})"
         return line
+
+    def _session_part(self) -> str:
+        count = len(self.session)
+        if not count:
+            return ""
+        return f" and {count} process{'es' if count > 1 else ''} of its session"
 
 
 def _pid_list(pids: tuple[int, ...]) -> str:
@@ -491,15 +500,17 @@ def stop(
 ) -> StopResult:
     """Stop the daemon behind ``pidfile`` and wait until nothing of it runs.
 
-    Sends ``signal`` to the process the pidfile names, waits for its exit, then
-    sends it to every process that still holds the pidfile's lock (children that
-    inherited it); after ``timeout`` seconds in all, SIGKILL to what remains.
-    ``retry`` replaces the three: start-stop-daemon's schedule, ((signal, seconds),
-    ...) as ``signals.parse_retry`` reads ``TERM/30/QUIT/5/KILL/5``.
-    Only processes proven to hold the lock are signalled, each through a pidfd
-    (see ``identity``). Then removes the pidfile if nobody holds its lock (an
-    exec'd program cannot remove it itself). A daemon that is not running is not
-    an error (LSB): the result has ``pid=None``, and a stale pidfile is removed.
+    Sends ``signal`` to the process the pidfile names and to the other processes
+    of its session when the session is the daemon's own (its workers), waits for
+    their exit, then sends it to every process that still holds the pidfile's lock
+    (children that inherited it); after ``timeout`` seconds in all, SIGKILL to what
+    remains. ``retry`` replaces the three: start-stop-daemon's schedule, ((signal,
+    seconds), ...) as ``signals.parse_retry`` reads ``TERM/30/QUIT/5/KILL/5``.
+    Only processes proven to hold the lock or to be in that session are signalled,
+    each through a pidfd (see ``identity.stop_daemon``). Then removes the pidfile
+    if nobody holds its lock (an exec'd program cannot remove it itself). A daemon
+    that is not running is not an error (LSB): the result has ``pid=None``, and a
+    stale pidfile is removed.
     Raises ``ControlError`` when the pidfile is unusable or untrusted, or the
     processes may not be signalled (exit code 4); ``TypeError`` or ``ValueError``,
     whether the daemon runs or not, for a bad ``timeout``, ``kill_timeout`` or
@@ -541,4 +552,5 @@ def stop(
         escalated=tuple(zip(done.sent, at)) if retry else (),
         retried=bool(retry),
         left=tuple(done.left),
+        session=tuple(done.session),
     )

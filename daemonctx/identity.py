@@ -350,13 +350,109 @@ def _current_holders(keys: tuple[FileKey, ...], probes: dict[FileKey, int]) -> l
 class Stopped:
     """What ``stop_daemon`` did: ``signalled`` pids in order (the main one first),
     ``exited`` False if one outlived the last step (``left`` names those), ``sent``
-    the signals of the steps after the first that were needed (SIGKILL, by default)."""
+    the signals of the steps after the first that were needed (SIGKILL, by default),
+    ``session`` the other processes of the daemon's session it stopped too."""
 
     signalled: list[int]
     exited: bool
     sent: list[int]
     seconds: float
     left: list[int] = field(default_factory=list)  # still there when it gave up
+    session: list[int] = field(default_factory=list)
+
+
+# -- the daemon's session -------------------------------------------------------
+#
+# A daemon's workers (a pre-fork server's, os.fork, multiprocessing) need not hold
+# the lock: the main process's clean exit releases it for every copy of its fd
+# (flock(LOCK_UN) acts on the open file description). They are in its session.
+# A session's id is its leader's pid, and Linux frees that pid only once no
+# process is left in the session (free_pid waits for every PIDTYPE_SID link): so
+# while one process known to be in the session is still unreaped, the number
+# names that very session, and whoever /proc shows in it is a member.
+
+
+def _attached(pidfd: int) -> bool:
+    """Whether the pidfd's process is not reaped yet (a zombie too): it still holds
+    its pid, and its session's id. EPERM is raised only for a process that exists."""
+    try:
+        _signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _daemon_session(pid: int, pidfd: int) -> int | None:
+    """The session of the pinned main process ``pid`` when it is the daemon's own and
+    may be stopped as a whole; else None.
+
+    Its own: the main leads it (systemd, ``setsid``), or its leader is gone and the
+    main is in the group the session began with (a double fork: the start's first
+    child made it and exited). Never a session whose leader lives (a shell's: ``run``,
+    ``detach_process=False`` on a terminal), nor a dead shell's other jobs (each in a
+    group of its own). Each read is trusted only once the main is seen alive after it:
+    then the number was its session's, and no other (the main keeps it)."""
+    ids = procfs.group_and_session(pid)
+    if ids is None:
+        return None
+    group, session = ids
+    if session <= 0:
+        return None  # its session is outside our pid namespace
+    if session != pid:
+        if group != session:
+            return None
+        leader = _open_pidfd(session)
+        if leader is not None:
+            try:
+                if not _exited(leader):
+                    return None  # the leader lives: its session, not the daemon's
+            finally:
+                os.close(leader)
+    return session if not _exited(pidfd) else None
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # ESRCH: none; EINVAL: a thread's id, no process's
+        return None
+
+
+def _session_members(session: int, known: dict[int, int], skip: set[int]) -> dict[int, int] | None:
+    """Pidfds on the live processes of ``session`` but ``known`` (members proven
+    before, pid: pidfd) and ``skip``: each pinned, then seen in it, then one of
+    ``known`` seen in it and unreaped after all those looks. A process cannot
+    leave a session and come back, so that one was in it throughout, and every
+    look was at the daemon's session. None when no known member is left to vouch
+    for the number: then nobody can be proven a member any more."""
+    if not any(_attached(pidfd) for pidfd in known.values()):
+        return None  # (no scan of /proc after the last exit: nothing could be proven)
+    candidates: dict[int, int] = {}
+    try:
+        for pid in procfs.session_members(session):
+            if pid in known or pid in skip:
+                continue
+            pidfd = _open_pidfd(pid)
+            if pidfd is None:
+                continue
+            if procfs.session_id(pid) == session:
+                candidates[pid] = pidfd
+            else:
+                os.close(pidfd)
+        if not any(
+            procfs.session_id(pid) == session and _attached(fd) for pid, fd in known.items()
+        ):
+            return None
+        members = {}
+        for pid, pidfd in list(candidates.items()):
+            if not _exited(pidfd):  # the process /proc showed was this pidfd's
+                members[pid] = candidates.pop(pid)
+        return members
+    finally:
+        for pidfd in candidates.values():
+            os.close(pidfd)
 
 
 def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
@@ -365,17 +461,48 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
     the next step's signal to whatever remains, and so on (``TERM``, 10, then ``KILL``,
     5, by default). Gives up after the last step's seconds.
 
-    Only pinned, proven holders are signalled (``_pin``). Raises ``PermissionError``
-    when we may not signal them.
+    When the main process is in a session of the daemon's own (``_daemon_session``),
+    every other process of that session gets each step's signal with it: its workers,
+    which lose the lock when it exits cleanly. They are looked for before the first
+    signal and again at every wake-up, while a member known alive vouches for the
+    session's id (``_session_members``). Only pinned, proven processes are
+    signalled. Raises ``PermissionError`` when we may not signal the main process
+    or a lock holder.
     """
     started = time.monotonic()
     step = 0
     signum, wait = steps[0]
     deadline = started + wait
-    pinned: dict[int, int] = {}
+    pinned: dict[int, int] = {}  # the main process and lock holders, pinned
+    members: dict[int, int] = {}  # the other processes of the daemon's session
+    vouchers: dict[int, int] = {}  # proven members of the session: main and members
+    forbidden: set[int] = set()  # members we may not signal
+    session: int | None = None
     sent: list[int] = []  # the signals of the steps after the first, as they were sent
     targets = [found.main_pid] if found.main_pid else list(found.holders)
     probes = _probes(found)
+
+    def join_session() -> bool:
+        """Pin the session's processes not pinned yet, send them this step's signal;
+        True if there were any."""
+        nonlocal session
+        if session is None:
+            return False
+        new = _session_members(session, vouchers, set(pinned) | forbidden)
+        if new is None:
+            session = None  # nobody left to vouch for its id: no more looks
+            return False
+        for pid, pidfd in new.items():
+            try:
+                send_stop(pidfd, signum)
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # not ours to signal (setuid, as not root): left alone
+                os.close(pidfd)
+                forbidden.add(pid)
+                continue
+            members[pid] = vouchers[pid] = pidfd
+        return any(pid in members for pid in new)
 
     def next_step(alive: list[int]) -> bool:
         """To the next step, its signal to ``alive``; False after the last."""
@@ -398,17 +525,22 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
     refused: set[int] = set()  # holders _pin refused once: looked at again after a pause
     try:
         while True:
-            for pid in [pid for pid in targets if pid not in pinned]:
+            for pid in [pid for pid in targets if pid not in pinned and pid not in members]:
                 pidfd = _pin(pid, found.keys)
                 if pidfd is None:
                     refused.add(pid)
                     continue
                 pinned[pid] = pidfd
+                if pid == found.main_pid:  # its session, looked at before it can exit
+                    session = _daemon_session(pid, pidfd)
+                    vouchers[pid] = pidfd
+                    join_session()
                 try:
                     send_stop(pidfd, signum)
                 except ProcessLookupError:
                     pass
-            alive = [fd for fd in pinned.values() if not _exited(fd)]
+            join_session()  # forked meanwhile, or missed: a worker's child
+            alive = [fd for fd in [*pinned.values(), *members.values()] if not _exited(fd)]
             if alive:
                 if time.monotonic() >= deadline:
                     if not next_step(alive):
@@ -418,8 +550,10 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
                 wait_any(alive, deadline - time.monotonic())
                 continue
             targets = _current_holders(found.keys, probes)  # children that kept the lock
+            if join_session():
+                continue
             if not targets:
-                return Stopped(list(pinned), True, sent, time.monotonic() - started)
+                return _stopped(found, pinned, members, True, sent, started)
             if time.monotonic() >= deadline and not next_step([]):
                 unpinned = targets  # holders, none of them pinned alive: what is left
                 break
@@ -428,8 +562,25 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
                 # look again, less and less often, until the deadline.
                 time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
                 pause = min(pause * 2, _LAST_PAUSE)
-        left = [pid for pid, fd in pinned.items() if not _exited(fd)] or unpinned
+        everyone = {**pinned, **members}
+        left = [pid for pid, fd in everyone.items() if not _exited(fd)] or unpinned
     finally:
-        for fd in [*pinned.values(), *probes.values()]:
+        for fd in [*pinned.values(), *members.values(), *probes.values()]:
             os.close(fd)
-    return Stopped(list(pinned), False, sent, time.monotonic() - started, left)
+    return _stopped(found, pinned, members, False, sent, started, left)
+
+
+def _stopped(
+    found: Found,
+    pinned: dict[int, int],
+    members: dict[int, int],
+    exited: bool,
+    sent: list[int],
+    started: float,
+    left: list[int] | None = None,
+) -> Stopped:
+    """The report: a session member that held the lock when we looked is a holder."""
+    holders = [pid for pid in members if pid in found.holders]
+    others = [pid for pid in members if pid not in found.holders]
+    seconds = time.monotonic() - started
+    return Stopped([*pinned, *holders], exited, sent, seconds, left or [], others)

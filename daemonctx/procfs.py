@@ -35,6 +35,7 @@ __all__ = [
     "file_key",
     "find_lock_holders",
     "foreign",
+    "group_and_session",
     "holding_fds",
     "is_original",
     "is_running",
@@ -405,6 +406,12 @@ def session_id(pid: int) -> int | None:
     """The session ``pid`` belongs to; None if it is gone."""
     fields = _stat_fields(pid)
     return int(fields[3]) if fields is not None and len(fields) > 3 else None
+
+
+def group_and_session(pid: int) -> tuple[int, int] | None:
+    """The process group and the session of ``pid``; None if it is gone."""
+    fields = _stat_fields(pid)
+    return (int(fields[2]), int(fields[3])) if fields is not None and len(fields) > 3 else None
 
 
 def session_members(sid: int) -> list[int]:

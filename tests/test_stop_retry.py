@@ -133,8 +133,9 @@ def test_a_one_step_schedule_gives_up_after_its_signal(tracker: Tracker) -> None
 
 
 def test_giving_up_names_only_what_is_left(tracker: Tracker) -> None:
-    """The daemon exits on QUIT; its child, which holds the lock too, ignores QUIT."""
-    script = '(trap "" QUIT; exec sleep 1000) & trap "" TERM; exec sleep 1001'
+    """The daemon exits on QUIT; its child, which holds the lock too and gets each
+    signal with it (a process of its session), ignores both."""
+    script = '(trap "" TERM QUIT; exec sleep 1000) & trap "" TERM; exec sleep 1001'
     pid = tracker.start("sh", "-c", script)
     child = wait_for(lambda: [p for p in tracker.processes() if p != pid], what="child")[0]
     code, _, stderr = _stop(tracker, "--retry", "TERM/0.2/QUIT/0.2")
