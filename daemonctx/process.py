@@ -364,8 +364,9 @@ def _controlling_terminal_number() -> int | None:
 def open_controlling_terminal() -> int | None:
     """An fd on our controlling terminal, for ``give_up_controlling_terminal``, or None
     when we have none. Opened before any chroot: a jail has no /dev/tty. Without a
-    usable /dev/tty, fd 0, 1 or 2 when /proc names it as that terminal; when none is,
-    the terminal could not be given up: an error, not a program that keeps it."""
+    usable /dev/tty, fd 0, 1 or 2 when /proc names it as that terminal; None when
+    no such fd is (the program cannot reach the terminal either), an error when
+    /proc cannot tell whether a terminal on one of them is ours."""
     import termios  # noqa: F401 # for give_up_controlling_terminal, maybe in a chroot
 
     flags = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC  # no carrier wait
@@ -383,13 +384,21 @@ def open_controlling_terminal() -> int | None:
     number = _controlling_terminal_number()
     if number == 0:
         return None
+    unknown = False  # a terminal on fd 0-2 that /proc cannot tell from ours
     for fd in STANDARD_FDS:
         try:
-            if os.isatty(fd) and os.fstat(fd).st_rdev == number:
-                return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            if os.isatty(fd):
+                if number is None:
+                    unknown = True
+                elif os.fstat(fd).st_rdev == number:
+                    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
         except OSError:
             continue
-    raise _fail("cannot open the controlling terminal /dev/tty to give it up", failure)
+    if unknown:
+        raise _fail("cannot open the controlling terminal /dev/tty to give it up", failure)
+    # No fd on it, and /dev/tty (the one node that opens it for any user) unusable
+    # here: the program cannot reach the terminal either; nothing to give up.
+    return None
 
 
 #: Signals the kernel sends the terminal's foreground group when its session

@@ -772,6 +772,39 @@ def test_run_as_another_user_gives_up_the_terminal_without_dev_tty(open_tracker:
         assert (seen["open /dev/tty"], seen["TIOCSTI"]) == ("done", "EPERM")
 
 
+@needs_root
+@needs_tools("unshare")
+def test_run_as_another_user_without_dev_tty_nor_output_on_it_runs(open_tracker: Tracker) -> None:
+    """A /dev/tty that is no terminal, and run's and the program's fds 0-2 none on
+    the terminal: no node opens it for nobody, so the program cannot reach it: it runs
+    (the start failed: "cannot open the controlling terminal /dev/tty to give it
+    up", where before this release it ran)."""
+    tracker = open_tracker
+    program = tracker.tmp_path / "terminal.py"
+    program.write_text(TERMINAL_PROGRAM)
+    report = tracker.tmp_path / "report"
+    out = tracker.tmp_path / "out"
+    options = ["--user", "nobody", "--stdout", str(out), "--stderr", str(report)]
+    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
+    command += [python_for_nobody(program), str(program), "# typed by the program"]
+    said = shlex.quote(str(tracker.tmp_path / "run.log"))  # run's own: none on the terminal
+    mount = 'mount --bind /dev/null /dev/tty || { echo "no mount"; exit; }; echo in; '
+    mount += f'exec "$@" </dev/null >{said} 2>&1'
+    unshare = [shutil.which("unshare") or "unshare", "--mount", "sh", "-c", mount, "sh"]
+    with Terminal(tracker, [*unshare, *command], tracker.env) as terminal:
+        if terminal.expect("in|no mount").group() == b"no mount":
+            pytest.skip("cannot mount in a new mount namespace here")
+        seen = wait_for(
+            lambda: (
+                "TIOCSTI" in (found := _terminal_report(report) if report.exists() else {})
+                and found
+            ),
+            what="the program's report",
+        )
+        assert (seen["open /dev/tty"], seen["TIOCSTI"]) == ("done", "ENOTTY"), seen
+        assert proc_status(int(seen["pid"]))["Uid"].split()[0] == "65534"
+
+
 @needs_tools("bash")
 def test_run_as_the_same_user_keeps_the_terminal(open_tracker: Tracker) -> None:
     """Without --user, run changes nothing: the program keeps the caller's terminal."""
