@@ -194,7 +194,8 @@ def test_handlers_that_take_signum_and_frame_one_way_or_another_are_taken() -> N
         print,
         _Reopen,
     ):
-        DaemonContext(signal_map={signal.SIGHUP: handler})
+        context = DaemonContext(signal_map={signal.SIGHUP: handler})
+        assert context.signal_map[signal.SIGHUP] == handler, "taken as given"
 
 
 def test_a_context_method_named_in_signal_map_is_checked_before_the_fork() -> None:
