@@ -694,6 +694,19 @@ def _terminal_report(path: Path) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in path.read_text().splitlines())
 
 
+def _run_terminal_program_as_nobody(
+    tracker: Tracker, typed: str, *options: str
+) -> tuple[list[str], Path]:
+    """``daemonctx run --user nobody [OPTIONS] -- python terminal.py TYPED``, its
+    stderr (the program's report) in a file: the command, and that file."""
+    program = tracker.tmp_path / "terminal.py"
+    program.write_text(TERMINAL_PROGRAM)
+    report = tracker.tmp_path / "report"
+    flags = ["--user", "nobody", *options, "--stderr", str(report)]
+    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *flags, "--"]
+    return [*command, python_for_nobody(program), str(program), typed], report
+
+
 def _interactive_shell(tracker: Tracker) -> Terminal:
     """root's interactive bash on a terminal of its own, with job control."""
     env = {**tracker.env, "PS1": "$ ", "HISTFILE": str(tracker.tmp_path / "history")}
@@ -708,13 +721,8 @@ def test_run_as_another_user_cannot_type_into_the_callers_shell(open_tracker: Tr
     command into root's shell (TIOCSTI; for a child it leaves behind, after `run`
     returned). Ctrl-C still stops it: it stays in the terminal's foreground job."""
     tracker = open_tracker
-    program = tracker.tmp_path / "terminal.py"
-    program.write_text(TERMINAL_PROGRAM)
-    report, injected = tracker.tmp_path / "report", tracker.tmp_path / "INJECTED"
-    python = python_for_nobody(program)
-    options = ["--user", "nobody", "--stderr", str(report)]
-    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
-    command += [python, str(program), f"touch {injected}"]
+    injected = tracker.tmp_path / "INJECTED"
+    command, report = _run_terminal_program_as_nobody(tracker, f"touch {injected}")
     with _interactive_shell(tracker) as shell:
         shell.type(shlex.join(command) + "\n")
         shell.expect("waiting for Ctrl-C")
@@ -736,12 +744,7 @@ def test_run_as_another_user_leading_the_terminals_session(open_tracker: Tracker
     Giving the terminal up then sends run SIGHUP: the program starts all the same,
     without the terminal as controlling terminal, its output still shown there."""
     tracker = open_tracker
-    program = tracker.tmp_path / "terminal.py"
-    program.write_text(TERMINAL_PROGRAM)
-    report = tracker.tmp_path / "report"
-    options = ["--user", "nobody", "--stderr", str(report)]
-    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
-    command += [python_for_nobody(program), str(program), "# typed by the program"]
+    command, report = _run_terminal_program_as_nobody(tracker, "# typed by the program")
     with Terminal(tracker, command, tracker.env) as terminal:
         terminal.expect("waiting for Ctrl-C")
         seen = _terminal_report(report)
@@ -756,12 +759,7 @@ def test_run_as_another_user_gives_up_the_terminal_without_dev_tty(open_tracker:
     """A /dev/tty that is no terminal (here /dev/null mounted on it): the terminal
     is found as the fd 0, 1 or 2 that /proc names, and given up all the same."""
     tracker = open_tracker
-    program = tracker.tmp_path / "terminal.py"
-    program.write_text(TERMINAL_PROGRAM)
-    report = tracker.tmp_path / "report"
-    options = ["--user", "nobody", "--stderr", str(report)]
-    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
-    command += [python_for_nobody(program), str(program), "# typed by the program"]
+    command, report = _run_terminal_program_as_nobody(tracker, "# typed by the program")
     mount = 'mount --bind /dev/null /dev/tty || { echo "no mount"; exit; }; exec "$@"'
     unshare = [shutil.which("unshare") or "unshare", "--mount", "sh", "-c", mount, "sh"]
     with Terminal(tracker, [*unshare, *command], tracker.env) as terminal:
@@ -780,13 +778,10 @@ def test_run_as_another_user_without_dev_tty_nor_output_on_it_runs(open_tracker:
     (the start failed: "cannot open the controlling terminal /dev/tty to give it
     up", where before this release it ran)."""
     tracker = open_tracker
-    program = tracker.tmp_path / "terminal.py"
-    program.write_text(TERMINAL_PROGRAM)
-    report = tracker.tmp_path / "report"
-    out = tracker.tmp_path / "out"
-    options = ["--user", "nobody", "--stdout", str(out), "--stderr", str(report)]
-    command = [*tracker.command(), "run", "--pidfile", tracker.pidfile, *options, "--"]
-    command += [python_for_nobody(program), str(program), "# typed by the program"]
+    out = str(tracker.tmp_path / "out")
+    command, report = _run_terminal_program_as_nobody(
+        tracker, "# typed by the program", "--stdout", out
+    )
     said = shlex.quote(str(tracker.tmp_path / "run.log"))  # run's own: none on the terminal
     mount = 'mount --bind /dev/null /dev/tty || { echo "no mount"; exit; }; echo in; '
     mount += f'exec "$@" </dev/null >{said} 2>&1'
