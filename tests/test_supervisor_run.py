@@ -2782,3 +2782,30 @@ def test_a_launcher_waiting_for_a_slow_boot_says_what_it_waits_for(
     assert result.returncode == 0, result.stderr
     assert "to see its programs ready (slow) (3 s so far" in result.stderr, result.stderr
     assert "pidfile" not in result.stderr
+
+
+def test_an_exit_read_in_the_same_wake_up_as_sigterm_is_not_restarted(
+    supervisors: Supervisors,
+) -> None:
+    """The program's exit and the supervisor's SIGTERM come while the supervisor is
+    stopped, so one epoll wake-up reads both, the exit first: the shutdown comes
+    first, and the program is not started again. It was restarted (restart_delay
+    10 ms), only to be stopped at once: a run nobody asked for, at shutdown."""
+    starts = supervisors.tmp_path / "starts"
+    command = ["sh", "-c", f'echo x >> "{starts}"; exec {SLEEP} 1000']
+    supervisors.config({"web": {"command": command, "restart_delay": 0.01}})
+    proc = supervisors.foreground()
+    web = supervisors.status("web").pid
+    assert web is not None
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: proc_stat(proc.pid)[0] == "T", what="the supervisor to stop")
+        os.kill(web, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(web), what="web to die")
+        os.kill(proc.pid, signal.SIGTERM)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert proc.wait(timeout=20) == 0
+    log = supervisors.log.read_text()
+    assert "web: starting (attempt 2" not in log, log[-2000:]
+    assert starts.read_text() == "x\n"

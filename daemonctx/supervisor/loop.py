@@ -225,7 +225,10 @@ class EventLoop:
             data = self._signal_socket.recv(4096)
         except (BlockingIOError, InterruptedError):
             return
-        for signum in dict.fromkeys(data):  # each signal once per read, in order
+        # Each signal once per read, in order, but a stop signal first: an exit read
+        # with it (SIGCHLD) is then part of the shutdown, not a crash to restart.
+        signals = dict.fromkeys(data)
+        for signum in sorted(signals, key=lambda signum: signum not in self._interrupting):
             handler = self._signal_handlers.get(signum)
             if handler is not None:
                 handler(signum)
@@ -260,6 +263,11 @@ class EventLoop:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
             self.iteration += 1
             ready = [(fd, watches.get(fd)) for fd, _events in poll(timeout)]
+            if len(ready) > 1 and self._signal_socket is not None:
+                # Signals first: a SIGTERM read with a program's exit is a shutdown,
+                # and the exit is then no crash to restart.
+                signals = self._signal_socket.fileno()
+                ready.sort(key=lambda entry: entry[0] != signals)
             for fd, watch in ready:
                 # A callback earlier in this batch may have closed this fd (and a
                 # new one may have its number): only a watch still registered runs.
