@@ -29,6 +29,8 @@ from typing import Any, Callable
 
 import pytest
 
+from daemonctx.supervisor.guard import GUARD_CODE
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 DAEMON = PROGRAMS / "daemon.py"
@@ -845,13 +847,20 @@ class Supervisors(Tracker):
         return self.popen(command, env=self.env, **options)
 
 
+def is_guard(pid: int | str) -> bool:
+    """Whether process ``pid`` runs a guard's code (not only names its module: a
+    supervisor run with a changed STALL_LIMIT does, and so does a child it forks,
+    before that child's exec)."""
+    return GUARD_CODE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def guard_of(supervisor: int) -> int:
     """The supervisor's guard, once it runs: its child running daemonctx.supervisor.guard."""
 
     def find() -> int | None:
         for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
             try:
-                if b"daemonctx.supervisor.guard" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if is_guard(pid):
                     return int(pid)
             except OSError:
                 continue

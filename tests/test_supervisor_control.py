@@ -62,6 +62,7 @@ from conftest import (
 
 from daemonctx.supervisor import Client, Program, Supervisor
 from daemonctx.supervisor.config import ConfigError
+from daemonctx.supervisor.guard import GUARD_CODE
 from daemonctx.supervisor.protocol import MAX_LINE, RemoteError, encode_request
 from daemonctx.supervisor.results import ProgramInfo
 from daemonctx.supervisor.server import MAX_CONNECTIONS_PER_USER, ControlServer, live_owner
@@ -498,7 +499,7 @@ def test_listen_refuses_a_socket_whose_removed_lock_is_still_held(
     found. A dead supervisor's guard (its command line names it) holds it while
     it stops what that supervisor left: it is named as such."""
     path = str(tmp_path / "control.sock")
-    comment = "# daemonctx.supervisor.guard" if holder_is == "guard" else ""
+    comment = f"# {GUARD_CODE}" if holder_is == "guard" else ""
     with holding_lock(path + ".lock", comment) as holder:
         os.unlink(path + ".lock")
         message = listen_error(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Supervisors, guard_of, pid_alive, proc_fds, wait_for, wait_gone
+from conftest import Supervisors, guard_of, is_guard, pid_alive, proc_fds, wait_for, wait_gone
 
 from daemonctx.supervisor.config import load
 from daemonctx.supervisor.core import descriptors_needed
@@ -216,8 +216,7 @@ def guard_of_now(supervisor: int) -> int | None:
     """The supervisor's live guard now (not a zombie), or None."""
     for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
         try:
-            guard = b"daemonctx.supervisor.guard" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            if guard and Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":
+            if is_guard(pid) and Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":
                 return int(pid)
         except OSError:
             continue

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .loop import EventLoop, Timer
 
 __all__ = [
+    "GUARD_CODE",
     "LOCK_VARIABLE",
     "PROGRAM_VARIABLE",
     "SUPERVISOR_VARIABLE",
@@ -82,7 +83,10 @@ SWEEP_WAIT = 5.0
 SWEEP_PASSES = 5
 
 _SOCKET_FD, _LOCK_FD = 3, 4
-_GUARD_MODULE = "daemonctx.supervisor.guard"  # in a guard's command line
+_GUARD_MODULE = "daemonctx.supervisor.guard"
+# In a guard's command line (its -c code): the module's name alone may be in
+# another's (a Python that imports it to change it, and a child forked from that)
+GUARD_CODE = f"from {_GUARD_MODULE} import main"
 # And every other signal that ends a process by default, but a fault's (SIGSEGV...):
 # the supervisor's process group or a tool (SIGALRM, SIGPWR) must not end the guard.
 _IGNORED = (
@@ -376,7 +380,7 @@ def _pick(holders: set[int]) -> tuple[int, bool] | None:
     guards = []
     for pid in sorted(holders):
         command = procfs.process_command(pid) or ()
-        if not any(_GUARD_MODULE in part for part in command):
+        if not any(GUARD_CODE in part for part in command):
             return pid, False
         guards.append(pid)
     return (guards[0], True) if guards else None
@@ -450,7 +454,7 @@ class Guard:
                 package = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
                 code = (
                     f"import sys; sys.path.insert(0, {package!r}); "
-                    f"from {_GUARD_MODULE} import main; sys.exit(main(sys.argv[1:]))"
+                    f"{GUARD_CODE}; sys.exit(main(sys.argv[1:]))"
                 )
                 argv = [sys.executable, "-I", "-S", "-c", code, self.control, _users(self.users)]
                 pid = os.posix_spawn(
