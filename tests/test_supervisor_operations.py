@@ -1581,6 +1581,26 @@ def test_tail_follow_ends_with_0_when_the_supervisor_shuts_down(supervisors: Sup
     )
 
 
+def test_tail_follow_fails_when_the_supervisor_is_killed(supervisors: Supervisors) -> None:
+    """``ctl tail -f`` while the supervisor is SIGKILLed: its socket file is left,
+    which an orderly shutdown removes; the follow says the supervisor is gone
+    without its shutdown and exits 1. It exited 0 with the words of a shutdown."""
+    supervisors.config({"web": {"command": ["/bin/sh", "-c", "echo up; exec sleep 1000"]}})
+    supervisor = supervisors.foreground()
+    wait_for(lambda: supervisors.ctl("tail", "web").stdout == "up\n", what="its line")
+    follow = supervisors.ctl_popen("tail", "-f", "web")
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == "up\n"  # it follows now
+    os.kill(supervisors.foreground_pid, signal.SIGKILL)
+    supervisor.wait(20)
+    out, err = follow.communicate(timeout=20)
+    assert follow.returncode == 1, (out, err)
+    assert err == (
+        "daemonctx: error: the supervisor closed the connection, and its socket file"
+        f" {supervisors.control} remains (killed?): no more output to follow\n"
+    ), err
+
+
 def test_tail_follow_with_a_short_timeout_waits_for_a_quiet_program(
     supervisors: Supervisors,
 ) -> None:

@@ -460,7 +460,12 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
         except CommandError as exc:
             if "closed the connection" not in str(exc):
                 raise
-            # The supervisor shut down (or died): no more output will come.
+            if _stale_socket(client.path):  # an orderly end removes it: it was killed
+                raise CommandError(
+                    f"{exc}, and its socket file {client.path} remains (killed?):"
+                    " no more output to follow"
+                ) from None
+            # The supervisor shut down: no more output will come.
             print(f"daemonctx: {exc}: no more output to follow", file=sys.stderr)
             return 0
 
@@ -494,7 +499,9 @@ def _shutdown(client: Client, args: argparse.Namespace) -> int:
 
 
 def _stale_socket(path: str) -> bool:
-    """A socket file at ``path`` that nothing listens on."""
+    """A socket file at ``path`` that nothing listens on, or only a dying process
+    (SIGKILLed: the kernel closes its descriptors one by one, and a connection
+    made meanwhile is reset when its listener's turn comes)."""
     import os
     import socket
 
@@ -507,7 +514,13 @@ def _stale_socket(path: str) -> bool:
             return True
         except OSError:
             return False
-    return False  # another supervisor listens there by now
+        sock.settimeout(0.5)  # a supervisor says nothing first: silence is a live one
+        try:
+            return sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except OSError:
+            return False  # another supervisor listens there by now
 
 
 def _commands(client: Client, args: argparse.Namespace) -> int:

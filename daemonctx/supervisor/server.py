@@ -551,20 +551,22 @@ class ControlServer:
             self._lock_fd = None
 
     def close_all(self) -> None:
-        """Close every connection, remove the socket, release the lock."""
-        for connection in list(self.connections.values()):
-            self.close(connection)
+        """Remove the socket file, close it and every connection, release the lock.
+        The file goes first: a client whose connection closes finds none, the sign
+        of an orderly end (one left behind says the supervisor was killed)."""
         listener = self._listener
         if listener is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
             self.loop.cancel(self._resting)
             self._resting = None
             self.loop.remove_reader(listener.fileno())
             listener.close()
             self._listener = None
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        for connection in list(self.connections.values()):
+            self.close(connection)
         self._release_lock()
 
     # -- connections --------------------------------------------------------------------
