@@ -176,6 +176,16 @@ def one_line(text: str, keep: str = "") -> str:
     return "".join(c if c.isprintable() or c in keep else _escaped(c) for c in text)
 
 
+def escaped_traceback(error: BaseException) -> str:
+    """``error``'s traceback for a log: each line escaped (``one_line``) and
+    indented, so that text in it that came from elsewhere (a client's request,
+    a program's name) can neither act on a terminal nor pass for a log line."""
+    import traceback
+
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return "\n".join(f"  {one_line(line)}" for line in "".join(lines).splitlines())
+
+
 def _escaped(c: str) -> str:
     code = ord(c)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00

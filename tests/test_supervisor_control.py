@@ -31,6 +31,7 @@ import stat
 import struct
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -1598,6 +1599,37 @@ def test_a_client_that_reads_none_of_its_answers_is_closed_after_the_idle_timeou
     assert 100_000 < len(data) < 3_000_000  # what the socket held
     with supervisors.client(timeout=5) as other:
         assert other.ping() == "pong"
+
+
+def test_an_internal_error_is_logged_escaped(supervisors: Supervisors, tmp_path: Path) -> None:
+    """A bug in a built-in command (made here: ``reopen`` raises with text a client
+    could choose) is answered ``internal`` and logged with its traceback, each
+    line escaped and indented: no escape sequence reaches the log, and no line
+    of it passes for one of the supervisor's. It was logged as raised."""
+    app = tmp_path / "buggy.py"
+    app.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from daemonctx.supervisor import Program, Supervisor, core
+            def buggy(self, request, respond):
+                raise RuntimeError("\\x1b]0;PWNED\\x07\\n2026-01-01 00:00:00,000 daemonctx: forged")
+            core.Supervisor._command_reopen = buggy
+            web = Program("web", ["sleep", "1000"])
+            sup = Supervisor(control={supervisors.control!r}, log={str(supervisors.log)!r},
+                             programs=[web])
+            sys.exit(sup.serve())
+            """
+        )
+    )
+    start_python(supervisors, str(app))
+    result = supervisors.ctl("reopen")
+    assert result.returncode == 1 and "RuntimeError" in result.stderr, result
+    log = log_text(supervisors)
+    assert "internal error in reopen:\n  Traceback (most recent call last):\n" in log, log
+    assert "\n  RuntimeError: \\x1b]0;PWNED\\x07\n  2026-01-01 00:00:00,000 daemonctx: forged\n" in log
+    assert "\x1b" not in log and "\x07" not in log, log
+    assert "\n2026-01-01" not in log, log
 
 
 # -- 10. registered commands ----------------------------------------------------------------------

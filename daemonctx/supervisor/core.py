@@ -38,7 +38,13 @@ from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 from .. import procfs, systemd
-from ..errors import CommandError, DaemonError, DaemonOSEnvironmentError, one_line
+from ..errors import (
+    CommandError,
+    DaemonError,
+    DaemonOSEnvironmentError,
+    escaped_traceback,
+    one_line,
+)
 from ..executable import missing_interpreter
 from ..paths import UnsafePathError, check_owned_file, check_path, probe_log
 from ..pidfd import exited as pidfd_exited
@@ -2396,7 +2402,7 @@ class Supervisor:
         except _Refused as exc:
             respond(protocol.encode_error(request.id, exc.type, exc.message))
         except Exception as exc:  # a bug: answer, log, keep serving
-            log.exception("internal error in %s", command)
+            log.error("internal error in %s:\n%s", one_line(command), escaped_traceback(exc))
             respond(
                 protocol.encode_error(request.id, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             )

@@ -42,7 +42,7 @@ import stat
 import struct
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import DaemonError
+from ..errors import DaemonError, escaped_traceback, one_line
 from ..paths import UnsafePathError, check_path
 from . import protocol
 from .guard import lock_holder, orphaned_holder
@@ -736,11 +736,11 @@ class ControlServer:
         error, and close it. The supervisor and its other clients go on."""
         try:
             log.error(
-                "internal error on the control connection of %s: %s: %s (closed)",
+                "internal error on the control connection of %s: %s: %s (closed)\n%s",
                 connection.peer,
                 type(error).__name__,
-                error,
-                exc_info=error,
+                one_line(str(error)),
+                escaped_traceback(error),
             )
             if not connection.closed:
                 reason = f"internal error: {type(error).__name__}: {error}"[:200]
