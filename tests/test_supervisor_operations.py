@@ -1562,16 +1562,24 @@ def test_a_program_s_escape_sequences_reach_no_terminal(supervisors: Supervisors
     assert shown == b"hello\\x1b]0;PWNED\\x07\\x1b[2J\\x08X\na\tb\n", shown
 
 
-def test_tail_follow_ends_with_0_when_the_supervisor_shuts_down(supervisors: Supervisors) -> None:
-    """``ctl tail -f`` while the supervisor shuts down: no more output can come;
-    it says so on stderr and exits 0, as the table of exit codes says (it exited
-    1, "the supervisor closed the connection")."""
+def _following_web(
+    supervisors: Supervisors,
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """A supervisor of "web", which wrote a line, and ``ctl tail -f web`` following it."""
     supervisors.config({"web": {"command": ["/bin/sh", "-c", "echo up; exec sleep 1000"]}})
     supervisor = supervisors.foreground()
     wait_for(lambda: supervisors.ctl("tail", "web").stdout == "up\n", what="its line")
     follow = supervisors.ctl_popen("tail", "-f", "web")
     assert follow.stdout is not None
     assert follow.stdout.readline() == "up\n"  # it follows now
+    return supervisor, follow
+
+
+def test_tail_follow_ends_with_0_when_the_supervisor_shuts_down(supervisors: Supervisors) -> None:
+    """``ctl tail -f`` while the supervisor shuts down: no more output can come;
+    it says so on stderr and exits 0, as the table of exit codes says (it exited
+    1, "the supervisor closed the connection")."""
+    supervisor, follow = _following_web(supervisors)
     assert supervisors.ctl("shutdown").returncode == 0
     supervisor.wait(20)
     out, err = follow.communicate(timeout=20)
@@ -1585,12 +1593,7 @@ def test_tail_follow_fails_when_the_supervisor_is_killed(supervisors: Supervisor
     """``ctl tail -f`` while the supervisor is SIGKILLed: its socket file is left,
     which an orderly shutdown removes; the follow says the supervisor is gone
     without its shutdown and exits 1. It exited 0 with the words of a shutdown."""
-    supervisors.config({"web": {"command": ["/bin/sh", "-c", "echo up; exec sleep 1000"]}})
-    supervisor = supervisors.foreground()
-    wait_for(lambda: supervisors.ctl("tail", "web").stdout == "up\n", what="its line")
-    follow = supervisors.ctl_popen("tail", "-f", "web")
-    assert follow.stdout is not None
-    assert follow.stdout.readline() == "up\n"  # it follows now
+    supervisor, follow = _following_web(supervisors)
     os.kill(supervisors.foreground_pid, signal.SIGKILL)
     supervisor.wait(20)
     out, err = follow.communicate(timeout=20)
