@@ -172,10 +172,11 @@ def seconds(text: str) -> float:
 
 
 def seconds_or_zero(text: str) -> float:
-    """A wait in seconds, 0 (no wait, the default it stands for) or more: ``--ready-after``."""
+    """A wait in seconds, 0 (no wait, the default it stands for) or more, and finite:
+    ``--ready-after`` (``inf`` would be a start that never ends)."""
     value = _number_of_seconds(text)
-    if not value >= 0:  # NaN too
-        raise _argument_error(f"must be 0 or more: {text!r}")
+    if not 0 <= value < float("inf"):  # NaN too
+        raise _argument_error(f"must be 0 or more, and finite: {text!r}")
     return value
 
 

@@ -76,12 +76,15 @@ def test_masks_and_seconds_are_ascii(tracker: Tracker, flag: str, typed: str) ->
 
 def test_ready_after_0_is_the_default_said_out_loud(tracker: Tracker) -> None:
     """``--ready-after 0`` (the documented default, no wait) starts as without it;
-    below 0 is refused, and a timeout of 0 still is."""
+    below 0 is refused, as is ``inf`` (a start that would never end), and a
+    timeout of 0 still is."""
     pid = tracker.start("sleep", "1000", options=("--ready-after", "0"))
     assert pid_alive(pid)
     for flag, typed, reason in (
-        ("--ready-after", "-1", "must be 0 or more"),
-        ("--ready-after", "nan", "must be 0 or more"),
+        ("--ready-after", "-1", "must be 0 or more, and finite"),
+        ("--ready-after", "nan", "must be 0 or more, and finite"),
+        ("--ready-after", "inf", "must be 0 or more, and finite"),
+        ("--ready-after", "1e309", "must be 0 or more, and finite"),
         ("--timeout", "0", "must be more than 0"),
     ):
         pidfile = str(tracker.tmp_path / "other.pid")
