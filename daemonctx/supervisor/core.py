@@ -2049,9 +2049,6 @@ class Supervisor:
                     self._reap_behind()  # has yet to say it exited
                     return
                 continue
-            if not _ours_to_reap(pid):  # the application's: it would come first again
-                self._reap_behind()
-                return
             self._escaped_cache = None  # it may be listed there
             try:
                 os.waitpid(pid, os.WNOHANG)
@@ -2109,8 +2106,7 @@ class Supervisor:
             if pid in kept:
                 continue
             try:
-                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-                if exited is not None and _ours_to_reap(pid) and os.waitpid(pid, os.WNOHANG)[0]:
+                if os.waitpid(pid, os.WNOHANG)[0]:
                     self._escaped_cache = None  # it may be listed there
             except ChildProcessError:
                 pass
@@ -3127,18 +3123,6 @@ class _LogAfterwards:
             log.handle(record)
         for record in self.held:
             log.handle(record)
-
-
-def _ours_to_reap(child: int) -> bool:
-    """Whether our exited ``child`` is ours to reap: not when it is in our own
-    session, unless we are PID 1 (whose job it is). Everything we start leads a
-    session of its own, which its descendants (the orphans we adopt) cannot
-    leave for ours: a child in our session is the application's own (``serve()``
-    from Python), whose ``Popen.wait()`` must get its exit status."""
-    try:
-        return os.getpid() == 1 or os.getsid(child) != os.getsid(0)
-    except OSError:  # reaped meanwhile
-        return False
 
 
 def _signal_under(top: int, group: int, signum: int) -> set[int]:
