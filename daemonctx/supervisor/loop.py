@@ -264,10 +264,7 @@ class EventLoop:
             self.iteration += 1
             ready = [(fd, watches.get(fd)) for fd, _events in poll(timeout)]
             if len(ready) > 1 and self._signal_socket is not None:
-                # Signals first: a SIGTERM read with a program's exit is a shutdown,
-                # and the exit is then no crash to restart.
-                signals = self._signal_socket.fileno()
-                ready.sort(key=lambda entry: entry[0] != signals)
+                self._stop_signal_first(ready)
             for fd, watch in ready:
                 # A callback earlier in this batch may have closed this fd (and a
                 # new one may have its number): only a watch still registered runs.
@@ -276,6 +273,18 @@ class EventLoop:
                 if self._stopping:
                     return
             self._run_due_timers()
+
+    def _stop_signal_first(self, ready: list[tuple[int, _Watch | None]]) -> None:
+        """A stop signal read in the same batch as a program's exit is handled
+        first: the exit is then part of the shutdown, not a crash to restart.
+        Else the batch keeps the kernel's order (a program's output pipes before
+        its SIGCHLD: its last lines are read in the order they were written)."""
+        assert self._signal_socket is not None
+        signals = self._signal_socket.fileno()
+        if any(fd == signals for fd, _watch in ready) and any(
+            signum in self._interrupting for signum in self._pending_signals()
+        ):
+            ready.sort(key=lambda entry: entry[0] != signals)
 
     def _run_due_timers(self) -> None:
         timers = self._timers
