@@ -50,6 +50,7 @@ pytestmark = pytest.mark.timeout(30)
 
 PY = sys.executable
 SLEEP = shutil.which("sleep") or "/bin/sleep"
+GREP = shutil.which("grep") or "/bin/grep"
 IGNORE_TERM = PROGRAMS / "sup_ignore_term.py"
 NUMBERED = PROGRAMS / "ops_numbered.py"
 NOTIFY_GATE = PROGRAMS / "sup_notify_gate.py"
@@ -1507,6 +1508,82 @@ def test_tail_follow_ends_when_its_reader_does(supervisors: Supervisors, tmp_pat
         os.close(read_end)
     _out, err = follow.communicate(timeout=10)
     assert (follow.returncode, err) == (0, "")
+
+
+def test_tail_follow_into_grep_ends_with_grep_though_no_line_comes(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """``ctl tail -f web | grep -m1 ready``, waiting until the program says it is
+    ready, of a program that writes nothing after that line: the follow exits 0
+    as soon as grep has (as GNU ``tail -f`` does). It long-polled on, 30 s at a
+    time, until the program's next line, which never came: the pipeline hung."""
+    go = tmp_path / "go"
+    script = (
+        'echo starting; while [ ! -e "$1" ]; do sleep 0.05; done; echo ready now; exec sleep 1000'
+    )
+    supervisors.config(
+        {"web": {"command": ["/bin/sh", "-c", script, "sh", str(go)], "stdout": "null"}}
+    )
+    supervisors.foreground()
+    wait_for(lambda: supervisors.ctl("tail", "web").stdout == "starting\n", what="its line")
+    read_end, write_end = os.pipe()
+    try:
+        follow = supervisors.ctl_popen("tail", "-f", "web", stdout=write_end)
+        grep = supervisors.popen(
+            [GREP, "-m1", "ready"], stdin=read_end, stdout=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    go.touch()
+    out, _ = grep.communicate(timeout=10)
+    assert (grep.returncode, out) == (0, "ready now\n")
+    _out, err = follow.communicate(timeout=5)  # its long poll lasts 30 s
+    assert (follow.returncode, err) == (0, "")
+    assert supervisors.ctl("status", "web").returncode == 0  # the supervisor serves on
+
+
+@pytest.mark.parametrize("into", ["file", "terminal"])
+def test_tail_follow_into_a_file_or_a_terminal_goes_on(
+    supervisors: Supervisors, tmp_path: Path, into: str
+) -> None:
+    """``ctl tail -f web > web.log``, or on a terminal: no reader to lose (only
+    a pipe's is watched), so the follow goes on, line after line."""
+    import pty
+
+    go = tmp_path / "go"
+    script = 'echo up; while [ ! -e "$1" ]; do sleep 0.05; done; echo late; exec sleep 1000'
+    supervisors.config(
+        {"web": {"command": ["/bin/sh", "-c", script, "sh", str(go)], "stdout": "null"}}
+    )
+    supervisors.foreground()
+    wait_for(lambda: supervisors.ctl("tail", "web").stdout == "up\n", what="its line")
+    shown = bytearray()
+    if into == "file":
+        with open(tmp_path / "web.log", "wb") as log:
+            follow = supervisors.ctl_popen("tail", "-f", "web", stdout=log)
+        reader, writer = os.open(tmp_path / "web.log", os.O_RDONLY), -1
+    else:
+        reader, writer = pty.openpty()
+        follow = supervisors.ctl_popen("tail", "-f", "web", stdout=writer)
+
+    def seen(text: bytes) -> bool:
+        while select.select([reader], [], [], 0)[0]:
+            chunk = os.read(reader, 65536)
+            if not chunk:
+                break
+            shown.extend(chunk)
+        return text in shown
+
+    try:
+        wait_for(lambda: seen(b"up"), what="the first line")
+        go.touch()
+        wait_for(lambda: seen(b"late"), what="the line written since")
+        assert follow.poll() is None, follow.communicate()
+    finally:
+        os.close(reader)
+        if writer >= 0:
+            os.close(writer)
 
 
 ESCAPES = "printf 'hello\\033]0;PWNED\\007\\033[2J\\bX\\n' >&2; printf 'a\\tb\\n'; exit 3"

@@ -440,6 +440,8 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
         from ..supervisor.protocol import TAIL_WAIT
 
         client.timeout += TAIL_WAIT  # a follow waits that long for a line, then answers
+    if args.follow:
+        _end_with_the_reader(sys.stdout)
     while True:
         for line in lines:
             if not say(json.dumps(line.to_json()) if args.json else shown(line.text)):
@@ -468,6 +470,39 @@ def _tail(client: Client, args: argparse.Namespace) -> int:
             # The supervisor shut down: no more output will come.
             print(f"daemonctx: {exc}: no more output to follow", file=sys.stderr)
             return 0
+
+
+def _end_with_the_reader(stdout: Any) -> None:
+    """``tail -f`` into a pipe: exit 0 as soon as the pipe's reader has exited
+    (``| grep -m1 ready``), as GNU tail does, not at the next line, which may
+    never come. The follow waits in a long poll of the socket, so a thread
+    blocks in poll() on the pipe and ends the process when it reports POLLERR.
+    ``_thread``, not ``threading``: it is loaded already (ctl's start-up time)."""
+    import _thread
+    import os
+    import select
+    import signal
+    import stat
+
+    try:
+        fd = stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):  # a terminal or a file: no reader to lose
+            return
+    except (OSError, ValueError, AttributeError):  # no real stdout (replaced, closed)
+        return
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR and POLLHUP come unasked
+        poller.poll()  # until the reader has gone
+        os._exit(0)  # "done", as when a line finds the pipe closed; stdout's lines are flushed
+
+    # Started with every signal blocked: Ctrl-C must reach the main thread, whose wait it ends.
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        _thread.start_new_thread(watch, ())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
 
 
 def _reopen(client: Client, args: argparse.Namespace) -> int:
