@@ -1586,6 +1586,18 @@ def test_tail_follow_into_a_file_or_a_terminal_goes_on(
             os.close(writer)
 
 
+def test_tail_of_a_program_with_instances_names_them(supervisors: Supervisors) -> None:
+    """``ctl tail web`` when web runs as web:0 and web:1: refused, 2, naming the
+    instances to choose from (it said only "name one program instance")."""
+    supervisors.config({"web": {"command": [SLEEP, "1000"], "instances": 2}})
+    supervisors.foreground()
+    result = supervisors.ctl("tail", "web")
+    assert (result.returncode, result.stdout) == (2, "")
+    expected = "daemonctx: error: tail: name one program instance: web:0, web:1\n"
+    assert result.stderr == expected, result.stderr
+    assert supervisors.ctl("tail", "web:1").returncode == 0
+
+
 ESCAPES = "printf 'hello\\033]0;PWNED\\007\\033[2J\\bX\\n' >&2; printf 'a\\tb\\n'; exit 3"
 
 

@@ -2275,8 +2275,11 @@ class Supervisor:
             respond(protocol.encode_result(request.id, {**result, "ended": ended}))
             return
         instances = followed or self._names(request, True)
-        if len(instances) != 1:
-            raise _Refused(protocol.BAD_ARGUMENTS, "tail: name one program instance")
+        if len(instances) != 1:  # a program of instances, a group, all: name the choices
+            names = [i.name for i in instances]
+            shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if names[10:] else "")
+            choices = f": {shown}" if names else ""
+            raise _Refused(protocol.BAD_ARGUMENTS, f"tail: name one program instance{choices}")
         (instance,) = instances
         count = request.args.get("lines", 10)
         most = protocol.MAX_TAIL_LINES
