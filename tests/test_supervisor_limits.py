@@ -49,6 +49,20 @@ def sleepers(count: int, first: int = 1000) -> dict[str, dict[str, object]]:
     }
 
 
+def idle_fds(pid: int, control: str) -> set[int] | None:
+    """The fds of supervisor ``pid``, or None while a client's connection to
+    ``control`` is open (accepted sockets have the listener's path in /proc/net/unix)."""
+    connected = {
+        fields[6]
+        for fields in (line.split() for line in Path("/proc/net/unix").read_text().splitlines())
+        if len(fields) == 8 and fields[5] == "03" and fields[7] == control
+    }
+    fds = proc_fds(pid)
+    if any(target == f"socket:[{inode}]" for target in fds.values() for inode in connected):
+        return None
+    return set(fds)
+
+
 def open_files_limit(pid: int) -> tuple[int, int]:
     """The soft and hard RLIMIT_NOFILE of ``pid``, from /proc/PID/limits."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
@@ -207,6 +221,62 @@ def test_out_of_descriptors_a_restart_fails_and_the_supervisor_goes_on(
     assert proc.poll() is None
     errors = [run.error for run in runs if run.error]
     assert f"cannot make the output pipes of {SLEEP}: Too many open files" in errors, runs
+
+
+def test_out_of_descriptors_a_start_says_which_step_failed_not_cannot_execute(
+    supervisors: Supervisors,
+) -> None:
+    """``ctl start job`` with one, two... descriptors left to the supervisor: each
+    short step said as what it is. Popen's /dev/null for stdin and its own pipe
+    were "cannot execute /dev/null" and "cannot execute sleep", although no exec
+    was tried."""
+    job = {"command": [SLEEP, "1248"], "autostart": False, "stderr": "stdout", "restart": "never"}
+    supervisors.config({**sleepers(1), "job": job})
+    proc = supervisors.foreground()
+    soft, hard = open_files_limit(proc.pid)
+    assert supervisors.ctl("start", "job").returncode == 0  # what a first start opens for good
+    assert supervisors.ctl("stop", "job").returncode == 0
+    idle = wait_for(lambda: idle_fds(proc.pid, supervisors.control), what="no client")
+    lines = []
+    for left in range(1, 12):  # one more descriptor at each try: no step is skipped
+        wait_for(lambda: idle_fds(proc.pid, supervisors.control) == idle, what="the idle fds")
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (len(idle) + left, hard))
+        try:
+            result = supervisors.ctl("start", "job")
+        finally:
+            resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        lines.append(result.stdout.strip().splitlines()[-1])
+        if result.returncode == 0:
+            break
+        assert supervisors.ctl("stop", "job").returncode == 0
+    assert lines[-1].startswith("job  running"), lines
+    failed = lines[:-1]
+    assert not [line for line in failed if "cannot execute" in line], failed
+    assert f"job  failed: cannot start {SLEEP} (open /dev/null): Too many open files" in failed
+    assert f"job  failed: cannot start {SLEEP}: Too many open files" in failed  # Popen's pipe
+    assert proc.poll() is None
+
+
+def test_with_no_process_left_a_start_says_the_fork_failed(
+    pids_cgroup: Path, supervisors: Supervisors
+) -> None:
+    """``ctl start job`` in a pids cgroup at its limit: the fork fails with EAGAIN,
+    "cannot start sleep (fork): ...", not "cannot execute sleep: ...". Started
+    once the limit is lifted."""
+    job = {"command": [SLEEP, "1248"], "autostart": False, "restart": "never"}
+    supervisors.config({"job": job})
+    proc = supervisors.foreground()
+    (pids_cgroup / "cgroup.procs").write_text(str(proc.pid))
+    (pids_cgroup / "pids.max").write_text((pids_cgroup / "pids.current").read_text())
+    try:
+        result = supervisors.ctl("start", "job")
+    finally:
+        (pids_cgroup / "pids.max").write_text("max")
+    fork = f"cannot start {SLEEP} (fork): Resource temporarily unavailable"
+    assert result.stdout.strip().splitlines()[-1] == f"job  failed: {fork}", result
+    assert supervisors.ctl("start", "job").returncode == 0
+    assert supervisors.status("job").running
+    assert proc.poll() is None
 
 
 @needs_prlimit

@@ -89,7 +89,8 @@ class SpawnError(DaemonError, OSError):
         super().__init__(errno, message)
         self.errno = errno
         self.message = message
-        #: What failed, for "cannot DOING MESSAGE": "execute", "change to".
+        #: What failed, for "cannot DOING MESSAGE": "execute" (the exec), "change to"
+        #: (the directory), "start" (a step before the exec or after it: no fork...).
         self.doing = doing
 
     def __str__(self) -> str:
@@ -400,7 +401,8 @@ def spawn(
         popen.kill()
         popen.wait()
         number = exc.errno or errnos.EIO
-        raise SpawnError(number, f"{argv[0]}: pidfd_open: {os.strerror(number)}") from None
+        reason = f"{argv[0]}: pidfd_open: {os.strerror(number)}"  # after a successful exec
+        raise SpawnError(number, reason, "start") from None
     return Spawned(name=name, pid=popen.pid, pidfd=pidfd, popen=popen, started=started)
 
 
@@ -451,13 +453,25 @@ def _popen(
         )
     except OSError as exc:
         number = exc.errno or errnos.EIO
-        filename = exc.filename if exc.filename is not None else argv[0]
+        filename = exc.filename
         reason = exc.strerror or os.strerror(number)
-        if filename == program.directory and filename != argv[0]:  # the chdir failed
+        if filename is not None and filename == program.directory and filename != argv[0]:
+            # the child's chdir failed (CPython names the directory: its "noexec" mark)
             if number in (errnos.ENOENT, errnos.ENOTDIR):  # retried: a deploy may swap it
                 number = errnos.EAGAIN
             raise SpawnError(number, f"directory {filename}: {reason}", "change to") from None
-        raise SpawnError(number, f"{os.fsdecode(filename)}: {reason}") from None
+        if filename is not None and os.fsdecode(filename) == argv[0]:
+            # the exec failed: the only child error CPython reports with the program's name
+            raise SpawnError(number, f"{argv[0]}: {reason}") from None
+        # No exec was tried: Popen's own steps (/dev/null, its pipe, the fork) or a
+        # step of the child before the exec ("noexec", no name, on 3.12+) failed.
+        if filename is not None:
+            step = f" (open {os.fsdecode(filename)})"
+        elif number in (errnos.EAGAIN, errnos.ENOMEM):  # nothing else in Popen gives these
+            step = " (fork)"
+        else:
+            step = ""
+        raise SpawnError(number, f"{argv[0]}{step}: {reason}", "start") from None
     except subprocess.SubprocessError as exc:  # preexec_fn raised
         if program.limits or program.nice is not None:  # checked at the start; changed since?
             reason = "its limits, nice or user could not be set"
