@@ -515,6 +515,7 @@ class DaemonContext:
             # The wait failed, or a signal came before the launcher could exit 0.
             if not ready or isinstance(exc, KeyboardInterrupt):
                 _to_the_end(lambda: _stop_started_daemon(child))
+                _to_the_end(lambda: self._remove_left_pidfile(handoff.daemon_pid))
             _to_the_end(self._launch_failed)
             handoff.close_pidfd()  # daemon_pidfd's, once it is set
             self.daemon_pidfd = None
@@ -522,6 +523,27 @@ class DaemonContext:
             signals.restore()  # ends the launcher, after one of its signals
             raise  # the failure, not a Ctrl-C that came during its clean-up
         os._exit(0)
+
+    def _remove_left_pidfile(self, daemon_pid: int | None) -> None:
+        """After a failed start, the daemon stopped: remove its pidfile if that is
+        left, stale and naming it (it was SIGKILLed, or closed the lock's fd itself).
+        Ours only: a ``PIDLockFile`` never removes a file a live process holds."""
+        from .pidfile import PIDLockFile  # a failed start only
+
+        path = getattr(self.pidfile, "path", None)
+        if daemon_pid is None or not isinstance(self.pidfile, PIDLockFile):
+            return
+        if not isinstance(path, str):
+            return
+        seen = options.pidfile_seen_from_here(path, self.chroot_directory, self.working_directory)
+        if seen is None:
+            return
+        left = PIDLockFile(seen)
+        try:
+            if left.read_pid() == daemon_pid:
+                left.break_lock()
+        except Exception:  # held again (a new start), not ours to remove: leave it
+            pass
 
     def _before_owner_change(self) -> None:
         """In the daemon, once it holds its pidfile, just before it changes user: what
@@ -612,7 +634,7 @@ class DaemonContext:
                 _notify("STOPPING=1")
             self._release_pidfile()
             if self._handoff is not None:
-                self._handoff.close()  # closing before ready: the launcher reports it
+                self._handoff.send_left()  # closing before ready: the launcher reports it
         else:  # a forked worker's copy: its fd of the pidfile closes as it exits
             self._pidfile_entered = None
         self._is_open = False

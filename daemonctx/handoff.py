@@ -8,8 +8,9 @@ end-of-file. The pattern is CPython's ``subprocess`` error pipe.
 
 Records are ``b"<KIND> <pid> <length>\\n"`` followed by ``length`` bytes of
 payload: ``PID`` (the daemon exists), ``READY``, ``EXEC`` (end-of-file after
-it means a successful exec, which closed the pipe) and ``ERROR`` whose payload
-is a small JSON object. Nothing is unpickled; sizes are bounded.
+it means a successful exec, which closed the pipe), ``LEFT`` (its context
+closed before ready) and ``ERROR`` whose payload is a small JSON object.
+Nothing is unpickled; sizes are bounded.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Handoff:
         read_fd, write_fd = os.pipe()  # close-on-exec on both ends
         self.read_fd = self._lift(read_fd)
         self.write_fd: int | None = self._lift(write_fd)
+        self.daemon_fd = self.write_fd  # its number in the daemon, for the launcher to name
         self.daemon_pid: int | None = None  # learnt by the launcher from the first record
         # A pidfd opened the moment the pid is learnt: it names the daemon even if
         # the pid is reused later (when the daemon dies and a child keeps the pipe).
@@ -134,6 +136,13 @@ class Handoff:
     def send_ready(self) -> None:
         """Tell the launcher we are up, and let go of the pipe."""
         self._send("READY")
+        self.close()
+
+    def send_left(self) -> None:
+        """The daemon's context closes before it was ready (its ``with`` block
+        ended): say so and let go of the pipe, for the launcher to tell this from
+        a pipe the daemon's own code closed (``os.closerange``)."""
+        self._send("LEFT")
         self.close()
 
     def send_error(self, exc: BaseException) -> None:
@@ -221,6 +230,7 @@ class Handoff:
         pid: int | None = None
         step = _READY_STEP
         exec_is_ready = False
+        left = False  # the daemon's context closed: the pipe's end is no surprise
         try:
             while True:
                 nagging = nag_at is not None and (deadline is None or nag_at < deadline)
@@ -247,6 +257,14 @@ class Handoff:
                             " it was ready: call notify_ready_on_exec() just before the exec",
                             daemon_pid=pid,
                         )
+                    if pid and not left and _running_on(pid, self.daemon_pidfd):
+                        raise DaemonStartupError(
+                            f"the daemon (pid {pid}) closed the start-up pipe (its fd"
+                            f" {self.daemon_fd}) while still running, before it was ready:"
+                            " call notify_ready() before closing inherited fds, or keep"
+                            " that one open",
+                            daemon_pid=pid,
+                        )
                     raise DaemonStartupError(
                         "the daemon exited before it was ready"
                         + (f" (pid {pid})" if pid else "")
@@ -259,6 +277,8 @@ class Handoff:
                     return pid
                 if kind == "EXEC":
                     exec_is_ready = True
+                if kind == "LEFT":
+                    left = True
                 if kind == "STEP":
                     step = payload.decode("utf-8", "replace") or _READY_STEP
                     nag_at = time.monotonic() + NAG_AFTER
@@ -440,6 +460,21 @@ def _middle_cut(text: str, most: int) -> str:
     head = keep // 2
     tail = keep - head
     return f"{text[:head]}[... {len(text) - keep} characters cut ...]{text[-tail:]}"
+
+
+def _running_on(pid: int, pidfd: int | None) -> bool:
+    """Whether the daemon ``pid``, whose end of the pipe is closed, runs on and is
+    not exiting: it closed the pipe itself (``os.closerange``). An exiting process
+    has closed its fds before its pidfd says it exited, but is marked exiting first.
+    Only with a pidfd, still running after the look: the pid is then the daemon's."""
+    if pidfd is None:
+        return False
+    import select
+
+    from .procfs import is_alive  # a failed start only
+
+    alive = is_alive(pid)
+    return alive and not select.select([pidfd], [], [], 0)[0]
 
 
 def _program_after_exec(pid: int, pidfd: int | None) -> str | None:

@@ -639,6 +639,24 @@ def _held_ids() -> tuple[set[int], set[int]]:
     return {os.getuid(), os.geteuid()}, {os.getgid(), os.getegid()}
 
 
+def pidfile_seen_from_here(
+    path: str, chroot_directory: str | None, working_directory: str
+) -> str | None:
+    """The daemon's pidfile ``path`` as this process (the launcher) sees it: the
+    daemon opens it after chroot and chdir. None when its directory is not in the jail."""
+    seen_from_here = os.path.join(working_directory, path)
+    if chroot_directory is None:
+        return seen_from_here
+    # Its directory as the jail resolves it (J/var/run -> /run is J/run, not the
+    # host's /run), from the jail's root when relative (the daemon's working
+    # directory starts there); the file itself is never a link (O_NOFOLLOW)
+    from .executable import resolve_in_root
+
+    head, name = os.path.split(seen_from_here)
+    directory_in_root = resolve_in_root(chroot_directory, head)
+    return None if directory_in_root is None else os.path.join(directory_in_root, name)
+
+
 def check_pidfile(
     pidfile: Any,
     chroot_directory: str | None,
@@ -658,19 +676,14 @@ def check_pidfile(
     path = getattr(pidfile, "path", None)
     if not isinstance(path, str):
         return
-    seen_from_here = os.path.join(working_directory, path)
-    if chroot_directory is not None:
-        # Its directory as the jail resolves it (J/var/run -> /run is J/run, not the
-        # host's /run), from the jail's root when relative (the daemon's working
-        # directory starts there); the file itself is never a link (O_NOFOLLOW)
-        from .executable import resolve_in_root
-
-        head, name = os.path.split(seen_from_here)
-        directory_in_root = resolve_in_root(chroot_directory, head)
-        if directory_in_root is None or not os.path.isdir(directory_in_root):
-            where = f"directory {head!r} does not exist in chroot_directory {chroot_directory!r}"
-            raise DaemonOptionError("pidfile", path, where)
-        seen_from_here = os.path.join(directory_in_root, name)
+    seen_from_here = pidfile_seen_from_here(path, chroot_directory, working_directory)
+    if chroot_directory is not None and (
+        seen_from_here is None or not os.path.isdir(os.path.dirname(seen_from_here))
+    ):
+        head = os.path.dirname(os.path.join(working_directory, path))
+        where = f"directory {head!r} does not exist in chroot_directory {chroot_directory!r}"
+        raise DaemonOptionError("pidfile", path, where)
+    assert seen_from_here is not None
     directory = os.path.dirname(seen_from_here)
     if not os.path.isdir(directory):
         raise DaemonOptionError("pidfile", path, f"directory {directory!r} does not exist")

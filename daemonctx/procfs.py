@@ -394,6 +394,15 @@ def is_running(pid: int) -> bool:
     return fields is not None and fields[0] not in (b"Z", b"X")
 
 
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` runs and has not begun to exit (``PF_EXITING``: it may have
+    closed its fds already, and not be a zombie yet)."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 7 or fields[0] in (b"Z", b"X"):
+        return False
+    return not int(fields[6]) & _PF_EXITING
+
+
 def live_group(pid: int) -> int | None:
     """The process group of ``pid`` while it runs; None once it is gone or a zombie."""
     fields = _stat_fields(pid)
@@ -498,6 +507,7 @@ def parent_pid(pid: int) -> int | None:
 #: Reads of an empty environ, a millisecond apart, before it is taken as empty.
 ENVIRON_TRIES = 5
 _PF_KTHREAD = 0x00200000  # a kernel thread, in /proc/<pid>/stat's flags
+_PF_EXITING = 0x00000004  # in exit(2), in /proc/<pid>/stat's flags
 
 
 def environment_value(pid: int, name: str) -> str | None:

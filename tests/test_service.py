@@ -135,6 +135,31 @@ def test_failure_before_ready_fails_the_start(app: App, env: dict[str, str], mes
     assert app.tracker.processes() == []
 
 
+def test_a_daemon_that_closes_its_fds_before_ready_is_said_so_and_leaves_no_pidfile(
+    app: App,
+) -> None:
+    """run() does ``os.closerange(3, ...)`` first, closing the start-up pipe: the
+    start was "the daemon exited before it was ready ... it was killed", though it
+    ran on, and left its pidfile (its lock's fd closed too). Now the start says what
+    happened and how to avoid it; the daemon is stopped all the same (it can no
+    longer say it is ready), and its pidfile removed."""
+    result = app("start", SERVICE_CLOSE_FDS="1", SERVICE_READY_DELAY="60")
+    assert result.returncode == 1
+    said = re.fullmatch(
+        r"service_app.py: error: app failed to start: the daemon \(pid (\d+)\) closed the"
+        r" start-up pipe \(its fd \d+\) while still running, before it was ready: call"
+        r" notify_ready\(\) before closing inherited fds, or keep that one open\n",
+        result.stderr,
+    )
+    assert said, result.stderr
+    pid = int(said.group(1))
+    assert not pid_alive(pid)
+    assert app.tracker.processes() == []
+    assert not os.path.exists(app.pidfile)
+    status = app("status")
+    assert (status.returncode, status.stdout) == (3, "app is not running\n")
+
+
 def test_the_traceback_of_a_failure_before_ready_is_in_the_stderr_file(app: App) -> None:
     """The terminal gets one line; the daemon's stderr file gets the traceback, the
     only place a programming error in start-up code shows its file and line."""

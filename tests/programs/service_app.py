@@ -8,6 +8,7 @@ Configured by environment variables (all paths absolute):
   SERVICE_READY_DELAY  seconds run() waits before notify_ready()
   SERVICE_FAIL     run() raises RuntimeError(this) before notify_ready()
   SERVICE_RETURN   run() returns before notify_ready()
+  SERVICE_CLOSE_FDS  run() first closes every fd above 2, as legacy code does
   SERVICE_CHDIR    the working_directory option
   SERVICE_NO_RELOAD  an empty signal_map (the defaults: SIGHUP kills)
   SERVICE_HOLD     a path: the daemon, holding its pidfile but before its signal
@@ -42,6 +43,8 @@ class App(Service):
     stop_timeout = 5.0
 
     def run(self) -> None:
+        if "SERVICE_CLOSE_FDS" in ENV:
+            os.closerange(3, 65536)
         report("run")
         time.sleep(float(ENV.get("SERVICE_READY_DELAY", "0")))
         if "SERVICE_FAIL" in ENV:
