@@ -41,7 +41,11 @@ __all__ = [
     "seconds_or_zero",
     "signal_argument",
     "stop_signal_and_steps",
+    "warn",
 ]
+
+
+_prog = "daemonctx"  # for warnings: the program run_command runs
 
 
 def say(line: str) -> bool:
@@ -89,6 +93,8 @@ def run_command(prog: str, handler: Callable[[], int]) -> int:
     ``PROG: error: MESSAGE`` (its details each on a line of its own, indented) and
     gives its exit code; Ctrl-C gives 130, and ``Interrupted`` 128 + its signal
     (143 for SIGTERM, 129 for SIGHUP)."""
+    global _prog
+    _prog = prog
     try:
         return handler()
     except CommandError as exc:
@@ -103,10 +109,25 @@ def run_command(prog: str, handler: Callable[[], int]) -> int:
 
 
 def report_stop(result: StopResult, name: str, timeout: float | None) -> None:
-    """Say what a stop did; raise ``CommandError`` when a process would not exit."""
+    """Say what a stop did; raise ``CommandError`` when a process would not exit,
+    or (exit 4) when we may not remove its stale pidfile. A stale pidfile kept
+    otherwise (a read-only file system) is a warning: the daemon is stopped."""
     if not result.exited:
         raise CommandError(result.message(name))
     say(result.message(name, timeout))
+    kept = result.pidfile_warning()
+    if kept is not None and result.pidfile_denied:
+        raise CommandError(kept, exit_code=4)
+    if kept is not None:
+        warn(kept)
+
+
+def warn(line: str) -> None:
+    """Print ``PROG: warning: LINE`` on stderr (the program ``run_command`` runs)."""
+    try:
+        print(f"{_prog}: warning: {one_line(line)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def prepare_exit() -> None:

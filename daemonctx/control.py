@@ -141,7 +141,8 @@ class StopResult:
     ``exited`` is False only when a process outlived SIGKILL's wait (stuck in
     the kernel). ``killed`` says SIGKILL was needed; ``seconds`` runs from the
     first signal to the last exit seen on a pidfd. ``pidfile_removed`` is True
-    when a pidfile nobody held was removed. ``others`` are the processes that
+    when a pidfile nobody held was removed; ``pidfile_error`` says why one stayed
+    (``pidfile_warning()``: the line). ``others`` are the processes that
     still held the daemon's lock after it (its children), stopped too; when the
     daemon itself had exited, ``pid`` is None and only ``others`` were stopped.
     ``session`` are the other processes of the daemon's own session (its workers,
@@ -162,6 +163,20 @@ class StopResult:
     retried: bool = False  # stopped by a ``retry`` schedule
     left: tuple[int, ...] = ()  # still there when it gave up (``exited`` False)
     session: tuple[int, ...] = ()
+    #: Why the stale pidfile stayed ("Read-only file system"), and its errno.
+    pidfile_error: str | None = None
+    pidfile_errno: int | None = None
+
+    @property
+    def pidfile_denied(self) -> bool:
+        """The stale pidfile stayed for want of permission (EACCES, EPERM)."""
+        return self.pidfile_errno in (errno.EACCES, errno.EPERM)
+
+    def pidfile_warning(self) -> str | None:
+        """One line when the stale pidfile could not be removed: the path and why."""
+        if self.pidfile_error is None:
+            return None
+        return f"cannot remove the stale pidfile {self.path}: {self.pidfile_error}"
 
     @property
     def was_running(self) -> bool:
@@ -344,16 +359,23 @@ def remove_stale_pidfile(pidfile: PathArg) -> bool:
 
     A pidfile whose lock is held (a daemon started meanwhile) is left alone.
     """
-    path = os.fspath(pidfile)
+    return _remove_stale_pidfile(os.fspath(pidfile))[0]
+
+
+def _remove_stale_pidfile(path: str) -> tuple[bool, OSError | None]:
+    """``remove_stale_pidfile``, and the error that kept a stale pidfile (a
+    read-only file system, a directory we may not write): None when it is held."""
     if not os.path.lexists(path):
-        return False
+        return False, None
     try:
         PIDLockFile(path).break_lock()
     except Exception as exc:
         if not _is_pidfile_error(exc):
             raise
-        return False  # held by a live process, or not ours to remove
-    return not os.path.lexists(path)
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        # held by a live process, or not ours to remove: no error of ours
+        return False, cause if isinstance(cause, OSError) and cause.errno else None
+    return not os.path.lexists(path), None
 
 
 def format_duration(seconds: float) -> str:
@@ -524,7 +546,8 @@ def stop(
     signal = steps[0][0]
     found = _find(path, every_holder=True)
     if not found.held:
-        return StopResult(path, None, signal=signal, pidfile_removed=remove_stale_pidfile(path))
+        removed, kept = _remove_stale_pidfile(path)
+        return StopResult(path, None, signal=signal, pidfile_removed=removed, **_kept_pidfile(kept))
     if not found.holders:  # held, but by no process we may look at: we cannot prove one
         raise CommandError(
             f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
@@ -538,7 +561,7 @@ def stop(
         raise CommandError(f"cannot stop {found.path}'s daemon: {_one_line(exc)}") from exc
     main = found.main_pid if found.main_pid in done.signalled else None
     others = tuple(pid for pid in done.signalled if pid != main)
-    removed = remove_stale_pidfile(found.path) if done.exited else False
+    removed, kept = _remove_stale_pidfile(found.path) if done.exited else (False, None)
     at = list(itertools.accumulate(wait for _signum, wait in steps))  # when each next step begins
     return StopResult(
         path,
@@ -553,4 +576,12 @@ def stop(
         retried=bool(retry),
         left=tuple(done.left),
         session=tuple(done.session),
+        **_kept_pidfile(kept),
     )
+
+
+def _kept_pidfile(error: OSError | None) -> dict[str, Any]:
+    """StopResult's fields for the error that kept a stale pidfile."""
+    if error is None:
+        return {}
+    return {"pidfile_error": error.strerror or str(error), "pidfile_errno": error.errno}

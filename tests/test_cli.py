@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    NOBODY,
     ROOT,
     SSD,
     STARTED,
@@ -31,6 +32,7 @@ from conftest import (
     Tracker,
     cmdline_of,
     kill,
+    mounted_tmpfs,
     needs_root,
     needs_ssd,
     needs_tools,
@@ -554,6 +556,60 @@ def test_an_answer_nobody_reads_is_no_error(tracker: Tracker, unbuffered: bool) 
 
 
 # -- stale pidfiles, reused pids and start-stop-daemon ----------------------------------
+
+
+def test_stop_says_why_a_stale_pidfile_on_a_read_only_file_system_stays(
+    tracker: Tracker,
+) -> None:
+    """The daemon was killed, then its file system remounted read-only: ``stop``
+    said "app is not running" alone, the pidfile still there. It still exits 0 (LSB:
+    stopping what does not run), with a warning naming the pidfile and the reason."""
+    directory = tracker.tmp_path / "ro"
+
+    def writable() -> None:
+        subprocess.run(["mount", "-o", "remount,rw", str(directory)], check=False)
+
+    with mounted_tmpfs(directory, "64k", before_unmount=writable):
+        tracker.pidfile = str(directory / "app.pid")
+        kill(tracker.start("sleep", "1000"))
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0,
+            "app is not running\n",
+            f"daemonctx: warning: cannot remove the stale pidfile {tracker.pidfile}:"
+            " Read-only file system\n",
+        )
+        status = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+        assert status.returncode == 1, "the file stays: dead, pidfile exists"
+
+
+@needs_root
+def test_stop_as_a_user_who_may_not_remove_the_stale_pidfile_exits_4(
+    open_tracker: Tracker,
+) -> None:
+    """nobody stops a daemon of root's that was killed, its pidfile in a directory
+    nobody may not write: exit 4 (insufficient privilege), as when nobody may not
+    read the pidfile or signal the daemon, naming the file and the reason."""
+    tracker = open_tracker
+    kill(tracker.start("sleep", "1000"))
+    python = python_for_nobody(ROOT / "daemonctx" / "__main__.py")
+    result = subprocess.run(
+        [python, "-m", "daemonctx", "stop", "--pidfile", tracker.pidfile],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        env={**tracker.env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        4,
+        "app is not running\n",
+        f"daemonctx: error: cannot remove the stale pidfile {tracker.pidfile}: Permission denied\n",
+    )
+    assert os.path.exists(tracker.pidfile)
 
 
 @needs_ssd
