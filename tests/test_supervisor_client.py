@@ -667,6 +667,97 @@ def test_ctl_says_a_bad_answer_in_one_line(
         assert info.value.type == BAD_RESPONSE
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": 5, "state": [], "text": None},
+        {"pid": "12"},
+        {"healthy": "yes"},
+        {"restarts": True},
+        {"since": "5"},
+        {"last_exit": {"code": "1", "text": "exited 1"}},
+        {"last_exit": ["exited 1"]},
+        {"output_error": 7},
+    ],
+    ids=["the tester's", "pid", "healthy", "restarts", "since", "exit code", "exit", "error"],
+)
+def test_ctl_status_of_an_answer_of_the_wrong_types_is_unknown_4(
+    sock: Path, serve: Callable[[Answer], FakeServer], fields: dict[str, Any]
+) -> None:
+    """Whatever listens on the socket answers a program whose fields are of
+    other types: ``{"name": 5, "state": [], "text": null}`` printed ``5  None``,
+    exit 3 (a program not running), where an answer ctl cannot read is 4,
+    "unknown"."""
+    serve(by_command(status={"programs": [{**program("web"), **fields}], "supervisor": "x"}))
+    shown = run_ctl(sock, "status")
+    assert (shown.returncode, shown.stdout) == (4, ""), shown
+    assert shown.stderr.startswith("daemonctx: error: bad answer from the supervisor to status: ")
+    assert shown.stderr.count("\n") == 1, shown.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "call", "result"),
+    [
+        ("why", lambda c: c.why("web"), {"programs": [{"status": program("web"), "runs": [{}]}]}),
+        (
+            "why",
+            lambda c: c.why("web"),
+            {"programs": [{"status": program("web"), "runs": [{"started": 1.0, "steps": "TERM"}]}]},
+        ),
+        (
+            "why",
+            lambda c: c.why("web"),
+            {"programs": [{"status": program("web"), "runs": [{"started": 1.0, "error": 5}]}]},
+        ),
+        ("commands", lambda c: c.commands(), {"commands": [{"name": "x", "read_only": "no"}]}),
+        (
+            "tail",
+            lambda c: c.tail("web"),
+            {"lines": [{"stream": 1, "time": 0, "text": ""}], "cursor": 5},
+        ),
+        ("tail", lambda c: c.tail("web"), {"lines": [], "cursor": "5"}),
+        ("tail", lambda c: c.tail("web"), {"lines": [], "cursor": 5, "missed": "no"}),
+        ("tail", lambda c: c.tail("web"), {"lines": [], "cursor": 5, "ended": 1}),
+    ],
+    ids=["no start", "steps", "error", "read_only", "stream", "cursor", "missed", "ended"],
+)
+def test_every_result_of_the_wrong_types_is_a_bad_answer(
+    sock: Path,
+    serve: Callable[[Answer], FakeServer],
+    command: str,
+    call: Callable[[Client], Any],
+    result: dict[str, Any],
+) -> None:
+    """Each result the client reads checks the types of its fields, as status's
+    programs do: a bad answer, not a string made of a number or a list."""
+    serve(by_command(**{command: result}))
+    with Client(sock, timeout=5) as client, pytest.raises(ProtocolError) as info:
+        call(client)
+    assert info.value.type == BAD_RESPONSE
+    assert str(info.value).startswith(f"bad answer from the supervisor to {command}: ")
+
+
+@pytest.mark.skipif(
+    not hasattr(sys, "get_int_max_str_digits"), reason="no limit on an int's digits here"
+)
+def test_a_number_too_long_in_an_answer_is_said_so_not_python_s_advice(
+    sock: Path, serve: Callable[[Answer], FakeServer]
+) -> None:
+    """An int past Python's limit on digits in an answer: the operator read "not
+    JSON: Exceeds the limit (4300 digits) ... use sys.set_int_max_str_digits() to
+    increase the limit", advice for a programmer. Now the answer's fault, said."""
+    digits = "9" * 5000
+    serve(
+        lambda request: b'{"id": %d, "ok": true, "result": %s}\n' % (request["id"], digits.encode())
+    )
+    shown = run_ctl(sock, "status")
+    assert (shown.returncode, shown.stdout) == (4, ""), shown
+    assert shown.stderr == (
+        "daemonctx: error: bad answer from the supervisor: number too long:"
+        " 99999999999999999999... (5000 digits)\n"
+    )
+
+
 def test_blank_lines_are_read_in_linear_time(sock: Path) -> None:
     """A peer that sends 16 MiB of blank lines (skipped: no answer) then closes:
     the client steps over them in a fraction of a second of CPU; it cut the rest

@@ -92,6 +92,10 @@ _NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 _MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_number(value: object) -> bool:
     """An int or a float (a ``numbers.Real``), not a bool nor a string "5"."""
     if isinstance(value, (int, float)):
@@ -373,19 +377,19 @@ class Client:
             args["of"] = of
         result = self.request("tail", args)
         try:
-            found = [
-                OutputLine(str(line["stream"]), float(line["time"]), str(line["text"]))
-                for line in result["lines"]
-            ]
+            found = [OutputLine.from_json(line) for line in result["lines"]]
+            cursor = result["cursor"]
             instance = result.get("instance")  # an older supervisor gives none
             ended = result.get("ended")
-            return Tail(
-                found,
-                int(result["cursor"]),
-                result.get("missed") is True,
-                instance if isinstance(instance, int) and not isinstance(instance, bool) else None,
-                str(ended) if ended is not None else None,
-            )
+            missed = result.get("missed", False)
+            if not (
+                _is_whole(cursor)
+                and (instance is None or _is_whole(instance))
+                and (ended is None or isinstance(ended, str))
+                and isinstance(missed, bool)
+            ):
+                raise TypeError("a field of another type")
+            return Tail(found, cursor, missed, instance, ended)
         except _MALFORMED:
             raise self._fail(_bad_result("tail", result)) from None
 

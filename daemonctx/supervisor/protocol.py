@@ -529,6 +529,14 @@ _REQUEST_DECODER = json.JSONDecoder(
 )
 
 
+# An answer that failed to load is read again with its ints checked: one past
+# Python's limit on digits is then "number too long", not CPython's advice to
+# call sys.set_int_max_str_digits(), which is no advice for an operator.
+_CHECKED_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates, parse_int=_integer
+)
+
+
 def _load(line: bytes, type: str, decoder: json.JSONDecoder = _DECODER) -> Any:
     """The JSON value of ``line``; ``ProtocolError(type, ...)`` when it is not one.
 
@@ -550,7 +558,7 @@ def _load(line: bytes, type: str, decoder: json.JSONDecoder = _DECODER) -> Any:
     except (RecursionError, ValueError):
         pass  # decode says why, the same way
     try:
-        return decoder.decode(text)
+        return (_CHECKED_DECODER if decoder is _DECODER else decoder).decode(text)
     except RecursionError:
         raise ProtocolError(type, "not JSON: nested too deeply") from None
     except _Refused as error:

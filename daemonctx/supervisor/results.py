@@ -64,8 +64,61 @@ def format_ago(seconds: float) -> str:
     return "just now" if seconds < 0.0005 else f"{format_seconds(seconds)} ago"
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+# Readers of an answer's fields: each returns the value as the field's type, or
+# raises TypeError (the client's "bad answer") for anything else: an answer it
+# cannot read is not to be shown as a program (``5  None``, a healthy-looking state).
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"not an object: {type(value).__name__}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {type(value).__name__}")
+    return value
+
+
+def _whole(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"not an integer: {type(value).__name__}")
+    return value
+
+
+def _real(value: Any) -> float:
+    if isinstance(value, float):
+        return value
+    return float(_whole(value))  # OverflowError for a huge one: a bad answer too
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"not a boolean: {type(value).__name__}")
+    return value
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"not a list: {type(value).__name__}")
+    return tuple(_text(item) for item in value)
+
+
+def _maybe_whole(value: Any) -> int | None:
+    return None if value is None else _whole(value)
+
+
+def _maybe_real(value: Any) -> float | None:
+    return None if value is None else _real(value)
+
+
+def _maybe_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _maybe_exit(value: Any) -> ExitInfo | None:
+    return None if value is None else ExitInfo.from_json(value)
 
 
 @record(frozen=True)
@@ -90,12 +143,14 @@ class ExitInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExitInfo:
+        """Raises TypeError (or ValueError) for a field of another type."""
+        data = _object(data)
         return cls(
-            code=data.get("code"),
-            signal=data.get("signal"),
-            core=bool(data.get("core", False)),
-            text=str(data.get("text", "")),
-            ago=float(data.get("ago", 0.0)),
+            code=_maybe_whole(data.get("code")),
+            signal=_maybe_whole(data.get("signal")),
+            core=_flag(data.get("core", False)),
+            text=_text(data.get("text", "")),
+            ago=_real(data.get("ago", 0.0)),
         )
 
 
@@ -166,24 +221,27 @@ class ProgramInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProgramInfo:
-        last_exit = data.get("last_exit")
-        pid = data.get("pid")
+        """Raises KeyError for a missing name or state, TypeError (or ValueError)
+        for a field of another type."""
+        data = _object(data)
+        name = _text(data["name"])
+        state = _text(data["state"])
         return cls(
-            name=str(data["name"]),
-            program=str(data.get("program", data["name"])),
-            state=str(data["state"]),
-            text=str(data.get("text", data["state"])),
-            pid=None if pid is None else int(pid),
-            uptime=_number(data.get("uptime")),
-            since=float(data.get("since", 0.0)),
-            restarts=int(data.get("restarts", 0)),
-            attempt=int(data.get("attempt", 1)),
-            last_exit=None if last_exit is None else ExitInfo.from_json(last_exit),
-            next_start=_number(data.get("next_start")),
-            status_text=str(data.get("status_text", "")),
-            dropped=int(data.get("dropped", 0)),
-            healthy=bool(data.get("healthy", data["state"] == RUNNING)),
-            output_error=None if data.get("output_error") is None else str(data["output_error"]),
+            name=name,
+            program=_text(data.get("program", name)),
+            state=state,
+            text=_text(data.get("text", state)),
+            pid=_maybe_whole(data.get("pid")),
+            uptime=_maybe_real(data.get("uptime")),
+            since=_real(data.get("since", 0.0)),
+            restarts=_whole(data.get("restarts", 0)),
+            attempt=_whole(data.get("attempt", 1)),
+            last_exit=_maybe_exit(data.get("last_exit")),
+            next_start=_maybe_real(data.get("next_start")),
+            status_text=_text(data.get("status_text", "")),
+            dropped=_whole(data.get("dropped", 0)),
+            healthy=_flag(data.get("healthy", state == RUNNING)),
+            output_error=_maybe_text(data.get("output_error")),
         )
 
 
@@ -211,12 +269,14 @@ class CommandInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CommandInfo:
+        """Raises KeyError for a missing name, TypeError for a field of another type."""
+        data = _object(data)
         return cls(
-            name=str(data["name"]),
-            signature=str(data.get("signature", "()")),
-            doc=str(data.get("doc", "")),
-            read_only=bool(data.get("read_only", False)),
-            builtin=bool(data.get("builtin", False)),
+            name=_text(data["name"]),
+            signature=_text(data.get("signature", "()")),
+            doc=_text(data.get("doc", "")),
+            read_only=_flag(data.get("read_only", False)),
+            builtin=_flag(data.get("builtin", False)),
         )
 
 
@@ -261,19 +321,20 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
-        exit_ = data.get("exit")
-        pid = data.get("pid")
+        """Raises KeyError for a missing start time, TypeError (or ValueError)
+        for a field of another type."""
+        data = _object(data)
         return cls(
-            started=float(data["started"]),
-            pid=None if pid is None else int(pid),
-            ready=_number(data.get("ready")),
-            ended=_number(data.get("ended")),
-            exit=None if exit_ is None else ExitInfo.from_json(exit_),
-            stopped_by=data.get("stopped_by"),
-            steps=tuple(str(step) for step in data.get("steps", ())),
-            decision=data.get("decision"),
-            stderr=tuple(str(line) for line in data.get("stderr", ())),
-            error=data.get("error"),
+            started=_real(data["started"]),
+            pid=_maybe_whole(data.get("pid")),
+            ready=_maybe_real(data.get("ready")),
+            ended=_maybe_real(data.get("ended")),
+            exit=_maybe_exit(data.get("exit")),
+            stopped_by=_maybe_text(data.get("stopped_by")),
+            steps=_texts(data.get("steps", ())),
+            decision=_maybe_text(data.get("decision")),
+            stderr=_texts(data.get("stderr", ())),
+            error=_maybe_text(data.get("error")),
         )
 
 
@@ -288,6 +349,12 @@ class OutputLine:
 
     def to_json(self) -> dict[str, Any]:
         return {"stream": self.stream, "time": self.time, "text": self.text}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutputLine:
+        """Raises KeyError for a missing field, TypeError for one of another type."""
+        data = _object(data)
+        return cls(_text(data["stream"]), _real(data["time"]), _text(data["text"]))
 
 
 class Tail(tuple[list[OutputLine], int]):
