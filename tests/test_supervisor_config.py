@@ -203,6 +203,19 @@ def test_after_a_program_with_autostart_false_needs_autostart_false() -> None:
         SupervisorConfig("/run/c.sock", (db, Program("web", ["/srv/web"], after=["db"])))
 
 
+def test_ready_0_is_ready_once_started_as_supervisords_startsecs_0(shop: Path) -> None:
+    """supervisord's ``startsecs = 0``, translated word for word, means what
+    ``start --ready-after 0`` means: no wait, ``ready = "started"``."""
+    config = load_text(shop, SUPERVISOR + WEB + "ready = 0\n[program.db]\ncommand = ['/db']\n"
+                       "ready = 0.0\n")  # fmt: skip
+    assert [program.ready for program in config.programs] == ["started", "started"]
+    assert config.programs[0] == Program("web", ["/srv/web"])
+    config = load_text(shop, SUPERVISOR + "[defaults]\nready = 0\n" + WEB)
+    assert config.programs[0].ready == "started"
+    assert PROGRAM_KEYS["ready"].from_text("0") == "started"  # supervise --ready-after 0
+    assert Program("web", ["/srv/web"], ready=0).ready == "started"
+
+
 def test_keys_from_command_line_text() -> None:
     assert PROGRAM_KEYS["restart"].from_text("always") == "always"
     assert PROGRAM_KEYS["ready"].from_text("notify") == "notify"
@@ -229,7 +242,7 @@ SECONDS = "expected a number of seconds > 0, got"
 LIST = "expected a non-empty list of strings, got"
 RESTART = "expected one of always, on-failure, never, got"
 ENVIRONMENT = 'expected a table of strings (NAME = "value"), got'
-READY = "expected 'started', 'notify', 'exited' or a number of seconds > 0, got"
+READY = "expected 'started', 'notify', 'exited' or a number of seconds >= 0, got"
 DELAY = "expected at least restart_delay"
 CODES = "expected a non-empty list of exit codes such as [0, 2], got"
 MAX_BYTES = (
@@ -261,7 +274,8 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"group": 4294967295}, "group", "expected an id from 0 to 4294967294, got 4294967295"),
     ({"group": ""}, "group", "expected a non-empty string, got ''"),
     ({"ready": "ready"}, "ready", f"{READY} 'ready'"),
-    ({"ready": 0}, "ready", f"{READY} 0"),
+    ({"ready": -1}, "ready", f"{READY} -1"),
+    ({"ready": -0.5}, "ready", f"{READY} -0.5"),
     ({"ready": True}, "ready", f"{READY} True"),
     ({"stop_signal": "TERMINATE"}, "stop_signal", "unknown signal 'TERMINATE'"),
     ({"stop_signal": 0}, "stop_signal", "unknown signal number 0"),

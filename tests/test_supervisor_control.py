@@ -2418,6 +2418,22 @@ def test_one_program_with_watchdog_is_restarted_when_it_sends_no_watchdog_1(
     assert "stopped by no WATCHDOG=1 within 0.3 s (SIGTERM)" in why, why
 
 
+def test_one_program_with_ready_after_0_is_ready_once_started(supervisors: Supervisors) -> None:
+    """``--ready-after 0`` is what ``start --ready-after 0`` and supervisord's
+    ``startsecs = 0`` mean: no wait (it was refused: "must be more than 0")."""
+    result = supervisors.daemonctx(
+        "supervise", "--control", supervisors.control, "--ready-after", "0", "--", *SLEEP
+    )
+    assert result.returncode == 0, result
+    info = supervisors.status("sleep")  # supervise returned: it was ready
+    assert (info.state, info.healthy) == ("running", True) and pid_alive(info.pid)
+    refused = supervisors.daemonctx(
+        "supervise", "--control", supervisors.control, "--ready-after", "-1", "--", *SLEEP
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.endswith("argument --ready-after: must be 0 or more, and finite: '-1'\n")
+
+
 # -- the configuration file is trusted only if no other user could have written it ---------
 
 

@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..commands import not_empty, octal_mask, seconds
+from ..commands import not_empty, octal_mask, seconds, seconds_or_zero
 from ..errors import CommandError, DaemonError
 from ..paths import UnsafePathError
 
@@ -144,8 +144,8 @@ def add_commands(subparsers: Any) -> None:
     one.add_argument(
         "--ready-after",
         metavar="S",
-        type=seconds,
-        help="it is ready once it has run S seconds",
+        type=seconds_or_zero,
+        help="it is ready once it has run S seconds (0: once started, the default)",
     )
     one.add_argument(
         "--watchdog",

@@ -544,12 +544,16 @@ def _seconds_at_least(low: float, why: str) -> Callable[[Any], float]:
 
 
 def _ready(value: Any) -> str | float:
+    """A word, or seconds; 0 is "started" (supervisord's ``startsecs = 0``, and
+    ``start --ready-after 0``: no wait)."""
     if isinstance(value, str) and value in READY_CHOICES:
         return value
+    if _is_number(value) and value == 0:
+        return "started"
     seconds = _seconds_or_none(value)
     if seconds is None:
         raise ValueError(
-            f"expected 'started', 'notify', 'exited' or a number of seconds > 0, got {_got(value)}"
+            f"expected 'started', 'notify', 'exited' or a number of seconds >= 0, got {_got(value)}"
         )
     return seconds
 
@@ -859,7 +863,7 @@ class Program:
             _Type("started | notify | exited | seconds", _ready, _text_ready),
             "when it is ready: once started, when it sends READY=1 to NOTIFY_SOCKET,"
             " once it has exited with a success code (a one-shot), or once it has"
-            " run this many seconds",
+            " run this many seconds (0: once started)",
         ),
     )
     stop_signal: int = field(
