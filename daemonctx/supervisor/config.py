@@ -183,6 +183,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 _FOREIGN_PROGRAM_KEYS = {
     "numprocs": ("supervisord", "here: instances = N"),
     "process_name": ("supervisord", "here: instances = N, named NAME:0 to NAME:N-1"),
+    "numprocs_start": ("supervisord", "none here: instances are numbered from 0"),
+    "serverurl": ("supervisord", "none here: the control socket's path is in DAEMONCTX_SUPERVISOR"),
     "priority": ("supervisord", "here: after = [NAMES] (started once they are ready)"),
     "startsecs": ("supervisord", "here: ready = SECONDS"),
     "startretries": ("supervisord", "here: start_limit and start_limit_interval"),
@@ -231,6 +233,8 @@ _FOREIGN_PROGRAM_KEYS = {
     "exit-codes": ("zdaemon", 'here: success_codes = [0, 2] with restart = "on-failure"'),
     "transcript": ("zdaemon", "here: stdout and stderr"),
     "start-test-program": ("zdaemon", 'here: ready = "notify", or ready = SECONDS'),
+    "socket-name": ("zdaemon", "here: [supervisor] control"),
+    "hang-around": ("zdaemon", "none here: the supervisor stays until ctl shutdown"),
 }
 _FOREIGN_SUPERVISOR_KEYS = {
     "logfile": ("supervisord", "here: log"),
@@ -240,6 +244,8 @@ _FOREIGN_SUPERVISOR_KEYS = {
     "chmod": ("supervisord", "here: control_group, observer_group"),
     "chown": ("supervisord", "here: control_group, observer_group"),
     "socket-name": ("zdaemon", "here: control"),
+    "hang-around": ("zdaemon", "none here: the supervisor stays until ctl shutdown"),
+    "serverurl": ("supervisord", "here: daemonctx ctl --control SOCK"),
 }
 _FOREIGN_TABLES = {
     "unix_http_server": ("supervisord", "here: [supervisor] control"),
