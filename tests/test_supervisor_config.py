@@ -624,6 +624,52 @@ def test_every_foreign_name_points_at_a_key_we_have() -> None:
                 assert first in table, (name, instead)
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('stdout = "/var/log/%(program_name)s.log"',
+         "stdout: '%(program_name)s': supervisord's %(NAME)s is not expanded here:"
+         " write the program's name itself"),
+        ('stderr = { path = "/var/log/web-%(process_num)02d.log" }',
+         "stderr: '%(process_num)02d': supervisord's %(NAME)s is not expanded here:"
+         " each instance finds its name (NAME:0, NAME:1, ...) in $DAEMONCTX_PROGRAM"),
+        ('directory = "%(here)s/web"',
+         "directory: '%(here)s': supervisord's %(NAME)s is not expanded here:"
+         " write the configuration file's directory itself"),
+        ('pidfile = "/run/%(name)s.pid"',
+         "pidfile: '%(name)s': supervisord's %(NAME)s is not expanded here:"
+         " write the path itself"),
+        ('command = ["/srv/web", "--port", "80%(process_num)02d"]',
+         "command: '%(process_num)02d': supervisord's %(NAME)s is not expanded here:"
+         " each instance finds its name (NAME:0, NAME:1, ...) in $DAEMONCTX_PROGRAM"),
+        ('environment = { PATH = "/srv/bin:%(ENV_PATH)s" }',
+         "environment: '%(ENV_PATH)s': supervisord's %(NAME)s is not expanded here:"
+         " write the value itself"),
+    ],
+)  # fmt: skip
+def test_supervisords_expansions_are_refused_not_taken_literally(
+    shop: Path, table: str, message: str
+) -> None:
+    """``stdout = "/var/log/%(program_name)s.log"`` made a file of that very name:
+    refused before anything starts, saying what to write."""
+    command = "" if table.startswith("command") else 'command = ["/srv/web"]\n'
+    text = SUPERVISOR + f"[program.web]\n{command}{table}\n"
+    assert str(error_of(shop, text)) == f"shop.toml: [program.web] {message}"
+
+
+def test_a_programs_own_format_string_in_its_command_is_kept() -> None:
+    """gunicorn's access log format and logging's are %(NAME)s too: a command's
+    argument (or a variable) is refused only for supervisord's own names."""
+    log_format = '%(h)s %(l)s "%(r)s" %(s)s'
+    web = Program(
+        "web",
+        ["/srv/gunicorn", "--access-logformat", log_format],
+        environment={"LOG_FORMAT": "%(asctime)s %(message)s"},
+    )
+    assert web.command[-1] == log_format
+    assert web.environment["LOG_FORMAT"] == "%(asctime)s %(message)s"
+
+
 def test_a_file_that_cannot_be_read(shop: Path) -> None:
     with pytest.raises(ConfigError, match=r"^shop\.toml: cannot read: No such file or directory$"):
         load(shop)

@@ -294,6 +294,37 @@ def _no_nul(text: str) -> str:
     return text
 
 
+# supervisord's "%(program_name)s" (Python's %-format): no expansion is done here,
+# and a path with one named a file of that literal name. Refused with what to do.
+_EXPANSION = re.compile(r"%\(([^()\s]*)\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
+_SUPERVISORD_NAMES = {
+    "program_name": "write the program's name itself",
+    "group_name": "write the group's name itself",
+    "host_node_name": "write the host's name itself",
+    "here": "write the configuration file's directory itself",
+    "process_num": "each instance finds its name (NAME:0, NAME:1, ...) in $DAEMONCTX_PROGRAM",
+    "numprocs": "write the number itself",
+}
+
+
+def _no_expansion(text: str, *, any_name: bool) -> str:
+    """``text`` without supervisord's ``%(NAME)s``: any NAME (``any_name``, for a
+    path), or supervisord's own (a command's arguments may hold a format string of
+    the program's: gunicorn's ``%(h)s``, logging's ``%(message)s``)."""
+    for match in _EXPANSION.finditer(text):
+        name = match.group(1)
+        if name.startswith("ENV_"):
+            todo = "write the value itself"
+        elif name in _SUPERVISORD_NAMES:
+            todo = _SUPERVISORD_NAMES[name]
+        elif any_name:
+            todo = "write the path itself"
+        else:
+            continue
+        raise ValueError(f"{match.group(0)!r}: supervisord's %(NAME)s is not expanded here: {todo}")
+    return text
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a non-empty string, got {_got(value)}")
@@ -307,6 +338,8 @@ def _optional_string(value: Any) -> str | None:
 def _path(value: Any) -> str:
     if isinstance(value, os.PathLike):  # from Python; TOML has only strings
         value = os.fspath(value)
+    if isinstance(value, str):
+        _no_expansion(value, any_name=True)
     if not isinstance(value, str) or not os.path.isabs(value):
         raise ValueError(f"expected an absolute path, got {_got(value)}")
     return _no_nul(value)
@@ -386,7 +419,7 @@ def _output(value: Any, *, merge: bool = False) -> str | LogFile:
         return value
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    text = _string(value)
+    text = _no_expansion(_string(value), any_name=True)
     if text in OUTPUT_WORDS or (merge and text == "stdout"):
         return text
     if not os.path.isabs(text):
@@ -490,7 +523,7 @@ def _command(value: Any) -> tuple[str, ...]:
         raise ValueError(f"expected a non-empty list of strings, got {_got(value)}")
     if not value[0]:
         raise ValueError("the program to run (the first item) is an empty string")
-    return tuple(_no_nul(arg) for arg in value)
+    return tuple(_no_nul(_no_expansion(arg, any_name=False)) for arg in value)
 
 
 def _optional_command(value: Any) -> tuple[str, ...] | None:
@@ -506,7 +539,7 @@ def _environment(value: Any) -> dict[str, str]:
         if not name or "=" in name:
             raise ValueError(f"invalid variable name {name!r}")
         _no_nul(name)
-        _no_nul(text)
+        _no_nul(_no_expansion(text, any_name=False))
     return dict(value)
 
 
