@@ -625,6 +625,38 @@ def test_every_foreign_name_points_at_a_key_we_have() -> None:
 
 
 @pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("umask = 022", 'umask = "022" or umask = 0o022'),
+        ("  umask=0027   # group may not write", 'umask = "0027" or umask = 0o027'),
+    ],
+)
+def test_an_ini_style_octal_umask_says_how_toml_writes_it(
+    shop: Path, line: str, message: str
+) -> None:
+    """``umask = 022`` (INI's, zdaemon's) is no TOML number: the parser's generic
+    error gets what to write."""
+    error = error_of(shop, SUPERVISOR + WEB + line + "\n")
+    assert error.line == 5
+    assert str(error).endswith(
+        f": Expected newline or end of document after a statement (an octal umask: write {message})"
+    )
+    assert "octal" not in str(error_of(shop, SUPERVISOR + WEB + "stop_timeout = 010\n"))
+
+
+def test_the_supervisord_file_in_the_docs_gets_the_error_the_docs_show(shop: Path) -> None:
+    """docs/coming-from-supervisord.md: its supervisord.conf (under the caption line
+    that names it), given as ours, gets the error it shows, column included."""
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "coming-from-supervisord.md").read_text()
+    caption, ini = text.split("```ini\n", 1)[1].split("```", 1)[0].split("\n", 1)
+    assert caption == "; supervisord.conf"
+    shown = next(line for line in text.splitlines() if line.startswith("supervisord.conf: "))
+    assert str(error_of(Path("supervisord.conf"), ini)) == shown  # in the current directory
+
+
+@pytest.mark.parametrize(
     ("table", "message"),
     [
         ('stdout = "/var/log/%(program_name)s.log"',

@@ -273,6 +273,20 @@ _FOREIGN_FILE = (
 )
 
 
+# "umask = 022", as INI files and zdaemon write it: no leading zero in a TOML number.
+_OCTAL_UMASK = re.compile(r"\s*umask\s*=\s*(0[0-7]+)\s*(?:#.*)?")
+
+
+def _octal_umask(text: str, line: int) -> str:
+    """What to write for an octal ``umask = 022`` on ``line`` of ``text``, or ""."""
+    lines = text.splitlines()
+    match = _OCTAL_UMASK.fullmatch(lines[line - 1]) if 0 < line <= len(lines) else None
+    if match is None:
+        return ""
+    digits = match.group(1)
+    return f' (an octal umask: write umask = "{digits}" or umask = 0o{int(digits, 8):03o})'
+
+
 def _foreign_file(text: str) -> str:
     match = re.search(_FOREIGN_FILE, text, re.MULTILINE)
     if match is None:
@@ -1776,7 +1790,7 @@ def _parse_toml(text: str, shown: str) -> dict[str, Any]:
             line, column = int(match.group(1)), int(match.group(2))
         else:  # at the end of the document: its last line
             line, column = max(1, len(text.splitlines())), None
-        reason = message[: match.start()] + _foreign_file(text)
+        reason = message[: match.start()] + _octal_umask(text, line) + _foreign_file(text)
         raise ConfigError(shown, None, None, reason, line=line, column=column) from None
 
 
