@@ -41,6 +41,7 @@ __all__ = [
     "seconds_or_zero",
     "signal_argument",
     "stop_signal_and_steps",
+    "user_argument",
     "warn",
 ]
 
@@ -170,6 +171,16 @@ def not_empty(text: str) -> str:
     directory, no log, or the default name)."""
     if not text:
         raise _argument_error("must not be empty: ''")
+    return text
+
+
+def user_argument(text: str) -> str:
+    """``--user``: a name or uid. No user's name holds ':' (passwd's separator), so
+    ``nobody:nogroup`` is start-stop-daemon's ``--chuid USER:GROUP``: said so."""
+    user, colon, group = not_empty(text).partition(":")
+    if colon:
+        instead = f"--user {user} --group {group}" if user and group else "--user and --group"
+        raise _argument_error(f"no user name holds ':' (for USER:GROUP give {instead}): {text!r}")
     return text
 
 

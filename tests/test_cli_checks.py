@@ -637,3 +637,63 @@ def test_a_word_too_many_is_said_with_its_commands_usage(
         f": error: unrecognized arguments: {args[-1] if args[-1] != '985' else '--bogus'}"
     )
     assert open_tracker.processes() == []
+
+
+def test_a_command_without_its_dash_dash_is_said_to_need_one(tracker: Tracker) -> None:
+    """``start -p X sleep 1``: the words are the COMMAND, given without the '--' that
+    starts it; the error says where they go, with ``start``'s usage (as does a start
+    with no COMMAND at all, not the top level's)."""
+    result = tracker.daemonctx("start", "-p", tracker.pidfile, "sh", "-c", "sleep 1000")
+    assert (result.returncode, result.stdout) == (2, "")
+    usage, said = result.stderr.splitlines()
+    assert usage.startswith("usage: daemonctx start --pidfile PATH"), usage
+    assert said == (
+        "daemonctx start: error: unrecognized arguments: sh -c sleep 1000"
+        " (a COMMAND goes after '--': -- sh -c 'sleep 1000')"
+    )
+    result = tracker.daemonctx("start", "-p", tracker.pidfile)
+    usage, said = result.stderr.splitlines()
+    assert result.returncode == 2 and usage.startswith("usage: daemonctx start --pidfile PATH")
+    assert said == "daemonctx start: error: missing -- COMMAND [ARG...]"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["stop", "--exec", "/usr/sbin/nginx"],
+         "unrecognized arguments: --exec /usr/sbin/nginx (start-stop-daemon's --exec;"
+         " here: the program is the COMMAND after '--'; stop and status find the daemon"
+         " by its pidfile's lock, with no filter)"),
+        (["start", "--oknodo", "--", "sleep", "1000"],
+         "unrecognized arguments: --oknodo (start-stop-daemon's --oknodo; here: stop of a"
+         " daemon not running exits 0 anyway; start of a running one fails, exit 1)"),
+        (["start", "--user", "nobody:nogroup", "--", "sleep", "1000"],
+         "argument --user: no user name holds ':' (for USER:GROUP give --user nobody"
+         " --group nogroup): 'nobody:nogroup'"),
+    ],
+    ids=["stop --exec", "start --oknodo", "start --user USER:GROUP"],
+)  # fmt: skip
+def test_start_stop_daemon_s_options_say_what_to_write_here(
+    tracker: Tracker, args: list[str], said: str
+) -> None:
+    """An init script's start-stop-daemon options, kept: exit 2, nothing started,
+    and what daemonctx takes instead ("no such user 'nobody:nogroup'" before)."""
+    command, *rest = args
+    result = tracker.daemonctx(command, "-p", tracker.pidfile, *rest)
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert result.stderr.splitlines()[-1] == f"daemonctx {command}: error: {said}"
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+def test_stop_takes_oknodo_as_init_scripts_write_it(tracker: Tracker) -> None:
+    """``stop --oknodo`` (start-stop-daemon's "exit 0 if nothing was done") is what
+    stop does anyway: taken, and the daemon stopped; again, "not running", exit 0."""
+    pid = tracker.start("sleep", "1000")
+    result = tracker.daemonctx("stop", "-p", tracker.pidfile, "--oknodo")
+    assert result.returncode == 0, result
+    assert result.stdout.startswith(f"stopped app (pid {pid}) in ")
+    assert not pid_alive(pid) and not os.path.exists(tracker.pidfile)
+    result = tracker.daemonctx("stop", "-p", tracker.pidfile, "--oknodo")
+    assert (result.returncode, result.stdout) == (0, "app is not running\n")
+    assert "--oknodo" not in tracker.daemonctx("stop", "--help").stdout  # kept out of sight

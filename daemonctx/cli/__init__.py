@@ -180,14 +180,44 @@ def _main(argv: Sequence[str] | None) -> int:
             parser.error(f"{word}: '--' is not a value")
     args, extra = parser.parse_known_args(head)
     if extra:  # said with the usage of the (sub)command they were given to
-        _deepest(parser, head).error(f"unrecognized arguments: {' '.join(extra)}")
+        hint = _extra_hint(args, extra, command)
+        _deepest(parser, head).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     if args.takes_command and not command:
-        parser.error(f"{args.action}: missing -- COMMAND [ARG...]")
+        _deepest(parser, head).error("missing -- COMMAND [ARG...]")
     if args.takes_command is False and command is not None:
         parser.error(f"{args.action} takes no COMMAND")
     args.command = command
     handler: Callable[[argparse.Namespace], int] = args.handler
     return run_command("daemonctx", lambda: handler(args))
+
+
+# start-stop-daemon's options that daemonctx has no twin of: what to write instead.
+_SSD_HINTS = {
+    "--exec": "the program is the COMMAND after '--'; stop and status find the daemon"
+    " by its pidfile's lock, with no filter",
+    "--oknodo": "stop of a daemon not running exits 0 anyway; start of a running one fails, exit 1",
+    "--chuid": "--user USER [--group GROUP]",
+    "--background": "start always detaches",
+    "--make-pidfile": "start always makes the pidfile",
+    "--nicelevel": "--nice N",
+    "--output": "--stdout FILE --stderr FILE",
+}
+
+
+def _extra_hint(args: argparse.Namespace, extra: Sequence[str], command: object) -> str:
+    """What the unrecognized ``extra`` words likely meant, in parentheses, or "":
+    start-stop-daemon's options, or a COMMAND without the '--' before it."""
+    for word in extra:
+        name = word.partition("=")[0]
+        if name in _SSD_HINTS:
+            return f" (start-stop-daemon's {name}; here: {_SSD_HINTS[name]})"
+    takes = getattr(args, "takes_command", False)
+    optional = takes is None and getattr(args, "config", None) is None  # supervise
+    if command is None and (takes or optional) and not extra[0].startswith("-"):
+        import shlex
+
+        return f" (a COMMAND goes after '--': -- {shlex.join(extra)})"
+    return ""
 
 
 def _deepest(parser: argparse.ArgumentParser, words: Sequence[str]) -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from ..commands import (
     seconds_or_zero,
     signal_argument,
     stop_signal_and_steps,
+    user_argument,
 )
 from ..errors import CommandError
 from ..program import (
@@ -89,7 +90,7 @@ def _add_context_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--user",
         metavar="USER",
-        type=not_empty,
+        type=user_argument,
         help="run as this user (name or uid): its uid, primary group and groups",
     )
     group.add_argument(
@@ -195,6 +196,8 @@ def add_commands(subparsers: Any) -> None:
     )
     add_stop_options(stop, "--timeout", retry_flag="--retry")
     _add_name_option(stop, _DEFAULT_NAME)
+    # start-stop-daemon's, for init scripts: a daemon not running is no error here anyway
+    stop.add_argument("--oknodo", action="store_true", help=argparse.SUPPRESS)
 
     restart = _subcommand(
         subparsers, "restart", "stop the daemon if it runs, then start COMMAND", cmd_restart, True

@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..commands import not_empty, octal_mask, seconds, seconds_or_zero
+from ..commands import not_empty, octal_mask, seconds, seconds_or_zero, user_argument
 from ..errors import CommandError, DaemonError
 from ..paths import UnsafePathError
 
@@ -123,7 +123,9 @@ def add_commands(subparsers: Any) -> None:
         choices=("always", "on-failure", "never"),
         help="always, on-failure (default) or never",
     )
-    one.add_argument("--user", metavar="USER", type=not_empty, help="run the program as this user")
+    one.add_argument(
+        "--user", metavar="USER", type=user_argument, help="run the program as this user"
+    )
     one.add_argument("--group", "-g", metavar="GROUP", type=not_empty, help="and with this group")
     one.add_argument(
         "--chdir", "-d", metavar="DIR", type=not_empty, help="its working directory (default: /)"
