@@ -178,11 +178,14 @@ def test_what_a_client_raises_and_returns_is_importable_from_daemonctx_superviso
     """The errors and results docs/supervisor.md names without a module come from
     ``daemonctx.supervisor``, as Client does; a bad request is caught by that name."""
     code = """
+import daemonctx.errors
 import daemonctx.supervisor as package
 from daemonctx.supervisor import (
-    Client, OutputLine, ProtocolError, RequestError, RunInfo, Tail, protocol, results
+    Client, CommandError, OutputLine, ProtocolError, RequestError, RunInfo, Tail, protocol,
+    results
 )
 assert [getattr(package, name) for name in package.__all__]
+assert "CommandError" in package.__all__ and CommandError is daemonctx.errors.CommandError
 assert (ProtocolError, RequestError) == (protocol.ProtocolError, protocol.RequestError)
 assert (RunInfo, OutputLine, Tail) == (results.RunInfo, results.OutputLine, results.Tail)
 try:

@@ -21,6 +21,8 @@ needs only the client) does not pay for the server's imports.
 
 from __future__ import annotations
 
+from ..errors import CommandError  # loaded with daemonctx: what Client raises, named here
+
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
 if TYPE_CHECKING:
     from typing import Any
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Client",
+    "CommandError",
     "CommandInfo",
     "ConfigError",
     "ExitInfo",
