@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import run_in_child
 
-from daemonctx.supervisor.loop import EventLoop, Interrupted
+from daemonctx.supervisor.loop import LONGEST_WAIT, EventLoop, Interrupted
 
 
 @pytest.fixture
@@ -175,6 +175,39 @@ def test_timers_armed_after_cancel_compacted_the_heap_still_fire(
         bound.join()
     assert fired == ["after"], fired
     assert loop.time() - began < 5
+
+
+def test_a_timer_further_than_epoll_can_wait_is_waited_for_in_steps_never_early(
+    loop: EventLoop, pipes: list[tuple[int, int]]
+) -> None:
+    """epoll_wait takes an int of milliseconds: a timeout past INT_MAX (about 24.8
+    days) raised OverflowError, which ended the supervisor (a 2147483 s backoff
+    with its jitter, a 50-day WatchdogSec=). The loop waits at most LONGEST_WAIT,
+    and a wake-up before the timer is due runs nothing: it waits again."""
+    fired: list[str] = []
+    loop.call_at(loop.time() + 100 * 86400, lambda: fired.append("far"))
+    fd = readable_pipe(pipes)
+    loop.add_reader(fd, lambda: (os.read(fd, 1), loop.stop()))
+    loop.run()  # the real epoll, given the longest wait
+    assert fired == []
+
+    waits: list[float] = []
+
+    class Early:
+        """An epoll that returns as if each wait had lasted its whole timeout."""
+
+        def poll(self, timeout: float) -> list[tuple[int, int]]:
+            waits.append(timeout)
+            if len(waits) == 3:
+                loop.stop()
+            return []
+
+    real, loop._epoll = loop._epoll, Early()  # type: ignore[assignment]
+    try:
+        loop.run()
+    finally:
+        loop._epoll = real
+    assert fired == [] and waits == [LONGEST_WAIT] * 3, waits
 
 
 def test_a_stop_signal_interrupts_only_the_code_interruptible_runs() -> None:

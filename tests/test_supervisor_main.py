@@ -561,6 +561,46 @@ def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
         listener.close()
 
 
+BUGGY = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from daemonctx.supervisor import Program, Supervisor
+
+    class Buggy(Supervisor):
+        def _on_unexpected(self, signum):  # SIGUSR1: a bug in the event loop's path
+            raise RuntimeError("a bug \\x1b]0;PWNED\\x07")
+
+    Buggy(sys.argv[2], [Program("a", [sys.argv[3], "1000"])], log=sys.argv[4]).serve()
+    """
+)
+
+
+def test_a_bug_that_ends_the_supervisor_is_in_its_log_escaped(supervisors: Supervisors) -> None:
+    """An exception the event loop does not expect ends the supervisor (and its
+    programs); its log says so, as "internal error" with the traceback escaped
+    and indented, for a supervisor in the background has no stderr to read."""
+    args = [str(ROOT), supervisors.control, SLEEP, str(supervisors.log)]
+    proc = supervisors.popen(
+        [sys.executable, "-c", BUGGY, *args],
+        env=supervisors.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisors.wait_answering(proc)
+    program = supervisors.status("a").pid
+    os.kill(proc.pid, signal.SIGUSR1)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and "RuntimeError" in err, err
+    wait_gone(program)
+    log = supervisors.log.read_text()
+    stops = "internal error: the supervisor stops, its programs with it:\n"
+    assert f"{stops}  Traceback (most recent call last):\n" in log, log
+    assert "\n  RuntimeError: a bug \\x1b]0;PWNED\\x07\n" in log, log
+    assert "\x1b" not in log and "\x07" not in log, log
+
+
 def test_serve_with_a_daemon_context_returns_once_every_program_is_ready(
     supervisors: Supervisors,
 ) -> None:

@@ -314,6 +314,61 @@ def test_crash_loop_after_start_backs_off_instead_of_restarting_at_full_speed(
     assert within_jitter(waits[2], 0.4), waits
 
 
+def test_a_backoff_longer_than_epoll_can_wait_leaves_the_supervisor_and_its_programs_up(
+    supervisors: Supervisors,
+) -> None:
+    """restart_delay = restart_delay_max = 2147483 s (the largest allowed) with its
+    ±15 % jitter: past the longest epoll_wait (INT_MAX ms, about 24.8 days) about
+    every other time, which raised OverflowError and ended the supervisor, killing
+    every program, as soon as the nearest timer was such a backoff. The test
+    restarts the crashing instances (a new streak, new delays) until both back off
+    past that limit at once; the supervisor stays up, `ctl status` shows each
+    instance backing off for 21 to 28 days, and the steady program runs on, the
+    same process."""
+    longest, limit = 2147483, 2147483.647
+    supervisors.config(
+        {
+            "steady": {"command": [SLEEP, "1000"]},
+            "crashy": {
+                "command": ["/bin/sh", "-c", "sleep 0.2; exit 1"],
+                "instances": 2,
+                "restart": "always",
+                "ready": "started",
+                "restart_delay": longest,
+                "restart_delay_max": longest,
+                "start_limit": 0,
+            },
+        }
+    )
+    proc = supervisors.foreground()
+    steady = supervisors.status("steady").pid
+
+    def backing_off() -> list[float] | None:
+        """Each instance's wait before its next start, once both back off."""
+        assert proc.poll() is None, f"the supervisor ended: {proc.communicate()}"
+        with supervisors.client() as client:
+            infos = client.status("crashy:0", "crashy:1")
+        waits = [info.next_start for info in infos if info.state == "backoff"]
+        return [w for w in waits if w is not None] if len(waits) == 2 else None
+
+    for _round in range(40):  # both past the limit: 1 in 4 a round
+        waits = wait_for(backing_off, 20, "both instances in backoff")
+        assert all(0.84 * longest < w < 1.16 * longest for w in waits), waits
+        if min(waits) > limit:
+            break
+        with supervisors.client() as client:
+            client.restart("crashy")
+    else:
+        pytest.fail("in 40 rounds, the two backoffs never both passed epoll's limit")
+    status = supervisors.ctl("status")
+    backoff = r"^crashy:\d +backoff (\d+) d( \d+ h)? \(attempt 3, exited 1 "
+    shown = [days for days, _hours in re.findall(backoff, status.stdout, re.M)]
+    assert len(shown) == 2 and all(24 <= int(days) <= 28 for days in shown), status.stdout
+    assert proc.poll() is None and pid_alive(steady), log_text(supervisors)
+    assert supervisors.status("steady").pid == steady
+    assert "internal error" not in log_text(supervisors)
+
+
 def test_a_status_answer_is_what_program_info_writes(supervisors: Supervisors) -> None:
     """The supervisor writes each program's status straight from its state machine;
     it must stay the JSON ``ProgramInfo.to_json`` writes, field for field, in

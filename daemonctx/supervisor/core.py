@@ -722,8 +722,15 @@ class Supervisor:
         loop = self._loop = EventLoop()
         try:
             self._setup(loop)
-            self._boot()
-            loop.run()
+            try:
+                self._boot()
+                loop.run()
+            except Exception as exc:  # a bug: in the log before the end (stderr may be /dev/null)
+                log.error(
+                    "internal error: the supervisor stops, its programs with it:\n%s",
+                    escaped_traceback(exc),
+                )
+                raise
         finally:
             self._teardown()
         if self._boot_error is not None:

@@ -2,8 +2,9 @@
 
 Readers are file descriptors (pidfds, sockets, pipes, the signal wake-up fd)
 with a callback; timers are deadlines on the monotonic clock. ``run`` blocks in
-``epoll_wait`` with the nearest deadline as its timeout, or with no timeout at
-all when no timer is armed: an idle supervisor makes no wake-ups. epoll itself,
+``epoll_wait`` with the nearest deadline as its timeout (at most
+``LONGEST_WAIT``, about 24.8 days), or with no timeout at all when no timer is
+armed: an idle supervisor makes no wake-ups. epoll itself,
 not ``selectors``: the supervisor runs on Linux only, and the wrapper's
 bookkeeping (a key list per wake-up) was about 6 % of a status request's time.
 
@@ -27,9 +28,13 @@ import time
 from _thread import get_ident
 from typing import Callable, TypeVar
 
-__all__ = ["EventLoop", "Interrupted", "Timer", "running_in_this_thread"]
+__all__ = ["LONGEST_WAIT", "EventLoop", "Interrupted", "Timer", "running_in_this_thread"]
 
 T = TypeVar("T")
+#: The longest wait ``epoll_wait`` takes: its timeout is an int of milliseconds
+#: (Python raises OverflowError past INT_MAX). A timer further away is waited
+#: for in steps: the loop wakes early, runs nothing, and waits again.
+LONGEST_WAIT = 2_147_483.0
 #: The threads in ``EventLoop.run``: code they call cannot wait for the loop.
 _running: set[int] = set()
 
@@ -260,7 +265,7 @@ class EventLoop:
                 self._cancelled -= 1
             timeout = -1.0  # none: an idle loop makes no wake-ups
             if timers:
-                timeout = max(0.0, timers[0][0] - time.monotonic())
+                timeout = min(max(0.0, timers[0][0] - time.monotonic()), LONGEST_WAIT)
             self.iteration += 1
             ready = [(fd, watches.get(fd)) for fd, _events in poll(timeout)]
             if len(ready) > 1 and self._signal_socket is not None:
