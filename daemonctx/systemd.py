@@ -18,7 +18,13 @@ if TYPE_CHECKING:
     import socket
     from typing import Callable
 
-__all__ = ["NotifyListener", "notify", "notify_socket_address", "watchdog_seconds"]
+__all__ = [
+    "NotifyListener",
+    "notify",
+    "notify_socket_address",
+    "watchdog_problem",
+    "watchdog_seconds",
+]
 
 
 def notify_socket_address() -> str | None:
@@ -31,19 +37,60 @@ def notify_socket_address() -> str | None:
     return address
 
 
+#: systemd's USEC_INFINITY: a WATCHDOG_USEC from it up is no interval.
+_USEC_INFINITY = 2**64 - 1
+
+
 def watchdog_seconds() -> float | None:
     """The watchdog interval the service manager asks of this process: send
     ``notify("WATCHDOG=1")`` more often than that (half of it, as systemd advises).
     None without one: no ``WATCHDOG_USEC`` (systemd's ``WatchdogSec=``, daemonctx
     supervise's ``watchdog``), or a ``WATCHDOG_PID`` that names another process (a
-    child that inherited its parent's environment). sd_watchdog_enabled(3)."""
-    usec = os.environ.get("WATCHDOG_USEC", "")
+    child that inherited its parent's environment). sd_watchdog_enabled(3). None
+    too for a value that cannot be used, which sd_watchdog_enabled refuses (it
+    arms no watchdog): ``watchdog_problem()`` says what is wrong with it."""
+    usec, _problem = _watchdog()
+    return None if usec is None else usec / 1_000_000
+
+
+def watchdog_problem() -> str | None:
+    """Why a ``WATCHDOG_USEC`` or ``WATCHDOG_PID`` that is set cannot be used (one
+    line naming the variable and what it holds), or None when it can, or is unset."""
+    return _watchdog()[1]
+
+
+def _watchdog() -> tuple[int | None, str | None]:
+    """WATCHDOG_USEC as sd_watchdog_enabled(3) reads it: ASCII digits, from 1 to
+    USEC_INFINITY - 1 (whatever else ``int`` takes, "²" or 5000 digits, is refused),
+    for this process when WATCHDOG_PID is set. (microseconds, None), or (None, why)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec:  # unset, or emptied to unset it
+        return None, None
+    value = _decimal(usec, len(str(_USEC_INFINITY)))
+    if value is None or not 0 < value < _USEC_INFINITY:
+        reason = f"not a number of microseconds from 1 to {_USEC_INFINITY - 1}"
+        return None, f"ignoring WATCHDOG_USEC={_shown(usec)}: {reason}"
     pid = os.environ.get("WATCHDOG_PID")
-    if not usec.isdigit() or int(usec) == 0:
+    if pid is None:
+        return value, None
+    number = _decimal(pid, 10)
+    if number is None or number == 0:
+        return None, f"ignoring WATCHDOG_USEC: WATCHDOG_PID={_shown(pid)} is not a process id"
+    return (value, None) if number == os.getpid() else (None, None)
+
+
+def _decimal(text: str, digits: int) -> int | None:
+    """``text`` as a number of at most ``digits`` ASCII digits, or None."""
+    if not (0 < len(text) <= digits and text.isascii() and text.isdigit()):
         return None
-    if pid is not None and (not pid.isdigit() or int(pid) != os.getpid()):
-        return None
-    return int(usec) / 1_000_000
+    return int(text)
+
+
+def _shown(value: str) -> str:
+    """A variable's value for a message: quoted, escaped, cut after 40 characters."""
+    if len(value) <= 40:
+        return repr(value)
+    return f"{value[:40]!r}... ({len(value)} characters)"
 
 
 def notify(*lines: str, **fields: object) -> bool:

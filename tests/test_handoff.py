@@ -391,13 +391,19 @@ def test_notify_without_notify_socket_does_nothing() -> None:
     ("usec", "pid", "seconds"),
     [("500000", None, 0.5), ("500000", "self", 0.5), ("500000", "1", None),
      ("500000", "x", None), (None, None, None), ("0", None, None), ("-5", None, None),
-     ("half", None, None)],
+     ("half", None, None), ("\u00b2", None, None),
+     pytest.param("5" * 5000, None, None, id="5000-digits"),
+     ("500000", "\u00b2", None), ("18446744073709551615", None, None),
+     ("18446744073709551614", None, 18446744073709.551614)],
 )  # fmt: skip
 def test_watchdog_seconds_as_sd_watchdog_enabled(
     monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, seconds: float | None
 ) -> None:
     """WATCHDOG_USEC, and WATCHDOG_PID when set must be this process (a child that
-    inherited its parent's environment is not watched)."""
+    inherited its parent's environment is not watched). A value sd_watchdog_enabled
+    refuses is no watchdog: not ASCII digits ("\u00b2", which int() takes; 5000
+    digits, which it refuses, naming sys.set_int_max_str_digits), 0, or
+    USEC_INFINITY (2**64 - 1) and above."""
     from daemonctx.systemd import watchdog_seconds
 
     for name, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", pid)):
@@ -406,6 +412,32 @@ def test_watchdog_seconds_as_sd_watchdog_enabled(
         else:
             monkeypatch.setenv(name, str(os.getpid()) if value == "self" else value)
     assert watchdog_seconds() == seconds
+
+
+USEC_RANGE = "not a number of microseconds from 1 to 18446744073709551614"
+
+
+@pytest.mark.parametrize(
+    ("usec", "pid", "problem"),
+    [("\u00b2", None, f"ignoring WATCHDOG_USEC='\u00b2': {USEC_RANGE}"),
+     pytest.param("5" * 5000, None,
+                  f"ignoring WATCHDOG_USEC={'5' * 40!r}... (5000 characters): {USEC_RANGE}",
+                  id="5000-digits"),
+     ("0", None, f"ignoring WATCHDOG_USEC='0': {USEC_RANGE}"),
+     ("500000", "x", "ignoring WATCHDOG_USEC: WATCHDOG_PID='x' is not a process id"),
+     ("500000", "1", None), ("500000", None, None), (None, None, None), ("", None, None)],
+)  # fmt: skip
+def test_watchdog_problem_names_the_variable_and_what_it_holds(
+    monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, problem: str | None
+) -> None:
+    from daemonctx.systemd import watchdog_problem
+
+    for name, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", pid)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert watchdog_problem() == problem
 
 
 WATCHED_DAEMON = """

@@ -561,6 +561,58 @@ def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
         listener.close()
 
 
+def test_under_systemd_with_a_watchdog_of_60_days_it_stays_up(supervisors: Supervisors) -> None:
+    """WatchdogSec=60d (systemd takes it): a WATCHDOG=1 every 30 days, a timer past
+    the longest epoll_wait (about 24.8 days). That ended the supervisor right after
+    READY=1, its programs killed; now the loop waits in steps, and it runs on."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = str(supervisors.tmp_path / "notify.sock")
+    listener.bind(address)
+    listener.settimeout(10)
+    try:
+        supervisors.config({"a": {"command": [SLEEP, "1000"]}})
+        supervisors.env.update(NOTIFY_SOCKET=address, WATCHDOG_USEC=str(60 * 86400 * 10**6))
+        result = supervisors.supervise()
+        assert result.returncode == 0, result
+        messages = []
+        while "READY=1" not in messages:
+            messages += listener.recv(4096).decode().split("\n")
+        assert messages[0] == "WATCHDOG=1", messages
+        program = supervisors.status("a").pid
+        status = supervisors.ctl("status")
+        assert status.returncode == 0 and "a  running" in status.stdout, status
+        assert pid_alive(program) and supervisors.status("a").pid == program
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # what came since: no STOPPING=1
+            while True:
+                messages += listener.recv(4096).decode().split("\n")
+        assert "STOPPING=1" not in messages, messages
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "usec", ["\u00b2", "9" * 5000, "0"], ids=["superscript-2", "5000-digits", "0"]
+)
+def test_an_unusable_watchdog_usec_is_ignored_and_named_in_the_log(
+    supervisors: Supervisors, usec: str
+) -> None:
+    """As sd_watchdog_enabled(3) refuses it (no watchdog), with a line in the log
+    naming the variable. "\u00b2" passed str.isdigit and then int() failed, and 5000
+    digits passed int's limit: `supervise` refused to start, naming neither."""
+    supervisors.config({"a": {"command": [SLEEP, "1000"]}})
+    supervisors.env.update(WATCHDOG_USEC=usec)
+    result = supervisors.supervise()
+    assert result.returncode == 0 and result.stderr == "", result
+    assert supervisors.status("a").state == "running"
+    shown = repr(usec) if len(usec) <= 40 else f"{usec[:40]!r}... ({len(usec)} characters)"
+    line = (
+        f"daemonctx: ignoring WATCHDOG_USEC={shown}: not a number of microseconds"
+        " from 1 to 18446744073709551614 (no WATCHDOG=1 is sent)\n"
+    )
+    assert line in supervisors.log.read_text()
+
+
 BUGGY = textwrap.dedent(
     """
     import sys

@@ -2205,9 +2205,13 @@ class Supervisor:
 
     def _keep_systemd_watchdog(self, loop: EventLoop) -> None:
         """Under systemd with ``WatchdogSec=``: WATCHDOG=1 from the event loop at half
-        the interval (as sd_watchdog_enabled(3) advises), so a stuck loop is caught."""
+        the interval (as sd_watchdog_enabled(3) advises), so a stuck loop is caught.
+        An unusable WATCHDOG_USEC is ignored, as sd_watchdog_enabled ignores it: said."""
         seconds = systemd.watchdog_seconds()
         if seconds is None:
+            problem = systemd.watchdog_problem()
+            if problem is not None:
+                log.info("%s (no WATCHDOG=1 is sent)", one_line(problem))
             return
 
         def ping() -> None:
