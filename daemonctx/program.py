@@ -451,12 +451,40 @@ def exec_program(context: DaemonContext, launch: Launch, lock: PIDLockFile) -> N
     os.execve(launch.path, launch.argv, launch.environment)
 
 
+#: The most fds LISTEN_FDS may pass (sd_listen_fds(3): from fd 3 up to INT_MAX).
+_LISTEN_FDS_MAX = 2**31 - 1 - 3
+
+
 def socket_activation_fds() -> list[int]:
-    """fds passed by socket activation ($LISTEN_FDS, when $LISTEN_PID is us), to keep open."""
+    """fds passed by socket activation ($LISTEN_FDS, when $LISTEN_PID is us), to keep open.
+
+    Raises ``CommandError``, one line naming LISTEN_FDS, for a count that is not ASCII
+    digits from 0 to INT_MAX - 3 (as sd_listen_fds(3) refuses it), or that passes an fd
+    that is not open: the program would otherwise start without its sockets. Each fd is
+    looked at in turn, up to the first that is not open: a count in the billions
+    costs no more than the fds there are."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         return []
     count = os.environ.get("LISTEN_FDS", "")
-    return list(range(3, 3 + int(count))) if _ascii_digits(count) else []
+    if not count:
+        return []
+    number = int(count) if _ascii_digits(count) and len(count) <= 10 else -1
+    if not 0 <= number <= _LISTEN_FDS_MAX:
+        shown = repr(count) if len(count) <= 40 else f"{count[:40]!r}... ({len(count)} characters)"
+        reason = f"not a number of fds from 0 to {_LISTEN_FDS_MAX}"
+        raise CommandError(f"LISTEN_FDS={shown}: {reason}")
+    import fcntl
+
+    last = 2 + number
+    for fd in range(3, last + 1):
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError:
+            passes = "fd 3" if number == 1 else f"fds 3 to {last}"
+            raise CommandError(
+                f"LISTEN_FDS={count} passes {passes}, but fd {fd} is not open"
+            ) from None
+    return list(range(3, last + 1))
 
 
 # -- start --------------------------------------------------------------------

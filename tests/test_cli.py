@@ -709,6 +709,48 @@ def test_run_keeps_socket_activation_fds(tracker: Tracker) -> None:
     assert os.readlink(f"/proc/{proc.pid}/fd/3") == str(passed)
 
 
+@pytest.mark.parametrize(
+    ("count", "message"),
+    [("5", "LISTEN_FDS=5 passes fds 3 to 7, but fd 5 is not open"),
+     ("100000000", "LISTEN_FDS=100000000 passes fds 3 to 100000002, but fd 5 is not open"),
+     ("99999999999999999999",
+      "LISTEN_FDS='99999999999999999999': not a number of fds from 0 to 2147483644"),
+     ("\u00b2", "LISTEN_FDS='\u00b2': not a number of fds from 0 to 2147483644")],
+    ids=["5", "10^8", "20-digits", "superscript-2"],
+)  # fmt: skip
+def test_run_refuses_a_listen_fds_that_passes_fds_not_open(
+    tracker: Tracker, count: str, message: str
+) -> None:
+    """Two fds passed (3 and 4), LISTEN_FDS saying otherwise: one line naming
+    LISTEN_FDS, before anything starts. It built a list of that many fds (10^8:
+    4 GB, a MemoryError traceback under the 1 GB address-space limit set here;
+    20 digits: an OverflowError one), or blamed `files_preserve`, an option a
+    command-line user never gave."""
+    import resource
+
+    passed = tracker.tmp_path / "socket-stand-in"
+    passed.write_text("")
+    script = (
+        f'exec 3<"{passed}" 4<"{passed}"; LISTEN_PID=$$ LISTEN_FDS="$1" exec "{sys.executable}"'
+        f' -m daemonctx run --pidfile "{tracker.pidfile}" -- sleep 1000'
+    )
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    result = subprocess.run(
+        ["sh", "-c", script, "sh", count],
+        env=tracker.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=limited,
+    )
+    assert (result.returncode, result.stderr) == (1, f"daemonctx: error: {message}\n"), result
+    assert not os.path.exists(tracker.pidfile)
+    assert tracker.processes() == []
+
+
 def test_run_fails_in_the_foreground(tracker: Tracker) -> None:
     result = tracker.daemonctx("run", "--pidfile", tracker.pidfile, "--", "/nonexistent/prog")
     assert result.returncode == 1
