@@ -114,10 +114,21 @@ def notify(*lines: str, **fields: object) -> bool:
             sock.sendto("\n".join(parts).encode(), address)
     except OSError as exc:
         where = os.environ.get("NOTIFY_SOCKET")
+        code, reason = exc.errno, exc.strerror or str(exc)
+        size = len(os.fsencode(address))
+        if code is None and size > _SUN_PATH:  # Python's "AF_UNIX path too long", no errno
+            import errno
+
+            code = errno.ENAMETOOLONG
+            reason = f"the address is too long ({size} bytes, at most {_SUN_PATH})"
         raise DaemonOSEnvironmentError(
-            exc.errno, f"cannot notify the service manager at {where!r}: {exc.strerror}"
+            code, f"cannot notify the service manager at {where!r}: {reason}"
         ) from exc
     return True
+
+
+#: The longest AF_UNIX address on Linux (sun_path), an abstract one's leading NUL included.
+_SUN_PATH = 108
 
 
 class NotifyListener:

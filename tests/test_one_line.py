@@ -59,6 +59,27 @@ def test_a_bad_notify_socket_is_a_warning_not_a_failed_start(
     assert stopped.returncode == 0 and tracker.processes() == []
 
 
+@pytest.mark.parametrize(
+    "address", ["@" + "x" * 200, "/tmp/" + "x" * 200], ids=["abstract", "path"]
+)
+def test_a_notify_socket_too_long_is_a_warning_saying_so(tracker: Tracker, address: str) -> None:
+    """Longer than an AF_UNIX address can be (sun_path: 108 bytes). Python's error
+    for it has no errno, and the warning ended in ": None"."""
+    env = {**tracker.env, "NOTIFY_SOCKET": address}
+    result = tracker.daemonctx(
+        "start", "--pidfile", tracker.pidfile, "--", "sleep", "1000", env=env
+    )
+    assert result.returncode == 0, result
+    pid = started_pid(result)
+    assert result.stderr == (
+        f"daemonctx: warning: cannot notify the service manager at {address!r}:"
+        f" the address is too long ({len(address)} bytes, at most 108)\n"
+    ), result.stderr
+    assert tracker.processes() == [pid]
+    stopped = tracker.daemonctx("stop", "--pidfile", tracker.pidfile, env=env)
+    assert stopped.returncode == 0 and tracker.processes() == []
+
+
 def test_a_bad_notify_socket_does_not_fail_a_detaching_context(processes: ProcessTracker) -> None:
     code = """
 import signal
