@@ -1625,6 +1625,8 @@ def test_an_internal_error_is_logged_escaped(supervisors: Supervisors, tmp_path:
     start_python(supervisors, str(app))
     result = supervisors.ctl("reopen")
     assert result.returncode == 1 and "RuntimeError" in result.stderr, result
+    # the request's log lines are written once it is answered: wait for them
+    wait_for(lambda: "RuntimeError" in log_text(supervisors), what="the internal error logged")
     log = log_text(supervisors)
     assert "internal error in reopen:\n  Traceback (most recent call last):\n" in log, log
     raised = "\n  RuntimeError: \\x1b]0;PWNED\\x07\n  2026-01-01 00:00:00,000 daemonctx: forged\n"
