@@ -830,6 +830,71 @@ def test_a_log_given_on_the_command_line_wins_over_the_file_at_each_reload(
     wait_for(lambda: "reload: add new" in log.read_text(), what="the reload in the given log")
 
 
+# A program that says when it starts, and on SIGTERM says goodbye on both streams.
+GOODBYE = (
+    "import os, signal, sys\n"
+    "def bye(*_):\n"
+    "    print(f'stdout: shutting down {os.getpid()}', flush=True)\n"
+    "    print(f'stderr: shutting down {os.getpid()}', file=sys.stderr, flush=True)\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, bye)\n"
+    "print(f'started {os.getpid()}', flush=True)\n"
+    "while True: signal.pause()\n"
+)
+
+
+def test_a_reload_that_switches_stderr_to_or_from_stdout_loses_no_line_of_the_old_run(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """stderr from err.log to "stdout", and back: a restart. What the old process
+    writes while it stops goes to its own files (its stderr to err.log, or,
+    merged, to out.log), the new process's to the new layout. (The old files
+    were closed before the old process was stopped: its goodbye reached ctl
+    tail, and no file.)"""
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    p = {"command": [PY, "-c", GOODBYE], "stdout": str(out), "stderr": str(err)}
+    supervisors.config({"p": p})
+    supervisors.foreground()
+    first = running(supervisors, "p")["p"]
+
+    def restarted(old: int, layout: dict[str, Any]) -> int:
+        """Reload to ``layout``; the new pid, once its old one's goodbye was read."""
+        supervisors.config({"p": {**p, **layout}})
+        assert reload(supervisors) == ["change p: stderr (restart)"]
+        new = wait_for(
+            lambda: (pid := running(supervisors, "p")["p"]) != old and pid, what="p restarted"
+        )
+        goodbye = {f"stdout: shutting down {old}", f"stderr: shutting down {old}"}
+
+        def said() -> bool:
+            with supervisors.client() as client:
+                lines = {line.text for line in client.tail("p", 50)[0]}
+            return goodbye <= lines and f"started {new}" in lines
+
+        wait_for(said, what="the goodbye in ctl tail")
+        return int(new)
+
+    second = restarted(first, {"stderr": "stdout"})
+    assert out.read_text().splitlines() == [
+        f"started {first}",
+        f"stdout: shutting down {first}",
+        f"started {second}",
+    ]
+    assert err.read_text().splitlines() == [f"stderr: shutting down {first}"]
+
+    third = restarted(second, {})
+    lines = out.read_text().splitlines()[3:]  # merged: both streams in out.log
+    assert sorted(lines[:2]) == [f"stderr: shutting down {second}", f"stdout: shutting down {second}"]
+    assert lines[2:] == [f"started {third}"]
+    assert err.read_text().splitlines() == [f"stderr: shutting down {first}"]
+
+    def old_files_closed() -> bool:  # once the old run's pipes have ended
+        links = list(proc_fds(supervisors.foreground_pid).values())
+        return links.count(str(out)) == 1 and links.count(str(err)) == 1
+
+    wait_for(old_files_closed, what="the old run's files closed, the new ones open")
+
+
 # -- program output ---------------------------------------------------------------------
 
 

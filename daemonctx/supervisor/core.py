@@ -191,6 +191,9 @@ class Instance:
         self.tail_waits: list[Callable[[], None]] = []  # followers waiting for a line
         self.capture: Capture | None = None  # opened at the first spawn, kept across runs
         self.pipes: dict[int, Callable[[], bool]] = {}  # its pipes' read ends, and their readers
+        # a reload's old pipe layout (stderr to or from "stdout"): the run under way
+        # writes to its files until these pipes of its end; the next run opens its own
+        self.retired: list[tuple[Capture, set[int]]] = []
         self.runs: deque[_Run] = deque(maxlen=program.history)
         self.stop_by: str | None = None  # who asked for the stop under way
         self.removing = False  # a reload removed it: forgotten once stopped
@@ -260,7 +263,7 @@ class Instance:
         if capture is None or (old.stdout, old.stderr) == (program.stdout, program.stderr):
             return
         if _merged(old) != _merged(program):  # a new pipe layout: at the restart
-            self._close_outputs()
+            self._retire_outputs()
             return
         if not new_files:
             for target, spec in (
@@ -305,6 +308,7 @@ class Instance:
     def open_outputs(self) -> Capture:
         """Its capture, with its targets opened at the first spawn."""
         if self.capture is None:
+            self.retired = [entry for entry in self.retired if entry[1]]  # ``last_lines``'
             stdout, stderr = self.open_targets()
             self.capture = Capture(stdout, stderr, self.ring, merged=_merged(self.program))
         return self.capture
@@ -339,12 +343,38 @@ class Instance:
     def _close_outputs(self) -> None:
         capture, self.capture = self.capture, None
         if capture is not None:
-            for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
-                target.close()
+            _close_capture(capture)
+
+    def _retire_outputs(self) -> None:
+        """A reload changed the pipe layout: the next run opens new outputs, and the
+        run under way writes to the old files until its pipes end (``pipe_ended``),
+        its last words included (a stop's "shutting down", a traceback)."""
+        capture, self.capture = self.capture, None
+        if capture is None:
+            return
+        held = {fd for _capture, fds in self.retired for fd in fds}
+        fds = set(self.pipes) - held  # the pipes of the run under way, if any
+        self.retired.append((capture, fds))
+        if not fds:
+            _close_capture(capture)
+
+    def pipe_ended(self, fd: int) -> None:
+        """Pipe ``fd`` reached its end (read, closed): a retired capture's files
+        are closed with its last pipe."""
+        for capture, fds in self.retired:
+            if fd in fds:
+                fds.discard(fd)
+                if not fds:
+                    _close_capture(capture)
+                return
 
     def close(self) -> None:
         """Release what it holds once it is forgotten (its output files)."""
         self._close_outputs()
+        for capture, fds in self.retired:
+            if fds:
+                _close_capture(capture)
+        self.retired.clear()
         for pidfd in self.survivors.values():
             os.close(pidfd)
         self.survivors.clear()
@@ -411,10 +441,11 @@ class Instance:
     def last_lines(self, since: int | None = None) -> list[str]:
         """The last lines of its standard error (of its output, when merged); with
         ``since``, only those written after that mark (a run's own)."""
-        if self.capture is None:
+        capture = self.capture or (self.retired[-1][0] if self.retired else None)
+        if capture is None:
             return []
         self.drain()
-        lines = self.capture.stderr_tail(TAIL_LINES, since)
+        lines = capture.stderr_tail(TAIL_LINES, since)
         return [line for line in lines if line.strip()]
 
     def drain(self) -> None:
@@ -1551,6 +1582,7 @@ class Supervisor:
             os.close(fd)
             pipes.pop(fd, None)
             capture.close_stream(stream)
+            instance.pipe_ended(fd)
             return False
 
         pipes[fd] = readable
@@ -3269,6 +3301,12 @@ def _to_launch(instance: Instance) -> bool:
     its turn (held), not started already (a boot walking its waves again after a
     reload), not a reload's new instance waiting for the old ones to be gone."""
     return not instance.held and not instance.launched and not instance.start_pending
+
+
+def _close_capture(capture: Capture) -> None:
+    """Close ``capture``'s targets (one shared by both streams once)."""
+    for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
+        target.close()
 
 
 def _close_targets(targets: Iterable[tuple[Target | None, Target | None]]) -> None:
