@@ -44,6 +44,7 @@ from conftest import (
     wait_gone,
 )
 
+from daemonctx import procfs
 from daemonctx.supervisor.server import live_owner
 
 pytestmark = pytest.mark.timeout(30)
@@ -830,6 +831,52 @@ def test_a_log_given_on_the_command_line_wins_over_the_file_at_each_reload(
     wait_for(lambda: "reload: add new" in log.read_text(), what="the reload in the given log")
 
 
+def test_a_reload_of_the_same_values_spelled_another_way_changes_nothing(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A directory with a trailing "/", the user and group by id rather than by name,
+    paths with "/./" and "//" (a program's stdout, the supervisor's pidfile, control
+    socket and log): the same process runs on, its log file is not reopened, and
+    the supervisor's pidfile and socket are no "cannot change". (They restarted
+    the program, reopened the file, or refused the reload.) A program started
+    after it still carries the control path it was started with: what the
+    supervisor marks its programs with."""
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    out = tmp_path / "out.log"
+    web = {"command": [SLEEP, "1000"], "directory": f"{tmp_path}/", "user": user,
+           "group": group, "stdout": {"path": str(out), "max_bytes": 65536}}  # fmt: skip
+    pidfile = tmp_path / "sup.pid"
+    supervisors.config({"web": web}, pidfile=str(pidfile))
+    proc = supervisors.foreground()
+    pid = running(supervisors, "web")["web"]
+
+    def out_fds() -> list[int]:
+        return [fd for fd, link in proc_fds(proc.pid).items() if link == str(out)]
+
+    (before,) = out_fds()
+    respelled = {**web, "directory": str(tmp_path), "user": os.getuid(), "group": os.getgid(),
+                 "stdout": {"path": f"{tmp_path}//out.log", "max_bytes": 65536}}  # fmt: skip
+    supervisors.config(
+        {"web": respelled},
+        pidfile=f"{tmp_path}/./sup.pid",
+        control=supervisors.control.replace("/control.sock", "//control.sock"),
+        log=str(supervisors.log).replace("/supervisor.log", "/./supervisor.log"),
+    )
+    for args in (("--dry-run",), ()):
+        assert reload(supervisors, *args) == ["nothing changed"]
+    assert running(supervisors, "web") == {"web": pid}
+    assert out_fds() == [before], "out.log not reopened"
+    assert supervisors.ctl("restart", "web").returncode == 0
+    new = running(supervisors, "web")["web"]
+    assert new != pid
+    assert procfs.environment_value(new, "DAEMONCTX_SUPERVISOR") == supervisors.control
+    assert int(pidfile.read_text()) == proc.pid
+
+
 # A program that says when it starts, and on SIGTERM says goodbye on both streams.
 GOODBYE = (
     "import os, signal, sys\n"
@@ -884,7 +931,10 @@ def test_a_reload_that_switches_stderr_to_or_from_stdout_loses_no_line_of_the_ol
 
     third = restarted(second, {})
     lines = out.read_text().splitlines()[3:]  # merged: both streams in out.log
-    assert sorted(lines[:2]) == [f"stderr: shutting down {second}", f"stdout: shutting down {second}"]
+    assert sorted(lines[:2]) == [
+        f"stderr: shutting down {second}",
+        f"stdout: shutting down {second}",
+    ]
     assert lines[2:] == [f"started {third}"]
     assert err.read_text().splitlines() == [f"stderr: shutting down {first}"]
 

@@ -46,7 +46,7 @@ from ..errors import (
     one_line,
 )
 from ..executable import missing_interpreter
-from ..paths import UnsafePathError, check_owned_file, check_path, probe_log
+from ..paths import UnsafePathError, check_owned_file, check_path, probe_log, resolved_name
 from ..pidfd import exited as pidfd_exited
 from ..pidfd import open_pidfd, wait_any
 from . import protocol
@@ -271,6 +271,8 @@ class Instance:
                 (capture.stderr, program.stderr),
             ):
                 if target is not None and isinstance(spec, LogFile):
+                    if target.path is not None and spec.path != target.path:
+                        spec = dataclass_replace(spec, path=target.path)  # spelled anew
                     target.update(spec)
             return
         assert targets is not None, "new output files are opened before a reload changes anything"
@@ -922,7 +924,7 @@ class Supervisor:
     def _open_new_log(self, new: SupervisorConfig) -> _LogHandler | None:
         """A reload's ``log``, opened as at the start (None when it did not change);
         refused, one line, before anything changed when it cannot be."""
-        if new.log == self.config.log:
+        if _same_setting("log", self.config.log, new.log):
             return None
         try:
             return _open_log(new.log)
@@ -932,7 +934,7 @@ class Supervisor:
     def _check_new_log(self, new: SupervisorConfig) -> None:
         """What ``_open_new_log`` checks, opening and creating nothing (a dry run):
         the new log's path, from "/" down; refused as the reload would be."""
-        if new.log == self.config.log or new.log is None:
+        if _same_setting("log", self.config.log, new.log) or new.log is None:
             return
         try:
             probe_log(new.log, "supervisor log")
@@ -2711,6 +2713,10 @@ class Supervisor:
             reason = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
             raise _Refused(protocol.FAILED, f"nothing changed: {reason}") from None
         plan = reload_plan(self.config, new)
+        old = self.config
+        if (new.control, new.pidfile) != (old.control, old.pidfile):  # spelled anew only
+            # programs carry the control path as their mark (SUPERVISOR_VARIABLE): kept
+            new = dataclass_replace(new, control=old.control, pidfile=old.pidfile)
         plan["applied"] = not dry_run
         targets = self._open_new_files(new, dry_run)
         if dry_run:
@@ -3332,7 +3338,63 @@ def _same_file(first: str | LogFile, second: str | LogFile) -> bool:
             return spec.path
         return spec if spec.startswith("/") else None
 
-    return path(first) is not None and path(first) == path(second)
+    one, other = path(first), path(second)
+    return one is not None and other is not None and _path_name(one) == _path_name(other)
+
+
+#: The keys (a program's, [supervisor]'s) whose values name a file, a user, a group:
+#: a reload compares what they name, not how it is spelled.
+_PATH_KEYS = frozenset(("directory", "pidfile", "control", "log"))
+_GROUP_KEYS = frozenset(("group", "control_group", "observer_group"))
+
+
+def _path_name(path: str) -> str:
+    """The file ``path`` names now, as the pidfile checks compare them
+    (``paths.resolved_name``: ``/tmp/`` is ``/tmp``, ``/x/./y`` and ``/x//y`` are
+    ``/x/y``, a symbolic link on the way is followed); one with ``..`` stays as
+    it is: text folds ``/a/link/..`` to ``/a``, the kernel does not."""
+    return path if ".." in path.split("/") else resolved_name(path)
+
+
+def _setting(key: str, value: Any) -> Any:
+    """``value`` of ``key`` in one spelling, to compare: paths as ``_path_name``;
+    an output path as the log table without limits it is; a user as its passwd
+    entry (what a start takes from it: uid, group, HOME, USER); a group as its id.
+    Raises ``KeyError`` for a user or group with no entry."""
+    if value is None:
+        return None
+    if key in ("stdout", "stderr"):
+        if isinstance(value, str):
+            if not value.startswith("/"):
+                return value  # inherit, null, stdout
+            value = LogFile(value)
+        return (_path_name(value.path), value.max_bytes, value.backups, value.timestamps)
+    if key == "environment_file":
+        return tuple(map(_path_name, value))
+    if key in _PATH_KEYS:
+        return _path_name(value)
+    if key == "user":
+        import pwd
+
+        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
+        return entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir
+    if key in _GROUP_KEYS:
+        import grp
+
+        return int(value) if value.isdigit() else grp.getgrnam(value).gr_gid
+    return value
+
+
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    """Whether ``old`` and ``new``, values of ``key``, are one setting however
+    spelled (``_setting``): a reload changes only what changed. Looked up only
+    when the two differ; a user or group that cannot be looked up is a change."""
+    if old == new:
+        return True
+    try:
+        return bool(_setting(key, old) == _setting(key, new))
+    except (KeyError, OverflowError, ValueError, OSError):
+        return False
 
 
 def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
@@ -3340,7 +3402,7 @@ def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
     changed (the fields, and whether they need a restart). Raises
     ``_Refused`` for a change only a new supervisor can make."""
     for key in ("control", "pidfile"):
-        if getattr(old, key) != getattr(new, key):
+        if not _same_setting(key, getattr(old, key), getattr(new, key)):
             raise _Refused(
                 protocol.FAILED,
                 f"nothing changed: {new.path}: [supervisor] {key}: cannot change"
@@ -3356,7 +3418,10 @@ def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
         names = [
             item.name
             for item in dataclass_fields(Program)
-            if item.name != "name" and getattr(previous, item.name) != getattr(program, item.name)
+            if item.name != "name"
+            and not _same_setting(
+                item.name, getattr(previous, item.name), getattr(program, item.name)
+            )
         ]
         if names:
             restart = (
@@ -3367,7 +3432,11 @@ def reload_plan(old: SupervisorConfig, new: SupervisorConfig) -> dict[str, Any]:
                 or (previous.instances == 1) != (program.instances == 1)
             )
             changed.append({"name": name, "fields": names, "restart": restart})
-    supervisor = [key for key in SUPERVISOR_KEYS if getattr(old, key) != getattr(new, key)]
+    supervisor = [
+        key
+        for key in SUPERVISOR_KEYS
+        if not _same_setting(key, getattr(old, key), getattr(new, key))
+    ]
     groups = sorted(
         name
         for name in old.groups.keys() | new.groups.keys()
