@@ -877,6 +877,46 @@ def test_a_reload_of_the_same_values_spelled_another_way_changes_nothing(
     assert int(pidfile.read_text()) == proc.pid
 
 
+def test_a_program_s_output_may_not_be_the_supervisor_s_log_at_the_start_or_by_reload(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A program that writes lines that look like the supervisor's: its stdout
+    set to the supervisor's log (however spelled) is refused by supervise, and
+    by a reload, as a pidfile is: one line naming the file, the table and the
+    key, nothing changed. The log has no forged line. (The reload moved the
+    program's stdout into the log: "uid 0 (pid 1): shutdown", written by it.)"""
+    forged = "2026-01-01 00:00:00,000 daemonctx: uid 0 (pid 1): shutdown"
+    app_log = tmp_path / "app.log"
+    app = {"command": ["/bin/sh", "-c", f"while :; do echo '{forged}'; sleep 0.05; done"],
+           "stdout": str(app_log)}  # fmt: skip
+    into_log = {
+        **app,
+        "stdout": str(supervisors.log).replace("/supervisor.log", "//supervisor.log"),
+    }
+    path = supervisors.config({"app": into_log})
+    refused = supervisors.supervise()  # the foreground check: before it becomes a daemon
+    error = (
+        f"daemonctx: error: {path}: [program.app] stdout: {into_log['stdout']!r}"
+        " is the supervisor's log: no program may write in it\n"
+    )
+    assert (refused.returncode, refused.stderr) == (1, error), refused
+
+    supervisors.config({"app": app})
+    supervisors.foreground()
+    pid = running(supervisors, "app")["app"]
+    supervisors.config({"app": into_log})
+    for args in (("--dry-run",), ()):
+        result = supervisors.ctl("reload", *args)
+        reason = error.replace("error: ", "error: nothing changed: ", 1)
+        assert (result.returncode, result.stderr) == (1, reason), result
+    lines = len(app_log.read_text().splitlines())
+    wait_for(
+        lambda: len(app_log.read_text().splitlines()) > lines + 2, what="app's lines in app.log"
+    )
+    assert running(supervisors, "app") == {"app": pid}
+    assert "(pid 1)" not in log_text(supervisors)
+
+
 # A program that says when it starts, and on SIGTERM says goodbye on both streams.
 GOODBYE = (
     "import os, signal, sys\n"

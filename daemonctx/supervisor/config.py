@@ -1268,8 +1268,10 @@ class SupervisorConfig:
     def _check_pidfiles(self) -> None:
         """No two pidfiles (the supervisor's, the programs') are one file, however
         spelled (``/run/x.pid``, ``/run/./x.pid``, ``/run//x.pid``, through a
-        symlinked directory), and no program's output goes to one."""
+        symlinked directory), and no program's output goes to one, nor to the
+        supervisor's log: its program could forge the log's lines."""
         pidfiles = {resolved_name(self.pidfile): "the supervisor"} if self.pidfile else {}
+        log = resolved_name(self.log) if self.log else None
         for program in self.programs:
             if program.pidfile is None:
                 continue
@@ -1282,8 +1284,14 @@ class SupervisorConfig:
             for stream in ("stdout", "stderr"):
                 spec = getattr(program, stream)
                 file = spec.path if isinstance(spec, LogFile) else spec
-                if os.path.isabs(file) and resolved_name(file) in pidfiles:
-                    reason = f"{file!r} is the pidfile of {pidfiles[resolved_name(file)]}"
+                if not os.path.isabs(file):
+                    continue
+                name = resolved_name(file)
+                if name in pidfiles:
+                    reason = f"{file!r} is the pidfile of {pidfiles[name]}"
+                    raise self._clash(program, stream, reason)
+                if name == log:
+                    reason = f"{file!r} is the supervisor's log: no program may write in it"
                     raise self._clash(program, stream, reason)
 
     def _clash(self, program: Program, key: str, reason: str) -> ConfigError:
