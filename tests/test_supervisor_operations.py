@@ -2262,6 +2262,60 @@ def test_a_reload_that_changes_log_logs_to_the_new_file_from_then_on(
     assert str(new) in links and str(old) not in links
 
 
+def test_a_reload_that_removes_log_of_a_daemon_is_refused_its_log_goes_nowhere_else(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A supervisor that became a daemon (its standard error /dev/null): a reload
+    that removes ``log`` is refused, one line saying where the log would go, and
+    the log goes on in its file. ``log = "/dev/null"`` says it is meant: applied,
+    and the old log's last line says so. (The log went to /dev/null, its last
+    line saying "standard error".)"""
+    programs = {"a": {"command": [SLEEP, "1000"]}}
+    path = supervisors.config(programs)
+    assert supervisors.supervise().returncode == 0
+    daemon = live_owner(supervisors.control)
+    assert daemon is not None
+    supervisors.add(daemon)
+    assert os.readlink(f"/proc/{daemon}/fd/2") == "/dev/null"
+    text = path.read_text()
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("log =")))
+    for args in (("--dry-run",), ()):
+        refused = supervisors.ctl("reload", *args)
+        assert (refused.returncode, refused.stderr) == (
+            1,
+            f"daemonctx: error: nothing changed: {path}: [supervisor] log: without it the log"
+            ' goes to standard error (/dev/null): keep a log file, or set log = "/dev/null"'
+            " to keep none\n",
+        ), refused
+    assert supervisors.ctl("restart", "a").returncode == 0
+    wait_for(lambda: "restart {'names': ['a']}" in log_text(supervisors), what="the restart logged")
+    assert str(supervisors.log) in proc_fds(daemon).values()
+
+    supervisors.config(programs, log="/dev/null")
+    assert reload(supervisors) == ["change [supervisor] log (live)"]
+    last = log_text(supervisors).splitlines()[-1]
+    assert last.endswith("reload: the supervisor's log goes to /dev/null from now on"), last
+    assert str(supervisors.log) not in proc_fds(daemon).values()
+
+
+def test_a_reload_that_removes_log_says_what_standard_error_is(supervisors: Supervisors) -> None:
+    """In the foreground (standard error a pipe here; a terminal, the journal):
+    the old log's last line names it, and the reload's lines are there."""
+    path = supervisors.config({"a": {"command": [SLEEP, "1000"]}})
+    proc = supervisors.foreground()
+    assert proc.stderr is not None
+    path.write_text(
+        "\n".join(line for line in path.read_text().splitlines() if not line.startswith("log ="))
+    )
+    assert reload(supervisors) == ["change [supervisor] log (live)"]
+    last = log_text(supervisors).splitlines()[-1]
+    expected = "reload: the supervisor's log goes to standard error (a pipe) from now on"
+    assert last.endswith(expected), last
+    request, change = PipeLines(proc.stderr.fileno()).wait(2)[:2]
+    assert request.endswith("reload {'dry_run': False}"), request
+    assert change.endswith("reload: change [supervisor] log"), change
+
+
 @pytest.mark.parametrize("kind", ["directory", "fifo"])
 @pytest.mark.parametrize("key", ["log", "stdout"])
 def test_a_reload_dry_run_refuses_what_the_reload_refuses(

@@ -926,6 +926,7 @@ class Supervisor:
         refused, one line, before anything changed when it cannot be."""
         if _same_setting("log", self.config.log, new.log):
             return None
+        self._check_log_kept(new)
         try:
             return _open_log(new.log)
         except OSError as exc:
@@ -934,23 +935,40 @@ class Supervisor:
     def _check_new_log(self, new: SupervisorConfig) -> None:
         """What ``_open_new_log`` checks, opening and creating nothing (a dry run):
         the new log's path, from "/" down; refused as the reload would be."""
-        if _same_setting("log", self.config.log, new.log) or new.log is None:
+        if _same_setting("log", self.config.log, new.log):
+            return
+        self._check_log_kept(new)
+        if new.log is None:
             return
         try:
             probe_log(new.log, "supervisor log")
         except OSError as exc:
             raise _Refused(protocol.FAILED, f"nothing changed: {exc.strerror or exc}") from None
 
+    def _check_log_kept(self, new: SupervisorConfig) -> None:
+        """A reload that removes ``log`` while standard error goes nowhere (a
+        daemon's is /dev/null) would lose every later line of the log, unsaid:
+        refused, one line. ``log = "/dev/null"`` says it is meant."""
+        if new.log is not None or self.config.log is None:
+            return
+        where = _standard_error()
+        if where in ("standard error (/dev/null)", "standard error (closed)"):
+            raise _Refused(
+                protocol.FAILED,
+                f"nothing changed: {new.path}: [supervisor] log: without it the log goes to"
+                f' {where}: keep a log file, or set log = "/dev/null" to keep none',
+            )
+
     def _use_log(self, handler: _LogHandler | None) -> None:
         """Log through ``handler`` from now on (None: no change); the old log's last
-        line says where the log goes."""
+        line says where the log goes (standard error: what it is)."""
         if handler is None:
             return
         old, self._log_handler = self._log_handler, handler
         log.addHandler(handler)
         if old is not None:
             log.removeHandler(old)
-            args = (handler.where,)
+            args = (handler.path or _standard_error(),)
             message = "reload: the supervisor's log goes to %s from now on"
             old.handle(
                 log.makeRecord(log.name, logging.INFO, "(unknown file)", 0, message, args, None)
@@ -3127,6 +3145,20 @@ def _open_log(path: str | None) -> _LogHandler:
         if isinstance(exc, DaemonError) or not exc.strerror:
             raise
         raise DaemonOSEnvironmentError(exc.strerror) from exc
+
+
+def _standard_error() -> str:
+    """Our standard error, as a user reads it: "standard error (/dev/pts/3)",
+    "(/dev/null)", "(a pipe)", "(a socket)", "(closed)"."""
+    try:
+        os.fstat(2)
+        name = os.readlink("/proc/self/fd/2")
+    except OSError as exc:
+        return "standard error (closed)" if exc.errno == errnos.EBADF else "standard error"
+    kind = name.partition(":")[0]  # pipe:[1234], socket:[1234]
+    if name.startswith("/"):
+        return f"standard error ({name})"
+    return f"standard error (a {kind})" if kind in ("pipe", "socket") else "standard error"
 
 
 def _say_on_stderr(text: str) -> None:
