@@ -735,6 +735,37 @@ def test_a_reload_adds_the_first_program_that_sends_ready_1(
     running(supervisors, "n")
 
 
+def test_a_reload_to_restart_never_ends_a_backoff_under_way(supervisors: Supervisors) -> None:
+    """A crash loop waits in backoff; a reload sets ``restart = "never"``: it is
+    ``exited`` at once, ``why`` says why, and no start comes at the backoff's end
+    (one came, and only its exit was judged by the new policy)."""
+    c: dict[str, Any] = {
+        "command": ["/bin/sh", "-c", "sleep 0.2; exit 3"],
+        "restart_delay": 2,
+        "restart_delay_max": 2,
+    }
+    supervisors.config({"c": c})
+    supervisors.foreground(booted=False)
+    info = supervisors.wait_state("c", "backoff", timeout=10)
+    due = time.monotonic() + info.next_start
+    supervisors.config({"c": {**c, "restart": "never"}})
+    assert reload(supervisors) == ["change c: restart (live, no restart)"]
+    info = supervisors.status("c")
+    assert info.state == "exited" and info.text.startswith("exited 3 ("), info.text
+    why = supervisors.ctl("why", "c").stdout
+    decisions = re.findall(r"^    then: (.*)$", why, re.MULTILINE)
+    assert decisions[-1] == "not restarted: a reload set restart = 'never'", why
+
+    def past_the_backoff() -> bool:
+        with supervisors.client() as client:
+            ((info, runs),) = client.why("c")
+        assert info.state == "exited" and len(runs) == len(decisions), (info.text, runs)
+        return time.monotonic() > due + 0.5
+
+    wait_for(past_the_backoff, 10, what="the backoff's end to pass")
+    assert "not restarted: a reload set restart = 'never'" in log_text(supervisors)
+
+
 def test_a_group_stands_for_its_programs_in_ctl_and_a_reload_changes_it_live(
     supervisors: Supervisors,
 ) -> None:

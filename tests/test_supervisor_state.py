@@ -830,6 +830,72 @@ def test_random_event_sequences_keep_the_invariants(restart: str, ready: str | f
         assert m.describe(now).startswith(m.state.value)
 
 
+# -- a reload: the next start, stop and exit get the new policy; what is under way keeps its own
+
+
+def backoff(m: StateMachine, status: ExitStatus = EXIT_1) -> None:
+    """Crash ``m`` twice: the second crash waits in backoff."""
+    running(m, 0.0, 100)
+    m.exited(1.0, status)
+    m.spawned(1.0, 101)
+    m.exited(2.0, status)
+    assert m.state is State.BACKOFF
+
+
+@pytest.mark.parametrize(
+    ("before", "status", "after", "state"),
+    [
+        ("on-failure", EXIT_1, "never", State.EXITED),
+        ("always", EXIT_0, "on-failure", State.EXITED),
+        ("always", EXIT_0, "never", State.EXITED),
+        ("always", EXIT_1, "on-failure", State.BACKOFF),
+        ("on-failure", EXIT_1, "always", State.BACKOFF),
+    ],
+)
+def test_a_reload_ends_a_backoff_its_new_restart_would_not_have_begun(
+    before: str, status: ExitStatus, after: str, state: State
+) -> None:
+    m = machine(NO_LIMIT, restart=before, restart_delay=3.0)
+    backoff(m, status)
+    deadline = m.deadline
+    assert deadline is not None
+    actions = m.reconfigure(replace(m.policy, restart=after), 2.5)  # type: ignore[type-var]
+    assert m.state is state
+    if state is State.EXITED:
+        assert without_reports(actions) == [CancelTimer()]
+        assert m.next_start is None and m.deadline is None
+        assert m.describe(2.5) == f"{status.describe()} (0.5 s ago, ran 1 s)"
+        assert m.timer(deadline) == [] and m.state is State.EXITED  # the loop's entry: stale
+    else:
+        assert actions == [] and m.deadline == deadline
+
+
+def test_a_reload_that_makes_the_exit_a_success_ends_an_on_failure_backoff() -> None:
+    m = machine(NO_LIMIT, restart="on-failure", restart_delay=3.0)
+    backoff(m, ExitStatus(code=3))
+    m.reconfigure(replace(m.policy, success_codes=(0, 3)), 2.5)  # type: ignore[type-var]
+    assert m.state is State.EXITED and m.deadline is None
+    n = machine(NO_LIMIT, restart="on-failure", restart_delay=3.0, watchdog=1.0)
+    running(n, 0.0, 100)  # hung: a failure whatever the exit status
+    n.timer(1.0)
+    n.exited(1.1, EXIT_0)
+    n.spawned(1.1, 101)
+    n.timer(2.1)
+    n.exited(2.2, EXIT_0)
+    assert n.state is State.BACKOFF
+    n.reconfigure(replace(n.policy, success_codes=(0, 3)), 2.5)  # type: ignore[type-var]
+    assert n.state is State.BACKOFF
+
+
+def test_a_reload_to_restart_never_during_a_backoff_after_a_failed_start_fails() -> None:
+    """As ``restart = "never"`` after a start that never became ready: ``failed``."""
+    m = machine(NO_LIMIT, restart="on-failure", ready="notify", start_timeout=30.0)
+    backoff(m)  # exits before READY=1: failed starts
+    m.reconfigure(replace(m.policy, restart="never"), 2.5)  # type: ignore[type-var]
+    assert m.state is State.FAILED and m.deadline is None
+    assert m.describe(3) == "failed: exited 1 1 s after start, before ready"
+
+
 # -- watchdog ----------------------------------------------------------------------------
 
 

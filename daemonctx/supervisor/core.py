@@ -255,7 +255,14 @@ class Instance:
         nothing. Raises nothing."""
         new_files = self.new_files(program)
         old, self.program = self.program, program
-        self.machine.policy = program
+        for action in self.machine.reconfigure(program, EventLoop.time()):
+            # A backoff the new ``restart`` ends: said as the loop would. Its timer
+            # is left to fire, find nothing due, and run the checks after an event.
+            if isinstance(action, Report):
+                decision = f"not restarted: a reload set restart = {program.restart!r}"
+                log.info("%s: %s (%s)", self.name, action.text, decision)
+                if self.runs and self.runs[-1].ended is not None:
+                    self.runs[-1].decision = decision
         if self.runs.maxlen != program.history:
             self.runs = deque(self.runs, maxlen=program.history)
         self.ring.size = program.output_buffer

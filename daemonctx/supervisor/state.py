@@ -30,7 +30,8 @@ backoff that ends outside the window is allowed; with ``restart = "never"`` an
 exit after ready ends in ``exited`` (whatever the status) and a start that never
 became ready ends in ``failed``; an exit 0 before ready is a failed start, so
 ``"on-failure"`` restarts it; ``start()`` while stopping starts again once the
-process is gone; an infinite ``start_timeout`` or ``stop_timeout`` arms no timer.
+process is gone; an infinite ``start_timeout`` or ``stop_timeout`` arms no timer;
+a reload (``reconfigure``) ends a backoff that its ``restart`` would not have begun.
 
 Events that do not apply in the current state (a READY=1 after a stop, a timer
 that is no longer armed, ...) are ignored: they race with the machine's own
@@ -358,7 +359,7 @@ class StateMachine:
     start at boot. ``rng`` is a ``random.Random`` or a callable returning a
     float in [0, 1) for the backoff jitter (default: from getrandom(2), which
     needs no file descriptor).
-    ``policy`` is read at each event, so a reload may replace it.
+    ``policy`` is read at each event; a reload replaces it with ``reconfigure``.
     """
 
     def __init__(
@@ -393,6 +394,10 @@ class StateMachine:
         self._starts: deque[float] = deque()  # recent start times, for the start limit
         self._stop_cause: str | None = None  # None: the operator's stop; else a failed start
         self._stop_phase = 0  # the ladder's step whose signal was sent; past its end: stuck
+        # how the run before a backoff ended, for a reload's new ``restart``: a
+        # failure (None: as its exit status says), a failed start
+        self._backoff_failure: bool | None = True
+        self._backoff_failed_start = False
         self._signalled_at = now
         # when the step's signal last went out: to a process found late (sent_late),
         # which had it for less than the step's wait; and how long the last step's
@@ -480,6 +485,24 @@ class StateMachine:
         )
 
     # -- events -------------------------------------------------------------------
+
+    def reconfigure(self, policy: Policy, now: float) -> list[Action]:
+        """A reload's new settings, from the next event on (see the class). A backoff whose new
+        ``restart`` would not have restarted its exit ends at once: ``exited``
+        (``failed`` after a failed start), as that exit would have."""
+        check_policy(policy)
+        self._settle()
+        self.policy = policy
+        failure = self._backoff_failure
+        if failure is None:  # judged by the new success_codes
+            failure = self.last_exit is None or not succeeded(self.last_exit, policy)
+        if self.state is not State.BACKOFF or self._restarts(failure):
+            return []
+        self.next_start = None
+        cancel = self._cancel()
+        if self._backoff_failed_start:
+            return cancel + self._fail(now, self.reason or "")
+        return cancel + self._enter(now, State.EXITED)
 
     def start(self, now: float) -> list[Action]:
         """A start requested (operator or boot): spawn now, with a fresh start count."""
@@ -597,6 +620,7 @@ class StateMachine:
             after = self._after_run(
                 now,
                 failure=not succeeded(status, self.policy),
+                by_status=True,
                 failed_start=False,
                 stable=now - ready_at >= self.policy.stable_seconds,
                 cause=f"{described} {format_seconds(now - ready_at)} after {since}",
@@ -839,25 +863,28 @@ class StateMachine:
         now: float,
         *,
         failure: bool,
+        by_status: bool = False,
         failed_start: bool,
         stable: bool,
         cause: str,
         last: str,
     ) -> list[Action]:
         """A run (or a start) ended without a stop request: restart, back off, or end.
-        ``cause`` is the long story (backoff text), ``last`` the short one (start limit)."""
+        ``cause`` is the long story (backoff text), ``last`` the short one (start limit);
+        ``by_status``: ``failure`` is its exit status judged by ``success_codes``."""
         self.reason = cause
         if failure:
             self.failures += 1
         if failed_start and self.booting:  # it fails the boot: no retry to announce
             return self._fail(now, cause)
-        restart = self.policy.restart
-        if restart == "never" or (restart == "on-failure" and not failure):
+        if not self._restarts(failure):
             if failed_start:  # it never became ready: a failure, not an end
                 return self._fail(now, cause)
             return self._enter(now, State.EXITED)
         if stable:
             self._streak = 0
+        self._backoff_failure = None if by_status else failure
+        self._backoff_failed_start = failed_start
         self._streak += 1
         delay = self._delay(self._streak)
         at = now + delay
@@ -868,6 +895,11 @@ class StateMachine:
             return self._spawn(now, automatic=True)
         self.next_start = at
         return [self._arm(at), *self._enter(now, State.BACKOFF)]
+
+    def _restarts(self, failure: bool) -> bool:
+        """Whether ``restart`` restarts after an exit (``failure``: not a success)."""
+        restart = self.policy.restart
+        return restart == "always" or (restart == "on-failure" and failure)
 
     def _delay(self, streak: int) -> float:
         """The wait before restart number ``streak`` of a crash streak: 0 for the
