@@ -735,6 +735,50 @@ def test_a_reload_adds_the_first_program_that_sends_ready_1(
     running(supervisors, "n")
 
 
+def test_a_reload_during_a_stop_leaves_that_stop_its_ladder_and_the_next_gets_the_new(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """An operator watching a slow ``ctl stop`` (TERM, QUIT, KILL) simplifies the
+    ladder to ``stop_timeout = 1`` and reloads: the stop under way still sends its
+    SIGKILL 3 s after SIGQUIT, and status names the signals sent (SIGKILL never
+    came: the step was read against the new ladder as "stuck after SIGKILL", and
+    ``ctl stop``, then ``ctl shutdown``, hung). The next stop is the new ladder."""
+    pidfile, quitfile = tmp_path / "web.pid", tmp_path / "quit"
+    web: dict[str, Any] = {"command": [PY, str(LADDER), str(pidfile), str(quitfile)]}
+    supervisors.config({"web": {**web, "stop": ["TERM", 0.3, "QUIT", 3, "KILL"]}})
+    supervisors.foreground()
+    pid = running(supervisors, "web")["web"]
+    wait_for(pidfile.exists, what="web to ignore SIGTERM")
+    stop = supervisors.ctl_popen("stop", "web")
+    try:
+        wait_for(quitfile.exists, what="the stop's SIGQUIT")
+        supervisors.config({"web": {**web, "stop_timeout": 1}})
+        assert reload(supervisors) == ["change web: stop_timeout, stop (live, no restart)"]
+        text = supervisors.status("web").text
+        sent = rf"stopping \(pid {pid}, SIGQUIT sent {DURATION} ago, SIGTERM ignored for 0.3 s\)"
+        assert re.fullmatch(sent, text), text
+        out, err = stop.communicate(timeout=15)
+        assert stop.returncode == 0 and out.startswith("web  stopped"), (out, err)
+    finally:
+        stop.kill()
+    wait_gone(pid, 5)
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("web")
+    assert runs[-1].exit is not None and runs[-1].exit.text == "killed by SIGKILL"
+    term, quit_, kill = runs[-1].steps
+    assert term == "SIGTERM" and quit_.startswith("SIGQUIT after "), runs[-1].steps
+    assert 3.3 <= duration(kill.removeprefix("SIGKILL after ")) < 6, kill
+
+    assert supervisors.ctl("start", "web").returncode == 0
+    pid = running(supervisors, "web")["web"]
+    stopped = supervisors.ctl("stop", "web")
+    assert stopped.returncode == 0, stopped
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("web")
+    term, kill = runs[-1].steps  # the new ladder: TERM, 1 s, KILL
+    assert term == "SIGTERM" and 1 <= duration(kill.removeprefix("SIGKILL after ")) < 3, kill
+
+
 def test_a_reload_to_restart_never_ends_a_backoff_under_way(supervisors: Supervisors) -> None:
     """A crash loop waits in backoff; a reload sets ``restart = "never"``: it is
     ``exited`` at once, ``why`` says why, and no start comes at the backoff's end

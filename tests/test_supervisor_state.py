@@ -833,6 +833,40 @@ def test_random_event_sequences_keep_the_invariants(restart: str, ready: str | f
 # -- a reload: the next start, stop and exit get the new policy; what is under way keeps its own
 
 
+def test_a_reload_during_a_stop_keeps_the_ladder_the_stop_began_with() -> None:
+    """An operator simplifies ``stop = TERM, 2, QUIT, 2, KILL`` to ``stop_timeout = 5``
+    while its stop has sent SIGQUIT: SIGKILL still comes 2 s later (it came never:
+    step 2 read against the new, two-step ladder was "stuck after SIGKILL"), status
+    names the signals sent; the next stop is the new ladder."""
+    m = machine(stop=(signal.SIGTERM, 2.0, signal.SIGQUIT, 2.0, signal.SIGKILL))
+    running(m)
+    m.stop(100)
+    assert without_reports(m.timer(102)) == [SignalGroup(signal.SIGQUIT), ArmTimer(104.0)]
+    assert m.reconfigure(replace(m.policy, stop=None, stop_timeout=5.0), 102.5) == []  # type: ignore[type-var]
+    assert m.describe(102.5) == (
+        "stopping (pid 1234, SIGQUIT sent 0.5 s ago, SIGTERM ignored for 2 s)"
+    )
+    assert m.step_signal == signal.SIGQUIT and not m.killed
+    actions = m.timer(104)
+    assert without_reports(actions) == [SignalGroup(signal.SIGKILL), ArmTimer(104 + KILL_GRACE)]
+    assert m.describe(104) == "stopping (pid 1234, SIGKILL sent just now, SIGQUIT ignored for 2 s)"
+    assert m.killed
+    m.exited(104.1, ExitStatus(signal=signal.SIGKILL))
+    running(m, 110, 1235)
+    assert without_reports(m.stop(110)) == [SignalGroup(signal.SIGTERM), ArmTimer(115.0)]
+    assert without_reports(m.timer(115)) == [SignalGroup(signal.SIGKILL), ArmTimer(120.0)]
+
+
+def test_a_reload_to_stop_kill_during_a_default_stop_still_ends_with_sigkill() -> None:
+    m = machine(stop_timeout=3.0)
+    running(m)
+    m.stop(0)
+    m.reconfigure(replace(m.policy, stop=(signal.SIGKILL,)), 1)  # type: ignore[type-var]
+    assert m.describe(2) == "stopping (pid 1234, SIGTERM sent 2 s ago)"
+    assert without_reports(m.timer(3)) == [SignalGroup(signal.SIGKILL), ArmTimer(3 + KILL_GRACE)]
+    assert "SIGKILL sent just now, SIGTERM ignored for 3 s" in m.describe(3)
+
+
 def backoff(m: StateMachine, status: ExitStatus = EXIT_1) -> None:
     """Crash ``m`` twice: the second crash waits in backoff."""
     running(m, 0.0, 100)

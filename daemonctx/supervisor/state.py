@@ -31,7 +31,8 @@ exit after ready ends in ``exited`` (whatever the status) and a start that never
 became ready ends in ``failed``; an exit 0 before ready is a failed start, so
 ``"on-failure"`` restarts it; ``start()`` while stopping starts again once the
 process is gone; an infinite ``start_timeout`` or ``stop_timeout`` arms no timer;
-a reload (``reconfigure``) ends a backoff that its ``restart`` would not have begun.
+a reload (``reconfigure``) rules the next stop, not the stop under way, and ends
+a backoff that its ``restart`` would not have begun.
 
 Events that do not apply in the current state (a READY=1 after a stop, a timer
 that is no longer armed, ...) are ignored: they race with the machine's own
@@ -360,6 +361,8 @@ class StateMachine:
     float in [0, 1) for the backoff jitter (default: from getrandom(2), which
     needs no file descriptor).
     ``policy`` is read at each event; a reload replaces it with ``reconfigure``.
+    A stop under way keeps the ladder it began with (as systemd applies a new
+    ``TimeoutStopSec=`` to the next stop).
     """
 
     def __init__(
@@ -393,6 +396,7 @@ class StateMachine:
         self._streak = 0  # restarts since the last stable run or start()
         self._starts: deque[float] = deque()  # recent start times, for the start limit
         self._stop_cause: str | None = None  # None: the operator's stop; else a failed start
+        self._ladder = self.ladder()  # the stop under way's steps, as it began
         self._stop_phase = 0  # the ladder's step whose signal was sent; past its end: stuck
         # how the run before a backoff ended, for a reload's new ``restart``: a
         # failure (None: as its exit status says), a failed start
@@ -440,7 +444,7 @@ class StateMachine:
         the supervisor: that one gets SIGKILL at once."""
         if self.state is not State.STOPPING or self.pid is None:
             return False
-        sent = self.ladder()[: self._stop_phase + 1]
+        sent = self._ladder[: self._stop_phase + 1]
         return any(signum == SIGKILL for signum, _wait in sent)
 
     @property
@@ -454,7 +458,7 @@ class StateMachine:
         no stop of a process is under way."""
         if self.state is not State.STOPPING or self.pid is None:
             return None
-        ladder = self.ladder()
+        ladder = self._ladder
         return ladder[min(self._stop_phase, len(ladder) - 1)][0]
 
     def sent_late(self, now: float) -> None:
@@ -674,7 +678,7 @@ class StateMachine:
             self._stop_cause = f"no WATCHDOG=1 within {format_seconds(watchdog)}"
             return self._begin_stop(now)
         if self.state is State.STOPPING and self.pid is not None:
-            ladder = self.ladder()
+            ladder = self._ladder
             self._stop_phase += 1
             if self._stop_phase >= len(ladder):  # SIGKILL did not end it: stuck
                 return [self._report(now, State.STOPPING)]
@@ -689,9 +693,10 @@ class StateMachine:
         return []
 
     def ladder(self) -> list[tuple[int, float]]:
-        """The stop's steps: each signal and how long to wait after it, ending with
-        SIGKILL and ``KILL_GRACE``. ``stop`` may leave out the final SIGKILL: it
-        comes ``stop_timeout`` after the last signal."""
+        """The next stop's steps (a stop under way keeps its own): each signal and
+        how long to wait after it, ending with SIGKILL and ``KILL_GRACE``. ``stop``
+        may leave out the final SIGKILL: it comes ``stop_timeout`` after the last
+        signal."""
         steps = self.policy.stop
         if not steps:
             pairs = [(self.policy.stop_signal, self.policy.stop_timeout)]
@@ -760,7 +765,7 @@ class StateMachine:
             return ["not spawned yet"]
         since = now - self._signalled_at
         ago = format_seconds(since)
-        ladder = self.ladder()
+        ladder = self._ladder
         phase = self._stop_phase
         if phase >= len(ladder):
             sent = f"stuck: alive {ago} after SIGKILL"
@@ -837,10 +842,11 @@ class StateMachine:
         return [self._arm(now + watchdog), *self._enter(now, State.RUNNING)]
 
     def _begin_stop(self, now: float) -> list[Action]:
+        self._ladder = self.ladder()  # kept to its end, whatever a reload changes
         self._stop_phase = 0
         self._signalled_at = self._last_sent_at = now
         actions: list[Action] = []
-        signum, timeout = self.ladder()[0]
+        signum, timeout = self._ladder[0]
         if self.pid is not None:
             actions.append(SignalGroup(signum))
         actions += [self._arm(now + timeout)] if math.isfinite(timeout) else self._cancel()
