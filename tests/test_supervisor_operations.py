@@ -779,6 +779,64 @@ def test_a_reload_during_a_stop_leaves_that_stop_its_ladder_and_the_next_gets_th
     assert term == "SIGTERM" and 1 <= duration(kill.removeprefix("SIGKILL after ")) < 3, kill
 
 
+def test_a_reload_of_watchdog_leaves_the_run_its_interval(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """The run got WATCHDOG_USEC=1500000 and pings at a fifth of it: a reload to
+    ``watchdog = 0.2`` does not make it hung (it was killed at the next check as
+    "no WATCHDOG=1 within 0.2 s"); it is stopped only once it stops pinging, for
+    its own 1.5 s. The next run gets the new interval."""
+    rec = tmp_path / "w.rec"
+    w: dict[str, Any] = {
+        "command": [PY, str(PROGRAMS / "sup_watchdog.py"), str(rec), "ping", "2"],
+        "environment": {"PYTHONPATH": str(ROOT)},
+    }
+    supervisors.config({"w": {**w, "watchdog": 1.5}})
+    supervisors.foreground()
+    pid = running(supervisors, "w")["w"]
+    assert b"WATCHDOG_USEC=1500000\0" in Path(f"/proc/{pid}/environ").read_bytes()
+    supervisors.config({"w": {**w, "watchdog": 0.2}})
+    assert reload(supervisors) == ["change w: watchdog (live, no restart)"]
+
+    def first_run_over() -> Any:
+        with supervisors.client() as client:
+            ((_info, runs),) = client.why("w")
+        return runs[0] if runs[0].ended is not None else None
+
+    run = wait_for(first_run_over, 15, what="w's first run to end")
+    assert run.stopped_by == "no WATCHDOG=1 within 1.5 s", run.stopped_by
+    assert f"hang {pid} " in rec.read_text()  # stopped after it stopped pinging, not before
+    new = wait_for(lambda: (info := supervisors.status("w")).pid != pid and info.pid, 10)
+    assert b"WATCHDOG_USEC=200000\0" in Path(f"/proc/{new}/environ").read_bytes()
+
+
+def test_a_reload_of_ready_leaves_the_start_under_way_its_own(
+    supervisors: Supervisors,
+) -> None:
+    """``ctl start w`` of a ``ready = 1.5`` program, given no NOTIFY_SOCKET; a
+    reload sets ``ready = "notify"`` meanwhile: the start is still ready at 1.5 s
+    (it was killed then as "no READY=1 within 60 s", and ``ctl start`` failed)."""
+    w: dict[str, Any] = {"command": [SLEEP, "1000"], "autostart": False}
+    supervisors.config({"w": {**w, "ready": 1.5}})
+    supervisors.foreground()
+    start = supervisors.ctl_popen("start", "w")
+    try:
+        info = supervisors.wait_state("w", "starting")
+        pid = info.pid or wait_for(lambda: supervisors.status("w").pid, what="w's pid")
+        supervisors.config({"w": {**w, "ready": "notify"}})
+        assert reload(supervisors) == ["change w: ready (live, no restart)"]
+        text = supervisors.status("w").text
+        assert re.fullmatch(rf"starting \(pid {pid}, up {DURATION} of 1.5 s\)", text), text
+        out, err = start.communicate(timeout=15)
+        assert start.returncode == 0 and out.startswith(f"w  running (pid {pid}"), (out, err)
+    finally:
+        start.kill()
+    assert b"NOTIFY_SOCKET=" not in Path(f"/proc/{pid}/environ").read_bytes()
+    with supervisors.client() as client:
+        ((_info, runs),) = client.why("w")
+    assert len(runs) == 1 and runs[0].ended is None and runs[0].ready is not None, runs
+
+
 def test_a_reload_to_restart_never_ends_a_backoff_under_way(supervisors: Supervisors) -> None:
     """A crash loop waits in backoff; a reload sets ``restart = "never"``: it is
     ``exited`` at once, ``why`` says why, and no start comes at the backoff's end

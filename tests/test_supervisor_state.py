@@ -778,14 +778,24 @@ def fire(m: StateMachine, event: str, now: float, pid: int, rng: random.Random) 
         return m.ready(now)
     if event == "exited":
         return m.exited(now, rng.choice([EXIT_0, EXIT_1, SEGV]))
+    if event == "reload":
+        policy = replace(
+            m.policy,  # type: ignore[type-var]
+            restart=rng.choice(["always", "on-failure", "never"]),
+            ready=rng.choice(["started", "notify", 2.0]),
+            stop=rng.choice([None, (signal.SIGTERM, 1.0, signal.SIGQUIT), (signal.SIGKILL,)]),
+            watchdog=rng.choice([None, 1.0]),
+        )
+        return m.reconfigure(policy, now)
     return m.timer(now)
 
 
 @pytest.mark.parametrize("restart", ["always", "on-failure", "never"])
 @pytest.mark.parametrize("ready", ["started", "notify", 2.0])
 def test_random_event_sequences_keep_the_invariants(restart: str, ready: str | float) -> None:
-    """Any order of events: at most one timer, the one the actions say; a pid
-    exactly while a process runs; backoff always has its timer at next_start."""
+    """Any order of events, reloads among them: at most one timer, the one the
+    actions say; a pid exactly while a process runs; backoff always has its timer
+    at next_start; a run has a watchdog timer only if it started with a watchdog."""
     seed = len(restart) * 10 + len(str(ready))
     rng = random.Random(seed)
     policy = DefaultPolicy(
@@ -797,10 +807,12 @@ def test_random_event_sequences_keep_the_invariants(restart: str, ready: str | f
     )
     m = StateMachine(policy, random.Random(seed))
     timer: float | None = None
+    watchdog: float | None = None
     now, pid = 0.0, 100
     for _ in range(1500):
         now += rng.choice([0.0, 0.05, 0.5, 5.0])
-        event = rng.choice(["start", "stop", "spawned", "failed", "ready", "exited", "timer"])
+        events = ["start", "stop", "spawned", "failed", "ready", "exited", "timer", "reload"]
+        event = rng.choice(events)
         if event == "timer" and timer is not None:
             now = max(now, timer)
         pid += 1
@@ -825,7 +837,11 @@ def test_random_event_sequences_keep_the_invariants(restart: str, ready: str | f
             assert m.next_start is not None and m.deadline == m.next_start
         else:
             assert m.next_start is None
-        if m.state in (State.STOPPED, State.EXITED, State.FAILED, State.RUNNING):
+        if Spawn() in actions:
+            watchdog = m.policy.watchdog  # the run's, whatever a reload sets meanwhile
+        if m.state in (State.STOPPED, State.EXITED, State.FAILED):
+            assert m.deadline is None
+        if m.state is State.RUNNING and watchdog is None:
             assert m.deadline is None
         assert m.describe(now).startswith(m.state.value)
 
@@ -865,6 +881,52 @@ def test_a_reload_to_stop_kill_during_a_default_stop_still_ends_with_sigkill() -
     assert m.describe(2) == "stopping (pid 1234, SIGTERM sent 2 s ago)"
     assert without_reports(m.timer(3)) == [SignalGroup(signal.SIGKILL), ArmTimer(3 + KILL_GRACE)]
     assert "SIGKILL sent just now, SIGTERM ignored for 3 s" in m.describe(3)
+
+
+def test_a_reload_of_watchdog_applies_from_the_next_start() -> None:
+    """The process was told WATCHDOG_USEC=9000000 and pings every 3 s: a reload's
+    ``watchdog = 1`` does not make it hung; its next run is held to 1 s."""
+    m = machine(watchdog=9.0)
+    running(m)
+    m.reconfigure(replace(m.policy, watchdog=1.0), 1)  # type: ignore[type-var]
+    for ping in (3.0, 6.0, 9.0):
+        m.keepalive(ping)
+    assert without_reports(m.timer(9.0)) == [ArmTimer(18.0)]  # 9 s after the last ping
+    assert m.state is State.RUNNING
+    m.stop(13)
+    m.exited(13.5, TERM)
+    m.start(20)
+    assert ArmTimer(21.0) in m.spawned(20, 1235)  # the new run: 1 s
+    # and from none to one: not for the run that was given no WATCHDOG_USEC
+    n = machine()
+    running(n)
+    n.reconfigure(replace(n.policy, watchdog=1.0), 1)  # type: ignore[type-var]
+    assert n.hung(2, "it sent WATCHDOG=trigger") == [] and n.state is State.RUNNING
+
+
+def test_a_reload_of_ready_applies_from_the_next_start() -> None:
+    """A start with ``ready = 4`` (no NOTIFY_SOCKET given) that a reload sets to
+    "notify" is ready at 4 s, not stopped as "no READY=1 within 60 s"; and the
+    reverse: a start waiting for READY=1 still takes it, within its own timeout."""
+    m = machine(ready=4.0)
+    m.start(0)
+    assert without_reports(m.spawned(0, 42)) == [ArmTimer(4.0)]
+    m.reconfigure(replace(m.policy, ready="notify", start_timeout=60.0), 1)  # type: ignore[type-var]
+    assert m.describe(1) == "starting (pid 42, up 1 s of 4 s)"
+    assert m.ready(2) == []  # READY=1 is not what this run waits for
+    actions = m.timer(4.0)
+    assert SignalGroup(signal.SIGTERM) not in actions and m.state is State.RUNNING
+    n = machine(ready="notify", start_timeout=10.0)
+    n.start(0)
+    n.spawned(0, 42)
+    n.reconfigure(replace(n.policy, ready=3.0, start_timeout=1.0), 0.5)  # type: ignore[type-var]
+    assert n.describe(2) == "starting (pid 42, waiting for READY=1 2 s of 10 s)"
+    assert n.timer(3.0) == [] and n.state is State.STARTING  # no 3 s timer was armed
+    assert n.ready(5)[-1].state is State.RUNNING
+    n.stop(6)
+    n.exited(6.1, TERM)
+    n.start(7)
+    assert without_reports(n.spawned(7, 43)) == [ArmTimer(10.0)]  # the next: ready = 3
 
 
 def backoff(m: StateMachine, status: ExitStatus = EXIT_1) -> None:

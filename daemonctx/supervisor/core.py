@@ -248,7 +248,8 @@ class Instance:
     def reconfigure(
         self, program: Program, targets: tuple[Target | None, Target | None] | None = None
     ) -> None:
-        """A reload changed its program: the new settings apply from the next event;
+        """A reload changed its program: the new settings apply from the next event
+        (a run, a stop under way keep theirs: ``StateMachine.reconfigure``);
         new output limits at once, new output files at the next line. Those files
         are ``targets``, opened (``open_targets``) before the reload changed
         anything, when ``new_files`` says so: a file that cannot be opened changes

@@ -31,8 +31,8 @@ exit after ready ends in ``exited`` (whatever the status) and a start that never
 became ready ends in ``failed``; an exit 0 before ready is a failed start, so
 ``"on-failure"`` restarts it; ``start()`` while stopping starts again once the
 process is gone; an infinite ``start_timeout`` or ``stop_timeout`` arms no timer;
-a reload (``reconfigure``) rules the next stop, not the stop under way, and ends
-a backoff that its ``restart`` would not have begun.
+a reload (``reconfigure``) rules the next start, stop and exit, not the run or the
+stop under way, and ends a backoff that its ``restart`` would not have begun.
 
 Events that do not apply in the current state (a READY=1 after a stop, a timer
 that is no longer armed, ...) are ignored: they race with the machine's own
@@ -361,8 +361,9 @@ class StateMachine:
     float in [0, 1) for the backoff jitter (default: from getrandom(2), which
     needs no file descriptor).
     ``policy`` is read at each event; a reload replaces it with ``reconfigure``.
-    A stop under way keeps the ladder it began with (as systemd applies a new
-    ``TimeoutStopSec=`` to the next stop).
+    What is under way keeps what it began with: a run its readiness and watchdog
+    (the process knows only the NOTIFY_SOCKET and WATCHDOG_USEC it got), a stop
+    its ladder (as systemd applies a new ``TimeoutStopSec=`` to the next stop).
     """
 
     def __init__(
@@ -396,6 +397,7 @@ class StateMachine:
         self._streak = 0  # restarts since the last stable run or start()
         self._starts: deque[float] = deque()  # recent start times, for the start limit
         self._stop_cause: str | None = None  # None: the operator's stop; else a failed start
+        self._run: Policy = policy  # the policy the current (or last) run started with
         self._ladder = self.ladder()  # the stop under way's steps, as it began
         self._stop_phase = 0  # the ladder's step whose signal was sent; past its end: stuck
         # how the run before a backoff ended, for a reload's new ``restart``: a
@@ -491,7 +493,8 @@ class StateMachine:
     # -- events -------------------------------------------------------------------
 
     def reconfigure(self, policy: Policy, now: float) -> list[Action]:
-        """A reload's new settings, from the next event on (see the class). A backoff whose new
+        """A reload's new settings: for the next start, the next stop and the next
+        exit; what is under way keeps its own (see the class). A backoff whose new
         ``restart`` would not have restarted its exit ends at once: ``exited``
         (``failed`` after a failed start), as that exit would have."""
         check_policy(policy)
@@ -526,9 +529,9 @@ class StateMachine:
         self._spawned_at = now
         if self.state is State.STOPPING:  # stop() came before the pid: stop it now
             return self._begin_stop(now)
-        ready = self.policy.ready
+        ready = self._run.ready
         if ready in ("notify", "exited"):  # READY=1, or a one-shot's successful exit
-            timeout = start_timeout(self.policy)
+            timeout = start_timeout(self._run)
             return [self._arm(now + timeout)] if math.isfinite(timeout) else []
         if ready == "started" or float(ready) <= 0:
             return self._become_ready(now)
@@ -556,8 +559,11 @@ class StateMachine:
     def ready(self, now: float) -> list[Action]:
         """READY=1 from the program's notify socket."""
         self._settle()
-        if self.state is State.STARTING and self.pid is not None and self.policy.ready == "notify":
-            return self._cancel() + self._become_ready(now)
+        if self.state is State.STARTING and self.pid is not None and self._run.ready == "notify":
+            after = self._become_ready(now)
+            if any(isinstance(action, ArmTimer) for action in after):
+                return after  # the watchdog's: arming replaces the start timeout's
+            return self._cancel() + after
         return []
 
     def keepalive(self, now: float) -> list[Action]:
@@ -570,7 +576,7 @@ class StateMachine:
         """The program says it is hung (``WATCHDOG=trigger``): as a missed
         ``WATCHDOG=1``, with ``cause`` as the reason. Needs a ``watchdog``."""
         self._settle()
-        if self.state is not State.RUNNING or self.pid is None or self.policy.watchdog is None:
+        if self.state is not State.RUNNING or self.pid is None or self._run.watchdog is None:
             return []
         self._stop_cause = cause
         return self._begin_stop(now)
@@ -606,7 +612,7 @@ class StateMachine:
         elif self.ending:  # ended before its stop wave came: stopped, never restarted
             self.reason = f"{described} during the shutdown"
             after = self._enter(now, State.STOPPED)
-        elif ready_at is None and self.policy.ready == "exited" and succeeded(status, self.policy):
+        elif ready_at is None and self._run.ready == "exited" and succeeded(status, self.policy):
             self._ready_at = now  # a one-shot done: ready, and ended
             after = self._after_run(
                 now,
@@ -620,7 +626,7 @@ class StateMachine:
             when = f"{format_seconds(self._ran)} after start, before ready"
             after = self._failed_start(now, f"{described} {when}", described)
         else:
-            since = "start" if self.policy.ready == "started" else "ready"
+            since = "start" if self._run.ready == "started" else "ready"
             after = self._after_run(
                 now,
                 failure=not succeeded(status, self.policy),
@@ -663,14 +669,14 @@ class StateMachine:
                 return self._enter(now, State.STOPPED)
             return self._spawn(now, automatic=True)
         if self.state is State.STARTING:
-            ready = self.policy.ready
+            ready = self._run.ready
             if ready in ("notify", "exited"):
-                timeout = format_seconds(start_timeout(self.policy))
+                timeout = format_seconds(start_timeout(self._run))
                 missed = "no READY=1" if ready == "notify" else "not done"
                 self._stop_cause = f"{missed} within {timeout}"
                 return self._begin_stop(now)
             return self._become_ready(now)
-        watchdog = self.policy.watchdog
+        watchdog = self._run.watchdog
         if self.state is State.RUNNING and self.pid is not None and watchdog is not None:
             due = self._alive_at + watchdog
             if now < due:  # WATCHDOG=1 came since the timer was armed
@@ -747,8 +753,8 @@ class StateMachine:
             parts.append(f"attempt {self.attempt}")
         if self._spawned_at is not None:
             up = format_seconds(now - self._spawned_at)
-            ready = self.policy.ready
-            limit = start_timeout(self.policy)
+            ready = self._run.ready
+            limit = start_timeout(self._run)
             of = f" of {format_seconds(limit)}" if math.isfinite(limit) else ""
             if ready == "notify":
                 parts.append(f"waiting for READY=1 {up}{of}")
@@ -831,12 +837,13 @@ class StateMachine:
         self._spawned_at = self._ready_at = None
         self._stop_cause = None
         self._start_pending = False
+        self._run = self.policy  # the loop spawns by it now: its NOTIFY_SOCKET, WATCHDOG_USEC
         self.status_text = ""
         return [Spawn(), *self._enter(now, State.STARTING)]
 
     def _become_ready(self, now: float) -> list[Action]:
         self._ready_at = self._alive_at = now
-        watchdog = self.policy.watchdog
+        watchdog = self._run.watchdog
         if watchdog is None or self.pid is None:
             return self._enter(now, State.RUNNING)
         return [self._arm(now + watchdog), *self._enter(now, State.RUNNING)]
