@@ -11,12 +11,14 @@ imports helpers from another test module: what two modules share lives here.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,7 +43,7 @@ TOKEN_VAR = "DAEMONCTX_TEST_TOKEN"
 STARTED = re.compile(r"started (\S+) \(pid (\d+)\)\n")
 NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
 SSD = "/usr/sbin/start-stop-daemon"
-# For subprocesses that import this checkout (as nobody, with a Python that is not ours).
+# For subprocesses that import this checkout (whatever Python runs them).
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # A pid namespace of its own: what a container's PID 1 gets (see needs_pid_namespace).
 UNSHARE_PID = ["unshare", "--pid", "--fork", "--mount-proc"]
@@ -647,25 +649,71 @@ def spawn_as_pid(pid: int, argv: list[str], **popen: Any) -> subprocess.Popen[by
     pytest.fail(f"could not start a process as pid {pid} within 10 s")
 
 
-def python_for_nobody(program: Path) -> str:
-    """An interpreter nobody may run ``program`` with, importing this checkout
-    (the venv's may live under /root); skip the test when there is none."""
+def _reachable_by_nobody(path: Path) -> bool:
+    """Whether others may search ``path`` and every directory above it."""
+    return all(os.stat(directory).st_mode & stat.S_IXOTH for directory in (path, *path.parents))
+
+
+def _readable_copy() -> Path:
+    """A world-readable copy of what programs run as nobody import or run, under /tmp:
+    daemonctx, tests/programs, and the lockfile (and tomli) packages this Python uses."""
+    copy = Path(tempfile.mkdtemp(prefix="daemonctx-nobody-", dir="/tmp"))
+    sources = {"daemonctx": ROOT / "daemonctx", "tests/programs": PROGRAMS}
+    for name in ("lockfile", "tomli"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            sources[name] = Path(spec.submodule_search_locations[0])
+    for target, source in sources.items():
+        shutil.copytree(source, copy / target, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (copy, *copy.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return copy
+
+
+# This checkout when nobody can reach it; otherwise (a clone in a 0700 directory, as
+# CI's) a copy, made once per session here and removed by pytest_unconfigure.
+READABLE_ROOT = ROOT if _reachable_by_nobody(ROOT) else _readable_copy()
+_COPIED_BY = os.getpid()
+# For subprocesses run as nobody that import daemonctx: ENV, with the copy nobody reaches.
+NOBODY_ENV = {**os.environ, "PYTHONPATH": str(READABLE_ROOT)}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the readable copy, from the process that made it (not a forked test's)."""
+    if READABLE_ROOT != ROOT and os.getpid() == _COPIED_BY:
+        shutil.rmtree(READABLE_ROOT, ignore_errors=True)
+
+
+def readable(path: Path) -> Path:
+    """``path``, a file of this checkout, where nobody can read it (in READABLE_ROOT)."""
+    return READABLE_ROOT / path.relative_to(ROOT)
+
+
+def python_for_nobody(program: Path | None = None) -> str:
+    """An interpreter nobody may run that imports daemonctx and lockfile with
+    NOBODY_ENV (and reads ``program``, if given): ours, or the system's when ours is
+    out of nobody's reach (a venv under /root, or in a clone in a 0700 directory);
+    skip the test when there is none."""
+    code = "import daemonctx, lockfile"
+    if program is not None:
+        code = f"open({str(program)!r}).close(); {code}"
     for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
         try:
             probe = subprocess.run(
-                [candidate, "-c", f"open({str(program)!r}).close(); import daemonctx"],
+                [candidate, "-c", code],
                 user=NOBODY,
                 group=NOBODY,
                 extra_groups=[],
                 capture_output=True,
-                env=ENV,
+                env=NOBODY_ENV,
                 check=False,
+                timeout=30,
             )
         except OSError:
             continue
         if probe.returncode == 0:
             return candidate
-    pytest.skip(f"no Python interpreter nobody may run {program} with")
+    pytest.skip(f"no Python interpreter nobody may run {program or 'daemonctx'} with")
 
 
 # -- a terminal: a pty whose first process leads its session ----------------------------

@@ -21,6 +21,7 @@ import pytest
 from conftest import (
     ENV,
     NOBODY,
+    NOBODY_ENV,
     PROGRAMS,
     ROOT,
     ProcessTracker,
@@ -28,6 +29,7 @@ from conftest import (
     needs_root,
     pid_alive,
     python_for_nobody,
+    readable,
     run_as_nobody,
     spawn_as_pid,
     wait_for,
@@ -45,7 +47,9 @@ def as_nobody(
     processes: ProcessTracker, argv: list[str], **popen: object
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` as uid and gid 65534 with no other groups, tracked by ``processes``."""
-    return processes.popen(argv, user=NOBODY, group=NOBODY, extra_groups=[], env=ENV, **popen)
+    return processes.popen(
+        argv, user=NOBODY, group=NOBODY, extra_groups=[], env=NOBODY_ENV, **popen
+    )
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
@@ -167,7 +171,7 @@ def test_stop_kills_a_child_that_ignores_the_stop_signal(tracker: Tracker) -> No
 def test_a_daemon_running_as_nobody_cannot_write_its_pidfile(open_tracker: Tracker) -> None:
     tracker = open_tracker
     report = tracker.tmp_path / "report.json"
-    program = PROGRAMS / "pidfile_writer.py"
+    program = readable(PROGRAMS / "pidfile_writer.py")
     pid = tracker.start(
         python_for_nobody(program),
         str(program),
@@ -215,7 +219,7 @@ def test_root_refuses_a_pidfile_nobody_planted_and_locked(
     tracker: Tracker, shared_dir: Path, processes: ProcessTracker
 ) -> None:
     path = str(shared_dir / "app.pid")
-    program = PROGRAMS / "pidfile_holder.py"
+    program = readable(PROGRAMS / "pidfile_holder.py")
     holder = as_nobody(
         processes,
         [python_for_nobody(program), str(program), path],
@@ -591,7 +595,7 @@ def test_nobodys_helper_that_exits_leaves_a_lock_root_will_not_touch(
         "    os.setsid(); time.sleep(1000)\n"
         "print(os.getpid(), flush=True)\n"
     )
-    python = python_for_nobody(PROGRAMS / "reaper.py")
+    python = python_for_nobody()
     helper = as_nobody(processes, [python, "-c", code], stdout=subprocess.PIPE)
     out, _ = helper.communicate(timeout=30)
     helper_pid = int(out)

@@ -288,7 +288,7 @@ HOW = ["its locker holds it", "a child holds it"]
 
 
 def lock_as_nobody(tracker: Tracker, path: str, how: str, prefix: list[str]) -> None:
-    python = python_for_nobody(PROGRAMS / "reaper.py")
+    python = python_for_nobody()
     holder = tracker.popen(
         [*prefix, *AS_NOBODY, python, "-c", NOBODYS_LOCK, path, how],
         stdout=subprocess.PIPE,

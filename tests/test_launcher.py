@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    CLI_PROGRAM,
     NOBODY,
     STARTED,
     ProcessTracker,
@@ -475,7 +474,7 @@ def test_notify_ignores_ready_from_another_user(tracker: Tracker) -> None:
         text=True,
     )
     address = wait_for(lambda: _notify_socket(tracker), what="the program's NOTIFY_SOCKET")
-    python = python_for_nobody(CLI_PROGRAM)
+    python = python_for_nobody()
     setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     subprocess.run([*setpriv, python, "-c", _SEND_READY, address], check=True, timeout=30)
     stdout, stderr = launcher.communicate(timeout=30)

@@ -43,6 +43,7 @@ from conftest import (
     NOBODY,
     NOGROUP,
     PROGRAMS,
+    READABLE_ROOT,
     ROOT,
     Supervisors,
     needs_root,
@@ -2779,7 +2780,7 @@ def test_a_supervisor_run_as_a_user_on_another_user_s_pipe_starts_inherit_progra
         proc = supervisors.popen(
             [python, "-m", "daemonctx", "supervise", "--control", str(home / "c.sock"),
              "--foreground", "--", "/bin/sh", "-c", "echo hello from web; exec sleep 1000"],
-            env={**supervisors.env, "PYTHONPATH": str(ROOT)},
+            env={**supervisors.env, "PYTHONPATH": str(READABLE_ROOT)},
             stdout=write_end, stderr=subprocess.PIPE,
             user=NOBODY, group=NOBODY, extra_groups=[], cwd=str(home),
         )  # fmt: skip

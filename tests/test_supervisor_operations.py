@@ -29,6 +29,7 @@ import pytest
 from conftest import (
     NOBODY,
     PROGRAMS,
+    READABLE_ROOT,
     ROOT,
     Supervisors,
     cmdline_of,
@@ -1416,7 +1417,8 @@ def two_writers_on_one_stdout(
 ) -> tuple[bytes, dict[str, int]]:
     """Programs a (ten 20,000-byte lines) and b (300-byte lines at 1 kHz) with
     stdout = "inherit", the supervisor's stdout a pipe read slowly (run by
-    ``python``, behind ``prefix``): what came out, and the bytes each dropped."""
+    ``python``, behind ``prefix``: as nobody, importing READABLE_ROOT): what came
+    out, and the bytes each dropped."""
     run = tmp_path / "run"  # the supervisor's and the programs' (as nobody: theirs)
     run.mkdir()
     if prefix:
@@ -1442,7 +1444,7 @@ def two_writers_on_one_stdout(
         proc = supervisors.popen(
             [*prefix, python, "-m", "daemonctx", "supervise", "--config",
              str(supervisors.config_path), "--foreground"],
-            env={**supervisors.env, "PYTHONPATH": str(ROOT)},
+            env={**supervisors.env, "PYTHONPATH": str(READABLE_ROOT if prefix else ROOT)},
             stdout=write_end, stderr=(tmp_path / "stderr").open("wb"),
         )  # fmt: skip
         os.close(write_end)
@@ -1490,7 +1492,7 @@ def test_lines_of_programs_sharing_the_supervisors_stdout_stay_whole(
 def test_lines_of_programs_sharing_another_users_stdout_stay_whole(open_dir: Path) -> None:
     """The same with the supervisor run as nobody on root's pipe (written through the
     shared fd, PIPE_BUF bytes at a time): 4096 of A's bytes, then one of b's lines."""
-    python = python_for_nobody(NUMBERED)
+    python = python_for_nobody()
     prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     supervisors = Supervisors(open_dir)  # in a directory nobody can reach
     try:
@@ -1526,7 +1528,7 @@ def test_a_supervisor_run_as_a_user_never_blocks_on_another_users_terminal(
     take more when it has any room at all), answering no request. Now a thread
     writes the terminal: the supervisor answers, drops and counts; its own log on
     the terminal too, and says how many records it dropped once it can."""
-    python = python_for_nobody(NUMBERED)
+    python = python_for_nobody()
     as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     supervisors = Supervisors(open_dir)
     run = open_dir / "run"
@@ -1539,7 +1541,7 @@ def test_a_supervisor_run_as_a_user_never_blocks_on_another_users_terminal(
         f"[program.web]\ncommand = {json.dumps([python, '-c', BURST, str(go), str(done)])}\n"
         'stdout = "inherit"\n'
     )  # no log: the supervisor logs on its standard error, the terminal
-    env = {**supervisors.env, "PYTHONPATH": str(ROOT)}
+    env = {**supervisors.env, "PYTHONPATH": str(READABLE_ROOT)}
     master, slave = os.openpty()
     seen = bytearray()
 
@@ -2724,7 +2726,7 @@ def test_a_start_whose_terminal_writer_cannot_start_fails_and_is_tried_again(
     "starting" for good. Now b's start fails ("cannot open b's stdout ..."), is
     tried again after its backoff, and runs once the limit is lifted, its lines on
     the terminal."""
-    python = python_for_nobody(NUMBERED)
+    python = python_for_nobody()
     as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     supervisors = Supervisors(open_dir)
     run = open_dir / "run"
@@ -2745,7 +2747,7 @@ def test_a_start_whose_terminal_writer_cannot_start_fails_and_is_tried_again(
         },
         log=str(supervisors.log),
     )
-    env = {**supervisors.env, "PYTHONPATH": str(ROOT)}
+    env = {**supervisors.env, "PYTHONPATH": str(READABLE_ROOT)}
     master, slave = os.openpty()
     seen = bytearray()
     try:

@@ -18,6 +18,7 @@ import pytest
 from conftest import (
     ENV,
     NOBODY,
+    NOBODY_ENV,
     Supervisors,
     needs_root,
     proc_stat,
@@ -240,13 +241,13 @@ def test_a_supervisor_that_is_not_root_is_refused_another_user_before_anything_s
     script = open_dir / "check.py"
     script.write_text(OTHER_USER_CHECK)
     as_nobody: dict[str, Any] = {}
-    python = sys.executable
+    python, env = sys.executable, ENV
     if os.geteuid() == 0:
         script.chmod(0o644)
-        python = python_for_nobody(script)
+        python, env = python_for_nobody(script), NOBODY_ENV
         as_nobody = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
     result = subprocess.run(
-        [python, str(script)], capture_output=True, text=True, env=ENV, check=False, **as_nobody
+        [python, str(script)], capture_output=True, text=True, env=env, check=False, **as_nobody
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
