@@ -670,17 +670,26 @@ def _readable_copy() -> Path:
     return copy
 
 
-# This checkout when nobody can reach it; otherwise (a clone in a 0700 directory, as
-# CI's) a copy, made once per session here and removed by pytest_unconfigure.
-READABLE_ROOT = ROOT if _reachable_by_nobody(ROOT) else _readable_copy()
-_COPIED_BY = os.getpid()
-# For subprocesses run as nobody that import daemonctx: ENV, with the copy nobody reaches.
-NOBODY_ENV = {**os.environ, "PYTHONPATH": str(READABLE_ROOT)}
+# What nobody runs and imports: this checkout, or the readable copy pytest_configure
+# makes (before any test module imports these) when nobody cannot reach the checkout.
+# Not at import: a script that imports conftest (test_identity_holders') made one too.
+READABLE_ROOT = ROOT
+NOBODY_ENV = ENV  # for subprocesses run as nobody that import daemonctx
+_COPIED_BY = 0  # the process that made the copy
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Make the readable copy when nobody cannot reach this checkout (a clone in a
+    0700 directory, as CI's): once per session, in pytest's own process."""
+    global READABLE_ROOT, NOBODY_ENV, _COPIED_BY
+    if not _reachable_by_nobody(ROOT):
+        READABLE_ROOT, _COPIED_BY = _readable_copy(), os.getpid()
+        NOBODY_ENV = {**os.environ, "PYTHONPATH": str(READABLE_ROOT)}
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the readable copy, from the process that made it (not a forked test's)."""
-    if READABLE_ROOT != ROOT and os.getpid() == _COPIED_BY:
+    if os.getpid() == _COPIED_BY:
         shutil.rmtree(READABLE_ROOT, ignore_errors=True)
 
 
