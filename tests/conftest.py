@@ -145,8 +145,8 @@ def wait_gone(pid: int, timeout: float = 10.0) -> None:
     """Wait on a pidfd until ``pid`` has exited (works for non-children)."""
     try:
         fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
+    except (ProcessLookupError, FileNotFoundError):
+        return  # gone, or its pid a thread of another process now (ENOENT): gone too
     try:
         ready, _, _ = select.select([fd], [], [], timeout)
         assert ready, f"pid {pid} still alive after {timeout} s"
