@@ -699,11 +699,11 @@ def readable(path: Path) -> Path:
 
 
 def python_for_nobody(program: Path | None = None) -> str:
-    """An interpreter nobody may run that imports daemonctx and lockfile with
-    NOBODY_ENV (and reads ``program``, if given): ours, or the system's when ours is
-    out of nobody's reach (a venv under /root, or in a clone in a 0700 directory);
-    skip the test when there is none."""
-    code = "import daemonctx, lockfile"
+    """An interpreter nobody may run that imports daemonctx with NOBODY_ENV (and
+    reads ``program``, if given): ours, or the system's when ours is out of nobody's
+    reach (a venv under /root, or in a clone in a 0700 directory); skip the test
+    when there is none."""
+    code = "import daemonctx"
     if program is not None:
         code = f"open({str(program)!r}).close(); {code}"
     for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):

@@ -16,6 +16,7 @@ import pwd
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -381,11 +382,22 @@ AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
 def daemonctx_as_nobody(tracker: Tracker, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m daemonctx ARGS`` run as nobody, with the Python and the daemonctx
-    nobody can run (skip the test when there is none)."""
-    argv = [*AS_NOBODY, python_for_nobody(), "-m", "daemonctx", *args]
+    """``python -m daemonctx ARGS`` run as nobody, with the daemonctx nobody can read
+    and our Python, else python_for_nobody()'s (skip the test when neither imports
+    daemonctx and lockfile so)."""
     env = {**tracker.env, "PYTHONPATH": str(READABLE_ROOT)}  # keeps the tracker's token
+    python = sys.executable
+    if not _imports_daemonctx_as_nobody(python, env):
+        python = python_for_nobody()
+        if not _imports_daemonctx_as_nobody(python, env):
+            pytest.skip("no Python here runs daemonctx and lockfile as nobody")
+    argv = [*AS_NOBODY, python, "-m", "daemonctx", *args]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+
+
+def _imports_daemonctx_as_nobody(python: str, env: dict[str, str]) -> bool:
+    probe = [*AS_NOBODY, python, "-c", "import daemonctx, lockfile"]
+    return subprocess.run(probe, env=env, capture_output=True, timeout=30).returncode == 0
 
 
 @needs_root
