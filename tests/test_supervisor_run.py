@@ -2839,6 +2839,44 @@ def test_a_launcher_waiting_for_a_slow_boot_says_what_it_waits_for(
     assert "pidfile" not in result.stderr
 
 
+def test_a_launcher_waiting_for_a_boot_a_reload_changed_says_the_new_waves(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """While the boot waits for db, a reload adds cache (after db) and api (after
+    cache): three waves now, and the launcher's line, 3 s in, says so."""
+    gate = tmp_path / "gate"
+    db = {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"}
+    web = {"command": [SLEEP, "1000"], "after": ["db"]}
+    supervisors.config({"db": db, "web": web})
+    launcher = supervisors.popen(
+        [*supervisors.command(), "supervise", "--config", str(supervisors.config_path)],
+        env=supervisors.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    supervisors.wait_answering(booted=False)
+    cache = {"command": [SLEEP, "1001"], "after": ["db"]}
+    api = {"command": [SLEEP, "1002"], "after": ["cache"]}
+    supervisors.config({"db": db, "web": web, "cache": cache, "api": api})
+    assert supervisors.ctl("reload").stdout == "add cache\nadd api\n"
+    assert launcher.stderr is not None
+    said = b""
+    deadline = time.monotonic() + 15
+    while b"\n" not in said:  # its one line, at 3 s
+        ready, _, _ = select.select([launcher.stderr], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no line from the launcher: {said!r}"
+        chunk = os.read(launcher.stderr.fileno(), 4096)
+        assert chunk, f"the launcher ended: {said!r}"
+        said += chunk
+    assert b"to see its programs ready (wave 1 of 3: db) (3 s so far" in said, said
+    gate.touch()
+    assert launcher.wait(20) == 0
+    with supervisors.client() as client:
+        assert [(i.name, i.state) for i in client.status()] == [
+            (name, "running") for name in ("db", "web", "cache", "api")
+        ]
+
+
 def test_an_exit_read_in_the_same_wake_up_as_sigterm_is_not_restarted(
     supervisors: Supervisors,
 ) -> None:

@@ -1051,8 +1051,11 @@ class Supervisor:
 
     def _launch_wave(self) -> None:
         """Start the current wave's programs (those not held), and only that."""
-        instances = [i for i in self._waves[self._wave] if _to_launch(i)]
-        names = ", ".join(i.name for i in instances)
+        wave = self._waves[self._wave]
+        instances = [i for i in wave if _to_launch(i)]
+        # what the wave waits for, started now or before: after a reload walks the
+        # new waves, the launcher's line has their new count
+        names = ", ".join(i.name for i in wave if not i.held and not i.was_ready)
         if self._daemon is not None and names:  # what a launcher waiting says after 3 s
             if len(names) > 200:
                 names = names[:200].rsplit(", ", 1)[0] + ", ..."
