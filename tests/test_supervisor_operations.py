@@ -18,6 +18,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -715,6 +716,171 @@ def test_a_reload_during_the_boot_starts_nothing_the_boot_started_again(
     assert running(supervisors, "db", "web")["db"] == old
     assert runs.read_text() == "run\n"
     assert supervisors.status("migrate").state == "exited"
+
+
+def _states(supervisors: Supervisors) -> dict[str, tuple[str, int | None]]:
+    """Each instance's state and pid, as ``ctl status`` shows them."""
+    with supervisors.client() as client:
+        return {info.name: (info.state, info.pid) for info in client.status()}
+
+
+def test_a_reload_starts_restarts_and_removes_programs_in_after_order(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """web comes after db, which is ready once its gate file exists; web ignores
+    SIGTERM, so its stop lasts until the test kills it. A reload that adds both
+    starts web once db is ready; one that restarts both (a new environment) stops
+    web, then db once web is gone, and starts web once the new db is ready; one
+    that removes both stops db once web is gone: as the boot and the shutdown."""
+
+    def db(gate: str) -> dict[str, Any]:
+        command = ["/bin/sh", "-c", f'exec {PY} {NOTIFY_GATE} "$GATE"']
+        return {"command": command, "ready": "notify", "environment": {"GATE": gate}}
+
+    def web(version: str) -> dict[str, Any]:
+        return {**ignoring_term(tmp_path, 60), "after": ["db"], "environment": {"V": version}}
+
+    a = {"command": [SLEEP, "1000"]}
+    supervisors.config({"a": a})
+    supervisors.foreground()
+
+    supervisors.config({"a": a, "db": db(f"{tmp_path}/gate1"), "web": web("1")})
+    assert reload(supervisors) == ["add db", "add web"]
+    wait_for(lambda: supervisors.status("db").pid, what="db to run")
+    waiting = supervisors.status("web")
+    assert (waiting.state, waiting.pid) == ("stopped", None)
+    assert waiting.text == "stopped, starts once db ready"
+    (tmp_path / "gate1").touch()
+    first = running(supervisors, "db", "web")
+    wait_for((tmp_path / "web").exists, what="web to ignore SIGTERM")
+
+    supervisors.config({"a": a, "db": db(f"{tmp_path}/gate2"), "web": web("2")})
+    assert reload(supervisors) == [
+        "change db: environment (restart)",
+        "change web: environment (restart)",
+    ]
+    states = _states(supervisors)
+    assert states["db"] == ("running", first["db"]), states  # web is still there
+    assert states["web"] == ("stopping", first["web"]), states
+    os.kill(first["web"], signal.SIGKILL)
+    wait_gone(first["db"], 5)
+    wait_for(lambda: supervisors.status("db").pid not in (None, first["db"]), what="a new db")
+    waiting = supervisors.status("web")
+    assert waiting.state == "stopped" and waiting.text.endswith(", starts once db ready")
+    (tmp_path / "gate2").touch()
+    second = running(supervisors, "db", "web")
+    environ = Path(f"/proc/{second['web']}/environ").read_bytes().split(b"\0")
+    assert second["web"] != first["web"] and b"V=2" in environ
+
+    supervisors.config({"a": a})
+    assert reload(supervisors) == ["remove db", "remove web"]
+    states = _states(supervisors)
+    assert states["db"] == ("running", second["db"]), states
+    assert states["web"] == ("stopping", second["web"]), states
+    os.kill(second["web"], signal.SIGKILL)
+    wait_gone(second["db"], 5)
+    wait_for(lambda: status_names(supervisors) == ["a"], what="db and web gone")
+
+
+LISTENER = """\
+import signal, socket, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a drain that lasts: until SIGKILL
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+open(sys.argv[2], "w").close()
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_a_renamed_program_starts_once_the_old_one_is_gone(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """web renamed www (a remove and an add, the same command): www starts once web
+    is gone, not beside it, where web's port was still taken (a failed start, a
+    crash loop, failed for good). web here ignores SIGTERM until killed."""
+    listener = tmp_path / "listener.py"
+    listener.write_text(LISTENER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    marker = f"{tmp_path}/$DAEMONCTX_PROGRAM"
+    program = {"command": ["/bin/sh", "-c", f'exec {PY} {listener} {port} "{marker}"']}
+    supervisors.config({"web": program})
+    supervisors.foreground()
+    wait_for((tmp_path / "web").exists, what="web to listen")
+    web = running(supervisors, "web")["web"]
+
+    supervisors.config({"www": program})
+    assert reload(supervisors) == ["add www", "remove web"]
+    states = _states(supervisors)
+    assert states == {"www": ("stopped", None), "web": ("stopping", web)}, states
+    assert supervisors.status("www").text == "stopped, starts once web stopped"
+    os.kill(web, signal.SIGKILL)
+    wait_for((tmp_path / "www").exists, what="www to listen on web's port")
+    www = supervisors.status("www")
+    assert (www.state, www.restarts) == ("running", 0)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+    assert status_names(supervisors) == ["www"]
+
+
+def test_a_program_stopped_on_purpose_stays_stopped_when_a_reload_changes_its_instances(
+    supervisors: Supervisors,
+) -> None:
+    """ctl stop web, then reloads that change its instances (1 -> 2, 2 -> 3): its
+    instances are added stopped, none is started, as for any other change of a
+    program stopped on purpose; worker runs on untouched."""
+    web = {"command": [SLEEP, "1000"]}
+    worker = {"command": [SLEEP, "1001"]}
+    supervisors.config({"web": web, "worker": worker})
+    supervisors.foreground()
+    before = running(supervisors, "web", "worker")
+    assert supervisors.ctl("stop", "web").returncode == 0
+
+    for count, names in ((2, ["web:0", "web:1"]), (3, ["web:0", "web:1", "web:2"])):
+        supervisors.config({"web": {**web, "instances": count}, "worker": worker})
+        reload(supervisors)
+        expected = [*names, "worker"]
+        wait_for(lambda want=expected: status_names(supervisors) == want, what=f"{expected}")
+        states = _states(supervisors)
+        assert states == {
+            **{name: ("stopped", None) for name in names},
+            "worker": ("running", before["worker"]),
+        }, states
+    assert supervisors.ctl("start", "web").returncode == 0
+    assert sorted(running(supervisors, "web")) == ["web:0", "web:1", "web:2"]
+
+
+def test_a_reload_during_the_boot_that_makes_a_program_autostart_before_another_starts_it(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """While the boot waits for db, a reload gives x (autostart = false) autostart
+    and puts it in web's after: a valid file. The boot starts x, then web once db
+    and x are ready, and is over: not a dead supervisor saying x was stopped."""
+    gate = tmp_path / "gate"
+    db = {"command": [PY, str(NOTIFY_GATE), str(gate)], "ready": "notify"}
+    x = {"command": [SLEEP, "1002"]}
+    web = {"command": [SLEEP, "1001"], "after": ["db"]}
+    supervisors.config({"db": db, "x": {**x, "autostart": False}, "web": web})
+    proc = supervisors.foreground(booted=False)
+    wait_for(lambda: supervisors.status("db").pid, what="db to run")
+    supervisors.config({"db": db, "x": x, "web": {**web, "after": ["db", "x"]}})
+    assert reload(supervisors) == [
+        "change x: autostart (live, no restart)",
+        "change web: after (live, no restart)",
+    ]
+    gate.touch()
+    supervisors.wait_answering(proc)
+    assert proc.poll() is None, proc.communicate(timeout=5)
+    running(supervisors, "db", "x", "web")
+    with supervisors.client() as client:
+        assert client.request("status")["supervisor"]["state"] == "running"
+    lines = log_text(supervisors).splitlines()
+    x_ready = next(n for n, line in enumerate(lines) if "x: running" in line)
+    assert x_ready < next(n for n, line in enumerate(lines) if "web: running" in line), lines
 
 
 def test_a_reload_adds_the_first_program_that_sends_ready_1(
@@ -2520,8 +2686,8 @@ def test_while_a_reload_s_old_instance_stops_the_new_ones_wait_whatever_is_asked
 ) -> None:
     """web -> web:0, web:1 with the old web ignoring SIGTERM: ctl start web:0 waits
     for it too (status says so); ctl stop web waits for it, and cancels the starts
-    to come; a second reload (to three) before it is gone lets none of its new
-    instances start beside it."""
+    to come; a second reload (to three) before it is gone adds web:2 stopped, as
+    the program was stopped on purpose, and starts none beside it."""
 
     def logged(line: str) -> None:
         wait_for(lambda: line in log_text(supervisors), what=line)
@@ -2552,10 +2718,9 @@ def test_while_a_reload_s_old_instance_stops_the_new_ones_wait_whatever_is_asked
         assert stop.returncode == 0, out
     finally:
         start.kill()
-    new = running(supervisors, "web:2")["web:2"]  # the second reload's start, once web is gone
-    assert new != old
+    wait_for(lambda: status_names(supervisors) == ["web:0", "web:1", "web:2"], what="web gone")
     with supervisors.client() as client:
-        assert [info.state for info in client.status("web:0", "web:1")] == ["stopped"] * 2
+        assert [info.state for info in client.status("web")] == ["stopped"] * 3
 
 
 # -- a reload while a program owes a cut line ------------------------------------------------

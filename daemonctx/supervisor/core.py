@@ -152,6 +152,7 @@ _ENDED = frozenset({State.STOPPED, State.EXITED, State.FAILED})  # nothing runs 
 _NO_PROCESS = frozenset({State.STOPPED, State.EXITED, State.FAILED, State.BACKOFF})
 # Kept running by the supervisor: a reload restarts these when their command changes.
 _RUNNING_ON = frozenset({State.STARTING, State.RUNNING, State.BACKOFF})
+_ON_ITS_WAY = frozenset({State.STARTING, State.BACKOFF, State.STOPPING})  # to end soon
 
 log = logging.getLogger("daemonctx.supervisor")
 
@@ -201,6 +202,7 @@ class Instance:
         # a reload's new instance: never runs beside these old ones (web for web:0)
         self.replaces: list[Instance] = []
         self.start_pending = False  # to start once they are gone (a reload, a ctl start)
+        self.start_waits = ""  # what a reload's start waits for (db ready), for status
         # not to start at boot (autostart = false), or stopped on request: not waited for
         self.held = not program.autostart
         self.held_by = ""  # who stopped it, when on request: a boot that fails names them
@@ -411,8 +413,10 @@ class Instance:
         next_start = machine.next_start
         state = machine.state
         text = machine.describe(now)
-        if self.start_pending:
+        if self.start_pending and self.replaces:
             text += f", starts once {', '.join(old.name for old in self.replaces)} stopped"
+        elif self.start_pending and self.start_waits:
+            text += f", starts once {self.start_waits}"
         # a wave still to come: not stopped on purpose, and not as it should be yet
         waiting = (
             waited is not None and state is State.STOPPED and not self.launched and not self.held
@@ -558,6 +562,51 @@ class _Waiter:
         return False
 
 
+class _ReloadStop:
+    """A stop a reload asks for: once those of later waves (``rank``, in the file
+    the instance was started by) are gone, as at the shutdown. ``restart``: it
+    starts again (a _ReloadStart), else it was removed."""
+
+    __slots__ = ("asked", "instance", "rank", "restart", "spawns")
+
+    def __init__(self, instance: Instance, rank: int, restart: bool) -> None:
+        self.instance = instance
+        self.rank = rank
+        self.restart = restart
+        self.asked = False
+        self.spawns = instance.spawns  # a run begun since (a ctl restart): over too
+
+    @property
+    def over(self) -> bool:
+        instance = self.instance
+        if not self.asked:
+            return False
+        gone = not instance.alive and instance.state in _NO_PROCESS
+        return gone or instance.spawns != self.spawns
+
+
+class _ReloadStart:
+    """A start a reload asks for (``start_pending``): once the reload's stops are
+    over and those of earlier waves (``rank``) are ready, as at the boot; kept
+    until it is ready itself (it holds up those of later waves)."""
+
+    __slots__ = ("failures", "instance", "rank", "started")
+
+    def __init__(self, instance: Instance, rank: int) -> None:
+        self.instance = instance
+        self.rank = rank
+        self.started = False
+        self.failures = 0  # its failures when started: one more, it holds up no longer
+
+    @property
+    def settled(self) -> bool:
+        """Started, and ready, or no longer on its way, or failed a start."""
+        instance = self.instance
+        return self.started and (
+            not _on_its_way(instance) or instance.machine.failures != self.failures
+        )
+
+
 class Supervisor:
     """Keep ``programs`` running and answer the control socket at ``control``.
 
@@ -649,6 +698,10 @@ class Supervisor:
         self._shutdown_by = "shutdown"
         self._boot_stopped: str | None = None  # who stopped the boot before it was over
         self._log_handler: _LogHandler | None = None  # where this supervisor logs
+        # A reload's stops and starts, in ``after`` order (_reload_progress)
+        self._reload_stops: list[_ReloadStop] = []
+        self._reload_starts: list[_ReloadStart] = []
+        self._reload_moving = False  # applied or walked now: not walked again meanwhile
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> Supervisor:
@@ -1435,6 +1488,8 @@ class Supervisor:
         if self._waiters:
             self._waiters = [waiter for waiter in self._waiters if not waiter.check()]
         phase = self._phase
+        if self._reload_stops or self._reload_starts:
+            self._reload_progress()
         if self._in_wave:
             pass
         elif phase == "boot":
@@ -2543,9 +2598,7 @@ class Supervisor:
         if self._wave >= len(self._waves):
             return ""
         names = [i.name for i in self._waves[self._wave] if not i.was_ready and not i.held]
-        if len(names) > 3:
-            names = [*names[:3], f"{len(names) - 3} more"]
-        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return _names_text(names) if names else ""
 
     def _not_shutting_down(self) -> None:
         if self._phase in ("shutdown", "done"):
@@ -2607,8 +2660,11 @@ class Supervisor:
         instances = self._names(request, True)
         for instance in instances:
             instance.held = not instance.program.autostart  # a boot waits for it again
+            instance.held_by = ""
             if instance.replaces:  # never beside a reload's old instances: once they are gone
                 instance.start_pending = True
+            elif instance.start_pending:  # a reload's start to come: in its order, then
+                pass
             elif instance.state is not State.RUNNING and instance.state is not State.STARTING:
                 self._event(instance, instance.machine.start)
         self._reply_when_started(request, respond, instances)
@@ -2643,6 +2699,7 @@ class Supervisor:
             # Not held: a boot goes on waiting for it (its stop must not let the
             # boot pass it by, as a program stopped before its turn)
             instance.held = not instance.program.autostart
+            instance.held_by = ""
             self._stop(instance, f"{self._caller} (restart)", hold=False)
             if instance.replaces:  # never beside a reload's old instances
                 instance.start_pending = True
@@ -2813,64 +2870,83 @@ class Supervisor:
                 raise _Refused(protocol.FAILED, message) from None
         self._use_log(new_log)
         log.info("reload: %s", _plan_summary(plan))
-        self.config = new
+        old, self.config = self.config, new
         # Until the boot walks the new waves (below), no event of the changes may
-        # move it on through the old ones.
+        # move it on through the old ones; nor the reload's stops and starts begin
+        # before every change is made.
         self._in_wave = waves is not None
+        self._reload_moving = True
         try:
-            self._change(new, plan, targets, now, waves is not None)
+            self._change(old, new, plan, targets, now, waves is not None)
         finally:
             self._in_wave = False
+            self._reload_moving = False
         if waves is not None and self._phase == "boot":
             self._waves = [self._wave_instances(wave) for wave in waves]
             self._wave = 0
             self._launch_wave()  # what a wave already passed holds that is new
             self._boot_progress()
+        self._reload_progress()
 
     def _change(
         self,
+        old: SupervisorConfig,
         new: SupervisorConfig,
         plan: dict[str, Any],
         targets: dict[int, tuple[Target | None, Target | None]],
         now: float,
         booting: bool,
     ) -> None:
-        """``_apply``'s changes; ``booting``: new instances the boot is to start
-        are left to it (after the programs in their ``after``)."""
+        """``_apply``'s changes, from ``old`` to ``new``. Its stops and starts are
+        queued, for ``_reload_progress`` to make in ``after`` order; ``booting``:
+        new instances the boot is to start are left to it (after the programs in
+        their ``after``)."""
         if self._guard is not None:  # removed programs may still be stopping: theirs too
             self._guard.set_users(self._users() | set(self._guard.users))
         restarts = {change["name"] for change in plan["changed"] if change["restart"]}
+        stop_ranks, start_ranks = _ranks(old), _ranks(new)
         starts: list[Instance] = []
         for name in plan["removed"]:
             for instance in self._by_program.pop(name, []):
-                self._remove(instance)
+                self._remove(instance, stop_ranks.get(name, 0))
         for program in new.programs:
-            old = self._by_program.get(program.name, [])
-            if program.name in plan["added"] or old:
-                kept = {instance.name: instance for instance in old}
+            old_ones = self._by_program.get(program.name, [])
+            if program.name in plan["added"] or old_ones:
+                kept = {instance.name: instance for instance in old_ones}
                 # New instances start with autostart, or beside running ones (started
-                # by hand), as the new instances of web:0 started by ctl start web
-                start_new = program.autostart or any(
-                    instance.state in _RUNNING_ON for instance in old
-                )
+                # by hand), as the new instances of web:0 started by ctl start web;
+                # not those of a program stopped on purpose (ctl stop): it stays so
+                running_on = any(instance.state in _RUNNING_ON for instance in old_ones)
+                held = [instance for instance in old_ones if instance.held]
+                stopped = bool(old_ones) and len(held) == len(old_ones)
+                start_new = running_on or (program.autostart and not stopped)
                 instances: list[Instance] = []
                 fresh_ones: list[Instance] = []
                 new_ones: list[Instance] = []
                 for instance_name in program.instance_names():
                     leaving = self.instances.get(instance_name)
                     if instance_name not in kept and leaving is not None and leaving.removing:
-                        # removed by a reload before, still stopping: it comes back, one
-                        # instance, and starts again once stopped (never two processes)
                         leaving.removing = False
                         leaving.held = not program.autostart  # its removal held it
                         leaving.reconfigure(program, targets.get(id(leaving)))
+                        instances.append(leaving)
+                        stop = self._queued_stop(leaving)
+                        if stop is not None and not stop.asked:
+                            # not asked to stop yet: stopped, and started again if so
+                            if start_new:
+                                stop.restart = leaving.start_pending = True
+                                self._queue_start(leaving, start_ranks[program.name])
+                            continue
+                        # removed by a reload before, still stopping: it comes back, one
+                        # instance, and starts again once stopped (never two processes)
                         new_ones.append(leaving)
                         if start_new:
                             fresh_ones.append(leaving)
-                        instances.append(leaving)
                         continue
                     if instance_name not in kept:
                         fresh = Instance(program, instance_name, now)
+                        if stopped and not start_new:  # as the others: stopped on purpose
+                            fresh.held, fresh.held_by = True, held[0].held_by
                         self.instances[instance_name] = fresh
                         new_ones.append(fresh)
                         if start_new:
@@ -2880,13 +2956,18 @@ class Supervisor:
                     found = kept.pop(instance_name)
                     running = found.state in _RUNNING_ON
                     found.reconfigure(program, targets.get(id(found)))
+                    if booting and not (found.held and found.held_by):
+                        # autostart changed during the boot: it starts it, or not,
+                        # unless an operator stopped it (the boot then fails, saying so)
+                        found.held = not program.autostart
                     if program.name in restarts and running:
                         # Not held: a boot goes on waiting for it (as ctl restart)
-                        self._stop(found, "reload", hold=False)
-                        starts.append(found)
+                        self._queue_stop(found, stop_ranks.get(program.name, 0), True)
+                        found.start_pending = True
+                        self._queue_start(found, start_ranks[program.name])
                     instances.append(found)
                 for leftover in kept.values():
-                    self._remove(leftover)
+                    self._remove(leftover, stop_ranks.get(program.name, 0))
                 # web becoming web:0 and web:1 (or back): the new ones start once the
                 # old ones are gone, never beside them (a port, a pidfile they share)
                 behind = [i for i in kept.values() if self.instances.get(i.name) is i]
@@ -2905,10 +2986,13 @@ class Supervisor:
                         ", ".join(fresh.name for fresh in fresh_ones),
                         ", ".join(gone.name for gone in behind),
                     )
-                elif booting:  # new ones start in their wave; one held or started before, now
-                    starts.extend(fresh for fresh in fresh_ones if fresh.held or fresh.launched)
+                if booting:  # new ones start in their wave; one held or started before, now
+                    if not behind:
+                        starts.extend(f for f in fresh_ones if f.held or f.launched)
                 else:
-                    starts.extend(fresh_ones)
+                    for fresh in fresh_ones:
+                        fresh.start_pending = True
+                        self._queue_start(fresh, start_ranks[program.name])
                 self._by_program[program.name] = instances
         ordered = {i.name: i for p in new.programs for i in self._by_program[p.name]}
         ordered.update((name, i) for name, i in self.instances.items() if name not in ordered)
@@ -2917,11 +3001,137 @@ class Supervisor:
             instance.launched = True
             self._event(instance, instance.machine.start)
 
-    def _remove(self, instance: Instance) -> None:
-        """A reload removed ``instance``: stop it, forget it once it is gone."""
+    def _remove(self, instance: Instance, rank: int) -> None:
+        """A reload removed ``instance``: stop it (in ``after`` order: ``rank``, its
+        wave in the file it ran by), forget it once it is gone."""
         instance.removing = True
-        self._stop(instance, "reload (removed)")
-        self._forget_if_removed(instance)
+        self._queue_stop(instance, rank, False)
+
+    def _queue_stop(self, instance: Instance, rank: int, restart: bool) -> None:
+        stop = self._queued_stop(instance)
+        if stop is not None:
+            self._reload_stops.remove(stop)
+        self._reload_stops.append(_ReloadStop(instance, rank, restart))
+
+    def _queued_stop(self, instance: Instance) -> _ReloadStop | None:
+        return next((stop for stop in self._reload_stops if stop.instance is instance), None)
+
+    def _queue_start(self, instance: Instance, rank: int) -> None:
+        self._reload_starts = [s for s in self._reload_starts if s.instance is not instance]
+        self._reload_starts.append(_ReloadStart(instance, rank))
+
+    def _reload_progress(self) -> None:
+        """Make the reloads' stops, then their starts, in ``after`` order, as the
+        shutdown and the boot do: a program is stopped, and gone, before those it
+        started after; the starts come once every stop is over (a renamed program
+        never runs beside the old one: a port, a pidfile), each once the starts
+        of the waves before it are ready, and those in its own ``after`` too (one
+        on its way is waited for: starting, in backoff, a start to come). A start
+        whose ``after`` holds one that is not ready, nor on its way (stopped,
+        failed), is not made: the log says so. Called at each change."""
+        if self._reload_moving:
+            return
+        if self._phase not in ("boot", "running"):
+            self._reload_stops.clear()  # the shutdown stops everything, in its order
+            self._reload_starts.clear()
+            return
+        self._reload_moving = True
+        try:
+            while self._reload_stop_step() or self._reload_start_step():
+                pass
+        finally:
+            self._reload_moving = False
+
+    def _reload_stop_step(self) -> bool:
+        """Ask the stops of the last wave still to stop: whether one was asked.
+        ``False`` too while they are under way."""
+        self._reload_stops = [stop for stop in self._reload_stops if not stop.over]
+        stops = self._reload_stops
+        if not stops:
+            return False
+        top = max(stop.rank for stop in stops)
+        due = [stop for stop in stops if stop.rank == top and not stop.asked]
+        for stop in due:
+            stop.asked = True
+            instance = stop.instance
+            if not stop.restart:
+                self._stop(instance, "reload (removed)")
+                self._forget_if_removed(instance)
+            elif instance.start_pending:  # else an operator's stop or restart came first
+                self._stop(instance, "reload", hold=False)
+                instance.start_pending = True
+        return bool(due)
+
+    def _reload_start_step(self) -> bool:
+        """Make the starts that may be made now: whether one was (or given up)."""
+        if self._reload_stops:
+            waiting = _names_text([stop.instance.name for stop in self._reload_stops])
+            for start in self._reload_starts:
+                start.instance.start_waits = f"{waiting} stopped"
+            return False
+        starts = []
+        for start in self._reload_starts:
+            instance = start.instance
+            if self.instances.get(instance.name) is not instance or instance.removing:
+                continue  # removed since
+            if start.settled:
+                continue  # ready (or not): those of later waves need not wait for it
+            if start.started or instance.start_pending:
+                starts.append(start)  # (not pending: a stop came, or a ctl start)
+        self._reload_starts = starts
+        # on its way: started, or held up (by the old instances, by its after)
+        coming = [
+            s for s in starts if s.started or s.instance.replaces or self._after_coming(s.instance)
+        ]
+        held_up = {id(s) for s in coming}
+        first = min((s.rank for s in coming), default=None)
+        due = [s for s in starts if id(s) not in held_up and (first is None or s.rank <= first)]
+        if first is not None:  # waves are strict, as at the boot
+            waiting = _names_text([s.instance.name for s in coming if s.rank == first])
+            for start in starts:
+                if start.rank > first and id(start) not in held_up:
+                    start.instance.start_waits = f"{waiting} ready"
+        if not due:
+            return False
+        with _LogAfterwards():  # every program started, then their log lines
+            for start in due:
+                instance = start.instance
+                instance.start_pending = False
+                instance.start_waits = ""
+                start.started = True
+                start.failures = instance.machine.failures
+                missing = [
+                    before
+                    for name in instance.program.after
+                    for before in self._by_program.get(name, ())
+                    if not _is_ready(before)
+                ]
+                if missing:
+                    before = missing[0]
+                    instance.held, instance.held_by = True, "reload"
+                    log.info(
+                        "reload: %s not started: %s, in its after, is %s",
+                        instance.name,
+                        before.name,
+                        before.state.value,
+                    )
+                    continue
+                instance.launched = True
+                self._event(instance, instance.machine.start)
+        return True
+
+    def _after_coming(self, instance: Instance) -> bool:
+        """Whether a program in ``instance``'s ``after`` is on its way to ready
+        (its start then waits), saying which in ``start_waits``."""
+        coming = [
+            before.name
+            for name in instance.program.after
+            for before in self._by_program.get(name, ())
+            if _on_its_way(before)
+        ]
+        if coming:
+            instance.start_waits = f"{_names_text(coming)} ready"
+        return bool(coming)
 
     def _forget_if_removed(self, instance: Instance) -> None:
         if instance.removing and not instance.alive and instance.state in _NO_PROCESS:
@@ -2938,11 +3148,14 @@ class Supervisor:
         reload's, or a ``ctl start`` meanwhile), unless asked to stop since. One
         still stopping itself (a removed instance that came back) starts once it
         is stopped."""
+        queued = {id(start.instance) for start in self._reload_starts}  # in after order
         for instance in list(self.instances.values()):
             if gone not in instance.replaces:
                 continue
             instance.replaces = [old for old in instance.replaces if old is not gone]
             if instance.replaces or not instance.start_pending or instance.removing:
+                continue
+            if id(instance) in queued:
                 continue
             instance.start_pending = False
             waiting = instance.state in (State.STOPPED, State.STOPPING)
@@ -3343,6 +3556,31 @@ def _open_error(exc: OSError) -> str:
     if isinstance(exc, UnsafePathError):  # "refusing web's stdout PATH: why"
         return message.removeprefix("refusing ")
     return message
+
+
+def _ranks(config: SupervisorConfig) -> dict[str, int]:
+    """Each program's wave in ``config``'s start order."""
+    return {name: rank for rank, wave in enumerate(start_order(config.programs)) for name in wave}
+
+
+def _on_its_way(instance: Instance) -> bool:
+    """Whether ``instance`` is to be ready soon, or not, without anyone's help:
+    starting, in backoff, stopping (a stop ends), or a start still to come."""
+    return instance.start_pending or instance.state in _ON_ITS_WAY
+
+
+def _is_ready(instance: Instance) -> bool:
+    """Ready now: running, or a one-shot done."""
+    return instance.state is State.RUNNING or (
+        instance.state is State.EXITED and _one_shot_done(instance)
+    )
+
+
+def _names_text(names: list[str]) -> str:
+    """``db``, ``db and cache``, ``a, b, c and 4 more``: for a status line."""
+    if len(names) > 3:
+        names = [*names[:3], f"{len(names) - 3} more"]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _to_launch(instance: Instance) -> bool:
