@@ -162,6 +162,14 @@ def proc_status(pid: int) -> dict[str, str]:
     return fields
 
 
+def proc_environ(pid: int) -> bytes:
+    """/proc/<pid>/environ, once it reads non-empty: a process just past its exec
+    shows an empty one for a moment (its new image's is set up after the
+    close-on-exec that told Popen, or a launcher, that it ran)."""
+    found: bytes = wait_for(lambda: Path(f"/proc/{pid}/environ").read_bytes(), what="its environ")
+    return found
+
+
 def proc_stat(pid: int) -> list[str]:
     """Fields of /proc/<pid>/stat after the command name: [0] is state, [1] ppid,
     [2] pgrp, [3] session, [4] tty_nr."""

@@ -37,6 +37,7 @@ from conftest import (
     needs_ssd,
     needs_tools,
     pid_alive,
+    proc_environ,
     proc_fds,
     proc_stat,
     proc_status,
@@ -356,9 +357,7 @@ def test_user_drops_privileges_for_real(tracker: Tracker) -> None:
     members = {g.gr_gid for g in grp.getgrall() if "nobody" in g.gr_mem} | {nobody.pw_gid}
     assert {int(g) for g in status["Groups"].split()} == members
     assert int(status["CapEff"], 16) == 0
-    environ = dict(
-        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if item
-    )
+    environ = dict(item.split("=", 1) for item in proc_environ(pid).decode().split("\0") if item)
     assert (environ["HOME"], environ["USER"], environ["LOGNAME"]) == (
         nobody.pw_dir,
         "nobody",

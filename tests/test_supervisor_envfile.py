@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import NOBODY, Supervisors, needs_root, wait_for
+from conftest import NOBODY, Supervisors, needs_root, proc_environ, wait_for
 
 from daemonctx.paths import UnsafePathError
 from daemonctx.supervisor.envfile import MAX_BYTES, EnvironmentFileError, parse, read
@@ -157,7 +157,7 @@ def test_a_file_another_user_owns_or_may_write_or_planted_as_a_symlink_is_refuse
 
 
 def environ(pid: int) -> dict[str, str]:
-    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    pairs = proc_environ(pid).split(b"\0")
     return dict(pair.decode().partition("=")[::2] for pair in pairs if pair)
 
 

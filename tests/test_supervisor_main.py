@@ -29,6 +29,7 @@ from conftest import (
     needs_root,
     needs_tools,
     pid_alive,
+    proc_environ,
     proc_fds,
     proc_stat,
     proc_status,
@@ -480,7 +481,7 @@ def test_under_systemd_it_sends_ready_status_and_stopping(supervisors: Superviso
         assert messages[0] == "READY=1"  # once every program is ready, and first
         # the programs do not inherit the supervisor's NOTIFY_SOCKET
         a = supervisors.status("a").pid
-        assert b"NOTIFY_SOCKET=" not in Path(f"/proc/{a}/environ").read_bytes()
+        assert b"NOTIFY_SOCKET=" not in proc_environ(a)
         proc.send_signal(signal.SIGTERM)
         while listener.recv(4096) != b"STOPPING=1":
             pass
@@ -555,7 +556,7 @@ def test_under_systemd_with_watchdogsec_it_sends_watchdog_1_from_its_loop(
         # short, by up to a period; over five gaps, a ping every 0.2 s spans at
         # least 0.8 s, one every 0.05 s 0.25 s.
         assert all(gap < 0.4 for gap in gaps) and pings[-1] - pings[0] >= 0.6, gaps
-        environ = Path(f"/proc/{supervisors.status('a').pid}/environ").read_bytes()
+        environ = proc_environ(supervisors.status("a").pid)
         assert b"WATCHDOG_USEC=" not in environ and b"NOTIFY_SOCKET=" not in environ
     finally:
         listener.close()
@@ -1137,7 +1138,7 @@ def test_a_supervisor_sigkilled_during_a_stop_leaves_no_group_member_without_its
 
     child = supervisors.add(wait_for(member, what="the child that ignores SIGTERM"))
     assert os.getpgid(child) == leader
-    assert b"DAEMONCTX_SUPERVISOR=" not in Path(f"/proc/{child}/environ").read_bytes()
+    assert b"DAEMONCTX_SUPERVISOR=" not in proc_environ(child)
     supervisors.ctl_popen("stop", "ig")
     wait_for(lambda: proc_stat(leader)[0] == "Z", what="the main process kept a zombie")
     assert pid_alive(child)

@@ -38,6 +38,7 @@ from conftest import (
     mounted_tmpfs,
     needs_root,
     pid_alive,
+    proc_environ,
     proc_fds,
     proc_stat,
     python_for_nobody,
@@ -602,8 +603,8 @@ def test_defaults_reach_every_program_and_a_reload_applies_a_changed_one(
     pids = running(supervisors, "web", "db")
 
     def environment(pid: int) -> dict[str, str]:
-        pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        found = dict(pair.decode().partition("=")[::2] for pair in pairs if pair)
+        raw = proc_environ(pid)
+        found = dict(pair.decode().partition("=")[::2] for pair in raw.split(b"\0") if pair)
         return {key: found[key] for key in ("ROLE", "TIER") if key in found}
 
     assert environment(pids["web"]) == {"ROLE": "web", "TIER": "prod"}
@@ -769,7 +770,7 @@ def test_a_reload_starts_restarts_and_removes_programs_in_after_order(
     assert waiting.state == "stopped" and waiting.text.endswith(", starts once db ready")
     (tmp_path / "gate2").touch()
     second = running(supervisors, "db", "web")
-    environ = Path(f"/proc/{second['web']}/environ").read_bytes().split(b"\0")
+    environ = proc_environ(second["web"]).split(b"\0")
     assert second["web"] != first["web"] and b"V=2" in environ
 
     supervisors.config({"a": a})
@@ -961,7 +962,7 @@ def test_a_reload_of_watchdog_leaves_the_run_its_interval(
     supervisors.config({"w": {**w, "watchdog": 1.5}})
     supervisors.foreground()
     pid = running(supervisors, "w")["w"]
-    assert b"WATCHDOG_USEC=1500000\0" in Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"WATCHDOG_USEC=1500000\0" in proc_environ(pid)
     supervisors.config({"w": {**w, "watchdog": 0.2}})
     assert reload(supervisors) == ["change w: watchdog (live, no restart)"]
 
@@ -974,7 +975,7 @@ def test_a_reload_of_watchdog_leaves_the_run_its_interval(
     assert run.stopped_by == "no WATCHDOG=1 within 1.5 s", run.stopped_by
     assert f"hang {pid} " in rec.read_text()  # stopped after it stopped pinging, not before
     new = wait_for(lambda: (info := supervisors.status("w")).pid != pid and info.pid, 10)
-    assert b"WATCHDOG_USEC=200000\0" in Path(f"/proc/{new}/environ").read_bytes()
+    assert b"WATCHDOG_USEC=200000\0" in proc_environ(new)
 
 
 def test_a_reload_of_ready_leaves_the_start_under_way_its_own(
@@ -998,7 +999,7 @@ def test_a_reload_of_ready_leaves_the_start_under_way_its_own(
         assert start.returncode == 0 and out.startswith(f"w  running (pid {pid}"), (out, err)
     finally:
         start.kill()
-    assert b"NOTIFY_SOCKET=" not in Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"NOTIFY_SOCKET=" not in proc_environ(pid)
     with supervisors.client() as client:
         ((_info, runs),) = client.why("w")
     assert len(runs) == 1 and runs[0].ended is None and runs[0].ready is not None, runs
@@ -1681,6 +1682,38 @@ BURST = (
     "    open(done, 'w').close()\n"
     "time.sleep(1000)\n"
 )
+
+
+@needs_root
+def test_a_supervisor_not_root_runs_a_program_whose_user_is_its_own(open_dir: Path) -> None:
+    """The supervisor run as nobody, a program with ``user = "nobody"`` and
+    ``group = "nogroup"`` (a file written for root, or for either): the program runs
+    as nobody. It failed to start: setgroups() of nobody's own groups is refused
+    to a process that is not root (reported as "cannot change to directory")."""
+    import grp
+    import pwd
+
+    python = python_for_nobody()
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    supervisors = Supervisors(open_dir)
+    run = open_dir / "run"
+    run.mkdir()
+    os.chown(run, NOBODY, NOBODY)
+    supervisors.control = str(run / "control.sock")
+    user, group = pwd.getpwuid(NOBODY).pw_name, grp.getgrgid(NOBODY).gr_name
+    web = {"command": [SLEEP, "1000"], "user": user, "group": group, "directory": str(run)}
+    supervisors.config({"web": web}, log=str(run / "supervisor.log"))
+    try:
+        proc = supervisors.popen(
+            [*as_nobody, python, "-m", "daemonctx", "supervise", "--config",
+             str(supervisors.config_path), "--foreground"],
+            env={**supervisors.env, "PYTHONPATH": str(READABLE_ROOT)},
+        )  # fmt: skip
+        supervisors.wait_answering(proc)
+        info = supervisors.wait_state("web", "running")
+        assert os.stat(f"/proc/{info.pid}").st_uid == NOBODY
+    finally:
+        supervisors.kill_all()
 
 
 @needs_root

@@ -36,6 +36,7 @@ from conftest import (
     needs_pid_namespace,
     needs_root,
     pid_alive,
+    proc_environ,
     proc_fds,
     proc_stat,
     proc_status,
@@ -150,7 +151,7 @@ def children(pid: int) -> list[int]:
 
 
 def environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    raw = proc_environ(pid)
     return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
 
 

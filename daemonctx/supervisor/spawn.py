@@ -328,9 +328,15 @@ def _resolve_user(
             if not group.isdigit():
                 raise SpawnError(errnos.ENOENT, f"{argv0}: no such group {group!r}") from None
             gid = int(group)
+    if os.geteuid() != 0:
+        # Not root: it may run programs only as itself (check_system), and the
+        # kernel refuses its setgroups(), even of its own groups: its own ids are
+        # no change to make (supervisord's drop_privileges does the same).
+        same = uid in (None, os.geteuid()) and gid in (None, os.getegid())
+        return (None, None, None) if same else (uid, gid, None)
     if name is not None and gid is not None:
         groups = os.getgrouplist(name, gid)
-    elif (uid is not None or gid is not None) and os.geteuid() == 0:
+    elif uid is not None or gid is not None:
         groups = []
     return uid, gid, groups
 
