@@ -1898,8 +1898,8 @@ class Supervisor:
         ladder's SIGKILL, it gets SIGKILL: no step is left to signal it."""
         machine = instance.machine
         signum = signal.SIGKILL if machine.killed else machine.step_signal
-        if signum is None:
-            return
+        if signum is None or not procfs.is_alive(pid):
+            return  # (one dying already is only waited for: see _survivors)
         reached = instance.reached
         if signum != signal.SIGKILL and reached is not None and reached[0] == signum:
             _signum, groups, done = reached
@@ -1929,12 +1929,21 @@ class Supervisor:
         ``group`` and still run: the rest of that process group and the escaped
         processes attributed to the program. The group's members are in the
         subtrees of the children we adopted (the exited one's orphans are ours
-        now) that carry the program's name, or none."""
+        now) that carry the program's name, or none.
+
+        A child of ours that is dying (SIGKILLed by an earlier look, or exiting:
+        a zombie not reaped yet) counts too, when it is the program's or no
+        longer shows whose it is (its environ goes with its memory, before it
+        is a zombie): its own children are reparented to us when it exits,
+        maybe after our children were listed, and no later event would look for
+        them (the daemon of a ``setsid`` keeper outlived the stop so). Waited for
+        (a moment: it is exiting), it is reaped, and the look is made again."""
         self._escaped(instance)  # our children, listed once per loop iteration
         assert self._escaped_cache is not None
         found = self._escaped_cache[2]
         attributed = {pid for _index, pid in found.get(instance.name, [])}
-        pending = [*attributed, *(pid for _index, pid in found.get(None, []))]
+        unnamed = {pid for _index, pid in found.get(None, [])}
+        pending = [*attributed, *unnamed]
         seen: set[int] = set()
         survivors = []
         while pending:
@@ -1943,7 +1952,9 @@ class Supervisor:
                 continue
             seen.add(pid)
             member_of = procfs.live_group(pid)
-            if member_of is None:
+            if member_of is None or (pid in unnamed and not procfs.is_alive(pid)):
+                if pid in attributed or pid in unnamed:
+                    survivors.append(pid)  # ours, dying: what it leaves is looked for
                 continue
             if member_of == group or pid in attributed:
                 survivors.append(pid)
