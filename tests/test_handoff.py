@@ -844,7 +844,9 @@ context.open()
 context.close()
 """
     run_script(code, env={**os.environ, "NOTIFY_SOCKET": address})
-    daemon = processes.add(int(wait_for(report.read_text, 10, "the daemon's pid")))
+    # the daemon writes it after its open: once the launcher has returned, perhaps
+    written = wait_for(lambda: report.exists() and report.read_text(), 10, "the daemon's pid")
+    daemon = processes.add(int(written))
     heard = [_receive(sock) for _ in range(4)]
     heard.remove([f"MAINPID={daemon}", "READY=1"])  # the launcher's, in its own time
     assert heard == [["STOPPING=1"], ["READY=1"], ["STOPPING=1"]], "the daemon's, in order"

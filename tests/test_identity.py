@@ -178,7 +178,7 @@ def test_a_daemon_running_as_nobody_cannot_write_its_pidfile(open_tracker: Track
         tracker.pidfile,
         options=("--user", "nobody", "--stdout", str(report)),
     )
-    found = json.loads(wait_for(report.read_text, what="report"))
+    found = json.loads(wait_for(lambda: report.exists() and report.read_text(), what="report"))
     assert (found["pid"], found["uid"]) == (pid, NOBODY)
     assert found["fds"], "it holds the lock through a descriptor"
     assert all(result != "succeeded" for result in found["attempts"].values()), found
@@ -204,7 +204,7 @@ def test_a_context_dropping_to_nobody_cannot_write_its_pidfile(
         timeout=30,
     )
     assert launcher.returncode == 0
-    found = json.loads(wait_for(report.read_text, what="report"))
+    found = json.loads(wait_for(lambda: report.exists() and report.read_text(), what="report"))
     processes.add(found["pid"])
     assert found["uid"] == NOBODY and found["fds"]
     assert all(result != "succeeded" for result in found["attempts"].values()), found
