@@ -1684,6 +1684,19 @@ BURST = (
 )
 
 
+def _supervisors_as_nobody(open_dir: Path) -> tuple[Supervisors, Path, str, list[str]]:
+    """Supervisors in ``open_dir`` whose socket goes in ``run/``, a directory nobody
+    owns; the Python nobody may run; the prefix that runs a command as nobody."""
+    python = python_for_nobody()
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    supervisors = Supervisors(open_dir)
+    run = open_dir / "run"
+    run.mkdir()
+    os.chown(run, NOBODY, NOBODY)
+    supervisors.control = str(run / "control.sock")
+    return supervisors, run, python, as_nobody
+
+
 @needs_root
 def test_a_supervisor_not_root_runs_a_program_whose_user_is_its_own(open_dir: Path) -> None:
     """The supervisor run as nobody, a program with ``user = "nobody"`` and
@@ -1693,13 +1706,7 @@ def test_a_supervisor_not_root_runs_a_program_whose_user_is_its_own(open_dir: Pa
     import grp
     import pwd
 
-    python = python_for_nobody()
-    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    supervisors = Supervisors(open_dir)
-    run = open_dir / "run"
-    run.mkdir()
-    os.chown(run, NOBODY, NOBODY)
-    supervisors.control = str(run / "control.sock")
+    supervisors, run, python, as_nobody = _supervisors_as_nobody(open_dir)
     user, group = pwd.getpwuid(NOBODY).pw_name, grp.getgrgid(NOBODY).gr_name
     web = {"command": [SLEEP, "1000"], "user": user, "group": group, "directory": str(run)}
     supervisors.config({"web": web}, log=str(run / "supervisor.log"))
@@ -2924,13 +2931,7 @@ def test_a_start_whose_terminal_writer_cannot_start_fails_and_is_tried_again(
     "starting" for good. Now b's start fails ("cannot open b's stdout ..."), is
     tried again after its backoff, and runs once the limit is lifted, its lines on
     the terminal."""
-    python = python_for_nobody()
-    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    supervisors = Supervisors(open_dir)
-    run = open_dir / "run"
-    run.mkdir()
-    os.chown(run, NOBODY, NOBODY)
-    supervisors.control = str(run / "control.sock")
+    supervisors, run, python, as_nobody = _supervisors_as_nobody(open_dir)
     supervisors.log = run / "supervisor.log"
     talk = "import time\nwhile True:\n    print('b is here', flush=True)\n    time.sleep(0.1)\n"
     supervisors.config(
