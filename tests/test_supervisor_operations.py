@@ -1734,14 +1734,8 @@ def test_a_supervisor_run_as_a_user_never_blocks_on_another_users_terminal(
     take more when it has any room at all), answering no request. Now a thread
     writes the terminal: the supervisor answers, drops and counts; its own log on
     the terminal too, and says how many records it dropped once it can."""
-    python = python_for_nobody()
-    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    supervisors = Supervisors(open_dir)
-    run = open_dir / "run"
-    run.mkdir()
-    os.chown(run, NOBODY, NOBODY)
+    supervisors, run, python, as_nobody = _supervisors_as_nobody(open_dir)
     go, done = run / "go", run / "done"
-    supervisors.control = str(run / "control.sock")
     supervisors.config_path.write_text(
         f"[supervisor]\ncontrol = {json.dumps(supervisors.control)}\n\n"
         f"[program.web]\ncommand = {json.dumps([python, '-c', BURST, str(go), str(done)])}\n"
