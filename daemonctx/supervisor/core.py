@@ -3320,10 +3320,6 @@ class _LogHandler(logging.Handler):
         self._target = target or Target(-1, "the supervisor's standard error")
         self.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
 
-    @property
-    def where(self) -> str:
-        return self.path or "standard error"
-
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = self.format(record) + "\n"
