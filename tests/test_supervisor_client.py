@@ -4,6 +4,7 @@ or a subprocess for ``shutdown``, which waits for the supervisor's exit."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import socket
@@ -761,10 +762,10 @@ def test_a_number_too_long_in_an_answer_is_said_so_not_python_s_advice(
     )
 
 
-def test_blank_lines_are_read_in_linear_time(sock: Path) -> None:
-    """A peer that sends 16 MiB of blank lines (skipped: no answer) then closes:
-    the client steps over them in a fraction of a second of CPU; it cut the rest
-    of the buffer off after each one, 14 s for these."""
+@contextlib.contextmanager
+def _flooding_peer(sock: Path, send: Callable[[socket.socket], None]) -> Iterator[None]:
+    """A peer on ``sock`` that takes one request line, then ``send``s to its
+    client until done or the client has closed; stopped and joined at the end."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(sock))
     listener.listen(1)
@@ -774,58 +775,53 @@ def test_blank_lines_are_read_in_linear_time(sock: Path) -> None:
         with conn:
             conn.makefile("rb").readline()
             try:
-                conn.sendall(b"\n" * (16 << 20))
+                send(conn)
             except OSError:  # the client gave up and closed
                 pass
 
     thread = threading.Thread(target=flood, daemon=True)
     thread.start()
     try:
-        client = Client(sock, timeout=120)
+        yield
+    finally:
+        thread.join(30)
+        listener.close()
+
+
+def test_blank_lines_are_read_in_linear_time(sock: Path) -> None:
+    """A peer that sends 16 MiB of blank lines (skipped: no answer) then closes:
+    the client steps over them in a fraction of a second of CPU; it cut the rest
+    of the buffer off after each one, 14 s for these."""
+    blank_lines = b"\n" * (16 << 20)
+    with _flooding_peer(sock, lambda conn: conn.sendall(blank_lines)), Client(sock, 120) as client:
         cpu = time.thread_time()  # this thread's alone
         with pytest.raises(CommandError, match="closed the connection"):
             client.ping()
         cpu = time.thread_time() - cpu
-        assert cpu < 2.0, f"{cpu:.1f} s of CPU to step over 16 MiB of blank lines"
-    finally:
-        client.close()
-        thread.join(30)
-        listener.close()
+    assert cpu < 2.0, f"{cpu:.1f} s of CPU to step over 16 MiB of blank lines"
 
 
 def test_a_long_answer_is_read_in_linear_time(sock: Path) -> None:
     """An answer is read in time linear in its size: a peer that sends 64 MiB
     with no newline costs the client a fraction of a second of CPU, not the 20 s
     of searching the whole buffer again after each read."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sock))
-    listener.listen(1)
     stop = threading.Event()
 
-    def flood() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.makefile("rb").readline()
-            chunk = b"x" * 65536
-            try:
-                while not stop.is_set():
-                    conn.sendall(chunk)
-            except OSError:  # the client gave up and closed
-                pass
+    def send(conn: socket.socket) -> None:
+        chunk = b"x" * 65536
+        while not stop.is_set():
+            conn.sendall(chunk)
 
-    thread = threading.Thread(target=flood, daemon=True)
-    thread.start()
-    try:
-        client = Client(sock, timeout=120)
-        cpu = time.thread_time()  # this thread's alone: the sender's and others' aside
-        with pytest.raises(ProtocolError, match=r"answer is over 67108864 bytes"):
-            client.ping()
-        cpu = time.thread_time() - cpu
-        assert cpu < 2.0, f"{cpu:.1f} s of CPU to read 64 MiB"
-    finally:
-        stop.set()
-        thread.join(10)
-        listener.close()
+    with _flooding_peer(sock, send):
+        try:
+            with Client(sock, timeout=120) as client:
+                cpu = time.thread_time()  # this thread's alone: the sender's and others' aside
+                with pytest.raises(ProtocolError, match=r"answer is over 67108864 bytes"):
+                    client.ping()
+                cpu = time.thread_time() - cpu
+        finally:
+            stop.set()
+    assert cpu < 2.0, f"{cpu:.1f} s of CPU to read 64 MiB"
 
 
 def unread(conn: socket.socket) -> int:
