@@ -182,6 +182,59 @@ def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_
     assert info.state == "exited" and info.pid is None, info
 
 
+# A forking program whose daemon writes its pidfile only once the gate exists.
+GATED_FORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    pidfile, gate = sys.argv[1:3]
+    if os.fork():
+        sys.exit(0)
+    os.setsid()
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    with open(pidfile + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(pidfile + ".tmp", pidfile)
+    time.sleep(1000)
+    """
+)
+
+
+def test_a_reload_of_start_timeout_leaves_the_pidfile_wait_under_way_its_own(
+    supervisors: Supervisors,
+) -> None:
+    """The leader has exited and the supervisor waits for the pidfile, for the run's
+    ``start_timeout`` of 30 s; a reload sets 0.5 s: the wait under way keeps its 30 s
+    (it used to end at the next look, killing the daemon: "no live process of its
+    own")."""
+    pidfile, gate = supervisors.tmp_path / "forker.pid", supervisors.tmp_path / "gate"
+    forker = {
+        "command": [sys.executable, "-c", GATED_FORKER, str(pidfile), str(gate)],
+        "pidfile": str(pidfile),
+        "restart": "never",
+    }
+    supervisors.config({"forker": {**forker, "start_timeout": 30}})
+    supervisors.foreground(booted=False)
+    leader = wait_for(lambda: supervisors.status("forker").pid, what="the leader")
+    wait_gone(leader, 10)
+    supervisors.config({"forker": {**forker, "start_timeout": 0.5}})
+    result = supervisors.ctl("reload")
+    assert result.stdout.splitlines() == ["change forker: start_timeout (live, no restart)"], result
+
+    # past the new limit by the supervisor's own clock ("running (pid N, up 1.6 s)")
+    def up() -> float:
+        text = supervisors.status("forker").text
+        assert " up " in text, text  # not ended by the reload's 0.5 s
+        number, unit = text.split(" up ")[1].split()[:2]
+        return float(number) / (1000 if unit.startswith("ms") else 1)
+
+    wait_for(lambda: up() >= 1.5, 10, what="1.5 s of the run, the pidfile not yet written")
+    gate.touch()
+    daemon = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
+    info = wait_for(lambda: (i := supervisors.status("forker")).pid == daemon and i, 10)
+    assert info.state == "running", info
+
+
 # A forking program that puts something else where its pidfile goes: a FIFO
 # (which blocked the supervisor for ever in open()), or a symbolic link to the
 # file where its daemon wrote its pid.

@@ -2052,7 +2052,8 @@ class Supervisor:
             log.info("%s: pidfile %s refused: %s", instance.name, path, reason)
             said = reason
         now = loop.time()
-        if now - since >= start_timeout(instance.program) or instance.state is State.STOPPING:
+        limit = start_timeout(instance.machine.run_policy)  # the run's own, not a reload's
+        if now - since >= limit or instance.state is State.STOPPING:
             instance.pidfile_wait = None
             why = f": {reason}" if reason else ""
             log.info("%s: no live process of its own in %s%s", instance.name, path, why)
@@ -2060,7 +2061,7 @@ class Supervisor:
             self._ended(instance, leader)
             return
         instance.pidfile_wait = loop.call_at(
-            min(now + delay, since + start_timeout(instance.program)),
+            min(now + delay, since + limit),
             lambda: self._await_pidfile(instance, leader, since, min(delay * 2, 0.5), said),
         )
 

@@ -455,6 +455,12 @@ class StateMachine:
         return self._spawned_at
 
     @property
+    def run_policy(self) -> Policy:
+        """The policy the current (or last) run started with: a reload's new
+        ``ready``, ``watchdog`` and ``start_timeout`` wait for the next start."""
+        return self._run
+
+    @property
     def step_signal(self) -> int | None:
         """The signal of the stop's current step (SIGKILL once stuck), or None when
         no stop of a process is under way."""
