@@ -182,6 +182,14 @@ def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_
     assert info.state == "exited" and info.pid is None, info
 
 
+def up(supervisors: Supervisors, name: str) -> float:
+    """How long ``name`` has been up by its status ("running (pid N, up 1.6 s)")."""
+    text = supervisors.status(name).text
+    assert " up " in text, text
+    number, unit = text.split(" up ")[1].split()[:2]
+    return float(number) / (1000 if unit.startswith("ms") else 1)
+
+
 # A forking program whose daemon writes its pidfile only once the gate exists.
 GATED_FORKER = textwrap.dedent(
     """
@@ -220,19 +228,71 @@ def test_a_reload_of_start_timeout_leaves_the_pidfile_wait_under_way_its_own(
     supervisors.config({"forker": {**forker, "start_timeout": 0.5}})
     result = supervisors.ctl("reload")
     assert result.stdout.splitlines() == ["change forker: start_timeout (live, no restart)"], result
-
-    # past the new limit by the supervisor's own clock ("running (pid N, up 1.6 s)")
-    def up() -> float:
-        text = supervisors.status("forker").text
-        assert " up " in text, text  # not ended by the reload's 0.5 s
-        number, unit = text.split(" up ")[1].split()[:2]
-        return float(number) / (1000 if unit.startswith("ms") else 1)
-
-    wait_for(lambda: up() >= 1.5, 10, what="1.5 s of the run, the pidfile not yet written")
+    # past the new limit by the supervisor's own clock: not ended by the reload's 0.5 s
+    wait_for(
+        lambda: up(supervisors, "forker") >= 1.5,
+        10,
+        what="1.5 s of the run, the pidfile not yet written",
+    )
     gate.touch()
     daemon = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
     info = wait_for(lambda: (i := supervisors.status("forker")).pid == daemon and i, 10)
     assert info.state == "running", info
+
+
+# GATED_FORKER's daemon, which writes what signal it got and exits on it.
+GATED_RECORDING_FORKER = GATED_FORKER.replace(
+    "os.setsid()\n",
+    "os.setsid()\n"
+    "import signal\n"
+    "def record(signum, frame):\n"
+    "    with open(gate + '.got', 'a') as f:\n"
+    "        f.write(signal.Signals(signum).name + '\\n')\n"
+    "    os._exit(0)\n"
+    "for signum in (signal.SIGINT, signal.SIGTERM):\n"
+    "    signal.signal(signum, record)\n",
+)
+
+
+def test_a_daemon_found_in_the_pidfile_during_a_stop_gets_the_stops_own_signal(
+    supervisors: Supervisors,
+) -> None:
+    """``stop = ["SIGINT", 10, "SIGKILL"]``: ``ctl stop`` comes while the supervisor
+    waits for the pidfile, and the daemon writes it then. The daemon found at the
+    next look gets the stop's step, SIGINT; it got ``stop_signal``, SIGTERM. The look
+    may come before the file (the wait then ends: nothing to stop): tried again."""
+    pidfile, gate = supervisors.tmp_path / "forker.pid", supervisors.tmp_path / "gate"
+    got = supervisors.tmp_path / "gate.got"
+    command = [sys.executable, "-c", GATED_RECORDING_FORKER, str(pidfile), str(gate)]
+    supervisors.config(
+        {
+            "forker": {
+                "command": command,
+                "pidfile": str(pidfile),
+                "restart": "never",
+                "autostart": False,
+                "stop": ["SIGINT", 10, "SIGKILL"],
+            }
+        }
+    )
+    supervisors.foreground()
+    for _attempt in range(8):
+        for path in (pidfile, gate, got):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        assert supervisors.ctl("start", "forker").returncode == 0
+        leader = wait_for(lambda: supervisors.status("forker").pid, what="the leader")
+        wait_gone(leader, 10)
+        # the looks at the pidfile, more and more rarely, are 0.5 s apart after 1 s
+        wait_for(lambda: up(supervisors, "forker") >= 1.5, 10, what="1.5 s of the run")
+        stop = supervisors.ctl_popen("stop", "forker")
+        supervisors.wait_state("forker", "stopping")
+        gate.touch()
+        out, err = stop.communicate(timeout=20)
+        assert stop.returncode == 0, (out, err)
+        if got.exists():
+            break
+    assert got.read_text() == "SIGINT\n", supervisors.log.read_text()
 
 
 # A forking program that puts something else where its pidfile goes: a FIFO

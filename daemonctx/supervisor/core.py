@@ -2026,7 +2026,8 @@ class Supervisor:
         if pidfd_exited(main.pidfd):
             self._main_exited(instance, main)
         elif instance.state is State.STOPPING:  # a stop came while we waited for it
-            self._stop_signal(instance, instance.program.stop_signal)
+            step = instance.machine.step_signal  # the stop's own step, not stop_signal
+            self._stop_signal(instance, step if step is not None else instance.program.stop_signal)
 
     def _await_pidfile(
         self, instance: Instance, leader: ExitStatus, since: float, delay: float, said: str = ""
