@@ -1005,6 +1005,27 @@ def test_a_reload_of_ready_leaves_the_start_under_way_its_own(
     assert len(runs) == 1 and runs[0].ended is None and runs[0].ready is not None, runs
 
 
+def test_a_critical_program_whose_backoff_a_reload_ends_stops_everything_at_once(
+    supervisors: Supervisors,
+) -> None:
+    """A critical program waits 30 s in backoff; a reload sets ``restart = "never"``:
+    it has failed for good, and the supervisor stops everything now with its exit
+    status (it did when the backoff's timer fired, 30 s later)."""
+    c: dict[str, Any] = {
+        "command": ["/bin/sh", "-c", "sleep 0.2; exit 3"],
+        "restart_delay": 30,
+        "restart_delay_max": 30,
+        "critical": True,
+    }
+    supervisors.config({"c": c})
+    proc = supervisors.foreground(booted=False)
+    supervisors.wait_state("c", "backoff", timeout=10)
+    supervisors.config({"c": {**c, "restart": "never"}})
+    assert reload(supervisors) == ["change c: restart (live, no restart)"]
+    assert proc.wait(10) == 3
+    assert "c is critical and failed for good" in supervisors.log.read_text()
+
+
 def test_a_reload_to_restart_never_ends_a_backoff_under_way(supervisors: Supervisors) -> None:
     """A crash loop waits in backoff; a reload sets ``restart = "never"``: it is
     ``exited`` at once, ``why`` says why, and no start comes at the backoff's end

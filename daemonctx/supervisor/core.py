@@ -249,23 +249,37 @@ class Instance:
 
     def reconfigure(
         self, program: Program, targets: tuple[Target | None, Target | None] | None = None
-    ) -> None:
+    ) -> list[Action]:
         """A reload changed its program: the new settings apply from the next event
         (a run, a stop under way keep theirs: ``StateMachine.reconfigure``);
         new output limits at once, new output files at the next line. Those files
         are ``targets``, opened (``open_targets``) before the reload changed
         anything, when ``new_files`` says so: a file that cannot be opened changes
-        nothing. Raises nothing."""
+        nothing. Raises nothing. Returns what is left to do of a backoff the new
+        ``restart`` ended (its timer to cancel), said here already: for the caller
+        to perform, then to make the checks that follow an event."""
         new_files = self.new_files(program)
         old, self.program = self.program, program
+        left: list[Action] = []
         for action in self.machine.reconfigure(program, EventLoop.time()):
-            # A backoff the new ``restart`` ends: said as the loop would. Its timer
-            # is left to fire, find nothing due, and run the checks after an event.
-            if isinstance(action, Report):
+            if isinstance(action, Report):  # said as the loop would, with the cause
                 decision = f"not restarted: a reload set restart = {program.restart!r}"
                 log.info("%s: %s (%s)", self.name, action.text, decision)
                 if self.runs and self.runs[-1].ended is not None:
                     self.runs[-1].decision = decision
+            else:
+                left.append(action)
+        self._reconfigure_outputs(old, program, new_files, targets)
+        return left
+
+    def _reconfigure_outputs(
+        self,
+        old: Program,
+        program: Program,
+        new_files: bool,
+        targets: tuple[Target | None, Target | None] | None,
+    ) -> None:
+        """``reconfigure``'s part for the output: limits, history, files."""
         if self.runs.maxlen != program.history:
             self.runs = deque(self.runs, maxlen=program.history)
         self.ring.size = program.output_buffer
@@ -2890,7 +2904,7 @@ class Supervisor:
         self._in_wave = waves is not None
         self._reload_moving = True
         try:
-            self._change(old, new, plan, targets, now, waves is not None)
+            ended = self._change(old, new, plan, targets, now, waves is not None)
         finally:
             self._in_wave = False
             self._reload_moving = False
@@ -2900,6 +2914,10 @@ class Supervisor:
             self._launch_wave()  # what a wave already passed holds that is new
             self._boot_progress()
         self._reload_progress()
+        for instance, actions in ended:
+            if actions:  # a backoff the new restart ended: its timer, then the checks
+                self._perform(instance, actions)  # (a critical program failed: stop all)
+                self._changed(instance)
 
     def _change(
         self,
@@ -2909,11 +2927,13 @@ class Supervisor:
         targets: dict[int, tuple[Target | None, Target | None]],
         now: float,
         booting: bool,
-    ) -> None:
+    ) -> list[tuple[Instance, list[Action]]]:
         """``_apply``'s changes, from ``old`` to ``new``. Its stops and starts are
         queued, for ``_reload_progress`` to make in ``after`` order; ``booting``:
         new instances the boot is to start are left to it (after the programs in
-        their ``after``)."""
+        their ``after``). Returns each kept instance with what its reconfigure
+        left to do (``Instance.reconfigure``)."""
+        ended: list[tuple[Instance, list[Action]]] = []
         if self._guard is not None:  # removed programs may still be stopping: theirs too
             self._guard.set_users(self._users() | set(self._guard.users))
         restarts = {change["name"] for change in plan["changed"] if change["restart"]}
@@ -2941,7 +2961,9 @@ class Supervisor:
                     if instance_name not in kept and leaving is not None and leaving.removing:
                         leaving.removing = False
                         leaving.held = not program.autostart  # its removal held it
-                        leaving.reconfigure(program, targets.get(id(leaving)))
+                        ended.append(
+                            (leaving, leaving.reconfigure(program, targets.get(id(leaving))))
+                        )
                         instances.append(leaving)
                         stop = self._queued_stop(leaving)
                         if stop is not None and not stop.asked:
@@ -2968,7 +2990,7 @@ class Supervisor:
                         continue
                     found = kept.pop(instance_name)
                     running = found.state in _RUNNING_ON
-                    found.reconfigure(program, targets.get(id(found)))
+                    ended.append((found, found.reconfigure(program, targets.get(id(found)))))
                     if booting and not (found.held and found.held_by):
                         # autostart changed during the boot: it starts it, or not,
                         # unless an operator stopped it (the boot then fails, saying so)
@@ -3013,6 +3035,7 @@ class Supervisor:
         for instance in starts:
             instance.launched = True
             self._event(instance, instance.machine.start)
+        return ended
 
     def _remove(self, instance: Instance, rank: int) -> None:
         """A reload removed ``instance``: stop it (in ``after`` order: ``rank``, its
