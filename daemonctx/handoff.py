@@ -7,7 +7,7 @@ terminal that started it; a daemon that dies without a word is seen as
 end-of-file. The pattern is CPython's ``subprocess`` error pipe.
 
 Records are ``b"<KIND> <pid> <length>\\n"`` followed by ``length`` bytes of
-payload: ``PID`` (the daemon exists), ``READY``, ``EXEC`` (end-of-file after
+payload: ``PID`` (the daemon exists; its start time), ``READY``, ``EXEC`` (end-of-file after
 it means a successful exec, which closed the pipe), ``LEFT`` (its context
 closed before ready) and ``ERROR`` whose payload is a small JSON object.
 Nothing is unpickled; sizes are bounded.
@@ -119,8 +119,11 @@ class Handoff:
     def send_pid(self, pid: int) -> None:
         """Sent by the first child, which learns the daemon's pid from fork(), so
         the daemon itself loses no time; the launcher needs it to stop the daemon
-        after a timeout or Ctrl-C."""
-        self._send("PID", pid=pid)
+        after a timeout or Ctrl-C. With the daemon's start time, read while it
+        cannot be reaped (it is our child): the launcher may read the record once
+        the daemon is dead and its pid another process's, and tells them apart."""
+        started = _start_ticks(pid)
+        self._send("PID", b"" if started is None else str(started).encode(), pid=pid)
 
     def send_exec(self) -> None:
         """The next successful exec means ready: the launcher then takes the
@@ -273,6 +276,8 @@ class Handoff:
                         daemon_pid=pid,
                     )
                 kind, pid, payload = record
+                if kind == "PID":
+                    self._check_pinned(pid, payload)
                 if kind == "READY":
                     return pid
                 if kind == "EXEC":
@@ -312,6 +317,18 @@ class Handoff:
             self.daemon_gone = True
         except (AttributeError, OSError):  # no pidfds here
             pass
+
+    def _check_pinned(self, pid: int, started: bytes) -> None:
+        """The ``PID`` record: let go of the process pinned for ``pid`` if it did
+        not start when the daemon did (``started``, empty if unknown): the daemon
+        died and its pid was reused before the launcher read its records (they
+        stay in the pipe). It is then gone, whatever runs with its pid."""
+        if self.daemon_pidfd is None or pid != self.daemon_pid or not started.isdigit():
+            return
+        found = _start_ticks(pid)  # read after the pidfd opened: its process, or a later one
+        if found is not None and found != int(started):
+            self.close_pidfd()
+            self.daemon_gone = True
 
     def _wait_exited(self, pid: int, reader: _RecordReader, deadline: float) -> None:
         """Wait (to ``deadline``) until ``pid``, which reported its failure, has
@@ -460,6 +477,17 @@ def _middle_cut(text: str, most: int) -> str:
     head = keep // 2
     tail = keep - head
     return f"{text[:head]}[... {len(text) - keep} characters cut ...]{text[-tail:]}"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (with its pid, a process's
+    identity: a reused pid is another start); None if it cannot be read. As
+    ``procfs``, which the launcher and the first child do not import."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _running_on(pid: int, pidfd: int | None) -> bool:

@@ -994,3 +994,38 @@ def test_a_ready_from_a_sender_reaped_since_is_not_taken_for_the_program_s() -> 
             assert listener._ready_received()
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("started", ["its own", "another"])
+def test_a_daemon_pid_read_after_its_reuse_is_not_taken_for_the_daemon(
+    processes: ProcessTracker, started: str
+) -> None:
+    """The launcher may read the first child's PID record only once the daemon has
+    died and another process has its pid (the launcher stopped, the system loaded).
+    The record carries the daemon's start time: a process that started at another
+    time is not the daemon, which "exited before it was ready"; it was taken for a
+    daemon that ran /usr/bin/sleep before it was ready. A process that started
+    when the record says is the daemon (the record read in time)."""
+    from daemonctx.errors import DaemonStartupError
+    from daemonctx.handoff import Handoff, _start_ticks
+
+    other = processes.popen([shutil.which("sleep") or "/bin/sleep", "1000"])
+    ticks = _start_ticks(other.pid)
+    assert ticks is not None
+    handoff = Handoff()
+    try:
+        # as the first child writes it: the pid, and the start time it read
+        if started == "its own":
+            handoff._send("PID", str(ticks).encode(), pid=other.pid)
+        else:
+            handoff._send("PID", str(ticks - 1).encode(), pid=other.pid)
+        handoff.in_launcher()  # the write end closed: the end of file after the record
+        with pytest.raises(DaemonStartupError) as raised:
+            handoff.wait(10)
+    finally:
+        handoff.close_pidfd()
+    if started == "its own":
+        assert f"(pid {other.pid}) ran another program" in str(raised.value)
+    else:
+        assert f"the daemon exited before it was ready (pid {other.pid})" in str(raised.value)
+    assert other.poll() is None
