@@ -298,6 +298,29 @@ def _find(path: str, every_holder: bool = False) -> identity.Found:
         raise CommandError(_one_line(exc), exit_code=4 if unknown else 1) from exc
 
 
+def _lockless_writer(found: identity.Found) -> int | None:
+    """The pid a pidfile nobody locks names, when that process runs and started
+    before the file was last written: most likely the daemon that wrote it, with
+    a tool that takes no lock (start-stop-daemon --make-pidfile, the ``lockfile``
+    package, a daemon's own pidfile). Not proven: never signalled; nor is its file
+    stale, to be removed (a pid reused after a crash started after the write)."""
+    pid = found.recorded_pid
+    if pid is None or found.held or not found.exists:
+        return None
+    try:
+        written = os.stat(found.path).st_mtime
+    except OSError:
+        return None
+    return pid if procfs.is_original(pid, written) else None
+
+
+def _lockless_reason(found: identity.Found) -> str:
+    return (
+        f"{found.path} names pid {found.recorded_pid}, which runs but holds no lock on it:"
+        " not proven to be the daemon (started by a tool that takes no lock?)"
+    )
+
+
 def _one_line(exc: BaseException) -> str:
     """``exc`` for the user: an ``OSError`` made of a whole message (``paths``'s)
     without Python's ``[Errno 2]`` in front; the others as they say."""
@@ -425,6 +448,11 @@ def status(pidfile: PathArg) -> ServiceStatus:
             holders=found.holders,
             deleted=found.deleted,
         )
+    lockless = _lockless_writer(found)
+    if lockless is not None:
+        return ServiceStatus(
+            path, ServiceState.UNKNOWN, recorded_pid=lockless, reason=_lockless_reason(found)
+        )
     if found.held or found.exists:
         return ServiceStatus(
             path,
@@ -458,6 +486,8 @@ def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:
         exit_code=4,
     )
     not_running = CommandError(f"{name} is not running", exit_code=NOT_RUNNING)
+    if _lockless_writer(found) is not None:
+        raise CommandError(f"{_lockless_reason(found)}: signalled none", exit_code=1)
     if not found.held:
         raise not_running
     if found.main_pid is None:
@@ -545,6 +575,8 @@ def stop(
     steps = tuple(retry) if retry else ((signal, timeout), (_signal.SIGKILL, kill_timeout))
     signal = steps[0][0]
     found = _find(path, every_holder=True)
+    if _lockless_writer(found) is not None:
+        raise CommandError(f"{_lockless_reason(found)}: not stopped, the pidfile left", exit_code=1)
     if not found.held:
         removed, kept = _remove_stale_pidfile(path)
         return StopResult(path, None, signal=signal, pidfile_removed=removed, **_kept_pidfile(kept))

@@ -327,8 +327,10 @@ def test_another_programs_lock_at_the_guards_name_is_no_daemon(
     file as it was."""
     guard = Path(tracker.pidfile).parent / ".app.pid.lock"
     guard.write_text(content)
-    if pidfile == "stale":
-        Path(tracker.pidfile).write_text("1\n")  # nobody holds it
+    if pidfile == "stale":  # nobody holds it; its pid is gone (or a later process's)
+        gone = subprocess.Popen(["true"])
+        gone.wait(10)
+        Path(tracker.pidfile).write_text(f"{gone.pid}\n")
     inode = guard.stat().st_ino
     locked = Path(tracker.tmp_path) / "locked"
     other = processes.popen(  # --no-fork: the process killed at the end holds the lock
@@ -647,3 +649,29 @@ def test_the_pidfile_has_two_names_and_leaves_none(tracker: Tracker) -> None:
     assert Path(tracker.pidfile).read_text() == f"{again}\n"
     assert tracker.daemonctx("stop", "--pidfile", tracker.pidfile).returncode == 0
     assert names() == []
+
+
+def test_a_live_daemon_whose_pidfile_holds_no_lock_is_neither_stopped_nor_said_dead(
+    tracker: Tracker, processes: ProcessTracker
+) -> None:
+    """A daemon started by a tool that takes no lock (``start-stop-daemon --start
+    --background --make-pidfile``, mid-migration): its pidfile names it, and it
+    started before the file was written. Not proven ours: ``stop`` and ``signal``
+    touch nothing and exit 1, saying why, and the file stays (``stop`` said "not
+    running", exit 0, and removed the live daemon's pidfile); ``status`` is unknown
+    (4), not "dead" (1). A pid reused after the write is still a stale file's."""
+    daemon = processes.popen(["sleep", "1000"])
+    Path(tracker.pidfile).write_text(f"{daemon.pid}\n")
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 4, result
+    assert f"names pid {daemon.pid}, which runs but holds no lock on it" in result.stdout
+    for command in (["stop"], ["signal", "HUP"]):
+        result = tracker.daemonctx(*command[:1], "--pidfile", tracker.pidfile, *command[1:])
+        assert result.returncode == 1, result
+        assert "which runs but holds no lock on it" in result.stderr, result
+    assert Path(tracker.pidfile).read_text() == f"{daemon.pid}\n"
+    assert daemon.poll() is None, "never signalled (SIGHUP or SIGTERM would end it)"
+    os.utime(tracker.pidfile, (1, 1))  # written before the process started: another's pid
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert (result.returncode, result.stdout) == (0, "app is not running\n"), result
+    assert not os.path.exists(tracker.pidfile) and daemon.poll() is None
