@@ -361,6 +361,9 @@ def check_not_running(pidfile: PathArg, name: str) -> None:
             break
         time.sleep(0.005)
         found = _find(os.fspath(pidfile))
+    if _lockless_writer(found) is not None:  # a second copy beside it, perhaps
+        reason = _lockless_reason(found)
+        raise AlreadyRunning(name, None, f"{reason}: not started beside it; stop it first")
     if not found.held:
         return
     if found.main_pid is None and found.holders:

@@ -658,8 +658,9 @@ def test_a_live_daemon_whose_pidfile_holds_no_lock_is_neither_stopped_nor_said_d
     --background --make-pidfile``, mid-migration): its pidfile names it, and it
     started before the file was written. Not proven ours: ``stop`` and ``signal``
     touch nothing and exit 1, saying why, and the file stays (``stop`` said "not
-    running", exit 0, and removed the live daemon's pidfile); ``status`` is unknown
-    (4), not "dead" (1). A pid reused after the write is still a stale file's."""
+    running", exit 0, and removed the live daemon's pidfile); ``start`` starts no
+    second copy; ``status`` is unknown (4), not "dead" (1). A pid reused after the
+    write is still a stale file's."""
     daemon = processes.popen(["sleep", "1000"])
     Path(tracker.pidfile).write_text(f"{daemon.pid}\n")
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
@@ -669,6 +670,10 @@ def test_a_live_daemon_whose_pidfile_holds_no_lock_is_neither_stopped_nor_said_d
         result = tracker.daemonctx(*command[:1], "--pidfile", tracker.pidfile, *command[1:])
         assert result.returncode == 1, result
         assert "which runs but holds no lock on it" in result.stderr, result
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    assert result.returncode == 1, result  # not a second copy beside it
+    assert "holds no lock on it: not proven to be the daemon" in result.stderr, result
+    assert "not started beside it; stop it first" in result.stderr, result
     assert Path(tracker.pidfile).read_text() == f"{daemon.pid}\n"
     assert daemon.poll() is None, "never signalled (SIGHUP or SIGTERM would end it)"
     os.utime(tracker.pidfile, (1, 1))  # written before the process started: another's pid
