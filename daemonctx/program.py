@@ -745,25 +745,86 @@ def start_program(
     """Detach and exec; in the launcher this exits 0 once the program is up, or raises
     ``CommandError``. Up means exec'd; with ``notify``, it sent READY=1; with
     ``ready_after``, it was still running that many seconds later."""
-    listener = NotifyListener() if notify else None
+    listener = _notify_listener(launch) if notify else None
     if listener is not None:
         launch.environment["NOTIFY_SOCKET"] = listener.address
-    lock = PIDLockFile(launch.pidfile)
-    context = ProgramContext(
-        launch.name,
-        listener,
-        timeout,
-        ready_after,
-        launch=launch,
-        detach_process=True,
-        **launch.context_options(lock),
-    )
-    try:
+    try:  # whatever fails, the listener's directory is removed
+        lock = PIDLockFile(launch.pidfile)
+        context = ProgramContext(
+            launch.name,
+            listener,
+            timeout,
+            ready_after,
+            launch=launch,
+            detach_process=True,
+            **launch.context_options(lock),
+        )
         with _one_line_failures(launch, f"{launch.name} failed to start"), context:
             exec_program(context, launch, lock)
     finally:
         if listener is not None:
             listener.close()
+
+
+def _notify_listener(launch: Launch) -> NotifyListener:
+    """``--notify``'s socket: a path in a directory of our own, made where no other
+    user may make one (/run for root, else $XDG_RUNTIME_DIR; with ``--chroot``, the
+    jail, which the program cannot leave), and removed when ``start`` exits, so that
+    no other user can bind that name while the program lives and receive what it
+    sends (with ``FDSTORE=1``, its open files). In the temporary directory (/tmp,
+    sticky: anyone may make a directory there), the empty directory stays behind
+    for that reason. Where none can be made (a read-only jail), an abstract address,
+    said in one line: another user may take it once ``start`` has exited."""
+    if launch.chroot is not None:
+        places = [(launch.chroot, False)]
+    else:
+        places = list(_notify_bases(launch.uid))
+    why = "no directory to make it in"
+    for base, writable in places:
+        if launch.chroot is None and len(os.fsencode(base)) > _NOTIFY_BASE_MAX:
+            why = f"in {base}: too long a path for a unix socket"
+            continue
+        try:
+            return NotifyListener(base, root=launch.chroot or "/", keep=writable)
+        except OSError as exc:
+            why = f"in {base}: {exc.strerror or exc}"
+    sys.stderr.write(
+        f"daemonctx: warning: --notify: cannot make its socket {why}; the program gets an"
+        " abstract address, which another user can take once start has exited\n"
+    )
+    sys.stderr.flush()
+    return NotifyListener()
+
+
+#: The longest base for "/daemonctx-notify.<16 hex>/notify" in a unix socket's 108 bytes.
+_NOTIFY_BASE_MAX = 107 - len("/daemonctx-notify.0123456789abcdef/notify")
+
+
+def _notify_bases(uid: int | None) -> Iterator[tuple[str, bool]]:
+    """Where ``--notify``'s directory may go, each with whether other users may
+    write there (sticky): /run as root, else $XDG_RUNTIME_DIR (the program runs as
+    us then), then the temporary directory. Each trusted as ``check_path`` trusts a
+    pidfile's directory: no other user could rename what is made there."""
+    import stat
+    import tempfile
+
+    from .paths import check_path
+
+    euid = os.geteuid()
+    candidates = ["/run"] if euid == 0 else []
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if euid != 0 and runtime.startswith("/") and uid in (None, euid):
+        candidates.append(runtime)
+    candidates.append(tempfile.gettempdir())
+    for candidate in candidates:
+        try:
+            base = check_path(candidate, "the notify socket's directory")
+            st = os.stat(base)
+        except (OSError, UnsafePathError):
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            foreign_group = st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid())
+            yield base, bool(st.st_mode & stat.S_IWOTH or foreign_group)
 
 
 def check_start(launch: Launch) -> None:

@@ -135,25 +135,47 @@ class NotifyListener:
     """The receiving end of sd_notify: a datagram socket of our own, passed to a
     program as ``NOTIFY_SOCKET``, so that it can tell us when it is ready.
 
-    It has an abstract address (no file to clean up, no permissions to fix
-    after a privilege drop). Any local user can read that address in
-    /proc/net/unix and send to it, so each datagram carries its sender's
-    credentials (SO_PASSCRED), and with ``accept`` set, ``READY=1`` counts only
-    when ``accept(pid, uid)`` of its sender is true (``pid`` 0 for a sender known to
-    be reaped since: its uid alone can tell); others are ignored, and said so once
-    on stderr.
+    With ``base``, a path: ``notify`` in a directory of our own made in ``base``
+    (mode 0711; the socket 0666, as systemd's, so that a program that changes
+    user can still send), which ``close()`` removes, the directory too unless
+    ``keep`` (``base`` is writable by others: sticky /tmp, where another user
+    could make a directory of that name again). ``root``: the jail ``base`` is
+    in, the program's "/", for the address it is given. Without ``base``, an
+    abstract address: reachable from any chroot, but another user can bind it
+    once we have closed it, and receive what the program sends there later.
+
+    Any local user can read the address in /proc/net/unix and send to it, so each
+    datagram carries its sender's credentials (SO_PASSCRED), and with ``accept``
+    set, ``READY=1`` counts only when ``accept(pid, uid)`` of its sender is true
+    (``pid`` 0 for a sender known to be reaped since: its uid alone can tell);
+    others are ignored, and said so once on stderr.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, base: str | None = None, *, root: str = "/", keep: bool = False) -> None:
         import socket
 
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        # before bind: no datagram may arrive without its sender's credentials
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self._pidfds = pass_pidfds(self._socket)
-        name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}"
-        self._socket.bind("\0" + name)
-        self.address = "@" + name
+        self._directory: str | None = None
+        self._keep = keep
+        self._maker = os.getpid()  # a forked copy removes nothing
+        try:
+            # before bind: no datagram may arrive without its sender's credentials
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            self._pidfds = pass_pidfds(self._socket)
+            if base is None:
+                name = f"daemonctx/{os.getpid()}/{os.urandom(8).hex()}"
+                self._socket.bind("\0" + name)
+                self.address = "@" + name
+            else:
+                self._directory = _private_directory(base)
+                path = os.path.join(self._directory, "notify")
+                _bind_path(self._socket, path)
+                os.chmod(path, 0o666)
+                self.address = path if root == "/" else path[len(root.rstrip("/")) :]
+        except BaseException:
+            self._keep = False  # nobody was given the address
+            self.close()
+            raise
         self.accept: Callable[[int, int], bool] | None = None
         self._told = False
 
@@ -162,7 +184,21 @@ class NotifyListener:
         return self._socket.fileno()
 
     def close(self) -> None:
+        """Close the socket and remove its path: the program's later notifications
+        fail with ENOENT, which ``notify()`` takes for a manager gone."""
         self._socket.close()
+        directory, self._directory = self._directory, None
+        if directory is None or os.getpid() != self._maker:
+            return
+        try:
+            os.unlink(os.path.join(directory, "notify"))
+        except OSError:
+            pass
+        if not self._keep:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
 
     def _ready_received(self) -> bool:
         """Read every waiting datagram; True if one from an accepted sender said READY=1."""
@@ -230,6 +266,33 @@ class NotifyListener:
                 return "ready" if self._ready_received() else "timeout"
             if pidfd in readable:
                 return "ready" if self._ready_received() else "exited"
+
+
+def _private_directory(base: str) -> str:
+    """A new directory in ``base``, ours, mode 0711 whatever the umask."""
+    while True:
+        path = os.path.join(base, f"daemonctx-notify.{os.urandom(8).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o711)
+        return path
+
+
+def _bind_path(sock: socket.socket, path: str) -> None:
+    """Bind ``sock`` at ``path``, through /proc/self/fd when ``path`` is longer than a
+    unix socket's address may be (a jail's directory: the program's own path to it,
+    from its root, is short)."""
+    if len(os.fsencode(path)) < _SUN_PATH:
+        sock.bind(path)
+        return
+    directory, name = os.path.split(path)
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
 
 
 # -- who sent a datagram --------------------------------------------------------------

@@ -447,15 +447,16 @@ def _notify_socket(tracker: Tracker) -> str | None:
         except OSError:
             continue
         for entry in environ.split(b"\0"):
-            if entry.startswith(b"NOTIFY_SOCKET=@daemonctx/"):
+            if entry.startswith(b"NOTIFY_SOCKET=") and b"daemonctx" in entry:
                 return entry.split(b"=", 1)[1].decode()
     return None
 
 
 _SEND_READY = """
 import socket, sys
+address = sys.argv[1]
 with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-    sock.sendto(b"READY=1", "\\0" + sys.argv[1][1:])
+    sock.sendto(b"READY=1", "\\0" + address[1:] if address.startswith("@") else address)
 """
 
 
@@ -487,11 +488,93 @@ def test_notify_ignores_ready_from_another_user(tracker: Tracker) -> None:
     ), stderr
 
 
+# Once ready, hands its manager an fd to keep (sd_pid_notify_with_fds, "FDSTORE=1"),
+# a file only root may read, with a STATUS=, every 20 ms; says so in a file.
+_STORES_A_SECRET_FD = """
+import os, socket, sys, time
+go, secret, said = sys.argv[1:]
+while not os.path.exists(go):
+    time.sleep(0.01)
+address = os.environ["NOTIFY_SOCKET"]
+address = "\\0" + address[1:] if address.startswith("@") else address
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"READY=1", address)
+fd = os.open(secret, os.O_RDONLY)
+while True:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendmsg([b"FDSTORE=1\\nSTATUS=the password is hunter2"],
+                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))],
+                          0, address)
+        except OSError as exc:
+            open(said, "w").write(exc.strerror)
+    time.sleep(0.02)
+"""
+
+# nobody, who read the program's NOTIFY_SOCKET in /proc/net/unix while start
+# waited, binds it (making its directory again) once start has exited.
+_TAKES_THE_ADDRESS = """
+import os, socket, sys
+address = sys.argv[1]
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+try:
+    if address.startswith("@"):
+        sock.bind("\\0" + address[1:])
+    else:
+        os.makedirs(os.path.dirname(address), exist_ok=True)
+        sock.bind(address)
+except OSError as exc:
+    print("refused:", exc.strerror)
+    sys.exit()
+sock.settimeout(10)
+data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(16))
+fds = [int.from_bytes(d[:4], "little") for _, _, d in ancillary]
+print("received:", data, "and", os.read(fds[0], 20) if fds else "no fd")
+"""
+
+
+@needs_root
+@needs_tools("setpriv")
+def test_another_user_cannot_take_the_notify_socket_once_start_has_exited(
+    tracker: Tracker,
+) -> None:
+    """What the program sends after READY=1 (an fd it hands over with FDSTORE=1)
+    must reach no one: its NOTIFY_SOCKET is a path in a directory of root's, gone
+    with start, which nobody can make again. The abstract address it was could be
+    bound by anyone once start had exited, and its fds received."""
+    go, said = tracker.tmp_path / "go", tracker.tmp_path / "said"
+    secret = tracker.tmp_path / "secret"
+    secret.write_text("root's secret\n")
+    secret.chmod(0o600)
+    program = (sys.executable, "-c", _STORES_A_SECRET_FD, str(go), str(secret), str(said))
+    launcher = tracker.popen(
+        [*tracker.command(), "start", "--pidfile", tracker.pidfile, "--notify", "--", *program],
+        env=tracker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    address = wait_for(lambda: _notify_socket(tracker), what="the program's NOTIFY_SOCKET")
+    listed = Path("/proc/net/unix").read_text()
+    assert address in listed or "@" + address[1:] in listed, "public: anyone can read it"
+    go.touch()
+    stdout, stderr = launcher.communicate(timeout=30)
+    started = STARTED.fullmatch(stdout)
+    assert (launcher.returncode, stderr) == (0, "") and started, (stdout, stderr)
+    pid = tracker.add(int(started.group(2)))
+    python = python_for_nobody()
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    taker = subprocess.run([*setpriv, python, "-c", _TAKES_THE_ADDRESS, address],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert taker.stdout == "refused: Permission denied\n", taker
+    assert not os.path.exists(os.path.dirname(address)), "removed when start exited"
+    wait_for(said.exists, what="the program's next send to fail")
+    assert said.read_text() == "No such file or directory"
+    assert tracker.processes() == [pid]
+
+
 _SETSID_THEN_READY = """
 import os, signal, socket
 os.setsid()
 with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-    sock.sendto(b"READY=1", "\\0" + os.environ["NOTIFY_SOCKET"][1:])
+    sock.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
 signal.pause()
 """
 

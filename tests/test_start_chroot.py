@@ -22,6 +22,7 @@ from conftest import (
     Tracker,
     needs_root,
     pid_alive,
+    proc_environ,
     proc_status,
     wait_for,
 )
@@ -46,6 +47,18 @@ def _make_jail(root: Path) -> Path:
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library, copy)
     return root
+
+
+def _copy_into(root: Path, name: str) -> None:
+    """``name`` (found in PATH) into the jail's /usr/bin, with the libraries ldd names."""
+    program = shutil.which(name)
+    assert program is not None
+    shutil.copy2(os.path.realpath(program), root / "usr" / "bin" / name)
+    listed = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
+    for library in re.findall(r"(/\S+) \(0x", listed):
+        copy = root / library.lstrip("/")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(library, copy)
 
 
 def start_refused(tracker: Tracker, *options: str, **popen: Any) -> tuple[int, str, str]:
@@ -141,6 +154,28 @@ def test_a_tiny_descriptor_limit_still_gets_its_error_reported(
     assert result.returncode == 1
     assert result.stderr.endswith("Text file busy: '/bin/busy'\n"), result.stderr
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@needs_root
+@needs_ldd
+@pytest.mark.skipif(shutil.which("systemd-notify") is None, reason="needs systemd-notify")
+def test_notify_in_a_jail_gets_a_socket_inside_it_gone_with_start(
+    tracker: Tracker, jail: Path
+) -> None:
+    """The program cannot reach start's directory in /run from the jail: its
+    NOTIFY_SOCKET is a directory of root's made in the jail (which no user but root
+    and the program's may write), removed when start exits, so that nobody else can
+    bind it later and receive what the program sends. It was an abstract address."""
+    for name in ("sh", "systemd-notify"):
+        _copy_into(jail, name)
+    pid = tracker.start("sh", "-c", "systemd-notify --ready; exec sleep 1000",
+                        options=("--chroot", str(jail), "--user", "nobody", "--notify",
+                                 "--timeout", "20"))  # fmt: skip
+    environ = dict(entry.split(b"=", 1) for entry in proc_environ(pid).split(b"\0") if entry)
+    address = environ[b"NOTIFY_SOCKET"].decode()
+    assert re.fullmatch(r"/daemonctx-notify\.[0-9a-f]{16}/notify", address), address
+    assert not os.path.exists(f"{jail}{os.path.dirname(address)}"), "removed when start exited"
+    wait_for(lambda: tracker.processes() == [pid], what="systemd-notify to exit")
 
 
 @needs_root
