@@ -110,7 +110,7 @@ def _pidfile_fds_of_open_contexts() -> set[int]:
 
 def _notify(*lines: str) -> None:
     """Tell the service manager in NOTIFY_SOCKET, if any. An unusable NOTIFY_SOCKET
-    (garbage, a path that does not exist, nobody bound there) is a warning on
+    (garbage, too long; ``notify()`` itself warns of a manager gone) is a warning on
     stderr, never a failed start: the daemon runs either way, and a start that
     reports failure must not leave it running."""
     from .systemd import notify  # imported only under a service manager

@@ -96,9 +96,12 @@ def _shown(value: str) -> str:
 def notify(*lines: str, **fields: object) -> bool:
     """Send ``lines`` (``"READY=1"``) and ``fields`` (``STATUS="Loading"``) in one datagram.
 
-    Returns True when a message was sent, False when ``NOTIFY_SOCKET`` is not
-    set. Raises ``DaemonOSEnvironmentError`` when it is set but unusable,
-    because a manager waiting for READY=1 would otherwise time out silently.
+    Returns True when a message was sent, False when ``NOTIFY_SOCKET`` is not set,
+    or names a manager that is gone (no such path, nobody bound there): as
+    sd_notify(3)'s caller ignores its error, the program goes on, but the first
+    time it is said on stderr (a manager waiting for READY=1 would otherwise time
+    out in silence). Raises ``DaemonOSEnvironmentError`` for an address that is
+    not one (neither absolute nor ``@name``, too long) or any other failure.
     """
     address = notify_socket_address()
     if address is None:
@@ -107,13 +110,23 @@ def notify(*lines: str, **fields: object) -> bool:
     for part in parts:
         if "=" not in part or "\n" in part:
             raise ValueError(f"not a KEY=VALUE notification line: {part!r}")
+    where = os.environ.get("NOTIFY_SOCKET")
+    if not address.startswith(("/", "\0")):  # sd_notify(3) refuses it too (EINVAL)
+        import errno
+
+        raise DaemonOSEnvironmentError(
+            errno.EINVAL,
+            f"cannot notify the service manager at {where!r}: not an absolute path or @name",
+        )
     import socket
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.sendto("\n".join(parts).encode(), address)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        _say_gone_once(f"cannot notify the service manager at {where!r}: {exc.strerror}")
+        return False
     except OSError as exc:
-        where = os.environ.get("NOTIFY_SOCKET")
         code, reason = exc.errno, exc.strerror or str(exc)
         size = len(os.fsencode(address))
         if code is None and size > _SUN_PATH:  # Python's "AF_UNIX path too long", no errno
@@ -125,6 +138,24 @@ def notify(*lines: str, **fields: object) -> bool:
             code, f"cannot notify the service manager at {where!r}: {reason}"
         ) from exc
     return True
+
+
+_said_gone: list[bool] = []  # whether notify() has said its manager is gone
+
+
+def _say_gone_once(message: str) -> None:
+    """One warning line on stderr, the first time only: a program that notifies
+    every few seconds (``WATCHDOG=1``) must not fill its log."""
+    if _said_gone:
+        return
+    _said_gone.append(True)
+    import sys
+
+    try:
+        sys.stderr.write(f"daemonctx: warning: {message}\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 #: The longest AF_UNIX address on Linux (sun_path), an abstract one's leading NUL included.

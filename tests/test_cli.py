@@ -470,6 +470,40 @@ def test_start_notify_under_a_service_manager(tracker: Tracker) -> None:
     assert _OUR_SOCKET.fullmatch(json.loads(marker.read_text())["notify_socket"])
 
 
+# Ready, then, once start has exited (the test says so with a file), what a
+# Type=notify-style program says next: a STATUS= and a watchdog ping.
+_NOTIFIES_AFTER_START = """
+import os, signal, sys, time
+from daemonctx import notify
+go, result = sys.argv[1:]
+notify("READY=1")
+while not os.path.exists(go):
+    time.sleep(0.01)
+sent = notify(STATUS="serving"), notify(WATCHDOG=1)
+with open(result, "w") as file:
+    file.write(repr(sent))
+signal.pause()
+"""
+
+
+def test_a_program_that_notifies_once_start_has_exited_runs_on(tracker: Tracker) -> None:
+    """Its socket is gone with start: ``daemonctx.notify()`` returns False, said once
+    on its stderr. It raised (ENOENT, ECONNREFUSED before) and the program died, and
+    under systemd the unit failed right after it had started."""
+    go, result, log = (tracker.tmp_path / name for name in ("go", "result", "err.log"))
+    program = (sys.executable, "-c", _NOTIFIES_AFTER_START, str(go), str(result))
+    pid = tracker.start(*program, options=("--notify", "--stderr", str(log)))
+    go.touch()
+    wait_for(lambda: result.exists() and result.read_text(), what="the program's notify()")
+    assert result.read_text() == "(False, False)"
+    assert re.fullmatch(
+        r"daemonctx: warning: cannot notify the service manager at '/\S+/notify':"
+        r" No such file or directory\n",
+        log.read_text(),
+    ), log.read_text()
+    assert tracker.processes() == [pid]
+
+
 def test_run_passes_the_managers_socket_to_the_program(tracker: Tracker) -> None:
     """Type=notify units with ``daemonctx run``: the program itself says READY=1."""
     marker = tracker.tmp_path / "ready.jsonl"

@@ -3,6 +3,7 @@ and a failure before that comes back to the terminal, leaving nothing behind."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -506,17 +507,47 @@ def test_a_program_start_execs_gets_the_watchdog_systemd_set_for_the_launcher(
     assert seen.read_text().split() == [str(pid), str(pid)]
 
 
-def test_notify_to_a_missing_socket_raises(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gone", ["no such path", "a path nobody binds", "an abstract name"])
+def test_notify_to_a_manager_gone_returns_false_and_says_so_once(tmp_path: Path, gone: str) -> None:
+    """As sd_notify(3) returns an error its caller ignores: a program whose manager
+    is gone (``start --notify`` has exited) runs on. It raised, and killed the
+    program; said once, a watchdog ping every second does not fill its log."""
+    address = str(tmp_path / "notify.sock")
+    if gone == "a path nobody binds":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(address)  # the file stays: ECONNREFUSED
+    elif gone == "an abstract name":
+        address = f"@daemonctx-test-{os.getpid()}-{time.monotonic_ns()}"
     result = run_script(
         "import os\n"
-        f"os.environ['NOTIFY_SOCKET'] = {str(tmp_path / 'none.sock')!r}\n"
+        f"os.environ['NOTIFY_SOCKET'] = {address!r}\n"
+        "from daemonctx import notify\n"
+        "print(notify(READY=1), notify(STATUS='serving'), notify(WATCHDOG=1))\n"
+    )
+    assert result.stdout == "False False False\n"
+    reason = "No such file or directory" if gone == "no such path" else "Connection refused"
+    assert result.stderr == (
+        f"daemonctx: warning: cannot notify the service manager at {address!r}: {reason}\n"
+    )
+
+
+@pytest.mark.parametrize("address", ["garbage", "run/notify.sock"])
+def test_notify_to_what_is_no_address_raises(address: str) -> None:
+    """Neither an absolute path nor ``@name``: sd_notify(3) refuses it (EINVAL), and
+    a manager that waits for READY=1 would otherwise time out in silence."""
+    result = run_script(
+        "import os\n"
+        f"os.environ['NOTIFY_SOCKET'] = {address!r}\n"
         "from daemonctx import notify, DaemonOSEnvironmentError\n"
         "try:\n"
         "    notify(READY=1)\n"
         "except DaemonOSEnvironmentError as exc:\n"
-        "    print(exc)\n"
+        "    print(exc.errno, exc.strerror)\n"
     )
-    assert "cannot notify the service manager at" in result.stdout
+    assert result.stdout == (
+        f"{errno.EINVAL} cannot notify the service manager at {address!r}:"
+        " not an absolute path or @name\n"
+    )
 
 
 # -- hooks for programs built on DaemonContext (the daemonctx command) ------------
