@@ -748,6 +748,7 @@ def start_program(
     listener = _notify_listener(launch) if notify else None
     if listener is not None:
         launch.environment["NOTIFY_SOCKET"] = listener.address
+        _drop_watchdog(launch.environment)
     try:  # whatever fails, the listener's directory is removed
         lock = PIDLockFile(launch.pidfile)
         context = ProgramContext(
@@ -825,6 +826,24 @@ def _notify_bases(uid: int | None) -> Iterator[tuple[str, bool]]:
         if stat.S_ISDIR(st.st_mode):
             foreign_group = st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid())
             yield base, bool(st.st_mode & stat.S_IWOTH or foreign_group)
+
+
+def _drop_watchdog(environment: dict[str, str]) -> None:
+    """``--notify``: the service manager's WATCHDOG_USEC and WATCHDOG_PID go with its
+    NOTIFY_SOCKET, which the program does not get: it would ping our socket, gone
+    after the start, and believe its watchdog fed. One line says so when that
+    watchdog was ours (systemd's ``WatchdogSec=`` on a ``Type=forking`` unit)."""
+    from .systemd import watchdog_seconds
+
+    if watchdog_seconds() is not None:
+        sys.stderr.write(
+            "daemonctx: warning: --notify gives the program start's own NOTIFY_SOCKET,"
+            f" so not the service manager's watchdog (WATCHDOG_USEC={os.environ['WATCHDOG_USEC']});"
+            " for WatchdogSec=, use daemonctx run with Type=notify\n"
+        )
+        sys.stderr.flush()
+    environment.pop("WATCHDOG_USEC", None)
+    environment.pop("WATCHDOG_PID", None)
 
 
 def check_start(launch: Launch) -> None:

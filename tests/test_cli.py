@@ -470,6 +470,27 @@ def test_start_notify_under_a_service_manager(tracker: Tracker) -> None:
     assert _OUR_SOCKET.fullmatch(json.loads(marker.read_text())["notify_socket"])
 
 
+def test_start_notify_keeps_the_managers_watchdog_from_the_program(tracker: Tracker) -> None:
+    """``WatchdogSec=`` on a Type=forking unit with ``start --notify``: WATCHDOG_USEC
+    is for the manager's NOTIFY_SOCKET, which the program does not get. Passed on,
+    the program believed its watchdog on and pinged start's socket, gone by then;
+    now it has none, and one line says why the manager's will not be fed."""
+    marker = tracker.tmp_path / "ready.jsonl"
+    tracker.env["WATCHDOG_USEC"] = "2000000"  # no WATCHDOG_PID: the watchdog is start's
+    with _manager_socket(tracker):
+        result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--notify",
+                                   "--", *python_program("--marker", str(marker)))  # fmt: skip
+    started = STARTED.fullmatch(result.stdout)
+    assert result.returncode == 0 and started, result.stderr
+    tracker.add(int(started.group(2)))
+    assert result.stderr == (
+        "daemonctx: warning: --notify gives the program start's own NOTIFY_SOCKET, so not"
+        " the service manager's watchdog (WATCHDOG_USEC=2000000); for WatchdogSec=, use"
+        " daemonctx run with Type=notify\n"
+    )
+    assert json.loads(marker.read_text())["watchdog"] == [None, None]
+
+
 # Ready, then, once start has exited (the test says so with a file), what a
 # Type=notify-style program says next: a STATUS= and a watchdog ping.
 _NOTIFIES_AFTER_START = """

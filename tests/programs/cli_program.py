@@ -6,9 +6,10 @@ Options:
   --exit-before-ready CODE   exit with CODE instead of sending READY=1
   --never-ready     never send READY=1
   --ignore-term     ignore SIGTERM (set before READY=1)
-  --marker FILE     append a JSON line {"pid", "time", "notify_socket"} just
-                    before READY=1 (time is time.monotonic(), comparable
-                    across processes)
+  --marker FILE     append a JSON line {"pid", "time", "notify_socket",
+                    "watchdog": [WATCHDOG_USEC, WATCHDOG_PID]} just before
+                    READY=1 (time is time.monotonic(), comparable across
+                    processes)
   --signals FILE    on SIGHUP, SIGINT, SIGUSR1 or SIGTERM, write the signal's
                     name to FILE and exit 0
 Then it waits for signals forever.
@@ -61,6 +62,7 @@ def main() -> None:
             "pid": os.getpid(),
             "time": time.monotonic(),
             "notify_socket": os.environ.get("NOTIFY_SOCKET"),
+            "watchdog": [os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")],
         }
         with open(args.marker, "a") as f:
             f.write(json.dumps(record) + "\n")
