@@ -108,6 +108,14 @@ def _pidfile_fds_of_open_contexts() -> set[int]:
     return fds
 
 
+def _connected_notify_fd() -> int | None:
+    """The socket a chroot made notify() send through (``systemd.connect_notify_socket``),
+    if one was made; without importing systemd, when nothing loaded it."""
+    systemd = sys.modules.get(f"{__package__}.systemd")
+    fd: int | None = None if systemd is None else systemd.connected_fd()
+    return fd
+
+
 def _notify(*lines: str) -> None:
     """Tell the service manager in NOTIFY_SOCKET, if any. An unusable NOTIFY_SOCKET
     (garbage, too long; ``notify()`` itself warns of a manager gone) is a warning on
@@ -323,6 +331,9 @@ class DaemonContext:
         keep = plan.keep_fds | set(process.STANDARD_FDS)  # 0-2 are replaced, not closed
         if _OPEN_CONTEXTS:  # opened inside another context: its pidfile stays locked
             keep |= _pidfile_fds_of_open_contexts()
+        notify_fd = _connected_notify_fd()
+        if notify_fd is not None:  # connected before a chroot: kept, as notify() uses it
+            keep.add(notify_fd)
         if detach:
             process.warn_if_threads_alive()
             try:
@@ -578,6 +589,12 @@ class DaemonContext:
         if self.prevent_core:
             process.prevent_core_dump()
         if plan.root is not None:  # the jail checked, not the path again (a link moved)
+            if "NOTIFY_SOCKET" in os.environ:
+                # systemd's is a path the jail lacks: connected now, a socket reaches
+                # it from inside (READY=1, STOPPING=1, notify())
+                from .systemd import connect_notify_socket  # loaded by options.preload
+
+                connect_notify_socket()
             process.change_root_directory(plan.root)
         process.change_working_directory(self.working_directory)
         process.change_file_creation_mask(self.umask)

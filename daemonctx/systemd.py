@@ -120,9 +120,14 @@ def notify(*lines: str, **fields: object) -> bool:
         )
     import socket
 
+    payload = "\n".join(parts).encode()
+    connected = _connected
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto("\n".join(parts).encode(), address)
+        if connected is not None and connected[0] == where:
+            connected[1].send(payload)  # connected before a chroot: connect_notify_socket
+        else:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.sendto(payload, address)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         _say_gone_once(f"cannot notify the service manager at {where!r}: {exc.strerror}")
         return False
@@ -160,6 +165,51 @@ def _say_gone_once(message: str) -> None:
 
 #: The longest AF_UNIX address on Linux (sun_path), an abstract one's leading NUL included.
 _SUN_PATH = 108
+
+# NOTIFY_SOCKET's value, and a datagram socket connected to it (connect_notify_socket):
+# notify() sends through that socket while NOTIFY_SOCKET still says the same.
+_connected: tuple[str, socket.socket] | None = None
+
+
+def connect_notify_socket() -> int | None:
+    """Connect a datagram socket to ``NOTIFY_SOCKET`` now, for ``notify()`` to send
+    through from then on; return its fd (close-on-exec, 3 or above), or None when
+    ``NOTIFY_SOCKET`` is unset or nobody is bound there now (``notify()`` then sends
+    to the address, as without this, and says why that fails).
+
+    For a chroot: systemd's ``NOTIFY_SOCKET`` is a path (/run/systemd/notify) that
+    the jail lacks, but a connected AF_UNIX socket keeps reaching its peer."""
+    global _connected
+    value = os.environ.get("NOTIFY_SOCKET")
+    address = notify_socket_address()
+    if value is None or address is None:
+        return None
+    if _connected is not None:
+        if _connected[0] == value:
+            return _connected[1].fileno()
+        _connected[1].close()
+        _connected = None
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        if sock.fileno() < 3:  # started with fd 0-2 closed: the standard streams take them
+            import fcntl
+
+            moved = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            sock.close()
+            sock = socket.socket(fileno=moved)
+        sock.connect(address)
+    except (OSError, ValueError):  # garbage, nobody bound there, an address too long
+        sock.close()
+        return None
+    _connected = (value, sock)
+    return sock.fileno()
+
+
+def connected_fd() -> int | None:
+    """The fd ``connect_notify_socket`` connected, if any: one to keep open."""
+    return None if _connected is None else _connected[1].fileno()
 
 
 class NotifyListener:

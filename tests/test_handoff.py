@@ -26,6 +26,7 @@ from conftest import (
     Tracker,
     needs_root,
     pid_alive,
+    proc_fds,
     read_events,
     run_script,
     searchable_path,
@@ -754,6 +755,68 @@ def test_notify_works_inside_an_empty_chroot(tmp_path: Path) -> None:
             ["STATUS=inside"],
             ["STOPPING=1"],
         ]
+
+
+JAILED_DAEMON = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from daemonctx import DaemonContext, notify
+context = DaemonContext(chroot_directory=sys.argv[2], detach_process=sys.argv[3] == "detached",
+                        ready_on_open=False, stderr=sys.stderr)
+with context:
+    context.notify_ready()
+    notify(STATUS=f"jailed: /usr {'exists' if os.path.exists('/usr') else 'missing'}")
+    signal.pause()
+"""
+
+
+@needs_root  # chroot
+@pytest.mark.parametrize("how", ["foreground", "detached"])
+def test_notify_reaches_a_path_socket_from_inside_a_chroot(
+    tmp_path: Path, processes: ProcessTracker, how: str
+) -> None:
+    """systemd's NOTIFY_SOCKET is a path (/run/systemd/notify) that the jail lacks:
+    the daemon's READY=1 (Type=notify), notify() and STOPPING=1 still reach the
+    manager, through a socket connected before the chroot, which a program the
+    daemon would exec does not inherit (close-on-exec). They went nowhere, with a
+    warning, and systemd killed the unit when TimeoutStartSec= ran out."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(address)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(10)
+        launcher = processes.popen(
+            [sys.executable, "-c", JAILED_DAEMON, str(ROOT), str(jail), how],
+            env={**os.environ, "NOTIFY_SOCKET": address},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        received = [_receive_from(manager) for _ in range(2)]  # (sender, lines)
+        if how == "foreground":
+            daemon = launcher.pid
+            assert received == [(daemon, ["READY=1"]), (daemon, ["STATUS=jailed: /usr missing"])]
+        else:
+            assert launcher.wait(10) == 0
+            sent = dict(received)
+            (daemon,) = [int(line[8:]) for lines in sent.values() for line in lines
+                         if line.startswith("MAINPID=")]  # fmt: skip
+            processes.add(daemon)
+            assert sent == {launcher.pid: [f"MAINPID={daemon}", "READY=1"],
+                            daemon: ["STATUS=jailed: /usr missing"]}  # fmt: skip
+        assert os.readlink(f"/proc/{daemon}/root") == str(jail)
+        sockets = [fd for fd, target in proc_fds(daemon).items() if target.startswith("socket:")]
+        assert len(sockets) == 1, proc_fds(daemon)
+        flags = Path(f"/proc/{daemon}/fdinfo/{sockets[0]}").read_text().split("\n")[1]
+        assert int(flags.split()[1], 8) & os.O_CLOEXEC, flags
+        os.kill(daemon, signal.SIGTERM)
+        assert _receive_from(manager) == (daemon, ["STOPPING=1"])
+    wait_gone(daemon)
+    if how == "foreground":
+        assert launcher.wait(10) == 0
+        assert launcher.stderr is not None
+        assert launcher.stderr.read() == "", "no 'cannot notify the service manager' warning"
 
 
 def test_launcher_waiting_is_true_in_a_detached_daemon_until_ready(tmp_path: Path) -> None:
