@@ -203,6 +203,31 @@ class Launch:
 
         self._with_limits(set_limits)
 
+    def notify_socket_outside_root(self) -> str | None:
+        """With ``--chroot``, when the program's ``NOTIFY_SOCKET`` is a path the jail
+        lacks (systemd's /run/systemd/notify): a warning line saying so and how to
+        fix it; else None. The program sends there itself, after the exec: nothing
+        of daemonctx is left to relay, and a socket connected before the chroot
+        cannot be handed over in its place (``NOTIFY_SOCKET`` is an address)."""
+        value = self.environment.get("NOTIFY_SOCKET")
+        if self.chroot is None or not value or value.startswith("@"):  # @: no file
+            return None
+        import stat
+
+        seen = resolve_in_root(self.chroot, value)
+        try:
+            if seen is not None and stat.S_ISSOCK(os.stat(seen).st_mode):
+                return None
+        except OSError:
+            pass
+        inside = posixpath.join(self.chroot, value.lstrip("/"))
+        return (
+            f"NOTIFY_SOCKET={value} is not in --chroot {self.chroot}: what the program"
+            " sends the service manager (READY=1, STATUS=, WATCHDOG=1) is lost; bind it"
+            f" into the jail (systemd: BindReadOnlyPaths={value}:{inside}) or use"
+            f" systemd's RootDirectory={self.chroot} instead of --chroot"
+        )
+
     def enter_root(self) -> None:
         """With ``--chroot``: chroot, then change to ``--chdir`` inside it. In the
         daemon, once it holds the pidfile (a path outside the jail), before it

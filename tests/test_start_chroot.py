@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -189,6 +190,64 @@ def test_run_chroots_in_the_foreground(tracker: Tracker, jail: Path) -> None:
     assert os.readlink(f"/proc/{proc.pid}/cwd") == str(jail), "--chdir / inside the jail"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == -signal.SIGTERM
+
+
+@needs_root
+@needs_ldd
+@pytest.mark.parametrize("command", ["run", "start"])
+@pytest.mark.parametrize("where", ["outside", "bound-in", "abstract"])
+def test_a_notify_socket_the_jail_lacks_is_a_warning(
+    tracker: Tracker, jail: Path, command: str, where: str
+) -> None:
+    """Under systemd, NOTIFY_SOCKET is /run/systemd/notify: the program, chrooted,
+    sends there itself (nothing of daemonctx is left after the exec to relay), so
+    without that socket in the jail its READY=1 never arrived and a Type=notify unit
+    failed at TimeoutStartSec=, with no word said. One line now says so and how to
+    fix it; the program still runs. A socket bound into the jail (here a hard link,
+    the same socket) or an @abstract one reaches it: nothing is said."""
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with manager:
+        path = tracker.tmp_path / "notify"
+        if where == "abstract":
+            value = f"@daemonctx-test-{tracker.token}"
+            manager.bind("\0" + value[1:])
+        else:
+            value = str(path)
+            manager.bind(value)
+        if where == "bound-in":
+            seen = jail / str(path).lstrip("/")
+            seen.parent.mkdir(parents=True)
+            os.link(path, seen)
+        program = "1000" if command == "start" else "0"  # run waits for its program
+        env = {**tracker.env, "NOTIFY_SOCKET": value}
+        result = tracker.daemonctx(command, "--chroot", str(jail), "--pidfile", tracker.pidfile,
+                                   "--", "sleep", program, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    if where != "outside":
+        assert result.stderr == ""
+        return
+    assert result.stderr == (
+        f"daemonctx: warning: NOTIFY_SOCKET={value} is not in --chroot {jail}: what the"
+        " program sends the service manager (READY=1, STATUS=, WATCHDOG=1) is lost; bind it"
+        f" into the jail (systemd: BindReadOnlyPaths={value}:{jail}{value}) or use systemd's"
+        f" RootDirectory={jail} instead of --chroot\n"
+    )
+
+
+@needs_root
+@needs_ldd
+def test_start_notify_in_a_jail_says_nothing_of_the_manager_s_socket(
+    tracker: Tracker, jail: Path
+) -> None:
+    """With --notify the program gets start's own NOTIFY_SOCKET, not the manager's."""
+    env = {**tracker.env, "NOTIFY_SOCKET": str(tracker.tmp_path / "absent")}
+    options = ("--notify", "--timeout", "0.5", "--chroot", str(jail), "--pidfile", tracker.pidfile)
+    result = tracker.daemonctx("start", *options, "--", "sleep", "1000", env=env)
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"daemonctx: error: app \(pid \d+\) did not send READY=1 within 0.5 s; stopped it\n",
+        result.stderr,
+    ), result.stderr
 
 
 @needs_root

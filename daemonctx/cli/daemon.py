@@ -30,6 +30,7 @@ from ..commands import (
     signal_argument,
     stop_signal_and_steps,
     user_argument,
+    warn,
 )
 from ..errors import CommandError
 from ..program import (
@@ -253,9 +254,21 @@ def _launch(args: argparse.Namespace) -> Launch:
     )
 
 
+def _launch_warned(args: argparse.Namespace) -> Launch:
+    """``_launch``, and a warning when the program will not reach its service
+    manager's ``NOTIFY_SOCKET`` from inside ``--chroot`` (``--notify`` gives it
+    one of ``start``'s own instead)."""
+    launch = _launch(args)
+    if not getattr(args, "notify", False):
+        problem = launch.notify_socket_outside_root()
+        if problem is not None:
+            warn(problem)
+    return launch
+
+
 def _prepare(args: argparse.Namespace, inherit_streams: bool) -> Launch:
     """Every foreground check of start/run; the output files are opened last."""
-    launch = _launch(args)
+    launch = _launch_warned(args)
     launch.check_limits()
     control.check_not_running(launch.pidfile, launch.name)
     launch.open_outputs(args.stdout, args.stderr, inherit_streams)
@@ -305,7 +318,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    launch = _launch(args)  # checked first: a typo must not stop the running daemon
+    launch = _launch_warned(args)  # checked first: a typo must not stop the running daemon
     launch.open_outputs(args.stdout, args.stderr, inherit=False)
     check_start(launch)
     launch.check_limits()  # here too: one that cannot be set fails before the stop
