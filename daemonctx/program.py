@@ -523,6 +523,7 @@ class LaunchContext(DaemonContext):
 
     def __init__(self, launch: Launch | None = None, **options: Any) -> None:
         self._launch = launch
+        self._launcher = str(os.getpid())
         super().__init__(**options)
 
     def _before_owner_change(self) -> None:
@@ -533,6 +534,10 @@ class LaunchContext(DaemonContext):
             moved = self._moved_watchdog  # the program's copy of systemd's WATCHDOG_PID too
             if moved is not None and launch.environment.get("WATCHDOG_PID") == moved[0]:
                 launch.environment["WATCHDOG_PID"] = moved[1]
+            # Socket activation named the launcher, whose fds were kept
+            # (socket_activation_fds): they are the program's, which has our pid.
+            if launch.environment.get("LISTEN_PID") == self._launcher:
+                launch.environment["LISTEN_PID"] = str(os.getpid())
 
 
 class ProgramContext(LaunchContext):
@@ -770,6 +775,7 @@ def start_program(
     """Detach and exec; in the launcher this exits 0 once the program is up, or raises
     ``CommandError``. Up means exec'd; with ``notify``, it sent READY=1; with
     ``ready_after``, it was still running that many seconds later."""
+    activated = socket_activation_fds()  # LISTEN_PID names us: kept, and the program's
     listener = _notify_listener(launch) if notify else None
     if listener is not None:
         launch.environment["NOTIFY_SOCKET"] = listener.address
@@ -783,6 +789,7 @@ def start_program(
             ready_after,
             launch=launch,
             detach_process=True,
+            files_preserve=activated,
             **launch.context_options(lock),
         )
         with _one_line_failures(launch, f"{launch.name} failed to start"), context:

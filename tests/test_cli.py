@@ -767,6 +767,39 @@ def test_run_keeps_socket_activation_fds(tracker: Tracker) -> None:
     assert os.readlink(f"/proc/{proc.pid}/fd/3") == str(passed)
 
 
+SOCKET_ACTIVATED = """
+import os, socket
+listener = socket.socket(fileno=3)  # sd_listen_fds(3): ours when LISTEN_PID is our pid
+client, _ = listener.accept()
+client.sendall(f"served by {os.getpid()}: LISTEN_PID={os.environ['LISTEN_PID']}".encode())
+client.close()
+"""
+
+
+def test_start_hands_socket_activation_fds_to_the_program(tracker: Tracker) -> None:
+    """A Type=forking unit behind a .socket: the listening socket comes as fd 3, with
+    LISTEN_FDS=1 and LISTEN_PID naming start. The program gets it, with LISTEN_PID
+    its own pid, as sd_listen_fds(3) asks, and serves a client. start closed it and
+    passed LISTEN_PID=<start> on: the unit was active and every connection refused."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        # the shell execs daemonctx: LISTEN_PID=$$ is start's pid, as systemd sets it
+        launcher = 'exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"'
+        result = subprocess.run(
+            ["sh", "-c", launcher, "sh", *tracker.command(), "start", "--pidfile",
+             tracker.pidfile, "--", sys.executable, "-c", SOCKET_ACTIVATED],
+            stdin=listener, env=tracker.env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    match = STARTED.fullmatch(result.stdout)
+    assert match, result.stdout
+    pid = tracker.add(int(match.group(2)))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.settimeout(10)
+        served = client.recv(200).decode()
+    assert served == f"served by {pid}: LISTEN_PID={pid}"
+
+
 @pytest.mark.parametrize(
     ("count", "message"),
     [("5", "LISTEN_FDS=5 passes fds 3 to 7, but fd 5 is not open"),
