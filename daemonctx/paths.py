@@ -135,7 +135,7 @@ def _walk(
     directory only (not of its links), in a directory nobody else may write, sticky
     or not: that user may change what is in it, never which directory it is. Also
     returns True when it stopped at one of our own /proc fd links, which must be
-    opened through the link (no O_NOFOLLOW) and never created."""
+    opened through the link (no O_NOFOLLOW) or dup'd, and never created."""
     trusted = trusted_uids()
     link_owners = set(trusted)
     if uid is not None:
@@ -253,7 +253,7 @@ def check_path(path: str, what: str, uid: int | None = None) -> str:
     (or a group other than ours) and not sticky; in a sticky one, an entry of another user's;
     a symbolic link of another user's; more than 40 links. A missing directory on the way
     raises ``FileNotFoundError``. A link in /proc/self/fd (our own open file, such as
-    /dev/stdout's) ends the walk: that link's path is returned, to be opened as it is.
+    /dev/stdout's) ends the walk: that link's path is returned, for that fd.
     """
     return _walk(path, what, owner_of_last=uid)[0]
 
@@ -340,20 +340,43 @@ def probe_log(path: str, what: str) -> None:
         os.close(fd)
 
 
-def _open(resolved: str, own_fd: bool, mode: int) -> int:
+def _copy_own_fd(resolved: str) -> tuple[int, bool]:
+    """A copy of the fd that ``resolved`` (/proc/<our pid>/fd/N) names, as the supervisor
+    makes one: a dup for a socket (Linux refuses to open one through /proc, ENXIO; under
+    systemd stdout is the journal's socket) and for a regular file (the caller's offset
+    and O_APPEND, ``>`` or ``>>``: no write over the launcher's own lines); a new open for
+    a pipe, FIFO, terminal or device (flags of its own; a pipe nobody reads is refused).
+    Also returns True for a dup, whose flags (O_NONBLOCK) are the caller's: left alone."""
+    import fcntl  # loaded already on the start-up path (pidfile's locks)
+
+    st = os.stat(resolved)  # the open file itself, through the link
+    if stat.S_ISSOCK(st.st_mode) or stat.S_ISREG(st.st_mode):
+        fd = os.dup(int(os.path.basename(resolved)))  # close-on-exec, as _LOG_FLAGS
+        copied = os.fstat(fd)
+        if (copied.st_dev, copied.st_ino) == (st.st_dev, st.st_ino):
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                os.close(fd)
+                raise OSError(errno.EBADF, "open for reading only")
+            return fd, True
+        os.close(fd)  # another thread's fd table (unshared): open the link, as for the rest
+    return os.open(resolved, _LOG_FLAGS), False
+
+
+def _open(resolved: str, own_fd: bool, mode: int) -> tuple[int, bool]:
+    """The fd opened, and whether it is a dup of one of ours (``_copy_own_fd``)."""
     if own_fd:
-        return os.open(resolved, _LOG_FLAGS)
+        return _copy_own_fd(resolved)
     flags = _LOG_FLAGS | os.O_NOFOLLOW
     try:
         fd = os.open(resolved, flags | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        return os.open(resolved, flags)
+        return os.open(resolved, flags), False
     try:
         os.fchmod(fd, mode)  # exactly `mode`: the process's own umask applied too
     except OSError:
         os.close(fd)
         raise
-    return fd
+    return fd, False
 
 
 def _open_error(exc: OSError, what: str, path: str, resolved: str) -> OSError:
@@ -394,20 +417,22 @@ def open_log(path: str, what: str, umask: int = 0o022, *, blocking: bool = True)
     process's umask.
 
     ``check_path`` first, then the open: without following a symlink, and not hanging on a
-    FIFO nobody reads. Devices, FIFOs and sockets are fine. Errors name ``what`` and
+    FIFO nobody reads. Devices, FIFOs and sockets are fine. A path naming one of our own
+    fds (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``) is that fd: dup'd when it is
+    a socket or a regular file (``_copy_own_fd``). Errors name ``what`` and
     ``path`` on one line: ``UnsafePathError``, or an ``OSError`` (``IsADirectoryError``...).
     """
     if path.endswith("/") or os.path.basename(path) in (".", ".."):  # the walk drops them
         raise IsADirectoryError(errno.EISDIR, f"cannot open {what} {_show(path)}: Is a directory")
     resolved, own_fd = _walk(path, what)
     try:
-        fd = _open(resolved, own_fd, 0o640 & ~umask)
+        fd, shared = _open(resolved, own_fd, 0o640 & ~umask)
     except OSError as exc:
         raise _open_error(exc, what, path, resolved) from exc
     try:
         if not own_fd:
             _check_opened(fd, resolved, what, path)
-        if blocking:
+        if blocking and not shared:
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

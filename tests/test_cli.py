@@ -344,6 +344,63 @@ def test_chdir_umask_and_output_files(tracker: Tracker) -> None:
     assert os.readlink(f"/proc/{pid}/fd/2") == str(err)
 
 
+def _received(sock: socket.socket, wanted: int, timeout: float = 10.0) -> bytes:
+    """What arrives on ``sock`` until ``wanted`` lines have, or ``timeout`` passes."""
+    data, deadline = b"", time.monotonic() + timeout
+    while data.count(b"\n") < wanted and time.monotonic() < deadline:
+        if select.select([sock], [], [], deadline - time.monotonic())[0]:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_stdout_and_stderr_to_the_launchers_socket_as_under_systemd(tracker: Tracker) -> None:
+    """Under systemd a service's stdout and stderr are a socket to the journal, which
+    Linux will not open() again through /dev/stdout (/proc/self/fd/1): the daemon
+    gets a copy of the launcher's socket, and its lines arrive at the other end."""
+    journal, ours = socket.socketpair()
+    with journal, ours:
+        script = "echo to stdout; echo to stderr >&2; exec sleep 1000"
+        argv = ["start", "--pidfile", tracker.pidfile, "--stdout", "/dev/stdout"]
+        argv += ["--stderr", "/dev/stderr", "--", "sh", "-c", script]
+        result = subprocess.run(
+            [*tracker.command(), *argv], stdout=ours, stderr=ours, env=tracker.env, timeout=30
+        )
+        lines = _received(journal, 3 if result.returncode == 0 else 1).decode()
+        match = STARTED.search(lines)
+        assert result.returncode == 0 and match, lines
+        pid = tracker.add(int(match.group(2)))
+        assert sorted(lines.splitlines()) == [f"started app (pid {pid})", "to stderr", "to stdout"]
+        socket_name = f"socket:[{os.fstat(ours.fileno()).st_ino}]"
+        assert os.readlink(f"/proc/{pid}/fd/1") == os.readlink(f"/proc/{pid}/fd/2") == socket_name
+
+
+def test_stdout_to_the_launchers_file_keeps_the_launchers_lines(tracker: Tracker) -> None:
+    """``daemonctx start --stdout /dev/stdout ... > out.log``: the daemon writes the
+    launcher's own open file, at its offset; "started" does not overwrite what the
+    program wrote before it was ready."""
+    out = tracker.tmp_path / "out.log"
+    code = "print('serving', flush=True); from daemonctx import notify; notify('READY=1')"
+    code += "; import time; time.sleep(1000)"
+    argv = ["start", "--notify", "--pidfile", tracker.pidfile, "--stdout", "/dev/stdout"]
+    with out.open("w") as launcher_stdout:  # a shell's "> out.log": O_TRUNC, no O_APPEND
+        result = subprocess.run(
+            [*tracker.command(), *argv, "--", sys.executable, "-c", code],
+            stdout=launcher_stdout,
+            stderr=subprocess.PIPE,
+            env=tracker.env,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr
+    match = STARTED.search(out.read_text())
+    assert match, out.read_text()
+    pid = tracker.add(int(match.group(2)))
+    assert out.read_text() == f"serving\nstarted app (pid {pid})\n"
+
+
 @needs_root
 def test_user_drops_privileges_for_real(tracker: Tracker) -> None:
     import grp

@@ -350,6 +350,23 @@ def test_our_stdout_pipe_is_accepted(path: str) -> None:
     assert resolved.startswith(f"/proc/{pid}/") and resolved.endswith("/fd/1")
 
 
+def test_our_stdout_file_open_for_reading_only_is_refused(base: Path) -> None:
+    """A dup of the caller's file gives no more than the caller had: ``1< file``."""
+    (base / "in.txt").write_bytes(b"")
+    code = "from daemonctx.paths import open_log\nopen_log('/dev/stdout', '--stdout')\n"
+    with (base / "in.txt").open("rb") as read_only:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=read_only,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            text=True,
+            timeout=20,
+        )
+    last = result.stderr.splitlines()[-1]
+    assert last == "OSError: [Errno 9] cannot open --stdout /dev/stdout: open for reading only"
+
+
 @pytest.mark.timeout(10)
 def test_fifo_without_reader_fails_at_once(base: Path) -> None:
     fifo = base / "fifo"

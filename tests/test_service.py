@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -104,6 +105,38 @@ def test_start_status_reload_restart_stop(app: App) -> None:
     assert not pid_alive(new)
     assert not os.path.exists(app.pidfile), "the context released (and removed) it"
     assert (app("status").returncode, app("stop").stdout) == (3, "app is not running\n")
+
+
+def test_stdout_to_the_launchers_socket_as_under_systemd(app: App) -> None:
+    """``stdout = "/dev/stdout"`` with a socket as ``app.py start``'s stdout (systemd's
+    journal stream, which Linux will not open() again through /proc): the daemon gets
+    a copy of it, and its line arrives at the other end."""
+    journal, ours = socket.socketpair()
+    with journal, ours:
+        env = {**app.env, "SERVICE_STDOUT": "/dev/stdout"}
+        result = subprocess.run(
+            [sys.executable, str(APP), "start"],
+            stdout=ours,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        pid = read_pidfile_status(app.pidfile).pid
+        assert pid is not None
+        app.tracker.add(pid)
+        journal.settimeout(10)
+        received = b""
+        while received.count(b"\n") < 2:  # the daemon's line and the launcher's
+            chunk = journal.recv(4096)
+            assert chunk, received
+            received += chunk
+        assert sorted(received.decode().splitlines()) == [
+            f"serving from {pid}",
+            f"started app (pid {pid})",
+        ]
+    assert app("stop").returncode == 0
 
 
 def test_start_returns_once_run_says_ready(app: App) -> None:
