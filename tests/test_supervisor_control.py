@@ -2136,6 +2136,124 @@ def test_ctl_config_with_a_half_written_program_still_reaches_the_supervisor(
     assert "Unclosed array" in one_line(result.stderr)
 
 
+@pytest.mark.parametrize("typed", ["absolute", "relative"])
+def test_ctl_config_reaches_the_supervisor_after_its_control_was_edited(
+    supervisors: Supervisors, typed: str
+) -> None:
+    """``control`` edited in the file, then systemd's ``ExecReload=ctl --config FILE
+    reload``: nothing listens on the new path, but the supervisor of that file runs
+    on its old socket, found through /proc (started as ``supervise --config FILE``,
+    it holds that socket's lock and listens there). ctl says so on stderr and the
+    supervisor's own refusal follows (exit 1); status and shutdown reach it too.
+    FILE given relative, as typed in a shell in its directory (PWD), is found too."""
+    config = supervisors.config({"web": {"command": SLEEP}})
+    where = {"cwd": supervisors.tmp_path, "env": {**supervisors.env, "PWD": str(config.parent)}}
+    named = str(config) if typed == "absolute" else config.name
+    result = supervisors.daemonctx("supervise", "--config", named, **where)
+    assert result.returncode == 0, result
+    supervisor = live_owner(supervisors.control)
+    assert supervisor is not None
+    old, new = supervisors.control, str(supervisors.tmp_path / "new.sock")
+    config.write_text(config.read_text().replace(old, new))
+    note = (
+        f"daemonctx: warning: {config} names control {new}, not in effect until a restart:"
+        f" supervisor (pid {supervisor}) of that file listens on {old}"
+    )
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return supervisors.daemonctx("ctl", "--config", str(config), *args)
+
+    result = ctl("reload")
+    assert result.returncode == 1, result
+    refusal = (
+        f"daemonctx: error: nothing changed: {config}: [supervisor] control:"
+        " cannot change without restarting the supervisor"
+    )
+    assert result.stderr.splitlines() == [note, refusal]
+    result = ctl("status")
+    assert (result.returncode, result.stderr.splitlines()) == (0, [note]), result
+    assert result.stdout.startswith("web  running")
+    result = ctl("shutdown")
+    assert result.returncode == 0, result
+    assert result.stdout == f"supervisor (pid {supervisor}) stopped every program and exited\n"
+    wait_gone(supervisor)
+    result = ctl("status")  # now it is not running: said as before, exit 3
+    assert result.returncode == 3, result
+    assert one_line(result.stderr) == f"daemonctx: error: {NOT_RUNNING} (nothing listens on {new})"
+
+
+@needs_root
+def test_ctl_config_never_asks_another_users_process_that_claims_the_file(
+    supervisors: Supervisors, open_dir: Path
+) -> None:
+    """Another user's process started as ``supervise --config FILE``, listening on a
+    socket whose lock it holds, is not taken for the file's supervisor: root's ctl
+    says "not running" (exit 3) and never connects to it."""
+    config = supervisors.config({"web": {"command": SLEEP}})
+    home = open_dir / "impostor"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    code = textwrap.dedent(f"""
+        import fcntl, os, select, socket, sys
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind({str(home / "c.sock")!r})
+        listener.listen()
+        lock = os.open({str(home / "c.sock.lock")!r}, os.O_CREAT | os.O_RDWR)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print("listening", flush=True)
+        sys.stdin.readline()
+        print("asked" if select.select([listener], [], [], 0)[0] else "never asked", flush=True)
+    """)
+    (home / "impostor.py").write_text(code)
+    python = python_for_nobody(home / "impostor.py")
+    impostor = supervisors.popen(
+        [python, str(home / "impostor.py"), "supervise", "--config", str(config)],
+        env=supervisors.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        user=NOBODY, group=NOBODY, extra_groups=[], cwd=str(home),
+    )  # fmt: skip
+    assert impostor.stdout is not None and impostor.stdout.readline() == "listening\n"
+    result = supervisors.daemonctx("ctl", "--config", str(config), "status")
+    assert result.returncode == 3, result
+    expected = f"daemonctx: error: {NOT_RUNNING} (nothing listens on {supervisors.control})"
+    assert one_line(result.stderr) == expected
+    out, _ = impostor.communicate("go\n", timeout=10)
+    assert out == "never asked\n"
+
+
+@needs_root
+def test_ctl_config_of_a_user_who_cannot_tell_the_old_socket_says_it_runs(
+    supervisors: Supervisors, open_dir: Path
+) -> None:
+    """A user who may read the file but not root's supervisor's /proc (its fds, its
+    locks) cannot be shown its old socket: ctl says the supervisor of that file runs
+    and how to reach it, not "not running"; status exits 4 (unknown), not 3."""
+    config = config_at(
+        supervisors, open_dir / "shop.toml", {"web": {"command": SLEEP}},
+        control=str(open_dir / "control.sock"),
+    )  # fmt: skip
+    config.chmod(0o644)
+    result = supervisors.daemonctx("supervise", "--config", str(config))
+    assert result.returncode == 0, result
+    supervisor = live_owner(str(open_dir / "control.sock"))
+    new = str(open_dir / "new.sock")
+    config.write_text(config.read_text().replace(str(open_dir / "control.sock"), new))
+    python = python_for_nobody()
+    expected = (
+        f"daemonctx: error: nothing listens on {new}, the control {config} names, but"
+        f" supervisor (pid {supervisor}) of that file runs (control edited since? a new one"
+        " takes effect at a restart); its control socket cannot be told from here:"
+        " give it with --control"
+    )
+    for command, code in (("status", 4), ("reload", 1)):
+        result = subprocess.run(
+            [python, "-m", "daemonctx", "ctl", "--config", str(config), command],
+            env={**supervisors.env, "PYTHONPATH": str(READABLE_ROOT)},
+            user=NOBODY, group=NOBODY, extra_groups=[], cwd="/",
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert (result.returncode, result.stderr) == (code, expected + "\n"), result
+
+
 def test_ctl_stop_start_restart_return_when_done(supervisors: Supervisors) -> None:
     supervisors.config({"web": {"command": SLEEP}, "db": {"command": ["/bin/sleep", "1001"]}})
     supervisors.foreground()

@@ -17,7 +17,7 @@ for one this user may not read).
 
 from __future__ import annotations
 
-from ..commands import not_empty, say, seconds, signal_argument
+from ..commands import not_empty, say, seconds, signal_argument, warn
 from ..errors import CommandError, one_line
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
@@ -239,9 +239,11 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     # status: what would be a generic failure (no answer in time, a bad answer) is
     # LSB's "status unknown", 4
     unknown = 4 if args.ctl_command == "status" else 1
+    client = Client(_control_path(args), timeout=timeout)
     try:
-        with Client(_control_path(args), timeout=timeout) as client:
-            return run(client, args)
+        if args.config is not None:
+            client = _reach(client, args.config)
+        return run(client, args)
     except RemoteError as exc:
         raise CommandError(exc.message, _REMOTE_EXIT.get(exc.type, unknown)) from None
     except ProtocolError as exc:
@@ -252,6 +254,52 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         if exc.exit_code == 1 and unknown != 1:
             exc.exit_code = unknown
         raise
+    finally:
+        client.close()
+
+
+def _reach(client: Client, config: str) -> Client:
+    """``client`` connected to the socket ``config`` names or, when nothing listens
+    there, a client of the supervisor of that file on its own socket (``control``
+    edited since: a supervisor takes a new one only at a restart), said on stderr.
+    The search reads /proc: on this failure path only."""
+    from ..supervisor.client import SupervisorNotRunning
+
+    try:
+        client._connect()
+        return client
+    except SupervisorNotRunning as exc:
+        if exc.holder is not None:  # a supervisor holds this socket's lock: not another's
+            raise
+        not_running = exc
+    from ..supervisor.locate import supervisors_of
+
+    found = supervisors_of(config)
+    if not found:
+        raise not_running
+    new = client.path
+    pids = ", ".join(str(supervisor.pid) for supervisor in found)
+    if len(found) == 1 and found[0].control is not None:
+        old = found[0].control
+        warn(
+            f"{config} names control {new}, not in effect until a restart:"
+            f" supervisor (pid {pids}) of that file listens on {old}"
+        )
+        return type(client)(old, timeout=client.timeout)
+    if len(found) == 1:
+        where = "its control socket cannot be told from here: give it with --control"
+    else:
+        sockets = ", ".join(str(supervisor.control) for supervisor in found)
+        where = f"they listen on {sockets}: give one with --control"
+    runs = (
+        "supervisors (pid {}) of that file run"
+        if len(found) > 1
+        else "supervisor (pid {}) of that file runs"
+    )
+    raise CommandError(
+        f"nothing listens on {new}, the control {config} names, but {runs.format(pids)}"
+        f" (control edited since? a new one takes effect at a restart); {where}"
+    ) from None
 
 
 def _check_names(args: argparse.Namespace) -> None:
