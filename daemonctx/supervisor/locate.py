@@ -57,10 +57,8 @@ def supervisors_of(config: str) -> list[Found]:
     trusted = trusted_uids()
     found = []
     for pid in procfs.all_pids():
-        if pid == os.getpid() or not _owned_by(pid, trusted):
-            continue
-        named = _config_argument(procfs.process_command(pid) or ())
-        if named is None:
+        named = _config_argument(procfs.process_command(pid) or ())  # few have one
+        if named is None or pid == os.getpid() or not _owned_by(pid, trusted):
             continue
         if _same_file(pid, named, wanted):
             found.append(Found(pid, _control_socket(pid)))
