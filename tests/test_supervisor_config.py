@@ -509,6 +509,12 @@ BAD_FILES: list[tuple[str, str]] = [
     (SUPERVISOR + WEB + "stdout = '/run/db.pid'\n"
      "[program.db]\ncommand = ['/x']\npidfile = '/run/db.pid'\n",
      "shop.toml: [program.web] stdout: '/run/db.pid' is the pidfile of program 'db'"),
+    # one file, one table: its writers share its rotation (a second table was ignored)
+    (SUPERVISOR + WEB + "stdout = '/var/log/shop.log'\n[program.db]\ncommand = ['/x']\n"
+     "stderr = { path = '/var/log//shop.log', timestamps = true }\n",
+     "shop.toml: [program.db] stderr: '/var/log//shop.log' is the stdout of program 'web' too,"
+     " with another table (timestamps false there, true here): every writer of one file"
+     " shares its rotation: give them the same table"),
     (SUPERVISOR.replace("control.sock", "c.sock") + "pidfile = '/run/shop/./c.sock.lock'\n" + WEB,
      "shop.toml: [supervisor] pidfile: '/run/shop/./c.sock.lock' is the control socket's lock"
      " file too"),

@@ -1542,6 +1542,33 @@ def test_a_pipe_nobody_reads_never_blocks_the_program_and_dropped_grows(
     assert "bytes of output dropped" in status.stdout, status.stdout
 
 
+def test_stdout_and_stderr_on_one_file_with_two_tables_are_refused(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """stdout and stderr name one file with different tables: ``supervise`` refuses
+    it in one line that names both, and starts nothing (stderr's max_bytes, backups
+    and timestamps were ignored in silence)."""
+    log = tmp_path / "two.log"
+    supervisors.config(
+        {
+            "two": {
+                "command": [SLEEP, "100"],
+                "stdout": {"path": str(log), "max_bytes": 1_000_000, "backups": 1},
+                "stderr": {"path": str(log), "max_bytes": 4096, "backups": 3, "timestamps": True},
+            }
+        }
+    )
+    refused = supervisors.supervise()
+    assert refused.returncode != 0 and refused.stdout == "", refused
+    assert refused.stderr == (
+        f"daemonctx: error: {supervisors.config_path}: [program.two] stderr: '{log}' is the"
+        " stdout of program 'two' too, with another table (max_bytes 1000000 there, 4096"
+        " here; backups 1 there, 3 here; timestamps false there, true here): every writer"
+        " of one file shares its rotation: give them the same table\n"
+    ), refused.stderr
+    assert not log.exists() and not supervisors.log.exists(), "nothing started"
+
+
 # Program a of the tests below: once b has filled the pipe, ten lines of 20 000
 # bytes, 0.1 s apart (each may be cut by a pipe that has some room, or dropped whole).
 LONG_LINE = (

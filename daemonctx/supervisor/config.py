@@ -413,6 +413,27 @@ class LogFile:
             raise ValueError(f"timestamps: expected true or false, got {_got(self.timestamps)}")
 
 
+_TABLE_KEYS = ("max_bytes", "backups", "timestamps")  # a log table's, besides its path
+
+
+def _log_table(table: LogFile) -> tuple[int, int, bool]:
+    return table.max_bytes, table.backups, table.timestamps
+
+
+def _table_clash(file: str, theirs: LogFile, whose: str, ours: LogFile) -> str:
+    """Why ``ours`` is refused for ``file``, which ``whose`` writes with ``theirs``."""
+
+    def text(value: int | bool) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    keys = zip(_TABLE_KEYS, _log_table(theirs), _log_table(ours))
+    differ = "; ".join(f"{key} {text(a)} there, {text(b)} here" for key, a, b in keys if a != b)
+    return (
+        f"{file!r} is {whose} too, with another table ({differ}): every writer of"
+        " one file shares its rotation: give them the same table"
+    )
+
+
 def _output(value: Any, *, merge: bool = False) -> str | LogFile:
     """Where a program's stdout or stderr goes: inherit, null, a file (an absolute
     path, or a table with path, max_bytes, backups, timestamps); stderr may also
@@ -1269,7 +1290,9 @@ class SupervisorConfig:
         """No two pidfiles (the supervisor's, the programs') are one file, however
         spelled (``/run/x.pid``, ``/run/./x.pid``, ``/run//x.pid``, through a
         symlinked directory), and no program's output goes to one, nor to the
-        supervisor's log: its program could forge the log's lines."""
+        supervisor's log: its program could forge the log's lines. Every output to
+        one file has one table (``max_bytes``, ``backups``, ``timestamps``): its
+        writers share one rotation."""
         pidfiles = {resolved_name(self.pidfile): "the supervisor"} if self.pidfile else {}
         log = resolved_name(self.log) if self.log else None
         for program in self.programs:
@@ -1280,6 +1303,7 @@ class SupervisorConfig:
                 reason = f"{program.pidfile!r} is the pidfile of {pidfiles[key]} too"
                 raise self._clash(program, "pidfile", reason)
             pidfiles[key] = f"program {program.name!r}"
+        tables: dict[str, tuple[LogFile, str]] = {}  # file -> its first table, and whose
         for program in self.programs:
             for stream in ("stdout", "stderr"):
                 spec = getattr(program, stream)
@@ -1287,6 +1311,11 @@ class SupervisorConfig:
                 if not os.path.isabs(file):
                     continue
                 name = resolved_name(file)
+                table = spec if isinstance(spec, LogFile) else LogFile(file)
+                whose = f"the {stream} of program {program.name!r}"
+                first = tables.setdefault(name, (table, whose))
+                if _log_table(first[0]) != _log_table(table):
+                    raise self._clash(program, stream, _table_clash(file, *first, table))
                 if name in pidfiles:
                     reason = f"{file!r} is the pidfile of {pidfiles[name]}"
                     raise self._clash(program, stream, reason)
