@@ -1542,6 +1542,154 @@ def test_a_pipe_nobody_reads_never_blocks_the_program_and_dropped_grows(
     assert "bytes of output dropped" in status.stdout, status.stdout
 
 
+# A program that writes lines when told, for the tests of a file several programs
+# write: for K = 1, 2, ... it waits until the file DIR/NAME.go-K exists (NAME its
+# DAEMONCTX_PROGRAM: web:0), writes as many lines ``NAME K N xxx`` as that file says,
+# each flushed, then creates DIR/NAME.done-K.
+ON_DEMAND = (
+    "import os, sys, time\n"
+    "name = os.environ['DAEMONCTX_PROGRAM']\n"
+    "base = os.path.join(sys.argv[1], name)\n"
+    "k = 1\n"
+    "while True:\n"
+    "    while not os.path.exists(f'{base}.go-{k}'): time.sleep(0.005)\n"
+    "    for n in range(1, int(open(f'{base}.go-{k}').read()) + 1):\n"
+    "        sys.stdout.write(f'{name} {k} {n:05d} ' + 'x' * 30 + '\\n')\n"
+    "        sys.stdout.flush()\n"
+    "    open(f'{base}.done-{k}', 'w').close()\n"
+    "    k += 1\n"
+)
+
+
+class Told:
+    """Tells each ON_DEMAND program in ``directory`` to write its next lines."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.rounds: dict[str, int] = {}
+
+    def write(self, name: str, count: int) -> bytes:
+        """``name`` writes ``count`` lines, and has; the last of them."""
+        k = self.rounds[name] = self.rounds.get(name, 0) + 1
+        told = self.directory / f"{name}.go-{k}"
+        told.with_suffix(".tmp").write_text(str(count))
+        told.with_suffix(".tmp").rename(told)  # never read half written
+        wait_for((self.directory / f"{name}.done-{k}").exists, what=f"{name}'s lines {k}")
+        return b"%s %d %05d %s\n" % (name.encode(), k, count, b"x" * 30)
+
+
+def log_files(log: Path) -> dict[str, bytes]:
+    """``log`` and its backups: name -> content."""
+    return {path.name: path.read_bytes() for path in sorted(log.parent.glob(log.name + "*"))}
+
+
+def opened_as(pid: int, log: Path) -> list[str]:
+    """What ``pid`` holds open of ``log`` and its backups, deleted ones included."""
+    return [link for link in proc_fds(pid).values() if link.startswith(str(log))]
+
+
+def test_instances_share_one_rotating_file_and_a_quiet_one_never_writes_a_backup(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """web:0 and web:1 write one rotating web.log: web:1 says a line, web:0 then
+    writes enough for three rotations, web:1 another line, which is in web.log (it
+    went into the deleted backup its own fd still had, in silence, with nothing
+    dropped or logged: each instance had a file of its own, rotated on its own
+    count, and the files grew to twice max_bytes). The supervisor holds web.log
+    once; every file is within max_bytes and holds whole lines, each once."""
+    log = tmp_path / "web.log"
+    supervisors.config(
+        {
+            "web": {
+                "command": [PY, "-c", ON_DEMAND, str(tmp_path)],
+                "instances": 2,
+                "stdout": {"path": str(log), "max_bytes": 4096, "backups": 2},
+            }
+        }
+    )
+    proc = supervisors.foreground()
+    told = Told(tmp_path)
+    first = told.write("web:1", 1)
+    wait_for(lambda: log.exists() and first in log.read_bytes(), what="web:1's first line")
+    busy = told.write("web:0", 300)  # 15 KB: three rotations
+    wait_for(lambda: log.read_bytes().endswith(busy), what="web:0's last line")
+    quiet = told.write("web:1", 1)
+    wait_for(lambda: log.read_bytes().endswith(quiet), what="web:1's line in web.log")
+
+    assert opened_as(proc.pid, log) == [str(log)], "one open file, not a backup"
+    files = log_files(log)
+    assert list(files) == ["web.log", "web.log.1", "web.log.2"]
+    lines = [line for name in reversed(files) for line in files[name].splitlines(True)]
+    assert all(len(data) <= 4096 for data in files.values()), {n: len(d) for n, d in files.items()}
+    assert all(re.fullmatch(rb"web:[01] \d \d{5} x{30}\n", line) for line in lines)
+    busy_lines = [int(line.split()[2]) for line in lines if line.startswith(b"web:0 ")]
+    assert busy_lines == list(range(busy_lines[0], 301)), "the newest lines, each once, in order"
+    assert lines[-1] == quiet
+    assert supervisors.status("web:0").dropped == supervisors.status("web:1").dropped == 0
+
+
+def test_two_programs_on_one_file_share_it_through_reloads_reopens_and_a_removal(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Programs a and b name one rotating file (b spells it another way): one open
+    file for both. A reload giving b alone another table is refused, naming both;
+    one giving both a new one applies to the file at once. After logrotate's move,
+    SIGHUP and ``ctl reopen a`` each open the path again once, for both; a reload
+    that removes b leaves the file open for a."""
+    log, moved = tmp_path / "app.log", tmp_path / "app.log.old"
+    table = {"path": str(log), "max_bytes": 4096, "backups": 1}
+    programs = {
+        "a": {"command": [PY, "-c", ON_DEMAND, str(tmp_path)], "stdout": table},
+        "b": {
+            "command": [PY, "-c", ON_DEMAND, str(tmp_path)],
+            "stdout": {**table, "path": f"{tmp_path}/./app.log"},
+        },
+    }
+    supervisors.config(programs)
+    proc = supervisors.foreground()
+    told = Told(tmp_path)
+
+    def written(*names: str) -> None:
+        """Each of ``names`` writes a line, which is the last of app.log."""
+        for name in names:
+            line = told.write(name, 1)
+            wait_for(lambda end=line: log.exists() and log.read_bytes().endswith(end), what=name)
+        assert opened_as(proc.pid, log) == [str(log)], "one open file for both"
+
+    written("a", "b")
+
+    supervisors.config({**programs, "b": {**programs["b"], "stdout": {**table, "max_bytes": 8192}}})
+    refused = supervisors.ctl("reload")
+    clash = (
+        f"daemonctx: error: nothing changed: {supervisors.config_path}: [program.b] stdout:"
+        f" '{log}' is the stdout of program 'a' too, with another table (max_bytes 4096"
+        " there, 8192 here): every writer of one file shares its rotation: give them the"
+        " same table\n"
+    )
+    assert (refused.returncode, refused.stderr) == (1, clash), refused
+
+    bigger = {**table, "max_bytes": 8192}
+    supervisors.config({name: {**keys, "stdout": bigger} for name, keys in programs.items()})
+    reload(supervisors)
+    told.write("a", 150)  # 7 KB: more than the old max_bytes, less than the new one
+    written("b")
+    assert 4096 < log.stat().st_size <= 8192 and not (tmp_path / "app.log.1").exists()
+
+    log.rename(moved)
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: log files reopened" in log_text(supervisors), what="the reopen")
+    written("a", "b")
+    log.rename(moved)
+    assert supervisors.ctl("reopen", "a").returncode == 0
+    written("b", "a")  # b's file too: the one they share
+
+    supervisors.config({"a": {**programs["a"], "stdout": bigger}})
+    assert reload(supervisors) == ["remove b"]
+    wait_for(lambda: status_names(supervisors) == ["a"], what="b gone")
+    written("a")
+    assert supervisors.status("a").dropped == 0
+
+
 def test_stdout_and_stderr_on_one_file_with_two_tables_are_refused(
     supervisors: Supervisors, tmp_path: Path
 ) -> None:

@@ -774,7 +774,8 @@ def test_a_pipe_nobody_reads_drops_whole_lines(pipe: tuple[int, int]) -> None:
 
 def test_a_capture_counts_what_each_target_dropped_once() -> None:
     """stdout and stderr to two pipes nobody reads: the capture's dropped bytes are
-    the sum of both targets'; one target for both streams is counted once."""
+    the sum of both targets'; one target for both streams is counted once; a
+    target shared with another capture counts, in each, that one's lines only."""
     ends = [os.pipe(), os.pipe()]
     targets = []
     try:
@@ -787,8 +788,12 @@ def test_a_capture_counts_what_each_target_dropped_once() -> None:
         both.feed("stderr", b"e" * 7000 + b"\nafter\n")
         assert out.dropped > 0 and err.dropped > 0
         assert both.dropped == out.dropped + err.dropped
+        before = out.dropped
         shared = Capture(out, out, Ring(4096))
-        assert shared.dropped == out.dropped
+        shared.feed("stdout", b"more\n")
+        shared.feed("stderr", b"more\n")
+        assert shared.dropped == out.dropped - before == 10
+        assert both.dropped == before + err.dropped
         assert Capture(None, None, Ring(4096)).dropped == 0
     finally:
         for target in targets:

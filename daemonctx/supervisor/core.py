@@ -289,20 +289,12 @@ class Instance:
         if _merged(old) != _merged(program):  # a new pipe layout: at the restart
             self._retire_outputs()
             return
-        if not new_files:
-            for target, spec in (
-                (capture.stdout, program.stdout),
-                (capture.stderr, program.stderr),
-            ):
-                if target is not None and isinstance(spec, LogFile):
-                    if target.path is not None and spec.path != target.path:
-                        spec = dataclass_replace(spec, path=target.path)  # spelled anew
-                    target.update(spec)
-            return
-        assert targets is not None, "new output files are opened before a reload changes anything"
-        self._close_outputs()  # the new files were opened before the old ones are let go
-        capture.set_targets(*targets)
-        self.capture = capture
+        if new_files:
+            assert targets is not None, "new files are opened before a reload changes anything"
+            self._close_outputs()  # the new files were opened before the old ones are let go
+            capture.set_targets(*targets)
+            self.capture = capture
+        _apply_tables(capture, program)  # a file shared with others: its (new) table
 
     def open_targets(self, program: Program | None = None) -> tuple[Target | None, Target | None]:
         """``program``'s (its own by default) output targets, opened. Raises
@@ -311,16 +303,17 @@ class Instance:
             program = self.program
         # guarded: a supervisor run as a user whose stdout is another user's pipe (a
         # container's) cannot open it again: "inherit" then writes the shared fd
-        stdout = Target.open(program.stdout, f"{self.name}'s stdout", 1, guarded=True)
+        # shared: a file other instances or programs write is theirs too (one rotation)
+        stdout = Target.open(program.stdout, f"{self.name}'s stdout", 1, guarded=True, shared=True)
         if _merged(program):
             return stdout, None
         if _same_file(program.stdout, program.stderr) and stdout is not None:
             return stdout, stdout  # one file, one target: rotated once
         try:
-            return stdout, Target.open(program.stderr, f"{self.name}'s stderr", 2, guarded=True)
+            what = f"{self.name}'s stderr"
+            return stdout, Target.open(program.stderr, what, 2, guarded=True, shared=True)
         except BaseException:
-            if stdout is not None:
-                stdout.close()
+            _release((stdout, None), self.name)
             raise
 
     def check_targets(self, program: Program) -> None:
@@ -337,14 +330,22 @@ class Instance:
             self.retired = [entry for entry in self.retired if entry[1]]  # ``last_lines``'
             stdout, stderr = self.open_targets()
             self.capture = Capture(stdout, stderr, self.ring, merged=_merged(self.program))
+            _apply_tables(self.capture, self.program)  # a shared file's, if a reload changed it
         return self.capture
 
-    def reopen_outputs(self) -> list[str]:
-        """Reopen its files (logrotate moved them); the errors, one line each."""
+    def reopen_outputs(self, seen: set[int] | None = None) -> list[str]:
+        """Reopen its files (logrotate moved them); the errors, one line each.
+        ``seen``: the ids of the targets reopened already (shared with others),
+        left alone, and those reopened here added."""
         errors = []
         capture = self.capture
+        if seen is None:
+            seen = set()
         if capture is not None:
-            for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
+            for target in (capture.stdout, capture.stderr):
+                if target is None or id(target) in seen:
+                    continue
+                seen.add(id(target))
                 try:
                     target.reopen()
                 except OSError as exc:  # "cannot reopen web's stdout /x/web.log: no such ..."
@@ -369,7 +370,7 @@ class Instance:
     def _close_outputs(self) -> None:
         capture, self.capture = self.capture, None
         if capture is not None:
-            _close_capture(capture)
+            _close_capture(capture, self.name)
 
     def _retire_outputs(self) -> None:
         """A reload changed the pipe layout: the next run opens new outputs, and the
@@ -382,7 +383,7 @@ class Instance:
         fds = set(self.pipes) - held  # the pipes of the run under way, if any
         self.retired.append((capture, fds))
         if not fds:
-            _close_capture(capture)
+            _close_capture(capture, self.name)
 
     def pipe_ended(self, fd: int) -> None:
         """Pipe ``fd`` reached its end (read, closed): a retired capture's files
@@ -391,7 +392,7 @@ class Instance:
             if fd in fds:
                 fds.discard(fd)
                 if not fds:
-                    _close_capture(capture)
+                    _close_capture(capture, self.name)
                 return
 
     def close(self) -> None:
@@ -399,7 +400,7 @@ class Instance:
         self._close_outputs()
         for capture, fds in self.retired:
             if fds:
-                _close_capture(capture)
+                _close_capture(capture, self.name)
         self.retired.clear()
         for pidfd in self.survivors.values():
             os.close(pidfd)
@@ -2393,8 +2394,9 @@ class Supervisor:
 
     def _on_hangup(self, signum: int) -> None:
         """SIGHUP or SIGUSR2: reopen the programs' log files (logrotate's postrotate)."""
+        seen: set[int] = set()  # a file several instances write is reopened once
         for instance in self.instances.values():
-            for error in instance.reopen_outputs():
+            for error in instance.reopen_outputs(seen):
                 log.info("cannot reopen: %s", error)
         log.info("%s: log files reopened", signal_name(signum))
 
@@ -2411,7 +2413,8 @@ class Supervisor:
 
     def _command_reopen(self, request: Request, respond: Callable[[bytes], None]) -> None:
         instances = self._names(request, False)
-        errors = [error for instance in instances for error in instance.reopen_outputs()]
+        seen: set[int] = set()  # a file several instances write is reopened once
+        errors = [error for instance in instances for error in instance.reopen_outputs(seen)]
         if errors:
             raise _Refused(protocol.FAILED, "; ".join(errors))
         respond(protocol.encode_result(request.id, self._infos(instances)))
@@ -2859,13 +2862,19 @@ class Supervisor:
                     else:
                         opened[id(instance)] = instance.open_targets(program)
         except OSError as exc:
-            _close_targets(opened.values())
+            self._close_targets(opened)
             message = f"nothing changed: cannot open {_open_error(exc)}"
             raise _Refused(protocol.FAILED, message) from None
         except BaseException:
-            _close_targets(opened.values())
+            self._close_targets(opened)
             raise
         return opened
+
+    def _close_targets(self, targets: dict[int, tuple[Target | None, Target | None]]) -> None:
+        """Let go of what ``_open_new_files`` opened (by ``id`` of their instance)."""
+        names = {id(instance): instance.name for instance in self.instances.values()}
+        for key, pair in targets.items():
+            _release(pair, names.get(key, ""))
 
     def _apply(
         self,
@@ -2881,7 +2890,7 @@ class Supervisor:
         try:
             new_log = self._open_new_log(new)  # may refuse: before any change
         except BaseException:
-            _close_targets(targets.values())
+            self._close_targets(targets)
             raise
         # a reload during the boot: the boot goes on in the new file's order
         waves = start_order(new.programs) if self._phase == "boot" else None
@@ -2889,7 +2898,7 @@ class Supervisor:
             try:
                 self._server.set_groups(new.control_group, new.observer_group)
             except (OSError, KeyError, ValueError, OverflowError) as exc:
-                _close_targets(targets.values())
+                self._close_targets(targets)
                 if new_log is not None:
                     new_log.close()
                 reason = getattr(exc, "strerror", None) or exc
@@ -3373,10 +3382,7 @@ class _LogHandler(logging.Handler):
 
     def _write(self, text: str) -> bool:
         """Write ``text`` (whole lines) now or never; True when none of it was dropped."""
-        target = self._target
-        dropped = target.dropped
-        target.write(text.encode("utf-8", "backslashreplace"))
-        return target.dropped == dropped
+        return not self._target.write(text.encode("utf-8", "backslashreplace"))
 
     def handleError(self, record: logging.LogRecord) -> None:
         """A record that cannot be formatted: counted as dropped, not a traceback on a
@@ -3622,16 +3628,32 @@ def _to_launch(instance: Instance) -> bool:
     return not instance.held and not instance.launched and not instance.start_pending
 
 
-def _close_capture(capture: Capture) -> None:
-    """Close ``capture``'s targets (one shared by both streams once)."""
-    for target in {id(t): t for t in (capture.stdout, capture.stderr) if t}.values():
-        target.close()
+def _close_capture(capture: Capture, name: str) -> None:
+    """Close the targets of instance ``name``'s ``capture``."""
+    _release((capture.stdout, capture.stderr), name)
 
 
-def _close_targets(targets: Iterable[tuple[Target | None, Target | None]]) -> None:
-    for pair in targets:
-        for target in {id(t): t for t in pair if t is not None}.values():
-            target.close()
+def _release(pair: tuple[Target | None, Target | None], name: str) -> None:
+    """Let go of instance ``name``'s targets (``Instance.open_targets``): one shared
+    by both streams once; one shared with others is closed by the last of them."""
+    stdout, stderr = pair
+    if stdout is not None:
+        stdout.close(f"{name}'s stdout")
+    if stderr is not None and stderr is not stdout:
+        stderr.close(f"{name}'s stderr")
+
+
+def _apply_tables(capture: Capture, program: Program) -> None:
+    """Give ``capture``'s files ``program``'s tables (``max_bytes``, ``backups``,
+    ``timestamps``): the same for every writer of a file (the configuration says so)."""
+    for target, spec in ((capture.stdout, program.stdout), (capture.stderr, program.stderr)):
+        if isinstance(spec, str) and spec.startswith("/"):
+            spec = LogFile(spec)  # a path: a table without limits
+        if target is not None and isinstance(spec, LogFile):
+            if target.path is not None and spec.path != target.path:
+                spec = dataclass_replace(spec, path=target.path)  # spelled anew
+            if spec != target.spec:
+                target.update(spec)
 
 
 def _merged(program: Program) -> bool:

@@ -213,6 +213,11 @@ class _Writer:
 
 _writers: dict[tuple[int, int], _Writer] = {}
 
+# The file each path names (``paths.resolved_name``) -> the one target writing it for
+# every program that names it (``Target.open(shared=True)``): one fd, one size, one
+# rotation, however many instances and programs write there.
+_shared: dict[str, Target] = {}
+
 
 def _writer_for(fd: int, key: tuple[int, int], what: str) -> _Writer:
     writer = _writers.get(key)
@@ -289,6 +294,11 @@ class Target:
       stdout pipe, and the supervisor's log on it) share the rest owed (``_Lane``),
       so none writes into the middle of another's cut line.
 
+    Every program writing one file (the instances of a program, two programs naming one
+    path) writes it through one target (``open(shared=True)``): one fd, one size, one
+    rotation. Targets of their own would each rotate on their own count, and one would
+    go on writing the backup (or the deleted file) another had moved aside.
+
     Counts are in bytes as written (timestamps included): ``written`` + ``dropped`` is all
     that was given to ``write``, less a cut line's rest still waiting to go out (or left,
     at ``close``, to the next target on the same file: that one counts it as written).
@@ -311,6 +321,8 @@ class Target:
     ) -> None:
         """Use ``open``: this takes over ``fd``, opened as ``spec`` or copied from ``inherit``."""
         self.what = what
+        self._key: str | None = None  # its name in _shared, when it is shared
+        self._users = [what]  # who writes it (``open(shared=True)``), first opener first
         self.umask = umask  # for the files rotation and reopen create
         self.spec = spec
         self.path = spec.path if spec is not None else None
@@ -352,6 +364,7 @@ class Target:
         *,
         umask: int = 0o022,
         guarded: bool = False,
+        shared: bool = False,
     ) -> Target | None:
         """A target for ``spec``: "inherit" (a non-blocking copy of fd ``inherit``; None when
         ``inherit`` is None), "null" (None), an absolute path (a ``LogFile`` that never
@@ -368,6 +381,11 @@ class Target:
         most PIPE_BUF bytes at a time, each only when ``poll`` says it can take more;
         without ``guarded`` that is an error. (Such a terminal is written by a thread,
         ``_Writer``: one that cannot start raises ``OSError``, EAGAIN.)
+
+        ``shared`` (programs' files): a file already open for another writer (another
+        instance, another program: the same file, however the path is spelled) is that
+        writer's target, one more user of it (``close`` with the same ``what``): one fd,
+        one size, one rotation. Its table stays as it is (``update`` changes it).
         """
         if spec == "null":
             return None
@@ -375,15 +393,33 @@ class Target:
             return None if inherit is None else cls._copy(inherit, what, None, guarded)
         if isinstance(spec, str):
             spec = LogFile(spec)  # ValueError unless absolute
+        key = paths.resolved_name(spec.path) if shared else None
+        if key is not None and key in _shared:
+            target = _shared[key]
+            target._users.append(what)
+            target._name()
+            return target
         number = _own_fd(paths.check_path(spec.path, what))
         if number is not None:
             return cls._copy(number, what, spec, guarded)
         fd = paths.open_log(spec.path, what, umask, blocking=False)
         try:
-            return cls(fd, what, spec, umask=umask)
+            target = cls(fd, what, spec, umask=umask)
         except BaseException:
             os.close(fd)
             raise
+        if key is not None:
+            target._key = key
+            _shared[key] = target
+        return target
+
+    def _name(self) -> None:
+        """``what``, naming every writer: "web:0's stdout and web:1's stdout"."""
+        users = list(dict.fromkeys(self._users))  # a run's and a retired run's: once
+        if len(users) <= 2:
+            self.what = " and ".join(users)
+        else:
+            self.what = f"{users[0]}, {users[1]} and {len(users) - 2} more"
 
     @classmethod
     def _copy(cls, fd: int, what: str, spec: LogFile | None, guarded: bool = False) -> Target:
@@ -504,13 +540,19 @@ class Target:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write(self, data: bytes | memoryview, when: float | None = None, head: bytes = b"") -> None:
+    def write(self, data: bytes | memoryview, when: float | None = None, head: bytes = b"") -> int:
         """Write ``data`` (complete lines, each ending with b"\\n"), each prefixed with the
         time ``when`` (default: now) if ``timestamps``. Never blocks, never raises for an
-        error writing: what does not fit is dropped, in whole lines, and counted.
+        error writing: what does not fit is dropped, in whole lines, and counted. Returns
+        the bytes dropped (0: all of it went out).
 
         ``head``: complete lines to write before ``data``, in the same system call to a file
         (``writev``: a line completed from two reads costs no copy of the second read)."""
+        dropped = self.dropped
+        self._write(data, when, head)
+        return self.dropped - dropped
+
+    def _write(self, data: bytes | memoryview, when: float | None, head: bytes) -> None:
         lane = self._lane
         owner = lane.owed_by
         if (owner is not None and not owner._pay()) or (lane.rest and not self._pay(lane)):
@@ -863,9 +905,22 @@ class Target:
         )
         self._set_rotates()
 
-    def close(self) -> None:
-        """Close the target. A cut line's rest still owed, after one more try, is left
-        to the next target that writes the same file (``_Lane``): not counted here."""
+    def close(self, what: str | None = None) -> None:
+        """Close the target; a shared one (``open(shared=True)``) once its last user,
+        ``what`` as it opened it, let go. A cut line's rest still owed, after one more
+        try, is left to the next target that writes the same file (``_Lane``): not
+        counted here."""
+        if self._key is not None:
+            if what in self._users:
+                self._users.remove(what)
+            elif self._users:
+                self._users.pop()
+            if self._users:
+                self._name()
+                return
+            if _shared.get(self._key) is self:
+                del _shared[self._key]
+            self._key = None
         self._adopt(-1)
 
     def __repr__(self) -> str:
@@ -1082,6 +1137,7 @@ class Capture:
         self._clock = clock
         self._targets = {"stdout": self.stdout, "stderr": self.stderr}
         self._waiting = {"stdout": b"", "stderr": b""}
+        self.dropped = 0  # bytes of its output the targets dropped (a file may be shared)
 
     def set_targets(self, stdout: Target | None, stderr: Target | None) -> None:
         """New targets (a reload changed where the output goes); closing the old
@@ -1105,7 +1161,7 @@ class Capture:
             when = self._clock()
             target = self._targets[stream]
             if target is not None:
-                target.write(data, when)
+                self.dropped += target.write(data, when)
             self.ring._add(stream, when, data, 0, size)
             return
         start = 0
@@ -1148,23 +1204,13 @@ class Capture:
         if target is not None:
             body = data if start == 0 and stop == len(data) else memoryview(data)[start:stop]
             if head:
-                target.write(body, when, head)
+                self.dropped += target.write(body, when, head)
             else:
-                target.write(body, when)
+                self.dropped += target.write(body, when)
         if head:
             self.ring._add(stream, when, head, 0, len(head))
         if stop > start:
             self.ring._add(stream, when, data, start, stop)
-
-    @property
-    def dropped(self) -> int:
-        """The bytes the targets dropped, together (one target for both streams
-        counted once). Asked for every program at each status: kept plain."""
-        stdout, stderr = self.stdout, self.stderr
-        total = 0 if stdout is None else stdout.dropped
-        if stderr is not None and stderr is not stdout:
-            total += stderr.dropped
-        return total
 
     @property
     def stderr_stream(self) -> str:
