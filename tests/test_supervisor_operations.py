@@ -1479,8 +1479,8 @@ def test_a_full_tmpfs_drops_and_counts_and_never_blocks_the_program(
 ) -> None:
     """About 1 MB into a 64 KiB tmpfs: the program finishes at once (its marker
     appears), what did not fit is counted, exactly (the bytes on disk plus those
-    dropped are all it wrote), ``ctl status`` says so, and the file holds only
-    whole lines."""
+    dropped are all it wrote), ``ctl status`` says so, the log says why once, and
+    the file holds only whole lines."""
     done = tmp_path / "done"
     # the supervisor holds the file open: killed before the unmount
     with mounted_tmpfs(tmp_path / "full", "64k", supervisors.kill_all) as full:
@@ -1513,6 +1513,11 @@ def test_a_full_tmpfs_drops_and_counts_and_never_blocks_the_program(
         found = numbers(log.read_bytes(), pad)
         assert found == list(range(1, len(found) + 1)), "the first lines, whole"
         assert supervisors.status("web").running
+        said = (
+            f"daemonctx: web's stdout: cannot write {log}: No space left on device; its"
+            " output is dropped (and counted) until it can (said once)\n"
+        )
+        assert log_text(supervisors).count(said) == 1, "why, said once (it was never said)"
 
 
 def test_a_pipe_nobody_reads_never_blocks_the_program_and_dropped_grows(
@@ -1576,6 +1581,18 @@ class Told:
         told.with_suffix(".tmp").rename(told)  # never read half written
         wait_for((self.directory / f"{name}.done-{k}").exists, what=f"{name}'s lines {k}")
         return b"%s %d %05d %s\n" % (name.encode(), k, count, b"x" * 30)
+
+
+def read_until(fd: int, end: bytes, timeout: float = 10) -> bytes:
+    """What a pipe gives until it ends with ``end``, within ``timeout`` s."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while not got.endswith(end):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {end!r} within {timeout} s: {got[-200:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            got += os.read(fd, 1 << 16)
+    return got
 
 
 def log_files(log: Path) -> dict[str, bytes]:
@@ -1715,6 +1732,55 @@ def test_stdout_and_stderr_on_one_file_with_two_tables_are_refused(
         " of one file shares its rotation: give them the same table\n"
     ), refused.stderr
     assert not log.exists() and not supervisors.log.exists(), "nothing started"
+
+
+def test_why_output_is_dropped_is_logged_once_and_so_is_its_end(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """stdout is a FIFO whose reader leaves: the lines are dropped (EPIPE), counted
+    in ``status`` and, the first time, logged with the reason (before, only the
+    count said anything); once a reader is back, that writing works again is logged,
+    once too."""
+    fifo = tmp_path / "web.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader: the FIFO may be opened
+    try:
+        supervisors.config(
+            {"web": {"command": [PY, "-c", ON_DEMAND, str(tmp_path)], "stdout": str(fifo)}}
+        )
+        supervisors.foreground()
+        told = Told(tmp_path)
+        line = told.write("web", 1)
+        assert read_until(reader, line).endswith(line)
+        os.close(reader)
+        reader = -1
+
+        told.write("web", 1)
+        dropped = wait_for(lambda: supervisors.status("web").dropped, what="lines dropped")
+        assert dropped == len(line)
+        said = (
+            f"daemonctx: web's stdout: cannot write {fifo}: Broken pipe; its output is"
+            " dropped (and counted) until it can (said once)\n"
+        )
+        wait_for(lambda: said in log_text(supervisors), what="the reason logged")
+        told.write("web", 1)
+        wait_for(lambda: supervisors.status("web").dropped == 2 * dropped, what="more dropped")
+        assert log_text(supervisors).count("cannot write") == 1
+        status = supervisors.ctl("status", "web").stdout
+        assert f"[{2 * dropped} bytes of output dropped]" in status, status
+
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader again
+        line = told.write("web", 1)
+        assert read_until(reader, line).endswith(line)
+        again = f"daemonctx: web's stdout: {fifo} written again\n"
+        wait_for(lambda: again in log_text(supervisors), what="its end logged")
+        assert read_until(reader, told.write("web", 1))
+        text = log_text(supervisors)
+        assert text.count("cannot write") == 1 and text.count("written again") == 1, text
+        assert supervisors.status("web").dropped == 2 * dropped
+    finally:
+        if reader >= 0:
+            os.close(reader)
 
 
 # Program a of the tests below: once b has filled the pipe, ten lines of 20 000

@@ -3352,6 +3352,7 @@ class _LogHandler(logging.Handler):
             except OSError:  # fd 2 closed: nowhere to write
                 pass
         self._target = target or Target(-1, "the supervisor's standard error")
+        self._target.says_drops = False  # its own drops are counted in its records
         self.setFormatter(logging.Formatter("%(asctime)s daemonctx: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -3430,6 +3431,7 @@ def _say_on_stderr(text: str) -> None:
     except OSError:
         return
     if target is not None:
+        target.says_drops = False  # nowhere else to say it
         target.write(text.encode(errors="backslashreplace"))
         target.close()
 

@@ -32,6 +32,7 @@ from collections import deque
 from typing import Callable, NamedTuple
 
 from .. import paths
+from ..errors import one_line
 from .config import LogFile
 
 __all__ = ["MAX_LINE", "Capture", "Line", "Ring", "Target"]
@@ -309,6 +310,7 @@ class Target:
     rotates: bool
     error: OSError | None  # the last error writing, rotating or reopening
     rotate_error: OSError | None  # why the last rotation failed, until one works: for status
+    says_drops: bool  # log why output is dropped (not for the supervisor's own log)
 
     def __init__(
         self,
@@ -323,6 +325,9 @@ class Target:
         self.what = what
         self._key: str | None = None  # its name in _shared, when it is shared
         self._users = [what]  # who writes it (``open(shared=True)``), first opener first
+        self.says_drops = True
+        self._said: set[int | None] = set()  # the errnos of the drops logged (once each)
+        self._failing: OSError | None = None  # a drop logged, until a write works again
         self.umask = umask  # for the files rotation and reopen create
         self.spec = spec
         self.path = spec.path if spec is not None else None
@@ -547,10 +552,46 @@ class Target:
         the bytes dropped (0: all of it went out).
 
         ``head``: complete lines to write before ``data``, in the same system call to a file
-        (``writev``: a line completed from two reads costs no copy of the second read)."""
+        (``writev``: a line completed from two reads costs no copy of the second read).
+
+        The first drop of each kind (errno) is logged, with its reason, and the next write
+        that works after it ("written again"): a full disk, a file made immutable, a pipe
+        whose reader left are said, not only counted; at most twice per kind."""
         dropped = self.dropped
         self._write(data, when, head)
-        return self.dropped - dropped
+        lost = self.dropped - dropped
+        if (lost or self._failing is not None) and self.says_drops:
+            self._say(lost)
+        return lost
+
+    def _say(self, lost: int) -> None:
+        """Log a drop of a kind not said yet, or that writing works again after one."""
+        if not lost:
+            self._failing = None
+            log.info("%s: %s written again", one_line(self.what), one_line(self._where()))
+            return
+        error = self.error
+        if error is self.rotate_error and error is not None:
+            return  # logged by _report, with what was done instead
+        kind = None if error is None else error.errno
+        if kind in self._said:
+            return
+        self._said.add(kind)
+        self._failing = error or OSError(errno.EBADF, "it is closed")
+        reason = _reason(self._failing)
+        if reason.startswith(f"{self.what}: "):  # "web's stdout: no process reads fd 1"
+            reason = reason[len(self.what) + 2 :]
+        log.info(
+            "%s: cannot write %s: %s; its output is dropped (and counted) until it can (said once)",
+            one_line(self.what),
+            one_line(self._where()),
+            one_line(reason),
+        )
+
+    def _where(self) -> str:
+        if self.path is not None:
+            return self.path
+        return {1: "standard output", 2: "standard error"}.get(self.inherit or 0, "its fd")
 
     def _write(self, data: bytes | memoryview, when: float | None, head: bytes) -> None:
         lane = self._lane
@@ -558,6 +599,8 @@ class Target:
         if (owner is not None and not owner._pay()) or (lane.rest and not self._pay(lane)):
             # a line cut short (ours, another target's on the same file, or one that a
             # target closed since left there) comes first
+            if owner is not None and owner is not self:
+                self.error = owner.error
             self.dropped += len(head) + len(data)
             if self.timestamps:
                 self.dropped += self._stamp_size(head) + self._stamp_size(data)
