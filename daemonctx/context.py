@@ -273,6 +273,7 @@ class DaemonContext:
         self._is_open = False
         self._handoff: Handoff | None = None
         self._ready = False
+        self._stopping = False  # STOPPING=1 sent: close() does not send it again
         self._pidfile_entered: Any = None
         self._opener: int | None = None  # the pid that opened it: close() is that process's
         # In the daemon: WATCHDOG_PID's (launcher's, daemon's) when open() moved it.
@@ -322,6 +323,7 @@ class DaemonContext:
         if self._is_open:
             return
         self._ready = False  # opened again after close(): a new start, to report again
+        self._stopping = False
         self._handoff = None
         plan = self._preflight()
         detach = self.detach_process
@@ -402,6 +404,16 @@ class DaemonContext:
         handoff = self._handoff
         if handoff is not None and not self._ready and handoff.write_fd is not None:
             handoff.send_step(what.encode("utf-8", "surrogateescape"))
+
+    def notify_stopping(self) -> None:
+        """Tell the service manager the daemon begins its shutdown (``STOPPING=1``),
+        for a shutdown that takes a while; ``close()`` then does not say it again.
+        Harmless without ``NOTIFY_SOCKET``, when called again, or in a forked worker."""
+        if self._stopping or not self._is_open or os.getpid() != self._opener:
+            return
+        self._stopping = True
+        if "NOTIFY_SOCKET" in os.environ:
+            _notify("STOPPING=1")
 
     def notify_ready_on_exec(self) -> None:
         """Make a successful ``os.exec*()`` from the daemon count as ready.
@@ -647,8 +659,7 @@ class DaemonContext:
         if not self._is_open:
             return
         if os.getpid() == self._opener:
-            if "NOTIFY_SOCKET" in os.environ:
-                _notify("STOPPING=1")
+            self.notify_stopping()
             self._release_pidfile()
             if self._handoff is not None:
                 self._handoff.send_left()  # closing before ready: the launcher reports it

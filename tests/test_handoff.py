@@ -367,6 +367,27 @@ def test_foreground_daemon_sends_ready_itself(
     assert proc.wait(10) == 0
 
 
+def test_notify_stopping_at_the_start_of_a_shutdown_is_not_repeated_at_close(
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    """A daemon with a long shutdown says STOPPING=1 when it begins; close() then
+    does not send a second one (the supervisor's --foreground run sent two)."""
+    sock, address = notify_socket
+    code = (
+        "from daemonctx import DaemonContext, notify\n"
+        "with DaemonContext(detach_process=False) as context:\n"
+        "    context.notify_stopping()\n"
+        "    context.notify_stopping()\n"
+        "    notify(STATUS='draining')\n"
+    )
+    run_script(code, env={**os.environ, "NOTIFY_SOCKET": address})
+    heard = [_receive(sock) for _ in range(3)]
+    assert heard == [["READY=1"], ["STOPPING=1"], ["STATUS=draining"]]
+    sock.setblocking(False)  # the daemon has exited: all it sent is queued
+    with pytest.raises(BlockingIOError):
+        sock.recv(4096)
+
+
 def test_notify_sends_fields(notify_socket: tuple[socket.socket, str]) -> None:
     sock, address = notify_socket
     code = (

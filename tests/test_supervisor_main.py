@@ -610,36 +610,43 @@ def test_under_systemd_a_boot_that_ends_says_why_in_its_last_status(
     """``systemctl status`` of a unit whose start failed showed "1 stopping, 1
     stopped": its STATUS= now starts with why (a program's failed start; or,
     stopped by systemd's start timeout, what the start still waited for, which
-    the log says too)."""
+    the log says too), and ends with the state it left: nothing "stopping" (that
+    was sent after the loop had ended, so never). STOPPING=1 is sent once (the
+    supervisor's DaemonContext sent it again at its close)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     address = str(supervisors.tmp_path / "notify.sock")
     listener.bind(address)
     listener.settimeout(10)
     try:
         web = (
-            {"command": ["/bin/sh", "-c", "exit 3"], "ready": 2}
+            {"command": ["/bin/sh", "-c", "exit 3"], "ready": 2, "after": ["db"]}
             if how == "failed"
             else {"command": ["/bin/sleep", "1000"], "ready": "notify"}
         )
-        supervisors.config({"db": {"command": ["/bin/sleep", "1000"]}, "web": web})
+        db = {"command": ["/bin/sleep", "1000"], **({"ready": 0.3} if how == "failed" else {})}
+        supervisors.config({"db": db, "web": web})
         supervisors.env["NOTIFY_SOCKET"] = address
         proc = supervisors.foreground(booted=False)
         if how == "stopped":
             supervisors.wait_state("web", "starting")
             proc.send_signal(signal.SIGTERM)  # systemd's TimeoutStartSec=
         proc.wait(20)
-        statuses = []
+        messages: list[str] = []
         listener.settimeout(0)
         with contextlib.suppress(BlockingIOError):
             while True:
-                message = listener.recv(4096).decode()
-                statuses += [m for m in message.split("\n") if m.startswith("STATUS=")]
+                messages += listener.recv(4096).decode().split("\n")
+        statuses = [m for m in messages if m.startswith("STATUS=")]
         why = (
             "web failed to start: exited 3"
             if how == "failed"
             else "stopped while waiting for web (starting)"
         )
+        left = "1 stopped, 1 failed" if how == "failed" else "2 stopped"
         assert statuses and statuses[-1].startswith(f"STATUS={why}"), statuses
+        assert statuses[-1].endswith(f"; {left}"), statuses
+        assert messages.count("STOPPING=1") == 1, messages
+        assert messages.index("STOPPING=1") < messages.index(statuses[-1]), messages
         if how == "stopped":
             assert "the start was still waiting for web (starting)" in supervisors.log.read_text()
     finally:

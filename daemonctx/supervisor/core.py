@@ -1241,7 +1241,10 @@ class Supervisor:
         self._phase = "shutdown"
         for instance in self.instances.values():  # nothing starts again, whatever ends
             instance.machine.ending = True
-        _notify_systemd("STOPPING=1")
+        if self._daemon is not None:  # its close() then does not send it again
+            self._daemon.notify_stopping()
+        else:
+            _notify_systemd("STOPPING=1")
         for waiter in self._waiters:
             waiter.finish()
         self._waiters.clear()
@@ -1301,9 +1304,10 @@ class Supervisor:
         self._phase = "done"
         log.info("every program is stopped; exiting with status %d", self.exit_status)
         assert self._loop is not None
-        if self._summary_timer is not None:  # the last one, before the loop ends
+        if self._summary_timer is not None:
             self._loop.cancel(self._summary_timer)
-            self._send_summary()
+        if "NOTIFY_SOCKET" in os.environ:  # the state it leaves (none "stopping"), now:
+            self._send_summary()  # a summary scheduled from here on would never run
         self._loop.stop()
 
     # -- events in, actions out ------------------------------------------------------------
@@ -2367,7 +2371,11 @@ class Supervisor:
         ping()
 
     def _schedule_summary(self) -> None:
-        if "NOTIFY_SOCKET" not in os.environ or self._summary_timer is not None:
+        if (
+            "NOTIFY_SOCKET" not in os.environ
+            or self._summary_timer is not None
+            or self._phase == "done"  # _finish sent the last one; the loop has ended
+        ):
             return
         loop = self._loop
         assert loop is not None
