@@ -12,12 +12,14 @@ import math
 import os
 import pickle
 import pwd
+import re
 import signal
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Supervisors
 
 from daemonctx.errors import DaemonError
 from daemonctx.supervisor.config import (
@@ -625,8 +627,9 @@ def test_every_foreign_name_points_at_a_key_we_have() -> None:
             if instead.startswith("here: ") and not instead.startswith("here: daemonctx "):
                 first = instead.removeprefix("here: ").split()[0].rstrip(",")
                 table = keys
-                if first == "[supervisor]":  # a key of that table
-                    first, table = instead.split()[2], SUPERVISOR_KEYS
+                if first in ("[supervisor]", "[defaults]"):  # a key of that table
+                    table = SUPERVISOR_KEYS if first == "[supervisor]" else PROGRAM_KEYS
+                    first = instead.split()[2]
                 assert first in table, (name, instead)
 
 
@@ -1285,3 +1288,121 @@ def test_the_documented_api_forms_run_and_type_check() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _doc_table_rows(page: str, header: str, count: int = 1) -> list[tuple[str, str]]:
+    """The (first column, second column) rows of the first ``count`` tables of
+    ``docs/PAGE`` whose header line starts with ``header``; the first column
+    without its remarks in parentheses."""
+    from conftest import ROOT
+
+    lines = (ROOT / "docs" / page).read_text().splitlines()
+    rows: list[tuple[str, str]] = []
+    starts = [i for i, line in enumerate(lines) if line.startswith(header)][:count]
+    assert len(starts) == count, (page, header)
+    for start in starts:
+        for line in lines[start + 2 :]:
+            if not line.startswith("|"):
+                break
+            first, second = line.strip("|").split(" | ", 1)
+            rows.append((re.sub(r"\([^)]*\)", "", first), second))  # not "(default `zdsock`)"
+    return rows
+
+
+def _foreign_names_in_docs() -> list[tuple[str, str, str, str]]:
+    """(whose, where: "program", "supervisor" or "table", name, what the doc says
+    instead) for every directive, key or table that the 'coming from' pages map."""
+    names = []
+    for first, second in _doc_table_rows("coming-from-systemd.md", "| systemd | daemonctx |"):
+        for span in re.findall(r"`([^`]+)`", first):
+            match = re.match(r"(?:\[\w+\] )?([A-Z]\w+)=", span)
+            if match:
+                names.append(("systemd", "program", match.group(1), second))
+    rows = _doc_table_rows("coming-from-supervisord.md", "| supervisord | daemonctx |", 2)
+    for first, second in rows:
+        where = "program"  # "`[supervisord] loglevel`, `silent`": keys of [supervisord]
+        for span in re.findall(r"`([^`]+)`", first):
+            table = re.fullmatch(r"\[([\w:-]+)\](?: (\w+))?.*", span)
+            if table:
+                names.append(("supervisord", "table", table.group(1), second))
+                if table.group(1) in ("supervisord", "unix_http_server") and table.group(2):
+                    where = "supervisor"
+                    names.append(("supervisord", where, table.group(2), second))
+                continue
+            name = span.split("=")[0].strip()
+            if re.fullmatch(r"[a-z]\w*[a-z]", name):
+                names.append(("supervisord", where, name, second))
+                if name.startswith("stdout_") and "`stderr_` twins" in first:
+                    twin = "stderr_" + name.removeprefix("stdout_")
+                    names.append(
+                        ("supervisord", "program", twin, second.replace("stdout", "stderr"))
+                    )
+    for first, second in _doc_table_rows("coming-from-zdaemon.md", "| zdaemon (`<runner>` key"):
+        for span in re.findall(r"`([^`]+)`", first):
+            if re.fullmatch(r"[a-z][\w-]*", span):
+                names.append(("zdaemon", "program", span, second))
+    return names
+
+
+def test_every_name_the_coming_from_pages_map_gets_a_hint_in_its_error(shop: Path) -> None:
+    """docs/coming-from-*.md's tables map systemd's directives and supervisord's and
+    zdaemon's keys to ours; written in our file, each is named in the error with
+    what to write (StandardOutput, ExecReload, KillMode, WantedBy... said only
+    "unknown key"). A "here: KEY" hint names a key the doc's row names too."""
+    said: dict[tuple[str, str, str], str] = {}  # a name in several rows: all they say
+    for whose, where, name, instead in _foreign_names_in_docs():
+        said[whose, where, name] = said.get((whose, where, name), "") + instead
+    assert len(said) > 90
+    checked = set()
+    for (whose, where, name), instead in said.items():
+        if name in {"program": PROGRAM_KEYS, "supervisor": SUPERVISOR_KEYS}.get(where, {}):
+            continue  # ours too: `user`, `directory`, `umask`, `pidfile`, ...
+        if where == "table":
+            text = SUPERVISOR + WEB + f"[{name}]\n"
+            if ":" in name:  # [program:x]: no TOML, and the error says whose it is
+                message = str(error_of(shop, text))
+                assert message.endswith(f"(this looks like {whose}'s INI: daemonctx reads TOML,"
+                                        " see 'coming from' in its docs)"), message  # fmt: skip
+                continue
+            prefix = f"shop.toml: [{name}] unknown table ({whose}'s; "
+        elif where == "supervisor":
+            text = SUPERVISOR + f'{name} = "x"\n' + WEB
+            prefix = f"shop.toml: [supervisor] {name}: unknown key ({whose}'s; "
+        else:
+            text = SUPERVISOR + WEB + f'{name} = "x"\n'
+            prefix = f"shop.toml: [program.web] {name}: unknown key ({whose}'s; "
+        message = str(error_of(shop, text))
+        assert message.startswith(prefix) and message.endswith(")"), (name, message)
+        hint = message.removeprefix(prefix)[:-1]
+        if hint.startswith("here: ") and not hint.startswith("here: daemonctx "):
+            first = hint.split()[1].rstrip(",")
+            assert first in instead, (name, hint, instead)
+        checked.add(name)
+    for name in ("StandardOutput", "ExecReload", "KillMode", "WantedBy", "stderr_syslog"):
+        assert name in checked
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ('StandardOutput = "append:/var/log/web.log"',
+         'systemd\'s; here: stdout = "FILE", "null" or "inherit" (the journal)'),
+        ('ExecReload = "/bin/kill -HUP $MAINPID"',
+         "systemd's; here: daemonctx ctl signal HUP NAME"),
+        ('WantedBy = "multi-user.target"', "systemd's; here: autostart = true, the default"),
+    ],
+)  # fmt: skip
+def test_supervise_names_a_systemd_directive_and_what_to_write(
+    supervisors: Supervisors, line: str, hint: str
+) -> None:
+    """The tester's repro: `daemonctx supervise` on a file with a directive that
+    coming-from-systemd.md maps refuses it in one line saying what to write."""
+    supervisors.config({"web": {"command": ["/bin/true"]}})
+    with supervisors.config_path.open("a") as file:
+        file.write(line + "\n")
+    result = supervisors.supervise("--foreground")
+    name = line.split()[0]
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"daemonctx: error: {supervisors.config_path}: [program.web] {name}: unknown key ({hint})\n"
+    )

@@ -201,6 +201,11 @@ _FOREIGN_PROGRAM_KEYS = {
     "stderr_logfile_maxbytes": ("supervisord", "here: stderr = { path = ..., max_bytes = N }"),
     "stdout_logfile_backups": ("supervisord", "here: stdout = { path = ..., backups = N }"),
     "stderr_logfile_backups": ("supervisord", "here: stderr = { path = ..., backups = N }"),
+    **{
+        f"{stream}_{key}": ("supervisord", "none here")
+        for stream in ("stdout", "stderr")
+        for key in ("capture_maxbytes", "events_enabled", "syslog")
+    },
     "ExecStart": ("systemd", "here: command = [PATH, ARG...]"),
     "Type": ("systemd", 'here: ready = "started" or "notify", or pidfile for forking'),
     "Restart": ("systemd", 'here: restart = "always", "on-failure" or "never"'),
@@ -224,6 +229,22 @@ _FOREIGN_PROGRAM_KEYS = {
     "LimitCORE": ("systemd", 'here: limits = { core = "infinity" }'),
     "LimitNPROC": ("systemd", "here: limits = { nproc = N }"),
     "LimitMEMLOCK": ("systemd", "here: limits = { memlock = N }"),
+    "StandardOutput": ("systemd", 'here: stdout = "FILE", "null" or "inherit" (the journal)'),
+    "StandardError": ("systemd", 'here: stderr = "FILE", "stdout", "null" or "inherit"'),
+    "KillMode": ("systemd", "none here: always control-group"),
+    "ExecReload": ("systemd", "here: daemonctx ctl signal HUP NAME"),
+    "ExecStartPre": (
+        "systemd",
+        'none here: a program with ready = "exited" that this one is after',
+    ),
+    "ExecStartPost": ("systemd", "none here"),
+    "ExecStop": ("systemd", "none here: stop_signal, or stop = [SIGNAL, SECONDS, ...]"),
+    "ExecStopPost": ("systemd", "none here"),
+    "OnFailure": ("systemd", "here: on_failure = [PATH, ARG...], a command"),
+    "WantedBy": ("systemd", "here: autostart = true, the default"),
+    "DefaultTimeoutStopSec": ("systemd", "here: [defaults] stop_timeout"),
+    "MemoryMax": ("systemd", "none per program: set it on the supervisor's own unit"),
+    "CPUQuota": ("systemd", "none per program: set it on the supervisor's own unit"),
     "env_file": ("compose", "here: environment_file"),
     "After": ("systemd", "here: after = [NAMES]"),
     "Requires": ("systemd", "here: after = [NAMES]"),
@@ -235,6 +256,13 @@ _FOREIGN_PROGRAM_KEYS = {
     "start-test-program": ("zdaemon", 'here: ready = "notify", or ready = SECONDS'),
     "socket-name": ("zdaemon", "here: [supervisor] control"),
     "hang-around": ("zdaemon", "none here: the supervisor stays until ctl shutdown"),
+    "daemon": ("zdaemon", "here: daemonctx supervise detaches by default; --foreground does not"),
+    "start-timeout": ("zdaemon", "here: start_timeout"),
+    "stop-timeout": ("zdaemon", "here: stop_timeout"),
+    "logfile": ("zdaemon", "none needed here: ctl tail NAME reads the output the supervisor keeps"),
+    **dict.fromkeys(
+        ("python", "zdrun", "default-to-interactive", "prompt"), ("zdaemon", "none here")
+    ),
 }
 _FOREIGN_SUPERVISOR_KEYS = {
     "logfile": ("supervisord", "here: log"),
@@ -246,6 +274,28 @@ _FOREIGN_SUPERVISOR_KEYS = {
     "socket-name": ("zdaemon", "here: control"),
     "hang-around": ("zdaemon", "none here: the supervisor stays until ctl shutdown"),
     "serverurl": ("supervisord", "here: daemonctx ctl --control SOCK"),
+    "username": ("supervisord", "none here: the kernel names who connects; see control_group"),
+    "password": ("supervisord", "none here: the kernel names who connects; see control_group"),
+    # Keys of [program.NAME] too: what supervisord's [supervisord] meant comes first.
+    "user": ("supervisord", "none here: run supervise as that user; a program's: its user"),
+    "environment": (
+        "supervisord",
+        "none here: programs inherit the supervisor's environment ([defaults] environment)",
+    ),
+    **dict.fromkeys(
+        (
+            "loglevel",
+            "logfile_maxbytes",
+            "logfile_backups",
+            "childlogdir",
+            "minprocs",
+            "nocleanup",
+            "identifier",
+            "strip_ansi",
+            "silent",
+        ),
+        ("supervisord", "none here"),
+    ),
 }
 _FOREIGN_TABLES = {
     "unix_http_server": ("supervisord", "here: [supervisor] control"),
@@ -253,6 +303,10 @@ _FOREIGN_TABLES = {
     "supervisorctl": ("supervisord", "here: daemonctx ctl --config FILE"),
     "include": ("supervisord", 'here: [supervisor] include = ["conf.d/*.toml"]'),
     "runner": ("zdaemon", "here: [supervisor] and [program.NAME]"),
+    "supervisord": ("supervisord", "here: [supervisor]"),
+    "Unit": ("systemd", "here: [program.NAME], its after"),
+    "Service": ("systemd", "here: [program.NAME]"),
+    "Install": ("systemd", "here: [program.NAME], its autostart"),
 }
 
 
@@ -268,8 +322,9 @@ def _hint(word: str, choices: Iterable[str], foreign: Mapping[str, tuple[str, st
 # A file another supervisor reads, given as ours: said after the TOML error
 # (compiled then: not at every start).
 _FOREIGN_FILE = (
-    r"^\s*(?:\[(?P<ini>program:|supervisord\]|unix_http_server\]|group:|eventlistener:)"
-    r"|(?P<zconfig><runner>))"
+    r"^\s*(?:\[(?P<ini>program:|supervisord\]|unix_http_server\]|group:|eventlistener:"
+    r"|fcgi-program:|rpcinterface:)"
+    r"|(?P<zconfig><runner>)|(?P<unit>\[(?:Unit|Service|Install)\]\s*$))"
 )
 
 
@@ -291,7 +346,11 @@ def _foreign_file(text: str) -> str:
     match = re.search(_FOREIGN_FILE, text, re.MULTILINE)
     if match is None:
         return ""
-    whose = "supervisord's INI" if match.group("ini") else "zdaemon's ZConfig"
+    whose = "zdaemon's ZConfig"
+    if match.group("ini"):
+        whose = "supervisord's INI"
+    elif match.group("unit"):
+        whose = "a systemd unit"
     return f" (this looks like {whose}: daemonctx reads TOML, see 'coming from' in its docs)"
 
 
@@ -1446,7 +1505,8 @@ def _check_table(
         if name not in keys:
             if foreign is None:
                 foreign = _FOREIGN_PROGRAM_KEYS if program else _FOREIGN_SUPERVISOR_KEYS
-            hint = _elsewhere(name, keys) or _hint(name, keys, foreign)
+            hint = _hint(name, keys, foreign) if name in foreign else ""
+            hint = hint or _elsewhere(name, keys) or _hint(name, keys, foreign)
             raise ConfigError(file, where, name, f"unknown key{hint}", program)
     for key in keys.values():
         if key.required and key.name not in table:
