@@ -50,8 +50,10 @@ _prog = "daemonctx"  # for warnings: the program run_command runs
 
 
 def say(line: str) -> bool:
-    """Print a line for the user; a closed stdout must not fail a command that worked.
-    False when it could not be written (the pipe's reader exited)."""
+    """Print a line for the user. False when its reader has gone (EPIPE: ``| head
+    -1``), which ends a listing quietly, as tail(1); any other write error (a full
+    disk, EIO) raises ``CommandError`` ("write error: No space left on device"):
+    output a script saves must not be lost with exit 0."""
     try:
         print(line, flush=True)
     except UnicodeEncodeError:  # a path or command line that is not text (b"\xff"), and a
@@ -59,17 +61,23 @@ def say(line: str) -> bool:
         try:
             sys.stdout.buffer.write(os.fsencode(line) + b"\n")
             sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            _discard_stdout()
+        except (UnicodeError, AttributeError):
             return False
-        except (OSError, UnicodeError, AttributeError):
-            return False
-    except BrokenPipeError:
-        _discard_stdout()
-        return False
-    except OSError:
-        return False
+        except OSError as exc:
+            return _write_failed(exc)
+    except OSError as exc:
+        return _write_failed(exc)
     return True
+
+
+def _write_failed(exc: OSError) -> bool:
+    """After a failed write to stdout: False for EPIPE, else ``CommandError``. Either
+    way fd 1 becomes /dev/null, so the flush at exit cannot fail again ("Exception
+    ignored ...", exit 120)."""
+    _discard_stdout()
+    if isinstance(exc, BrokenPipeError):
+        return False
+    raise CommandError(f"write error: {exc.strerror or exc}") from None
 
 
 def _discard_stdout() -> None:
@@ -85,8 +93,13 @@ def _discard_stdout() -> None:
 
 
 def say_started(name: str, pid: int) -> None:
-    """What a start prints once the daemon is up: "started app (pid 4242)"."""
-    say(f"started {name} (pid {pid})")
+    """What a start prints once the daemon is up: "started app (pid 4242)". A write
+    error is a warning only: the daemon runs, and a start that fails leaves nothing
+    running."""
+    try:
+        say(f"started {name} (pid {pid})")
+    except CommandError as exc:
+        warn(f"{exc} (started {name}, pid {pid})")
 
 
 def run_command(prog: str, handler: Callable[[], int]) -> int:

@@ -450,7 +450,11 @@ class Service:
         action = args.action
         if action == "status":
             found = self.status()
-            say(found.message(self.display_name))
+            try:
+                say(found.message(self.display_name))
+            except CommandError as exc:  # not shown: LSB's "status unknown", not 1 ("dead")
+                exc.exit_code = 4
+                raise
             return found.exit_code
         if action in ("force-reload", "try-restart"):
             # LSB: restart (or reload) only what runs; nothing to do is success

@@ -670,6 +670,40 @@ def test_an_answer_nobody_reads_is_no_error(tracker: Tracker, unbuffered: bool) 
     assert (result.returncode, result.stderr) == (3, "")
 
 
+def test_an_answer_that_cannot_be_written_is_an_error_but_a_start_stands(
+    tracker: Tracker,
+) -> None:
+    """``daemonctx status > /dev/full`` (a full disk) exited with the daemon's
+    status and printed nothing: now one line, as tail(1)'s, and LSB's "status
+    unknown", 4. A start whose line cannot be written has started its daemon: a
+    warning, exit 0 (exit 1 would be a failed start that left it running)."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        with open("/dev/full", "w") as full:
+            return subprocess.run(
+                [*tracker.command(), *args],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=tracker.env,
+                timeout=30,
+            )
+
+    error = "daemonctx: error: write error: No space left on device\n"
+    started = run("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    pid = tracker.add(int(Path(tracker.pidfile).read_text()))
+    assert (started.returncode, started.stderr) == (
+        0,
+        f"daemonctx: warning: write error: No space left on device (started app, pid {pid})\n",
+    )
+    assert pid_alive(pid)
+    status = run("status", "--pidfile", tracker.pidfile)
+    assert (status.returncode, status.stderr) == (4, error)
+    stopped = run("stop", "--pidfile", tracker.pidfile)
+    assert (stopped.returncode, stopped.stderr) == (1, error)
+    assert not pid_alive(pid)
+
+
 # -- stale pidfiles, reused pids and start-stop-daemon ----------------------------------
 
 

@@ -2338,6 +2338,44 @@ def test_tail_follow_into_a_file_or_a_terminal_goes_on(
             os.close(writer)
 
 
+@pytest.mark.parametrize("where", ["/dev/full", "a full disk"])
+def test_tail_into_a_file_it_cannot_write_fails_saying_why(
+    supervisors: Supervisors, tmp_path: Path, where: str
+) -> None:
+    """``ctl tail web > saved.txt`` on a full disk saved nothing and exited 0, and
+    ``ctl tail -f`` ended at once with 0: a script that saves a crashed program's
+    output believed it had. Now one line, as tail(1)'s, and exit 1; ``status``
+    too (exit 4). Only a reader gone (EPIPE) ends quietly: the tests above."""
+    ticker = 'i=0; while :; do i=$((i+1)); echo "tick $i"; sleep 0.05; done'
+    supervisors.config({"tick": {"command": ["/bin/sh", "-c", ticker], "stdout": "null"}})
+    supervisors.foreground()
+    wait_for(lambda: "tick 2" in supervisors.ctl("tail", "tick").stdout, what="its lines")
+    full = tmp_path / "full"
+
+    def check() -> None:
+        target = Path("/dev/full") if where == "/dev/full" else full / "saved.txt"
+        # status: 4, LSB's "status unknown" (its 1 means "dead, pidfile left")
+        for args, code in (
+            (["tail", "tick", "-n", "5"], 1),
+            (["tail", "-f", "tick"], 1),
+            (["status"], 4),
+        ):
+            with open(target, "w") as out:
+                proc = supervisors.ctl_popen(*args, stdout=out)
+            _out, err = proc.communicate(timeout=20)  # tail -f too: at its first line
+            assert (proc.returncode, err) == (
+                code,
+                "daemonctx: error: write error: No space left on device\n",
+            ), args
+
+    if where == "/dev/full":
+        check()
+        return
+    with mounted_tmpfs(full, "64k"):
+        fill_up(full)
+        check()
+
+
 def test_tail_of_a_program_with_instances_names_them(supervisors: Supervisors) -> None:
     """``ctl tail web`` when web runs as web:0 and web:1: refused, 2, naming the
     instances to choose from (it said only "name one program instance")."""

@@ -283,7 +283,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         found = control.ServiceStatus(args.pidfile, control.ServiceState.UNKNOWN, reason=str(exc))
     else:
         found = control.status(pidfile)
-    say(found.message(name))
+    try:
+        say(found.message(name))
+    except CommandError as exc:  # not shown: LSB's "status unknown", not 1 ("dead")
+        exc.exit_code = 4
+        raise
     return found.exit_code
 
 
