@@ -1339,6 +1339,7 @@ def test_logrotate_move_and_reopen_loses_no_line(
     else:
         reopened = supervisors.ctl("reopen", "web")
         assert reopened.returncode == 0, reopened
+        assert "reopen: log files reopened" in log_text(supervisors)  # its outcome too
     wait_for(lambda: log.exists() and log.stat().st_size > size, what="the new web.log to fill")
     assert not done.exists(), "the program was still writing"
     stop.touch()
@@ -2529,21 +2530,36 @@ def test_tail_follow_ends_when_a_reload_removes_the_program(
     assert err == "daemonctx: web was removed (ctl reload): no more output to follow\n", err
 
 
+@pytest.mark.parametrize("how", ["ctl reopen", "SIGHUP"])
 def test_reopen_says_in_one_line_which_file_it_cannot_reopen(
-    supervisors: Supervisors, tmp_path: Path
+    supervisors: Supervisors, tmp_path: Path, how: str
 ) -> None:
     """``ctl reopen`` after the log's directory was removed: one line naming the
-    program's file, as a start's error does, without Python's ``[Errno 2]``."""
+    program's file, as a start's error does, without Python's ``[Errno 2]``. The
+    supervisor's log says it once, for ``ctl reopen`` too (it said nothing), and
+    not "cannot reopen: cannot reopen ..." then "SIGHUP: log files reopened"."""
     logs = tmp_path / "logs"
     logs.mkdir()
     supervisors.config({"web": {"command": [SLEEP, "1000"], "stdout": str(logs / "web.log")}})
-    supervisors.foreground()
+    proc = supervisors.foreground()
     shutil.rmtree(logs)
-    result = supervisors.ctl("reopen")
-    assert result.returncode == 1, result
-    assert result.stderr == (
-        f"daemonctx: error: cannot reopen web's stdout {logs}/web.log: no such directory {logs}\n"
-    ), result.stderr
+    error = (
+        f"cannot reopen web's stdout {logs}/web.log: no such directory {logs}"
+        " (the file open before stays in use)"
+    )
+    by = "reopen" if how == "ctl reopen" else "SIGHUP"
+    if how == "ctl reopen":
+        result = supervisors.ctl("reopen")
+        assert (result.returncode, result.stderr) == (1, f"daemonctx: error: {error}\n"), result
+    else:
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: error in log_text(supervisors), what="the failed reopen in the log")
+        assert supervisors.ctl("ping").returncode == 0  # the loop is past the handler
+    said = [line.split(" daemonctx: ", 1)[1] for line in log_text(supervisors).splitlines()]
+    assert [line for line in said if "cannot reopen" in line] == [f"{by}: {error}"], said
+    assert not [line for line in said if "reopened" in line], said
+    fds = [os.readlink(fd) for fd in Path(f"/proc/{proc.pid}/fd").iterdir()]
+    assert f"{logs}/web.log (deleted)" in fds, "web's output goes on into the file it had"
 
 
 # -- why ----------------------------------------------------------------------------------

@@ -349,7 +349,8 @@ class Instance:
                 try:
                     target.reopen()
                 except OSError as exc:  # "cannot reopen web's stdout /x/web.log: no such ..."
-                    errors.append(f"cannot reopen {_open_error(exc)}")
+                    kept = " (the file open before stays in use)" if target.path else ""
+                    errors.append(f"cannot reopen {_open_error(exc)}{kept}")
         return errors
 
     @property
@@ -2402,11 +2403,19 @@ class Supervisor:
 
     def _on_hangup(self, signum: int) -> None:
         """SIGHUP or SIGUSR2: reopen the programs' log files (logrotate's postrotate)."""
+        self._reopen(list(self.instances.values()), signal_name(signum))
+
+    def _reopen(self, instances: list[Instance], by: str) -> list[str]:
+        """Reopen the log files of ``instances`` for ``by`` (a signal, ``ctl reopen``);
+        the log says what happened, once: each file that could not be reopened, or
+        that they were. The errors, one line each."""
         seen: set[int] = set()  # a file several instances write is reopened once
-        for instance in self.instances.values():
-            for error in instance.reopen_outputs(seen):
-                log.info("cannot reopen: %s", error)
-        log.info("%s: log files reopened", signal_name(signum))
+        errors = [error for instance in instances for error in instance.reopen_outputs(seen)]
+        for error in errors:
+            log.info("%s: %s", by, error)
+        if not errors:
+            log.info("%s: log files reopened", by)
+        return errors
 
     def _on_unexpected(self, signum: int) -> None:
         """A signal whose default action would kill us (and, through the guard,
@@ -2421,8 +2430,7 @@ class Supervisor:
 
     def _command_reopen(self, request: Request, respond: Callable[[bytes], None]) -> None:
         instances = self._names(request, False)
-        seen: set[int] = set()  # a file several instances write is reopened once
-        errors = [error for instance in instances for error in instance.reopen_outputs(seen)]
+        errors = self._reopen(instances, "reopen")
         if errors:
             raise _Refused(protocol.FAILED, "; ".join(errors))
         respond(protocol.encode_result(request.id, self._infos(instances)))
