@@ -145,8 +145,8 @@ class StopResult:
     (``pidfile_warning()``: the line). ``others`` are the processes that
     still held the daemon's lock after it (its children), stopped too; when the
     daemon itself had exited, ``pid`` is None and only ``others`` were stopped.
-    ``session`` are the other processes of the daemon's own session (its workers,
-    which need not hold the lock), stopped with it.
+    ``session`` are the other processes of the daemon's own session that descend
+    from it (its workers, which need not hold the lock), stopped with it.
     """
 
     path: str
@@ -556,12 +556,13 @@ def stop(
     """Stop the daemon behind ``pidfile`` and wait until nothing of it runs.
 
     Sends ``signal`` to the process the pidfile names and to the other processes
-    of its session when the session is the daemon's own (its workers), waits for
+    of its session that descend from it when the session is the daemon's own (its
+    workers; not another daemon's, see ``identity.stop_daemon``), waits for
     their exit, then sends it to every process that still holds the pidfile's lock
     (children that inherited it); after ``timeout`` seconds in all, SIGKILL to what
     remains. ``retry`` replaces the three: start-stop-daemon's schedule, ((signal,
     seconds), ...) as ``signals.parse_retry`` reads ``TERM/30/QUIT/5/KILL/5``.
-    Only processes proven to hold the lock or to be in that session are signalled,
+    Only processes proven to hold the lock or to be such workers are signalled,
     each through a pidfd (see ``identity.stop_daemon``). Then removes the pidfile
     if nobody holds its lock (an exec'd program cannot remove it itself). A daemon
     that is not running is not an error (LSB): the result has ``pid=None``, and a

@@ -369,7 +369,10 @@ class Stopped:
 # A session's id is its leader's pid, and Linux frees that pid only once no
 # process is left in the session (free_pid waits for every PIDTYPE_SID link): so
 # while one process known to be in the session is still unreaped, the number
-# names that very session, and whoever /proc shows in it is a member.
+# names that very session, and whoever /proc shows in it is a member. Only members
+# that descend from the daemon are its workers: a session also holds a dead shell's
+# other jobs (two daemons started by one script), or a helper the entrypoint started
+# before it exec'd the daemon, which holds a pidfile lock of its own.
 
 
 def _attached(pidfd: int) -> bool:
@@ -420,13 +423,73 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
-def _session_members(session: int, known: dict[int, int], skip: set[int]) -> dict[int, int] | None:
+def _other_pidfile(pid: int, ours: set[FileKey]) -> bool:
+    """Whether ``pid`` holds a lock the daemon does not (not in ``ours``) on a file
+    that names a pid: another daemon's pidfile (or we may not look: not ours either)."""
+    held = procfs.held_locks(pid)
+    if held is None:
+        return True
+    for name, key in held:
+        if key in ours:
+            continue
+        try:
+            fd = os.open(f"/proc/{pid}/fd/{name}", _REOPEN_FLAGS)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and procfs.file_key(st) == key and _pidfile._pid_in(fd):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
+_MAX_DEPTH = 256  # ancestors looked at between a process and the daemon
+
+
+def _descends(pid: int, roots: dict[int, int], ours: set[FileKey]) -> bool:
+    """Whether ``pid`` descends from one of ``roots`` (pid: pidfd; the main process and
+    members proven), its parent or a parent's parent being one, and neither it nor
+    any process between holds another daemon's pidfile lock (``_other_pidfile``).
+
+    A process whose parent exited (reparented to init or a subreaper) descends from
+    nobody here: a dead shell's other jobs are such. Each parent link is read
+    again after the walk: unchanged, it was that process's parent throughout (a
+    parent's exit reparents its children before its pid can be reused); and the
+    root is then seen unreaped, so its pid named it."""
+    links: list[tuple[int, int]] = []
+    current = pid
+    for _ in range(_MAX_DEPTH):
+        if _other_pidfile(current, ours):
+            return False
+        parent = procfs.parent_pid(current)
+        if parent is None or parent <= 0:
+            return False
+        links.append((current, parent))
+        if parent in roots:
+            break
+        if parent == 1:
+            return False
+        current = parent
+    else:
+        return False
+    if any(procfs.parent_pid(child) != parent for child, parent in links):
+        return False
+    return _attached(roots[links[-1][1]])
+
+
+def _session_members(
+    session: int, known: dict[int, int], skip: set[int], ours: set[FileKey]
+) -> tuple[dict[int, int], set[int]] | None:
     """Pidfds on the live processes of ``session`` but ``known`` (members proven
-    before, pid: pidfd) and ``skip``: each pinned, then seen in it, then one of
-    ``known`` seen in it and unreaped after all those looks. A process cannot
-    leave a session and come back, so that one was in it throughout, and every
-    look was at the daemon's session. None when no known member is left to vouch
-    for the number: then nobody can be proven a member any more."""
+    before, pid: pidfd) and ``skip`` that descend from one of ``known``
+    (``_descends``), and the pids of the others, which are not the daemon's. Each
+    is pinned, then seen in it, then one of ``known`` seen in it and unreaped after
+    all those looks. A process cannot leave a session and come back, so that one
+    was in it throughout, and every look was at the daemon's session. None when no
+    known member is left to vouch for the number: then nobody can be proven a
+    member any more."""
     if not any(_attached(pidfd) for pidfd in known.values()):
         return None  # (no scan of /proc after the last exit: nothing could be proven)
     candidates: dict[int, int] = {}
@@ -445,11 +508,13 @@ def _session_members(session: int, known: dict[int, int], skip: set[int]) -> dic
             procfs.session_id(pid) == session and _attached(fd) for pid, fd in known.items()
         ):
             return None
-        members = {}
+        members, strangers = {}, set()
         for pid, pidfd in list(candidates.items()):
-            if not _exited(pidfd):  # the process /proc showed was this pidfd's
+            if not _descends(pid, known, ours):
+                strangers.add(pid)
+            elif not _exited(pidfd):  # the process /proc showed was this pidfd's
                 members[pid] = candidates.pop(pid)
-        return members
+        return members, strangers
     finally:
         for pidfd in candidates.values():
             os.close(pidfd)
@@ -462,8 +527,9 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
     5, by default). Gives up after the last step's seconds.
 
     When the main process is in a session of the daemon's own (``_daemon_session``),
-    every other process of that session gets each step's signal with it: its workers,
-    which lose the lock when it exits cleanly. They are looked for before the first
+    every other process of that session that descends from it (``_descends``: not
+    through another daemon's pidfile lock) gets each step's signal with it: its
+    workers, which lose the lock when it exits cleanly. They are looked for before the first
     signal and again at every wake-up, while a member known alive vouches for the
     session's id (``_session_members``). Only pinned, proven processes are
     signalled. Raises ``PermissionError`` when we may not signal the main process
@@ -477,6 +543,8 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
     members: dict[int, int] = {}  # the other processes of the daemon's session
     vouchers: dict[int, int] = {}  # proven members of the session: main and members
     forbidden: set[int] = set()  # members we may not signal
+    strangers: set[int] = set()  # members that are not the daemon's: another daemon, a job
+    ours: set[FileKey] = set(found.keys)  # the locks of the daemon: its workers may hold them
     session: int | None = None
     sent: list[int] = []  # the signals of the steps after the first, as they were sent
     targets = [found.main_pid] if found.main_pid else list(found.holders)
@@ -488,10 +556,12 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
         nonlocal session
         if session is None:
             return False
-        new = _session_members(session, vouchers, set(pinned) | forbidden)
-        if new is None:
+        looked = _session_members(session, vouchers, set(pinned) | forbidden | strangers, ours)
+        if looked is None:
             session = None  # nobody left to vouch for its id: no more looks
             return False
+        new, others = looked
+        strangers.update(others)
         for pid, pidfd in new.items():
             try:
                 send_stop(pidfd, signum)
@@ -533,6 +603,7 @@ def stop_daemon(found: Found, steps: Sequence[tuple[int, float]]) -> Stopped:
                 pinned[pid] = pidfd
                 if pid == found.main_pid:  # its session, looked at before it can exit
                     session = _daemon_session(pid, pidfd)
+                    ours.update(key for _fd, key in procfs.held_locks(pid) or [])
                     vouchers[pid] = pidfd
                     join_session()
                 try:

@@ -36,6 +36,7 @@ __all__ = [
     "find_lock_holders",
     "foreign",
     "group_and_session",
+    "held_locks",
     "holding_fds",
     "is_original",
     "is_running",
@@ -141,6 +142,43 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
             if parsed is not None and parsed[1] == key:
                 held.append(int(name))
                 break
+    return held
+
+
+_WRITE_LOCKS = (b"FLOCK", b"POSIX", b"OFDLCK")
+
+
+def held_locks(pid: int) -> list[tuple[int, FileKey]] | None:
+    """(fd, file key) for each fd of ``pid`` whose file it holds an exclusive lock on
+    (``flock``, ``fcntl``, OFD), by its fdinfo; [] when none or gone, None when we
+    may not look (another user's process, as non-root)."""
+    base = f"/proc/{pid}/fdinfo"
+    try:
+        names = os.listdir(base)
+    except PermissionError:
+        return None
+    except OSError as exc:
+        if exc.errno in _NO_DESCRIPTOR:
+            raise OSError(exc.errno, f"cannot look at /proc: {exc.strerror}") from None
+        return []
+    held = []
+    for name in names:
+        try:
+            with open(f"{base}/{name}", "rb") as f:
+                info = f.read()
+        except PermissionError:
+            return None
+        except OSError:
+            continue
+        for line in info.splitlines():
+            fields = line.split()[2:] if line.startswith(b"lock:") else []
+            if len(fields) < 5 or fields[0] not in _WRITE_LOCKS or fields[2] != b"WRITE":
+                continue
+            try:
+                major, minor, ino = fields[4].split(b":")
+                held.append((int(name), (int(major, 16), int(minor, 16), int(ino))))
+            except ValueError:
+                continue
     return held
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -129,6 +130,81 @@ def test_stop_leaves_the_shell_whose_session_a_run_daemon_is_in(
     wait_gone(main)
     assert shell.poll() is None and pid_alive(shell.pid), "the shell lives"
     assert pid_alive(sibling), "and so does its other job"
+
+
+def running(pidfile: Path, command: bytes) -> int:
+    """The pid in ``pidfile`` once that process runs ``command`` (``run`` has exec'd it)."""
+
+    def look() -> int | None:
+        try:
+            pid = int(pidfile.read_text())
+            return pid if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(command) else None
+        except (OSError, ValueError):
+            return None
+
+    found: int = wait_for(look, 30, what=f"the daemon of {pidfile.name}")
+    return found
+
+
+def test_stop_leaves_the_other_jobs_of_a_script_that_exited(
+    tracker: Tracker, processes: ProcessTracker
+) -> None:
+    """An init or entrypoint script (no job control) starts two daemons and a job in
+    the background and exits: all three are in its session and process group, whose
+    leader is gone, as after a double fork. Stopping one stops it alone."""
+    a, b, job_file = (tracker.tmp_path / name for name in ("a.pid", "b.pid", "job"))
+    run = shlex.join(tracker.command())
+    script = (
+        f"{run} run --pidfile {a} -- sleep 1001 &\n"
+        f"{run} run --pidfile {b} -- sleep 1002 &\n"
+        f"sleep 1003 & echo $! > {job_file}\n"
+    )
+    shell = processes.popen(["sh", "-c", script], env=tracker.env, start_new_session=True)
+    assert shell.wait(30) == 0
+    job = tracker.add(int(wait_for(job_file.read_text, what="the job's pid")))
+    first, second = tracker.add(running(a, b"sleep")), tracker.add(running(b, b"sleep"))
+    assert session_of(first) == session_of(second) == session_of(job) == shell.pid
+    result = tracker.daemonctx("stop", "--pidfile", str(a))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"stopped a (pid {first}) in "), result.stdout
+    wait_gone(first)
+    assert pid_alive(second), "the other daemon, which holds its own pidfile's lock, lives"
+    assert pid_alive(job), "and so does the script's other job"
+    assert tracker.daemonctx("status", "--pidfile", str(b)).returncode == 0
+
+
+def test_stop_leaves_a_helper_daemon_started_before_the_exec(
+    tracker: Tracker, processes: ProcessTracker
+) -> None:
+    """An entrypoint starts a helper daemon in the background, then execs the main
+    one: the main daemon leads the session and the helper is its child. The helper
+    holds a pidfile lock of its own: neither it nor its workers are the main's."""
+    main_file, helper_file = tracker.tmp_path / "main.pid", tracker.tmp_path / "helper.pid"
+    daemon = f"{shlex.quote(sys.executable)} {shlex.quote(str(WORKERS))}"
+    script = (
+        f"{daemon} {helper_file} mp-spawn run &\n"
+        f"while [ ! -e {helper_file}.workers ]; do sleep 0.01; done\n"
+        f"exec {daemon} {main_file} mp-spawn run\n"
+    )
+    shell = processes.popen(["sh", "-c", script], env=tracker.env, start_new_session=True)
+    wait_for(lambda: os.path.exists(f"{main_file}.workers"), 30, what="the main's workers")
+    main = tracker.add(int(main_file.read_text()))
+    helper = tracker.add(int(helper_file.read_text()))
+    helpers = [tracker.add(int(pid)) for pid in Path(f"{helper_file}.workers").read_text().split()]
+    children = [tracker.add(int(pid)) for pid in Path(f"{main_file}.workers").read_text().split()]
+    workers = [pid for pid in children if pid != helper]  # the helper is its child too
+    assert main == shell.pid == session_of(helper) and processes_parent(helper) == main
+    result = tracker.daemonctx("stop", "--pidfile", str(main_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"stopped main (pid {main}) and 2 processes of its session")
+    for pid in [main, *workers]:
+        wait_gone(pid)
+    assert [pid for pid in [helper, *helpers] if pid_alive(pid)] == [helper, *helpers]
+    assert tracker.daemonctx("status", "--pidfile", str(helper_file)).returncode == 0
+
+
+def processes_parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 @needs_root
