@@ -94,7 +94,7 @@ def _reopen(pid: int, key: FileKey) -> int | None:
     its descriptor (the file may have no name left); None if there is none to open."""
     for name in procfs.holding_fds(pid, key) or []:
         try:
-            fd = os.open(f"/proc/{pid}/fd/{name}", _REOPEN_FLAGS)
+            fd = os.open(f"{procfs.files_of(pid)}/fd/{name}", _REOPEN_FLAGS)
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):  # not "none to open": say so
                 message = f"cannot look at the lock's holders: {exc.strerror}"
@@ -151,6 +151,8 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
     found.holders = tuple(sorted(holders))
     if recorded is not None and recorded in holders:
         found.main_pid = recorded
+    elif recorded is not None and (group := procfs.thread_group(recorded)) in holders:
+        found.main_pid = group  # the file names a thread of it (a tid is no process's pid)
     elif recorded is not None and (inner := _written_inside(holders, recorded)) is not None:
         found.main_pid = inner
     elif recorded is not None and found.hidden and procfs.is_original(recorded, written):
@@ -271,7 +273,7 @@ def _holds_trusted(pid: int, key: FileKey) -> bool:
     number reused by another user's file since ``find`` is not taken for ours."""
     for name in procfs.holding_fds(pid, key) or []:
         try:
-            st = os.stat(f"/proc/{pid}/fd/{name}")
+            st = os.stat(f"{procfs.files_of(pid)}/fd/{name}")
         except OSError:
             continue
         if procfs.file_key(st) == key and _trusted(st):
@@ -287,8 +289,12 @@ def _pin(pid: int, keys: tuple[FileKey, ...]) -> int | None:
     """
     try:
         pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    except (ProcessLookupError, FileNotFoundError):  # ENOENT: a thread's id, no process's
         return None
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # a thread's id, on kernels before 6.9
+            return None
+        raise
     try:
         if any(_holds_trusted(pid, key) for key in keys) and not _exited(pidfd):
             return pidfd
@@ -419,7 +425,7 @@ def _daemon_session(pid: int, pidfd: int) -> int | None:
 def _open_pidfd(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)
-    except OSError:  # ESRCH: none; EINVAL: a thread's id, no process's
+    except OSError:  # ESRCH: none; EINVAL, ENOENT: a thread's id, no process's
         return None
 
 
@@ -433,7 +439,7 @@ def _other_pidfile(pid: int, ours: set[FileKey]) -> bool:
         if key in ours:
             continue
         try:
-            fd = os.open(f"/proc/{pid}/fd/{name}", _REOPEN_FLAGS)
+            fd = os.open(f"{procfs.files_of(pid)}/fd/{name}", _REOPEN_FLAGS)
         except OSError:
             continue
         try:

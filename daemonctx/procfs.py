@@ -33,6 +33,7 @@ __all__ = [
     "environment_value",
     "exclusive_flocks",
     "file_key",
+    "files_of",
     "find_lock_holders",
     "foreign",
     "group_and_session",
@@ -48,6 +49,7 @@ __all__ = [
     "session_id",
     "session_members",
     "started_before",
+    "thread_group",
     "unusable",
 ]
 
@@ -104,6 +106,9 @@ def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, os.stat_re
     base = f"/proc/{pid}/fd"
     try:
         names = os.listdir(base)
+        if not names and (thread := _live_thread(pid)) is not None:
+            base = f"{thread}/fd"  # its main thread exited: the others hold its fds
+            names = os.listdir(base)
     except PermissionError:
         return None
     except OSError as exc:
@@ -118,6 +123,8 @@ def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, os.stat_re
             continue
         if file_key(st) in wanted:
             found.append((name, st))
+    if found and thread_group(pid) != pid:
+        return []  # a thread's id, reachable in /proc though not listed: no process's
     return found
 
 
@@ -131,9 +138,10 @@ def holding_fds(pid: int, key: FileKey) -> list[int] | None:
     if files is None:
         return None
     held = []
+    base = files_of(pid) if files else ""
     for name, _st in files:
         try:
-            with open(f"/proc/{pid}/fdinfo/{name}", "rb") as f:
+            with open(f"{base}/fdinfo/{name}", "rb") as f:
                 info = f.read()
         except OSError:
             continue
@@ -152,7 +160,7 @@ def held_locks(pid: int) -> list[tuple[int, FileKey]] | None:
     """(fd, file key) for each fd of ``pid`` whose file it holds an exclusive lock on
     (``flock``, ``fcntl``, OFD), by its fdinfo; [] when none or gone, None when we
     may not look (another user's process, as non-root)."""
-    base = f"/proc/{pid}/fdinfo"
+    base = f"{files_of(pid)}/fdinfo"
     try:
         names = os.listdir(base)
     except PermissionError:
@@ -194,7 +202,7 @@ def opened_as(pid: int, key: FileKey, path: str) -> bool | None:
     names = (path, path + " (deleted)")
     for fd in fds:
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in names:
+            if os.readlink(f"{files_of(pid)}/fd/{fd}") in names:
                 return True
         except OSError:
             continue
@@ -319,7 +327,7 @@ def _fds_on(pid: int, keys: set[FileKey]) -> dict[FileKey, tuple[str, os.stat_re
 
 def _named(pid: int, name: str, wanted: str, key: FileKey) -> bool:
     try:
-        if os.readlink(f"/proc/{pid}/fd/{name}") != wanted:
+        if os.readlink(f"{files_of(pid)}/fd/{name}") != wanted:
             return False
     except OSError:
         return False
@@ -426,17 +434,71 @@ def process_start_time(pid: int) -> float | None:
     return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
-def is_running(pid: int) -> bool:
-    """Whether ``pid`` is a live process: not gone, not a zombie waiting to be reaped."""
+def _task_fields(path: str) -> list[bytes] | None:
+    try:
+        with open(f"{path}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _live_thread(pid: int) -> str | None:
+    """``/proc/PID/task/TID`` of a thread that runs on in process ``pid`` when its main
+    thread has exited (``pthread_exit``: the leader is a zombie, and its own fd
+    directory is empty, while the process holds every fd); None otherwise."""
     fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in (b"Z", b"X")
+    if fields is None or fields[0] != b"Z":
+        return None
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        path = f"/proc/{pid}/task/{tid}"
+        task = _task_fields(path) if tid != str(pid) else None
+        live = task is not None and len(task) > 6 and task[0] not in (b"Z", b"X")
+        if live and not int(task[6]) & _PF_EXITING:  # type: ignore[index]
+            return path
+    return None
+
+
+def files_of(pid: int) -> str:
+    """The /proc directory whose ``fd`` and ``fdinfo`` show process ``pid``'s fds:
+    ``/proc/PID``, or a live thread's when its main thread has exited."""
+    return _live_thread(pid) or f"/proc/{pid}"
+
+
+def thread_group(pid: int) -> int | None:
+    """The process (``Tgid``) that ``pid`` is a thread of: ``pid`` itself for a
+    process. A thread's id is reachable in /proc (``/proc/TID``) though not listed,
+    and looks like a process there. None if gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: not gone, not a zombie waiting to be reaped
+    (a zombie main thread whose other threads run on is a live process)."""
+    fields = _stat_fields(pid)
+    if fields is not None and fields[0] == b"Z":
+        return _live_thread(pid) is not None
+    return fields is not None and fields[0] != b"X"
 
 
 def is_alive(pid: int) -> bool:
     """Whether ``pid`` runs and has not begun to exit (``PF_EXITING``: it may have
-    closed its fds already, and not be a zombie yet)."""
+    closed its fds already, and not be a zombie yet); a process whose main thread
+    exited is alive while another thread runs on (``_live_thread``)."""
     fields = _stat_fields(pid)
-    if fields is None or len(fields) < 7 or fields[0] in (b"Z", b"X"):
+    if fields is not None and fields[0] == b"Z":
+        return _live_thread(pid) is not None
+    if fields is None or len(fields) < 7 or fields[0] == b"X":
         return False
     return not int(fields[6]) & _PF_EXITING
 
@@ -503,11 +565,14 @@ def process_uptime(pid: int) -> float | None:
 
 
 def process_command(pid: int) -> tuple[str, ...] | None:
-    """The command line of ``pid`` from /proc/<pid>/cmdline; None if it is gone or
-    has none (a kernel thread, a zombie)."""
+    """The command line of ``pid`` from /proc/<pid>/cmdline (a live thread's when its
+    main thread has exited); None if it is gone or has none (a kernel thread, a zombie)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             raw = f.read()
+        if not raw and (thread := _live_thread(pid)) is not None:
+            with open(f"{thread}/cmdline", "rb") as f:
+                raw = f.read()
     except OSError:
         return None
     words = raw.rstrip(b"\0").split(b"\0") if raw else []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,71 @@ def test_the_daemon_gone_and_its_child_holding_the_lock(tracker: Tracker) -> Non
     result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
     assert result.returncode == 0 and f"stopped pid {child}" in result.stdout
     assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+THREADED = "import threading, time; threading.Thread(target=time.sleep, args=(1000,)).start()"
+
+# A daemon whose main thread ends (pthread_exit) while another runs on: the leader
+# task is a zombie, its /proc/PID/fd empty, and the process holds every fd still.
+MAIN_THREAD_EXITS = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+static const char *mark;
+static void on_hup(int sig) { close(open(mark, O_CREAT | O_WRONLY, 0600)); }
+static void *worker(void *arg) { for (;;) pause(); return 0; }
+int main(int argc, char **argv) {
+    pthread_t t;
+    mark = argv[1];
+    signal(SIGHUP, on_hup);
+    pthread_create(&t, 0, worker, 0);
+    pthread_exit(0);
+}
+"""
+
+
+def test_a_pidfile_naming_a_thread_of_the_daemon_names_its_process(tracker: Tracker) -> None:
+    """A thread's id is reachable in /proc as if it were a process: a pidfile that
+    names one (edited by hand, or rewritten by the program) still leads to the
+    daemon's process, for status, signal and stop, without a traceback."""
+    program = tracker.start(sys.executable, "-c", f"{THREADED}; time.sleep(1000)")
+    task = Path(f"/proc/{program}/task")
+    threads = wait_for(lambda: [t.name for t in task.iterdir() if t.name != str(program)])
+    Path(tracker.pidfile).write_text(f"{threads[0]}\n")
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0 and result.stdout.startswith(f"app is running (pid {program},")
+    assert PIDLockFile(tracker.pidfile).read_pid() == program
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "CONT")
+    assert lines(result) == (0, f"sent SIGCONT to app (pid {program})\n", "")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"stopped app (pid {program}) in ")
+    assert tracker.processes() == [] and not os.path.exists(tracker.pidfile)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc for a pthread_exit program")
+def test_a_daemon_whose_main_thread_exited_is_signalled_and_stopped(tracker: Tracker) -> None:
+    source, binary = tracker.tmp_path / "mt.c", tracker.tmp_path / "mt"
+    source.write_text(MAIN_THREAD_EXITS)
+    subprocess.run(["gcc", "-pthread", "-o", str(binary), str(source)], check=True, timeout=60)
+    mark = tracker.tmp_path / "hup"
+    program = tracker.start(str(binary), str(mark))
+    leader = Path(f"/proc/{program}/stat")
+    wait_for(lambda: leader.read_text().rsplit(")", 1)[1].split()[0] == "Z", what="main to exit")
+    assert os.listdir(f"/proc/{program}/fd") == [] and len(os.listdir(f"/proc/{program}/task")) == 2
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"app is running (pid {program}, up ")
+    assert result.stdout.endswith(f"): {binary} {mark}\n")
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "HUP")
+    assert lines(result) == (0, f"sent SIGHUP to app (pid {program})\n", "")
+    wait_for(mark.exists, what="the daemon's SIGHUP handler")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"stopped app (pid {program}) in ")
+    wait_gone(program)
+    assert not os.path.exists(tracker.pidfile)
 
 
 def test_stop_kills_a_child_that_ignores_the_stop_signal(tracker: Tracker) -> None:
