@@ -163,6 +163,8 @@ class StopResult:
     retried: bool = False  # stopped by a ``retry`` schedule
     left: tuple[int, ...] = ()  # still there when it gave up (``exited`` False)
     session: tuple[int, ...] = ()
+    #: The live process the pidfile named when it did not hold the lock (an edited file).
+    stray_pid: int | None = None
     #: Why the stale pidfile stayed ("Read-only file system"), and its errno.
     pidfile_error: str | None = None
     pidfile_errno: int | None = None
@@ -194,7 +196,10 @@ class StopResult:
                 return f"{name} (pid {pids}) did not exit after {signal_name(last)}, the last step"
             return f"{name} (pid {pids}) did not exit, even after SIGKILL"
         held = f"pid {_pid_list(self.others)}, which still held its lock"
-        if self.pid is None:
+        if self.pid is None and self.stray_pid is not None:
+            why = f"{name}'s pidfile named pid {self.stray_pid}, which did not hold its lock"
+            line = f"stopped {held} ({why}) in {self.seconds:.2f} s"
+        elif self.pid is None:
             line = f"stopped {held} ({name} itself had exited) in {self.seconds:.2f} s"
         else:
             line = f"stopped {name} (pid {self.pid}){self._session_part()} in {self.seconds:.2f} s"
@@ -220,10 +225,34 @@ def _pid_list(pids: tuple[int, ...]) -> str:
 
 
 def _leftover_message(name: str, pid: int | None, holders: tuple[int, ...]) -> str:
-    """ "app (pid 1234) exited; pid 1240 still holds its lock"."""
-    where = f" (pid {pid})" if pid else ""
+    """ "app (pid 1234) exited; pid 1240 still holds its lock", or, when the pid the
+    pidfile names is a live process that holds no lock (a hand-edited file),
+    "app's pidfile names pid 1234, which does not hold its lock; pid 1240 holds it"."""
     verb = "holds" if len(holders) == 1 else "hold"
+    if pid and procfs.is_running(pid):
+        return (
+            f"{name}'s pidfile names pid {pid}, which does not hold its lock;"
+            f" pid {_pid_list(holders)} {verb} it"
+        )
+    where = f" (pid {pid})" if pid else ""
     return f"{name}{where} exited; pid {_pid_list(holders)} still {verb} its lock"
+
+
+def _unseen_holder(found: identity.Found) -> CommandError:
+    """The error for a lock held by no process we can prove: one we may not look at,
+    or, when we may look at every process, one outside this pid namespace (whose
+    /proc/locks names it by pid 0, or not at all)."""
+    if not found.hidden and procfs.locks_hidden():
+        named = [pid for pid, key in procfs.exclusive_flocks() or [] if key in found.keys]
+        if not any(pid > 0 for pid in named):
+            return CommandError(
+                f"{found.path} is locked by a process outside this pid namespace",
+                exit_code=4,
+            )
+    return CommandError(
+        f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
+        exit_code=4,
+    )
 
 
 def open_output(path: str | os.PathLike[str], what: str, umask: int) -> BinaryIO:
@@ -484,10 +513,7 @@ def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:
     or may not signal (4). ``name`` is for messages (default: ``default_name``)."""
     name = name or default_name(pidfile)
     found = _find(os.fspath(pidfile))
-    hidden = CommandError(
-        f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
-        exit_code=4,
-    )
+    hidden = _unseen_holder(found)
     not_running = CommandError(f"{name} is not running", exit_code=NOT_RUNNING)
     if _lockless_writer(found) is not None:
         raise CommandError(f"{_lockless_reason(found)}: signalled none", exit_code=1)
@@ -585,10 +611,11 @@ def stop(
         removed, kept = _remove_stale_pidfile(path)
         return StopResult(path, None, signal=signal, pidfile_removed=removed, **_kept_pidfile(kept))
     if not found.holders:  # held, but by no process we may look at: we cannot prove one
-        raise CommandError(
-            f"{found.path} is locked, but uid {os.geteuid()} may not see by which process",
-            exit_code=4,
-        )
+        raise _unseen_holder(found)
+    recorded = found.recorded_pid
+    stray = (
+        recorded if found.main_pid is None and recorded and procfs.is_running(recorded) else None
+    )
     try:
         done = identity.stop_daemon(found, steps)
     except PermissionError as exc:
@@ -612,6 +639,7 @@ def stop(
         retried=bool(retry),
         left=tuple(done.left),
         session=tuple(done.session),
+        stray_pid=stray if main is None else None,
         **_kept_pidfile(kept),
     )
 

@@ -221,6 +221,30 @@ def test_a_daemon_whose_main_thread_exited_is_signalled_and_stopped(tracker: Tra
     assert not os.path.exists(tracker.pidfile)
 
 
+def test_a_pidfile_edited_to_name_a_live_stranger_says_which_holds_the_lock(
+    tracker: Tracker, processes: ProcessTracker
+) -> None:
+    """A live process the pidfile names but that holds no lock did not "exit": every
+    message says the pidfile names it, and which process holds the lock."""
+    program = tracker.start("sleep", "1000")
+    stranger = processes.popen(["sleep", "1000"])
+    Path(tracker.pidfile).write_text(f"{stranger.pid}\n")
+    told = f"app's pidfile names pid {stranger.pid}, which does not hold its lock; pid {program}"
+    result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
+    assert lines(result) == (1, f"{told} holds it\n", "")
+    result = tracker.daemonctx("start", "--pidfile", tracker.pidfile, "--", "sleep", "1000")
+    assert lines(result) == (1, "", f"daemonctx: error: {told} holds it; stop it first\n")
+    result = tracker.daemonctx("signal", "--pidfile", tracker.pidfile, "HUP")
+    assert lines(result) == (1, "", f"daemonctx: error: {told} holds it; signalled none\n")
+    result = tracker.daemonctx("stop", "--pidfile", tracker.pidfile)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        f"stopped pid {program}, which still held its lock (app's pidfile named pid"
+        f" {stranger.pid}, which did not hold its lock) in "
+    )
+    assert stranger.poll() is None and tracker.processes() == []
+
+
 def test_stop_kills_a_child_that_ignores_the_stop_signal(tracker: Tracker) -> None:
     program = tracker.start("sh", "-c", "trap '' TERM; sh -c 'trap \"\" TERM; sleep 1000'; :")
     wait_for(lambda: len(tracker.processes()) == 3, what="both children")

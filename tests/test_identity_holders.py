@@ -121,6 +121,23 @@ def command(pid: int) -> tuple[str, ...]:
 @needs_root
 @needs_pid_namespace
 @needs_tools("nsenter")
+def test_in_a_pid_namespace_a_host_daemons_lock_is_said_to_be_outside_it(
+    tracker: Tracker, namespace: Namespace
+) -> None:
+    """Root in a container with its own /proc cannot see the host's daemon: stop and
+    signal refuse, and say why (not a permission: the holder is outside)."""
+    program = tracker.start("sleep", "1000")
+    error = (
+        f"daemonctx: error: {tracker.pidfile} is locked by a process outside this pid namespace\n"
+    )
+    assert namespace.daemonctx("stop", "--pidfile", tracker.pidfile) == (4, "", error)
+    assert namespace.daemonctx("signal", "--pidfile", tracker.pidfile, "HUP") == (4, "", error)
+    assert pid_alive(program)
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter")
 def test_in_a_pid_namespace_a_child_that_kept_the_lock_is_found_and_stopped(
     tracker: Tracker, namespace: Namespace
 ) -> None:
