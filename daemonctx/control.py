@@ -87,7 +87,8 @@ class ServiceStatus:
     pidfile names (for messages only); ``reason`` says why the state is unknown;
     ``holders`` are the processes proven to hold the lock (a child that outlived
     the daemon, for a DEAD state); ``deleted`` says the lock was found through a
-    pidfile that had been deleted or replaced.
+    pidfile that had been deleted or replaced. ``stray_pid``: the pid the pidfile
+    names when that live process holds no lock (an edited file, not a reused pid).
     """
 
     path: str
@@ -99,6 +100,7 @@ class ServiceStatus:
     reason: str | None = None
     holders: tuple[int, ...] = ()
     deleted: bool = False
+    stray_pid: int | None = None
 
     @property
     def running(self) -> bool:
@@ -114,7 +116,7 @@ class ServiceStatus:
         if self.state is ServiceState.RUNNING:
             return self._running_message(name)
         if self.state is ServiceState.DEAD and self.holders:
-            return _leftover_message(name, self.recorded_pid, self.holders)
+            return _leftover_message(name, self.recorded_pid, self.holders, self.stray_pid)
         if self.state is ServiceState.DEAD:
             named = f" naming pid {self.recorded_pid}" if self.recorded_pid else ""
             return f"{name} is not running, but its pidfile {self.path} remains{named}"
@@ -224,12 +226,14 @@ def _pid_list(pids: tuple[int, ...]) -> str:
     return ", ".join(str(pid) for pid in pids)
 
 
-def _leftover_message(name: str, pid: int | None, holders: tuple[int, ...]) -> str:
+def _leftover_message(
+    name: str, pid: int | None, holders: tuple[int, ...], stray: int | None = None
+) -> str:
     """ "app (pid 1234) exited; pid 1240 still holds its lock", or, when the pid the
-    pidfile names is a live process that holds no lock (a hand-edited file),
+    pidfile names is a live process that holds no lock (``stray``: an edited file),
     "app's pidfile names pid 1234, which does not hold its lock; pid 1240 holds it"."""
     verb = "holds" if len(holders) == 1 else "hold"
-    if pid and procfs.is_running(pid):
+    if stray is not None and stray == pid:
         return (
             f"{name}'s pidfile names pid {pid}, which does not hold its lock;"
             f" pid {_pid_list(holders)} {verb} it"
@@ -396,7 +400,7 @@ def check_not_running(pidfile: PathArg, name: str) -> None:
     if not found.held:
         return
     if found.main_pid is None and found.holders:
-        leftover = _leftover_message(name, found.recorded_pid, found.holders)
+        leftover = _leftover_message(name, found.recorded_pid, found.holders, found.stray_pid)
         raise AlreadyRunning(name, found.holders[0], f"{leftover}; stop it first")
     message: str | None = None
     if found.deleted:
@@ -492,6 +496,7 @@ def status(pidfile: PathArg) -> ServiceStatus:
             recorded_pid=found.recorded_pid,
             holders=found.holders,
             deleted=found.deleted,
+            stray_pid=found.stray_pid,
         )
     return ServiceStatus(path, ServiceState.STOPPED)
 
@@ -522,7 +527,7 @@ def send_signal(pidfile: PathArg, signum: int, name: str | None = None) -> int:
     if found.main_pid is None:
         if not found.holders:
             raise hidden
-        leftover = _leftover_message(name, found.recorded_pid, found.holders)
+        leftover = _leftover_message(name, found.recorded_pid, found.holders, found.stray_pid)
         raise CommandError(f"{leftover}; signalled none", exit_code=1)
     try:
         sent = identity.signal_main(found, signum)
@@ -612,10 +617,6 @@ def stop(
         return StopResult(path, None, signal=signal, pidfile_removed=removed, **_kept_pidfile(kept))
     if not found.holders:  # held, but by no process we may look at: we cannot prove one
         raise _unseen_holder(found)
-    recorded = found.recorded_pid
-    stray = (
-        recorded if found.main_pid is None and recorded and procfs.is_running(recorded) else None
-    )
     try:
         done = identity.stop_daemon(found, steps)
     except PermissionError as exc:
@@ -639,7 +640,7 @@ def stop(
         retried=bool(retry),
         left=tuple(done.left),
         session=tuple(done.session),
-        stray_pid=stray if main is None else None,
+        stray_pid=found.stray_pid if main is None else None,
         **_kept_pidfile(kept),
     )
 

@@ -55,6 +55,8 @@ class Found:
     that process holds the lock (or, when ``hidden`` holders cannot be looked at,
     when it started before the file was written). ``holders``: every process proven
     to hold the lock. ``recorded_pid``: whatever pid the file names, for messages.
+    ``stray_pid``: that pid, when it holds no lock and is a live process that started
+    before the file was written (an edited file; not a pid reused since), for messages.
     """
 
     path: str
@@ -65,6 +67,7 @@ class Found:
     holders: tuple[int, ...] = ()
     hidden: bool = False
     deleted: bool = False
+    stray_pid: int | None = None
     keys: tuple[FileKey, ...] = field(default=(), repr=False)
 
     @property
@@ -157,6 +160,8 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
         found.main_pid = inner
     elif recorded is not None and found.hidden and procfs.is_original(recorded, written):
         found.main_pid = recorded  # cannot look as this user; the file cannot lie (see pidfile)
+    elif recorded is not None and written and procfs.is_original(recorded, written):
+        found.stray_pid = recorded  # alive when the file was written, and no holder
 
 
 def _written_inside(holders: set[int], recorded: int) -> int | None:
