@@ -443,9 +443,12 @@ def _other_pidfile(pid: int, ours: set[FileKey]) -> bool:
     for name, key in held:
         if key in ours:
             continue
-        try:
-            fd = os.open(f"{procfs.files_of(pid)}/fd/{name}", _REOPEN_FLAGS)
+        link = f"{procfs.files_of(pid)}/fd/{name}"
+        try:  # a regular file only: opening a device can act on it
+            fd = os.open(link, _REOPEN_FLAGS) if stat.S_ISREG(os.stat(link).st_mode) else None
         except OSError:
+            continue
+        if fd is None:
             continue
         try:
             st = os.fstat(fd)
