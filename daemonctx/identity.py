@@ -158,10 +158,22 @@ def _prove(found: Found, written: float, every_holder: bool) -> None:
         found.main_pid = group  # the file names a thread of it (a tid is no process's pid)
     elif recorded is not None and (inner := _written_inside(holders, recorded)) is not None:
         found.main_pid = inner
-    elif recorded is not None and found.hidden and procfs.is_original(recorded, written):
+    elif (
+        recorded is not None
+        and found.hidden
+        and procfs.is_original(recorded, written)
+        and not _taken_by_another(found, recorded)
+    ):
         found.main_pid = recorded  # cannot look as this user; the file cannot lie (see pidfile)
     elif recorded is not None and written and procfs.is_original(recorded, written):
         found.stray_pid = recorded  # alive when the file was written, and no holder
+
+
+def _taken_by_another(found: Found, recorded: int) -> bool:
+    """Whether /proc/locks names another live taker of ``found``'s lock than
+    ``recorded`` (``procfs.another_taker``)."""
+    takers = [pid for pid, key in procfs.exclusive_flocks() or [] if key in found.keys]
+    return procfs.another_taker(recorded, takers)
 
 
 def _written_inside(holders: set[int], recorded: int) -> int | None:

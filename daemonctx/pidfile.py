@@ -397,7 +397,11 @@ def _exclusive_holder(
         fds = procfs.holding_fds(recorded, key)
         if fds:
             return recorded
-        if fds is None and procfs.is_original(recorded, st.st_mtime):
+        if (
+            fds is None
+            and procfs.is_original(recorded, st.st_mtime)
+            and not procfs.another_taker(recorded, lockers)
+        ):
             return recorded
     holders = procfs.find_lock_holders(key, lockers, held=held)
     return holders.pids[0] if holders.pids else None

@@ -550,6 +550,15 @@ def started_before(pid: int, wall_time: float, slack: float = 0.02) -> bool:
     return started is not None and boot_time() + started <= wall_time + slack
 
 
+def another_taker(recorded: int, takers: Iterable[int]) -> bool:
+    """Whether ``takers`` (/proc/locks's pids for a lock) name a live process other
+    than ``recorded``: then ``recorded``, a pidfile's pid this user cannot prove,
+    did not take the lock, however old it is (a pid written in another pid
+    namespace names some other process here: a kernel thread, pid 4). A taker is a
+    hint (a child may hold the lock once its taker exits): only a live one counts."""
+    return any(pid > 0 and pid != recorded and is_running(pid) for pid in takers)
+
+
 def is_original(pid: int, wall_time: float) -> bool:
     """Whether ``pid`` is alive and is the process that wrote a file at ``wall_time``
     (it started before), when its fds cannot be looked at to prove more."""

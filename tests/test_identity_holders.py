@@ -26,6 +26,7 @@ import pytest
 from conftest import (
     ENV,
     NOBODY,
+    NOBODY_ENV,
     PROGRAMS,
     ROOT,
     UNSHARE_PID,
@@ -600,3 +601,41 @@ def test_in_a_pid_namespace_without_its_own_proc_the_pidfile_api_reads_the_file(
     assert holder.isdigit(), told
     assert (told["read_pid"], told["status"]) == (holder, holder), told
     assert told["refused"].endswith(f"is locked by running process {holder}"), told
+
+
+@needs_root
+@needs_pid_namespace
+@needs_tools("nsenter", "setpriv")
+def test_as_another_user_a_pid_written_in_a_namespace_names_no_host_process(
+    tracker: Tracker, namespace: Namespace, shared_dir: Path
+) -> None:
+    """A daemon started in a pid namespace writes its pid there, a small number. On
+    the host, a user who may not look at root's processes had ``status`` fall back to
+    "the process with that pid started before the file was written": a kernel
+    thread (pid 4, up 19 h) was named as the daemon, and so did ``read_pid()``.
+    /proc/locks names the lock's taker, another live process: the number names no
+    one here. Running, with no pid (as root sees, with its host pid)."""
+    path = str(shared_dir / "c.pid")
+    code, _out, err = namespace.daemonctx("start", "--pidfile", path, "--", "sleep", "1000")
+    assert code == 0, err
+    recorded = int(Path(path).read_text())
+    if not procfs.is_original(recorded, os.stat(path).st_mtime):
+        pytest.skip(f"no host process with pid {recorded} older than the pidfile here")
+    python = python_for_nobody()
+    status = subprocess.run(
+        [*AS_NOBODY, python, "-m", "daemonctx", "status", "--pidfile", path],
+        env=NOBODY_ENV, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert (status.returncode, status.stdout) == (0, "c is running\n"), status
+    code = (
+        "import sys; from daemonctx.pidfile import PIDLockFile\n"
+        "print(PIDLockFile(sys.argv[1]).read_pid())"
+    )
+    read = subprocess.run(
+        [*AS_NOBODY, python, "-c", code, path],
+        env=NOBODY_ENV, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert read.stdout == "None\n", read
+    host = namespace.host_pid(recorded)
+    result = tracker.daemonctx("status", "--pidfile", path)  # root: its host pid
+    assert result.stdout.startswith(f"c is running (pid {host}, "), result
