@@ -232,6 +232,7 @@ _FOREIGN_PROGRAM_KEYS = {
     "StandardOutput": ("systemd", 'here: stdout = "FILE", "null" or "inherit" (the journal)'),
     "StandardError": ("systemd", 'here: stderr = "FILE", "stdout", "null" or "inherit"'),
     "KillMode": ("systemd", "none here: always control-group"),
+    "RootDirectory": ("systemd", "none per program: daemonctx run --chroot DIR"),
     "ExecReload": ("systemd", "here: daemonctx ctl signal HUP NAME"),
     "ExecStartPre": (
         "systemd",
