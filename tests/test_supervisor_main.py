@@ -92,6 +92,87 @@ def test_a_forking_program_is_supervised_through_its_pidfile(supervisors: Superv
     assert supervisors.status("forker").state == "stopped"
 
 
+# A forking program whose launcher's child (the intermediate process of a double
+# fork) takes a while to start the daemon. With the flag file there, that child
+# gets the pid the pidfile names (the last run's daemon): root chooses it through
+# ns_last_pid, as a busy machine's pids do by themselves after a wrap.
+REUSING_FORKER = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+    pidfile, flag = sys.argv[1:3]
+    def fork_as(pid):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as chooser:
+            fcntl.flock(chooser, fcntl.LOCK_EX)  # as conftest.spawn_as_pid
+            for _ in range(2000):
+                chooser.seek(0)
+                chooser.write(str(pid - 1))
+                chooser.flush()
+                child = os.fork()
+                if child == 0:
+                    if os.getpid() == pid:
+                        return 0
+                    os._exit(0)
+                if child == pid:
+                    return child
+                os.waitpid(child, 0)
+        os._exit(3)
+    stale = None
+    if os.path.exists(flag):
+        os.unlink(flag)
+        with open(pidfile) as f:
+            stale = int(f.read())
+    if (fork_as(stale) if stale else os.fork()):
+        os._exit(0)                  # the leader exits 0
+    time.sleep(0.5)                  # the intermediate process prepares things
+    if os.fork() == 0:
+        os.setsid()
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+        time.sleep(1000)
+    time.sleep(0.5)
+    """
+)
+
+
+def test_the_last_runs_pidfile_never_names_the_next_runs_main_process(
+    supervisors: Supervisors,
+) -> None:
+    """The daemon crashed; the next run's wait read the pidfile it had left before
+    the new daemon wrote its own, and took the process of the new run that reused
+    that pid (its intermediate process) for the daemon: that one's exit "ended"
+    the run, and the real daemon was killed as left running. The file as it was
+    before the spawn is not the new run's."""
+    if not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
+        pytest.skip("/proc/sys/kernel/ns_last_pid is not writable here")
+    pidfile, flag = supervisors.tmp_path / "fk.pid", supervisors.tmp_path / "reuse"
+    supervisors.config(
+        {
+            "fk": {
+                "command": [sys.executable, "-c", REUSING_FORKER, str(pidfile), str(flag)],
+                "pidfile": str(pidfile),
+                "restart": "always",
+            }
+        }
+    )
+    supervisors.foreground()
+    first = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
+    wait_for(lambda: supervisors.status("fk").pid == first, what="the first daemon in charge")
+    flag.touch()
+    os.kill(first, signal.SIGKILL)  # it crashes; the next run's intermediate gets its pid
+    daemon = wait_for(
+        lambda: pidfile.exists() and int(pidfile.read_text()) != first and int(pidfile.read_text()),
+        what="the new daemon's pidfile",
+    )
+    assert not flag.exists(), "the new run did not aim at the old pid"
+    wait_for(lambda: supervisors.status("fk").pid == daemon, what="the new daemon in charge")
+    wait_gone(first)  # the intermediate process, which had the old pid, has exited
+    info = wait_for(lambda: (i := supervisors.status("fk")).pid == daemon and i)
+    assert info.state == "running" and info.restarts == 1, info
+    assert pid_alive(daemon)
+    assert "left running" not in supervisors.log.read_text()
+
+
 # A forking daemon that does not start a session: it stays in its launcher's
 # process group (the launcher exits), and so does its worker, which takes 0.3 s
 # to finish on SIGTERM.

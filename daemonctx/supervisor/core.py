@@ -186,6 +186,9 @@ class Instance:
         self.main: _Main | None = None  # MAINPID=, or the pid in ``pidfile``
         self.session = 0  # the leader's pid: its session id, for notifications
         self.pidfile_wait: Timer | None = None  # a forking program's daemon is due
+        # its pidfile as it was before the run's spawn (path, mark): a file the
+        # run has not written yet names the last run's daemon, or a reused pid
+        self.pidfile_before: tuple[str, tuple[int, ...] | None] | None = None
         self.timer: Timer | None = None
         self.ring = Ring(program.output_buffer)  # its recent output: tail, why, failures
         self.serial = next(_SERIALS)  # which instance a follower follows (tail's "of")
@@ -1561,6 +1564,8 @@ class Supervisor:
             # the orphans adopted (by this thread) before it exists are the old run's.
             instance.orphans = False
             self._kill_orphans(instance, None)
+        if program.pidfile is not None:  # what the run's wait must not take for its own
+            instance.pidfile_before = (program.pidfile, _read_pid_marked(program.pidfile)[1])
         opened: list[int] = []
         doing = "open"  # its output files first
         try:
@@ -2095,10 +2100,14 @@ class Supervisor:
 
     def _read_main_pidfile(self, instance: Instance, path: str) -> tuple[_Main | None, str]:
         """The main process the pidfile names, or why none: no file, a file
-        refused, no pid in it (``""``: a pid that names no process of the program)."""
-        pid = _read_pid(path)
+        refused, no pid in it (``""``: a pid that names no process of the program).
+        The file as it was before the run's spawn is not the run's: its pid is
+        the last run's daemon, which may have been reused by anyone since."""
+        pid, mark = _read_pid_marked(path)
         if isinstance(pid, str):
             return None, pid
+        if instance.pidfile_before == (path, mark):
+            return None, _NOT_WRITTEN
         return self._pin_main(instance, pid), ""
 
     def _pin_main(self, instance: Instance, pid: int) -> _Main | None:
@@ -3880,10 +3889,17 @@ def _exit_code(status: ExitStatus) -> int:
 
 #: Why ``_read_pid`` finds no pid while the daemon may still be writing its file
 #: (said only at the end of the wait; any other reason is said at once).
-_NOT_YET = frozenset({os.strerror(errnos.ENOENT), "no pid in it"})
+_NOT_WRITTEN = "not written by this run (the file from before its start)"
+_NOT_YET = frozenset({os.strerror(errnos.ENOENT), "no pid in it", _NOT_WRITTEN})
 
 
 def _read_pid(path: str) -> int | str:
+    """The pid in a forking program's pidfile, or why there is none (see
+    ``_read_pid_marked``)."""
+    return _read_pid_marked(path)[0]
+
+
+def _read_pid_marked(path: str) -> tuple[int | str, tuple[int, ...] | None]:
     """The pid in a forking program's pidfile, or why there is none. The
     program writes it (as its user, perhaps): a FIFO or a device put there would
     block us or act when opened, a symbolic link could make us read another
@@ -3891,32 +3907,38 @@ def _read_pid(path: str) -> int | str:
     only once known to be a regular one (through an ``O_PATH`` descriptor: the
     same file). At most 64 bytes are read; a reason never quotes them. The pid
     is a hint, checked by ``_pin_main`` (systemd's rule for a pidfile not
-    root's), so a file of any owner is read."""
+    root's), so a file of any owner is read.
+
+    With a pid, its mark too: the file's identity (device, inode, size, times
+    of change) and the pid, which a new file or a rewrite changes (a rewrite
+    within a clock tick of the last, with a pid as long, changes the pid)."""
     try:
         fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        return exc.strerror or "cannot be opened"
+        return exc.strerror or "cannot be opened", None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISLNK(mode):
-            return "a symbolic link (not followed)"
+            return "a symbolic link (not followed)", None
         if not stat.S_ISREG(mode):
             kind = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
-            return f"not a regular file but {kind.get(stat.S_IFMT(mode), 'a device')}"
+            return f"not a regular file but {kind.get(stat.S_IFMT(mode), 'a device')}", None
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         reader = os.open(f"/proc/self/fd/{fd}", flags)
         try:
             data = os.read(reader, 64)
+            st = os.fstat(reader)
         finally:
             os.close(reader)
     except OSError as exc:
-        return exc.strerror or "cannot be read"
+        return exc.strerror or "cannot be read", None
     finally:
         os.close(fd)
     words = data.split(maxsplit=1)
     if not words or not words[0].isdigit() or len(words[0]) > 10 or int(words[0]) > 2**31 - 1:
-        return "no pid in it"
-    return int(words[0])
+        return "no pid in it", None
+    pid = int(words[0])
+    return pid, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, pid)
 
 
 # What the supervisor's service manager set for the supervisor, not its programs.
