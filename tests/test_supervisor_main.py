@@ -263,6 +263,80 @@ def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_
     assert info.state == "exited" and info.pid is None, info
 
 
+# A forking program whose daemon never writes its pidfile: it notes the signals
+# it gets (and ends on SIGTERM); with "bare", it runs without the program's mark.
+AWAITED_FORKER = textwrap.dedent(
+    """
+    import os, signal, sys
+    record, how, sleep = sys.argv[1:4]
+    if os.fork():
+        os._exit(0)              # the leader exits 0 at once: its pid is free now
+    os.setsid()
+    if how == "bare":            # its environment emptied (env -i, sudo)
+        os.execve(sleep, [sleep, "1000"], {})
+    def note(signum, frame):
+        with open(record, "a") as f:
+            f.write(signal.Signals(signum).name + "\\n")
+        if signum == signal.SIGTERM:
+            os._exit(0)
+    signal.signal(signal.SIGHUP, note)
+    signal.signal(signal.SIGTERM, note)
+    with open(record, "a") as f:
+        f.write("ready\\n")
+    while True:
+        signal.pause()
+    """
+)
+
+
+def test_while_the_pidfile_is_awaited_status_names_no_pid_and_signals_reach_the_daemon(
+    supervisors: Supervisors,
+) -> None:
+    """Between the leader's exit and the pidfile, status showed the leader's pid
+    (reaped: by then anyone's), `ctl signal` said success and signalled nobody,
+    and a stop reached the daemon only by the SIGKILL of what its run left. Now
+    no pid is shown, the daemon (come back to the supervisor) gets the signals,
+    and a program with no such process is refused in one line."""
+    record = supervisors.tmp_path / "signals"
+    programs = {
+        name: {
+            "command": [sys.executable, "-c", AWAITED_FORKER, str(record), name, SLEEP],
+            "pidfile": str(supervisors.tmp_path / f"{name}.pid"),  # never written
+            "start_timeout": 60,
+        }
+        for name in ("slow", "bare")
+    }
+    supervisors.config(programs)
+    supervisors.foreground(booted=False)
+    wait_for(lambda: record.exists() and "ready" in record.read_text(), what="the daemon")
+    me = supervisors.foreground_pid
+    children = Path(f"/proc/{me}/task/{me}/children")
+    wait_for(  # bare's daemon marked no more (before its exec it was)
+        lambda: any(
+            cmdline_of(int(pid)) == f"{SLEEP}\0001000\0".encode()
+            for pid in children.read_text().split()
+            if pid_alive(int(pid))
+        ),
+        what="bare's daemon",
+    )
+    for name in ("slow", "bare"):
+        info = wait_for(
+            lambda n=name: (i := supervisors.status(n)).pid is None and i,  # type: ignore[misc]
+            what=f"{name}'s leader to exit",
+        )
+        assert info.state == "starting" or info.state == "running", info
+        assert "waiting for its pidfile" in info.text and "pid " not in info.text, info
+    assert supervisors.ctl("signal", "HUP", "slow").returncode == 0
+    wait_for(lambda: "SIGHUP" in record.read_text(), what="the daemon to get SIGHUP")
+    refused = supervisors.ctl("signal", "HUP", "bare")
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused
+    assert "bare: no process to signal yet, waiting for its pidfile" in refused.stderr, refused
+    assert supervisors.ctl("stop", "slow").returncode == 0
+    assert record.read_text().split() == ["ready", "SIGHUP", "SIGTERM"]
+    log = supervisors.log.read_text()
+    assert "slow: stopping (waiting for its pidfile, SIGTERM sent just now)" in log, log
+
+
 def up(supervisors: Supervisors, name: str) -> float:
     """How long ``name`` has been up by its status ("running (pid N, up 1.6 s)")."""
     text = supervisors.status(name).text

@@ -426,7 +426,7 @@ class Instance:
         ``tests/test_supervisor_run.py`` keeps the two forms one. ``waited``, during
         the boot: what it waits for (a program of a wave to come says so)."""
         machine = self.machine
-        pid = machine.pid
+        pid = machine.shown_pid
         started = machine.started_at
         last, last_at = machine.last_exit, machine.last_exit_at
         next_start = machine.next_start
@@ -451,7 +451,7 @@ class Instance:
             "state": state._value_,  # not .value: a Python property call
             "text": text,
             "pid": pid,
-            "uptime": None if pid is None or started is None else now - started,
+            "uptime": None if machine.pid is None or started is None else now - started,
             "since": now - machine.since,
             "restarts": machine.restarts,
             "attempt": machine.attempt,
@@ -1731,8 +1731,8 @@ class Supervisor:
                     done.update((main.pid, *_signal_under(main.pid, group, signum)))
             except OSError:
                 pass
-        elif spawned is None:
-            return
+        elif spawned is None and instance.pidfile_wait is None:
+            return  # (awaiting the pidfile: the run's processes are the escaped ones)
         if not escaped:
             return
         for pid in self._escaped(instance):
@@ -1872,6 +1872,7 @@ class Supervisor:
         if main is not None:
             self._adopt(instance, main, status)
         elif forking:
+            instance.machine.awaited = "waiting for its pidfile"  # the leader's pid is free
             self._await_pidfile(instance, status, loop.time(), 0.005)
         else:
             self._forget_main(instance)
@@ -2045,6 +2046,7 @@ class Supervisor:
         instance.main = main
         main.adopted = True
         instance.machine.pid = main.pid
+        instance.machine.awaited = None
         self._mains[main.pid] = instance
         loop.add_reader(main.pidfd, lambda: self._main_exited(instance, main))
         log.info("%s: leader %s; main process %d", instance.name, leader.describe(), main.pid)
@@ -2805,6 +2807,18 @@ class Supervisor:
         idle = [i.name for i in instances if not i.alive]
         if idle:
             raise _Refused(protocol.FAILED, f"not running: {', '.join(idle)}")
+        # a forking program's daemon not known yet: the run's processes are those
+        # that came back to us; with none, the signal would reach nobody
+        unknown = [
+            i.name
+            for i in instances
+            if i.spawned is None and i.main is None and not self._escaped(i)
+        ]
+        if unknown:
+            names = ", ".join(unknown)
+            raise _Refused(
+                protocol.FAILED, f"{names}: no process to signal yet, waiting for its pidfile"
+            )
         for instance in instances:
             self._signal(instance, signum)
         respond(protocol.encode_result(request.id, self._infos(instances)))

@@ -386,6 +386,9 @@ class StateMachine:
         self.last_exit_at: float | None = None
         self.next_start: float | None = None
         self.status_text = ""  # the program's STATUS=, set by the event loop
+        # set by the event loop while the process in charge is not known (a forking
+        # program's leader exited, its daemon's pid awaited): said instead of a pid
+        self.awaited: str | None = None
         self.reason: str | None = None  # why the last run ended, or why we gave up
         self.failures = 0  # failures so far (crashes, failed starts): each one counted once
         self.failure_status: ExitStatus | None = None  # the exit of the last one, if any
@@ -486,7 +489,7 @@ class StateMachine:
         return ProgramStatus(
             state=self.state,
             text=self.describe(now),
-            pid=self.pid,
+            pid=self.shown_pid,
             since=self.since,
             restarts=self.restarts,
             attempt=self.attempt,
@@ -596,6 +599,7 @@ class StateMachine:
         spawned_at = self._spawned_at if self._spawned_at is not None else now
         self._ran = now - spawned_at
         self.pid = None
+        self.awaited = None
         self.last_exit, self.last_exit_at = status, now
         self.failure_status = status
         described = status.describe()
@@ -732,9 +736,9 @@ class StateMachine:
         elif state is State.RUNNING:
             up = now - (now if self._spawned_at is None else self._spawned_at)
             if up < 0.0005:  # the report of its start: "up 0 s" says nothing
-                text = f"running (pid {self.pid})"
+                text = f"running ({self._pid_text()})"
             else:
-                text = f"running (pid {self.pid}, up {format_seconds(up)})"
+                text = f"running ({self._pid_text()}, up {format_seconds(up)})"
         elif state is State.BACKOFF:
             wait = format_seconds((now if self.next_start is None else self.next_start) - now)
             text = f"backoff {wait} (attempt {self.attempt}, {self.reason})"
@@ -753,8 +757,17 @@ class StateMachine:
             return f"{head} ({ago}, ran {format_seconds(self._ran)})"
         return f"{text}: {self.status_text}" if self.status_text else text
 
+    @property
+    def shown_pid(self) -> int | None:
+        """The pid status shows: none while the process in charge is awaited
+        (``pid`` is then the exited leader's, whose number may be anyone's now)."""
+        return None if self.awaited is not None else self.pid
+
+    def _pid_text(self) -> str:
+        return f"pid {self.pid}" if self.awaited is None else self.awaited
+
     def _starting_details(self, now: float) -> list[str]:
-        parts = [f"pid {self.pid}"] if self.pid is not None else []
+        parts = [self._pid_text()] if self.pid is not None else []
         if self.attempt > 1:
             parts.append(f"attempt {self.attempt}")
         if self._spawned_at is not None:
@@ -786,7 +799,7 @@ class StateMachine:
             if phase > 0:
                 ignored = ladder[phase - 1][0]
                 sent += f", {signal_name(ignored)} ignored for {format_seconds(self._ignored_for)}"
-        parts = [f"pid {self.pid}", sent]
+        parts = [self._pid_text(), sent]
         if self._stop_cause is not None:
             parts.append(self._stop_cause)
         return parts
@@ -838,7 +851,7 @@ class StateMachine:
             self.restarts += 1
         else:
             self.reason = None
-        self.pid = None
+        self.pid = self.awaited = None
         self.next_start = None
         self._spawned_at = self._ready_at = None
         self._stop_cause = None
