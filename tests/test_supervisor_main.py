@@ -313,7 +313,7 @@ def test_while_the_pidfile_is_awaited_status_names_no_pid_and_signals_reach_the_
     children = Path(f"/proc/{me}/task/{me}/children")
     wait_for(  # bare's daemon marked no more (before its exec it was)
         lambda: any(
-            cmdline_of(int(pid)) == f"{SLEEP}\0001000\0".encode()
+            cmdline_of(int(pid)) == b"\0".join([SLEEP.encode(), b"1000", b""])
             for pid in children.read_text().split()
             if pid_alive(int(pid))
         ),
@@ -1011,6 +1011,67 @@ def test_a_sigkilled_supervisor_leaves_nothing_running(supervisors: Supervisors)
     for name, pid in pids.items():
         assert not pid_alive(pid), f"the {name} survived its supervisor"
     assert "left running by a previous supervisor" not in supervisors.log.read_text()
+
+
+# A forking daemon (a double fork: it leads no process group, its exited parent's
+# is its own) and its worker in that group, its environment emptied (env -i, sudo).
+FORKER_WITH_WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    pidfile, sleep = sys.argv[1:3]
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    if os.fork() == 0:
+        os.execve(sleep, [sleep, "1007"], {})
+    with open(pidfile + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(pidfile + ".tmp", pidfile)
+    time.sleep(1000)
+    """
+)
+
+
+@pytest.mark.parametrize("guard", ["first", "replaced"])
+def test_a_sigkilled_supervisor_s_guard_kills_the_group_of_a_forking_programs_daemon(
+    supervisors: Supervisors, guard: str
+) -> None:
+    """The guard held the daemon found through the pidfile without its process
+    group: after a SIGKILL of the supervisor, the daemon's unmarked worker ran on
+    (a stop reached it). The group is killed too, also by a guard started again."""
+    pidfile = supervisors.tmp_path / "fk.pid"
+    command = [sys.executable, "-c", FORKER_WITH_WORKER, str(pidfile), SLEEP]
+    supervisors.config({"fk": {"command": command, "pidfile": str(pidfile)}})
+    supervisors.foreground()
+    daemon = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
+    wait_for(lambda: supervisors.status("fk").pid == daemon, what="the daemon in charge")
+    children = Path(f"/proc/{daemon}/task/{daemon}/children")
+    worker = supervisors.add(
+        wait_for(
+            lambda: next(
+                (
+                    int(pid)
+                    for pid in children.read_text().split()
+                    if cmdline_of(int(pid)) == b"\0".join([SLEEP.encode(), b"1007", b""])
+                ),
+                None,
+            ),
+            what="the worker",
+        )
+    )
+    group = proc_stat(daemon)[2]
+    assert group != str(daemon) and proc_stat(worker)[2] == group, "one group, led by neither"
+    supervisor = supervisors.foreground_pid
+    first = guard_of(supervisor)
+    if guard == "replaced":  # told again what it holds
+        os.kill(first, signal.SIGKILL)
+        first = wait_for(lambda: (pid := guard_of(supervisor)) != first and pid, what="a new one")
+    os.kill(supervisor, signal.SIGKILL)
+    wait_gone(first, 30)
+    wait_gone(daemon, 5)
+    wait_gone(worker, 5)
 
 
 SPAWNER = textwrap.dedent(

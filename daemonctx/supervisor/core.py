@@ -970,7 +970,7 @@ class Supervisor:
             if spawned is not None and not spawned.reaped and spawned.pidfd >= 0:
                 guard.hold(spawned.pid, spawned.pidfd)
             if main is not None and main.pidfd >= 0:
-                guard.hold(main.pid, main.pidfd, group=False)
+                guard.hold(main.pid, main.pidfd, group=_group_killable(main.pid))
         guard.users = sorted(set(guard.users) | self._users())
         try:
             guard.start()
@@ -2130,7 +2130,7 @@ class Supervisor:
             log.info("%s: ignored main pid %d: not one of its processes", instance.name, pid)
             return None
         if self._guard is not None:
-            self._guard.hold(pid, pidfd, group=False)
+            self._guard.hold(pid, pidfd, group=_group_killable(pid))
         return _Main(pid, pidfd)
 
     def _main_exited(self, instance: Instance, main: _Main) -> None:
@@ -3564,6 +3564,14 @@ def _critical_failure(instance: Instance) -> int | None:
     if not (machine.state is State.FAILED or (machine.state is State.EXITED and failure)):
         return None
     return (_exit_code(last) or 1) if last is not None and failure else 1
+
+
+def _group_killable(pid: int) -> bool:
+    """Whether the guard may kill the process group of ``pid``, a main process
+    (its workers: a daemon leads its group seldom, but the group is the
+    program's): not in our session, where the group could be ours."""
+    session = procfs.session_id(pid)
+    return session is not None and session != os.getsid(0)
 
 
 def _group_of(pid: int) -> int | None:

@@ -119,9 +119,13 @@ def sweep(
 ) -> list[tuple[int, str | None]]:
     """Kill every process marked with ``control`` in its ``SUPERVISOR_VARIABLE``
     (in our mount namespace, or seeing our socket's directory: ``_Socket``) and
-    owned by one of ``users``, and every process in the group of a leader of
-    ``groups`` (pid -> pidfd; the caller kills the leaders after). Return (pid,
+    owned by one of ``users``, and every process in the group of a process of
+    ``groups`` (pid -> pidfd, stopped; the caller kills them after). Return (pid,
     program) of each, once they are gone (or after ``SWEEP_WAIT``).
+
+    A live one that leads no group (a daemon a double fork left in the group of
+    its exited parent) has its group's members found by the group's id in
+    ``/proc``: stopped, it keeps that id its group's while the pidfd says it lives.
 
     Each group is killed through its leader's pidfd (``_kill_group``), whether the
     leader has exited or not. Where the kernel cannot (before Linux 6.9), its
@@ -132,12 +136,17 @@ def sweep(
     """
     users = set(users)
     target = _Socket(control)
-    fallback: dict[int, int] = {}  # group id -> leader's pidfd: its members found in /proc
+    # group id -> (the process that keeps it, its pidfd): its members found in /proc
+    fallback: dict[int, tuple[int, int]] = {}
     signalled: dict[int, int] = {}  # group id -> leader's pidfd: killed through it
     for leader, leader_fd in (groups or {}).items():
+        group = _live_group(leader, leader_fd)
+        if group is not None and group != leader:
+            fallback.setdefault(group, (leader, leader_fd))
+            continue
         sent = _kill_group(leader_fd, _signal.SIGKILL)
         if sent is None:
-            fallback[leader] = leader_fd
+            fallback[leader] = (leader, leader_fd)
         elif sent:
             signalled[leader] = leader_fd
     own = os.getpid()
@@ -182,6 +191,15 @@ def sweep(
         for pidfd in pinned:
             os.close(pidfd)
     return killed
+
+
+def _live_group(pid: int, pidfd: int) -> int | None:
+    """The process group of ``pidfd``'s process ``pid``, or None once it has exited."""
+    try:
+        group = os.getpgid(pid)
+    except OSError:
+        return None
+    return None if exited(pidfd) else group  # alive after: ``pid`` was still it
 
 
 def _kill_group(pidfd: int, signum: int) -> bool | None:
@@ -315,22 +333,27 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 
 def _ours(
-    pid: int, target: _Socket, users: set[int], groups: dict[int, int], dying: set[int]
+    pid: int,
+    target: _Socket,
+    users: set[int],
+    groups: dict[int, tuple[int, int]],
+    dying: set[int],
 ) -> bool | None:
     """Whether to kill ``pid`` (True), only wait for it (False: a member of a
     group of ``dying``, killed with it), or leave it (None). A member of a group
-    of ``groups`` counts while the group's leader lives."""
+    of ``groups`` counts while the process that keeps its id lives (its leader,
+    or a held one in it, stopped): looked at after ``pid``'s group was read."""
     try:
         group = os.getpgid(pid)
     except OSError:
         return None
     if group in dying:
         return False
-    leader = groups.get(group)
-    if leader is not None and not exited(leader):  # the leader lives: its group
-        # but not the leader: killed now, it would end its group's safety
+    keeper = groups.get(group)
+    if keeper is not None and not exited(keeper[1]):  # it lives: its group
+        # but not the keeper: killed now, it would end its group's safety
         # before the scan reached the members (the caller kills it after)
-        return None if pid == group else True
+        return None if pid == keeper[0] else True
     if _owner(pid) not in users:
         return None
     return target.names(pid, procfs.environment_value(pid, SUPERVISOR_VARIABLE)) or None
