@@ -511,6 +511,57 @@ def test_a_pidfile_that_is_no_regular_file_is_refused_without_blocking(
     assert f"forker: no live process of its own in {pidfile}: {reason}" in log
 
 
+# A forking program whose daemon (in a session of its own) writes its pidfile
+# while its parent lingers: until that parent exits, the daemon is not the
+# supervisor's child. With a pid given, the file names that process instead.
+LINGERING_FORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    pidfile, named = sys.argv[1:3]
+    if os.fork():
+        os._exit(0)              # the leader
+    if os.fork() == 0:
+        os.setsid()
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(named or str(os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+        time.sleep(1000)
+    time.sleep(1)                # the daemon's parent
+    """
+)
+
+
+def test_a_pid_refused_in_the_pidfile_is_said_once_when_the_wait_ends(
+    supervisors: Supervisors,
+) -> None:
+    """ "ignored main pid N: not one of its processes" was logged at every look at
+    the pidfile: for the program's own daemon while its parent ran on (adopted a
+    moment later), and a dozen times for a pid that never became its. The
+    refusal is said once, in the line that ends the wait."""
+    own, other = supervisors.tmp_path / "own.pid", supervisors.tmp_path / "other.pid"
+    stranger = os.getpid()  # never one of its processes
+    supervisors.config(
+        {
+            name: {
+                "command": [sys.executable, "-c", LINGERING_FORKER, str(path), named],
+                "pidfile": str(path),
+                "start_timeout": 2,
+                "restart": "never",
+            }
+            for name, path, named in (("own", own, ""), ("other", other, str(stranger)))
+        }
+    )
+    supervisors.foreground(booted=False)
+    daemon = wait_for(lambda: own.exists() and int(own.read_text()), what="the own pidfile")
+    wait_for(lambda: supervisors.status("own").pid == daemon, what="own's daemon in charge")
+    supervisors.wait_state("other", "exited")
+    log = supervisors.log.read_text()
+    assert "ignored main pid" not in log, log
+    refused = f"other: no live process of its own in {other}: pid {stranger} is not one of"
+    assert log.count(refused) == 1 and log.count(f"pid {stranger}") == 1, log
+    assert "own: no live process" not in log, log
+
+
 def test_a_pidfile_s_reader_says_why_it_has_no_pid(tmp_path: Path) -> None:
     """What a forking program's pidfile may hold, and the reasons for no pid,
     which never quote the file."""

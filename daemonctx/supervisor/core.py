@@ -2076,7 +2076,7 @@ class Supervisor:
             if self._guard is not None:  # _pin_main had it held: before its pidfd closes
                 self._guard.release(main.pid)
             main.close()
-        if reason and reason not in _NOT_YET and reason != said:
+        if reason and reason not in _NOT_YET and not reason.endswith(_NOT_ITS) and reason != said:
             log.info("%s: pidfile %s refused: %s", instance.name, path, reason)
             said = reason
         now = loop.time()
@@ -2102,19 +2102,23 @@ class Supervisor:
 
     def _read_main_pidfile(self, instance: Instance, path: str) -> tuple[_Main | None, str]:
         """The main process the pidfile names, or why none: no file, a file
-        refused, no pid in it (``""``: a pid that names no process of the program).
-        The file as it was before the run's spawn is not the run's: its pid is
-        the last run's daemon, which may have been reused by anyone since."""
+        refused, no pid in it, a pid that names no process of the program (said
+        at the end of the wait only: the daemon's parent may not have exited yet,
+        and once it has, the daemon is our child). The file as it was before the
+        run's spawn is not the run's: its pid is the last run's daemon, which may
+        have been reused by anyone since."""
         pid, mark = _read_pid_marked(path)
         if isinstance(pid, str):
             return None, pid
         if instance.pidfile_before == (path, mark):
             return None, _NOT_WRITTEN
-        return self._pin_main(instance, pid), ""
+        main = self._pin_main(instance, pid, say=False)
+        return main, "" if main is not None else f"pid {pid} is {_NOT_ITS}"
 
-    def _pin_main(self, instance: Instance, pid: int) -> _Main | None:
+    def _pin_main(self, instance: Instance, pid: int, say: bool = True) -> _Main | None:
         """A pidfd on ``pid`` if it is a process of this program: in its session,
-        or our child carrying its name (checked after the pidfd pinned it)."""
+        or our child carrying its name (checked after the pidfd pinned it). One
+        that is not is logged (with ``say``)."""
         guard = self._guard.pid if self._guard is not None else None
         if pid <= 1 or pid == os.getpid() or pid == guard or pid in self._hooks:
             return None
@@ -2127,7 +2131,8 @@ class Supervisor:
         )
         if not ours:
             os.close(pidfd)
-            log.info("%s: ignored main pid %d: not one of its processes", instance.name, pid)
+            if say:
+                log.info("%s: ignored main pid %d: %s", instance.name, pid, _NOT_ITS)
             return None
         if self._guard is not None:
             self._guard.hold(pid, pidfd, group=_group_killable(pid))
@@ -3909,6 +3914,9 @@ def _exit_code(status: ExitStatus) -> int:
     return status.code if status.code is not None else 128 + (status.signal or 0)
 
 
+#: Why a pidfile's pid is refused: said at the end of the wait only, as
+#: ``_NOT_YET``'s reasons (the daemon may become ours when its parent exits).
+_NOT_ITS = "not one of its processes"
 #: Why ``_read_pid`` finds no pid while the daemon may still be writing its file
 #: (said only at the end of the wait; any other reason is said at once).
 _NOT_WRITTEN = "not written by this run (the file from before its start)"
