@@ -463,6 +463,97 @@ def test_a_daemon_found_in_the_pidfile_during_a_stop_gets_the_stops_own_signal(
     assert got.read_text() == "SIGINT\n", supervisors.log.read_text()
 
 
+# A forking daemon whose environment is gone by the time it writes its pidfile, as
+# with a process title set (nginx, postgres, setproctitle overwrite what
+# /proc/PID/environ reads): here env -i, so that no mark is ever read.
+UNMARKED_FORKER = textwrap.dedent(
+    """
+    import os, sys
+    pidfile = sys.argv[1]
+    if os.fork():
+        sys.exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.execv("/usr/bin/env", ["env", "-i", "/bin/sh", "-c",
+             f'echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile} && exec sleep 1000'])
+    """
+)
+
+
+def test_a_forking_daemon_whose_environment_is_gone_is_adopted_through_its_pidfile(
+    supervisors: Supervisors,
+) -> None:
+    """The daemon the pidfile names carries no DAEMONCTX_PROGRAM (a process title
+    set overwrites the environment /proc shows): it is our child, in no program's
+    session, unmarked, of the program's user, and the pidfile was written during
+    this run: it is the program's. It was refused ("not one of its processes"),
+    the run ended as "exited 0", and the daemon ran on unsupervised, after a
+    shutdown too."""
+    pidfile = supervisors.tmp_path / "titled.pid"
+    supervisors.config(
+        {
+            "titled": {
+                "command": [sys.executable, "-c", UNMARKED_FORKER, str(pidfile)],
+                "pidfile": str(pidfile),
+                "start_timeout": 5,
+            }
+        }
+    )
+    supervisors.foreground()
+    daemon = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), what="the pidfile")
+    try:
+        assert b"DAEMONCTX_PROGRAM=" not in proc_environ(daemon)
+        info = wait_for(lambda: (i := supervisors.status("titled")).pid == daemon and i, 10)
+        assert info.state == "running", info
+        assert supervisors.ctl("stop", "titled").returncode == 0
+        wait_gone(daemon, 10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGKILL)
+
+
+@needs_root
+def test_a_pidfile_never_names_another_users_unmarked_process_for_a_program(
+    supervisors: Supervisors, shared_dir: Path
+) -> None:
+    """Program ``owner`` (root) leaves an unmarked process that became our child;
+    program ``thief`` runs as nobody and writes that pid in its pidfile. Not the
+    thief's user: never adopted (``ctl stop thief`` would SIGTERM root's process)."""
+    announced, pidfile = shared_dir / "orphan", shared_dir / "thief.pid"
+    orphan_maker = (
+        f"(env -i setsid /bin/sh -c 'echo $$ > {announced}.tmp; "
+        f"mv {announced}.tmp {announced}; exec sleep 1001' &); exec sleep 1000"
+    )
+    thief = (
+        f"while [ ! -s {announced} ]; do sleep 0.02; done; "
+        f"cp {announced} {pidfile}.tmp && mv {pidfile}.tmp {pidfile}"
+    )
+    supervisors.config(
+        {
+            "owner": {"command": ["/bin/sh", "-c", orphan_maker]},
+            "thief": {
+                "command": ["/bin/sh", "-c", thief],
+                "pidfile": str(pidfile),
+                "user": "nobody",
+                "start_timeout": 1,
+                "restart": "never",
+            },
+        }
+    )
+    supervisors.foreground(booted=False)
+    orphan = wait_for(lambda: announced.exists() and int(announced.read_text() or 0), 10)
+    try:
+        assert int(proc_stat(orphan)[1]) == supervisors.foreground_pid, "our child"
+        info = supervisors.wait_state("thief", "exited", timeout=15)
+        assert info.pid is None, info
+        assert f"pid {orphan} is not one of its processes" in supervisors.log.read_text()
+        assert pid_alive(orphan)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
+
+
 # A forking program that puts something else where its pidfile goes: a FIFO
 # (which blocked the supervisor for ever in open()), or a symbolic link to the
 # file where its daemon wrote its pid.

@@ -2112,13 +2112,17 @@ class Supervisor:
             return None, pid
         if instance.pidfile_before == (path, mark):
             return None, _NOT_WRITTEN
-        main = self._pin_main(instance, pid, say=False)
+        main = self._pin_main(instance, pid, say=False, unmarked=True)
         return main, "" if main is not None else f"pid {pid} is {_NOT_ITS}"
 
-    def _pin_main(self, instance: Instance, pid: int, say: bool = True) -> _Main | None:
+    def _pin_main(
+        self, instance: Instance, pid: int, say: bool = True, unmarked: bool = False
+    ) -> _Main | None:
         """A pidfd on ``pid`` if it is a process of this program: in its session,
-        or our child carrying its name (checked after the pidfd pinned it). One
-        that is not is logged (with ``say``)."""
+        or our child carrying its name (checked after the pidfd pinned it); with
+        ``unmarked`` (a pidfile written during this run), also our child that
+        carries no mark at all (``_unmarked_orphan``). One that is not is logged
+        (with ``say``)."""
         guard = self._guard.pid if self._guard is not None else None
         if pid <= 1 or pid == os.getpid() or pid == guard or pid in self._hooks:
             return None
@@ -2129,6 +2133,8 @@ class Supervisor:
             procfs.parent_pid(pid) == os.getpid()
             and procfs.environment_value(pid, PROGRAM_VARIABLE) == instance.name
         )
+        if not ours and unmarked:
+            ours = self._unmarked_orphan(instance, pid) and not pidfd_exited(pidfd)
         if not ours:
             os.close(pidfd)
             if say:
@@ -2137,6 +2143,28 @@ class Supervisor:
         if self._guard is not None:
             self._guard.hold(pid, pidfd, group=_group_killable(pid))
         return _Main(pid, pidfd)
+
+    def _unmarked_orphan(self, instance: Instance, pid: int) -> bool:
+        """Whether ``pid``, which a pidfile this run wrote names, may be taken for the
+        program's daemon though it carries no ``DAEMONCTX_PROGRAM``: a daemon that
+        sets its process title (nginx, postgres, setproctitle) overwrites what
+        /proc/PID/environ reads. It must be our child (an orphan of our programs'
+        trees, the subreaper's), unknown (no leader, main, guard or hook), in no
+        other program's session, with no mark of another program, and run as this
+        program's user: a pidfile can name only what its writer could signal."""
+        if procfs.parent_pid(pid) != os.getpid() or pid in self._leaders or pid in self._mains:
+            return False
+        if procfs.environment_value(pid, PROGRAM_VARIABLE) is not None:
+            return False  # marked: another program's (its own was looked for)
+        session = procfs.session_id(pid)
+        if any(other.session == session for other in self.instances.values()):
+            return False
+        uid = _user_id(instance.program.user)
+        try:
+            owner = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            return False
+        return owner == (os.geteuid() if uid is None else uid)
 
     def _main_exited(self, instance: Instance, main: _Main) -> None:
         """The adopted main process exited: kill what is left, reap it, tell the machine."""
