@@ -2632,6 +2632,41 @@ def test_why_shows_each_run_its_own_stderr(supervisors: Supervisors) -> None:
     assert [run.stderr for run in runs] == [(f"boom: cannot bind (pid {run.pid})",) for run in runs]
 
 
+def test_why_shows_a_run_s_last_line_without_a_newline_though_a_child_holds_the_pipe(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """Last words without a newline (``printf 'fatal: ...' >&2``) while a child the
+    run started still holds stderr: the line reached the ring only at the pipe's
+    EOF, after the exit had taken the run's stderr. ``ctl why`` never showed it,
+    or showed it under the next run, beside that run's pid. Each run shows its own
+    now, and the file has the line once, whole."""
+    once = "echo 'first line' >&2; printf 'fatal: config missing' >&2; sleep 100 & exit 1"
+    loop = 'echo "run $$ starting" >&2; printf "fatal in run $$" >&2; sleep 100 & exit 1'
+    errors = tmp_path / "once.err"
+    supervisors.config(
+        {
+            "once": {"command": ["/bin/sh", "-c", once], "restart": "never",
+                     "stderr": str(errors)},
+            "loop": {"command": ["/bin/sh", "-c", loop], "restart": "always",
+                     "restart_delay": 0.05, "start_limit": 3, "stderr": "null"},
+        }
+    )  # fmt: skip
+    supervisors.foreground()
+    supervisors.wait_state("once", "exited")
+    supervisors.wait_state("loop", "failed")
+    with supervisors.client() as client:
+        ((_once, (run,)), (_loop, runs)) = client.why("once", "loop")
+    assert run.stderr == ("first line", "fatal: config missing")
+    assert len(runs) == 3
+    assert [run.stderr for run in runs] == [
+        (f"run {run.pid} starting", f"fatal in run {run.pid}") for run in runs
+    ]
+    why = supervisors.ctl("why", "once")
+    assert why.stdout.endswith("    stderr: first line\n    stderr: fatal: config missing\n")
+    wait_for(lambda: errors.read_bytes().endswith(b"\n"), what="once.err's last line")
+    assert errors.read_bytes() == b"first line\nfatal: config missing\n"
+
+
 def test_why_keeps_history_runs(supervisors: Supervisors) -> None:
     crash_loop(supervisors, history=2)
     with supervisors.client() as client:

@@ -488,6 +488,18 @@ class Instance:
             while readable():
                 pass
 
+    def end_lines(self) -> None:
+        """Its run ended: what its pipes hold is read, and a last line still waiting
+        for its newline goes out now, as at EOF. A process the run left (killed, or
+        not yet) may hold the pipe open a while: the line is this run's last words,
+        not the next run's first (``ctl why``)."""
+        capture = self.capture or (self.retired[-1][0] if self.retired else None)
+        if capture is None:
+            return
+        self.drain()
+        for stream in ("stdout", "stderr"):
+            capture.close_stream(stream)
+
 
 class _Run:
     """One run of an instance, recorded for ``ctl why`` (wall-clock times)."""
@@ -2032,6 +2044,7 @@ class Supervisor:
             run.ended = time.time()
             run.exit = status
             run.stopped_by = cause
+            instance.end_lines()
             run.stderr = tuple(instance.last_lines(since=run.stderr_mark))
         else:
             run = None
