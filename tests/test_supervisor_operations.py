@@ -41,6 +41,7 @@ from conftest import (
     proc_environ,
     proc_fds,
     proc_stat,
+    proc_status,
     python_for_nobody,
     run_script,
     wait_for,
@@ -2170,6 +2171,52 @@ def test_a_follower_behind_but_within_the_buffer_gets_every_line(
             if texts and texts[-1] == "200000":
                 break
     assert texts == [str(n) for n in range(1, 200_001)]
+
+
+DOTS = """
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+for n in range(60_000):
+    os.write(1, b"\\n")
+    if n % 3 == 0:
+        time.sleep(0)
+os.write(1, b"done\\n")
+time.sleep(1000)
+"""
+
+
+def test_one_byte_writes_keep_the_supervisor_within_about_output_buffer(
+    supervisors: Supervisors, tmp_path: Path
+) -> None:
+    """A program that writes its output a byte at a time (progress dots, heartbeats,
+    short lines flushed one by one): the supervisor kept each read as an entry of
+    about 180 bytes, and counted 1 for it: with output_buffer = 50,000 the
+    supervisor grew by 7 MB (500,000: 60 MB). Each entry counts what it takes now:
+    it grows by less than 2 MB, and ``tail`` still has the newest lines."""
+    go = tmp_path / "go"
+    supervisors.config(
+        {"dots": {"command": [PY, "-c", DOTS, str(go)], "stdout": "null",
+                  "output_buffer": 50_000}}
+    )  # fmt: skip
+    proc = supervisors.foreground()
+
+    def rss() -> int:
+        return int(proc_status(proc.pid)["VmRSS"].split()[0]) * 1024
+
+    before = rss()
+    go.touch()
+    with supervisors.client() as client:
+
+        def done() -> bool:
+            lines = client.tail("dots", 1)[0]
+            return bool(lines) and lines[-1].text == "done"
+
+        wait_for(done, 25, "its last line")
+        lines = client.tail("dots", 10)[0]
+    grown = rss() - before
+    assert grown < 2 * 1024 * 1024, f"the supervisor grew by {grown} bytes"
+    assert [line.text for line in lines] == [""] * 9 + ["done"]
 
 
 def test_tail_into_a_pipe_shows_bytes_that_are_not_utf8_as_the_replacement_character(

@@ -26,7 +26,7 @@ from conftest import mounted_tmpfs, needs_root, run_as_nobody, run_in_child
 
 from daemonctx.paths import UnsafePathError
 from daemonctx.supervisor.config import LogFile
-from daemonctx.supervisor.output import MAX_LINE, Capture, Line, Ring, Target
+from daemonctx.supervisor.output import CHUNK_COST, MAX_LINE, Capture, Line, Ring, Target
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -917,23 +917,27 @@ def test_timestamps_count_in_rotation(tmp_path: Path) -> None:
 
 
 def test_ring_keeps_the_last_bytes_in_whole_lines() -> None:
-    ring = Ring(1000)
+    """Each chunk counts its text and CHUNK_COST: room for 10 chunks of 10 lines and
+    5 lines of one more."""
+    size = 10 * (120 + CHUNK_COST) + CHUNK_COST + 60
+    ring = Ring(size)
     for n in range(0, 1000, 10):
         ring.add("stdout" if n % 20 else "stderr", float(n), numbered(n, n + 10))
-        assert len(ring) <= 1000
+        assert len(ring) <= size
     lines = ring.last(10_000)
     assert [int(line.text[5:]) for line in lines] == list(range(1000 - len(lines), 1000))
-    assert len(lines) == 1000 // 12
+    assert len(lines) == 105
     assert lines[-1] == Line("stdout", 990.0, b"line 000999")
-    big = numbered(0, 200)  # one chunk larger than the ring
+    big = numbered(0, 400)  # one chunk larger than the ring: its newest lines that fit
     ring.add("stderr", 1.0, big)
-    assert [line.text for line in ring.last(10_000)] == big.splitlines()[-(1000 // 12) :]
+    kept = (size - CHUNK_COST) // 12
+    assert [line.text for line in ring.last(10_000)] == big.splitlines()[-kept:]
 
 
 def test_ring_knows_the_newest_chunk_it_lost() -> None:
     """``lost``: the newest mark whose lines were dropped, or cut, to stay within
     size: ``tail`` after a cursor older than it missed lines."""
-    ring = Ring(30)
+    ring = Ring(30 + 2 * CHUNK_COST)  # two chunks, 30 bytes of text
     ring.add("stdout", 1.0, numbered(0, 2))  # 24 bytes: mark 1
     assert (ring.mark, ring.lost) == (1, 0)
     ring.add("stdout", 2.0, numbered(2, 3))  # mark 2: mark 1 loses a line
@@ -1026,7 +1030,7 @@ def test_ring_follow_and_unfollow() -> None:
 
 
 def test_ring_follower_that_raises_is_stopped_and_the_others_still_run() -> None:
-    ring = Ring(100)
+    ring = Ring(1000)
     seen: list[bytes] = []
 
     def broken(line: Line) -> None:
@@ -1044,14 +1048,39 @@ def test_ring_follower_that_raises_is_stopped_and_the_others_still_run() -> None
 def test_ring_live_size_change_trims() -> None:
     ring = Ring(10_000)
     ring.add("stdout", 1.0, numbered(0, 500))
-    assert len(ring) == 6000
-    ring.size = 120
-    assert len(ring) == 120
+    assert len(ring) == 6000 + CHUNK_COST
+    ring.size = 120 + CHUNK_COST
+    assert len(ring) == 120 + CHUNK_COST
     assert [line.text for line in ring.last(100)] == numbered(490, 500).splitlines()
     ring.size = 0
     assert len(ring) == 0 and ring.last(5) == []
     with pytest.raises(ValueError):
         ring.size = -1
+
+
+def test_short_writes_cannot_make_the_ring_hold_more_than_about_its_size() -> None:
+    """One chunk per read, and a program writing 1-byte lines one write at a time:
+    each chunk's entry takes about 180 bytes, and the ring counted only the text,
+    so output_buffer = 500,000 held about 100 MB. Each chunk counts CHUNK_COST
+    now: the memory held stays within twice the size (its text: 1 in 180)."""
+    import tracemalloc
+
+    size = 100_000
+    ring = Ring(size)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(size):
+            ring.add("stdout", float(n), b"%d\n" % (n % 10))  # a new object, as os.read's
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(ring) <= size
+    assert held <= 2 * size, held
+    assert [line.text for line in ring.last(3)] == [b"7", b"8", b"9"]
+    mark = ring.mark
+    ring.add("stderr", 1.0, b"new\n")
+    assert ring.last(5, since=mark) == [Line("stderr", 1.0, b"new")]
 
 
 # -- Capture: separate and merged streams ---------------------------------------------------

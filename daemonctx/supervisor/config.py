@@ -1133,8 +1133,8 @@ class Program:
         default=65536,
         metadata=_meta(
             _Type("bytes", _int_at_least(0), _text_int),
-            "how much of its recent output the supervisor keeps in memory, for"
-            " ctl tail and ctl why (0: none)",
+            "how much memory the supervisor gives its recent output, for ctl tail"
+            " and ctl why (each read counts 180 bytes beside its text; 0: none)",
         ),
     )
     history: int = field(
