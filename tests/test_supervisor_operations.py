@@ -2173,6 +2173,47 @@ def test_a_follower_behind_but_within_the_buffer_gets_every_line(
     assert texts == [str(n) for n in range(1, 200_001)]
 
 
+def test_a_line_longer_than_output_buffer_leaves_tail_and_why_the_lines_before_it(
+    supervisors: Supervisors,
+) -> None:
+    """A program says why it fails on stderr, dumps a 64 KiB line (its configuration,
+    a JSON blob) and exits 1: that one line (65,537 bytes, the default output_buffer
+    65,536) emptied the ring, so ``ctl why`` showed no stderr and ``ctl tail`` nothing.
+    Now both show the error, and the long line's end. With output_buffer = 4096,
+    5 KB JSON lines left ``tail`` empty for good: now it shows the newest one's end."""
+    dump = (
+        "echo 'FATAL: cannot parse /etc/app.conf line 3' >&2; sleep 0.2;"
+        " head -c 65536 /dev/zero | tr '\\0' x; echo; exit 1"
+    )
+    blob = 'printf \'{"pad": "%05000d", "n": %d}\\n\' 0 $i'
+    json_lines = f"echo started; for i in 1 2 3; do {blob}; done; exec {SLEEP} 1000"
+    supervisors.config(
+        {
+            "app": {"command": ["/bin/sh", "-c", dump], "restart": "never", "stdout": "null",
+                    "stderr": "null"},
+            "json": {"command": ["/bin/sh", "-c", json_lines], "stdout": "null",
+                     "output_buffer": 4096},
+        }
+    )  # fmt: skip
+    supervisors.foreground()
+    supervisors.wait_state("app", "exited")
+    why = supervisors.ctl("why", "app")
+    assert why.returncode == 0, why
+    assert "    stderr: FATAL: cannot parse /etc/app.conf line 3\n" in why.stdout, why.stdout
+    tail = supervisors.ctl("tail", "app", "-n", "10")
+    assert tail.returncode == 0, tail
+    assert tail.stdout == "FATAL: cannot parse /etc/app.conf line 3\n" + "x" * 32767 + "\n"
+
+    def third() -> bool:
+        with supervisors.client() as client:
+            lines = client.tail("json", 10)[0]
+        return bool(lines) and lines[-1].text.endswith('"n": 3}')
+
+    wait_for(third, what="json's third line")
+    newest = "0" * (2047 - len('", "n": 3}')) + '", "n": 3}'  # its last 2047 bytes
+    assert supervisors.ctl("tail", "json", "-n", "10").stdout == newest + "\n"
+
+
 DOTS = """
 import os, sys, time
 while not os.path.exists(sys.argv[1]):

@@ -1058,6 +1058,32 @@ def test_ring_live_size_change_trims() -> None:
         ring.size = -1
 
 
+def test_a_line_longer_than_the_ring_keeps_its_end_and_what_came_before() -> None:
+    """A line longer than the ring emptied it, the lines before it with it: a 64 KiB
+    line (65,537 bytes once cut, the default ring 65,536) after an error on stderr
+    left ``ctl tail`` nothing and ``ctl why`` no stderr. A line longer than half the
+    ring keeps its last half, wherever it is in its chunk; followers get it whole."""
+    ring = Ring(65536)
+    followed: list[Line] = []
+    ring.follow(followed.append)
+    fatal = b"FATAL: cannot parse /etc/app.conf line 3"
+    ring.add("stderr", 1.0, fatal + b"\n")
+    ring.add("stdout", 2.0, b"x" * MAX_LINE + b"\n")
+    assert ring.last(10) == [Line("stderr", 1.0, fatal), Line("stdout", 2.0, b"x" * 32767)]
+    assert len(ring) <= 65536
+    assert followed[-1].text == b"x" * MAX_LINE
+    ring.add("stdout", 3.0, b"before\n" + b"y" * 40000 + b"\nafter\n")  # pushes out the x
+    assert [line.text[:6] for line in ring.last(4)] == [b"before", b"yyyyyy", b"after"]
+    assert len(ring.last(4)[1].text) == 32767 and len(ring) <= 65536
+    # output_buffer = 4096 and 5 KB JSON lines: the newest one's end, never nothing
+    small = Ring(4096)
+    small.add("stdout", 1.0, b"started\n")
+    for n in range(3):
+        small.add("stdout", 2.0 + n, b'{"n": %d, "pad": "%s"}\n' % (n, b"z" * 5000))
+        (last,) = small.last(1)
+        assert last.when == 2.0 + n and len(last.text) == 2047 and len(small) <= 4096
+
+
 def test_short_writes_cannot_make_the_ring_hold_more_than_about_its_size() -> None:
     """One chunk per read, and a program writing 1-byte lines one write at a time:
     each chunk's entry takes about 180 bytes, and the ring counted only the text,

@@ -991,9 +991,11 @@ class Ring:
     about ``size`` bytes of memory: each chunk counts its text and ``CHUNK_COST``. Kept
     as the chunks fed (whole lines, referenced, not copied), split into lines only when
     asked; the oldest chunk is dropped, or cut at a line boundary, to stay within
-    ``size``, but the newest keeps at least its last line. (A chunk that is a slice of
-    a larger read keeps that read alive: the memory held may pass ``size`` by about
-    one read.)"""
+    ``size``, but the newest keeps at least its last line. A line longer than half of
+    ``size`` keeps its last half only: one long line cannot push out all that came
+    before it (the error a program wrote before it dumped its configuration). (A chunk
+    that is a slice of a larger read keeps that read alive: the memory held may pass
+    ``size`` by about one read.)"""
 
     def __init__(self, size: int) -> None:
         # (stream, when, buffer, start, stop, mark): the lines are buffer[start:stop]
@@ -1014,6 +1016,7 @@ class Ring:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"ring size: expected an integer >= 0, got {size!r}")
         self._size = size
+        self._line_most = max(size // 2, 1)
         self._trim()
 
     def __len__(self) -> int:
@@ -1029,13 +1032,16 @@ class Ring:
         """``add`` of ``data[start:stop]``, without copying it."""
         self.mark += 1
         if self._size:
-            self._chunks.append((stream, when, data, start, stop, self.mark))
-            self._total += stop - start + CHUNK_COST
+            kept, first, end = data, start, stop
+            if stop - start > self._line_most:  # perhaps a line too long to keep whole
+                kept, first, end = _shorten(data, start, stop, self._line_most)
+            self._chunks.append((stream, when, kept, first, end, self.mark))
+            self._total += end - first + CHUNK_COST
             if self._total > self._size:
                 self._trim()
         else:
             self.lost = self.mark
-        if self._followers:
+        if self._followers:  # they get the lines whole
             self._tell(Line(stream, when, b""), data[start : stop - 1].split(b"\n"))
 
     def _trim(self) -> None:
@@ -1150,6 +1156,27 @@ class Ring:
                 self._followers.remove(callback)
 
         return unfollow
+
+
+def _shorten(data: bytes, start: int, stop: int, most: int) -> tuple[bytes, int, int]:
+    """``data[start:stop]`` (whole lines) with each line longer than ``most`` bytes (its
+    newline counted) cut to its last ``most``, as a new bytes; as given when none is.
+    Steps of about ``most`` bytes, not one per line."""
+    pieces: list[bytes] = []
+    keep = pos = start
+    while stop - pos > most:
+        newline = data.rfind(b"\n", pos, pos + most)
+        if newline >= 0:  # the lines up to it fit
+            pos = newline + 1
+            continue
+        end = data.find(b"\n", pos + most) + 1  # the line at pos does not: its end
+        pieces.append(data[keep:pos])
+        keep, pos = end - most, end
+    if not pieces:
+        return data, start, stop
+    pieces.append(data[keep:stop])
+    short = b"".join(pieces)
+    return short, 0, len(short)
 
 
 def _cut_lines(data: bytes) -> tuple[bytes, bytes]:
