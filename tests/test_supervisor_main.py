@@ -311,13 +311,24 @@ def test_while_the_pidfile_is_awaited_status_names_no_pid_and_signals_reach_the_
     wait_for(lambda: record.exists() and "ready" in record.read_text(), what="the daemon")
     me = supervisors.foreground_pid
     children = Path(f"/proc/{me}/task/{me}/children")
-    wait_for(  # bare's daemon marked no more (before its exec it was)
-        lambda: any(
-            _command_line(int(pid)) == b"\0".join([SLEEP.encode(), b"1000", b""])
+    (bare,) = wait_for(  # bare's daemon marked no more (before its exec it was)
+        lambda: [
+            int(pid)
             for pid in children.read_text().split()
-        ),
+            if _command_line(int(pid)) == b"\0".join([SLEEP.encode(), b"1000", b""])
+        ],
         what="bare's daemon",
     )
+    pidfd = os.pidfd_open(bare)  # its pid may be anyone's once the supervisor reaps it
+    try:
+        _signals_while_the_pidfile_is_awaited(supervisors, record)
+    finally:  # unmarked: the supervisor never kills it (docs: "Stopping, and what survives")
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.close(pidfd)
+
+
+def _signals_while_the_pidfile_is_awaited(supervisors: Supervisors, record: Path) -> None:
     for name in ("slow", "bare"):
         info = wait_for(
             lambda n=name: (i := supervisors.status(n)).pid is None and i,  # type: ignore[misc]

@@ -1340,7 +1340,9 @@ def test_logrotate_move_and_reopen_loses_no_line(
     else:
         reopened = supervisors.ctl("reopen", "web")
         assert reopened.returncode == 0, reopened
-        assert "reopen: log files reopened" in log_text(supervisors)  # its outcome too
+        wait_for(  # its outcome too (the supervisor's log may trail its answer)
+            lambda: "reopen: log files reopened" in log_text(supervisors), what="the log line"
+        )
     wait_for(lambda: log.exists() and log.stat().st_size > size, what="the new web.log to fill")
     assert not done.exists(), "the program was still writing"
     stop.touch()
