@@ -19,8 +19,6 @@ checked by identity, say which socket is that supervisor's.
 from __future__ import annotations
 
 import os
-import socket
-import sys
 
 from .. import procfs
 from ..paths import trusted_uids
@@ -133,6 +131,7 @@ def _control_socket(pid: int) -> str | None:
     """The path of the control socket ``pid`` listens on: a listening stream socket
     of its own whose ``.lock`` file it holds, reached from here at that path."""
     from .guard import lock_holder
+    from .server import live_owner
 
     try:
         inodes = set()
@@ -151,18 +150,6 @@ def _control_socket(pid: int) -> str | None:
             continue
         if int(fields[3], 16) & _ACCEPTING and int(fields[4], 16) == _STREAM:
             path = fields[7]
-            if lock_holder(path) == (pid, False) and _listener(path) == pid:
+            if lock_holder(path) == (pid, False) and live_owner(path) == pid:
                 return path
     return None
-
-
-def _listener(path: str) -> int | None:
-    """The pid of the process that accepts connections on ``path`` here."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        except OSError:
-            return None
-    return int.from_bytes(creds[:4], sys.byteorder, signed=True)
