@@ -206,7 +206,11 @@ def test_a_daemon_whose_main_thread_exited_is_signalled_and_stopped(tracker: Tra
     program = tracker.start(str(binary), str(mark))
     leader = Path(f"/proc/{program}/stat")
     wait_for(lambda: leader.read_text().rsplit(")", 1)[1].split()[0] == "Z", what="main to exit")
-    assert os.listdir(f"/proc/{program}/fd") == [] and len(os.listdir(f"/proc/{program}/task")) == 2
+    try:  # the exited main thread's fds: none (another user than root may not look)
+        assert os.listdir(f"/proc/{program}/fd") == []
+    except PermissionError:
+        pass
+    assert len(os.listdir(f"/proc/{program}/task")) == 2
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"app is running (pid {program}, up ")
