@@ -105,7 +105,12 @@ def _open_files(pid: int, keys: Iterable[FileKey]) -> list[tuple[str, os.stat_re
     wanted = set(keys)
     base = f"/proc/{pid}/fd"
     try:
-        names = os.listdir(base)
+        try:
+            names = os.listdir(base)
+        except PermissionError:  # another user's; or, ours, its main thread exited
+            names = []  # (a zombie's fd may be listed by root only)
+            if _live_thread(pid) is None:
+                return None
         if not names and (thread := _live_thread(pid)) is not None:
             base = f"{thread}/fd"  # its main thread exited: the others hold its fds
             names = os.listdir(base)
