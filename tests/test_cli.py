@@ -770,7 +770,11 @@ def test_status_agrees_with_start_stop_daemon(tracker: Tracker) -> None:
     pid = tracker.start("sleep", "1000")
     assert ours() == tracker.ssd_status() == 0, "running"
     kill(pid)
-    assert ours() == tracker.ssd_status() == 1, "dead, pidfile left"
+    ssd = tracker.ssd_status()
+    assert ours() == 1, "dead, pidfile left"
+    # start-stop-daemon looks only for a process with that pid: once another has it
+    # (pid_max is small here, and other suites fork), it says 0 (cli.md lists this)
+    assert ssd == 1 or (ssd == 0 and pid_alive(pid)), "dead, pidfile left"
     result = tracker.daemonctx("status", "--pidfile", tracker.pidfile)
     assert result.stdout == (
         f"app is not running, but its pidfile {tracker.pidfile} remains naming pid {pid}\n"
@@ -795,7 +799,8 @@ def test_start_stop_daemon_stops_our_daemon(tracker: Tracker) -> None:
     pid = tracker.start("sleep", "1000")
     assert ssd_stop() == 0
     wait_reaped(pid)
-    assert ours() == tracker.ssd_status() == 1, "it leaves the pidfile: dead"
+    ssd = tracker.ssd_status()  # 0 once another process has the pid (it looks no further)
+    assert ours() == 1 and (ssd == 1 or (ssd == 0 and pid_alive(pid))), "it leaves the pidfile"
 
     pid = tracker.start("sleep", "1000")  # takes the stale pidfile over
     assert ssd_stop("--remove-pidfile") == 0
