@@ -321,30 +321,26 @@ def test_while_the_pidfile_is_awaited_status_names_no_pid_and_signals_reach_the_
     )
     pidfd = os.pidfd_open(bare)  # its pid may be anyone's once the supervisor reaps it
     try:
-        _signals_while_the_pidfile_is_awaited(supervisors, record)
+        for name in ("slow", "bare"):
+            info = wait_for(
+                lambda n=name: (i := supervisors.status(n)).pid is None and i,  # type: ignore[misc]
+                what=f"{name}'s leader to exit",
+            )
+            assert info.state == "starting" or info.state == "running", info
+            assert "waiting for its pidfile" in info.text and "pid " not in info.text, info
+        assert supervisors.ctl("signal", "HUP", "slow").returncode == 0
+        wait_for(lambda: "SIGHUP" in record.read_text(), what="the daemon to get SIGHUP")
+        refused = supervisors.ctl("signal", "HUP", "bare")
+        assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused
+        assert "bare: no process to signal yet, waiting for its pidfile" in refused.stderr, refused
+        assert supervisors.ctl("stop", "slow").returncode == 0
+        assert record.read_text().split() == ["ready", "SIGHUP", "SIGTERM"]
+        log = supervisors.log.read_text()
+        assert "slow: stopping (waiting for its pidfile, SIGTERM sent just now)" in log, log
     finally:  # unmarked: the supervisor never kills it (docs: "Stopping, and what survives")
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         os.close(pidfd)
-
-
-def _signals_while_the_pidfile_is_awaited(supervisors: Supervisors, record: Path) -> None:
-    for name in ("slow", "bare"):
-        info = wait_for(
-            lambda n=name: (i := supervisors.status(n)).pid is None and i,  # type: ignore[misc]
-            what=f"{name}'s leader to exit",
-        )
-        assert info.state == "starting" or info.state == "running", info
-        assert "waiting for its pidfile" in info.text and "pid " not in info.text, info
-    assert supervisors.ctl("signal", "HUP", "slow").returncode == 0
-    wait_for(lambda: "SIGHUP" in record.read_text(), what="the daemon to get SIGHUP")
-    refused = supervisors.ctl("signal", "HUP", "bare")
-    assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused
-    assert "bare: no process to signal yet, waiting for its pidfile" in refused.stderr, refused
-    assert supervisors.ctl("stop", "slow").returncode == 0
-    assert record.read_text().split() == ["ready", "SIGHUP", "SIGTERM"]
-    log = supervisors.log.read_text()
-    assert "slow: stopping (waiting for its pidfile, SIGTERM sent just now)" in log, log
 
 
 def _command_line(pid: int) -> bytes:
