@@ -565,8 +565,10 @@ def test_another_user_cannot_take_the_notify_socket_once_start_has_exited(
                            capture_output=True, text=True, timeout=30)  # fmt: skip
     assert taker.stdout == "refused: Permission denied\n", taker
     assert not os.path.exists(os.path.dirname(address)), "removed when start exited"
-    wait_for(said.exists, what="the program's next send to fail")
-    assert said.read_text() == "No such file or directory"
+    text = wait_for(  # written by the program: read once whole
+        lambda: said.exists() and said.read_text(), what="the program's next send to fail"
+    )
+    assert text == "No such file or directory"
     assert tracker.processes() == [pid]
 
 
