@@ -333,18 +333,12 @@ def _find(path: str, every_holder: bool = False) -> identity.Found:
 
 def _lockless_writer(found: identity.Found) -> int | None:
     """The pid a pidfile nobody locks names, when that process runs and started
-    before the file was last written: most likely the daemon that wrote it, with
-    a tool that takes no lock (start-stop-daemon --make-pidfile, the ``lockfile``
-    package, a daemon's own pidfile). Not proven: never signalled; nor is its file
-    stale, to be removed (a pid reused after a crash started after the write)."""
-    pid = found.recorded_pid
-    if pid is None or found.held or not found.exists:
-        return None
-    try:
-        written = os.stat(found.path).st_mtime
-    except OSError:
-        return None
-    return pid if procfs.is_original(pid, written) else None
+    before the file was written (``Found.stray_pid`` of an unheld file): most
+    likely the daemon that wrote it, with a tool that takes no lock
+    (start-stop-daemon --make-pidfile, the ``lockfile`` package, a daemon's own
+    pidfile). Not proven: never signalled; nor is its file stale, to be removed
+    (a pid reused after a crash started after the write)."""
+    return None if found.held else found.stray_pid
 
 
 def _lockless_reason(found: identity.Found) -> str:

@@ -133,6 +133,8 @@ def _look(path: str, every_holder: bool) -> Found | None:
         found.held = _pidfile._is_held(fd)
         if found.held:
             _prove(found, st.st_mtime, every_holder)
+        elif found.recorded_pid is not None and procfs.is_original(found.recorded_pid, st.st_mtime):
+            found.stray_pid = found.recorded_pid  # unlocked, yet alive since before the write
         return found if _pidfile._is_at_path(path, fd) else None
     finally:
         os.close(fd)
