@@ -674,6 +674,35 @@ def test_ctl_says_a_bad_answer_in_one_line(
 @pytest.mark.parametrize(
     "fields",
     [
+        {},
+        {"last_exit": {"code": 1, "signal": None, "core": False, "text": "exited 1", "ago": 3.5}},
+        {"state": "stopped", "pid": None, "uptime": None, "healthy": False},
+        {"since": 5},  # an int where a float is written: read as one
+        {"next_start": 2.5, "output_error": "No space left on device", "dropped": 7},
+        {"newer": "a field of a newer supervisor"},
+    ],
+    ids=["running", "last exit", "stopped", "int since", "backoff", "newer"],
+)
+def test_a_program_is_read_from_its_answer_field_for_field(fields: dict[str, Any]) -> None:
+    """The supervisor's own answer is checked in one expression, anything else field
+    by field: both give the same record, which shares nothing with the answer."""
+    data = {**program("web"), **fields}
+    info = ProgramInfo.from_json(data)
+    last = data["last_exit"]
+    fields = {name: data[name] for name in ProgramInfo.FIELDS}  # type: ignore[attr-defined]
+    fields["since"] = float(data["since"])
+    fields["last_exit"] = None if last is None else ExitInfo(**last)
+    assert info == ProgramInfo(**fields)
+    assert type(info.since) is float
+    data["name"] = "changed"
+    assert info.name == "web"
+    with pytest.raises(AttributeError):
+        info.name = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
         {"name": 5, "state": [], "text": None},
         {"pid": "12"},
         {"healthy": "yes"},

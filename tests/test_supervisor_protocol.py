@@ -16,6 +16,7 @@ from daemonctx.supervisor.protocol import (
     BAD_RESPONSE,
     ERROR_TYPES,
     MAX_LINE,
+    NOT_PLAIN,
     PROTOCOL_VERSION,
     READ_ONLY_COMMANDS,
     TOO_LARGE,
@@ -28,10 +29,13 @@ from daemonctx.supervisor.protocol import (
     RequestError,
     Response,
     encode_error,
+    encode_names_request,
     encode_request,
     encode_result,
+    encode_text_result,
     parse_request,
     parse_response,
+    success_result,
 )
 
 if TYPE_CHECKING:
@@ -534,3 +538,154 @@ def test_a_number_past_what_python_reads_is_named_as_typed(number: bytes, messag
     ):
         error = error_of(line)
         assert (error.type, error.message) == (BAD_REQUEST, message), line[:60]
+
+
+# The short ways of a status round trip: each must give what the long way gives.
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [],
+        ["web"],
+        ["web:0", "all", "a b", "group:*"],
+        ["caf\xe9"],
+        ['a"b'],
+        ["x\\y"],
+        ["\x7f"],
+        ["tab\there"],
+        ["\ud800"],
+        ["x" * (MAX_LINE + 1)],
+    ],
+    ids=lambda value: repr(value)[:30],
+)
+def test_a_names_request_is_written_as_the_encoder_writes_it(names: list[str]) -> None:
+    try:
+        expected: object = encode_request(12, "status", {"names": names})
+    except RequestError as exc:
+        with pytest.raises(RequestError) as caught:
+            encode_names_request(12, "status", names)
+        assert str(caught.value) == str(exc)
+        return
+    assert encode_names_request(12, "status", names) == expected
+    assert parse_request(encode_names_request(12, "status", names)).args == {"names": names}
+
+
+@pytest.mark.parametrize("id", [None, 0, 5, -3, 2**63 - 1, 'a"b\xe9', ""])
+def test_a_result_written_as_text_is_the_encoder_s_answer(id: int | str | None) -> None:
+    result = {"programs": [{"name": "caf\xe9", "pid": 3, "uptime": 0.1, "last_exit": None}]}
+    text = json.dumps(result, ensure_ascii=True)
+    assert encode_text_result(id, text) == encode_result(id, result)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": 1, "ok": false, "error": {"type": "failed", "message": "no"}}',
+        b'{"id": 2, "ok": true, "result": 1}',  # another request's
+        b'{"id": true, "ok": true, "result": 1}',
+        b'{"id": 1.0, "ok": true, "result": 1}',
+        b'{"id": "1", "ok": true, "result": 1}',
+        b'{"id": null, "ok": true, "result": 1}',
+        b'{"id": 1, "ok": 1, "result": 1}',
+        b'{"id": 1, "ok": true, "result": NaN}',
+        b'{"id": 1, "ok": true, "result": 1} {}',
+        b'{"id": 1, "ok": true, "result": 1}  ',
+        b"\xff",
+        b"[1]",
+        b"",
+        b"[" * 30_000 + b"]" * 30_000,
+    ],
+    ids=lambda value: repr(value)[:40],
+)
+def test_only_a_plain_success_to_this_request_is_read_the_short_way(line: bytes) -> None:
+    """Anything else goes to parse_response, which says what it is."""
+    assert success_result(line, 1) is NOT_PLAIN
+
+
+def test_a_plain_success_read_the_short_way_is_parse_response_s_result() -> None:
+    line = b'{"id": 7, "ok": true, "result": {"programs": [{"name": "w", "uptime": 0.5}]}}'
+    assert success_result(line, 7) == parse_response(line).unwrap()
+    assert success_result(b'{"ok": true, "id": 7}', 7) is None
+
+
+REPEATED = b', "command": "status", "args": {"names": ["web"]}, "version": 1}'
+
+
+def test_a_repeated_status_request_is_read_as_the_first_was() -> None:
+    """A client polling status sends the same line but for its id: every such
+    line, on any connection, reads as the first did, with its own id."""
+    [first] = LineDecoder().feed(b'{"id": 1' + REPEATED + b"\n")
+    assert first == Request(id=1, command="status", args={"names": ["web"]})
+    for id in (2, 0, 10**17, 123456789012345678):
+        [again] = LineDecoder().feed(b'{"id": %d' % id + REPEATED + b"\n")
+        assert again == Request(id=id, command="status", args={"names": ["web"]})
+
+
+@pytest.mark.parametrize(
+    ("id", "expected"),
+    [
+        (b"07", None),  # JSON has no leading zero
+        (b"00", None),
+        (b"1.0", None),
+        (b"1e3", None),
+        (b"true", None),
+        (b"9223372036854775808", None),  # past 64 bits
+        (b"99999999999999999999", None),
+        (b"-1", -1),
+        (b" 3", 3),
+        (b'"3"', "3"),
+    ],
+)
+def test_a_repeated_request_s_id_is_read_as_json_reads_it(
+    id: bytes, expected: int | str | None
+) -> None:
+    """The line read before must not vouch for another id than JSON's own."""
+    decoder = LineDecoder()
+    decoder.feed(b'{"id": 1' + REPEATED + b"\n")
+    [line] = decoder.feed(b'{"id": ' + id + REPEATED + b"\n")
+    if expected is None:
+        assert isinstance(line, BadLine), line
+        assert decode(line.response)["error"]["type"] == BAD_REQUEST
+    else:
+        assert line == Request(id=expected, command="status", args={"names": ["web"]})
+
+
+def test_a_repeated_request_past_the_limit_is_too_large() -> None:
+    """A line of exactly MAX_LINE bytes, read, then the same with a longer id."""
+    padding = MAX_LINE - len(
+        b'{"id": 1, "command": "status", "args": {"names": [""]}, "version": 1}'
+    )
+    rest = b', "command": "status", "args": {"names": ["' + b"x" * padding + b'"]}, "version": 1}'
+    decoder = LineDecoder()
+    [first] = decoder.feed(b'{"id": 1' + rest + b"\n")
+    assert isinstance(first, Request) and len(b'{"id": 1' + rest) == MAX_LINE
+    [second] = decoder.feed(b'{"id": 10' + rest + b"\n")
+    assert isinstance(second, BadLine)
+    assert decode(second.response)["error"]["type"] == TOO_LARGE
+
+
+def test_a_request_whose_handler_may_change_its_args_is_read_anew() -> None:
+    """Only read-only built-in commands are read once: any other gets args of its own."""
+    line = b', "command": "deploy", "args": {"hosts": ["a"]}, "version": 1}'
+    decoder = LineDecoder()
+    [first] = decoder.feed(b'{"id": 1' + line + b"\n")
+    assert isinstance(first, Request)
+    first.args["hosts"].append("changed")
+    [second] = decoder.feed(b'{"id": 2' + line + b"\n")
+    assert second == Request(id=2, command="deploy", args={"hosts": ["a"]})
+
+
+def test_the_requests_remembered_hold_little_memory_whatever_is_sent() -> None:
+    """Distinct status requests, short and near the limit: what is kept of them
+    to read their repetitions stays within 64 lines of 1 KiB."""
+    from daemonctx.supervisor import protocol
+
+    decoder = LineDecoder()
+    for n in range(200):
+        name = b"%d-" % n + b"x" * (60 * 1024 if n % 2 else 10)
+        line = b'{"id": 1, "command": "status", "args": {"names": ["' + name + b'"]}}\n'
+        [request] = decoder.feed(line)
+        assert isinstance(request, Request)
+    assert 0 < len(protocol._REPEATED) <= 64
+    assert sum(map(len, protocol._REPEATED)) <= 64 * 1024

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import select
@@ -404,6 +405,44 @@ def test_a_status_answer_is_what_program_info_writes(supervisors: Supervisors) -
     assert by_name["crash"]["next_start"] > 0 and by_name["up"]["uptime"] >= 0
     healthy = {name: raw["healthy"] for name, raw in by_name.items()}
     assert healthy == {"up": True, "crash": False, "done": True, "stopped": True}
+
+
+# What a program says of itself, sent as it is: quotes, backslashes, a tab, control
+# characters, DEL, non-ASCII and a lone surrogate's bytes.
+ODD_STATUS = """
+import os, socket, time
+said = 'STATUS=say "hi" \\\\ back\\\\slash\\ttab \\x01\\x1f\\x7f caf\\u00e9 \\u2603 \\ud800'
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+address = "\\0" + os.environ["NOTIFY_SOCKET"][1:]
+sock.sendto(said.encode("utf-8", "surrogatepass") + b"\\nREADY=1", address)
+time.sleep(1000)
+"""
+
+
+def test_a_status_answer_carries_what_a_program_said_escaped_as_json(
+    supervisors: Supervisors,
+) -> None:
+    """The supervisor writes its status answers itself, not through json's
+    encoder: what a program says of itself (its STATUS=) must come back as
+    valid, ASCII JSON, the same text the supervisor keeps."""
+    supervisors.config({"odd": {"command": [PY, "-c", ODD_STATUS], "ready": "notify"}})
+    supervisors.foreground()
+    info = supervisors.wait_state("odd", "running")
+    assert 'say "hi" \\ back\\slash' in info.status_text, info.status_text
+    assert "caf\u00e9 \u2603" in info.status_text, info.status_text
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(supervisors.control)
+        sock.sendall(b'{"id": 1, "command": "status", "args": {"names": ["odd"]}}\n')
+        line = b""
+        while not line.endswith(b"\n"):
+            data = sock.recv(65536)
+            assert data, line
+            line += data
+    assert line.isascii() and line.count(b"\n") == 1, line
+    [raw] = json.loads(line)["result"]["programs"]
+    assert raw["status_text"] == info.status_text
+    assert ProgramInfo.from_json(raw).to_json() == raw
+    assert json.dumps(raw, ensure_ascii=True).encode() in line
 
 
 # -- stopping leaves nothing behind ---------------------------------------------------------

@@ -28,7 +28,15 @@ import sys
 import time
 
 from ..errors import CommandError
-from .protocol import BAD_RESPONSE, ProtocolError, encode_request, parse_response
+from .protocol import (
+    BAD_RESPONSE,
+    NOT_PLAIN,
+    ProtocolError,
+    encode_names_request,
+    encode_request,
+    parse_response,
+    success_result,
+)
 from .results import CommandInfo, OutputLine, ProgramInfo, RunInfo, Tail
 
 TYPE_CHECKING = False  # typing costs ctl milliseconds at run time
@@ -213,9 +221,12 @@ class Client:
     ) -> tuple[Any, socket.socket]:
         """``request``, returning the socket too; ``before(sock)`` runs once connected."""
         request_id = self._next_id
-        line = encode_request(request_id, command, args)  # ValueError/TypeError: the caller's
+        if type(args) is dict and len(args) == 1 and type(args.get("names")) is list:
+            line = encode_names_request(request_id, command, args["names"])
+        else:
+            line = encode_request(request_id, command, args)  # ValueError/TypeError: the caller's
         self._next_id += 1
-        sock = self._connect()
+        sock = self._sock or self._connect()
         if before is not None:
             before(sock)
         try:
@@ -235,6 +246,9 @@ class Client:
         except BaseException:  # Ctrl-C, ...: the answer may still come, to the next request
             self.close()
             raise
+        result = success_result(response_line, request_id)  # the usual answer, in one pass
+        if result is not NOT_PLAIN:
+            return result, sock
         try:
             response = parse_response(response_line)
         except ProtocolError as exc:
@@ -256,6 +270,11 @@ class Client:
         whole buffer searched after each recv: 64 MiB with no newline took 20 s),
         blank lines too (each cut off the rest: 16 MiB of them took 14 s)."""
         buffer = self._buffer
+        if not buffer:  # the usual answer: one line, whole in one read
+            buffer = self._buffer = self._receive(sock, deadline)
+            if buffer[-1] == 10 and buffer.find(b"\n") == len(buffer) - 1 and not buffer.isspace():
+                self._buffer = b""
+                return buffer[:-1]
         start = 0  # where the next line begins: blank lines are stepped over, not cut off
         searched = 0  # no newline before this offset
         while True:
@@ -281,16 +300,7 @@ class Client:
                         BAD_RESPONSE, f"the supervisor's answer is over {MAX_RESPONSE} bytes"
                     )
                 )
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout()
-                current = sock.gettimeout()
-                if current is None or left < current - _SLACK:  # the send took a while
-                    sock.settimeout(left)
-            data = sock.recv(65536)
-            if not data:
-                raise self._fail(CommandError("the supervisor closed the connection"))
+            data = self._receive(sock, deadline)
             if not buffer:
                 buffer = data
             elif type(buffer) is bytes:
@@ -299,9 +309,23 @@ class Client:
                 buffer += data
             self._buffer = buffer
 
+    def _receive(self, sock: socket.socket, deadline: float | None) -> bytes:
+        """What comes next on ``sock``, by ``deadline``; never empty."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout()
+            current = sock.gettimeout()
+            if current is None or left < current - _SLACK:  # the send took a while
+                sock.settimeout(left)
+        data = sock.recv(65536)
+        if not data:
+            raise self._fail(CommandError("the supervisor closed the connection"))
+        return data
+
     def _programs(self, command: str, args: dict[str, Any]) -> list[ProgramInfo]:
         try:
-            return programs_of(command, self.request(command, args))
+            return programs_of(command, self._exchange(command, args)[0])
         except ProtocolError as exc:
             raise self._fail(exc) from None
 

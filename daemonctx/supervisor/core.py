@@ -24,6 +24,7 @@ import fcntl
 import functools
 import inspect
 import itertools
+import json
 import logging
 import os
 import resource
@@ -420,9 +421,14 @@ class Instance:
         )
 
     def info_json(self, now: float, waited: str | None = None) -> dict[str, Any]:
-        """Its status as ``ProgramInfo.to_json`` writes it, made straight from its
-        state machine: a status request makes one per program, and the records in
-        between (``ProgramStatus``, ``ProgramInfo``) were a third of its work.
+        """Its status as ``ProgramInfo.to_json`` writes it (``info_text``, read)."""
+        result: dict[str, Any] = json.loads(self.info_text(now, waited))
+        return result
+
+    def info_text(self, now: float, waited: str | None = None) -> str:
+        """Its status as JSON text, as ``ProgramInfo.to_json`` would be written, made
+        straight from its state machine: a status request makes one per program, and
+        the records and the JSON encoder between them were most of its work.
         ``tests/test_supervisor_run.py`` keeps the two forms one. ``waited``, during
         the boot: what it waits for (a program of a wave to come says so)."""
         machine = self.machine
@@ -445,31 +451,27 @@ class Instance:
         output_error = self.output_error
         if output_error is not None:
             text += f" [{output_error}]"
-        return {
-            "name": self.name,
-            "program": self.program.name,
-            "state": state._value_,  # not .value: a Python property call
-            "text": text,
-            "pid": pid,
-            "uptime": None if machine.pid is None or started is None else now - started,
-            "since": now - machine.since,
-            "restarts": machine.restarts,
-            "attempt": machine.attempt,
-            "last_exit": None
-            if last is None or last_at is None
-            else {
-                "code": last.code,
-                "signal": last.signal,
-                "core": last.core,
-                "text": last.describe(),
-                "ago": now - last_at,
-            },
-            "next_start": None if next_start is None else next_start - now,
-            "status_text": machine.status_text,
-            "dropped": self.dropped,
-            "healthy": self.healthy and not waiting,  # a wave to come: not yet
-            "output_error": output_error,
-        }
+        if last is None or last_at is None:
+            exit_text = "null"
+        else:
+            exit_text = (
+                f'{{"code": {_json_int(last.code)}, "signal": {_json_int(last.signal)}, '
+                f'"core": {"true" if last.core else "false"}, "text": {_string(last.describe())}, '
+                f'"ago": {_json_float(now - last_at)}}}'
+            )
+        # Strings through json's own escaping (ASCII out), numbers as json writes them.
+        return (
+            f'{{"name": {_string(self.name)}, "program": {_string(self.program.name)}, '
+            f'"state": "{state._value_}", "text": {_string(text)}, "pid": {_json_int(pid)}, '
+            '"uptime": '
+            f"{'null' if machine.pid is None or started is None else _json_float(now - started)}, "
+            f'"since": {_json_float(now - machine.since)}, "restarts": {machine.restarts:d}, '
+            f'"attempt": {machine.attempt:d}, "last_exit": {exit_text}, "next_start": '
+            f"{'null' if next_start is None else _json_float(next_start - now)}, "
+            f'"status_text": {_string(machine.status_text)}, "dropped": {self.dropped:d}, '
+            f'"healthy": {"true" if self.healthy and not waiting else "false"}, '
+            f'"output_error": {"null" if output_error is None else _string(output_error)}}}'
+        )
 
     def last_lines(self, since: int | None = None) -> list[str]:
         """The last lines of its standard error (of its output, when merged); with
@@ -713,6 +715,7 @@ class Supervisor:
         # (loop iteration, the signals we ignore then): one read for a boot wave
         self._ignored_cache: tuple[int, list[int]] | None = None
         self._notify_address: str | None = None
+        self._pid = 0  # the supervisor's, once it serves
         self._phase = "new"  # new, boot, running, shutdown, done
         self._waves: list[list[Instance]] = []
         self._wave = 0
@@ -844,6 +847,7 @@ class Supervisor:
             return self._serve()
 
     def _serve(self) -> int:
+        self._pid = os.getpid()  # a status shows it: one system call less a request
         loop = self._loop = EventLoop()
         try:
             self._setup(loop)
@@ -2490,7 +2494,7 @@ class Supervisor:
         errors = self._reopen(instances, "reopen")
         if errors:
             raise _Refused(protocol.FAILED, "; ".join(errors))
-        respond(protocol.encode_result(request.id, self._infos(instances)))
+        respond(protocol.encode_text_result(request.id, self._infos(instances)))
 
     def _command_tail(self, request: Request, respond: Callable[[bytes], None]) -> None:
         after = request.args.get("after")
@@ -2640,6 +2644,10 @@ class Supervisor:
 
     def _names(self, request: Request, required: bool) -> list[Instance]:
         names = request.args.get("names", [])
+        if type(names) is list and len(names) == 1 and type(names[0]) is str:
+            instance = self.instances.get(names[0])  # the usual: one instance, by its name
+            if instance is not None and not instance.removing and names[0] != "all":
+                return [instance]
         if not isinstance(names, list) or not all(map(_is_str, names)):
             raise _Refused(protocol.BAD_ARGUMENTS, "names: expected a list of strings")
         if not names:
@@ -2688,11 +2696,14 @@ class Supervisor:
             return ""
         return f"uid {peer.uid} (pid {peer.pid}) through the control socket"
 
-    def _infos(self, instances: Iterable[Instance]) -> dict[str, Any]:
+    def _infos(self, instances: Iterable[Instance], more: str = "") -> str:
+        """``{"programs": [ProgramInfo, ...]}`` as JSON text, ``more`` (``, "key":
+        value``) after the list."""
         assert self._loop is not None
         now = self._loop.time()
         waited = self._boot_waits_for() if self._phase == "boot" else None
-        return {"programs": [instance.info_json(now, waited) for instance in instances]}
+        infos = ", ".join([instance.info_text(now, waited) for instance in instances])
+        return f'{{"programs": [{infos}]{more}}}'
 
     def _boot_waits_for(self) -> str:
         """What the boot waits for, in a waiting program's status: the programs of
@@ -2721,10 +2732,11 @@ class Supervisor:
         respond(protocol.encode_result(request.id, "pong"))
 
     def _command_status(self, request: Request, respond: Callable[[bytes], None]) -> None:
-        result = self._infos(self._names(request, False))
         phase = _SHOWN_PHASES.get(self._phase, "stopping")
-        result["supervisor"] = {"pid": os.getpid(), "state": phase}
-        respond(protocol.encode_result(request.id, result))
+        more = f', "supervisor": {{"pid": {self._pid:d}, "state": "{phase}"}}'
+        respond(
+            protocol.encode_text_result(request.id, self._infos(self._names(request, False), more))
+        )
 
     def _command_commands(self, request: Request, respond: Callable[[bytes], None]) -> None:
         infos = [
@@ -2755,7 +2767,7 @@ class Supervisor:
         self._wait(
             instances,
             done,
-            lambda: respond(protocol.encode_result(request.id, self._infos(instances))),
+            lambda: respond(protocol.encode_text_result(request.id, self._infos(instances))),
         )
 
     def _command_start(self, request: Request, respond: Callable[[bytes], None]) -> None:
@@ -2867,7 +2879,7 @@ class Supervisor:
             )
         for instance in instances:
             self._signal(instance, signum)
-        respond(protocol.encode_result(request.id, self._infos(instances)))
+        respond(protocol.encode_text_result(request.id, self._infos(instances)))
 
     def _command_why(self, request: Request, respond: Callable[[bytes], None]) -> None:
         instances = self._names(request, True)
@@ -3707,6 +3719,21 @@ def _is_ready(instance: Instance) -> bool:
     return instance.state is State.RUNNING or (
         instance.state is State.EXITED and _one_shot_done(instance)
     )
+
+
+_string = json.encoder.encode_basestring_ascii  # C: a JSON string, ASCII only
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else f"{value:d}"
+
+
+def _json_float(value: float) -> str:
+    """A finite float as json writes it (``float.__repr__``)."""
+    value = float(value)
+    if value - value != 0.0:  # inf or nan: not JSON; a clock never gives one
+        raise ValueError(f"not a finite number: {value!r}")
+    return float.__repr__(value)
 
 
 def _names_text(names: list[str]) -> str:

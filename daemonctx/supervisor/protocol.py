@@ -89,6 +89,7 @@ __all__ = [
     "INTERNAL",
     "MAX_LINE",
     "NOT_FOUND",
+    "NOT_PLAIN",
     "PERMISSION_DENIED",
     "PROTOCOL_VERSION",
     "READ_ONLY_COMMANDS",
@@ -104,10 +105,13 @@ __all__ = [
     "RequestError",
     "Response",
     "encode_error",
+    "encode_names_request",
     "encode_request",
     "encode_result",
+    "encode_text_result",
     "parse_request",
     "parse_response",
+    "success_result",
 ]
 
 PROTOCOL_VERSION = 1
@@ -337,6 +341,32 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
     return line
 
 
+def encode_names_request(id: int, command: str, names: list[str]) -> bytes:
+    """``encode_request(id, command, {"names": names})``, the same bytes, written
+    without the JSON encoder when every name is printable ASCII with nothing to
+    escape (a program's name, as a rule): the client's most frequent requests.
+    ``command`` is one of the client's own."""
+    for name in names:
+        if not (
+            type(name) is str
+            and name.isascii()
+            and name.isprintable()
+            and '"' not in name
+            and "\\" not in name
+        ):
+            return encode_request(id, command, {"names": names})
+    if type(id) is not int or not 0 <= id < 1 << 63:
+        return encode_request(id, command, {"names": names})
+    shown = ", ".join(['"' + name + '"' for name in names])
+    args = f'{{"names": [{shown}]}}'
+    line = (
+        f'{{"id": {id}, "command": "{command}", "args": {args}, "version": {PROTOCOL_VERSION}}}\n'
+    )
+    if len(line) > MAX_LINE:  # refused there, in its words
+        return encode_request(id, command, {"names": names})
+    return line.encode("ascii")
+
+
 def encode_result(id: RequestId, result: Any) -> bytes:
     """A success response line (``\\n``-ended).
 
@@ -348,6 +378,22 @@ def encode_result(id: RequestId, result: Any) -> bytes:
         return _dump({"id": id, "ok": True, "result": result})
     except RecursionError:  # no circular check (_c_encoder): it recursed until stopped
         raise ValueError("it contains itself, or is nested too deep") from None
+
+
+def encode_text_result(id: RequestId, result: str) -> bytes:
+    """``encode_result`` for a result written as JSON text already (ASCII):
+    the supervisor writes its status answers so, without the encoder."""
+    _check_id(id)
+    if id is None:
+        shown = "null"
+    elif isinstance(id, int):
+        shown = f"{id:d}"
+    else:
+        shown = _dump_string(id)
+    return f'{{"id": {shown}, "ok": true, "result": {result}}}\n'.encode("ascii")
+
+
+_dump_string = json.encoder.encode_basestring_ascii
 
 
 def _unwritable(value: object, error: BaseException) -> str:
@@ -616,6 +662,52 @@ def parse_request(line: bytes) -> Request:
     return Request(id=id, command=command, args=args, version=version)
 
 
+# Read-only built-in requests read lately, by their bytes after the id: a client
+# polling ``status`` sends the same line but for its id, which need not be read
+# as JSON again (the decoder is a good part of a round trip). Only requests
+# whose handlers never change their args, and only the exact same bytes: the
+# same request in every field, checked once.
+_REPEATABLE = frozenset({"status", "ping", "commands", "why"})
+_REPEATED: dict[bytes, tuple[str, dict[str, Any], int]] = {}
+_REPEATED_MAX = 64
+_REPEATED_LONGEST = 1024
+
+
+def _after_id(line: bytes) -> tuple[int, bytes] | None:
+    """``line``'s id and what follows it, when it begins ``{"id": DIGITS, ``
+    (a 64-bit id as JSON writes it: no leading zero); else None."""
+    if line.startswith(b'{"id": '):
+        comma = line.find(b", ", 7)
+        digits = line[7:comma]
+        if 7 < comma < 26 and digits.isdigit() and (digits[0] != 48 or comma == 8):
+            return int(digits), line[comma:]
+    return None
+
+
+def _repeated(line: bytes) -> Request | None:
+    """The request ``line`` (no newline) when it repeats one read lately."""
+    split = _after_id(line)
+    if split is not None:  # remembered lines are short: the id keeps it under MAX_LINE
+        seen = _REPEATED.get(split[1])
+        if seen is not None:
+            return Request(split[0], *seen)
+    return None
+
+
+def _remember(line: bytes, request: Request) -> None:
+    # a short line only: 64 of them hold 64 KiB at most, whoever sends them
+    if (
+        request.command in _REPEATABLE
+        and len(line) <= _REPEATED_LONGEST
+        and request.version in SUPPORTED_VERSIONS
+    ):
+        split = _after_id(line)
+        if split is not None and split[0] == request.id:
+            if len(_REPEATED) >= _REPEATED_MAX:
+                _REPEATED.clear()
+            _REPEATED[split[1]] = (request.command, request.args, request.version)
+
+
 class LineDecoder:
     """Incremental framing of a connection's requests, in bounded memory.
 
@@ -637,6 +729,10 @@ class LineDecoder:
 
     def feed(self, data: bytes) -> list[Line]:
         """The lines ``data`` completes (none for a partial line, several at once)."""
+        if not self._buffer and not self._discarding and data.find(b"\n") == len(data) - 1:
+            request = _repeated(data[:-1])  # a whole line, as a polling client writes it
+            if request is not None:
+                return [request]
         lines: list[Line] = []
         start = 0
         while True:
@@ -684,7 +780,9 @@ class LineDecoder:
         if not line.strip():
             return
         try:
-            lines.append(parse_request(line))
+            request = parse_request(line)
+            _remember(line, request)
+            lines.append(request)
         except ProtocolError as error:
             lines.append(BadLine(error))
         except RecursionError:  # a value nested just short of the decoder's limit
@@ -693,6 +791,35 @@ class LineDecoder:
 
 def _too_large() -> BadLine:
     return BadLine(ProtocolError(TOO_LARGE, f"request line longer than {MAX_LINE} bytes"))
+
+
+#: ``success_result``'s word for "not a plain success answer to this request".
+NOT_PLAIN: Any = object()
+
+# Answers come from the supervisor the client connected to: read by the C
+# scanner alone (no hook per object), their NaN still refused. Anything odd
+# goes to parse_response, which says what is wrong.
+_ANSWER_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def success_result(line: bytes, id: int) -> Any:
+    """The result of ``line`` when it is a success answer to the request ``id``
+    (an int), read in one pass; ``NOT_PLAIN`` for anything else (an error, a
+    bad line): ``parse_response`` then reads it and says what it is."""
+    try:
+        text = line.decode("utf-8")
+        message, end = _ANSWER_DECODER.raw_decode(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return NOT_PLAIN
+    if (
+        end == len(text)
+        and type(message) is dict
+        and message.get("ok") is True
+        and type(message.get("id")) is int  # not True, nor 1.0
+        and message["id"] == id
+    ):
+        return message.get("result")
+    return NOT_PLAIN
 
 
 def parse_response(line: bytes) -> Response:

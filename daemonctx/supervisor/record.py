@@ -37,7 +37,7 @@ else:
         times as long, and the supervisor builds records on every request."""
         scope = {"_MISSING": _MISSING}
         parameters = []
-        body = ["    _fields = self.__dict__"]  # frozen: past our own __setattr__
+        body = []
         for name in names:
             default = defaults.get(name, _MISSING)
             if isinstance(default, _Factory):
@@ -49,7 +49,8 @@ else:
                 parameters.append(f"{name}=_default_{name}")
             else:
                 parameters.append(name)
-            body.append(f"    _fields[{name!r}] = {name}")
+        # One statement, into __dict__: frozen, past our own __setattr__.
+        body.append(f"    self.__dict__.update({{{', '.join(f'{n!r}: {n}' for n in names)}}})")
         if getattr(cls, "__post_init__", None) is not None:
             body.append("    self.__post_init__()")
         source = f"def __init__(self, {', '.join(parameters)}):\n" + "\n".join(body)
