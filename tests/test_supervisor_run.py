@@ -2931,6 +2931,9 @@ def test_an_exit_read_in_the_same_wake_up_as_sigterm_is_not_restarted(
     proc = supervisors.foreground()
     web = supervisors.status("web").pid
     assert web is not None
+    # web is running from its exec on: killed before its shell wrote (a loaded
+    # machine), it would leave no start to count
+    wait_for(lambda: starts.exists() and starts.read_text() == "x\n", what="web's start")
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         wait_for(lambda: proc_stat(proc.pid)[0] == "T", what="the supervisor to stop")
