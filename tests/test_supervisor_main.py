@@ -1253,6 +1253,14 @@ SPAWNER = textwrap.dedent(
 )
 
 
+def _comm(pid: str) -> str | None:
+    """/proc/<pid>/comm, or None once it has gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        return None
+
+
 def test_a_sigkilled_supervisor_s_guard_kills_more_escaped_processes_than_it_has_descriptors(
     supervisors: Supervisors,
 ) -> None:
@@ -1265,12 +1273,19 @@ def test_a_sigkilled_supervisor_s_guard_kills_more_escaped_processes_than_it_has
     supervisor = supervisors.foreground_pid
     guard = guard_of(supervisor)
     wait_for((supervisors.tmp_path / "spawned").exists, 30, what="150 daemons")
+
+    def all_sleeping() -> list[int] | None:  # adopted (a subreaper), and past their exec
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+        found = [int(pid) for pid in children if _comm(pid) == "sleep\n"]
+        return found if len(found) == 150 else None
+
+    # the spawner's wait ends with each parent's exit: its daemon's exec of sleep
+    # may come later (a loaded machine)
+    daemons = wait_for(all_sleeping, 30, what="150 daemons running sleep")
     pidfds = []
     try:
-        for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
-            if Path(f"/proc/{pid}/comm").read_text() == "sleep\n":  # adopted: a subreaper
-                pidfds.append(os.pidfd_open(int(pid)))
-        assert len(pidfds) == 150
+        for pid in daemons:
+            pidfds.append(os.pidfd_open(pid))
         os.kill(supervisor, signal.SIGKILL)
         wait_gone(guard, 30)
         assert sum(not exited(fd) for fd in pidfds) == 0, "left running by the guard"
