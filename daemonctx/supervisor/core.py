@@ -2604,8 +2604,9 @@ class Supervisor:
         return registered is not None and registered.read_only
 
     def _handle(self, connection: Connection, request: Request) -> None:
-        respond = connection.answer_later()
         command = request.command
+        # status and ping answer before they return: their place is taken then
+        respond = connection.answer if command in _AT_ONCE else connection.answer_later()
         peer = self._peer = connection.peer
         # What the request logs waits until it has done its work, the request's
         # own line first: a stop's signal should not wait for the log file
@@ -3401,6 +3402,9 @@ _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "reopen": ("names: list[str] = []",),
 }
 # The argument names of each built-in command: others are refused, as for registered ones.
+#: Built-in commands answered before their handler returns, always.
+_AT_ONCE = frozenset({"status", "ping"})
+
 _BUILTIN_ARGUMENTS = {
     name: frozenset(part.split(":")[0] for part in signature)
     for name, signature in _BUILTIN_SIGNATURES.items()

@@ -325,7 +325,12 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
     _check_id(id)
     if not isinstance(command, str) or not COMMAND_NAME.fullmatch(command):
         raise ValueError(f"a command name matches [a-z][a-z0-9_-]*, not {command!r}")
-    if args is None:
+    if not args:
+        if args is not None and not isinstance(args, dict):
+            raise TypeError(f"args must be a dict, not {type(args).__name__}")
+        if type(id) is int:  # ping, commands: no encoder needed for these
+            head = f'{{"id": {id}, "command": "{command}"'
+            return f'{head}, "args": {{}}, "version": {PROTOCOL_VERSION}}}\n'.encode()
         args = {}
     if not isinstance(args, dict):
         raise TypeError(f"args must be a dict, not {type(args).__name__}")
@@ -800,6 +805,7 @@ NOT_PLAIN: Any = object()
 # scanner alone (no hook per object), their NaN still refused. Anything odd
 # goes to parse_response, which says what is wrong.
 _ANSWER_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_SCAN_ANSWER = _ANSWER_DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def success_result(line: bytes, id: int) -> Any:
@@ -808,8 +814,8 @@ def success_result(line: bytes, id: int) -> Any:
     bad line): ``parse_response`` then reads it and says what it is."""
     try:
         text = line.decode("utf-8")
-        message, end = _ANSWER_DECODER.raw_decode(text)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        message, end = _SCAN_ANSWER(text, 0)  # raw_decode's own call, one frame less
+    except (ValueError, RecursionError, StopIteration):  # UnicodeDecodeError: a ValueError
         return NOT_PLAIN
     if (
         end == len(text)

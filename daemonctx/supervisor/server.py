@@ -329,6 +329,14 @@ class Connection:
     _base = 0  # answers already moved out of ``slots``, so indexes stay valid
 
     def answer(self, data: bytes) -> None:
+        """Answer the request being handled, now."""
+        if not self.slots and not self.output and not self.closed:  # nothing before it
+            self.slots.append(None)
+            try:
+                self._store(0, data)
+            except Exception as exc:  # a bug: this connection ends, the supervisor goes on
+                self.server.failed(self, exc)
+            return
         self.answer_later()(data)
 
     def _store(self, slot: int, data: bytes) -> None:
