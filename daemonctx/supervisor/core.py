@@ -716,6 +716,7 @@ class Supervisor:
         self._ignored_cache: tuple[int, list[int]] | None = None
         self._notify_address: str | None = None
         self._pid = 0  # the supervisor's, once it serves
+        self._handlers: dict[str, Callable[[Request, Callable[[bytes], None]], None]] = {}
         self._phase = "new"  # new, boot, running, shutdown, done
         self._waves: list[list[Instance]] = []
         self._wave = 0
@@ -2622,7 +2623,11 @@ class Supervisor:
     def _dispatch_command(self, request: Request, respond: Callable[[bytes], None]) -> None:
         command = request.command
         try:
-            handler = getattr(self, f"_command_{command}", None)
+            handler = self._handlers.get(command)
+            if handler is None:  # looked up once: built-in names only, a few
+                handler = getattr(self, f"_command_{command}", None)
+                if handler is not None:
+                    self._handlers[command] = handler
             if handler is not None:
                 known = _BUILTIN_ARGUMENTS.get(command, ())
                 for name in request.args:  # a typo's dryrun must not be a real reload

@@ -35,11 +35,14 @@ RUNNING = "running"
 STOPPED_STATES = frozenset({"stopped", "exited", "failed"})
 
 
+_FOREVER = float("inf")
+
+
 def format_seconds(seconds: float) -> str:
     """A duration the way ``describe`` writes it: ``0.25 s``, ``1.5 s``, ``42 s``,
     ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
     seconds = max(0.0, seconds)
-    if seconds == float("inf"):
+    if seconds == _FOREVER:
         return "forever"
     if 0 < seconds < 0.1:  # a start that failed at once: 3 ms, not 0 s
         return f"{seconds * 1000:.0f} ms"
