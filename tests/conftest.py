@@ -222,6 +222,14 @@ def _start_ticks(pid: int) -> bytes | None:
         return None
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent of ``pid`` (/proc/<pid>/stat), or None if gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class _LearntPids(set):  # type: ignore[type-arg]
     """Pids a test learnt, each with when its process started: at the end, a pid that
     names another process (reused: suites side by side rewind the pid counter through
@@ -262,7 +270,10 @@ class ProcessTracker:
 
     ``kill_all`` SIGKILLs every live one through a pidfd, checking with ``owns``
     that the pid still names a process of the test, and goes round again (up to
-    five times) for processes that appeared meanwhile.
+    five times) for processes that appeared meanwhile. The children of each are
+    learnt before it is killed: one in the middle of its exec (a supervisor's
+    program just started) shows no environment, so no token, for a while under
+    load, and once its parent is killed nobody else would name it.
     """
 
     def __init__(self) -> None:
@@ -334,12 +345,36 @@ class ProcessTracker:
             return
         try:
             if self.owns(pid):  # asked after the pidfd pinned the process
+                self._learn_children(pid)  # killed by the next round
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 select.select([pidfd], [], [], 5)
         except ProcessLookupError:
             pass
         finally:
             os.close(pidfd)
+
+    def _learn_children(self, parent: int) -> None:
+        """``add`` each child of ``parent`` (a live process of the test, pinned):
+        each is pinned too, and learnt only while ``parent`` is still its parent."""
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            return
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                try:
+                    pidfd = os.pidfd_open(child)
+                except OSError:
+                    continue
+                try:
+                    if _parent_of(child) == parent:
+                        self.add(child)
+                finally:
+                    os.close(pidfd)
 
 
 @pytest.fixture(autouse=True)
@@ -998,5 +1033,46 @@ def pids_cgroup() -> Iterator[Path]:
         yield group
     finally:
         (group / "pids.max").write_text("max")
-        wait_for(lambda: not (group / "cgroup.procs").read_text().split(), what="an empty cgroup")
+        left = empty_cgroup(group)
         group.rmdir()
+    # a failure of the test that left them, not a group left behind for the next ones
+    assert not left, f"left running in the test's pids cgroup (killed now): {'; '.join(left)}"
+
+
+def empty_cgroup(group: Path, timeout: float = 10.0) -> list[str]:
+    """Wait until ``group`` has no process; kill through a pidfd whatever is still
+    there after ``timeout`` (a leak of the test's), and wait until it is gone.
+    Return a line for each process that was left: pid, state and command line."""
+    procs = group / "cgroup.procs"
+    try:
+        wait_for(lambda: not procs.read_text().split(), timeout, what="an empty cgroup")
+        return []
+    except AssertionError:
+        pass
+    left = []
+    for pid in map(int, procs.read_text().split()):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if str(pid) not in procs.read_text().split():  # pinned, then still the group's
+                continue
+            state = _state(pid)
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+            left.append(f"pid {pid} ({state}) {command.decode(errors='replace')}")
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            continue
+        finally:
+            os.close(pidfd)
+    wait_for(lambda: not procs.read_text().split(), timeout, what="the killed ones to be gone")
+    return left
+
+
+def _state(pid: int) -> str:
+    """The state letter of ``pid`` (R, S, T, Z...), from /proc/<pid>/stat; '?' if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
