@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import ENV, ProcessTracker, pid_alive, wait_for
+from conftest import ENV, ProcessTracker, Supervisors, pid_alive, wait_for
 
 from daemonctx.cli import main
 from daemonctx.errors import CommandError
@@ -893,6 +893,33 @@ def test_answers_split_across_reads_and_sharing_one_are_each_read_whole(
     finally:
         thread.join(10)
         listener.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        'ping", "args": {}, "version": 1}\n{"id": 99, "command": "stop',
+        'ping", "command": "stop',
+    ],
+    ids=["newline", "quote"],
+)
+def test_a_command_name_that_would_write_another_request_is_refused_before_sending(
+    supervisors: Supervisors, command: str
+) -> None:
+    """``Client.call(name, names=[...])`` with a name from elsewhere: one holding a
+    quote or a newline is refused as any bad name is, not written into the line,
+    where it asked for a ``ping`` and sent a ``stop`` of web behind it."""
+    supervisors.config({"web": {"command": ["/bin/sleep", "1000"]}})
+    supervisors.foreground()
+    pid = supervisors.status("web").pid
+    with supervisors.client(timeout=10) as client:
+        with pytest.raises(ValueError, match="a command name matches"):
+            client.call(command, names=["web"])
+        with pytest.raises(ValueError, match="a command name matches"):
+            client.request(command, {"names": ["web"]})
+        assert client.ping() == "pong"  # the connection is in step
+        (info,) = client.status("web")
+    assert info.state == "running" and info.pid == pid, info
 
 
 def test_ctl_finds_the_socket_in_the_config_file(

@@ -350,7 +350,11 @@ def encode_names_request(id: int, command: str, names: list[str]) -> bytes:
     """``encode_request(id, command, {"names": names})``, the same bytes, written
     without the JSON encoder when every name is printable ASCII with nothing to
     escape (a program's name, as a rule): the client's most frequent requests.
-    ``command`` is one of the client's own."""
+    ``command`` is checked as ``encode_request`` checks it: ``Client.call``'s is
+    the caller's, and one with a quote or a newline would write a request of its
+    own (a ``stop``) after the one asked for."""
+    if type(command) is not str or not COMMAND_NAME.fullmatch(command):
+        return encode_request(id, command, {"names": names})  # its ValueError
     for name in names:
         if not (
             type(name) is str
