@@ -6,12 +6,13 @@ made empty here, on real processes: a marked one, a kernel thread, a zombie."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ProcessTracker, wait_for
+from conftest import ProcessTracker, spawn_as_pid, wait_for
 
 from daemonctx import procfs
 from daemonctx.supervisor import guard
@@ -76,3 +77,38 @@ def test_the_sweep_kills_a_marked_process_it_first_read_mid_exec(
     assert [pid for pid, _name in killed] == [escaped.pid]
     assert escaped.wait(5) == -9
     assert reads.count(escaped.pid) >= 2
+
+
+def test_the_sweep_kills_a_marked_process_forked_at_a_pid_it_swept(
+    processes: ProcessTracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep remembers what it killed by identity, not by pid number: a marked
+    process forked while it sweeps (a program's child), with the pid of one it
+    killed and that was reaped since, is killed in the next pass too. It used to
+    be passed over as seen, and ran on. The pid is chosen here (ns_last_pid)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the next pid is chosen through ns_last_pid")
+    control = str(tmp_path / "control.sock")
+    mark = {guard.SUPERVISOR_VARIABLE: control}
+    first = processes.popen([SLEEP, "1000"], env=mark, start_new_session=True)
+    wait_for(lambda: control.encode() in environ(first.pid), what="its exec")
+    late: list[subprocess.Popen[bytes]] = []
+    passes = 0
+    real_pids = procfs.all_pids
+
+    def all_pids() -> list[int]:
+        nonlocal passes
+        passes += 1
+        if passes == 2:  # the first pass killed `first`: reaped, its pid is free
+            assert first.wait(5) == -9
+            child = spawn_as_pid(first.pid, [SLEEP, "1000"], env=mark, start_new_session=True)
+            processes.add(child.pid)
+            late.append(child)
+            wait_for(lambda: control.encode() in environ(child.pid), what="its exec")
+        return list(real_pids())
+
+    monkeypatch.setattr(procfs, "all_pids", all_pids)
+    killed = guard.sweep(control, {os.geteuid()})
+    assert [child.pid for child in late] == [first.pid]
+    assert late[0].wait(5) == -9
+    assert [pid for pid, _name in killed] == [first.pid, first.pid]

@@ -152,7 +152,10 @@ def sweep(
     own = os.getpid()
     killed: list[tuple[int, str | None]] = []
     pinned: list[int] = []
-    seen: set[int] = set()
+    # pid -> the pidfd pinning the process judged there (-1 once let go): a pid
+    # whose process exited since may be another's now (a program's child forked
+    # while we sweep, at a pid we killed and that was reaped), looked at again
+    seen: dict[int, int] = {}
     room = _free_descriptors()
     try:
         for _ in range(SWEEP_PASSES):
@@ -161,12 +164,14 @@ def sweep(
             # signalled by their number: once the group is empty it may be another's
             dying = {group for group, fd in signalled.items() if _kill_group(fd, 0)}
             for pid in procfs.all_pids():
-                if pid == own or pid in seen:
+                pin = seen.get(pid, -1)
+                if pid == own or (pin >= 0 and not exited(pin)):
                     continue
                 if len(pinned) >= room:  # each pin is a descriptor: free them first
                     _wait_gone(pinned, SWEEP_WAIT)
                     while pinned:
                         os.close(pinned.pop())
+                    seen = dict.fromkeys(seen, -1)
                 pidfd = open_pidfd(pid)
                 if pidfd is None:
                     continue
@@ -174,7 +179,8 @@ def sweep(
                 if verdict is None:
                     os.close(pidfd)
                     continue
-                seen.add(pid)
+                again = pid in seen  # a process judged before, or one at its pid
+                seen[pid] = pidfd
                 pinned.append(pidfd)
                 name = procfs.environment_value(pid, PROGRAM_VARIABLE)
                 if verdict:
@@ -183,7 +189,8 @@ def sweep(
                     except OSError:
                         continue
                     found = True
-                killed.append((pid, name))
+                if verdict or not again:  # a dying group's member is said once
+                    killed.append((pid, name))
             if not found:
                 break
         _wait_gone(pinned, SWEEP_WAIT)
