@@ -3730,7 +3730,7 @@ def _is_ready(instance: Instance) -> bool:
     )
 
 
-_string = json.encoder.encode_basestring_ascii  # C: a JSON string, ASCII only
+_string = protocol.json_string  # C: a JSON string, ASCII only
 
 
 def _json_int(value: int | None) -> str:

@@ -329,8 +329,7 @@ def encode_request(id: RequestId, command: str, args: dict[str, Any] | None = No
         if args is not None and not isinstance(args, dict):
             raise TypeError(f"args must be a dict, not {type(args).__name__}")
         if type(id) is int:  # ping, commands: no encoder needed for these
-            head = f'{{"id": {id}, "command": "{command}"'
-            return f'{head}, "args": {{}}, "version": {PROTOCOL_VERSION}}}\n'.encode()
+            return _request_line(id, command, "{}")
         args = {}
     if not isinstance(args, dict):
         raise TypeError(f"args must be a dict, not {type(args).__name__}")
@@ -368,12 +367,16 @@ def encode_names_request(id: int, command: str, names: list[str]) -> bytes:
         return encode_request(id, command, {"names": names})
     shown = ", ".join(['"' + name + '"' for name in names])
     args = f'{{"names": [{shown}]}}'
-    line = (
-        f'{{"id": {id}, "command": "{command}", "args": {args}, "version": {PROTOCOL_VERSION}}}\n'
-    )
-    if len(line) > MAX_LINE:  # refused there, in its words
+    line = _request_line(id, command, args)
+    if len(line) - 1 > MAX_LINE:  # refused there, in its words
         return encode_request(id, command, {"names": names})
-    return line.encode("ascii")
+    return line
+
+
+def _request_line(id: int, command: str, args: str) -> bytes:
+    """A request line as ``_dump`` writes it, ``args`` JSON text already (ASCII)."""
+    line = f'{{"id": {id}, "command": "{command}", "args": {args}, "version": {PROTOCOL_VERSION}}}'
+    return line.encode("ascii") + b"\n"
 
 
 def encode_result(id: RequestId, result: Any) -> bytes:
@@ -398,11 +401,12 @@ def encode_text_result(id: RequestId, result: str) -> bytes:
     elif isinstance(id, int):
         shown = f"{id:d}"
     else:
-        shown = _dump_string(id)
+        shown = json_string(id)
     return f'{{"id": {shown}, "ok": true, "result": {result}}}\n'.encode("ascii")
 
 
-_dump_string = json.encoder.encode_basestring_ascii
+#: A str as a JSON string, ASCII only (json's C escaper): for answers written as text.
+json_string = json.encoder.encode_basestring_ascii
 
 
 def _unwritable(value: object, error: BaseException) -> str:
