@@ -101,6 +101,11 @@ REUSING_FORKER = textwrap.dedent(
     import fcntl, os, sys, time
     pidfile, flag = sys.argv[1:3]
     def fork_as(pid):
+        # the old daemon keeps its pid until it is reaped (by the supervisor,
+        # slower on a loaded machine): every try before that misses
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.001)
         with open("/proc/sys/kernel/ns_last_pid", "w") as chooser:
             fcntl.flock(chooser, fcntl.LOCK_EX)  # as conftest.spawn_as_pid
             for _ in range(2000):
@@ -267,7 +272,7 @@ def test_a_forking_programs_daemon_that_never_writes_the_pidfile_is_killed_when_
 # it gets (and ends on SIGTERM); with "bare", it runs without the program's mark.
 AWAITED_FORKER = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, time
     record, how, sleep = sys.argv[1:4]
     if os.fork():
         os._exit(0)              # the leader exits 0 at once: its pid is free now
@@ -278,6 +283,10 @@ AWAITED_FORKER = textwrap.dedent(
         with open(record, "a") as f:
             f.write(signal.Signals(signum).name + "\\n")
         if signum == signal.SIGTERM:
+            if how == "lingering":  # it takes its time to finish
+                time.sleep(0.5)
+                with open(record, "a") as f:
+                    f.write("finished\\n")
             os._exit(0)
     signal.signal(signal.SIGHUP, note)
     signal.signal(signal.SIGTERM, note)
@@ -287,6 +296,34 @@ AWAITED_FORKER = textwrap.dedent(
         signal.pause()
     """
 )
+
+
+def test_a_stop_while_the_pidfile_is_awaited_gives_the_daemon_its_stop_timeout(
+    supervisors: Supervisors,
+) -> None:
+    """A stop of a forking program whose pidfile is still awaited: its daemon got
+    the SIGTERM, and then at once the SIGKILL of "what its run left" (the wait's
+    next look ended the run), before its handler had run. It now has the stop's
+    ladder: its SIGTERM handler finishes, and the stop answers once it is gone."""
+    record = supervisors.tmp_path / "signals"
+    supervisors.config(
+        {
+            "slow": {
+                "command": [sys.executable, "-c", AWAITED_FORKER, str(record), "lingering", SLEEP],
+                "pidfile": str(supervisors.tmp_path / "slow.pid"),  # never written
+                "start_timeout": 60,
+                "stop_timeout": 30,
+            }
+        }
+    )
+    supervisors.foreground(booted=False)
+    wait_for(lambda: record.exists() and "ready" in record.read_text(), what="the daemon")
+    wait_for(lambda: supervisors.status("slow").pid is None, what="its leader to exit")
+    started = time.monotonic()
+    assert supervisors.ctl("stop", "slow").returncode == 0
+    assert time.monotonic() - started >= 0.5  # answered once the daemon was gone
+    assert record.read_text().split() == ["ready", "SIGTERM", "finished"]
+    assert "killed 1 process its run left running" not in supervisors.log.read_text()
 
 
 def test_while_the_pidfile_is_awaited_status_names_no_pid_and_signals_reach_the_daemon(

@@ -2099,7 +2099,16 @@ class Supervisor:
             said = reason
         now = loop.time()
         limit = start_timeout(instance.machine.run_policy)  # the run's own, not a reload's
-        if now - since >= limit or instance.state is State.STOPPING:
+        stopping = instance.state is State.STOPPING
+        if stopping and now - since < limit and self._escaped(instance):
+            # The stop's signal reached the run's processes: they have the stop's
+            # ladder (its SIGKILL at stop_timeout) to exit, not the next look
+            instance.pidfile_wait = loop.call_at(
+                now + _STOPPING_LOOK,
+                lambda: self._await_pidfile(instance, leader, since, delay, said),
+            )
+            return
+        if now - since >= limit or stopping:
             instance.pidfile_wait = None
             why = f": {reason}" if reason else ""
             log.info("%s: no live process of its own in %s%s", instance.name, path, why)
@@ -3407,6 +3416,9 @@ _BUILTIN_SIGNATURES: dict[str, tuple[str, ...]] = {
     "reopen": ("names: list[str] = []",),
 }
 # The argument names of each built-in command: others are refused, as for registered ones.
+#: How often a stop looks whether the processes of a run awaiting its pidfile are gone.
+_STOPPING_LOOK = 0.01
+
 #: Built-in commands answered before their handler returns, always.
 _AT_ONCE = frozenset({"status", "ping"})
 

@@ -152,9 +152,9 @@ def sweep(
     own = os.getpid()
     killed: list[tuple[int, str | None]] = []
     pinned: list[int] = []
-    # pid -> the pidfd pinning the process judged there (-1 once let go): a pid
-    # whose process exited since may be another's now (a program's child forked
-    # while we sweep, at a pid we killed and that was reaped), looked at again
+    # pid -> the pidfd pinning the process judged there (-1 once let go): a
+    # process running at a pid whose judged one exited is another (a program's
+    # child forked while we sweep, at a pid we killed and that was reaped since)
     seen: dict[int, int] = {}
     room = _free_descriptors()
     try:
@@ -164,8 +164,14 @@ def sweep(
             # signalled by their number: once the group is empty it may be another's
             dying = {group for group, fd in signalled.items() if _kill_group(fd, 0)}
             for pid in procfs.all_pids():
-                pin = seen.get(pid, -1)
-                if pid == own or (pin >= 0 and not exited(pin)):
+                if pid == own:
+                    continue
+                pin = seen.get(pid)
+                # judged already: its pin lives, or no process runs at its pid now
+                # (a zombie there is dead: ours, killed, or another's)
+                if pin is not None and (
+                    (pin >= 0 and not exited(pin)) or not procfs.is_running(pid)
+                ):
                     continue
                 if len(pinned) >= room:  # each pin is a descriptor: free them first
                     _wait_gone(pinned, SWEEP_WAIT)
@@ -179,7 +185,6 @@ def sweep(
                 if verdict is None:
                     os.close(pidfd)
                     continue
-                again = pid in seen  # a process judged before, or one at its pid
                 seen[pid] = pidfd
                 pinned.append(pidfd)
                 name = procfs.environment_value(pid, PROGRAM_VARIABLE)
@@ -189,8 +194,7 @@ def sweep(
                     except OSError:
                         continue
                     found = True
-                if verdict or not again:  # a dying group's member is said once
-                    killed.append((pid, name))
+                killed.append((pid, name))
             if not found:
                 break
         _wait_gone(pinned, SWEEP_WAIT)
